@@ -1,0 +1,364 @@
+//! The scenario a [`crate::MockServer`] plays: which reply each request gets and
+//! how fast it is streamed. Everything here is plain data so scripts can live in
+//! JSON files (see the crate docs for the shape).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A scripted conversation: an ordered list of replies plus how they are picked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Script {
+    pub mode: ScriptMode,
+    pub replies: Vec<Reply>,
+    #[serde(default)]
+    pub timing: Timing,
+}
+
+/// How a request is mapped to an entry of [`Script::replies`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptMode {
+    /// The k-th `/v1/messages` request the server receives (0-based, across all
+    /// connections) gets `replies[k]`.
+    Sequential,
+    /// Stateless: the reply index is the number of `role: "assistant"` entries in
+    /// the request's `messages`, so any number of concurrent sessions can run the
+    /// same scenario.
+    ByTurn,
+}
+
+/// Streaming pace. All delays are zero by default so tests run at full speed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// Delay between sending the response head and the first byte of the body.
+    pub ttft_ms: u64,
+    /// Delay between consecutive SSE events.
+    pub chunk_delay_ms: u64,
+    /// Characters per `text_delta` / `thinking_delta` / `input_json_delta`;
+    /// 0 sends each block's content in a single delta.
+    pub chunk_chars: usize,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            ttft_ms: 0,
+            chunk_delay_ms: 0,
+            chunk_chars: 16,
+        }
+    }
+}
+
+/// What the server does with one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Reply {
+    /// A complete, successful assistant message.
+    Message {
+        blocks: Vec<Block>,
+        /// Defaults to `"tool_use"` when any block is a tool call, else `"end_turn"`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_reason: Option<String>,
+        /// Defaults to estimates from the request size and the reply content.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
+    /// A non-200 response carrying the Anthropic error envelope.
+    Error {
+        status: u16,
+        error_type: String,
+        message: String,
+        /// Sent as a `retry-after` header (seconds) when set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
+    },
+    /// Streams `message_start` and the first delta of the first block, then sends
+    /// nothing until [`crate::MockServer::release_stalls`] is called (or the client
+    /// goes away), after which the message completes normally.
+    Stall { blocks: Vec<Block> },
+    /// Streams `message_start` and the first delta, then closes the TCP connection
+    /// without finishing the HTTP body or sending `message_stop`.
+    DropMidStream { blocks: Vec<Block> },
+    /// A 200 event stream whose payload is not valid JSON, then connection close.
+    Malformed,
+    /// `message_start`, then an `event: error` carrying the envelope, then close.
+    MidStreamError { error_type: String, message: String },
+}
+
+/// One content block of an assistant message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Block {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        /// Generated (`toolu_01mock…`, unique per server) when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        name: String,
+        #[serde(default = "empty_object")]
+        input: Value,
+    },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// Token accounting reported in `message_start` / `message_delta`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl Script {
+    pub fn sequential(replies: Vec<Reply>) -> Script {
+        Script {
+            mode: ScriptMode::Sequential,
+            replies,
+            timing: Timing::default(),
+        }
+    }
+
+    pub fn by_turn(replies: Vec<Reply>) -> Script {
+        Script {
+            mode: ScriptMode::ByTurn,
+            replies,
+            timing: Timing::default(),
+        }
+    }
+
+    pub fn with_timing(mut self, timing: Timing) -> Script {
+        self.timing = timing;
+        self
+    }
+
+    /// Picks the reply for a `/v1/messages` request. `sequence` is the request's
+    /// 0-based position among all such requests. The error is the message the
+    /// server reports (as a 500 `api_error`) when the script has run out.
+    pub fn pick(&self, sequence: usize, body: &Value) -> Result<&Reply, String> {
+        let (index, detail) = match self.mode {
+            ScriptMode::Sequential => (sequence, String::new()),
+            ScriptMode::ByTurn => {
+                let turns = assistant_turns(body);
+                (
+                    turns,
+                    format!(" (by_turn: the request has {turns} assistant messages)"),
+                )
+            }
+        };
+        self.replies.get(index).ok_or_else(|| {
+            format!(
+                "mock script exhausted: got request #{} but the script has {} replies{detail}",
+                sequence + 1,
+                self.replies.len()
+            )
+        })
+    }
+}
+
+/// Number of `role: "assistant"` entries in the request's `messages` array.
+fn assistant_turns(body: &Value) -> usize {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, |messages| {
+            messages
+                .iter()
+                .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                .count()
+        })
+}
+
+impl Reply {
+    /// A message made of the given blocks, with default stop reason and usage.
+    pub fn message(blocks: Vec<Block>) -> Reply {
+        Reply::Message {
+            blocks,
+            stop_reason: None,
+            usage: None,
+        }
+    }
+
+    /// A plain text answer (`end_turn`).
+    pub fn text(text: impl Into<String>) -> Reply {
+        Reply::message(vec![Block::text(text)])
+    }
+
+    /// A single tool call (`tool_use`).
+    pub fn tool_use(name: impl Into<String>, input: Value) -> Reply {
+        Reply::message(vec![Block::tool_use(name, input)])
+    }
+
+    /// Several tool calls in one message, e.g. `Reply::tools(vec![("bash", json!({..})), ..])`.
+    pub fn tools<N: Into<String>>(calls: Vec<(N, Value)>) -> Reply {
+        Reply::message(
+            calls
+                .into_iter()
+                .map(|(name, input)| Block::tool_use(name, input))
+                .collect(),
+        )
+    }
+
+    pub fn error(status: u16, error_type: impl Into<String>, message: impl Into<String>) -> Reply {
+        Reply::Error {
+            status,
+            error_type: error_type.into(),
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 429 `rate_limit_error` with a `retry-after` header.
+    pub fn rate_limited(retry_after_secs: u64) -> Reply {
+        Reply::Error {
+            status: 429,
+            error_type: "rate_limit_error".into(),
+            message: "Number of request tokens has exceeded your per-minute rate limit".into(),
+            retry_after_secs: Some(retry_after_secs),
+        }
+    }
+
+    /// 529 `overloaded_error`, as the real API sends under load.
+    pub fn overloaded() -> Reply {
+        Reply::error(529, "overloaded_error", "Overloaded")
+    }
+
+    pub fn stall(blocks: Vec<Block>) -> Reply {
+        Reply::Stall { blocks }
+    }
+
+    pub fn drop_mid_stream(blocks: Vec<Block>) -> Reply {
+        Reply::DropMidStream { blocks }
+    }
+
+    pub fn mid_stream_error(error_type: impl Into<String>, message: impl Into<String>) -> Reply {
+        Reply::MidStreamError {
+            error_type: error_type.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Overrides the stop reason; only meaningful for [`Reply::Message`], other
+    /// variants are returned unchanged.
+    pub fn with_stop_reason(mut self, reason: impl Into<String>) -> Reply {
+        if let Reply::Message { stop_reason, .. } = &mut self {
+            *stop_reason = Some(reason.into());
+        }
+        self
+    }
+
+    /// Overrides the reported usage; only meaningful for [`Reply::Message`], other
+    /// variants are returned unchanged.
+    pub fn with_usage(mut self, value: Usage) -> Reply {
+        if let Reply::Message { usage, .. } = &mut self {
+            *usage = Some(value);
+        }
+        self
+    }
+}
+
+impl Block {
+    pub fn text(text: impl Into<String>) -> Block {
+        Block::Text { text: text.into() }
+    }
+
+    pub fn tool_use(name: impl Into<String>, input: Value) -> Block {
+        Block::ToolUse {
+            id: None,
+            name: name.into(),
+            input,
+        }
+    }
+
+    pub fn thinking(thinking: impl Into<String>, signature: impl Into<String>) -> Block {
+        Block::Thinking {
+            thinking: thinking.into(),
+            signature: signature.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn script_json_round_trips() {
+        let script = Script::by_turn(vec![
+            Reply::message(vec![
+                Block::thinking("hmm", "sig"),
+                Block::text("running it"),
+                Block::ToolUse {
+                    id: Some("toolu_x".into()),
+                    name: "bash".into(),
+                    input: json!({"command": "ls"}),
+                },
+            ])
+            .with_stop_reason("tool_use"),
+            Reply::rate_limited(2),
+            Reply::stall(vec![Block::text("slow")]),
+            Reply::drop_mid_stream(vec![Block::text("cut")]),
+            Reply::Malformed,
+            Reply::mid_stream_error("overloaded_error", "Overloaded"),
+        ]);
+        let text = serde_json::to_string(&script).unwrap();
+        let back: Script = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, script);
+    }
+
+    #[test]
+    fn minimal_json_uses_defaults() {
+        let script: Script = serde_json::from_value(json!({
+            "mode": "sequential",
+            "replies": [
+                {"type": "message", "blocks": [{"type": "tool_use", "name": "read"}]},
+                {"type": "malformed"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(script.timing, Timing::default());
+        assert_eq!(script.replies[0], Reply::tool_use("read", json!({})));
+    }
+
+    #[test]
+    fn typos_are_rejected() {
+        let err = serde_json::from_value::<Script>(json!({
+            "mode": "sequential",
+            "replies": [{"type": "message", "blocks": [], "stop_reasons": "end_turn"}]
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("stop_reasons"), "{err}");
+    }
+
+    #[test]
+    fn by_turn_counts_assistant_messages() {
+        let script = Script::by_turn(vec![Reply::text("a"), Reply::text("b")]);
+        let body = json!({"messages": [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": "y"},
+            {"role": "user", "content": "z"},
+        ]});
+        assert_eq!(script.pick(7, &body), Ok(&Reply::text("b")));
+        let body = json!({"messages": [{"role": "assistant"}, {"role": "assistant"}]});
+        assert_eq!(
+            script.pick(0, &body),
+            Err("mock script exhausted: got request #1 but the script has 2 replies \
+                 (by_turn: the request has 2 assistant messages)"
+                .to_string())
+        );
+    }
+}

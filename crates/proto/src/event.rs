@@ -1,0 +1,494 @@
+//! Session events: the immutable records of a session's log, and the stream-only deltas.
+//!
+//! Names and shapes follow the hosted Managed Agents API; tether's additions (`seq`,
+//! `session_id`, tool `status`/`exit_code`/`duration_ms`, span latency) are additive.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One persisted event: `{id, type, processed_at, session_id, seq, ...payload}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `sevt_...`, sortable.
+    pub id: String,
+    pub session_id: String,
+    /// Gapless per-session cursor: 1, 2, 3, ... Clients resume from it.
+    pub seq: u64,
+    /// RFC 3339 time the daemon committed the event.
+    pub processed_at: Option<String>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+impl Event {
+    pub fn type_name(&self) -> &'static str {
+        self.body.type_name()
+    }
+}
+
+/// A content block. Text now; images and documents later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    Text { text: String },
+}
+
+impl ContentBlock {
+    pub fn text(text: impl Into<String>) -> Self {
+        ContentBlock::Text { text: text.into() }
+    }
+
+    pub fn as_text(&self) -> &str {
+        match self {
+            ContentBlock::Text { text } => text,
+        }
+    }
+}
+
+/// Joins the text of a list of blocks.
+pub fn blocks_text(blocks: &[ContentBlock]) -> String {
+    blocks
+        .iter()
+        .map(ContentBlock::as_text)
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    Allow,
+    Ask,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmationResult {
+    Allow,
+    Deny,
+}
+
+/// How a tool call ended (tether extension on `agent.tool_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolStatus {
+    Ok,
+    Error,
+    Timeout,
+    Interrupted,
+}
+
+/// Why a session went idle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StopReason {
+    EndTurn,
+    RequiresAction {
+        event_ids: Vec<String>,
+    },
+    RetriesExhausted,
+    BudgetReached,
+    /// tether: the turn was stopped by `user.interrupt`.
+    Interrupted,
+    /// tether: the turn hit the max-turns guard (model calls per turn).
+    MaxTurnsReached,
+    /// tether: a non-retryable error ended the turn (the preceding `session.error` says which).
+    Error,
+}
+
+impl StopReason {
+    /// Whether the turn ended the way the user asked for (used for CLI exit codes).
+    pub fn is_success(&self) -> bool {
+        matches!(self, StopReason::EndTurn)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryStatusKind {
+    Retrying,
+    Exhausted,
+    Terminal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryStatus {
+    #[serde(rename = "type")]
+    pub kind: RetryStatusKind,
+}
+
+/// `session.error.error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionErrorInfo {
+    /// `unknown_error`, `model_overloaded_error`, `model_rate_limited_error`,
+    /// `model_request_failed_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+    pub retry_status: RetryStatus,
+    /// tether: attempt number (1-based) when retrying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// tether: maximum attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// tether: delay before the next attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_ms: Option<u64>,
+}
+
+/// Token usage of one model request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cache_read_input_tokens: u64,
+    #[serde(default)]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl ModelUsage {
+    pub fn add(&mut self, other: &ModelUsage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_input_tokens += other.cache_read_input_tokens;
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The typed payload of an event; `type` is the tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventBody {
+    #[serde(rename = "user.message")]
+    UserMessage { content: Vec<ContentBlock> },
+    #[serde(rename = "user.interrupt")]
+    UserInterrupt {},
+    #[serde(rename = "user.tool_confirmation")]
+    UserToolConfirmation {
+        tool_use_id: String,
+        result: ConfirmationResult,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deny_message: Option<String>,
+    },
+    #[serde(rename = "user.custom_tool_result")]
+    UserCustomToolResult {
+        custom_tool_use_id: String,
+        #[serde(default)]
+        content: Vec<ContentBlock>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        is_error: bool,
+    },
+    #[serde(rename = "agent.message")]
+    AgentMessage { content: Vec<ContentBlock> },
+    #[serde(rename = "agent.thinking")]
+    AgentThinking {
+        thinking: String,
+        /// Provider signature needed to send the block back (Anthropic).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
+    #[serde(rename = "agent.tool_use")]
+    AgentToolUse {
+        name: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evaluated_permission: Option<Permission>,
+    },
+    #[serde(rename = "agent.tool_result")]
+    AgentToolResult {
+        /// The `sevt_` id of the `agent.tool_use` event.
+        tool_use_id: String,
+        content: Vec<ContentBlock>,
+        is_error: bool,
+        status: ToolStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        duration_ms: u64,
+    },
+    #[serde(rename = "agent.mcp_tool_use")]
+    AgentMcpToolUse {
+        mcp_server_name: String,
+        name: String,
+        input: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evaluated_permission: Option<Permission>,
+    },
+    #[serde(rename = "agent.mcp_tool_result")]
+    AgentMcpToolResult {
+        mcp_tool_use_id: String,
+        content: Vec<ContentBlock>,
+        is_error: bool,
+    },
+    #[serde(rename = "agent.custom_tool_use")]
+    AgentCustomToolUse { name: String, input: Value },
+    #[serde(rename = "session.status_running")]
+    SessionStatusRunning {},
+    #[serde(rename = "session.status_idle")]
+    SessionStatusIdle { stop_reason: StopReason },
+    #[serde(rename = "session.status_rescheduled")]
+    SessionStatusRescheduled {},
+    #[serde(rename = "session.status_terminated")]
+    SessionStatusTerminated {},
+    #[serde(rename = "session.error")]
+    SessionError { error: SessionErrorInfo },
+    #[serde(rename = "span.model_request_start")]
+    SpanModelRequestStart {
+        /// tether: `provider/model` of the request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    #[serde(rename = "span.model_request_end")]
+    SpanModelRequestEnd {
+        model_request_start_id: String,
+        is_error: bool,
+        model_usage: ModelUsage,
+        /// tether: wall time of the request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        latency_ms: Option<u64>,
+    },
+}
+
+impl EventBody {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::UserMessage { .. } => "user.message",
+            EventBody::UserInterrupt {} => "user.interrupt",
+            EventBody::UserToolConfirmation { .. } => "user.tool_confirmation",
+            EventBody::UserCustomToolResult { .. } => "user.custom_tool_result",
+            EventBody::AgentMessage { .. } => "agent.message",
+            EventBody::AgentThinking { .. } => "agent.thinking",
+            EventBody::AgentToolUse { .. } => "agent.tool_use",
+            EventBody::AgentToolResult { .. } => "agent.tool_result",
+            EventBody::AgentMcpToolUse { .. } => "agent.mcp_tool_use",
+            EventBody::AgentMcpToolResult { .. } => "agent.mcp_tool_result",
+            EventBody::AgentCustomToolUse { .. } => "agent.custom_tool_use",
+            EventBody::SessionStatusRunning {} => "session.status_running",
+            EventBody::SessionStatusIdle { .. } => "session.status_idle",
+            EventBody::SessionStatusRescheduled {} => "session.status_rescheduled",
+            EventBody::SessionStatusTerminated {} => "session.status_terminated",
+            EventBody::SessionError { .. } => "session.error",
+            EventBody::SpanModelRequestStart { .. } => "span.model_request_start",
+            EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
+        }
+    }
+
+    pub fn user_text(text: impl Into<String>) -> Self {
+        EventBody::UserMessage {
+            content: vec![ContentBlock::text(text)],
+        }
+    }
+}
+
+/// Stream-only data: never stored, no seq. `n` is a per-session counter so a client can drop
+/// deltas already covered by the attach snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    pub session_id: String,
+    pub n: u64,
+    #[serde(flatten)]
+    pub kind: DeltaKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeltaKind {
+    /// A model response started; drop any previous partial message.
+    MessageStart { model_request_start_id: String },
+    /// Text of the message being written.
+    Text { index: u32, text: String },
+    /// Thinking text being written.
+    Thinking { index: u32, text: String },
+    /// Partial JSON input of a tool call being written.
+    ToolInput {
+        index: u32,
+        name: String,
+        partial_json: String,
+    },
+    /// stdout/stderr of a running tool.
+    ToolOutput { tool_use_id: String, text: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(body: EventBody) {
+        let ev = Event {
+            id: "sevt_01".into(),
+            session_id: "sesn_01".into(),
+            seq: 7,
+            processed_at: Some("2026-11-25T08:00:00.000Z".into()),
+            body,
+        };
+        let s = serde_json::to_string(&ev).unwrap();
+        let back: Event = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, ev, "{s}");
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["type"], ev.type_name());
+        assert_eq!(v["seq"], 7);
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let usage = ModelUsage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cache_read_input_tokens: 1,
+            cache_creation_input_tokens: 2,
+        };
+        for body in [
+            EventBody::user_text("hi"),
+            EventBody::UserInterrupt {},
+            EventBody::UserToolConfirmation {
+                tool_use_id: "sevt_x".into(),
+                result: ConfirmationResult::Deny,
+                deny_message: Some("no".into()),
+            },
+            EventBody::UserCustomToolResult {
+                custom_tool_use_id: "sevt_y".into(),
+                content: vec![ContentBlock::text("42")],
+                is_error: true,
+            },
+            EventBody::AgentMessage {
+                content: vec![ContentBlock::text("hello")],
+            },
+            EventBody::AgentThinking {
+                thinking: "hmm".into(),
+                signature: Some("sig".into()),
+            },
+            EventBody::AgentToolUse {
+                name: "bash".into(),
+                input: json!({"command": "ls"}),
+                evaluated_permission: Some(Permission::Allow),
+            },
+            EventBody::AgentToolResult {
+                tool_use_id: "sevt_t".into(),
+                content: vec![ContentBlock::text("ok")],
+                is_error: false,
+                status: ToolStatus::Ok,
+                exit_code: Some(0),
+                duration_ms: 12,
+            },
+            EventBody::AgentMcpToolUse {
+                mcp_server_name: "gh".into(),
+                name: "list".into(),
+                input: json!({}),
+                evaluated_permission: None,
+            },
+            EventBody::AgentMcpToolResult {
+                mcp_tool_use_id: "sevt_m".into(),
+                content: vec![],
+                is_error: false,
+            },
+            EventBody::AgentCustomToolUse {
+                name: "lookup".into(),
+                input: json!({"q": 1}),
+            },
+            EventBody::SessionStatusRunning {},
+            EventBody::SessionStatusIdle {
+                stop_reason: StopReason::EndTurn,
+            },
+            EventBody::SessionStatusIdle {
+                stop_reason: StopReason::RequiresAction {
+                    event_ids: vec!["sevt_a".into()],
+                },
+            },
+            EventBody::SessionStatusRescheduled {},
+            EventBody::SessionStatusTerminated {},
+            EventBody::SessionError {
+                error: SessionErrorInfo {
+                    kind: "model_rate_limited_error".into(),
+                    message: "slow down".into(),
+                    retry_status: RetryStatus {
+                        kind: RetryStatusKind::Retrying,
+                    },
+                    attempt: Some(2),
+                    max_attempts: Some(5),
+                    retry_in_ms: Some(4000),
+                },
+            },
+            EventBody::SpanModelRequestStart {
+                model: Some("anthropic/claude-sonnet-4-6".into()),
+            },
+            EventBody::SpanModelRequestEnd {
+                model_request_start_id: "sevt_s".into(),
+                is_error: false,
+                model_usage: usage,
+                latency_ms: Some(30),
+            },
+        ] {
+            round_trip(body);
+        }
+    }
+
+    #[test]
+    fn wire_names_match_the_hosted_api() {
+        let v = serde_json::to_value(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::RequiresAction {
+                event_ids: vec!["sevt_1".into()],
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "session.status_idle", "stop_reason": {"type": "requires_action", "event_ids": ["sevt_1"]}})
+        );
+        let v = serde_json::to_value(EventBody::user_text("hi")).unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "user.message", "content": [{"type": "text", "text": "hi"}]})
+        );
+    }
+
+    #[test]
+    fn unknown_event_type_is_an_error_not_a_panic() {
+        let r: Result<Event, _> = serde_json::from_str(
+            r#"{"id":"sevt_1","session_id":"s","seq":1,"processed_at":null,"type":"agent.nope"}"#,
+        );
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn deltas_round_trip() {
+        for kind in [
+            DeltaKind::MessageStart {
+                model_request_start_id: "sevt_1".into(),
+            },
+            DeltaKind::Text {
+                index: 0,
+                text: "he".into(),
+            },
+            DeltaKind::Thinking {
+                index: 0,
+                text: "hm".into(),
+            },
+            DeltaKind::ToolInput {
+                index: 1,
+                name: "bash".into(),
+                partial_json: "{\"com".into(),
+            },
+            DeltaKind::ToolOutput {
+                tool_use_id: "sevt_2".into(),
+                text: "out\n".into(),
+            },
+        ] {
+            let d = Delta {
+                session_id: "sesn_1".into(),
+                n: 3,
+                kind,
+            };
+            let s = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Delta>(&s).unwrap(), d);
+        }
+    }
+}

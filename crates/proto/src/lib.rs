@@ -1,0 +1,34 @@
+//! tether wire protocol: the frames a client and `tetherd` exchange, the event types stored in a
+//! session's log, typed error codes and NDJSON framing.
+//!
+//! serde only: no tokio, no I/O. Both the daemon and the clients import this crate and nothing
+//! else is shared between them.
+
+pub mod codec;
+pub mod error;
+pub mod event;
+pub mod frame;
+pub mod method;
+pub mod session;
+
+pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
+pub use error::{ErrorBody, ErrorCode};
+pub use event::{
+    ConfirmationResult, ContentBlock, Delta, DeltaKind, Event, EventBody, ModelUsage, Permission,
+    RetryStatus, RetryStatusKind, SessionErrorInfo, StopReason, ToolStatus, blocks_text,
+};
+pub use frame::{
+    CaughtUp, ClientFrame, Hello, Outcome, Request, Response, Resync, ServerFrame, Snapshot,
+    Welcome,
+};
+pub use method::Call;
+pub use session::{SessionInfo, SessionStatus, SessionUsage};
+
+/// Protocol version. Bumped on any incompatible wire change; it is part of the socket name so
+/// mismatched builds never meet.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The daemon's socket file name inside the runtime directory.
+pub fn socket_file_name() -> String {
+    format!("tetherd-v{PROTOCOL_VERSION}.sock")
+}

@@ -1,0 +1,399 @@
+//! Requests a client can make: `<resource>.<verb>` with typed params.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::event::{ConfirmationResult, ContentBlock};
+
+/// A session reference: an id, a unique id prefix, or a name.
+pub type SessionRef = String;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// `provider/model` or a bare Anthropic model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Use an existing directory as the workspace instead of a fresh one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Model calls allowed per turn before the turn is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// Sent as the first `user.message` right after creation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial_message: Vec<ContentBlock>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSessions {
+    /// Include archived sessions.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionParams {
+    pub session: SessionRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub session: SessionRef,
+    pub content: Vec<ContentBlock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attach {
+    pub session: SessionRef,
+    /// Replay events with `seq > after_seq`; 0 replays everything.
+    #[serde(default)]
+    pub after_seq: u64,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// A ranged read of the log. `desc` pages walk back from `before_seq` (or the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadEvents {
+    pub session: SessionRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+    #[serde(default = "default_page")]
+    pub limit: u32,
+    #[serde(default)]
+    pub order: Order,
+}
+
+fn default_page() -> u32 {
+    100
+}
+
+/// Result of `session.events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventPage {
+    pub data: Vec<crate::event::Event>,
+    /// Pass as `before_seq` (desc) or `after_seq` (asc) for the next page; null at the end.
+    pub next: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkSession {
+    pub session: SessionRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfirm {
+    pub session: SessionRef,
+    pub tool_use_id: String,
+    pub result: ConfirmationResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomToolResult {
+    pub session: SessionRef,
+    pub custom_tool_use_id: String,
+    #[serde(default)]
+    pub content: Vec<ContentBlock>,
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+/// Result of `daemon.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub protocol: u32,
+    pub socket: String,
+    pub data_dir: String,
+    pub uptime_ms: u64,
+    pub sessions: u64,
+    pub running_sessions: u64,
+    pub clients: u64,
+}
+
+/// Every request, typed. On the wire: `{"id": N, "method": "session.create", "params": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params")]
+pub enum Call {
+    #[serde(rename = "session.create")]
+    SessionCreate(CreateSession),
+    #[serde(rename = "session.list")]
+    SessionList(ListSessions),
+    #[serde(rename = "session.get")]
+    SessionGet(SessionParams),
+    #[serde(rename = "session.send")]
+    SessionSend(SendMessage),
+    #[serde(rename = "session.interrupt")]
+    SessionInterrupt(SessionParams),
+    #[serde(rename = "session.attach")]
+    SessionAttach(Attach),
+    #[serde(rename = "session.detach")]
+    SessionDetach(SessionParams),
+    #[serde(rename = "session.events")]
+    SessionEvents(ReadEvents),
+    #[serde(rename = "session.fork")]
+    SessionFork(ForkSession),
+    #[serde(rename = "session.archive")]
+    SessionArchive(SessionParams),
+    #[serde(rename = "session.delete")]
+    SessionDelete(SessionParams),
+    #[serde(rename = "agent.create")]
+    AgentCreate(Value),
+    #[serde(rename = "agent.list")]
+    AgentList(Value),
+    #[serde(rename = "agent.get")]
+    AgentGet(Value),
+    #[serde(rename = "agent.update")]
+    AgentUpdate(Value),
+    #[serde(rename = "agent.archive")]
+    AgentArchive(Value),
+    #[serde(rename = "environment.create")]
+    EnvironmentCreate(Value),
+    #[serde(rename = "environment.list")]
+    EnvironmentList(Value),
+    #[serde(rename = "environment.get")]
+    EnvironmentGet(Value),
+    #[serde(rename = "environment.delete")]
+    EnvironmentDelete(Value),
+    #[serde(rename = "daemon.status")]
+    DaemonStatus {},
+    #[serde(rename = "daemon.shutdown")]
+    DaemonShutdown {},
+    #[serde(rename = "tool.confirm")]
+    ToolConfirm(ToolConfirm),
+    #[serde(rename = "custom_tool.result")]
+    CustomToolResult(CustomToolResult),
+}
+
+/// Every method name the protocol knows.
+pub const METHODS: &[&str] = &[
+    "session.create",
+    "session.list",
+    "session.get",
+    "session.send",
+    "session.interrupt",
+    "session.attach",
+    "session.detach",
+    "session.events",
+    "session.fork",
+    "session.archive",
+    "session.delete",
+    "agent.create",
+    "agent.list",
+    "agent.get",
+    "agent.update",
+    "agent.archive",
+    "environment.create",
+    "environment.list",
+    "environment.get",
+    "environment.delete",
+    "daemon.status",
+    "daemon.shutdown",
+    "tool.confirm",
+    "custom_tool.result",
+];
+
+impl Call {
+    /// Types a request's `method` + `params`, telling an unknown method apart from bad params.
+    pub fn parse(method: &str, params: Value) -> Result<Call, ErrorBody> {
+        if !METHODS.contains(&method) {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!(
+                    "unknown method `{method}`; known methods: {}",
+                    METHODS.join(", ")
+                ),
+            ));
+        }
+        let params = match params {
+            Value::Null => Value::Object(Default::default()),
+            p => p,
+        };
+        let tagged = serde_json::json!({ "method": method, "params": params });
+        serde_json::from_value(tagged).map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidParams,
+                format!("invalid params for `{method}`: {e}"),
+            )
+        })
+    }
+
+    pub fn method(&self) -> &'static str {
+        match self {
+            Call::SessionCreate(_) => "session.create",
+            Call::SessionList(_) => "session.list",
+            Call::SessionGet(_) => "session.get",
+            Call::SessionSend(_) => "session.send",
+            Call::SessionInterrupt(_) => "session.interrupt",
+            Call::SessionAttach(_) => "session.attach",
+            Call::SessionDetach(_) => "session.detach",
+            Call::SessionEvents(_) => "session.events",
+            Call::SessionFork(_) => "session.fork",
+            Call::SessionArchive(_) => "session.archive",
+            Call::SessionDelete(_) => "session.delete",
+            Call::AgentCreate(_) => "agent.create",
+            Call::AgentList(_) => "agent.list",
+            Call::AgentGet(_) => "agent.get",
+            Call::AgentUpdate(_) => "agent.update",
+            Call::AgentArchive(_) => "agent.archive",
+            Call::EnvironmentCreate(_) => "environment.create",
+            Call::EnvironmentList(_) => "environment.list",
+            Call::EnvironmentGet(_) => "environment.get",
+            Call::EnvironmentDelete(_) => "environment.delete",
+            Call::DaemonStatus {} => "daemon.status",
+            Call::DaemonShutdown {} => "daemon.shutdown",
+            Call::ToolConfirm(_) => "tool.confirm",
+            Call::CustomToolResult(_) => "custom_tool.result",
+        }
+    }
+
+    /// Splits into wire `method` and `params`.
+    pub fn into_parts(self) -> (String, Value) {
+        let method = self.method().to_string();
+        let params = match serde_json::to_value(&self) {
+            Ok(Value::Object(mut m)) => m.remove("params").unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (method, params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_method_name_parses_or_reports_params() {
+        for m in METHODS {
+            // Each method is known: the error, if any, is about params, never the method.
+            if let Err(e) = Call::parse(m, json!({})) {
+                assert_eq!(e.code, ErrorCode::InvalidParams, "{m}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_method_is_named() {
+        let e = Call::parse("session.explode", json!({})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownMethod);
+        assert!(e.message.contains("session.explode"));
+    }
+
+    #[test]
+    fn bad_params_say_which_field() {
+        let e = Call::parse("session.send", json!({"session": "x"})).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParams);
+        assert!(e.message.contains("content"), "{}", e.message);
+        let e = Call::parse("session.get", json!({"session": "x", "bogus": 1})).unwrap_err();
+        assert!(e.message.contains("bogus"), "{}", e.message);
+    }
+
+    #[test]
+    fn calls_round_trip_through_parts() {
+        let calls = vec![
+            Call::SessionCreate(CreateSession {
+                name: Some("fix".into()),
+                model: Some("claude-sonnet-4-6".into()),
+                dir: Some("/tmp/w".into()),
+                initial_message: vec![ContentBlock::text("go")],
+                ..Default::default()
+            }),
+            Call::SessionList(ListSessions { all: true }),
+            Call::SessionGet(SessionParams {
+                session: "fix".into(),
+            }),
+            Call::SessionSend(SendMessage {
+                session: "fix".into(),
+                content: vec![ContentBlock::text("more")],
+            }),
+            Call::SessionInterrupt(SessionParams {
+                session: "fix".into(),
+            }),
+            Call::SessionAttach(Attach {
+                session: "fix".into(),
+                after_seq: 9,
+                read_only: true,
+            }),
+            Call::SessionDetach(SessionParams {
+                session: "fix".into(),
+            }),
+            Call::SessionEvents(ReadEvents {
+                session: "fix".into(),
+                after_seq: None,
+                before_seq: Some(50),
+                limit: 10,
+                order: Order::Desc,
+            }),
+            Call::SessionFork(ForkSession {
+                session: "fix".into(),
+                name: Some("fix2".into()),
+            }),
+            Call::SessionArchive(SessionParams {
+                session: "fix".into(),
+            }),
+            Call::SessionDelete(SessionParams {
+                session: "fix".into(),
+            }),
+            Call::AgentCreate(json!({"name": "a"})),
+            Call::AgentList(json!({})),
+            Call::AgentGet(json!({"id": "agent_1"})),
+            Call::AgentUpdate(json!({"id": "agent_1"})),
+            Call::AgentArchive(json!({"id": "agent_1"})),
+            Call::EnvironmentCreate(json!({"name": "e"})),
+            Call::EnvironmentList(json!({})),
+            Call::EnvironmentGet(json!({"id": "env_1"})),
+            Call::EnvironmentDelete(json!({"id": "env_1"})),
+            Call::DaemonStatus {},
+            Call::DaemonShutdown {},
+            Call::ToolConfirm(ToolConfirm {
+                session: "fix".into(),
+                tool_use_id: "sevt_1".into(),
+                result: ConfirmationResult::Allow,
+                deny_message: None,
+            }),
+            Call::CustomToolResult(CustomToolResult {
+                session: "fix".into(),
+                custom_tool_use_id: "sevt_2".into(),
+                content: vec![ContentBlock::text("r")],
+                is_error: false,
+            }),
+        ];
+        assert_eq!(calls.len(), METHODS.len());
+        for call in calls {
+            let (method, params) = call.clone().into_parts();
+            assert_eq!(Call::parse(&method, params).unwrap(), call);
+        }
+    }
+}

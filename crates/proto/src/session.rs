@@ -1,0 +1,66 @@
+//! The session object as clients see it (`session.get`, `session.list`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ModelUsage, StopReason};
+
+/// Hosted status values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Rescheduling,
+    Running,
+    Idle,
+    Terminated,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Rescheduling => "rescheduling",
+            SessionStatus::Running => "running",
+            SessionStatus::Idle => "idle",
+            SessionStatus::Terminated => "terminated",
+        }
+    }
+}
+
+/// Accumulated usage of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionUsage {
+    #[serde(flatten)]
+    pub tokens: ModelUsage,
+    /// Number of model requests made.
+    #[serde(default)]
+    pub model_requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// `sesn_...`
+    pub id: String,
+    /// Always `"session"`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    /// tether: a unique, human-friendly handle usable wherever an id is.
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub status: SessionStatus,
+    /// Why the session last went idle, if it is idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<StopReason>,
+    /// `provider/model`.
+    pub model: String,
+    pub workspace: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+    /// Highest seq in the session's log.
+    pub last_seq: u64,
+    pub usage: SessionUsage,
+    /// Clients attached right now.
+    pub attached_clients: u32,
+    /// tether: the session this one was forked from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
+}
