@@ -1,1 +1,335 @@
-//! e2e helpers
+//! Helpers for tether's end-to-end tests: a temp `TETHER_HOME`, the in-repo mock model, the real
+//! `tether`/`tetherd` binaries, and a raw protocol client for wire-level tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_mock_llm::{MockServer, Script};
+use tether_proto::{
+    ClientFrame, Event, FrameDecoder, Hello, PROTOCOL_VERSION, Paths, Request, ServerFrame,
+    encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+pub use tether_mock_llm::{Block, Reply};
+
+/// Builds the binaries once per test process (so tests never run stale ones) and returns
+/// their directory.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "tether",
+                "-p",
+                "tether-daemon",
+            ])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building tether binaries failed");
+        // tests run from target/<profile>/deps/
+        let exe = std::env::current_exe().unwrap();
+        exe.parent().unwrap().parent().unwrap().to_path_buf()
+    })
+}
+
+/// One isolated tether installation talking to one mock model.
+pub struct TestEnv {
+    pub home: tempfile::TempDir,
+    pub mock: MockServer,
+    pub paths: Paths,
+}
+
+impl TestEnv {
+    pub async fn new(script: Script) -> TestEnv {
+        Self::with_config(script, "").await
+    }
+
+    /// `extra_config` is appended to a config.toml that already makes retries fast.
+    pub async fn with_config(script: Script, extra_config: &str) -> TestEnv {
+        // Short path: Unix socket paths are limited to ~108 bytes.
+        let home = tempfile::Builder::new()
+            .prefix("tt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mock = MockServer::start(script).await.unwrap();
+        let config = format!("[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n{extra_config}\n");
+        std::fs::write(home.path().join("config.toml"), config).unwrap();
+        let home_str = home.path().display().to_string();
+        let paths = Paths::resolve(
+            |k| (k == "TETHER_HOME").then(|| home_str.clone()),
+            nix::unistd::geteuid().as_raw(),
+        );
+        TestEnv { home, mock, paths }
+    }
+
+    pub fn tether(&self) -> Command {
+        let mut c = Command::new(bin_dir().join("tether"));
+        self.env(&mut c);
+        c
+    }
+
+    pub fn tetherd(&self) -> Command {
+        let mut c = Command::new(bin_dir().join("tetherd"));
+        self.env(&mut c);
+        c
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env("TETHER_HOME", self.home.path())
+            .env("TETHER_DAEMON_BIN", bin_dir().join("tetherd"))
+            .env("ANTHROPIC_BASE_URL", self.mock.base_url())
+            .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
+            .env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env("TETHER_LOG", "debug");
+    }
+
+    /// Runs `tether ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.tether().args(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tether {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `tether logs SESSION --json`, parsed.
+    pub fn events(&self, session: &str) -> Vec<Event> {
+        self.ok(&["logs", session, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.paths.pid_file())
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    pub async fn client(&self) -> RawClient {
+        RawClient::connect(&self.paths.socket()).await
+    }
+
+    /// Log of the daemon, for failure messages.
+    pub fn daemon_log(&self) -> String {
+        let mut out = String::new();
+        if let Ok(dir) = std::fs::read_dir(&self.paths.log_dir) {
+            for e in dir.flatten() {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon_pid() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Checks the invariants every log must satisfy: seq 1..n without gaps, and every tool_use
+/// answered by exactly one tool_result.
+pub fn assert_log_invariants(events: &[Event]) {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
+    }
+    for e in events {
+        if let tether_proto::EventBody::AgentToolUse { .. } = e.body {
+            let results = events
+                .iter()
+                .filter(|r| matches!(&r.body, tether_proto::EventBody::AgentToolResult { tool_use_id, .. } if *tool_use_id == e.id))
+                .count();
+            assert_eq!(results, 1, "tool_use {} has {results} results", e.id);
+        }
+    }
+}
+
+pub fn types(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| e.type_name()).collect()
+}
+
+/// A minimal protocol client: raw frames in, raw frames out.
+pub struct RawClient {
+    pub stream: UnixStream,
+    decoder: FrameDecoder,
+    next_id: u64,
+    pending: std::collections::VecDeque<ServerFrame>,
+}
+
+impl RawClient {
+    pub async fn connect_raw(socket: &Path) -> RawClient {
+        let stream = UnixStream::connect(socket).await.unwrap();
+        RawClient {
+            stream,
+            decoder: FrameDecoder::default(),
+            next_id: 1,
+            pending: Default::default(),
+        }
+    }
+
+    pub async fn connect(socket: &Path) -> RawClient {
+        let mut c = Self::connect_raw(socket).await;
+        c.send_frame(&ClientFrame::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "e2e".into(),
+            version: "0".into(),
+        }))
+        .await;
+        match c.recv().await.expect("welcome") {
+            ServerFrame::Welcome(_) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn send_frame(&mut self, f: &ClientFrame) {
+        let b = encode_frame(f).unwrap();
+        self.send_bytes(&b).await;
+    }
+
+    /// Next frame, or None when the daemon closed the connection.
+    pub async fn recv(&mut self) -> Option<ServerFrame> {
+        if let Some(f) = self.pending.pop_front() {
+            return Some(f);
+        }
+        let mut buf = vec![0u8; 65536];
+        loop {
+            if let Some(line) = self.decoder.next_frame().unwrap() {
+                return Some(serde_json::from_str(&line).unwrap());
+            }
+            let n = tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut buf))
+                .await
+                .expect("daemon went silent for 30 s")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.decoder.push(&buf[..n]);
+        }
+    }
+
+    /// Request → result value (panics on error replies), keeping pushes for `recv`.
+    pub async fn call(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, tether_proto::ErrorBody> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send_frame(&ClientFrame::Request(Request {
+            id,
+            method: method.into(),
+            params,
+        }))
+        .await;
+        let mut held = Vec::new();
+        let out = loop {
+            match self
+                .recv()
+                .await
+                .expect("connection closed while waiting for a reply")
+            {
+                ServerFrame::Response(r) if r.id == id => {
+                    break match r.outcome {
+                        tether_proto::Outcome::Result(v) => Ok(v),
+                        tether_proto::Outcome::Error(e) => Err(e),
+                    };
+                }
+                ServerFrame::Error(e) => break Err(e),
+                other => held.push(other),
+            }
+        };
+        for h in held.into_iter().rev() {
+            self.pending.push_front(h);
+        }
+        out
+    }
+}
+
+impl RawClient {
+    /// Attaches and returns frames until `done` says stop (or panics after 60 s).
+    pub async fn attach_until(
+        &mut self,
+        session: &str,
+        after_seq: u64,
+        mut done: impl FnMut(&ServerFrame) -> bool,
+    ) -> Vec<ServerFrame> {
+        self.call(
+            "session.attach",
+            serde_json::json!({"session": session, "after_seq": after_seq}),
+        )
+        .await
+        .unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let f = tokio::time::timeout_at(deadline, self.recv())
+                .await
+                .expect("condition not reached within 60 s")
+                .expect("connection closed");
+            let stop = done(&f);
+            seen.push(f);
+            if stop {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn pids_matching(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Polls a condition that has no event to await (e.g. a process appearing in /proc).
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,1 +1,17 @@
-//! tetherd library.
+//! tetherd: owns agent sessions, their append-only event log and their tools, and serves
+//! clients over a local socket.
+
+// The daemon logs through tracing; stdout/stderr may be /dev/null.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod config;
+pub mod daemon;
+pub mod harness;
+pub mod ids;
+pub mod provider;
+pub mod runtime;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod store;
+pub mod tools;

@@ -1,1 +1,104 @@
-fn main() {}
+//! `tetherd`: the tether daemon.
+
+use clap::Parser;
+use tether_daemon::daemon;
+use tether_proto::Paths;
+
+#[derive(Parser)]
+#[command(
+    name = "tetherd",
+    version,
+    about = "The tether daemon: owns agent sessions, their event log and tools"
+)]
+struct Args {
+    /// Detach from the terminal (new session, no stdio); used when a client starts the daemon.
+    #[arg(long)]
+    detach: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let paths = Paths::resolve(|k| std::env::var(k).ok(), nix::unistd::geteuid().as_raw());
+    if args.detach {
+        // Own session: a closed terminal or lost SSH link must not reach us.
+        let _ = nix::unistd::setsid();
+    }
+    let _log_guard = match init_logging(&paths, !args.detach) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!(
+                "tetherd: cannot set up logging in {}: {e:#}",
+                paths.log_dir.display()
+            );
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = daemon::prepare_runtime_dir(&paths.runtime_dir) {
+        tracing::error!("{e:#}");
+        eprintln!("tetherd: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let lock = match daemon::take_start_lock(&paths) {
+        Ok(l) => l,
+        Err(e) => {
+            let already = e.downcast_ref::<daemon::AlreadyRunning>().is_some();
+            eprintln!("tetherd: {e:#}");
+            return std::process::ExitCode::from(if already {
+                daemon::EXIT_ALREADY_RUNNING as u8
+            } else {
+                1
+            });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tetherd: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon::run(paths, lock)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("tetherd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(
+    paths: &Paths,
+    to_stderr: bool,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    use tracing_subscriber::prelude::*;
+    std::fs::create_dir_all(&paths.log_dir)?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("tetherd")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .build(&paths.log_dir)?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let filter = std::env::var("TETHER_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let file_layer = tracing_subscriber::fmt::layer()
+        .with_writer(file)
+        .with_ansi(false);
+    let stderr_layer =
+        to_stderr.then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(file_layer)
+        .with(stderr_layer)
+        .init();
+    Ok(guard)
+}

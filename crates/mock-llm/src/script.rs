@@ -356,9 +356,11 @@ mod tests {
         let body = json!({"messages": [{"role": "assistant"}, {"role": "assistant"}]});
         assert_eq!(
             script.pick(0, &body),
-            Err("mock script exhausted: got request #1 but the script has 2 replies \
+            Err(
+                "mock script exhausted: got request #1 but the script has 2 replies \
                  (by_turn: the request has 2 assistant messages)"
-                .to_string())
+                    .to_string()
+            )
         );
     }
 }

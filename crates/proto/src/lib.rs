@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod method;
+pub mod paths;
 pub mod session;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
@@ -22,6 +23,7 @@ pub use frame::{
     Welcome,
 };
 pub use method::Call;
+pub use paths::Paths;
 pub use session::{SessionInfo, SessionStatus, SessionUsage};
 
 /// Protocol version. Bumped on any incompatible wire change; it is part of the socket name so

@@ -1,1 +1,83 @@
-fn main() {}
+//! `tether`: the CLI (and, in a later release, the TUI) for the tether daemon.
+
+mod cli;
+mod client;
+mod commands;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tether_proto::ErrorCode;
+
+use crate::cli::{Cli, Command};
+use crate::client::ClientError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tether: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = dispatch(cli) => r,
+            // Ctrl-C detaches; the session keeps running in the daemon.
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ndetached; the session keeps running (`tether ls`)");
+                Ok(ExitCode::from(130))
+            }
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            ExitCode::from(match &e {
+                ClientError::Unreachable(_) | ClientError::Disconnected(_) => 3,
+                ClientError::Daemon(b) if b.code == ErrorCode::InvalidParams => 2,
+                _ => 1,
+            })
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> commands::CmdResult {
+    let Some(command) = cli.command else {
+        eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
+        return commands::ls(false, false).await;
+    };
+    match command {
+        Command::New(a) => commands::new(a).await,
+        Command::Attach { session, read_only } => commands::attach(session, read_only).await,
+        Command::Ls { all, json } => commands::ls(all, json).await,
+        Command::Send {
+            session,
+            text,
+            wait,
+            json,
+        } => commands::send(session, text, wait, json).await,
+        Command::Run(a) => commands::run(a).await,
+        Command::Logs {
+            session,
+            follow,
+            after,
+            json,
+        } => commands::logs(session, follow, after, json).await,
+        Command::Interrupt { session } => commands::interrupt(session).await,
+        Command::Rm { session, archive } => commands::rm(session, archive).await,
+        Command::Fork {
+            session,
+            name,
+            json,
+        } => commands::fork(session, name, json).await,
+        Command::Daemon { action } => commands::daemon(action).await,
+        Command::Doctor { json } => commands::doctor(json).await,
+    }
+}

@@ -1,0 +1,150 @@
+//! `config.toml`: daemon-wide defaults. Every field is optional; a missing file means defaults.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub const DEFAULT_MODEL: &str = "anthropic/claude-sonnet-4-6";
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `provider/model` (or a bare Anthropic id) for sessions that don't name one.
+    pub default_model: String,
+    /// Model calls allowed per turn before the turn stops with `max_turns_reached`.
+    pub max_turns: u32,
+    /// Output tokens per model response.
+    pub max_tokens: u32,
+    pub anthropic: AnthropicConfig,
+    pub retry: RetryConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnthropicConfig {
+    /// Overrides ANTHROPIC_BASE_URL.
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the key (default ANTHROPIC_API_KEY).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            base_delay_ms: 1000,
+            max_delay_ms: 60_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    pub fn policy(&self) -> crate::provider::retry::RetryPolicy {
+        crate::provider::retry::RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay: Duration::from_millis(self.base_delay_ms),
+            max_delay: Duration::from_millis(self.max_delay_ms.max(self.base_delay_ms)),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_model: DEFAULT_MODEL.to_string(),
+            max_turns: 100,
+            max_tokens: 16_384,
+            anthropic: AnthropicConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+    }
+}
+
+/// `provider/model` → (provider, model); a bare id means Anthropic.
+pub fn split_model(model: &str) -> (&str, &str) {
+    match model.split_once('/') {
+        Some((p, m)) => (p, m),
+        None => ("anthropic", model),
+    }
+}
+
+/// The canonical `provider/model` spelling.
+pub fn canonical_model(model: &str) -> String {
+    let (p, m) = split_model(model);
+    format!("{p}/{m}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_partial_files() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c = Config::parse("default_model = \"claude-opus-4-1\"\n[retry]\nbase_delay_ms = 5\n")
+            .unwrap();
+        assert_eq!(c.default_model, "claude-opus-4-1");
+        assert_eq!(c.retry.base_delay_ms, 5);
+        assert_eq!(c.retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse("defualt_model = \"x\"").unwrap_err();
+        assert!(e.contains("defualt_model"), "{e}");
+    }
+
+    #[test]
+    fn model_ids() {
+        assert_eq!(
+            split_model("claude-sonnet-4-6"),
+            ("anthropic", "claude-sonnet-4-6")
+        );
+        assert_eq!(split_model("openai/gpt-5.1"), ("openai", "gpt-5.1"));
+        assert_eq!(split_model("ollama/qwen3:8b"), ("ollama", "qwen3:8b"));
+        assert_eq!(canonical_model("claude-x"), "anthropic/claude-x");
+    }
+}

@@ -1,0 +1,154 @@
+//! The daemon process: runtime dir, start lock, socket, pid file, signals, graceful stop.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use nix::fcntl::{Flock, FlockArg};
+use tether_proto::Paths;
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+/// Exit code when another tetherd already holds the start lock.
+pub const EXIT_ALREADY_RUNNING: i32 = 75;
+
+/// Holds the start lock for the life of the daemon.
+pub struct StartLock {
+    _lock: Flock<File>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "tetherd is already running (pid {pid}); `tether daemon status` shows it, `tether daemon stop` stops it"
+)]
+pub struct AlreadyRunning {
+    pub pid: String,
+}
+
+/// Creates the runtime dir with mode 0700 (fixing the mode if it is looser).
+pub fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the runtime directory {}", dir.display()))?;
+    let meta = std::fs::metadata(dir)?;
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        bail!(
+            "the runtime directory {} belongs to another user (uid {}); set XDG_RUNTIME_DIR or TETHER_HOME to a directory you own",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Takes the start lock so two racing starts yield one daemon.
+pub fn take_start_lock(paths: &Paths) -> anyhow::Result<StartLock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(paths.lock_file())
+        .with_context(|| format!("cannot open {}", paths.lock_file().display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(StartLock { _lock: lock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(paths.pid_file())
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into());
+            Err(AlreadyRunning { pid }.into())
+        }
+        Err((_, e)) => Err(anyhow::anyhow!(
+            "cannot lock {}: {e}",
+            paths.lock_file().display()
+        )),
+    }
+}
+
+/// Binds the socket (mode 0600), replacing a stale one left by a dead daemon.
+pub fn bind_socket(paths: &Paths) -> anyhow::Result<tokio::net::UnixListener> {
+    let path = paths.socket();
+    if path.exists() {
+        // We hold the start lock, so nobody is serving it: it is stale.
+        tracing::info!(socket = %path.display(), "removing a stale socket");
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub fn write_pid_file(paths: &Paths) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(paths.pid_file())?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(())
+}
+
+/// Runs the daemon until a signal or `daemon.shutdown`.
+pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
+    let config = Config::load(&paths.config_file())?;
+    let store = Store::open(&paths.db())?;
+    let listener = bind_socket(&paths)?;
+    write_pid_file(&paths)?;
+    let rt = Runtime::new(store, paths.clone(), config);
+    if let Err(why) = &rt.anthropic {
+        tracing::warn!("{why}");
+    }
+    match rt.recover().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),
+        Err(e) => tracing::error!(error = %e, "recovery failed"),
+    }
+    tracing::info!(socket = %paths.socket().display(), pid = std::process::id(), "tetherd ready");
+    let server = tokio::spawn(crate::server::serve(listener, rt.clone()));
+    wait_for_stop(&rt).await;
+    tracing::info!("stopping: sessions stay resumable");
+    rt.shutdown.cancel();
+    let _ = std::fs::remove_file(paths.socket());
+    let _ = server.await;
+    for s in rt.loaded_sessions() {
+        s.halt().await;
+    }
+    let _ = std::fs::remove_file(paths.pid_file());
+    tracing::info!("tetherd stopped");
+    Ok(())
+}
+
+async fn wait_for_stop(rt: &Arc<Runtime>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        _ => {
+            rt.shutdown.cancelled().await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM"); return; }
+            _ = int.recv() => { tracing::info!("SIGINT"); return; }
+            // A lost terminal must not stop the agents.
+            _ = hup.recv() => { tracing::info!("ignoring SIGHUP"); }
+            _ = rt.shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! The agent loop of one turn: ask the model, run the tools it calls, repeat until it answers
+//! without tools. Commit order (DESIGN.md): the model's message and its tool calls are
+//! committed together once the response is complete; each tool call is committed before the
+//! tool runs; each result is committed before the next model request. Deltas are only fanned
+//! out, never stored.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tether_proto::{
+    ContentBlock, DeltaKind, EventBody, ModelUsage, RetryStatus, RetryStatusKind, SessionErrorInfo,
+    StopReason, ToolStatus,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::split_model;
+use crate::provider::{ModelRequest, ModelResponse, Part, ProviderError, StreamEvent, ToolSpec};
+use crate::session::Session;
+use crate::state::PendingTool;
+use crate::store::StoreError;
+use crate::tools::{self, Toolbox};
+
+/// Runs turns until nothing is left to answer. Spawned by [`Session::ensure_turn`].
+pub async fn run(session: Arc<Session>, cancel: CancellationToken) {
+    loop {
+        if let Err(e) = turn(&session, &cancel).await {
+            // The log could not be written: stop here. The log still says `running`, so the
+            // next daemon start resumes from the last committed event.
+            tracing::error!(session = %session.id, error = %e, "turn stopped: the event log could not be written");
+            session.clear_live_message();
+            if let Ok(mut t) = session.turn.lock() {
+                *t = None;
+            }
+            return;
+        }
+        if session.finish_turn(&cancel) {
+            return;
+        }
+    }
+}
+
+enum Next {
+    Continue,
+    Stop,
+}
+
+async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreError> {
+    if s.state().status() != tether_proto::SessionStatus::Running {
+        s.append_one(EventBody::SessionStatusRunning {}).await?;
+    }
+    loop {
+        if cancel.is_cancelled() {
+            return finish_interrupted(s).await;
+        }
+        let pending = s.state().pending_tools.clone();
+        if !pending.is_empty() {
+            run_tools(s, pending, cancel).await?;
+            continue;
+        }
+        if !s.state().needs_model_call() {
+            s.append_one(EventBody::SessionStatusIdle {
+                stop_reason: StopReason::EndTurn,
+            })
+            .await?;
+            return Ok(());
+        }
+        let max_turns = s.row().max_turns;
+        if s.state().model_calls_this_turn >= max_turns {
+            s.append(vec![
+                session_error(
+                    "max_turns_reached",
+                    format!(
+                        "the turn made {max_turns} model requests without finishing and was stopped (max_turns); send another message to continue"
+                    ),
+                    RetryStatusKind::Terminal,
+                ),
+                EventBody::SessionStatusIdle {
+                    stop_reason: StopReason::MaxTurnsReached,
+                },
+            ])
+            .await?;
+            return Ok(());
+        }
+        match model_step(s, cancel).await? {
+            Next::Continue => {}
+            Next::Stop => return Ok(()),
+        }
+    }
+}
+
+/// One model request (with retries) and the commit of its response.
+async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next, StoreError> {
+    let model = s.row().model;
+    let start = s
+        .append_one(EventBody::SpanModelRequestStart {
+            model: Some(model.clone()),
+        })
+        .await?;
+    let started = Instant::now();
+    s.emit(DeltaKind::MessageStart {
+        model_request_start_id: start.id.clone(),
+    });
+    let outcome = request_with_retries(s, &model, &start.id, cancel).await?;
+    let latency_ms = Some(started.elapsed().as_millis() as u64);
+    s.clear_live_message();
+    match outcome {
+        Ok(resp) => {
+            let has_tools = resp
+                .content
+                .iter()
+                .any(|p| matches!(p, Part::ToolUse { .. }));
+            let mut bodies = response_events(&resp);
+            bodies.push(EventBody::SpanModelRequestEnd {
+                model_request_start_id: start.id,
+                is_error: false,
+                model_usage: resp.usage,
+                latency_ms,
+            });
+            if !has_tools && !s.state().has_queued_user() {
+                bodies.push(EventBody::SessionStatusIdle {
+                    stop_reason: StopReason::EndTurn,
+                });
+                s.append(bodies).await?;
+                return Ok(Next::Stop);
+            }
+            s.append(bodies).await?;
+            Ok(Next::Continue)
+        }
+        Err(ProviderError::Cancelled) => {
+            s.append_one(span_error_end(&start.id, latency_ms)).await?;
+            finish_interrupted(s).await?;
+            Ok(Next::Stop)
+        }
+        Err(e) => {
+            let exhausted = e.is_retryable();
+            let (retry, stop) = if exhausted {
+                (RetryStatusKind::Exhausted, StopReason::RetriesExhausted)
+            } else {
+                (RetryStatusKind::Terminal, StopReason::Error)
+            };
+            s.append(vec![
+                span_error_end(&start.id, latency_ms),
+                session_error(e.session_error_type(), e.user_message(), retry),
+                EventBody::SessionStatusIdle { stop_reason: stop },
+            ])
+            .await?;
+            Ok(Next::Stop)
+        }
+    }
+}
+
+/// Calls the model, retrying transient failures with backoff. Each retry is visible as a
+/// `session.error` with `retry_status: retrying`.
+async fn request_with_retries(
+    s: &Arc<Session>,
+    model: &str,
+    start_id: &str,
+    cancel: &CancellationToken,
+) -> Result<Result<ModelResponse, ProviderError>, StoreError> {
+    let (provider_name, model_id) = split_model(model);
+    let provider = match (provider_name, &s.runtime.anthropic) {
+        ("anthropic", Ok(p)) => p.clone(),
+        ("anthropic", Err(why)) => return Ok(Err(ProviderError::Config(why.clone()))),
+        (other, _) => {
+            return Ok(Err(ProviderError::Config(format!(
+                "model provider `{other}` is not supported by this tetherd yet; use an `anthropic/...` model"
+            ))));
+        }
+    };
+    let request = {
+        let row = s.row();
+        let st = s.state();
+        ModelRequest {
+            model: model_id.to_string(),
+            system: Some(
+                row.system
+                    .clone()
+                    .unwrap_or_else(|| default_system(&row.workspace)),
+            ),
+            messages: st.messages.clone(),
+            tools: tool_specs(),
+            max_tokens: s.runtime.config.max_tokens,
+        }
+    };
+    let policy = s.runtime.config.retry.policy();
+    let mut attempt = 1;
+    loop {
+        let mut on_event = |ev: StreamEvent| {
+            s.emit(match ev {
+                StreamEvent::TextDelta { index, text } => DeltaKind::Text { index, text },
+                StreamEvent::ThinkingDelta { index, text } => DeltaKind::Thinking { index, text },
+                StreamEvent::ToolInputDelta {
+                    index,
+                    name,
+                    partial_json,
+                } => DeltaKind::ToolInput {
+                    index,
+                    name,
+                    partial_json,
+                },
+            })
+        };
+        let result = provider.stream(&request, cancel, &mut on_event).await;
+        match result {
+            Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                let delay = policy.delay(attempt, e.retry_after(), jitter());
+                tracing::warn!(session = %s.id, attempt, error = %e.user_message(), "model request failed; retrying");
+                let mut err = session_error(
+                    e.session_error_type(),
+                    e.user_message(),
+                    RetryStatusKind::Retrying,
+                );
+                if let EventBody::SessionError { error } = &mut err {
+                    error.attempt = Some(attempt);
+                    error.max_attempts = Some(policy.max_attempts);
+                    error.retry_in_ms = Some(delay.as_millis() as u64);
+                }
+                s.append_one(err).await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return Ok(Err(ProviderError::Cancelled)),
+                }
+                attempt += 1;
+                // The partial message of the failed attempt is void.
+                s.emit(DeltaKind::MessageStart {
+                    model_request_start_id: start_id.to_string(),
+                });
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+/// The events a complete model response becomes, in the model's block order.
+fn response_events(resp: &ModelResponse) -> Vec<EventBody> {
+    let mut bodies = Vec::new();
+    let mut text = String::new();
+    for part in &resp.content {
+        match part {
+            Part::Thinking {
+                thinking,
+                signature,
+            } => bodies.push(EventBody::AgentThinking {
+                thinking: thinking.clone(),
+                signature: signature.clone(),
+            }),
+            Part::Text(t) => text.push_str(t),
+            _ => {}
+        }
+    }
+    let tool_calls: Vec<EventBody> = resp
+        .content
+        .iter()
+        .filter_map(|p| match p {
+            Part::ToolUse { name, input, .. } => Some(EventBody::AgentToolUse {
+                name: name.clone(),
+                input: input.clone(),
+                evaluated_permission: Some(tether_proto::Permission::Allow),
+            }),
+            _ => None,
+        })
+        .collect();
+    // Always one agent.message when there are no tool calls, so the model's turn is recorded
+    // even if it said nothing.
+    if !text.is_empty() || tool_calls.is_empty() {
+        bodies.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text(text)],
+        });
+    }
+    bodies.extend(tool_calls);
+    bodies
+}
+
+async fn run_tools(
+    s: &Arc<Session>,
+    pending: Vec<PendingTool>,
+    cancel: &CancellationToken,
+) -> Result<(), StoreError> {
+    for call in pending {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        s.set_live_tool(Some(call.tool_use_id.clone()));
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let forward = {
+            let s = s.clone();
+            let id = call.tool_use_id.clone();
+            tokio::spawn(async move {
+                while let Some(text) = out_rx.recv().await {
+                    s.emit(DeltaKind::ToolOutput {
+                        tool_use_id: id.clone(),
+                        text,
+                    });
+                }
+            })
+        };
+        let started = Instant::now();
+        let outcome = s
+            .toolbox
+            .run(&call.name, &call.input, Some(out_tx), cancel.child_token())
+            .await;
+        let _ = forward.await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        s.set_live_tool(None);
+        s.append_one(EventBody::AgentToolResult {
+            tool_use_id: call.tool_use_id,
+            content: vec![ContentBlock::text(outcome.content)],
+            is_error: outcome.is_error,
+            status: match outcome.status {
+                tools::ToolStatus::Ok => ToolStatus::Ok,
+                tools::ToolStatus::Error => ToolStatus::Error,
+                tools::ToolStatus::Timeout => ToolStatus::Timeout,
+                tools::ToolStatus::Interrupted => ToolStatus::Interrupted,
+            },
+            exit_code: outcome.exit_code,
+            duration_ms,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Every unanswered tool call gets an interrupted result, then the session goes idle.
+async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
+    s.clear_live_message();
+    let pending = s.state().pending_tools.clone();
+    let mut bodies: Vec<EventBody> = pending
+        .into_iter()
+        .map(|p| EventBody::AgentToolResult {
+            tool_use_id: p.tool_use_id,
+            content: vec![ContentBlock::text(
+                "[not run: the user interrupted the turn before this tool call started]",
+            )],
+            is_error: true,
+            status: ToolStatus::Interrupted,
+            exit_code: None,
+            duration_ms: 0,
+        })
+        .collect();
+    bodies.push(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::Interrupted,
+    });
+    s.append(bodies).await?;
+    Ok(())
+}
+
+fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {
+    EventBody::SpanModelRequestEnd {
+        model_request_start_id: start_id.to_string(),
+        is_error: true,
+        model_usage: ModelUsage::default(),
+        latency_ms,
+    }
+}
+
+fn session_error(kind: &str, message: String, retry: RetryStatusKind) -> EventBody {
+    EventBody::SessionError {
+        error: SessionErrorInfo {
+            kind: kind.to_string(),
+            message,
+            retry_status: RetryStatus { kind: retry },
+            attempt: None,
+            max_attempts: None,
+            retry_in_ms: None,
+        },
+    }
+}
+
+fn tool_specs() -> Vec<ToolSpec> {
+    Toolbox::definitions()
+        .into_iter()
+        .map(|d| ToolSpec {
+            name: d.name.to_string(),
+            description: d.description.to_string(),
+            input_schema: d.input_schema,
+        })
+        .collect()
+}
+
+fn default_system(workspace: &str) -> String {
+    format!(
+        "You are a capable software agent working in a terminal. Your working directory is {workspace}. \
+Use the tools to inspect and change files and run commands; prefer small, verifiable steps, and say briefly what you did when you are done."
+    )
+}
+
+/// Spread for retry backoff; any cheap varying number will do.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}

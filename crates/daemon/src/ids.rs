@@ -1,0 +1,29 @@
+//! Sortable ids (`sesn_…`, `sevt_…`) and timestamps.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Monotonic within a millisecond, so ids made in one batch still sort in creation order.
+static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
+fn new_id(prefix: &str) -> String {
+    let id = GENERATOR
+        .lock()
+        .ok()
+        .and_then(|mut g| g.generate().ok())
+        .unwrap_or_else(ulid::Ulid::generate);
+    format!("{prefix}_{}", id.to_string().to_lowercase())
+}
+
+pub fn session_id() -> String {
+    new_id("sesn")
+}
+
+pub fn event_id() -> String {
+    new_id("sevt")
+}
+
+/// RFC 3339 UTC with millisecond precision, e.g. `2026-11-25T08:00:00.123Z`.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

@@ -1,0 +1,2084 @@
+//! Client for the Anthropic Messages API (`POST /v1/messages`, streaming).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Once;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{FutureExt, Stream, StreamExt};
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+use tether_proto::ModelUsage;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Message, ModelRequest, ModelResponse, Part, ProviderError, Role, StreamEvent, shorten,
+    stream_kind,
+};
+
+/// Where requests go when `ANTHROPIC_BASE_URL` is not set.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+/// The `anthropic-version` header.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Time allowed for the TCP + TLS connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the response head or the body may stay silent before the request
+/// fails with [`ProviderError::Transport`] (the API sends `ping` events while
+/// it thinks, so a live stream is never this quiet).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
+/// Error bodies are read up to this size; the rest is ignored.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// A `retry-after` longer than this is treated as this (guards against absurd values).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+
+static CRYPTO_PROVIDER: Once = Once::new();
+
+/// reqwest is built with `rustls-no-provider`: install ring as the process-wide
+/// rustls provider before the first client is built. If something else already
+/// installed one, that one is kept.
+fn install_crypto_provider() {
+    CRYPTO_PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The request's authentication header. The value is marked sensitive and never
+/// printed.
+#[derive(Clone)]
+enum Auth {
+    None,
+    ApiKey(HeaderValue),
+    Bearer(HeaderValue),
+}
+
+impl Auth {
+    fn label(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::ApiKey(_) => "x-api-key",
+            Auth::Bearer(_) => "bearer",
+        }
+    }
+}
+
+fn sensitive_header(value: &str, what: &str) -> Result<HeaderValue, ProviderError> {
+    let mut header = HeaderValue::from_str(value.trim()).map_err(|_| {
+        ProviderError::Config(format!(
+            "the {what} contains characters that cannot be sent in an HTTP header: check it \
+             for stray quotes or line breaks"
+        ))
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+/// Streaming client for the Anthropic Messages API.
+#[derive(Clone)]
+pub struct AnthropicProvider {
+    client: reqwest::Client,
+    endpoint: Url,
+    auth: Auth,
+    idle_timeout: Duration,
+}
+
+impl fmt::Debug for AnthropicProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnthropicProvider")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("auth", &self.auth.label())
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AnthropicProvider {
+    /// `base_url` like `https://api.anthropic.com` (trailing slash tolerated); the
+    /// client POSTs `{base_url}/v1/messages` with `x-api-key: api_key`.
+    ///
+    /// A missing key is not an error here (a local mock needs none); requests to
+    /// an `anthropic.com` host without one fail with [`ProviderError::Config`]
+    /// (see [`AnthropicProvider::check_credentials`]).
+    pub fn new(base_url: String, api_key: Option<String>) -> Result<Self, ProviderError> {
+        let auth = match api_key.as_deref().map(str::trim) {
+            Some(key) if !key.is_empty() => Auth::ApiKey(sensitive_header(key, "API key")?),
+            _ => Auth::None,
+        };
+        Self::build(&base_url, auth)
+    }
+
+    /// Builds from the environment like the official SDKs: `ANTHROPIC_BASE_URL`
+    /// (default `https://api.anthropic.com`), `ANTHROPIC_API_KEY` (`x-api-key`),
+    /// or else `ANTHROPIC_AUTH_TOKEN` (`Authorization: Bearer`). Empty values
+    /// count as unset.
+    pub fn from_env() -> Result<Self, ProviderError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`AnthropicProvider::from_env`] with an injectable variable lookup.
+    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ProviderError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let base_url = get("ANTHROPIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+        let auth = if let Some(key) = get("ANTHROPIC_API_KEY") {
+            Auth::ApiKey(sensitive_header(&key, "ANTHROPIC_API_KEY value")?)
+        } else if let Some(token) = get("ANTHROPIC_AUTH_TOKEN") {
+            let value = format!("Bearer {}", token.trim());
+            Auth::Bearer(sensitive_header(&value, "ANTHROPIC_AUTH_TOKEN value")?)
+        } else {
+            Auth::None
+        };
+        Self::build(&base_url, auth)
+    }
+
+    fn build(base_url: &str, auth: Auth) -> Result<Self, ProviderError> {
+        let endpoint = endpoint_url(base_url)?;
+        let client = build_client(&endpoint)?;
+        Ok(AnthropicProvider {
+            client,
+            endpoint,
+            auth,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        })
+    }
+
+    /// Replaces [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// The URL requests are POSTed to.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.as_str()
+    }
+
+    /// `Err(Config)` when requests would go to an `anthropic.com` host without
+    /// an API key or token. The daemon may call this at startup to warn early.
+    pub fn check_credentials(&self) -> Result<(), ProviderError> {
+        let anthropic_host = self
+            .endpoint
+            .host_str()
+            .is_some_and(|h| h == "anthropic.com" || h.ends_with(".anthropic.com"));
+        if matches!(self.auth, Auth::None) && anthropic_host {
+            return Err(ProviderError::Config(
+                "no Anthropic API key: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a local \
+                 mock)"
+                    .to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One streaming request. Calls `on_event` for every non-empty delta as it
+    /// arrives and returns the complete message once `message_stop` arrives.
+    /// Does not retry: the harness drives [`super::RetryPolicy`].
+    ///
+    /// Returns `Err(Cancelled)` promptly when `cancel` fires (the response stream
+    /// is dropped, which closes the connection).
+    pub async fn stream(
+        &self,
+        req: &ModelRequest,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<ModelResponse, ProviderError> {
+        if cancel.is_cancelled() {
+            return Err(ProviderError::Cancelled);
+        }
+        self.check_credentials()?;
+        let body = try_request_body(req)?;
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ProviderError::Config(format!("could not encode the request: {e}")))?;
+
+        let mut request = self
+            .client
+            .post(self.endpoint.clone())
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .body(body);
+        match &self.auth {
+            Auth::None => {}
+            Auth::ApiKey(v) => {
+                request = request.header(HeaderName::from_static("x-api-key"), v.clone());
+            }
+            Auth::Bearer(v) => request = request.header(reqwest::header::AUTHORIZATION, v.clone()),
+        }
+
+        tracing::debug!(
+            model = %req.model,
+            endpoint = %self.endpoint,
+            messages = req.messages.len(),
+            tools = req.tools.len(),
+            "model request"
+        );
+
+        let response = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
+            sent = tokio::time::timeout(self.idle_timeout, request.send()) => match sent {
+                Err(_) => {
+                    return Err(ProviderError::Transport(format!(
+                        "no response from {} within {}",
+                        self.host(),
+                        humantime::format_duration(self.idle_timeout)
+                    )));
+                }
+                Ok(Err(e)) => return Err(ProviderError::Transport(error_chain(&e))),
+                Ok(Ok(response)) => response,
+            },
+        };
+
+        let request_id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let status = response.status();
+        if !status.is_success() {
+            let error = self.error_response(response, cancel).await?;
+            tracing::warn!(
+                status = status.as_u16(),
+                request_id = %request_id,
+                error = %error,
+                "model request failed"
+            );
+            return Err(error);
+        }
+
+        let result = self.read_stream(response, cancel, on_event).await;
+        match &result {
+            Ok(response) => tracing::debug!(
+                request_id = %request_id,
+                stop_reason = %response.stop_reason,
+                input_tokens = response.usage.input_tokens,
+                output_tokens = response.usage.output_tokens,
+                "model response complete"
+            ),
+            Err(ProviderError::Cancelled) => {
+                tracing::debug!(request_id = %request_id, "model request cancelled");
+            }
+            Err(error) => {
+                tracing::warn!(request_id = %request_id, error = %error, "model stream failed");
+            }
+        }
+        result
+    }
+
+    fn host(&self) -> String {
+        self.endpoint
+            .host_str()
+            .unwrap_or("the model server")
+            .to_string()
+    }
+
+    /// Reads a non-2xx response into [`ProviderError::Status`].
+    async fn error_response(
+        &self,
+        mut response: reqwest::Response,
+        cancel: &CancellationToken,
+    ) -> Result<ProviderError, ProviderError> {
+        let status = response.status();
+        let retry_after = parse_retry_after(response.headers());
+        let read = async {
+            let mut body = Vec::new();
+            while body.len() < MAX_ERROR_BODY {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) => break,
+                    // A cut error body still leaves the status to report.
+                    Err(_) => break,
+                }
+            }
+            body
+        };
+        let body = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
+            body = tokio::time::timeout(self.idle_timeout, read) => body.unwrap_or_default(),
+        };
+        let (kind, message) = parse_error_envelope(status, &body);
+        Ok(ProviderError::Status {
+            status: status.as_u16(),
+            kind,
+            message,
+            retry_after,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<ModelResponse, ProviderError> {
+        let events = idle_guarded(response.bytes_stream(), self.idle_timeout).eventsource();
+        let mut events = std::pin::pin!(events);
+        let mut acc = Accumulator::default();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
+                next = events.next() => next,
+            };
+            match next {
+                None => {
+                    return Err(ProviderError::Stream {
+                        kind: stream_kind::TRUNCATED.to_string(),
+                        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
+                    });
+                }
+                Some(Err(e)) => return Err(classify_stream_error(e, &self.host())),
+                Some(Ok(event)) => {
+                    if let Some(done) = acc.handle(&event.event, &event.data, on_event)? {
+                        // Let hyper see the end of the body if it is already
+                        // buffered, so the connection can go back to the pool.
+                        let _ = events.next().now_or_never();
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `{base_url}/v1/messages`, validated.
+fn endpoint_url(base_url: &str) -> Result<Url, ProviderError> {
+    let given = base_url.trim();
+    let invalid = |why: String| {
+        ProviderError::Config(format!(
+            "invalid Anthropic base URL {given:?} ({why}): set ANTHROPIC_BASE_URL to something \
+             like https://api.anthropic.com"
+        ))
+    };
+    let base = Url::parse(given).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(invalid("it must be an http:// or https:// URL".to_string()));
+    }
+    if base.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("it has no host".to_string()));
+    }
+    let endpoint = format!("{}/v1/messages", base.as_str().trim_end_matches('/'));
+    Url::parse(&endpoint).map_err(|e| invalid(e.to_string()))
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_keepalive(Duration::from_secs(60))
+        .user_agent(USER_AGENT)
+}
+
+/// With `rustls-no-provider`, reqwest verifies certificates through
+/// `rustls-platform-verifier`, which on Linux loads the system's CA roots
+/// (`rustls-native-certs`: `SSL_CERT_FILE`/`SSL_CERT_DIR` or the distro bundle)
+/// while the client is built, and fails the build when it finds none. A plain
+/// `http://` endpoint (a local mock) does not need roots, so it falls back to an
+/// empty root store instead of failing.
+fn build_client(endpoint: &Url) -> Result<reqwest::Client, ProviderError> {
+    install_crypto_provider();
+    match client_builder().build() {
+        Ok(client) => Ok(client),
+        Err(e) if endpoint.scheme() == "http" => {
+            tracing::debug!(
+                error = %error_chain(&e),
+                "no usable TLS roots; plain-http endpoint, continuing without them"
+            );
+            client_builder()
+                .tls_certs_only(std::iter::empty())
+                .build()
+                .map_err(|e| {
+                    ProviderError::Config(format!(
+                        "could not create the HTTP client: {}",
+                        error_chain(&e)
+                    ))
+                })
+        }
+        Err(e) => Err(ProviderError::Config(format!(
+            "could not set up TLS for {} ({}): install the system CA certificates (e.g. the \
+             ca-certificates package) or point SSL_CERT_FILE at a PEM bundle",
+            endpoint.host_str().unwrap_or("the model server"),
+            error_chain(&e)
+        ))),
+    }
+}
+
+/// An error and its sources, `a: b: c`, without repeats.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+/// `retry-after-ms` (milliseconds) wins over `retry-after` (seconds); both may
+/// be fractional. HTTP dates and negative or non-numeric values are ignored.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| -> Option<f64> {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let secs = number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))?;
+    let secs = secs.min(MAX_RETRY_AFTER.as_secs_f64());
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// `(error.type, error.message)` from the `{"type":"error","error":{..}}`
+/// envelope, else a kind guessed from the status and the raw body (shortened).
+fn parse_error_envelope(status: reqwest::StatusCode, body: &[u8]) -> (String, String) {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let error = parsed.as_ref().and_then(|v| v.get("error"));
+    let kind = error
+        .and_then(|e| e.get("type"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let kind = kind.unwrap_or_else(|| kind_for_status(status.as_u16()).to_string());
+    let message = message.unwrap_or_else(|| {
+        let raw = String::from_utf8_lossy(body);
+        if raw.trim().is_empty() {
+            status
+                .canonical_reason()
+                .unwrap_or("no error message")
+                .to_string()
+        } else {
+            shorten(&raw, 500)
+        }
+    });
+    (kind, message)
+}
+
+/// The API's error type for a status, for bodies that carry no envelope.
+fn kind_for_status(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        s if s >= 500 => "api_error",
+        _ => "http_error",
+    }
+}
+
+/// A body error: reqwest's, or no bytes for the idle timeout.
+#[derive(Debug)]
+enum BodyError {
+    Http(reqwest::Error),
+    Idle(Duration),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Http(e) => f.write_str(&error_chain(e)),
+            BodyError::Idle(d) => write!(
+                f,
+                "no data from the model for {}",
+                humantime::format_duration(*d)
+            ),
+        }
+    }
+}
+
+/// The body stream, failing with [`BodyError::Idle`] when no chunk arrives for
+/// `idle`; ends after the first error.
+fn idle_guarded<S>(body: S, idle: Duration) -> impl Stream<Item = Result<Bytes, BodyError>>
+where
+    S: Stream<Item = reqwest::Result<Bytes>>,
+{
+    futures_util::stream::unfold(
+        (Box::pin(body), false),
+        move |(mut body, failed)| async move {
+            if failed {
+                return None;
+            }
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), (body, false))),
+                Ok(Some(Err(e))) => Some((Err(BodyError::Http(e)), (body, true))),
+                Ok(None) => None,
+                Err(_) => Some((Err(BodyError::Idle(idle)), (body, true))),
+            }
+        },
+    )
+}
+
+/// Connection-level failures (reset, timeout, hung) are `Transport`; a body that
+/// was simply cut short is a truncated `Stream`; undecodable bytes are malformed.
+fn classify_stream_error(error: EventStreamError<BodyError>, host: &str) -> ProviderError {
+    match error {
+        EventStreamError::Utf8(e) => ProviderError::Stream {
+            kind: stream_kind::MALFORMED.to_string(),
+            message: format!("the model stream is not valid UTF-8: {e}"),
+        },
+        EventStreamError::Parser(e) => ProviderError::Stream {
+            kind: stream_kind::MALFORMED.to_string(),
+            message: format!("the model stream is not a valid event stream: {e}"),
+        },
+        EventStreamError::Transport(BodyError::Idle(d)) => ProviderError::Transport(format!(
+            "no data from {host} for {}; the connection looks hung",
+            humantime::format_duration(d)
+        )),
+        EventStreamError::Transport(BodyError::Http(e)) => {
+            if e.is_timeout() || is_connection_failure(&e) {
+                ProviderError::Transport(error_chain(&e))
+            } else {
+                ProviderError::Stream {
+                    kind: stream_kind::TRUNCATED.to_string(),
+                    message: format!("{}: {}", stream_kind::TRUNCATED_MESSAGE, error_chain(&e)),
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::TimedOut
+                    | ErrorKind::NotConnected
+            )
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Request body
+
+/// The JSON body sent to `/v1/messages`: `{model, max_tokens, stream: true,
+/// system?, messages, tools?}`. Consecutive messages of the same role are merged,
+/// tool results lead their user message, unsigned thinking and blank text blocks
+/// are dropped (the API rejects both), and messages left empty are skipped.
+/// Does not validate; [`AnthropicProvider::stream`] refuses a conversation that
+/// is empty or starts with the assistant.
+pub fn request_body(req: &ModelRequest) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(req.model));
+    body.insert("max_tokens".into(), json!(req.max_tokens));
+    body.insert("stream".into(), json!(true));
+    if let Some(system) = &req.system
+        && !system.trim().is_empty()
+    {
+        body.insert("system".into(), json!(system));
+    }
+    let messages: Vec<Value> = wire_messages(&req.messages)
+        .into_iter()
+        .map(WireMessage::into_json)
+        .collect();
+    body.insert("messages".into(), Value::Array(messages));
+    if !req.tools.is_empty() {
+        let tools: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.name,
+                    "description": t.description,
+                    "input_schema": t.input_schema,
+                })
+            })
+            .collect();
+        body.insert("tools".into(), Value::Array(tools));
+    }
+    Value::Object(body)
+}
+
+/// [`request_body`] plus the checks that turn impossible requests into
+/// [`ProviderError::Config`] instead of a 400.
+fn try_request_body(req: &ModelRequest) -> Result<Value, ProviderError> {
+    if req.model.trim().is_empty() {
+        return Err(ProviderError::Config("no model is configured".to_string()));
+    }
+    if req.max_tokens == 0 {
+        return Err(ProviderError::Config(
+            "max_tokens is 0: the model could not write anything".to_string(),
+        ));
+    }
+    let wire = wire_messages(&req.messages);
+    match wire.first() {
+        None => {
+            return Err(ProviderError::Config(
+                "the conversation is empty: there is no user message to send to the model"
+                    .to_string(),
+            ));
+        }
+        Some(first) if first.role == Role::Assistant => {
+            return Err(ProviderError::Config(
+                "the conversation starts with an assistant message: the Anthropic API needs a \
+                 user message first"
+                    .to_string(),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(request_body(req))
+}
+
+struct WireMessage {
+    role: Role,
+    /// `tool_result` blocks of a user message: they must come first.
+    results: Vec<Value>,
+    blocks: Vec<Value>,
+}
+
+impl WireMessage {
+    fn into_json(self) -> Value {
+        let role = match self.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        let mut content = self.results;
+        content.extend(self.blocks);
+        json!({"role": role, "content": content})
+    }
+}
+
+fn wire_messages(messages: &[Message]) -> Vec<WireMessage> {
+    let mut out: Vec<WireMessage> = Vec::new();
+    for message in messages {
+        let mut results = Vec::new();
+        let mut blocks = Vec::new();
+        for part in &message.content {
+            let Some(block) = part_json(part) else {
+                continue;
+            };
+            if message.role == Role::User && matches!(part, Part::ToolResult { .. }) {
+                results.push(block);
+            } else {
+                blocks.push(block);
+            }
+        }
+        if results.is_empty() && blocks.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if last.role == message.role => {
+                last.results.extend(results);
+                last.blocks.extend(blocks);
+            }
+            _ => out.push(WireMessage {
+                role: message.role.clone(),
+                results,
+                blocks,
+            }),
+        }
+    }
+    out
+}
+
+fn part_json(part: &Part) -> Option<Value> {
+    match part {
+        Part::Text(text) => {
+            if text.trim().is_empty() {
+                None
+            } else {
+                Some(json!({"type": "text", "text": text}))
+            }
+        }
+        Part::Thinking {
+            thinking,
+            signature,
+        } => match signature {
+            Some(signature) if !signature.is_empty() => Some(json!({
+                "type": "thinking",
+                "thinking": thinking,
+                "signature": signature,
+            })),
+            _ => None,
+        },
+        Part::ToolUse { id, name, input } => {
+            let input = if input.is_null() {
+                json!({})
+            } else {
+                input.clone()
+            };
+            Some(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
+        }
+        Part::ToolResult {
+            tool_use_id,
+            content,
+            is_error,
+        } => {
+            let mut block = json!({
+                "type": "tool_result",
+                "tool_use_id": tool_use_id,
+                "content": content,
+            });
+            if *is_error {
+                // The API rejects an empty error result.
+                if content.trim().is_empty() {
+                    block["content"] = json!("(the tool failed without output)");
+                }
+                block["is_error"] = json!(true);
+            }
+            Some(block)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stream parsing
+
+#[derive(Debug)]
+enum BlockState {
+    Text(String),
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        /// Accumulated `input_json_delta`s.
+        json: String,
+        /// `input` from `content_block_start` (used when no delta arrives).
+        start_input: Value,
+        /// Set by `content_block_stop`.
+        input: Option<Value>,
+    },
+    /// `redacted_thinking` and unknown block types: not representable as a
+    /// [`Part`], so kept out of the response.
+    Skipped,
+}
+
+/// Folds Messages API stream events into a [`ModelResponse`].
+#[derive(Debug, Default)]
+struct Accumulator {
+    blocks: BTreeMap<u32, BlockState>,
+    usage: ModelUsage,
+    stop_reason: Option<String>,
+}
+
+fn malformed(message: String) -> ProviderError {
+    ProviderError::Stream {
+        kind: stream_kind::MALFORMED.to_string(),
+        message,
+    }
+}
+
+fn u64_field(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+impl Accumulator {
+    /// Handles one SSE event; `Ok(Some(..))` once `message_stop` arrives.
+    fn handle(
+        &mut self,
+        event_name: &str,
+        data: &str,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<Option<ModelResponse>, ProviderError> {
+        if data.trim().is_empty() {
+            // `ping` and comment-only keep-alives may carry no data.
+            return Ok(None);
+        }
+        let value: Value = serde_json::from_str(data).map_err(|e| {
+            malformed(format!(
+                "the model stream sent an event that is not JSON (event {:?}: {e}): {}",
+                event_name,
+                shorten(data, 200)
+            ))
+        })?;
+        if !value.is_object() {
+            return Err(malformed(format!(
+                "the model stream sent an event that is not a JSON object (event {:?}): {}",
+                event_name,
+                shorten(data, 200)
+            )));
+        }
+        let kind = str_field(&value, "type").unwrap_or(event_name);
+        match kind {
+            "message_start" => {
+                let message = value.get("message").unwrap_or(&Value::Null);
+                if let Some(usage) = message.get("usage") {
+                    self.update_usage(usage);
+                }
+                tracing::trace!(
+                    id = str_field(message, "id").unwrap_or(""),
+                    model = str_field(message, "model").unwrap_or(""),
+                    "message_start"
+                );
+            }
+            "content_block_start" => self.block_start(&value, on_event)?,
+            "content_block_delta" => self.block_delta(&value, on_event)?,
+            "content_block_stop" => {
+                let index = index_of(&value)?;
+                if let Some(block) = self.blocks.get_mut(&index) {
+                    finish_block(block)?;
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = value
+                    .get("delta")
+                    .and_then(|d| d.get("stop_reason"))
+                    .and_then(Value::as_str)
+                {
+                    self.stop_reason = Some(reason.to_string());
+                }
+                if let Some(usage) = value.get("usage") {
+                    self.update_usage(usage);
+                }
+            }
+            "message_stop" => return self.finish().map(Some),
+            "ping" => {}
+            "error" => {
+                let error = value.get("error").unwrap_or(&Value::Null);
+                return Err(ProviderError::Stream {
+                    kind: str_field(error, "type").unwrap_or("api_error").to_string(),
+                    message: str_field(error, "message")
+                        .unwrap_or("the model stream reported an error")
+                        .to_string(),
+                });
+            }
+            other => tracing::debug!(event = other, "ignoring unknown model stream event"),
+        }
+        Ok(None)
+    }
+
+    /// Counts present in the object replace the old ones (`message_delta`
+    /// reports cumulative totals).
+    fn update_usage(&mut self, usage: &Value) {
+        if let Some(n) = u64_field(usage, "input_tokens") {
+            self.usage.input_tokens = n;
+        }
+        if let Some(n) = u64_field(usage, "output_tokens") {
+            self.usage.output_tokens = n;
+        }
+        if let Some(n) = u64_field(usage, "cache_read_input_tokens") {
+            self.usage.cache_read_input_tokens = n;
+        }
+        if let Some(n) = u64_field(usage, "cache_creation_input_tokens") {
+            self.usage.cache_creation_input_tokens = n;
+        }
+    }
+
+    fn block_start(
+        &mut self,
+        value: &Value,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<(), ProviderError> {
+        let index = index_of(value)?;
+        let block = value
+            .get("content_block")
+            .ok_or_else(|| malformed("content_block_start without content_block".to_string()))?;
+        let state = match str_field(block, "type").unwrap_or("") {
+            "text" => {
+                let text = str_field(block, "text").unwrap_or("").to_string();
+                if !text.is_empty() {
+                    on_event(StreamEvent::TextDelta {
+                        index,
+                        text: text.clone(),
+                    });
+                }
+                BlockState::Text(text)
+            }
+            "thinking" => {
+                let thinking = str_field(block, "thinking").unwrap_or("").to_string();
+                if !thinking.is_empty() {
+                    on_event(StreamEvent::ThinkingDelta {
+                        index,
+                        text: thinking.clone(),
+                    });
+                }
+                BlockState::Thinking {
+                    thinking,
+                    signature: str_field(block, "signature").unwrap_or("").to_string(),
+                }
+            }
+            "tool_use" => BlockState::ToolUse {
+                id: str_field(block, "id").unwrap_or("").to_string(),
+                name: str_field(block, "name").unwrap_or("").to_string(),
+                json: String::new(),
+                start_input: block.get("input").cloned().unwrap_or(Value::Null),
+                input: None,
+            },
+            other => {
+                tracing::debug!(
+                    block_type = other,
+                    index,
+                    "leaving a content block out of the response"
+                );
+                BlockState::Skipped
+            }
+        };
+        self.blocks.insert(index, state);
+        Ok(())
+    }
+
+    fn block_delta(
+        &mut self,
+        value: &Value,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<(), ProviderError> {
+        let index = index_of(value)?;
+        let delta = value
+            .get("delta")
+            .ok_or_else(|| malformed("content_block_delta without delta".to_string()))?;
+        let delta_type = str_field(delta, "type").unwrap_or("");
+        let block = self.blocks.get_mut(&index).ok_or_else(|| {
+            malformed(format!(
+                "content_block_delta for block {index}, which never started"
+            ))
+        })?;
+        let field = |key: &str| str_field(delta, key).unwrap_or("").to_string();
+        match (delta_type, block) {
+            (_, BlockState::Skipped) => {}
+            ("text_delta", BlockState::Text(text)) => {
+                let piece = field("text");
+                text.push_str(&piece);
+                if !piece.is_empty() {
+                    on_event(StreamEvent::TextDelta { index, text: piece });
+                }
+            }
+            ("thinking_delta", BlockState::Thinking { thinking, .. }) => {
+                let piece = field("thinking");
+                thinking.push_str(&piece);
+                if !piece.is_empty() {
+                    on_event(StreamEvent::ThinkingDelta { index, text: piece });
+                }
+            }
+            ("signature_delta", BlockState::Thinking { signature, .. }) => {
+                signature.push_str(&field("signature"));
+            }
+            ("input_json_delta", BlockState::ToolUse { name, json, .. }) => {
+                let piece = field("partial_json");
+                json.push_str(&piece);
+                if !piece.is_empty() {
+                    on_event(StreamEvent::ToolInputDelta {
+                        index,
+                        name: name.clone(),
+                        partial_json: piece,
+                    });
+                }
+            }
+            ("text_delta" | "thinking_delta" | "signature_delta" | "input_json_delta", _) => {
+                return Err(malformed(format!(
+                    "{delta_type} for block {index}, which is not of that type"
+                )));
+            }
+            (other, _) => {
+                tracing::debug!(delta_type = other, index, "ignoring unknown content delta");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<ModelResponse, ProviderError> {
+        let mut content = Vec::new();
+        for block in self.blocks.values_mut() {
+            finish_block(block)?;
+        }
+        for block in std::mem::take(&mut self.blocks).into_values() {
+            match block {
+                BlockState::Text(text) => content.push(Part::Text(text)),
+                BlockState::Thinking {
+                    thinking,
+                    signature,
+                } => content.push(Part::Thinking {
+                    thinking,
+                    signature: (!signature.is_empty()).then_some(signature),
+                }),
+                BlockState::ToolUse {
+                    id, name, input, ..
+                } => content.push(Part::ToolUse {
+                    id,
+                    name,
+                    input: input.unwrap_or_else(|| json!({})),
+                }),
+                BlockState::Skipped => {}
+            }
+        }
+        let stop_reason = match self.stop_reason.take() {
+            Some(reason) => reason,
+            None => {
+                let guess = if content.iter().any(|p| matches!(p, Part::ToolUse { .. })) {
+                    "tool_use"
+                } else {
+                    "end_turn"
+                };
+                tracing::debug!(guess, "model stream had no stop_reason");
+                guess.to_string()
+            }
+        };
+        Ok(ModelResponse {
+            content,
+            stop_reason,
+            usage: self.usage,
+        })
+    }
+}
+
+fn index_of(value: &Value) -> Result<u32, ProviderError> {
+    value
+        .get("index")
+        .and_then(Value::as_u64)
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(|| {
+            malformed(format!(
+                "{} event without a valid index",
+                str_field(value, "type").unwrap_or("content block")
+            ))
+        })
+}
+
+/// Parses a tool block's accumulated JSON (empty means `{}`, or the start
+/// event's `input` when that was not empty). Idempotent.
+fn finish_block(block: &mut BlockState) -> Result<(), ProviderError> {
+    if let BlockState::ToolUse {
+        name,
+        json,
+        start_input,
+        input,
+        ..
+    } = block
+    {
+        if input.is_some() {
+            return Ok(());
+        }
+        let parsed = if json.trim().is_empty() {
+            match start_input {
+                Value::Object(map) if !map.is_empty() => start_input.clone(),
+                _ => json!({}),
+            }
+        } else {
+            serde_json::from_str(json).map_err(|e| {
+                malformed(format!(
+                    "the model sent invalid JSON for the input of tool {name:?}: {e}"
+                ))
+            })?
+        };
+        *input = Some(parsed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ToolSpec;
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tether_mock_llm::{Block, MockServer, Reply, Script, Timing, Usage};
+
+    const KEY: &str = "sk-ant-test-0123456789";
+
+    fn text(t: &str) -> Part {
+        Part::Text(t.to_string())
+    }
+
+    fn tool_use(id: &str, name: &str, input: Value) -> Part {
+        Part::ToolUse {
+            id: id.into(),
+            name: name.into(),
+            input,
+        }
+    }
+
+    fn tool_result(id: &str, content: &str, is_error: bool) -> Part {
+        Part::ToolResult {
+            tool_use_id: id.into(),
+            content: content.into(),
+            is_error,
+        }
+    }
+
+    fn request(messages: Vec<Message>) -> ModelRequest {
+        ModelRequest {
+            model: "claude-sonnet-4-6".into(),
+            system: None,
+            messages,
+            tools: Vec::new(),
+            max_tokens: 1024,
+        }
+    }
+
+    fn bash_tool() -> ToolSpec {
+        ToolSpec {
+            name: "bash".into(),
+            description: "Run a shell command".into(),
+            input_schema: json!({
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"]
+            }),
+        }
+    }
+
+    // ---- request_body ----------------------------------------------------
+
+    #[test]
+    fn body_minimal_without_system_or_tools() {
+        let body = request_body(&request(vec![Message::user_text("hi")]));
+        assert_eq!(
+            body,
+            json!({
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 1024,
+                "stream": true,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+            })
+        );
+    }
+
+    #[test]
+    fn body_with_system_and_tools() {
+        let mut req = request(vec![Message::user_text("list files")]);
+        req.system = Some("You are tether.".into());
+        req.tools = vec![bash_tool()];
+        assert_eq!(
+            request_body(&req),
+            json!({
+                "model": "claude-sonnet-4-6",
+                "max_tokens": 1024,
+                "stream": true,
+                "system": "You are tether.",
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "list files"}]}
+                ],
+                "tools": [{
+                    "name": "bash",
+                    "description": "Run a shell command",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"command": {"type": "string"}},
+                        "required": ["command"]
+                    }
+                }]
+            })
+        );
+        // A blank system prompt is left out rather than sent empty.
+        req.system = Some("  ".into());
+        assert!(request_body(&req).get("system").is_none());
+    }
+
+    #[test]
+    fn body_merges_consecutive_same_role_messages() {
+        let req = request(vec![
+            Message::user_text("one"),
+            Message::user_text("two"),
+            Message::assistant(vec![text("a")]),
+            Message::assistant(vec![tool_use("toolu_1", "bash", json!({"command": "ls"}))]),
+            Message::user(vec![tool_result("toolu_1", "file.txt", false)]),
+        ]);
+        assert_eq!(
+            request_body(&req)["messages"],
+            json!([
+                {"role": "user", "content": [
+                    {"type": "text", "text": "one"},
+                    {"type": "text", "text": "two"}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "a"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {"command": "ls"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "file.txt"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn body_puts_tool_results_before_text() {
+        let req = request(vec![
+            Message::user_text("run two things"),
+            Message::assistant(vec![
+                tool_use("toolu_1", "bash", json!({"command": "ls"})),
+                tool_use("toolu_2", "bash", json!({"command": "false"})),
+            ]),
+            // Text first, then results, split over two user messages: results
+            // must still lead the merged message, in their own order.
+            Message::user(vec![
+                text("also, hurry"),
+                tool_result("toolu_1", "ok", false),
+            ]),
+            Message::user(vec![tool_result("toolu_2", "exit 1", true)]),
+        ]);
+        assert_eq!(
+            request_body(&req)["messages"][2],
+            json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "exit 1", "is_error": true},
+                {"type": "text", "text": "also, hurry"}
+            ]})
+        );
+    }
+
+    #[test]
+    fn body_thinking_needs_a_signature() {
+        let req = request(vec![
+            Message::user_text("think"),
+            Message::assistant(vec![
+                Part::Thinking {
+                    thinking: "signed".into(),
+                    signature: Some("sig-1".into()),
+                },
+                Part::Thinking {
+                    thinking: "unsigned".into(),
+                    signature: None,
+                },
+                Part::Thinking {
+                    thinking: "empty signature".into(),
+                    signature: Some(String::new()),
+                },
+                text("answer"),
+            ]),
+            Message::user_text("more"),
+        ]);
+        assert_eq!(
+            request_body(&req)["messages"][1],
+            json!({"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "signed", "signature": "sig-1"},
+                {"type": "text", "text": "answer"}
+            ]})
+        );
+    }
+
+    #[test]
+    fn body_drops_blank_text_and_emptied_messages() {
+        let req = request(vec![
+            Message::user(vec![text("hello"), text(""), text(" \n")]),
+            // Nothing sendable is left of this one, so the user turns around it merge.
+            Message::assistant(vec![
+                text(""),
+                Part::Thinking {
+                    thinking: "x".into(),
+                    signature: None,
+                },
+            ]),
+            Message::user_text("again"),
+        ]);
+        assert_eq!(
+            request_body(&req)["messages"],
+            json!([{"role": "user", "content": [
+                {"type": "text", "text": "hello"},
+                {"type": "text", "text": "again"}
+            ]}])
+        );
+    }
+
+    #[test]
+    fn body_fills_empty_error_results_and_null_inputs() {
+        let req = request(vec![
+            Message::user_text("go"),
+            Message::assistant(vec![tool_use("t", "bash", Value::Null)]),
+            Message::user(vec![
+                tool_result("t", "", true),
+                tool_result("t2", "", false),
+            ]),
+        ]);
+        let messages = &request_body(&req)["messages"];
+        assert_eq!(messages[1]["content"][0]["input"], json!({}));
+        assert_eq!(
+            messages[2]["content"],
+            json!([
+                {"type": "tool_result", "tool_use_id": "t",
+                 "content": "(the tool failed without output)", "is_error": true},
+                {"type": "tool_result", "tool_use_id": "t2", "content": ""}
+            ])
+        );
+    }
+
+    #[test]
+    fn invalid_conversations_are_config_errors() {
+        let empty = try_request_body(&request(vec![]));
+        assert!(matches!(empty, Err(ProviderError::Config(_))), "{empty:?}");
+        let blank = try_request_body(&request(vec![Message::user(vec![text("  ")])]));
+        assert!(matches!(blank, Err(ProviderError::Config(_))), "{blank:?}");
+        let assistant_first = try_request_body(&request(vec![
+            Message::assistant(vec![text("hi")]),
+            Message::user_text("hello"),
+        ]));
+        match assistant_first {
+            Err(ProviderError::Config(m)) => assert!(m.contains("assistant"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let mut no_model = request(vec![Message::user_text("hi")]);
+        no_model.model = String::new();
+        assert!(matches!(
+            try_request_body(&no_model),
+            Err(ProviderError::Config(_))
+        ));
+        let ok = try_request_body(&request(vec![Message::user_text("hi")]));
+        assert!(ok.is_ok());
+    }
+
+    // ---- configuration ---------------------------------------------------
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn endpoint_tolerates_trailing_slash() {
+        let a = AnthropicProvider::new("https://api.anthropic.com/".into(), Some(KEY.into()));
+        assert_eq!(
+            a.unwrap().endpoint(),
+            "https://api.anthropic.com/v1/messages"
+        );
+        let b = AnthropicProvider::new("http://127.0.0.1:9/proxy".into(), None).unwrap();
+        assert_eq!(b.endpoint(), "http://127.0.0.1:9/proxy/v1/messages");
+        for bad in ["", "api.anthropic.com", "ftp://x", "http://"] {
+            let e = AnthropicProvider::new(bad.into(), None).unwrap_err();
+            assert!(matches!(e, ProviderError::Config(_)), "{bad}: {e:?}");
+        }
+    }
+
+    /// reqwest with `rustls-no-provider` needs a process-wide rustls provider
+    /// and system roots to build an https client.
+    #[test]
+    fn https_client_builds() {
+        let provider = AnthropicProvider::new(DEFAULT_BASE_URL.into(), Some(KEY.into())).unwrap();
+        assert_eq!(provider.endpoint(), "https://api.anthropic.com/v1/messages");
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+    }
+
+    #[test]
+    fn from_vars_follows_the_sdks() {
+        let p = AnthropicProvider::from_vars(vars(&[("ANTHROPIC_API_KEY", KEY)])).unwrap();
+        assert_eq!(p.endpoint(), "https://api.anthropic.com/v1/messages");
+        assert_eq!(p.auth.label(), "x-api-key");
+        assert!(p.check_credentials().is_ok());
+
+        let p = AnthropicProvider::from_vars(vars(&[
+            ("ANTHROPIC_AUTH_TOKEN", "tok"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
+        ]))
+        .unwrap();
+        assert_eq!(p.auth.label(), "bearer");
+        assert_eq!(p.endpoint(), "http://127.0.0.1:1/v1/messages");
+
+        // The key wins over the token; empty values count as unset.
+        let p = AnthropicProvider::from_vars(vars(&[
+            ("ANTHROPIC_AUTH_TOKEN", "tok"),
+            ("ANTHROPIC_API_KEY", KEY),
+            ("ANTHROPIC_BASE_URL", ""),
+        ]))
+        .unwrap();
+        assert_eq!(p.auth.label(), "x-api-key");
+        assert_eq!(p.endpoint(), "https://api.anthropic.com/v1/messages");
+    }
+
+    #[test]
+    fn missing_key_is_an_error_only_for_anthropic_hosts() {
+        let p = AnthropicProvider::from_vars(vars(&[("ANTHROPIC_API_KEY", "")])).unwrap();
+        let e = p.check_credentials().unwrap_err();
+        assert_eq!(
+            e.user_message(),
+            "no Anthropic API key: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a local mock)"
+        );
+        assert!(!e.is_retryable());
+        let local = AnthropicProvider::new("http://127.0.0.1:1".into(), None).unwrap();
+        assert!(local.check_credentials().is_ok());
+    }
+
+    #[test]
+    fn the_key_never_shows() {
+        let p = AnthropicProvider::new(DEFAULT_BASE_URL.into(), Some(KEY.into())).unwrap();
+        let debug = format!("{p:?}");
+        assert!(!debug.contains(KEY), "{debug}");
+        let bad = AnthropicProvider::new(DEFAULT_BASE_URL.into(), Some(format!("{KEY}\nx")));
+        let e = bad.unwrap_err();
+        assert!(!format!("{e} {e:?} {}", e.user_message()).contains(KEY));
+    }
+
+    #[test]
+    fn retry_after_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after", "7")])),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after", "1.5")])),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after", "7"), ("retry-after-ms", "250")])),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            None
+        );
+        assert_eq!(parse_retry_after(&headers(&[("retry-after", "-1")])), None);
+        assert_eq!(
+            parse_retry_after(&headers(&[("retry-after", "1e300")])),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after(&headers(&[])), None);
+    }
+
+    #[test]
+    fn error_envelope_and_fallbacks() {
+        use reqwest::StatusCode;
+        let body =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(
+            parse_error_envelope(StatusCode::from_u16(529).unwrap(), body),
+            ("overloaded_error".to_string(), "Overloaded".to_string())
+        );
+        let html = "<html>Bad Gateway</html>".repeat(100);
+        let (kind, message) = parse_error_envelope(StatusCode::BAD_GATEWAY, html.as_bytes());
+        assert_eq!(kind, "api_error");
+        assert!(message.starts_with("<html>Bad Gateway") && message.chars().count() <= 501);
+        assert_eq!(
+            parse_error_envelope(StatusCode::UNAUTHORIZED, b""),
+            (
+                "authentication_error".to_string(),
+                "Unauthorized".to_string()
+            )
+        );
+    }
+
+    // ---- stream parsing (no network) -----------------------------------
+
+    fn feed(
+        events: &[(&str, Value)],
+    ) -> (
+        Result<Option<ModelResponse>, ProviderError>,
+        Vec<StreamEvent>,
+    ) {
+        let mut acc = Accumulator::default();
+        let mut seen = Vec::new();
+        let mut on_event = |e: StreamEvent| seen.push(e);
+        let mut last = Ok(None);
+        for (name, data) in events {
+            last = acc.handle(name, &data.to_string(), &mut on_event);
+            if !matches!(last, Ok(None)) {
+                break;
+            }
+        }
+        (last, seen)
+    }
+
+    fn start(index: u32, block: Value) -> (&'static str, Value) {
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+        )
+    }
+
+    fn delta(index: u32, delta: Value) -> (&'static str, Value) {
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        )
+    }
+
+    fn stop(index: u32) -> (&'static str, Value) {
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        )
+    }
+
+    fn message_stop() -> (&'static str, Value) {
+        ("message_stop", json!({"type": "message_stop"}))
+    }
+
+    #[test]
+    fn parses_blocks_and_skips_unknown_ones() {
+        let (result, seen) = feed(&[
+            (
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "usage": {
+                    "input_tokens": 10, "output_tokens": 1,
+                    "cache_read_input_tokens": 3, "cache_creation_input_tokens": 4}}}),
+            ),
+            ("ping", json!({"type": "ping"})),
+            start(0, json!({"type": "redacted_thinking", "data": "opaque"})),
+            delta(0, json!({"type": "mystery_delta"})),
+            stop(0),
+            start(
+                1,
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+            ),
+            delta(1, json!({"type": "thinking_delta", "thinking": "hmm"})),
+            delta(1, json!({"type": "signature_delta", "signature": "sig"})),
+            stop(1),
+            start(
+                2,
+                json!({"type": "tool_use", "id": "toolu_a", "name": "read", "input": {}}),
+            ),
+            stop(2),
+            start(
+                3,
+                json!({"type": "tool_use", "id": "toolu_b", "name": "x", "input": {"k": 1}}),
+            ),
+            stop(3),
+            start(
+                4,
+                json!({"type": "server_tool_use", "id": "srv", "name": "web_search"}),
+            ),
+            stop(4),
+            (
+                "message_delta",
+                json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                       "usage": {"output_tokens": 42}}),
+            ),
+            ("future_event", json!({"type": "future_event"})),
+            message_stop(),
+        ]);
+        let response = result.unwrap().unwrap();
+        assert_eq!(
+            response.content,
+            vec![
+                Part::Thinking {
+                    thinking: "hmm".into(),
+                    signature: Some("sig".into())
+                },
+                tool_use("toolu_a", "read", json!({})),
+                tool_use("toolu_b", "x", json!({"k": 1})),
+            ]
+        );
+        assert_eq!(response.stop_reason, "tool_use");
+        assert_eq!(
+            response.usage,
+            ModelUsage {
+                input_tokens: 10,
+                output_tokens: 42,
+                cache_read_input_tokens: 3,
+                cache_creation_input_tokens: 4
+            }
+        );
+        assert_eq!(
+            seen,
+            vec![StreamEvent::ThinkingDelta {
+                index: 1,
+                text: "hmm".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn invalid_tool_json_is_malformed() {
+        let (result, _) = feed(&[
+            start(
+                0,
+                json!({"type": "tool_use", "id": "t", "name": "bash", "input": {}}),
+            ),
+            delta(
+                0,
+                json!({"type": "input_json_delta", "partial_json": "{\"command\": "}),
+            ),
+            stop(0),
+        ]);
+        match result {
+            Err(e @ ProviderError::Stream { .. }) => {
+                assert!(e.is_retryable());
+                assert!(e.to_string().contains("bash"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_streams_are_malformed() {
+        for events in [
+            vec![delta(0, json!({"type": "text_delta", "text": "x"}))],
+            vec![
+                start(0, json!({"type": "text", "text": ""})),
+                delta(0, json!({"type": "input_json_delta", "partial_json": "{}"})),
+            ],
+            vec![("content_block_stop", json!({"type": "content_block_stop"}))],
+            vec![("message", json!("not an object"))],
+        ] {
+            let (result, _) = feed(&events);
+            assert!(
+                matches!(&result, Err(ProviderError::Stream { kind, .. }) if kind == stream_kind::MALFORMED),
+                "{events:?}: {result:?}"
+            );
+        }
+        let mut acc = Accumulator::default();
+        let mut ignore = |_: StreamEvent| {};
+        let e = acc.handle("message", "{not json", &mut ignore).unwrap_err();
+        assert!(matches!(e, ProviderError::Stream { ref kind, .. } if kind == "malformed"));
+    }
+
+    #[test]
+    fn missing_stop_reason_is_inferred() {
+        let (result, _) = feed(&[
+            start(
+                0,
+                json!({"type": "tool_use", "id": "t", "name": "bash", "input": {}}),
+            ),
+            message_stop(),
+        ]);
+        let response = result.unwrap().unwrap();
+        assert_eq!(response.stop_reason, "tool_use");
+        assert_eq!(response.content, vec![tool_use("t", "bash", json!({}))]);
+    }
+
+    #[test]
+    fn error_event_carries_the_envelope() {
+        let (result, _) = feed(&[(
+            "error",
+            json!({"type": "error", "error": {"type": "api_error", "message": "Internal"}}),
+        )]);
+        match result {
+            Err(ProviderError::Stream { kind, message }) => {
+                assert_eq!((kind.as_str(), message.as_str()), ("api_error", "Internal"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stream_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let provider = AnthropicProvider::new("http://127.0.0.1:1".into(), None).unwrap();
+        let req = request(vec![Message::user_text("hi")]);
+        let cancel = CancellationToken::new();
+        let mut on_event = |_: StreamEvent| {};
+        let future = provider.stream(&req, &cancel, &mut on_event);
+        assert_send(&future);
+    }
+
+    // ---- against the mock server ----------------------------------------
+
+    fn fast(chunk_chars: usize) -> Timing {
+        Timing {
+            ttft_ms: 0,
+            chunk_delay_ms: 0,
+            chunk_chars,
+        }
+    }
+
+    async fn mock(replies: Vec<Reply>, chunk_chars: usize) -> MockServer {
+        MockServer::start(Script::sequential(replies).with_timing(fast(chunk_chars)))
+            .await
+            .unwrap()
+    }
+
+    fn provider_for(server: &MockServer) -> AnthropicProvider {
+        AnthropicProvider::new(server.base_url(), Some(KEY.into())).unwrap()
+    }
+
+    async fn run(
+        provider: &AnthropicProvider,
+        req: &ModelRequest,
+    ) -> (Result<ModelResponse, ProviderError>, Vec<StreamEvent>) {
+        let cancel = CancellationToken::new();
+        let mut seen = Vec::new();
+        let mut on_event = |e: StreamEvent| seen.push(e);
+        let result = provider.stream(req, &cancel, &mut on_event).await;
+        (result, seen)
+    }
+
+    fn hello() -> ModelRequest {
+        request(vec![Message::user_text("hello")])
+    }
+
+    #[tokio::test]
+    async fn streams_text() {
+        let server = mock(vec![Reply::text("Hello there, tired person!")], 4).await;
+        let (result, seen) = run(&provider_for(&server), &hello()).await;
+        let response = result.unwrap();
+        assert!(seen.len() > 3, "{seen:?}");
+        let mut joined = String::new();
+        for event in &seen {
+            match event {
+                StreamEvent::TextDelta { index: 0, text } => joined.push_str(text),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(joined, "Hello there, tired person!");
+        assert_eq!(response.content, vec![text("Hello there, tired person!")]);
+        assert_eq!(response.stop_reason, "end_turn");
+    }
+
+    #[tokio::test]
+    async fn streams_tool_use_with_split_json() {
+        let input = json!({"command": "grep -rn 'fn main' src/", "timeout_ms": 5000});
+        let server = mock(vec![Reply::tool_use("bash", input.clone())], 5).await;
+        let (result, seen) = run(&provider_for(&server), &hello()).await;
+        let response = result.unwrap();
+        assert_eq!(response.stop_reason, "tool_use");
+        let [
+            Part::ToolUse {
+                id,
+                name,
+                input: got,
+            },
+        ] = response.content.as_slice()
+        else {
+            panic!("{:?}", response.content);
+        };
+        assert!(id.starts_with("toolu_"), "{id}");
+        assert_eq!(name, "bash");
+        assert_eq!(got, &input);
+        let pieces: Vec<&str> = seen
+            .iter()
+            .map(|e| match e {
+                StreamEvent::ToolInputDelta {
+                    index: 0,
+                    name,
+                    partial_json,
+                } if name == "bash" => partial_json.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(pieces.len() > 3, "{pieces:?}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&pieces.concat()).unwrap(),
+            input
+        );
+    }
+
+    #[tokio::test]
+    async fn streams_thinking_with_signature_and_usage() {
+        let usage = Usage {
+            input_tokens: 1234,
+            output_tokens: 56,
+            cache_read_input_tokens: 1000,
+            cache_creation_input_tokens: 7,
+        };
+        let server = mock(
+            vec![
+                Reply::message(vec![
+                    Block::thinking("Let me think about it.", "sig-abc"),
+                    Block::text("Done."),
+                ])
+                .with_usage(usage),
+            ],
+            8,
+        )
+        .await;
+        let (result, seen) = run(&provider_for(&server), &hello()).await;
+        let response = result.unwrap();
+        assert_eq!(
+            response.content,
+            vec![
+                Part::Thinking {
+                    thinking: "Let me think about it.".into(),
+                    signature: Some("sig-abc".into())
+                },
+                text("Done."),
+            ]
+        );
+        assert_eq!(
+            response.usage,
+            ModelUsage {
+                input_tokens: 1234,
+                output_tokens: 56,
+                cache_read_input_tokens: 1000,
+                cache_creation_input_tokens: 7
+            }
+        );
+        let thinking: String = seen
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ThinkingDelta { index: 0, text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(thinking, "Let me think about it.");
+        assert!(seen.contains(&StreamEvent::TextDelta {
+            index: 1,
+            text: "Done.".into()
+        }));
+    }
+
+    #[tokio::test]
+    async fn sends_headers_and_the_built_body() {
+        let server = mock(vec![Reply::text("ok")], 16).await;
+        let mut req = request(vec![
+            Message::user_text("list files"),
+            Message::assistant(vec![tool_use("toolu_1", "bash", json!({"command": "ls"}))]),
+            Message::user(vec![tool_result("toolu_1", "a.txt", false)]),
+        ]);
+        req.system = Some("be brief".into());
+        req.tools = vec![bash_tool()];
+        run(&provider_for(&server), &req).await.0.unwrap();
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1);
+        let recorded = &requests[0];
+        assert_eq!(recorded.method, "POST");
+        assert_eq!(recorded.path, "/v1/messages");
+        assert_eq!(recorded.header("x-api-key"), Some(KEY));
+        assert_eq!(recorded.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(recorded.header("content-type"), Some("application/json"));
+        assert_eq!(recorded.header("accept"), Some("text/event-stream"));
+        assert_eq!(recorded.header("authorization"), None);
+        let agent = recorded.header("user-agent").unwrap_or("");
+        assert!(agent.starts_with("tether/"), "{agent}");
+        assert_eq!(recorded.body, request_body(&req));
+    }
+
+    #[tokio::test]
+    async fn auth_token_is_sent_as_bearer() {
+        let server = mock(vec![Reply::text("ok")], 16).await;
+        let base = server.base_url();
+        let provider = AnthropicProvider::from_vars(vars(&[
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("ANTHROPIC_AUTH_TOKEN", "tok-123"),
+        ]))
+        .unwrap();
+        run(&provider, &hello()).await.0.unwrap();
+        let recorded = &server.requests()[0];
+        assert_eq!(recorded.header("authorization"), Some("Bearer tok-123"));
+        assert_eq!(recorded.header("x-api-key"), None);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_carries_retry_after() {
+        let server = mock(vec![Reply::rate_limited(2)], 16).await;
+        let (result, seen) = run(&provider_for(&server), &hello()).await;
+        let e = result.unwrap_err();
+        assert!(seen.is_empty());
+        match &e {
+            ProviderError::Status {
+                status,
+                kind,
+                retry_after,
+                ..
+            } => {
+                assert_eq!(*status, 429);
+                assert_eq!(kind, "rate_limit_error");
+                assert_eq!(*retry_after, Some(Duration::from_secs(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        assert_eq!(e.session_error_type(), "model_rate_limited_error");
+        assert!(!e.user_message().contains(KEY));
+    }
+
+    #[tokio::test]
+    async fn bad_request_is_not_retryable() {
+        let server = mock(
+            vec![
+                Reply::error(
+                    400,
+                    "invalid_request_error",
+                    "messages.0.content: bad block",
+                ),
+                Reply::error(
+                    400,
+                    "invalid_request_error",
+                    "prompt is too long: 212345 tokens > 200000 maximum",
+                ),
+                Reply::error(401, "authentication_error", "invalid x-api-key"),
+                Reply::overloaded(),
+            ],
+            16,
+        )
+        .await;
+        let provider = provider_for(&server);
+        let e = run(&provider, &hello()).await.0.unwrap_err();
+        assert!(!e.is_retryable());
+        let m = e.user_message();
+        assert!(
+            m.contains("400 invalid_request_error") && m.contains("messages.0.content: bad block"),
+            "{m}"
+        );
+        let e = run(&provider, &hello()).await.0.unwrap_err();
+        assert!(!e.is_retryable());
+        assert!(
+            e.user_message().contains("context window"),
+            "{}",
+            e.user_message()
+        );
+        let e = run(&provider, &hello()).await.0.unwrap_err();
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.user_message(),
+            "the Anthropic API rejected the API key (401 authentication_error): check \
+             ANTHROPIC_API_KEY"
+        );
+        let e = run(&provider, &hello()).await.0.unwrap_err();
+        assert!(e.is_retryable());
+        assert_eq!(e.session_error_type(), "model_overloaded_error");
+    }
+
+    #[tokio::test]
+    async fn drop_mid_stream_is_a_retryable_stream_error() {
+        let server = mock(
+            vec![Reply::drop_mid_stream(vec![Block::text("partial answer")])],
+            4,
+        )
+        .await;
+        let (result, seen) = run(&provider_for(&server), &hello()).await;
+        let e = result.unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Stream { kind, .. } if kind == stream_kind::TRUNCATED),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("before message_stop"), "{e}");
+        assert_eq!(
+            seen,
+            vec![StreamEvent::TextDelta {
+                index: 0,
+                text: "part".into()
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_stream_is_a_stream_error() {
+        let server = mock(vec![Reply::Malformed], 16).await;
+        let e = run(&provider_for(&server), &hello()).await.0.unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Stream { kind, .. } if kind == stream_kind::MALFORMED),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn mid_stream_overload_is_retryable() {
+        let server = mock(
+            vec![Reply::mid_stream_error("overloaded_error", "Overloaded")],
+            16,
+        )
+        .await;
+        let e = run(&provider_for(&server), &hello()).await.0.unwrap_err();
+        match &e {
+            ProviderError::Stream { kind, message } => {
+                assert_eq!(
+                    (kind.as_str(), message.as_str()),
+                    ("overloaded_error", "Overloaded")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.is_retryable());
+        assert_eq!(e.session_error_type(), "model_overloaded_error");
+    }
+
+    #[tokio::test]
+    async fn cancel_during_a_stall_returns_promptly() {
+        let server = mock(vec![Reply::stall(vec![Block::text("never finished")])], 4).await;
+        let provider = provider_for(&server);
+        let req = hello();
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let mut on_event = move |e: StreamEvent| {
+            log.lock().unwrap().push(e);
+            trigger.cancel();
+        };
+        // The guard only bounds a hang; a correct client returns at once.
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            provider.stream(&req, &cancel, &mut on_event),
+        )
+        .await
+        .expect("stream() did not return after cancel");
+        assert!(
+            matches!(result, Err(ProviderError::Cancelled)),
+            "{result:?}"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![StreamEvent::TextDelta {
+                index: 0,
+                text: "neve".into()
+            }]
+        );
+        // Already cancelled: returns without a request.
+        let again = provider.stream(&req, &cancel, &mut |_| {}).await;
+        assert!(matches!(again, Err(ProviderError::Cancelled)));
+        assert_eq!(server.request_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_times_out() {
+        let server = mock(vec![Reply::stall(vec![Block::text("stuck")])], 16).await;
+        let provider = provider_for(&server).with_idle_timeout(Duration::from_millis(200));
+        let (result, seen) = run(&provider, &hello()).await;
+        let e = result.unwrap_err();
+        assert!(
+            matches!(&e, ProviderError::Transport(m) if m.contains("hung")),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+        assert_eq!(seen.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_transport() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let provider = AnthropicProvider::new(format!("http://127.0.0.1:{port}"), None).unwrap();
+        let e = run(&provider, &hello()).await.0.unwrap_err();
+        assert!(matches!(e, ProviderError::Transport(_)), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(
+            e.user_message().contains("ANTHROPIC_BASE_URL"),
+            "{}",
+            e.user_message()
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_conversation_is_not_sent() {
+        let server = mock(vec![Reply::text("ok")], 16).await;
+        let req = request(vec![Message::assistant(vec![text("hi")])]);
+        let e = run(&provider_for(&server), &req).await.0.unwrap_err();
+        assert!(matches!(e, ProviderError::Config(_)), "{e:?}");
+        assert_eq!(server.request_count(), 0);
+    }
+}

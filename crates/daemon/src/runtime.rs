@@ -1,0 +1,464 @@
+//! Daemon-wide context shared by every session and connection: the store, config, provider and
+//! the registry of loaded sessions.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tether_proto::{
+    ContentBlock, ErrorBody, ErrorCode, EventBody, Paths, SessionInfo, SessionStatus, SessionUsage,
+    StopReason, ToolStatus,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::ids;
+use crate::provider::anthropic::AnthropicProvider;
+use crate::session::{Session, info_from_row};
+use crate::store::{SessionRow, Store, StoreError};
+use crate::tools::Toolbox;
+
+pub struct Runtime {
+    pub store: Store,
+    pub paths: Paths,
+    pub config: Config,
+    /// The Anthropic client, or why it could not be built (reported at the first turn).
+    pub anthropic: Result<Arc<AnthropicProvider>, String>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    pub started: Instant,
+    pub shutdown: CancellationToken,
+    pub clients: AtomicU64,
+}
+
+impl From<StoreError> for ErrorBody {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::Closed => ErrorCode::ShuttingDown,
+            _ => ErrorCode::Storage,
+        };
+        ErrorBody::new(code, e.to_string())
+    }
+}
+
+impl Runtime {
+    pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
+        let anthropic = build_anthropic(&config);
+        Arc::new(Runtime {
+            store,
+            paths,
+            config,
+            anthropic,
+            sessions: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            clients: AtomicU64::new(0),
+        })
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn loaded_sessions(&self) -> Vec<Arc<Session>> {
+        self.registry().values().cloned().collect()
+    }
+
+    pub fn loaded(&self, id: &str) -> Option<Arc<Session>> {
+        self.registry().get(id).cloned()
+    }
+
+    /// Resolves an id, unique id prefix or name to a session id.
+    pub async fn resolve(&self, reference: &str) -> Result<String, ErrorBody> {
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidParams,
+                "empty session reference; pass a session id, id prefix or name (see `tether ls`)",
+            ));
+        }
+        let ids = self.store.resolve(reference).await?;
+        match ids.as_slice() {
+            [] => Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("no session matches `{reference}`; `tether ls --all` lists them"),
+            )),
+            [one] => Ok(one.clone()),
+            many => Err(ErrorBody::new(
+                ErrorCode::Ambiguous,
+                format!(
+                    "`{reference}` matches several sessions ({}); use more of the id or the name",
+                    many.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The live session for `id`, loading and folding it from the log if needed.
+    pub async fn load(self: &Arc<Self>, id: &str) -> Result<Arc<Session>, ErrorBody> {
+        if let Some(s) = self.loaded(id) {
+            return Ok(s);
+        }
+        let row = self
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
+        let events = self.store.read_events(id, 0, None, u32::MAX, false).await?;
+        let session = Session::new(self.clone(), row, &events);
+        // Another task may have loaded it meanwhile: keep the first.
+        let mut reg = self.registry();
+        Ok(reg.entry(id.to_string()).or_insert(session).clone())
+    }
+
+    pub async fn session(self: &Arc<Self>, reference: &str) -> Result<Arc<Session>, ErrorBody> {
+        let id = self.resolve(reference).await?;
+        self.load(&id).await
+    }
+
+    pub async fn info(&self, id: &str) -> Result<SessionInfo, ErrorBody> {
+        if let Some(s) = self.loaded(id) {
+            return Ok(s.info());
+        }
+        let row = self
+            .store
+            .get_session(id)
+            .await?
+            .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
+        Ok(info_from_row(&row, None, 0))
+    }
+
+    pub async fn list(&self, all: bool) -> Result<Vec<SessionInfo>, ErrorBody> {
+        let rows = self.store.list_sessions(all).await?;
+        Ok(rows
+            .iter()
+            .map(|r| match self.loaded(&r.id) {
+                Some(s) => s.info(),
+                None => info_from_row(r, None, 0),
+            })
+            .collect())
+    }
+
+    pub async fn create(
+        self: &Arc<Self>,
+        p: tether_proto::method::CreateSession,
+    ) -> Result<Arc<Session>, ErrorBody> {
+        if let Some(name) = &p.name {
+            validate_name(name)?;
+        }
+        let id = ids::session_id();
+        let (workspace, owned) = match &p.dir {
+            Some(dir) => (existing_dir(dir)?, false),
+            None => {
+                let ws = self.paths.sessions_dir().join(&id).join("workspace");
+                std::fs::create_dir_all(&ws).map_err(|e| {
+                    ErrorBody::new(
+                        ErrorCode::Storage,
+                        format!("cannot create the workspace {}: {e}", ws.display()),
+                    )
+                })?;
+                (ws, true)
+            }
+        };
+        let now = ids::now_rfc3339();
+        let model =
+            config::canonical_model(p.model.as_deref().unwrap_or(&self.config.default_model));
+        let row = SessionRow {
+            id: id.clone(),
+            name: p.name.clone(),
+            title: p.title.clone(),
+            model,
+            system: p.system.clone(),
+            workspace: workspace.display().to_string(),
+            workspace_owned: owned,
+            max_turns: p.max_turns.unwrap_or(self.config.max_turns),
+            status: SessionStatus::Idle,
+            stop_reason: None,
+            usage: SessionUsage::default(),
+            last_seq: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            archived_at: None,
+            forked_from: None,
+        };
+        if let Err(e) = self.store.create_session(row.clone(), None).await {
+            if owned {
+                let _ = std::fs::remove_dir_all(workspace.parent().unwrap_or(&workspace));
+            }
+            return Err(e.into());
+        }
+        let session = Session::new(self.clone(), row, &[]);
+        self.registry().insert(id, session.clone());
+        if !p.initial_message.is_empty() {
+            session.user_message(p.initial_message).await?;
+        }
+        Ok(session)
+    }
+
+    pub async fn fork(
+        self: &Arc<Self>,
+        source: &Arc<Session>,
+        name: Option<String>,
+    ) -> Result<Arc<Session>, ErrorBody> {
+        if let Some(n) = &name {
+            validate_name(n)?;
+        }
+        let src = source.row();
+        let id = ids::session_id();
+        let ws = self.paths.sessions_dir().join(&id).join("workspace");
+        let from = PathBuf::from(&src.workspace);
+        let copy = {
+            let (from, to) = (from.clone(), ws.clone());
+            tokio::task::spawn_blocking(move || copy_dir(&from, &to)).await
+        };
+        match copy {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ErrorBody::new(
+                    ErrorCode::Storage,
+                    format!(
+                        "cannot copy the workspace {} to {}: {e}",
+                        from.display(),
+                        ws.display()
+                    ),
+                ));
+            }
+            Err(e) => return Err(ErrorBody::new(ErrorCode::Internal, e.to_string())),
+        }
+        let now = ids::now_rfc3339();
+        let row = SessionRow {
+            id: id.clone(),
+            name,
+            workspace: ws.display().to_string(),
+            workspace_owned: true,
+            created_at: now.clone(),
+            updated_at: now,
+            archived_at: None,
+            forked_from: Some(src.id.clone()),
+            ..src
+        };
+        if let Err(e) = self
+            .store
+            .create_session(row, Some(source.id.clone()))
+            .await
+        {
+            let _ = std::fs::remove_dir_all(ws.parent().unwrap_or(&ws));
+            return Err(e.into());
+        }
+        let fork = self.load(&id).await?;
+        // A fork of a session caught mid-turn starts idle: close what was open.
+        if fork.state().status() != SessionStatus::Idle {
+            settle_interrupted(&fork, "the session was forked while this ran").await?;
+        }
+        Ok(fork)
+    }
+
+    pub async fn archive(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
+        if session.cancel_turn() {
+            wait_turn_end(session).await;
+        }
+        session.toolbox.shutdown().await;
+        let now = ids::now_rfc3339();
+        self.store
+            .set_archived(&session.id, Some(now.clone()))
+            .await?;
+        if let Ok(mut row) = session.row.lock() {
+            row.archived_at = Some(now);
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
+        session.halt().await;
+        self.store.delete_session(&session.id).await?;
+        self.registry().remove(&session.id);
+        let row = session.row();
+        if row.workspace_owned {
+            let dir = self.paths.sessions_dir().join(&row.id);
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                tracing::warn!(session = %row.id, error = %e, "could not remove the workspace");
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes sessions that were running when the daemon stopped.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, ErrorBody> {
+        let rows = self.store.list_sessions(false).await?;
+        let mut resumed = 0;
+        for row in rows {
+            if !matches!(
+                row.status,
+                SessionStatus::Running | SessionStatus::Rescheduling
+            ) {
+                continue;
+            }
+            let session = self.load(&row.id).await?;
+            tracing::info!(session = %row.id, "resuming a session that was running");
+            session
+                .append_one(EventBody::SessionStatusRescheduled {})
+                .await?;
+            resolve_in_flight(&session).await?;
+            session.ensure_turn();
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
+    pub fn client_count(&self) -> u64 {
+        self.clients.load(Ordering::Relaxed)
+    }
+}
+
+/// After a crash or stop: close an open model span and give every tool call without a result
+/// one. Side-effecting tools are never re-run; read-only ones run again.
+async fn resolve_in_flight(session: &Arc<Session>) -> Result<(), ErrorBody> {
+    let (open, pending) = {
+        let st = session.state();
+        (st.open_request.clone(), st.pending_tools.clone())
+    };
+    if let Some(start) = open {
+        session
+            .append_one(EventBody::SpanModelRequestEnd {
+                model_request_start_id: start,
+                is_error: true,
+                model_usage: Default::default(),
+                latency_ms: None,
+            })
+            .await?;
+    }
+    for p in pending {
+        if Toolbox::is_read_only(&p.name) {
+            // Left to the harness: it runs pending tools before the next model call.
+            continue;
+        }
+        session
+            .append_one(EventBody::AgentToolResult {
+                tool_use_id: p.tool_use_id,
+                content: vec![ContentBlock::text(format!(
+                    "[interrupted: tetherd stopped while this `{}` call was running; it was not re-run and may have partly completed. Check the workspace state before retrying.]",
+                    p.name
+                ))],
+                is_error: true,
+                status: ToolStatus::Interrupted,
+                exit_code: None,
+                duration_ms: 0,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Gives open tool calls an interrupted result and marks the session idle.
+pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), ErrorBody> {
+    let pending = session.state().pending_tools.clone();
+    let mut bodies: Vec<EventBody> = pending
+        .into_iter()
+        .map(|p| EventBody::AgentToolResult {
+            tool_use_id: p.tool_use_id,
+            content: vec![ContentBlock::text(format!("[interrupted: {why}]"))],
+            is_error: true,
+            status: ToolStatus::Interrupted,
+            exit_code: None,
+            duration_ms: 0,
+        })
+        .collect();
+    bodies.push(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::Interrupted,
+    });
+    session.append(bodies).await?;
+    Ok(())
+}
+
+async fn wait_turn_end(session: &Arc<Session>) {
+    let task = session
+        .turn
+        .lock()
+        .ok()
+        .and_then(|mut t| t.take())
+        .map(|t| t.task);
+    if let Some(task) = task {
+        let _ = task.await;
+    }
+}
+
+fn build_anthropic(config: &Config) -> Result<Arc<AnthropicProvider>, String> {
+    let env_var = config
+        .anthropic
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| "ANTHROPIC_API_KEY".to_string());
+    let base_url = config
+        .anthropic
+        .base_url
+        .clone()
+        .or_else(|| {
+            std::env::var("ANTHROPIC_BASE_URL")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "https://api.anthropic.com".to_string());
+    let key = std::env::var(&env_var).ok().filter(|s| !s.is_empty());
+    AnthropicProvider::new(base_url, key)
+        .map(Arc::new)
+        .map_err(|e| e.user_message())
+}
+
+fn validate_name(name: &str) -> Result<(), ErrorBody> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with("sesn_");
+    if ok {
+        Ok(())
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "invalid session name `{name}`: use 1-64 letters, digits, `-`, `_` or `.` (and don't start with `sesn_`)"
+            ),
+        ))
+    }
+}
+
+fn existing_dir(dir: &str) -> Result<PathBuf, ErrorBody> {
+    let p = std::fs::canonicalize(dir).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "--dir {dir}: {e}; create the directory first or omit --dir for a fresh workspace"
+            ),
+        )
+    })?;
+    if !p.is_dir() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidParams,
+            format!("--dir {dir} is not a directory"),
+        ));
+    }
+    Ok(p)
+}
+
+/// Recursive copy keeping symlinks as symlinks (never following them out of the tree).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(entry.path())?;
+            std::os::unix::fs::symlink(target, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}

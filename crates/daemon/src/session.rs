@@ -1,0 +1,306 @@
+//! One live session: its folded state, its broadcast of events and deltas, its tools, and the
+//! handle of the turn running for it. All appends for a session go through [`Session::append`],
+//! which serialises them so broadcast order is seq order.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tether_proto::{
+    ContentBlock, Delta, DeltaKind, Event, EventBody, SessionInfo, SessionStatus, Snapshot,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::Runtime;
+use crate::state::SessionState;
+use crate::store::{SessionRow, StoreError};
+use crate::tools::Toolbox;
+
+/// Live messages fanned out to attached clients.
+#[derive(Debug, Clone)]
+pub enum Push {
+    Event(Arc<Event>),
+    Delta(Arc<Delta>),
+}
+
+/// Per-client backlog before a slow client is told to resync.
+const BROADCAST_CAPACITY: usize = 4096;
+/// How much of a running tool's output a reattaching client gets.
+const TOOL_TAIL_BYTES: usize = 16 * 1024;
+
+/// In-progress data that is never stored: what the attach snapshot is made of.
+#[derive(Debug, Default)]
+struct Live {
+    n: u64,
+    message_text: Option<String>,
+    thinking_text: Option<String>,
+    tool_use_id: Option<String>,
+    tool_output: String,
+}
+
+/// The running turn, if any.
+pub struct TurnHandle {
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Session {
+    pub id: String,
+    pub row: Mutex<SessionRow>,
+    pub runtime: Arc<Runtime>,
+    pub toolbox: Toolbox,
+    state: Mutex<SessionState>,
+    append_lock: tokio::sync::Mutex<()>,
+    live: Mutex<Live>,
+    tx: broadcast::Sender<Push>,
+    pub turn: Mutex<Option<TurnHandle>>,
+    pub attached: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves consistent data; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    pub fn new(runtime: Arc<Runtime>, row: SessionRow, events: &[Event]) -> Arc<Session> {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Arc::new(Session {
+            id: row.id.clone(),
+            toolbox: Toolbox::new(row.workspace.clone().into()),
+            row: Mutex::new(row),
+            runtime,
+            state: Mutex::new(SessionState::from_events(events)),
+            append_lock: tokio::sync::Mutex::new(()),
+            live: Mutex::new(Live::default()),
+            tx,
+            turn: Mutex::new(None),
+            attached: AtomicU32::new(0),
+        })
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, SessionState> {
+        lock(&self.state)
+    }
+
+    pub fn row(&self) -> SessionRow {
+        lock(&self.row).clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Push> {
+        self.tx.subscribe()
+    }
+
+    /// Commits events, folds them into the state and broadcasts them, in seq order.
+    pub async fn append(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
+        let _guard = self.append_lock.lock().await;
+        let summary = self.state().summary_after(&bodies);
+        let events = self
+            .runtime
+            .store
+            .append(&self.id, bodies, Some(summary))
+            .await?;
+        {
+            let mut st = self.state();
+            for e in &events {
+                st.apply(e);
+            }
+        }
+        if let Some(at) = events.last().and_then(|e| e.processed_at.clone()) {
+            lock(&self.row).updated_at = at;
+        }
+        for e in &events {
+            // No receivers is fine: sessions run with zero clients.
+            let _ = self.tx.send(Push::Event(Arc::new(e.clone())));
+        }
+        Ok(events)
+    }
+
+    pub async fn append_one(&self, body: EventBody) -> Result<Event, StoreError> {
+        let mut evs = self.append(vec![body]).await?;
+        evs.pop()
+            .ok_or_else(|| StoreError::Write("append returned no event".into()))
+    }
+
+    /// Sends stream-only data to attached clients and records it for the attach snapshot.
+    pub fn emit(&self, kind: DeltaKind) {
+        let mut live = lock(&self.live);
+        live.n += 1;
+        match &kind {
+            DeltaKind::MessageStart { .. } => {
+                live.message_text = None;
+                live.thinking_text = None;
+            }
+            DeltaKind::Text { text, .. } => live
+                .message_text
+                .get_or_insert_with(String::new)
+                .push_str(text),
+            DeltaKind::Thinking { text, .. } => live
+                .thinking_text
+                .get_or_insert_with(String::new)
+                .push_str(text),
+            DeltaKind::ToolInput { .. } => {}
+            DeltaKind::ToolOutput { tool_use_id, text } => {
+                if live.tool_use_id.as_deref() != Some(tool_use_id) {
+                    live.tool_use_id = Some(tool_use_id.clone());
+                    live.tool_output.clear();
+                }
+                live.tool_output.push_str(text);
+                if live.tool_output.len() > 2 * TOOL_TAIL_BYTES {
+                    let cut = floor_char_boundary(
+                        &live.tool_output,
+                        live.tool_output.len() - TOOL_TAIL_BYTES,
+                    );
+                    live.tool_output.drain(..cut);
+                }
+            }
+        }
+        let delta = Delta {
+            session_id: self.id.clone(),
+            n: live.n,
+            kind,
+        };
+        let _ = self.tx.send(Push::Delta(Arc::new(delta)));
+    }
+
+    /// The message being written is complete (or abandoned): drop it from the snapshot.
+    pub fn clear_live_message(&self) {
+        let mut live = lock(&self.live);
+        live.message_text = None;
+        live.thinking_text = None;
+    }
+
+    pub fn set_live_tool(&self, tool_use_id: Option<String>) {
+        let mut live = lock(&self.live);
+        live.tool_use_id = tool_use_id;
+        live.tool_output.clear();
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let live = lock(&self.live);
+        let tail = if live.tool_output.len() > TOOL_TAIL_BYTES {
+            let cut =
+                floor_char_boundary(&live.tool_output, live.tool_output.len() - TOOL_TAIL_BYTES);
+            live.tool_output[cut..].to_string()
+        } else {
+            live.tool_output.clone()
+        };
+        Snapshot {
+            session_id: self.id.clone(),
+            delta_n: live.n,
+            message_text: live.message_text.clone(),
+            thinking_text: live.thinking_text.clone(),
+            tool_use_id: live.tool_use_id.clone(),
+            tool_output_tail: live.tool_use_id.as_ref().map(|_| tail),
+        }
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        let row = self.row();
+        let st = self.state();
+        info_from_row(
+            &row,
+            Some((st.status(), st.stop_reason.clone(), st.usage, st.last_seq)),
+            self.attached.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn is_turn_running(&self) -> bool {
+        lock(&self.turn).is_some()
+    }
+
+    /// Starts a turn unless one is running (the running one will pick new input up).
+    pub fn ensure_turn(self: &Arc<Self>) {
+        let mut turn = lock(&self.turn);
+        if turn.is_some() {
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(crate::harness::run(self.clone(), cancel.clone()));
+        *turn = Some(TurnHandle { cancel, task });
+    }
+
+    /// Called by the turn task when it is about to exit: it exits only if nothing new needs an
+    /// answer, atomically with respect to [`Session::ensure_turn`].
+    pub fn finish_turn(&self, cancel: &CancellationToken) -> bool {
+        let mut turn = lock(&self.turn);
+        if !cancel.is_cancelled() && self.state().needs_model_call() {
+            return false;
+        }
+        *turn = None;
+        true
+    }
+
+    /// Fires the running turn's cancellation (user interrupt).
+    pub fn cancel_turn(&self) -> bool {
+        match lock(&self.turn).as_ref() {
+            Some(t) => {
+                t.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops the turn without writing anything (daemon shutdown): the log still says running,
+    /// and recovery resumes it on the next start.
+    pub async fn halt(&self) {
+        let handle = lock(&self.turn).take();
+        if let Some(h) = handle {
+            h.task.abort();
+            let _ = h.task.await;
+        }
+        self.toolbox.shutdown().await;
+    }
+
+    pub async fn user_message(
+        self: &Arc<Self>,
+        content: Vec<ContentBlock>,
+    ) -> Result<Event, StoreError> {
+        let ev = self.append_one(EventBody::UserMessage { content }).await?;
+        self.ensure_turn();
+        Ok(ev)
+    }
+}
+
+pub fn info_from_row(
+    row: &SessionRow,
+    live: Option<(
+        SessionStatus,
+        Option<tether_proto::StopReason>,
+        tether_proto::SessionUsage,
+        u64,
+    )>,
+    attached: u32,
+) -> SessionInfo {
+    let (status, stop_reason, usage, last_seq) =
+        live.unwrap_or((row.status, row.stop_reason.clone(), row.usage, row.last_seq));
+    SessionInfo {
+        id: row.id.clone(),
+        object_type: "session".into(),
+        name: row.name.clone(),
+        title: row.title.clone(),
+        status,
+        stop_reason: if status == SessionStatus::Idle {
+            stop_reason
+        } else {
+            None
+        },
+        model: row.model.clone(),
+        workspace: row.workspace.clone(),
+        created_at: row.created_at.clone(),
+        updated_at: row.updated_at.clone(),
+        archived_at: row.archived_at.clone(),
+        last_seq,
+        usage,
+        attached_clients: attached,
+        forked_from: row.forked_from.clone(),
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

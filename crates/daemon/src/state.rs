@@ -1,0 +1,370 @@
+//! A session's state as a pure fold over its events. Nothing else is authoritative: the harness
+//! asks this state what to do next, and recovery after a restart is the same fold.
+
+use tether_proto::{
+    ContentBlock, Event, EventBody, SessionStatus, SessionUsage, StopReason, blocks_text,
+};
+
+use crate::provider::{Message, Part, Role};
+use crate::store::SessionSummary;
+
+/// A tool call that has no result yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingTool {
+    pub tool_use_id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionState {
+    pub status: Option<SessionStatus>,
+    pub stop_reason: Option<StopReason>,
+    pub usage: SessionUsage,
+    pub last_seq: u64,
+    /// The conversation as the model sees it.
+    pub messages: Vec<Message>,
+    /// Tool calls of the last assistant message still waiting for a result, in order.
+    pub pending_tools: Vec<PendingTool>,
+    /// `span.model_request_start` id of a model request with no end yet.
+    pub open_request: Option<String>,
+    /// User text that arrived while a model request was in flight; it joins the conversation
+    /// after that request's response, because the model never saw it.
+    pub queued_user: Vec<String>,
+    /// Model requests since the turn started (for the max-turns guard).
+    pub model_calls_this_turn: u32,
+    /// User input arrived since the session last went idle. A failed turn goes idle too, so
+    /// its unanswered message waits for the next one instead of being retried forever.
+    pub pending_input: bool,
+}
+
+impl SessionState {
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
+        let mut s = SessionState::default();
+        for e in events {
+            s.apply(e);
+        }
+        s
+    }
+
+    pub fn status(&self) -> SessionStatus {
+        self.status.unwrap_or(SessionStatus::Idle)
+    }
+
+    pub fn summary(&self) -> SessionSummary {
+        SessionSummary {
+            status: self.status(),
+            stop_reason: self.stop_reason.clone(),
+            usage: self.usage,
+        }
+    }
+
+    /// The summary this state would have after `bodies` (for the row update that commits with
+    /// them).
+    pub fn summary_after(&self, bodies: &[EventBody]) -> SessionSummary {
+        let mut s = self.summary();
+        for b in bodies {
+            match b {
+                EventBody::SessionStatusRunning {} => {
+                    s.status = SessionStatus::Running;
+                    s.stop_reason = None;
+                }
+                EventBody::SessionStatusIdle { stop_reason } => {
+                    s.status = SessionStatus::Idle;
+                    s.stop_reason = Some(stop_reason.clone());
+                }
+                EventBody::SessionStatusRescheduled {} => s.status = SessionStatus::Rescheduling,
+                EventBody::SessionStatusTerminated {} => s.status = SessionStatus::Terminated,
+                EventBody::SpanModelRequestEnd { model_usage, .. } => {
+                    s.usage.tokens.add(model_usage);
+                    s.usage.model_requests += 1;
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// Whether the conversation ends with something the model has not answered yet.
+    pub fn needs_model_call(&self) -> bool {
+        self.pending_input
+            && self.pending_tools.is_empty()
+            && matches!(self.messages.last(), Some(m) if m.role == Role::User)
+    }
+
+    /// User input that arrived during the open model request and still needs an answer.
+    pub fn has_queued_user(&self) -> bool {
+        !self.queued_user.is_empty()
+    }
+
+    fn push_part(&mut self, role: Role, part: Part) {
+        match self.messages.last_mut() {
+            Some(m) if m.role == role => m.content.push(part),
+            _ => self.messages.push(Message {
+                role,
+                content: vec![part],
+            }),
+        }
+    }
+
+    fn flush_queued_user(&mut self) {
+        for text in std::mem::take(&mut self.queued_user) {
+            self.push_part(Role::User, Part::Text(text));
+        }
+    }
+
+    pub fn apply(&mut self, e: &Event) {
+        self.last_seq = e.seq;
+        match &e.body {
+            EventBody::UserMessage { content } => {
+                self.pending_input = true;
+                let text = blocks_text(content);
+                if self.open_request.is_some() {
+                    self.queued_user.push(text);
+                } else {
+                    self.push_part(Role::User, Part::Text(text));
+                }
+            }
+            EventBody::AgentThinking {
+                thinking,
+                signature,
+            } => self.push_part(
+                Role::Assistant,
+                Part::Thinking {
+                    thinking: thinking.clone(),
+                    signature: signature.clone(),
+                },
+            ),
+            EventBody::AgentMessage { content } => {
+                let text = content
+                    .iter()
+                    .map(ContentBlock::as_text)
+                    .collect::<Vec<_>>()
+                    .join("");
+                self.push_part(Role::Assistant, Part::Text(text));
+            }
+            EventBody::AgentToolUse { name, input, .. } => {
+                self.push_part(
+                    Role::Assistant,
+                    Part::ToolUse {
+                        id: e.id.clone(),
+                        name: name.clone(),
+                        input: input.clone(),
+                    },
+                );
+                self.pending_tools.push(PendingTool {
+                    tool_use_id: e.id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+            }
+            EventBody::AgentToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } => {
+                self.pending_tools.retain(|p| &p.tool_use_id != tool_use_id);
+                self.push_part(
+                    Role::User,
+                    Part::ToolResult {
+                        tool_use_id: tool_use_id.clone(),
+                        content: blocks_text(content),
+                        is_error: *is_error,
+                    },
+                );
+                if self.pending_tools.is_empty() {
+                    // Messages typed while tools ran go after the results.
+                    self.flush_queued_user();
+                }
+            }
+            EventBody::SpanModelRequestStart { .. } => {
+                self.open_request = Some(e.id.clone());
+                self.model_calls_this_turn += 1;
+            }
+            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+                self.open_request = None;
+                self.usage.tokens.add(model_usage);
+                self.usage.model_requests += 1;
+                if self.pending_tools.is_empty() {
+                    self.flush_queued_user();
+                }
+            }
+            EventBody::SessionStatusRunning {} => {
+                self.status = Some(SessionStatus::Running);
+                self.stop_reason = None;
+                self.model_calls_this_turn = 0;
+            }
+            EventBody::SessionStatusIdle { stop_reason } => {
+                self.status = Some(SessionStatus::Idle);
+                self.stop_reason = Some(stop_reason.clone());
+                self.open_request = None;
+                // Input queued behind the last response still needs an answer.
+                self.pending_input = !self.queued_user.is_empty();
+                self.flush_queued_user();
+            }
+            EventBody::SessionStatusRescheduled {} => {
+                self.status = Some(SessionStatus::Rescheduling);
+            }
+            EventBody::SessionStatusTerminated {} => {
+                self.status = Some(SessionStatus::Terminated);
+            }
+            EventBody::UserInterrupt {}
+            | EventBody::UserToolConfirmation { .. }
+            | EventBody::UserCustomToolResult { .. }
+            | EventBody::AgentMcpToolUse { .. }
+            | EventBody::AgentMcpToolResult { .. }
+            | EventBody::AgentCustomToolUse { .. }
+            | EventBody::SessionError { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tether_proto::{ModelUsage, ToolStatus};
+
+    struct Log {
+        events: Vec<Event>,
+    }
+
+    impl Log {
+        fn new() -> Self {
+            Log { events: vec![] }
+        }
+        fn push(&mut self, body: EventBody) -> String {
+            let seq = self.events.len() as u64 + 1;
+            let id = format!("sevt_{seq}");
+            self.events.push(Event {
+                id: id.clone(),
+                session_id: "s".into(),
+                seq,
+                processed_at: None,
+                body,
+            });
+            id
+        }
+        fn state(&self) -> SessionState {
+            SessionState::from_events(&self.events)
+        }
+    }
+
+    fn end(start: &str) -> EventBody {
+        EventBody::SpanModelRequestEnd {
+            model_request_start_id: start.into(),
+            is_error: false,
+            model_usage: ModelUsage {
+                input_tokens: 10,
+                output_tokens: 2,
+                ..Default::default()
+            },
+            latency_ms: None,
+        }
+    }
+
+    #[test]
+    fn tool_loop_conversation() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("do it"));
+        log.push(EventBody::SessionStatusRunning {});
+        assert!(log.state().needs_model_call());
+        let s1 = log.push(EventBody::SpanModelRequestStart { model: None });
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("ok")],
+        });
+        let tu = log.push(EventBody::AgentToolUse {
+            name: "bash".into(),
+            input: json!({"command": "ls"}),
+            evaluated_permission: None,
+        });
+        log.push(end(&s1));
+        let st = log.state();
+        assert!(!st.needs_model_call());
+        assert_eq!(st.pending_tools.len(), 1);
+        log.push(EventBody::AgentToolResult {
+            tool_use_id: tu.clone(),
+            content: vec![ContentBlock::text("f.txt")],
+            is_error: false,
+            status: ToolStatus::Ok,
+            exit_code: Some(0),
+            duration_ms: 1,
+        });
+        let st = log.state();
+        assert!(st.needs_model_call());
+        assert_eq!(st.messages.len(), 3);
+        assert_eq!(
+            st.messages[2].content,
+            vec![Part::ToolResult {
+                tool_use_id: tu,
+                content: "f.txt".into(),
+                is_error: false
+            }]
+        );
+        assert_eq!(st.usage.tokens.input_tokens, 10);
+        assert_eq!(st.model_calls_this_turn, 1);
+    }
+
+    #[test]
+    fn message_sent_during_a_model_request_goes_after_its_response() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("first"));
+        log.push(EventBody::SessionStatusRunning {});
+        let s1 = log.push(EventBody::SpanModelRequestStart { model: None });
+        log.push(EventBody::user_text("second"));
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("answer")],
+        });
+        log.push(end(&s1));
+        let st = log.state();
+        let roles: Vec<_> = st.messages.iter().map(|m| m.role.clone()).collect();
+        assert_eq!(roles, vec![Role::User, Role::Assistant, Role::User]);
+        assert_eq!(st.messages[2].content, vec![Part::Text("second".into())]);
+        assert!(
+            st.needs_model_call(),
+            "the queued message still needs an answer"
+        );
+    }
+
+    #[test]
+    fn a_failed_turn_does_not_ask_the_model_again() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("x"));
+        log.push(EventBody::SessionStatusRunning {});
+        let s1 = log.push(EventBody::SpanModelRequestStart { model: None });
+        log.push(EventBody::SpanModelRequestEnd {
+            model_request_start_id: s1,
+            is_error: true,
+            model_usage: ModelUsage::default(),
+            latency_ms: None,
+        });
+        assert!(log.state().needs_model_call());
+        log.push(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::Error,
+        });
+        assert!(!log.state().needs_model_call());
+        log.push(EventBody::user_text("again"));
+        let st = log.state();
+        assert!(st.needs_model_call());
+        assert_eq!(st.messages.len(), 1, "both user texts merge into one message");
+    }
+
+    #[test]
+    fn summary_after_matches_the_fold() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("x"));
+        let bodies = vec![
+            EventBody::SessionStatusRunning {},
+            end("sevt_0"),
+            EventBody::SessionStatusIdle {
+                stop_reason: StopReason::EndTurn,
+            },
+        ];
+        let predicted = log.state().summary_after(&bodies);
+        for b in bodies {
+            log.push(b);
+        }
+        assert_eq!(predicted, log.state().summary());
+    }
+}

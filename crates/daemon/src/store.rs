@@ -1,0 +1,973 @@
+//! The durable session log: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only write connection and group-commits: it drains every queued
+//! operation into one transaction, commits once, then answers each caller. An event is
+//! acknowledged only after its transaction commits. Reads use their own connections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tether_proto::{Event, EventBody, SessionStatus, SessionUsage, StopReason};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ids;
+
+/// Schema version stored in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+/// Most operations folded into one transaction.
+const MAX_BATCH: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the event log at {path} could not be opened: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the event log was written by a newer tether (schema {found}, this build knows {known}); upgrade tether"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("writing the event log failed: {0} (is the disk full or the database read-only?)")]
+    Write(String),
+    #[error("reading the event log failed: {0}")]
+    Read(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no session `{0}`")]
+    NotFound(String),
+    #[error("the event log writer has stopped")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Read(e.to_string())
+    }
+}
+
+/// A stored session row (everything but the events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub model: String,
+    pub system: Option<String>,
+    pub workspace: String,
+    /// The workspace was created by tether (and is removed with the session).
+    pub workspace_owned: bool,
+    pub max_turns: u32,
+    pub status: SessionStatus,
+    pub stop_reason: Option<StopReason>,
+    pub usage: SessionUsage,
+    pub last_seq: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+    pub forked_from: Option<String>,
+}
+
+/// Summary columns updated in the same transaction as the events that change them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSummary {
+    pub status: SessionStatus,
+    pub stop_reason: Option<StopReason>,
+    pub usage: SessionUsage,
+}
+
+enum Op {
+    Append {
+        session_id: String,
+        bodies: Vec<EventBody>,
+        summary: Option<SessionSummary>,
+        reply: oneshot::Sender<Result<Vec<Event>, StoreError>>,
+    },
+    CreateSession {
+        row: Box<SessionRow>,
+        copy_events_from: Option<String>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    SetArchived {
+        session_id: String,
+        at: Option<String>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeleteSession {
+        session_id: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// Cheap to clone; every clone talks to the same writer thread.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::UnboundedSender<Op>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open_err)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                name TEXT UNIQUE,
+                title TEXT,
+                model TEXT NOT NULL,
+                system TEXT,
+                workspace TEXT NOT NULL,
+                workspace_owned INTEGER NOT NULL,
+                max_turns INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                stop_reason TEXT,
+                usage TEXT NOT NULL,
+                last_seq INTEGER NOT NULL DEFAULT 0,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT,
+                forked_from TEXT
+             );
+             CREATE TABLE events (
+                session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                processed_at TEXT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (session_id, seq)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the log at `path` and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
+            })?;
+        }
+        let conn = open_conn(path, false)?;
+        migrate(&conn)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("tether-store-writer".into())
+            .spawn(move || Writer::new(conn).run(rx))
+            .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            writer: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends events to a session's log; returns them with their seq once committed.
+    pub async fn append(
+        &self,
+        session_id: &str,
+        bodies: Vec<EventBody>,
+        summary: Option<SessionSummary>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op::Append {
+                session_id: session_id.to_string(),
+                bodies,
+                summary,
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Creates a session; with `copy_events_from`, its log starts as a copy of that session's.
+    pub async fn create_session(
+        &self,
+        row: SessionRow,
+        copy_events_from: Option<String>,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op::CreateSession {
+                row: Box::new(row),
+                copy_events_from,
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn set_archived(
+        &self,
+        session_id: &str,
+        at: Option<String>,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op::SetArchived {
+                session_id: session_id.to_string(),
+                at,
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Op::DeleteSession {
+                session_id: session_id.to_string(),
+                reply,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a pooled read connection in the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Read(format!("reader task failed: {e}")))?
+    }
+
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.path, true)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock()
+            && pool.len() < 4
+        {
+            pool.push(conn);
+        }
+        out
+    }
+
+    pub async fn list_sessions(
+        &self,
+        include_archived: bool,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        self.read(move |c| queries::list_sessions(c, include_archived))
+            .await
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let id = id.to_string();
+        self.read(move |c| queries::get_session(c, &id)).await
+    }
+
+    /// Events with `after < seq <= before`, ascending or descending, at most `limit`.
+    pub async fn read_events(
+        &self,
+        session_id: &str,
+        after: u64,
+        before: Option<u64>,
+        limit: u32,
+        descending: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        let id = session_id.to_string();
+        self.read(move |c| queries::read_events(c, &id, after, before, limit, descending))
+            .await
+    }
+
+    /// Resolves an id, a name or a unique id prefix to session ids (0, 1 or several matches).
+    pub async fn resolve(&self, reference: &str) -> Result<Vec<String>, StoreError> {
+        let r = reference.to_string();
+        self.read(move |c| queries::resolve(c, &r)).await
+    }
+}
+
+pub mod queries {
+    //! Read-side SQL, usable on any connection.
+
+    use super::*;
+
+    const SESSION_COLS: &str = "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, last_seq, created_at, updated_at, archived_at, forked_from";
+
+    fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+        let status: String = r.get(8)?;
+        let stop: Option<String> = r.get(9)?;
+        let usage: String = r.get(10)?;
+        Ok(SessionRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            title: r.get(2)?,
+            model: r.get(3)?,
+            system: r.get(4)?,
+            workspace: r.get(5)?,
+            workspace_owned: r.get(6)?,
+            max_turns: r.get(7)?,
+            status: serde_json::from_value(serde_json::Value::String(status))
+                .unwrap_or(SessionStatus::Idle),
+            stop_reason: stop.and_then(|s| serde_json::from_str(&s).ok()),
+            usage: serde_json::from_str(&usage).unwrap_or_default(),
+            last_seq: r.get::<_, i64>(11)? as u64,
+            created_at: r.get(12)?,
+            updated_at: r.get(13)?,
+            archived_at: r.get(14)?,
+            forked_from: r.get(15)?,
+        })
+    }
+
+    pub fn list_sessions(
+        c: &Connection,
+        include_archived: bool,
+    ) -> Result<Vec<SessionRow>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions {} ORDER BY created_at, id",
+            if include_archived {
+                ""
+            } else {
+                "WHERE archived_at IS NULL"
+            }
+        );
+        let mut st = c.prepare_cached(&sql)?;
+        let rows = st.query_map([], row_to_session)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn get_session(c: &Connection, id: &str) -> Result<Option<SessionRow>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1");
+        Ok(c.prepare_cached(&sql)?
+            .query_row([id], row_to_session)
+            .optional()?)
+    }
+
+    pub fn read_events(
+        c: &Connection,
+        session_id: &str,
+        after: u64,
+        before: Option<u64>,
+        limit: u32,
+        descending: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = if descending {
+            "SELECT body FROM events WHERE session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
+        } else {
+            "SELECT body FROM events WHERE session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq ASC LIMIT ?4"
+        };
+        let before = before.map(|b| b as i64).unwrap_or(i64::MAX);
+        let mut st = c.prepare_cached(sql)?;
+        let rows = st.query_map(params![session_id, after as i64, before, limit], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut out = Vec::new();
+        for body in rows {
+            let body = body?;
+            let ev: Event = serde_json::from_str(&body)
+                .map_err(|e| StoreError::Read(format!("corrupt event in {session_id}: {e}")))?;
+            out.push(ev);
+        }
+        Ok(out)
+    }
+
+    pub fn resolve(c: &Connection, reference: &str) -> Result<Vec<String>, StoreError> {
+        let exact: Option<String> = c
+            .prepare_cached("SELECT id FROM sessions WHERE id = ?1 OR name = ?1")?
+            .query_row([reference], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = exact {
+            return Ok(vec![id]);
+        }
+        // Prefix match on ids; escape LIKE wildcards so user text is literal.
+        let escaped = reference
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let mut st = c.prepare_cached(
+            "SELECT id FROM sessions WHERE id LIKE ?1 ESCAPE '\\' OR id LIKE ?2 ESCAPE '\\' ORDER BY id LIMIT 10",
+        )?;
+        let rows = st.query_map(
+            params![format!("{escaped}%"), format!("sesn\\_{escaped}%")],
+            |r| r.get::<_, String>(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The single writer: owns the write connection and a cache of each session's last seq.
+struct Writer {
+    conn: Connection,
+    last_seq: HashMap<String, u64>,
+}
+
+enum Reply {
+    Events(oneshot::Sender<Result<Vec<Event>, StoreError>>, Vec<Event>),
+    Unit(oneshot::Sender<Result<(), StoreError>>),
+    Failed(Failed),
+}
+
+enum Failed {
+    Events(oneshot::Sender<Result<Vec<Event>, StoreError>>, StoreError),
+    Unit(oneshot::Sender<Result<(), StoreError>>, StoreError),
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Writer {
+            conn,
+            last_seq: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Op>) {
+        let touched_before = self.last_seq.clone();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for op in batch {
+                fail(op, StoreError::Write(msg.clone()));
+            }
+            return;
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for op in batch {
+            replies.push(self.apply(op));
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for r in replies {
+                    match r {
+                        Reply::Events(tx, evs) => {
+                            let _ = tx.send(Ok(evs));
+                        }
+                        Reply::Unit(tx) => {
+                            let _ = tx.send(Ok(()));
+                        }
+                        Reply::Failed(f) => f.send(),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the whole batch is rolled back");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.last_seq = touched_before;
+                let msg = e.to_string();
+                for r in replies {
+                    match r {
+                        Reply::Events(tx, _) => {
+                            let _ = tx.send(Err(StoreError::Write(msg.clone())));
+                        }
+                        Reply::Unit(tx) => {
+                            let _ = tx.send(Err(StoreError::Write(msg.clone())));
+                        }
+                        Reply::Failed(f) => f.send(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies one op inside a savepoint so a failing op doesn't take the batch down.
+    fn apply(&mut self, op: Op) -> Reply {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+            return Reply::Failed(failed(op, StoreError::Write(e.to_string())));
+        }
+        let seq_before = self.last_seq.clone();
+        let result = match op {
+            Op::Append {
+                session_id,
+                bodies,
+                summary,
+                reply,
+            } => match self.append(&session_id, bodies, summary) {
+                Ok(evs) => Ok(Reply::Events(reply, evs)),
+                Err(e) => Err(Failed::Events(reply, e)),
+            },
+            Op::CreateSession {
+                row,
+                copy_events_from,
+                reply,
+            } => match self.create(&row, copy_events_from.as_deref()) {
+                Ok(()) => Ok(Reply::Unit(reply)),
+                Err(e) => Err(Failed::Unit(reply, e)),
+            },
+            Op::SetArchived {
+                session_id,
+                at,
+                reply,
+            } => match self.exec_one(
+                "UPDATE sessions SET archived_at = ?2, updated_at = ?3 WHERE id = ?1",
+                params![session_id, at, ids::now_rfc3339()],
+                &session_id,
+            ) {
+                Ok(()) => Ok(Reply::Unit(reply)),
+                Err(e) => Err(Failed::Unit(reply, e)),
+            },
+            Op::DeleteSession { session_id, reply } => {
+                self.last_seq.remove(&session_id);
+                let r = self
+                    .conn
+                    .execute("DELETE FROM events WHERE session_id = ?1", [&session_id])
+                    .map_err(|e| StoreError::Write(e.to_string()))
+                    .and_then(|_| {
+                        self.exec_one(
+                            "DELETE FROM sessions WHERE id = ?1",
+                            params![session_id],
+                            &session_id,
+                        )
+                    });
+                match r {
+                    Ok(()) => Ok(Reply::Unit(reply)),
+                    Err(e) => Err(Failed::Unit(reply, e)),
+                }
+            }
+        };
+        match result {
+            Ok(r) => {
+                let _ = self.conn.execute_batch("RELEASE op");
+                r
+            }
+            Err(f) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op");
+                self.last_seq = seq_before;
+                Reply::Failed(f)
+            }
+        }
+    }
+
+    fn exec_one(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .execute(sql, p)
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        if n == 0 {
+            return Err(StoreError::NotFound(session_id.to_string()));
+        }
+        Ok(())
+    }
+
+    fn current_seq(&mut self, session_id: &str) -> Result<u64, StoreError> {
+        if let Some(s) = self.last_seq.get(session_id) {
+            return Ok(*s);
+        }
+        let seq: Option<u64> = self
+            .conn
+            .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")?
+            .query_row([session_id], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|s| s as u64);
+        let seq = seq.ok_or_else(|| StoreError::NotFound(session_id.to_string()))?;
+        self.last_seq.insert(session_id.to_string(), seq);
+        Ok(seq)
+    }
+
+    fn append(
+        &mut self,
+        session_id: &str,
+        bodies: Vec<EventBody>,
+        summary: Option<SessionSummary>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut seq = self.current_seq(session_id)?;
+        let now = ids::now_rfc3339();
+        let mut out = Vec::with_capacity(bodies.len());
+        {
+            let mut st = self.conn.prepare_cached(
+                "INSERT INTO events (session_id, seq, id, type, processed_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for body in bodies {
+                seq += 1;
+                let ev = Event {
+                    id: ids::event_id(),
+                    session_id: session_id.to_string(),
+                    seq,
+                    processed_at: Some(now.clone()),
+                    body,
+                };
+                let json = serde_json::to_string(&ev)
+                    .map_err(|e| StoreError::Write(format!("cannot encode event: {e}")))?;
+                st.execute(params![
+                    session_id,
+                    seq as i64,
+                    ev.id,
+                    ev.type_name(),
+                    now,
+                    json
+                ])
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+                out.push(ev);
+            }
+        }
+        match summary {
+            Some(s) => {
+                let stop = s
+                    .stop_reason
+                    .as_ref()
+                    .and_then(|r| serde_json::to_string(r).ok());
+                let usage = serde_json::to_string(&s.usage).unwrap_or_else(|_| "{}".into());
+                self.conn
+                    .prepare_cached(
+                        "UPDATE sessions SET last_seq = ?2, updated_at = ?3, status = ?4, stop_reason = ?5, usage = ?6 WHERE id = ?1",
+                    )?
+                    .execute(params![session_id, seq as i64, now, s.status.as_str(), stop, usage])
+                    .map_err(|e| StoreError::Write(e.to_string()))?;
+            }
+            None => {
+                self.conn
+                    .prepare_cached(
+                        "UPDATE sessions SET last_seq = ?2, updated_at = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![session_id, seq as i64, now])
+                    .map_err(|e| StoreError::Write(e.to_string()))?;
+            }
+        }
+        self.last_seq.insert(session_id.to_string(), seq);
+        Ok(out)
+    }
+
+    fn create(&mut self, row: &SessionRow, copy_from: Option<&str>) -> Result<(), StoreError> {
+        let stop = row
+            .stop_reason
+            .as_ref()
+            .and_then(|r| serde_json::to_string(r).ok());
+        let usage = serde_json::to_string(&row.usage).unwrap_or_else(|_| "{}".into());
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, last_seq, created_at, updated_at, archived_at, forked_from"
+                ),
+                params![
+                    row.id,
+                    row.name,
+                    row.title,
+                    row.model,
+                    row.system,
+                    row.workspace,
+                    row.workspace_owned,
+                    row.max_turns,
+                    row.status.as_str(),
+                    stop,
+                    usage,
+                    row.last_seq as i64,
+                    row.created_at,
+                    row.updated_at,
+                    row.archived_at,
+                    row.forked_from,
+                ],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::Conflict(format!(
+                        "a session named `{}` already exists; pick another name",
+                        row.name.as_deref().unwrap_or("")
+                    ))
+                }
+                e => StoreError::Write(e.to_string()),
+            })?;
+        let mut last = 0;
+        if let Some(src) = copy_from {
+            // Copy the log, re-stamping each stored body with the new session id.
+            let events = queries::read_events(&self.conn, src, 0, None, u32::MAX, false)?;
+            let mut st = self.conn.prepare_cached(
+                "INSERT INTO events (session_id, seq, id, type, processed_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for mut ev in events {
+                ev.session_id = row.id.clone();
+                last = ev.seq;
+                let json = serde_json::to_string(&ev)
+                    .map_err(|e| StoreError::Write(format!("cannot encode event: {e}")))?;
+                st.execute(params![
+                    row.id,
+                    ev.seq as i64,
+                    ev.id,
+                    ev.type_name(),
+                    ev.processed_at,
+                    json
+                ])
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            }
+            self.conn
+                .execute(
+                    "UPDATE sessions SET last_seq = ?2 WHERE id = ?1",
+                    params![row.id, last as i64],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+        }
+        self.last_seq.insert(row.id.clone(), last);
+        Ok(())
+    }
+}
+
+fn failed(op: Op, e: StoreError) -> Failed {
+    match op {
+        Op::Append { reply, .. } => Failed::Events(reply, e),
+        Op::CreateSession { reply, .. }
+        | Op::SetArchived { reply, .. }
+        | Op::DeleteSession { reply, .. } => Failed::Unit(reply, e),
+    }
+}
+
+fn fail(op: Op, e: StoreError) {
+    failed(op, e).send();
+}
+
+impl Failed {
+    fn send(self) {
+        match self {
+            Failed::Events(tx, e) => {
+                let _ = tx.send(Err(e));
+            }
+            Failed::Unit(tx, e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn row(id: &str, name: Option<&str>) -> SessionRow {
+        let now = ids::now_rfc3339();
+        SessionRow {
+            id: id.into(),
+            name: name.map(Into::into),
+            title: None,
+            model: "anthropic/claude-sonnet-4-6".into(),
+            system: None,
+            workspace: "/tmp/w".into(),
+            workspace_owned: false,
+            max_turns: 50,
+            status: SessionStatus::Idle,
+            stop_reason: None,
+            usage: SessionUsage::default(),
+            last_seq: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            archived_at: None,
+            forked_from: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_are_gapless_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .create_session(row("sesn_a", Some("a")), None)
+                .await
+                .unwrap();
+            let evs = store
+                .append(
+                    "sesn_a",
+                    vec![EventBody::user_text("1"), EventBody::user_text("2")],
+                    None,
+                )
+                .await
+                .unwrap();
+            assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2]);
+            let evs = store
+                .append("sesn_a", vec![EventBody::user_text("3")], None)
+                .await
+                .unwrap();
+            assert_eq!(evs[0].seq, 3);
+        }
+        let store = Store::open(&path).unwrap();
+        let evs = store
+            .read_events("sesn_a", 0, None, 100, false)
+            .await
+            .unwrap();
+        assert_eq!(evs.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let evs = store
+            .append("sesn_a", vec![EventBody::user_text("4")], None)
+            .await
+            .unwrap();
+        assert_eq!(evs[0].seq, 4);
+        let desc = store
+            .read_events("sesn_a", 0, Some(4), 2, true)
+            .await
+            .unwrap();
+        assert_eq!(desc.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 2]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appenders_get_distinct_contiguous_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_a", None), None)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    s.append("sesn_a", vec![EventBody::user_text(i.to_string())], None)
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let evs = store
+            .read_events("sesn_a", 0, None, 1000, false)
+            .await
+            .unwrap();
+        assert_eq!(evs.len(), 400);
+        for (i, e) in evs.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_session_fails_without_poisoning_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_a", None), None)
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            store.append("sesn_nope", vec![EventBody::user_text("x")], None),
+            store.append("sesn_a", vec![EventBody::user_text("y")], None)
+        );
+        assert!(matches!(a, Err(StoreError::NotFound(_))));
+        assert_eq!(b.unwrap()[0].seq, 1);
+    }
+
+    #[tokio::test]
+    async fn duplicate_name_is_a_conflict_and_resolve_finds_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_01abc", Some("fix")), None)
+            .await
+            .unwrap();
+        store
+            .create_session(row("sesn_01abd", None), None)
+            .await
+            .unwrap();
+        let e = store
+            .create_session(row("sesn_02", Some("fix")), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+        assert_eq!(store.resolve("fix").await.unwrap(), vec!["sesn_01abc"]);
+        assert_eq!(store.resolve("01abd").await.unwrap(), vec!["sesn_01abd"]);
+        assert_eq!(store.resolve("sesn_01ab").await.unwrap().len(), 2);
+        assert!(store.resolve("zzz").await.unwrap().is_empty());
+        assert!(store.resolve("%").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn fork_copies_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_a", None), None)
+            .await
+            .unwrap();
+        store
+            .append(
+                "sesn_a",
+                vec![EventBody::user_text("1"), EventBody::user_text("2")],
+                None,
+            )
+            .await
+            .unwrap();
+        store
+            .create_session(row("sesn_b", None), Some("sesn_a".into()))
+            .await
+            .unwrap();
+        let evs = store
+            .read_events("sesn_b", 0, None, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(evs.len(), 2);
+        assert!(evs.iter().all(|e| e.session_id == "sesn_b"));
+        let next = store
+            .append("sesn_b", vec![EventBody::user_text("3")], None)
+            .await
+            .unwrap();
+        assert_eq!(next[0].seq, 3);
+        assert_eq!(
+            store.get_session("sesn_b").await.unwrap().unwrap().last_seq,
+            3
+        );
+    }
+}

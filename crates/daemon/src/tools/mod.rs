@@ -1,0 +1,375 @@
+//! The agent's tools: `bash`, `read`, `write`, `edit`, `glob` and `grep`.
+//!
+//! One [`Toolbox`] exists per session. It owns the session's persistent bash
+//! shell and resolves every file-tool path against the session workspace.
+//!
+//! Module map:
+//! - [`args`]: parsing and validating a tool call's JSON input.
+//! - [`ansi`]: streaming removal of terminal escape sequences.
+//! - [`bash`]: the persistent shell (start, run one command, kill the tree).
+//! - [`files`]: `read`, `write`, `edit`.
+//! - [`path`]: workspace confinement of file-tool paths.
+//! - [`procs`]: finding and killing a process tree through `/proc`.
+//! - [`schema`]: the tool definitions (JSON Schemas) the model sees.
+//! - [`search`]: `glob`, `grep`.
+//!
+//! Only the file tools are confined to the workspace; `bash` is not (a later
+//! sandbox change does that).
+
+pub mod ansi;
+pub mod args;
+pub mod bash;
+pub mod files;
+pub mod path;
+pub mod procs;
+pub mod schema;
+pub mod search;
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+/// How a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolStatus {
+    /// The tool did what was asked (for bash: exit code 0).
+    Ok,
+    /// The tool failed, the input was invalid, or the command exited non-zero.
+    Error,
+    /// The bash command ran past its timeout; the shell was killed.
+    Timeout,
+    /// The user interrupted the call (the `cancel` token fired).
+    Interrupted,
+}
+
+/// The result of one tool call, ready to be sent back to the model.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    /// The text the model sees.
+    pub content: String,
+    /// `true` for every status but [`ToolStatus::Ok`].
+    pub is_error: bool,
+    pub status: ToolStatus,
+    /// Exit code of a bash command (or of the shell, when the command made it
+    /// exit). `None` for the other tools and for timeouts/interrupts.
+    pub exit_code: Option<i32>,
+}
+
+impl ToolOutcome {
+    pub fn ok(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: false,
+            status: ToolStatus::Ok,
+            exit_code: None,
+        }
+    }
+
+    pub fn error(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: true,
+            status: ToolStatus::Error,
+            exit_code: None,
+        }
+    }
+
+    pub fn interrupted(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: true,
+            status: ToolStatus::Interrupted,
+            exit_code: None,
+        }
+    }
+
+    fn from_result(result: Result<String, String>) -> Self {
+        match result {
+            Ok(content) => Self::ok(content),
+            Err(message) => Self::error(message),
+        }
+    }
+}
+
+/// A tool as advertised to the model.
+#[derive(Debug, Clone)]
+pub struct ToolDefinition {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub input_schema: serde_json::Value,
+}
+
+/// Names of all tools, in the order [`Toolbox::definitions`] lists them.
+pub const TOOL_NAMES: [&str; 6] = ["bash", "read", "write", "edit", "glob", "grep"];
+
+/// The text appended to a call's output when the user interrupts it.
+pub const INTERRUPTED_NOTE: &str = "[interrupted by the user]";
+
+/// One per session. Owns the persistent bash shell.
+pub struct Toolbox {
+    workspace: PathBuf,
+    shell: bash::Shell,
+}
+
+impl Toolbox {
+    /// Creates the toolbox for a session whose workspace is `workspace`.
+    /// Cheap: the shell starts lazily at the first bash call. The shell's
+    /// environment is built from this process's environment (see
+    /// [`bash::shell_env`] for what is kept).
+    pub fn new(workspace: PathBuf) -> Self {
+        Self::with_parent_env(workspace, std::env::vars().collect())
+    }
+
+    /// Like [`Toolbox::new`], but the shell's environment is derived from
+    /// `parent_env` instead of this process's environment (used by tests).
+    pub(crate) fn with_parent_env(workspace: PathBuf, parent_env: Vec<(String, String)>) -> Self {
+        let shell = bash::Shell::new(workspace.clone(), bash::shell_env(parent_env));
+        Self { workspace, shell }
+    }
+
+    /// The session workspace this toolbox was created with.
+    pub fn workspace(&self) -> &std::path::Path {
+        &self.workspace
+    }
+
+    /// The tools the model sees: bash, read, write, edit, glob, grep.
+    pub fn definitions() -> Vec<ToolDefinition> {
+        schema::definitions()
+    }
+
+    /// Whether a tool only reads (read, glob, grep).
+    pub fn is_read_only(name: &str) -> bool {
+        matches!(name, "read" | "glob" | "grep")
+    }
+
+    /// Runs one tool call. Never panics; every failure is an outcome with
+    /// `is_error: true`.
+    ///
+    /// `output` receives live output chunks of `bash` (stdout and stderr
+    /// merged, ANSI-stripped, never containing the internal end marker); the
+    /// other tools send nothing to it. Chunks concatenate to the command's
+    /// full output (the final `content` is its last 100 KiB plus notes).
+    /// A closed receiver is ignored.
+    ///
+    /// `cancel` fires on user interrupt: the running tool stops promptly,
+    /// bash's whole process tree is killed and reaped, and the outcome has
+    /// status [`ToolStatus::Interrupted`].
+    pub async fn run(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+        output: Option<UnboundedSender<String>>,
+        cancel: CancellationToken,
+    ) -> ToolOutcome {
+        if !TOOL_NAMES.contains(&name) {
+            return ToolOutcome::error(format!(
+                "unknown tool `{name}`; available tools: {}",
+                TOOL_NAMES.join(", ")
+            ));
+        }
+        if cancel.is_cancelled() {
+            return ToolOutcome::interrupted(format!("{INTERRUPTED_NOTE} ({name} did not run)"));
+        }
+        match name {
+            "bash" => match bash::BashInput::parse(input) {
+                Ok(parsed) => self.shell.run(parsed, output, cancel).await,
+                Err(message) => ToolOutcome::error(message),
+            },
+            _ => self.run_file_tool(name, input, cancel).await,
+        }
+    }
+
+    /// Runs a file tool on the blocking pool, racing it against `cancel`.
+    async fn run_file_tool(
+        &self,
+        name: &str,
+        input: &serde_json::Value,
+        cancel: CancellationToken,
+    ) -> ToolOutcome {
+        let workspace = self.workspace.clone();
+        let input = input.clone();
+        let tool = match TOOL_NAMES.iter().find(|n| **n == name) {
+            Some(tool) => *tool,
+            None => return ToolOutcome::error(format!("unknown tool `{name}`")),
+        };
+        // Set when the caller gives up, so long walks stop early.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_in_task = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let ws = match path::Workspace::open(&workspace, tool) {
+                Ok(ws) => ws,
+                Err(message) => return Err(message),
+            };
+            match tool {
+                "read" => files::read(&ws, &input),
+                "write" => files::write(&ws, &input),
+                "edit" => files::edit(&ws, &input),
+                "glob" => search::glob(&ws, &input, &stop_in_task),
+                "grep" => search::grep(&ws, &input, &stop_in_task),
+                other => Err(format!("unknown tool `{other}`")),
+            }
+        });
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                ToolOutcome::interrupted(INTERRUPTED_NOTE)
+            }
+            joined = task => match joined {
+                Ok(result) => ToolOutcome::from_result(result),
+                Err(err) => ToolOutcome::error(format!("{tool}: internal error: {err}")),
+            },
+        }
+    }
+
+    /// Pid (= process-group id) of the live shell, if one is running.
+    ///
+    /// `None` before the first bash call, after a timeout, interrupt or
+    /// `exit` (until the next bash call starts a fresh shell), and after
+    /// [`Toolbox::shutdown`]. After `restart: true` it is the new shell's pid.
+    pub fn shell_pid(&self) -> Option<u32> {
+        self.shell.pid()
+    }
+
+    /// Kills the shell's whole process group (SIGKILL) and reaps it. A bash
+    /// call running at that moment ends promptly as Interrupted. The toolbox
+    /// stays usable: a later bash call starts a fresh shell.
+    pub async fn shutdown(&self) {
+        self.shell.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn definitions_cover_all_tools_with_object_schemas() {
+        let defs = Toolbox::definitions();
+        let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+        assert_eq!(names, TOOL_NAMES.to_vec());
+        for def in &defs {
+            assert_eq!(def.input_schema["type"], "object", "{}", def.name);
+            assert!(!def.description.is_empty());
+        }
+    }
+
+    #[test]
+    fn read_only_tools() {
+        assert!(Toolbox::is_read_only("read"));
+        assert!(Toolbox::is_read_only("glob"));
+        assert!(Toolbox::is_read_only("grep"));
+        assert!(!Toolbox::is_read_only("bash"));
+        assert!(!Toolbox::is_read_only("write"));
+        assert!(!Toolbox::is_read_only("edit"));
+        assert!(!Toolbox::is_read_only("nope"));
+    }
+
+    #[tokio::test]
+    async fn unknown_tool_and_bad_input_are_errors() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let tb = Toolbox::new(dir.path().to_path_buf());
+        let out = tb
+            .run("frobnicate", &json!({}), None, CancellationToken::new())
+            .await;
+        assert!(out.is_error);
+        assert_eq!(out.status, ToolStatus::Error);
+        assert!(
+            out.content.contains("unknown tool `frobnicate`"),
+            "{}",
+            out.content
+        );
+
+        let out = tb
+            .run("read", &json!({}), None, CancellationToken::new())
+            .await;
+        assert_eq!(out.status, ToolStatus::Error);
+        assert_eq!(out.content, "read: missing required field `file_path`");
+
+        let out = tb
+            .run(
+                "read",
+                &json!({"file_path": 3}),
+                None,
+                CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(out.status, ToolStatus::Error);
+        assert!(out.content.contains("must be a string"), "{}", out.content);
+
+        let out = tb
+            .run("grep", &json!("x"), None, CancellationToken::new())
+            .await;
+        assert_eq!(out.status, ToolStatus::Error);
+        assert!(out.content.contains("JSON object"), "{}", out.content);
+
+        let out = tb
+            .run("bash", &json!({}), None, CancellationToken::new())
+            .await;
+        assert_eq!(out.status, ToolStatus::Error);
+        assert!(out.content.contains("command"), "{}", out.content);
+        assert_eq!(
+            tb.shell_pid(),
+            None,
+            "a rejected call must not start the shell"
+        );
+    }
+
+    #[tokio::test]
+    async fn already_cancelled_call_does_not_run() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let tb = Toolbox::new(dir.path().to_path_buf());
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let out = tb
+            .run(
+                "write",
+                &json!({"file_path": "a.txt", "content": "x"}),
+                None,
+                cancel,
+            )
+            .await;
+        assert_eq!(out.status, ToolStatus::Interrupted);
+        assert!(out.is_error);
+        assert!(!dir.path().join("a.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn file_tools_round_trip_through_run() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let tb = Toolbox::new(dir.path().to_path_buf());
+        let c = CancellationToken::new;
+        let out = tb
+            .run(
+                "write",
+                &json!({"file_path": "src/a.txt", "content": "alpha\nbeta\n"}),
+                None,
+                c(),
+            )
+            .await;
+        assert_eq!(out.status, ToolStatus::Ok, "{}", out.content);
+        let out = tb
+            .run(
+                "edit",
+                &json!({"file_path": "src/a.txt", "old_string": "beta", "new_string": "gamma"}),
+                None,
+                c(),
+            )
+            .await;
+        assert_eq!(out.status, ToolStatus::Ok, "{}", out.content);
+        let out = tb
+            .run("read", &json!({"file_path": "src/a.txt"}), None, c())
+            .await;
+        assert_eq!(out.content, "     1\talpha\n     2\tgamma\n");
+        let out = tb
+            .run("glob", &json!({"pattern": "**/*.txt"}), None, c())
+            .await;
+        assert_eq!(out.content, "src/a.txt");
+        let out = tb
+            .run("grep", &json!({"pattern": "gam+a"}), None, c())
+            .await;
+        assert_eq!(out.content, "src/a.txt:2:gamma");
+    }
+}

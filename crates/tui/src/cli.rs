@@ -1,0 +1,152 @@
+//! Command-line grammar (clap). Scripts depend on these names, flags and exit codes.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tether",
+    version,
+    about = "tmux for agents: start agent sessions, detach, come back, steer",
+    after_help = "Exit codes: 0 success (turn ended with end_turn), 1 failed turn or error, 2 usage error, 3 daemon unreachable."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a session (with an optional first prompt) and follow it, or --detach.
+    New(NewArgs),
+    /// Follow a session's transcript live (the full-screen TUI arrives with a later release).
+    Attach {
+        /// Session id, unique id prefix, or name.
+        session: String,
+        /// Watch only: this client cannot send, interrupt or approve.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List sessions.
+    Ls {
+        /// Include archived sessions.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message to a session.
+    Send {
+        session: String,
+        text: String,
+        /// Stream the reply and wait until the session is idle; exit code = outcome.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: print events as JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// New session, send PROMPT, stream until idle; exit code = outcome.
+    Run(RunArgs),
+    /// Print a session's event log.
+    Logs {
+        session: String,
+        /// Keep following new events (resumes from where it is).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events with seq greater than this.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Events exactly as stored, one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the session's current turn (kills running tools).
+    Interrupt { session: String },
+    /// Delete a session, its log and its workspace (unless it was a --dir).
+    Rm {
+        session: String,
+        /// Archive instead: keep the log readable, refuse new input.
+        #[arg(long)]
+        archive: bool,
+    },
+    /// New session whose log and workspace start as copies of SESSION's.
+    Fork {
+        session: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the daemon.
+    Daemon {
+        #[command(subcommand)]
+        action: DaemonAction,
+    },
+    /// Report paths, daemon state, credentials and host isolation support.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SessionOpts {
+    /// Model as provider/model (a bare id means anthropic/).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Work in this existing directory instead of a fresh workspace.
+    #[arg(long)]
+    pub dir: Option<String>,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Model calls allowed per turn.
+    #[arg(long)]
+    pub max_turns: Option<u32>,
+    /// Agent to use (agents arrive with a later release; only the built-in default exists).
+    #[arg(long)]
+    pub agent: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    pub prompt: Option<String>,
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// Print the session id and return; the session runs on in the daemon.
+    #[arg(long, short)]
+    pub detach: bool,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opts: SessionOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    pub prompt: String,
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// Print events as JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub opts: SessionOpts,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DaemonAction {
+    /// Start the daemon in the background (or --foreground).
+    Start {
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop the daemon; running sessions resume when it starts again.
+    Stop,
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    Restart,
+}

@@ -1,0 +1,495 @@
+//! One function per CLI command.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use tether_proto::method::{
+    Attach, CreateSession, EventPage, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
+    SessionParams,
+};
+use tether_proto::{
+    Call, ContentBlock, Event, EventBody, ServerFrame, SessionInfo, SessionStatus, StopReason,
+};
+
+use crate::cli::{DaemonAction, NewArgs, RunArgs, SessionOpts};
+use crate::client::{self, Client, ClientError};
+use crate::render::{Printer, stop_reason_text};
+
+pub type CmdResult = Result<ExitCode, ClientError>;
+
+/// Exit code for a turn outcome: 0 on end_turn, 1 otherwise.
+fn outcome_code(reason: Option<&StopReason>) -> ExitCode {
+    match reason {
+        Some(r) if r.is_success() => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+async fn connect() -> Result<Client, ClientError> {
+    Client::connect(&client::paths()).await
+}
+
+fn create_params(
+    prompt: Option<String>,
+    name: Option<String>,
+    opts: SessionOpts,
+) -> Result<CreateSession, ClientError> {
+    if let Some(agent) = opts.agent.as_deref()
+        && agent != "default"
+    {
+        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
+            tether_proto::ErrorCode::NotImplemented,
+            format!(
+                "agent `{agent}` does not exist: only the built-in `default` agent is available in this release; use --model/--system instead"
+            ),
+        )));
+    }
+    let dir = match opts.dir {
+        // Resolve relative to the caller's cwd, not the daemon's.
+        Some(d) => Some(
+            std::path::absolute(&d)
+                .map(|p| p.display().to_string())
+                .unwrap_or(d),
+        ),
+        None => None,
+    };
+    Ok(CreateSession {
+        name,
+        title: prompt.as_ref().map(|p| title_from(p)),
+        model: opts.model,
+        system: opts.system,
+        dir,
+        max_turns: opts.max_turns,
+        initial_message: prompt
+            .map(|p| vec![ContentBlock::text(p)])
+            .unwrap_or_default(),
+    })
+}
+
+fn title_from(prompt: &str) -> String {
+    let line = prompt.lines().next().unwrap_or("").trim();
+    let mut t: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        t.push('…');
+    }
+    t
+}
+
+pub async fn new(args: NewArgs) -> CmdResult {
+    let mut c = connect().await?;
+    let has_prompt = args.prompt.is_some();
+    let params = create_params(args.prompt, args.name, args.opts)?;
+    let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
+    if args.detach || !has_prompt {
+        if args.json {
+            println!("{}", serde_json::to_string(&info).unwrap_or_default());
+        } else {
+            println!("{}", info.id);
+            if !args.detach {
+                eprintln!(
+                    "session {} created; `tether send {} \"...\"` gives it work",
+                    label(&info),
+                    label(&info)
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "session {} — Ctrl-C detaches, the agent keeps running",
+        label(&info)
+    );
+    let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
+    Ok(outcome_code(reason.as_ref()))
+}
+
+pub async fn run(args: RunArgs) -> CmdResult {
+    let mut c = connect().await?;
+    let params = create_params(Some(args.prompt), args.name, args.opts)?;
+    let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
+    let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
+    if let Some(r) = &reason
+        && !r.is_success()
+        && !args.json
+    {
+        eprintln!(
+            "session {} ended its turn with {}",
+            info.id,
+            stop_reason_text(r)
+        );
+    }
+    Ok(outcome_code(reason.as_ref()))
+}
+
+fn label(info: &SessionInfo) -> String {
+    info.name.clone().unwrap_or_else(|| info.id.clone())
+}
+
+pub async fn send(session: String, text: String, wait: bool, json: bool) -> CmdResult {
+    let mut c = connect().await?;
+    let v = c
+        .call(Call::SessionSend(SendMessage {
+            session,
+            content: vec![ContentBlock::text(text)],
+        }))
+        .await?;
+    let ev: Event = serde_json::from_value(v["event"].clone())
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if !wait {
+        if json {
+            println!("{}", serde_json::to_string(&ev).unwrap_or_default());
+        } else {
+            println!("{}", ev.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reason = follow(
+        &mut c,
+        &ev.session_id,
+        ev.seq,
+        false,
+        Printer::new(json),
+        Some(ev.seq),
+    )
+    .await?;
+    Ok(outcome_code(reason.as_ref()))
+}
+
+pub async fn attach(session: String, read_only: bool) -> CmdResult {
+    let mut c = connect().await?;
+    let info: SessionInfo = c
+        .call_as(Call::SessionGet(SessionParams { session }))
+        .await?;
+    eprintln!(
+        "attached to {} ({}, {}){} — Ctrl-C detaches",
+        label(&info),
+        info.model,
+        info.status.as_str(),
+        if read_only { ", read-only" } else { "" }
+    );
+    follow(&mut c, &info.id, 0, read_only, Printer::new(false), None).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Attaches and prints until the session goes idle after `idle_after` (or forever with None).
+/// Re-attaches from the last seen seq when the daemon says this client fell behind.
+async fn follow(
+    c: &mut Client,
+    session_id: &str,
+    after_seq: u64,
+    read_only: bool,
+    mut printer: Printer,
+    idle_after: Option<u64>,
+) -> Result<Option<StopReason>, ClientError> {
+    let attach = |after_seq| {
+        Call::SessionAttach(Attach {
+            session: session_id.to_string(),
+            after_seq,
+            read_only,
+        })
+    };
+    c.call(attach(after_seq)).await?;
+    let mut last = after_seq;
+    loop {
+        match c.next_push().await? {
+            ServerFrame::Event(e) if e.session_id == session_id => {
+                if e.seq <= last {
+                    continue;
+                }
+                last = e.seq;
+                printer.event(&e);
+                if let (Some(floor), EventBody::SessionStatusIdle { stop_reason }) =
+                    (idle_after, &e.body)
+                    && e.seq > floor
+                {
+                    return Ok(Some(stop_reason.clone()));
+                }
+            }
+            ServerFrame::Delta(d) if d.session_id == session_id => printer.delta(&d),
+            ServerFrame::Snapshot(s) if s.session_id == session_id => printer.snapshot(&s),
+            ServerFrame::Resync(r) if r.session_id == session_id => {
+                c.call(attach(r.from_seq.saturating_sub(1).max(last)))
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+}
+
+pub async fn ls(all: bool, json: bool) -> CmdResult {
+    let mut c = connect().await?;
+    let v = c.call(Call::SessionList(ListSessions { all })).await?;
+    let sessions: Vec<SessionInfo> = serde_json::from_value(v["data"].clone())
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    if json {
+        for s in &sessions {
+            println!("{}", serde_json::to_string(s).unwrap_or_default());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if sessions.is_empty() {
+        eprintln!("no sessions yet; `tether new \"...\"` starts one");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  UPDATED",
+        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS"
+    );
+    for s in &sessions {
+        let status = match (&s.status, &s.stop_reason) {
+            (SessionStatus::Idle, Some(r)) if !r.is_success() => {
+                format!("idle ({})", stop_reason_text(r))
+            }
+            (st, _) => st.as_str().to_string(),
+        };
+        let status = if s.archived_at.is_some() {
+            format!("{status}, archived")
+        } else {
+            status
+        };
+        println!(
+            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  {}",
+            s.id,
+            s.name.as_deref().unwrap_or("-"),
+            status,
+            s.model,
+            s.last_seq,
+            format!(
+                "{}/{}",
+                s.usage.tokens.input_tokens, s.usage.tokens.output_tokens
+            ),
+            s.updated_at
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> CmdResult {
+    let mut c = connect().await?;
+    let info: SessionInfo = c
+        .call_as(Call::SessionGet(SessionParams { session }))
+        .await?;
+    if follow_ {
+        follow(&mut c, &info.id, after, true, Printer::new(json), None).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut printer = Printer::new(json);
+    let mut cursor = after;
+    loop {
+        let page: EventPage = c
+            .call_as(Call::SessionEvents(ReadEvents {
+                session: info.id.clone(),
+                after_seq: Some(cursor),
+                before_seq: None,
+                limit: 1000,
+                order: Order::Asc,
+            }))
+            .await?;
+        for e in &page.data {
+            printer.event(e);
+            cursor = e.seq;
+        }
+        if page.next.is_none() {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn interrupt(session: String) -> CmdResult {
+    let mut c = connect().await?;
+    let v = c
+        .call(Call::SessionInterrupt(SessionParams { session }))
+        .await?;
+    if v["was_running"].as_bool() == Some(true) {
+        eprintln!("interrupted");
+    } else {
+        eprintln!("the session was not running; recorded the interrupt anyway");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rm(session: String, archive: bool) -> CmdResult {
+    let mut c = connect().await?;
+    if archive {
+        let info: SessionInfo = c
+            .call_as(Call::SessionArchive(SessionParams { session }))
+            .await?;
+        eprintln!("archived {}", info.id);
+    } else {
+        let v = c
+            .call(Call::SessionDelete(SessionParams { session }))
+            .await?;
+        eprintln!("deleted {}", v["id"].as_str().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn fork(session: String, name: Option<String>, json: bool) -> CmdResult {
+    let mut c = connect().await?;
+    let info: SessionInfo = c
+        .call_as(Call::SessionFork(ForkSession { session, name }))
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string(&info).unwrap_or_default());
+    } else {
+        println!("{}", info.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn daemon(action: DaemonAction) -> CmdResult {
+    let paths = client::paths();
+    match action {
+        DaemonAction::Start { foreground } => {
+            if foreground {
+                let status = std::process::Command::new(client::daemon_binary())
+                    .status()
+                    .map_err(|e| ClientError::Unreachable(format!("cannot run tetherd: {e}")))?;
+                return Ok(ExitCode::from(status.code().unwrap_or(1) as u8));
+            }
+            if let Ok(c) = Client::connect_existing(&paths).await {
+                eprintln!("tetherd is already running (pid {})", c.daemon_pid);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let c = Client::connect(&paths).await?;
+            eprintln!("tetherd started (pid {})", c.daemon_pid);
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonAction::Stop => {
+            let pid = stop(&paths).await?;
+            match pid {
+                Some(pid) => {
+                    eprintln!("tetherd (pid {pid}) stopped; sessions resume when it starts again")
+                }
+                None => eprintln!("tetherd was not running"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonAction::Restart => {
+            stop(&paths).await?;
+            let c = Client::connect(&paths).await?;
+            eprintln!("tetherd restarted (pid {})", c.daemon_pid);
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonAction::Status { json } => {
+            let mut c = Client::connect_existing(&paths).await?;
+            let v = c.call(Call::DaemonStatus {}).await?;
+            if json {
+                println!("{v}");
+            } else {
+                print_status(&v);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_status(v: &Value) {
+    println!("tetherd {} running", v["version"].as_str().unwrap_or("?"));
+    println!("  pid         {}", v["pid"]);
+    println!("  socket      {}", v["socket"].as_str().unwrap_or(""));
+    println!("  data        {}", v["data_dir"].as_str().unwrap_or(""));
+    println!(
+        "  uptime      {:.1} s",
+        v["uptime_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+    );
+    println!(
+        "  sessions    {} ({} running)",
+        v["sessions"], v["running_sessions"]
+    );
+    println!("  clients     {}", v["clients"]);
+}
+
+/// Asks the daemon to stop and waits until it has released its socket.
+async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
+    let mut c = match Client::connect_existing(paths).await {
+        Ok(c) => c,
+        Err(_) => return Ok(None),
+    };
+    let pid = c.daemon_pid;
+    c.call(Call::DaemonShutdown {}).await?;
+    // The daemon closes our connection once it has stopped serving.
+    while c.next_push().await.is_ok() {}
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok() {
+        if std::time::Instant::now() > deadline {
+            return Err(ClientError::Unreachable(format!(
+                "tetherd (pid {pid}) did not exit within 30 s; `kill {pid}` stops it (sessions stay resumable)"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(Some(pid))
+}
+
+pub async fn doctor(json: bool) -> CmdResult {
+    let paths = client::paths();
+    let mut checks: Vec<(String, bool, String)> = Vec::new();
+    let daemon = Client::connect_existing(&paths).await;
+    checks.push(match &daemon {
+        Ok(c) => (
+            "daemon".into(),
+            true,
+            format!("running, pid {} version {}", c.daemon_pid, c.daemon_version),
+        ),
+        Err(e) => ("daemon".into(), false, e.to_string()),
+    });
+    checks.push(("socket".into(), true, paths.socket().display().to_string()));
+    checks.push(("data".into(), true, paths.data_dir.display().to_string()));
+    checks.push(("config".into(), paths.config_file().exists(), {
+        let p = paths.config_file().display().to_string();
+        if paths.config_file().exists() {
+            p
+        } else {
+            format!("{p} (absent: defaults apply)")
+        }
+    }));
+    checks.push(("logs".into(), true, paths.log_file().display().to_string()));
+    let key = std::env::var("ANTHROPIC_API_KEY")
+        .map(|k| !k.is_empty())
+        .unwrap_or(false);
+    let base = std::env::var("ANTHROPIC_BASE_URL").ok();
+    checks.push((
+        "anthropic".into(),
+        key || base.is_some(),
+        match (key, &base) {
+            (true, Some(b)) => format!("ANTHROPIC_API_KEY set; endpoint {b}"),
+            (true, None) => "ANTHROPIC_API_KEY set; endpoint https://api.anthropic.com".into(),
+            (false, Some(b)) => format!("no ANTHROPIC_API_KEY; endpoint {b}"),
+            (false, None) => "ANTHROPIC_API_KEY is not set: sessions cannot call the model".into(),
+        },
+    ));
+    checks.push(isolation_check());
+    if json {
+        let v: Vec<Value> = checks
+            .iter()
+            .map(|(n, ok, d)| json!({"check": n, "ok": ok, "detail": d}))
+            .collect();
+        println!("{}", Value::Array(v));
+    } else {
+        for (n, ok, d) in &checks {
+            println!("{} {:<10} {d}", if *ok { "✓" } else { "✗" }, n);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the host offers for sandboxing tools (the sandbox itself is a later release).
+fn isolation_check() -> (String, bool, String) {
+    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|n| n > 0)
+        .unwrap_or(false);
+    let landlock = std::path::Path::new("/sys/kernel/security/landlock").exists()
+        || std::fs::read_to_string("/sys/kernel/security/lsm")
+            .map(|s| s.contains("landlock"))
+            .unwrap_or(false);
+    let detail = format!(
+        "user namespaces: {}; landlock: {}; tools currently run unsandboxed in their own process group (file tools stay inside the workspace)",
+        if userns { "available" } else { "unavailable" },
+        if landlock { "available" } else { "unknown" }
+    );
+    ("isolation".into(), userns, detail)
+}

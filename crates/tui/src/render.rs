@@ -1,0 +1,194 @@
+//! Plain-text rendering of events for the CLI: assistant text to stdout, tool activity and
+//! errors to stderr so scripts can capture the answer alone.
+
+use std::io::Write;
+
+use tether_proto::{
+    Delta, DeltaKind, Event, EventBody, RetryStatusKind, Snapshot, StopReason, blocks_text,
+};
+
+/// Tracks what has been printed so streamed text is not printed twice.
+#[derive(Default)]
+pub struct Printer {
+    /// Text of the current message already printed from deltas.
+    streamed: String,
+    delta_floor: u64,
+    pub json: bool,
+}
+
+fn one_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    let mut out: String = line.chars().take(max).collect();
+    if line.chars().count() > max || s.lines().count() > 1 {
+        out.push('…');
+    }
+    out
+}
+
+pub fn tool_summary(name: &str, input: &serde_json::Value) -> String {
+    let field = |k: &str| input.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    match name {
+        "bash" => {
+            if input.get("restart").and_then(|v| v.as_bool()) == Some(true) {
+                "restart shell".to_string()
+            } else {
+                one_line(field("command"), 120)
+            }
+        }
+        "read" | "write" | "edit" => field("file_path").to_string(),
+        "glob" | "grep" => {
+            let p = field("path");
+            if p.is_empty() {
+                field("pattern").to_string()
+            } else {
+                format!("{} in {p}", field("pattern"))
+            }
+        }
+        _ => one_line(&input.to_string(), 120),
+    }
+}
+
+pub fn stop_reason_text(r: &StopReason) -> &'static str {
+    match r {
+        StopReason::EndTurn => "end_turn",
+        StopReason::RequiresAction { .. } => "requires_action",
+        StopReason::RetriesExhausted => "retries_exhausted",
+        StopReason::BudgetReached => "budget_reached",
+        StopReason::Interrupted => "interrupted",
+        StopReason::MaxTurnsReached => "max_turns_reached",
+        StopReason::Error => "error",
+    }
+}
+
+impl Printer {
+    pub fn new(json: bool) -> Self {
+        Printer {
+            json,
+            ..Default::default()
+        }
+    }
+
+    pub fn snapshot(&mut self, s: &Snapshot) {
+        self.delta_floor = s.delta_n;
+        if self.json {
+            return;
+        }
+        if let Some(t) = &s.message_text {
+            out(t);
+            self.streamed = t.clone();
+        }
+    }
+
+    pub fn delta(&mut self, d: &Delta) {
+        if self.json || d.n <= self.delta_floor {
+            return;
+        }
+        match &d.kind {
+            DeltaKind::MessageStart { .. } => {
+                if !self.streamed.is_empty() {
+                    // A retried request: what was shown is void.
+                    err("\n[retrying: the partial answer above is discarded]\n");
+                }
+                self.streamed.clear();
+            }
+            DeltaKind::Text { text, .. } => {
+                out(text);
+                self.streamed.push_str(text);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if self.json {
+            if let Ok(s) = serde_json::to_string(e) {
+                out(&format!("{s}\n"));
+            }
+            return;
+        }
+        match &e.body {
+            EventBody::UserMessage { content } => {
+                err(&format!("› {}\n", blocks_text(content)));
+            }
+            EventBody::AgentMessage { content } => {
+                let text = blocks_text(content);
+                if self.streamed.is_empty() {
+                    out(&text);
+                } else if let Some(rest) = text.strip_prefix(self.streamed.as_str()) {
+                    out(rest);
+                } else {
+                    out(&format!("\n{text}"));
+                }
+                if !text.is_empty() && !text.ends_with('\n') {
+                    out("\n");
+                }
+                self.streamed.clear();
+            }
+            EventBody::AgentToolUse { name, input, .. } => {
+                err(&format!("⏺ {name}: {}\n", tool_summary(name, input)));
+            }
+            EventBody::AgentToolResult {
+                status,
+                exit_code,
+                duration_ms,
+                is_error,
+                content,
+                ..
+            } => {
+                let text = blocks_text(content);
+                let code = exit_code.map(|c| format!(" exit {c}")).unwrap_or_default();
+                let first = if *is_error {
+                    format!(" — {}", one_line(&text, 160))
+                } else {
+                    String::new()
+                };
+                err(&format!(
+                    "  ⎿ {}{code} ({duration_ms} ms){first}\n",
+                    serde_json::to_value(status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ));
+            }
+            EventBody::SessionError { error } => {
+                let retry = match error.retry_status.kind {
+                    RetryStatusKind::Retrying => {
+                        match (error.attempt, error.max_attempts, error.retry_in_ms) {
+                            (Some(a), Some(m), Some(ms)) => {
+                                format!(
+                                    " — retrying in {:.1} s, attempt {}/{m}",
+                                    ms as f64 / 1000.0,
+                                    a + 1
+                                )
+                            }
+                            _ => " — retrying".to_string(),
+                        }
+                    }
+                    RetryStatusKind::Exhausted => " — retries exhausted".to_string(),
+                    RetryStatusKind::Terminal => String::new(),
+                };
+                err(&format!("✗ {}{retry}\n", error.message));
+            }
+            EventBody::SessionStatusIdle { stop_reason } if !stop_reason.is_success() => {
+                err(&format!("■ stopped: {}\n", stop_reason_text(stop_reason)));
+            }
+            EventBody::SessionStatusRescheduled {} => {
+                err("↻ resumed after a daemon restart\n");
+            }
+            EventBody::UserInterrupt {} => err("■ interrupt\n"),
+            _ => {}
+        }
+    }
+}
+
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+fn err(s: &str) {
+    let mut o = std::io::stderr().lock();
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
