@@ -44,15 +44,12 @@ fn create_params(
             ),
         )));
     }
-    let dir = match opts.dir {
-        // Resolve relative to the caller's cwd, not the daemon's.
-        Some(d) => Some(
-            std::path::absolute(&d)
-                .map(|p| p.display().to_string())
-                .unwrap_or(d),
-        ),
-        None => None,
-    };
+    // Resolve relative to the caller's cwd, not the daemon's.
+    let dir = opts.dir.map(|d| {
+        std::path::absolute(&d)
+            .map(|p| p.display().to_string())
+            .unwrap_or(d)
+    });
     Ok(CreateSession {
         name,
         title: prompt.as_ref().map(|p| title_from(p)),

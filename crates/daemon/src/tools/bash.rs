@@ -768,6 +768,7 @@ async fn exec(
     tokio::pin!(write);
     let mut written = false;
     let mut exited: Option<ExitStatus> = None;
+    let mut exit_seen = false;
     let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -788,7 +789,7 @@ async fn exec(
                     let mut rest = Vec::new();
                     scanner.finish(&mut rest);
                     collector.push(&rest);
-                    if exited.is_none() {
+                    if !exit_seen {
                         exited = tokio::time::timeout(DRAIN_AFTER_EXIT, live.child.wait())
                             .await
                             .ok()
@@ -804,7 +805,8 @@ async fn exec(
                 }
                 collector.push(&out);
             }
-            status = live.child.wait(), if exited.is_none() => {
+            status = live.child.wait(), if !exit_seen => {
+                exit_seen = true;
                 live.reaped = true;
                 exited = status.ok();
                 // Background jobs may hold the pipe open: kill what is left of
@@ -1174,7 +1176,7 @@ mod tests {
                 "bash",
                 &json!({
                     "command": "echo started; sleep 987651 & setsid sleep 987652 & sleep 987653",
-                    "timeout_ms": 700
+                    "timeout_ms": 1500
                 }),
                 None,
                 CancellationToken::new(),
@@ -1186,7 +1188,7 @@ mod tests {
         assert!(out.content.starts_with("started\n"), "{}", out.content);
         assert!(
             out.content.ends_with(
-                "[command timed out after 0.7 s; the shell was restarted — cwd, env and background jobs are gone]"
+                "[command timed out after 1.5 s; the shell was restarted — cwd, env and background jobs are gone]"
             ),
             "{}",
             out.content
@@ -1396,15 +1398,26 @@ mod tests {
         tb.shutdown().await;
     }
 
+    /// Whether `pid` is a live (non-zombie) process.
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| procs::parse_stat(&s))
+            .is_some_and(|p| p.state != 'Z')
+    }
+
     #[tokio::test]
     async fn shutdown_kills_and_reaps() {
         let (_dir, tb) = toolbox();
         assert_eq!(tb.shell_pid(), None, "lazy start");
-        bash(&tb, "sleep 987671 &").await;
+        let out = bash(&tb, "sleep 987671 & echo $!").await;
+        let job: i32 = out.content.trim().parse().unwrap();
+        assert!(alive(job));
         let pid = tb.shell_pid().unwrap();
         tb.shutdown().await;
         assert_eq!(tb.shell_pid(), None);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!alive(job), "background job survived shutdown");
         assert!(procs::pids_with_cmdline("sleep 987671").is_empty());
         // Still usable afterwards.
         assert_eq!(bash(&tb, "echo back").await.content, "back\n");
@@ -1470,12 +1483,14 @@ mod tests {
     #[tokio::test]
     async fn drop_without_shutdown_kills_the_tree() {
         let (_dir, tb) = toolbox();
-        bash(&tb, "sleep 987695 &").await;
-        assert_eq!(procs::pids_with_cmdline("sleep 987695").len(), 1);
+        let out = bash(&tb, "sleep 987695 & echo $!").await;
+        let job: i32 = out.content.trim().parse().unwrap();
+        assert!(alive(job));
         drop(tb);
-        // SIGKILL was sent synchronously in drop; wait for the kernel.
+        // SIGKILL was sent synchronously in drop; wait for the kernel to
+        // deliver it.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !procs::pids_with_cmdline("sleep 987695").is_empty() {
+        while alive(job) {
             assert!(std::time::Instant::now() < deadline, "sleep survived drop");
             tokio::task::yield_now().await;
         }
