@@ -347,7 +347,11 @@ mod tests {
         log.push(EventBody::user_text("again"));
         let st = log.state();
         assert!(st.needs_model_call());
-        assert_eq!(st.messages.len(), 1, "both user texts merge into one message");
+        assert_eq!(
+            st.messages.len(),
+            1,
+            "both user texts merge into one message"
+        );
     }
 
     #[test]

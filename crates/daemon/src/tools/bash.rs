@@ -530,14 +530,15 @@ impl Shell {
     }
 
     /// Kills the shell's process group and reaps it; a running command ends
-    /// as Interrupted.
+    /// as Interrupted. The next bash call starts a fresh shell and tells the
+    /// model that the old shell's state is gone.
     pub async fn shutdown(&self) {
         self.kill_switch().cancel();
         let mut state = self.state.lock().await;
         if let Some(live) = state.live.take() {
             self.kill_and_reap(live).await;
+            state.lost_note = Some(lost_note("the shell was shut down"));
         }
-        state.lost_note = None;
         *self
             .kill_switch
             .lock()
@@ -1419,8 +1420,16 @@ mod tests {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
         assert!(!alive(job), "background job survived shutdown");
         assert!(procs::pids_with_cmdline("sleep 987671").is_empty());
-        // Still usable afterwards.
-        assert_eq!(bash(&tb, "echo back").await.content, "back\n");
+        // Still usable afterwards, and the model is told the state is gone.
+        assert_eq!(
+            bash(&tb, "echo back").await.content,
+            format!("{}back\n", lost_note("the shell was shut down"))
+        );
+        // Shutting down a toolbox whose shell never started changes nothing.
+        let (_dir2, idle) = toolbox();
+        idle.shutdown().await;
+        assert_eq!(bash(&idle, "echo idle").await.content, "idle\n");
+        idle.shutdown().await;
         tb.shutdown().await;
     }
 

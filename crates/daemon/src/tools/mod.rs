@@ -15,6 +15,20 @@
 //!
 //! Only the file tools are confined to the workspace; `bash` is not (a later
 //! sandbox change does that).
+//!
+//! Behaviour the harness can rely on:
+//! - `run` never panics; bad input and unknown tools give status `Error`.
+//! - bash calls are serialized per toolbox; file tools don't wait for them.
+//! - A non-zero bash exit code is in `exit_code` *and* appended to `content`
+//!   as a final "[exit code N]" line, so the model sees it.
+//! - On timeout, interrupt or `shutdown` the shell's process tree is dead and
+//!   reaped when the call returns; the next bash call starts a fresh shell
+//!   (after an interrupt, shutdown or `exit` its content starts with a
+//!   "[shell restarted: …]" line).
+//! - If a `run` future is dropped mid-command, the command's tree is killed
+//!   at once, and the next bash call reports the restart.
+//! - Dropping the toolbox SIGKILLs the shell's tree too; `shutdown` also
+//!   waits for it to be reaped.
 
 pub mod ansi;
 pub mod args;
@@ -234,7 +248,8 @@ impl Toolbox {
 
     /// Kills the shell's whole process group (SIGKILL) and reaps it. A bash
     /// call running at that moment ends promptly as Interrupted. The toolbox
-    /// stays usable: a later bash call starts a fresh shell.
+    /// stays usable: a later bash call starts a fresh shell (its content
+    /// starts with a "[shell restarted: …]" line).
     pub async fn shutdown(&self) {
         self.shell.shutdown().await;
     }
