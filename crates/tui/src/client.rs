@@ -32,6 +32,12 @@ pub enum ClientError {
     Protocol(String),
 }
 
+impl ClientError {
+    pub fn code_is(&self, code: tether_proto::ErrorCode) -> bool {
+        matches!(self, ClientError::Daemon(e) if e.code == code)
+    }
+}
+
 pub struct Client {
     stream: UnixStream,
     decoder: FrameDecoder,

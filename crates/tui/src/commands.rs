@@ -169,7 +169,8 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
 }
 
 /// Attaches and prints until the session goes idle after `idle_after` (or forever with None).
-/// Re-attaches from the last seen seq when the daemon says this client fell behind.
+/// Re-attaches from the last seen seq when the daemon says this client fell behind, and
+/// reconnects (without starting a daemon) when the connection drops.
 async fn follow(
     c: &mut Client,
     session_id: &str,
@@ -185,10 +186,29 @@ async fn follow(
             read_only,
         })
     };
-    c.call(attach(after_seq)).await?;
     let mut last = after_seq;
+    let mut attached = false;
     loop {
-        match c.next_push().await? {
+        if !attached {
+            match c.call(attach(last)).await {
+                Ok(_) => attached = true,
+                Err(e) if is_connection_loss(&e) => {
+                    reconnect(c, &e).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let frame = match c.next_push().await {
+            Ok(f) => f,
+            Err(e) if is_connection_loss(&e) => {
+                reconnect(c, &e).await?;
+                attached = false;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match frame {
             ServerFrame::Event(e) if e.session_id == session_id => {
                 if e.seq <= last {
                     continue;
@@ -205,10 +225,37 @@ async fn follow(
             ServerFrame::Delta(d) if d.session_id == session_id => printer.delta(&d),
             ServerFrame::Snapshot(s) if s.session_id == session_id => printer.snapshot(&s),
             ServerFrame::Resync(r) if r.session_id == session_id => {
-                c.call(attach(r.from_seq.saturating_sub(1).max(last)))
-                    .await?;
+                last = last.max(r.from_seq.saturating_sub(1));
+                attached = false;
             }
             _ => {}
+        }
+    }
+}
+
+fn is_connection_loss(e: &ClientError) -> bool {
+    matches!(e, ClientError::Disconnected(_)) || e.code_is(tether_proto::ErrorCode::ShuttingDown)
+}
+
+/// Waits for the daemon to come back (it never starts one: a stopped daemon was stopped on
+/// purpose) and replaces the connection.
+async fn reconnect(c: &mut Client, why: &ClientError) -> Result<(), ClientError> {
+    eprintln!("\n[connection to tetherd lost: {why}; reconnecting…]");
+    let paths = client::paths();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        match Client::connect_existing(&paths).await {
+            Ok(fresh) => {
+                *c = fresh;
+                eprintln!("[reconnected]");
+                return Ok(());
+            }
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
         }
     }
 }

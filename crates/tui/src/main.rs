@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command};
 use crate::client::ClientError;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -79,5 +80,18 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         } => commands::fork(session, name, json).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
+    }
+}
+
+/// `tether logs S | head` should end quietly like any Unix tool, not panic on a closed pipe.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
 }

@@ -74,7 +74,11 @@ impl Printer {
             return;
         }
         if let Some(t) = &s.message_text {
-            out(t);
+            // After a re-attach the snapshot repeats what was already streamed.
+            match t.strip_prefix(self.streamed.as_str()) {
+                Some(rest) => out(rest),
+                None => out(t),
+            }
             self.streamed = t.clone();
         }
     }
