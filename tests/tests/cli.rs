@@ -323,3 +323,78 @@ async fn fork_copies_log_and_workspace_and_rm_deletes() {
     assert!(env.ok(&["ls"]).is_empty() || !env.ok(&["ls"]).contains("orig"));
     assert!(env.ok(&["ls", "--all"]).contains("orig"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_sent_mid_response_is_answered_after_it() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::stall(vec![tether_mock_llm::Block::text("first answer")]),
+        Reply::text("second answer"),
+    ]))
+    .await;
+    let id = env
+        .ok(&["new", "--detach", "--name", "q", "first"])
+        .trim()
+        .to_string();
+    env.mock.wait_for_requests(1).await;
+    // The model is mid-response: this message queues behind it.
+    env.ok(&["send", "q", "queued"]);
+    env.mock.release_stalls();
+    let mut c = env.client().await;
+    c.attach_until(&id, 0, |f| matches!(f, tether_proto::ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. })))
+        .await;
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let msgs = reqs[1].body["messages"].as_array().unwrap();
+    let flat: Vec<(String, String)> = msgs
+        .iter()
+        .map(|m| {
+            let text = m["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("|");
+            (m["role"].as_str().unwrap().to_string(), text)
+        })
+        .collect();
+    assert_eq!(
+        flat,
+        vec![
+            ("user".to_string(), "first".to_string()),
+            ("assistant".to_string(), "first answer".to_string()),
+            ("user".to_string(), "queued".to_string()),
+        ]
+    );
+    let events = env.events("q");
+    assert_log_invariants(&events);
+    assert!(matches!(
+        events.last().unwrap().body,
+        EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_max_turns_guard_stops_a_looping_agent() {
+    let env = TestEnv::new(Script::by_turn(
+        (0..10)
+            .map(|_| Reply::tool_use("bash", json!({"command": "true"})))
+            .collect(),
+    ))
+    .await;
+    let out = env.run(&["run", "loop forever", "--max-turns", "3", "--name", "loop"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("max_turns"), "{stderr}");
+    assert_eq!(env.mock.request_count(), 3);
+    let events = env.events("loop");
+    assert_log_invariants(&events);
+    assert!(matches!(
+        events.last().unwrap().body,
+        EventBody::SessionStatusIdle {
+            stop_reason: StopReason::MaxTurnsReached
+        }
+    ));
+}

@@ -204,3 +204,49 @@ async fn attach_catch_up_under_a_racing_writer() {
         r.await.unwrap();
     }
 }
+
+/// The daemon checks SO_PEERCRED: even with the directory and socket opened up, a process of
+/// another user gets a clear refusal and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_from_another_uid_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: acting as another user needs root");
+        return;
+    }
+    let (env, _) = env_with_session().await;
+    let open = |p: &std::path::Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    open(env.home.path(), 0o711);
+    open(&env.paths.runtime_dir, 0o711);
+    open(&env.paths.socket(), 0o666);
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b'{"hello":{"protocol":1,"client":"intruder","version":"0"}}\n')
+print(s.makefile().readline().strip())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(env.paths.socket())
+        .uid(65534)
+        .gid(65534)
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.contains("permission_denied"),
+        "stdout: {line} stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!line.contains("welcome"));
+    // The owner is still served.
+    let mut c = env.client().await;
+    assert!(c.call("daemon.status", json!({})).await.is_ok());
+}
