@@ -308,6 +308,22 @@ impl Runtime {
         Ok(resumed)
     }
 
+    pub fn anthropic_status(&self) -> tether_proto::method::ProviderStatus {
+        let (endpoint, ready, detail) = match &self.anthropic {
+            Ok(p) => match p.check_credentials() {
+                Ok(()) => (p.endpoint().to_string(), true, "ready".to_string()),
+                Err(e) => (p.endpoint().to_string(), false, e.user_message()),
+            },
+            Err(why) => (String::new(), false, why.clone()),
+        };
+        tether_proto::method::ProviderStatus {
+            name: "anthropic".into(),
+            endpoint,
+            ready,
+            detail,
+        }
+    }
+
     pub fn client_count(&self) -> u64 {
         self.clients.load(Ordering::Relaxed)
     }

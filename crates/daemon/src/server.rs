@@ -379,6 +379,7 @@ impl Connection {
                     sessions: rows.len() as u64,
                     running_sessions: running as u64,
                     clients: rt.client_count(),
+                    providers: vec![rt.anthropic_status()],
                 })
             }
             Call::DaemonShutdown {} => {

@@ -140,6 +140,18 @@ pub struct DaemonStatus {
     pub sessions: u64,
     pub running_sessions: u64,
     pub clients: u64,
+    /// Model providers as the daemon sees them (its own environment, not the client's).
+    #[serde(default)]
+    pub providers: Vec<ProviderStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStatus {
+    pub name: String,
+    pub endpoint: String,
+    /// Requests can be made (credentials present where needed).
+    pub ready: bool,
+    pub detail: String,
 }
 
 /// Every request, typed. On the wire: `{"id": N, "method": "session.create", "params": {...}}`.

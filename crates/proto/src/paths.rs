@@ -12,7 +12,7 @@ pub struct Paths {
     pub config_dir: PathBuf,
     /// Socket, pid file and start lock (mode 0700).
     pub runtime_dir: PathBuf,
-    /// `tetherd.log`.
+    /// `tetherd.<date>.log`, rotated daily.
     pub log_dir: PathBuf,
 }
 
@@ -68,10 +68,6 @@ impl Paths {
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }
-
-    pub fn log_file(&self) -> PathBuf {
-        self.log_dir.join("tetherd.log")
-    }
 }
 
 #[cfg(test)]
@@ -106,10 +102,7 @@ mod tests {
             PathBuf::from("/home/u/.config/tether/config.toml")
         );
         assert_eq!(p.runtime_dir, PathBuf::from("/tmp/tether-1000"));
-        assert_eq!(
-            p.log_file(),
-            PathBuf::from("/home/u/.local/state/tether/tetherd.log")
-        );
+        assert_eq!(p.log_dir, PathBuf::from("/home/u/.local/state/tether"));
         let p = Paths::resolve(
             env(&[
                 ("HOME", "/home/u"),

@@ -247,10 +247,10 @@ pub async fn start_daemon(paths: &Paths) -> Result<u32, ClientError> {
         }
         if Instant::now() > deadline {
             return Err(ClientError::Unreachable(format!(
-                "tetherd did not open {} within {} s; see {}",
+                "tetherd did not open {} within {} s; its log is in {}",
                 paths.socket().display(),
                 START_TIMEOUT.as_secs(),
-                paths.log_file().display()
+                paths.log_dir.display()
             )));
         }
         tokio::time::sleep(delay).await;

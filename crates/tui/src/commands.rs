@@ -470,40 +470,67 @@ async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
 pub async fn doctor(json: bool) -> CmdResult {
     let paths = client::paths();
     let mut checks: Vec<(String, bool, String)> = Vec::new();
-    let daemon = Client::connect_existing(&paths).await;
-    checks.push(match &daemon {
-        Ok(c) => (
-            "daemon".into(),
-            true,
-            format!("running, pid {} version {}", c.daemon_pid, c.daemon_version),
-        ),
-        Err(e) => ("daemon".into(), false, e.to_string()),
-    });
+    let mut status: Option<Value> = None;
+    match Client::connect_existing(&paths).await {
+        Ok(mut c) => {
+            checks.push((
+                "daemon".into(),
+                true,
+                format!("running, pid {} version {}", c.daemon_pid, c.daemon_version),
+            ));
+            status = c.call(Call::DaemonStatus {}).await.ok();
+        }
+        Err(e) => checks.push(("daemon".into(), false, e.to_string())),
+    }
     checks.push(("socket".into(), true, paths.socket().display().to_string()));
     checks.push(("data".into(), true, paths.data_dir.display().to_string()));
-    checks.push(("config".into(), paths.config_file().exists(), {
-        let p = paths.config_file().display().to_string();
-        if paths.config_file().exists() {
-            p
-        } else {
-            format!("{p} (absent: defaults apply)")
-        }
-    }));
-    checks.push(("logs".into(), true, paths.log_file().display().to_string()));
-    let key = std::env::var("ANTHROPIC_API_KEY")
-        .map(|k| !k.is_empty())
-        .unwrap_or(false);
-    let base = std::env::var("ANTHROPIC_BASE_URL").ok();
+    let config = paths.config_file();
+    checks.push(match std::fs::read_to_string(&config) {
+        Ok(_) => ("config".into(), true, config.display().to_string()),
+        Err(_) => (
+            "config".into(),
+            true,
+            format!("{} (absent: defaults apply)", config.display()),
+        ),
+    });
     checks.push((
-        "anthropic".into(),
-        key || base.is_some(),
-        match (key, &base) {
-            (true, Some(b)) => format!("ANTHROPIC_API_KEY set; endpoint {b}"),
-            (true, None) => "ANTHROPIC_API_KEY set; endpoint https://api.anthropic.com".into(),
-            (false, Some(b)) => format!("no ANTHROPIC_API_KEY; endpoint {b}"),
-            (false, None) => "ANTHROPIC_API_KEY is not set: sessions cannot call the model".into(),
-        },
+        "logs".into(),
+        true,
+        format!("{}/tetherd.*.log", paths.log_dir.display()),
     ));
+    let providers = status
+        .as_ref()
+        .and_then(|s| s["providers"].as_array().cloned())
+        .unwrap_or_default();
+    if providers.is_empty() {
+        // No daemon to ask: judge from this shell's environment, which a daemon started from
+        // here would inherit.
+        let key = std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.is_empty());
+        let base = std::env::var("ANTHROPIC_BASE_URL").ok();
+        checks.push((
+            "anthropic".into(),
+            key || base.is_some(),
+            match (key, &base) {
+                (true, Some(b)) => format!("ANTHROPIC_API_KEY set; endpoint {b}"),
+                (true, None) => "ANTHROPIC_API_KEY set; endpoint https://api.anthropic.com".into(),
+                (false, Some(b)) => format!("no ANTHROPIC_API_KEY; endpoint {b}"),
+                (false, None) => {
+                    "ANTHROPIC_API_KEY is not set: sessions cannot call the model".into()
+                }
+            },
+        ));
+    }
+    for p in providers {
+        checks.push((
+            p["name"].as_str().unwrap_or("provider").to_string(),
+            p["ready"].as_bool().unwrap_or(false),
+            format!(
+                "{} — {} (as the running daemon sees it)",
+                p["endpoint"].as_str().unwrap_or(""),
+                p["detail"].as_str().unwrap_or("")
+            ),
+        ));
+    }
     checks.push(isolation_check());
     if json {
         let v: Vec<Value> = checks
