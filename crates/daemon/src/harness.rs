@@ -323,25 +323,11 @@ async fn run_tools(
 /// Every unanswered tool call gets an interrupted result, then the session goes idle.
 async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
     s.clear_live_message();
-    let pending = s.state().pending_tools.clone();
-    let mut bodies: Vec<EventBody> = pending
-        .into_iter()
-        .map(|p| EventBody::AgentToolResult {
-            tool_use_id: p.tool_use_id,
-            content: vec![ContentBlock::text(
-                "[not run: the user interrupted the turn before this tool call started]",
-            )],
-            is_error: true,
-            status: ToolStatus::Interrupted,
-            exit_code: None,
-            duration_ms: 0,
-        })
-        .collect();
-    bodies.push(EventBody::SessionStatusIdle {
-        stop_reason: StopReason::Interrupted,
-    });
-    s.append(bodies).await?;
-    Ok(())
+    crate::runtime::settle_interrupted(
+        s,
+        "not run: the user interrupted the turn before this tool call started",
+    )
+    .await
 }
 
 fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {

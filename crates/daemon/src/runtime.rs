@@ -369,24 +369,28 @@ async fn resolve_in_flight(session: &Arc<Session>) -> Result<(), ErrorBody> {
 }
 
 /// Gives open tool calls an interrupted result and marks the session idle.
-pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), ErrorBody> {
-    let pending = session.state().pending_tools.clone();
-    let mut bodies: Vec<EventBody> = pending
-        .into_iter()
+pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), StoreError> {
+    let mut bodies = interrupted_results(&session.state().pending_tools, why);
+    bodies.push(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::Interrupted,
+    });
+    session.append(bodies).await?;
+    Ok(())
+}
+
+/// One `interrupted` result per tool call that will not run.
+pub fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+    pending
+        .iter()
         .map(|p| EventBody::AgentToolResult {
-            tool_use_id: p.tool_use_id,
+            tool_use_id: p.tool_use_id.clone(),
             content: vec![ContentBlock::text(format!("[interrupted: {why}]"))],
             is_error: true,
             status: ToolStatus::Interrupted,
             exit_code: None,
             duration_ms: 0,
         })
-        .collect();
-    bodies.push(EventBody::SessionStatusIdle {
-        stop_reason: StopReason::Interrupted,
-    });
-    session.append(bodies).await?;
-    Ok(())
+        .collect()
 }
 
 async fn wait_turn_end(session: &Arc<Session>) {

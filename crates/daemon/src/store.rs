@@ -208,6 +208,18 @@ impl Store {
         &self.path
     }
 
+    /// Hands an op to the writer and waits for its commit.
+    async fn submit<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(op(reply))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Appends events to a session's log; returns them with their seq once committed.
     pub async fn append(
         &self,
@@ -215,16 +227,13 @@ impl Store {
         bodies: Vec<EventBody>,
         summary: Option<SessionSummary>,
     ) -> Result<Vec<Event>, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Op::Append {
-                session_id: session_id.to_string(),
-                bodies,
-                summary,
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(|reply| Op::Append {
+            session_id: session_id.to_string(),
+            bodies,
+            summary,
+            reply,
+        })
+        .await
     }
 
     /// Creates a session; with `copy_events_from`, its log starts as a copy of that session's.
@@ -233,15 +242,12 @@ impl Store {
         row: SessionRow,
         copy_events_from: Option<String>,
     ) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Op::CreateSession {
-                row: Box::new(row),
-                copy_events_from,
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(|reply| Op::CreateSession {
+            row: Box::new(row),
+            copy_events_from,
+            reply,
+        })
+        .await
     }
 
     pub async fn set_archived(
@@ -249,26 +255,20 @@ impl Store {
         session_id: &str,
         at: Option<String>,
     ) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Op::SetArchived {
-                session_id: session_id.to_string(),
-                at,
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(|reply| Op::SetArchived {
+            session_id: session_id.to_string(),
+            at,
+            reply,
+        })
+        .await
     }
 
     pub async fn delete_session(&self, session_id: &str) -> Result<(), StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(Op::DeleteSession {
-                session_id: session_id.to_string(),
-                reply,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        self.submit(|reply| Op::DeleteSession {
+            session_id: session_id.to_string(),
+            reply,
+        })
+        .await
     }
 
     /// Runs `f` on a pooled read connection in the blocking pool.
