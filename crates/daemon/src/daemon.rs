@@ -106,9 +106,6 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
-    if let Err(why) = &rt.anthropic {
-        tracing::warn!("{why}");
-    }
     match rt.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),
@@ -116,6 +113,14 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     }
     tracing::info!(socket = %paths.socket().display(), pid = std::process::id(), "tetherd ready");
     let server = tokio::spawn(crate::server::serve(listener, rt.clone()));
+    // Build the model client off the accept path so the first connection isn't kept waiting.
+    let warm = rt.clone();
+    tokio::task::spawn_blocking(move || {
+        let status = warm.anthropic_status();
+        if !status.ready {
+            tracing::warn!("anthropic: {}", status.detail);
+        }
+    });
     wait_for_stop(&rt).await;
     tracing::info!("stopping: sessions stay resumable");
     rt.shutdown.cancel();
@@ -123,6 +128,9 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     let _ = server.await;
     for s in rt.loaded_sessions() {
         s.halt().await;
+    }
+    if let Err(e) = rt.store.checkpoint().await {
+        tracing::warn!(error = %e, "could not checkpoint the event log (harmless: replayed next start)");
     }
     let _ = std::fs::remove_file(paths.pid_file());
     tracing::info!("tetherd stopped");

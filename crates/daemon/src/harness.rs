@@ -158,9 +158,9 @@ async fn request_with_retries(
     cancel: &CancellationToken,
 ) -> Result<Result<ModelResponse, ProviderError>, StoreError> {
     let (provider_name, model_id) = split_model(model);
-    let provider = match (provider_name, &s.runtime.anthropic) {
-        ("anthropic", Ok(p)) => p.clone(),
-        ("anthropic", Err(why)) => return Ok(Err(ProviderError::Config(why.clone()))),
+    let provider = match (provider_name, s.runtime.anthropic()) {
+        ("anthropic", Ok(p)) => p,
+        ("anthropic", Err(why)) => return Ok(Err(ProviderError::Config(why))),
         (other, _) => {
             return Ok(Err(ProviderError::Config(format!(
                 "model provider `{other}` is not supported by this tetherd yet; use an `anthropic/...` model"

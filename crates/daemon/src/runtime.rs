@@ -24,8 +24,9 @@ pub struct Runtime {
     pub store: Store,
     pub paths: Paths,
     pub config: Config,
-    /// The Anthropic client, or why it could not be built (reported at the first turn).
-    pub anthropic: Result<Arc<AnthropicProvider>, String>,
+    /// The Anthropic client, or why it could not be built (reported at the first turn). Built
+    /// on first use: loading the system CA store takes milliseconds a cold start shouldn't pay.
+    anthropic: std::sync::OnceLock<Result<Arc<AnthropicProvider>, String>>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub started: Instant,
     pub shutdown: CancellationToken,
@@ -46,12 +47,11 @@ impl From<StoreError> for ErrorBody {
 
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
-        let anthropic = build_anthropic(&config);
         Arc::new(Runtime {
             store,
             paths,
             config,
-            anthropic,
+            anthropic: std::sync::OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -308,8 +308,14 @@ impl Runtime {
         Ok(resumed)
     }
 
+    pub fn anthropic(&self) -> Result<Arc<AnthropicProvider>, String> {
+        self.anthropic
+            .get_or_init(|| build_anthropic(&self.config))
+            .clone()
+    }
+
     pub fn anthropic_status(&self) -> tether_proto::method::ProviderStatus {
-        let (endpoint, ready, detail) = match &self.anthropic {
+        let (endpoint, ready, detail) = match &self.anthropic() {
             Ok(p) => match p.check_credentials() {
                 Ok(()) => (p.endpoint().to_string(), true, "ready".to_string()),
                 Err(e) => (p.endpoint().to_string(), false, e.user_message()),

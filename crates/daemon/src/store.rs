@@ -99,6 +99,10 @@ enum Op {
         session_id: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Fold the WAL back into the database file (clean shutdown: faster next start).
+    Checkpoint {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Cheap to clone; every clone talks to the same writer thread.
@@ -158,21 +162,21 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 status TEXT NOT NULL,
                 stop_reason TEXT,
                 usage TEXT NOT NULL,
-                last_seq INTEGER NOT NULL DEFAULT 0,
                 created_at TEXT NOT NULL,
                 updated_at TEXT NOT NULL,
                 archived_at TEXT,
                 forked_from TEXT
              );
              CREATE TABLE events (
-                session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+                rowid INTEGER PRIMARY KEY,
+                session_id TEXT NOT NULL,
                 seq INTEGER NOT NULL,
                 id TEXT NOT NULL,
                 type TEXT NOT NULL,
                 processed_at TEXT NOT NULL,
-                body TEXT NOT NULL,
-                PRIMARY KEY (session_id, seq)
-             ) WITHOUT ROWID;
+                body TEXT NOT NULL
+             );
+             CREATE UNIQUE INDEX events_by_session ON events(session_id, seq);
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -271,6 +275,15 @@ impl Store {
         .await
     }
 
+    /// Moves the WAL's content into the database file and truncates the WAL.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if let Ok(mut pool) = self.readers.lock() {
+            // Open readers would pin the WAL.
+            pool.clear();
+        }
+        self.submit(|reply| Op::Checkpoint { reply }).await
+    }
+
     /// Runs `f` on a pooled read connection in the blocking pool.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -340,7 +353,13 @@ pub mod queries {
 
     use super::*;
 
-    const SESSION_COLS: &str = "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, last_seq, created_at, updated_at, archived_at, forked_from";
+    /// The newest event gives a session's last seq and last activity, so appends never have to
+    /// rewrite the session row.
+    const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
+        COALESCE((SELECT e.seq FROM events e WHERE e.session_id = s.id ORDER BY e.seq DESC LIMIT 1), 0), \
+        s.created_at, \
+        MAX(s.updated_at, COALESCE((SELECT e.processed_at FROM events e WHERE e.session_id = s.id ORDER BY e.seq DESC LIMIT 1), '')), \
+        s.archived_at, s.forked_from";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -372,11 +391,11 @@ pub mod queries {
         include_archived: bool,
     ) -> Result<Vec<SessionRow>, StoreError> {
         let sql = format!(
-            "SELECT {SESSION_COLS} FROM sessions {} ORDER BY created_at, id",
+            "SELECT {SESSION_COLS} FROM sessions s {} ORDER BY s.created_at, s.id",
             if include_archived {
                 ""
             } else {
-                "WHERE archived_at IS NULL"
+                "WHERE s.archived_at IS NULL"
             }
         );
         let mut st = c.prepare_cached(&sql)?;
@@ -385,7 +404,7 @@ pub mod queries {
     }
 
     pub fn get_session(c: &Connection, id: &str) -> Result<Option<SessionRow>, StoreError> {
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?1");
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?1");
         Ok(c.prepare_cached(&sql)?
             .query_row([id], row_to_session)
             .optional()?)
@@ -447,6 +466,12 @@ pub mod queries {
 struct Writer {
     conn: Connection,
     last_seq: HashMap<String, u64>,
+    /// Undo log for `last_seq` while a transaction is open (restored on rollback).
+    undo: Vec<(String, Option<u64>)>,
+    /// Summary columns of the open transaction that changed, one UPDATE per session.
+    dirty: HashMap<String, (SessionSummary, String)>,
+    /// Last summary written per session: most events don't change it, so no row write.
+    written: HashMap<String, SessionSummary>,
 }
 
 enum Reply {
@@ -460,30 +485,93 @@ enum Failed {
     Unit(oneshot::Sender<Result<(), StoreError>>, StoreError),
 }
 
+impl Reply {
+    /// Answers the caller: success only if the transaction committed.
+    fn send(self, committed: Result<(), &str>) {
+        match (self, committed) {
+            (Reply::Events(tx, evs), Ok(())) => {
+                let _ = tx.send(Ok(evs));
+            }
+            (Reply::Unit(tx), Ok(())) => {
+                let _ = tx.send(Ok(()));
+            }
+            (Reply::Events(tx, _), Err(msg)) => {
+                let _ = tx.send(Err(StoreError::Write(msg.to_string())));
+            }
+            (Reply::Unit(tx), Err(msg)) => {
+                let _ = tx.send(Err(StoreError::Write(msg.to_string())));
+            }
+            (Reply::Failed(f), _) => f.send(),
+        }
+    }
+}
+
 impl Writer {
     fn new(conn: Connection) -> Self {
         Writer {
             conn,
             last_seq: HashMap::new(),
+            undo: Vec::new(),
+            dirty: HashMap::new(),
+            written: HashMap::new(),
         }
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
         while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
+            let mut batch = Vec::new();
+            let mut checkpoint = None;
+            let mut next = Some(first);
+            while let Some(op) = next.take() {
+                match op {
+                    // Runs after the batch commits, outside any transaction.
+                    Op::Checkpoint { reply } => {
+                        checkpoint = Some(reply);
+                        break;
+                    }
+                    op => batch.push(op),
+                }
+                if batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
-            self.commit_batch(batch);
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
+            if let Some(reply) = checkpoint {
+                let r = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(|e| StoreError::Write(e.to_string()));
+                let _ = reply.send(r);
+            }
         }
         tracing::debug!("store writer stopped");
     }
 
+    fn set_seq(&mut self, session_id: &str, seq: Option<u64>) {
+        let prev = match seq {
+            Some(s) => self.last_seq.insert(session_id.to_string(), s),
+            None => self.last_seq.remove(session_id),
+        };
+        self.undo.push((session_id.to_string(), prev));
+    }
+
+    fn undo_to(&mut self, mark: usize) {
+        while self.undo.len() > mark {
+            if let Some((id, prev)) = self.undo.pop() {
+                match prev {
+                    Some(s) => self.last_seq.insert(id, s),
+                    None => self.last_seq.remove(&id),
+                };
+            }
+        }
+    }
+
+    /// One transaction for the whole batch: one fsync however many callers are waiting.
     fn commit_batch(&mut self, batch: Vec<Op>) {
-        let touched_before = self.last_seq.clone();
+        self.undo.clear();
+        self.dirty.clear();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for op in batch {
@@ -492,59 +580,81 @@ impl Writer {
             return;
         }
         let mut replies = Vec::with_capacity(batch.len());
+        // A write error inside the transaction dooms all of it.
+        let mut doomed: Option<String> = None;
         for op in batch {
-            replies.push(self.apply(op));
+            if let Some(msg) = &doomed {
+                fail(op, StoreError::Write(msg.clone()));
+                continue;
+            }
+            let reply = match op {
+                Op::Append {
+                    session_id,
+                    bodies,
+                    summary,
+                    reply,
+                } => match self.append(&session_id, bodies, summary) {
+                    Ok(evs) => Reply::Events(reply, evs),
+                    // Checked before anything was written: only this op fails.
+                    Err(e @ StoreError::NotFound(_)) => Reply::Failed(Failed::Events(reply, e)),
+                    Err(e) => {
+                        doomed = Some(e.to_string());
+                        Reply::Failed(Failed::Events(reply, e))
+                    }
+                },
+                other => self.apply_in_savepoint(other),
+            };
+            replies.push(reply);
         }
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => {
-                for r in replies {
-                    match r {
-                        Reply::Events(tx, evs) => {
-                            let _ = tx.send(Ok(evs));
-                        }
-                        Reply::Unit(tx) => {
-                            let _ = tx.send(Ok(()));
-                        }
-                        Reply::Failed(f) => f.send(),
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "commit failed; the whole batch is rolled back");
-                let _ = self.conn.execute_batch("ROLLBACK");
-                self.last_seq = touched_before;
-                let msg = e.to_string();
-                for r in replies {
-                    match r {
-                        Reply::Events(tx, _) => {
-                            let _ = tx.send(Err(StoreError::Write(msg.clone())));
-                        }
-                        Reply::Unit(tx) => {
-                            let _ = tx.send(Err(StoreError::Write(msg.clone())));
-                        }
-                        Reply::Failed(f) => f.send(),
-                    }
-                }
-            }
+        if doomed.is_none()
+            && let Err(e) = self.flush_rows()
+        {
+            doomed = Some(e.to_string());
+        }
+        let outcome = match doomed {
+            Some(msg) => Err(msg),
+            None => self.conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        };
+        if let Err(msg) = &outcome {
+            tracing::error!(error = %msg, "the event log transaction failed; nothing of it was kept");
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.undo_to(0);
+            self.written.clear();
+        }
+        for r in replies {
+            r.send(outcome.as_ref().map(|_| ()).map_err(|m| m.as_str()));
         }
     }
 
-    /// Applies one op inside a savepoint so a failing op doesn't take the batch down.
-    fn apply(&mut self, op: Op) -> Reply {
+    fn flush_rows(&mut self) -> Result<(), StoreError> {
+        for (id, (summary, at)) in self.dirty.drain() {
+            let stop = summary
+                .stop_reason
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok());
+            let usage = serde_json::to_string(&summary.usage).unwrap_or_else(|_| "{}".into());
+            self.conn
+                .prepare_cached(
+                    "UPDATE sessions SET updated_at = ?2, status = ?3, stop_reason = ?4, usage = ?5 WHERE id = ?1",
+                )?
+                .execute(params![id, at, summary.status.as_str(), stop, usage])
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            self.written.insert(id, summary);
+        }
+        Ok(())
+    }
+
+    /// Rare ops run inside a savepoint so a failing one doesn't take the batch down.
+    fn apply_in_savepoint(&mut self, op: Op) -> Reply {
         if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
             return Reply::Failed(failed(op, StoreError::Write(e.to_string())));
         }
-        let seq_before = self.last_seq.clone();
+        let mark = self.undo.len();
         let result = match op {
-            Op::Append {
-                session_id,
-                bodies,
-                summary,
-                reply,
-            } => match self.append(&session_id, bodies, summary) {
-                Ok(evs) => Ok(Reply::Events(reply, evs)),
-                Err(e) => Err(Failed::Events(reply, e)),
-            },
+            Op::Append { .. } | Op::Checkpoint { .. } => Err(failed(
+                op,
+                StoreError::Write("internal: op routed to the savepoint path".into()),
+            )),
             Op::CreateSession {
                 row,
                 copy_events_from,
@@ -566,7 +676,8 @@ impl Writer {
                 Err(e) => Err(Failed::Unit(reply, e)),
             },
             Op::DeleteSession { session_id, reply } => {
-                self.last_seq.remove(&session_id);
+                self.set_seq(&session_id, None);
+                self.dirty.remove(&session_id);
                 let r = self
                     .conn
                     .execute("DELETE FROM events WHERE session_id = ?1", [&session_id])
@@ -591,7 +702,7 @@ impl Writer {
             }
             Err(f) => {
                 let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op");
-                self.last_seq = seq_before;
+                self.undo_to(mark);
                 Reply::Failed(f)
             }
         }
@@ -619,11 +730,14 @@ impl Writer {
         }
         let seq: Option<u64> = self
             .conn
-            .prepare_cached("SELECT last_seq FROM sessions WHERE id = ?1")?
+            .prepare_cached(
+                "SELECT COALESCE((SELECT seq FROM events WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1), 0) FROM sessions WHERE id = ?1",
+            )?
             .query_row([session_id], |r| r.get::<_, i64>(0))
             .optional()?
             .map(|s| s as u64);
         let seq = seq.ok_or_else(|| StoreError::NotFound(session_id.to_string()))?;
+        // A cache fill, not a change: nothing to undo.
         self.last_seq.insert(session_id.to_string(), seq);
         Ok(seq)
     }
@@ -664,30 +778,13 @@ impl Writer {
                 out.push(ev);
             }
         }
-        match summary {
-            Some(s) => {
-                let stop = s
-                    .stop_reason
-                    .as_ref()
-                    .and_then(|r| serde_json::to_string(r).ok());
-                let usage = serde_json::to_string(&s.usage).unwrap_or_else(|_| "{}".into());
-                self.conn
-                    .prepare_cached(
-                        "UPDATE sessions SET last_seq = ?2, updated_at = ?3, status = ?4, stop_reason = ?5, usage = ?6 WHERE id = ?1",
-                    )?
-                    .execute(params![session_id, seq as i64, now, s.status.as_str(), stop, usage])
-                    .map_err(|e| StoreError::Write(e.to_string()))?;
-            }
-            None => {
-                self.conn
-                    .prepare_cached(
-                        "UPDATE sessions SET last_seq = ?2, updated_at = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![session_id, seq as i64, now])
-                    .map_err(|e| StoreError::Write(e.to_string()))?;
-            }
+        self.set_seq(session_id, Some(seq));
+        if let Some(summary) = summary
+            && self.written.get(session_id) != Some(&summary)
+        {
+            // Stamped with the events' time, so updated_at matches the newest event.
+            self.dirty.insert(session_id.to_string(), (summary, now));
         }
-        self.last_seq.insert(session_id.to_string(), seq);
         Ok(out)
     }
 
@@ -700,8 +797,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, last_seq, created_at, updated_at, archived_at, forked_from"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from"
                 ),
                 params![
                     row.id,
@@ -715,7 +812,6 @@ impl Writer {
                     row.status.as_str(),
                     stop,
                     usage,
-                    row.last_seq as i64,
                     row.created_at,
                     row.updated_at,
                     row.archived_at,
@@ -755,14 +851,8 @@ impl Writer {
                 ])
                 .map_err(|e| StoreError::Write(e.to_string()))?;
             }
-            self.conn
-                .execute(
-                    "UPDATE sessions SET last_seq = ?2 WHERE id = ?1",
-                    params![row.id, last as i64],
-                )
-                .map_err(|e| StoreError::Write(e.to_string()))?;
         }
-        self.last_seq.insert(row.id.clone(), last);
+        self.set_seq(&row.id, Some(last));
         Ok(())
     }
 }
@@ -772,7 +862,8 @@ fn failed(op: Op, e: StoreError) -> Failed {
         Op::Append { reply, .. } => Failed::Events(reply, e),
         Op::CreateSession { reply, .. }
         | Op::SetArchived { reply, .. }
-        | Op::DeleteSession { reply, .. } => Failed::Unit(reply, e),
+        | Op::DeleteSession { reply, .. }
+        | Op::Checkpoint { reply } => Failed::Unit(reply, e),
     }
 }
 

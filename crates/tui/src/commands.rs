@@ -456,7 +456,7 @@ async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
     // The daemon closes our connection once it has stopped serving.
     while c.next_push().await.is_ok() {}
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok() {
+    while process_alive(pid) {
         if std::time::Instant::now() > deadline {
             return Err(ClientError::Unreachable(format!(
                 "tetherd (pid {pid}) did not exit within 30 s; `kill {pid}` stops it (sessions stay resumable)"
@@ -465,6 +465,21 @@ async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     Ok(Some(pid))
+}
+
+/// Alive and not a zombie (an exited daemon may wait a while for its reaper).
+fn process_alive(pid: u32) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+        Err(_) => false,
+    }
 }
 
 pub async fn doctor(json: bool) -> CmdResult {

@@ -1,0 +1,110 @@
+//! Command-line flags (hand-parsed: the bench has no clap dependency).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+pub const USAGE: &str = "\
+usage: cargo run --release -p tether-bench -- [OPTIONS]
+
+  --runs N               repetitions per metric (default 20)
+  --out FILE             also write the report here (default bench/results/latest.md)
+  --ttft-ms MS           mock model: delay before the first body byte of each reply (default 0)
+  --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
+  --append-sessions N    concurrent appenders in the append benchmark (default 64)
+  --append-events N      events per append run, at least (default 200000)
+  --only LIST            comma-separated subset of: warm, cold, rss, append (default: all)
+  -h, --help             this text";
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub runs: usize,
+    pub out: PathBuf,
+    pub ttft_ms: u64,
+    pub chunk_delay_ms: u64,
+    pub append_sessions: usize,
+    pub append_events: usize,
+    pub only: Vec<Metric>,
+}
+
+/// The metric groups, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Warm,
+    Cold,
+    Rss,
+    Append,
+}
+
+impl Opts {
+    pub fn wants(&self, m: Metric) -> bool {
+        self.only.contains(&m)
+    }
+}
+
+/// `Ok(None)` means `--help` was asked for.
+pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Result<Option<Opts>> {
+    let mut o = Opts {
+        runs: 20,
+        out: default_out,
+        ttft_ms: 0,
+        chunk_delay_ms: 0,
+        append_sessions: 64,
+        append_events: 200_000,
+        only: vec![Metric::Warm, Metric::Cold, Metric::Rss, Metric::Append],
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let mut value = || -> Result<String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .with_context(|| format!("{flag} needs a value\n\n{USAGE}")),
+            }
+        };
+        match flag.as_str() {
+            "--runs" => o.runs = number(&flag, &value()?)?,
+            "--out" => o.out = PathBuf::from(value()?),
+            "--ttft-ms" => o.ttft_ms = number(&flag, &value()?)?,
+            "--chunk-delay-ms" => o.chunk_delay_ms = number(&flag, &value()?)?,
+            "--append-sessions" => o.append_sessions = number(&flag, &value()?)?,
+            "--append-events" => o.append_events = number(&flag, &value()?)?,
+            "--only" => {
+                o.only = value()?
+                    .split(',')
+                    .map(|m| match m.trim() {
+                        "warm" => Ok(Metric::Warm),
+                        "cold" => Ok(Metric::Cold),
+                        "rss" => Ok(Metric::Rss),
+                        "append" => Ok(Metric::Append),
+                        other => {
+                            bail!("--only: unknown metric `{other}` (warm, cold, rss, append)")
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    if o.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if o.append_sessions == 0 || o.append_events == 0 {
+        bail!("--append-sessions and --append-events must be at least 1");
+    }
+    Ok(Some(o))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
+    v.parse()
+        .ok()
+        .with_context(|| format!("{flag} expects a non-negative integer, got `{v}`"))
+}

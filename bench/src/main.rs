@@ -1,0 +1,262 @@
+//! `tether-bench`: measures the release `tether`/`tetherd` against the in-repo mock model.
+//!
+//! ```text
+//! cargo run --release -p tether-bench -- [--runs N] [--out FILE]
+//! ```
+//!
+//! Metrics (each repeated `--runs` times; the report gives median, min and max):
+//! - `tether run` wall time with the daemon already up (after 2 warm-up runs), and with the
+//!   daemon stopped so the call has to start it;
+//! - the daemon's RSS with 10 idle sessions, and after those 10 ran the scenario concurrently;
+//! - durable append throughput of the daemon's event log (`Store`), one event per call and
+//!   100 per call, from 64 concurrent appenders.
+//!
+//! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
+//! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
+
+mod append;
+mod cli;
+mod e2e;
+mod home;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use tether_mock_llm::{MockServer, Timing, scenarios};
+
+use crate::cli::Metric;
+use crate::home::Bins;
+use crate::report::{Row, Target, Unit};
+
+/// Model requests one run of `bash_then_read` makes.
+const REQUESTS_PER_RUN: usize = 3;
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = bench_dir
+        .parent()
+        .context("the bench crate has no parent directory")?
+        .to_path_buf();
+    let Some(opts) = cli::parse(
+        std::env::args().skip(1),
+        bench_dir.join("results/latest.md"),
+    )?
+    else {
+        println!("{}", cli::USAGE);
+        return Ok(());
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: warning: this is a debug build of the bench; the append figures measure debug code (use --release)"
+        );
+    }
+    let bins = build_bins(&root)?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _rt_guard = rt.enter();
+    rt.spawn(kill_daemons_on_signal());
+
+    let script = scenarios::bash_then_read().with_timing(Timing {
+        ttft_ms: opts.ttft_ms,
+        chunk_delay_ms: opts.chunk_delay_ms,
+        ..Timing::default()
+    });
+    let mock = rt
+        .block_on(MockServer::start(script))
+        .context("starting the mock model")?;
+    let url = mock.base_url();
+    let runs = opts.runs;
+    let mut rows = Vec::new();
+    let mut scenario_runs = 0;
+
+    if opts.wants(Metric::Warm) {
+        eprintln!("bench: tether run, warm daemon ({runs} runs + 2 warm-up)");
+        let warm = e2e::run_warm(&bins, &url, runs).context("run warm")?;
+        scenario_runs += warm.len() + 2;
+        rows.push(Row {
+            metric: "`tether run`, warm daemon".into(),
+            samples: warm,
+            unit: Unit::Ms,
+            target: Some(Target::AtMost(50.0)),
+        });
+    }
+    if opts.wants(Metric::Cold) {
+        eprintln!("bench: tether run, cold daemon ({runs} runs)");
+        let cold = e2e::run_cold(&bins, &url, runs).context("run cold")?;
+        scenario_runs += cold.len();
+        rows.push(Row {
+            metric: "`tether run`, cold (starts the daemon)".into(),
+            samples: cold,
+            unit: Unit::Ms,
+            target: Some(Target::AtMost(150.0)),
+        });
+    }
+    if opts.wants(Metric::Rss) {
+        eprintln!("bench: daemon RSS with 10 sessions ({runs} fresh daemons)");
+        let mut rss = Vec::with_capacity(runs);
+        for i in 0..runs {
+            rss.push(e2e::rss_once(&bins, &url).with_context(|| format!("RSS run {i}"))?);
+        }
+        scenario_runs += 10 * rss.len();
+        let rss_row = |metric: &str, f: fn(&e2e::RssSample) -> f64, target| Row {
+            metric: metric.into(),
+            samples: rss.iter().map(f).collect(),
+            unit: Unit::Mib,
+            target,
+        };
+        rows.push(rss_row("daemon RSS, idle, no sessions", |r| r.empty, None));
+        rows.push(rss_row(
+            "daemon RSS, idle, 10 sessions",
+            |r| r.idle,
+            Some(Target::AtMost(20.0)),
+        ));
+        rows.push(rss_row(
+            "daemon RSS, 10 sessions after each ran the scenario",
+            |r| r.after_runs,
+            None,
+        ));
+        rows.push(rss_row(
+            "daemon peak RSS (VmHWM), 10 concurrent runs",
+            |r| r.peak,
+            None,
+        ));
+    }
+    let expected_requests = REQUESTS_PER_RUN * scenario_runs;
+    let requests = mock.request_count();
+    if requests != expected_requests {
+        bail!(
+            "the mock saw {requests} model requests, expected {expected_requests}: retries or extra calls distort the timings"
+        );
+    }
+    rt.block_on(mock.shutdown());
+
+    if opts.wants(Metric::Append) {
+        let (sessions, events) = (opts.append_sessions, opts.append_events);
+        let mut single = Vec::with_capacity(runs);
+        let mut batched = Vec::with_capacity(runs);
+        eprintln!(
+            "bench: durable append, {sessions} appenders, ≥ {events} events per run ({runs} runs × 2)"
+        );
+        for i in 0..runs {
+            for (batch, out) in [(1, &mut single), (100, &mut batched)] {
+                let dir = tempfile::Builder::new()
+                    .prefix("tba")
+                    .tempdir_in("/tmp")
+                    .context("creating a temp dir for the append db")?;
+                let rate = rt
+                    .block_on(append::run(dir.path(), sessions, events, batch))
+                    .with_context(|| format!("append run {i} (batch {batch})"))?;
+                out.push(rate);
+            }
+        }
+        rows.push(Row {
+            metric: format!("durable append, {sessions} appenders × 1 event/call"),
+            samples: single,
+            unit: Unit::EventsPerSec,
+            target: Some(Target::AtLeast(100_000.0)),
+        });
+        rows.push(Row {
+            metric: format!("durable append, {sessions} appenders × 100 events/call"),
+            samples: batched,
+            unit: Unit::EventsPerSec,
+            target: None,
+        });
+    }
+
+    let mut md = String::from("# tether benchmark\n\n");
+    for line in report::machine_lines(&root, &bins.tether) {
+        md.push_str(&line);
+        md.push('\n');
+    }
+    md.push_str(&format!(
+        "- runs: {runs} per metric; mock model in-process on loopback, scenario `bash_then_read` \
+         (3 model calls, bash + read), ttft {} ms, chunk delay {} ms\n\n",
+        opts.ttft_ms, opts.chunk_delay_ms
+    ));
+    md.push_str(&report::table(&rows));
+
+    println!("{md}");
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&opts.out, &md).with_context(|| format!("writing {}", opts.out.display()))?;
+    eprintln!("bench: report written to {}", opts.out.display());
+    Ok(())
+}
+
+/// `cargo build --release --bins -p tether -p tether-daemon`, so the bench never measures stale
+/// binaries; returns where they are.
+fn build_bins(root: &Path) -> Result<Bins> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("bench: building release binaries");
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "-p",
+            "tether",
+            "-p",
+            "tether-daemon",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .status()
+        .with_context(|| format!("running {}", PathBuf::from(&cargo).display()))?;
+    if !status.success() {
+        bail!("building the release binaries failed ({status})");
+    }
+    // This binary is target/<profile>/tether-bench; the binaries are in target/release.
+    let exe = std::env::current_exe().context("locating the bench binary")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("the bench binary is not inside a cargo target directory")?;
+    let dir = target.join("release");
+    let bins = Bins {
+        tether: dir.join("tether"),
+        tetherd: dir.join("tetherd"),
+    };
+    for b in [&bins.tether, &bins.tetherd] {
+        if !b.is_file() {
+            bail!("{} is missing after the build", b.display());
+        }
+    }
+    Ok(bins)
+}
+
+/// On Ctrl-C or SIGTERM, `Drop` guards never run: kill the daemons here, then exit.
+async fn kill_daemons_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated => {}
+    }
+    eprintln!("\nbench: interrupted; stopping daemons");
+    home::kill_all_live();
+    std::process::exit(130);
+}
