@@ -250,3 +250,60 @@ print(s.makefile().readline().strip())
     let mut c = env.client().await;
     assert!(c.call("daemon.status", json!({})).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranged_reads_page_newest_first() {
+    let (env, id) = env_with_session().await;
+    let mut c = env.client().await;
+    for _ in 0..25 {
+        c.call("session.interrupt", json!({"session": id}))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let mut params = json!({"session": id, "limit": 10, "order": "desc"});
+        if let Some(b) = before {
+            params["before_seq"] = json!(b);
+        }
+        let page = c.call("session.events", params).await.unwrap();
+        let seqs: Vec<u64> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        seen.extend(seqs);
+        match page["next"].as_u64() {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=25).rev().collect::<Vec<u64>>());
+    // A window: after 5, before 9.
+    let page = c
+        .call(
+            "session.events",
+            json!({"session": id, "after_seq": 5, "before_seq": 9, "order": "asc"}),
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![6, 7, 8]);
+    // Approvals and custom tool results are validated against the session's state.
+    let e = c
+        .call(
+            "tool.confirm",
+            json!({"session": id, "tool_use_id": "sevt_nope", "result": "allow"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    assert!(e.message.contains("waiting for approval"), "{e}");
+}

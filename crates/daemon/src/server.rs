@@ -403,16 +403,43 @@ impl Connection {
             | Call::EnvironmentDelete(_) => {
                 return Err(not_yet("environments", "--dir on `tether new`"));
             }
-            Call::ToolConfirm(_) => {
-                return Err(not_yet(
-                    "tool approvals",
-                    "nothing: every tool is currently always_allow, so no call waits on approval",
-                ));
+            Call::ToolConfirm(p) => {
+                let s = rt.session(&p.session).await?;
+                self.check_writable(&s)?;
+                // Every built-in tool runs under always_allow until permission policies land,
+                // so no call can be waiting; say precisely why the answer has nowhere to go.
+                let pending = s
+                    .state()
+                    .pending_tools
+                    .iter()
+                    .any(|t| t.tool_use_id == p.tool_use_id);
+                return Err(if pending {
+                    ErrorBody::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "tool call {} was allowed by its permission policy (always_allow) and is not waiting for approval",
+                            p.tool_use_id
+                        ),
+                    )
+                } else {
+                    ErrorBody::new(
+                        ErrorCode::NotFound,
+                        format!(
+                            "no tool call {} is waiting for approval in session {}",
+                            p.tool_use_id, s.id
+                        ),
+                    )
+                });
             }
-            Call::CustomToolResult(_) => {
-                return Err(not_yet(
-                    "custom tools",
-                    "nothing: no custom tool can be declared yet, so none waits on a result",
+            Call::CustomToolResult(p) => {
+                let s = rt.session(&p.session).await?;
+                self.check_writable(&s)?;
+                return Err(ErrorBody::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "no custom tool call {} is waiting for a result in session {} (this session's agent declares no custom tools)",
+                        p.custom_tool_use_id, s.id
+                    ),
                 ));
             }
         };

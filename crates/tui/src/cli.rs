@@ -78,6 +78,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a tool call waiting on approval (all of them, or EVENT).
+    Approve {
+        session: String,
+        /// The `agent.tool_use` event id; default: every call the session waits on.
+        event: Option<String>,
+        /// Deny instead, with this message for the model.
+        #[arg(long, value_name = "MSG")]
+        deny: Option<String>,
+    },
+    /// Answer a custom tool call the session is waiting on.
+    ToolResult {
+        session: String,
+        /// The `agent.custom_tool_use` event id.
+        event: String,
+        /// The result, as JSON text (passed to the model as-is).
+        #[arg(long, value_name = "J")]
+        json: String,
+        /// Mark the result as an error.
+        #[arg(long)]
+        error: bool,
+    },
     /// Manage the daemon.
     Daemon {
         #[command(subcommand)]

@@ -382,6 +382,68 @@ pub async fn fork(session: String, name: Option<String>, json: bool) -> CmdResul
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn approve(session: String, event: Option<String>, deny: Option<String>) -> CmdResult {
+    let mut c = connect().await?;
+    let info: SessionInfo = c
+        .call_as(Call::SessionGet(SessionParams {
+            session: session.clone(),
+        }))
+        .await?;
+    let events = match event {
+        Some(e) => vec![e],
+        None => match &info.stop_reason {
+            Some(StopReason::RequiresAction { event_ids }) if !event_ids.is_empty() => {
+                event_ids.clone()
+            }
+            _ => {
+                eprintln!("nothing in {} is waiting for approval", label(&info));
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    let result = if deny.is_some() {
+        tether_proto::ConfirmationResult::Deny
+    } else {
+        tether_proto::ConfirmationResult::Allow
+    };
+    for tool_use_id in events {
+        c.call(Call::ToolConfirm(tether_proto::method::ToolConfirm {
+            session: info.id.clone(),
+            tool_use_id: tool_use_id.clone(),
+            result,
+            deny_message: deny.clone(),
+        }))
+        .await?;
+        eprintln!(
+            "{} {tool_use_id}",
+            if deny.is_some() { "denied" } else { "allowed" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tool_result(session: String, event: String, json: String, error: bool) -> CmdResult {
+    if let Err(e) = serde_json::from_str::<Value>(&json) {
+        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
+            tether_proto::ErrorCode::InvalidParams,
+            format!(
+                "--json is not valid JSON ({e}); quote it for the shell, e.g. --json '{{\"ok\":true}}'"
+            ),
+        )));
+    }
+    let mut c = connect().await?;
+    c.call(Call::CustomToolResult(
+        tether_proto::method::CustomToolResult {
+            session,
+            custom_tool_use_id: event,
+            content: vec![ContentBlock::text(json)],
+            is_error: error,
+        },
+    ))
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn daemon(action: DaemonAction) -> CmdResult {
     let paths = client::paths();
     match action {

@@ -78,6 +78,17 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
             name,
             json,
         } => commands::fork(session, name, json).await,
+        Command::Approve {
+            session,
+            event,
+            deny,
+        } => commands::approve(session, event, deny).await,
+        Command::ToolResult {
+            session,
+            event,
+            json,
+            error,
+        } => commands::tool_result(session, event, json, error).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
     }
