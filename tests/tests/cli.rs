@@ -244,10 +244,11 @@ async fn interrupt_during_a_long_bash_leaves_no_process_behind() {
         _ => false,
     })
     .await;
-    assert_eq!(
-        tether_e2e::pids_matching(&format!("sleep {marker}")).len(),
-        2
-    );
+    // Both sleeps were forked before `started` was printed; their exec may still be landing.
+    tether_e2e::wait_until("both sleeps running", || {
+        tether_e2e::pids_matching(&format!("sleep {marker}")).len() == 2
+    })
+    .await;
     let out = env.run(&["interrupt", "long"]);
     assert!(out.status.success());
     c.attach_until(&id, 0, |f| matches!(f, tether_proto::ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. })))
