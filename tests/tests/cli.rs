@@ -399,3 +399,55 @@ async fn the_max_turns_guard_stops_a_looping_agent() {
         }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_sends_typed_lines_and_read_only_is_enforced_by_the_daemon() {
+    use std::io::Write;
+    let env = TestEnv::new(Script::sequential(vec![Reply::text("steered")])).await;
+    let id = env.ok(&["new", "--name", "att"]).trim().to_string();
+    let mut child = env
+        .tether()
+        .args(["attach", "att"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "please steer this way").unwrap();
+    stdin.flush().unwrap();
+    env.mock.wait_for_requests(1).await;
+    let body = env.mock.requests()[0].body.to_string();
+    assert!(body.contains("please steer this way"), "{body}");
+    let mut c = env.client().await;
+    c.attach_until(&id, 0, |f| matches!(f, tether_proto::ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. })))
+        .await;
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("steered"));
+
+    // A read-only attachment can watch but the daemon refuses its writes.
+    let mut ro = env.client().await;
+    ro.call(
+        "session.attach",
+        json!({"session": id, "after_seq": 0, "read_only": true}),
+    )
+    .await
+    .unwrap();
+    for (method, params) in [
+        (
+            "session.send",
+            json!({"session": id, "content": [{"type": "text", "text": "x"}]}),
+        ),
+        ("session.interrupt", json!({"session": id})),
+        ("session.archive", json!({"session": id})),
+    ] {
+        let e = ro.call(method, params).await.unwrap_err();
+        assert_eq!(e.code, tether_proto::ErrorCode::ReadOnly, "{method}: {e}");
+    }
+    let info = ro
+        .call("session.get", json!({"session": id}))
+        .await
+        .unwrap();
+    assert!(info["attached_clients"].as_u64().unwrap() >= 1);
+}

@@ -158,14 +158,70 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
         .call_as(Call::SessionGet(SessionParams { session }))
         .await?;
     eprintln!(
-        "attached to {} ({}, {}){} — Ctrl-C detaches",
+        "attached to {} ({}, {}){} — {}Ctrl-C detaches",
         label(&info),
         info.model,
         info.status.as_str(),
-        if read_only { ", read-only" } else { "" }
+        if read_only { ", read-only" } else { "" },
+        if read_only {
+            ""
+        } else {
+            "type a line to send it, /interrupt to stop the turn; "
+        }
     );
-    follow(&mut c, &info.id, 0, read_only, Printer::new(false), None).await?;
+    let input = (!read_only).then(stdin_lines);
+    follow_with_input(
+        &mut c,
+        &info.id,
+        0,
+        read_only,
+        Printer::new(false),
+        None,
+        input,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Lines typed on stdin. A plain thread, not tokio's stdin: a blocking read must never keep
+/// the runtime from shutting down.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+async fn next_line(input: &mut Option<tokio::sync::mpsc::Receiver<String>>) -> Option<String> {
+    match input {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A line typed while attached: a message, or a command.
+async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<(), ClientError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(());
+    }
+    let call = match line {
+        "/interrupt" => Call::SessionInterrupt(SessionParams {
+            session: session_id.to_string(),
+        }),
+        _ => Call::SessionSend(SendMessage {
+            session: session_id.to_string(),
+            content: vec![ContentBlock::text(line)],
+        }),
+    };
+    c.call(call).await.map(|_| ())
 }
 
 /// Attaches and prints until the session goes idle after `idle_after` (or forever with None).
@@ -176,8 +232,24 @@ async fn follow(
     session_id: &str,
     after_seq: u64,
     read_only: bool,
+    printer: Printer,
+    idle_after: Option<u64>,
+) -> Result<Option<StopReason>, ClientError> {
+    follow_with_input(
+        c, session_id, after_seq, read_only, printer, idle_after, None,
+    )
+    .await
+}
+
+/// [`follow`], also sending what the user types (`input`) to the session.
+async fn follow_with_input(
+    c: &mut Client,
+    session_id: &str,
+    after_seq: u64,
+    read_only: bool,
     mut printer: Printer,
     idle_after: Option<u64>,
+    mut input: Option<tokio::sync::mpsc::Receiver<String>>,
 ) -> Result<Option<StopReason>, ClientError> {
     let attach = |after_seq| {
         Call::SessionAttach(Attach {
@@ -199,7 +271,25 @@ async fn follow(
                 Err(e) => return Err(e),
             }
         }
-        let frame = match c.next_push().await {
+        let pushed = tokio::select! {
+            r = c.next_push() => r,
+            line = next_line(&mut input) => {
+                match line {
+                    Some(line) => match handle_input(c, session_id, &line).await {
+                        Ok(()) => {}
+                        Err(e) if is_connection_loss(&e) => {
+                            reconnect(c, &e).await?;
+                            attached = false;
+                        }
+                        Err(e) => eprintln!("tether: {e}"),
+                    },
+                    // stdin closed: keep watching.
+                    None => input = None,
+                }
+                continue;
+            }
+        };
+        let frame = match pushed {
             Ok(f) => f,
             Err(e) if is_connection_loss(&e) => {
                 reconnect(c, &e).await?;
