@@ -51,6 +51,7 @@ pub struct TestEnv {
     pub home: tempfile::TempDir,
     pub mock: MockServer,
     pub paths: Paths,
+    mounted: bool,
 }
 
 impl TestEnv {
@@ -60,11 +61,32 @@ impl TestEnv {
 
     /// `extra_config` is appended to a config.toml that already makes retries fast.
     pub async fn with_config(script: Script, extra_config: &str) -> TestEnv {
+        Self::build(script, extra_config, None).await.unwrap()
+    }
+
+    /// A home on its own tmpfs of `bytes`, to run out of disk on purpose. None when this
+    /// machine can't mount (not root).
+    pub async fn on_small_disk(script: Script, bytes: u64) -> Option<TestEnv> {
+        Self::build(script, "", Some(bytes)).await
+    }
+
+    async fn build(script: Script, extra_config: &str, disk: Option<u64>) -> Option<TestEnv> {
         // Short path: Unix socket paths are limited to ~108 bytes.
         let home = tempfile::Builder::new()
             .prefix("tt")
             .tempdir_in("/tmp")
             .unwrap();
+        if let Some(bytes) = disk {
+            let ok = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+                .arg(home.path())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !ok {
+                return None;
+            }
+        }
         let mock = MockServer::start(script).await.unwrap();
         let config = format!("[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n{extra_config}\n");
         std::fs::write(home.path().join("config.toml"), config).unwrap();
@@ -73,7 +95,12 @@ impl TestEnv {
             |k| (k == "TETHER_HOME").then(|| home_str.clone()),
             nix::unistd::geteuid().as_raw(),
         );
-        TestEnv { home, mock, paths }
+        Some(TestEnv {
+            home,
+            mock,
+            paths,
+            mounted: disk.is_some(),
+        })
     }
 
     pub fn tether(&self) -> Command {
@@ -150,6 +177,12 @@ impl Drop for TestEnv {
         if let Some(pid) = self.daemon_pid() {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.home.path())
+                .status();
         }
     }
 }
