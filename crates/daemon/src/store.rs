@@ -18,6 +18,9 @@ use crate::ids;
 const SCHEMA_VERSION: i64 = 1;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
+/// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
+/// the tail a read has to scan, while each catch-up touches a session's index leaf once.
+const INDEX_EVERY: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -171,8 +174,13 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 created_at TEXT NOT NULL,
                 updated_at TEXT NOT NULL,
                 archived_at TEXT,
-                forked_from TEXT
+                forked_from TEXT,
+                -- as of the last index catch-up; reads add the unindexed tail
+                last_seq INTEGER NOT NULL DEFAULT 0,
+                last_event_at TEXT
              );
+             -- Append-ordered: a commit touches the table's last pages only, however many
+             -- sessions it carries.
              CREATE TABLE events (
                 rowid INTEGER PRIMARY KEY,
                 session_id TEXT NOT NULL,
@@ -182,7 +190,19 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 processed_at TEXT NOT NULL,
                 body TEXT NOT NULL
              );
-             CREATE UNIQUE INDEX events_by_session ON events(session_id, seq);
+             -- (session, seq) -> row for every event up to index_state.last_row, filled in bulk
+             -- by the writer; the few rows after it are found by scanning the tail.
+             CREATE TABLE events_by_session (
+                session_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                row INTEGER NOT NULL,
+                PRIMARY KEY (session_id, seq)
+             ) WITHOUT ROWID;
+             CREATE TABLE index_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                last_row INTEGER NOT NULL
+             );
+             INSERT INTO index_state (id, last_row) VALUES (1, 0);
              PRAGMA user_version = 1;
              COMMIT;",
         )
@@ -205,7 +225,10 @@ impl Store {
         let (tx, rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("tether-store-writer".into())
-            .spawn(move || Writer::new(conn).run(rx))
+            .spawn(move || match Writer::new(conn) {
+                Ok(w) => w.run(rx),
+                Err(e) => tracing::error!(error = %e, "the event log writer could not start"),
+            })
             .map_err(|e| StoreError::Write(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             writer: tx,
@@ -311,7 +334,11 @@ impl Store {
             Some(c) => c,
             None => open_conn(&self.path, true)?,
         };
+        // One snapshot for every statement of the closure (index and tail must agree).
+        conn.execute_batch("BEGIN")
+            .map_err(|e| StoreError::Read(e.to_string()))?;
         let out = f(&conn);
+        let _ = conn.execute_batch("COMMIT");
         if let Ok(mut pool) = self.readers.lock()
             && pool.len() < 4
         {
@@ -359,13 +386,8 @@ pub mod queries {
 
     use super::*;
 
-    /// The newest event gives a session's last seq and last activity, so appends never have to
-    /// rewrite the session row.
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        COALESCE((SELECT e.seq FROM events e WHERE e.session_id = s.id ORDER BY e.seq DESC LIMIT 1), 0), \
-        s.created_at, \
-        MAX(s.updated_at, COALESCE((SELECT e.processed_at FROM events e WHERE e.session_id = s.id ORDER BY e.seq DESC LIMIT 1), '')), \
-        s.archived_at, s.forked_from";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -392,6 +414,48 @@ pub mod queries {
         })
     }
 
+    /// Rows after this one are not in `events_by_session` yet.
+    pub fn last_indexed_row(c: &Connection) -> Result<i64, StoreError> {
+        Ok(
+            c.prepare_cached("SELECT last_row FROM index_state WHERE id = 1")?
+                .query_row([], |r| r.get(0))?,
+        )
+    }
+
+    /// Newest seq and event time per session among the unindexed tail.
+    fn tail_stats(
+        c: &Connection,
+        session: Option<&str>,
+    ) -> Result<HashMap<String, (u64, String)>, StoreError> {
+        let last = last_indexed_row(c)?;
+        let mut st = c.prepare_cached(
+            "SELECT session_id, MAX(seq), MAX(processed_at) FROM events WHERE rowid > ?1 AND (?2 IS NULL OR session_id = ?2) GROUP BY session_id",
+        )?;
+        let rows = st.query_map(params![last, session], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (id, seq, at) = row?;
+            out.insert(id, (seq, at));
+        }
+        Ok(out)
+    }
+
+    fn with_tail(mut row: SessionRow, tail: &HashMap<String, (u64, String)>) -> SessionRow {
+        if let Some((seq, at)) = tail.get(&row.id) {
+            row.last_seq = row.last_seq.max(*seq);
+            if *at > row.updated_at {
+                row.updated_at = at.clone();
+            }
+        }
+        row
+    }
+
     pub fn list_sessions(
         c: &Connection,
         include_archived: bool,
@@ -404,18 +468,42 @@ pub mod queries {
                 "WHERE s.archived_at IS NULL"
             }
         );
+        let tail = tail_stats(c, None)?;
         let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map([], row_to_session)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|r| Ok(with_tail(r?, &tail))).collect()
     }
 
     pub fn get_session(c: &Connection, id: &str) -> Result<Option<SessionRow>, StoreError> {
         let sql = format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = ?1");
-        Ok(c.prepare_cached(&sql)?
+        let row = c
+            .prepare_cached(&sql)?
             .query_row([id], row_to_session)
-            .optional()?)
+            .optional()?;
+        match row {
+            Some(r) => Ok(Some(with_tail(r, &tail_stats(c, Some(id))?))),
+            None => Ok(None),
+        }
     }
 
+    /// Newest seq of a session (0 if it has no events).
+    pub fn max_seq(c: &Connection, session_id: &str) -> Result<u64, StoreError> {
+        let last = last_indexed_row(c)?;
+        let indexed: i64 = c
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0) FROM events_by_session WHERE session_id = ?1",
+            )?
+            .query_row([session_id], |r| r.get(0))?;
+        let tail: i64 = c
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rowid > ?1 AND session_id = ?2",
+            )?
+            .query_row(params![last, session_id], |r| r.get(0))?;
+        Ok(indexed.max(tail) as u64)
+    }
+
+    /// Events with `after < seq < before`. A session's indexed events all precede its tail
+    /// events (both grow with rowid), so the two parts concatenate in seq order.
     pub fn read_events(
         c: &Connection,
         session_id: &str,
@@ -424,22 +512,42 @@ pub mod queries {
         limit: u32,
         descending: bool,
     ) -> Result<Vec<Event>, StoreError> {
-        let sql = if descending {
-            "SELECT body FROM events WHERE session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq DESC LIMIT ?4"
-        } else {
-            "SELECT body FROM events WHERE session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY seq ASC LIMIT ?4"
-        };
+        let last = last_indexed_row(c)?;
         let before = before.map(|b| b as i64).unwrap_or(i64::MAX);
-        let mut st = c.prepare_cached(sql)?;
-        let rows = st.query_map(params![session_id, after as i64, before, limit], |r| {
-            r.get::<_, String>(0)
-        })?;
+        let (indexed_sql, tail_sql) = if descending {
+            (
+                "SELECT e.body FROM events_by_session i JOIN events e ON e.rowid = i.row WHERE i.session_id = ?1 AND i.seq > ?2 AND i.seq < ?3 ORDER BY i.seq DESC LIMIT ?4",
+                "SELECT body FROM events WHERE rowid > ?5 AND session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY rowid DESC LIMIT ?4",
+            )
+        } else {
+            (
+                "SELECT e.body FROM events_by_session i JOIN events e ON e.rowid = i.row WHERE i.session_id = ?1 AND i.seq > ?2 AND i.seq < ?3 ORDER BY i.seq ASC LIMIT ?4",
+                "SELECT body FROM events WHERE rowid > ?5 AND session_id = ?1 AND seq > ?2 AND seq < ?3 ORDER BY rowid ASC LIMIT ?4",
+            )
+        };
+        let parts: [(&str, bool); 2] = if descending {
+            [(tail_sql, true), (indexed_sql, false)]
+        } else {
+            [(indexed_sql, false), (tail_sql, true)]
+        };
         let mut out = Vec::new();
-        for body in rows {
-            let body = body?;
-            let ev: Event = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Read(format!("corrupt event in {session_id}: {e}")))?;
-            out.push(ev);
+        for (sql, is_tail) in parts {
+            let want = i64::from(limit) - out.len() as i64;
+            if want <= 0 {
+                break;
+            }
+            let mut st = c.prepare_cached(sql)?;
+            let mut rows = if is_tail {
+                st.query(params![session_id, after as i64, before, want, last])?
+            } else {
+                st.query(params![session_id, after as i64, before, want])?
+            };
+            while let Some(r) = rows.next()? {
+                let body: String = r.get(0)?;
+                let ev: Event = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Read(format!("corrupt event in {session_id}: {e}")))?;
+                out.push(ev);
+            }
         }
         Ok(out)
     }
@@ -478,6 +586,8 @@ struct Writer {
     dirty: HashMap<String, (SessionSummary, String)>,
     /// Last summary written per session: most events don't change it, so no row write.
     written: HashMap<String, SessionSummary>,
+    /// Events after `index_state.last_row`.
+    unindexed: u64,
 }
 
 enum Reply {
@@ -513,14 +623,65 @@ impl Reply {
 }
 
 impl Writer {
-    fn new(conn: Connection) -> Self {
-        Writer {
+    fn new(conn: Connection) -> Result<Self, StoreError> {
+        let last = queries::last_indexed_row(&conn)?;
+        let unindexed: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM events WHERE rowid > ?1",
+            [last],
+            |r| r.get(0),
+        )?;
+        let mut w = Writer {
             conn,
             last_seq: HashMap::new(),
             undo: Vec::new(),
             dirty: HashMap::new(),
             written: HashMap::new(),
+            unindexed: unindexed as u64,
+        };
+        if w.unindexed > 0 {
+            // Start with an empty tail (e.g. after a crash).
+            w.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            match w.catch_up_index() {
+                Ok(()) => w
+                    .conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| StoreError::Write(e.to_string()))?,
+                Err(e) => {
+                    let _ = w.conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
         }
+        Ok(w)
+    }
+
+    /// Folds the unindexed tail into `events_by_session` and the sessions' last_seq, inside
+    /// the caller's transaction. Sorted bulk inserts: one leaf write per session, not per event.
+    fn catch_up_index(&mut self) -> Result<(), StoreError> {
+        let last = queries::last_indexed_row(&self.conn)?;
+        let w = |e: rusqlite::Error| StoreError::Write(e.to_string());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events_by_session (session_id, seq, row) SELECT session_id, seq, rowid FROM events WHERE rowid > ?1 ORDER BY session_id, seq",
+            )?
+            .execute([last])
+            .map_err(w)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE sessions SET last_seq = t.m, last_event_at = t.at FROM (SELECT session_id, MAX(seq) AS m, MAX(processed_at) AS at FROM events WHERE rowid > ?1 GROUP BY session_id) AS t WHERE sessions.id = t.session_id",
+            )?
+            .execute([last])
+            .map_err(w)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE index_state SET last_row = (SELECT COALESCE(MAX(rowid), ?1) FROM events) WHERE id = 1",
+            )?
+            .execute([last])
+            .map_err(w)?;
+        self.unindexed = 0;
+        Ok(())
     }
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
@@ -578,6 +739,7 @@ impl Writer {
     fn commit_batch(&mut self, batch: Vec<Op>) {
         self.undo.clear();
         self.dirty.clear();
+        let unindexed_before = self.unindexed;
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for op in batch {
@@ -613,6 +775,12 @@ impl Writer {
             replies.push(reply);
         }
         if doomed.is_none()
+            && self.unindexed >= INDEX_EVERY
+            && let Err(e) = self.catch_up_index()
+        {
+            doomed = Some(e.to_string());
+        }
+        if doomed.is_none()
             && let Err(e) = self.flush_rows()
         {
             doomed = Some(e.to_string());
@@ -626,6 +794,7 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.undo_to(0);
             self.written.clear();
+            self.unindexed = unindexed_before;
         }
         for r in replies {
             r.send(outcome.as_ref().map(|_| ()).map_err(|m| m.as_str()));
@@ -686,7 +855,16 @@ impl Writer {
                 self.dirty.remove(&session_id);
                 let r = self
                     .conn
-                    .execute("DELETE FROM events WHERE session_id = ?1", [&session_id])
+                    .execute(
+                        "DELETE FROM events WHERE rowid IN (SELECT row FROM events_by_session WHERE session_id = ?1) OR (rowid > (SELECT last_row FROM index_state) AND session_id = ?1)",
+                        [&session_id],
+                    )
+                    .and_then(|_| {
+                        self.conn.execute(
+                            "DELETE FROM events_by_session WHERE session_id = ?1",
+                            [&session_id],
+                        )
+                    })
                     .map_err(|e| StoreError::Write(e.to_string()))
                     .and_then(|_| {
                         self.exec_one(
@@ -734,15 +912,16 @@ impl Writer {
         if let Some(s) = self.last_seq.get(session_id) {
             return Ok(*s);
         }
-        let seq: Option<u64> = self
+        let exists = self
             .conn
-            .prepare_cached(
-                "SELECT COALESCE((SELECT seq FROM events WHERE session_id = ?1 ORDER BY seq DESC LIMIT 1), 0) FROM sessions WHERE id = ?1",
-            )?
-            .query_row([session_id], |r| r.get::<_, i64>(0))
+            .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+            .query_row([session_id], |_| Ok(()))
             .optional()?
-            .map(|s| s as u64);
-        let seq = seq.ok_or_else(|| StoreError::NotFound(session_id.to_string()))?;
+            .is_some();
+        if !exists {
+            return Err(StoreError::NotFound(session_id.to_string()));
+        }
+        let seq = queries::max_seq(&self.conn, session_id)?;
         // A cache fill, not a change: nothing to undo.
         self.last_seq.insert(session_id.to_string(), seq);
         Ok(seq)
@@ -784,6 +963,7 @@ impl Writer {
                 out.push(ev);
             }
         }
+        self.unindexed += out.len() as u64;
         self.set_seq(session_id, Some(seq));
         if let Some(summary) = summary
             && self.written.get(session_id) != Some(&summary)
@@ -845,6 +1025,7 @@ impl Writer {
             for mut ev in events {
                 ev.session_id = row.id.clone();
                 last = ev.seq;
+                self.unindexed += 1;
                 let json = serde_json::to_string(&ev)
                     .map_err(|e| StoreError::Write(format!("cannot encode event: {e}")))?;
                 st.execute(params![
@@ -914,6 +1095,103 @@ mod tests {
             archived_at: None,
             forked_from: None,
         }
+    }
+
+    fn seqs(evs: &[Event]) -> Vec<u64> {
+        evs.iter().map(|e| e.seq).collect()
+    }
+
+    /// Reads must see the same log whether events sit in the index or in the unindexed tail,
+    /// across catch-ups, reopen and delete.
+    #[tokio::test]
+    async fn reads_are_identical_across_the_index_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let n_per: u64 = 3_500;
+        {
+            let store = Store::open(&path).unwrap();
+            for s in ["sesn_a", "sesn_b", "sesn_c"] {
+                store.create_session(row(s, None), None).await.unwrap();
+            }
+            // Interleave sessions and batch sizes; total 10,500 events: two catch-ups and a tail.
+            for round in 0..(n_per / 50) {
+                for s in ["sesn_a", "sesn_b", "sesn_c"] {
+                    let k = if round % 2 == 0 { 1 } else { 99 };
+                    store
+                        .append(s, vec![EventBody::user_text("x"); k], None)
+                        .await
+                        .unwrap();
+                }
+            }
+            let total = (n_per / 50).div_ceil(2) + (n_per / 50 / 2) * 99;
+            for s in ["sesn_a", "sesn_b", "sesn_c"] {
+                let all = store
+                    .read_events(s, 0, None, u32::MAX, false)
+                    .await
+                    .unwrap();
+                assert_eq!(seqs(&all), (1..=total).collect::<Vec<_>>(), "{s}");
+                assert!(all.iter().all(|e| e.session_id == s));
+                let desc = store
+                    .read_events(s, 100, Some(110), 100, true)
+                    .await
+                    .unwrap();
+                assert_eq!(seqs(&desc), (101..110).rev().collect::<Vec<_>>());
+                // A page that straddles index and tail, both directions.
+                let tail_start = total - 5;
+                let page = store
+                    .read_events(s, tail_start - 10, None, 20, false)
+                    .await
+                    .unwrap();
+                assert_eq!(seqs(&page), ((tail_start - 9)..=total).collect::<Vec<_>>());
+                let page = store.read_events(s, 0, None, 20, true).await.unwrap();
+                assert_eq!(
+                    seqs(&page),
+                    ((total - 19)..=total).rev().collect::<Vec<_>>()
+                );
+                assert_eq!(store.get_session(s).await.unwrap().unwrap().last_seq, total);
+            }
+            let listed = store.list_sessions(false).await.unwrap();
+            assert!(listed.iter().all(|r| r.last_seq == total));
+            store.delete_session("sesn_b").await.unwrap();
+            assert!(
+                store
+                    .read_events("sesn_b", 0, None, 10, false)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // Reopen: the tail is folded in at start; seqs continue where they were.
+        let store = Store::open(&path).unwrap();
+        let before = store
+            .read_events("sesn_a", 0, None, u32::MAX, false)
+            .await
+            .unwrap();
+        let next = store
+            .append("sesn_a", vec![EventBody::user_text("y")], None)
+            .await
+            .unwrap();
+        assert_eq!(next[0].seq, before.len() as u64 + 1);
+        let after = store
+            .read_events("sesn_a", 0, None, u32::MAX, false)
+            .await
+            .unwrap();
+        assert_eq!(&after[..before.len()], &before[..]);
+        assert!(
+            store
+                .read_events("sesn_b", 0, None, 10, false)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .read_events("sesn_c", 0, None, u32::MAX, false)
+                .await
+                .unwrap()
+                .len(),
+            before.len()
+        );
     }
 
     #[tokio::test]
