@@ -77,3 +77,50 @@ async fn a_full_disk_refuses_the_write_and_loses_nothing() {
         .collect();
     assert_eq!(texts, vec!["hello", "now it fits"]);
 }
+
+/// The disk fills while the model is answering: the answer can't be committed, so the session
+/// pauses (watchers are told why), and it finishes by itself once space is back. Nothing is
+/// lost and the model is not asked twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_waits_out_a_full_disk_and_continues() {
+    let Some(env) = TestEnv::on_small_disk(
+        Script::sequential(vec![tether_mock_llm::Reply::stall(vec![
+            tether_mock_llm::Block::text("the answer that had to wait"),
+        ])]),
+        6 * 1024 * 1024,
+    )
+    .await
+    else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let id = env
+        .ok(&["new", "--detach", "--name", "paused", "go"])
+        .trim()
+        .to_string();
+    env.mock.wait_for_requests(1).await;
+    let filler = fill(env.home.path());
+    env.mock.release_stalls();
+    let mut c = env.client().await;
+    c.attach_until(&id, 0, |f| {
+        matches!(f, tether_proto::ServerFrame::Delta(d)
+            if matches!(&d.kind, tether_proto::DeltaKind::Notice { message } if message.contains("paused")))
+    })
+    .await;
+    std::fs::remove_file(filler).unwrap();
+    c.attach_until(&id, 0, |f| {
+        matches!(f, tether_proto::ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. }))
+    })
+    .await;
+    let events = env.events("paused");
+    assert_log_invariants(&events);
+    let answer: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentMessage { content } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answer, vec!["the answer that had to wait"]);
+    assert_eq!(env.mock.request_count(), 1);
+}

@@ -46,7 +46,8 @@ enum Next {
 
 async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreError> {
     if s.state().status() != tether_proto::SessionStatus::Running {
-        s.append_one(EventBody::SessionStatusRunning {}).await?;
+        s.append_one_retrying(EventBody::SessionStatusRunning {})
+            .await?;
     }
     loop {
         if cancel.is_cancelled() {
@@ -58,7 +59,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             continue;
         }
         if !s.state().needs_model_call() {
-            s.append_one(EventBody::SessionStatusIdle {
+            s.append_one_retrying(EventBody::SessionStatusIdle {
                 stop_reason: StopReason::EndTurn,
             })
             .await?;
@@ -66,7 +67,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
         }
         let max_turns = s.row().max_turns;
         if s.state().model_calls_this_turn >= max_turns {
-            s.append(vec![
+            s.append_retrying(vec![
                 session_error(
                     "max_turns_reached",
                     format!(
@@ -120,14 +121,15 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 bodies.push(EventBody::SessionStatusIdle {
                     stop_reason: StopReason::EndTurn,
                 });
-                s.append(bodies).await?;
+                s.append_retrying(bodies).await?;
                 return Ok(Next::Stop);
             }
-            s.append(bodies).await?;
+            s.append_retrying(bodies).await?;
             Ok(Next::Continue)
         }
         Err(ProviderError::Cancelled) => {
-            s.append_one(span_error_end(&start.id, latency_ms)).await?;
+            s.append_one_retrying(span_error_end(&start.id, latency_ms))
+                .await?;
             finish_interrupted(s).await?;
             Ok(Next::Stop)
         }
@@ -138,7 +140,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
             } else {
                 (RetryStatusKind::Terminal, StopReason::Error)
             };
-            s.append(vec![
+            s.append_retrying(vec![
                 span_error_end(&start.id, latency_ms),
                 session_error(e.session_error_type(), e.user_message(), retry),
                 EventBody::SessionStatusIdle { stop_reason: stop },
@@ -215,7 +217,7 @@ async fn request_with_retries(
                     error.max_attempts = Some(policy.max_attempts);
                     error.retry_in_ms = Some(delay.as_millis() as u64);
                 }
-                s.append_one(err).await?;
+                s.append_one_retrying(err).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return Ok(Err(ProviderError::Cancelled)),
@@ -302,7 +304,7 @@ async fn run_tools(
         let _ = forward.await;
         let duration_ms = started.elapsed().as_millis() as u64;
         s.set_live_tool(None);
-        s.append_one(EventBody::AgentToolResult {
+        s.append_one_retrying(EventBody::AgentToolResult {
             tool_use_id: call.tool_use_id,
             content: vec![ContentBlock::text(outcome.content)],
             is_error: outcome.is_error,
@@ -323,11 +325,15 @@ async fn run_tools(
 /// Every unanswered tool call gets an interrupted result, then the session goes idle.
 async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
     s.clear_live_message();
-    crate::runtime::settle_interrupted(
-        s,
+    let mut bodies = crate::runtime::interrupted_results(
+        &s.state().pending_tools,
         "not run: the user interrupted the turn before this tool call started",
-    )
-    .await
+    );
+    bodies.push(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::Interrupted,
+    });
+    s.append_retrying(bodies).await?;
+    Ok(())
 }
 
 fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {

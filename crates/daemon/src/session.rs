@@ -116,6 +116,47 @@ impl Session {
         Ok(events)
     }
 
+    /// Like [`Session::append`], but a log that can't be written (disk full, read-only file)
+    /// is retried with backoff instead of failing the turn: nothing else happens until the
+    /// events are durable, and watchers get a notice meanwhile.
+    pub async fn append_retrying(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
+        let mut delay = std::time::Duration::from_millis(200);
+        let mut waited = false;
+        loop {
+            match self.append(bodies.clone()).await {
+                Ok(evs) => {
+                    if waited {
+                        tracing::info!(session = %self.id, "event log writable again");
+                        self.emit(DeltaKind::Notice {
+                            message: "the event log is writable again; the session continues"
+                                .into(),
+                        });
+                    }
+                    return Ok(evs);
+                }
+                Err(e @ (StoreError::Write(_) | StoreError::Read(_))) => {
+                    tracing::warn!(session = %self.id, error = %e, "cannot write the event log; waiting");
+                    self.emit(DeltaKind::Notice {
+                        message: format!(
+                            "{e} — the session is paused and retries in {:.1} s; free some space and it continues by itself",
+                            delay.as_secs_f64()
+                        ),
+                    });
+                    waited = true;
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn append_one_retrying(&self, body: EventBody) -> Result<Event, StoreError> {
+        let mut evs = self.append_retrying(vec![body]).await?;
+        evs.pop()
+            .ok_or_else(|| StoreError::Write("append returned no event".into()))
+    }
+
     pub async fn append_one(&self, body: EventBody) -> Result<Event, StoreError> {
         let mut evs = self.append(vec![body]).await?;
         evs.pop()
@@ -139,7 +180,7 @@ impl Session {
                 .thinking_text
                 .get_or_insert_with(String::new)
                 .push_str(text),
-            DeltaKind::ToolInput { .. } => {}
+            DeltaKind::ToolInput { .. } | DeltaKind::Notice { .. } => {}
             DeltaKind::ToolOutput { tool_use_id, text } => {
                 if live.tool_use_id.as_deref() != Some(tool_use_id) {
                     live.tool_use_id = Some(tool_use_id.clone());

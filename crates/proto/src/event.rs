@@ -315,6 +315,9 @@ pub enum DeltaKind {
     },
     /// stdout/stderr of a running tool.
     ToolOutput { tool_use_id: String, text: String },
+    /// Something the people watching should know that cannot be stored, e.g. that the log
+    /// can't be written right now and the session is waiting for it.
+    Notice { message: String },
 }
 
 #[cfg(test)]
@@ -480,6 +483,9 @@ mod tests {
             DeltaKind::ToolOutput {
                 tool_use_id: "sevt_2".into(),
                 text: "out\n".into(),
+            },
+            DeltaKind::Notice {
+                message: "disk full".into(),
             },
         ] {
             let d = Delta {

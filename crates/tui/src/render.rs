@@ -99,6 +99,7 @@ impl Printer {
                 out(text);
                 self.streamed.push_str(text);
             }
+            DeltaKind::Notice { message } => err(&format!("\n⚠ {message}\n")),
             _ => {}
         }
     }
