@@ -12,7 +12,9 @@ fn new_id(prefix: &str) -> String {
         .ok()
         .and_then(|mut g| g.generate().ok())
         .unwrap_or_else(ulid::Ulid::generate);
-    format!("{prefix}_{}", id.to_string().to_lowercase())
+    let mut out = format!("{prefix}_{id}");
+    out.make_ascii_lowercase();
+    out
 }
 
 pub fn session_id() -> String {

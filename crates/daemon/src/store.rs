@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 use tether_proto::{Event, EventBody, SessionStatus, SessionUsage, StopReason};
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::oneshot;
 
 use crate::ids;
 
@@ -21,6 +24,9 @@ const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
 /// the tail a read has to scan, while each catch-up touches a session's index leaf once.
 const INDEX_EVERY: u64 = 4096;
+/// Longest a batch waits for more callers when the previous batch was larger. A lone caller
+/// never waits: the previous batch was 1, so the target is 0.
+const GATHER_WAIT: Duration = Duration::from_micros(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -111,7 +117,7 @@ enum Op {
 /// Cheap to clone; every clone talks to the same writer thread.
 #[derive(Clone)]
 pub struct Store {
-    writer: mpsc::UnboundedSender<Op>,
+    writer: mpsc::Sender<Op>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
 }
@@ -222,7 +228,7 @@ impl Store {
         }
         let conn = open_conn(path, false)?;
         migrate(&conn)?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("tether-store-writer".into())
             .spawn(move || match Writer::new(conn) {
@@ -588,6 +594,8 @@ struct Writer {
     written: HashMap<String, SessionSummary>,
     /// Events after `index_state.last_row`.
     unindexed: u64,
+    /// `processed_at` of every event in the open transaction.
+    batch_now: String,
 }
 
 enum Reply {
@@ -637,6 +645,7 @@ impl Writer {
             dirty: HashMap::new(),
             written: HashMap::new(),
             unindexed: unindexed as u64,
+            batch_now: ids::now_rfc3339(),
         };
         if w.unindexed > 0 {
             // Start with an empty tail (e.g. after a crash).
@@ -684,10 +693,15 @@ impl Writer {
         Ok(())
     }
 
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
-        while let Some(first) = rx.blocking_recv() {
+    fn run(mut self, rx: mpsc::Receiver<Op>) {
+        // Size of the previous batch: under concurrent load the callers it answered come back
+        // within microseconds, and waiting briefly for them halves the number of fsyncs.
+        let mut last_batch = 0usize;
+        while let Ok(first) = rx.recv() {
             let mut batch = Vec::new();
             let mut checkpoint = None;
+            let target = last_batch.min(MAX_BATCH);
+            let deadline = Instant::now() + GATHER_WAIT;
             let mut next = Some(first);
             while let Some(op) = next.take() {
                 match op {
@@ -698,10 +712,16 @@ impl Writer {
                     }
                     op => batch.push(op),
                 }
-                if batch.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
+                if batch.len() >= MAX_BATCH {
+                    break;
+                }
+                next = rx.try_recv().ok();
+                if next.is_none() && batch.len() < target {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    next = rx.recv_timeout(left).ok();
                 }
             }
+            last_batch = batch.len();
             if !batch.is_empty() {
                 self.commit_batch(batch);
             }
@@ -740,6 +760,7 @@ impl Writer {
         self.undo.clear();
         self.dirty.clear();
         let unindexed_before = self.unindexed;
+        self.batch_now = ids::now_rfc3339();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             for op in batch {
@@ -934,7 +955,7 @@ impl Writer {
         summary: Option<SessionSummary>,
     ) -> Result<Vec<Event>, StoreError> {
         let mut seq = self.current_seq(session_id)?;
-        let now = ids::now_rfc3339();
+        let now = self.batch_now.clone();
         let mut out = Vec::with_capacity(bodies.len());
         {
             let mut st = self.conn.prepare_cached(
