@@ -8,31 +8,21 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use tether_daemon::ids;
 use tether_daemon::store::{SessionRow, Store};
-use tether_proto::{EventBody, SessionStatus, SessionUsage};
+use tether_proto::EventBody;
 use tokio::task::JoinSet;
 
 /// A typical short user message (~100 bytes of text; ~300 bytes of stored JSON).
 const TEXT: &str = "please run the test suite again and tell me which of the failures are new since the last commit";
 
 fn row(id: &str, name: String) -> SessionRow {
-    let now = ids::now_rfc3339();
     SessionRow {
-        id: id.to_string(),
         name: Some(name),
-        title: None,
-        model: "anthropic/claude-sonnet-4-6".into(),
-        system: None,
-        workspace: "/tmp/tether-bench".into(),
-        workspace_owned: false,
-        max_turns: 50,
-        status: SessionStatus::Idle,
-        stop_reason: None,
-        usage: SessionUsage::default(),
-        last_seq: 0,
-        created_at: now.clone(),
-        updated_at: now,
-        archived_at: None,
-        forked_from: None,
+        ..SessionRow::new(
+            id.to_string(),
+            "anthropic/claude-sonnet-4-6".into(),
+            "/tmp/tether-bench".into(),
+            50,
+        )
     }
 }
 

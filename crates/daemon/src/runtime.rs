@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tether_proto::{
-    ContentBlock, ErrorBody, ErrorCode, EventBody, Paths, SessionInfo, SessionStatus, SessionUsage,
-    StopReason, ToolStatus,
+    ContentBlock, ErrorBody, ErrorCode, EventBody, Paths, SessionInfo, SessionStatus, StopReason,
+    ToolStatus,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -163,26 +163,19 @@ impl Runtime {
                 (ws, true)
             }
         };
-        let now = ids::now_rfc3339();
         let model =
             config::canonical_model(p.model.as_deref().unwrap_or(&self.config.default_model));
         let row = SessionRow {
-            id: id.clone(),
             name: p.name.clone(),
             title: p.title.clone(),
-            model,
             system: p.system.clone(),
-            workspace: workspace.display().to_string(),
             workspace_owned: owned,
-            max_turns: p.max_turns.unwrap_or(self.config.max_turns),
-            status: SessionStatus::Idle,
-            stop_reason: None,
-            usage: SessionUsage::default(),
-            last_seq: 0,
-            created_at: now.clone(),
-            updated_at: now,
-            archived_at: None,
-            forked_from: None,
+            ..SessionRow::new(
+                id.clone(),
+                model,
+                workspace.display().to_string(),
+                p.max_turns.unwrap_or(self.config.max_turns),
+            )
         };
         if let Err(e) = self.store.create_session(row.clone(), None).await {
             if owned {

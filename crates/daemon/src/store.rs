@@ -79,6 +79,31 @@ pub struct SessionRow {
     pub forked_from: Option<String>,
 }
 
+impl SessionRow {
+    /// A new, idle session with no events yet.
+    pub fn new(id: String, model: String, workspace: String, max_turns: u32) -> SessionRow {
+        let now = ids::now_rfc3339();
+        SessionRow {
+            id,
+            name: None,
+            title: None,
+            model,
+            system: None,
+            workspace,
+            workspace_owned: false,
+            max_turns,
+            status: SessionStatus::Idle,
+            stop_reason: None,
+            usage: SessionUsage::default(),
+            last_seq: 0,
+            created_at: now.clone(),
+            updated_at: now,
+            archived_at: None,
+            forked_from: None,
+        }
+    }
+}
+
 /// Summary columns updated in the same transaction as the events that change them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSummary {
@@ -1097,24 +1122,14 @@ mod tests {
     use super::*;
 
     pub fn row(id: &str, name: Option<&str>) -> SessionRow {
-        let now = ids::now_rfc3339();
         SessionRow {
-            id: id.into(),
             name: name.map(Into::into),
-            title: None,
-            model: "anthropic/claude-sonnet-4-6".into(),
-            system: None,
-            workspace: "/tmp/w".into(),
-            workspace_owned: false,
-            max_turns: 50,
-            status: SessionStatus::Idle,
-            stop_reason: None,
-            usage: SessionUsage::default(),
-            last_seq: 0,
-            created_at: now.clone(),
-            updated_at: now,
-            archived_at: None,
-            forked_from: None,
+            ..SessionRow::new(
+                id.into(),
+                "anthropic/claude-sonnet-4-6".into(),
+                "/tmp/w".into(),
+                50,
+            )
         }
     }
 
