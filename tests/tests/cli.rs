@@ -419,12 +419,34 @@ async fn attach_sends_typed_lines_and_read_only_is_enforced_by_the_daemon() {
     env.mock.wait_for_requests(1).await;
     let body = env.mock.requests()[0].body.to_string();
     assert!(body.contains("please steer this way"), "{body}");
-    let mut c = env.client().await;
-    c.attach_until(&id, 0, |f| matches!(f, tether_proto::ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. })))
-        .await;
+    // The attached client prints the answer as it streams in.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = None;
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        if line.contains("steered") {
+            seen = Some(line);
+            break;
+        }
+    }
+    assert!(
+        seen.is_some(),
+        "the attached client never printed the answer"
+    );
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("steered"));
+    child.wait().unwrap();
 
     // A read-only attachment can watch but the daemon refuses its writes.
     let mut ro = env.client().await;
