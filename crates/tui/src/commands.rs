@@ -175,7 +175,7 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
         &info.id,
         0,
         read_only,
-        Printer::new(false),
+        Printer::watching(false),
         None,
         input,
     )
@@ -404,7 +404,7 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
         .call_as(Call::SessionGet(SessionParams { session }))
         .await?;
     if follow_ {
-        follow(&mut c, &info.id, after, true, Printer::new(json), None).await?;
+        follow(&mut c, &info.id, after, true, Printer::watching(json), None).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut printer = Printer::new(json);

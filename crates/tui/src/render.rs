@@ -14,6 +14,12 @@ pub struct Printer {
     streamed: String,
     delta_floor: u64,
     pub json: bool,
+    /// Print running tools' output as it arrives (watching), not just their summaries.
+    pub live_tool_output: bool,
+    /// The last live tool output chunk ended mid-line.
+    tool_line_open: bool,
+    /// Tool whose output tail a snapshot already showed (a re-attach must not repeat it).
+    shown_tail_of: Option<String>,
 }
 
 fn one_line(s: &str, max: usize) -> String {
@@ -68,10 +74,33 @@ impl Printer {
         }
     }
 
+    /// For watching a session: running tools' output is shown live.
+    pub fn watching(json: bool) -> Self {
+        Printer {
+            json,
+            live_tool_output: true,
+            ..Default::default()
+        }
+    }
+
     pub fn snapshot(&mut self, s: &Snapshot) {
         self.delta_floor = s.delta_n;
         if self.json {
             return;
+        }
+        if self.live_tool_output
+            && s.tool_use_id != self.shown_tail_of
+            && let Some(tail) = s.tool_output_tail.as_deref().filter(|t| !t.is_empty())
+        {
+            self.shown_tail_of = s.tool_use_id.clone();
+            // Joining while a tool runs: show what it printed so far.
+            let mut shown = String::new();
+            for piece in tail.split_inclusive('\n') {
+                shown.push_str("  │ ");
+                shown.push_str(piece);
+            }
+            self.tool_line_open = !tail.ends_with('\n');
+            err(&shown);
         }
         if let Some(t) = &s.message_text {
             // After a re-attach the snapshot repeats what was already streamed.
@@ -100,6 +129,17 @@ impl Printer {
                 self.streamed.push_str(text);
             }
             DeltaKind::Notice { message } => err(&format!("\n⚠ {message}\n")),
+            DeltaKind::ToolOutput { text, .. } if self.live_tool_output => {
+                let mut shown = String::new();
+                for piece in text.split_inclusive('\n') {
+                    if !self.tool_line_open {
+                        shown.push_str("  │ ");
+                    }
+                    shown.push_str(piece);
+                    self.tool_line_open = !piece.ends_with('\n');
+                }
+                err(&shown);
+            }
             _ => {}
         }
     }
@@ -140,6 +180,9 @@ impl Printer {
                 content,
                 ..
             } => {
+                if std::mem::take(&mut self.tool_line_open) {
+                    err("\n");
+                }
                 let text = blocks_text(content);
                 let code = exit_code.map(|c| format!(" exit {c}")).unwrap_or_default();
                 let first = if *is_error {
