@@ -59,7 +59,7 @@ impl TestEnv {
         Self::with_config(script, "").await
     }
 
-    /// `extra_config` is appended to a config.toml that already makes retries fast.
+    /// `extra_config` starts a config.toml that also makes retries fast (so it can't set `[retry]`).
     pub async fn with_config(script: Script, extra_config: &str) -> TestEnv {
         Self::build(script, extra_config, None).await.unwrap()
     }
@@ -88,7 +88,8 @@ impl TestEnv {
             }
         }
         let mock = MockServer::start(script).await.unwrap();
-        let config = format!("[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n{extra_config}\n");
+        // Top-level keys of `extra_config` must come before any table.
+        let config = format!("{extra_config}\n[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n");
         std::fs::write(home.path().join("config.toml"), config).unwrap();
         let home_str = home.path().display().to_string();
         let paths = Paths::resolve(

@@ -473,3 +473,36 @@ async fn attach_sends_typed_lines_and_read_only_is_enforced_by_the_daemon() {
         .unwrap();
     assert!(info["attached_clients"].as_u64().unwrap() >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_defaults_overrides_and_unsupported_providers() {
+    let env = TestEnv::with_config(
+        Script::sequential(vec![Reply::text("a"), Reply::text("b"), Reply::text("c")]),
+        "default_model = \"claude-configured-1\"",
+    )
+    .await;
+    env.ok(&["run", "x"]);
+    env.ok(&["run", "x", "--model", "anthropic/claude-flag-2"]);
+    env.ok(&["run", "x", "--model", "claude-bare-3"]);
+    let models: Vec<String> = env
+        .mock
+        .requests()
+        .iter()
+        .map(|r| r.body["model"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        models,
+        vec!["claude-configured-1", "claude-flag-2", "claude-bare-3"]
+    );
+    let out = env.run(&["run", "x", "--model", "openai/gpt-5.1", "--name", "oa"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`openai` is not supported"), "{stderr}");
+    assert_eq!(
+        env.mock.request_count(),
+        3,
+        "no request for an unsupported provider"
+    );
+    let ls = env.ok(&["ls", "--json"]);
+    assert!(ls.contains("\"model\":\"openai/gpt-5.1\""), "{ls}");
+}
