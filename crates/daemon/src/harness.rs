@@ -325,13 +325,10 @@ async fn run_tools(
 /// Every unanswered tool call gets an interrupted result, then the session goes idle.
 async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
     s.clear_live_message();
-    let mut bodies = crate::runtime::interrupted_results(
+    let bodies = crate::runtime::interrupted_then_idle(
         &s.state().pending_tools,
         "not run: the user interrupted the turn before this tool call started",
     );
-    bodies.push(EventBody::SessionStatusIdle {
-        stop_reason: StopReason::Interrupted,
-    });
     s.append_retrying(bodies).await?;
     Ok(())
 }

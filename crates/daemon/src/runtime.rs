@@ -369,17 +369,14 @@ async fn resolve_in_flight(session: &Arc<Session>) -> Result<(), ErrorBody> {
 
 /// Gives open tool calls an interrupted result and marks the session idle.
 pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), StoreError> {
-    let mut bodies = interrupted_results(&session.state().pending_tools, why);
-    bodies.push(EventBody::SessionStatusIdle {
-        stop_reason: StopReason::Interrupted,
-    });
+    let bodies = interrupted_then_idle(&session.state().pending_tools, why);
     session.append(bodies).await?;
     Ok(())
 }
 
-/// One `interrupted` result per tool call that will not run.
-pub fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
-    pending
+/// One `interrupted` result per tool call that will not run, then idle(`interrupted`).
+pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+    let mut bodies: Vec<EventBody> = pending
         .iter()
         .map(|p| EventBody::AgentToolResult {
             tool_use_id: p.tool_use_id.clone(),
@@ -389,7 +386,11 @@ pub fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> 
             exit_code: None,
             duration_ms: 0,
         })
-        .collect()
+        .collect();
+    bodies.push(EventBody::SessionStatusIdle {
+        stop_reason: StopReason::Interrupted,
+    });
+    bodies
 }
 
 async fn wait_turn_end(session: &Arc<Session>) {

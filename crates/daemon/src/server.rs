@@ -85,6 +85,14 @@ struct Attachment {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Attachment {
+    /// Stops the feed and stops counting this client as attached.
+    fn end(self) {
+        self.task.abort();
+        self.session.attached.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Connection {
     rt: Arc<Runtime>,
     attachments: HashMap<String, Attachment>,
@@ -205,22 +213,24 @@ impl Connection {
             }
         }
         for (_, a) in self.attachments.drain() {
-            a.task.abort();
-            a.session.attached.fetch_sub(1, Ordering::Relaxed);
+            a.end();
         }
         drop(out_tx);
         let _ = writer_task.await;
     }
 
-    fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
-        if let Some(a) = self.attachments.get(&session.id)
-            && a.read_only
-        {
-            return Err(ErrorBody::new(
+    fn check_not_read_only(&self, session: &Session) -> Result<(), ErrorBody> {
+        match self.attachments.get(&session.id) {
+            Some(a) if a.read_only => Err(ErrorBody::new(
                 ErrorCode::ReadOnly,
-                "this client attached read-only; it can watch but not send, interrupt or approve",
-            ));
+                "this client attached read-only; it can watch but not send, interrupt, approve, archive or delete",
+            )),
+            _ => Ok(()),
         }
+    }
+
+    fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
+        self.check_not_read_only(session)?;
         if session.row().archived_at.is_some() {
             return Err(ErrorBody::new(
                 ErrorCode::Archived,
@@ -275,8 +285,7 @@ impl Connection {
             Call::SessionAttach(p) => {
                 let s = rt.session(&p.session).await?;
                 if let Some(old) = self.attachments.remove(&s.id) {
-                    old.task.abort();
-                    old.session.attached.fetch_sub(1, Ordering::Relaxed);
+                    old.end();
                 }
                 // Subscribe before reading the log so nothing falls between the two.
                 let rx = s.subscribe();
@@ -303,14 +312,7 @@ impl Connection {
             }
             Call::SessionDetach(p) => {
                 let sid = rt.resolve(&p.session).await?;
-                let was = match self.attachments.remove(&sid) {
-                    Some(a) => {
-                        a.task.abort();
-                        a.session.attached.fetch_sub(1, Ordering::Relaxed);
-                        true
-                    }
-                    None => false,
-                };
+                let was = self.attachments.remove(&sid).map(Attachment::end).is_some();
                 json!({ "detached": was })
             }
             Call::SessionEvents(p) => {
@@ -335,29 +337,15 @@ impl Connection {
             }
             Call::SessionArchive(p) => {
                 let s = rt.session(&p.session).await?;
-                if let Some(a) = self.attachments.get(&s.id)
-                    && a.read_only
-                {
-                    return Err(ErrorBody::new(
-                        ErrorCode::ReadOnly,
-                        "this client attached read-only",
-                    ));
-                }
+                self.check_not_read_only(&s)?;
                 rt.archive(&s).await?;
                 to_value(s.info())
             }
             Call::SessionDelete(p) => {
                 let s = rt.session(&p.session).await?;
+                self.check_not_read_only(&s)?;
                 if let Some(a) = self.attachments.remove(&s.id) {
-                    if a.read_only {
-                        self.attachments.insert(s.id.clone(), a);
-                        return Err(ErrorBody::new(
-                            ErrorCode::ReadOnly,
-                            "this client attached read-only",
-                        ));
-                    }
-                    a.task.abort();
-                    a.session.attached.fetch_sub(1, Ordering::Relaxed);
+                    a.end();
                 }
                 rt.delete(&s).await?;
                 json!({ "id": s.id, "deleted": true })

@@ -1,9 +1,7 @@
 //! A session's state as a pure fold over its events. Nothing else is authoritative: the harness
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
-use tether_proto::{
-    ContentBlock, Event, EventBody, SessionStatus, SessionUsage, StopReason, blocks_text,
-};
+use tether_proto::{Event, EventBody, SessionStatus, SessionUsage, StopReason, blocks_text};
 
 use crate::provider::{Message, Part, Role};
 use crate::store::SessionSummary;
@@ -136,12 +134,7 @@ impl SessionState {
                 },
             ),
             EventBody::AgentMessage { content } => {
-                let text = content
-                    .iter()
-                    .map(ContentBlock::as_text)
-                    .collect::<Vec<_>>()
-                    .join("");
-                self.push_part(Role::Assistant, Part::Text(text));
+                self.push_part(Role::Assistant, Part::Text(blocks_text(content)));
             }
             EventBody::AgentToolUse { name, input, .. } => {
                 self.push_part(
@@ -224,7 +217,7 @@ impl SessionState {
 mod tests {
     use super::*;
     use serde_json::json;
-    use tether_proto::{ModelUsage, ToolStatus};
+    use tether_proto::{ContentBlock, ModelUsage, ToolStatus};
 
     struct Log {
         events: Vec<Event>,

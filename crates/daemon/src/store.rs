@@ -268,10 +268,6 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Hands an op to the writer and waits for its commit.
     async fn submit<T>(
         &self,

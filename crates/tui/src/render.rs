@@ -83,6 +83,19 @@ impl Printer {
         }
     }
 
+    /// Tool output, each line indented under its tool card; chunks may end mid-line.
+    fn show_tool_output(&mut self, text: &str) {
+        let mut shown = String::new();
+        for piece in text.split_inclusive('\n') {
+            if !self.tool_line_open {
+                shown.push_str("  │ ");
+            }
+            shown.push_str(piece);
+            self.tool_line_open = !piece.ends_with('\n');
+        }
+        err(&shown);
+    }
+
     pub fn snapshot(&mut self, s: &Snapshot) {
         self.delta_floor = s.delta_n;
         if self.json {
@@ -93,14 +106,9 @@ impl Printer {
             && let Some(tail) = s.tool_output_tail.as_deref().filter(|t| !t.is_empty())
         {
             self.shown_tail_of = s.tool_use_id.clone();
-            // Joining while a tool runs: show what it printed so far.
-            let mut shown = String::new();
-            for piece in tail.split_inclusive('\n') {
-                shown.push_str("  │ ");
-                shown.push_str(piece);
-            }
-            self.tool_line_open = !tail.ends_with('\n');
-            err(&shown);
+            // Joining while a tool runs: show what it printed so far, from a fresh line.
+            self.tool_line_open = false;
+            self.show_tool_output(tail);
         }
         if let Some(t) = &s.message_text {
             // After a re-attach the snapshot repeats what was already streamed.
@@ -130,15 +138,7 @@ impl Printer {
             }
             DeltaKind::Notice { message } => err(&format!("\n⚠ {message}\n")),
             DeltaKind::ToolOutput { text, .. } if self.live_tool_output => {
-                let mut shown = String::new();
-                for piece in text.split_inclusive('\n') {
-                    if !self.tool_line_open {
-                        shown.push_str("  │ ");
-                    }
-                    shown.push_str(piece);
-                    self.tool_line_open = !piece.ends_with('\n');
-                }
-                err(&shown);
+                self.show_tool_output(text)
             }
             _ => {}
         }

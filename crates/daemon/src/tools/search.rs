@@ -107,6 +107,47 @@ fn search_root(ws: &Workspace, raw: Option<&str>) -> Result<(PathBuf, String), S
     }
 }
 
+/// [`walker`] with what both tools need around it: the interrupt check, the entry budget
+/// (`cut` says it ran out) and unreadable entries skipped. `Err` means interrupted.
+struct BoundedWalk<'a> {
+    inner: Walk,
+    stop: &'a AtomicBool,
+    seen: usize,
+    cut: bool,
+}
+
+impl<'a> BoundedWalk<'a> {
+    fn new(ws: &Workspace, root: &Path, stop: &'a AtomicBool) -> Self {
+        BoundedWalk {
+            inner: walker(ws, root),
+            stop,
+            seen: 0,
+            cut: false,
+        }
+    }
+}
+
+impl Iterator for BoundedWalk<'_> {
+    type Item = Result<ignore::DirEntry, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let entry = self.inner.next()?;
+            if self.stop.load(Ordering::Relaxed) {
+                return Some(Err(INTERRUPTED.into()));
+            }
+            self.seen += 1;
+            if self.seen > WALK_LIMIT {
+                self.cut = true;
+                return None;
+            }
+            if let Ok(entry) = entry {
+                return Some(Ok(entry));
+            }
+        }
+    }
+}
+
 fn walk_limit_note() -> String {
     format!(
         "[stopped after scanning {WALK_LIMIT} entries; results may be incomplete — pass a narrower `path`]"
@@ -146,18 +187,9 @@ pub fn glob(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
         .compile_matcher();
 
     let mut hits: Vec<(SystemTime, String)> = Vec::new();
-    let mut seen = 0usize;
-    let mut walk_cut = false;
-    for entry in walker(ws, &root) {
-        if stop.load(Ordering::Relaxed) {
-            return Err(INTERRUPTED.into());
-        }
-        seen += 1;
-        if seen > WALK_LIMIT {
-            walk_cut = true;
-            break;
-        }
-        let Ok(entry) = entry else { continue };
+    let mut walk = BoundedWalk::new(ws, &root, stop);
+    for entry in walk.by_ref() {
+        let entry = entry?;
         if entry.depth() == 0 || entry.file_type().is_none_or(|t| t.is_dir()) {
             continue;
         }
@@ -187,7 +219,7 @@ pub fn glob(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
             "[... and {more} more matching files not shown; these are the {GLOB_RESULT_LIMIT} most recently modified — narrow the pattern or path]"
         ));
     }
-    if walk_cut {
+    if walk.cut {
         lines.push(walk_limit_note());
     }
     Ok(lines.join("\n"))
@@ -251,18 +283,9 @@ pub fn grep(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
     let mut out = String::new();
     let mut matches = 0usize;
     let mut truncated = false;
-    let mut seen = 0usize;
-    let mut walk_cut = false;
-    for entry in walker(ws, &root) {
-        if stop.load(Ordering::Relaxed) {
-            return Err(INTERRUPTED.into());
-        }
-        seen += 1;
-        if seen > WALK_LIMIT {
-            walk_cut = true;
-            break;
-        }
-        let Ok(entry) = entry else { continue };
+    let mut walk = BoundedWalk::new(ws, &root, stop);
+    for entry in walk.by_ref() {
+        let entry = entry?;
         // Regular files only: symlinks are not followed.
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
@@ -298,7 +321,7 @@ pub fn grep(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
             GREP_OUTPUT_LIMIT / 1024
         ));
     }
-    if walk_cut {
+    if walk.cut {
         if !out.ends_with('\n') {
             out.push('\n');
         }
