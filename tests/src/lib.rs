@@ -34,6 +34,8 @@ pub fn bin_dir() -> &'static Path {
                 "tether",
                 "-p",
                 "tether-daemon",
+                "--features",
+                "tether-daemon/crash-points",
             ])
             .arg("--manifest-path")
             .arg(&manifest)
@@ -159,6 +161,54 @@ impl TestEnv {
 
     pub async fn client(&self) -> RawClient {
         RawClient::connect(&self.paths.socket()).await
+    }
+
+    /// Starts `tetherd` as a child of the test, with `TETHER_CRASH_AT=crash_at` when given, and
+    /// waits until it accepts connections.
+    pub async fn spawn_daemon(&self, crash_at: Option<&str>) -> std::process::Child {
+        let mut cmd = self.tetherd();
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(spec) = crash_at {
+            cmd.env("TETHER_CRASH_AT", spec);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let socket = self.paths.socket();
+        wait_until("tetherd accepting connections", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("tetherd exited at start ({status}):\n{}", self.daemon_log());
+            }
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })
+        .await;
+        child
+    }
+
+    /// Waits until a daemon started by [`TestEnv::spawn_daemon`] dies, and checks it was a
+    /// SIGKILL (a crash point fired, or the test killed it).
+    pub async fn wait_killed(&self, mut child: std::process::Child) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(nix::sys::signal::Signal::SIGKILL as i32),
+            "tetherd should have been killed, but exited with {status}:\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// `PRAGMA integrity_check` of the daemon's database.
+    pub fn integrity_check(&self) -> String {
+        let db = rusqlite::Connection::open_with_flags(
+            self.paths.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
     }
 
     /// Log of the daemon, for failure messages.

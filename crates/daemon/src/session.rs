@@ -299,6 +299,7 @@ impl Session {
         content: Vec<ContentBlock>,
     ) -> Result<Event, StoreError> {
         let ev = self.append_one(EventBody::UserMessage { content }).await?;
+        crate::crash::point("after_user_message");
         self.ensure_turn();
         Ok(ev)
     }
