@@ -50,27 +50,25 @@ fn read_log(env: &TestEnv, id: &str) -> Vec<Event> {
             "SELECT id, seq, processed_at, body FROM events WHERE session_id = ?1 ORDER BY seq",
         )
         .unwrap();
-    let rows = stmt
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })
-        .unwrap()
-        .map(|r| {
-            let (eid, seq, at, body) = r.unwrap();
-            let mut v: Value = serde_json::from_str(&body).unwrap();
-            v["id"] = json!(eid);
-            v["session_id"] = json!(id);
-            v["seq"] = json!(seq);
-            v["processed_at"] = json!(at);
-            serde_json::from_value(v).unwrap()
-        })
-        .collect();
-    rows
+    stmt.query_map([id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+        ))
+    })
+    .unwrap()
+    .map(|r| {
+        let (eid, seq, at, body) = r.unwrap();
+        let mut v: Value = serde_json::from_str(&body).unwrap();
+        v["id"] = json!(eid);
+        v["session_id"] = json!(id);
+        v["seq"] = json!(seq);
+        v["processed_at"] = json!(at);
+        serde_json::from_value(v).unwrap()
+    })
+    .collect()
 }
 
 /// Starts a normal daemon (recovery runs) and waits until the session is idle.
