@@ -238,8 +238,9 @@ impl Drop for TestEnv {
     }
 }
 
-/// Checks the invariants every log must satisfy: seq 1..n without gaps, and every tool_use
-/// answered by exactly one tool_result.
+/// Checks the invariants every log must satisfy: seq 1..n without gaps, every tool_use
+/// answered by exactly one tool_result, every tool that ran had its intent committed first, and
+/// no idle session with unanswered tool calls.
 pub fn assert_log_invariants(events: &[Event]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
@@ -253,6 +254,33 @@ pub fn assert_log_invariants(events: &[Event]) {
             assert_eq!(results, 1, "tool_use {} has {results} results", e.id);
         }
     }
+    // A tool only runs after its intent is committed: a result that says the tool ran (ok,
+    // error, timeout) has a `span.tool_call_start` before it.
+    for (i, e) in events.iter().enumerate() {
+        if let tether_proto::EventBody::AgentToolResult {
+            tool_use_id,
+            status,
+            ..
+        } = &e.body
+            && *status != tether_proto::ToolStatus::Interrupted
+        {
+            let intent = events[..i].iter().any(|s| {
+                matches!(&s.body, tether_proto::EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == tool_use_id)
+            });
+            assert!(intent, "tool_result at seq {} ran without a committed intent", e.seq);
+        }
+    }
+    let folded = tether_daemon::state::SessionState::from_events(events);
+    assert!(
+        folded.pending_tools.is_empty()
+            || folded.status() != tether_proto::SessionStatus::Idle
+            || matches!(
+                folded.stop_reason,
+                Some(tether_proto::StopReason::RequiresAction { .. })
+            ),
+        "an idle session has unanswered tool calls: {:?}",
+        folded.pending_tools
+    );
 }
 
 pub fn types(events: &[Event]) -> Vec<&'static str> {

@@ -71,11 +71,23 @@ fn read_log(env: &TestEnv, id: &str) -> Vec<Event> {
     .collect()
 }
 
-/// Starts a normal daemon (recovery runs) and waits until the session is idle.
+/// Starts a normal daemon (recovery runs) and waits until the session is idle. Also checks
+/// (§C 15) that what the live daemon reports is exactly the fold of the log.
 async fn restart_and_settle(env: &TestEnv, id: &str) -> Vec<Event> {
     env.ok(&["ls"]);
     wait_idle(env, id).await;
-    env.events(id)
+    let events = env.events(id);
+    let folded = tether_daemon::state::SessionState::from_events(&events);
+    let mut c = env.client().await;
+    let live: tether_proto::SessionInfo = serde_json::from_value(
+        c.call("session.get", json!({"session": id})).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(live.status, folded.status());
+    assert_eq!(live.last_seq, folded.last_seq);
+    assert_eq!(live.usage, folded.usage);
+    assert_eq!(live.stop_reason, folded.stop_reason);
+    events
 }
 
 async fn wait_idle(env: &TestEnv, id: &str) {
