@@ -313,6 +313,37 @@ mod tests {
         }
     }
 
+    /// Logs written by earlier versions must fold with this one (§C 15): the fixture is the
+    /// bash-then-read scenario as tether 0.1.0 stored it.
+    #[test]
+    fn fixture_log_from_an_earlier_version_replays() {
+        let events: Vec<Event> = include_str!("../tests/fixtures/bash-then-read-v0.1.0.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let st = SessionState::from_events(&events);
+        assert_eq!(st.status(), SessionStatus::Idle);
+        assert_eq!(st.stop_reason, Some(StopReason::EndTurn));
+        assert_eq!(st.last_seq, 16);
+        assert!(st.pending_tools.is_empty());
+        assert!(!st.needs_model_call());
+        assert_eq!(st.usage.model_requests, 3);
+        let roles: Vec<Role> = st.messages.iter().map(|m| m.role.clone()).collect();
+        assert_eq!(
+            roles,
+            vec![
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant
+            ]
+        );
+        // Folding is deterministic: the same log, the same state.
+        assert_eq!(SessionState::from_events(&events), st);
+    }
+
     #[test]
     fn tool_loop_conversation() {
         let mut log = Log::new();
