@@ -267,7 +267,11 @@ pub fn assert_log_invariants(events: &[Event]) {
             let intent = events[..i].iter().any(|s| {
                 matches!(&s.body, tether_proto::EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == tool_use_id)
             });
-            assert!(intent, "tool_result at seq {} ran without a committed intent", e.seq);
+            assert!(
+                intent,
+                "tool_result at seq {} ran without a committed intent",
+                e.seq
+            );
         }
     }
     let folded = tether_daemon::state::SessionState::from_events(events);

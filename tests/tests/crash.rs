@@ -79,10 +79,9 @@ async fn restart_and_settle(env: &TestEnv, id: &str) -> Vec<Event> {
     let events = env.events(id);
     let folded = tether_daemon::state::SessionState::from_events(&events);
     let mut c = env.client().await;
-    let live: tether_proto::SessionInfo = serde_json::from_value(
-        c.call("session.get", json!({"session": id})).await.unwrap(),
-    )
-    .unwrap();
+    let live: tether_proto::SessionInfo =
+        serde_json::from_value(c.call("session.get", json!({"session": id})).await.unwrap())
+            .unwrap();
     assert_eq!(live.status, folded.status());
     assert_eq!(live.last_seq, folded.last_seq);
     assert_eq!(live.usage, folded.usage);
@@ -647,4 +646,38 @@ async fn client_resumes_across_a_crash_without_gaps_or_duplicates() {
     }
     assert_log_invariants(&seen);
     assert_eq!(seen, env.events(&id), "the client saw the whole log, once");
+}
+
+// 12. The daemon is frozen (SIGSTOP) past a running tool's timeout: once it thaws, the call is
+// reported as timed out and its tree killed, instead of waiting out the rest of the command.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_daemon_times_the_tool_out_when_it_thaws() {
+    let marker = format!("sleep 92{}6", std::process::id() % 100000);
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": format!("echo started; {marker}"), "timeout_ms": 1000}),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let daemon = env.spawn_daemon(None).await;
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    let id = env.ok(&["new", "--detach", "go"]).trim().to_string();
+    wait_until("the command runs", || !pids_matching(&marker).is_empty()).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // The nemesis: stay frozen well past the tool's 1 s timeout.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_idle(&env, &id).await;
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let r = results(&events);
+    assert_eq!(r[0].0, ToolStatus::Timeout, "{}", r[0].1);
+    assert!(r[0].1.contains("timed out"), "{}", r[0].1);
+    assert!(pids_matching(&marker).is_empty(), "the tree is dead");
+    assert_eq!(texts(&events), vec!["done".to_string()]);
+    let mut daemon = daemon;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
