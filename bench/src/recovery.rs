@@ -33,7 +33,9 @@ pub fn once(bins: &Bins, rt: &tokio::runtime::Runtime) -> Result<f64> {
     )
     .context("killing tetherd")?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while is_tetherd(pid) {
+    // Gone means reaped or a zombie: a process that is merely dying may still hold the start
+    // lock after its command line has vanished.
+    while is_tetherd(pid) || !exited(pid) {
         ensure!(Instant::now() < deadline, "tetherd {pid} survived SIGKILL");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -42,10 +44,23 @@ pub fn once(bins: &Bins, rt: &tokio::runtime::Runtime) -> Result<f64> {
     let mut daemon = home
         .tetherd()
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .context("starting tetherd")?;
-    wait_requests(rt, &mock, 2 * SESSIONS, "every session to resume")?;
+    wait_requests(rt, &mock, 2 * SESSIONS, "every session to resume").with_context(|| {
+        format!(
+            "tetherd exited: {:?} {}\n--- daemon log (tail)\n{}",
+            daemon.try_wait(),
+            {
+                let mut e = String::new();
+                if let Some(mut s) = daemon.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut s, &mut e);
+                }
+                e
+            },
+            home.daemon_log_tail(30)
+        )
+    })?;
     let took = start.elapsed();
 
     mock.release_stalls();
@@ -53,6 +68,17 @@ pub fn once(bins: &Bins, rt: &tokio::runtime::Runtime) -> Result<f64> {
     let _ = daemon.wait();
     rt.block_on(mock.shutdown());
     Ok(took.as_secs_f64() * 1000.0)
+}
+
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("Z")
+        }
+    }
 }
 
 fn wait_requests(
