@@ -18,6 +18,8 @@ pub struct Config {
     pub max_tokens: u32,
     pub anthropic: AnthropicConfig,
     pub retry: RetryConfig,
+    /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
+    pub tui: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -65,6 +67,7 @@ impl Default for Config {
             max_tokens: 16_384,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
+            tui: None,
         }
     }
 }
