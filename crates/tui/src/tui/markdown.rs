@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn list_items_wrap_under_their_text() {
-        assert_eq!(plain("- aaa bbb ccc", 8), vec!["• aaa ", "  bbb ", "  ccc"]);
+        assert_eq!(plain("- aaa bbb ccc", 8), vec!["• aaa", "  bbb", "  ccc"]);
     }
 
     #[test]

@@ -21,6 +21,13 @@ pub fn wrap(segs: &[Seg], width: usize, first: &[Seg], rest: &[Seg]) -> Vec<Line
     let mut used = 0usize;
     let mut row_has_text = false;
     let new_row = |rows: &mut Vec<Line<'static>>, cur: &mut Vec<Span<'static>>| {
+        // The break point's spaces don't belong to either row.
+        if let Some(last) = cur.last_mut() {
+            let trimmed = last.content.trim_end().len();
+            if trimmed > 0 {
+                last.content.to_mut().truncate(trimmed);
+            }
+        }
         rows.push(Line::from(std::mem::take(cur)));
         *cur = rest
             .iter()
@@ -152,7 +159,7 @@ mod tests {
         let rest = vec![("  ".to_string(), Style::default())];
         assert_eq!(
             texts(&wrap(&segs, 12, &first, &rest)),
-            vec!["> hello ", "  brave new", "  world"]
+            vec!["> hello", "  brave new", "  world"]
         );
     }
 

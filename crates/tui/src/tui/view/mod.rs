@@ -200,6 +200,11 @@ fn highlight(line: Line<'static>, q: &str, current: bool) -> Line<'static> {
     Line::from(out).style(line.style)
 }
 
+/// The default provider goes without saying.
+pub fn short_model(m: &str) -> &str {
+    m.strip_prefix("anthropic/").unwrap_or(m)
+}
+
 fn human(n: u64) -> String {
     if n >= 1_000_000 {
         format!("{:.1}M", n as f64 / 1e6)
@@ -216,7 +221,14 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
     let mut spans = vec![
         Span::styled(format!(" {} ", h.label), bar.add_modifier(Modifier::BOLD)),
         Span::styled(
-            format!("│ {} ", if h.model.is_empty() { "…" } else { &h.model }),
+            format!(
+                "│ {} ",
+                if h.model.is_empty() {
+                    "…"
+                } else {
+                    short_model(&h.model)
+                }
+            ),
             bar,
         ),
     ];
@@ -246,7 +258,7 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
     };
     spans.push(Span::styled(format!("│ {status} "), st));
     spans.push(Span::styled(
-        format!("│ ↑{} ↓{} tok ", human(h.tokens_in), human(h.tokens_out)),
+        format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
         bar,
     ));
     spans.push(Span::styled(
@@ -280,18 +292,19 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
     } else if let Some(n) = &s.notice {
         Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow))
     } else {
-        let mut hints = vec!["enter send", "alt-enter newline"];
+        let mut hints = vec![format!("{} detach", s.keys.detach_label())];
         if s.is_running() {
-            hints.push("esc esc interrupt");
+            hints.push("esc esc interrupt".into());
         }
-        let detach = format!("{} detach", s.keys.detach_label());
-        let search = if s.search.query.is_empty() {
-            "/ search"
+        hints.push("? help".into());
+        hints.push(if s.search.query.is_empty() {
+            "/ search".into()
         } else {
-            "n/N next/prev match"
-        };
-        let mut text = hints.join(" · ");
-        text = format!(" {text} · {detach} · pgup/pgdn scroll · {search} · ? help");
+            "n/N next/prev match".into()
+        });
+        hints.push("pgup/pgdn scroll".into());
+        hints.push("ctrl-o pager".into());
+        let text = format!(" {}", hints.join(" · "));
         Line::styled(text, dim())
     };
     f.render_widget(Paragraph::new(line), area);

@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 use tether_proto::{SessionInfo, SessionStatus, StopReason};
 
 use super::SPINNER;
@@ -118,7 +118,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
         let rows: Vec<Row<'_>> = visible
             .iter()
             .enumerate()
-            .map(|(i, s)| {
+            .map(|(_, s)| {
                 let (st, style) = status(s, p.spinner);
                 let name = s
                     .name
@@ -132,7 +132,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 };
                 let row = Row::new(vec![
                     Cell::from(name),
-                    Cell::from(s.model.clone()),
+                    Cell::from(super::short_model(&s.model).to_string()),
                     Cell::from(Span::styled(st, style)),
                     Cell::from(ago(&s.updated_at, p.now)),
                     Cell::from(format!(
@@ -145,12 +145,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                     } else {
                         "-".into()
                     }),
-                ]);
-                if i == p.selected {
-                    row.style(Style::default().add_modifier(Modifier::REVERSED))
-                } else {
-                    row
-                }
+                ])
             })
             .collect();
         let table = Table::new(
@@ -158,15 +153,18 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             [
                 Constraint::Fill(3),
                 Constraint::Fill(2),
-                Constraint::Length(20),
-                Constraint::Length(10),
-                Constraint::Length(13),
+                Constraint::Length(19),
+                Constraint::Length(9),
+                Constraint::Length(11),
                 Constraint::Length(7),
             ],
         )
         .header(header)
-        .column_spacing(1);
-        f.render_widget(table, body);
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+        // Scrolls so the selection stays visible in long lists.
+        let mut state = TableState::default().with_selected(Some(p.selected));
+        f.render_stateful_widget(table, body, &mut state);
     }
     let foot = match &p.notice {
         Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
