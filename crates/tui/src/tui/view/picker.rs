@@ -130,7 +130,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 } else {
                     name
                 };
-                let row = Row::new(vec![
+                Row::new(vec![
                     Cell::from(name),
                     Cell::from(super::short_model(&s.model).to_string()),
                     Cell::from(Span::styled(st, style)),
