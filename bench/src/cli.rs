@@ -13,7 +13,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append (default: all)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, attach (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ pub enum Metric {
     Cold,
     Rss,
     Append,
+    Attach,
 }
 
 impl Opts {
@@ -51,7 +52,13 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         chunk_delay_ms: 0,
         append_sessions: 64,
         append_events: 200_000,
-        only: vec![Metric::Warm, Metric::Cold, Metric::Rss, Metric::Append],
+        only: vec![
+            Metric::Warm,
+            Metric::Cold,
+            Metric::Rss,
+            Metric::Append,
+            Metric::Attach,
+        ],
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -85,8 +92,11 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "cold" => Ok(Metric::Cold),
                         "rss" => Ok(Metric::Rss),
                         "append" => Ok(Metric::Append),
+                        "attach" => Ok(Metric::Attach),
                         other => {
-                            bail!("--only: unknown metric `{other}` (warm, cold, rss, append)")
+                            bail!(
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach)"
+                            )
                         }
                     })
                     .collect::<Result<_>>()?;

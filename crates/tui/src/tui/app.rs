@@ -539,10 +539,6 @@ impl State {
     }
 }
 
-fn key_is(k: &KeyEvent, code: KeyCode, mods: KeyModifiers) -> bool {
-    k.code == code && k.modifiers == mods
-}
-
 pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
@@ -622,6 +618,10 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             s.on_change(c);
         }
         NetMsg::Delta(d) => {
+            if let tether_proto::DeltaKind::Notice { message } = &d.kind {
+                // Can't be stored (e.g. the disk is full): the footer is where it's seen.
+                s.notice = Some(message.clone());
+            }
             let c = s.transcript.apply_delta(&d);
             s.on_change(c);
         }
@@ -839,12 +839,14 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             s.search_step(false);
             Vec::new()
         }
-        (KeyCode::Char('y'), KeyModifiers::NONE)
-            if empty
-                && (s.focus.is_some()
-                    || s.scroll != Scroll::Follow
-                    || !s.search.query.is_empty())
-                || key_is(&k, KeyCode::Char('y'), KeyModifiers::ALT) =>
+        // Plain y copies only while browsing (else it is a letter to type); alt-y always.
+        (KeyCode::Char('y'), m)
+            if m == KeyModifiers::ALT
+                || m == KeyModifiers::NONE
+                    && empty
+                    && (s.focus.is_some()
+                        || s.scroll != Scroll::Follow
+                        || !s.search.query.is_empty()) =>
         {
             match s.target(false).and_then(|i| s.transcript.items.get(i)) {
                 Some(item) => {

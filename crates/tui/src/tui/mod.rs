@@ -15,7 +15,7 @@ pub mod wrap;
 #[cfg(test)]
 mod tests;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use tether_proto::method::{CreateSession, SessionParams};
@@ -51,8 +51,12 @@ pub async fn attach(
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let r = run::session(&mut tui, c, client::paths(), info.clone(), read_only, keys).await;
     drop(tui);
-    r.map_err(io_err)?;
-    eprintln!(
+    if let run::Exit::Hangup = r.map_err(io_err)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The terminal may be gone (SIGHUP): a failed write is not worth a panic.
+    let _ = writeln!(
+        std::io::stderr(),
         "detached from {}; it keeps running — `tether attach {}` to return",
         label(&info),
         label(&info)
@@ -66,8 +70,12 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
     let paths = client::paths();
     let mut c = Client::connect(&paths).await?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
+    let mut notice = None;
     loop {
-        let info: SessionInfo = match run::picker(&mut tui, &mut c).await.map_err(io_err)? {
+        let info: SessionInfo = match run::picker(&mut tui, &mut c, notice.take())
+            .await
+            .map_err(io_err)?
+        {
             run::Choice::Quit => return Ok(ExitCode::SUCCESS),
             run::Choice::Attach(id) => match c
                 .call_as(Call::SessionGet(SessionParams { session: id }))
@@ -78,17 +86,28 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                 Err(e) => return Err(e),
             },
             run::Choice::Create(name) => {
-                c.call_as(Call::SessionCreate(CreateSession {
+                let create = Call::SessionCreate(CreateSession {
                     name,
                     ..CreateSession::default()
-                }))
-                .await?
+                });
+                match c.call_as(create).await {
+                    Ok(i) => i,
+                    // e.g. the name is taken: say so in the picker.
+                    Err(ClientError::Daemon(e)) => {
+                        notice = Some(e.message);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         };
         // The session view owns its own connection (it reconnects on its own).
         let own = Client::connect(&paths).await?;
-        run::session(&mut tui, own, paths.clone(), info, false, keys.clone())
+        let exit = run::session(&mut tui, own, paths.clone(), info, false, keys.clone())
             .await
             .map_err(io_err)?;
+        if let run::Exit::Hangup = exit {
+            return Ok(ExitCode::SUCCESS);
+        }
     }
 }

@@ -107,6 +107,9 @@ fn to_msg(ev: TermEvent) -> Option<Msg> {
 /// How a session view ended.
 pub enum Exit {
     Detached,
+    /// The terminal went away: nothing more can be shown (crossterm's reader spins on a
+    /// hung-up tty, so the process should end rather than open another view).
+    Hangup,
 }
 
 /// OSC 52: the terminal (even over SSH, even in tmux with set-clipboard) puts it on the clipboard.
@@ -209,6 +212,7 @@ pub async fn session(
             _ = hangup.recv() => Msg::Hangup,
         };
         dirty = true;
+        let hangup = matches!(msg, Msg::Hangup);
         for fx in update(&mut s, msg) {
             let sent = match fx {
                 Effect::Send(t) => cmd.send(Cmd::Send(t)).is_ok(),
@@ -240,6 +244,7 @@ pub async fn session(
                     }
                     true
                 }
+                Effect::Detach if hangup => return Ok(Exit::Hangup),
                 Effect::Detach => return Ok(Exit::Detached),
             };
             if !sent {
@@ -257,8 +262,13 @@ pub enum Choice {
 }
 
 /// The session picker; refreshes the list every 2 s while shown.
-pub async fn picker(tui: &mut Tui, c: &mut Client) -> std::io::Result<Choice> {
+pub async fn picker(
+    tui: &mut Tui,
+    c: &mut Client,
+    notice: Option<String>,
+) -> std::io::Result<Choice> {
     let mut p = Picker {
+        notice,
         now: Some(SystemTime::now()),
         ..Picker::default()
     };

@@ -785,3 +785,137 @@ fn search_matches_are_highlighted_in_the_frame() {
         "text around the match is not highlighted"
     );
 }
+
+// ---- transcript model ----
+
+#[test]
+fn a_result_whose_call_is_in_an_older_page_gets_its_name_when_that_page_loads() {
+    let mut s = state(80, 24);
+    let evs = [
+        user(1, "go"),
+        tool_use(2, "bash", json!({"command": "make"})),
+        tool_result(3, 2, "built", Some(0)),
+        agent(4, "done"),
+    ];
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Tail {
+            events: evs[2..].to_vec(),
+            has_older: true,
+        }),
+    );
+    assert!(frame(&s).contains("⏺ tool"), "{}", frame(&s));
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: evs[..2].to_vec(),
+            has_older: false,
+        }),
+    );
+    let f = frame(&s);
+    assert!(f.contains("⏺ bash make"), "{f}");
+    assert_eq!(
+        f.matches('⏺').count(),
+        1,
+        "one card for the call and its result:\n{f}"
+    );
+}
+
+#[test]
+fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), running(2)]);
+    let d = |n, kind| {
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind,
+        }))
+    };
+    update(
+        &mut s,
+        d(
+            1,
+            DeltaKind::MessageStart {
+                model_request_start_id: "a".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            2,
+            DeltaKind::Text {
+                index: 0,
+                text: "first attem".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            3,
+            DeltaKind::MessageStart {
+                model_request_start_id: "b".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            4,
+            DeltaKind::Text {
+                index: 0,
+                text: "second try".into(),
+            },
+        ),
+    );
+    let f = frame(&s);
+    assert!(
+        !f.contains("first attem") && f.contains("second try"),
+        "{f}"
+    );
+    feed(
+        &mut s,
+        &[
+            ev(3, EventBody::UserInterrupt {}),
+            idle(4, StopReason::Interrupted),
+        ],
+    );
+    let f = frame(&s);
+    assert!(
+        f.contains("second try") && f.contains("turn ended: interrupted"),
+        "{f}"
+    );
+}
+
+#[test]
+fn no_color_strips_every_colour_but_keeps_the_text() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "`code`")]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| {
+        view::draw_session(f, &s);
+        view::strip_colors(f.buffer_mut());
+    })
+    .unwrap();
+    let buf = t.backend().buffer();
+    assert!(
+        buf.content
+            .iter()
+            .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset)
+    );
+    assert!(t.backend().to_string().contains("code"));
+}
+
+#[test]
+fn y_types_a_letter_unless_browsing_and_alt_y_always_copies() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "the answer")]);
+    assert!(key(&mut s, KeyCode::Char('y')).is_empty());
+    assert_eq!(s.composer.lines(), ["y"]);
+    assert_eq!(
+        key_m(&mut s, KeyCode::Char('y'), KeyModifiers::ALT),
+        vec![Effect::Copy("the answer".into())]
+    );
+}

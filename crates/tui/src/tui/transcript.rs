@@ -181,12 +181,14 @@ impl Transcript {
                 existing.name = card.name.clone();
                 existing.input = card.input.clone();
                 existing.custom = card.custom;
+                for i in &self.items {
+                    if matches!(&i.body, Body::Tool(c) if c.id == card.id) {
+                        i.invalidate();
+                    }
+                }
                 continue;
             }
             merged.push(item);
-        }
-        for i in &self.items {
-            i.invalidate();
         }
         let n = merged.len();
         if let Some(first) = events.first() {
