@@ -427,7 +427,7 @@ impl State {
         let from = self
             .search
             .current
-            .unwrap_or_else(|| if forward { (0, 0) } else { (usize::MAX, 0) });
+            .unwrap_or(if forward { (0, 0) } else { (usize::MAX, 0) });
         let next = if self.search.current.is_none() {
             // First search: the match nearest the bottom (most recent) going back, like less's ?.
             if forward { all.first() } else { all.last() }

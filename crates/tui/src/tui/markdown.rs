@@ -171,11 +171,7 @@ impl Renderer {
                 self.push_style(|s| s.fg(Color::Blue).add_modifier(Modifier::UNDERLINED))
             }
             Tag::TableRow | Tag::TableHead => self.flush(),
-            Tag::TableCell => {
-                if !self.cur.is_empty() {
-                    self.text(" │ ");
-                }
-            }
+            Tag::TableCell if !self.cur.is_empty() => self.text(" │ "),
             _ => {}
         }
     }

@@ -171,19 +171,18 @@ async fn session(
     loop {
         tokio::select! {
             push = c.next_push() => match push? {
-                ServerFrame::Event(e) if e.session_id == id => {
-                    if e.seq > *last {
-                        *last = e.seq;
-                        let status_change = matches!(
-                            e.body,
-                            tether_proto::EventBody::SessionStatusIdle { .. } | tether_proto::EventBody::SessionStatusRunning {}
-                        );
-                        let _ = out.send(NetMsg::Event(e));
-                        if status_change {
-                            // Refresh the attached-client count and usage now and then.
-                            if let Ok(info) = c.call_as::<SessionInfo>(Call::SessionGet(SessionParams { session: id.to_string() })).await {
-                                let _ = out.send(NetMsg::Info(Box::new(info)));
-                            }
+                // Events at or below the last seq were already forwarded (a replay after a resync).
+                ServerFrame::Event(e) if e.session_id == id && e.seq > *last => {
+                    *last = e.seq;
+                    let status_change = matches!(
+                        e.body,
+                        tether_proto::EventBody::SessionStatusIdle { .. } | tether_proto::EventBody::SessionStatusRunning {}
+                    );
+                    let _ = out.send(NetMsg::Event(e));
+                    if status_change {
+                        // Refresh the attached-client count and usage now and then.
+                        if let Ok(info) = c.call_as::<SessionInfo>(Call::SessionGet(SessionParams { session: id.to_string() })).await {
+                            let _ = out.send(NetMsg::Info(Box::new(info)));
                         }
                     }
                 }

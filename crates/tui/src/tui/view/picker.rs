@@ -117,8 +117,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             .style(dim().add_modifier(Modifier::BOLD));
         let rows: Vec<Row<'_>> = visible
             .iter()
-            .enumerate()
-            .map(|(_, s)| {
+            .map(|s| {
                 let (st, style) = status(s, p.spinner);
                 let name = s
                     .name
