@@ -135,6 +135,12 @@ mod tests {
     }
 
     #[test]
+    fn the_clients_tui_table_is_accepted() {
+        let c = Config::parse("[tui]\ndetach = \"ctrl-q\"\n").unwrap();
+        assert_eq!(c.default_model, DEFAULT_MODEL);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = Config::parse("defualt_model = \"x\"").unwrap_err();
         assert!(e.contains("defualt_model"), "{e}");
