@@ -691,6 +691,19 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 | KeyCode::Char('n') => {
                     let allow = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
                     let Some(id) = id else { return Vec::new() };
+                    let custom = s
+                        .transcript
+                        .items
+                        .iter()
+                        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom));
+                    if custom {
+                        // A custom tool wants a result, not an approval.
+                        s.notice = Some(format!(
+                            "answer it with `tether tool-result {} {id} --json '...'`",
+                            s.header.label
+                        ));
+                        return Vec::new();
+                    }
                     ids.retain(|i| *i != id);
                     *selected = 0;
                     if ids.is_empty() {

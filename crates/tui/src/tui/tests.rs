@@ -919,3 +919,31 @@ fn y_types_a_letter_unless_browsing_and_alt_y_always_copies() {
         vec![Effect::Copy("the answer".into())]
     );
 }
+
+#[test]
+fn a_custom_tool_call_is_not_answered_with_an_approval() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "look it up"),
+            running(2),
+            ev(
+                3,
+                EventBody::AgentCustomToolUse {
+                    name: "lookup".into(),
+                    input: json!({"q": 1}),
+                },
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+    assert!(matches!(s.overlay, Overlay::Approval { .. }));
+    assert!(key(&mut s, KeyCode::Char('a')).is_empty());
+    assert!(s.notice.as_deref().unwrap().contains("tether tool-result"));
+}
