@@ -13,6 +13,7 @@ use super::wrap::line_text;
 
 /// Events loaded per page (the tail on attach, then older pages on demand).
 pub const PAGE: u32 = 200;
+const INTERRUPTING: &str = "interrupting…";
 /// Lines a mouse wheel notch scrolls.
 const WHEEL: usize = 3;
 
@@ -354,6 +355,9 @@ impl State {
                 h.stop_reason = Some(stop_reason.clone());
                 h.running_since = None;
                 self.interrupt_armed = false;
+                if self.notice.as_deref() == Some(INTERRUPTING) {
+                    self.notice = None;
+                }
                 if let StopReason::RequiresAction { event_ids } = stop_reason
                     && !self.read_only
                     && !event_ids.is_empty()
@@ -759,7 +763,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             } else if s.is_running() && !s.read_only {
                 if s.interrupt_armed {
                     s.interrupt_armed = false;
-                    s.notice = Some("interrupting…".into());
+                    s.notice = Some(INTERRUPTING.into());
                     return vec![Effect::Interrupt];
                 }
                 s.interrupt_armed = true;

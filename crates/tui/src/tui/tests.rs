@@ -423,6 +423,10 @@ fn esc_interrupts_only_on_the_second_press_and_ctrl_c_never_does() {
     assert_eq!(key(&mut s, KeyCode::Esc), vec![Effect::Interrupt]);
     // Idle: esc does nothing at all.
     feed(&mut s, &[idle(3, StopReason::Interrupted)]);
+    assert_eq!(
+        s.notice, None,
+        "the 'interrupting…' notice ends with the turn"
+    );
     assert!(key(&mut s, KeyCode::Esc).is_empty());
     assert!(key(&mut s, KeyCode::Esc).is_empty());
 }
