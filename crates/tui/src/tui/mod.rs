@@ -85,9 +85,18 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                 Err(e) if e.code_is(ErrorCode::NotFound) => continue,
                 Err(e) => return Err(e),
             },
-            run::Choice::Create(name) => {
+            run::Choice::Create(form) => {
+                let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+                // Relative to where `tether` runs, not to the daemon.
+                let dir = opt(&form.dir).map(|d| {
+                    std::path::absolute(&d)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or(d)
+                });
                 let create = Call::SessionCreate(CreateSession {
-                    name,
+                    name: opt(&form.name),
+                    model: opt(&form.model),
+                    dir,
                     ..CreateSession::default()
                 });
                 match c.call_as(create).await {

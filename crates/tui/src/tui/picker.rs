@@ -16,11 +16,41 @@ pub enum PickerMsg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickerEffect {
     Attach(String),
-    Create { name: Option<String> },
+    Create(NewSession),
     Archive(String),
     Delete(String),
     Refresh,
     Quit,
+}
+
+/// The new-session form: each field optional (the daemon's defaults apply).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewSession {
+    pub name: String,
+    pub model: String,
+    pub dir: String,
+    /// The field being typed into: 0 name, 1 model, 2 dir.
+    pub field: usize,
+}
+
+impl NewSession {
+    pub const LABELS: [&'static str; 3] = ["name", "model", "directory"];
+
+    fn field_mut(&mut self) -> &mut String {
+        match self.field {
+            0 => &mut self.name,
+            1 => &mut self.model,
+            _ => &mut self.dir,
+        }
+    }
+
+    pub fn value(&self, field: usize) -> &str {
+        match field {
+            0 => &self.name,
+            1 => &self.model,
+            _ => &self.dir,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -32,7 +62,7 @@ pub struct Picker {
     /// Id of the session a delete waits to be confirmed for.
     pub confirm_delete: Option<String>,
     /// The name being typed for a new session.
-    pub creating: Option<String>,
+    pub creating: Option<NewSession>,
     pub notice: Option<String>,
     pub spinner: usize,
     pub now: Option<SystemTime>,
@@ -97,20 +127,21 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
 
 fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-    if let Some(name) = &mut p.creating {
+    if let Some(form) = &mut p.creating {
         match k.code {
             KeyCode::Enter => {
-                let name = name.trim().to_string();
+                let mut form = form.clone();
+                form.field = 0;
                 p.creating = None;
-                return vec![PickerEffect::Create {
-                    name: (!name.is_empty()).then_some(name),
-                }];
+                return vec![PickerEffect::Create(form)];
             }
             KeyCode::Esc => p.creating = None,
+            KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % 3,
+            KeyCode::BackTab | KeyCode::Up => form.field = (form.field + 2) % 3,
             KeyCode::Backspace => {
-                name.pop();
+                form.field_mut().pop();
             }
-            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => name.push(c),
+            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => form.field_mut().push(c),
             _ => {}
         }
         return Vec::new();
@@ -144,12 +175,12 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
         KeyCode::Enter => match p.current() {
             Some(s) => vec![PickerEffect::Attach(s.id.clone())],
             None => {
-                p.creating = Some(String::new());
+                p.creating = Some(NewSession::default());
                 Vec::new()
             }
         },
         KeyCode::Char('n') if ctrl => {
-            p.creating = Some(String::new());
+            p.creating = Some(NewSession::default());
             Vec::new()
         }
         KeyCode::Char('a') if ctrl => match p.current() {

@@ -257,7 +257,7 @@ pub async fn session(
 /// What the picker chose.
 pub enum Choice {
     Attach(String),
-    Create(Option<String>),
+    Create(super::picker::NewSession),
     Quit,
 }
 
@@ -295,7 +295,7 @@ pub async fn picker(
         for fx in super::picker::update(&mut p, msg) {
             match fx {
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
-                PickerEffect::Create { name } => return Ok(Choice::Create(name)),
+                PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
                 PickerEffect::Refresh => {}
                 PickerEffect::Archive(id) => {

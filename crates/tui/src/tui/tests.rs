@@ -743,16 +743,25 @@ fn picker_filters_by_typing_attaches_and_confirms_deletes() {
         k(&mut p, KeyCode::Esc, KeyModifiers::NONE),
         vec![PickerEffect::Quit]
     );
-    // Create with a name.
+    // Create: name, tab, model, tab, directory.
     k(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
     for c in "new1".chars() {
         k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
     }
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    for c in "/tmp/w".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert!(picker_frame(&p, 80, 24).contains("▶ directory /tmp/w"));
+    let expected = super::picker::NewSession {
+        name: "new1".into(),
+        dir: "/tmp/w".into(),
+        ..Default::default()
+    };
     assert_eq!(
         k(&mut p, KeyCode::Enter, KeyModifiers::NONE),
-        vec![PickerEffect::Create {
-            name: Some("new1".into())
-        }]
+        vec![PickerEffect::Create(expected)]
     );
 }
 

@@ -11,7 +11,7 @@ use tether_proto::{SessionInfo, SessionStatus, StopReason};
 
 use super::SPINNER;
 use crate::render::stop_reason_text;
-use crate::tui::picker::Picker;
+use crate::tui::picker::{NewSession, Picker};
 
 fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
@@ -56,7 +56,7 @@ fn status(s: &SessionInfo, spinner: usize) -> (String, Style) {
 pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     let [title, filter, body, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(2),
+        Constraint::Length(if p.creating.is_some() { 5 } else { 2 }),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
@@ -81,23 +81,37 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
         ])),
         title,
     );
-    let filter_line = match &p.creating {
-        Some(name) => Line::from(vec![
-            Span::styled(
-                " new session name (optional): ",
+    let filter_lines = match &p.creating {
+        Some(form) => {
+            let mut lines = vec![Line::styled(
+                " new session — tab next field · enter creates · esc cancels (empty = default)",
                 Style::default().fg(Color::Yellow),
-            ),
-            Span::raw(name.clone()),
-            Span::styled("▏ enter creates · esc cancels", dim()),
-        ]),
-        None if p.filter.is_empty() => Line::styled(" type to filter", dim()),
-        None => Line::from(vec![
+            )];
+            for (i, label) in NewSession::LABELS.iter().enumerate() {
+                let active = i == form.field;
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!(" {} {label:<10}", if active { "▶" } else { " " }),
+                        if active {
+                            Style::default().add_modifier(Modifier::BOLD)
+                        } else {
+                            dim()
+                        },
+                    ),
+                    Span::raw(form.value(i).to_string()),
+                    Span::styled(if active { "▏" } else { "" }, dim()),
+                ]));
+            }
+            lines
+        }
+        None if p.filter.is_empty() => vec![Line::styled(" type to filter", dim())],
+        None => vec![Line::from(vec![
             Span::styled(" filter: ", dim()),
             Span::raw(p.filter.clone()),
             Span::styled("▏", dim()),
-        ]),
+        ])],
     };
-    f.render_widget(Paragraph::new(filter_line), filter);
+    f.render_widget(Paragraph::new(filter_lines), filter);
 
     let visible = p.visible();
     if visible.is_empty() {
