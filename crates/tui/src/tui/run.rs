@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
-    Event as TermEvent, EventStream,
+    Event as TermEvent, EventStream, KeyboardEnhancementFlags, PopKeyboardEnhancementFlags,
+    PushKeyboardEnhancementFlags,
 };
 use crossterm::execute;
 use crossterm::terminal::{
@@ -43,6 +44,7 @@ fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(
         std::io::stdout(),
+        PopKeyboardEnhancementFlags,
         DisableMouseCapture,
         DisableBracketedPaste,
         LeaveAlternateScreen,
@@ -69,6 +71,12 @@ impl Tui {
             restore();
             return Err(e);
         }
+        // Terminals with the kitty keyboard protocol then tell shift-enter from enter; the
+        // others ignore the request (no query: it would stall where nothing answers).
+        let _ = execute!(
+            out,
+            PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+        );
         let term = Terminal::new(CrosstermBackend::new(out))?;
         Ok(Tui {
             term,
@@ -163,7 +171,8 @@ fn pager(tui: &mut Tui, text: &str, mouse: bool) -> std::io::Result<()> {
     execute!(
         std::io::stdout(),
         EnterAlternateScreen,
-        EnableBracketedPaste
+        EnableBracketedPaste,
+        PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
     )?;
     if mouse {
         execute!(std::io::stdout(), EnableMouseCapture)?;
