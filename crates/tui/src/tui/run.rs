@@ -177,7 +177,14 @@ fn pager(tui: &mut Tui, text: &str, mouse: bool) -> std::io::Result<()> {
     if mouse {
         execute!(std::io::stdout(), EnableMouseCapture)?;
     }
-    tui.term.clear()?;
+    // Repaint everything. Not `Terminal::clear`: it asks the terminal for the cursor position,
+    // whose answer would race the restarted input reader.
+    execute!(
+        std::io::stdout(),
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    tui.term
+        .draw(|f| f.render_widget(ratatui::widgets::Clear, f.area()))?;
     result.map(|_| ())
 }
 
