@@ -205,6 +205,8 @@ pub async fn session(
     update(&mut s, Msg::Net(NetMsg::Info(Box::new(info))));
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;
+    // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
+    let mut terminate = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(125));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
@@ -226,6 +228,7 @@ pub async fn session(
             _ = tick.tick(), if s.needs_tick() => Msg::Tick(SystemTime::now()),
             _ = tokio::time::sleep_until(next_frame), if dirty => continue,
             _ = hangup.recv() => Msg::Hangup,
+            _ = terminate.recv() => Msg::Hangup,
         };
         dirty = true;
         let hangup = matches!(msg, Msg::Hangup);
@@ -290,6 +293,8 @@ pub async fn picker(
     };
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;
+    // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
+    let mut terminate = signal(SignalKind::terminate())?;
     let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let mut spin = tokio::time::interval(Duration::from_millis(125));
     spin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -307,6 +312,7 @@ pub async fn picker(
             },
             _ = spin.tick(), if p.any_running() => PickerMsg::Tick(SystemTime::now()),
             _ = hangup.recv() => return Ok(Choice::Quit),
+            _ = terminate.recv() => return Ok(Choice::Quit),
         };
         for fx in super::picker::update(&mut p, msg) {
             match fx {
