@@ -13,7 +13,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append, recovery (default: all)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery
+                         (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,7 @@ pub enum Metric {
     Rss,
     Append,
     Recovery,
+    Attach,
 }
 
 impl Opts {
@@ -58,6 +60,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Rss,
             Metric::Append,
             Metric::Recovery,
+            Metric::Attach,
         ],
     };
     let mut it = args.into_iter();
@@ -93,8 +96,11 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "rss" => Ok(Metric::Rss),
                         "append" => Ok(Metric::Append),
                         "recovery" => Ok(Metric::Recovery),
+                        "attach" => Ok(Metric::Attach),
                         other => {
-                            bail!("--only: unknown metric `{other}` (warm, cold, rss, append)")
+                            bail!(
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery)"
+                            )
                         }
                     })
                     .collect::<Result<_>>()?;

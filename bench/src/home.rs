@@ -55,6 +55,10 @@ impl Home {
         })
     }
 
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     /// `tether` with this home's environment (and nothing inherited that changes behaviour).
     pub fn tether(&self) -> Command {
         let mut c = Command::new(&self.bins.tether);

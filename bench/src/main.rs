@@ -16,6 +16,7 @@
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
 
 mod append;
+mod attach;
 mod cli;
 mod e2e;
 mod home;
@@ -194,6 +195,9 @@ fn real_main() -> Result<()> {
             target: Some(Target::AtMost(1000.0)),
         });
     }
+    if opts.wants(Metric::Attach) {
+        rows.extend(attach_rows(&rt, &bins, &url, runs)?);
+    }
 
     let mut md = String::from("# tether benchmark\n\n");
     for line in report::machine_lines(&root, &bins.tether) {
@@ -214,6 +218,60 @@ fn real_main() -> Result<()> {
     std::fs::write(&opts.out, &md).with_context(|| format!("writing {}", opts.out.display()))?;
     eprintln!("bench: report written to {}", opts.out.display());
     Ok(())
+}
+
+/// The TUI attached to a 100,000-event session (see attach.rs); one seeded home for all runs.
+fn attach_rows(
+    rt: &tokio::runtime::Runtime,
+    bins: &Bins,
+    url: &str,
+    runs: usize,
+) -> Result<Vec<Row>> {
+    const EVENTS: usize = 100_000;
+    eprintln!("bench: TUI attach to a {EVENTS}-event session ({runs} runs)");
+    let home = home::Home::new(bins, url)?;
+    rt.block_on(attach::seed(&home, EVENTS))
+        .context("seeding the big session")?;
+    home.ok(&["daemon", "start"])?;
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        samples.push(attach::run_once(&home).with_context(|| format!("attach run {i}"))?);
+    }
+    let row = |metric: &str, samples: Vec<f64>, unit, target| Row {
+        metric: metric.into(),
+        samples,
+        unit,
+        target,
+    };
+    Ok(vec![
+        row(
+            "TUI attach, 100k-event session: first frame",
+            samples.iter().map(|s| s.first_frame_ms).collect(),
+            Unit::Ms,
+            Some(Target::AtMost(100.0)),
+        ),
+        row(
+            "TUI attach: PgUp → frame written (20 pages per run)",
+            samples
+                .iter()
+                .flat_map(|s| s.page_ms.iter().copied())
+                .collect(),
+            Unit::Ms,
+            Some(Target::AtMost(16.0)),
+        ),
+        row(
+            "TUI client RSS after 20 pages",
+            samples.iter().map(|s| s.rss_mib).collect(),
+            Unit::Mib,
+            Some(Target::AtMost(25.0)),
+        ),
+        row(
+            "TUI client CPU, idle attached (2 s)",
+            samples.iter().map(|s| s.idle_cpu_pct).collect(),
+            Unit::Percent,
+            Some(Target::AtMost(1.0)),
+        ),
+    ])
 }
 
 /// `cargo build --release --bins -p tether -p tether-daemon`, so the bench never measures stale

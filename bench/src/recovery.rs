@@ -33,9 +33,9 @@ pub fn once(bins: &Bins, rt: &tokio::runtime::Runtime) -> Result<f64> {
     )
     .context("killing tetherd")?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    // Gone means reaped or a zombie: a process that is merely dying may still hold the start
-    // lock after its command line has vanished.
-    while is_tetherd(pid) || !exited(pid) {
+    // Gone means its start lock is free: a dying process's other threads may still hold it
+    // after /proc says the leader is a zombie.
+    while is_tetherd(pid) || !lock_free(home.paths().lock_file()) {
         ensure!(Instant::now() < deadline, "tetherd {pid} survived SIGKILL");
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -70,15 +70,13 @@ pub fn once(bins: &Bins, rt: &tokio::runtime::Runtime) -> Result<f64> {
     Ok(took.as_secs_f64() * 1000.0)
 }
 
-fn exited(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                == Some("Z")
-        }
-    }
+fn lock_free(path: std::path::PathBuf) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return true;
+    };
+    // Dropping the Flock unlocks it again at once.
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 fn wait_requests(

@@ -16,6 +16,7 @@ pub enum Unit {
     Ms,
     Mib,
     EventsPerSec,
+    Percent,
 }
 
 impl Unit {
@@ -24,12 +25,13 @@ impl Unit {
             Unit::Ms => "ms",
             Unit::Mib => "MiB",
             Unit::EventsPerSec => "events/s",
+            Unit::Percent => "%",
         }
     }
 
     fn fmt(self, v: f64) -> String {
         match self {
-            Unit::Ms | Unit::Mib => format!("{v:.1}"),
+            Unit::Ms | Unit::Mib | Unit::Percent => format!("{v:.1}"),
             Unit::EventsPerSec => thousands(v.round() as u64),
         }
     }

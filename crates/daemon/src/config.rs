@@ -21,6 +21,8 @@ pub struct Config {
     pub max_resumes: u32,
     pub anthropic: AnthropicConfig,
     pub retry: RetryConfig,
+    /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
+    pub tui: Option<toml::Table>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -69,6 +71,7 @@ impl Default for Config {
             max_resumes: 3,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
+            tui: None,
         }
     }
 }
@@ -133,6 +136,12 @@ mod tests {
         assert_eq!(c.default_model, "claude-opus-4-1");
         assert_eq!(c.retry.base_delay_ms, 5);
         assert_eq!(c.retry.max_attempts, 5);
+    }
+
+    #[test]
+    fn the_clients_tui_table_is_accepted() {
+        let c = Config::parse("[tui]\ndetach = \"ctrl-q\"\n").unwrap();
+        assert_eq!(c.default_model, DEFAULT_MODEL);
     }
 
     #[test]

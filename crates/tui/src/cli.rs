@@ -16,9 +16,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Start a session (with an optional first prompt) and follow it, or --detach.
+    /// Start a session (with an optional first prompt) and open it, or --detach.
     New(NewArgs),
-    /// Follow a session's transcript live (the full-screen TUI arrives with a later release).
+    /// Open the session full screen (on a terminal; otherwise follow it line by line).
     Attach {
         /// Session id, unique id prefix, or name.
         session: String,

@@ -77,6 +77,9 @@ pub async fn new(args: NewArgs) -> CmdResult {
     let has_prompt = args.prompt.is_some();
     let params = create_params(args.prompt, args.name, args.opts)?;
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
+    if !args.detach && !args.json && crate::tui::is_tty() {
+        return crate::tui::attach(c, info, false).await;
+    }
     if args.detach || !has_prompt {
         if args.json {
             println!("{}", serde_json::to_string(&info).unwrap_or_default());
@@ -157,6 +160,9 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
     let info: SessionInfo = c
         .call_as(Call::SessionGet(SessionParams { session }))
         .await?;
+    if crate::tui::is_tty() {
+        return crate::tui::attach(c, info, read_only).await;
+    }
     eprintln!(
         "attached to {} ({}, {}){} — {}Ctrl-C detaches",
         label(&info),

@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod commands;
 mod render;
+mod tui;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,9 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> commands::CmdResult {
     let Some(command) = cli.command else {
+        if tui::is_tty() {
+            return tui::picker().await;
+        }
         eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
         return commands::ls(false, false).await;
     };

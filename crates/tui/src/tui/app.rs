@@ -1,0 +1,939 @@
+//! Session view state and its pure `update(&mut State, Msg) -> Vec<Effect>`: everything the
+//! user can do, with no I/O. The event loop (run.rs) feeds messages in and carries effects out.
+
+use std::time::SystemTime;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use ratatui_textarea::{CursorMove, TextArea};
+use tether_proto::{Delta, Event, EventBody, SessionInfo, SessionStatus, Snapshot, StopReason};
+
+use super::keys::Keys;
+use super::transcript::{Body, Change, Transcript};
+use super::wrap::line_text;
+
+/// Events loaded per page (the tail on attach, then older pages on demand).
+pub const PAGE: u32 = 200;
+const INTERRUPTING: &str = "interrupting…";
+/// Lines a mouse wheel notch scrolls.
+const WHEEL: usize = 3;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u64,
+        reason: String,
+    },
+    /// Gave up, or the session is gone.
+    Lost(String),
+}
+
+/// What the connection task reports.
+#[derive(Debug, Clone)]
+pub enum NetMsg {
+    Info(Box<SessionInfo>),
+    /// The newest page of the log (ascending), loaded before attaching.
+    Tail {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    Older {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    Event(Box<Event>),
+    Delta(Delta),
+    Snapshot(Snapshot),
+    Conn(ConnState),
+    /// A request failed; shown in the footer.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Paste(String),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Tick(SystemTime),
+    Net(NetMsg),
+    /// The terminal went away (SIGHUP): same as detaching.
+    Hangup,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Send(String),
+    Interrupt,
+    Confirm { tool_use_id: String, allow: bool },
+    LoadOlder { before_seq: u64 },
+    Copy(String),
+    Pager(String),
+    SetMouse(bool),
+    Detach,
+}
+
+/// Top row of the transcript viewport, or following the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scroll {
+    Follow,
+    At { item: usize, line: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    /// Calls waiting on the user (`requires_action`), with the selected one.
+    Approval {
+        ids: Vec<String>,
+        selected: usize,
+    },
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Search {
+    /// The `/` prompt is open.
+    pub editing: bool,
+    pub query: String,
+    /// The match shown last (item, line).
+    pub current: Option<(usize, usize)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub id: String,
+    pub label: String,
+    pub model: String,
+    pub status: Option<SessionStatus>,
+    pub stop_reason: Option<StopReason>,
+    pub running_since: Option<SystemTime>,
+    pub attached_clients: u32,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    /// Usage of events up to this seq is already in the tokens (from session info).
+    usage_seq: u64,
+}
+
+pub struct State {
+    pub header: Header,
+    pub transcript: Transcript,
+    pub scroll: Scroll,
+    /// Items that arrived below while scrolled up.
+    pub new_below: usize,
+    pub width: u16,
+    pub height: u16,
+    pub composer: TextArea<'static>,
+    pub history: Vec<String>,
+    history_pos: Option<usize>,
+    pub search: Search,
+    /// The item `y` copies and ctrl-e expands.
+    pub focus: Option<usize>,
+    pub overlay: Overlay,
+    /// Seq of the requires_action idle the user dismissed (so it doesn't pop up again).
+    dismissed_action: u64,
+    pub interrupt_armed: bool,
+    pub chord_pending: bool,
+    pub keys: Keys,
+    pub conn: ConnState,
+    pub read_only: bool,
+    pub notice: Option<String>,
+    pub mouse_capture: bool,
+    pub now: SystemTime,
+    pub spinner: usize,
+    pub loading_older: bool,
+    pub caught_up: bool,
+}
+
+pub fn new_composer() -> TextArea<'static> {
+    let mut t = TextArea::default();
+    t.set_cursor_line_style(ratatui::style::Style::default());
+    t.set_placeholder_text("Message the agent · enter sends · alt-enter newline · ? help");
+    t
+}
+
+impl State {
+    pub fn new(session: &str, keys: Keys, read_only: bool, width: u16, height: u16) -> State {
+        State {
+            header: Header {
+                label: session.to_string(),
+                ..Header::default()
+            },
+            transcript: Transcript::default(),
+            scroll: Scroll::Follow,
+            new_below: 0,
+            width,
+            height,
+            composer: new_composer(),
+            history: Vec::new(),
+            history_pos: None,
+            search: Search::default(),
+            focus: None,
+            overlay: Overlay::None,
+            dismissed_action: 0,
+            interrupt_armed: false,
+            chord_pending: false,
+            keys,
+            conn: ConnState::Connecting,
+            read_only,
+            notice: None,
+            mouse_capture: true,
+            now: SystemTime::UNIX_EPOCH,
+            spinner: 0,
+            loading_older: false,
+            caught_up: false,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.header.status,
+            Some(SessionStatus::Running | SessionStatus::Rescheduling)
+        )
+    }
+
+    /// Ticks are needed only while something moves (spinner, elapsed time, reconnect countdown).
+    pub fn needs_tick(&self) -> bool {
+        self.is_running()
+            || matches!(
+                self.conn,
+                ConnState::Reconnecting { .. } | ConnState::Connecting
+            )
+    }
+
+    fn composer_text(&self) -> String {
+        self.composer.lines().join("\n")
+    }
+
+    fn composer_empty(&self) -> bool {
+        self.composer.is_empty()
+    }
+
+    /// Rows of the composer box (text lines + its top border), capped.
+    pub fn composer_height(&self) -> u16 {
+        (self.composer.lines().len() as u16).clamp(1, 8) + 1
+    }
+
+    /// Rows the transcript gets: the screen less status bar, composer and footer.
+    pub fn viewport(&self) -> usize {
+        (self.height as usize)
+            .saturating_sub(2 + self.composer_height() as usize)
+            .max(1)
+    }
+
+    fn item_height(&self, i: usize) -> usize {
+        self.transcript
+            .items
+            .get(i)
+            .map(|it| it.height(self.width))
+            .unwrap_or(0)
+    }
+
+    /// Anchor that shows the last line at the bottom of the viewport.
+    pub fn bottom_anchor(&self) -> (usize, usize) {
+        let vh = self.viewport();
+        let mut need = vh;
+        let mut i = self.transcript.items.len();
+        while i > 0 {
+            i -= 1;
+            let h = self.item_height(i);
+            if h >= need {
+                return (i, h - need);
+            }
+            need -= h;
+        }
+        (0, 0)
+    }
+
+    /// The top row shown now.
+    pub fn anchor(&self) -> (usize, usize) {
+        match self.scroll {
+            Scroll::Follow => self.bottom_anchor(),
+            Scroll::At { item, line } => (item, line),
+        }
+    }
+
+    pub fn scroll_up(&mut self, mut n: usize) -> Vec<Effect> {
+        let (mut item, mut line) = self.anchor();
+        while n > 0 {
+            if line > 0 {
+                let d = n.min(line);
+                line -= d;
+                n -= d;
+            } else if item > 0 {
+                item -= 1;
+                line = self.item_height(item);
+            } else {
+                break;
+            }
+        }
+        self.scroll = Scroll::At { item, line };
+        self.normalize();
+        self.maybe_load_older()
+    }
+
+    pub fn scroll_down(&mut self, n: usize) {
+        if let Scroll::At { item, line } = self.scroll {
+            self.scroll = Scroll::At {
+                item,
+                line: line + n,
+            };
+            self.normalize();
+        }
+    }
+
+    /// Keeps the anchor on a real line, and returns to follow mode at the bottom.
+    fn normalize(&mut self) {
+        let Scroll::At { mut item, mut line } = self.scroll else {
+            return;
+        };
+        let len = self.transcript.items.len();
+        if len == 0 {
+            self.scroll = Scroll::Follow;
+            return;
+        }
+        item = item.min(len - 1);
+        while item + 1 < len && line >= self.item_height(item) {
+            line -= self.item_height(item);
+            item += 1;
+        }
+        // At or past the bottom: follow again.
+        let (bi, bl) = self.bottom_anchor();
+        if (item, line) >= (bi, bl) {
+            self.scroll = Scroll::Follow;
+            self.new_below = 0;
+            return;
+        }
+        self.scroll = Scroll::At { item, line };
+    }
+
+    fn maybe_load_older(&mut self) -> Vec<Effect> {
+        let (item, _) = self.anchor();
+        if item < 5
+            && self.transcript.has_older
+            && !self.loading_older
+            && self.transcript.first_seq > 1
+        {
+            self.loading_older = true;
+            return vec![Effect::LoadOlder {
+                before_seq: self.transcript.first_seq,
+            }];
+        }
+        Vec::new()
+    }
+
+    fn jump_to(&mut self, item: usize, line: usize) {
+        self.scroll = Scroll::At { item, line };
+        self.normalize();
+    }
+
+    fn on_change(&mut self, c: Change) {
+        if c.appended > 0 && self.scroll != Scroll::Follow {
+            self.new_below += c.appended;
+        }
+    }
+
+    fn track(&mut self, e: &Event) {
+        let h = &mut self.header;
+        match &e.body {
+            EventBody::SessionStatusRunning {} => {
+                h.status = Some(SessionStatus::Running);
+                h.stop_reason = None;
+                h.running_since = e
+                    .processed_at
+                    .as_deref()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                    .or(Some(self.now));
+                if matches!(self.overlay, Overlay::Approval { .. }) {
+                    self.overlay = Overlay::None;
+                }
+            }
+            EventBody::SessionStatusIdle { stop_reason } => {
+                h.status = Some(SessionStatus::Idle);
+                h.stop_reason = Some(stop_reason.clone());
+                h.running_since = None;
+                self.interrupt_armed = false;
+                if self.notice.as_deref() == Some(INTERRUPTING) {
+                    self.notice = None;
+                }
+                if let StopReason::RequiresAction { event_ids } = stop_reason
+                    && !self.read_only
+                    && !event_ids.is_empty()
+                    && e.seq > self.dismissed_action
+                {
+                    self.dismissed_action = e.seq;
+                    self.overlay = Overlay::Approval {
+                        ids: event_ids.clone(),
+                        selected: 0,
+                    };
+                }
+            }
+            EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
+            EventBody::SessionStatusTerminated {} => h.status = Some(SessionStatus::Terminated),
+            EventBody::SpanModelRequestStart { model: Some(m) } => h.model = m.clone(),
+            EventBody::SpanModelRequestEnd { model_usage, .. } if e.seq > h.usage_seq => {
+                h.tokens_in += model_usage.input_tokens
+                    + model_usage.cache_read_input_tokens
+                    + model_usage.cache_creation_input_tokens;
+                h.tokens_out += model_usage.output_tokens;
+            }
+            _ => {}
+        }
+    }
+
+    fn set_info(&mut self, info: &SessionInfo) {
+        let h = &mut self.header;
+        h.id = info.id.clone();
+        h.label = info.name.clone().unwrap_or_else(|| info.id.clone());
+        h.model = info.model.clone();
+        h.attached_clients = info.attached_clients;
+        if h.usage_seq <= info.last_seq {
+            h.usage_seq = info.last_seq;
+            let t = &info.usage.tokens;
+            h.tokens_in =
+                t.input_tokens + t.cache_read_input_tokens + t.cache_creation_input_tokens;
+            h.tokens_out = t.output_tokens;
+        }
+        if h.status.is_none() || self.transcript.last_seq <= info.last_seq {
+            h.status = Some(info.status);
+            h.stop_reason = info.stop_reason.clone();
+        }
+    }
+
+    /// Lines of the loaded transcript that contain the query: (item, line).
+    pub fn matches(&self) -> Vec<(usize, usize)> {
+        let q = self.search.query.to_ascii_lowercase();
+        if q.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, item) in self.transcript.items.iter().enumerate() {
+            for (l, line) in item.lines(self.width).iter().enumerate() {
+                if line_text(line).to_ascii_lowercase().contains(&q) {
+                    out.push((i, l));
+                }
+            }
+        }
+        out
+    }
+
+    fn search_step(&mut self, forward: bool) {
+        let all = self.matches();
+        if all.is_empty() {
+            self.notice = Some(format!(
+                "no match for “{}” in the loaded transcript",
+                self.search.query
+            ));
+            return;
+        }
+        let from = self
+            .search
+            .current
+            .unwrap_or(if forward { (0, 0) } else { (usize::MAX, 0) });
+        let next = if self.search.current.is_none() {
+            // First search: the match nearest the bottom (most recent) going back, like less's ?.
+            if forward { all.first() } else { all.last() }
+        } else if forward {
+            all.iter().find(|m| **m > from).or(all.first())
+        } else {
+            all.iter().rev().find(|m| **m < from).or(all.last())
+        };
+        if let Some(&(item, line)) = next {
+            self.search.current = Some((item, line));
+            // Show the match with a little context above it.
+            self.jump_to(item, line);
+            let _ = self.scroll_up(2.min(self.viewport() / 3));
+            if self.scroll == Scroll::Follow {
+                // Near the end: still mark where we are.
+                self.search.current = Some((item, line));
+            }
+            let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
+            self.notice = Some(format!(
+                "match {idx}/{} for “{}”",
+                all.len(),
+                self.search.query
+            ));
+        }
+    }
+
+    fn jump_user(&mut self, forward: bool) {
+        let items = &self.transcript.items;
+        let from = self.focus.unwrap_or(if forward {
+            self.anchor().0
+        } else {
+            items.len()
+        });
+        let found = if forward {
+            (from + 1..items.len()).find(|&i| items[i].is_user())
+        } else {
+            (0..from.min(items.len()))
+                .rev()
+                .find(|&i| items[i].is_user())
+        };
+        match found {
+            Some(i) => {
+                self.focus = Some(i);
+                self.jump_to(i, 0);
+            }
+            None if forward => {
+                self.focus = None;
+                self.scroll = Scroll::Follow;
+                self.new_below = 0;
+            }
+            None => {}
+        }
+    }
+
+    fn move_focus(&mut self, forward: bool) {
+        let len = self.transcript.items.len();
+        if len == 0 {
+            return;
+        }
+        let next = match (self.focus, forward) {
+            (None, _) => len - 1,
+            (Some(i), true) => (i + 1).min(len - 1),
+            (Some(i), false) => i.saturating_sub(1),
+        };
+        self.focus = Some(next);
+        let (top, _) = self.anchor();
+        if next < top || self.scroll == Scroll::Follow && !forward {
+            self.jump_to(next, 0);
+        }
+    }
+
+    /// The item ctrl-e and y act on: the focused one, else the newest that can expand / copy.
+    fn target(&self, expandable: bool) -> Option<usize> {
+        self.focus.or_else(|| {
+            self.transcript.items.iter().rposition(|i| match &i.body {
+                Body::Tool(_) | Body::Thinking { .. } => true,
+                Body::Assistant { .. } => !expandable,
+                _ => false,
+            })
+        })
+    }
+
+    fn history_prev(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let pos = match self.history_pos {
+            None => self.history.len() - 1,
+            Some(p) => p.saturating_sub(1),
+        };
+        self.history_pos = Some(pos);
+        self.set_composer(&self.history[pos].clone());
+    }
+
+    fn history_next(&mut self) {
+        let Some(p) = self.history_pos else { return };
+        if p + 1 < self.history.len() {
+            self.history_pos = Some(p + 1);
+            self.set_composer(&self.history[p + 1].clone());
+        } else {
+            self.history_pos = None;
+            self.set_composer("");
+        }
+    }
+
+    fn set_composer(&mut self, text: &str) {
+        self.composer = new_composer();
+        self.composer.insert_str(text);
+    }
+}
+
+pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
+        Msg::Key(k) => {
+            let fx = on_key(s, k);
+            if !matches!(k.code, KeyCode::Esc) {
+                s.interrupt_armed = false;
+            }
+            fx
+        }
+        Msg::Paste(text) => {
+            if s.search.editing {
+                s.search.query.push_str(text.lines().next().unwrap_or(""));
+            } else {
+                // Pasted newlines are text, never a send.
+                s.composer
+                    .insert_str(text.replace("\r\n", "\n").replace('\r', "\n"));
+            }
+            Vec::new()
+        }
+        Msg::Mouse(m) => match m.kind {
+            MouseEventKind::ScrollUp => s.scroll_up(WHEEL),
+            MouseEventKind::ScrollDown => {
+                s.scroll_down(WHEEL);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        },
+        Msg::Resize(w, h) => {
+            // Keep the same top item; its lines re-wrap.
+            s.width = w;
+            s.height = h;
+            s.normalize();
+            Vec::new()
+        }
+        Msg::Tick(now) => {
+            s.now = now;
+            s.spinner = s.spinner.wrapping_add(1);
+            Vec::new()
+        }
+        Msg::Hangup => vec![Effect::Detach],
+        Msg::Net(n) => on_net(s, n),
+    }
+}
+
+fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
+    match n {
+        NetMsg::Info(info) => s.set_info(&info),
+        NetMsg::Tail { events, has_older } => {
+            for e in &events {
+                s.track(e);
+                s.transcript.push_event(e);
+            }
+            s.transcript.has_older = has_older;
+        }
+        NetMsg::Older { events, has_older } => {
+            s.loading_older = false;
+            let added = s.transcript.prepend(&events, has_older);
+            if let Scroll::At { item, line } = s.scroll {
+                s.scroll = Scroll::At {
+                    item: item + added,
+                    line,
+                };
+            }
+            if let Some(f) = s.focus.as_mut() {
+                *f += added;
+            }
+            if let Some((i, l)) = s.search.current {
+                s.search.current = Some((i + added, l));
+            }
+            // Still near the top with more to load: keep going.
+            return s.maybe_load_older();
+        }
+        NetMsg::Event(e) => {
+            s.track(&e);
+            let c = s.transcript.push_event(&e);
+            s.on_change(c);
+        }
+        NetMsg::Delta(d) => {
+            if let tether_proto::DeltaKind::Notice { message } = &d.kind {
+                // Can't be stored (e.g. the disk is full): the footer is where it's seen.
+                s.notice = Some(message.clone());
+            }
+            let c = s.transcript.apply_delta(&d);
+            s.on_change(c);
+        }
+        NetMsg::Snapshot(snap) => {
+            s.caught_up = true;
+            let c = s.transcript.apply_snapshot(&snap);
+            s.on_change(c);
+        }
+        NetMsg::Conn(c) => {
+            if c == ConnState::Connected && matches!(s.conn, ConnState::Reconnecting { .. }) {
+                s.notice = Some("reconnected".into());
+            }
+            s.conn = c;
+        }
+        NetMsg::Failed(m) => {
+            s.loading_older = false;
+            s.notice = Some(m);
+        }
+    }
+    Vec::new()
+}
+
+fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
+    // Detach chord (tmux-like prefix) first: it works in every mode.
+    let detach = s.keys.detach.clone();
+    if s.chord_pending {
+        s.chord_pending = false;
+        if detach.get(1).is_some_and(|d| d.matches(&k)) {
+            return vec![Effect::Detach];
+        }
+        s.notice = Some(format!(
+            "{} then {} detaches",
+            detach[0].label(),
+            detach.get(1).map(|d| d.label()).unwrap_or_default()
+        ));
+        return Vec::new();
+    }
+    if detach.first().is_some_and(|d| d.matches(&k)) {
+        if detach.len() == 1 {
+            return vec![Effect::Detach];
+        }
+        s.chord_pending = true;
+        s.notice = Some(format!(
+            "{}: press {} to detach",
+            detach[0].label(),
+            detach[1].label()
+        ));
+        return Vec::new();
+    }
+    s.notice = None;
+
+    match &mut s.overlay {
+        Overlay::Help => {
+            s.overlay = Overlay::None;
+            return Vec::new();
+        }
+        Overlay::Approval { ids, selected } => {
+            let id = ids.get(*selected).cloned();
+            match k.code {
+                KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
+                KeyCode::Down | KeyCode::Char('j') => {
+                    *selected = (*selected + 1).min(ids.len().saturating_sub(1))
+                }
+                KeyCode::Char('a')
+                | KeyCode::Char('y')
+                | KeyCode::Char('d')
+                | KeyCode::Char('n') => {
+                    let allow = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
+                    let Some(id) = id else { return Vec::new() };
+                    let custom = s
+                        .transcript
+                        .items
+                        .iter()
+                        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom));
+                    if custom {
+                        // A custom tool wants a result, not an approval.
+                        s.notice = Some(format!(
+                            "answer it with `tether tool-result {} {id} --json '...'`",
+                            s.header.label
+                        ));
+                        return Vec::new();
+                    }
+                    ids.retain(|i| *i != id);
+                    *selected = 0;
+                    if ids.is_empty() {
+                        s.overlay = Overlay::None;
+                    }
+                    return vec![Effect::Confirm {
+                        tool_use_id: id,
+                        allow,
+                    }];
+                }
+                KeyCode::Esc => {
+                    s.overlay = Overlay::None;
+                    s.notice = Some(
+                        "answer later with `tether approve`, or wait for the next prompt".into(),
+                    );
+                }
+                _ => {}
+            }
+            return Vec::new();
+        }
+        Overlay::None => {}
+    }
+
+    if s.search.editing {
+        match k.code {
+            KeyCode::Enter => {
+                s.search.editing = false;
+                s.search.current = None;
+                s.search_step(false);
+            }
+            KeyCode::Esc => {
+                s.search = Search::default();
+            }
+            KeyCode::Backspace => {
+                s.search.query.pop();
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                s.search.query.push(c)
+            }
+            _ => {}
+        }
+        return Vec::new();
+    }
+
+    let page = s.viewport().saturating_sub(2).max(1);
+    let empty = s.composer_empty();
+    match (k.code, k.modifiers) {
+        (KeyCode::Esc, _) => {
+            if !s.search.query.is_empty() {
+                s.search = Search::default();
+            } else if s.focus.is_some() {
+                s.focus = None;
+            } else if s.is_running() && !s.read_only {
+                if s.interrupt_armed {
+                    s.interrupt_armed = false;
+                    s.notice = Some(INTERRUPTING.into());
+                    return vec![Effect::Interrupt];
+                }
+                s.interrupt_armed = true;
+                s.notice = Some("press esc again to interrupt the agent".into());
+            }
+            Vec::new()
+        }
+        (KeyCode::Char('c'), KeyModifiers::CONTROL) => {
+            if !empty {
+                s.set_composer("");
+                s.history_pos = None;
+            } else {
+                s.notice = Some(format!(
+                    "ctrl-c never stops the agent: esc esc interrupts it, {} detaches",
+                    s.keys.detach_label()
+                ));
+            }
+            Vec::new()
+        }
+        (KeyCode::PageUp, _) => s.scroll_up(page),
+        (KeyCode::PageDown, _) => {
+            s.scroll_down(page);
+            Vec::new()
+        }
+        (KeyCode::Home, m) if empty || m.contains(KeyModifiers::CONTROL) => {
+            s.jump_to(0, 0);
+            s.maybe_load_older()
+        }
+        (KeyCode::End, m) if empty || m.contains(KeyModifiers::CONTROL) => {
+            s.scroll = Scroll::Follow;
+            s.new_below = 0;
+            Vec::new()
+        }
+        (KeyCode::Up, KeyModifiers::CONTROL) => {
+            s.jump_user(false);
+            s.maybe_load_older()
+        }
+        (KeyCode::Down, KeyModifiers::CONTROL) => {
+            s.jump_user(true);
+            Vec::new()
+        }
+        (KeyCode::Up, KeyModifiers::ALT) => {
+            s.move_focus(false);
+            s.maybe_load_older()
+        }
+        (KeyCode::Down, KeyModifiers::ALT) => {
+            s.move_focus(true);
+            Vec::new()
+        }
+        (KeyCode::Char('e'), KeyModifiers::CONTROL) => {
+            if let Some(i) = s.target(true)
+                && let Some(item) = s.transcript.items.get_mut(i)
+            {
+                item.expanded = !item.expanded;
+                item.invalidate();
+                s.normalize();
+            }
+            Vec::new()
+        }
+        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager(transcript_text(s))],
+        (KeyCode::Char('m'), KeyModifiers::ALT) | (KeyCode::F(2), _) => {
+            s.mouse_capture = !s.mouse_capture;
+            s.notice = Some(if s.mouse_capture {
+                "mouse: wheel scrolls (alt-m gives selection back to the terminal)".into()
+            } else {
+                "mouse: terminal selection works now (alt-m for the wheel)".into()
+            });
+            vec![Effect::SetMouse(s.mouse_capture)]
+        }
+        (KeyCode::F(1), _) => {
+            s.overlay = Overlay::Help;
+            Vec::new()
+        }
+        (KeyCode::Char('?'), _) if empty => {
+            s.overlay = Overlay::Help;
+            Vec::new()
+        }
+        (KeyCode::Char('/'), _) if empty => {
+            s.search = Search {
+                editing: true,
+                ..Search::default()
+            };
+            Vec::new()
+        }
+        (KeyCode::Char('n'), KeyModifiers::NONE) if empty && !s.search.query.is_empty() => {
+            s.search_step(true);
+            Vec::new()
+        }
+        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => {
+            s.search_step(false);
+            Vec::new()
+        }
+        // Plain y copies only while browsing (else it is a letter to type); alt-y always.
+        (KeyCode::Char('y'), m)
+            if m == KeyModifiers::ALT
+                || m == KeyModifiers::NONE
+                    && empty
+                    && (s.focus.is_some()
+                        || s.scroll != Scroll::Follow
+                        || !s.search.query.is_empty()) =>
+        {
+            match s.target(false).and_then(|i| s.transcript.items.get(i)) {
+                Some(item) => {
+                    s.notice = Some("copied to the clipboard (OSC 52)".into());
+                    vec![Effect::Copy(item.copy_text())]
+                }
+                None => Vec::new(),
+            }
+        }
+        (KeyCode::Enter, KeyModifiers::NONE) => {
+            let text = s.composer_text();
+            if text.trim().is_empty() {
+                return Vec::new();
+            }
+            if s.read_only {
+                s.notice = Some("read-only: this client cannot send".into());
+                return Vec::new();
+            }
+            if s.history.last() != Some(&text) {
+                s.history.push(text.clone());
+            }
+            s.history_pos = None;
+            s.set_composer("");
+            s.scroll = Scroll::Follow;
+            s.new_below = 0;
+            s.focus = None;
+            if s.is_running() {
+                s.notice = Some("queued: the agent reads it when the current step ends".into());
+            }
+            vec![Effect::Send(text)]
+        }
+        (KeyCode::Enter, _) | (KeyCode::Char('j'), KeyModifiers::CONTROL) => {
+            s.composer.insert_newline();
+            Vec::new()
+        }
+        (KeyCode::Up, KeyModifiers::NONE)
+            if s.composer.cursor().0 == 0 && (empty || s.history_pos.is_some()) =>
+        {
+            s.history_prev();
+            Vec::new()
+        }
+        (KeyCode::Down, KeyModifiers::NONE)
+            if s.history_pos.is_some() && s.composer.cursor().0 + 1 >= s.composer.lines().len() =>
+        {
+            s.history_next();
+            s.composer.move_cursor(CursorMove::End);
+            Vec::new()
+        }
+        _ => {
+            s.composer.input(k);
+            Vec::new()
+        }
+    }
+}
+
+/// The whole loaded transcript as plain text (for $PAGER).
+pub fn transcript_text(s: &State) -> String {
+    let mut out = String::new();
+    let width = 100;
+    if s.transcript.has_older {
+        out.push_str(&format!(
+            "[events before seq {} are not loaded; `tether logs {}` prints the whole log]\n\n",
+            s.transcript.first_seq, s.header.id
+        ));
+    }
+    for item in &s.transcript.items {
+        for line in super::view::items::render(item, width) {
+            out.push_str(line_text(&line).trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}

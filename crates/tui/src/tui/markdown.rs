@@ -1,0 +1,449 @@
+//! Assistant markdown → wrapped, styled lines. Headings, lists, emphasis, links, inline code,
+//! quotes and fenced code blocks (with a gutter, so the code stays visible without colour, and a
+//! small keyword highlighter instead of a full grammar engine to keep the build lean).
+
+use pulldown_cmark::{CodeBlockKind, Event as Md, HeadingLevel, Options, Parser, Tag, TagEnd};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+
+use super::wrap::{Seg, hard_wrap, wrap};
+
+/// Renders `text` at `width` cells.
+pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
+    let mut r = Renderer {
+        width,
+        out: Vec::new(),
+        cur: Vec::new(),
+        styles: vec![Style::default()],
+        lists: Vec::new(),
+        quote: 0,
+        code: None,
+        item_prefix: None,
+    };
+    let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES;
+    for ev in Parser::new_ext(text, opts) {
+        r.event(ev);
+    }
+    r.flush();
+    while r.out.last().is_some_and(|l| l.width() == 0) {
+        r.out.pop();
+    }
+    r.out
+}
+
+struct Renderer {
+    width: usize,
+    out: Vec<Line<'static>>,
+    cur: Vec<Seg>,
+    styles: Vec<Style>,
+    /// Next number for ordered lists, None for bullets.
+    lists: Vec<Option<u64>>,
+    quote: usize,
+    /// Language and collected text of the fenced block being read.
+    code: Option<(String, String)>,
+    /// Marker of the list item whose first line is pending.
+    item_prefix: Option<String>,
+}
+
+impl Renderer {
+    fn style(&self) -> Style {
+        self.styles.last().copied().unwrap_or_default()
+    }
+
+    fn push_style(&mut self, f: impl FnOnce(Style) -> Style) {
+        let s = f(self.style());
+        self.styles.push(s);
+    }
+
+    fn indent(&self) -> String {
+        let mut s = "▎ ".repeat(self.quote);
+        s.push_str(&"  ".repeat(self.lists.len().saturating_sub(1)));
+        s
+    }
+
+    fn flush(&mut self) {
+        if self.cur.is_empty() && self.item_prefix.is_none() {
+            return;
+        }
+        let indent = self.indent();
+        let dim = Style::default().add_modifier(Modifier::DIM);
+        let (first, rest) = match self.item_prefix.take() {
+            Some(marker) => {
+                let pad = " ".repeat(unicode_width::UnicodeWidthStr::width(marker.as_str()));
+                (
+                    vec![
+                        (indent.clone(), dim),
+                        (marker, Style::default().fg(Color::Cyan)),
+                    ],
+                    vec![(format!("{indent}{pad}"), dim)],
+                )
+            }
+            None => (vec![(indent.clone(), dim)], vec![(indent, dim)]),
+        };
+        let segs = std::mem::take(&mut self.cur);
+        self.out.extend(wrap(&segs, self.width, &first, &rest));
+    }
+
+    fn blank(&mut self) {
+        if self.out.last().is_some_and(|l| l.width() > 0) {
+            self.out.push(Line::default());
+        }
+    }
+
+    fn text(&mut self, t: &str) {
+        if let Some((_, buf)) = &mut self.code {
+            buf.push_str(t);
+            return;
+        }
+        let s = self.style();
+        self.cur.push((t.to_string(), s));
+    }
+
+    fn event(&mut self, ev: Md<'_>) {
+        match ev {
+            Md::Start(tag) => self.start(tag),
+            Md::End(tag) => self.end(tag),
+            Md::Text(t) => self.text(&t),
+            Md::Code(t) => self
+                .cur
+                .push((t.to_string(), self.style().fg(Color::Yellow))),
+            Md::SoftBreak => self.text(" "),
+            Md::HardBreak => self.flush(),
+            Md::Rule => {
+                self.flush();
+                self.out.push(Line::styled(
+                    "─".repeat(self.width.min(40)),
+                    Style::default().add_modifier(Modifier::DIM),
+                ));
+                self.blank();
+            }
+            Md::Html(t) | Md::InlineHtml(t) => self.text(&t),
+            Md::TaskListMarker(done) => self.text(if done { "[x] " } else { "[ ] " }),
+            Md::FootnoteReference(t) => self.text(&format!("[{t}]")),
+            _ => {}
+        }
+    }
+
+    fn start(&mut self, tag: Tag<'_>) {
+        match tag {
+            Tag::Heading { level, .. } => {
+                self.flush();
+                let mut st = Style::default().add_modifier(Modifier::BOLD);
+                if level == HeadingLevel::H1 {
+                    st = st.add_modifier(Modifier::UNDERLINED);
+                }
+                self.styles.push(st.fg(Color::Cyan));
+            }
+            Tag::Paragraph => self.flush(),
+            Tag::BlockQuote(_) => {
+                self.flush();
+                self.quote += 1;
+                self.push_style(|s| s.add_modifier(Modifier::ITALIC));
+            }
+            Tag::CodeBlock(kind) => {
+                self.flush();
+                let lang = match kind {
+                    CodeBlockKind::Fenced(l) => l.split(',').next().unwrap_or("").to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                self.code = Some((lang, String::new()));
+            }
+            Tag::List(start) => {
+                self.flush();
+                self.lists.push(start);
+            }
+            Tag::Item => {
+                self.flush();
+                let marker = match self.lists.last_mut() {
+                    Some(Some(n)) => {
+                        let m = format!("{n}. ");
+                        *n += 1;
+                        m
+                    }
+                    _ => "• ".to_string(),
+                };
+                self.item_prefix = Some(marker);
+            }
+            Tag::Emphasis => self.push_style(|s| s.add_modifier(Modifier::ITALIC)),
+            Tag::Strong => self.push_style(|s| s.add_modifier(Modifier::BOLD)),
+            Tag::Strikethrough => self.push_style(|s| s.add_modifier(Modifier::CROSSED_OUT)),
+            Tag::Link { .. } => {
+                self.push_style(|s| s.fg(Color::Blue).add_modifier(Modifier::UNDERLINED))
+            }
+            Tag::TableRow | Tag::TableHead => self.flush(),
+            Tag::TableCell if !self.cur.is_empty() => self.text(" │ "),
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Heading(_) => {
+                self.flush();
+                self.styles.pop();
+                self.blank();
+            }
+            TagEnd::Paragraph => {
+                self.flush();
+                if self.lists.is_empty() {
+                    self.blank();
+                }
+            }
+            TagEnd::BlockQuote(_) => {
+                self.flush();
+                self.quote = self.quote.saturating_sub(1);
+                self.styles.pop();
+                self.blank();
+            }
+            TagEnd::CodeBlock => {
+                if let Some((lang, text)) = self.code.take() {
+                    let indent = self.indent();
+                    self.out
+                        .extend(code_block(&text, &lang, self.width, &indent));
+                }
+                self.blank();
+            }
+            TagEnd::List(_) => {
+                self.flush();
+                self.lists.pop();
+                if self.lists.is_empty() {
+                    self.blank();
+                }
+            }
+            TagEnd::Item => self.flush(),
+            TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough => {
+                self.styles.pop();
+            }
+            TagEnd::Link => {
+                self.styles.pop();
+            }
+            TagEnd::TableHead | TagEnd::TableRow => self.flush(),
+            TagEnd::Table => {
+                self.flush();
+                self.blank();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A fenced block: a dim gutter with the language on the first row, highlighted code.
+pub fn code_block(text: &str, lang: &str, width: usize, indent: &str) -> Vec<Line<'static>> {
+    let dim = Style::default().add_modifier(Modifier::DIM);
+    let mut out = Vec::new();
+    if !lang.is_empty() {
+        out.push(Line::styled(format!("{indent}╭ {lang}"), dim));
+    }
+    let gutter = vec![(format!("{indent}│ "), dim)];
+    for line in text.trim_end_matches('\n').split('\n') {
+        let segs = highlight(line, lang);
+        // Code is not word-wrapped: long lines break at the edge, like in a terminal.
+        let mut rows = Vec::new();
+        let joined: String = segs.iter().map(|(t, _)| t.as_str()).collect();
+        if segs.len() <= 1 {
+            rows.extend(hard_wrap(
+                &joined,
+                segs.first().map(|s| s.1).unwrap_or_default(),
+                width,
+                &gutter,
+            ));
+        } else {
+            rows.extend(wrap(&segs, width, &gutter, &gutter));
+        }
+        out.extend(rows);
+    }
+    out
+}
+
+const KEYWORDS: &[&str] = &[
+    "fn",
+    "let",
+    "mut",
+    "if",
+    "else",
+    "for",
+    "while",
+    "loop",
+    "return",
+    "match",
+    "struct",
+    "enum",
+    "impl",
+    "use",
+    "pub",
+    "mod",
+    "trait",
+    "type",
+    "where",
+    "async",
+    "await",
+    "move",
+    "const",
+    "static",
+    "break",
+    "continue",
+    "in",
+    "def",
+    "class",
+    "import",
+    "from",
+    "as",
+    "with",
+    "try",
+    "except",
+    "finally",
+    "raise",
+    "lambda",
+    "yield",
+    "function",
+    "var",
+    "new",
+    "export",
+    "package",
+    "func",
+    "go",
+    "defer",
+    "interface",
+    "true",
+    "false",
+    "None",
+    "True",
+    "False",
+    "null",
+    "nil",
+    "self",
+    "Self",
+    "then",
+    "do",
+    "done",
+    "fi",
+    "esac",
+    "echo",
+    "elif",
+    "case",
+    "switch",
+    "default",
+];
+
+/// Keywords, strings, numbers and comments: enough to read code at a glance.
+fn highlight(line: &str, lang: &str) -> Vec<Seg> {
+    let kw = Style::default().fg(Color::Magenta);
+    let string = Style::default().fg(Color::Green);
+    let number = Style::default().fg(Color::Cyan);
+    let comment = Style::default().add_modifier(Modifier::DIM | Modifier::ITALIC);
+    let plain = Style::default();
+    let hash_comments = matches!(
+        lang,
+        "sh" | "bash" | "shell" | "zsh" | "python" | "py" | "ruby" | "rb" | "toml" | "yaml" | "yml"
+    );
+    let mut out: Vec<Seg> = Vec::new();
+    let mut push = |t: &str, s: Style| {
+        if let Some(last) = out.last_mut()
+            && last.1 == s
+        {
+            last.0.push_str(t);
+        } else {
+            out.push((t.to_string(), s));
+        }
+    };
+    let chars: Vec<(usize, char)> = line.char_indices().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let (at, c) = chars[i];
+        let rest = &line[at..];
+        if rest.starts_with("//")
+            || (hash_comments && c == '#')
+            || rest.starts_with("--") && lang == "sql"
+        {
+            push(rest, comment);
+            break;
+        }
+        if c == '"' || c == '\'' || c == '`' {
+            let mut j = i + 1;
+            while j < chars.len() && chars[j].1 != c {
+                if chars[j].1 == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            let end = chars.get(j + 1).map(|x| x.0).unwrap_or(line.len());
+            push(&line[at..end], string);
+            i = j + 1;
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            let mut j = i;
+            while j < chars.len() && (chars[j].1.is_alphanumeric() || chars[j].1 == '_') {
+                j += 1;
+            }
+            let end = chars.get(j).map(|x| x.0).unwrap_or(line.len());
+            let word = &line[at..end];
+            let style = if c.is_ascii_digit() {
+                number
+            } else if KEYWORDS.contains(&word) {
+                kw
+            } else {
+                plain
+            };
+            push(word, style);
+            i = j;
+            continue;
+        }
+        push(&line[at..at + c.len_utf8()], plain);
+        i += 1;
+    }
+    if out.is_empty() {
+        out.push((String::new(), plain));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::wrap::line_text;
+
+    fn plain(md: &str, w: usize) -> Vec<String> {
+        render(md, w).iter().map(line_text).collect()
+    }
+
+    #[test]
+    fn headings_lists_code_and_inline_markup_lose_their_markers() {
+        let md = "# Title\n\nSome *em* and `code` [link](http://x).\n\n- one\n- two\n\n1. first\n2. second\n\n```rust\nfn main() {}\n```\n";
+        assert_eq!(
+            plain(md, 40),
+            vec![
+                "Title",
+                "",
+                "Some em and code link.",
+                "",
+                "• one",
+                "• two",
+                "",
+                "1. first",
+                "2. second",
+                "",
+                "╭ rust",
+                "│ fn main() {}",
+            ]
+        );
+    }
+
+    #[test]
+    fn list_items_wrap_under_their_text() {
+        assert_eq!(plain("- aaa bbb ccc", 8), vec!["• aaa", "  bbb", "  ccc"]);
+    }
+
+    #[test]
+    fn keywords_strings_and_comments_get_styles() {
+        let segs = highlight("let s = \"x\"; // hi", "rust");
+        let kinds: Vec<(&str, Style)> = segs.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+        assert_eq!(kinds[0], ("let", Style::default().fg(Color::Magenta)));
+        assert!(
+            kinds
+                .iter()
+                .any(|(t, s)| *t == "\"x\"" && s.fg == Some(Color::Green))
+        );
+        assert!(kinds.last().unwrap().0.starts_with("// hi"));
+    }
+}

@@ -1,0 +1,962 @@
+//! Pure update tests and insta snapshots of TestBackend frames at 80×24 and 160×48.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+use tether_proto::{
+    ContentBlock, Delta, DeltaKind, Event, EventBody, ModelUsage, RetryStatus, RetryStatusKind,
+    SessionErrorInfo, SessionInfo, SessionStatus, SessionUsage, Snapshot, StopReason, ToolStatus,
+};
+
+use super::app::{ConnState, Effect, Msg, NetMsg, Overlay, Scroll, State, update};
+use super::keys::Keys;
+use super::picker::{Picker, PickerEffect, PickerMsg};
+use super::view;
+
+const T0: &str = "2026-11-25T08:00:00Z";
+
+fn now() -> SystemTime {
+    humantime::parse_rfc3339(T0).unwrap() + Duration::from_secs(42)
+}
+
+fn ev(seq: u64, body: EventBody) -> Event {
+    Event {
+        id: format!("sevt_{seq:04}"),
+        session_id: "sesn_1".into(),
+        seq,
+        processed_at: Some(T0.into()),
+        body,
+    }
+}
+
+fn user(seq: u64, t: &str) -> Event {
+    ev(seq, EventBody::user_text(t))
+}
+
+fn agent(seq: u64, t: &str) -> Event {
+    ev(
+        seq,
+        EventBody::AgentMessage {
+            content: vec![ContentBlock::text(t)],
+        },
+    )
+}
+
+fn tool_use(seq: u64, name: &str, input: serde_json::Value) -> Event {
+    ev(
+        seq,
+        EventBody::AgentToolUse {
+            name: name.into(),
+            input,
+            evaluated_permission: None,
+        },
+    )
+}
+
+fn tool_result(seq: u64, use_seq: u64, out: &str, exit: Option<i32>) -> Event {
+    ev(
+        seq,
+        EventBody::AgentToolResult {
+            tool_use_id: format!("sevt_{use_seq:04}"),
+            content: vec![ContentBlock::text(out)],
+            is_error: exit.is_some_and(|c| c != 0),
+            status: ToolStatus::Ok,
+            exit_code: exit,
+            duration_ms: 1234,
+        },
+    )
+}
+
+fn running(seq: u64) -> Event {
+    ev(seq, EventBody::SessionStatusRunning {})
+}
+
+fn idle(seq: u64, r: StopReason) -> Event {
+    ev(seq, EventBody::SessionStatusIdle { stop_reason: r })
+}
+
+fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
+    SessionInfo {
+        id: format!("sesn_{name}"),
+        object_type: "session".into(),
+        name: Some(name.into()),
+        title: None,
+        status,
+        stop_reason: None,
+        model: "anthropic/claude-sonnet-4-6".into(),
+        workspace: "/w".into(),
+        created_at: T0.into(),
+        updated_at: T0.into(),
+        archived_at: None,
+        last_seq,
+        usage: SessionUsage {
+            tokens: ModelUsage {
+                input_tokens: 1200,
+                output_tokens: 345,
+                ..ModelUsage::default()
+            },
+            model_requests: 2,
+        },
+        attached_clients: 1,
+        forked_from: None,
+    }
+}
+
+fn state(w: u16, h: u16) -> State {
+    let mut s = State::new("sesn_1", Keys::default(), false, w, h);
+    s.now = now();
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Info(Box::new(info("demo", SessionStatus::Idle, 0)))),
+    );
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    s
+}
+
+fn feed(s: &mut State, events: &[Event]) {
+    for e in events {
+        update(s, Msg::Net(NetMsg::Event(Box::new(e.clone()))));
+    }
+}
+
+fn key(s: &mut State, code: KeyCode) -> Vec<Effect> {
+    update(s, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+}
+
+fn key_m(s: &mut State, code: KeyCode, m: KeyModifiers) -> Vec<Effect> {
+    update(s, Msg::Key(KeyEvent::new(code, m)))
+}
+
+fn typ(s: &mut State, text: &str) {
+    for c in text.chars() {
+        key(s, KeyCode::Char(c));
+    }
+}
+
+fn frame(s: &State) -> String {
+    let mut t = Terminal::new(TestBackend::new(s.width, s.height)).unwrap();
+    t.draw(|f| view::draw_session(f, s)).unwrap();
+    t.backend().to_string()
+}
+
+/// Snapshots the same scene at both sizes.
+fn snap_both(name: &str, build: impl Fn(&mut State)) {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut s = state(w, h);
+        build(&mut s);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), frame(&s));
+    }
+}
+
+fn long_session() -> Vec<Event> {
+    let mut evs = Vec::new();
+    let mut seq = 0;
+    for i in 0..30 {
+        seq += 1;
+        evs.push(user(seq, &format!("question {i}")));
+        seq += 1;
+        evs.push(agent(
+            seq,
+            &format!("answer {i}: line one\n\nline two of answer {i}"),
+        ));
+    }
+    evs
+}
+
+// ---- update: follow / scroll ----
+
+#[test]
+fn new_output_never_moves_a_scrolled_up_view_and_counts_new_items() {
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    assert_eq!(s.scroll, Scroll::Follow);
+    key(&mut s, KeyCode::PageUp);
+    let Scroll::At { item, line } = s.scroll else {
+        panic!("PgUp must leave follow mode")
+    };
+    feed(&mut s, &[user(61, "later"), agent(62, "later answer")]);
+    assert_eq!(
+        s.scroll,
+        Scroll::At { item, line },
+        "the view must stay where the user put it"
+    );
+    assert_eq!(s.new_below, 2);
+    assert!(frame(&s).contains("↓ 2 new"));
+    key(&mut s, KeyCode::End);
+    assert_eq!(s.scroll, Scroll::Follow);
+    assert_eq!(s.new_below, 0);
+    assert!(frame(&s).contains("later answer"));
+}
+
+#[test]
+fn paging_down_to_the_bottom_resumes_following() {
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    key(&mut s, KeyCode::PageUp);
+    key(&mut s, KeyCode::PageUp);
+    assert_ne!(s.scroll, Scroll::Follow);
+    key(&mut s, KeyCode::PageDown);
+    key(&mut s, KeyCode::PageDown);
+    assert_eq!(s.scroll, Scroll::Follow);
+    // The wheel works the same way.
+    let wheel = |kind| {
+        Msg::Mouse(MouseEvent {
+            kind,
+            column: 0,
+            row: 0,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    update(&mut s, wheel(MouseEventKind::ScrollUp));
+    assert_ne!(s.scroll, Scroll::Follow);
+    update(&mut s, wheel(MouseEventKind::ScrollDown));
+    assert_eq!(s.scroll, Scroll::Follow);
+}
+
+#[test]
+fn scrolling_to_the_top_of_a_tail_pages_older_events_in_and_keeps_the_view() {
+    let mut s = state(80, 24);
+    let all = long_session();
+    let (older, tail) = all.split_at(40);
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Tail {
+            events: tail.to_vec(),
+            has_older: true,
+        }),
+    );
+    assert!(!frame(&s).contains("question 0"));
+    let mut fx = Vec::new();
+    for _ in 0..20 {
+        fx.extend(key(&mut s, KeyCode::PageUp));
+    }
+    assert_eq!(
+        fx,
+        vec![Effect::LoadOlder { before_seq: 41 }],
+        "one page request, from the first loaded seq"
+    );
+    let before = frame(&s);
+    assert!(
+        before
+            .lines()
+            .next()
+            .unwrap()
+            .contains("loading older events"),
+        "{before}"
+    );
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: older.to_vec(),
+            has_older: false,
+        }),
+    );
+    let after = frame(&s);
+    // What was under the loading row is now the top row: the view did not jump.
+    assert_eq!(after.lines().next(), before.lines().nth(1), "{after}");
+    key(&mut s, KeyCode::Home);
+    assert!(frame(&s).contains("question 0"));
+}
+
+#[test]
+fn replayed_events_after_a_reconnect_are_not_shown_twice() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello there")]);
+    let n = s.transcript.items.len();
+    feed(
+        &mut s,
+        &[user(1, "hi"), agent(2, "hello there"), agent(3, "more")],
+    );
+    assert_eq!(s.transcript.items.len(), n + 1);
+    assert_eq!(frame(&s).matches("hello there").count(), 1);
+}
+
+#[test]
+fn snapshot_then_covered_deltas_do_not_repeat_text() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), running(2)]);
+    let snap = Snapshot {
+        session_id: "sesn_1".into(),
+        delta_n: 5,
+        message_text: Some("Hello wor".into()),
+        ..Snapshot::default()
+    };
+    update(&mut s, Msg::Net(NetMsg::Snapshot(snap)));
+    let d = |n, t: &str| {
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind: DeltaKind::Text {
+                index: 0,
+                text: t.into(),
+            },
+        }))
+    };
+    update(&mut s, d(5, "wor"));
+    update(&mut s, d(6, "ld"));
+    assert!(frame(&s).contains("Hello world"), "{}", frame(&s));
+    feed(&mut s, &[agent(3, "Hello world!")]);
+    let f = frame(&s);
+    assert_eq!(f.matches("Hello world").count(), 1, "{f}");
+}
+
+// ---- update: search ----
+
+#[test]
+fn search_finds_jumps_and_cycles_with_n() {
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    key(&mut s, KeyCode::Char('/'));
+    assert!(s.search.editing);
+    typ(&mut s, "answer 3:");
+    key(&mut s, KeyCode::Enter);
+    assert!(!s.search.editing);
+    let first = s.search.current.expect("a match");
+    assert!(frame(&s).contains("answer 3: line one"));
+    // "answer 3:" appears once: n wraps to the same match.
+    key(&mut s, KeyCode::Char('n'));
+    assert_eq!(s.search.current, Some(first));
+    // A query with many matches: N goes back, n forward.
+    key(&mut s, KeyCode::Esc);
+    assert!(s.search.query.is_empty());
+    key(&mut s, KeyCode::Char('/'));
+    typ(&mut s, "question");
+    key(&mut s, KeyCode::Enter);
+    let last = s.search.current.unwrap();
+    key(&mut s, KeyCode::Char('N'));
+    let before = s.search.current.unwrap();
+    assert!(before < last);
+    key(&mut s, KeyCode::Char('n'));
+    assert_eq!(s.search.current, Some(last));
+    assert!(
+        s.composer.is_empty(),
+        "n/N must not be typed while searching"
+    );
+}
+
+// ---- update: composer and history ----
+
+#[test]
+fn enter_sends_alt_enter_adds_a_line_and_paste_never_sends() {
+    let mut s = state(80, 24);
+    typ(&mut s, "one");
+    key_m(&mut s, KeyCode::Enter, KeyModifiers::ALT);
+    typ(&mut s, "two");
+    update(&mut s, Msg::Paste("\nthree\nfour".into()));
+    let fx = key(&mut s, KeyCode::Enter);
+    assert_eq!(fx, vec![Effect::Send("one\ntwo\nthree\nfour".into())]);
+    assert!(s.composer.is_empty());
+    assert!(
+        key(&mut s, KeyCode::Enter).is_empty(),
+        "an empty composer sends nothing"
+    );
+}
+
+#[test]
+fn history_recalls_sent_messages_with_up_and_down() {
+    let mut s = state(80, 24);
+    for m in ["first", "second"] {
+        typ(&mut s, m);
+        key(&mut s, KeyCode::Enter);
+    }
+    key(&mut s, KeyCode::Up);
+    assert_eq!(s.composer.lines(), ["second"]);
+    key(&mut s, KeyCode::Up);
+    assert_eq!(s.composer.lines(), ["first"]);
+    key(&mut s, KeyCode::Down);
+    assert_eq!(s.composer.lines(), ["second"]);
+    key(&mut s, KeyCode::Down);
+    assert!(s.composer.is_empty());
+}
+
+// ---- update: detach and interrupt keys ----
+
+#[test]
+fn detach_is_the_chord_and_only_the_chord() {
+    let mut s = state(80, 24);
+    assert!(key_m(&mut s, KeyCode::Char('b'), KeyModifiers::CONTROL).is_empty());
+    assert_eq!(key(&mut s, KeyCode::Char('d')), vec![Effect::Detach]);
+    // prefix + another key: nothing, and that key is not typed.
+    key_m(&mut s, KeyCode::Char('b'), KeyModifiers::CONTROL);
+    assert!(key(&mut s, KeyCode::Char('x')).is_empty());
+    assert!(s.composer.is_empty());
+    // plain d types a d.
+    assert!(key(&mut s, KeyCode::Char('d')).is_empty());
+    assert_eq!(s.composer.lines(), ["d"]);
+    // SIGHUP is a detach.
+    assert_eq!(update(&mut s, Msg::Hangup), vec![Effect::Detach]);
+    // A single-key binding from config.
+    let mut s = State::new(
+        "x",
+        Keys {
+            detach: Keys::parse_detach("ctrl-q").unwrap(),
+        },
+        false,
+        80,
+        24,
+    );
+    assert_eq!(
+        key_m(&mut s, KeyCode::Char('q'), KeyModifiers::CONTROL),
+        vec![Effect::Detach]
+    );
+}
+
+#[test]
+fn esc_interrupts_only_on_the_second_press_and_ctrl_c_never_does() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "go"), running(2)]);
+    for _ in 0..3 {
+        let fx = key_m(&mut s, KeyCode::Char('c'), KeyModifiers::CONTROL);
+        assert!(fx.is_empty(), "ctrl-c must not interrupt or detach: {fx:?}");
+    }
+    assert!(key(&mut s, KeyCode::Esc).is_empty());
+    assert!(s.interrupt_armed);
+    assert!(frame(&s).contains("press esc again"));
+    // Any other key disarms.
+    key(&mut s, KeyCode::Char('x'));
+    assert!(!s.interrupt_armed);
+    key(&mut s, KeyCode::Esc);
+    assert_eq!(key(&mut s, KeyCode::Esc), vec![Effect::Interrupt]);
+    // Idle: esc does nothing at all.
+    feed(&mut s, &[idle(3, StopReason::Interrupted)]);
+    assert_eq!(
+        s.notice, None,
+        "the 'interrupting…' notice ends with the turn"
+    );
+    assert!(key(&mut s, KeyCode::Esc).is_empty());
+    assert!(key(&mut s, KeyCode::Esc).is_empty());
+}
+
+#[test]
+fn requires_action_opens_the_approval_modal_and_answers_go_out() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "delete it"),
+            running(2),
+            tool_use(3, "bash", json!({"command": "rm -rf build"})),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+    assert!(matches!(s.overlay, Overlay::Approval { .. }));
+    let fx = key(&mut s, KeyCode::Char('a'));
+    assert_eq!(
+        fx,
+        vec![Effect::Confirm {
+            tool_use_id: "sevt_0003".into(),
+            allow: true
+        }]
+    );
+    assert_eq!(s.overlay, Overlay::None);
+}
+
+#[test]
+fn jump_between_user_messages_and_copy_the_focused_one() {
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    for _ in 0..5 {
+        key_m(&mut s, KeyCode::Up, KeyModifiers::CONTROL);
+    }
+    let f = s.focus.unwrap();
+    assert!(s.transcript.items[f].is_user());
+    assert_eq!(s.anchor(), (f, 0), "the message is at the top of the view");
+    assert_eq!(
+        key(&mut s, KeyCode::Char('y')),
+        vec![Effect::Copy("question 25".into())]
+    );
+    for _ in 0..5 {
+        key_m(&mut s, KeyCode::Down, KeyModifiers::CONTROL);
+    }
+    assert_eq!(s.scroll, Scroll::Follow);
+}
+
+// ---- snapshots ----
+
+fn tool_session(s: &mut State, expanded: bool) {
+    let out: String = (1..=12).map(|i| format!("line {i}\n")).collect();
+    feed(
+        s,
+        &[
+            user(1, "show me the tools"),
+            running(2),
+            tool_use(3, "bash", json!({"command": "seq 1 12"})),
+            tool_result(4, 3, &out, Some(0)),
+            tool_use(5, "read", json!({"file_path": "src/main.rs"})),
+            tool_result(6, 5, "fn main() {}\n// end\n", None),
+            tool_use(
+                7,
+                "edit",
+                json!({"file_path": "notes.md", "old_string": "hello", "new_string": "hello, world"}),
+            ),
+            tool_result(8, 7, "edited", None),
+            tool_use(
+                9,
+                "write",
+                json!({"file_path": "f.txt", "content": "a\nb\n"}),
+            ),
+            tool_result(10, 9, "wrote 4 bytes", None),
+            tool_use(11, "bash", json!({"command": "false"})),
+            tool_result(12, 11, "boom", Some(1)),
+            idle(13, StopReason::EndTurn),
+        ],
+    );
+    if expanded {
+        for i in 0..s.transcript.items.len() {
+            s.transcript.items[i].expanded = true;
+            s.transcript.items[i].invalidate();
+        }
+        // Show the top: the expanded cards are taller than the screen.
+        update(
+            s,
+            Msg::Key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE)),
+        );
+    }
+}
+
+#[test]
+fn snapshot_empty_session() {
+    snap_both("empty_session", |_| {});
+}
+
+#[test]
+fn snapshot_streaming_message() {
+    snap_both("streaming", |s| {
+        feed(s, &[user(1, "Explain *markdown*"), running(2)]);
+        let text = "# Plan\n\nFirst **bold**, then `code` and a [link](http://x).\n\n- one\n- two\n\n```rust\nfn main() { let x = 1; }\n```\n\nStill writ";
+        update(
+            s,
+            Msg::Net(NetMsg::Delta(Delta {
+                session_id: "sesn_1".into(),
+                n: 1,
+                kind: DeltaKind::Text {
+                    index: 0,
+                    text: text.into(),
+                },
+            })),
+        );
+    });
+}
+
+#[test]
+fn snapshot_tool_cards_collapsed() {
+    snap_both("tools_collapsed", |s| tool_session(s, false));
+}
+
+#[test]
+fn snapshot_tool_cards_expanded() {
+    snap_both("tools_expanded", |s| tool_session(s, true));
+}
+
+#[test]
+fn snapshot_running_bash_with_live_output() {
+    snap_both("bash_running", |s| {
+        feed(
+            s,
+            &[
+                user(1, "loop"),
+                running(2),
+                tool_use(
+                    3,
+                    "bash",
+                    json!({"command": "for i in $(seq 9); do echo step $i; done"}),
+                ),
+            ],
+        );
+        let out: String = (1..=9).map(|i| format!("step {i}\n")).collect();
+        update(
+            s,
+            Msg::Net(NetMsg::Delta(Delta {
+                session_id: "sesn_1".into(),
+                n: 1,
+                kind: DeltaKind::ToolOutput {
+                    tool_use_id: "sevt_0003".into(),
+                    text: out,
+                },
+            })),
+        );
+    });
+}
+
+#[test]
+fn snapshot_error_with_retry() {
+    snap_both("error_retry", |s| {
+        feed(s, &[user(1, "hi"), running(2)]);
+        feed(
+            s,
+            &[ev(
+                3,
+                EventBody::SessionError {
+                    error: SessionErrorInfo {
+                        kind: "model_overloaded_error".into(),
+                        message: "Overloaded".into(),
+                        retry_status: RetryStatus {
+                            kind: RetryStatusKind::Retrying,
+                        },
+                        attempt: Some(2),
+                        max_attempts: Some(5),
+                        retry_in_ms: Some(4000),
+                    },
+                },
+            )],
+        );
+    });
+}
+
+#[test]
+fn snapshot_search_highlights() {
+    snap_both("search", |s| {
+        feed(s, &long_session());
+        key(s, KeyCode::Char('/'));
+        typ(s, "answer 2");
+        key(s, KeyCode::Enter);
+    });
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    snap_both("help", |s| {
+        key(s, KeyCode::Char('?'));
+    });
+}
+
+#[test]
+fn snapshot_approval_modal() {
+    snap_both("approval", |s| {
+        feed(
+            s,
+            &[
+                user(1, "clean up"),
+                running(2),
+                tool_use(3, "bash", json!({"command": "rm -rf build"})),
+                idle(
+                    4,
+                    StopReason::RequiresAction {
+                        event_ids: vec!["sevt_0003".into()],
+                    },
+                ),
+            ],
+        );
+    });
+}
+
+#[test]
+fn snapshot_new_below_indicator() {
+    snap_both("new_below", |s| {
+        feed(s, &long_session());
+        key(s, KeyCode::PageUp);
+        feed(
+            s,
+            &[
+                user(61, "more"),
+                agent(62, "more answer"),
+                user(63, "again"),
+            ],
+        );
+    });
+}
+
+#[test]
+fn snapshot_reconnecting_banner() {
+    snap_both("reconnecting", |s| {
+        feed(s, &[user(1, "hi"), agent(2, "hello")]);
+        update(
+            s,
+            Msg::Net(NetMsg::Conn(ConnState::Reconnecting {
+                attempt: 3,
+                retry_in_ms: 800,
+                reason: "tetherd closed the connection".into(),
+            })),
+        );
+    });
+}
+
+fn picker_frame(p: &Picker, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| view::picker::draw(f, p)).unwrap();
+    t.backend().to_string()
+}
+
+fn sessions() -> Vec<SessionInfo> {
+    let mut a = info("fix-tests", SessionStatus::Running, 40);
+    a.attached_clients = 2;
+    let mut b = info("docs", SessionStatus::Idle, 12);
+    b.stop_reason = Some(StopReason::RequiresAction {
+        event_ids: vec!["sevt_1".into()],
+    });
+    b.attached_clients = 0;
+    let mut c = info("bench", SessionStatus::Idle, 7);
+    c.stop_reason = Some(StopReason::RetriesExhausted);
+    c.updated_at = "2026-11-25T07:00:00Z".into();
+    vec![a, b, c]
+}
+
+#[test]
+fn snapshot_picker_empty_and_with_sessions() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut p = Picker {
+            now: Some(now()),
+            ..Picker::default()
+        };
+        super::picker::update(&mut p, PickerMsg::Sessions(Vec::new()));
+        insta::assert_snapshot!(format!("picker_empty_{w}x{h}"), picker_frame(&p, w, h));
+        super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+        insta::assert_snapshot!(format!("picker_sessions_{w}x{h}"), picker_frame(&p, w, h));
+    }
+}
+
+#[test]
+fn picker_filters_by_typing_attaches_and_confirms_deletes() {
+    let mut p = Picker::default();
+    super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+    let k =
+        |p: &mut Picker, code, m| super::picker::update(p, PickerMsg::Key(KeyEvent::new(code, m)));
+    for c in "doc".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert_eq!(p.visible().len(), 1);
+    assert_eq!(
+        k(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Attach("sesn_docs".into())]
+    );
+    // Delete asks first; anything but y keeps it.
+    assert!(k(&mut p, KeyCode::Char('d'), KeyModifiers::CONTROL).is_empty());
+    assert!(k(&mut p, KeyCode::Char('n'), KeyModifiers::NONE).is_empty());
+    k(&mut p, KeyCode::Char('d'), KeyModifiers::CONTROL);
+    assert_eq!(
+        k(&mut p, KeyCode::Char('y'), KeyModifiers::NONE),
+        vec![PickerEffect::Delete("sesn_docs".into())]
+    );
+    // Esc clears the filter, then quits.
+    assert!(k(&mut p, KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    assert_eq!(p.visible().len(), 3);
+    assert_eq!(
+        k(&mut p, KeyCode::Esc, KeyModifiers::NONE),
+        vec![PickerEffect::Quit]
+    );
+    // Create: name, tab, model, tab, directory.
+    k(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    for c in "new1".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    for c in "/tmp/w".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert!(picker_frame(&p, 80, 24).contains("▶ directory /tmp/w"));
+    let expected = super::picker::NewSession {
+        name: "new1".into(),
+        dir: "/tmp/w".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        k(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Create(expected)]
+    );
+}
+
+#[test]
+fn search_matches_are_highlighted_in_the_frame() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "find the needle here"),
+            agent(2, "no match in this one"),
+        ],
+    );
+    key(&mut s, KeyCode::Char('/'));
+    typ(&mut s, "NEEDLE");
+    key(&mut s, KeyCode::Enter);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| view::draw_session(f, &s)).unwrap();
+    let buf = t.backend().buffer();
+    let cells: Vec<_> = (0..80u16).map(|x| &buf[(x, 0)]).collect();
+    let start = (0..74)
+        .find(|&x| (x..x + 6).map(|y| cells[y].symbol()).collect::<String>() == "needle")
+        .expect("the match is on the first row");
+    for (x, cell) in cells.iter().enumerate().skip(start).take(6) {
+        assert_eq!(
+            cell.bg,
+            ratatui::style::Color::Yellow,
+            "cell {x} of the current match"
+        );
+    }
+    assert_ne!(
+        cells[start - 2].bg,
+        ratatui::style::Color::Yellow,
+        "text around the match is not highlighted"
+    );
+}
+
+// ---- transcript model ----
+
+#[test]
+fn a_result_whose_call_is_in_an_older_page_gets_its_name_when_that_page_loads() {
+    let mut s = state(80, 24);
+    let evs = [
+        user(1, "go"),
+        tool_use(2, "bash", json!({"command": "make"})),
+        tool_result(3, 2, "built", Some(0)),
+        agent(4, "done"),
+    ];
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Tail {
+            events: evs[2..].to_vec(),
+            has_older: true,
+        }),
+    );
+    assert!(frame(&s).contains("⏺ tool"), "{}", frame(&s));
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: evs[..2].to_vec(),
+            has_older: false,
+        }),
+    );
+    let f = frame(&s);
+    assert!(f.contains("⏺ bash make"), "{f}");
+    assert_eq!(
+        f.matches('⏺').count(),
+        1,
+        "one card for the call and its result:\n{f}"
+    );
+}
+
+#[test]
+fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), running(2)]);
+    let d = |n, kind| {
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind,
+        }))
+    };
+    update(
+        &mut s,
+        d(
+            1,
+            DeltaKind::MessageStart {
+                model_request_start_id: "a".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            2,
+            DeltaKind::Text {
+                index: 0,
+                text: "first attem".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            3,
+            DeltaKind::MessageStart {
+                model_request_start_id: "b".into(),
+            },
+        ),
+    );
+    update(
+        &mut s,
+        d(
+            4,
+            DeltaKind::Text {
+                index: 0,
+                text: "second try".into(),
+            },
+        ),
+    );
+    let f = frame(&s);
+    assert!(
+        !f.contains("first attem") && f.contains("second try"),
+        "{f}"
+    );
+    feed(
+        &mut s,
+        &[
+            ev(3, EventBody::UserInterrupt {}),
+            idle(4, StopReason::Interrupted),
+        ],
+    );
+    let f = frame(&s);
+    assert!(
+        f.contains("second try") && f.contains("turn ended: interrupted"),
+        "{f}"
+    );
+}
+
+#[test]
+fn no_color_strips_every_colour_but_keeps_the_text() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "`code`")]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| {
+        view::draw_session(f, &s);
+        view::strip_colors(f.buffer_mut());
+    })
+    .unwrap();
+    let buf = t.backend().buffer();
+    assert!(
+        buf.content
+            .iter()
+            .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset)
+    );
+    assert!(t.backend().to_string().contains("code"));
+}
+
+#[test]
+fn y_types_a_letter_unless_browsing_and_alt_y_always_copies() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "the answer")]);
+    assert!(key(&mut s, KeyCode::Char('y')).is_empty());
+    assert_eq!(s.composer.lines(), ["y"]);
+    assert_eq!(
+        key_m(&mut s, KeyCode::Char('y'), KeyModifiers::ALT),
+        vec![Effect::Copy("the answer".into())]
+    );
+}
+
+#[test]
+fn a_custom_tool_call_is_not_answered_with_an_approval() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "look it up"),
+            running(2),
+            ev(
+                3,
+                EventBody::AgentCustomToolUse {
+                    name: "lookup".into(),
+                    input: json!({"q": 1}),
+                },
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+    assert!(matches!(s.overlay, Overlay::Approval { .. }));
+    assert!(key(&mut s, KeyCode::Char('a')).is_empty());
+    assert!(s.notice.as_deref().unwrap().contains("tether tool-result"));
+}

@@ -1,0 +1,244 @@
+//! The full-screen TUI end to end, inside a real terminal (tmux): type, watch, detach,
+//! reattach, lose the terminal mid-turn, and live through a daemon restart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use tether_e2e::{Reply, TestEnv, bin_dir, pids_matching, wait_until};
+use tether_mock_llm::Script;
+use tether_proto::{EventBody, ServerFrame, blocks_text};
+
+/// One tmux server on its own socket, running one `tether` command in a 120×40 pane.
+struct Tmux {
+    socket: String,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl Tmux {
+    fn start(env: &TestEnv, args: &[&str]) -> Tmux {
+        let socket = format!(
+            "tether-e2e-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let vars = [
+            ("TETHER_HOME", env.home.path().display().to_string()),
+            (
+                "TETHER_DAEMON_BIN",
+                bin_dir().join("tetherd").display().to_string(),
+            ),
+            ("ANTHROPIC_BASE_URL", env.mock.base_url()),
+            ("ANTHROPIC_API_KEY", "sk-test-not-a-real-key".to_string()),
+            ("TETHER_LOG", "debug".to_string()),
+        ];
+        let mut cmd = String::from("env");
+        for (k, v) in vars {
+            cmd.push_str(&format!(" {k}={}", sh_quote(&v)));
+        }
+        cmd.push_str(&format!(
+            " {}",
+            sh_quote(&bin_dir().join("tether").display().to_string())
+        ));
+        for a in args {
+            cmd.push_str(&format!(" {}", sh_quote(a)));
+        }
+        // Keep the pane after tether exits so its last words can be read.
+        let script = format!("{cmd}; echo \"[tether exited $?]\"; exec cat");
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .status()
+            .expect("tmux must be installed (apt-get install tmux)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Tmux { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "send-keys", "-t", "0"])
+            .args(keys);
+        assert!(c.status().unwrap().success());
+    }
+
+    /// Types text literally (no key names).
+    fn type_text(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "0", "-l", text])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Polls the screen (there is no event to await in a terminal) and shows it on timeout.
+    async fn wait_for(&self, what: &str) {
+        let start = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(what) {
+                eprintln!("[{:>6} ms] saw {what:?}", start.elapsed().as_millis());
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what:?}; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_gone(&self, what: &str) {
+        wait_until(&format!("screen no longer shows {what:?}"), || {
+            !self.screen().contains(what)
+        })
+        .await;
+    }
+
+    /// Closes the terminal under the client, as a dropped SSH connection does (SIGHUP).
+    fn kill(&self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn script() -> Script {
+    Script::sequential(vec![
+        Reply::text("Hello from the mock model"),
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo working-on-it; while [ ! -f gate ]; do sleep 0.02; done; echo gate-open"}),
+        ),
+        Reply::text("slow thing finished"),
+        Reply::text("answer after the restart"),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_detach_reattach_drop_and_reconnect_in_a_real_terminal() {
+    let env = TestEnv::new(script()).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().display().to_string();
+
+    // Start an empty session in the TUI, type a prompt, see the answer.
+    let t = Tmux::start(&env, &["new", "--name", "tuitest", "--dir", &dir]);
+    t.wait_for("No messages yet").await;
+    t.type_text("say hi");
+    t.keys(&["Enter"]);
+    t.wait_for("Hello from the mock model").await;
+    t.wait_for("○ idle").await;
+
+    // Detach with the documented chord: the client exits, the session stays.
+    t.keys(&["C-b", "d"]);
+    t.wait_for("detached from tuitest").await;
+    t.wait_for("[tether exited 0]").await;
+    let ls = env.ok(&["ls"]);
+    assert!(ls.contains("tuitest"), "{ls}");
+
+    // Reattach: the whole transcript is there.
+    let t = Tmux::start(&env, &["attach", "tuitest"]);
+    t.wait_for("Hello from the mock model").await;
+    assert!(t.screen().contains("say hi"), "{}", t.screen());
+
+    // Start a slow turn, watch its live output, then lose the terminal mid-turn.
+    t.type_text("run the slow thing");
+    t.keys(&["Enter"]);
+    t.wait_for("working-on-it").await;
+    t.kill();
+    wait_until("the killed client exited", || {
+        pids_matching("tether attach tuitest").is_empty()
+    })
+    .await;
+
+    // The agent kept going without any client; let the tool finish.
+    std::fs::write(work.path().join("gate"), "").unwrap();
+    let mut c = env.client().await;
+    let id = env
+        .ok(&["ls", "--json"])
+        .lines()
+        .next()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .unwrap();
+    c.attach_until(&id, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::AgentMessage { content } if blocks_text(content).contains("slow thing finished")))
+    })
+    .await;
+    drop(c);
+
+    // Reattach: what happened while away is on screen, once.
+    let t = Tmux::start(&env, &["attach", "tuitest"]);
+    t.wait_for("slow thing finished").await;
+    let screen = t.screen();
+    assert!(screen.contains("gate-open"), "{screen}");
+    assert_eq!(
+        screen.matches("Hello from the mock model").count(),
+        1,
+        "{screen}"
+    );
+
+    // Restart the daemon under the attached client: it shows the banner, reconnects, resumes.
+    env.ok(&["daemon", "stop"]);
+    t.wait_for("reconnecting").await;
+    env.ok(&["daemon", "start"]);
+    t.wait_gone("reconnecting").await;
+    t.wait_for("● connected").await;
+    t.type_text("and now?");
+    t.keys(&["Enter"]);
+    t.wait_for("answer after the restart").await;
+    let screen = t.screen();
+    for line in [
+        "Hello from the mock model",
+        "slow thing finished",
+        "answer after the restart",
+    ] {
+        assert_eq!(
+            screen.matches(line).count(),
+            1,
+            "{line} must appear exactly once:\n{screen}"
+        );
+    }
+    t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+}
