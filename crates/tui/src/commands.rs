@@ -366,8 +366,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS"
+        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -382,7 +382,7 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             status
         };
         println!(
-            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  {}",
+            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  {}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
@@ -392,10 +392,19 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
                 "{}/{}",
                 s.usage.tokens.input_tokens, s.usage.tokens.output_tokens
             ),
+            clients_text(s),
             s.updated_at
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Attached clients, e.g. `3 (1 ro)`.
+fn clients_text(s: &SessionInfo) -> String {
+    match s.read_only_clients {
+        0 => s.attached_clients.to_string(),
+        ro => format!("{} ({ro} ro)", s.attached_clients),
+    }
 }
 
 pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> CmdResult {
