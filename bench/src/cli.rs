@@ -13,7 +13,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append (default: all)
+  --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, fanout (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,7 @@ pub struct Opts {
     pub chunk_delay_ms: u64,
     pub append_sessions: usize,
     pub append_events: usize,
+    pub fanout_deltas: usize,
     pub only: Vec<Metric>,
 }
 
@@ -34,6 +36,7 @@ pub enum Metric {
     Cold,
     Rss,
     Append,
+    Fanout,
 }
 
 impl Opts {
@@ -51,7 +54,14 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         chunk_delay_ms: 0,
         append_sessions: 64,
         append_events: 200_000,
-        only: vec![Metric::Warm, Metric::Cold, Metric::Rss, Metric::Append],
+        fanout_deltas: 20_000,
+        only: vec![
+            Metric::Warm,
+            Metric::Cold,
+            Metric::Rss,
+            Metric::Append,
+            Metric::Fanout,
+        ],
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -77,6 +87,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             "--chunk-delay-ms" => o.chunk_delay_ms = number(&flag, &value()?)?,
             "--append-sessions" => o.append_sessions = number(&flag, &value()?)?,
             "--append-events" => o.append_events = number(&flag, &value()?)?,
+            "--fanout-deltas" => o.fanout_deltas = number(&flag, &value()?)?,
             "--only" => {
                 o.only = value()?
                     .split(',')
@@ -85,8 +96,11 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "cold" => Ok(Metric::Cold),
                         "rss" => Ok(Metric::Rss),
                         "append" => Ok(Metric::Append),
+                        "fanout" => Ok(Metric::Fanout),
                         other => {
-                            bail!("--only: unknown metric `{other}` (warm, cold, rss, append)")
+                            bail!(
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, fanout)"
+                            )
                         }
                     })
                     .collect::<Result<_>>()?;

@@ -92,6 +92,10 @@ impl Home {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
     pub fn daemon_pid(&self) -> Option<i32> {
         read_pid(&self.paths.pid_file())
     }

@@ -9,7 +9,9 @@
 //!   daemon stopped so the call has to start it;
 //! - the daemon's RSS with 10 idle sessions, and after those 10 ran the scenario concurrently;
 //! - durable append throughput of the daemon's event log (`Store`), one event per call and
-//!   100 per call, from 64 concurrent appenders.
+//!   100 per call, from 64 concurrent appenders;
+//! - fan-out: a streaming turn with 0/1/10/50 attached clients, and the daemon's CPU per idle
+//!   attached client (`fanout.rs`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -17,6 +19,7 @@
 mod append;
 mod cli;
 mod e2e;
+mod fanout;
 mod home;
 mod report;
 
@@ -176,6 +179,18 @@ fn real_main() -> Result<()> {
             unit: Unit::EventsPerSec,
             target: None,
         });
+    }
+
+    if opts.wants(Metric::Fanout) {
+        eprintln!(
+            "bench: fan-out, {} deltas per turn to {:?} attached clients ({runs} runs each)",
+            opts.fanout_deltas,
+            fanout::CLIENT_COUNTS
+        );
+        rows.extend(
+            rt.block_on(fanout::run(&bins, runs, opts.fanout_deltas))
+                .context("fan-out")?,
+        );
     }
 
     let mut md = String::from("# tether benchmark\n\n");

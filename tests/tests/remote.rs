@@ -356,3 +356,64 @@ async fn version_mismatch_and_a_missing_remote_tether_are_explained() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_link_is_declared_dead_by_missing_heartbeats() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("first answer"),
+        Reply::text("still here"),
+    ]))
+    .await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+    remote.ok(&["run", "hi", "--name", "quiet"]);
+    let mut follow = remote
+        .tether()
+        .args(["logs", "quiet", "-f", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect_lines(follow.stdout.take().unwrap());
+    let err = collect_lines(follow.stderr.take().unwrap());
+    let key = sshd.key().display().to_string();
+    wait_until("the client is attached and replayed the log", || {
+        has_line(&out, "first answer")
+    })
+    .await;
+    // Freeze the client's ssh: the TCP link stays open but nothing arrives any more, which
+    // only the missing heartbeats can reveal (3 intervals of 5 s).
+    let frozen = pids_matching(&key);
+    for pid in &frozen {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !has_line(&err, "[reconnected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect after the link went silent: {:?}",
+            err.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(has_line(&err, "heartbeat"), "{:?}", err.lock().unwrap());
+    // The new link works: a message sent now shows up.
+    remote.ok(&["send", "quiet", "are you there"]);
+    wait_until("the answer arrives over the new link", || {
+        has_line(&out, "still here")
+    })
+    .await;
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    for pid in frozen {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}

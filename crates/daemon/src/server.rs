@@ -98,26 +98,25 @@ struct Attachment {
 }
 
 impl Attachment {
-    fn start(session: Arc<Session>, read_only: bool, task: tokio::task::JoinHandle<()>) -> Self {
+    /// Counts a client as attached (before its feed starts, so its reply shows it).
+    fn count(session: &Session, read_only: bool) {
+        session.attached.fetch_add(1, Ordering::Relaxed);
         if read_only {
             session.attached_read_only.fetch_add(1, Ordering::Relaxed);
         }
-        Attachment {
-            session,
-            read_only,
-            task,
+    }
+
+    fn uncount(session: &Session, read_only: bool) {
+        session.attached.fetch_sub(1, Ordering::Relaxed);
+        if read_only {
+            session.attached_read_only.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Stops the feed and stops counting this client as attached.
     fn end(self) {
         self.task.abort();
-        self.session.attached.fetch_sub(1, Ordering::Relaxed);
-        if self.read_only {
-            self.session
-                .attached_read_only
-                .fetch_sub(1, Ordering::Relaxed);
-        }
+        Attachment::uncount(&self.session, self.read_only);
     }
 }
 
@@ -400,19 +399,25 @@ impl Connection {
                 if read_only {
                     self.read_only.insert(s.id.clone());
                 }
-                s.attached.fetch_add(1, Ordering::Relaxed);
-                let task = tokio::spawn(forward(s.clone(), rx, p.after_seq, out.clone()));
-                let attachment = Attachment::start(s.clone(), read_only, task);
-                let info = s.info();
+                Attachment::count(&s, read_only);
+                // The reply goes first, then the feed.
                 if out
-                    .send(&ServerFrame::result(id, to_value(info)))
+                    .send(&ServerFrame::result(id, to_value(s.info())))
                     .await
                     .is_err()
                 {
-                    attachment.end();
+                    Attachment::uncount(&s, read_only);
                     return Ok(None);
                 }
-                self.attachments.insert(s.id.clone(), attachment);
+                let task = tokio::spawn(forward(s.clone(), rx, p.after_seq, out.clone()));
+                self.attachments.insert(
+                    s.id.clone(),
+                    Attachment {
+                        session: s,
+                        read_only,
+                        task,
+                    },
+                );
                 return Ok(None);
             }
             Call::SessionDetach(p) => {

@@ -23,6 +23,10 @@ pub use crate::transport::{SshTarget, Target};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat intervals without a byte from the daemon before the link counts as dead.
 const MISSED_HEARTBEATS: u32 = 3;
+/// How long the daemon may take to answer hello: locally, and through ssh (which may be asking
+/// for a passphrase meanwhile).
+const HANDSHAKE_TIMEOUT_LOCAL: Duration = Duration::from_secs(15);
+const HANDSHAKE_TIMEOUT_SSH: Duration = Duration::from_secs(120);
 
 /// The remote daemon this process talks to (`--remote`/`TETHER_REMOTE`), if any.
 static REMOTE: OnceLock<SshTarget> = OnceLock::new();
@@ -124,7 +128,10 @@ impl Client {
         let mut c = Client {
             link,
             target: target.clone(),
-            dead_after: None,
+            dead_after: Some(match target {
+                Target::Local(_) => HANDSHAKE_TIMEOUT_LOCAL,
+                Target::Ssh(_) => HANDSHAKE_TIMEOUT_SSH,
+            }),
             decoder: FrameDecoder::default(),
             buf: vec![0; 64 * 1024],
             next_id: 1,
@@ -233,7 +240,7 @@ impl Client {
             let n = match self.dead_after {
                 Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
                     ClientError::Disconnected(format!(
-                        "no word from tetherd at {} for {} s (not even a heartbeat); the link looks dead",
+                        "no word from tetherd at {} for {} s (no reply, not even a heartbeat); the link looks dead",
                         self.target,
                         limit.as_secs()
                     ))

@@ -44,6 +44,17 @@ fn create_params(
             ),
         )));
     }
+    if let Some(d) = &opts.dir
+        && client::is_remote()
+        && !std::path::Path::new(d).is_absolute()
+    {
+        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
+            tether_proto::ErrorCode::InvalidParams,
+            format!(
+                "--dir {d}: with --remote the directory is on the remote host, so give its absolute path there"
+            ),
+        )));
+    }
     // Resolve relative to the caller's cwd, not the daemon's.
     let dir = opts.dir.map(|d| {
         std::path::absolute(&d)
