@@ -43,12 +43,14 @@ pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
     let socket = home.paths().socket();
 
     let mut per_count: Vec<Vec<f64>> = vec![Vec::new(); CLIENT_COUNTS.len()];
+    let mut cpu_per_count: Vec<Vec<f64>> = vec![Vec::new(); CLIENT_COUNTS.len()];
     let mut resyncs = 0;
     // Interleaved, so drift (thermal, page cache) spreads over every client count alike.
     for _ in 0..runs {
         for (i, &n) in CLIENT_COUNTS.iter().enumerate() {
-            let (ms, r) = one_turn(&socket, n).await?;
+            let (ms, cpu, r) = one_turn(&socket, pid, n).await?;
             per_count[i].push(ms);
+            cpu_per_count[i].push(cpu);
             resyncs += r;
         }
     }
@@ -78,6 +80,14 @@ pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
             target: (n == IDLE_CLIENTS).then_some(Target::AtMost(base * 1.05)),
         })
         .collect();
+    for (&n, samples) in CLIENT_COUNTS.iter().zip(cpu_per_count) {
+        rows.push(Row {
+            metric: format!("daemon CPU for that turn, {n} attached clients"),
+            samples,
+            unit: crate::report::Unit::Ms,
+            target: None,
+        });
+    }
     let per_client_per_min = |zero: &f64, many: &f64| {
         (many - zero).max(0.0) / IDLE_CLIENTS as f64 * 60.0 / IDLE_WINDOW.as_secs_f64()
     };
@@ -98,8 +108,8 @@ pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
 }
 
 /// One turn on a fresh session with `n` clients attached and reading; returns the turn's
-/// duration from the log and how many resyncs the clients got.
-async fn one_turn(socket: &Path, n: usize) -> Result<(f64, usize)> {
+/// duration from the log, the daemon's CPU time meanwhile, and how many resyncs the clients got.
+async fn one_turn(socket: &Path, pid: i32, n: usize) -> Result<(f64, f64, usize)> {
     let mut driver = Conn::open(socket).await?;
     let info = driver.request("session.create", json!({})).await?;
     let id = info["id"]
@@ -113,6 +123,7 @@ async fn one_turn(socket: &Path, n: usize) -> Result<(f64, usize)> {
             .await?;
         readers.push(tokio::spawn(c.read_until_idle(id.clone())));
     }
+    let cpu_before = cpu_ms(pid)?;
     driver
         .request(
             "session.send",
@@ -137,6 +148,7 @@ async fn one_turn(socket: &Path, n: usize) -> Result<(f64, usize)> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let cpu = cpu_ms(pid)? - cpu_before;
     let at = |ty: &str| -> Result<f64> {
         let e = events
             .iter()
@@ -157,7 +169,7 @@ async fn one_turn(socket: &Path, n: usize) -> Result<(f64, usize)> {
     if reply.to_string().len() < 100 {
         bail!("the agent's reply is too short: {reply}");
     }
-    Ok((ms, resyncs))
+    Ok((ms, cpu, resyncs))
 }
 
 /// Daemon CPU ms over [`IDLE_WINDOW`] with no client, then with [`IDLE_CLIENTS`] idle attached.
@@ -228,6 +240,8 @@ fn millis_of_day(ts: &str) -> Result<f64> {
 struct Conn {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// Start of the unread part of `buf`.
+    start: usize,
     next_id: u64,
 }
 
@@ -239,16 +253,14 @@ impl Conn {
         let mut c = Conn {
             stream,
             buf: Vec::new(),
+            start: 0,
             next_id: 1,
         };
         c.send(&json!({"hello": {"protocol": tether_proto::PROTOCOL_VERSION, "client": "bench", "version": "0"}}))
             .await?;
         let welcome = c.line().await?;
         if !welcome.starts_with(b"{\"welcome\"") {
-            bail!(
-                "expected welcome, got {}",
-                String::from_utf8_lossy(&welcome)
-            );
+            bail!("expected welcome, got {}", String::from_utf8_lossy(welcome));
         }
         Ok(c)
     }
@@ -260,15 +272,18 @@ impl Conn {
         Ok(())
     }
 
-    async fn line(&mut self) -> Result<Vec<u8>> {
+    /// The next line, without its newline (valid until the next call).
+    async fn line(&mut self) -> Result<&[u8]> {
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
-                let rest = self.buf.split_off(i + 1);
-                let mut line = std::mem::replace(&mut self.buf, rest);
-                line.pop();
-                return Ok(line);
+            if let Some(i) = self.buf[self.start..].iter().position(|&b| b == b'\n') {
+                let (from, to) = (self.start, self.start + i);
+                self.start = to + 1;
+                return Ok(&self.buf[from..to]);
             }
+            // Drop what was consumed before reading more.
+            self.buf.drain(..self.start);
+            self.start = 0;
             let n = self.stream.read(&mut chunk).await?;
             if n == 0 {
                 bail!("tetherd closed the connection");
@@ -286,7 +301,7 @@ impl Conn {
         loop {
             let line = self.line().await?;
             if line.starts_with(prefix.as_bytes()) {
-                let v: Value = serde_json::from_slice(&line)?;
+                let v: Value = serde_json::from_slice(line)?;
                 if let Some(e) = v.get("error") {
                     bail!("{method}: {e}");
                 }
@@ -302,13 +317,13 @@ impl Conn {
         loop {
             let line = self.line().await?;
             if line.starts_with(b"{\"event\"")
-                && contains(&line, b"\"type\":\"session.status_idle\"")
+                && contains(line, b"\"type\":\"session.status_idle\"")
             {
                 return Ok(resyncs);
             }
             if line.starts_with(b"{\"resync\"") {
                 resyncs += 1;
-                let v: Value = serde_json::from_slice(&line)?;
+                let v: Value = serde_json::from_slice(line)?;
                 let from = v["resync"]["from_seq"].as_u64().unwrap_or(1);
                 self.request(
                     "session.attach",

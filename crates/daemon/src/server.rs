@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,8 +28,12 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::Runtime;
 use crate::session::{Push, Session};
 
-/// Frames queued for one client. A live feed that finds the queue full is dropped (resync).
+/// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
+/// A live feed that finds either limit reached is dropped with a resync.
 const OUTBOUND_QUEUE: usize = 4096;
+const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Most live pushes a forwarder joins into one queue entry.
+const BURST: usize = 256;
 /// Events per page when replaying the log to an attaching client.
 const REPLAY_PAGE: u32 = 2000;
 /// An idle connection gets a heartbeat this often.
@@ -126,21 +130,83 @@ struct Out {
     closing: bool,
 }
 
-/// The sending side of a client's outbound queue.
+/// The sending side of a client's outbound queue, which is bounded twice: in entries by the
+/// channel, and in bytes by `queued` (added here, subtracted as the writer takes entries).
 #[derive(Clone)]
-struct Outbox(mpsc::Sender<Out>);
+struct Outbox {
+    tx: mpsc::Sender<Out>,
+    queued: Arc<AtomicUsize>,
+}
 
 /// The client's connection is gone.
 struct Gone;
 
+/// Why live pushes were not queued.
+enum Offer {
+    Full,
+    Gone,
+}
+
 impl Outbox {
+    fn new() -> (Outbox, Outq) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            Outbox {
+                tx,
+                queued: queued.clone(),
+            },
+            Outq { rx, queued },
+        )
+    }
+
     /// Queues a frame, waiting for room: for replies and replays, never for live pushes.
     async fn send(&self, frame: &ServerFrame) -> Result<(), Gone> {
         let Some(bytes) = encode(frame) else {
             return Ok(());
         };
         let closing = matches!(frame, ServerFrame::Error(_));
-        self.0.send(Out { bytes, closing }).await.map_err(|_| Gone)
+        let len = bytes.len();
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let sent = self.tx.send(Out { bytes, closing }).await;
+        if sent.is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent.map_err(|_| Gone)
+    }
+
+    /// Queues live pushes if there is room; never waits.
+    fn offer(&self, bytes: Bytes) -> Result<(), Offer> {
+        let len = bytes.len();
+        let queued = self.queued.load(Ordering::Relaxed);
+        // A single oversized burst still goes through an empty queue.
+        if queued > 0 && queued + len > MAX_QUEUED_BYTES {
+            return Err(Offer::Full);
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let sent = self.tx.try_send(Out {
+            bytes,
+            closing: false,
+        });
+        if sent.is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent.map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Offer::Full,
+            mpsc::error::TrySendError::Closed(_) => Offer::Gone,
+        })
+    }
+}
+
+/// The writer's side of the outbound queue.
+struct Outq {
+    rx: mpsc::Receiver<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Outq {
+    fn took(&self, o: &Out) {
+        self.queued.fetch_sub(o.bytes.len(), Ordering::Relaxed);
     }
 }
 
@@ -194,8 +260,7 @@ impl Connection {
 
     async fn run(mut self, stream: UnixStream) {
         let (mut reader, writer) = stream.into_split();
-        let (tx, out_rx) = mpsc::channel::<Out>(OUTBOUND_QUEUE);
-        let out_tx = Outbox(tx);
+        let (out_tx, out_rx) = Outbox::new();
         let writer_done = CancellationToken::new();
         let writer_task = tokio::spawn({
             let done = writer_done.clone();
@@ -607,33 +672,57 @@ async fn forward(
     if out.send(&caught_up).await.is_err() {
         return;
     }
+    let mut burst: Vec<Push> = Vec::with_capacity(BURST);
+    let mut parts: Vec<Bytes> = Vec::with_capacity(BURST);
     let why = loop {
-        let push = match rx.recv().await {
-            Ok(p) => p,
-            Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                break format!("its feed lagged the session by {skipped} pushes");
-            }
+        // Wait for one push, then take whatever else is already there: one queue entry and one
+        // writer wake-up per burst, not per push, so a fast stream costs each client little.
+        let mut lagged = None;
+        match rx.recv().await {
+            Ok(p) => burst.push(p),
+            Err(broadcast::error::RecvError::Lagged(skipped)) => lagged = Some(skipped),
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+        while lagged.is_none() && burst.len() < BURST {
+            match rx.try_recv() {
+                Ok(p) => burst.push(p),
+                Err(broadcast::error::TryRecvError::Lagged(skipped)) => lagged = Some(skipped),
+                Err(_) => break,
+            }
+        }
+        let mut burst_last = last_sent;
+        for push in burst.drain(..) {
+            match &push {
+                Push::Event(w) if w.value.seq <= burst_last => continue,
+                Push::Event(w) => burst_last = w.value.seq,
+                Push::Delta(w) if w.value.n <= delta_floor => continue,
+                Push::Delta(_) => {}
+            }
+            parts.push(push_bytes(&push));
+        }
+        let bytes = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => {
+                let joined = Bytes::from(parts.concat());
+                parts.clear();
+                Some(joined)
+            }
         };
-        let seq = match &push {
-            Push::Event(w) if w.value.seq <= last_sent => continue,
-            Push::Event(w) => Some(w.value.seq),
-            Push::Delta(w) if w.value.n <= delta_floor => continue,
-            Push::Delta(_) => None,
-        };
-        match out.0.try_send(Out {
-            bytes: push_bytes(&push),
-            closing: false,
-        }) {
-            Ok(()) => {
-                if let Some(seq) = seq {
-                    last_sent = seq;
+        if let Some(bytes) = bytes {
+            match out.offer(bytes) {
+                Ok(()) => last_sent = burst_last,
+                Err(Offer::Full) => {
+                    break format!(
+                        "its outbound queue is full ({OUTBOUND_QUEUE} entries or {} MiB)",
+                        MAX_QUEUED_BYTES >> 20
+                    );
                 }
+                Err(Offer::Gone) => return,
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                break format!("its queue of {OUTBOUND_QUEUE} frames is full");
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+        if let Some(skipped) = lagged {
+            break format!("its feed lagged the session by {skipped} pushes");
         }
     };
     tracing::info!(session = %session.id, last_sent, "a client fell behind ({why}); asking it to resync");
@@ -662,15 +751,16 @@ const HEARTBEAT_FRAME: &[u8] = b"{\"heartbeat\":{}}\n";
 /// up on a peer that does not take a batch within `write_timeout`.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::Receiver<Out>,
+    mut q: Outq,
     heartbeat: Duration,
     write_timeout: Duration,
 ) -> WriteEnd {
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         let mut closing = false;
-        match tokio::time::timeout(heartbeat, rx.recv()).await {
+        match tokio::time::timeout(heartbeat, q.rx.recv()).await {
             Ok(Some(o)) => {
+                q.took(&o);
                 closing = o.closing;
                 buf.extend_from_slice(&o.bytes);
             }
@@ -679,8 +769,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
         // Batch whatever else is already queued into one write.
         while !closing && buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
+            match q.rx.try_recv() {
                 Ok(o) => {
+                    q.took(&o);
                     closing = o.closing;
                     buf.extend_from_slice(&o.bytes);
                 }
@@ -747,10 +838,10 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connection_gets_heartbeats() {
         let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, q) = Outbox::new();
         let task = tokio::spawn(write_loop(
             ours,
-            rx,
+            q,
             Duration::from_millis(20),
             Duration::from_secs(5),
         ));
@@ -768,10 +859,10 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_stops_reading_is_dropped() {
         let (ours, _theirs_never_reads) = UnixStream::pair().unwrap();
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, q) = Outbox::new();
         let task = tokio::spawn(write_loop(
             ours,
-            rx,
+            q,
             Duration::from_secs(60),
             Duration::from_millis(200),
         ));
@@ -779,6 +870,7 @@ mod tests {
         let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
         for _ in 0..16 {
             if tx
+                .tx
                 .send(Out {
                     bytes: chunk.clone(),
                     closing: false,
@@ -794,5 +886,34 @@ mod tests {
             .expect("the writer gave up on the stalled peer")
             .unwrap();
         assert_eq!(end, WriteEnd::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn live_pushes_are_refused_past_the_byte_bound_and_accepted_once_written() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (out, q) = Outbox::new();
+        let queued = q.queued.clone();
+        let chunk = Bytes::from(vec![b'x'; MAX_QUEUED_BYTES / 4]);
+        // Nobody drains yet: the fifth quarter does not fit.
+        for _ in 0..4 {
+            assert!(out.offer(chunk.clone()).is_ok());
+        }
+        assert!(matches!(out.offer(chunk.clone()), Err(Offer::Full)));
+        // The writer takes entries and the room comes back.
+        let task = tokio::spawn(write_loop(
+            ours,
+            q,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ));
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < MAX_QUEUED_BYTES {
+            read += theirs.read(&mut buf).await.unwrap();
+        }
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
+        assert!(out.offer(chunk).is_ok());
+        drop(out);
+        task.abort();
     }
 }
