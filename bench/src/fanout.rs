@@ -21,7 +21,8 @@ pub const CLIENT_COUNTS: [usize; 4] = [0, 1, 10, 50];
 const IDLE_CLIENTS: usize = 50;
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
-pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
+/// `chunk_delay_ms` paces the stream like a real model (0: as fast as the daemon takes it).
+pub async fn run(bins: &Bins, runs: usize, deltas: usize, chunk_delay_ms: u64) -> Result<Vec<Row>> {
     let text: String = (0..deltas)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
@@ -32,6 +33,7 @@ pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
     }])
     .with_timing(Timing {
         chunk_chars: 1,
+        chunk_delay_ms,
         ..Timing::default()
     });
     let mock = MockServer::start(script)
@@ -73,7 +75,9 @@ pub async fn run(bins: &Bins, runs: usize, deltas: usize) -> Result<Vec<Row>> {
         .iter()
         .zip(per_count)
         .map(|(&n, samples)| Row {
-            metric: format!("turn streaming {deltas} deltas, {n} attached clients reading"),
+            metric: format!(
+                "turn streaming {deltas} deltas ({chunk_delay_ms} ms apart), {n} attached clients reading"
+            ),
             samples,
             unit: crate::report::Unit::Ms,
             // The goal: 50 clients slow the agent by less than 5 %.

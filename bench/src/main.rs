@@ -188,8 +188,13 @@ fn real_main() -> Result<()> {
             fanout::CLIENT_COUNTS
         );
         rows.extend(
-            rt.block_on(fanout::run(&bins, runs, opts.fanout_deltas))
-                .context("fan-out")?,
+            rt.block_on(fanout::run(
+                &bins,
+                runs,
+                opts.fanout_deltas,
+                opts.chunk_delay_ms,
+            ))
+            .context("fan-out")?,
         );
     }
 

@@ -33,7 +33,12 @@ use crate::session::{Push, Session};
 const OUTBOUND_QUEUE: usize = 4096;
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Most live pushes a forwarder joins into one queue entry.
-const BURST: usize = 256;
+const BURST: usize = 1024;
+/// After the first live push of a burst, a forwarder waits this long for more before it
+/// queues them, so a fast stream wakes each client's tasks at most a few hundred times a
+/// second instead of once per delta (invisible to a person; the session's broadcast keeps
+/// 4096 pushes, far more than arrive meanwhile).
+const COALESCE: Duration = Duration::from_millis(5);
 /// Events per page when replaying the log to an attaching client.
 const REPLAY_PAGE: u32 = 2000;
 /// An idle connection gets a heartbeat this often.
@@ -675,14 +680,15 @@ async fn forward(
     let mut burst: Vec<Push> = Vec::with_capacity(BURST);
     let mut parts: Vec<Bytes> = Vec::with_capacity(BURST);
     let why = loop {
-        // Wait for one push, then take whatever else is already there: one queue entry and one
-        // writer wake-up per burst, not per push, so a fast stream costs each client little.
+        // Wait for one push, give the rest of the burst a moment to arrive, then take all that
+        // is there: one wake-up, one queue entry and one write per burst, not per push.
         let mut lagged = None;
         match rx.recv().await {
             Ok(p) => burst.push(p),
             Err(broadcast::error::RecvError::Lagged(skipped)) => lagged = Some(skipped),
             Err(broadcast::error::RecvError::Closed) => return,
         }
+        tokio::time::sleep(COALESCE).await;
         while lagged.is_none() && burst.len() < BURST {
             match rx.try_recv() {
                 Ok(p) => burst.push(p),
