@@ -14,7 +14,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append, fanout (default: all)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, recovery, fanout
+                         (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,7 @@ pub enum Metric {
     Cold,
     Rss,
     Append,
+    Recovery,
     Fanout,
 }
 
@@ -60,6 +62,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Cold,
             Metric::Rss,
             Metric::Append,
+            Metric::Recovery,
             Metric::Fanout,
         ],
     };
@@ -96,10 +99,11 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "cold" => Ok(Metric::Cold),
                         "rss" => Ok(Metric::Rss),
                         "append" => Ok(Metric::Append),
+                        "recovery" => Ok(Metric::Recovery),
                         "fanout" => Ok(Metric::Fanout),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, fanout)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, recovery, fanout)"
                             )
                         }
                     })

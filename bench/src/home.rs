@@ -68,6 +68,20 @@ impl Home {
         c
     }
 
+    /// `tetherd` in the foreground with this home's environment.
+    pub fn tetherd(&self) -> Command {
+        let c = self.tether();
+        let mut d = Command::new(&self.bins.tetherd);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => d.env(k, v),
+                None => d.env_remove(k),
+            };
+        }
+        d.stdin(Stdio::null());
+        d
+    }
+
     /// Runs `tether ARGS`; returns its output and wall time (spawn to exit). Fails if it
     /// exits non-zero.
     pub fn timed(&self, args: &[&str]) -> Result<(Output, Duration)> {

@@ -11,7 +11,8 @@
 //! - durable append throughput of the daemon's event log (`Store`), one event per call and
 //!   100 per call, from 64 concurrent appenders;
 //! - fan-out: a streaming turn with 0/1/10/50 attached clients, and the daemon's CPU per idle
-//!   attached client (`fanout.rs`).
+//!   attached client (`fanout.rs`);
+//! - restart recovery: 100 sessions mid-turn, daemon SIGKILLed, time until all resumed.
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -21,6 +22,7 @@ mod cli;
 mod e2e;
 mod fanout;
 mod home;
+mod recovery;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +180,21 @@ fn real_main() -> Result<()> {
             samples: batched,
             unit: Unit::EventsPerSec,
             target: None,
+        });
+    }
+
+    if opts.wants(Metric::Recovery) {
+        let n = recovery::SESSIONS;
+        eprintln!("bench: restart recovery, {n} sessions mid-turn ({runs} runs)");
+        let mut samples = Vec::with_capacity(runs);
+        for i in 0..runs {
+            samples.push(recovery::once(&bins, &rt).with_context(|| format!("recovery run {i}"))?);
+        }
+        rows.push(Row {
+            metric: format!("restart after kill -9, {n} sessions mid-turn → all resumed"),
+            samples,
+            unit: Unit::Ms,
+            target: Some(Target::AtMost(1000.0)),
         });
     }
 

@@ -34,6 +34,8 @@ pub fn bin_dir() -> &'static Path {
                 "tether",
                 "-p",
                 "tether-daemon",
+                "--features",
+                "tether-daemon/crash-points",
             ])
             .arg("--manifest-path")
             .arg(&manifest)
@@ -161,6 +163,54 @@ impl TestEnv {
         RawClient::connect(&self.paths.socket()).await
     }
 
+    /// Starts `tetherd` as a child of the test, with `TETHER_CRASH_AT=crash_at` when given, and
+    /// waits until it accepts connections.
+    pub async fn spawn_daemon(&self, crash_at: Option<&str>) -> std::process::Child {
+        let mut cmd = self.tetherd();
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(spec) = crash_at {
+            cmd.env("TETHER_CRASH_AT", spec);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let socket = self.paths.socket();
+        wait_until("tetherd accepting connections", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("tetherd exited at start ({status}):\n{}", self.daemon_log());
+            }
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        })
+        .await;
+        child
+    }
+
+    /// Waits until a daemon started by [`TestEnv::spawn_daemon`] dies, and checks it was a
+    /// SIGKILL (a crash point fired, or the test killed it).
+    pub async fn wait_killed(&self, mut child: std::process::Child) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(nix::sys::signal::Signal::SIGKILL as i32),
+            "tetherd should have been killed, but exited with {status}:\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// `PRAGMA integrity_check` of the daemon's database.
+    pub fn integrity_check(&self) -> String {
+        let db = rusqlite::Connection::open_with_flags(
+            self.paths.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        db.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    }
+
     /// Log of the daemon, for failure messages.
     pub fn daemon_log(&self) -> String {
         let mut out = String::new();
@@ -188,8 +238,9 @@ impl Drop for TestEnv {
     }
 }
 
-/// Checks the invariants every log must satisfy: seq 1..n without gaps, and every tool_use
-/// answered by exactly one tool_result.
+/// Checks the invariants every log must satisfy: seq 1..n without gaps, every tool_use
+/// answered by exactly one tool_result, every tool that ran had its intent committed first, and
+/// no idle session with unanswered tool calls.
 pub fn assert_log_invariants(events: &[Event]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
@@ -203,6 +254,37 @@ pub fn assert_log_invariants(events: &[Event]) {
             assert_eq!(results, 1, "tool_use {} has {results} results", e.id);
         }
     }
+    // A tool only runs after its intent is committed: a result that says the tool ran (ok,
+    // error, timeout) has a `span.tool_call_start` before it.
+    for (i, e) in events.iter().enumerate() {
+        if let tether_proto::EventBody::AgentToolResult {
+            tool_use_id,
+            status,
+            ..
+        } = &e.body
+            && *status != tether_proto::ToolStatus::Interrupted
+        {
+            let intent = events[..i].iter().any(|s| {
+                matches!(&s.body, tether_proto::EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == tool_use_id)
+            });
+            assert!(
+                intent,
+                "tool_result at seq {} ran without a committed intent",
+                e.seq
+            );
+        }
+    }
+    let folded = tether_daemon::state::SessionState::from_events(events);
+    assert!(
+        folded.pending_tools.is_empty()
+            || folded.status() != tether_proto::SessionStatus::Idle
+            || matches!(
+                folded.stop_reason,
+                Some(tether_proto::StopReason::RequiresAction { .. })
+            ),
+        "an idle session has unanswered tool calls: {:?}",
+        folded.pending_tools
+    );
 }
 
 pub fn types(events: &[Event]) -> Vec<&'static str> {

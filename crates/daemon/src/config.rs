@@ -16,6 +16,9 @@ pub struct Config {
     pub max_turns: u32,
     /// Output tokens per model response.
     pub max_tokens: u32,
+    /// Times in a row a running session is resumed after the daemon stopped without the
+    /// session making progress; one more and it goes idle with a `crash_loop` error.
+    pub max_resumes: u32,
     pub anthropic: AnthropicConfig,
     pub retry: RetryConfig,
 }
@@ -63,6 +66,7 @@ impl Default for Config {
             default_model: DEFAULT_MODEL.to_string(),
             max_turns: 100,
             max_tokens: 16_384,
+            max_resumes: 3,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
         }

@@ -18,7 +18,9 @@ use crate::provider::{ModelRequest, ModelResponse, Part, ProviderError, StreamEv
 use crate::session::Session;
 use crate::state::PendingTool;
 use crate::store::StoreError;
+use crate::tools::replay::Settle;
 use crate::tools::{self, Toolbox};
+use crate::{crash, spool};
 
 /// Runs turns until nothing is left to answer. Spawned by [`Session::ensure_turn`].
 pub async fn run(session: Arc<Session>, cancel: CancellationToken) {
@@ -59,6 +61,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             continue;
         }
         if !s.state().needs_model_call() {
+            crash::point("before_idle");
             s.append_one_retrying(EventBody::SessionStatusIdle {
                 stop_reason: StopReason::EndTurn,
             })
@@ -118,6 +121,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 latency_ms,
             });
             if !has_tools && !s.state().has_queued_user() {
+                crash::point("before_idle");
                 bodies.push(EventBody::SessionStatusIdle {
                     stop_reason: StopReason::EndTurn,
                 });
@@ -125,6 +129,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 return Ok(Next::Stop);
             }
             s.append_retrying(bodies).await?;
+            crash::point("after_agent_message");
             Ok(Next::Continue)
         }
         Err(ProviderError::Cancelled) => {
@@ -188,6 +193,7 @@ async fn request_with_retries(
     let mut attempt = 1;
     loop {
         let mut on_event = |ev: StreamEvent| {
+            crash::point("mid_stream");
             s.emit(match ev {
                 StreamEvent::TextDelta { index, text } => DeltaKind::Text { index, text },
                 StreamEvent::ThinkingDelta { index, text } => DeltaKind::Thinking { index, text },
@@ -282,13 +288,45 @@ async fn run_tools(
         if cancel.is_cancelled() {
             return Ok(());
         }
+        let spool_path = spool::path(&s.runtime.paths.data_dir, &s.id, &call.tool_use_id);
+        match &call.started {
+            // An earlier daemon started this call and stopped before its result was committed.
+            Some(recorded) => {
+                let tail = spool::tail(&spool_path);
+                if let Settle::Done(outcome) = s
+                    .toolbox
+                    .settle_restarted(&call.name, &call.input, recorded, &tail)
+                    .await
+                {
+                    s.append_one_retrying(tool_result(call.tool_use_id, outcome, 0))
+                        .await?;
+                    spool::remove(&spool_path);
+                    continue;
+                }
+            }
+            // Commit the intent before the tool starts: if this fails, nothing runs.
+            None => {
+                let intent = s.toolbox.intent(&call.name, &call.input).await;
+                s.append_one_retrying(EventBody::SpanToolCallStart {
+                    tool_use_id: call.tool_use_id.clone(),
+                    process: intent.process,
+                    pre_sha256: intent.pre_sha256,
+                    post_sha256: intent.post_sha256,
+                })
+                .await?;
+                crash::point("after_tool_intent");
+            }
+        }
         s.set_live_tool(Some(call.tool_use_id.clone()));
         let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let forward = {
             let s = s.clone();
             let id = call.tool_use_id.clone();
+            let mut spool = spool::Spool::create(&spool_path);
             tokio::spawn(async move {
                 while let Some(text) = out_rx.recv().await {
+                    spool.write(&text);
+                    crash::point("during_tool");
                     s.emit(DeltaKind::ToolOutput {
                         tool_use_id: id.clone(),
                         text,
@@ -302,24 +340,31 @@ async fn run_tools(
             .run(&call.name, &call.input, Some(out_tx), cancel.child_token())
             .await;
         let _ = forward.await;
+        crash::point("after_tool_exit");
         let duration_ms = started.elapsed().as_millis() as u64;
         s.set_live_tool(None);
-        s.append_one_retrying(EventBody::AgentToolResult {
-            tool_use_id: call.tool_use_id,
-            content: vec![ContentBlock::text(outcome.content)],
-            is_error: outcome.is_error,
-            status: match outcome.status {
-                tools::ToolStatus::Ok => ToolStatus::Ok,
-                tools::ToolStatus::Error => ToolStatus::Error,
-                tools::ToolStatus::Timeout => ToolStatus::Timeout,
-                tools::ToolStatus::Interrupted => ToolStatus::Interrupted,
-            },
-            exit_code: outcome.exit_code,
-            duration_ms,
-        })
-        .await?;
+        s.append_one_retrying(tool_result(call.tool_use_id, outcome, duration_ms))
+            .await?;
+        spool::remove(&spool_path);
+        crash::point("after_tool_result");
     }
     Ok(())
+}
+
+fn tool_result(tool_use_id: String, outcome: tools::ToolOutcome, duration_ms: u64) -> EventBody {
+    EventBody::AgentToolResult {
+        tool_use_id,
+        content: vec![ContentBlock::text(outcome.content)],
+        is_error: outcome.is_error,
+        status: match outcome.status {
+            tools::ToolStatus::Ok => ToolStatus::Ok,
+            tools::ToolStatus::Error => ToolStatus::Error,
+            tools::ToolStatus::Timeout => ToolStatus::Timeout,
+            tools::ToolStatus::Interrupted => ToolStatus::Interrupted,
+        },
+        exit_code: outcome.exit_code,
+        duration_ms,
+    }
 }
 
 /// Every unanswered tool call gets an interrupted result, then the session goes idle.

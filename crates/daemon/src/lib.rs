@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod config;
+pub mod crash;
 pub mod daemon;
 pub mod harness;
 pub mod ids;
@@ -12,6 +13,7 @@ pub mod provider;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod spool;
 pub mod state;
 pub mod store;
 pub mod tools;

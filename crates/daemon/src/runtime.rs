@@ -18,7 +18,6 @@ use crate::ids;
 use crate::provider::anthropic::AnthropicProvider;
 use crate::session::{Session, info_from_row};
 use crate::store::{SessionRow, Store, StoreError};
-use crate::tools::Toolbox;
 
 pub struct Runtime {
     pub store: Store,
@@ -109,6 +108,13 @@ impl Runtime {
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
         let events = self.store.read_events(id, 0, None, u32::MAX, false).await?;
         let session = Session::new(self.clone(), row, &events);
+        // A process an earlier daemon ran this session's tools in may have outlived it.
+        let leftover = session.state().last_process;
+        if let Some(p) = leftover
+            && crate::tools::procs::kill_leftover(p.pid, p.start_time).await
+        {
+            tracing::warn!(session = %id, pid = p.pid, "killed processes left over from an earlier tetherd");
+        }
         // Another task may have loaded it meanwhile: keep the first.
         let mut reg = self.registry();
         Ok(reg.entry(id.to_string()).or_insert(session).clone())
@@ -268,6 +274,7 @@ impl Runtime {
         session.halt().await;
         self.store.delete_session(&session.id).await?;
         self.registry().remove(&session.id);
+        crate::spool::remove_session(&self.paths.data_dir, &session.id);
         let row = session.row();
         if row.workspace_owned {
             let dir = self.paths.sessions_dir().join(&row.id);
@@ -278,7 +285,8 @@ impl Runtime {
         Ok(())
     }
 
-    /// Resumes sessions that were running when the daemon stopped.
+    /// Resumes sessions that were running when the daemon stopped. A session that can't be
+    /// resumed is logged and left as it is (the next start tries again); the others go on.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, ErrorBody> {
         let rows = self.store.list_sessions(false).await?;
         let mut resumed = 0;
@@ -289,16 +297,77 @@ impl Runtime {
             ) {
                 continue;
             }
-            let session = self.load(&row.id).await?;
-            tracing::info!(session = %row.id, "resuming a session that was running");
-            session
-                .append_one(EventBody::SessionStatusRescheduled {})
-                .await?;
-            resolve_in_flight(&session).await?;
-            session.ensure_turn();
-            resumed += 1;
+            match self.resume(&row.id).await {
+                Ok(()) => resumed += 1,
+                Err(e) => {
+                    tracing::error!(session = %row.id, error = %e, "could not resume the session; the next start tries again")
+                }
+            }
         }
         Ok(resumed)
+    }
+
+    /// Resumes one session that was running: says so (`session.status_rescheduled`), closes
+    /// the model request that was cut off (it is re-issued; its deltas were never stored),
+    /// then honours a pending interrupt, gives up on a crash loop, or lets the harness go on
+    /// (it settles tool calls that were in flight, by kind).
+    async fn resume(self: &Arc<Self>, id: &str) -> Result<(), ErrorBody> {
+        let session = self.load(id).await?;
+        tracing::info!(session = %id, "resuming a session that was running");
+        let open = session.state().open_request.clone();
+        let mut bodies = vec![EventBody::SessionStatusRescheduled {}];
+        if let Some(start) = open {
+            bodies.push(EventBody::SpanModelRequestEnd {
+                model_request_start_id: start,
+                is_error: true,
+                model_usage: Default::default(),
+                latency_ms: None,
+            });
+        }
+        session.append(bodies).await?;
+        let (interrupted, resumes) = {
+            let st = session.state();
+            (st.interrupt_requested, st.resumes_without_progress)
+        };
+        if interrupted {
+            settle_interrupted(
+                &session,
+                "the user interrupted the turn; tetherd restarted before it stopped, so this call did not run",
+            )
+            .await?;
+            return Ok(());
+        }
+        let limit = self.config.max_resumes;
+        if resumes > limit {
+            tracing::error!(session = %id, resumes, "the session keeps crashing at the same point; stopping it");
+            let mut bodies = interrupted_then_idle(
+                &session.state().pending_tools,
+                "not run: the session was stopped after crashing repeatedly",
+            );
+            // interrupted_then_idle ends with idle(interrupted); this ends in error instead.
+            bodies.pop();
+            bodies.push(EventBody::SessionError {
+                error: tether_proto::SessionErrorInfo {
+                    kind: "crash_loop".into(),
+                    message: format!(
+                        "tetherd stopped {resumes} times in a row while running this session without it making progress, so it was not resumed again (max_resumes = {limit}). Check the daemon log (`tether daemon logs`) for the cause, then send a message to continue."
+                    ),
+                    retry_status: tether_proto::RetryStatus {
+                        kind: tether_proto::RetryStatusKind::Exhausted,
+                    },
+                    attempt: Some(resumes),
+                    max_attempts: Some(limit),
+                    retry_in_ms: None,
+                },
+            });
+            bodies.push(EventBody::SessionStatusIdle {
+                stop_reason: StopReason::Error,
+            });
+            session.append(bodies).await?;
+            return Ok(());
+        }
+        session.ensure_turn();
+        Ok(())
     }
 
     pub fn anthropic(&self) -> Result<Arc<AnthropicProvider>, String> {
@@ -326,45 +395,6 @@ impl Runtime {
     pub fn client_count(&self) -> u64 {
         self.clients.load(Ordering::Relaxed)
     }
-}
-
-/// After a crash or stop: close an open model span and give every tool call without a result
-/// one. Side-effecting tools are never re-run; read-only ones run again.
-async fn resolve_in_flight(session: &Arc<Session>) -> Result<(), ErrorBody> {
-    let (open, pending) = {
-        let st = session.state();
-        (st.open_request.clone(), st.pending_tools.clone())
-    };
-    if let Some(start) = open {
-        session
-            .append_one(EventBody::SpanModelRequestEnd {
-                model_request_start_id: start,
-                is_error: true,
-                model_usage: Default::default(),
-                latency_ms: None,
-            })
-            .await?;
-    }
-    for p in pending {
-        if Toolbox::is_read_only(&p.name) {
-            // Left to the harness: it runs pending tools before the next model call.
-            continue;
-        }
-        session
-            .append_one(EventBody::AgentToolResult {
-                tool_use_id: p.tool_use_id,
-                content: vec![ContentBlock::text(format!(
-                    "[interrupted: tetherd stopped while this `{}` call was running; it was not re-run and may have partly completed. Check the workspace state before retrying.]",
-                    p.name
-                ))],
-                is_error: true,
-                status: ToolStatus::Interrupted,
-                exit_code: None,
-                duration_ms: 0,
-            })
-            .await?;
-    }
-    Ok(())
 }
 
 /// Gives open tool calls an interrupted result and marks the session idle.

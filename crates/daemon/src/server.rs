@@ -454,6 +454,7 @@ impl Connection {
                 let ev = s
                     .append_one(tether_proto::EventBody::UserInterrupt {})
                     .await?;
+                crate::crash::point("after_interrupt");
                 let was_running = s.cancel_turn();
                 to_value(json!({ "event": ev, "was_running": was_running }))
             }

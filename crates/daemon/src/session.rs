@@ -114,6 +114,11 @@ impl Session {
     /// Commits events, folds them into the state and broadcasts them, in seq order.
     pub async fn append(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
         let _guard = self.append_lock.lock().await;
+        self.append_locked(bodies).await
+    }
+
+    /// [`Session::append`] for a caller that holds `append_lock`.
+    async fn append_locked(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
         let summary = self.state().summary_after(&bodies);
         let events = self
             .runtime
@@ -320,7 +325,21 @@ impl Session {
         self: &Arc<Self>,
         content: Vec<ContentBlock>,
     ) -> Result<Event, StoreError> {
-        let ev = self.append_one(EventBody::UserMessage { content }).await?;
+        // The message and the turn it starts commit together, so a crash right after cannot
+        // leave an unanswered message in a session the log calls idle.
+        let committed = {
+            let _guard = self.append_lock.lock().await;
+            let mut bodies = vec![EventBody::UserMessage { content }];
+            if self.state().status() != SessionStatus::Running {
+                bodies.push(EventBody::SessionStatusRunning {});
+            }
+            self.append_locked(bodies).await?
+        };
+        let ev = committed
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Write("append returned no event".into()))?;
+        crate::crash::point("after_user_message");
         self.ensure_turn();
         Ok(ev)
     }

@@ -1,10 +1,13 @@
 //! A session's state as a pure fold over its events. Nothing else is authoritative: the harness
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
-use tether_proto::{Event, EventBody, SessionStatus, SessionUsage, StopReason, blocks_text};
+use tether_proto::{
+    Event, EventBody, ProcessRecord, SessionStatus, SessionUsage, StopReason, blocks_text,
+};
 
 use crate::provider::{Message, Part, Role};
 use crate::store::SessionSummary;
+use crate::tools::replay::Intent;
 
 /// A tool call that has no result yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,6 +15,9 @@ pub struct PendingTool {
     pub tool_use_id: String,
     pub name: String,
     pub input: serde_json::Value,
+    /// Set once `span.tool_call_start` is committed: the call may have run (partly), so after
+    /// a restart it is settled by kind instead of simply run.
+    pub started: Option<Intent>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +40,14 @@ pub struct SessionState {
     /// User input arrived since the session last went idle. A failed turn goes idle too, so
     /// its unanswered message waits for the next one instead of being retried forever.
     pub pending_input: bool,
+    /// A `user.interrupt` committed during the turn that the turn has not acted on yet (the
+    /// daemon stopped first): recovery honours it instead of resuming.
+    pub interrupt_requested: bool,
+    /// The last process a tool call ran in (the session shell), to kill after a crash.
+    pub last_process: Option<ProcessRecord>,
+    /// Restarts since the session last made progress (a message, tool call or result, or
+    /// going idle): recovery gives up when a session keeps crashing at the same point.
+    pub resumes_without_progress: u32,
 }
 
 impl SessionState {
@@ -113,6 +127,17 @@ impl SessionState {
 
     pub fn apply(&mut self, e: &Event) {
         self.last_seq = e.seq;
+        if matches!(
+            e.body,
+            EventBody::UserMessage { .. }
+                | EventBody::AgentMessage { .. }
+                | EventBody::AgentThinking { .. }
+                | EventBody::AgentToolUse { .. }
+                | EventBody::AgentToolResult { .. }
+                | EventBody::SessionStatusIdle { .. }
+        ) {
+            self.resumes_without_progress = 0;
+        }
         match &e.body {
             EventBody::UserMessage { content } => {
                 self.pending_input = true;
@@ -149,6 +174,7 @@ impl SessionState {
                     tool_use_id: e.id.clone(),
                     name: name.clone(),
                     input: input.clone(),
+                    started: None,
                 });
             }
             EventBody::AgentToolResult {
@@ -192,18 +218,48 @@ impl SessionState {
                 self.status = Some(SessionStatus::Idle);
                 self.stop_reason = Some(stop_reason.clone());
                 self.open_request = None;
+                self.interrupt_requested = false;
                 // Input queued behind the last response still needs an answer.
                 self.pending_input = !self.queued_user.is_empty();
                 self.flush_queued_user();
             }
             EventBody::SessionStatusRescheduled {} => {
                 self.status = Some(SessionStatus::Rescheduling);
+                self.resumes_without_progress += 1;
+            }
+            EventBody::SpanToolCallStart {
+                tool_use_id,
+                process,
+                pre_sha256,
+                post_sha256,
+            } => {
+                if let Some(p) = self
+                    .pending_tools
+                    .iter_mut()
+                    .find(|p| &p.tool_use_id == tool_use_id)
+                {
+                    p.started = Some(Intent {
+                        process: *process,
+                        pre_sha256: pre_sha256.clone(),
+                        post_sha256: post_sha256.clone(),
+                    });
+                }
+                if process.is_some() {
+                    self.last_process = *process;
+                }
+            }
+            EventBody::UserInterrupt {} => {
+                if matches!(
+                    self.status,
+                    Some(SessionStatus::Running | SessionStatus::Rescheduling)
+                ) {
+                    self.interrupt_requested = true;
+                }
             }
             EventBody::SessionStatusTerminated {} => {
                 self.status = Some(SessionStatus::Terminated);
             }
-            EventBody::UserInterrupt {}
-            | EventBody::UserToolConfirmation { .. }
+            EventBody::UserToolConfirmation { .. }
             | EventBody::UserCustomToolResult { .. }
             | EventBody::AgentMcpToolUse { .. }
             | EventBody::AgentMcpToolResult { .. }
@@ -255,6 +311,37 @@ mod tests {
             },
             latency_ms: None,
         }
+    }
+
+    /// Logs written by earlier versions must fold with this one (§C 15): the fixture is the
+    /// bash-then-read scenario as tether 0.1.0 stored it.
+    #[test]
+    fn fixture_log_from_an_earlier_version_replays() {
+        let events: Vec<Event> = include_str!("../tests/fixtures/bash-then-read-v0.1.0.jsonl")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let st = SessionState::from_events(&events);
+        assert_eq!(st.status(), SessionStatus::Idle);
+        assert_eq!(st.stop_reason, Some(StopReason::EndTurn));
+        assert_eq!(st.last_seq, 16);
+        assert!(st.pending_tools.is_empty());
+        assert!(!st.needs_model_call());
+        assert_eq!(st.usage.model_requests, 3);
+        let roles: Vec<Role> = st.messages.iter().map(|m| m.role.clone()).collect();
+        assert_eq!(
+            roles,
+            vec![
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant
+            ]
+        );
+        // Folding is deterministic: the same log, the same state.
+        assert_eq!(SessionState::from_events(&events), st);
     }
 
     #[test]

@@ -255,6 +255,29 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         latency_ms: Option<u64>,
     },
+    /// tether: a tool call is about to run. Committed before the tool starts, so a daemon that
+    /// restarts knows what was in flight, which process to kill and whether a file tool's
+    /// change already happened.
+    #[serde(rename = "span.tool_call_start")]
+    SpanToolCallStart {
+        tool_use_id: String,
+        /// The process the call runs in (bash: the session shell), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<ProcessRecord>,
+        /// `edit`: SHA-256 of the file before and after the planned change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pre_sha256: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        post_sha256: Option<String>,
+    },
+}
+
+/// A process the daemon started, identified across pid reuse by its start time (field 22 of
+/// `/proc/<pid>/stat`, in clock ticks since boot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub start_time: u64,
 }
 
 impl EventBody {
@@ -278,6 +301,7 @@ impl EventBody {
             EventBody::SessionError { .. } => "session.error",
             EventBody::SpanModelRequestStart { .. } => "span.model_request_start",
             EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
+            EventBody::SpanToolCallStart { .. } => "span.tool_call_start",
         }
     }
 
@@ -428,6 +452,15 @@ mod tests {
                 is_error: false,
                 model_usage: usage,
                 latency_ms: Some(30),
+            },
+            EventBody::SpanToolCallStart {
+                tool_use_id: "sevt_t".into(),
+                process: Some(ProcessRecord {
+                    pid: 42,
+                    start_time: 123_456,
+                }),
+                pre_sha256: Some("aa".into()),
+                post_sha256: Some("bb".into()),
             },
         ] {
             round_trip(body);

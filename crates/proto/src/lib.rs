@@ -16,7 +16,8 @@ pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{
     ConfirmationResult, ContentBlock, Delta, DeltaKind, Event, EventBody, ModelUsage, Permission,
-    RetryStatus, RetryStatusKind, SessionErrorInfo, StopReason, ToolStatus, blocks_text,
+    ProcessRecord, RetryStatus, RetryStatusKind, SessionErrorInfo, StopReason, ToolStatus,
+    blocks_text,
 };
 pub use frame::{
     CaughtUp, ClientFrame, Hello, Outcome, Request, Response, Resync, ServerFrame, Snapshot,

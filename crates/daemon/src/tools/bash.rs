@@ -438,6 +438,8 @@ struct State {
     /// Told to the model at the next call, when the shell was lost without
     /// that being said in the call that lost it.
     lost_note: Option<String>,
+    /// Notes of a [`Shell::ensure_started`] not yet consumed by a [`Shell::run`].
+    prepared: Option<String>,
 }
 
 /// The persistent shell of one session.
@@ -535,6 +537,7 @@ impl Shell {
     pub async fn shutdown(&self) {
         self.kill_switch().cancel();
         let mut state = self.state.lock().await;
+        state.prepared = None;
         if let Some(live) = state.live.take() {
             self.kill_and_reap(live).await;
             state.lost_note = Some(lost_note("the shell was shut down"));
@@ -546,22 +549,11 @@ impl Shell {
         self.pid.store(0, Ordering::SeqCst);
     }
 
-    pub async fn run(
-        &self,
-        input: BashInput,
-        output: Option<UnboundedSender<String>>,
-        cancel: CancellationToken,
-    ) -> ToolOutcome {
-        let kill_switch = self.kill_switch();
-        let mut state = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return ToolOutcome::interrupted(INTERRUPTED_NOTE),
-            _ = kill_switch.cancelled() => return ToolOutcome::interrupted(SHUTDOWN_NOTE),
-            guard = self.state.lock() => guard,
-        };
-
+    /// Makes sure a live shell is ready for the next command (restarting it when asked, or when
+    /// the last one died or was abandoned) and returns the notes the model must be told.
+    async fn prepare(&self, state: &mut State, restart: bool) -> Result<String, String> {
         let mut notes = String::new();
-        if input.restart {
+        if restart {
             if let Some(live) = state.live.take() {
                 self.kill_and_reap(live).await;
             }
@@ -593,11 +585,48 @@ impl Shell {
             if let Some(note) = state.lost_note.take() {
                 notes.push_str(&note);
             }
-            match self.start() {
-                Ok(live) => state.live = Some(live),
-                Err(message) => return ToolOutcome::error(message),
-            }
+            state.live = Some(self.start()?);
         }
+        Ok(notes)
+    }
+
+    /// Starts (or restarts, with `restart`) the shell the next command will run in and returns
+    /// its pid, so the caller can record the process before the command starts. The next
+    /// [`Shell::run`] uses this shell and reports what preparing it found.
+    pub async fn ensure_started(&self, restart: bool) -> Result<u32, String> {
+        let mut state = self.state.lock().await;
+        if state.prepared.is_none() {
+            let notes = self.prepare(&mut state, restart).await?;
+            state.prepared = Some(notes);
+        }
+        state
+            .live
+            .as_ref()
+            .map(|live| live.pid)
+            .ok_or_else(|| "bash: the shell is not running".to_string())
+    }
+
+    pub async fn run(
+        &self,
+        input: BashInput,
+        output: Option<UnboundedSender<String>>,
+        cancel: CancellationToken,
+    ) -> ToolOutcome {
+        let kill_switch = self.kill_switch();
+        let mut state = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return ToolOutcome::interrupted(INTERRUPTED_NOTE),
+            _ = kill_switch.cancelled() => return ToolOutcome::interrupted(SHUTDOWN_NOTE),
+            guard = self.state.lock() => guard,
+        };
+
+        let notes = match state.prepared.take() {
+            Some(notes) if state.live.is_some() => notes,
+            _ => match self.prepare(&mut state, input.restart).await {
+                Ok(notes) => notes,
+                Err(message) => return ToolOutcome::error(message),
+            },
+        };
         let Some(command) = input.command else {
             return ToolOutcome::ok(notes.trim_end().to_owned());
         };

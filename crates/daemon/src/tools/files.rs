@@ -272,9 +272,9 @@ pub fn write(ws: &Workspace, input: &Value) -> Result<String, String> {
     Ok(format!("{verb} {raw} ({} bytes written)", content.len()))
 }
 
-/// `edit {file_path, old_string, new_string, replace_all?}`: exact string
-/// replacement; without `replace_all`, `old_string` must occur exactly once.
-pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
+/// Works out an `edit` without writing it: validates the input and the file and computes the
+/// new content.
+pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
     let args = Args::new("edit", input)?;
     let raw = args.req_str("file_path")?;
     let old = args.req_str("old_string")?;
@@ -336,6 +336,35 @@ pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
     } else {
         content.replacen(old.as_str(), &new, 1)
     };
+    Ok(EditPlan {
+        path,
+        raw: raw.to_owned(),
+        before: content,
+        after: updated,
+        count,
+    })
+}
+
+/// An `edit` worked out but not yet written: what the file holds now and will hold after.
+pub struct EditPlan {
+    pub path: std::path::PathBuf,
+    pub raw: String,
+    pub before: String,
+    pub after: String,
+    pub count: usize,
+}
+
+/// `edit {file_path, old_string, new_string, replace_all?}`: exact string
+/// replacement; without `replace_all`, `old_string` must occur exactly once.
+pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
+    let EditPlan {
+        path,
+        raw,
+        after: updated,
+        count,
+        ..
+    } = plan_edit(ws, input)?;
+    let raw = raw.as_str();
     write_atomic(&path, updated.as_bytes()).map_err(|e| io_error("edit", "write", raw, &e))?;
     let noun = if count == 1 {
         "occurrence"
@@ -343,6 +372,18 @@ pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
         "occurrences"
     };
     Ok(format!("edited {raw}: replaced {count} {noun}"))
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of a workspace file's content, `None` if it can't be read.
+pub fn file_sha256(ws: &Workspace, raw: &str) -> Option<String> {
+    let path = ws.resolve(raw).ok()?;
+    fs::read(path).ok().map(|b| sha256_hex(&b))
 }
 
 #[cfg(test)]

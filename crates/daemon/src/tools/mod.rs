@@ -10,6 +10,7 @@
 //! - [`files`]: `read`, `write`, `edit`.
 //! - [`path`]: workspace confinement of file-tool paths.
 //! - [`procs`]: finding and killing a process tree through `/proc`.
+//! - [`replay`]: what a call records before it runs; settling calls a restart cut short.
 //! - [`schema`]: the tool definitions (JSON Schemas) the model sees.
 //! - [`search`]: `glob`, `grep`.
 //!
@@ -36,6 +37,7 @@ pub mod bash;
 pub mod files;
 pub mod path;
 pub mod procs;
+pub mod replay;
 pub mod schema;
 pub mod search;
 

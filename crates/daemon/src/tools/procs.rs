@@ -40,6 +40,31 @@ pub fn parse_stat(stat: &str) -> Option<ProcInfo> {
     })
 }
 
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot. With
+/// the pid it names one process for good, even after the pid is reused.
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    // `after` starts at field 3 (state), so field 22 is the 20th of it.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Start time of a live process, `None` if it is gone.
+pub fn start_time(pid: u32) -> Option<u64> {
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Kills what an earlier daemon left running: the process `pid` (a process-group leader),
+/// its group and its descendants, but only if `pid` still names the process that started at
+/// `started` (not a stranger that reused the pid). Returns whether anything was killed.
+pub async fn kill_leftover(pid: u32, started: u64) -> bool {
+    if start_time(pid) != Some(started) {
+        return false;
+    }
+    let found = kill_tree(pid);
+    wait_gone(pid, &found, Duration::from_secs(2)).await;
+    true
+}
+
 /// A snapshot of all processes; empty if `/proc` can't be read.
 pub fn snapshot() -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -144,6 +169,7 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn parses_stat_with_odd_command_names() {
@@ -158,6 +184,37 @@ mod tests {
             }
         );
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn parses_start_time_past_odd_command_names() {
+        let stat = "77 (a) b) S 1 77 77 0 -1 4194560 10 0 0 0 1 2 0 0 20 0 1 0 987654 100 200";
+        assert_eq!(parse_start_time(stat), Some(987_654));
+        assert_eq!(parse_start_time("77 (x) S 1"), None);
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+    }
+
+    #[tokio::test]
+    async fn kill_leftover_checks_the_start_time() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let started = start_time(pid).unwrap();
+        assert!(
+            !kill_leftover(pid, started + 1).await,
+            "a different start time is a stranger"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the stranger must live"
+        );
+        assert!(kill_leftover(pid, started).await);
+        let status = child.wait().unwrap();
+        assert!(!status.success());
     }
 
     #[test]

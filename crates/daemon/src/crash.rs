@@ -1,0 +1,60 @@
+//! Named crash points for the crash tests. With the `crash-points` feature,
+//! `TETHER_CRASH_AT=<point>[:n]` makes the daemon SIGKILL itself the n-th time (default 1st)
+//! execution passes `point(<point>)`. Without the feature `point` is an empty inline function,
+//! so release builds pay nothing.
+//!
+//! Points: `after_user_message`, `mid_stream` (once per streamed delta), `after_agent_message`,
+//! `after_tool_intent` (tool call committed, process not started), `during_tool` (the tool is
+//! running), `after_tool_exit` (result not committed), `after_tool_result` (before the next
+//! model call), `before_idle`, `after_interrupt` (interrupt committed, not acted on).
+
+#[cfg(feature = "crash-points")]
+mod armed {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct Target {
+        point: String,
+        nth: u32,
+        hits: AtomicU32,
+    }
+
+    fn target() -> Option<&'static Target> {
+        static TARGET: OnceLock<Option<Target>> = OnceLock::new();
+        TARGET
+            .get_or_init(|| {
+                let spec = std::env::var("TETHER_CRASH_AT").ok()?;
+                let (point, nth) = match spec.split_once(':') {
+                    Some((p, n)) => (p.to_string(), n.parse().unwrap_or(1)),
+                    None => (spec, 1),
+                };
+                Some(Target {
+                    point,
+                    nth,
+                    hits: AtomicU32::new(0),
+                })
+            })
+            .as_ref()
+    }
+
+    pub fn point(name: &str) {
+        let Some(t) = target() else { return };
+        if t.point != name {
+            return;
+        }
+        if t.hits.fetch_add(1, Ordering::SeqCst) + 1 == t.nth {
+            tracing::error!(
+                point = name,
+                "TETHER_CRASH_AT: killing the daemon on purpose"
+            );
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(feature = "crash-points")]
+pub use armed::point;
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_name: &str) {}
