@@ -13,7 +13,9 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery
+  --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
+                         fanout
                          (default: all)
   -h, --help             this text";
 
@@ -25,6 +27,7 @@ pub struct Opts {
     pub chunk_delay_ms: u64,
     pub append_sessions: usize,
     pub append_events: usize,
+    pub fanout_deltas: usize,
     pub only: Vec<Metric>,
 }
 
@@ -37,6 +40,7 @@ pub enum Metric {
     Append,
     Recovery,
     Attach,
+    Fanout,
 }
 
 impl Opts {
@@ -54,6 +58,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         chunk_delay_ms: 0,
         append_sessions: 64,
         append_events: 200_000,
+        fanout_deltas: 20_000,
         only: vec![
             Metric::Warm,
             Metric::Cold,
@@ -61,6 +66,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Append,
             Metric::Recovery,
             Metric::Attach,
+            Metric::Fanout,
         ],
     };
     let mut it = args.into_iter();
@@ -87,6 +93,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             "--chunk-delay-ms" => o.chunk_delay_ms = number(&flag, &value()?)?,
             "--append-sessions" => o.append_sessions = number(&flag, &value()?)?,
             "--append-events" => o.append_events = number(&flag, &value()?)?,
+            "--fanout-deltas" => o.fanout_deltas = number(&flag, &value()?)?,
             "--only" => {
                 o.only = value()?
                     .split(',')
@@ -97,9 +104,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "append" => Ok(Metric::Append),
                         "recovery" => Ok(Metric::Recovery),
                         "attach" => Ok(Metric::Attach),
+                        "fanout" => Ok(Metric::Fanout),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout)"
                             )
                         }
                     })

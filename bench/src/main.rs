@@ -10,6 +10,8 @@
 //! - the daemon's RSS with 10 idle sessions, and after those 10 ran the scenario concurrently;
 //! - durable append throughput of the daemon's event log (`Store`), one event per call and
 //!   100 per call, from 64 concurrent appenders;
+//! - fan-out: a streaming turn with 0/1/10/50 attached clients, and the daemon's CPU per idle
+//!   attached client (`fanout.rs`);
 //! - restart recovery: 100 sessions mid-turn, daemon SIGKILLed, time until all resumed.
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
@@ -19,6 +21,7 @@ mod append;
 mod attach;
 mod cli;
 mod e2e;
+mod fanout;
 mod home;
 mod recovery;
 mod report;
@@ -197,6 +200,23 @@ fn real_main() -> Result<()> {
     }
     if opts.wants(Metric::Attach) {
         rows.extend(attach_rows(&rt, &bins, &url, runs)?);
+    }
+
+    if opts.wants(Metric::Fanout) {
+        eprintln!(
+            "bench: fan-out, {} deltas per turn to {:?} attached clients ({runs} runs each)",
+            opts.fanout_deltas,
+            fanout::CLIENT_COUNTS
+        );
+        rows.extend(
+            rt.block_on(fanout::run(
+                &bins,
+                runs,
+                opts.fanout_deltas,
+                opts.chunk_delay_ms,
+            ))
+            .context("fan-out")?,
+        );
     }
 
     let mut md = String::from("# tether benchmark\n\n");

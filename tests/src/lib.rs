@@ -297,6 +297,8 @@ pub struct RawClient {
     decoder: FrameDecoder,
     next_id: u64,
     pending: std::collections::VecDeque<ServerFrame>,
+    /// Heartbeats received (and skipped by `recv`).
+    pub heartbeats: u64,
 }
 
 impl RawClient {
@@ -307,6 +309,7 @@ impl RawClient {
             decoder: FrameDecoder::default(),
             next_id: 1,
             pending: Default::default(),
+            heartbeats: 0,
         }
     }
 
@@ -333,7 +336,8 @@ impl RawClient {
         self.send_bytes(&b).await;
     }
 
-    /// Next frame, or None when the daemon closed the connection.
+    /// Next frame (heartbeats are counted and skipped), or None when the daemon closed the
+    /// connection.
     pub async fn recv(&mut self) -> Option<ServerFrame> {
         if let Some(f) = self.pending.pop_front() {
             return Some(f);
@@ -341,7 +345,13 @@ impl RawClient {
         let mut buf = vec![0u8; 65536];
         loop {
             if let Some(line) = self.decoder.next_frame().unwrap() {
-                return Some(serde_json::from_str(&line).unwrap());
+                match serde_json::from_str(&line).unwrap() {
+                    ServerFrame::Heartbeat {} => {
+                        self.heartbeats += 1;
+                        continue;
+                    }
+                    f => return Some(f),
+                }
             }
             let n = tokio::time::timeout(Duration::from_secs(30), self.stream.read(&mut buf))
                 .await

@@ -1,31 +1,52 @@
 //! The local-socket server: handshake, request dispatch and attach streams.
 //!
-//! Each connection has one writer task fed by a bounded queue. Attach forwarders read the
-//! session's broadcast and push into that queue; a client too slow to drain it makes its
-//! broadcast receiver lag, and it is then told to resync instead of slowing the agent.
+//! Each connection has one writer task fed by a bounded queue of encoded frames. Attach
+//! forwarders read the session's broadcast and offer each push to that queue without waiting:
+//! a client too slow to drain it loses its live feed and is told to resync from its last seq,
+//! so neither the agent nor the other clients ever wait for it. Each push is encoded once and
+//! its bytes shared by every client. An idle connection gets a heartbeat every few seconds; a
+//! peer that stops reading for [`WRITE_TIMEOUT`] is disconnected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tether_proto::method::{EventPage, Order};
 use tether_proto::{
-    Call, CaughtUp, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, PROTOCOL_VERSION, Resync,
-    ServerFrame, Welcome, encode_frame,
+    Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder,
+    PROTOCOL_VERSION, Resync, ServerFrame, Welcome, encode_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
 use crate::session::{Push, Session};
 
-/// Frames queued for one client before its attach feeds start lagging.
-const OUTBOUND_QUEUE: usize = 1024;
+/// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
+/// A live feed that finds either limit reached is dropped with a resync.
+const OUTBOUND_QUEUE: usize = 4096;
+const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Most live pushes a forwarder joins into one queue entry.
+const BURST: usize = 1024;
+/// After the first live push of a burst, a forwarder waits this long for more before it
+/// queues them, so a fast stream wakes each client's tasks at most a few hundred times a
+/// second instead of once per delta (invisible to a person; the session's broadcast keeps
+/// 4096 pushes, far more than arrive meanwhile).
+const COALESCE: Duration = Duration::from_millis(5);
 /// Events per page when replaying the log to an attaching client.
 const REPLAY_PAGE: u32 = 2000;
+/// An idle connection gets a heartbeat this often.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// A peer that takes longer than this to accept one write is dropped: it stopped reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest batch of queued frames written at once.
+const WRITE_BATCH: usize = 256 * 1024;
 
 pub async fn serve(listener: tokio::net::UnixListener, rt: Arc<Runtime>) {
     let my_uid = nix::unistd::geteuid().as_raw();
@@ -86,16 +107,151 @@ struct Attachment {
 }
 
 impl Attachment {
+    /// Counts a client as attached (before its feed starts, so its reply shows it).
+    fn count(session: &Session, read_only: bool) {
+        session.attached.fetch_add(1, Ordering::Relaxed);
+        if read_only {
+            session.attached_read_only.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn uncount(session: &Session, read_only: bool) {
+        session.attached.fetch_sub(1, Ordering::Relaxed);
+        if read_only {
+            session.attached_read_only.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Stops the feed and stops counting this client as attached.
     fn end(self) {
         self.task.abort();
-        self.session.attached.fetch_sub(1, Ordering::Relaxed);
+        Attachment::uncount(&self.session, self.read_only);
     }
+}
+
+/// One encoded frame for a client's writer; `closing` frames end the connection.
+struct Out {
+    bytes: Bytes,
+    closing: bool,
+}
+
+/// The sending side of a client's outbound queue, which is bounded twice: in entries by the
+/// channel, and in bytes by `queued` (added here, subtracted as the writer takes entries).
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The client's connection is gone.
+struct Gone;
+
+/// Why live pushes were not queued.
+enum Offer {
+    Full,
+    Gone,
+}
+
+impl Outbox {
+    fn new() -> (Outbox, Outq) {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            Outbox {
+                tx,
+                queued: queued.clone(),
+            },
+            Outq { rx, queued },
+        )
+    }
+
+    /// Queues a frame, waiting for room: for replies and replays, never for live pushes.
+    async fn send(&self, frame: &ServerFrame) -> Result<(), Gone> {
+        let Some(bytes) = encode(frame) else {
+            return Ok(());
+        };
+        let closing = matches!(frame, ServerFrame::Error(_));
+        let len = bytes.len();
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let sent = self.tx.send(Out { bytes, closing }).await;
+        if sent.is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent.map_err(|_| Gone)
+    }
+
+    /// Queues live pushes if there is room; never waits.
+    fn offer(&self, bytes: Bytes) -> Result<(), Offer> {
+        let len = bytes.len();
+        let queued = self.queued.load(Ordering::Relaxed);
+        // A single oversized burst still goes through an empty queue.
+        if queued > 0 && queued + len > MAX_QUEUED_BYTES {
+            return Err(Offer::Full);
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let sent = self.tx.try_send(Out {
+            bytes,
+            closing: false,
+        });
+        if sent.is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+        sent.map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Offer::Full,
+            mpsc::error::TrySendError::Closed(_) => Offer::Gone,
+        })
+    }
+}
+
+/// The writer's side of the outbound queue.
+struct Outq {
+    rx: mpsc::Receiver<Out>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Outq {
+    fn took(&self, o: &Out) {
+        self.queued.fetch_sub(o.bytes.len(), Ordering::Relaxed);
+    }
+}
+
+fn encode<T: Serialize>(frame: &T) -> Option<Bytes> {
+    match encode_frame(frame) {
+        Ok(b) => Some(Bytes::from(b)),
+        Err(e) => {
+            tracing::error!(error = %e, "dropping a frame that cannot be encoded");
+            None
+        }
+    }
+}
+
+/// A live push as it goes on the wire: the same bytes as `ServerFrame::Event`/`Delta`, but
+/// serialised from the shared value without cloning it.
+#[derive(Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PushFrame<'a> {
+    Event(&'a Event),
+    Delta(&'a Delta),
+}
+
+/// The push's wire bytes, encoded by the first client that needs them.
+fn push_bytes(push: &Push) -> Bytes {
+    match push {
+        Push::Event(w) => w
+            .encoded
+            .get_or_init(|| encode(&PushFrame::Event(&w.value)).unwrap_or_default()),
+        Push::Delta(w) => w
+            .encoded
+            .get_or_init(|| encode(&PushFrame::Delta(&w.value)).unwrap_or_default()),
+    }
+    .clone()
 }
 
 struct Connection {
     rt: Arc<Runtime>,
     attachments: HashMap<String, Attachment>,
+    /// Sessions this connection attached to read-only; it stays read-only for them.
+    read_only: HashSet<String>,
 }
 
 impl Connection {
@@ -103,13 +259,27 @@ impl Connection {
         Connection {
             rt,
             attachments: HashMap::new(),
+            read_only: HashSet::new(),
         }
     }
 
     async fn run(mut self, stream: UnixStream) {
         let (mut reader, writer) = stream.into_split();
-        let (out_tx, out_rx) = mpsc::channel::<ServerFrame>(OUTBOUND_QUEUE);
-        let writer_task = tokio::spawn(write_loop(writer, out_rx));
+        let (out_tx, out_rx) = Outbox::new();
+        let writer_done = CancellationToken::new();
+        let writer_task = tokio::spawn({
+            let done = writer_done.clone();
+            async move {
+                let end = write_loop(writer, out_rx, HEARTBEAT_EVERY, WRITE_TIMEOUT).await;
+                if end == WriteEnd::TimedOut {
+                    tracing::info!(
+                        timeout_s = WRITE_TIMEOUT.as_secs(),
+                        "dropped a client that stopped reading"
+                    );
+                }
+                done.cancel();
+            }
+        });
         let mut decoder = FrameDecoder::default();
         let mut buf = vec![0u8; 64 * 1024];
         let mut greeted = false;
@@ -119,8 +289,9 @@ impl Connection {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 },
+                _ = writer_done.cancelled() => break,
                 _ = self.rt.shutdown.cancelled() => {
-                    let _ = out_tx.send(ServerFrame::Error(ErrorBody::new(ErrorCode::ShuttingDown, "tetherd is shutting down"))).await;
+                    let _ = out_tx.send(&ServerFrame::Error(ErrorBody::new(ErrorCode::ShuttingDown, "tetherd is shutting down"))).await;
                     break;
                 }
             };
@@ -131,7 +302,7 @@ impl Connection {
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(error = %e, "bad frame; closing the connection");
-                        let _ = out_tx.send(ServerFrame::Error(e)).await;
+                        let _ = out_tx.send(&ServerFrame::Error(e)).await;
                         break 'conn;
                     }
                 };
@@ -142,7 +313,7 @@ impl Connection {
                     Ok(f) => f,
                     Err(e) => {
                         let _ = out_tx
-                            .send(ServerFrame::Error(ErrorBody::new(
+                            .send(&ServerFrame::Error(ErrorBody::new(
                                 ErrorCode::MalformedFrame,
                                 format!("malformed frame: {e}; expected one JSON object per line: {{\"hello\":…}} or {{\"id\",\"method\",\"params\"}}"),
                             )))
@@ -154,7 +325,7 @@ impl Connection {
                     ClientFrame::Hello(h) => {
                         if h.protocol != PROTOCOL_VERSION {
                             let _ = out_tx
-                                .send(ServerFrame::Error(ErrorBody::new(
+                                .send(&ServerFrame::Error(ErrorBody::new(
                                     ErrorCode::ProtocolMismatch,
                                     format!(
                                         "protocol mismatch: {} {} speaks protocol {}, this tetherd {} speaks {}; run matching versions (`tether daemon restart` after upgrading)",
@@ -166,17 +337,18 @@ impl Connection {
                         }
                         greeted = true;
                         let _ = out_tx
-                            .send(ServerFrame::Welcome(Welcome {
+                            .send(&ServerFrame::Welcome(Welcome {
                                 protocol: PROTOCOL_VERSION,
                                 daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                                 pid: std::process::id(),
+                                heartbeat_ms: Some(HEARTBEAT_EVERY.as_millis() as u64),
                             }))
                             .await;
                     }
                     ClientFrame::Request(req) => {
                         if !greeted {
                             let _ = out_tx
-                                .send(ServerFrame::Error(ErrorBody::new(
+                                .send(&ServerFrame::Error(ErrorBody::new(
                                     ErrorCode::HandshakeRequired,
                                     "send {\"hello\":{\"protocol\":1,\"client\":…,\"version\":…}} before any request",
                                 )))
@@ -190,14 +362,14 @@ impl Connection {
                         };
                         match reply {
                             Ok(Some(v)) => {
-                                if out_tx.send(ServerFrame::result(id, v)).await.is_err() {
+                                if out_tx.send(&ServerFrame::result(id, v)).await.is_err() {
                                     break 'conn;
                                 }
                             }
                             Ok(None) => {}
                             Err(e) => {
                                 if out_tx
-                                    .send(ServerFrame::error(id, e.code, e.message))
+                                    .send(&ServerFrame::error(id, e.code, e.message))
                                     .await
                                     .is_err()
                                 {
@@ -220,13 +392,16 @@ impl Connection {
     }
 
     fn check_not_read_only(&self, session: &Session) -> Result<(), ErrorBody> {
-        match self.attachments.get(&session.id) {
-            Some(a) if a.read_only => Err(ErrorBody::new(
+        if self.read_only.contains(&session.id) {
+            return Err(ErrorBody::new(
                 ErrorCode::ReadOnly,
-                "this client attached read-only; it can watch but not send, interrupt, approve, archive or delete",
-            )),
-            _ => Ok(()),
+                format!(
+                    "this connection attached to session {} read-only: it can watch but not send, interrupt, approve, answer tools, archive or delete; attach without --read-only from another terminal to steer it",
+                    session.id
+                ),
+            ));
         }
+        Ok(())
     }
 
     fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
@@ -248,7 +423,7 @@ impl Connection {
         &mut self,
         id: u64,
         call: Call,
-        out: &mpsc::Sender<ServerFrame>,
+        out: &Outbox,
     ) -> Result<Option<Value>, ErrorBody> {
         let rt = self.rt.clone();
         let v = match call {
@@ -290,14 +465,19 @@ impl Connection {
                 }
                 // Subscribe before reading the log so nothing falls between the two.
                 let rx = s.subscribe();
-                s.attached.fetch_add(1, Ordering::Relaxed);
-                let info = s.info();
+                // Read-only sticks: re-attaching (e.g. after a resync) cannot shed it.
+                let read_only = p.read_only || self.read_only.contains(&s.id);
+                if read_only {
+                    self.read_only.insert(s.id.clone());
+                }
+                Attachment::count(&s, read_only);
+                // The reply goes first, then the feed.
                 if out
-                    .send(ServerFrame::result(id, to_value(info)))
+                    .send(&ServerFrame::result(id, to_value(s.info())))
                     .await
                     .is_err()
                 {
-                    s.attached.fetch_sub(1, Ordering::Relaxed);
+                    Attachment::uncount(&s, read_only);
                     return Ok(None);
                 }
                 let task = tokio::spawn(forward(s.clone(), rx, p.after_seq, out.clone()));
@@ -305,7 +485,7 @@ impl Connection {
                     s.id.clone(),
                     Attachment {
                         session: s,
-                        read_only: p.read_only,
+                        read_only,
                         task,
                     },
                 );
@@ -374,7 +554,7 @@ impl Connection {
             Call::DaemonShutdown {} => {
                 tracing::info!("shutdown requested by a client");
                 let _ = out
-                    .send(ServerFrame::result(id, json!({ "stopping": true })))
+                    .send(&ServerFrame::result(id, json!({ "stopping": true })))
                     .await;
                 rt.shutdown.cancel();
                 return Ok(None);
@@ -448,12 +628,13 @@ fn to_value<T: serde::Serialize>(v: T) -> Value {
 }
 
 /// The attach contract: (subscribed already) replay `seq > after_seq` from the log, send the
-/// in-progress snapshot, then live pushes with already-sent seqs dropped.
+/// in-progress snapshot, then live pushes with already-sent seqs dropped. A live push that
+/// finds the client's queue full ends the feed with a resync from the last seq queued.
 async fn forward(
     session: Arc<Session>,
     mut rx: broadcast::Receiver<Push>,
     after_seq: u64,
-    out: mpsc::Sender<ServerFrame>,
+    out: Outbox,
 ) {
     let mut last_sent = after_seq;
     loop {
@@ -466,7 +647,7 @@ async fn forward(
             Ok(p) => p,
             Err(e) => {
                 let _ = out
-                    .send(ServerFrame::Error(ErrorBody::new(
+                    .send(&ServerFrame::Error(ErrorBody::new(
                         ErrorCode::Storage,
                         e.to_string(),
                     )))
@@ -477,7 +658,7 @@ async fn forward(
         let done = (page.len() as u32) < REPLAY_PAGE;
         for ev in page {
             last_sent = ev.seq;
-            if out.send(ServerFrame::Event(Box::new(ev))).await.is_err() {
+            if out.send(&ServerFrame::Event(Box::new(ev))).await.is_err() {
                 return;
             }
         }
@@ -487,84 +668,259 @@ async fn forward(
     }
     let snapshot = session.snapshot();
     let delta_floor = snapshot.delta_n;
-    if out.send(ServerFrame::Snapshot(snapshot)).await.is_err() {
+    if out.send(&ServerFrame::Snapshot(snapshot)).await.is_err() {
         return;
     }
-    if out
-        .send(ServerFrame::CaughtUp(CaughtUp {
-            session_id: session.id.clone(),
-            last_seq: last_sent,
-        }))
-        .await
-        .is_err()
-    {
+    let caught_up = ServerFrame::CaughtUp(CaughtUp {
+        session_id: session.id.clone(),
+        last_seq: last_sent,
+    });
+    if out.send(&caught_up).await.is_err() {
         return;
     }
-    loop {
+    let mut burst: Vec<Push> = Vec::with_capacity(BURST);
+    let mut parts: Vec<Bytes> = Vec::with_capacity(BURST);
+    let why = loop {
+        // Wait for one push, give the rest of the burst a moment to arrive, then take all that
+        // is there: one wake-up, one queue entry and one write per burst, not per push.
+        let mut lagged = None;
         match rx.recv().await {
-            Ok(Push::Event(ev)) => {
-                if ev.seq <= last_sent {
-                    continue;
-                }
-                last_sent = ev.seq;
-                if out
-                    .send(ServerFrame::Event(Box::new((*ev).clone())))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Ok(Push::Delta(d)) => {
-                if d.n <= delta_floor {
-                    continue;
-                }
-                if out.send(ServerFrame::Delta((*d).clone())).await.is_err() {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                tracing::info!(session = %session.id, skipped, "client fell behind; asking it to resync");
-                let _ = out
-                    .send(ServerFrame::Resync(Resync {
-                        session_id: session.id.clone(),
-                        from_seq: last_sent + 1,
-                    }))
-                    .await;
-                return;
-            }
+            Ok(p) => burst.push(p),
+            Err(broadcast::error::RecvError::Lagged(skipped)) => lagged = Some(skipped),
             Err(broadcast::error::RecvError::Closed) => return,
         }
-    }
-}
-
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<ServerFrame>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    while let Some(frame) = rx.recv().await {
-        let closing = matches!(frame, ServerFrame::Error(_));
-        push_frame(&mut buf, &frame);
-        // Batch whatever else is already queued into one write.
-        while buf.len() < 256 * 1024 {
+        tokio::time::sleep(COALESCE).await;
+        while lagged.is_none() && burst.len() < BURST {
             match rx.try_recv() {
-                Ok(f) => push_frame(&mut buf, &f),
+                Ok(p) => burst.push(p),
+                Err(broadcast::error::TryRecvError::Lagged(skipped)) => lagged = Some(skipped),
                 Err(_) => break,
             }
         }
-        if writer.write_all(&buf).await.is_err() {
-            return;
+        let mut burst_last = last_sent;
+        for push in burst.drain(..) {
+            match &push {
+                Push::Event(w) if w.value.seq <= burst_last => continue,
+                Push::Event(w) => burst_last = w.value.seq,
+                Push::Delta(w) if w.value.n <= delta_floor => continue,
+                Push::Delta(_) => {}
+            }
+            parts.push(push_bytes(&push));
+        }
+        let bytes = match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => {
+                let joined = Bytes::from(parts.concat());
+                parts.clear();
+                Some(joined)
+            }
+        };
+        if let Some(bytes) = bytes {
+            match out.offer(bytes) {
+                Ok(()) => last_sent = burst_last,
+                Err(Offer::Full) => {
+                    break format!(
+                        "its outbound queue is full ({OUTBOUND_QUEUE} entries or {} MiB)",
+                        MAX_QUEUED_BYTES >> 20
+                    );
+                }
+                Err(Offer::Gone) => return,
+            }
+        }
+        if let Some(skipped) = lagged {
+            break format!("its feed lagged the session by {skipped} pushes");
+        }
+    };
+    tracing::info!(session = %session.id, last_sent, "a client fell behind ({why}); asking it to resync");
+    // Waits for room; only this client's feed waits.
+    let _ = out
+        .send(&ServerFrame::Resync(Resync {
+            session_id: session.id.clone(),
+            from_seq: last_sent + 1,
+        }))
+        .await;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WriteEnd {
+    /// The queue closed or a closing frame was sent.
+    Closed,
+    /// Writing failed: the peer went away.
+    PeerGone,
+    /// The peer did not accept a write within the timeout.
+    TimedOut,
+}
+
+const HEARTBEAT_FRAME: &[u8] = b"{\"heartbeat\":{}}\n";
+
+/// Writes queued frames in batches; a heartbeat when nothing was queued for `heartbeat`; gives
+/// up on a peer that does not take a batch within `write_timeout`.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut q: Outq,
+    heartbeat: Duration,
+    write_timeout: Duration,
+) -> WriteEnd {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        let mut closing = false;
+        match tokio::time::timeout(heartbeat, q.rx.recv()).await {
+            Ok(Some(o)) => {
+                q.took(&o);
+                closing = o.closing;
+                buf.extend_from_slice(&o.bytes);
+            }
+            Ok(None) => break,
+            Err(_) => buf.extend_from_slice(HEARTBEAT_FRAME),
+        }
+        // Batch whatever else is already queued into one write.
+        while !closing && buf.len() < WRITE_BATCH {
+            match q.rx.try_recv() {
+                Ok(o) => {
+                    q.took(&o);
+                    closing = o.closing;
+                    buf.extend_from_slice(&o.bytes);
+                }
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(write_timeout, writer.write_all(&buf)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return WriteEnd::PeerGone,
+            Err(_) => return WriteEnd::TimedOut,
         }
         buf.clear();
         if closing {
-            let _ = writer.shutdown().await;
-            return;
+            break;
         }
     }
     let _ = writer.shutdown().await;
+    WriteEnd::Closed
 }
 
-fn push_frame(buf: &mut Vec<u8>, frame: &ServerFrame) {
-    match encode_frame(frame) {
-        Ok(bytes) => buf.extend_from_slice(&bytes),
-        Err(e) => tracing::error!(error = %e, "dropping a frame that cannot be encoded"),
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::session::Wire;
+    use tether_proto::{DeltaKind, EventBody};
+
+    #[test]
+    fn shared_push_bytes_are_the_server_frame_bytes() {
+        let ev = Event {
+            id: "sevt_1".into(),
+            session_id: "sesn_1".into(),
+            seq: 7,
+            processed_at: Some("2026-11-25T10:00:00Z".into()),
+            body: EventBody::user_text("hi"),
+        };
+        let push = Push::Event(Wire::new(ev.clone()));
+        let expected = encode_frame(&ServerFrame::Event(Box::new(ev))).unwrap();
+        assert_eq!(push_bytes(&push), expected);
+        // Encoded once: the second call returns the same buffer.
+        assert_eq!(push_bytes(&push).as_ptr(), push_bytes(&push).as_ptr());
+
+        let d = Delta {
+            session_id: "sesn_1".into(),
+            n: 3,
+            kind: DeltaKind::Text {
+                index: 0,
+                text: "x".into(),
+            },
+        };
+        let expected = encode_frame(&ServerFrame::Delta(d.clone())).unwrap();
+        assert_eq!(push_bytes(&Push::Delta(Wire::new(d))), expected);
+    }
+
+    #[test]
+    fn heartbeat_frame_is_the_protocol_heartbeat() {
+        assert_eq!(
+            HEARTBEAT_FRAME,
+            encode_frame(&ServerFrame::Heartbeat {}).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_gets_heartbeats() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (tx, q) = Outbox::new();
+        let task = tokio::spawn(write_loop(
+            ours,
+            q,
+            Duration::from_millis(20),
+            Duration::from_secs(5),
+        ));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 2 * HEARTBEAT_FRAME.len() {
+            let n = theirs.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(&got[..HEARTBEAT_FRAME.len()], HEARTBEAT_FRAME);
+        drop(tx);
+        assert_eq!(task.await.unwrap(), WriteEnd::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_is_dropped() {
+        let (ours, _theirs_never_reads) = UnixStream::pair().unwrap();
+        let (tx, q) = Outbox::new();
+        let task = tokio::spawn(write_loop(
+            ours,
+            q,
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+        ));
+        // Far more than the socket buffer holds.
+        let chunk = Bytes::from(vec![b'x'; 1024 * 1024]);
+        for _ in 0..16 {
+            if tx
+                .tx
+                .send(Out {
+                    bytes: chunk.clone(),
+                    closing: false,
+                })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let end = tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the writer gave up on the stalled peer")
+            .unwrap();
+        assert_eq!(end, WriteEnd::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn live_pushes_are_refused_past_the_byte_bound_and_accepted_once_written() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (out, q) = Outbox::new();
+        let queued = q.queued.clone();
+        let chunk = Bytes::from(vec![b'x'; MAX_QUEUED_BYTES / 4]);
+        // Nobody drains yet: the fifth quarter does not fit.
+        for _ in 0..4 {
+            assert!(out.offer(chunk.clone()).is_ok());
+        }
+        assert!(matches!(out.offer(chunk.clone()), Err(Offer::Full)));
+        // The writer takes entries and the room comes back.
+        let task = tokio::spawn(write_loop(
+            ours,
+            q,
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ));
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0;
+        while read < MAX_QUEUED_BYTES {
+            read += theirs.read(&mut buf).await.unwrap();
+        }
+        assert_eq!(queued.load(Ordering::Relaxed), 0);
+        assert!(out.offer(chunk).is_ok());
+        drop(out);
+        task.abort();
     }
 }

@@ -19,8 +19,25 @@ use crate::tools::Toolbox;
 /// Live messages fanned out to attached clients.
 #[derive(Debug, Clone)]
 pub enum Push {
-    Event(Arc<Event>),
-    Delta(Arc<Delta>),
+    Event(Arc<Wire<Event>>),
+    Delta(Arc<Wire<Delta>>),
+}
+
+/// A pushed value with its wire bytes, encoded by the first client that sends it and shared
+/// by all the others (the server fills `encoded`).
+#[derive(Debug)]
+pub struct Wire<T> {
+    pub value: T,
+    pub encoded: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl<T> Wire<T> {
+    pub fn new(value: T) -> Arc<Self> {
+        Arc::new(Wire {
+            value,
+            encoded: std::sync::OnceLock::new(),
+        })
+    }
 }
 
 /// Per-client backlog before a slow client is told to resync.
@@ -55,6 +72,8 @@ pub struct Session {
     tx: broadcast::Sender<Push>,
     pub turn: Mutex<Option<TurnHandle>>,
     pub attached: AtomicU32,
+    /// How many of `attached` are read-only.
+    pub attached_read_only: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -76,6 +95,7 @@ impl Session {
             tx,
             turn: Mutex::new(None),
             attached: AtomicU32::new(0),
+            attached_read_only: AtomicU32::new(0),
         })
     }
 
@@ -116,7 +136,7 @@ impl Session {
         }
         for e in &events {
             // No receivers is fine: sessions run with zero clients.
-            let _ = self.tx.send(Push::Event(Arc::new(e.clone())));
+            let _ = self.tx.send(Push::Event(Wire::new(e.clone())));
         }
         Ok(events)
     }
@@ -206,7 +226,7 @@ impl Session {
             n: live.n,
             kind,
         };
-        let _ = self.tx.send(Push::Delta(Arc::new(delta)));
+        let _ = self.tx.send(Push::Delta(Wire::new(delta)));
     }
 
     /// The message being written is complete (or abandoned): drop it from the snapshot.
@@ -244,11 +264,13 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         let row = self.row();
         let st = self.state();
-        info_from_row(
+        let mut info = info_from_row(
             &row,
             Some((st.status(), st.stop_reason.clone(), st.usage, st.last_seq)),
             self.attached.load(Ordering::Relaxed),
-        )
+        );
+        info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
+        info
     }
 
     pub fn is_turn_running(&self) -> bool {
@@ -354,6 +376,7 @@ pub fn info_from_row(
         last_seq,
         usage,
         attached_clients: attached,
+        read_only_clients: 0,
         forked_from: row.forked_from.clone(),
     }
 }

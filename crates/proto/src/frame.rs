@@ -24,6 +24,10 @@ pub struct Welcome {
     pub protocol: u32,
     pub daemon_version: String,
     pub pid: u32,
+    /// The daemon sends `{"heartbeat":{}}` after this long without other output, so a client
+    /// that hears nothing for a few intervals knows the link is dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +101,7 @@ pub enum ServerFrame {
     Snapshot(Snapshot),
     CaughtUp(CaughtUp),
     Resync(Resync),
+    /// Sent on an otherwise idle connection; moves no cursor.
     Heartbeat {},
     /// Connection-level error; the daemon closes the connection after sending it.
     Error(ErrorBody),
@@ -176,6 +181,7 @@ mod tests {
             protocol: 1,
             daemon_version: "0.1.0".into(),
             pid: 42,
+            heartbeat_ms: Some(5000),
         }));
         rt_server(ServerFrame::result(3, json!({"ok": true})));
         rt_server(ServerFrame::error(3, ErrorCode::NotFound, "no session `x`"));

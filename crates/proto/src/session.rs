@@ -60,6 +60,9 @@ pub struct SessionInfo {
     pub usage: SessionUsage,
     /// Clients attached right now.
     pub attached_clients: u32,
+    /// tether: how many of `attached_clients` are read-only watchers.
+    #[serde(default)]
+    pub read_only_clients: u32,
     /// tether: the session this one was forked from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,

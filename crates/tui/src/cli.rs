@@ -10,6 +10,11 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Exit codes: 0 success (turn ended with end_turn), 1 failed turn or error, 2 usage error, 3 daemon unreachable."
 )]
 pub struct Cli {
+    /// Talk to the daemon on another machine through ssh (`ssh://[user@]host[:port]`, or an
+    /// ssh config alias); the remote side runs `tether proxy` (TETHER_REMOTE_COMMAND overrides
+    /// `tether` there, TETHER_SSH_COMMAND overrides `ssh` here).
+    #[arg(long, global = true, env = "TETHER_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -108,6 +113,12 @@ pub enum Command {
     Doctor {
         #[arg(long)]
         json: bool,
+    },
+    /// Bridge stdin/stdout to the local daemon (what `--remote` runs on the far side of ssh).
+    Proxy {
+        /// Fail instead of starting the daemon when none runs.
+        #[arg(long)]
+        existing: bool,
     },
 }
 

@@ -1,21 +1,53 @@
-//! The daemon client: connects to the local socket (starting `tetherd` when none runs),
-//! handshakes, and makes requests while buffering pushes for whoever streams them.
+//! The daemon client: connects to the daemon (the local socket, starting `tetherd` when none
+//! runs, or a remote one through ssh, see [`crate::transport`]), handshakes, and makes requests
+//! while buffering pushes for whoever streams them.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tether_proto::{
-    Call, ClientFrame, ErrorBody, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION, Paths, Request,
-    ServerFrame, encode_frame,
+    Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION, Paths,
+    Request, ServerFrame, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+use crate::transport::Link;
+pub use crate::transport::{SshTarget, Target};
+
 /// How long a client waits for a freshly started daemon to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeat intervals without a byte from the daemon before the link counts as dead.
+const MISSED_HEARTBEATS: u32 = 3;
+/// How long the daemon may take to answer hello: locally, and through ssh (which may be asking
+/// for a passphrase meanwhile).
+const HANDSHAKE_TIMEOUT_LOCAL: Duration = Duration::from_secs(15);
+const HANDSHAKE_TIMEOUT_SSH: Duration = Duration::from_secs(120);
+
+/// The remote daemon this process talks to (`--remote`/`TETHER_REMOTE`), if any.
+static REMOTE: OnceLock<SshTarget> = OnceLock::new();
+
+/// Makes every later [`Client::connect`]/[`Client::connect_existing`] in this process go to
+/// `remote` over ssh instead of the local socket. Set once, by `main`.
+pub fn use_remote(remote: SshTarget) {
+    let _ = REMOTE.set(remote);
+}
+
+/// The daemon this process talks to: the `--remote` one, else the local one at `paths`.
+pub fn target(paths: &Paths) -> Target {
+    match REMOTE.get() {
+        Some(r) => Target::Ssh(r.clone()),
+        None => Target::Local(paths.clone()),
+    }
+}
+
+pub fn is_remote() -> bool {
+    REMOTE.get().is_some()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -39,7 +71,10 @@ impl ClientError {
 }
 
 pub struct Client {
-    stream: UnixStream,
+    link: Link,
+    target: Target,
+    /// No byte for this long means the link is dead (from the daemon's heartbeat interval).
+    dead_after: Option<Duration>,
     decoder: FrameDecoder,
     buf: Vec<u8>,
     next_id: u64,
@@ -69,33 +104,34 @@ pub fn daemon_binary() -> PathBuf {
 }
 
 impl Client {
-    /// Connects to a running daemon only.
+    /// Connects to this process's daemon (see [`target`]) if it is running; never starts one.
     pub async fn connect_existing(paths: &Paths) -> Result<Client, ClientError> {
-        let socket = paths.socket();
-        let stream = UnixStream::connect(&socket).await.map_err(|e| {
-            ClientError::Unreachable(format!(
-                "tetherd is not running (no answer on {}: {e}); `tether daemon start` starts it",
-                socket.display()
-            ))
-        })?;
-        Client::handshake(stream).await
+        Client::open(&target(paths), false).await
     }
 
-    /// Connects, starting the daemon first if none is running.
+    /// Connects to this process's daemon (see [`target`]), starting it first if none runs.
     pub async fn connect(paths: &Paths) -> Result<Client, ClientError> {
-        if let Ok(stream) = UnixStream::connect(paths.socket()).await {
-            return Client::handshake(stream).await;
-        }
-        start_daemon(paths).await?;
-        let stream = UnixStream::connect(paths.socket()).await.map_err(|e| {
-            ClientError::Unreachable(format!("tetherd started but its socket refused us: {e}"))
-        })?;
-        Client::handshake(stream).await
+        Client::open(&target(paths), true).await
     }
 
-    async fn handshake(stream: UnixStream) -> Result<Client, ClientError> {
+    /// A fresh connection to the same daemon, which must be running (after a dropped link).
+    pub async fn reconnect(&self) -> Result<Client, ClientError> {
+        Client::open(&self.target, false).await
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    async fn open(target: &Target, start: bool) -> Result<Client, ClientError> {
+        let link = Link::open(target, start).await?;
         let mut c = Client {
-            stream,
+            link,
+            target: target.clone(),
+            dead_after: Some(match target {
+                Target::Local(_) => HANDSHAKE_TIMEOUT_LOCAL,
+                Target::Ssh(_) => HANDSHAKE_TIMEOUT_SSH,
+            }),
             decoder: FrameDecoder::default(),
             buf: vec![0; 64 * 1024],
             next_id: 1,
@@ -103,17 +139,37 @@ impl Client {
             daemon_pid: 0,
             daemon_version: String::new(),
         };
-        c.send_frame(&ClientFrame::Hello(Hello {
+        match c.handshake().await {
+            Ok(()) => Ok(c),
+            Err(e) => Err(c.explain(e).await),
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<(), ClientError> {
+        let ours = env!("CARGO_PKG_VERSION");
+        self.send_frame(&ClientFrame::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client: "tether-cli".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: ours.into(),
         }))
         .await?;
-        match c.read_frame().await? {
+        match self.read_frame().await? {
+            ServerFrame::Welcome(w) if w.protocol != PROTOCOL_VERSION => {
+                Err(ClientError::Daemon(ErrorBody::new(
+                    ErrorCode::ProtocolMismatch,
+                    format!(
+                        "version mismatch: this tether {ours} speaks protocol {PROTOCOL_VERSION}, but tetherd {} at {} speaks protocol {}; install the same tether version on both ends",
+                        w.daemon_version, self.target, w.protocol
+                    ),
+                )))
+            }
             ServerFrame::Welcome(w) => {
-                c.daemon_pid = w.pid;
-                c.daemon_version = w.daemon_version;
-                Ok(c)
+                self.daemon_pid = w.pid;
+                self.daemon_version = w.daemon_version.clone();
+                self.dead_after = w.heartbeat_ms.map(|ms| {
+                    Duration::from_millis(ms) * MISSED_HEARTBEATS + Duration::from_secs(1)
+                });
+                Ok(())
             }
             ServerFrame::Error(e) => Err(ClientError::Daemon(e)),
             other => Err(ClientError::Protocol(format!(
@@ -122,34 +178,81 @@ impl Client {
         }
     }
 
-    async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
-        let bytes = encode_frame(frame).map_err(ClientError::Daemon)?;
-        self.stream
-            .write_all(&bytes)
-            .await
-            .map_err(|e| ClientError::Disconnected(e.to_string()))
+    /// Adds what ssh said to a failed remote handshake, and what to do about it.
+    async fn explain(&mut self, e: ClientError) -> ClientError {
+        let Target::Ssh(t) = self.target.clone() else {
+            return e;
+        };
+        match e {
+            ClientError::Disconnected(_) | ClientError::Protocol(_) => {
+                let said = self
+                    .link
+                    .stderr_tail()
+                    .await
+                    .map(|s| format!(" ssh said: {s}."))
+                    .unwrap_or_default();
+                let remote = crate::transport::remote_command();
+                ClientError::Unreachable(format!(
+                    "cannot reach tetherd on {} through `{remote} proxy`:{said} Check that `{} {remote} --version` works; if tether is not on the remote PATH, set TETHER_REMOTE_COMMAND=/path/to/tether",
+                    self.target,
+                    t.describe(),
+                ))
+            }
+            ClientError::Daemon(mut b) if b.code == ErrorCode::ProtocolMismatch => {
+                b.message = format!("{} (remote {})", b.message, self.target);
+                ClientError::Daemon(b)
+            }
+            other => other,
+        }
     }
 
+    async fn send_frame(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        let bytes = encode_frame(frame).map_err(ClientError::Daemon)?;
+        let w = &mut self.link.writer;
+        match w.write_all(&bytes).await {
+            Ok(()) => w.flush().await,
+            Err(e) => Err(e),
+        }
+        .map_err(|e| ClientError::Disconnected(e.to_string()))
+    }
+
+    /// The next frame other than a heartbeat. Silence longer than a few heartbeat intervals
+    /// means the link is dead.
     async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
         loop {
             match self.decoder.next_frame() {
                 Ok(Some(line)) => {
-                    return serde_json::from_str(&line).map_err(|e| {
-                        ClientError::Protocol(format!("{e} in frame {}", truncate(&line, 200)))
-                    });
+                    match serde_json::from_str(&line) {
+                        Ok(ServerFrame::Heartbeat {}) => continue,
+                        Ok(f) => return Ok(f),
+                        Err(e) => {
+                            return Err(ClientError::Protocol(format!(
+                                "{e} in frame {}",
+                                truncate(&line, 200)
+                            )));
+                        }
+                    };
                 }
                 Ok(None) => {}
                 Err(e) => return Err(ClientError::Protocol(e.message)),
             }
-            let n = self
-                .stream
-                .read(&mut self.buf)
-                .await
-                .map_err(|e| ClientError::Disconnected(e.to_string()))?;
+            let read = self.link.reader.read(&mut self.buf);
+            let n = match self.dead_after {
+                Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| {
+                    ClientError::Disconnected(format!(
+                        "no word from tetherd at {} for {} s (no reply, not even a heartbeat); the link looks dead",
+                        self.target,
+                        limit.as_secs()
+                    ))
+                })?,
+                None => read.await,
+            }
+            .map_err(|e| ClientError::Disconnected(e.to_string()))?;
             if n == 0 {
-                return Err(ClientError::Disconnected(
-                    "tetherd closed the connection".into(),
-                ));
+                return Err(ClientError::Disconnected(format!(
+                    "tetherd at {} closed the connection",
+                    self.target
+                )));
             }
             self.decoder.push(&self.buf[..n]);
         }

@@ -44,6 +44,17 @@ fn create_params(
             ),
         )));
     }
+    if let Some(d) = &opts.dir
+        && client::is_remote()
+        && !std::path::Path::new(d).is_absolute()
+    {
+        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
+            tether_proto::ErrorCode::InvalidParams,
+            format!(
+                "--dir {d}: with --remote the directory is on the remote host, so give its absolute path there"
+            ),
+        )));
+    }
     // Resolve relative to the caller's cwd, not the daemon's.
     let dir = opts.dir.map(|d| {
         std::path::absolute(&d)
@@ -333,27 +344,43 @@ fn is_connection_loss(e: &ClientError) -> bool {
     matches!(e, ClientError::Disconnected(_)) || e.code_is(tether_proto::ErrorCode::ShuttingDown)
 }
 
-/// Waits for the daemon to come back (it never starts one: a stopped daemon was stopped on
-/// purpose) and replaces the connection.
+/// Waits for the daemon (local or remote) to be reachable again, with capped exponential
+/// backoff and jitter, and replaces the connection. It never starts a daemon: a stopped daemon
+/// was stopped on purpose.
 async fn reconnect(c: &mut Client, why: &ClientError) -> Result<(), ClientError> {
     eprintln!("\n[connection to tetherd lost: {why}; reconnecting…]");
-    let paths = client::paths();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     let mut delay = std::time::Duration::from_millis(100);
     loop {
-        match Client::connect_existing(&paths).await {
+        match c.reconnect().await {
             Ok(fresh) => {
                 *c = fresh;
-                eprintln!("[reconnected]");
+                eprintln!("[reconnected to {}]", c.target());
                 return Ok(());
             }
             Err(e) if std::time::Instant::now() > deadline => return Err(e),
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            Err(e @ (ClientError::Unreachable(_) | ClientError::Disconnected(_))) => {
+                note_unreachable(&e);
+                tokio::time::sleep(jittered(delay)).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Says once per attempt why reconnecting failed, on stderr (the CLI has no log).
+fn note_unreachable(e: &ClientError) {
+    eprintln!("[still unreachable: {e}]");
+}
+
+/// A delay uniformly in [d/2, d], so clients dropped together do not come back in lockstep.
+fn jittered(d: std::time::Duration) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    d / 2 + (d / 2).mul_f64((r % 1000) as f64 / 1000.0)
 }
 
 pub async fn ls(all: bool, json: bool) -> CmdResult {
@@ -372,8 +399,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS"
+        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -388,7 +415,7 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             status
         };
         println!(
-            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  {}",
+            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  {}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
@@ -398,10 +425,19 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
                 "{}/{}",
                 s.usage.tokens.input_tokens, s.usage.tokens.output_tokens
             ),
+            clients_text(s),
             s.updated_at
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Attached clients, e.g. `3 (1 ro)`.
+fn clients_text(s: &SessionInfo) -> String {
+    match s.read_only_clients {
+        0 => s.attached_clients.to_string(),
+        ro => format!("{} ({ro} ro)", s.attached_clients),
+    }
 }
 
 pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> CmdResult {
@@ -544,6 +580,12 @@ pub async fn daemon(action: DaemonAction) -> CmdResult {
     let paths = client::paths();
     match action {
         DaemonAction::Start { foreground } => {
+            if foreground && client::is_remote() {
+                return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
+                    tether_proto::ErrorCode::InvalidParams,
+                    "--foreground runs tetherd in this terminal; with --remote, run `tether daemon start --foreground` on the remote host itself",
+                )));
+            }
             if foreground {
                 let status = std::process::Command::new(client::daemon_binary())
                     .status()
@@ -613,6 +655,10 @@ async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
     c.call(Call::DaemonShutdown {}).await?;
     // The daemon closes our connection once it has stopped serving.
     while c.next_push().await.is_ok() {}
+    if client::is_remote() {
+        // Its pid is on another machine; the closed connection is all we can see.
+        return Ok(Some(pid));
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while process_alive(pid) {
         if std::time::Instant::now() > deadline {

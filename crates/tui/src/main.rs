@@ -3,7 +3,9 @@
 mod cli;
 mod client;
 mod commands;
+mod proxy;
 mod render;
+mod transport;
 mod tui;
 
 use std::process::ExitCode;
@@ -51,6 +53,14 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> commands::CmdResult {
+    // The proxy is the far end of a remote link: it always talks to its local daemon.
+    let is_proxy = matches!(cli.command, Some(Command::Proxy { .. }));
+    if let Some(remote) = cli.remote.as_deref().filter(|r| !r.is_empty() && !is_proxy) {
+        let target = transport::SshTarget::parse(remote).map_err(|m| {
+            ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
+        })?;
+        client::use_remote(target);
+    }
     let Some(command) = cli.command else {
         if tui::is_tty() {
             return tui::picker().await;
@@ -95,6 +105,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         } => commands::tool_result(session, event, json, error).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
+        Command::Proxy { existing } => proxy::run(!existing).await,
     }
 }
 

@@ -102,6 +102,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
             model_requests: 2,
         },
         attached_clients: 1,
+        read_only_clients: 0,
         forked_from: None,
     }
 }

@@ -1,0 +1,419 @@
+//! `tether --remote ssh://…` against a real OpenSSH server on 127.0.0.1: the test runs its own
+//! `sshd` with a throwaway host key and user key, and the client reaches the daemon through
+//! `ssh … tether proxy`. Skipped (with a message) only where no sshd can be started.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use tether_e2e::{
+    Block, Reply, TestEnv, assert_log_invariants, bin_dir, pids_matching, wait_until,
+};
+use tether_mock_llm::Script;
+use tether_proto::{Event, EventBody};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// An sshd on 127.0.0.1 that lets the current user in with `key`.
+struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Sshd {
+    fn start() -> Result<Sshd, String> {
+        if !Path::new(SSHD).exists() {
+            return Err(format!(
+                "{SSHD} is missing (Debian: apt-get install openssh-server)"
+            ));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("tsh")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let d = dir.path();
+        for key in ["host_key", "user_key"] {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(key))
+                .status()
+                .map_err(|e| format!("ssh-keygen: {e}"))?;
+            if !ok.success() {
+                return Err("ssh-keygen failed".into());
+            }
+        }
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+        // Privilege separation needs this directory when sshd runs as root.
+        if nix::unistd::geteuid().is_root() {
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .map_err(|e| format!("cannot run {SSHD}: {e}"))?;
+        let mut sshd = Sshd { dir, port, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                return Err(format!("sshd exited ({status}): {}", sshd.log()));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("sshd did not listen within 10 s: {}", sshd.log()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(sshd)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("user_key")
+    }
+
+    fn url(&self) -> String {
+        format!("ssh://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `tether --remote` from a client whose own TETHER_HOME is empty and unrelated: everything it
+/// shows comes through ssh from the daemon of `env`.
+struct Remote<'a> {
+    env: &'a TestEnv,
+    sshd: &'a Sshd,
+    local_home: tempfile::TempDir,
+}
+
+impl Remote<'_> {
+    fn tether(&self) -> Command {
+        let e = self.env;
+        let mut c = Command::new(bin_dir().join("tether"));
+        c.env("TETHER_HOME", self.local_home.path())
+            .env("TETHER_REMOTE", self.sshd.url())
+            .env(
+                "TETHER_SSH_COMMAND",
+                format!(
+                    "ssh -i {} -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o LogLevel=ERROR -o BatchMode=yes",
+                    self.sshd.key().display()
+                ),
+            )
+            // sshd starts the far side with a clean environment: say where its tether lives.
+            .env(
+                "TETHER_REMOTE_COMMAND",
+                format!(
+                    "env TETHER_HOME={} TETHER_DAEMON_BIN={} ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY=sk-test-not-a-real-key TETHER_LOG=debug {}",
+                    e.home.path().display(),
+                    bin_dir().join("tetherd").display(),
+                    e.mock.base_url(),
+                    bin_dir().join("tether").display()
+                ),
+            )
+            .env_remove("TETHER_DAEMON_BIN");
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.tether().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "tether --remote {args:?} failed ({}):\nstdout: {}\nstderr: {}\nsshd: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.sshd.log()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Lines a child prints, collected by a thread as they come.
+fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn has_line(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> bool {
+    lines.lock().unwrap().iter().any(|l| l.contains(needle))
+}
+
+fn sshd_or_skip() -> Option<Sshd> {
+    match Sshd::start() {
+        Ok(s) => Some(s),
+        Err(why) => {
+            eprintln!("SKIPPED: cannot start sshd for the remote tests: {why}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ls_run_and_logs_follow_over_ssh() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("hello from the remote box"),
+        Reply::text("second answer"),
+    ]))
+    .await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+
+    // The remote proxy starts the remote daemon on first use.
+    assert!(remote.ok(&["ls", "--json"]).is_empty());
+    let out = remote.ok(&["run", "say hello", "--name", "far"]);
+    assert!(out.contains("hello from the remote box"), "{out}");
+    let ls = remote.ok(&["ls"]);
+    assert!(ls.contains("far") && ls.contains("idle"), "{ls}");
+    assert!(
+        !remote.local_home.path().join("tether.db").exists(),
+        "nothing ran locally"
+    );
+
+    // logs -f over ssh sees what another client sends.
+    let mut follow = remote
+        .tether()
+        .args(["logs", "far", "-f", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = collect_lines(follow.stdout.take().unwrap());
+    let n_before = env.events("far").len();
+    wait_until("logs -f replays the log", || {
+        lines.lock().unwrap().len() >= n_before
+    })
+    .await;
+    remote.ok(&["send", "far", "again"]);
+    wait_until("logs -f shows the second answer", || {
+        has_line(&lines, "second answer")
+    })
+    .await;
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    let log = env.events("far");
+    assert_log_invariants(&log);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_ssh_link_mid_turn_reconnects_and_the_transcript_is_whole() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![Reply::Stall {
+        blocks: vec![Block::Text {
+            text: "an answer that took a while".into(),
+        }],
+    }]))
+    .await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+    let id = remote.ok(&["new", "--name", "flaky"]).trim().to_string();
+    let mut client = remote
+        .tether()
+        .args(["send", "flaky", "go", "--wait", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect_lines(client.stdout.take().unwrap());
+    let err = collect_lines(client.stderr.take().unwrap());
+    // Mid-turn: the model is streaming (stalled after its first delta).
+    env.mock.wait_for_requests(1).await;
+    wait_until("the client printed the turn start", || {
+        has_line(&out, "session.status_running")
+    })
+    .await;
+
+    // Cut the link: kill the client's ssh process.
+    let key = sshd.key().display().to_string();
+    let ssh_pids = pids_matching(&key);
+    assert!(!ssh_pids.is_empty(), "the client's ssh process is running");
+    for pid in ssh_pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    wait_until("the client noticed and reconnected", || {
+        has_line(&err, "[reconnected")
+    })
+    .await;
+    assert!(has_line(&err, "connection to tetherd lost"));
+    env.mock.release_stalls();
+
+    let status = client.wait().unwrap();
+    assert!(
+        status.success(),
+        "client exit {status}; stderr: {:?}",
+        err.lock().unwrap()
+    );
+    // The transcript the client printed is exactly the log after its message: no gap, no
+    // duplicate, across the reconnect.
+    let printed: Vec<Event> = out
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let log = env.events(&id);
+    assert_log_invariants(&log);
+    let sent_seq = log
+        .iter()
+        .find(|e| matches!(e.body, EventBody::UserMessage { .. }))
+        .unwrap()
+        .seq;
+    let expected: Vec<u64> = log
+        .iter()
+        .map(|e| e.seq)
+        .filter(|s| *s > sent_seq)
+        .collect();
+    let got: Vec<u64> = printed.iter().map(|e| e.seq).collect();
+    assert_eq!(got, expected, "printed transcript vs log");
+    assert!(
+        printed
+            .iter()
+            .any(|e| matches!(e.body, EventBody::AgentMessage { .. })),
+        "the answer arrived after the reconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_mismatch_and_a_missing_remote_tether_are_explained() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+    // A far side that speaks another protocol version.
+    let fake = sshd.dir.path().join("tether-9");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nread hello\nprintf '%s\\n' '{\"welcome\":{\"protocol\":99,\"daemon_version\":\"9.9.9\",\"pid\":1}}'\n",
+    )
+    .unwrap();
+    Command::new("chmod").arg("+x").arg(&fake).status().unwrap();
+    let out = remote
+        .tether()
+        .env("TETHER_REMOTE_COMMAND", &fake)
+        .arg("ls")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("9.9.9") && stderr.contains(env!("CARGO_PKG_VERSION")),
+        "names both versions: {stderr}"
+    );
+
+    let out = remote
+        .tether()
+        .env("TETHER_REMOTE_COMMAND", "no-such-tether")
+        .arg("ls")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no-such-tether") && stderr.contains("TETHER_REMOTE_COMMAND"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_link_is_declared_dead_by_missing_heartbeats() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("first answer"),
+        Reply::text("still here"),
+    ]))
+    .await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+    remote.ok(&["run", "hi", "--name", "quiet"]);
+    let mut follow = remote
+        .tether()
+        .args(["logs", "quiet", "-f", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect_lines(follow.stdout.take().unwrap());
+    let err = collect_lines(follow.stderr.take().unwrap());
+    let key = sshd.key().display().to_string();
+    wait_until("the client is attached and replayed the log", || {
+        has_line(&out, "first answer")
+    })
+    .await;
+    // Freeze the client's ssh: the TCP link stays open but nothing arrives any more, which
+    // only the missing heartbeats can reveal (3 intervals of 5 s).
+    let frozen = pids_matching(&key);
+    for pid in &frozen {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !has_line(&err, "[reconnected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect after the link went silent: {:?}",
+            err.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(has_line(&err, "heartbeat"), "{:?}", err.lock().unwrap());
+    // The new link works: a message sent now shows up.
+    remote.ok(&["send", "quiet", "are you there"]);
+    wait_until("the answer arrives over the new link", || {
+        has_line(&out, "still here")
+    })
+    .await;
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    for pid in frozen {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
