@@ -270,6 +270,9 @@ impl Connection {
                         "the message is empty",
                     ));
                 }
+                if let Some(model) = p.model {
+                    crate::harness::switch_model(&s, &model).await?;
+                }
                 let ev = s.user_message(p.content).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }

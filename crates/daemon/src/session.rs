@@ -239,11 +239,15 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         let row = self.row();
         let st = self.state();
-        info_from_row(
+        let mut info = info_from_row(
             &row,
             Some((st.status(), st.stop_reason.clone(), st.usage, st.last_seq)),
             self.attached.load(Ordering::Relaxed),
-        )
+        );
+        if let Some(model) = &st.model {
+            info.model = model.clone();
+        }
+        info
     }
 
     pub fn is_turn_running(&self) -> bool {

@@ -34,6 +34,31 @@ pub struct SessionState {
     /// User input arrived since the session last went idle. A failed turn goes idle too, so
     /// its unanswered message waits for the next one instead of being retried forever.
     pub pending_input: bool,
+    /// Seq of the last event that added to each entry of `messages` (same length).
+    pub message_seqs: Vec<u64>,
+    /// The latest `agent.thread_context_compacted`: its summary and how many leading
+    /// `messages` it stands for in requests.
+    pub compacted: Option<Compacted>,
+    /// `provider/model` set by the latest `session.updated` (else the session row's).
+    pub model: Option<String>,
+    /// Spending limit set by the latest `session.updated`.
+    pub max_cost_usd: Option<f64>,
+    /// Usage of the last successful model request (prompt and output tokens).
+    pub last_usage: tether_proto::ModelUsage,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compacted {
+    pub summary: String,
+    /// Leading entries of `messages` the summary replaces.
+    pub messages: usize,
+}
+
+/// The user message a compaction summary becomes in requests.
+pub fn summary_message(summary: &str) -> Message {
+    Message::user_text(format!(
+        "[Summary of the earlier conversation, written when it grew too long for the context window]\n\n{summary}"
+    ))
 }
 
 impl SessionState {
@@ -74,8 +99,7 @@ impl SessionState {
                 EventBody::SessionStatusRescheduled {} => s.status = SessionStatus::Rescheduling,
                 EventBody::SessionStatusTerminated {} => s.status = SessionStatus::Terminated,
                 EventBody::SpanModelRequestEnd { model_usage, .. } => {
-                    s.usage.tokens.add(model_usage);
-                    s.usage.model_requests += 1;
+                    s.usage.record(model_usage);
                 }
                 _ => {}
             }
@@ -97,12 +121,48 @@ impl SessionState {
 
     fn push_part(&mut self, role: Role, part: Part) {
         match self.messages.last_mut() {
-            Some(m) if m.role == role => m.content.push(part),
-            _ => self.messages.push(Message {
-                role,
-                content: vec![part],
-            }),
+            Some(m) if m.role == role => {
+                m.content.push(part);
+                if let Some(seq) = self.message_seqs.last_mut() {
+                    *seq = self.last_seq;
+                }
+            }
+            _ => {
+                self.messages.push(Message {
+                    role,
+                    content: vec![part],
+                });
+                self.message_seqs.push(self.last_seq);
+            }
         }
+    }
+
+    /// The conversation as the next request sends it: the compaction summary (if any) in
+    /// place of the messages it covers, then the rest verbatim.
+    pub fn request_messages(&self) -> Vec<Message> {
+        match &self.compacted {
+            None => self.messages.clone(),
+            Some(c) => {
+                let tail = self.messages.get(c.messages..).unwrap_or_default();
+                let mut out = Vec::with_capacity(tail.len() + 1);
+                out.push(summary_message(&c.summary));
+                out.extend_from_slice(tail);
+                out
+            }
+        }
+    }
+
+    /// Where a compaction could cut: `(k, through_seq)` such that `messages[..k]` get
+    /// summarised and at least `keep_recent` messages stay verbatim. The tail starts with an
+    /// assistant message, so no tool result is separated from its call; `None` when there is
+    /// nothing new worth summarising.
+    pub fn compaction_cut(&self, keep_recent: usize) -> Option<(usize, u64)> {
+        let done = self.compacted.as_ref().map_or(0, |c| c.messages);
+        let latest = self.messages.len().checked_sub(keep_recent.max(1))?;
+        let k = (done + 1..=latest)
+            .rev()
+            .find(|&k| self.messages[k].role == Role::Assistant)?;
+        Some((k, self.message_seqs[k - 1]))
     }
 
     fn flush_queued_user(&mut self) {
@@ -175,10 +235,16 @@ impl SessionState {
                 self.open_request = Some(e.id.clone());
                 self.model_calls_this_turn += 1;
             }
-            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+            EventBody::SpanModelRequestEnd {
+                model_usage,
+                is_error,
+                ..
+            } => {
                 self.open_request = None;
-                self.usage.tokens.add(model_usage);
-                self.usage.model_requests += 1;
+                self.usage.record(model_usage);
+                if !is_error {
+                    self.last_usage = *model_usage;
+                }
                 if self.pending_tools.is_empty() {
                     self.flush_queued_user();
                 }
@@ -201,6 +267,31 @@ impl SessionState {
             }
             EventBody::SessionStatusTerminated {} => {
                 self.status = Some(SessionStatus::Terminated);
+            }
+            EventBody::SessionUpdated {
+                model,
+                max_cost_usd,
+            } => {
+                if model.is_some() {
+                    self.model = model.clone();
+                }
+                if max_cost_usd.is_some() {
+                    self.max_cost_usd = *max_cost_usd;
+                }
+            }
+            EventBody::AgentThreadContextCompacted {
+                summary,
+                through_seq,
+            } => {
+                let messages = self
+                    .message_seqs
+                    .iter()
+                    .take_while(|&&seq| seq <= *through_seq)
+                    .count();
+                self.compacted = Some(Compacted {
+                    summary: summary.clone(),
+                    messages,
+                });
             }
             EventBody::UserInterrupt {}
             | EventBody::UserToolConfirmation { .. }

@@ -51,6 +51,9 @@ pub struct SessionParams {
 pub struct SendMessage {
     pub session: SessionRef,
     pub content: Vec<ContentBlock>,
+    /// tether: switch the session to this `provider/model` from this message on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +350,7 @@ mod tests {
                 session: "fix".into(),
             }),
             Call::SessionSend(SendMessage {
+                model: None,
                 session: "fix".into(),
                 content: vec![ContentBlock::text("more")],
             }),

@@ -126,6 +126,7 @@ pub async fn send(session: String, text: String, wait: bool, json: bool) -> CmdR
     let mut c = connect().await?;
     let v = c
         .call(Call::SessionSend(SendMessage {
+            model: None,
             session,
             content: vec![ContentBlock::text(text)],
         }))
@@ -217,6 +218,7 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
             session: session_id.to_string(),
         }),
         _ => Call::SessionSend(SendMessage {
+            model: None,
             session: session_id.to_string(),
             content: vec![ContentBlock::text(line)],
         }),
