@@ -1144,4 +1144,146 @@ mod tests {
         let e = none.check_credentials().unwrap_err();
         assert!(e.user_message().contains("OPENAI_API_KEY"), "{e}");
     }
+
+    // ---- against the mock server ----------------------------------------
+
+    use tether_mock_llm::{Block, MockServer, Reply, Script, Timing, Usage};
+
+    async fn mock(replies: Vec<Reply>) -> MockServer {
+        let timing = Timing {
+            ttft_ms: 0,
+            chunk_delay_ms: 0,
+            chunk_chars: 5,
+        };
+        MockServer::start(Script::sequential(replies).with_timing(timing))
+            .await
+            .unwrap()
+    }
+
+    fn client(server: &MockServer, api: OpenAiApi) -> OpenAiProvider {
+        OpenAiProvider::new(
+            api,
+            &format!("{}/v1", server.base_url()),
+            Some("sk-test".into()),
+            &BTreeMap::new(),
+            Who::openai(),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn both_apis_stream_parallel_calls_from_the_mock() {
+        let reply = || {
+            Reply::message(vec![
+                Block::thinking("let me see", "sig"),
+                Block::text("Running two."),
+                Block::tool_use("bash", json!({"command": "ls -la"})),
+                Block::tool_use("read", json!({"file_path": "a.txt"})),
+            ])
+            .with_usage(Usage {
+                input_tokens: 90,
+                output_tokens: 12,
+                cache_read_input_tokens: 10,
+                cache_creation_input_tokens: 0,
+            })
+        };
+        let server = mock(vec![reply(), reply()]).await;
+        for api in [OpenAiApi::Chat, OpenAiApi::Responses] {
+            let mut seen = Vec::new();
+            let r = client(&server, api)
+                .stream(&request(history()), &CancellationToken::new(), &mut |e| {
+                    seen.push(e)
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.stop_reason, "tool_use", "{api:?}");
+            let calls: Vec<(&str, &Value)> = r
+                .content
+                .iter()
+                .filter_map(|p| match p {
+                    Part::ToolUse { name, input, .. } => Some((name.as_str(), input)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                calls,
+                vec![
+                    ("bash", &json!({"command": "ls -la"})),
+                    ("read", &json!({"file_path": "a.txt"}))
+                ],
+                "{api:?}"
+            );
+            assert!(r.content.contains(&Part::Text("Running two.".into())));
+            assert!(r.content.contains(&Part::Thinking {
+                thinking: "let me see".into(),
+                signature: None
+            }));
+            assert_eq!(
+                (
+                    r.usage.input_tokens,
+                    r.usage.cache_read_input_tokens,
+                    r.usage.output_tokens
+                ),
+                (90, 10, 12),
+                "{api:?}"
+            );
+            let tool_deltas = seen
+                .iter()
+                .filter(|e| matches!(e, StreamEvent::ToolInputDelta { .. }))
+                .count();
+            assert!(tool_deltas >= 4, "{api:?}: {seen:?}");
+        }
+        let requests = server.requests();
+        assert_eq!(requests[0].path, "/v1/chat/completions");
+        assert_eq!(requests[1].path, "/v1/responses");
+        assert_eq!(requests[0].header("authorization"), Some("Bearer sk-test"));
+        assert_eq!(requests[0].body, chat_request_body(&request(history())));
+        assert_eq!(
+            requests[1].body,
+            responses_request_body(&request(history()))
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_from_the_mock_are_typed() {
+        for api in [OpenAiApi::Chat, OpenAiApi::Responses] {
+            let server = mock(vec![
+                Reply::rate_limited(3),
+                Reply::drop_mid_stream(vec![Block::text("partial answer")]),
+                Reply::Malformed,
+                Reply::error(401, "invalid_request_error", "Incorrect API key provided"),
+                Reply::mid_stream_error("server_error", "boom"),
+            ])
+            .await;
+            let p = client(&server, api);
+            let go = || async {
+                p.stream(&request(history()), &CancellationToken::new(), &mut |_| {})
+                    .await
+                    .unwrap_err()
+            };
+            let e = go().await;
+            assert_eq!(e.retry_after(), Some(Duration::from_secs(3)), "{api:?}");
+            assert!(e.is_retryable());
+            let e = go().await;
+            assert!(
+                matches!(&e, ProviderError::Stream { kind, .. } if kind == stream_kind::TRUNCATED),
+                "{api:?}: {e:?}"
+            );
+            let e = go().await;
+            assert!(
+                matches!(&e, ProviderError::Stream { kind, message } if kind == stream_kind::MALFORMED && message.contains("{not json")),
+                "{api:?}: {e:?}"
+            );
+            let e = go().await;
+            assert!(!e.is_retryable());
+            let m = e.describe(&Who::openai());
+            assert!(
+                m.contains("the OpenAI API rejected the API key") && m.contains("OPENAI_API_KEY"),
+                "{m}"
+            );
+            let e = go().await;
+            assert!(e.is_retryable(), "{api:?}: {e:?}");
+            assert!(e.to_string().contains("boom"), "{e}");
+        }
+    }
 }
