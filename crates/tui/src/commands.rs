@@ -368,8 +368,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS"
+        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "COST"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -384,7 +384,7 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             status
         };
         println!(
-            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12}  {}",
+            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  {}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
@@ -394,10 +394,20 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
                 "{}/{}",
                 s.usage.tokens.input_tokens, s.usage.tokens.output_tokens
             ),
+            cost_text(&s.usage),
             s.updated_at
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `$0.0123`; `≥$0.0123` when some requests had no known price; `-` when none had one.
+fn cost_text(usage: &tether_proto::SessionUsage) -> String {
+    match (usage.tokens.cost_usd, usage.unpriced_requests) {
+        (None, _) => "-".to_string(),
+        (Some(c), 0) => format!("${c:.4}"),
+        (Some(c), _) => format!("≥${c:.4}"),
+    }
 }
 
 pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> CmdResult {
