@@ -66,8 +66,12 @@ fn check_final_request(
     };
     match provider {
         "anthropic" => {
-            assert!(body["system"].as_str().unwrap().contains("software agent"));
+            let system = &body["system"][0];
+            assert!(system["text"].as_str().unwrap().contains("software agent"));
+            assert_eq!(system["cache_control"], json!({"type": "ephemeral"}));
             assert_eq!(body["max_tokens"], 16384);
+            let tools = body["tools"].as_array().unwrap();
+            assert_eq!(tools.last().unwrap()["cache_control"]["type"], "ephemeral");
             let m = body["messages"].as_array().unwrap();
             assert_eq!(m.len(), 5, "{body:#}");
             assert_eq!(m[1]["content"][0]["type"], "tool_use");
@@ -77,6 +81,10 @@ fn check_final_request(
             assert_eq!(m[3]["content"][0]["input"], json!({"file_path": "f.txt"}));
             assert_eq!(m[4]["content"][0]["tool_use_id"], ids[1].as_str());
             assert_eq!(m[4]["content"][0]["content"], result_text(&ids[1]).as_str());
+            // The moving cache breakpoint: the last two user turns.
+            assert_eq!(m[4]["content"][0]["cache_control"]["type"], "ephemeral");
+            assert_eq!(m[2]["content"][0]["cache_control"]["type"], "ephemeral");
+            assert!(m[0]["content"][0].get("cache_control").is_none());
         }
         "openai" => {
             assert_eq!(body["stream_options"], json!({"include_usage": true}));

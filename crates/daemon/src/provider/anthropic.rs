@@ -192,8 +192,10 @@ impl AnthropicProvider {
 /// system?, messages, tools?}`. Consecutive messages of the same role are merged,
 /// tool results lead their user message, unsigned thinking and blank text blocks
 /// are dropped (the API rejects both), and messages left empty are skipped.
-/// Does not validate; [`AnthropicProvider::stream`] refuses a conversation that
-/// is empty or starts with the assistant.
+/// Prompt caching: `cache_control` breakpoints on the system prompt, the last
+/// tool and the last block of the last two user messages (the moving tail), four
+/// in all, the API's maximum. Does not validate; [`AnthropicProvider::stream`]
+/// refuses a conversation that is empty or starts with the assistant.
 pub fn request_body(req: &ModelRequest) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
@@ -202,15 +204,28 @@ pub fn request_body(req: &ModelRequest) -> Value {
     if let Some(system) = &req.system
         && !system.trim().is_empty()
     {
-        body.insert("system".into(), json!(system));
+        body.insert(
+            "system".into(),
+            json!([{"type": "text", "text": system, "cache_control": ephemeral()}]),
+        );
     }
-    let messages: Vec<Value> = wire_messages(&req.messages)
+    let mut messages: Vec<Value> = wire_messages(&req.messages)
         .into_iter()
         .map(WireMessage::into_json)
         .collect();
+    let tail = messages
+        .iter_mut()
+        .rev()
+        .filter(|m| m["role"] == "user")
+        .take(2);
+    for message in tail {
+        if let Some(last) = message["content"].as_array_mut().and_then(|c| c.last_mut()) {
+            last["cache_control"] = ephemeral();
+        }
+    }
     body.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
+        let mut tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
@@ -221,9 +236,16 @@ pub fn request_body(req: &ModelRequest) -> Value {
                 })
             })
             .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = ephemeral();
+        }
         body.insert("tools".into(), Value::Array(tools));
     }
     Value::Object(body)
+}
+
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
 }
 
 /// [`request_body`] plus the checks that turn impossible requests into
@@ -736,6 +758,69 @@ mod tests {
 
     // ---- request_body ----------------------------------------------------
 
+    /// The body without its `cache_control` breakpoints.
+    fn uncached(req: &ModelRequest) -> Value {
+        fn strip(v: &mut Value) {
+            match v {
+                Value::Object(map) => {
+                    map.remove("cache_control");
+                    map.values_mut().for_each(strip);
+                }
+                Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut body = request_body(req);
+        strip(&mut body);
+        body
+    }
+
+    #[test]
+    fn cache_breakpoints_on_system_tools_and_the_moving_tail() {
+        let mut req = request(vec![
+            Message::user_text("one"),
+            Message::assistant(vec![tool_use("toolu_1", "bash", json!({}))]),
+            Message::user(vec![tool_result("toolu_1", "out", false)]),
+            Message::assistant(vec![text("done")]),
+            Message::user_text("two"),
+        ]);
+        req.system = Some("sys".into());
+        req.tools = vec![bash_tool(), bash_tool()];
+        let body = request_body(&req);
+        let marked: Vec<String> = {
+            let mut out = Vec::new();
+            fn walk(v: &Value, path: String, out: &mut Vec<String>) {
+                match v {
+                    Value::Object(m) => {
+                        if m.contains_key("cache_control") {
+                            out.push(path.clone());
+                        }
+                        for (k, x) in m {
+                            walk(x, format!("{path}.{k}"), out);
+                        }
+                    }
+                    Value::Array(a) => {
+                        for (i, x) in a.iter().enumerate() {
+                            walk(x, format!("{path}[{i}]"), out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            walk(&body, String::new(), &mut out);
+            out
+        };
+        assert_eq!(
+            marked,
+            [
+                ".messages[2].content[0]",
+                ".messages[4].content[0]",
+                ".system[0]",
+                ".tools[1]"
+            ]
+        );
+    }
+
     #[test]
     fn body_minimal_without_system_or_tools() {
         let body = request_body(&request(vec![Message::user_text("hi")]));
@@ -745,7 +830,9 @@ mod tests {
                 "model": "claude-sonnet-4-6",
                 "max_tokens": 1024,
                 "stream": true,
-                "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+                ]}]
             })
         );
     }
@@ -761,11 +848,14 @@ mod tests {
                 "model": "claude-sonnet-4-6",
                 "max_tokens": 1024,
                 "stream": true,
-                "system": "You are tether.",
+                "system": [{"type": "text", "text": "You are tether.",
+                            "cache_control": {"type": "ephemeral"}}],
                 "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "list files"}]}
+                    {"role": "user", "content": [{"type": "text", "text": "list files",
+                                                  "cache_control": {"type": "ephemeral"}}]}
                 ],
                 "tools": [{
+                    "cache_control": {"type": "ephemeral"},
                     "name": "bash",
                     "description": "Run a shell command",
                     "input_schema": {
@@ -791,7 +881,7 @@ mod tests {
             Message::user(vec![tool_result("toolu_1", "file.txt", false)]),
         ]);
         assert_eq!(
-            request_body(&req)["messages"],
+            uncached(&req)["messages"],
             json!([
                 {"role": "user", "content": [
                     {"type": "text", "text": "one"},
@@ -825,7 +915,7 @@ mod tests {
             Message::user(vec![tool_result("toolu_2", "exit 1", true)]),
         ]);
         assert_eq!(
-            request_body(&req)["messages"][2],
+            uncached(&req)["messages"][2],
             json!({"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"},
                 {"type": "tool_result", "tool_use_id": "toolu_2", "content": "exit 1", "is_error": true},
@@ -856,7 +946,7 @@ mod tests {
             Message::user_text("more"),
         ]);
         assert_eq!(
-            request_body(&req)["messages"][1],
+            uncached(&req)["messages"][1],
             json!({"role": "assistant", "content": [
                 {"type": "thinking", "thinking": "signed", "signature": "sig-1"},
                 {"type": "text", "text": "answer"}
@@ -879,7 +969,7 @@ mod tests {
             Message::user_text("again"),
         ]);
         assert_eq!(
-            request_body(&req)["messages"],
+            uncached(&req)["messages"],
             json!([{"role": "user", "content": [
                 {"type": "text", "text": "hello"},
                 {"type": "text", "text": "again"}
@@ -897,7 +987,7 @@ mod tests {
                 tool_result("t2", "", false),
             ]),
         ]);
-        let messages = &request_body(&req)["messages"];
+        let messages = &uncached(&req)["messages"];
         assert_eq!(messages[1]["content"][0]["input"], json!({}));
         assert_eq!(
             messages[2]["content"],
