@@ -603,3 +603,165 @@ async fn usage_is_priced_and_totalled() {
     assert!(ls.contains("COST"), "{ls}");
     assert!(ls.contains(&format!("${expected:.4}")), "{ls}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_budget_ends_the_turn_with_budget_reached() {
+    // One request at $3 (a million input tokens of claude-sonnet-4-5) against a $1 budget.
+    let costly = Usage {
+        input_tokens: 1_000_000,
+        output_tokens: 10,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+    };
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo hi"})).with_usage(costly),
+        Reply::text("never asked"),
+    ]))
+    .await;
+    let out = env.run(&[
+        "new",
+        "--detach",
+        "--name",
+        "b",
+        "--model",
+        "anthropic/claude-sonnet-4-5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = env.client().await;
+    let e = c
+        .call(
+            "session.update",
+            json!({"session": "b", "max_cost_usd": -1.0}),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("max_cost_usd"), "{}", e.message);
+    c.call(
+        "session.update",
+        json!({"session": "b", "max_cost_usd": 1.0}),
+    )
+    .await
+    .unwrap();
+    send_and_wait(&env, "b", "go", None).await;
+    let events = env.events("b");
+    assert_log_invariants(&events);
+    assert_eq!(last_stop(&events), StopReason::BudgetReached);
+    assert_eq!(
+        env.mock.request_count(),
+        1,
+        "no request once the budget is spent"
+    );
+    // The tool call of the paid response still ran and was answered.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::AgentToolResult { .. }))
+    );
+    let info = c
+        .call("session.get", json!({"session": "b"}))
+        .await
+        .unwrap();
+    assert!(info["usage"]["cost_usd"].as_f64().unwrap() >= 3.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_context_window_is_compacted_into_a_summary() {
+    // The mock reports 90k prompt tokens against a 100k window (threshold 0.8): the next
+    // request must compact first.
+    let full = Usage {
+        input_tokens: 90_000,
+        output_tokens: 100,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+    };
+    let small = Usage {
+        input_tokens: 500,
+        output_tokens: 50,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+    };
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::text("A1").with_usage(full),
+            Reply::text("SUMMARY-1: the user said first.").with_usage(small),
+            Reply::text("A2").with_usage(full),
+            Reply::text("SUMMARY-2: first, A1, second.").with_usage(small),
+            Reply::text("A3").with_usage(small),
+        ]),
+        "[models.\"openai/small-window\"]\ncontext_window = 100000\n\
+         [compaction]\nthreshold = 0.8\nkeep_recent_messages = 2\n",
+    )
+    .await;
+    env.ok(&[
+        "run",
+        "first",
+        "--name",
+        "c",
+        "--model",
+        "openai/small-window",
+    ]);
+    env.ok(&["send", "c", "second", "--wait"]);
+    env.ok(&["send", "c", "third", "--wait"]);
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 5);
+    let texts = |body: &Value| -> Vec<String> {
+        body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    // Request 2 asks for the summary of everything before the kept tail.
+    let ask = texts(&reqs[1].body);
+    assert_eq!(ask.len(), 3, "{ask:?}"); // system, "first", the summary prompt
+    assert_eq!(ask[1], "first");
+    assert!(ask[2].contains("replaced by a summary"), "{ask:?}");
+    // Request 3 is built from the summary plus the recent tail.
+    let third = texts(&reqs[2].body);
+    assert!(third[1].contains("SUMMARY-1"), "{third:?}");
+    assert_eq!(&third[2..], ["A1", "second"]);
+    // The second compaction summarises the first summary and what followed it.
+    let ask = texts(&reqs[3].body);
+    assert!(ask[1].contains("SUMMARY-1"), "{ask:?}");
+    assert_eq!(&ask[2..4], ["A1", "second"]);
+    let last = texts(&reqs[4].body);
+    assert!(last[1].contains("SUMMARY-2"), "{last:?}");
+    assert_eq!(&last[2..], ["A2", "third"]);
+    assert!(!reqs[4].body.to_string().contains("\"first\""));
+
+    // The log is untouched: every message is still there, plus the two compactions.
+    let events = env.events("c");
+    assert_log_invariants(&events);
+    let users: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::UserMessage { content } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users, ["first", "second", "third"]);
+    let summaries: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentThreadContextCompacted { summary, .. } => Some(summary.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "SUMMARY-1: the user said first.",
+            "SUMMARY-2: first, A1, second."
+        ]
+    );
+    let answers = events
+        .iter()
+        .filter(|e| matches!(e.body, EventBody::AgentMessage { .. }))
+        .count();
+    assert_eq!(answers, 3, "summaries are not agent messages");
+}

@@ -98,20 +98,39 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
     }
 }
 
-/// Switches the session to `model` from its next request on (recorded as `session.updated`),
-/// after checking that its provider is usable.
-pub async fn switch_model(s: &Arc<Session>, model: &str) -> Result<(), tether_proto::ErrorBody> {
-    let model = crate::config::canonical_model(model.trim());
-    if let Err(why) = s.runtime.providers.get(split_model(&model).0) {
-        return Err(tether_proto::ErrorBody::new(
-            tether_proto::ErrorCode::InvalidParams,
-            why,
-        ));
+/// Applies `session.update` / `session.send {model}`: a new model (its provider must be
+/// usable) and/or spending limit, recorded as `session.updated` when something changes.
+pub async fn update_session(
+    s: &Arc<Session>,
+    model: Option<String>,
+    max_cost_usd: Option<f64>,
+) -> Result<(), tether_proto::ErrorBody> {
+    let invalid =
+        |why: String| tether_proto::ErrorBody::new(tether_proto::ErrorCode::InvalidParams, why);
+    let model = match model {
+        Some(m) if m.trim().is_empty() => return Err(invalid("the model is empty".into())),
+        Some(m) => {
+            let m = crate::config::canonical_model(m.trim());
+            s.runtime
+                .providers
+                .get(split_model(&m).0)
+                .map_err(invalid)?;
+            (current_model(s) != m).then_some(m)
+        }
+        None => None,
+    };
+    if let Some(limit) = max_cost_usd
+        && !(limit.is_finite() && limit >= 0.0)
+    {
+        return Err(invalid(format!(
+            "max_cost_usd must be a non-negative number of dollars, got {limit}"
+        )));
     }
-    if current_model(s) != model {
+    let max_cost_usd = max_cost_usd.filter(|l| s.state().max_cost_usd != Some(*l));
+    if model.is_some() || max_cost_usd.is_some() {
         s.append_one(EventBody::SessionUpdated {
-            model: Some(model),
-            max_cost_usd: None,
+            model,
+            max_cost_usd,
         })
         .await?;
     }

@@ -270,8 +270,8 @@ impl Connection {
                         "the message is empty",
                     ));
                 }
-                if let Some(model) = p.model {
-                    crate::harness::switch_model(&s, &model).await?;
+                if p.model.is_some() {
+                    crate::harness::update_session(&s, p.model, None).await?;
                 }
                 let ev = s.user_message(p.content).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
@@ -332,6 +332,12 @@ impl Connection {
                     None
                 };
                 to_value(EventPage { data, next })
+            }
+            Call::SessionUpdate(p) => {
+                let s = rt.session(&p.session).await?;
+                self.check_writable(&s)?;
+                crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
+                to_value(s.info())
             }
             Call::SessionFork(p) => {
                 let s = rt.session(&p.session).await?;

@@ -380,6 +380,14 @@ mod tests {
             cost_usd: None,
         };
         for body in [
+            EventBody::SessionUpdated {
+                model: Some("openai/gpt-5.1".into()),
+                max_cost_usd: Some(2.0),
+            },
+            EventBody::AgentThreadContextCompacted {
+                summary: "did things".into(),
+                through_seq: 12,
+            },
             EventBody::user_text("hi"),
             EventBody::UserInterrupt {},
             EventBody::UserToolConfirmation {
