@@ -455,4 +455,57 @@ mod tests {
         }
         assert_eq!(predicted, log.state().summary());
     }
+
+    #[test]
+    fn compaction_replaces_the_covered_messages_in_requests_only() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("first"));
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a1")],
+        });
+        log.push(EventBody::user_text("second"));
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a2")],
+        });
+        log.push(EventBody::user_text("third"));
+        let st = log.state();
+        assert_eq!(st.compaction_cut(10), None, "nothing old enough");
+        // Keep two: the tail starts at the assistant message before the last user one.
+        let (k, through) = st.compaction_cut(2).unwrap();
+        assert_eq!((k, through), (3, 3));
+        log.push(EventBody::AgentThreadContextCompacted {
+            summary: "S".into(),
+            through_seq: through,
+        });
+        let st = log.state();
+        assert_eq!(st.messages.len(), 5, "the conversation itself is untouched");
+        let req = st.request_messages();
+        assert_eq!(req.len(), 3);
+        assert_eq!(req[0], summary_message("S"));
+        assert_eq!(req[1].content, vec![Part::Text("a2".into())]);
+        assert_eq!(req[2].content, vec![Part::Text("third".into())]);
+        // The next cut only covers what the summary doesn't.
+        assert_eq!(st.compaction_cut(2), None);
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a3")],
+        });
+        log.push(EventBody::user_text("fourth"));
+        assert_eq!(log.state().compaction_cut(2), Some((5, 5)));
+    }
+
+    #[test]
+    fn session_updated_sets_model_and_budget() {
+        let mut log = Log::new();
+        log.push(EventBody::SessionUpdated {
+            model: Some("openai/gpt-5.1".into()),
+            max_cost_usd: None,
+        });
+        log.push(EventBody::SessionUpdated {
+            model: None,
+            max_cost_usd: Some(2.0),
+        });
+        let st = log.state();
+        assert_eq!(st.model.as_deref(), Some("openai/gpt-5.1"));
+        assert_eq!(st.max_cost_usd, Some(2.0));
+    }
 }
