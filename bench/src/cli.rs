@@ -13,7 +13,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --chunk-delay-ms MS    mock model: delay between SSE events (default 0)
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append (default: all)
+  --only LIST            comma-separated subset of: warm, cold, rss, append, providers
+                         (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,7 @@ pub enum Metric {
     Cold,
     Rss,
     Append,
+    Providers,
 }
 
 impl Opts {
@@ -51,7 +53,13 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         chunk_delay_ms: 0,
         append_sessions: 64,
         append_events: 200_000,
-        only: vec![Metric::Warm, Metric::Cold, Metric::Rss, Metric::Append],
+        only: vec![
+            Metric::Warm,
+            Metric::Cold,
+            Metric::Rss,
+            Metric::Append,
+            Metric::Providers,
+        ],
     };
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
@@ -85,9 +93,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "cold" => Ok(Metric::Cold),
                         "rss" => Ok(Metric::Rss),
                         "append" => Ok(Metric::Append),
-                        other => {
-                            bail!("--only: unknown metric `{other}` (warm, cold, rss, append)")
-                        }
+                        "providers" => Ok(Metric::Providers),
+                        other => bail!(
+                            "--only: unknown metric `{other}` (warm, cold, rss, append, providers)"
+                        ),
                     })
                     .collect::<Result<_>>()?;
             }

@@ -9,7 +9,9 @@
 //!   daemon stopped so the call has to start it;
 //! - the daemon's RSS with 10 idle sessions, and after those 10 ran the scenario concurrently;
 //! - durable append throughput of the daemon's event log (`Store`), one event per call and
-//!   100 per call, from 64 concurrent appenders.
+//!   100 per call, from 64 concurrent appenders;
+//! - provider CPU per request: building a 200-turn request and parsing a 10,000-delta
+//!   stream, for each wire protocol.
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -18,6 +20,7 @@ mod append;
 mod cli;
 mod e2e;
 mod home;
+mod providers;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -176,6 +179,28 @@ fn real_main() -> Result<()> {
             unit: Unit::EventsPerSec,
             target: None,
         });
+    }
+
+    if opts.wants(Metric::Providers) {
+        eprintln!("bench: provider request building and stream parsing ({runs} runs each)");
+        for wire in tether_daemon::provider::Wire::ALL {
+            rows.push(Row {
+                metric: format!("{}: build a {}-turn request", wire.name(), providers::TURNS),
+                samples: providers::build_ms(wire, runs),
+                unit: Unit::Ms,
+                target: Some(Target::AtMost(1.0)),
+            });
+            rows.push(Row {
+                metric: format!(
+                    "{}: parse a {}-delta stream",
+                    wire.name(),
+                    providers::DELTAS
+                ),
+                samples: providers::parse_ms(&rt, wire, runs)?,
+                unit: Unit::Ms,
+                target: Some(Target::AtMost(1.0)),
+            });
+        }
     }
 
     let mut md = String::from("# tether benchmark\n\n");

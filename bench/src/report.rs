@@ -29,6 +29,7 @@ impl Unit {
 
     fn fmt(self, v: f64) -> String {
         match self {
+            Unit::Ms if v < 10.0 => format!("{v:.3}"),
             Unit::Ms | Unit::Mib => format!("{v:.1}"),
             Unit::EventsPerSec => thousands(v.round() as u64),
         }

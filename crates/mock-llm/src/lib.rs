@@ -50,6 +50,6 @@ mod script;
 mod server;
 mod wire;
 
-pub use play::Api;
+pub use play::{Api, render_stream};
 pub use script::{Block, Reply, Script, ScriptMode, Timing, Usage};
 pub use server::{MockServer, RecordedRequest};

@@ -35,6 +35,33 @@ impl Api {
     }
 }
 
+/// The complete SSE body the server streams for a message of `blocks` on `api`
+/// (fixed ids and timestamp), for benchmarks and parser tests.
+pub fn render_stream(api: Api, blocks: Vec<Block>, usage: Usage, chunk_chars: usize) -> String {
+    let has_tool_use = blocks.iter().any(|b| matches!(b, Block::ToolUse { .. }));
+    let message = Message {
+        id: "msg_render".to_string(),
+        model: "mock".to_string(),
+        blocks,
+        stop_reason: if has_tool_use { "tool_use" } else { "end_turn" }.to_string(),
+        usage,
+    };
+    let stream = match api {
+        Api::Messages => message.events(chunk_chars),
+        Api::Chat => Chat {
+            message: &message,
+            created: 0,
+        }
+        .events(chunk_chars, true),
+        Api::Responses => Responses {
+            message: &message,
+            created: 0,
+        }
+        .events(chunk_chars),
+    };
+    stream.events.iter().map(SseEvent::encode).collect()
+}
+
 /// What the connection should do once the reply has been sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum After {

@@ -414,6 +414,11 @@ struct Accumulator {
     stop_reason: Option<String>,
 }
 
+/// A fresh Messages stream parser.
+pub(crate) fn parser() -> impl WireParser {
+    Accumulator::default()
+}
+
 impl WireParser for Accumulator {
     fn handle(
         &mut self,

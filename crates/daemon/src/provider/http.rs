@@ -274,6 +274,27 @@ impl Endpoint {
     }
 }
 
+/// [`Endpoint::stream`]'s fold without the network: SSE-decodes `chunks` and
+/// feeds `parser`.
+pub(crate) async fn parse_body(
+    chunks: Vec<Bytes>,
+    parser: &mut dyn WireParser,
+    on_event: &mut (dyn FnMut(StreamEvent) + Send),
+) -> Result<ModelResponse, ProviderError> {
+    let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, BodyError>));
+    let mut events = std::pin::pin!(body.eventsource());
+    while let Some(next) = events.next().await {
+        let event = next.map_err(|e| classify_stream_error(e, "the body"))?;
+        if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+            return Ok(done);
+        }
+    }
+    parser.at_end().ok_or_else(|| ProviderError::Stream {
+        kind: stream_kind::TRUNCATED.to_string(),
+        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
+    })
+}
+
 /// Extra configured headers (`[providers.NAME] headers`), marked sensitive.
 pub(crate) fn extra_headers(
     headers: &std::collections::BTreeMap<String, String>,

@@ -16,6 +16,55 @@ pub use retry::RetryPolicy;
 
 use std::time::Duration;
 
+/// The three wire protocols, for code that works on bytes without a client
+/// (benchmarks, tools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Anthropic,
+    Chat,
+    Responses,
+}
+
+impl Wire {
+    pub const ALL: [Wire; 3] = [Wire::Anthropic, Wire::Chat, Wire::Responses];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Anthropic => "anthropic",
+            Wire::Chat => "openai",
+            Wire::Responses => "openai-responses",
+        }
+    }
+
+    /// The request body bytes a client of this wire sends for `req`.
+    pub fn request_bytes(self, req: &ModelRequest) -> Vec<u8> {
+        let body = match self {
+            Wire::Anthropic => request_body(req),
+            Wire::Chat => openai::chat_request_body(req),
+            Wire::Responses => openai::responses_request_body(req),
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// Folds a complete SSE body (in network-sized chunks) the way a client does,
+    /// SSE framing included.
+    pub async fn parse_stream(
+        self,
+        chunks: Vec<bytes::Bytes>,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<ModelResponse, ProviderError> {
+        match self {
+            Wire::Anthropic => http::parse_body(chunks, &mut anthropic::parser(), on_event).await,
+            Wire::Chat => {
+                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Chat), on_event).await
+            }
+            Wire::Responses => {
+                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Responses), on_event).await
+            }
+        }
+    }
+}
+
 /// How a provider is named in messages for people: its API and the settings
 /// that fix a bad key or URL. Never holds a secret.
 #[derive(Debug, Clone, PartialEq)]

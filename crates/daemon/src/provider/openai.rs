@@ -800,18 +800,22 @@ impl ResponsesParser {
     }
 }
 
-/// Parses `(event, data)` pairs through the named API's parser (benchmarks).
-pub fn parse_events(
+/// A fresh stream parser for `api`.
+pub(crate) fn parser(api: OpenAiApi) -> Box<dyn WireParser> {
+    match api {
+        OpenAiApi::Chat => Box::<ChatParser>::default(),
+        OpenAiApi::Responses => Box::<ResponsesParser>::default(),
+    }
+}
+
+/// Parses `(event, data)` pairs through the named API's parser.
+#[cfg(test)]
+fn parse_events(
     api: OpenAiApi,
     events: &[(String, String)],
     on_event: &mut (dyn FnMut(StreamEvent) + Send),
 ) -> Result<Option<ModelResponse>, ProviderError> {
-    let mut chat = ChatParser::default();
-    let mut responses = ResponsesParser::default();
-    let parser: &mut dyn WireParser = match api {
-        OpenAiApi::Chat => &mut chat,
-        OpenAiApi::Responses => &mut responses,
-    };
+    let mut parser = parser(api);
     for (event, data) in events {
         if let Some(done) = parser.handle(event, data, on_event)? {
             return Ok(Some(done));
