@@ -231,6 +231,22 @@ mod tests {
         assert!(e.contains("gemini"), "{e}");
     }
 
+    /// The example in README.md stays a valid config.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("`config.toml` (all optional):\n\n```toml\n")
+            .expect("README has the config example");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let c = Config::parse(block).unwrap();
+        assert_eq!(c.providers["ollama"].kind, ProviderKind::Openai);
+        assert_eq!(c.max_cost_usd, Some(5.0));
+        assert_eq!(c.compaction.threshold, 0.8);
+    }
+
     #[test]
     fn unknown_keys_are_named() {
         let e = Config::parse("defualt_model = \"x\"").unwrap_err();
