@@ -52,6 +52,7 @@ pub fn history() -> ModelRequest {
             })
             .collect(),
         max_tokens: 16_384,
+        thinking_budget: None,
     }
 }
 

@@ -226,6 +226,24 @@ async fn bash_then_read_on_every_provider() {
         assert!(!log.contains("sk-openai-test") && !log.contains("sk-test-not"));
     }
     assert!(!env.daemon_log().contains("sk-openai-test-not-real"));
+    // The daemon reports each provider in use, as it sees it.
+    let mut c = env.client().await;
+    let st = c.call("daemon.status", json!({})).await.unwrap();
+    let providers = st["providers"].as_array().unwrap();
+    let names: Vec<&str> = providers
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["anthropic", "openai", "openai-responses"]);
+    assert!(
+        providers.iter().all(|p| p["ready"] == true),
+        "{providers:?}"
+    );
+    assert_eq!(
+        providers[2]["endpoint"],
+        format!("{}/v1/responses", env.mock.base_url())
+    );
+    assert!(!st.to_string().contains("sk-"), "no key in daemon.status");
 }
 
 fn retry_errors(events: &[Event]) -> Vec<tether_proto::SessionErrorInfo> {
@@ -470,7 +488,15 @@ async fn switching_models_between_providers_mid_session() {
         .unwrap();
     assert_eq!(info["model"], "openai/gpt-5.1");
     send_and_wait(&env, "sw", "and you?", Some("openai-responses/gpt-5.1")).await;
-    send_and_wait(&env, "sw", "and back", Some("claude-sonnet-4-5")).await;
+    // The CLI spelling of the same switch.
+    env.ok(&[
+        "send",
+        "sw",
+        "and back",
+        "--model",
+        "claude-sonnet-4-5",
+        "--wait",
+    ]);
     // An unknown provider is refused up front.
     let e = c
         .call(
@@ -764,4 +790,11 @@ async fn a_full_context_window_is_compacted_into_a_summary() {
         .filter(|e| matches!(e.body, EventBody::AgentMessage { .. }))
         .count();
     assert_eq!(answers, 3, "summaries are not agent messages");
+    let out = env.run(&["logs", "c"]);
+    let shown = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(shown.matches("context compacted").count(), 2, "{shown}");
+    assert!(
+        shown.contains("› first"),
+        "the original turns stay visible: {shown}"
+    );
 }

@@ -17,6 +17,9 @@ pub struct Config {
     pub max_turns: u32,
     /// Output tokens per model response.
     pub max_tokens: u32,
+    /// Extended thinking for every request (Anthropic `budget_tokens`; OpenAI models get a
+    /// reasoning effort from it: < 4096 low, < 16384 medium, else high). Off by default.
+    pub thinking_budget_tokens: Option<u32>,
     pub anthropic: AnthropicConfig,
     pub retry: RetryConfig,
     /// `[providers.NAME]`: the `NAME` of `NAME/model` ids.
@@ -139,6 +142,7 @@ impl Default for Config {
             default_model: DEFAULT_MODEL.to_string(),
             max_turns: 100,
             max_tokens: 16_384,
+            thinking_budget_tokens: None,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
             providers: BTreeMap::new(),

@@ -164,6 +164,7 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
         messages: st.request_messages(),
         tools: tool_specs(),
         max_tokens: s.runtime.config.max_tokens,
+        thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
 }
 

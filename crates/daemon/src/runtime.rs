@@ -304,6 +304,15 @@ impl Runtime {
         self.providers.status("anthropic")
     }
 
+    /// Readiness of every provider in use (see `Providers::in_use`).
+    pub fn provider_statuses(&self) -> Vec<tether_proto::method::ProviderStatus> {
+        self.providers
+            .in_use()
+            .iter()
+            .map(|name| self.providers.status(name))
+            .collect()
+    }
+
     pub fn client_count(&self) -> u64 {
         self.clients.load(Ordering::Relaxed)
     }

@@ -376,7 +376,7 @@ impl Connection {
                     sessions: rows.len() as u64,
                     running_sessions: running as u64,
                     clients: rt.client_count(),
-                    providers: vec![rt.anthropic_status()],
+                    providers: rt.provider_statuses(),
                 })
             }
             Call::DaemonShutdown {} => {

@@ -122,11 +122,17 @@ fn label(info: &SessionInfo) -> String {
     info.name.clone().unwrap_or_else(|| info.id.clone())
 }
 
-pub async fn send(session: String, text: String, wait: bool, json: bool) -> CmdResult {
+pub async fn send(
+    session: String,
+    text: String,
+    wait: bool,
+    json: bool,
+    model: Option<String>,
+) -> CmdResult {
     let mut c = connect().await?;
     let v = c
         .call(Call::SessionSend(SendMessage {
-            model: None,
+            model,
             session,
             content: vec![ContentBlock::text(text)],
         }))

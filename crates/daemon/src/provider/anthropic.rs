@@ -199,7 +199,21 @@ impl AnthropicProvider {
 pub fn request_body(req: &ModelRequest) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
-    body.insert("max_tokens".into(), json!(req.max_tokens));
+    match req.thinking_budget {
+        None => {
+            body.insert("max_tokens".into(), json!(req.max_tokens));
+        }
+        Some(budget) => {
+            // The budget counts inside max_tokens and must leave room for the answer.
+            let budget = budget.max(super::MIN_THINKING_BUDGET);
+            let max_tokens = req.max_tokens.max(budget.saturating_add(1024));
+            body.insert("max_tokens".into(), json!(max_tokens));
+            body.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
+        }
+    }
     body.insert("stream".into(), json!(true));
     if let Some(system) = &req.system
         && !system.trim().is_empty()
@@ -746,6 +760,7 @@ mod tests {
             messages,
             tools: Vec::new(),
             max_tokens: 1024,
+            thinking_budget: None,
         }
     }
 
@@ -778,6 +793,23 @@ mod tests {
         let mut body = request_body(req);
         strip(&mut body);
         body
+    }
+
+    #[test]
+    fn thinking_budget_enables_extended_thinking() {
+        let mut req = request(vec![Message::user_text("hi")]);
+        req.thinking_budget = Some(4000);
+        let body = request_body(&req);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4000})
+        );
+        // max_tokens must exceed the budget, with room for the answer.
+        assert_eq!(body["max_tokens"], 5024);
+        req.thinking_budget = Some(10);
+        assert_eq!(request_body(&req)["thinking"]["budget_tokens"], 1024);
+        req.thinking_budget = None;
+        assert!(request_body(&req).get("thinking").is_none());
     }
 
     #[test]

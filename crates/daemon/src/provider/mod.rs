@@ -174,6 +174,21 @@ pub struct ModelRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
+    /// Extended thinking / reasoning: Anthropic's `budget_tokens`; the OpenAI APIs get a
+    /// reasoning effort derived from it. `None`: the provider's default.
+    pub thinking_budget: Option<u32>,
+}
+
+/// Anthropic's minimum thinking budget.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The OpenAI reasoning effort for a thinking budget.
+pub fn reasoning_effort(budget: u32) -> &'static str {
+    match budget {
+        0..4096 => "low",
+        4096..16384 => "medium",
+        _ => "high",
+    }
 }
 
 /// What streams out while the response is written (for live display only).

@@ -262,6 +262,12 @@ pub fn chat_request_body(req: &ModelRequest) -> Value {
     body.insert("stream".into(), json!(true));
     body.insert("stream_options".into(), json!({"include_usage": true}));
     body.insert("max_completion_tokens".into(), json!(req.max_tokens));
+    if let Some(budget) = req.thinking_budget {
+        body.insert(
+            "reasoning_effort".into(),
+            json!(super::reasoning_effort(budget)),
+        );
+    }
     if !req.tools.is_empty() {
         let tools = req
             .tools
@@ -363,19 +369,26 @@ impl WireParser for ChatParser {
             }
             let calls = delta.get("tool_calls").and_then(Value::as_array);
             for call in calls.into_iter().flatten() {
-                let index = call.get("index").and_then(Value::as_u64).ok_or_else(|| {
-                    malformed(format!(
-                        "a tool call delta without an index: {}",
-                        super::shorten(data, 200)
-                    ))
-                })?;
+                let id = str_field(call, "id").filter(|s| !s.is_empty());
+                let index = match call.get("index").and_then(Value::as_u64) {
+                    Some(i) => i,
+                    // Some compatible servers leave the index out: a new id starts a new call.
+                    None => match (self.calls.iter().next_back(), id) {
+                        (Some((&i, last)), Some(id)) if last.id == id => i,
+                        (Some((&i, _)), None) => i,
+                        (last, _) => last.map_or(0, |(&i, _)| i + 1),
+                    },
+                };
                 let entry = self.calls.entry(index).or_default();
-                if let Some(id) = str_field(call, "id").filter(|s| !s.is_empty()) {
+                if let Some(id) = id {
                     entry.id = id.to_string();
                 }
                 let function = call.get("function").unwrap_or(&Value::Null);
                 if let Some(name) = str_field(function, "name").filter(|s| !s.is_empty()) {
-                    entry.name.push_str(name);
+                    // Streamed in pieces by some servers, repeated whole by others.
+                    if entry.name != name {
+                        entry.name.push_str(name);
+                    }
                 }
                 if let Some(piece) = str_field(function, "arguments").filter(|s| !s.is_empty()) {
                     entry.arguments.push_str(piece);
@@ -570,6 +583,12 @@ pub fn responses_request_body(req: &ModelRequest) -> Value {
     body.insert("stream".into(), json!(true));
     body.insert("store".into(), json!(false));
     body.insert("max_output_tokens".into(), json!(req.max_tokens));
+    if let Some(budget) = req.thinking_budget {
+        body.insert(
+            "reasoning".into(),
+            json!({"effort": super::reasoning_effort(budget), "summary": "auto"}),
+        );
+    }
     Value::Object(body)
 }
 
@@ -840,6 +859,7 @@ mod tests {
                 input_schema: json!({"type": "object"}),
             }],
             max_tokens: 100,
+            thinking_budget: None,
         }
     }
 
@@ -1007,6 +1027,33 @@ mod tests {
             name: "read".into(),
             partial_json: "{\"file_".into()
         }));
+    }
+
+    #[test]
+    fn chat_tolerates_compatible_servers() {
+        // No index, the name repeated in every chunk, no [DONE] after the finish reason.
+        let (r, _) = chat(&[
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"c1","function":{"name":"bash","arguments":"{\"command\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"bash","arguments":"\"ls\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"c2","function":{"name":"read","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ]);
+        let r = r.unwrap().unwrap();
+        assert_eq!(
+            r.content,
+            vec![
+                Part::ToolUse {
+                    id: "c1".into(),
+                    name: "bash".into(),
+                    input: json!({"command": "ls"})
+                },
+                Part::ToolUse {
+                    id: "c2".into(),
+                    name: "read".into(),
+                    input: json!({})
+                },
+            ]
+        );
     }
 
     #[test]

@@ -105,6 +105,21 @@ impl Providers {
         names
     }
 
+    /// The providers worth reporting (`daemon.status`, `tether doctor`): `anthropic`, every
+    /// configured one, and the OpenAI built-ins when their env vars are set.
+    pub fn in_use(&self) -> Vec<String> {
+        let openai_env =
+            self.var("OPENAI_API_KEY").is_some() || self.var("OPENAI_BASE_URL").is_some();
+        self.names()
+            .into_iter()
+            .filter(|n| {
+                n == "anthropic"
+                    || self.configured.contains_key(n)
+                    || (openai_env && BUILT_IN.contains(&n.as_str()))
+            })
+            .collect()
+    }
+
     /// The client for `name`, or why there is none (a sentence with the fix).
     pub fn get(&self, name: &str) -> Result<Arc<Provider>, String> {
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
@@ -283,6 +298,8 @@ mod tests {
         assert!(!status.ready);
         assert!(status.detail.contains("ANTHROPIC_API_KEY"), "{status:?}");
         assert!(p.status("openai").ready);
+        assert_eq!(p.in_use(), ["anthropic", "openai", "openai-responses"]);
+        assert_eq!(providers("", &[]).in_use(), ["anthropic"]);
     }
 
     #[test]
