@@ -420,6 +420,21 @@ enum BlockState {
     Skipped,
 }
 
+#[derive(serde::Deserialize)]
+struct FastDelta<'a> {
+    index: u32,
+    #[serde(borrow)]
+    delta: FastDeltaBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastDeltaBody<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Folds Messages API stream events into a [`ModelResponse`].
 #[derive(Debug, Default)]
 struct Accumulator {
@@ -454,6 +469,9 @@ impl Accumulator {
     ) -> Result<Option<ModelResponse>, ProviderError> {
         if data.trim().is_empty() {
             // `ping` and comment-only keep-alives may carry no data.
+            return Ok(None);
+        }
+        if event_name == "content_block_delta" && self.fast_text_delta(data, on_event) {
             return Ok(None);
         }
         let value = parse_object(event_name, data)?;
@@ -504,6 +522,34 @@ impl Accumulator {
             other => tracing::debug!(event = other, "ignoring unknown model stream event"),
         }
         Ok(None)
+    }
+
+    /// A `text_delta` into a text block, read without building a `Value` (one per token,
+    /// the hot path). `false` leaves the event to the general path.
+    fn fast_text_delta(
+        &mut self,
+        data: &str,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> bool {
+        let Ok(ev) = serde_json::from_str::<FastDelta<'_>>(data) else {
+            return false;
+        };
+        if ev.delta.kind != "text_delta" {
+            return false;
+        }
+        let (Some(BlockState::Text(text)), Some(piece)) =
+            (self.blocks.get_mut(&ev.index), ev.delta.text)
+        else {
+            return false;
+        };
+        text.push_str(&piece);
+        if !piece.is_empty() {
+            on_event(StreamEvent::TextDelta {
+                index: ev.index,
+                text: piece.into_owned(),
+            });
+        }
+        true
     }
 
     /// Counts present in the object replace the old ones (`message_delta`

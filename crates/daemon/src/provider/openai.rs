@@ -11,10 +11,12 @@
 //! (neither API accepts foreign reasoning), exactly like unsigned thinking on
 //! Anthropic.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tether_proto::ModelUsage;
 use tokio_util::sync::CancellationToken;
@@ -299,6 +301,63 @@ fn join_text(into: &mut String, text: &str) {
     into.push_str(text);
 }
 
+/// One `chat.completion.chunk` (fields tether reads; the rest is ignored).
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChatChoice<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<ChatDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChatDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ChatToolCall<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ChatToolCall<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    function: Option<ChatFunction<'a>>,
+}
+
+#[derive(Default, Deserialize)]
+struct ChatFunction<'a> {
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// The delta events of the Responses stream (the hot path), read without building a `Value`.
+#[derive(Deserialize)]
+struct ResponsesDelta<'a> {
+    output_index: u64,
+    #[serde(borrow)]
+    delta: Cow<'a, str>,
+}
+
 #[derive(Debug, Default)]
 struct ChatCall {
     id: String,
@@ -335,45 +394,50 @@ impl WireParser for ChatParser {
         if data == "[DONE]" {
             return self.finish().map(Some);
         }
-        let chunk = parse_object(event, data)?;
-        if let Some(error) = chunk.get("error") {
+        // Typed and borrowing: chunks are the hot path (one per token).
+        let chunk: ChatChunk<'_> = serde_json::from_str(data).map_err(|e| {
+            parse_object(event, data).err().unwrap_or_else(|| {
+                malformed(format!(
+                    "the model stream sent a chunk of unexpected shape ({e}): {}",
+                    super::shorten(data, 200)
+                ))
+            })
+        })?;
+        if let Some(error) = &chunk.error {
             return Err(stream_error(error));
         }
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+        if let Some(usage) = chunk.usage.as_ref().filter(|u| u.is_object()) {
             self.usage = openai_usage(usage, "prompt_tokens", "completion_tokens");
         }
-        let choices = chunk.get("choices").and_then(Value::as_array);
-        for choice in choices.into_iter().flatten() {
-            if let Some(reason) = str_field(choice, "finish_reason") {
-                self.finish_reason = Some(reason.to_string());
+        for choice in chunk.choices {
+            if let Some(reason) = choice.finish_reason {
+                self.finish_reason = Some(reason.into_owned());
             }
-            let Some(delta) = choice.get("delta") else {
+            let Some(delta) = choice.delta else {
                 continue;
             };
             // DeepSeek/vLLM say `reasoning_content`, Ollama/OpenRouter `reasoning`.
-            let reasoning =
-                str_field(delta, "reasoning_content").or_else(|| str_field(delta, "reasoning"));
+            let reasoning = delta.reasoning_content.or(delta.reasoning);
             if let Some(piece) = reasoning.filter(|s| !s.is_empty()) {
-                self.thinking.push_str(piece);
+                self.thinking.push_str(&piece);
                 on_event(StreamEvent::ThinkingDelta {
                     index: CHAT_THINKING,
-                    text: piece.to_string(),
+                    text: piece.into_owned(),
                 });
             }
-            if let Some(piece) = str_field(delta, "content").filter(|s| !s.is_empty()) {
-                self.text.push_str(piece);
+            if let Some(piece) = delta.content.filter(|s| !s.is_empty()) {
+                self.text.push_str(&piece);
                 on_event(StreamEvent::TextDelta {
                     index: CHAT_TEXT,
-                    text: piece.to_string(),
+                    text: piece.into_owned(),
                 });
             }
-            let calls = delta.get("tool_calls").and_then(Value::as_array);
-            for call in calls.into_iter().flatten() {
-                let id = str_field(call, "id").filter(|s| !s.is_empty());
-                let index = match call.get("index").and_then(Value::as_u64) {
+            for call in delta.tool_calls.into_iter().flatten() {
+                let id = call.id.filter(|s| !s.is_empty());
+                let index = match call.index {
                     Some(i) => i,
                     // Some compatible servers leave the index out: a new id starts a new call.
-                    None => match (self.calls.iter().next_back(), id) {
+                    None => match (self.calls.iter().next_back(), id.as_deref()) {
                         (Some((&i, last)), Some(id)) if last.id == id => i,
                         (Some((&i, _)), None) => i,
                         (last, _) => last.map_or(0, |(&i, _)| i + 1),
@@ -381,21 +445,21 @@ impl WireParser for ChatParser {
                 };
                 let entry = self.calls.entry(index).or_default();
                 if let Some(id) = id {
-                    entry.id = id.to_string();
+                    entry.id = id.into_owned();
                 }
-                let function = call.get("function").unwrap_or(&Value::Null);
-                if let Some(name) = str_field(function, "name").filter(|s| !s.is_empty()) {
+                let function = call.function.unwrap_or_default();
+                if let Some(name) = function.name.filter(|s| !s.is_empty()) {
                     // Streamed in pieces by some servers, repeated whole by others.
                     if entry.name != name {
-                        entry.name.push_str(name);
+                        entry.name.push_str(&name);
                     }
                 }
-                if let Some(piece) = str_field(function, "arguments").filter(|s| !s.is_empty()) {
-                    entry.arguments.push_str(piece);
+                if let Some(piece) = function.arguments.filter(|s| !s.is_empty()) {
+                    entry.arguments.push_str(&piece);
                     on_event(StreamEvent::ToolInputDelta {
                         index: CHAT_FIRST_TOOL.saturating_add(index as u32),
                         name: entry.name.clone(),
-                        partial_json: piece.to_string(),
+                        partial_json: piece.into_owned(),
                     });
                 }
             }
@@ -668,6 +732,9 @@ impl WireParser for ResponsesParser {
         if data.trim().is_empty() {
             return Ok(None);
         }
+        if let Some(done) = self.fast_delta(event, data, on_event) {
+            return done.map(|()| None);
+        }
         let value = parse_object(event, data)?;
         let kind = str_field(&value, "type").unwrap_or(event);
         let delta = || str_field(&value, "delta").unwrap_or("").to_string();
@@ -768,6 +835,64 @@ impl WireParser for ResponsesParser {
 }
 
 impl ResponsesParser {
+    /// Text, reasoning and argument deltas by their SSE event name, without a `Value`;
+    /// `None` leaves the event to the general path (which also reports bad shapes).
+    fn fast_delta(
+        &mut self,
+        event: &str,
+        data: &str,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Option<Result<(), ProviderError>> {
+        let kind = match event {
+            "response.output_text.delta" => 0,
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => 1,
+            "response.function_call_arguments.delta" => 2,
+            _ => return None,
+        };
+        let d: ResponsesDelta<'_> = serde_json::from_str(data).ok()?;
+        let index = d.output_index;
+        let piece = d.delta;
+        let item = self.items.get_mut(&index);
+        let emit = !piece.is_empty();
+        match (kind, item) {
+            (0, Some(Item::Message(text))) => {
+                text.push_str(&piece);
+                if emit {
+                    on_event(StreamEvent::TextDelta {
+                        index: index as u32,
+                        text: piece.into_owned(),
+                    });
+                }
+            }
+            (1, Some(Item::Reasoning(text))) => {
+                text.push_str(&piece);
+                if emit {
+                    on_event(StreamEvent::ThinkingDelta {
+                        index: index as u32,
+                        text: piece.into_owned(),
+                    });
+                }
+            }
+            (
+                2,
+                Some(Item::Call {
+                    name, arguments, ..
+                }),
+            ) => {
+                arguments.push_str(&piece);
+                if emit {
+                    on_event(StreamEvent::ToolInputDelta {
+                        index: index as u32,
+                        name: name.clone(),
+                        partial_json: piece.into_owned(),
+                    });
+                }
+            }
+            _ => return None,
+        }
+        Some(Ok(()))
+    }
+
     fn finish(&mut self, response: &Value) -> Result<ModelResponse, ProviderError> {
         let mut content = Vec::new();
         for item in std::mem::take(&mut self.items).into_values() {
