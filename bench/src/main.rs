@@ -196,7 +196,7 @@ fn real_main() -> Result<()> {
                     wire.name(),
                     providers::DELTAS
                 ),
-                samples: providers::parse_ms(&rt, wire, runs)?,
+                samples: providers::parse_ms(wire, runs)?,
                 unit: Unit::Ms,
                 target: Some(Target::AtMost(1.0)),
             });

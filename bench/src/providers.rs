@@ -79,7 +79,7 @@ pub fn build_ms(wire: Wire, runs: usize) -> Vec<f64> {
 }
 
 /// Milliseconds per parse of a 10,000-delta body cut into 16 KiB chunks, per wire.
-pub fn parse_ms(rt: &tokio::runtime::Runtime, wire: Wire, runs: usize) -> Result<Vec<f64>> {
+pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
     let text: String = "abcdefghij".repeat(DELTAS / 10);
     let body = render_stream(
         api(wire),
@@ -101,8 +101,8 @@ pub fn parse_ms(rt: &tokio::runtime::Runtime, wire: Wire, runs: usize) -> Result
         let chunks = chunks.clone();
         let mut deltas = 0usize;
         let t = Instant::now();
-        let response = rt
-            .block_on(wire.parse_stream(chunks, &mut |_| deltas += 1))
+        let response = wire
+            .parse_stream(chunks, &mut |_| deltas += 1)
             .with_context(|| format!("parsing the {} stream", wire.name()))?;
         out.push(t.elapsed().as_secs_f64() * 1000.0);
         if deltas != DELTAS || response.content != vec![Part::Text(text.clone())] {

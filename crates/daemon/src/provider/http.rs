@@ -8,13 +8,13 @@ use std::sync::Once;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{FutureExt, Stream, StreamExt};
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::sse::{SseDecoder, SseError};
 use super::{ModelResponse, ProviderError, StreamEvent, Who, shorten, stream_kind};
 
 /// Time allowed for the TCP + TLS connect.
@@ -245,54 +245,60 @@ impl Endpoint {
         parser: &mut dyn WireParser,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ModelResponse, ProviderError> {
-        let events = idle_guarded(response.bytes_stream(), self.idle_timeout).eventsource();
-        let mut events = std::pin::pin!(events);
+        let body = idle_guarded(response.bytes_stream(), self.idle_timeout);
+        let mut body = std::pin::pin!(body);
+        let mut sse = SseDecoder::default();
         loop {
+            while let Some(event) = sse.next_event().map_err(sse_error)? {
+                if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+                    // Let hyper see the end of the body if it is already
+                    // buffered, so the connection can go back to the pool.
+                    let _ = body.next().now_or_never();
+                    return Ok(done);
+                }
+            }
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-                next = events.next() => next,
+                next = body.next() => next,
             };
             match next {
-                None => {
-                    return parser.at_end().ok_or_else(|| ProviderError::Stream {
-                        kind: stream_kind::TRUNCATED.to_string(),
-                        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
-                    });
-                }
-                Some(Err(e)) => return Err(classify_stream_error(e, &self.host())),
-                Some(Ok(event)) => {
-                    if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
-                        // Let hyper see the end of the body if it is already
-                        // buffered, so the connection can go back to the pool.
-                        let _ = events.next().now_or_never();
-                        return Ok(done);
-                    }
-                }
+                None => return parser.at_end().ok_or_else(truncated),
+                Some(Err(e)) => return Err(classify_body_error(e, &self.host())),
+                Some(Ok(chunk)) => sse.push(&chunk).map_err(sse_error)?,
             }
         }
     }
 }
 
+fn truncated() -> ProviderError {
+    ProviderError::Stream {
+        kind: stream_kind::TRUNCATED.to_string(),
+        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
+    }
+}
+
+fn sse_error(e: SseError) -> ProviderError {
+    malformed(format!("the model stream is not a valid event stream: {e}"))
+}
+
 /// [`Endpoint::stream`]'s fold without the network: SSE-decodes `chunks` and
 /// feeds `parser`.
-pub(crate) async fn parse_body(
+pub(crate) fn parse_body(
     chunks: Vec<Bytes>,
     parser: &mut dyn WireParser,
     on_event: &mut (dyn FnMut(StreamEvent) + Send),
 ) -> Result<ModelResponse, ProviderError> {
-    let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, BodyError>));
-    let mut events = std::pin::pin!(body.eventsource());
-    while let Some(next) = events.next().await {
-        let event = next.map_err(|e| classify_stream_error(e, "the body"))?;
-        if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
-            return Ok(done);
+    let mut sse = SseDecoder::default();
+    for chunk in chunks {
+        sse.push(&chunk).map_err(sse_error)?;
+        while let Some(event) = sse.next_event().map_err(sse_error)? {
+            if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+                return Ok(done);
+            }
         }
     }
-    parser.at_end().ok_or_else(|| ProviderError::Stream {
-        kind: stream_kind::TRUNCATED.to_string(),
-        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
-    })
+    parser.at_end().ok_or_else(truncated)
 }
 
 /// Extra configured headers (`[providers.NAME] headers`), marked sensitive.
@@ -534,25 +540,14 @@ where
 }
 
 /// Connection-level failures (reset, timeout, hung) are `Transport`; a body that
-/// was simply cut short is a truncated `Stream`; undecodable bytes are malformed.
-pub(crate) fn classify_stream_error(
-    error: EventStreamError<BodyError>,
-    host: &str,
-) -> ProviderError {
+/// was simply cut short is a truncated `Stream`.
+pub(crate) fn classify_body_error(error: BodyError, host: &str) -> ProviderError {
     match error {
-        EventStreamError::Utf8(e) => ProviderError::Stream {
-            kind: stream_kind::MALFORMED.to_string(),
-            message: format!("the model stream is not valid UTF-8: {e}"),
-        },
-        EventStreamError::Parser(e) => ProviderError::Stream {
-            kind: stream_kind::MALFORMED.to_string(),
-            message: format!("the model stream is not a valid event stream: {e}"),
-        },
-        EventStreamError::Transport(BodyError::Idle(d)) => ProviderError::Transport(format!(
+        BodyError::Idle(d) => ProviderError::Transport(format!(
             "no data from {host} for {}; the connection looks hung",
             humantime::format_duration(d)
         )),
-        EventStreamError::Transport(BodyError::Http(e)) => {
+        BodyError::Http(e) => {
             if e.is_timeout() || is_connection_failure(&e) {
                 ProviderError::Transport(error_chain(&e))
             } else {

@@ -8,6 +8,7 @@ pub mod openai;
 pub mod pricing;
 pub mod registry;
 pub mod retry;
+pub mod sse;
 
 pub use anthropic::{AnthropicProvider, request_body};
 pub use openai::{OpenAiApi, OpenAiProvider};
@@ -48,18 +49,16 @@ impl Wire {
 
     /// Folds a complete SSE body (in network-sized chunks) the way a client does,
     /// SSE framing included.
-    pub async fn parse_stream(
+    pub fn parse_stream(
         self,
         chunks: Vec<bytes::Bytes>,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ModelResponse, ProviderError> {
         match self {
-            Wire::Anthropic => http::parse_body(chunks, &mut anthropic::parser(), on_event).await,
-            Wire::Chat => {
-                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Chat), on_event).await
-            }
+            Wire::Anthropic => http::parse_body(chunks, &mut anthropic::parser(), on_event),
+            Wire::Chat => http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Chat), on_event),
             Wire::Responses => {
-                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Responses), on_event).await
+                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Responses), on_event)
             }
         }
     }
