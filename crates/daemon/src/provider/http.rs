@@ -250,7 +250,7 @@ impl Endpoint {
         let mut sse = SseDecoder::default();
         loop {
             while let Some(event) = sse.next_event().map_err(sse_error)? {
-                if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+                if let Some(done) = parser.handle(event.event, &event.data, on_event)? {
                     // Let hyper see the end of the body if it is already
                     // buffered, so the connection can go back to the pool.
                     let _ = body.next().now_or_never();
@@ -293,7 +293,7 @@ pub(crate) fn parse_body(
     for chunk in chunks {
         sse.push(&chunk).map_err(sse_error)?;
         while let Some(event) = sse.next_event().map_err(sse_error)? {
-            if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+            if let Some(done) = parser.handle(event.event, &event.data, on_event)? {
                 return Ok(done);
             }
         }
