@@ -15,8 +15,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
-                         fanout
-                         (default: all)
+                         fanout, providers (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -41,6 +40,7 @@ pub enum Metric {
     Recovery,
     Attach,
     Fanout,
+    Providers,
 }
 
 impl Opts {
@@ -67,6 +67,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Recovery,
             Metric::Attach,
             Metric::Fanout,
+            Metric::Providers,
         ],
     };
     let mut it = args.into_iter();
@@ -105,9 +106,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "recovery" => Ok(Metric::Recovery),
                         "attach" => Ok(Metric::Attach),
                         "fanout" => Ok(Metric::Fanout),
+                        "providers" => Ok(Metric::Providers),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers)"
                             )
                         }
                     })

@@ -13,6 +13,8 @@
 //! - fan-out: a streaming turn with 0/1/10/50 attached clients, and the daemon's CPU per idle
 //!   attached client (`fanout.rs`);
 //! - restart recovery: 100 sessions mid-turn, daemon SIGKILLed, time until all resumed.
+//! - provider CPU per request: building a 200-turn request and parsing a 10,000-delta
+//!   stream, for each wire protocol.
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -23,6 +25,7 @@ mod cli;
 mod e2e;
 mod fanout;
 mod home;
+mod providers;
 mod recovery;
 mod report;
 
@@ -217,6 +220,27 @@ fn real_main() -> Result<()> {
             ))
             .context("fan-out")?,
         );
+    }
+    if opts.wants(Metric::Providers) {
+        eprintln!("bench: provider request building and stream parsing ({runs} runs each)");
+        for wire in tether_daemon::provider::Wire::ALL {
+            rows.push(Row {
+                metric: format!("{}: build a {}-turn request", wire.name(), providers::TURNS),
+                samples: providers::build_ms(wire, runs),
+                unit: Unit::Ms,
+                target: Some(Target::AtMost(1.0)),
+            });
+            rows.push(Row {
+                metric: format!(
+                    "{}: parse a {}-delta stream",
+                    wire.name(),
+                    providers::DELTAS
+                ),
+                samples: providers::parse_ms(wire, runs)?,
+                unit: Unit::Ms,
+                target: Some(Target::AtMost(1.0)),
+            });
+        }
     }
 
     let mut md = String::from("# tether benchmark\n\n");

@@ -31,6 +31,7 @@ impl Unit {
 
     fn fmt(self, v: f64) -> String {
         match self {
+            Unit::Ms if v < 10.0 => format!("{v:.3}"),
             Unit::Ms | Unit::Mib | Unit::Percent => format!("{v:.1}"),
             Unit::EventsPerSec => thousands(v.round() as u64),
         }

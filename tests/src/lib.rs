@@ -124,6 +124,8 @@ impl TestEnv {
             .env("ANTHROPIC_BASE_URL", self.mock.base_url())
             .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
             .env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env("OPENAI_BASE_URL", format!("{}/v1", self.mock.base_url()))
+            .env("OPENAI_API_KEY", "sk-openai-test-not-real")
             .env("TETHER_LOG", "debug");
     }
 

@@ -496,15 +496,15 @@ async fn model_defaults_overrides_and_unsupported_providers() {
         models,
         vec!["claude-configured-1", "claude-flag-2", "claude-bare-3"]
     );
-    let out = env.run(&["run", "x", "--model", "openai/gpt-5.1", "--name", "oa"]);
+    let out = env.run(&["run", "x", "--model", "nope/gpt-5.1", "--name", "oa"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`openai` is not supported"), "{stderr}");
+    assert!(stderr.contains("`nope` is not configured"), "{stderr}");
     assert_eq!(
         env.mock.request_count(),
         3,
         "no request for an unsupported provider"
     );
     let ls = env.ok(&["ls", "--json"]);
-    assert!(ls.contains("\"model\":\"openai/gpt-5.1\""), "{ls}");
+    assert!(ls.contains("\"model\":\"nope/gpt-5.1\""), "{ls}");
 }

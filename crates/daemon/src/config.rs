@@ -1,5 +1,6 @@
 //! `config.toml`: daemon-wide defaults. Every field is optional; a missing file means defaults.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,10 +20,88 @@ pub struct Config {
     /// Times in a row a running session is resumed after the daemon stopped without the
     /// session making progress; one more and it goes idle with a `crash_loop` error.
     pub max_resumes: u32,
-    pub anthropic: AnthropicConfig,
-    pub retry: RetryConfig,
     /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
     pub tui: Option<toml::Table>,
+    /// Extended thinking for every request (Anthropic `budget_tokens`; OpenAI models get a
+    /// reasoning effort from it: < 4096 low, < 16384 medium, else high). Off by default.
+    pub thinking_budget_tokens: Option<u32>,
+    pub anthropic: AnthropicConfig,
+    pub retry: RetryConfig,
+    /// `[providers.NAME]`: the `NAME` of `NAME/model` ids.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[models."provider/model"]`: prices and context window, overriding the built-in table.
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Per-session spending limit in USD (`None`: no limit); a turn that reaches it ends
+    /// with `budget_reached`.
+    pub max_cost_usd: Option<f64>,
+    pub compaction: CompactionConfig,
+}
+
+/// Which wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// Anthropic Messages API.
+    Anthropic,
+    /// OpenAI Chat Completions (also Ollama, vLLM, LM Studio, OpenRouter, LiteLLM).
+    Openai,
+    /// OpenAI Responses API.
+    OpenaiResponses,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// E.g. `http://localhost:11434/v1`; built-in names default to their env var / public URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Extra headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ProviderConfig {
+    pub fn of_kind(kind: ProviderKind) -> ProviderConfig {
+        ProviderConfig {
+            kind,
+            base_url: None,
+            api_key_env: None,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Per-model overrides; prices are USD per million tokens.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub context_window: Option<u64>,
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+    pub cache_read_per_mtok: Option<f64>,
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Compact when the next request would use more than this share of the context window.
+    pub threshold: f64,
+    /// Most recent messages kept verbatim after a compaction.
+    pub keep_recent_messages: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            threshold: 0.8,
+            keep_recent_messages: 6,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -69,9 +148,14 @@ impl Default for Config {
             max_turns: 100,
             max_tokens: 16_384,
             max_resumes: 3,
+            tui: None,
+            thinking_budget_tokens: None,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
-            tui: None,
+            providers: BTreeMap::new(),
+            models: BTreeMap::new(),
+            max_cost_usd: None,
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -142,6 +226,42 @@ mod tests {
     fn the_clients_tui_table_is_accepted() {
         let c = Config::parse("[tui]\ndetach = \"ctrl-q\"\n").unwrap();
         assert_eq!(c.default_model, DEFAULT_MODEL);
+    }
+
+    #[test]
+    fn providers_models_and_budget() {
+        let c = Config::parse(
+            "max_cost_usd = 2.5\n\
+             [providers.ollama]\nkind = \"openai\"\nbase_url = \"http://localhost:11434/v1\"\n\
+             [providers.resp]\nkind = \"openai-responses\"\napi_key_env = \"MY_KEY\"\n\
+             [providers.resp.headers]\nOpenAI-Organization = \"org-1\"\n\
+             [models.\"ollama/qwen3:8b\"]\ncontext_window = 32768\ninput_per_mtok = 0.0\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_cost_usd, Some(2.5));
+        assert_eq!(c.providers["ollama"].kind, ProviderKind::Openai);
+        assert_eq!(c.providers["resp"].kind, ProviderKind::OpenaiResponses);
+        assert_eq!(c.providers["resp"].api_key_env.as_deref(), Some("MY_KEY"));
+        assert_eq!(c.providers["resp"].headers["OpenAI-Organization"], "org-1");
+        assert_eq!(c.models["ollama/qwen3:8b"].context_window, Some(32768));
+        let e = Config::parse("[providers.x]\nkind = \"gemini\"\n").unwrap_err();
+        assert!(e.contains("gemini"), "{e}");
+    }
+
+    /// The example in README.md stays a valid config.
+    #[test]
+    fn readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("`config.toml` (all optional):\n\n```toml\n")
+            .expect("README has the config example");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let c = Config::parse(block).unwrap();
+        assert_eq!(c.providers["ollama"].kind, ProviderKind::Openai);
+        assert_eq!(c.max_cost_usd, Some(5.0));
+        assert_eq!(c.compaction.threshold, 0.8);
     }
 
     #[test]

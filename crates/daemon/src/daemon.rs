@@ -116,9 +116,10 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     // Build the model client off the accept path so the first connection isn't kept waiting.
     let warm = rt.clone();
     tokio::task::spawn_blocking(move || {
-        let status = warm.anthropic_status();
-        if !status.ready {
-            tracing::warn!("anthropic: {}", status.detail);
+        for status in warm.provider_statuses() {
+            if !status.ready {
+                tracing::warn!("{}: {}", status.name, status.detail);
+            }
         }
     });
     wait_for_stop(&rt).await;

@@ -14,7 +14,9 @@ use tether_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::config::split_model;
-use crate::provider::{ModelRequest, ModelResponse, Part, ProviderError, StreamEvent, ToolSpec};
+use crate::provider::{
+    ModelRequest, ModelResponse, Part, Provider, ProviderError, StreamEvent, ToolSpec, Who, pricing,
+};
 use crate::session::Session;
 use crate::state::PendingTool;
 use crate::store::StoreError;
@@ -68,6 +70,13 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             .await?;
             return Ok(());
         }
+        if crate::compaction::over_budget(s) {
+            s.append_retrying(vec![EventBody::SessionStatusIdle {
+                stop_reason: StopReason::BudgetReached,
+            }])
+            .await?;
+            return Ok(());
+        }
         let max_turns = s.row().max_turns;
         if s.state().model_calls_this_turn >= max_turns {
             s.append_retrying(vec![
@@ -92,9 +101,83 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
     }
 }
 
+/// Applies `session.update` / `session.send {model}`: a new model (its provider must be
+/// usable) and/or spending limit, recorded as `session.updated` when something changes.
+pub async fn update_session(
+    s: &Arc<Session>,
+    model: Option<String>,
+    max_cost_usd: Option<f64>,
+) -> Result<(), tether_proto::ErrorBody> {
+    let invalid =
+        |why: String| tether_proto::ErrorBody::new(tether_proto::ErrorCode::InvalidParams, why);
+    let model = match model {
+        Some(m) if m.trim().is_empty() => return Err(invalid("the model is empty".into())),
+        Some(m) => {
+            let m = crate::config::canonical_model(m.trim());
+            s.runtime
+                .providers
+                .get(split_model(&m).0)
+                .map_err(invalid)?;
+            (current_model(s) != m).then_some(m)
+        }
+        None => None,
+    };
+    if let Some(limit) = max_cost_usd
+        && !(limit.is_finite() && limit >= 0.0)
+    {
+        return Err(invalid(format!(
+            "max_cost_usd must be a non-negative number of dollars, got {limit}"
+        )));
+    }
+    let max_cost_usd = max_cost_usd.filter(|l| s.state().max_cost_usd != Some(*l));
+    if model.is_some() || max_cost_usd.is_some() {
+        s.append_one(EventBody::SessionUpdated {
+            model,
+            max_cost_usd,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The session's current `provider/model`: the latest `session.updated`, else the row's.
+pub(crate) fn current_model(s: &Session) -> String {
+    s.state().model.clone().unwrap_or_else(|| s.row().model)
+}
+
+/// The provider client for `model`, or the configuration error that ends the turn.
+pub(crate) fn provider_for(s: &Session, model: &str) -> Result<Arc<Provider>, ProviderError> {
+    s.runtime
+        .providers
+        .get(split_model(model).0)
+        .map_err(ProviderError::Config)
+}
+
+/// The request for the session's conversation as it stands (compaction summary + tail).
+pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
+    let row = s.row();
+    let st = s.state();
+    ModelRequest {
+        model: split_model(model).1.to_string(),
+        system: Some(
+            row.system
+                .clone()
+                .unwrap_or_else(|| default_system(&row.workspace)),
+        ),
+        messages: st.request_messages(),
+        tools: tool_specs(),
+        max_tokens: s.runtime.config.max_tokens,
+        thinking_budget: s.runtime.config.thinking_budget_tokens,
+    }
+}
+
 /// One model request (with retries) and the commit of its response.
 async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next, StoreError> {
-    let model = s.row().model;
+    let model = current_model(s);
+    let provider = provider_for(s, &model);
+    if let Ok(p) = &provider {
+        crate::compaction::maybe_compact(s, p, &model, cancel).await?;
+    }
     let start = s
         .append_one(EventBody::SpanModelRequestStart {
             model: Some(model.clone()),
@@ -104,7 +187,14 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
     s.emit(DeltaKind::MessageStart {
         model_request_start_id: start.id.clone(),
     });
-    let outcome = request_with_retries(s, &model, &start.id, cancel).await?;
+    let (outcome, who) = match provider {
+        Ok(p) => {
+            let request = build_request(s, &model);
+            let outcome = stream_with_retries(s, &p, &request, &start.id, cancel).await?;
+            (outcome, p.who().clone())
+        }
+        Err(e) => (Err(e), Who::anthropic()),
+    };
     let latency_ms = Some(started.elapsed().as_millis() as u64);
     s.clear_live_message();
     match outcome {
@@ -117,7 +207,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
             bodies.push(EventBody::SpanModelRequestEnd {
                 model_request_start_id: start.id,
                 is_error: false,
-                model_usage: resp.usage,
+                model_usage: pricing::priced(&s.runtime.config.models, &model, resp.usage),
                 latency_ms,
             });
             if !has_tools && !s.state().has_queued_user() {
@@ -147,7 +237,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
             };
             s.append_retrying(vec![
                 span_error_end(&start.id, latency_ms),
-                session_error(e.session_error_type(), e.user_message(), retry),
+                session_error(e.session_error_type(), e.describe(&who), retry),
                 EventBody::SessionStatusIdle { stop_reason: stop },
             ])
             .await?;
@@ -158,37 +248,13 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
 
 /// Calls the model, retrying transient failures with backoff. Each retry is visible as a
 /// `session.error` with `retry_status: retrying`.
-async fn request_with_retries(
+pub(crate) async fn stream_with_retries(
     s: &Arc<Session>,
-    model: &str,
+    provider: &Provider,
+    request: &ModelRequest,
     start_id: &str,
     cancel: &CancellationToken,
 ) -> Result<Result<ModelResponse, ProviderError>, StoreError> {
-    let (provider_name, model_id) = split_model(model);
-    let provider = match (provider_name, s.runtime.anthropic()) {
-        ("anthropic", Ok(p)) => p,
-        ("anthropic", Err(why)) => return Ok(Err(ProviderError::Config(why))),
-        (other, _) => {
-            return Ok(Err(ProviderError::Config(format!(
-                "model provider `{other}` is not supported by this tetherd yet; use an `anthropic/...` model"
-            ))));
-        }
-    };
-    let request = {
-        let row = s.row();
-        let st = s.state();
-        ModelRequest {
-            model: model_id.to_string(),
-            system: Some(
-                row.system
-                    .clone()
-                    .unwrap_or_else(|| default_system(&row.workspace)),
-            ),
-            messages: st.messages.clone(),
-            tools: tool_specs(),
-            max_tokens: s.runtime.config.max_tokens,
-        }
-    };
     let policy = s.runtime.config.retry.policy();
     let mut attempt = 1;
     loop {
@@ -208,16 +274,14 @@ async fn request_with_retries(
                 },
             })
         };
-        let result = provider.stream(&request, cancel, &mut on_event).await;
+        let result = provider.stream(request, cancel, &mut on_event).await;
         match result {
             Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
                 let delay = policy.delay(attempt, e.retry_after(), jitter());
-                tracing::warn!(session = %s.id, attempt, error = %e.user_message(), "model request failed; retrying");
-                let mut err = session_error(
-                    e.session_error_type(),
-                    e.user_message(),
-                    RetryStatusKind::Retrying,
-                );
+                let message = e.describe(provider.who());
+                tracing::warn!(session = %s.id, attempt, error = %message, "model request failed; retrying");
+                let mut err =
+                    session_error(e.session_error_type(), message, RetryStatusKind::Retrying);
                 if let EventBody::SessionError { error } = &mut err {
                     error.attempt = Some(attempt);
                     error.max_attempts = Some(policy.max_attempts);
@@ -378,7 +442,7 @@ async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {
+pub(crate) fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {
     EventBody::SpanModelRequestEnd {
         model_request_start_id: start_id.to_string(),
         is_error: true,
@@ -387,7 +451,7 @@ fn span_error_end(start_id: &str, latency_ms: Option<u64>) -> EventBody {
     }
 }
 
-fn session_error(kind: &str, message: String, retry: RetryStatusKind) -> EventBody {
+pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind) -> EventBody {
     EventBody::SessionError {
         error: SessionErrorInfo {
             kind: kind.to_string(),

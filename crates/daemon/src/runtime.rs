@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::ids;
-use crate::provider::anthropic::AnthropicProvider;
+use crate::provider::Providers;
 use crate::session::{Session, info_from_row};
 use crate::store::{SessionRow, Store, StoreError};
 
@@ -23,9 +23,8 @@ pub struct Runtime {
     pub store: Store,
     pub paths: Paths,
     pub config: Config,
-    /// The Anthropic client, or why it could not be built (reported at the first turn). Built
-    /// on first use: loading the system CA store takes milliseconds a cold start shouldn't pay.
-    anthropic: std::sync::OnceLock<Result<Arc<AnthropicProvider>, String>>,
+    /// Model provider clients by name, each built on first use.
+    pub providers: Providers,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub started: Instant,
     pub shutdown: CancellationToken,
@@ -49,8 +48,8 @@ impl Runtime {
         Arc::new(Runtime {
             store,
             paths,
+            providers: Providers::new(&config),
             config,
-            anthropic: std::sync::OnceLock::new(),
             sessions: Mutex::new(HashMap::new()),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -370,26 +369,17 @@ impl Runtime {
         Ok(())
     }
 
-    pub fn anthropic(&self) -> Result<Arc<AnthropicProvider>, String> {
-        self.anthropic
-            .get_or_init(|| build_anthropic(&self.config))
-            .clone()
+    pub fn anthropic_status(&self) -> tether_proto::method::ProviderStatus {
+        self.providers.status("anthropic")
     }
 
-    pub fn anthropic_status(&self) -> tether_proto::method::ProviderStatus {
-        let (endpoint, ready, detail) = match &self.anthropic() {
-            Ok(p) => match p.check_credentials() {
-                Ok(()) => (p.endpoint().to_string(), true, "ready".to_string()),
-                Err(e) => (p.endpoint().to_string(), false, e.user_message()),
-            },
-            Err(why) => (String::new(), false, why.clone()),
-        };
-        tether_proto::method::ProviderStatus {
-            name: "anthropic".into(),
-            endpoint,
-            ready,
-            detail,
-        }
+    /// Readiness of every provider in use (see `Providers::in_use`).
+    pub fn provider_statuses(&self) -> Vec<tether_proto::method::ProviderStatus> {
+        self.providers
+            .in_use()
+            .iter()
+            .map(|name| self.providers.status(name))
+            .collect()
     }
 
     pub fn client_count(&self) -> u64 {
@@ -433,28 +423,6 @@ async fn wait_turn_end(session: &Arc<Session>) {
     if let Some(task) = task {
         let _ = task.await;
     }
-}
-
-fn build_anthropic(config: &Config) -> Result<Arc<AnthropicProvider>, String> {
-    let env_var = config
-        .anthropic
-        .api_key_env
-        .clone()
-        .unwrap_or_else(|| "ANTHROPIC_API_KEY".to_string());
-    let base_url = config
-        .anthropic
-        .base_url
-        .clone()
-        .or_else(|| {
-            std::env::var("ANTHROPIC_BASE_URL")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "https://api.anthropic.com".to_string());
-    let key = std::env::var(&env_var).ok().filter(|s| !s.is_empty());
-    AnthropicProvider::new(base_url, key)
-        .map(Arc::new)
-        .map_err(|e| e.user_message())
 }
 
 fn validate_name(name: &str) -> Result<(), ErrorBody> {

@@ -445,6 +445,9 @@ impl Connection {
                         "the message is empty",
                     ));
                 }
+                if p.model.is_some() {
+                    crate::harness::update_session(&s, p.model, None).await?;
+                }
                 let ev = s.user_message(p.content).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }
@@ -511,6 +514,12 @@ impl Connection {
                 };
                 to_value(EventPage { data, next })
             }
+            Call::SessionUpdate(p) => {
+                let s = rt.session(&p.session).await?;
+                self.check_writable(&s)?;
+                crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
+                to_value(s.info())
+            }
             Call::SessionFork(p) => {
                 let s = rt.session(&p.session).await?;
                 let f = rt.fork(&s, p.name).await?;
@@ -548,7 +557,7 @@ impl Connection {
                     sessions: rows.len() as u64,
                     running_sessions: running as u64,
                     clients: rt.client_count(),
-                    providers: vec![rt.anthropic_status()],
+                    providers: rt.provider_statuses(),
                 })
             }
             Call::DaemonShutdown {} => {

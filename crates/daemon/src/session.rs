@@ -270,6 +270,9 @@ impl Session {
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
+        if let Some(model) = &st.model {
+            info.model = model.clone();
+        }
         info
     }
 

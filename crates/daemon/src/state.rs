@@ -48,6 +48,31 @@ pub struct SessionState {
     /// Restarts since the session last made progress (a message, tool call or result, or
     /// going idle): recovery gives up when a session keeps crashing at the same point.
     pub resumes_without_progress: u32,
+    /// Seq of the last event that added to each entry of `messages` (same length).
+    pub message_seqs: Vec<u64>,
+    /// The latest `agent.thread_context_compacted`: its summary and how many leading
+    /// `messages` it stands for in requests.
+    pub compacted: Option<Compacted>,
+    /// `provider/model` set by the latest `session.updated` (else the session row's).
+    pub model: Option<String>,
+    /// Spending limit set by the latest `session.updated`.
+    pub max_cost_usd: Option<f64>,
+    /// Usage of the last successful model request (prompt and output tokens).
+    pub last_usage: tether_proto::ModelUsage,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compacted {
+    pub summary: String,
+    /// Leading entries of `messages` the summary replaces.
+    pub messages: usize,
+}
+
+/// The user message a compaction summary becomes in requests.
+pub fn summary_message(summary: &str) -> Message {
+    Message::user_text(format!(
+        "[Summary of the earlier conversation, written when it grew too long for the context window]\n\n{summary}"
+    ))
 }
 
 impl SessionState {
@@ -88,8 +113,7 @@ impl SessionState {
                 EventBody::SessionStatusRescheduled {} => s.status = SessionStatus::Rescheduling,
                 EventBody::SessionStatusTerminated {} => s.status = SessionStatus::Terminated,
                 EventBody::SpanModelRequestEnd { model_usage, .. } => {
-                    s.usage.tokens.add(model_usage);
-                    s.usage.model_requests += 1;
+                    s.usage.record(model_usage);
                 }
                 _ => {}
             }
@@ -111,12 +135,48 @@ impl SessionState {
 
     fn push_part(&mut self, role: Role, part: Part) {
         match self.messages.last_mut() {
-            Some(m) if m.role == role => m.content.push(part),
-            _ => self.messages.push(Message {
-                role,
-                content: vec![part],
-            }),
+            Some(m) if m.role == role => {
+                m.content.push(part);
+                if let Some(seq) = self.message_seqs.last_mut() {
+                    *seq = self.last_seq;
+                }
+            }
+            _ => {
+                self.messages.push(Message {
+                    role,
+                    content: vec![part],
+                });
+                self.message_seqs.push(self.last_seq);
+            }
         }
+    }
+
+    /// The conversation as the next request sends it: the compaction summary (if any) in
+    /// place of the messages it covers, then the rest verbatim.
+    pub fn request_messages(&self) -> Vec<Message> {
+        match &self.compacted {
+            None => self.messages.clone(),
+            Some(c) => {
+                let tail = self.messages.get(c.messages..).unwrap_or_default();
+                let mut out = Vec::with_capacity(tail.len() + 1);
+                out.push(summary_message(&c.summary));
+                out.extend_from_slice(tail);
+                out
+            }
+        }
+    }
+
+    /// Where a compaction could cut: `(k, through_seq)` such that `messages[..k]` get
+    /// summarised and at least `keep_recent` messages stay verbatim. The tail starts with an
+    /// assistant message, so no tool result is separated from its call; `None` when there is
+    /// nothing new worth summarising.
+    pub fn compaction_cut(&self, keep_recent: usize) -> Option<(usize, u64)> {
+        let done = self.compacted.as_ref().map_or(0, |c| c.messages);
+        let latest = self.messages.len().checked_sub(keep_recent.max(1))?;
+        let k = (done + 1..=latest)
+            .rev()
+            .find(|&k| self.messages[k].role == Role::Assistant)?;
+        Some((k, self.message_seqs[k - 1]))
     }
 
     fn flush_queued_user(&mut self) {
@@ -201,10 +261,16 @@ impl SessionState {
                 self.open_request = Some(e.id.clone());
                 self.model_calls_this_turn += 1;
             }
-            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+            EventBody::SpanModelRequestEnd {
+                model_usage,
+                is_error,
+                ..
+            } => {
                 self.open_request = None;
-                self.usage.tokens.add(model_usage);
-                self.usage.model_requests += 1;
+                self.usage.record(model_usage);
+                if !is_error {
+                    self.last_usage = *model_usage;
+                }
                 if self.pending_tools.is_empty() {
                     self.flush_queued_user();
                 }
@@ -258,6 +324,31 @@ impl SessionState {
             }
             EventBody::SessionStatusTerminated {} => {
                 self.status = Some(SessionStatus::Terminated);
+            }
+            EventBody::SessionUpdated {
+                model,
+                max_cost_usd,
+            } => {
+                if model.is_some() {
+                    self.model = model.clone();
+                }
+                if max_cost_usd.is_some() {
+                    self.max_cost_usd = *max_cost_usd;
+                }
+            }
+            EventBody::AgentThreadContextCompacted {
+                summary,
+                through_seq,
+            } => {
+                let messages = self
+                    .message_seqs
+                    .iter()
+                    .take_while(|&&seq| seq <= *through_seq)
+                    .count();
+                self.compacted = Some(Compacted {
+                    summary: summary.clone(),
+                    messages,
+                });
             }
             EventBody::UserToolConfirmation { .. }
             | EventBody::UserCustomToolResult { .. }
@@ -450,5 +541,58 @@ mod tests {
             log.push(b);
         }
         assert_eq!(predicted, log.state().summary());
+    }
+
+    #[test]
+    fn compaction_replaces_the_covered_messages_in_requests_only() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("first"));
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a1")],
+        });
+        log.push(EventBody::user_text("second"));
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a2")],
+        });
+        log.push(EventBody::user_text("third"));
+        let st = log.state();
+        assert_eq!(st.compaction_cut(10), None, "nothing old enough");
+        // Keep two: the tail starts at the assistant message before the last user one.
+        let (k, through) = st.compaction_cut(2).unwrap();
+        assert_eq!((k, through), (3, 3));
+        log.push(EventBody::AgentThreadContextCompacted {
+            summary: "S".into(),
+            through_seq: through,
+        });
+        let st = log.state();
+        assert_eq!(st.messages.len(), 5, "the conversation itself is untouched");
+        let req = st.request_messages();
+        assert_eq!(req.len(), 3);
+        assert_eq!(req[0], summary_message("S"));
+        assert_eq!(req[1].content, vec![Part::Text("a2".into())]);
+        assert_eq!(req[2].content, vec![Part::Text("third".into())]);
+        // The next cut only covers what the summary doesn't.
+        assert_eq!(st.compaction_cut(2), None);
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("a3")],
+        });
+        log.push(EventBody::user_text("fourth"));
+        assert_eq!(log.state().compaction_cut(2), Some((5, 5)));
+    }
+
+    #[test]
+    fn session_updated_sets_model_and_budget() {
+        let mut log = Log::new();
+        log.push(EventBody::SessionUpdated {
+            model: Some("openai/gpt-5.1".into()),
+            max_cost_usd: None,
+        });
+        log.push(EventBody::SessionUpdated {
+            model: None,
+            max_cost_usd: Some(2.0),
+        });
+        let st = log.state();
+        assert_eq!(st.model.as_deref(), Some("openai/gpt-5.1"));
+        assert_eq!(st.max_cost_usd, Some(2.0));
     }
 }

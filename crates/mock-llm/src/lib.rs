@@ -1,5 +1,7 @@
-//! A scripted mock of the Anthropic Messages API (`POST /v1/messages`) for
-//! tether's end-to-end tests and benchmarks.
+//! A scripted mock of the Anthropic Messages API (`POST /v1/messages`), the
+//! OpenAI Chat Completions API (`POST /v1/chat/completions`) and the OpenAI
+//! Responses API (`POST /v1/responses`) for tether's end-to-end tests and
+//! benchmarks. One script serves all three; the path picks the wire format.
 //!
 //! Streaming requests (`"stream": true`) get the same SSE byte stream as
 //! api.anthropic.com: `message_start`, `ping`, per block
@@ -41,11 +43,13 @@
 //! ```
 
 mod http;
+mod openai_wire;
 mod play;
 pub mod scenarios;
 mod script;
 mod server;
 mod wire;
 
+pub use play::{Api, render_stream};
 pub use script::{Block, Reply, Script, ScriptMode, Timing, Usage};
 pub use server::{MockServer, RecordedRequest};

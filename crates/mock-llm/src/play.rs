@@ -9,8 +9,58 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::http::Conn;
+use crate::openai_wire::{self, Chat, Responses};
 use crate::script::{Block, Reply, Timing, Usage};
-use crate::wire::{Message, SseEvent, error_envelope};
+use crate::wire::{EventStream, Message, SseEvent, error_envelope};
+
+/// Which API a request was made to (by path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// Anthropic Messages, `POST /v1/messages`.
+    Messages,
+    /// OpenAI Chat Completions, `POST /v1/chat/completions`.
+    Chat,
+    /// OpenAI Responses, `POST /v1/responses`.
+    Responses,
+}
+
+impl Api {
+    pub fn from_path(path: &str) -> Option<Api> {
+        match path {
+            "/v1/messages" => Some(Api::Messages),
+            "/v1/chat/completions" => Some(Api::Chat),
+            "/v1/responses" => Some(Api::Responses),
+            _ => None,
+        }
+    }
+}
+
+/// The complete SSE body the server streams for a message of `blocks` on `api`
+/// (fixed ids and timestamp), for benchmarks and parser tests.
+pub fn render_stream(api: Api, blocks: Vec<Block>, usage: Usage, chunk_chars: usize) -> String {
+    let has_tool_use = blocks.iter().any(|b| matches!(b, Block::ToolUse { .. }));
+    let message = Message {
+        id: "msg_render".to_string(),
+        model: "mock".to_string(),
+        blocks,
+        stop_reason: if has_tool_use { "tool_use" } else { "end_turn" }.to_string(),
+        usage,
+    };
+    let stream = match api {
+        Api::Messages => message.events(chunk_chars),
+        Api::Chat => Chat {
+            message: &message,
+            created: 0,
+        }
+        .events(chunk_chars, true),
+        Api::Responses => Responses {
+            message: &message,
+            created: 0,
+        }
+        .events(chunk_chars),
+    };
+    stream.events.iter().map(SseEvent::encode).collect()
+}
 
 /// What the connection should do once the reply has been sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +84,21 @@ impl Ids {
         format!("{prefix}_01mock{n:018}")
     }
 
-    pub fn message(&self) -> String {
-        Ids::next(&self.messages, "msg")
+    pub fn message(&self, api: Api) -> String {
+        let prefix = match api {
+            Api::Messages => "msg",
+            Api::Chat => "chatcmpl",
+            Api::Responses => "resp",
+        };
+        Ids::next(&self.messages, prefix)
     }
 
-    pub fn tool(&self) -> String {
-        Ids::next(&self.tools, "toolu")
+    pub fn tool(&self, api: Api) -> String {
+        let prefix = match api {
+            Api::Messages => "toolu",
+            Api::Chat | Api::Responses => "call",
+        };
+        Ids::next(&self.tools, prefix)
     }
 
     pub fn request(&self) -> String {
@@ -60,6 +119,9 @@ pub(crate) struct RequestInfo {
     pub body_bytes: usize,
     /// The client sent `Connection: close`.
     pub client_close: bool,
+    pub api: Api,
+    /// Chat Completions: `stream_options.include_usage` was set.
+    pub include_usage: bool,
 }
 
 /// One request/response exchange on a connection.
@@ -124,9 +186,49 @@ impl<'a> Exchange<'a> {
             return self.json_message(message).await;
         }
         self.open_stream(false).await?;
-        self.send_events(&message.events(self.timing.chunk_chars).events)
-            .await?;
+        self.send_events(&self.stream_of(message).events).await?;
         self.end_stream().await
+    }
+
+    fn created() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// Every event of `message` in this request's wire format.
+    fn stream_of(&self, message: &Message) -> EventStream {
+        let chunk_chars = self.timing.chunk_chars;
+        match self.request.api {
+            Api::Messages => message.events(chunk_chars),
+            Api::Chat => Chat {
+                message,
+                created: Self::created(),
+            }
+            .events(chunk_chars, self.request.include_usage),
+            Api::Responses => Responses {
+                message,
+                created: Self::created(),
+            }
+            .events(chunk_chars),
+        }
+    }
+
+    /// The events every streamed reply of this API begins with.
+    fn start_of(&self, message: &Message) -> Vec<SseEvent> {
+        match self.request.api {
+            Api::Messages => message.start_events(),
+            Api::Chat => Chat {
+                message,
+                created: Self::created(),
+            }
+            .start_events(),
+            Api::Responses => Responses {
+                message,
+                created: Self::created(),
+            }
+            .start_events(),
+        }
     }
 
     async fn stall(&mut self, blocks: &[Block]) -> io::Result<After> {
@@ -137,7 +239,7 @@ impl<'a> Exchange<'a> {
             }
             return self.json_message(&message).await;
         }
-        let stream = message.events(self.timing.chunk_chars);
+        let stream = self.stream_of(&message);
         let (before, after) = stream.events.split_at(stream.first_delta_end);
         self.open_stream(false).await?;
         self.send_events(before).await?;
@@ -152,9 +254,8 @@ impl<'a> Exchange<'a> {
         // Without a streaming body to cut, dropping before any response is the
         // closest equivalent.
         if self.request.streaming {
-            let stream = self
-                .message(blocks, None, None)
-                .events(self.timing.chunk_chars);
+            let message = self.message(blocks, None, None);
+            let stream = self.stream_of(&message);
             self.open_stream(false).await?;
             self.send_events(&stream.events[..stream.first_delta_end])
                 .await?;
@@ -175,7 +276,7 @@ impl<'a> Exchange<'a> {
             return Ok(After::Close);
         }
         self.open_stream(true).await?;
-        self.send_events(&message.start_events()).await?;
+        self.send_events(&self.start_of(&message)).await?;
         self.send_raw("data: {not json\n\n").await?;
         self.send_raw(
             "event: content_block_delta\n\
@@ -195,9 +296,14 @@ impl<'a> Exchange<'a> {
         }
         let message = self.message(&[], None, None);
         self.open_stream(true).await?;
-        self.send_events(&message.start_events()).await?;
-        self.send_events(&[SseEvent::error(error_type, text)])
-            .await?;
+        let start = self.start_of(&message);
+        let error = match self.request.api {
+            Api::Messages => SseEvent::error(error_type, text),
+            Api::Chat => Chat::error_event(error_type, text),
+            Api::Responses => Responses::error_event(error_type, text, start.len()),
+        };
+        self.send_events(&start).await?;
+        self.send_events(&[error]).await?;
         self.conn.finish_chunked().await?;
         Ok(After::Close)
     }
@@ -217,7 +323,10 @@ impl<'a> Exchange<'a> {
         if let Some(secs) = &retry_after {
             headers.push(("retry-after", secs));
         }
-        let body = error_envelope(error_type, message);
+        let body = match self.request.api {
+            Api::Messages => error_envelope(error_type, message),
+            Api::Chat | Api::Responses => openai_wire::error_envelope(error_type, message),
+        };
         self.conn
             .write_response(status, &headers, body.as_bytes())
             .await?;
@@ -240,7 +349,7 @@ impl<'a> Exchange<'a> {
                     name,
                     input,
                 } => Block::ToolUse {
-                    id: Some(self.ids.tool()),
+                    id: Some(self.ids.tool(self.request.api)),
                     name,
                     input,
                 },
@@ -257,7 +366,7 @@ impl<'a> Exchange<'a> {
             ..Usage::default()
         });
         Message {
-            id: self.ids.message(),
+            id: self.ids.message(self.request.api),
             model: self.request.model.clone(),
             blocks,
             stop_reason,
@@ -266,6 +375,12 @@ impl<'a> Exchange<'a> {
     }
 
     async fn json_message(&mut self, message: &Message) -> io::Result<After> {
+        if self.request.api != Api::Messages {
+            let text = "tether-mock-llm answers the OpenAI APIs only when streaming: send \"stream\": true";
+            return self
+                .error(400, "invalid_request_error", text, None, false)
+                .await;
+        }
         let request_id = self.request_id.clone();
         let headers = json_headers(&request_id, self.closing(false));
         self.conn

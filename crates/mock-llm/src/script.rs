@@ -170,8 +170,12 @@ impl Script {
     }
 }
 
-/// Number of `role: "assistant"` entries in the request's `messages` array.
+/// Number of assistant turns in the request: `role: "assistant"` entries of
+/// `messages` (Anthropic, Chat Completions) or assistant groups of a Responses `input`.
 fn assistant_turns(body: &Value) -> usize {
+    if let Some(input) = body.get("input").and_then(Value::as_array) {
+        return crate::openai_wire::responses_assistant_turns(input);
+    }
     body.get("messages")
         .and_then(Value::as_array)
         .map_or(0, |messages| {

@@ -11,10 +11,8 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::http::{self, Conn, ReadError, Request};
-use crate::play::{After, Exchange, Ids, RequestInfo};
+use crate::play::{After, Api, Exchange, Ids, RequestInfo};
 use crate::script::Script;
-
-const MESSAGES_PATH: &str = "/v1/messages";
 
 /// A request as the server received it.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +54,7 @@ struct State {
 #[derive(Default)]
 struct Log {
     requests: Vec<RecordedRequest>,
-    /// `POST /v1/messages` requests so far: the sequential script position.
+    /// Model requests (any API) so far: the sequential script position.
     messages: usize,
 }
 
@@ -187,7 +185,7 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>) {
             Ok(Some(request)) => request,
             Ok(None) | Err(ReadError::Gone) => return,
             Err(ReadError::Bad(message)) => {
-                let info = request_info(&state, &Value::Null, 0, true);
+                let info = request_info(&state, &Value::Null, 0, true, Api::Messages);
                 let mut exchange = Exchange::new(&mut conn, &state.ids, &state.script.timing, info);
                 let _ = exchange
                     .error(400, "invalid_request_error", &message, None, true)
@@ -206,8 +204,17 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     // Subscribe before the request becomes visible to `wait_for_requests`, so a
     // test that waits for it and then calls `release_stalls` always releases it.
-    let info = request_info(state, &body, request.body.len(), !request.keep_alive);
-    let is_messages = request.method == "POST" && request.path() == MESSAGES_PATH;
+    let api = (request.method == "POST")
+        .then(|| Api::from_path(request.path()))
+        .flatten();
+    let info = request_info(
+        state,
+        &body,
+        request.body.len(),
+        !request.keep_alive,
+        api.unwrap_or(Api::Messages),
+    );
+    let is_messages = api.is_some();
     let described = format!("{} {}", request.method, request.target);
     let sequence = state.record(
         RecordedRequest {
@@ -221,7 +228,10 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
 
     let mut exchange = Exchange::new(conn, &state.ids, &state.script.timing, info);
     let Some(sequence) = sequence else {
-        let message = format!("tether-mock-llm only serves POST {MESSAGES_PATH}, got {described}");
+        let message = format!(
+            "tether-mock-llm only serves POST /v1/messages, /v1/chat/completions and \
+             /v1/responses, got {described}"
+        );
         return exchange
             .error(404, "not_found_error", &message, None, false)
             .await;
@@ -242,7 +252,13 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
     }
 }
 
-fn request_info(state: &State, body: &Value, body_bytes: usize, client_close: bool) -> RequestInfo {
+fn request_info(
+    state: &State,
+    body: &Value,
+    body_bytes: usize,
+    client_close: bool,
+    api: Api,
+) -> RequestInfo {
     RequestInfo {
         release: state.release.subscribe(),
         model: body
@@ -253,5 +269,11 @@ fn request_info(state: &State, body: &Value, body_bytes: usize, client_close: bo
         streaming: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         body_bytes,
         client_close,
+        api,
+        include_usage: body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
     }
 }

@@ -50,9 +50,22 @@ impl SseEvent {
         }
     }
 
-    /// `event: <name>\ndata: <json>\n\n`
+    /// A `data:`-only event (Chat Completions).
+    pub fn data(data: String) -> SseEvent {
+        SseEvent { name: "", data }
+    }
+
+    pub fn named(name: &'static str, data: String) -> SseEvent {
+        SseEvent { name, data }
+    }
+
+    /// `event: <name>\ndata: <json>\n\n` (no `event:` line without a name).
     pub fn encode(&self) -> String {
-        format!("event: {}\ndata: {}\n\n", self.name, self.data)
+        if self.name.is_empty() {
+            format!("data: {}\n\n", self.data)
+        } else {
+            format!("event: {}\ndata: {}\n\n", self.name, self.data)
+        }
     }
 }
 

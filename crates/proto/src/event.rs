@@ -139,7 +139,7 @@ pub struct SessionErrorInfo {
 }
 
 /// Token usage of one model request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelUsage {
     #[serde(default)]
     pub input_tokens: u64,
@@ -149,6 +149,9 @@ pub struct ModelUsage {
     pub cache_read_input_tokens: u64,
     #[serde(default)]
     pub cache_creation_input_tokens: u64,
+    /// tether: USD, from the model's price; absent when the model has no known price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 impl ModelUsage {
@@ -157,6 +160,15 @@ impl ModelUsage {
         self.output_tokens += other.output_tokens;
         self.cache_read_input_tokens += other.cache_read_input_tokens;
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
+        self.cost_usd = match (self.cost_usd, other.cost_usd) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// Input tokens of every kind (what filled the context window).
+    pub fn prompt_tokens(&self) -> u64 {
+        self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
     }
 }
 
@@ -240,6 +252,21 @@ pub enum EventBody {
     SessionStatusTerminated {},
     #[serde(rename = "session.error")]
     SessionError { error: SessionErrorInfo },
+    /// Session settings changed (hosted: `session.updated`); tether carries the new model
+    /// and budget here so the change is part of the log.
+    #[serde(rename = "session.updated")]
+    SessionUpdated {
+        /// `provider/model` used from now on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+        /// Spending limit in USD for the whole session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_cost_usd: Option<f64>,
+    },
+    /// Older turns were summarised so later requests fit the context window; the log itself
+    /// is untouched. tether: `summary` replaces the events up to `through_seq` in requests.
+    #[serde(rename = "agent.thread_context_compacted")]
+    AgentThreadContextCompacted { summary: String, through_seq: u64 },
     #[serde(rename = "span.model_request_start")]
     SpanModelRequestStart {
         /// tether: `provider/model` of the request.
@@ -299,6 +326,8 @@ impl EventBody {
             EventBody::SessionStatusRescheduled {} => "session.status_rescheduled",
             EventBody::SessionStatusTerminated {} => "session.status_terminated",
             EventBody::SessionError { .. } => "session.error",
+            EventBody::SessionUpdated { .. } => "session.updated",
+            EventBody::AgentThreadContextCompacted { .. } => "agent.thread_context_compacted",
             EventBody::SpanModelRequestStart { .. } => "span.model_request_start",
             EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
             EventBody::SpanToolCallStart { .. } => "span.tool_call_start",
@@ -372,8 +401,17 @@ mod tests {
             output_tokens: 5,
             cache_read_input_tokens: 1,
             cache_creation_input_tokens: 2,
+            cost_usd: None,
         };
         for body in [
+            EventBody::SessionUpdated {
+                model: Some("openai/gpt-5.1".into()),
+                max_cost_usd: Some(2.0),
+            },
+            EventBody::AgentThreadContextCompacted {
+                summary: "did things".into(),
+                through_seq: 12,
+            },
             EventBody::user_text("hi"),
             EventBody::UserInterrupt {},
             EventBody::UserToolConfirmation {

@@ -51,6 +51,23 @@ pub struct SessionParams {
 pub struct SendMessage {
     pub session: SessionRef,
     pub content: Vec<ContentBlock>,
+    /// tether: switch the session to this `provider/model` from this message on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// tether: change a session's settings from its next model request on (recorded as a
+/// `session.updated` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    pub session: SessionRef,
+    /// `provider/model` (or a bare Anthropic id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Spending limit in USD for the whole session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +185,8 @@ pub enum Call {
     SessionSend(SendMessage),
     #[serde(rename = "session.interrupt")]
     SessionInterrupt(SessionParams),
+    #[serde(rename = "session.update")]
+    SessionUpdate(UpdateSession),
     #[serde(rename = "session.attach")]
     SessionAttach(Attach),
     #[serde(rename = "session.detach")]
@@ -215,6 +234,7 @@ pub const METHODS: &[&str] = &[
     "session.get",
     "session.send",
     "session.interrupt",
+    "session.update",
     "session.attach",
     "session.detach",
     "session.events",
@@ -268,6 +288,7 @@ impl Call {
             Call::SessionGet(_) => "session.get",
             Call::SessionSend(_) => "session.send",
             Call::SessionInterrupt(_) => "session.interrupt",
+            Call::SessionUpdate(_) => "session.update",
             Call::SessionAttach(_) => "session.attach",
             Call::SessionDetach(_) => "session.detach",
             Call::SessionEvents(_) => "session.events",
@@ -347,6 +368,7 @@ mod tests {
                 session: "fix".into(),
             }),
             Call::SessionSend(SendMessage {
+                model: None,
                 session: "fix".into(),
                 content: vec![ContentBlock::text("more")],
             }),
@@ -377,6 +399,11 @@ mod tests {
             }),
             Call::SessionDelete(SessionParams {
                 session: "fix".into(),
+            }),
+            Call::SessionUpdate(UpdateSession {
+                session: "fix".into(),
+                model: Some("openai/gpt-5.1".into()),
+                max_cost_usd: Some(1.5),
             }),
             Call::AgentCreate(json!({"name": "a"})),
             Call::AgentList(json!({})),

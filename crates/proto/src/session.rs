@@ -25,14 +25,33 @@ impl SessionStatus {
     }
 }
 
-/// Accumulated usage of a session.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Accumulated usage of a session. `cost_usd` sums the priced requests; when some
+/// requests had no known price, `unpriced_requests` says how many (the cost is then a
+/// lower bound).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionUsage {
     #[serde(flatten)]
     pub tokens: ModelUsage,
     /// Number of model requests made.
     #[serde(default)]
     pub model_requests: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced_requests: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl SessionUsage {
+    /// Counts one finished model request.
+    pub fn record(&mut self, usage: &ModelUsage) {
+        self.tokens.add(usage);
+        self.model_requests += 1;
+        if usage.cost_usd.is_none() && usage.prompt_tokens() + usage.output_tokens > 0 {
+            self.unpriced_requests += 1;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -50,6 +50,9 @@ pub enum Command {
         /// With --wait: print events as JSON lines instead of text.
         #[arg(long)]
         json: bool,
+        /// Switch the session to this provider/model from this message on.
+        #[arg(long)]
+        model: Option<String>,
     },
     /// New session, send PROMPT, stream until idle; exit code = outcome.
     Run(RunArgs),

@@ -136,10 +136,17 @@ fn label(info: &SessionInfo) -> String {
     info.name.clone().unwrap_or_else(|| info.id.clone())
 }
 
-pub async fn send(session: String, text: String, wait: bool, json: bool) -> CmdResult {
+pub async fn send(
+    session: String,
+    text: String,
+    wait: bool,
+    json: bool,
+    model: Option<String>,
+) -> CmdResult {
     let mut c = connect().await?;
     let v = c
         .call(Call::SessionSend(SendMessage {
+            model,
             session,
             content: vec![ContentBlock::text(text)],
         }))
@@ -234,6 +241,7 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
             session: session_id.to_string(),
         }),
         _ => Call::SessionSend(SendMessage {
+            model: None,
             session: session_id.to_string(),
             content: vec![ContentBlock::text(line)],
         }),
@@ -399,8 +407,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS"
+        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -415,7 +423,7 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             status
         };
         println!(
-            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9}  {}",
+            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  {}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
@@ -426,6 +434,7 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
                 s.usage.tokens.input_tokens, s.usage.tokens.output_tokens
             ),
             clients_text(s),
+            cost_text(&s.usage),
             s.updated_at
         );
     }
@@ -437,6 +446,15 @@ fn clients_text(s: &SessionInfo) -> String {
     match s.read_only_clients {
         0 => s.attached_clients.to_string(),
         ro => format!("{} ({ro} ro)", s.attached_clients),
+    }
+}
+
+/// `$0.0123`; `≥$0.0123` when some requests had no known price; `-` when none had one.
+fn cost_text(usage: &tether_proto::SessionUsage) -> String {
+    match (usage.tokens.cost_usd, usage.unpriced_requests) {
+        (None, _) => "-".to_string(),
+        (Some(c), 0) => format!("${c:.4}"),
+        (Some(c), _) => format!("≥${c:.4}"),
     }
 }
 

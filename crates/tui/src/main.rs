@@ -77,7 +77,8 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
             text,
             wait,
             json,
-        } => commands::send(session, text, wait, json).await,
+            model,
+        } => commands::send(session, text, wait, json, model).await,
         Command::Run(a) => commands::run(a).await,
         Command::Logs {
             session,

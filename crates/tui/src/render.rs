@@ -224,6 +224,23 @@ impl Printer {
                 err("↻ resumed after a daemon restart\n");
             }
             EventBody::UserInterrupt {} => err("■ interrupt\n"),
+            EventBody::SessionUpdated {
+                model,
+                max_cost_usd,
+            } => {
+                if let Some(m) = model {
+                    err(&format!("⇄ model: {m}\n"));
+                }
+                if let Some(limit) = max_cost_usd {
+                    err(&format!("⇄ budget: ${limit:.2}\n"));
+                }
+            }
+            EventBody::AgentThreadContextCompacted { summary, .. } => {
+                err(&format!(
+                    "⋯ context compacted: older turns are sent as a {}-character summary\n",
+                    summary.chars().count()
+                ));
+            }
             _ => {}
         }
     }

@@ -1,99 +1,27 @@
 //! Client for the Anthropic Messages API (`POST /v1/messages`, streaming).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::Once;
 use std::time::Duration;
 
-use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::{FutureExt, Stream, StreamExt};
-use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 use tether_proto::ModelUsage;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    Message, ModelRequest, ModelResponse, Part, ProviderError, Role, StreamEvent, shorten,
-    stream_kind,
+use super::http::{
+    Endpoint, WireParser, malformed, parse_object, sensitive_header, str_field, u64_field,
 };
+use super::{Message, ModelRequest, ModelResponse, Part, ProviderError, Role, StreamEvent, Who};
 
 /// Where requests go when `ANTHROPIC_BASE_URL` is not set.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 /// The `anthropic-version` header.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-/// Time allowed for the TCP + TLS connect.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the response head or the body may stay silent before the request
-/// fails with [`ProviderError::Transport`] (the API sends `ping` events while
-/// it thinks, so a live stream is never this quiet).
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-
-const USER_AGENT: &str = concat!("tether/", env!("CARGO_PKG_VERSION"));
-/// Error bodies are read up to this size; the rest is ignored.
-const MAX_ERROR_BODY: usize = 64 * 1024;
-/// A `retry-after` longer than this is treated as this (guards against absurd values).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
-
-static CRYPTO_PROVIDER: Once = Once::new();
-
-/// reqwest is built with `rustls-no-provider`: install ring as the process-wide
-/// rustls provider before the first client is built. If something else already
-/// installed one, that one is kept.
-fn install_crypto_provider() {
-    CRYPTO_PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// The request's authentication header. The value is marked sensitive and never
-/// printed.
-#[derive(Clone)]
-enum Auth {
-    None,
-    ApiKey(HeaderValue),
-    Bearer(HeaderValue),
-}
-
-impl Auth {
-    fn label(&self) -> &'static str {
-        match self {
-            Auth::None => "none",
-            Auth::ApiKey(_) => "x-api-key",
-            Auth::Bearer(_) => "bearer",
-        }
-    }
-}
-
-fn sensitive_header(value: &str, what: &str) -> Result<HeaderValue, ProviderError> {
-    let mut header = HeaderValue::from_str(value.trim()).map_err(|_| {
-        ProviderError::Config(format!(
-            "the {what} contains characters that cannot be sent in an HTTP header: check it \
-             for stray quotes or line breaks"
-        ))
-    })?;
-    header.set_sensitive(true);
-    Ok(header)
-}
 
 /// Streaming client for the Anthropic Messages API.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AnthropicProvider {
-    client: reqwest::Client,
-    endpoint: Url,
-    auth: Auth,
-    idle_timeout: Duration,
-}
-
-impl fmt::Debug for AnthropicProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnthropicProvider")
-            .field("endpoint", &self.endpoint.as_str())
-            .field("auth", &self.auth.label())
-            .field("idle_timeout", &self.idle_timeout)
-            .finish_non_exhaustive()
-    }
+    endpoint: Endpoint,
 }
 
 impl AnthropicProvider {
@@ -104,11 +32,29 @@ impl AnthropicProvider {
     /// an `anthropic.com` host without one fail with [`ProviderError::Config`]
     /// (see [`AnthropicProvider::check_credentials`]).
     pub fn new(base_url: String, api_key: Option<String>) -> Result<Self, ProviderError> {
-        let auth = match api_key.as_deref().map(str::trim) {
-            Some(key) if !key.is_empty() => Auth::ApiKey(sensitive_header(key, "API key")?),
-            _ => Auth::None,
+        Self::with_headers(base_url, api_key, &BTreeMap::new(), Who::anthropic())
+    }
+
+    /// [`AnthropicProvider::new`] plus configured extra headers, and the names
+    /// used in error messages.
+    pub fn with_headers(
+        base_url: String,
+        api_key: Option<String>,
+        extra: &BTreeMap<String, String>,
+        who: Who,
+    ) -> Result<Self, ProviderError> {
+        let mut headers = HeaderMap::new();
+        let has_auth = match api_key.as_deref().map(str::trim) {
+            Some(key) if !key.is_empty() => {
+                headers.insert(
+                    HeaderName::from_static("x-api-key"),
+                    sensitive_header(key, "API key")?,
+                );
+                true
+            }
+            _ => false,
         };
-        Self::build(&base_url, auth)
+        Self::build(&base_url, headers, has_auth, extra, who)
     }
 
     /// Builds from the environment like the official SDKs: `ANTHROPIC_BASE_URL`
@@ -123,37 +69,72 @@ impl AnthropicProvider {
     pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, ProviderError> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let base_url = get("ANTHROPIC_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-        let auth = if let Some(key) = get("ANTHROPIC_API_KEY") {
-            Auth::ApiKey(sensitive_header(&key, "ANTHROPIC_API_KEY value")?)
+        let mut headers = HeaderMap::new();
+        let has_auth = if let Some(key) = get("ANTHROPIC_API_KEY") {
+            headers.insert(
+                HeaderName::from_static("x-api-key"),
+                sensitive_header(&key, "ANTHROPIC_API_KEY value")?,
+            );
+            true
         } else if let Some(token) = get("ANTHROPIC_AUTH_TOKEN") {
             let value = format!("Bearer {}", token.trim());
-            Auth::Bearer(sensitive_header(&value, "ANTHROPIC_AUTH_TOKEN value")?)
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                sensitive_header(&value, "ANTHROPIC_AUTH_TOKEN value")?,
+            );
+            true
         } else {
-            Auth::None
+            false
         };
-        Self::build(&base_url, auth)
+        Self::build(
+            &base_url,
+            headers,
+            has_auth,
+            &BTreeMap::new(),
+            Who::anthropic(),
+        )
     }
 
-    fn build(base_url: &str, auth: Auth) -> Result<Self, ProviderError> {
-        let endpoint = endpoint_url(base_url)?;
-        let client = build_client(&endpoint)?;
-        Ok(AnthropicProvider {
-            client,
-            endpoint,
-            auth,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        })
+    fn build(
+        base_url: &str,
+        mut headers: HeaderMap,
+        has_auth: bool,
+        extra: &BTreeMap<String, String>,
+        who: Who,
+    ) -> Result<Self, ProviderError> {
+        headers.insert(
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        super::http::extra_headers(extra, &mut headers)?;
+        let endpoint = Endpoint::new(base_url, "/v1/messages", headers, has_auth, who)?;
+        Ok(AnthropicProvider { endpoint })
     }
 
-    /// Replaces [`DEFAULT_IDLE_TIMEOUT`].
+    /// Replaces [`super::http::DEFAULT_IDLE_TIMEOUT`].
     pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
-        self.idle_timeout = idle_timeout;
+        self.endpoint.idle_timeout = idle_timeout;
         self
     }
 
     /// The URL requests are POSTed to.
     pub fn endpoint(&self) -> &str {
-        self.endpoint.as_str()
+        self.endpoint.url.as_str()
+    }
+
+    pub fn who(&self) -> &Who {
+        &self.endpoint.who
+    }
+
+    #[cfg(test)]
+    fn auth_label(&self) -> &'static str {
+        if self.endpoint.has_header("x-api-key") {
+            "x-api-key"
+        } else if self.endpoint.has_header("authorization") {
+            "bearer"
+        } else {
+            "none"
+        }
     }
 
     /// `Err(Config)` when requests would go to an `anthropic.com` host without
@@ -161,14 +142,14 @@ impl AnthropicProvider {
     pub fn check_credentials(&self) -> Result<(), ProviderError> {
         let anthropic_host = self
             .endpoint
+            .url
             .host_str()
             .is_some_and(|h| h == "anthropic.com" || h.ends_with(".anthropic.com"));
-        if matches!(self.auth, Auth::None) && anthropic_host {
-            return Err(ProviderError::Config(
-                "no Anthropic API key: set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL for a local \
-                 mock)"
-                    .to_string(),
-            ));
+        if !self.endpoint.has_auth && anthropic_host {
+            return Err(ProviderError::Config(format!(
+                "no Anthropic API key: set {} (or ANTHROPIC_BASE_URL for a local mock)",
+                self.endpoint.who.key_var
+            )));
         }
         Ok(())
     }
@@ -190,391 +171,18 @@ impl AnthropicProvider {
         }
         self.check_credentials()?;
         let body = try_request_body(req)?;
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| ProviderError::Config(format!("could not encode the request: {e}")))?;
-
-        let mut request = self
-            .client
-            .post(self.endpoint.clone())
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .body(body);
-        match &self.auth {
-            Auth::None => {}
-            Auth::ApiKey(v) => {
-                request = request.header(HeaderName::from_static("x-api-key"), v.clone());
-            }
-            Auth::Bearer(v) => request = request.header(reqwest::header::AUTHORIZATION, v.clone()),
-        }
-
         tracing::debug!(
             model = %req.model,
-            endpoint = %self.endpoint,
+            endpoint = %self.endpoint.url,
             messages = req.messages.len(),
             tools = req.tools.len(),
             "model request"
         );
-
-        let response = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-            sent = tokio::time::timeout(self.idle_timeout, request.send()) => match sent {
-                Err(_) => {
-                    return Err(ProviderError::Transport(format!(
-                        "no response from {} within {}",
-                        self.host(),
-                        humantime::format_duration(self.idle_timeout)
-                    )));
-                }
-                Ok(Err(e)) => return Err(ProviderError::Transport(error_chain(&e))),
-                Ok(Ok(response)) => response,
-            },
-        };
-
-        let request_id = response
-            .headers()
-            .get("request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let status = response.status();
-        if !status.is_success() {
-            let error = self.error_response(response, cancel).await?;
-            tracing::warn!(
-                status = status.as_u16(),
-                request_id = %request_id,
-                error = %error,
-                "model request failed"
-            );
-            return Err(error);
-        }
-
-        let result = self.read_stream(response, cancel, on_event).await;
-        match &result {
-            Ok(response) => tracing::debug!(
-                request_id = %request_id,
-                stop_reason = %response.stop_reason,
-                input_tokens = response.usage.input_tokens,
-                output_tokens = response.usage.output_tokens,
-                "model response complete"
-            ),
-            Err(ProviderError::Cancelled) => {
-                tracing::debug!(request_id = %request_id, "model request cancelled");
-            }
-            Err(error) => {
-                tracing::warn!(request_id = %request_id, error = %error, "model stream failed");
-            }
-        }
-        result
-    }
-
-    fn host(&self) -> String {
-        self.endpoint
-            .host_str()
-            .unwrap_or("the model server")
-            .to_string()
-    }
-
-    /// Reads a non-2xx response into [`ProviderError::Status`].
-    async fn error_response(
-        &self,
-        mut response: reqwest::Response,
-        cancel: &CancellationToken,
-    ) -> Result<ProviderError, ProviderError> {
-        let status = response.status();
-        let retry_after = parse_retry_after(response.headers());
-        let read = async {
-            let mut body = Vec::new();
-            while body.len() < MAX_ERROR_BODY {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                    Ok(None) => break,
-                    // A cut error body still leaves the status to report.
-                    Err(_) => break,
-                }
-            }
-            body
-        };
-        let body = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-            body = tokio::time::timeout(self.idle_timeout, read) => body.unwrap_or_default(),
-        };
-        let (kind, message) = parse_error_envelope(status, &body);
-        Ok(ProviderError::Status {
-            status: status.as_u16(),
-            kind,
-            message,
-            retry_after,
-        })
-    }
-
-    async fn read_stream(
-        &self,
-        response: reqwest::Response,
-        cancel: &CancellationToken,
-        on_event: &mut (dyn FnMut(StreamEvent) + Send),
-    ) -> Result<ModelResponse, ProviderError> {
-        let events = idle_guarded(response.bytes_stream(), self.idle_timeout).eventsource();
-        let mut events = std::pin::pin!(events);
         let mut acc = Accumulator::default();
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-                next = events.next() => next,
-            };
-            match next {
-                None => {
-                    return Err(ProviderError::Stream {
-                        kind: stream_kind::TRUNCATED.to_string(),
-                        message: stream_kind::TRUNCATED_MESSAGE.to_string(),
-                    });
-                }
-                Some(Err(e)) => return Err(classify_stream_error(e, &self.host())),
-                Some(Ok(event)) => {
-                    if let Some(done) = acc.handle(&event.event, &event.data, on_event)? {
-                        // Let hyper see the end of the body if it is already
-                        // buffered, so the connection can go back to the pool.
-                        let _ = events.next().now_or_never();
-                        return Ok(done);
-                    }
-                }
-            }
-        }
+        self.endpoint
+            .stream(&body, cancel, &mut acc, on_event)
+            .await
     }
-}
-
-/// `{base_url}/v1/messages`, validated.
-fn endpoint_url(base_url: &str) -> Result<Url, ProviderError> {
-    let given = base_url.trim();
-    let invalid = |why: String| {
-        ProviderError::Config(format!(
-            "invalid Anthropic base URL {given:?} ({why}): set ANTHROPIC_BASE_URL to something \
-             like https://api.anthropic.com"
-        ))
-    };
-    let base = Url::parse(given).map_err(|e| invalid(e.to_string()))?;
-    if !matches!(base.scheme(), "http" | "https") {
-        return Err(invalid("it must be an http:// or https:// URL".to_string()));
-    }
-    if base.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("it has no host".to_string()));
-    }
-    let endpoint = format!("{}/v1/messages", base.as_str().trim_end_matches('/'));
-    Url::parse(&endpoint).map_err(|e| invalid(e.to_string()))
-}
-
-fn client_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_keepalive(Duration::from_secs(60))
-        .user_agent(USER_AGENT)
-}
-
-/// With `rustls-no-provider`, reqwest verifies certificates through
-/// `rustls-platform-verifier`, which on Linux loads the system's CA roots
-/// (`rustls-native-certs`: `SSL_CERT_FILE`/`SSL_CERT_DIR` or the distro bundle)
-/// while the client is built, and fails the build when it finds none. A plain
-/// `http://` endpoint (a local mock) does not need roots, so it falls back to an
-/// empty root store instead of failing.
-fn build_client(endpoint: &Url) -> Result<reqwest::Client, ProviderError> {
-    install_crypto_provider();
-    match client_builder().build() {
-        Ok(client) => Ok(client),
-        Err(e) if endpoint.scheme() == "http" => {
-            tracing::debug!(
-                error = %error_chain(&e),
-                "no usable TLS roots; plain-http endpoint, continuing without them"
-            );
-            client_builder()
-                .tls_certs_only(std::iter::empty())
-                .build()
-                .map_err(|e| {
-                    ProviderError::Config(format!(
-                        "could not create the HTTP client: {}",
-                        error_chain(&e)
-                    ))
-                })
-        }
-        Err(e) => Err(ProviderError::Config(format!(
-            "could not set up TLS for {} ({}): install the system CA certificates (e.g. the \
-             ca-certificates package) or point SSL_CERT_FILE at a PEM bundle",
-            endpoint.host_str().unwrap_or("the model server"),
-            error_chain(&e)
-        ))),
-    }
-}
-
-/// An error and its sources, `a: b: c`, without repeats.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    parts.join(": ")
-}
-
-/// `retry-after-ms` (milliseconds) wins over `retry-after` (seconds); both may
-/// be fractional. HTTP dates and negative or non-numeric values are ignored.
-fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| -> Option<f64> {
-        headers
-            .get(name)?
-            .to_str()
-            .ok()?
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    let secs = number("retry-after-ms")
-        .map(|ms| ms / 1000.0)
-        .or_else(|| number("retry-after"))?;
-    let secs = secs.min(MAX_RETRY_AFTER.as_secs_f64());
-    Duration::try_from_secs_f64(secs).ok()
-}
-
-/// `(error.type, error.message)` from the `{"type":"error","error":{..}}`
-/// envelope, else a kind guessed from the status and the raw body (shortened).
-fn parse_error_envelope(status: reqwest::StatusCode, body: &[u8]) -> (String, String) {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let error = parsed.as_ref().and_then(|v| v.get("error"));
-    let kind = error
-        .and_then(|e| e.get("type"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let kind = kind.unwrap_or_else(|| kind_for_status(status.as_u16()).to_string());
-    let message = message.unwrap_or_else(|| {
-        let raw = String::from_utf8_lossy(body);
-        if raw.trim().is_empty() {
-            status
-                .canonical_reason()
-                .unwrap_or("no error message")
-                .to_string()
-        } else {
-            shorten(&raw, 500)
-        }
-    });
-    (kind, message)
-}
-
-/// The API's error type for a status, for bodies that carry no envelope.
-fn kind_for_status(status: u16) -> &'static str {
-    match status {
-        400 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        529 => "overloaded_error",
-        s if s >= 500 => "api_error",
-        _ => "http_error",
-    }
-}
-
-/// A body error: reqwest's, or no bytes for the idle timeout.
-#[derive(Debug)]
-enum BodyError {
-    Http(reqwest::Error),
-    Idle(Duration),
-}
-
-impl fmt::Display for BodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BodyError::Http(e) => f.write_str(&error_chain(e)),
-            BodyError::Idle(d) => write!(
-                f,
-                "no data from the model for {}",
-                humantime::format_duration(*d)
-            ),
-        }
-    }
-}
-
-/// The body stream, failing with [`BodyError::Idle`] when no chunk arrives for
-/// `idle`; ends after the first error.
-fn idle_guarded<S>(body: S, idle: Duration) -> impl Stream<Item = Result<Bytes, BodyError>>
-where
-    S: Stream<Item = reqwest::Result<Bytes>>,
-{
-    futures_util::stream::unfold(
-        (Box::pin(body), false),
-        move |(mut body, failed)| async move {
-            if failed {
-                return None;
-            }
-            match tokio::time::timeout(idle, body.next()).await {
-                Ok(Some(Ok(chunk))) => Some((Ok(chunk), (body, false))),
-                Ok(Some(Err(e))) => Some((Err(BodyError::Http(e)), (body, true))),
-                Ok(None) => None,
-                Err(_) => Some((Err(BodyError::Idle(idle)), (body, true))),
-            }
-        },
-    )
-}
-
-/// Connection-level failures (reset, timeout, hung) are `Transport`; a body that
-/// was simply cut short is a truncated `Stream`; undecodable bytes are malformed.
-fn classify_stream_error(error: EventStreamError<BodyError>, host: &str) -> ProviderError {
-    match error {
-        EventStreamError::Utf8(e) => ProviderError::Stream {
-            kind: stream_kind::MALFORMED.to_string(),
-            message: format!("the model stream is not valid UTF-8: {e}"),
-        },
-        EventStreamError::Parser(e) => ProviderError::Stream {
-            kind: stream_kind::MALFORMED.to_string(),
-            message: format!("the model stream is not a valid event stream: {e}"),
-        },
-        EventStreamError::Transport(BodyError::Idle(d)) => ProviderError::Transport(format!(
-            "no data from {host} for {}; the connection looks hung",
-            humantime::format_duration(d)
-        )),
-        EventStreamError::Transport(BodyError::Http(e)) => {
-            if e.is_timeout() || is_connection_failure(&e) {
-                ProviderError::Transport(error_chain(&e))
-            } else {
-                ProviderError::Stream {
-                    kind: stream_kind::TRUNCATED.to_string(),
-                    message: format!("{}: {}", stream_kind::TRUNCATED_MESSAGE, error_chain(&e)),
-                }
-            }
-        }
-    }
-}
-
-fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind;
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                ErrorKind::ConnectionReset
-                    | ErrorKind::ConnectionAborted
-                    | ErrorKind::BrokenPipe
-                    | ErrorKind::TimedOut
-                    | ErrorKind::NotConnected
-            )
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 // ---------------------------------------------------------------------------
@@ -584,25 +192,54 @@ fn is_connection_failure(error: &(dyn std::error::Error + 'static)) -> bool {
 /// system?, messages, tools?}`. Consecutive messages of the same role are merged,
 /// tool results lead their user message, unsigned thinking and blank text blocks
 /// are dropped (the API rejects both), and messages left empty are skipped.
-/// Does not validate; [`AnthropicProvider::stream`] refuses a conversation that
-/// is empty or starts with the assistant.
+/// Prompt caching: `cache_control` breakpoints on the system prompt, the last
+/// tool and the last block of the last two user messages (the moving tail), four
+/// in all, the API's maximum. Does not validate; [`AnthropicProvider::stream`]
+/// refuses a conversation that is empty or starts with the assistant.
 pub fn request_body(req: &ModelRequest) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
-    body.insert("max_tokens".into(), json!(req.max_tokens));
+    match req.thinking_budget {
+        None => {
+            body.insert("max_tokens".into(), json!(req.max_tokens));
+        }
+        Some(budget) => {
+            // The budget counts inside max_tokens and must leave room for the answer.
+            let budget = budget.max(super::MIN_THINKING_BUDGET);
+            let max_tokens = req.max_tokens.max(budget.saturating_add(1024));
+            body.insert("max_tokens".into(), json!(max_tokens));
+            body.insert(
+                "thinking".into(),
+                json!({"type": "enabled", "budget_tokens": budget}),
+            );
+        }
+    }
     body.insert("stream".into(), json!(true));
     if let Some(system) = &req.system
         && !system.trim().is_empty()
     {
-        body.insert("system".into(), json!(system));
+        body.insert(
+            "system".into(),
+            json!([{"type": "text", "text": system, "cache_control": ephemeral()}]),
+        );
     }
-    let messages: Vec<Value> = wire_messages(&req.messages)
+    let mut messages: Vec<Value> = wire_messages(&req.messages)
         .into_iter()
         .map(WireMessage::into_json)
         .collect();
+    let tail = messages
+        .iter_mut()
+        .rev()
+        .filter(|m| m["role"] == "user")
+        .take(2);
+    for message in tail {
+        if let Some(last) = message["content"].as_array_mut().and_then(|c| c.last_mut()) {
+            last["cache_control"] = ephemeral();
+        }
+    }
     body.insert("messages".into(), Value::Array(messages));
     if !req.tools.is_empty() {
-        let tools: Vec<Value> = req
+        let mut tools: Vec<Value> = req
             .tools
             .iter()
             .map(|t| {
@@ -613,9 +250,16 @@ pub fn request_body(req: &ModelRequest) -> Value {
                 })
             })
             .collect();
+        if let Some(last) = tools.last_mut() {
+            last["cache_control"] = ephemeral();
+        }
         body.insert("tools".into(), Value::Array(tools));
     }
     Value::Object(body)
+}
+
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
 }
 
 /// [`request_body`] plus the checks that turn impossible requests into
@@ -776,6 +420,21 @@ enum BlockState {
     Skipped,
 }
 
+#[derive(serde::Deserialize)]
+struct FastDelta<'a> {
+    index: u32,
+    #[serde(borrow)]
+    delta: FastDeltaBody<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct FastDeltaBody<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Folds Messages API stream events into a [`ModelResponse`].
 #[derive(Debug, Default)]
 struct Accumulator {
@@ -784,19 +443,20 @@ struct Accumulator {
     stop_reason: Option<String>,
 }
 
-fn malformed(message: String) -> ProviderError {
-    ProviderError::Stream {
-        kind: stream_kind::MALFORMED.to_string(),
-        message,
+/// A fresh Messages stream parser.
+pub(crate) fn parser() -> impl WireParser {
+    Accumulator::default()
+}
+
+impl WireParser for Accumulator {
+    fn handle(
+        &mut self,
+        event_name: &str,
+        data: &str,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<Option<ModelResponse>, ProviderError> {
+        Accumulator::handle(self, event_name, data, on_event)
     }
-}
-
-fn u64_field(v: &Value, key: &str) -> Option<u64> {
-    v.get(key).and_then(Value::as_u64)
-}
-
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
 }
 
 impl Accumulator {
@@ -811,20 +471,10 @@ impl Accumulator {
             // `ping` and comment-only keep-alives may carry no data.
             return Ok(None);
         }
-        let value: Value = serde_json::from_str(data).map_err(|e| {
-            malformed(format!(
-                "the model stream sent an event that is not JSON (event {:?}: {e}): {}",
-                event_name,
-                shorten(data, 200)
-            ))
-        })?;
-        if !value.is_object() {
-            return Err(malformed(format!(
-                "the model stream sent an event that is not a JSON object (event {:?}): {}",
-                event_name,
-                shorten(data, 200)
-            )));
+        if event_name == "content_block_delta" && self.fast_text_delta(data, on_event) {
+            return Ok(None);
         }
+        let value = parse_object(event_name, data)?;
         let kind = str_field(&value, "type").unwrap_or(event_name);
         match kind {
             "message_start" => {
@@ -872,6 +522,34 @@ impl Accumulator {
             other => tracing::debug!(event = other, "ignoring unknown model stream event"),
         }
         Ok(None)
+    }
+
+    /// A `text_delta` into a text block, read without building a `Value` (one per token,
+    /// the hot path). `false` leaves the event to the general path.
+    fn fast_text_delta(
+        &mut self,
+        data: &str,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> bool {
+        let Ok(ev) = serde_json::from_str::<FastDelta<'_>>(data) else {
+            return false;
+        };
+        if ev.delta.kind != "text_delta" {
+            return false;
+        }
+        let (Some(BlockState::Text(text)), Some(piece)) =
+            (self.blocks.get_mut(&ev.index), ev.delta.text)
+        else {
+            return false;
+        };
+        text.push_str(&piece);
+        if !piece.is_empty() {
+            on_event(StreamEvent::TextDelta {
+                index: ev.index,
+                text: piece.into_owned(),
+            });
+        }
+        true
     }
 
     /// Counts present in the object replace the old ones (`message_delta`
@@ -1093,7 +771,8 @@ fn finish_block(block: &mut BlockState) -> Result<(), ProviderError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ToolSpec;
+    use super::super::http::{MAX_RETRY_AFTER, parse_error_envelope, parse_retry_after};
+    use super::super::{ToolSpec, stream_kind};
     use super::*;
     use std::sync::{Arc, Mutex};
     use tether_mock_llm::{Block, MockServer, Reply, Script, Timing, Usage};
@@ -1127,6 +806,7 @@ mod tests {
             messages,
             tools: Vec::new(),
             max_tokens: 1024,
+            thinking_budget: None,
         }
     }
 
@@ -1144,6 +824,86 @@ mod tests {
 
     // ---- request_body ----------------------------------------------------
 
+    /// The body without its `cache_control` breakpoints.
+    fn uncached(req: &ModelRequest) -> Value {
+        fn strip(v: &mut Value) {
+            match v {
+                Value::Object(map) => {
+                    map.remove("cache_control");
+                    map.values_mut().for_each(strip);
+                }
+                Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut body = request_body(req);
+        strip(&mut body);
+        body
+    }
+
+    #[test]
+    fn thinking_budget_enables_extended_thinking() {
+        let mut req = request(vec![Message::user_text("hi")]);
+        req.thinking_budget = Some(4000);
+        let body = request_body(&req);
+        assert_eq!(
+            body["thinking"],
+            json!({"type": "enabled", "budget_tokens": 4000})
+        );
+        // max_tokens must exceed the budget, with room for the answer.
+        assert_eq!(body["max_tokens"], 5024);
+        req.thinking_budget = Some(10);
+        assert_eq!(request_body(&req)["thinking"]["budget_tokens"], 1024);
+        req.thinking_budget = None;
+        assert!(request_body(&req).get("thinking").is_none());
+    }
+
+    #[test]
+    fn cache_breakpoints_on_system_tools_and_the_moving_tail() {
+        let mut req = request(vec![
+            Message::user_text("one"),
+            Message::assistant(vec![tool_use("toolu_1", "bash", json!({}))]),
+            Message::user(vec![tool_result("toolu_1", "out", false)]),
+            Message::assistant(vec![text("done")]),
+            Message::user_text("two"),
+        ]);
+        req.system = Some("sys".into());
+        req.tools = vec![bash_tool(), bash_tool()];
+        let body = request_body(&req);
+        let marked: Vec<String> = {
+            let mut out = Vec::new();
+            fn walk(v: &Value, path: String, out: &mut Vec<String>) {
+                match v {
+                    Value::Object(m) => {
+                        if m.contains_key("cache_control") {
+                            out.push(path.clone());
+                        }
+                        for (k, x) in m {
+                            walk(x, format!("{path}.{k}"), out);
+                        }
+                    }
+                    Value::Array(a) => {
+                        for (i, x) in a.iter().enumerate() {
+                            walk(x, format!("{path}[{i}]"), out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            walk(&body, String::new(), &mut out);
+            out
+        };
+        assert_eq!(
+            marked,
+            [
+                ".messages[2].content[0]",
+                ".messages[4].content[0]",
+                ".system[0]",
+                ".tools[1]"
+            ]
+        );
+    }
+
     #[test]
     fn body_minimal_without_system_or_tools() {
         let body = request_body(&request(vec![Message::user_text("hi")]));
@@ -1153,7 +913,9 @@ mod tests {
                 "model": "claude-sonnet-4-6",
                 "max_tokens": 1024,
                 "stream": true,
-                "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+                "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}
+                ]}]
             })
         );
     }
@@ -1169,11 +931,14 @@ mod tests {
                 "model": "claude-sonnet-4-6",
                 "max_tokens": 1024,
                 "stream": true,
-                "system": "You are tether.",
+                "system": [{"type": "text", "text": "You are tether.",
+                            "cache_control": {"type": "ephemeral"}}],
                 "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "list files"}]}
+                    {"role": "user", "content": [{"type": "text", "text": "list files",
+                                                  "cache_control": {"type": "ephemeral"}}]}
                 ],
                 "tools": [{
+                    "cache_control": {"type": "ephemeral"},
                     "name": "bash",
                     "description": "Run a shell command",
                     "input_schema": {
@@ -1199,7 +964,7 @@ mod tests {
             Message::user(vec![tool_result("toolu_1", "file.txt", false)]),
         ]);
         assert_eq!(
-            request_body(&req)["messages"],
+            uncached(&req)["messages"],
             json!([
                 {"role": "user", "content": [
                     {"type": "text", "text": "one"},
@@ -1233,7 +998,7 @@ mod tests {
             Message::user(vec![tool_result("toolu_2", "exit 1", true)]),
         ]);
         assert_eq!(
-            request_body(&req)["messages"][2],
+            uncached(&req)["messages"][2],
             json!({"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"},
                 {"type": "tool_result", "tool_use_id": "toolu_2", "content": "exit 1", "is_error": true},
@@ -1264,7 +1029,7 @@ mod tests {
             Message::user_text("more"),
         ]);
         assert_eq!(
-            request_body(&req)["messages"][1],
+            uncached(&req)["messages"][1],
             json!({"role": "assistant", "content": [
                 {"type": "thinking", "thinking": "signed", "signature": "sig-1"},
                 {"type": "text", "text": "answer"}
@@ -1287,7 +1052,7 @@ mod tests {
             Message::user_text("again"),
         ]);
         assert_eq!(
-            request_body(&req)["messages"],
+            uncached(&req)["messages"],
             json!([{"role": "user", "content": [
                 {"type": "text", "text": "hello"},
                 {"type": "text", "text": "again"}
@@ -1305,7 +1070,7 @@ mod tests {
                 tool_result("t2", "", false),
             ]),
         ]);
-        let messages = &request_body(&req)["messages"];
+        let messages = &uncached(&req)["messages"];
         assert_eq!(messages[1]["content"][0]["input"], json!({}));
         assert_eq!(
             messages[2]["content"],
@@ -1384,7 +1149,7 @@ mod tests {
     fn from_vars_follows_the_sdks() {
         let p = AnthropicProvider::from_vars(vars(&[("ANTHROPIC_API_KEY", KEY)])).unwrap();
         assert_eq!(p.endpoint(), "https://api.anthropic.com/v1/messages");
-        assert_eq!(p.auth.label(), "x-api-key");
+        assert_eq!(p.auth_label(), "x-api-key");
         assert!(p.check_credentials().is_ok());
 
         let p = AnthropicProvider::from_vars(vars(&[
@@ -1392,7 +1157,7 @@ mod tests {
             ("ANTHROPIC_BASE_URL", "http://127.0.0.1:1"),
         ]))
         .unwrap();
-        assert_eq!(p.auth.label(), "bearer");
+        assert_eq!(p.auth_label(), "bearer");
         assert_eq!(p.endpoint(), "http://127.0.0.1:1/v1/messages");
 
         // The key wins over the token; empty values count as unset.
@@ -1402,7 +1167,7 @@ mod tests {
             ("ANTHROPIC_BASE_URL", ""),
         ]))
         .unwrap();
-        assert_eq!(p.auth.label(), "x-api-key");
+        assert_eq!(p.auth_label(), "x-api-key");
         assert_eq!(p.endpoint(), "https://api.anthropic.com/v1/messages");
     }
 
@@ -1595,7 +1360,8 @@ mod tests {
                 input_tokens: 10,
                 output_tokens: 42,
                 cache_read_input_tokens: 3,
-                cache_creation_input_tokens: 4
+                cache_creation_input_tokens: 4,
+                cost_usd: None,
             }
         );
         assert_eq!(
@@ -1819,7 +1585,8 @@ mod tests {
                 input_tokens: 1234,
                 output_tokens: 56,
                 cache_read_input_tokens: 1000,
-                cache_creation_input_tokens: 7
+                cache_creation_input_tokens: 7,
+                cost_usd: None,
             }
         );
         let thinking: String = seen

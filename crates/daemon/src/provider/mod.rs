@@ -3,12 +3,100 @@
 //! Anthropic Messages API client ([`anthropic::AnthropicProvider`]).
 
 pub mod anthropic;
+pub mod http;
+pub mod openai;
+pub mod pricing;
+pub mod registry;
 pub mod retry;
+pub mod sse;
 
 pub use anthropic::{AnthropicProvider, request_body};
+pub use openai::{OpenAiApi, OpenAiProvider};
+pub use registry::{Provider, Providers};
 pub use retry::RetryPolicy;
 
 use std::time::Duration;
+
+/// The three wire protocols, for code that works on bytes without a client
+/// (benchmarks, tools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Anthropic,
+    Chat,
+    Responses,
+}
+
+impl Wire {
+    pub const ALL: [Wire; 3] = [Wire::Anthropic, Wire::Chat, Wire::Responses];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Anthropic => "anthropic",
+            Wire::Chat => "openai",
+            Wire::Responses => "openai-responses",
+        }
+    }
+
+    /// The request body bytes a client of this wire sends for `req`.
+    pub fn request_bytes(self, req: &ModelRequest) -> Vec<u8> {
+        let body = match self {
+            Wire::Anthropic => request_body(req),
+            Wire::Chat => openai::chat_request_body(req),
+            Wire::Responses => openai::responses_request_body(req),
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// Folds a complete SSE body (in network-sized chunks) the way a client does,
+    /// SSE framing included.
+    pub fn parse_stream(
+        self,
+        chunks: Vec<bytes::Bytes>,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<ModelResponse, ProviderError> {
+        match self {
+            Wire::Anthropic => http::parse_body(chunks, &mut anthropic::parser(), on_event),
+            Wire::Chat => http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Chat), on_event),
+            Wire::Responses => {
+                http::parse_body(chunks, &mut *openai::parser(OpenAiApi::Responses), on_event)
+            }
+        }
+    }
+}
+
+/// How a provider is named in messages for people: its API and the settings
+/// that fix a bad key or URL. Never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Who {
+    /// `the Anthropic API`, `the OpenAI API`, `the \`ollama\` provider`.
+    pub api: String,
+    /// Where the key comes from, e.g. `ANTHROPIC_API_KEY`.
+    pub key_var: String,
+    /// Where the base URL comes from, e.g. `ANTHROPIC_BASE_URL`.
+    pub base_url_var: String,
+    /// A well-formed base URL to suggest.
+    pub example_url: String,
+}
+
+impl Who {
+    pub fn anthropic() -> Who {
+        Who {
+            api: "the Anthropic API".into(),
+            key_var: "ANTHROPIC_API_KEY".into(),
+            base_url_var: "ANTHROPIC_BASE_URL".into(),
+            example_url: "https://api.anthropic.com".into(),
+        }
+    }
+
+    pub fn openai() -> Who {
+        Who {
+            api: "the OpenAI API".into(),
+            key_var: "OPENAI_API_KEY".into(),
+            base_url_var: "OPENAI_BASE_URL".into(),
+            example_url: "https://api.openai.com/v1".into(),
+        }
+    }
+}
 
 /// Who wrote a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +173,21 @@ pub struct ModelRequest {
     pub messages: Vec<Message>,
     pub tools: Vec<ToolSpec>,
     pub max_tokens: u32,
+    /// Extended thinking / reasoning: Anthropic's `budget_tokens`; the OpenAI APIs get a
+    /// reasoning effort derived from it. `None`: the provider's default.
+    pub thinking_budget: Option<u32>,
+}
+
+/// Anthropic's minimum thinking budget.
+pub const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// The OpenAI reasoning effort for a thinking budget.
+pub fn reasoning_effort(budget: u32) -> &'static str {
+    match budget {
+        0..4096 => "low",
+        4096..16384 => "medium",
+        _ => "high",
+    }
 }
 
 /// What streams out while the response is written (for live display only).
@@ -228,8 +331,16 @@ impl ProviderError {
         }
     }
 
-    /// One sentence for a person, with the fix when there is one.
+    /// One sentence for a person, with the fix when there is one (Anthropic names).
     pub fn user_message(&self) -> String {
+        self.describe(&Who::anthropic())
+    }
+
+    /// One sentence for a person naming `who`'s API, key and base-URL settings.
+    pub fn describe(&self, who: &Who) -> String {
+        let api = &who.api;
+        let key_var = &who.key_var;
+        let url_var = &who.base_url_var;
         match self {
             ProviderError::Status {
                 status,
@@ -246,11 +357,11 @@ impl ProviderError {
                     );
                 }
                 match (*status, kind.as_str()) {
-                    (401, _) | (_, "authentication_error") => format!(
-                        "the Anthropic API rejected the API key ({code}): check ANTHROPIC_API_KEY"
-                    ),
+                    (401, _) | (_, "authentication_error") => {
+                        format!("{api} rejected the API key ({code}): check {key_var}")
+                    }
                     (402, _) | (_, "billing_error") => format!(
-                        "the Anthropic API refused the request for billing reasons ({code}: \
+                        "{api} refused the request for billing reasons ({code}: \
                          {message}): check the account's plan and credit balance"
                     ),
                     (403, _) | (_, "permission_error") => format!(
@@ -258,11 +369,11 @@ impl ProviderError {
                          key's workspace and permissions"
                     ),
                     (404, _) | (_, "not_found_error") => format!(
-                        "the Anthropic API could not find what was asked for ({code}: {message}): \
-                         check the model name and ANTHROPIC_BASE_URL"
+                        "{api} could not find what was asked for ({code}: {message}): \
+                         check the model name and {url_var}"
                     ),
                     (413, _) | (_, "request_too_large") => format!(
-                        "the request is too large for the Anthropic API ({code}: {message}): \
+                        "the request is too large for {api} ({code}: {message}): \
                          shorten the conversation or the tool outputs"
                     ),
                     (429, _) | (_, "rate_limit_error") => {
@@ -270,24 +381,24 @@ impl ProviderError {
                             .map(|d| format!(", it asks to wait {}", format_wait(d)))
                             .unwrap_or_default();
                         format!(
-                            "the Anthropic API rate limit was hit ({code}: {message}){wait}: \
+                            "{api} rate limit was hit ({code}: {message}){wait}: \
                              wait and try again, or raise the account's limits"
                         )
                     }
                     (529, _) | (_, "overloaded_error") => format!(
-                        "the Anthropic API is overloaded right now ({code}): try again in a \
+                        "{api} is overloaded right now ({code}): try again in a \
                          little while"
                     ),
                     (s, _) if s >= 500 => format!(
-                        "the Anthropic API had a server error ({code}: {message}): try again \
+                        "{api} had a server error ({code}: {message}): try again \
                          in a little while"
                     ),
-                    _ => format!("the Anthropic API rejected the request ({code}: {message})"),
+                    _ => format!("{api} rejected the request ({code}: {message})"),
                 }
             }
             ProviderError::Transport(detail) => format!(
-                "could not talk to the Anthropic API ({}): check the network connection and \
-                 ANTHROPIC_BASE_URL",
+                "could not talk to {api} ({}): check the network connection and \
+                 {url_var}",
                 shorten(detail, 300)
             ),
             ProviderError::Stream { kind, message } => {
@@ -305,21 +416,19 @@ impl ProviderError {
                             format!(" ({detail})")
                         };
                         format!(
-                            "the connection to the Anthropic API was cut before the reply was \
+                            "the connection to {api} was cut before the reply was \
                              complete{detail}: try again"
                         )
                     }
                     stream_kind::MALFORMED => format!(
-                        "the Anthropic API sent a reply tether could not read ({message}): try \
-                         again, and check ANTHROPIC_BASE_URL if it keeps happening"
+                        "{api} sent a reply tether could not read ({message}): try \
+                         again, and check {url_var} if it keeps happening"
                     ),
                     "overloaded_error" => format!(
-                        "the Anthropic API became overloaded while replying ({kind}: {message}): \
+                        "{api} became overloaded while replying ({kind}: {message}): \
                          try again in a little while"
                     ),
-                    _ => format!(
-                        "the Anthropic API reported an error while replying ({kind}: {message})"
-                    ),
+                    _ => format!("{api} reported an error while replying ({kind}: {message})"),
                 }
             }
             ProviderError::Config(message) => message.clone(),

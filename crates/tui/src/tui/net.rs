@@ -219,6 +219,7 @@ async fn run_cmd(
         Cmd::Send(text) => Call::SessionSend(SendMessage {
             session,
             content: vec![ContentBlock::text(text.clone())],
+            model: None,
         }),
         Cmd::Interrupt => Call::SessionInterrupt(SessionParams { session }),
         Cmd::Confirm { tool_use_id, allow } => Call::ToolConfirm(ToolConfirm {

@@ -100,6 +100,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
                 ..ModelUsage::default()
             },
             model_requests: 2,
+            unpriced_requests: 0,
         },
         attached_clients: 1,
         read_only_clients: 0,

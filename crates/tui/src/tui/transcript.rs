@@ -418,6 +418,29 @@ impl Transcript {
                 };
                 push(&mut self.items, Body::Marker(text));
             }
+            EventBody::SessionUpdated {
+                model,
+                max_cost_usd,
+            } => {
+                let mut parts = Vec::new();
+                if let Some(m) = model {
+                    parts.push(format!("model → {m}"));
+                }
+                if let Some(c) = max_cost_usd {
+                    parts.push(format!("budget → ${c:.2}"));
+                }
+                if parts.is_empty() {
+                    return false;
+                }
+                push(&mut self.items, Body::Marker(format!("⚙ {}", parts.join(", "))));
+            }
+            EventBody::AgentThreadContextCompacted { .. } => push(
+                &mut self.items,
+                Body::Marker(
+                    "⇣ earlier conversation summarised to fit the context window (the full log stays here)"
+                        .into(),
+                ),
+            ),
             EventBody::SessionStatusRescheduled {} => push(
                 &mut self.items,
                 Body::Marker("↻ resumed after a daemon restart".into()),

@@ -1,0 +1,116 @@
+//! Provider CPU cost, no network: building the request bytes for a 200-turn conversation,
+//! and folding a 10,000-delta SSE body (SSE framing included), for each wire protocol.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use serde_json::json;
+use tether_daemon::provider::{Message, ModelRequest, Part, ToolSpec, Wire};
+use tether_mock_llm::{Api, Block, Usage, render_stream};
+
+/// Turns of history: user text, assistant text + tool call, tool result.
+pub const TURNS: usize = 200;
+/// Deltas in the parsed stream (one character each).
+pub const DELTAS: usize = 10_000;
+
+pub fn history() -> ModelRequest {
+    let mut messages = Vec::with_capacity(TURNS * 3);
+    for i in 0..TURNS {
+        let id = format!("sevt_01JTURN{i:019}");
+        messages.push(Message::user_text(format!(
+            "Step {i}: look at src/module_{i}.rs and tell me what the function does. {}",
+            "Context sentence. ".repeat(8)
+        )));
+        messages.push(Message::assistant(vec![
+            Part::Text(format!("I'll read src/module_{i}.rs first.")),
+            Part::ToolUse {
+                id: id.clone(),
+                name: "read".into(),
+                input: json!({"file_path": format!("src/module_{i}.rs")}),
+            },
+        ]));
+        messages.push(Message::user(vec![Part::ToolResult {
+            tool_use_id: id,
+            content: format!("fn f_{i}() -> u32 {{ {i} }}\n").repeat(30),
+            is_error: false,
+        }]));
+    }
+    ModelRequest {
+        model: "bench-model".into(),
+        system: Some("You are a capable software agent. ".repeat(20)),
+        messages,
+        tools: (0..6)
+            .map(|i| ToolSpec {
+                name: format!("tool_{i}"),
+                description: "Does one thing well. ".repeat(5),
+                input_schema: json!({
+                    "type": "object",
+                    "properties": {"file_path": {"type": "string"}, "n": {"type": "integer"}},
+                    "required": ["file_path"]
+                }),
+            })
+            .collect(),
+        max_tokens: 16_384,
+        thinking_budget: None,
+    }
+}
+
+fn api(wire: Wire) -> Api {
+    match wire {
+        Wire::Anthropic => Api::Messages,
+        Wire::Chat => Api::Chat,
+        Wire::Responses => Api::Responses,
+    }
+}
+
+/// Milliseconds per request build (median over `runs`), per wire.
+pub fn build_ms(wire: Wire, runs: usize) -> Vec<f64> {
+    let req = history();
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            let bytes = wire.request_bytes(&req);
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            std::hint::black_box(bytes);
+            ms
+        })
+        .collect()
+}
+
+/// Milliseconds per parse of a 10,000-delta body cut into 16 KiB chunks, per wire.
+pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
+    let text: String = "abcdefghij".repeat(DELTAS / 10);
+    let body = render_stream(
+        api(wire),
+        vec![Block::text(text.clone())],
+        Usage {
+            input_tokens: 10,
+            output_tokens: DELTAS as u64,
+            ..Usage::default()
+        },
+        1,
+    );
+    let chunks: Vec<Bytes> = body
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let chunks = chunks.clone();
+        let mut deltas = 0usize;
+        let t = Instant::now();
+        let response = wire
+            .parse_stream(chunks, &mut |_| deltas += 1)
+            .with_context(|| format!("parsing the {} stream", wire.name()))?;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        if deltas != DELTAS || response.content != vec![Part::Text(text.clone())] {
+            bail!(
+                "the {} parse saw {deltas} deltas, expected {DELTAS}",
+                wire.name()
+            );
+        }
+    }
+    Ok(out)
+}
