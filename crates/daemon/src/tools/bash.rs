@@ -491,7 +491,9 @@ impl Shell {
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
                 let mut cmd = tokio::process::Command::new(helper);
-                cmd.arg(sandbox::EXEC_SUBCOMMAND).arg(&self.workspace);
+                cmd.arg(sandbox::EXEC_SUBCOMMAND)
+                    .arg(&self.workspace)
+                    .arg(std::process::id().to_string());
                 cmd
             }
             Sandbox::None => {
