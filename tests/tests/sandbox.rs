@@ -227,24 +227,3 @@ async fn fails_closed_without_user_namespaces() {
     assert!(!out.contains("RAN"), "{out}");
     assert!(!ws.path().join("ran-unsandboxed").exists());
 }
-
-// §C 25: the sandbox dies with the daemon, even with no command running and no restart.
-#[tokio::test(flavor = "multi_thread")]
-async fn daemon_kill_9_takes_the_idle_sandbox_with_it() {
-    let env = env_running("(setsid sleep 987124 &); echo started", 0).await;
-    let ws = tempfile::tempdir().unwrap();
-    let daemon = env.spawn_daemon(None).await;
-    let (status, out) = run_in(&env, ws.path());
-    assert_eq!(status, ToolStatus::Ok, "{out}");
-    assert_eq!(pids_matching("sleep 987124").len(), 1, "the job runs");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    env.wait_killed(daemon).await;
-    wait_until("the sandbox's job died with the daemon", || {
-        pids_matching("sleep 987124").is_empty()
-    })
-    .await;
-}

@@ -1,6 +1,6 @@
 //! The local sandbox the session shell runs in, built into `tetherd` (no bwrap).
 //!
-//! The daemon starts `tetherd sandbox-exec WORKSPACE DAEMON_PID` ([`exec_main`], "stage 1"), a fresh
+//! The daemon starts `tetherd sandbox-exec WORKSPACE` ([`exec_main`], "stage 1"), a fresh
 //! single-threaded process that unshares user, mount, pid, ipc, uts and net namespaces,
 //! maps itself to root of the new user namespace and re-executes itself as
 //! `tetherd sandbox-init WORKSPACE PID` ([`init_main`], "stage 2"). Stage 2 is pid 1 of the
@@ -8,8 +8,7 @@
 //! namespace as the unprivileged uid [`SANDBOX_UID`] (so `exec` drops every capability),
 //! sets no_new_privs, writes [`READY`] on stdout and execs bash.
 //!
-//! Stage 1 stays behind as the daemon's child and waits; it has `PR_SET_PDEATHSIG =
-//! SIGKILL`, so it dies with the daemon. Its death kills the sandbox:
+//! Stage 1 stays behind as the daemon's child and waits. Its death kills the sandbox:
 //! stage 2 has `PR_SET_PDEATHSIG = SIGKILL`, and when pid 1 of a pid namespace dies the
 //! kernel kills every process in it, including setsid'd and double-forked ones. So the pid
 //! the daemon records and kills is stage 1's.
@@ -157,22 +156,9 @@ fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupE
 /// Stage 1 (`tetherd sandbox-exec WORKSPACE`): creates the namespaces, runs stage 2 and
 /// mirrors its end.
 pub fn exec_main(args: &[OsString]) -> ExitCode {
-    let [workspace, daemon] = args else {
-        return fail(SetupError(
-            "usage: tetherd sandbox-exec WORKSPACE DAEMON_PID".into(),
-        ));
+    let [workspace] = args else {
+        return fail(SetupError("usage: tetherd sandbox-exec WORKSPACE".into()));
     };
-    // Die with the daemon (even on kill -9). The signal is tied to the daemon thread that
-    // spawned us, a tokio worker, which lives as long as the daemon. Checked after setting,
-    // so a daemon that died in between is noticed.
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
-        return fail(SetupError(format!("set the parent-death signal: {e}")));
-    }
-    if daemon.to_str() != Some(nix::unistd::getppid().as_raw().to_string().as_str()) {
-        return fail(SetupError(
-            "the daemon that started the sandbox is gone".into(),
-        ));
-    }
     close_inherited_fds();
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();

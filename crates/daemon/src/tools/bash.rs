@@ -491,9 +491,7 @@ impl Shell {
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
                 let mut cmd = tokio::process::Command::new(helper);
-                cmd.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(&self.workspace)
-                    .arg(std::process::id().to_string());
+                cmd.arg(sandbox::EXEC_SUBCOMMAND).arg(&self.workspace);
                 cmd
             }
             Sandbox::None => {
