@@ -12,6 +12,7 @@ pub mod harness;
 pub mod ids;
 pub mod provider;
 pub mod runtime;
+pub mod sandbox;
 pub mod server;
 pub mod session;
 pub mod spool;

@@ -1,7 +1,7 @@
 //! `tetherd`: the tether daemon.
 
 use clap::Parser;
-use tether_daemon::daemon;
+use tether_daemon::{daemon, sandbox};
 use tether_proto::Paths;
 
 #[derive(Parser)]
@@ -17,6 +17,14 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // The sandbox helper stages: dispatched before anything starts a thread, because
+    // unshare(CLONE_NEWUSER) requires a single-threaded process.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match argv.get(1).and_then(|a| a.to_str()) {
+        Some(sandbox::EXEC_SUBCOMMAND) => return sandbox::exec_main(&argv[2..]),
+        Some(sandbox::INIT_SUBCOMMAND) => return sandbox::init_main(&argv[2..]),
+        _ => {}
+    }
     let args = Args::parse();
     let paths = Paths::resolve(|k| std::env::var(k).ok(), nix::unistd::geteuid().as_raw());
     if args.detach {

@@ -32,9 +32,10 @@
 //! wrapper's own lines so they don't clutter the output. Commands run with
 //! stdin at `/dev/null`.
 //!
-//! **Not confined**: the shell can read and write anything the daemon's user
-//! can; only the file tools are confined to the workspace. A later sandbox
-//! change confines bash.
+//! In the daemon the shell runs inside the namespace sandbox of
+//! [`crate::sandbox`]: the recorded pid is the sandbox helper's, whose death
+//! kills every process in the sandbox. The daemon's own unit tests run it
+//! unsandboxed ([`Sandbox::None`]) because their binary can't be the helper.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,7 @@ use super::ansi::{AnsiStripper, Utf8Chunker};
 use super::args::Args;
 use super::procs;
 use super::{INTERRUPTED_NOTE, ToolOutcome, ToolStatus};
+use crate::sandbox::{self, Sandbox};
 
 /// Timeout when `timeout_ms` is absent or 0.
 pub const DEFAULT_TIMEOUT_MS: u64 = 120_000;
@@ -68,6 +70,8 @@ const SHELL_SETUP: &str = "exec 2>&1\n";
 /// How long to keep reading after the shell exited on its own, for output
 /// still in the pipe.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+/// How long the sandbox may take to come up before the call fails.
+const SANDBOX_START_LIMIT: Duration = Duration::from_secs(10);
 /// How long to wait for a SIGKILLed tree to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -395,6 +399,8 @@ struct Live {
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
+    /// Kept open so nothing in the shell gets SIGPIPE on stderr before `exec 2>&1`.
+    _stderr: ChildStderr,
     pid: u32,
     /// Output that arrived after the previous command's marker (background
     /// jobs); it belongs to the next command's output.
@@ -446,6 +452,7 @@ struct State {
 pub struct Shell {
     workspace: PathBuf,
     env: Vec<(String, String)>,
+    sandbox: Sandbox,
     state: tokio::sync::Mutex<State>,
     /// Pid of the live shell, 0 if none (readable without the state lock).
     pid: AtomicU32,
@@ -455,10 +462,11 @@ pub struct Shell {
 }
 
 impl Shell {
-    pub fn new(workspace: PathBuf, env: Vec<(String, String)>) -> Self {
+    pub fn new(workspace: PathBuf, env: Vec<(String, String)>, sandbox: Sandbox) -> Self {
         Self {
             workspace,
             env,
+            sandbox,
             state: tokio::sync::Mutex::new(State::default()),
             pid: AtomicU32::new(0),
             kill_switch: StdMutex::new(CancellationToken::new()),
@@ -479,40 +487,88 @@ impl Shell {
             .clone()
     }
 
-    fn start(&self) -> Result<Live, String> {
-        let mut cmd = tokio::process::Command::new(SHELL);
-        cmd.args(["--noprofile", "--norc"])
-            .current_dir(&self.workspace)
+    async fn start(&self) -> Result<Live, String> {
+        let mut cmd = match &self.sandbox {
+            Sandbox::Namespaces { helper } => {
+                let mut cmd = tokio::process::Command::new(helper);
+                cmd.arg(sandbox::EXEC_SUBCOMMAND).arg(&self.workspace);
+                cmd
+            }
+            Sandbox::None => {
+                let mut cmd = tokio::process::Command::new(SHELL);
+                cmd.args(["--noprofile", "--norc"]);
+                cmd
+            }
+        };
+        cmd.current_dir(&self.workspace)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
+        let mut child = cmd.spawn().map_err(|e| match &self.sandbox {
+            Sandbox::Namespaces { helper } => format!(
+                "bash: failed to start the sandbox helper {}: {e}; the command was not run",
+                helper.display()
+            ),
+            Sandbox::None => format!(
                 "bash: failed to start {SHELL} in {}: {e}",
                 self.workspace.display()
-            )
+            ),
         })?;
         let pid = child.id();
-        let (Some(pid), Some(stdin), Some(stdout)) = (pid, child.stdin.take(), child.stdout.take())
-        else {
+        let (Some(pid), Some(stdin), Some(mut stdout), Some(stderr)) = (
+            pid,
+            child.stdin.take(),
+            child.stdout.take(),
+            child.stderr.take(),
+        ) else {
             return Err("bash: failed to set up the shell's pipes".into());
         };
-        self.pid.store(pid, Ordering::SeqCst);
-        tracing::debug!(pid, workspace = %self.workspace.display(), "started session shell");
-        Ok(Live {
+        let mut carry = Vec::new();
+        if matches!(self.sandbox, Sandbox::Namespaces { .. }) {
+            let ready =
+                tokio::time::timeout(SANDBOX_START_LIMIT, await_ready(&mut stdout, &mut carry))
+                    .await;
+            if !matches!(ready, Ok(true)) {
+                let mut why = String::new();
+                if ready.is_ok() {
+                    let mut stderr = stderr;
+                    let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, stderr.read_to_string(&mut why))
+                        .await;
+                }
+                let found = procs::kill_tree(pid);
+                let _ = tokio::time::timeout(KILL_WAIT, child.wait()).await;
+                procs::wait_gone(pid, &found, KILL_WAIT).await;
+                let why = why.trim();
+                return Err(if ready.is_err() {
+                    format!(
+                        "bash: the sandbox did not start within {}; the command was not run",
+                        format_secs(SANDBOX_START_LIMIT)
+                    )
+                } else if why.is_empty() {
+                    "bash: the sandbox helper exited before the shell started; the command was not run".into()
+                } else {
+                    format!("bash: {why}")
+                });
+            }
+        }
+        let live = Live {
             child,
             stdin,
             stdout,
+            _stderr: stderr,
             pid,
-            carry: Vec::new(),
+            carry,
             setup_pending: true,
             busy: false,
             reaped: false,
-        })
+        };
+        self.pid.store(pid, Ordering::SeqCst);
+        tracing::debug!(pid, workspace = %self.workspace.display(), sandbox = ?self.sandbox, "started session shell");
+        Ok(live)
     }
 
     /// SIGKILLs the shell's tree, reaps the shell and waits until the tree is
@@ -585,7 +641,7 @@ impl Shell {
             if let Some(note) = state.lost_note.take() {
                 notes.push_str(&note);
             }
-            state.live = Some(self.start()?);
+            state.live = Some(self.start().await?);
         }
         Ok(notes)
     }
@@ -725,6 +781,24 @@ impl Shell {
             outcome.content.insert_str(0, &notes);
         }
         outcome
+    }
+}
+
+/// Reads the sandbox helper's stdout up to [`sandbox::READY`]; what follows it goes to
+/// `carry`. False when the helper closed its stdout first (it failed; stderr says why).
+async fn await_ready(stdout: &mut ChildStdout, carry: &mut Vec<u8>) -> bool {
+    let marker = sandbox::READY.as_bytes();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if let Some(at) = seen.windows(marker.len()).position(|w| w == marker) {
+            carry.extend_from_slice(&seen[at + marker.len()..]);
+            return true;
+        }
     }
 }
 

@@ -140,7 +140,11 @@ impl Toolbox {
     /// Like [`Toolbox::new`], but the shell's environment is derived from
     /// `parent_env` instead of this process's environment (used by tests).
     pub(crate) fn with_parent_env(workspace: PathBuf, parent_env: Vec<(String, String)>) -> Self {
-        let shell = bash::Shell::new(workspace.clone(), bash::shell_env(parent_env));
+        let shell = bash::Shell::new(
+            workspace.clone(),
+            bash::shell_env(parent_env),
+            crate::sandbox::Sandbox::for_this_process(),
+        );
         Self { workspace, shell }
     }
 

@@ -1,0 +1,492 @@
+//! The local sandbox the session shell runs in, built into `tetherd` (no bwrap).
+//!
+//! The daemon starts `tetherd sandbox-exec WORKSPACE` ([`exec_main`], "stage 1"), a fresh
+//! single-threaded process that unshares user, mount, pid, ipc, uts and net namespaces,
+//! maps itself to root of the new user namespace and re-executes itself as
+//! `tetherd sandbox-init WORKSPACE PID` ([`init_main`], "stage 2"). Stage 2 is pid 1 of the
+//! new pid namespace: it builds the mount tree, pivots into it, enters a nested user
+//! namespace as the unprivileged uid [`SANDBOX_UID`] (so `exec` drops every capability),
+//! sets no_new_privs, writes [`READY`] on stdout and execs bash.
+//!
+//! Stage 1 stays behind as the daemon's child and waits. Its death kills the sandbox:
+//! stage 2 has `PR_SET_PDEATHSIG = SIGKILL`, and when pid 1 of a pid namespace dies the
+//! kernel kills every process in it, including setsid'd and double-forked ones. So the pid
+//! the daemon records and kills is stage 1's.
+//!
+//! Fail closed: any setup error ends the helper with a message on stderr and exit code
+//! [`SETUP_FAILED`] before bash is executed; the daemon turns that into a tool error.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::statvfs::{FsFlags, statvfs};
+
+/// The hidden subcommand that starts a sandbox (stage 1).
+pub const EXEC_SUBCOMMAND: &str = "sandbox-exec";
+/// The hidden subcommand stage 1 re-executes as (stage 2, pid 1 of the sandbox).
+pub const INIT_SUBCOMMAND: &str = "sandbox-init";
+/// Written on stdout by stage 2 right before it execs the shell.
+pub const READY: &str = "__TETHER_SANDBOX_READY__\n";
+/// Exit code of the helper when the sandbox could not be set up.
+pub const SETUP_FAILED: u8 = 125;
+/// The uid (and gid) the shell runs as inside the sandbox; files it creates in the
+/// workspace belong to the daemon's uid on the host. Not 0, so that rlimits apply.
+pub const SANDBOX_UID: u32 = 1000;
+/// Size cap of the sandbox's `/tmp` (tmpfs pages count as memory).
+pub const TMP_SIZE: &str = "512m";
+const SHELL: &str = "/bin/bash";
+
+/// How the session shell is isolated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Namespaces set up by `helper` (the tetherd binary) run as [`EXEC_SUBCOMMAND`].
+    Namespaces { helper: PathBuf },
+    /// No isolation at all: only the daemon's own unit tests use this, because their
+    /// test binary is not tetherd and cannot act as the helper.
+    None,
+}
+
+impl Sandbox {
+    /// The sandbox this process's sessions use: this very binary as the helper.
+    pub fn for_this_process() -> Self {
+        if cfg!(test) {
+            return Sandbox::None;
+        }
+        match std::env::current_exe() {
+            Ok(helper) => Sandbox::Namespaces { helper },
+            // Fail closed later: a helper path that does not exist refuses to start.
+            Err(_) => Sandbox::Namespaces {
+                helper: PathBuf::from("/proc/self/exe"),
+            },
+        }
+    }
+}
+
+/// A setup step that failed, with the explanation for the user.
+#[derive(Debug)]
+struct SetupError(String);
+
+fn step(what: &str) -> impl FnOnce(Errno) -> SetupError + '_ {
+    move |e| SetupError(format!("{what}: {e}"))
+}
+
+fn io_step(what: &str) -> impl FnOnce(std::io::Error) -> SetupError + '_ {
+    move |e| SetupError(format!("{what}: {e}"))
+}
+
+fn fail(e: SetupError) -> ExitCode {
+    let _ = writeln!(
+        std::io::stderr(),
+        "tether sandbox: {}; the command was not run (tether never runs it unsandboxed)",
+        e.0
+    );
+    ExitCode::from(SETUP_FAILED)
+}
+
+/// Explains why `unshare` failed and which host setting fixes it.
+pub fn explain_unshare_error(e: Errno) -> String {
+    match e {
+        Errno::ENOSPC => "cannot create a user namespace: the host allows none \
+             (sysctl user.max_user_namespaces is 0 for this user namespace). \
+             Fix: `sudo sysctl -w user.max_user_namespaces=15000`"
+            .into(),
+        Errno::EPERM | Errno::EACCES => "cannot create a user namespace: the kernel refused \
+             (unprivileged user namespaces are restricted). Fix: on Ubuntu 23.10+ \
+             `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; on older \
+             Debian `sudo sysctl -w kernel.unprivileged_userns_clone=1`; inside a container, \
+             allow the unshare syscall in its seccomp profile"
+            .into(),
+        Errno::EINVAL => "cannot create namespaces: this kernel lacks user, pid or network \
+             namespace support (CONFIG_USER_NS / CONFIG_PID_NS / CONFIG_NET_NS)"
+            .into(),
+        e => format!("cannot create the sandbox namespaces: unshare failed: {e}"),
+    }
+}
+
+/// Closes every inherited fd above 2, so a descriptor the daemon leaked without
+/// CLOEXEC never reaches the sandbox.
+fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        close_raw(fd);
+    }
+}
+
+#[allow(unsafe_code)]
+fn close_raw(fd: i32) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // The directory iterator's own fd is in the list but already closed again; any other fd
+    // is one this freshly exec'd, single-threaded helper inherited and nothing in it owns.
+    if nix::fcntl::fcntl(
+        // SAFETY: only borrowed for the duration of the F_GETFD probe.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    )
+    .is_ok()
+    {
+        // SAFETY: see above; the fd is open and owned by no one else in this process.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}
+
+fn write_file(path: &str, text: &str) -> Result<(), SetupError> {
+    std::fs::write(path, text).map_err(|e| SetupError(format!("write {path}: {e}")))
+}
+
+/// Maps uid/gid `inside` of the current (fresh) user namespace to `outside`.
+fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupError> {
+    write_file("/proc/self/setgroups", "deny")?;
+    write_file("/proc/self/uid_map", &format!("{inside} {outside_uid} 1\n"))?;
+    write_file("/proc/self/gid_map", &format!("{inside} {outside_gid} 1\n"))
+}
+
+/// Stage 1 (`tetherd sandbox-exec WORKSPACE`): creates the namespaces, runs stage 2 and
+/// mirrors its end.
+pub fn exec_main(args: &[OsString]) -> ExitCode {
+    let [workspace] = args else {
+        return fail(SetupError("usage: tetherd sandbox-exec WORKSPACE".into()));
+    };
+    close_inherited_fds();
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET;
+    if let Err(e) = unshare(flags) {
+        return fail(SetupError(explain_unshare_error(e)));
+    }
+    if let Err(e) = map_ids(0, uid, gid) {
+        return fail(e);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return fail(SetupError(format!("cannot find the tetherd binary: {e}"))),
+    };
+    let mut child = match Command::new(exe)
+        .arg(INIT_SUBCOMMAND)
+        .arg(workspace)
+        .arg(std::process::id().to_string())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(SetupError(format!("cannot start the sandbox init: {e}"))),
+    };
+    match child.wait() {
+        Ok(status) => {
+            if let Some(code) = status.code() {
+                return ExitCode::from(u8::try_from(code).unwrap_or(1));
+            }
+            // Mirror a signal death so the daemon reports "killed by signal N".
+            if let Some(sig) = status.signal().and_then(|s| Signal::try_from(s).ok()) {
+                let _ = nix::sys::signal::raise(sig);
+            }
+            ExitCode::from(128 + status.signal().unwrap_or(0).clamp(0, 127) as u8)
+        }
+        Err(e) => fail(SetupError(format!("waiting for the sandbox init: {e}"))),
+    }
+}
+
+/// Stage 2 (`tetherd sandbox-init WORKSPACE PARENT_PID`): pid 1 of the sandbox.
+pub fn init_main(args: &[OsString]) -> ExitCode {
+    let [workspace, parent] = args else {
+        return fail(SetupError(
+            "usage: tetherd sandbox-init WORKSPACE PARENT_PID".into(),
+        ));
+    };
+    match init(Path::new(workspace), parent) {
+        Ok(never) => match never {},
+        Err(e) => fail(e),
+    }
+}
+
+enum Never {}
+
+fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
+    // Die with stage 1. Set before checking that it is still alive, so there is no gap.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(step("set the parent-death signal"))?;
+    // The host /proc is still mounted, so the parent's host pid is visible.
+    let parent = parent.to_string_lossy();
+    if !Path::new(&format!("/proc/{parent}")).exists() {
+        return Err(SetupError("the sandbox helper's parent is gone".into()));
+    }
+    if !workspace.is_absolute() {
+        return Err(SetupError(format!(
+            "the workspace {} is not an absolute path",
+            workspace.display()
+        )));
+    }
+    build_root(workspace)?;
+    nix::unistd::sethostname("sandbox").map_err(step("set the hostname"))?;
+    // A nested user namespace where we are the unprivileged SANDBOX_UID: the exec below
+    // then clears every capability, and the mounts (owned by the outer namespace) are locked.
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SetupError(explain_unshare_error(e)))?;
+    map_ids(SANDBOX_UID, 0, 0)?;
+    nix::sys::prctl::set_no_new_privs().map_err(step("set no_new_privs"))?;
+    // A new session: no controlling terminal to inject input into (TIOCSTI).
+    nix::unistd::setsid().map_err(step("start a new session"))?;
+    std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(READY.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(io_step("report readiness"))?;
+    let e = Command::new(SHELL)
+        .args(["--noprofile", "--norc"])
+        .env("HOME", workspace)
+        .env("USER", "sandbox")
+        .env("LOGNAME", "sandbox")
+        .exec();
+    Err(SetupError(format!("cannot execute {SHELL}: {e}")))
+}
+
+/// The mount flags of `path` that must be kept when remounting a bind of it (a user
+/// namespace may not clear nosuid/nodev/noexec/atime flags the host set).
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    };
+    let f = st.flags();
+    let mut out = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    for (fs, ms) in [
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn bind(src: &Path, dst: &Path, read_only: bool) -> Result<(), SetupError> {
+    let what = || format!("bind {} to {}", src.display(), dst.display());
+    mount(
+        Some(src),
+        dst,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| SetupError(format!("{}: {e}", what())))?;
+    if read_only {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(dst);
+        mount(None::<&str>, dst, None::<&str>, flags, None::<&str>)
+            .map_err(|e| SetupError(format!("{} read-only: {e}", what())))?;
+    }
+    Ok(())
+}
+
+fn tmpfs(dst: &Path, options: &str) -> Result<(), SetupError> {
+    mount(
+        Some("tmpfs"),
+        dst,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(|e| SetupError(format!("mount a tmpfs on {}: {e}", dst.display())))
+}
+
+fn mkdir(path: &Path) -> Result<(), SetupError> {
+    std::fs::create_dir_all(path).map_err(|e| SetupError(format!("mkdir {}: {e}", path.display())))
+}
+
+/// Host path `p` (absolute) as seen under the old root.
+fn host(p: &str) -> PathBuf {
+    Path::new("/oldroot").join(p.trim_start_matches('/'))
+}
+
+/// Path `p` (absolute) inside the new root.
+fn new(p: &str) -> PathBuf {
+    Path::new("/newroot").join(p.trim_start_matches('/'))
+}
+
+/// The synthetic `/etc` files: who the shell is, and that `sandbox` is this host.
+pub fn etc_files(workspace: &Path) -> [(&'static str, String); 5] {
+    [
+        (
+            "passwd",
+            format!(
+                "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n\
+                 sandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:sandbox:{}:/bin/bash\n\
+                 nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                workspace.display()
+            ),
+        ),
+        (
+            "group",
+            format!("root:x:0:\nsandbox:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"),
+        ),
+        (
+            "hosts",
+            "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost\n".into(),
+        ),
+        ("hostname", "sandbox\n".into()),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nhosts: files\n".into(),
+        ),
+    ]
+}
+
+/// Builds the sandbox's root and pivots into it. Runs as root of the outer user namespace.
+fn build_root(workspace: &Path) -> Result<(), SetupError> {
+    // Nothing we mount may propagate back to the host.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(step("make the mount tree private"))?;
+    // A scratch root holding the old root (source of binds) and the new one.
+    tmpfs(Path::new("/tmp"), "size=1m,mode=0755")?;
+    std::env::set_current_dir("/tmp").map_err(io_step("enter the scratch root"))?;
+    mkdir(Path::new("newroot"))?;
+    mkdir(Path::new("oldroot"))?;
+    nix::unistd::pivot_root(".", "oldroot").map_err(step("pivot into the scratch root"))?;
+    std::env::set_current_dir("/").map_err(io_step("enter the scratch root"))?;
+
+    tmpfs(Path::new("/newroot"), "size=1m,mode=0755")?;
+    for dir in [
+        "/usr",
+        "/etc/ssl",
+        "/etc/ca-certificates",
+        "/etc/alternatives",
+    ] {
+        if host(dir).is_dir() {
+            mkdir(&new(dir))?;
+            bind(&host(dir), &new(dir), true)?;
+        }
+    }
+    for file in ["/etc/ld.so.cache", "/etc/localtime"] {
+        if host(file).is_file() {
+            std::fs::write(new(file), "").map_err(io_step("create a mount point"))?;
+            bind(&host(file), &new(file), true)?;
+        }
+    }
+    // /bin, /lib... are symlinks into /usr on merged-usr hosts, directories elsewhere.
+    for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+        let src = host(top);
+        if let Ok(target) = std::fs::read_link(&src) {
+            std::os::unix::fs::symlink(target, new(top)).map_err(io_step("create a symlink"))?;
+        } else if src.is_dir() {
+            mkdir(&new(top))?;
+            bind(&src, &new(top), true)?;
+        }
+    }
+    mkdir(&new("/etc"))?;
+    for (name, text) in etc_files(workspace) {
+        std::fs::write(new("/etc").join(name), text).map_err(io_step("write /etc"))?;
+    }
+
+    // A minimal /dev: the usual character devices bound from the host.
+    mkdir(&new("/dev"))?;
+    tmpfs(&new("/dev"), "size=64k,mode=0755")?;
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let dst = new("/dev").join(dev);
+        std::fs::write(&dst, "").map_err(io_step("create a device mount point"))?;
+        bind(&host("/dev").join(dev), &dst, false)?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, new("/dev").join(link))
+            .map_err(io_step("create a /dev symlink"))?;
+    }
+    mkdir(&new("/dev/shm"))?;
+    tmpfs(&new("/dev/shm"), "size=64m,mode=1777")?;
+
+    // A /proc of the new pid namespace: only the sandbox's processes.
+    mkdir(&new("/proc"))?;
+    mount(
+        Some("proc"),
+        &new("/proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(step("mount /proc"))?;
+    mkdir(&new("/tmp"))?;
+    tmpfs(&new("/tmp"), &format!("size={TMP_SIZE},mode=1777"))?;
+
+    // The workspace, read-write at the same path as on the host.
+    let ws = workspace.to_string_lossy();
+    mkdir(&new(&ws))?;
+    bind(&host(&ws), &new(&ws), false)?;
+
+    // Enter the new root; the scratch root and the host's old root go away entirely.
+    std::env::set_current_dir("/newroot").map_err(io_step("enter the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(step("pivot into the new root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(step("detach the host's root"))?;
+    std::env::set_current_dir("/").map_err(io_step("enter the new root"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(step("make / read-only"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unshare_errors_name_the_setting_to_change() {
+        assert!(explain_unshare_error(Errno::ENOSPC).contains("user.max_user_namespaces"));
+        assert!(
+            explain_unshare_error(Errno::EPERM)
+                .contains("kernel.apparmor_restrict_unprivileged_userns=0")
+        );
+        assert!(explain_unshare_error(Errno::EINVAL).contains("CONFIG_USER_NS"));
+    }
+
+    #[test]
+    fn passwd_names_the_sandbox_user_with_the_workspace_as_home() {
+        let files = etc_files(Path::new("/w/s"));
+        let passwd = &files[0].1;
+        assert!(passwd.contains("sandbox:x:1000:1000:sandbox:/w/s:/bin/bash\n"));
+        assert!(!passwd.contains("/root"));
+    }
+
+    #[test]
+    fn paths_map_under_old_and_new_root() {
+        assert_eq!(host("/usr"), PathBuf::from("/oldroot/usr"));
+        assert_eq!(new("/tmp/ws"), PathBuf::from("/newroot/tmp/ws"));
+    }
+
+    #[test]
+    fn unit_tests_run_without_the_helper() {
+        assert_eq!(Sandbox::for_this_process(), Sandbox::None);
+    }
+}
