@@ -66,6 +66,12 @@ async fn sessions_keep_the_agent_version_they_pinned() {
 
     // Session 1 pins coder@1: its prompt, its model, and only the tools it enabled.
     env.ok(&["run", "hello", "--agent", "coder", "--name", "s1"]);
+    let coder = env.ok(&["agents", "show", "coder", "--json"]);
+    let coder: Value = serde_json::from_str(&coder).unwrap();
+    let s1: Value =
+        serde_json::from_str(env.ok(&["ls", "--json"]).lines().next().unwrap()).unwrap();
+    assert_eq!(s1["agent"]["id"], coder["id"]);
+    assert_eq!(s1["agent"]["version"], 1);
     let reqs = env.mock.requests();
     assert_eq!(system_of(&reqs[0].body), "You are coder, version one.");
     assert_eq!(reqs[0].body["model"], "claude-agent-test-model");
