@@ -165,3 +165,40 @@ async fn the_default_agent_bad_files_and_archive() {
     assert!(!env.ok(&["agents", "ls"]).contains("short-lived"));
     assert!(env.ok(&["agents", "ls", "--all"]).contains("(archived)"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_tool_the_model_calls_anyway_is_refused_not_run() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", serde_json::json!({"command": "touch marker"})),
+        Reply::text("understood"),
+    ]))
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let spec = write(&files, "coder.yaml", CODER_V1);
+    env.ok(&["agents", "create", "-f", &spec]);
+    let work = tempfile::tempdir().unwrap();
+    let out = env.ok(&[
+        "run",
+        "make a marker",
+        "--agent",
+        "coder",
+        "--dir",
+        work.path().to_str().unwrap(),
+    ]);
+    assert!(out.contains("understood"), "{out}");
+    assert!(!work.path().join("marker").exists(), "bash ran anyway");
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let result = reqs[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["type"] == "tool_result")
+        .expect("a tool_result for the refused call");
+    assert_eq!(result["is_error"], true);
+    assert!(
+        result["content"].to_string().contains("not enabled"),
+        "{result}"
+    );
+}
