@@ -161,8 +161,12 @@ impl ModelUsage {
         self.cache_read_input_tokens += other.cache_read_input_tokens;
         self.cache_creation_input_tokens += other.cache_creation_input_tokens;
         self.cost_usd = match (self.cost_usd, other.cost_usd) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
+            // Whole nano-dollars: totals come out the same whether folded live or from the log
+            // (JSON parsing may be one ulp off), with no float dust like 0.0074789999999.
+            (a, b) if a.is_some() || b.is_some() => {
+                Some(((a.unwrap_or(0.0) + b.unwrap_or(0.0)) * 1e9).round() / 1e9)
+            }
+            _ => None,
         };
     }
 

@@ -14,8 +14,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::sse::{SseDecoder, SseError};
 use super::{ModelResponse, ProviderError, StreamEvent, Who, shorten, stream_kind};
+use eventsource_stream::{EventStreamError, Eventsource};
 
 /// Time allowed for the TCP + TLS connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -245,27 +245,28 @@ impl Endpoint {
         parser: &mut dyn WireParser,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ModelResponse, ProviderError> {
-        let body = idle_guarded(response.bytes_stream(), self.idle_timeout);
-        let mut body = std::pin::pin!(body);
-        let mut sse = SseDecoder::default();
+        let body = idle_guarded(response.bytes_stream(), self.idle_timeout).eventsource();
+        let mut events = std::pin::pin!(body);
         loop {
-            while let Some(event) = sse.next_event().map_err(sse_error)? {
-                if let Some(done) = parser.handle(event.event, &event.data, on_event)? {
-                    // Let hyper see the end of the body if it is already
-                    // buffered, so the connection can go back to the pool.
-                    let _ = body.next().now_or_never();
-                    return Ok(done);
-                }
-            }
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-                next = body.next() => next,
+                next = events.next() => next,
             };
             match next {
                 None => return parser.at_end().ok_or_else(truncated),
-                Some(Err(e)) => return Err(classify_body_error(e, &self.host())),
-                Some(Ok(chunk)) => sse.push(&chunk).map_err(sse_error)?,
+                Some(Err(EventStreamError::Transport(e))) => {
+                    return Err(classify_body_error(e, &self.host()));
+                }
+                Some(Err(e)) => return Err(sse_error(e)),
+                Some(Ok(event)) => {
+                    if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+                        // Let hyper see the end of the body if it is already
+                        // buffered, so the connection can go back to the pool.
+                        let _ = events.next().now_or_never();
+                        return Ok(done);
+                    }
+                }
             }
         }
     }
@@ -278,7 +279,7 @@ fn truncated() -> ProviderError {
     }
 }
 
-fn sse_error(e: SseError) -> ProviderError {
+fn sse_error<E: std::fmt::Display>(e: EventStreamError<E>) -> ProviderError {
     malformed(format!("the model stream is not a valid event stream: {e}"))
 }
 
@@ -289,13 +290,14 @@ pub(crate) fn parse_body(
     parser: &mut dyn WireParser,
     on_event: &mut (dyn FnMut(StreamEvent) + Send),
 ) -> Result<ModelResponse, ProviderError> {
-    let mut sse = SseDecoder::default();
-    for chunk in chunks {
-        sse.push(&chunk).map_err(sse_error)?;
-        while let Some(event) = sse.next_event().map_err(sse_error)? {
-            if let Some(done) = parser.handle(event.event, &event.data, on_event)? {
-                return Ok(done);
-            }
+    let body =
+        futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut events = std::pin::pin!(body.eventsource());
+    // The chunks are all in memory, so every poll is ready at once.
+    while let Some(Some(next)) = events.next().now_or_never() {
+        let event = next.map_err(sse_error)?;
+        if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+            return Ok(done);
         }
     }
     parser.at_end().ok_or_else(truncated)

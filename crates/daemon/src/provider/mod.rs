@@ -8,7 +8,6 @@ pub mod openai;
 pub mod pricing;
 pub mod registry;
 pub mod retry;
-pub mod sse;
 
 pub use anthropic::{AnthropicProvider, request_body};
 pub use openai::{OpenAiApi, OpenAiProvider};

@@ -113,6 +113,8 @@ pub struct Header {
     pub attached_clients: u32,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// USD; `None` while no request had a known price.
+    pub cost_usd: Option<f64>,
     /// Usage of events up to this seq is already in the tokens (from session info).
     usage_seq: u64,
 }
@@ -378,7 +380,11 @@ impl State {
                     + model_usage.cache_read_input_tokens
                     + model_usage.cache_creation_input_tokens;
                 h.tokens_out += model_usage.output_tokens;
+                if let Some(c) = model_usage.cost_usd {
+                    h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
+                }
             }
+            EventBody::SessionUpdated { model: Some(m), .. } => h.model = m.clone(),
             _ => {}
         }
     }
@@ -395,6 +401,7 @@ impl State {
             h.tokens_in =
                 t.input_tokens + t.cache_read_input_tokens + t.cache_creation_input_tokens;
             h.tokens_out = t.output_tokens;
+            h.cost_usd = t.cost_usd;
         }
         if h.status.is_none() || self.transcript.last_seq <= info.last_seq {
             h.status = Some(info.status);

@@ -97,6 +97,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
             tokens: ModelUsage {
                 input_tokens: 1200,
                 output_tokens: 345,
+                cost_usd: Some(0.0123),
                 ..ModelUsage::default()
             },
             model_requests: 2,

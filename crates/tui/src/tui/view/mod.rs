@@ -261,6 +261,10 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
         bar,
     ));
+    // Narrow terminals keep the connection state rather than the cost.
+    if let Some(c) = h.cost_usd.filter(|_| area.width >= 90) {
+        spans.push(Span::styled(format!("│ ${c:.2} "), bar));
+    }
     spans.push(Span::styled(
         format!(
             "│ {} client{} ",

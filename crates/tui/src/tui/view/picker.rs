@@ -127,8 +127,10 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             body,
         );
     } else {
-        let header = Row::new(["NAME", "MODEL", "STATUS", "ACTIVITY", "TOKENS", "CLIENTS"])
-            .style(dim().add_modifier(Modifier::BOLD));
+        let header = Row::new([
+            "NAME", "MODEL", "STATUS", "ACTIVITY", "TOKENS", "COST", "CLIENTS",
+        ])
+        .style(dim().add_modifier(Modifier::BOLD));
         let rows: Vec<Row<'_>> = visible
             .iter()
             .map(|s| {
@@ -153,6 +155,12 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                         s.usage.tokens.input_tokens + s.usage.tokens.cache_read_input_tokens,
                         s.usage.tokens.output_tokens
                     )),
+                    Cell::from(
+                        s.usage
+                            .tokens
+                            .cost_usd
+                            .map_or_else(|| "-".to_string(), |c| format!("${c:.2}")),
+                    ),
                     Cell::from(if s.attached_clients > 0 {
                         format!("● {}", s.attached_clients)
                     } else {
@@ -169,6 +177,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 Constraint::Length(19),
                 Constraint::Length(9),
                 Constraint::Length(11),
+                Constraint::Length(7),
                 Constraint::Length(7),
             ],
         )
