@@ -103,6 +103,9 @@ pub fn write_pid_file(paths: &Paths) -> anyhow::Result<()> {
 pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     let config = Config::load(&paths.config_file())?;
     let store = Store::open(&paths.db())?;
+    crate::agents::ensure_default(&store)
+        .await
+        .context("cannot create the built-in default agent")?;
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);

@@ -165,7 +165,7 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .unwrap_or_else(|| default_system(&row.workspace)),
         ),
         messages: st.request_messages(),
-        tools: tool_specs(),
+        tools: tool_specs(row.tools.as_deref()),
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
@@ -352,6 +352,23 @@ async fn run_tools(
         if cancel.is_cancelled() {
             return Ok(());
         }
+        // A tool the pinned agent disabled was never offered; refuse it without running it.
+        if let Some(offered) = s.row().tools
+            && !offered.contains(&call.name)
+        {
+            let msg = format!(
+                "the tool `{}` is not enabled for this session's agent; use one of: {}",
+                call.name,
+                offered.join(", ")
+            );
+            s.append_one_retrying(tool_result(
+                call.tool_use_id,
+                tools::ToolOutcome::error(msg),
+                0,
+            ))
+            .await?;
+            continue;
+        }
         let spool_path = spool::path(&s.runtime.paths.data_dir, &s.id, &call.tool_use_id);
         match &call.started {
             // An earlier daemon started this call and stopped before its result was committed.
@@ -464,9 +481,11 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
     }
 }
 
-fn tool_specs() -> Vec<ToolSpec> {
+/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None).
+fn tool_specs(offered: Option<&[String]>) -> Vec<ToolSpec> {
     Toolbox::definitions()
         .into_iter()
+        .filter(|d| offered.is_none_or(|o| o.iter().any(|n| n == d.name)))
         .map(|d| ToolSpec {
             name: d.name.to_string(),
             description: d.description.to_string(),

@@ -21,6 +21,10 @@ pub fn session_id() -> String {
     new_id("sesn")
 }
 
+pub fn agent_id() -> String {
+    new_id("agent")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

@@ -4,6 +4,7 @@
 // The daemon logs through tracing; stdout/stderr may be /dev/null.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod agents;
 pub mod compaction;
 pub mod config;
 pub mod crash;

@@ -34,7 +34,7 @@ pub struct Runtime {
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
         let code = match &e {
-            StoreError::NotFound(_) => ErrorCode::NotFound,
+            StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,
             StoreError::Closed => ErrorCode::ShuttingDown,
             _ => ErrorCode::Storage,
@@ -154,6 +154,7 @@ impl Runtime {
         if let Some(name) = &p.name {
             validate_name(name)?;
         }
+        let agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -168,13 +169,20 @@ impl Runtime {
                 (ws, true)
             }
         };
-        let model =
-            config::canonical_model(p.model.as_deref().unwrap_or(&self.config.default_model));
+        // Explicit --model/--system win over the pinned agent's, which win over the config's.
+        let model = config::canonical_model(
+            p.model
+                .as_deref()
+                .or(agent.spec.model.as_ref().map(|m| m.id.as_str()))
+                .unwrap_or(&self.config.default_model),
+        );
         let row = SessionRow {
             name: p.name.clone(),
             title: p.title.clone(),
-            system: p.system.clone(),
+            system: p.system.clone().or(agent.spec.system.clone()),
             workspace_owned: owned,
+            tools: Some(crate::agents::offered_tools(&agent)),
+            agent: Some((agent.id.clone(), agent.version)),
             ..SessionRow::new(
                 id.clone(),
                 model,

@@ -568,13 +568,15 @@ impl Connection {
                 rt.shutdown.cancel();
                 return Ok(None);
             }
-            Call::AgentCreate(_)
+            call @ (Call::AgentCreate(_)
             | Call::AgentList(_)
             | Call::AgentGet(_)
             | Call::AgentUpdate(_)
-            | Call::AgentArchive(_) => {
-                return Err(not_yet("agents", "--model and --system on `tether new`"));
-            }
+            | Call::AgentArchive(_)
+            | Call::AgentVersions(_)) => match crate::agents::handle(&rt.store, call).await {
+                Some(r) => r?,
+                None => return Err(ErrorBody::new(ErrorCode::Internal, "agent call not routed")),
+            },
             Call::EnvironmentCreate(_)
             | Call::EnvironmentList(_)
             | Call::EnvironmentGet(_)

@@ -381,6 +381,13 @@ pub fn info_from_row(
         attached_clients: attached,
         read_only_clients: 0,
         forked_from: row.forked_from.clone(),
+        agent: row
+            .agent
+            .as_ref()
+            .map(|(id, version)| tether_proto::session::AgentPin {
+                id: id.clone(),
+                version: *version,
+            }),
     }
 }
 

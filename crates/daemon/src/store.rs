@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
@@ -47,6 +47,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("no session `{0}`")]
     NotFound(String),
+    /// Not found, with the whole message (resources other than sessions).
+    #[error("{0}")]
+    Missing(String),
     #[error("the event log writer has stopped")]
     Closed,
 }
@@ -77,6 +80,10 @@ pub struct SessionRow {
     pub updated_at: String,
     pub archived_at: Option<String>,
     pub forked_from: Option<String>,
+    /// The pinned agent version (None for sessions older than agents).
+    pub agent: Option<(String, u32)>,
+    /// Built-in tools offered to the model; None offers all of them.
+    pub tools: Option<Vec<String>>,
 }
 
 impl SessionRow {
@@ -100,6 +107,8 @@ impl SessionRow {
             updated_at: now,
             archived_at: None,
             forked_from: None,
+            agent: None,
+            tools: None,
         }
     }
 }
@@ -111,6 +120,9 @@ pub struct SessionSummary {
     pub stop_reason: Option<StopReason>,
     pub usage: SessionUsage,
 }
+
+/// A write run by the writer thread on its connection.
+type WriteFn = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + Send>;
 
 enum Op {
     Append {
@@ -131,6 +143,11 @@ enum Op {
     },
     DeleteSession {
         session_id: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A small read-modify-write (agents) run in the writer's transaction, in a savepoint.
+    Exec {
+        f: WriteFn,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Fold the WAL back into the database file (clean shutdown: faster next start).
@@ -239,6 +256,30 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
     }
+    if version < 2 {
+        // Agents: one row per (id, version), never updated except `archived_at`. Sessions pin
+        // a version and keep the built-in tools it enabled (NULL: all of them).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE agents (
+                id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT,
+                PRIMARY KEY (id, version)
+             );
+             CREATE INDEX agents_by_name ON agents (name);
+             ALTER TABLE sessions ADD COLUMN agent_id TEXT;
+             ALTER TABLE sessions ADD COLUMN agent_version INTEGER;
+             ALTER TABLE sessions ADD COLUMN tools TEXT;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -331,6 +372,30 @@ impl Store {
         .await
     }
 
+    /// Runs `f` on the write connection inside the writer's transaction; its result is
+    /// returned once that transaction commits. An error rolls back only `f`'s writes.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let slot = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        self.submit(|reply| Op::Exec {
+            f: Box::new(move |c| {
+                let v = f(c)?;
+                if let Ok(mut s) = out.lock() {
+                    *s = Some(v);
+                }
+                Ok(())
+            }),
+            reply,
+        })
+        .await?;
+        let v = slot.lock().ok().and_then(|mut s| s.take());
+        v.ok_or_else(|| StoreError::Write("internal: the write produced no result".into()))
+    }
+
     /// Moves the WAL's content into the database file and truncates the WAL.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         if let Ok(mut pool) = self.readers.lock() {
@@ -414,7 +479,7 @@ pub mod queries {
     use super::*;
 
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -438,6 +503,16 @@ pub mod queries {
             updated_at: r.get(13)?,
             archived_at: r.get(14)?,
             forked_from: r.get(15)?,
+            agent: match (
+                r.get::<_, Option<String>>(16)?,
+                r.get::<_, Option<u32>>(17)?,
+            ) {
+                (Some(id), Some(v)) => Some((id, v)),
+                _ => None,
+            },
+            tools: r
+                .get::<_, Option<String>>(18)?
+                .and_then(|t| serde_json::from_str(&t).ok()),
         })
     }
 
@@ -872,6 +947,10 @@ impl Writer {
                 op,
                 StoreError::Write("internal: op routed to the savepoint path".into()),
             )),
+            Op::Exec { f, reply } => match f(&self.conn) {
+                Ok(()) => Ok(Reply::Unit(reply)),
+                Err(e) => Err(Failed::Unit(reply, e)),
+            },
             Op::CreateSession {
                 row,
                 copy_events_from,
@@ -1025,8 +1104,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools"
                 ),
                 params![
                     row.id,
@@ -1044,6 +1123,9 @@ impl Writer {
                     row.updated_at,
                     row.archived_at,
                     row.forked_from,
+                    row.agent.as_ref().map(|a| &a.0),
+                    row.agent.as_ref().map(|a| a.1),
+                    row.tools.as_ref().and_then(|t| serde_json::to_string(t).ok()),
                 ],
             )
             .map_err(|e| match e {
@@ -1092,6 +1174,7 @@ fn failed(op: Op, e: StoreError) -> Failed {
         Op::CreateSession { reply, .. }
         | Op::SetArchived { reply, .. }
         | Op::DeleteSession { reply, .. }
+        | Op::Exec { reply, .. }
         | Op::Checkpoint { reply } => Failed::Unit(reply, e),
     }
 }

@@ -4,6 +4,7 @@
 //! serde only: no tokio, no I/O. Both the daemon and the clients import this crate and nothing
 //! else is shared between them.
 
+pub mod agent;
 pub mod codec;
 pub mod error;
 pub mod event;

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agent::{AgentChanges, AgentRef, AgentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::event::{ConfirmationResult, ContentBlock};
 
@@ -27,6 +28,9 @@ pub struct CreateSession {
     /// Model calls allowed per turn before the turn is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_turns: Option<u32>,
+    /// The agent to pin: `NAME[@VERSION]` or an id (newest version); default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
     /// Sent as the first `user.message` right after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initial_message: Vec<ContentBlock>,
@@ -68,6 +72,34 @@ pub struct UpdateSession {
     /// Spending limit in USD for the whole session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAgents {
+    /// Include archived agents.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentParams {
+    /// `NAME[@VERSION]` or an id.
+    pub agent: AgentRef,
+    /// A specific version (default: the newest, or the one after `@`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// Creates a new version of an agent from its newest one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    pub agent: AgentRef,
+    /// Optimistic lock: the newest version the changes were made against.
+    pub version: u32,
+    pub changes: AgentChanges,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,15 +232,18 @@ pub enum Call {
     #[serde(rename = "session.delete")]
     SessionDelete(SessionParams),
     #[serde(rename = "agent.create")]
-    AgentCreate(Value),
+    AgentCreate(AgentSpec),
     #[serde(rename = "agent.list")]
-    AgentList(Value),
+    AgentList(ListAgents),
     #[serde(rename = "agent.get")]
-    AgentGet(Value),
+    AgentGet(AgentParams),
     #[serde(rename = "agent.update")]
-    AgentUpdate(Value),
+    AgentUpdate(UpdateAgent),
     #[serde(rename = "agent.archive")]
-    AgentArchive(Value),
+    AgentArchive(AgentParams),
+    /// tether: every version of an agent, oldest first.
+    #[serde(rename = "agent.versions")]
+    AgentVersions(AgentParams),
     #[serde(rename = "environment.create")]
     EnvironmentCreate(Value),
     #[serde(rename = "environment.list")]
@@ -246,6 +281,7 @@ pub const METHODS: &[&str] = &[
     "agent.get",
     "agent.update",
     "agent.archive",
+    "agent.versions",
     "environment.create",
     "environment.list",
     "environment.get",
@@ -300,6 +336,7 @@ impl Call {
             Call::AgentGet(_) => "agent.get",
             Call::AgentUpdate(_) => "agent.update",
             Call::AgentArchive(_) => "agent.archive",
+            Call::AgentVersions(_) => "agent.versions",
             Call::EnvironmentCreate(_) => "environment.create",
             Call::EnvironmentList(_) => "environment.list",
             Call::EnvironmentGet(_) => "environment.get",
@@ -405,11 +442,32 @@ mod tests {
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(1.5),
             }),
-            Call::AgentCreate(json!({"name": "a"})),
-            Call::AgentList(json!({})),
-            Call::AgentGet(json!({"id": "agent_1"})),
-            Call::AgentUpdate(json!({"id": "agent_1"})),
-            Call::AgentArchive(json!({"id": "agent_1"})),
+            Call::AgentCreate(AgentSpec {
+                name: "a".into(),
+                system: Some("be brief".into()),
+                ..Default::default()
+            }),
+            Call::AgentList(ListAgents { all: true }),
+            Call::AgentGet(AgentParams {
+                agent: "a@2".into(),
+                version: None,
+            }),
+            Call::AgentUpdate(UpdateAgent {
+                agent: "a".into(),
+                version: 2,
+                changes: AgentChanges {
+                    system: Some("be terse".into()),
+                    ..Default::default()
+                },
+            }),
+            Call::AgentArchive(AgentParams {
+                agent: "a".into(),
+                version: None,
+            }),
+            Call::AgentVersions(AgentParams {
+                agent: "a".into(),
+                version: None,
+            }),
             Call::EnvironmentCreate(json!({"name": "e"})),
             Call::EnvironmentList(json!({})),
             Call::EnvironmentGet(json!({"id": "env_1"})),

@@ -85,4 +85,14 @@ pub struct SessionInfo {
     /// tether: the session this one was forked from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<String>,
+    /// The agent version this session pinned at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentPin>,
+}
+
+/// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPin {
+    pub id: String,
+    pub version: u32,
 }

@@ -107,6 +107,11 @@ pub enum Command {
         #[arg(long)]
         error: bool,
     },
+    /// Manage agents: versioned system prompt, model and tools that sessions pin.
+    Agents {
+        #[command(subcommand)]
+        action: AgentsAction,
+    },
     /// Manage the daemon.
     Daemon {
         #[command(subcommand)]
@@ -139,8 +144,8 @@ pub struct SessionOpts {
     /// Model calls allowed per turn.
     #[arg(long)]
     pub max_turns: Option<u32>,
-    /// Agent to use (agents arrive with a later release; only the built-in default exists).
-    #[arg(long)]
+    /// Agent to pin, as NAME[@VERSION] or an id (default: the built-in `default` agent).
+    #[arg(long, value_name = "NAME[@VERSION]")]
     pub agent: Option<String>,
 }
 
@@ -184,4 +189,49 @@ pub enum DaemonAction {
         json: bool,
     },
     Restart,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsAction {
+    /// Create an agent from a YAML, JSON or TOML file (the `ant beta:agents create` body).
+    Create {
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List agents (newest version of each).
+    Ls {
+        /// Include archived agents.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an agent (as YAML, or --json).
+    Show {
+        /// NAME[@VERSION] or id.
+        agent: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a new version from a file of changes (omitted fields keep their value; a
+    /// `version` field in the file is the version the changes were made against).
+    Update {
+        agent: String,
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every version of an agent.
+    Versions {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive an agent: its versions stay readable, new sessions can't use it.
+    Archive { agent: String },
 }

@@ -34,16 +34,6 @@ fn create_params(
     name: Option<String>,
     opts: SessionOpts,
 ) -> Result<CreateSession, ClientError> {
-    if let Some(agent) = opts.agent.as_deref()
-        && agent != "default"
-    {
-        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
-            tether_proto::ErrorCode::NotImplemented,
-            format!(
-                "agent `{agent}` does not exist: only the built-in `default` agent is available in this release; use --model/--system instead"
-            ),
-        )));
-    }
     if let Some(d) = &opts.dir
         && client::is_remote()
         && !std::path::Path::new(d).is_absolute()
@@ -68,6 +58,7 @@ fn create_params(
         system: opts.system,
         dir,
         max_turns: opts.max_turns,
+        agent: opts.agent,
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! `tether`: the CLI (and, in a later release, the TUI) for the tether daemon.
 
+mod agents;
 mod cli;
 mod client;
 mod commands;
@@ -104,6 +105,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
             json,
             error,
         } => commands::tool_result(session, event, json, error).await,
+        Command::Agents { action } => agents::run(action).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
         Command::Proxy { existing } => proxy::run(!existing).await,

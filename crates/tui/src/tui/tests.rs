@@ -106,6 +106,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         attached_clients: 1,
         read_only_clients: 0,
         forked_from: None,
+        agent: None,
     }
 }
 

@@ -1,0 +1,620 @@
+//! Agents as versioned resources: every change is a new `(id, version)` row, guarded by an
+//! optimistic lock on the newest version; archiving marks every version, nothing is deleted.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tether_proto::agent::{
+    AGENT_TOOLSET, Agent, AgentChanges, AgentSpec, AgentTool, DEFAULT_AGENT, split_agent_ref,
+};
+use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
+use tether_proto::{Call, ErrorBody, ErrorCode};
+
+use crate::ids;
+use crate::store::{Store, StoreError};
+use crate::tools::TOOL_NAMES;
+
+/// Tool names the hosted toolset knows; tether offers the ones in `TOOL_NAMES`.
+const TOOLSET_NAMES: [&str; 8] = [
+    "bash",
+    "read",
+    "write",
+    "edit",
+    "glob",
+    "grep",
+    "web_fetch",
+    "web_search",
+];
+
+/// Answers an `agent.*` call; `None` for any other call.
+pub async fn handle(store: &Store, call: Call) -> Option<Result<Value, ErrorBody>> {
+    let result = match call {
+        Call::AgentCreate(spec) => create(store, spec).await.and_then(to_value),
+        Call::AgentList(ListAgents { all }) => list(store, all).await.and_then(data),
+        Call::AgentGet(p) => get(store, &p).await.and_then(to_value),
+        Call::AgentUpdate(p) => update(store, p).await.and_then(to_value),
+        Call::AgentArchive(p) => archive(store, &p.agent).await.and_then(to_value),
+        Call::AgentVersions(p) => versions(store, &p.agent).await.and_then(data),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ErrorBody> {
+    serde_json::to_value(v).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Lists answer `{data: [...]}`, like `session.list`.
+fn data(agents: Vec<Agent>) -> Result<Value, ErrorBody> {
+    to_value(serde_json::json!({ "data": agents }))
+}
+
+fn invalid(msg: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidParams, msg)
+}
+
+/// Checks what serde can't: lengths, known tool names, MCP references.
+pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
+    let n = spec.name.chars().count();
+    if n == 0 || n > 256 {
+        return Err(invalid("name: expected 1 to 256 characters".into()));
+    }
+    if spec.name.contains('@') {
+        return Err(invalid(format!(
+            "name: `{}` contains `@`, which separates a name from a version; pick a name without it",
+            spec.name
+        )));
+    }
+    if spec
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2048)
+    {
+        return Err(invalid(
+            "description: expected at most 2048 characters".into(),
+        ));
+    }
+    if spec
+        .system
+        .as_ref()
+        .is_some_and(|s| s.chars().count() > 100_000)
+    {
+        return Err(invalid("system: expected at most 100000 characters".into()));
+    }
+    if spec.tools.len() > 128 {
+        return Err(invalid("tools: expected at most 128 entries".into()));
+    }
+    for (i, tool) in spec.tools.iter().enumerate() {
+        match tool {
+            AgentTool::Toolset { configs, .. } => {
+                for (j, c) in configs.iter().enumerate() {
+                    if !TOOLSET_NAMES.contains(&c.name.as_str()) {
+                        return Err(invalid(format!(
+                            "tools[{i}].configs[{j}].name: unknown tool `{}` in {AGENT_TOOLSET}; expected one of {}",
+                            c.name,
+                            TOOLSET_NAMES.join(", ")
+                        )));
+                    }
+                }
+            }
+            AgentTool::McpToolset {
+                mcp_server_name, ..
+            } => {
+                if !spec.mcp_servers.iter().any(|s| &s.name == mcp_server_name) {
+                    return Err(invalid(format!(
+                        "tools[{i}].mcp_server_name: `{mcp_server_name}` is not in mcp_servers; declare it there as {{type: url, name: {mcp_server_name}, url: ...}}"
+                    )));
+                }
+            }
+            AgentTool::Custom { name, .. } => {
+                let ok = (1..=128).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if !ok {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
+                    )));
+                }
+            }
+        }
+    }
+    for (i, s) in spec.mcp_servers.iter().enumerate() {
+        if s.kind != "url" {
+            return Err(invalid(format!(
+                "mcp_servers[{i}].type: expected `url`, found `{}`",
+                s.kind
+            )));
+        }
+    }
+    if spec.metadata.len() > 16 {
+        return Err(invalid("metadata: expected at most 16 pairs".into()));
+    }
+    if let Some((k, _)) = spec
+        .metadata
+        .iter()
+        .find(|(k, v)| k.len() > 64 || v.len() > 512)
+    {
+        return Err(invalid(format!(
+            "metadata.{k}: keys may have at most 64 characters, values 512"
+        )));
+    }
+    Ok(())
+}
+
+pub async fn create(store: &Store, spec: AgentSpec) -> Result<Agent, ErrorBody> {
+    validate(&spec)?;
+    Ok(store.write(move |c| insert_new(c, spec)).await?)
+}
+
+/// Creates the built-in `default` agent (all built-in tools, tether's prompt, the daemon's
+/// default model) unless an agent of that name exists.
+pub async fn ensure_default(store: &Store) -> Result<(), StoreError> {
+    store
+        .write(|c| {
+            if find_id_by_name(c, DEFAULT_AGENT, true)?.is_none() {
+                insert_new(c, default_spec())?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+fn default_spec() -> AgentSpec {
+    AgentSpec {
+        name: DEFAULT_AGENT.into(),
+        description: Some("tether's built-in coding agent".into()),
+        tools: vec![AgentTool::Toolset {
+            default_config: None,
+            configs: Vec::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+pub async fn list(store: &Store, all: bool) -> Result<Vec<Agent>, ErrorBody> {
+    Ok(store
+        .read(move |c| {
+            let sql = format!(
+                "SELECT {COLS} FROM agents a WHERE a.version = (SELECT MAX(version) FROM agents b WHERE b.id = a.id) {} ORDER BY a.created_at, a.id",
+                if all { "" } else { "AND a.archived_at IS NULL" }
+            );
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map([], row_to_agent)?;
+            rows.map(|r| r.map_err(StoreError::from)?).collect()
+        })
+        .await?)
+}
+
+/// `agent` may be `NAME@VERSION`; `version` (if set) must agree with it.
+pub async fn get(store: &Store, p: &AgentParams) -> Result<Agent, ErrorBody> {
+    let (reference, at) = split_agent_ref(&p.agent).map_err(invalid)?;
+    let version = match (at, p.version) {
+        (Some(a), Some(v)) if a != v => {
+            return Err(invalid(format!(
+                "`{}` names version {a} but version {v} was asked for; give one",
+                p.agent
+            )));
+        }
+        (a, v) => a.or(v),
+    };
+    let reference = reference.to_string();
+    Ok(store
+        .read(move |c| {
+            let id = resolve(c, &reference)?;
+            load(c, &id, version)
+        })
+        .await?)
+}
+
+pub async fn versions(store: &Store, agent: &str) -> Result<Vec<Agent>, ErrorBody> {
+    let reference = split_agent_ref(agent).map_err(invalid)?.0.to_string();
+    Ok(store
+        .read(move |c| {
+            let id = resolve(c, &reference)?;
+            let mut st = c.prepare(&format!(
+                "SELECT {COLS} FROM agents a WHERE a.id = ?1 ORDER BY a.version"
+            ))?;
+            let rows = st.query_map([&id], row_to_agent)?;
+            rows.map(|r| r.map_err(StoreError::from)?).collect()
+        })
+        .await?)
+}
+
+/// A new version from the newest one plus `changes`, if the newest is still `p.version`.
+pub async fn update(store: &Store, p: UpdateAgent) -> Result<Agent, ErrorBody> {
+    let reference = split_agent_ref(&p.agent).map_err(invalid)?.0.to_string();
+    // Validate against the current spec before taking the write lock: cheap and readable.
+    let current = store
+        .read({
+            let r = reference.clone();
+            move |c| load(c, &resolve(c, &r)?, None)
+        })
+        .await?;
+    validate(&apply(current.spec.clone(), p.changes.clone()))?;
+    let expected = p.version;
+    let changes = p.changes;
+    Ok(store
+        .write(move |c| {
+            let id = resolve(c, &reference)?;
+            let newest = load(c, &id, None)?;
+            if newest.archived_at.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "agent `{}` is archived and can't be changed",
+                    newest.spec.name
+                )));
+            }
+            if newest.version != expected {
+                return Err(StoreError::Conflict(format!(
+                    "agent `{}` is at version {}, not {expected}: someone changed it since you read it; \
+                     look at `tether agents show {}` and apply your change to version {}",
+                    newest.spec.name, newest.version, newest.spec.name, newest.version
+                )));
+            }
+            let spec = apply(newest.spec, changes);
+            if let Some(other) = find_id_by_name(c, &spec.name, false)?
+                && other != id
+            {
+                return Err(name_taken(&spec.name));
+            }
+            let now = ids::now_rfc3339();
+            let version = newest.version + 1;
+            insert_row(c, &id, version, &spec, &newest.created_at, &now)?;
+            load(c, &id, Some(version))
+        })
+        .await?)
+}
+
+fn apply(mut spec: AgentSpec, ch: AgentChanges) -> AgentSpec {
+    if let Some(v) = ch.name {
+        spec.name = v;
+    }
+    if let Some(v) = ch.description {
+        spec.description = Some(v);
+    }
+    if let Some(v) = ch.system {
+        spec.system = Some(v);
+    }
+    if let Some(v) = ch.model {
+        spec.model = Some(v);
+    }
+    if let Some(v) = ch.tools {
+        spec.tools = v;
+    }
+    if let Some(v) = ch.mcp_servers {
+        spec.mcp_servers = v;
+    }
+    if let Some(v) = ch.metadata {
+        spec.metadata = v;
+    }
+    spec
+}
+
+pub async fn archive(store: &Store, agent: &str) -> Result<Agent, ErrorBody> {
+    let reference = split_agent_ref(agent).map_err(invalid)?.0.to_string();
+    Ok(store
+        .write(move |c| {
+            let id = resolve(c, &reference)?;
+            c.execute(
+                "UPDATE agents SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
+                params![id, ids::now_rfc3339()],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+            load(c, &id, None)
+        })
+        .await?)
+}
+
+/// The agent version a new session pins: `NAME[@VERSION]` or an id; default `default`.
+pub async fn for_session(store: &Store, agent: Option<&str>) -> Result<Agent, ErrorBody> {
+    let p = AgentParams {
+        agent: agent.unwrap_or(DEFAULT_AGENT).to_string(),
+        version: None,
+    };
+    let a = get(store, &p).await?;
+    if a.archived_at.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::Conflict,
+            format!(
+                "agent `{}` is archived; new sessions can't use it (see `tether agents ls`)",
+                a.spec.name
+            ),
+        ));
+    }
+    Ok(a)
+}
+
+/// The built-in tools a pinned version offers, in the toolbox's order.
+pub fn offered_tools(agent: &Agent) -> Vec<String> {
+    agent
+        .enabled_builtin_tools(&TOOL_NAMES)
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+const COLS: &str = "a.id, a.version, a.spec, a.created_at, a.updated_at, a.archived_at";
+
+/// Rows whose spec can't be decoded are an error, not a silent skip.
+fn row_to_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Agent, StoreError>> {
+    let id: String = r.get(0)?;
+    let version: u32 = r.get(1)?;
+    let spec: String = r.get(2)?;
+    let (created_at, updated_at, archived_at) = (r.get(3)?, r.get(4)?, r.get(5)?);
+    Ok(serde_json::from_str::<AgentSpec>(&spec)
+        .map(|spec| Agent {
+            id: id.clone(),
+            object_type: "agent".into(),
+            version,
+            spec,
+            created_at,
+            updated_at,
+            archived_at,
+        })
+        .map_err(|e| StoreError::Read(format!("agent {id} version {version} is unreadable: {e}"))))
+}
+
+fn load(c: &Connection, id: &str, version: Option<u32>) -> Result<Agent, StoreError> {
+    let row = c
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM agents a WHERE a.id = ?1 AND a.version = COALESCE(?2, (SELECT MAX(version) FROM agents WHERE id = ?1))"
+        ))?
+        .query_row(params![id, version], row_to_agent)
+        .optional()?;
+    match (row, version) {
+        (Some(a), _) => a,
+        (None, Some(v)) => Err(StoreError::Missing(format!(
+            "agent {id} has no version {v}; `tether agents versions {id}` lists them"
+        ))),
+        (None, None) => Err(StoreError::Missing(format!("no agent `{id}`"))),
+    }
+}
+
+/// An id, else a name (newest version's), preferring agents that are not archived.
+fn resolve(c: &Connection, reference: &str) -> Result<String, StoreError> {
+    let by_id: Option<String> = c
+        .prepare_cached("SELECT id FROM agents WHERE id = ?1 LIMIT 1")?
+        .query_row([reference], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = by_id {
+        return Ok(id);
+    }
+    if let Some(id) = find_id_by_name(c, reference, false)? {
+        return Ok(id);
+    }
+    find_id_by_name(c, reference, true)?.ok_or_else(|| {
+        StoreError::Missing(format!(
+            "no agent `{reference}`; `tether agents ls` lists them"
+        ))
+    })
+}
+
+fn find_id_by_name(
+    c: &Connection,
+    name: &str,
+    archived_too: bool,
+) -> Result<Option<String>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT a.id FROM agents a WHERE a.name = ?1 AND (?2 OR a.archived_at IS NULL) \
+         AND a.version = (SELECT MAX(version) FROM agents b WHERE b.id = a.id) \
+         ORDER BY a.archived_at IS NOT NULL, a.created_at DESC LIMIT 1",
+    )?
+    .query_row(params![name, archived_too], |r| r.get(0))
+    .optional()?)
+}
+
+fn name_taken(name: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "an agent named `{name}` already exists; update it (`tether agents update {name} -f FILE`) or pick another name"
+    ))
+}
+
+fn insert_new(c: &Connection, spec: AgentSpec) -> Result<Agent, StoreError> {
+    if find_id_by_name(c, &spec.name, false)?.is_some() {
+        return Err(name_taken(&spec.name));
+    }
+    let id = ids::agent_id();
+    let now = ids::now_rfc3339();
+    insert_row(c, &id, 1, &spec, &now, &now)?;
+    load(c, &id, Some(1))
+}
+
+fn insert_row(
+    c: &Connection,
+    id: &str,
+    version: u32,
+    spec: &AgentSpec,
+    created_at: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(spec)
+        .map_err(|e| StoreError::Write(format!("cannot encode agent: {e}")))?;
+    c.execute(
+        "INSERT INTO agents (id, version, name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, version, spec.name, json, created_at, now],
+    )
+    .map_err(|e| StoreError::Write(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> AgentSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        (dir, s)
+    }
+
+    fn update_of(agent: &str, version: u32, changes: Value) -> UpdateAgent {
+        UpdateAgent {
+            agent: agent.into(),
+            version,
+            changes: serde_json::from_value(changes).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn updates_make_versions_and_old_versions_stay_readable() {
+        let (_d, s) = store().await;
+        let a = create(&s, spec(json!({"name": "coder", "system": "one"})))
+            .await
+            .unwrap();
+        assert_eq!(a.version, 1);
+        let b = update(&s, update_of("coder", 1, json!({"system": "two"})))
+            .await
+            .unwrap();
+        assert_eq!((b.id.as_str(), b.version), (a.id.as_str(), 2));
+        assert_eq!(b.created_at, a.created_at);
+        let v1 = get(
+            &s,
+            &AgentParams {
+                agent: "coder@1".into(),
+                version: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(v1.spec.system.as_deref(), Some("one"));
+        let newest = get(
+            &s,
+            &AgentParams {
+                agent: a.id.clone(),
+                version: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(newest.spec.system.as_deref(), Some("two"));
+        let all = versions(&s, "coder").await.unwrap();
+        assert_eq!(all.iter().map(|a| a.version).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_is_a_conflict_and_writes_nothing() {
+        let (_d, s) = store().await;
+        create(&s, spec(json!({"name": "coder"}))).await.unwrap();
+        update(&s, update_of("coder", 1, json!({"system": "a"})))
+            .await
+            .unwrap();
+        let e = update(&s, update_of("coder", 1, json!({"system": "b"})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("version 2, not 1"), "{}", e.message);
+        assert_eq!(versions(&s, "coder").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_and_archive_keeps_versions() {
+        let (_d, s) = store().await;
+        create(&s, spec(json!({"name": "coder"}))).await.unwrap();
+        let e = create(&s, spec(json!({"name": "coder"})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        let a = archive(&s, "coder").await.unwrap();
+        assert!(a.archived_at.is_some());
+        assert!(list(&s, false).await.unwrap().is_empty());
+        assert_eq!(list(&s, true).await.unwrap().len(), 1);
+        let e = for_session(&s, Some("coder")).await.unwrap_err();
+        assert!(e.message.contains("archived"), "{}", e.message);
+        let e = update(&s, update_of("coder", 1, json!({"system": "x"})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        // The name is free again for a new agent.
+        create(&s, spec(json!({"name": "coder"}))).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn default_agent_is_created_once_with_every_tool() {
+        let (_d, s) = store().await;
+        ensure_default(&s).await.unwrap();
+        ensure_default(&s).await.unwrap();
+        assert_eq!(list(&s, true).await.unwrap().len(), 1);
+        let a = for_session(&s, None).await.unwrap();
+        assert_eq!(offered_tools(&a), TOOL_NAMES.to_vec());
+    }
+
+    #[tokio::test]
+    async fn bad_specs_name_the_field() {
+        let (_d, s) = store().await;
+        let e = create(
+            &s,
+            spec(
+                json!({"name": "x", "tools": [{"type": "agent_toolset_20260401",
+                "configs": [{"name": "bsh", "enabled": false}]}]}),
+            ),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tools[0].configs[0].name: unknown tool `bsh`"),
+            "{}",
+            e.message
+        );
+        let e = create(
+            &s,
+            spec(json!({"name": "x", "tools": [{"type": "mcp_toolset", "mcp_server_name": "gh"}]})),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.message.starts_with("tools[0].mcp_server_name"),
+            "{}",
+            e.message
+        );
+        let e = get(
+            &s,
+            &AgentParams {
+                agent: "nope".into(),
+                version: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn version_1_databases_migrate_to_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // The schema as version 1 left it, with one session.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE sessions (id TEXT PRIMARY KEY, name TEXT UNIQUE, title TEXT, model TEXT NOT NULL, system TEXT, workspace TEXT NOT NULL, workspace_owned INTEGER NOT NULL, max_turns INTEGER NOT NULL, status TEXT NOT NULL, stop_reason TEXT, usage TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, archived_at TEXT, forked_from TEXT, last_seq INTEGER NOT NULL DEFAULT 0, last_event_at TEXT);
+                 CREATE TABLE events (rowid INTEGER PRIMARY KEY, session_id TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, processed_at TEXT NOT NULL, body TEXT NOT NULL);
+                 CREATE TABLE events_by_session (session_id TEXT NOT NULL, seq INTEGER NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (session_id, seq)) WITHOUT ROWID;
+                 CREATE TABLE index_state (id INTEGER PRIMARY KEY CHECK (id = 1), last_row INTEGER NOT NULL);
+                 INSERT INTO index_state (id, last_row) VALUES (1, 0);
+                 INSERT INTO sessions (id, model, workspace, workspace_owned, max_turns, status, usage, created_at, updated_at) VALUES ('sesn_old', 'anthropic/m', '/tmp/w', 0, 5, 'idle', '{}', 't', 't');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let s = Store::open(&path).unwrap();
+            let old = s.get_session("sesn_old").await.unwrap().unwrap();
+            assert_eq!((old.agent, old.tools), (None, None));
+            ensure_default(&s).await.unwrap();
+            assert_eq!(list(&s, false).await.unwrap()[0].spec.name, "default");
+        });
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+    }
+}

@@ -1,0 +1,278 @@
+//! Agents: named, versioned bundles of system prompt, model and tools that sessions pin.
+//! Shapes follow the hosted Managed Agents API (`agent_toolset_20260401`, `mcp_toolset`,
+//! `custom`); tether extensions are additive and marked.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// The built-in toolset's type tag.
+pub const AGENT_TOOLSET: &str = "agent_toolset_20260401";
+/// The agent every daemon has from its first start; sessions created without one pin it.
+pub const DEFAULT_AGENT: &str = "default";
+
+/// `{type: always_allow | always_ask}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PermissionPolicy {
+    AlwaysAllow,
+    AlwaysAsk,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_policy: Option<PermissionPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_policy: Option<PermissionPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum AgentTool {
+    #[serde(rename = "agent_toolset_20260401")]
+    Toolset {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_config: Option<ToolDefaults>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        configs: Vec<ToolConfig>,
+    },
+    #[serde(rename = "mcp_toolset")]
+    McpToolset {
+        mcp_server_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_config: Option<ToolDefaults>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        configs: Vec<ToolConfig>,
+    },
+    #[serde(rename = "custom")]
+    Custom {
+        name: String,
+        #[serde(default)]
+        description: String,
+        input_schema: Value,
+    },
+}
+
+/// `{type: url, name, url}` (streamable HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServer {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub url: String,
+}
+
+/// `{id, effort?, speed?}`; on input a bare model id string is accepted too.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentModel {
+    /// `provider/model` or a bare Anthropic model id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentModelObject {
+    id: String,
+    #[serde(default)]
+    effort: Option<Value>,
+    #[serde(default)]
+    speed: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AgentModel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(id) => Ok(AgentModel {
+                id,
+                effort: None,
+                speed: None,
+            }),
+            v @ Value::Object(_) => {
+                let m: AgentModelObject = serde_json::from_value(v).map_err(D::Error::custom)?;
+                Ok(AgentModel {
+                    id: m.id,
+                    effort: m.effort,
+                    speed: m.speed,
+                })
+            }
+            other => Err(D::Error::custom(format!(
+                "expected a model id string (e.g. `claude-sonnet-4-6`) or `{{id: ...}}`, found {other}"
+            ))),
+        }
+    }
+}
+
+/// The body of `agent.create` (and of `tether agents create -f FILE`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// None: tether's built-in prompt for the session's workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// tether: optional; None means the daemon's `default_model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<AgentModel>,
+    #[serde(default)]
+    pub tools: Vec<AgentTool>,
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServer>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// `agent.update` changes: an omitted field keeps its value; lists are replaced in full.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<AgentModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<AgentTool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<McpServer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The version these changes were made against (optimistic lock); the file form of
+    /// `tether agents update` may carry it, the protocol takes it in `UpdateAgent::version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// One version of an agent, as returned by every `agent.*` method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub version: u32,
+    #[serde(flatten)]
+    pub spec: AgentSpec,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+impl Agent {
+    /// Names of the built-in tools this version offers, in `all`'s order: the toolset's
+    /// `default_config.enabled` (default true) overridden per tool by `configs`.
+    pub fn enabled_builtin_tools<'a>(&self, all: &[&'a str]) -> Vec<&'a str> {
+        let mut on: Vec<&'a str> = Vec::new();
+        for tool in &self.spec.tools {
+            if let AgentTool::Toolset {
+                default_config,
+                configs,
+            } = tool
+            {
+                let default = default_config
+                    .as_ref()
+                    .and_then(|d| d.enabled)
+                    .unwrap_or(true);
+                for name in all {
+                    let enabled = configs
+                        .iter()
+                        .find(|c| c.name == *name)
+                        .and_then(|c| c.enabled)
+                        .unwrap_or(default);
+                    if enabled && !on.contains(name) {
+                        on.push(name);
+                    }
+                }
+            }
+        }
+        on
+    }
+}
+
+/// An agent reference: an id, or a name; `NAME@VERSION` pins a version where one is taken.
+pub type AgentRef = String;
+
+/// Splits `NAME[@VERSION]`; a bad version number is an error the user can read.
+pub fn split_agent_ref(r: &str) -> Result<(&str, Option<u32>), String> {
+    match r.rsplit_once('@') {
+        Some((name, v)) => v.parse::<u32>().map(|v| (name, Some(v))).map_err(|_| {
+            format!("`{r}`: the version after `@` must be a positive number, e.g. `{name}@2`")
+        }),
+        None => Ok((r, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn agent(tools: Value) -> Agent {
+        let spec: AgentSpec = serde_json::from_value(json!({"name": "a", "tools": tools})).unwrap();
+        Agent {
+            id: "agent_1".into(),
+            object_type: "agent".into(),
+            version: 1,
+            spec,
+            created_at: String::new(),
+            updated_at: String::new(),
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn toolset_defaults_and_per_tool_overrides() {
+        let all = ["bash", "read", "write"];
+        let a = agent(json!([{"type": "agent_toolset_20260401"}]));
+        assert_eq!(a.enabled_builtin_tools(&all), all.to_vec());
+        let a = agent(json!([{"type": "agent_toolset_20260401",
+            "configs": [{"name": "bash", "enabled": false}]}]));
+        assert_eq!(a.enabled_builtin_tools(&all), vec!["read", "write"]);
+        let a = agent(json!([{"type": "agent_toolset_20260401",
+            "default_config": {"enabled": false, "permission_policy": {"type": "always_allow"}},
+            "configs": [{"name": "read", "enabled": true}]}]));
+        assert_eq!(a.enabled_builtin_tools(&all), vec!["read"]);
+        assert!(agent(json!([])).enabled_builtin_tools(&all).is_empty());
+    }
+
+    #[test]
+    fn model_is_a_string_or_an_object() {
+        let s: AgentSpec = serde_json::from_value(json!({"name": "a", "model": "m1"})).unwrap();
+        assert_eq!(s.model.unwrap().id, "m1");
+        let s: AgentSpec =
+            serde_json::from_value(json!({"name": "a", "model": {"id": "m2", "speed": "fast"}}))
+                .unwrap();
+        assert_eq!(s.model.unwrap().speed.as_deref(), Some("fast"));
+        let e = serde_json::from_value::<AgentSpec>(json!({"name": "a", "model": 3})).unwrap_err();
+        assert!(e.to_string().contains("model id string"), "{e}");
+    }
+
+    #[test]
+    fn agent_refs_split_on_the_last_at() {
+        assert_eq!(split_agent_ref("coder").unwrap(), ("coder", None));
+        assert_eq!(split_agent_ref("coder@3").unwrap(), ("coder", Some(3)));
+        assert!(split_agent_ref("coder@x").unwrap_err().contains("coder@2"));
+    }
+}
