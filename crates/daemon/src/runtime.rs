@@ -347,12 +347,10 @@ impl Runtime {
         let limit = self.config.max_resumes;
         if resumes > limit {
             tracing::error!(session = %id, resumes, "the session keeps crashing at the same point; stopping it");
-            let mut bodies = interrupted_then_idle(
+            let mut bodies = interrupted_results(
                 &session.state().pending_tools,
                 "not run: the session was stopped after crashing repeatedly",
             );
-            // interrupted_then_idle ends with idle(interrupted); this ends in error instead.
-            bodies.pop();
             bodies.push(EventBody::SessionError {
                 error: tether_proto::SessionErrorInfo {
                     kind: "crash_loop".into(),
@@ -402,9 +400,9 @@ pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(),
     Ok(())
 }
 
-/// One `interrupted` result per tool call that will not run, then idle(`interrupted`).
-pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
-    let mut bodies: Vec<EventBody> = pending
+/// One `interrupted` result per tool call that will not run.
+fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+    pending
         .iter()
         .map(|p| EventBody::AgentToolResult {
             tool_use_id: p.tool_use_id.clone(),
@@ -414,7 +412,12 @@ pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -
             exit_code: None,
             duration_ms: 0,
         })
-        .collect();
+        .collect()
+}
+
+/// [`interrupted_results`], then idle(`interrupted`).
+pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+    let mut bodies = interrupted_results(pending, why);
     bodies.push(EventBody::SessionStatusIdle {
         stop_reason: StopReason::Interrupted,
     });
