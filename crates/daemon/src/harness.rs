@@ -403,7 +403,7 @@ async fn run_tools(
         let forward = {
             let s = s.clone();
             let id = call.tool_use_id.clone();
-            let mut spool = spool::Spool::create(&spool_path);
+            let mut spool = spool::Spool::new(spool_path.clone());
             tokio::spawn(async move {
                 while let Some(text) = out_rx.recv().await {
                     spool.write(&text);

@@ -18,39 +18,55 @@ pub fn path(data_dir: &Path, session_id: &str, tool_use_id: &str) -> PathBuf {
         .join(format!("{tool_use_id}.log"))
 }
 
-/// An open spool. Failing to spool only loses the tail for a crash report, so errors are
-/// logged, never raised.
+/// The spool of one call. The file is created at the first output, so tools that print
+/// nothing (the file tools) cost no I/O. Failing to spool only loses the tail for a crash
+/// report, so errors are logged, never raised.
 pub struct Spool {
+    path: PathBuf,
     file: Option<File>,
+    failed: bool,
 }
 
 impl Spool {
-    pub fn create(path: &Path) -> Spool {
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| {
-                OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(path)
-            });
-        match file {
-            Ok(f) => Spool { file: Some(f) },
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot spool tool output");
-                Spool { file: None }
-            }
+    pub fn new(path: PathBuf) -> Spool {
+        Spool {
+            path,
+            file: None,
+            failed: false,
         }
     }
 
     pub fn write(&mut self, text: &str) {
+        if self.failed {
+            return;
+        }
+        if self.file.is_none() {
+            let opened = self
+                .path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .write(true)
+                        .open(&self.path)
+                });
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot spool tool output");
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
         if let Some(f) = &mut self.file
             && let Err(e) = f.write_all(text.as_bytes())
         {
             tracing::warn!(error = %e, "spooling tool output failed; keeping on without it");
             self.file = None;
+            self.failed = true;
         }
     }
 }
@@ -107,13 +123,16 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let p = path(dir.path(), "sesn_1", "sevt_2");
         assert_eq!(tail(&p), "", "no spool, no tail");
-        let mut s = Spool::create(&p);
+        let s = Spool::new(p.clone());
+        drop(s);
+        assert!(!p.exists(), "nothing printed, no file");
+        let mut s = Spool::new(p.clone());
         s.write("line one\n");
         s.write("line two\n");
         drop(s);
         assert_eq!(tail(&p), "line one\nline two\n");
 
-        let mut s = Spool::create(&p);
+        let mut s = Spool::new(p.clone());
         for i in 0..2000 {
             s.write(&format!("row {i}\n"));
         }
