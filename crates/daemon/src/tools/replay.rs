@@ -76,16 +76,23 @@ impl Toolbox {
         if Toolbox::is_read_only(name) {
             return Settle::Rerun;
         }
-        let workspace = self.workspace.clone();
-        let (name_owned, input, recorded) = (name.to_string(), input.clone(), recorded.clone());
-        let file_tool = tokio::task::spawn_blocking(move || {
-            settle_file_tool(&workspace, &name_owned, &input, &recorded)
-        })
-        .await
-        .ok()
-        .flatten();
-        if let Some(settled) = file_tool {
-            return settled;
+        // `Workspace::open` wants the tool's name as a static string.
+        let file_tool = match name {
+            "write" => Some("write"),
+            "edit" => Some("edit"),
+            _ => None,
+        };
+        if let Some(file_tool) = file_tool {
+            let workspace = self.workspace.clone();
+            let (input, recorded) = (input.clone(), recorded.clone());
+            let checked = tokio::task::spawn_blocking(move || {
+                settle_file_tool(&workspace, file_tool, &input, &recorded)
+            })
+            .await;
+            // If the check itself failed, it is treated like any call that may have run.
+            if let Ok(settled) = checked {
+                return settled;
+            }
         }
         let mut text = output_tail.trim_end().to_string();
         if !text.is_empty() {
@@ -113,41 +120,36 @@ fn edit_hashes(workspace: &std::path::Path, input: &Value) -> Intent {
     }
 }
 
-/// `Some` for write and edit, `None` for tools this does not cover.
+/// How a `write` or `edit` (`tool`) cut off by a restart ends, from the file's content now.
 fn settle_file_tool(
     workspace: &std::path::Path,
-    name: &str,
+    tool: &'static str,
     input: &Value,
     recorded: &Intent,
-) -> Option<Settle> {
-    let tool = match name {
-        "write" => "write",
-        "edit" => "edit",
-        _ => return None,
-    };
+) -> Settle {
     let Some(raw) = input.get("file_path").and_then(Value::as_str) else {
-        return Some(Settle::Rerun);
+        return Settle::Rerun;
     };
     let Ok(ws) = Workspace::open(workspace, tool) else {
-        return Some(Settle::Rerun);
+        return Settle::Rerun;
     };
     let now = files::file_sha256(&ws, raw);
-    if name == "write" {
+    if tool == "write" {
         let target = input
             .get("content")
             .and_then(Value::as_str)
             .map(|c| files::sha256_hex(c.as_bytes()));
-        return Some(match (now, target) {
+        return match (now, target) {
             (Some(now), Some(target)) if now == target => Settle::Done(ToolOutcome::ok(format!(
                 "wrote {raw} (the write had completed before tetherd restarted)"
             ))),
             _ => Settle::Rerun,
-        });
+        };
     }
     let (Some(pre), Some(post)) = (&recorded.pre_sha256, &recorded.post_sha256) else {
-        return Some(Settle::Rerun);
+        return Settle::Rerun;
     };
-    Some(match now {
+    match now {
         Some(now) if &now == post => Settle::Done(ToolOutcome::ok(format!(
             "edited {raw} (the edit had been applied before tetherd restarted)"
         ))),
@@ -155,7 +157,7 @@ fn settle_file_tool(
         _ => Settle::Done(ToolOutcome::interrupted(format!(
             "[interrupted: tetherd restarted while this edit was running, and {raw} now matches neither its content before nor after the edit. The edit was not applied again; read the file and redo it if it is still needed.]"
         ))),
-    })
+    }
 }
 
 #[cfg(test)]
