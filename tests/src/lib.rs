@@ -213,6 +213,23 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// Waits until session `id` is idle (returns at once if it already is).
+    pub async fn wait_idle(&self, id: &str) {
+        let mut c = self.client().await;
+        let info = c
+            .call("session.get", serde_json::json!({"session": id}))
+            .await
+            .unwrap();
+        if info["status"] == "idle" {
+            return;
+        }
+        let from = info["last_seq"].as_u64().unwrap();
+        c.attach_until(id, from, |f| {
+            matches!(f, ServerFrame::Event(e) if matches!(e.body, tether_proto::EventBody::SessionStatusIdle { .. }))
+        })
+        .await;
+    }
+
     /// Log of the daemon, for failure messages.
     pub fn daemon_log(&self) -> String {
         let mut out = String::new();

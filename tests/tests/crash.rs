@@ -75,7 +75,7 @@ fn read_log(env: &TestEnv, id: &str) -> Vec<Event> {
 /// (§C 15) that what the live daemon reports is exactly the fold of the log.
 async fn restart_and_settle(env: &TestEnv, id: &str) -> Vec<Event> {
     env.ok(&["ls"]);
-    wait_idle(env, id).await;
+    env.wait_idle(id).await;
     let events = env.events(id);
     let folded = tether_daemon::state::SessionState::from_events(&events);
     let mut c = env.client().await;
@@ -87,19 +87,6 @@ async fn restart_and_settle(env: &TestEnv, id: &str) -> Vec<Event> {
     assert_eq!(live.usage, folded.usage);
     assert_eq!(live.stop_reason, folded.stop_reason);
     events
-}
-
-async fn wait_idle(env: &TestEnv, id: &str) {
-    let mut c = env.client().await;
-    let info = c.call("session.get", json!({"session": id})).await.unwrap();
-    if info["status"] == "idle" {
-        return;
-    }
-    let from = info["last_seq"].as_u64().unwrap();
-    c.attach_until(id, from, |f| {
-        matches!(f, ServerFrame::Event(e) if matches!(e.body, EventBody::SessionStatusIdle { .. }))
-    })
-    .await;
 }
 
 /// The invariants every crash test ends with.
@@ -669,7 +656,7 @@ async fn a_frozen_daemon_times_the_tool_out_when_it_thaws() {
     // The nemesis: stay frozen well past the tool's 1 s timeout.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
-    wait_idle(&env, &id).await;
+    env.wait_idle(&id).await;
     let events = env.events(&id);
     assert_log_invariants(&events);
     let r = results(&events);

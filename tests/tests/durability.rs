@@ -29,20 +29,6 @@ async fn start_long_bash(env: &TestEnv, marker: &str) -> String {
     id
 }
 
-async fn wait_idle(env: &TestEnv, id: &str) {
-    let mut c = env.client().await;
-    let mut idles = 0;
-    c.attach_until(id, 0, |f| {
-        if let ServerFrame::Event(e) = f
-            && let EventBody::SessionStatusIdle { .. } = e.body
-        {
-            idles += 1;
-        }
-        idles == 1
-    })
-    .await;
-}
-
 fn script(marker: &str) -> Script {
     Script::sequential(vec![
         Reply::tool_use(
@@ -104,7 +90,7 @@ async fn graceful_stop_mid_tool_resumes_on_next_start() {
     assert!(pids_matching(&marker).is_empty());
     // Any command brings the daemon back; it resumes the session by itself.
     env.ok(&["ls"]);
-    wait_idle(&env, &id).await;
+    env.wait_idle(&id).await;
     check_resumed(&env, &id);
 }
 
@@ -127,7 +113,7 @@ async fn kill_9_mid_tool_loses_nothing_and_never_reruns_bash() {
     // The tool outlived the daemon...
     assert!(!pids_matching(&marker).is_empty());
     env.ok(&["ls"]);
-    wait_idle(&env, &id).await;
+    env.wait_idle(&id).await;
     // ...and the next daemon killed it, by the pid and start time in the log.
     assert!(
         pids_matching(&marker).is_empty(),
