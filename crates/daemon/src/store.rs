@@ -920,11 +920,7 @@ impl Writer {
 
     fn flush_rows(&mut self) -> Result<(), StoreError> {
         for (id, (summary, at)) in self.dirty.drain() {
-            let stop = summary
-                .stop_reason
-                .as_ref()
-                .and_then(|r| serde_json::to_string(r).ok());
-            let usage = serde_json::to_string(&summary.usage).unwrap_or_else(|_| "{}".into());
+            let (stop, usage) = summary_columns(summary.stop_reason.as_ref(), &summary.usage);
             self.conn
                 .prepare_cached(
                     "UPDATE sessions SET updated_at = ?2, status = ?3, stop_reason = ?4, usage = ?5 WHERE id = ?1",
@@ -1096,11 +1092,7 @@ impl Writer {
     }
 
     fn create(&mut self, row: &SessionRow, copy_from: Option<&str>) -> Result<(), StoreError> {
-        let stop = row
-            .stop_reason
-            .as_ref()
-            .and_then(|r| serde_json::to_string(r).ok());
-        let usage = serde_json::to_string(&row.usage).unwrap_or_else(|_| "{}".into());
+        let (stop, usage) = summary_columns(row.stop_reason.as_ref(), &row.usage);
         self.conn
             .execute(
                 &format!(
@@ -1194,6 +1186,17 @@ impl Failed {
             }
         }
     }
+}
+
+/// The `stop_reason` and `usage` columns of a sessions row, as stored.
+fn summary_columns(
+    stop_reason: Option<&tether_proto::StopReason>,
+    usage: &tether_proto::SessionUsage,
+) -> (Option<String>, String) {
+    (
+        stop_reason.and_then(|r| serde_json::to_string(r).ok()),
+        serde_json::to_string(usage).unwrap_or_else(|_| "{}".into()),
+    )
 }
 
 #[cfg(test)]
