@@ -186,6 +186,30 @@ impl TestEnv {
         child
     }
 
+    /// Starts `tetherd --http 127.0.0.1:0` and returns it with the API's base URL and token.
+    pub async fn spawn_http_daemon(&self) -> (std::process::Child, String, String) {
+        let mut cmd = self.tetherd();
+        cmd.args(["--http", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let addr_file = self.paths.http_addr_file();
+        wait_until("tetherd serving HTTP", || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("tetherd exited at start ({status}):\n{}", self.daemon_log());
+            }
+            std::fs::read_to_string(&addr_file).is_ok_and(|a| a.ends_with('\n'))
+        })
+        .await;
+        let addr = std::fs::read_to_string(&addr_file).unwrap();
+        let token = std::fs::read_to_string(self.paths.http_token_file()).unwrap();
+        (
+            child,
+            format!("http://{}", addr.trim()),
+            token.trim().to_string(),
+        )
+    }
+
     /// Waits until a daemon started by [`TestEnv::spawn_daemon`] dies, and checks it was a
     /// SIGKILL (a crash point fired, or the test killed it).
     pub async fn wait_killed(&self, mut child: std::process::Child) {

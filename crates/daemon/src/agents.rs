@@ -126,13 +126,20 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
             )));
         }
     }
-    if spec.metadata.len() > 16 {
+    validate_metadata(&spec.metadata)
+}
+
+/// Hosted limits on `metadata` (agents, sessions, environments): 16 pairs, keys up to 64
+/// characters, values up to 512.
+pub fn validate_metadata(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ErrorBody> {
+    if metadata.len() > 16 {
         return Err(invalid("metadata: expected at most 16 pairs".into()));
     }
-    if let Some((k, _)) = spec
-        .metadata
+    if let Some((k, _)) = metadata
         .iter()
-        .find(|(k, v)| k.len() > 64 || v.len() > 512)
+        .find(|(k, v)| k.chars().count() > 64 || v.chars().count() > 512)
     {
         return Err(invalid(format!(
             "metadata.{k}: keys may have at most 64 characters, values 512"

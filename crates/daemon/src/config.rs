@@ -35,6 +35,18 @@ pub struct Config {
     /// with `budget_reached`.
     pub max_cost_usd: Option<f64>,
     pub compaction: CompactionConfig,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the Managed-Agents-compatible HTTP API (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `HOST:PORT` to listen on, e.g. `127.0.0.1:8470`; `tetherd --http` overrides it.
+    pub listen: Option<String>,
+    /// Allow a non-loopback `listen` address (anyone who can reach it and has the token
+    /// drives your agents and their tools).
+    pub allow_remote: bool,
 }
 
 /// Which wire protocol a provider speaks.
@@ -156,6 +168,7 @@ impl Default for Config {
             models: BTreeMap::new(),
             max_cost_usd: None,
             compaction: CompactionConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }

@@ -100,8 +100,20 @@ pub fn write_pid_file(paths: &Paths) -> anyhow::Result<()> {
 }
 
 /// Runs the daemon until a signal or `daemon.shutdown`.
-pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
+pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow::Result<()> {
     let config = Config::load(&paths.config_file())?;
+    // Made on every first start, so `tether http-token` works before the API is turned on.
+    let token = crate::http::token::load_or_create(&paths.http_token_file())?;
+    let http_listener = match http.or(config.http.listen.clone()) {
+        Some(listen) => {
+            let addr = crate::http::listen_addr(&listen, config.http.allow_remote)?;
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for HTTP on {addr}; is another program using the port?")
+            })?;
+            Some(l)
+        }
+        None => None,
+    };
     let store = Store::open(&paths.db())?;
     crate::agents::ensure_default(&store)
         .await
@@ -116,6 +128,19 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     }
     tracing::info!(socket = %paths.socket().display(), pid = std::process::id(), "tetherd ready");
     let server = tokio::spawn(crate::server::serve(listener, rt.clone()));
+    let http_server = match http_listener {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            std::fs::write(paths.http_addr_file(), format!("{addr}\n"))
+                .with_context(|| format!("cannot write {}", paths.http_addr_file().display()))?;
+            tracing::info!(%addr, "HTTP API listening");
+            Some(tokio::spawn(crate::http::serve(l, rt.clone(), token)))
+        }
+        None => {
+            let _ = std::fs::remove_file(paths.http_addr_file());
+            None
+        }
+    };
     // Build the model client off the accept path so the first connection isn't kept waiting.
     let warm = rt.clone();
     tokio::task::spawn_blocking(move || {
@@ -130,6 +155,10 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     rt.shutdown.cancel();
     let _ = std::fs::remove_file(paths.socket());
     let _ = server.await;
+    if let Some(h) = http_server {
+        let _ = h.await;
+        let _ = std::fs::remove_file(paths.http_addr_file());
+    }
     for s in rt.loaded_sessions() {
         s.halt().await;
     }

@@ -134,6 +134,8 @@ pub async fn update_session(
         s.append_one(EventBody::SessionUpdated {
             model,
             max_cost_usd,
+            title: None,
+            metadata: None,
         })
         .await?;
     }

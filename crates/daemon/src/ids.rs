@@ -25,6 +25,10 @@ pub fn agent_id() -> String {
     new_id("agent")
 }
 
+pub fn request_id() -> String {
+    new_id("req")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

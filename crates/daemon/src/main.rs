@@ -14,6 +14,10 @@ struct Args {
     /// Detach from the terminal (new session, no stdio); used when a client starts the daemon.
     #[arg(long)]
     detach: bool,
+    /// Serve the Managed-Agents-compatible HTTP API on HOST:PORT (loopback unless
+    /// `[http] allow_remote = true`); overrides `[http] listen` in config.toml.
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,7 +74,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(daemon::run(paths, lock)) {
+    match rt.block_on(daemon::run(paths, lock, args.http)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -154,7 +154,12 @@ impl Runtime {
         if let Some(name) = &p.name {
             validate_name(name)?;
         }
-        let agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
+        let mut agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
+        if let Some(tools) = &p.tools {
+            agent.spec.tools = tools.clone();
+            crate::agents::validate(&agent.spec)?;
+        }
+        crate::agents::validate_metadata(&p.metadata)?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -183,6 +188,7 @@ impl Runtime {
             workspace_owned: owned,
             tools: Some(crate::agents::offered_tools(&agent)),
             agent: Some((agent.id.clone(), agent.version)),
+            metadata: p.metadata.clone(),
             ..SessionRow::new(
                 id.clone(),
                 model,

@@ -406,16 +406,7 @@ impl Connection {
 
     fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
         self.check_not_read_only(session)?;
-        if session.row().archived_at.is_some() {
-            return Err(ErrorBody::new(
-                ErrorCode::Archived,
-                format!(
-                    "session {} is archived and takes no more input; `tether fork {}` continues from it",
-                    session.id, session.id
-                ),
-            ));
-        }
-        Ok(())
+        crate::ops::check_writable(session)
     }
 
     /// Handles one request. `Ok(None)` means the reply was already queued (attach).
@@ -438,27 +429,14 @@ impl Connection {
             }
             Call::SessionSend(p) => {
                 let s = rt.session(&p.session).await?;
-                self.check_writable(&s)?;
-                if p.content.iter().all(|b| b.as_text().trim().is_empty()) {
-                    return Err(ErrorBody::new(
-                        ErrorCode::InvalidParams,
-                        "the message is empty",
-                    ));
-                }
-                if p.model.is_some() {
-                    crate::harness::update_session(&s, p.model, None).await?;
-                }
-                let ev = s.user_message(p.content).await?;
+                self.check_not_read_only(&s)?;
+                let ev = crate::ops::send_message(&s, p.content, p.model).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }
             Call::SessionInterrupt(p) => {
                 let s = rt.session(&p.session).await?;
-                self.check_writable(&s)?;
-                let ev = s
-                    .append_one(tether_proto::EventBody::UserInterrupt {})
-                    .await?;
-                crate::crash::point("after_interrupt");
-                let was_running = s.cancel_turn();
+                self.check_not_read_only(&s)?;
+                let (ev, was_running) = crate::ops::interrupt(&s).await?;
                 to_value(json!({ "event": ev, "was_running": was_running }))
             }
             Call::SessionAttach(p) => {

@@ -328,6 +328,7 @@ impl SessionState {
             EventBody::SessionUpdated {
                 model,
                 max_cost_usd,
+                ..
             } => {
                 if model.is_some() {
                     self.model = model.clone();
@@ -586,10 +587,14 @@ mod tests {
         log.push(EventBody::SessionUpdated {
             model: Some("openai/gpt-5.1".into()),
             max_cost_usd: None,
+            title: None,
+            metadata: None,
         });
         log.push(EventBody::SessionUpdated {
             model: None,
             max_cost_usd: Some(2.0),
+            title: None,
+            metadata: None,
         });
         let st = log.state();
         assert_eq!(st.model.as_deref(), Some("openai/gpt-5.1"));

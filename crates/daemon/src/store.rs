@@ -4,7 +4,7 @@
 //! operation into one transaction, commits once, then answers each caller. An event is
 //! acknowledged only after its transaction commits. Reads use their own connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
@@ -84,6 +84,8 @@ pub struct SessionRow {
     pub agent: Option<(String, u32)>,
     /// Built-in tools offered to the model; None offers all of them.
     pub tools: Option<Vec<String>>,
+    /// Hosted `metadata`: up to 16 string pairs.
+    pub metadata: BTreeMap<String, String>,
 }
 
 impl SessionRow {
@@ -109,8 +111,29 @@ impl SessionRow {
             forked_from: None,
             agent: None,
             tools: None,
+            metadata: BTreeMap::new(),
         }
     }
+}
+
+/// Filters and position of one page of `Store::page_sessions`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPageQuery {
+    pub include_archived: bool,
+    pub statuses: Vec<SessionStatus>,
+    pub agent_id: Option<String>,
+    pub agent_version: Option<u32>,
+    pub created_gt: Option<String>,
+    pub created_gte: Option<String>,
+    pub created_lt: Option<String>,
+    pub created_lte: Option<String>,
+    /// Newest first.
+    pub desc: bool,
+    /// Start next to this `(created_at, id)`: after it, or before it when `backward`.
+    pub after: Option<(String, String)>,
+    /// Read the page that precedes `after` in the listing's order (a `prev_page`).
+    pub backward: bool,
+    pub limit: u32,
 }
 
 /// Summary columns updated in the same transaction as the events that change them.
@@ -276,6 +299,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE sessions ADD COLUMN agent_version INTEGER;
              ALTER TABLE sessions ADD COLUMN tools TEXT;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 3 {
+        // Session metadata (hosted `metadata`, a JSON object of strings) and the order the
+        // HTTP API pages sessions in.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN metadata TEXT;
+             CREATE INDEX sessions_by_created ON sessions (created_at, id);
+             PRAGMA user_version = 3;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
@@ -452,6 +487,41 @@ impl Store {
         self.read(move |c| queries::get_session(c, &id)).await
     }
 
+    /// One page of sessions in creation order (keyset paging on `(created_at, id)`), and
+    /// whether more rows lie beyond it in the direction read.
+    pub async fn page_sessions(
+        &self,
+        q: SessionPageQuery,
+    ) -> Result<(Vec<SessionRow>, bool), StoreError> {
+        self.read(move |c| queries::page_sessions(c, &q)).await
+    }
+
+    /// Sets a session's title and metadata columns (the HTTP API's session update).
+    pub async fn set_session_fields(
+        &self,
+        session_id: &str,
+        title: Option<String>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        self.write(move |c| {
+            let meta = (!metadata.is_empty())
+                .then(|| serde_json::to_string(&metadata).ok())
+                .flatten();
+            let n = c
+                .execute(
+                    "UPDATE sessions SET title = ?2, metadata = ?3 WHERE id = ?1",
+                    params![id, title, meta],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Events with `after < seq <= before`, ascending or descending, at most `limit`.
     pub async fn read_events(
         &self,
@@ -479,7 +549,7 @@ pub mod queries {
     use super::*;
 
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.metadata";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -513,6 +583,10 @@ pub mod queries {
             tools: r
                 .get::<_, Option<String>>(18)?
                 .and_then(|t| serde_json::from_str(&t).ok()),
+            metadata: r
+                .get::<_, Option<String>>(19)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -574,6 +648,75 @@ pub mod queries {
         let mut st = c.prepare_cached(&sql)?;
         let rows = st.query_map([], row_to_session)?;
         rows.map(|r| Ok(with_tail(r?, &tail))).collect()
+    }
+
+    pub fn page_sessions(
+        c: &Connection,
+        q: &SessionPageQuery,
+    ) -> Result<(Vec<SessionRow>, bool), StoreError> {
+        let mut sql = format!("SELECT {SESSION_COLS} FROM sessions s WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if !q.include_archived {
+            sql.push_str(" AND s.archived_at IS NULL");
+        }
+        if !q.statuses.is_empty() {
+            let list: Vec<String> = q
+                .statuses
+                .iter()
+                .map(|st| format!("'{}'", st.as_str()))
+                .collect();
+            sql.push_str(&format!(" AND s.status IN ({})", list.join(",")));
+        }
+        if let Some(a) = &q.agent_id {
+            arg(&mut sql, " AND s.agent_id = ?", a.clone().into());
+        }
+        if let Some(v) = q.agent_version {
+            arg(&mut sql, " AND s.agent_version = ?", i64::from(v).into());
+        }
+        for (op, bound) in [
+            (">", &q.created_gt),
+            (">=", &q.created_gte),
+            ("<", &q.created_lt),
+            ("<=", &q.created_lte),
+        ] {
+            if let Some(b) = bound {
+                arg(
+                    &mut sql,
+                    &format!(" AND s.created_at {op} ?"),
+                    b.clone().into(),
+                );
+            }
+        }
+        // Reading towards newer rows: ascending, or a descending listing's previous page.
+        let towards_newer = q.desc == q.backward;
+        if let Some((at, id)) = &q.after {
+            let op = if towards_newer { ">" } else { "<" };
+            args.push(at.clone().into());
+            args.push(id.clone().into());
+            let (a, b) = (args.len() - 1, args.len());
+            sql.push_str(&format!(" AND (s.created_at, s.id) {op} (?{a}, ?{b})"));
+        }
+        let dir = if towards_newer { "ASC" } else { "DESC" };
+        sql.push_str(&format!(
+            " ORDER BY s.created_at {dir}, s.id {dir} LIMIT {}",
+            q.limit + 1
+        ));
+        let tail = tail_stats(c, None)?;
+        let mut st = c.prepare_cached(&sql)?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), row_to_session)?;
+        let mut out = rows
+            .map(|r| Ok(with_tail(r?, &tail)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let more = out.len() > q.limit as usize;
+        out.truncate(q.limit as usize);
+        if q.backward {
+            out.reverse();
+        }
+        Ok((out, more))
     }
 
     pub fn get_session(c: &Connection, id: &str) -> Result<Option<SessionRow>, StoreError> {
@@ -1096,8 +1239,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, metadata"
                 ),
                 params![
                     row.id,
@@ -1118,6 +1261,9 @@ impl Writer {
                     row.agent.as_ref().map(|a| &a.0),
                     row.agent.as_ref().map(|a| a.1),
                     row.tools.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+                    (!row.metadata.is_empty())
+                        .then(|| serde_json::to_string(&row.metadata).ok())
+                        .flatten(),
                 ],
             )
             .map_err(|e| match e {

@@ -266,6 +266,12 @@ pub enum EventBody {
         /// Spending limit in USD for the whole session.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_cost_usd: Option<f64>,
+        /// The new title.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        /// The whole metadata map after the change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<std::collections::BTreeMap<String, String>>,
     },
     /// Older turns were summarised so later requests fit the context window; the log itself
     /// is untouched. tether: `summary` replaces the events up to `through_seq` in requests.
@@ -411,6 +417,8 @@ mod tests {
             EventBody::SessionUpdated {
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(2.0),
+                title: Some("t".into()),
+                metadata: Some([("k".to_string(), "v".to_string())].into()),
             },
             EventBody::AgentThreadContextCompacted {
                 summary: "did things".into(),

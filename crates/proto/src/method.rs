@@ -34,6 +34,13 @@ pub struct CreateSession {
     /// Sent as the first `user.message` right after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initial_message: Vec<ContentBlock>,
+    /// Replaces the pinned agent's tools for this session only (hosted
+    /// `agent_with_overrides.tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<crate::agent::AgentTool>>,
+    /// Hosted `metadata`: up to 16 string pairs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

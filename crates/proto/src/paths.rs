@@ -68,6 +68,17 @@ impl Paths {
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }
+
+    /// The HTTP API's bound address (`127.0.0.1:8470`), written while it listens: how a
+    /// client finds a port chosen with `--http 127.0.0.1:0`.
+    pub fn http_addr_file(&self) -> PathBuf {
+        self.runtime_dir.join("tetherd.http")
+    }
+
+    /// The HTTP API's bearer token (mode 0600), made by the daemon's first start.
+    pub fn http_token_file(&self) -> PathBuf {
+        self.config_dir.join("http-token")
+    }
 }
 
 #[cfg(test)]

@@ -122,6 +122,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the HTTP API's token (for `x-api-key` / `ANTHROPIC_API_KEY` in the SDKs).
+    HttpToken,
     /// Bridge stdin/stdout to the local daemon (what `--remote` runs on the far side of ssh).
     Proxy {
         /// Fail instead of starting the daemon when none runs.

@@ -62,6 +62,7 @@ fn create_params(
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),
+        ..Default::default()
     })
 }
 
@@ -692,6 +693,25 @@ fn process_alive(pid: u32) -> bool {
             .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
             .unwrap_or(true),
         Err(_) => false,
+    }
+}
+
+/// Prints the HTTP API token, starting the daemon first if it never ran (it makes the token).
+pub async fn http_token() -> CmdResult {
+    let paths = client::paths();
+    let file = paths.http_token_file();
+    if !file.exists() {
+        Client::connect(&paths).await?;
+    }
+    match std::fs::read_to_string(&file) {
+        Ok(t) if !t.trim().is_empty() => {
+            println!("{}", t.trim());
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(ClientError::Unreachable(format!(
+            "no HTTP token at {}; tetherd makes it when it starts — check `tether doctor`",
+            file.display()
+        ))),
     }
 }
 

@@ -109,6 +109,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
         Command::Proxy { existing } => proxy::run(!existing).await,
+        Command::HttpToken => commands::http_token().await,
     }
 }
 

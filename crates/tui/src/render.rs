@@ -227,7 +227,12 @@ impl Printer {
             EventBody::SessionUpdated {
                 model,
                 max_cost_usd,
+                title,
+                ..
             } => {
+                if let Some(t) = title {
+                    err(&format!("⇄ title: {t}\n"));
+                }
                 if let Some(m) = model {
                     err(&format!("⇄ model: {m}\n"));
                 }

@@ -421,8 +421,13 @@ impl Transcript {
             EventBody::SessionUpdated {
                 model,
                 max_cost_usd,
+                title,
+                ..
             } => {
                 let mut parts = Vec::new();
+                if let Some(t) = title {
+                    parts.push(format!("title → {t}"));
+                }
                 if let Some(m) = model {
                     parts.push(format!("model → {m}"));
                 }

@@ -1,0 +1,142 @@
+//! `/v1/agents`: create, list, retrieve (`?version=`), update (optimistic lock), archive,
+//! versions — the same functions `tether agents` reaches through the socket.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use serde_json::{Value, json};
+use tether_proto::agent::{AgentChanges, AgentSpec};
+use tether_proto::method::{AgentParams, UpdateAgent};
+
+use super::error::{ApiError, ApiResult};
+use super::query::Query;
+use super::{Api, body, page, shapes};
+use crate::agents;
+
+/// Hosted fields tether does not model: accepted when empty, refused otherwise.
+fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
+    let Value::Object(m) = v else {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    };
+    if let Some(skills) = m.remove("skills")
+        && !(skills.is_null() || skills.as_array().is_some_and(Vec::is_empty))
+    {
+        return Err(ApiError::invalid(
+            "skills: this tetherd does not support skills; remove the field",
+        ));
+    }
+    if let Some(multi) = m.remove("multiagent")
+        && !multi.is_null()
+    {
+        return Err(ApiError::invalid(
+            "multiagent: this tetherd does not run multi-agent coordinators; remove the field",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Value>> {
+    let mut v: Value = body::parse(&bytes)?;
+    strip_unsupported(&mut v)?;
+    let spec: AgentSpec = serde_json::from_value(v).map_err(ApiError::body)?;
+    let a = agents::create(&api.rt.store, spec).await?;
+    Ok(Json(shapes::agent(&api.rt, &a)))
+}
+
+pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let q = Query::parse(q.as_deref());
+    let limit = q.limit(20, 100)?;
+    let range = q.created_at()?;
+    let all = agents::list(&api.rt.store, q.bool("include_archived")?).await?;
+    let all: Vec<_> = all
+        .into_iter()
+        .filter(|a| range.contains(&a.created_at))
+        .collect();
+    let (items, next) = page::slice(
+        all,
+        |a| vec![a.created_at.clone(), a.id.clone()],
+        q.descending(false)?,
+        q.one("page"),
+        limit,
+    )?;
+    let data: Vec<Value> = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
+    Ok(Json(json!({ "data": data, "next_page": next })))
+}
+
+pub async fn retrieve(
+    State(api): State<Api>,
+    Path(agent_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = Query::parse(q.as_deref());
+    let version = q
+        .u64("version")?
+        .map(|v| {
+            u32::try_from(v).map_err(|_| ApiError::invalid(format!("version: {v} is too large")))
+        })
+        .transpose()?;
+    let a = agents::get(
+        &api.rt.store,
+        &AgentParams {
+            agent: agent_id,
+            version,
+        },
+    )
+    .await?;
+    Ok(Json(shapes::agent(&api.rt, &a)))
+}
+
+pub async fn update(
+    State(api): State<Api>,
+    Path(agent_id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let mut v: Value = body::parse(&bytes)?;
+    strip_unsupported(&mut v)?;
+    let changes: AgentChanges = serde_json::from_value(v).map_err(ApiError::body)?;
+    let version = changes.version.ok_or_else(|| {
+        ApiError::invalid(
+            "version: required — the agent version your changes are based on (optimistic lock); GET the agent for its current version",
+        )
+    })?;
+    let a = agents::update(
+        &api.rt.store,
+        UpdateAgent {
+            agent: agent_id,
+            version,
+            changes: AgentChanges {
+                version: None,
+                ..changes
+            },
+        },
+    )
+    .await?;
+    Ok(Json(shapes::agent(&api.rt, &a)))
+}
+
+pub async fn archive(
+    State(api): State<Api>,
+    Path(agent_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let a = agents::archive(&api.rt.store, &agent_id).await?;
+    Ok(Json(shapes::agent(&api.rt, &a)))
+}
+
+pub async fn versions(
+    State(api): State<Api>,
+    Path(agent_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = Query::parse(q.as_deref());
+    let limit = q.limit(20, 100)?;
+    let all = agents::versions(&api.rt.store, &agent_id).await?;
+    let (items, next) = page::slice(
+        all,
+        |a| vec![format!("{:010}", a.version)],
+        q.descending(false)?,
+        q.one("page"),
+        limit,
+    )?;
+    let data: Vec<Value> = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
+    Ok(Json(json!({ "data": data, "next_page": next })))
+}

@@ -1,0 +1,156 @@
+//! The Managed-Agents-compatible HTTP API (`tetherd --http ADDR` or `[http] listen`): the
+//! hosted REST + SSE surface, so the official SDKs and `ant` can drive a local tetherd by
+//! changing only their base URL. It is a second door onto the same runtime the local socket
+//! serves: handlers translate shapes and call the same functions (`agents`, `ops`,
+//! `Runtime`), nothing more. Extensions are additive: SSE `id:` is the event's seq and
+//! `Last-Event-ID` (or `?after_seq=`) resumes a stream without gaps or duplicates.
+
+mod agents;
+mod body;
+mod error;
+mod events;
+mod openapi;
+mod page;
+mod query;
+mod sessions;
+mod shapes;
+mod stream;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::runtime::Runtime;
+pub use error::{ApiError, ApiResult};
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct Api {
+    pub rt: Arc<Runtime>,
+    token: Arc<str>,
+}
+
+pub fn router(rt: Arc<Runtime>, token: String) -> Router {
+    let api = Api {
+        rt,
+        token: token.into(),
+    };
+    Router::new()
+        .route("/v1/agents", post(agents::create).get(agents::list))
+        .route(
+            "/v1/agents/{agent_id}",
+            get(agents::retrieve).post(agents::update),
+        )
+        .route("/v1/agents/{agent_id}/archive", post(agents::archive))
+        .route("/v1/agents/{agent_id}/versions", get(agents::versions))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
+        .route(
+            "/v1/sessions/{session_id}",
+            get(sessions::retrieve)
+                .post(sessions::update)
+                .delete(sessions::delete),
+        )
+        .route("/v1/sessions/{session_id}/archive", post(sessions::archive))
+        .route(
+            "/v1/sessions/{session_id}/events",
+            get(events::list).post(events::send),
+        )
+        .route(
+            "/v1/sessions/{session_id}/events/stream",
+            get(stream::stream),
+        )
+        .route("/v1/openapi.json", get(openapi::document))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ))
+        .with_state(api)
+}
+
+/// Every request carries the token, as `x-api-key` (the SDKs' default) or a bearer.
+async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match given {
+        Some(t) if token::matches(t.trim(), &api.token) => next.run(req).await,
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!(
+        "no such endpoint: {} {}; `GET /v1/openapi.json` lists what this tetherd serves",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        kind: "invalid_request_error",
+        message: format!(
+            "{} is not allowed on {}; `GET /v1/openapi.json` lists the methods",
+            req.method(),
+            req.uri().path()
+        ),
+    }
+}
+
+/// Parses `HOST:PORT`, refusing non-loopback addresses unless `allow_remote`.
+pub fn listen_addr(listen: &str, allow_remote: bool) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = listen.trim().parse().with_context(|| {
+        format!("the HTTP listen address `{listen}` is not HOST:PORT, e.g. 127.0.0.1:8470")
+    })?;
+    if !addr.ip().is_loopback() && !allow_remote {
+        bail!(
+            "refusing to serve the HTTP API on {addr}: it is not a loopback address, and anyone who reaches it with the token runs tools as you. Use 127.0.0.1:PORT (and ssh -L to reach it remotely), or set `allow_remote = true` under [http] in config.toml if you mean it"
+        );
+    }
+    Ok(addr)
+}
+
+/// Serves until `rt.shutdown`; open streams end when it fires.
+pub async fn serve(listener: tokio::net::TcpListener, rt: Arc<Runtime>, token: String) {
+    let shutdown = rt.shutdown.clone();
+    let app = router(rt, token);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+    {
+        tracing::error!(error = %e, "the HTTP API stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only_unless_allowed() {
+        assert!(listen_addr("127.0.0.1:8470", false).is_ok());
+        assert!(listen_addr("[::1]:8470", false).is_ok());
+        let e = listen_addr("0.0.0.0:8470", false).unwrap_err().to_string();
+        assert!(e.contains("allow_remote"), "{e}");
+        assert!(listen_addr("0.0.0.0:8470", true).is_ok());
+        let e = listen_addr("localhost", false).unwrap_err().to_string();
+        assert!(e.contains("HOST:PORT"), "{e}");
+    }
+}

@@ -1,0 +1,425 @@
+//! `/v1/sessions`: create (the three `agent` forms, `initial_events`), list (filters,
+//! two-way keyset paging), retrieve, update, delete, archive.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tether_proto::method::CreateSession;
+use tether_proto::{ContentBlock, EventBody, SessionStatus};
+
+use super::error::{ApiError, ApiResult};
+use super::page::Cursor;
+use super::query::Query;
+use super::shapes::{self, AgentCache};
+use super::{Api, body};
+use crate::runtime::Runtime;
+use crate::session::{Session, info_from_row};
+use crate::store::{SessionPageQuery, SessionRow};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    agent: Value,
+    environment_id: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default)]
+    budget: Option<Value>,
+    #[serde(default)]
+    initial_events: Vec<Value>,
+    #[serde(default)]
+    resources: Vec<Value>,
+    #[serde(default)]
+    vault_ids: Vec<String>,
+}
+
+/// `agent_with_overrides`: fields that replace the pinned version's for this session.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSelector {
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+    #[serde(default)]
+    version: Option<u32>,
+    #[serde(default)]
+    model: Option<tether_proto::agent::AgentModel>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    tools: Option<Vec<tether_proto::agent::AgentTool>>,
+    #[serde(default)]
+    mcp_servers: Option<Vec<Value>>,
+    #[serde(default)]
+    skills: Option<Vec<Value>>,
+}
+
+/// Reads `{type: "limit", max_list_cost: {amount, currency: "USD"}}` as dollars.
+pub fn parse_budget(v: &Value) -> ApiResult<f64> {
+    let bad = || {
+        ApiError::invalid(
+            "budget: expected {\"type\": \"limit\", \"max_list_cost\": {\"amount\": \"5.00\", \"currency\": \"USD\"}}",
+        )
+    };
+    if v.get("type").and_then(Value::as_str) != Some("limit") {
+        return Err(bad());
+    }
+    let cost = v.get("max_list_cost").ok_or_else(bad)?;
+    if let Some(c) = cost.get("currency").and_then(Value::as_str)
+        && c != "USD"
+    {
+        return Err(ApiError::invalid(format!(
+            "budget.max_list_cost.currency: only USD is priced here, got `{c}`"
+        )));
+    }
+    let amount = match cost.get("amount") {
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_err(|_| bad())?,
+        Some(Value::Number(n)) => n.as_f64().ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if !(amount.is_finite() && amount >= 0.0) {
+        return Err(bad());
+    }
+    Ok(amount)
+}
+
+/// The content of an `initial_events` entry, which may only be a `user.message`.
+fn initial_message(v: Value) -> ApiResult<Vec<ContentBlock>> {
+    let kind = v
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if kind != "user.message" {
+        return Err(ApiError::invalid(format!(
+            "initial_events: `{kind}` can't be sent here; this tetherd accepts `user.message` (user.define_outcome is not supported)"
+        )));
+    }
+    match serde_json::from_value::<EventBody>(v).map_err(ApiError::body)? {
+        EventBody::UserMessage { content } => Ok(content),
+        _ => Err(ApiError::invalid("initial_events: expected a user.message")),
+    }
+}
+
+pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Value>> {
+    let b: CreateBody = body::parse(&bytes)?;
+    if !b.resources.is_empty() {
+        return Err(ApiError::invalid(
+            "resources: this tetherd does not mount session resources; copy files into the workspace instead",
+        ));
+    }
+    if !b.vault_ids.is_empty() {
+        return Err(ApiError::invalid(
+            "vault_ids: this tetherd has no vaults; give credentials to the environment instead",
+        ));
+    }
+    if b.environment_id.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "environment_id: required (see GET /v1/environments)",
+        ));
+    }
+    if b.initial_events.len() > 50 {
+        return Err(ApiError::invalid(
+            "initial_events: at most 50 events at creation; send the rest to /events",
+        ));
+    }
+    let budget = b.budget.as_ref().map(parse_budget).transpose()?;
+    let messages = b
+        .initial_events
+        .into_iter()
+        .map(initial_message)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let mut p = CreateSession {
+        title: b.title,
+        metadata: b.metadata,
+        ..Default::default()
+    };
+    match b.agent {
+        Value::String(id) => p.agent = Some(id),
+        v @ Value::Object(_) => {
+            let sel: AgentSelector =
+                serde_json::from_value(v).map_err(|e| ApiError::invalid(format!("agent: {e}")))?;
+            match sel.kind.as_str() {
+                "agent" | "agent_with_overrides" => {}
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "agent.type: expected `agent` or `agent_with_overrides`, got `{other}`"
+                    )));
+                }
+            }
+            let overrides = sel.model.is_some()
+                || sel.system.is_some()
+                || sel.tools.is_some()
+                || sel.mcp_servers.is_some()
+                || sel.skills.is_some();
+            if overrides && sel.kind == "agent" {
+                return Err(ApiError::invalid(
+                    "agent: overrides (model, system, tools, ...) need `type: agent_with_overrides`",
+                ));
+            }
+            if sel.mcp_servers.is_some_and(|m| !m.is_empty())
+                || sel.skills.is_some_and(|s| !s.is_empty())
+            {
+                return Err(ApiError::invalid(
+                    "agent: mcp_servers and skills overrides are not supported by this tetherd",
+                ));
+            }
+            p.agent = Some(match sel.version {
+                Some(v) => format!("{}@{v}", sel.id),
+                None => sel.id,
+            });
+            p.model = sel.model.map(|m| m.id);
+            p.system = sel.system;
+            p.tools = sel.tools;
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "agent: expected an agent id, {\"type\": \"agent\", \"id\", \"version\"} or {\"type\": \"agent_with_overrides\", ...}",
+            ));
+        }
+    }
+    let s = api.rt.create(p).await?;
+    if let Some(limit) = budget {
+        crate::harness::update_session(&s, None, Some(limit)).await?;
+    }
+    for content in messages {
+        crate::ops::send_message(&s, content, None).await?;
+    }
+    Ok(Json(loaded(&api.rt, &s).await?))
+}
+
+/// The hosted object of a loaded session.
+async fn loaded(rt: &Runtime, s: &Arc<Session>) -> ApiResult<Value> {
+    let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
+    shapes::session(rt, &mut AgentCache::default(), &s.info(), &s.row(), budget).await
+}
+
+/// The hosted object of a stored row, live if the session is loaded.
+async fn of_row(rt: &Runtime, cache: &mut AgentCache, row: &SessionRow) -> ApiResult<Value> {
+    match rt.loaded(&row.id) {
+        Some(s) => {
+            let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
+            shapes::session(rt, cache, &s.info(), &s.row(), budget).await
+        }
+        None => {
+            shapes::session(
+                rt,
+                cache,
+                &info_from_row(row, None, 0),
+                row,
+                rt.config.max_cost_usd,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let q = Query::parse(q.as_deref());
+    let desc = q.descending(true)?;
+    let range = q.created_at()?;
+    let statuses = q
+        .all("statuses")
+        .into_iter()
+        .map(|s| {
+            serde_json::from_value::<SessionStatus>(Value::String(s.to_string())).map_err(|_| {
+                ApiError::invalid(format!(
+                    "statuses: `{s}` is not one of rescheduling, running, idle, terminated"
+                ))
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let agent_version = q.u64("agent_version")?.map(|v| v as u32);
+    let agent_id = q.one("agent_id").map(str::to_string);
+    if agent_version.is_some() && agent_id.is_none() {
+        return Err(ApiError::invalid(
+            "agent_version: only applies together with agent_id",
+        ));
+    }
+    let cursor = q.one("page").map(|p| Cursor::decode(p, desc)).transpose()?;
+    let mut pq = SessionPageQuery {
+        include_archived: q.bool("include_archived")?,
+        statuses,
+        agent_id,
+        agent_version,
+        created_gt: range.gt,
+        created_gte: range.gte,
+        created_lt: range.lt,
+        created_lte: range.lte,
+        desc,
+        limit: q.limit(20, 100)?,
+        ..Default::default()
+    };
+    if let Some(c) = &cursor {
+        let [at, id] = c.key.as_slice() else {
+            return Err(ApiError::invalid("page: not a session cursor"));
+        };
+        pq.after = Some((at.clone(), id.clone()));
+        pq.backward = c.backward;
+    }
+    let backward = pq.backward;
+    let (rows, more) = api.rt.store.page_sessions(pq).await?;
+    let key = |r: &SessionRow| vec![r.created_at.clone(), r.id.clone()];
+    let edge = |r: Option<&SessionRow>, backward: bool| {
+        r.map(|r| {
+            Cursor {
+                desc,
+                backward,
+                key: key(r),
+            }
+            .encode()
+        })
+    };
+    let (next, prev) = if backward {
+        (
+            edge(rows.last(), false),
+            if more { edge(rows.first(), true) } else { None },
+        )
+    } else {
+        (
+            if more { edge(rows.last(), false) } else { None },
+            if cursor.is_some() {
+                edge(rows.first(), true)
+            } else {
+                None
+            },
+        )
+    };
+    let mut cache = AgentCache::default();
+    let mut data = Vec::with_capacity(rows.len());
+    for r in &rows {
+        data.push(of_row(&api.rt, &mut cache, r).await?);
+    }
+    Ok(Json(
+        json!({ "data": data, "next_page": next, "prev_page": prev }),
+    ))
+}
+
+pub async fn retrieve(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = api.rt.resolve(&session_id).await?;
+    let row = api
+        .rt
+        .store
+        .get_session(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no session `{session_id}`")))?;
+    Ok(Json(
+        of_row(&api.rt, &mut AgentCache::default(), &row).await?,
+    ))
+}
+
+const UPDATABLE: [&str; 5] = ["title", "metadata", "budget", "agent", "vault_ids"];
+
+pub async fn update(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: Map<String, Value> = body::parse(&bytes)?;
+    if let Some(k) = b.keys().find(|k| !UPDATABLE.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "unknown field `{k}`, expected one of {}",
+            UPDATABLE.join(", ")
+        )));
+    }
+    if b.get("vault_ids").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid("vault_ids: this tetherd has no vaults"));
+    }
+    if b.get("agent").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid(
+            "agent: changing a session's tools after creation is not supported by this tetherd; create a session with `agent_with_overrides`",
+        ));
+    }
+    let s = api.rt.session(&session_id).await?;
+    crate::ops::check_writable(&s)?;
+    let row = s.row();
+    let title = match b.get("title") {
+        None => row.title.clone(),
+        Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(ApiError::invalid("title: expected a string or null")),
+    };
+    let mut metadata = row.metadata.clone();
+    match b.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(patch)) => {
+            for (k, v) in patch {
+                match v {
+                    Value::Null => {
+                        metadata.remove(k);
+                    }
+                    Value::String(v) => {
+                        metadata.insert(k.clone(), v.clone());
+                    }
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "metadata.{k}: expected a string, or null to remove the key"
+                        )));
+                    }
+                }
+            }
+        }
+        Some(_) => return Err(ApiError::invalid("metadata: expected an object")),
+    }
+    crate::agents::validate_metadata(&metadata)?;
+    let budget = match b.get("budget") {
+        None => None,
+        Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "budget: a session's limit can be changed but not removed; set a higher one",
+            ));
+        }
+        Some(v) => Some(parse_budget(v)?),
+    };
+    if let Some(limit) = budget {
+        crate::harness::update_session(&s, None, Some(limit)).await?;
+    }
+    let title_changed = title != row.title;
+    let metadata_changed = metadata != row.metadata;
+    if title_changed || metadata_changed {
+        api.rt
+            .store
+            .set_session_fields(&s.id, title.clone(), metadata.clone())
+            .await?;
+        if let Ok(mut r) = s.row.lock() {
+            r.title = title.clone();
+            r.metadata = metadata.clone();
+        }
+        s.append_one(EventBody::SessionUpdated {
+            model: None,
+            max_cost_usd: None,
+            title: if title_changed { title } else { None },
+            metadata: metadata_changed.then_some(metadata),
+        })
+        .await?;
+    }
+    Ok(Json(loaded(&api.rt, &s).await?))
+}
+
+pub async fn delete(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s = api.rt.session(&session_id).await?;
+    api.rt.delete(&s).await?;
+    Ok(Json(json!({ "id": s.id, "type": "session_deleted" })))
+}
+
+pub async fn archive(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let s = api.rt.session(&session_id).await?;
+    api.rt.archive(&s).await?;
+    Ok(Json(loaded(&api.rt, &s).await?))
+}

@@ -1,0 +1,693 @@
+//! The Managed-Agents-compatible HTTP API end to end: a real tetherd serving HTTP, a real
+//! HTTP client and SSE parser, the in-repo mock model behind the sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants};
+use tether_mock_llm::Script;
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn start(env: &TestEnv) -> (std::process::Child, Api) {
+        // reqwest is built without a default TLS provider (the daemon picks ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (child, base, token) = env.spawn_http_daemon().await;
+        let api = Api {
+            http: reqwest::Client::new(),
+            base,
+            token,
+        };
+        (child, api)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .header("x-api-key", &self.token)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, v)
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (s, v) = self.call("GET", path, None).await;
+        assert_eq!(s, 200, "GET {path}: {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.call("POST", path, Some(body)).await;
+        assert_eq!(s, 200, "POST {path}: {v}");
+        v
+    }
+}
+
+fn error_type(v: &Value) -> &str {
+    assert_eq!(v["type"], "error", "not an error envelope: {v}");
+    assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
+    v["error"]["type"].as_str().unwrap()
+}
+
+fn stop(child: &mut std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_needs_the_token_and_errors_use_the_hosted_envelope() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+
+    // The token file is private, and `tether http-token` prints it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(env.paths.http_token_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(env.ok(&["http-token"]).trim(), api.token);
+
+    for auth in [
+        None,
+        Some(("x-api-key", "wrong")),
+        Some(("authorization", "Bearer nope")),
+    ] {
+        let mut req = api.http.get(format!("{}/v1/agents", api.base));
+        if let Some((k, v)) = auth {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(error_type(&v), "authentication_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tether http-token")
+        );
+    }
+    let ok = api
+        .http
+        .get(format!("{}/v1/agents?beta=true", api.base))
+        .bearer_auth(&api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+
+    let (s, v) = api.call("GET", "/v1/sessions/sesn_nope", None).await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    let (s, v) = api.call("GET", "/v1/nothing", None).await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    let (s, v) = api.call("DELETE", "/v1/agents", None).await;
+    assert_eq!((s, error_type(&v)), (405, "invalid_request_error"));
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "x", "colour": "red"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("colour"),
+        "{v}"
+    );
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"description": "no name"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("name"),
+        "{v}"
+    );
+    let (s, v) = api
+        .call("POST", "/v1/agents", Some(json!({"name": 42})))
+        .await;
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    let (s, v) = api.call("GET", "/v1/sessions?limit=1000", None).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = api.call("GET", "/v1/sessions?page=bogus", None).await;
+    assert_eq!(s, 400, "{v}");
+
+    let doc = api.get("/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/sessions/{session_id}/events/stream"]["get"].is_object());
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_are_versioned_with_an_optimistic_lock() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let a = api
+        .post(
+            "/v1/agents",
+            json!({"name": "reviewer", "model": "claude-test", "system": "Review.",
+                   "tools": [{"type": "agent_toolset_20260401"}], "metadata": {"team": "a"}}),
+        )
+        .await;
+    let id = a["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("agent_"));
+    assert_eq!(
+        (a["type"].as_str(), a["version"].as_u64()),
+        (Some("agent"), Some(1))
+    );
+    assert_eq!(a["model"]["id"], "claude-test");
+    assert_eq!(a["skills"], json!([]));
+
+    let v2 = api
+        .post(
+            &format!("/v1/agents/{id}"),
+            json!({"version": 1, "system": "Review harder."}),
+        )
+        .await;
+    assert_eq!(v2["version"], 2);
+    // A stale version is a conflict, as hosted: 409 invalid_request_error.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}"),
+            Some(json!({"version": 1, "system": "x"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}"),
+            Some(json!({"system": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("version"));
+
+    let old = api.get(&format!("/v1/agents/{id}?version=1")).await;
+    assert_eq!(old["system"], "Review.");
+    let versions = api.get(&format!("/v1/agents/{id}/versions")).await;
+    let vs: Vec<u64> = versions["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(vs, [1, 2]);
+
+    // Paging: the built-in default agent plus three more, two per page.
+    for n in 0..3 {
+        api.post("/v1/agents", json!({"name": format!("extra{n}")}))
+            .await;
+    }
+    let mut names = Vec::new();
+    let mut page = String::new();
+    loop {
+        let p = api.get(&format!("/v1/agents?limit=2{page}")).await;
+        assert!(p["data"].as_array().unwrap().len() <= 2);
+        names.extend(
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string()),
+        );
+        match p["next_page"].as_str() {
+            Some(n) => page = format!("&page={n}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["default", "reviewer", "extra0", "extra1", "extra2"]);
+
+    let archived = api
+        .post(&format!("/v1/agents/{id}/archive"), json!({}))
+        .await;
+    assert!(archived["archived_at"].is_string());
+    let listed = api.get("/v1/agents").await;
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["id"] != id.as_str())
+    );
+    let with = api.get("/v1/agents?include_archived=true").await;
+    assert!(
+        with["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+    );
+    // New sessions can't use an archived agent.
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": id, "environment_id": "env_default"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
+    stop(&mut child);
+}
+
+/// Reads SSE frames until `until` matches one; returns `(id, event, data)` of each.
+async fn read_stream(
+    resp: reqwest::Response,
+    mut until: impl FnMut(&str, &Value) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    let mut events = resp.bytes_stream().eventsource();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the stream went quiet")
+            .expect("the stream ended")
+            .unwrap();
+        let data: Value = serde_json::from_str(&ev.data).unwrap();
+        let done = until(&ev.event, &data);
+        out.push((ev.id, ev.event, data));
+        if done {
+            return out;
+        }
+    }
+}
+
+fn is_idle(event: &str, _: &Value) -> bool {
+    event == "session.status_idle"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_stream_send_and_resume_by_last_event_id() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("first answer"),
+        Reply::text("second answer"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let agent = api
+        .post(
+            "/v1/agents",
+            json!({"name": "helper", "system": "Be brief."}),
+        )
+        .await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": {"type": "agent", "id": agent["id"], "version": 1},
+                   "environment_id": "env_default", "title": "http test",
+                   "metadata": {"ticket": "T-1"}}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    assert!(sid.starts_with("sesn_"));
+    assert_eq!(s["status"], "idle");
+    assert_eq!(s["agent"]["id"], agent["id"]);
+    assert_eq!(s["agent"]["version"], 1);
+    assert_eq!(s["metadata"]["ticket"], "T-1");
+
+    // Open the stream first (hosted rule), with message previews, then send.
+    let stream = api
+        .http
+        .get(format!(
+            "{}/v1/sessions/{sid}/events/stream?event_deltas[]=agent.message&beta=true",
+            api.base
+        ))
+        .header("x-api-key", &api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let sent = api
+        .post(
+            &format!("/v1/sessions/{sid}/events"),
+            json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "hello"}]}]}),
+        )
+        .await;
+    assert_eq!(sent["data"][0]["type"], "user.message");
+    let frames = read_stream(stream, is_idle).await;
+    let kinds: Vec<&str> = frames.iter().map(|f| f.1.as_str()).collect();
+    // The user's event is echoed, previews come before the complete message.
+    assert_eq!(kinds[0], "user.message", "{kinds:?}");
+    let first_delta = kinds
+        .iter()
+        .position(|k| *k == "event_delta")
+        .expect("previews");
+    let message = kinds.iter().position(|k| *k == "agent.message").unwrap();
+    assert!(first_delta < message, "{kinds:?}");
+    assert!(kinds.contains(&"event_start"));
+    // Persisted events carry `id: <seq>`, strictly increasing; previews set none, so the
+    // client's last event id stays the last persisted seq (SSE keeps it across events).
+    let mut last = 0;
+    for (id, kind, data) in &frames {
+        if kind.starts_with("event_") {
+            assert_eq!(id, &last.to_string());
+            continue;
+        }
+        let seq: u64 = id.parse().unwrap();
+        assert_eq!(data["seq"].as_u64(), Some(seq));
+        assert!(seq > last);
+        last = seq;
+    }
+    let texts: String = frames
+        .iter()
+        .filter(|f| f.1 == "event_delta")
+        .map(|f| {
+            f.2["delta"]["content"]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts, "first answer");
+
+    // Resume from the middle: exactly the events after that seq, then live ones.
+    let mid = frames
+        .iter()
+        .find(|f| f.1 == "span.model_request_start")
+        .map(|f| f.0.parse::<u64>().unwrap())
+        .unwrap();
+    let resumed = api
+        .http
+        .get(format!("{}/v1/sessions/{sid}/events/stream", api.base))
+        .header("x-api-key", &api.token)
+        .header("last-event-id", mid.to_string())
+        .send()
+        .await
+        .unwrap();
+    let replay = read_stream(resumed, is_idle).await;
+    let replayed: Vec<u64> = replay.iter().map(|f| f.0.parse().unwrap()).collect();
+    assert_eq!(replayed, ((mid + 1)..=last).collect::<Vec<_>>());
+
+    // A second turn through ?after_seq= sees only new events, no duplicates.
+    let live = api
+        .http
+        .get(format!(
+            "{}/v1/sessions/{sid}/events/stream?after_seq={last}",
+            api.base
+        ))
+        .header("x-api-key", &api.token)
+        .send()
+        .await
+        .unwrap();
+    api.post(
+        &format!("/v1/sessions/{sid}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "again"}]}]}),
+    )
+    .await;
+    let second = read_stream(live, is_idle).await;
+    let seqs: Vec<u64> = second.iter().map(|f| f.0.parse().unwrap()).collect();
+    assert_eq!(seqs.first(), Some(&(last + 1)));
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+
+    // History: asc by default, types[] filters, desc reverses, pages have no overlap.
+    let all = api.get(&format!("/v1/sessions/{sid}/events")).await;
+    let all = all["data"].as_array().unwrap().clone();
+    assert_eq!(all.len() as u64, *seqs.last().unwrap());
+    let msgs = api
+        .get(&format!(
+            "/v1/sessions/{sid}/events?types[]=agent.message&types[]=user.message"
+        ))
+        .await;
+    let kinds: Vec<&str> = msgs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.message",
+            "agent.message",
+            "user.message",
+            "agent.message"
+        ]
+    );
+    let mut paged = Vec::new();
+    let mut page = String::new();
+    loop {
+        let p = api
+            .get(&format!(
+                "/v1/sessions/{sid}/events?order=desc&limit=3{page}"
+            ))
+            .await;
+        paged.extend(
+            p["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap()),
+        );
+        match p["next_page"].as_str() {
+            Some(n) => page = format!("&page={n}"),
+            None => break,
+        }
+    }
+    let want: Vec<u64> = (1..=all.len() as u64).rev().collect();
+    assert_eq!(paged, want);
+    let events = env.events(&sid);
+    assert_log_invariants(&events);
+
+    // Update, then archive: an archived session takes no more input.
+    let u = api
+        .post(
+            &format!("/v1/sessions/{sid}"),
+            json!({"title": "renamed", "metadata": {"ticket": null, "owner": "me"}}),
+        )
+        .await;
+    assert_eq!(u["title"], "renamed");
+    assert_eq!(u["metadata"], json!({"owner": "me"}));
+    let got = api.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!(got["title"], "renamed");
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/sessions/{sid}"),
+            Some(json!({"colour": "red"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    api.post(&format!("/v1/sessions/{sid}/archive"), json!({}))
+        .await;
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/sessions/{sid}/events"),
+            Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}]})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("archived"));
+    let (s, v) = api
+        .call("DELETE", &format!("/v1/sessions/{sid}"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v, json!({"id": sid, "type": "session_deleted"}));
+    let (s, _) = api.call("GET", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(s, 404);
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_lists_page_both_ways_and_filter() {
+    let env = TestEnv::new(Script::sequential(vec![Reply::text("done")])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let s = api
+            .post(
+                "/v1/sessions",
+                json!({"agent": "default", "environment_id": "env_default", "title": format!("s{n}")}),
+            )
+            .await;
+        ids.push(s["id"].as_str().unwrap().to_string());
+    }
+    // Newest first by default; walk forward with next_page, back with prev_page.
+    let p1 = api.get("/v1/sessions?limit=2").await;
+    let titles = |p: &Value| -> Vec<String> {
+        p["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(titles(&p1), ["s4", "s3"]);
+    assert!(p1["prev_page"].is_null());
+    let p2 = api
+        .get(&format!(
+            "/v1/sessions?limit=2&page={}",
+            p1["next_page"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(titles(&p2), ["s2", "s1"]);
+    let p3 = api
+        .get(&format!(
+            "/v1/sessions?limit=2&page={}",
+            p2["next_page"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(titles(&p3), ["s0"]);
+    assert!(p3["next_page"].is_null());
+    let back = api
+        .get(&format!(
+            "/v1/sessions?limit=2&page={}",
+            p3["prev_page"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(titles(&back), ["s2", "s1"]);
+    // A cursor is bound to its order.
+    let (s, _) = api
+        .call(
+            "GET",
+            &format!(
+                "/v1/sessions?order=asc&page={}",
+                p1["next_page"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400);
+    let asc = api.get("/v1/sessions?order=asc&limit=10").await;
+    assert_eq!(titles(&asc), ["s0", "s1", "s2", "s3", "s4"]);
+
+    // Filters: status, archived.
+    api.post(
+        &format!("/v1/sessions/{}/events", ids[0]),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]}),
+    )
+    .await;
+    env.wait_idle(&ids[0]).await;
+    api.post(&format!("/v1/sessions/{}/archive", ids[1]), json!({}))
+        .await;
+    let idle = api.get("/v1/sessions?statuses[]=idle&limit=100").await;
+    assert_eq!(titles(&idle), ["s4", "s3", "s2", "s0"]);
+    let running = api.get("/v1/sessions?statuses[]=running").await;
+    assert_eq!(running["data"].as_array().unwrap().len(), 0);
+    let with = api
+        .get("/v1/sessions?include_archived=true&limit=100")
+        .await;
+    assert_eq!(with["data"].as_array().unwrap().len(), 5);
+    let (s, _) = api
+        .call("GET", "/v1/sessions?statuses[]=sleepy", None)
+        .await;
+    assert_eq!(s, 400);
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_create_forms_overrides_and_initial_events() {
+    let env = TestEnv::new(Script::sequential(vec![Reply::text("ok")])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let agent = api.post("/v1/agents", json!({"name": "tooly"})).await;
+    // agent_with_overrides: this session only gets read and grep, and a system prompt.
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({
+                "agent": {"type": "agent_with_overrides", "id": agent["id"], "system": "Only look.",
+                          "tools": [{"type": "agent_toolset_20260401",
+                                     "default_config": {"enabled": false},
+                                     "configs": [{"name": "read", "enabled": true}, {"name": "grep", "enabled": true}]}]},
+                "environment_id": "env_default",
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "look around"}]}],
+                "budget": {"type": "limit", "max_list_cost": {"amount": "2.50", "currency": "USD"}},
+            }),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    assert_eq!(s["budget"]["max_list_cost"]["amount"], "2.500000");
+    env.wait_idle(&sid).await;
+    let req = &env.mock.requests()[0].body;
+    let tools: Vec<&str> = req["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["read", "grep"]);
+    assert_eq!(req["system"][0]["text"], "Only look.");
+    assert_eq!(req["messages"][0]["content"][0]["text"], "look around");
+
+    for (body, needle) in [
+        (
+            json!({"agent": {"type": "agent", "id": agent["id"], "system": "x"}, "environment_id": "env_default"}),
+            "agent_with_overrides",
+        ),
+        (
+            json!({"agent": "tooly", "environment_id": "env_default", "initial_events": [{"type": "user.interrupt"}]}),
+            "user.interrupt",
+        ),
+        (json!({"agent": "tooly"}), "environment_id"),
+        (
+            json!({"agent": "tooly", "environment_id": "env_default", "budget": {"type": "limit"}}),
+            "budget",
+        ),
+        (
+            json!({"agent": "tooly", "environment_id": "env_default", "vault_ids": ["vlt_1"]}),
+            "vault",
+        ),
+        (
+            json!({"agent": 7, "environment_id": "env_default"}),
+            "agent",
+        ),
+    ] {
+        let (s, v) = api.call("POST", "/v1/sessions", Some(body.clone())).await;
+        assert_eq!(
+            (s, error_type(&v)),
+            (400, "invalid_request_error"),
+            "{body}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{body} → {msg}");
+    }
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "agent_nope", "environment_id": "env_default"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_loopback_listen_address_is_refused_without_allow_remote() {
+    let env = TestEnv::with_config(
+        Script::sequential(vec![]),
+        "[http]\nlisten = \"0.0.0.0:0\"\n",
+    )
+    .await;
+    let out = env.tetherd().output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allow_remote"), "{err}");
+}
