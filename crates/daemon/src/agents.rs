@@ -622,6 +622,6 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, crate::store::SCHEMA_VERSION);
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 3;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
