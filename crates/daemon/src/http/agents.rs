@@ -25,6 +25,13 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
             "skills: this tetherd does not support skills; remove the field",
         ));
     }
+    if let Some(identity) = m.remove("execution_identity")
+        && !identity.is_null()
+    {
+        return Err(ApiError::invalid(
+            "execution_identity: tools run as the user tetherd runs as; remove the field",
+        ));
+    }
     if let Some(multi) = m.remove("multiagent")
         && !multi.is_null()
     {
@@ -93,7 +100,42 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
-    let changes: AgentChanges = serde_json::from_value(v).map_err(ApiError::body)?;
+    // Hosted `metadata` on update is a patch: a null value deletes the key.
+    let patch = match &mut v {
+        Value::Object(m) => m.remove("metadata"),
+        _ => None,
+    };
+    let mut changes: AgentChanges = serde_json::from_value(v).map_err(ApiError::body)?;
+    if let Some(patch) = patch.filter(|p| !p.is_null()) {
+        let Value::Object(patch) = patch else {
+            return Err(ApiError::invalid("metadata: expected an object"));
+        };
+        let current = agents::get(
+            &api.rt.store,
+            &AgentParams {
+                agent: agent_id.clone(),
+                version: None,
+            },
+        )
+        .await?;
+        let mut metadata = current.spec.metadata;
+        for (k, val) in patch {
+            match val {
+                Value::Null => {
+                    metadata.remove(&k);
+                }
+                Value::String(s) => {
+                    metadata.insert(k, s);
+                }
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "metadata.{k}: expected a string, or null to remove the key"
+                    )));
+                }
+            }
+        }
+        changes.metadata = Some(metadata);
+    }
     let version = changes.version.ok_or_else(|| {
         ApiError::invalid(
             "version: required — the agent version your changes are based on (optimistic lock); GET the agent for its current version",

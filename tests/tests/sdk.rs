@@ -1,0 +1,60 @@
+//! The official SDKs, unmodified, against a local tetherd: the Python SDK (`anthropic` on
+//! PyPI) runs tests/sdk/roundtrip.py. `.ci/run` installs the SDK; without it this fails and
+//! says how to install it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use tether_e2e::{Reply, TestEnv};
+use tether_mock_llm::Script;
+
+fn python() -> String {
+    std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_round_trips_against_tetherd() {
+    let probe = Command::new(python())
+        .args(["-c", "import anthropic; print(anthropic.__version__)"])
+        .output();
+    let version = match probe {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => panic!(
+            "the Python SDK is not installed for `{}`: run `pip install anthropic==2.14.0` (what .ci/run does), or point TETHER_SDK_PYTHON at a python that has it",
+            python()
+        ),
+    };
+    eprintln!("anthropic {version}");
+    let env = TestEnv::new(Script::sequential(vec![Reply::text("hello from tetherd")])).await;
+    let (mut child, base, token) = env.spawn_http_daemon().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/roundtrip.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(script)
+            .env("TETHER_URL", &base)
+            .env("TETHER_TOKEN", &token)
+            // The SDK must not pick up the mock model's address meant for the daemon.
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "the SDK round trip failed:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        env.daemon_log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("round trip ok"));
+}
