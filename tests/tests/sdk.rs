@@ -1,6 +1,7 @@
 //! The official SDKs, unmodified, against a local tetherd: the Python SDK (`anthropic` on
-//! PyPI) runs tests/sdk/roundtrip.py. `.ci/run` installs the SDK; without it this fails and
-//! says how to install it.
+//! PyPI) runs tests/sdk/roundtrip.py, the TypeScript SDK (`@anthropic-ai/sdk` on npm)
+//! tests/sdk/ts/roundtrip.mjs. `.ci/run` installs both; without them these fail and say how
+//! to install them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -13,25 +14,14 @@ fn python() -> String {
     std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_python_sdk_round_trips_against_tetherd() {
-    let probe = Command::new(python())
-        .args(["-c", "import anthropic; print(anthropic.__version__)"])
-        .output();
-    let version = match probe {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => panic!(
-            "the Python SDK is not installed for `{}`: run `pip install anthropic==2.14.0` (what .ci/run does), or point TETHER_SDK_PYTHON at a python that has it",
-            python()
-        ),
-    };
-    eprintln!("anthropic {version}");
+/// Runs `program args` against a fresh tetherd serving HTTP and checks it printed `ok_line`.
+async fn round_trip(program: &str, args: Vec<String>, ok_line: &str) {
     let env = TestEnv::new(Script::sequential(vec![Reply::text("hello from tetherd")])).await;
     let (mut child, base, token) = env.spawn_http_daemon().await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/roundtrip.py");
+    let program = program.to_string();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(script)
+        Command::new(program)
+            .args(args)
             .env("TETHER_URL", &base)
             .env("TETHER_TOKEN", &token)
             // The SDK must not pick up the mock model's address meant for the daemon.
@@ -56,5 +46,37 @@ async fn the_python_sdk_round_trips_against_tetherd() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("round trip ok"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(ok_line));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_sdk_round_trips_against_tetherd() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/ts");
+    assert!(
+        dir.join("node_modules/@anthropic-ai/sdk/package.json")
+            .exists(),
+        "the TypeScript SDK is not installed: run `npm ci --prefix tests/sdk/ts` (what .ci/run does)"
+    );
+    let script = dir.join("roundtrip.mjs").display().to_string();
+    round_trip("node", vec![script], "typescript sdk round trip ok").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_round_trips_against_tetherd() {
+    let probe = Command::new(python())
+        .args(["-c", "import anthropic; print(anthropic.__version__)"])
+        .output();
+    let version = match probe {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => panic!(
+            "the Python SDK is not installed for `{}`: run `pip install anthropic==2.14.0` (what .ci/run does), or point TETHER_SDK_PYTHON at a python that has it",
+            python()
+        ),
+    };
+    eprintln!("anthropic {version}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sdk/roundtrip.py")
+        .display()
+        .to_string();
+    round_trip(&python(), vec![script], "python sdk round trip ok").await;
 }
