@@ -15,7 +15,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
-                         fanout, providers (default: all)
+                         fanout, providers, http (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -41,6 +41,7 @@ pub enum Metric {
     Attach,
     Fanout,
     Providers,
+    Http,
 }
 
 impl Opts {
@@ -68,6 +69,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Attach,
             Metric::Fanout,
             Metric::Providers,
+            Metric::Http,
         ],
     };
     let mut it = args.into_iter();
@@ -107,6 +109,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "attach" => Ok(Metric::Attach),
                         "fanout" => Ok(Metric::Fanout),
                         "providers" => Ok(Metric::Providers),
+                        "http" => Ok(Metric::Http),
                         other => {
                             bail!(
                                 "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers)"

@@ -200,14 +200,14 @@ async fn idle_cpu(socket: &Path, pid: i32) -> Result<(f64, f64)> {
     Ok((zero, many))
 }
 
-async fn cpu_over(pid: i32, window: Duration) -> Result<f64> {
+pub async fn cpu_over(pid: i32, window: Duration) -> Result<f64> {
     let before = cpu_ms(pid)?;
     tokio::time::sleep(window).await;
     Ok(cpu_ms(pid)? - before)
 }
 
 /// utime + stime of `pid`, in ms.
-fn cpu_ms(pid: i32) -> Result<f64> {
+pub fn cpu_ms(pid: i32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
@@ -223,7 +223,7 @@ fn cpu_ms(pid: i32) -> Result<f64> {
 }
 
 /// `…THH:MM:SS.mmmZ` → milliseconds since midnight.
-fn millis_of_day(ts: &str) -> Result<f64> {
+pub fn millis_of_day(ts: &str) -> Result<f64> {
     let time = ts
         .split_once('T')
         .map(|(_, t)| t.trim_end_matches('Z'))

@@ -25,6 +25,7 @@ mod cli;
 mod e2e;
 mod fanout;
 mod home;
+mod http;
 mod providers;
 mod recovery;
 mod report;
@@ -219,6 +220,26 @@ fn real_main() -> Result<()> {
                 opts.chunk_delay_ms,
             ))
             .context("fan-out")?,
+        );
+    }
+    if opts.wants(Metric::Http) {
+        eprintln!(
+            "bench: HTTP API, paging {} sessions and {:?} SSE readers ({runs} runs)",
+            http::SESSIONS,
+            http::SSE_READERS
+        );
+        rows.extend(
+            rt.block_on(http::list(&bins, runs.min(3)))
+                .context("HTTP session list")?,
+        );
+        rows.extend(
+            rt.block_on(http::fanout(
+                &bins,
+                runs,
+                opts.fanout_deltas,
+                opts.chunk_delay_ms,
+            ))
+            .context("HTTP SSE fan-out")?,
         );
     }
     if opts.wants(Metric::Providers) {

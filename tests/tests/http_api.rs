@@ -691,3 +691,92 @@ async fn a_non_loopback_listen_address_is_refused_without_allow_remote() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("allow_remote"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_sse_reader_never_holds_the_session_back_and_resumes_without_a_gap() {
+    // 60,000 one-character previews: far more than the session's broadcast buffer and the
+    // socket buffers between a reader that stops reading and the daemon.
+    let text: String = (0..60_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let script =
+        Script::by_turn(vec![Reply::text(text.clone())]).with_timing(tether_mock_llm::Timing {
+            chunk_chars: 1,
+            ..Default::default()
+        });
+    let env = TestEnv::new(script).await;
+    let (mut child, api) = Api::start(&env).await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "default", "environment_id": "env_default"}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    // A reader that opts into previews and then reads nothing until the turn is over.
+    let stalled = api
+        .http
+        .get(format!(
+            "{}/v1/sessions/{sid}/events/stream?event_deltas[]=agent.message",
+            api.base
+        ))
+        .header("x-api-key", &api.token)
+        .send()
+        .await
+        .unwrap();
+    api.post(
+        &format!("/v1/sessions/{sid}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]}),
+    )
+    .await;
+    // The session finishes its turn while the reader is stalled.
+    env.wait_idle(&sid).await;
+    let log = env.events(&sid);
+    let last = log.last().unwrap().seq;
+
+    // The stalled reader drains what was buffered, is told to resync, and the stream ends.
+    let mut events = stalled.bytes_stream().eventsource();
+    let mut resync_after = None;
+    let mut persisted = Vec::new();
+    while let Some(ev) = events.next().await {
+        let ev = ev.unwrap();
+        match ev.event.as_str() {
+            "resync" => {
+                let v: Value = serde_json::from_str(&ev.data).unwrap();
+                resync_after = v["after_seq"].as_u64();
+            }
+            "event_start" | "event_delta" | "ping" => {}
+            _ => persisted.push(ev.id.parse::<u64>().unwrap()),
+        }
+    }
+    let after = resync_after.expect("a reader that fell behind is told to resync");
+    assert_eq!(persisted.last().copied().unwrap_or(0), after);
+    // Resuming from there gives exactly the rest of the log.
+    let resumed = api
+        .http
+        .get(format!("{}/v1/sessions/{sid}/events/stream", api.base))
+        .header("x-api-key", &api.token)
+        .header("last-event-id", after.to_string())
+        .send()
+        .await
+        .unwrap();
+    let rest = if after == last {
+        Vec::new()
+    } else {
+        read_stream(resumed, is_idle).await
+    };
+    let mut seqs = persisted;
+    seqs.extend(rest.iter().map(|f| f.0.parse::<u64>().unwrap()));
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+    let reply = log
+        .iter()
+        .find_map(|e| match &e.body {
+            tether_proto::EventBody::AgentMessage { content } => {
+                Some(content[0].as_text().to_string())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(reply, text);
+    stop(&mut child);
+}
