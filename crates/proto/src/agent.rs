@@ -13,14 +13,14 @@ pub const AGENT_TOOLSET: &str = "agent_toolset_20260401";
 pub const DEFAULT_AGENT: &str = "default";
 
 /// `{type: always_allow | always_ask}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PermissionPolicy {
     AlwaysAllow,
     AlwaysAsk,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolDefaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -29,7 +29,7 @@ pub struct ToolDefaults {
     pub permission_policy: Option<PermissionPolicy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
     pub name: String,
@@ -39,7 +39,7 @@ pub struct ToolConfig {
     pub permission_policy: Option<PermissionPolicy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum AgentTool {
     #[serde(rename = "agent_toolset_20260401")]
@@ -67,7 +67,7 @@ pub enum AgentTool {
 }
 
 /// `{type: url, name, url}` (streamable HTTP).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     #[serde(rename = "type")]
@@ -77,7 +77,7 @@ pub struct McpServer {
 }
 
 /// `{id, effort?, speed?}`; on input a bare model id string is accepted too.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct AgentModel {
     /// `provider/model` or a bare Anthropic model id.
     pub id: String,
@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for AgentModel {
 }
 
 /// The body of `agent.create` (and of `tether agents create -f FILE`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     pub name: String,
@@ -143,7 +143,7 @@ pub struct AgentSpec {
 }
 
 /// `agent.update` changes: an omitted field keeps its value; lists are replaced in full.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,7 +167,7 @@ pub struct AgentChanges {
 }
 
 /// One version of an agent, as returned by every `agent.*` method.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Agent {
     pub id: String,
     #[serde(rename = "type")]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One persisted event: `{id, type, processed_at, session_id, seq, ...payload}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// `sevt_...`, sortable.
     pub id: String,
@@ -27,7 +27,7 @@ impl Event {
 }
 
 /// A content block. Text now; images and documents later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
     Text { text: String },
@@ -54,7 +54,7 @@ pub fn blocks_text(blocks: &[ContentBlock]) -> String {
         .join("")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     Allow,
@@ -62,7 +62,7 @@ pub enum Permission {
     Deny,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationResult {
     Allow,
@@ -70,7 +70,7 @@ pub enum ConfirmationResult {
 }
 
 /// How a tool call ended (tether extension on `agent.tool_result`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolStatus {
     Ok,
@@ -80,7 +80,7 @@ pub enum ToolStatus {
 }
 
 /// Why a session went idle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StopReason {
     EndTurn,
@@ -104,7 +104,7 @@ impl StopReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryStatusKind {
     Retrying,
@@ -112,14 +112,14 @@ pub enum RetryStatusKind {
     Terminal,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RetryStatus {
     #[serde(rename = "type")]
     pub kind: RetryStatusKind,
 }
 
 /// `session.error.error`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionErrorInfo {
     /// `unknown_error`, `model_overloaded_error`, `model_rate_limited_error`,
     /// `model_request_failed_error`, ...
@@ -139,7 +139,7 @@ pub struct SessionErrorInfo {
 }
 
 /// Token usage of one model request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModelUsage {
     #[serde(default)]
     pub input_tokens: u64,
@@ -181,7 +181,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// The typed payload of an event; `type` is the tag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum EventBody {
     #[serde(rename = "user.message")]
@@ -311,7 +311,7 @@ pub enum EventBody {
 
 /// A process the daemon started, identified across pid reuse by its start time (field 22 of
 /// `/proc/<pid>/stat`, in clock ticks since boot).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProcessRecord {
     pub pid: u32,
     pub start_time: u64,
@@ -353,7 +353,7 @@ impl EventBody {
 
 /// Stream-only data: never stored, no seq. `n` is a per-session counter so a client can drop
 /// deltas already covered by the attach snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Delta {
     pub session_id: String,
     pub n: u64,
@@ -361,7 +361,7 @@ pub struct Delta {
     pub kind: DeltaKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeltaKind {
     /// A model response started; drop any previous partial message.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{ModelUsage, StopReason};
 
 /// Hosted status values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Rescheduling,
@@ -28,7 +28,7 @@ impl SessionStatus {
 /// Accumulated usage of a session. `cost_usd` sums the priced requests; when some
 /// requests had no known price, `unpriced_requests` says how many (the cost is then a
 /// lower bound).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionUsage {
     #[serde(flatten)]
     pub tokens: ModelUsage,
@@ -54,7 +54,7 @@ impl SessionUsage {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionInfo {
     /// `sesn_...`
     pub id: String,
@@ -91,7 +91,7 @@ pub struct SessionInfo {
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentPin {
     pub id: String,
     pub version: u32,

@@ -4,12 +4,13 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tether_proto::agent::{AgentChanges, AgentSpec};
 use tether_proto::method::{AgentParams, UpdateAgent};
 
 use super::error::{ApiError, ApiResult};
 use super::query::Query;
+use super::shapes::{HostedAgent, Page};
 use super::{Api, body, page, shapes};
 use crate::agents;
 
@@ -42,7 +43,7 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Value>> {
+pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<HostedAgent>> {
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     let spec: AgentSpec = serde_json::from_value(v).map_err(ApiError::body)?;
@@ -50,7 +51,10 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Valu
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
 
-pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Page<HostedAgent>>> {
     let q = Query::parse(q.as_deref());
     let limit = q.limit(20, 100)?;
     let range = q.created_at()?;
@@ -66,15 +70,18 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
         q.one("page"),
         limit,
     )?;
-    let data: Vec<Value> = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
-    Ok(Json(json!({ "data": data, "next_page": next })))
+    let data = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
+    Ok(Json(Page {
+        data,
+        next_page: next,
+    }))
 }
 
 pub async fn retrieve(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedAgent>> {
     let q = Query::parse(q.as_deref());
     let version = q
         .u64("version")?
@@ -97,7 +104,7 @@ pub async fn update(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
     bytes: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedAgent>> {
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     // Hosted `metadata` on update is a patch: a null value deletes the key.
@@ -159,7 +166,7 @@ pub async fn update(
 pub async fn archive(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedAgent>> {
     let a = agents::archive(&api.rt.store, &agent_id).await?;
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
@@ -168,7 +175,7 @@ pub async fn versions(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<HostedAgent>>> {
     let q = Query::parse(q.as_deref());
     let limit = q.limit(20, 100)?;
     let all = agents::versions(&api.rt.store, &agent_id).await?;
@@ -179,6 +186,9 @@ pub async fn versions(
         q.one("page"),
         limit,
     )?;
-    let data: Vec<Value> = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
-    Ok(Json(json!({ "data": data, "next_page": next })))
+    let data = items.iter().map(|a| shapes::agent(&api.rt, a)).collect();
+    Ok(Json(Page {
+        data,
+        next_page: next,
+    }))
 }

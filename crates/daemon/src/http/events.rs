@@ -5,12 +5,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tether_proto::{ContentBlock, Event};
 
 use super::error::{ApiError, ApiResult};
 use super::page::Cursor;
 use super::query::Query;
+use super::shapes::{Page, SentEvents};
 use super::{Api, body};
 
 /// Rows read per store query while filtering by type.
@@ -20,7 +21,7 @@ pub async fn list(
     State(api): State<Api>,
     Path(session_id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<Event>>> {
     let q = Query::parse(q.as_deref());
     let desc = q.descending(false)?;
     let limit = q.limit(100, 1000)?;
@@ -86,79 +87,108 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(json!({ "data": data, "next_page": next })))
+    Ok(Json(Page {
+        data,
+        next_page: next,
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/sessions/{id}/events`.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SendBody {
-    events: Vec<Value>,
+pub struct SendBody {
+    /// Parsed one by one (`UserEvent`) so an error names the event's index.
+    #[schemars(with = "Vec<UserEvent>")]
+    pub events: Vec<Value>,
 }
 
-/// A client event, checked before any of the batch is applied.
-enum Incoming {
-    Message(Vec<ContentBlock>),
-    Interrupt,
+/// The events a client sends.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum UserEvent {
+    #[serde(rename = "user.message")]
+    Message { content: Vec<ContentBlock> },
+    #[serde(rename = "user.interrupt")]
+    Interrupt {
+        #[serde(default)]
+        session_thread_id: Option<String>,
+    },
 }
 
-fn incoming(i: usize, v: Value) -> ApiResult<Incoming> {
-    let at = |m: String| ApiError::invalid(format!("events[{i}]: {m}"));
-    let kind = v
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| at("missing `type`".into()))?
-        .to_string();
-    match kind.as_str() {
-        "user.message" => {
-            #[derive(Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct M {
-                #[serde(rename = "type")]
-                _type: String,
-                content: Vec<ContentBlock>,
+/// Client event types this tetherd knows but does not take, with why.
+const REFUSED: [(&str, &str); 5] = [
+    (
+        "user.tool_confirmation",
+        "no call of this session waits for approval",
+    ),
+    (
+        "user.custom_tool_result",
+        "no custom tool call of this session waits for a result",
+    ),
+    (
+        "user.define_outcome",
+        "outcomes are not supported by this tetherd",
+    ),
+    (
+        "user.tool_result",
+        "built-in tools run inside tetherd, not in a self-hosted worker",
+    ),
+    (
+        "system.message",
+        "replacing the system prompt mid-session is not supported by this tetherd",
+    ),
+];
+
+/// Checks every event of the batch before any is applied.
+fn parse_batch(events: Vec<Value>) -> ApiResult<Vec<UserEvent>> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+            if let Some((_, why)) = REFUSED.iter().find(|(t, _)| *t == kind) {
+                return Err(ApiError::invalid(format!("events[{i}]: `{kind}`: {why}")));
             }
-            let m: M = serde_json::from_value(v).map_err(|e| at(e.to_string()))?;
-            if m.content.iter().all(|b| b.as_text().trim().is_empty()) {
-                return Err(at("the message is empty".into()));
+            let ev: UserEvent = serde_json::from_value(v)
+                .map_err(|e| ApiError::invalid(format!("events[{i}]: {e}")))?;
+            match &ev {
+                UserEvent::Message { content }
+                    if content.iter().all(|b| b.as_text().trim().is_empty()) =>
+                {
+                    return Err(ApiError::invalid(format!("events[{i}]: the message is empty")));
+                }
+                UserEvent::Interrupt {
+                    session_thread_id: Some(t),
+                } => {
+                    return Err(ApiError::invalid(format!(
+                        "events[{i}]: session_thread_id `{t}`: a tetherd session has one thread; omit it"
+                    )));
+                }
+                _ => {}
             }
-            Ok(Incoming::Message(m.content))
-        }
-        "user.interrupt" => Ok(Incoming::Interrupt),
-        "user.tool_confirmation" | "user.custom_tool_result" => Err(at(format!(
-            "`{kind}` answers a call waiting for approval or a result, and no call of this session waits for one"
-        ))),
-        "user.define_outcome" | "user.tool_result" | "system.message" => {
-            Err(at(format!("`{kind}` is not supported by this tetherd")))
-        }
-        other => Err(at(format!(
-            "unknown event type `{other}`; clients send user.message, user.interrupt, user.tool_confirmation or user.custom_tool_result"
-        ))),
-    }
+            Ok(ev)
+        })
+        .collect()
 }
 
 pub async fn send(
     State(api): State<Api>,
     Path(session_id): Path<String>,
     bytes: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SentEvents>> {
     let b: SendBody = body::parse(&bytes)?;
     if b.events.is_empty() {
         return Err(ApiError::invalid("events: send at least one event"));
     }
-    let batch = b
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| incoming(i, v))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let batch = parse_batch(b.events)?;
     let s = api.rt.session(&session_id).await?;
     crate::ops::check_writable(&s)?;
     let mut data = Vec::with_capacity(batch.len());
     for ev in batch {
         data.push(match ev {
-            Incoming::Message(content) => crate::ops::send_message(&s, content, None).await?,
-            Incoming::Interrupt => crate::ops::interrupt(&s).await?.0,
+            UserEvent::Message { content } => crate::ops::send_message(&s, content, None).await?,
+            UserEvent::Interrupt { .. } => crate::ops::interrupt(&s).await?.0,
         });
     }
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(SentEvents { data }))
 }

@@ -8,22 +8,22 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tether_proto::method::CreateSession;
 use tether_proto::{ContentBlock, EventBody, SessionStatus};
 
 use super::error::{ApiError, ApiResult};
 use super::page::Cursor;
 use super::query::Query;
-use super::shapes::{self, AgentCache};
+use super::shapes::{self, AgentCache, DeletedSession, HostedSession, SessionPage};
 use super::{Api, body};
 use crate::runtime::Runtime;
 use crate::session::{Session, info_from_row};
 use crate::store::{SessionPageQuery, SessionRow};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+pub struct CreateBody {
     agent: Value,
     environment_id: String,
     #[serde(default)]
@@ -41,9 +41,9 @@ struct CreateBody {
 }
 
 /// `agent_with_overrides`: fields that replace the pinned version's for this session.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AgentSelector {
+pub struct AgentSelector {
     #[serde(rename = "type")]
     kind: String,
     id: String,
@@ -108,7 +108,7 @@ fn initial_message(v: Value) -> ApiResult<Vec<ContentBlock>> {
     }
 }
 
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Value>> {
+pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<HostedSession>> {
     let b: CreateBody = body::parse(&bytes)?;
     if !b.resources.is_empty() {
         return Err(ApiError::invalid(
@@ -196,13 +196,17 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Valu
 }
 
 /// The hosted object of a loaded session.
-async fn loaded(rt: &Runtime, s: &Arc<Session>) -> ApiResult<Value> {
+async fn loaded(rt: &Runtime, s: &Arc<Session>) -> ApiResult<HostedSession> {
     let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
     shapes::session(rt, &mut AgentCache::default(), &s.info(), &s.row(), budget).await
 }
 
 /// The hosted object of a stored row, live if the session is loaded.
-async fn of_row(rt: &Runtime, cache: &mut AgentCache, row: &SessionRow) -> ApiResult<Value> {
+async fn of_row(
+    rt: &Runtime,
+    cache: &mut AgentCache,
+    row: &SessionRow,
+) -> ApiResult<HostedSession> {
     match rt.loaded(&row.id) {
         Some(s) => {
             let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
@@ -221,7 +225,7 @@ async fn of_row(rt: &Runtime, cache: &mut AgentCache, row: &SessionRow) -> ApiRe
     }
 }
 
-pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<SessionPage>> {
     let q = Query::parse(q.as_deref());
     let desc = q.descending(true)?;
     let range = q.created_at()?;
@@ -297,15 +301,17 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
     for r in &rows {
         data.push(of_row(&api.rt, &mut cache, r).await?);
     }
-    Ok(Json(
-        json!({ "data": data, "next_page": next, "prev_page": prev }),
-    ))
+    Ok(Json(SessionPage {
+        data,
+        next_page: next,
+        prev_page: prev,
+    }))
 }
 
 pub async fn retrieve(
     State(api): State<Api>,
     Path(session_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedSession>> {
     let id = api.rt.resolve(&session_id).await?;
     let row = api
         .rt
@@ -318,24 +324,35 @@ pub async fn retrieve(
     ))
 }
 
-const UPDATABLE: [&str; 5] = ["title", "metadata", "budget", "agent", "vault_ids"];
+/// `POST /v1/sessions/{id}`: every field optional; `metadata` is a patch (null deletes a
+/// key), `title: null` clears the title.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+    #[serde(default)]
+    pub budget: Option<Value>,
+    #[serde(default)]
+    pub agent: Option<Value>,
+    #[serde(default)]
+    pub vault_ids: Option<Vec<String>>,
+}
 
 pub async fn update(
     State(api): State<Api>,
     Path(session_id): Path<String>,
     bytes: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedSession>> {
+    // Typed for the field names and types; raw where null differs from absent.
+    let typed: UpdateBody = body::parse(&bytes)?;
     let b: Map<String, Value> = body::parse(&bytes)?;
-    if let Some(k) = b.keys().find(|k| !UPDATABLE.contains(&k.as_str())) {
-        return Err(ApiError::invalid(format!(
-            "unknown field `{k}`, expected one of {}",
-            UPDATABLE.join(", ")
-        )));
-    }
-    if b.get("vault_ids").is_some_and(|v| !v.is_null()) {
+    if typed.vault_ids.is_some_and(|v| !v.is_empty()) {
         return Err(ApiError::invalid("vault_ids: this tetherd has no vaults"));
     }
-    if b.get("agent").is_some_and(|v| !v.is_null()) {
+    if typed.agent.is_some_and(|v| !v.is_null()) {
         return Err(ApiError::invalid(
             "agent: changing a session's tools after creation is not supported by this tetherd; create a session with `agent_with_overrides`",
         ));
@@ -343,44 +360,24 @@ pub async fn update(
     let s = api.rt.session(&session_id).await?;
     crate::ops::check_writable(&s)?;
     let row = s.row();
-    let title = match b.get("title") {
-        None => row.title.clone(),
-        Some(Value::Null) => None,
-        Some(Value::String(t)) => Some(t.clone()),
-        Some(_) => return Err(ApiError::invalid("title: expected a string or null")),
+    let title = match (b.get("title"), typed.title) {
+        (None, _) => row.title.clone(),
+        (_, t) => t,
     };
     let mut metadata = row.metadata.clone();
-    match b.get("metadata") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(patch)) => {
-            for (k, v) in patch {
-                match v {
-                    Value::Null => {
-                        metadata.remove(k);
-                    }
-                    Value::String(v) => {
-                        metadata.insert(k.clone(), v.clone());
-                    }
-                    _ => {
-                        return Err(ApiError::invalid(format!(
-                            "metadata.{k}: expected a string, or null to remove the key"
-                        )));
-                    }
-                }
-            }
-        }
-        Some(_) => return Err(ApiError::invalid("metadata: expected an object")),
+    for (k, v) in typed.metadata.unwrap_or_default() {
+        match v {
+            None => metadata.remove(&k),
+            Some(v) => metadata.insert(k, v),
+        };
     }
     crate::agents::validate_metadata(&metadata)?;
-    let budget = match b.get("budget") {
-        None => None,
-        Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "budget: a session's limit can be changed but not removed; set a higher one",
-            ));
-        }
-        Some(v) => Some(parse_budget(v)?),
-    };
+    if b.get("budget").is_some_and(Value::is_null) {
+        return Err(ApiError::invalid(
+            "budget: a session's limit can be changed but not removed; set a higher one",
+        ));
+    }
+    let budget = typed.budget.as_ref().map(parse_budget).transpose()?;
     if let Some(limit) = budget {
         crate::harness::update_session(&s, None, Some(limit)).await?;
     }
@@ -409,16 +406,19 @@ pub async fn update(
 pub async fn delete(
     State(api): State<Api>,
     Path(session_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeletedSession>> {
     let s = api.rt.session(&session_id).await?;
     api.rt.delete(&s).await?;
-    Ok(Json(json!({ "id": s.id, "type": "session_deleted" })))
+    Ok(Json(DeletedSession {
+        id: s.id.clone(),
+        object_type: "session_deleted".into(),
+    }))
 }
 
 pub async fn archive(
     State(api): State<Api>,
     Path(session_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HostedSession>> {
     let s = api.rt.session(&session_id).await?;
     api.rt.archive(&s).await?;
     Ok(Json(loaded(&api.rt, &s).await?))

@@ -1,12 +1,14 @@
 //! tether's objects in the hosted shapes: every field the SDK models declare, tether's
-//! extras alongside (additive).
+//! extras alongside (additive). These types are what `/v1/openapi.json` describes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde_json::{Value, json};
-use tether_proto::SessionInfo;
-use tether_proto::agent::Agent;
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::Value;
+use tether_proto::agent::{Agent, AgentModel, AgentTool, McpServer};
 use tether_proto::method::AgentParams;
+use tether_proto::{Event, SessionInfo, SessionStatus, StopReason};
 
 use super::error::ApiResult;
 use crate::runtime::Runtime;
@@ -16,32 +18,160 @@ use crate::store::SessionRow;
 pub const DEFAULT_ENVIRONMENT_ID: &str = "env_default";
 
 /// An agent version as `BetaManagedAgentsAgent`.
-pub fn agent(rt: &Runtime, a: &Agent) -> Value {
-    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        // tether lets an agent leave the model to the daemon's default; say which it is.
-        if m.get("model").is_none_or(Value::is_null) {
-            m.insert("model".into(), json!({ "id": rt.config.default_model }));
-        }
-        for key in ["description", "system", "multiagent"] {
-            m.entry(key).or_insert(Value::Null);
-        }
-        m.entry("skills").or_insert(json!([]));
-    }
-    v
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostedAgent {
+    #[serde(flatten)]
+    pub agent: Agent,
+    pub skills: Vec<Value>,
+    pub multiagent: Option<Value>,
 }
 
-/// `BetaMonetaryAmount` for a USD figure.
-pub fn usd(amount: f64) -> Value {
-    json!({ "amount": format!("{amount:.6}"), "currency": "USD" })
+pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
+    let mut agent = a.clone();
+    // tether lets an agent leave the model to the daemon's default; say which it is.
+    agent.spec.model.get_or_insert_with(|| AgentModel {
+        id: rt.config.default_model.clone(),
+        effort: None,
+        speed: None,
+    });
+    HostedAgent {
+        agent,
+        skills: Vec::new(),
+        multiagent: None,
+    }
+}
+
+/// `BetaMonetaryAmount`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Money {
+    /// Decimal dollars, e.g. `"2.500000"`.
+    pub amount: String,
+    /// Always `USD`.
+    pub currency: String,
+}
+
+pub fn usd(amount: f64) -> Money {
+    Money {
+        amount: format!("{amount:.6}"),
+        currency: "USD".into(),
+    }
+}
+
+/// `{type: "limit", max_list_cost}`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Budget {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub max_list_cost: Money,
+}
+
+/// The resolved agent a session runs: the pinned version with the session's overrides.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct SessionAgent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    pub version: u32,
+    pub name: String,
+    pub description: Option<String>,
+    pub system: Option<String>,
+    pub model: AgentModel,
+    pub tools: Vec<AgentTool>,
+    pub mcp_servers: Vec<McpServer>,
+    pub skills: Vec<Value>,
+    pub multiagent: Option<Value>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionStats {
+    pub active_seconds: Option<f64>,
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CacheCreation {
+    pub ephemeral_5m_input_tokens: u64,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionUsageOut {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation: CacheCreation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_cost: Option<Money>,
+}
+
+/// A session as `BetaManagedAgentsSession`, plus tether's fields.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HostedSession {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub status: SessionStatus,
+    pub title: Option<String>,
+    pub agent: SessionAgent,
+    pub environment_id: String,
+    pub resources: Vec<Value>,
+    pub vault_ids: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub budget: Option<Budget>,
+    pub outcome_evaluations: Vec<Value>,
+    pub stats: SessionStats,
+    pub usage: SessionUsageOut,
+    pub deployment_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+    /// tether: the session's unique handle, usable wherever an id is.
+    pub name: Option<String>,
+    /// tether: why the session last went idle.
+    pub stop_reason: Option<StopReason>,
+    /// tether: the directory the tools work in.
+    pub workspace: String,
+    /// tether: the newest event's seq (what `Last-Event-ID` counts).
+    pub last_seq: u64,
+    /// tether: clients attached over the local socket right now.
+    pub attached_clients: u32,
+    /// tether: the session this one was forked from.
+    pub forked_from: Option<String>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_page: Option<String>,
+}
+
+/// A page of `GET /v1/sessions`, which pages both ways.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionPage {
+    pub data: Vec<HostedSession>,
+    pub next_page: Option<String>,
+    pub prev_page: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DeletedSession {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+}
+
+/// What `POST /v1/sessions/{id}/events` answers: the events as committed.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SentEvents {
+    pub data: Vec<Event>,
 }
 
 /// Agent snapshots by `(id, version)`, so a page of sessions reads each version once.
 #[derive(Default)]
-pub struct AgentCache(HashMap<(String, u32), Value>);
+pub struct AgentCache(HashMap<(String, u32), SessionAgent>);
 
 impl AgentCache {
-    async fn snapshot(&mut self, rt: &Runtime, id: &str, version: u32) -> ApiResult<Value> {
+    async fn snapshot(&mut self, rt: &Runtime, id: &str, version: u32) -> ApiResult<SessionAgent> {
         let key = (id.to_string(), version);
         if let Some(v) = self.0.get(&key) {
             return Ok(v.clone());
@@ -54,77 +184,104 @@ impl AgentCache {
             },
         )
         .await?;
-        let mut v = agent(rt, &a);
-        if let Value::Object(m) = &mut v {
-            // The session object's agent is the resolved definition, not the resource.
-            for key in ["created_at", "updated_at", "archived_at", "metadata"] {
-                m.remove(key);
-            }
-        }
-        self.0.insert(key, v.clone());
-        Ok(v)
+        let snap = SessionAgent {
+            kind: "agent".into(),
+            id: Some(a.id),
+            version: a.version,
+            name: a.spec.name,
+            description: a.spec.description,
+            system: a.spec.system,
+            model: a.spec.model.unwrap_or(AgentModel {
+                id: rt.config.default_model.clone(),
+                effort: None,
+                speed: None,
+            }),
+            tools: a.spec.tools,
+            mcp_servers: a.spec.mcp_servers,
+            skills: Vec::new(),
+            multiagent: None,
+        };
+        self.0.insert(key, snap.clone());
+        Ok(snap)
     }
 }
 
-/// A session as `BetaManagedAgentsSession`. `info` carries the live status and usage;
-/// `row` the settings; `budget` the spending limit when the session is loaded.
+/// A session in the hosted shape. `info` carries the live status and usage; `row` the
+/// settings; `budget` the spending limit.
 pub async fn session(
     rt: &Runtime,
     cache: &mut AgentCache,
     info: &SessionInfo,
     row: &SessionRow,
     budget: Option<f64>,
-) -> ApiResult<Value> {
+) -> ApiResult<HostedSession> {
     let mut agent = match &row.agent {
         Some((id, version)) => cache.snapshot(rt, id, *version).await?,
-        None => json!({ "type": "agent", "id": null, "version": 0, "name": "default",
-                        "tools": [], "mcp_servers": [], "skills": [] }),
+        None => SessionAgent {
+            kind: "agent".into(),
+            id: None,
+            version: 0,
+            name: "default".into(),
+            description: None,
+            system: None,
+            model: AgentModel {
+                id: info.model.clone(),
+                effort: None,
+                speed: None,
+            },
+            tools: Vec::new(),
+            mcp_servers: Vec::new(),
+            skills: Vec::new(),
+            multiagent: None,
+        },
     };
-    if let Value::Object(m) = &mut agent {
-        // What the session actually runs: a model switch or a --system override wins.
-        m.insert("model".into(), json!({ "id": info.model }));
-        if row.system.is_some() {
-            m.insert("system".into(), json!(row.system));
-        }
+    // What the session actually runs: a model switch or a system override wins.
+    agent.model.id = info.model.clone();
+    if row.system.is_some() {
+        agent.system = row.system.clone();
     }
     let t = &info.usage.tokens;
-    let mut usage = json!({
-        "input_tokens": t.input_tokens,
-        "output_tokens": t.output_tokens,
-        "cache_read_input_tokens": t.cache_read_input_tokens,
-        "cache_creation": { "ephemeral_5m_input_tokens": t.cache_creation_input_tokens },
-    });
-    if let Some(cost) = t.cost_usd {
-        usage["list_cost"] = usd(cost);
-    }
     let duration = humantime::parse_rfc3339(&info.created_at)
         .ok()
         .and_then(|t| t.elapsed().ok())
         .map(|d| d.as_secs_f64());
-    Ok(json!({
-        "id": info.id,
-        "type": "session",
-        "status": info.status,
-        "title": info.title,
-        "agent": agent,
-        "environment_id": DEFAULT_ENVIRONMENT_ID,
-        "resources": [],
-        "vault_ids": [],
-        "metadata": row.metadata,
-        "budget": budget.map(|b| json!({ "type": "limit", "max_list_cost": usd(b) })),
-        "outcome_evaluations": [],
-        "stats": { "duration_seconds": duration },
-        "usage": usage,
-        "deployment_id": null,
-        "created_at": info.created_at,
-        "updated_at": info.updated_at,
-        "archived_at": info.archived_at,
-        // tether extensions
-        "name": info.name,
-        "stop_reason": info.stop_reason,
-        "workspace": info.workspace,
-        "last_seq": info.last_seq,
-        "attached_clients": info.attached_clients,
-        "forked_from": info.forked_from,
-    }))
+    Ok(HostedSession {
+        id: info.id.clone(),
+        object_type: "session".into(),
+        status: info.status,
+        title: info.title.clone(),
+        agent,
+        environment_id: DEFAULT_ENVIRONMENT_ID.into(),
+        resources: Vec::new(),
+        vault_ids: Vec::new(),
+        metadata: row.metadata.clone(),
+        budget: budget.map(|b| Budget {
+            kind: "limit".into(),
+            max_list_cost: usd(b),
+        }),
+        outcome_evaluations: Vec::new(),
+        stats: SessionStats {
+            active_seconds: None,
+            duration_seconds: duration,
+        },
+        usage: SessionUsageOut {
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cache_read_input_tokens: t.cache_read_input_tokens,
+            cache_creation: CacheCreation {
+                ephemeral_5m_input_tokens: t.cache_creation_input_tokens,
+            },
+            list_cost: t.cost_usd.map(usd),
+        },
+        deployment_id: None,
+        created_at: info.created_at.clone(),
+        updated_at: info.updated_at.clone(),
+        archived_at: info.archived_at.clone(),
+        name: info.name.clone(),
+        stop_reason: info.stop_reason.clone(),
+        workspace: info.workspace.clone(),
+        last_seq: info.last_seq,
+        attached_clients: info.attached_clients,
+        forked_from: info.forked_from.clone(),
+    })
 }
