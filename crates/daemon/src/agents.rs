@@ -115,6 +115,19 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                         "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
                     )));
                 }
+                if TOOLSET_NAMES.contains(&name.as_str()) {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: `{name}` is the name of a built-in tool; give the custom tool another name"
+                    )));
+                }
+                let earlier = spec.tools[..i]
+                    .iter()
+                    .any(|t| matches!(t, AgentTool::Custom { name: n, .. } if n == name));
+                if earlier {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: a custom tool named `{name}` is declared twice; names must be unique"
+                    )));
+                }
             }
         }
     }

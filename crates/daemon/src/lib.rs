@@ -5,12 +5,14 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod agents;
+pub mod approvals;
 pub mod compaction;
 pub mod config;
 pub mod crash;
 pub mod daemon;
 pub mod harness;
 pub mod ids;
+pub mod permissions;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
