@@ -116,7 +116,10 @@ fn result_of(events: &[Event], id: &str) -> (ToolStatus, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_asked_call_waits_and_runs_once_allowed_via_the_cli() {
     let env = TestEnv::new(Script::by_turn(vec![
-        Reply::tool_use("bash", json!({"command": "echo ran >> marker.txt; echo hello"})),
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo ran >> marker.txt; echo hello"}),
+        ),
         Reply::text("done"),
     ]))
     .await;
@@ -401,7 +404,10 @@ async fn an_interrupt_while_waiting_drops_the_waiting_calls() {
     let events = env.events(&id);
     assert_log_invariants(&events);
     assert_eq!(result_of(&events, &waiting[0]).0, ToolStatus::Interrupted);
-    assert_eq!(info(&env, &id).await.stop_reason, Some(StopReason::Interrupted));
+    assert_eq!(
+        info(&env, &id).await.stop_reason,
+        Some(StopReason::Interrupted)
+    );
     env.ok(&["send", &id, "never mind", "--wait"]);
     wait_end_turn(&env, &id).await;
 }

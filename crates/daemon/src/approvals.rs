@@ -86,9 +86,11 @@ async fn answer(
 fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), ErrorBody> {
     let conflict = |msg: String| Err(ErrorBody::new(ErrorCode::Conflict, msg));
     let Some(call) = st.pending_tools.iter().find(|p| p.tool_use_id == id) else {
-        let answered = st.messages.iter().flat_map(|m| &m.content).any(
-            |p| matches!(p, Part::ToolResult { tool_use_id, .. } if tool_use_id == id),
-        );
+        let answered = st
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .any(|p| matches!(p, Part::ToolResult { tool_use_id, .. } if tool_use_id == id));
         if answered {
             return conflict(format!(
                 "tool call {id} already has its result; there is nothing left to answer"
@@ -117,7 +119,9 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
         (_, Kind::CustomResult) => conflict(format!(
             "{id} calls the built-in tool `{name}`, not a custom tool; {}",
             if call.gate == Gate::Ask {
-                format!("it waits for approval: `tether approve {session} {id}` (or --deny MESSAGE)")
+                format!(
+                    "it waits for approval: `tether approve {session} {id}` (or --deny MESSAGE)"
+                )
             } else {
                 "tetherd runs it and records its result itself".to_string()
             }

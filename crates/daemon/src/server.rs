@@ -589,8 +589,8 @@ impl Connection {
             Call::ToolConfirm(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let ev = crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message)
-                    .await?;
+                let ev =
+                    crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }
             Call::CustomToolResult(p) => {

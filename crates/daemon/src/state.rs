@@ -166,7 +166,8 @@ impl SessionState {
     /// waits for an answer.
     pub fn has_work(&self) -> bool {
         self.needs_model_call()
-            || (!self.pending_tools.is_empty() && self.pending_tools.iter().all(|p| !p.awaits_answer()))
+            || (!self.pending_tools.is_empty()
+                && self.pending_tools.iter().all(|p| !p.awaits_answer()))
     }
 
     /// User input that arrived during the open model request and still needs an answer.
@@ -736,8 +737,12 @@ mod tests {
         assert!(st.needs_model_call(), "the turn goes on with the results");
         let last = st.messages.last().unwrap();
         assert_eq!(last.role, Role::User);
-        assert!(matches!(&last.content[0], Part::ToolResult { tool_use_id, content, .. } if *tool_use_id == custom && content == "42"));
-        assert!(matches!(&last.content[1], Part::ToolResult { tool_use_id, .. } if *tool_use_id == ask));
+        assert!(
+            matches!(&last.content[0], Part::ToolResult { tool_use_id, content, .. } if *tool_use_id == custom && content == "42")
+        );
+        assert!(
+            matches!(&last.content[1], Part::ToolResult { tool_use_id, .. } if *tool_use_id == ask)
+        );
         assert_eq!(last.content[2], Part::Text("also this".into()));
     }
 

@@ -306,7 +306,9 @@ mod tests {
             "configs": [{"name": "write", "permission_policy": {"type": "always_ask"}}]}]));
         assert_eq!(a.builtin_permission("write"), PermissionPolicy::AlwaysAsk);
         assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAllow);
-        let a = agent(json!([{"type": "custom", "name": "lookup", "input_schema": {"type": "object"}}]));
+        let a = agent(
+            json!([{"type": "custom", "name": "lookup", "input_schema": {"type": "object"}}]),
+        );
         assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAllow);
         assert_eq!(a.custom_tools()[0].0, "lookup");
     }
