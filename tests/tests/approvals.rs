@@ -411,3 +411,39 @@ async fn an_interrupt_while_waiting_drops_the_waiting_calls() {
     env.ok(&["send", &id, "never mind", "--wait"]);
     wait_end_turn(&env, &id).await;
 }
+
+/// The daemon dies after the asked call is committed but before the session went idle: the
+/// restart resumes the turn, which must wait for approval again (the call did not start, so
+/// it is neither run nor marked interrupted).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_going_idle_resumes_into_waiting_not_into_running() {
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("bash", json!({"command": "echo ran >> marker.txt"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let daemon = env.spawn_daemon(Some("after_agent_message")).await;
+    create_agent(&env, ASKER);
+    let id = start(&env, "asker", "run it");
+    env.wait_killed(daemon).await;
+
+    env.ok(&["ls"]);
+    let waiting = wait_requires_action(&env, &id).await;
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SessionStatusRescheduled {}))
+    );
+    assert!(
+        !events.iter().any(|e| matches!(
+            e.body,
+            EventBody::SpanToolCallStart { .. } | EventBody::AgentToolResult { .. }
+        )),
+        "nothing ran or was settled: {events:#?}"
+    );
+    env.ok(&["approve", &id]);
+    let events = wait_end_turn(&env, &id).await;
+    assert_eq!(result_of(&events, &waiting[0]).0, ToolStatus::Ok);
+}

@@ -98,16 +98,18 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
         }
         let waiting = st.awaiting_ids();
         let hint = if waiting.is_empty() {
-            format!("nothing in session {session} is waiting for an answer")
+            "nothing in it waits for an answer".to_string()
         } else {
             format!(
-                "session {session} waits on: {} (`tether approve {session}` lists them)",
+                "it waits on: {} (`tether approve {session}` lists them)",
                 waiting.join(", ")
             )
         };
         return Err(ErrorBody::new(
             ErrorCode::NotFound,
-            format!("no tool call {id} in session {session}; {hint}"),
+            format!(
+                "no tool call {id} is waiting for approval or a result in session {session}; {hint}"
+            ),
         ));
     };
     let name = &call.name;

@@ -110,16 +110,10 @@ pub async fn run(args: RunArgs) -> CmdResult {
     let params = create_params(Some(args.prompt), args.name, args.opts)?;
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
     let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
-    if let Some(StopReason::RequiresAction { .. }) = &reason
-        && !args.json
-    {
-        eprintln!(
-            "session {} waits for your answer: `tether approve {}` (or `--deny MESSAGE`); custom tools: `tether tool-result {} EVENT --json '...'`",
-            info.id, info.id, info.id
-        );
-    } else if let Some(r) = &reason
+    if !args.json
+        && !waits_for_answer(&info.id, reason.as_ref())
+        && let Some(r) = &reason
         && !r.is_success()
-        && !args.json
     {
         eprintln!(
             "session {} ended its turn with {}",
@@ -128,6 +122,17 @@ pub async fn run(args: RunArgs) -> CmdResult {
         );
     }
     Ok(outcome_code(reason.as_ref()))
+}
+
+/// Says how to answer when the turn stopped for `requires_action`; whether it did.
+fn waits_for_answer(session: &str, reason: Option<&StopReason>) -> bool {
+    let waiting = matches!(reason, Some(StopReason::RequiresAction { .. }));
+    if waiting {
+        eprintln!(
+            "session {session} waits for your answer: `tether approve {session}` (or `--deny MESSAGE`); custom tools: `tether tool-result {session} EVENT --json '...'`"
+        );
+    }
+    waiting
 }
 
 fn label(info: &SessionInfo) -> String {
@@ -168,6 +173,9 @@ pub async fn send(
         Some(ev.seq),
     )
     .await?;
+    if !json {
+        waits_for_answer(&ev.session_id, reason.as_ref());
+    }
     Ok(outcome_code(reason.as_ref()))
 }
 
