@@ -584,6 +584,29 @@ mod tests {
             "{}",
             e.message
         );
+        // A custom tool can't shadow a built-in one or another custom tool.
+        let custom = |name: &str| json!({"type": "custom", "name": name, "input_schema": {"type": "object"}});
+        let e = create(&s, spec(json!({"name": "x", "tools": [custom("bash")]})))
+            .await
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tools[0].name: `bash` is the name of a built-in tool"),
+            "{}",
+            e.message
+        );
+        let e = create(
+            &s,
+            spec(json!({"name": "x", "tools": [custom("lookup"), custom("lookup")]})),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tools[1].name: a custom tool named `lookup` is declared twice"),
+            "{}",
+            e.message
+        );
         let e = get(
             &s,
             &AgentParams {
