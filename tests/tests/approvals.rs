@@ -447,3 +447,40 @@ async fn a_crash_before_going_idle_resumes_into_waiting_not_into_running() {
     let events = wait_end_turn(&env, &id).await;
     assert_eq!(result_of(&events, &waiting[0]).0, ToolStatus::Ok);
 }
+
+/// Several calls waiting: `approve` without EVENT lists them instead of guessing, and the turn
+/// goes on only once every one is answered (in the model's order).
+#[tokio::test(flavor = "multi_thread")]
+async fn several_waiting_calls_are_listed_and_all_need_answers() {
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tools(vec![
+            ("bash", json!({"command": "echo one >> order.txt"})),
+            ("bash", json!({"command": "echo two >> order.txt"})),
+        ]),
+        Reply::text("done"),
+    ]))
+    .await;
+    create_agent(&env, ASKER);
+    let id = start(&env, "asker", "two steps");
+    let waiting = wait_requires_action(&env, &id).await;
+    assert_eq!(waiting.len(), 2);
+    let out = env.run(&["approve", &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&waiting[0]) && err.contains(&waiting[1]) && err.contains("EVENT"),
+        "{err}"
+    );
+
+    // The second answered first: still waiting for the other, nothing ran yet.
+    env.ok(&["approve", &id, &waiting[1]]);
+    assert_eq!(info(&env, &id).await.status, SessionStatus::Idle);
+    assert_eq!(env.mock.requests().len(), 1);
+    env.ok(&["approve", &id]);
+    wait_end_turn(&env, &id).await;
+    let workspace = info(&env, &id).await.workspace;
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&workspace).join("order.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+}

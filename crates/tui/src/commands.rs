@@ -550,7 +550,8 @@ struct Waiting {
     custom: bool,
 }
 
-/// The calls `info` waits on (`requires_action`), looked up in its log, newest events first.
+/// The calls `info` waits on (`requires_action`) that have no answer yet, looked up in its
+/// log, newest events first.
 async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting>, ClientError> {
     let ids = match &info.stop_reason {
         Some(StopReason::RequiresAction { event_ids }) if info.status == SessionStatus::Idle => {
@@ -559,8 +560,11 @@ async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting
         _ => return Ok(Vec::new()),
     };
     let mut found: Vec<Waiting> = Vec::new();
+    // The idle event names every call; some may have been answered since (newer events, so
+    // seen first going backwards).
+    let mut answered: Vec<String> = Vec::new();
     let mut before = None;
-    while found.len() < ids.len() {
+    while found.len() + answered.len() < ids.len() {
         let page: EventPage = c
             .call_as(Call::SessionEvents(ReadEvents {
                 session: info.id.clone(),
@@ -571,7 +575,15 @@ async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting
             }))
             .await?;
         for e in &page.data {
-            if !ids.contains(&e.id) {
+            match &e.body {
+                EventBody::UserToolConfirmation { tool_use_id: a, .. }
+                | EventBody::UserCustomToolResult {
+                    custom_tool_use_id: a,
+                    ..
+                } if ids.contains(a) && !answered.contains(a) => answered.push(a.clone()),
+                _ => {}
+            }
+            if !ids.contains(&e.id) || answered.contains(&e.id) {
                 continue;
             }
             let (name, input, custom) = match &e.body {

@@ -382,6 +382,22 @@ impl State {
                     };
                 }
             }
+            // Answered (here or by another client): off the modal.
+            EventBody::UserToolConfirmation {
+                tool_use_id: id, ..
+            }
+            | EventBody::UserCustomToolResult {
+                custom_tool_use_id: id,
+                ..
+            } => {
+                if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
+                    ids.retain(|i| i != id);
+                    *selected = (*selected).min(ids.len().saturating_sub(1));
+                    if ids.is_empty() {
+                        self.overlay = Overlay::None;
+                    }
+                }
+            }
             EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
             EventBody::SessionStatusTerminated {} => h.status = Some(SessionStatus::Terminated),
             EventBody::SpanModelRequestStart { model: Some(m) } => h.model = m.clone(),

@@ -546,6 +546,38 @@ fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
 }
 
 #[test]
+fn an_answer_from_another_client_takes_the_call_off_the_modal() {
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    feed(
+        &mut s,
+        &[ev(
+            6,
+            EventBody::UserToolConfirmation {
+                tool_use_id: "sevt_0003".into(),
+                result: tether_proto::ConfirmationResult::Allow,
+                deny_message: None,
+            },
+        )],
+    );
+    assert!(
+        matches!(&s.overlay, Overlay::Approval { ids, .. } if ids == &["sevt_0004".to_string()])
+    );
+    feed(
+        &mut s,
+        &[ev(
+            7,
+            EventBody::UserToolConfirmation {
+                tool_use_id: "sevt_0004".into(),
+                result: tether_proto::ConfirmationResult::Deny,
+                deny_message: None,
+            },
+        )],
+    );
+    assert_eq!(s.overlay, Overlay::None);
+}
+
+#[test]
 fn snapshot_approval_deny_prompt() {
     snap_both("approval_deny", |s| {
         two_asks(s);
