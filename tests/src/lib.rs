@@ -281,34 +281,56 @@ impl Drop for TestEnv {
     }
 }
 
-/// Checks the invariants every log must satisfy: seq 1..n without gaps, every tool_use
-/// answered by exactly one tool_result, every tool that ran had its intent committed first, and
-/// no idle session with unanswered tool calls.
+/// Checks the invariants every log must satisfy: seq 1..n without gaps, every tool call
+/// answered by exactly one result (a call waiting for a client's answer may have none, but only
+/// while the session is idle with `requires_action` naming it), every tool that ran had its
+/// intent committed first, an `always_ask` call ran only after a `user.tool_confirmation`
+/// allowed it, and no idle session with unanswered tool calls unless it requires action.
 pub fn assert_log_invariants(events: &[Event]) {
+    use tether_proto::{ConfirmationResult, EventBody, Permission, StopReason, ToolStatus};
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
     }
+    let folded = tether_daemon::state::SessionState::from_events(events);
+    let awaiting = match (&folded.status(), &folded.stop_reason) {
+        (tether_proto::SessionStatus::Idle, Some(StopReason::RequiresAction { event_ids })) => {
+            event_ids.clone()
+        }
+        _ => Vec::new(),
+    };
     for e in events {
-        if let tether_proto::EventBody::AgentToolUse { .. } = e.body {
+        if matches!(
+            e.body,
+            EventBody::AgentToolUse { .. } | EventBody::AgentCustomToolUse { .. }
+        ) {
             let results = events
                 .iter()
-                .filter(|r| matches!(&r.body, tether_proto::EventBody::AgentToolResult { tool_use_id, .. } if *tool_use_id == e.id))
+                .filter(|r| match &r.body {
+                    EventBody::AgentToolResult { tool_use_id, .. } => *tool_use_id == e.id,
+                    EventBody::UserCustomToolResult {
+                        custom_tool_use_id, ..
+                    } => *custom_tool_use_id == e.id,
+                    _ => false,
+                })
                 .count();
+            if results == 0 && awaiting.contains(&e.id) {
+                continue;
+            }
             assert_eq!(results, 1, "tool_use {} has {results} results", e.id);
         }
     }
     // A tool only runs after its intent is committed: a result that says the tool ran (ok,
     // error, timeout) has a `span.tool_call_start` before it.
     for (i, e) in events.iter().enumerate() {
-        if let tether_proto::EventBody::AgentToolResult {
+        if let EventBody::AgentToolResult {
             tool_use_id,
             status,
             ..
         } = &e.body
-            && *status != tether_proto::ToolStatus::Interrupted
+            && !matches!(status, ToolStatus::Interrupted | ToolStatus::Denied)
         {
             let intent = events[..i].iter().any(|s| {
-                matches!(&s.body, tether_proto::EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == tool_use_id)
+                matches!(&s.body, EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == tool_use_id)
             });
             assert!(
                 intent,
@@ -317,14 +339,33 @@ pub fn assert_log_invariants(events: &[Event]) {
             );
         }
     }
-    let folded = tether_daemon::state::SessionState::from_events(events);
+    // An `always_ask` call starts only after the user allowed it.
+    for (i, e) in events.iter().enumerate() {
+        if let EventBody::SpanToolCallStart { tool_use_id, .. } = &e.body {
+            let asked = events[..i].iter().any(|u| {
+                u.id == *tool_use_id
+                    && matches!(
+                        u.body,
+                        EventBody::AgentToolUse {
+                            evaluated_permission: Some(Permission::Ask),
+                            ..
+                        }
+                    )
+            });
+            let allowed = events[..i].iter().any(|c| {
+                matches!(&c.body, EventBody::UserToolConfirmation { tool_use_id: t, result: ConfirmationResult::Allow, .. } if t == tool_use_id)
+            });
+            assert!(
+                !asked || allowed,
+                "always_ask call {tool_use_id} started at seq {} without being allowed",
+                e.seq
+            );
+        }
+    }
     assert!(
         folded.pending_tools.is_empty()
             || folded.status() != tether_proto::SessionStatus::Idle
-            || matches!(
-                folded.stop_reason,
-                Some(tether_proto::StopReason::RequiresAction { .. })
-            ),
+            || !awaiting.is_empty(),
         "an idle session has unanswered tool calls: {:?}",
         folded.pending_tools
     );

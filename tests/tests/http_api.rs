@@ -780,3 +780,102 @@ async fn a_stalled_sse_reader_never_holds_the_session_back_and_resumes_without_a
     assert_eq!(reply, text);
     stop(&mut child);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_and_custom_tools_are_answered_through_the_events_endpoint() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo approved > marker.txt"})),
+        Reply::text("ran it"),
+        Reply::tool_use("lookup", json!({"q": "oslo"})),
+        Reply::text("looked it up"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    api.post(
+        "/v1/agents",
+        json!({"name": "asker", "tools": [
+            {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}},
+            {"type": "custom", "name": "lookup", "description": "Look something up",
+             "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]}),
+    )
+    .await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "asker", "environment_id": "env_default"}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    let send = |events: Value| {
+        let path = format!("/v1/sessions/{sid}/events");
+        let api = &api;
+        async move {
+            api.call("POST", &path, Some(json!({ "events": events })))
+                .await
+        }
+    };
+    let (st, _) =
+        send(json!([{"type": "user.message", "content": [{"type": "text", "text": "run it"}]}]))
+            .await;
+    assert_eq!(st, 200);
+    env.wait_idle(&sid).await;
+    let got = api.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!(got["stop_reason"]["type"], "requires_action", "{got}");
+    let waiting = got["stop_reason"]["event_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uses = api
+        .get(&format!("/v1/sessions/{sid}/events?types[]=agent.tool_use"))
+        .await;
+    assert_eq!(uses["data"][0]["id"], waiting.as_str());
+    assert_eq!(uses["data"][0]["evaluated_permission"], "ask");
+    // Not run before the answer.
+    let marker = std::path::Path::new(s["workspace"].as_str().unwrap()).join("marker.txt");
+    assert!(!marker.exists());
+    // A wrong id is a 404 naming what waits; the right one continues the turn.
+    let (st, v) = send(
+        json!([{"type": "user.tool_confirmation", "tool_use_id": "sevt_nope", "result": "allow"}]),
+    )
+    .await;
+    assert_eq!((st, error_type(&v)), (404, "not_found_error"));
+    let (st, v) = send(
+        json!([{"type": "user.tool_confirmation", "tool_use_id": waiting, "result": "allow"}]),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"][0]["type"], "user.tool_confirmation");
+    env.wait_idle(&sid).await;
+    assert!(marker.exists(), "the approved call ran");
+    assert_eq!(
+        api.get(&format!("/v1/sessions/{sid}")).await["stop_reason"]["type"],
+        "end_turn"
+    );
+
+    // A custom tool: the client runs it and answers with its result.
+    send(json!([{"type": "user.message", "content": [{"type": "text", "text": "look it up"}]}]))
+        .await;
+    env.wait_idle(&sid).await;
+    let custom = api
+        .get(&format!(
+            "/v1/sessions/{sid}/events?types[]=agent.custom_tool_use"
+        ))
+        .await;
+    let call = custom["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(custom["data"][0]["input"]["q"], "oslo");
+    let (st, v) = send(
+        json!([{"type": "user.custom_tool_result", "custom_tool_use_id": call,
+                                "content": [{"type": "text", "text": "sunny, 4°C"}]}]),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    env.wait_idle(&sid).await;
+    let last = env.mock.requests().last().unwrap().body.to_string();
+    assert!(last.contains("sunny, 4°C"), "{last}");
+    assert_eq!(
+        api.get(&format!("/v1/sessions/{sid}")).await["stop_reason"]["type"],
+        "end_turn"
+    );
+    assert_log_invariants(&env.events(&sid));
+    stop(&mut child);
+}

@@ -115,6 +115,19 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                         "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
                     )));
                 }
+                if TOOLSET_NAMES.contains(&name.as_str()) {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: `{name}` is the name of a built-in tool; give the custom tool another name"
+                    )));
+                }
+                let earlier = spec.tools[..i]
+                    .iter()
+                    .any(|t| matches!(t, AgentTool::Custom { name: n, .. } if n == name));
+                if earlier {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: a custom tool named `{name}` is declared twice; names must be unique"
+                    )));
+                }
             }
         }
     }
@@ -575,6 +588,29 @@ mod tests {
         .unwrap_err();
         assert!(
             e.message.starts_with("tools[0].mcp_server_name"),
+            "{}",
+            e.message
+        );
+        // A custom tool can't shadow a built-in one or another custom tool.
+        let custom = |name: &str| json!({"type": "custom", "name": name, "input_schema": {"type": "object"}});
+        let e = create(&s, spec(json!({"name": "x", "tools": [custom("bash")]})))
+            .await
+            .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tools[0].name: `bash` is the name of a built-in tool"),
+            "{}",
+            e.message
+        );
+        let e = create(
+            &s,
+            spec(json!({"name": "x", "tools": [custom("lookup"), custom("lookup")]})),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tools[1].name: a custom tool named `lookup` is declared twice"),
             "{}",
             e.message
         );

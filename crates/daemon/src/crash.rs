@@ -6,7 +6,9 @@
 //! Points: `after_user_message`, `mid_stream` (once per streamed delta), `after_agent_message`,
 //! `after_tool_intent` (tool call committed, process not started), `during_tool` (the tool is
 //! running), `after_tool_exit` (result not committed), `after_tool_result` (before the next
-//! model call), `before_idle`, `after_interrupt` (interrupt committed, not acted on).
+//! model call), `before_idle`, `after_interrupt` (interrupt committed, not acted on),
+//! `after_requires_action` (idle waiting for a tool confirmation or custom result),
+//! `after_answer` (the last awaited answer committed, the turn not restarted yet).
 
 #[cfg(feature = "crash-points")]
 mod armed {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tether_proto::{
-    ContentBlock, DeltaKind, EventBody, ModelUsage, RetryStatus, RetryStatusKind, SessionErrorInfo,
-    StopReason, ToolStatus,
+    ContentBlock, DeltaKind, EventBody, ModelUsage, Permission, RetryStatus, RetryStatusKind,
+    SessionErrorInfo, StopReason, ToolStatus,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +18,7 @@ use crate::provider::{
     ModelRequest, ModelResponse, Part, Provider, ProviderError, StreamEvent, ToolSpec, Who, pricing,
 };
 use crate::session::Session;
-use crate::state::PendingTool;
+use crate::state::{Gate, PendingTool};
 use crate::store::StoreError;
 use crate::tools::replay::Settle;
 use crate::tools::{self, Toolbox};
@@ -59,7 +59,26 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
         }
         let pending = s.state().pending_tools.clone();
         if !pending.is_empty() {
-            run_tools(s, pending, cancel).await?;
+            if let Tools::Blocked = run_tools(s, pending, cancel).await? {
+                // Decided under the append lock: an answer that arrived meanwhile means
+                // there is no waiting to do after all.
+                let idle = s
+                    .append_checked(|st| {
+                        let event_ids = st.awaiting_ids();
+                        Ok::<_, StoreError>(if event_ids.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![EventBody::SessionStatusIdle {
+                                stop_reason: StopReason::RequiresAction { event_ids },
+                            }]
+                        })
+                    })
+                    .await?;
+                if !idle.is_empty() {
+                    crash::point("after_requires_action");
+                    return Ok(());
+                }
+            }
             continue;
         }
         if !s.state().needs_model_call() {
@@ -167,7 +186,7 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .unwrap_or_else(|| default_system(&row.workspace)),
         ),
         messages: st.request_messages(),
-        tools: tool_specs(row.tools.as_deref()),
+        tools: tool_specs(row.tools.as_deref(), s.policy.custom_tools()),
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
@@ -205,7 +224,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 .content
                 .iter()
                 .any(|p| matches!(p, Part::ToolUse { .. }));
-            let mut bodies = response_events(&resp);
+            let mut bodies = response_events(s, &resp);
             bodies.push(EventBody::SpanModelRequestEnd {
                 model_request_start_id: start.id,
                 is_error: false,
@@ -305,8 +324,10 @@ pub(crate) async fn stream_with_retries(
     }
 }
 
-/// The events a complete model response becomes, in the model's block order.
-fn response_events(resp: &ModelResponse) -> Vec<EventBody> {
+/// The events a complete model response becomes, in the model's block order. Each tool call
+/// carries its evaluated permission; a call to a custom tool is an `agent.custom_tool_use`.
+fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
+    let offered = s.row().tools;
     let mut bodies = Vec::new();
     let mut text = String::new();
     for part in &resp.content {
@@ -326,10 +347,20 @@ fn response_events(resp: &ModelResponse) -> Vec<EventBody> {
         .content
         .iter()
         .filter_map(|p| match p {
+            Part::ToolUse { name, input, .. } if s.policy.is_custom(name) => {
+                Some(EventBody::AgentCustomToolUse {
+                    name: name.clone(),
+                    input: input.clone(),
+                })
+            }
             Part::ToolUse { name, input, .. } => Some(EventBody::AgentToolUse {
                 name: name.clone(),
                 input: input.clone(),
-                evaluated_permission: Some(tether_proto::Permission::Allow),
+                // A tool the agent did not enable is refused whatever its policy says.
+                evaluated_permission: Some(match &offered {
+                    Some(o) if !o.contains(name) => Permission::Deny,
+                    _ => s.policy.permission(name),
+                }),
             }),
             _ => None,
         })
@@ -345,31 +376,51 @@ fn response_events(resp: &ModelResponse) -> Vec<EventBody> {
     bodies
 }
 
+enum Tools {
+    /// Every call has its result.
+    Done,
+    /// A call waits for a client's answer (`always_ask`, or a custom tool); the calls after it
+    /// wait too, so they still run in the order the model made them.
+    Blocked,
+}
+
 async fn run_tools(
     s: &Arc<Session>,
     pending: Vec<PendingTool>,
     cancel: &CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<Tools, StoreError> {
     for call in pending {
         if cancel.is_cancelled() {
-            return Ok(());
+            return Ok(Tools::Done);
         }
         // A tool the pinned agent disabled was never offered; refuse it without running it.
         if let Some(offered) = s.row().tools
             && !offered.contains(&call.name)
+            && !s.policy.is_custom(&call.name)
         {
             let msg = format!(
                 "the tool `{}` is not enabled for this session's agent; use one of: {}",
                 call.name,
                 offered.join(", ")
             );
-            s.append_one_retrying(tool_result(
-                call.tool_use_id,
-                tools::ToolOutcome::error(msg),
-                0,
-            ))
-            .await?;
+            s.append_one_retrying(denied_result(call.tool_use_id, msg))
+                .await?;
             continue;
+        }
+        match &call.gate {
+            Gate::Ask | Gate::Custom => return Ok(Tools::Blocked),
+            Gate::Denied { message } => {
+                let text = match message.as_deref().map(str::trim) {
+                    Some(m) if !m.is_empty() => {
+                        format!("The user denied this `{}` call: {m}", call.name)
+                    }
+                    _ => format!("The user denied this `{}` call.", call.name),
+                };
+                s.append_one_retrying(denied_result(call.tool_use_id, text))
+                    .await?;
+                continue;
+            }
+            Gate::Allowed | Gate::Confirmed => {}
         }
         let spool_path = spool::path(&s.runtime.paths.data_dir, &s.id, &call.tool_use_id);
         match &call.started {
@@ -431,7 +482,19 @@ async fn run_tools(
         spool::remove(&spool_path);
         crash::point("after_tool_result");
     }
-    Ok(())
+    Ok(Tools::Done)
+}
+
+/// The result of a call that was not run: refused by policy or denied by the user.
+fn denied_result(tool_use_id: String, text: String) -> EventBody {
+    EventBody::AgentToolResult {
+        tool_use_id,
+        content: vec![ContentBlock::text(text)],
+        is_error: true,
+        status: ToolStatus::Denied,
+        exit_code: None,
+        duration_ms: 0,
+    }
 }
 
 fn tool_result(tool_use_id: String, outcome: tools::ToolOutcome, duration_ms: u64) -> EventBody {
@@ -483,8 +546,9 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
     }
 }
 
-/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None).
-fn tool_specs(offered: Option<&[String]>) -> Vec<ToolSpec> {
+/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None),
+/// then its custom tools.
+fn tool_specs(offered: Option<&[String]>, custom: &[ToolSpec]) -> Vec<ToolSpec> {
     Toolbox::definitions()
         .into_iter()
         .filter(|d| offered.is_none_or(|o| o.iter().any(|n| n == d.name)))
@@ -493,6 +557,7 @@ fn tool_specs(offered: Option<&[String]>) -> Vec<ToolSpec> {
             description: d.description.to_string(),
             input_schema: d.input_schema,
         })
+        .chain(custom.iter().cloned())
         .collect()
 }
 

@@ -5,6 +5,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod agents;
+pub mod approvals;
 pub mod compaction;
 pub mod config;
 pub mod crash;
@@ -13,6 +14,7 @@ pub mod harness;
 pub mod http;
 pub mod ids;
 pub mod ops;
+pub mod permissions;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;

@@ -42,9 +42,15 @@ pub async fn send_message(
 }
 
 /// Commits a `user.interrupt` and stops the running turn; says whether one was running.
+/// A session waiting on approvals or custom results drops those calls instead, so the next
+/// message starts fresh.
 pub async fn interrupt(session: &Arc<Session>) -> Result<(Event, bool), ErrorBody> {
     check_writable(session)?;
     let ev = session.append_one(EventBody::UserInterrupt {}).await?;
     crate::crash::point("after_interrupt");
-    Ok((ev, session.cancel_turn()))
+    let was_running = session.cancel_turn();
+    if !was_running {
+        crate::approvals::drop_waiting(session).await?;
+    }
+    Ok((ev, was_running))
 }

@@ -106,7 +106,23 @@ impl Runtime {
             .await?
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
         let events = self.store.read_events(id, 0, None, u32::MAX, false).await?;
-        let session = Session::new(self.clone(), row, &events);
+        // The pinned version's permission policies must hold after a restart too: a session
+        // whose agent can't be read is not loaded rather than run with every tool allowed.
+        let agent = match &row.agent {
+            Some((agent_id, version)) => Some(
+                crate::agents::get(
+                    &self.store,
+                    &tether_proto::method::AgentParams {
+                        agent: agent_id.clone(),
+                        version: Some(*version),
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let policy = crate::permissions::ToolPolicy::of(agent.as_ref());
+        let session = Session::new(self.clone(), row, policy, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -202,7 +218,8 @@ impl Runtime {
             }
             return Err(e.into());
         }
-        let session = Session::new(self.clone(), row, &[]);
+        let policy = crate::permissions::ToolPolicy::of(Some(&agent));
+        let session = Session::new(self.clone(), row, policy, &[]);
         self.registry().insert(id, session.clone());
         if !p.initial_message.is_empty() {
             session.user_message(p.initial_message).await?;

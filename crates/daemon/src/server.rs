@@ -564,41 +564,21 @@ impl Connection {
             Call::ToolConfirm(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                // Every built-in tool runs under always_allow until permission policies land,
-                // so no call can be waiting; say precisely why the answer has nowhere to go.
-                let pending = s
-                    .state()
-                    .pending_tools
-                    .iter()
-                    .any(|t| t.tool_use_id == p.tool_use_id);
-                return Err(if pending {
-                    ErrorBody::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "tool call {} was allowed by its permission policy (always_allow) and is not waiting for approval",
-                            p.tool_use_id
-                        ),
-                    )
-                } else {
-                    ErrorBody::new(
-                        ErrorCode::NotFound,
-                        format!(
-                            "no tool call {} is waiting for approval in session {}",
-                            p.tool_use_id, s.id
-                        ),
-                    )
-                });
+                let ev =
+                    crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message).await?;
+                to_value(json!({ "event": ev, "session": s.info() }))
             }
             Call::CustomToolResult(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                return Err(ErrorBody::new(
-                    ErrorCode::NotFound,
-                    format!(
-                        "no custom tool call {} is waiting for a result in session {} (this session's agent declares no custom tools)",
-                        p.custom_tool_use_id, s.id
-                    ),
-                ));
+                let ev = crate::approvals::custom_result(
+                    &s,
+                    &p.custom_tool_use_id,
+                    p.content,
+                    p.is_error,
+                )
+                .await?;
+                to_value(json!({ "event": ev, "session": s.info() }))
             }
         };
         Ok(Some(v))

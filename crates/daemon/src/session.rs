@@ -11,6 +11,7 @@ use tether_proto::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::permissions::ToolPolicy;
 use crate::runtime::Runtime;
 use crate::state::SessionState;
 use crate::store::{SessionRow, StoreError};
@@ -66,6 +67,8 @@ pub struct Session {
     pub row: Mutex<SessionRow>,
     pub runtime: Arc<Runtime>,
     pub toolbox: Toolbox,
+    /// Permission policies and custom tools of the pinned agent version (immutable).
+    pub policy: ToolPolicy,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -82,11 +85,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Session {
-    pub fn new(runtime: Arc<Runtime>, row: SessionRow, events: &[Event]) -> Arc<Session> {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        row: SessionRow,
+        policy: ToolPolicy,
+        events: &[Event],
+    ) -> Arc<Session> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Session {
             id: row.id.clone(),
             toolbox: Toolbox::new(row.workspace.clone().into()),
+            policy,
             row: Mutex::new(row),
             runtime,
             state: Mutex::new(SessionState::from_events(events)),
@@ -139,6 +148,21 @@ impl Session {
             let _ = self.tx.send(Push::Event(Wire::new(e.clone())));
         }
         Ok(events)
+    }
+
+    /// Appends what `decide` returns for the state as it is under the append lock, so no other
+    /// append can change that state between the check and the commit (two clients answering
+    /// the same tool call: one wins, the other gets `decide`'s error).
+    pub async fn append_checked<E: From<StoreError>>(
+        &self,
+        decide: impl FnOnce(&SessionState) -> Result<Vec<EventBody>, E>,
+    ) -> Result<Vec<Event>, E> {
+        let _guard = self.append_lock.lock().await;
+        let bodies = decide(&self.state())?;
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.append_locked(bodies).await?)
     }
 
     /// Like [`Session::append`], but a log that can't be written (disk full, read-only file)
@@ -292,10 +316,11 @@ impl Session {
     }
 
     /// Called by the turn task when it is about to exit: it exits only if nothing new needs an
-    /// answer, atomically with respect to [`Session::ensure_turn`].
+    /// answer (a message, or tool calls a client just answered), atomically with respect to
+    /// [`Session::ensure_turn`].
     pub fn finish_turn(&self, cancel: &CancellationToken) -> bool {
         let mut turn = lock(&self.turn);
-        if !cancel.is_cancelled() && self.state().needs_model_call() {
+        if !cancel.is_cancelled() && self.state().has_work() {
             return false;
         }
         *turn = None;

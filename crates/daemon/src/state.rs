@@ -2,7 +2,8 @@
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
 use tether_proto::{
-    Event, EventBody, ProcessRecord, SessionStatus, SessionUsage, StopReason, blocks_text,
+    ConfirmationResult, Event, EventBody, Permission, ProcessRecord, SessionStatus, SessionUsage,
+    StopReason, blocks_text,
 };
 
 use crate::provider::{Message, Part, Role};
@@ -18,6 +19,30 @@ pub struct PendingTool {
     /// Set once `span.tool_call_start` is committed: the call may have run (partly), so after
     /// a restart it is settled by kind instead of simply run.
     pub started: Option<Intent>,
+    /// Whether the call may run, or whose answer it waits for.
+    pub gate: Gate,
+}
+
+/// What stands between a tool call and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    /// Its permission policy allows it (`evaluated_permission: allow`).
+    Allowed,
+    /// `always_ask`: waits for a `user.tool_confirmation`.
+    Ask,
+    /// The user allowed it.
+    Confirmed,
+    /// The user denied it; the model gets this message as an error result.
+    Denied { message: Option<String> },
+    /// A custom tool: waits for the client's `user.custom_tool_result`.
+    Custom,
+}
+
+impl PendingTool {
+    /// Whether the call waits for an answer from a client (`requires_action`).
+    pub fn awaits_answer(&self) -> bool {
+        matches!(self.gate, Gate::Ask | Gate::Custom)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -128,6 +153,23 @@ impl SessionState {
             && matches!(self.messages.last(), Some(m) if m.role == Role::User)
     }
 
+    /// Ids of the tool calls waiting for a client's answer, in call order.
+    pub fn awaiting_ids(&self) -> Vec<String> {
+        self.pending_tools
+            .iter()
+            .filter(|p| p.awaits_answer())
+            .map(|p| p.tool_use_id.clone())
+            .collect()
+    }
+
+    /// Whether a turn has something to do now: a model call, or tool calls none of which
+    /// waits for an answer.
+    pub fn has_work(&self) -> bool {
+        self.needs_model_call()
+            || (!self.pending_tools.is_empty()
+                && self.pending_tools.iter().all(|p| !p.awaits_answer()))
+    }
+
     /// User input that arrived during the open model request and still needs an answer.
     pub fn has_queued_user(&self) -> bool {
         !self.queued_user.is_empty()
@@ -185,6 +227,40 @@ impl SessionState {
         }
     }
 
+    fn tool_call(&mut self, id: &str, name: &str, input: &serde_json::Value, gate: Gate) {
+        self.push_part(
+            Role::Assistant,
+            Part::ToolUse {
+                id: id.to_string(),
+                name: name.to_string(),
+                input: input.clone(),
+            },
+        );
+        self.pending_tools.push(PendingTool {
+            tool_use_id: id.to_string(),
+            name: name.to_string(),
+            input: input.clone(),
+            started: None,
+            gate,
+        });
+    }
+
+    fn tool_result(&mut self, tool_use_id: &str, content: String, is_error: bool) {
+        self.pending_tools.retain(|p| p.tool_use_id != tool_use_id);
+        self.push_part(
+            Role::User,
+            Part::ToolResult {
+                tool_use_id: tool_use_id.to_string(),
+                content,
+                is_error,
+            },
+        );
+        if self.pending_tools.is_empty() {
+            // Messages typed while tools ran (or waited for answers) go after the results.
+            self.flush_queued_user();
+        }
+    }
+
     pub fn apply(&mut self, e: &Event) {
         self.last_seq = e.seq;
         if matches!(
@@ -194,6 +270,9 @@ impl SessionState {
                 | EventBody::AgentThinking { .. }
                 | EventBody::AgentToolUse { .. }
                 | EventBody::AgentToolResult { .. }
+                | EventBody::AgentCustomToolUse { .. }
+                | EventBody::UserToolConfirmation { .. }
+                | EventBody::UserCustomToolResult { .. }
                 | EventBody::SessionStatusIdle { .. }
         ) {
             self.resumes_without_progress = 0;
@@ -202,7 +281,9 @@ impl SessionState {
             EventBody::UserMessage { content } => {
                 self.pending_input = true;
                 let text = blocks_text(content);
-                if self.open_request.is_some() {
+                // While a request is open or tool calls wait for results, the text goes after
+                // them: a tool call's result must directly follow it.
+                if self.open_request.is_some() || !self.pending_tools.is_empty() {
                     self.queued_user.push(text);
                 } else {
                     self.push_part(Role::User, Part::Text(text));
@@ -221,40 +302,56 @@ impl SessionState {
             EventBody::AgentMessage { content } => {
                 self.push_part(Role::Assistant, Part::Text(blocks_text(content)));
             }
-            EventBody::AgentToolUse { name, input, .. } => {
-                self.push_part(
-                    Role::Assistant,
-                    Part::ToolUse {
-                        id: e.id.clone(),
-                        name: name.clone(),
-                        input: input.clone(),
-                    },
-                );
-                self.pending_tools.push(PendingTool {
-                    tool_use_id: e.id.clone(),
-                    name: name.clone(),
-                    input: input.clone(),
-                    started: None,
-                });
+            EventBody::AgentToolUse {
+                name,
+                input,
+                evaluated_permission,
+            } => {
+                let gate = match evaluated_permission {
+                    Some(Permission::Ask) => Gate::Ask,
+                    Some(Permission::Deny) => Gate::Denied { message: None },
+                    Some(Permission::Allow) | None => Gate::Allowed,
+                };
+                self.tool_call(&e.id, name, input, gate);
+            }
+            EventBody::AgentCustomToolUse { name, input } => {
+                self.tool_call(&e.id, name, input, Gate::Custom);
+            }
+            EventBody::UserToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            } => {
+                if let Some(p) = self
+                    .pending_tools
+                    .iter_mut()
+                    .find(|p| &p.tool_use_id == tool_use_id && p.gate == Gate::Ask)
+                {
+                    p.gate = match result {
+                        ConfirmationResult::Allow => Gate::Confirmed,
+                        ConfirmationResult::Deny => Gate::Denied {
+                            message: deny_message.clone(),
+                        },
+                    };
+                }
             }
             EventBody::AgentToolResult {
                 tool_use_id,
                 content,
                 is_error,
                 ..
+            } => self.tool_result(tool_use_id, blocks_text(content), *is_error),
+            EventBody::UserCustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
             } => {
-                self.pending_tools.retain(|p| &p.tool_use_id != tool_use_id);
-                self.push_part(
-                    Role::User,
-                    Part::ToolResult {
-                        tool_use_id: tool_use_id.clone(),
-                        content: blocks_text(content),
-                        is_error: *is_error,
-                    },
-                );
-                if self.pending_tools.is_empty() {
-                    // Messages typed while tools ran go after the results.
-                    self.flush_queued_user();
+                if self
+                    .pending_tools
+                    .iter()
+                    .any(|p| &p.tool_use_id == custom_tool_use_id && p.gate == Gate::Custom)
+                {
+                    self.tool_result(custom_tool_use_id, blocks_text(content), *is_error);
                 }
             }
             EventBody::SpanModelRequestStart { .. } => {
@@ -285,9 +382,13 @@ impl SessionState {
                 self.stop_reason = Some(stop_reason.clone());
                 self.open_request = None;
                 self.interrupt_requested = false;
-                // Input queued behind the last response still needs an answer.
-                self.pending_input = !self.queued_user.is_empty();
-                self.flush_queued_user();
+                // Idle with calls still pending is `requires_action`: the turn is not over,
+                // its input still needs an answer once they have results.
+                if self.pending_tools.is_empty() {
+                    // Input queued behind the last response still needs an answer.
+                    self.pending_input = !self.queued_user.is_empty();
+                    self.flush_queued_user();
+                }
             }
             EventBody::SessionStatusRescheduled {} => {
                 self.status = Some(SessionStatus::Rescheduling);
@@ -351,11 +452,8 @@ impl SessionState {
                     messages,
                 });
             }
-            EventBody::UserToolConfirmation { .. }
-            | EventBody::UserCustomToolResult { .. }
-            | EventBody::AgentMcpToolUse { .. }
+            EventBody::AgentMcpToolUse { .. }
             | EventBody::AgentMcpToolResult { .. }
-            | EventBody::AgentCustomToolUse { .. }
             | EventBody::SessionError { .. } => {}
         }
     }
@@ -579,6 +677,97 @@ mod tests {
         });
         log.push(EventBody::user_text("fourth"));
         assert_eq!(log.state().compaction_cut(2), Some((5, 5)));
+    }
+
+    #[test]
+    fn calls_waiting_for_answers_survive_idle_and_resume_on_the_answer() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("go"));
+        log.push(EventBody::SessionStatusRunning {});
+        let s1 = log.push(EventBody::SpanModelRequestStart { model: None });
+        let ask = log.push(EventBody::AgentToolUse {
+            name: "bash".into(),
+            input: json!({"command": "rm -rf x"}),
+            evaluated_permission: Some(Permission::Ask),
+        });
+        let custom = log.push(EventBody::AgentCustomToolUse {
+            name: "lookup".into(),
+            input: json!({"q": 1}),
+        });
+        log.push(end(&s1));
+        let st = log.state();
+        assert_eq!(st.awaiting_ids(), vec![ask.clone(), custom.clone()]);
+        assert!(!st.has_work(), "nothing runs before the answers");
+        log.push(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::RequiresAction {
+                event_ids: vec![ask.clone(), custom.clone()],
+            },
+        });
+        // A message typed while waiting goes after the results, not between call and result.
+        log.push(EventBody::user_text("also this"));
+        log.push(EventBody::UserToolConfirmation {
+            tool_use_id: ask.clone(),
+            result: ConfirmationResult::Deny,
+            deny_message: Some("not that".into()),
+        });
+        let st = log.state();
+        assert_eq!(st.awaiting_ids(), vec![custom.clone()]);
+        assert_eq!(
+            st.pending_tools[0].gate,
+            Gate::Denied {
+                message: Some("not that".into())
+            }
+        );
+        log.push(EventBody::UserCustomToolResult {
+            custom_tool_use_id: custom.clone(),
+            content: vec![ContentBlock::text("42")],
+            is_error: false,
+        });
+        let st = log.state();
+        assert!(st.awaiting_ids().is_empty());
+        assert!(st.has_work(), "the denied call still needs its result");
+        log.push(EventBody::AgentToolResult {
+            tool_use_id: ask.clone(),
+            content: vec![ContentBlock::text("denied")],
+            is_error: true,
+            status: ToolStatus::Denied,
+            exit_code: None,
+            duration_ms: 0,
+        });
+        let st = log.state();
+        assert!(st.needs_model_call(), "the turn goes on with the results");
+        let last = st.messages.last().unwrap();
+        assert_eq!(last.role, Role::User);
+        assert!(
+            matches!(&last.content[0], Part::ToolResult { tool_use_id, content, .. } if *tool_use_id == custom && content == "42")
+        );
+        assert!(
+            matches!(&last.content[1], Part::ToolResult { tool_use_id, .. } if *tool_use_id == ask)
+        );
+        assert_eq!(last.content[2], Part::Text("also this".into()));
+    }
+
+    #[test]
+    fn an_answer_to_the_wrong_kind_of_call_changes_nothing() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("go"));
+        let allowed = log.push(EventBody::AgentToolUse {
+            name: "read".into(),
+            input: json!({}),
+            evaluated_permission: Some(Permission::Allow),
+        });
+        let before = log.state().pending_tools.clone();
+        log.push(EventBody::UserToolConfirmation {
+            tool_use_id: allowed.clone(),
+            result: ConfirmationResult::Deny,
+            deny_message: None,
+        });
+        log.push(EventBody::UserCustomToolResult {
+            custom_tool_use_id: allowed,
+            content: vec![],
+            is_error: false,
+        });
+        assert_eq!(log.state().pending_tools, before);
     }
 
     #[test]

@@ -211,6 +211,44 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// The permission policy of built-in tool `name`: its `configs` entry, else the toolset's
+    /// `default_config`, else `always_allow` (the hosted default for the agent toolset).
+    pub fn builtin_permission(&self, name: &str) -> PermissionPolicy {
+        for tool in &self.spec.tools {
+            if let AgentTool::Toolset {
+                default_config,
+                configs,
+            } = tool
+            {
+                return configs
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.permission_policy)
+                    .or(default_config.as_ref().and_then(|d| d.permission_policy))
+                    .unwrap_or(PermissionPolicy::AlwaysAllow);
+            }
+        }
+        PermissionPolicy::AlwaysAllow
+    }
+
+    /// The custom tools this version declares: `(name, description, input_schema)`.
+    pub fn custom_tools(&self) -> Vec<(&str, &str, &Value)> {
+        self.spec
+            .tools
+            .iter()
+            .filter_map(|t| match t {
+                AgentTool::Custom {
+                    name,
+                    description,
+                    input_schema,
+                } => Some((name.as_str(), description.as_str(), input_schema)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// An agent reference: an id, or a name; `NAME@VERSION` pins a version where one is taken.
 pub type AgentRef = String;
 
@@ -255,6 +293,24 @@ mod tests {
             "configs": [{"name": "read", "enabled": true}]}]));
         assert_eq!(a.enabled_builtin_tools(&all), vec!["read"]);
         assert!(agent(json!([])).enabled_builtin_tools(&all).is_empty());
+    }
+
+    #[test]
+    fn permission_policy_per_tool_then_default_then_allow() {
+        let a = agent(json!([{"type": "agent_toolset_20260401",
+            "default_config": {"permission_policy": {"type": "always_ask"}},
+            "configs": [{"name": "read", "permission_policy": {"type": "always_allow"}}]}]));
+        assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAsk);
+        assert_eq!(a.builtin_permission("read"), PermissionPolicy::AlwaysAllow);
+        let a = agent(json!([{"type": "agent_toolset_20260401",
+            "configs": [{"name": "write", "permission_policy": {"type": "always_ask"}}]}]));
+        assert_eq!(a.builtin_permission("write"), PermissionPolicy::AlwaysAsk);
+        assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAllow);
+        let a = agent(
+            json!([{"type": "custom", "name": "lookup", "input_schema": {"type": "object"}}]),
+        );
+        assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAllow);
+        assert_eq!(a.custom_tools()[0].0, "lookup");
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub enum ToolStatus {
     Error,
     Timeout,
     Interrupted,
+    /// Not run: the user denied it (`user.tool_confirmation` with `result: deny`).
+    Denied,
 }
 
 /// Why a session went idle.

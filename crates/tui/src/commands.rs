@@ -111,9 +111,10 @@ pub async fn run(args: RunArgs) -> CmdResult {
     let params = create_params(Some(args.prompt), args.name, args.opts)?;
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
     let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
-    if let Some(r) = &reason
+    if !args.json
+        && !waits_for_answer(&info.id, reason.as_ref())
+        && let Some(r) = &reason
         && !r.is_success()
-        && !args.json
     {
         eprintln!(
             "session {} ended its turn with {}",
@@ -122,6 +123,17 @@ pub async fn run(args: RunArgs) -> CmdResult {
         );
     }
     Ok(outcome_code(reason.as_ref()))
+}
+
+/// Says how to answer when the turn stopped for `requires_action`; whether it did.
+fn waits_for_answer(session: &str, reason: Option<&StopReason>) -> bool {
+    let waiting = matches!(reason, Some(StopReason::RequiresAction { .. }));
+    if waiting {
+        eprintln!(
+            "session {session} waits for your answer: `tether approve {session}` (or `--deny MESSAGE`); custom tools: `tether tool-result {session} EVENT --json '...'`"
+        );
+    }
+    waiting
 }
 
 fn label(info: &SessionInfo) -> String {
@@ -162,6 +174,9 @@ pub async fn send(
         Some(ev.seq),
     )
     .await?;
+    if !json {
+        waits_for_answer(&ev.session_id, reason.as_ref());
+    }
     Ok(outcome_code(reason.as_ref()))
 }
 
@@ -404,6 +419,9 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
+            (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => {
+                "waiting for approval".to_string()
+            }
             (SessionStatus::Idle, Some(r)) if !r.is_success() => {
                 format!("idle ({})", stop_reason_text(r))
             }
@@ -524,6 +542,104 @@ pub async fn fork(session: String, name: Option<String>, json: bool) -> CmdResul
     Ok(ExitCode::SUCCESS)
 }
 
+/// A call the session waits on, as the CLI shows it.
+struct Waiting {
+    id: String,
+    name: String,
+    input: Value,
+    /// A custom tool (wants a result) rather than an `always_ask` call (wants approval).
+    custom: bool,
+}
+
+/// The calls `info` waits on (`requires_action`) that have no answer yet, looked up in its
+/// log, newest events first.
+async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting>, ClientError> {
+    let ids = match &info.stop_reason {
+        Some(StopReason::RequiresAction { event_ids }) if info.status == SessionStatus::Idle => {
+            event_ids.clone()
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let mut found: Vec<Waiting> = Vec::new();
+    // The idle event names every call; some may have been answered since (newer events, so
+    // seen first going backwards).
+    let mut answered: Vec<String> = Vec::new();
+    let mut before = None;
+    while found.len() + answered.len() < ids.len() {
+        let page: EventPage = c
+            .call_as(Call::SessionEvents(ReadEvents {
+                session: info.id.clone(),
+                after_seq: None,
+                before_seq: before,
+                limit: 500,
+                order: Order::Desc,
+            }))
+            .await?;
+        for e in &page.data {
+            match &e.body {
+                EventBody::UserToolConfirmation { tool_use_id: a, .. }
+                | EventBody::UserCustomToolResult {
+                    custom_tool_use_id: a,
+                    ..
+                } if ids.contains(a) && !answered.contains(a) => answered.push(a.clone()),
+                _ => {}
+            }
+            if !ids.contains(&e.id) || answered.contains(&e.id) {
+                continue;
+            }
+            let (name, input, custom) = match &e.body {
+                EventBody::AgentToolUse { name, input, .. } => (name, input, false),
+                EventBody::AgentCustomToolUse { name, input } => (name, input, true),
+                _ => continue,
+            };
+            found.push(Waiting {
+                id: e.id.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                custom,
+            });
+        }
+        match page.next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    found.sort_by_key(|w| ids.iter().position(|i| *i == w.id));
+    Ok(found)
+}
+
+fn usage_error(message: String) -> ClientError {
+    ClientError::Daemon(tether_proto::ErrorBody::new(
+        tether_proto::ErrorCode::InvalidParams,
+        message,
+    ))
+}
+
+/// Asks on the terminal which of several calls to answer; None when stdin is not a terminal.
+fn pick_call(calls: &[&Waiting]) -> Option<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    loop {
+        eprint!("which one? [1-{}] ", calls.len());
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim();
+        if let Ok(n) = line.parse::<usize>()
+            && (1..=calls.len()).contains(&n)
+        {
+            return Some(calls[n - 1].id.clone());
+        }
+        if let Some(w) = calls.iter().find(|w| w.id == line) {
+            return Some(w.id.clone());
+        }
+    }
+}
+
 pub async fn approve(session: String, event: Option<String>, deny: Option<String>) -> CmdResult {
     let mut c = connect().await?;
     let info: SessionInfo = c
@@ -531,58 +647,99 @@ pub async fn approve(session: String, event: Option<String>, deny: Option<String
             session: session.clone(),
         }))
         .await?;
-    let events = match event {
-        Some(e) => vec![e],
-        None => match &info.stop_reason {
-            Some(StopReason::RequiresAction { event_ids }) if !event_ids.is_empty() => {
-                event_ids.clone()
+    let who = label(&info);
+    let tool_use_id = match event {
+        Some(e) => e,
+        None => {
+            let waiting = waiting_calls(&mut c, &info).await?;
+            let asks: Vec<&Waiting> = waiting.iter().filter(|w| !w.custom).collect();
+            match asks.as_slice() {
+                [one] => one.id.clone(),
+                [] if waiting.is_empty() => {
+                    eprintln!("nothing in {who} is waiting for approval");
+                    return Ok(ExitCode::from(1));
+                }
+                [] => {
+                    return Err(usage_error(format!(
+                        "{who} waits only on custom tool calls, which need a result: `tether tool-result {who} {} --json '...'`",
+                        waiting[0].id
+                    )));
+                }
+                several => {
+                    eprintln!("{who} waits for approval of {} calls:", several.len());
+                    for (i, w) in several.iter().enumerate() {
+                        eprintln!(
+                            "  {}. {}  {}: {}",
+                            i + 1,
+                            w.id,
+                            w.name,
+                            crate::render::tool_summary(&w.name, &w.input)
+                        );
+                    }
+                    match pick_call(several) {
+                        Some(id) => id,
+                        None => {
+                            return Err(usage_error(format!(
+                                "several calls wait for approval; name one: `tether approve {who} EVENT` (add --deny MESSAGE to refuse)"
+                            )));
+                        }
+                    }
+                }
             }
-            _ => {
-                eprintln!("nothing in {} is waiting for approval", label(&info));
-                return Ok(ExitCode::from(1));
-            }
-        },
+        }
     };
     let result = if deny.is_some() {
         tether_proto::ConfirmationResult::Deny
     } else {
         tether_proto::ConfirmationResult::Allow
     };
-    for tool_use_id in events {
-        c.call(Call::ToolConfirm(tether_proto::method::ToolConfirm {
+    let v = c
+        .call(Call::ToolConfirm(tether_proto::method::ToolConfirm {
             session: info.id.clone(),
             tool_use_id: tool_use_id.clone(),
             result,
             deny_message: deny.clone(),
         }))
         .await?;
-        eprintln!(
-            "{} {tool_use_id}",
-            if deny.is_some() { "denied" } else { "allowed" }
-        );
-    }
+    eprintln!(
+        "{} {tool_use_id}; {}",
+        if deny.is_some() { "denied" } else { "allowed" },
+        answered_then(&v)
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What happens after an answer, from the reply's session info.
+fn answered_then(reply: &Value) -> String {
+    let info: Option<SessionInfo> = serde_json::from_value(reply["session"].clone()).ok();
+    match info {
+        Some(i) if i.status == SessionStatus::Idle => {
+            "the session still waits for other answers (`tether approve` / `tether tool-result`)"
+                .to_string()
+        }
+        Some(i) => format!("the turn continues (`tether attach {}`)", label(&i)),
+        None => "recorded".to_string(),
+    }
 }
 
 pub async fn tool_result(session: String, event: String, json: String, error: bool) -> CmdResult {
     if let Err(e) = serde_json::from_str::<Value>(&json) {
-        return Err(ClientError::Daemon(tether_proto::ErrorBody::new(
-            tether_proto::ErrorCode::InvalidParams,
-            format!(
-                "--json is not valid JSON ({e}); quote it for the shell, e.g. --json '{{\"ok\":true}}'"
-            ),
+        return Err(usage_error(format!(
+            "--json is not valid JSON ({e}); quote it for the shell, e.g. --json '{{\"ok\":true}}'"
         )));
     }
     let mut c = connect().await?;
-    c.call(Call::CustomToolResult(
-        tether_proto::method::CustomToolResult {
-            session,
-            custom_tool_use_id: event,
-            content: vec![ContentBlock::text(json)],
-            is_error: error,
-        },
-    ))
-    .await?;
+    let v = c
+        .call(Call::CustomToolResult(
+            tether_proto::method::CustomToolResult {
+                session,
+                custom_tool_use_id: event.clone(),
+                content: vec![ContentBlock::text(json)],
+                is_error: error,
+            },
+        ))
+        .await?;
+    eprintln!("sent the result of {event}; {}", answered_then(&v));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -169,8 +169,49 @@ impl Printer {
                 }
                 self.streamed.clear();
             }
-            EventBody::AgentToolUse { name, input, .. } => {
-                err(&format!("⏺ {name}: {}\n", tool_summary(name, input)));
+            EventBody::AgentToolUse {
+                name,
+                input,
+                evaluated_permission,
+            } => {
+                let ask = if *evaluated_permission == Some(tether_proto::Permission::Ask) {
+                    format!(" — needs approval ({})", e.id)
+                } else {
+                    String::new()
+                };
+                err(&format!("⏺ {name}: {}{ask}\n", tool_summary(name, input)));
+            }
+            EventBody::AgentCustomToolUse { name, input } => {
+                err(&format!(
+                    "⏺ {name} (custom tool): {} — needs a result ({})\n",
+                    one_line(&input.to_string(), 120),
+                    e.id
+                ));
+            }
+            EventBody::UserToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            } => {
+                let what = match result {
+                    tether_proto::ConfirmationResult::Allow => "allowed".to_string(),
+                    tether_proto::ConfirmationResult::Deny => match deny_message {
+                        Some(m) => format!("denied: {m}"),
+                        None => "denied".to_string(),
+                    },
+                };
+                err(&format!("› {tool_use_id} {what}\n"));
+            }
+            EventBody::UserCustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+            } => {
+                let kind = if *is_error { "error result" } else { "result" };
+                err(&format!(
+                    "› {kind} for {custom_tool_use_id}: {}\n",
+                    one_line(&blocks_text(content), 160)
+                ));
             }
             EventBody::AgentToolResult {
                 status,

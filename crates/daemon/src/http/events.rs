@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::Value;
-use tether_proto::{ContentBlock, Event};
+use tether_proto::{ConfirmationResult, ContentBlock, Event};
 
 use super::error::{ApiError, ApiResult};
 use super::page::Cursor;
@@ -113,18 +113,27 @@ pub enum UserEvent {
         #[serde(default)]
         session_thread_id: Option<String>,
     },
+    /// Answers an `agent.tool_use` that waits for approval (`tool_use_id` is its `sevt_` id).
+    #[serde(rename = "user.tool_confirmation")]
+    ToolConfirmation {
+        tool_use_id: String,
+        result: ConfirmationResult,
+        #[serde(default)]
+        deny_message: Option<String>,
+    },
+    /// The result of an `agent.custom_tool_use`.
+    #[serde(rename = "user.custom_tool_result")]
+    CustomToolResult {
+        custom_tool_use_id: String,
+        #[serde(default)]
+        content: Vec<ContentBlock>,
+        #[serde(default)]
+        is_error: bool,
+    },
 }
 
 /// Client event types this tetherd knows but does not take, with why.
-const REFUSED: [(&str, &str); 5] = [
-    (
-        "user.tool_confirmation",
-        "no call of this session waits for approval",
-    ),
-    (
-        "user.custom_tool_result",
-        "no custom tool call of this session waits for a result",
-    ),
+const REFUSED: [(&str, &str); 3] = [
     (
         "user.define_outcome",
         "outcomes are not supported by this tetherd",
@@ -188,6 +197,18 @@ pub async fn send(
         data.push(match ev {
             UserEvent::Message { content } => crate::ops::send_message(&s, content, None).await?,
             UserEvent::Interrupt { .. } => crate::ops::interrupt(&s).await?.0,
+            UserEvent::ToolConfirmation {
+                tool_use_id,
+                result,
+                deny_message,
+            } => crate::approvals::confirm(&s, &tool_use_id, result, deny_message).await?,
+            UserEvent::CustomToolResult {
+                custom_tool_use_id,
+                content,
+                is_error,
+            } => {
+                crate::approvals::custom_result(&s, &custom_tool_use_id, content, is_error).await?
+            }
         });
     }
     Ok(Json(SentEvents { data }))

@@ -67,8 +67,15 @@ pub enum Msg {
 pub enum Effect {
     Send(String),
     Interrupt,
-    Confirm { tool_use_id: String, allow: bool },
-    LoadOlder { before_seq: u64 },
+    Confirm {
+        tool_use_id: String,
+        allow: bool,
+        /// With a denial: why, for the model.
+        deny_message: Option<String>,
+    },
+    LoadOlder {
+        before_seq: u64,
+    },
     Copy(String),
     Pager(String),
     SetMouse(bool),
@@ -90,6 +97,8 @@ pub enum Overlay {
     Approval {
         ids: Vec<String>,
         selected: usize,
+        /// The optional message of a denial being typed (after `n`).
+        deny: Option<String>,
     },
 }
 
@@ -369,7 +378,24 @@ impl State {
                     self.overlay = Overlay::Approval {
                         ids: event_ids.clone(),
                         selected: 0,
+                        deny: None,
                     };
+                }
+            }
+            // Answered (here or by another client): off the modal.
+            EventBody::UserToolConfirmation {
+                tool_use_id: id, ..
+            }
+            | EventBody::UserCustomToolResult {
+                custom_tool_use_id: id,
+                ..
+            } => {
+                if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
+                    ids.retain(|i| i != id);
+                    *selected = (*selected).min(ids.len().saturating_sub(1));
+                    if ids.is_empty() {
+                        self.overlay = Overlay::None;
+                    }
                 }
             }
             EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
@@ -689,7 +715,38 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             s.overlay = Overlay::None;
             return Vec::new();
         }
-        Overlay::Approval { ids, selected } => {
+        Overlay::Approval {
+            ids,
+            selected,
+            deny: Some(draft),
+        } => {
+            match k.code {
+                KeyCode::Enter => {
+                    let Some(id) = ids.get(*selected).cloned() else {
+                        return Vec::new();
+                    };
+                    let message = draft.trim().to_string();
+                    return answer_call(s, id, false, (!message.is_empty()).then_some(message));
+                }
+                // Back to the choice; nothing was sent.
+                KeyCode::Esc => {
+                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
+                        *deny = None;
+                    }
+                }
+                KeyCode::Backspace => {
+                    draft.pop();
+                }
+                KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => draft.push(c),
+                _ => {}
+            }
+            return Vec::new();
+        }
+        Overlay::Approval {
+            ids,
+            selected,
+            deny: None,
+        } => {
             let id = ids.get(*selected).cloned();
             match k.code {
                 KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
@@ -715,15 +772,13 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                         ));
                         return Vec::new();
                     }
-                    ids.retain(|i| *i != id);
-                    *selected = 0;
-                    if ids.is_empty() {
-                        s.overlay = Overlay::None;
+                    if allow {
+                        return answer_call(s, id, true, None);
                     }
-                    return vec![Effect::Confirm {
-                        tool_use_id: id,
-                        allow,
-                    }];
+                    // A denial first asks why (optional; Enter sends it as it is).
+                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
+                        *deny = Some(String::new());
+                    }
                 }
                 KeyCode::Esc => {
                     s.overlay = Overlay::None;
@@ -943,4 +998,31 @@ pub fn transcript_text(s: &State) -> String {
         }
     }
     out
+}
+
+/// Sends the answer to call `id` and takes it off the modal (closed when none is left).
+fn answer_call(
+    s: &mut State,
+    id: String,
+    allow: bool,
+    deny_message: Option<String>,
+) -> Vec<Effect> {
+    if let Overlay::Approval {
+        ids,
+        selected,
+        deny,
+    } = &mut s.overlay
+    {
+        ids.retain(|i| *i != id);
+        *selected = 0;
+        *deny = None;
+        if ids.is_empty() {
+            s.overlay = Overlay::None;
+        }
+    }
+    vec![Effect::Confirm {
+        tool_use_id: id,
+        allow,
+        deny_message,
+    }]
 }

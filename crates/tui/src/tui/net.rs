@@ -20,8 +20,14 @@ use crate::client::{Client, ClientError};
 pub enum Cmd {
     Send(String),
     Interrupt,
-    Confirm { tool_use_id: String, allow: bool },
-    LoadOlder { before_seq: u64 },
+    Confirm {
+        tool_use_id: String,
+        allow: bool,
+        deny_message: Option<String>,
+    },
+    LoadOlder {
+        before_seq: u64,
+    },
 }
 
 /// Starts the task; it ends when the returned sender is dropped (the UI detached).
@@ -222,7 +228,11 @@ async fn run_cmd(
             model: None,
         }),
         Cmd::Interrupt => Call::SessionInterrupt(SessionParams { session }),
-        Cmd::Confirm { tool_use_id, allow } => Call::ToolConfirm(ToolConfirm {
+        Cmd::Confirm {
+            tool_use_id,
+            allow,
+            deny_message,
+        } => Call::ToolConfirm(ToolConfirm {
             session,
             tool_use_id: tool_use_id.clone(),
             result: if *allow {
@@ -230,7 +240,7 @@ async fn run_cmd(
             } else {
                 ConfirmationResult::Deny
             },
-            deny_message: (!allow).then(|| "denied by the user".to_string()),
+            deny_message: deny_message.clone(),
         }),
         Cmd::LoadOlder { before_seq } => Call::SessionEvents(ReadEvents {
             session,

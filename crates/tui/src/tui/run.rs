@@ -236,9 +236,17 @@ pub async fn session(
             let sent = match fx {
                 Effect::Send(t) => cmd.send(Cmd::Send(t)).is_ok(),
                 Effect::Interrupt => cmd.send(Cmd::Interrupt).is_ok(),
-                Effect::Confirm { tool_use_id, allow } => {
-                    cmd.send(Cmd::Confirm { tool_use_id, allow }).is_ok()
-                }
+                Effect::Confirm {
+                    tool_use_id,
+                    allow,
+                    deny_message,
+                } => cmd
+                    .send(Cmd::Confirm {
+                        tool_use_id,
+                        allow,
+                        deny_message,
+                    })
+                    .is_ok(),
                 Effect::LoadOlder { before_seq } => cmd.send(Cmd::LoadOlder { before_seq }).is_ok(),
                 Effect::Copy(text) => {
                     osc52(&text);

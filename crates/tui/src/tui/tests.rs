@@ -57,6 +57,18 @@ fn tool_use(seq: u64, name: &str, input: serde_json::Value) -> Event {
     )
 }
 
+/// An `always_ask` call.
+fn ask_use(seq: u64, name: &str, input: serde_json::Value) -> Event {
+    ev(
+        seq,
+        EventBody::AgentToolUse {
+            name: name.into(),
+            input,
+            evaluated_permission: Some(tether_proto::Permission::Ask),
+        },
+    )
+}
+
 fn tool_result(seq: u64, use_seq: u64, out: &str, exit: Option<i32>) -> Event {
     ev(
         seq,
@@ -443,7 +455,7 @@ fn requires_action_opens_the_approval_modal_and_answers_go_out() {
         &[
             user(1, "delete it"),
             running(2),
-            tool_use(3, "bash", json!({"command": "rm -rf build"})),
+            ask_use(3, "bash", json!({"command": "rm -rf build"})),
             idle(
                 4,
                 StopReason::RequiresAction {
@@ -458,10 +470,122 @@ fn requires_action_opens_the_approval_modal_and_answers_go_out() {
         fx,
         vec![Effect::Confirm {
             tool_use_id: "sevt_0003".into(),
-            allow: true
+            allow: true,
+            deny_message: None,
         }]
     );
     assert_eq!(s.overlay, Overlay::None);
+}
+
+fn two_asks(s: &mut State) {
+    feed(
+        s,
+        &[
+            user(1, "clean up"),
+            running(2),
+            ask_use(3, "bash", json!({"command": "rm -rf build"})),
+            ask_use(4, "bash", json!({"command": "git clean -fdx"})),
+            idle(
+                5,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into(), "sevt_0004".into()],
+                },
+            ),
+        ],
+    );
+}
+
+#[test]
+fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    assert!(
+        key(&mut s, KeyCode::Char('n')).is_empty(),
+        "n only opens the prompt"
+    );
+    for c in "no rm".chars() {
+        assert!(key(&mut s, KeyCode::Char(c)).is_empty());
+    }
+    key(&mut s, KeyCode::Backspace);
+    key(&mut s, KeyCode::Backspace);
+    for c in "git".chars() {
+        key(&mut s, KeyCode::Char(c));
+    }
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::Confirm {
+            tool_use_id: "sevt_0003".into(),
+            allow: false,
+            deny_message: Some("no git".into()),
+        }]
+    );
+    // The other call is still there; esc in the prompt goes back without sending.
+    assert!(
+        matches!(&s.overlay, Overlay::Approval { ids, deny: None, .. } if ids == &["sevt_0004".to_string()])
+    );
+    key(&mut s, KeyCode::Char('n'));
+    assert!(key(&mut s, KeyCode::Esc).is_empty());
+    assert!(matches!(&s.overlay, Overlay::Approval { deny: None, .. }));
+    // An empty reason denies without a message.
+    key(&mut s, KeyCode::Char('n'));
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::Confirm {
+            tool_use_id: "sevt_0004".into(),
+            allow: false,
+            deny_message: None,
+        }]
+    );
+    assert_eq!(s.overlay, Overlay::None);
+    // Dismissed answers stay dismissed: Esc closes it with a hint.
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    key(&mut s, KeyCode::Esc);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(s.notice.as_deref().unwrap().contains("tether approve"));
+}
+
+#[test]
+fn an_answer_from_another_client_takes_the_call_off_the_modal() {
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    feed(
+        &mut s,
+        &[ev(
+            6,
+            EventBody::UserToolConfirmation {
+                tool_use_id: "sevt_0003".into(),
+                result: tether_proto::ConfirmationResult::Allow,
+                deny_message: None,
+            },
+        )],
+    );
+    assert!(
+        matches!(&s.overlay, Overlay::Approval { ids, .. } if ids == &["sevt_0004".to_string()])
+    );
+    feed(
+        &mut s,
+        &[ev(
+            7,
+            EventBody::UserToolConfirmation {
+                tool_use_id: "sevt_0004".into(),
+                result: tether_proto::ConfirmationResult::Deny,
+                deny_message: None,
+            },
+        )],
+    );
+    assert_eq!(s.overlay, Overlay::None);
+}
+
+#[test]
+fn snapshot_approval_deny_prompt() {
+    snap_both("approval_deny", |s| {
+        two_asks(s);
+        key(s, KeyCode::Char('n'));
+        for c in "use make clean".chars() {
+            key(s, KeyCode::Char(c));
+        }
+    });
 }
 
 #[test]
@@ -641,7 +765,7 @@ fn snapshot_approval_modal() {
             &[
                 user(1, "clean up"),
                 running(2),
-                tool_use(3, "bash", json!({"command": "rm -rf build"})),
+                ask_use(3, "bash", json!({"command": "rm -rf build"})),
                 idle(
                     4,
                     StopReason::RequiresAction {

@@ -7,8 +7,8 @@ use std::cell::{Ref, RefCell};
 use ratatui::text::Line;
 use serde_json::Value;
 use tether_proto::{
-    ConfirmationResult, Delta, DeltaKind, Event, EventBody, RetryStatusKind, Snapshot, StopReason,
-    ToolStatus, blocks_text,
+    ConfirmationResult, Delta, DeltaKind, Event, EventBody, Permission, RetryStatusKind, Snapshot,
+    StopReason, ToolStatus, blocks_text,
 };
 
 use crate::render::stop_reason_text;
@@ -43,6 +43,8 @@ pub struct ToolCard {
     pub result: Option<ToolResult>,
     /// `agent.custom_tool_use`: the client must answer it.
     pub custom: bool,
+    /// `always_ask` and not answered yet: it waits for approval, it is not running.
+    pub asks: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -311,8 +313,17 @@ impl Transcript {
                     },
                 );
             }
-            EventBody::AgentToolUse { name, input, .. }
-            | EventBody::AgentMcpToolUse { name, input, .. } => {
+            EventBody::AgentToolUse {
+                name,
+                input,
+                evaluated_permission,
+            }
+            | EventBody::AgentMcpToolUse {
+                name,
+                input,
+                evaluated_permission,
+                ..
+            } => {
                 // A tool call ends the message that announced it.
                 self.finish_live(false, None);
                 self.finish_live(true, None);
@@ -325,6 +336,7 @@ impl Transcript {
                         live: String::new(),
                         result: None,
                         custom: false,
+                        asks: *evaluated_permission == Some(Permission::Ask),
                     })),
                 );
             }
@@ -337,6 +349,7 @@ impl Transcript {
                     live: String::new(),
                     result: None,
                     custom: true,
+                    asks: false,
                 })),
             ),
             EventBody::AgentToolResult {
@@ -393,6 +406,9 @@ impl Transcript {
                 result,
                 deny_message,
             } => {
+                if let Some(card) = self.tool_mut(tool_use_id) {
+                    card.asks = false;
+                }
                 let text = match result {
                     ConfirmationResult::Allow => {
                         format!("✓ allowed {}", self.tool_name(tool_use_id))
@@ -505,6 +521,7 @@ impl Transcript {
                 live: String::new(),
                 result: Some(result),
                 custom: false,
+                asks: false,
             })),
         ));
         true

@@ -103,12 +103,17 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
             Style::default().fg(Color::Magenta),
             "waiting for the client".to_string(),
         ),
+        None if card.asks => (
+            Style::default().fg(Color::Magenta),
+            "waiting for approval".to_string(),
+        ),
         None => (Style::default().fg(Color::Yellow), "running…".to_string()),
         Some(r) => {
             let mut parts = Vec::new();
             match r.status {
                 Some(ToolStatus::Timeout) => parts.push("timed out".to_string()),
                 Some(ToolStatus::Interrupted) => parts.push("interrupted".to_string()),
+                Some(ToolStatus::Denied) => parts.push("denied".to_string()),
                 _ => {}
             }
             if let Some(code) = r.exit_code {

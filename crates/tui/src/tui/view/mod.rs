@@ -38,7 +38,11 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     draw_footer(f, s, footer);
     match &s.overlay {
         Overlay::Help => draw_help(f, s, area),
-        Overlay::Approval { ids, selected } => draw_approval(f, s, ids, *selected, area),
+        Overlay::Approval {
+            ids,
+            selected,
+            deny,
+        } => draw_approval(f, s, ids, *selected, deny.as_deref(), area),
         Overlay::None => {}
     }
 }
@@ -409,7 +413,14 @@ fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
     );
 }
 
-fn draw_approval(f: &mut Frame<'_>, s: &State, ids: &[String], selected: usize, area: Rect) {
+fn draw_approval(
+    f: &mut Frame<'_>,
+    s: &State,
+    ids: &[String],
+    selected: usize,
+    deny: Option<&str>,
+    area: Rect,
+) {
     let mut lines: Vec<Line<'static>> = Vec::new();
     lines.push(Line::styled(
         format!(
@@ -448,10 +459,25 @@ fn draw_approval(f: &mut Frame<'_>, s: &State, ids: &[String], selected: usize, 
         }
     }
     lines.push(Line::default());
-    lines.push(Line::styled(
-        " a allow · d deny · ↑/↓ choose · esc answer later",
-        Style::default().fg(Color::Cyan),
-    ));
+    match deny {
+        Some(draft) => {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    " Why deny? (optional, the model reads it): ",
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!("{draft}▏")),
+            ]));
+            lines.push(Line::styled(
+                " enter deny · esc back",
+                Style::default().fg(Color::Cyan),
+            ));
+        }
+        None => lines.push(Line::styled(
+            " y allow · n deny · ↑/↓ choose · esc answer later",
+            Style::default().fg(Color::Cyan),
+        )),
+    }
     let r = centered(area, 90, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(

@@ -1,0 +1,166 @@
+//! Answers to the tool calls a session waits on (`requires_action`): confirmations of
+//! `always_ask` calls and results of custom tools. The socket server and the HTTP API both
+//! answer through here. Each answer is checked and committed under the session's append lock,
+//! so two clients answering one call can't both land; the answer that completes the set
+//! restarts the turn.
+
+use std::sync::Arc;
+
+use tether_proto::{
+    ConfirmationResult, ContentBlock, ErrorBody, ErrorCode, Event, EventBody, SessionStatus,
+};
+
+use crate::provider::Part;
+use crate::session::Session;
+use crate::state::{Gate, SessionState};
+
+/// Allows or denies a built-in tool call waiting under `always_ask` (`user.tool_confirmation`).
+/// `tool_use_id` is the `sevt_` id of its `agent.tool_use` event.
+pub async fn confirm(
+    session: &Arc<Session>,
+    tool_use_id: &str,
+    result: ConfirmationResult,
+    deny_message: Option<String>,
+) -> Result<Event, ErrorBody> {
+    let body = EventBody::UserToolConfirmation {
+        tool_use_id: tool_use_id.to_string(),
+        result,
+        deny_message: deny_message.filter(|m| !m.trim().is_empty()),
+    };
+    answer(session, tool_use_id, Kind::Confirmation, body).await
+}
+
+/// Gives a custom tool call its result (`user.custom_tool_result`). `custom_tool_use_id` is the
+/// `sevt_` id of its `agent.custom_tool_use` event.
+pub async fn custom_result(
+    session: &Arc<Session>,
+    custom_tool_use_id: &str,
+    content: Vec<ContentBlock>,
+    is_error: bool,
+) -> Result<Event, ErrorBody> {
+    let body = EventBody::UserCustomToolResult {
+        custom_tool_use_id: custom_tool_use_id.to_string(),
+        content,
+        is_error,
+    };
+    answer(session, custom_tool_use_id, Kind::CustomResult, body).await
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Confirmation,
+    CustomResult,
+}
+
+async fn answer(
+    session: &Arc<Session>,
+    id: &str,
+    kind: Kind,
+    body: EventBody,
+) -> Result<Event, ErrorBody> {
+    let mut last = false;
+    let events = session
+        .append_checked(|st| {
+            check(st, &session.id, id, kind)?;
+            // `check` passed, so `id` is one of the awaited calls.
+            last = st.awaiting_ids().len() == 1;
+            let mut bodies = vec![body];
+            if last && st.status() != SessionStatus::Running {
+                bodies.push(EventBody::SessionStatusRunning {});
+            }
+            Ok::<_, ErrorBody>(bodies)
+        })
+        .await?;
+    if last {
+        crate::crash::point("after_answer");
+        session.ensure_turn();
+    }
+    events
+        .into_iter()
+        .next()
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "the answer was not recorded"))
+}
+
+/// Whether `id` is a call of this kind that waits for an answer; the error says what to do
+/// instead.
+fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), ErrorBody> {
+    let conflict = |msg: String| Err(ErrorBody::new(ErrorCode::Conflict, msg));
+    let Some(call) = st.pending_tools.iter().find(|p| p.tool_use_id == id) else {
+        let answered = st
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .any(|p| matches!(p, Part::ToolResult { tool_use_id, .. } if tool_use_id == id));
+        if answered {
+            return conflict(format!(
+                "tool call {id} already has its result; there is nothing left to answer"
+            ));
+        }
+        let waiting = st.awaiting_ids();
+        let hint = if waiting.is_empty() {
+            "nothing in it waits for an answer".to_string()
+        } else {
+            format!(
+                "it waits on: {} (`tether approve {session}` lists them)",
+                waiting.join(", ")
+            )
+        };
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!(
+                "no tool call {id} is waiting for approval or a result in session {session}; {hint}"
+            ),
+        ));
+    };
+    let name = &call.name;
+    match (&call.gate, kind) {
+        (Gate::Ask, Kind::Confirmation) | (Gate::Custom, Kind::CustomResult) => Ok(()),
+        (Gate::Custom, Kind::Confirmation) => conflict(format!(
+            "{id} calls the custom tool `{name}`: it needs a result, not an approval; answer with `tether tool-result {session} {id} --json '...'` (protocol: custom_tool.result)"
+        )),
+        (_, Kind::CustomResult) => conflict(format!(
+            "{id} calls the built-in tool `{name}`, not a custom tool; {}",
+            if call.gate == Gate::Ask {
+                format!(
+                    "it waits for approval: `tether approve {session} {id}` (or --deny MESSAGE)"
+                )
+            } else {
+                "tetherd runs it and records its result itself".to_string()
+            }
+        )),
+        (Gate::Confirmed, Kind::Confirmation) | (Gate::Denied { .. }, Kind::Confirmation) => {
+            conflict(format!(
+                "tool call {id} (`{name}`) was already {}; a call takes one answer",
+                if call.gate == Gate::Confirmed {
+                    "allowed"
+                } else {
+                    "denied"
+                }
+            ))
+        }
+        (Gate::Allowed, Kind::Confirmation) => conflict(format!(
+            "tool call {id} (`{name}`) was allowed by its permission policy (always_allow) and does not wait for approval"
+        )),
+    }
+}
+
+/// `user.interrupt` on a session idle with calls waiting for answers: the user gave up on
+/// them, so they end as interrupted and a new message starts afresh instead of waiting again.
+/// Returns whether there was anything to drop.
+pub async fn drop_waiting(session: &Arc<Session>) -> Result<bool, ErrorBody> {
+    let events = session
+        .append_checked(|st| {
+            Ok::<_, ErrorBody>(
+                if st.status() == SessionStatus::Idle && !st.awaiting_ids().is_empty() {
+                    crate::runtime::interrupted_then_idle(
+                        &st.pending_tools,
+                        "not run: the user interrupted the turn while it waited for an answer",
+                    )
+                } else {
+                    Vec::new()
+                },
+            )
+        })
+        .await?;
+    Ok(!events.is_empty())
+}
