@@ -106,6 +106,9 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     crate::agents::ensure_default(&store)
         .await
         .context("cannot create the built-in default agent")?;
+    crate::environments::ensure_default(&store)
+        .await
+        .context("cannot create the built-in default environment")?;
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);

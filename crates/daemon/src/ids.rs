@@ -25,6 +25,10 @@ pub fn agent_id() -> String {
     new_id("agent")
 }
 
+pub fn environment_id() -> String {
+    new_id("env")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
@@ -84,6 +84,10 @@ pub struct SessionRow {
     pub agent: Option<(String, u32)>,
     /// Built-in tools offered to the model; None offers all of them.
     pub tools: Option<Vec<String>>,
+    /// The environment (id) the session was created in; None for older sessions.
+    pub environment: Option<String>,
+    /// Hash of the environment layer the session mounts; None: no layer.
+    pub env_layer: Option<String>,
 }
 
 impl SessionRow {
@@ -109,6 +113,8 @@ impl SessionRow {
             forked_from: None,
             agent: None,
             tools: None,
+            environment: None,
+            env_layer: None,
         }
     }
 }
@@ -276,6 +282,27 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE sessions ADD COLUMN agent_version INTEGER;
              ALTER TABLE sessions ADD COLUMN tools TEXT;
              PRAGMA user_version = 2;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 3 {
+        // Environments: one row each, `spec` the JSON body. Sessions record the environment
+        // and the layer (config hash) they were created with; NULL: no layer.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE environments (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE INDEX environments_by_name ON environments (name);
+             ALTER TABLE sessions ADD COLUMN environment_id TEXT;
+             ALTER TABLE sessions ADD COLUMN env_layer TEXT;
+             PRAGMA user_version = 3;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
@@ -479,7 +506,7 @@ pub mod queries {
     use super::*;
 
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -513,6 +540,8 @@ pub mod queries {
             tools: r
                 .get::<_, Option<String>>(18)?
                 .and_then(|t| serde_json::from_str(&t).ok()),
+            environment: r.get(19)?,
+            env_layer: r.get(20)?,
         })
     }
 
@@ -1096,8 +1125,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer"
                 ),
                 params![
                     row.id,
@@ -1118,6 +1147,8 @@ impl Writer {
                     row.agent.as_ref().map(|a| &a.0),
                     row.agent.as_ref().map(|a| a.1),
                     row.tools.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+                    row.environment,
+                    row.env_layer,
                 ],
             )
             .map_err(|e| match e {
