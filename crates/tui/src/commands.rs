@@ -59,6 +59,7 @@ fn create_params(
         dir,
         max_turns: opts.max_turns,
         agent: opts.agent,
+        environment_id: opts.env,
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),
