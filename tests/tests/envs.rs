@@ -84,7 +84,7 @@ async fn create_list_show_rm_and_unique_names() {
     );
     assert_eq!(shown["metadata"]["team"], "infra");
     assert_eq!(shown["build"]["status"], "empty");
-    let yaml = env.ok(&["envs", "show", &shown["id"].as_str().unwrap()[..]]);
+    let yaml = env.ok(&["envs", "show", shown["id"].as_str().unwrap()]);
     assert!(yaml.contains("name: plain"), "{yaml}");
 
     // Names are unique: the second create is refused and stores nothing.
@@ -99,13 +99,9 @@ async fn create_list_show_rm_and_unique_names() {
     let default: Value =
         serde_json::from_str(&env.ok(&["envs", "show", "default", "--json"])).unwrap();
     let id = env.ok(&["new", "--detach", "--env", "plain", "--name", "in-plain"]);
-    let s: Value = serde_json::from_str(
-        &env.ok(&["ls", "--json"])
-            .lines()
-            .find(|l| l.contains(id.trim()))
-            .unwrap(),
-    )
-    .unwrap();
+    let sessions = env.ok(&["ls", "--json"]);
+    let s: Value =
+        serde_json::from_str(sessions.lines().find(|l| l.contains(id.trim())).unwrap()).unwrap();
     assert_eq!(s["environment_id"], shown["id"]);
     env.ok(&["new", "--detach", "--name", "in-default"]);
     let all = env.ok(&["ls", "--json"]);
@@ -164,7 +160,7 @@ config:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_layer_is_built_once_shared_read_only_and_rebuilt_when_the_config_changes() {
     let read = "cat $TETHER_ENV_LAYER/stamp; touch $TETHER_ENV_LAYER/x 2>&1 | grep -o 'Read-only file system'";
-    let env = TestEnv::new(bash_each(&[read, read, read])).await;
+    let env = TestEnv::new(bash_each(&[read, read, read, read])).await;
     let files = tempfile::tempdir().unwrap();
     let v1 = write(&files, "stamp.yaml", STAMP_V1);
     let out = env.ok(&["envs", "create", "-f", &v1]);
@@ -197,7 +193,17 @@ async fn a_layer_is_built_once_shared_read_only_and_rebuilt_when_the_config_chan
     assert_eq!(layers(&env).len(), 2);
     env.ok(&["run", "go", "--env", "stamp", "--name", "s3"]);
     let o3 = bash_output(&env, "s3");
-    assert_ne!(o3.lines().next().unwrap(), stamp1, "{o3}");
+    let stamp3 = o3.lines().next().unwrap().to_string();
+    assert_ne!(stamp3, stamp1, "{o3}");
+
+    // `rebuild` builds the same config again from scratch and replaces the layer in place.
+    let out = env.ok(&["envs", "rebuild", "stamp"]);
+    assert!(out.contains("rebuilding environment stamp"), "{out}");
+    assert!(out.contains("[2/2] setup: echo two > two"), "{out}");
+    assert_eq!(layers(&env).len(), 2);
+    env.ok(&["run", "go", "--env", "stamp", "--name", "s4"]);
+    let o4 = bash_output(&env, "s4");
+    assert_ne!(o4.lines().next().unwrap(), stamp3, "{o4}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,6 +112,7 @@ pub async fn run(paths: Paths, _lock: StartLock) -> anyhow::Result<()> {
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
+    rt.builds.remove_leftovers();
     match rt.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),

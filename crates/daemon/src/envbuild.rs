@@ -227,6 +227,26 @@ impl Builds {
         Builds::new(dir, Sandbox::for_this_process(), path)
     }
 
+    /// Removes build directories an earlier daemon left when it died mid-build (only one
+    /// daemon runs per data directory, so none of them is in use).
+    pub fn remove_leftovers(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".build-") {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(dir = %e.path().display(), "removed an unfinished environment build")
+                    }
+                    Err(err) => {
+                        tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove an unfinished environment build")
+                    }
+                }
+            }
+        }
+    }
+
     pub fn layer_dir(&self, hash: &str) -> PathBuf {
         self.dir.join(hash)
     }
@@ -641,6 +661,17 @@ mod tests {
         assert_eq!(steps.len(), 2);
         assert_eq!(steps[0].label, "setup: echo 'a b' > x");
         assert!(steps[0].script.starts_with(&format!("cd {LAYER_MOUNT}\n")));
+    }
+
+    #[test]
+    fn unfinished_builds_are_removed_and_layers_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".build-abc-1/layer")).unwrap();
+        std::fs::create_dir_all(dir.path().join("abc")).unwrap();
+        let b = Builds::new(dir.path().to_path_buf(), Sandbox::None, String::new());
+        b.remove_leftovers();
+        assert!(!dir.path().join(".build-abc-1").exists());
+        assert!(dir.path().join("abc").is_dir());
     }
 
     #[test]
