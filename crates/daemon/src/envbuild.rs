@@ -31,6 +31,17 @@ const LAYOUT_VERSION: &str = "tether-env-layer-v1";
 const TAIL_LINES: usize = 20;
 /// One step may take this long before the build fails (a compile of a big crate fits).
 const STEP_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Trust settings a build step inherits from the daemon, so installers trust the same CAs as
+/// the host (e.g. a TLS-inspecting proxy's CA for Node, which ignores the system store).
+const CA_VARS: [&str; 7] = [
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
 /// Directories of the host the sandbox sees; a package manager elsewhere can't run in it.
 const SANDBOX_VISIBLE: [&str; 3] = ["/usr/", "/bin/", "/sbin/"];
 
@@ -199,6 +210,8 @@ pub struct Builds {
     sandbox: Sandbox,
     /// PATH the managers are looked up on and the build steps run with.
     path_var: String,
+    /// [`CA_VARS`] set in the daemon's environment.
+    ca_env: Vec<(String, String)>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     failed: Mutex<HashMap<String, String>>,
 }
@@ -213,6 +226,7 @@ impl Builds {
             dir,
             sandbox,
             path_var,
+            ca_env: Vec::new(),
             running: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
         }
@@ -224,7 +238,11 @@ impl Builds {
         let path = std::env::var("PATH").unwrap_or_else(|_| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
         });
-        Builds::new(dir, Sandbox::for_this_process(), path)
+        let mut b = Builds::new(dir, Sandbox::for_this_process(), path);
+        b.ca_env = std::env::vars()
+            .filter(|(k, _)| CA_VARS.contains(&k.as_str()))
+            .collect();
+        b
     }
 
     /// Removes build directories an earlier daemon left when it died mid-build (only one
@@ -484,6 +502,7 @@ impl Builds {
             ("GOPATH", format!("{h}/go")),
             ("GOCACHE", format!("{h}/gocache")),
             ("npm_config_cache", format!("{h}/npm-cache")),
+            ("npm_config_update_notifier", "false".into()),
         ];
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
@@ -500,6 +519,7 @@ impl Builds {
             .env_clear()
             .envs(env)
             .envs(extra)
+            .envs(self.ca_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
