@@ -284,3 +284,34 @@ async fn a_package_manager_missing_on_the_host_fails_the_build_clearly() {
     env.ok(&["daemon", "stop"]);
     let _ = daemon.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_in_an_unbuilt_environment_builds_it_first_and_shows_the_build() {
+    let env = TestEnv::new(bash_each(&["cat $TETHER_ENV_LAYER/built"])).await;
+    let files = tempfile::tempdir().unwrap();
+    let f = write(
+        &files,
+        "e.yaml",
+        "name: lazy\nconfig:\n  type: cloud\n  setup_commands: [\"echo built-by-setup > built\"]\n",
+    );
+    env.ok(&["envs", "create", "-f", &f]);
+    // The layer is gone (as if deleted by hand): the environment is pending again.
+    for l in layers(&env) {
+        std::fs::remove_dir_all(env.paths.envs_dir().join(l)).unwrap();
+    }
+    let shown: Value = serde_json::from_str(&env.ok(&["envs", "show", "lazy", "--json"])).unwrap();
+    assert_eq!(shown["build"]["status"], "pending");
+    let out = env
+        .tether()
+        .args(["run", "go", "--env", "lazy", "--name", "s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("==> [1/1] setup: echo built-by-setup > built"),
+        "{err}"
+    );
+    assert!(bash_output(&env, "s").contains("built-by-setup"));
+    assert_eq!(layers(&env).len(), 1);
+}

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tether_proto::environment::BuildStatus;
 use tether_proto::method::{EventPage, Order};
 use tether_proto::{
     Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder,
@@ -579,6 +580,11 @@ impl Connection {
             },
             Call::EnvironmentWatch(p) => {
                 let env = crate::environments::get(&rt.store, &rt.builds, &p.environment).await?;
+                // A layer never built (e.g. created by an earlier daemon) starts building now;
+                // a failed one waits for `environment.rebuild`.
+                if env.build.as_ref().map(|b| b.status) == Some(BuildStatus::Pending) {
+                    rt.builds.start(&env.id, &env.spec.config, false);
+                }
                 let watch = rt.builds.watch(&env.spec.config);
                 let watching = watch.is_some();
                 if let Some((first, rx)) = watch {
@@ -655,7 +661,6 @@ async fn forward_build(
     mut rx: tokio::sync::broadcast::Receiver<tether_proto::environment::BuildProgress>,
     out: Outbox,
 ) {
-    use tether_proto::environment::BuildStatus;
     let mut next = Some(first);
     loop {
         let p = match next.take() {

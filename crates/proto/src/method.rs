@@ -287,8 +287,8 @@ pub enum Call {
     /// tether: builds the layer again from scratch, even if one is cached.
     #[serde(rename = "environment.rebuild")]
     EnvironmentRebuild(EnvironmentParams),
-    /// tether: streams the current build as `build` pushes until it ends; answers at once
-    /// with the environment.
+    /// tether: streams the current build as `build` pushes until it ends (starting it if the
+    /// layer was never built); answers at once with `{environment, watching}`.
     #[serde(rename = "environment.watch")]
     EnvironmentWatch(EnvironmentParams),
     #[serde(rename = "daemon.status")]

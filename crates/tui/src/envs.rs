@@ -137,33 +137,8 @@ fn print_json(e: &Environment, json: bool) {
 /// otherwise (`--json`: progress pushes as JSON lines, then the environment). Exit code 1
 /// when the build fails.
 async fn follow(c: &mut Client, env_id: String, json: bool) -> CmdResult {
-    #[derive(serde::Deserialize)]
-    struct Watch {
-        environment: Environment,
-        watching: bool,
-    }
-    let w: Watch = c.call_as(Call::EnvironmentWatch(p(env_id.clone()))).await?;
     let mut display = Display::new(json);
-    let mut failure = None;
-    if w.watching {
-        loop {
-            match c.next_push().await? {
-                ServerFrame::Build(b) if b.environment_id == env_id => {
-                    display.show(&b);
-                    match b.status {
-                        BuildStatus::Ready => break,
-                        BuildStatus::Failed => {
-                            failure = b.error.clone();
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-        display.finish();
-    }
+    let (w, failure) = watch(c, &env_id, &mut display).await?;
     // The final state, with the layer and log paths.
     let e: Environment = if w.watching {
         c.call_as(Call::EnvironmentGet(p(env_id))).await?
@@ -202,11 +177,68 @@ async fn follow(c: &mut Client, env_id: String, json: bool) -> CmdResult {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct Watch {
+    environment: Environment,
+    watching: bool,
+}
+
+/// Follows the environment's build (starting it if its layer was never built) until it ends;
+/// returns the watch reply and the failure, if the build failed.
+async fn watch(
+    c: &mut Client,
+    env: &str,
+    display: &mut Display,
+) -> Result<(Watch, Option<String>), ClientError> {
+    let w: Watch = c
+        .call_as(Call::EnvironmentWatch(p(env.to_string())))
+        .await?;
+    let mut failure = None;
+    if w.watching {
+        loop {
+            match c.next_push().await? {
+                ServerFrame::Build(b) if b.environment_id == w.environment.id => {
+                    display.show(&b);
+                    match b.status {
+                        BuildStatus::Ready => break,
+                        BuildStatus::Failed => {
+                            failure = b.error.clone();
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        display.finish();
+    }
+    Ok((w, failure))
+}
+
+/// Before a session is created in `env`: shows its layer's build on stderr if one is needed,
+/// so `tether new --env X` is not a silent wait. A failed build is the error.
+pub async fn prepare(c: &mut Client, env: &str) -> Result<(), ClientError> {
+    let mut display = Display::on_stderr();
+    let (w, failure) = watch(c, env, &mut display).await?;
+    match failure {
+        Some(e) => Err(ClientError::Daemon(ErrorBody::new(
+            ErrorCode::Conflict,
+            format!(
+                "environment `{}` failed to build: {e}\n(fix it and run `tether envs rebuild {}`)",
+                w.environment.spec.name, w.environment.spec.name
+            ),
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Build progress on screen: on a terminal, the step line and the last output lines redrawn
 /// in place; elsewhere every line once.
 struct Display {
     json: bool,
     live: bool,
+    to_stderr: bool,
     step: u32,
     lines: Vec<String>,
     drawn: usize,
@@ -217,15 +249,34 @@ impl Display {
         Display {
             json,
             live: !json && std::io::stdout().is_terminal(),
+            to_stderr: false,
             step: 0,
             lines: Vec::new(),
             drawn: 0,
         }
     }
 
+    /// Progress on stderr, for commands whose stdout is something else (`tether run`).
+    fn on_stderr() -> Display {
+        Display {
+            live: std::io::stderr().is_terminal(),
+            to_stderr: true,
+            ..Display::new(false)
+        }
+    }
+
+    fn out(&self) -> Box<dyn Write> {
+        if self.to_stderr {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::stdout().lock())
+        }
+    }
+
     fn show(&mut self, b: &BuildProgress) {
+        let mut out = self.out();
         if self.json {
-            println!("{}", serde_json::to_string(b).unwrap_or_default());
+            let _ = writeln!(out, "{}", serde_json::to_string(b).unwrap_or_default());
             return;
         }
         let new_step = b.step != self.step && b.step > 0;
@@ -235,17 +286,16 @@ impl Display {
         }
         if !self.live {
             if new_step {
-                println!("==> [{}/{}] {}", b.step, b.steps, b.label);
+                let _ = writeln!(out, "==> [{}/{}] {}", b.step, b.steps, b.label);
             }
             for l in &b.lines {
-                println!("    {l}");
+                let _ = writeln!(out, "    {l}");
             }
             return;
         }
         self.lines.extend(b.lines.iter().cloned());
         let over = self.lines.len().saturating_sub(LIVE_LINES);
         self.lines.drain(..over);
-        let mut out = std::io::stdout().lock();
         if self.drawn > 0 {
             let _ = write!(out, "\x1b[{}A\x1b[J", self.drawn);
         }
