@@ -6,7 +6,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tether_proto::environment::{
-    DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges, EnvironmentSpec, Networking,
+    BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
+    EnvironmentSpec, Networking,
 };
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
 use tether_proto::{Call, ErrorBody, ErrorCode};
@@ -291,6 +292,28 @@ pub async fn rebuild(
     Ok(with_build(builds, env))
 }
 
+/// A feed of build progress: the latest, then the following ones until the build ends.
+pub type BuildFeed = (
+    BuildProgress,
+    tokio::sync::broadcast::Receiver<BuildProgress>,
+);
+
+/// The environment and, when its layer is building, a feed of the build (the last item has
+/// status `ready` or `failed`). A layer never built (e.g. created by an earlier daemon) starts
+/// building now; a failed one waits for [`rebuild`].
+pub async fn watch(
+    store: &Store,
+    builds: &Arc<Builds>,
+    reference: &str,
+) -> Result<(Environment, Option<BuildFeed>), ErrorBody> {
+    let env = get(store, builds, reference).await?;
+    if env.build.as_ref().map(|b| b.status) == Some(BuildStatus::Pending) {
+        builds.start(&env.id, &env.spec.config, false);
+    }
+    let feed = builds.watch(&env.spec.config);
+    Ok((with_build(builds, env), feed))
+}
+
 /// The environment a new session runs in: a name or an id; default `default`.
 pub async fn for_session(store: &Store, reference: Option<&str>) -> Result<Environment, ErrorBody> {
     let r = reference.unwrap_or(DEFAULT_ENVIRONMENT).to_string();
@@ -394,7 +417,6 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
 mod tests {
     use super::*;
     use serde_json::json;
-    use tether_proto::environment::BuildStatus;
 
     fn spec(v: Value) -> EnvironmentSpec {
         serde_json::from_value(v).unwrap()
@@ -521,28 +543,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn watch_starts_a_pending_build_and_its_feed_ends_with_the_outcome() {
+        let (_d, s, b) = setup().await;
+        // Stored directly: `create` would start the build itself.
+        let body =
+            spec(json!({"name": "w", "config": {"type": "cloud", "setup_commands": ["exit 3"]}}));
+        s.write(move |c| insert_new(c, body)).await.unwrap();
+        let before = get(&s, &b, "w").await.unwrap().build.unwrap();
+        assert_eq!(before.status, BuildStatus::Pending);
+        let (env, feed) = watch(&s, &b, "w").await.unwrap();
+        assert_eq!(env.build.unwrap().status, BuildStatus::Building);
+        let (first, mut rx) = feed.expect("a build to follow");
+        assert_eq!(first.status, BuildStatus::Building);
+        let last = loop {
+            let p = rx.recv().await.unwrap();
+            if p.status != BuildStatus::Building {
+                break p;
+            }
+        };
+        assert_eq!(last.status, BuildStatus::Failed);
+        assert!(last.error.unwrap().contains("step 1/1"));
+        // A failed build is not restarted by watching it.
+        let (env, feed) = watch(&s, &b, "w").await.unwrap();
+        assert!(feed.is_none());
+        assert_eq!(env.build.unwrap().status, BuildStatus::Failed);
+    }
+
+    #[tokio::test]
     async fn a_failing_step_is_named_with_its_output_and_leaves_only_the_log() {
         let (d, s, b) = setup().await;
-        // Unsandboxed in unit tests: the command runs in the scratch home, not the layer mount.
         let e = create(
             &s,
             &b,
-            spec(
-                json!({"name": "t", "config": {"type": "cloud", "setup_commands": ["echo built"]}}),
-            ),
+            spec(json!({"name": "t", "config": {"type": "cloud", "setup_commands": ["echo some-output; exit 7"]}})),
         )
         .await
         .unwrap();
-        let h1 = b.ensure(&e.id, "t", &e.spec.config).await;
-        // `cd /opt/tether/env` fails outside a sandbox; what matters here is the failure is
-        // reported with the step and the output tail, and nothing is left behind.
-        let err = h1.unwrap_err();
-        assert!(err.contains("step 1/1 `setup: echo built`"), "{err}");
+        let err = b.ensure(&e.id, "t", &e.spec.config).await.unwrap_err();
+        // Unsandboxed here, so `cd` into the layer mount may fail first; either way the step
+        // and its exit code are named.
+        assert!(
+            err.contains("step 1/1 `setup: echo some-output; exit 7` failed (exit code"),
+            "{err}"
+        );
+        assert!(err.contains("tether envs rebuild t"), "{err}");
         let names: Vec<_> = std::fs::read_dir(d.path().join("envs"))
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| n.ends_with(".log")), "{names:?}");
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".log"), "{names:?}");
     }
 }

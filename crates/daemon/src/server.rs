@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tether_proto::environment::BuildStatus;
 use tether_proto::method::{EventPage, Order};
 use tether_proto::{
     Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder,
@@ -579,15 +578,10 @@ impl Connection {
                 None => return Err(ErrorBody::new(ErrorCode::Internal, "agent call not routed")),
             },
             Call::EnvironmentWatch(p) => {
-                let env = crate::environments::get(&rt.store, &rt.builds, &p.environment).await?;
-                // A layer never built (e.g. created by an earlier daemon) starts building now;
-                // a failed one waits for `environment.rebuild`.
-                if env.build.as_ref().map(|b| b.status) == Some(BuildStatus::Pending) {
-                    rt.builds.start(&env.id, &env.spec.config, false);
-                }
-                let watch = rt.builds.watch(&env.spec.config);
-                let watching = watch.is_some();
-                if let Some((first, rx)) = watch {
+                let (env, feed) =
+                    crate::environments::watch(&rt.store, &rt.builds, &p.environment).await?;
+                let watching = feed.is_some();
+                if let Some((first, rx)) = feed {
                     tokio::spawn(forward_build(first, rx, out.clone()));
                 }
                 // `watching: false`: no build is running; `environment.build` says how it ended.
@@ -672,7 +666,11 @@ async fn forward_build(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
         };
-        let end = matches!(p.status, BuildStatus::Ready | BuildStatus::Failed);
+        let end = matches!(
+            p.status,
+            tether_proto::environment::BuildStatus::Ready
+                | tether_proto::environment::BuildStatus::Failed
+        );
         if out.send(&ServerFrame::Build(p)).await.is_err() || end {
             return;
         }
