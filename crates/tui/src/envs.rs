@@ -293,7 +293,9 @@ impl Display {
             }
             return;
         }
-        self.lines.extend(b.lines.iter().cloned());
+        // Blank lines waste the few rows the live view has.
+        self.lines
+            .extend(b.lines.iter().filter(|l| !l.trim().is_empty()).cloned());
         let over = self.lines.len().saturating_sub(LIVE_LINES);
         self.lines.drain(..over);
         if self.drawn > 0 {
@@ -316,9 +318,11 @@ impl Display {
 }
 
 fn terminal_width() -> usize {
-    crossterm::terminal::size()
-        .map(|(w, _)| w as usize)
-        .unwrap_or(100)
+    // A pty with no size set (e.g. under `script`) reports 0.
+    match crossterm::terminal::size() {
+        Ok((w, _)) if w >= 20 => w as usize,
+        _ => 100,
+    }
 }
 
 fn network_of(e: &Environment) -> &'static str {
