@@ -175,7 +175,7 @@ async fn one_turn(api: &Api, readers: usize) -> Result<f64> {
     let s = api
         .post(
             "/v1/sessions",
-            json!({"agent": "default", "environment_id": "env_default"}),
+            json!({"agent": "default", "environment_id": "default"}),
         )
         .await?;
     let id = s["id"].as_str().context("no session id")?.to_string();

@@ -265,7 +265,7 @@ async fn agents_are_versioned_with_an_optimistic_lock() {
         .call(
             "POST",
             "/v1/sessions",
-            Some(json!({"agent": id, "environment_id": "env_default"})),
+            Some(json!({"agent": id, "environment_id": "default"})),
         )
         .await;
     assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
@@ -317,7 +317,7 @@ async fn sessions_stream_send_and_resume_by_last_event_id() {
         .post(
             "/v1/sessions",
             json!({"agent": {"type": "agent", "id": agent["id"], "version": 1},
-                   "environment_id": "env_default", "title": "http test",
+                   "environment_id": "default", "title": "http test",
                    "metadata": {"ticket": "T-1"}}),
         )
         .await;
@@ -524,7 +524,7 @@ async fn session_lists_page_both_ways_and_filter() {
         let s = api
             .post(
                 "/v1/sessions",
-                json!({"agent": "default", "environment_id": "env_default", "title": format!("s{n}")}),
+                json!({"agent": "default", "environment_id": "default", "title": format!("s{n}")}),
             )
             .await;
         ids.push(s["id"].as_str().unwrap().to_string());
@@ -616,7 +616,7 @@ async fn session_create_forms_overrides_and_initial_events() {
                           "tools": [{"type": "agent_toolset_20260401",
                                      "default_config": {"enabled": false},
                                      "configs": [{"name": "read", "enabled": true}, {"name": "grep", "enabled": true}]}]},
-                "environment_id": "env_default",
+                "environment_id": "default",
                 "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "look around"}]}],
                 "budget": {"type": "limit", "max_list_cost": {"amount": "2.50", "currency": "USD"}},
             }),
@@ -638,26 +638,23 @@ async fn session_create_forms_overrides_and_initial_events() {
 
     for (body, needle) in [
         (
-            json!({"agent": {"type": "agent", "id": agent["id"], "system": "x"}, "environment_id": "env_default"}),
+            json!({"agent": {"type": "agent", "id": agent["id"], "system": "x"}, "environment_id": "default"}),
             "agent_with_overrides",
         ),
         (
-            json!({"agent": "tooly", "environment_id": "env_default", "initial_events": [{"type": "user.interrupt"}]}),
+            json!({"agent": "tooly", "environment_id": "default", "initial_events": [{"type": "user.interrupt"}]}),
             "user.interrupt",
         ),
         (json!({"agent": "tooly"}), "environment_id"),
         (
-            json!({"agent": "tooly", "environment_id": "env_default", "budget": {"type": "limit"}}),
+            json!({"agent": "tooly", "environment_id": "default", "budget": {"type": "limit"}}),
             "budget",
         ),
         (
-            json!({"agent": "tooly", "environment_id": "env_default", "vault_ids": ["vlt_1"]}),
+            json!({"agent": "tooly", "environment_id": "default", "vault_ids": ["vlt_1"]}),
             "vault",
         ),
-        (
-            json!({"agent": 7, "environment_id": "env_default"}),
-            "agent",
-        ),
+        (json!({"agent": 7, "environment_id": "default"}), "agent"),
     ] {
         let (s, v) = api.call("POST", "/v1/sessions", Some(body.clone())).await;
         assert_eq!(
@@ -672,10 +669,19 @@ async fn session_create_forms_overrides_and_initial_events() {
         .call(
             "POST",
             "/v1/sessions",
-            Some(json!({"agent": "agent_nope", "environment_id": "env_default"})),
+            Some(json!({"agent": "agent_nope", "environment_id": "default"})),
         )
         .await;
     assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "tooly", "environment_id": "env_nope"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("env_nope"));
     stop(&mut child);
 }
 
@@ -709,7 +715,7 @@ async fn a_stalled_sse_reader_never_holds_the_session_back_and_resumes_without_a
     let s = api
         .post(
             "/v1/sessions",
-            json!({"agent": "default", "environment_id": "env_default"}),
+            json!({"agent": "default", "environment_id": "default"}),
         )
         .await;
     let sid = s["id"].as_str().unwrap().to_string();
@@ -802,7 +808,7 @@ async fn approvals_and_custom_tools_are_answered_through_the_events_endpoint() {
     let s = api
         .post(
             "/v1/sessions",
-            json!({"agent": "asker", "environment_id": "env_default"}),
+            json!({"agent": "asker", "environment_id": "default"}),
         )
         .await;
     let sid = s["id"].as_str().unwrap().to_string();
@@ -877,5 +883,95 @@ async fn approvals_and_custom_tools_are_answered_through_the_events_endpoint() {
         "end_turn"
     );
     assert_log_invariants(&env.events(&sid));
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_are_resources_sessions_run_in() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let e = api
+        .post(
+            "/v1/environments",
+            json!({"name": "locked", "description": "no network",
+                   "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["pypi.org"],
+                              "allow_package_managers": false, "allow_mcp_servers": false}},
+                   "metadata": {"team": "a"}}),
+        )
+        .await;
+    let id = e["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("env_"));
+    assert_eq!(e["type"], "environment");
+    assert_eq!(
+        e["config"]["networking"]["allowed_hosts"],
+        json!(["pypi.org"])
+    );
+    // Names are unique: 409.
+    let (s, v) = api
+        .call("POST", "/v1/environments", Some(json!({"name": "locked"})))
+        .await;
+    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
+    let (s, v) = api
+        .call("POST", "/v1/environments", Some(json!({"name": "x", "config": {"type": "cloud", "networking": {"type": "sometimes"}}})))
+        .await;
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sometimes"),
+        "{v}"
+    );
+
+    let u = api
+        .post(
+            &format!("/v1/environments/{id}"),
+            json!({"description": "still locked"}),
+        )
+        .await;
+    assert_eq!(u["description"], "still locked");
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "default", "environment_id": id}),
+        )
+        .await;
+    assert_eq!(s["environment_id"], id.as_str());
+    let listed = api.get("/v1/environments").await;
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "locked"]);
+    api.post(&format!("/v1/environments/{id}/archive"), json!({}))
+        .await;
+    assert_eq!(
+        api.get("/v1/environments").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "default", "environment_id": id})),
+        )
+        .await;
+    assert!(
+        s >= 400,
+        "an archived environment takes no new sessions: {v}"
+    );
+    let d = api
+        .call("DELETE", &format!("/v1/environments/{id}"), None)
+        .await;
+    assert_eq!(d.1, json!({"id": id, "type": "environment_deleted"}));
+    let (s, _) = api
+        .call("GET", &format!("/v1/environments/{id}"), None)
+        .await;
+    assert_eq!(s, 404);
     stop(&mut child);
 }

@@ -118,9 +118,13 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     crate::agents::ensure_default(&store)
         .await
         .context("cannot create the built-in default agent")?;
+    crate::environments::ensure_default(&store)
+        .await
+        .context("cannot create the built-in default environment")?;
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
+    rt.builds.remove_leftovers();
     match rt.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),

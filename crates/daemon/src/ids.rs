@@ -29,6 +29,10 @@ pub fn request_id() -> String {
     new_id("req")
 }
 
+pub fn environment_id() -> String {
+    new_id("env")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

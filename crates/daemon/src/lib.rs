@@ -10,6 +10,8 @@ pub mod compaction;
 pub mod config;
 pub mod crash;
 pub mod daemon;
+pub mod envbuild;
+pub mod environments;
 pub mod harness;
 pub mod http;
 pub mod ids;

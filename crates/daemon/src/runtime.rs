@@ -25,6 +25,8 @@ pub struct Runtime {
     pub config: Config,
     /// Model provider clients by name, each built on first use.
     pub providers: Providers,
+    /// Environment layer builds.
+    pub builds: Arc<crate::envbuild::Builds>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub started: Instant,
     pub shutdown: CancellationToken,
@@ -45,10 +47,12 @@ impl From<StoreError> for ErrorBody {
 
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
+        let builds = Arc::new(crate::envbuild::Builds::for_this_process(paths.envs_dir()));
         Arc::new(Runtime {
             store,
             paths,
             providers: Providers::new(&config),
+            builds,
             config,
             sessions: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -176,6 +180,14 @@ impl Runtime {
             crate::agents::validate(&agent.spec)?;
         }
         crate::agents::validate_metadata(&p.metadata)?;
+        let env =
+            crate::environments::for_session(&self.store, p.environment_id.as_deref()).await?;
+        // Built before the session exists: its shell mounts the layer from the first call.
+        let env_layer = self
+            .builds
+            .ensure(&env.id, &env.spec.name, &env.spec.config)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -205,6 +217,8 @@ impl Runtime {
             tools: Some(crate::agents::offered_tools(&agent)),
             agent: Some((agent.id.clone(), agent.version)),
             metadata: p.metadata.clone(),
+            environment: Some(env.id.clone()),
+            env_layer,
             ..SessionRow::new(
                 id.clone(),
                 model,

@@ -27,6 +27,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::statvfs::{FsFlags, statvfs};
+use tether_proto::environment::LAYER_MOUNT;
 
 /// The hidden subcommand that starts a sandbox (stage 1).
 pub const EXEC_SUBCOMMAND: &str = "sandbox-exec";
@@ -142,21 +143,95 @@ fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupE
     write_file("/proc/self/gid_map", &format!("{inside} {outside_gid} 1\n"))
 }
 
-/// Stage 1 (`tetherd sandbox-exec WORKSPACE`): creates the namespaces, runs stage 2 and
-/// mirrors its end.
+/// What a sandbox gets beyond the workspace: an environment layer, and (builds only) the
+/// host's network. Passed after the workspace as `--layer DIR [--layer-writable] [--share-net]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Mounted at [`LAYER_MOUNT`], read-only unless `layer_writable`.
+    pub layer: Option<PathBuf>,
+    pub layer_writable: bool,
+    /// Keep the host's network namespace (environment builds; the limited-network proxy
+    /// replaces this for `limited` environments).
+    pub share_net: bool,
+}
+
+impl Options {
+    /// A session's sandbox with its environment layer.
+    pub fn session(layer: Option<PathBuf>) -> Options {
+        Options {
+            layer,
+            ..Options::default()
+        }
+    }
+
+    /// A build step's sandbox: the layer being built is writable, the network is on.
+    pub fn build(layer: &Path) -> Options {
+        Options {
+            layer: Some(layer.to_path_buf()),
+            layer_writable: true,
+            share_net: true,
+        }
+    }
+
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out = Vec::new();
+        if let Some(l) = &self.layer {
+            out.push("--layer".into());
+            out.push(l.clone().into_os_string());
+        }
+        if self.layer_writable {
+            out.push("--layer-writable".into());
+        }
+        if self.share_net {
+            out.push("--share-net".into());
+        }
+        out
+    }
+
+    fn parse(args: &[OsString]) -> Result<Options, SetupError> {
+        let mut o = Options::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.to_str() {
+                Some("--layer") => {
+                    let dir = it
+                        .next()
+                        .ok_or_else(|| SetupError("--layer needs a directory".into()))?;
+                    o.layer = Some(PathBuf::from(dir));
+                }
+                Some("--layer-writable") => o.layer_writable = true,
+                Some("--share-net") => o.share_net = true,
+                _ => return Err(SetupError(format!("unknown sandbox option {a:?}"))),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Stage 1 (`tetherd sandbox-exec WORKSPACE [OPTIONS]`): creates the namespaces, runs stage 2
+/// and mirrors its end.
 pub fn exec_main(args: &[OsString]) -> ExitCode {
-    let [workspace] = args else {
-        return fail(SetupError("usage: tetherd sandbox-exec WORKSPACE".into()));
+    let [workspace, rest @ ..] = args else {
+        return fail(SetupError(
+            "usage: tetherd sandbox-exec WORKSPACE [OPTIONS]".into(),
+        ));
+    };
+    let options = match Options::parse(rest) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
     };
     close_inherited_fds();
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    let flags = CloneFlags::CLONE_NEWUSER
+    let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWNET;
+    if options.share_net {
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
     if let Err(e) = unshare(flags) {
         return fail(SetupError(explain_unshare_error(e)));
     }
@@ -171,6 +246,7 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
         .arg(INIT_SUBCOMMAND)
         .arg(workspace)
         .arg(std::process::id().to_string())
+        .args(options.to_args())
         .spawn()
     {
         Ok(c) => c,
@@ -191,14 +267,18 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// Stage 2 (`tetherd sandbox-init WORKSPACE PARENT_PID`): pid 1 of the sandbox.
+/// Stage 2 (`tetherd sandbox-init WORKSPACE PARENT_PID [OPTIONS]`): pid 1 of the sandbox.
 pub fn init_main(args: &[OsString]) -> ExitCode {
-    let [workspace, parent] = args else {
+    let [workspace, parent, rest @ ..] = args else {
         return fail(SetupError(
-            "usage: tetherd sandbox-init WORKSPACE PARENT_PID".into(),
+            "usage: tetherd sandbox-init WORKSPACE PARENT_PID [OPTIONS]".into(),
         ));
     };
-    match init(Path::new(workspace), parent) {
+    let options = match Options::parse(rest) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    match init(Path::new(workspace), parent, &options) {
         Ok(never) => match never {},
         Err(e) => fail(e),
     }
@@ -206,7 +286,7 @@ pub fn init_main(args: &[OsString]) -> ExitCode {
 
 enum Never {}
 
-fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
+fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never, SetupError> {
     // Die with stage 1. Set before checking that it is still alive, so there is no gap.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(step("set the parent-death signal"))?;
     // The host /proc is still mounted, so the parent's host pid is visible.
@@ -220,7 +300,7 @@ fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
             workspace.display()
         )));
     }
-    build_root(workspace)?;
+    build_root(workspace, options)?;
     nix::unistd::sethostname("sandbox").map_err(step("set the hostname"))?;
     // A nested user namespace where we are the unprivileged SANDBOX_UID: the exec below
     // then clears every capability, and the mounts (owned by the outer namespace) are locked.
@@ -337,7 +417,7 @@ pub fn etc_files(workspace: &Path) -> [(&'static str, String); 5] {
 }
 
 /// Builds the sandbox's root and pivots into it. Runs as root of the outer user namespace.
-fn build_root(workspace: &Path) -> Result<(), SetupError> {
+fn build_root(workspace: &Path, options: &Options) -> Result<(), SetupError> {
     // Nothing we mount may propagate back to the host.
     mount(
         None::<&str>,
@@ -425,6 +505,7 @@ fn build_root(workspace: &Path) -> Result<(), SetupError> {
     let ws = workspace.to_string_lossy();
     mkdir(&new(&ws))?;
     bind(&host(&ws), &new(&ws), false)?;
+    mount_extras(options)?;
 
     // Enter the new root; the scratch root and the host's old root go away entirely.
     std::env::set_current_dir("/newroot").map_err(io_step("enter the new root"))?;
@@ -446,9 +527,43 @@ fn build_root(workspace: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The environment layer, and name resolution when the host network is shared.
+fn mount_extras(options: &Options) -> Result<(), SetupError> {
+    if let Some(layer) = &options.layer {
+        let src = host(&layer.to_string_lossy());
+        mkdir(&new(LAYER_MOUNT))?;
+        bind(&src, &new(LAYER_MOUNT), !options.layer_writable)?;
+    }
+    if options.share_net {
+        // Copy the host's resolv.conf (following an absolute symlink within the old root).
+        let mut conf = host("/etc/resolv.conf");
+        if let Ok(target) = std::fs::read_link(&conf)
+            && target.is_absolute()
+        {
+            conf = host(&target.to_string_lossy());
+        }
+        let text = std::fs::read_to_string(&conf).unwrap_or_default();
+        std::fs::write(new("/etc/resolv.conf"), text).map_err(io_step("write /etc/resolv.conf"))?;
+        std::fs::write(
+            new("/etc/nsswitch.conf"),
+            "passwd: files\ngroup: files\nhosts: files dns\n",
+        )
+        .map_err(io_step("write /etc/nsswitch.conf"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_round_trip_through_args() {
+        let o = Options::build(Path::new("/d/envs/x"));
+        assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        assert_eq!(Options::parse(&[]).unwrap(), Options::default());
+        assert!(Options::parse(&["--bogus".into()]).is_err());
+    }
 
     #[test]
     fn unshare_errors_name_the_setting_to_change() {

@@ -555,11 +555,32 @@ impl Connection {
                 Some(r) => r?,
                 None => return Err(ErrorBody::new(ErrorCode::Internal, "agent call not routed")),
             },
-            Call::EnvironmentCreate(_)
+            Call::EnvironmentWatch(p) => {
+                let (env, feed) =
+                    crate::environments::watch(&rt.store, &rt.builds, &p.environment).await?;
+                let watching = feed.is_some();
+                if let Some((first, rx)) = feed {
+                    tokio::spawn(forward_build(first, rx, out.clone()));
+                }
+                // `watching: false`: no build is running; `environment.build` says how it ended.
+                json!({ "environment": env, "watching": watching })
+            }
+            call @ (Call::EnvironmentCreate(_)
             | Call::EnvironmentList(_)
             | Call::EnvironmentGet(_)
-            | Call::EnvironmentDelete(_) => {
-                return Err(not_yet("environments", "--dir on `tether new`"));
+            | Call::EnvironmentUpdate(_)
+            | Call::EnvironmentArchive(_)
+            | Call::EnvironmentDelete(_)
+            | Call::EnvironmentRebuild(_)) => {
+                match crate::environments::handle(&rt.store, &rt.builds, call).await {
+                    Some(r) => r?,
+                    None => {
+                        return Err(ErrorBody::new(
+                            ErrorCode::Internal,
+                            "environment call not routed",
+                        ));
+                    }
+                }
             }
             Call::ToolConfirm(p) => {
                 let s = rt.session(&p.session).await?;
@@ -585,11 +606,33 @@ impl Connection {
     }
 }
 
-fn not_yet(what: &str, instead: &str) -> ErrorBody {
-    ErrorBody::new(
-        ErrorCode::NotImplemented,
-        format!("{what} are not available in this tetherd yet; meanwhile use {instead}"),
-    )
+/// Pushes a build's progress to a watching client until the build ends (the last push has
+/// status `ready` or `failed`). The reply to `environment.watch` is queued before this runs.
+async fn forward_build(
+    first: tether_proto::environment::BuildProgress,
+    mut rx: tokio::sync::broadcast::Receiver<tether_proto::environment::BuildProgress>,
+    out: Outbox,
+) {
+    let mut next = Some(first);
+    loop {
+        let p = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Ok(p) => p,
+                // A slow watcher misses some output lines, never the end.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let end = matches!(
+            p.status,
+            tether_proto::environment::BuildStatus::Ready
+                | tether_proto::environment::BuildStatus::Failed
+        );
+        if out.send(&ServerFrame::Build(p)).await.is_err() || end {
+            return;
+        }
+    }
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Value {

@@ -94,7 +94,10 @@ impl Session {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Session {
             id: row.id.clone(),
-            toolbox: Toolbox::new(row.workspace.clone().into()),
+            toolbox: Toolbox::with_layer(
+                row.workspace.clone().into(),
+                row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
+            ),
             policy,
             row: Mutex::new(row),
             runtime,
@@ -413,6 +416,7 @@ pub fn info_from_row(
                 id: id.clone(),
                 version: *version,
             }),
+        environment_id: row.environment.clone(),
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
@@ -86,6 +86,10 @@ pub struct SessionRow {
     pub tools: Option<Vec<String>>,
     /// Hosted `metadata`: up to 16 string pairs.
     pub metadata: BTreeMap<String, String>,
+    /// The environment (id) the session was created in; None for older sessions.
+    pub environment: Option<String>,
+    /// Hash of the environment layer the session mounts; None: no layer.
+    pub env_layer: Option<String>,
 }
 
 impl SessionRow {
@@ -112,6 +116,8 @@ impl SessionRow {
             agent: None,
             tools: None,
             metadata: BTreeMap::new(),
+            environment: None,
+            env_layer: None,
         }
     }
 }
@@ -304,13 +310,34 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Write(e.to_string()))?;
     }
     if version < 3 {
+        // Environments: one row each, `spec` the JSON body. Sessions record the environment
+        // and the layer (config hash) they were created with; NULL: no layer.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE environments (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE INDEX environments_by_name ON environments (name);
+             ALTER TABLE sessions ADD COLUMN environment_id TEXT;
+             ALTER TABLE sessions ADD COLUMN env_layer TEXT;
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 4 {
         // Session metadata (hosted `metadata`, a JSON object of strings) and the order the
         // HTTP API pages sessions in.
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE sessions ADD COLUMN metadata TEXT;
              CREATE INDEX sessions_by_created ON sessions (created_at, id);
-             PRAGMA user_version = 3;
+             PRAGMA user_version = 4;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
@@ -549,7 +576,7 @@ pub mod queries {
     use super::*;
 
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.metadata";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -583,8 +610,10 @@ pub mod queries {
             tools: r
                 .get::<_, Option<String>>(18)?
                 .and_then(|t| serde_json::from_str(&t).ok()),
+            environment: r.get(19)?,
+            env_layer: r.get(20)?,
             metadata: r
-                .get::<_, Option<String>>(19)?
+                .get::<_, Option<String>>(21)?
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default(),
         })
@@ -1239,8 +1268,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, metadata"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata"
                 ),
                 params![
                     row.id,
@@ -1261,6 +1290,8 @@ impl Writer {
                     row.agent.as_ref().map(|a| &a.0),
                     row.agent.as_ref().map(|a| a.1),
                     row.tools.as_ref().and_then(|t| serde_json::to_string(t).ok()),
+                    row.environment,
+                    row.env_layer,
                     (!row.metadata.is_empty())
                         .then(|| serde_json::to_string(&row.metadata).ok())
                         .flatten(),

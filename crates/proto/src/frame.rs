@@ -103,6 +103,8 @@ pub enum ServerFrame {
     Resync(Resync),
     /// Sent on an otherwise idle connection; moves no cursor.
     Heartbeat {},
+    /// tether: progress of an environment build a client watches (`environment.watch`).
+    Build(crate::environment::BuildProgress),
     /// Connection-level error; the daemon closes the connection after sending it.
     Error(ErrorBody),
     #[serde(untagged)]

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::{AgentChanges, AgentRef, AgentSpec};
+use crate::environment::{EnvironmentChanges, EnvironmentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::event::{ConfirmationResult, ContentBlock};
 
@@ -31,6 +32,9 @@ pub struct CreateSession {
     /// The agent to pin: `NAME[@VERSION]` or an id (newest version); default: `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentRef>,
+    /// The environment to run in: a name or an id; default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
     /// Sent as the first `user.message` right after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initial_message: Vec<ContentBlock>,
@@ -107,6 +111,29 @@ pub struct UpdateAgent {
     /// Optimistic lock: the newest version the changes were made against.
     pub version: u32,
     pub changes: AgentChanges,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEnvironments {
+    /// Include archived environments.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentParams {
+    /// A name or an id.
+    pub environment: String,
+}
+
+/// Changes an environment; a new config applies to sessions created afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    pub environment: String,
+    pub changes: EnvironmentChanges,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,14 +278,26 @@ pub enum Call {
     /// tether: every version of an agent, oldest first.
     #[serde(rename = "agent.versions")]
     AgentVersions(AgentParams),
+    /// Stores the environment and starts building its layer.
     #[serde(rename = "environment.create")]
-    EnvironmentCreate(Value),
+    EnvironmentCreate(EnvironmentSpec),
     #[serde(rename = "environment.list")]
-    EnvironmentList(Value),
+    EnvironmentList(ListEnvironments),
     #[serde(rename = "environment.get")]
-    EnvironmentGet(Value),
+    EnvironmentGet(EnvironmentParams),
+    #[serde(rename = "environment.update")]
+    EnvironmentUpdate(UpdateEnvironment),
+    #[serde(rename = "environment.archive")]
+    EnvironmentArchive(EnvironmentParams),
     #[serde(rename = "environment.delete")]
-    EnvironmentDelete(Value),
+    EnvironmentDelete(EnvironmentParams),
+    /// tether: builds the layer again from scratch, even if one is cached.
+    #[serde(rename = "environment.rebuild")]
+    EnvironmentRebuild(EnvironmentParams),
+    /// tether: streams the current build as `build` pushes until it ends (starting it if the
+    /// layer was never built); answers at once with `{environment, watching}`.
+    #[serde(rename = "environment.watch")]
+    EnvironmentWatch(EnvironmentParams),
     #[serde(rename = "daemon.status")]
     DaemonStatus {},
     #[serde(rename = "daemon.shutdown")]
@@ -292,7 +331,11 @@ pub const METHODS: &[&str] = &[
     "environment.create",
     "environment.list",
     "environment.get",
+    "environment.update",
+    "environment.archive",
     "environment.delete",
+    "environment.rebuild",
+    "environment.watch",
     "daemon.status",
     "daemon.shutdown",
     "tool.confirm",
@@ -347,7 +390,11 @@ impl Call {
             Call::EnvironmentCreate(_) => "environment.create",
             Call::EnvironmentList(_) => "environment.list",
             Call::EnvironmentGet(_) => "environment.get",
+            Call::EnvironmentUpdate(_) => "environment.update",
+            Call::EnvironmentArchive(_) => "environment.archive",
             Call::EnvironmentDelete(_) => "environment.delete",
+            Call::EnvironmentRebuild(_) => "environment.rebuild",
+            Call::EnvironmentWatch(_) => "environment.watch",
             Call::DaemonStatus {} => "daemon.status",
             Call::DaemonShutdown {} => "daemon.shutdown",
             Call::ToolConfirm(_) => "tool.confirm",
@@ -395,6 +442,12 @@ mod tests {
         assert!(e.message.contains("content"), "{}", e.message);
         let e = Call::parse("session.get", json!({"session": "x", "bogus": 1})).unwrap_err();
         assert!(e.message.contains("bogus"), "{}", e.message);
+    }
+
+    fn env(e: &str) -> EnvironmentParams {
+        EnvironmentParams {
+            environment: e.into(),
+        }
     }
 
     #[test]
@@ -475,10 +528,23 @@ mod tests {
                 agent: "a".into(),
                 version: None,
             }),
-            Call::EnvironmentCreate(json!({"name": "e"})),
-            Call::EnvironmentList(json!({})),
-            Call::EnvironmentGet(json!({"id": "env_1"})),
-            Call::EnvironmentDelete(json!({"id": "env_1"})),
+            Call::EnvironmentCreate(EnvironmentSpec {
+                name: "e".into(),
+                ..Default::default()
+            }),
+            Call::EnvironmentList(ListEnvironments { all: true }),
+            Call::EnvironmentGet(env("e")),
+            Call::EnvironmentUpdate(UpdateEnvironment {
+                environment: "e".into(),
+                changes: EnvironmentChanges {
+                    description: Some("d".into()),
+                    ..Default::default()
+                },
+            }),
+            Call::EnvironmentArchive(env("e")),
+            Call::EnvironmentDelete(env("env_1")),
+            Call::EnvironmentRebuild(env("e")),
+            Call::EnvironmentWatch(env("e")),
             Call::DaemonStatus {},
             Call::DaemonShutdown {},
             Call::ToolConfirm(ToolConfirm {

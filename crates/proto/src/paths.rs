@@ -65,6 +65,11 @@ impl Paths {
         self.data_dir.join("sessions")
     }
 
+    /// Environment layers (`<hash>/`) and their build logs.
+    pub fn envs_dir(&self) -> PathBuf {
+        self.data_dir.join("envs")
+    }
+
     pub fn config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }

@@ -88,6 +88,9 @@ pub struct SessionInfo {
     /// The agent version this session pinned at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentPin>,
+    /// The environment the session runs in (None for sessions older than environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

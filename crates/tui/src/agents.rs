@@ -190,6 +190,16 @@ fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
 }
 
 fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
+    parse_with(path, text, locate_in_lists)
+}
+
+/// Parses a resource file by its extension; on error, `locate` may find the nested field
+/// that fails (serde reports errors inside tagged entries at the entry).
+pub(crate) fn parse_with<T: DeserializeOwned>(
+    path: &str,
+    text: &str,
+    locate: fn(&Value) -> Option<String>,
+) -> Result<T, String> {
     let ext = Path::new(path)
         .extension()
         .and_then(|e| e.to_str())
@@ -209,7 +219,7 @@ fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
             "toml" => toml::from_str::<Value>(text).ok(),
             _ => serde_norway::from_str::<Value>(text).ok(),
         };
-        let deeper = value.as_ref().and_then(locate_in_lists);
+        let deeper = value.as_ref().and_then(locate);
         format!("{path}: {}", deeper.unwrap_or(e))
     })
 }

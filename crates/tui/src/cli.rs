@@ -112,6 +112,11 @@ pub enum Command {
         #[command(subcommand)]
         action: AgentsAction,
     },
+    /// Manage environments: packages, setup commands and network policy sessions run with.
+    Envs {
+        #[command(subcommand)]
+        action: EnvsAction,
+    },
     /// Manage the daemon.
     Daemon {
         #[command(subcommand)]
@@ -149,6 +154,10 @@ pub struct SessionOpts {
     /// Agent to pin, as NAME[@VERSION] or an id (default: the built-in `default` agent).
     #[arg(long, value_name = "NAME[@VERSION]")]
     pub agent: Option<String>,
+    /// Environment to run in, by name or id (default: the built-in `default` environment).
+    /// Waits for its layer to build if it is not built yet.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -236,4 +245,50 @@ pub enum AgentsAction {
     },
     /// Archive an agent: its versions stay readable, new sessions can't use it.
     Archive { agent: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnvsAction {
+    /// Create an environment from a YAML, JSON or TOML file and follow its build.
+    Create {
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        /// Return at once instead of following the build.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List environments.
+    Ls {
+        /// Include archived environments.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an environment and its build state (as YAML, or --json).
+    Show {
+        /// Name or id.
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an environment from a file of changes (omitted fields keep their value; a
+    /// new `config` applies to sessions created afterwards).
+    Update {
+        env: String,
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an environment (sessions already in it keep their layer).
+    Rm { env: String },
+    /// Build the environment's layer again from scratch and follow the build.
+    Rebuild {
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
 }

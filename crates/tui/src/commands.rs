@@ -59,6 +59,7 @@ fn create_params(
         dir,
         max_turns: opts.max_turns,
         agent: opts.agent,
+        environment_id: opts.env,
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),
@@ -79,6 +80,9 @@ pub async fn new(args: NewArgs) -> CmdResult {
     let mut c = connect().await?;
     let has_prompt = args.prompt.is_some();
     let params = create_params(args.prompt, args.name, args.opts)?;
+    if let Some(env) = &params.environment_id {
+        crate::envs::prepare(&mut c, env).await?;
+    }
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
     if !args.detach && !args.json && crate::tui::is_tty() {
         return crate::tui::attach(c, info, false).await;
@@ -109,6 +113,9 @@ pub async fn new(args: NewArgs) -> CmdResult {
 pub async fn run(args: RunArgs) -> CmdResult {
     let mut c = connect().await?;
     let params = create_params(Some(args.prompt), args.name, args.opts)?;
+    if let Some(env) = &params.environment_id {
+        crate::envs::prepare(&mut c, env).await?;
+    }
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
     let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
     if !args.json

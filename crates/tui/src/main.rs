@@ -4,6 +4,7 @@ mod agents;
 mod cli;
 mod client;
 mod commands;
+mod envs;
 mod proxy;
 mod render;
 mod transport;
@@ -106,6 +107,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
             error,
         } => commands::tool_result(session, event, json, error).await,
         Command::Agents { action } => agents::run(action).await,
+        Command::Envs { action } => envs::run(action).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
         Command::Proxy { existing } => proxy::run(!existing).await,

@@ -7,6 +7,7 @@
 
 mod agents;
 mod body;
+mod environments;
 mod error;
 mod events;
 mod openapi;
@@ -50,6 +51,20 @@ pub fn router(rt: Arc<Runtime>, token: String) -> Router {
         )
         .route("/v1/agents/{agent_id}/archive", post(agents::archive))
         .route("/v1/agents/{agent_id}/versions", get(agents::versions))
+        .route(
+            "/v1/environments",
+            post(environments::create).get(environments::list),
+        )
+        .route(
+            "/v1/environments/{environment_id}",
+            get(environments::retrieve)
+                .post(environments::update)
+                .delete(environments::delete),
+        )
+        .route(
+            "/v1/environments/{environment_id}/archive",
+            post(environments::archive),
+        )
         .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(
             "/v1/sessions/{session_id}",

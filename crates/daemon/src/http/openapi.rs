@@ -8,7 +8,9 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use tether_proto::Event;
 use tether_proto::agent::{AgentChanges, AgentSpec};
+use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
 
+use super::environments::DeletedEnvironment;
 use super::events::SendBody;
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
@@ -100,6 +102,66 @@ const ROUTES: &[Route] = &[
         query: PAGED,
         body: None,
         ok: of::<Page<HostedAgent>>,
+        sse: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/environments",
+        id: "environments.create",
+        summary: "Create an environment (starts its layer build)",
+        query: &[],
+        body: Some(of::<EnvironmentSpec>),
+        ok: of::<Environment>,
+        sse: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/environments",
+        id: "environments.list",
+        summary: "List environments",
+        query: PAGED,
+        body: None,
+        ok: of::<Page<Environment>>,
+        sse: false,
+    },
+    Route {
+        method: "get",
+        path: "/v1/environments/{environment_id}",
+        id: "environments.retrieve",
+        summary: "Get an environment",
+        query: &[],
+        body: None,
+        ok: of::<Environment>,
+        sse: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/environments/{environment_id}",
+        id: "environments.update",
+        summary: "Update an environment (new sessions get the new config)",
+        query: &[],
+        body: Some(of::<EnvironmentChanges>),
+        ok: of::<Environment>,
+        sse: false,
+    },
+    Route {
+        method: "delete",
+        path: "/v1/environments/{environment_id}",
+        id: "environments.delete",
+        summary: "Delete an environment",
+        query: &[],
+        body: None,
+        ok: of::<DeletedEnvironment>,
+        sse: false,
+    },
+    Route {
+        method: "post",
+        path: "/v1/environments/{environment_id}/archive",
+        id: "environments.archive",
+        summary: "Archive an environment",
+        query: &[],
+        body: None,
+        ok: of::<Environment>,
         sse: false,
     },
     Route {

@@ -137,6 +137,7 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Host
         .map(initial_message)
         .collect::<ApiResult<Vec<_>>>()?;
     let mut p = CreateSession {
+        environment_id: Some(b.environment_id),
         title: b.title,
         metadata: b.metadata,
         ..Default::default()

@@ -14,9 +14,6 @@ use super::error::ApiResult;
 use crate::runtime::Runtime;
 use crate::store::SessionRow;
 
-/// The environment sessions run in until environments are resources of their own.
-pub const DEFAULT_ENVIRONMENT_ID: &str = "env_default";
-
 /// An agent version as `BetaManagedAgentsAgent`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HostedAgent {
@@ -251,7 +248,7 @@ pub async fn session(
         status: info.status,
         title: info.title.clone(),
         agent,
-        environment_id: DEFAULT_ENVIRONMENT_ID.into(),
+        environment_id: row.environment.clone().unwrap_or_default(),
         resources: Vec::new(),
         vault_ids: Vec::new(),
         metadata: row.metadata.clone(),

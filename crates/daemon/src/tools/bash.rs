@@ -453,6 +453,8 @@ pub struct Shell {
     workspace: PathBuf,
     env: Vec<(String, String)>,
     sandbox: Sandbox,
+    /// The environment layer and other sandbox extras.
+    options: sandbox::Options,
     state: tokio::sync::Mutex<State>,
     /// Pid of the live shell, 0 if none (readable without the state lock).
     pid: AtomicU32,
@@ -467,10 +469,17 @@ impl Shell {
             workspace,
             env,
             sandbox,
+            options: sandbox::Options::default(),
             state: tokio::sync::Mutex::new(State::default()),
             pid: AtomicU32::new(0),
             kill_switch: StdMutex::new(CancellationToken::new()),
         }
+    }
+
+    /// The same shell with sandbox `options` (e.g. an environment layer).
+    pub fn with_options(mut self, options: sandbox::Options) -> Self {
+        self.options = options;
+        self
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -491,7 +500,9 @@ impl Shell {
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
                 let mut cmd = tokio::process::Command::new(helper);
-                cmd.arg(sandbox::EXEC_SUBCOMMAND).arg(&self.workspace);
+                cmd.arg(sandbox::EXEC_SUBCOMMAND)
+                    .arg(&self.workspace)
+                    .args(self.options.to_args());
                 cmd
             }
             Sandbox::None => {

@@ -148,6 +148,22 @@ impl Toolbox {
         Self { workspace, shell }
     }
 
+    /// A session's toolbox whose shell mounts the environment layer `layer` (read-only) and
+    /// has its bin dirs on PATH.
+    pub fn with_layer(workspace: PathBuf, layer: Option<PathBuf>) -> Self {
+        let mut env = bash::shell_env(std::env::vars().collect());
+        if layer.is_some() {
+            crate::envbuild::layer_env(&mut env);
+        }
+        let shell = bash::Shell::new(
+            workspace.clone(),
+            env,
+            crate::sandbox::Sandbox::for_this_process(),
+        )
+        .with_options(crate::sandbox::Options::session(layer));
+        Self { workspace, shell }
+    }
+
     /// The session workspace this toolbox was created with.
     pub fn workspace(&self) -> &std::path::Path {
         &self.workspace

@@ -119,6 +119,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         read_only_clients: 0,
         forked_from: None,
         agent: None,
+        environment_id: None,
     }
 }
 

@@ -1,0 +1,714 @@
+//! Environment layers: building an environment's packages and setup commands once into
+//! `data/envs/<hash>/`, keyed by a hash of what goes into it, and sharing it read-only with
+//! every session of that environment (mounted at [`LAYER_MOUNT`], bin dirs on PATH).
+//!
+//! A build runs each step (one package, or one setup command) in its own sandbox with the
+//! layer mounted writable at the same path sessions see it, so absolute paths written by
+//! installers (shebangs, npm bin links) stay valid. It builds into a temp directory renamed
+//! into place only when every step succeeded: a failed or interrupted build leaves nothing.
+//!
+//! apt is refused: installing .debs needs root and writes all over `/`, which an unprivileged
+//! sandbox can't and shouldn't do; a layer of `dpkg -x`'d packages skips maintainer scripts
+//! and dependency resolution, so it would half-work. Use the other managers or setup_commands.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tether_proto::environment::{
+    BuildInfo, BuildProgress, BuildStatus, EnvironmentConfig, LAYER_MOUNT,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, watch};
+
+use crate::sandbox::{self, Sandbox};
+
+/// Bumped when the layer layout or the install commands change, so old layers are not reused.
+const LAYOUT_VERSION: &str = "tether-env-layer-v1";
+/// Output lines kept for a failure's message.
+const TAIL_LINES: usize = 20;
+/// One step may take this long before the build fails (a compile of a big crate fits).
+const STEP_LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Trust settings a build step inherits from the daemon, so installers trust the same CAs as
+/// the host (e.g. a TLS-inspecting proxy's CA for Node, which ignores the system store).
+const CA_VARS: [&str; 7] = [
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+];
+/// Directories of the host the sandbox sees; a package manager elsewhere can't run in it.
+const SANDBOX_VISIBLE: [&str; 3] = ["/usr/", "/bin/", "/sbin/"];
+
+/// The hash naming a config's layer: only what changes the layer's content counts (the network
+/// policy does not), so changing networking reuses the layer.
+pub fn layer_hash(config: &EnvironmentConfig) -> String {
+    let inputs = serde_json::json!({
+        "layout": LAYOUT_VERSION,
+        "packages": config.packages().by_manager(),
+        "setup_commands": config.setup_commands(),
+    });
+    let digest = ring::digest::digest(&ring::digest::SHA256, inputs.to_string().as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Variables a session's shell gets when it has a layer: its bin dirs first on PATH, and the
+/// module paths of the languages whose packages live in it.
+pub fn layer_env(env: &mut Vec<(String, String)>) {
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let l = LAYER_MOUNT;
+    let vars = [
+        (
+            "PATH",
+            format!("{l}/bin:{l}/python/bin:{l}/node/node_modules/.bin:{l}/apt/usr/bin:{path}"),
+        ),
+        ("PYTHONPATH", format!("{l}/python")),
+        ("NODE_PATH", format!("{l}/node/node_modules")),
+        ("GEM_PATH", format!("{l}/gem")),
+        ("TETHER_ENV_LAYER", l.to_string()),
+    ];
+    for (k, v) in vars {
+        env.retain(|(n, _)| n != k);
+        env.push((k.into(), v));
+    }
+}
+
+/// One step of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    /// `pip six==1.16.0`, `setup: make install`.
+    label: String,
+    script: String,
+}
+
+/// A package manager on the host: where it is, or why it can't be used.
+fn find_manager(manager: &str, path_var: &str) -> Result<PathBuf, String> {
+    let (names, install): (&[&str], &str) = match manager {
+        "pip" => (&["pip3", "pip"], "`sudo apt install python3-pip`"),
+        "npm" => (&["npm"], "`sudo apt install npm`"),
+        "cargo" => (&["cargo"], "`sudo apt install cargo`"),
+        "go" => (&["go"], "`sudo apt install golang-go`"),
+        "gem" => (&["gem"], "`sudo apt install ruby`"),
+        "apt" => {
+            return Err(
+                "config.packages.apt: tether can't install apt packages into an \
+                 environment layer (that needs root and writes outside the layer); install them \
+                 on the host, or fetch the tool in setup_commands"
+                    .into(),
+            );
+        }
+        other => return Err(format!("unknown package manager `{other}`")),
+    };
+    let mut outside = None;
+    for dir in path_var.split(':').filter(|d| d.starts_with('/')) {
+        for name in names {
+            let p = Path::new(dir).join(name);
+            if !is_executable(&p) {
+                continue;
+            }
+            // Resolve shims like /usr/bin/pip -> /etc/alternatives/... only as far as "is it
+            // under a directory the sandbox mounts": the sandbox runs the same path.
+            let visible = SANDBOX_VISIBLE
+                .iter()
+                .any(|v| dir.starts_with(v.trim_end_matches('/')));
+            if visible {
+                return Ok(p);
+            }
+            outside.get_or_insert(p);
+        }
+    }
+    Err(match outside {
+        Some(p) => format!(
+            "{manager} was found at {}, outside what the build sandbox can see (/usr, /bin, /sbin); \
+             install it system-wide, e.g. {install}, and run `tether envs rebuild`",
+            p.display()
+        ),
+        None => format!(
+            "{manager} is not installed on this host (looked for {} on tetherd's PATH {path_var}); \
+             install it, e.g. {install}, then run `tether envs rebuild`",
+            names.join(", ")
+        ),
+    })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Single-quotes `s` for bash.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The steps of a build, or why it can't start (a package manager missing on the host).
+fn plan(config: &EnvironmentConfig, path_var: &str) -> Result<Vec<Step>, String> {
+    let l = LAYER_MOUNT;
+    let mut steps = Vec::new();
+    for (manager, packages) in config.packages().by_manager() {
+        if packages.is_empty() {
+            continue;
+        }
+        let bin = find_manager(manager, path_var)?;
+        let bin = quote(&bin.to_string_lossy());
+        for pkg in packages {
+            let q = quote(pkg);
+            let script = match manager {
+                "cargo" => format!("{bin} install --root {l} {q}"),
+                "gem" => format!(
+                    "{bin} install --no-document --install-dir {l}/gem --bindir {l}/bin {q}"
+                ),
+                "go" => {
+                    let p = if pkg.contains('@') {
+                        q
+                    } else {
+                        quote(&format!("{pkg}@latest"))
+                    };
+                    format!("GOBIN={l}/bin {bin} install {p}")
+                }
+                "npm" => format!("{bin} install --no-audit --no-fund --prefix {l}/node {q}"),
+                "pip" => format!(
+                    "{bin} install --no-warn-script-location --disable-pip-version-check --target {l}/python {q}"
+                ),
+                _ => return Err(format!("unknown package manager `{manager}`")),
+            };
+            steps.push(Step {
+                label: format!("{manager} {pkg}"),
+                script,
+            });
+        }
+    }
+    for cmd in config.setup_commands() {
+        steps.push(Step {
+            label: format!("setup: {cmd}"),
+            script: format!("cd {l}\n{cmd}"),
+        });
+    }
+    Ok(steps)
+}
+
+/// A build in progress: its latest progress and a feed of the following ones.
+struct Running {
+    last: Mutex<BuildProgress>,
+    tx: broadcast::Sender<BuildProgress>,
+    /// Some(result) once finished.
+    done: watch::Receiver<Option<Result<(), String>>>,
+}
+
+/// Every build of this daemon; builds of the same hash are shared.
+pub struct Builds {
+    dir: PathBuf,
+    sandbox: Sandbox,
+    /// PATH the managers are looked up on and the build steps run with.
+    path_var: String,
+    /// [`CA_VARS`] set in the daemon's environment.
+    ca_env: Vec<(String, String)>,
+    running: Mutex<HashMap<String, Arc<Running>>>,
+    failed: Mutex<HashMap<String, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Builds {
+    pub fn new(dir: PathBuf, sandbox: Sandbox, path_var: String) -> Builds {
+        Builds {
+            dir,
+            sandbox,
+            path_var,
+            ca_env: Vec::new(),
+            running: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The daemon's builds: layers under `dir`, this binary as the sandbox helper, the
+    /// daemon's own PATH.
+    pub fn for_this_process(dir: PathBuf) -> Builds {
+        let path = std::env::var("PATH").unwrap_or_else(|_| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+        let mut b = Builds::new(dir, Sandbox::for_this_process(), path);
+        b.ca_env = std::env::vars()
+            .filter(|(k, _)| CA_VARS.contains(&k.as_str()))
+            .collect();
+        b
+    }
+
+    /// Removes build directories an earlier daemon left when it died mid-build (only one
+    /// daemon runs per data directory, so none of them is in use).
+    pub fn remove_leftovers(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".build-") {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => {
+                        tracing::info!(dir = %e.path().display(), "removed an unfinished environment build")
+                    }
+                    Err(err) => {
+                        tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove an unfinished environment build")
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn layer_dir(&self, hash: &str) -> PathBuf {
+        self.dir.join(hash)
+    }
+
+    fn log_file(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.log"))
+    }
+
+    /// Where `config`'s layer stands.
+    pub fn info(&self, config: &EnvironmentConfig) -> BuildInfo {
+        let hash = layer_hash(config);
+        let log = self.log_file(&hash);
+        let log = log.exists().then(|| log.display().to_string());
+        let mut info = BuildInfo {
+            status: BuildStatus::Pending,
+            hash: hash.clone(),
+            layer: None,
+            log,
+            error: None,
+        };
+        if !config.needs_layer() {
+            info.status = BuildStatus::Empty;
+        } else if lock(&self.running).contains_key(&hash) {
+            info.status = BuildStatus::Building;
+        } else if self.layer_dir(&hash).is_dir() {
+            info.status = BuildStatus::Ready;
+            info.layer = Some(self.layer_dir(&hash).display().to_string());
+        } else if let Some(e) = lock(&self.failed).get(&hash) {
+            info.status = BuildStatus::Failed;
+            info.error = Some(e.clone());
+        }
+        info
+    }
+
+    /// Starts building `config`'s layer unless it is built (and `force` is off) or building.
+    /// Returns the build to wait on, None when there is nothing to do.
+    pub fn start(
+        self: &Arc<Self>,
+        env_id: &str,
+        config: &EnvironmentConfig,
+        force: bool,
+    ) -> Option<watch::Receiver<Option<Result<(), String>>>> {
+        if !config.needs_layer() {
+            return None;
+        }
+        let hash = layer_hash(config);
+        let mut running = lock(&self.running);
+        if let Some(r) = running.get(&hash) {
+            return Some(r.done.clone());
+        }
+        if !force && self.layer_dir(&hash).is_dir() {
+            return None;
+        }
+        lock(&self.failed).remove(&hash);
+        let (done_tx, done) = watch::channel(None);
+        let (tx, _) = broadcast::channel(256);
+        let run = Arc::new(Running {
+            last: Mutex::new(BuildProgress {
+                environment_id: env_id.to_string(),
+                hash: hash.clone(),
+                status: BuildStatus::Building,
+                step: 0,
+                steps: 0,
+                label: String::new(),
+                lines: Vec::new(),
+                error: None,
+            }),
+            tx,
+            done: done.clone(),
+        });
+        running.insert(hash.clone(), run.clone());
+        drop(running);
+        let me = self.clone();
+        let config = config.clone();
+        tokio::spawn(async move {
+            let result = me.build(&hash, &config, &run).await;
+            let mut last = lock(&run.last).clone();
+            last.lines.clear();
+            match &result {
+                Ok(()) => {
+                    last.status = BuildStatus::Ready;
+                    tracing::info!(hash = %hash, "environment layer built");
+                }
+                Err(e) => {
+                    last.status = BuildStatus::Failed;
+                    last.error = Some(e.clone());
+                    lock(&me.failed).insert(hash.clone(), e.clone());
+                    tracing::warn!(hash = %hash, error = %e, "environment build failed");
+                }
+            }
+            *lock(&run.last) = last.clone();
+            lock(&me.running).remove(&hash);
+            let _ = run.tx.send(last);
+            let _ = done_tx.send(Some(result));
+        });
+        Some(done)
+    }
+
+    /// The build of `config` in progress: its latest progress and a receiver of the next.
+    pub fn watch(
+        &self,
+        config: &EnvironmentConfig,
+    ) -> Option<(BuildProgress, broadcast::Receiver<BuildProgress>)> {
+        let running = lock(&self.running);
+        let r = running.get(&layer_hash(config))?;
+        // Subscribe under `last`'s lock so no progress falls between the two.
+        let last = lock(&r.last);
+        Some((last.clone(), r.tx.subscribe()))
+    }
+
+    /// The layer (its hash) a new session of this environment mounts, building it first if
+    /// needed; None when the environment has nothing to build.
+    pub async fn ensure(
+        self: &Arc<Self>,
+        env_id: &str,
+        env_name: &str,
+        config: &EnvironmentConfig,
+    ) -> Result<Option<String>, String> {
+        if !config.needs_layer() {
+            return Ok(None);
+        }
+        if let Some(mut done) = self.start(env_id, config, false) {
+            let result = done
+                .wait_for(|d| d.is_some())
+                .await
+                .map_err(|_| "the build stopped (is tetherd shutting down?)".to_string())?
+                .clone();
+            if let Some(Err(e)) = result {
+                return Err(format!(
+                    "environment `{env_name}` failed to build: {e}\n(fix it and run `tether envs rebuild {env_name}`)"
+                ));
+            }
+        }
+        Ok(Some(layer_hash(config)))
+    }
+
+    fn progress(&self, run: &Running, f: impl FnOnce(&mut BuildProgress)) {
+        let mut last = lock(&run.last);
+        f(&mut last);
+        let _ = run.tx.send(last.clone());
+        last.lines.clear();
+    }
+
+    async fn build(
+        &self,
+        hash: &str,
+        config: &EnvironmentConfig,
+        run: &Running,
+    ) -> Result<(), String> {
+        let steps = plan(config, &self.path_var)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let tmp = self.dir.join(format!(
+            ".build-{hash}-{}",
+            crate::ids::session_id().trim_start_matches("sesn_")
+        ));
+        let result = self.build_into(&tmp, hash, &steps, run).await;
+        let result = match result {
+            Ok(()) => self.publish(&tmp.join("layer"), hash),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = std::fs::remove_dir_all(&tmp)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %tmp.display(), error = %e, "cannot remove a build directory");
+        }
+        result
+    }
+
+    async fn build_into(
+        &self,
+        tmp: &Path,
+        hash: &str,
+        steps: &[Step],
+        run: &Running,
+    ) -> Result<(), String> {
+        let (layer, home) = (tmp.join("layer"), tmp.join("home"));
+        for d in [&layer, &home, &home.join("tmp")] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        let log_path = self.log_file(hash);
+        let mut log = tokio::fs::File::create(&log_path)
+            .await
+            .map_err(|e| format!("cannot create the build log {}: {e}", log_path.display()))?;
+        let total = steps.len() as u32;
+        for (i, step) in steps.iter().enumerate() {
+            let n = i as u32 + 1;
+            self.progress(run, |p| {
+                p.step = n;
+                p.steps = total;
+                p.label = step.label.clone();
+            });
+            let header = format!("==> [{n}/{total}] {}\n", step.label);
+            let _ = log.write_all(header.as_bytes()).await;
+            let tail = self.run_step(step, &layer, &home, run, &mut log).await;
+            let _ = log.flush().await;
+            if let Err((why, tail)) = tail {
+                let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
+                return Err(format!(
+                    "step {n}/{total} `{}` {why}; last output:\n{tail}\n(full log: {})",
+                    step.label,
+                    log_path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one step in a sandbox with the network shared (the limited-network proxy plugs in
+    /// here: a `limited` environment should build through it instead).
+    async fn run_step(
+        &self,
+        step: &Step,
+        layer: &Path,
+        home: &Path,
+        run: &Running,
+        log: &mut tokio::fs::File,
+    ) -> Result<(), (String, VecDeque<String>)> {
+        let mut tail = VecDeque::new();
+        let script = home.join("step.sh");
+        if let Err(e) = std::fs::write(&script, format!("set -e\n{}\n", step.script)) {
+            return Err((format!("could not be written: {e}"), tail));
+        }
+        let h = home.display();
+        let env = [
+            ("PATH", self.path_var.as_str()),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "dumb"),
+            ("NO_COLOR", "1"),
+        ];
+        let extra = [
+            ("TMPDIR", format!("{h}/tmp")),
+            ("CARGO_HOME", format!("{h}/cargo")),
+            ("GOPATH", format!("{h}/go")),
+            ("GOCACHE", format!("{h}/gocache")),
+            ("npm_config_cache", format!("{h}/npm-cache")),
+            ("npm_config_update_notifier", "false".into()),
+        ];
+        let mut cmd = match &self.sandbox {
+            Sandbox::Namespaces { helper } => {
+                let mut c = tokio::process::Command::new(helper);
+                c.arg(sandbox::EXEC_SUBCOMMAND)
+                    .arg(home)
+                    .args(sandbox::Options::build(layer).to_args());
+                c
+            }
+            // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
+            Sandbox::None => tokio::process::Command::new("/bin/bash"),
+        };
+        cmd.current_dir(home)
+            .env_clear()
+            .envs(env)
+            .envs(extra)
+            .envs(self.ca_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return Err((format!("could not start the sandbox: {e}"), tail)),
+        };
+        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(("could not set up its pipes".into(), tail));
+        };
+        // The shell reads this one line; the step's own stdin is empty, its stderr merged.
+        let line = format!(
+            "exec /bin/bash {} </dev/null 2>&1\n",
+            quote(&script.to_string_lossy())
+        );
+        if stdin.write_all(line.as_bytes()).await.is_err() {
+            return Err(("could not be sent to the sandbox".into(), tail));
+        }
+        drop(stdin);
+        let mut errs = String::new();
+        let read = async {
+            let mut buf = vec![0u8; 16 * 1024];
+            let mut pending = Vec::new();
+            let mut ready = !matches!(self.sandbox, Sandbox::Namespaces { .. });
+            loop {
+                let n = match stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                if !ready {
+                    let marker = sandbox::READY.as_bytes();
+                    match pending.windows(marker.len()).position(|w| w == marker) {
+                        Some(at) => {
+                            pending.drain(..at + marker.len());
+                            ready = true;
+                        }
+                        None => continue,
+                    }
+                }
+                let mut lines = Vec::new();
+                while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+                    let raw: Vec<u8> = pending.drain(..=nl).collect();
+                    let _ = log.write_all(&raw).await;
+                    let text = crate::tools::ansi::strip(&raw);
+                    lines.push(text.trim_end().to_string());
+                }
+                if !lines.is_empty() {
+                    for l in &lines {
+                        tail.push_back(l.clone());
+                        if tail.len() > TAIL_LINES {
+                            tail.pop_front();
+                        }
+                    }
+                    self.progress(run, |p| p.lines = lines);
+                }
+            }
+            if !pending.is_empty() {
+                let _ = log.write_all(&pending).await;
+                tail.push_back(String::from_utf8_lossy(&pending).trim_end().to_string());
+            }
+            let _ = stderr.read_to_string(&mut errs).await;
+        };
+        if tokio::time::timeout(STEP_LIMIT, read).await.is_err() {
+            let _ = child.kill().await;
+            return Err((
+                format!(
+                    "took longer than {} minutes and was stopped",
+                    STEP_LIMIT.as_secs() / 60
+                ),
+                tail,
+            ));
+        }
+        let status = match child.wait().await {
+            Ok(s) => s,
+            Err(e) => return Err((format!("could not be waited for: {e}"), tail)),
+        };
+        match status.code() {
+            Some(0) => Ok(()),
+            Some(c) if c == i32::from(sandbox::SETUP_FAILED) && !errs.trim().is_empty() => {
+                Err((errs.trim().to_string(), tail))
+            }
+            Some(c) => Err((format!("failed (exit code {c})"), tail)),
+            None => Err(("was killed by a signal".into(), tail)),
+        }
+    }
+
+    /// Moves a finished layer into place. A layer being replaced (rebuild) is swapped out
+    /// first; sessions that mounted it keep their mount.
+    fn publish(&self, built: &Path, hash: &str) -> Result<(), String> {
+        let target = self.layer_dir(hash);
+        let old = built.with_file_name("old");
+        if target.exists() {
+            std::fs::rename(&target, &old).map_err(|e| {
+                format!("cannot move the old layer {} aside: {e}", target.display())
+            })?;
+        }
+        std::fs::rename(built, &target)
+            .map_err(|e| format!("cannot move the layer into {}: {e}", target.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(v: serde_json::Value) -> EnvironmentConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_hash_follows_packages_and_setup_but_not_networking() {
+        let a = config(json!({"type": "cloud", "packages": {"pip": ["six==1.16.0"]}}));
+        let b = config(
+            json!({"type": "cloud", "packages": {"pip": ["six==1.16.0"]},
+            "networking": {"type": "none"}}),
+        );
+        let c = config(json!({"type": "cloud", "packages": {"pip": ["six==1.15.0"]}}));
+        let d = config(
+            json!({"type": "cloud", "packages": {"pip": ["six==1.16.0"]},
+            "setup_commands": ["true"]}),
+        );
+        assert_eq!(layer_hash(&a), layer_hash(&b));
+        assert_ne!(layer_hash(&a), layer_hash(&c));
+        assert_ne!(layer_hash(&a), layer_hash(&d));
+        assert_eq!(layer_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn plans_install_in_manager_order_then_setup() {
+        let dir = tempfile::tempdir().unwrap();
+        for m in ["pip3", "npm"] {
+            let p = dir.path().join(m);
+            std::fs::write(&p, "").unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let c = config(json!({"type": "cloud",
+            "packages": {"pip": ["six==1.16.0"], "npm": ["left-pad@1.3.0"]},
+            "setup_commands": ["echo hi > x"]}));
+        // A manager outside /usr, /bin, /sbin is found but refused: the sandbox can't run it.
+        let e = plan(&c, &dir.path().display().to_string()).unwrap_err();
+        assert!(
+            e.contains("npm was found at") && e.contains("outside"),
+            "{e}"
+        );
+        let e = plan(&c, "/nonexistent").unwrap_err();
+        assert!(e.starts_with("npm is not installed on this host"), "{e}");
+        assert!(e.contains("apt install npm"), "{e}");
+        let c = config(json!({"type": "cloud", "packages": {"apt": ["jq"]}}));
+        let e = plan(&c, "/usr/bin").unwrap_err();
+        assert!(e.starts_with("config.packages.apt"), "{e}");
+        let c = config(json!({"type": "cloud", "setup_commands": ["echo 'a b' > x", "true"]}));
+        let steps = plan(&c, "/nonexistent").unwrap();
+        assert_eq!(steps.len(), 2);
+        assert_eq!(steps[0].label, "setup: echo 'a b' > x");
+        assert!(steps[0].script.starts_with(&format!("cd {LAYER_MOUNT}\n")));
+    }
+
+    #[test]
+    fn unfinished_builds_are_removed_and_layers_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(".build-abc-1/layer")).unwrap();
+        std::fs::create_dir_all(dir.path().join("abc")).unwrap();
+        let b = Builds::new(dir.path().to_path_buf(), Sandbox::None, String::new());
+        b.remove_leftovers();
+        assert!(!dir.path().join(".build-abc-1").exists());
+        assert!(dir.path().join("abc").is_dir());
+    }
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn layer_env_puts_layer_bins_first() {
+        let mut env = vec![("PATH".to_string(), "/usr/bin".to_string())];
+        layer_env(&mut env);
+        let path = &env.iter().find(|(k, _)| k == "PATH").unwrap().1;
+        assert!(path.starts_with(&format!("{LAYER_MOUNT}/bin:")), "{path}");
+        assert!(path.ends_with(":/usr/bin"), "{path}");
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "PYTHONPATH" && v.ends_with("/python"))
+        );
+    }
+}

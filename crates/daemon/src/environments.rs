@@ -1,0 +1,598 @@
+//! Environments as resources: create, list, get, update, archive, delete, rebuild. The layer
+//! each one builds lives in [`crate::envbuild`]; here is what is stored and checked.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tether_proto::environment::{
+    BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
+    EnvironmentSpec, Networking,
+};
+use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
+use tether_proto::{Call, ErrorBody, ErrorCode};
+
+use crate::envbuild::Builds;
+use crate::ids;
+use crate::store::{Store, StoreError};
+
+/// Answers an `environment.*` call other than `environment.watch` (which needs the
+/// connection); `None` for any other call.
+pub async fn handle(
+    store: &Store,
+    builds: &Arc<Builds>,
+    call: Call,
+) -> Option<Result<Value, ErrorBody>> {
+    let result = match call {
+        Call::EnvironmentCreate(spec) => create(store, builds, spec).await.and_then(to_value),
+        Call::EnvironmentList(ListEnvironments { all }) => list(store, builds, all)
+            .await
+            .and_then(|data| to_value(serde_json::json!({ "data": data }))),
+        Call::EnvironmentGet(p) => get(store, builds, &p.environment).await.and_then(to_value),
+        Call::EnvironmentUpdate(p) => update(store, builds, p).await.and_then(to_value),
+        Call::EnvironmentArchive(p) => archive(store, builds, &p.environment)
+            .await
+            .and_then(to_value),
+        Call::EnvironmentDelete(p) => delete(store, &p.environment).await,
+        Call::EnvironmentRebuild(p) => rebuild(store, builds, &p).await.and_then(to_value),
+        _ => return None,
+    };
+    Some(result)
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ErrorBody> {
+    serde_json::to_value(v).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+}
+
+fn invalid(msg: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidParams, msg)
+}
+
+/// Checks what serde can't: lengths, package strings, apt.
+pub fn validate(spec: &EnvironmentSpec) -> Result<(), ErrorBody> {
+    let n = spec.name.chars().count();
+    if n == 0 || n > 256 {
+        return Err(invalid("name: expected 1 to 256 characters".into()));
+    }
+    if spec
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 2048)
+    {
+        return Err(invalid(
+            "description: expected at most 2048 characters".into(),
+        ));
+    }
+    if spec.metadata.len() > 16 {
+        return Err(invalid("metadata: expected at most 16 pairs".into()));
+    }
+    for (manager, packages) in spec.config.packages().by_manager() {
+        for (i, p) in packages.iter().enumerate() {
+            let field = format!("config.packages.{manager}[{i}]");
+            if p.is_empty() || p.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "{field}: `{p}` must be one package, pinned in {manager}'s own syntax, without spaces"
+                )));
+            }
+            if p.starts_with('-') {
+                return Err(invalid(format!(
+                    "{field}: `{p}` looks like an option; list packages only"
+                )));
+            }
+        }
+        if manager == "apt" && !packages.is_empty() {
+            return Err(invalid(
+                "config.packages.apt: tether can't install apt packages into an environment \
+                 layer (installing .debs needs root and writes outside the layer); install them \
+                 on the host (the sandbox sees /usr), or fetch the tool in setup_commands"
+                    .into(),
+            ));
+        }
+    }
+    for (i, c) in spec.config.setup_commands().iter().enumerate() {
+        if c.trim().is_empty() {
+            return Err(invalid(format!(
+                "config.setup_commands[{i}]: empty command"
+            )));
+        }
+    }
+    if let Networking::Limited { allowed_hosts, .. } = spec.config.networking() {
+        for (i, h) in allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "config.networking.allowed_hosts[{i}]: `{h}` should be a host name like `pypi.org` (no scheme, no path)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores a new environment and starts building its layer in the background
+/// (`environment.watch` follows it; a session of it waits for it).
+pub async fn create(
+    store: &Store,
+    builds: &Arc<Builds>,
+    spec: EnvironmentSpec,
+) -> Result<Environment, ErrorBody> {
+    validate(&spec)?;
+    let env = store.write(move |c| insert_new(c, spec)).await?;
+    builds.start(&env.id, &env.spec.config, false);
+    Ok(with_build(builds, env))
+}
+
+/// Creates the built-in `default` environment (unrestricted, nothing to build) unless one
+/// of that name exists.
+pub async fn ensure_default(store: &Store) -> Result<(), StoreError> {
+    store
+        .write(|c| {
+            if find_id_by_name(c, DEFAULT_ENVIRONMENT, true)?.is_none() {
+                insert_new(
+                    c,
+                    EnvironmentSpec {
+                        name: DEFAULT_ENVIRONMENT.into(),
+                        description: Some(
+                            "tether's built-in environment: unrestricted network, no packages"
+                                .into(),
+                        ),
+                        ..Default::default()
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+fn with_build(builds: &Builds, mut env: Environment) -> Environment {
+    env.build = Some(builds.info(&env.spec.config));
+    env
+}
+
+pub async fn list(
+    store: &Store,
+    builds: &Builds,
+    all: bool,
+) -> Result<Vec<Environment>, ErrorBody> {
+    let rows = store
+        .read(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {COLS} FROM environments WHERE (?1 OR archived_at IS NULL) ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([all], row_to_env)?;
+            rows.map(|r| r.map_err(StoreError::from)?)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    Ok(rows.into_iter().map(|e| with_build(builds, e)).collect())
+}
+
+pub async fn get(
+    store: &Store,
+    builds: &Builds,
+    reference: &str,
+) -> Result<Environment, ErrorBody> {
+    let r = reference.to_string();
+    let env = store.read(move |c| load(c, &resolve(c, &r)?)).await?;
+    Ok(with_build(builds, env))
+}
+
+/// Applies `changes`; a changed config builds its layer (sessions created afterwards use it,
+/// running ones keep theirs).
+pub async fn update(
+    store: &Store,
+    builds: &Arc<Builds>,
+    p: UpdateEnvironment,
+) -> Result<Environment, ErrorBody> {
+    let current = get(store, builds, &p.environment).await?;
+    validate(&apply(current.spec.clone(), p.changes.clone()))?;
+    let (reference, changes) = (p.environment, p.changes);
+    let env = store
+        .write(move |c| {
+            let id = resolve(c, &reference)?;
+            let env = load(c, &id)?;
+            if env.archived_at.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "environment `{}` is archived and can't be changed",
+                    env.spec.name
+                )));
+            }
+            let spec = apply(env.spec, changes);
+            if let Some(other) = find_id_by_name(c, &spec.name, false)?
+                && other != id
+            {
+                return Err(name_taken(&spec.name));
+            }
+            let json = encode(&spec)?;
+            c.execute(
+                "UPDATE environments SET name = ?2, spec = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, spec.name, json, ids::now_rfc3339()],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+            load(c, &id)
+        })
+        .await?;
+    builds.start(&env.id, &env.spec.config, false);
+    Ok(with_build(builds, env))
+}
+
+fn apply(mut spec: EnvironmentSpec, ch: EnvironmentChanges) -> EnvironmentSpec {
+    if let Some(v) = ch.name {
+        spec.name = v;
+    }
+    if let Some(v) = ch.description {
+        spec.description = Some(v);
+    }
+    if let Some(v) = ch.config {
+        spec.config = v;
+    }
+    if let Some(v) = ch.metadata {
+        spec.metadata = v;
+    }
+    spec
+}
+
+pub async fn archive(
+    store: &Store,
+    builds: &Builds,
+    reference: &str,
+) -> Result<Environment, ErrorBody> {
+    let r = reference.to_string();
+    let env = store
+        .write(move |c| {
+            let id = resolve(c, &r)?;
+            c.execute(
+                "UPDATE environments SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
+                params![id, ids::now_rfc3339()],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+            load(c, &id)
+        })
+        .await?;
+    Ok(with_build(builds, env))
+}
+
+/// `{id, type: "environment_deleted"}`. Sessions created in it keep running on their layer.
+pub async fn delete(store: &Store, reference: &str) -> Result<Value, ErrorBody> {
+    let r = reference.to_string();
+    let id = store
+        .write(move |c| {
+            let id = resolve(c, &r)?;
+            let env = load(c, &id)?;
+            if env.spec.name == DEFAULT_ENVIRONMENT {
+                return Err(StoreError::Conflict(
+                    "the built-in `default` environment can't be deleted; sessions without --env use it".into(),
+                ));
+            }
+            c.execute("DELETE FROM environments WHERE id = ?1", [&id])
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            Ok(id)
+        })
+        .await?;
+    Ok(serde_json::json!({ "id": id, "type": "environment_deleted" }))
+}
+
+/// Builds the layer again from scratch, replacing the cached one when it succeeds.
+pub async fn rebuild(
+    store: &Store,
+    builds: &Arc<Builds>,
+    p: &EnvironmentParams,
+) -> Result<Environment, ErrorBody> {
+    let env = get(store, builds, &p.environment).await?;
+    if !env.spec.config.needs_layer() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidParams,
+            format!(
+                "environment `{}` has no packages and no setup_commands: there is nothing to build",
+                env.spec.name
+            ),
+        ));
+    }
+    builds.start(&env.id, &env.spec.config, true);
+    Ok(with_build(builds, env))
+}
+
+/// A feed of build progress: the latest, then the following ones until the build ends.
+pub type BuildFeed = (
+    BuildProgress,
+    tokio::sync::broadcast::Receiver<BuildProgress>,
+);
+
+/// The environment and, when its layer is building, a feed of the build (the last item has
+/// status `ready` or `failed`). A layer never built (e.g. created by an earlier daemon) starts
+/// building now; a failed one waits for [`rebuild`].
+pub async fn watch(
+    store: &Store,
+    builds: &Arc<Builds>,
+    reference: &str,
+) -> Result<(Environment, Option<BuildFeed>), ErrorBody> {
+    let env = get(store, builds, reference).await?;
+    if env.build.as_ref().map(|b| b.status) == Some(BuildStatus::Pending) {
+        builds.start(&env.id, &env.spec.config, false);
+    }
+    let feed = builds.watch(&env.spec.config);
+    Ok((with_build(builds, env), feed))
+}
+
+/// The environment a new session runs in: a name or an id; default `default`.
+pub async fn for_session(store: &Store, reference: Option<&str>) -> Result<Environment, ErrorBody> {
+    let r = reference.unwrap_or(DEFAULT_ENVIRONMENT).to_string();
+    let env = store.read(move |c| load(c, &resolve(c, &r)?)).await?;
+    if env.archived_at.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::Conflict,
+            format!(
+                "environment `{}` is archived; new sessions can't use it (see `tether envs ls`)",
+                env.spec.name
+            ),
+        ));
+    }
+    Ok(env)
+}
+
+const COLS: &str = "id, spec, created_at, updated_at, archived_at";
+
+fn row_to_env(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Environment, StoreError>> {
+    let id: String = r.get(0)?;
+    let spec: String = r.get(1)?;
+    let (created_at, updated_at, archived_at) = (r.get(2)?, r.get(3)?, r.get(4)?);
+    Ok(serde_json::from_str::<EnvironmentSpec>(&spec)
+        .map(|spec| Environment {
+            id: id.clone(),
+            object_type: "environment".into(),
+            spec,
+            created_at,
+            updated_at,
+            archived_at,
+            build: None,
+        })
+        .map_err(|e| StoreError::Read(format!("environment {id} is unreadable: {e}"))))
+}
+
+fn load(c: &Connection, id: &str) -> Result<Environment, StoreError> {
+    c.prepare_cached(&format!("SELECT {COLS} FROM environments WHERE id = ?1"))?
+        .query_row([id], row_to_env)
+        .optional()?
+        .unwrap_or_else(|| Err(StoreError::Missing(format!("no environment `{id}`"))))
+}
+
+/// An id, else a name, preferring environments that are not archived.
+fn resolve(c: &Connection, reference: &str) -> Result<String, StoreError> {
+    let by_id: Option<String> = c
+        .prepare_cached("SELECT id FROM environments WHERE id = ?1")?
+        .query_row([reference], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = by_id {
+        return Ok(id);
+    }
+    if let Some(id) = find_id_by_name(c, reference, false)? {
+        return Ok(id);
+    }
+    find_id_by_name(c, reference, true)?.ok_or_else(|| {
+        StoreError::Missing(format!(
+            "no environment `{reference}`; `tether envs ls` lists them"
+        ))
+    })
+}
+
+fn find_id_by_name(
+    c: &Connection,
+    name: &str,
+    archived_too: bool,
+) -> Result<Option<String>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT id FROM environments WHERE name = ?1 AND (?2 OR archived_at IS NULL) \
+         ORDER BY archived_at IS NOT NULL, created_at DESC LIMIT 1",
+    )?
+    .query_row(params![name, archived_too], |r| r.get(0))
+    .optional()?)
+}
+
+fn name_taken(name: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "an environment named `{name}` already exists; remove it (`tether envs rm {name}`) or pick another name"
+    ))
+}
+
+fn encode(spec: &EnvironmentSpec) -> Result<String, StoreError> {
+    serde_json::to_string(spec)
+        .map_err(|e| StoreError::Write(format!("cannot encode environment: {e}")))
+}
+
+fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, StoreError> {
+    if find_id_by_name(c, &spec.name, false)?.is_some() {
+        return Err(name_taken(&spec.name));
+    }
+    let id = ids::environment_id();
+    let now = ids::now_rfc3339();
+    c.execute(
+        "INSERT INTO environments (id, name, spec, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![id, spec.name, encode(&spec)?, now],
+    )
+    .map_err(|e| StoreError::Write(e.to_string()))?;
+    load(c, &id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> EnvironmentSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    async fn setup() -> (tempfile::TempDir, Store, Arc<Builds>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.db")).unwrap();
+        let b = Arc::new(Builds::new(
+            dir.path().join("envs"),
+            crate::sandbox::Sandbox::None,
+            "/nonexistent".into(),
+        ));
+        (dir, s, b)
+    }
+
+    #[tokio::test]
+    async fn create_get_list_update_delete() {
+        let (_d, s, b) = setup().await;
+        let e = create(&s, &b, spec(json!({"name": "py", "description": "d"})))
+            .await
+            .unwrap();
+        assert!(e.id.starts_with("env_"), "{}", e.id);
+        assert_eq!(e.object_type, "environment");
+        assert_eq!(e.build.as_ref().unwrap().status, BuildStatus::Empty);
+        assert_eq!(get(&s, &b, "py").await.unwrap().id, e.id);
+        assert_eq!(get(&s, &b, &e.id).await.unwrap().spec.name, "py");
+        let u = update(
+            &s,
+            &b,
+            UpdateEnvironment {
+                environment: "py".into(),
+                changes: serde_json::from_value(json!({"description": "new"})).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(u.spec.description.as_deref(), Some("new"));
+        assert_eq!(list(&s, &b, false).await.unwrap().len(), 1);
+        let gone = delete(&s, "py").await.unwrap();
+        assert_eq!(gone, json!({"id": e.id, "type": "environment_deleted"}));
+        assert_eq!(
+            get(&s, &b, "py").await.unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_until_archived() {
+        let (_d, s, b) = setup().await;
+        create(&s, &b, spec(json!({"name": "py"}))).await.unwrap();
+        let e = create(&s, &b, spec(json!({"name": "py"})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("already exists"), "{}", e.message);
+        archive(&s, &b, "py").await.unwrap();
+        assert!(for_session(&s, Some("py")).await.is_err());
+        create(&s, &b, spec(json!({"name": "py"}))).await.unwrap();
+        assert_eq!(list(&s, &b, true).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_default_environment_exists_once_and_stays() {
+        let (_d, s, b) = setup().await;
+        ensure_default(&s).await.unwrap();
+        ensure_default(&s).await.unwrap();
+        let d = for_session(&s, None).await.unwrap();
+        assert_eq!(d.spec.name, DEFAULT_ENVIRONMENT);
+        assert_eq!(d.spec.config.networking(), &Networking::Unrestricted);
+        assert!(!d.spec.config.needs_layer());
+        assert_eq!(list(&s, &b, true).await.unwrap().len(), 1);
+        let e = delete(&s, "default").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+    }
+
+    #[tokio::test]
+    async fn bad_specs_name_the_field() {
+        let (_d, s, b) = setup().await;
+        for (body, field) in [
+            (json!({"name": ""}), "name:"),
+            (
+                json!({"name": "x", "config": {"type": "cloud", "packages": {"pip": ["six", "a b"]}}}),
+                "config.packages.pip[1]:",
+            ),
+            (
+                json!({"name": "x", "config": {"type": "cloud", "packages": {"npm": ["--global"]}}}),
+                "config.packages.npm[0]:",
+            ),
+            (
+                json!({"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq"]}}}),
+                "config.packages.apt:",
+            ),
+            (
+                json!({"name": "x", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}}}),
+                "config.networking.allowed_hosts[0]:",
+            ),
+        ] {
+            let e = create(&s, &b, spec(body)).await.unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParams);
+            assert!(e.message.starts_with(field), "{field}: {}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_package_manager_fails_the_build_and_leaves_no_layer() {
+        let (d, s, b) = setup().await;
+        let e = create(
+            &s,
+            &b,
+            spec(json!({"name": "py", "config": {"type": "cloud", "packages": {"pip": ["six==1.16.0"]}}})),
+        )
+        .await
+        .unwrap();
+        let err = b.ensure(&e.id, "py", &e.spec.config).await.unwrap_err();
+        assert!(err.contains("pip is not installed on this host"), "{err}");
+        assert!(err.contains("tether envs rebuild py"), "{err}");
+        let info = get(&s, &b, "py").await.unwrap().build.unwrap();
+        assert_eq!(info.status, BuildStatus::Failed);
+        let left: Vec<_> = std::fs::read_dir(d.path().join("envs"))
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn watch_starts_a_pending_build_and_its_feed_ends_with_the_outcome() {
+        let (_d, s, b) = setup().await;
+        // Stored directly: `create` would start the build itself.
+        let body =
+            spec(json!({"name": "w", "config": {"type": "cloud", "setup_commands": ["exit 3"]}}));
+        s.write(move |c| insert_new(c, body)).await.unwrap();
+        let before = get(&s, &b, "w").await.unwrap().build.unwrap();
+        assert_eq!(before.status, BuildStatus::Pending);
+        let (env, feed) = watch(&s, &b, "w").await.unwrap();
+        assert_eq!(env.build.unwrap().status, BuildStatus::Building);
+        let (first, mut rx) = feed.expect("a build to follow");
+        assert_eq!(first.status, BuildStatus::Building);
+        let last = loop {
+            let p = rx.recv().await.unwrap();
+            if p.status != BuildStatus::Building {
+                break p;
+            }
+        };
+        assert_eq!(last.status, BuildStatus::Failed);
+        assert!(last.error.unwrap().contains("step 1/1"));
+        // A failed build is not restarted by watching it.
+        let (env, feed) = watch(&s, &b, "w").await.unwrap();
+        assert!(feed.is_none());
+        assert_eq!(env.build.unwrap().status, BuildStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn a_failing_step_is_named_with_its_output_and_leaves_only_the_log() {
+        let (d, s, b) = setup().await;
+        let e = create(
+            &s,
+            &b,
+            spec(json!({"name": "t", "config": {"type": "cloud", "setup_commands": ["echo some-output; exit 7"]}})),
+        )
+        .await
+        .unwrap();
+        let err = b.ensure(&e.id, "t", &e.spec.config).await.unwrap_err();
+        // Unsandboxed here, so `cd` into the layer mount may fail first; either way the step
+        // and its exit code are named.
+        assert!(
+            err.contains("step 1/1 `setup: echo some-output; exit 7` failed (exit code"),
+            "{err}"
+        );
+        assert!(err.contains("tether envs rebuild t"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(d.path().join("envs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".log"), "{names:?}");
+    }
+}

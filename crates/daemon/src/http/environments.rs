@@ -1,0 +1,111 @@
+//! `/v1/environments`: create, list, retrieve, update, delete, archive — the same functions
+//! `tether envs` reaches through the socket. Creating or changing the config starts the
+//! environment's layer build; `build` on the object (tether extension) says where it is.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use serde::Serialize;
+use serde_json::Value;
+use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
+use tether_proto::method::UpdateEnvironment;
+
+use super::error::{ApiError, ApiResult};
+use super::query::Query;
+use super::shapes::Page;
+use super::{Api, body, page};
+use crate::environments;
+
+/// Hosted `scope` applies to self-hosted environments only: accepted when null.
+fn without_scope(bytes: &Bytes) -> ApiResult<Value> {
+    let mut v: Value = body::parse(bytes)?;
+    let Value::Object(m) = &mut v else {
+        return Err(ApiError::invalid("the request body must be a JSON object"));
+    };
+    if let Some(scope) = m.remove("scope")
+        && !scope.is_null()
+    {
+        return Err(ApiError::invalid(
+            "scope: only self-hosted environments have a scope; remove the field",
+        ));
+    }
+    Ok(v)
+}
+
+pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Environment>> {
+    let spec: EnvironmentSpec =
+        serde_json::from_value(without_scope(&bytes)?).map_err(ApiError::body)?;
+    Ok(Json(
+        environments::create(&api.rt.store, &api.rt.builds, spec).await?,
+    ))
+}
+
+pub async fn list(
+    State(api): State<Api>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Page<Environment>>> {
+    let q = Query::parse(q.as_deref());
+    let limit = q.limit(20, 100)?;
+    let all =
+        environments::list(&api.rt.store, &api.rt.builds, q.bool("include_archived")?).await?;
+    let (data, next_page) = page::slice(
+        all,
+        |e| vec![e.created_at.clone(), e.id.clone()],
+        q.descending(false)?,
+        q.one("page"),
+        limit,
+    )?;
+    Ok(Json(Page { data, next_page }))
+}
+
+pub async fn retrieve(
+    State(api): State<Api>,
+    Path(environment_id): Path<String>,
+) -> ApiResult<Json<Environment>> {
+    Ok(Json(
+        environments::get(&api.rt.store, &api.rt.builds, &environment_id).await?,
+    ))
+}
+
+pub async fn update(
+    State(api): State<Api>,
+    Path(environment_id): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Environment>> {
+    let changes: EnvironmentChanges =
+        serde_json::from_value(without_scope(&bytes)?).map_err(ApiError::body)?;
+    let p = UpdateEnvironment {
+        environment: environment_id,
+        changes,
+    };
+    Ok(Json(
+        environments::update(&api.rt.store, &api.rt.builds, p).await?,
+    ))
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DeletedEnvironment {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+}
+
+pub async fn delete(
+    State(api): State<Api>,
+    Path(environment_id): Path<String>,
+) -> ApiResult<Json<DeletedEnvironment>> {
+    let v = environments::delete(&api.rt.store, &environment_id).await?;
+    Ok(Json(DeletedEnvironment {
+        id: v["id"].as_str().unwrap_or_default().to_string(),
+        object_type: "environment_deleted".into(),
+    }))
+}
+
+pub async fn archive(
+    State(api): State<Api>,
+    Path(environment_id): Path<String>,
+) -> ApiResult<Json<Environment>> {
+    Ok(Json(
+        environments::archive(&api.rt.store, &api.rt.builds, &environment_id).await?,
+    ))
+}
