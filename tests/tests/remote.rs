@@ -417,3 +417,129 @@ async fn a_silent_link_is_declared_dead_by_missing_heartbeats() {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Polls a tmux pane until it shows `what` (a terminal has no event to await).
+async fn wait_for_screen(socket: &str, what: &str) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let out = Command::new("tmux")
+            .args(["-L", socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .unwrap();
+        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if screen.contains(what) {
+            return screen;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what:?}; the screen:\n{screen}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_default_remote_and_the_tui_attached_over_ssh_in_a_real_terminal() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let env = TestEnv::new(Script::sequential(vec![Reply::text(
+        "hello through the tunnel",
+    )]))
+    .await;
+    let remote = Remote {
+        env: &env,
+        sshd: &sshd,
+        local_home: tempfile::tempdir().unwrap(),
+    };
+    remote.ok(&["run", "say hi", "--name", "far"]);
+
+    // `[tui] remote` in the local config.toml is the default daemon; `--remote local` is this
+    // machine's own.
+    std::fs::write(
+        remote.local_home.path().join("config.toml"),
+        format!("[tui]\nremote = \"{}\"\n", sshd.url()),
+    )
+    .unwrap();
+    let out = remote
+        .tether()
+        .env_remove("TETHER_REMOTE")
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("far"));
+    let local = remote
+        .tether()
+        .env_remove("TETHER_REMOTE")
+        .env("TETHER_DAEMON_BIN", bin_dir().join("tetherd"))
+        .args(["--remote", "local", "ls", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        local.status.success(),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    assert!(local.stdout.is_empty(), "the local daemon has no sessions");
+    let _ = remote
+        .tether()
+        .env_remove("TETHER_REMOTE")
+        .args(["--remote", "local", "daemon", "stop"])
+        .output();
+
+    // The full-screen TUI in a real terminal, its daemon at the far end of ssh.
+    let cmd = remote.tether();
+    let mut line = String::from("env");
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            line.push_str(&format!(
+                " {}={}",
+                k.to_string_lossy(),
+                sh_quote(&v.to_string_lossy())
+            ));
+        }
+    }
+    line.push_str(&format!(
+        " {} attach far; echo \"[tether exited $?]\"; exec cat",
+        sh_quote(&bin_dir().join("tether").display().to_string())
+    ));
+    let socket = format!("tether-remote-{}", std::process::id());
+    let ok = Command::new("tmux")
+        .args([
+            "-L",
+            &socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            &line,
+        ])
+        .status()
+        .expect("tmux must be installed (apt-get install tmux)")
+        .success();
+    assert!(ok, "tmux new-session failed");
+    let screen = wait_for_screen(&socket, "hello through the tunnel").await;
+    assert!(screen.contains("say hi"), "{screen}");
+    let keys = Command::new("tmux")
+        .args(["-L", &socket, "send-keys", "-t", "0", "C-b", "d"])
+        .status()
+        .unwrap();
+    assert!(keys.success());
+    wait_for_screen(&socket, "[tether exited 0]").await;
+    let _ = Command::new("tmux")
+        .args(["-L", &socket, "kill-server"])
+        .status();
+}

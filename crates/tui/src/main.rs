@@ -7,6 +7,7 @@ mod commands;
 mod envs;
 mod proxy;
 mod render;
+mod settings;
 mod transport;
 mod tui;
 
@@ -57,7 +58,22 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> commands::CmdResult {
     // The proxy is the far end of a remote link: it always talks to its local daemon.
     let is_proxy = matches!(cli.command, Some(Command::Proxy { .. }));
-    if let Some(remote) = cli.remote.as_deref().filter(|r| !r.is_empty() && !is_proxy) {
+    // --remote / TETHER_REMOTE, else `[tui] remote` in config.toml; `local` means this machine.
+    let remote = match cli.remote.clone() {
+        Some(r) => Some(r),
+        None if is_proxy => None,
+        None => {
+            settings::load(&client::paths().config_file())
+                .map_err(|m| {
+                    ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
+                })?
+                .remote
+        }
+    };
+    if let Some(remote) = remote
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != "local" && !is_proxy)
+    {
         let target = transport::SshTarget::parse(remote).map_err(|m| {
             ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
         })?;

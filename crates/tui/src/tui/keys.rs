@@ -2,7 +2,6 @@
 //! `detach = "ctrl-b d"` (a tmux-like chord) or `detach = "ctrl-q"` (one key).
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeySpec {
@@ -125,28 +124,12 @@ impl Keys {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    tui: TuiTable,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TuiTable {
-    detach: Option<String>,
-}
-
-/// Reads the `[tui]` table of config.toml (the rest of the file belongs to the daemon).
-/// A missing file means defaults; a broken binding is an error with the fix.
+/// The key bindings `[tui]` in config.toml asks for. A missing file means defaults; a broken
+/// binding is an error with the fix.
 pub fn load(path: &std::path::Path) -> Result<Keys, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(_) => return Ok(Keys::default()),
-    };
-    let cfg: ConfigFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let settings = crate::settings::load(path)?;
     let mut keys = Keys::default();
-    if let Some(d) = cfg.tui.detach {
+    if let Some(d) = settings.detach {
         keys.detach =
             Keys::parse_detach(&d).map_err(|e| format!("{}: [tui] {e}", path.display()))?;
     }
