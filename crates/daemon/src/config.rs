@@ -35,6 +35,45 @@ pub struct Config {
     /// with `budget_reached`.
     pub max_cost_usd: Option<f64>,
     pub compaction: CompactionConfig,
+    /// `[network]`: every session's network until environments carry their own policy.
+    pub network: NetworkConfig,
+}
+
+/// Networking of the session sandboxes and `web_fetch` (temporary, daemon-wide: environments
+/// will carry this per session).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub mode: NetworkMode,
+    /// `limited` only: `example.com`, `*.example.com`, `host:port`, or an IP address.
+    pub allowed_hosts: Vec<String>,
+    /// `limited` only: also allow the usual package registries.
+    pub allow_package_managers: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// No network in the sandbox; `web_fetch` refuses.
+    #[default]
+    None,
+    /// Only `allowed_hosts`, through the host-side proxy.
+    Limited,
+    /// Any public host through the proxy; loopback, private and metadata addresses refused.
+    Unrestricted,
+}
+
+impl NetworkConfig {
+    pub fn policy(&self) -> Result<crate::net::NetPolicy, crate::net::policy::PolicyError> {
+        use crate::net::NetPolicy;
+        Ok(match self.mode {
+            NetworkMode::None => NetPolicy::None,
+            NetworkMode::Unrestricted => NetPolicy::Unrestricted,
+            NetworkMode::Limited => {
+                NetPolicy::limited(&self.allowed_hosts, self.allow_package_managers)?
+            }
+        })
+    }
 }
 
 /// Which wire protocol a provider speaks.
@@ -156,6 +195,7 @@ impl Default for Config {
             models: BTreeMap::new(),
             max_cost_usd: None,
             compaction: CompactionConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -190,7 +230,12 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        config
+            .network
+            .policy()
+            .map_err(|e| format!("[network] {e}"))?;
+        Ok(config)
     }
 }
 
@@ -262,6 +307,22 @@ mod tests {
         assert_eq!(c.providers["ollama"].kind, ProviderKind::Openai);
         assert_eq!(c.max_cost_usd, Some(5.0));
         assert_eq!(c.compaction.threshold, 0.8);
+    }
+
+    #[test]
+    fn network_section() {
+        let c = Config::parse(
+            "[network]\nmode = \"limited\"\nallowed_hosts = [\"*.example.com\", \"127.0.0.1:8080\"]\n",
+        )
+        .unwrap();
+        let p = c.network.policy().unwrap();
+        assert!(p.check("api.example.com", 443).is_ok());
+        assert!(p.check("127.0.0.1", 8080).is_ok());
+        assert!(Config::default().network.policy().unwrap().is_none());
+        let e = Config::parse("[network]\nmode = \"limited\"\nallowed_hosts = [\"a*b.com\"]\n")
+            .unwrap_err();
+        assert!(e.contains("allowed_hosts entry `a*b.com`"), "{e}");
+        assert!(Config::parse("[network]\nmode = \"open\"\n").is_err());
     }
 
     #[test]

@@ -423,6 +423,7 @@ async fn run_tools(
         let _ = forward.await;
         crash::point("after_tool_exit");
         let duration_ms = started.elapsed().as_millis() as u64;
+        let outcome = tools::overflow::spill(s.toolbox.workspace(), &call.tool_use_id, outcome);
         s.set_live_tool(None);
         s.append_one_retrying(tool_result(call.tool_use_id, outcome, duration_ms))
             .await?;

@@ -11,6 +11,7 @@ pub mod crash;
 pub mod daemon;
 pub mod harness;
 pub mod ids;
+pub mod net;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;

@@ -13,6 +13,12 @@
 //! kernel kills every process in it, including setsid'd and double-forked ones. So the pid
 //! the daemon records and kills is stage 1's.
 //!
+//! Limited networking: with a proxy socket argument, stage 2 bind-mounts the host proxy's
+//! Unix socket at [`bridge::SOCKET_IN_SANDBOX`], brings the namespace's loopback up, listens on
+//! 127.0.0.1:[`bridge::PORT`] and hands that listener to the [`bridge`] process (started
+//! after the shell's privileges are dropped), and points the shell's proxy variables at it.
+//! Without the argument the network namespace stays empty: no network at all.
+//!
 //! Fail closed: any setup error ends the helper with a message on stderr and exit code
 //! [`SETUP_FAILED`] before bash is executed; the daemon turns that into a tool error.
 
@@ -27,6 +33,8 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::statvfs::{FsFlags, statvfs};
+
+use crate::net::bridge;
 
 /// The hidden subcommand that starts a sandbox (stage 1).
 pub const EXEC_SUBCOMMAND: &str = "sandbox-exec";
@@ -142,11 +150,17 @@ fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupE
     write_file("/proc/self/gid_map", &format!("{inside} {outside_gid} 1\n"))
 }
 
-/// Stage 1 (`tetherd sandbox-exec WORKSPACE`): creates the namespaces, runs stage 2 and
-/// mirrors its end.
+/// Stage 1 (`tetherd sandbox-exec WORKSPACE [PROXY_SOCKET]`): creates the namespaces, runs
+/// stage 2 and mirrors its end.
 pub fn exec_main(args: &[OsString]) -> ExitCode {
-    let [workspace] = args else {
-        return fail(SetupError("usage: tetherd sandbox-exec WORKSPACE".into()));
+    let (workspace, proxy) = match args {
+        [workspace] => (workspace, None),
+        [workspace, proxy] => (workspace, Some(proxy)),
+        _ => {
+            return fail(SetupError(
+                "usage: tetherd sandbox-exec WORKSPACE [PROXY_SOCKET]".into(),
+            ));
+        }
     };
     close_inherited_fds();
     let uid = nix::unistd::geteuid().as_raw();
@@ -171,6 +185,7 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
         .arg(INIT_SUBCOMMAND)
         .arg(workspace)
         .arg(std::process::id().to_string())
+        .args(proxy)
         .spawn()
     {
         Ok(c) => c,
@@ -191,14 +206,18 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// Stage 2 (`tetherd sandbox-init WORKSPACE PARENT_PID`): pid 1 of the sandbox.
+/// Stage 2 (`tetherd sandbox-init WORKSPACE PARENT_PID [PROXY_SOCKET]`): pid 1 of the sandbox.
 pub fn init_main(args: &[OsString]) -> ExitCode {
-    let [workspace, parent] = args else {
-        return fail(SetupError(
-            "usage: tetherd sandbox-init WORKSPACE PARENT_PID".into(),
-        ));
+    let (workspace, parent, proxy) = match args {
+        [workspace, parent] => (workspace, parent, None),
+        [workspace, parent, proxy] => (workspace, parent, Some(Path::new(proxy))),
+        _ => {
+            return fail(SetupError(
+                "usage: tetherd sandbox-init WORKSPACE PARENT_PID [PROXY_SOCKET]".into(),
+            ));
+        }
     };
-    match init(Path::new(workspace), parent) {
+    match init(Path::new(workspace), parent, proxy) {
         Ok(never) => match never {},
         Err(e) => fail(e),
     }
@@ -206,7 +225,7 @@ pub fn init_main(args: &[OsString]) -> ExitCode {
 
 enum Never {}
 
-fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
+fn init(workspace: &Path, parent: &OsString, proxy: Option<&Path>) -> Result<Never, SetupError> {
     // Die with stage 1. Set before checking that it is still alive, so there is no gap.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(step("set the parent-death signal"))?;
     // The host /proc is still mounted, so the parent's host pid is visible.
@@ -220,8 +239,16 @@ fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
             workspace.display()
         )));
     }
-    build_root(workspace)?;
+    if let Some(p) = proxy.filter(|p| !p.is_absolute()) {
+        return Err(SetupError(format!(
+            "the proxy socket {} is not an absolute path",
+            p.display()
+        )));
+    }
+    build_root(workspace, proxy)?;
     nix::unistd::sethostname("sandbox").map_err(step("set the hostname"))?;
+    // Bound while we still administer the network namespace; served by the bridge below.
+    let listener = proxy.map(|_| bridge_listener()).transpose()?;
     // A nested user namespace where we are the unprivileged SANDBOX_UID: the exec below
     // then clears every capability, and the mounts (owned by the outer namespace) are locked.
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SetupError(explain_unshare_error(e)))?;
@@ -230,18 +257,111 @@ fn init(workspace: &Path, parent: &OsString) -> Result<Never, SetupError> {
     // A new session: no controlling terminal to inject input into (TIOCSTI).
     nix::unistd::setsid().map_err(step("start a new session"))?;
     std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
+    if let Some(listener) = listener {
+        start_bridge(listener)?;
+    }
     let mut stdout = std::io::stdout();
     stdout
         .write_all(READY.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
+    let proxy_env = if proxy.is_some() {
+        bridge::proxy_env()
+    } else {
+        Vec::new()
+    };
     let e = Command::new(SHELL)
         .args(["--noprofile", "--norc"])
+        .envs(proxy_env)
         .env("HOME", workspace)
         .env("USER", "sandbox")
         .env("LOGNAME", "sandbox")
         .exec();
     Err(SetupError(format!("cannot execute {SHELL}: {e}")))
+}
+
+/// Brings up the loopback interface of the (fresh, empty) network namespace and listens on
+/// 127.0.0.1:[`bridge::PORT`].
+fn bridge_listener() -> Result<std::net::TcpListener, SetupError> {
+    loopback_up()?;
+    std::net::TcpListener::bind(("127.0.0.1", bridge::PORT)).map_err(|e| {
+        SetupError(format!(
+            "listen on 127.0.0.1:{} for the network proxy: {e}",
+            bridge::PORT
+        ))
+    })
+}
+
+/// `ip link set lo up`, as one RTM_NEWLINK netlink request (no iproute2 needed).
+fn loopback_up() -> Result<(), SetupError> {
+    use nix::libc;
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    let index = nix::net::if_::if_nametoindex("lo").map_err(step("find the loopback interface"))?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(step("open a netlink socket"))?;
+    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes), native byte order.
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes());
+    msg.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    msg.push(libc::AF_UNSPEC as u8);
+    msg.push(0);
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // device type
+    msg.extend_from_slice(&(index as i32).to_ne_bytes());
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // flags
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // change mask
+    sendto(
+        fd.as_raw_fd(),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(step("bring up the loopback interface"))?;
+    let mut reply = [0u8; 512];
+    let n = recv(fd.as_raw_fd(), &mut reply, MsgFlags::empty())
+        .map_err(step("read the loopback interface's answer"))?;
+    // The acknowledgement is an NLMSG_ERROR message whose error is 0.
+    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+    let error = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+    if n < 20 || kind != libc::NLMSG_ERROR as u16 {
+        return Err(SetupError(
+            "bring up the loopback interface: unexpected netlink answer".into(),
+        ));
+    }
+    if error != 0 {
+        return Err(step("bring up the loopback interface")(Errno::from_raw(
+            -error,
+        )));
+    }
+    Ok(())
+}
+
+/// Starts `tetherd sandbox-bridge` with `listener` as its stdin. Called after the privileges
+/// are dropped, so the bridge has no more power than the shell; it runs this very binary
+/// through `/proc/self/exe` (the host path is not mounted in the sandbox).
+fn start_bridge(listener: std::net::TcpListener) -> Result<(), SetupError> {
+    Command::new("/proc/self/exe")
+        .arg(bridge::SUBCOMMAND)
+        .arg(bridge::SOCKET_IN_SANDBOX)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            listener,
+        )))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(io_step("start the network proxy bridge"))?;
+    Ok(())
 }
 
 /// The mount flags of `path` that must be kept when remounting a bind of it (a user
@@ -337,7 +457,7 @@ pub fn etc_files(workspace: &Path) -> [(&'static str, String); 5] {
 }
 
 /// Builds the sandbox's root and pivots into it. Runs as root of the outer user namespace.
-fn build_root(workspace: &Path) -> Result<(), SetupError> {
+fn build_root(workspace: &Path, proxy: Option<&Path>) -> Result<(), SetupError> {
     // Nothing we mount may propagate back to the host.
     mount(
         None::<&str>,
@@ -420,6 +540,16 @@ fn build_root(workspace: &Path) -> Result<(), SetupError> {
     .map_err(step("mount /proc"))?;
     mkdir(&new("/tmp"))?;
     tmpfs(&new("/tmp"), &format!("size={TMP_SIZE},mode=1777"))?;
+
+    // The host proxy's socket, the sandbox's only way out.
+    if let Some(socket) = proxy {
+        let dst = new(bridge::SOCKET_IN_SANDBOX);
+        if let Some(dir) = dst.parent() {
+            mkdir(dir)?;
+        }
+        std::fs::write(&dst, "").map_err(io_step("create the proxy socket's mount point"))?;
+        bind(&host(&socket.to_string_lossy()), &dst, true)?;
+    }
 
     // The workspace, read-write at the same path as on the host.
     let ws = workspace.to_string_lossy();

@@ -76,6 +76,27 @@ pub struct Session {
     pub attached_read_only: AtomicU32,
 }
 
+/// The session's network under the daemon's `[network]` config; its proxy socket lives in the
+/// daemon's private runtime dir.
+fn session_net(runtime: &Runtime, id: &str) -> Arc<crate::net::SessionNet> {
+    // The config was checked when it was loaded; should it still fail, no network.
+    let policy = runtime
+        .config
+        .network
+        .policy()
+        .unwrap_or(crate::net::NetPolicy::None);
+    let socket = runtime
+        .paths
+        .runtime_dir
+        .join("proxy")
+        .join(format!("{id}.sock"));
+    Arc::new(crate::net::SessionNet::new(
+        policy,
+        crate::net::policy::system_resolver(),
+        socket,
+    ))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these short locks leaves consistent data; keep serving.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -86,7 +107,10 @@ impl Session {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Session {
             id: row.id.clone(),
-            toolbox: Toolbox::new(row.workspace.clone().into()),
+            toolbox: Toolbox::with_net(
+                row.workspace.clone().into(),
+                session_net(&runtime, &row.id),
+            ),
             row: Mutex::new(row),
             runtime,
             state: Mutex::new(SessionState::from_events(events)),

@@ -41,7 +41,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,6 +55,7 @@ use super::ansi::{AnsiStripper, Utf8Chunker};
 use super::args::Args;
 use super::procs;
 use super::{INTERRUPTED_NOTE, ToolOutcome, ToolStatus};
+use crate::net::SessionNet;
 use crate::sandbox::{self, Sandbox};
 
 /// Timeout when `timeout_ms` is absent or 0.
@@ -453,6 +454,9 @@ pub struct Shell {
     workspace: PathBuf,
     env: Vec<(String, String)>,
     sandbox: Sandbox,
+    /// The session's network: with a policy other than none, the sandbox is bridged to its
+    /// proxy.
+    net: Arc<SessionNet>,
     state: tokio::sync::Mutex<State>,
     /// Pid of the live shell, 0 if none (readable without the state lock).
     pid: AtomicU32,
@@ -467,10 +471,17 @@ impl Shell {
             workspace,
             env,
             sandbox,
+            net: Arc::new(SessionNet::off()),
             state: tokio::sync::Mutex::new(State::default()),
             pid: AtomicU32::new(0),
             kill_switch: StdMutex::new(CancellationToken::new()),
         }
+    }
+
+    /// The shell with the session's network.
+    pub fn with_net(mut self, net: Arc<SessionNet>) -> Self {
+        self.net = net;
+        self
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -492,6 +503,11 @@ impl Shell {
             Sandbox::Namespaces { helper } => {
                 let mut cmd = tokio::process::Command::new(helper);
                 cmd.arg(sandbox::EXEC_SUBCOMMAND).arg(&self.workspace);
+                // Fail closed: no proxy, no shell (rather than a shell with no network
+                // that the model would try to work around).
+                if let Some(socket) = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))? {
+                    cmd.arg(socket);
+                }
                 cmd
             }
             Sandbox::None => {

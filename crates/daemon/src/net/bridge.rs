@@ -1,0 +1,170 @@
+//! The in-sandbox half of `limited` networking: `tetherd sandbox-bridge SOCKET` gets its
+//! listening socket (127.0.0.1:[`PORT`] in the sandbox's network namespace) on stdin from the
+//! sandbox init and splices every connection to the host proxy's Unix socket, which is
+//! bind-mounted at [`SOCKET_IN_SANDBOX`]. The namespace has no other interface than loopback,
+//! so this is the only way out; if the proxy is gone the bridge answers 502 and nothing leaves.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+
+/// The hidden subcommand the sandbox init starts the bridge as.
+pub const SUBCOMMAND: &str = "sandbox-bridge";
+/// The port the bridge listens on inside the sandbox (the usual proxy port).
+pub const PORT: u16 = 3128;
+/// Where the proxy socket is mounted inside the sandbox.
+pub const SOCKET_IN_SANDBOX: &str = "/run/tether/proxy.sock";
+
+/// The proxy variables the sandboxed shell gets; `NO_PROXY` empty so nothing bypasses it.
+pub fn proxy_env() -> Vec<(&'static str, String)> {
+    let url = format!("http://127.0.0.1:{PORT}");
+    let mut env: Vec<(&'static str, String)> = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "npm_config_proxy",
+        "npm_config_https_proxy",
+        "PIP_PROXY",
+    ]
+    .into_iter()
+    .map(|k| (k, url.clone()))
+    .collect();
+    env.push(("NO_PROXY", String::new()));
+    env.push(("no_proxy", String::new()));
+    env
+}
+
+/// `tetherd sandbox-bridge SOCKET`, with the listening TCP socket as stdin.
+pub fn main(args: &[OsString]) -> ExitCode {
+    let fail = |why: String| {
+        let _ = writeln!(std::io::stderr(), "tether sandbox bridge: {why}");
+        ExitCode::FAILURE
+    };
+    let [socket] = args else {
+        return fail("usage: tetherd sandbox-bridge SOCKET (listening socket on stdin)".into());
+    };
+    let listener = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::net::TcpListener::from(fd),
+        Err(e) => return fail(format!("no listening socket on stdin: {e}")),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start: {e}")),
+    };
+    match rt.block_on(run(listener, PathBuf::from(socket))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("stopped: {e}")),
+    }
+}
+
+/// Accepts on `listener` forever, splicing each connection to the Unix socket at `socket`.
+pub async fn run(listener: std::net::TcpListener, socket: PathBuf) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let socket = socket.clone();
+        tokio::spawn(splice(tcp, socket));
+    }
+}
+
+async fn splice(mut tcp: tokio::net::TcpStream, socket: PathBuf) {
+    match UnixStream::connect(&socket).await {
+        Ok(mut unix) => {
+            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+        }
+        // Fail closed, with a reason the client can show.
+        Err(e) => {
+            let _ = tcp
+                .write_all(unreachable_answer(&socket, &e).as_bytes())
+                .await;
+            let _ = tcp.shutdown().await;
+        }
+    }
+}
+
+fn unreachable_answer(socket: &Path, e: &std::io::Error) -> String {
+    let body = format!(
+        "tether sandbox: the session's network proxy is not reachable at {} ({e}); no \
+         traffic leaves the sandbox without it. Run the command again: the next bash call \
+         restarts the proxy.\n",
+        socket.display()
+    );
+    format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn bridge_to(socket: PathBuf) -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(run(listener, socket));
+        addr
+    }
+
+    #[tokio::test]
+    async fn splices_to_the_unix_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.sock");
+        let unix = tokio::net::UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            let (mut c, _) = unix.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).await.unwrap();
+            c.write_all(&buf).await.unwrap();
+            c.write_all(b" back").await.unwrap();
+        });
+        let mut tcp = tokio::net::TcpStream::connect(bridge_to(path).await)
+            .await
+            .unwrap();
+        tcp.write_all(b"hello").await.unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello back");
+    }
+
+    #[tokio::test]
+    async fn a_missing_proxy_fails_closed_with_a_502() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(bridge_to(dir.path().join("gone.sock")).await)
+            .await
+            .unwrap();
+        tcp.write_all(b"GET http://example.com/ HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 502 "), "{out}");
+        assert!(out.contains("network proxy is not reachable"), "{out}");
+    }
+
+    #[test]
+    fn every_proxy_variable_points_at_the_bridge() {
+        let env = proxy_env();
+        for key in ["HTTP_PROXY", "https_proxy", "ALL_PROXY"] {
+            assert!(
+                env.contains(&(key, "http://127.0.0.1:3128".to_string())),
+                "{key}"
+            );
+        }
+        assert!(env.contains(&("NO_PROXY", String::new())));
+    }
+}
