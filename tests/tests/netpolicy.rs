@@ -1,0 +1,188 @@
+//! `limited` networking end to end (reference §C 22): the sandboxed bash reaches an allowed
+//! host only through the host-side proxy, a denied host gets the proxy's 403 (decided before
+//! any DNS lookup), and traffic that ignores the proxy has no route. `web_fetch` runs in the
+//! daemon under the same policy. The policy comes from config.toml `[network]` until
+//! environments carry it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use tether_e2e::{Reply, TestEnv};
+use tether_mock_llm::Script;
+use tether_proto::EventBody;
+
+/// An HTTP server on host loopback answering every request; counts the requests it got.
+fn host_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the head; these requests have no body.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = "<html><body><h1>Hello from the host</h1></body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
+}
+
+fn limited_to(port: u16) -> String {
+    format!("[network]\nmode = \"limited\"\nallowed_hosts = [\"127.0.0.1:{port}\"]\n")
+}
+
+/// The text of every tool result of session `name`, in order.
+fn tool_results(env: &TestEnv, name: &str) -> Vec<String> {
+    env.events(name)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxed_bash_reaches_only_allowed_hosts_through_the_proxy() {
+    let (port, hits) = host_server();
+    let script = format!(
+        "echo \"proxy=$HTTP_PROXY\"; \
+         curl -sS -m 20 http://127.0.0.1:{port}/allowed; echo \" allowed-rc=$?\"; \
+         curl -sS -m 20 http://denied.example.invalid/; echo \" denied-rc=$?\"; \
+         curl -sS -m 20 https://denied.example.invalid/ 2>&1; echo \" connect-rc=$?\"; \
+         curl -sS -m 20 http://127.0.0.1:{other}/; echo \" literal-rc=$?\"; \
+         curl -sS -m 5 --noproxy '*' http://127.0.0.1:{port}/direct 2>&1; echo \" direct-loopback-rc=$?\"; \
+         curl -sS -m 5 --noproxy '*' http://192.0.2.1/ 2>&1; echo \" direct-out-rc=$?\"",
+        other = port.wrapping_add(1),
+    );
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::tool_use("bash", json!({ "command": script })),
+            Reply::text("done"),
+        ]),
+        &limited_to(port),
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    env.run(&[
+        "run",
+        "go",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "--name",
+        "net",
+    ]);
+    let out = tool_results(&env, "net").join("\n");
+    assert!(out.contains("proxy=http://127.0.0.1:3128"), "{out}");
+    // Allowed: through the bridge and the host proxy to the host's loopback server.
+    assert!(
+        out.contains("Hello from the host</h1></body></html> allowed-rc=0"),
+        "{out}"
+    );
+    // Denied by name, before any lookup (a lookup of .invalid would fail differently).
+    assert!(
+        out.contains("`denied.example.invalid` is not in this session's allowed_hosts"),
+        "{out}"
+    );
+    assert!(
+        out.contains("denied-rc=0"),
+        "the 403 is an HTTP answer: {out}"
+    );
+    assert!(
+        out.contains("403") && out.contains("connect-rc=56"),
+        "{out}"
+    );
+    assert!(
+        out.contains("is an IP address") && out.contains("literal-rc=0"),
+        "{out}"
+    );
+    // Ignoring the proxy: the sandbox's loopback is its own, and there is no route out.
+    assert!(out.contains("direct-loopback-rc=7"), "{out}");
+    assert!(out.contains("direct-out-rc=7"), "{out}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "only the proxied request arrived: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_network_policy_the_sandbox_has_no_proxy() {
+    let (port, hits) = host_server();
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({ "command": format!("echo \"proxy=[$HTTP_PROXY]\"; ls /run/tether 2>&1; curl -sS -m 5 -x http://127.0.0.1:3128 http://127.0.0.1:{port}/ 2>&1; echo \" rc=$?\"") }),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    env.run(&[
+        "run",
+        "go",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "--name",
+        "off",
+    ]);
+    let out = tool_results(&env, "off").join("\n");
+    assert!(out.contains("proxy=[]"), "{out}");
+    assert!(out.contains("No such file or directory"), "{out}");
+    assert!(out.contains(" rc=7"), "{out}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web_fetch_follows_the_policy() {
+    let (port, hits) = host_server();
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::tool_use(
+                "web_fetch",
+                json!({ "url": format!("http://127.0.0.1:{port}/page") }),
+            ),
+            Reply::tool_use(
+                "web_fetch",
+                json!({ "url": "http://169.254.169.254/latest/meta-data/" }),
+            ),
+            Reply::text("done"),
+        ]),
+        &limited_to(port),
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    env.run(&[
+        "run",
+        "go",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "--name",
+        "wf",
+    ]);
+    let out = tool_results(&env, "wf");
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out[0].ends_with("# Hello from the host"), "{}", out[0]);
+    assert!(
+        out[1].contains("refused http://169.254.169.254/"),
+        "{}",
+        out[1]
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
