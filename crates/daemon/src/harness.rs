@@ -165,7 +165,7 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .unwrap_or_else(|| default_system(&row.workspace)),
         ),
         messages: st.request_messages(),
-        tools: tool_specs(row.tools.as_deref()),
+        tools: tool_specs(row.tools.as_deref(), s.toolbox.net().policy().is_none()),
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
@@ -482,11 +482,13 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
     }
 }
 
-/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None).
-fn tool_specs(offered: Option<&[String]>) -> Vec<ToolSpec> {
+/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None);
+/// `web_fetch` only when the session has a network to fetch from.
+fn tool_specs(offered: Option<&[String]>, network_off: bool) -> Vec<ToolSpec> {
     Toolbox::definitions()
         .into_iter()
         .filter(|d| offered.is_none_or(|o| o.iter().any(|n| n == d.name)))
+        .filter(|d| !(network_off && d.name == "web_fetch"))
         .map(|d| ToolSpec {
             name: d.name.to_string(),
             description: d.description.to_string(),
@@ -509,4 +511,22 @@ fn jitter() -> f64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_fetch_is_offered_only_with_a_network() {
+        let names = |network_off| -> Vec<String> {
+            tool_specs(None, network_off)
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        assert!(names(false).iter().any(|n| n == "web_fetch"));
+        assert!(!names(true).iter().any(|n| n == "web_fetch"));
+        assert_eq!(names(true).len(), tools::TOOL_NAMES.len() - 1);
+    }
 }

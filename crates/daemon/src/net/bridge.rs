@@ -97,8 +97,8 @@ async fn splice(mut tcp: tokio::net::TcpStream, socket: PathBuf) {
 fn unreachable_answer(socket: &Path, e: &std::io::Error) -> String {
     let body = format!(
         "tether sandbox: the session's network proxy is not reachable at {} ({e}); no \
-         traffic leaves the sandbox without it. Run the command again: the next bash call \
-         restarts the proxy.\n",
+         traffic leaves the sandbox without it. Restart the shell (bash with restart: true) to \
+         start a new proxy.\n",
         socket.display()
     );
     format!(

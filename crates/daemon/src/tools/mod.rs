@@ -172,6 +172,11 @@ impl Toolbox {
         }
     }
 
+    /// The session's network (policy and sandbox proxy).
+    pub fn net(&self) -> &SessionNet {
+        &self.net
+    }
+
     /// The session workspace this toolbox was created with.
     pub fn workspace(&self) -> &std::path::Path {
         &self.workspace
