@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
-use tether_e2e::{Reply, TestEnv};
+use tether_e2e::{Reply, TestEnv, pids_matching, wait_until};
 use tether_mock_llm::Script;
 use tether_proto::EventBody;
 
@@ -185,4 +185,58 @@ async fn web_fetch_follows_the_policy() {
         out[1]
     );
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+/// The proxy lives in the daemon. `kill -9` it while a sandboxed loop keeps fetching: nothing
+/// reaches the host server any more. Today the sandbox dies with the daemon (its shell reads
+/// commands from the daemon); should it outlive it, the bridge answers 502 instead (unit-tested
+/// in `net::bridge`). Either way no request finds another way out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_proxy_fails_closed() {
+    let (port, hits) = host_server();
+    let url = format!("http://127.0.0.1:{port}/loop");
+    let loop_cmd = format!(
+        "nohup bash -c 'while true; do curl -sS -m 5 {url} >> probe.log 2>&1; \
+         echo \" rc=$?\" >> probe.log; sleep 0.1; done' > /dev/null 2>&1 & echo started"
+    );
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::tool_use("bash", json!({ "command": loop_cmd })),
+            Reply::text("done"),
+        ]),
+        &limited_to(port),
+    )
+    .await;
+    let daemon = env.spawn_daemon(None).await;
+    let ws = tempfile::tempdir().unwrap();
+    env.run(&[
+        "run",
+        "go",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "--name",
+        "bg",
+    ]);
+    let probe = ws.path().join("probe.log");
+    let log = || std::fs::read_to_string(&probe).unwrap_or_default();
+    wait_until("a request through the proxy", || {
+        log().contains("Hello from the host")
+    })
+    .await;
+
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    env.wait_killed(daemon).await;
+    let hits_when_dead = hits.load(Ordering::SeqCst);
+    wait_until("the loop gone, or failing at the bridge", || {
+        pids_matching(&url).is_empty() || log().matches("proxy is not reachable").count() >= 3
+    })
+    .await;
+    assert_eq!(hits.load(Ordering::SeqCst), hits_when_dead, "{}", log());
+    for pid in pids_matching(&url) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
