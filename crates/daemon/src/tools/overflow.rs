@@ -8,7 +8,8 @@ use super::ToolOutcome;
 
 /// Outputs longer than this many characters are moved to a file.
 pub const LIMIT_CHARS: usize = 100_000;
-/// Characters of the start of the output the model still sees.
+/// Characters of the start, and of the end, of the output the model still sees (the end
+/// matters: bash reports the exit code on the last line).
 pub const PREVIEW_CHARS: usize = 2_000;
 /// Where the files go, relative to the workspace.
 pub const DIR: &str = ".tether/outputs";
@@ -31,19 +32,24 @@ pub fn spill(workspace: &Path, tool_use_id: &str, mut outcome: ToolOutcome) -> T
         })
         .collect();
     let relative = format!("{DIR}/{name}.txt");
-    let preview: String = outcome.content.chars().take(PREVIEW_CHARS).collect();
+    let head: String = outcome.content.chars().take(PREVIEW_CHARS).collect();
+    let tail: String = {
+        let mut t: Vec<char> = outcome.content.chars().rev().take(PREVIEW_CHARS).collect();
+        t.reverse();
+        t.into_iter().collect()
+    };
     let note = match write_confined(workspace, &relative, outcome.content.as_bytes()) {
         Ok(()) => format!(
             "[output too long for one result: {total} characters. The full output is in \
              {relative} (in the workspace); read it in parts with the read tool's view_range, or \
-             search it with grep. The first {PREVIEW_CHARS} characters:]"
+             search it with grep. Its first and last {PREVIEW_CHARS} characters:]"
         ),
         Err(e) => format!(
             "[output too long for one result: {total} characters, and saving it to {relative} \
-             failed ({e}); only the first {PREVIEW_CHARS} characters are shown:]"
+             failed ({e}); only its first and last {PREVIEW_CHARS} characters are shown:]"
         ),
     };
-    outcome.content = format!("{note}\n{preview}\n[…]");
+    outcome.content = format!("{note}\n{head}\n[…]\n{tail}");
     outcome
 }
 
@@ -79,7 +85,12 @@ mod tests {
     #[test]
     fn long_outputs_go_to_a_file_with_a_preview() {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!("{}é{}", "a".repeat(PREVIEW_CHARS), "b".repeat(LIMIT_CHARS));
+        let text = format!(
+            "{}é{}{}[exit code 2]",
+            "a".repeat(PREVIEW_CHARS),
+            "b".repeat(LIMIT_CHARS),
+            "c".repeat(PREVIEW_CHARS)
+        );
         let out = spill(dir.path(), "toolu_../x", ToolOutcome::error(text.clone()));
         assert!(out.is_error, "the status is kept");
         let saved = dir.path().join(".tether/outputs/toolu____x.txt");
@@ -89,13 +100,13 @@ mod tests {
             "{}",
             out.content
         );
-        assert!(
-            out.content
-                .contains(&format!("{} characters", LIMIT_CHARS + PREVIEW_CHARS + 1))
-        );
+        let total = text.chars().count();
+        assert!(out.content.contains(&format!("{total} characters")));
         assert!(out.content.contains(&"a".repeat(PREVIEW_CHARS)));
-        assert!(!out.content.contains('b'), "only the preview");
-        assert!(out.content.chars().count() < PREVIEW_CHARS + 500);
+        let end = format!("{}[exit code 2]", "c".repeat(PREVIEW_CHARS - 13));
+        assert!(out.content.ends_with(&end), "the end, with the exit code");
+        assert!(!out.content.contains('b'), "only the start and the end");
+        assert!(out.content.chars().count() < 2 * PREVIEW_CHARS + 500);
     }
 
     #[test]
