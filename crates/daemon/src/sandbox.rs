@@ -248,7 +248,9 @@ fn init(workspace: &Path, parent: &OsString, proxy: Option<&Path>) -> Result<Nev
     build_root(workspace, proxy)?;
     nix::unistd::sethostname("sandbox").map_err(step("set the hostname"))?;
     // Bound while we still administer the network namespace; served by the bridge below.
-    let listener = proxy.map(|_| bridge_listener()).transpose()?;
+    let listener = proxy
+        .map(|_| bridge::listen().map_err(SetupError))
+        .transpose()?;
     // A nested user namespace where we are the unprivileged SANDBOX_UID: the exec below
     // then clears every capability, and the mounts (owned by the outer namespace) are locked.
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SetupError(explain_unshare_error(e)))?;
@@ -258,7 +260,7 @@ fn init(workspace: &Path, parent: &OsString, proxy: Option<&Path>) -> Result<Nev
     nix::unistd::setsid().map_err(step("start a new session"))?;
     std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
     if let Some(listener) = listener {
-        start_bridge(listener)?;
+        bridge::spawn(listener).map_err(SetupError)?;
     }
     let mut stdout = std::io::stdout();
     stdout
@@ -278,90 +280,6 @@ fn init(workspace: &Path, parent: &OsString, proxy: Option<&Path>) -> Result<Nev
         .env("LOGNAME", "sandbox")
         .exec();
     Err(SetupError(format!("cannot execute {SHELL}: {e}")))
-}
-
-/// Brings up the loopback interface of the (fresh, empty) network namespace and listens on
-/// 127.0.0.1:[`bridge::PORT`].
-fn bridge_listener() -> Result<std::net::TcpListener, SetupError> {
-    loopback_up()?;
-    std::net::TcpListener::bind(("127.0.0.1", bridge::PORT)).map_err(|e| {
-        SetupError(format!(
-            "listen on 127.0.0.1:{} for the network proxy: {e}",
-            bridge::PORT
-        ))
-    })
-}
-
-/// `ip link set lo up`, as one RTM_NEWLINK netlink request (no iproute2 needed).
-fn loopback_up() -> Result<(), SetupError> {
-    use nix::libc;
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
-        socket,
-    };
-    use std::os::fd::AsRawFd;
-    let index = nix::net::if_::if_nametoindex("lo").map_err(step("find the loopback interface"))?;
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )
-    .map_err(step("open a netlink socket"))?;
-    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes), native byte order.
-    let mut msg = Vec::with_capacity(32);
-    msg.extend_from_slice(&32u32.to_ne_bytes());
-    msg.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
-    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
-    msg.push(libc::AF_UNSPEC as u8);
-    msg.push(0);
-    msg.extend_from_slice(&0u16.to_ne_bytes()); // device type
-    msg.extend_from_slice(&(index as i32).to_ne_bytes());
-    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // flags
-    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // change mask
-    sendto(
-        fd.as_raw_fd(),
-        &msg,
-        &NetlinkAddr::new(0, 0),
-        MsgFlags::empty(),
-    )
-    .map_err(step("bring up the loopback interface"))?;
-    let mut reply = [0u8; 512];
-    let n = recv(fd.as_raw_fd(), &mut reply, MsgFlags::empty())
-        .map_err(step("read the loopback interface's answer"))?;
-    // The acknowledgement is an NLMSG_ERROR message whose error is 0.
-    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
-    let error = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
-    if n < 20 || kind != libc::NLMSG_ERROR as u16 {
-        return Err(SetupError(
-            "bring up the loopback interface: unexpected netlink answer".into(),
-        ));
-    }
-    if error != 0 {
-        return Err(step("bring up the loopback interface")(Errno::from_raw(
-            -error,
-        )));
-    }
-    Ok(())
-}
-
-/// Starts `tetherd sandbox-bridge` with `listener` as its stdin. Called after the privileges
-/// are dropped, so the bridge has no more power than the shell; it runs this very binary
-/// through `/proc/self/exe` (the host path is not mounted in the sandbox).
-fn start_bridge(listener: std::net::TcpListener) -> Result<(), SetupError> {
-    Command::new("/proc/self/exe")
-        .arg(bridge::SUBCOMMAND)
-        .arg(bridge::SOCKET_IN_SANDBOX)
-        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
-            listener,
-        )))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(io_step("start the network proxy bridge"))?;
-    Ok(())
 }
 
 /// The mount flags of `path` that must be kept when remounting a bind of it (a user

@@ -108,6 +108,85 @@ fn unreachable_answer(socket: &Path, e: &std::io::Error) -> String {
     )
 }
 
+/// Brings up the loopback interface of the sandbox's (fresh, empty) network namespace and
+/// listens on
+/// 127.0.0.1:[`PORT`].
+pub fn listen() -> Result<std::net::TcpListener, String> {
+    loopback_up()?;
+    std::net::TcpListener::bind(("127.0.0.1", PORT))
+        .map_err(|e| format!("listen on 127.0.0.1:{PORT} for the network proxy: {e}"))
+}
+
+/// `ip link set lo up`, as one RTM_NEWLINK netlink request (no iproute2 needed).
+fn loopback_up() -> Result<(), String> {
+    use nix::libc;
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    use std::os::fd::AsRawFd;
+    let index = nix::net::if_::if_nametoindex("lo")
+        .map_err(|e| format!("find the loopback interface: {e}"))?;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )
+    .map_err(|e| format!("open a netlink socket: {e}"))?;
+    // struct nlmsghdr (16 bytes) + struct ifinfomsg (16 bytes), native byte order.
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes());
+    msg.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence number
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    msg.push(libc::AF_UNSPEC as u8);
+    msg.push(0);
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // device type
+    msg.extend_from_slice(&(index as i32).to_ne_bytes());
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // flags
+    msg.extend_from_slice(&(libc::IFF_UP as u32).to_ne_bytes()); // change mask
+    sendto(
+        fd.as_raw_fd(),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("bring up the loopback interface: {e}"))?;
+    let mut reply = [0u8; 512];
+    let n = recv(fd.as_raw_fd(), &mut reply, MsgFlags::empty())
+        .map_err(|e| format!("read the loopback interface's answer: {e}"))?;
+    // The acknowledgement is an NLMSG_ERROR message whose error is 0.
+    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
+    let error = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
+    if n < 20 || kind != libc::NLMSG_ERROR as u16 {
+        return Err("bring up the loopback interface: unexpected netlink answer".into());
+    }
+    if error != 0 {
+        let e = nix::errno::Errno::from_raw(-error);
+        return Err(format!("bring up the loopback interface: {e}"));
+    }
+    Ok(())
+}
+
+/// Starts `tetherd sandbox-bridge` with `listener` as its stdin (from the sandbox init).
+/// Called after the privileges are dropped, so the bridge has no more power than the shell; it runs this very binary
+/// through `/proc/self/exe` (the host path is not mounted in the sandbox).
+pub fn spawn(listener: std::net::TcpListener) -> Result<(), String> {
+    std::process::Command::new("/proc/self/exe")
+        .arg(SUBCOMMAND)
+        .arg(SOCKET_IN_SANDBOX)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            listener,
+        )))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start the network proxy bridge: {e}"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
