@@ -478,15 +478,21 @@ async fn forward(
             return Ok(false);
         }
     };
+    let expects_continue = has_token(&head.headers, "expect", "100-continue");
+    // A client waiting for `100 Continue` has not sent its body: answer and close instead of
+    // waiting for it.
+    let close_on_refusal = client_close || (expects_continue && req_framing != Framing::Empty);
     let url = match reqwest::Url::parse(&head.target) {
         Ok(u) if u.scheme() == "http" && u.host_str().is_some() => u,
         Ok(u) if u.scheme() == "https" => {
             let why = "https goes through CONNECT; set HTTPS_PROXY, not an https:// request line";
-            client
-                .copy_body(req_framing, &mut tokio::io::sink())
-                .await?;
-            answer(&mut client.io, 400, "Bad Request", why, client_close).await?;
-            return Ok(!client_close);
+            if !close_on_refusal {
+                client
+                    .copy_body(req_framing, &mut tokio::io::sink())
+                    .await?;
+            }
+            answer(&mut client.io, 400, "Bad Request", why, close_on_refusal).await?;
+            return Ok(!close_on_refusal);
         }
         _ => {
             let why = format!(
@@ -504,16 +510,18 @@ async fn forward(
         Ok(s) => Buffered::new(s),
         Err((code, why)) => {
             // Read past the refused request's body so the next request parses.
-            client
-                .copy_body(req_framing, &mut tokio::io::sink())
-                .await?;
+            if !close_on_refusal {
+                client
+                    .copy_body(req_framing, &mut tokio::io::sink())
+                    .await?;
+            }
             let reason = if code == 403 {
                 "Forbidden"
             } else {
                 "Bad Gateway"
             };
-            answer(&mut client.io, code, reason, &why, client_close).await?;
-            return Ok(!client_close);
+            answer(&mut client.io, code, reason, &why, close_on_refusal).await?;
+            return Ok(!close_on_refusal);
         }
     };
     let authority = match url.port() {
@@ -527,7 +535,6 @@ async fn forward(
         url.path()
     )
     .into_bytes();
-    let expects_continue = has_token(&head.headers, "expect", "100-continue");
     for (name, value) in &head.headers {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str()) || lower == "host" || lower == "expect" {
@@ -549,7 +556,13 @@ async fn forward(
     client.copy_body(req_framing, &mut upstream.io).await?;
 
     let resp = loop {
-        let resp = match upstream.read_response().await {
+        let read = tokio::time::timeout(IDLE_TIMEOUT, upstream.read_response()).await;
+        let resp = match read.unwrap_or_else(|_| {
+            Err(HeadError::Bad(format!(
+                "no answer within {} s",
+                IDLE_TIMEOUT.as_secs()
+            )))
+        }) {
             Ok(r) => r,
             Err(HeadError::Io(e)) => {
                 let why = format!("reading the answer of {authority}: {e}");
@@ -829,6 +842,38 @@ mod tests {
             );
         }
         assert_eq!(s.resolver.asked(), vec!["internal.test", "meta.test"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_waiting_for_100_continue_is_answered_at_once() {
+        let s = setup(&[], FakeResolver::default()).await;
+        let mut c = s.client().await;
+        // The body is never sent: the 403 must come anyway, and the connection then closes.
+        let (code, body) = exchange(
+            &mut c,
+            "PUT http://denied.test/ HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        )
+        .await;
+        assert_eq!(code, 403, "{body}");
+        assert_eq!(c.fill().await.unwrap(), 0, "closed after the refusal");
+    }
+
+    #[tokio::test]
+    async fn an_allowed_request_waiting_for_100_continue_gets_it() {
+        let s = setup(&[], FakeResolver::default()).await;
+        let mut c = s.client().await;
+        let (code, _) = exchange_head(
+            &mut c,
+            &format!(
+                "PUT http://{}/e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                s.server
+            ),
+        )
+        .await;
+        assert_eq!(code, 100);
+        let (code, body) = exchange(&mut c, "hello").await;
+        assert_eq!(code, 200);
+        assert!(body.ends_with("body=hello"), "{body}");
     }
 
     #[tokio::test]
