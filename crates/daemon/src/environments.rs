@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tether_proto::environment::{
     BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
-    EnvironmentSpec, Networking,
+    EnvironmentConfig, EnvironmentSpec, Networking,
 };
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
 use tether_proto::{Call, ErrorBody, ErrorCode};
@@ -411,6 +411,45 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
     )
     .map_err(|e| StoreError::Write(e.to_string()))?;
     load(c, &id)
+}
+
+/// The network policy an environment's sessions run under.
+pub fn net_policy(config: &EnvironmentConfig) -> Result<crate::net::NetPolicy, ErrorBody> {
+    use crate::net::NetPolicy;
+    Ok(match config.networking() {
+        Networking::None => NetPolicy::None,
+        Networking::Unrestricted => NetPolicy::Unrestricted,
+        Networking::Limited {
+            allowed_hosts,
+            allow_package_managers,
+            ..
+        } => NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidParams,
+                format!("config.networking.allowed_hosts: {e}"),
+            )
+        })?,
+    })
+}
+
+/// The policy of a stored session's environment; no network when it has none (sessions
+/// older than environments) or it can't be read (fail closed, with a warning).
+pub async fn session_net_policy(store: &Store, environment: Option<&str>) -> crate::net::NetPolicy {
+    let Some(id) = environment else {
+        return crate::net::NetPolicy::None;
+    };
+    let r = id.to_string();
+    let env = store.read(move |c| load(c, &resolve(c, &r)?)).await;
+    match env
+        .map_err(ErrorBody::from)
+        .and_then(|e| net_policy(&e.spec.config))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(environment = %id, error = %e.message, "no network for this session: its environment can't be read");
+            crate::net::NetPolicy::None
+        }
+    }
 }
 
 #[cfg(test)]

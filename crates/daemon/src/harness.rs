@@ -186,7 +186,11 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .unwrap_or_else(|| default_system(&row.workspace)),
         ),
         messages: st.request_messages(),
-        tools: tool_specs(row.tools.as_deref(), s.policy.custom_tools()),
+        tools: tool_specs(
+            row.tools.as_deref(),
+            s.policy.custom_tools(),
+            s.toolbox.net().policy().is_none(),
+        ),
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
@@ -476,6 +480,7 @@ async fn run_tools(
         let _ = forward.await;
         crash::point("after_tool_exit");
         let duration_ms = started.elapsed().as_millis() as u64;
+        let outcome = tools::overflow::spill(s.toolbox.workspace(), &call.tool_use_id, outcome);
         s.set_live_tool(None);
         s.append_one_retrying(tool_result(call.tool_use_id, outcome, duration_ms))
             .await?;
@@ -546,12 +551,13 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
     }
 }
 
-/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None),
-/// then its custom tools.
-fn tool_specs(offered: Option<&[String]>, custom: &[ToolSpec]) -> Vec<ToolSpec> {
+/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None;
+/// `web_fetch` only when the session has a network to fetch from), then its custom tools.
+fn tool_specs(offered: Option<&[String]>, custom: &[ToolSpec], network_off: bool) -> Vec<ToolSpec> {
     Toolbox::definitions()
         .into_iter()
         .filter(|d| offered.is_none_or(|o| o.iter().any(|n| n == d.name)))
+        .filter(|d| !(network_off && d.name == "web_fetch"))
         .map(|d| ToolSpec {
             name: d.name.to_string(),
             description: d.description.to_string(),
@@ -575,4 +581,22 @@ fn jitter() -> f64 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     f64::from(nanos % 1000) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_fetch_is_offered_only_with_a_network() {
+        let names = |network_off| -> Vec<String> {
+            tool_specs(None, &[], network_off)
+                .into_iter()
+                .map(|t| t.name)
+                .collect()
+        };
+        assert!(names(false).iter().any(|n| n == "web_fetch"));
+        assert!(!names(true).iter().any(|n| n == "web_fetch"));
+        assert_eq!(names(true).len(), tools::TOOL_NAMES.len() - 1);
+    }
 }

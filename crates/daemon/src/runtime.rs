@@ -126,7 +126,9 @@ impl Runtime {
             None => None,
         };
         let policy = crate::permissions::ToolPolicy::of(agent.as_ref());
-        let session = Session::new(self.clone(), row, policy, &events);
+        let net =
+            crate::environments::session_net_policy(&self.store, row.environment.as_deref()).await;
+        let session = Session::new(self.clone(), row, policy, net, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -188,6 +190,7 @@ impl Runtime {
             .ensure(&env.id, &env.spec.name, &env.spec.config)
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
+        let net = crate::environments::net_policy(&env.spec.config)?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -233,7 +236,7 @@ impl Runtime {
             return Err(e.into());
         }
         let policy = crate::permissions::ToolPolicy::of(Some(&agent));
-        let session = Session::new(self.clone(), row, policy, &[]);
+        let session = Session::new(self.clone(), row, policy, net, &[]);
         self.registry().insert(id, session.clone());
         if !p.initial_message.is_empty() {
             session.user_message(p.initial_message).await?;

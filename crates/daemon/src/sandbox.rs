@@ -13,6 +13,12 @@
 //! kernel kills every process in it, including setsid'd and double-forked ones. So the pid
 //! the daemon records and kills is stage 1's.
 //!
+//! Networking: with `--proxy SOCKET`, stage 2 bind-mounts the host proxy's
+//! Unix socket at [`bridge::SOCKET_IN_SANDBOX`], brings the namespace's loopback up, listens on
+//! 127.0.0.1:[`bridge::PORT`] and hands that listener to the [`bridge`] process (started
+//! after the shell's privileges are dropped), and points the shell's proxy variables at it.
+//! Without it the network namespace stays empty: no network at all.
+//!
 //! Fail closed: any setup error ends the helper with a message on stderr and exit code
 //! [`SETUP_FAILED`] before bash is executed; the daemon turns that into a tool error.
 
@@ -28,6 +34,8 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::statvfs::{FsFlags, statvfs};
 use tether_proto::environment::LAYER_MOUNT;
+
+use crate::net::bridge;
 
 /// The hidden subcommand that starts a sandbox (stage 1).
 pub const EXEC_SUBCOMMAND: &str = "sandbox-exec";
@@ -153,6 +161,9 @@ pub struct Options {
     /// Keep the host's network namespace (environment builds; the limited-network proxy
     /// replaces this for `limited` environments).
     pub share_net: bool,
+    /// The session's network proxy (a Unix socket on the host): bridged to 127.0.0.1:3128
+    /// inside the sandbox's own network namespace.
+    pub proxy: Option<PathBuf>,
 }
 
 impl Options {
@@ -170,6 +181,7 @@ impl Options {
             layer: Some(layer.to_path_buf()),
             layer_writable: true,
             share_net: true,
+            proxy: None,
         }
     }
 
@@ -184,6 +196,10 @@ impl Options {
         }
         if self.share_net {
             out.push("--share-net".into());
+        }
+        if let Some(p) = &self.proxy {
+            out.push("--proxy".into());
+            out.push(p.clone().into_os_string());
         }
         out
     }
@@ -201,6 +217,12 @@ impl Options {
                 }
                 Some("--layer-writable") => o.layer_writable = true,
                 Some("--share-net") => o.share_net = true,
+                Some("--proxy") => {
+                    let socket = it
+                        .next()
+                        .ok_or_else(|| SetupError("--proxy needs a socket path".into()))?;
+                    o.proxy = Some(PathBuf::from(socket));
+                }
                 _ => return Err(SetupError(format!("unknown sandbox option {a:?}"))),
             }
         }
@@ -300,8 +322,19 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
             workspace.display()
         )));
     }
+    let proxy = options.proxy.as_deref();
+    if let Some(p) = proxy.filter(|p| !p.is_absolute()) {
+        return Err(SetupError(format!(
+            "the proxy socket {} is not an absolute path",
+            p.display()
+        )));
+    }
     build_root(workspace, options)?;
     nix::unistd::sethostname("sandbox").map_err(step("set the hostname"))?;
+    // Bound while we still administer the network namespace; served by the bridge below.
+    let listener = proxy
+        .map(|_| bridge::listen().map_err(SetupError))
+        .transpose()?;
     // A nested user namespace where we are the unprivileged SANDBOX_UID: the exec below
     // then clears every capability, and the mounts (owned by the outer namespace) are locked.
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| SetupError(explain_unshare_error(e)))?;
@@ -310,13 +343,22 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
     // A new session: no controlling terminal to inject input into (TIOCSTI).
     nix::unistd::setsid().map_err(step("start a new session"))?;
     std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
+    if let Some(listener) = listener {
+        bridge::spawn(listener).map_err(SetupError)?;
+    }
     let mut stdout = std::io::stdout();
     stdout
         .write_all(READY.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
+    let proxy_env = if proxy.is_some() {
+        bridge::proxy_env()
+    } else {
+        Vec::new()
+    };
     let e = Command::new(SHELL)
         .args(["--noprofile", "--norc"])
+        .envs(proxy_env)
         .env("HOME", workspace)
         .env("USER", "sandbox")
         .env("LOGNAME", "sandbox")
@@ -500,6 +542,16 @@ fn build_root(workspace: &Path, options: &Options) -> Result<(), SetupError> {
     .map_err(step("mount /proc"))?;
     mkdir(&new("/tmp"))?;
     tmpfs(&new("/tmp"), &format!("size={TMP_SIZE},mode=1777"))?;
+
+    // The host proxy's socket, the sandbox's only way out.
+    if let Some(socket) = &options.proxy {
+        let dst = new(bridge::SOCKET_IN_SANDBOX);
+        if let Some(dir) = dst.parent() {
+            mkdir(dir)?;
+        }
+        std::fs::write(&dst, "").map_err(io_step("create the proxy socket's mount point"))?;
+        bind(&host(&socket.to_string_lossy()), &dst, true)?;
+    }
 
     // The workspace, read-write at the same path as on the host.
     let ws = workspace.to_string_lossy();

@@ -79,6 +79,26 @@ pub struct Session {
     pub attached_read_only: AtomicU32,
 }
 
+/// The session's network under the daemon's `[network]` config; its proxy socket lives in the
+/// daemon's private runtime dir.
+/// The session's network: its environment's policy, served by a proxy of its own.
+fn session_net(
+    runtime: &Runtime,
+    id: &str,
+    policy: crate::net::NetPolicy,
+) -> Arc<crate::net::SessionNet> {
+    let socket = runtime
+        .paths
+        .runtime_dir
+        .join("proxy")
+        .join(format!("{id}.sock"));
+    Arc::new(crate::net::SessionNet::new(
+        policy,
+        crate::net::policy::system_resolver(),
+        socket,
+    ))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these short locks leaves consistent data; keep serving.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -89,14 +109,16 @@ impl Session {
         runtime: Arc<Runtime>,
         row: SessionRow,
         policy: ToolPolicy,
+        net: crate::net::NetPolicy,
         events: &[Event],
     ) -> Arc<Session> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Arc::new(Session {
             id: row.id.clone(),
-            toolbox: Toolbox::with_layer(
+            toolbox: Toolbox::for_session(
                 row.workspace.clone().into(),
                 row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
+                session_net(&runtime, &row.id, net),
             ),
             policy,
             row: Mutex::new(row),

@@ -35,7 +35,7 @@ static CRYPTO_PROVIDER: Once = Once::new();
 /// reqwest is built with `rustls-no-provider`: install ring as the process-wide
 /// rustls provider before the first client is built. If something else already
 /// installed one, that one is kept.
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     CRYPTO_PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });

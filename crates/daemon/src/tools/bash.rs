@@ -41,7 +41,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -55,6 +55,7 @@ use super::ansi::{AnsiStripper, Utf8Chunker};
 use super::args::Args;
 use super::procs;
 use super::{INTERRUPTED_NOTE, ToolOutcome, ToolStatus};
+use crate::net::SessionNet;
 use crate::sandbox::{self, Sandbox};
 
 /// Timeout when `timeout_ms` is absent or 0.
@@ -455,6 +456,9 @@ pub struct Shell {
     sandbox: Sandbox,
     /// The environment layer and other sandbox extras.
     options: sandbox::Options,
+    /// The session's network: with a policy other than none, the sandbox is bridged to its
+    /// proxy.
+    net: Arc<SessionNet>,
     state: tokio::sync::Mutex<State>,
     /// Pid of the live shell, 0 if none (readable without the state lock).
     pid: AtomicU32,
@@ -470,6 +474,7 @@ impl Shell {
             env,
             sandbox,
             options: sandbox::Options::default(),
+            net: Arc::new(SessionNet::off()),
             state: tokio::sync::Mutex::new(State::default()),
             pid: AtomicU32::new(0),
             kill_switch: StdMutex::new(CancellationToken::new()),
@@ -479,6 +484,12 @@ impl Shell {
     /// The same shell with sandbox `options` (e.g. an environment layer).
     pub fn with_options(mut self, options: sandbox::Options) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The shell with the session's network.
+    pub fn with_net(mut self, net: Arc<SessionNet>) -> Self {
+        self.net = net;
         self
     }
 
@@ -500,9 +511,13 @@ impl Shell {
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
                 let mut cmd = tokio::process::Command::new(helper);
+                let mut options = self.options.clone();
+                // Fail closed: no proxy, no shell (rather than a shell with no network
+                // that the model would try to work around).
+                options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
                 cmd.arg(sandbox::EXEC_SUBCOMMAND)
                     .arg(&self.workspace)
-                    .args(self.options.to_args());
+                    .args(options.to_args());
                 cmd
             }
             Sandbox::None => {

@@ -1,4 +1,4 @@
-//! The agent's tools: `bash`, `read`, `write`, `edit`, `glob` and `grep`.
+//! The agent's tools: `bash`, `read`, `write`, `edit`, `glob`, `grep` and `web_fetch`.
 //!
 //! One [`Toolbox`] exists per session. It owns the session's persistent bash
 //! shell and resolves every file-tool path against the session workspace.
@@ -8,11 +8,13 @@
 //! - [`ansi`]: streaming removal of terminal escape sequences.
 //! - [`bash`]: the persistent shell (start, run one command, kill the tree).
 //! - [`files`]: `read`, `write`, `edit`.
+//! - [`overflow`]: outputs over 100,000 characters go to a workspace file.
 //! - [`path`]: workspace confinement of file-tool paths.
 //! - [`procs`]: finding and killing a process tree through `/proc`.
 //! - [`replay`]: what a call records before it runs; settling calls a restart cut short.
 //! - [`schema`]: the tool definitions (JSON Schemas) the model sees.
 //! - [`search`]: `glob`, `grep`.
+//! - [`web_fetch`]: `web_fetch`, under the session's network policy.
 //!
 //! Only the file tools are confined to the workspace; `bash` is not (a later
 //! sandbox change does that).
@@ -35,13 +37,18 @@ pub mod ansi;
 pub mod args;
 pub mod bash;
 pub mod files;
+pub mod overflow;
 pub mod path;
 pub mod procs;
 pub mod replay;
 pub mod schema;
 pub mod search;
+pub mod web_fetch;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::net::SessionNet;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +124,7 @@ pub struct ToolDefinition {
 }
 
 /// Names of all tools, in the order [`Toolbox::definitions`] lists them.
-pub const TOOL_NAMES: [&str; 6] = ["bash", "read", "write", "edit", "glob", "grep"];
+pub const TOOL_NAMES: [&str; 7] = ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"];
 
 /// The text appended to a call's output when the user interrupts it.
 pub const INTERRUPTED_NOTE: &str = "[interrupted by the user]";
@@ -126,6 +133,7 @@ pub const INTERRUPTED_NOTE: &str = "[interrupted by the user]";
 pub struct Toolbox {
     workspace: PathBuf,
     shell: bash::Shell,
+    net: Arc<SessionNet>,
 }
 
 impl Toolbox {
@@ -133,35 +141,56 @@ impl Toolbox {
     /// Cheap: the shell starts lazily at the first bash call. The shell's
     /// environment is built from this process's environment (see
     /// [`bash::shell_env`] for what is kept).
+    /// No network: the sandbox has none and `web_fetch` refuses.
     pub fn new(workspace: PathBuf) -> Self {
-        Self::with_parent_env(workspace, std::env::vars().collect())
+        Self::for_session(workspace, None, Arc::new(SessionNet::off()))
     }
 
-    /// Like [`Toolbox::new`], but the shell's environment is derived from
-    /// `parent_env` instead of this process's environment (used by tests).
-    pub(crate) fn with_parent_env(workspace: PathBuf, parent_env: Vec<(String, String)>) -> Self {
-        let shell = bash::Shell::new(
-            workspace.clone(),
-            bash::shell_env(parent_env),
-            crate::sandbox::Sandbox::for_this_process(),
-        );
-        Self { workspace, shell }
-    }
-
-    /// A session's toolbox whose shell mounts the environment layer `layer` (read-only) and
-    /// has its bin dirs on PATH.
-    pub fn with_layer(workspace: PathBuf, layer: Option<PathBuf>) -> Self {
+    /// A session's toolbox: the environment layer `layer` mounted read-only with its bin dirs
+    /// on PATH, and the session's network (sandbox proxy and `web_fetch`).
+    pub fn for_session(workspace: PathBuf, layer: Option<PathBuf>, net: Arc<SessionNet>) -> Self {
         let mut env = bash::shell_env(std::env::vars().collect());
         if layer.is_some() {
             crate::envbuild::layer_env(&mut env);
         }
+        Self::build(workspace, env, layer, net)
+    }
+
+    /// Like [`Toolbox::new`], but the shell's environment is derived from
+    /// `parent_env` instead of this process's environment (used by tests).
+    #[cfg(test)]
+    pub(crate) fn with_parent_env(workspace: PathBuf, parent_env: Vec<(String, String)>) -> Self {
+        Self::build(
+            workspace,
+            bash::shell_env(parent_env),
+            None,
+            Arc::new(SessionNet::off()),
+        )
+    }
+
+    fn build(
+        workspace: PathBuf,
+        env: Vec<(String, String)>,
+        layer: Option<PathBuf>,
+        net: Arc<SessionNet>,
+    ) -> Self {
         let shell = bash::Shell::new(
             workspace.clone(),
             env,
             crate::sandbox::Sandbox::for_this_process(),
         )
-        .with_options(crate::sandbox::Options::session(layer));
-        Self { workspace, shell }
+        .with_options(crate::sandbox::Options::session(layer))
+        .with_net(net.clone());
+        Self {
+            workspace,
+            shell,
+            net,
+        }
+    }
+
+    /// The session's network (policy and sandbox proxy).
+    pub fn net(&self) -> &SessionNet {
+        &self.net
     }
 
     /// The session workspace this toolbox was created with.
@@ -169,14 +198,14 @@ impl Toolbox {
         &self.workspace
     }
 
-    /// The tools the model sees: bash, read, write, edit, glob, grep.
+    /// The tools the model sees: bash, read, write, edit, glob, grep, web_fetch.
     pub fn definitions() -> Vec<ToolDefinition> {
         schema::definitions()
     }
 
-    /// Whether a tool only reads (read, glob, grep).
+    /// Whether a tool only reads (read, glob, grep, web_fetch).
     pub fn is_read_only(name: &str) -> bool {
-        matches!(name, "read" | "glob" | "grep")
+        matches!(name, "read" | "glob" | "grep" | "web_fetch")
     }
 
     /// Runs one tool call. Never panics; every failure is an outcome with
@@ -212,6 +241,7 @@ impl Toolbox {
                 Ok(parsed) => self.shell.run(parsed, output, cancel).await,
                 Err(message) => ToolOutcome::error(message),
             },
+            "web_fetch" => web_fetch::run(&self.net, input, &cancel).await,
             _ => self.run_file_tool(name, input, cancel).await,
         }
     }
@@ -298,6 +328,7 @@ mod tests {
         assert!(Toolbox::is_read_only("read"));
         assert!(Toolbox::is_read_only("glob"));
         assert!(Toolbox::is_read_only("grep"));
+        assert!(Toolbox::is_read_only("web_fetch"));
         assert!(!Toolbox::is_read_only("bash"));
         assert!(!Toolbox::is_read_only("write"));
         assert!(!Toolbox::is_read_only("edit"));

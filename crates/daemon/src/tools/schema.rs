@@ -33,6 +33,11 @@ syntax; use (?i) for case-insensitive). Returns matching lines as `path:line:tex
 relative to the workspace. `path` may be a file or a directory (default: the workspace root). \
 Binary files, .gitignored files and .git are skipped; output is capped at 100 KiB.";
 
+const WEB_FETCH: &str = "Fetch a web page with an HTTP GET and return its content: HTML \
+converted to Markdown, other text as it is. Follows up to 5 redirects. Only hosts the session's \
+network policy allows can be reached, never loopback or private addresses; at most 5 MB is \
+read, within 30 s.";
+
 pub fn definitions() -> Vec<ToolDefinition> {
     vec![
         ToolDefinition {
@@ -156,6 +161,20 @@ pub fn definitions() -> Vec<ToolDefinition> {
                     }
                 },
                 "required": ["pattern"]
+            }),
+        },
+        ToolDefinition {
+            name: "web_fetch",
+            description: WEB_FETCH,
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "url": {
+                        "type": "string",
+                        "description": "The http:// or https:// URL to fetch."
+                    }
+                },
+                "required": ["url"]
             }),
         },
     ]
