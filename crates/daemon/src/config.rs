@@ -36,6 +36,36 @@ pub struct Config {
     pub max_cost_usd: Option<f64>,
     pub compaction: CompactionConfig,
     pub http: HttpConfig,
+    /// `[web_search]`: the backend of the `web_search` tool (not offered without one).
+    pub web_search: Option<WebSearchConfig>,
+}
+
+/// Which search service `web_search` asks.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBackendKind {
+    /// A SearXNG instance's JSON API (`format=json` enabled in its settings).
+    Searxng,
+    /// The Brave Search API (needs a subscription token).
+    Brave,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebSearchConfig {
+    pub backend: SearchBackendKind,
+    /// SearXNG: the instance's address; Brave: overrides the API endpoint.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Brave: the environment variable holding the token (default BRAVE_API_KEY).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_max_results")]
+    pub max_results: usize,
+}
+
+fn default_max_results() -> usize {
+    8
 }
 
 /// `[http]`: the Managed-Agents-compatible HTTP API (off unless `listen` is set).
@@ -169,6 +199,7 @@ impl Default for Config {
             max_cost_usd: None,
             compaction: CompactionConfig::default(),
             http: HttpConfig::default(),
+            web_search: None,
         }
     }
 }

@@ -189,7 +189,7 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
         tools: tool_specs(
             row.tools.as_deref(),
             s.policy.custom_tools(),
-            s.toolbox.net().policy().is_none(),
+            &s.toolbox.unavailable(),
         ),
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
@@ -551,13 +551,17 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
     }
 }
 
-/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None;
-/// `web_fetch` only when the session has a network to fetch from), then its custom tools.
-fn tool_specs(offered: Option<&[String]>, custom: &[ToolSpec], network_off: bool) -> Vec<ToolSpec> {
+/// The built-in tools the session's pinned agent enabled (all of them when `offered` is None)
+/// but the ones this session can't run, then its custom tools.
+fn tool_specs(
+    offered: Option<&[String]>,
+    custom: &[ToolSpec],
+    unavailable: &[&str],
+) -> Vec<ToolSpec> {
     Toolbox::definitions()
         .into_iter()
         .filter(|d| offered.is_none_or(|o| o.iter().any(|n| n == d.name)))
-        .filter(|d| !(network_off && d.name == "web_fetch"))
+        .filter(|d| !unavailable.contains(&d.name))
         .map(|d| ToolSpec {
             name: d.name.to_string(),
             description: d.description.to_string(),
@@ -590,7 +594,7 @@ mod tests {
     #[test]
     fn web_fetch_is_offered_only_with_a_network() {
         let names = |network_off| -> Vec<String> {
-            tool_specs(None, &[], network_off)
+            tool_specs(None, &[], if network_off { &["web_fetch"] } else { &[] })
                 .into_iter()
                 .map(|t| t.name)
                 .collect()

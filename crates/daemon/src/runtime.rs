@@ -31,6 +31,8 @@ pub struct Runtime {
     pub started: Instant,
     pub shutdown: CancellationToken,
     pub clients: AtomicU64,
+    /// The `web_search` backend, or why the configured one can't be used.
+    pub web_search: Option<Result<Arc<crate::tools::web_search::WebSearch>, String>>,
 }
 
 impl From<StoreError> for ErrorBody {
@@ -48,7 +50,13 @@ impl From<StoreError> for ErrorBody {
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
         let builds = Arc::new(crate::envbuild::Builds::for_this_process(paths.envs_dir()));
+        let web_search = config.web_search.as_ref().map(|c| {
+            crate::tools::web_search::WebSearch::from_config(c)
+                .map(Arc::new)
+                .inspect_err(|e| tracing::warn!("web_search is not offered: {e}"))
+        });
         Arc::new(Runtime {
+            web_search,
             store,
             paths,
             providers: Providers::new(&config),
@@ -63,6 +71,31 @@ impl Runtime {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `web_search` backend sessions get, if one is configured and usable.
+    pub fn search_backend(&self) -> Option<Arc<crate::tools::web_search::WebSearch>> {
+        self.web_search
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .cloned()
+    }
+
+    pub fn web_search_status(&self) -> Option<tether_proto::method::ProviderStatus> {
+        self.web_search.as_ref().map(|r| match r {
+            Ok(s) => tether_proto::method::ProviderStatus {
+                name: "web_search".into(),
+                endpoint: s.describe(),
+                ready: true,
+                detail: "offered to the model".into(),
+            },
+            Err(e) => tether_proto::method::ProviderStatus {
+                name: "web_search".into(),
+                endpoint: String::new(),
+                ready: false,
+                detail: e.clone(),
+            },
+        })
     }
 
     pub fn loaded_sessions(&self) -> Vec<Arc<Session>> {

@@ -536,6 +536,7 @@ impl Connection {
                     running_sessions: running as u64,
                     clients: rt.client_count(),
                     providers: rt.provider_statuses(),
+                    web_search: rt.web_search_status(),
                 })
             }
             Call::DaemonShutdown {} => {

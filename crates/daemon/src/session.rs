@@ -119,7 +119,8 @@ impl Session {
                 row.workspace.clone().into(),
                 row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
                 session_net(&runtime, &row.id, net),
-            ),
+            )
+            .with_search(runtime.search_backend()),
             policy,
             row: Mutex::new(row),
             runtime,

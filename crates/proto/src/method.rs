@@ -226,6 +226,10 @@ pub struct DaemonStatus {
     /// Model providers as the daemon sees them (its own environment, not the client's).
     #[serde(default)]
     pub providers: Vec<ProviderStatus>,
+    /// The `web_search` backend: `ready` false with the reason when configured but unusable;
+    /// None when not configured (the tool is not offered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<ProviderStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

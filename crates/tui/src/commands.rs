@@ -943,6 +943,23 @@ pub async fn doctor(json: bool) -> CmdResult {
             ),
         ));
     }
+    if let Some(s) = status.as_ref() {
+        checks.push(match s.get("web_search").filter(|w| !w.is_null()) {
+            Some(w) => (
+                "web_search".into(),
+                w["ready"].as_bool().unwrap_or(false),
+                match w["ready"].as_bool() {
+                    Some(true) => format!("{} — offered to the model", w["endpoint"].as_str().unwrap_or("")),
+                    _ => w["detail"].as_str().unwrap_or("").to_string(),
+                },
+            ),
+            None => (
+                "web_search".into(),
+                true,
+                "not configured, so not offered; to enable: [web_search] backend = \"searxng\", url = \"http://HOST:PORT\" (or backend = \"brave\" with BRAVE_API_KEY) in config.toml".into(),
+            ),
+        });
+    }
     checks.push(isolation_check());
     if json {
         let v: Vec<Value> = checks

@@ -44,6 +44,7 @@ pub mod replay;
 pub mod schema;
 pub mod search;
 pub mod web_fetch;
+pub mod web_search;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,7 +125,16 @@ pub struct ToolDefinition {
 }
 
 /// Names of all tools, in the order [`Toolbox::definitions`] lists them.
-pub const TOOL_NAMES: [&str; 7] = ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"];
+pub const TOOL_NAMES: [&str; 8] = [
+    "bash",
+    "read",
+    "write",
+    "edit",
+    "glob",
+    "grep",
+    "web_fetch",
+    "web_search",
+];
 
 /// The text appended to a call's output when the user interrupts it.
 pub const INTERRUPTED_NOTE: &str = "[interrupted by the user]";
@@ -134,6 +144,7 @@ pub struct Toolbox {
     workspace: PathBuf,
     shell: bash::Shell,
     net: Arc<SessionNet>,
+    search: Option<Arc<web_search::WebSearch>>,
 }
 
 impl Toolbox {
@@ -185,7 +196,27 @@ impl Toolbox {
             workspace,
             shell,
             net,
+            search: None,
         }
+    }
+
+    /// Built-in tools this session can't run, so they are not offered: `web_fetch` without a
+    /// network, `web_search` without a backend.
+    pub fn unavailable(&self) -> Vec<&'static str> {
+        let mut off = Vec::new();
+        if self.net.policy().is_none() {
+            off.push("web_fetch");
+        }
+        if self.search.is_none() {
+            off.push("web_search");
+        }
+        off
+    }
+
+    /// The same toolbox with the daemon's `web_search` backend (None: the tool refuses).
+    pub fn with_search(mut self, search: Option<Arc<web_search::WebSearch>>) -> Self {
+        self.search = search;
+        self
     }
 
     /// The session's network (policy and sandbox proxy).
@@ -205,7 +236,7 @@ impl Toolbox {
 
     /// Whether a tool only reads (read, glob, grep, web_fetch).
     pub fn is_read_only(name: &str) -> bool {
-        matches!(name, "read" | "glob" | "grep" | "web_fetch")
+        matches!(name, "read" | "glob" | "grep" | "web_fetch" | "web_search")
     }
 
     /// Runs one tool call. Never panics; every failure is an outcome with
@@ -242,6 +273,12 @@ impl Toolbox {
                 Err(message) => ToolOutcome::error(message),
             },
             "web_fetch" => web_fetch::run(&self.net, input, &cancel).await,
+            "web_search" => match &self.search {
+                Some(s) => s.run(input, &cancel).await,
+                None => ToolOutcome::error(
+                    "web_search: no search backend is configured; add [web_search] to config.toml (see `tether doctor`)",
+                ),
+            },
             _ => self.run_file_tool(name, input, cancel).await,
         }
     }

@@ -38,6 +38,9 @@ converted to Markdown, other text as it is. Follows up to 5 redirects. Only host
 network policy allows can be reached, never loopback or private addresses; at most 5 MB is \
 read, within 30 s.";
 
+const WEB_SEARCH: &str = "Search the web and return the top results: title, URL and a short \
+snippet each. Use it to find pages, then web_fetch to read one.";
+
 pub fn definitions() -> Vec<ToolDefinition> {
     vec![
         ToolDefinition {
@@ -175,6 +178,20 @@ pub fn definitions() -> Vec<ToolDefinition> {
                     }
                 },
                 "required": ["url"]
+            }),
+        },
+        ToolDefinition {
+            name: "web_search",
+            description: WEB_SEARCH,
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "query": {
+                        "type": "string",
+                        "description": "What to search for, as you would type it into a search engine."
+                    }
+                },
+                "required": ["query"]
             }),
         },
     ]
