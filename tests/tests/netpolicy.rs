@@ -259,3 +259,75 @@ async fn a_dead_proxy_fails_closed() {
         );
     }
 }
+
+/// Writes an environment file with setup commands and runs `tether envs create` on it.
+fn create_with_setup(
+    env: &TestEnv,
+    name: &str,
+    networking: &str,
+    setup: &str,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("env.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: {name}\nconfig:\n  type: cloud\n  networking: {networking}\n  setup_commands:\n    - {setup}\n"
+        ),
+    )
+    .unwrap();
+    env.run(&["envs", "create", "-f", file.to_str().unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_run_under_the_environments_own_network_policy() {
+    let (port, hits) = host_server();
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "cat /opt/tether/env/fetched.html"}),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let fetch = format!("curl -fsS http://127.0.0.1:{port}/tool -o fetched.html");
+    // Listed: the build reaches the host through its own proxy; sessions see what it fetched.
+    let ok = create_with_setup(
+        &env,
+        "fetcher",
+        &format!("{{type: limited, allowed_hosts: [\"127.0.0.1:{port}\"]}}"),
+        &fetch,
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    env.ok(&["run", "go", "--env", "fetcher", "--name", "f"]);
+    let out = tool_results(&env, "f").join("\n");
+    assert!(out.contains("Hello from the host"), "{out}");
+    // Not listed, or no network at all: the step fails, names itself, and nothing got out.
+    let blocked = format!("curl -fsS http://127.0.0.1:{port}/other -o other.html");
+    for (name, networking) in [
+        (
+            "blocked",
+            "{type: limited, allowed_hosts: [\"example.invalid\"]}",
+        ),
+        ("offline", "{type: none}"),
+    ] {
+        let out = create_with_setup(&env, name, networking, &blocked);
+        assert!(!out.status.success(), "{name} built");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("setup: curl"), "{name}: {text}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        1,
+        "a refused build reached the host"
+    );
+}

@@ -205,6 +205,16 @@ struct Running {
 }
 
 /// Every build of this daemon; builds of the same hash are shared.
+/// The network of one build.
+enum BuildNet {
+    /// The host's own (unrestricted environments).
+    Host,
+    /// Through a proxy enforcing the environment's allow-list (limited).
+    Proxy(crate::net::SessionNet),
+    /// None at all.
+    Off,
+}
+
 pub struct Builds {
     dir: PathBuf,
     sandbox: Sandbox,
@@ -214,6 +224,9 @@ pub struct Builds {
     ca_env: Vec<(String, String)>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     failed: Mutex<HashMap<String, String>>,
+    /// Where a `limited` build's proxy socket goes (the daemon's runtime dir); None: such
+    /// builds get no network (unit tests).
+    proxy_dir: Option<PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,16 +242,18 @@ impl Builds {
             ca_env: Vec::new(),
             running: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            proxy_dir: None,
         }
     }
 
     /// The daemon's builds: layers under `dir`, this binary as the sandbox helper, the
     /// daemon's own PATH.
-    pub fn for_this_process(dir: PathBuf) -> Builds {
+    pub fn for_this_process(dir: PathBuf, proxy_dir: PathBuf) -> Builds {
         let path = std::env::var("PATH").unwrap_or_else(|_| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
         });
         let mut b = Builds::new(dir, Sandbox::for_this_process(), path);
+        b.proxy_dir = Some(proxy_dir);
         b.ca_env = std::env::vars()
             .filter(|(k, _)| CA_VARS.contains(&k.as_str()))
             .collect();
@@ -415,13 +430,14 @@ impl Builds {
         run: &Running,
     ) -> Result<(), String> {
         let steps = plan(config, &self.path_var)?;
+        let net = self.build_net(hash, config)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
         let tmp = self.dir.join(format!(
             ".build-{hash}-{}",
             crate::ids::session_id().trim_start_matches("sesn_")
         ));
-        let result = self.build_into(&tmp, hash, &steps, run).await;
+        let result = self.build_into(&tmp, hash, &steps, &net, run).await;
         let result = match result {
             Ok(()) => self.publish(&tmp.join("layer"), hash),
             Err(e) => Err(e),
@@ -434,11 +450,32 @@ impl Builds {
         result
     }
 
+    /// A build's network under the environment's own policy: `unrestricted` builds use the
+    /// host's network directly, `limited` ones go through a proxy of their own with the same
+    /// allow-list as the sessions, `none` ones have no network.
+    fn build_net(&self, hash: &str, config: &EnvironmentConfig) -> Result<BuildNet, String> {
+        use crate::net::{NetPolicy, SessionNet};
+        let policy = crate::environments::net_policy(config).map_err(|e| e.message)?;
+        Ok(match (&policy, &self.proxy_dir) {
+            (NetPolicy::Unrestricted, _) => BuildNet::Host,
+            (NetPolicy::Limited(_), Some(dir)) => {
+                let socket = dir.join(format!("build-{}.sock", &hash[..hash.len().min(16)]));
+                BuildNet::Proxy(SessionNet::new(
+                    policy,
+                    crate::net::policy::system_resolver(),
+                    socket,
+                ))
+            }
+            _ => BuildNet::Off,
+        })
+    }
+
     async fn build_into(
         &self,
         tmp: &Path,
         hash: &str,
         steps: &[Step],
+        net: &BuildNet,
         run: &Running,
     ) -> Result<(), String> {
         let (layer, home) = (tmp.join("layer"), tmp.join("home"));
@@ -460,7 +497,7 @@ impl Builds {
             });
             let header = format!("==> [{n}/{total}] {}\n", step.label);
             let _ = log.write_all(header.as_bytes()).await;
-            let tail = self.run_step(step, &layer, &home, run, &mut log).await;
+            let tail = self.run_step(step, &layer, &home, net, run, &mut log).await;
             let _ = log.flush().await;
             if let Err((why, tail)) = tail {
                 let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
@@ -474,13 +511,13 @@ impl Builds {
         Ok(())
     }
 
-    /// Runs one step in a sandbox with the network shared (the limited-network proxy plugs in
-    /// here: a `limited` environment should build through it instead).
+    /// Runs one step in a sandbox with the build's network.
     async fn run_step(
         &self,
         step: &Step,
         layer: &Path,
         home: &Path,
+        net: &BuildNet,
         run: &Running,
         log: &mut tokio::fs::File,
     ) -> Result<(), (String, VecDeque<String>)> {
@@ -504,12 +541,20 @@ impl Builds {
             ("npm_config_cache", format!("{h}/npm-cache")),
             ("npm_config_update_notifier", "false".into()),
         ];
+        let mut options = sandbox::Options::build(layer);
+        options.share_net = matches!(net, BuildNet::Host);
+        if let BuildNet::Proxy(n) = net {
+            match n.proxy_socket() {
+                Ok(socket) => options.proxy = socket,
+                Err(e) => return Err((format!("could not start its network proxy: {e}"), tail)),
+            }
+        }
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
                 let mut c = tokio::process::Command::new(helper);
                 c.arg(sandbox::EXEC_SUBCOMMAND)
                     .arg(home)
-                    .args(sandbox::Options::build(layer).to_args());
+                    .args(options.to_args());
                 c
             }
             // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.

@@ -49,7 +49,10 @@ impl From<StoreError> for ErrorBody {
 
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
-        let builds = Arc::new(crate::envbuild::Builds::for_this_process(paths.envs_dir()));
+        let builds = Arc::new(crate::envbuild::Builds::for_this_process(
+            paths.envs_dir(),
+            paths.runtime_dir.join("proxy"),
+        ));
         let web_search = config.web_search.as_ref().map(|c| {
             crate::tools::web_search::WebSearch::from_config(c)
                 .map(Arc::new)
