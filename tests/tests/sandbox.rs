@@ -227,3 +227,42 @@ async fn fails_closed_without_user_namespaces() {
     assert!(!out.contains("RAN"), "{out}");
     assert!(!ws.path().join("ran-unsandboxed").exists());
 }
+
+// §A seccomp: kernel interfaces a shell never needs fail with EPERM inside the sandbox, and so
+// does a nested user namespace; NETLINK_ROUTE (what `ip` uses) still works.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seccomp_deny_list_refuses_kernel_interfaces_and_nested_user_namespaces() {
+    let perl = r#"
+sub show { my ($name, $r) = @_; print "$name ", ($r == -1 ? "errno=" . ($! + 0) : "ok"), "\n"; }
+show("io_uring_setup", syscall(425, 1, 0));
+show("keyctl", syscall(250, 0, -3, 0));
+show("ptrace", syscall(101, 16, 1, 0, 0));
+show("bpf", syscall(321, 0, 0, 0));
+show("netlink_audit", syscall(41, 16, 3, 9));
+show("netlink_route", syscall(41, 16, 3, 0));
+show("vsock", syscall(41, 40, 1, 0));
+"#;
+    let command = format!(
+        "grep ^Seccomp: /proc/self/status; perl -e '{perl}'; unshare -Ur true 2>&1; echo \"unshare-rc=$?\""
+    );
+    let env = env_running(&command, 0).await;
+    let ws = tempfile::tempdir().unwrap();
+    let (status, out) = run_in(&env, ws.path());
+    assert_eq!(status, ToolStatus::Ok, "{out}");
+    assert!(out.contains("Seccomp:\t2"), "filter mode: {out}");
+    for denied in [
+        "io_uring_setup",
+        "keyctl",
+        "ptrace",
+        "bpf",
+        "netlink_audit",
+        "vsock",
+    ] {
+        assert!(
+            out.contains(&format!("{denied} errno=1\n")),
+            "{denied}: {out}"
+        );
+    }
+    assert!(out.contains("netlink_route ok\n"), "{out}");
+    assert!(!out.contains("unshare-rc=0"), "{out}");
+}

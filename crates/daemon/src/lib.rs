@@ -21,6 +21,7 @@ pub mod permissions;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
+pub mod seccomp;
 pub mod server;
 pub mod session;
 pub mod spool;

@@ -351,6 +351,8 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .write_all(READY.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
+    // Last, so the helper's own setup above is not constrained by it.
+    crate::seccomp::apply().map_err(SetupError)?;
     let proxy_env = if proxy.is_some() {
         bridge::proxy_env()
     } else {
