@@ -266,3 +266,15 @@ show("vsock", syscall(41, 40, 1, 0));
     assert!(out.contains("netlink_route ok\n"), "{out}");
     assert!(!out.contains("unshare-rc=0"), "{out}");
 }
+
+// The shell's rlimits: processes, open files, no core dumps. (The process limit binds only when
+// the daemon is not root: the kernel exempts processes whose host uid is 0 from RLIMIT_NPROC,
+// and the sandbox user maps to the daemon's own uid so workspace files stay the user's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_has_its_own_process_and_file_limits() {
+    let env = env_running("echo limits=$(ulimit -u)/$(ulimit -n)/$(ulimit -c)", 0).await;
+    let ws = tempfile::tempdir().unwrap();
+    let (status, out) = run_in(&env, ws.path());
+    assert_eq!(status, ToolStatus::Ok, "{out}");
+    assert!(out.contains("limits=512/4096/0"), "{out}");
+}

@@ -351,6 +351,7 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .write_all(READY.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
+    set_limits()?;
     // Last, so the helper's own setup above is not constrained by it.
     crate::seccomp::apply().map_err(SetupError)?;
     let proxy_env = if proxy.is_some() {
@@ -366,6 +367,23 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .env("LOGNAME", "sandbox")
         .exec();
     Err(SetupError(format!("cannot execute {SHELL}: {e}")))
+}
+
+/// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
+/// (counted per user namespace; the kernel exempts host uid 0, so this binds only when the
+/// daemon is not root), open files, and no core dumps. cgroups are not used yet.
+const LIMITS: [(nix::sys::resource::Resource, u64); 3] = [
+    (nix::sys::resource::Resource::RLIMIT_NPROC, 512),
+    (nix::sys::resource::Resource::RLIMIT_NOFILE, 4096),
+    (nix::sys::resource::Resource::RLIMIT_CORE, 0),
+];
+
+fn set_limits() -> Result<(), SetupError> {
+    for (resource, n) in LIMITS {
+        nix::sys::resource::setrlimit(resource, n, n)
+            .map_err(step(&format!("set the {resource:?} limit")))?;
+    }
+    Ok(())
 }
 
 /// The mount flags of `path` that must be kept when remounting a bind of it (a user
