@@ -14,7 +14,10 @@
 //!   attached client (`fanout.rs`);
 //! - restart recovery: 100 sessions mid-turn, daemon SIGKILLed, time until all resumed.
 //! - provider CPU per request: building a 200-turn request and parsing a 10,000-delta
-//!   stream, for each wire protocol.
+//!   stream, for each wire protocol;
+//! - 100 sessions running the scenario at once (`concurrent.rs`);
+//! - sandbox start and per-command round trip, sandboxed vs plain bash (`sandbox.rs`);
+//! - tether next to Codex CLI, Claude Code and opencode, interleaved (`peers.rs`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
