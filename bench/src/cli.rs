@@ -15,7 +15,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
-                         fanout, providers, http (default: all)
+                         fanout, providers, http, peers, concurrent, sandbox (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -42,6 +42,12 @@ pub enum Metric {
     Fanout,
     Providers,
     Http,
+    /// tether vs Codex CLI, Claude Code, opencode (peers.rs).
+    Peers,
+    /// 100 sessions running the scenario at once.
+    Concurrent,
+    /// Sandbox start and per-tool-call overhead.
+    Sandbox,
 }
 
 impl Opts {
@@ -70,6 +76,9 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Fanout,
             Metric::Providers,
             Metric::Http,
+            Metric::Peers,
+            Metric::Concurrent,
+            Metric::Sandbox,
         ],
     };
     let mut it = args.into_iter();
@@ -110,9 +119,12 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "fanout" => Ok(Metric::Fanout),
                         "providers" => Ok(Metric::Providers),
                         "http" => Ok(Metric::Http),
+                        "peers" => Ok(Metric::Peers),
+                        "concurrent" => Ok(Metric::Concurrent),
+                        "sandbox" => Ok(Metric::Sandbox),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox)"
                             )
                         }
                     })

@@ -14,7 +14,10 @@
 //!   attached client (`fanout.rs`);
 //! - restart recovery: 100 sessions mid-turn, daemon SIGKILLed, time until all resumed.
 //! - provider CPU per request: building a 200-turn request and parsing a 10,000-delta
-//!   stream, for each wire protocol.
+//!   stream, for each wire protocol;
+//! - 100 sessions running the scenario at once (`concurrent.rs`);
+//! - sandbox start and per-command round trip, sandboxed vs plain bash (`sandbox.rs`);
+//! - tether next to Codex CLI, Claude Code and opencode, interleaved (`peers.rs`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -22,13 +25,17 @@
 mod append;
 mod attach;
 mod cli;
+mod concurrent;
 mod e2e;
 mod fanout;
 mod home;
 mod http;
+mod peers;
+mod proctree;
 mod providers;
 mod recovery;
 mod report;
+mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -146,6 +153,38 @@ fn real_main() -> Result<()> {
             None,
         ));
     }
+    if opts.wants(Metric::Concurrent) {
+        let n = concurrent::SESSIONS;
+        eprintln!("bench: {n} sessions running the scenario at once ({runs} runs)");
+        let mut samples = Vec::with_capacity(runs);
+        for i in 0..runs {
+            samples.push(
+                concurrent::once(&bins, &url).with_context(|| format!("concurrent run {i}"))?,
+            );
+        }
+        scenario_runs += n * samples.len();
+        let row = |metric: String, f: fn(&concurrent::Sample) -> f64, unit| Row {
+            metric,
+            samples: samples.iter().map(f).collect(),
+            unit,
+            target: None,
+        };
+        rows.push(row(
+            format!("{n} sessions run the scenario at once: total wall"),
+            |s| s.wall_ms,
+            Unit::Ms,
+        ));
+        rows.push(row(
+            format!("{n} concurrent sessions: daemon peak RSS (VmHWM)"),
+            |s| s.daemon_peak_mib,
+            Unit::Mib,
+        ));
+        rows.push(row(
+            format!("{n} concurrent sessions: peak RSS of daemon + sandboxed shells"),
+            |s| s.tree_peak_mib,
+            Unit::Mib,
+        ));
+    }
     let expected_requests = REQUESTS_PER_RUN * scenario_runs;
     let requests = mock.request_count();
     if requests != expected_requests {
@@ -242,6 +281,48 @@ fn real_main() -> Result<()> {
             .context("HTTP SSE fan-out")?,
         );
     }
+    if opts.wants(Metric::Sandbox) {
+        eprintln!(
+            "bench: sandbox start and {} shell round trips, sandboxed vs plain bash ({runs} runs)",
+            sandbox::CALLS
+        );
+        let (mut boxed, mut plain) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        for i in 0..runs {
+            let work = tempfile::Builder::new()
+                .prefix("tbs")
+                .tempdir_in("/tmp")
+                .context("creating a sandbox workspace")?;
+            boxed.push(
+                sandbox::sandboxed(&bins.tetherd, work.path())
+                    .with_context(|| format!("sandbox run {i}"))?,
+            );
+            plain.push(sandbox::plain(work.path()).with_context(|| format!("plain bash run {i}"))?);
+        }
+        let row = |metric: &str, s: &[sandbox::Sample], f: fn(&sandbox::Sample) -> f64| Row {
+            metric: metric.into(),
+            samples: s.iter().map(f).collect(),
+            unit: Unit::Ms,
+            target: None,
+        };
+        rows.push(row(
+            "sandbox start → first command answered",
+            &boxed,
+            |s| s.start_ms,
+        ));
+        rows.push(row(
+            "plain bash start → first command answered",
+            &plain,
+            |s| s.start_ms,
+        ));
+        rows.push(row(
+            "per command round trip, sandboxed shell",
+            &boxed,
+            |s| s.call_ms,
+        ));
+        rows.push(row("per command round trip, plain bash", &plain, |s| {
+            s.call_ms
+        }));
+    }
     if opts.wants(Metric::Providers) {
         eprintln!("bench: provider request building and stream parsing ({runs} runs each)");
         for wire in tether_daemon::provider::Wire::ALL {
@@ -264,6 +345,18 @@ fn real_main() -> Result<()> {
         }
     }
 
+    let mut peers_md = String::new();
+    if opts.wants(Metric::Peers) {
+        let timing = Timing {
+            ttft_ms: opts.ttft_ms,
+            chunk_delay_ms: opts.chunk_delay_ms,
+            ..Timing::default()
+        };
+        let (peer_rows, md) = peers::run(&rt, &bins, runs, timing).context("peers")?;
+        rows.extend(peer_rows);
+        peers_md = md;
+    }
+
     let mut md = String::from("# tether benchmark\n\n");
     for line in report::machine_lines(&root, &bins.tether) {
         md.push_str(&line);
@@ -275,6 +368,7 @@ fn real_main() -> Result<()> {
         opts.ttft_ms, opts.chunk_delay_ms
     ));
     md.push_str(&report::table(&rows));
+    md.push_str(&peers_md);
 
     println!("{md}");
     if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -78,8 +78,8 @@ pub fn build_ms(wire: Wire, runs: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Milliseconds per parse of a 10,000-delta body cut into 16 KiB chunks, per wire.
-pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
+/// A 10,000-delta text reply in `wire`'s SSE format, cut into 16 KiB chunks, and its text.
+pub fn stream_chunks(wire: Wire) -> (Vec<Bytes>, String) {
     let text: String = "abcdefghij".repeat(DELTAS / 10);
     let body = render_stream(
         api(wire),
@@ -91,26 +91,38 @@ pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
         },
         1,
     );
-    let chunks: Vec<Bytes> = body
+    let chunks = body
         .as_bytes()
         .chunks(16 * 1024)
         .map(Bytes::copy_from_slice)
         .collect();
+    (chunks, text)
+}
+
+/// Folds the chunks into a response, checking every delta arrived and the text is intact.
+pub fn parse_once(wire: Wire, chunks: Vec<Bytes>, text: &str) -> Result<()> {
+    let mut deltas = 0usize;
+    let response = wire
+        .parse_stream(chunks, &mut |_| deltas += 1)
+        .with_context(|| format!("parsing the {} stream", wire.name()))?;
+    if deltas != DELTAS || response.content != vec![Part::Text(text.to_string())] {
+        bail!(
+            "the {} parse saw {deltas} deltas, expected {DELTAS}",
+            wire.name()
+        );
+    }
+    Ok(())
+}
+
+/// Milliseconds per parse of a 10,000-delta body cut into 16 KiB chunks, per wire.
+pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
+    let (chunks, text) = stream_chunks(wire);
     let mut out = Vec::with_capacity(runs);
     for _ in 0..runs {
         let chunks = chunks.clone();
-        let mut deltas = 0usize;
         let t = Instant::now();
-        let response = wire
-            .parse_stream(chunks, &mut |_| deltas += 1)
-            .with_context(|| format!("parsing the {} stream", wire.name()))?;
+        parse_once(wire, chunks, &text)?;
         out.push(t.elapsed().as_secs_f64() * 1000.0);
-        if deltas != DELTAS || response.content != vec![Part::Text(text.clone())] {
-            bail!(
-                "the {} parse saw {deltas} deltas, expected {DELTAS}",
-                wire.name()
-            );
-        }
     }
     Ok(out)
 }

@@ -13,6 +13,11 @@ pub struct Script {
     pub replies: Vec<Reply>,
     #[serde(default)]
     pub timing: Timing,
+    /// The reply to requests that offer no tools (other agents' title generation, quota
+    /// probes, summaries), so they don't consume a scripted turn. `None`: every request plays
+    /// the script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side_reply: Option<Reply>,
 }
 
 /// How a request is mapped to an entry of [`Script::replies`].
@@ -130,6 +135,7 @@ impl Script {
             mode: ScriptMode::Sequential,
             replies,
             timing: Timing::default(),
+            side_reply: None,
         }
     }
 
@@ -138,6 +144,7 @@ impl Script {
             mode: ScriptMode::ByTurn,
             replies,
             timing: Timing::default(),
+            side_reply: None,
         }
     }
 
@@ -146,10 +153,21 @@ impl Script {
         self
     }
 
+    /// Answers requests that offer no tools with `reply` instead of a scripted turn.
+    pub fn with_side_reply(mut self, reply: Reply) -> Script {
+        self.side_reply = Some(reply);
+        self
+    }
+
     /// Picks the reply for a `/v1/messages` request. `sequence` is the request's
     /// 0-based position among all such requests. The error is the message the
     /// server reports (as a 500 `api_error`) when the script has run out.
     pub fn pick(&self, sequence: usize, body: &Value) -> Result<&Reply, String> {
+        if let Some(side) = &self.side_reply
+            && !offers_tools(body)
+        {
+            return Ok(side);
+        }
         let (index, detail) = match self.mode {
             ScriptMode::Sequential => (sequence, String::new()),
             ScriptMode::ByTurn => {
@@ -168,6 +186,13 @@ impl Script {
             )
         })
     }
+}
+
+/// Whether the request lists any tool (all three APIs call the list `tools`).
+pub fn offers_tools(body: &Value) -> bool {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|tools| !tools.is_empty())
 }
 
 /// Number of assistant turns in the request: `role: "assistant"` entries of
@@ -299,6 +324,22 @@ impl Block {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn side_reply_answers_tool_less_requests_without_using_a_turn() {
+        let script = Script::by_turn(vec![Reply::tool_use("bash", json!({}))])
+            .with_side_reply(Reply::text("title"));
+        let title = json!({"messages": [{"role": "user", "content": "name this"}]});
+        let turn = json!({"messages": [], "tools": [{"name": "bash"}]});
+        assert_eq!(script.pick(0, &title), Ok(&Reply::text("title")));
+        assert_eq!(
+            script.pick(1, &turn),
+            Ok(&Reply::tool_use("bash", json!({})))
+        );
+        // Without a side reply the tool-less request plays the script.
+        let plain = Script::by_turn(vec![Reply::text("a")]);
+        assert_eq!(plain.pick(0, &title), Ok(&Reply::text("a")));
+    }
 
     #[test]
     fn script_json_round_trips() {

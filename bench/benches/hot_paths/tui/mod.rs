@@ -1,0 +1,6 @@
+//! The client crate's markdown layout and word wrap (see main.rs).
+
+#[path = "../../../../crates/tui/src/tui/markdown.rs"]
+pub mod markdown;
+#[path = "../../../../crates/tui/src/tui/wrap.rs"]
+pub mod wrap;

@@ -1,0 +1,87 @@
+//! 100 sessions run the bash-then-read scenario at once: the wall time from the first
+//! `tether send --wait` spawned to the last one done, the daemon's peak RSS (VmHWM), and the peak
+//! RSS of the daemon's whole tree (with the 100 sandboxed shells), sampled while they run.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+use crate::e2e::{EXPECTED, PROMPT};
+use crate::home::{Bins, Home, proc_status_mib, run_timed};
+use crate::proctree::tree_rss_kb;
+
+pub const SESSIONS: usize = 100;
+
+pub struct Sample {
+    pub wall_ms: f64,
+    pub daemon_peak_mib: f64,
+    pub tree_peak_mib: f64,
+}
+
+pub fn once(bins: &Bins, base_url: &str) -> Result<Sample> {
+    let home = Home::new(bins, base_url)?;
+    home.ok(&["daemon", "start"])?;
+    let pid = home.running_daemon_pid()?;
+    let names: Vec<String> = (0..SESSIONS).map(|i| format!("c{i}")).collect();
+    for name in &names {
+        home.ok(&["new", "--detach", "--name", name])?;
+    }
+
+    let done = Arc::new(AtomicBool::new(false));
+    let peak_kb = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak_kb) = (Arc::clone(&done), Arc::clone(&peak_kb));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak_kb.fetch_max(tree_rss_kb(&[pid], None), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let start = Instant::now();
+    let results: Vec<Result<(Output, Duration)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let mut cmd = home.tether();
+                cmd.args(["send", name, PROMPT, "--wait"]);
+                s.spawn(move || run_timed(&mut cmd))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked")))
+            })
+            .collect()
+    });
+    let wall = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    for (name, r) in names.iter().zip(results) {
+        let (out, _) = r.with_context(|| format!("tether send {name}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && stdout.contains(EXPECTED),
+            "tether send {name} --wait failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}\n--- daemon log (tail)\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            home.daemon_log_tail(40)
+        );
+    }
+    ensure!(
+        home.running_daemon_pid()? == pid,
+        "the daemon restarted during the concurrent runs"
+    );
+    let daemon_peak_mib = proc_status_mib(pid, "VmHWM")?;
+    home.stop_daemon()?;
+    Ok(Sample {
+        wall_ms: wall.as_secs_f64() * 1e3,
+        daemon_peak_mib,
+        tree_peak_mib: peak_kb.load(Ordering::Relaxed) as f64 / 1024.0,
+    })
+}
