@@ -25,11 +25,13 @@ pub enum Push {
 }
 
 /// A pushed value with its wire bytes, encoded by the first client that sends it and shared
-/// by all the others (the server fills `encoded`).
+/// by all the others: `encoded` for the socket (the server fills it), `sse` for the HTTP
+/// API's streams (its JSON data line).
 #[derive(Debug)]
 pub struct Wire<T> {
     pub value: T,
     pub encoded: std::sync::OnceLock<bytes::Bytes>,
+    pub sse: std::sync::OnceLock<String>,
 }
 
 impl<T> Wire<T> {
@@ -37,6 +39,7 @@ impl<T> Wire<T> {
         Arc::new(Wire {
             value,
             encoded: std::sync::OnceLock::new(),
+            sse: std::sync::OnceLock::new(),
         })
     }
 }

@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::Api;
 use super::error::{ApiError, ApiResult};
 use super::query::Query;
-use crate::session::Push;
+use std::sync::Arc;
+
+use crate::session::{Push, Wire};
 use crate::store::Store;
 
 /// Events read from the log per query while replaying.
@@ -94,47 +96,82 @@ struct Previews {
     current: Option<(String, bool, bool)>,
 }
 
+/// The `event_delta` JSON of `text` for preview `preview_id`.
+fn delta_json(preview_id: &str, index: u32, text: &str) -> String {
+    json!({
+        "type": "event_delta",
+        "event_id": preview_id,
+        "delta": { "type": "content_delta", "index": index, "content": { "type": "text", "text": text } },
+    })
+    .to_string()
+}
+
 impl Previews {
-    fn map(&mut self, d: &Delta, out: &mut VecDeque<Sse>) {
-        let (kind, index, text) = match &d.kind {
-            DeltaKind::MessageStart {
-                model_request_start_id,
-            } => {
-                self.current = Some((model_request_start_id.clone(), false, false));
-                return;
+    /// Maps a run of deltas (everything that was waiting) to preview events, merging
+    /// consecutive text of one block into one `event_delta`: a reader that fell a little behind
+    /// catches up with a few large events instead of thousands of tiny ones. A delta that
+    /// stands alone reuses the JSON the first reader made of it.
+    fn map(&mut self, batch: &[Arc<Wire<Delta>>], out: &mut VecDeque<Sse>) {
+        let mut i = 0;
+        while i < batch.len() {
+            let d = &batch[i];
+            i += 1;
+            let (kind, index, text) = match &d.value.kind {
+                DeltaKind::MessageStart {
+                    model_request_start_id,
+                } => {
+                    self.current = Some((model_request_start_id.clone(), false, false));
+                    continue;
+                }
+                DeltaKind::Text { index, text } if self.message => ("agent.message", *index, text),
+                DeltaKind::Thinking { index, text } if self.thinking => {
+                    ("agent.thinking", *index, text)
+                }
+                _ => continue,
+            };
+            let Some((start_id, message_started, thinking_started)) = &mut self.current else {
+                continue;
+            };
+            let (started, suffix) = if kind == "agent.message" {
+                (message_started, "message")
+            } else {
+                (thinking_started, "thinking")
+            };
+            let preview_id = format!("{start_id}_{suffix}");
+            if !*started {
+                *started = true;
+                let start =
+                    json!({ "type": "event_start", "event": { "type": kind, "id": preview_id } });
+                out.push_back(Sse::default().event("event_start").data(start.to_string()));
             }
-            DeltaKind::Text { index, text } if self.message => ("agent.message", *index, text),
-            DeltaKind::Thinking { index, text } if self.thinking => {
-                ("agent.thinking", *index, text)
+            // Gather the text of the same block that follows directly.
+            let mut merged: Option<String> = None;
+            while let Some(next) = batch.get(i) {
+                let more = match &next.value.kind {
+                    DeltaKind::Text { index: n, text }
+                        if kind == "agent.message" && *n == index =>
+                    {
+                        text
+                    }
+                    DeltaKind::Thinking { index: n, text }
+                        if kind == "agent.thinking" && *n == index =>
+                    {
+                        text
+                    }
+                    _ => break,
+                };
+                merged.get_or_insert_with(|| text.clone()).push_str(more);
+                i += 1;
             }
-            _ => return,
-        };
-        let Some((start_id, message_started, thinking_started)) = &mut self.current else {
-            return;
-        };
-        let started = if kind == "agent.message" {
-            message_started
-        } else {
-            thinking_started
-        };
-        let suffix = if kind == "agent.message" {
-            "message"
-        } else {
-            "thinking"
-        };
-        let preview_id = format!("{start_id}_{suffix}");
-        if !*started {
-            *started = true;
-            let start =
-                json!({ "type": "event_start", "event": { "type": kind, "id": preview_id } });
-            out.push_back(Sse::default().event("event_start").data(start.to_string()));
+            let data = match merged {
+                Some(all) => delta_json(&preview_id, index, &all),
+                None => d
+                    .sse
+                    .get_or_init(|| delta_json(&preview_id, index, text))
+                    .clone(),
+            };
+            out.push_back(Sse::default().event("event_delta").data(data));
         }
-        let delta = json!({
-            "type": "event_delta",
-            "event_id": preview_id,
-            "delta": { "type": "content_delta", "index": index, "content": { "type": "text", "text": text } },
-        });
-        out.push_back(Sse::default().event("event_delta").data(delta.to_string()));
     }
 }
 
@@ -151,12 +188,15 @@ struct Feed {
     ended: bool,
 }
 
-fn persisted(e: &Event) -> Sse {
-    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+fn persisted(e: &Event, data: &str) -> Sse {
     Sse::default()
         .id(e.seq.to_string())
         .event(e.type_name())
         .data(data)
+}
+
+fn event_json(e: &Event) -> String {
+    serde_json::to_string(e).unwrap_or_else(|_| "{}".into())
 }
 
 fn error_event(kind: &str, message: String) -> Sse {
@@ -165,6 +205,15 @@ fn error_event(kind: &str, message: String) -> Sse {
 }
 
 impl Feed {
+    /// Queues a live event the client has not seen yet, in the JSON the first reader made.
+    fn take_event(&mut self, w: &Wire<Event>) {
+        if w.value.seq > self.cursor {
+            self.cursor = w.value.seq;
+            let data = w.sse.get_or_init(|| event_json(&w.value));
+            self.queue.push_back(persisted(&w.value, data));
+        }
+    }
+
     async fn next(&mut self) -> Option<Sse> {
         loop {
             if let Some(e) = self.queue.pop_front() {
@@ -183,7 +232,7 @@ impl Feed {
                         self.replaying = evs.len() == REPLAY_CHUNK as usize;
                         for e in &evs {
                             self.cursor = e.seq;
-                            self.queue.push_back(persisted(e));
+                            self.queue.push_back(persisted(e, &event_json(e)));
                         }
                     }
                     Err(e) => {
@@ -198,12 +247,25 @@ impl Feed {
             }
             tokio::select! {
                 r = self.rx.recv() => match r {
-                    Ok(Push::Event(w)) if w.value.seq > self.cursor => {
-                        self.cursor = w.value.seq;
-                        return Some(persisted(&w.value));
+                    Ok(Push::Event(w)) => self.take_event(&w),
+                    Ok(Push::Delta(d)) => {
+                        // Everything already waiting goes out together.
+                        let mut batch = vec![d];
+                        loop {
+                            match self.rx.try_recv() {
+                                Ok(Push::Delta(d)) => batch.push(d),
+                                Ok(Push::Event(w)) => {
+                                    self.previews.map(&batch, &mut self.queue);
+                                    batch.clear();
+                                    self.take_event(&w);
+                                    break;
+                                }
+                                // Empty, or lagged/closed: the next recv says which.
+                                Err(_) => break,
+                            }
+                        }
+                        self.previews.map(&batch, &mut self.queue);
                     }
-                    Ok(Push::Event(_)) => {}
-                    Ok(Push::Delta(d)) => self.previews.map(&d.value, &mut self.queue),
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.ended = true;
                         let hint = json!({ "type": "resync", "after_seq": self.cursor,
@@ -232,40 +294,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn previews_start_once_per_request_and_kind() {
+    fn previews_start_once_per_request_and_kind_and_runs_merge() {
         let mut p = Previews {
             message: true,
             thinking: false,
             current: None,
         };
-        let mut out = VecDeque::new();
-        let d = |kind| Delta {
-            session_id: "s".into(),
-            n: 1,
-            kind,
+        let d = |kind| {
+            Wire::new(Delta {
+                session_id: "s".into(),
+                n: 1,
+                kind,
+            })
         };
-        p.map(
-            &d(DeltaKind::MessageStart {
-                model_request_start_id: "sevt_1".into(),
-            }),
-            &mut out,
-        );
-        for t in ["a", "b"] {
-            p.map(
-                &d(DeltaKind::Text {
-                    index: 0,
-                    text: t.into(),
-                }),
-                &mut out,
-            );
-        }
-        p.map(
-            &d(DeltaKind::Thinking {
+        let text = |t: &str| {
+            d(DeltaKind::Text {
                 index: 0,
-                text: "hm".into(),
-            }),
-            &mut out,
-        );
+                text: t.into(),
+            })
+        };
+        let mut out = VecDeque::new();
+        let start = d(DeltaKind::MessageStart {
+            model_request_start_id: "sevt_1".into(),
+        });
+        // One at a time: event_start once, then one event_delta each.
+        p.map(&[start.clone(), text("a")], &mut out);
+        p.map(&[text("b")], &mut out);
+        let thinking = d(DeltaKind::Thinking {
+            index: 0,
+            text: "hm".into(),
+        });
+        p.map(&[thinking], &mut out);
         assert_eq!(out.len(), 3, "event_start + two deltas, no thinking");
+        // A run that waited is merged into one event_delta.
+        let mut out = VecDeque::new();
+        let mut q = Previews {
+            message: true,
+            ..Previews::default()
+        };
+        q.map(&[start, text("he"), text("ll"), text("o")], &mut out);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn merged_text_is_the_concatenation() {
+        let v: serde_json::Value = serde_json::from_str(&delta_json("p", 0, "hello")).unwrap();
+        assert_eq!(v["delta"]["content"]["text"], "hello");
+        assert_eq!(v["event_id"], "p");
     }
 }
