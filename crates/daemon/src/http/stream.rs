@@ -336,6 +336,45 @@ mod tests {
         assert_eq!(out.len(), 2);
     }
 
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_the_broadcast_is_told_where_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (tx, rx) = broadcast::channel(4);
+        let mut feed = Feed {
+            store,
+            session_id: "sesn_x".into(),
+            cursor: 7,
+            replaying: false,
+            queue: VecDeque::new(),
+            rx,
+            previews: Previews::default(),
+            shutdown: CancellationToken::new(),
+            ended: false,
+        };
+        for n in 0..10 {
+            let d = Delta {
+                session_id: "sesn_x".into(),
+                n,
+                kind: DeltaKind::Notice {
+                    message: "x".into(),
+                },
+            };
+            tx.send(Push::Delta(Wire::new(d))).unwrap();
+        }
+        let ev = feed.next().await.unwrap();
+        let text = format!("{ev:?}");
+        assert!(
+            text.contains("resync") && text.contains("after_seq"),
+            "{text}"
+        );
+        assert!(text.contains('7'), "{text}");
+        assert!(
+            feed.next().await.is_none(),
+            "the stream ends after a resync"
+        );
+    }
+
     #[test]
     fn merged_text_is_the_concatenation() {
         let v: serde_json::Value = serde_json::from_str(&delta_json("p", 0, "hello")).unwrap();
