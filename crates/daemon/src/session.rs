@@ -69,6 +69,8 @@ pub struct Session {
     pub toolbox: Toolbox,
     /// Permission policies and custom tools of the pinned agent version (immutable).
     pub policy: ToolPolicy,
+    /// The pinned agent's MCP servers, connected when a turn first needs them.
+    pub mcp: crate::mcp::McpClients,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -120,6 +122,7 @@ impl Session {
                 row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
                 session_net(&runtime, &row.id, net),
             ),
+            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref()),
             policy,
             row: Mutex::new(row),
             runtime,
