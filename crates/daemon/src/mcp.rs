@@ -493,7 +493,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Whether the server answered 401/403 (rmcp's `AuthRequired` / `InsufficientScope`).
 fn is_auth_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let chain = error_chain(e);
-    chain.contains("Auth required") || chain.contains("Insufficient scope")
+    ["Auth required", "Insufficient scope", "401 Unauthorized", "403 Forbidden"]
+        .iter()
+        .any(|m| chain.contains(m))
 }
 
 #[cfg(test)]

@@ -1,0 +1,100 @@
+//! A small MCP server written with rmcp, for the MCP tests: over stdio as the
+//! `tether-mock-mcp` binary (run inside a session's sandbox), and over streamable HTTP in the
+//! test process ([`serve_http`]).
+//!
+//! Tools: `echo {text}` returns the text; `add {a, b}` returns the sum; `hostname` returns the
+//! host name it runs under (`sandbox` inside a session's sandbox).
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Default)]
+pub struct TestMcp;
+
+fn schema(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+impl ServerHandler for TestMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(vec![
+            Tool::new(
+                "echo",
+                "Returns the text it is given",
+                schema(json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})),
+            ),
+            Tool::new(
+                "add",
+                "Adds two numbers",
+                schema(json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]})),
+            ),
+            Tool::new(
+                "hostname",
+                "The host name this server runs under",
+                schema(json!({"type": "object", "properties": {}})),
+            ),
+        ]))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = request.arguments.unwrap_or_default();
+        let num = |k: &str| args.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let result = match request.name.as_ref() {
+            "echo" => CallToolResult::success(vec![ContentBlock::text(
+                args.get("text").and_then(Value::as_str).unwrap_or_default(),
+            )]),
+            "add" => CallToolResult::success(vec![ContentBlock::text(format!(
+                "{}",
+                num("a") + num("b")
+            ))]),
+            "hostname" => CallToolResult::success(vec![ContentBlock::text(
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim(),
+            )]),
+            other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL. The server lives
+/// until the test's runtime ends.
+pub async fn serve_http() -> String {
+    let service = StreamableHttpService::new(
+        || Ok(TestMcp),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}/mcp")
+}
