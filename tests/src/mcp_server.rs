@@ -6,6 +6,7 @@
 //! host name it runs under (`sandbox` inside a session's sandbox).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
@@ -17,8 +18,11 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-#[derive(Clone, Copy, Default)]
-pub struct TestMcp;
+/// The server; `calls` counts the `tools/call` requests it served.
+#[derive(Clone, Default)]
+pub struct TestMcp {
+    pub calls: Arc<AtomicUsize>,
+}
 
 fn schema(v: Value) -> Arc<JsonObject> {
     match v {
@@ -61,6 +65,7 @@ impl ServerHandler for TestMcp {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         let args = request.arguments.unwrap_or_default();
         let num = |k: &str| args.get(k).and_then(Value::as_f64).unwrap_or(0.0);
         let result = match request.name.as_ref() {
@@ -82,11 +87,17 @@ impl ServerHandler for TestMcp {
     }
 }
 
-/// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL. The server lives
-/// until the test's runtime ends.
-pub async fn serve_http() -> String {
+/// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL and its call counter.
+/// The server lives until the test's runtime ends.
+pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
     let service = StreamableHttpService::new(
-        || Ok(TestMcp),
+        move || {
+            Ok(TestMcp {
+                calls: counter.clone(),
+            })
+        },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
@@ -96,5 +107,5 @@ pub async fn serve_http() -> String {
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    format!("http://{addr}/mcp")
+    (format!("http://{addr}/mcp"), calls)
 }

@@ -5,6 +5,8 @@
 //! turn goes on. What the model sees is checked in the mock's captured requests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::Ordering;
+
 use serde_json::{Value, json};
 use tether_e2e::{Reply, TestEnv, assert_log_invariants};
 use tether_mock_llm::Script;
@@ -185,7 +187,7 @@ tools:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_server_under_always_allow_runs_without_asking() {
-    let url = tether_e2e::mcp_server::serve_http().await;
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
     let env = TestEnv::new(Script::by_turn(vec![
         Reply::tool_use("mcp__remote__add", json!({"a": 2, "b": 3})),
         Reply::text("it is 5"),
@@ -223,12 +225,13 @@ tools:
         "only the MCP toolset: the agent has no built-in toolset"
     );
     let r = tool_result_in(&reqs[1].body, &call.id);
-    assert_eq!(r["content"].to_string().contains('5'), true, "{r}");
+    assert!(r["content"].to_string().contains('5'), "{r}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn servers_that_fail_are_typed_errors_and_the_turn_goes_on() {
-    let url = tether_e2e::mcp_server::serve_http().await;
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
     // Answers every MCP request 401 with a challenge, as a server wanting a token does.
     let locked = {
         let router = axum::Router::new().fallback(|| async {
@@ -261,6 +264,7 @@ tools:
     );
     let ws = tempfile::tempdir().unwrap();
     let id = start(&env, "flaky", ws.path(), "hello");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
     let events = env.events(&id);
     assert_log_invariants(&events);
@@ -318,4 +322,65 @@ tools:
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mcp_servers[0].command"), "{err}");
+}
+
+/// The daemon dies after the server answered but before the result was committed: after the
+/// restart the call is reported `interrupted` and is not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_call_cut_short_by_a_crash_is_interrupted_not_repeated() {
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("mcp__remote__echo", json!({"text": "once"})),
+        Reply::text("noted"),
+    ]))
+    .await;
+    let daemon = env.spawn_daemon(Some("after_tool_exit")).await;
+    create_agent(
+        &env,
+        &format!(
+            "name: remote
+mcp_servers:
+  - {{type: url, name: remote, url: \"{url}\"}}
+tools:
+  - type: mcp_toolset
+    mcp_server_name: remote
+    default_config:
+      permission_policy: {{type: always_allow}}
+"
+        ),
+    );
+    let ws = tempfile::tempdir().unwrap();
+    let out = env.run(&[
+        "new",
+        "--detach",
+        "--agent",
+        "remote",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "echo once",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    env.wait_killed(daemon).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the call was sent before the crash");
+
+    // The next client starts a daemon, which resumes the session.
+    env.ok(&["ls"]);
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SessionStatusRescheduled {}))
+    );
+    let (call, ..) = mcp_use(&events);
+    let (text, is_error) = mcp_result(&events, &call.id);
+    assert!(is_error);
+    assert!(text.contains("NOT sent again"), "{text}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "never sent twice");
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 2);
+    let r = tool_result_in(&reqs[1].body, &call.id);
+    assert_eq!(r["is_error"], true, "{r}");
 }

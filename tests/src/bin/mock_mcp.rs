@@ -4,7 +4,7 @@ use rmcp::ServiceExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let service = tether_e2e::mcp_server::TestMcp
+    let service = tether_e2e::mcp_server::TestMcp::default()
         .serve(rmcp::transport::stdio())
         .await?;
     service.waiting().await?;
