@@ -327,9 +327,7 @@ pub fn assert_log_invariants(events: &[Event]) {
             // A result answers a call of its own kind.
             let mcp_call = matches!(e.body, EventBody::AgentMcpToolUse { .. });
             let wrong_kind = events.iter().any(|r| match &r.body {
-                EventBody::AgentToolResult { tool_use_id, .. } => {
-                    *tool_use_id == e.id && mcp_call
-                }
+                EventBody::AgentToolResult { tool_use_id, .. } => *tool_use_id == e.id && mcp_call,
                 EventBody::AgentMcpToolResult {
                     mcp_tool_use_id, ..
                 } => *mcp_tool_use_id == e.id && !mcp_call,

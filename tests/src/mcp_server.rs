@@ -45,12 +45,16 @@ impl ServerHandler for TestMcp {
             Tool::new(
                 "echo",
                 "Returns the text it is given",
-                schema(json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]})),
+                schema(
+                    json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+                ),
             ),
             Tool::new(
                 "add",
                 "Adds two numbers",
-                schema(json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]})),
+                schema(
+                    json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+                ),
             ),
             Tool::new(
                 "hostname",

@@ -137,7 +137,11 @@ tools:
     assert_log_invariants(&events);
     let (call, server, tool, permission) = mcp_use(&events);
     assert_eq!((server.as_str(), tool.as_str()), ("local", "hostname"));
-    assert_eq!(permission, Some(Permission::Ask), "MCP toolsets ask by default");
+    assert_eq!(
+        permission,
+        Some(Permission::Ask),
+        "MCP toolsets ask by default"
+    );
     assert_eq!(
         reason,
         Some(StopReason::RequiresAction {
@@ -154,7 +158,10 @@ tools:
     let reqs = env.mock.requests();
     let offered = tools_offered(&reqs[0].body);
     assert!(offered.contains(&"bash".to_string()), "{offered:?}");
-    assert!(offered.contains(&"mcp__local__echo".to_string()), "{offered:?}");
+    assert!(
+        offered.contains(&"mcp__local__echo".to_string()),
+        "{offered:?}"
+    );
     assert!(
         offered.contains(&"mcp__local__hostname".to_string()),
         "{offered:?}"
@@ -178,7 +185,10 @@ tools:
     assert_log_invariants(&events);
     let (text, is_error) = mcp_result(&events, &call.id);
     assert!(!is_error, "{text}");
-    assert_eq!(text, "sandbox", "the server runs inside the session's sandbox");
+    assert_eq!(
+        text, "sandbox",
+        "the server runs inside the session's sandbox"
+    );
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 2);
     let r = tool_result_in(&reqs[1].body, &call.id);
@@ -221,7 +231,11 @@ tools:
     let offered = tools_offered(&reqs[0].body);
     assert_eq!(
         offered,
-        vec!["mcp__remote__echo", "mcp__remote__add", "mcp__remote__hostname"],
+        vec![
+            "mcp__remote__echo",
+            "mcp__remote__add",
+            "mcp__remote__hostname"
+        ],
         "only the MCP toolset: the agent has no built-in toolset"
     );
     let r = tool_result_in(&reqs[1].body, &call.id);
@@ -290,15 +304,22 @@ tools:
         .iter()
         .find(|e| e.mcp_server_name.as_deref() == Some("locked"))
         .unwrap();
-    assert_eq!(locked.kind, "mcp_authentication_failed_error", "{locked:#?}");
+    assert_eq!(
+        locked.kind, "mcp_authentication_failed_error",
+        "{locked:#?}"
+    );
     // The server that works is still offered.
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 1);
     let offered = tools_offered(&reqs[0].body);
-    assert!(offered.contains(&"mcp__good__echo".to_string()), "{offered:?}");
     assert!(
-        !offered.iter().any(|t| t.starts_with("mcp__broken__")
-            || t.starts_with("mcp__locked__")),
+        offered.contains(&"mcp__good__echo".to_string()),
+        "{offered:?}"
+    );
+    assert!(
+        !offered
+            .iter()
+            .any(|t| t.starts_with("mcp__broken__") || t.starts_with("mcp__locked__")),
         "{offered:?}"
     );
 }
@@ -362,7 +383,11 @@ tools:
     assert!(out.status.success(), "{out:?}");
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     env.wait_killed(daemon).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the call was sent before the crash");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the call was sent before the crash"
+    );
 
     // The next client starts a daemon, which resumes the session.
     env.ok(&["ls"]);

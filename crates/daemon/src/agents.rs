@@ -714,12 +714,17 @@ mod tests {
                 .map(|e| e.message)
         };
         assert_eq!(
-            check(json!([{"type": "url", "name": "gh", "url": "https://h/mcp"},
-                {"type": "stdio", "name": "fs", "command": "srv", "args": ["-v"], "env": {"K": "v"}}])),
+            check(
+                json!([{"type": "url", "name": "gh", "url": "https://h/mcp"},
+                {"type": "stdio", "name": "fs", "command": "srv", "args": ["-v"], "env": {"K": "v"}}])
+            ),
             None
         );
         let e = check(json!([{"type": "stdio", "name": "fs"}])).unwrap();
-        assert!(e.starts_with("mcp_servers[0].command: a `type: stdio` server needs"), "{e}");
+        assert!(
+            e.starts_with("mcp_servers[0].command: a `type: stdio` server needs"),
+            "{e}"
+        );
         let e = check(json!([{"type": "url", "name": "gh"}])).unwrap();
         assert!(e.starts_with("mcp_servers[0].url:"), "{e}");
         let e = check(json!([{"type": "url", "name": "gh", "url": "https://h", "command": "x"}]))

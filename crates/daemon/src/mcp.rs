@@ -181,7 +181,10 @@ impl McpClients {
         let mut conns = self.conns.lock().await;
         if !conns.contains_key(server) {
             // After a restart (or a dropped connection) the call reconnects first.
-            let Some(spec) = agent.used_mcp_servers().into_iter().find(|s| s.name == server)
+            let Some(spec) = agent
+                .used_mcp_servers()
+                .into_iter()
+                .find(|s| s.name == server)
             else {
                 return CallOutcome::error(format!(
                     "the MCP server `{server}` is not used by this session's agent"
@@ -493,9 +496,14 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Whether the server answered 401/403 (rmcp's `AuthRequired` / `InsufficientScope`).
 fn is_auth_error(e: &(dyn std::error::Error + 'static)) -> bool {
     let chain = error_chain(e);
-    ["Auth required", "Insufficient scope", "401 Unauthorized", "403 Forbidden"]
-        .iter()
-        .any(|m| chain.contains(m))
+    [
+        "Auth required",
+        "Insufficient scope",
+        "401 Unauthorized",
+        "403 Forbidden",
+    ]
+    .iter()
+    .any(|m| chain.contains(m))
 }
 
 #[cfg(test)]
@@ -505,15 +513,15 @@ mod tests {
     #[test]
     fn model_names_are_prefixed_and_safe() {
         assert_eq!(model_name("fs", "read_file"), "mcp__fs__read_file");
-        assert_eq!(model_name("gh", "repo.search/v2"), "mcp__gh__repo_search_v2");
+        assert_eq!(
+            model_name("gh", "repo.search/v2"),
+            "mcp__gh__repo_search_v2"
+        );
     }
 
     #[test]
     fn results_are_text_for_the_model() {
-        let content = vec![
-            ContentBlock::text("one"),
-            ContentBlock::text("two"),
-        ];
+        let content = vec![ContentBlock::text("one"), ContentBlock::text("two")];
         assert_eq!(result_text(&content, None), "one\ntwo");
         let v = serde_json::json!({"n": 1});
         assert_eq!(result_text(&[], Some(&v)), "{\"n\":1}");
