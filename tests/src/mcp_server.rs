@@ -3,7 +3,8 @@
 //! test process ([`serve_http`]).
 //!
 //! Tools: `echo {text}` returns the text; `add {a, b}` returns the sum; `hostname` returns the
-//! host name it runs under (`sandbox` inside a session's sandbox).
+//! host name it runs under (`sandbox` inside a session's sandbox); over stdio only, `exit` ends
+//! the server process (to test reconnecting).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 pub struct TestMcp {
     pub calls: Arc<AtomicUsize>,
+    /// Offer `exit` (the stdio server only: it would end the test process otherwise).
+    pub can_exit: bool,
 }
 
 fn schema(v: Value) -> Arc<JsonObject> {
@@ -41,7 +44,7 @@ impl ServerHandler for TestMcp {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(vec![
+        let mut tools = vec![
             Tool::new(
                 "echo",
                 "Returns the text it is given",
@@ -61,7 +64,15 @@ impl ServerHandler for TestMcp {
                 "The host name this server runs under",
                 schema(json!({"type": "object", "properties": {}})),
             ),
-        ]))
+        ];
+        if self.can_exit {
+            tools.push(Tool::new(
+                "exit",
+                "Ends the server process",
+                schema(json!({"type": "object", "properties": {}})),
+            ));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -85,6 +96,7 @@ impl ServerHandler for TestMcp {
                     .unwrap_or_default()
                     .trim(),
             )]),
+            "exit" if self.can_exit => std::process::exit(3),
             other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
         };
         Ok(result.into())
@@ -100,6 +112,7 @@ pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
         move || {
             Ok(TestMcp {
                 calls: counter.clone(),
+                can_exit: false,
             })
         },
         Arc::new(LocalSessionManager::default()),

@@ -409,3 +409,93 @@ tools:
     let r = tool_result_in(&reqs[1].body, &call.id);
     assert_eq!(r["is_error"], true, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_call_reaches_the_model_with_the_message_and_is_not_sent() {
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("mcp__remote__echo", json!({"text": "secret"})),
+        Reply::text("ok, I won't"),
+    ]))
+    .await;
+    create_agent(
+        &env,
+        &format!(
+            "name: remote
+mcp_servers:
+  - {{type: url, name: remote, url: \"{url}\"}}
+tools:
+  - {{type: mcp_toolset, mcp_server_name: remote}}
+"
+        ),
+    );
+    let ws = tempfile::tempdir().unwrap();
+    let id = start(&env, "remote", ws.path(), "echo a secret");
+    let Some(StopReason::RequiresAction { event_ids }) = stop_reason(&env, &id).await else {
+        panic!("expected requires_action: {:#?}", env.events(&id));
+    };
+    let out = env.run(&["approve", &id, &event_ids[0], "--deny", "not that one"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let (text, is_error) = mcp_result(&events, &event_ids[0]);
+    assert!(is_error);
+    assert!(text.contains("not that one"), "{text}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "a denied call is never sent"
+    );
+    let r = tool_result_in(&env.mock.requests()[1].body, &event_ids[0]);
+    assert!(r.to_string().contains("not that one"), "{r}");
+}
+
+/// A stdio server that dies mid-session fails the call that killed it; the next call
+/// starts it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_server_that_dies_is_restarted_for_the_next_call() {
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("mcp__local__exit", json!({})),
+        Reply::tool_use("mcp__local__echo", json!({"text": "back"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    create_agent(
+        &env,
+        "name: mcpy
+mcp_servers:
+  - {type: stdio, name: local, command: ./mock-mcp}
+tools:
+  - type: mcp_toolset
+    mcp_server_name: local
+    default_config: {permission_policy: {type: always_allow}}
+",
+    );
+    let ws = workspace_with_server();
+    let id = start(&env, "mcpy", ws.path(), "exit then echo");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let results: Vec<(String, bool)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentMcpToolResult {
+                content, is_error, ..
+            } => Some((blocks_text(content), *is_error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 2, "{events:#?}");
+    assert!(
+        results[0].1,
+        "the call that killed the server failed: {results:?}"
+    );
+    assert_eq!(results[1], ("back".to_string(), false));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SessionError { .. })),
+        "reconnecting is not an error: {events:#?}"
+    );
+}

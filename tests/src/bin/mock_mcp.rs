@@ -4,9 +4,11 @@ use rmcp::ServiceExt;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let service = tether_e2e::mcp_server::TestMcp::default()
-        .serve(rmcp::transport::stdio())
-        .await?;
+    let server = tether_e2e::mcp_server::TestMcp {
+        can_exit: true,
+        ..Default::default()
+    };
+    let service = server.serve(rmcp::transport::stdio()).await?;
     service.waiting().await?;
     Ok(())
 }
