@@ -120,7 +120,11 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
         )),
         (_, Kind::CustomResult) => conflict(format!(
             "{id} calls the {} tool `{name}`, not a custom tool; {}",
-            if call.mcp.is_some() { "MCP" } else { "built-in" },
+            if call.mcp.is_some() {
+                "MCP"
+            } else {
+                "built-in"
+            },
             if call.gate == Gate::Ask {
                 format!(
                     "it waits for approval: `tether approve {session} {id}` (or --deny MESSAGE)"

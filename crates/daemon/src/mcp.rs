@@ -519,6 +519,35 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_unreachable_url_is_a_connection_failure_naming_it() {
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let server = McpServer {
+            kind: "url".into(),
+            name: "gone".into(),
+            url: Some(url.clone()),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+        };
+        let Err(f) = connect_http(&server).await else {
+            panic!("connected to a closed port");
+        };
+        assert!(!f.auth);
+        assert!(f.message.contains(&url), "{}", f.message);
+        let EventBody::SessionError { error } = failure_event("gone", f) else {
+            panic!("not a session.error");
+        };
+        assert_eq!(error.kind, "mcp_connection_failed_error");
+        assert_eq!(error.mcp_server_name.as_deref(), Some("gone"));
+    }
+
     #[test]
     fn results_are_text_for_the_model() {
         let content = vec![ContentBlock::text("one"), ContentBlock::text("two")];
