@@ -75,7 +75,7 @@ async fn sessions_keep_the_agent_version_they_pinned() {
     let reqs = env.mock.requests();
     assert_eq!(system_of(&reqs[0].body), "You are coder, version one.");
     assert_eq!(reqs[0].body["model"], "claude-agent-test-model");
-    assert_eq!(tools_of(&reqs[0].body), ["read", "edit", "glob", "grep"]);
+    assert_eq!(tools_of(&reqs[0].body), ["read", "edit", "glob", "grep", "web_fetch"]);
 
     // A new version (JSON this time) changes the prompt and turns bash back on.
     let v2 = write(
@@ -92,7 +92,7 @@ async fn sessions_keep_the_agent_version_they_pinned() {
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(system_of(&reqs[1].body), "You are coder, version one.");
-    assert_eq!(tools_of(&reqs[1].body), ["read", "edit", "glob", "grep"]);
+    assert_eq!(tools_of(&reqs[1].body), ["read", "edit", "glob", "grep", "web_fetch"]);
 
     // A new session gets version 2; `coder@1` still pins the old one.
     env.ok(&["run", "hi", "--agent", "coder", "--name", "s2"]);
@@ -102,7 +102,7 @@ async fn sessions_keep_the_agent_version_they_pinned() {
     assert_eq!(reqs[2].body["model"], "claude-agent-test-model");
     assert_eq!(
         tools_of(&reqs[2].body),
-        ["bash", "read", "edit", "glob", "grep"]
+        ["bash", "read", "edit", "glob", "grep", "web_fetch"]
     );
     assert_eq!(system_of(&reqs[3].body), "You are coder, version one.");
 
@@ -130,7 +130,7 @@ async fn the_default_agent_bad_files_and_archive() {
     let reqs = env.mock.requests();
     assert_eq!(
         tools_of(&reqs[0].body),
-        ["bash", "read", "write", "edit", "glob", "grep"]
+        ["bash", "read", "write", "edit", "glob", "grep", "web_fetch"]
     );
     assert!(
         system_of(&reqs[0].body).contains("capable software agent"),
