@@ -75,7 +75,10 @@ async fn sessions_keep_the_agent_version_they_pinned() {
     let reqs = env.mock.requests();
     assert_eq!(system_of(&reqs[0].body), "You are coder, version one.");
     assert_eq!(reqs[0].body["model"], "claude-agent-test-model");
-    assert_eq!(tools_of(&reqs[0].body), ["read", "edit", "glob", "grep", "web_fetch"]);
+    assert_eq!(
+        tools_of(&reqs[0].body),
+        ["read", "edit", "glob", "grep", "web_fetch"]
+    );
 
     // A new version (JSON this time) changes the prompt and turns bash back on.
     let v2 = write(
@@ -92,7 +95,10 @@ async fn sessions_keep_the_agent_version_they_pinned() {
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(system_of(&reqs[1].body), "You are coder, version one.");
-    assert_eq!(tools_of(&reqs[1].body), ["read", "edit", "glob", "grep", "web_fetch"]);
+    assert_eq!(
+        tools_of(&reqs[1].body),
+        ["read", "edit", "glob", "grep", "web_fetch"]
+    );
 
     // A new session gets version 2; `coder@1` still pins the old one.
     env.ok(&["run", "hi", "--agent", "coder", "--name", "s2"]);
