@@ -142,6 +142,8 @@ impl McpClients {
             return Vec::new();
         };
         let mut conns = self.conns.lock().await;
+        // A server that went away since (a stdio process that exited) is started again.
+        conns.retain(|_, c| !c.client.is_transport_closed());
         let mut errors = Vec::new();
         for server in agent.used_mcp_servers() {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
