@@ -18,6 +18,8 @@ use tokio::net::UnixStream;
 
 pub use tether_mock_llm::{Block, Reply};
 
+pub mod mcp_server;
+
 /// Builds the binaries once per test process (so tests never run stale ones) and returns
 /// their directory.
 pub fn bin_dir() -> &'static Path {
@@ -301,12 +303,17 @@ pub fn assert_log_invariants(events: &[Event]) {
     for e in events {
         if matches!(
             e.body,
-            EventBody::AgentToolUse { .. } | EventBody::AgentCustomToolUse { .. }
+            EventBody::AgentToolUse { .. }
+                | EventBody::AgentCustomToolUse { .. }
+                | EventBody::AgentMcpToolUse { .. }
         ) {
             let results = events
                 .iter()
                 .filter(|r| match &r.body {
                     EventBody::AgentToolResult { tool_use_id, .. } => *tool_use_id == e.id,
+                    EventBody::AgentMcpToolResult {
+                        mcp_tool_use_id, ..
+                    } => *mcp_tool_use_id == e.id,
                     EventBody::UserCustomToolResult {
                         custom_tool_use_id, ..
                     } => *custom_tool_use_id == e.id,
@@ -317,6 +324,36 @@ pub fn assert_log_invariants(events: &[Event]) {
                 continue;
             }
             assert_eq!(results, 1, "tool_use {} has {results} results", e.id);
+            // A result answers a call of its own kind.
+            let mcp_call = matches!(e.body, EventBody::AgentMcpToolUse { .. });
+            let wrong_kind = events.iter().any(|r| match &r.body {
+                EventBody::AgentToolResult { tool_use_id, .. } => *tool_use_id == e.id && mcp_call,
+                EventBody::AgentMcpToolResult {
+                    mcp_tool_use_id, ..
+                } => *mcp_tool_use_id == e.id && !mcp_call,
+                _ => false,
+            });
+            assert!(!wrong_kind, "call {} has a result of the wrong kind", e.id);
+        }
+    }
+    // An MCP call is sent only after its intent is committed, and never twice: a result that
+    // is not an error has exactly one `span.tool_call_start` before it.
+    for (i, e) in events.iter().enumerate() {
+        if let EventBody::AgentMcpToolResult {
+            mcp_tool_use_id,
+            is_error: false,
+            ..
+        } = &e.body
+        {
+            let intents = events[..i]
+                .iter()
+                .filter(|s| matches!(&s.body, EventBody::SpanToolCallStart { tool_use_id: t, .. } if t == mcp_tool_use_id))
+                .count();
+            assert_eq!(
+                intents, 1,
+                "mcp_tool_result at seq {} has {intents} committed intents",
+                e.seq
+            );
         }
     }
     // A tool only runs after its intent is committed: a result that says the tool ran (ok,
@@ -347,6 +384,9 @@ pub fn assert_log_invariants(events: &[Event]) {
                     && matches!(
                         u.body,
                         EventBody::AgentToolUse {
+                            evaluated_permission: Some(Permission::Ask),
+                            ..
+                        } | EventBody::AgentMcpToolUse {
                             evaluated_permission: Some(Permission::Ask),
                             ..
                         }

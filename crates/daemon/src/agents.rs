@@ -4,7 +4,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tether_proto::agent::{
-    AGENT_TOOLSET, Agent, AgentChanges, AgentSpec, AgentTool, DEFAULT_AGENT, split_agent_ref,
+    AGENT_TOOLSET, Agent, AgentChanges, AgentSpec, AgentTool, DEFAULT_AGENT, McpServer,
+    split_agent_ref,
 };
 use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
 use tether_proto::{Call, ErrorBody, ErrorCode};
@@ -101,7 +102,7 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
             } => {
                 if !spec.mcp_servers.iter().any(|s| &s.name == mcp_server_name) {
                     return Err(invalid(format!(
-                        "tools[{i}].mcp_server_name: `{mcp_server_name}` is not in mcp_servers; declare it there as {{type: url, name: {mcp_server_name}, url: ...}}"
+                        "tools[{i}].mcp_server_name: `{mcp_server_name}` is not in mcp_servers; declare it there as {{type: url, name: {mcp_server_name}, url: ...}} (or, tether, {{type: stdio, name: {mcp_server_name}, command: ...}})"
                     )));
                 }
             }
@@ -113,6 +114,12 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                 if !ok {
                     return Err(invalid(format!(
                         "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
+                    )));
+                }
+                if name.starts_with(crate::mcp::PREFIX) {
+                    return Err(invalid(format!(
+                        "tools[{i}].name: `{name}` starts with `{}`, which is reserved for the tools of MCP servers; give the custom tool another name",
+                        crate::mcp::PREFIX
                     )));
                 }
                 if TOOLSET_NAMES.contains(&name.as_str()) {
@@ -131,15 +138,88 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
             }
         }
     }
+    if spec.mcp_servers.len() > 20 {
+        return Err(invalid("mcp_servers: expected at most 20 entries".into()));
+    }
     for (i, s) in spec.mcp_servers.iter().enumerate() {
-        if s.kind != "url" {
+        validate_mcp_server(i, s, &spec.mcp_servers[..i])?;
+    }
+    validate_metadata(&spec.metadata)
+}
+
+/// One `mcp_servers` entry: a usable name (it becomes part of the model's tool names), and the
+/// fields of its type and no others.
+fn validate_mcp_server(i: usize, s: &McpServer, earlier: &[McpServer]) -> Result<(), ErrorBody> {
+    let name = &s.name;
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.contains("__");
+    if !ok {
+        return Err(invalid(format!(
+            "mcp_servers[{i}].name: `{name}` must be 1 to 64 characters of A-Z, a-z, 0-9, `_` or `-`, without `__` (tools are offered to the model as mcp__<server>__<tool>)"
+        )));
+    }
+    if earlier.iter().any(|e| e.name == *name) {
+        return Err(invalid(format!(
+            "mcp_servers[{i}].name: a server named `{name}` is declared twice; names must be unique"
+        )));
+    }
+    let field = |f: &str| format!("mcp_servers[{i}].{f}");
+    match s.kind.as_str() {
+        "url" => {
+            let Some(url) = &s.url else {
+                return Err(invalid(format!(
+                    "{}: a `type: url` server needs `url`, its streamable HTTP endpoint (e.g. https://example.com/mcp)",
+                    field("url")
+                )));
+            };
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "{}: expected an http:// or https:// URL, found `{url}`",
+                    field("url")
+                )));
+            }
+            if s.command.is_some() || !s.args.is_empty() || !s.env.is_empty() {
+                return Err(invalid(format!(
+                    "{}: command, args and env belong to `type: stdio` servers; a `type: url` server only has name and url",
+                    field("type")
+                )));
+            }
+        }
+        "stdio" => {
+            if s.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "{}: a `type: stdio` server needs `command`, the program to run inside the session's sandbox (e.g. `npx`), with `args` as a list",
+                    field("command")
+                )));
+            }
+            if s.url.is_some() {
+                return Err(invalid(format!(
+                    "{}: a `type: stdio` server has no url; use `type: url` for a streamable HTTP server",
+                    field("url")
+                )));
+            }
+            if let Some(k) = s
+                .env
+                .keys()
+                .find(|k| k.is_empty() || k.contains('=') || k.contains('\0'))
+            {
+                return Err(invalid(format!(
+                    "{}: `{k}` is not a valid environment variable name",
+                    field("env")
+                )));
+            }
+        }
+        other => {
             return Err(invalid(format!(
-                "mcp_servers[{i}].type: expected `url`, found `{}`",
-                s.kind
+                "{}: expected `url` (streamable HTTP) or `stdio` (tether: a process in the session's sandbox), found `{other}`",
+                field("type")
             )));
         }
     }
-    validate_metadata(&spec.metadata)
+    Ok(())
 }
 
 /// Hosted limits on `metadata` (agents, sessions, environments): 16 pairs, keys up to 64
@@ -624,6 +704,40 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn mcp_servers_are_checked_by_type() {
+        let check = |servers: Value| {
+            validate(&spec(json!({"name": "x", "mcp_servers": servers})))
+                .err()
+                .map(|e| e.message)
+        };
+        assert_eq!(
+            check(
+                json!([{"type": "url", "name": "gh", "url": "https://h/mcp"},
+                {"type": "stdio", "name": "fs", "command": "srv", "args": ["-v"], "env": {"K": "v"}}])
+            ),
+            None
+        );
+        let e = check(json!([{"type": "stdio", "name": "fs"}])).unwrap();
+        assert!(
+            e.starts_with("mcp_servers[0].command: a `type: stdio` server needs"),
+            "{e}"
+        );
+        let e = check(json!([{"type": "url", "name": "gh"}])).unwrap();
+        assert!(e.starts_with("mcp_servers[0].url:"), "{e}");
+        let e = check(json!([{"type": "url", "name": "gh", "url": "https://h", "command": "x"}]))
+            .unwrap();
+        assert!(e.starts_with("mcp_servers[0].type:"), "{e}");
+        let e = check(json!([{"type": "sse", "name": "gh", "url": "https://h"}])).unwrap();
+        assert!(e.contains("expected `url`") && e.contains("`stdio`"), "{e}");
+        let e = check(json!([{"type": "stdio", "name": "a__b", "command": "x"}])).unwrap();
+        assert!(e.starts_with("mcp_servers[0].name:"), "{e}");
+        let e = check(json!([{"type": "stdio", "name": "a", "command": "x"},
+            {"type": "stdio", "name": "a", "command": "y"}]))
+        .unwrap();
+        assert!(e.contains("declared twice"), "{e}");
     }
 
     #[test]

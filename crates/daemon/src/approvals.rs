@@ -119,7 +119,12 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
             "{id} calls the custom tool `{name}`: it needs a result, not an approval; answer with `tether tool-result {session} {id} --json '...'` (protocol: custom_tool.result)"
         )),
         (_, Kind::CustomResult) => conflict(format!(
-            "{id} calls the built-in tool `{name}`, not a custom tool; {}",
+            "{id} calls the {} tool `{name}`, not a custom tool; {}",
+            if call.mcp.is_some() {
+                "MCP"
+            } else {
+                "built-in"
+            },
             if call.gate == Gate::Ask {
                 format!(
                     "it waits for approval: `tether approve {session} {id}` (or --deny MESSAGE)"

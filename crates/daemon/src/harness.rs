@@ -53,6 +53,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
         s.append_one_retrying(EventBody::SessionStatusRunning {})
             .await?;
     }
+    s.mcp.new_turn();
     loop {
         if cancel.is_cancelled() {
             return finish_interrupted(s).await;
@@ -186,11 +187,15 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .unwrap_or_else(|| default_system(&row.workspace)),
         ),
         messages: st.request_messages(),
-        tools: tool_specs(
-            row.tools.as_deref(),
-            s.policy.custom_tools(),
-            &s.toolbox.unavailable(),
-        ),
+        tools: {
+            let mut tools = tool_specs(
+                row.tools.as_deref(),
+                s.policy.custom_tools(),
+                &s.toolbox.unavailable(),
+            );
+            tools.extend(s.mcp.tool_specs());
+            tools
+        },
         max_tokens: s.runtime.config.max_tokens,
         thinking_budget: s.runtime.config.thinking_budget_tokens,
     }
@@ -202,6 +207,12 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
     let provider = provider_for(s, &model);
     if let Ok(p) = &provider {
         crate::compaction::maybe_compact(s, p, &model, cancel).await?;
+    }
+    // MCP servers are connected before the request that offers their tools; one that fails
+    // is reported and left out.
+    let mcp_errors = s.mcp.connect_missing(&s.toolbox).await;
+    if !mcp_errors.is_empty() {
+        s.append_retrying(mcp_errors).await?;
     }
     let start = s
         .append_one(EventBody::SpanModelRequestStart {
@@ -357,6 +368,14 @@ fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
                     input: input.clone(),
                 })
             }
+            Part::ToolUse { name, input, .. } if let Some(t) = s.mcp.lookup(name) => {
+                Some(EventBody::AgentMcpToolUse {
+                    mcp_server_name: t.server,
+                    name: t.tool,
+                    input: input.clone(),
+                    evaluated_permission: Some(t.permission),
+                })
+            }
             Part::ToolUse { name, input, .. } => Some(EventBody::AgentToolUse {
                 name: name.clone(),
                 input: input.clone(),
@@ -396,6 +415,12 @@ async fn run_tools(
     for call in pending {
         if cancel.is_cancelled() {
             return Ok(Tools::Done);
+        }
+        if call.mcp.is_some() {
+            if let Tools::Blocked = run_mcp(s, &call, cancel).await? {
+                return Ok(Tools::Blocked);
+            }
+            continue;
         }
         // A tool the pinned agent disabled was never offered; refuse it without running it.
         if let Some(offered) = s.row().tools
@@ -490,6 +515,89 @@ async fn run_tools(
     Ok(Tools::Done)
 }
 
+/// One MCP call: like a built-in one it waits for approval under `always_ask`, and commits its
+/// intent (`span.tool_call_start`) before it is sent, so a call a restart cut short is reported
+/// `interrupted` and never sent again (the server may have acted on it).
+async fn run_mcp(
+    s: &Arc<Session>,
+    call: &PendingTool,
+    cancel: &CancellationToken,
+) -> Result<Tools, StoreError> {
+    let Some(mcp) = &call.mcp else {
+        return Ok(Tools::Done);
+    };
+    let result = |text: String, is_error: bool, status: ToolStatus, ms: u64| {
+        crate::runtime::result_of(call, text, is_error, status, ms)
+    };
+    match &call.gate {
+        Gate::Ask | Gate::Custom => return Ok(Tools::Blocked),
+        Gate::Denied { message } => {
+            let text = match message.as_deref().map(str::trim) {
+                Some(m) if !m.is_empty() => format!(
+                    "The user denied this call to `{}` of the MCP server `{}`: {m}",
+                    mcp.tool, mcp.server
+                ),
+                _ => format!(
+                    "The user denied this call to `{}` of the MCP server `{}`.",
+                    mcp.tool, mcp.server
+                ),
+            };
+            s.append_one_retrying(result(text, true, ToolStatus::Denied, 0))
+                .await?;
+            return Ok(Tools::Done);
+        }
+        Gate::Allowed | Gate::Confirmed => {}
+    }
+    if call.started.is_some() {
+        let text = format!(
+            "[interrupted: tetherd restarted while this call to `{}` of the MCP server `{}` was in flight. It was NOT sent again and the server may have acted on it; check before retrying.]",
+            mcp.tool, mcp.server
+        );
+        s.append_one_retrying(result(text, true, ToolStatus::Interrupted, 0))
+            .await?;
+        return Ok(Tools::Done);
+    }
+    s.append_one_retrying(EventBody::SpanToolCallStart {
+        tool_use_id: call.tool_use_id.clone(),
+        process: None,
+        pre_sha256: None,
+        post_sha256: None,
+    })
+    .await?;
+    crash::point("after_tool_intent");
+    s.set_live_tool(Some(call.tool_use_id.clone()));
+    let started = Instant::now();
+    let out = s
+        .mcp
+        .call(&s.toolbox, &mcp.server, &mcp.tool, &call.input, cancel)
+        .await;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    crash::point("after_tool_exit");
+    let outcome = tools::ToolOutcome {
+        is_error: out.is_error,
+        status: if out.interrupted {
+            tools::ToolStatus::Interrupted
+        } else if out.is_error {
+            tools::ToolStatus::Error
+        } else {
+            tools::ToolStatus::Ok
+        },
+        content: out.text,
+        exit_code: None,
+    };
+    let outcome = tools::overflow::spill(s.toolbox.workspace(), &call.tool_use_id, outcome);
+    s.set_live_tool(None);
+    s.append_one_retrying(result(
+        outcome.content,
+        outcome.is_error,
+        ToolStatus::Ok,
+        duration_ms,
+    ))
+    .await?;
+    crash::point("after_tool_result");
+    Ok(Tools::Done)
+}
+
 /// The result of a call that was not run: refused by policy or denied by the user.
 fn denied_result(tool_use_id: String, text: String) -> EventBody {
     EventBody::AgentToolResult {
@@ -547,6 +655,7 @@ pub(crate) fn session_error(kind: &str, message: String, retry: RetryStatusKind)
             attempt: None,
             max_attempts: None,
             retry_in_ms: None,
+            mcp_server_name: None,
         },
     }
 }

@@ -15,6 +15,7 @@ pub mod environments;
 pub mod harness;
 pub mod http;
 pub mod ids;
+pub mod mcp;
 pub mod net;
 pub mod ops;
 pub mod permissions;

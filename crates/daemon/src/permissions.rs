@@ -14,6 +14,9 @@ pub struct ToolPolicy {
     ask: Vec<String>,
     /// Custom tools, offered to the model after the built-in ones.
     custom: Vec<ToolSpec>,
+    /// The pinned version when it uses MCP servers (their toolsets say what is offered and
+    /// what asks, once the servers list their tools).
+    pub mcp_agent: Option<Agent>,
 }
 
 impl ToolPolicy {
@@ -39,6 +42,7 @@ impl ToolPolicy {
                     input_schema: schema.clone(),
                 })
                 .collect(),
+            mcp_agent: (!agent.used_mcp_servers().is_empty()).then(|| agent.clone()),
         }
     }
 

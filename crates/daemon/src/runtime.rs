@@ -343,6 +343,7 @@ impl Runtime {
             wait_turn_end(session).await;
         }
         session.toolbox.shutdown().await;
+        session.mcp.close().await;
         let now = ids::now_rfc3339();
         self.store
             .set_archived(&session.id, Some(now.clone()))
@@ -439,6 +440,7 @@ impl Runtime {
                     attempt: Some(resumes),
                     max_attempts: Some(limit),
                     retry_in_ms: None,
+                    mcp_server_name: None,
                 },
             });
             bodies.push(EventBody::SessionStatusIdle {
@@ -480,15 +482,43 @@ pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(),
 fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
     pending
         .iter()
-        .map(|p| EventBody::AgentToolResult {
-            tool_use_id: p.tool_use_id.clone(),
-            content: vec![ContentBlock::text(format!("[interrupted: {why}]"))],
-            is_error: true,
-            status: ToolStatus::Interrupted,
-            exit_code: None,
-            duration_ms: 0,
+        .map(|p| {
+            result_of(
+                p,
+                format!("[interrupted: {why}]"),
+                true,
+                ToolStatus::Interrupted,
+                0,
+            )
         })
         .collect()
+}
+
+/// The result event of call `p`: `agent.mcp_tool_result` for an MCP call (which has no status
+/// or duration), else `agent.tool_result`.
+pub fn result_of(
+    p: &crate::state::PendingTool,
+    text: String,
+    is_error: bool,
+    status: ToolStatus,
+    duration_ms: u64,
+) -> EventBody {
+    if p.mcp.is_some() {
+        EventBody::AgentMcpToolResult {
+            mcp_tool_use_id: p.tool_use_id.clone(),
+            content: vec![ContentBlock::text(text)],
+            is_error,
+        }
+    } else {
+        EventBody::AgentToolResult {
+            tool_use_id: p.tool_use_id.clone(),
+            content: vec![ContentBlock::text(text)],
+            is_error,
+            status,
+            exit_code: None,
+            duration_ms,
+        }
+    }
 }
 
 /// [`interrupted_results`], then idle(`interrupted`).

@@ -164,6 +164,9 @@ pub struct Options {
     /// The session's network proxy (a Unix socket on the host): bridged to 127.0.0.1:3128
     /// inside the sandbox's own network namespace.
     pub proxy: Option<PathBuf>,
+    /// The program (and its arguments) pid 1 execs instead of the shell: a stdio MCP server.
+    /// Passed last, after `--`.
+    pub command: Vec<OsString>,
 }
 
 impl Options {
@@ -182,6 +185,7 @@ impl Options {
             layer_writable: true,
             share_net: true,
             proxy: None,
+            command: Vec::new(),
         }
     }
 
@@ -200,6 +204,10 @@ impl Options {
         if let Some(p) = &self.proxy {
             out.push("--proxy".into());
             out.push(p.clone().into_os_string());
+        }
+        if !self.command.is_empty() {
+            out.push("--".into());
+            out.extend(self.command.iter().cloned());
         }
         out
     }
@@ -222,6 +230,10 @@ impl Options {
                         .next()
                         .ok_or_else(|| SetupError("--proxy needs a socket path".into()))?;
                     o.proxy = Some(PathBuf::from(socket));
+                }
+                Some("--") => {
+                    o.command = it.cloned().collect();
+                    break;
                 }
                 _ => return Err(SetupError(format!("unknown sandbox option {a:?}"))),
             }
@@ -359,14 +371,29 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
     } else {
         Vec::new()
     };
-    let e = Command::new(SHELL)
-        .args(["--noprofile", "--norc"])
+    let mut cmd = match options.command.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        None => {
+            let mut c = Command::new(SHELL);
+            c.args(["--noprofile", "--norc"]);
+            c
+        }
+    };
+    let e = cmd
         .envs(proxy_env)
         .env("HOME", workspace)
         .env("USER", "sandbox")
         .env("LOGNAME", "sandbox")
         .exec();
-    Err(SetupError(format!("cannot execute {SHELL}: {e}")))
+    let program = options
+        .command
+        .first()
+        .map_or(SHELL.into(), |p| p.to_string_lossy());
+    Err(SetupError(format!("cannot execute {program}: {e}")))
 }
 
 /// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
@@ -632,6 +659,13 @@ mod tests {
     #[test]
     fn options_round_trip_through_args() {
         let o = Options::build(Path::new("/d/envs/x"));
+        assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        // A command goes last, and its own flags stay its own.
+        let o = Options {
+            proxy: Some("/run/p.sock".into()),
+            command: vec!["srv".into(), "--layer".into(), "--".into()],
+            ..Options::session(None)
+        };
         assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
         assert_eq!(Options::parse(&[]).unwrap(), Options::default());
         assert!(Options::parse(&["--bogus".into()]).is_err());

@@ -72,6 +72,8 @@ pub struct Session {
     pub toolbox: Toolbox,
     /// Permission policies and custom tools of the pinned agent version (immutable).
     pub policy: ToolPolicy,
+    /// The pinned agent's MCP servers, connected when a turn first needs them.
+    pub mcp: crate::mcp::McpClients,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -124,6 +126,7 @@ impl Session {
                 session_net(&runtime, &row.id, net),
             )
             .with_search(runtime.search_backend()),
+            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref()),
             policy,
             row: Mutex::new(row),
             runtime,

@@ -21,6 +21,16 @@ pub struct PendingTool {
     pub started: Option<Intent>,
     /// Whether the call may run, or whose answer it waits for.
     pub gate: Gate,
+    /// A call of an MCP server's tool (`agent.mcp_tool_use`); `name` is then the name the
+    /// model called it by (`mcp__<server>__<tool>`).
+    pub mcp: Option<McpRef>,
+}
+
+/// The server and tool an MCP call goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpRef {
+    pub server: String,
+    pub tool: String,
 }
 
 /// What stands between a tool call and its result.
@@ -98,6 +108,15 @@ pub fn summary_message(summary: &str) -> Message {
     Message::user_text(format!(
         "[Summary of the earlier conversation, written when it grew too long for the context window]\n\n{summary}"
     ))
+}
+
+/// The gate an `evaluated_permission` puts on a call.
+fn gate(evaluated: &Option<Permission>) -> Gate {
+    match evaluated {
+        Some(Permission::Ask) => Gate::Ask,
+        Some(Permission::Deny) => Gate::Denied { message: None },
+        Some(Permission::Allow) | None => Gate::Allowed,
+    }
 }
 
 impl SessionState {
@@ -227,7 +246,14 @@ impl SessionState {
         }
     }
 
-    fn tool_call(&mut self, id: &str, name: &str, input: &serde_json::Value, gate: Gate) {
+    fn tool_call(
+        &mut self,
+        id: &str,
+        name: &str,
+        input: &serde_json::Value,
+        gate: Gate,
+        mcp: Option<McpRef>,
+    ) {
         self.push_part(
             Role::Assistant,
             Part::ToolUse {
@@ -242,6 +268,7 @@ impl SessionState {
             input: input.clone(),
             started: None,
             gate,
+            mcp,
         });
     }
 
@@ -271,6 +298,8 @@ impl SessionState {
                 | EventBody::AgentToolUse { .. }
                 | EventBody::AgentToolResult { .. }
                 | EventBody::AgentCustomToolUse { .. }
+                | EventBody::AgentMcpToolUse { .. }
+                | EventBody::AgentMcpToolResult { .. }
                 | EventBody::UserToolConfirmation { .. }
                 | EventBody::UserCustomToolResult { .. }
                 | EventBody::SessionStatusIdle { .. }
@@ -306,16 +335,24 @@ impl SessionState {
                 name,
                 input,
                 evaluated_permission,
-            } => {
-                let gate = match evaluated_permission {
-                    Some(Permission::Ask) => Gate::Ask,
-                    Some(Permission::Deny) => Gate::Denied { message: None },
-                    Some(Permission::Allow) | None => Gate::Allowed,
-                };
-                self.tool_call(&e.id, name, input, gate);
-            }
+            } => self.tool_call(&e.id, name, input, gate(evaluated_permission), None),
+            EventBody::AgentMcpToolUse {
+                mcp_server_name,
+                name,
+                input,
+                evaluated_permission,
+            } => self.tool_call(
+                &e.id,
+                &crate::mcp::model_name(mcp_server_name, name),
+                input,
+                gate(evaluated_permission),
+                Some(McpRef {
+                    server: mcp_server_name.clone(),
+                    tool: name.clone(),
+                }),
+            ),
             EventBody::AgentCustomToolUse { name, input } => {
-                self.tool_call(&e.id, name, input, Gate::Custom);
+                self.tool_call(&e.id, name, input, Gate::Custom, None);
             }
             EventBody::UserToolConfirmation {
                 tool_use_id,
@@ -341,6 +378,11 @@ impl SessionState {
                 is_error,
                 ..
             } => self.tool_result(tool_use_id, blocks_text(content), *is_error),
+            EventBody::AgentMcpToolResult {
+                mcp_tool_use_id,
+                content,
+                is_error,
+            } => self.tool_result(mcp_tool_use_id, blocks_text(content), *is_error),
             EventBody::UserCustomToolResult {
                 custom_tool_use_id,
                 content,
@@ -452,9 +494,7 @@ impl SessionState {
                     messages,
                 });
             }
-            EventBody::AgentMcpToolUse { .. }
-            | EventBody::AgentMcpToolResult { .. }
-            | EventBody::SessionError { .. } => {}
+            EventBody::SessionError { .. } => {}
         }
     }
 }
@@ -768,6 +808,56 @@ mod tests {
             is_error: false,
         });
         assert_eq!(log.state().pending_tools, before);
+    }
+
+    #[test]
+    fn mcp_calls_fold_like_tool_calls_under_their_model_name() {
+        let mut log = Log::new();
+        log.push(EventBody::user_text("go"));
+        log.push(EventBody::SessionStatusRunning {});
+        let s1 = log.push(EventBody::SpanModelRequestStart { model: None });
+        let call = log.push(EventBody::AgentMcpToolUse {
+            mcp_server_name: "fs".into(),
+            name: "echo".into(),
+            input: json!({"text": "hi"}),
+            evaluated_permission: Some(Permission::Ask),
+        });
+        log.push(end(&s1));
+        let st = log.state();
+        assert_eq!(st.awaiting_ids(), vec![call.clone()]);
+        let p = &st.pending_tools[0];
+        assert_eq!(p.name, "mcp__fs__echo");
+        assert_eq!(
+            p.mcp,
+            Some(McpRef {
+                server: "fs".into(),
+                tool: "echo".into()
+            })
+        );
+        assert!(matches!(&st.messages[1].content[0],
+            Part::ToolUse { name, .. } if name == "mcp__fs__echo"));
+        log.push(EventBody::UserToolConfirmation {
+            tool_use_id: call.clone(),
+            result: ConfirmationResult::Allow,
+            deny_message: None,
+        });
+        assert_eq!(log.state().pending_tools[0].gate, Gate::Confirmed);
+        log.push(EventBody::AgentMcpToolResult {
+            mcp_tool_use_id: call.clone(),
+            content: vec![ContentBlock::text("hi")],
+            is_error: false,
+        });
+        let st = log.state();
+        assert!(st.pending_tools.is_empty());
+        assert!(st.needs_model_call());
+        assert_eq!(
+            st.messages.last().unwrap().content,
+            vec![Part::ToolResult {
+                tool_use_id: call,
+                content: "hi".into(),
+                is_error: false
+            }]
+        );
     }
 
     #[test]

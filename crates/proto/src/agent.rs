@@ -66,14 +66,35 @@ pub enum AgentTool {
     },
 }
 
-/// `{type: url, name, url}` (streamable HTTP).
+/// `{type: url, name, url}` (streamable HTTP), or the tether extension
+/// `{type: stdio, name, command, args?, env?}`: a server process run inside the session's
+/// sandbox. Which fields go with which type is checked by the daemon, so a wrong file gets an
+/// error naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: String,
-    pub url: String,
+    /// `url`: the server's streamable HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// tether, `stdio`: the program (a path, or a name looked up on the sandbox's PATH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// tether, `stdio`: its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// tether, `stdio`: extra environment variables for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// The per-tool settings of one `mcp_toolset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct McpToolSettings {
+    pub enabled: bool,
+    pub permission: PermissionPolicy,
 }
 
 /// `{id, effort?, speed?}`; on input a bare model id string is accepted too.
@@ -249,6 +270,53 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// The servers an `mcp_toolset` references, in `mcp_servers` order (a declared server no
+    /// toolset uses offers nothing).
+    pub fn used_mcp_servers(&self) -> Vec<&McpServer> {
+        self.spec
+            .mcp_servers
+            .iter()
+            .filter(|s| {
+                self.spec.tools.iter().any(|t| {
+                    matches!(t, AgentTool::McpToolset { mcp_server_name, .. } if *mcp_server_name == s.name)
+                })
+            })
+            .collect()
+    }
+
+    /// Whether tool `tool` of MCP server `server` is offered and whether it asks: its `configs`
+    /// entry, else the toolset's `default_config`, else enabled and `always_ask` (the hosted
+    /// default for MCP toolsets).
+    pub fn mcp_tool_settings(&self, server: &str, tool: &str) -> McpToolSettings {
+        let toolset = self.spec.tools.iter().find_map(|t| match t {
+            AgentTool::McpToolset {
+                mcp_server_name,
+                default_config,
+                configs,
+            } if mcp_server_name == server => Some((default_config, configs)),
+            _ => None,
+        });
+        let Some((default_config, configs)) = toolset else {
+            return McpToolSettings {
+                enabled: false,
+                permission: PermissionPolicy::AlwaysAsk,
+            };
+        };
+        let config = configs.iter().find(|c| c.name == tool);
+        McpToolSettings {
+            enabled: config
+                .and_then(|c| c.enabled)
+                .or(default_config.as_ref().and_then(|d| d.enabled))
+                .unwrap_or(true),
+            permission: config
+                .and_then(|c| c.permission_policy)
+                .or(default_config.as_ref().and_then(|d| d.permission_policy))
+                .unwrap_or(PermissionPolicy::AlwaysAsk),
+        }
+    }
+}
+
 /// An agent reference: an id, or a name; `NAME@VERSION` pins a version where one is taken.
 pub type AgentRef = String;
 
@@ -311,6 +379,31 @@ mod tests {
         );
         assert_eq!(a.builtin_permission("bash"), PermissionPolicy::AlwaysAllow);
         assert_eq!(a.custom_tools()[0].0, "lookup");
+    }
+
+    #[test]
+    fn mcp_tools_default_to_enabled_and_ask() {
+        let spec: AgentSpec = serde_json::from_value(json!({"name": "a",
+            "mcp_servers": [{"type": "url", "name": "gh", "url": "http://x/mcp"},
+                            {"type": "stdio", "name": "unused", "command": "srv"}],
+            "tools": [{"type": "mcp_toolset", "mcp_server_name": "gh",
+                "configs": [{"name": "merge", "enabled": false},
+                            {"name": "read", "permission_policy": {"type": "always_allow"}}]}]}))
+        .unwrap();
+        let a = Agent {
+            spec,
+            ..agent(json!([]))
+        };
+        assert_eq!(a.used_mcp_servers().len(), 1);
+        let s = a.mcp_tool_settings("gh", "search");
+        assert!(s.enabled);
+        assert_eq!(s.permission, PermissionPolicy::AlwaysAsk);
+        assert!(!a.mcp_tool_settings("gh", "merge").enabled);
+        assert_eq!(
+            a.mcp_tool_settings("gh", "read").permission,
+            PermissionPolicy::AlwaysAllow
+        );
+        assert!(!a.mcp_tool_settings("unused", "x").enabled);
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub struct SessionErrorInfo {
     /// tether: delay before the next attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<u64>,
+    /// The server of an `mcp_connection_failed_error` / `mcp_authentication_failed_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_server_name: Option<String>,
 }
 
 /// Token usage of one model request.
@@ -494,6 +497,7 @@ mod tests {
                     attempt: Some(2),
                     max_attempts: Some(5),
                     retry_in_ms: Some(4000),
+                    mcp_server_name: None,
                 },
             },
             EventBody::SpanModelRequestStart {

@@ -595,13 +595,19 @@ async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting
                 continue;
             }
             let (name, input, custom) = match &e.body {
-                EventBody::AgentToolUse { name, input, .. } => (name, input, false),
-                EventBody::AgentCustomToolUse { name, input } => (name, input, true),
+                EventBody::AgentToolUse { name, input, .. } => (name.clone(), input, false),
+                EventBody::AgentMcpToolUse {
+                    mcp_server_name,
+                    name,
+                    input,
+                    ..
+                } => (format!("{mcp_server_name}/{name} (MCP)"), input, false),
+                EventBody::AgentCustomToolUse { name, input } => (name.clone(), input, true),
                 _ => continue,
             };
             found.push(Waiting {
                 id: e.id.clone(),
-                name: name.clone(),
+                name,
                 input: input.clone(),
                 custom,
             });

@@ -181,6 +181,33 @@ impl Printer {
                 };
                 err(&format!("⏺ {name}: {}{ask}\n", tool_summary(name, input)));
             }
+            EventBody::AgentMcpToolUse {
+                mcp_server_name,
+                name,
+                input,
+                evaluated_permission,
+            } => {
+                let ask = if *evaluated_permission == Some(tether_proto::Permission::Ask) {
+                    format!(" — needs approval ({})", e.id)
+                } else {
+                    String::new()
+                };
+                err(&format!(
+                    "⏺ {mcp_server_name}/{name} (MCP): {}{ask}\n",
+                    one_line(&input.to_string(), 120)
+                ));
+            }
+            EventBody::AgentMcpToolResult {
+                is_error, content, ..
+            } => {
+                let text = blocks_text(content);
+                let first = if *is_error {
+                    format!("error — {}", one_line(&text, 160))
+                } else {
+                    format!("ok — {}", one_line(&text, 160))
+                };
+                err(&format!("  ⎿ {first}\n"));
+            }
             EventBody::AgentCustomToolUse { name, input } => {
                 err(&format!(
                     "⏺ {name} (custom tool): {} — needs a result ({})\n",

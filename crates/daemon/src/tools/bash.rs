@@ -72,7 +72,7 @@ const SHELL_SETUP: &str = "exec 2>&1\n";
 /// still in the pipe.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 /// How long the sandbox may take to come up before the call fails.
-const SANDBOX_START_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const SANDBOX_START_LIMIT: Duration = Duration::from_secs(10);
 /// How long to wait for a SIGKILLed tree to disappear.
 const KILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -507,6 +507,46 @@ impl Shell {
             .clone()
     }
 
+    /// A command that runs `argv` where the shell runs: in a sandbox of its own with the same
+    /// workspace, layer, network and environment (plus `extra_env`). With namespaces, its stdout
+    /// starts with [`sandbox::READY`] (see [`await_ready`]); the bool says so.
+    pub fn sandboxed_command(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+    ) -> Result<(tokio::process::Command, bool), String> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err("no command to run".into());
+        };
+        let (mut cmd, sandboxed) = match &self.sandbox {
+            Sandbox::Namespaces { helper } => {
+                let mut cmd = tokio::process::Command::new(helper);
+                let mut options = self.options.clone();
+                options.proxy = self.net.proxy_socket()?;
+                options.command = argv.iter().map(Into::into).collect();
+                cmd.arg(sandbox::EXEC_SUBCOMMAND)
+                    .arg(&self.workspace)
+                    .args(options.to_args());
+                (cmd, true)
+            }
+            Sandbox::None => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args);
+                (cmd, false)
+            }
+        };
+        cmd.current_dir(&self.workspace)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        Ok((cmd, sandboxed))
+    }
+
     async fn start(&self) -> Result<Live, String> {
         let mut cmd = match &self.sandbox {
             Sandbox::Namespaces { helper } => {
@@ -812,7 +852,7 @@ impl Shell {
 
 /// Reads the sandbox helper's stdout up to [`sandbox::READY`]; what follows it goes to
 /// `carry`. False when the helper closed its stdout first (it failed; stderr says why).
-async fn await_ready(stdout: &mut ChildStdout, carry: &mut Vec<u8>) -> bool {
+pub(crate) async fn await_ready(stdout: &mut ChildStdout, carry: &mut Vec<u8>) -> bool {
     let marker = sandbox::READY.as_bytes();
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];

@@ -219,6 +219,16 @@ impl Toolbox {
         self
     }
 
+    /// A command running `argv` in a sandbox like the session shell's (a stdio MCP server);
+    /// see [`bash::Shell::sandboxed_command`].
+    pub fn sandboxed_command(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+    ) -> Result<(tokio::process::Command, bool), String> {
+        self.shell.sandboxed_command(argv, extra_env)
+    }
+
     /// The session's network (policy and sandbox proxy).
     pub fn net(&self) -> &SessionNet {
         &self.net

@@ -734,6 +734,7 @@ fn snapshot_error_with_retry() {
                         attempt: Some(2),
                         max_attempts: Some(5),
                         retry_in_ms: Some(4000),
+                        mcp_server_name: None,
                     },
                 },
             )],

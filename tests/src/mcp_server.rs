@@ -1,0 +1,128 @@
+//! A small MCP server written with rmcp, for the MCP tests: over stdio as the
+//! `tether-mock-mcp` binary (run inside a session's sandbox), and over streamable HTTP in the
+//! test process ([`serve_http`]).
+//!
+//! Tools: `echo {text}` returns the text; `add {a, b}` returns the sum; `hostname` returns the
+//! host name it runs under (`sandbox` inside a session's sandbox); over stdio only, `exit` ends
+//! the server process (to test reconnecting).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+/// The server; `calls` counts the `tools/call` requests it served.
+#[derive(Clone, Default)]
+pub struct TestMcp {
+    pub calls: Arc<AtomicUsize>,
+    /// Offer `exit` (the stdio server only: it would end the test process otherwise).
+    pub can_exit: bool,
+}
+
+fn schema(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+impl ServerHandler for TestMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let mut tools = vec![
+            Tool::new(
+                "echo",
+                "Returns the text it is given",
+                schema(
+                    json!({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
+                ),
+            ),
+            Tool::new(
+                "add",
+                "Adds two numbers",
+                schema(
+                    json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}),
+                ),
+            ),
+            Tool::new(
+                "hostname",
+                "The host name this server runs under",
+                schema(json!({"type": "object", "properties": {}})),
+            ),
+        ];
+        if self.can_exit {
+            tools.push(Tool::new(
+                "exit",
+                "Ends the server process",
+                schema(json!({"type": "object", "properties": {}})),
+            ));
+        }
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let args = request.arguments.unwrap_or_default();
+        let num = |k: &str| args.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        let result = match request.name.as_ref() {
+            "echo" => CallToolResult::success(vec![ContentBlock::text(
+                args.get("text").and_then(Value::as_str).unwrap_or_default(),
+            )]),
+            "add" => CallToolResult::success(vec![ContentBlock::text(format!(
+                "{}",
+                num("a") + num("b")
+            ))]),
+            "hostname" => CallToolResult::success(vec![ContentBlock::text(
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_default()
+                    .trim(),
+            )]),
+            "exit" if self.can_exit => std::process::exit(3),
+            other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
+        };
+        Ok(result.into())
+    }
+}
+
+/// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL and its call counter.
+/// The server lives until the test's runtime ends.
+pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(TestMcp {
+                calls: counter.clone(),
+                can_exit: false,
+            })
+        },
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://{addr}/mcp"), calls)
+}
