@@ -471,21 +471,13 @@ fn load(c: &Connection, id: &str, version: Option<u32>) -> Result<Agent, StoreEr
 
 /// An id, else a name (newest version's), preferring agents that are not archived.
 fn resolve(c: &Connection, reference: &str) -> Result<String, StoreError> {
-    let by_id: Option<String> = c
-        .prepare_cached("SELECT id FROM agents WHERE id = ?1 LIMIT 1")?
-        .query_row([reference], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = by_id {
-        return Ok(id);
-    }
-    if let Some(id) = find_id_by_name(c, reference, false)? {
-        return Ok(id);
-    }
-    find_id_by_name(c, reference, true)?.ok_or_else(|| {
-        StoreError::Missing(format!(
-            "no agent `{reference}`; `tether agents ls` lists them"
-        ))
-    })
+    crate::store::queries::resolve_id_or_name(
+        c,
+        reference,
+        "SELECT id FROM agents WHERE id = ?1 LIMIT 1",
+        find_id_by_name,
+        || format!("no agent `{reference}`; `tether agents ls` lists them"),
+    )
 }
 
 fn find_id_by_name(

@@ -358,21 +358,13 @@ fn load(c: &Connection, id: &str) -> Result<Environment, StoreError> {
 
 /// An id, else a name, preferring environments that are not archived.
 fn resolve(c: &Connection, reference: &str) -> Result<String, StoreError> {
-    let by_id: Option<String> = c
-        .prepare_cached("SELECT id FROM environments WHERE id = ?1")?
-        .query_row([reference], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = by_id {
-        return Ok(id);
-    }
-    if let Some(id) = find_id_by_name(c, reference, false)? {
-        return Ok(id);
-    }
-    find_id_by_name(c, reference, true)?.ok_or_else(|| {
-        StoreError::Missing(format!(
-            "no environment `{reference}`; `tether envs ls` lists them"
-        ))
-    })
+    crate::store::queries::resolve_id_or_name(
+        c,
+        reference,
+        "SELECT id FROM environments WHERE id = ?1",
+        find_id_by_name,
+        || format!("no environment `{reference}`; `tether envs ls` lists them"),
+    )
 }
 
 fn find_id_by_name(

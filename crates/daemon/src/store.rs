@@ -575,6 +575,29 @@ pub mod queries {
 
     use super::*;
 
+    /// A resource reference (agents, environments): an exact id (`id_sql` with `?1` finds it),
+    /// else the name of a live resource, else the name of an archived one (`by_name(c, name,
+    /// archived_too)`); `missing` says what to do when nothing matches.
+    pub fn resolve_id_or_name(
+        c: &Connection,
+        reference: &str,
+        id_sql: &str,
+        by_name: impl Fn(&Connection, &str, bool) -> Result<Option<String>, StoreError>,
+        missing: impl FnOnce() -> String,
+    ) -> Result<String, StoreError> {
+        let by_id: Option<String> = c
+            .prepare_cached(id_sql)?
+            .query_row([reference], |r| r.get(0))
+            .optional()?;
+        if let Some(id) = by_id {
+            return Ok(id);
+        }
+        if let Some(id) = by_name(c, reference, false)? {
+            return Ok(id);
+        }
+        by_name(c, reference, true)?.ok_or_else(|| StoreError::Missing(missing()))
+    }
+
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
         s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata";
 
