@@ -2,15 +2,14 @@
 //! `tether send --wait` spawned to the last one done, the daemon's peak RSS (VmHWM), and the peak
 //! RSS of the daemon's whole tree (with the 100 sandboxed shells), sampled while they run.
 
-use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::e2e::{EXPECTED, PROMPT};
-use crate::home::{Bins, Home, proc_status_mib, run_timed};
+use crate::e2e::EXPECTED;
+use crate::home::{Bins, Home, proc_status_mib};
 use crate::proctree::tree_rss_kb;
 
 pub const SESSIONS: usize = 100;
@@ -42,23 +41,7 @@ pub fn once(bins: &Bins, base_url: &str) -> Result<Sample> {
         })
     };
     let start = Instant::now();
-    let results: Vec<Result<(Output, Duration)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| {
-                let mut cmd = home.tether();
-                cmd.args(["send", name, PROMPT, "--wait"]);
-                s.spawn(move || run_timed(&mut cmd))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked")))
-            })
-            .collect()
-    });
+    let results = crate::e2e::send_to_all(&home, &names);
     let wall = start.elapsed();
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();

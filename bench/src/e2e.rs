@@ -9,6 +9,28 @@ use anyhow::{Context, Result, bail, ensure};
 use crate::home::{Bins, Home, proc_status_mib, run_timed};
 
 pub const PROMPT: &str = "create f.txt containing hello, then read it back";
+
+/// `tether send NAME PROMPT --wait` to every session at once, one thread each; the results
+/// (output and wall time) in `names`' order.
+pub fn send_to_all(home: &Home, names: &[String]) -> Vec<Result<(Output, Duration)>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| {
+                let mut cmd = home.tether();
+                cmd.args(["send", name, PROMPT, "--wait"]);
+                s.spawn(move || run_timed(&mut cmd))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked")))
+            })
+            .collect()
+    })
+}
 pub const EXPECTED: &str = "The file contains hello.";
 const WARMUP_RUNS: usize = 2;
 const RSS_SESSIONS: usize = 10;
@@ -114,23 +136,7 @@ pub fn rss_once(bins: &Bins, base_url: &str) -> Result<RssSample> {
     let idle = proc_status_mib(pid, "VmRSS")?;
 
     // All 10 sessions run the scenario at once.
-    let results: Vec<Result<(Output, Duration)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| {
-                let mut cmd = home.tether();
-                cmd.args(["send", name, PROMPT, "--wait"]);
-                s.spawn(move || run_timed(&mut cmd))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked")))
-            })
-            .collect()
-    });
+    let results = send_to_all(&home, &names);
     for (name, r) in names.iter().zip(results) {
         let (out, _) = r.with_context(|| format!("tether send {name}"))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
