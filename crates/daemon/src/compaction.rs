@@ -27,11 +27,10 @@ values) and concise.";
 
 /// Whether the session has spent its budget (`session.updated` limit, else config).
 pub fn over_budget(s: &Session) -> bool {
-    let st = s.state();
-    let Some(limit) = st.max_cost_usd.or(s.runtime.config.max_cost_usd) else {
+    let Some(limit) = s.budget() else {
         return false;
     };
-    st.usage.tokens.cost_usd.unwrap_or(0.0) >= limit
+    s.state().usage.tokens.cost_usd.unwrap_or(0.0) >= limit
 }
 
 /// Rough token count of a request (≈ 4 characters a token).

@@ -33,7 +33,9 @@ pub async fn handle(
         Call::EnvironmentArchive(p) => archive(store, builds, &p.environment)
             .await
             .and_then(to_value),
-        Call::EnvironmentDelete(p) => delete(store, &p.environment).await,
+        Call::EnvironmentDelete(p) => delete(store, &p.environment)
+            .await
+            .map(|id| serde_json::json!({ "id": id, "type": "environment_deleted" })),
         Call::EnvironmentRebuild(p) => rebuild(store, builds, &p).await.and_then(to_value),
         _ => return None,
     };
@@ -253,7 +255,8 @@ pub async fn archive(
 }
 
 /// `{id, type: "environment_deleted"}`. Sessions created in it keep running on their layer.
-pub async fn delete(store: &Store, reference: &str) -> Result<Value, ErrorBody> {
+/// Deletes an environment; its id.
+pub async fn delete(store: &Store, reference: &str) -> Result<String, ErrorBody> {
     let r = reference.to_string();
     let id = store
         .write(move |c| {
@@ -269,7 +272,7 @@ pub async fn delete(store: &Store, reference: &str) -> Result<Value, ErrorBody> 
             Ok(id)
         })
         .await?;
-    Ok(serde_json::json!({ "id": id, "type": "environment_deleted" }))
+    Ok(id)
 }
 
 /// Builds the layer again from scratch, replacing the cached one when it succeeds.
@@ -487,7 +490,17 @@ mod tests {
         .unwrap();
         assert_eq!(u.spec.description.as_deref(), Some("new"));
         assert_eq!(list(&s, &b, false).await.unwrap().len(), 1);
-        let gone = delete(&s, "py").await.unwrap();
+        // Through the protocol handler: the wire answer names what was deleted.
+        let gone = handle(
+            &s,
+            &b,
+            Call::EnvironmentDelete(EnvironmentParams {
+                environment: "py".into(),
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(gone, json!({"id": e.id, "type": "environment_deleted"}));
         assert_eq!(
             get(&s, &b, "py").await.unwrap_err().code,

@@ -144,6 +144,13 @@ impl Session {
         lock(&self.state)
     }
 
+    /// The session's spending limit in USD: its `session.updated` limit, else the config's.
+    pub fn budget(&self) -> Option<f64> {
+        self.state()
+            .max_cost_usd
+            .or(self.runtime.config.max_cost_usd)
+    }
+
     pub fn row(&self) -> SessionRow {
         lock(&self.row).clone()
     }

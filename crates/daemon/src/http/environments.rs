@@ -94,9 +94,9 @@ pub async fn delete(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
 ) -> ApiResult<Json<DeletedEnvironment>> {
-    let v = environments::delete(&api.rt.store, &environment_id).await?;
+    let id = environments::delete(&api.rt.store, &environment_id).await?;
     Ok(Json(DeletedEnvironment {
-        id: v["id"].as_str().unwrap_or_default().to_string(),
+        id,
         object_type: "environment_deleted".into(),
     }))
 }

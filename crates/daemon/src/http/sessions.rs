@@ -198,8 +198,14 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Host
 
 /// The hosted object of a loaded session.
 async fn loaded(rt: &Runtime, s: &Arc<Session>) -> ApiResult<HostedSession> {
-    let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
-    shapes::session(rt, &mut AgentCache::default(), &s.info(), &s.row(), budget).await
+    shapes::session(
+        rt,
+        &mut AgentCache::default(),
+        &s.info(),
+        &s.row(),
+        s.budget(),
+    )
+    .await
 }
 
 /// The hosted object of a stored row, live if the session is loaded.
@@ -209,10 +215,7 @@ async fn of_row(
     row: &SessionRow,
 ) -> ApiResult<HostedSession> {
     match rt.loaded(&row.id) {
-        Some(s) => {
-            let budget = s.state().max_cost_usd.or(rt.config.max_cost_usd);
-            shapes::session(rt, cache, &s.info(), &s.row(), budget).await
-        }
+        Some(s) => shapes::session(rt, cache, &s.info(), &s.row(), s.budget()).await,
         None => {
             shapes::session(
                 rt,

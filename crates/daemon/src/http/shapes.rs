@@ -23,14 +23,18 @@ pub struct HostedAgent {
     pub multiagent: Option<Value>,
 }
 
-pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
-    let mut agent = a.clone();
-    // tether lets an agent leave the model to the daemon's default; say which it is.
-    agent.spec.model.get_or_insert_with(|| AgentModel {
+/// tether lets an agent leave the model to the daemon's default; this says which it is.
+fn default_model(rt: &Runtime) -> AgentModel {
+    AgentModel {
         id: rt.config.default_model.clone(),
         effort: None,
         speed: None,
-    });
+    }
+}
+
+pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
+    let mut agent = a.clone();
+    agent.spec.model.get_or_insert_with(|| default_model(rt));
     HostedAgent {
         agent,
         skills: Vec::new(),
@@ -188,11 +192,7 @@ impl AgentCache {
             name: a.spec.name,
             description: a.spec.description,
             system: a.spec.system,
-            model: a.spec.model.unwrap_or(AgentModel {
-                id: rt.config.default_model.clone(),
-                effort: None,
-                speed: None,
-            }),
+            model: a.spec.model.unwrap_or_else(|| default_model(rt)),
             tools: a.spec.tools,
             mcp_servers: a.spec.mcp_servers,
             skills: Vec::new(),
