@@ -8,7 +8,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tether_proto::method::CreateSession;
 use tether_proto::{ContentBlock, EventBody, SessionStatus};
 
@@ -333,16 +333,28 @@ pub async fn retrieve(
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    #[serde(default)]
-    pub title: Option<String>,
+    /// Absent: unchanged; `null`: cleared.
+    #[serde(default, deserialize_with = "present")]
+    pub title: Option<Option<String>>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, Option<String>>>,
-    #[serde(default)]
-    pub budget: Option<Value>,
+    /// Absent: unchanged; `null`: a removal, which is refused.
+    #[serde(default, deserialize_with = "present")]
+    pub budget: Option<Option<Value>>,
     #[serde(default)]
     pub agent: Option<Value>,
     #[serde(default)]
     pub vault_ids: Option<Vec<String>>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`); absent fields stay `None` by
+/// `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 pub async fn update(
@@ -350,9 +362,7 @@ pub async fn update(
     Path(session_id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<HostedSession>> {
-    // Typed for the field names and types; raw where null differs from absent.
     let typed: UpdateBody = body::parse(&bytes)?;
-    let b: Map<String, Value> = body::parse(&bytes)?;
     if typed.vault_ids.is_some_and(|v| !v.is_empty()) {
         return Err(ApiError::invalid("vault_ids: this tetherd has no vaults"));
     }
@@ -364,10 +374,7 @@ pub async fn update(
     let s = api.rt.session(&session_id).await?;
     crate::ops::check_writable(&s)?;
     let row = s.row();
-    let title = match (b.get("title"), typed.title) {
-        (None, _) => row.title.clone(),
-        (_, t) => t,
-    };
+    let title = typed.title.unwrap_or_else(|| row.title.clone());
     let mut metadata = row.metadata.clone();
     for (k, v) in typed.metadata.unwrap_or_default() {
         match v {
@@ -376,12 +383,15 @@ pub async fn update(
         };
     }
     crate::agents::validate_metadata(&metadata)?;
-    if b.get("budget").is_some_and(Value::is_null) {
-        return Err(ApiError::invalid(
-            "budget: a session's limit can be changed but not removed; set a higher one",
-        ));
-    }
-    let budget = typed.budget.as_ref().map(parse_budget).transpose()?;
+    let budget = match &typed.budget {
+        None => None,
+        Some(None) => {
+            return Err(ApiError::invalid(
+                "budget: a session's limit can be changed but not removed; set a higher one",
+            ));
+        }
+        Some(Some(v)) => Some(parse_budget(v)?),
+    };
     if let Some(limit) = budget {
         crate::harness::update_session(&s, None, Some(limit)).await?;
     }
@@ -426,4 +436,20 @@ pub async fn archive(
     let s = api.rt.session(&session_id).await?;
     api.rt.archive(&s).await?;
     Ok(Json(loaded(&api.rt, &s).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_bodies_tell_null_from_absent() {
+        let b: UpdateBody = serde_json::from_str(r#"{"title": null, "budget": null}"#).unwrap();
+        assert_eq!(b.title, Some(None));
+        assert_eq!(b.budget, Some(None));
+        let b: UpdateBody = serde_json::from_str(r#"{"title": "t"}"#).unwrap();
+        assert_eq!(b.title, Some(Some("t".to_string())));
+        assert_eq!(b.budget, None);
+        assert!(serde_json::from_str::<UpdateBody>(r#"{"colour": 1}"#).is_err());
+    }
 }
