@@ -327,14 +327,18 @@ fn real_main() -> Result<()> {
         eprintln!("bench: provider request building and stream parsing ({runs} runs each)");
         for wire in tether_daemon::provider::Wire::ALL {
             rows.push(Row {
-                metric: format!("{}: build a {}-turn request", wire.name(), providers::TURNS),
+                metric: format!(
+                    "{}: build a {}-turn request (CPU)",
+                    wire.name(),
+                    providers::TURNS
+                ),
                 samples: providers::build_ms(wire, runs),
                 unit: Unit::Ms,
                 target: Some(Target::AtMost(1.0)),
             });
             rows.push(Row {
                 metric: format!(
-                    "{}: parse a {}-delta stream",
+                    "{}: parse a {}-delta stream (CPU)",
                     wire.name(),
                     providers::DELTAS
                 ),

@@ -10,8 +10,10 @@ use tether_e2e::{Block, RawClient, Reply, TestEnv, assert_log_invariants};
 use tether_mock_llm::{Script, Timing};
 use tether_proto::{DeltaKind, Event, EventBody, ServerFrame};
 
-/// One text delta per character of the reply.
+/// Text deltas in the reply, `DELTA_CHARS` characters each: 4.8 MB in all, past the 4 MiB a
+/// client's queue may hold even after the daemon merges a burst's deltas into one push.
 const DELTAS: usize = 100_000;
+const DELTA_CHARS: usize = 48;
 const STALL: Duration = Duration::from_secs(10);
 
 fn is_idle_after(e: &Event, floor: u64) -> bool {
@@ -29,7 +31,7 @@ async fn attach(c: &mut RawClient, session: &str, after_seq: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_client_is_resynced_and_a_fast_client_misses_nothing() {
-    let text: String = (0..DELTAS)
+    let text: String = (0..DELTAS * DELTA_CHARS)
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect();
     let script = Script::sequential(vec![Reply::Message {
@@ -38,7 +40,7 @@ async fn a_stalled_client_is_resynced_and_a_fast_client_misses_nothing() {
         usage: None,
     }])
     .with_timing(Timing {
-        chunk_chars: 1,
+        chunk_chars: DELTA_CHARS,
         ..Timing::default()
     });
     let env = TestEnv::new(script).await;

@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
-use crate::session::{Push, Session};
+use crate::session::{Push, Session, Wire};
 
 /// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
 /// A live feed that finds either limit reached is dropped with a resync.
@@ -245,6 +245,41 @@ fn push_bytes(push: &Push) -> Bytes {
             .get_or_init(|| encode(&PushFrame::Delta(&w.value)).unwrap_or_default()),
     }
     .clone()
+}
+
+/// Consecutive deltas of one burst that continue each other, sent as one: a client reading a
+/// flat-out stream then decodes a frame per burst instead of one per token (the daemon encodes
+/// the merged frame for this client; a lone delta keeps its shared encoding).
+#[derive(Default)]
+struct DeltaRun {
+    first: Option<Arc<Wire<Delta>>>,
+    merged: Option<Delta>,
+}
+
+impl DeltaRun {
+    fn add(&mut self, next: Arc<Wire<Delta>>, parts: &mut Vec<Bytes>) {
+        if let Some(first) = &self.first {
+            let merged = self.merged.get_or_insert_with(|| first.value.clone());
+            if merged.absorb(&next.value) {
+                return;
+            }
+            if merged.n == first.value.n {
+                // Nothing was absorbed: keep the shared encoding of the lone delta.
+                self.merged = None;
+            }
+        }
+        self.flush(parts);
+        self.first = Some(next);
+    }
+
+    fn flush(&mut self, parts: &mut Vec<Bytes>) {
+        let first = self.first.take();
+        if let Some(merged) = self.merged.take() {
+            parts.extend(encode(&PushFrame::Delta(&merged)));
+        } else if let Some(first) = first {
+            parts.push(push_bytes(&Push::Delta(first)));
+        }
+    }
 }
 
 struct Connection {
@@ -711,15 +746,21 @@ async fn forward(
             }
         }
         let mut burst_last = last_sent;
+        let mut run = DeltaRun::default();
         for push in burst.drain(..) {
             match &push {
                 Push::Event(w) if w.value.seq <= burst_last => continue,
                 Push::Event(w) => burst_last = w.value.seq,
                 Push::Delta(w) if w.value.n <= delta_floor => continue,
-                Push::Delta(_) => {}
+                Push::Delta(w) => {
+                    run.add(w.clone(), &mut parts);
+                    continue;
+                }
             }
+            run.flush(&mut parts);
             parts.push(push_bytes(&push));
         }
+        run.flush(&mut parts);
         let bytes = match parts.len() {
             0 => None,
             1 => parts.pop(),
@@ -845,6 +886,57 @@ mod tests {
         };
         let expected = encode_frame(&ServerFrame::Delta(d.clone())).unwrap();
         assert_eq!(push_bytes(&Push::Delta(Wire::new(d))), expected);
+    }
+
+    fn text_delta(n: u64, index: u32, text: &str) -> Arc<Wire<Delta>> {
+        Wire::new(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind: DeltaKind::Text {
+                index,
+                text: text.into(),
+            },
+        })
+    }
+
+    fn decoded(parts: &[Bytes]) -> Vec<ServerFrame> {
+        let mut decoder = FrameDecoder::default();
+        for p in parts {
+            decoder.push(p);
+        }
+        std::iter::from_fn(|| decoder.next_frame().unwrap())
+            .map(|line| serde_json::from_str(&line).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_of_continuing_deltas_goes_out_as_one() {
+        let mut run = DeltaRun::default();
+        let mut parts = Vec::new();
+        for (n, t) in [(1, "he"), (2, "ll"), (3, "o")] {
+            run.add(text_delta(n, 0, t), &mut parts);
+        }
+        // Another block starts a new run; a lone delta keeps its shared encoding.
+        let lone = text_delta(4, 1, "!");
+        run.add(lone.clone(), &mut parts);
+        run.flush(&mut parts);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1], push_bytes(&Push::Delta(lone)));
+        let frames = decoded(&parts);
+        let ServerFrame::Delta(first) = &frames[0] else {
+            panic!("{frames:?}");
+        };
+        assert_eq!(first.n, 3, "the merged delta takes the last n");
+        assert_eq!(
+            first.kind,
+            DeltaKind::Text {
+                index: 0,
+                text: "hello".into()
+            }
+        );
+        // Nothing left over after a flush.
+        run.flush(&mut parts);
+        assert_eq!(parts.len(), 2);
     }
 
     #[test]

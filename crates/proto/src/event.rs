@@ -366,6 +366,48 @@ pub struct Delta {
     pub kind: DeltaKind,
 }
 
+impl Delta {
+    /// Appends `next` to this delta when it continues the same text (same session, same kind
+    /// and block or tool call), taking its `n`: one push then says what a burst of
+    /// one-token pushes said. `false` (and no change) when it does not continue it.
+    pub fn absorb(&mut self, next: &Delta) -> bool {
+        if self.session_id != next.session_id || next.n <= self.n {
+            return false;
+        }
+        let tail = match (&mut self.kind, &next.kind) {
+            (DeltaKind::Text { index, text }, DeltaKind::Text { index: i, text: t })
+            | (DeltaKind::Thinking { index, text }, DeltaKind::Thinking { index: i, text: t })
+                if index == i =>
+            {
+                (text, t)
+            }
+            (
+                DeltaKind::ToolInput {
+                    index,
+                    name,
+                    partial_json,
+                },
+                DeltaKind::ToolInput {
+                    index: i,
+                    name: nm,
+                    partial_json: pj,
+                },
+            ) if index == i && name == nm => (partial_json, pj),
+            (
+                DeltaKind::ToolOutput { tool_use_id, text },
+                DeltaKind::ToolOutput {
+                    tool_use_id: id,
+                    text: t,
+                },
+            ) if tool_use_id == id => (text, t),
+            _ => return false,
+        };
+        tail.0.push_str(tail.1);
+        self.n = next.n;
+        true
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeltaKind {
@@ -407,6 +449,74 @@ mod tests {
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["type"], ev.type_name());
         assert_eq!(v["seq"], 7);
+    }
+
+    fn delta(n: u64, kind: DeltaKind) -> Delta {
+        Delta {
+            session_id: "sesn_01".into(),
+            n,
+            kind,
+        }
+    }
+
+    fn text(index: u32, t: &str) -> DeltaKind {
+        DeltaKind::Text {
+            index,
+            text: t.into(),
+        }
+    }
+
+    #[test]
+    fn deltas_absorb_only_what_continues_them() {
+        let mut d = delta(1, text(0, "he"));
+        assert!(d.absorb(&delta(2, text(0, "llo"))));
+        assert_eq!(d, delta(2, text(0, "hello")));
+        // Another block, another kind, an older n, another session: left alone.
+        assert!(!d.absorb(&delta(3, text(1, "x"))));
+        assert!(!d.absorb(&delta(
+            3,
+            DeltaKind::Thinking {
+                index: 0,
+                text: "x".into()
+            }
+        )));
+        assert!(!d.absorb(&delta(2, text(0, "x"))));
+        let mut other = delta(3, text(0, "x"));
+        other.session_id = "sesn_02".into();
+        assert!(!d.absorb(&other));
+        assert_eq!(d, delta(2, text(0, "hello")));
+
+        let out = |id: &str, t: &str| DeltaKind::ToolOutput {
+            tool_use_id: id.into(),
+            text: t.into(),
+        };
+        let mut o = delta(5, out("a", "1\n"));
+        assert!(o.absorb(&delta(6, out("a", "2\n"))));
+        assert!(!o.absorb(&delta(7, out("b", "3\n"))));
+        assert_eq!(o, delta(6, out("a", "1\n2\n")));
+
+        let input = |name: &str, j: &str| DeltaKind::ToolInput {
+            index: 1,
+            name: name.into(),
+            partial_json: j.into(),
+        };
+        let mut i = delta(8, input("bash", "{\"co"));
+        assert!(i.absorb(&delta(9, input("bash", "mmand\""))));
+        assert!(!i.absorb(&delta(10, input("read", "}"))));
+        assert_eq!(i, delta(9, input("bash", "{\"command\"")));
+
+        let mut start = delta(
+            11,
+            DeltaKind::MessageStart {
+                model_request_start_id: "x".into(),
+            },
+        );
+        assert!(!start.absorb(&delta(
+            12,
+            DeltaKind::MessageStart {
+                model_request_start_id: "x".into()
+            }
+        )));
     }
 
     #[test]
