@@ -210,3 +210,46 @@ async fn a_disabled_tool_the_model_calls_anyway_is_refused_not_run() {
         "{result}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_effort_sets_the_thinking_of_the_sessions_that_pin_it() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("thought hard"),
+        Reply::text("thought little"),
+    ]))
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let bad = write(
+        &files,
+        "bad.yaml",
+        "name: x\nmodel: {id: claude-sonnet-4-5, effort: {type: extreme}}\n",
+    );
+    let err = failing(&env, &["agents", "create", "-f", &bad]);
+    assert!(err.contains("model.effort"), "{err}");
+    assert!(err.contains("xhigh"), "the error lists the levels: {err}");
+
+    let deep = write(
+        &files,
+        "deep.yaml",
+        "name: deep\nmodel: {id: claude-sonnet-4-5, effort: {type: high}}\n",
+    );
+    env.ok(&["agents", "create", "-f", &deep]);
+    env.ok(&["run", "--agent", "deep", "think"]);
+    env.ok(&["run", "plain"]);
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0].body["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 16384}),
+        "effort high → extended thinking"
+    );
+    assert!(
+        reqs[0].body["max_tokens"].as_u64().unwrap() > 16384,
+        "room for the answer beside the thinking"
+    );
+    assert!(
+        reqs[1].body.get("thinking").is_none(),
+        "the default agent asks for no thinking: {}",
+        reqs[1].body
+    );
+}

@@ -511,6 +511,16 @@ async fn switching_models_between_providers_mid_session() {
         e.message
     );
 
+    // A daemon that has not loaded the session lists the model it now uses.
+    env.ok(&["daemon", "stop"]);
+    let listed = env.ok(&["ls", "--json"]);
+    let row: Value = listed
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|s| s["name"] == "sw")
+        .unwrap();
+    assert_eq!(row["model"], "anthropic/claude-sonnet-4-5", "{row}");
+
     let events = env.events("sw");
     assert_log_invariants(&events);
     let ids = tool_use_ids(&events);
@@ -644,6 +654,22 @@ async fn a_spent_budget_ends_the_turn_with_budget_reached() {
         Reply::text("never asked"),
     ]))
     .await;
+    // A bad limit is refused before anything is made.
+    let out = env.run(&["new", "--detach", "--name", "b", "--max-cost=-1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_cost_usd"), "{err}");
+    assert!(!env.ok(&["ls"]).contains(" b "), "no session was made");
+    let mut c = env.client().await;
+    let e = c
+        .call(
+            "session.update",
+            json!({"session": "x", "max_cost_usd": f64::NAN}),
+        )
+        .await
+        .unwrap_err();
+    assert!(!e.message.is_empty());
+    // The limit is in place before the prompt's turn starts.
     let out = env.run(&[
         "new",
         "--detach",
@@ -651,28 +677,21 @@ async fn a_spent_budget_ends_the_turn_with_budget_reached() {
         "b",
         "--model",
         "anthropic/claude-sonnet-4-5",
+        "--max-cost",
+        "1",
+        "go",
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut c = env.client().await;
-    let e = c
-        .call(
-            "session.update",
-            json!({"session": "b", "max_cost_usd": -1.0}),
-        )
-        .await
-        .unwrap_err();
-    assert!(e.message.contains("max_cost_usd"), "{}", e.message);
-    c.call(
-        "session.update",
-        json!({"session": "b", "max_cost_usd": 1.0}),
-    )
-    .await
-    .unwrap();
-    send_and_wait(&env, "b", "go", None).await;
+    tether_e2e::wait_until("the turn to end", || {
+        env.events("b")
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SessionStatusIdle { .. }))
+    })
+    .await;
     let events = env.events("b");
     assert_log_invariants(&events);
     assert_eq!(last_stop(&events), StopReason::BudgetReached);

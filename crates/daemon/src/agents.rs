@@ -81,6 +81,9 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     {
         return Err(invalid("system: expected at most 100000 characters".into()));
     }
+    if let Some(effort) = spec.model.as_ref().and_then(|m| m.effort.as_ref()) {
+        thinking_budget(effort)?;
+    }
     if spec.tools.len() > 128 {
         return Err(invalid("tools: expected at most 128 entries".into()));
     }
@@ -224,6 +227,26 @@ fn validate_mcp_server(i: usize, s: &McpServer, earlier: &[McpServer]) -> Result
 
 /// Hosted limits on `metadata` (agents, sessions, environments): 16 pairs, keys up to 64
 /// characters, values up to 512.
+/// The thinking budget (tokens) for a `model.effort` of `{type: low|medium|high|xhigh|max}`:
+/// Anthropic models get extended thinking with this budget, OpenAI models the reasoning effort
+/// it maps back to (xhigh and max are OpenAI's `high`).
+pub fn thinking_budget(effort: &serde_json::Value) -> Result<u32, ErrorBody> {
+    let level = effort
+        .get("type")
+        .and_then(serde_json::Value::as_str)
+        .or_else(|| effort.as_str());
+    match level {
+        Some("low") => Ok(2_048),
+        Some("medium") => Ok(8_192),
+        Some("high") => Ok(16_384),
+        Some("xhigh") => Ok(32_768),
+        Some("max") => Ok(63_999),
+        _ => Err(invalid(format!(
+            "model.effort: expected {{\"type\": \"low\" | \"medium\" | \"high\" | \"xhigh\" | \"max\"}}, got {effort}"
+        ))),
+    }
+}
+
 pub fn validate_metadata(
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), ErrorBody> {

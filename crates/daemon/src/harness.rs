@@ -142,24 +142,35 @@ pub async fn update_session(
         }
         None => None,
     };
-    if let Some(limit) = max_cost_usd
-        && !(limit.is_finite() && limit >= 0.0)
-    {
-        return Err(invalid(format!(
-            "max_cost_usd must be a non-negative number of dollars, got {limit}"
-        )));
+    if let Some(limit) = max_cost_usd {
+        validate_budget(limit)?;
     }
     let max_cost_usd = max_cost_usd.filter(|l| s.state().max_cost_usd != Some(*l));
     if model.is_some() || max_cost_usd.is_some() {
         s.append_one(EventBody::SessionUpdated {
-            model,
+            model: model.clone(),
             max_cost_usd,
             title: None,
             metadata: None,
         })
         .await?;
     }
+    if let Some(m) = model {
+        // The event is the truth; the column only serves listings of unloaded sessions.
+        s.runtime.store.set_session_model(&s.id, m).await?;
+    }
     Ok(())
+}
+
+/// A spending limit must be a non-negative, finite number of dollars.
+pub fn validate_budget(limit: f64) -> Result<(), tether_proto::ErrorBody> {
+    if limit.is_finite() && limit >= 0.0 {
+        return Ok(());
+    }
+    Err(tether_proto::ErrorBody::new(
+        tether_proto::ErrorCode::InvalidParams,
+        format!("max_cost_usd must be a non-negative number of dollars, got {limit}"),
+    ))
 }
 
 /// The session's current `provider/model`: the latest `session.updated`, else the row's.
@@ -197,7 +208,9 @@ pub(crate) fn build_request(s: &Session, model: &str) -> ModelRequest {
             tools
         },
         max_tokens: s.runtime.config.max_tokens,
-        thinking_budget: s.runtime.config.thinking_budget_tokens,
+        thinking_budget: s
+            .thinking_budget
+            .or(s.runtime.config.thinking_budget_tokens),
     }
 }
 

@@ -161,10 +161,9 @@ impl Runtime {
             ),
             None => None,
         };
-        let policy = crate::permissions::ToolPolicy::of(agent.as_ref());
         let net =
             crate::environments::session_net_policy(&self.store, row.environment.as_deref()).await;
-        let session = Session::new(self.clone(), row, policy, net, &events);
+        let session = Session::new(self.clone(), row, agent.as_ref(), net, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -211,6 +210,9 @@ impl Runtime {
     ) -> Result<Arc<Session>, ErrorBody> {
         if let Some(name) = &p.name {
             validate_name(name)?;
+        }
+        if let Some(limit) = p.max_cost_usd {
+            crate::harness::validate_budget(limit)?;
         }
         let mut agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
         if let Some(tools) = &p.tools {
@@ -271,9 +273,11 @@ impl Runtime {
             }
             return Err(e.into());
         }
-        let policy = crate::permissions::ToolPolicy::of(Some(&agent));
-        let session = Session::new(self.clone(), row, policy, net, &[]);
+        let session = Session::new(self.clone(), row, Some(&agent), net, &[]);
         self.registry().insert(id, session.clone());
+        if p.max_cost_usd.is_some() {
+            crate::harness::update_session(&session, None, p.max_cost_usd).await?;
+        }
         if !p.initial_message.is_empty() {
             session.user_message(p.initial_message).await?;
         }

@@ -72,6 +72,8 @@ pub struct Session {
     pub toolbox: Toolbox,
     /// Permission policies and custom tools of the pinned agent version (immutable).
     pub policy: ToolPolicy,
+    /// The pinned agent's `model.effort` as a thinking budget; None: the config's.
+    pub thinking_budget: Option<u32>,
     /// The pinned agent's MCP servers, connected when a turn first needs them.
     pub mcp: crate::mcp::McpClients,
     state: Mutex<SessionState>,
@@ -113,11 +115,17 @@ impl Session {
     pub fn new(
         runtime: Arc<Runtime>,
         row: SessionRow,
-        policy: ToolPolicy,
+        agent: Option<&tether_proto::agent::Agent>,
         net: crate::net::NetPolicy,
         events: &[Event],
     ) -> Arc<Session> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let policy = ToolPolicy::of(agent);
+        // Validated when the version was made; a bad one read back means no extra thinking.
+        let thinking_budget = agent
+            .and_then(|a| a.spec.model.as_ref())
+            .and_then(|m| m.effort.as_ref())
+            .and_then(|e| crate::agents::thinking_budget(e).ok());
         Arc::new(Session {
             id: row.id.clone(),
             toolbox: Toolbox::for_session(
@@ -128,6 +136,7 @@ impl Session {
             .with_search(runtime.search_backend()),
             mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref()),
             policy,
+            thinking_budget,
             row: Mutex::new(row),
             runtime,
             state: Mutex::new(SessionState::from_events(events)),

@@ -549,6 +549,25 @@ impl Store {
         .await
     }
 
+    /// Sets a session's model column after a `session.updated` switched it, so listings of
+    /// sessions not loaded in memory show the model the session now uses.
+    pub async fn set_session_model(
+        &self,
+        session_id: &str,
+        model: String,
+    ) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE sessions SET model = ?2 WHERE id = ?1",
+                params![id, model],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Events with `after < seq <= before`, ascending or descending, at most `limit`.
     pub async fn read_events(
         &self,

@@ -38,6 +38,10 @@ pub struct CreateSession {
     /// Sent as the first `user.message` right after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initial_message: Vec<ContentBlock>,
+    /// Spending limit in USD for the whole session (a turn that reaches it ends with
+    /// `budget_reached`); default: the config's `max_cost_usd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
     /// Replaces the pinned agent's tools for this session only (hosted
     /// `agent_with_overrides.tools`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -151,6 +151,10 @@ pub struct SessionOpts {
     /// Model calls allowed per turn.
     #[arg(long)]
     pub max_turns: Option<u32>,
+    /// Spending limit for the whole session, in USD: the turn that reaches it ends with
+    /// budget_reached.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
     /// Agent to pin, as NAME[@VERSION] or an id (default: the built-in `default` agent).
     #[arg(long, value_name = "NAME[@VERSION]")]
     pub agent: Option<String>,

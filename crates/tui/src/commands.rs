@@ -58,6 +58,7 @@ fn create_params(
         system: opts.system,
         dir,
         max_turns: opts.max_turns,
+        max_cost_usd: opts.max_cost,
         agent: opts.agent,
         environment_id: opts.env,
         initial_message: prompt

@@ -186,10 +186,8 @@ pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Host
             ));
         }
     }
+    p.max_cost_usd = budget;
     let s = api.rt.create(p).await?;
-    if let Some(limit) = budget {
-        crate::harness::update_session(&s, None, Some(limit)).await?;
-    }
     for content in messages {
         crate::ops::send_message(&s, content, None).await?;
     }
