@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use tether_proto::agent::Agent;
 use tether_proto::environment::{
     BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
-    EnvironmentConfig, EnvironmentSpec, Networking,
+    EnvironmentSpec, Networking,
 };
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
 use tether_proto::{Call, ErrorBody, ErrorCode};
@@ -408,40 +409,68 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
     load(c, &id)
 }
 
-/// The network policy an environment's sessions run under.
-pub fn net_policy(config: &EnvironmentConfig) -> Result<crate::net::NetPolicy, ErrorBody> {
+/// The network policy a session of `agent` runs under in an environment with `networking`:
+/// `allow_mcp_servers` adds the agent's MCP server URLs to a `limited` allow-list.
+pub fn net_policy(
+    networking: &Networking,
+    agent: Option<&Agent>,
+) -> Result<crate::net::NetPolicy, ErrorBody> {
     use crate::net::NetPolicy;
-    Ok(match config.networking() {
+    Ok(match networking {
         Networking::None => NetPolicy::None,
         Networking::Unrestricted => NetPolicy::Unrestricted,
         Networking::Limited {
             allowed_hosts,
             allow_package_managers,
-            ..
-        } => NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::InvalidParams,
-                format!("config.networking.allowed_hosts: {e}"),
-            )
-        })?,
+            allow_mcp_servers,
+        } => {
+            let policy =
+                NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
+                    ErrorBody::new(
+                        ErrorCode::InvalidParams,
+                        format!("config.networking.allowed_hosts: {e}"),
+                    )
+                })?;
+            match agent {
+                Some(agent) if *allow_mcp_servers => {
+                    let urls: Vec<&str> = agent
+                        .used_mcp_servers()
+                        .into_iter()
+                        .filter_map(|s| s.url.as_deref())
+                        .collect();
+                    policy.with_mcp_urls(&urls)
+                }
+                _ => policy,
+            }
+        }
     })
 }
 
-/// The policy of a stored session's environment; no network when it has none (sessions
-/// older than environments) or it can't be read (fail closed, with a warning).
-pub async fn session_net_policy(store: &Store, environment: Option<&str>) -> crate::net::NetPolicy {
-    let Some(id) = environment else {
-        return crate::net::NetPolicy::None;
+/// The policy of a stored session: the networking it was created with (pinned in its row, so
+/// a changed environment or a restart never changes a running session's policy); for
+/// sessions older than that, their environment's current config. No network when there is
+/// neither or it can't be read (fail closed, with a warning).
+pub async fn session_net_policy(
+    store: &Store,
+    row: &crate::store::SessionRow,
+    agent: Option<&Agent>,
+) -> crate::net::NetPolicy {
+    let networking = match (&row.networking, &row.environment) {
+        (Some(n), _) => Ok(n.clone()),
+        (None, None) => return crate::net::NetPolicy::None,
+        (None, Some(id)) => {
+            let r = id.clone();
+            store
+                .read(move |c| load(c, &resolve(c, &r)?))
+                .await
+                .map(|e| e.spec.config.networking().clone())
+                .map_err(ErrorBody::from)
+        }
     };
-    let r = id.to_string();
-    let env = store.read(move |c| load(c, &resolve(c, &r)?)).await;
-    match env
-        .map_err(ErrorBody::from)
-        .and_then(|e| net_policy(&e.spec.config))
-    {
+    match networking.and_then(|n| net_policy(&n, agent)) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(environment = %id, error = %e.message, "no network for this session: its environment can't be read");
+            tracing::warn!(session = %row.id, error = %e.message, "no network for this session: its networking can't be read");
             crate::net::NetPolicy::None
         }
     }
