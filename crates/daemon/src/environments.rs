@@ -51,7 +51,7 @@ fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
 }
 
-/// Checks what serde can't: lengths, package strings, apt.
+/// Checks what serde can't: lengths, package strings, hosts.
 pub fn validate(spec: &EnvironmentSpec) -> Result<(), ErrorBody> {
     let n = spec.name.chars().count();
     if n == 0 || n > 256 {
@@ -82,14 +82,6 @@ pub fn validate(spec: &EnvironmentSpec) -> Result<(), ErrorBody> {
                     "{field}: `{p}` looks like an option; list packages only"
                 )));
             }
-        }
-        if manager == "apt" && !packages.is_empty() {
-            return Err(invalid(
-                "config.packages.apt: tether can't install apt packages into an environment \
-                 layer (installing .debs needs root and writes outside the layer); install them \
-                 on the host (the sandbox sees /usr), or fetch the tool in setup_commands"
-                    .into(),
-            ));
         }
     }
     for (i, c) in spec.config.setup_commands().iter().enumerate() {
@@ -578,10 +570,6 @@ mod tests {
             (
                 json!({"name": "x", "config": {"type": "cloud", "packages": {"npm": ["--global"]}}}),
                 "config.packages.npm[0]:",
-            ),
-            (
-                json!({"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq"]}}}),
-                "config.packages.apt:",
             ),
             (
                 json!({"name": "x", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}}}),
