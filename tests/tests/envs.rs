@@ -142,11 +142,11 @@ async fn bad_files_point_at_the_field() {
     let f = write(
         &files,
         "e.json",
-        r#"{"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq"]}}}"#,
+        r#"{"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq", "-y"]}}}"#,
     );
     let err = failing(&env, &["envs", "create", "-f", &f]);
-    assert!(err.contains("config.packages.apt"), "{err}");
-    assert!(err.contains("root"), "{err}");
+    assert!(err.contains("config.packages.apt[1]"), "{err}");
+    assert!(err.contains("looks like an option"), "{err}");
     assert!(!env.ok(&["envs", "ls"]).contains("\nx "));
 }
 
