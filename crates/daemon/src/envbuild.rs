@@ -306,7 +306,10 @@ if [ -z "$missing" ]; then
   exit 0
 fi
 echo "downloading:" $missing
-{apt_get} download $missing
+if ! {apt_get} download $missing; then
+  echo "apt-get download failed; if it says 404, the host's package lists are stale: run 'sudo apt-get update' on the host, then 'tether envs rebuild'"
+  exit 1
+fi
 for deb in ./*.deb; do
   echo "unpacking $deb"
   {dpkg_deb} -x "$deb" {l}/apt
