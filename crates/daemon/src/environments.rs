@@ -582,6 +582,56 @@ mod tests {
         }
     }
 
+    fn agent_with_mcp(url: &str) -> Agent {
+        serde_json::from_value(json!({
+            "id": "agent_1", "type": "agent", "version": 1, "name": "a",
+            "created_at": "t", "updated_at": "t", "archived_at": null,
+            "mcp_servers": [{"type": "url", "name": "m", "url": url}],
+            "tools": [{"type": "mcp_toolset", "mcp_server_name": "m"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn allow_mcp_servers_adds_the_agents_server_hosts() {
+        let agent = agent_with_mcp("https://mcp.example.org/mcp");
+        let networking = |allow: bool| Networking::Limited {
+            allowed_hosts: vec!["example.com".into()],
+            allow_package_managers: false,
+            allow_mcp_servers: allow,
+        };
+        let on = net_policy(&networking(true), Some(&agent)).unwrap();
+        assert!(on.check("mcp.example.org", 443).is_ok());
+        assert!(on.check("example.com", 443).is_ok());
+        let off = net_policy(&networking(false), Some(&agent)).unwrap();
+        assert!(off.check("mcp.example.org", 443).is_err());
+        let no_agent = net_policy(&networking(true), None).unwrap();
+        assert!(no_agent.check("mcp.example.org", 443).is_err());
+    }
+
+    /// A session's networking is what it was created with, not its environment's current one;
+    /// sessions older than that follow their environment; without either there is no network.
+    #[tokio::test]
+    async fn sessions_keep_the_networking_they_were_created_with() {
+        use crate::net::NetPolicy;
+        let (_d, s, b) = setup().await;
+        let e = create(&s, &b, spec(json!({"name": "n"}))).await.unwrap();
+        let mut row = crate::store::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
+        assert_eq!(session_net_policy(&s, &row, None).await, NetPolicy::None);
+        row.environment = Some(e.id.clone());
+        assert_eq!(
+            session_net_policy(&s, &row, None).await,
+            NetPolicy::Unrestricted,
+            "an older session follows its environment"
+        );
+        row.networking = Some(Networking::None);
+        assert_eq!(
+            session_net_policy(&s, &row, None).await,
+            NetPolicy::None,
+            "the pinned networking wins over the environment's current one"
+        );
+    }
+
     #[tokio::test]
     async fn a_missing_package_manager_fails_the_build_and_leaves_no_layer() {
         let (d, s, b) = setup().await;
