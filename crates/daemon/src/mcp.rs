@@ -233,8 +233,8 @@ impl McpClients {
                 Ok(r) => r,
                 Err(_) => return CallOutcome::error(format!(
                     "the MCP server `{server}` did not answer the call to `{tool}` within {} s, \
-                     so tether stopped waiting (the server may still finish it); try again, or \
-                     raise [mcp] call_timeout_secs in tetherd's config.toml",
+                     so tether cancelled it (whatever the server did before that may stand); \
+                     try again, or raise [mcp] call_timeout_secs in tetherd's config.toml",
                     limit.as_secs()
                 )),
             },
