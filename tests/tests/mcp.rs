@@ -683,6 +683,15 @@ async fn a_bearer_credential_from_the_environment_authenticates_and_never_leaks(
     let log = env.ok(&["logs", &id, "--json"]);
     assert!(!log.contains(TOKEN));
     assert!(!env.daemon_log().contains(TOKEN));
+    let doctor = env.ok(&["doctor"]);
+    assert!(
+        doctor.contains("✓ mcp")
+            && doctor.contains(&format!(
+                "{url} — bearer token from $TETHER_TEST_MCP_TOKEN (set)"
+            )),
+        "{doctor}"
+    );
+    assert!(!doctor.contains(TOKEN));
 }
 
 /// A session keeps the networking it was created with: after its environment changes to

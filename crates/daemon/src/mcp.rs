@@ -454,6 +454,49 @@ async fn connect_http(
     }
 }
 
+/// What `tether doctor` shows of each configured credential: which variables it reads and
+/// whether they are set in this (the daemon's) environment. Never the values.
+pub fn credential_statuses(config: &McpConfig) -> Vec<tether_proto::method::ProviderStatus> {
+    config
+        .credentials
+        .iter()
+        .map(|c| {
+            let vars: Vec<(String, &str)> = c
+                .bearer_token_env
+                .iter()
+                .map(|v| ("bearer token".to_string(), v.as_str()))
+                .chain(
+                    c.headers_env
+                        .iter()
+                        .map(|(h, v)| (format!("header {h}"), v.as_str())),
+                )
+                .collect();
+            let unset: Vec<&str> = vars
+                .iter()
+                .filter(|(_, v)| std::env::var(v).map_or(true, |x| x.is_empty()))
+                .map(|(_, v)| *v)
+                .collect();
+            let read: Vec<String> = vars.iter().map(|(w, v)| format!("{w} from ${v}")).collect();
+            tether_proto::method::ProviderStatus {
+                name: "mcp credential".into(),
+                endpoint: c.mcp_server_url.clone(),
+                ready: unset.is_empty() && !vars.is_empty(),
+                detail: if vars.is_empty() {
+                    "names no variable (set bearer_token_env or headers_env)".into()
+                } else if unset.is_empty() {
+                    format!("{} (set)", read.join(", "))
+                } else {
+                    format!(
+                        "{}; not set in tetherd's environment: {} (set them and restart tetherd)",
+                        read.join(", "),
+                        unset.join(", ")
+                    )
+                },
+            }
+        })
+        .collect()
+}
+
 /// Adds a configured credential's bearer token and headers, read from tetherd's environment
 /// now (so a changed variable takes effect on the next connection). A variable that is not
 /// set is an authentication failure naming it, never a silent anonymous connection.
@@ -733,6 +776,33 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn doctor_sees_which_credential_variables_are_missing_never_their_values() {
+        let config = McpConfig {
+            credentials: vec![McpCredential {
+                mcp_server_url: "https://mcp.example.com/mcp".into(),
+                bearer_token_env: Some("PATH".into()),
+                headers_env: BTreeMap::from([(
+                    "X-Api-Key".to_string(),
+                    "TETHER_TEST_SURELY_UNSET_KEY".to_string(),
+                )]),
+            }],
+            ..McpConfig::default()
+        };
+        let s = &credential_statuses(&config)[0];
+        assert_eq!(s.endpoint, "https://mcp.example.com/mcp");
+        assert!(!s.ready);
+        assert!(
+            s.detail.contains("bearer token from $PATH")
+                && s.detail
+                    .contains("not set in tetherd's environment: TETHER_TEST_SURELY_UNSET_KEY"),
+            "{}",
+            s.detail
+        );
+        let path = std::env::var("PATH").unwrap();
+        assert!(!s.detail.contains(&path), "a value leaked: {}", s.detail);
     }
 
     #[test]
