@@ -170,7 +170,17 @@ impl TestEnv {
     /// Starts `tetherd` as a child of the test, with `TETHER_CRASH_AT=crash_at` when given, and
     /// waits until it accepts connections.
     pub async fn spawn_daemon(&self, crash_at: Option<&str>) -> std::process::Child {
+        self.spawn_daemon_with_env(crash_at, &[]).await
+    }
+
+    /// [`TestEnv::spawn_daemon`] with extra environment variables for tetherd.
+    pub async fn spawn_daemon_with_env(
+        &self,
+        crash_at: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> std::process::Child {
         let mut cmd = self.tetherd();
+        cmd.envs(vars.iter().copied());
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         if let Some(spec) = crash_at {

@@ -3,8 +3,9 @@
 //! test process ([`serve_http`]).
 //!
 //! Tools: `echo {text}` returns the text; `add {a, b}` returns the sum; `hostname` returns the
-//! host name it runs under (`sandbox` inside a session's sandbox); over stdio only, `exit` ends
-//! the server process (to test reconnecting).
+//! host name it runs under (`sandbox` inside a session's sandbox); `sleep {ms}` answers after
+//! that long (to test call time limits); over stdio only, `exit` ends the server process (to
+//! test reconnecting).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +65,13 @@ impl ServerHandler for TestMcp {
                 "The host name this server runs under",
                 schema(json!({"type": "object", "properties": {}})),
             ),
+            Tool::new(
+                "sleep",
+                "Answers after `ms` milliseconds",
+                schema(
+                    json!({"type": "object", "properties": {"ms": {"type": "number"}}, "required": ["ms"]}),
+                ),
+            ),
         ];
         if self.can_exit {
             tools.push(Tool::new(
@@ -96,6 +104,10 @@ impl ServerHandler for TestMcp {
                     .unwrap_or_default()
                     .trim(),
             )]),
+            "sleep" => {
+                tokio::time::sleep(std::time::Duration::from_millis(num("ms") as u64)).await;
+                CallToolResult::success(vec![ContentBlock::text("slept")])
+            }
             "exit" if self.can_exit => std::process::exit(3),
             other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
         };
@@ -106,6 +118,12 @@ impl ServerHandler for TestMcp {
 /// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL and its call counter.
 /// The server lives until the test's runtime ends.
 pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
+    serve_http_requiring(None).await
+}
+
+/// Like [`serve_http`], but with `Some(token)` every request without
+/// `Authorization: Bearer <token>` is answered 401 with a bearer challenge.
+pub async fn serve_http_requiring(token: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let service = StreamableHttpService::new(
@@ -118,7 +136,29 @@ pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let mut router = axum::Router::new().nest_service("/mcp", service);
+    if let Some(token) = token {
+        let expected = format!("Bearer {token}");
+        router = router.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let ok = req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                async move {
+                    if ok {
+                        next.run(req).await
+                    } else {
+                        axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            [("www-authenticate", "Bearer realm=\"mcp\"")],
+                            "no token",
+                        ))
+                    }
+                }
+            },
+        ));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

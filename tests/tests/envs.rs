@@ -142,11 +142,11 @@ async fn bad_files_point_at_the_field() {
     let f = write(
         &files,
         "e.json",
-        r#"{"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq"]}}}"#,
+        r#"{"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq", "-y"]}}}"#,
     );
     let err = failing(&env, &["envs", "create", "-f", &f]);
-    assert!(err.contains("config.packages.apt"), "{err}");
-    assert!(err.contains("root"), "{err}");
+    assert!(err.contains("config.packages.apt[1]"), "{err}");
+    assert!(err.contains("looks like an option"), "{err}");
     assert!(!env.ok(&["envs", "ls"]).contains("\nx "));
 }
 
@@ -228,6 +228,48 @@ async fn a_pip_package_from_pypi_is_importable_in_sessions() {
         o.contains("1.16.0 /opt/tether/env/python/six.py"),
         "six should import from the layer: {o}"
     );
+}
+
+/// An apt package the host lacks (yajl-tools, 13 kB) and the library it needs (libyajl2) are
+/// downloaded through the build's allow-list proxy and unpacked into the layer: the tool runs
+/// in sessions from the layer's PATH and finds its library on LD_LIBRARY_PATH.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apt_package_and_its_missing_library_run_from_the_layer() {
+    let env = TestEnv::new(bash_each(&[
+        "echo '{ \"a\": [1, 2] }' | json_reformat -m; echo; command -v json_reformat",
+    ]))
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let f = write(
+        &files,
+        "yajl.yaml",
+        "name: yajl\nconfig:\n  type: cloud\n  networking: {type: limited, allow_package_managers: true}\n  packages:\n    apt: [yajl-tools]\n",
+    );
+    let out = env.ok(&["envs", "create", "-f", &f]);
+    assert!(out.contains("==> [1/1] apt yajl-tools"), "{out}");
+    assert!(
+        out.contains("downloading:") && out.contains("libyajl2="),
+        "the missing library is fetched too: {out}"
+    );
+    env.ok(&["run", "go", "--env", "yajl", "--name", "s"]);
+    let o = bash_output(&env, "s");
+    assert!(o.contains(r#"{"a":[1,2]}"#), "{o}");
+    assert!(
+        o.contains("/opt/tether/env/apt/usr/bin/json_reformat"),
+        "{o}"
+    );
+
+    let f = write(
+        &files,
+        "nope.yaml",
+        "name: nope\nconfig:\n  type: cloud\n  packages:\n    apt: [tether-no-such-package-e2e]\n",
+    );
+    let err = failing(&env, &["envs", "create", "-f", &f]);
+    assert!(
+        err.contains("step 1/1 `apt tether-no-such-package-e2e` failed"),
+        "{err}"
+    );
+    assert!(err.contains("Unable to locate package"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

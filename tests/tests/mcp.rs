@@ -3,6 +3,10 @@
 //! as `mcp__<server>__<tool>`, calls ask by default and run once approved, `always_allow`
 //! toolsets run at once, and a server that can't be used is a typed `session.error` while the
 //! turn goes on. What the model sees is checked in the mock's captured requests.
+//!
+//! URL servers are reached under the session's network policy: the test server listens on
+//! loopback, which sessions reach only when their environment lists the address itself
+//! ([`loopback_env`]); the default (unrestricted) environment refuses it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::Ordering;
@@ -32,17 +36,64 @@ fn workspace_with_server() -> tempfile::TempDir {
 }
 
 fn start(env: &TestEnv, agent: &str, dir: &std::path::Path, prompt: &str) -> String {
-    env.ok(&[
+    start_in(env, None, agent, dir, prompt)
+}
+
+fn start_in(
+    env: &TestEnv,
+    environment: Option<&str>,
+    agent: &str,
+    dir: &std::path::Path,
+    prompt: &str,
+) -> String {
+    let mut args = vec![
         "new",
         "--detach",
         "--agent",
         agent,
         "--dir",
         dir.to_str().unwrap(),
-        prompt,
-    ])
-    .trim()
-    .to_string()
+    ];
+    if let Some(e) = environment {
+        args.extend(["--env", e]);
+    }
+    args.push(prompt);
+    env.ok(&args).trim().to_string()
+}
+
+/// `host:port` of a URL like `http://127.0.0.1:PORT/mcp`.
+fn authority(url: &str) -> &str {
+    url.trim_start_matches("http://").split('/').next().unwrap()
+}
+
+/// Creates environment `name` with limited networking that lists the loopback address of each
+/// of `urls` (the explicit opt-in to reach a server on this machine).
+fn loopback_env(env: &TestEnv, name: &str, urls: &[&str]) {
+    let hosts: Vec<String> = urls
+        .iter()
+        .map(|u| format!("\"{}\"", authority(u)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("env.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "name: {name}\nconfig:\n  type: cloud\n  networking: {{type: limited, allowed_hosts: [{}]}}\n",
+            hosts.join(", ")
+        ),
+    )
+    .unwrap();
+    env.ok(&["envs", "create", "-f", p.to_str().unwrap()]);
+}
+
+fn session_errors(events: &[Event]) -> Vec<tether_proto::event::SessionErrorInfo> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SessionError { error } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn stop_reason(env: &TestEnv, id: &str) -> Option<StopReason> {
@@ -217,8 +268,9 @@ tools:
 "
         ),
     );
+    loopback_env(&env, "local-mcp", &[&url]);
     let ws = tempfile::tempdir().unwrap();
-    let id = start(&env, "remote", ws.path(), "add 2 and 3");
+    let id = start_in(&env, Some("local-mcp"), "remote", ws.path(), "add 2 and 3");
     assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
     let events = env.events(&id);
     assert_log_invariants(&events);
@@ -234,7 +286,8 @@ tools:
         vec![
             "mcp__remote__echo",
             "mcp__remote__add",
-            "mcp__remote__hostname"
+            "mcp__remote__hostname",
+            "mcp__remote__sleep"
         ],
         "only the MCP toolset: the agent has no built-in toolset"
     );
@@ -246,6 +299,7 @@ tools:
 #[tokio::test(flavor = "multi_thread")]
 async fn servers_that_fail_are_typed_errors_and_the_turn_goes_on() {
     let (url, calls) = tether_e2e::mcp_server::serve_http().await;
+    let (unlisted, unlisted_calls) = tether_e2e::mcp_server::serve_http().await;
     // Answers every MCP request 401 with a challenge, as a server wanting a token does.
     let locked = {
         let router = axum::Router::new().fallback(|| async {
@@ -269,27 +323,41 @@ mcp_servers:
   - {{type: stdio, name: broken, command: /nonexistent/mcp-server}}
   - {{type: url, name: locked, url: \"{locked}\"}}
   - {{type: url, name: good, url: \"{url}\"}}
+  - {{type: url, name: unlisted, url: \"{unlisted}\"}}
 tools:
   - {{type: mcp_toolset, mcp_server_name: broken}}
   - {{type: mcp_toolset, mcp_server_name: locked}}
   - {{type: mcp_toolset, mcp_server_name: good}}
+  - {{type: mcp_toolset, mcp_server_name: unlisted}}
 "
         ),
     );
+    // `unlisted` is a working server the environment does not list.
+    loopback_env(&env, "local-mcp", &[&url, &locked]);
     let ws = tempfile::tempdir().unwrap();
-    let id = start(&env, "flaky", ws.path(), "hello");
+    let id = start_in(&env, Some("local-mcp"), "flaky", ws.path(), "hello");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
     let events = env.events(&id);
     assert_log_invariants(&events);
-    let errors: Vec<_> = events
+    let errors = session_errors(&events);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    let refused = errors
         .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::SessionError { error } => Some(error.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(errors.len(), 2, "{errors:#?}");
+        .find(|e| e.mcp_server_name.as_deref() == Some("unlisted"))
+        .unwrap();
+    assert_eq!(refused.kind, "mcp_connection_failed_error");
+    assert!(
+        refused.message.contains("network policy refuses")
+            && refused.message.contains("allow_mcp_servers"),
+        "{}",
+        refused.message
+    );
+    assert_eq!(
+        unlisted_calls.load(Ordering::SeqCst),
+        0,
+        "a refused server is never called"
+    );
     let broken = errors
         .iter()
         .find(|e| e.mcp_server_name.as_deref() == Some("broken"))
@@ -317,9 +385,9 @@ tools:
         "{offered:?}"
     );
     assert!(
-        !offered
-            .iter()
-            .any(|t| t.starts_with("mcp__broken__") || t.starts_with("mcp__locked__")),
+        !offered.iter().any(|t| t.starts_with("mcp__broken__")
+            || t.starts_with("mcp__locked__")
+            || t.starts_with("mcp__unlisted__")),
         "{offered:?}"
     );
 }
@@ -370,10 +438,13 @@ tools:
 "
         ),
     );
+    loopback_env(&env, "local-mcp", &[&url]);
     let ws = tempfile::tempdir().unwrap();
     let out = env.run(&[
         "new",
         "--detach",
+        "--env",
+        "local-mcp",
         "--agent",
         "remote",
         "--dir",
@@ -429,8 +500,15 @@ tools:
 "
         ),
     );
+    loopback_env(&env, "local-mcp", &[&url]);
     let ws = tempfile::tempdir().unwrap();
-    let id = start(&env, "remote", ws.path(), "echo a secret");
+    let id = start_in(
+        &env,
+        Some("local-mcp"),
+        "remote",
+        ws.path(),
+        "echo a secret",
+    );
     let Some(StopReason::RequiresAction { event_ids }) = stop_reason(&env, &id).await else {
         panic!("expected requires_action: {:#?}", env.events(&id));
     };
@@ -497,5 +575,177 @@ tools:
             .iter()
             .any(|e| matches!(e.body, EventBody::SessionError { .. })),
         "reconnecting is not an error: {events:#?}"
+    );
+}
+
+fn remote_agent(env: &TestEnv, url: &str) {
+    create_agent(
+        env,
+        &format!(
+            "name: remote
+mcp_servers:
+  - {{type: url, name: remote, url: \"{url}\"}}
+tools:
+  - type: mcp_toolset
+    mcp_server_name: remote
+    default_config:
+      permission_policy: {{type: always_allow}}
+"
+        ),
+    );
+}
+
+/// The default environment is unrestricted, which still never reaches loopback: the server is
+/// refused before any connection, and the error says how to allow it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loopback_server_is_refused_under_the_default_environment() {
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text("ok")])).await;
+    remote_agent(&env, &url);
+    let ws = tempfile::tempdir().unwrap();
+    let id = start(&env, "remote", ws.path(), "hello");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let errors = session_errors(&events);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].kind, "mcp_connection_failed_error");
+    assert!(
+        errors[0].message.contains("loopback") && errors[0].message.contains("allowed_hosts"),
+        "{}",
+        errors[0].message
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(env.mock.requests().len(), 1, "the turn went on");
+}
+
+/// A call past `[mcp] call_timeout_secs` is an error result for the model, and the turn goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_call_times_out_into_an_error_result_and_the_turn_goes_on() {
+    let (url, _calls) = tether_e2e::mcp_server::serve_http().await;
+    let env = TestEnv::with_config(
+        Script::by_turn(vec![
+            Reply::tool_use("mcp__remote__sleep", json!({"ms": 30000})),
+            Reply::text("too slow"),
+        ]),
+        "[mcp]\ncall_timeout_secs = 1\n",
+    )
+    .await;
+    remote_agent(&env, &url);
+    loopback_env(&env, "local-mcp", &[&url]);
+    let ws = tempfile::tempdir().unwrap();
+    let id = start_in(&env, Some("local-mcp"), "remote", ws.path(), "sleep");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let (call, ..) = mcp_use(&events);
+    let (text, is_error) = mcp_result(&events, &call.id);
+    assert!(is_error, "{text}");
+    assert!(
+        text.contains("within 1 s") && text.contains("call_timeout_secs"),
+        "{text}"
+    );
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 2, "the model got the error and answered");
+    assert_eq!(tool_result_in(&reqs[1].body, &call.id)["is_error"], true);
+}
+
+/// A `[[mcp.credentials]]` bearer token, read from tetherd's environment, authenticates the
+/// server; the secret appears in no event and not in the daemon log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bearer_credential_from_the_environment_authenticates_and_never_leaks() {
+    const TOKEN: &str = "s3cret-mcp-token-4711";
+    let (url, calls) = tether_e2e::mcp_server::serve_http_requiring(Some(TOKEN)).await;
+    let env = TestEnv::with_config(
+        Script::by_turn(vec![
+            Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+            Reply::text("done"),
+        ]),
+        &format!(
+            "[[mcp.credentials]]\nmcp_server_url = \"{url}\"\nbearer_token_env = \"TETHER_TEST_MCP_TOKEN\"\n"
+        ),
+    )
+    .await;
+    let _daemon = env
+        .spawn_daemon_with_env(None, &[("TETHER_TEST_MCP_TOKEN", TOKEN)])
+        .await;
+    remote_agent(&env, &url);
+    loopback_env(&env, "local-mcp", &[&url]);
+    let ws = tempfile::tempdir().unwrap();
+    let id = start_in(&env, Some("local-mcp"), "remote", ws.path(), "echo");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert!(session_errors(&events).is_empty(), "{events:#?}");
+    let (call, ..) = mcp_use(&events);
+    assert_eq!(mcp_result(&events, &call.id), ("authed".to_string(), false));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let log = env.ok(&["logs", &id, "--json"]);
+    assert!(!log.contains(TOKEN));
+    assert!(!env.daemon_log().contains(TOKEN));
+    let doctor = env.ok(&["doctor"]);
+    assert!(
+        doctor.contains("✓ mcp")
+            && doctor.contains(&format!(
+                "{url} — bearer token from $TETHER_TEST_MCP_TOKEN (set)"
+            )),
+        "{doctor}"
+    );
+    assert!(!doctor.contains(TOKEN));
+}
+
+/// A session keeps the networking it was created with: after its environment changes to
+/// `none` and the daemon restarts, it still reaches its server; a new session does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_keeps_its_networking_when_the_environment_changes() {
+    let (url, calls) = tether_e2e::mcp_server::serve_http().await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::text("hi"),
+        Reply::tool_use("mcp__remote__echo", json!({"text": "pinned"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let daemon = env.spawn_daemon(None).await;
+    remote_agent(&env, &url);
+    loopback_env(&env, "local-mcp", &[&url]);
+    let ws = tempfile::tempdir().unwrap();
+    let id = start_in(&env, Some("local-mcp"), "remote", ws.path(), "hello");
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+
+    let dir = tempfile::tempdir().unwrap();
+    let change = dir.path().join("change.yaml");
+    std::fs::write(
+        &change,
+        "config:\n  type: cloud\n  networking: {type: none}\n",
+    )
+    .unwrap();
+    env.ok(&[
+        "envs",
+        "update",
+        "local-mcp",
+        "-f",
+        change.to_str().unwrap(),
+    ]);
+    let mut daemon = daemon;
+    daemon.kill().unwrap();
+    env.wait_killed(daemon).await;
+
+    env.ok(&["send", &id, "echo pinned"]);
+    assert_eq!(stop_reason(&env, &id).await, Some(StopReason::EndTurn));
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert!(session_errors(&events).is_empty(), "{events:#?}");
+    let (call, ..) = mcp_use(&events);
+    assert_eq!(mcp_result(&events, &call.id), ("pinned".to_string(), false));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let fresh = start_in(&env, Some("local-mcp"), "remote", ws.path(), "hello");
+    env.wait_idle(&fresh).await;
+    let errors = session_errors(&env.events(&fresh));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].message.contains("networking: none"),
+        "{}",
+        errors[0].message
     );
 }

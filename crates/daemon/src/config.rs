@@ -38,6 +38,66 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[web_search]`: the backend of the `web_search` tool (not offered without one).
     pub web_search: Option<WebSearchConfig>,
+    /// `[mcp]`: time limits of MCP servers and the credentials of `url` ones.
+    pub mcp: McpConfig,
+}
+
+/// `[mcp]`. Credentials map the hosted vault model onto the daemon's config: a vault
+/// credential names the MCP server URL it is for and holds the secret; here an entry names the
+/// URL and the *environment variables* of tetherd holding the secrets, so no secret is ever in
+/// an agent, an event or a log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Starting (or reaching) a server and its `initialize` handshake.
+    pub connect_timeout_secs: u64,
+    /// One `tools/call`; past it the model gets an error result and the turn goes on.
+    pub call_timeout_secs: u64,
+    /// `[[mcp.credentials]]`, matched against each `url` server by its URL.
+    pub credentials: Vec<McpCredential>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            connect_timeout_secs: 30,
+            call_timeout_secs: 60,
+            credentials: Vec::new(),
+        }
+    }
+}
+
+/// One credential (hosted `static_bearer`, plus tether's extra headers).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McpCredential {
+    /// The server URL exactly as the agent's `mcp_servers[].url` spells it (a trailing `/`
+    /// aside).
+    pub mcp_server_url: String,
+    /// The variable holding a bearer token, sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// Header name → the variable holding its value (e.g. `X-Api-Key = "MY_KEY"`).
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+}
+
+impl McpConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs.max(1))
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.call_timeout_secs.max(1))
+    }
+
+    /// The credential for the server at `url`, if one is configured.
+    pub fn credential(&self, url: &str) -> Option<&McpCredential> {
+        let norm = |u: &str| u.trim().trim_end_matches('/').to_string();
+        self.credentials
+            .iter()
+            .find(|c| norm(&c.mcp_server_url) == norm(url))
+    }
 }
 
 /// Which search service `web_search` asks.
@@ -200,6 +260,7 @@ impl Default for Config {
             compaction: CompactionConfig::default(),
             http: HttpConfig::default(),
             web_search: None,
+            mcp: McpConfig::default(),
         }
     }
 }
@@ -306,6 +367,27 @@ mod tests {
         assert_eq!(c.providers["ollama"].kind, ProviderKind::Openai);
         assert_eq!(c.max_cost_usd, Some(5.0));
         assert_eq!(c.compaction.threshold, 0.8);
+    }
+
+    #[test]
+    fn mcp_limits_and_credentials() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.mcp.call_timeout(), Duration::from_secs(60));
+        let c = Config::parse(
+            "[mcp]\ncall_timeout_secs = 5\n\
+             [[mcp.credentials]]\nmcp_server_url = \"https://mcp.example.com/mcp/\"\n\
+             bearer_token_env = \"EX_TOKEN\"\nheaders_env = { X-Api-Key = \"EX_KEY\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.mcp.call_timeout(), Duration::from_secs(5));
+        assert_eq!(c.mcp.connect_timeout(), Duration::from_secs(30));
+        let cred = c.mcp.credential("https://mcp.example.com/mcp").unwrap();
+        assert_eq!(cred.bearer_token_env.as_deref(), Some("EX_TOKEN"));
+        assert_eq!(cred.headers_env["X-Api-Key"], "EX_KEY");
+        assert!(c.mcp.credential("https://other.example.com/mcp").is_none());
+        let e = Config::parse("[[mcp.credentials]]\nmcp_server_url = \"x\"\ntoken = \"t\"\n")
+            .unwrap_err();
+        assert!(e.contains("token"), "{e}");
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! installers (shebangs, npm bin links) stay valid. It builds into a temp directory renamed
 //! into place only when every step succeeded: a failed or interrupted build leaves nothing.
 //!
-//! apt is refused: installing .debs needs root and writes all over `/`, which an unprivileged
-//! sandbox can't and shouldn't do; a layer of `dpkg -x`'d packages skips maintainer scripts
-//! and dependency resolution, so it would half-work. Use the other managers or setup_commands.
+//! apt packages are not installed (that needs root and writes all over `/`): the build asks
+//! apt which of the package and its dependencies the host lacks (`apt-get -s install`, against
+//! a private copy of the host's apt config, package lists and dpkg status), downloads those
+//! (`apt-get download`) and unpacks them with `dpkg-deb -x` into `<layer>/apt`; sessions get
+//! its bin dirs on PATH and its lib dirs on LD_LIBRARY_PATH. Maintainer scripts do not run, so
+//! packages that need them (services, alternatives, generated files) may not work; tools and
+//! libraries do.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -65,12 +69,21 @@ pub fn layer_env(env: &mut Vec<(String, String)>) {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    let mut libs = apt_lib_path();
+    if let Some((_, v)) = env.iter().find(|(k, _)| k == "LD_LIBRARY_PATH")
+        && !v.is_empty()
+    {
+        libs = format!("{libs}:{v}");
+    }
     let l = LAYER_MOUNT;
     let vars = [
         (
             "PATH",
-            format!("{l}/bin:{l}/python/bin:{l}/node/node_modules/.bin:{l}/apt/usr/bin:{path}"),
+            format!(
+                "{l}/bin:{l}/python/bin:{l}/node/node_modules/.bin:{l}/apt/usr/bin:{l}/apt/bin:{path}"
+            ),
         ),
+        ("LD_LIBRARY_PATH", libs),
         ("PYTHONPATH", format!("{l}/python")),
         ("NODE_PATH", format!("{l}/node/node_modules")),
         ("GEM_PATH", format!("{l}/gem")),
@@ -80,6 +93,77 @@ pub fn layer_env(env: &mut Vec<(String, String)>) {
         env.retain(|(n, _)| n != k);
         env.push((k.into(), v));
     }
+}
+
+/// The lib dirs of the apt packages unpacked into a layer, for LD_LIBRARY_PATH (the host's
+/// own libraries are found as usual after these).
+fn apt_lib_path() -> String {
+    let l = LAYER_MOUNT;
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    [
+        format!("{l}/apt/usr/lib/{triplet}"),
+        format!("{l}/apt/lib/{triplet}"),
+        format!("{l}/apt/usr/lib"),
+        format!("{l}/apt/lib"),
+    ]
+    .join(":")
+}
+
+/// Copies what apt reads on the host (its config, package lists and the dpkg status) into
+/// `home/apt` and writes an `apt.conf` pointing there, so apt runs unprivileged inside the
+/// build sandbox (which sees none of /etc/apt and /var/lib) and writes only there. Files the
+/// daemon can't read (e.g. root-only auth.conf.d entries) are skipped.
+fn prepare_apt(home: &Path) -> Result<(), String> {
+    let apt = home.join("apt");
+    if !Path::new("/etc/apt").is_dir() {
+        return Err(
+            "config.packages.apt: this host has no /etc/apt; apt packages need a Debian or \
+             Ubuntu host (list the tools under another package manager, or fetch them in \
+             setup_commands)"
+                .into(),
+        );
+    }
+    copy_tree(Path::new("/etc/apt"), &apt.join("etc"))?;
+    copy_tree(Path::new("/var/lib/apt/lists"), &apt.join("lists"))?;
+    for d in ["lists/partial", "cache/archives/partial", "state"] {
+        std::fs::create_dir_all(apt.join(d))
+            .map_err(|e| format!("cannot create {}: {e}", apt.join(d).display()))?;
+    }
+    let status = apt.join("status");
+    if let Err(e) = std::fs::copy("/var/lib/dpkg/status", &status) {
+        tracing::warn!(error = %e, "no dpkg status to copy: every dependency will be unpacked");
+        std::fs::write(&status, "")
+            .map_err(|e| format!("cannot write {}: {e}", status.display()))?;
+    }
+    let a = apt.display();
+    let conf = format!(
+        "Dir::Etc \"{a}/etc\";\nDir::State \"{a}/state\";\nDir::State::Lists \"{a}/lists\";\n\
+         Dir::State::status \"{a}/status\";\nDir::Cache \"{a}/cache\";\n\
+         Debug::NoLocking \"true\";\nAPT::Sandbox::User \"root\";\n"
+    );
+    std::fs::write(apt.join("apt.conf"), conf).map_err(|e| format!("cannot write apt.conf: {e}"))
+}
+
+/// Copies regular files and directories under `from` to `to`; unreadable entries and
+/// anything else (sockets, lock files' special cases) are skipped.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        match std::fs::metadata(&src) {
+            Ok(m) if m.is_dir() => copy_tree(&src, &dst)?,
+            Ok(m) if m.is_file() => {
+                if let Err(e) = std::fs::copy(&src, &dst) {
+                    tracing::debug!(file = %src.display(), error = %e, "not copied for apt");
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One step of a build.
@@ -98,14 +182,15 @@ fn find_manager(manager: &str, path_var: &str) -> Result<PathBuf, String> {
         "cargo" => (&["cargo"], "`sudo apt install cargo`"),
         "go" => (&["go"], "`sudo apt install golang-go`"),
         "gem" => (&["gem"], "`sudo apt install ruby`"),
-        "apt" => {
-            return Err(
-                "config.packages.apt: tether can't install apt packages into an \
-                 environment layer (that needs root and writes outside the layer); install them \
-                 on the host, or fetch the tool in setup_commands"
-                    .into(),
-            );
-        }
+        "apt" => (
+            &["apt-get"],
+            "nothing: apt-get comes with Debian and Ubuntu (on other systems list the tools \
+             under another package manager, or fetch them in setup_commands)",
+        ),
+        "dpkg-deb" => (
+            &["dpkg-deb"],
+            "`sudo apt install dpkg` (tether unpacks apt packages with it)",
+        ),
         other => return Err(format!("unknown package manager `{other}`")),
     };
     let mut outside = None;
@@ -160,9 +245,15 @@ fn plan(config: &EnvironmentConfig, path_var: &str) -> Result<Vec<Step>, String>
         }
         let bin = find_manager(manager, path_var)?;
         let bin = quote(&bin.to_string_lossy());
+        let dpkg_deb = if manager == "apt" {
+            quote(&find_manager("dpkg-deb", path_var)?.to_string_lossy())
+        } else {
+            String::new()
+        };
         for pkg in packages {
             let q = quote(pkg);
             let script = match manager {
+                "apt" => apt_script(&bin, &dpkg_deb, pkg),
                 "cargo" => format!("{bin} install --root {l} {q}"),
                 "gem" => format!(
                     "{bin} install --no-document --install-dir {l}/gem --bindir {l}/bin {q}"
@@ -194,6 +285,39 @@ fn plan(config: &EnvironmentConfig, path_var: &str) -> Result<Vec<Step>, String>
         });
     }
     Ok(steps)
+}
+
+/// Downloads `pkg` (apt syntax: `name` or `name=version`) and the dependencies the host lacks,
+/// and unpacks them into the layer. Runs with `APT_CONFIG` pointing at [`prepare_apt`]'s copy.
+fn apt_script(apt_get: &str, dpkg_deb: &str, pkg: &str) -> String {
+    let l = LAYER_MOUNT;
+    let q = quote(pkg);
+    format!(
+        r#"set -o pipefail
+lists="$(dirname "$APT_CONFIG")/lists"
+if ! ls "$lists"/*_Packages* >/dev/null 2>&1; then
+  echo "this host has no apt package lists; fetching them"
+  {apt_get} update
+fi
+cd "$(mktemp -d)"
+missing=$({apt_get} -s -qq install --no-install-recommends {q} | awk '/^Inst /{{i=3; if ($3 ~ /^\[/) i=4; v=$i; sub(/^\(/, "", v); print $2 "=" v}}')
+if [ -z "$missing" ]; then
+  echo {done}
+  exit 0
+fi
+echo "downloading:" $missing
+if ! {apt_get} download $missing; then
+  echo "apt-get download failed; if it says 404, the host's package lists are stale: run 'sudo apt-get update' on the host, then 'tether envs rebuild'"
+  exit 1
+fi
+for deb in ./*.deb; do
+  echo "unpacking $deb"
+  {dpkg_deb} -x "$deb" {l}/apt
+done"#,
+        done = quote(&format!(
+            "{pkg} and its dependencies are installed on the host already (sessions see its /usr)"
+        )),
+    )
 }
 
 /// A build in progress: its latest progress and a feed of the following ones.
@@ -430,6 +554,7 @@ impl Builds {
         run: &Running,
     ) -> Result<(), String> {
         let steps = plan(config, &self.path_var)?;
+        let apt = !config.packages().apt.is_empty();
         let net = self.build_net(hash, config)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
@@ -437,7 +562,7 @@ impl Builds {
             ".build-{hash}-{}",
             crate::ids::session_id().trim_start_matches("sesn_")
         ));
-        let result = self.build_into(&tmp, hash, &steps, &net, run).await;
+        let result = self.build_into(&tmp, hash, &steps, apt, &net, run).await;
         let result = match result {
             Ok(()) => self.publish(&tmp.join("layer"), hash),
             Err(e) => Err(e),
@@ -455,7 +580,8 @@ impl Builds {
     /// allow-list as the sessions, `none` ones have no network.
     fn build_net(&self, hash: &str, config: &EnvironmentConfig) -> Result<BuildNet, String> {
         use crate::net::{NetPolicy, SessionNet};
-        let policy = crate::environments::net_policy(config).map_err(|e| e.message)?;
+        let policy =
+            crate::environments::net_policy(config.networking(), None).map_err(|e| e.message)?;
         Ok(match (&policy, &self.proxy_dir) {
             (NetPolicy::Unrestricted, _) => BuildNet::Host,
             (NetPolicy::Limited(_), Some(dir)) => {
@@ -475,6 +601,7 @@ impl Builds {
         tmp: &Path,
         hash: &str,
         steps: &[Step],
+        apt: bool,
         net: &BuildNet,
         run: &Running,
     ) -> Result<(), String> {
@@ -482,6 +609,9 @@ impl Builds {
         for d in [&layer, &home, &home.join("tmp")] {
             std::fs::create_dir_all(d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        if apt {
+            prepare_apt(&home)?;
         }
         let log_path = self.log_file(hash);
         let mut log = tokio::fs::File::create(&log_path)
@@ -540,6 +670,7 @@ impl Builds {
             ("GOCACHE", format!("{h}/gocache")),
             ("npm_config_cache", format!("{h}/npm-cache")),
             ("npm_config_update_notifier", "false".into()),
+            ("APT_CONFIG", format!("{h}/apt/apt.conf")),
         ];
         let mut options = sandbox::Options::build(layer);
         options.share_net = matches!(net, BuildNet::Host);
@@ -718,9 +849,20 @@ mod tests {
         let e = plan(&c, "/nonexistent").unwrap_err();
         assert!(e.starts_with("npm is not installed on this host"), "{e}");
         assert!(e.contains("apt install npm"), "{e}");
-        let c = config(json!({"type": "cloud", "packages": {"apt": ["jq"]}}));
-        let e = plan(&c, "/usr/bin").unwrap_err();
-        assert!(e.starts_with("config.packages.apt"), "{e}");
+        let c = config(json!({"type": "cloud", "packages": {"apt": ["jq=1.6-2.1"]}}));
+        let e = plan(&c, "/nonexistent").unwrap_err();
+        assert!(e.starts_with("apt is not installed on this host"), "{e}");
+        assert!(e.contains("apt-get"), "{e}");
+        if Path::new("/usr/bin/apt-get").exists() && Path::new("/usr/bin/dpkg-deb").exists() {
+            let steps = plan(&c, "/usr/bin").unwrap();
+            assert_eq!(steps[0].label, "apt jq=1.6-2.1");
+            assert!(steps[0].script.contains("download $missing"));
+            assert!(
+                steps[0]
+                    .script
+                    .contains(&format!("-x \"$deb\" {LAYER_MOUNT}/apt"))
+            );
+        }
         let c = config(json!({"type": "cloud", "setup_commands": ["echo 'a b' > x", "true"]}));
         let steps = plan(&c, "/nonexistent").unwrap();
         assert_eq!(steps.len(), 2);
@@ -754,6 +896,14 @@ mod tests {
         assert!(
             env.iter()
                 .any(|(k, v)| k == "PYTHONPATH" && v.ends_with("/python"))
+        );
+        let libs = &env.iter().find(|(k, _)| k == "LD_LIBRARY_PATH").unwrap().1;
+        assert!(
+            libs.starts_with(&format!(
+                "{LAYER_MOUNT}/apt/usr/lib/{}-linux-gnu:",
+                std::env::consts::ARCH
+            )),
+            "{libs}"
         );
     }
 }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use tether_proto::agent::Agent;
 use tether_proto::environment::{
     BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
-    EnvironmentConfig, EnvironmentSpec, Networking,
+    EnvironmentSpec, Networking,
 };
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
 use tether_proto::{Call, ErrorBody, ErrorCode};
@@ -50,7 +51,7 @@ fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
 }
 
-/// Checks what serde can't: lengths, package strings, apt.
+/// Checks what serde can't: lengths, package strings, hosts.
 pub fn validate(spec: &EnvironmentSpec) -> Result<(), ErrorBody> {
     let n = spec.name.chars().count();
     if n == 0 || n > 256 {
@@ -81,14 +82,6 @@ pub fn validate(spec: &EnvironmentSpec) -> Result<(), ErrorBody> {
                     "{field}: `{p}` looks like an option; list packages only"
                 )));
             }
-        }
-        if manager == "apt" && !packages.is_empty() {
-            return Err(invalid(
-                "config.packages.apt: tether can't install apt packages into an environment \
-                 layer (installing .debs needs root and writes outside the layer); install them \
-                 on the host (the sandbox sees /usr), or fetch the tool in setup_commands"
-                    .into(),
-            ));
         }
     }
     for (i, c) in spec.config.setup_commands().iter().enumerate() {
@@ -408,40 +401,68 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
     load(c, &id)
 }
 
-/// The network policy an environment's sessions run under.
-pub fn net_policy(config: &EnvironmentConfig) -> Result<crate::net::NetPolicy, ErrorBody> {
+/// The network policy a session of `agent` runs under in an environment with `networking`:
+/// `allow_mcp_servers` adds the agent's MCP server URLs to a `limited` allow-list.
+pub fn net_policy(
+    networking: &Networking,
+    agent: Option<&Agent>,
+) -> Result<crate::net::NetPolicy, ErrorBody> {
     use crate::net::NetPolicy;
-    Ok(match config.networking() {
+    Ok(match networking {
         Networking::None => NetPolicy::None,
         Networking::Unrestricted => NetPolicy::Unrestricted,
         Networking::Limited {
             allowed_hosts,
             allow_package_managers,
-            ..
-        } => NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
-            ErrorBody::new(
-                ErrorCode::InvalidParams,
-                format!("config.networking.allowed_hosts: {e}"),
-            )
-        })?,
+            allow_mcp_servers,
+        } => {
+            let policy =
+                NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
+                    ErrorBody::new(
+                        ErrorCode::InvalidParams,
+                        format!("config.networking.allowed_hosts: {e}"),
+                    )
+                })?;
+            match agent {
+                Some(agent) if *allow_mcp_servers => {
+                    let urls: Vec<&str> = agent
+                        .used_mcp_servers()
+                        .into_iter()
+                        .filter_map(|s| s.url.as_deref())
+                        .collect();
+                    policy.with_mcp_urls(&urls)
+                }
+                _ => policy,
+            }
+        }
     })
 }
 
-/// The policy of a stored session's environment; no network when it has none (sessions
-/// older than environments) or it can't be read (fail closed, with a warning).
-pub async fn session_net_policy(store: &Store, environment: Option<&str>) -> crate::net::NetPolicy {
-    let Some(id) = environment else {
-        return crate::net::NetPolicy::None;
+/// The policy of a stored session: the networking it was created with (pinned in its row, so
+/// a changed environment or a restart never changes a running session's policy); for
+/// sessions older than that, their environment's current config. No network when there is
+/// neither or it can't be read (fail closed, with a warning).
+pub async fn session_net_policy(
+    store: &Store,
+    row: &crate::store::SessionRow,
+    agent: Option<&Agent>,
+) -> crate::net::NetPolicy {
+    let networking = match (&row.networking, &row.environment) {
+        (Some(n), _) => Ok(n.clone()),
+        (None, None) => return crate::net::NetPolicy::None,
+        (None, Some(id)) => {
+            let r = id.clone();
+            store
+                .read(move |c| load(c, &resolve(c, &r)?))
+                .await
+                .map(|e| e.spec.config.networking().clone())
+                .map_err(ErrorBody::from)
+        }
     };
-    let r = id.to_string();
-    let env = store.read(move |c| load(c, &resolve(c, &r)?)).await;
-    match env
-        .map_err(ErrorBody::from)
-        .and_then(|e| net_policy(&e.spec.config))
-    {
+    match networking.and_then(|n| net_policy(&n, agent)) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(environment = %id, error = %e.message, "no network for this session: its environment can't be read");
+            tracing::warn!(session = %row.id, error = %e.message, "no network for this session: its networking can't be read");
             crate::net::NetPolicy::None
         }
     }
@@ -551,10 +572,6 @@ mod tests {
                 "config.packages.npm[0]:",
             ),
             (
-                json!({"name": "x", "config": {"type": "cloud", "packages": {"apt": ["jq"]}}}),
-                "config.packages.apt:",
-            ),
-            (
                 json!({"name": "x", "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": ["https://x.org"]}}}),
                 "config.networking.allowed_hosts[0]:",
             ),
@@ -563,6 +580,56 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidParams);
             assert!(e.message.starts_with(field), "{field}: {}", e.message);
         }
+    }
+
+    fn agent_with_mcp(url: &str) -> Agent {
+        serde_json::from_value(json!({
+            "id": "agent_1", "type": "agent", "version": 1, "name": "a",
+            "created_at": "t", "updated_at": "t", "archived_at": null,
+            "mcp_servers": [{"type": "url", "name": "m", "url": url}],
+            "tools": [{"type": "mcp_toolset", "mcp_server_name": "m"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn allow_mcp_servers_adds_the_agents_server_hosts() {
+        let agent = agent_with_mcp("https://mcp.example.org/mcp");
+        let networking = |allow: bool| Networking::Limited {
+            allowed_hosts: vec!["example.com".into()],
+            allow_package_managers: false,
+            allow_mcp_servers: allow,
+        };
+        let on = net_policy(&networking(true), Some(&agent)).unwrap();
+        assert!(on.check("mcp.example.org", 443).is_ok());
+        assert!(on.check("example.com", 443).is_ok());
+        let off = net_policy(&networking(false), Some(&agent)).unwrap();
+        assert!(off.check("mcp.example.org", 443).is_err());
+        let no_agent = net_policy(&networking(true), None).unwrap();
+        assert!(no_agent.check("mcp.example.org", 443).is_err());
+    }
+
+    /// A session's networking is what it was created with, not its environment's current one;
+    /// sessions older than that follow their environment; without either there is no network.
+    #[tokio::test]
+    async fn sessions_keep_the_networking_they_were_created_with() {
+        use crate::net::NetPolicy;
+        let (_d, s, b) = setup().await;
+        let e = create(&s, &b, spec(json!({"name": "n"}))).await.unwrap();
+        let mut row = crate::store::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
+        assert_eq!(session_net_policy(&s, &row, None).await, NetPolicy::None);
+        row.environment = Some(e.id.clone());
+        assert_eq!(
+            session_net_policy(&s, &row, None).await,
+            NetPolicy::Unrestricted,
+            "an older session follows its environment"
+        );
+        row.networking = Some(Networking::None);
+        assert_eq!(
+            session_net_policy(&s, &row, None).await,
+            NetPolicy::None,
+            "the pinned networking wins over the environment's current one"
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,14 @@
 //! references is connected lazily, before the first model request of a turn that needs it, and
 //! kept for the session; its tools are offered to the model as `mcp__<server>__<tool>`.
 //!
-//! - `type: url` servers are reached over streamable HTTP from the daemon (hosted parity).
+//! - `type: url` servers are reached over streamable HTTP from the daemon (hosted parity),
+//!   under the session's network policy and the SSRF rules of `web_fetch`: the host is checked
+//!   before any lookup, the client connects only to the checked addresses and follows no
+//!   redirect. `limited` reaches a server listed in `allowed_hosts` or, with
+//!   `allow_mcp_servers: true`, any server URL of the pinned agent (hosted semantics);
+//!   `none` reaches none. Loopback and private addresses are refused unless the environment
+//!   lists the address itself (that is how a server on this machine is allowed). Credentials
+//!   come from `[[mcp.credentials]]` in config.toml (environment variables named by URL).
 //! - `type: stdio` servers (tether) run inside a sandbox like the session shell's: the same
 //!   workspace, environment layer and network policy.
 //!
@@ -26,6 +33,8 @@ use tether_proto::{EventBody, Permission, RetryStatusKind};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{McpConfig, McpCredential};
+use crate::net::SessionNet;
 use crate::provider::ToolSpec;
 use crate::tools::Toolbox;
 
@@ -33,8 +42,6 @@ use crate::tools::Toolbox;
 /// validation refuses custom tools that do.
 pub const PREFIX: &str = "mcp__";
 
-/// How long starting (or reaching) a server and its `initialize` handshake may take.
-const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 /// How long one `tools/list` may take.
 const LIST_LIMIT: Duration = Duration::from_secs(30);
 /// Bytes of a stdio server's stderr kept for error messages.
@@ -96,6 +103,8 @@ pub struct McpClients {
     offered: Mutex<Vec<OfferedTool>>,
     /// Servers that failed this turn: not retried nor reported again before the next turn.
     failed: Mutex<BTreeSet<String>>,
+    /// Time limits and credentials (`[mcp]` of config.toml).
+    config: McpConfig,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,7 +112,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl McpClients {
-    pub fn new(agent: Option<&Agent>) -> McpClients {
+    pub fn new(agent: Option<&Agent>, config: McpConfig) -> McpClients {
         McpClients {
             agent: agent
                 .filter(|a| !a.used_mcp_servers().is_empty())
@@ -111,6 +120,7 @@ impl McpClients {
             conns: tokio::sync::Mutex::new(BTreeMap::new()),
             offered: Mutex::new(Vec::new()),
             failed: Mutex::new(BTreeSet::new()),
+            config,
         }
     }
 
@@ -149,7 +159,7 @@ impl McpClients {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
                 continue;
             }
-            match connect(agent, server, toolbox).await {
+            match connect(agent, server, toolbox, &self.config).await {
                 Ok(conn) => {
                     tracing::info!(server = %server.name, tools = conn.tools.len(), "connected to MCP server");
                     conns.insert(server.name.clone(), conn);
@@ -192,7 +202,7 @@ impl McpClients {
                     "the MCP server `{server}` is not used by this session's agent"
                 ));
             };
-            match connect(agent, spec, toolbox).await {
+            match connect(agent, spec, toolbox, &self.config).await {
                 Ok(conn) => {
                     conns.insert(server.to_string(), conn);
                 }
@@ -217,8 +227,17 @@ impl McpClients {
                 ));
             }
         }
+        let limit = self.config.call_timeout();
         let result = tokio::select! {
-            r = conn.client.call_tool(params) => r,
+            r = tokio::time::timeout(limit, conn.client.call_tool(params)) => match r {
+                Ok(r) => r,
+                Err(_) => return CallOutcome::error(format!(
+                    "the MCP server `{server}` did not answer the call to `{tool}` within {} s, \
+                     so tether cancelled it (whatever the server did before that may stand); \
+                     try again, or raise [mcp] call_timeout_secs in tetherd's config.toml",
+                    limit.as_secs()
+                )),
+            },
             _ = cancel.cancelled() => return CallOutcome {
                 text: crate::tools::INTERRUPTED_NOTE.to_string(),
                 is_error: true,
@@ -319,13 +338,18 @@ fn failure_event(server: &str, f: Failure) -> EventBody {
     body
 }
 
-async fn connect(agent: &Agent, server: &McpServer, toolbox: &Toolbox) -> Result<Conn, Failure> {
+async fn connect(
+    agent: &Agent,
+    server: &McpServer,
+    toolbox: &Toolbox,
+    config: &McpConfig,
+) -> Result<Conn, Failure> {
     let (client, child) = match server.kind.as_str() {
         "stdio" => {
-            let (client, child) = connect_stdio(server, toolbox).await?;
+            let (client, child) = connect_stdio(server, toolbox, config.connect_timeout()).await?;
             (client, Some(child))
         }
-        _ => (connect_http(server).await?, None),
+        _ => (connect_http(server, toolbox.net(), config).await?, None),
     };
     let tools = tokio::time::timeout(LIST_LIMIT, client.list_all_tools())
         .await
@@ -362,20 +386,56 @@ async fn connect(agent: &Agent, server: &McpServer, toolbox: &Toolbox) -> Result
     })
 }
 
-async fn connect_http(server: &McpServer) -> Result<RunningService<RoleClient, ()>, Failure> {
+async fn connect_http(
+    server: &McpServer,
+    net: &SessionNet,
+    config: &McpConfig,
+) -> Result<RunningService<RoleClient, ()>, Failure> {
     let url = server.url.clone().unwrap_or_default();
-    crate::provider::http::install_crypto_provider();
-    let http = crate::provider::http::client_builder()
-        .build()
-        .map_err(|e| Failure::connection(format!("cannot build an HTTP client: {e}")))?;
-    let transport = StreamableHttpClientTransport::with_client(
-        http,
-        StreamableHttpClientTransportConfig::with_uri(url.clone()),
-    );
-    match tokio::time::timeout(CONNECT_LIMIT, ().serve(transport)).await {
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| Failure::connection(format!("`{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Failure::connection(format!(
+            "{url}: only http and https MCP servers can be reached"
+        )));
+    }
+    let host = parsed.host_str().unwrap_or_default();
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let refused = |r: crate::net::Refusal| {
+        let hint = match (net.policy(), &r) {
+            (
+                crate::net::NetPolicy::Limited(_),
+                crate::net::Refusal::NotListed { .. } | crate::net::Refusal::IpNotListed { .. },
+            ) => {
+                "; or set allow_mcp_servers: true in the environment's networking to reach every MCP server its agents name"
+            }
+            (
+                crate::net::NetPolicy::Unrestricted,
+                crate::net::Refusal::PrivateAddress { .. }
+                | crate::net::Refusal::ResolvesPrivate { .. },
+            ) => {
+                "; to reach a server on this machine, give the session an environment with limited networking that lists the address (e.g. `127.0.0.1:8931`) in allowed_hosts, or run the server over stdio (type: stdio)"
+            }
+            _ => "",
+        };
+        Failure::connection(format!(
+            "the session's network policy refuses {url}: {r}{hint}"
+        ))
+    };
+    let target = net.policy().check(host, port).map_err(refused)?;
+    let addrs = target.resolve(net.resolver()).await.map_err(refused)?;
+    let http = crate::net::pinned_client(host, &addrs, parsed.scheme())
+        .map_err(|e| Failure::connection(format!("{url}: {e}")))?;
+    let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone());
+    if let Some(cred) = config.credential(&url) {
+        transport_config = with_credential(transport_config, cred)?;
+    }
+    let transport = StreamableHttpClientTransport::with_client(http, transport_config);
+    let limit = config.connect_timeout();
+    match tokio::time::timeout(limit, ().serve(transport)).await {
         Err(_) => Err(Failure::connection(format!(
-            "{url} did not complete the MCP handshake within {}s",
-            CONNECT_LIMIT.as_secs()
+            "{url} did not complete the MCP handshake within {} s (raise [mcp] connect_timeout_secs in config.toml if it is just slow)",
+            limit.as_secs()
         ))),
         Ok(Err(e)) => {
             let auth = is_auth_error(&e);
@@ -383,7 +443,7 @@ async fn connect_http(server: &McpServer) -> Result<RunningService<RoleClient, (
                 auth,
                 message: if auth {
                     format!(
-                        "{url} refused the connection as unauthorized ({e}); check the server's credentials"
+                        "{url} refused the connection as unauthorized ({e}); check its credential ([[mcp.credentials]] with mcp_server_url = \"{url}\" in tetherd's config.toml, and the variables it names)"
                     )
                 } else {
                     format!("cannot connect to {url}: {}", error_chain(&e))
@@ -394,9 +454,94 @@ async fn connect_http(server: &McpServer) -> Result<RunningService<RoleClient, (
     }
 }
 
+/// What `tether doctor` shows of each configured credential: which variables it reads and
+/// whether they are set in this (the daemon's) environment. Never the values.
+pub fn credential_statuses(config: &McpConfig) -> Vec<tether_proto::method::ProviderStatus> {
+    config
+        .credentials
+        .iter()
+        .map(|c| {
+            let vars: Vec<(String, &str)> = c
+                .bearer_token_env
+                .iter()
+                .map(|v| ("bearer token".to_string(), v.as_str()))
+                .chain(
+                    c.headers_env
+                        .iter()
+                        .map(|(h, v)| (format!("header {h}"), v.as_str())),
+                )
+                .collect();
+            let unset: Vec<&str> = vars
+                .iter()
+                .filter(|(_, v)| std::env::var(v).map_or(true, |x| x.is_empty()))
+                .map(|(_, v)| *v)
+                .collect();
+            let read: Vec<String> = vars.iter().map(|(w, v)| format!("{w} from ${v}")).collect();
+            tether_proto::method::ProviderStatus {
+                name: "mcp credential".into(),
+                endpoint: c.mcp_server_url.clone(),
+                ready: unset.is_empty() && !vars.is_empty(),
+                detail: if vars.is_empty() {
+                    "names no variable (set bearer_token_env or headers_env)".into()
+                } else if unset.is_empty() {
+                    format!("{} (set)", read.join(", "))
+                } else {
+                    format!(
+                        "{}; not set in tetherd's environment: {} (set them and restart tetherd)",
+                        read.join(", "),
+                        unset.join(", ")
+                    )
+                },
+            }
+        })
+        .collect()
+}
+
+/// Adds a configured credential's bearer token and headers, read from tetherd's environment
+/// now (so a changed variable takes effect on the next connection). A variable that is not
+/// set is an authentication failure naming it, never a silent anonymous connection.
+fn with_credential(
+    mut transport: StreamableHttpClientTransportConfig,
+    cred: &McpCredential,
+) -> Result<StreamableHttpClientTransportConfig, Failure> {
+    let read =
+        |var: &str| {
+            std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| Failure {
+            auth: true,
+            message: format!(
+                "its credential in config.toml takes a secret from the environment variable \
+                 `{var}`, which is not set in tetherd's environment; set it and restart tetherd"
+            ),
+        })
+        };
+    if let Some(var) = &cred.bearer_token_env {
+        transport = transport.auth_header(read(var)?);
+    }
+    if !cred.headers_env.is_empty() {
+        let mut headers = std::collections::HashMap::new();
+        for (name, var) in &cred.headers_env {
+            let bad = |what: &str| Failure {
+                auth: true,
+                message: format!(
+                    "its credential header `{name}` (from `{var}`) is not a valid {what}"
+                ),
+            };
+            let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("header name"))?;
+            let mut value = reqwest::header::HeaderValue::from_str(&read(var)?)
+                .map_err(|_| bad("header value"))?;
+            value.set_sensitive(true);
+            headers.insert(header, value);
+        }
+        transport = transport.custom_headers(headers);
+    }
+    Ok(transport)
+}
+
 async fn connect_stdio(
     server: &McpServer,
     toolbox: &Toolbox,
+    connect_limit: Duration,
 ) -> Result<(RunningService<RoleClient, ()>, tokio::process::Child), Failure> {
     let command = server.command.clone().unwrap_or_default();
     let mut argv = vec![command.clone()];
@@ -453,10 +598,10 @@ async fn connect_stdio(
                 return Err("the sandbox did not start".to_string());
             }
         }
-        match tokio::time::timeout(CONNECT_LIMIT, ().serve((stdout, stdin))).await {
+        match tokio::time::timeout(connect_limit, ().serve((stdout, stdin))).await {
             Err(_) => Err(format!(
-                "it did not complete the MCP handshake within {}s",
-                CONNECT_LIMIT.as_secs()
+                "it did not complete the MCP handshake within {} s",
+                connect_limit.as_secs()
             )),
             Ok(Err(e)) => Err(format!("the MCP handshake failed: {}", error_chain(&e))),
             Ok(Ok(client)) => Ok(client),
@@ -521,6 +666,37 @@ mod tests {
         );
     }
 
+    fn url_server(url: &str) -> McpServer {
+        McpServer {
+            kind: "url".into(),
+            name: "srv".into(),
+            url: Some(url.into()),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+        }
+    }
+
+    fn net(policy: crate::net::NetPolicy) -> SessionNet {
+        SessionNet::new(
+            policy,
+            crate::net::policy::system_resolver(),
+            std::path::PathBuf::new(),
+        )
+    }
+
+    fn listing(hosts: &[&str]) -> crate::net::NetPolicy {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        crate::net::NetPolicy::limited(&hosts, false).unwrap()
+    }
+
+    async fn refusal(url: &str, policy: crate::net::NetPolicy) -> Failure {
+        match connect_http(&url_server(url), &net(policy), &McpConfig::default()).await {
+            Err(f) => f,
+            Ok(_) => panic!("connected to {url}"),
+        }
+    }
+
     #[tokio::test]
     async fn an_unreachable_url_is_a_connection_failure_naming_it() {
         // A port nothing listens on: bind one, then free it.
@@ -530,24 +706,103 @@ mod tests {
             .unwrap()
             .port();
         let url = format!("http://127.0.0.1:{port}/mcp");
-        let server = McpServer {
-            kind: "url".into(),
-            name: "gone".into(),
-            url: Some(url.clone()),
-            command: None,
-            args: Vec::new(),
-            env: BTreeMap::new(),
-        };
-        let Err(f) = connect_http(&server).await else {
-            panic!("connected to a closed port");
-        };
+        let f = refusal(&url, listing(&[&format!("127.0.0.1:{port}")])).await;
         assert!(!f.auth);
+        assert!(f.message.contains("cannot connect"), "{}", f.message);
         assert!(f.message.contains(&url), "{}", f.message);
         let EventBody::SessionError { error } = failure_event("gone", f) else {
             panic!("not a session.error");
         };
         assert_eq!(error.kind, "mcp_connection_failed_error");
         assert_eq!(error.mcp_server_name.as_deref(), Some("gone"));
+    }
+
+    /// Every refusal happens before a connection: the listener never sees one.
+    #[tokio::test]
+    async fn the_network_policy_decides_which_servers_are_reached() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        use crate::net::NetPolicy;
+
+        let f = refusal(&url, NetPolicy::None).await;
+        assert!(f.message.contains("networking: none"), "{}", f.message);
+
+        let f = refusal(&url, NetPolicy::Unrestricted).await;
+        assert!(f.message.contains("loopback"), "{}", f.message);
+        assert!(f.message.contains("allowed_hosts"), "{}", f.message);
+        assert!(f.message.contains("type: stdio"), "{}", f.message);
+
+        let f = refusal(&url, listing(&["example.com"])).await;
+        assert!(f.message.contains("allow_mcp_servers"), "{}", f.message);
+
+        // allow_mcp_servers never lifts the loopback rule: only listing the address does.
+        let f = refusal(
+            &url,
+            listing(&["example.com"]).with_mcp_urls(&[url.as_str()]),
+        )
+        .await;
+        assert!(f.message.contains("refuses"), "{}", f.message);
+
+        let f = refusal("ftp://example.com/mcp", NetPolicy::Unrestricted).await;
+        assert!(f.message.contains("only http and https"), "{}", f.message);
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a refused server was connected to"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_credential_from_an_unset_variable_is_an_authentication_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        let config = McpConfig {
+            credentials: vec![McpCredential {
+                mcp_server_url: url.clone(),
+                bearer_token_env: Some("TETHER_TEST_SURELY_UNSET_TOKEN".into()),
+                headers_env: BTreeMap::new(),
+            }],
+            ..McpConfig::default()
+        };
+        let policy = listing(&[&format!("127.0.0.1:{port}")]);
+        let Err(f) = connect_http(&url_server(&url), &net(policy), &config).await else {
+            panic!("connected without its credential");
+        };
+        assert!(f.auth);
+        assert!(
+            f.message.contains("TETHER_TEST_SURELY_UNSET_TOKEN"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn doctor_sees_which_credential_variables_are_missing_never_their_values() {
+        let config = McpConfig {
+            credentials: vec![McpCredential {
+                mcp_server_url: "https://mcp.example.com/mcp".into(),
+                bearer_token_env: Some("PATH".into()),
+                headers_env: BTreeMap::from([(
+                    "X-Api-Key".to_string(),
+                    "TETHER_TEST_SURELY_UNSET_KEY".to_string(),
+                )]),
+            }],
+            ..McpConfig::default()
+        };
+        let s = &credential_statuses(&config)[0];
+        assert_eq!(s.endpoint, "https://mcp.example.com/mcp");
+        assert!(!s.ready);
+        assert!(
+            s.detail.contains("bearer token from $PATH")
+                && s.detail
+                    .contains("not set in tetherd's environment: TETHER_TEST_SURELY_UNSET_KEY"),
+            "{}",
+            s.detail
+        );
+        let path = std::env::var("PATH").unwrap();
+        assert!(!s.detail.contains(&path), "a value leaked: {}", s.detail);
     }
 
     #[test]

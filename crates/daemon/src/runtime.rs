@@ -161,8 +161,7 @@ impl Runtime {
             ),
             None => None,
         };
-        let net =
-            crate::environments::session_net_policy(&self.store, row.environment.as_deref()).await;
+        let net = crate::environments::session_net_policy(&self.store, &row, agent.as_ref()).await;
         let session = Session::new(self.clone(), row, agent.as_ref(), net, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
@@ -228,7 +227,8 @@ impl Runtime {
             .ensure(&env.id, &env.spec.name, &env.spec.config)
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
-        let net = crate::environments::net_policy(&env.spec.config)?;
+        let networking = env.spec.config.networking().clone();
+        let net = crate::environments::net_policy(&networking, Some(&agent))?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -260,6 +260,7 @@ impl Runtime {
             metadata: p.metadata.clone(),
             environment: Some(env.id.clone()),
             env_layer,
+            networking: Some(networking),
             ..SessionRow::new(
                 id.clone(),
                 model,

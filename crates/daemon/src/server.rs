@@ -572,6 +572,7 @@ impl Connection {
                     clients: rt.client_count(),
                     providers: rt.provider_statuses(),
                     web_search: rt.web_search_status(),
+                    mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
                 })
             }
             Call::DaemonShutdown {} => {

@@ -134,7 +134,7 @@ impl Session {
                 session_net(&runtime, &row.id, net),
             )
             .with_search(runtime.search_backend()),
-            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref()),
+            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref(), runtime.config.mcp.clone()),
             policy,
             thinking_budget,
             row: Mutex::new(row),

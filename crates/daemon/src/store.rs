@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::ids;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
 /// Unindexed events allowed before the writer folds them into `events_by_session`: bounds
@@ -90,6 +90,9 @@ pub struct SessionRow {
     pub environment: Option<String>,
     /// Hash of the environment layer the session mounts; None: no layer.
     pub env_layer: Option<String>,
+    /// The environment's networking when the session was created (pinned like the layer);
+    /// None for sessions older than that.
+    pub networking: Option<tether_proto::environment::Networking>,
 }
 
 impl SessionRow {
@@ -118,6 +121,7 @@ impl SessionRow {
             metadata: BTreeMap::new(),
             environment: None,
             env_layer: None,
+            networking: None,
         }
     }
 }
@@ -338,6 +342,17 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE sessions ADD COLUMN metadata TEXT;
              CREATE INDEX sessions_by_created ON sessions (created_at, id);
              PRAGMA user_version = 4;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 5 {
+        // The environment networking a session was created with (JSON), pinned like its
+        // layer; NULL for older sessions (they keep following their environment).
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN networking TEXT;
+             PRAGMA user_version = 5;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
@@ -618,7 +633,7 @@ pub mod queries {
     }
 
     const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata";
+        s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking";
 
     fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         let status: String = r.get(8)?;
@@ -658,6 +673,9 @@ pub mod queries {
                 .get::<_, Option<String>>(21)?
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default(),
+            networking: r
+                .get::<_, Option<String>>(22)?
+                .and_then(|t| serde_json::from_str(&t).ok()),
         })
     }
 
@@ -1310,8 +1328,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking"
                 ),
                 params![
                     row.id,
@@ -1337,6 +1355,9 @@ impl Writer {
                     (!row.metadata.is_empty())
                         .then(|| serde_json::to_string(&row.metadata).ok())
                         .flatten(),
+                    row.networking
+                        .as_ref()
+                        .and_then(|n| serde_json::to_string(n).ok()),
                 ],
             )
             .map_err(|e| match e {

@@ -234,6 +234,10 @@ pub struct DaemonStatus {
     /// None when not configured (the tool is not offered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_search: Option<ProviderStatus>,
+    /// `[[mcp.credentials]]` of the daemon's config: `endpoint` is the server URL, `ready`
+    /// whether every variable it names is set in the daemon's environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_credentials: Vec<ProviderStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

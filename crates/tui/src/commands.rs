@@ -967,6 +967,21 @@ pub async fn doctor(json: bool) -> CmdResult {
             ),
         });
     }
+    for c in status
+        .as_ref()
+        .and_then(|s| s["mcp_credentials"].as_array().cloned())
+        .unwrap_or_default()
+    {
+        checks.push((
+            "mcp".into(),
+            c["ready"].as_bool().unwrap_or(false),
+            format!(
+                "{} — {}",
+                c["endpoint"].as_str().unwrap_or(""),
+                c["detail"].as_str().unwrap_or("")
+            ),
+        ));
+    }
     checks.push(isolation_check());
     if json {
         let v: Vec<Value> = checks

@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod policy;
 pub mod proxy;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -64,5 +65,36 @@ impl SessionNet {
         let path = handle.path().to_path_buf();
         *proxy = Some(handle);
         Ok(Some(path))
+    }
+}
+
+/// An HTTP client that connects `host` only to `addrs` (the addresses the policy checked:
+/// no second lookup DNS rebinding could answer), follows no redirect (each hop must be
+/// checked again) and ignores proxy variables. `web_fetch` and MCP servers use it.
+pub fn pinned_client(
+    host: &str,
+    addrs: &[SocketAddr],
+    scheme: &str,
+) -> Result<reqwest::Client, String> {
+    use crate::provider::http::{client_builder, error_chain, install_crypto_provider};
+    install_crypto_provider();
+    let builder = || {
+        client_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .resolve_to_addrs(host, addrs)
+    };
+    match builder().build() {
+        Ok(c) => Ok(c),
+        // No CA roots on this host: plain http still works.
+        Err(_) if scheme == "http" => builder()
+            .tls_certs_only(std::iter::empty())
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {}", error_chain(&e))),
+        Err(e) => Err(format!(
+            "cannot set up TLS ({}); install the system CA certificates (ca-certificates) or \
+             point SSL_CERT_FILE at a PEM bundle",
+            error_chain(&e)
+        )),
     }
 }

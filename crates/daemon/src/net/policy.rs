@@ -196,6 +196,37 @@ impl NetPolicy {
         Ok(NetPolicy::Limited(AllowList { entries }))
     }
 
+    /// `allow_mcp_servers`: a `limited` policy also reaches the `host:port` of each MCP
+    /// server URL (exactly that port). A private or loopback IP literal is not added: an
+    /// agent's URL can't lift the SSRF rules, only the environment listing the address can.
+    /// Other policies are returned as they are.
+    pub fn with_mcp_urls(self, urls: &[&str]) -> NetPolicy {
+        let NetPolicy::Limited(mut list) = self else {
+            return self;
+        };
+        for raw in urls {
+            let Ok(url) = reqwest::Url::parse(raw) else {
+                continue;
+            };
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+                continue;
+            };
+            let Ok(host) = normalize_host(host) else {
+                continue;
+            };
+            let pattern = match host.parse::<IpAddr>() {
+                Ok(ip) if forbidden(ip).is_some() => continue,
+                Ok(ip) => HostPattern::Ip(ip),
+                Err(_) => HostPattern::Exact(host),
+            };
+            list.entries.push(HostRule {
+                pattern,
+                port: Some(port),
+            });
+        }
+        NetPolicy::Limited(list)
+    }
+
     /// Whether sessions under this policy can reach anything at all.
     pub fn is_none(&self) -> bool {
         matches!(self, NetPolicy::None)
@@ -634,6 +665,36 @@ pub(crate) mod tests {
                 .unwrap()
                 .check("pypi.org", 443)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn mcp_servers_add_their_host_and_port_but_never_a_private_literal() {
+        let p = limited(&["example.com"]).with_mcp_urls(&[
+            "https://mcp.example.org/mcp",
+            "http://tools.example.net:8931/mcp",
+            "http://127.0.0.1:9000/mcp",
+            "http://8.8.8.8:7000/",
+            "not a url",
+        ]);
+        assert!(p.check("mcp.example.org", 443).is_ok());
+        assert!(
+            p.check("mcp.example.org", 80).is_err(),
+            "only the URL's own port"
+        );
+        assert!(p.check("tools.example.net", 8931).is_ok());
+        assert!(p.check("8.8.8.8", 7000).is_ok());
+        let e = p.check("127.0.0.1", 9000).unwrap_err();
+        assert!(matches!(e, Refusal::IpNotListed { .. }), "{e}");
+        assert!(p.check("example.com", 443).is_ok(), "the listed hosts stay");
+        // Other policies are not widened (nor narrowed).
+        assert_eq!(
+            NetPolicy::None.with_mcp_urls(&["https://mcp.example.org/"]),
+            NetPolicy::None
+        );
+        assert_eq!(
+            NetPolicy::Unrestricted.with_mcp_urls(&["https://mcp.example.org/"]),
+            NetPolicy::Unrestricted
         );
     }
 

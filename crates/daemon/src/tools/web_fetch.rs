@@ -4,7 +4,6 @@
 //! by hand, at most [`MAX_REDIRECTS`], each hop checked again (a public page redirecting to
 //! `http://169.254.169.254/` is refused). HTML becomes Markdown; other text passes through.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -14,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::Args;
 use super::{INTERRUPTED_NOTE, ToolOutcome};
 use crate::net::SessionNet;
-use crate::provider::http::{client_builder, error_chain, install_crypto_provider};
+use crate::provider::http::error_chain;
 
 /// Largest body read; the rest is cut off with a note.
 pub const MAX_BYTES: usize = 5 * 1024 * 1024;
@@ -94,42 +93,13 @@ async fn get_once(net: &SessionNet, url: &Url) -> Result<reqwest::Response, Stri
     let refused = |r: crate::net::Refusal| format!("web_fetch: refused {url}: {r}");
     let target = net.policy().check(host, port).map_err(refused)?;
     let addrs = target.resolve(net.resolver()).await.map_err(refused)?;
-    let client = pinned_client(host, &addrs, url)?;
+    let client = crate::net::pinned_client(host, &addrs, url.scheme())
+        .map_err(|e| format!("web_fetch: {e}"))?;
     client
         .get(url.clone())
         .send()
         .await
         .map_err(|e| format!("web_fetch: GET {url} failed: {}", error_chain(&e)))
-}
-
-/// A client that connects `host` only to `addrs`, follows no redirect and ignores proxy
-/// variables.
-fn pinned_client(host: &str, addrs: &[SocketAddr], url: &Url) -> Result<reqwest::Client, String> {
-    install_crypto_provider();
-    let builder = || {
-        client_builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .resolve_to_addrs(host, addrs)
-    };
-    match builder().build() {
-        Ok(c) => Ok(c),
-        // No CA roots on this host: plain http still works.
-        Err(_) if url.scheme() == "http" => builder()
-            .tls_certs_only(std::iter::empty())
-            .build()
-            .map_err(|e| {
-                format!(
-                    "web_fetch: cannot create the HTTP client: {}",
-                    error_chain(&e)
-                )
-            }),
-        Err(e) => Err(format!(
-            "web_fetch: cannot set up TLS ({}); install the system CA certificates \
-             (ca-certificates) or point SSL_CERT_FILE at a PEM bundle",
-            error_chain(&e)
-        )),
-    }
 }
 
 /// The model's view of a response: a header line, then the page as Markdown or text.
@@ -221,6 +191,7 @@ mod tests {
     use crate::net::NetPolicy;
     use crate::net::policy::tests::FakeResolver;
     use serde_json::json;
+    use std::net::SocketAddr;
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
