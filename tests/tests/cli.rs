@@ -508,3 +508,59 @@ async fn model_defaults_overrides_and_unsupported_providers() {
     let ls = env.ok(&["ls", "--json"]);
     assert!(ls.contains("\"model\":\"nope/gpt-5.1\""), "{ls}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_reaches_attached_clients_and_a_taken_name_is_refused() {
+    let env = TestEnv::new(Script::sequential(Vec::new())).await;
+    env.ok(&["new", "--detach", "--name", "first"]);
+    env.ok(&["new", "--detach", "--name", "other"]);
+    let mut watcher = env.client().await;
+    let info = watcher
+        .call("session.get", json!({"session": "first"}))
+        .await
+        .unwrap();
+    let id = info["id"].as_str().unwrap().to_string();
+    let last = info["last_seq"].as_u64().unwrap();
+    watcher
+        .call(
+            "session.attach",
+            json!({"session": id.clone(), "after_seq": last}),
+        )
+        .await
+        .unwrap();
+
+    let out = env.run(&["rename", "first", "second"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The attached client is told, through the log.
+    let renamed = loop {
+        match watcher.recv().await.expect("connection closed") {
+            tether_proto::ServerFrame::Event(e) => match e.body {
+                EventBody::SessionUpdated { name, .. } => break name,
+                _ => continue,
+            },
+            _ => continue,
+        }
+    };
+    assert_eq!(renamed.as_deref(), Some("second"));
+    // The new name resolves, the old one no longer does.
+    assert!(env.ok(&["ls"]).contains("second"));
+    assert_eq!(env.run(&["logs", "first"]).status.code(), Some(1));
+    assert!(env.events("second").iter().any(|e| e.session_id == id));
+
+    let out = env.run(&["rename", "second", "other"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`other` already exists"), "{stderr}");
+    // A bad name is a usage error (exit 2) that says what names may contain.
+    let out = env.run(&["rename", "second", "no spaces"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid session name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -155,6 +155,7 @@ pub async fn update_session(
             model,
             max_cost_usd,
             title: None,
+            name: None,
             metadata: None,
         })
         .await?;

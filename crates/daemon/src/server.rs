@@ -495,6 +495,9 @@ impl Connection {
             Call::SessionUpdate(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
+                if let Some(name) = p.name {
+                    rt.rename(&s, name).await?;
+                }
                 crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
                 to_value(s.info())
             }

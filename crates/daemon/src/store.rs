@@ -549,6 +549,33 @@ impl Store {
         .await
     }
 
+    /// Renames a session; a name another session has is a conflict.
+    pub async fn set_session_name(&self, session_id: &str, name: String) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE sessions SET name = ?2 WHERE id = ?1",
+                    params![id, name],
+                )
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        StoreError::Conflict(format!(
+                            "a session named `{name}` already exists; pick another name"
+                        ))
+                    }
+                    e => StoreError::Write(e.to_string()),
+                })?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Events with `after < seq <= before`, ascending or descending, at most `limit`.
     pub async fn read_events(
         &self,
@@ -1625,6 +1652,39 @@ mod tests {
         assert_eq!(store.resolve("sesn_01ab").await.unwrap().len(), 2);
         assert!(store.resolve("zzz").await.unwrap().is_empty());
         assert!(store.resolve("%").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rename_moves_the_name_and_a_taken_name_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_a", Some("old")), None)
+            .await
+            .unwrap();
+        store
+            .create_session(row("sesn_b", Some("taken")), None)
+            .await
+            .unwrap();
+        store
+            .set_session_name("sesn_a", "new".into())
+            .await
+            .unwrap();
+        assert_eq!(store.resolve("new").await.unwrap(), vec!["sesn_a"]);
+        assert!(store.resolve("old").await.unwrap().is_empty());
+        let e = store
+            .set_session_name("sesn_a", "taken".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Conflict(m) if m.contains("`taken`")),
+            "{e}"
+        );
+        let e = store
+            .set_session_name("sesn_zz", "x".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound(_)), "{e}");
     }
 
     #[tokio::test]

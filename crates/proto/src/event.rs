@@ -274,6 +274,9 @@ pub enum EventBody {
         /// The new title.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// tether: the session's new name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// The whole metadata map after the change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<std::collections::BTreeMap<String, String>>,
@@ -423,6 +426,7 @@ mod tests {
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(2.0),
                 title: Some("t".into()),
+                name: Some("n".into()),
                 metadata: Some([("k".to_string(), "v".to_string())].into()),
             },
             EventBody::AgentThreadContextCompacted {

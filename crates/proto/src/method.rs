@@ -83,6 +83,9 @@ pub struct UpdateSession {
     /// Spending limit in USD for the whole session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// A new name (unique among sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -505,6 +508,7 @@ mod tests {
                 session: "fix".into(),
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(1.5),
+                name: Some("fix-2".into()),
             }),
             Call::AgentCreate(AgentSpec {
                 name: "a".into(),

@@ -410,7 +410,15 @@ impl State {
                     h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
                 }
             }
-            EventBody::SessionUpdated { model: Some(m), .. } => h.model = m.clone(),
+            EventBody::SessionUpdated { model, name, .. } => {
+                if let Some(m) = model {
+                    h.model = m.clone();
+                }
+                // Renamed (here or by another client): the status bar follows.
+                if let Some(n) = name {
+                    h.label = n.clone();
+                }
+            }
             _ => {}
         }
     }

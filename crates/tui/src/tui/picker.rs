@@ -19,8 +19,17 @@ pub enum PickerEffect {
     Create(NewSession),
     Archive(String),
     Delete(String),
-    Refresh,
+    Rename { id: String, name: String },
     Quit,
+}
+
+/// The new name being typed for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renaming {
+    pub id: String,
+    /// What the session is called now (shown in the prompt).
+    pub from: String,
+    pub name: String,
 }
 
 /// The new-session form: each field optional (the daemon's defaults apply).
@@ -63,6 +72,7 @@ pub struct Picker {
     pub confirm_delete: Option<String>,
     /// The name being typed for a new session.
     pub creating: Option<NewSession>,
+    pub renaming: Option<Renaming>,
     pub notice: Option<String>,
     pub spinner: usize,
     pub now: Option<SystemTime>,
@@ -146,6 +156,34 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
         }
         return Vec::new();
     }
+    if let Some(r) = &mut p.renaming {
+        match k.code {
+            KeyCode::Enter => {
+                let r = r.clone();
+                p.renaming = None;
+                if r.name.trim().is_empty() || r.name == r.from {
+                    p.notice = Some("not renamed".into());
+                    return Vec::new();
+                }
+                p.notice = Some(format!("renaming {} to {}…", r.from, r.name));
+                return vec![PickerEffect::Rename {
+                    id: r.id,
+                    name: r.name,
+                }];
+            }
+            KeyCode::Esc => {
+                p.renaming = None;
+                p.notice = Some("not renamed".into());
+            }
+            KeyCode::Backspace => {
+                r.name.pop();
+            }
+            // Names are one word (letters, digits, - _ .); the daemon explains the rules.
+            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => r.name.push(c),
+            _ => {}
+        }
+        return Vec::new();
+    }
     if let Some(id) = p.confirm_delete.take() {
         if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
             p.notice = Some(format!("deleting {id}…"));
@@ -207,7 +245,17 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             }
             Vec::new()
         }
-        KeyCode::Char('r') if ctrl => vec![PickerEffect::Refresh],
+        KeyCode::Char('r') if ctrl => {
+            if let Some(s) = p.current() {
+                let from = s.name.clone().unwrap_or_else(|| s.id.clone());
+                p.renaming = Some(Renaming {
+                    id: s.id.clone(),
+                    name: s.name.clone().unwrap_or_default(),
+                    from,
+                });
+            }
+            Vec::new()
+        }
         KeyCode::Backspace => {
             p.filter.pop();
             p.selected = 0;

@@ -327,7 +327,20 @@ pub async fn picker(
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
-                PickerEffect::Refresh => {}
+                PickerEffect::Rename { id, name } => match c
+                    .call(tether_proto::Call::SessionUpdate(
+                        tether_proto::method::UpdateSession {
+                            session: id,
+                            model: None,
+                            max_cost_usd: None,
+                            name: Some(name.clone()),
+                        },
+                    ))
+                    .await
+                {
+                    Ok(_) => p.notice = Some(format!("renamed to {name}")),
+                    Err(e) => p.notice = Some(e.to_string()),
+                },
                 PickerEffect::Archive(id) => {
                     if let Err(e) = c
                         .call(tether_proto::Call::SessionArchive(

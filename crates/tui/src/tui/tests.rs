@@ -1090,3 +1090,98 @@ fn a_custom_tool_call_is_not_answered_with_an_approval() {
     assert!(key(&mut s, KeyCode::Char('a')).is_empty());
     assert!(s.notice.as_deref().unwrap().contains("tether tool-result"));
 }
+
+// ---- rename ----
+
+fn picker_key(p: &mut Picker, code: KeyCode, m: KeyModifiers) -> Vec<PickerEffect> {
+    super::picker::update(p, PickerMsg::Key(KeyEvent::new(code, m)))
+}
+
+#[test]
+fn ctrl_r_renames_the_selected_session_and_esc_or_no_change_sends_nothing() {
+    let mut p = Picker::default();
+    super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+    picker_key(&mut p, KeyCode::Down, KeyModifiers::NONE);
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    // The prompt starts from the current name; typing edits it, it does not filter.
+    assert_eq!(p.renaming.as_ref().unwrap().name, "docs");
+    for c in "-v2".chars() {
+        picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert!(p.filter.is_empty());
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Rename {
+            id: "sesn_docs".into(),
+            name: "docs-v2".into()
+        }]
+    );
+    assert!(p.renaming.is_none());
+    // Esc, or the same name, changes nothing.
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    picker_key(&mut p, KeyCode::Char('x'), KeyModifiers::NONE);
+    assert!(picker_key(&mut p, KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    assert!(p.renaming.is_none());
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    assert!(picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE).is_empty());
+    assert_eq!(p.notice.as_deref(), Some("not renamed"));
+}
+
+#[test]
+fn snapshot_picker_rename_prompt() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut p = Picker {
+            now: Some(now()),
+            ..Picker::default()
+        };
+        super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+        picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+        for _ in 0.."tests".len() {
+            picker_key(&mut p, KeyCode::Backspace, KeyModifiers::NONE);
+        }
+        for c in "flaky".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        insta::assert_snapshot!(format!("picker_rename_{w}x{h}"), picker_frame(&p, w, h));
+    }
+}
+
+#[test]
+fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
+    snap_both("renamed", |s| {
+        feed(
+            s,
+            &[
+                user(1, "hello"),
+                agent(2, "hi"),
+                ev(
+                    3,
+                    EventBody::SessionUpdated {
+                        model: None,
+                        max_cost_usd: None,
+                        title: None,
+                        name: Some("better-name".into()),
+                        metadata: None,
+                    },
+                ),
+            ],
+        );
+    });
+    let mut s = state(80, 24);
+    assert_eq!(s.header.label, "demo");
+    feed(
+        &mut s,
+        &[ev(
+            1,
+            EventBody::SessionUpdated {
+                model: None,
+                max_cost_usd: None,
+                title: None,
+                name: Some("better-name".into()),
+                metadata: None,
+            },
+        )],
+    );
+    assert_eq!(s.header.label, "better-name");
+    assert!(frame(&s).contains("⚙ renamed → better-name"));
+}

@@ -438,9 +438,13 @@ impl Transcript {
                 model,
                 max_cost_usd,
                 title,
+                name,
                 ..
             } => {
                 let mut parts = Vec::new();
+                if let Some(n) = name {
+                    parts.push(format!("renamed → {n}"));
+                }
                 if let Some(t) = title {
                     parts.push(format!("title → {t}"));
                 }

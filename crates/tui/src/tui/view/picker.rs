@@ -104,6 +104,27 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             }
             lines
         }
+        None if p.renaming.is_some() => {
+            let r = p
+                .renaming
+                .as_ref()
+                .map(|r| (r.from.as_str(), r.name.as_str()));
+            let (from, name) = r.unwrap_or_default();
+            vec![
+                Line::styled(
+                    format!(" rename {from} — enter saves · esc cancels"),
+                    Style::default().fg(Color::Yellow),
+                ),
+                Line::from(vec![
+                    Span::styled(
+                        " ▶ new name  ",
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(name.to_string()),
+                    Span::styled("▏", dim()),
+                ]),
+            ]
+        }
         None if p.filter.is_empty() => vec![Line::styled(" type to filter", dim())],
         None => vec![Line::from(vec![
             Span::styled(" filter: ", dim()),
@@ -190,8 +211,12 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     }
     let foot = match &p.notice {
         Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
+        None if footer.width >= 100 => Line::styled(
+            " enter attach · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            dim(),
+        ),
         None => Line::styled(
-            " enter attach · ctrl-n new · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            " enter attach · ^n new · ^r rename · ^a archive · ^d delete · esc quit",
             dim(),
         ),
     };
