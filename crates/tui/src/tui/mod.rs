@@ -3,6 +3,7 @@
 //! model in transcript.rs, the daemon connection in net.rs, the terminal loop in run.rs.
 
 pub mod app;
+pub mod highlight;
 pub mod keys;
 pub mod markdown;
 pub mod net;

@@ -54,6 +54,7 @@ fn restore() {
 
 impl Tui {
     pub fn enter() -> std::io::Result<Tui> {
+        super::highlight::warm();
         // A panic must leave a usable shell: restore first, then the normal report.
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

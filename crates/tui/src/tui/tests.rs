@@ -1185,3 +1185,48 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
     assert_eq!(s.header.label, "better-name");
     assert!(frame(&s).contains("⚙ renamed → better-name"));
 }
+
+// ---- code blocks ----
+
+const CODE_ANSWER: &str = "Here is the fix:\n\n```rust\nfn parse(input: &str) -> Result<u32, String> {\n    // trims first, then parses; a really long comment that has to break at the edge of a narrow terminal\n    input.trim().parse().map_err(|e| format!(\"bad number: {e}\"))\n}\n```\n\nand the test:\n\n```sh\ncargo test -p demo # runs it\n```";
+
+#[test]
+fn snapshot_highlighted_code_blocks() {
+    snap_both("code_blocks", |s| {
+        feed(s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    });
+}
+
+#[test]
+fn code_in_the_frame_is_coloured_by_role() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| view::draw_session(f, &s)).unwrap();
+    let buf = t.backend().buffer().clone();
+    // The cell where `text` starts on the row that contains it.
+    let cell = |text: &str| {
+        for y in 0..buf.area.height {
+            let row: String = (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect();
+            if let Some(byte) = row.find(text) {
+                let x = row[..byte].chars().count() as u16;
+                return buf[(x, y)].clone();
+            }
+        }
+        panic!("{text} not on screen:\n{}", frame(&s));
+    };
+    use super::highlight::colors;
+    assert_eq!(cell("fn parse").fg, colors::KEYWORD);
+    assert_eq!(cell("parse(input").fg, colors::FUNCTION);
+    assert_eq!(cell("\"bad number").fg, colors::STRING);
+    assert!(
+        cell("// trims")
+            .modifier
+            .contains(ratatui::style::Modifier::DIM)
+    );
+    assert_eq!(cell("cargo").fg, colors::FUNCTION);
+    // Prose around the blocks keeps the terminal's colours.
+    assert_eq!(cell("Here is").fg, ratatui::style::Color::Reset);
+}
