@@ -7,6 +7,7 @@ pub mod highlight;
 pub mod keys;
 pub mod markdown;
 pub mod net;
+pub mod palette;
 pub mod picker;
 pub mod run;
 pub mod transcript;

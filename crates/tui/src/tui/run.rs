@@ -26,6 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::app::{Effect, Msg, NetMsg, State, update};
 use super::keys::Keys;
 use super::net::{self, Cmd};
+use super::palette;
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
 use crate::client::Client;
@@ -37,7 +38,7 @@ pub type Term = Terminal<CrosstermBackend<Stdout>>;
 /// The terminal in TUI mode; dropping it restores the shell's terminal.
 pub struct Tui {
     pub term: Term,
-    pub no_color: bool,
+    pub depth: palette::Depth,
 }
 
 fn restore() {
@@ -81,17 +82,15 @@ impl Tui {
         let term = Terminal::new(CrosstermBackend::new(out))?;
         Ok(Tui {
             term,
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            depth: palette::detect(|k| std::env::var(k).ok()),
         })
     }
 
     fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame<'_>)) -> std::io::Result<()> {
-        let no_color = self.no_color;
+        let depth = self.depth;
         self.term.draw(|frame| {
             f(frame);
-            if no_color {
-                view::strip_colors(frame.buffer_mut());
-            }
+            palette::apply(frame.buffer_mut(), depth);
         })?;
         Ok(())
     }

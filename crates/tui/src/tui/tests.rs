@@ -1035,11 +1035,14 @@ fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it(
 #[test]
 fn no_color_strips_every_colour_but_keeps_the_text() {
     let mut s = state(80, 24);
-    feed(&mut s, &[user(1, "hi"), agent(2, "`code`")]);
+    feed(
+        &mut s,
+        &[user(1, "hi"), agent(2, "`code`"), agent(3, CODE_ANSWER)],
+    );
     let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
     t.draw(|f| {
         view::draw_session(f, &s);
-        view::strip_colors(f.buffer_mut());
+        super::palette::apply(f.buffer_mut(), super::palette::Depth::None);
     })
     .unwrap();
     let buf = t.backend().buffer();
@@ -1229,4 +1232,22 @@ fn code_in_the_frame_is_coloured_by_role() {
     assert_eq!(cell("cargo").fg, colors::FUNCTION);
     // Prose around the blocks keeps the terminal's colours.
     assert_eq!(cell("Here is").fg, ratatui::style::Color::Reset);
+}
+
+#[test]
+fn a_16_colour_terminal_gets_only_named_colours() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| {
+        view::draw_session(f, &s);
+        super::palette::apply(f.buffer_mut(), super::palette::Depth::Ansi16);
+    })
+    .unwrap();
+    let buf = t.backend().buffer();
+    use ratatui::style::Color;
+    let named = |c: Color| !matches!(c, Color::Rgb(..) | Color::Indexed(_));
+    assert!(buf.content.iter().all(|c| named(c.fg) && named(c.bg)));
+    // The highlighting survives, in named colours.
+    assert!(buf.content.iter().any(|c| c.fg == Color::Magenta));
 }

@@ -489,11 +489,3 @@ fn draw_approval(
         r,
     );
 }
-
-/// NO_COLOR: keep the text and its bold/dim/reverse, drop every colour.
-pub fn strip_colors(buf: &mut ratatui::buffer::Buffer) {
-    for cell in buf.content.iter_mut() {
-        cell.set_fg(Color::Reset);
-        cell.set_bg(Color::Reset);
-    }
-}
