@@ -142,6 +142,8 @@ pub struct State {
     pub search: Search,
     /// The item `y` copies and ctrl-e expands.
     pub focus: Option<usize>,
+    /// A code block of the focused item (`[`/`]`): `y` copies just its code.
+    pub block: Option<usize>,
     pub overlay: Overlay,
     /// Seq of the requires_action idle the user dismissed (so it doesn't pop up again).
     dismissed_action: u64,
@@ -182,6 +184,7 @@ impl State {
             history_pos: None,
             search: Search::default(),
             focus: None,
+            block: None,
             overlay: Overlay::None,
             dismissed_action: 0,
             interrupt_armed: false,
@@ -516,10 +519,12 @@ impl State {
         match found {
             Some(i) => {
                 self.focus = Some(i);
+                self.block = None;
                 self.jump_to(i, 0);
             }
             None if forward => {
                 self.focus = None;
+                self.block = None;
                 self.scroll = Scroll::Follow;
                 self.new_below = 0;
             }
@@ -538,6 +543,7 @@ impl State {
             (Some(i), false) => i.saturating_sub(1),
         };
         self.focus = Some(next);
+        self.block = None;
         let (top, _) = self.anchor();
         if next < top || self.scroll == Scroll::Follow && !forward {
             self.jump_to(next, 0);
@@ -553,6 +559,71 @@ impl State {
                 _ => false,
             })
         })
+    }
+
+    /// Focuses the next (or previous) code block of the transcript, scrolling it into view.
+    fn move_block(&mut self, forward: bool) {
+        let items = &self.transcript.items;
+        let count = |i: usize| items[i].blocks(self.width).len();
+        // Where to look from: the focused block, else the edge of the view.
+        let found = match (self.focus, self.block, forward) {
+            (Some(i), Some(b), true) if b + 1 < count(i) => Some((i, b + 1)),
+            (Some(i), Some(b), false) if b > 0 && b <= count(i) => Some((i, b - 1)),
+            (Some(i), _, true) => {
+                (i + 1..items.len()).find_map(|j| (count(j) > 0).then_some((j, 0)))
+            }
+            (Some(i), _, false) => (0..i.min(items.len()))
+                .rev()
+                .find_map(|j| count(j).checked_sub(1).map(|b| (j, b))),
+            (None, _, true) => {
+                let top = self.anchor().0;
+                (top..items.len()).find_map(|j| (count(j) > 0).then_some((j, 0)))
+            }
+            (None, _, false) => (0..items.len())
+                .rev()
+                .find_map(|j| count(j).checked_sub(1).map(|b| (j, b))),
+        };
+        let Some((item, block)) = found else {
+            self.notice = Some(if forward {
+                "no code block below".into()
+            } else {
+                "no code block above in the loaded transcript".into()
+            });
+            return;
+        };
+        self.focus = Some(item);
+        self.block = Some(block);
+        let rows = self.transcript.items[item].blocks(self.width)[block]
+            .rows
+            .clone();
+        if !self.shows(item, rows.start) || !self.shows(item, rows.end.saturating_sub(1)) {
+            // A line of context above the block.
+            self.jump_to(item, rows.start.saturating_sub(1));
+        }
+    }
+
+    /// Whether row `line` of `item` is on screen now.
+    fn shows(&self, item: usize, line: usize) -> bool {
+        let (mut i, mut l) = self.anchor();
+        let mut left = self.viewport();
+        while left > 0 && i < self.transcript.items.len() {
+            let h = self.item_height(i);
+            if i == item {
+                return line >= l && line < l + left.min(h.saturating_sub(l));
+            }
+            left = left.saturating_sub(h.saturating_sub(l));
+            i += 1;
+            l = 0;
+        }
+        false
+    }
+
+    /// The focused code block: (language, code).
+    pub fn focused_block(&self) -> Option<(String, String)> {
+        let item = self.transcript.items.get(self.focus?)?;
+        let blocks = item.blocks(self.width);
+        let b = blocks.get(self.block?)?;
+        Some((b.lang.clone(), b.code.clone()))
     }
 
     fn history_prev(&mut self) {
@@ -828,6 +899,8 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         (KeyCode::Esc, _) => {
             if !s.search.query.is_empty() {
                 s.search = Search::default();
+            } else if s.block.is_some() {
+                s.block = None;
             } else if s.focus.is_some() {
                 s.focus = None;
             } else if s.is_running() && !s.read_only {
@@ -918,6 +991,14 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             };
             Vec::new()
         }
+        (KeyCode::Char('['), KeyModifiers::NONE) if empty => {
+            s.move_block(false);
+            s.maybe_load_older()
+        }
+        (KeyCode::Char(']'), KeyModifiers::NONE) if empty => {
+            s.move_block(true);
+            Vec::new()
+        }
         (KeyCode::Char('n'), KeyModifiers::NONE) if empty && !s.search.query.is_empty() => {
             s.search_step(true);
             Vec::new()
@@ -935,6 +1016,19 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                         || s.scroll != Scroll::Follow
                         || !s.search.query.is_empty()) =>
         {
+            if let Some((lang, code)) = s.focused_block() {
+                let lines = code.lines().count();
+                s.notice = Some(format!(
+                    "copied the {}code block ({lines} line{}) to the clipboard (OSC 52)",
+                    if lang.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{lang} ")
+                    },
+                    if lines == 1 { "" } else { "s" }
+                ));
+                return vec![Effect::Copy(code)];
+            }
             match s.target(false).and_then(|i| s.transcript.items.get(i)) {
                 Some(item) => {
                     s.notice = Some("copied to the clipboard (OSC 52)".into());
@@ -960,6 +1054,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             s.scroll = Scroll::Follow;
             s.new_below = 0;
             s.focus = None;
+            s.block = None;
             if s.is_running() {
                 s.notice = Some("queued: the agent reads it when the current step ends".into());
             }

@@ -9,8 +9,16 @@ use ratatui::text::Line;
 use super::highlight;
 use super::wrap::{Seg, hard_wrap_segs, wrap};
 
-/// Renders `text` at `width` cells.
-pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
+/// A fenced (or indented) code block of a message, and the rows it was drawn on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeBlock {
+    pub lang: String,
+    pub code: String,
+    pub rows: std::ops::Range<usize>,
+}
+
+/// Renders `text` at `width` cells; also returns the code blocks it drew.
+pub fn render_blocks(text: &str, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
     let mut r = Renderer {
         width,
         out: Vec::new(),
@@ -20,6 +28,7 @@ pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
         quote: 0,
         code: None,
         item_prefix: None,
+        blocks: Vec::new(),
     };
     let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES;
     for ev in Parser::new_ext(text, opts) {
@@ -29,7 +38,7 @@ pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
     while r.out.last().is_some_and(|l| l.width() == 0) {
         r.out.pop();
     }
-    r.out
+    (r.out, r.blocks)
 }
 
 struct Renderer {
@@ -44,6 +53,7 @@ struct Renderer {
     code: Option<(String, String)>,
     /// Marker of the list item whose first line is pending.
     item_prefix: Option<String>,
+    blocks: Vec<CodeBlock>,
 }
 
 impl Renderer {
@@ -199,8 +209,14 @@ impl Renderer {
             TagEnd::CodeBlock => {
                 if let Some((lang, text)) = self.code.take() {
                     let indent = self.indent();
+                    let start = self.out.len();
                     self.out
                         .extend(code_block(&text, &lang, self.width, &indent));
+                    self.blocks.push(CodeBlock {
+                        code: text.trim_end_matches('\n').to_string(),
+                        lang,
+                        rows: start..self.out.len(),
+                    });
                 }
                 self.blank();
             }
@@ -249,7 +265,7 @@ mod tests {
     use crate::tui::wrap::line_text;
 
     fn plain(md: &str, w: usize) -> Vec<String> {
-        render(md, w).iter().map(line_text).collect()
+        render_blocks(md, w).0.iter().map(line_text).collect()
     }
 
     #[test]

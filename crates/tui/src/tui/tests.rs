@@ -1251,3 +1251,91 @@ fn a_16_colour_terminal_gets_only_named_colours() {
     // The highlighting survives, in named colours.
     assert!(buf.content.iter().any(|c| c.fg == Color::Magenta));
 }
+
+// ---- code block focus and copy ----
+
+#[test]
+fn brackets_walk_code_blocks_and_y_copies_only_the_block() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "fix parse"),
+            agent(2, CODE_ANSWER),
+            user(3, "and python?"),
+            agent(4, "```python\nprint('hi')\n```"),
+        ],
+    );
+    // `[` starts from the bottom: the newest block.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(3), Some(0)));
+    assert_eq!(
+        key(&mut s, KeyCode::Char('y')),
+        vec![Effect::Copy("print('hi')".into())]
+    );
+    assert!(
+        s.notice
+            .as_deref()
+            .unwrap()
+            .contains("python code block (1 line)")
+    );
+    // Back through the message with two blocks, last one first.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    assert_eq!(
+        key(&mut s, KeyCode::Char('y')),
+        vec![Effect::Copy("cargo test -p demo # runs it".into())]
+    );
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(0)));
+    let Effect::Copy(code) = &key(&mut s, KeyCode::Char('y'))[0] else {
+        panic!("y must copy")
+    };
+    assert!(
+        code.starts_with("fn parse(input: &str)") && code.ends_with('}'),
+        "{code}"
+    );
+    // Nothing above: it says so and stays.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(0)));
+    assert!(s.notice.as_deref().unwrap().contains("no code block above"));
+    key(&mut s, KeyCode::Char(']'));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    // Esc lets go of the block, then of the message; y then copies the whole message.
+    key(&mut s, KeyCode::Esc);
+    assert_eq!((s.focus, s.block), (Some(1), None));
+    let Effect::Copy(all) = &key(&mut s, KeyCode::Char('y'))[0] else {
+        panic!("y must copy")
+    };
+    assert!(all.starts_with("Here is the fix:"));
+    // With text in the composer, brackets are text.
+    typ(&mut s, "a[0]");
+    assert_eq!(s.composer.lines()[0], "a[0]");
+}
+
+#[test]
+fn focusing_a_block_scrolls_it_into_view() {
+    let mut s = state(80, 24);
+    let mut evs = vec![user(1, "code please"), agent(2, CODE_ANSWER)];
+    evs.extend(long_session().into_iter().map(|mut e| {
+        e.seq += 2;
+        e
+    }));
+    feed(&mut s, &evs);
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    assert!(
+        frame(&s).contains("▌ │ cargo test -p demo"),
+        "{}",
+        frame(&s)
+    );
+}
+
+#[test]
+fn snapshot_focused_code_block() {
+    snap_both("code_block_focused", |s| {
+        feed(s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+        key(s, KeyCode::Char('['));
+        key(s, KeyCode::Char('['));
+    });
+}

@@ -64,8 +64,14 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
     }
     while rows.len() < vh && item < s.transcript.items.len() {
         let it = &s.transcript.items[item];
-        let lines = it.lines(s.width);
         let focused = s.focus == Some(item);
+        // A focused code block is marked alone, down its left edge.
+        let block_rows = s
+            .block
+            .filter(|_| focused)
+            .and_then(|b| it.blocks(s.width).get(b).map(|b| b.rows.clone()));
+        let focused = focused && block_rows.is_none();
+        let lines = it.lines(s.width);
         for (l, row) in lines.iter().enumerate().skip(line) {
             if rows.len() >= vh {
                 break;
@@ -74,6 +80,16 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
             if !q.is_empty() {
                 let current = s.search.current == Some((item, l));
                 row = highlight(row, &q, current);
+            }
+            if block_rows.as_ref().is_some_and(|r| r.contains(&l))
+                && let Some(first) = row.spans.first_mut()
+            {
+                *first = Span::styled(
+                    "▌ ",
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD),
+                );
             }
             if focused {
                 row = row.patch_style(Style::default().add_modifier(Modifier::BOLD));
@@ -299,6 +315,21 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
         ])
     } else if let Some(n) = &s.notice {
         Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow))
+    } else if let Some((lang, code)) = s.focused_block() {
+        let n = code.lines().count();
+        Line::styled(
+            format!(
+                " ▌ {}block, {n} line{} · y copies · [ ] more · esc done · {} detach",
+                if lang.is_empty() {
+                    "code ".to_string()
+                } else {
+                    format!("{lang} ")
+                },
+                if n == 1 { "" } else { "s" },
+                s.keys.detach_label()
+            ),
+            dim(),
+        )
     } else {
         let mut hints = vec![format!("{} detach", s.keys.detach_label())];
         if s.is_running() {
@@ -324,10 +355,7 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "enter".into(),
             "send the message (queued if the agent is busy)",
         ),
-        (
-            "alt-enter / shift-enter / ctrl-j".into(),
-            "new line in the message",
-        ),
+        ("alt/shift-enter, ctrl-j".into(), "new line in the message"),
         (
             "↑ / ↓ (empty composer)".into(),
             "previous / next sent message",
@@ -357,8 +385,12 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "search the transcript, next / previous match",
         ),
         (
+            "[ / ] (empty composer)".into(),
+            "focus the previous / next code block",
+        ),
+        (
             "y (browsing) / alt-y".into(),
-            "copy the focused message (OSC 52)",
+            "copy the focused code block or message (OSC 52)",
         ),
         ("ctrl-o".into(), "open the transcript in $PAGER"),
         (
