@@ -564,3 +564,65 @@ async fn rename_reaches_attached_clients_and_a_taken_name_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_search_finds_text_in_the_whole_log_newest_first() {
+    let env = TestEnv::new(scenarios::bash_then_read()).await;
+    let work = tempfile::tempdir().unwrap();
+    env.ok(&[
+        "run",
+        "create f.txt containing hello, then read it back",
+        "--dir",
+        work.path().to_str().unwrap(),
+        "--name",
+        "s",
+    ]);
+    let events = env.events("s");
+    let mut c = env.client().await;
+    // Case-insensitive, in what a person reads (here: the user's prompt, the tool's output,
+    // the answer), newest first.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "HELLO", "limit": 10}),
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = events
+        .iter()
+        .rev()
+        .filter(|e| e.body.search_text().to_lowercase().contains("hello"))
+        .map(|e| e.seq)
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(seqs, expected);
+    // Paging back from a match finds the next older one.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "hello", "before_seq": expected[0]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["data"][0]["seq"].as_u64(), Some(expected[1]));
+    // Event types are not text.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "span.model_request"}),
+        )
+        .await
+        .unwrap();
+    assert!(page["data"].as_array().unwrap().is_empty());
+    let e = c
+        .call("session.search", json!({"session": "s", "query": " "}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::InvalidParams);
+}

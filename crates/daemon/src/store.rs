@@ -590,6 +590,44 @@ impl Store {
             .await
     }
 
+    /// Events older than `before` whose text contains `query` (ASCII case-insensitive), newest
+    /// first, at most `limit`: the log is walked backwards in chunks on the reader thread.
+    pub async fn search_events(
+        &self,
+        session_id: &str,
+        query: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let id = session_id.to_string();
+        let needle = query.to_ascii_lowercase();
+        self.read(move |c| {
+            const CHUNK: u32 = 1000;
+            let mut out = Vec::new();
+            let mut before = before;
+            loop {
+                let chunk = queries::read_events(c, &id, 0, before, CHUNK, true)?;
+                let Some(last) = chunk.last() else {
+                    return Ok(out);
+                };
+                before = Some(last.seq);
+                let full = chunk.len() as u32 == CHUNK;
+                for e in chunk {
+                    if e.body.search_text().to_ascii_lowercase().contains(&needle) {
+                        out.push(e);
+                        if out.len() as u32 >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if !full {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+    }
+
     /// Resolves an id, a name or a unique id prefix to session ids (0, 1 or several matches).
     pub async fn resolve(&self, reference: &str) -> Result<Vec<String>, StoreError> {
         let r = reference.to_string();
@@ -1685,6 +1723,46 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn search_walks_the_whole_log_backwards_in_text_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_s", None), None)
+            .await
+            .unwrap();
+        // 2,500 events (more than one chunk); the needle early and late.
+        let mut bodies: Vec<EventBody> = (0..2500)
+            .map(|i| EventBody::user_text(format!("filler {i}")))
+            .collect();
+        bodies[10] = EventBody::user_text("the Needle, early");
+        bodies[2400] = EventBody::AgentMessage {
+            content: vec![tether_proto::ContentBlock::text("a NEEDLE late")],
+        };
+        for chunk in bodies.chunks(500) {
+            store.append("sesn_s", chunk.to_vec(), None).await.unwrap();
+        }
+        let seqs = |v: Vec<Event>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let found = store
+            .search_events("sesn_s", "needle", None, 5)
+            .await
+            .unwrap();
+        assert_eq!(seqs(found), vec![2401, 11]);
+        let older = store
+            .search_events("sesn_s", "needle", Some(2401), 1)
+            .await
+            .unwrap();
+        assert_eq!(seqs(older), vec![11]);
+        // Only the text a person reads: event types and ids are not matched.
+        assert!(
+            store
+                .search_events("sesn_s", "user.message", None, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -352,6 +352,28 @@ impl EventBody {
         }
     }
 
+    /// The text a person reads in this event (what `session.search` looks in): messages,
+    /// thinking, a tool call's name and input, tool output, errors.
+    pub fn search_text(&self) -> String {
+        match self {
+            EventBody::UserMessage { content } | EventBody::AgentMessage { content } => {
+                blocks_text(content)
+            }
+            EventBody::AgentThinking { thinking, .. } => thinking.clone(),
+            EventBody::AgentToolUse { name, input, .. }
+            | EventBody::AgentMcpToolUse { name, input, .. }
+            | EventBody::AgentCustomToolUse { name, input } => format!("{name} {input}"),
+            EventBody::AgentToolResult { content, .. }
+            | EventBody::AgentMcpToolResult { content, .. }
+            | EventBody::UserCustomToolResult { content, .. } => blocks_text(content),
+            EventBody::UserToolConfirmation { deny_message, .. } => {
+                deny_message.clone().unwrap_or_default()
+            }
+            EventBody::SessionError { error } => format!("{}: {}", error.kind, error.message),
+            _ => String::new(),
+        }
+    }
+
     pub fn user_text(text: impl Into<String>) -> Self {
         EventBody::UserMessage {
             content: vec![ContentBlock::text(text)],

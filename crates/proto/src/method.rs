@@ -177,6 +177,24 @@ fn default_page() -> u32 {
     100
 }
 
+/// tether: events whose text (messages, thinking, tool calls and their output, errors) contains
+/// `query`, ASCII case-insensitively, newest first, older than `before_seq`. Walks the whole log
+/// on the daemon, so a client can search far more than it has loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchEvents {
+    pub session: SessionRef,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+    #[serde(default = "default_search_limit")]
+    pub limit: u32,
+}
+
+fn default_search_limit() -> u32 {
+    1
+}
+
 /// Result of `session.events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventPage {
@@ -266,6 +284,8 @@ pub enum Call {
     SessionDetach(SessionParams),
     #[serde(rename = "session.events")]
     SessionEvents(ReadEvents),
+    #[serde(rename = "session.search")]
+    SessionSearch(SearchEvents),
     #[serde(rename = "session.fork")]
     SessionFork(ForkSession),
     #[serde(rename = "session.archive")]
@@ -326,6 +346,7 @@ pub const METHODS: &[&str] = &[
     "session.attach",
     "session.detach",
     "session.events",
+    "session.search",
     "session.fork",
     "session.archive",
     "session.delete",
@@ -385,6 +406,7 @@ impl Call {
             Call::SessionAttach(_) => "session.attach",
             Call::SessionDetach(_) => "session.detach",
             Call::SessionEvents(_) => "session.events",
+            Call::SessionSearch(_) => "session.search",
             Call::SessionFork(_) => "session.fork",
             Call::SessionArchive(_) => "session.archive",
             Call::SessionDelete(_) => "session.delete",
@@ -493,6 +515,12 @@ mod tests {
                 before_seq: Some(50),
                 limit: 10,
                 order: Order::Desc,
+            }),
+            Call::SessionSearch(SearchEvents {
+                session: "fix".into(),
+                query: "needle".into(),
+                before_seq: Some(9),
+                limit: 1,
             }),
             Call::SessionFork(ForkSession {
                 session: "fix".into(),

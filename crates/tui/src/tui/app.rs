@@ -43,6 +43,9 @@ pub enum NetMsg {
         events: Vec<Event>,
         has_older: bool,
     },
+    /// The answer to `Effect::SearchOlder`: the match's seq (its events came as `Older`
+    /// first), or none in the whole log.
+    SearchOlder(Option<u64>),
     Event(Box<Event>),
     Delta(Delta),
     Snapshot(Snapshot),
@@ -74,6 +77,11 @@ pub enum Effect {
         deny_message: Option<String>,
     },
     LoadOlder {
+        before_seq: u64,
+    },
+    /// Find the newest match older than `before_seq` in the whole log and load up to it.
+    SearchOlder {
+        query: String,
         before_seq: u64,
     },
     Copy(String),
@@ -109,6 +117,10 @@ pub struct Search {
     pub query: String,
     /// The match shown last (item, line).
     pub current: Option<(usize, usize)>,
+    /// Waiting for the daemon to search the older, unloaded part of the log.
+    pub asking: bool,
+    /// The daemon found nothing older: n/N wrap within what is loaded.
+    pub exhausted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -446,7 +458,8 @@ impl State {
         }
     }
 
-    /// Lines of the loaded transcript that contain the query: (item, line).
+    /// Lines of the loaded transcript that contain the query: (item, line). An item whose
+    /// text matches only where it is collapsed (a tool's hidden output) matches on its first line.
     pub fn matches(&self) -> Vec<(usize, usize)> {
         let q = self.search.query.to_ascii_lowercase();
         if q.is_empty() {
@@ -454,52 +467,134 @@ impl State {
         }
         let mut out = Vec::new();
         for (i, item) in self.transcript.items.iter().enumerate() {
+            // Cheap test first: most items don't match and needn't be laid out.
+            if !item.copy_text().to_ascii_lowercase().contains(&q) {
+                continue;
+            }
+            let before = out.len();
             for (l, line) in item.lines(self.width).iter().enumerate() {
                 if line_text(line).to_ascii_lowercase().contains(&q) {
                     out.push((i, l));
                 }
             }
+            if out.len() == before {
+                out.push((i, 0));
+            }
         }
         out
     }
 
-    fn search_step(&mut self, forward: bool) {
+    /// Whether older events not loaded yet might hold more matches.
+    fn more_older(&self) -> bool {
+        self.transcript.has_older && !self.search.exhausted
+    }
+
+    /// The next match going back (older) or forward (newer), wrapping around the loaded
+    /// transcript; going back past the oldest loaded match asks the daemon, which searches the
+    /// whole log.
+    fn search_step(&mut self, forward: bool) -> Vec<Effect> {
+        if self.search.asking {
+            return Vec::new();
+        }
         let all = self.matches();
-        if all.is_empty() {
-            self.notice = Some(format!(
-                "no match for “{}” in the loaded transcript",
-                self.search.query
-            ));
-            return;
-        }
-        let from = self
-            .search
-            .current
-            .unwrap_or(if forward { (0, 0) } else { (usize::MAX, 0) });
-        let next = if self.search.current.is_none() {
-            // First search: the match nearest the bottom (most recent) going back, like less's ?.
-            if forward { all.first() } else { all.last() }
-        } else if forward {
-            all.iter().find(|m| **m > from).or(all.first())
-        } else {
-            all.iter().rev().find(|m| **m < from).or(all.last())
-        };
-        if let Some(&(item, line)) = next {
-            self.search.current = Some((item, line));
-            // Show the match with a little context above it.
-            self.jump_to(item, line);
-            let _ = self.scroll_up(2.min(self.viewport() / 3));
-            if self.scroll == Scroll::Follow {
-                // Near the end: still mark where we are.
-                self.search.current = Some((item, line));
+        let next = match (self.search.current, forward) {
+            (None, _) => all.last().copied(),
+            (Some(from), true) => all.iter().find(|m| **m > from).or(all.first()).copied(),
+            (Some(from), false) => {
+                let older = all.iter().rev().find(|m| **m < from).copied();
+                if older.is_none() && self.more_older() {
+                    return self.ask_older();
+                }
+                older.or(all.last().copied())
             }
-            let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
-            self.notice = Some(format!(
-                "match {idx}/{} for “{}”",
-                all.len(),
-                self.search.query
-            ));
+        };
+        match next {
+            Some(m) => self.show_match(m, &all),
+            None if self.more_older() => return self.ask_older(),
+            None => {
+                self.notice = Some(format!(
+                    "no match for “{}” in this session",
+                    self.search.query
+                ));
+            }
         }
+        Vec::new()
+    }
+
+    fn ask_older(&mut self) -> Vec<Effect> {
+        self.search.asking = true;
+        self.notice = Some(format!(
+            "searching older events for “{}”…",
+            self.search.query
+        ));
+        vec![Effect::SearchOlder {
+            query: self.search.query.clone(),
+            before_seq: self.transcript.first_seq,
+        }]
+    }
+
+    /// The daemon's answer: the newest older match's seq (its page is loaded by now), or none.
+    fn older_match(&mut self, seq: Option<u64>) -> Vec<Effect> {
+        self.search.asking = false;
+        let all = self.matches();
+        let Some(seq) = seq else {
+            self.search.exhausted = true;
+            match all.last() {
+                Some(&m) if self.search.current.is_some() => {
+                    self.show_match(m, &all);
+                    self.notice = Some(format!(
+                        "no older match for “{}”: back to the newest",
+                        self.search.query
+                    ));
+                }
+                Some(&m) => self.show_match(m, &all),
+                None => {
+                    self.notice = Some(format!(
+                        "no match for “{}” in this session",
+                        self.search.query
+                    ));
+                }
+            }
+            return Vec::new();
+        };
+        // The newest match among the items the daemon's page brought in.
+        let found = all
+            .iter()
+            .rev()
+            .find(|(i, _)| {
+                self.transcript.items[*i].seq <= seq && self.transcript.items[*i].seq > 0
+            })
+            .copied();
+        match found {
+            Some(m) if Some(m) < self.search.current || self.search.current.is_none() => {
+                self.show_match(m, &all);
+                Vec::new()
+            }
+            // Its text matched only in what this view doesn't show (say, a tool's raw input):
+            // keep looking further back.
+            _ if seq > 1 => {
+                self.search.asking = true;
+                vec![Effect::SearchOlder {
+                    query: self.search.query.clone(),
+                    before_seq: seq,
+                }]
+            }
+            _ => self.older_match(None),
+        }
+    }
+
+    fn show_match(&mut self, (item, line): (usize, usize), all: &[(usize, usize)]) {
+        self.search.current = Some((item, line));
+        // Show the match with a little context above it.
+        self.jump_to(item, line);
+        let _ = self.scroll_up(2.min(self.viewport() / 3));
+        let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
+        self.notice = Some(format!(
+            "match {idx}/{}{} for “{}”",
+            all.len(),
+            if self.more_older() { "+" } else { "" },
+            self.search.query
+        ));
     }
 
     fn jump_user(&mut self, forward: bool) {
@@ -747,13 +842,17 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             s.on_change(c);
         }
         NetMsg::Conn(c) => {
+            // A search in flight died with the connection; N asks again.
+            s.search.asking = false;
             if c == ConnState::Connected && matches!(s.conn, ConnState::Reconnecting { .. }) {
                 s.notice = Some("reconnected".into());
             }
             s.conn = c;
         }
+        NetMsg::SearchOlder(seq) => return s.older_match(seq),
         NetMsg::Failed(m) => {
             s.loading_older = false;
+            s.search.asking = false;
             s.notice = Some(m);
         }
     }
@@ -877,7 +976,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             KeyCode::Enter => {
                 s.search.editing = false;
                 s.search.current = None;
-                s.search_step(false);
+                return s.search_step(false);
             }
             KeyCode::Esc => {
                 s.search = Search::default();
@@ -1000,13 +1099,9 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             Vec::new()
         }
         (KeyCode::Char('n'), KeyModifiers::NONE) if empty && !s.search.query.is_empty() => {
-            s.search_step(true);
-            Vec::new()
+            s.search_step(true)
         }
-        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => {
-            s.search_step(false);
-            Vec::new()
-        }
+        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => s.search_step(false),
         // Plain y copies only while browsing (else it is a letter to type); alt-y always.
         (KeyCode::Char('y'), m)
             if m == KeyModifiers::ALT

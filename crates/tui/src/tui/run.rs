@@ -248,6 +248,9 @@ pub async fn session(
                     })
                     .is_ok(),
                 Effect::LoadOlder { before_seq } => cmd.send(Cmd::LoadOlder { before_seq }).is_ok(),
+                Effect::SearchOlder { query, before_seq } => {
+                    cmd.send(Cmd::SearchOlder { query, before_seq }).is_ok()
+                }
                 Effect::Copy(text) => {
                     osc52(&text);
                     true

@@ -1339,3 +1339,152 @@ fn snapshot_focused_code_block() {
         key(s, KeyCode::Char('['));
     });
 }
+
+// ---- search across the whole session ----
+
+/// A 60-event session of which only the newest 40 are loaded.
+fn tail_only(s: &mut State) -> Vec<Event> {
+    let all = long_session();
+    update(
+        s,
+        Msg::Net(NetMsg::Tail {
+            events: all[20..].to_vec(),
+            has_older: true,
+        }),
+    );
+    all
+}
+
+fn search(s: &mut State, q: &str) -> Vec<Effect> {
+    key(s, KeyCode::Char('/'));
+    typ(s, q);
+    key(s, KeyCode::Enter)
+}
+
+#[test]
+fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    // "answer 2:" (seq 5) is not loaded: the daemon is asked, from the oldest loaded seq.
+    let fx = search(&mut s, "answer 2:");
+    assert_eq!(
+        fx,
+        vec![Effect::SearchOlder {
+            query: "answer 2:".into(),
+            before_seq: 21
+        }]
+    );
+    assert!(frame(&s).contains("searching older events"));
+    // N while waiting doesn't ask twice.
+    assert!(key(&mut s, KeyCode::Char('N')).is_empty());
+    // The connection task loads from just above the match up to the loaded part, then answers.
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[1..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    assert!(update(&mut s, Msg::Net(NetMsg::SearchOlder(Some(6)))).is_empty());
+    let (item, _) = s.search.current.expect("the match is current");
+    assert_eq!(s.transcript.items[item].seq, 6);
+    let f = frame(&s);
+    assert!(f.contains("answer 2:") && f.contains("match 1/1+"), "{f}");
+    // Back again: nothing older in the whole log → wrap to the newest, and say so.
+    let fx = key(&mut s, KeyCode::Char('N'));
+    assert_eq!(
+        fx,
+        vec![Effect::SearchOlder {
+            query: "answer 2:".into(),
+            before_seq: 2
+        }]
+    );
+    update(&mut s, Msg::Net(NetMsg::SearchOlder(None)));
+    assert!(s.search.exhausted);
+    assert!(s.notice.as_deref().unwrap().contains("no older match"));
+    // From now on N wraps locally.
+    assert!(key(&mut s, KeyCode::Char('N')).is_empty());
+}
+
+#[test]
+fn a_daemon_match_the_view_does_not_show_asks_further_back() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    search(&mut s, "zebra");
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[9..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    // Say the daemon matched seq 12 in text this view doesn't show: look before it.
+    assert_eq!(
+        update(&mut s, Msg::Net(NetMsg::SearchOlder(Some(12)))),
+        vec![Effect::SearchOlder {
+            query: "zebra".into(),
+            before_seq: 12
+        }]
+    );
+    update(&mut s, Msg::Net(NetMsg::SearchOlder(None)));
+    assert!(
+        s.notice
+            .as_deref()
+            .unwrap()
+            .contains("no match for “zebra”")
+    );
+    assert_eq!(s.search.current, None);
+}
+
+#[test]
+fn loaded_matches_come_first_and_the_daemon_only_past_the_oldest() {
+    let mut s = state(80, 24);
+    tail_only(&mut s);
+    // "answer 2" matches loaded items (answer 20..29 are loaded); no request yet.
+    assert!(search(&mut s, "answer 2").is_empty());
+    let mut asked = Vec::new();
+    for _ in 0..30 {
+        asked = key(&mut s, KeyCode::Char('N'));
+        if !asked.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        asked,
+        vec![Effect::SearchOlder {
+            query: "answer 2".into(),
+            before_seq: 21
+        }]
+    );
+}
+
+#[test]
+fn collapsed_tool_output_matches_on_the_card() {
+    let mut s = state(80, 24);
+    let out: String = (0..20).map(|i| format!("line {i}\n")).collect();
+    feed(
+        &mut s,
+        &[
+            tool_use(1, "bash", json!({"command": "seq 20"})),
+            tool_result(2, 1, &format!("{out}hidden needle"), Some(0)),
+        ],
+    );
+    assert!(search(&mut s, "hidden needle").is_empty());
+    assert_eq!(s.search.current, Some((0, 0)));
+}
+
+#[test]
+fn snapshot_search_found_in_older_events() {
+    snap_both("search_older", |s| {
+        let all = tail_only(s);
+        search(s, "answer 2:");
+        update(
+            s,
+            Msg::Net(NetMsg::Older {
+                events: all[1..20].to_vec(),
+                has_older: true,
+            }),
+        );
+        update(s, Msg::Net(NetMsg::SearchOlder(Some(6))));
+    });
+}

@@ -382,7 +382,7 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
         ),
         (
             "/  then n / N".into(),
-            "search the transcript, next / previous match",
+            "search the whole session: N older, n newer match",
         ),
         (
             "[ / ] (empty composer)".into(),
