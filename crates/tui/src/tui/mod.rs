@@ -97,6 +97,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                 });
                 let create = Call::SessionCreate(CreateSession {
                     name: opt(&form.name),
+                    agent: opt(&form.agent),
                     model: opt(&form.model),
                     dir,
                     ..CreateSession::default()

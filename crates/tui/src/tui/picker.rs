@@ -1,5 +1,6 @@
 //! The session picker (`tether` alone): state and its pure update.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -9,6 +10,8 @@ use tether_proto::SessionInfo;
 pub enum PickerMsg {
     Key(KeyEvent),
     Sessions(Vec<SessionInfo>),
+    /// Agent names by id (sessions pin an agent by id).
+    Agents(HashMap<String, String>),
     Failed(String),
     Tick(SystemTime),
 }
@@ -36,19 +39,22 @@ pub struct Renaming {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewSession {
     pub name: String,
+    /// `NAME[@VERSION]`.
+    pub agent: String,
     pub model: String,
     pub dir: String,
-    /// The field being typed into: 0 name, 1 model, 2 dir.
+    /// The field being typed into: an index into `LABELS`.
     pub field: usize,
 }
 
 impl NewSession {
-    pub const LABELS: [&'static str; 3] = ["name", "model", "directory"];
+    pub const LABELS: [&'static str; 4] = ["name", "agent", "model", "directory"];
 
     fn field_mut(&mut self) -> &mut String {
         match self.field {
             0 => &mut self.name,
-            1 => &mut self.model,
+            1 => &mut self.agent,
+            2 => &mut self.model,
             _ => &mut self.dir,
         }
     }
@@ -56,7 +62,8 @@ impl NewSession {
     pub fn value(&self, field: usize) -> &str {
         match field {
             0 => &self.name,
-            1 => &self.model,
+            1 => &self.agent,
+            2 => &self.model,
             _ => &self.dir,
         }
     }
@@ -65,6 +72,7 @@ impl NewSession {
 #[derive(Debug, Default)]
 pub struct Picker {
     pub sessions: Vec<SessionInfo>,
+    pub agents: HashMap<String, String>,
     pub loaded: bool,
     pub filter: String,
     pub selected: usize,
@@ -79,7 +87,7 @@ pub struct Picker {
 }
 
 impl Picker {
-    /// Sessions matching the filter (name, id, title or model contain it).
+    /// Sessions matching the filter (name, id, title, model or agent contain it).
     pub fn visible(&self) -> Vec<&SessionInfo> {
         let f = self.filter.to_lowercase();
         self.sessions
@@ -91,12 +99,19 @@ impl Picker {
                         s.name.as_ref(),
                         s.title.as_ref(),
                         Some(&s.model),
+                        self.agent_name(s),
                     ]
                     .into_iter()
                     .flatten()
                     .any(|t| t.to_lowercase().contains(&f))
             })
             .collect()
+    }
+
+    /// The name of the agent a session pinned, when it is not the default one.
+    pub fn agent_name(&self, s: &SessionInfo) -> Option<&String> {
+        let name = self.agents.get(&s.agent.as_ref()?.id)?;
+        (name != "default").then_some(name)
     }
 
     fn current(&self) -> Option<&SessionInfo> {
@@ -119,6 +134,10 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
             if let Some(id) = keep {
                 p.selected = p.visible().iter().position(|s| s.id == id).unwrap_or(0);
             }
+            Vec::new()
+        }
+        PickerMsg::Agents(names) => {
+            p.agents = names;
             Vec::new()
         }
         PickerMsg::Failed(m) => {
@@ -146,8 +165,12 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
                 return vec![PickerEffect::Create(form)];
             }
             KeyCode::Esc => p.creating = None,
-            KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % 3,
-            KeyCode::BackTab | KeyCode::Up => form.field = (form.field + 2) % 3,
+            KeyCode::Tab | KeyCode::Down => {
+                form.field = (form.field + 1) % NewSession::LABELS.len()
+            }
+            KeyCode::BackTab | KeyCode::Up => {
+                form.field = (form.field + NewSession::LABELS.len() - 1) % NewSession::LABELS.len()
+            }
             KeyCode::Backspace => {
                 form.field_mut().pop();
             }

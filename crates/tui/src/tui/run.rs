@@ -318,7 +318,13 @@ pub async fn picker(
                 Some(Err(_)) | None => return Ok(Choice::Quit),
             },
             _ = refresh.tick() => match list(c).await {
-                Ok(l) => PickerMsg::Sessions(l),
+                Ok(l) => {
+                    // Names of the agents sessions pin (by id); the list works without them.
+                    if let Ok(names) = agent_names(c).await {
+                        super::picker::update(&mut p, PickerMsg::Agents(names));
+                    }
+                    PickerMsg::Sessions(l)
+                }
                 Err(e) => PickerMsg::Failed(e),
             },
             _ = spin.tick(), if p.any_running() => PickerMsg::Tick(SystemTime::now()),
@@ -372,6 +378,18 @@ pub async fn picker(
             }
         }
     }
+}
+
+async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String, String>, String> {
+    let v = c
+        .call(tether_proto::Call::AgentList(
+            tether_proto::method::ListAgents { all: true },
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let agents: Vec<tether_proto::agent::Agent> =
+        serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())?;
+    Ok(agents.into_iter().map(|a| (a.id, a.spec.name)).collect())
 }
 
 async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {

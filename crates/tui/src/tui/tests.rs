@@ -827,7 +827,22 @@ fn sessions() -> Vec<SessionInfo> {
     let mut c = info("bench", SessionStatus::Idle, 7);
     c.stop_reason = Some(StopReason::RetriesExhausted);
     c.updated_at = "2026-11-25T07:00:00Z".into();
+    a.agent = Some(tether_proto::session::AgentPin {
+        id: "agent_coder".into(),
+        version: 2,
+    });
+    b.agent = Some(tether_proto::session::AgentPin {
+        id: "agent_default".into(),
+        version: 1,
+    });
     vec![a, b, c]
+}
+
+fn agent_names() -> std::collections::HashMap<String, String> {
+    [("agent_coder", "coder"), ("agent_default", "default")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -839,8 +854,25 @@ fn snapshot_picker_empty_and_with_sessions() {
         };
         super::picker::update(&mut p, PickerMsg::Sessions(Vec::new()));
         insta::assert_snapshot!(format!("picker_empty_{w}x{h}"), picker_frame(&p, w, h));
+        super::picker::update(&mut p, PickerMsg::Agents(agent_names()));
         super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
         insta::assert_snapshot!(format!("picker_sessions_{w}x{h}"), picker_frame(&p, w, h));
+        // Typing an agent's name filters by it.
+        for c in "coder".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        assert_eq!(p.visible().len(), 1);
+        picker_key(&mut p, KeyCode::Esc, KeyModifiers::NONE);
+        // The new-session form.
+        picker_key(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
+        for c in "fix-ci".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+        for c in "coder".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        insta::assert_snapshot!(format!("picker_new_{w}x{h}"), picker_frame(&p, w, h));
     }
 }
 
@@ -873,9 +905,13 @@ fn picker_filters_by_typing_attaches_and_confirms_deletes() {
         k(&mut p, KeyCode::Esc, KeyModifiers::NONE),
         vec![PickerEffect::Quit]
     );
-    // Create: name, tab, model, tab, directory.
+    // Create: name, tab, agent, tab, model, tab, directory.
     k(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
     for c in "new1".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    for c in "coder@2".chars() {
         k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
     }
     k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
@@ -886,6 +922,7 @@ fn picker_filters_by_typing_attaches_and_confirms_deletes() {
     assert!(picker_frame(&p, 80, 24).contains("▶ directory /tmp/w"));
     let expected = super::picker::NewSession {
         name: "new1".into(),
+        agent: "coder@2".into(),
         dir: "/tmp/w".into(),
         ..Default::default()
     };
