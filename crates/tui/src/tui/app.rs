@@ -85,7 +85,12 @@ pub enum Effect {
         before_seq: u64,
     },
     Copy(String),
-    Pager(String),
+    /// The loaded transcript's text; events before `older_than` (when any) are fetched and
+    /// put before it.
+    Pager {
+        text: String,
+        older_than: Option<u64>,
+    },
     SetMouse(bool),
     Detach,
 }
@@ -1065,7 +1070,10 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             }
             Vec::new()
         }
-        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager(transcript_text(s))],
+        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager {
+            text: transcript_text(s),
+            older_than: s.transcript.has_older.then_some(s.transcript.first_seq),
+        }],
         (KeyCode::Char('m'), KeyModifiers::ALT) | (KeyCode::F(2), _) => {
             s.mouse_capture = !s.mouse_capture;
             s.notice = Some(if s.mouse_capture {
@@ -1179,23 +1187,24 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     }
 }
 
-/// The whole loaded transcript as plain text (for $PAGER).
+/// The loaded transcript as plain text (for $PAGER; the part not loaded is fetched then).
 pub fn transcript_text(s: &State) -> String {
     let mut out = String::new();
-    let width = 100;
-    if s.transcript.has_older {
-        out.push_str(&format!(
-            "[events before seq {} are not loaded; `tether logs {}` prints the whole log]\n\n",
-            s.transcript.first_seq, s.header.id
-        ));
-    }
     for item in &s.transcript.items {
-        for line in super::view::items::render(item, width) {
-            out.push_str(line_text(&line).trim_end());
-            out.push('\n');
-        }
+        item_text(item, &mut out);
     }
     out
+}
+
+/// Width of the text the pager gets.
+pub const PAGER_WIDTH: usize = 100;
+
+/// One item as plain text lines.
+pub fn item_text(item: &super::transcript::Item, out: &mut String) {
+    for line in super::view::items::render(item, PAGER_WIDTH) {
+        out.push_str(line_text(&line).trim_end());
+        out.push('\n');
+    }
 }
 
 /// Sends the answer to call `id` and takes it off the modal (closed when none is left).

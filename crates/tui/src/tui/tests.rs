@@ -1525,3 +1525,26 @@ fn snapshot_search_found_in_older_events() {
         update(s, Msg::Net(NetMsg::SearchOlder(Some(6))));
     });
 }
+
+#[test]
+fn the_pager_gets_the_loaded_text_and_where_the_unloaded_part_ends() {
+    let mut s = state(80, 24);
+    tail_only(&mut s);
+    let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+    let [Effect::Pager { text, older_than }] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*older_than, Some(21));
+    assert!(text.starts_with("┃ question 10\n") && text.contains("answer 29: line one"));
+    // Everything loaded: nothing to fetch.
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+    assert!(matches!(
+        fx.as_slice(),
+        [Effect::Pager {
+            older_than: None,
+            ..
+        }]
+    ));
+}
