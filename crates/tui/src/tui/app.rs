@@ -76,6 +76,12 @@ pub enum Effect {
         /// With a denial: why, for the model.
         deny_message: Option<String>,
     },
+    /// A custom tool's result, typed in the modal.
+    CustomResult {
+        tool_use_id: String,
+        text: String,
+        is_error: bool,
+    },
     LoadOlder {
         before_seq: u64,
     },
@@ -110,8 +116,11 @@ pub enum Overlay {
     Approval {
         ids: Vec<String>,
         selected: usize,
-        /// The optional message of a denial being typed (after `n`).
-        deny: Option<String>,
+        /// Text being typed for the selected call: the optional message of a denial (after
+        /// `n`), or a custom tool's result (after `y`; after `n` it goes back as an error).
+        draft: Option<String>,
+        /// The custom tool result being typed is an error.
+        error: bool,
     },
 }
 
@@ -398,7 +407,8 @@ impl State {
                     self.overlay = Overlay::Approval {
                         ids: event_ids.clone(),
                         selected: 0,
-                        deny: None,
+                        draft: None,
+                        error: false,
                     };
                 }
             }
@@ -901,20 +911,34 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Approval {
             ids,
             selected,
-            deny: Some(draft),
+            draft: Some(draft),
+            error,
         } => {
+            let error = *error;
             match k.code {
                 KeyCode::Enter => {
                     let Some(id) = ids.get(*selected).cloned() else {
                         return Vec::new();
                     };
-                    let message = draft.trim().to_string();
-                    return answer_call(s, id, false, (!message.is_empty()).then_some(message));
+                    let text = draft.trim().to_string();
+                    take_call(s, &id);
+                    if is_custom(s, &id) {
+                        return vec![Effect::CustomResult {
+                            tool_use_id: id,
+                            text,
+                            is_error: error,
+                        }];
+                    }
+                    return vec![Effect::Confirm {
+                        tool_use_id: id,
+                        allow: false,
+                        deny_message: (!text.is_empty()).then_some(text),
+                    }];
                 }
                 // Back to the choice; nothing was sent.
                 KeyCode::Esc => {
-                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
-                        *deny = None;
+                    if let Overlay::Approval { draft, .. } = &mut s.overlay {
+                        *draft = None;
                     }
                 }
                 KeyCode::Backspace => {
@@ -928,7 +952,8 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Approval {
             ids,
             selected,
-            deny: None,
+            draft: None,
+            ..
         } => {
             let id = ids.get(*selected).cloned();
             match k.code {
@@ -940,27 +965,21 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 | KeyCode::Char('y')
                 | KeyCode::Char('d')
                 | KeyCode::Char('n') => {
-                    let allow = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
+                    let yes = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
                     let Some(id) = id else { return Vec::new() };
-                    let custom = s
-                        .transcript
-                        .items
-                        .iter()
-                        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom));
-                    if custom {
-                        // A custom tool wants a result, not an approval.
-                        s.notice = Some(format!(
-                            "answer it with `tether tool-result {} {id} --json '...'`",
-                            s.header.label
-                        ));
-                        return Vec::new();
+                    if yes && !is_custom(s, &id) {
+                        take_call(s, &id);
+                        return vec![Effect::Confirm {
+                            tool_use_id: id,
+                            allow: true,
+                            deny_message: None,
+                        }];
                     }
-                    if allow {
-                        return answer_call(s, id, true, None);
-                    }
-                    // A denial first asks why (optional; Enter sends it as it is).
-                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
-                        *deny = Some(String::new());
+                    // A denial asks why (optional; Enter sends it as it is); a custom tool
+                    // asks for its result (an error one after `n`).
+                    if let Overlay::Approval { draft, error, .. } = &mut s.overlay {
+                        *draft = Some(String::new());
+                        *error = !yes;
                     }
                 }
                 KeyCode::Esc => {
@@ -1207,29 +1226,29 @@ pub fn item_text(item: &super::transcript::Item, out: &mut String) {
     }
 }
 
-/// Sends the answer to call `id` and takes it off the modal (closed when none is left).
-fn answer_call(
-    s: &mut State,
-    id: String,
-    allow: bool,
-    deny_message: Option<String>,
-) -> Vec<Effect> {
+/// Takes an answered call off the modal (closed when none is left).
+fn take_call(s: &mut State, id: &str) {
     if let Overlay::Approval {
         ids,
         selected,
-        deny,
+        draft,
+        error,
     } = &mut s.overlay
     {
-        ids.retain(|i| *i != id);
+        ids.retain(|i| i != id);
         *selected = 0;
-        *deny = None;
+        *draft = None;
+        *error = false;
         if ids.is_empty() {
             s.overlay = Overlay::None;
         }
     }
-    vec![Effect::Confirm {
-        tool_use_id: id,
-        allow,
-        deny_message,
-    }]
+}
+
+/// A custom tool call (it wants a result from the client, not an approval).
+pub fn is_custom(s: &State, id: &str) -> bool {
+    s.transcript
+        .items
+        .iter()
+        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom))
 }

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, EventPage, Order, ReadEvents, SearchEvents, SendMessage, SessionParams, ToolConfirm,
+    Attach, CustomToolResult, EventPage, Order, ReadEvents, SearchEvents, SendMessage,
+    SessionParams, ToolConfirm,
 };
 use tether_proto::{
     Call, ConfirmationResult, ContentBlock, ErrorCode, Paths, ServerFrame, SessionInfo,
@@ -24,6 +25,11 @@ pub enum Cmd {
         tool_use_id: String,
         allow: bool,
         deny_message: Option<String>,
+    },
+    CustomResult {
+        tool_use_id: String,
+        text: String,
+        is_error: bool,
     },
     LoadOlder {
         before_seq: u64,
@@ -304,6 +310,16 @@ async fn run_cmd(
                 ConfirmationResult::Deny
             },
             deny_message: deny_message.clone(),
+        }),
+        Cmd::CustomResult {
+            tool_use_id,
+            text,
+            is_error,
+        } => Call::CustomToolResult(CustomToolResult {
+            session,
+            custom_tool_use_id: tool_use_id.clone(),
+            content: vec![ContentBlock::text(text.clone())],
+            is_error: *is_error,
         }),
         Cmd::LoadOlder { before_seq } => Call::SessionEvents(ReadEvents {
             session,

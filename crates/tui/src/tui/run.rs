@@ -330,6 +330,17 @@ pub async fn session(
                         deny_message,
                     })
                     .is_ok(),
+                Effect::CustomResult {
+                    tool_use_id,
+                    text,
+                    is_error,
+                } => cmd
+                    .send(Cmd::CustomResult {
+                        tool_use_id,
+                        text,
+                        is_error,
+                    })
+                    .is_ok(),
                 Effect::LoadOlder { before_seq } => cmd.send(Cmd::LoadOlder { before_seq }).is_ok(),
                 Effect::SearchOlder { query, before_seq } => {
                     cmd.send(Cmd::SearchOlder { query, before_seq }).is_ok()

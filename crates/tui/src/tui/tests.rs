@@ -522,11 +522,11 @@ fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
     );
     // The other call is still there; esc in the prompt goes back without sending.
     assert!(
-        matches!(&s.overlay, Overlay::Approval { ids, deny: None, .. } if ids == &["sevt_0004".to_string()])
+        matches!(&s.overlay, Overlay::Approval { ids, draft: None, .. } if ids == &["sevt_0004".to_string()])
     );
     key(&mut s, KeyCode::Char('n'));
     assert!(key(&mut s, KeyCode::Esc).is_empty());
-    assert!(matches!(&s.overlay, Overlay::Approval { deny: None, .. }));
+    assert!(matches!(&s.overlay, Overlay::Approval { draft: None, .. }));
     // An empty reason denies without a message.
     key(&mut s, KeyCode::Char('n'));
     assert_eq!(
@@ -1104,7 +1104,7 @@ fn y_types_a_letter_unless_browsing_and_alt_y_always_copies() {
 }
 
 #[test]
-fn a_custom_tool_call_is_not_answered_with_an_approval() {
+fn a_custom_tool_call_is_answered_with_its_result_in_the_modal() {
     let mut s = state(80, 24);
     feed(
         &mut s,
@@ -1127,8 +1127,77 @@ fn a_custom_tool_call_is_not_answered_with_an_approval() {
         ],
     );
     assert!(matches!(s.overlay, Overlay::Approval { .. }));
-    assert!(key(&mut s, KeyCode::Char('a')).is_empty());
-    assert!(s.notice.as_deref().unwrap().contains("tether tool-result"));
+    assert!(frame(&s).contains("y answer · n answer with an error"));
+    // y asks for the result; enter sends it as the tool's output.
+    assert!(key(&mut s, KeyCode::Char('y')).is_empty());
+    typ(&mut s, "{\"hits\": 3}");
+    assert!(frame(&s).contains("The tool's result"));
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::CustomResult {
+            tool_use_id: "sevt_0003".into(),
+            text: "{\"hits\": 3}".into(),
+            is_error: false
+        }]
+    );
+    assert_eq!(s.overlay, Overlay::None);
+}
+
+#[test]
+fn a_custom_tool_can_be_answered_with_an_error() {
+    snap_both("custom_tool_error", |s| {
+        feed(
+            s,
+            &[
+                user(1, "look it up"),
+                running(2),
+                ev(
+                    3,
+                    EventBody::AgentCustomToolUse {
+                        name: "lookup".into(),
+                        input: json!({"q": "weather"}),
+                    },
+                ),
+                idle(
+                    4,
+                    StopReason::RequiresAction {
+                        event_ids: vec!["sevt_0003".into()],
+                    },
+                ),
+            ],
+        );
+        key(s, KeyCode::Char('n'));
+        typ(s, "service down");
+    });
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            ev(
+                3,
+                EventBody::AgentCustomToolUse {
+                    name: "lookup".into(),
+                    input: json!({}),
+                },
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+    key(&mut s, KeyCode::Char('n'));
+    typ(&mut s, "down");
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::CustomResult {
+            tool_use_id: "sevt_0003".into(),
+            text: "down".into(),
+            is_error: true
+        }]
+    );
 }
 
 // ---- rename ----

@@ -41,8 +41,9 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
         Overlay::Approval {
             ids,
             selected,
-            deny,
-        } => draw_approval(f, s, ids, *selected, deny.as_deref(), area),
+            draft,
+            error,
+        } => draw_approval(f, s, ids, *selected, draft.as_deref(), *error, area),
         Overlay::None => {}
     }
 }
@@ -245,6 +246,10 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
                 "│ {} ",
                 if h.model.is_empty() {
                     "…"
+                } else if area.width < 90 {
+                    // Narrow: room for the connection state at the end.
+                    let m = short_model(&h.model);
+                    m.strip_prefix("claude-").unwrap_or(m)
                 } else {
                     short_model(&h.model)
                 }
@@ -450,9 +455,13 @@ fn draw_approval(
     s: &State,
     ids: &[String],
     selected: usize,
-    deny: Option<&str>,
+    draft: Option<&str>,
+    error: bool,
     area: Rect,
 ) {
+    let custom = ids
+        .get(selected)
+        .is_some_and(|id| super::app::is_custom(s, id));
     let mut lines: Vec<Line<'static>> = Vec::new();
     lines.push(Line::styled(
         format!(
@@ -491,22 +500,28 @@ fn draw_approval(
         }
     }
     lines.push(Line::default());
-    match deny {
+    let (prompt, send) = match (custom, error) {
+        (false, _) => (" Why deny? (optional, the model reads it): ", "enter deny"),
+        (true, false) => (" The tool's result (the model reads it): ", "enter send"),
+        (true, true) => (" The tool's error (the model reads it): ", "enter send"),
+    };
+    match draft {
         Some(draft) => {
             lines.push(Line::from(vec![
-                Span::styled(
-                    " Why deny? (optional, the model reads it): ",
-                    Style::default().add_modifier(Modifier::BOLD),
-                ),
+                Span::styled(prompt, Style::default().add_modifier(Modifier::BOLD)),
                 Span::raw(format!("{draft}▏")),
             ]));
             lines.push(Line::styled(
-                " enter deny · esc back",
+                format!(" {send} · esc back"),
                 Style::default().fg(Color::Cyan),
             ));
         }
         None => lines.push(Line::styled(
-            " y allow · n deny · ↑/↓ choose · esc answer later",
+            if custom {
+                " y answer · n answer with an error · ↑/↓ choose · esc answer later"
+            } else {
+                " y allow · n deny · ↑/↓ choose · esc answer later"
+            },
             Style::default().fg(Color::Cyan),
         )),
     }
