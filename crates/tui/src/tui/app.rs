@@ -45,7 +45,10 @@ pub enum NetMsg {
     },
     /// The answer to `Effect::SearchOlder`: the match's seq (its events came as `Older`
     /// first), or none in the whole log.
-    SearchOlder(Option<u64>),
+    SearchOlder {
+        query: String,
+        seq: Option<u64>,
+    },
     Event(Box<Event>),
     Delta(Delta),
     Snapshot(Snapshot),
@@ -864,7 +867,10 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             }
             s.conn = c;
         }
-        NetMsg::SearchOlder(seq) => return s.older_match(seq),
+        // An answer for a search the user has since changed or closed: the events it loaded
+        // stay, the answer is moot.
+        NetMsg::SearchOlder { query, .. } if query != s.search.query || !s.search.asking => {}
+        NetMsg::SearchOlder { seq, .. } => return s.older_match(seq),
         NetMsg::Failed(m) => {
             s.loading_older = false;
             s.search.asking = false;

@@ -240,13 +240,13 @@ async fn search_older(
     let page: EventPage = c
         .call_as(Call::SessionSearch(SearchEvents {
             session: id.to_string(),
-            query,
+            query: query.clone(),
             before_seq: Some(before_seq),
             limit: 1,
         }))
         .await?;
     let Some(seq) = page.data.first().map(|e| e.seq) else {
-        let _ = out.send(NetMsg::SearchOlder(None));
+        let _ = out.send(NetMsg::SearchOlder { query, seq: None });
         return Ok(());
     };
     let mut events = Vec::new();
@@ -270,7 +270,10 @@ async fn search_older(
     }
     let has_older = events.first().is_some_and(|e| e.seq > 1);
     let _ = out.send(NetMsg::Older { events, has_older });
-    let _ = out.send(NetMsg::SearchOlder(Some(seq)));
+    let _ = out.send(NetMsg::SearchOlder {
+        query,
+        seq: Some(seq),
+    });
     Ok(())
 }
 

@@ -1448,6 +1448,9 @@ fn snapshot_focused_code_block() {
 
 // ---- search across the whole session ----
 
+/// The query of the whole-session search tests.
+const Q: &str = "answer 2:";
+
 /// A 60-event session of which only the newest 40 are loaded.
 fn tail_only(s: &mut State) -> Vec<Event> {
     let all = long_session();
@@ -1491,7 +1494,16 @@ fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
             has_older: true,
         }),
     );
-    assert!(update(&mut s, Msg::Net(NetMsg::SearchOlder(Some(6)))).is_empty());
+    assert!(
+        update(
+            &mut s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: Q.into(),
+                seq: Some(6),
+            })
+        )
+        .is_empty()
+    );
     let (item, _) = s.search.current.expect("the match is current");
     assert_eq!(s.transcript.items[item].seq, 6);
     let f = frame(&s);
@@ -1505,7 +1517,13 @@ fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
             before_seq: 2
         }]
     );
-    update(&mut s, Msg::Net(NetMsg::SearchOlder(None)));
+    update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: Q.into(),
+            seq: None,
+        }),
+    );
     assert!(s.search.exhausted);
     assert!(s.notice.as_deref().unwrap().contains("no older match"));
     // From now on N wraps locally.
@@ -1526,13 +1544,25 @@ fn a_daemon_match_the_view_does_not_show_asks_further_back() {
     );
     // Say the daemon matched seq 12 in text this view doesn't show: look before it.
     assert_eq!(
-        update(&mut s, Msg::Net(NetMsg::SearchOlder(Some(12)))),
+        update(
+            &mut s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: "zebra".into(),
+                seq: Some(12),
+            })
+        ),
         vec![Effect::SearchOlder {
             query: "zebra".into(),
             before_seq: 12
         }]
     );
-    update(&mut s, Msg::Net(NetMsg::SearchOlder(None)));
+    update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: "zebra".into(),
+            seq: None,
+        }),
+    );
     assert!(
         s.notice
             .as_deref()
@@ -1591,7 +1621,13 @@ fn snapshot_search_found_in_older_events() {
                 has_older: true,
             }),
         );
-        update(s, Msg::Net(NetMsg::SearchOlder(Some(6))));
+        update(
+            s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: Q.into(),
+                seq: Some(6),
+            }),
+        );
     });
 }
 
@@ -1616,4 +1652,31 @@ fn the_pager_gets_the_loaded_text_and_where_the_unloaded_part_ends() {
             ..
         }]
     ));
+}
+
+#[test]
+fn an_answer_for_a_search_since_closed_is_ignored() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    search(&mut s, Q);
+    key(&mut s, KeyCode::Esc);
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[1..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    let fx = update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: Q.into(),
+            seq: Some(6),
+        }),
+    );
+    assert!(fx.is_empty());
+    assert_eq!(s.search.current, None);
+    // A new search works as usual (the loaded events stay).
+    assert!(search(&mut s, Q).is_empty());
+    assert!(s.search.current.is_some());
 }
