@@ -301,3 +301,29 @@ async fn search_and_the_pager_reach_events_that_were_never_loaded() {
     t.keys(&["C-b", "d"]);
     t.wait_for("[tether exited 0]").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_picker_renames_a_session() {
+    let env = TestEnv::new(Script::sequential(Vec::new())).await;
+    env.ok(&["new", "--detach", "--name", "alpha"]);
+    let t = Tmux::start(&env, &[]);
+    t.wait_for("alpha").await;
+    t.keys(&["C-r"]);
+    t.wait_for("rename alpha").await;
+    t.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    t.type_text("beta");
+    t.keys(&["Enter"]);
+    t.wait_for("renamed to beta").await;
+    let ls = env.ok(&["ls"]);
+    assert!(ls.contains("beta") && !ls.contains("alpha"), "{ls}");
+    // The log says so too, for every client that reads it.
+    let events = env.events("beta");
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.body, EventBody::SessionUpdated { name: Some(n), .. } if n == "beta")
+        ),
+        "{events:?}"
+    );
+    t.keys(&["Escape"]);
+    t.wait_for("[tether exited 0]").await;
+}
