@@ -56,9 +56,14 @@ pub async fn seed(home: &Home, events: usize) -> Result<()> {
         while bodies.len() < 996 {
             let n = bodies.len();
             bodies.push(EventBody::AgentMessage {
-                content: vec![ContentBlock::text(format!(
-                    "Message **{b}-{n}**: checked `src/part{n}.rs`, it looks fine."
-                ))],
+                content: vec![ContentBlock::text(if n % 25 == 0 {
+                    // Some answers carry fenced code, so highlighting is part of the cost.
+                    format!(
+                        "Message **{b}-{n}**: the fix:\n\n```rust\nfn part{n}(input: &str) -> Result<u32, String> {{\n    // trim, then parse\n    input.trim().parse().map_err(|e| format!(\"bad: {{e}}\"))\n}}\n```\n\n```sh\ncargo test -p part{n}\n```"
+                    )
+                } else {
+                    format!("Message **{b}-{n}**: checked `src/part{n}.rs`, it looks fine.")
+                })],
             });
         }
         bodies.push(EventBody::AgentToolUse {

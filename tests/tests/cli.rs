@@ -508,3 +508,121 @@ async fn model_defaults_overrides_and_unsupported_providers() {
     let ls = env.ok(&["ls", "--json"]);
     assert!(ls.contains("\"model\":\"nope/gpt-5.1\""), "{ls}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_reaches_attached_clients_and_a_taken_name_is_refused() {
+    let env = TestEnv::new(Script::sequential(Vec::new())).await;
+    env.ok(&["new", "--detach", "--name", "first"]);
+    env.ok(&["new", "--detach", "--name", "other"]);
+    let mut watcher = env.client().await;
+    let info = watcher
+        .call("session.get", json!({"session": "first"}))
+        .await
+        .unwrap();
+    let id = info["id"].as_str().unwrap().to_string();
+    let last = info["last_seq"].as_u64().unwrap();
+    watcher
+        .call(
+            "session.attach",
+            json!({"session": id.clone(), "after_seq": last}),
+        )
+        .await
+        .unwrap();
+
+    let out = env.run(&["rename", "first", "second"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The attached client is told, through the log.
+    let renamed = loop {
+        match watcher.recv().await.expect("connection closed") {
+            tether_proto::ServerFrame::Event(e) => match e.body {
+                EventBody::SessionUpdated { name, .. } => break name,
+                _ => continue,
+            },
+            _ => continue,
+        }
+    };
+    assert_eq!(renamed.as_deref(), Some("second"));
+    // The new name resolves, the old one no longer does.
+    assert!(env.ok(&["ls"]).contains("second"));
+    assert_eq!(env.run(&["logs", "first"]).status.code(), Some(1));
+    assert!(env.events("second").iter().any(|e| e.session_id == id));
+
+    let out = env.run(&["rename", "second", "other"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`other` already exists"), "{stderr}");
+    // A bad name is a usage error (exit 2) that says what names may contain.
+    let out = env.run(&["rename", "second", "no spaces"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid session name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_search_finds_text_in_the_whole_log_newest_first() {
+    let env = TestEnv::new(scenarios::bash_then_read()).await;
+    let work = tempfile::tempdir().unwrap();
+    env.ok(&[
+        "run",
+        "create f.txt containing hello, then read it back",
+        "--dir",
+        work.path().to_str().unwrap(),
+        "--name",
+        "s",
+    ]);
+    let events = env.events("s");
+    let mut c = env.client().await;
+    // Case-insensitive, in what a person reads (here: the user's prompt, the tool's output,
+    // the answer), newest first.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "HELLO", "limit": 10}),
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = events
+        .iter()
+        .rev()
+        .filter(|e| e.body.search_text().to_lowercase().contains("hello"))
+        .map(|e| e.seq)
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(seqs, expected);
+    // Paging back from a match finds the next older one.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "hello", "before_seq": expected[0]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page["data"][0]["seq"].as_u64(), Some(expected[1]));
+    // Event types are not text.
+    let page = c
+        .call(
+            "session.search",
+            json!({"session": "s", "query": "span.model_request"}),
+        )
+        .await
+        .unwrap();
+    assert!(page["data"].as_array().unwrap().is_empty());
+    let e = c
+        .call("session.search", json!({"session": "s", "query": " "}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::InvalidParams);
+}

@@ -24,6 +24,11 @@ fn sh_quote(s: &str) -> String {
 
 impl Tmux {
     fn start(env: &TestEnv, args: &[&str]) -> Tmux {
+        Tmux::start_with(env, &[], args)
+    }
+
+    /// With extra environment variables for `tether`.
+    fn start_with(env: &TestEnv, extra: &[(&str, &str)], args: &[&str]) -> Tmux {
         let socket = format!(
             "tether-e2e-{}-{}",
             std::process::id(),
@@ -42,6 +47,9 @@ impl Tmux {
         let mut cmd = String::from("env");
         for (k, v) in vars {
             cmd.push_str(&format!(" {k}={}", sh_quote(&v)));
+        }
+        for (k, v) in extra {
+            cmd.push_str(&format!(" {k}={}", sh_quote(v)));
         }
         cmd.push_str(&format!(
             " {}",
@@ -240,5 +248,82 @@ async fn type_detach_reattach_drop_and_reconnect_in_a_real_terminal() {
         );
     }
     t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+}
+
+/// A log longer than the page the TUI loads on attach: its beginning is not loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn search_and_the_pager_reach_events_that_were_never_loaded() {
+    let steps: Vec<(&str, serde_json::Value)> = (0..80)
+        .map(|i| ("bash", json!({"command": format!("echo step-{i}")})))
+        .collect();
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("the first answer mentions zebra-early"),
+        Reply::tools(steps),
+        Reply::text("done with the steps"),
+    ]))
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().display().to_string();
+    env.ok(&["run", "say zebra", "--name", "long", "--dir", &dir]);
+    env.ok(&["send", "long", "now the steps", "--wait"]);
+    assert!(env.events("long").len() > 250);
+
+    let paged = work.path().join("paged.txt");
+    let pager = format!("cat > {}", sh_quote(&paged.display().to_string()));
+    let t = Tmux::start_with(&env, &[("PAGER", &pager)], &["attach", "long"]);
+    t.wait_for("done with the steps").await;
+    assert!(!t.screen().contains("zebra-early"));
+
+    // Search: not in the loaded part, so the daemon finds it and the view pages it in.
+    t.keys(&["/"]);
+    t.type_text("zebra-early");
+    t.keys(&["Enter"]);
+    t.wait_for("match 1/1 for").await;
+    assert!(t.screen().contains("the first answer mentions zebra-early"));
+
+    // The pager gets the whole transcript, oldest first, each line once.
+    t.keys(&["End"]);
+    t.keys(&["C-o"]);
+    wait_until("the pager got the whole transcript", || {
+        std::fs::read_to_string(&paged).is_ok_and(|t| t.contains("done with the steps"))
+    })
+    .await;
+    let text = std::fs::read_to_string(&paged).unwrap();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} missing:\n{text}"))
+    };
+    assert!(at("say zebra") < at("zebra-early"));
+    assert!(at("zebra-early") < at("step-0"));
+    assert!(at("step-79") < at("done with the steps"));
+    assert_eq!(text.matches("zebra-early").count(), 1, "{text}");
+    t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_picker_renames_a_session() {
+    let env = TestEnv::new(Script::sequential(Vec::new())).await;
+    env.ok(&["new", "--detach", "--name", "alpha"]);
+    let t = Tmux::start(&env, &[]);
+    t.wait_for("alpha").await;
+    t.keys(&["C-r"]);
+    t.wait_for("rename alpha").await;
+    t.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "BSpace"]);
+    t.type_text("beta");
+    t.keys(&["Enter"]);
+    t.wait_for("renamed to beta").await;
+    let ls = env.ok(&["ls"]);
+    assert!(ls.contains("beta") && !ls.contains("alpha"), "{ls}");
+    // The log says so too, for every client that reads it.
+    let events = env.events("beta");
+    assert!(
+        events.iter().any(
+            |e| matches!(&e.body, EventBody::SessionUpdated { name: Some(n), .. } if n == "beta")
+        ),
+        "{events:?}"
+    );
+    t.keys(&["Escape"]);
     t.wait_for("[tether exited 0]").await;
 }

@@ -151,6 +151,7 @@ pub async fn update_session(
             model: model.clone(),
             max_cost_usd,
             title: None,
+            name: None,
             metadata: None,
         })
         .await?;

@@ -343,6 +343,32 @@ impl Runtime {
         Ok(fork)
     }
 
+    /// Gives a session a new name, recorded as `session.updated {name}` so every attached
+    /// client sees it; the same name again changes nothing.
+    pub async fn rename(&self, session: &Arc<Session>, name: String) -> Result<(), ErrorBody> {
+        let name = name.trim().to_string();
+        validate_name(&name)?;
+        if session.row().name.as_deref() == Some(name.as_str()) {
+            return Ok(());
+        }
+        self.store
+            .set_session_name(&session.id, name.clone())
+            .await?;
+        if let Ok(mut row) = session.row.lock() {
+            row.name = Some(name.clone());
+        }
+        session
+            .append_one(EventBody::SessionUpdated {
+                model: None,
+                max_cost_usd: None,
+                title: None,
+                name: Some(name),
+                metadata: None,
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn archive(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
         if session.cancel_turn() {
             wait_turn_end(session).await;

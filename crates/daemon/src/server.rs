@@ -527,9 +527,32 @@ impl Connection {
                 };
                 to_value(EventPage { data, next })
             }
+            Call::SessionSearch(p) => {
+                let sid = rt.resolve(&p.session).await?;
+                if p.query.trim().is_empty() {
+                    return Err(ErrorBody::new(
+                        ErrorCode::InvalidParams,
+                        "empty search query; pass the text to look for",
+                    ));
+                }
+                let limit = p.limit.clamp(1, 1000);
+                let data = rt
+                    .store
+                    .search_events(&sid, &p.query, p.before_seq, limit)
+                    .await?;
+                let next = if data.len() as u32 == limit {
+                    data.last().map(|e| e.seq)
+                } else {
+                    None
+                };
+                to_value(EventPage { data, next })
+            }
             Call::SessionUpdate(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
+                if let Some(name) = p.name {
+                    rt.rename(&s, name).await?;
+                }
                 crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
                 to_value(s.info())
             }

@@ -867,12 +867,14 @@ mod tests {
             model: Some("openai/gpt-5.1".into()),
             max_cost_usd: None,
             title: None,
+            name: None,
             metadata: None,
         });
         log.push(EventBody::SessionUpdated {
             model: None,
             max_cost_usd: Some(2.0),
             title: None,
+            name: None,
             metadata: None,
         });
         let st = log.state();

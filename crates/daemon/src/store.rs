@@ -583,6 +583,33 @@ impl Store {
         .await
     }
 
+    /// Renames a session; a name another session has is a conflict.
+    pub async fn set_session_name(&self, session_id: &str, name: String) -> Result<(), StoreError> {
+        let id = session_id.to_string();
+        self.write(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE sessions SET name = ?2 WHERE id = ?1",
+                    params![id, name],
+                )
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        StoreError::Conflict(format!(
+                            "a session named `{name}` already exists; pick another name"
+                        ))
+                    }
+                    e => StoreError::Write(e.to_string()),
+                })?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Events with `after < seq <= before`, ascending or descending, at most `limit`.
     pub async fn read_events(
         &self,
@@ -595,6 +622,44 @@ impl Store {
         let id = session_id.to_string();
         self.read(move |c| queries::read_events(c, &id, after, before, limit, descending))
             .await
+    }
+
+    /// Events older than `before` whose text contains `query` (ASCII case-insensitive), newest
+    /// first, at most `limit`: the log is walked backwards in chunks on the reader thread.
+    pub async fn search_events(
+        &self,
+        session_id: &str,
+        query: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let id = session_id.to_string();
+        let needle = query.to_ascii_lowercase();
+        self.read(move |c| {
+            const CHUNK: u32 = 1000;
+            let mut out = Vec::new();
+            let mut before = before;
+            loop {
+                let chunk = queries::read_events(c, &id, 0, before, CHUNK, true)?;
+                let Some(last) = chunk.last() else {
+                    return Ok(out);
+                };
+                before = Some(last.seq);
+                let full = chunk.len() as u32 == CHUNK;
+                for e in chunk {
+                    if e.body.search_text().to_ascii_lowercase().contains(&needle) {
+                        out.push(e);
+                        if out.len() as u32 >= limit {
+                            return Ok(out);
+                        }
+                    }
+                }
+                if !full {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
     }
 
     /// Resolves an id, a name or a unique id prefix to session ids (0, 1 or several matches).
@@ -1665,6 +1730,79 @@ mod tests {
         assert_eq!(store.resolve("sesn_01ab").await.unwrap().len(), 2);
         assert!(store.resolve("zzz").await.unwrap().is_empty());
         assert!(store.resolve("%").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rename_moves_the_name_and_a_taken_name_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_a", Some("old")), None)
+            .await
+            .unwrap();
+        store
+            .create_session(row("sesn_b", Some("taken")), None)
+            .await
+            .unwrap();
+        store
+            .set_session_name("sesn_a", "new".into())
+            .await
+            .unwrap();
+        assert_eq!(store.resolve("new").await.unwrap(), vec!["sesn_a"]);
+        assert!(store.resolve("old").await.unwrap().is_empty());
+        let e = store
+            .set_session_name("sesn_a", "taken".into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Conflict(m) if m.contains("`taken`")),
+            "{e}"
+        );
+        let e = store
+            .set_session_name("sesn_zz", "x".into())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn search_walks_the_whole_log_backwards_in_text_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .create_session(row("sesn_s", None), None)
+            .await
+            .unwrap();
+        // 2,500 events (more than one chunk); the needle early and late.
+        let mut bodies: Vec<EventBody> = (0..2500)
+            .map(|i| EventBody::user_text(format!("filler {i}")))
+            .collect();
+        bodies[10] = EventBody::user_text("the Needle, early");
+        bodies[2400] = EventBody::AgentMessage {
+            content: vec![tether_proto::ContentBlock::text("a NEEDLE late")],
+        };
+        for chunk in bodies.chunks(500) {
+            store.append("sesn_s", chunk.to_vec(), None).await.unwrap();
+        }
+        let seqs = |v: Vec<Event>| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+        let found = store
+            .search_events("sesn_s", "needle", None, 5)
+            .await
+            .unwrap();
+        assert_eq!(seqs(found), vec![2401, 11]);
+        let older = store
+            .search_events("sesn_s", "needle", Some(2401), 1)
+            .await
+            .unwrap();
+        assert_eq!(seqs(older), vec![11]);
+        // Only the text a person reads: event types and ids are not matched.
+        assert!(
+            store
+                .search_events("sesn_s", "user.message", None, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

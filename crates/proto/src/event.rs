@@ -274,6 +274,9 @@ pub enum EventBody {
         /// The new title.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// tether: the session's new name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
         /// The whole metadata map after the change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<std::collections::BTreeMap<String, String>>,
@@ -346,6 +349,28 @@ impl EventBody {
             EventBody::SpanModelRequestStart { .. } => "span.model_request_start",
             EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
             EventBody::SpanToolCallStart { .. } => "span.tool_call_start",
+        }
+    }
+
+    /// The text a person reads in this event (what `session.search` looks in): messages,
+    /// thinking, a tool call's name and input, tool output, errors.
+    pub fn search_text(&self) -> String {
+        match self {
+            EventBody::UserMessage { content } | EventBody::AgentMessage { content } => {
+                blocks_text(content)
+            }
+            EventBody::AgentThinking { thinking, .. } => thinking.clone(),
+            EventBody::AgentToolUse { name, input, .. }
+            | EventBody::AgentMcpToolUse { name, input, .. }
+            | EventBody::AgentCustomToolUse { name, input } => format!("{name} {input}"),
+            EventBody::AgentToolResult { content, .. }
+            | EventBody::AgentMcpToolResult { content, .. }
+            | EventBody::UserCustomToolResult { content, .. } => blocks_text(content),
+            EventBody::UserToolConfirmation { deny_message, .. } => {
+                deny_message.clone().unwrap_or_default()
+            }
+            EventBody::SessionError { error } => format!("{}: {}", error.kind, error.message),
+            _ => String::new(),
         }
     }
 
@@ -533,6 +558,7 @@ mod tests {
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(2.0),
                 title: Some("t".into()),
+                name: Some("n".into()),
                 metadata: Some([("k".to_string(), "v".to_string())].into()),
             },
             EventBody::AgentThreadContextCompacted {

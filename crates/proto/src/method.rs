@@ -87,6 +87,9 @@ pub struct UpdateSession {
     /// Spending limit in USD for the whole session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
+    /// A new name (unique among sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +179,24 @@ pub struct ReadEvents {
 
 fn default_page() -> u32 {
     100
+}
+
+/// tether: events whose text (messages, thinking, tool calls and their output, errors) contains
+/// `query`, ASCII case-insensitively, newest first, older than `before_seq`. Walks the whole log
+/// on the daemon, so a client can search far more than it has loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchEvents {
+    pub session: SessionRef,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+    #[serde(default = "default_search_limit")]
+    pub limit: u32,
+}
+
+fn default_search_limit() -> u32 {
+    1
 }
 
 /// Result of `session.events`.
@@ -271,6 +292,8 @@ pub enum Call {
     SessionDetach(SessionParams),
     #[serde(rename = "session.events")]
     SessionEvents(ReadEvents),
+    #[serde(rename = "session.search")]
+    SessionSearch(SearchEvents),
     #[serde(rename = "session.fork")]
     SessionFork(ForkSession),
     #[serde(rename = "session.archive")]
@@ -331,6 +354,7 @@ pub const METHODS: &[&str] = &[
     "session.attach",
     "session.detach",
     "session.events",
+    "session.search",
     "session.fork",
     "session.archive",
     "session.delete",
@@ -390,6 +414,7 @@ impl Call {
             Call::SessionAttach(_) => "session.attach",
             Call::SessionDetach(_) => "session.detach",
             Call::SessionEvents(_) => "session.events",
+            Call::SessionSearch(_) => "session.search",
             Call::SessionFork(_) => "session.fork",
             Call::SessionArchive(_) => "session.archive",
             Call::SessionDelete(_) => "session.delete",
@@ -499,6 +524,12 @@ mod tests {
                 limit: 10,
                 order: Order::Desc,
             }),
+            Call::SessionSearch(SearchEvents {
+                session: "fix".into(),
+                query: "needle".into(),
+                before_seq: Some(9),
+                limit: 1,
+            }),
             Call::SessionFork(ForkSession {
                 session: "fix".into(),
                 name: Some("fix2".into()),
@@ -513,6 +544,7 @@ mod tests {
                 session: "fix".into(),
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(1.5),
+                name: Some("fix-2".into()),
             }),
             Call::AgentCreate(AgentSpec {
                 name: "a".into(),

@@ -78,6 +78,8 @@ pub enum Command {
         #[arg(long)]
         archive: bool,
     },
+    /// Give a session a new name (every attached client sees it).
+    Rename { session: String, name: String },
     /// New session whose log and workspace start as copies of SESSION's.
     Fork {
         session: String,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 use tether_proto::method::{
     Attach, CreateSession, EventPage, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
-    SessionParams,
+    SessionParams, UpdateSession,
 };
 use tether_proto::{
     Call, ContentBlock, Event, EventBody, ServerFrame, SessionInfo, SessionStatus, StopReason,
@@ -534,6 +534,24 @@ pub async fn rm(session: String, archive: bool) -> CmdResult {
             .await?;
         eprintln!("deleted {}", v["id"].as_str().unwrap_or(""));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn rename(session: String, name: String) -> CmdResult {
+    let mut c = connect().await?;
+    let info: SessionInfo = c
+        .call_as(Call::SessionUpdate(UpdateSession {
+            session,
+            model: None,
+            max_cost_usd: None,
+            name: Some(name),
+        }))
+        .await?;
+    eprintln!(
+        "renamed {} to {}",
+        info.id,
+        info.name.as_deref().unwrap_or("")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

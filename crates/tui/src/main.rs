@@ -106,6 +106,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         } => commands::logs(session, follow, after, json).await,
         Command::Interrupt { session } => commands::interrupt(session).await,
         Command::Rm { session, archive } => commands::rm(session, archive).await,
+        Command::Rename { session, name } => commands::rename(session, name).await,
         Command::Fork {
             session,
             name,

@@ -296,8 +296,12 @@ impl Printer {
                 model,
                 max_cost_usd,
                 title,
+                name,
                 ..
             } => {
+                if let Some(n) = name {
+                    err(&format!("⇄ name: {n}\n"));
+                }
                 if let Some(t) = title {
                     err(&format!("⇄ title: {t}\n"));
                 }

@@ -408,6 +408,7 @@ pub async fn update(
             model: None,
             max_cost_usd: None,
             title: if title_changed { title } else { None },
+            name: None,
             metadata: metadata_changed.then_some(metadata),
         })
         .await?;

@@ -43,6 +43,12 @@ pub enum NetMsg {
         events: Vec<Event>,
         has_older: bool,
     },
+    /// The answer to `Effect::SearchOlder`: the match's seq (its events came as `Older`
+    /// first), or none in the whole log.
+    SearchOlder {
+        query: String,
+        seq: Option<u64>,
+    },
     Event(Box<Event>),
     Delta(Delta),
     Snapshot(Snapshot),
@@ -73,11 +79,27 @@ pub enum Effect {
         /// With a denial: why, for the model.
         deny_message: Option<String>,
     },
+    /// A custom tool's result, typed in the modal.
+    CustomResult {
+        tool_use_id: String,
+        text: String,
+        is_error: bool,
+    },
     LoadOlder {
         before_seq: u64,
     },
+    /// Find the newest match older than `before_seq` in the whole log and load up to it.
+    SearchOlder {
+        query: String,
+        before_seq: u64,
+    },
     Copy(String),
-    Pager(String),
+    /// The loaded transcript's text; events before `older_than` (when any) are fetched and
+    /// put before it.
+    Pager {
+        text: String,
+        older_than: Option<u64>,
+    },
     SetMouse(bool),
     Detach,
 }
@@ -97,8 +119,11 @@ pub enum Overlay {
     Approval {
         ids: Vec<String>,
         selected: usize,
-        /// The optional message of a denial being typed (after `n`).
-        deny: Option<String>,
+        /// Text being typed for the selected call: the optional message of a denial (after
+        /// `n`), or a custom tool's result (after `y`; after `n` it goes back as an error).
+        draft: Option<String>,
+        /// The custom tool result being typed is an error.
+        error: bool,
     },
 }
 
@@ -109,6 +134,10 @@ pub struct Search {
     pub query: String,
     /// The match shown last (item, line).
     pub current: Option<(usize, usize)>,
+    /// Waiting for the daemon to search the older, unloaded part of the log.
+    pub asking: bool,
+    /// The daemon found nothing older: n/N wrap within what is loaded.
+    pub exhausted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -142,6 +171,8 @@ pub struct State {
     pub search: Search,
     /// The item `y` copies and ctrl-e expands.
     pub focus: Option<usize>,
+    /// A code block of the focused item (`[`/`]`): `y` copies just its code.
+    pub block: Option<usize>,
     pub overlay: Overlay,
     /// Seq of the requires_action idle the user dismissed (so it doesn't pop up again).
     dismissed_action: u64,
@@ -182,6 +213,7 @@ impl State {
             history_pos: None,
             search: Search::default(),
             focus: None,
+            block: None,
             overlay: Overlay::None,
             dismissed_action: 0,
             interrupt_armed: false,
@@ -378,7 +410,8 @@ impl State {
                     self.overlay = Overlay::Approval {
                         ids: event_ids.clone(),
                         selected: 0,
-                        deny: None,
+                        draft: None,
+                        error: false,
                     };
                 }
             }
@@ -410,7 +443,15 @@ impl State {
                     h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
                 }
             }
-            EventBody::SessionUpdated { model: Some(m), .. } => h.model = m.clone(),
+            EventBody::SessionUpdated { model, name, .. } => {
+                if let Some(m) = model {
+                    h.model = m.clone();
+                }
+                // Renamed (here or by another client): the status bar follows.
+                if let Some(n) = name {
+                    h.label = n.clone();
+                }
+            }
             _ => {}
         }
     }
@@ -435,7 +476,8 @@ impl State {
         }
     }
 
-    /// Lines of the loaded transcript that contain the query: (item, line).
+    /// Lines of the loaded transcript that contain the query: (item, line). An item whose
+    /// text matches only where it is collapsed (a tool's hidden output) matches on its first line.
     pub fn matches(&self) -> Vec<(usize, usize)> {
         let q = self.search.query.to_ascii_lowercase();
         if q.is_empty() {
@@ -443,52 +485,134 @@ impl State {
         }
         let mut out = Vec::new();
         for (i, item) in self.transcript.items.iter().enumerate() {
+            // Cheap test first: most items don't match and needn't be laid out.
+            if !item.copy_text().to_ascii_lowercase().contains(&q) {
+                continue;
+            }
+            let before = out.len();
             for (l, line) in item.lines(self.width).iter().enumerate() {
                 if line_text(line).to_ascii_lowercase().contains(&q) {
                     out.push((i, l));
                 }
             }
+            if out.len() == before {
+                out.push((i, 0));
+            }
         }
         out
     }
 
-    fn search_step(&mut self, forward: bool) {
+    /// Whether older events not loaded yet might hold more matches.
+    fn more_older(&self) -> bool {
+        self.transcript.has_older && !self.search.exhausted
+    }
+
+    /// The next match going back (older) or forward (newer), wrapping around the loaded
+    /// transcript; going back past the oldest loaded match asks the daemon, which searches the
+    /// whole log.
+    fn search_step(&mut self, forward: bool) -> Vec<Effect> {
+        if self.search.asking {
+            return Vec::new();
+        }
         let all = self.matches();
-        if all.is_empty() {
-            self.notice = Some(format!(
-                "no match for “{}” in the loaded transcript",
-                self.search.query
-            ));
-            return;
-        }
-        let from = self
-            .search
-            .current
-            .unwrap_or(if forward { (0, 0) } else { (usize::MAX, 0) });
-        let next = if self.search.current.is_none() {
-            // First search: the match nearest the bottom (most recent) going back, like less's ?.
-            if forward { all.first() } else { all.last() }
-        } else if forward {
-            all.iter().find(|m| **m > from).or(all.first())
-        } else {
-            all.iter().rev().find(|m| **m < from).or(all.last())
-        };
-        if let Some(&(item, line)) = next {
-            self.search.current = Some((item, line));
-            // Show the match with a little context above it.
-            self.jump_to(item, line);
-            let _ = self.scroll_up(2.min(self.viewport() / 3));
-            if self.scroll == Scroll::Follow {
-                // Near the end: still mark where we are.
-                self.search.current = Some((item, line));
+        let next = match (self.search.current, forward) {
+            (None, _) => all.last().copied(),
+            (Some(from), true) => all.iter().find(|m| **m > from).or(all.first()).copied(),
+            (Some(from), false) => {
+                let older = all.iter().rev().find(|m| **m < from).copied();
+                if older.is_none() && self.more_older() {
+                    return self.ask_older();
+                }
+                older.or(all.last().copied())
             }
-            let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
-            self.notice = Some(format!(
-                "match {idx}/{} for “{}”",
-                all.len(),
-                self.search.query
-            ));
+        };
+        match next {
+            Some(m) => self.show_match(m, &all),
+            None if self.more_older() => return self.ask_older(),
+            None => {
+                self.notice = Some(format!(
+                    "no match for “{}” in this session",
+                    self.search.query
+                ));
+            }
         }
+        Vec::new()
+    }
+
+    fn ask_older(&mut self) -> Vec<Effect> {
+        self.search.asking = true;
+        self.notice = Some(format!(
+            "searching older events for “{}”…",
+            self.search.query
+        ));
+        vec![Effect::SearchOlder {
+            query: self.search.query.clone(),
+            before_seq: self.transcript.first_seq,
+        }]
+    }
+
+    /// The daemon's answer: the newest older match's seq (its page is loaded by now), or none.
+    fn older_match(&mut self, seq: Option<u64>) -> Vec<Effect> {
+        self.search.asking = false;
+        let all = self.matches();
+        let Some(seq) = seq else {
+            self.search.exhausted = true;
+            match all.last() {
+                Some(&m) if self.search.current.is_some() => {
+                    self.show_match(m, &all);
+                    self.notice = Some(format!(
+                        "no older match for “{}”: back to the newest",
+                        self.search.query
+                    ));
+                }
+                Some(&m) => self.show_match(m, &all),
+                None => {
+                    self.notice = Some(format!(
+                        "no match for “{}” in this session",
+                        self.search.query
+                    ));
+                }
+            }
+            return Vec::new();
+        };
+        // The newest match among the items the daemon's page brought in.
+        let found = all
+            .iter()
+            .rev()
+            .find(|(i, _)| {
+                self.transcript.items[*i].seq <= seq && self.transcript.items[*i].seq > 0
+            })
+            .copied();
+        match found {
+            Some(m) if Some(m) < self.search.current || self.search.current.is_none() => {
+                self.show_match(m, &all);
+                Vec::new()
+            }
+            // Its text matched only in what this view doesn't show (say, a tool's raw input):
+            // keep looking further back.
+            _ if seq > 1 => {
+                self.search.asking = true;
+                vec![Effect::SearchOlder {
+                    query: self.search.query.clone(),
+                    before_seq: seq,
+                }]
+            }
+            _ => self.older_match(None),
+        }
+    }
+
+    fn show_match(&mut self, (item, line): (usize, usize), all: &[(usize, usize)]) {
+        self.search.current = Some((item, line));
+        // Show the match with a little context above it.
+        self.jump_to(item, line);
+        let _ = self.scroll_up(2.min(self.viewport() / 3));
+        let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
+        self.notice = Some(format!(
+            "match {idx}/{}{} for “{}”",
+            all.len(),
+            if self.more_older() { "+" } else { "" },
+            self.search.query
+        ));
     }
 
     fn jump_user(&mut self, forward: bool) {
@@ -508,10 +632,12 @@ impl State {
         match found {
             Some(i) => {
                 self.focus = Some(i);
+                self.block = None;
                 self.jump_to(i, 0);
             }
             None if forward => {
                 self.focus = None;
+                self.block = None;
                 self.scroll = Scroll::Follow;
                 self.new_below = 0;
             }
@@ -530,6 +656,7 @@ impl State {
             (Some(i), false) => i.saturating_sub(1),
         };
         self.focus = Some(next);
+        self.block = None;
         let (top, _) = self.anchor();
         if next < top || self.scroll == Scroll::Follow && !forward {
             self.jump_to(next, 0);
@@ -545,6 +672,71 @@ impl State {
                 _ => false,
             })
         })
+    }
+
+    /// Focuses the next (or previous) code block of the transcript, scrolling it into view.
+    fn move_block(&mut self, forward: bool) {
+        let items = &self.transcript.items;
+        let count = |i: usize| items[i].blocks(self.width).len();
+        // Where to look from: the focused block, else the edge of the view.
+        let found = match (self.focus, self.block, forward) {
+            (Some(i), Some(b), true) if b + 1 < count(i) => Some((i, b + 1)),
+            (Some(i), Some(b), false) if b > 0 && b <= count(i) => Some((i, b - 1)),
+            (Some(i), _, true) => {
+                (i + 1..items.len()).find_map(|j| (count(j) > 0).then_some((j, 0)))
+            }
+            (Some(i), _, false) => (0..i.min(items.len()))
+                .rev()
+                .find_map(|j| count(j).checked_sub(1).map(|b| (j, b))),
+            (None, _, true) => {
+                let top = self.anchor().0;
+                (top..items.len()).find_map(|j| (count(j) > 0).then_some((j, 0)))
+            }
+            (None, _, false) => (0..items.len())
+                .rev()
+                .find_map(|j| count(j).checked_sub(1).map(|b| (j, b))),
+        };
+        let Some((item, block)) = found else {
+            self.notice = Some(if forward {
+                "no code block below".into()
+            } else {
+                "no code block above in the loaded transcript".into()
+            });
+            return;
+        };
+        self.focus = Some(item);
+        self.block = Some(block);
+        let rows = self.transcript.items[item].blocks(self.width)[block]
+            .rows
+            .clone();
+        if !self.shows(item, rows.start) || !self.shows(item, rows.end.saturating_sub(1)) {
+            // A line of context above the block.
+            self.jump_to(item, rows.start.saturating_sub(1));
+        }
+    }
+
+    /// Whether row `line` of `item` is on screen now.
+    fn shows(&self, item: usize, line: usize) -> bool {
+        let (mut i, mut l) = self.anchor();
+        let mut left = self.viewport();
+        while left > 0 && i < self.transcript.items.len() {
+            let h = self.item_height(i);
+            if i == item {
+                return line >= l && line < l + left.min(h.saturating_sub(l));
+            }
+            left = left.saturating_sub(h.saturating_sub(l));
+            i += 1;
+            l = 0;
+        }
+        false
+    }
+
+    /// The focused code block: (language, code).
+    pub fn focused_block(&self) -> Option<(String, String)> {
+        let item = self.transcript.items.get(self.focus?)?;
+        let blocks = item.blocks(self.width);
+        let b = blocks.get(self.block?)?;
+        Some((b.lang.clone(), b.code.clone()))
     }
 
     fn history_prev(&mut self) {
@@ -668,13 +860,20 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             s.on_change(c);
         }
         NetMsg::Conn(c) => {
+            // A search in flight died with the connection; N asks again.
+            s.search.asking = false;
             if c == ConnState::Connected && matches!(s.conn, ConnState::Reconnecting { .. }) {
                 s.notice = Some("reconnected".into());
             }
             s.conn = c;
         }
+        // An answer for a search the user has since changed or closed: the events it loaded
+        // stay, the answer is moot.
+        NetMsg::SearchOlder { query, .. } if query != s.search.query || !s.search.asking => {}
+        NetMsg::SearchOlder { seq, .. } => return s.older_match(seq),
         NetMsg::Failed(m) => {
             s.loading_older = false;
+            s.search.asking = false;
             s.notice = Some(m);
         }
     }
@@ -718,20 +917,34 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Approval {
             ids,
             selected,
-            deny: Some(draft),
+            draft: Some(draft),
+            error,
         } => {
+            let error = *error;
             match k.code {
                 KeyCode::Enter => {
                     let Some(id) = ids.get(*selected).cloned() else {
                         return Vec::new();
                     };
-                    let message = draft.trim().to_string();
-                    return answer_call(s, id, false, (!message.is_empty()).then_some(message));
+                    let text = draft.trim().to_string();
+                    take_call(s, &id);
+                    if is_custom(s, &id) {
+                        return vec![Effect::CustomResult {
+                            tool_use_id: id,
+                            text,
+                            is_error: error,
+                        }];
+                    }
+                    return vec![Effect::Confirm {
+                        tool_use_id: id,
+                        allow: false,
+                        deny_message: (!text.is_empty()).then_some(text),
+                    }];
                 }
                 // Back to the choice; nothing was sent.
                 KeyCode::Esc => {
-                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
-                        *deny = None;
+                    if let Overlay::Approval { draft, .. } = &mut s.overlay {
+                        *draft = None;
                     }
                 }
                 KeyCode::Backspace => {
@@ -745,7 +958,8 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Approval {
             ids,
             selected,
-            deny: None,
+            draft: None,
+            ..
         } => {
             let id = ids.get(*selected).cloned();
             match k.code {
@@ -757,27 +971,21 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 | KeyCode::Char('y')
                 | KeyCode::Char('d')
                 | KeyCode::Char('n') => {
-                    let allow = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
+                    let yes = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
                     let Some(id) = id else { return Vec::new() };
-                    let custom = s
-                        .transcript
-                        .items
-                        .iter()
-                        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom));
-                    if custom {
-                        // A custom tool wants a result, not an approval.
-                        s.notice = Some(format!(
-                            "answer it with `tether tool-result {} {id} --json '...'`",
-                            s.header.label
-                        ));
-                        return Vec::new();
+                    if yes && !is_custom(s, &id) {
+                        take_call(s, &id);
+                        return vec![Effect::Confirm {
+                            tool_use_id: id,
+                            allow: true,
+                            deny_message: None,
+                        }];
                     }
-                    if allow {
-                        return answer_call(s, id, true, None);
-                    }
-                    // A denial first asks why (optional; Enter sends it as it is).
-                    if let Overlay::Approval { deny, .. } = &mut s.overlay {
-                        *deny = Some(String::new());
+                    // A denial asks why (optional; Enter sends it as it is); a custom tool
+                    // asks for its result (an error one after `n`).
+                    if let Overlay::Approval { draft, error, .. } = &mut s.overlay {
+                        *draft = Some(String::new());
+                        *error = !yes;
                     }
                 }
                 KeyCode::Esc => {
@@ -798,7 +1006,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             KeyCode::Enter => {
                 s.search.editing = false;
                 s.search.current = None;
-                s.search_step(false);
+                return s.search_step(false);
             }
             KeyCode::Esc => {
                 s.search = Search::default();
@@ -820,6 +1028,8 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         (KeyCode::Esc, _) => {
             if !s.search.query.is_empty() {
                 s.search = Search::default();
+            } else if s.block.is_some() {
+                s.block = None;
             } else if s.focus.is_some() {
                 s.focus = None;
             } else if s.is_running() && !s.read_only {
@@ -885,7 +1095,10 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             }
             Vec::new()
         }
-        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager(transcript_text(s))],
+        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager {
+            text: transcript_text(s),
+            older_than: s.transcript.has_older.then_some(s.transcript.first_seq),
+        }],
         (KeyCode::Char('m'), KeyModifiers::ALT) | (KeyCode::F(2), _) => {
             s.mouse_capture = !s.mouse_capture;
             s.notice = Some(if s.mouse_capture {
@@ -910,14 +1123,18 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             };
             Vec::new()
         }
+        (KeyCode::Char('['), KeyModifiers::NONE) if empty => {
+            s.move_block(false);
+            s.maybe_load_older()
+        }
+        (KeyCode::Char(']'), KeyModifiers::NONE) if empty => {
+            s.move_block(true);
+            Vec::new()
+        }
         (KeyCode::Char('n'), KeyModifiers::NONE) if empty && !s.search.query.is_empty() => {
-            s.search_step(true);
-            Vec::new()
+            s.search_step(true)
         }
-        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => {
-            s.search_step(false);
-            Vec::new()
-        }
+        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => s.search_step(false),
         // Plain y copies only while browsing (else it is a letter to type); alt-y always.
         (KeyCode::Char('y'), m)
             if m == KeyModifiers::ALT
@@ -927,6 +1144,19 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                         || s.scroll != Scroll::Follow
                         || !s.search.query.is_empty()) =>
         {
+            if let Some((lang, code)) = s.focused_block() {
+                let lines = code.lines().count();
+                s.notice = Some(format!(
+                    "copied the {}code block ({lines} line{}) to the clipboard (OSC 52)",
+                    if lang.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{lang} ")
+                    },
+                    if lines == 1 { "" } else { "s" }
+                ));
+                return vec![Effect::Copy(code)];
+            }
             match s.target(false).and_then(|i| s.transcript.items.get(i)) {
                 Some(item) => {
                     s.notice = Some("copied to the clipboard (OSC 52)".into());
@@ -952,6 +1182,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             s.scroll = Scroll::Follow;
             s.new_below = 0;
             s.focus = None;
+            s.block = None;
             if s.is_running() {
                 s.notice = Some("queued: the agent reads it when the current step ends".into());
             }
@@ -981,48 +1212,49 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
     }
 }
 
-/// The whole loaded transcript as plain text (for $PAGER).
+/// The loaded transcript as plain text (for $PAGER; the part not loaded is fetched then).
 pub fn transcript_text(s: &State) -> String {
     let mut out = String::new();
-    let width = 100;
-    if s.transcript.has_older {
-        out.push_str(&format!(
-            "[events before seq {} are not loaded; `tether logs {}` prints the whole log]\n\n",
-            s.transcript.first_seq, s.header.id
-        ));
-    }
     for item in &s.transcript.items {
-        for line in super::view::items::render(item, width) {
-            out.push_str(line_text(&line).trim_end());
-            out.push('\n');
-        }
+        item_text(item, &mut out);
     }
     out
 }
 
-/// Sends the answer to call `id` and takes it off the modal (closed when none is left).
-fn answer_call(
-    s: &mut State,
-    id: String,
-    allow: bool,
-    deny_message: Option<String>,
-) -> Vec<Effect> {
+/// Width of the text the pager gets.
+pub const PAGER_WIDTH: usize = 100;
+
+/// One item as plain text lines.
+pub fn item_text(item: &super::transcript::Item, out: &mut String) {
+    for line in super::view::items::render(item, PAGER_WIDTH) {
+        out.push_str(line_text(&line).trim_end());
+        out.push('\n');
+    }
+}
+
+/// Takes an answered call off the modal (closed when none is left).
+fn take_call(s: &mut State, id: &str) {
     if let Overlay::Approval {
         ids,
         selected,
-        deny,
+        draft,
+        error,
     } = &mut s.overlay
     {
-        ids.retain(|i| *i != id);
+        ids.retain(|i| i != id);
         *selected = 0;
-        *deny = None;
+        *draft = None;
+        *error = false;
         if ids.is_empty() {
             s.overlay = Overlay::None;
         }
     }
-    vec![Effect::Confirm {
-        tool_use_id: id,
-        allow,
-        deny_message,
-    }]
+}
+
+/// A custom tool call (it wants a result from the client, not an approval).
+pub fn is_custom(s: &State, id: &str) -> bool {
+    s.transcript
+        .items
+        .iter()
+        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom))
 }

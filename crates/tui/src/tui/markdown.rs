@@ -1,15 +1,24 @@
 //! Assistant markdown → wrapped, styled lines. Headings, lists, emphasis, links, inline code,
-//! quotes and fenced code blocks (with a gutter, so the code stays visible without colour, and a
-//! small keyword highlighter instead of a full grammar engine to keep the build lean).
+//! quotes and fenced code blocks (with a gutter, so the code stays visible without colour, and
+//! syntax highlighting from highlight.rs).
 
 use pulldown_cmark::{CodeBlockKind, Event as Md, HeadingLevel, Options, Parser, Tag, TagEnd};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 
-use super::wrap::{Seg, hard_wrap, wrap};
+use super::highlight;
+use super::wrap::{Seg, hard_wrap_segs, wrap};
 
-/// Renders `text` at `width` cells.
-pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
+/// A fenced (or indented) code block of a message, and the rows it was drawn on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeBlock {
+    pub lang: String,
+    pub code: String,
+    pub rows: std::ops::Range<usize>,
+}
+
+/// Renders `text` at `width` cells; also returns the code blocks it drew.
+pub fn render_blocks(text: &str, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
     let mut r = Renderer {
         width,
         out: Vec::new(),
@@ -19,6 +28,7 @@ pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
         quote: 0,
         code: None,
         item_prefix: None,
+        blocks: Vec::new(),
     };
     let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES;
     for ev in Parser::new_ext(text, opts) {
@@ -28,7 +38,7 @@ pub fn render(text: &str, width: usize) -> Vec<Line<'static>> {
     while r.out.last().is_some_and(|l| l.width() == 0) {
         r.out.pop();
     }
-    r.out
+    (r.out, r.blocks)
 }
 
 struct Renderer {
@@ -43,6 +53,7 @@ struct Renderer {
     code: Option<(String, String)>,
     /// Marker of the list item whose first line is pending.
     item_prefix: Option<String>,
+    blocks: Vec<CodeBlock>,
 }
 
 impl Renderer {
@@ -198,8 +209,14 @@ impl Renderer {
             TagEnd::CodeBlock => {
                 if let Some((lang, text)) = self.code.take() {
                     let indent = self.indent();
+                    let start = self.out.len();
                     self.out
                         .extend(code_block(&text, &lang, self.width, &indent));
+                    self.blocks.push(CodeBlock {
+                        code: text.trim_end_matches('\n').to_string(),
+                        lang,
+                        rows: start..self.out.len(),
+                    });
                 }
                 self.blank();
             }
@@ -235,165 +252,9 @@ pub fn code_block(text: &str, lang: &str, width: usize, indent: &str) -> Vec<Lin
         out.push(Line::styled(format!("{indent}╭ {lang}"), dim));
     }
     let gutter = vec![(format!("{indent}│ "), dim)];
-    for line in text.trim_end_matches('\n').split('\n') {
-        let segs = highlight(line, lang);
-        // Code is not word-wrapped: long lines break at the edge, like in a terminal.
-        let mut rows = Vec::new();
-        let joined: String = segs.iter().map(|(t, _)| t.as_str()).collect();
-        if segs.len() <= 1 {
-            rows.extend(hard_wrap(
-                &joined,
-                segs.first().map(|s| s.1).unwrap_or_default(),
-                width,
-                &gutter,
-            ));
-        } else {
-            rows.extend(wrap(&segs, width, &gutter, &gutter));
-        }
-        out.extend(rows);
-    }
-    out
-}
-
-const KEYWORDS: &[&str] = &[
-    "fn",
-    "let",
-    "mut",
-    "if",
-    "else",
-    "for",
-    "while",
-    "loop",
-    "return",
-    "match",
-    "struct",
-    "enum",
-    "impl",
-    "use",
-    "pub",
-    "mod",
-    "trait",
-    "type",
-    "where",
-    "async",
-    "await",
-    "move",
-    "const",
-    "static",
-    "break",
-    "continue",
-    "in",
-    "def",
-    "class",
-    "import",
-    "from",
-    "as",
-    "with",
-    "try",
-    "except",
-    "finally",
-    "raise",
-    "lambda",
-    "yield",
-    "function",
-    "var",
-    "new",
-    "export",
-    "package",
-    "func",
-    "go",
-    "defer",
-    "interface",
-    "true",
-    "false",
-    "None",
-    "True",
-    "False",
-    "null",
-    "nil",
-    "self",
-    "Self",
-    "then",
-    "do",
-    "done",
-    "fi",
-    "esac",
-    "echo",
-    "elif",
-    "case",
-    "switch",
-    "default",
-];
-
-/// Keywords, strings, numbers and comments: enough to read code at a glance.
-fn highlight(line: &str, lang: &str) -> Vec<Seg> {
-    let kw = Style::default().fg(Color::Magenta);
-    let string = Style::default().fg(Color::Green);
-    let number = Style::default().fg(Color::Cyan);
-    let comment = Style::default().add_modifier(Modifier::DIM | Modifier::ITALIC);
-    let plain = Style::default();
-    let hash_comments = matches!(
-        lang,
-        "sh" | "bash" | "shell" | "zsh" | "python" | "py" | "ruby" | "rb" | "toml" | "yaml" | "yml"
-    );
-    let mut out: Vec<Seg> = Vec::new();
-    let mut push = |t: &str, s: Style| {
-        if let Some(last) = out.last_mut()
-            && last.1 == s
-        {
-            last.0.push_str(t);
-        } else {
-            out.push((t.to_string(), s));
-        }
-    };
-    let chars: Vec<(usize, char)> = line.char_indices().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let (at, c) = chars[i];
-        let rest = &line[at..];
-        if rest.starts_with("//")
-            || (hash_comments && c == '#')
-            || rest.starts_with("--") && lang == "sql"
-        {
-            push(rest, comment);
-            break;
-        }
-        if c == '"' || c == '\'' || c == '`' {
-            let mut j = i + 1;
-            while j < chars.len() && chars[j].1 != c {
-                if chars[j].1 == '\\' {
-                    j += 1;
-                }
-                j += 1;
-            }
-            let end = chars.get(j + 1).map(|x| x.0).unwrap_or(line.len());
-            push(&line[at..end], string);
-            i = j + 1;
-            continue;
-        }
-        if c.is_alphanumeric() || c == '_' {
-            let mut j = i;
-            while j < chars.len() && (chars[j].1.is_alphanumeric() || chars[j].1 == '_') {
-                j += 1;
-            }
-            let end = chars.get(j).map(|x| x.0).unwrap_or(line.len());
-            let word = &line[at..end];
-            let style = if c.is_ascii_digit() {
-                number
-            } else if KEYWORDS.contains(&word) {
-                kw
-            } else {
-                plain
-            };
-            push(word, style);
-            i = j;
-            continue;
-        }
-        push(&line[at..at + c.len_utf8()], plain);
-        i += 1;
-    }
-    if out.is_empty() {
-        out.push((String::new(), plain));
+    // Code is not word-wrapped: long lines break at the edge, like in a terminal.
+    for segs in highlight::highlight(text.trim_end_matches('\n'), lang).iter() {
+        out.extend(hard_wrap_segs(segs, width, &gutter));
     }
     out
 }
@@ -404,7 +265,7 @@ mod tests {
     use crate::tui::wrap::line_text;
 
     fn plain(md: &str, w: usize) -> Vec<String> {
-        render(md, w).iter().map(line_text).collect()
+        render_blocks(md, w).0.iter().map(line_text).collect()
     }
 
     #[test]
@@ -432,18 +293,5 @@ mod tests {
     #[test]
     fn list_items_wrap_under_their_text() {
         assert_eq!(plain("- aaa bbb ccc", 8), vec!["• aaa", "  bbb", "  ccc"]);
-    }
-
-    #[test]
-    fn keywords_strings_and_comments_get_styles() {
-        let segs = highlight("let s = \"x\"; // hi", "rust");
-        let kinds: Vec<(&str, Style)> = segs.iter().map(|(t, s)| (t.as_str(), *s)).collect();
-        assert_eq!(kinds[0], ("let", Style::default().fg(Color::Magenta)));
-        assert!(
-            kinds
-                .iter()
-                .any(|(t, s)| *t == "\"x\"" && s.fg == Some(Color::Green))
-        );
-        assert!(kinds.last().unwrap().0.starts_with("// hi"));
     }
 }

@@ -3,9 +3,11 @@
 //! model in transcript.rs, the daemon connection in net.rs, the terminal loop in run.rs.
 
 pub mod app;
+pub mod highlight;
 pub mod keys;
 pub mod markdown;
 pub mod net;
+pub mod palette;
 pub mod picker;
 pub mod run;
 pub mod transcript;
@@ -95,6 +97,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                 });
                 let create = Call::SessionCreate(CreateSession {
                     name: opt(&form.name),
+                    agent: opt(&form.agent),
                     model: opt(&form.model),
                     dir,
                     ..CreateSession::default()

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, EventPage, Order, ReadEvents, SendMessage, SessionParams, ToolConfirm,
+    Attach, CustomToolResult, EventPage, Order, ReadEvents, SearchEvents, SendMessage,
+    SessionParams, ToolConfirm,
 };
 use tether_proto::{
     Call, ConfirmationResult, ContentBlock, ErrorCode, Paths, ServerFrame, SessionInfo,
@@ -25,7 +26,16 @@ pub enum Cmd {
         allow: bool,
         deny_message: Option<String>,
     },
+    CustomResult {
+        tool_use_id: String,
+        text: String,
+        is_error: bool,
+    },
     LoadOlder {
+        before_seq: u64,
+    },
+    SearchOlder {
+        query: String,
         before_seq: u64,
     },
 }
@@ -214,6 +224,59 @@ async fn session(
     }
 }
 
+/// Events loaded above a match found by the daemon, so it shows with some context.
+const SEARCH_CONTEXT: u64 = 3;
+
+/// Asks the daemon for the newest match older than `before_seq`; when there is one, loads
+/// everything from just above it up to what the view has (one contiguous transcript), then says
+/// where it is.
+async fn search_older(
+    c: &mut Client,
+    id: &str,
+    query: String,
+    before_seq: u64,
+    out: &UnboundedSender<NetMsg>,
+) -> Result<(), ClientError> {
+    let page: EventPage = c
+        .call_as(Call::SessionSearch(SearchEvents {
+            session: id.to_string(),
+            query: query.clone(),
+            before_seq: Some(before_seq),
+            limit: 1,
+        }))
+        .await?;
+    let Some(seq) = page.data.first().map(|e| e.seq) else {
+        let _ = out.send(NetMsg::SearchOlder { query, seq: None });
+        return Ok(());
+    };
+    let mut events = Vec::new();
+    let mut after = seq.saturating_sub(SEARCH_CONTEXT + 1);
+    loop {
+        let page: EventPage = c
+            .call_as(Call::SessionEvents(ReadEvents {
+                session: id.to_string(),
+                after_seq: Some(after),
+                before_seq: Some(before_seq),
+                limit: 5000,
+                order: Order::Asc,
+            }))
+            .await?;
+        after = page.data.last().map(|e| e.seq).unwrap_or(after);
+        let done = page.next.is_none() || page.data.is_empty();
+        events.extend(page.data);
+        if done {
+            break;
+        }
+    }
+    let has_older = events.first().is_some_and(|e| e.seq > 1);
+    let _ = out.send(NetMsg::Older { events, has_older });
+    let _ = out.send(NetMsg::SearchOlder {
+        query,
+        seq: Some(seq),
+    });
+    Ok(())
+}
+
 async fn run_cmd(
     c: &mut Client,
     id: &str,
@@ -221,6 +284,15 @@ async fn run_cmd(
     out: &UnboundedSender<NetMsg>,
 ) -> Result<(), ClientError> {
     let session = id.to_string();
+    if let Cmd::SearchOlder { query, before_seq } = cmd {
+        return match search_older(c, id, query, before_seq, out).await {
+            Err(e) if !lost(&e) => {
+                let _ = out.send(NetMsg::Failed(format!("search failed: {e}")));
+                Ok(())
+            }
+            r => r,
+        };
+    }
     let call = match &cmd {
         Cmd::Send(text) => Call::SessionSend(SendMessage {
             session,
@@ -242,6 +314,16 @@ async fn run_cmd(
             },
             deny_message: deny_message.clone(),
         }),
+        Cmd::CustomResult {
+            tool_use_id,
+            text,
+            is_error,
+        } => Call::CustomToolResult(CustomToolResult {
+            session,
+            custom_tool_use_id: tool_use_id.clone(),
+            content: vec![ContentBlock::text(text.clone())],
+            is_error: *is_error,
+        }),
         Cmd::LoadOlder { before_seq } => Call::SessionEvents(ReadEvents {
             session,
             after_seq: None,
@@ -249,6 +331,7 @@ async fn run_cmd(
             limit: PAGE,
             order: Order::Desc,
         }),
+        Cmd::SearchOlder { .. } => return Ok(()),
     };
     match c.call(call).await {
         Ok(v) => {

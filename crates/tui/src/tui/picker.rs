@@ -1,5 +1,6 @@
 //! The session picker (`tether` alone): state and its pure update.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -9,6 +10,8 @@ use tether_proto::SessionInfo;
 pub enum PickerMsg {
     Key(KeyEvent),
     Sessions(Vec<SessionInfo>),
+    /// Agent names by id (sessions pin an agent by id).
+    Agents(HashMap<String, String>),
     Failed(String),
     Tick(SystemTime),
 }
@@ -19,27 +22,39 @@ pub enum PickerEffect {
     Create(NewSession),
     Archive(String),
     Delete(String),
-    Refresh,
+    Rename { id: String, name: String },
     Quit,
+}
+
+/// The new name being typed for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renaming {
+    pub id: String,
+    /// What the session is called now (shown in the prompt).
+    pub from: String,
+    pub name: String,
 }
 
 /// The new-session form: each field optional (the daemon's defaults apply).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewSession {
     pub name: String,
+    /// `NAME[@VERSION]`.
+    pub agent: String,
     pub model: String,
     pub dir: String,
-    /// The field being typed into: 0 name, 1 model, 2 dir.
+    /// The field being typed into: an index into `LABELS`.
     pub field: usize,
 }
 
 impl NewSession {
-    pub const LABELS: [&'static str; 3] = ["name", "model", "directory"];
+    pub const LABELS: [&'static str; 4] = ["name", "agent", "model", "directory"];
 
     fn field_mut(&mut self) -> &mut String {
         match self.field {
             0 => &mut self.name,
-            1 => &mut self.model,
+            1 => &mut self.agent,
+            2 => &mut self.model,
             _ => &mut self.dir,
         }
     }
@@ -47,7 +62,8 @@ impl NewSession {
     pub fn value(&self, field: usize) -> &str {
         match field {
             0 => &self.name,
-            1 => &self.model,
+            1 => &self.agent,
+            2 => &self.model,
             _ => &self.dir,
         }
     }
@@ -56,6 +72,7 @@ impl NewSession {
 #[derive(Debug, Default)]
 pub struct Picker {
     pub sessions: Vec<SessionInfo>,
+    pub agents: HashMap<String, String>,
     pub loaded: bool,
     pub filter: String,
     pub selected: usize,
@@ -63,13 +80,14 @@ pub struct Picker {
     pub confirm_delete: Option<String>,
     /// The name being typed for a new session.
     pub creating: Option<NewSession>,
+    pub renaming: Option<Renaming>,
     pub notice: Option<String>,
     pub spinner: usize,
     pub now: Option<SystemTime>,
 }
 
 impl Picker {
-    /// Sessions matching the filter (name, id, title or model contain it).
+    /// Sessions matching the filter (name, id, title, model or agent contain it).
     pub fn visible(&self) -> Vec<&SessionInfo> {
         let f = self.filter.to_lowercase();
         self.sessions
@@ -81,12 +99,19 @@ impl Picker {
                         s.name.as_ref(),
                         s.title.as_ref(),
                         Some(&s.model),
+                        self.agent_name(s),
                     ]
                     .into_iter()
                     .flatten()
                     .any(|t| t.to_lowercase().contains(&f))
             })
             .collect()
+    }
+
+    /// The name of the agent a session pinned, when it is not the default one.
+    pub fn agent_name(&self, s: &SessionInfo) -> Option<&String> {
+        let name = self.agents.get(&s.agent.as_ref()?.id)?;
+        (name != "default").then_some(name)
     }
 
     fn current(&self) -> Option<&SessionInfo> {
@@ -109,6 +134,10 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
             if let Some(id) = keep {
                 p.selected = p.visible().iter().position(|s| s.id == id).unwrap_or(0);
             }
+            Vec::new()
+        }
+        PickerMsg::Agents(names) => {
+            p.agents = names;
             Vec::new()
         }
         PickerMsg::Failed(m) => {
@@ -136,12 +165,44 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
                 return vec![PickerEffect::Create(form)];
             }
             KeyCode::Esc => p.creating = None,
-            KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % 3,
-            KeyCode::BackTab | KeyCode::Up => form.field = (form.field + 2) % 3,
+            KeyCode::Tab | KeyCode::Down => {
+                form.field = (form.field + 1) % NewSession::LABELS.len()
+            }
+            KeyCode::BackTab | KeyCode::Up => {
+                form.field = (form.field + NewSession::LABELS.len() - 1) % NewSession::LABELS.len()
+            }
             KeyCode::Backspace => {
                 form.field_mut().pop();
             }
             KeyCode::Char(c) if !ctrl && !c.is_whitespace() => form.field_mut().push(c),
+            _ => {}
+        }
+        return Vec::new();
+    }
+    if let Some(r) = &mut p.renaming {
+        match k.code {
+            KeyCode::Enter => {
+                let r = r.clone();
+                p.renaming = None;
+                if r.name.trim().is_empty() || r.name == r.from {
+                    p.notice = Some("not renamed".into());
+                    return Vec::new();
+                }
+                p.notice = Some(format!("renaming {} to {}…", r.from, r.name));
+                return vec![PickerEffect::Rename {
+                    id: r.id,
+                    name: r.name,
+                }];
+            }
+            KeyCode::Esc => {
+                p.renaming = None;
+                p.notice = Some("not renamed".into());
+            }
+            KeyCode::Backspace => {
+                r.name.pop();
+            }
+            // Names are one word (letters, digits, - _ .); the daemon explains the rules.
+            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => r.name.push(c),
             _ => {}
         }
         return Vec::new();
@@ -207,7 +268,17 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             }
             Vec::new()
         }
-        KeyCode::Char('r') if ctrl => vec![PickerEffect::Refresh],
+        KeyCode::Char('r') if ctrl => {
+            if let Some(s) = p.current() {
+                let from = s.name.clone().unwrap_or_else(|| s.id.clone());
+                p.renaming = Some(Renaming {
+                    id: s.id.clone(),
+                    name: s.name.clone().unwrap_or_default(),
+                    from,
+                });
+            }
+            Vec::new()
+        }
         KeyCode::Backspace => {
             p.filter.pop();
             p.selected = 0;

@@ -26,6 +26,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::app::{Effect, Msg, NetMsg, State, update};
 use super::keys::Keys;
 use super::net::{self, Cmd};
+use super::palette;
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
 use crate::client::Client;
@@ -37,7 +38,7 @@ pub type Term = Terminal<CrosstermBackend<Stdout>>;
 /// The terminal in TUI mode; dropping it restores the shell's terminal.
 pub struct Tui {
     pub term: Term,
-    pub no_color: bool,
+    pub depth: palette::Depth,
 }
 
 fn restore() {
@@ -54,6 +55,7 @@ fn restore() {
 
 impl Tui {
     pub fn enter() -> std::io::Result<Tui> {
+        super::highlight::warm();
         // A panic must leave a usable shell: restore first, then the normal report.
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -80,17 +82,15 @@ impl Tui {
         let term = Terminal::new(CrosstermBackend::new(out))?;
         Ok(Tui {
             term,
-            no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            depth: palette::detect(|k| std::env::var(k).ok()),
         })
     }
 
     fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame<'_>)) -> std::io::Result<()> {
-        let no_color = self.no_color;
+        let depth = self.depth;
         self.term.draw(|frame| {
             f(frame);
-            if no_color {
-                view::strip_colors(frame.buffer_mut());
-            }
+            palette::apply(frame.buffer_mut(), depth);
         })?;
         Ok(())
     }
@@ -148,25 +148,41 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
-/// Hands the terminal to `$PAGER` with the transcript, then takes it back.
-fn pager(tui: &mut Tui, text: &str, mouse: bool) -> std::io::Result<()> {
+/// Hands the terminal to `$PAGER` with the whole transcript, then takes it back. Events older
+/// than what the view has loaded are fetched and rendered page by page while the pager reads
+/// (so a 100k-event log never sits in memory at once), then the loaded part follows.
+async fn pager(
+    tui: &mut Tui,
+    text: &str,
+    older: Option<(&Paths, &str, u64)>,
+    mouse: bool,
+) -> std::io::Result<()> {
     restore();
     let pager = std::env::var("PAGER")
         .ok()
         .filter(|p| !p.trim().is_empty())
         .unwrap_or_else(|| "less -R".into());
-    let result = std::process::Command::new("sh")
+    let result = match std::process::Command::new("sh")
         .arg("-c")
         .arg(&pager)
         .stdin(std::process::Stdio::piped())
         .spawn()
-        .and_then(|mut child| {
+    {
+        Ok(mut child) => {
             if let Some(mut stdin) = child.stdin.take() {
-                // A pager quit early closes the pipe; that's fine.
-                let _ = stdin.write_all(text.as_bytes());
+                // A pager quit early closes the pipe: then there is nothing more to write.
+                let more = match older {
+                    Some((paths, id, before)) => write_older(&mut stdin, paths, id, before).await,
+                    None => Ok(()),
+                };
+                if more.is_ok() {
+                    let _ = stdin.write_all(text.as_bytes());
+                }
             }
-            child.wait()
-        });
+            child.wait().map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
     enable_raw_mode()?;
     execute!(
         std::io::stdout(),
@@ -185,7 +201,74 @@ fn pager(tui: &mut Tui, text: &str, mouse: bool) -> std::io::Result<()> {
     )?;
     tui.term
         .draw(|f| f.render_widget(ratatui::widgets::Clear, f.area()))?;
-    result.map(|_| ())
+    result
+}
+
+/// Items kept back at most while waiting for a tool call's result (a call that never got one
+/// must not hold the whole log in memory).
+const PAGER_HOLD: usize = 2000;
+
+/// Writes the events before seq `before` as transcript text, oldest first. Err only when the
+/// pager stopped reading.
+async fn write_older(
+    out: &mut impl Write,
+    paths: &Paths,
+    id: &str,
+    before: u64,
+) -> std::io::Result<()> {
+    let note = |e: &dyn std::fmt::Display| {
+        format!(
+            "[the events before seq {before} could not be loaded ({e}); `tether logs {id}` prints them]\n\n"
+        )
+    };
+    let mut c = match Client::connect_existing(paths).await {
+        Ok(c) => c,
+        Err(e) => return out.write_all(note(&e).as_bytes()),
+    };
+    let mut rolling = super::transcript::Transcript::default();
+    let mut after = 0;
+    loop {
+        let page: tether_proto::method::EventPage = match c
+            .call_as(tether_proto::Call::SessionEvents(
+                tether_proto::method::ReadEvents {
+                    session: id.to_string(),
+                    after_seq: Some(after),
+                    before_seq: Some(before),
+                    limit: 1000,
+                    order: tether_proto::method::Order::Asc,
+                },
+            ))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return out.write_all(note(&e).as_bytes()),
+        };
+        for e in &page.data {
+            rolling.push_event(e);
+            after = e.seq;
+        }
+        let done = page.next.is_none() || page.data.is_empty();
+        // Everything up to a call still waiting for its result (in a later page) is final.
+        let ready = if done {
+            rolling.items.len()
+        } else {
+            let waiting = rolling.items.iter().position(
+                |i| matches!(&i.body, super::transcript::Body::Tool(c) if c.result.is_none()),
+            );
+            match waiting {
+                Some(w) if rolling.items.len() - w < PAGER_HOLD => w,
+                _ => rolling.items.len(),
+            }
+        };
+        let mut text = String::new();
+        for item in rolling.items.drain(..ready) {
+            super::app::item_text(&item, &mut text);
+        }
+        out.write_all(text.as_bytes())?;
+        if done {
+            return Ok(());
+        }
+    }
 }
 
 /// The session view until the user detaches (or the terminal goes away).
@@ -198,7 +281,7 @@ pub async fn session(
     keys: Keys,
 ) -> std::io::Result<Exit> {
     let (net_tx, mut net_rx) = unbounded_channel();
-    let cmd = net::spawn(client, paths, info.clone(), read_only, net_tx);
+    let cmd = net::spawn(client, paths.clone(), info.clone(), read_only, net_tx);
     let size = tui.term.size()?;
     let mut s = State::new(&info.id, keys, read_only, size.width, size.height);
     s.now = SystemTime::now();
@@ -247,15 +330,31 @@ pub async fn session(
                         deny_message,
                     })
                     .is_ok(),
+                Effect::CustomResult {
+                    tool_use_id,
+                    text,
+                    is_error,
+                } => cmd
+                    .send(Cmd::CustomResult {
+                        tool_use_id,
+                        text,
+                        is_error,
+                    })
+                    .is_ok(),
                 Effect::LoadOlder { before_seq } => cmd.send(Cmd::LoadOlder { before_seq }).is_ok(),
+                Effect::SearchOlder { query, before_seq } => {
+                    cmd.send(Cmd::SearchOlder { query, before_seq }).is_ok()
+                }
                 Effect::Copy(text) => {
                     osc52(&text);
                     true
                 }
-                Effect::Pager(text) => {
+                Effect::Pager { text, older_than } => {
                     // The event stream would steal the pager's keys: drop it while the pager runs.
                     drop(events);
-                    let r = pager(tui, &text, s.mouse_capture);
+                    let id = s.header.id.clone();
+                    let older = older_than.map(|b| (&paths, id.as_str(), b));
+                    let r = pager(tui, &text, older, s.mouse_capture).await;
                     events = EventStream::new();
                     if let Err(e) = r {
                         s.notice = Some(format!("pager failed: {e} (set $PAGER)"));
@@ -315,7 +414,13 @@ pub async fn picker(
                 Some(Err(_)) | None => return Ok(Choice::Quit),
             },
             _ = refresh.tick() => match list(c).await {
-                Ok(l) => PickerMsg::Sessions(l),
+                Ok(l) => {
+                    // Names of the agents sessions pin (by id); the list works without them.
+                    if let Ok(names) = agent_names(c).await {
+                        super::picker::update(&mut p, PickerMsg::Agents(names));
+                    }
+                    PickerMsg::Sessions(l)
+                }
                 Err(e) => PickerMsg::Failed(e),
             },
             _ = spin.tick(), if p.any_running() => PickerMsg::Tick(SystemTime::now()),
@@ -327,7 +432,20 @@ pub async fn picker(
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
-                PickerEffect::Refresh => {}
+                PickerEffect::Rename { id, name } => match c
+                    .call(tether_proto::Call::SessionUpdate(
+                        tether_proto::method::UpdateSession {
+                            session: id,
+                            model: None,
+                            max_cost_usd: None,
+                            name: Some(name.clone()),
+                        },
+                    ))
+                    .await
+                {
+                    Ok(_) => p.notice = Some(format!("renamed to {name}")),
+                    Err(e) => p.notice = Some(e.to_string()),
+                },
                 PickerEffect::Archive(id) => {
                     if let Err(e) = c
                         .call(tether_proto::Call::SessionArchive(
@@ -356,6 +474,18 @@ pub async fn picker(
             }
         }
     }
+}
+
+async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String, String>, String> {
+    let v = c
+        .call(tether_proto::Call::AgentList(
+            tether_proto::method::ListAgents { all: true },
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let agents: Vec<tether_proto::agent::Agent> =
+        serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())?;
+    Ok(agents.into_iter().map(|a| (a.id, a.spec.name)).collect())
 }
 
 async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {

@@ -522,11 +522,11 @@ fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
     );
     // The other call is still there; esc in the prompt goes back without sending.
     assert!(
-        matches!(&s.overlay, Overlay::Approval { ids, deny: None, .. } if ids == &["sevt_0004".to_string()])
+        matches!(&s.overlay, Overlay::Approval { ids, draft: None, .. } if ids == &["sevt_0004".to_string()])
     );
     key(&mut s, KeyCode::Char('n'));
     assert!(key(&mut s, KeyCode::Esc).is_empty());
-    assert!(matches!(&s.overlay, Overlay::Approval { deny: None, .. }));
+    assert!(matches!(&s.overlay, Overlay::Approval { draft: None, .. }));
     // An empty reason denies without a message.
     key(&mut s, KeyCode::Char('n'));
     assert_eq!(
@@ -827,7 +827,22 @@ fn sessions() -> Vec<SessionInfo> {
     let mut c = info("bench", SessionStatus::Idle, 7);
     c.stop_reason = Some(StopReason::RetriesExhausted);
     c.updated_at = "2026-11-25T07:00:00Z".into();
+    a.agent = Some(tether_proto::session::AgentPin {
+        id: "agent_coder".into(),
+        version: 2,
+    });
+    b.agent = Some(tether_proto::session::AgentPin {
+        id: "agent_default".into(),
+        version: 1,
+    });
     vec![a, b, c]
+}
+
+fn agent_names() -> std::collections::HashMap<String, String> {
+    [("agent_coder", "coder"), ("agent_default", "default")]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
 }
 
 #[test]
@@ -839,8 +854,25 @@ fn snapshot_picker_empty_and_with_sessions() {
         };
         super::picker::update(&mut p, PickerMsg::Sessions(Vec::new()));
         insta::assert_snapshot!(format!("picker_empty_{w}x{h}"), picker_frame(&p, w, h));
+        super::picker::update(&mut p, PickerMsg::Agents(agent_names()));
         super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
         insta::assert_snapshot!(format!("picker_sessions_{w}x{h}"), picker_frame(&p, w, h));
+        // Typing an agent's name filters by it.
+        for c in "coder".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        assert_eq!(p.visible().len(), 1);
+        picker_key(&mut p, KeyCode::Esc, KeyModifiers::NONE);
+        // The new-session form.
+        picker_key(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
+        for c in "fix-ci".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+        for c in "coder".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        insta::assert_snapshot!(format!("picker_new_{w}x{h}"), picker_frame(&p, w, h));
     }
 }
 
@@ -873,9 +905,13 @@ fn picker_filters_by_typing_attaches_and_confirms_deletes() {
         k(&mut p, KeyCode::Esc, KeyModifiers::NONE),
         vec![PickerEffect::Quit]
     );
-    // Create: name, tab, model, tab, directory.
+    // Create: name, tab, agent, tab, model, tab, directory.
     k(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
     for c in "new1".chars() {
+        k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    for c in "coder@2".chars() {
         k(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
     }
     k(&mut p, KeyCode::Tab, KeyModifiers::NONE);
@@ -886,6 +922,7 @@ fn picker_filters_by_typing_attaches_and_confirms_deletes() {
     assert!(picker_frame(&p, 80, 24).contains("▶ directory /tmp/w"));
     let expected = super::picker::NewSession {
         name: "new1".into(),
+        agent: "coder@2".into(),
         dir: "/tmp/w".into(),
         ..Default::default()
     };
@@ -1035,11 +1072,14 @@ fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it(
 #[test]
 fn no_color_strips_every_colour_but_keeps_the_text() {
     let mut s = state(80, 24);
-    feed(&mut s, &[user(1, "hi"), agent(2, "`code`")]);
+    feed(
+        &mut s,
+        &[user(1, "hi"), agent(2, "`code`"), agent(3, CODE_ANSWER)],
+    );
     let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
     t.draw(|f| {
         view::draw_session(f, &s);
-        view::strip_colors(f.buffer_mut());
+        super::palette::apply(f.buffer_mut(), super::palette::Depth::None);
     })
     .unwrap();
     let buf = t.backend().buffer();
@@ -1064,7 +1104,7 @@ fn y_types_a_letter_unless_browsing_and_alt_y_always_copies() {
 }
 
 #[test]
-fn a_custom_tool_call_is_not_answered_with_an_approval() {
+fn a_custom_tool_call_is_answered_with_its_result_in_the_modal() {
     let mut s = state(80, 24);
     feed(
         &mut s,
@@ -1087,6 +1127,556 @@ fn a_custom_tool_call_is_not_answered_with_an_approval() {
         ],
     );
     assert!(matches!(s.overlay, Overlay::Approval { .. }));
-    assert!(key(&mut s, KeyCode::Char('a')).is_empty());
-    assert!(s.notice.as_deref().unwrap().contains("tether tool-result"));
+    assert!(frame(&s).contains("y answer · n answer with an error"));
+    // y asks for the result; enter sends it as the tool's output.
+    assert!(key(&mut s, KeyCode::Char('y')).is_empty());
+    typ(&mut s, "{\"hits\": 3}");
+    assert!(frame(&s).contains("The tool's result"));
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::CustomResult {
+            tool_use_id: "sevt_0003".into(),
+            text: "{\"hits\": 3}".into(),
+            is_error: false
+        }]
+    );
+    assert_eq!(s.overlay, Overlay::None);
+}
+
+#[test]
+fn a_custom_tool_can_be_answered_with_an_error() {
+    snap_both("custom_tool_error", |s| {
+        feed(
+            s,
+            &[
+                user(1, "look it up"),
+                running(2),
+                ev(
+                    3,
+                    EventBody::AgentCustomToolUse {
+                        name: "lookup".into(),
+                        input: json!({"q": "weather"}),
+                    },
+                ),
+                idle(
+                    4,
+                    StopReason::RequiresAction {
+                        event_ids: vec!["sevt_0003".into()],
+                    },
+                ),
+            ],
+        );
+        key(s, KeyCode::Char('n'));
+        typ(s, "service down");
+    });
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            ev(
+                3,
+                EventBody::AgentCustomToolUse {
+                    name: "lookup".into(),
+                    input: json!({}),
+                },
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+    key(&mut s, KeyCode::Char('n'));
+    typ(&mut s, "down");
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::CustomResult {
+            tool_use_id: "sevt_0003".into(),
+            text: "down".into(),
+            is_error: true
+        }]
+    );
+}
+
+// ---- rename ----
+
+fn picker_key(p: &mut Picker, code: KeyCode, m: KeyModifiers) -> Vec<PickerEffect> {
+    super::picker::update(p, PickerMsg::Key(KeyEvent::new(code, m)))
+}
+
+#[test]
+fn ctrl_r_renames_the_selected_session_and_esc_or_no_change_sends_nothing() {
+    let mut p = Picker::default();
+    super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+    picker_key(&mut p, KeyCode::Down, KeyModifiers::NONE);
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    // The prompt starts from the current name; typing edits it, it does not filter.
+    assert_eq!(p.renaming.as_ref().unwrap().name, "docs");
+    for c in "-v2".chars() {
+        picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert!(p.filter.is_empty());
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Rename {
+            id: "sesn_docs".into(),
+            name: "docs-v2".into()
+        }]
+    );
+    assert!(p.renaming.is_none());
+    // Esc, or the same name, changes nothing.
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    picker_key(&mut p, KeyCode::Char('x'), KeyModifiers::NONE);
+    assert!(picker_key(&mut p, KeyCode::Esc, KeyModifiers::NONE).is_empty());
+    assert!(p.renaming.is_none());
+    picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+    assert!(picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE).is_empty());
+    assert_eq!(p.notice.as_deref(), Some("not renamed"));
+}
+
+#[test]
+fn snapshot_picker_rename_prompt() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut p = Picker {
+            now: Some(now()),
+            ..Picker::default()
+        };
+        super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+        picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
+        for _ in 0.."tests".len() {
+            picker_key(&mut p, KeyCode::Backspace, KeyModifiers::NONE);
+        }
+        for c in "flaky".chars() {
+            picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+        insta::assert_snapshot!(format!("picker_rename_{w}x{h}"), picker_frame(&p, w, h));
+    }
+}
+
+#[test]
+fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
+    snap_both("renamed", |s| {
+        feed(
+            s,
+            &[
+                user(1, "hello"),
+                agent(2, "hi"),
+                ev(
+                    3,
+                    EventBody::SessionUpdated {
+                        model: None,
+                        max_cost_usd: None,
+                        title: None,
+                        name: Some("better-name".into()),
+                        metadata: None,
+                    },
+                ),
+            ],
+        );
+    });
+    let mut s = state(80, 24);
+    assert_eq!(s.header.label, "demo");
+    feed(
+        &mut s,
+        &[ev(
+            1,
+            EventBody::SessionUpdated {
+                model: None,
+                max_cost_usd: None,
+                title: None,
+                name: Some("better-name".into()),
+                metadata: None,
+            },
+        )],
+    );
+    assert_eq!(s.header.label, "better-name");
+    assert!(frame(&s).contains("⚙ renamed → better-name"));
+}
+
+// ---- code blocks ----
+
+const CODE_ANSWER: &str = "Here is the fix:\n\n```rust\nfn parse(input: &str) -> Result<u32, String> {\n    // trims first, then parses; a really long comment that has to break at the edge of a narrow terminal\n    input.trim().parse().map_err(|e| format!(\"bad number: {e}\"))\n}\n```\n\nand the test:\n\n```sh\ncargo test -p demo # runs it\n```";
+
+#[test]
+fn snapshot_highlighted_code_blocks() {
+    snap_both("code_blocks", |s| {
+        feed(s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    });
+}
+
+#[test]
+fn code_in_the_frame_is_coloured_by_role() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| view::draw_session(f, &s)).unwrap();
+    let buf = t.backend().buffer().clone();
+    // The cell where `text` starts on the row that contains it.
+    let cell = |text: &str| {
+        for y in 0..buf.area.height {
+            let row: String = (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect();
+            if let Some(byte) = row.find(text) {
+                let x = row[..byte].chars().count() as u16;
+                return buf[(x, y)].clone();
+            }
+        }
+        panic!("{text} not on screen:\n{}", frame(&s));
+    };
+    use super::highlight::colors;
+    assert_eq!(cell("fn parse").fg, colors::KEYWORD);
+    assert_eq!(cell("parse(input").fg, colors::FUNCTION);
+    assert_eq!(cell("\"bad number").fg, colors::STRING);
+    assert!(
+        cell("// trims")
+            .modifier
+            .contains(ratatui::style::Modifier::DIM)
+    );
+    assert_eq!(cell("cargo").fg, colors::FUNCTION);
+    // Prose around the blocks keeps the terminal's colours.
+    assert_eq!(cell("Here is").fg, ratatui::style::Color::Reset);
+}
+
+#[test]
+fn a_16_colour_terminal_gets_only_named_colours() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| {
+        view::draw_session(f, &s);
+        super::palette::apply(f.buffer_mut(), super::palette::Depth::Ansi16);
+    })
+    .unwrap();
+    let buf = t.backend().buffer();
+    use ratatui::style::Color;
+    let named = |c: Color| !matches!(c, Color::Rgb(..) | Color::Indexed(_));
+    assert!(buf.content.iter().all(|c| named(c.fg) && named(c.bg)));
+    // The highlighting survives, in named colours.
+    assert!(buf.content.iter().any(|c| c.fg == Color::Magenta));
+}
+
+// ---- code block focus and copy ----
+
+#[test]
+fn brackets_walk_code_blocks_and_y_copies_only_the_block() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "fix parse"),
+            agent(2, CODE_ANSWER),
+            user(3, "and python?"),
+            agent(4, "```python\nprint('hi')\n```"),
+        ],
+    );
+    // `[` starts from the bottom: the newest block.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(3), Some(0)));
+    assert_eq!(
+        key(&mut s, KeyCode::Char('y')),
+        vec![Effect::Copy("print('hi')".into())]
+    );
+    assert!(
+        s.notice
+            .as_deref()
+            .unwrap()
+            .contains("python code block (1 line)")
+    );
+    // Back through the message with two blocks, last one first.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    assert_eq!(
+        key(&mut s, KeyCode::Char('y')),
+        vec![Effect::Copy("cargo test -p demo # runs it".into())]
+    );
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(0)));
+    let Effect::Copy(code) = &key(&mut s, KeyCode::Char('y'))[0] else {
+        panic!("y must copy")
+    };
+    assert!(
+        code.starts_with("fn parse(input: &str)") && code.ends_with('}'),
+        "{code}"
+    );
+    // Nothing above: it says so and stays.
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(0)));
+    assert!(s.notice.as_deref().unwrap().contains("no code block above"));
+    key(&mut s, KeyCode::Char(']'));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    // Esc lets go of the block, then of the message; y then copies the whole message.
+    key(&mut s, KeyCode::Esc);
+    assert_eq!((s.focus, s.block), (Some(1), None));
+    let Effect::Copy(all) = &key(&mut s, KeyCode::Char('y'))[0] else {
+        panic!("y must copy")
+    };
+    assert!(all.starts_with("Here is the fix:"));
+    // With text in the composer, brackets are text.
+    typ(&mut s, "a[0]");
+    assert_eq!(s.composer.lines()[0], "a[0]");
+}
+
+#[test]
+fn focusing_a_block_scrolls_it_into_view() {
+    let mut s = state(80, 24);
+    let mut evs = vec![user(1, "code please"), agent(2, CODE_ANSWER)];
+    evs.extend(long_session().into_iter().map(|mut e| {
+        e.seq += 2;
+        e
+    }));
+    feed(&mut s, &evs);
+    key(&mut s, KeyCode::Char('['));
+    assert_eq!((s.focus, s.block), (Some(1), Some(1)));
+    assert!(
+        frame(&s).contains("▌ │ cargo test -p demo"),
+        "{}",
+        frame(&s)
+    );
+}
+
+#[test]
+fn snapshot_focused_code_block() {
+    snap_both("code_block_focused", |s| {
+        feed(s, &[user(1, "fix parse"), agent(2, CODE_ANSWER)]);
+        key(s, KeyCode::Char('['));
+        key(s, KeyCode::Char('['));
+    });
+}
+
+// ---- search across the whole session ----
+
+/// The query of the whole-session search tests.
+const Q: &str = "answer 2:";
+
+/// A 60-event session of which only the newest 40 are loaded.
+fn tail_only(s: &mut State) -> Vec<Event> {
+    let all = long_session();
+    update(
+        s,
+        Msg::Net(NetMsg::Tail {
+            events: all[20..].to_vec(),
+            has_older: true,
+        }),
+    );
+    all
+}
+
+fn search(s: &mut State, q: &str) -> Vec<Effect> {
+    key(s, KeyCode::Char('/'));
+    typ(s, q);
+    key(s, KeyCode::Enter)
+}
+
+#[test]
+fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    // "answer 2:" (seq 5) is not loaded: the daemon is asked, from the oldest loaded seq.
+    let fx = search(&mut s, "answer 2:");
+    assert_eq!(
+        fx,
+        vec![Effect::SearchOlder {
+            query: "answer 2:".into(),
+            before_seq: 21
+        }]
+    );
+    assert!(frame(&s).contains("searching older events"));
+    // N while waiting doesn't ask twice.
+    assert!(key(&mut s, KeyCode::Char('N')).is_empty());
+    // The connection task loads from just above the match up to the loaded part, then answers.
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[1..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    assert!(
+        update(
+            &mut s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: Q.into(),
+                seq: Some(6),
+            })
+        )
+        .is_empty()
+    );
+    let (item, _) = s.search.current.expect("the match is current");
+    assert_eq!(s.transcript.items[item].seq, 6);
+    let f = frame(&s);
+    assert!(f.contains("answer 2:") && f.contains("match 1/1+"), "{f}");
+    // Back again: nothing older in the whole log → wrap to the newest, and say so.
+    let fx = key(&mut s, KeyCode::Char('N'));
+    assert_eq!(
+        fx,
+        vec![Effect::SearchOlder {
+            query: "answer 2:".into(),
+            before_seq: 2
+        }]
+    );
+    update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: Q.into(),
+            seq: None,
+        }),
+    );
+    assert!(s.search.exhausted);
+    assert!(s.notice.as_deref().unwrap().contains("no older match"));
+    // From now on N wraps locally.
+    assert!(key(&mut s, KeyCode::Char('N')).is_empty());
+}
+
+#[test]
+fn a_daemon_match_the_view_does_not_show_asks_further_back() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    search(&mut s, "zebra");
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[9..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    // Say the daemon matched seq 12 in text this view doesn't show: look before it.
+    assert_eq!(
+        update(
+            &mut s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: "zebra".into(),
+                seq: Some(12),
+            })
+        ),
+        vec![Effect::SearchOlder {
+            query: "zebra".into(),
+            before_seq: 12
+        }]
+    );
+    update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: "zebra".into(),
+            seq: None,
+        }),
+    );
+    assert!(
+        s.notice
+            .as_deref()
+            .unwrap()
+            .contains("no match for “zebra”")
+    );
+    assert_eq!(s.search.current, None);
+}
+
+#[test]
+fn loaded_matches_come_first_and_the_daemon_only_past_the_oldest() {
+    let mut s = state(80, 24);
+    tail_only(&mut s);
+    // "answer 2" matches loaded items (answer 20..29 are loaded); no request yet.
+    assert!(search(&mut s, "answer 2").is_empty());
+    let mut asked = Vec::new();
+    for _ in 0..30 {
+        asked = key(&mut s, KeyCode::Char('N'));
+        if !asked.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        asked,
+        vec![Effect::SearchOlder {
+            query: "answer 2".into(),
+            before_seq: 21
+        }]
+    );
+}
+
+#[test]
+fn collapsed_tool_output_matches_on_the_card() {
+    let mut s = state(80, 24);
+    let out: String = (0..20).map(|i| format!("line {i}\n")).collect();
+    feed(
+        &mut s,
+        &[
+            tool_use(1, "bash", json!({"command": "seq 20"})),
+            tool_result(2, 1, &format!("{out}hidden needle"), Some(0)),
+        ],
+    );
+    assert!(search(&mut s, "hidden needle").is_empty());
+    assert_eq!(s.search.current, Some((0, 0)));
+}
+
+#[test]
+fn snapshot_search_found_in_older_events() {
+    snap_both("search_older", |s| {
+        let all = tail_only(s);
+        search(s, "answer 2:");
+        update(
+            s,
+            Msg::Net(NetMsg::Older {
+                events: all[1..20].to_vec(),
+                has_older: true,
+            }),
+        );
+        update(
+            s,
+            Msg::Net(NetMsg::SearchOlder {
+                query: Q.into(),
+                seq: Some(6),
+            }),
+        );
+    });
+}
+
+#[test]
+fn the_pager_gets_the_loaded_text_and_where_the_unloaded_part_ends() {
+    let mut s = state(80, 24);
+    tail_only(&mut s);
+    let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+    let [Effect::Pager { text, older_than }] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(*older_than, Some(21));
+    assert!(text.starts_with("┃ question 10\n") && text.contains("answer 29: line one"));
+    // Everything loaded: nothing to fetch.
+    let mut s = state(80, 24);
+    feed(&mut s, &long_session());
+    let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+    assert!(matches!(
+        fx.as_slice(),
+        [Effect::Pager {
+            older_than: None,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn an_answer_for_a_search_since_closed_is_ignored() {
+    let mut s = state(80, 24);
+    let all = tail_only(&mut s);
+    search(&mut s, Q);
+    key(&mut s, KeyCode::Esc);
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: all[1..20].to_vec(),
+            has_older: true,
+        }),
+    );
+    let fx = update(
+        &mut s,
+        Msg::Net(NetMsg::SearchOlder {
+            query: Q.into(),
+            seq: Some(6),
+        }),
+    );
+    assert!(fx.is_empty());
+    assert_eq!(s.search.current, None);
+    // A new search works as usual (the loaded events stay).
+    assert!(search(&mut s, Q).is_empty());
+    assert!(s.search.current.is_some());
 }

@@ -11,6 +11,7 @@ use tether_proto::{
     StopReason, ToolStatus, blocks_text,
 };
 
+use super::markdown::CodeBlock;
 use crate::render::stop_reason_text;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +63,15 @@ pub struct Item {
     pub seq: u64,
     pub body: Body,
     pub expanded: bool,
-    cache: RefCell<Option<(u16, Vec<Line<'static>>)>>,
+    cache: RefCell<Option<Layout>>,
+}
+
+/// An item laid out at one width.
+#[derive(Debug)]
+struct Layout {
+    width: u16,
+    lines: Vec<Line<'static>>,
+    blocks: Vec<CodeBlock>,
 }
 
 impl Item {
@@ -79,15 +88,31 @@ impl Item {
         self.cache.replace(None);
     }
 
+    fn layout(&self, width: u16) -> Ref<'_, Option<Layout>> {
+        let fresh = matches!(&*self.cache.borrow(), Some(l) if l.width == width);
+        if !fresh {
+            let (lines, blocks) = super::view::items::render_blocks(self, width as usize);
+            self.cache.replace(Some(Layout {
+                width,
+                lines,
+                blocks,
+            }));
+        }
+        self.cache.borrow()
+    }
+
     /// Wrapped lines at `width`, computed once per width and content.
     pub fn lines(&self, width: u16) -> Ref<'_, [Line<'static>]> {
-        let fresh = matches!(&*self.cache.borrow(), Some((w, _)) if *w == width);
-        if !fresh {
-            let lines = super::view::items::render(self, width as usize);
-            self.cache.replace(Some((width, lines)));
-        }
-        Ref::map(self.cache.borrow(), |c| match c {
-            Some((_, l)) => l.as_slice(),
+        Ref::map(self.layout(width), |c| match c {
+            Some(l) => l.lines.as_slice(),
+            None => &[],
+        })
+    }
+
+    /// The code blocks of an assistant message, with their rows at `width`.
+    pub fn blocks(&self, width: u16) -> Ref<'_, [CodeBlock]> {
+        Ref::map(self.layout(width), |c| match c {
+            Some(l) => l.blocks.as_slice(),
             None => &[],
         })
     }
@@ -438,9 +463,13 @@ impl Transcript {
                 model,
                 max_cost_usd,
                 title,
+                name,
                 ..
             } => {
                 let mut parts = Vec::new();
+                if let Some(n) = name {
+                    parts.push(format!("renamed → {n}"));
+                }
                 if let Some(t) = title {
                     parts.push(format!("title → {t}"));
                 }

@@ -82,33 +82,52 @@ pub fn wrap(segs: &[Seg], width: usize, first: &[Seg], rest: &[Seg]) -> Vec<Line
 
 /// Hard-wraps plain text (tool output, code): no word breaking, whitespace kept.
 pub fn hard_wrap(text: &str, style: Style, width: usize, gutter: &[Seg]) -> Vec<Line<'static>> {
+    hard_wrap_segs(&[(text.to_string(), style)], width, gutter)
+}
+
+/// [`hard_wrap`] of styled runs (highlighted code).
+pub fn hard_wrap_segs(segs: &[Seg], width: usize, gutter: &[Seg]) -> Vec<Line<'static>> {
     let gw: usize = gutter.iter().map(|(t, _)| t.width()).sum();
     let avail = width.saturating_sub(gw).max(1);
-    let mut rows = Vec::new();
-    let mut cur = String::new();
-    let mut used = 0;
-    let row = |s: String| {
-        let mut spans: Vec<Span<'static>> = gutter
+    let start = || -> Vec<Span<'static>> {
+        gutter
             .iter()
             .map(|(t, st)| Span::styled(t.clone(), *st))
-            .collect();
-        spans.push(Span::styled(s, style));
-        Line::from(spans)
+            .collect()
     };
-    for ch in text.chars() {
-        let ch = if ch == '\t' { ' ' } else { ch };
-        if ch.is_control() {
-            continue;
+    let mut rows = Vec::new();
+    let mut cur = start();
+    let mut used = 0;
+    let mut has_text = false;
+    for (text, style) in segs {
+        for ch in text.chars() {
+            let ch = if ch == '\t' { ' ' } else { ch };
+            if ch.is_control() {
+                continue;
+            }
+            let cw = ch.width().unwrap_or(0);
+            if used + cw > avail {
+                rows.push(Line::from(std::mem::replace(&mut cur, start())));
+                used = 0;
+                has_text = false;
+            }
+            // Runs merge, but never into the gutter (the view restyles the gutter alone).
+            match cur.last_mut() {
+                Some(last) if has_text && last.style == *style => last.content.to_mut().push(ch),
+                _ => cur.push(Span::styled(ch.to_string(), *style)),
+            }
+            used += cw;
+            has_text = true;
         }
-        let cw = ch.width().unwrap_or(0);
-        if used + cw > avail {
-            rows.push(row(std::mem::take(&mut cur)));
-            used = 0;
-        }
-        cur.push(ch);
-        used += cw;
     }
-    rows.push(row(cur));
+    if !has_text {
+        // An empty line still carries its style (as the single-style version always did).
+        cur.push(Span::styled(
+            String::new(),
+            segs.first().map(|s| s.1).unwrap_or_default(),
+        ));
+    }
+    rows.push(Line::from(cur));
     rows
 }
 

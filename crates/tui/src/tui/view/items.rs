@@ -4,7 +4,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 
 use crate::render::tool_summary;
-use crate::tui::markdown;
+use crate::tui::markdown::{self, CodeBlock};
 use crate::tui::transcript::{Body, Item, ToolCard, secs};
 use crate::tui::wrap::{Seg, hard_wrap, wrap};
 use tether_proto::ToolStatus;
@@ -19,7 +19,13 @@ fn dim() -> Style {
 }
 
 pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
+    render_blocks(item, width).0
+}
+
+/// [`render`], with the code blocks of an assistant message (row ranges in the item's lines).
+pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
     let width = width.max(10);
+    let mut blocks = Vec::new();
     let mut out = match &item.body {
         Body::User(text) => {
             let bar = vec![("┃ ".to_string(), Style::default().fg(Color::Blue))];
@@ -41,9 +47,11 @@ pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
         }
         Body::Assistant { text, live } => {
             if text.is_empty() {
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
-            let mut out: Vec<Line<'static>> = markdown::render(text, width - 2)
+            let (lines, b) = markdown::render_blocks(text, width - 2);
+            blocks = b;
+            let mut out: Vec<Line<'static>> = lines
                 .into_iter()
                 .map(|mut l| {
                     l.spans.insert(0, Span::raw("  "));
@@ -58,7 +66,7 @@ pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
         Body::Thinking { text, live } => {
             let style = dim().add_modifier(Modifier::ITALIC);
             if text.is_empty() {
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
             let n = text.lines().count();
             if item.expanded {
@@ -93,7 +101,7 @@ pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
         Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
     };
     out.push(Line::default());
-    out
+    (out, blocks)
 }
 
 fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {

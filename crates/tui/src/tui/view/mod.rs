@@ -41,8 +41,9 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
         Overlay::Approval {
             ids,
             selected,
-            deny,
-        } => draw_approval(f, s, ids, *selected, deny.as_deref(), area),
+            draft,
+            error,
+        } => draw_approval(f, s, ids, *selected, draft.as_deref(), *error, area),
         Overlay::None => {}
     }
 }
@@ -64,8 +65,14 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
     }
     while rows.len() < vh && item < s.transcript.items.len() {
         let it = &s.transcript.items[item];
-        let lines = it.lines(s.width);
         let focused = s.focus == Some(item);
+        // A focused code block is marked alone, down its left edge.
+        let block_rows = s
+            .block
+            .filter(|_| focused)
+            .and_then(|b| it.blocks(s.width).get(b).map(|b| b.rows.clone()));
+        let focused = focused && block_rows.is_none();
+        let lines = it.lines(s.width);
         for (l, row) in lines.iter().enumerate().skip(line) {
             if rows.len() >= vh {
                 break;
@@ -74,6 +81,16 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
             if !q.is_empty() {
                 let current = s.search.current == Some((item, l));
                 row = highlight(row, &q, current);
+            }
+            if block_rows.as_ref().is_some_and(|r| r.contains(&l))
+                && let Some(first) = row.spans.first_mut()
+            {
+                *first = Span::styled(
+                    "▌ ",
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD),
+                );
             }
             if focused {
                 row = row.patch_style(Style::default().add_modifier(Modifier::BOLD));
@@ -229,6 +246,10 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
                 "│ {} ",
                 if h.model.is_empty() {
                     "…"
+                } else if area.width < 90 {
+                    // Narrow: room for the connection state at the end.
+                    let m = short_model(&h.model);
+                    m.strip_prefix("claude-").unwrap_or(m)
                 } else {
                     short_model(&h.model)
                 }
@@ -299,6 +320,21 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
         ])
     } else if let Some(n) = &s.notice {
         Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow))
+    } else if let Some((lang, code)) = s.focused_block() {
+        let n = code.lines().count();
+        Line::styled(
+            format!(
+                " ▌ {}block, {n} line{} · y copies · [ ] more · esc done · {} detach",
+                if lang.is_empty() {
+                    "code ".to_string()
+                } else {
+                    format!("{lang} ")
+                },
+                if n == 1 { "" } else { "s" },
+                s.keys.detach_label()
+            ),
+            dim(),
+        )
     } else {
         let mut hints = vec![format!("{} detach", s.keys.detach_label())];
         if s.is_running() {
@@ -324,10 +360,7 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "enter".into(),
             "send the message (queued if the agent is busy)",
         ),
-        (
-            "alt-enter / shift-enter / ctrl-j".into(),
-            "new line in the message",
-        ),
+        ("alt/shift-enter, ctrl-j".into(), "new line in the message"),
         (
             "↑ / ↓ (empty composer)".into(),
             "previous / next sent message",
@@ -354,11 +387,15 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
         ),
         (
             "/  then n / N".into(),
-            "search the transcript, next / previous match",
+            "search the whole session: N older, n newer match",
+        ),
+        (
+            "[ / ] (empty composer)".into(),
+            "focus the previous / next code block",
         ),
         (
             "y (browsing) / alt-y".into(),
-            "copy the focused message (OSC 52)",
+            "copy the focused code block or message (OSC 52)",
         ),
         ("ctrl-o".into(), "open the transcript in $PAGER"),
         (
@@ -418,9 +455,13 @@ fn draw_approval(
     s: &State,
     ids: &[String],
     selected: usize,
-    deny: Option<&str>,
+    draft: Option<&str>,
+    error: bool,
     area: Rect,
 ) {
+    let custom = ids
+        .get(selected)
+        .is_some_and(|id| super::app::is_custom(s, id));
     let mut lines: Vec<Line<'static>> = Vec::new();
     lines.push(Line::styled(
         format!(
@@ -459,22 +500,28 @@ fn draw_approval(
         }
     }
     lines.push(Line::default());
-    match deny {
+    let (prompt, send) = match (custom, error) {
+        (false, _) => (" Why deny? (optional, the model reads it): ", "enter deny"),
+        (true, false) => (" The tool's result (the model reads it): ", "enter send"),
+        (true, true) => (" The tool's error (the model reads it): ", "enter send"),
+    };
+    match draft {
         Some(draft) => {
             lines.push(Line::from(vec![
-                Span::styled(
-                    " Why deny? (optional, the model reads it): ",
-                    Style::default().add_modifier(Modifier::BOLD),
-                ),
+                Span::styled(prompt, Style::default().add_modifier(Modifier::BOLD)),
                 Span::raw(format!("{draft}▏")),
             ]));
             lines.push(Line::styled(
-                " enter deny · esc back",
+                format!(" {send} · esc back"),
                 Style::default().fg(Color::Cyan),
             ));
         }
         None => lines.push(Line::styled(
-            " y allow · n deny · ↑/↓ choose · esc answer later",
+            if custom {
+                " y answer · n answer with an error · ↑/↓ choose · esc answer later"
+            } else {
+                " y allow · n deny · ↑/↓ choose · esc answer later"
+            },
             Style::default().fg(Color::Cyan),
         )),
     }
@@ -488,12 +535,4 @@ fn draw_approval(
         ),
         r,
     );
-}
-
-/// NO_COLOR: keep the text and its bold/dim/reverse, drop every colour.
-pub fn strip_colors(buf: &mut ratatui::buffer::Buffer) {
-    for cell in buf.content.iter_mut() {
-        cell.set_fg(Color::Reset);
-        cell.set_bg(Color::Reset);
-    }
 }

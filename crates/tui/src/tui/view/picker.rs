@@ -56,7 +56,11 @@ fn status(s: &SessionInfo, spinner: usize) -> (String, Style) {
 pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     let [title, filter, body, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(if p.creating.is_some() { 5 } else { 2 }),
+        Constraint::Length(if p.creating.is_some() {
+            NewSession::LABELS.len() as u16 + 2
+        } else {
+            2
+        }),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
@@ -104,6 +108,27 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             }
             lines
         }
+        None if p.renaming.is_some() => {
+            let r = p
+                .renaming
+                .as_ref()
+                .map(|r| (r.from.as_str(), r.name.as_str()));
+            let (from, name) = r.unwrap_or_default();
+            vec![
+                Line::styled(
+                    format!(" rename {from} — enter saves · esc cancels"),
+                    Style::default().fg(Color::Yellow),
+                ),
+                Line::from(vec![
+                    Span::styled(
+                        " ▶ new name  ",
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(name.to_string()),
+                    Span::styled("▏", dim()),
+                ]),
+            ]
+        }
         None if p.filter.is_empty() => vec![Line::styled(" type to filter", dim())],
         None => vec![Line::from(vec![
             Span::styled(" filter: ", dim()),
@@ -127,9 +152,24 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             body,
         );
     } else {
-        let header = Row::new([
-            "NAME", "MODEL", "STATUS", "ACTIVITY", "TOKENS", "COST", "CLIENTS",
-        ])
+        // Narrow terminals drop the token counts (the cost says more) for a readable model.
+        let wide = body.width >= 100;
+        let keep = |col: usize| wide || col != 4;
+        let header = Row::new(
+            [
+                "NAME",
+                "AGENT · MODEL",
+                "STATUS",
+                "ACTIVITY",
+                "TOKENS",
+                "COST",
+                "CLIENTS",
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, h)| h),
+        )
         .style(dim().add_modifier(Modifier::BOLD));
         let rows: Vec<Row<'_>> = visible
             .iter()
@@ -145,9 +185,16 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 } else {
                     name
                 };
-                Row::new(vec![
+                // The family goes without saying in a narrow column.
+                let model = super::short_model(&s.model);
+                let model = model.strip_prefix("claude-").unwrap_or(model);
+                let agent_model = match p.agent_name(s) {
+                    Some(agent) => format!("{agent} · {model}"),
+                    None => model.to_string(),
+                };
+                let cells = vec![
                     Cell::from(name),
-                    Cell::from(super::short_model(&s.model).to_string()),
+                    Cell::from(agent_model),
                     Cell::from(Span::styled(st, style)),
                     Cell::from(ago(&s.updated_at, p.now)),
                     Cell::from(format!(
@@ -166,20 +213,31 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                     } else {
                         "-".into()
                     }),
-                ])
+                ];
+                Row::new(
+                    cells
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| keep(*i))
+                        .map(|(_, c)| c),
+                )
             })
             .collect();
         let table = Table::new(
             rows,
             [
-                Constraint::Fill(3),
-                Constraint::Fill(2),
+                Constraint::Fill(if wide { 3 } else { 2 }),
+                Constraint::Fill(if wide { 2 } else { 3 }),
                 Constraint::Length(19),
                 Constraint::Length(9),
                 Constraint::Length(11),
                 Constraint::Length(7),
                 Constraint::Length(7),
-            ],
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, c)| c),
         )
         .header(header)
         .column_spacing(1)
@@ -190,8 +248,12 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     }
     let foot = match &p.notice {
         Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
+        None if footer.width >= 100 => Line::styled(
+            " enter attach · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            dim(),
+        ),
         None => Line::styled(
-            " enter attach · ctrl-n new · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            " enter attach · ^n new · ^r rename · ^a archive · ^d delete · esc quit",
             dim(),
         ),
     };
