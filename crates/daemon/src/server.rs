@@ -761,7 +761,9 @@ async fn forward(
             Err(broadcast::error::RecvError::Lagged(skipped)) => lagged = Some(skipped),
             Err(broadcast::error::RecvError::Closed) => return,
         }
-        tokio::time::sleep(COALESCE).await;
+        if rx.len() < BURST {
+            tokio::time::sleep(COALESCE).await;
+        }
         while lagged.is_none() && burst.len() < BURST {
             match rx.try_recv() {
                 Ok(p) => burst.push(p),

@@ -87,6 +87,11 @@ pub async fn stream(
         .into_response())
 }
 
+/// How long a reader that woke for a delta waits for the rest of its burst.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+/// A backlog this long is taken at once, without waiting.
+const BURST: usize = 1024;
+
 /// Which previews the connection opted into, and the one being written.
 #[derive(Default)]
 struct Previews {
@@ -249,7 +254,12 @@ impl Feed {
                 r = self.rx.recv() => match r {
                     Ok(Push::Event(w)) => self.take_event(&w),
                     Ok(Push::Delta(d)) => {
-                        // Everything already waiting goes out together.
+                        // Give the rest of the burst a moment to arrive, then send everything
+                        // waiting together: one wake-up and one event_delta per burst, not
+                        // per token, whatever the number of readers.
+                        if self.rx.len() < BURST {
+                            tokio::time::sleep(COALESCE).await;
+                        }
                         let mut batch = vec![d];
                         loop {
                             match self.rx.try_recv() {
