@@ -549,17 +549,13 @@ impl Builds {
                 Err(e) => return Err((format!("could not start its network proxy: {e}"), tail)),
             }
         }
-        let mut cmd = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut c = tokio::process::Command::new(helper);
-                c.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(home)
-                    .args(options.to_args());
-                c
-            }
-            // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
-            Sandbox::None => tokio::process::Command::new("/bin/bash"),
-        };
+        // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
+        let helper = self
+            .sandbox
+            .helper_command(home, &options)
+            .map_err(|e| (e, tail.clone()))?;
+        let sandboxed = helper.is_some();
+        let mut cmd = helper.unwrap_or_else(|| tokio::process::Command::new("/bin/bash"));
         cmd.current_dir(home)
             .env_clear()
             .envs(env)
@@ -569,7 +565,7 @@ impl Builds {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
+        let mut child = match sandbox::spawn(cmd).await {
             Ok(c) => c,
             Err(e) => return Err((format!("could not start the sandbox: {e}"), tail)),
         };
@@ -591,7 +587,7 @@ impl Builds {
         let read = async {
             let mut buf = vec![0u8; 16 * 1024];
             let mut pending = Vec::new();
-            let mut ready = !matches!(self.sandbox, Sandbox::Namespaces { .. });
+            let mut ready = !sandboxed;
             loop {
                 let n = match stdout.read(&mut buf).await {
                     Ok(0) | Err(_) => break,

@@ -537,6 +537,7 @@ impl Connection {
                     clients: rt.client_count(),
                     providers: rt.provider_statuses(),
                     web_search: rt.web_search_status(),
+                    sandbox: Some(crate::sandbox_support::this_host().report.clone()),
                 })
             }
             Call::DaemonShutdown {} => {

@@ -518,18 +518,12 @@ impl Shell {
         let Some((program, args)) = argv.split_first() else {
             return Err("no command to run".into());
         };
-        let (mut cmd, sandboxed) = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut cmd = tokio::process::Command::new(helper);
-                let mut options = self.options.clone();
-                options.proxy = self.net.proxy_socket()?;
-                options.command = argv.iter().map(Into::into).collect();
-                cmd.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(&self.workspace)
-                    .args(options.to_args());
-                (cmd, true)
-            }
-            Sandbox::None => {
+        let mut options = self.options.clone();
+        options.proxy = self.net.proxy_socket()?;
+        options.command = argv.iter().map(Into::into).collect();
+        let (mut cmd, sandboxed) = match self.sandbox.helper_command(&self.workspace, &options)? {
+            Some(cmd) => (cmd, true),
+            None => {
                 let mut cmd = tokio::process::Command::new(program);
                 cmd.args(args);
                 (cmd, false)
@@ -548,24 +542,20 @@ impl Shell {
     }
 
     async fn start(&self) -> Result<Live, String> {
-        let mut cmd = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut cmd = tokio::process::Command::new(helper);
-                let mut options = self.options.clone();
-                // Fail closed: no proxy, no shell (rather than a shell with no network
-                // that the model would try to work around).
-                options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
-                cmd.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(&self.workspace)
-                    .args(options.to_args());
-                cmd
-            }
-            Sandbox::None => {
-                let mut cmd = tokio::process::Command::new(SHELL);
-                cmd.args(["--noprofile", "--norc"]);
-                cmd
-            }
-        };
+        let mut options = self.options.clone();
+        // Fail closed: no proxy, no shell (rather than a shell with no network that the model
+        // would try to work around).
+        options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
+        let helper = self
+            .sandbox
+            .helper_command(&self.workspace, &options)
+            .map_err(|e| format!("bash: {e}"))?;
+        let sandboxed = helper.is_some();
+        let mut cmd = helper.unwrap_or_else(|| {
+            let mut cmd = tokio::process::Command::new(SHELL);
+            cmd.args(["--noprofile", "--norc"]);
+            cmd
+        });
         cmd.current_dir(&self.workspace)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -574,15 +564,15 @@ impl Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| match &self.sandbox {
-            Sandbox::Namespaces { helper } => format!(
-                "bash: failed to start the sandbox helper {}: {e}; the command was not run",
-                helper.display()
-            ),
-            Sandbox::None => format!(
-                "bash: failed to start {SHELL} in {}: {e}",
-                self.workspace.display()
-            ),
+        let mut child = sandbox::spawn(cmd).await.map_err(|e| {
+            if sandboxed {
+                format!("bash: failed to start the sandbox helper: {e}; the command was not run")
+            } else {
+                format!(
+                    "bash: failed to start {SHELL} in {}: {e}",
+                    self.workspace.display()
+                )
+            }
         })?;
         let pid = child.id();
         let (Some(pid), Some(stdin), Some(mut stdout), Some(stderr)) = (
@@ -594,7 +584,7 @@ impl Shell {
             return Err("bash: failed to set up the shell's pipes".into());
         };
         let mut carry = Vec::new();
-        if matches!(self.sandbox, Sandbox::Namespaces { .. }) {
+        if sandboxed {
             let ready =
                 tokio::time::timeout(SANDBOX_START_LIMIT, await_ready(&mut stdout, &mut carry))
                     .await;
