@@ -164,7 +164,9 @@ impl Runtime {
         let policy = crate::permissions::ToolPolicy::of(agent.as_ref());
         let net =
             crate::environments::session_net_policy(&self.store, row.environment.as_deref()).await;
-        let session = Session::new(self.clone(), row, policy, net, &events);
+        let sandbox =
+            crate::environments::session_sandbox(&self.store, row.environment.as_deref()).await;
+        let session = Session::new(self.clone(), row, policy, net, sandbox, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -272,7 +274,8 @@ impl Runtime {
             return Err(e.into());
         }
         let policy = crate::permissions::ToolPolicy::of(Some(&agent));
-        let session = Session::new(self.clone(), row, policy, net, &[]);
+        let sandbox = env.spec.config.sandbox();
+        let session = Session::new(self.clone(), row, policy, net, sandbox, &[]);
         self.registry().insert(id, session.clone());
         if !p.initial_message.is_empty() {
             session.user_message(p.initial_message).await?;

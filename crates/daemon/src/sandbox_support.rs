@@ -210,10 +210,11 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
     }
 }
 
-/// `tetherd sandbox-probe`: tries each feature in this throwaway process and prints the
-/// [`HostFacts`] as JSON. Order matters: the namespace test first (Landlock and seccomp
-/// would forbid its mount and unshare), then Landlock, then seccomp.
-pub fn probe_main() -> ExitCode {
+/// `tetherd sandbox-probe [--report]`: tries each feature in this throwaway process and prints
+/// the [`HostFacts`] (with `--report`, the doctor's [`SandboxSupport`]) as JSON. Order
+/// matters: the namespace test first (Landlock and seccomp would forbid its mount and
+/// unshare), then Landlock, then seccomp.
+pub fn probe_main(args: &[std::ffi::OsString]) -> ExitCode {
     let cgroup = crate::cgroup::detect().map(|d| d.display().to_string());
     let facts = HostFacts {
         root: nix::unistd::geteuid().is_root(),
@@ -229,7 +230,12 @@ pub fn probe_main() -> ExitCode {
             .and_then(|()| crate::seccomp::apply(false)),
         cgroup,
     };
-    let text = serde_json::to_string(&facts).unwrap_or_default();
+    let text = if args.iter().any(|a| a == "--report") {
+        serde_json::to_string(&report(&facts, &choose(&facts)))
+    } else {
+        serde_json::to_string(&facts)
+    }
+    .unwrap_or_default();
     let _ = writeln!(std::io::stdout(), "{text}");
     ExitCode::SUCCESS
 }

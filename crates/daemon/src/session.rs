@@ -115,17 +115,22 @@ impl Session {
         row: SessionRow,
         policy: ToolPolicy,
         net: crate::net::NetPolicy,
+        sandbox: tether_proto::environment::SandboxMode,
         events: &[Event],
     ) -> Arc<Session> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let mut toolbox = Toolbox::for_session(
+            row.workspace.clone().into(),
+            row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
+            session_net(&runtime, &row.id, net),
+        )
+        .with_search(runtime.search_backend());
+        if sandbox == tether_proto::environment::SandboxMode::None {
+            toolbox = toolbox.unsandboxed();
+        }
         Arc::new(Session {
             id: row.id.clone(),
-            toolbox: Toolbox::for_session(
-                row.workspace.clone().into(),
-                row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
-                session_net(&runtime, &row.id, net),
-            )
-            .with_search(runtime.search_backend()),
+            toolbox,
             mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref()),
             policy,
             row: Mutex::new(row),
@@ -333,6 +338,7 @@ impl Session {
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
+        info.sandbox = Some(self.toolbox.sandbox_level().to_string());
         if let Some(model) = &st.model {
             info.model = model.clone();
         }
@@ -453,6 +459,7 @@ pub fn info_from_row(
                 version: *version,
             }),
         environment_id: row.environment.clone(),
+        sandbox: None,
     }
 }
 

@@ -487,6 +487,16 @@ impl Shell {
         self
     }
 
+    /// The shell with another sandbox (`sandbox = "none"` environments).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     /// The shell with the session's network.
     pub fn with_net(mut self, net: Arc<SessionNet>) -> Self {
         self.net = net;
