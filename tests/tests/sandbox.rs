@@ -272,11 +272,15 @@ show("vsock", syscall(41, 40, 1, 0));
 // and the sandbox user maps to the daemon's own uid so workspace files stay the user's.)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sandbox_has_its_own_process_and_file_limits() {
-    let env = env_running("echo limits=$(ulimit -u)/$(ulimit -n)/$(ulimit -c)", 0).await;
+    let env = env_running(
+        "echo limits=$(ulimit -u)/$(ulimit -n)/$(ulimit -c)/$(ulimit -d)",
+        0,
+    )
+    .await;
     let ws = tempfile::tempdir().unwrap();
     let (status, out) = run_in(&env, ws.path());
     assert_eq!(status, ToolStatus::Ok, "{out}");
-    assert!(out.contains("limits=512/4096/0"), "{out}");
+    assert!(out.contains("limits=512/4096/0/8388608"), "{out}");
 }
 
 // §A Landlock: a second lock behind the mount tree. /proc/self/comm is writable as far as
@@ -799,4 +803,24 @@ async fn the_workspace_outlives_the_daemon_and_tmp_does_not() {
         .collect();
     let last = results.last().unwrap();
     assert!(last.contains("kept\nTMP-FRESH"), "{results:?}");
+}
+
+// §C 26: a memory hog is stopped. With a delegated cgroup v2 the OOM killer ends it and the
+// model is told (unit-tested in cgroup.rs); on hosts without one, like this cgroup v1 kind,
+// RLIMIT_DATA refuses the allocation and the host's memory is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_is_stopped() {
+    let env = env_running(
+        "perl -e '$x = \"a\" x (9 * 2**30); print \"ALLOCATED\\n\"'; echo rc=$?",
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (_, out) = run_in(&env, ws.path());
+    assert!(!out.contains("ALLOCATED"), "{out}");
+    assert!(!out.contains("rc=0"), "{out}");
+    assert!(
+        out.contains("Out of memory") || out.contains("out of memory"),
+        "{out}"
+    );
 }

@@ -257,6 +257,9 @@ pub struct Options {
     /// The daemon's pid: stage 1 dies with the thread that spawned it (the daemon's spawner
     /// thread) and refuses to start if that parent is already gone.
     pub die_with: Option<u32>,
+    /// A cgroup v2 directory (limits already written) stage 1 moves into first, so the
+    /// whole tree is under its limits.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Options {
@@ -301,6 +304,10 @@ impl Options {
             out.push("--die-with".into());
             out.push(pid.to_string().into());
         }
+        if let Some(dir) = &self.cgroup {
+            out.push("--cgroup".into());
+            out.push(dir.clone().into_os_string());
+        }
         if !self.command.is_empty() {
             out.push("--".into());
             out.extend(self.command.iter().cloned());
@@ -328,6 +335,12 @@ impl Options {
                     o.proxy = Some(PathBuf::from(socket));
                 }
                 Some("--no-namespaces") => o.no_namespaces = true,
+                Some("--cgroup") => {
+                    let dir = it
+                        .next()
+                        .ok_or_else(|| SetupError("--cgroup needs a directory".into()))?;
+                    o.cgroup = Some(PathBuf::from(dir));
+                }
                 Some("--die-with") => {
                     let pid = it.next().and_then(|p| p.to_str()?.parse().ok());
                     o.die_with =
@@ -360,6 +373,16 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
         && let Err(e) = die_with(parent)
     {
         return fail(e);
+    }
+    // Into the limits before anything else runs (and while still the host's uid).
+    if let Some(dir) = options.cgroup.take() {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, "0") {
+            return fail(SetupError(format!(
+                "cannot enter the sandbox's cgroup {}: {e}",
+                dir.display()
+            )));
+        }
     }
     close_inherited_fds();
     if options.no_namespaces {
@@ -615,12 +638,18 @@ fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> 
 
 /// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
 /// (counted per user namespace; the kernel exempts host uid 0, so this binds only when the
-/// daemon is not root), open files, and no core dumps. cgroups are not used yet.
-const LIMITS: [(nix::sys::resource::Resource, u64); 3] = [
+/// daemon is not root), open files, no core dumps, and the data segment (heap and private
+/// writable mappings, not address-space reservations, so JVM/Go/V8 still start): a memory hog
+/// gets ENOMEM where no cgroup bounds the whole tree.
+const LIMITS: [(nix::sys::resource::Resource, u64); 4] = [
     (nix::sys::resource::Resource::RLIMIT_NPROC, 512),
     (nix::sys::resource::Resource::RLIMIT_NOFILE, 4096),
     (nix::sys::resource::Resource::RLIMIT_CORE, 0),
+    (nix::sys::resource::Resource::RLIMIT_DATA, DATA_LIMIT),
 ];
+
+/// The per-process data limit (8 GiB).
+pub const DATA_LIMIT: u64 = 8 << 30;
 
 fn set_limits() -> Result<(), SetupError> {
     for (resource, n) in LIMITS {
@@ -887,6 +916,7 @@ mod tests {
         let o = Options {
             no_namespaces: true,
             die_with: Some(4242),
+            cgroup: Some("/sys/fs/cgroup/t/sandbox-1-1".into()),
             ..Options::session(Some("/l".into()))
         };
         assert_eq!(Options::parse(&o.to_args()).unwrap(), o);

@@ -82,11 +82,21 @@ pub fn choose(facts: &HostFacts) -> Level {
 }
 
 /// The probed host: the facts, the report for `tether doctor` and the sandbox sessions use.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HostSupport {
     pub facts: HostFacts,
     pub report: SandboxSupport,
     pub sandbox: Sandbox,
+    /// The delegated cgroup v2 subtree sandboxes get their limits in, when there is one.
+    pub cgroups: Option<crate::cgroup::Subtree>,
+}
+
+/// The prepared cgroup v2 subtree of this host, if any.
+pub fn cgroups() -> Option<&'static crate::cgroup::Subtree> {
+    if cfg!(test) {
+        return None;
+    }
+    this_host().cgroups.as_ref()
 }
 
 static THIS_HOST: OnceLock<HostSupport> = OnceLock::new();
@@ -108,12 +118,26 @@ pub fn this_host() -> &'static HostSupport {
                 reason: reason.clone(),
             },
         };
+        let mut facts = facts;
+        let cgroups = match (&facts.cgroup, &level) {
+            (Ok(dir), Level::Namespaces | Level::Landlock) => {
+                match crate::cgroup::Subtree::prepare(dir.into()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        facts.cgroup = Err(e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let report = report(&facts, &level);
         tracing::info!(level = %report.level, summary = %report.summary, "sandbox level");
         HostSupport {
             facts,
             report,
             sandbox,
+            cgroups,
         }
     })
 }

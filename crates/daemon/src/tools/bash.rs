@@ -413,6 +413,9 @@ struct Live {
     busy: bool,
     /// The shell was reaped: its pid may be reused, never signal it again.
     reaped: bool,
+    /// The sandbox's cgroup where cgroup v2 is delegated (removed after the tree: the field
+    /// drops after [`Live::drop`] killed it).
+    cgroup: Option<crate::cgroup::SandboxCgroup>,
 }
 
 impl Drop for Live {
@@ -556,6 +559,22 @@ impl Shell {
         // Fail closed: no proxy, no shell (rather than a shell with no network that the model
         // would try to work around).
         options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
+        // Memory, pids and cpu limits for the whole tree where cgroup v2 is delegated.
+        let cgroup = match crate::sandbox_support::cgroups() {
+            Some(subtree)
+                if matches!(
+                    self.sandbox,
+                    Sandbox::Namespaces { .. } | Sandbox::Landlock { .. }
+                ) =>
+            {
+                let group = subtree
+                    .create()
+                    .map_err(|e| format!("bash: {e}; the command was not run"))?;
+                options.cgroup = Some(group.dir.clone());
+                Some(group)
+            }
+            _ => None,
+        };
         let helper = self
             .sandbox
             .helper_command(&self.workspace, &options)
@@ -631,6 +650,7 @@ impl Shell {
             setup_pending: true,
             busy: false,
             reaped: false,
+            cgroup,
         };
         self.pid.store(pid, Ordering::SeqCst);
         tracing::debug!(pid, workspace = %self.workspace.display(), sandbox = ?self.sandbox, "started session shell");
@@ -770,6 +790,7 @@ impl Shell {
             pid: live.pid,
             armed: true,
         };
+        let ooms_before = live.cgroup.as_ref().map(|g| g.oom_kills());
         let end = exec(
             live,
             script.as_bytes(),
@@ -782,6 +803,11 @@ impl Shell {
         .await;
         guard.armed = false;
         live.busy = false;
+        let oom_killed = live
+            .cgroup
+            .as_ref()
+            .zip(ooms_before)
+            .is_some_and(|(g, before)| g.oom_kills() > before);
 
         let mut outcome = match &end {
             End::Marker(code) => {
@@ -843,6 +869,10 @@ impl Shell {
                 }
             }
         };
+        if oom_killed {
+            append_note(&mut outcome.content, &crate::cgroup::oom_note());
+            outcome.is_error = true;
+        }
         if !notes.is_empty() {
             outcome.content.insert_str(0, &notes);
         }
