@@ -217,7 +217,8 @@ enum BuildNet {
 
 pub struct Builds {
     dir: PathBuf,
-    sandbox: Sandbox,
+    /// None: this process's, probed at the first build (not while the daemon starts).
+    sandbox: Option<Sandbox>,
     /// PATH the managers are looked up on and the build steps run with.
     path_var: String,
     /// [`CA_VARS`] set in the daemon's environment.
@@ -237,7 +238,7 @@ impl Builds {
     pub fn new(dir: PathBuf, sandbox: Sandbox, path_var: String) -> Builds {
         Builds {
             dir,
-            sandbox,
+            sandbox: Some(sandbox),
             path_var,
             ca_env: Vec::new(),
             running: Mutex::new(HashMap::new()),
@@ -252,7 +253,8 @@ impl Builds {
         let path = std::env::var("PATH").unwrap_or_else(|_| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
         });
-        let mut b = Builds::new(dir, Sandbox::for_this_process(), path);
+        let mut b = Builds::new(dir, Sandbox::None, path);
+        b.sandbox = None;
         b.proxy_dir = Some(proxy_dir);
         b.ca_env = std::env::vars()
             .filter(|(k, _)| CA_VARS.contains(&k.as_str()))
@@ -552,6 +554,8 @@ impl Builds {
         // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
         let helper = self
             .sandbox
+            .clone()
+            .unwrap_or_else(Sandbox::for_this_process)
             .helper_command(home, &options)
             .map_err(|e| (e, tail.clone()))?;
         let sandboxed = helper.is_some();
