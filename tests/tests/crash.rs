@@ -272,8 +272,9 @@ async fn crash_while_bash_runs_kills_its_tree_and_reports_the_partial_output() {
         Some(ws.path().to_str().unwrap()),
     )
     .await;
-    wait_until("the orphaned command is running", || {
-        !pids_matching(&marker).is_empty()
+    // The command died with the daemon (the sandbox's parent-death signal).
+    wait_until("the command died with the daemon", || {
+        pids_matching(&marker).is_empty()
     })
     .await;
     let after = restart_and_settle(&env, &c.id).await;

@@ -272,9 +272,555 @@ show("vsock", syscall(41, 40, 1, 0));
 // and the sandbox user maps to the daemon's own uid so workspace files stay the user's.)
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sandbox_has_its_own_process_and_file_limits() {
-    let env = env_running("echo limits=$(ulimit -u)/$(ulimit -n)/$(ulimit -c)", 0).await;
+    let env = env_running(
+        "echo limits=$(ulimit -u)/$(ulimit -n)/$(ulimit -c)/$(ulimit -d)",
+        0,
+    )
+    .await;
     let ws = tempfile::tempdir().unwrap();
     let (status, out) = run_in(&env, ws.path());
     assert_eq!(status, ToolStatus::Ok, "{out}");
-    assert!(out.contains("limits=512/4096/0"), "{out}");
+    assert!(out.contains("limits=512/4096/0/8388608"), "{out}");
+}
+
+// §A Landlock: a second lock behind the mount tree. /proc/self/comm is writable as far as
+// the mounts go; Landlock (everything visible is read-only but the workspace, /tmp, /dev/shm
+// and the devices) refuses it, while pipes, devices and the workspace still work.
+#[tokio::test(flavor = "multi_thread")]
+async fn landlock_refuses_writes_the_mount_tree_allows() {
+    let env = env_running(
+        "if { echo x > /proc/self/comm; } 2>/dev/null; then echo COMM-WROTE; else echo COMM-DENIED; fi; \
+         echo to-stderr > /dev/stderr; echo ok > /dev/null && echo NULL-OK; \
+         touch /dev/shm/s /tmp/t ws-file && echo RW-OK",
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (status, out) = run_in(&env, ws.path());
+    assert_eq!(status, ToolStatus::Ok, "{out}");
+    assert!(out.contains("COMM-DENIED"), "{out}");
+    assert!(out.contains("to-stderr\nNULL-OK\nRW-OK"), "{out}");
+    assert!(ws.path().join("ws-file").exists());
+}
+
+/// Runs `script` in the Landlock fallback (`tetherd sandbox-exec WS --no-namespaces`) as the
+/// unprivileged `uid`, the way a non-root daemon without user namespaces runs it. Tests use
+/// different uids: RLIMIT_NPROC counts every process of a uid.
+fn run_fallback_as(uid: u32, ws: &Path, script: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg("--clear-groups")
+        .arg(bin_dir().join("tetherd"))
+        .arg("sandbox-exec")
+        .arg(ws)
+        .arg("--no-namespaces")
+        .current_dir(ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv(1) from util-linux is installed");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("exec 2>&1\n{script}\nexit\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (
+        text.starts_with("__TETHER_SANDBOX_READY__\n"),
+        format!("{text}{err}"),
+    )
+}
+
+// §A levels: without user namespaces an unprivileged daemon falls back to Landlock + seccomp +
+// rlimits on the host's tree. The shell writes only its workspace and private temp dir, reads
+// no home or stray host file, can't read another process's environment or signal it (Landlock
+// scopes ptrace-like access and signals), and has no inet sockets.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_landlock_fallback_confines_an_unprivileged_shell() {
+    let canary = format!("tether-fallback-canary-{}", std::process::id());
+    let ws = tempfile::tempdir().unwrap();
+    nix::unistd::chown(
+        ws.path(),
+        Some(nix::unistd::Uid::from_raw(65534)),
+        Some(nix::unistd::Gid::from_raw(65534)),
+    )
+    .unwrap();
+    // A world-readable host file outside the workspace, and a same-uid process with a secret.
+    let stray = std::env::temp_dir().join(format!("{canary}-stray"));
+    std::fs::write(&stray, "stray host file").unwrap();
+    let mut secret_holder = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["sleep", "600"])
+        .env_clear()
+        .env("ANTHROPIC_API_KEY", "sk-fallback-canary")
+        .spawn()
+        .unwrap();
+    let holder = secret_holder.id();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (ready, out) = run_fallback_as(
+        65534,
+        ws.path(),
+        &format!(
+            "echo uid=$(id -u); echo mine > in-ws.txt && echo WS-OK; \
+             touch \"$TMPDIR/t\" && echo PRIVATE-TMP-OK; \
+             for p in /tmp/{canary} /usr/{canary} /var/tmp/{canary}; do \
+               if {{ echo x > \"$p\"; }} 2>/dev/null; then echo \"WROTE $p\"; else echo \"DENIED $p\"; fi; \
+             done; \
+             cat {stray} 2>/dev/null || echo STRAY-DENIED; \
+             ls /root /home >/dev/null 2>&1 || echo HOMES-DENIED; \
+             tr '\\0' '\\n' < /proc/{holder}/environ 2>/dev/null | grep -c canary | sed 's/^/environ-hits=/'; \
+             kill -0 {holder} 2>/dev/null && echo SIGNALLED; \
+             if exec 3<>/dev/tcp/127.0.0.1/{port}; then echo CONNECTED; else echo NO-INET; fi",
+            stray = stray.display(),
+        ),
+    );
+    let _ = secret_holder.kill();
+    let _ = secret_holder.wait();
+    let _ = std::fs::remove_file(&stray);
+    assert!(ready, "{out}");
+    assert!(out.contains("uid=65534\nWS-OK\nPRIVATE-TMP-OK\n"), "{out}");
+    assert_eq!(out.matches("DENIED /").count(), 3, "{out}");
+    assert!(!out.contains("WROTE"), "{out}");
+    assert!(out.contains("STRAY-DENIED"), "{out}");
+    assert!(!out.contains("stray host file"), "{out}");
+    assert!(out.contains("HOMES-DENIED"), "{out}");
+    assert!(out.contains("environ-hits=0"), "{out}");
+    assert!(!out.contains("SIGNALLED"), "{out}");
+    assert!(out.contains("NO-INET"), "{out}");
+    assert!(!out.contains("CONNECTED"), "{out}");
+    assert!(!std::env::temp_dir().join(&canary).exists());
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("in-ws.txt")).unwrap(),
+        "mine\n"
+    );
+}
+
+// The fallback refuses to run for root (whose capabilities it can't drop) and never runs the
+// command: fail closed, with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_landlock_fallback_refuses_root() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let ws = tempfile::tempdir().unwrap();
+    let out = Command::new(bin_dir().join("tetherd"))
+        .arg("sandbox-exec")
+        .arg(ws.path())
+        .arg("--no-namespaces")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("cannot drop root's privileges"), "{err}");
+    assert!(err.contains("never runs it unsandboxed"), "{err}");
+}
+
+// §C 25 and issue 5 "Killing": the daemon's `kill -9` takes the sandbox with it, even a
+// command that isn't reading the shell's stdin (stage 1's parent-death signal, set from the
+// daemon's spawner thread; the pid namespace takes the rest).
+#[tokio::test(flavor = "multi_thread")]
+async fn daemon_kill_9_leaves_no_sandbox_process() {
+    let env = env_running("(setsid sleep 987321 &); sleep 987322", 600_000).await;
+    let mut daemon = env.spawn_daemon(None).await;
+    let ws = tempfile::tempdir().unwrap();
+    env.ok(&[
+        "new",
+        "--detach",
+        "--name",
+        "doomed",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "go",
+    ]);
+    wait_until("the sandboxed sleeps run", || {
+        !pids_matching("sleep 987321").is_empty() && !pids_matching("sleep 987322").is_empty()
+    })
+    .await;
+    daemon.kill().unwrap();
+    env.wait_killed(daemon).await;
+    wait_until("no sandbox process is left", || {
+        pids_matching("sleep 98732").is_empty() && pids_matching("sandbox-exec").is_empty()
+    })
+    .await;
+}
+
+// §A levels: `tether doctor` reports the level tether uses and each kernel feature.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_the_sandbox_level_and_landlock_abi() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    env.ok(&["ls"]);
+    let checks: serde_json::Value = serde_json::from_str(&env.ok(&["doctor", "--json"])).unwrap();
+    let find = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"))
+            .clone()
+    };
+    let sandbox = find("sandbox");
+    assert_eq!(sandbox["ok"], true, "{sandbox}");
+    assert!(
+        sandbox["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("level namespaces: tools run in namespaces"),
+        "{sandbox}"
+    );
+    assert_eq!(find("  userns")["ok"], true);
+    assert_eq!(find("  seccomp")["ok"], true);
+    let landlock = find("  landlock");
+    assert!(
+        landlock["detail"].as_str().unwrap().starts_with("ABI "),
+        "{landlock}"
+    );
+    // This kind of host is cgroup v1 (hybrid): no delegated v2 subtree, and doctor says so.
+    let cgroup = find("  cgroup");
+    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(cgroup["ok"], false, "{cgroup}");
+        assert!(
+            cgroup["detail"].as_str().unwrap().contains("rlimits"),
+            "{cgroup}"
+        );
+    }
+}
+
+// Issue 5: `sandbox = "none"` (explicit opt-in) runs the tools on the host, and the session
+// says so (`tether ls`, the session object); other sessions stay sandboxed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsandboxed_environment_runs_on_the_host_and_is_marked() {
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let env = env_running(
+        &format!(
+            "test -e {} && echo HOST-VISIBLE; id -u",
+            marker.path().display()
+        ),
+        0,
+    )
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let spec = files.path().join("unboxed.yaml");
+    std::fs::write(
+        &spec,
+        "name: unboxed\nconfig:\n  type: cloud\n  sandbox: none\n",
+    )
+    .unwrap();
+    env.ok(&["envs", "create", "-f", spec.to_str().unwrap()]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.ok(&["envs", "show", "unboxed", "--json"])).unwrap();
+    assert_eq!(shown["config"]["sandbox"], "none", "{shown}");
+    let ws = tempfile::tempdir().unwrap();
+    env.run(&[
+        "run",
+        "go",
+        "--env",
+        "unboxed",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "--name",
+        "sbx",
+    ]);
+    let out = env
+        .events("sbx")
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(out.contains("HOST-VISIBLE"), "{out}");
+    assert!(
+        out.contains(&format!("\n{}\n", nix::unistd::geteuid().as_raw())),
+        "{out}"
+    );
+    env.ok(&["new", "--detach", "--name", "boxed"]);
+    let ls = env.ok(&["ls"]);
+    let line = |name: &str| ls.lines().find(|l| l.contains(name)).unwrap().to_string();
+    assert!(line(" sbx ").contains("UNSANDBOXED"), "{ls}");
+    assert!(!line(" boxed ").contains("UNSANDBOXED"), "{ls}");
+    let json = env.ok(&["ls", "--json"]);
+    let info = |name: &str| -> serde_json::Value {
+        serde_json::from_str(json.lines().find(|l| l.contains(name)).unwrap()).unwrap()
+    };
+    assert_eq!(info("\"sbx\"")["sandbox"], "none");
+    assert_eq!(info("\"boxed\"")["sandbox"], "namespaces");
+}
+
+/// A session whose model runs each of `commands` as its own bash call, in order.
+async fn env_running_all(commands: &[&str]) -> TestEnv {
+    let mut replies: Vec<Reply> = commands
+        .iter()
+        .map(|c| Reply::tool_use("bash", json!({ "command": c })))
+        .collect();
+    replies.push(Reply::text("done"));
+    TestEnv::new(Script::sequential(replies)).await
+}
+
+/// Runs the session in `dir` and returns every bash call's status and output, in order.
+fn run_all_in(env: &TestEnv, dir: &Path) -> Vec<(ToolStatus, String)> {
+    env.run(&["run", "go", "--dir", dir.to_str().unwrap(), "--name", "sbx"]);
+    env.events("sbx")
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult {
+                status, content, ..
+            } => Some((*status, tether_proto::blocks_text(content))),
+            _ => None,
+        })
+        .collect()
+}
+
+// §C 19: symlinks out of the workspace lead nowhere writable, to a file or to a directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinks_out_of_the_workspace_lead_nowhere_writable() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("victim"), "untouched").unwrap();
+    let env = env_running(
+        &format!(
+            "ln -s /etc/passwd pw && {{ echo x > pw; }} 2>/dev/null || echo PASSWD-DENIED; \
+             ln -s {o} outdir && {{ echo x > outdir/victim; }} 2>/dev/null || echo DIR-DENIED; \
+             {{ echo x > outdir/new; }} 2>/dev/null || echo NEW-DENIED",
+            o = outside.path().display()
+        ),
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (_, out) = run_in(&env, ws.path());
+    assert!(
+        out.contains("PASSWD-DENIED\nDIR-DENIED\nNEW-DENIED"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("victim")).unwrap(),
+        "untouched"
+    );
+    assert!(!outside.path().join("new").exists());
+    assert!(
+        std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .contains("root:")
+    );
+}
+
+// §C 20, 27: no hardlink to a host file, no device nodes, setuid gives nothing, no mount.
+#[tokio::test(flavor = "multi_thread")]
+async fn hardlinks_devices_setuid_and_mount_give_nothing() {
+    let env = env_running(
+        "ln /etc/passwd hl 2>/dev/null && echo LINKED || echo LINK-DENIED; \
+         mknod dev c 1 3 2>/dev/null && echo MKNOD || echo MKNOD-DENIED; \
+         cp /bin/bash sbash && chmod u+s sbash && ./sbash -p -c 'echo suid-uid=$(id -u) euid=$(id -u)'; \
+         mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED || echo MOUNT-DENIED",
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (_, out) = run_in(&env, ws.path());
+    assert!(out.contains("LINK-DENIED"), "{out}");
+    assert!(out.contains("MKNOD-DENIED"), "{out}");
+    assert!(out.contains("suid-uid=1000 euid=1000"), "{out}");
+    assert!(out.contains("MOUNT-DENIED"), "{out}");
+    assert!(!ws.path().join("hl").exists());
+    assert!(!ws.path().join("dev").exists());
+}
+
+// §C 23, 24: only fds 0–2 reach the sandbox, even one the daemon inherited without CLOEXEC;
+// API keys in the daemon's environment are in neither `env` nor `/proc/1/environ`.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_inherited_fd_or_api_key_reaches_the_sandbox() {
+    use std::os::fd::AsRawFd;
+    let env = env_running(
+        "for f in /proc/1/fd/*; do echo \"fd ${f##*/} $(readlink $f)\"; done; \
+         env | grep -c -i key | sed 's/^/env-keys=/'; \
+         tr '\\0' '\\n' < /proc/1/environ | grep -c -i key | sed 's/^/environ-keys=/'",
+        0,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let canary = std::fs::File::create(dir.path().join("canary-fd")).unwrap();
+    // Inherited by the daemon (no CLOEXEC), as a careless library would leave it.
+    nix::fcntl::fcntl(
+        &canary,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    assert!(canary.as_raw_fd() > 2);
+    let mut daemon = env.spawn_daemon(None).await;
+    let ws = tempfile::tempdir().unwrap();
+    let (status, out) = run_in(&env, ws.path());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(status, ToolStatus::Ok, "{out}");
+    // The shell's stdio pipes, /dev/null, and bash's saved copy of stdin (fd 10, from the
+    // wrapper's `< /dev/null`): nothing else, and never the canary.
+    let fds: Vec<&str> = out.lines().filter(|l| l.starts_with("fd ")).collect();
+    assert!(fds.len() >= 3, "{out}");
+    for fd in &fds {
+        let target = fd.splitn(3, ' ').nth(2).unwrap();
+        assert!(
+            target.starts_with("pipe:") || target == "/dev/null",
+            "{fd}: {out}"
+        );
+    }
+    assert!(!out.contains("canary-fd"), "{out}");
+    assert!(out.contains("env-keys=0"), "{out}");
+    assert!(out.contains("environ-keys=0"), "{out}");
+}
+
+// §C 26: /tmp is a tmpfs with a size cap, so filling it stops there (the host's disk and
+// memory are safe).
+#[tokio::test(flavor = "multi_thread")]
+async fn filling_tmp_stops_at_the_tmpfs_cap() {
+    let env = env_running(
+        "head -c 2G /dev/zero > /tmp/x; echo rc=$?; echo size=$(stat -c %s /tmp/x); rm /tmp/x",
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (_, out) = run_in(&env, ws.path());
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(!out.contains("rc=0"), "{out}");
+    let size: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("size="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(size <= 512 << 20, "{out}");
+}
+
+// §C 26: a fork loop hits the sandbox's process limit (RLIMIT_NPROC binds for a non-root
+// user, which is how the fallback runs and how a non-root daemon's namespaces map) and the
+// host keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_loop_is_contained_for_an_unprivileged_user() {
+    // A uid of its own, so the loop's processes count against no other test.
+    const FORK_UID: u32 = 61_234;
+    let ws = tempfile::tempdir().unwrap();
+    nix::unistd::chown(
+        ws.path(),
+        Some(nix::unistd::Uid::from_raw(FORK_UID)),
+        Some(nix::unistd::Gid::from_raw(FORK_UID)),
+    )
+    .unwrap();
+    let fork_loop = "my @kids; for (1..700) { my $p = fork(); \
+        if (!defined $p) { print \"fork-failed: $!\\n\"; last } \
+        if ($p == 0) { sleep 30; exit 0 } push @kids, $p } \
+        print \"started=\", scalar(@kids), \"\\n\"; kill 9, @kids; waitpid($_, 0) for @kids;";
+    let (ready, out) = run_fallback_as(
+        FORK_UID,
+        ws.path(),
+        &format!("perl -e '{fork_loop}'; echo host-ok"),
+    );
+    assert!(ready, "{out}");
+    let started: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(out.contains("fork-failed"), "{out}");
+    assert!(started < 700, "the loop was not limited: {out}");
+    assert!(out.contains("host-ok"), "{out}");
+}
+
+// Issue 5 shape: the persistent shell keeps cwd and env between calls; after `exit` the next
+// call gets a fresh shell, in the workspace, and the model is told.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_persistent_shell_keeps_cwd_and_env_and_restarts_after_exit() {
+    let env = env_running_all(&[
+        "mkdir -p sub && cd sub && export TETHER_TEST_VAR=kept",
+        "pwd; echo var=$TETHER_TEST_VAR",
+        "exit 3",
+        "pwd; echo var=${TETHER_TEST_VAR:-unset}",
+    ])
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let results = run_all_in(&env, ws.path());
+    assert_eq!(results.len(), 4, "{results:?}");
+    let ws_path = ws.path().canonicalize().unwrap();
+    let second = &results[1].1;
+    assert!(
+        second.contains(&format!("{}/sub\nvar=kept", ws_path.display())),
+        "{second}"
+    );
+    let fourth = &results[3].1;
+    assert!(fourth.contains("shell restarted"), "{fourth}");
+    assert!(
+        fourth.contains(&format!("{}\nvar=unset", ws_path.display())),
+        "{fourth}"
+    );
+}
+
+// §C 30: workspace files survive a daemon restart and the resumed session's shell works in
+// the same workspace; /tmp belongs to one sandbox and starts empty in the next.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_workspace_outlives_the_daemon_and_tmp_does_not() {
+    let env = env_running_all(&[
+        "echo kept > ws.txt; echo gone > /tmp/t.txt; echo written",
+        "cat ws.txt; cat /tmp/t.txt 2>/dev/null || echo TMP-FRESH",
+    ])
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    // Killed after the first call's result is committed, before the next model call.
+    let first = env.spawn_daemon(Some("after_tool_result")).await;
+    env.run(&[
+        "new",
+        "--detach",
+        "--name",
+        "sbx",
+        "--dir",
+        ws.path().to_str().unwrap(),
+        "go",
+    ]);
+    env.wait_killed(first).await;
+    assert_eq!(
+        std::fs::read_to_string(ws.path().join("ws.txt")).unwrap(),
+        "kept\n"
+    );
+    env.ok(&["ls"]);
+    let id = env.ok(&["ls", "--json"]);
+    let id: serde_json::Value = serde_json::from_str(id.lines().next().unwrap()).unwrap();
+    env.wait_idle(id["id"].as_str().unwrap()).await;
+    let results: Vec<String> = env
+        .events("sbx")
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .collect();
+    let last = results.last().unwrap();
+    assert!(last.contains("kept\nTMP-FRESH"), "{results:?}");
+}
+
+// §C 26: a memory hog is stopped. With a delegated cgroup v2 the OOM killer ends it and the
+// model is told (unit-tested in cgroup.rs); on hosts without one, like this cgroup v1 kind,
+// RLIMIT_DATA refuses the allocation and the host's memory is untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_hog_is_stopped() {
+    let env = env_running(
+        "perl -e '$x = \"a\" x (9 * 2**30); print \"ALLOCATED\\n\"'; echo rc=$?",
+        0,
+    )
+    .await;
+    let ws = tempfile::tempdir().unwrap();
+    let (_, out) = run_in(&env, ws.path());
+    assert!(!out.contains("ALLOCATED"), "{out}");
+    assert!(!out.contains("rc=0"), "{out}");
+    assert!(
+        out.contains("Out of memory") || out.contains("out of memory"),
+        "{out}"
+    );
 }

@@ -125,6 +125,10 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
     rt.builds.remove_leftovers();
+    // Probe the host's sandboxing now (a few ms, off the async threads), not at the first call.
+    tokio::task::spawn_blocking(|| {
+        crate::sandbox_support::this_host();
+    });
     match rt.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),

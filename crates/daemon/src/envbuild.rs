@@ -341,7 +341,8 @@ enum BuildNet {
 
 pub struct Builds {
     dir: PathBuf,
-    sandbox: Sandbox,
+    /// None: this process's, probed at the first build (not while the daemon starts).
+    sandbox: Option<Sandbox>,
     /// PATH the managers are looked up on and the build steps run with.
     path_var: String,
     /// [`CA_VARS`] set in the daemon's environment.
@@ -361,7 +362,7 @@ impl Builds {
     pub fn new(dir: PathBuf, sandbox: Sandbox, path_var: String) -> Builds {
         Builds {
             dir,
-            sandbox,
+            sandbox: Some(sandbox),
             path_var,
             ca_env: Vec::new(),
             running: Mutex::new(HashMap::new()),
@@ -376,7 +377,8 @@ impl Builds {
         let path = std::env::var("PATH").unwrap_or_else(|_| {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
         });
-        let mut b = Builds::new(dir, Sandbox::for_this_process(), path);
+        let mut b = Builds::new(dir, Sandbox::None, path);
+        b.sandbox = None;
         b.proxy_dir = Some(proxy_dir);
         b.ca_env = std::env::vars()
             .filter(|(k, _)| CA_VARS.contains(&k.as_str()))
@@ -680,17 +682,15 @@ impl Builds {
                 Err(e) => return Err((format!("could not start its network proxy: {e}"), tail)),
             }
         }
-        let mut cmd = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut c = tokio::process::Command::new(helper);
-                c.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(home)
-                    .args(options.to_args());
-                c
-            }
-            // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
-            Sandbox::None => tokio::process::Command::new("/bin/bash"),
-        };
+        // Unit tests: no sandbox, so the layer is not at LAYER_MOUNT; they only plan.
+        let helper = self
+            .sandbox
+            .clone()
+            .unwrap_or_else(Sandbox::for_this_process)
+            .helper_command(home, &options)
+            .map_err(|e| (e, tail.clone()))?;
+        let sandboxed = helper.is_some();
+        let mut cmd = helper.unwrap_or_else(|| tokio::process::Command::new("/bin/bash"));
         cmd.current_dir(home)
             .env_clear()
             .envs(env)
@@ -700,7 +700,7 @@ impl Builds {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
+        let mut child = match sandbox::spawn(cmd).await {
             Ok(c) => c,
             Err(e) => return Err((format!("could not start the sandbox: {e}"), tail)),
         };
@@ -722,7 +722,7 @@ impl Builds {
         let read = async {
             let mut buf = vec![0u8; 16 * 1024];
             let mut pending = Vec::new();
-            let mut ready = !matches!(self.sandbox, Sandbox::Namespaces { .. });
+            let mut ready = !sandboxed;
             loop {
                 let n = match stdout.read(&mut buf).await {
                     Ok(0) | Err(_) => break,

@@ -468,6 +468,23 @@ pub async fn session_net_policy(
     }
 }
 
+/// Whether a stored session's environment opts out of the sandbox; sandboxed when it can't
+/// be read (fail closed).
+pub async fn session_sandbox(
+    store: &Store,
+    environment: Option<&str>,
+) -> tether_proto::environment::SandboxMode {
+    let Some(id) = environment else {
+        return Default::default();
+    };
+    let r = id.to_string();
+    store
+        .read(move |c| load(c, &resolve(c, &r)?))
+        .await
+        .map(|e| e.spec.config.sandbox())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

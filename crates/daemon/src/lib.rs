@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod approvals;
+pub mod cgroup;
 pub mod compaction;
 pub mod config;
 pub mod crash;
@@ -15,6 +16,7 @@ pub mod environments;
 pub mod harness;
 pub mod http;
 pub mod ids;
+pub mod landlock_rules;
 pub mod mcp;
 pub mod net;
 pub mod ops;
@@ -22,6 +24,7 @@ pub mod permissions;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
+pub mod sandbox_support;
 pub mod seccomp;
 pub mod server;
 pub mod session;

@@ -551,11 +551,11 @@ async fn connect_stdio(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let (mut cmd, sandboxed) = toolbox
+    let (cmd, sandboxed) = toolbox
         .sandboxed_command(&argv, &env)
         .map_err(|e| Failure::connection(format!("cannot start `{command}`: {e}")))?;
-    let mut child = cmd
-        .spawn()
+    let mut child = crate::sandbox::spawn(cmd)
+        .await
         .map_err(|e| Failure::connection(format!("cannot start `{command}`: {e}")))?;
     let (Some(stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())

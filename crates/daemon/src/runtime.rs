@@ -162,7 +162,9 @@ impl Runtime {
             None => None,
         };
         let net = crate::environments::session_net_policy(&self.store, &row, agent.as_ref()).await;
-        let session = Session::new(self.clone(), row, agent.as_ref(), net, &events);
+        let sandbox =
+            crate::environments::session_sandbox(&self.store, row.environment.as_deref()).await;
+        let session = Session::new(self.clone(), row, agent.as_ref(), net, sandbox, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -189,18 +191,48 @@ impl Runtime {
             .get_session(id)
             .await?
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
-        Ok(info_from_row(&row, None, 0))
+        let mut info = info_from_row(&row, None, 0);
+        info.sandbox = Some(self.sandbox_level(row.environment.as_deref()).await);
+        Ok(info)
     }
 
     pub async fn list(&self, all: bool) -> Result<Vec<SessionInfo>, ErrorBody> {
         let rows = self.store.list_sessions(all).await?;
-        Ok(rows
-            .iter()
-            .map(|r| match self.loaded(&r.id) {
+        // One lookup per environment, not per session.
+        let mut levels: HashMap<Option<String>, String> = HashMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(match self.loaded(&r.id) {
                 Some(s) => s.info(),
-                None => info_from_row(r, None, 0),
-            })
-            .collect())
+                None => {
+                    let mut info = info_from_row(r, None, 0);
+                    let level = match levels.get(&r.environment) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let l = self.sandbox_level(r.environment.as_deref()).await;
+                            levels.insert(r.environment.clone(), l.clone());
+                            l
+                        }
+                    };
+                    info.sandbox = Some(level);
+                    info
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// How the tools of a session in `environment` are isolated, as [`Session::info`] reports
+    /// it for a loaded one: `none` when the environment opts out, else this host's level.
+    async fn sandbox_level(&self, environment: Option<&str>) -> String {
+        match crate::environments::session_sandbox(&self.store, environment).await {
+            tether_proto::environment::SandboxMode::None => "none".into(),
+            tether_proto::environment::SandboxMode::Default => {
+                crate::sandbox::Sandbox::for_this_process()
+                    .level_name()
+                    .into()
+            }
+        }
     }
 
     pub async fn create(
@@ -274,7 +306,8 @@ impl Runtime {
             }
             return Err(e.into());
         }
-        let session = Session::new(self.clone(), row, Some(&agent), net, &[]);
+        let sandbox = env.spec.config.sandbox();
+        let session = Session::new(self.clone(), row, Some(&agent), net, sandbox, &[]);
         self.registry().insert(id, session.clone());
         if p.max_cost_usd.is_some() {
             crate::harness::update_session(&session, None, p.max_cost_usd).await?;

@@ -24,6 +24,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -52,30 +53,114 @@ pub const SANDBOX_UID: u32 = 1000;
 pub const TMP_SIZE: &str = "512m";
 const SHELL: &str = "/bin/bash";
 
-/// How the session shell is isolated.
+/// How the session shell is isolated: the level [`crate::sandbox_support::choose`] picked for
+/// this host, or none at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sandbox {
-    /// Namespaces set up by `helper` (the tetherd binary) run as [`EXEC_SUBCOMMAND`].
+    /// Namespaces set up by `helper` (the tetherd binary) run as [`EXEC_SUBCOMMAND`], with
+    /// Landlock on top where the kernel has it.
     Namespaces { helper: PathBuf },
-    /// No isolation at all: only the daemon's own unit tests use this, because their
-    /// test binary is not tetherd and cannot act as the helper.
+    /// The fallback where user namespaces are unavailable: `helper` confines the shell with
+    /// Landlock, seccomp and rlimits on the host's own tree (`--no-namespaces`).
+    Landlock { helper: PathBuf },
+    /// The host can't sandbox: every tool call fails with `reason` (the setting to change).
+    Unavailable { reason: String },
+    /// No isolation at all: environments that say `sandbox = "none"`, and the daemon's own
+    /// unit tests, whose test binary is not tetherd and cannot act as the helper.
     None,
 }
 
 impl Sandbox {
-    /// The sandbox this process's sessions use: this very binary as the helper.
+    /// The sandbox this process's sessions use: this very binary as the helper, at the level
+    /// the host supports (probed once, see [`crate::sandbox_support`]).
     pub fn for_this_process() -> Self {
         if cfg!(test) {
             return Sandbox::None;
         }
-        match std::env::current_exe() {
-            Ok(helper) => Sandbox::Namespaces { helper },
-            // Fail closed later: a helper path that does not exist refuses to start.
-            Err(_) => Sandbox::Namespaces {
-                helper: PathBuf::from("/proc/self/exe"),
-            },
+        crate::sandbox_support::this_host().sandbox.clone()
+    }
+
+    /// Short name of the level for the session object and `tether ls`: `namespaces`,
+    /// `landlock`, `unavailable` or `none`.
+    pub fn level_name(&self) -> &'static str {
+        match self {
+            Sandbox::Namespaces { .. } => "namespaces",
+            Sandbox::Landlock { .. } => "landlock",
+            Sandbox::Unavailable { .. } => "unavailable",
+            Sandbox::None => "none",
         }
     }
+
+    /// The command that starts a sandbox on `workspace` with `options` (its stdout begins with
+    /// [`READY`]); None when unsandboxed, so the caller runs the program itself; an error
+    /// naming the host setting to change when the host can't sandbox.
+    pub fn helper_command(
+        &self,
+        workspace: &Path,
+        options: &Options,
+    ) -> Result<Option<tokio::process::Command>, String> {
+        let (helper, no_namespaces) = match self {
+            Sandbox::Namespaces { helper } => (helper, false),
+            Sandbox::Landlock { helper } => (helper, true),
+            Sandbox::Unavailable { reason } => {
+                return Err(format!(
+                    "{reason}; the command was not run (tether never runs it unsandboxed)"
+                ));
+            }
+            Sandbox::None => return Ok(None),
+        };
+        let options = Options {
+            no_namespaces,
+            die_with: Some(std::process::id()),
+            ..options.clone()
+        };
+        let mut cmd = tokio::process::Command::new(helper);
+        cmd.arg(EXEC_SUBCOMMAND)
+            .arg(workspace)
+            .args(options.to_args());
+        Ok(Some(cmd))
+    }
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+/// The daemon's one spawner thread. A sandbox's stage 1 sets `PR_SET_PDEATHSIG`, which fires
+/// when the *thread* that forked it exits (not the process); tokio's blocking-pool threads come
+/// and go, so every sandbox is forked from this thread, which lives as long as the daemon.
+fn spawner() -> std::io::Result<&'static std::sync::mpsc::Sender<SpawnJob>> {
+    static SPAWNER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<SpawnJob>>> =
+        std::sync::OnceLock::new();
+    SPAWNER
+        .get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+            std::thread::Builder::new()
+                .name("sandbox-spawner".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("cannot start the sandbox spawner thread"))
+}
+
+/// Spawns `cmd` (a sandbox helper, or an unsandboxed program) from the spawner thread.
+pub async fn spawn(mut cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    let job: SpawnJob = Box::new(move || {
+        // The child is registered with this runtime's process driver.
+        let _entered = runtime.enter();
+        let _ = tx.send(cmd.spawn());
+    });
+    spawner()?
+        .send(job)
+        .map_err(|_| std::io::Error::other("the sandbox spawner thread is gone"))?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the sandbox spawner thread dropped the request"))?
 }
 
 /// A setup step that failed, with the explanation for the user.
@@ -167,6 +252,14 @@ pub struct Options {
     /// The program (and its arguments) pid 1 execs instead of the shell: a stdio MCP server.
     /// Passed last, after `--`.
     pub command: Vec<OsString>,
+    /// The Landlock fallback: no namespaces, the host's tree confined by Landlock.
+    pub no_namespaces: bool,
+    /// The daemon's pid: stage 1 dies with the thread that spawned it (the daemon's spawner
+    /// thread) and refuses to start if that parent is already gone.
+    pub die_with: Option<u32>,
+    /// A cgroup v2 directory (limits already written) stage 1 moves into first, so the
+    /// whole tree is under its limits.
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Options {
@@ -184,8 +277,7 @@ impl Options {
             layer: Some(layer.to_path_buf()),
             layer_writable: true,
             share_net: true,
-            proxy: None,
-            command: Vec::new(),
+            ..Options::default()
         }
     }
 
@@ -204,6 +296,17 @@ impl Options {
         if let Some(p) = &self.proxy {
             out.push("--proxy".into());
             out.push(p.clone().into_os_string());
+        }
+        if self.no_namespaces {
+            out.push("--no-namespaces".into());
+        }
+        if let Some(pid) = self.die_with {
+            out.push("--die-with".into());
+            out.push(pid.to_string().into());
+        }
+        if let Some(dir) = &self.cgroup {
+            out.push("--cgroup".into());
+            out.push(dir.clone().into_os_string());
         }
         if !self.command.is_empty() {
             out.push("--".into());
@@ -231,6 +334,18 @@ impl Options {
                         .ok_or_else(|| SetupError("--proxy needs a socket path".into()))?;
                     o.proxy = Some(PathBuf::from(socket));
                 }
+                Some("--no-namespaces") => o.no_namespaces = true,
+                Some("--cgroup") => {
+                    let dir = it
+                        .next()
+                        .ok_or_else(|| SetupError("--cgroup needs a directory".into()))?;
+                    o.cgroup = Some(PathBuf::from(dir));
+                }
+                Some("--die-with") => {
+                    let pid = it.next().and_then(|p| p.to_str()?.parse().ok());
+                    o.die_with =
+                        Some(pid.ok_or_else(|| SetupError("--die-with needs a pid".into()))?);
+                }
                 Some("--") => {
                     o.command = it.cloned().collect();
                     break;
@@ -250,11 +365,32 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
             "usage: tetherd sandbox-exec WORKSPACE [OPTIONS]".into(),
         ));
     };
-    let options = match Options::parse(rest) {
+    let mut options = match Options::parse(rest) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    if let Some(parent) = options.die_with.take()
+        && let Err(e) = die_with(parent)
+    {
+        return fail(e);
+    }
+    // Into the limits before anything else runs (and while still the host's uid).
+    if let Some(dir) = options.cgroup.take() {
+        let procs = dir.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, "0") {
+            return fail(SetupError(format!(
+                "cannot enter the sandbox's cgroup {}: {e}",
+                dir.display()
+            )));
+        }
+    }
     close_inherited_fds();
+    if options.no_namespaces {
+        return match restricted(Path::new(workspace), &options) {
+            Ok(never) => match never {},
+            Err(e) => fail(e),
+        };
+    }
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
     let mut flags = CloneFlags::CLONE_NEWUSER
@@ -320,6 +456,19 @@ pub fn init_main(args: &[OsString]) -> ExitCode {
 
 enum Never {}
 
+/// Dies with the daemon: SIGKILL when the thread that spawned this process exits (the
+/// daemon's never-exiting spawner thread, so in effect the daemon). Set before checking that
+/// the parent is still `parent`, so there is no gap.
+fn die_with(parent: u32) -> Result<(), SetupError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(step("set the parent-death signal"))?;
+    if nix::unistd::getppid().as_raw() != parent as i32 {
+        return Err(SetupError(
+            "the daemon that started the sandbox is gone".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never, SetupError> {
     // Die with stage 1. Set before checking that it is still alive, so there is no gap.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(step("set the parent-death signal"))?;
@@ -364,13 +513,28 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
     set_limits()?;
+    // Best effort: the mount tree is the filesystem sandbox here, Landlock a second lock.
+    crate::landlock_rules::apply(&crate::landlock_rules::namespace_rules(
+        workspace,
+        options.layer_writable,
+    ))
+    .map_err(SetupError)?;
     // Last, so the helper's own setup above is not constrained by it.
-    crate::seccomp::apply().map_err(SetupError)?;
+    crate::seccomp::apply(false).map_err(SetupError)?;
     let proxy_env = if proxy.is_some() {
         bridge::proxy_env()
     } else {
         Vec::new()
     };
+    exec_program(options, workspace, proxy_env)
+}
+
+/// Execs the shell (or the options' command) with the sandbox's identity in its environment.
+fn exec_program(
+    options: &Options,
+    workspace: &Path,
+    extra_env: Vec<(&'static str, String)>,
+) -> Result<Never, SetupError> {
     let mut cmd = match options.command.split_first() {
         Some((program, args)) => {
             let mut c = Command::new(program);
@@ -384,7 +548,7 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         }
     };
     let e = cmd
-        .envs(proxy_env)
+        .envs(extra_env)
         .env("HOME", workspace)
         .env("USER", "sandbox")
         .env("LOGNAME", "sandbox")
@@ -396,14 +560,96 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
     Err(SetupError(format!("cannot execute {program}: {e}")))
 }
 
+/// The Landlock fallback (`sandbox-exec WORKSPACE --no-namespaces`), for hosts without user
+/// namespaces: this process becomes the shell, on the host's own tree, confined by Landlock
+/// ([`crate::landlock_rules::host_rules`]: system dirs read-only, the workspace and a private
+/// temp dir writable, the rest unreadable), seccomp (no inet sockets unless the network is
+/// shared) and rlimits. Weaker than namespaces, and said so by `tether doctor`: no private
+/// /proc (Landlock still bars ptrace-like access to the daemon and signals out of the
+/// sandbox), a double-forked process can outlive a timeout, no environment layer, no proxy.
+fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> {
+    if options.layer.is_some() || options.proxy.is_some() {
+        return Err(SetupError(
+            "environment packages and limited networking need user namespaces, which this host \
+             does not allow (see `tether doctor`)"
+                .into(),
+        ));
+    }
+    if nix::unistd::geteuid().is_root() {
+        return Err(SetupError(
+            "the Landlock fallback cannot drop root's privileges; run tetherd as an \
+             unprivileged user or allow user namespaces (see `tether doctor`)"
+                .into(),
+        ));
+    }
+    if !workspace.is_absolute() {
+        return Err(SetupError(format!(
+            "the workspace {} is not an absolute path",
+            workspace.display()
+        )));
+    }
+    // A process-group leader (as the daemon spawns it) can't setsid; then there is no new
+    // session, and the rules leave /dev/tty out, so there is no terminal to inject input into.
+    let _ = nix::unistd::setsid();
+    let tmp = std::env::temp_dir().join(format!(
+        "tether-sandbox-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| {
+            SetupError(format!(
+                "create the private temp dir {}: {e}",
+                tmp.display()
+            ))
+        })?;
+    std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(step("set no_new_privs"))?;
+    set_limits()?;
+    let applied = crate::landlock_rules::apply(&crate::landlock_rules::host_rules(
+        workspace,
+        &tmp,
+        options.share_net,
+    ))
+    .map_err(SetupError)?;
+    if applied.abi.is_none() {
+        return Err(SetupError(
+            "this kernel enforces no Landlock rules, and without user namespaces nothing else \
+             can confine the filesystem"
+                .into(),
+        ));
+    }
+    crate::seccomp::apply(!options.share_net).map_err(SetupError)?;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(READY.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(io_step("report readiness"))?;
+    exec_program(
+        options,
+        workspace,
+        vec![("TMPDIR", tmp.to_string_lossy().into_owned())],
+    )
+}
+
 /// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
 /// (counted per user namespace; the kernel exempts host uid 0, so this binds only when the
-/// daemon is not root), open files, and no core dumps. cgroups are not used yet.
-const LIMITS: [(nix::sys::resource::Resource, u64); 3] = [
+/// daemon is not root), open files, no core dumps, and the data segment (heap and private
+/// writable mappings, not address-space reservations, so JVM/Go/V8 still start): a memory hog
+/// gets ENOMEM where no cgroup bounds the whole tree.
+const LIMITS: [(nix::sys::resource::Resource, u64); 4] = [
     (nix::sys::resource::Resource::RLIMIT_NPROC, 512),
     (nix::sys::resource::Resource::RLIMIT_NOFILE, 4096),
     (nix::sys::resource::Resource::RLIMIT_CORE, 0),
+    (nix::sys::resource::Resource::RLIMIT_DATA, DATA_LIMIT),
 ];
+
+/// The per-process data limit (8 GiB).
+pub const DATA_LIMIT: u64 = 8 << 30;
 
 fn set_limits() -> Result<(), SetupError> {
     for (resource, n) in LIMITS {
@@ -667,6 +913,14 @@ mod tests {
             ..Options::session(None)
         };
         assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        let o = Options {
+            no_namespaces: true,
+            die_with: Some(4242),
+            cgroup: Some("/sys/fs/cgroup/t/sandbox-1-1".into()),
+            ..Options::session(Some("/l".into()))
+        };
+        assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        assert!(Options::parse(&["--die-with".into(), "x".into()]).is_err());
         assert_eq!(Options::parse(&[]).unwrap(), Options::default());
         assert!(Options::parse(&["--bogus".into()]).is_err());
     }

@@ -48,8 +48,9 @@ fn arch() -> Result<seccompiler::TargetArch, String> {
 }
 
 /// The EPERM filter: [`DENIED`], nested user namespaces (`unshare`/`clone` with
-/// CLONE_NEWUSER), netlink sockets other than NETLINK_ROUTE, and vsock.
-fn eperm_filter() -> Result<BpfProgram, String> {
+/// CLONE_NEWUSER), netlink sockets other than NETLINK_ROUTE, and vsock; with `deny_inet` also
+/// IPv4, IPv6 and packet sockets (the fallback sandbox has no network namespace to be empty).
+fn eperm_filter(deny_inet: bool) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         DENIED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
     let newuser = libc::CLONE_NEWUSER as u64;
@@ -73,6 +74,12 @@ fn eperm_filter() -> Result<BpfProgram, String> {
             rule(vec![arg(0, SeccompCmpOp::Eq, libc::AF_VSOCK as u64)?])?,
         ],
     );
+    if deny_inet {
+        let socket = rules.entry(libc::SYS_socket).or_default();
+        for family in [libc::AF_INET, libc::AF_INET6, libc::AF_PACKET] {
+            socket.push(rule(vec![arg(0, SeccompCmpOp::Eq, family as u64)?])?);
+        }
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -101,8 +108,8 @@ fn enosys_filter() -> Result<BpfProgram, String> {
 
 /// Installs both filters on this thread (inherited by everything it execs). Needs
 /// no_new_privs, which the sandbox sets first.
-pub fn apply() -> Result<(), String> {
-    for prog in [eperm_filter()?, enosys_filter()?] {
+pub fn apply(deny_inet: bool) -> Result<(), String> {
+    for prog in [eperm_filter(deny_inet)?, enosys_filter()?] {
         seccompiler::apply_filter(&prog)
             .map_err(|e| format!("cannot install the seccomp filter: {e}"))?;
     }
@@ -115,7 +122,8 @@ mod tests {
 
     #[test]
     fn the_filters_compile_for_this_machine() {
-        let eperm = eperm_filter().unwrap();
+        let eperm = eperm_filter(false).unwrap();
+        assert!(eperm_filter(true).unwrap().len() > eperm.len());
         let enosys = enosys_filter().unwrap();
         assert!(
             eperm.len() > DENIED.len(),

@@ -596,6 +596,7 @@ impl Connection {
                     providers: rt.provider_statuses(),
                     web_search: rt.web_search_status(),
                     mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
+                    sandbox: Some(crate::sandbox_support::this_host().report.clone()),
                 })
             }
             Call::DaemonShutdown {} => {

@@ -117,6 +117,7 @@ impl Session {
         row: SessionRow,
         agent: Option<&tether_proto::agent::Agent>,
         net: crate::net::NetPolicy,
+        sandbox: tether_proto::environment::SandboxMode,
         events: &[Event],
     ) -> Arc<Session> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
@@ -126,14 +127,18 @@ impl Session {
             .and_then(|a| a.spec.model.as_ref())
             .and_then(|m| m.effort.as_ref())
             .and_then(|e| crate::agents::thinking_budget(e).ok());
+        let mut toolbox = Toolbox::for_session(
+            row.workspace.clone().into(),
+            row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
+            session_net(&runtime, &row.id, net),
+        )
+        .with_search(runtime.search_backend());
+        if sandbox == tether_proto::environment::SandboxMode::None {
+            toolbox = toolbox.unsandboxed();
+        }
         Arc::new(Session {
             id: row.id.clone(),
-            toolbox: Toolbox::for_session(
-                row.workspace.clone().into(),
-                row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
-                session_net(&runtime, &row.id, net),
-            )
-            .with_search(runtime.search_backend()),
+            toolbox,
             mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref(), runtime.config.mcp.clone()),
             policy,
             thinking_budget,
@@ -342,6 +347,7 @@ impl Session {
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
+        info.sandbox = Some(self.toolbox.sandbox_level().to_string());
         if let Some(model) = &st.model {
             info.model = model.clone();
         }
@@ -462,6 +468,7 @@ pub fn info_from_row(
                 version: *version,
             }),
         environment_id: row.environment.clone(),
+        sandbox: None,
     }
 }
 

@@ -81,7 +81,30 @@ pub enum EnvironmentConfig {
         /// tether: shell commands run once after the packages, in the layer directory.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         setup_commands: Vec<String>,
+        /// tether: `"none"` runs this environment's tools unsandboxed (explicit opt-in only;
+        /// shown in red wherever its sessions appear).
+        #[serde(default, skip_serializing_if = "SandboxMode::is_default")]
+        sandbox: SandboxMode,
     },
+}
+
+/// Whether an environment's tools run in the sandbox.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMode {
+    /// The host's sandbox, at the level `tether doctor` reports (the default).
+    #[default]
+    Default,
+    /// No sandbox at all: tools run as the daemon's user with its view of the host.
+    None,
+}
+
+impl SandboxMode {
+    pub fn is_default(&self) -> bool {
+        *self == SandboxMode::Default
+    }
 }
 
 impl Default for EnvironmentConfig {
@@ -90,6 +113,7 @@ impl Default for EnvironmentConfig {
             networking: Networking::Unrestricted,
             packages: Packages::default(),
             setup_commands: Vec::new(),
+            sandbox: SandboxMode::Default,
         }
     }
 }
@@ -104,6 +128,12 @@ impl EnvironmentConfig {
     pub fn packages(&self) -> &Packages {
         match self {
             EnvironmentConfig::Cloud { packages, .. } => packages,
+        }
+    }
+
+    pub fn sandbox(&self) -> SandboxMode {
+        match self {
+            EnvironmentConfig::Cloud { sandbox, .. } => *sandbox,
         }
     }
 

@@ -259,6 +259,28 @@ pub struct DaemonStatus {
     /// whether every variable it names is set in the daemon's environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mcp_credentials: Vec<ProviderStatus>,
+    /// What the host offers for sandboxing tools and the level tether uses (`tether doctor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxSupport>,
+}
+
+/// The host's sandboxing support as the daemon probed it (also `tetherd sandbox-probe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSupport {
+    /// `namespaces` (full), `landlock` (fallback: Landlock + seccomp + rlimits, weaker) or
+    /// `unavailable` (tools fail; `summary` names the host setting to change).
+    pub level: String,
+    /// One line for people: what the level means, or what to change.
+    pub summary: String,
+    /// One line per kernel feature: user namespaces, Landlock, seccomp, cgroup v2.
+    pub checks: Vec<SandboxCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,6 +91,11 @@ pub struct SessionInfo {
     /// The environment the session runs in (None for sessions older than environments).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment_id: Option<String>,
+    /// tether: how the session's tools are isolated: `namespaces`, `landlock` (the weaker
+    /// fallback), `unavailable` (tools fail) or `none` (unsandboxed by its environment's
+    /// `sandbox = "none"`; clients show it in red). None when the session is not loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

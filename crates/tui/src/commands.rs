@@ -440,8 +440,20 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         } else {
             status
         };
+        // Unsandboxed sessions (their environment says `sandbox = "none"`) stand out in red.
+        let unsandboxed = s.sandbox.as_deref() == Some("none");
+        let status = match s.sandbox.as_deref() {
+            Some("none") => format!("{status}, UNSANDBOXED"),
+            Some("landlock") => format!("{status}, weak sandbox"),
+            _ => status,
+        };
+        let (red, reset) = if unsandboxed && color_out() {
+            ("\x1b[31;1m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
         println!(
-            "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  {}",
+            "{red}{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
@@ -457,6 +469,12 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether stdout takes colours: a terminal, and NO_COLOR unset.
+fn color_out() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// Attached clients, e.g. `3 (1 ro)`.
@@ -1000,7 +1018,7 @@ pub async fn doctor(json: bool) -> CmdResult {
             ),
         ));
     }
-    checks.push(isolation_check());
+    checks.extend(sandbox_checks(status.as_ref()));
     if json {
         let v: Vec<Value> = checks
             .iter()
@@ -1015,21 +1033,49 @@ pub async fn doctor(json: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the host offers for sandboxing tools (the sandbox itself is a later release).
-fn isolation_check() -> (String, bool, String) {
-    let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(|n| n > 0)
-        .unwrap_or(false);
-    let landlock = std::path::Path::new("/sys/kernel/security/landlock").exists()
-        || std::fs::read_to_string("/sys/kernel/security/lsm")
-            .map(|s| s.contains("landlock"))
-            .unwrap_or(false);
-    let detail = format!(
-        "user namespaces: {}; landlock: {}; tools currently run unsandboxed in their own process group (file tools stay inside the workspace)",
-        if userns { "available" } else { "unavailable" },
-        if landlock { "available" } else { "unknown" }
+/// What the host offers for sandboxing tools and the level tether uses: the running daemon's
+/// probe, or (no daemon) `tetherd sandbox-probe --report` run here.
+fn sandbox_checks(status: Option<&Value>) -> Vec<(String, bool, String)> {
+    let from_daemon = status.and_then(|s| {
+        serde_json::from_value::<tether_proto::method::SandboxSupport>(s.get("sandbox")?.clone())
+            .ok()
+    });
+    let report = match from_daemon {
+        Some(r) => r,
+        None => {
+            let bin = client::daemon_binary();
+            let probed = std::process::Command::new(&bin)
+                .args(["sandbox-probe", "--report"])
+                .stdin(std::process::Stdio::null())
+                .output();
+            match probed
+                .ok()
+                .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            {
+                Some(r) => r,
+                None => {
+                    return vec![(
+                        "sandbox".into(),
+                        false,
+                        format!(
+                            "cannot probe: `{} sandbox-probe --report` did not answer",
+                            bin.display()
+                        ),
+                    )];
+                }
+            }
+        }
+    };
+    let mut out = vec![(
+        "sandbox".to_string(),
+        report.level != "unavailable",
+        format!("level {}: {}", report.level, report.summary),
+    )];
+    out.extend(
+        report
+            .checks
+            .into_iter()
+            .map(|c| (format!("  {}", c.name), c.ok, c.detail)),
     );
-    ("isolation".into(), userns, detail)
+    out
 }

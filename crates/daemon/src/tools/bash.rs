@@ -413,6 +413,9 @@ struct Live {
     busy: bool,
     /// The shell was reaped: its pid may be reused, never signal it again.
     reaped: bool,
+    /// The sandbox's cgroup where cgroup v2 is delegated (removed after the tree: the field
+    /// drops after [`Live::drop`] killed it).
+    cgroup: Option<crate::cgroup::SandboxCgroup>,
 }
 
 impl Drop for Live {
@@ -487,6 +490,16 @@ impl Shell {
         self
     }
 
+    /// The shell with another sandbox (`sandbox = "none"` environments).
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     /// The shell with the session's network.
     pub fn with_net(mut self, net: Arc<SessionNet>) -> Self {
         self.net = net;
@@ -518,18 +531,12 @@ impl Shell {
         let Some((program, args)) = argv.split_first() else {
             return Err("no command to run".into());
         };
-        let (mut cmd, sandboxed) = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut cmd = tokio::process::Command::new(helper);
-                let mut options = self.options.clone();
-                options.proxy = self.net.proxy_socket()?;
-                options.command = argv.iter().map(Into::into).collect();
-                cmd.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(&self.workspace)
-                    .args(options.to_args());
-                (cmd, true)
-            }
-            Sandbox::None => {
+        let mut options = self.options.clone();
+        options.proxy = self.net.proxy_socket()?;
+        options.command = argv.iter().map(Into::into).collect();
+        let (mut cmd, sandboxed) = match self.sandbox.helper_command(&self.workspace, &options)? {
+            Some(cmd) => (cmd, true),
+            None => {
                 let mut cmd = tokio::process::Command::new(program);
                 cmd.args(args);
                 (cmd, false)
@@ -548,24 +555,36 @@ impl Shell {
     }
 
     async fn start(&self) -> Result<Live, String> {
-        let mut cmd = match &self.sandbox {
-            Sandbox::Namespaces { helper } => {
-                let mut cmd = tokio::process::Command::new(helper);
-                let mut options = self.options.clone();
-                // Fail closed: no proxy, no shell (rather than a shell with no network
-                // that the model would try to work around).
-                options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
-                cmd.arg(sandbox::EXEC_SUBCOMMAND)
-                    .arg(&self.workspace)
-                    .args(options.to_args());
-                cmd
+        let mut options = self.options.clone();
+        // Fail closed: no proxy, no shell (rather than a shell with no network that the model
+        // would try to work around).
+        options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
+        // Memory, pids and cpu limits for the whole tree where cgroup v2 is delegated.
+        let cgroup = match crate::sandbox_support::cgroups() {
+            Some(subtree)
+                if matches!(
+                    self.sandbox,
+                    Sandbox::Namespaces { .. } | Sandbox::Landlock { .. }
+                ) =>
+            {
+                let group = subtree
+                    .create()
+                    .map_err(|e| format!("bash: {e}; the command was not run"))?;
+                options.cgroup = Some(group.dir.clone());
+                Some(group)
             }
-            Sandbox::None => {
-                let mut cmd = tokio::process::Command::new(SHELL);
-                cmd.args(["--noprofile", "--norc"]);
-                cmd
-            }
+            _ => None,
         };
+        let helper = self
+            .sandbox
+            .helper_command(&self.workspace, &options)
+            .map_err(|e| format!("bash: {e}"))?;
+        let sandboxed = helper.is_some();
+        let mut cmd = helper.unwrap_or_else(|| {
+            let mut cmd = tokio::process::Command::new(SHELL);
+            cmd.args(["--noprofile", "--norc"]);
+            cmd
+        });
         cmd.current_dir(&self.workspace)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -574,15 +593,15 @@ impl Shell {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| match &self.sandbox {
-            Sandbox::Namespaces { helper } => format!(
-                "bash: failed to start the sandbox helper {}: {e}; the command was not run",
-                helper.display()
-            ),
-            Sandbox::None => format!(
-                "bash: failed to start {SHELL} in {}: {e}",
-                self.workspace.display()
-            ),
+        let mut child = sandbox::spawn(cmd).await.map_err(|e| {
+            if sandboxed {
+                format!("bash: failed to start the sandbox helper: {e}; the command was not run")
+            } else {
+                format!(
+                    "bash: failed to start {SHELL} in {}: {e}",
+                    self.workspace.display()
+                )
+            }
         })?;
         let pid = child.id();
         let (Some(pid), Some(stdin), Some(mut stdout), Some(stderr)) = (
@@ -594,7 +613,7 @@ impl Shell {
             return Err("bash: failed to set up the shell's pipes".into());
         };
         let mut carry = Vec::new();
-        if matches!(self.sandbox, Sandbox::Namespaces { .. }) {
+        if sandboxed {
             let ready =
                 tokio::time::timeout(SANDBOX_START_LIMIT, await_ready(&mut stdout, &mut carry))
                     .await;
@@ -631,6 +650,7 @@ impl Shell {
             setup_pending: true,
             busy: false,
             reaped: false,
+            cgroup,
         };
         self.pid.store(pid, Ordering::SeqCst);
         tracing::debug!(pid, workspace = %self.workspace.display(), sandbox = ?self.sandbox, "started session shell");
@@ -770,6 +790,7 @@ impl Shell {
             pid: live.pid,
             armed: true,
         };
+        let ooms_before = live.cgroup.as_ref().map(|g| g.oom_kills());
         let end = exec(
             live,
             script.as_bytes(),
@@ -782,6 +803,11 @@ impl Shell {
         .await;
         guard.armed = false;
         live.busy = false;
+        let oom_killed = live
+            .cgroup
+            .as_ref()
+            .zip(ooms_before)
+            .is_some_and(|(g, before)| g.oom_kills() > before);
 
         let mut outcome = match &end {
             End::Marker(code) => {
@@ -843,6 +869,10 @@ impl Shell {
                 }
             }
         };
+        if oom_killed {
+            append_note(&mut outcome.content, &crate::cgroup::oom_note());
+            outcome.is_error = true;
+        }
         if !notes.is_empty() {
             outcome.content.insert_str(0, &notes);
         }

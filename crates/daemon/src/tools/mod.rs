@@ -213,6 +213,18 @@ impl Toolbox {
         off
     }
 
+    /// The same toolbox with its tools unsandboxed: only for environments that say
+    /// `sandbox = "none"`.
+    pub fn unsandboxed(mut self) -> Self {
+        self.shell = self.shell.with_sandbox(crate::sandbox::Sandbox::None);
+        self
+    }
+
+    /// How this toolbox's commands are isolated (see [`crate::sandbox::Sandbox::level_name`]).
+    pub fn sandbox_level(&self) -> &'static str {
+        self.shell.sandbox().level_name()
+    }
+
     /// The same toolbox with the daemon's `web_search` backend (None: the tool refuses).
     pub fn with_search(mut self, search: Option<Arc<web_search::WebSearch>>) -> Self {
         self.search = search;

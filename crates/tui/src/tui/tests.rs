@@ -120,6 +120,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         forked_from: None,
         agent: None,
         environment_id: None,
+        sandbox: None,
     }
 }
 

@@ -175,6 +175,14 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             .iter()
             .map(|s| {
                 let (st, style) = status(s, p.spinner);
+                // Tools that run without a sandbox must never look like the others.
+                let (st, style) = match s.sandbox.as_deref() {
+                    Some("none") => (
+                        format!("{st} · UNSANDBOXED"),
+                        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                    ),
+                    _ => (st, style),
+                };
                 let name = s
                     .name
                     .clone()

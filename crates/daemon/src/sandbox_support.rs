@@ -1,0 +1,396 @@
+//! What the host offers for sandboxing and the level tether uses (fail closed, in levels):
+//!
+//! - `namespaces`: user, mount, pid, ipc, uts and net namespaces, Landlock on top where the
+//!   kernel has it, seccomp, rlimits (and cgroup v2 limits where delegated);
+//! - `landlock`: where user namespaces are unavailable and the daemon is not root, Landlock +
+//!   seccomp + rlimits on the host's own tree (weaker, and said so);
+//! - `unavailable`: every tool call fails with the host setting to change.
+//!
+//! Never unsandboxed unless an environment says `sandbox = "none"`.
+//!
+//! The facts are probed once by running `tetherd sandbox-probe` ([`probe_main`]), a throwaway
+//! process that tries each feature for real (unshare + a mount, a Landlock ruleset, the
+//! seccomp filter); [`choose`] turns them into the level and is unit-tested for each
+//! combination.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use serde::{Deserialize, Serialize};
+use tether_proto::method::{SandboxCheck, SandboxSupport};
+
+use crate::sandbox::{Sandbox, explain_unshare_error};
+
+/// The hidden subcommand that probes the host and prints [`HostFacts`] as JSON.
+pub const PROBE_SUBCOMMAND: &str = "sandbox-probe";
+
+/// What the host supports, as probed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// The daemon runs as uid 0.
+    pub root: bool,
+    /// User namespaces (with a mount namespace we can mount in) work; Err says why not.
+    pub user_namespaces: Result<(), String>,
+    /// The Landlock ABI the kernel enforces; None without Landlock.
+    pub landlock_abi: Option<u32>,
+    /// The seccomp filter installs; Err says why not.
+    pub seccomp: Result<(), String>,
+    /// The delegated cgroup v2 subtree; Err says why there is none.
+    pub cgroup: Result<String, String>,
+}
+
+/// The level tether uses on a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Level {
+    Namespaces,
+    Landlock,
+    /// Tools fail with this explanation.
+    Unavailable(String),
+}
+
+/// The level for `facts`. The order matters: namespaces need seccomp (the deny-list is part
+/// of the sandbox); the fallback needs Landlock, seccomp and a non-root daemon (root's
+/// capabilities can't be dropped without a user namespace).
+pub fn choose(facts: &HostFacts) -> Level {
+    if let Err(e) = &facts.seccomp {
+        return Level::Unavailable(format!(
+            "the sandbox's seccomp filter cannot be installed ({e}); tether needs a kernel \
+             with CONFIG_SECCOMP_FILTER"
+        ));
+    }
+    let userns = match &facts.user_namespaces {
+        Ok(()) => return Level::Namespaces,
+        Err(e) => e,
+    };
+    if facts.landlock_abi.is_none() {
+        return Level::Unavailable(format!(
+            "{userns}; the fallback needs Landlock, which this kernel does not enforce \
+             (CONFIG_SECURITY_LANDLOCK and `lsm=landlock,...` on the kernel command line)"
+        ));
+    }
+    if facts.root {
+        return Level::Unavailable(format!(
+            "{userns}; the Landlock fallback cannot drop root's privileges, so run tetherd as \
+             an unprivileged user or allow user namespaces"
+        ));
+    }
+    Level::Landlock
+}
+
+/// The probed host: the facts, the report for `tether doctor` and the sandbox sessions use.
+#[derive(Debug)]
+pub struct HostSupport {
+    pub facts: HostFacts,
+    pub report: SandboxSupport,
+    pub sandbox: Sandbox,
+    /// The delegated cgroup v2 subtree sandboxes get their limits in, when there is one.
+    pub cgroups: Option<crate::cgroup::Subtree>,
+}
+
+/// The prepared cgroup v2 subtree of this host, if any.
+pub fn cgroups() -> Option<&'static crate::cgroup::Subtree> {
+    if cfg!(test) {
+        return None;
+    }
+    this_host().cgroups.as_ref()
+}
+
+static THIS_HOST: OnceLock<HostSupport> = OnceLock::new();
+
+/// This host, probed on first use (a few milliseconds, once per daemon).
+pub fn this_host() -> &'static HostSupport {
+    THIS_HOST.get_or_init(|| {
+        let helper = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let facts = probe(&helper);
+        let level = choose(&facts);
+        let sandbox = match &level {
+            Level::Namespaces => Sandbox::Namespaces {
+                helper: helper.clone(),
+            },
+            Level::Landlock => Sandbox::Landlock {
+                helper: helper.clone(),
+            },
+            Level::Unavailable(reason) => Sandbox::Unavailable {
+                reason: reason.clone(),
+            },
+        };
+        let mut facts = facts;
+        let cgroups = match (&facts.cgroup, &level) {
+            (Ok(dir), Level::Namespaces | Level::Landlock) => {
+                match crate::cgroup::Subtree::prepare(dir.into()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        facts.cgroup = Err(e);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let report = report(&facts, &level);
+        tracing::info!(level = %report.level, summary = %report.summary, "sandbox level");
+        HostSupport {
+            facts,
+            report,
+            sandbox,
+            cgroups,
+        }
+    })
+}
+
+/// Runs `helper sandbox-probe`; a helper that can't run or answer leaves every feature
+/// unavailable (so tools fail closed, with the reason).
+pub fn probe(helper: &Path) -> HostFacts {
+    let broken = |why: String| HostFacts {
+        root: nix::unistd::geteuid().is_root(),
+        user_namespaces: Err(why.clone()),
+        landlock_abi: None,
+        seccomp: Err(why.clone()),
+        cgroup: Err(why),
+    };
+    let out = match std::process::Command::new(helper)
+        .arg(PROBE_SUBCOMMAND)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            return broken(format!(
+                "cannot run the sandbox probe {}: {e}",
+                helper.display()
+            ));
+        }
+    };
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        broken(format!(
+            "the sandbox probe gave no answer ({e}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// The doctor's view of `facts` at `level`.
+pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
+    let check = |name: &str, ok: bool, detail: String| SandboxCheck {
+        name: name.into(),
+        ok,
+        detail,
+    };
+    let landlock = match facts.landlock_abi {
+        Some(abi) => check("landlock", true, format!("ABI {abi}")),
+        None => check(
+            "landlock",
+            false,
+            "not enforced by this kernel (CONFIG_SECURITY_LANDLOCK, lsm=landlock)".into(),
+        ),
+    };
+    let checks = vec![
+        match &facts.user_namespaces {
+            Ok(()) => check("userns", true, "user namespaces available".into()),
+            Err(e) => check("userns", false, e.clone()),
+        },
+        landlock,
+        match &facts.seccomp {
+            Ok(()) => check("seccomp", true, "filter installs".into()),
+            Err(e) => check("seccomp", false, e.clone()),
+        },
+        match &facts.cgroup {
+            Ok(dir) => check("cgroup", true, format!("cgroup v2 delegated at {dir}")),
+            Err(e) => check(
+                "cgroup",
+                false,
+                format!("{e}; limits fall back to rlimits, the /tmp cap and timeouts"),
+            ),
+        },
+    ];
+    let (name, summary) = match level {
+        Level::Namespaces => (
+            "namespaces",
+            format!(
+                "tools run in namespaces{} + seccomp + rlimits",
+                facts
+                    .landlock_abi
+                    .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}"))
+            ),
+        ),
+        Level::Landlock => (
+            "landlock",
+            "WEAKER: no user namespaces, so tools run with Landlock + seccomp + rlimits on the \
+             host's tree (no private /proc or network namespace, no environment packages or \
+             limited networking; double-forked processes can outlive a timeout)"
+                .to_string(),
+        ),
+        Level::Unavailable(reason) => ("unavailable", format!("tools will fail: {reason}")),
+    };
+    SandboxSupport {
+        level: name.into(),
+        summary,
+        checks,
+    }
+}
+
+/// `tetherd sandbox-probe [--report]`: tries each feature in this throwaway process and prints
+/// the [`HostFacts`] (with `--report`, the doctor's [`SandboxSupport`]) as JSON. Order
+/// matters: the namespace test first (Landlock and seccomp would forbid its mount and
+/// unshare), then Landlock, then seccomp.
+pub fn probe_main(args: &[std::ffi::OsString]) -> ExitCode {
+    let cgroup = crate::cgroup::detect().map(|d| d.display().to_string());
+    let facts = HostFacts {
+        root: nix::unistd::geteuid().is_root(),
+        user_namespaces: probe_user_namespaces(),
+        landlock_abi: crate::landlock_rules::apply(&crate::landlock_rules::Rules {
+            paths: Vec::new(),
+            deny_tcp: false,
+        })
+        .ok()
+        .and_then(|a| a.abi),
+        seccomp: nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| format!("no_new_privs: {e}"))
+            .and_then(|()| crate::seccomp::apply(false)),
+        cgroup,
+    };
+    let text = if args.iter().any(|a| a == "--report") {
+        serde_json::to_string(&report(&facts, &choose(&facts)))
+    } else {
+        serde_json::to_string(&facts)
+    }
+    .unwrap_or_default();
+    let _ = writeln!(std::io::stdout(), "{text}");
+    ExitCode::SUCCESS
+}
+
+/// What the sandbox does first: unshare every namespace, map ids, mount a tmpfs.
+fn probe_user_namespaces() -> Result<(), String> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWNET,
+    )
+    .map_err(explain_unshare_error)?;
+    let restricted = |what: &str, e: String| {
+        format!(
+            "user namespaces are restricted: {what} failed ({e}). Fix: on Ubuntu 23.10+ \
+             `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
+        )
+    };
+    std::fs::write("/proc/self/setgroups", "deny")
+        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")))
+        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")))
+        .map_err(|e| restricted("mapping ids", e.to_string()))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .and_then(|()| {
+        mount(
+            Some("tmpfs"),
+            "/tmp",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=64k"),
+        )
+    })
+    .map_err(|e| restricted("mounting", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            root: false,
+            user_namespaces: Ok(()),
+            landlock_abi: Some(7),
+            seccomp: Ok(()),
+            cgroup: Err("hybrid".into()),
+        }
+    }
+
+    const NO_USERNS: &str = "cannot create a user namespace: sysctl user.max_user_namespaces";
+
+    #[test]
+    fn user_namespaces_and_seccomp_give_the_full_level() {
+        assert_eq!(choose(&facts()), Level::Namespaces);
+        // Landlock is a bonus there, and root is fine (the shell runs as uid 1000 inside).
+        let f = HostFacts {
+            landlock_abi: None,
+            root: true,
+            ..facts()
+        };
+        assert_eq!(choose(&f), Level::Namespaces);
+    }
+
+    #[test]
+    fn without_user_namespaces_an_unprivileged_daemon_falls_back_to_landlock() {
+        let f = HostFacts {
+            user_namespaces: Err(NO_USERNS.into()),
+            ..facts()
+        };
+        assert_eq!(choose(&f), Level::Landlock);
+        let r = report(&f, &choose(&f));
+        assert_eq!(r.level, "landlock");
+        assert!(r.summary.starts_with("WEAKER"), "{}", r.summary);
+    }
+
+    #[test]
+    fn without_user_namespaces_root_or_no_landlock_fail_closed_naming_the_setting() {
+        for f in [
+            HostFacts {
+                user_namespaces: Err(NO_USERNS.into()),
+                root: true,
+                ..facts()
+            },
+            HostFacts {
+                user_namespaces: Err(NO_USERNS.into()),
+                landlock_abi: None,
+                ..facts()
+            },
+        ] {
+            let Level::Unavailable(why) = choose(&f) else {
+                panic!("{f:?} must be unavailable");
+            };
+            assert!(why.contains("user.max_user_namespaces"), "{why}");
+            let r = report(&f, &choose(&f));
+            assert_eq!(r.level, "unavailable");
+            assert!(r.summary.contains("tools will fail"), "{}", r.summary);
+        }
+    }
+
+    #[test]
+    fn no_seccomp_is_unavailable_whatever_else_works() {
+        let f = HostFacts {
+            seccomp: Err("EINVAL".into()),
+            ..facts()
+        };
+        let Level::Unavailable(why) = choose(&f) else {
+            panic!("must be unavailable");
+        };
+        assert!(why.contains("CONFIG_SECCOMP_FILTER"), "{why}");
+    }
+
+    #[test]
+    fn the_report_names_the_landlock_abi_and_why_cgroups_are_off() {
+        let r = report(&facts(), &Level::Namespaces);
+        assert_eq!(r.level, "namespaces");
+        assert!(r.summary.contains("Landlock ABI 7"), "{}", r.summary);
+        let cg = r.checks.iter().find(|c| c.name == "cgroup").unwrap();
+        assert!(!cg.ok);
+        assert!(cg.detail.contains("hybrid"), "{}", cg.detail);
+        let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["userns", "landlock", "seccomp", "cgroup"]);
+    }
+}
