@@ -149,6 +149,8 @@ pub struct Header {
     pub stop_reason: Option<StopReason>,
     pub running_since: Option<SystemTime>,
     pub attached_clients: u32,
+    /// The session's sandbox level when it is not the full one (`none`, `landlock`, ...).
+    pub sandbox: Option<String>,
     pub tokens_in: u64,
     pub tokens_out: u64,
     /// USD; `None` while no request had a known price.
@@ -462,6 +464,7 @@ impl State {
         h.label = info.name.clone().unwrap_or_else(|| info.id.clone());
         h.model = info.model.clone();
         h.attached_clients = info.attached_clients;
+        h.sandbox = info.sandbox.clone().filter(|l| l != "namespaces");
         if h.usage_seq <= info.last_seq {
             h.usage_seq = info.last_seq;
             let t = &info.usage.tokens;

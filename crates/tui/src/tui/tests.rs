@@ -1296,6 +1296,37 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
     assert!(frame(&s).contains("⚙ renamed → better-name"));
 }
 
+#[test]
+fn an_unsandboxed_session_says_so_in_red_in_the_status_bar() {
+    let unsandboxed = |s: &mut State| {
+        let mut i = info("demo", SessionStatus::Idle, 0);
+        i.sandbox = Some("none".into());
+        update(s, Msg::Net(NetMsg::Info(Box::new(i))));
+    };
+    snap_both("unsandboxed", |s| unsandboxed(s));
+    let mut s = state(80, 24);
+    assert!(!frame(&s).contains("UNSANDBOXED"));
+    unsandboxed(&mut s);
+    let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    t.draw(|f| view::draw_session(f, &s)).unwrap();
+    let buf = t.backend().buffer();
+    let row = (0..24)
+        .find(|&y| {
+            (0..80)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+                .contains("UNSANDBOXED")
+        })
+        .expect("the status bar names it");
+    let x = (0..80).find(|&x| buf[(x, row)].symbol() == "U").unwrap();
+    assert_eq!(buf[(x, row)].fg, ratatui::style::Color::Red);
+    // The full sandbox goes unsaid.
+    let mut i = info("demo", SessionStatus::Idle, 0);
+    i.sandbox = Some("namespaces".into());
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(i))));
+    assert!(!frame(&s).contains("sandbox"));
+}
+
 // ---- code blocks ----
 
 const CODE_ANSWER: &str = "Here is the fix:\n\n```rust\nfn parse(input: &str) -> Result<u32, String> {\n    // trims first, then parses; a really long comment that has to break at the edge of a narrow terminal\n    input.trim().parse().map_err(|e| format!(\"bad number: {e}\"))\n}\n```\n\nand the test:\n\n```sh\ncargo test -p demo # runs it\n```";

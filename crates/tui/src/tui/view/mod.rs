@@ -257,6 +257,18 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
             bar,
         ),
     ];
+    // Tools running without the full sandbox must never look like the others.
+    match h.sandbox.as_deref() {
+        Some("none") => spans.push(Span::styled(
+            "│ UNSANDBOXED ",
+            bar.fg(Color::Red).add_modifier(Modifier::BOLD),
+        )),
+        Some(level) => spans.push(Span::styled(
+            format!("│ sandbox: {level} "),
+            bar.fg(Color::Yellow),
+        )),
+        None => {}
+    }
     let (status, st) = match (h.status, &h.stop_reason) {
         (Some(SessionStatus::Running), _) => {
             let elapsed = h
