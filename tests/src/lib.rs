@@ -163,8 +163,17 @@ impl TestEnv {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    /// A handshaken client; a daemon that hangs up instead of welcoming fails the test with
+    /// its log.
     pub async fn client(&self) -> RawClient {
-        RawClient::connect(&self.paths.socket()).await
+        let mut c = RawClient::connect_raw(&self.paths.socket()).await;
+        match c.hello().await {
+            Some(ServerFrame::Welcome(_)) => c,
+            other => panic!(
+                "expected welcome, got {other:?}; daemon log:\n{}",
+                self.daemon_log()
+            ),
+        }
     }
 
     /// Starts `tetherd` as a child of the test, with `TETHER_CRASH_AT=crash_at` when given, and
@@ -449,16 +458,21 @@ impl RawClient {
 
     pub async fn connect(socket: &Path) -> RawClient {
         let mut c = Self::connect_raw(socket).await;
-        c.send_frame(&ClientFrame::Hello(Hello {
+        match c.hello().await.expect("welcome") {
+            ServerFrame::Welcome(_) => c,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Sends the handshake and returns the daemon's answer.
+    pub async fn hello(&mut self) -> Option<ServerFrame> {
+        self.send_frame(&ClientFrame::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client: "e2e".into(),
             version: "0".into(),
         }))
         .await;
-        match c.recv().await.expect("welcome") {
-            ServerFrame::Welcome(_) => c,
-            other => panic!("expected welcome, got {other:?}"),
-        }
+        self.recv().await
     }
 
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
