@@ -7,7 +7,8 @@
 //! ratios are medians of the per-round ratios.
 //!
 //! The bench installs nothing: the peers come from `bench/peers/package-lock.json`
-//! (`npm ci --prefix bench/peers`); a missing one is skipped with a note.
+//! (`npm install --no-save --prefix bench/peers`; not `npm ci`, which npm 11 refuses because the
+//! lockfile lacks other platforms' optional binaries); a missing one is skipped with a note.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,7 +165,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Where `npm ci --prefix bench/peers` puts the binaries.
+/// Where `npm install --no-save --prefix bench/peers` puts the binaries.
 fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
@@ -182,7 +183,7 @@ fn pinned_version(peer: Peer) -> Result<String> {
 
 /// The installed binary if it is the pinned version, else why not (with the install command).
 fn detect(peer: Peer) -> Result<(PathBuf, String), String> {
-    let install = format!("npm ci --prefix {}", peers_dir().display());
+    let install = format!("npm install --no-save --prefix {}", peers_dir().display());
     let pinned = pinned_version(peer).map_err(|e| format!("{e:#}"))?;
     let exe = peers_dir().join("node_modules/.bin").join(peer.bin());
     if !exe.exists() {
