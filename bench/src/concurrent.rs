@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 
-use crate::e2e::EXPECTED;
 use crate::home::{Bins, Home, proc_status_mib};
 use crate::proctree::tree_rss_kb;
 
@@ -41,21 +40,11 @@ pub fn once(bins: &Bins, base_url: &str) -> Result<Sample> {
         })
     };
     let start = Instant::now();
-    let results = crate::e2e::send_to_all(&home, &names);
+    let sent = crate::e2e::send_to_all(&home, &names);
     let wall = start.elapsed();
     done.store(true, Ordering::Relaxed);
     let _ = sampler.join();
-    for (name, r) in names.iter().zip(results) {
-        let (out, _) = r.with_context(|| format!("tether send {name}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && stdout.contains(EXPECTED),
-            "tether send {name} --wait failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}\n--- daemon log (tail)\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            home.daemon_log_tail(40)
-        );
-    }
+    sent?;
     ensure!(
         home.running_daemon_pid()? == pid,
         "the daemon restarted during the concurrent runs"

@@ -10,10 +10,10 @@ use crate::home::{Bins, Home, proc_status_mib, run_timed};
 
 pub const PROMPT: &str = "create f.txt containing hello, then read it back";
 
-/// `tether send NAME PROMPT --wait` to every session at once, one thread each; the results
-/// (output and wall time) in `names`' order.
-pub fn send_to_all(home: &Home, names: &[String]) -> Vec<Result<(Output, Duration)>> {
-    std::thread::scope(|s| {
+/// `tether send NAME PROMPT --wait` to every session at once, one thread each; an error names
+/// the first send that failed or did not print the expected answer.
+pub fn send_to_all(home: &Home, names: &[String]) -> Result<()> {
+    let results: Vec<Result<(Output, Duration)>> = std::thread::scope(|s| {
         let handles: Vec<_> = names
             .iter()
             .map(|name| {
@@ -29,7 +29,19 @@ pub fn send_to_all(home: &Home, names: &[String]) -> Vec<Result<(Output, Duratio
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked")))
             })
             .collect()
-    })
+    });
+    for (name, r) in names.iter().zip(results) {
+        let (out, _) = r.with_context(|| format!("tether send {name}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && stdout.contains(EXPECTED),
+            "tether send {name} --wait failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}\n--- daemon log (tail)\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            home.daemon_log_tail(40)
+        );
+    }
+    Ok(())
 }
 pub const EXPECTED: &str = "The file contains hello.";
 const WARMUP_RUNS: usize = 2;
@@ -136,18 +148,7 @@ pub fn rss_once(bins: &Bins, base_url: &str) -> Result<RssSample> {
     let idle = proc_status_mib(pid, "VmRSS")?;
 
     // All 10 sessions run the scenario at once.
-    let results = send_to_all(&home, &names);
-    for (name, r) in names.iter().zip(results) {
-        let (out, _) = r.with_context(|| format!("tether send {name}"))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && stdout.contains(EXPECTED),
-            "tether send {name} --wait failed ({})\n--- stdout\n{stdout}\n--- stderr\n{}\n--- daemon log (tail)\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            home.daemon_log_tail(40)
-        );
-    }
+    send_to_all(&home, &names)?;
     ensure!(
         home.running_daemon_pid()? == pid,
         "the daemon restarted during the RSS measurement"

@@ -14,18 +14,6 @@ use crate::ids;
 use crate::store::{Store, StoreError};
 use crate::tools::TOOL_NAMES;
 
-/// Tool names the hosted toolset knows; tether offers the ones in `TOOL_NAMES`.
-const TOOLSET_NAMES: [&str; 8] = [
-    "bash",
-    "read",
-    "write",
-    "edit",
-    "glob",
-    "grep",
-    "web_fetch",
-    "web_search",
-];
-
 /// Answers an `agent.*` call; `None` for any other call.
 pub async fn handle(store: &Store, call: Call) -> Option<Result<Value, ErrorBody>> {
     let result = match call {
@@ -91,11 +79,11 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
         match tool {
             AgentTool::Toolset { configs, .. } => {
                 for (j, c) in configs.iter().enumerate() {
-                    if !TOOLSET_NAMES.contains(&c.name.as_str()) {
+                    if !TOOL_NAMES.contains(&c.name.as_str()) {
                         return Err(invalid(format!(
                             "tools[{i}].configs[{j}].name: unknown tool `{}` in {AGENT_TOOLSET}; expected one of {}",
                             c.name,
-                            TOOLSET_NAMES.join(", ")
+                            TOOL_NAMES.join(", ")
                         )));
                     }
                 }
@@ -125,7 +113,7 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                         crate::mcp::PREFIX
                     )));
                 }
-                if TOOLSET_NAMES.contains(&name.as_str()) {
+                if TOOL_NAMES.contains(&name.as_str()) {
                     return Err(invalid(format!(
                         "tools[{i}].name: `{name}` is the name of a built-in tool; give the custom tool another name"
                     )));
