@@ -4,6 +4,7 @@
 //! transport failures. Each wire protocol only supplies a [`WireParser`].
 
 use std::fmt;
+use std::ops::ControlFlow;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::sse::{SseDecoder, SseEvent};
 use super::{ModelResponse, ProviderError, StreamEvent, Who, shorten, stream_kind};
-use eventsource_stream::{EventStreamError, Eventsource};
 
 /// Time allowed for the TCP + TLS connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -245,31 +246,51 @@ impl Endpoint {
         parser: &mut dyn WireParser,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ModelResponse, ProviderError> {
-        let body =
-            event_sized(idle_guarded(response.bytes_stream(), self.idle_timeout)).eventsource();
-        let mut events = std::pin::pin!(body);
+        let mut body = std::pin::pin!(idle_guarded(response.bytes_stream(), self.idle_timeout));
+        let mut sse = SseDecoder::default();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Err(ProviderError::Cancelled),
-                next = events.next() => next,
+                next = body.next() => next,
             };
             match next {
                 None => return parser.at_end().ok_or_else(truncated),
-                Some(Err(EventStreamError::Transport(e))) => {
-                    return Err(classify_body_error(e, &self.host()));
-                }
-                Some(Err(e)) => return Err(sse_error(e)),
-                Some(Ok(event)) => {
-                    if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+                Some(Err(e)) => return Err(classify_body_error(e, &self.host())),
+                Some(Ok(chunk)) => {
+                    if let Some(done) = fold_chunk(&mut sse, &chunk, parser, on_event)? {
                         // Let hyper see the end of the body if it is already
                         // buffered, so the connection can go back to the pool.
-                        let _ = events.next().now_or_never();
+                        let _ = body.next().now_or_never();
                         return Ok(done);
                     }
                 }
             }
         }
+    }
+}
+
+/// Feeds one body chunk's events to `parser`; `Some` once the response is complete.
+fn fold_chunk(
+    sse: &mut SseDecoder,
+    chunk: &[u8],
+    parser: &mut dyn WireParser,
+    on_event: &mut (dyn FnMut(StreamEvent) + Send),
+) -> Result<Option<ModelResponse>, ProviderError> {
+    let flow = sse
+        .feed(chunk, &mut |event: SseEvent<'_>| match parser.handle(
+            event.event,
+            event.data,
+            on_event,
+        ) {
+            Ok(None) => ControlFlow::Continue(()),
+            Ok(Some(done)) => ControlFlow::Break(Ok(done)),
+            Err(e) => ControlFlow::Break(Err(e)),
+        })
+        .map_err(|e| malformed(format!("the model stream is not a valid event stream: {e}")))?;
+    match flow {
+        ControlFlow::Break(done) => done.map(Some),
+        ControlFlow::Continue(()) => Ok(None),
     }
 }
 
@@ -280,10 +301,6 @@ fn truncated() -> ProviderError {
     }
 }
 
-fn sse_error<E: std::fmt::Display>(e: EventStreamError<E>) -> ProviderError {
-    malformed(format!("the model stream is not a valid event stream: {e}"))
-}
-
 /// [`Endpoint::stream`]'s fold without the network: SSE-decodes `chunks` and
 /// feeds `parser`.
 pub(crate) fn parse_body(
@@ -291,14 +308,9 @@ pub(crate) fn parse_body(
     parser: &mut dyn WireParser,
     on_event: &mut (dyn FnMut(StreamEvent) + Send),
 ) -> Result<ModelResponse, ProviderError> {
-    let body = event_sized(futures_util::stream::iter(
-        chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
-    ));
-    let mut events = std::pin::pin!(body.eventsource());
-    // The chunks are all in memory, so every poll is ready at once.
-    while let Some(Some(next)) = events.next().now_or_never() {
-        let event = next.map_err(sse_error)?;
-        if let Some(done) = parser.handle(&event.event, &event.data, on_event)? {
+    let mut sse = SseDecoder::default();
+    for chunk in chunks {
+        if let Some(done) = fold_chunk(&mut sse, &chunk, parser, on_event)? {
             return Ok(done);
         }
     }
@@ -541,38 +553,6 @@ where
             }
         },
     )
-}
-
-/// Cuts each body chunk after every blank line, so each piece ends with an SSE event.
-/// eventsource-stream copies its unparsed remainder after every line it takes, which
-/// is quadratic in the chunk size: a 16 KiB chunk of one-character deltas cost ~1 µs
-/// a delta that way. Pieces are zero-copy slices of the chunk.
-pub(crate) fn event_sized<S, E>(body: S) -> impl Stream<Item = Result<Bytes, E>>
-where
-    S: Stream<Item = Result<Bytes, E>>,
-{
-    body.flat_map(|chunk| {
-        let pieces: Vec<Result<Bytes, E>> = match chunk {
-            Ok(bytes) => split_after_events(bytes).into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        };
-        futures_util::stream::iter(pieces)
-    })
-}
-
-/// `bytes` split right after each `\n\n` (the end of an event; a CRLF stream is left
-/// whole, which is slower but parses the same).
-fn split_after_events(bytes: Bytes) -> Vec<Bytes> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    for end in memchr::memmem::find_iter(&bytes, b"\n\n") {
-        pieces.push(bytes.slice(start..end + 2));
-        start = end + 2;
-    }
-    if start < bytes.len() {
-        pieces.push(bytes.slice(start..));
-    }
-    pieces
 }
 
 /// Connection-level failures (reset, timeout, hung) are `Transport`; a body that

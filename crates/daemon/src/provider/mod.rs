@@ -8,6 +8,7 @@ pub mod openai;
 pub mod pricing;
 pub mod registry;
 pub mod retry;
+mod sse;
 
 pub use anthropic::{AnthropicProvider, request_body};
 pub use openai::{OpenAiApi, OpenAiProvider};
