@@ -346,6 +346,15 @@ fn real_main() -> Result<()> {
                 unit: Unit::Ms,
                 target: Some(Target::AtMost(1.0)),
             });
+            rows.push(Row {
+                metric: format!(
+                    "{}: reference, serde_json only validating the same events (CPU)",
+                    wire.name()
+                ),
+                samples: providers::json_floor_ms(wire, runs)?,
+                unit: Unit::Ms,
+                target: None,
+            });
         }
     }
 

@@ -134,3 +134,41 @@ pub fn parse_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
     }
     Ok(out)
 }
+
+/// The JSON payloads of `chunks`' events (the `data:` lines; every event the mock writes
+/// has exactly one).
+fn event_payloads(chunks: &[Bytes]) -> Vec<String> {
+    let body: Vec<u8> = chunks.concat();
+    String::from_utf8_lossy(&body)
+        .split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter(|data| data.starts_with('{'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A reference, not tether's code: CPU milliseconds serde_json needs just to check that
+/// each event of the same stream is valid JSON (`IgnoredAny`, nothing extracted, no
+/// framing). Any parser built on serde_json costs at least this much, which shows how
+/// much of the parse row is JSON and how much is tether.
+pub fn json_floor_ms(wire: Wire, runs: usize) -> Result<Vec<f64>> {
+    let (chunks, _) = stream_chunks(wire);
+    let payloads = event_payloads(&chunks);
+    if payloads.len() < DELTAS {
+        bail!(
+            "found {} JSON events in the {} stream, expected at least {DELTAS}",
+            payloads.len(),
+            wire.name()
+        );
+    }
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = thread_cpu();
+        for payload in &payloads {
+            serde_json::from_str::<serde::de::IgnoredAny>(payload)
+                .with_context(|| format!("{} event {payload}", wire.name()))?;
+        }
+        out.push((thread_cpu() - t).as_secs_f64() * 1000.0);
+    }
+    Ok(out)
+}
