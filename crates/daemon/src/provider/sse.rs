@@ -114,12 +114,11 @@ impl SseDecoder {
         if line[0] == b':' {
             return Ok(ControlFlow::Continue(()));
         }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(colon) => {
-                let value = &line[colon + 1..];
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-            }
-            None => (line, &b""[..]),
+        let (field, value) = match line {
+            // What providers send, checked before the general split (one event per token).
+            [b'd', b'a', b't', b'a', b':', b' ', value @ ..] => (&b"data"[..], value),
+            [b'e', b'v', b'e', b'n', b't', b':', b' ', value @ ..] => (&b"event"[..], value),
+            _ => field_and_value(line),
         };
         match field {
             b"data" => {
@@ -159,6 +158,18 @@ impl SseDecoder {
         self.data.clear();
         self.event.clear();
         flow
+    }
+}
+
+/// A line's field name and value: split at the first colon, one space after it dropped;
+/// a line without a colon is a field with an empty value.
+fn field_and_value(line: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b':', line) {
+        Some(colon) => {
+            let value = &line[colon + 1..];
+            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+        }
+        None => (line, &[]),
     }
 }
 
