@@ -26,19 +26,12 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::Runtime;
-use crate::session::{Push, Session, Wire};
+use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
 /// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
 /// A live feed that finds either limit reached is dropped with a resync.
 const OUTBOUND_QUEUE: usize = 4096;
 const MAX_QUEUED_BYTES: usize = 4 << 20;
-/// Most live pushes a forwarder joins into one queue entry.
-const BURST: usize = 1024;
-/// After the first live push of a burst, a forwarder waits this long for more before it
-/// queues them, so a fast stream wakes each client's tasks at most a few hundred times a
-/// second instead of once per delta (invisible to a person; the session's broadcast keeps
-/// 4096 pushes, far more than arrive meanwhile).
-const COALESCE: Duration = Duration::from_millis(5);
 /// Events per page when replaying the log to an attaching client.
 const REPLAY_PAGE: u32 = 2000;
 /// An idle connection gets a heartbeat this often.
@@ -751,8 +744,8 @@ async fn forward(
     if out.send(&caught_up).await.is_err() {
         return;
     }
-    let mut burst: Vec<Push> = Vec::with_capacity(BURST);
-    let mut parts: Vec<Bytes> = Vec::with_capacity(BURST);
+    let mut burst: Vec<Push> = Vec::with_capacity(LIVE_BURST);
+    let mut parts: Vec<Bytes> = Vec::with_capacity(LIVE_BURST);
     let why = loop {
         // Wait for one push, give the rest of the burst a moment to arrive, then take all that
         // is there: one wake-up, one queue entry and one write per burst, not per push.
@@ -762,10 +755,10 @@ async fn forward(
             Err(broadcast::error::RecvError::Lagged(skipped)) => lagged = Some(skipped),
             Err(broadcast::error::RecvError::Closed) => return,
         }
-        if rx.len() < BURST {
-            tokio::time::sleep(COALESCE).await;
+        if rx.len() < LIVE_BURST {
+            tokio::time::sleep(LIVE_COALESCE).await;
         }
-        while lagged.is_none() && burst.len() < BURST {
+        while lagged.is_none() && burst.len() < LIVE_BURST {
             match rx.try_recv() {
                 Ok(p) => burst.push(p),
                 Err(broadcast::error::TryRecvError::Lagged(skipped)) => lagged = Some(skipped),

@@ -17,6 +17,16 @@ use crate::state::SessionState;
 use crate::store::{SessionRow, StoreError};
 use crate::tools::Toolbox;
 
+/// After the first live push of a burst, a reader of the live feed (a socket client's
+/// forwarder, an HTTP SSE stream) waits this long for more before it sends them, so a fast
+/// stream wakes each reader a few hundred times a second instead of once per delta
+/// (invisible to a person; the session's broadcast keeps 4096 pushes, far more than arrive
+/// meanwhile).
+pub(crate) const LIVE_COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+/// Most live pushes a reader takes as one burst; a backlog this long is taken at once,
+/// without the wait.
+pub(crate) const LIVE_BURST: usize = 1024;
+
 /// Live messages fanned out to attached clients.
 #[derive(Debug, Clone)]
 pub enum Push {

@@ -25,7 +25,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use std::sync::Arc;
 
-use crate::session::{Push, Wire};
+use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Wire};
 use crate::store::Store;
 
 /// Events read from the log per query while replaying.
@@ -86,11 +86,6 @@ pub async fn stream(
         .keep_alive(keep_alive)
         .into_response())
 }
-
-/// How long a reader that woke for a delta waits for the rest of its burst.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
-/// A backlog this long is taken at once, without waiting.
-const BURST: usize = 1024;
 
 /// Which previews the connection opted into, and the one being written.
 #[derive(Default)]
@@ -257,8 +252,8 @@ impl Feed {
                         // Give the rest of the burst a moment to arrive, then send everything
                         // waiting together: one wake-up and one event_delta per burst, not
                         // per token, whatever the number of readers.
-                        if self.rx.len() < BURST {
-                            tokio::time::sleep(COALESCE).await;
+                        if self.rx.len() < LIVE_BURST {
+                            tokio::time::sleep(LIVE_COALESCE).await;
                         }
                         let mut batch = vec![d];
                         loop {
