@@ -140,12 +140,7 @@ impl AnthropicProvider {
     /// `Err(Config)` when requests would go to an `anthropic.com` host without
     /// an API key or token. The daemon may call this at startup to warn early.
     pub fn check_credentials(&self) -> Result<(), ProviderError> {
-        let anthropic_host = self
-            .endpoint
-            .url
-            .host_str()
-            .is_some_and(|h| h == "anthropic.com" || h.ends_with(".anthropic.com"));
-        if !self.endpoint.has_auth && anthropic_host {
+        if !self.endpoint.has_auth && self.endpoint.goes_to("anthropic.com") {
             return Err(ProviderError::Config(format!(
                 "no Anthropic API key: set {} (or ANTHROPIC_BASE_URL for a local mock)",
                 self.endpoint.who.key_var
@@ -1182,6 +1177,10 @@ mod tests {
         assert!(!e.is_retryable());
         let local = AnthropicProvider::new("http://127.0.0.1:1".into(), None).unwrap();
         assert!(local.check_credentials().is_ok());
+        let lookalike = AnthropicProvider::new("https://notanthropic.com".into(), None).unwrap();
+        assert!(lookalike.check_credentials().is_ok(), "not a subdomain");
+        let bare = AnthropicProvider::new("https://anthropic.com".into(), None).unwrap();
+        assert!(bare.check_credentials().is_err());
     }
 
     #[test]

@@ -121,6 +121,16 @@ impl Endpoint {
         self.headers.contains_key(name)
     }
 
+    /// Whether requests go to `domain` or one of its subdomains (where a missing key can
+    /// only mean a 401, unlike a local server that needs none).
+    pub fn goes_to(&self, domain: &str) -> bool {
+        self.url.host_str().is_some_and(|h| {
+            h == domain
+                || h.strip_suffix(domain)
+                    .is_some_and(|rest| rest.ends_with('.'))
+        })
+    }
+
     pub fn host(&self) -> String {
         self.url
             .host_str()

@@ -92,12 +92,7 @@ impl OpenAiProvider {
 
     /// `Err(Config)` when requests would go to `api.openai.com` without a key.
     pub fn check_credentials(&self) -> Result<(), ProviderError> {
-        let openai_host = self
-            .endpoint
-            .url
-            .host_str()
-            .is_some_and(|h| h == "openai.com" || h.ends_with(".openai.com"));
-        if !self.endpoint.has_auth && openai_host {
+        if !self.endpoint.has_auth && self.endpoint.goes_to("openai.com") {
             return Err(ProviderError::Config(format!(
                 "no API key for {}: set {} (or {} for a local or compatible server)",
                 self.endpoint.who.api, self.endpoint.who.key_var, self.endpoint.who.base_url_var
