@@ -192,6 +192,11 @@ impl AnthropicProvider {
 /// in all, the API's maximum. Does not validate; [`AnthropicProvider::stream`]
 /// refuses a conversation that is empty or starts with the assistant.
 pub fn request_body(req: &ModelRequest) -> Value {
+    body_with(req, wire_messages(&req.messages))
+}
+
+/// [`request_body`] with the messages already in wire form.
+fn body_with(req: &ModelRequest, wire: Vec<WireMessage>) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(req.model));
     match req.thinking_budget {
@@ -218,7 +223,7 @@ pub fn request_body(req: &ModelRequest) -> Value {
             json!([{"type": "text", "text": system, "cache_control": ephemeral()}]),
         );
     }
-    let mut messages: Vec<Value> = wire_messages(&req.messages)
+    let mut messages: Vec<Value> = wire
         .into_iter()
         .map(WireMessage::into_json)
         .collect();
@@ -285,7 +290,7 @@ fn try_request_body(req: &ModelRequest) -> Result<Value, ProviderError> {
         }
         Some(_) => {}
     }
-    Ok(request_body(req))
+    Ok(body_with(req, wire))
 }
 
 struct WireMessage {
