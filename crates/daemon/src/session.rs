@@ -56,6 +56,37 @@ impl<T> Wire<T> {
 
 /// Per-client backlog before a slow client is told to resync.
 const BROADCAST_CAPACITY: usize = 4096;
+
+/// The session's broadcast, made when the first reader subscribes and dropped by the first
+/// send that finds every reader gone: its buffer of [`BROADCAST_CAPACITY`] slots is ~200 KB,
+/// which a session nobody is watching should not hold (nor should it wrap pushes nobody
+/// reads). Subscribing and sending take the same lock, so a reader that subscribes before
+/// it replays the log misses nothing: what was sent before it subscribed is in the log.
+struct Feed<T>(Mutex<Option<broadcast::Sender<T>>>);
+
+impl<T: Clone> Feed<T> {
+    fn new() -> Self {
+        Feed(Mutex::new(None))
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<T> {
+        lock(&self.0)
+            .get_or_insert_with(|| broadcast::channel(BROADCAST_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Sends `push()` to the readers, if there are any.
+    fn send(&self, push: impl FnOnce() -> T) {
+        let mut feed = lock(&self.0);
+        match feed.as_ref() {
+            Some(tx) if tx.receiver_count() > 0 => {
+                let _ = tx.send(push());
+            }
+            Some(_) => *feed = None,
+            None => {}
+        }
+    }
+}
 /// How much of a running tool's output a reattaching client gets.
 const TOOL_TAIL_BYTES: usize = 16 * 1024;
 
@@ -89,7 +120,7 @@ pub struct Session {
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
-    tx: broadcast::Sender<Push>,
+    feed: Feed<Push>,
     pub turn: Mutex<Option<TurnHandle>>,
     pub attached: AtomicU32,
     /// How many of `attached` are read-only.
@@ -130,7 +161,6 @@ impl Session {
         sandbox: tether_proto::environment::SandboxMode,
         events: &[Event],
     ) -> Arc<Session> {
-        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let policy = ToolPolicy::of(agent);
         // Validated when the version was made; a bad one read back means no extra thinking.
         let thinking_budget = agent
@@ -157,7 +187,7 @@ impl Session {
             state: Mutex::new(SessionState::from_events(events)),
             append_lock: tokio::sync::Mutex::new(()),
             live: Mutex::new(Live::default()),
-            tx,
+            feed: Feed::new(),
             turn: Mutex::new(None),
             attached: AtomicU32::new(0),
             attached_read_only: AtomicU32::new(0),
@@ -180,7 +210,7 @@ impl Session {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Push> {
-        self.tx.subscribe()
+        self.feed.subscribe()
     }
 
     /// Commits events, folds them into the state and broadcasts them, in seq order.
@@ -207,8 +237,7 @@ impl Session {
             lock(&self.row).updated_at = at;
         }
         for e in &events {
-            // No receivers is fine: sessions run with zero clients.
-            let _ = self.tx.send(Push::Event(Wire::new(e.clone())));
+            self.feed.send(|| Push::Event(Wire::new(e.clone())));
         }
         Ok(events)
     }
@@ -313,7 +342,7 @@ impl Session {
             n: live.n,
             kind,
         };
-        let _ = self.tx.send(Push::Delta(Wire::new(delta)));
+        self.feed.send(|| Push::Delta(Wire::new(delta)));
     }
 
     /// The message being written is complete (or abandoned): drop it from the snapshot.
@@ -487,4 +516,41 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn is_open<T>(feed: &Feed<T>) -> bool {
+        lock(&feed.0).is_some()
+    }
+
+    #[test]
+    fn the_feed_exists_only_while_someone_reads_it() {
+        let feed = Feed::<u32>::new();
+        feed.send(|| unreachable!("nothing is built for a feed nobody reads"));
+        assert!(!is_open(&feed));
+
+        let mut a = feed.subscribe();
+        let mut b = feed.subscribe();
+        feed.send(|| 1);
+        assert_eq!((a.try_recv().unwrap(), b.try_recv().unwrap()), (1, 1));
+
+        drop(a);
+        feed.send(|| 2);
+        assert_eq!(
+            b.try_recv().unwrap(),
+            2,
+            "one reader left still gets everything"
+        );
+        drop(b);
+        feed.send(|| unreachable!("the last reader is gone"));
+        assert!(!is_open(&feed), "the buffer is freed once nobody reads");
+
+        let mut c = feed.subscribe();
+        feed.send(|| 3);
+        assert_eq!(c.try_recv().unwrap(), 3, "a new reader opens a new feed");
+    }
 }

@@ -223,10 +223,7 @@ fn body_with(req: &ModelRequest, wire: Vec<WireMessage>) -> Value {
             json!([{"type": "text", "text": system, "cache_control": ephemeral()}]),
         );
     }
-    let mut messages: Vec<Value> = wire
-        .into_iter()
-        .map(WireMessage::into_json)
-        .collect();
+    let mut messages: Vec<Value> = wire.into_iter().map(WireMessage::into_json).collect();
     let tail = messages
         .iter_mut()
         .rev()
