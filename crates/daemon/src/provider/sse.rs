@@ -57,8 +57,11 @@ impl SseDecoder {
         on_event: &mut impl FnMut(SseEvent<'_>) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, SseError> {
         let mut rest = chunk;
-        if std::mem::take(&mut self.after_cr) && rest.first() == Some(&b'\n') {
-            rest = &rest[1..];
+        if self.after_cr && !rest.is_empty() {
+            self.after_cr = false;
+            if rest[0] == b'\n' {
+                rest = &rest[1..];
+            }
         }
         while let Some(end) = memchr::memchr2(b'\n', b'\r', rest) {
             let line = &rest[..end];
@@ -309,6 +312,14 @@ mod tests {
                 "{size}-byte chunks"
             );
         }
+    }
+
+    #[test]
+    fn a_crlf_split_by_an_empty_chunk_is_still_one_line_end() {
+        assert_eq!(
+            decode(&[b"data: a\r", b"", b"\ndata: b\n\n"]).unwrap(),
+            pairs(&[("message", "a\nb")])
+        );
     }
 
     #[test]
