@@ -314,6 +314,57 @@ mod tests {
         }
     }
 
+    /// Whole model replies, as the mock renders them for each wire, fold to the same
+    /// response whatever the line endings and however the body is cut.
+    #[test]
+    fn model_streams_fold_the_same_with_crlf_a_bom_and_any_cuts() {
+        use crate::provider::{ModelResponse, StreamEvent, Wire};
+        use tether_mock_llm::{Api, Block, Usage, render_stream};
+
+        fn fold(wire: Wire, chunks: &[&[u8]]) -> (ModelResponse, Vec<StreamEvent>) {
+            let mut seen = Vec::new();
+            let chunks = chunks
+                .iter()
+                .map(|c| bytes::Bytes::copy_from_slice(c))
+                .collect();
+            let response = wire.parse_stream(chunks, &mut |e| seen.push(e)).unwrap();
+            (response, seen)
+        }
+        for (wire, api) in [
+            (Wire::Anthropic, Api::Messages),
+            (Wire::Chat, Api::Chat),
+            (Wire::Responses, Api::Responses),
+        ] {
+            let body = render_stream(
+                api,
+                vec![
+                    Block::text("first line\nsecond ✓"),
+                    Block::tool_use("bash", serde_json::json!({"command": "ls"})),
+                ],
+                Usage {
+                    input_tokens: 12,
+                    output_tokens: 34,
+                    ..Usage::default()
+                },
+                3,
+            );
+            let expected = fold(wire, &[body.as_bytes()]);
+            assert_eq!(expected.0.content.len(), 2, "{wire:?}: text and tool call");
+            assert!(!expected.1.is_empty(), "{wire:?}: deltas were streamed");
+            let crlf = format!("\u{FEFF}{}", body.replace('\n', "\r\n"));
+            for size in [1, 2, 5, 64, 4096] {
+                let lf: Vec<&[u8]> = body.as_bytes().chunks(size).collect();
+                assert_eq!(fold(wire, &lf), expected, "{wire:?}, {size}-byte chunks");
+                let cut: Vec<&[u8]> = crlf.as_bytes().chunks(size).collect();
+                assert_eq!(
+                    fold(wire, &cut),
+                    expected,
+                    "{wire:?}, CRLF, {size}-byte chunks"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_crlf_split_by_an_empty_chunk_is_still_one_line_end() {
         assert_eq!(
