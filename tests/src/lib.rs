@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tether_mock_llm::{MockServer, Script};
 use tether_proto::{
-    ClientFrame, Event, FrameDecoder, Hello, PROTOCOL_VERSION, Paths, Request, ServerFrame,
-    encode_frame,
+    ClientFrame, Event, EventBody, FrameDecoder, Hello, PROTOCOL_VERSION, Paths, Request,
+    ServerFrame, ToolStatus, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -308,7 +308,7 @@ impl Drop for TestEnv {
 /// intent committed first, an `always_ask` call ran only after a `user.tool_confirmation`
 /// allowed it, and no idle session with unanswered tool calls unless it requires action.
 pub fn assert_log_invariants(events: &[Event]) {
-    use tether_proto::{ConfirmationResult, EventBody, Permission, StopReason, ToolStatus};
+    use tether_proto::{ConfirmationResult, Permission, StopReason};
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
     }
@@ -432,6 +432,19 @@ pub fn assert_log_invariants(events: &[Event]) {
 
 pub fn types(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.type_name()).collect()
+}
+
+/// Every tool result in `events`, in order: its status and its text.
+pub fn tool_results(events: &[Event]) -> Vec<(ToolStatus, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult {
+                status, content, ..
+            } => Some((*status, tether_proto::blocks_text(content))),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A minimal protocol client: raw frames in, raw frames out.

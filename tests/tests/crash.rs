@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, assert_log_invariants, pids_matching, wait_until};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, pids_matching, tool_results, wait_until};
 use tether_mock_llm::Script;
 use tether_proto::{Event, EventBody, RetryStatusKind, ServerFrame, StopReason, ToolStatus};
 
@@ -131,18 +131,6 @@ fn texts(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-fn results(events: &[Event]) -> Vec<(ToolStatus, String)> {
-    events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult {
-                status, content, ..
-            } => Some((*status, tether_proto::blocks_text(content))),
-            _ => None,
-        })
-        .collect()
-}
-
 fn last_stop(events: &[Event]) -> StopReason {
     match &events.last().unwrap().body {
         EventBody::SessionStatusIdle { stop_reason } => stop_reason.clone(),
@@ -213,7 +201,7 @@ async fn crash_after_the_tool_call_commits_runs_the_tool_exactly_once() {
     assert!(!ws.path().join("out.txt").exists(), "the tool had not run");
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, ToolStatus::Ok, "{}", r[0].1);
     assert_eq!(
@@ -242,7 +230,7 @@ async fn crash_after_the_intent_never_runs_bash_twice() {
     .await;
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, ToolStatus::Interrupted);
     assert!(
@@ -280,7 +268,7 @@ async fn crash_while_bash_runs_kills_its_tree_and_reports_the_partial_output() {
     let after = restart_and_settle(&env, &c.id).await;
     assert!(pids_matching(&marker).is_empty(), "the tool's tree is dead");
     assert_recovered(&env, &c, &after);
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].0, ToolStatus::Interrupted);
     assert!(r[0].1.starts_with("started\n"), "{}", r[0].1);
@@ -324,7 +312,7 @@ async fn parallel_calls_resume_in_order_with_reads_rerun_and_bash_interrupted() 
     )
     .await;
     assert_eq!(
-        results(&c.before).len(),
+        tool_results(&c.before).len(),
         1,
         "read finished before the crash"
     );
@@ -343,7 +331,7 @@ async fn parallel_calls_resume_in_order_with_reads_rerun_and_bash_interrupted() 
         })
         .collect();
     assert_eq!(order, uses, "results in the calls' order");
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r[0], (ToolStatus::Ok, "     1\talpha\n".to_string()));
     assert_eq!(r[1].0, ToolStatus::Interrupted);
     assert_eq!(r[2], (ToolStatus::Ok, "notes.txt:1:alpha".to_string()));
@@ -370,7 +358,7 @@ async fn read_in_flight_is_run_again() {
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
     assert_eq!(
-        results(&after),
+        tool_results(&after),
         vec![(ToolStatus::Ok, "     1\tbeta\n".to_string())]
     );
 }
@@ -405,7 +393,7 @@ async fn crash_after_the_tool_exits_settles_write_and_edit_by_content() {
     env.wait_killed(daemon).await;
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r.len(), 3, "{r:?}");
     assert_eq!(r[0].0, ToolStatus::Ok);
     assert!(r[0].1.contains("had been applied"), "{}", r[0].1);
@@ -447,7 +435,7 @@ async fn edit_whose_file_changed_meanwhile_is_a_conflict_not_a_rerun() {
     std::fs::write(ws.path().join("a.txt"), "someone else's one\n").unwrap();
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
-    let r = results(&after);
+    let r = tool_results(&after);
     assert_eq!(r[0].0, ToolStatus::Interrupted);
     assert!(r[0].1.contains("neither"), "{}", r[0].1);
     assert_eq!(
@@ -474,7 +462,10 @@ async fn crash_after_the_result_commits_sends_the_stored_result_once() {
     .await;
     let after = restart_and_settle(&env, &c.id).await;
     assert_recovered(&env, &c, &after);
-    assert_eq!(results(&after), vec![(ToolStatus::Ok, "out\n".to_string())]);
+    assert_eq!(
+        tool_results(&after),
+        vec![(ToolStatus::Ok, "out\n".to_string())]
+    );
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(tool_results_in_request(&reqs[1].body).len(), 1);
@@ -590,7 +581,7 @@ async fn committed_interrupt_is_honoured_after_a_crash() {
         1,
         "no model call after the interrupt"
     );
-    assert_eq!(results(&after)[0].0, ToolStatus::Interrupted);
+    assert_eq!(tool_results(&after)[0].0, ToolStatus::Interrupted);
     assert!(pids_matching(&marker).is_empty());
 }
 
@@ -660,7 +651,7 @@ async fn a_frozen_daemon_times_the_tool_out_when_it_thaws() {
     env.wait_idle(&id).await;
     let events = env.events(&id);
     assert_log_invariants(&events);
-    let r = results(&events);
+    let r = tool_results(&events);
     assert_eq!(r[0].0, ToolStatus::Timeout, "{}", r[0].1);
     assert!(r[0].1.contains("timed out"), "{}", r[0].1);
     assert!(pids_matching(&marker).is_empty(), "the tree is dead");

@@ -6,7 +6,6 @@
 use serde_json::{Value, json};
 use tether_e2e::{Reply, TestEnv, wait_until};
 use tether_mock_llm::Script;
-use tether_proto::EventBody;
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let p = dir.path().join(name);
@@ -32,13 +31,11 @@ fn bash_each(commands: &[&str]) -> Script {
 
 /// Output of the (only) bash call of session `name`.
 fn bash_output(env: &TestEnv, name: &str) -> String {
-    env.events(name)
-        .iter()
-        .find_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
-            _ => None,
-        })
-        .expect("the bash call has a result")
+    let (_, output) = tether_e2e::tool_results(&env.events(name))
+        .into_iter()
+        .next()
+        .expect("the bash call has a result");
+    output
 }
 
 /// Directories under `envs/` that are layers (not logs, not build temp dirs).

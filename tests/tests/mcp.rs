@@ -254,20 +254,7 @@ async fn an_http_server_under_always_allow_runs_without_asking() {
         Reply::text("it is 5"),
     ]))
     .await;
-    create_agent(
-        &env,
-        &format!(
-            "name: remote
-mcp_servers:
-  - {{type: url, name: remote, url: \"{url}\"}}
-tools:
-  - type: mcp_toolset
-    mcp_server_name: remote
-    default_config:
-      permission_policy: {{type: always_allow}}
-"
-        ),
-    );
+    remote_agent(&env, &url);
     loopback_env(&env, "local-mcp", &[&url]);
     let ws = tempfile::tempdir().unwrap();
     let id = start_in(&env, Some("local-mcp"), "remote", ws.path(), "add 2 and 3");
@@ -424,20 +411,7 @@ async fn an_mcp_call_cut_short_by_a_crash_is_interrupted_not_repeated() {
     ]))
     .await;
     let daemon = env.spawn_daemon(Some("after_tool_exit")).await;
-    create_agent(
-        &env,
-        &format!(
-            "name: remote
-mcp_servers:
-  - {{type: url, name: remote, url: \"{url}\"}}
-tools:
-  - type: mcp_toolset
-    mcp_server_name: remote
-    default_config:
-      permission_policy: {{type: always_allow}}
-"
-        ),
-    );
+    remote_agent(&env, &url);
     loopback_env(&env, "local-mcp", &[&url]);
     let ws = tempfile::tempdir().unwrap();
     let out = env.run(&[

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::json;
 use tether_e2e::{Reply, TestEnv, pids_matching, wait_until};
 use tether_mock_llm::Script;
-use tether_proto::EventBody;
 
 /// An HTTP server on host loopback answering every request; counts the requests it got.
 fn host_server() -> (u16, Arc<AtomicUsize>) {
@@ -65,12 +64,9 @@ fn limited_to(env: &TestEnv, port: u16) {
 
 /// The text of every tool result of session `name`, in order.
 fn tool_results(env: &TestEnv, name: &str) -> Vec<String> {
-    env.events(name)
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
-            _ => None,
-        })
+    tether_e2e::tool_results(&env.events(name))
+        .into_iter()
+        .map(|(_, text)| text)
         .collect()
 }
 

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
-use tether_e2e::{Reply, TestEnv, bin_dir, pids_matching, wait_until};
+use tether_e2e::{Reply, TestEnv, bin_dir, pids_matching, tool_results, wait_until};
 use tether_mock_llm::Script;
-use tether_proto::{EventBody, ToolStatus};
+use tether_proto::ToolStatus;
 
 /// A session whose model runs one bash `command` (with `timeout_ms`, 0 = default) in `dir`.
 async fn env_running(command: &str, timeout_ms: u64) -> TestEnv {
@@ -27,14 +27,9 @@ async fn env_running(command: &str, timeout_ms: u64) -> TestEnv {
 /// Runs the session to the end in `dir` and returns the bash call's status and output.
 fn run_in(env: &TestEnv, dir: &Path) -> (ToolStatus, String) {
     env.run(&["run", "go", "--dir", dir.to_str().unwrap(), "--name", "sbx"]);
-    env.events("sbx")
-        .iter()
-        .find_map(|e| match &e.body {
-            EventBody::AgentToolResult {
-                status, content, ..
-            } => Some((*status, tether_proto::blocks_text(content))),
-            _ => None,
-        })
+    tool_results(&env.events("sbx"))
+        .into_iter()
+        .next()
         .expect("the bash call has a result")
 }
 
@@ -530,14 +525,7 @@ async fn an_unsandboxed_environment_runs_on_the_host_and_is_marked() {
         "--name",
         "sbx",
     ]);
-    let out = env
-        .events("sbx")
-        .iter()
-        .find_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
-            _ => None,
-        })
-        .unwrap();
+    let (_, out) = tool_results(&env.events("sbx")).into_iter().next().unwrap();
     assert!(out.contains("HOST-VISIBLE"), "{out}");
     assert!(
         out.contains(&format!("\n{}\n", nix::unistd::geteuid().as_raw())),
@@ -569,15 +557,7 @@ async fn env_running_all(commands: &[&str]) -> TestEnv {
 /// Runs the session in `dir` and returns every bash call's status and output, in order.
 fn run_all_in(env: &TestEnv, dir: &Path) -> Vec<(ToolStatus, String)> {
     env.run(&["run", "go", "--dir", dir.to_str().unwrap(), "--name", "sbx"]);
-    env.events("sbx")
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult {
-                status, content, ..
-            } => Some((*status, tether_proto::blocks_text(content))),
-            _ => None,
-        })
-        .collect()
+    tool_results(&env.events("sbx"))
 }
 
 // §C 19: symlinks out of the workspace lead nowhere writable, to a file or to a directory.
@@ -793,13 +773,9 @@ async fn the_workspace_outlives_the_daemon_and_tmp_does_not() {
     let id = env.ok(&["ls", "--json"]);
     let id: serde_json::Value = serde_json::from_str(id.lines().next().unwrap()).unwrap();
     env.wait_idle(id["id"].as_str().unwrap()).await;
-    let results: Vec<String> = env
-        .events("sbx")
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. } => Some(tether_proto::blocks_text(content)),
-            _ => None,
-        })
+    let results: Vec<String> = tool_results(&env.events("sbx"))
+        .into_iter()
+        .map(|(_, text)| text)
         .collect();
     let last = results.last().unwrap();
     assert!(last.contains("kept\nTMP-FRESH"), "{results:?}");
