@@ -434,6 +434,17 @@ pub fn types(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.type_name()).collect()
 }
 
+/// Every `session.error` in `events`, in order.
+pub fn session_errors(events: &[Event]) -> Vec<tether_proto::SessionErrorInfo> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SessionError { error } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every tool result in `events`, in order: its status and its text.
 pub fn tool_results(events: &[Event]) -> Vec<(ToolStatus, String)> {
     events

@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, assert_log_invariants};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, session_errors};
 use tether_mock_llm::Script;
 use tether_proto::{Event, EventBody, Permission, SessionInfo, StopReason, blocks_text};
 
@@ -84,16 +84,6 @@ fn loopback_env(env: &TestEnv, name: &str, urls: &[&str]) {
     )
     .unwrap();
     env.ok(&["envs", "create", "-f", p.to_str().unwrap()]);
-}
-
-fn session_errors(events: &[Event]) -> Vec<tether_proto::event::SessionErrorInfo> {
-    events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::SessionError { error } => Some(error.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 async fn stop_reason(env: &TestEnv, id: &str) -> Option<StopReason> {

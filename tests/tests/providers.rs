@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tether_e2e::{Block, Reply, TestEnv, assert_log_invariants, types};
+use tether_e2e::{Block, Reply, TestEnv, assert_log_invariants, session_errors, types};
 use tether_mock_llm::{Script, Usage, scenarios};
 use tether_proto::{Event, EventBody, RetryStatusKind, ServerFrame, StopReason};
 
@@ -246,16 +246,6 @@ async fn bash_then_read_on_every_provider() {
     assert!(!st.to_string().contains("sk-"), "no key in daemon.status");
 }
 
-fn retry_errors(events: &[Event]) -> Vec<tether_proto::SessionErrorInfo> {
-    events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::SessionError { error } => Some(error.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 fn last_stop(events: &[Event]) -> StopReason {
     events
         .iter()
@@ -293,7 +283,7 @@ async fn every_retry_path_on_every_provider() {
         assert!(stdout.trim().ends_with("recovered"), "{stdout}");
         let events = env.events("r");
         assert_log_invariants(&events);
-        let errors = retry_errors(&events);
+        let errors = session_errors(&events);
         assert_eq!(errors.len(), 4, "{provider}: {errors:#?}");
         assert!(
             errors
@@ -357,7 +347,7 @@ async fn retries_run_out_with_retries_exhausted() {
     let out = env.run(&["run", "x", "--model", "openai/gpt-5.1", "--name", "r"]);
     assert!(!out.status.success());
     let events = env.events("r");
-    let errors = retry_errors(&events);
+    let errors = session_errors(&events);
     let kinds: Vec<_> = errors.iter().map(|e| e.retry_status.kind).collect();
     assert_eq!(
         kinds,
@@ -408,7 +398,7 @@ async fn permanent_errors_end_the_turn_with_a_clear_error() {
         assert!(!out.status.success(), "{model}");
         let events = env.events("p");
         assert_log_invariants(&events);
-        let errors = retry_errors(&events);
+        let errors = session_errors(&events);
         assert_eq!(errors.len(), 1, "{model}: {errors:#?}");
         assert_eq!(errors[0].retry_status.kind, RetryStatusKind::Terminal);
         for w in *wanted {

@@ -165,7 +165,7 @@ pub async fn spawn(mut cmd: tokio::process::Command) -> std::io::Result<tokio::p
 
 /// A setup step that failed, with the explanation for the user.
 #[derive(Debug)]
-struct SetupError(String);
+pub(crate) struct SetupError(pub(crate) String);
 
 fn step(what: &str) -> impl FnOnce(Errno) -> SetupError + '_ {
     move |e| SetupError(format!("{what}: {e}"))
@@ -229,8 +229,31 @@ fn write_file(path: &str, text: &str) -> Result<(), SetupError> {
     std::fs::write(path, text).map_err(|e| SetupError(format!("write {path}: {e}")))
 }
 
+/// Every namespace a sandbox is made of (a build that shares the host's network drops
+/// `CLONE_NEWNET`). `tetherd sandbox-probe` tries the same set.
+pub(crate) fn namespaces() -> CloneFlags {
+    CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWNET
+}
+
+/// Makes every mount of this (new) mount namespace private, so nothing mounted here
+/// propagates back to the host.
+pub(crate) fn private_mount_tree() -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+}
+
 /// Maps uid/gid `inside` of the current (fresh) user namespace to `outside`.
-fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupError> {
+pub(crate) fn map_ids(inside: u32, outside_uid: u32, outside_gid: u32) -> Result<(), SetupError> {
     write_file("/proc/self/setgroups", "deny")?;
     write_file("/proc/self/uid_map", &format!("{inside} {outside_uid} 1\n"))?;
     write_file("/proc/self/gid_map", &format!("{inside} {outside_gid} 1\n"))
@@ -393,12 +416,7 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
     }
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWNET;
+    let mut flags = namespaces();
     if options.share_net {
         flags.remove(CloneFlags::CLONE_NEWNET);
     }
@@ -753,15 +771,7 @@ pub fn etc_files(workspace: &Path) -> [(&'static str, String); 5] {
 
 /// Builds the sandbox's root and pivots into it. Runs as root of the outer user namespace.
 fn build_root(workspace: &Path, options: &Options) -> Result<(), SetupError> {
-    // Nothing we mount may propagate back to the host.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(step("make the mount tree private"))?;
+    private_mount_tree().map_err(step("make the mount tree private"))?;
     // A scratch root holding the old root (source of binds) and the new one.
     tmpfs(Path::new("/tmp"), "size=1m,mode=0755")?;
     std::env::set_current_dir("/tmp").map_err(io_step("enter the scratch root"))?;

@@ -19,11 +19,11 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::unshare;
 use serde::{Deserialize, Serialize};
 use tether_proto::method::{SandboxCheck, SandboxSupport};
 
-use crate::sandbox::{Sandbox, explain_unshare_error};
+use crate::sandbox::{self, Sandbox, explain_unshare_error};
 
 /// The hidden subcommand that probes the host and prints [`HostFacts`] as JSON.
 pub const PROBE_SUBCOMMAND: &str = "sandbox-probe";
@@ -268,42 +268,25 @@ pub fn probe_main(args: &[std::ffi::OsString]) -> ExitCode {
 fn probe_user_namespaces() -> Result<(), String> {
     let uid = nix::unistd::geteuid().as_raw();
     let gid = nix::unistd::getegid().as_raw();
-    unshare(
-        CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWNET,
-    )
-    .map_err(explain_unshare_error)?;
+    unshare(sandbox::namespaces()).map_err(explain_unshare_error)?;
     let restricted = |what: &str, e: String| {
         format!(
             "user namespaces are restricted: {what} failed ({e}). Fix: on Ubuntu 23.10+ \
              `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`"
         )
     };
-    std::fs::write("/proc/self/setgroups", "deny")
-        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1\n")))
-        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1\n")))
-        .map_err(|e| restricted("mapping ids", e.to_string()))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .and_then(|()| {
-        mount(
-            Some("tmpfs"),
-            "/tmp",
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("size=64k"),
-        )
-    })
-    .map_err(|e| restricted("mounting", e.to_string()))
+    sandbox::map_ids(0, uid, gid).map_err(|e| restricted("mapping ids", e.0))?;
+    sandbox::private_mount_tree()
+        .and_then(|()| {
+            mount(
+                Some("tmpfs"),
+                "/tmp",
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("size=64k"),
+            )
+        })
+        .map_err(|e| restricted("mounting", e.to_string()))
 }
 
 #[cfg(test)]

@@ -513,12 +513,7 @@ impl Connection {
                     .store
                     .read_events(&sid, p.after_seq.unwrap_or(0), p.before_seq, limit, desc)
                     .await?;
-                let next = if data.len() as u32 == limit {
-                    data.last().map(|e| e.seq)
-                } else {
-                    None
-                };
-                to_value(EventPage { data, next })
+                to_value(EventPage::new(data, limit))
             }
             Call::SessionSearch(p) => {
                 let sid = rt.resolve(&p.session).await?;
@@ -533,12 +528,7 @@ impl Connection {
                     .store
                     .search_events(&sid, &p.query, p.before_seq, limit)
                     .await?;
-                let next = if data.len() as u32 == limit {
-                    data.last().map(|e| e.seq)
-                } else {
-                    None
-                };
-                to_value(EventPage { data, next })
+                to_value(EventPage::new(data, limit))
             }
             Call::SessionUpdate(p) => {
                 let s = rt.session(&p.session).await?;

@@ -207,6 +207,19 @@ pub struct EventPage {
     pub next: Option<u64>,
 }
 
+impl EventPage {
+    /// A page of what a read of at most `limit` events returned: a full page may have more
+    /// after it, so its last event is the cursor; a short one is the end.
+    pub fn new(data: Vec<crate::event::Event>, limit: u32) -> EventPage {
+        let next = if data.len() as u32 == limit {
+            data.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        EventPage { data, next }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForkSession {
