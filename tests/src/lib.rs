@@ -434,6 +434,21 @@ pub fn types(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(|e| e.type_name()).collect()
 }
 
+/// The `seq` of every event in a page (`{"data": [...]}`, as `session.events`,
+/// `session.search` and the HTTP API answer).
+pub fn page_seqs(page: &Value) -> Vec<u64> {
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page of events: {page}"))
+        .iter()
+        .map(|e| {
+            e["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("an event without a seq: {e}"))
+        })
+        .collect()
+}
+
 /// Every `session.error` in `events`, in order.
 pub fn session_errors(events: &[Event]) -> Vec<tether_proto::SessionErrorInfo> {
     events

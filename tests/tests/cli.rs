@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use tether_e2e::{Reply, TestEnv, assert_log_invariants, types};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, page_seqs, types};
 use tether_mock_llm::{Script, scenarios};
 use tether_proto::{EventBody, StopReason, ToolStatus};
 
@@ -588,12 +588,7 @@ async fn session_search_finds_text_in_the_whole_log_newest_first() {
         )
         .await
         .unwrap();
-    let seqs: Vec<u64> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
+    let seqs = page_seqs(&page);
     let expected: Vec<u64> = events
         .iter()
         .rev()

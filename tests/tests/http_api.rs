@@ -5,7 +5,7 @@
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, assert_log_invariants};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, page_seqs};
 use tether_mock_llm::Script;
 
 struct Api {
@@ -458,13 +458,7 @@ async fn sessions_stream_send_and_resume_by_last_event_id() {
                 "/v1/sessions/{sid}/events?order=desc&limit=3{page}"
             ))
             .await;
-        paged.extend(
-            p["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["seq"].as_u64().unwrap()),
-        );
+        paged.extend(page_seqs(&p));
         match p["next_page"].as_str() {
             Some(n) => page = format!("&page={n}"),
             None => break,

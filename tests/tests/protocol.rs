@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::json;
-use tether_e2e::{RawClient, TestEnv};
+use tether_e2e::{RawClient, TestEnv, page_seqs};
 use tether_mock_llm::Script;
 use tether_proto::{ErrorCode, ServerFrame};
 
@@ -268,13 +268,7 @@ async fn ranged_reads_page_newest_first() {
             params["before_seq"] = json!(b);
         }
         let page = c.call("session.events", params).await.unwrap();
-        let seqs: Vec<u64> = page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
-            .collect();
-        seen.extend(seqs);
+        seen.extend(page_seqs(&page));
         match page["next"].as_u64() {
             Some(n) => before = Some(n),
             None => break,
@@ -289,13 +283,7 @@ async fn ranged_reads_page_newest_first() {
         )
         .await
         .unwrap();
-    let seqs: Vec<u64> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![6, 7, 8]);
+    assert_eq!(page_seqs(&page), vec![6, 7, 8]);
     // Approvals and custom tool results are validated against the session's state.
     let e = c
         .call(
