@@ -492,6 +492,7 @@ pub fn credential_statuses(config: &McpConfig) -> Vec<tether_proto::method::Prov
                         unset.join(", ")
                     )
                 },
+                ..Default::default()
             }
         })
         .collect()

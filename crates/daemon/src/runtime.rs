@@ -58,11 +58,12 @@ impl Runtime {
                 .map(Arc::new)
                 .inspect_err(|e| tracing::warn!("web_search is not offered: {e}"))
         });
+        let credentials = paths.credentials_file();
         Arc::new(Runtime {
             web_search,
             store,
             paths,
-            providers: Providers::new(&config),
+            providers: Providers::new(&config, credentials),
             builds,
             config,
             sessions: Mutex::new(HashMap::new()),
@@ -91,12 +92,14 @@ impl Runtime {
                 endpoint: s.describe(),
                 ready: true,
                 detail: "offered to the model".into(),
+                ..Default::default()
             },
             Err(e) => tether_proto::method::ProviderStatus {
                 name: "web_search".into(),
                 endpoint: String::new(),
                 ready: false,
                 detail: e.clone(),
+                ..Default::default()
             },
         })
     }

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod codec;
+pub mod credentials;
 pub mod environment;
 pub mod error;
 pub mod event;

@@ -250,7 +250,7 @@ pub struct CustomToolResult {
 }
 
 /// Result of `daemon.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
@@ -296,13 +296,21 @@ pub struct SandboxCheck {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderStatus {
     pub name: String,
     pub endpoint: String,
     /// Requests can be made (credentials present where needed).
     pub ready: bool,
     pub detail: String,
+    /// Where the key the daemon would send comes from (`ANTHROPIC_API_KEY in tetherd's
+    /// environment`, `credentials.toml (tether auth login)`); None when there is no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_source: Option<String>,
+    /// [`crate::credentials::key_hint`] of that key, so a client can tell whether the daemon
+    /// uses the key in its own environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hint: Option<String>,
 }
 
 /// Every request, typed. On the wire: `{"id": N, "method": "session.create", "params": {...}}`.

@@ -80,6 +80,11 @@ impl Paths {
         self.runtime_dir.join("tetherd.http")
     }
 
+    /// Provider keys stored by `tether auth login` (mode 0600), read by the daemon on use.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.config_dir.join("credentials.toml")
+    }
+
     /// The HTTP API's bearer token (mode 0600), made by the daemon's first start.
     pub fn http_token_file(&self) -> PathBuf {
         self.config_dir.join("http-token")

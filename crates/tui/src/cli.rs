@@ -119,6 +119,11 @@ pub enum Command {
         #[command(subcommand)]
         action: EnvsAction,
     },
+    /// Store or remove model-provider API keys; see which key the daemon uses.
+    Auth {
+        #[command(subcommand)]
+        action: crate::auth::AuthAction,
+    },
     /// Manage the daemon.
     Daemon {
         #[command(subcommand)]

@@ -79,6 +79,7 @@ fn title_from(prompt: &str) -> String {
 
 pub async fn new(args: NewArgs) -> CmdResult {
     let mut c = connect().await?;
+    crate::auth::warn_on_mismatch(&mut c).await;
     let has_prompt = args.prompt.is_some();
     let params = create_params(args.prompt, args.name, args.opts)?;
     if let Some(env) = &params.environment_id {
@@ -113,6 +114,7 @@ pub async fn new(args: NewArgs) -> CmdResult {
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let mut c = connect().await?;
+    crate::auth::warn_on_mismatch(&mut c).await;
     let params = create_params(Some(args.prompt), args.name, args.opts)?;
     if let Some(env) = &params.environment_id {
         crate::envs::prepare(&mut c, env).await?;
@@ -156,6 +158,7 @@ pub async fn send(
     model: Option<String>,
 ) -> CmdResult {
     let mut c = connect().await?;
+    crate::auth::warn_on_mismatch(&mut c).await;
     let v = c
         .call(Call::SessionSend(SendMessage {
             model,

@@ -1,6 +1,7 @@
 //! `tether`: the CLI (and, in a later release, the TUI) for the tether daemon.
 
 mod agents;
+mod auth;
 mod cli;
 mod client;
 mod commands;
@@ -125,6 +126,7 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         } => commands::tool_result(session, event, json, error).await,
         Command::Agents { action } => agents::run(action).await,
         Command::Envs { action } => envs::run(action).await,
+        Command::Auth { action } => auth::run(action).await,
         Command::Daemon { action } => commands::daemon(action).await,
         Command::Doctor { json } => commands::doctor(json).await,
         Command::Proxy { existing } => proxy::run(!existing).await,

@@ -3,6 +3,7 @@
 //! Anthropic Messages API client ([`anthropic::AnthropicProvider`]).
 
 pub mod anthropic;
+pub mod credentials;
 pub mod http;
 pub mod openai;
 pub mod pricing;

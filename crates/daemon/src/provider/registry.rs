@@ -2,14 +2,21 @@
 //! built-ins (`anthropic`, `openai`, `openai-responses`, configured from the
 //! usual env vars) plus every `[providers.NAME]` in config.toml. Each client is
 //! built on first use (loading the system CA store costs milliseconds a cold
-//! start shouldn't pay) and kept.
+//! start shouldn't pay) and kept until `credentials.toml` changes.
+//!
+//! A key comes from the daemon's environment (the variable the provider names) or, failing
+//! that, from `credentials.toml` (`tether auth login`), which is looked at on every use.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use std::path::PathBuf;
+
+use tether_proto::credentials::key_hint;
 use tether_proto::method::ProviderStatus;
 use tokio_util::sync::CancellationToken;
 
+use super::credentials::CredentialFile;
 use super::openai::{self, OpenAiApi, OpenAiProvider};
 use super::{AnthropicProvider, ModelRequest, ModelResponse, ProviderError, StreamEvent, Who};
 use crate::config::{Config, ProviderConfig, ProviderKind};
@@ -57,6 +64,14 @@ impl Provider {
     }
 }
 
+/// The variable a provider of `kind` reads its key from by default.
+fn default_key_var(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
+        ProviderKind::Openai | ProviderKind::OpenaiResponses => "OPENAI_API_KEY",
+    }
+}
+
 /// Names that work without any configuration.
 pub const BUILT_IN: &[&str] = &["anthropic", "openai", "openai-responses"];
 
@@ -67,6 +82,8 @@ pub struct Providers {
     /// Legacy `[anthropic]` section (base_url, api_key_env).
     anthropic: crate::config::AnthropicConfig,
     env: Lookup,
+    /// `tether auth login`'s keys; None in tests that only inject an environment.
+    credentials: Option<CredentialFile>,
     built: Mutex<HashMap<String, Result<Arc<Provider>, String>>>,
 }
 
@@ -79,9 +96,11 @@ impl std::fmt::Debug for Providers {
 }
 
 impl Providers {
-    /// Providers from the config and the process environment.
-    pub fn new(config: &Config) -> Providers {
-        Self::with_env(config, Arc::new(|name| std::env::var(name).ok()))
+    /// Providers from the config, the process environment and the stored credentials.
+    pub fn new(config: &Config, credentials: PathBuf) -> Providers {
+        let mut p = Self::with_env(config, Arc::new(|name| std::env::var(name).ok()));
+        p.credentials = Some(CredentialFile::new(credentials));
+        p
     }
 
     /// [`Providers::new`] with an injectable environment (tests).
@@ -90,6 +109,7 @@ impl Providers {
             configured: config.providers.clone(),
             anthropic: config.anthropic.clone(),
             env,
+            credentials: None,
             built: Mutex::new(HashMap::new()),
         }
     }
@@ -106,10 +126,12 @@ impl Providers {
     }
 
     /// The providers worth reporting (`daemon.status`, `tether doctor`): `anthropic`, every
-    /// configured one, and the OpenAI built-ins when their env vars are set.
+    /// configured one, and the OpenAI built-ins when their env vars are set or a key is stored.
     pub fn in_use(&self) -> Vec<String> {
-        let openai_env =
-            self.var("OPENAI_API_KEY").is_some() || self.var("OPENAI_BASE_URL").is_some();
+        drop(self.built());
+        let openai_env = self.var("OPENAI_API_KEY").is_some()
+            || self.var("OPENAI_BASE_URL").is_some()
+            || self.stored("openai").is_some();
         self.names()
             .into_iter()
             .filter(|n| {
@@ -120,9 +142,20 @@ impl Providers {
             .collect()
     }
 
+    /// The built clients, forgotten first when the credentials file changed since the last
+    /// look: clients hold their key, so they are built again. Every reader of the file goes
+    /// through here, so no reader can see a new key while a client still has the old one.
+    fn built(&self) -> std::sync::MutexGuard<'_, HashMap<String, Result<Arc<Provider>, String>>> {
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if self.credentials.as_ref().is_some_and(|c| c.refresh()) {
+            built.clear();
+        }
+        built
+    }
+
     /// The client for `name`, or why there is none (a sentence with the fix).
     pub fn get(&self, name: &str) -> Result<Arc<Provider>, String> {
-        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        let mut built = self.built();
         built
             .entry(name.to_string())
             .or_insert_with(|| self.build(name).map(Arc::new))
@@ -137,16 +170,75 @@ impl Providers {
             },
             Err(why) => (String::new(), false, why),
         };
+        let (key_source, key_hint) = match self.key_origin(name) {
+            Some((source, key)) => (Some(source), Some(key_hint(&key))),
+            None => (None, None),
+        };
+        let detail = match self.credentials.as_ref().and_then(|c| c.problem()) {
+            Some(problem) if key_source.is_none() => format!("{detail}; {problem}"),
+            _ => detail,
+        };
         ProviderStatus {
             name: name.to_string(),
             endpoint,
             ready,
             detail,
+            key_source,
+            key_hint,
         }
     }
 
     fn var(&self, name: &str) -> Option<String> {
         (self.env)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The key stored for `name` by `tether auth login`.
+    fn stored(&self, name: &str) -> Option<String> {
+        self.credentials.as_ref().and_then(|c| c.key(name))
+    }
+
+    /// The environment variable `name`'s key is read from, if it has one.
+    fn key_var(&self, name: &str) -> Option<String> {
+        match (self.configured.get(name), name) {
+            (Some(c), _) => c.api_key_env.clone().or_else(|| {
+                BUILT_IN
+                    .contains(&name)
+                    .then(|| default_key_var(c.kind).to_string())
+            }),
+            (None, "anthropic") => Some(
+                self.anthropic
+                    .api_key_env
+                    .clone()
+                    .unwrap_or_else(|| "ANTHROPIC_API_KEY".into()),
+            ),
+            (None, "openai" | "openai-responses") => Some("OPENAI_API_KEY".into()),
+            (None, _) => None,
+        }
+    }
+
+    /// Where the key for `name` comes from and the key itself (the order [`Providers::build`]
+    /// uses: the daemon's environment first, then the stored credentials).
+    fn key_origin(&self, name: &str) -> Option<(String, String)> {
+        if let Some(var) = self.key_var(name)
+            && let Some(key) = self.var(&var)
+        {
+            return Some((format!("{var} in tetherd's environment"), key));
+        }
+        if name == "anthropic"
+            && !self.configured.contains_key(name)
+            && let Some(token) = self.var("ANTHROPIC_AUTH_TOKEN")
+        {
+            return Some((
+                "ANTHROPIC_AUTH_TOKEN in tetherd's environment".into(),
+                token,
+            ));
+        }
+        let file = self.credentials.as_ref()?;
+        let key = file.key(name)?;
+        Some((
+            format!("{} (tether auth login)", file.path().display()),
+            key,
+        ))
     }
 
     fn build(&self, name: &str) -> Result<Provider, String> {
@@ -156,9 +248,16 @@ impl Providers {
                 // No table at all: behave like the official SDK (incl. ANTHROPIC_AUTH_TOKEN).
                 if self.anthropic == crate::config::AnthropicConfig::default() {
                     let env = self.env.clone();
-                    return AnthropicProvider::from_vars(move |v| env(v))
-                        .map(Provider::Anthropic)
-                        .map_err(|e| e.user_message());
+                    let stored = self.stored("anthropic");
+                    let has_token = self.var("ANTHROPIC_AUTH_TOKEN").is_some();
+                    return AnthropicProvider::from_vars(move |v| {
+                        let stored = (v == "ANTHROPIC_API_KEY" && !has_token)
+                            .then(|| stored.clone())
+                            .flatten();
+                        env(v).filter(|k| !k.trim().is_empty()).or(stored)
+                    })
+                    .map(Provider::Anthropic)
+                    .map_err(|e| e.user_message());
                 }
                 ProviderConfig {
                     kind: ProviderKind::Anthropic,
@@ -216,7 +315,10 @@ impl Providers {
             .api_key_env
             .clone()
             .or_else(|| built_in.then(|| default_key_var.to_string()));
-        let key = key_var.as_deref().and_then(|v| self.var(v));
+        let key = key_var
+            .as_deref()
+            .and_then(|v| self.var(v))
+            .or_else(|| self.stored(name));
         let who = if built_in && c.kind == ProviderKind::Anthropic {
             Who {
                 key_var: key_var.unwrap_or_else(|| default_key_var.into()),
@@ -324,6 +426,44 @@ mod tests {
         assert!(
             e.contains("`nope` is not configured") && e.contains("`ollama/...`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn stored_keys_are_used_when_the_environment_has_none_and_seen_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials.toml");
+        let mut p = providers("", &[]);
+        p.credentials = Some(CredentialFile::new(file.clone()));
+        let before = p.status("anthropic");
+        assert!(!before.ready && before.key_source.is_none(), "{before:?}");
+        let keyless = p.get("anthropic").unwrap();
+
+        std::fs::write(
+            &file,
+            "[anthropic]\napi_key = \"sk-ant-api03-0123456789abcdefWXYZ\"\n\
+             [openai]\napi_key = \"sk-proj-0123456789abcdef9876\"\n",
+        )
+        .unwrap();
+        // Whoever looks first (here the provider listing of `daemon.status`), the client
+        // built without a key is not handed out again.
+        assert_eq!(p.in_use(), ["anthropic", "openai", "openai-responses"]);
+        assert!(!Arc::ptr_eq(&keyless, &p.get("anthropic").unwrap()));
+        let after = p.status("anthropic");
+        assert!(after.ready, "{after:?}");
+        assert_eq!(after.key_hint.as_deref(), Some("sk-ant-…WXYZ"));
+        assert!(after.key_source.unwrap().contains("tether auth login"));
+        assert!(p.status("openai-responses").ready, "shares the openai key");
+        assert_eq!(p.in_use(), ["anthropic", "openai", "openai-responses"]);
+
+        // The daemon's own environment wins over the file.
+        let mut q = providers("", &[("OPENAI_API_KEY", "sk-proj-fromenvironment0000")]);
+        q.credentials = Some(CredentialFile::new(file));
+        let s = q.status("openai");
+        assert_eq!(s.key_hint.as_deref(), Some("sk-proj-…0000"));
+        assert_eq!(
+            s.key_source.as_deref(),
+            Some("OPENAI_API_KEY in tetherd's environment")
         );
     }
 }
