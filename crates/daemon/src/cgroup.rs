@@ -182,7 +182,11 @@ pub fn v1_groups(
         let relative = Path::new(own)
             .strip_prefix(root)
             .unwrap_or(Path::new(own.trim_start_matches('/')));
-        let dir = mount.join(relative);
+        let dir = if relative.as_os_str().is_empty() {
+            mount
+        } else {
+            mount.join(relative)
+        };
         if !writable(&dir) {
             return Err(format!(
                 "the cgroup v1 group {} is not writable by tetherd (only root may create \
@@ -335,7 +339,8 @@ fn prepare_v2(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// cgroup v1: the groups of daemons that are gone removed (their sandboxes killed), and this
+/// cgroup v1: the groups of daemons that are gone removed (their sandboxes killed, though
+/// they died with their daemon already), and this
 /// daemon's `tether-<pid>` directory created under `own`, the daemon's group.
 fn prepare_v1(own: &Path) -> Result<PathBuf, String> {
     if let Ok(entries) = std::fs::read_dir(own) {
@@ -344,7 +349,7 @@ fn prepare_v1(own: &Path) -> Result<PathBuf, String> {
             let Some(pid) = daemon_dir_pid(&name.to_string_lossy()) else {
                 continue;
             };
-            if pid == std::process::id() || is_tetherd(pid) {
+            if pid == std::process::id() || is_alive(pid) {
                 continue;
             }
             for group in sandbox_groups(&e.path(), Kind::V1Pids) {
@@ -380,9 +385,10 @@ fn daemon_dir_pid(name: &str) -> Option<u32> {
     name.strip_prefix("tether-")?.parse().ok()
 }
 
-/// Whether `pid` is a running tetherd (another daemon on this host, whose groups stay).
-fn is_tetherd(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == "tetherd")
+/// Whether process `pid` exists: maybe another daemon on this host, whose groups stay. (A
+/// reused pid only keeps a dead daemon's emptied groups a while longer.)
+fn is_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// `+memory +pids` (and `+cpu` when offered) for `cgroup.subtree_control`.

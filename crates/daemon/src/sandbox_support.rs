@@ -227,10 +227,15 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
         Level::Namespaces => (
             "namespaces",
             format!(
-                "tools run in namespaces{} + seccomp + rlimits",
+                "tools run in namespaces{} + seccomp + rlimits{}",
                 facts
                     .landlock_abi
-                    .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}"))
+                    .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}")),
+                match &facts.cgroup {
+                    Ok(crate::cgroup::Host::V2(_)) => " + cgroup v2 limits",
+                    Ok(crate::cgroup::Host::V1 { .. }) => " + cgroup v1 limits",
+                    Err(_) => "",
+                }
             ),
         ),
         Level::Landlock => (
