@@ -479,10 +479,9 @@ async fn doctor_reports_the_sandbox_level_and_landlock_abi() {
         landlock["detail"].as_str().unwrap().starts_with("ABI "),
         "{landlock}"
     );
-    // This kind of host is cgroup v1 (hybrid): no delegated v2 subtree, and doctor says so.
+    // Without usable cgroups doctor says why; this kind of host (cgroup v1, root) has v1.
     let cgroup = find("  cgroup");
-    if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        assert_eq!(cgroup["ok"], false, "{cgroup}");
+    if cgroup["ok"] == false {
         assert!(
             cgroup["detail"].as_str().unwrap().contains("rlimits"),
             "{cgroup}"
@@ -599,7 +598,7 @@ async fn hardlinks_devices_setuid_and_mount_give_nothing() {
     let env = env_running(
         "ln /etc/passwd hl 2>/dev/null && echo LINKED || echo LINK-DENIED; \
          mknod dev c 1 3 2>/dev/null && echo MKNOD || echo MKNOD-DENIED; \
-         cp /bin/bash sbash && chmod u+s sbash && ./sbash -p -c 'echo suid-uid=$(id -u) euid=$(id -u)'; \
+         cp /bin/bash sbash && { chmod u+s sbash 2>/dev/null; ./sbash -p -c 'echo suid-uid=$(id -u) euid=$(id -u)'; }; \
          mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED || echo MOUNT-DENIED",
         0,
     )

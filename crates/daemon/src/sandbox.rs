@@ -280,9 +280,9 @@ pub struct Options {
     /// The daemon's pid: stage 1 dies with the thread that spawned it (the daemon's spawner
     /// thread) and refuses to start if that parent is already gone.
     pub die_with: Option<u32>,
-    /// A cgroup v2 directory (limits already written) stage 1 moves into first, so the
-    /// whole tree is under its limits.
-    pub cgroup: Option<PathBuf>,
+    /// The sandbox's cgroup directories (one for cgroup v2, one per controller for v1; limits
+    /// already written) stage 1 moves into first, so the whole tree is under their limits.
+    pub cgroup: Vec<PathBuf>,
 }
 
 impl Options {
@@ -327,7 +327,7 @@ impl Options {
             out.push("--die-with".into());
             out.push(pid.to_string().into());
         }
-        if let Some(dir) = &self.cgroup {
+        for dir in &self.cgroup {
             out.push("--cgroup".into());
             out.push(dir.clone().into_os_string());
         }
@@ -362,7 +362,7 @@ impl Options {
                     let dir = it
                         .next()
                         .ok_or_else(|| SetupError("--cgroup needs a directory".into()))?;
-                    o.cgroup = Some(PathBuf::from(dir));
+                    o.cgroup.push(PathBuf::from(dir));
                 }
                 Some("--die-with") => {
                     let pid = it.next().and_then(|p| p.to_str()?.parse().ok());
@@ -398,7 +398,7 @@ pub fn exec_main(args: &[OsString]) -> ExitCode {
         return fail(e);
     }
     // Into the limits before anything else runs (and while still the host's uid).
-    if let Some(dir) = options.cgroup.take() {
+    for dir in std::mem::take(&mut options.cgroup) {
         let procs = dir.join("cgroup.procs");
         if let Err(e) = std::fs::write(&procs, "0") {
             return fail(SetupError(format!(
@@ -539,12 +539,14 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
     .map_err(SetupError)?;
     // Last, so the helper's own setup above is not constrained by it.
     crate::seccomp::apply(false).map_err(SetupError)?;
-    let proxy_env = if proxy.is_some() {
+    let mut env = if proxy.is_some() {
         bridge::proxy_env()
     } else {
         Vec::new()
     };
-    exec_program(options, workspace, proxy_env)
+    // After the pivot, so what exists is what is mounted.
+    env.push(("PATH", shell_path(|dir| dir.is_dir())));
+    exec_program(options, workspace, env)
 }
 
 /// Execs the shell (or the options' command) with the sandbox's identity in its environment.
@@ -628,12 +630,8 @@ fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> 
     std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
     nix::sys::prctl::set_no_new_privs().map_err(step("set no_new_privs"))?;
     set_limits()?;
-    let applied = crate::landlock_rules::apply(&crate::landlock_rules::host_rules(
-        workspace,
-        &tmp,
-        options.share_net,
-    ))
-    .map_err(SetupError)?;
+    let rules = crate::landlock_rules::host_rules(workspace, &tmp, options.share_net);
+    let applied = crate::landlock_rules::apply(&rules).map_err(SetupError)?;
     if applied.abi.is_none() {
         return Err(SetupError(
             "this kernel enforces no Landlock rules, and without user namespaces nothing else \
@@ -647,25 +645,67 @@ fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> 
         .write_all(READY.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(io_step("report readiness"))?;
+    // What Landlock lets the shell read: a directory beneath one of the rules' paths.
+    let path = shell_path(|dir| {
+        std::fs::canonicalize(dir)
+            .is_ok_and(|d| d.is_dir() && rules.paths.iter().any(|(root, _)| d.starts_with(root)))
+    });
     exec_program(
         options,
         workspace,
-        vec![("TMPDIR", tmp.to_string_lossy().into_owned())],
+        vec![
+            ("TMPDIR", tmp.to_string_lossy().into_owned()),
+            ("PATH", path),
+        ],
     )
+}
+
+/// The system directories a shell's PATH falls back to.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The shell's PATH: the daemon's (as passed in this process's environment), without the
+/// directories the sandbox lacks (a toolchain under the daemon user's home, say), relative
+/// entries (they would follow the shell's working directory) and repeats.
+fn shell_path(present: impl Fn(&Path) -> bool) -> String {
+    let inherited = std::env::var("PATH").unwrap_or_default();
+    filter_path(&inherited, present)
+}
+
+/// [`shell_path`] of `path`: the entries `present` keeps, or [`DEFAULT_PATH`]'s when none is
+/// left.
+pub fn filter_path(path: &str, present: impl Fn(&Path) -> bool) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for dir in path.split(':') {
+        if dir.starts_with('/') && !kept.contains(&dir) && present(Path::new(dir)) {
+            kept.push(dir);
+        }
+    }
+    if kept.is_empty() {
+        kept = DEFAULT_PATH
+            .split(':')
+            .filter(|d| present(Path::new(d)))
+            .collect();
+    }
+    kept.join(":")
 }
 
 /// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
 /// (counted per user namespace; the kernel exempts host uid 0, so this binds only when the
-/// daemon is not root), open files, no core dumps, and the data segment (heap and private
-/// writable mappings, not address-space reservations, so JVM/Go/V8 still start): a memory hog
-/// gets ENOMEM where no cgroup bounds the whole tree.
+/// daemon is not root; a root daemon caps processes with a cgroup, see [`crate::cgroup`]),
+/// open files, no core dumps, and the data segment (heap and private writable mappings, not
+/// address-space reservations, so JVM/Go/V8 still start): a memory hog gets ENOMEM where no
+/// cgroup bounds the whole tree.
 const LIMITS: [(nix::sys::resource::Resource, u64); 4] = [
-    (nix::sys::resource::Resource::RLIMIT_NPROC, 512),
-    (nix::sys::resource::Resource::RLIMIT_NOFILE, 4096),
+    (nix::sys::resource::Resource::RLIMIT_NPROC, NPROC_LIMIT),
+    (nix::sys::resource::Resource::RLIMIT_NOFILE, NOFILE_LIMIT),
     (nix::sys::resource::Resource::RLIMIT_CORE, 0),
     (nix::sys::resource::Resource::RLIMIT_DATA, DATA_LIMIT),
 ];
 
+/// Processes (threads included) of the sandbox's user.
+pub const NPROC_LIMIT: u64 = 512;
+/// Open files per process.
+pub const NOFILE_LIMIT: u64 = 4096;
 /// The per-process data limit (8 GiB).
 pub const DATA_LIMIT: u64 = 8 << 30;
 
@@ -678,7 +718,7 @@ fn set_limits() -> Result<(), SetupError> {
 }
 
 /// The mount flags of `path` that must be kept when remounting a bind of it (a user
-/// namespace may not clear nosuid/nodev/noexec/atime flags the host set).
+/// namespace may not clear the read-only, nosuid, nodev, noexec or atime flags the host set).
 fn locked_flags(path: &Path) -> MsFlags {
     let Ok(st) = statvfs(path) else {
         return MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
@@ -686,6 +726,7 @@ fn locked_flags(path: &Path) -> MsFlags {
     let f = st.flags();
     let mut out = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     for (fs, ms) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
@@ -860,6 +901,15 @@ fn build_root(workspace: &Path, options: &Options) -> Result<(), SetupError> {
     let ws = workspace.to_string_lossy();
     mkdir(&new(&ws))?;
     bind(&host(&ws), &new(&ws), false)?;
+    // nosuid: a setuid file can't be made here (seccomp), and wouldn't work if it were.
+    mount(
+        None::<&str>,
+        &new(&ws),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(&new(&ws)),
+        None::<&str>,
+    )
+    .map_err(step("remount the workspace nosuid"))?;
     mount_extras(options)?;
 
     // Enter the new root; the scratch root and the host's old root go away entirely.
@@ -926,7 +976,10 @@ mod tests {
         let o = Options {
             no_namespaces: true,
             die_with: Some(4242),
-            cgroup: Some("/sys/fs/cgroup/t/sandbox-1-1".into()),
+            cgroup: vec![
+                "/sys/fs/cgroup/pids/tether-7/sandbox-7-1".into(),
+                "/sys/fs/cgroup/memory/tether-7/sandbox-7-1".into(),
+            ],
             ..Options::session(Some("/l".into()))
         };
         assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
@@ -951,6 +1004,25 @@ mod tests {
         let passwd = &files[0].1;
         assert!(passwd.contains("sandbox:x:1000:1000:sandbox:/w/s:/bin/bash\n"));
         assert!(!passwd.contains("/root"));
+    }
+
+    #[test]
+    fn the_shell_path_keeps_only_present_absolute_directories() {
+        let present = |d: &Path| {
+            ["/usr/bin", "/bin", "/opt/layer/bin"]
+                .iter()
+                .any(|p| d == Path::new(p))
+        };
+        assert_eq!(
+            filter_path(
+                "/root/.cargo/bin:/usr/bin:relative:/usr/bin::/bin:/opt/layer/bin",
+                present
+            ),
+            "/usr/bin:/bin:/opt/layer/bin"
+        );
+        // Nothing left: the system directories that exist.
+        assert_eq!(filter_path("/root/.cargo/bin", present), "/usr/bin:/bin");
+        assert_eq!(filter_path("", present), "/usr/bin:/bin");
     }
 
     #[test]

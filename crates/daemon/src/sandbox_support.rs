@@ -1,7 +1,8 @@
 //! What the host offers for sandboxing and the level tether uses (fail closed, in levels):
 //!
 //! - `namespaces`: user, mount, pid, ipc, uts and net namespaces, Landlock on top where the
-//!   kernel has it, seccomp, rlimits (and cgroup v2 limits where delegated);
+//!   kernel has it, seccomp, rlimits (and cgroup limits where the daemon may create cgroups:
+//!   a delegated v2 subtree, or v1 for a root daemon, see [`crate::cgroup`]);
 //! - `landlock`: where user namespaces are unavailable and the daemon is not root, Landlock +
 //!   seccomp + rlimits on the host's own tree (weaker, and said so);
 //! - `unavailable`: every tool call fails with the host setting to change.
@@ -39,8 +40,8 @@ pub struct HostFacts {
     pub landlock_abi: Option<u32>,
     /// The seccomp filter installs; Err says why not.
     pub seccomp: Result<(), String>,
-    /// The delegated cgroup v2 subtree; Err says why there is none.
-    pub cgroup: Result<String, String>,
+    /// Where sandboxes get their cgroups; Err says why nowhere.
+    pub cgroup: Result<crate::cgroup::Host, String>,
 }
 
 /// The level tether uses on a host.
@@ -87,11 +88,15 @@ pub struct HostSupport {
     pub facts: HostFacts,
     pub report: SandboxSupport,
     pub sandbox: Sandbox,
-    /// The delegated cgroup v2 subtree sandboxes get their limits in, when there is one.
+    /// The cgroups sandboxes get their limits in, when there are any.
     pub cgroups: Option<crate::cgroup::Subtree>,
 }
 
-/// The prepared cgroup v2 subtree of this host, if any.
+/// Set to `off` in tetherd's environment, sandboxes get no cgroups (to test, or to rule the
+/// cgroups out when something misbehaves); `tether doctor` then says which limits lapse.
+pub const CGROUPS_ENV: &str = "TETHER_SANDBOX_CGROUPS";
+
+/// The prepared cgroups of this host, if any.
 pub fn cgroups() -> Option<&'static crate::cgroup::Subtree> {
     if cfg!(test) {
         return None;
@@ -119,9 +124,12 @@ pub fn this_host() -> &'static HostSupport {
             },
         };
         let mut facts = facts;
+        if std::env::var(CGROUPS_ENV).is_ok_and(|v| v == "off") {
+            facts.cgroup = Err(format!("turned off ({CGROUPS_ENV}=off)"));
+        }
         let cgroups = match (&facts.cgroup, &level) {
-            (Ok(dir), Level::Namespaces | Level::Landlock) => {
-                match crate::cgroup::Subtree::prepare(dir.into()) {
+            (Ok(host), Level::Namespaces | Level::Landlock) => {
+                match crate::cgroup::Subtree::prepare(host.clone()) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         facts.cgroup = Err(e);
@@ -189,7 +197,7 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
             "not enforced by this kernel (CONFIG_SECURITY_LANDLOCK, lsm=landlock)".into(),
         ),
     };
-    let checks = vec![
+    let mut checks = vec![
         match &facts.user_namespaces {
             Ok(()) => check("userns", true, "user namespaces available".into()),
             Err(e) => check("userns", false, e.clone()),
@@ -200,7 +208,7 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
             Err(e) => check("seccomp", false, e.clone()),
         },
         match &facts.cgroup {
-            Ok(dir) => check("cgroup", true, format!("cgroup v2 delegated at {dir}")),
+            Ok(host) => check("cgroup", true, host.describe()),
             Err(e) => check(
                 "cgroup",
                 false,
@@ -208,14 +216,26 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
             ),
         },
     ];
+    if !matches!(level, Level::Unavailable(_)) {
+        checks.extend(
+            limits(facts)
+                .into_iter()
+                .map(|(name, ok, detail)| check(name, ok, detail)),
+        );
+    }
     let (name, summary) = match level {
         Level::Namespaces => (
             "namespaces",
             format!(
-                "tools run in namespaces{} + seccomp + rlimits",
+                "tools run in namespaces{} + seccomp + rlimits{}",
                 facts
                     .landlock_abi
-                    .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}"))
+                    .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}")),
+                match &facts.cgroup {
+                    Ok(crate::cgroup::Host::V2(_)) => " + cgroup v2 limits",
+                    Ok(crate::cgroup::Host::V1 { .. }) => " + cgroup v1 limits",
+                    Err(_) => "",
+                }
             ),
         ),
         Level::Landlock => (
@@ -234,12 +254,92 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
     }
 }
 
+/// What a sandbox on this host truly gets: no privileged files, and each limit, binding or not
+/// (and why not).
+fn limits(facts: &HostFacts) -> Vec<(&'static str, bool, String)> {
+    use crate::cgroup::{MEMORY_MAX, PIDS_MAX};
+    use crate::sandbox::{DATA_LIMIT, NOFILE_LIMIT, NPROC_LIMIT, TMP_SIZE};
+    let cgroup = facts.cgroup.as_ref();
+    let kind = |h: &crate::cgroup::Host| match h {
+        crate::cgroup::Host::V2(_) => "cgroup v2",
+        crate::cgroup::Host::V1 { .. } => "cgroup v1",
+    };
+    let setuid = (
+        "setuid",
+        facts.seccomp.is_ok(),
+        "setuid/setgid/file capabilities: blocked (seccomp): chmod, open, mknod and mkdir \
+         calls that set S_ISUID or S_ISGID fail with EPERM and setxattr with EOPNOTSUPP, so no \
+         file the sandbox leaves in its workspace runs with privileges on the host"
+            .to_string(),
+    );
+    let processes = match cgroup {
+        Ok(host) => (
+            true,
+            format!("{PIDS_MAX} per session, binding ({} pids.max)", kind(host)),
+        ),
+        Err(_) if !facts.root => (
+            true,
+            format!("{NPROC_LIMIT} per session, binding (RLIMIT_NPROC; tetherd is not root)"),
+        ),
+        Err(why) => (
+            false,
+            format!(
+                "NOT capped: tetherd runs as root, the kernel exempts host uid 0 (what the \
+                 sandbox user maps to) from RLIMIT_NPROC, and there is no cgroup ({why}); a \
+                 fork bomb can fill the host's process table. Fix: run tetherd as an \
+                 unprivileged user, or in a systemd unit with Delegate=yes, or mount the cgroup \
+                 v1 pids controller"
+            ),
+        ),
+    };
+    let memory = match cgroup {
+        Ok(host) if host.has_memory() => (
+            true,
+            format!(
+                "{} GiB per session, binding ({} memory limit)",
+                MEMORY_MAX >> 30,
+                kind(host)
+            ),
+        ),
+        _ => (
+            false,
+            format!(
+                "no per-session cap (no cgroup memory controller): {} GiB of data per process \
+                 (RLIMIT_DATA) and the {TMP_SIZE} /tmp, but many processes together can use more",
+                DATA_LIMIT >> 30
+            ),
+        ),
+    };
+    let cpu = match cgroup {
+        Ok(host) if host.has_cpu() => (
+            true,
+            format!("2 CPUs per session, binding ({} cpu quota)", kind(host)),
+        ),
+        _ => (
+            false,
+            "not limited (no cgroup cpu controller); each bash call still ends at its timeout"
+                .to_string(),
+        ),
+    };
+    vec![
+        setuid,
+        ("processes", processes.0, processes.1),
+        ("memory", memory.0, memory.1),
+        (
+            "open files",
+            true,
+            format!("{NOFILE_LIMIT} per process, binding (RLIMIT_NOFILE, for root too)"),
+        ),
+        ("cpu", cpu.0, cpu.1),
+    ]
+}
+
 /// `tetherd sandbox-probe [--report]`: tries each feature in this throwaway process and prints
 /// the [`HostFacts`] (with `--report`, the doctor's [`SandboxSupport`]) as JSON. Order
 /// matters: the namespace test first (Landlock and seccomp would forbid its mount and
 /// unshare), then Landlock, then seccomp.
 pub fn probe_main(args: &[std::ffi::OsString]) -> ExitCode {
-    let cgroup = crate::cgroup::detect().map(|d| d.display().to_string());
+    let cgroup = crate::cgroup::detect();
     let facts = HostFacts {
         root: nix::unistd::geteuid().is_root(),
         user_namespaces: probe_user_namespaces(),
@@ -374,6 +474,67 @@ mod tests {
         assert!(!cg.ok);
         assert!(cg.detail.contains("hybrid"), "{}", cg.detail);
         let names: Vec<&str> = r.checks.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["userns", "landlock", "seccomp", "cgroup"]);
+        assert_eq!(
+            names,
+            [
+                "userns",
+                "landlock",
+                "seccomp",
+                "cgroup",
+                "setuid",
+                "processes",
+                "memory",
+                "open files",
+                "cpu"
+            ]
+        );
+    }
+
+    fn check<'a>(r: &'a SandboxSupport, name: &str) -> &'a SandboxCheck {
+        r.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    // Issue 27: doctor says which limits truly bind. A root daemon without cgroups has no
+    // process cap (the kernel exempts uid 0 from RLIMIT_NPROC); with cgroup v1 it has one.
+    #[test]
+    fn the_report_says_which_limits_bind_for_root_with_and_without_cgroups() {
+        let root = HostFacts {
+            root: true,
+            ..facts()
+        };
+        let r = report(&root, &Level::Namespaces);
+        let p = check(&r, "processes");
+        assert!(!p.ok && p.detail.contains("NOT capped"), "{p:?}");
+        assert!(!check(&r, "memory").ok);
+        assert!(!check(&r, "cpu").ok);
+        assert!(check(&r, "open files").ok);
+        let s = check(&r, "setuid");
+        assert!(
+            s.ok && s
+                .detail
+                .starts_with("setuid/setgid/file capabilities: blocked (seccomp)")
+        );
+
+        let v1 = HostFacts {
+            cgroup: Ok(crate::cgroup::Host::V1 {
+                pids: "/sys/fs/cgroup/pids".into(),
+                memory: Some("/sys/fs/cgroup/memory/x".into()),
+                cpu: None,
+            }),
+            ..root
+        };
+        let r = report(&v1, &Level::Namespaces);
+        let p = check(&r, "processes");
+        assert!(p.ok && p.detail.contains("cgroup v1 pids.max"), "{p:?}");
+        assert!(check(&r, "memory").ok);
+        assert!(!check(&r, "cpu").ok);
+        assert!(check(&r, "cgroup").detail.starts_with("cgroup v1"));
+
+        // Not root: RLIMIT_NPROC binds without any cgroup.
+        let r = report(&facts(), &Level::Namespaces);
+        assert!(check(&r, "processes").ok);
+        // Nothing runs at the unavailable level, so no limits are listed.
+        let r = report(&facts(), &Level::Unavailable("x".into()));
+        assert!(r.checks.iter().all(|c| c.name != "processes"));
     }
 }

@@ -413,7 +413,7 @@ struct Live {
     busy: bool,
     /// The shell was reaped: its pid may be reused, never signal it again.
     reaped: bool,
-    /// The sandbox's cgroup where cgroup v2 is delegated (removed after the tree: the field
+    /// The sandbox's cgroup, where there are cgroups (removed after the tree: the field
     /// drops after [`Live::drop`] killed it).
     cgroup: Option<crate::cgroup::SandboxCgroup>,
 }
@@ -559,7 +559,7 @@ impl Shell {
         // Fail closed: no proxy, no shell (rather than a shell with no network that the model
         // would try to work around).
         options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
-        // Memory, pids and cpu limits for the whole tree where cgroup v2 is delegated.
+        // Memory, pids and cpu limits for the whole tree where the daemon may create cgroups.
         let cgroup = match crate::sandbox_support::cgroups() {
             Some(subtree)
                 if matches!(
@@ -570,7 +570,7 @@ impl Shell {
                 let group = subtree
                     .create()
                     .map_err(|e| format!("bash: {e}; the command was not run"))?;
-                options.cgroup = Some(group.dir.clone());
+                options.cgroup = group.dirs();
                 Some(group)
             }
             _ => None,
