@@ -1132,10 +1132,7 @@ async fn the_built_in_agent_and_environment_cannot_be_archived_away() {
         );
     }
     // The socket protocol refuses the same way.
-    for args in [
-        ["agents", "archive", "default"],
-        ["envs", "rm", "default"],
-    ] {
+    for args in [["agents", "archive", "default"], ["envs", "rm", "default"]] {
         let out = env.run(&args);
         assert!(!out.status.success(), "tether {args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -401,15 +401,13 @@ fn state_daemon_rules(schemas: &mut Map<String, Value>) {
         .and_then(|s| s.get_mut("oneOf"))
     {
         for v in variants {
-            if v.pointer("/properties/type/const") == Some(&json!("custom"))
-                || v.pointer("/properties/type/enum") == Some(&json!(["custom"]))
-            {
-                if let Some(name) = v.pointer_mut("/properties/name") {
-                    name["not"] = json!({ "anyOf": [
-                        { "pattern": format!("^{}", crate::mcp::PREFIX) },
-                        { "enum": tools },
-                    ] });
-                }
+            let custom = v.pointer("/properties/type/const") == Some(&json!("custom"))
+                || v.pointer("/properties/type/enum") == Some(&json!(["custom"]));
+            if custom && let Some(name) = v.pointer_mut("/properties/name") {
+                name["not"] = json!({ "anyOf": [
+                    { "pattern": format!("^{}", crate::mcp::PREFIX) },
+                    { "enum": tools },
+                ] });
             }
         }
     }
@@ -501,5 +499,42 @@ mod tests {
             doc["paths"]["/v1/sessions/{session_id}/events/stream"]["get"]["parameters"][0]["name"],
             "session_id"
         );
+    }
+
+    #[test]
+    fn the_document_states_what_the_handlers_check() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        let limit = &doc["paths"]["/v1/agents"]["get"]["parameters"][0];
+        assert_eq!(
+            (
+                limit["name"].as_str(),
+                &limit["schema"]["minimum"],
+                &limit["schema"]["maximum"]
+            ),
+            (Some("limit"), &json!(1), &json!(100))
+        );
+        assert_eq!(schemas["AgentSpec"]["properties"]["name"]["minLength"], 1);
+        assert_eq!(
+            schemas["EnvironmentSpec"]["properties"]["name"]["minLength"],
+            1
+        );
+        assert_eq!(schemas["SendBody"]["properties"]["events"]["minItems"], 1);
+        assert_eq!(
+            schemas["AgentChanges"]["properties"]["version"]["maximum"],
+            u32::MAX
+        );
+        assert!(
+            schemas["AgentChanges"]["required"]
+                .to_string()
+                .contains("version")
+        );
+        assert!(
+            schemas["BuiltinToolConfig"]
+                .to_string()
+                .contains("web_fetch")
+        );
+        // The stream's own `error` event is part of what it answers.
+        assert!(schemas["StreamControl"].to_string().contains("\"error\""));
     }
 }
