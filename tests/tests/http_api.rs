@@ -981,3 +981,164 @@ async fn environments_are_resources_sessions_run_in() {
     assert_eq!(s, 404);
     stop(&mut child);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_in_paths_match_exactly_no_prefixes_or_names() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "default", "environment_id": "default"}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    // The socket resolves both of these to the session; over HTTP they address nothing.
+    let short = sid[..sid.len() - 6].to_string();
+    let bare = sid.strip_prefix("sesn_").unwrap()[..8].to_string();
+    for guess in [&short, &bare] {
+        for (method, path, body) in [
+            ("GET", format!("/v1/sessions/{guess}"), None),
+            ("DELETE", format!("/v1/sessions/{guess}"), None),
+            (
+                "POST",
+                format!("/v1/sessions/{guess}/archive"),
+                Some(json!({})),
+            ),
+            (
+                "POST",
+                format!("/v1/sessions/{guess}"),
+                Some(json!({"title": "x"})),
+            ),
+            ("GET", format!("/v1/sessions/{guess}/events"), None),
+            ("GET", format!("/v1/sessions/{guess}/events/stream"), None),
+            (
+                "POST",
+                format!("/v1/sessions/{guess}/events"),
+                Some(json!({"events": [{"type": "user.interrupt"}]})),
+            ),
+        ] {
+            let (s, v) = api.call(method, &path, body).await;
+            assert_eq!(
+                (s, error_type(&v)),
+                (404, "not_found_error"),
+                "{method} {path}: {v}"
+            );
+        }
+    }
+    let still = api.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!(still["archived_at"], Value::Null);
+    assert!(env.ok(&["ls", "--all"]).contains(&sid));
+
+    // Agents and environments: the id, not the name (names are the CLI's).
+    let agents = api.get("/v1/agents").await;
+    let default_agent = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "default")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.get(&format!("/v1/agents/{default_agent}")).await;
+    for path in [
+        "/v1/agents/default",
+        "/v1/agents/default@1",
+        "/v1/agents/default/versions",
+        "/v1/environments/default",
+    ] {
+        let (s, v) = api.call("GET", path, None).await;
+        assert_eq!((s, error_type(&v)), (404, "not_found_error"), "{path}: {v}");
+    }
+    let (s, v) = api.call("DELETE", "/v1/environments/default", None).await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"), "{v}");
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_too_large_answers_in_the_hosted_error_envelope() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let huge = "x".repeat(3 * 1024 * 1024);
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "big", "system": huge})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (413, "request_too_large"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("2 MiB"),
+        "{v}"
+    );
+    // The daemon is fine afterwards.
+    api.get("/v1/agents").await;
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_built_in_agent_and_environment_cannot_be_archived_away() {
+    let env = TestEnv::new(Script::sequential(vec![Reply::text("still here")])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let id_of = |list: &Value| {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == "default")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let agent = id_of(&api.get("/v1/agents").await);
+    let environment = id_of(&api.get("/v1/environments").await);
+
+    for (method, path, body) in [
+        (
+            "POST",
+            format!("/v1/agents/{agent}/archive"),
+            Some(json!({})),
+        ),
+        (
+            "POST",
+            format!("/v1/agents/{agent}"),
+            Some(json!({"version": 1, "name": "renamed"})),
+        ),
+        (
+            "POST",
+            format!("/v1/environments/{environment}/archive"),
+            Some(json!({})),
+        ),
+        ("DELETE", format!("/v1/environments/{environment}"), None),
+        (
+            "POST",
+            format!("/v1/environments/{environment}"),
+            Some(json!({"name": "renamed"})),
+        ),
+    ] {
+        let (s, v) = api.call(method, &path, body).await;
+        assert_eq!(
+            (s, error_type(&v)),
+            (409, "invalid_request_error"),
+            "{method} {path}: {v}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("built-in `default`") && msg.contains("tether run"),
+            "{msg}"
+        );
+    }
+    // The socket protocol refuses the same way.
+    for args in [["agents", "archive", "default"], ["envs", "rm", "default"]] {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "tether {args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("built-in `default`"), "{err}");
+    }
+    let out = env.ok(&["run", "are you there?"]);
+    assert!(out.contains("still here"), "{out}");
+    stop(&mut child);
+}

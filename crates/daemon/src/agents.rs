@@ -258,16 +258,53 @@ pub async fn create(store: &Store, spec: AgentSpec) -> Result<Agent, ErrorBody> 
 }
 
 /// Creates the built-in `default` agent (all built-in tools, tether's prompt, the daemon's
-/// default model) unless an agent of that name exists.
+/// default model) unless an agent of that name exists, and unarchives it if an older tetherd
+/// let it be archived (sessions without `--agent` pin it, so `tether run` needs it live).
 pub async fn ensure_default(store: &Store) -> Result<(), StoreError> {
     store
         .write(|c| {
-            if find_id_by_name(c, DEFAULT_AGENT, true)?.is_none() {
-                insert_new(c, default_spec())?;
+            match find_id_by_name(c, DEFAULT_AGENT, true)? {
+                None => {
+                    insert_new(c, default_spec())?;
+                }
+                Some(id) => {
+                    c.execute("UPDATE agents SET archived_at = NULL WHERE id = ?1", [&id])
+                        .map_err(|e| StoreError::Write(e.to_string()))?;
+                }
             }
             Ok(())
         })
         .await
+}
+
+/// Refuses to archive or rename the built-in agent: every session started without an agent
+/// (`tether run`, `tether new`) pins it by name.
+fn check_not_builtin(agent: &Agent, doing: &str) -> Result<(), StoreError> {
+    if agent.spec.name == DEFAULT_AGENT {
+        return Err(StoreError::Conflict(format!(
+            "the built-in `{DEFAULT_AGENT}` agent can't be {doing}: sessions started without an agent (`tether run`) use it; create your own agent and pass `--agent NAME` instead"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether an agent has exactly this id. HTTP paths take ids only: names and `NAME@VERSION`
+/// are conveniences of the CLI and the socket protocol.
+pub async fn require_id(store: &Store, id: &str) -> Result<(), ErrorBody> {
+    let id = id.to_string();
+    Ok(store
+        .read(move |c| {
+            let found: Option<String> = c
+                .prepare_cached("SELECT id FROM agents WHERE id = ?1 LIMIT 1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            found.map(|_| ()).ok_or_else(|| {
+                StoreError::Missing(format!(
+                    "no agent with id `{id}`; GET /v1/agents lists them"
+                ))
+            })
+        })
+        .await?)
 }
 
 fn default_spec() -> AgentSpec {
@@ -361,7 +398,10 @@ pub async fn update(store: &Store, p: UpdateAgent) -> Result<Agent, ErrorBody> {
                     newest.spec.name, newest.version, newest.spec.name, newest.version
                 )));
             }
-            let spec = apply(newest.spec, changes);
+            let spec = apply(newest.spec.clone(), changes);
+            if spec.name != newest.spec.name {
+                check_not_builtin(&newest, "renamed")?;
+            }
             if let Some(other) = find_id_by_name(c, &spec.name, false)?
                 && other != id
             {
@@ -405,6 +445,7 @@ pub async fn archive(store: &Store, agent: &str) -> Result<Agent, ErrorBody> {
     Ok(store
         .write(move |c| {
             let id = resolve(c, &reference)?;
+            check_not_builtin(&load(c, &id, None)?, "archived")?;
             c.execute(
                 "UPDATE agents SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
                 params![id, ids::now_rfc3339()],
@@ -643,6 +684,33 @@ mod tests {
         assert_eq!(list(&s, true).await.unwrap().len(), 1);
         let a = for_session(&s, None).await.unwrap();
         assert_eq!(offered_tools(&a), TOOL_NAMES.to_vec());
+    }
+
+    #[tokio::test]
+    async fn the_default_agent_cannot_be_archived_or_renamed_away() {
+        let (_d, s) = store().await;
+        ensure_default(&s).await.unwrap();
+        let e = archive(&s, "default").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("tether run"), "{}", e.message);
+        let e = update(&s, update_of("default", 1, json!({"name": "mine"})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        // Other changes are fine.
+        update(&s, update_of("default", 1, json!({"system": "Be brief."})))
+            .await
+            .unwrap();
+        // An older tetherd let it be archived: the next start brings it back.
+        s.write(|c| {
+            c.execute("UPDATE agents SET archived_at = '2026-01-01T00:00:00Z'", [])
+                .map_err(|e| StoreError::Write(e.to_string()))
+        })
+        .await
+        .unwrap();
+        assert!(for_session(&s, None).await.is_err());
+        ensure_default(&s).await.unwrap();
+        assert!(for_session(&s, None).await.is_ok());
     }
 
     #[tokio::test]

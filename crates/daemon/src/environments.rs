@@ -117,26 +117,66 @@ pub async fn create(
 }
 
 /// Creates the built-in `default` environment (unrestricted, nothing to build) unless one
-/// of that name exists.
+/// of that name exists, and unarchives it if an older tetherd let it be archived (sessions
+/// without `--env` run in it, so `tether run` needs it live).
 pub async fn ensure_default(store: &Store) -> Result<(), StoreError> {
     store
         .write(|c| {
-            if find_id_by_name(c, DEFAULT_ENVIRONMENT, true)?.is_none() {
-                insert_new(
-                    c,
-                    EnvironmentSpec {
-                        name: DEFAULT_ENVIRONMENT.into(),
-                        description: Some(
-                            "tether's built-in environment: unrestricted network, no packages"
-                                .into(),
-                        ),
-                        ..Default::default()
-                    },
-                )?;
+            match find_id_by_name(c, DEFAULT_ENVIRONMENT, true)? {
+                None => {
+                    insert_new(
+                        c,
+                        EnvironmentSpec {
+                            name: DEFAULT_ENVIRONMENT.into(),
+                            description: Some(
+                                "tether's built-in environment: unrestricted network, no packages"
+                                    .into(),
+                            ),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                Some(id) => {
+                    c.execute(
+                        "UPDATE environments SET archived_at = NULL WHERE id = ?1",
+                        [&id],
+                    )
+                    .map_err(|e| StoreError::Write(e.to_string()))?;
+                }
             }
             Ok(())
         })
         .await
+}
+
+/// Refuses to archive, delete or rename the built-in environment: every session started
+/// without an environment (`tether run`, `tether new`) runs in it, found by name.
+fn check_not_builtin(env: &Environment, doing: &str) -> Result<(), StoreError> {
+    if env.spec.name == DEFAULT_ENVIRONMENT {
+        return Err(StoreError::Conflict(format!(
+            "the built-in `{DEFAULT_ENVIRONMENT}` environment can't be {doing}: sessions started without an environment (`tether run`) use it; create your own environment and pass `--env NAME` instead"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether an environment has exactly this id. HTTP paths take ids only: names are a
+/// convenience of the CLI and the socket protocol.
+pub async fn require_id(store: &Store, id: &str) -> Result<(), ErrorBody> {
+    let id = id.to_string();
+    Ok(store
+        .read(move |c| {
+            let found: Option<String> = c
+                .prepare_cached("SELECT id FROM environments WHERE id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            found.map(|_| ()).ok_or_else(|| {
+                StoreError::Missing(format!(
+                    "no environment with id `{id}`; GET /v1/environments lists them"
+                ))
+            })
+        })
+        .await?)
 }
 
 fn with_build(builds: &Builds, mut env: Environment) -> Environment {
@@ -192,7 +232,10 @@ pub async fn update(
                     env.spec.name
                 )));
             }
-            let spec = apply(env.spec, changes);
+            let spec = apply(env.spec.clone(), changes);
+            if spec.name != env.spec.name {
+                check_not_builtin(&env, "renamed")?;
+            }
             if let Some(other) = find_id_by_name(c, &spec.name, false)?
                 && other != id
             {
@@ -236,6 +279,7 @@ pub async fn archive(
     let env = store
         .write(move |c| {
             let id = resolve(c, &r)?;
+            check_not_builtin(&load(c, &id)?, "archived")?;
             c.execute(
                 "UPDATE environments SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
                 params![id, ids::now_rfc3339()],
@@ -254,12 +298,7 @@ pub async fn delete(store: &Store, reference: &str) -> Result<String, ErrorBody>
     let id = store
         .write(move |c| {
             let id = resolve(c, &r)?;
-            let env = load(c, &id)?;
-            if env.spec.name == DEFAULT_ENVIRONMENT {
-                return Err(StoreError::Conflict(
-                    "the built-in `default` environment can't be deleted; sessions without --env use it".into(),
-                ));
-            }
+            check_not_builtin(&load(c, &id)?, "deleted")?;
             c.execute("DELETE FROM environments WHERE id = ?1", [&id])
                 .map_err(|e| StoreError::Write(e.to_string()))?;
             Ok(id)
@@ -573,6 +612,28 @@ mod tests {
         assert_eq!(list(&s, &b, true).await.unwrap().len(), 1);
         let e = delete(&s, "default").await.unwrap_err();
         assert_eq!(e.code, ErrorCode::Conflict);
+        let e = archive(&s, &b, "default").await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        assert!(e.message.contains("tether run"), "{}", e.message);
+        let rename = UpdateEnvironment {
+            environment: "default".into(),
+            changes: serde_json::from_value(json!({"name": "mine"})).unwrap(),
+        };
+        let e = update(&s, &b, rename).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+        // An older tetherd let it be archived: the next start brings it back.
+        s.write(|c| {
+            c.execute(
+                "UPDATE environments SET archived_at = '2026-01-01T00:00:00Z'",
+                [],
+            )
+            .map_err(|e| StoreError::Write(e.to_string()))
+        })
+        .await
+        .unwrap();
+        assert!(for_session(&s, None).await.is_err());
+        ensure_default(&s).await.unwrap();
+        assert!(for_session(&s, None).await.is_ok());
     }
 
     #[tokio::test]

@@ -47,6 +47,7 @@ pub enum AgentTool {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         default_config: Option<ToolDefaults>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(with = "Vec<crate::schema::BuiltinToolConfig>")]
         configs: Vec<ToolConfig>,
     },
     #[serde(rename = "mcp_toolset")]
@@ -59,6 +60,8 @@ pub enum AgentTool {
     },
     #[serde(rename = "custom")]
     Custom {
+        /// Not `mcp__...` and not a built-in tool's name (the daemon's document says which).
+        #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,128}$"))]
         name: String,
         #[serde(default)]
         description: String,
@@ -70,7 +73,7 @@ pub enum AgentTool {
 /// `{type: stdio, name, command, args?, env?}`: a server process run inside the session's
 /// sandbox. Which fields go with which type is checked by the daemon, so a wrong file gets an
 /// error naming the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     #[serde(rename = "type")]
@@ -98,7 +101,7 @@ pub struct McpToolSettings {
 }
 
 /// `{id, effort?, speed?}`; on input a bare model id string is accepted too.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentModel {
     /// `provider/model` or a bare Anthropic model id.
     pub id: String,
@@ -146,20 +149,28 @@ impl<'de> Deserialize<'de> for AgentModel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
+    /// `@` separates a name from a version in references, so a name has none.
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[^@]*$"))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     /// None: tether's built-in prompt for the session's workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100000))]
     pub system: Option<String>,
     /// tether: optional; None means the daemon's `default_model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<AgentModel>,
     #[serde(default)]
+    #[schemars(length(max = 128))]
     pub tools: Vec<AgentTool>,
+    /// Names unique; each referenced by an `mcp_toolset` entry of `tools` that uses it.
     #[serde(default)]
+    #[schemars(length(max = 20))]
     pub mcp_servers: Vec<McpServer>,
     #[serde(default)]
+    #[schemars(with = "crate::schema::Metadata")]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -168,22 +179,30 @@ pub struct AgentSpec {
 #[serde(deny_unknown_fields)]
 pub struct AgentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = r"^[^@]*$"))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100000))]
     pub system: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<AgentModel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub tools: Option<Vec<AgentTool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
     pub mcp_servers: Option<Vec<McpServer>>,
+    /// Over HTTP a patch: a `null` value deletes the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::MetadataPatch>")]
     pub metadata: Option<BTreeMap<String, String>>,
     /// The version these changes were made against (optimistic lock); the file form of
     /// `tether agents update` may carry it, the protocol takes it in `UpdateAgent::version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
     pub version: Option<u32>,
 }
 

@@ -18,7 +18,9 @@ pub enum Networking {
     #[default]
     Unrestricted,
     Limited {
+        /// Host names like `pypi.org`: no scheme, no path.
         #[serde(default)]
+        #[schemars(inner(regex(pattern = crate::schema::HOST)))]
         allowed_hosts: Vec<String>,
         #[serde(default)]
         allow_package_managers: bool,
@@ -38,16 +40,22 @@ pub struct Packages {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub apt: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub cargo: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub gem: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub go: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub npm: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::schema::PACKAGE)))]
     pub pip: Vec<String>,
 }
 
@@ -80,6 +88,7 @@ pub enum EnvironmentConfig {
         packages: Packages,
         /// tether: shell commands run once after the packages, in the layer directory.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(inner(regex(pattern = crate::schema::NOT_BLANK)))]
         setup_commands: Vec<String>,
         /// tether: `"none"` runs this environment's tools unsandboxed (explicit opt-in only;
         /// shown in red wherever its sessions appear).
@@ -154,12 +163,15 @@ impl EnvironmentConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentSpec {
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     #[serde(default)]
     pub config: EnvironmentConfig,
     #[serde(default)]
+    #[schemars(with = "crate::schema::Metadata")]
     pub metadata: BTreeMap<String, String>,
 }
 
@@ -168,12 +180,15 @@ pub struct EnvironmentSpec {
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<EnvironmentConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::Metadata>")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 

@@ -13,6 +13,7 @@ pub mod event;
 pub mod frame;
 pub mod method;
 pub mod paths;
+pub mod schema;
 pub mod session;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};

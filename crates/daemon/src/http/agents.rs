@@ -2,7 +2,6 @@
 //! versions — the same functions `tether agents` reaches through the socket.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
 use tether_proto::agent::{AgentChanges, AgentSpec};
@@ -43,7 +42,10 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
     Ok(())
 }
 
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<HostedAgent>> {
+pub async fn create(
+    State(api): State<Api>,
+    body::Body(bytes): body::Body,
+) -> ApiResult<Json<HostedAgent>> {
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     let spec: AgentSpec = serde_json::from_value(v).map_err(ApiError::body)?;
@@ -82,6 +84,7 @@ pub async fn retrieve(
     Path(agent_id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<HostedAgent>> {
+    agents::require_id(&api.rt.store, &agent_id).await?;
     let q = Query::parse(q.as_deref());
     let version = q
         .u64("version")?
@@ -103,8 +106,9 @@ pub async fn retrieve(
 pub async fn update(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
-    bytes: Bytes,
+    body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedAgent>> {
+    agents::require_id(&api.rt.store, &agent_id).await?;
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     // Hosted `metadata` on update is a patch: a null value deletes the key.
@@ -167,6 +171,7 @@ pub async fn archive(
     State(api): State<Api>,
     Path(agent_id): Path<String>,
 ) -> ApiResult<Json<HostedAgent>> {
+    agents::require_id(&api.rt.store, &agent_id).await?;
     let a = agents::archive(&api.rt.store, &agent_id).await?;
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
@@ -176,6 +181,7 @@ pub async fn versions(
     Path(agent_id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<HostedAgent>>> {
+    agents::require_id(&api.rt.store, &agent_id).await?;
     let q = Query::parse(q.as_deref());
     let limit = q.limit(20, 100)?;
     let all = agents::versions(&api.rt.store, &agent_id).await?;

@@ -1,10 +1,43 @@
 //! JSON request bodies parsed by serde with the hosted error envelope on failure (axum's own
-//! `Json` rejection answers in plain text).
+//! `Json` and `Bytes` rejections answer in plain text).
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
+
+/// The largest request body read (`DefaultBodyLimit` on the router): an agent's system
+/// prompt (100,000 characters, up to 4 bytes each) with its tools fits.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// The raw body, refused in the hosted envelope when too large or unreadable.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Body, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError {
+                        status: StatusCode::PAYLOAD_TOO_LARGE,
+                        kind: "request_too_large",
+                        message: format!(
+                            "the request body is larger than {} MiB, the most this tetherd reads; send less (e.g. put large text in a file in the workspace)",
+                            MAX_BODY / (1024 * 1024)
+                        ),
+                    }
+                } else {
+                    ApiError::invalid(format!("the request body could not be read: {e}"))
+                }
+            })
+    }
+}
 
 pub fn parse<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -32,7 +32,10 @@ fn without_scope(bytes: &Bytes) -> ApiResult<Value> {
     Ok(v)
 }
 
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<Environment>> {
+pub async fn create(
+    State(api): State<Api>,
+    body::Body(bytes): body::Body,
+) -> ApiResult<Json<Environment>> {
     let spec: EnvironmentSpec =
         serde_json::from_value(without_scope(&bytes)?).map_err(ApiError::body)?;
     Ok(Json(
@@ -62,6 +65,7 @@ pub async fn retrieve(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
 ) -> ApiResult<Json<Environment>> {
+    environments::require_id(&api.rt.store, &environment_id).await?;
     Ok(Json(
         environments::get(&api.rt.store, &api.rt.builds, &environment_id).await?,
     ))
@@ -70,8 +74,9 @@ pub async fn retrieve(
 pub async fn update(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
-    bytes: Bytes,
+    body::Body(bytes): body::Body,
 ) -> ApiResult<Json<Environment>> {
+    environments::require_id(&api.rt.store, &environment_id).await?;
     let changes: EnvironmentChanges =
         serde_json::from_value(without_scope(&bytes)?).map_err(ApiError::body)?;
     let p = UpdateEnvironment {
@@ -94,6 +99,7 @@ pub async fn delete(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
 ) -> ApiResult<Json<DeletedEnvironment>> {
+    environments::require_id(&api.rt.store, &environment_id).await?;
     let id = environments::delete(&api.rt.store, &environment_id).await?;
     Ok(Json(DeletedEnvironment {
         id,
@@ -105,6 +111,7 @@ pub async fn archive(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
 ) -> ApiResult<Json<Environment>> {
+    environments::require_id(&api.rt.store, &environment_id).await?;
     Ok(Json(
         environments::archive(&api.rt.store, &api.rt.builds, &environment_id).await?,
     ))

@@ -2,7 +2,6 @@
 //! against `processed_at`) and sending `{events: [...]}`.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,7 +26,7 @@ pub async fn list(
     let limit = q.limit(100, 1000)?;
     let types: Vec<String> = q.all("types").into_iter().map(str::to_string).collect();
     let range = q.created_at()?;
-    let id = api.rt.resolve(&session_id).await?;
+    let id = super::sessions::row_by_id(&api, &session_id).await?.id;
     let mut from = match q.one("page") {
         None => None,
         Some(p) => {
@@ -98,8 +97,19 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     /// Parsed one by one (`UserEvent`) so an error names the event's index.
-    #[schemars(with = "Vec<UserEvent>")]
+    #[schemars(with = "Vec<UserEvent>", length(min = 1))]
     pub events: Vec<Value>,
+}
+
+/// A text block a client sends: not blank (for the document; parsed as `ContentBlock`).
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+pub enum UserText {
+    Text {
+        #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+        text: String,
+    },
 }
 
 /// The events a client sends.
@@ -107,10 +117,15 @@ pub struct SendBody {
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum UserEvent {
     #[serde(rename = "user.message")]
-    Message { content: Vec<ContentBlock> },
+    Message {
+        #[schemars(with = "Vec<UserText>", length(min = 1))]
+        content: Vec<ContentBlock>,
+    },
     #[serde(rename = "user.interrupt")]
     Interrupt {
+        /// A tetherd session has one thread: refused when given, so not in the document.
         #[serde(default)]
+        #[schemars(skip)]
         session_thread_id: Option<String>,
     },
     /// Answers an `agent.tool_use` that waits for approval (`tool_use_id` is its `sevt_` id).
@@ -183,14 +198,14 @@ fn parse_batch(events: Vec<Value>) -> ApiResult<Vec<UserEvent>> {
 pub async fn send(
     State(api): State<Api>,
     Path(session_id): Path<String>,
-    bytes: Bytes,
+    body::Body(bytes): body::Body,
 ) -> ApiResult<Json<SentEvents>> {
     let b: SendBody = body::parse(&bytes)?;
     if b.events.is_empty() {
         return Err(ApiError::invalid("events: send at least one event"));
     }
     let batch = parse_batch(b.events)?;
-    let s = api.rt.session(&session_id).await?;
+    let s = super::sessions::by_id(&api, &session_id).await?;
     crate::ops::check_writable(&s)?;
     let mut data = Vec::with_capacity(batch.len());
     for ev in batch {

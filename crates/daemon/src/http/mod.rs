@@ -82,6 +82,7 @@ pub fn router(rt: Arc<Runtime>, token: String) -> Router {
             get(stream::stream),
         )
         .route("/v1/openapi.json", get(openapi::document))
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

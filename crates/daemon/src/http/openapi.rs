@@ -27,20 +27,64 @@ struct Route {
     path: &'static str,
     id: &'static str,
     summary: &'static str,
-    query: &'static [(&'static str, &'static str)],
+    query: &'static [(&'static str, Param)],
     body: Option<SchemaFn>,
     ok: SchemaFn,
     /// Answers `text/event-stream` of `ok` items instead of one JSON object.
     sse: bool,
 }
 
-const PAGED: &[(&str, &str)] = &[
-    ("limit", "integer"),
-    ("page", "string"),
-    ("order", "string"),
-    ("include_archived", "boolean"),
-    ("created_at[gte]", "string"),
-    ("created_at[lte]", "string"),
+/// A query parameter's schema: the values the handler accepts (see `query.rs`).
+#[derive(Clone, Copy)]
+enum Param {
+    /// `limit`: 1 to the maximum.
+    Limit(u32),
+    /// An opaque cursor from `next_page`/`prev_page`.
+    Page,
+    Order,
+    Bool,
+    /// RFC 3339, any offset.
+    Time,
+    Text,
+    /// A whole number that fits a u32 (agent versions).
+    Version,
+    /// A whole number (event seqs).
+    Seq,
+    /// Repeated `key[]=`, each one of these values.
+    List(&'static [&'static str]),
+    /// Repeated `key[]=`, any strings.
+    Strings,
+}
+
+impl Param {
+    fn schema(self) -> Value {
+        match self {
+            Param::Limit(max) => json!({ "type": "integer", "minimum": 1, "maximum": max }),
+            Param::Page => json!({ "type": "string", "pattern": "^page_([0-9a-f]{2})+$" }),
+            Param::Order => json!({ "type": "string", "enum": ["asc", "desc"] }),
+            Param::Bool => json!({ "type": "boolean" }),
+            Param::Time => json!({ "type": "string", "format": "date-time" }),
+            Param::Text => json!({ "type": "string" }),
+            Param::Version => json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX }),
+            Param::Seq => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+            Param::List(values) => {
+                json!({ "type": "array", "items": { "type": "string", "enum": values } })
+            }
+            Param::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+        }
+    }
+}
+
+/// `statuses[]` values.
+const STATUSES: &[&str] = &["rescheduling", "running", "idle", "terminated"];
+
+const PAGED: &[(&str, Param)] = &[
+    ("limit", Param::Limit(100)),
+    ("page", Param::Page),
+    ("order", Param::Order),
+    ("include_archived", Param::Bool),
+    ("created_at[gte]", Param::Time),
+    ("created_at[lte]", Param::Time),
 ];
 
 const ROUTES: &[Route] = &[
@@ -69,7 +113,7 @@ const ROUTES: &[Route] = &[
         path: "/v1/agents/{agent_id}",
         id: "agents.retrieve",
         summary: "Get an agent; `?version=N` for an older version",
-        query: &[("version", "integer")],
+        query: &[("version", Param::Version)],
         body: None,
         ok: of::<HostedAgent>,
         sse: false,
@@ -180,17 +224,17 @@ const ROUTES: &[Route] = &[
         id: "sessions.list",
         summary: "List sessions, newest first; pages both ways",
         query: &[
-            ("limit", "integer"),
-            ("page", "string"),
-            ("order", "string"),
-            ("include_archived", "boolean"),
-            ("statuses[]", "string"),
-            ("agent_id", "string"),
-            ("agent_version", "integer"),
-            ("created_at[gt]", "string"),
-            ("created_at[gte]", "string"),
-            ("created_at[lt]", "string"),
-            ("created_at[lte]", "string"),
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("order", Param::Order),
+            ("include_archived", Param::Bool),
+            ("statuses[]", Param::List(STATUSES)),
+            ("agent_id", Param::Text),
+            ("agent_version", Param::Version),
+            ("created_at[gt]", Param::Time),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lt]", Param::Time),
+            ("created_at[lte]", Param::Time),
         ],
         body: None,
         ok: of::<SessionPage>,
@@ -242,12 +286,12 @@ const ROUTES: &[Route] = &[
         id: "sessions.events.list",
         summary: "A session's event history, oldest first",
         query: &[
-            ("limit", "integer"),
-            ("page", "string"),
-            ("order", "string"),
-            ("types[]", "string"),
-            ("created_at[gte]", "string"),
-            ("created_at[lte]", "string"),
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("order", Param::Order),
+            ("types[]", Param::Strings),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
         ],
         body: None,
         ok: of::<Page<Event>>,
@@ -268,9 +312,15 @@ const ROUTES: &[Route] = &[
         path: "/v1/sessions/{session_id}/events/stream",
         id: "sessions.events.stream",
         summary: "Server-Sent Events: `id:` is the event's seq; resume with Last-Event-ID or ?after_seq=; `event_deltas[]` opts into previews",
-        query: &[("event_deltas[]", "string"), ("after_seq", "integer")],
+        query: &[
+            (
+                "event_deltas[]",
+                Param::List(&["agent.message", "agent.thinking"]),
+            ),
+            ("after_seq", Param::Seq),
+        ],
         body: None,
-        ok: of::<Event>,
+        ok: of::<StreamItem>,
         sse: true,
     },
 ];
@@ -281,10 +331,9 @@ fn parameters(r: &Route) -> Vec<Value> {
         .split('/')
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
         .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }));
-    let query = r
-        .query
-        .iter()
-        .map(|(name, ty)| json!({ "name": name, "in": "query", "required": false, "schema": { "type": ty } }));
+    let query = r.query.iter().map(
+        |(name, p)| json!({ "name": name, "in": "query", "required": false, "schema": p.schema() }),
+    );
     path.chain(query).collect()
 }
 
@@ -318,7 +367,8 @@ pub fn build() -> Value {
         "/v1/openapi.json".into(),
         json!({ "get": { "operationId": "openapi", "summary": "This document", "responses": { "200": { "description": "OK" } } } }),
     );
-    let schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    let mut schemas: Map<String, Value> = g.take_definitions(true).into_iter().collect();
+    state_daemon_rules(&mut schemas);
     json!({
         "openapi": "3.0.3",
         "info": { "title": "tetherd", "version": env!("CARGO_PKG_VERSION"),
@@ -333,6 +383,75 @@ pub fn build() -> Value {
             "schemas": schemas,
         },
     })
+}
+
+/// What the proto crate's schemas leave to the daemon: the built-in tool names, and that HTTP
+/// updates of an agent carry the `version` they are based on.
+fn state_daemon_rules(schemas: &mut Map<String, Value>) {
+    let tools: Vec<&str> = crate::tools::TOOL_NAMES.to_vec();
+    if let Some(name) = schemas
+        .get_mut("BuiltinToolConfig")
+        .and_then(|s| s.pointer_mut("/properties/name"))
+    {
+        name["enum"] = json!(tools);
+    }
+    // A custom tool can't take a built-in's name, nor the `mcp__` prefix of MCP tools.
+    if let Some(Value::Array(variants)) = schemas
+        .get_mut("AgentTool")
+        .and_then(|s| s.get_mut("oneOf"))
+    {
+        for v in variants {
+            let custom = v.pointer("/properties/type/const") == Some(&json!("custom"))
+                || v.pointer("/properties/type/enum") == Some(&json!(["custom"]));
+            if custom && let Some(name) = v.pointer_mut("/properties/name") {
+                name["not"] = json!({ "anyOf": [
+                    { "pattern": format!("^{}", crate::mcp::PREFIX) },
+                    { "enum": tools },
+                ] });
+            }
+        }
+    }
+    if let Some(Value::Object(o)) = schemas.get_mut("AgentChanges") {
+        if let Value::Array(required) = o.entry("required").or_insert_with(|| json!([])) {
+            required.push(json!("version"));
+        }
+        if let Some(Value::Object(version)) =
+            o.get_mut("properties").and_then(|p| p.get_mut("version"))
+        {
+            version.remove("nullable");
+        }
+    }
+}
+
+/// One item of an event stream: a persisted event, or one of the stream's own events.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum StreamItem {
+    Event(Event),
+    Control(StreamControl),
+}
+
+/// The stream's own events: heartbeats, previews, a resync hint and errors (each `event:`
+/// line names its `type`).
+#[derive(JsonSchema)]
+#[serde(tag = "type")]
+#[allow(dead_code)]
+enum StreamControl {
+    #[serde(rename = "ping")]
+    Ping {},
+    /// A preview starts (`event_deltas[]`).
+    #[serde(rename = "event_start")]
+    EventStart { event: Value },
+    /// More text of a preview.
+    #[serde(rename = "event_delta")]
+    EventDelta { event_id: String, delta: Value },
+    /// The reader fell behind: reconnect with `Last-Event-ID: <after_seq>`.
+    #[serde(rename = "resync")]
+    Resync { after_seq: u64, message: String },
+    /// The stream ends with this error (e.g. tetherd is stopping).
+    #[serde(rename = "error")]
+    Error { error: ErrorDetail },
 }
 
 /// The error envelope, for the document only (errors are built in `error.rs`).
@@ -380,5 +499,42 @@ mod tests {
             doc["paths"]["/v1/sessions/{session_id}/events/stream"]["get"]["parameters"][0]["name"],
             "session_id"
         );
+    }
+
+    #[test]
+    fn the_document_states_what_the_handlers_check() {
+        let doc = build();
+        let schemas = &doc["components"]["schemas"];
+        let limit = &doc["paths"]["/v1/agents"]["get"]["parameters"][0];
+        assert_eq!(
+            (
+                limit["name"].as_str(),
+                &limit["schema"]["minimum"],
+                &limit["schema"]["maximum"]
+            ),
+            (Some("limit"), &json!(1), &json!(100))
+        );
+        assert_eq!(schemas["AgentSpec"]["properties"]["name"]["minLength"], 1);
+        assert_eq!(
+            schemas["EnvironmentSpec"]["properties"]["name"]["minLength"],
+            1
+        );
+        assert_eq!(schemas["SendBody"]["properties"]["events"]["minItems"], 1);
+        assert_eq!(
+            schemas["AgentChanges"]["properties"]["version"]["maximum"],
+            u32::MAX
+        );
+        assert!(
+            schemas["AgentChanges"]["required"]
+                .to_string()
+                .contains("version")
+        );
+        assert!(
+            schemas["BuiltinToolConfig"]
+                .to_string()
+                .contains("web_fetch")
+        );
+        // The stream's own `error` event is part of what it answers.
+        assert!(schemas["StreamControl"].to_string().contains("\"error\""));
     }
 }

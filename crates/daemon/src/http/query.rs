@@ -90,14 +90,14 @@ impl Query {
         ] {
             let key = format!("created_at[{op}]");
             if let Some(v) = self.one(&key) {
-                let t = humantime::parse_rfc3339_weak(v.trim_end_matches('Z'))
-                    .or_else(|_| humantime::parse_rfc3339(v))
-                    .map_err(|_| {
-                        ApiError::invalid(format!(
-                            "{key}: expected an RFC 3339 timestamp like 2026-11-25T08:00:00Z, got `{v}`"
-                        ))
-                    })?;
-                *slot = Some(humantime::format_rfc3339_millis(t).to_string());
+                // Any offset and any year RFC 3339 allows (the document says `date-time`).
+                let t = chrono::DateTime::parse_from_rfc3339(v.trim()).map_err(|_| {
+                    ApiError::invalid(format!(
+                        "{key}: expected an RFC 3339 timestamp like 2026-11-25T08:00:00Z, got `{v}`"
+                    ))
+                })?;
+                let utc = t.with_timezone(&chrono::Utc);
+                *slot = Some(utc.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
             }
         }
         Ok(r)
@@ -145,6 +145,16 @@ mod tests {
         assert!(q.limit(20, 100).unwrap_err().message.contains("1 to 100"));
         assert!(q.descending(true).unwrap_err().message.contains("asc"));
         assert!(q.bool("include_archived").is_err());
+        let q = Query::parse(Some("created_at[gt]=2026-11-25T09:30:00.5%2B01:30"));
+        assert_eq!(
+            q.created_at().unwrap().gt.as_deref(),
+            Some("2026-11-25T08:00:00.500Z")
+        );
+        let q = Query::parse(Some("created_at[gt]=1900-01-01t00:00:00z"));
+        assert_eq!(
+            q.created_at().unwrap().gt.as_deref(),
+            Some("1900-01-01T00:00:00.000Z")
+        );
         let q = Query::parse(Some("created_at[lt]=yesterday"));
         assert!(q.created_at().unwrap_err().message.contains("RFC 3339"));
     }

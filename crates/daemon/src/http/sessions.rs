@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::Value;
@@ -24,20 +23,111 @@ use crate::store::{SessionPageQuery, SessionRow};
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    #[schemars(with = "AgentChoice")]
     agent: Value,
+    /// An environment's id (or, tether, its name).
+    #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
     environment_id: String,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
+    #[schemars(with = "tether_proto::schema::Metadata")]
     metadata: BTreeMap<String, String>,
     #[serde(default)]
+    #[schemars(with = "Option<BudgetIn>")]
     budget: Option<Value>,
     #[serde(default)]
+    #[schemars(with = "Vec<InitialEvent>", length(max = 50))]
     initial_events: Vec<Value>,
+    /// Not supported by this tetherd: only an empty list is accepted.
     #[serde(default)]
+    #[schemars(length(max = 0))]
     resources: Vec<Value>,
+    /// Not supported by this tetherd: only an empty list is accepted.
     #[serde(default)]
+    #[schemars(length(max = 0))]
     vault_ids: Vec<String>,
+}
+
+/// The three forms of a session's `agent` (for the document; parsed by hand for errors that
+/// name the form).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum AgentChoice {
+    /// An agent id (or, tether, `NAME[@VERSION]`).
+    Id(#[schemars(regex(pattern = r"^[^@]*(@[0-9]{1,9})?$"))] String),
+    Pinned(PinnedAgent),
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+#[allow(dead_code)]
+enum PinnedAgent {
+    #[serde(rename = "agent")]
+    Agent {
+        #[schemars(regex(pattern = r"^[^@]*(@[0-9]{1,9})?$"))]
+        id: String,
+        #[schemars(range(max = 4294967295u32))]
+        version: Option<u32>,
+    },
+    #[serde(rename = "agent_with_overrides")]
+    WithOverrides {
+        #[schemars(regex(pattern = r"^[^@]*(@[0-9]{1,9})?$"))]
+        id: String,
+        #[schemars(range(max = 4294967295u32))]
+        version: Option<u32>,
+        model: Option<tether_proto::agent::AgentModel>,
+        system: Option<String>,
+        tools: Option<Vec<tether_proto::agent::AgentTool>>,
+        /// Not supported by this tetherd: only an empty list is accepted.
+        #[schemars(length(max = 0))]
+        mcp_servers: Option<Vec<Value>>,
+        /// Not supported by this tetherd: only an empty list is accepted.
+        #[schemars(length(max = 0))]
+        skills: Option<Vec<Value>>,
+    },
+}
+
+/// `{type: "limit", max_list_cost: {amount, currency: "USD"}}`.
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BudgetIn {
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = "^limit$"))]
+    kind: String,
+    max_list_cost: MoneyIn,
+}
+
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct MoneyIn {
+    /// Decimal dollars: `"5.00"` or 5.
+    #[schemars(with = "Amount")]
+    amount: Value,
+    #[schemars(regex(pattern = "^USD$"))]
+    currency: Option<String>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum Amount {
+    Text(#[schemars(regex(pattern = r"^[0-9]{1,12}(\.[0-9]{1,12})?$"))] String),
+    Number(#[schemars(range(min = 0.0))] f64),
+}
+
+/// `initial_events` entries: user messages only.
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+#[allow(dead_code)]
+enum InitialEvent {
+    #[serde(rename = "user.message")]
+    Message {
+        #[schemars(with = "Vec<super::events::UserText>", length(min = 1))]
+        content: Vec<ContentBlock>,
+    },
 }
 
 /// `agent_with_overrides`: fields that replace the pinned version's for this session.
@@ -108,7 +198,10 @@ fn initial_message(v: Value) -> ApiResult<Vec<ContentBlock>> {
     }
 }
 
-pub async fn create(State(api): State<Api>, bytes: Bytes) -> ApiResult<Json<HostedSession>> {
+pub async fn create(
+    State(api): State<Api>,
+    body::Body(bytes): body::Body,
+) -> ApiResult<Json<HostedSession>> {
     let b: CreateBody = body::parse(&bytes)?;
     if !b.resources.is_empty() {
         return Err(ApiError::invalid(
@@ -242,7 +335,13 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let agent_version = q.u64("agent_version")?.map(|v| v as u32);
+    let agent_version = q
+        .u64("agent_version")?
+        .map(|v| {
+            u32::try_from(v)
+                .map_err(|_| ApiError::invalid(format!("agent_version: {v} is too large")))
+        })
+        .transpose()?;
     let agent_id = q.one("agent_id").map(str::to_string);
     if agent_version.is_some() && agent_id.is_none() {
         return Err(ApiError::invalid(
@@ -310,17 +409,28 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
     }))
 }
 
+/// The stored session with exactly this id. HTTP paths take ids only: unique prefixes and
+/// names are conveniences of the CLI, and over HTTP a short guess must not address (or
+/// delete) a session.
+pub async fn row_by_id(api: &Api, id: &str) -> ApiResult<SessionRow> {
+    api.rt.store.get_session(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no session with id `{id}`; ids are matched exactly here (GET /v1/sessions lists them)"
+        ))
+    })
+}
+
+/// The live session with exactly this id (see [`row_by_id`]).
+pub async fn by_id(api: &Api, id: &str) -> ApiResult<Arc<Session>> {
+    let row = row_by_id(api, id).await?;
+    Ok(api.rt.load(&row.id).await?)
+}
+
 pub async fn retrieve(
     State(api): State<Api>,
     Path(session_id): Path<String>,
 ) -> ApiResult<Json<HostedSession>> {
-    let id = api.rt.resolve(&session_id).await?;
-    let row = api
-        .rt
-        .store
-        .get_session(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no session `{session_id}`")))?;
+    let row = row_by_id(&api, &session_id).await?;
     Ok(Json(
         of_row(&api.rt, &mut AgentCache::default(), &row).await?,
     ))
@@ -335,13 +445,19 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "present")]
     pub title: Option<Option<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<tether_proto::schema::MetadataPatch>")]
     pub metadata: Option<BTreeMap<String, Option<String>>>,
-    /// Absent: unchanged; `null`: a removal, which is refused.
+    /// Absent: unchanged; `null`: a removal, which is refused (so not in the document).
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "BudgetIn")]
     pub budget: Option<Option<Value>>,
+    /// Changing a session's tools is not supported by this tetherd (only `null` is accepted).
     #[serde(default)]
+    #[schemars(skip)]
     pub agent: Option<Value>,
+    /// Not supported by this tetherd: only an empty list is accepted.
     #[serde(default)]
+    #[schemars(length(max = 0))]
     pub vault_ids: Option<Vec<String>>,
 }
 
@@ -358,7 +474,7 @@ where
 pub async fn update(
     State(api): State<Api>,
     Path(session_id): Path<String>,
-    bytes: Bytes,
+    body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedSession>> {
     let typed: UpdateBody = body::parse(&bytes)?;
     if typed.vault_ids.is_some_and(|v| !v.is_empty()) {
@@ -369,7 +485,7 @@ pub async fn update(
             "agent: changing a session's tools after creation is not supported by this tetherd; create a session with `agent_with_overrides`",
         ));
     }
-    let s = api.rt.session(&session_id).await?;
+    let s = by_id(&api, &session_id).await?;
     crate::ops::check_writable(&s)?;
     let row = s.row();
     let title = typed.title.unwrap_or_else(|| row.title.clone());
@@ -420,7 +536,7 @@ pub async fn delete(
     State(api): State<Api>,
     Path(session_id): Path<String>,
 ) -> ApiResult<Json<DeletedSession>> {
-    let s = api.rt.session(&session_id).await?;
+    let s = by_id(&api, &session_id).await?;
     api.rt.delete(&s).await?;
     Ok(Json(DeletedSession {
         id: s.id.clone(),
@@ -432,7 +548,7 @@ pub async fn archive(
     State(api): State<Api>,
     Path(session_id): Path<String>,
 ) -> ApiResult<Json<HostedSession>> {
-    let s = api.rt.session(&session_id).await?;
+    let s = by_id(&api, &session_id).await?;
     api.rt.archive(&s).await?;
     Ok(Json(loaded(&api.rt, &s).await?))
 }

@@ -125,7 +125,8 @@ pub struct HostedSession {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
-    /// tether: the session's unique handle, usable wherever an id is.
+    /// tether: the session's unique handle, which the CLI takes wherever an id goes (HTTP
+    /// paths take the id only).
     pub name: Option<String>,
     /// tether: why the session last went idle.
     pub stop_reason: Option<StopReason>,

@@ -59,7 +59,7 @@ pub async fn stream(
         })?),
         None => q.u64("after_seq")?,
     };
-    let s = api.rt.session(&session_id).await?;
+    let s = super::sessions::by_id(&api, &session_id).await?;
     // Subscribe before reading where the log ends, so nothing falls between the two.
     let rx = s.subscribe();
     let cursor = resume.unwrap_or_else(|| s.info().last_seq);

@@ -1,0 +1,93 @@
+"""Schemathesis hooks for tests/tests/schemathesis.rs.
+
+/v1/openapi.json states every rule of the daemon's validation that JSON Schema (OpenAPI 3.0)
+can express. These are the ones it can't, so generated requests are brought in line with them
+here, right before they are sent; anything else the daemon refuses with a 400 is a
+disagreement between the document and the code, and the run fails (positive_data_acceptance).
+"""
+
+import json
+
+import schemathesis
+
+
+def _key(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def _fix_tools(tools, servers):
+    """mcp_toolset entries must name a declared server; custom tool names are unique."""
+    if not isinstance(tools, list):
+        return tools
+    names = {_key(s.get("name")) for s in servers if isinstance(s, dict)}
+    seen, out = set(), []
+    for t in tools:
+        kind = t.get("type") if isinstance(t, dict) else None
+        if kind == "mcp_toolset" and _key(t.get("mcp_server_name")) not in names:
+            continue
+        if kind == "custom":
+            if _key(t.get("name")) in seen:
+                continue
+            seen.add(_key(t.get("name")))
+        out.append(t)
+    return out
+
+
+def _unique_servers(servers):
+    """mcp_servers names are unique."""
+    if not isinstance(servers, list):
+        return servers
+    seen, out = set(), []
+    for s in servers:
+        name = _key(s.get("name") if isinstance(s, dict) else None)
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append(s)
+    return out
+
+
+def _fix_keys(body):
+    """OpenAPI 3.0 has no `propertyNames`: metadata keys are at most 64 characters, and the
+    environment variables of an MCP server have names (not empty, no `=`, no NUL)."""
+    if isinstance(body, list):
+        for v in body:
+            _fix_keys(v)
+        return
+    if not isinstance(body, dict):
+        return
+    for field, ok in (
+        ("metadata", lambda k: len(k) <= 64),
+        ("env", lambda k: k != "" and "=" not in k and "\0" not in k),
+    ):
+        m = body.get(field)
+        if isinstance(m, dict):
+            for k in [k for k in m if not ok(k)]:
+                del m[k]
+    for v in body.values():
+        _fix_keys(v)
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    op = case.operation
+    path, method = op.path, op.method.lower()
+    body = case.body if isinstance(case.body, dict) else None
+    _fix_keys(body)
+    if body is not None and method == "post" and path in ("/v1/agents", "/v1/agents/{agent_id}"):
+        if "mcp_servers" in body:
+            body["mcp_servers"] = _unique_servers(body["mcp_servers"])
+        if "tools" in body:
+            servers = body.get("mcp_servers")
+            body["tools"] = _fix_tools(body["tools"], servers if isinstance(servers, list) else [])
+    if body is not None and method == "post" and path == "/v1/sessions":
+        agent = body.get("agent")
+        if isinstance(agent, dict) and "tools" in agent:
+            # Overrides can't add MCP servers, so no mcp_toolset can name one.
+            agent["tools"] = _fix_tools(agent["tools"], [])
+    if isinstance(case.query, dict):
+        # A cursor is only valid as an earlier response's next_page/prev_page.
+        case.query.pop("page", None)
+        # agent_version filters within agent_id's versions.
+        if "agent_version" in case.query and "agent_id" not in case.query:
+            case.query.pop("agent_version")
