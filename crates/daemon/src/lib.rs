@@ -4,6 +4,7 @@
 // The daemon logs through tracing; stdout/stderr may be /dev/null.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod admission;
 pub mod agents;
 pub mod approvals;
 pub mod cgroup;

@@ -1,7 +1,7 @@
 //! `tetherd`: the tether daemon.
 
 use clap::Parser;
-use tether_daemon::{daemon, net, sandbox, sandbox_support};
+use tether_daemon::{admission, daemon, net, sandbox, sandbox_support};
 use tether_proto::Paths;
 
 #[derive(Parser)]
@@ -52,6 +52,10 @@ fn main() -> std::process::ExitCode {
         eprintln!("tetherd: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
+    // Clients, sessions' shells and model streams all take fds; the connection caps are a
+    // share of this limit.
+    let fd_limit = admission::raise_fd_limit();
+    tracing::debug!(fd_limit, "open-file limit");
     let lock = match daemon::take_start_lock(&paths) {
         Ok(l) => l,
         Err(e) => {
