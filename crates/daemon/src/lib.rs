@@ -22,6 +22,7 @@ pub mod mcp;
 pub mod net;
 pub mod ops;
 pub mod permissions;
+pub mod private;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;
