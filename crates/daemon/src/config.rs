@@ -36,6 +36,7 @@ pub struct Config {
     pub max_cost_usd: Option<f64>,
     pub compaction: CompactionConfig,
     pub http: HttpConfig,
+    pub connections: ConnectionsConfig,
     /// `[web_search]`: the backend of the `web_search` tool (not offered without one).
     pub web_search: Option<WebSearchConfig>,
     /// `[mcp]`: time limits of MCP servers and the credentials of `url` ones.
@@ -137,6 +138,41 @@ pub struct HttpConfig {
     /// Allow a non-loopback `listen` address (anyone who can reach it and has the token
     /// drives your agents and their tools).
     pub allow_remote: bool,
+}
+
+/// `[connections]`: how many clients each listener (the local socket, the HTTP API) holds at
+/// once, and how long a new local connection may take to say hello.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Open connections per listener; unset: a quarter of the open-file limit, at most 4096.
+    /// Past it a new connection closes the oldest one that has not said hello, or is refused
+    /// with `too_many_connections` when all have.
+    pub max: Option<usize>,
+    /// A local connection that has not said hello within this is closed (`handshake_timeout`).
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max: None,
+            handshake_timeout_ms: 5000,
+        }
+    }
+}
+
+impl ConnectionsConfig {
+    /// The cap, given the process's open-file limit.
+    pub fn max(&self, fd_limit: Option<u64>) -> usize {
+        self.max
+            .unwrap_or_else(|| crate::admission::default_max_connections(fd_limit))
+            .max(1)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.max(1))
+    }
 }
 
 /// Which wire protocol a provider speaks.
@@ -259,6 +295,7 @@ impl Default for Config {
             max_cost_usd: None,
             compaction: CompactionConfig::default(),
             http: HttpConfig::default(),
+            connections: ConnectionsConfig::default(),
             web_search: None,
             mcp: McpConfig::default(),
         }
@@ -388,6 +425,19 @@ mod tests {
         let e = Config::parse("[[mcp.credentials]]\nmcp_server_url = \"x\"\ntoken = \"t\"\n")
             .unwrap_err();
         assert!(e.contains("token"), "{e}");
+    }
+
+    #[test]
+    fn connection_limits() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.connections.max(Some(1024)), 256);
+        assert_eq!(c.connections.handshake_timeout(), Duration::from_secs(5));
+        let c = Config::parse("[connections]\nmax = 10\nhandshake_timeout_ms = 250\n").unwrap();
+        assert_eq!(c.connections.max(Some(1024)), 10);
+        assert_eq!(
+            c.connections.handshake_timeout(),
+            Duration::from_millis(250)
+        );
     }
 
     #[test]

@@ -139,7 +139,12 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     let http_server = match http_listener {
         Some(l) => {
             let addr = l.local_addr()?;
-            std::fs::write(paths.http_addr_file(), format!("{addr}\n"))
+            crate::private::file_options()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(paths.http_addr_file())
+                .and_then(|mut f| f.write_all(format!("{addr}\n").as_bytes()))
                 .with_context(|| format!("cannot write {}", paths.http_addr_file().display()))?;
             tracing::info!(%addr, "HTTP API listening");
             Some(tokio::spawn(crate::http::serve(l, rt.clone(), token)))

@@ -4,6 +4,7 @@
 // The daemon logs through tracing; stdout/stderr may be /dev/null.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod admission;
 pub mod agents;
 pub mod approvals;
 pub mod cgroup;
@@ -21,6 +22,7 @@ pub mod mcp;
 pub mod net;
 pub mod ops;
 pub mod permissions;
+pub mod private;
 pub mod provider;
 pub mod runtime;
 pub mod sandbox;

@@ -1,7 +1,7 @@
 //! `tetherd`: the tether daemon.
 
 use clap::Parser;
-use tether_daemon::{daemon, net, sandbox, sandbox_support};
+use tether_daemon::{admission, daemon, net, private, sandbox, sandbox_support};
 use tether_proto::Paths;
 
 #[derive(Parser)]
@@ -47,11 +47,31 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Before anything is read or written there: the log's WAL holds prompts and transcripts.
+    match private::secure_home(&paths) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            tightened = n,
+            "took group and other permissions off files and directories an older tetherd left readable"
+        ),
+        Err(e) => {
+            let msg = format!(
+                "cannot make tether's files private to you ({e}); fix the owner or permissions of that path, since it holds your sessions' prompts and transcripts"
+            );
+            tracing::error!("{msg}");
+            eprintln!("tetherd: {msg}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = daemon::prepare_runtime_dir(&paths.runtime_dir) {
         tracing::error!("{e:#}");
         eprintln!("tetherd: {e:#}");
         return std::process::ExitCode::FAILURE;
     }
+    // Clients, sessions' shells and model streams all take fds; the connection caps are a
+    // share of this limit.
+    let fd_limit = admission::raise_fd_limit();
+    tracing::debug!(fd_limit, "open-file limit");
     let lock = match daemon::take_start_lock(&paths) {
         Ok(l) => l,
         Err(e) => {
@@ -91,14 +111,15 @@ fn init_logging(
     to_stderr: bool,
 ) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     use tracing_subscriber::prelude::*;
-    std::fs::create_dir_all(&paths.log_dir)?;
+    private::create_dir(&paths.log_dir)?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("tetherd")
         .filename_suffix("log")
         .max_log_files(7)
         .build(&paths.log_dir)?;
-    let (file, guard) = tracing_appender::non_blocking(appender);
+    let (file, guard) =
+        tracing_appender::non_blocking(private::PrivateLogs::new(appender, &paths.log_dir));
     let filter = std::env::var("TETHER_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());

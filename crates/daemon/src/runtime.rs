@@ -269,7 +269,7 @@ impl Runtime {
             Some(dir) => (existing_dir(dir)?, false),
             None => {
                 let ws = self.paths.sessions_dir().join(&id).join("workspace");
-                std::fs::create_dir_all(&ws).map_err(|e| {
+                crate::private::create_dir(&ws).map_err(|e| {
                     ErrorBody::new(
                         ErrorCode::Storage,
                         format!("cannot create the workspace {}: {e}", ws.display()),
@@ -335,7 +335,12 @@ impl Runtime {
         let from = PathBuf::from(&src.workspace);
         let copy = {
             let (from, to) = (from.clone(), ws.clone());
-            tokio::task::spawn_blocking(move || copy_dir(&from, &to)).await
+            // The fork's workspace is tether's, so private like a new one.
+            tokio::task::spawn_blocking(move || {
+                crate::private::create_dir(&to)?;
+                copy_dir(&from, &to)
+            })
+            .await
         };
         match copy {
             Ok(Ok(())) => {}

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tether_proto::method::{EventPage, Order};
 use tether_proto::{
-    Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder,
+    Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder, Hello,
     PROTOCOL_VERSION, Resync, ServerFrame, Welcome, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,6 +25,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::admission::{Admission, Backoff, Slot, Throttle};
 use crate::runtime::Runtime;
 use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
@@ -38,33 +39,79 @@ const REPLAY_PAGE: u32 = 2000;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A peer that takes longer than this to accept one write is dropped: it stopped reading.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A greeted connection's read buffer: small while it sends small requests, grown for one
+/// that sends more than fits.
+const READ_BUF_MIN: usize = 4 * 1024;
+const READ_BUF_MAX: usize = 64 * 1024;
 /// Largest batch of queued frames written at once.
 const WRITE_BATCH: usize = 256 * 1024;
 
 pub async fn serve(listener: tokio::net::UnixListener, rt: Arc<Runtime>) {
     let my_uid = nix::unistd::geteuid().as_raw();
+    let limits = &rt.config.connections;
+    let admission = Admission::new(limits.max(crate::admission::fd_limit()));
+    let handshake_timeout = limits.handshake_timeout();
+    tracing::debug!(
+        max_connections = admission.max(),
+        handshake_timeout_ms = handshake_timeout.as_millis() as u64,
+        "local socket limits"
+    );
+    let mut backoff = Backoff::default();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = rt.shutdown.cancelled() => return,
         };
         let stream = match accepted {
-            Ok((s, _)) => s,
+            Ok((s, _)) => {
+                backoff.reset();
+                s
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                let exhausted = Backoff::is_exhaustion(&e);
+                if let Some(left_out) = ACCEPT_FAILED.check() {
+                    tracing::warn!(
+                        error = %e,
+                        open = admission.open(),
+                        repeats_left_out = left_out,
+                        "accepting a connection failed{}; backing off",
+                        if exhausted { " (out of file descriptors or memory)" } else { "" }
+                    );
+                }
+                if exhausted {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.delay()) => {}
+                        _ = rt.shutdown.cancelled() => return,
+                    }
+                }
                 continue;
             }
+        };
+        let Some(slot) = admission.admit() else {
+            if let Some(left_out) = REFUSED.check() {
+                tracing::warn!(
+                    max = admission.max(),
+                    repeats_left_out = left_out,
+                    "refused a connection: every slot is held by a client"
+                );
+            }
+            tokio::spawn(refuse(stream, too_many_connections(admission.max(), false)));
+            continue;
         };
         let rt = rt.clone();
         tokio::spawn(async move {
             match stream.peer_cred() {
                 Ok(cred) if cred.uid() == my_uid => {}
                 Ok(cred) => {
-                    tracing::warn!(
-                        peer_uid = cred.uid(),
-                        "refused a connection from another user"
-                    );
-                    let _ = reject(
+                    if let Some(left_out) = OTHER_USER.check() {
+                        tracing::warn!(
+                            peer_uid = cred.uid(),
+                            repeats_left_out = left_out,
+                            "refused a connection from another user"
+                        );
+                    }
+                    drop(slot);
+                    refuse(
                         stream,
                         ErrorBody::new(
                             ErrorCode::PermissionDenied,
@@ -79,18 +126,190 @@ pub async fn serve(listener: tokio::net::UnixListener, rt: Arc<Runtime>) {
                     return;
                 }
             }
-            rt.clients.fetch_add(1, Ordering::Relaxed);
-            Connection::new(rt.clone()).run(stream).await;
-            rt.clients.fetch_sub(1, Ordering::Relaxed);
+            Connection::new(rt)
+                .run(stream, slot, handshake_timeout)
+                .await;
         });
     }
 }
 
-async fn reject(mut stream: UnixStream, err: ErrorBody) -> std::io::Result<()> {
+/// Repeated warnings of the accept path, at most one each per interval.
+static ACCEPT_FAILED: Throttle = Throttle::new(Duration::from_secs(10));
+static REFUSED: Throttle = Throttle::new(Duration::from_secs(10));
+static OTHER_USER: Throttle = Throttle::new(Duration::from_secs(10));
+static EVICTED: Throttle = Throttle::new(Duration::from_secs(10));
+static NO_HELLO: Throttle = Throttle::new(Duration::from_secs(10));
+static STOPPED_READING: Throttle = Throttle::new(Duration::from_secs(10));
+
+/// The longest a client's first frame may be: a hello is ~100 bytes, and an idle connection
+/// must not make the daemon buffer a 16 MiB frame.
+const MAX_HELLO_BYTES: usize = 16 * 1024;
+
+fn too_many_connections(max: usize, made_room: bool) -> ErrorBody {
+    let what = if made_room {
+        "closed this connection, which had not said hello yet, to make room for a newer one"
+    } else {
+        "refused this connection: every one is held by a client"
+    };
+    ErrorBody::new(
+        ErrorCode::TooManyConnections,
+        format!(
+            "tetherd holds at most {max} connections and {what}; close clients you don't need (attached TUIs, scripts that keep connections open), or raise `max` under [connections] in config.toml and `tether daemon restart`"
+        ),
+    )
+}
+
+/// Sends a connection-level error to a client that has not been sent anything yet, then waits
+/// a moment for it to hang up: a client that writes its hello just after we closed would get
+/// EPIPE instead of the reason. Never waits to write (the frame fits the empty socket
+/// buffer), and only [`MAX_LINGERING`] refused connections wait at once; past that they are
+/// closed at once.
+async fn refuse(stream: UnixStream, err: ErrorBody) {
     if let Ok(bytes) = encode_frame(&ServerFrame::Error(err)) {
-        stream.write_all(&bytes).await?;
+        let _ = stream.try_write(&bytes);
     }
-    stream.shutdown().await
+    if LINGERING.fetch_add(1, Ordering::Relaxed) < MAX_LINGERING {
+        linger(stream).await;
+    }
+    LINGERING.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Refused connections waiting for their client to hang up.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+const MAX_LINGERING: usize = 64;
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Ends our side and reads (discarding) until the client hangs up or [`LINGER`] passes, so it
+/// reads the error frame rather than a reset.
+async fn linger(mut stream: UnixStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Why a connection ended before its hello.
+enum NoHello {
+    /// The peer hung up or the daemon is stopping: nothing to say.
+    Gone,
+    /// Close with this error frame.
+    Error(ErrorBody),
+}
+
+/// Reads up to the first frame, which must be a hello of this protocol, within `timeout`.
+/// Until then the connection costs a small read buffer and no writer task.
+async fn handshake(
+    stream: &mut UnixStream,
+    decoder: &mut FrameDecoder,
+    timeout: Duration,
+    slot: &Slot,
+    shutdown: &CancellationToken,
+) -> Result<(), NoHello> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 1024];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(line)) if line.trim().is_empty() => continue,
+            Ok(Some(line)) => return check_hello(&line).map_err(NoHello::Error),
+            Ok(None) if decoder.pending() > MAX_HELLO_BYTES => {
+                return Err(NoHello::Error(ErrorBody::new(
+                    ErrorCode::FrameTooLarge,
+                    format!(
+                        "the first frame must be a hello, at most {MAX_HELLO_BYTES} bytes: {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"client\":…,\"version\":…}}}}"
+                    ),
+                )));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(NoHello::Error(e)),
+        }
+        let n = tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return Err(NoHello::Gone),
+                Ok(n) => n,
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Some(left_out) = NO_HELLO.check() {
+                    tracing::info!(
+                        timeout_ms = timeout.as_millis() as u64,
+                        repeats_left_out = left_out,
+                        "closed a connection that did not say hello in time"
+                    );
+                }
+                return Err(NoHello::Error(ErrorBody::new(
+                    ErrorCode::HandshakeTimeout,
+                    format!(
+                        "no hello within {} ms: tetherd closes connections that do not greet in time. Send {{\"hello\":{{\"protocol\":{PROTOCOL_VERSION},\"client\":…,\"version\":…}}}} first (`handshake_timeout_ms` under [connections] in config.toml sets the limit)",
+                        timeout.as_millis()
+                    ),
+                )));
+            }
+            _ = slot.evicted().cancelled() => {
+                if let Some(left_out) = EVICTED.check() {
+                    tracing::info!(
+                        max = slot.max(),
+                        repeats_left_out = left_out,
+                        "at the connection cap: closed the oldest connection that had not said hello"
+                    );
+                }
+                return Err(NoHello::Error(too_many_connections(slot.max(), true)));
+            }
+            _ = shutdown.cancelled() => return Err(NoHello::Gone),
+        };
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// The first frame: a hello of this protocol, or the error that closes the connection.
+fn check_hello(line: &str) -> Result<(), ErrorBody> {
+    match serde_json::from_str::<ClientFrame>(line) {
+        Ok(ClientFrame::Hello(h)) => check_protocol(&h),
+        Ok(ClientFrame::Request(_)) => Err(handshake_required()),
+        Err(e) => Err(malformed(&e)),
+    }
+}
+
+fn check_protocol(h: &Hello) -> Result<(), ErrorBody> {
+    if h.protocol == PROTOCOL_VERSION {
+        return Ok(());
+    }
+    Err(ErrorBody::new(
+        ErrorCode::ProtocolMismatch,
+        format!(
+            "protocol mismatch: {} {} speaks protocol {}, this tetherd {} speaks {}; run matching versions (`tether daemon restart` after upgrading)",
+            h.client,
+            h.version,
+            h.protocol,
+            env!("CARGO_PKG_VERSION"),
+            PROTOCOL_VERSION
+        ),
+    ))
+}
+
+fn handshake_required() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::HandshakeRequired,
+        "send {\"hello\":{\"protocol\":1,\"client\":…,\"version\":…}} before any request",
+    )
+}
+
+fn malformed(e: &serde_json::Error) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::MalformedFrame,
+        format!(
+            "malformed frame: {e}; expected one JSON object per line: {{\"hello\":…}} or {{\"id\",\"method\",\"params\"}}"
+        ),
+    )
+}
+
+fn welcome() -> ServerFrame {
+    ServerFrame::Welcome(Welcome {
+        protocol: PROTOCOL_VERSION,
+        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        heartbeat_ms: Some(HEARTBEAT_EVERY.as_millis() as u64),
+    })
 }
 
 struct Attachment {
@@ -291,7 +510,39 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, stream: UnixStream) {
+    async fn run(mut self, mut stream: UnixStream, mut slot: Slot, handshake_timeout: Duration) {
+        let mut decoder = FrameDecoder::default();
+        let greeted = handshake(
+            &mut stream,
+            &mut decoder,
+            handshake_timeout,
+            &slot,
+            &self.rt.shutdown,
+        )
+        .await;
+        let greeted = match greeted {
+            Ok(()) if slot.greet() => Ok(()),
+            // Chosen to make room between its hello and now.
+            Ok(()) => Err(NoHello::Error(too_many_connections(slot.max(), true))),
+            Err(e) => Err(e),
+        };
+        match greeted {
+            Ok(()) => {}
+            Err(NoHello::Gone) => return,
+            Err(NoHello::Error(e)) => {
+                drop(slot);
+                refuse(stream, e).await;
+                return;
+            }
+        }
+        self.rt.clients.fetch_add(1, Ordering::Relaxed);
+        self.serve_greeted(stream, decoder).await;
+        self.rt.clients.fetch_sub(1, Ordering::Relaxed);
+        drop(slot);
+    }
+
+    /// Serves a client past its hello; `decoder` holds whatever it sent after the hello.
+    async fn serve_greeted(&mut self, stream: UnixStream, mut decoder: FrameDecoder) {
         let (mut reader, writer) = stream.into_split();
         let (out_tx, out_rx) = Outbox::new();
         let writer_done = CancellationToken::new();
@@ -299,31 +550,22 @@ impl Connection {
             let done = writer_done.clone();
             async move {
                 let end = write_loop(writer, out_rx, HEARTBEAT_EVERY, WRITE_TIMEOUT).await;
-                if end == WriteEnd::TimedOut {
+                if end == WriteEnd::TimedOut
+                    && let Some(left_out) = STOPPED_READING.check()
+                {
                     tracing::info!(
                         timeout_s = WRITE_TIMEOUT.as_secs(),
+                        repeats_left_out = left_out,
                         "dropped a client that stopped reading"
                     );
                 }
                 done.cancel();
             }
         });
-        let mut decoder = FrameDecoder::default();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut greeted = false;
+        let _ = out_tx.send(&welcome()).await;
+        // Grown to READ_BUF_MAX only for a client that fills it.
+        let mut buf = vec![0u8; READ_BUF_MIN];
         'conn: loop {
-            let n = tokio::select! {
-                r = reader.read(&mut buf) => match r {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                },
-                _ = writer_done.cancelled() => break,
-                _ = self.rt.shutdown.cancelled() => {
-                    let _ = out_tx.send(&ServerFrame::Error(ErrorBody::new(ErrorCode::ShuttingDown, "tetherd is shutting down"))).await;
-                    break;
-                }
-            };
-            decoder.push(&buf[..n]);
             loop {
                 let line = match decoder.next_frame() {
                     Ok(Some(line)) => line,
@@ -340,49 +582,19 @@ impl Connection {
                 let frame: ClientFrame = match serde_json::from_str(&line) {
                     Ok(f) => f,
                     Err(e) => {
-                        let _ = out_tx
-                            .send(&ServerFrame::Error(ErrorBody::new(
-                                ErrorCode::MalformedFrame,
-                                format!("malformed frame: {e}; expected one JSON object per line: {{\"hello\":…}} or {{\"id\",\"method\",\"params\"}}"),
-                            )))
-                            .await;
+                        let _ = out_tx.send(&ServerFrame::Error(malformed(&e))).await;
                         break 'conn;
                     }
                 };
                 match frame {
                     ClientFrame::Hello(h) => {
-                        if h.protocol != PROTOCOL_VERSION {
-                            let _ = out_tx
-                                .send(&ServerFrame::Error(ErrorBody::new(
-                                    ErrorCode::ProtocolMismatch,
-                                    format!(
-                                        "protocol mismatch: {} {} speaks protocol {}, this tetherd {} speaks {}; run matching versions (`tether daemon restart` after upgrading)",
-                                        h.client, h.version, h.protocol, env!("CARGO_PKG_VERSION"), PROTOCOL_VERSION
-                                    ),
-                                )))
-                                .await;
+                        if let Err(e) = check_protocol(&h) {
+                            let _ = out_tx.send(&ServerFrame::Error(e)).await;
                             break 'conn;
                         }
-                        greeted = true;
-                        let _ = out_tx
-                            .send(&ServerFrame::Welcome(Welcome {
-                                protocol: PROTOCOL_VERSION,
-                                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-                                pid: std::process::id(),
-                                heartbeat_ms: Some(HEARTBEAT_EVERY.as_millis() as u64),
-                            }))
-                            .await;
+                        let _ = out_tx.send(&welcome()).await;
                     }
                     ClientFrame::Request(req) => {
-                        if !greeted {
-                            let _ = out_tx
-                                .send(&ServerFrame::Error(ErrorBody::new(
-                                    ErrorCode::HandshakeRequired,
-                                    "send {\"hello\":{\"protocol\":1,\"client\":…,\"version\":…}} before any request",
-                                )))
-                                .await;
-                            break 'conn;
-                        }
                         let id = req.id;
                         let reply = match Call::parse(&req.method, req.params) {
                             Ok(call) => self.handle(id, call, &out_tx).await,
@@ -410,6 +622,21 @@ impl Connection {
                         }
                     }
                 }
+            }
+            let n = tokio::select! {
+                r = reader.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                },
+                _ = writer_done.cancelled() => break,
+                _ = self.rt.shutdown.cancelled() => {
+                    let _ = out_tx.send(&ServerFrame::Error(ErrorBody::new(ErrorCode::ShuttingDown, "tetherd is shutting down"))).await;
+                    break;
+                }
+            };
+            decoder.push(&buf[..n]);
+            if n == buf.len() && buf.len() < READ_BUF_MAX {
+                buf.resize(READ_BUF_MAX, 0);
             }
         }
         for (_, a) in self.attachments.drain() {
@@ -826,7 +1053,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     heartbeat: Duration,
     write_timeout: Duration,
 ) -> WriteEnd {
-    let mut buf = Vec::with_capacity(64 * 1024);
+    // Grows with the first batch: an idle client costs no 64 KiB buffer.
+    let mut buf = Vec::new();
     loop {
         let mut closing = false;
         match tokio::time::timeout(heartbeat, q.rx.recv()).await {

@@ -3,7 +3,7 @@
 //! the log; deleted once the call's result is committed. Writes go to the page cache without
 //! fsync: they must survive a daemon crash, not a power cut.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -44,9 +44,9 @@ impl Spool {
             let opened = self
                 .path
                 .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
+                .map_or(Ok(()), crate::private::create_dir)
                 .and_then(|()| {
-                    OpenOptions::new()
+                    crate::private::file_options()
                         .create(true)
                         .truncate(true)
                         .write(true)

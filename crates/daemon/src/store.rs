@@ -363,12 +363,19 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 impl Store {
     /// Opens (creating and migrating if needed) the log at `path` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |e: std::io::Error| StoreError::Open {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::InvalidPath(PathBuf::from(e.to_string())),
-            })?;
+            crate::private::create_dir(dir).map_err(open_err)?;
         }
+        // Made 0600 before SQLite opens it: SQLite gives its -wal and -shm the database's mode.
+        crate::private::file_options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(open_err)?;
         let conn = open_conn(path, false)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel();

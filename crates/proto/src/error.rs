@@ -35,6 +35,11 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The connection was refused (e.g. a peer with another uid).
     PermissionDenied,
+    /// The daemon holds as many connections as it allows; this one was refused or, if it had
+    /// not said hello yet, closed to make room.
+    TooManyConnections,
+    /// No `hello` arrived within the daemon's handshake timeout.
+    HandshakeTimeout,
     Internal,
 }
 
@@ -57,6 +62,8 @@ impl ErrorCode {
             ErrorCode::Storage => "storage",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::HandshakeTimeout => "handshake_timeout",
             ErrorCode::Internal => "internal",
         }
     }

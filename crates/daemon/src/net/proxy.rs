@@ -73,13 +73,15 @@ pub fn start(
     resolver: Arc<dyn Resolver>,
 ) -> std::io::Result<ProxyHandle> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private::create_dir(dir)?;
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let listener = UnixListener::bind(path)?;
+    // Only the daemon's uid could connect before (no write bit for others); now it says so.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let shared = Arc::new(Shared { policy, resolver });
     let task = tokio::spawn(async move {
         loop {
