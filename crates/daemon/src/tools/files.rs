@@ -1,11 +1,12 @@
-//! The `read`, `write` and `edit` tools. All paths go through
-//! [`Workspace::resolve`], so they only touch files inside the workspace.
+//! The `read`, `write` and `edit` tools. Every path is opened through [`Workspace`], relative
+//! to the workspace's descriptor and beneath it, so they only touch files inside the
+//! workspace even while its contents change under them.
 //! These functions block; [`super::Toolbox`] runs them on the blocking pool.
 
-use std::fs;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use serde_json::Value;
 
@@ -56,13 +57,13 @@ fn next_line(r: &mut impl BufRead, cap: usize, buf: &mut Vec<u8>) -> io::Result<
     }
 }
 
-fn directory_listing(dir: &Path, raw: &str) -> String {
-    let mut names: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(Result::ok)
-            .map(|e| {
-                let mut name = e.file_name().to_string_lossy().into_owned();
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
+fn directory_listing(dir: File, raw: &str) -> String {
+    let mut names: Vec<String> = match super::path::list_dir(OwnedFd::from(dir)) {
+        Ok((_, entries)) => entries
+            .into_iter()
+            .map(|(name, ty)| {
+                let mut name = name.to_string_lossy().into_owned();
+                if ty == Some(super::path::EntryType::Directory) {
                     name.push('/');
                 }
                 name
@@ -106,23 +107,19 @@ pub fn read(ws: &Workspace, input: &Value) -> Result<String, String> {
         }
         Some((s, e)) => (s.unsigned_abs(), Some(e.unsigned_abs())),
     };
-    let path = ws.resolve(raw)?;
-    let meta = match fs::metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(format!("read: no such file: {raw}"));
-        }
-        Err(e) => return Err(io_error("read", "access", raw, &e)),
-    };
+    let rel = ws.resolve(raw)?;
+    let mut file = ws.open_read(raw, &rel, || format!("read: no such file: {raw}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("read", "access", raw, &e))?;
     if meta.is_dir() {
-        return Err(directory_listing(&path, raw));
+        return Err(directory_listing(file, raw));
     }
     if !meta.is_file() {
         return Err(format!(
             "read: `{raw}` is not a regular file (a device, socket or pipe)"
         ));
     }
-    let mut file = fs::File::open(&path).map_err(|e| io_error("read", "open", raw, &e))?;
     let mut head = Vec::with_capacity(BINARY_SNIFF);
     (&mut file)
         .take(BINARY_SNIFF as u64)
@@ -192,83 +189,21 @@ pub fn read(ws: &Workspace, input: &Value) -> Result<String, String> {
     Ok(out)
 }
 
-/// A temp-file name unique within this process.
-fn temp_name(target_name: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        ".{target_name}.tether-{}-{n}-{nanos}.tmp",
-        std::process::id()
-    )
-}
-
-/// Replaces `path` with `bytes` atomically: writes a temp file in the same
-/// directory, keeps the old file's permissions, then renames it over.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "path has no parent"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(temp_name(&name.to_string_lossy()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        if let Ok(old) = fs::metadata(path) {
-            file.set_permissions(old.permissions())?;
-        }
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// `write {file_path, content}`: creates parent directories and replaces the
 /// whole file atomically.
 pub fn write(ws: &Workspace, input: &Value) -> Result<String, String> {
     let args = Args::new("write", input)?;
     let raw = args.req_str("file_path")?;
     let content = args.req_str("content")?;
-    let path = ws.resolve(raw)?;
-    let existed = match fs::metadata(&path) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(format!("write: `{raw}` is a directory"));
-        }
-        Ok(_) => true,
-        Err(_) => false,
+    let rel = ws.resolve(raw)?;
+    let target = ws.write_target(raw, &rel, true)?;
+    Workspace::replace(&target, content.as_bytes())
+        .map_err(|e| io_error("write", "write", raw, &e))?;
+    let verb = if target.existing.is_some() {
+        "overwrote"
+    } else {
+        "created"
     };
-    let Some(parent) = path.parent() else {
-        return Err(format!("write: `{raw}` has no parent directory"));
-    };
-    fs::create_dir_all(parent).map_err(|e| {
-        format!(
-            "write: cannot create directory `{}`: {e}",
-            ws.relative(parent)
-        )
-    })?;
-    // Re-check after creating directories: nothing may have redirected them.
-    match fs::canonicalize(parent) {
-        Ok(real) if ws.contains(&real) => {}
-        _ => {
-            return Err(ws.resolve(raw).err().unwrap_or_else(|| {
-                format!("write: `{raw}` could not be resolved inside the session workspace")
-            }));
-        }
-    }
-    write_atomic(&path, content.as_bytes()).map_err(|e| io_error("write", "write", raw, &e))?;
-    let verb = if existed { "overwrote" } else { "created" };
     Ok(format!("{verb} {raw} ({} bytes written)", content.len()))
 }
 
@@ -288,14 +223,11 @@ pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
     if old == new {
         return Err("edit: old_string and new_string are identical; nothing to change".into());
     }
-    let path = ws.resolve(raw)?;
-    let meta = match fs::metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            return Err(format!("edit: no such file: {raw}"));
-        }
-        Err(e) => return Err(io_error("edit", "access", raw, &e)),
-    };
+    let rel = ws.resolve(raw)?;
+    let file = ws.open_read(raw, &rel, || format!("edit: no such file: {raw}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error("edit", "access", raw, &e))?;
     if meta.is_dir() {
         return Err(format!("edit: `{raw}` is a directory"));
     }
@@ -308,7 +240,10 @@ pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
             meta.len()
         ));
     }
-    let bytes = fs::read(&path).map_err(|e| io_error("edit", "read", raw, &e))?;
+    let mut bytes = Vec::new();
+    file.take(EDIT_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error("edit", "read", raw, &e))?;
     let content = String::from_utf8(bytes).map_err(|_| {
         format!("edit: `{raw}` is not valid UTF-8 text; edit only changes text files")
     })?;
@@ -337,7 +272,7 @@ pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
         content.replacen(old.as_str(), &new, 1)
     };
     Ok(EditPlan {
-        path,
+        rel,
         raw: raw.to_owned(),
         before: content,
         after: updated,
@@ -347,7 +282,8 @@ pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
 
 /// An `edit` worked out but not yet written: what the file holds now and will hold after.
 pub struct EditPlan {
-    pub path: std::path::PathBuf,
+    /// The file, relative to the workspace.
+    pub rel: PathBuf,
     pub raw: String,
     pub before: String,
     pub after: String,
@@ -358,14 +294,17 @@ pub struct EditPlan {
 /// replacement; without `replace_all`, `old_string` must occur exactly once.
 pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
     let EditPlan {
-        path,
+        rel,
         raw,
         after: updated,
         count,
         ..
     } = plan_edit(ws, input)?;
     let raw = raw.as_str();
-    write_atomic(&path, updated.as_bytes()).map_err(|e| io_error("edit", "write", raw, &e))?;
+    // Found again from the root: whatever is there now, it is inside the workspace.
+    let target = ws.write_target(raw, &rel, false)?;
+    Workspace::replace(&target, updated.as_bytes())
+        .map_err(|e| io_error("edit", "write", raw, &e))?;
     let noun = if count == 1 {
         "occurrence"
     } else {
@@ -382,8 +321,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of a workspace file's content, `None` if it can't be read.
 pub fn file_sha256(ws: &Workspace, raw: &str) -> Option<String> {
-    let path = ws.resolve(raw).ok()?;
-    fs::read(path).ok().map(|b| sha256_hex(&b))
+    let rel = ws.resolve(raw).ok()?;
+    let mut file = ws.open_read(raw, &rel, String::new).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(sha256_hex(&bytes))
 }
 
 #[cfg(test)]

@@ -9,11 +9,12 @@
 //! - [`bash`]: the persistent shell (start, run one command, kill the tree).
 //! - [`files`]: `read`, `write`, `edit`.
 //! - [`overflow`]: outputs over 100,000 characters go to a workspace file.
-//! - [`path`]: workspace confinement of file-tool paths.
+//! - [`path`]: workspace confinement of file-tool paths (openat2 beneath the workspace's fd).
 //! - [`procs`]: finding and killing a process tree through `/proc`.
 //! - [`replay`]: what a call records before it runs; settling calls a restart cut short.
 //! - [`schema`]: the tool definitions (JSON Schemas) the model sees.
 //! - [`search`]: `glob`, `grep`.
+//! - [`walk`]: their directory walk, by descriptors, with the ignore-file rules.
 //! - [`web_fetch`]: `web_fetch`, under the session's network policy.
 //!
 //! Only the file tools are confined to the workspace; `bash` is not (a later
@@ -40,9 +41,12 @@ pub mod files;
 pub mod overflow;
 pub mod path;
 pub mod procs;
+#[cfg(test)]
+mod race_tests;
 pub mod replay;
 pub mod schema;
 pub mod search;
+pub mod walk;
 pub mod web_fetch;
 pub mod web_search;
 

@@ -53,17 +53,14 @@ pub fn spill(workspace: &Path, tool_use_id: &str, mut outcome: ToolOutcome) -> T
     outcome
 }
 
-/// Writes through the file tools' workspace confinement, so a `.tether` symlink planted in
-/// the workspace can't send the file elsewhere.
+/// Writes through the file tools' workspace confinement (opened beneath the workspace's
+/// descriptor), so a `.tether` symlink planted or swapped in by sandboxed code can't send the
+/// file elsewhere.
 fn write_confined(workspace: &Path, relative: &str, bytes: &[u8]) -> Result<(), String> {
     let ws = super::path::Workspace::open(workspace, "tool output")?;
-    let path = ws.resolve(relative)?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    // Re-check after creating the directories: they may have been symlinks all along.
-    let path = ws.resolve(relative)?;
-    super::files::write_atomic(&path, bytes).map_err(|e| e.to_string())
+    let rel = ws.resolve(relative)?;
+    let target = ws.write_target(relative, &rel, true)?;
+    super::path::Workspace::replace(&target, bytes).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

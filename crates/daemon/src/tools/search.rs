@@ -1,30 +1,29 @@
 //! The `glob` and `grep` tools.
 //!
-//! Both walk the workspace (or a directory inside it) with the `ignore`
-//! crate: `.gitignore`, `.ignore` and `.git/info/exclude` are respected (also
-//! outside git repositories, and `.gitignore` files between the workspace
-//! root and a sub-directory being searched), `.git` is skipped, hidden files
-//! are included and symlinks are never followed, so neither tool can reach
-//! outside the workspace through one. Output paths are relative to the
-//! workspace, so they can be passed straight to `read`/`edit`.
+//! Both walk the workspace (or a directory inside it) with [`super::walk`], from directory
+//! descriptor to directory descriptor: `.gitignore`, `.ignore` and `.git/info/exclude` are
+//! respected (also outside git repositories, and `.gitignore` files between the workspace
+//! root and a sub-directory being searched), `.git` is skipped, hidden files are included and
+//! symlinks are never followed, so neither tool can reach outside the workspace through one,
+//! not even one swapped in while the walk runs. Output paths are relative to the workspace,
+//! so they can be passed straight to `read`/`edit`.
 //!
 //! These functions block; [`super::Toolbox`] runs them on the blocking pool
 //! and sets `stop` when the call is cancelled.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use globset::GlobBuilder;
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkMatch};
-use ignore::gitignore::Gitignore;
-use ignore::{Walk, WalkBuilder};
 use serde_json::Value;
 
 use super::args::Args;
-use super::path::Workspace;
+use super::path::{EntryType, Workspace};
+use super::walk::{Entry, Walk};
 
 /// `glob` returns at most this many paths.
 pub const GLOB_RESULT_LIMIT: usize = 200;
@@ -37,77 +36,19 @@ pub const GREP_OUTPUT_LIMIT: usize = 100 * 1024;
 
 const INTERRUPTED: &str = "[interrupted by the user]";
 
-/// `.gitignore` files in the directories from the workspace root down to
-/// (not including) `search_root`: the walker reads those inside the search
-/// root itself, but not its parents (reading all parents would pick up
-/// ignore files above the workspace).
-fn ancestor_gitignores(ws_root: &Path, search_root: &Path) -> Vec<Gitignore> {
-    let mut out = Vec::new();
-    if search_root == ws_root || !search_root.starts_with(ws_root) {
-        return out;
-    }
-    let mut dir = search_root.parent();
-    while let Some(d) = dir {
-        if !d.starts_with(ws_root) {
-            break;
-        }
-        let file = d.join(".gitignore");
-        if file.is_file() {
-            let (gi, _errors) = Gitignore::new(&file);
-            if !gi.is_empty() {
-                out.push(gi);
-            }
-        }
-        dir = d.parent();
-    }
-    out
-}
-
-fn walker(ws: &Workspace, root: &Path) -> Walk {
-    let parents = Arc::new(ancestor_gitignores(ws.root(), root));
-    let mut builder = WalkBuilder::new(root);
-    builder
-        .hidden(false)
-        .parents(false)
-        .ignore(true)
-        .git_ignore(true)
-        .git_global(false)
-        .git_exclude(true)
-        .require_git(false)
-        .follow_links(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .filter_entry(move |entry| {
-            if entry.depth() > 0 && entry.file_name() == ".git" {
-                return false;
-            }
-            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-            !parents.iter().any(|gi| {
-                entry
-                    .path()
-                    .strip_prefix(gi.path())
-                    .is_ok_and(|rel| gi.matched_path_or_any_parents(rel, is_dir).is_ignore())
-            })
-        });
-    builder.build()
-}
-
-/// Resolves the optional `path` argument to a search root.
-fn search_root(ws: &Workspace, raw: Option<&str>) -> Result<(PathBuf, String), String> {
+/// The search root: the optional `path` argument resolved and opened beneath the workspace
+/// (relative to it, opened, and as given).
+fn search_root(ws: &Workspace, raw: Option<&str>) -> Result<(PathBuf, File, String), String> {
     let tool = ws.tool();
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
-        return Ok((ws.root().to_path_buf(), ".".to_owned()));
-    };
-    let root = ws.resolve(raw)?;
-    match std::fs::metadata(&root) {
-        Ok(_) => Ok((root, raw.to_owned())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("{tool}: no such file or directory: {raw}"))
-        }
-        Err(e) => Err(format!("{tool}: cannot access `{raw}`: {e}")),
-    }
+    let raw = raw.filter(|r| !r.is_empty()).unwrap_or(".");
+    let rel = ws.resolve(raw)?;
+    let root = ws.open_read(raw, &rel, || {
+        format!("{tool}: no such file or directory: {raw}")
+    })?;
+    Ok((rel, root, raw.to_owned()))
 }
 
-/// [`walker`] with what both tools need around it: the interrupt check, the entry budget
+/// [`Walk`] with what both tools need around it: the interrupt check, the entry budget
 /// (`cut` says it ran out) and unreadable entries skipped. `Err` means interrupted.
 struct BoundedWalk<'a> {
     inner: Walk,
@@ -117,9 +58,9 @@ struct BoundedWalk<'a> {
 }
 
 impl<'a> BoundedWalk<'a> {
-    fn new(ws: &Workspace, root: &Path, stop: &'a AtomicBool) -> Self {
+    fn new(ws: &Workspace, rel: PathBuf, root: File, stop: &'a AtomicBool) -> Self {
         BoundedWalk {
-            inner: walker(ws, root),
+            inner: Walk::new(ws, rel, root),
             stop,
             seen: 0,
             cut: false,
@@ -128,7 +69,7 @@ impl<'a> BoundedWalk<'a> {
 }
 
 impl Iterator for BoundedWalk<'_> {
-    type Item = Result<ignore::DirEntry, String>;
+    type Item = Result<Entry, String>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -159,14 +100,18 @@ fn walk_limit_note() -> String {
 pub fn glob(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, String> {
     let args = Args::new("glob", input)?;
     let pattern = args.req_str("pattern")?;
-    let (root, root_raw) = search_root(ws, args.opt_str("path")?)?;
-    if !root.is_dir() {
+    let (root_rel, root, root_raw) = search_root(ws, args.opt_str("path")?)?;
+    if !root.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(format!("glob: `{root_raw}` is not a directory"));
     }
     // Accept absolute patterns that spell out the search root.
     let mut pattern = pattern.trim();
     if Path::new(pattern).is_absolute() {
-        let root_str = format!("{}/", root.display());
+        let root_str = if root_rel.as_os_str().is_empty() {
+            format!("{}/", ws.canonical().display())
+        } else {
+            format!("{}/", ws.canonical().join(&root_rel).display())
+        };
         match pattern.strip_prefix(root_str.as_str()) {
             Some(rest) => pattern = rest,
             None => {
@@ -187,24 +132,20 @@ pub fn glob(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
         .compile_matcher();
 
     let mut hits: Vec<(SystemTime, String)> = Vec::new();
-    let mut walk = BoundedWalk::new(ws, &root, stop);
+    let mut walk = BoundedWalk::new(ws, root_rel.clone(), root, stop);
     for entry in walk.by_ref() {
         let entry = entry?;
-        if entry.depth() == 0 || entry.file_type().is_none_or(|t| t.is_dir()) {
+        if entry.depth == 0 || entry.ty.is_none_or(|t| t == EntryType::Directory) {
             continue;
         }
-        let Ok(rel) = entry.path().strip_prefix(&root) else {
+        let Ok(rel) = entry.rel.strip_prefix(&root_rel) else {
             continue;
         };
         if !matcher.is_match(rel) {
             continue;
         }
-        let mtime = entry
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        hits.push((mtime, ws.relative(entry.path())));
+        let mtime = entry.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        hits.push((mtime, Workspace::display(&entry.rel)));
     }
     hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
 
@@ -274,7 +215,7 @@ pub fn grep(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
         .line_terminator(Some(b'\n'))
         .build(pattern)
         .map_err(|e| format!("grep: invalid regex `{pattern}`: {e}"))?;
-    let (root, _) = search_root(ws, args.opt_str("path")?)?;
+    let (root_rel, root, _) = search_root(ws, args.opt_str("path")?)?;
     let mut searcher = SearcherBuilder::new()
         .binary_detection(BinaryDetection::quit(0))
         .line_number(true)
@@ -283,26 +224,28 @@ pub fn grep(ws: &Workspace, input: &Value, stop: &AtomicBool) -> Result<String, 
     let mut out = String::new();
     let mut matches = 0usize;
     let mut truncated = false;
-    let mut walk = BoundedWalk::new(ws, &root, stop);
+    let mut walk = BoundedWalk::new(ws, root_rel, root, stop);
     for entry in walk.by_ref() {
         let entry = entry?;
-        // Regular files only: symlinks are not followed.
-        if !entry.file_type().is_some_and(|t| t.is_file()) {
+        // Regular files only: symlinks are not followed (and `open` refuses one swapped in).
+        if entry.ty != Some(EntryType::File) {
             continue;
         }
+        let Some(file) = entry
+            .open()
+            .filter(|f| f.metadata().is_ok_and(|m| m.is_file()))
+        else {
+            continue;
+        };
         let mut sink = FileSink {
-            prefix: ws.relative(entry.path()),
+            prefix: Workspace::display(&entry.rel),
             rows: String::new(),
             matches: 0,
             budget: GREP_OUTPUT_LIMIT.saturating_sub(out.len()),
             full: false,
             binary: false,
         };
-        if searcher
-            .search_path(&matcher, entry.path(), &mut sink)
-            .is_err()
-            || sink.binary
-        {
+        if searcher.search_file(&matcher, &file, &mut sink).is_err() || sink.binary {
             continue;
         }
         out.push_str(&sink.rows);
