@@ -243,7 +243,18 @@ async fn bash_then_read_on_every_provider() {
         providers[2]["endpoint"],
         format!("{}/v1/responses", env.mock.base_url())
     );
-    assert!(!st.to_string().contains("sk-"), "no key in daemon.status");
+    // No key in daemon.status: only a hint (vendor prefix and last four characters) that
+    // tells two keys apart.
+    let text = st.to_string();
+    assert!(
+        !text.contains("sk-openai-test-not-real") && !text.contains("sk-test-not-a-real-key"),
+        "no key in daemon.status: {text}"
+    );
+    assert!(
+        !text.contains("test-not"),
+        "no part of a key beyond its hint: {text}"
+    );
+    assert_eq!(providers[1]["key_hint"], "sk-openai-…real");
 }
 
 fn last_stop(events: &[Event]) -> StopReason {
