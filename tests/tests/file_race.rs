@@ -44,15 +44,17 @@ while True:
 fn call(tool: &str, i: usize) -> Value {
     match tool {
         "read" => json!({"file_path": "d/secret.txt"}),
-        "write" if i % 2 == 0 => json!({"file_path": format!("d/w{i}.txt"), "content": "w"}),
+        "write" if i.is_multiple_of(2) => {
+            json!({"file_path": format!("d/w{i}.txt"), "content": "w"})
+        }
         "write" => json!({"file_path": format!("d/n{i}/f.txt"), "content": "w"}),
-        "edit" if i % 2 == 0 => {
+        "edit" if i.is_multiple_of(2) => {
             json!({"file_path": "d/e.txt", "old_string": "tick", "new_string": "tock"})
         }
         "edit" => json!({"file_path": "d/e.txt", "old_string": "tock", "new_string": "tick"}),
-        "glob" if i % 2 == 0 => json!({"pattern": "**/*", "path": "d"}),
+        "glob" if i.is_multiple_of(2) => json!({"pattern": "**/*", "path": "d"}),
         "glob" => json!({"pattern": "d/**/*"}),
-        "grep" if i % 2 == 0 => json!({"pattern": "SECRET|inside|tick", "path": "d"}),
+        "grep" if i.is_multiple_of(2) => json!({"pattern": "SECRET|inside|tick", "path": "d"}),
         "grep" => json!({"pattern": "SECRET|inside", "path": "d/secret.txt"}),
         other => panic!("no calls for {other}"),
     }
