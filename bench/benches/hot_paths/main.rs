@@ -1,6 +1,6 @@
 //! Hot paths, one at a time (`cargo bench -p tether-bench`): the frame codec, the session
-//! state fold, request building and SSE parsing for each wire protocol, and the TUI's layout
-//! of a long transcript.
+//! state fold, request building and SSE parsing for each wire protocol, the file tools, and the
+//! TUI's layout of a long transcript.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -146,6 +146,52 @@ mod provider {
         let (chunks, text) = providers::stream_chunks(wire);
         b.with_inputs(|| chunks.clone())
             .bench_values(|c| providers::parse_once(wire, c, &text).unwrap());
+    }
+}
+
+mod file_tools {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use tether_daemon::tools::{files, path::Workspace, search};
+
+    /// A workspace with `big.txt` (1 MiB: 16,384 lines of 64 bytes) and `src/` (200 small
+    /// files in 10 directories).
+    fn workspace() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let line = format!("{}\n", "x".repeat(63));
+        std::fs::write(dir.path().join("big.txt"), line.repeat(16_384)).unwrap();
+        for d in 0..10 {
+            let sub = dir.path().join(format!("src/m{d}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..20 {
+                std::fs::write(sub.join(format!("f{f}.rs")), "fn main() {}\n").unwrap();
+            }
+        }
+        dir
+    }
+
+    /// One `read` call of a 1 MiB file as the toolbox makes it: the workspace opened, the
+    /// path resolved beneath it, the first 256 KiB numbered (the issue's bound: under 1 ms).
+    #[divan::bench]
+    fn read_1mib_file(b: Bencher<'_, '_>) {
+        let dir = workspace();
+        let input = json!({"file_path": "big.txt"});
+        b.bench(|| {
+            let ws = Workspace::open(dir.path(), "read").unwrap();
+            files::read(&ws, black_box(&input)).unwrap()
+        });
+    }
+
+    /// One `glob` over 211 entries, walked by directory descriptors.
+    #[divan::bench]
+    fn glob_200_files(b: Bencher<'_, '_>) {
+        let dir = workspace();
+        let input = json!({"pattern": "**/*.rs"});
+        let stop = AtomicBool::new(false);
+        b.bench(|| {
+            let ws = Workspace::open(dir.path(), "glob").unwrap();
+            search::glob(&ws, black_box(&input), &stop).unwrap()
+        });
     }
 }
 

@@ -180,7 +180,7 @@ fn write_never_writes_outside_during_a_swap_race() {
     let race = Race::start();
     let ws = race.ws("write");
     race.attempt("write", |i| {
-        let path = if i % 2 == 0 {
+        let path = if i.is_multiple_of(2) {
             format!("d/w{i}.txt")
         } else {
             "d/f.txt".to_owned()
@@ -195,7 +195,7 @@ fn edit_never_edits_outside_during_a_swap_race() {
     let race = Race::start();
     let ws = race.ws("edit");
     race.attempt("edit", |i| {
-        let (old, new) = if i % 2 == 0 {
+        let (old, new) = if i.is_multiple_of(2) {
             ("tick", "tock")
         } else {
             ("tock", "tick")
@@ -218,7 +218,7 @@ fn glob_never_lists_outside_during_a_swap_race() {
     let ws = race.ws("glob");
     let stop = no_stop();
     race.attempt("glob", |i| {
-        let call = if i % 2 == 0 {
+        let call = if i.is_multiple_of(2) {
             json!({"pattern": "**/*", "path": "d"})
         } else {
             json!({"pattern": "d/**/*"})
