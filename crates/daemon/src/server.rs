@@ -536,7 +536,9 @@ impl Connection {
             }
         }
         self.rt.clients.fetch_add(1, Ordering::Relaxed);
-        self.serve_greeted(stream, decoder).await;
+        // Boxed: the request handling's state is large, and a task is allocated at its full
+        // size when spawned, so unboxed every silent connection would pay for it too.
+        Box::pin(self.serve_greeted(stream, decoder)).await;
         self.rt.clients.fetch_sub(1, Ordering::Relaxed);
         drop(slot);
     }
