@@ -1058,23 +1058,56 @@ async fn ids_in_paths_match_exactly_no_prefixes_or_names() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_body_too_large_answers_in_the_hosted_error_envelope() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let env = TestEnv::new(Script::sequential(vec![])).await;
     let (mut child, api) = Api::start(&env).await;
-    let huge = "x".repeat(3 * 1024 * 1024);
-    let (s, v) = api
-        .call(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "big", "system": huge})),
-        )
-        .await;
-    assert_eq!((s, error_type(&v)), (413, "request_too_large"), "{v}");
+    // As curl sends a large body: headers with `Expect: 100-continue`, the body only on the
+    // server's go-ahead. The declared length decides, so the answer comes first and the client
+    // never pushes 3 MiB into a connection that is closing.
+    let addr = api.base.strip_prefix("http://").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let head = format!(
+        "POST /v1/agents HTTP/1.1\r\nhost: {addr}\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        api.token,
+        3 * 1024 * 1024
+    );
+    stream.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let answer = async {
+        let mut status = String::new();
+        stream.read_line(&mut status).await.unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).await.unwrap();
+        (status, body)
+    };
+    // A `100 Continue` instead would leave us waiting here: the server wants the upload.
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+        .await
+        .expect("no answer to an oversized upload announced with Expect: 100-continue");
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_type(&v), "request_too_large", "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("2 MiB"),
         "{v}"
     );
-    // The daemon is fine afterwards.
-    api.get("/v1/agents").await;
+    // Within the limit is fine, and the daemon carries on.
+    let big = "x".repeat(90_000);
+    api.post("/v1/agents", json!({"name": "big", "system": big}))
+        .await;
     stop(&mut child);
 }
 

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_LENGTH;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, ApiResult};
@@ -19,23 +20,37 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Body, ApiError> {
+        // A declared length over the limit is refused before the body is touched, so a client
+        // that sent `Expect: 100-continue` gets the answer instead of a go-ahead to upload.
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
         Bytes::from_request(req, state)
             .await
             .map(Body)
             .map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError {
-                        status: StatusCode::PAYLOAD_TOO_LARGE,
-                        kind: "request_too_large",
-                        message: format!(
-                            "the request body is larger than {} MiB, the most this tetherd reads; send less (e.g. put large text in a file in the workspace)",
-                            MAX_BODY / (1024 * 1024)
-                        ),
-                    }
+                    too_large()
                 } else {
                     ApiError::invalid(format!("the request body could not be read: {e}"))
                 }
             })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        kind: "request_too_large",
+        message: format!(
+            "the request body is larger than {} MiB, the most this tetherd reads; send less (e.g. put large text in a file in the workspace)",
+            MAX_BODY / (1024 * 1024)
+        ),
     }
 }
 
