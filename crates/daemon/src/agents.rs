@@ -291,20 +291,8 @@ fn check_not_builtin(agent: &Agent, doing: &str) -> Result<(), StoreError> {
 /// Whether an agent has exactly this id. HTTP paths take ids only: names and `NAME@VERSION`
 /// are conveniences of the CLI and the socket protocol.
 pub async fn require_id(store: &Store, id: &str) -> Result<(), ErrorBody> {
-    let id = id.to_string();
-    Ok(store
-        .read(move |c| {
-            let found: Option<String> = c
-                .prepare_cached("SELECT id FROM agents WHERE id = ?1 LIMIT 1")?
-                .query_row([&id], |r| r.get(0))
-                .optional()?;
-            found.map(|_| ()).ok_or_else(|| {
-                StoreError::Missing(format!(
-                    "no agent with id `{id}`; GET /v1/agents lists them"
-                ))
-            })
-        })
-        .await?)
+    let missing = format!("no agent with id `{id}`; GET /v1/agents lists them");
+    Ok(store.require_exact_id("agents", id, missing).await?)
 }
 
 fn default_spec() -> AgentSpec {

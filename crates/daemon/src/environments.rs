@@ -163,20 +163,8 @@ fn check_not_builtin(env: &Environment, doing: &str) -> Result<(), StoreError> {
 /// Whether an environment has exactly this id. HTTP paths take ids only: names are a
 /// convenience of the CLI and the socket protocol.
 pub async fn require_id(store: &Store, id: &str) -> Result<(), ErrorBody> {
-    let id = id.to_string();
-    Ok(store
-        .read(move |c| {
-            let found: Option<String> = c
-                .prepare_cached("SELECT id FROM environments WHERE id = ?1")?
-                .query_row([&id], |r| r.get(0))
-                .optional()?;
-            found.map(|_| ()).ok_or_else(|| {
-                StoreError::Missing(format!(
-                    "no environment with id `{id}`; GET /v1/environments lists them"
-                ))
-            })
-        })
-        .await?)
+    let missing = format!("no environment with id `{id}`; GET /v1/environments lists them");
+    Ok(store.require_exact_id("environments", id, missing).await?)
 }
 
 fn with_build(builds: &Builds, mut env: Environment) -> Environment {

@@ -501,6 +501,26 @@ impl Store {
             .map_err(|e| StoreError::Read(format!("reader task failed: {e}")))?
     }
 
+    /// Succeeds when `table` has a row with exactly this id, else [`StoreError::Missing`] with
+    /// `missing`. For HTTP paths, which take ids only (names and prefixes are conveniences of
+    /// the CLI and the socket protocol).
+    pub async fn require_exact_id(
+        &self,
+        table: &'static str,
+        id: &str,
+        missing: String,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let found: Option<i64> = c
+                .prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1 LIMIT 1"))?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            found.map(|_| ()).ok_or(StoreError::Missing(missing))
+        })
+        .await
+    }
+
     pub fn read_blocking<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
