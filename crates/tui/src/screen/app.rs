@@ -5,57 +5,16 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui_textarea::{CursorMove, TextArea};
-use tether_proto::{Delta, Event, EventBody, SessionInfo, SessionStatus, Snapshot, StopReason};
+use tether_proto::{Event, EventBody, SessionInfo, SessionStatus, StopReason};
 
 use super::keys::Keys;
+use super::net::{Cmd, ConnState, NetMsg};
 use super::transcript::{Body, Change, Transcript};
 use super::wrap::line_text;
 
-/// Events loaded per page (the tail on attach, then older pages on demand).
-pub const PAGE: u32 = 200;
 const INTERRUPTING: &str = "interrupting…";
 /// Lines a mouse wheel notch scrolls.
 const WHEEL: usize = 3;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConnState {
-    Connecting,
-    Connected,
-    Reconnecting {
-        attempt: u32,
-        retry_in_ms: u64,
-        reason: String,
-    },
-    /// Gave up, or the session is gone.
-    Lost(String),
-}
-
-/// What the connection task reports.
-#[derive(Debug, Clone)]
-pub enum NetMsg {
-    Info(Box<SessionInfo>),
-    /// The newest page of the log (ascending), loaded before attaching.
-    Tail {
-        events: Vec<Event>,
-        has_older: bool,
-    },
-    Older {
-        events: Vec<Event>,
-        has_older: bool,
-    },
-    /// The answer to `Effect::SearchOlder`: the match's seq (its events came as `Older`
-    /// first), or none in the whole log.
-    SearchOlder {
-        query: String,
-        seq: Option<u64>,
-    },
-    Event(Box<Event>),
-    Delta(Delta),
-    Snapshot(Snapshot),
-    Conn(ConnState),
-    /// A request failed; shown in the footer.
-    Failed(String),
-}
 
 #[derive(Debug)]
 pub enum Msg {
@@ -69,30 +28,11 @@ pub enum Msg {
     Hangup,
 }
 
+/// What an update asks the event loop to do: a request for the daemon, or a terminal action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    Send(String),
-    Interrupt,
-    Confirm {
-        tool_use_id: String,
-        allow: bool,
-        /// With a denial: why, for the model.
-        deny_message: Option<String>,
-    },
-    /// A custom tool's result, typed in the modal.
-    CustomResult {
-        tool_use_id: String,
-        text: String,
-        is_error: bool,
-    },
-    LoadOlder {
-        before_seq: u64,
-    },
-    /// Find the newest match older than `before_seq` in the whole log and load up to it.
-    SearchOlder {
-        query: String,
-        before_seq: u64,
-    },
+    /// Handed to the connection task as it is.
+    Net(Cmd),
     Copy(String),
     /// The loaded transcript's text; events before `older_than` (when any) are fetched and
     /// put before it.
@@ -362,9 +302,9 @@ impl State {
             && self.transcript.first_seq > 1
         {
             self.loading_older = true;
-            return vec![Effect::LoadOlder {
+            return vec![Effect::Net(Cmd::LoadOlder {
                 before_seq: self.transcript.first_seq,
-            }];
+            })];
         }
         Vec::new()
     }
@@ -548,10 +488,10 @@ impl State {
             "searching older events for “{}”…",
             self.search.query
         ));
-        vec![Effect::SearchOlder {
+        vec![Effect::Net(Cmd::SearchOlder {
             query: self.search.query.clone(),
             before_seq: self.transcript.first_seq,
-        }]
+        })]
     }
 
     /// The daemon's answer: the newest older match's seq (its page is loaded by now), or none.
@@ -595,10 +535,10 @@ impl State {
             // keep looking further back.
             _ if seq > 1 => {
                 self.search.asking = true;
-                vec![Effect::SearchOlder {
+                vec![Effect::Net(Cmd::SearchOlder {
                     query: self.search.query.clone(),
                     before_seq: seq,
-                }]
+                })]
             }
             _ => self.older_match(None),
         }
@@ -932,17 +872,17 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                     let text = draft.trim().to_string();
                     take_call(s, &id);
                     if is_custom(s, &id) {
-                        return vec![Effect::CustomResult {
+                        return vec![Effect::Net(Cmd::CustomResult {
                             tool_use_id: id,
                             text,
                             is_error: error,
-                        }];
+                        })];
                     }
-                    return vec![Effect::Confirm {
+                    return vec![Effect::Net(Cmd::Confirm {
                         tool_use_id: id,
                         allow: false,
                         deny_message: (!text.is_empty()).then_some(text),
-                    }];
+                    })];
                 }
                 // Back to the choice; nothing was sent.
                 KeyCode::Esc => {
@@ -978,11 +918,11 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                     let Some(id) = id else { return Vec::new() };
                     if yes && !is_custom(s, &id) {
                         take_call(s, &id);
-                        return vec![Effect::Confirm {
+                        return vec![Effect::Net(Cmd::Confirm {
                             tool_use_id: id,
                             allow: true,
                             deny_message: None,
-                        }];
+                        })];
                     }
                     // A denial asks why (optional; Enter sends it as it is); a custom tool
                     // asks for its result (an error one after `n`).
@@ -1039,7 +979,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 if s.interrupt_armed {
                     s.interrupt_armed = false;
                     s.notice = Some(INTERRUPTING.into());
-                    return vec![Effect::Interrupt];
+                    return vec![Effect::Net(Cmd::Interrupt)];
                 }
                 s.interrupt_armed = true;
                 s.notice = Some("press esc again to interrupt the agent".into());
@@ -1189,7 +1129,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             if s.is_running() {
                 s.notice = Some("queued: the agent reads it when the current step ends".into());
             }
-            vec![Effect::Send(text)]
+            vec![Effect::Net(Cmd::Send(text))]
         }
         (KeyCode::Enter, _) | (KeyCode::Char('j'), KeyModifiers::CONTROL) => {
             s.composer.insert_newline();

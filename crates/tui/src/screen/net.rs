@@ -10,22 +10,28 @@ use tether_proto::method::{
     SessionParams, ToolConfirm,
 };
 use tether_proto::{
-    Call, ConfirmationResult, ContentBlock, ErrorCode, Paths, ServerFrame, SessionInfo,
+    Call, ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame,
+    SessionInfo, Snapshot,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::app::{ConnState, NetMsg, PAGE};
 use crate::client::{Client, ClientError};
 
-#[derive(Debug)]
+/// Events loaded per page (the tail on attach, then older pages on demand).
+pub const PAGE: u32 = 200;
+
+/// What the UI asks of the daemon (the update function's `Effect::Net`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cmd {
     Send(String),
     Interrupt,
     Confirm {
         tool_use_id: String,
         allow: bool,
+        /// With a denial: why, for the model.
         deny_message: Option<String>,
     },
+    /// A custom tool's result, typed in the modal.
     CustomResult {
         tool_use_id: String,
         text: String,
@@ -34,10 +40,52 @@ pub enum Cmd {
     LoadOlder {
         before_seq: u64,
     },
+    /// Find the newest match older than `before_seq` in the whole log and load up to it.
     SearchOlder {
         query: String,
         before_seq: u64,
     },
+}
+
+/// The connection as the status bar shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u64,
+        reason: String,
+    },
+    /// Gave up, or the session is gone.
+    Lost(String),
+}
+
+/// What the connection task reports.
+#[derive(Debug, Clone)]
+pub enum NetMsg {
+    Info(Box<SessionInfo>),
+    /// The newest page of the log (ascending), loaded before attaching.
+    Tail {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    Older {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    /// The answer to `Cmd::SearchOlder`: the match's seq (its events came as `Older`
+    /// first), or none in the whole log.
+    SearchOlder {
+        query: String,
+        seq: Option<u64>,
+    },
+    Event(Box<Event>),
+    Delta(Delta),
+    Snapshot(Snapshot),
+    Conn(ConnState),
+    /// A request failed; shown in the footer.
+    Failed(String),
 }
 
 /// Starts the task; it ends when the returned sender is dropped (the UI detached).

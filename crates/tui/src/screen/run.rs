@@ -23,9 +23,9 @@ use tether_proto::SessionInfo;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::app::{Effect, Msg, NetMsg, State, update};
+use super::app::{Effect, Msg, State, update};
 use super::keys::Keys;
-use super::net::{self, Cmd};
+use super::net::{self, NetMsg};
 use super::palette;
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
@@ -317,34 +317,7 @@ pub async fn session(
         let hangup = matches!(msg, Msg::Hangup);
         for fx in update(&mut s, msg) {
             let sent = match fx {
-                Effect::Send(t) => cmd.send(Cmd::Send(t)).is_ok(),
-                Effect::Interrupt => cmd.send(Cmd::Interrupt).is_ok(),
-                Effect::Confirm {
-                    tool_use_id,
-                    allow,
-                    deny_message,
-                } => cmd
-                    .send(Cmd::Confirm {
-                        tool_use_id,
-                        allow,
-                        deny_message,
-                    })
-                    .is_ok(),
-                Effect::CustomResult {
-                    tool_use_id,
-                    text,
-                    is_error,
-                } => cmd
-                    .send(Cmd::CustomResult {
-                        tool_use_id,
-                        text,
-                        is_error,
-                    })
-                    .is_ok(),
-                Effect::LoadOlder { before_seq } => cmd.send(Cmd::LoadOlder { before_seq }).is_ok(),
-                Effect::SearchOlder { query, before_seq } => {
-                    cmd.send(Cmd::SearchOlder { query, before_seq }).is_ok()
-                }
+                Effect::Net(c) => cmd.send(c).is_ok(),
                 Effect::Copy(text) => {
                     osc52(&text);
                     true

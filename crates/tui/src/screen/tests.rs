@@ -12,8 +12,9 @@ use tether_proto::{
     SessionErrorInfo, SessionInfo, SessionStatus, SessionUsage, Snapshot, StopReason, ToolStatus,
 };
 
-use super::app::{ConnState, Effect, Msg, NetMsg, Overlay, Scroll, State, update};
+use super::app::{Effect, Msg, Overlay, Scroll, State, update};
 use super::keys::Keys;
+use super::net::{Cmd, ConnState, NetMsg};
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
 
@@ -254,7 +255,7 @@ fn scrolling_to_the_top_of_a_tail_pages_older_events_in_and_keeps_the_view() {
     }
     assert_eq!(
         fx,
-        vec![Effect::LoadOlder { before_seq: 41 }],
+        vec![Effect::Net(Cmd::LoadOlder { before_seq: 41 })],
         "one page request, from the first loaded seq"
     );
     let before = frame(&s);
@@ -366,7 +367,10 @@ fn enter_sends_alt_enter_adds_a_line_and_paste_never_sends() {
     typ(&mut s, "two");
     update(&mut s, Msg::Paste("\nthree\nfour".into()));
     let fx = key(&mut s, KeyCode::Enter);
-    assert_eq!(fx, vec![Effect::Send("one\ntwo\nthree\nfour".into())]);
+    assert_eq!(
+        fx,
+        vec![Effect::Net(Cmd::Send("one\ntwo\nthree\nfour".into()))]
+    );
     assert!(s.composer.is_empty());
     assert!(
         key(&mut s, KeyCode::Enter).is_empty(),
@@ -438,7 +442,7 @@ fn esc_interrupts_only_on_the_second_press_and_ctrl_c_never_does() {
     key(&mut s, KeyCode::Char('x'));
     assert!(!s.interrupt_armed);
     key(&mut s, KeyCode::Esc);
-    assert_eq!(key(&mut s, KeyCode::Esc), vec![Effect::Interrupt]);
+    assert_eq!(key(&mut s, KeyCode::Esc), vec![Effect::Net(Cmd::Interrupt)]);
     // Idle: esc does nothing at all.
     feed(&mut s, &[idle(3, StopReason::Interrupted)]);
     assert_eq!(
@@ -470,11 +474,11 @@ fn requires_action_opens_the_approval_modal_and_answers_go_out() {
     let fx = key(&mut s, KeyCode::Char('a'));
     assert_eq!(
         fx,
-        vec![Effect::Confirm {
+        vec![Effect::Net(Cmd::Confirm {
             tool_use_id: "sevt_0003".into(),
             allow: true,
             deny_message: None,
-        }]
+        })]
     );
     assert_eq!(s.overlay, Overlay::None);
 }
@@ -515,11 +519,11 @@ fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
     }
     assert_eq!(
         key(&mut s, KeyCode::Enter),
-        vec![Effect::Confirm {
+        vec![Effect::Net(Cmd::Confirm {
             tool_use_id: "sevt_0003".into(),
             allow: false,
             deny_message: Some("no git".into()),
-        }]
+        })]
     );
     // The other call is still there; esc in the prompt goes back without sending.
     assert!(
@@ -532,11 +536,11 @@ fn n_asks_why_then_denies_with_the_message_and_esc_steps_back() {
     key(&mut s, KeyCode::Char('n'));
     assert_eq!(
         key(&mut s, KeyCode::Enter),
-        vec![Effect::Confirm {
+        vec![Effect::Net(Cmd::Confirm {
             tool_use_id: "sevt_0004".into(),
             allow: false,
             deny_message: None,
-        }]
+        })]
     );
     assert_eq!(s.overlay, Overlay::None);
     // Dismissed answers stay dismissed: Esc closes it with a hint.
@@ -1135,11 +1139,11 @@ fn a_custom_tool_call_is_answered_with_its_result_in_the_modal() {
     assert!(frame(&s).contains("The tool's result"));
     assert_eq!(
         key(&mut s, KeyCode::Enter),
-        vec![Effect::CustomResult {
+        vec![Effect::Net(Cmd::CustomResult {
             tool_use_id: "sevt_0003".into(),
             text: "{\"hits\": 3}".into(),
             is_error: false
-        }]
+        })]
     );
     assert_eq!(s.overlay, Overlay::None);
 }
@@ -1193,11 +1197,11 @@ fn a_custom_tool_can_be_answered_with_an_error() {
     typ(&mut s, "down");
     assert_eq!(
         key(&mut s, KeyCode::Enter),
-        vec![Effect::CustomResult {
+        vec![Effect::Net(Cmd::CustomResult {
             tool_use_id: "sevt_0003".into(),
             text: "down".into(),
             is_error: true
-        }]
+        })]
     );
 }
 
@@ -1510,10 +1514,10 @@ fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
     let fx = search(&mut s, "answer 2:");
     assert_eq!(
         fx,
-        vec![Effect::SearchOlder {
+        vec![Effect::Net(Cmd::SearchOlder {
             query: "answer 2:".into(),
             before_seq: 21
-        }]
+        })]
     );
     assert!(frame(&s).contains("searching older events"));
     // N while waiting doesn't ask twice.
@@ -1544,10 +1548,10 @@ fn a_match_only_in_unloaded_events_is_found_by_the_daemon_and_paged_in() {
     let fx = key(&mut s, KeyCode::Char('N'));
     assert_eq!(
         fx,
-        vec![Effect::SearchOlder {
+        vec![Effect::Net(Cmd::SearchOlder {
             query: "answer 2:".into(),
             before_seq: 2
-        }]
+        })]
     );
     update(
         &mut s,
@@ -1583,10 +1587,10 @@ fn a_daemon_match_the_view_does_not_show_asks_further_back() {
                 seq: Some(12),
             })
         ),
-        vec![Effect::SearchOlder {
+        vec![Effect::Net(Cmd::SearchOlder {
             query: "zebra".into(),
             before_seq: 12
-        }]
+        })]
     );
     update(
         &mut s,
@@ -1619,10 +1623,10 @@ fn loaded_matches_come_first_and_the_daemon_only_past_the_oldest() {
     }
     assert_eq!(
         asked,
-        vec![Effect::SearchOlder {
+        vec![Effect::Net(Cmd::SearchOlder {
             query: "answer 2".into(),
             before_seq: 21
-        }]
+        })]
     );
 }
 

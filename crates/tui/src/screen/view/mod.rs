@@ -10,7 +10,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use tether_proto::{SessionStatus, StopReason};
 
-use super::app::{ConnState, Overlay, Scroll, State};
+use super::app::{Overlay, Scroll, State};
+use super::net::ConnState;
 use super::transcript::{Body, secs};
 use crate::render::{stop_reason_text, tool_summary};
 
