@@ -8,6 +8,7 @@ use ratatui_textarea::{CursorMove, TextArea};
 use tether_proto::{Event, EventBody, SessionInfo, SessionStatus, StopReason};
 
 use super::keys::Keys;
+use super::layout::{Layouts, item_text};
 use super::net::{Cmd, ConnState, NetMsg};
 use super::transcript::{Body, Change, Transcript};
 use super::wrap::line_text;
@@ -102,6 +103,8 @@ pub struct Header {
 pub struct State {
     pub header: Header,
     pub transcript: Transcript,
+    /// The transcript's items laid out at `width`.
+    pub layouts: Layouts,
     pub scroll: Scroll,
     /// Items that arrived below while scrolled up.
     pub new_below: usize,
@@ -146,6 +149,7 @@ impl State {
                 ..Header::default()
             },
             transcript: Transcript::default(),
+            layouts: Layouts::default(),
             scroll: Scroll::Follow,
             new_below: 0,
             width,
@@ -212,7 +216,7 @@ impl State {
         self.transcript
             .items
             .get(i)
-            .map(|it| it.height(self.width))
+            .map(|it| self.layouts.height(it, self.width))
             .unwrap_or(0)
     }
 
@@ -433,7 +437,7 @@ impl State {
                 continue;
             }
             let before = out.len();
-            for (l, line) in item.lines(self.width).iter().enumerate() {
+            for (l, line) in self.layouts.of(item, self.width).lines.iter().enumerate() {
                 if line_text(line).to_ascii_lowercase().contains(&q) {
                     out.push((i, l));
                 }
@@ -620,7 +624,7 @@ impl State {
     /// Focuses the next (or previous) code block of the transcript, scrolling it into view.
     fn move_block(&mut self, forward: bool) {
         let items = &self.transcript.items;
-        let count = |i: usize| items[i].blocks(self.width).len();
+        let count = |i: usize| self.layouts.of(&items[i], self.width).blocks.len();
         // Where to look from: the focused block, else the edge of the view.
         let found = match (self.focus, self.block, forward) {
             (Some(i), Some(b), true) if b + 1 < count(i) => Some((i, b + 1)),
@@ -649,7 +653,10 @@ impl State {
         };
         self.focus = Some(item);
         self.block = Some(block);
-        let rows = self.transcript.items[item].blocks(self.width)[block]
+        let rows = self
+            .layouts
+            .of(&self.transcript.items[item], self.width)
+            .blocks[block]
             .rows
             .clone();
         if !self.shows(item, rows.start) || !self.shows(item, rows.end.saturating_sub(1)) {
@@ -677,8 +684,8 @@ impl State {
     /// The focused code block: (language, code).
     pub fn focused_block(&self) -> Option<(String, String)> {
         let item = self.transcript.items.get(self.focus?)?;
-        let blocks = item.blocks(self.width);
-        let b = blocks.get(self.block?)?;
+        let layout = self.layouts.of(item, self.width);
+        let b = layout.blocks.get(self.block?)?;
         Some((b.lang.clone(), b.code.clone()))
     }
 
@@ -1033,7 +1040,7 @@ fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 && let Some(item) = s.transcript.items.get_mut(i)
             {
                 item.expanded = !item.expanded;
-                item.invalidate();
+                item.touch();
                 s.normalize();
             }
             Vec::new()
@@ -1162,17 +1169,6 @@ pub fn transcript_text(s: &State) -> String {
         item_text(item, &mut out);
     }
     out
-}
-
-/// Width of the text the pager gets.
-pub const PAGER_WIDTH: usize = 100;
-
-/// One item as plain text lines.
-pub fn item_text(item: &super::transcript::Item, out: &mut String) {
-    for line in super::view::items::render(item, PAGER_WIDTH) {
-        out.push_str(line_text(&line).trim_end());
-        out.push('\n');
-    }
 }
 
 /// Takes an answered call off the modal (closed when none is left).

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod highlight;
 pub mod keys;
+pub mod layout;
 pub mod markdown;
 pub mod net;
 pub mod palette;

@@ -25,6 +25,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 use super::app::{Effect, Msg, State, update};
 use super::keys::Keys;
+use super::layout;
 use super::net::{self, NetMsg};
 use super::palette;
 use super::picker::{Picker, PickerEffect, PickerMsg};
@@ -262,7 +263,7 @@ async fn write_older(
         };
         let mut text = String::new();
         for item in rolling.items.drain(..ready) {
-            super::app::item_text(&item, &mut text);
+            layout::item_text(&item, &mut text);
         }
         out.write_all(text.as_bytes())?;
         if done {

@@ -647,7 +647,7 @@ fn tool_session(s: &mut State, expanded: bool) {
     if expanded {
         for i in 0..s.transcript.items.len() {
             s.transcript.items[i].expanded = true;
-            s.transcript.items[i].invalidate();
+            s.transcript.items[i].touch();
         }
         // Show the top: the expanded cards are taller than the screen.
         update(

@@ -1,17 +1,16 @@
 //! The transcript: display items built from the session's events (a loaded window of the log,
 //! newest last) plus the live parts that exist only as deltas (the message being written, a
-//! running tool's output). Each item caches its wrapped lines for one width.
+//! running tool's output). Items know only their content; how they look is layout/'s business
+//! (each item has an identity and a revision so that a cached layout knows when it is stale).
 
-use std::cell::{Ref, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use ratatui::text::Line;
 use serde_json::Value;
 use tether_proto::{
     ConfirmationResult, Delta, DeltaKind, Event, EventBody, Permission, RetryStatusKind, Snapshot,
     StopReason, ToolStatus, blocks_text,
 };
 
-use super::markdown::CodeBlock;
 use crate::render::stop_reason_text;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -63,16 +62,15 @@ pub struct Item {
     pub seq: u64,
     pub body: Body,
     pub expanded: bool,
-    cache: RefCell<Option<Layout>>,
+    /// Unique among all items of this process (items move between transcripts when a page is
+    /// prepended), so a layout cache can key on it.
+    id: u64,
+    /// Bumped on every change of what the item shows.
+    rev: u64,
 }
 
-/// An item laid out at one width.
-#[derive(Debug)]
-struct Layout {
-    width: u16,
-    lines: Vec<Line<'static>>,
-    blocks: Vec<CodeBlock>,
-}
+/// Where item ids come from.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Item {
     pub fn new(seq: u64, body: Body) -> Item {
@@ -80,45 +78,20 @@ impl Item {
             seq,
             body,
             expanded: false,
-            cache: RefCell::new(None),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            rev: 0,
         }
     }
 
-    pub fn invalidate(&self) {
-        self.cache.replace(None);
+    /// Marks the item changed: layouts made of it before are stale. Call after changing its
+    /// body or `expanded`.
+    pub fn touch(&mut self) {
+        self.rev += 1;
     }
 
-    fn layout(&self, width: u16) -> Ref<'_, Option<Layout>> {
-        let fresh = matches!(&*self.cache.borrow(), Some(l) if l.width == width);
-        if !fresh {
-            let (lines, blocks) = super::view::items::render_blocks(self, width as usize);
-            self.cache.replace(Some(Layout {
-                width,
-                lines,
-                blocks,
-            }));
-        }
-        self.cache.borrow()
-    }
-
-    /// Wrapped lines at `width`, computed once per width and content.
-    pub fn lines(&self, width: u16) -> Ref<'_, [Line<'static>]> {
-        Ref::map(self.layout(width), |c| match c {
-            Some(l) => l.lines.as_slice(),
-            None => &[],
-        })
-    }
-
-    /// The code blocks of an assistant message, with their rows at `width`.
-    pub fn blocks(&self, width: u16) -> Ref<'_, [CodeBlock]> {
-        Ref::map(self.layout(width), |c| match c {
-            Some(l) => l.blocks.as_slice(),
-            None => &[],
-        })
-    }
-
-    pub fn height(&self, width: u16) -> usize {
-        self.lines(width).len()
+    /// (identity, revision): a layout made of this item is good while both are the same.
+    pub fn version(&self) -> (u64, u64) {
+        (self.id, self.rev)
     }
 
     pub fn is_user(&self) -> bool {
@@ -208,9 +181,9 @@ impl Transcript {
                 existing.name = card.name.clone();
                 existing.input = card.input.clone();
                 existing.custom = card.custom;
-                for i in &self.items {
+                for i in &mut self.items {
                     if matches!(&i.body, Body::Tool(c) if c.id == card.id) {
-                        i.invalidate();
+                        i.touch();
                     }
                 }
                 continue;
@@ -237,7 +210,8 @@ impl Transcript {
     fn tool_mut(&mut self, id: &str) -> Option<&mut ToolCard> {
         self.items.iter_mut().rev().find_map(|i| match &mut i.body {
             Body::Tool(c) if c.id == id => {
-                i.cache.replace(None);
+                // `touch`, on the one field the borrow of the body leaves free.
+                i.rev += 1;
                 Some(c.as_mut())
             }
             _ => None,
@@ -278,7 +252,7 @@ impl Transcript {
         if let Body::Assistant { text, .. } | Body::Thinking { text, .. } = &mut item.body {
             f(text);
         }
-        item.invalidate();
+        item.touch();
         Change {
             appended: usize::from(created),
             updated: true,
@@ -299,7 +273,7 @@ impl Transcript {
                     }
                     *live = false;
                 }
-                item.invalidate();
+                item.touch();
                 true
             }
             None => false,
@@ -573,7 +547,7 @@ impl Transcript {
                         {
                             text.clear();
                         }
-                        item.invalidate();
+                        item.touch();
                         updated = true;
                     }
                 }
@@ -618,7 +592,7 @@ impl Transcript {
                         {
                             text.clear();
                         }
-                        item.invalidate();
+                        item.touch();
                     }
                 }
             }

@@ -1,6 +1,5 @@
 //! Pure render functions: a frame from state, nothing else.
 
-pub mod items;
 pub mod picker;
 
 use ratatui::Frame;
@@ -66,15 +65,15 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
     }
     while rows.len() < vh && item < s.transcript.items.len() {
         let it = &s.transcript.items[item];
+        let layout = s.layouts.of(it, s.width);
         let focused = s.focus == Some(item);
         // A focused code block is marked alone, down its left edge.
         let block_rows = s
             .block
             .filter(|_| focused)
-            .and_then(|b| it.blocks(s.width).get(b).map(|b| b.rows.clone()));
+            .and_then(|b| layout.blocks.get(b).map(|b| b.rows.clone()));
         let focused = focused && block_rows.is_none();
-        let lines = it.lines(s.width);
-        for (l, row) in lines.iter().enumerate().skip(line) {
+        for (l, row) in layout.lines.iter().enumerate().skip(line) {
             if rows.len() >= vh {
                 break;
             }

@@ -1,4 +1,4 @@
-//! One transcript item → its lines at a width (pure; the transcript caches the result).
+//! One transcript item → its lines at a width (pure; `Layouts` in mod.rs caches the result).
 
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
