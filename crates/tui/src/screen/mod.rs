@@ -1,6 +1,8 @@
 //! The full-screen interactive client (the TUI): the session picker (`tether`) and the session
-//! view (`tether attach`, `tether new`). state/update in app.rs and picker.rs, pure views in view/, the transcript
-//! model in transcript.rs, the daemon connection in net.rs, the terminal loop in run.rs.
+//! view (`tether attach`, `tether new`). Dependencies point one way: the transcript model
+//! (transcript.rs) knows nothing of how it looks; layout/ lays its items out as lines (cached);
+//! state and pure update in app/ and picker.rs; frames drawn from state in view/; the daemon
+//! connection in net.rs; the terminal loop that ties them together in run.rs.
 
 pub mod app;
 pub mod highlight;

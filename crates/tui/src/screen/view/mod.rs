@@ -473,7 +473,7 @@ fn draw_approval(
 ) {
     let custom = ids
         .get(selected)
-        .is_some_and(|id| super::app::is_custom(s, id));
+        .is_some_and(|id| super::app::approval::is_custom(s, id));
     let mut lines: Vec<Line<'static>> = Vec::new();
     lines.push(Line::styled(
         format!(

@@ -1,17 +1,25 @@
 //! Session view state and its pure `update(&mut State, Msg) -> Vec<Effect>`: everything the
 //! user can do, with no I/O. The event loop (run.rs) feeds messages in and carries effects out.
+//! Keys go through input.rs to the mode that owns them: the approval modal (approval.rs), the
+//! search prompt (search.rs), browsing (input.rs), the composer (composer.rs).
+
+pub mod approval;
+mod composer;
+mod input;
+mod search;
 
 use std::time::SystemTime;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
-use ratatui_textarea::{CursorMove, TextArea};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use ratatui_textarea::TextArea;
 use tether_proto::{Event, EventBody, SessionInfo, SessionStatus, StopReason};
+
+use composer::new_composer;
 
 use super::keys::Keys;
 use super::layout::{Layouts, item_text};
 use super::net::{Cmd, ConnState, NetMsg};
 use super::transcript::{Body, Change, Transcript};
-use super::wrap::line_text;
 
 const INTERRUPTING: &str = "interrupting…";
 /// Lines a mouse wheel notch scrolls.
@@ -134,13 +142,6 @@ pub struct State {
     pub caught_up: bool,
 }
 
-pub fn new_composer() -> TextArea<'static> {
-    let mut t = TextArea::default();
-    t.set_cursor_line_style(ratatui::style::Style::default());
-    t.set_placeholder_text("Message the agent · enter sends · alt-enter newline · ? help");
-    t
-}
-
 impl State {
     pub fn new(session: &str, keys: Keys, read_only: bool, width: u16, height: u16) -> State {
         State {
@@ -190,14 +191,6 @@ impl State {
                 self.conn,
                 ConnState::Reconnecting { .. } | ConnState::Connecting
             )
-    }
-
-    fn composer_text(&self) -> String {
-        self.composer.lines().join("\n")
-    }
-
-    fn composer_empty(&self) -> bool {
-        self.composer.is_empty()
     }
 
     /// Rows of the composer box (text lines + its top border), capped.
@@ -423,145 +416,6 @@ impl State {
         }
     }
 
-    /// Lines of the loaded transcript that contain the query: (item, line). An item whose
-    /// text matches only where it is collapsed (a tool's hidden output) matches on its first line.
-    pub fn matches(&self) -> Vec<(usize, usize)> {
-        let q = self.search.query.to_ascii_lowercase();
-        if q.is_empty() {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for (i, item) in self.transcript.items.iter().enumerate() {
-            // Cheap test first: most items don't match and needn't be laid out.
-            if !item.copy_text().to_ascii_lowercase().contains(&q) {
-                continue;
-            }
-            let before = out.len();
-            for (l, line) in self.layouts.of(item, self.width).lines.iter().enumerate() {
-                if line_text(line).to_ascii_lowercase().contains(&q) {
-                    out.push((i, l));
-                }
-            }
-            if out.len() == before {
-                out.push((i, 0));
-            }
-        }
-        out
-    }
-
-    /// Whether older events not loaded yet might hold more matches.
-    fn more_older(&self) -> bool {
-        self.transcript.has_older && !self.search.exhausted
-    }
-
-    /// The next match going back (older) or forward (newer), wrapping around the loaded
-    /// transcript; going back past the oldest loaded match asks the daemon, which searches the
-    /// whole log.
-    fn search_step(&mut self, forward: bool) -> Vec<Effect> {
-        if self.search.asking {
-            return Vec::new();
-        }
-        let all = self.matches();
-        let next = match (self.search.current, forward) {
-            (None, _) => all.last().copied(),
-            (Some(from), true) => all.iter().find(|m| **m > from).or(all.first()).copied(),
-            (Some(from), false) => {
-                let older = all.iter().rev().find(|m| **m < from).copied();
-                if older.is_none() && self.more_older() {
-                    return self.ask_older();
-                }
-                older.or(all.last().copied())
-            }
-        };
-        match next {
-            Some(m) => self.show_match(m, &all),
-            None if self.more_older() => return self.ask_older(),
-            None => {
-                self.notice = Some(format!(
-                    "no match for “{}” in this session",
-                    self.search.query
-                ));
-            }
-        }
-        Vec::new()
-    }
-
-    fn ask_older(&mut self) -> Vec<Effect> {
-        self.search.asking = true;
-        self.notice = Some(format!(
-            "searching older events for “{}”…",
-            self.search.query
-        ));
-        vec![Effect::Net(Cmd::SearchOlder {
-            query: self.search.query.clone(),
-            before_seq: self.transcript.first_seq,
-        })]
-    }
-
-    /// The daemon's answer: the newest older match's seq (its page is loaded by now), or none.
-    fn older_match(&mut self, seq: Option<u64>) -> Vec<Effect> {
-        self.search.asking = false;
-        let all = self.matches();
-        let Some(seq) = seq else {
-            self.search.exhausted = true;
-            match all.last() {
-                Some(&m) if self.search.current.is_some() => {
-                    self.show_match(m, &all);
-                    self.notice = Some(format!(
-                        "no older match for “{}”: back to the newest",
-                        self.search.query
-                    ));
-                }
-                Some(&m) => self.show_match(m, &all),
-                None => {
-                    self.notice = Some(format!(
-                        "no match for “{}” in this session",
-                        self.search.query
-                    ));
-                }
-            }
-            return Vec::new();
-        };
-        // The newest match among the items the daemon's page brought in.
-        let found = all
-            .iter()
-            .rev()
-            .find(|(i, _)| {
-                self.transcript.items[*i].seq <= seq && self.transcript.items[*i].seq > 0
-            })
-            .copied();
-        match found {
-            Some(m) if Some(m) < self.search.current || self.search.current.is_none() => {
-                self.show_match(m, &all);
-                Vec::new()
-            }
-            // Its text matched only in what this view doesn't show (say, a tool's raw input):
-            // keep looking further back.
-            _ if seq > 1 => {
-                self.search.asking = true;
-                vec![Effect::Net(Cmd::SearchOlder {
-                    query: self.search.query.clone(),
-                    before_seq: seq,
-                })]
-            }
-            _ => self.older_match(None),
-        }
-    }
-
-    fn show_match(&mut self, (item, line): (usize, usize), all: &[(usize, usize)]) {
-        self.search.current = Some((item, line));
-        // Show the match with a little context above it.
-        self.jump_to(item, line);
-        let _ = self.scroll_up(2.min(self.viewport() / 3));
-        let idx = all.iter().position(|m| *m == (item, line)).unwrap_or(0) + 1;
-        self.notice = Some(format!(
-            "match {idx}/{}{} for “{}”",
-            all.len(),
-            if self.more_older() { "+" } else { "" },
-            self.search.query
-        ));
-    }
-
     fn jump_user(&mut self, forward: bool) {
         let items = &self.transcript.items;
         let from = self.focus.unwrap_or(if forward {
@@ -688,41 +542,13 @@ impl State {
         let b = layout.blocks.get(self.block?)?;
         Some((b.lang.clone(), b.code.clone()))
     }
-
-    fn history_prev(&mut self) {
-        if self.history.is_empty() {
-            return;
-        }
-        let pos = match self.history_pos {
-            None => self.history.len() - 1,
-            Some(p) => p.saturating_sub(1),
-        };
-        self.history_pos = Some(pos);
-        self.set_composer(&self.history[pos].clone());
-    }
-
-    fn history_next(&mut self) {
-        let Some(p) = self.history_pos else { return };
-        if p + 1 < self.history.len() {
-            self.history_pos = Some(p + 1);
-            self.set_composer(&self.history[p + 1].clone());
-        } else {
-            self.history_pos = None;
-            self.set_composer("");
-        }
-    }
-
-    fn set_composer(&mut self, text: &str) {
-        self.composer = new_composer();
-        self.composer.insert_str(text);
-    }
 }
 
 pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
         Msg::Key(k) => {
-            let fx = on_key(s, k);
+            let fx = input::on_key(s, k);
             if !matches!(k.code, KeyCode::Esc) {
                 s.interrupt_armed = false;
             }
@@ -830,338 +656,6 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
     Vec::new()
 }
 
-fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
-    // Detach chord (tmux-like prefix) first: it works in every mode.
-    let detach = s.keys.detach.clone();
-    if s.chord_pending {
-        s.chord_pending = false;
-        if detach.get(1).is_some_and(|d| d.matches(&k)) {
-            return vec![Effect::Detach];
-        }
-        s.notice = Some(format!(
-            "{} then {} detaches",
-            detach[0].label(),
-            detach.get(1).map(|d| d.label()).unwrap_or_default()
-        ));
-        return Vec::new();
-    }
-    if detach.first().is_some_and(|d| d.matches(&k)) {
-        if detach.len() == 1 {
-            return vec![Effect::Detach];
-        }
-        s.chord_pending = true;
-        s.notice = Some(format!(
-            "{}: press {} to detach",
-            detach[0].label(),
-            detach[1].label()
-        ));
-        return Vec::new();
-    }
-    s.notice = None;
-
-    match &mut s.overlay {
-        Overlay::Help => {
-            s.overlay = Overlay::None;
-            return Vec::new();
-        }
-        Overlay::Approval {
-            ids,
-            selected,
-            draft: Some(draft),
-            error,
-        } => {
-            let error = *error;
-            match k.code {
-                KeyCode::Enter => {
-                    let Some(id) = ids.get(*selected).cloned() else {
-                        return Vec::new();
-                    };
-                    let text = draft.trim().to_string();
-                    take_call(s, &id);
-                    if is_custom(s, &id) {
-                        return vec![Effect::Net(Cmd::CustomResult {
-                            tool_use_id: id,
-                            text,
-                            is_error: error,
-                        })];
-                    }
-                    return vec![Effect::Net(Cmd::Confirm {
-                        tool_use_id: id,
-                        allow: false,
-                        deny_message: (!text.is_empty()).then_some(text),
-                    })];
-                }
-                // Back to the choice; nothing was sent.
-                KeyCode::Esc => {
-                    if let Overlay::Approval { draft, .. } = &mut s.overlay {
-                        *draft = None;
-                    }
-                }
-                KeyCode::Backspace => {
-                    draft.pop();
-                }
-                KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => draft.push(c),
-                _ => {}
-            }
-            return Vec::new();
-        }
-        Overlay::Approval {
-            ids,
-            selected,
-            draft: None,
-            ..
-        } => {
-            let id = ids.get(*selected).cloned();
-            match k.code {
-                KeyCode::Up | KeyCode::Char('k') => *selected = selected.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => {
-                    *selected = (*selected + 1).min(ids.len().saturating_sub(1))
-                }
-                KeyCode::Char('a')
-                | KeyCode::Char('y')
-                | KeyCode::Char('d')
-                | KeyCode::Char('n') => {
-                    let yes = matches!(k.code, KeyCode::Char('a') | KeyCode::Char('y'));
-                    let Some(id) = id else { return Vec::new() };
-                    if yes && !is_custom(s, &id) {
-                        take_call(s, &id);
-                        return vec![Effect::Net(Cmd::Confirm {
-                            tool_use_id: id,
-                            allow: true,
-                            deny_message: None,
-                        })];
-                    }
-                    // A denial asks why (optional; Enter sends it as it is); a custom tool
-                    // asks for its result (an error one after `n`).
-                    if let Overlay::Approval { draft, error, .. } = &mut s.overlay {
-                        *draft = Some(String::new());
-                        *error = !yes;
-                    }
-                }
-                KeyCode::Esc => {
-                    s.overlay = Overlay::None;
-                    s.notice = Some(
-                        "answer later with `tether approve`, or wait for the next prompt".into(),
-                    );
-                }
-                _ => {}
-            }
-            return Vec::new();
-        }
-        Overlay::None => {}
-    }
-
-    if s.search.editing {
-        match k.code {
-            KeyCode::Enter => {
-                s.search.editing = false;
-                s.search.current = None;
-                return s.search_step(false);
-            }
-            KeyCode::Esc => {
-                s.search = Search::default();
-            }
-            KeyCode::Backspace => {
-                s.search.query.pop();
-            }
-            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
-                s.search.query.push(c)
-            }
-            _ => {}
-        }
-        return Vec::new();
-    }
-
-    let page = s.viewport().saturating_sub(2).max(1);
-    let empty = s.composer_empty();
-    match (k.code, k.modifiers) {
-        (KeyCode::Esc, _) => {
-            if !s.search.query.is_empty() {
-                s.search = Search::default();
-            } else if s.block.is_some() {
-                s.block = None;
-            } else if s.focus.is_some() {
-                s.focus = None;
-            } else if s.is_running() && !s.read_only {
-                if s.interrupt_armed {
-                    s.interrupt_armed = false;
-                    s.notice = Some(INTERRUPTING.into());
-                    return vec![Effect::Net(Cmd::Interrupt)];
-                }
-                s.interrupt_armed = true;
-                s.notice = Some("press esc again to interrupt the agent".into());
-            }
-            Vec::new()
-        }
-        (KeyCode::Char('c'), KeyModifiers::CONTROL) => {
-            if !empty {
-                s.set_composer("");
-                s.history_pos = None;
-            } else {
-                s.notice = Some(format!(
-                    "ctrl-c never stops the agent: esc esc interrupts it, {} detaches",
-                    s.keys.detach_label()
-                ));
-            }
-            Vec::new()
-        }
-        (KeyCode::PageUp, _) => s.scroll_up(page),
-        (KeyCode::PageDown, _) => {
-            s.scroll_down(page);
-            Vec::new()
-        }
-        (KeyCode::Home, m) if empty || m.contains(KeyModifiers::CONTROL) => {
-            s.jump_to(0, 0);
-            s.maybe_load_older()
-        }
-        (KeyCode::End, m) if empty || m.contains(KeyModifiers::CONTROL) => {
-            s.scroll = Scroll::Follow;
-            s.new_below = 0;
-            Vec::new()
-        }
-        (KeyCode::Up, KeyModifiers::CONTROL) => {
-            s.jump_user(false);
-            s.maybe_load_older()
-        }
-        (KeyCode::Down, KeyModifiers::CONTROL) => {
-            s.jump_user(true);
-            Vec::new()
-        }
-        (KeyCode::Up, KeyModifiers::ALT) => {
-            s.move_focus(false);
-            s.maybe_load_older()
-        }
-        (KeyCode::Down, KeyModifiers::ALT) => {
-            s.move_focus(true);
-            Vec::new()
-        }
-        (KeyCode::Char('e'), KeyModifiers::CONTROL) => {
-            if let Some(i) = s.target(true)
-                && let Some(item) = s.transcript.items.get_mut(i)
-            {
-                item.expanded = !item.expanded;
-                item.touch();
-                s.normalize();
-            }
-            Vec::new()
-        }
-        (KeyCode::Char('o'), KeyModifiers::CONTROL) => vec![Effect::Pager {
-            text: transcript_text(s),
-            older_than: s.transcript.has_older.then_some(s.transcript.first_seq),
-        }],
-        (KeyCode::Char('m'), KeyModifiers::ALT) | (KeyCode::F(2), _) => {
-            s.mouse_capture = !s.mouse_capture;
-            s.notice = Some(if s.mouse_capture {
-                "mouse: wheel scrolls (alt-m gives selection back to the terminal)".into()
-            } else {
-                "mouse: terminal selection works now (alt-m for the wheel)".into()
-            });
-            vec![Effect::SetMouse(s.mouse_capture)]
-        }
-        (KeyCode::F(1), _) => {
-            s.overlay = Overlay::Help;
-            Vec::new()
-        }
-        (KeyCode::Char('?'), _) if empty => {
-            s.overlay = Overlay::Help;
-            Vec::new()
-        }
-        (KeyCode::Char('/'), _) if empty => {
-            s.search = Search {
-                editing: true,
-                ..Search::default()
-            };
-            Vec::new()
-        }
-        (KeyCode::Char('['), KeyModifiers::NONE) if empty => {
-            s.move_block(false);
-            s.maybe_load_older()
-        }
-        (KeyCode::Char(']'), KeyModifiers::NONE) if empty => {
-            s.move_block(true);
-            Vec::new()
-        }
-        (KeyCode::Char('n'), KeyModifiers::NONE) if empty && !s.search.query.is_empty() => {
-            s.search_step(true)
-        }
-        (KeyCode::Char('N'), _) if empty && !s.search.query.is_empty() => s.search_step(false),
-        // Plain y copies only while browsing (else it is a letter to type); alt-y always.
-        (KeyCode::Char('y'), m)
-            if m == KeyModifiers::ALT
-                || m == KeyModifiers::NONE
-                    && empty
-                    && (s.focus.is_some()
-                        || s.scroll != Scroll::Follow
-                        || !s.search.query.is_empty()) =>
-        {
-            if let Some((lang, code)) = s.focused_block() {
-                let lines = code.lines().count();
-                s.notice = Some(format!(
-                    "copied the {}code block ({lines} line{}) to the clipboard (OSC 52)",
-                    if lang.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{lang} ")
-                    },
-                    if lines == 1 { "" } else { "s" }
-                ));
-                return vec![Effect::Copy(code)];
-            }
-            match s.target(false).and_then(|i| s.transcript.items.get(i)) {
-                Some(item) => {
-                    s.notice = Some("copied to the clipboard (OSC 52)".into());
-                    vec![Effect::Copy(item.copy_text())]
-                }
-                None => Vec::new(),
-            }
-        }
-        (KeyCode::Enter, KeyModifiers::NONE) => {
-            let text = s.composer_text();
-            if text.trim().is_empty() {
-                return Vec::new();
-            }
-            if s.read_only {
-                s.notice = Some("read-only: this client cannot send".into());
-                return Vec::new();
-            }
-            if s.history.last() != Some(&text) {
-                s.history.push(text.clone());
-            }
-            s.history_pos = None;
-            s.set_composer("");
-            s.scroll = Scroll::Follow;
-            s.new_below = 0;
-            s.focus = None;
-            s.block = None;
-            if s.is_running() {
-                s.notice = Some("queued: the agent reads it when the current step ends".into());
-            }
-            vec![Effect::Net(Cmd::Send(text))]
-        }
-        (KeyCode::Enter, _) | (KeyCode::Char('j'), KeyModifiers::CONTROL) => {
-            s.composer.insert_newline();
-            Vec::new()
-        }
-        (KeyCode::Up, KeyModifiers::NONE)
-            if s.composer.cursor().0 == 0 && (empty || s.history_pos.is_some()) =>
-        {
-            s.history_prev();
-            Vec::new()
-        }
-        (KeyCode::Down, KeyModifiers::NONE)
-            if s.history_pos.is_some() && s.composer.cursor().0 + 1 >= s.composer.lines().len() =>
-        {
-            s.history_next();
-            s.composer.move_cursor(CursorMove::End);
-            Vec::new()
-        }
-        _ => {
-            s.composer.input(k);
-            Vec::new()
-        }
-    }
-}
-
 /// The loaded transcript as plain text (for $PAGER; the part not loaded is fetched then).
 pub fn transcript_text(s: &State) -> String {
     let mut out = String::new();
@@ -1169,31 +663,4 @@ pub fn transcript_text(s: &State) -> String {
         item_text(item, &mut out);
     }
     out
-}
-
-/// Takes an answered call off the modal (closed when none is left).
-fn take_call(s: &mut State, id: &str) {
-    if let Overlay::Approval {
-        ids,
-        selected,
-        draft,
-        error,
-    } = &mut s.overlay
-    {
-        ids.retain(|i| i != id);
-        *selected = 0;
-        *draft = None;
-        *error = false;
-        if ids.is_empty() {
-            s.overlay = Overlay::None;
-        }
-    }
-}
-
-/// A custom tool call (it wants a result from the client, not an approval).
-pub fn is_custom(s: &State, id: &str) -> bool {
-    s.transcript
-        .items
-        .iter()
-        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom))
 }
