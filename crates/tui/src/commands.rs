@@ -86,8 +86,8 @@ pub async fn new(args: NewArgs) -> CmdResult {
         crate::envs::prepare(&mut c, env).await?;
     }
     let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
-    if !args.detach && !args.json && crate::tui::is_tty() {
-        return crate::tui::attach(c, info, false).await;
+    if !args.detach && !args.json && crate::screen::is_tty() {
+        return crate::screen::attach(c, info, false).await;
     }
     if args.detach || !has_prompt {
         if args.json {
@@ -196,8 +196,8 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
     let info: SessionInfo = c
         .call_as(Call::SessionGet(SessionParams { session }))
         .await?;
-    if crate::tui::is_tty() {
-        return crate::tui::attach(c, info, read_only).await;
+    if crate::screen::is_tty() {
+        return crate::screen::attach(c, info, read_only).await;
     }
     eprintln!(
         "attached to {} ({}, {}){} — {}Ctrl-C detaches",

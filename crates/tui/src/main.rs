@@ -8,9 +8,9 @@ mod commands;
 mod envs;
 mod proxy;
 mod render;
+mod screen;
 mod settings;
 mod transport;
-mod tui;
 
 use std::process::ExitCode;
 
@@ -81,8 +81,8 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
         client::use_remote(target);
     }
     let Some(command) = cli.command else {
-        if tui::is_tty() {
-            return tui::picker().await;
+        if screen::is_tty() {
+            return screen::picker().await;
         }
         eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
         return commands::ls(false, false).await;

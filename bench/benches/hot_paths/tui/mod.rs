@@ -1,8 +1,8 @@
 //! The client crate's markdown layout, code highlighting and word wrap (see main.rs).
 
-#[path = "../../../../crates/tui/src/tui/highlight.rs"]
+#[path = "../../../../crates/tui/src/screen/highlight.rs"]
 pub mod highlight;
-#[path = "../../../../crates/tui/src/tui/markdown.rs"]
+#[path = "../../../../crates/tui/src/screen/markdown.rs"]
 pub mod markdown;
-#[path = "../../../../crates/tui/src/tui/wrap.rs"]
+#[path = "../../../../crates/tui/src/screen/wrap.rs"]
 pub mod wrap;

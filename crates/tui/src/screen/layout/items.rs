@@ -1,0 +1,275 @@
+//! One transcript item → its lines at a width (pure; `Layouts` in mod.rs caches the result).
+
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+
+use crate::render::tool_summary;
+use crate::screen::markdown::{self, CodeBlock};
+use crate::screen::transcript::{Body, Item, ToolCard, secs};
+use crate::screen::wrap::{Seg, hard_wrap, wrap};
+use tether_proto::ToolStatus;
+
+/// Output rows a collapsed bash card shows.
+pub const COLLAPSED_OUTPUT: usize = 5;
+/// Diff rows a collapsed write/edit card shows.
+pub const COLLAPSED_DIFF: usize = 12;
+
+fn dim() -> Style {
+    Style::default().add_modifier(Modifier::DIM)
+}
+
+pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
+    render_blocks(item, width).0
+}
+
+/// [`render`], with the code blocks of an assistant message (row ranges in the item's lines).
+pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
+    let width = width.max(10);
+    let mut blocks = Vec::new();
+    let mut out = match &item.body {
+        Body::User(text) => {
+            let bar = vec![("┃ ".to_string(), Style::default().fg(Color::Blue))];
+            let mut out = Vec::new();
+            for line in text.lines() {
+                let segs = vec![(
+                    line.to_string(),
+                    Style::default().add_modifier(Modifier::BOLD),
+                )];
+                out.extend(wrap(&segs, width, &bar, &bar));
+            }
+            if out.is_empty() {
+                out.push(Line::from(Span::styled(
+                    "┃ ",
+                    Style::default().fg(Color::Blue),
+                )));
+            }
+            out
+        }
+        Body::Assistant { text, live } => {
+            if text.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            let (lines, b) = markdown::render_blocks(text, width - 2);
+            blocks = b;
+            let mut out: Vec<Line<'static>> = lines
+                .into_iter()
+                .map(|mut l| {
+                    l.spans.insert(0, Span::raw("  "));
+                    l
+                })
+                .collect();
+            if *live {
+                out.push(Line::from(Span::styled("  ▌", dim())));
+            }
+            out
+        }
+        Body::Thinking { text, live } => {
+            let style = dim().add_modifier(Modifier::ITALIC);
+            if text.is_empty() {
+                return (Vec::new(), Vec::new());
+            }
+            let n = text.lines().count();
+            if item.expanded {
+                let mut out = vec![Line::styled("✻ thinking", style)];
+                for line in text.lines() {
+                    let g = vec![("  ".to_string(), style)];
+                    out.extend(wrap(&[(line.to_string(), style)], width, &g, &g));
+                }
+                out
+            } else {
+                let head = if *live {
+                    "✻ thinking…"
+                } else {
+                    "✻ thought"
+                };
+                vec![Line::styled(
+                    format!(
+                        "{head} ({n} line{}, ctrl-e expands)",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                    style,
+                )]
+            }
+        }
+        Body::Tool(card) => tool(card, item.expanded, width),
+        Body::Error(text) => {
+            let st = Style::default().fg(Color::Red);
+            let first = vec![("⚠ ".to_string(), st.add_modifier(Modifier::BOLD))];
+            let rest = vec![("  ".to_string(), st)];
+            wrap(&[(text.clone(), st)], width, &first, &rest)
+        }
+        Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
+    };
+    out.push(Line::default());
+    (out, blocks)
+}
+
+fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
+    let running = card.result.is_none();
+    let (dot_style, status) = match &card.result {
+        None if card.custom => (
+            Style::default().fg(Color::Magenta),
+            "waiting for the client".to_string(),
+        ),
+        None if card.asks => (
+            Style::default().fg(Color::Magenta),
+            "waiting for approval".to_string(),
+        ),
+        None => (Style::default().fg(Color::Yellow), "running…".to_string()),
+        Some(r) => {
+            let mut parts = Vec::new();
+            match r.status {
+                Some(ToolStatus::Timeout) => parts.push("timed out".to_string()),
+                Some(ToolStatus::Interrupted) => parts.push("interrupted".to_string()),
+                Some(ToolStatus::Denied) => parts.push("denied".to_string()),
+                _ => {}
+            }
+            if let Some(code) = r.exit_code {
+                parts.push(format!("exit {code}"));
+            } else if r.is_error && parts.is_empty() {
+                parts.push("error".to_string());
+            }
+            if let Some(ms) = r.duration_ms {
+                parts.push(secs(ms));
+            }
+            let ok = !r.is_error && matches!(r.status, None | Some(ToolStatus::Ok));
+            let style = if ok {
+                Style::default().fg(Color::Green)
+            } else {
+                Style::default().fg(Color::Red)
+            };
+            (
+                style,
+                format!("{} {}", if ok { "✓" } else { "✗" }, parts.join(" · ")),
+            )
+        }
+    };
+    let name = if card.name.is_empty() {
+        "tool"
+    } else {
+        card.name.as_str()
+    };
+    let summary = if card.input.is_null() {
+        String::new()
+    } else {
+        tool_summary(name, &card.input)
+    };
+    let output = card
+        .result
+        .as_ref()
+        .map(|r| r.text.as_str())
+        .unwrap_or(card.live.as_str());
+    let header_segs: Vec<Seg> = vec![
+        (
+            format!("{name} "),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        (summary, Style::default()),
+        (format!("  {status}"), dot_style),
+    ];
+    let mut out = wrap(
+        &header_segs,
+        width,
+        &[("⏺ ".to_string(), dot_style)],
+        &[("  ".to_string(), Style::default())],
+    );
+    let gutter = vec![("  │ ".to_string(), dim())];
+    let hint = |n: usize| Line::styled(format!("  … +{n} lines (ctrl-e expands)"), dim());
+    match name {
+        "read" | "glob" | "grep" => {
+            if let Some(last) = out.last_mut() {
+                let n = output.lines().count();
+                if card.result.is_some() {
+                    last.spans.push(Span::styled(
+                        format!(" · {n} line{}", if n == 1 { "" } else { "s" }),
+                        dim(),
+                    ));
+                }
+            }
+            if expanded {
+                for line in output.lines() {
+                    out.extend(hard_wrap(line, Style::default(), width, &gutter));
+                }
+            }
+        }
+        "write" | "edit" => {
+            let diff = diff_lines(name, &card.input);
+            let total = diff.len();
+            let shown = if expanded {
+                total
+            } else {
+                total.min(COLLAPSED_DIFF)
+            };
+            for (sign, text) in diff.into_iter().take(shown) {
+                let st = match sign {
+                    '+' => Style::default().fg(Color::Green),
+                    '-' => Style::default().fg(Color::Red),
+                    _ => dim(),
+                };
+                let g = vec![(format!("  {sign} "), st)];
+                out.extend(hard_wrap(&text, st, width, &g));
+            }
+            if shown < total {
+                out.push(hint(total - shown));
+            }
+            if card.result.as_ref().is_some_and(|r| r.is_error) {
+                for line in output.lines() {
+                    out.extend(hard_wrap(
+                        line,
+                        Style::default().fg(Color::Red),
+                        width,
+                        &gutter,
+                    ));
+                }
+            }
+        }
+        _ => {
+            let lines: Vec<&str> = output.lines().collect();
+            let total = lines.len();
+            let style = if card.result.as_ref().is_some_and(|r| r.is_error) {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            };
+            if expanded || total <= COLLAPSED_OUTPUT + 1 {
+                for line in &lines {
+                    out.extend(hard_wrap(line, style, width, &gutter));
+                }
+            } else if running {
+                // While it runs, the newest lines matter.
+                out.push(Line::styled(
+                    format!("  … {} earlier lines", total - COLLAPSED_OUTPUT),
+                    dim(),
+                ));
+                for line in &lines[total - COLLAPSED_OUTPUT..] {
+                    out.extend(hard_wrap(line, style, width, &gutter));
+                }
+            } else {
+                for line in &lines[..COLLAPSED_OUTPUT] {
+                    out.extend(hard_wrap(line, style, width, &gutter));
+                }
+                out.push(hint(total - COLLAPSED_OUTPUT));
+            }
+        }
+    }
+    out
+}
+
+/// The change a write or edit makes, as diff rows (sign, text).
+fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, String)> {
+    let field = |k: &str| input.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let mut out = Vec::new();
+    if name == "write" {
+        for l in field("content").lines() {
+            out.push(('+', l.to_string()));
+        }
+    } else {
+        for l in field("old_string").lines() {
+            out.push(('-', l.to_string()));
+        }
+        for l in field("new_string").lines() {
+            out.push(('+', l.to_string()));
+        }
+    }
+    out
+}

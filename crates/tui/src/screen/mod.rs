@@ -1,0 +1,128 @@
+//! The full-screen interactive client (the TUI): the session picker (`tether`) and the session
+//! view (`tether attach`, `tether new`). Dependencies point one way: the transcript model
+//! (transcript.rs) knows nothing of how it looks; layout/ lays its items out as lines (cached);
+//! state and pure update in app/ and picker.rs; frames drawn from state in view/; the daemon
+//! connection in net.rs; the terminal loop that ties them together in run.rs.
+
+pub mod app;
+pub mod highlight;
+pub mod keys;
+pub mod layout;
+pub mod markdown;
+pub mod net;
+pub mod palette;
+pub mod picker;
+pub mod run;
+pub mod transcript;
+pub mod view;
+pub mod wrap;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use tether_proto::method::{CreateSession, SessionParams};
+use tether_proto::{Call, ErrorBody, ErrorCode, SessionInfo};
+
+use crate::client::{self, Client, ClientError};
+
+/// The TUI needs a terminal on both ends; scripts and pipes keep the line output.
+pub fn is_tty() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+fn keys() -> Result<keys::Keys, ClientError> {
+    keys::load(&client::paths().config_file())
+        .map_err(|m| ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, m)))
+}
+
+fn io_err(e: std::io::Error) -> ClientError {
+    ClientError::Protocol(format!("terminal: {e}"))
+}
+
+fn label(info: &SessionInfo) -> String {
+    info.name.clone().unwrap_or_else(|| info.id.clone())
+}
+
+/// `tether attach` / `tether new` on a terminal: the session view until detach.
+pub async fn attach(
+    c: Client,
+    info: SessionInfo,
+    read_only: bool,
+) -> Result<ExitCode, ClientError> {
+    let keys = keys()?;
+    let mut tui = run::Tui::enter().map_err(io_err)?;
+    let r = run::session(&mut tui, c, client::paths(), info.clone(), read_only, keys).await;
+    drop(tui);
+    if let run::Exit::Hangup = r.map_err(io_err)? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The terminal may be gone (SIGHUP): a failed write is not worth a panic.
+    let _ = writeln!(
+        std::io::stderr(),
+        "detached from {}; it keeps running — `tether attach {}` to return",
+        label(&info),
+        label(&info)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tether` on a terminal: pick a session, attach, detach back to the list.
+pub async fn picker() -> Result<ExitCode, ClientError> {
+    let keys = keys()?;
+    let paths = client::paths();
+    let mut c = Client::connect(&paths).await?;
+    let mut tui = run::Tui::enter().map_err(io_err)?;
+    let mut notice = None;
+    loop {
+        let info: SessionInfo = match run::picker(&mut tui, &mut c, notice.take())
+            .await
+            .map_err(io_err)?
+        {
+            run::Choice::Quit => return Ok(ExitCode::SUCCESS),
+            run::Choice::Attach(id) => match c
+                .call_as(Call::SessionGet(SessionParams { session: id }))
+                .await
+            {
+                Ok(i) => i,
+                Err(e) if e.code_is(ErrorCode::NotFound) => continue,
+                Err(e) => return Err(e),
+            },
+            run::Choice::Create(form) => {
+                let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+                // Relative to where `tether` runs, not to the daemon.
+                let dir = opt(&form.dir).map(|d| {
+                    std::path::absolute(&d)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or(d)
+                });
+                let create = Call::SessionCreate(CreateSession {
+                    name: opt(&form.name),
+                    agent: opt(&form.agent),
+                    model: opt(&form.model),
+                    dir,
+                    ..CreateSession::default()
+                });
+                match c.call_as(create).await {
+                    Ok(i) => i,
+                    // e.g. the name is taken: say so in the picker.
+                    Err(ClientError::Daemon(e)) => {
+                        notice = Some(e.message);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        // The session view owns its own connection (it reconnects on its own).
+        let own = Client::connect(&paths).await?;
+        let exit = run::session(&mut tui, own, paths.clone(), info, false, keys.clone())
+            .await
+            .map_err(io_err)?;
+        if let run::Exit::Hangup = exit {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+}

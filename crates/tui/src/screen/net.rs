@@ -1,0 +1,429 @@
+//! The connection task of the session view: loads the tail of the log, attaches from the last
+//! seq, forwards pushes to the UI, runs the UI's requests, and reconnects with backoff and
+//! jitter when the daemon goes away, resuming from the last seq it forwarded (so nothing is
+//! shown twice or lost).
+
+use std::time::Duration;
+
+use tether_proto::method::{
+    Attach, CustomToolResult, EventPage, Order, ReadEvents, SearchEvents, SendMessage,
+    SessionParams, ToolConfirm,
+};
+use tether_proto::{
+    Call, ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame,
+    SessionInfo, Snapshot,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use crate::client::{Client, ClientError};
+
+/// Events loaded per page (the tail on attach, then older pages on demand).
+pub const PAGE: u32 = 200;
+
+/// What the UI asks of the daemon (the update function's `Effect::Net`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    Send(String),
+    Interrupt,
+    Confirm {
+        tool_use_id: String,
+        allow: bool,
+        /// With a denial: why, for the model.
+        deny_message: Option<String>,
+    },
+    /// A custom tool's result, typed in the modal.
+    CustomResult {
+        tool_use_id: String,
+        text: String,
+        is_error: bool,
+    },
+    LoadOlder {
+        before_seq: u64,
+    },
+    /// Find the newest match older than `before_seq` in the whole log and load up to it.
+    SearchOlder {
+        query: String,
+        before_seq: u64,
+    },
+}
+
+/// The connection as the status bar shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u64,
+        reason: String,
+    },
+    /// Gave up, or the session is gone.
+    Lost(String),
+}
+
+/// What the connection task reports.
+#[derive(Debug, Clone)]
+pub enum NetMsg {
+    Info(Box<SessionInfo>),
+    /// The newest page of the log (ascending), loaded before attaching.
+    Tail {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    Older {
+        events: Vec<Event>,
+        has_older: bool,
+    },
+    /// The answer to `Cmd::SearchOlder`: the match's seq (its events came as `Older`
+    /// first), or none in the whole log.
+    SearchOlder {
+        query: String,
+        seq: Option<u64>,
+    },
+    Event(Box<Event>),
+    Delta(Delta),
+    Snapshot(Snapshot),
+    Conn(ConnState),
+    /// A request failed; shown in the footer.
+    Failed(String),
+}
+
+/// Starts the task; it ends when the returned sender is dropped (the UI detached).
+pub fn spawn(
+    client: Client,
+    paths: Paths,
+    info: SessionInfo,
+    read_only: bool,
+    out: UnboundedSender<NetMsg>,
+) -> UnboundedSender<Cmd> {
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(run(client, paths, info, read_only, out, rx));
+    tx
+}
+
+fn lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::Disconnected(_)) || e.code_is(ErrorCode::ShuttingDown)
+}
+
+/// Delay before reconnect attempt `n` (1-based): exponential, capped at 5 s, with jitter so a
+/// crowd of clients doesn't hammer a restarting daemon in lockstep.
+pub fn backoff(n: u32, seed: u64) -> Duration {
+    let base = 100u64.saturating_mul(1 << n.min(6)).min(5000);
+    let jitter = seed % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+async fn run(
+    client: Client,
+    paths: Paths,
+    info: SessionInfo,
+    read_only: bool,
+    out: UnboundedSender<NetMsg>,
+    mut rx: UnboundedReceiver<Cmd>,
+) {
+    let id = info.id.clone();
+    let mut client = Some(client);
+    let mut last: u64 = 0;
+    let mut loaded_tail = false;
+    let mut attempt = 0u32;
+    loop {
+        let mut c = match client.take() {
+            Some(c) => c,
+            None => match Client::connect_existing(&paths).await {
+                Ok(c) => c,
+                Err(e) => {
+                    attempt += 1;
+                    let wait = backoff(attempt, seed());
+                    let _ = out.send(NetMsg::Conn(ConnState::Reconnecting {
+                        attempt,
+                        retry_in_ms: wait.as_millis() as u64,
+                        reason: short(&e.to_string()),
+                    }));
+                    // The UI may detach meanwhile.
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        cmd = rx.recv() => match cmd {
+                            None => return,
+                            Some(_) => {
+                                let _ = out.send(NetMsg::Failed("not connected to tetherd: try again once it is back".into()));
+                                continue;
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        match session(
+            &mut c,
+            &id,
+            read_only,
+            &mut last,
+            &mut loaded_tail,
+            &out,
+            &mut rx,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) if lost(&e) => {
+                attempt = 1;
+                let wait = backoff(attempt, seed());
+                let _ = out.send(NetMsg::Conn(ConnState::Reconnecting {
+                    attempt,
+                    retry_in_ms: wait.as_millis() as u64,
+                    reason: short(&e.to_string()),
+                }));
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                let _ = out.send(NetMsg::Conn(ConnState::Lost(e.to_string())));
+                // Stay around so the UI can still detach cleanly; nothing more to do.
+                while rx.recv().await.is_some() {}
+                return;
+            }
+        }
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+/// One connection's life: (tail load,) attach, forward. Ok(()) when the UI went away.
+async fn session(
+    c: &mut Client,
+    id: &str,
+    read_only: bool,
+    last: &mut u64,
+    loaded_tail: &mut bool,
+    out: &UnboundedSender<NetMsg>,
+    rx: &mut UnboundedReceiver<Cmd>,
+) -> Result<(), ClientError> {
+    if !*loaded_tail {
+        // The newest page first, so the first frame costs the same for any log length.
+        let page: EventPage = c
+            .call_as(Call::SessionEvents(ReadEvents {
+                session: id.to_string(),
+                after_seq: None,
+                before_seq: None,
+                limit: PAGE,
+                order: Order::Desc,
+            }))
+            .await?;
+        let mut events = page.data;
+        events.reverse();
+        *last = events.last().map(|e| e.seq).unwrap_or(0);
+        let has_older = events.first().is_some_and(|e| e.seq > 1);
+        let _ = out.send(NetMsg::Tail { events, has_older });
+        *loaded_tail = true;
+    }
+    let attach = |after_seq| {
+        Call::SessionAttach(Attach {
+            session: id.to_string(),
+            after_seq,
+            read_only,
+        })
+    };
+    let info: SessionInfo = c.call_as(attach(*last)).await?;
+    let _ = out.send(NetMsg::Info(Box::new(info)));
+    let _ = out.send(NetMsg::Conn(ConnState::Connected));
+    loop {
+        tokio::select! {
+            push = c.next_push() => match push? {
+                // Events at or below the last seq were already forwarded (a replay after a resync).
+                ServerFrame::Event(e) if e.session_id == id && e.seq > *last => {
+                    *last = e.seq;
+                    let status_change = matches!(
+                        e.body,
+                        tether_proto::EventBody::SessionStatusIdle { .. } | tether_proto::EventBody::SessionStatusRunning {}
+                    );
+                    let _ = out.send(NetMsg::Event(e));
+                    if status_change {
+                        // Refresh the attached-client count and usage now and then.
+                        if let Ok(info) = c.call_as::<SessionInfo>(Call::SessionGet(SessionParams { session: id.to_string() })).await {
+                            let _ = out.send(NetMsg::Info(Box::new(info)));
+                        }
+                    }
+                }
+                ServerFrame::Delta(d) if d.session_id == id => {
+                    let _ = out.send(NetMsg::Delta(d));
+                }
+                ServerFrame::Snapshot(s) if s.session_id == id => {
+                    let _ = out.send(NetMsg::Snapshot(s));
+                }
+                ServerFrame::Resync(r) if r.session_id == id => {
+                    // Fell behind: attach again from what we have.
+                    *last = (*last).max(r.from_seq.saturating_sub(1));
+                    let info: SessionInfo = c.call_as(attach(*last)).await?;
+                    let _ = out.send(NetMsg::Info(Box::new(info)));
+                }
+                _ => {}
+            },
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { return Ok(()) };
+                run_cmd(c, id, cmd, out).await?;
+            }
+        }
+    }
+}
+
+/// Events loaded above a match found by the daemon, so it shows with some context.
+const SEARCH_CONTEXT: u64 = 3;
+
+/// Asks the daemon for the newest match older than `before_seq`; when there is one, loads
+/// everything from just above it up to what the view has (one contiguous transcript), then says
+/// where it is.
+async fn search_older(
+    c: &mut Client,
+    id: &str,
+    query: String,
+    before_seq: u64,
+    out: &UnboundedSender<NetMsg>,
+) -> Result<(), ClientError> {
+    let page: EventPage = c
+        .call_as(Call::SessionSearch(SearchEvents {
+            session: id.to_string(),
+            query: query.clone(),
+            before_seq: Some(before_seq),
+            limit: 1,
+        }))
+        .await?;
+    let Some(seq) = page.data.first().map(|e| e.seq) else {
+        let _ = out.send(NetMsg::SearchOlder { query, seq: None });
+        return Ok(());
+    };
+    let mut events = Vec::new();
+    let mut after = seq.saturating_sub(SEARCH_CONTEXT + 1);
+    loop {
+        let page: EventPage = c
+            .call_as(Call::SessionEvents(ReadEvents {
+                session: id.to_string(),
+                after_seq: Some(after),
+                before_seq: Some(before_seq),
+                limit: 5000,
+                order: Order::Asc,
+            }))
+            .await?;
+        after = page.data.last().map(|e| e.seq).unwrap_or(after);
+        let done = page.next.is_none() || page.data.is_empty();
+        events.extend(page.data);
+        if done {
+            break;
+        }
+    }
+    let has_older = events.first().is_some_and(|e| e.seq > 1);
+    let _ = out.send(NetMsg::Older { events, has_older });
+    let _ = out.send(NetMsg::SearchOlder {
+        query,
+        seq: Some(seq),
+    });
+    Ok(())
+}
+
+async fn run_cmd(
+    c: &mut Client,
+    id: &str,
+    cmd: Cmd,
+    out: &UnboundedSender<NetMsg>,
+) -> Result<(), ClientError> {
+    let session = id.to_string();
+    if let Cmd::SearchOlder { query, before_seq } = cmd {
+        return match search_older(c, id, query, before_seq, out).await {
+            Err(e) if !lost(&e) => {
+                let _ = out.send(NetMsg::Failed(format!("search failed: {e}")));
+                Ok(())
+            }
+            r => r,
+        };
+    }
+    let call = match &cmd {
+        Cmd::Send(text) => Call::SessionSend(SendMessage {
+            session,
+            content: vec![ContentBlock::text(text.clone())],
+            model: None,
+        }),
+        Cmd::Interrupt => Call::SessionInterrupt(SessionParams { session }),
+        Cmd::Confirm {
+            tool_use_id,
+            allow,
+            deny_message,
+        } => Call::ToolConfirm(ToolConfirm {
+            session,
+            tool_use_id: tool_use_id.clone(),
+            result: if *allow {
+                ConfirmationResult::Allow
+            } else {
+                ConfirmationResult::Deny
+            },
+            deny_message: deny_message.clone(),
+        }),
+        Cmd::CustomResult {
+            tool_use_id,
+            text,
+            is_error,
+        } => Call::CustomToolResult(CustomToolResult {
+            session,
+            custom_tool_use_id: tool_use_id.clone(),
+            content: vec![ContentBlock::text(text.clone())],
+            is_error: *is_error,
+        }),
+        Cmd::LoadOlder { before_seq } => Call::SessionEvents(ReadEvents {
+            session,
+            after_seq: None,
+            before_seq: Some(*before_seq),
+            limit: PAGE,
+            order: Order::Desc,
+        }),
+        Cmd::SearchOlder { .. } => return Ok(()),
+    };
+    match c.call(call).await {
+        Ok(v) => {
+            if let Cmd::LoadOlder { .. } = cmd {
+                let page: EventPage =
+                    serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                let mut events = page.data;
+                events.reverse();
+                let has_older = events.first().is_some_and(|e| e.seq > 1);
+                let _ = out.send(NetMsg::Older { events, has_older });
+            }
+            Ok(())
+        }
+        Err(e) if lost(&e) => {
+            if let Cmd::Send(_) = cmd {
+                let _ = out.send(NetMsg::Failed("the connection dropped while sending; check the transcript before sending again".into()));
+            }
+            Err(e)
+        }
+        Err(e) => {
+            let _ = out.send(NetMsg::Failed(e.to_string()));
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_within_bounds() {
+        for n in 1..12 {
+            for seed in [0, 7, 12345, u64::MAX] {
+                let d = backoff(n, seed).as_millis() as u64;
+                let base = (100u64 << n.min(6)).min(5000);
+                assert!(
+                    d >= base / 2 && d <= base,
+                    "attempt {n}: {d} ms outside [{}, {base}]",
+                    base / 2
+                );
+            }
+        }
+        assert!(backoff(10, 0) <= Duration::from_secs(5));
+        assert_ne!(backoff(3, 1), backoff(3, 2), "jitter must spread clients");
+    }
+}

@@ -1,0 +1,488 @@
+//! The terminal and the event loops: one `tokio::select!` over terminal input, daemon pushes,
+//! a tick (only while something animates) and the next frame deadline. Frames are drawn only
+//! when something changed, at most 60 per second; an idle client sleeps. The terminal is
+//! restored on every way out, panics included.
+
+use std::io::{Stdout, Write};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    Event as TermEvent, EventStream, KeyboardEnhancementFlags, PopKeyboardEnhancementFlags,
+    PushKeyboardEnhancementFlags,
+};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tether_proto::Paths;
+use tether_proto::SessionInfo;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::unbounded_channel;
+
+use super::app::{Effect, Msg, State, update};
+use super::keys::Keys;
+use super::layout;
+use super::net::{self, NetMsg};
+use super::palette;
+use super::picker::{Picker, PickerEffect, PickerMsg};
+use super::view;
+use crate::client::Client;
+
+const FRAME: Duration = Duration::from_micros(16_667);
+
+pub type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// The terminal in TUI mode; dropping it restores the shell's terminal.
+pub struct Tui {
+    pub term: Term,
+    pub depth: palette::Depth,
+}
+
+fn restore() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        PopKeyboardEnhancementFlags,
+        DisableMouseCapture,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+impl Tui {
+    pub fn enter() -> std::io::Result<Tui> {
+        super::highlight::warm();
+        // A panic must leave a usable shell: restore first, then the normal report.
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            prev(info);
+        }));
+        enable_raw_mode()?;
+        let mut out = std::io::stdout();
+        if let Err(e) = execute!(
+            out,
+            EnterAlternateScreen,
+            EnableBracketedPaste,
+            EnableMouseCapture
+        ) {
+            restore();
+            return Err(e);
+        }
+        // Terminals with the kitty keyboard protocol then tell shift-enter from enter; the
+        // others ignore the request (no query: it would stall where nothing answers).
+        let _ = execute!(
+            out,
+            PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+        );
+        let term = Terminal::new(CrosstermBackend::new(out))?;
+        Ok(Tui {
+            term,
+            depth: palette::detect(|k| std::env::var(k).ok()),
+        })
+    }
+
+    fn draw(&mut self, f: impl FnOnce(&mut ratatui::Frame<'_>)) -> std::io::Result<()> {
+        let depth = self.depth;
+        self.term.draw(|frame| {
+            f(frame);
+            palette::apply(frame.buffer_mut(), depth);
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+fn to_msg(ev: TermEvent) -> Option<Msg> {
+    Some(match ev {
+        TermEvent::Key(k) => Msg::Key(k),
+        TermEvent::Paste(p) => Msg::Paste(p),
+        TermEvent::Mouse(m) => Msg::Mouse(m),
+        TermEvent::Resize(w, h) => Msg::Resize(w, h),
+        _ => return None,
+    })
+}
+
+/// How a session view ended.
+pub enum Exit {
+    Detached,
+    /// The terminal went away: nothing more can be shown (crossterm's reader spins on a
+    /// hung-up tty, so the process should end rather than open another view).
+    Hangup,
+}
+
+/// OSC 52: the terminal (even over SSH, even in tmux with set-clipboard) puts it on the clipboard.
+fn osc52(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{}\x07", base64(text.as_bytes()));
+    let _ = out.flush();
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Hands the terminal to `$PAGER` with the whole transcript, then takes it back. Events older
+/// than what the view has loaded are fetched and rendered page by page while the pager reads
+/// (so a 100k-event log never sits in memory at once), then the loaded part follows.
+async fn pager(
+    tui: &mut Tui,
+    text: &str,
+    older: Option<(&Paths, &str, u64)>,
+    mouse: bool,
+) -> std::io::Result<()> {
+    restore();
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".into());
+    let result = match std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&pager)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            if let Some(mut stdin) = child.stdin.take() {
+                // A pager quit early closes the pipe: then there is nothing more to write.
+                let more = match older {
+                    Some((paths, id, before)) => write_older(&mut stdin, paths, id, before).await,
+                    None => Ok(()),
+                };
+                if more.is_ok() {
+                    let _ = stdin.write_all(text.as_bytes());
+                }
+            }
+            child.wait().map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    enable_raw_mode()?;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+    )?;
+    if mouse {
+        execute!(std::io::stdout(), EnableMouseCapture)?;
+    }
+    // Repaint everything. Not `Terminal::clear`: it asks the terminal for the cursor position,
+    // whose answer would race the restarted input reader.
+    execute!(
+        std::io::stdout(),
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    tui.term
+        .draw(|f| f.render_widget(ratatui::widgets::Clear, f.area()))?;
+    result
+}
+
+/// Items kept back at most while waiting for a tool call's result (a call that never got one
+/// must not hold the whole log in memory).
+const PAGER_HOLD: usize = 2000;
+
+/// Writes the events before seq `before` as transcript text, oldest first. Err only when the
+/// pager stopped reading.
+async fn write_older(
+    out: &mut impl Write,
+    paths: &Paths,
+    id: &str,
+    before: u64,
+) -> std::io::Result<()> {
+    let note = |e: &dyn std::fmt::Display| {
+        format!(
+            "[the events before seq {before} could not be loaded ({e}); `tether logs {id}` prints them]\n\n"
+        )
+    };
+    let mut c = match Client::connect_existing(paths).await {
+        Ok(c) => c,
+        Err(e) => return out.write_all(note(&e).as_bytes()),
+    };
+    let mut rolling = super::transcript::Transcript::default();
+    let mut after = 0;
+    loop {
+        let page: tether_proto::method::EventPage = match c
+            .call_as(tether_proto::Call::SessionEvents(
+                tether_proto::method::ReadEvents {
+                    session: id.to_string(),
+                    after_seq: Some(after),
+                    before_seq: Some(before),
+                    limit: 1000,
+                    order: tether_proto::method::Order::Asc,
+                },
+            ))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return out.write_all(note(&e).as_bytes()),
+        };
+        for e in &page.data {
+            rolling.push_event(e);
+            after = e.seq;
+        }
+        let done = page.next.is_none() || page.data.is_empty();
+        // Everything up to a call still waiting for its result (in a later page) is final.
+        let ready = if done {
+            rolling.items.len()
+        } else {
+            let waiting = rolling.items.iter().position(
+                |i| matches!(&i.body, super::transcript::Body::Tool(c) if c.result.is_none()),
+            );
+            match waiting {
+                Some(w) if rolling.items.len() - w < PAGER_HOLD => w,
+                _ => rolling.items.len(),
+            }
+        };
+        let mut text = String::new();
+        for item in rolling.items.drain(..ready) {
+            layout::item_text(&item, &mut text);
+        }
+        out.write_all(text.as_bytes())?;
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// The session view until the user detaches (or the terminal goes away).
+pub async fn session(
+    tui: &mut Tui,
+    client: Client,
+    paths: Paths,
+    info: SessionInfo,
+    read_only: bool,
+    keys: Keys,
+) -> std::io::Result<Exit> {
+    let (net_tx, mut net_rx) = unbounded_channel();
+    let cmd = net::spawn(client, paths.clone(), info.clone(), read_only, net_tx);
+    let size = tui.term.size()?;
+    let mut s = State::new(&info.id, keys, read_only, size.width, size.height);
+    s.now = SystemTime::now();
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(info))));
+    let mut events = EventStream::new();
+    let mut hangup = signal(SignalKind::hangup())?;
+    // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(125));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - FRAME;
+    loop {
+        if dirty && last_draw.elapsed() >= FRAME {
+            tui.draw(|f| view::draw_session(f, &s))?;
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        let next_frame = tokio::time::Instant::from_std(last_draw + FRAME);
+        let msg = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(ev)) => match to_msg(ev) { Some(m) => m, None => continue },
+                // The terminal is gone.
+                Some(Err(_)) | None => Msg::Hangup,
+            },
+            Some(n) = net_rx.recv() => Msg::Net(n),
+            _ = tick.tick(), if s.needs_tick() => Msg::Tick(SystemTime::now()),
+            _ = tokio::time::sleep_until(next_frame), if dirty => continue,
+            _ = hangup.recv() => Msg::Hangup,
+            _ = terminate.recv() => Msg::Hangup,
+        };
+        dirty = true;
+        let hangup = matches!(msg, Msg::Hangup);
+        for fx in update(&mut s, msg) {
+            let sent = match fx {
+                Effect::Net(c) => cmd.send(c).is_ok(),
+                Effect::Copy(text) => {
+                    osc52(&text);
+                    true
+                }
+                Effect::Pager { text, older_than } => {
+                    // The event stream would steal the pager's keys: drop it while the pager runs.
+                    drop(events);
+                    let id = s.header.id.clone();
+                    let older = older_than.map(|b| (&paths, id.as_str(), b));
+                    let r = pager(tui, &text, older, s.mouse_capture).await;
+                    events = EventStream::new();
+                    if let Err(e) = r {
+                        s.notice = Some(format!("pager failed: {e} (set $PAGER)"));
+                    }
+                    true
+                }
+                Effect::SetMouse(on) => {
+                    let mut out = std::io::stdout();
+                    if on {
+                        execute!(out, EnableMouseCapture)?
+                    } else {
+                        execute!(out, DisableMouseCapture)?
+                    }
+                    true
+                }
+                Effect::Detach if hangup => return Ok(Exit::Hangup),
+                Effect::Detach => return Ok(Exit::Detached),
+            };
+            if !sent {
+                s.notice = Some("the connection task stopped; detach and attach again".into());
+            }
+        }
+    }
+}
+
+/// What the picker chose.
+pub enum Choice {
+    Attach(String),
+    Create(super::picker::NewSession),
+    Quit,
+}
+
+/// The session picker; refreshes the list every 2 s while shown.
+pub async fn picker(
+    tui: &mut Tui,
+    c: &mut Client,
+    notice: Option<String>,
+) -> std::io::Result<Choice> {
+    let mut p = Picker {
+        notice,
+        now: Some(SystemTime::now()),
+        ..Picker::default()
+    };
+    let mut events = EventStream::new();
+    let mut hangup = signal(SignalKind::hangup())?;
+    // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut refresh = tokio::time::interval(Duration::from_secs(2));
+    let mut spin = tokio::time::interval(Duration::from_millis(125));
+    spin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tui.draw(|f| view::picker::draw(f, &p))?;
+        let msg = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) => PickerMsg::Key(k),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ok(Choice::Quit),
+            },
+            _ = refresh.tick() => match list(c).await {
+                Ok(l) => {
+                    // Names of the agents sessions pin (by id); the list works without them.
+                    if let Ok(names) = agent_names(c).await {
+                        super::picker::update(&mut p, PickerMsg::Agents(names));
+                    }
+                    PickerMsg::Sessions(l)
+                }
+                Err(e) => PickerMsg::Failed(e),
+            },
+            _ = spin.tick(), if p.any_running() => PickerMsg::Tick(SystemTime::now()),
+            _ = hangup.recv() => return Ok(Choice::Quit),
+            _ = terminate.recv() => return Ok(Choice::Quit),
+        };
+        for fx in super::picker::update(&mut p, msg) {
+            match fx {
+                PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
+                PickerEffect::Create(form) => return Ok(Choice::Create(form)),
+                PickerEffect::Quit => return Ok(Choice::Quit),
+                PickerEffect::Rename { id, name } => match c
+                    .call(tether_proto::Call::SessionUpdate(
+                        tether_proto::method::UpdateSession {
+                            session: id,
+                            model: None,
+                            max_cost_usd: None,
+                            name: Some(name.clone()),
+                        },
+                    ))
+                    .await
+                {
+                    Ok(_) => p.notice = Some(format!("renamed to {name}")),
+                    Err(e) => p.notice = Some(e.to_string()),
+                },
+                PickerEffect::Archive(id) => {
+                    if let Err(e) = c
+                        .call(tether_proto::Call::SessionArchive(
+                            tether_proto::method::SessionParams { session: id },
+                        ))
+                        .await
+                    {
+                        p.notice = Some(e.to_string());
+                    }
+                }
+                PickerEffect::Delete(id) => match c
+                    .call(tether_proto::Call::SessionDelete(
+                        tether_proto::method::SessionParams { session: id },
+                    ))
+                    .await
+                {
+                    Ok(_) => p.notice = Some("deleted".into()),
+                    Err(e) => p.notice = Some(e.to_string()),
+                },
+            }
+            match list(c).await {
+                Ok(l) => {
+                    super::picker::update(&mut p, PickerMsg::Sessions(l));
+                }
+                Err(e) => p.notice = Some(e),
+            }
+        }
+    }
+}
+
+async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String, String>, String> {
+    let v = c
+        .call(tether_proto::Call::AgentList(
+            tether_proto::method::ListAgents { all: true },
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let agents: Vec<tether_proto::agent::Agent> =
+        serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())?;
+    Ok(agents.into_iter().map(|a| (a.id, a.spec.name)).collect())
+}
+
+async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {
+    let v = c
+        .call(tether_proto::Call::SessionList(
+            tether_proto::method::ListSessions { all: false },
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(
+            super::base64("héllo wörld".as_bytes()),
+            "aMOpbGxvIHfDtnJsZA=="
+        );
+    }
+}

@@ -1,0 +1,550 @@
+//! Pure render functions: a frame from state, nothing else.
+
+pub mod picker;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use tether_proto::{SessionStatus, StopReason};
+
+use super::app::{Overlay, Scroll, State};
+use super::net::ConnState;
+use super::transcript::{Body, secs};
+use crate::render::{stop_reason_text, tool_summary};
+
+pub const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+fn dim() -> Style {
+    Style::default().add_modifier(Modifier::DIM)
+}
+
+pub fn draw_session(f: &mut Frame<'_>, s: &State) {
+    let area = f.area();
+    let [body, status, composer, footer] = Layout::vertical([
+        Constraint::Min(1),
+        Constraint::Length(1),
+        Constraint::Length(s.composer_height()),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    draw_transcript(f, s, body);
+    draw_status(f, s, status);
+    let block = Block::default().borders(Borders::TOP).border_style(dim());
+    let inner = block.inner(composer);
+    f.render_widget(block, composer);
+    f.render_widget(&s.composer, inner);
+    draw_footer(f, s, footer);
+    match &s.overlay {
+        Overlay::Help => draw_help(f, s, area),
+        Overlay::Approval {
+            ids,
+            selected,
+            draft,
+            error,
+        } => draw_approval(f, s, ids, *selected, draft.as_deref(), *error, area),
+        Overlay::None => {}
+    }
+}
+
+fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
+    let vh = area.height as usize;
+    let (mut item, mut line) = s.anchor();
+    let mut rows: Vec<Line<'static>> = Vec::with_capacity(vh);
+    let q = s.search.query.to_ascii_lowercase();
+    if item == 0 && line == 0 && s.transcript.has_older {
+        rows.push(Line::styled(
+            if s.loading_older {
+                "  ⋯ loading older events…"
+            } else {
+                "  ⋯ older events (scroll up to load)"
+            },
+            dim(),
+        ));
+    }
+    while rows.len() < vh && item < s.transcript.items.len() {
+        let it = &s.transcript.items[item];
+        let layout = s.layouts.of(it, s.width);
+        let focused = s.focus == Some(item);
+        // A focused code block is marked alone, down its left edge.
+        let block_rows = s
+            .block
+            .filter(|_| focused)
+            .and_then(|b| layout.blocks.get(b).map(|b| b.rows.clone()));
+        let focused = focused && block_rows.is_none();
+        for (l, row) in layout.lines.iter().enumerate().skip(line) {
+            if rows.len() >= vh {
+                break;
+            }
+            let mut row = row.clone();
+            if !q.is_empty() {
+                let current = s.search.current == Some((item, l));
+                row = highlight(row, &q, current);
+            }
+            if block_rows.as_ref().is_some_and(|r| r.contains(&l))
+                && let Some(first) = row.spans.first_mut()
+            {
+                *first = Span::styled(
+                    "▌ ",
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD),
+                );
+            }
+            if focused {
+                row = row.patch_style(Style::default().add_modifier(Modifier::BOLD));
+                if let Some(first) = row.spans.first_mut() {
+                    // A visible mark that survives NO_COLOR.
+                    let t = first.content.to_string();
+                    if t.starts_with(' ') || t.starts_with('┃') || t.starts_with('⏺') {
+                        let rest: String = t.chars().skip(1).collect();
+                        *first = Span::styled(format!("▶{rest}"), first.style.fg(Color::Yellow));
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        item += 1;
+        line = 0;
+    }
+    if s.transcript.items.is_empty() {
+        let msg = if s.caught_up || s.conn == ConnState::Connected {
+            "No messages yet. Type below and press enter to give the agent work."
+        } else {
+            "loading…"
+        };
+        rows.push(Line::styled(format!("  {msg}"), dim()));
+    }
+    f.render_widget(Paragraph::new(rows), area);
+
+    if let ConnState::Reconnecting {
+        attempt,
+        retry_in_ms,
+        reason,
+    } = &s.conn
+    {
+        let text = format!(
+            " ⟳ reconnecting to tetherd… attempt {attempt}, next try in {} ({reason}) ",
+            secs(*retry_in_ms)
+        );
+        let banner = Rect { height: 1, ..area };
+        f.render_widget(Clear, banner);
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                text,
+                Style::default()
+                    .fg(Color::Black)
+                    .bg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            )),
+            banner,
+        );
+    } else if let ConnState::Lost(why) = &s.conn {
+        let banner = Rect { height: 1, ..area };
+        f.render_widget(Clear, banner);
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                format!(" ✗ {why} "),
+                Style::default().fg(Color::White).bg(Color::Red),
+            )),
+            banner,
+        );
+    }
+    if s.scroll != Scroll::Follow && area.height > 1 {
+        let text = if s.new_below > 0 {
+            format!(" ↓ {} new · end jumps to the bottom ", s.new_below)
+        } else {
+            " ↓ more below · end jumps to the bottom ".to_string()
+        };
+        let w = unicode_width::UnicodeWidthStr::width(text.as_str()) as u16;
+        let r = Rect {
+            x: area.x + area.width.saturating_sub(w + 1),
+            y: area.y + area.height - 1,
+            width: w.min(area.width),
+            height: 1,
+        };
+        f.render_widget(Clear, r);
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                text,
+                Style::default().fg(Color::Black).bg(Color::Cyan),
+            )),
+            r,
+        );
+    }
+}
+
+/// Marks the query's occurrences in a line (ASCII case-insensitive; byte offsets stay valid).
+fn highlight(line: Line<'static>, q: &str, current: bool) -> Line<'static> {
+    let text: String = line.spans.iter().map(|s| s.content.as_ref()).collect();
+    let lower = text.to_ascii_lowercase();
+    let mut hits = Vec::new();
+    let mut from = 0;
+    while let Some(i) = lower[from..].find(q) {
+        hits.push((from + i, from + i + q.len()));
+        from += i + q.len().max(1);
+    }
+    if hits.is_empty() {
+        return line;
+    }
+    let mark = if current {
+        Style::default()
+            .fg(Color::Black)
+            .bg(Color::Yellow)
+            .add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().add_modifier(Modifier::REVERSED)
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    for span in line.spans {
+        let start = pos;
+        let end = pos + span.content.len();
+        pos = end;
+        let mut cut = start;
+        for &(a, b) in &hits {
+            let (a, b) = (a.max(start), b.min(end));
+            if a >= b {
+                continue;
+            }
+            if a > cut {
+                out.push(Span::styled(text[cut..a].to_string(), span.style));
+            }
+            out.push(Span::styled(text[a..b].to_string(), span.style.patch(mark)));
+            cut = b;
+        }
+        if cut < end {
+            out.push(Span::styled(text[cut..end].to_string(), span.style));
+        }
+    }
+    Line::from(out).style(line.style)
+}
+
+/// The default provider goes without saying.
+pub fn short_model(m: &str) -> &str {
+    m.strip_prefix("anthropic/").unwrap_or(m)
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000 {
+        format!("{:.1}M", n as f64 / 1e6)
+    } else if n >= 1000 {
+        format!("{:.1}k", n as f64 / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
+    let h = &s.header;
+    let bar = Style::default().bg(Color::DarkGray).fg(Color::White);
+    let mut spans = vec![
+        Span::styled(format!(" {} ", h.label), bar.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!(
+                "│ {} ",
+                if h.model.is_empty() {
+                    "…"
+                } else if area.width < 90 {
+                    // Narrow: room for the connection state at the end.
+                    let m = short_model(&h.model);
+                    m.strip_prefix("claude-").unwrap_or(m)
+                } else {
+                    short_model(&h.model)
+                }
+            ),
+            bar,
+        ),
+    ];
+    // Tools running without the full sandbox must never look like the others.
+    match h.sandbox.as_deref() {
+        Some("none") => spans.push(Span::styled(
+            "│ UNSANDBOXED ",
+            bar.fg(Color::Red).add_modifier(Modifier::BOLD),
+        )),
+        Some(level) => spans.push(Span::styled(
+            format!("│ sandbox: {level} "),
+            bar.fg(Color::Yellow),
+        )),
+        None => {}
+    }
+    let (status, st) = match (h.status, &h.stop_reason) {
+        (Some(SessionStatus::Running), _) => {
+            let elapsed = h
+                .running_since
+                .and_then(|t| s.now.duration_since(t).ok())
+                .map(|d| format!(" {}", secs(d.as_millis() as u64 / 1000 * 1000)))
+                .unwrap_or_default();
+            (
+                format!("{} running{elapsed}", SPINNER[s.spinner % SPINNER.len()]),
+                bar.fg(Color::Yellow),
+            )
+        }
+        (Some(SessionStatus::Rescheduling), _) => ("↻ rescheduling".into(), bar.fg(Color::Yellow)),
+        (Some(SessionStatus::Idle), Some(StopReason::RequiresAction { .. })) => {
+            ("⏸ requires action".into(), bar.fg(Color::Magenta))
+        }
+        (Some(SessionStatus::Idle), Some(r)) if !r.is_success() => (
+            format!("○ idle ({})", stop_reason_text(r)),
+            bar.fg(Color::Red),
+        ),
+        (Some(SessionStatus::Idle), _) => ("○ idle".into(), bar.fg(Color::Green)),
+        (Some(SessionStatus::Terminated), _) => ("■ terminated".into(), bar.fg(Color::Red)),
+        (None, _) => ("…".into(), bar),
+    };
+    spans.push(Span::styled(format!("│ {status} "), st));
+    spans.push(Span::styled(
+        format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
+        bar,
+    ));
+    // Narrow terminals keep the connection state rather than the cost.
+    if let Some(c) = h.cost_usd.filter(|_| area.width >= 90) {
+        spans.push(Span::styled(format!("│ ${c:.2} "), bar));
+    }
+    spans.push(Span::styled(
+        format!(
+            "│ {} client{} ",
+            h.attached_clients,
+            if h.attached_clients == 1 { "" } else { "s" }
+        ),
+        bar,
+    ));
+    if s.read_only {
+        spans.push(Span::styled("│ read-only ", bar));
+    }
+    let (conn, cs) = match &s.conn {
+        ConnState::Connected => ("● connected".to_string(), bar.fg(Color::Green)),
+        ConnState::Connecting => ("○ connecting".to_string(), bar.fg(Color::Yellow)),
+        ConnState::Reconnecting { .. } => ("⟳ reconnecting".to_string(), bar.fg(Color::Yellow)),
+        ConnState::Lost(_) => ("✗ disconnected".to_string(), bar.fg(Color::Red)),
+    };
+    spans.push(Span::styled(format!("│ {conn} "), cs));
+    f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+}
+
+fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
+    let line = if s.search.editing {
+        Line::from(vec![
+            Span::styled("/", Style::default().fg(Color::Yellow)),
+            Span::raw(s.search.query.clone()),
+            Span::styled("▏  enter finds · esc cancels", dim()),
+        ])
+    } else if let Some(n) = &s.notice {
+        Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow))
+    } else if let Some((lang, code)) = s.focused_block() {
+        let n = code.lines().count();
+        Line::styled(
+            format!(
+                " ▌ {}block, {n} line{} · y copies · [ ] more · esc done · {} detach",
+                if lang.is_empty() {
+                    "code ".to_string()
+                } else {
+                    format!("{lang} ")
+                },
+                if n == 1 { "" } else { "s" },
+                s.keys.detach_label()
+            ),
+            dim(),
+        )
+    } else {
+        let mut hints = vec![format!("{} detach", s.keys.detach_label())];
+        if s.is_running() {
+            hints.push("esc esc interrupt".into());
+        }
+        hints.push("? help".into());
+        hints.push(if s.search.query.is_empty() {
+            "/ search".into()
+        } else {
+            "n/N next/prev match".into()
+        });
+        hints.push("pgup/pgdn scroll".into());
+        hints.push("ctrl-o pager".into());
+        let text = format!(" {}", hints.join(" · "));
+        Line::styled(text, dim())
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (
+            "enter".into(),
+            "send the message (queued if the agent is busy)",
+        ),
+        ("alt/shift-enter, ctrl-j".into(), "new line in the message"),
+        (
+            "↑ / ↓ (empty composer)".into(),
+            "previous / next sent message",
+        ),
+        (
+            detach.to_string(),
+            "detach: leave the agent running (like tmux)",
+        ),
+        ("esc esc".into(), "interrupt the agent's turn (asks once)"),
+        (
+            "ctrl-c".into(),
+            "clear the composer (never stops the agent)",
+        ),
+        (
+            "pgup / pgdn, wheel".into(),
+            "scroll; the view follows only at the bottom",
+        ),
+        ("home / end".into(), "top of the loaded log / back to live"),
+        ("ctrl-↑ / ctrl-↓".into(), "previous / next user message"),
+        ("alt-↑ / alt-↓".into(), "focus the previous / next item"),
+        (
+            "ctrl-e".into(),
+            "expand / collapse the focused (or last) card",
+        ),
+        (
+            "/  then n / N".into(),
+            "search the whole session: N older, n newer match",
+        ),
+        (
+            "[ / ] (empty composer)".into(),
+            "focus the previous / next code block",
+        ),
+        (
+            "y (browsing) / alt-y".into(),
+            "copy the focused code block or message (OSC 52)",
+        ),
+        ("ctrl-o".into(), "open the transcript in $PAGER"),
+        (
+            "alt-m / f2".into(),
+            "toggle mouse capture (native selection)",
+        ),
+        ("? / f1".into(), "this help; any key closes it"),
+    ]
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
+    let rows = help_rows(&s.keys.detach_label());
+    let kw = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(10);
+    let lines: Vec<Line<'static>> = rows
+        .iter()
+        .map(|(k, d)| {
+            Line::from(vec![
+                Span::styled(
+                    format!(" {k:<kw$}  "),
+                    Style::default()
+                        .fg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(d.to_string()),
+            ])
+        })
+        .collect();
+    let r = centered(area, 92, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(" keys ")
+                .border_style(Style::default().fg(Color::Cyan)),
+        ),
+        r,
+    );
+}
+
+fn draw_approval(
+    f: &mut Frame<'_>,
+    s: &State,
+    ids: &[String],
+    selected: usize,
+    draft: Option<&str>,
+    error: bool,
+    area: Rect,
+) {
+    let custom = ids
+        .get(selected)
+        .is_some_and(|id| super::app::approval::is_custom(s, id));
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    lines.push(Line::styled(
+        format!(
+            " The agent is waiting for you ({} call{}):",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" }
+        ),
+        Style::default().add_modifier(Modifier::BOLD),
+    ));
+    lines.push(Line::default());
+    for (n, id) in ids.iter().enumerate() {
+        let card = s.transcript.items.iter().rev().find_map(|i| match &i.body {
+            Body::Tool(c) if &c.id == id => Some(c),
+            _ => None,
+        });
+        let mark = if n == selected { "▶ " } else { "  " };
+        match card {
+            Some(c) => {
+                let kind = if c.custom { "custom tool" } else { "tool" };
+                lines.push(Line::from(vec![
+                    Span::styled(mark.to_string(), Style::default().fg(Color::Yellow)),
+                    Span::styled(
+                        format!("{kind} {} ", c.name),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(tool_summary(&c.name, &c.input)),
+                ]));
+                if n == selected {
+                    let pretty = serde_json::to_string_pretty(&c.input).unwrap_or_default();
+                    for l in pretty.lines().take(12) {
+                        lines.push(Line::styled(format!("    {l}"), dim()));
+                    }
+                }
+            }
+            None => lines.push(Line::raw(format!("{mark}event {id}"))),
+        }
+    }
+    lines.push(Line::default());
+    let (prompt, send) = match (custom, error) {
+        (false, _) => (" Why deny? (optional, the model reads it): ", "enter deny"),
+        (true, false) => (" The tool's result (the model reads it): ", "enter send"),
+        (true, true) => (" The tool's error (the model reads it): ", "enter send"),
+    };
+    match draft {
+        Some(draft) => {
+            lines.push(Line::from(vec![
+                Span::styled(prompt, Style::default().add_modifier(Modifier::BOLD)),
+                Span::raw(format!("{draft}▏")),
+            ]));
+            lines.push(Line::styled(
+                format!(" {send} · esc back"),
+                Style::default().fg(Color::Cyan),
+            ));
+        }
+        None => lines.push(Line::styled(
+            if custom {
+                " y answer · n answer with an error · ↑/↓ choose · esc answer later"
+            } else {
+                " y allow · n deny · ↑/↓ choose · esc answer later"
+            },
+            Style::default().fg(Color::Cyan),
+        )),
+    }
+    let r = centered(area, 90, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .title(" approval needed ")
+                .border_style(Style::default().fg(Color::Magenta)),
+        ),
+        r,
+    );
+}

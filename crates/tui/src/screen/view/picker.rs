@@ -1,0 +1,269 @@
+//! The session picker's frame.
+
+use std::time::SystemTime;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
+use tether_proto::{SessionInfo, SessionStatus, StopReason};
+
+use super::SPINNER;
+use crate::render::stop_reason_text;
+use crate::screen::picker::{NewSession, Picker};
+
+fn dim() -> Style {
+    Style::default().add_modifier(Modifier::DIM)
+}
+
+/// "3m ago" from an RFC 3339 time.
+pub fn ago(t: &str, now: Option<SystemTime>) -> String {
+    let (Some(now), Ok(then)) = (now, humantime::parse_rfc3339_weak(t)) else {
+        return t.get(..16).unwrap_or(t).replace('T', " ");
+    };
+    let s = now.duration_since(then).map(|d| d.as_secs()).unwrap_or(0);
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+fn status(s: &SessionInfo, spinner: usize) -> (String, Style) {
+    match (s.status, &s.stop_reason) {
+        (SessionStatus::Running, _) => (
+            format!("{} running", SPINNER[spinner % SPINNER.len()]),
+            Style::default().fg(Color::Yellow),
+        ),
+        (SessionStatus::Rescheduling, _) => {
+            ("↻ rescheduling".into(), Style::default().fg(Color::Yellow))
+        }
+        (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => (
+            "⏸ requires action".into(),
+            Style::default().fg(Color::Magenta),
+        ),
+        (SessionStatus::Idle, Some(r)) if !r.is_success() => (
+            format!("✗ {}", stop_reason_text(r)),
+            Style::default().fg(Color::Red),
+        ),
+        (SessionStatus::Idle, _) => ("○ idle".into(), Style::default().fg(Color::Green)),
+        (SessionStatus::Terminated, _) => ("■ terminated".into(), Style::default().fg(Color::Red)),
+    }
+}
+
+pub fn draw(f: &mut Frame<'_>, p: &Picker) {
+    let [title, filter, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(if p.creating.is_some() {
+            NewSession::LABELS.len() as u16 + 2
+        } else {
+            2
+        }),
+        Constraint::Min(1),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(
+                " tether ",
+                Style::default()
+                    .fg(Color::Black)
+                    .bg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                format!(
+                    "  {} session{}",
+                    p.sessions.len(),
+                    if p.sessions.len() == 1 { "" } else { "s" }
+                ),
+                dim(),
+            ),
+        ])),
+        title,
+    );
+    let filter_lines = match &p.creating {
+        Some(form) => {
+            let mut lines = vec![Line::styled(
+                " new session — tab next field · enter creates · esc cancels (empty = default)",
+                Style::default().fg(Color::Yellow),
+            )];
+            for (i, label) in NewSession::LABELS.iter().enumerate() {
+                let active = i == form.field;
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!(" {} {label:<10}", if active { "▶" } else { " " }),
+                        if active {
+                            Style::default().add_modifier(Modifier::BOLD)
+                        } else {
+                            dim()
+                        },
+                    ),
+                    Span::raw(form.value(i).to_string()),
+                    Span::styled(if active { "▏" } else { "" }, dim()),
+                ]));
+            }
+            lines
+        }
+        None if p.renaming.is_some() => {
+            let r = p
+                .renaming
+                .as_ref()
+                .map(|r| (r.from.as_str(), r.name.as_str()));
+            let (from, name) = r.unwrap_or_default();
+            vec![
+                Line::styled(
+                    format!(" rename {from} — enter saves · esc cancels"),
+                    Style::default().fg(Color::Yellow),
+                ),
+                Line::from(vec![
+                    Span::styled(
+                        " ▶ new name  ",
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(name.to_string()),
+                    Span::styled("▏", dim()),
+                ]),
+            ]
+        }
+        None if p.filter.is_empty() => vec![Line::styled(" type to filter", dim())],
+        None => vec![Line::from(vec![
+            Span::styled(" filter: ", dim()),
+            Span::raw(p.filter.clone()),
+            Span::styled("▏", dim()),
+        ])],
+    };
+    f.render_widget(Paragraph::new(filter_lines), filter);
+
+    let visible = p.visible();
+    if visible.is_empty() {
+        let msg = if !p.loaded {
+            "loading sessions…"
+        } else if p.sessions.is_empty() {
+            "No sessions yet. Press enter (or ctrl-n) to start one."
+        } else {
+            "No session matches the filter (esc clears it)."
+        };
+        f.render_widget(
+            Paragraph::new(Line::styled(format!("  {msg}"), dim())),
+            body,
+        );
+    } else {
+        // Narrow terminals drop the token counts (the cost says more) for a readable model.
+        let wide = body.width >= 100;
+        let keep = |col: usize| wide || col != 4;
+        let header = Row::new(
+            [
+                "NAME",
+                "AGENT · MODEL",
+                "STATUS",
+                "ACTIVITY",
+                "TOKENS",
+                "COST",
+                "CLIENTS",
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, h)| h),
+        )
+        .style(dim().add_modifier(Modifier::BOLD));
+        let rows: Vec<Row<'_>> = visible
+            .iter()
+            .map(|s| {
+                let (st, style) = status(s, p.spinner);
+                // Tools that run without a sandbox must never look like the others.
+                let (st, style) = match s.sandbox.as_deref() {
+                    Some("none") => (
+                        format!("{st} · UNSANDBOXED"),
+                        Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+                    ),
+                    _ => (st, style),
+                };
+                let name = s
+                    .name
+                    .clone()
+                    .or_else(|| s.title.clone())
+                    .unwrap_or_else(|| s.id.clone());
+                let name = if s.archived_at.is_some() {
+                    format!("{name} (archived)")
+                } else {
+                    name
+                };
+                // The family goes without saying in a narrow column.
+                let model = super::short_model(&s.model);
+                let model = model.strip_prefix("claude-").unwrap_or(model);
+                let agent_model = match p.agent_name(s) {
+                    Some(agent) => format!("{agent} · {model}"),
+                    None => model.to_string(),
+                };
+                let cells = vec![
+                    Cell::from(name),
+                    Cell::from(agent_model),
+                    Cell::from(Span::styled(st, style)),
+                    Cell::from(ago(&s.updated_at, p.now)),
+                    Cell::from(format!(
+                        "{}/{}",
+                        s.usage.tokens.input_tokens + s.usage.tokens.cache_read_input_tokens,
+                        s.usage.tokens.output_tokens
+                    )),
+                    Cell::from(
+                        s.usage
+                            .tokens
+                            .cost_usd
+                            .map_or_else(|| "-".to_string(), |c| format!("${c:.2}")),
+                    ),
+                    Cell::from(if s.attached_clients > 0 {
+                        format!("● {}", s.attached_clients)
+                    } else {
+                        "-".into()
+                    }),
+                ];
+                Row::new(
+                    cells
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| keep(*i))
+                        .map(|(_, c)| c),
+                )
+            })
+            .collect();
+        let table = Table::new(
+            rows,
+            [
+                Constraint::Fill(if wide { 3 } else { 2 }),
+                Constraint::Fill(if wide { 2 } else { 3 }),
+                Constraint::Length(19),
+                Constraint::Length(9),
+                Constraint::Length(11),
+                Constraint::Length(7),
+                Constraint::Length(7),
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, c)| c),
+        )
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+        // Scrolls so the selection stays visible in long lists.
+        let mut state = TableState::default().with_selected(Some(p.selected));
+        f.render_stateful_widget(table, body, &mut state);
+    }
+    let foot = match &p.notice {
+        Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
+        None if footer.width >= 100 => Line::styled(
+            " enter attach · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            dim(),
+        ),
+        None => Line::styled(
+            " enter attach · ^n new · ^r rename · ^a archive · ^d delete · esc quit",
+            dim(),
+        ),
+    };
+    f.render_widget(Paragraph::new(foot), footer);
+}
