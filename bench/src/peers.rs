@@ -536,7 +536,7 @@ mod tests {
             let s = peer.script(Path::new("/w"), Timing::default());
             assert_eq!(s.replies.len(), 3);
             assert_eq!(
-                s.pick(0, &json!({"messages": []})),
+                s.pick(None, 0, &json!({"messages": []})),
                 Ok(&Reply::text("Bench"))
             );
         }

@@ -51,5 +51,5 @@ mod server;
 mod wire;
 
 pub use play::{Api, render_stream};
-pub use script::{Block, Reply, Script, ScriptMode, Timing, Usage, offers_tools};
+pub use script::{Block, Reply, Route, Script, ScriptMode, Timing, Usage, offers_tools};
 pub use server::{MockServer, RecordedRequest};

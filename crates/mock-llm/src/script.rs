@@ -18,6 +18,69 @@ pub struct Script {
     /// the script.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub side_reply: Option<Reply>,
+    /// Sub-scripts for requests from another context (a grader, a sub-agent, a workflow
+    /// task): the first route whose conditions all hold answers the request from its own
+    /// replies, in order, and the main script's position does not move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+/// Requests a [`Route`] answers: every condition set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// For messages about the route (`mock route "grader" exhausted`).
+    pub name: String,
+    /// The request offers a tool of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_tool: Option<String>,
+    /// The request's system prompt contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_system: Option<String>,
+    /// The request's `model` is exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_model: Option<String>,
+    /// The k-th request this route answers gets `replies[k]`.
+    pub replies: Vec<Reply>,
+}
+
+impl Route {
+    pub fn new(name: impl Into<String>, replies: Vec<Reply>) -> Route {
+        Route {
+            name: name.into(),
+            replies,
+            ..Route::default()
+        }
+    }
+
+    pub fn when_tool(mut self, tool: impl Into<String>) -> Route {
+        self.when_tool = Some(tool.into());
+        self
+    }
+
+    pub fn when_system(mut self, text: impl Into<String>) -> Route {
+        self.when_system = Some(text.into());
+        self
+    }
+
+    pub fn when_model(mut self, model: impl Into<String>) -> Route {
+        self.when_model = Some(model.into());
+        self
+    }
+
+    fn matches(&self, body: &Value) -> bool {
+        self.when_tool
+            .as_ref()
+            .is_none_or(|t| offered_tool_names(body).any(|n| n == t))
+            && self
+                .when_system
+                .as_ref()
+                .is_none_or(|t| system_text(body).contains(t.as_str()))
+            && self
+                .when_model
+                .as_ref()
+                .is_none_or(|m| body.get("model").and_then(Value::as_str) == Some(m.as_str()))
+    }
 }
 
 /// How a request is mapped to an entry of [`Script::replies`].
@@ -136,6 +199,7 @@ impl Script {
             replies,
             timing: Timing::default(),
             side_reply: None,
+            routes: Vec::new(),
         }
     }
 
@@ -145,6 +209,7 @@ impl Script {
             replies,
             timing: Timing::default(),
             side_reply: None,
+            routes: Vec::new(),
         }
     }
 
@@ -159,10 +224,37 @@ impl Script {
         self
     }
 
-    /// Picks the reply for a `/v1/messages` request. `sequence` is the request's
-    /// 0-based position among all such requests. The error is the message the
-    /// server reports (as a 500 `api_error`) when the script has run out.
-    pub fn pick(&self, sequence: usize, body: &Value) -> Result<&Reply, String> {
+    /// Adds a sub-script for requests matching `route` (see [`Route`]).
+    pub fn with_route(mut self, route: Route) -> Script {
+        self.routes.push(route);
+        self
+    }
+
+    /// The index of the route that answers this request, if any.
+    pub fn route_for(&self, body: &Value) -> Option<usize> {
+        self.routes.iter().position(|r| r.matches(body))
+    }
+
+    /// Picks the reply for a model request. `route` is [`Script::route_for`] of the body and
+    /// `sequence` the request's 0-based position among the requests of that route (or, with
+    /// no route, among those of the main script). The error is the message the server
+    /// reports (as a 500 `api_error`) when the script has run out.
+    pub fn pick(
+        &self,
+        route: Option<usize>,
+        sequence: usize,
+        body: &Value,
+    ) -> Result<&Reply, String> {
+        if let Some(r) = route.and_then(|i| self.routes.get(i)) {
+            return r.replies.get(sequence).ok_or_else(|| {
+                format!(
+                    "mock route \"{}\" exhausted: got its request #{} but it has {} replies",
+                    r.name,
+                    sequence + 1,
+                    r.replies.len()
+                )
+            });
+        }
         if let Some(side) = &self.side_reply
             && !offers_tools(body)
         {
@@ -193,6 +285,56 @@ pub fn offers_tools(body: &Value) -> bool {
     body.get("tools")
         .and_then(Value::as_array)
         .is_some_and(|tools| !tools.is_empty())
+}
+
+/// Names of the tools a request offers: Anthropic and Responses `tools[].name`, Chat
+/// Completions `tools[].function.name`.
+fn offered_tool_names(body: &Value) -> impl Iterator<Item = &str> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.get("name")
+                .or_else(|| t.get("function").and_then(|f| f.get("name")))
+                .and_then(Value::as_str)
+        })
+}
+
+/// The system prompt in any of the three APIs: Anthropic `system` (a string or text
+/// blocks), Responses `instructions`, Chat Completions `system`/`developer` messages.
+fn system_text(body: &Value) -> String {
+    fn text_of(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => String::new(),
+        }
+    }
+    let mut out = String::new();
+    for key in ["system", "instructions"] {
+        if let Some(v) = body.get(key) {
+            out.push_str(&text_of(v));
+        }
+    }
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let role = m.get("role").and_then(Value::as_str);
+        if matches!(role, Some("system" | "developer"))
+            && let Some(c) = m.get("content")
+        {
+            out.push_str(&text_of(c));
+        }
+    }
+    out
 }
 
 /// Number of assistant turns in the request: `role: "assistant"` entries of
@@ -331,14 +473,14 @@ mod tests {
             .with_side_reply(Reply::text("title"));
         let title = json!({"messages": [{"role": "user", "content": "name this"}]});
         let turn = json!({"messages": [], "tools": [{"name": "bash"}]});
-        assert_eq!(script.pick(0, &title), Ok(&Reply::text("title")));
+        assert_eq!(script.pick(None, 0, &title), Ok(&Reply::text("title")));
         assert_eq!(
-            script.pick(1, &turn),
+            script.pick(None, 1, &turn),
             Ok(&Reply::tool_use("bash", json!({})))
         );
         // Without a side reply the tool-less request plays the script.
         let plain = Script::by_turn(vec![Reply::text("a")]);
-        assert_eq!(plain.pick(0, &title), Ok(&Reply::text("a")));
+        assert_eq!(plain.pick(None, 0, &title), Ok(&Reply::text("a")));
     }
 
     #[test]
@@ -397,15 +539,56 @@ mod tests {
             {"role": "assistant", "content": "y"},
             {"role": "user", "content": "z"},
         ]});
-        assert_eq!(script.pick(7, &body), Ok(&Reply::text("b")));
+        assert_eq!(script.pick(None, 7, &body), Ok(&Reply::text("b")));
         let body = json!({"messages": [{"role": "assistant"}, {"role": "assistant"}]});
         assert_eq!(
-            script.pick(0, &body),
+            script.pick(None, 0, &body),
             Err(
                 "mock script exhausted: got request #1 but the script has 2 replies \
                  (by_turn: the request has 2 assistant messages)"
                     .to_string()
             )
+        );
+    }
+
+    #[test]
+    fn routes_answer_their_requests_from_their_own_replies() {
+        let script = Script::sequential(vec![Reply::text("main 0"), Reply::text("main 1")])
+            .with_route(
+                Route::new("grader", vec![Reply::text("g0")]).when_tool("submit_evaluation"),
+            )
+            .with_route(
+                Route::new("sub", vec![Reply::text("s0")])
+                    .when_system("You are a sub-agent")
+                    .when_model("small"),
+            );
+        let grader = json!({"tools": [{"name": "read"}, {"name": "submit_evaluation"}]});
+        assert_eq!(script.route_for(&grader), Some(0));
+        assert_eq!(script.pick(Some(0), 0, &grader), Ok(&Reply::text("g0")));
+        assert_eq!(
+            script.pick(Some(0), 1, &grader),
+            Err(
+                "mock route \"grader\" exhausted: got its request #2 but it has 1 replies"
+                    .to_string()
+            )
+        );
+        // Chat Completions names tools under `function`; the system prompt is a message.
+        let chat =
+            json!({"tools": [{"type": "function", "function": {"name": "submit_evaluation"}}]});
+        assert_eq!(script.route_for(&chat), Some(0));
+        // Every condition must hold.
+        let sub =
+            json!({"model": "small", "system": [{"type": "text", "text": "You are a sub-agent."}]});
+        assert_eq!(script.route_for(&sub), Some(1));
+        let other_model = json!({"model": "big", "system": "You are a sub-agent."});
+        assert_eq!(script.route_for(&other_model), None);
+        let responses = json!({"model": "small", "instructions": "You are a sub-agent"});
+        assert_eq!(script.route_for(&responses), Some(1));
+        let chat_sys = json!({"model": "small", "messages": [{"role": "system", "content": "You are a sub-agent"}]});
+        assert_eq!(script.route_for(&chat_sys), Some(1));
+        assert_eq!(
+            script.pick(None, 1, &other_model),
+            Ok(&Reply::text("main 1"))
         );
     }
 }

@@ -54,8 +54,10 @@ struct State {
 #[derive(Default)]
 struct Log {
     requests: Vec<RecordedRequest>,
-    /// Model requests (any API) so far: the sequential script position.
+    /// Model requests (any API) the main script answered so far: its sequential position.
     messages: usize,
+    /// The same per [`crate::script::Route`], by index.
+    routed: Vec<usize>,
 }
 
 impl MockServer {
@@ -143,13 +145,28 @@ impl State {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Logs the request; returns its script position if it is a messages request.
-    fn record(&self, request: RecordedRequest, is_messages: bool) -> Option<usize> {
+    /// Logs the request; returns its position in the script (or in `route`'s replies) if it
+    /// is a model request.
+    fn record(
+        &self,
+        request: RecordedRequest,
+        is_messages: bool,
+        route: Option<usize>,
+    ) -> Option<usize> {
         let mut log = self.log();
         log.requests.push(request);
         let sequence = is_messages.then(|| {
-            log.messages += 1;
-            log.messages - 1
+            let counter = match route {
+                Some(i) => {
+                    if log.routed.len() <= i {
+                        log.routed.resize(i + 1, 0);
+                    }
+                    &mut log.routed[i]
+                }
+                None => &mut log.messages,
+            };
+            *counter += 1;
+            *counter - 1
         });
         let count = log.requests.len();
         drop(log);
@@ -216,6 +233,7 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
     );
     let is_messages = api.is_some();
     let described = format!("{} {}", request.method, request.target);
+    let route = is_messages.then(|| state.script.route_for(&body)).flatten();
     let sequence = state.record(
         RecordedRequest {
             method: request.method,
@@ -224,6 +242,7 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
             body: body.clone(),
         },
         is_messages,
+        route,
     );
 
     let mut exchange = Exchange::new(conn, &state.ids, &state.script.timing, info);
@@ -242,7 +261,7 @@ async fn respond(state: &State, conn: &mut Conn, request: Request) -> std::io::R
             .error(400, "invalid_request_error", message, None, false)
             .await;
     }
-    match state.script.pick(sequence, &body) {
+    match state.script.pick(route, sequence, &body) {
         Ok(reply) => exchange.play(reply).await,
         Err(message) => {
             exchange
