@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod method;
+pub mod outcome;
 pub mod paths;
 pub mod schema;
 pub mod session;
