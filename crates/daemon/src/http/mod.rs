@@ -3,7 +3,9 @@
 //! changing only their base URL. It is a second door onto the same runtime the local socket
 //! serves: handlers translate shapes and call the same functions (`agents`, `ops`,
 //! `Runtime`), nothing more. Extensions are additive: SSE `id:` is the event's seq and
-//! `Last-Event-ID` (or `?after_seq=`) resumes a stream without gaps or duplicates.
+//! `Last-Event-ID` (or `?after_seq=`) resumes a stream without gaps or duplicates. Every
+//! endpoint is declared once, in `routes.rs`; the router below and `/v1/openapi.json` are
+//! both built from that table.
 
 mod agents;
 mod body;
@@ -13,6 +15,7 @@ mod events;
 mod openapi;
 mod page;
 mod query;
+mod routes;
 mod sessions;
 mod shapes;
 mod stream;
@@ -26,7 +29,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
 use crate::runtime::Runtime;
 pub use error::{ApiError, ApiResult};
@@ -43,45 +45,12 @@ pub fn router(rt: Arc<Runtime>, token: String) -> Router {
         rt,
         token: token.into(),
     };
-    Router::new()
-        .route("/v1/agents", post(agents::create).get(agents::list))
-        .route(
-            "/v1/agents/{agent_id}",
-            get(agents::retrieve).post(agents::update),
-        )
-        .route("/v1/agents/{agent_id}/archive", post(agents::archive))
-        .route("/v1/agents/{agent_id}/versions", get(agents::versions))
-        .route(
-            "/v1/environments",
-            post(environments::create).get(environments::list),
-        )
-        .route(
-            "/v1/environments/{environment_id}",
-            get(environments::retrieve)
-                .post(environments::update)
-                .delete(environments::delete),
-        )
-        .route(
-            "/v1/environments/{environment_id}/archive",
-            post(environments::archive),
-        )
-        .route("/v1/sessions", post(sessions::create).get(sessions::list))
-        .route(
-            "/v1/sessions/{session_id}",
-            get(sessions::retrieve)
-                .post(sessions::update)
-                .delete(sessions::delete),
-        )
-        .route("/v1/sessions/{session_id}/archive", post(sessions::archive))
-        .route(
-            "/v1/sessions/{session_id}/events",
-            get(events::list).post(events::send),
-        )
-        .route(
-            "/v1/sessions/{session_id}/events/stream",
-            get(stream::stream),
-        )
-        .route("/v1/openapi.json", get(openapi::document))
+    // A path with several methods is routed once per method; axum merges them.
+    routes::ROUTES
+        .iter()
+        .fold(Router::new(), |r, route| {
+            r.route(route.path, route.method_router())
+        })
         .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -161,21 +161,15 @@ impl AnthropicProvider {
         cancel: &CancellationToken,
         on_event: &mut (dyn FnMut(StreamEvent) + Send),
     ) -> Result<ModelResponse, ProviderError> {
-        if cancel.is_cancelled() {
-            return Err(ProviderError::Cancelled);
-        }
-        self.check_credentials()?;
-        let body = try_request_body(req)?;
-        tracing::debug!(
-            model = %req.model,
-            endpoint = %self.endpoint.url,
-            messages = req.messages.len(),
-            tools = req.tools.len(),
-            "model request"
-        );
-        let mut acc = Accumulator::default();
         self.endpoint
-            .stream(&body, cancel, &mut acc, on_event)
+            .request(
+                req,
+                self.check_credentials(),
+                try_request_body,
+                &mut Accumulator::default(),
+                cancel,
+                on_event,
+            )
             .await
     }
 }

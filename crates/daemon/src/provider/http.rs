@@ -1,7 +1,8 @@
 //! HTTP plumbing shared by every provider: client construction (TLS roots),
 //! endpoint validation, secret headers, the streaming request with idle timeout
 //! and cancellation, error envelopes, `retry-after`, and the classification of
-//! transport failures. Each wire protocol only supplies a [`WireParser`].
+//! transport failures. Each wire protocol only supplies its credentials check, its
+//! request body and a [`WireParser`] (`Endpoint::request`).
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::sse::{SseDecoder, SseEvent};
-use super::{ModelResponse, ProviderError, StreamEvent, Who, shorten, stream_kind};
+use super::{ModelRequest, ModelResponse, ProviderError, StreamEvent, Who, shorten, stream_kind};
 
 /// Time allowed for the TCP + TLS connect.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -136,6 +137,34 @@ impl Endpoint {
             .host_str()
             .unwrap_or("the model server")
             .to_string()
+    }
+
+    /// What every client's `stream` does: refuses at once when `cancel` has already fired
+    /// or `credentials` (the client's check) failed, builds the body (which may refuse the
+    /// request as [`ProviderError::Config`]), logs the request, then [`Endpoint::stream`]s
+    /// it through `parser`.
+    pub async fn request(
+        &self,
+        req: &ModelRequest,
+        credentials: Result<(), ProviderError>,
+        body: impl FnOnce(&ModelRequest) -> Result<Value, ProviderError>,
+        parser: &mut dyn WireParser,
+        cancel: &CancellationToken,
+        on_event: &mut (dyn FnMut(StreamEvent) + Send),
+    ) -> Result<ModelResponse, ProviderError> {
+        if cancel.is_cancelled() {
+            return Err(ProviderError::Cancelled);
+        }
+        credentials?;
+        let body = body(req)?;
+        tracing::debug!(
+            model = %req.model,
+            endpoint = %self.url,
+            messages = req.messages.len(),
+            tools = req.tools.len(),
+            "model request"
+        );
+        self.stream(&body, cancel, parser, on_event).await
     }
 
     /// POSTs `body` and folds the SSE response with `parser`. Does not retry.

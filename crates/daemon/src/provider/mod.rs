@@ -1,6 +1,10 @@
 //! Model providers: provider-neutral conversation types, the error taxonomy the
-//! harness's retry loop and `session.error` events are built on, and the
-//! Anthropic Messages API client ([`anthropic::AnthropicProvider`]).
+//! harness's retry loop and `session.error` events are built on, and the clients of
+//! the three wire protocols ([`Wire`]): the Anthropic Messages API
+//! ([`anthropic::AnthropicProvider`]) and OpenAI's Chat Completions and Responses APIs
+//! ([`openai::OpenAiProvider`], also for compatible servers such as Ollama, vLLM and
+//! OpenRouter), all on one transport (`http`, `sse`). [`registry`] turns the
+//! `provider/model` names (built-ins and `[providers.NAME]`) into clients.
 
 pub mod anthropic;
 pub mod credentials;
@@ -42,8 +46,8 @@ impl Wire {
     pub fn request_bytes(self, req: &ModelRequest) -> Vec<u8> {
         let body = match self {
             Wire::Anthropic => request_body(req),
-            Wire::Chat => openai::chat_request_body(req),
-            Wire::Responses => openai::responses_request_body(req),
+            Wire::Chat => openai::chat::request_body(req),
+            Wire::Responses => openai::responses::request_body(req),
         };
         serde_json::to_vec(&body).unwrap_or_default()
     }

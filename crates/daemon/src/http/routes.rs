@@ -1,0 +1,501 @@
+//! Every endpoint of the HTTP API in one table: how it is reached, what it takes, what it
+//! answers and which handler serves it. The router (`mod.rs`) and `/v1/openapi.json`
+//! (`openapi.rs`) are both built from [`ROUTES`], so nothing is served undocumented or
+//! documented unserved.
+
+use axum::routing::{MethodFilter, MethodRouter, on};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Value, json};
+use tether_proto::Event;
+use tether_proto::agent::{AgentChanges, AgentSpec};
+use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
+
+use super::environments::DeletedEnvironment;
+use super::events::SendBody;
+use super::openapi::{self, StreamItem};
+use super::sessions::{CreateBody, UpdateBody};
+use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
+use super::{Api, agents, environments, events, sessions, stream};
+
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+pub fn of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Verb {
+    /// The key of an operation under its path in the document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// What an endpoint answers with a 200.
+#[derive(Clone, Copy)]
+pub enum Answer {
+    /// One JSON object of this schema.
+    Json(SchemaFn),
+    /// `text/event-stream` of items of this schema.
+    Sse(SchemaFn),
+    /// The document itself, which doesn't describe its own shape.
+    Document,
+}
+
+/// One endpoint: how it is reached, what it takes, what it answers, who serves it.
+pub struct Route {
+    pub verb: Verb,
+    pub path: &'static str,
+    /// `operationId`.
+    pub id: &'static str,
+    pub summary: &'static str,
+    pub query: &'static [(&'static str, Param)],
+    pub body: Option<SchemaFn>,
+    pub answer: Answer,
+    /// The handler, mounted on the method it is given (always this route's `verb`).
+    handler: fn(MethodFilter) -> MethodRouter<Api>,
+}
+
+impl Route {
+    /// The handler on this route's method, for `Router::route(self.path, …)`.
+    pub fn method_router(&self) -> MethodRouter<Api> {
+        (self.handler)(self.verb.filter())
+    }
+}
+
+/// A query parameter's schema: the values the handler accepts (see `query.rs`).
+#[derive(Clone, Copy)]
+pub enum Param {
+    /// `limit`: 1 to the maximum.
+    Limit(u32),
+    /// An opaque cursor from `next_page`/`prev_page`.
+    Page,
+    Order,
+    Bool,
+    /// RFC 3339, any offset.
+    Time,
+    Text,
+    /// A whole number that fits a u32 (agent versions).
+    Version,
+    /// A whole number (event seqs).
+    Seq,
+    /// Repeated `key[]=`, each one of these values.
+    List(&'static [&'static str]),
+    /// Repeated `key[]=`, any strings.
+    Strings,
+}
+
+impl Param {
+    pub fn schema(self) -> Value {
+        match self {
+            Param::Limit(max) => json!({ "type": "integer", "minimum": 1, "maximum": max }),
+            Param::Page => json!({ "type": "string", "pattern": "^page_([0-9a-f]{2})+$" }),
+            Param::Order => json!({ "type": "string", "enum": ["asc", "desc"] }),
+            Param::Bool => json!({ "type": "boolean" }),
+            Param::Time => json!({ "type": "string", "format": "date-time" }),
+            Param::Text => json!({ "type": "string" }),
+            Param::Version => json!({ "type": "integer", "minimum": 0, "maximum": u32::MAX }),
+            Param::Seq => json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX }),
+            Param::List(values) => {
+                json!({ "type": "array", "items": { "type": "string", "enum": values } })
+            }
+            Param::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+        }
+    }
+}
+
+/// `statuses[]` values.
+const STATUSES: &[&str] = &["rescheduling", "running", "idle", "terminated"];
+
+const PAGED: &[(&str, Param)] = &[
+    ("limit", Param::Limit(100)),
+    ("page", Param::Page),
+    ("order", Param::Order),
+    ("include_archived", Param::Bool),
+    ("created_at[gte]", Param::Time),
+    ("created_at[lte]", Param::Time),
+];
+
+pub const ROUTES: &[Route] = &[
+    Route {
+        verb: Verb::Post,
+        path: "/v1/agents",
+        id: "agents.create",
+        summary: "Create an agent (version 1)",
+        query: &[],
+        body: Some(of::<AgentSpec>),
+        answer: Answer::Json(of::<HostedAgent>),
+        handler: |m| on(m, agents::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/agents",
+        id: "agents.list",
+        summary: "List agents (newest version of each)",
+        query: PAGED,
+        body: None,
+        answer: Answer::Json(of::<Page<HostedAgent>>),
+        handler: |m| on(m, agents::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/agents/{agent_id}",
+        id: "agents.retrieve",
+        summary: "Get an agent; `?version=N` for an older version",
+        query: &[("version", Param::Version)],
+        body: None,
+        answer: Answer::Json(of::<HostedAgent>),
+        handler: |m| on(m, agents::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/agents/{agent_id}",
+        id: "agents.update",
+        summary: "Create a new version; `version` is an optimistic lock, `metadata` a patch",
+        query: &[],
+        body: Some(of::<AgentChanges>),
+        answer: Answer::Json(of::<HostedAgent>),
+        handler: |m| on(m, agents::update),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/agents/{agent_id}/archive",
+        id: "agents.archive",
+        summary: "Archive an agent (agents have no delete)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<HostedAgent>),
+        handler: |m| on(m, agents::archive),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/agents/{agent_id}/versions",
+        id: "agents.versions",
+        summary: "List an agent's versions",
+        query: PAGED,
+        body: None,
+        answer: Answer::Json(of::<Page<HostedAgent>>),
+        handler: |m| on(m, agents::versions),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments",
+        id: "environments.create",
+        summary: "Create an environment (starts its layer build)",
+        query: &[],
+        body: Some(of::<EnvironmentSpec>),
+        answer: Answer::Json(of::<Environment>),
+        handler: |m| on(m, environments::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments",
+        id: "environments.list",
+        summary: "List environments",
+        query: PAGED,
+        body: None,
+        answer: Answer::Json(of::<Page<Environment>>),
+        handler: |m| on(m, environments::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments/{environment_id}",
+        id: "environments.retrieve",
+        summary: "Get an environment",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Environment>),
+        handler: |m| on(m, environments::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}",
+        id: "environments.update",
+        summary: "Update an environment (new sessions get the new config)",
+        query: &[],
+        body: Some(of::<EnvironmentChanges>),
+        answer: Answer::Json(of::<Environment>),
+        handler: |m| on(m, environments::update),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/environments/{environment_id}",
+        id: "environments.delete",
+        summary: "Delete an environment",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<DeletedEnvironment>),
+        handler: |m| on(m, environments::delete),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}/archive",
+        id: "environments.archive",
+        summary: "Archive an environment",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Environment>),
+        handler: |m| on(m, environments::archive),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions",
+        id: "sessions.create",
+        summary: "Create a session",
+        query: &[],
+        body: Some(of::<CreateBody>),
+        answer: Answer::Json(of::<HostedSession>),
+        handler: |m| on(m, sessions::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions",
+        id: "sessions.list",
+        summary: "List sessions, newest first; pages both ways",
+        query: &[
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("order", Param::Order),
+            ("include_archived", Param::Bool),
+            ("statuses[]", Param::List(STATUSES)),
+            ("agent_id", Param::Text),
+            ("agent_version", Param::Version),
+            ("created_at[gt]", Param::Time),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lt]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<SessionPage>),
+        handler: |m| on(m, sessions::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}",
+        id: "sessions.retrieve",
+        summary: "Get a session",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<HostedSession>),
+        handler: |m| on(m, sessions::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}",
+        id: "sessions.update",
+        summary: "Update title, metadata (a patch) or budget",
+        query: &[],
+        body: Some(of::<UpdateBody>),
+        answer: Answer::Json(of::<HostedSession>),
+        handler: |m| on(m, sessions::update),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/sessions/{session_id}",
+        id: "sessions.delete",
+        summary: "Delete a session with its log and workspace",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<DeletedSession>),
+        handler: |m| on(m, sessions::delete),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/archive",
+        id: "sessions.archive",
+        summary: "Archive a session (read-only from then on)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<HostedSession>),
+        handler: |m| on(m, sessions::archive),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/events",
+        id: "sessions.events.list",
+        summary: "A session's event history, oldest first",
+        query: &[
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("order", Param::Order),
+            ("types[]", Param::Strings),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Event>>),
+        handler: |m| on(m, events::list),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/events",
+        id: "sessions.events.send",
+        summary: "Send user events",
+        query: &[],
+        body: Some(of::<SendBody>),
+        answer: Answer::Json(of::<SentEvents>),
+        handler: |m| on(m, events::send),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/events/stream",
+        id: "sessions.events.stream",
+        summary: "Server-Sent Events: `id:` is the event's seq; resume with Last-Event-ID or ?after_seq=; `event_deltas[]` opts into previews",
+        query: &[
+            (
+                "event_deltas[]",
+                Param::List(&["agent.message", "agent.thinking"]),
+            ),
+            ("after_seq", Param::Seq),
+        ],
+        body: None,
+        answer: Answer::Sse(of::<StreamItem>),
+        handler: |m| on(m, stream::stream),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/openapi.json",
+        id: "openapi",
+        summary: "This document",
+        query: &[],
+        body: None,
+        answer: Answer::Document,
+        handler: |m| on(m, openapi::document),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use serde_json::Value;
+    use tether_proto::Paths;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::Runtime;
+    use crate::store::Store;
+
+    /// Every `(method, path)` the document lists.
+    fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                ops.insert((method.clone(), path.clone()));
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn the_document_lists_the_table_and_nothing_else() {
+        let doc = openapi::build();
+        let table: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.verb.name().to_string(), r.path.to_string()))
+            .collect();
+        assert_eq!(
+            table.len(),
+            ROUTES.len(),
+            "a method and path twice in the table"
+        );
+        assert_eq!(documented(&doc), table);
+        let ids: BTreeSet<&str> = ROUTES.iter().map(|r| r.id).collect();
+        assert_eq!(ids.len(), ROUTES.len(), "operation ids are unique");
+        for r in ROUTES {
+            assert_eq!(
+                doc["paths"][r.path][r.verb.name()]["operationId"],
+                r.id,
+                "{} {}",
+                r.verb.name(),
+                r.path
+            );
+        }
+    }
+
+    /// The built router against its own `/v1/openapi.json`: every documented operation is
+    /// served (it reaches a handler, not the 404/405 fallbacks), and every other method on a
+    /// documented path is a 405.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_router_serves_exactly_what_the_document_lists() {
+        crate::provider::http::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().display().to_string();
+        let paths = Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        let store = Store::open(&paths.db()).unwrap();
+        let rt: Arc<Runtime> = Runtime::new(store, paths, Config::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(super::super::serve(listener, rt.clone(), "tok".into()));
+
+        let http = reqwest::Client::new();
+        let call = |method: &str, path: &str| {
+            let url = format!(
+                "{base}{}",
+                path.replace(['{', '}'], "").replace("_id", "_x")
+            );
+            http.request(method.parse().unwrap(), url)
+                .header("x-api-key", "tok")
+                .send()
+        };
+        let resp = call("GET", "/v1/openapi.json").await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let doc: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        let ops = documented(&doc);
+        assert_eq!(ops.len(), ROUTES.len());
+
+        let fell_through = |status: u16, text: &str| {
+            status == 405 || (status == 404 && text.contains("no such endpoint"))
+        };
+        for (method, path) in &ops {
+            let resp = call(&method.to_uppercase(), path).await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            assert!(
+                !fell_through(status, &text),
+                "{method} {path} is documented but not routed: {status} {text}"
+            );
+        }
+        let paths: BTreeSet<&String> = ops.iter().map(|(_, p)| p).collect();
+        for path in paths {
+            for method in ["get", "post", "delete", "put", "patch"] {
+                if ops.contains(&(method.to_string(), path.clone())) {
+                    continue;
+                }
+                let resp = call(&method.to_uppercase(), path).await.unwrap();
+                assert_eq!(
+                    resp.status().as_u16(),
+                    405,
+                    "{method} {path} is not documented but is routed"
+                );
+            }
+        }
+        let resp = call("GET", "/v1/nothing").await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404);
+        assert!(resp.text().await.unwrap().contains("no such endpoint"));
+
+        rt.shutdown.cancel();
+        server.await.unwrap();
+    }
+}
