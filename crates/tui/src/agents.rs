@@ -8,8 +8,8 @@ use serde_json::Value;
 use tether_proto::agent::{
     Agent, AgentChanges, AgentSpec, AgentTool, ToolConfig, ToolDefaults, split_agent_ref,
 };
-use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{AgentParams, ListAgents, UpdateAgent, rpc};
+use tether_proto::{ErrorBody, ErrorCode};
 
 use crate::cli::AgentsAction;
 use crate::client::{self, Client, ClientError};
@@ -19,11 +19,15 @@ pub async fn run(action: AgentsAction) -> CmdResult {
     match action {
         AgentsAction::Create { file, json } => {
             let spec: AgentSpec = read_file(&file)?;
-            let agent: Agent = connect().await?.call_as(Call::AgentCreate(spec)).await?;
+            let agent = connect().await?.request::<rpc::AgentCreate>(spec).await?;
             print_one(&agent, json, "created");
         }
         AgentsAction::Ls { all, json } => {
-            let agents = list(Call::AgentList(ListAgents { all })).await?;
+            let agents = connect()
+                .await?
+                .request::<rpc::AgentList>(ListAgents { all })
+                .await?
+                .data;
             if json {
                 for a in &agents {
                     println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -51,9 +55,9 @@ pub async fn run(action: AgentsAction) -> CmdResult {
             version,
             json,
         } => {
-            let a: Agent = connect()
+            let a = connect()
                 .await?
-                .call_as(Call::AgentGet(AgentParams { agent, version }))
+                .request::<rpc::AgentGet>(AgentParams { agent, version })
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
@@ -70,30 +74,33 @@ pub async fn run(action: AgentsAction) -> CmdResult {
                 Some(v) => v,
                 None => {
                     let name = split_agent_ref(&agent).map_err(usage)?.0.to_string();
-                    let current: Agent = c
-                        .call_as(Call::AgentGet(AgentParams {
+                    let current = c
+                        .request::<rpc::AgentGet>(AgentParams {
                             agent: name,
                             version: None,
-                        }))
+                        })
                         .await?;
                     current.version
                 }
             };
-            let a: Agent = c
-                .call_as(Call::AgentUpdate(UpdateAgent {
+            let a = c
+                .request::<rpc::AgentUpdate>(UpdateAgent {
                     agent,
                     version,
                     changes,
-                }))
+                })
                 .await?;
             print_one(&a, json, "updated");
         }
         AgentsAction::Versions { agent, json } => {
-            let versions = list(Call::AgentVersions(AgentParams {
-                agent,
-                version: None,
-            }))
-            .await?;
+            let versions = connect()
+                .await?
+                .request::<rpc::AgentVersions>(AgentParams {
+                    agent,
+                    version: None,
+                })
+                .await?
+                .data;
             for a in &versions {
                 if json {
                     println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -109,12 +116,12 @@ pub async fn run(action: AgentsAction) -> CmdResult {
             }
         }
         AgentsAction::Archive { agent } => {
-            let a: Agent = connect()
+            let a = connect()
                 .await?
-                .call_as(Call::AgentArchive(AgentParams {
+                .request::<rpc::AgentArchive>(AgentParams {
                     agent,
                     version: None,
-                }))
+                })
                 .await?;
             println!("archived agent {} ({})", a.spec.name, a.id);
         }
@@ -124,15 +131,6 @@ pub async fn run(action: AgentsAction) -> CmdResult {
 
 async fn connect() -> Result<Client, ClientError> {
     Client::connect(&client::paths()).await
-}
-
-async fn list(call: Call) -> Result<Vec<Agent>, ClientError> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        data: Vec<Agent>,
-    }
-    let page: Page = connect().await?.call_as(call).await?;
-    Ok(page.data)
 }
 
 fn print_one(a: &Agent, json: bool, what: &str) {

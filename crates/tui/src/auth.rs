@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use tether_proto::credentials::{Credentials, StoredKey, key_hint};
-use tether_proto::method::DaemonStatus;
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{DaemonStatus, NoParams, rpc};
+use tether_proto::{ErrorBody, ErrorCode};
 
 use crate::client::{self, Client, ClientError};
 use crate::commands::CmdResult;
@@ -162,7 +162,7 @@ fn read_key(provider: &str) -> Result<String, ClientError> {
 /// The running local daemon's view, if one is running (never starts one).
 async fn daemon_status() -> Option<DaemonStatus> {
     let mut c = Client::connect_existing(&client::paths()).await.ok()?;
-    c.call_as(Call::DaemonStatus {}).await.ok()
+    c.request::<rpc::DaemonStatus>(NoParams {}).await.ok()
 }
 
 async fn login(file: &Path, provider: &str) -> CmdResult {
@@ -350,7 +350,7 @@ pub async fn warn_on_mismatch(c: &mut Client) {
     {
         return;
     }
-    if let Ok(st) = c.call_as::<DaemonStatus>(Call::DaemonStatus {}).await {
+    if let Ok(st) = c.request::<rpc::DaemonStatus>(NoParams {}).await {
         for h in env_mismatches(&st, &|k| std::env::var(k).ok()) {
             eprintln!("warning: {h}");
         }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tether_proto::{
-    Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION, Paths,
-    Request, ServerFrame, encode_frame,
+    Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Method, Outcome,
+    PROTOCOL_VERSION, Paths, Request, ServerFrame, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -288,6 +288,15 @@ impl Client {
     pub async fn call_as<T: DeserializeOwned>(&mut self, call: Call) -> Result<T, ClientError> {
         let v = self.call(call).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Makes a request of method `M` and reads its answer as `M`'s result type:
+    /// `c.request::<rpc::SessionGet>(SessionParams { .. })` gives a `SessionInfo`.
+    pub async fn request<M: Method>(
+        &mut self,
+        params: M::Params,
+    ) -> Result<M::Result, ClientError> {
+        self.call_as(M::call(params)).await
     }
 
     /// The next push (event, delta, snapshot, resync...).

@@ -4,12 +4,10 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 use tether_proto::method::{
-    Attach, CreateSession, EventPage, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
-    SessionParams, UpdateSession,
+    Attach, CreateSession, DaemonStatus, ForkSession, ListSessions, NoParams, Order, ReadEvents,
+    SendMessage, SessionParams, UpdateSession, rpc,
 };
-use tether_proto::{
-    Call, ContentBlock, Event, EventBody, ServerFrame, SessionInfo, SessionStatus, StopReason,
-};
+use tether_proto::{ContentBlock, EventBody, ServerFrame, SessionInfo, SessionStatus, StopReason};
 
 use crate::cli::{DaemonAction, NewArgs, RunArgs, SessionOpts};
 use crate::client::{self, Client, ClientError};
@@ -85,7 +83,7 @@ pub async fn new(args: NewArgs) -> CmdResult {
     if let Some(env) = &params.environment_id {
         crate::envs::prepare(&mut c, env).await?;
     }
-    let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
+    let info = c.request::<rpc::SessionCreate>(params).await?;
     if !args.detach && !args.json && crate::tui::is_tty() {
         return crate::tui::attach(c, info, false).await;
     }
@@ -119,7 +117,7 @@ pub async fn run(args: RunArgs) -> CmdResult {
     if let Some(env) = &params.environment_id {
         crate::envs::prepare(&mut c, env).await?;
     }
-    let info: SessionInfo = c.call_as(Call::SessionCreate(params)).await?;
+    let info = c.request::<rpc::SessionCreate>(params).await?;
     let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
     if !args.json
         && !waits_for_answer(&info.id, reason.as_ref())
@@ -159,15 +157,14 @@ pub async fn send(
 ) -> CmdResult {
     let mut c = connect().await?;
     crate::auth::warn_on_mismatch(&mut c).await;
-    let v = c
-        .call(Call::SessionSend(SendMessage {
+    let ev = c
+        .request::<rpc::SessionSend>(SendMessage {
             model,
             session,
             content: vec![ContentBlock::text(text)],
-        }))
-        .await?;
-    let ev: Event = serde_json::from_value(v["event"].clone())
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        })
+        .await?
+        .event;
     if !wait {
         if json {
             println!("{}", serde_json::to_string(&ev).unwrap_or_default());
@@ -193,8 +190,8 @@ pub async fn send(
 
 pub async fn attach(session: String, read_only: bool) -> CmdResult {
     let mut c = connect().await?;
-    let info: SessionInfo = c
-        .call_as(Call::SessionGet(SessionParams { session }))
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams { session })
         .await?;
     if crate::tui::is_tty() {
         return crate::tui::attach(c, info, read_only).await;
@@ -254,17 +251,21 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
     if line.is_empty() {
         return Ok(());
     }
-    let call = match line {
-        "/interrupt" => Call::SessionInterrupt(SessionParams {
-            session: session_id.to_string(),
-        }),
-        _ => Call::SessionSend(SendMessage {
-            model: None,
-            session: session_id.to_string(),
-            content: vec![ContentBlock::text(line)],
-        }),
-    };
-    c.call(call).await.map(|_| ())
+    let session = session_id.to_string();
+    match line {
+        "/interrupt" => c
+            .request::<rpc::SessionInterrupt>(SessionParams { session })
+            .await
+            .map(|_| ()),
+        _ => c
+            .request::<rpc::SessionSend>(SendMessage {
+                model: None,
+                session,
+                content: vec![ContentBlock::text(line)],
+            })
+            .await
+            .map(|_| ()),
+    }
 }
 
 /// Attaches and prints until the session goes idle after `idle_after` (or forever with None).
@@ -294,18 +295,16 @@ async fn follow_with_input(
     idle_after: Option<u64>,
     mut input: Option<tokio::sync::mpsc::Receiver<String>>,
 ) -> Result<Option<StopReason>, ClientError> {
-    let attach = |after_seq| {
-        Call::SessionAttach(Attach {
-            session: session_id.to_string(),
-            after_seq,
-            read_only,
-        })
+    let attach = |after_seq| Attach {
+        session: session_id.to_string(),
+        after_seq,
+        read_only,
     };
     let mut last = after_seq;
     let mut attached = false;
     loop {
         if !attached {
-            match c.call(attach(last)).await {
+            match c.request::<rpc::SessionAttach>(attach(last)).await {
                 Ok(_) => attached = true,
                 Err(e) if is_connection_loss(&e) => {
                     reconnect(c, &e).await?;
@@ -411,9 +410,10 @@ fn jittered(d: std::time::Duration) -> std::time::Duration {
 
 pub async fn ls(all: bool, json: bool) -> CmdResult {
     let mut c = connect().await?;
-    let v = c.call(Call::SessionList(ListSessions { all })).await?;
-    let sessions: Vec<SessionInfo> = serde_json::from_value(v["data"].clone())
-        .map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let sessions = c
+        .request::<rpc::SessionList>(ListSessions { all })
+        .await?
+        .data;
     if json {
         for s in &sessions {
             println!("{}", serde_json::to_string(s).unwrap_or_default());
@@ -499,8 +499,8 @@ fn cost_text(usage: &tether_proto::SessionUsage) -> String {
 
 pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> CmdResult {
     let mut c = connect().await?;
-    let info: SessionInfo = c
-        .call_as(Call::SessionGet(SessionParams { session }))
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams { session })
         .await?;
     if follow_ {
         follow(&mut c, &info.id, after, true, Printer::watching(json), None).await?;
@@ -509,14 +509,14 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
     let mut printer = Printer::new(json);
     let mut cursor = after;
     loop {
-        let page: EventPage = c
-            .call_as(Call::SessionEvents(ReadEvents {
+        let page = c
+            .request::<rpc::SessionEvents>(ReadEvents {
                 session: info.id.clone(),
                 after_seq: Some(cursor),
                 before_seq: None,
                 limit: 1000,
                 order: Order::Asc,
-            }))
+            })
             .await?;
         for e in &page.data {
             printer.event(e);
@@ -531,10 +531,10 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
 
 pub async fn interrupt(session: String) -> CmdResult {
     let mut c = connect().await?;
-    let v = c
-        .call(Call::SessionInterrupt(SessionParams { session }))
+    let interrupted = c
+        .request::<rpc::SessionInterrupt>(SessionParams { session })
         .await?;
-    if v["was_running"].as_bool() == Some(true) {
+    if interrupted.was_running {
         eprintln!("interrupted");
     } else {
         eprintln!("the session was not running; recorded the interrupt anyway");
@@ -545,28 +545,28 @@ pub async fn interrupt(session: String) -> CmdResult {
 pub async fn rm(session: String, archive: bool) -> CmdResult {
     let mut c = connect().await?;
     if archive {
-        let info: SessionInfo = c
-            .call_as(Call::SessionArchive(SessionParams { session }))
+        let info = c
+            .request::<rpc::SessionArchive>(SessionParams { session })
             .await?;
         eprintln!("archived {}", info.id);
     } else {
-        let v = c
-            .call(Call::SessionDelete(SessionParams { session }))
+        let deleted = c
+            .request::<rpc::SessionDelete>(SessionParams { session })
             .await?;
-        eprintln!("deleted {}", v["id"].as_str().unwrap_or(""));
+        eprintln!("deleted {}", deleted.id);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn rename(session: String, name: String) -> CmdResult {
     let mut c = connect().await?;
-    let info: SessionInfo = c
-        .call_as(Call::SessionUpdate(UpdateSession {
+    let info = c
+        .request::<rpc::SessionUpdate>(UpdateSession {
             session,
             model: None,
             max_cost_usd: None,
             name: Some(name),
-        }))
+        })
         .await?;
     eprintln!(
         "renamed {} to {}",
@@ -578,8 +578,8 @@ pub async fn rename(session: String, name: String) -> CmdResult {
 
 pub async fn fork(session: String, name: Option<String>, json: bool) -> CmdResult {
     let mut c = connect().await?;
-    let info: SessionInfo = c
-        .call_as(Call::SessionFork(ForkSession { session, name }))
+    let info = c
+        .request::<rpc::SessionFork>(ForkSession { session, name })
         .await?;
     if json {
         println!("{}", serde_json::to_string(&info).unwrap_or_default());
@@ -613,14 +613,14 @@ async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting
     let mut answered: Vec<String> = Vec::new();
     let mut before = None;
     while found.len() + answered.len() < ids.len() {
-        let page: EventPage = c
-            .call_as(Call::SessionEvents(ReadEvents {
+        let page = c
+            .request::<rpc::SessionEvents>(ReadEvents {
                 session: info.id.clone(),
                 after_seq: None,
                 before_seq: before,
                 limit: 500,
                 order: Order::Desc,
-            }))
+            })
             .await?;
         for e in &page.data {
             match &e.body {
@@ -695,10 +695,10 @@ fn pick_call(calls: &[&Waiting]) -> Option<String> {
 
 pub async fn approve(session: String, event: Option<String>, deny: Option<String>) -> CmdResult {
     let mut c = connect().await?;
-    let info: SessionInfo = c
-        .call_as(Call::SessionGet(SessionParams {
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams {
             session: session.clone(),
-        }))
+        })
         .await?;
     let who = label(&info);
     let tool_use_id = match event {
@@ -746,32 +746,29 @@ pub async fn approve(session: String, event: Option<String>, deny: Option<String
     } else {
         tether_proto::ConfirmationResult::Allow
     };
-    let v = c
-        .call(Call::ToolConfirm(tether_proto::method::ToolConfirm {
+    let answered = c
+        .request::<rpc::ToolConfirm>(tether_proto::method::ToolConfirm {
             session: info.id.clone(),
             tool_use_id: tool_use_id.clone(),
             result,
             deny_message: deny.clone(),
-        }))
+        })
         .await?;
     eprintln!(
         "{} {tool_use_id}; {}",
         if deny.is_some() { "denied" } else { "allowed" },
-        answered_then(&v)
+        answered_then(&answered.session)
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// What happens after an answer, from the reply's session info.
-fn answered_then(reply: &Value) -> String {
-    let info: Option<SessionInfo> = serde_json::from_value(reply["session"].clone()).ok();
-    match info {
-        Some(i) if i.status == SessionStatus::Idle => {
-            "the session still waits for other answers (`tether approve` / `tether tool-result`)"
-                .to_string()
-        }
-        Some(i) => format!("the turn continues (`tether attach {}`)", label(&i)),
-        None => "recorded".to_string(),
+/// What happens after an answer, from the session as the reply gives it.
+fn answered_then(session: &SessionInfo) -> String {
+    if session.status == SessionStatus::Idle {
+        "the session still waits for other answers (`tether approve` / `tether tool-result`)"
+            .to_string()
+    } else {
+        format!("the turn continues (`tether attach {}`)", label(session))
     }
 }
 
@@ -782,17 +779,18 @@ pub async fn tool_result(session: String, event: String, json: String, error: bo
         )));
     }
     let mut c = connect().await?;
-    let v = c
-        .call(Call::CustomToolResult(
-            tether_proto::method::CustomToolResult {
-                session,
-                custom_tool_use_id: event.clone(),
-                content: vec![ContentBlock::text(json)],
-                is_error: error,
-            },
-        ))
+    let answered = c
+        .request::<rpc::CustomToolResult>(tether_proto::method::CustomToolResult {
+            session,
+            custom_tool_use_id: event.clone(),
+            content: vec![ContentBlock::text(json)],
+            is_error: error,
+        })
         .await?;
-    eprintln!("sent the result of {event}; {}", answered_then(&v));
+    eprintln!(
+        "sent the result of {event}; {}",
+        answered_then(&answered.session)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -838,31 +836,29 @@ pub async fn daemon(action: DaemonAction) -> CmdResult {
         }
         DaemonAction::Status { json } => {
             let mut c = Client::connect_existing(&paths).await?;
-            let v = c.call(Call::DaemonStatus {}).await?;
+            let status = c.request::<rpc::DaemonStatus>(NoParams {}).await?;
             if json {
-                println!("{v}");
+                // Through a JSON value, as the daemon sent it: keys in the same (sorted) order.
+                println!("{}", serde_json::to_value(&status).unwrap_or_default());
             } else {
-                print_status(&v);
+                print_status(&status);
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn print_status(v: &Value) {
-    println!("tetherd {} running", v["version"].as_str().unwrap_or("?"));
-    println!("  pid         {}", v["pid"]);
-    println!("  socket      {}", v["socket"].as_str().unwrap_or(""));
-    println!("  data        {}", v["data_dir"].as_str().unwrap_or(""));
-    println!(
-        "  uptime      {:.1} s",
-        v["uptime_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
-    );
+fn print_status(st: &DaemonStatus) {
+    println!("tetherd {} running", st.version);
+    println!("  pid         {}", st.pid);
+    println!("  socket      {}", st.socket);
+    println!("  data        {}", st.data_dir);
+    println!("  uptime      {:.1} s", st.uptime_ms as f64 / 1000.0);
     println!(
         "  sessions    {} ({} running)",
-        v["sessions"], v["running_sessions"]
+        st.sessions, st.running_sessions
     );
-    println!("  clients     {}", v["clients"]);
+    println!("  clients     {}", st.clients);
 }
 
 /// Asks the daemon to stop and waits until it has released its socket.
@@ -872,7 +868,7 @@ async fn stop(paths: &tether_proto::Paths) -> Result<Option<u32>, ClientError> {
         Err(_) => return Ok(None),
     };
     let pid = c.daemon_pid;
-    c.call(Call::DaemonShutdown {}).await?;
+    c.request::<rpc::DaemonShutdown>(NoParams {}).await?;
     // The daemon closes our connection once it has stopped serving.
     while c.next_push().await.is_ok() {}
     if client::is_remote() {
@@ -928,7 +924,7 @@ pub async fn http_token() -> CmdResult {
 pub async fn doctor(json: bool) -> CmdResult {
     let paths = client::paths();
     let mut checks: Vec<(String, bool, String)> = Vec::new();
-    let mut status: Option<Value> = None;
+    let mut status: Option<DaemonStatus> = None;
     match Client::connect_existing(&paths).await {
         Ok(mut c) => {
             checks.push((
@@ -936,7 +932,7 @@ pub async fn doctor(json: bool) -> CmdResult {
                 true,
                 format!("running, pid {} version {}", c.daemon_pid, c.daemon_version),
             ));
-            status = c.call(Call::DaemonStatus {}).await.ok();
+            status = c.request::<rpc::DaemonStatus>(NoParams {}).await.ok();
         }
         Err(e) => checks.push(("daemon".into(), false, e.to_string())),
     }
@@ -958,7 +954,7 @@ pub async fn doctor(json: bool) -> CmdResult {
     ));
     let providers = status
         .as_ref()
-        .and_then(|s| s["providers"].as_array().cloned())
+        .map(|s| s.providers.clone())
         .unwrap_or_default();
     if providers.is_empty() {
         // No daemon to ask: judge from this shell's environment, which a daemon started from
@@ -980,23 +976,23 @@ pub async fn doctor(json: bool) -> CmdResult {
     }
     for p in providers {
         checks.push((
-            p["name"].as_str().unwrap_or("provider").to_string(),
-            p["ready"].as_bool().unwrap_or(false),
+            p.name,
+            p.ready,
             format!(
                 "{} — {} (as the running daemon sees it)",
-                p["endpoint"].as_str().unwrap_or(""),
-                p["detail"].as_str().unwrap_or("")
+                p.endpoint, p.detail
             ),
         ));
     }
     if let Some(s) = status.as_ref() {
-        checks.push(match s.get("web_search").filter(|w| !w.is_null()) {
+        checks.push(match &s.web_search {
             Some(w) => (
                 "web_search".into(),
-                w["ready"].as_bool().unwrap_or(false),
-                match w["ready"].as_bool() {
-                    Some(true) => format!("{} — offered to the model", w["endpoint"].as_str().unwrap_or("")),
-                    _ => w["detail"].as_str().unwrap_or("").to_string(),
+                w.ready,
+                if w.ready {
+                    format!("{} — offered to the model", w.endpoint)
+                } else {
+                    w.detail.clone()
                 },
             ),
             None => (
@@ -1008,17 +1004,13 @@ pub async fn doctor(json: bool) -> CmdResult {
     }
     for c in status
         .as_ref()
-        .and_then(|s| s["mcp_credentials"].as_array().cloned())
+        .map(|s| s.mcp_credentials.clone())
         .unwrap_or_default()
     {
         checks.push((
             "mcp".into(),
-            c["ready"].as_bool().unwrap_or(false),
-            format!(
-                "{} — {}",
-                c["endpoint"].as_str().unwrap_or(""),
-                c["detail"].as_str().unwrap_or("")
-            ),
+            c.ready,
+            format!("{} — {}", c.endpoint, c.detail),
         ));
     }
     checks.extend(sandbox_checks(status.as_ref()));
@@ -1038,11 +1030,8 @@ pub async fn doctor(json: bool) -> CmdResult {
 
 /// What the host offers for sandboxing tools and the level tether uses: the running daemon's
 /// probe, or (no daemon) `tetherd sandbox-probe --report` run here.
-fn sandbox_checks(status: Option<&Value>) -> Vec<(String, bool, String)> {
-    let from_daemon = status.and_then(|s| {
-        serde_json::from_value::<tether_proto::method::SandboxSupport>(s.get("sandbox")?.clone())
-            .ok()
-    });
+fn sandbox_checks(status: Option<&DaemonStatus>) -> Vec<(String, bool, String)> {
+    let from_daemon = status.and_then(|s| s.sandbox.clone());
     let report = match from_daemon {
         Some(r) => r,
         None => {
