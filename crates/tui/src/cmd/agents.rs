@@ -11,9 +11,9 @@ use tether_proto::agent::{
 use tether_proto::method::{AgentParams, ListAgents, UpdateAgent, rpc};
 use tether_proto::{ErrorBody, ErrorCode};
 
+use super::sessions::CmdResult;
 use crate::cli::AgentsAction;
 use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
 
 pub async fn run(action: AgentsAction) -> CmdResult {
     match action {

@@ -77,11 +77,11 @@ fn title_from(prompt: &str) -> String {
 
 pub async fn new(args: NewArgs) -> CmdResult {
     let mut c = connect().await?;
-    crate::auth::warn_on_mismatch(&mut c).await;
+    super::auth::warn_on_mismatch(&mut c).await;
     let has_prompt = args.prompt.is_some();
     let params = create_params(args.prompt, args.name, args.opts)?;
     if let Some(env) = &params.environment_id {
-        crate::envs::prepare(&mut c, env).await?;
+        super::envs::prepare(&mut c, env).await?;
     }
     let info = c.request::<rpc::SessionCreate>(params).await?;
     if !args.detach && !args.json && crate::tui::is_tty() {
@@ -112,10 +112,10 @@ pub async fn new(args: NewArgs) -> CmdResult {
 
 pub async fn run(args: RunArgs) -> CmdResult {
     let mut c = connect().await?;
-    crate::auth::warn_on_mismatch(&mut c).await;
+    super::auth::warn_on_mismatch(&mut c).await;
     let params = create_params(Some(args.prompt), args.name, args.opts)?;
     if let Some(env) = &params.environment_id {
-        crate::envs::prepare(&mut c, env).await?;
+        super::envs::prepare(&mut c, env).await?;
     }
     let info = c.request::<rpc::SessionCreate>(params).await?;
     let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
@@ -156,7 +156,7 @@ pub async fn send(
     model: Option<String>,
 ) -> CmdResult {
     let mut c = connect().await?;
-    crate::auth::warn_on_mismatch(&mut c).await;
+    super::auth::warn_on_mismatch(&mut c).await;
     let ev = c
         .request::<rpc::SessionSend>(SendMessage {
             model,

@@ -13,8 +13,8 @@ use tether_proto::credentials::{Credentials, StoredKey, key_hint};
 use tether_proto::method::{DaemonStatus, NoParams, rpc};
 use tether_proto::{ErrorBody, ErrorCode};
 
+use super::sessions::CmdResult;
 use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
 
 #[derive(Subcommand, Debug)]
 pub enum AuthAction {

@@ -11,9 +11,9 @@ use tether_proto::environment::{
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment, Watching, rpc};
 use tether_proto::{ErrorBody, ErrorCode, ServerFrame};
 
+use super::sessions::CmdResult;
 use crate::cli::EnvsAction;
 use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
 
 /// Output lines the live display keeps under the step line.
 const LIVE_LINES: usize = 6;
@@ -355,7 +355,7 @@ fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientErro
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
-    crate::agents::parse_with(path, text, locate_in_config)
+    super::agents::parse_with(path, text, locate_in_config)
 }
 
 /// `config` is tagged by `type`, so serde reports errors inside it at `config`; this finds the
