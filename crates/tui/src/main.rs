@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> cmd::sessions::CmdResult {
+async fn dispatch(cli: Cli) -> cmd::CmdResult {
     // The proxy is the far end of a remote link: it always talks to its local daemon.
     let is_proxy = matches!(cli.command, Some(Command::Proxy { .. }));
     // --remote / TETHER_REMOTE, else `[tui] remote` in config.toml; `local` means this machine.
@@ -113,20 +113,20 @@ async fn dispatch(cli: Cli) -> cmd::sessions::CmdResult {
             session,
             event,
             deny,
-        } => cmd::sessions::approve(session, event, deny).await,
+        } => cmd::approvals::approve(session, event, deny).await,
         Command::ToolResult {
             session,
             event,
             json,
             error,
-        } => cmd::sessions::tool_result(session, event, json, error).await,
+        } => cmd::approvals::tool_result(session, event, json, error).await,
         Command::Agents { action } => cmd::agents::run(action).await,
         Command::Envs { action } => cmd::envs::run(action).await,
         Command::Auth { action } => cmd::auth::run(action).await,
-        Command::Daemon { action } => cmd::sessions::daemon(action).await,
-        Command::Doctor { json } => cmd::sessions::doctor(json).await,
+        Command::Daemon { action } => cmd::daemon::run(action).await,
+        Command::Doctor { json } => cmd::doctor::run(json).await,
         Command::Proxy { existing } => cmd::proxy::run(!existing).await,
-        Command::HttpToken => cmd::sessions::http_token().await,
+        Command::HttpToken => cmd::daemon::http_token().await,
     }
 }
 

@@ -1,6 +1,5 @@
 //! `tether agents ...`: agent files in, agent versions out.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
@@ -9,11 +8,10 @@ use tether_proto::agent::{
     Agent, AgentChanges, AgentSpec, AgentTool, ToolConfig, ToolDefaults, split_agent_ref,
 };
 use tether_proto::method::{AgentParams, ListAgents, UpdateAgent, rpc};
-use tether_proto::{ErrorBody, ErrorCode};
 
-use super::sessions::CmdResult;
+use super::{CmdResult, connect, usage};
 use crate::cli::AgentsAction;
-use crate::client::{self, Client, ClientError};
+use crate::client::ClientError;
 
 pub async fn run(action: AgentsAction) -> CmdResult {
     match action {
@@ -129,10 +127,6 @@ pub async fn run(action: AgentsAction) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connect() -> Result<Client, ClientError> {
-    Client::connect(&client::paths()).await
-}
-
 fn print_one(a: &Agent, json: bool, what: &str) {
     if json {
         println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -175,10 +169,6 @@ fn tools_summary(a: &Agent) -> String {
     }
 }
 
-fn usage(msg: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, msg))
-}
-
 /// Reads an agent file by its extension: `.yaml`/`.yml`, `.json`, `.toml`; anything else
 /// is read as YAML (which also accepts JSON).
 fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
@@ -188,38 +178,7 @@ fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
 }
 
 fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
-    parse_with(path, text, locate_in_lists)
-}
-
-/// Parses a resource file by its extension; on error, `locate` may find the nested field
-/// that fails (serde reports errors inside tagged entries at the entry).
-pub(crate) fn parse_with<T: DeserializeOwned>(
-    path: &str,
-    text: &str,
-    locate: fn(&Value) -> Option<String>,
-) -> Result<T, String> {
-    let ext = Path::new(path)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let typed = match ext.as_str() {
-        "json" => serde_json::from_str(text).map_err(|e| e.to_string()),
-        // Through a JSON value: TOML's errors already name the key and show the line.
-        "toml" => toml::from_str::<Value>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())),
-        _ => serde_norway::from_str(text).map_err(|e| e.to_string()),
-    };
-    typed.map_err(|e| {
-        let value = match ext.as_str() {
-            "json" => serde_json::from_str::<Value>(text).ok(),
-            "toml" => toml::from_str::<Value>(text).ok(),
-            _ => serde_norway::from_str::<Value>(text).ok(),
-        };
-        let deeper = value.as_ref().and_then(locate);
-        format!("{path}: {}", deeper.unwrap_or(e))
-    })
+    super::spec_file::parse_with(path, text, locate_in_lists)
 }
 
 /// Entries of `tools` are tagged by `type`, so serde reports their errors at the list; this

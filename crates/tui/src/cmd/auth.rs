@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use tether_proto::credentials::{Credentials, StoredKey, key_hint};
 use tether_proto::method::{DaemonStatus, NoParams, rpc};
-use tether_proto::{ErrorBody, ErrorCode};
 
-use super::sessions::CmdResult;
+use super::{CmdResult, usage};
 use crate::client::{self, Client, ClientError};
 
 #[derive(Subcommand, Debug)]
@@ -38,10 +37,6 @@ pub enum AuthAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn usage(message: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, message))
 }
 
 pub async fn run(action: AuthAction) -> CmdResult {

@@ -11,9 +11,9 @@ use tether_proto::environment::{
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment, Watching, rpc};
 use tether_proto::{ErrorBody, ErrorCode, ServerFrame};
 
-use super::sessions::CmdResult;
+use super::{CmdResult, connect, usage};
 use crate::cli::EnvsAction;
-use crate::client::{self, Client, ClientError};
+use crate::client::{Client, ClientError};
 
 /// Output lines the live display keeps under the step line.
 const LIVE_LINES: usize = 6;
@@ -114,10 +114,6 @@ pub async fn run(action: EnvsAction) -> CmdResult {
 
 fn p(environment: String) -> EnvironmentParams {
     EnvironmentParams { environment }
-}
-
-async fn connect() -> Result<Client, ClientError> {
-    Client::connect(&client::paths()).await
 }
 
 fn print_json(e: &Environment, json: bool) {
@@ -344,10 +340,6 @@ fn build_of(e: &Environment) -> &'static str {
     }
 }
 
-fn usage(msg: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, msg))
-}
-
 fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read the environment file {path}: {e}")))?;
@@ -355,7 +347,7 @@ fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientErro
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
-    super::agents::parse_with(path, text, locate_in_config)
+    super::spec_file::parse_with(path, text, locate_in_config)
 }
 
 /// `config` is tagged by `type`, so serde reports errors inside it at `config`; this finds the

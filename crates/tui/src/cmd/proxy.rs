@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::ExitCode;
 
-use super::sessions::CmdResult;
+use super::CmdResult;
 use crate::client::{self, ClientError};
 use crate::transport::connect_local;
 
