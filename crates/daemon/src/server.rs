@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use serde_json::{Value, json};
-use tether_proto::method::{EventPage, Order};
+use serde_json::Value;
+use tether_proto::method::{
+    DaemonStatus, Detached, Dispatch, EnvironmentDeleted, EventPage, Interrupted, List, Method,
+    Order, Recorded, Reply, SessionDeleted, Stopping, Watching,
+};
 use tether_proto::{
     Call, CaughtUp, ClientFrame, Delta, ErrorBody, ErrorCode, Event, FrameDecoder, Hello,
     PROTOCOL_VERSION, Resync, ServerFrame, Welcome, encode_frame,
@@ -666,7 +669,8 @@ impl Connection {
         crate::ops::check_writable(session)
     }
 
-    /// Handles one request. `Ok(None)` means the reply was already queued (attach).
+    /// Handles one request, answering each method with its own result type. `Ok(None)` means
+    /// the reply was already queued (attach, shutdown).
     async fn handle(
         &mut self,
         id: u64,
@@ -674,29 +678,40 @@ impl Connection {
         out: &Outbox,
     ) -> Result<Option<Value>, ErrorBody> {
         let rt = self.rt.clone();
-        let v = match call {
-            Call::SessionCreate(p) => {
+        let v = match call.dispatch() {
+            Dispatch::SessionCreate(p, r) => {
                 let s = rt.create(p).await?;
-                to_value(s.info())
+                answer(r, s.info())
             }
-            Call::SessionList(p) => to_value(json!({ "data": rt.list(p.all).await? })),
-            Call::SessionGet(p) => {
+            Dispatch::SessionList(p, r) => answer(
+                r,
+                List {
+                    data: rt.list(p.all).await?,
+                },
+            ),
+            Dispatch::SessionGet(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
-                to_value(rt.info(&sid).await?)
+                answer(r, rt.info(&sid).await?)
             }
-            Call::SessionSend(p) => {
+            Dispatch::SessionSend(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let ev = crate::ops::send_message(&s, p.content, p.model).await?;
-                to_value(json!({ "event": ev, "session": s.info() }))
+                let event = crate::ops::send_message(&s, p.content, p.model).await?;
+                answer(
+                    r,
+                    Recorded {
+                        event,
+                        session: s.info(),
+                    },
+                )
             }
-            Call::SessionInterrupt(p) => {
+            Dispatch::SessionInterrupt(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let (ev, was_running) = crate::ops::interrupt(&s).await?;
-                to_value(json!({ "event": ev, "was_running": was_running }))
+                let (event, was_running) = crate::ops::interrupt(&s).await?;
+                answer(r, Interrupted { event, was_running })
             }
-            Call::SessionAttach(p) => {
+            Dispatch::SessionAttach(p, r) => {
                 let s = rt.session(&p.session).await?;
                 if let Some(old) = self.attachments.remove(&s.id) {
                     old.end();
@@ -711,7 +726,7 @@ impl Connection {
                 Attachment::count(&s, read_only);
                 // The reply goes first, then the feed.
                 if out
-                    .send(&ServerFrame::result(id, to_value(s.info())))
+                    .send(&ServerFrame::result(id, answer(r, s.info())))
                     .await
                     .is_err()
                 {
@@ -729,12 +744,12 @@ impl Connection {
                 );
                 return Ok(None);
             }
-            Call::SessionDetach(p) => {
+            Dispatch::SessionDetach(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
                 let was = self.attachments.remove(&sid).map(Attachment::end).is_some();
-                json!({ "detached": was })
+                answer(r, Detached { detached: was })
             }
-            Call::SessionEvents(p) => {
+            Dispatch::SessionEvents(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
                 let limit = p.limit.clamp(1, 10_000);
                 let desc = p.order == Order::Desc;
@@ -742,9 +757,9 @@ impl Connection {
                     .store
                     .read_events(&sid, p.after_seq.unwrap_or(0), p.before_seq, limit, desc)
                     .await?;
-                to_value(EventPage::new(data, limit))
+                answer(r, EventPage::new(data, limit))
             }
-            Call::SessionSearch(p) => {
+            Dispatch::SessionSearch(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
                 if p.query.trim().is_empty() {
                     return Err(ErrorBody::new(
@@ -757,126 +772,178 @@ impl Connection {
                     .store
                     .search_events(&sid, &p.query, p.before_seq, limit)
                     .await?;
-                to_value(EventPage::new(data, limit))
+                answer(r, EventPage::new(data, limit))
             }
-            Call::SessionUpdate(p) => {
+            Dispatch::SessionUpdate(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
                 if let Some(name) = p.name {
                     rt.rename(&s, name).await?;
                 }
                 crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
-                to_value(s.info())
+                answer(r, s.info())
             }
-            Call::SessionFork(p) => {
+            Dispatch::SessionFork(p, r) => {
                 let s = rt.session(&p.session).await?;
                 let f = rt.fork(&s, p.name).await?;
-                to_value(f.info())
+                answer(r, f.info())
             }
-            Call::SessionArchive(p) => {
+            Dispatch::SessionArchive(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
                 rt.archive(&s).await?;
-                to_value(s.info())
+                answer(r, s.info())
             }
-            Call::SessionDelete(p) => {
+            Dispatch::SessionDelete(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
                 if let Some(a) = self.attachments.remove(&s.id) {
                     a.end();
                 }
                 rt.delete(&s).await?;
-                json!({ "id": s.id, "deleted": true })
+                answer(r, SessionDeleted::new(s.id.clone()))
             }
-            Call::DaemonStatus {} => {
+            Dispatch::DaemonStatus(_, r) => {
                 let rows = rt.store.list_sessions(true).await?;
                 let running = rt
                     .loaded_sessions()
                     .iter()
                     .filter(|s| s.is_turn_running())
                     .count();
-                to_value(tether_proto::method::DaemonStatus {
-                    pid: std::process::id(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    protocol: PROTOCOL_VERSION,
-                    socket: rt.paths.socket().display().to_string(),
-                    data_dir: rt.paths.data_dir.display().to_string(),
-                    uptime_ms: rt.started.elapsed().as_millis() as u64,
-                    sessions: rows.len() as u64,
-                    running_sessions: running as u64,
-                    clients: rt.client_count(),
-                    providers: rt.provider_statuses(),
-                    web_search: rt.web_search_status(),
-                    mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
-                    sandbox: Some(crate::sandbox_support::this_host().report.clone()),
-                })
+                answer(
+                    r,
+                    DaemonStatus {
+                        pid: std::process::id(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        protocol: PROTOCOL_VERSION,
+                        socket: rt.paths.socket().display().to_string(),
+                        data_dir: rt.paths.data_dir.display().to_string(),
+                        uptime_ms: rt.started.elapsed().as_millis() as u64,
+                        sessions: rows.len() as u64,
+                        running_sessions: running as u64,
+                        clients: rt.client_count(),
+                        providers: rt.provider_statuses(),
+                        web_search: rt.web_search_status(),
+                        mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
+                        sandbox: Some(crate::sandbox_support::this_host().report.clone()),
+                    },
+                )
             }
-            Call::DaemonShutdown {} => {
+            Dispatch::DaemonShutdown(_, r) => {
                 tracing::info!("shutdown requested by a client");
-                let _ = out
-                    .send(&ServerFrame::result(id, json!({ "stopping": true })))
-                    .await;
+                let stopping = answer(r, Stopping { stopping: true });
+                let _ = out.send(&ServerFrame::result(id, stopping)).await;
                 rt.shutdown.cancel();
                 return Ok(None);
             }
-            call @ (Call::AgentCreate(_)
-            | Call::AgentList(_)
-            | Call::AgentGet(_)
-            | Call::AgentUpdate(_)
-            | Call::AgentArchive(_)
-            | Call::AgentVersions(_)) => match crate::agents::handle(&rt.store, call).await {
-                Some(r) => r?,
-                None => return Err(ErrorBody::new(ErrorCode::Internal, "agent call not routed")),
-            },
-            Call::EnvironmentWatch(p) => {
-                let (env, feed) =
+            Dispatch::AgentCreate(spec, r) => {
+                answer(r, crate::agents::create(&rt.store, spec).await?)
+            }
+            Dispatch::AgentList(p, r) => answer(
+                r,
+                List {
+                    data: crate::agents::list(&rt.store, p.all).await?,
+                },
+            ),
+            Dispatch::AgentGet(p, r) => answer(r, crate::agents::get(&rt.store, &p).await?),
+            Dispatch::AgentUpdate(p, r) => answer(r, crate::agents::update(&rt.store, p).await?),
+            Dispatch::AgentArchive(p, r) => {
+                answer(r, crate::agents::archive(&rt.store, &p.agent).await?)
+            }
+            Dispatch::AgentVersions(p, r) => answer(
+                r,
+                List {
+                    data: crate::agents::versions(&rt.store, &p.agent).await?,
+                },
+            ),
+            Dispatch::EnvironmentWatch(p, r) => {
+                let (environment, feed) =
                     crate::environments::watch(&rt.store, &rt.builds, &p.environment).await?;
                 let watching = feed.is_some();
                 if let Some((first, rx)) = feed {
                     tokio::spawn(forward_build(first, rx, out.clone()));
                 }
                 // `watching: false`: no build is running; `environment.build` says how it ended.
-                json!({ "environment": env, "watching": watching })
+                answer(
+                    r,
+                    Watching {
+                        environment,
+                        watching,
+                    },
+                )
             }
-            call @ (Call::EnvironmentCreate(_)
-            | Call::EnvironmentList(_)
-            | Call::EnvironmentGet(_)
-            | Call::EnvironmentUpdate(_)
-            | Call::EnvironmentArchive(_)
-            | Call::EnvironmentDelete(_)
-            | Call::EnvironmentRebuild(_)) => {
-                match crate::environments::handle(&rt.store, &rt.builds, call).await {
-                    Some(r) => r?,
-                    None => {
-                        return Err(ErrorBody::new(
-                            ErrorCode::Internal,
-                            "environment call not routed",
-                        ));
-                    }
-                }
-            }
-            Call::ToolConfirm(p) => {
+            Dispatch::EnvironmentCreate(spec, r) => answer(
+                r,
+                crate::environments::create(&rt.store, &rt.builds, spec).await?,
+            ),
+            Dispatch::EnvironmentList(p, r) => answer(
+                r,
+                List {
+                    data: crate::environments::list(&rt.store, &rt.builds, p.all).await?,
+                },
+            ),
+            Dispatch::EnvironmentGet(p, r) => answer(
+                r,
+                crate::environments::get(&rt.store, &rt.builds, &p.environment).await?,
+            ),
+            Dispatch::EnvironmentUpdate(p, r) => answer(
+                r,
+                crate::environments::update(&rt.store, &rt.builds, p).await?,
+            ),
+            Dispatch::EnvironmentArchive(p, r) => answer(
+                r,
+                crate::environments::archive(&rt.store, &rt.builds, &p.environment).await?,
+            ),
+            Dispatch::EnvironmentDelete(p, r) => answer(
+                r,
+                EnvironmentDeleted::new(
+                    crate::environments::delete(&rt.store, &p.environment).await?,
+                ),
+            ),
+            Dispatch::EnvironmentRebuild(p, r) => answer(
+                r,
+                crate::environments::rebuild(&rt.store, &rt.builds, &p).await?,
+            ),
+            Dispatch::ToolConfirm(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let ev =
+                let event =
                     crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message).await?;
-                to_value(json!({ "event": ev, "session": s.info() }))
+                answer(
+                    r,
+                    Recorded {
+                        event,
+                        session: s.info(),
+                    },
+                )
             }
-            Call::CustomToolResult(p) => {
+            Dispatch::CustomToolResult(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let ev = crate::approvals::custom_result(
+                let event = crate::approvals::custom_result(
                     &s,
                     &p.custom_tool_use_id,
                     p.content,
                     p.is_error,
                 )
                 .await?;
-                to_value(json!({ "event": ev, "session": s.info() }))
+                answer(
+                    r,
+                    Recorded {
+                        event,
+                        session: s.info(),
+                    },
+                )
             }
         };
         Ok(Some(v))
     }
+}
+
+/// A method's `result` value, from that method's result type; one that cannot be encoded
+/// answers null.
+fn answer<M: Method>(reply: Reply<M>, result: M::Result) -> Value {
+    reply.encode(&result).unwrap_or(Value::Null)
 }
 
 /// Pushes a build's progress to a watching client until the build ends (the last push has
@@ -906,10 +973,6 @@ async fn forward_build(
             return;
         }
     }
-}
-
-fn to_value<T: serde::Serialize>(v: T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// The attach contract: (subscribed already) replay `seq > after_seq` from the log, send the

@@ -28,7 +28,7 @@ pub use frame::{
     CaughtUp, ClientFrame, Hello, Outcome, Request, Response, Resync, ServerFrame, Snapshot,
     Welcome,
 };
-pub use method::Call;
+pub use method::{Call, Method};
 pub use paths::Paths;
 pub use session::{SessionInfo, SessionStatus, SessionUsage};
 

@@ -122,7 +122,7 @@ pub enum Command {
     /// Store or remove model-provider API keys; see which key the daemon uses.
     Auth {
         #[command(subcommand)]
-        action: crate::auth::AuthAction,
+        action: crate::cmd::auth::AuthAction,
     },
     /// Manage the daemon.
     Daemon {

@@ -1,26 +1,21 @@
-//! The daemon client: connects to the daemon (the local socket, starting `tetherd` when none
-//! runs, or a remote one through ssh, see [`crate::transport`]), handshakes, and makes requests
-//! while buffering pushes for whoever streams them.
+//! The daemon client: connects to the daemon over a [`crate::transport`] link (the local
+//! socket, starting `tetherd` when none runs, or a remote one through ssh), handshakes, and
+//! makes requests while buffering pushes for whoever streams them.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tether_proto::{
-    Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Outcome, PROTOCOL_VERSION, Paths,
-    Request, ServerFrame, encode_frame,
+    Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Method, Outcome,
+    PROTOCOL_VERSION, Paths, Request, ServerFrame, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
-use crate::transport::Link;
-pub use crate::transport::{SshTarget, Target};
+use crate::transport::{Link, SshTarget, Target, Unreachable};
 
-/// How long a client waits for a freshly started daemon to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat intervals without a byte from the daemon before the link counts as dead.
 const MISSED_HEARTBEATS: u32 = 3;
 /// How long the daemon may take to answer hello: locally, and through ssh (which may be asking
@@ -64,6 +59,12 @@ pub enum ClientError {
     Protocol(String),
 }
 
+impl From<Unreachable> for ClientError {
+    fn from(e: Unreachable) -> ClientError {
+        ClientError::Unreachable(e.0)
+    }
+}
+
 impl ClientError {
     pub fn code_is(&self, code: tether_proto::ErrorCode) -> bool {
         matches!(self, ClientError::Daemon(e) if e.code == code)
@@ -85,22 +86,6 @@ pub struct Client {
 
 pub fn paths() -> Paths {
     Paths::resolve(|k| std::env::var(k).ok(), nix::unistd::geteuid().as_raw())
-}
-
-/// Finds the `tetherd` binary: `TETHER_DAEMON_BIN`, next to this executable, or on PATH.
-pub fn daemon_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("TETHER_DAEMON_BIN") {
-        return PathBuf::from(p);
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        let sibling = dir.join("tetherd");
-        if sibling.exists() {
-            return sibling;
-        }
-    }
-    PathBuf::from("tetherd")
 }
 
 impl Client {
@@ -290,6 +275,15 @@ impl Client {
         serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// Makes a request of method `M` and reads its answer as `M`'s result type:
+    /// `c.request::<rpc::SessionGet>(SessionParams { .. })` gives a `SessionInfo`.
+    pub async fn request<M: Method>(
+        &mut self,
+        params: M::Params,
+    ) -> Result<M::Result, ClientError> {
+        self.call_as(M::call(params)).await
+    }
+
     /// The next push (event, delta, snapshot, resync...).
     pub async fn next_push(&mut self) -> Result<ServerFrame, ClientError> {
         if let Some(p) = self.pushes.pop_front() {
@@ -299,65 +293,6 @@ impl Client {
             ServerFrame::Error(e) => Err(ClientError::Daemon(e)),
             f => Ok(f),
         }
-    }
-}
-
-/// Starts `tetherd --detach` and waits until its socket accepts connections. Racing starts are
-/// fine: the daemon's lock lets one win and the others exit, and everyone connects to the winner.
-pub async fn start_daemon(paths: &Paths) -> Result<u32, ClientError> {
-    std::fs::create_dir_all(&paths.runtime_dir).map_err(|e| {
-        ClientError::Unreachable(format!(
-            "cannot create the runtime directory {}: {e}",
-            paths.runtime_dir.display()
-        ))
-    })?;
-    let start_log = paths.runtime_dir.join("tetherd-start.log");
-    let stderr = std::fs::File::create(&start_log)
-        .map(std::process::Stdio::from)
-        .unwrap_or_else(|_| std::process::Stdio::null());
-    let bin = daemon_binary();
-    let mut child = std::process::Command::new(&bin)
-        .arg("--detach")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| {
-            ClientError::Unreachable(format!(
-                "cannot start the daemon `{}`: {e}; put tetherd next to tether or on PATH, or set TETHER_DAEMON_BIN",
-                bin.display()
-            ))
-        })?;
-    let pid = child.id();
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut delay = Duration::from_millis(2);
-    loop {
-        if UnixStream::connect(paths.socket()).await.is_ok() {
-            // Reap it in the background if it exits later (it setsid()s and keeps running).
-            std::thread::spawn(move || {
-                let _ = child.wait();
-            });
-            return Ok(pid);
-        }
-        if let Ok(Some(status)) = child.try_wait()
-            && status.code() != Some(75)
-        {
-            let log = std::fs::read_to_string(&start_log).unwrap_or_default();
-            return Err(ClientError::Unreachable(format!(
-                "tetherd exited during start ({status}): {}",
-                log.trim()
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(ClientError::Unreachable(format!(
-                "tetherd did not open {} within {} s; its log is in {}",
-                paths.socket().display(),
-                START_TIMEOUT.as_secs(),
-                paths.log_dir.display()
-            )));
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
     }
 }
 

@@ -1,12 +1,8 @@
 //! `tether`: the CLI (and, in a later release, the TUI) for the tether daemon.
 
-mod agents;
-mod auth;
 mod cli;
 mod client;
-mod commands;
-mod envs;
-mod proxy;
+mod cmd;
 mod render;
 mod screen;
 mod settings;
@@ -56,7 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> commands::CmdResult {
+async fn dispatch(cli: Cli) -> cmd::CmdResult {
     // The proxy is the far end of a remote link: it always talks to its local daemon.
     let is_proxy = matches!(cli.command, Some(Command::Proxy { .. }));
     // --remote / TETHER_REMOTE, else `[tui] remote` in config.toml; `local` means this machine.
@@ -85,52 +81,52 @@ async fn dispatch(cli: Cli) -> commands::CmdResult {
             return screen::picker().await;
         }
         eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
-        return commands::ls(false, false).await;
+        return cmd::sessions::ls(false, false).await;
     };
     match command {
-        Command::New(a) => commands::new(a).await,
-        Command::Attach { session, read_only } => commands::attach(session, read_only).await,
-        Command::Ls { all, json } => commands::ls(all, json).await,
+        Command::New(a) => cmd::sessions::new(a).await,
+        Command::Attach { session, read_only } => cmd::sessions::attach(session, read_only).await,
+        Command::Ls { all, json } => cmd::sessions::ls(all, json).await,
         Command::Send {
             session,
             text,
             wait,
             json,
             model,
-        } => commands::send(session, text, wait, json, model).await,
-        Command::Run(a) => commands::run(a).await,
+        } => cmd::sessions::send(session, text, wait, json, model).await,
+        Command::Run(a) => cmd::sessions::run(a).await,
         Command::Logs {
             session,
             follow,
             after,
             json,
-        } => commands::logs(session, follow, after, json).await,
-        Command::Interrupt { session } => commands::interrupt(session).await,
-        Command::Rm { session, archive } => commands::rm(session, archive).await,
-        Command::Rename { session, name } => commands::rename(session, name).await,
+        } => cmd::sessions::logs(session, follow, after, json).await,
+        Command::Interrupt { session } => cmd::sessions::interrupt(session).await,
+        Command::Rm { session, archive } => cmd::sessions::rm(session, archive).await,
+        Command::Rename { session, name } => cmd::sessions::rename(session, name).await,
         Command::Fork {
             session,
             name,
             json,
-        } => commands::fork(session, name, json).await,
+        } => cmd::sessions::fork(session, name, json).await,
         Command::Approve {
             session,
             event,
             deny,
-        } => commands::approve(session, event, deny).await,
+        } => cmd::approvals::approve(session, event, deny).await,
         Command::ToolResult {
             session,
             event,
             json,
             error,
-        } => commands::tool_result(session, event, json, error).await,
-        Command::Agents { action } => agents::run(action).await,
-        Command::Envs { action } => envs::run(action).await,
-        Command::Auth { action } => auth::run(action).await,
-        Command::Daemon { action } => commands::daemon(action).await,
-        Command::Doctor { json } => commands::doctor(json).await,
-        Command::Proxy { existing } => proxy::run(!existing).await,
-        Command::HttpToken => commands::http_token().await,
+        } => cmd::approvals::tool_result(session, event, json, error).await,
+        Command::Agents { action } => cmd::agents::run(action).await,
+        Command::Envs { action } => cmd::envs::run(action).await,
+        Command::Auth { action } => cmd::auth::run(action).await,
+        Command::Daemon { action } => cmd::daemon::run(action).await,
+        Command::Doctor { json } => cmd::doctor::run(json).await,
+        Command::Proxy { existing } => cmd::proxy::run(!existing).await,
+        Command::HttpToken => cmd::daemon::http_token().await,
     }
 }
 

@@ -1,16 +1,24 @@
-//! How a client reaches a daemon: the local socket, or `ssh [-p PORT] [USER@]HOST tether proxy`
-//! (whose stdio is bridged to the remote daemon's socket). Either way the client gets a byte
-//! stream in each direction and speaks the same NDJSON protocol over it.
+//! How a client reaches a daemon: the local socket (starting `tetherd` first when allowed and
+//! none runs), or `ssh [-p PORT] [USER@]HOST tether proxy` (whose stdio is bridged to the
+//! remote daemon's socket). Either way the client gets a byte stream in each direction and
+//! speaks the same NDJSON protocol over it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tether_proto::Paths;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::UnixStream;
 
-use crate::client::{ClientError, start_daemon};
+/// How long a client waits for a freshly started daemon to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The daemon could not be reached or started (the client's `Unreachable`, exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
 
 /// Where the daemon is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,14 +135,14 @@ struct StderrTail {
 
 impl Link {
     /// Opens the link; `start` lets a missing daemon be started (locally, or by the remote proxy).
-    pub async fn open(target: &Target, start: bool) -> Result<Link, ClientError> {
+    pub async fn open(target: &Target, start: bool) -> Result<Link, Unreachable> {
         match target {
             Target::Local(paths) => Link::local(paths, start).await,
             Target::Ssh(t) => Link::ssh(t, start),
         }
     }
 
-    async fn local(paths: &Paths, start: bool) -> Result<Link, ClientError> {
+    async fn local(paths: &Paths, start: bool) -> Result<Link, Unreachable> {
         let stream = connect_local(paths, start).await?;
         let (r, w) = stream.into_split();
         Ok(Link {
@@ -145,7 +153,7 @@ impl Link {
         })
     }
 
-    fn ssh(t: &SshTarget, start: bool) -> Result<Link, ClientError> {
+    fn ssh(t: &SshTarget, start: bool) -> Result<Link, Unreachable> {
         let remote = format!(
             "{} proxy{}",
             remote_command(),
@@ -172,7 +180,7 @@ impl Link {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
-            ClientError::Unreachable(format!(
+            Unreachable(format!(
                 "cannot run ssh for {}: {e}; install an OpenSSH client or set TETHER_SSH_COMMAND",
                 t.describe()
             ))
@@ -180,7 +188,7 @@ impl Link {
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(ClientError::Unreachable("ssh started without pipes".into()));
+            return Err(Unreachable("ssh started without pipes".into()));
         };
         let tail = Arc::new(Mutex::new(Vec::new()));
         let collecting = tokio::spawn(keep_tail(stderr, tail.clone()));
@@ -234,25 +242,100 @@ async fn keep_tail(mut stderr: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<
 }
 
 /// Connects to the local daemon's socket, starting the daemon first if allowed and needed.
-pub async fn connect_local(paths: &Paths, start: bool) -> Result<UnixStream, ClientError> {
+pub async fn connect_local(paths: &Paths, start: bool) -> Result<UnixStream, Unreachable> {
     let socket = paths.socket();
     match UnixStream::connect(&socket).await {
         Ok(s) => Ok(s),
         Err(e) if !start => Err(not_running(&socket, e)),
         Err(_) => {
             start_daemon(paths).await?;
-            UnixStream::connect(&socket).await.map_err(|e| {
-                ClientError::Unreachable(format!("tetherd started but its socket refused us: {e}"))
-            })
+            UnixStream::connect(&socket)
+                .await
+                .map_err(|e| Unreachable(format!("tetherd started but its socket refused us: {e}")))
         }
     }
 }
 
-fn not_running(socket: &Path, e: std::io::Error) -> ClientError {
-    ClientError::Unreachable(format!(
+fn not_running(socket: &Path, e: std::io::Error) -> Unreachable {
+    Unreachable(format!(
         "tetherd is not running (no answer on {}: {e}); `tether daemon start` starts it",
         socket.display()
     ))
+}
+
+/// Finds the `tetherd` binary: `TETHER_DAEMON_BIN`, next to this executable, or on PATH.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("TETHER_DAEMON_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let sibling = dir.join("tetherd");
+        if sibling.exists() {
+            return sibling;
+        }
+    }
+    PathBuf::from("tetherd")
+}
+
+/// Starts `tetherd --detach` and waits until its socket accepts connections. Racing starts are
+/// fine: the daemon's lock lets one win and the others exit, and everyone connects to the winner.
+pub async fn start_daemon(paths: &Paths) -> Result<u32, Unreachable> {
+    std::fs::create_dir_all(&paths.runtime_dir).map_err(|e| {
+        Unreachable(format!(
+            "cannot create the runtime directory {}: {e}",
+            paths.runtime_dir.display()
+        ))
+    })?;
+    let start_log = paths.runtime_dir.join("tetherd-start.log");
+    let stderr = std::fs::File::create(&start_log)
+        .map(std::process::Stdio::from)
+        .unwrap_or_else(|_| std::process::Stdio::null());
+    let bin = daemon_binary();
+    let mut child = std::process::Command::new(&bin)
+        .arg("--detach")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| {
+            Unreachable(format!(
+                "cannot start the daemon `{}`: {e}; put tetherd next to tether or on PATH, or set TETHER_DAEMON_BIN",
+                bin.display()
+            ))
+        })?;
+    let pid = child.id();
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut delay = Duration::from_millis(2);
+    loop {
+        if UnixStream::connect(paths.socket()).await.is_ok() {
+            // Reap it in the background if it exits later (it setsid()s and keeps running).
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = child.try_wait()
+            && status.code() != Some(75)
+        {
+            let log = std::fs::read_to_string(&start_log).unwrap_or_default();
+            return Err(Unreachable(format!(
+                "tetherd exited during start ({status}): {}",
+                log.trim()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Unreachable(format!(
+                "tetherd did not open {} within {} s; its log is in {}",
+                paths.socket().display(),
+                START_TIMEOUT.as_secs(),
+                paths.log_dir.display()
+            )));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

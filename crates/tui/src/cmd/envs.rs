@@ -8,12 +8,12 @@ use tether_proto::environment::{
     BuildProgress, BuildStatus, Environment, EnvironmentChanges, EnvironmentSpec, Networking,
     Packages,
 };
-use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
-use tether_proto::{Call, ErrorBody, ErrorCode, ServerFrame};
+use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment, Watching, rpc};
+use tether_proto::{ErrorBody, ErrorCode, ServerFrame};
 
+use super::{CmdResult, connect, usage};
 use crate::cli::EnvsAction;
-use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
+use crate::client::{Client, ClientError};
 
 /// Output lines the live display keeps under the step line.
 const LIVE_LINES: usize = 6;
@@ -27,7 +27,7 @@ pub async fn run(action: EnvsAction) -> CmdResult {
         } => {
             let spec: EnvironmentSpec = read_file(&file)?;
             let mut c = connect().await?;
-            let env: Environment = c.call_as(Call::EnvironmentCreate(spec)).await?;
+            let env = c.request::<rpc::EnvironmentCreate>(spec).await?;
             if !json {
                 println!("created environment {} ({})", env.spec.name, env.id);
             }
@@ -38,13 +38,9 @@ pub async fn run(action: EnvsAction) -> CmdResult {
             return follow(&mut c, env.id, json).await;
         }
         EnvsAction::Ls { all, json } => {
-            #[derive(serde::Deserialize)]
-            struct Page {
-                data: Vec<Environment>,
-            }
-            let page: Page = connect()
+            let page = connect()
                 .await?
-                .call_as(Call::EnvironmentList(ListEnvironments { all }))
+                .request::<rpc::EnvironmentList>(ListEnvironments { all })
                 .await?;
             if json {
                 for e in &page.data {
@@ -73,9 +69,9 @@ pub async fn run(action: EnvsAction) -> CmdResult {
             }
         }
         EnvsAction::Show { env, json } => {
-            let e: Environment = connect()
+            let e = connect()
                 .await?
-                .call_as(Call::EnvironmentGet(p(env)))
+                .request::<rpc::EnvironmentGet>(p(env))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
@@ -86,11 +82,11 @@ pub async fn run(action: EnvsAction) -> CmdResult {
         EnvsAction::Update { env, file, json } => {
             let changes: EnvironmentChanges = read_file(&file)?;
             let mut c = connect().await?;
-            let e: Environment = c
-                .call_as(Call::EnvironmentUpdate(UpdateEnvironment {
+            let e = c
+                .request::<rpc::EnvironmentUpdate>(UpdateEnvironment {
                     environment: env,
                     changes,
-                }))
+                })
                 .await?;
             if !json {
                 println!("updated environment {} ({})", e.spec.name, e.id);
@@ -98,18 +94,15 @@ pub async fn run(action: EnvsAction) -> CmdResult {
             return follow(&mut c, e.id, json).await;
         }
         EnvsAction::Rm { env } => {
-            let v = connect()
+            let deleted = connect()
                 .await?
-                .call(Call::EnvironmentDelete(p(env.clone())))
+                .request::<rpc::EnvironmentDelete>(p(env.clone()))
                 .await?;
-            println!(
-                "deleted environment {env} ({})",
-                v.get("id").and_then(Value::as_str).unwrap_or("?")
-            );
+            println!("deleted environment {env} ({})", deleted.id);
         }
         EnvsAction::Rebuild { env, json } => {
             let mut c = connect().await?;
-            let e: Environment = c.call_as(Call::EnvironmentRebuild(p(env))).await?;
+            let e = c.request::<rpc::EnvironmentRebuild>(p(env)).await?;
             if !json {
                 println!("rebuilding environment {} ({})", e.spec.name, e.id);
             }
@@ -121,10 +114,6 @@ pub async fn run(action: EnvsAction) -> CmdResult {
 
 fn p(environment: String) -> EnvironmentParams {
     EnvironmentParams { environment }
-}
-
-async fn connect() -> Result<Client, ClientError> {
-    Client::connect(&client::paths()).await
 }
 
 fn print_json(e: &Environment, json: bool) {
@@ -140,8 +129,8 @@ async fn follow(c: &mut Client, env_id: String, json: bool) -> CmdResult {
     let mut display = Display::new(json);
     let (w, failure) = watch(c, &env_id, &mut display).await?;
     // The final state, with the layer and log paths.
-    let e: Environment = if w.watching {
-        c.call_as(Call::EnvironmentGet(p(env_id))).await?
+    let e = if w.watching {
+        c.request::<rpc::EnvironmentGet>(p(env_id)).await?
     } else {
         w.environment
     };
@@ -177,21 +166,15 @@ async fn follow(c: &mut Client, env_id: String, json: bool) -> CmdResult {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Watch {
-    environment: Environment,
-    watching: bool,
-}
-
 /// Follows the environment's build (starting it if its layer was never built) until it ends;
 /// returns the watch reply and the failure, if the build failed.
 async fn watch(
     c: &mut Client,
     env: &str,
     display: &mut Display,
-) -> Result<(Watch, Option<String>), ClientError> {
-    let w: Watch = c
-        .call_as(Call::EnvironmentWatch(p(env.to_string())))
+) -> Result<(Watching, Option<String>), ClientError> {
+    let w = c
+        .request::<rpc::EnvironmentWatch>(p(env.to_string()))
         .await?;
     let mut failure = None;
     if w.watching {
@@ -357,10 +340,6 @@ fn build_of(e: &Environment) -> &'static str {
     }
 }
 
-fn usage(msg: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, msg))
-}
-
 fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read the environment file {path}: {e}")))?;
@@ -368,7 +347,7 @@ fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientErro
 }
 
 fn parse<T: serde::de::DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
-    crate::agents::parse_with(path, text, locate_in_config)
+    super::spec_file::parse_with(path, text, locate_in_config)
 }
 
 /// `config` is tagged by `type`, so serde reports errors inside it at `config`; this finds the

@@ -10,11 +10,10 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use tether_proto::credentials::{Credentials, StoredKey, key_hint};
-use tether_proto::method::DaemonStatus;
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{DaemonStatus, NoParams, rpc};
 
+use super::{CmdResult, usage};
 use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
 
 #[derive(Subcommand, Debug)]
 pub enum AuthAction {
@@ -38,10 +37,6 @@ pub enum AuthAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-fn usage(message: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, message))
 }
 
 pub async fn run(action: AuthAction) -> CmdResult {
@@ -162,7 +157,7 @@ fn read_key(provider: &str) -> Result<String, ClientError> {
 /// The running local daemon's view, if one is running (never starts one).
 async fn daemon_status() -> Option<DaemonStatus> {
     let mut c = Client::connect_existing(&client::paths()).await.ok()?;
-    c.call_as(Call::DaemonStatus {}).await.ok()
+    c.request::<rpc::DaemonStatus>(NoParams {}).await.ok()
 }
 
 async fn login(file: &Path, provider: &str) -> CmdResult {
@@ -350,7 +345,7 @@ pub async fn warn_on_mismatch(c: &mut Client) {
     {
         return;
     }
-    if let Ok(st) = c.call_as::<DaemonStatus>(Call::DaemonStatus {}).await {
+    if let Ok(st) = c.request::<rpc::DaemonStatus>(NoParams {}).await {
         for h in env_mismatches(&st, &|k| std::env::var(k).ok()) {
             eprintln!("warning: {h}");
         }

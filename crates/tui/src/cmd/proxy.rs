@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::ExitCode;
 
+use super::CmdResult;
 use crate::client::{self, ClientError};
-use crate::commands::CmdResult;
 use crate::transport::connect_local;
 
 pub async fn run(start: bool) -> CmdResult {

@@ -1,6 +1,5 @@
 //! `tether agents ...`: agent files in, agent versions out.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
@@ -8,22 +7,25 @@ use serde_json::Value;
 use tether_proto::agent::{
     Agent, AgentChanges, AgentSpec, AgentTool, ToolConfig, ToolDefaults, split_agent_ref,
 };
-use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{AgentParams, ListAgents, UpdateAgent, rpc};
 
+use super::{CmdResult, connect, usage};
 use crate::cli::AgentsAction;
-use crate::client::{self, Client, ClientError};
-use crate::commands::CmdResult;
+use crate::client::ClientError;
 
 pub async fn run(action: AgentsAction) -> CmdResult {
     match action {
         AgentsAction::Create { file, json } => {
             let spec: AgentSpec = read_file(&file)?;
-            let agent: Agent = connect().await?.call_as(Call::AgentCreate(spec)).await?;
+            let agent = connect().await?.request::<rpc::AgentCreate>(spec).await?;
             print_one(&agent, json, "created");
         }
         AgentsAction::Ls { all, json } => {
-            let agents = list(Call::AgentList(ListAgents { all })).await?;
+            let agents = connect()
+                .await?
+                .request::<rpc::AgentList>(ListAgents { all })
+                .await?
+                .data;
             if json {
                 for a in &agents {
                     println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -51,9 +53,9 @@ pub async fn run(action: AgentsAction) -> CmdResult {
             version,
             json,
         } => {
-            let a: Agent = connect()
+            let a = connect()
                 .await?
-                .call_as(Call::AgentGet(AgentParams { agent, version }))
+                .request::<rpc::AgentGet>(AgentParams { agent, version })
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
@@ -70,30 +72,33 @@ pub async fn run(action: AgentsAction) -> CmdResult {
                 Some(v) => v,
                 None => {
                     let name = split_agent_ref(&agent).map_err(usage)?.0.to_string();
-                    let current: Agent = c
-                        .call_as(Call::AgentGet(AgentParams {
+                    let current = c
+                        .request::<rpc::AgentGet>(AgentParams {
                             agent: name,
                             version: None,
-                        }))
+                        })
                         .await?;
                     current.version
                 }
             };
-            let a: Agent = c
-                .call_as(Call::AgentUpdate(UpdateAgent {
+            let a = c
+                .request::<rpc::AgentUpdate>(UpdateAgent {
                     agent,
                     version,
                     changes,
-                }))
+                })
                 .await?;
             print_one(&a, json, "updated");
         }
         AgentsAction::Versions { agent, json } => {
-            let versions = list(Call::AgentVersions(AgentParams {
-                agent,
-                version: None,
-            }))
-            .await?;
+            let versions = connect()
+                .await?
+                .request::<rpc::AgentVersions>(AgentParams {
+                    agent,
+                    version: None,
+                })
+                .await?
+                .data;
             for a in &versions {
                 if json {
                     println!("{}", serde_json::to_string(a).unwrap_or_default());
@@ -109,30 +114,17 @@ pub async fn run(action: AgentsAction) -> CmdResult {
             }
         }
         AgentsAction::Archive { agent } => {
-            let a: Agent = connect()
+            let a = connect()
                 .await?
-                .call_as(Call::AgentArchive(AgentParams {
+                .request::<rpc::AgentArchive>(AgentParams {
                     agent,
                     version: None,
-                }))
+                })
                 .await?;
             println!("archived agent {} ({})", a.spec.name, a.id);
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn connect() -> Result<Client, ClientError> {
-    Client::connect(&client::paths()).await
-}
-
-async fn list(call: Call) -> Result<Vec<Agent>, ClientError> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        data: Vec<Agent>,
-    }
-    let page: Page = connect().await?.call_as(call).await?;
-    Ok(page.data)
 }
 
 fn print_one(a: &Agent, json: bool, what: &str) {
@@ -177,10 +169,6 @@ fn tools_summary(a: &Agent) -> String {
     }
 }
 
-fn usage(msg: String) -> ClientError {
-    ClientError::Daemon(ErrorBody::new(ErrorCode::InvalidParams, msg))
-}
-
 /// Reads an agent file by its extension: `.yaml`/`.yml`, `.json`, `.toml`; anything else
 /// is read as YAML (which also accepts JSON).
 fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
@@ -190,38 +178,7 @@ fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
 }
 
 fn parse<T: DeserializeOwned>(path: &str, text: &str) -> Result<T, String> {
-    parse_with(path, text, locate_in_lists)
-}
-
-/// Parses a resource file by its extension; on error, `locate` may find the nested field
-/// that fails (serde reports errors inside tagged entries at the entry).
-pub(crate) fn parse_with<T: DeserializeOwned>(
-    path: &str,
-    text: &str,
-    locate: fn(&Value) -> Option<String>,
-) -> Result<T, String> {
-    let ext = Path::new(path)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let typed = match ext.as_str() {
-        "json" => serde_json::from_str(text).map_err(|e| e.to_string()),
-        // Through a JSON value: TOML's errors already name the key and show the line.
-        "toml" => toml::from_str::<Value>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|v| serde_json::from_value(v).map_err(|e| e.to_string())),
-        _ => serde_norway::from_str(text).map_err(|e| e.to_string()),
-    };
-    typed.map_err(|e| {
-        let value = match ext.as_str() {
-            "json" => serde_json::from_str::<Value>(text).ok(),
-            "toml" => toml::from_str::<Value>(text).ok(),
-            _ => serde_norway::from_str::<Value>(text).ok(),
-        };
-        let deeper = value.as_ref().and_then(locate);
-        format!("{path}: {}", deeper.unwrap_or(e))
-    })
+    super::spec_file::parse_with(path, text, locate_in_lists)
 }
 
 /// Entries of `tools` are tagged by `type`, so serde reports their errors at the list; this

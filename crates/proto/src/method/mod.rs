@@ -1,0 +1,198 @@
+//! Requests a client can make: `<resource>.<verb>`, each declared once in the `methods!`
+//! table below with what it takes (its params, `params.rs`) and what it answers (its result,
+//! `results.rs`).
+//!
+//! From that one table come [`Call`] (every request, typed), [`METHODS`], [`Call::method`],
+//! one [`rpc`] marker type per method implementing [`Method`] (so a client asks
+//! `request::<rpc::SessionGet>(params)` and gets a typed answer), and [`Dispatch`], whose
+//! [`Reply`] tokens make a server answer each method with that method's result type.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::{Agent, AgentSpec};
+use crate::environment::{Environment, EnvironmentSpec};
+use crate::error::{ErrorBody, ErrorCode};
+use crate::session::SessionInfo;
+
+mod params;
+mod results;
+
+pub use params::*;
+pub use results::*;
+
+/// One method of the protocol: its wire name, what it takes and what it answers.
+pub trait Method {
+    /// The wire name, e.g. `session.get`.
+    const NAME: &'static str;
+    type Params: Serialize + DeserializeOwned + fmt::Debug + Clone + PartialEq;
+    type Result: Serialize + DeserializeOwned + fmt::Debug + Clone + PartialEq;
+    /// The request for this method with these params.
+    fn call(params: Self::Params) -> Call;
+}
+
+/// Proof that a dispatched call was method `M`: only `M::Result` answers it. Only
+/// [`Call::dispatch`] makes one, so a server cannot answer a method with another's shape.
+pub struct Reply<M>(PhantomData<fn() -> M>);
+
+impl<M: Method> Reply<M> {
+    /// The response's `result` value.
+    pub fn encode(self, result: &M::Result) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(result)
+    }
+}
+
+impl<M: Method> fmt::Debug for Reply<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reply<{}>", M::NAME)
+    }
+}
+
+/// Declares the methods. Each entry: doc comments, `"wire.name" => Variant(Params) -> Result;`.
+macro_rules! methods {
+    ($(
+        $(#[$doc:meta])*
+        $name:literal => $variant:ident($params:ty) -> $result:ty;
+    )*) => {
+        /// Every request, typed. On the wire: `{"id": N, "method": "session.create", "params": {...}}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "method", content = "params")]
+        pub enum Call {
+            $(
+                $(#[$doc])*
+                #[serde(rename = $name)]
+                $variant($params),
+            )*
+        }
+
+        /// Every method name the protocol knows.
+        pub const METHODS: &[&str] = &[$($name),*];
+
+        /// One type per method, naming it where a [`Method`] is expected.
+        pub mod rpc {
+            $(
+                #[doc = concat!("`", $name, "`")]
+                #[doc = ""]
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $variant;
+            )*
+        }
+
+        $(
+            impl Method for rpc::$variant {
+                const NAME: &'static str = $name;
+                type Params = $params;
+                type Result = $result;
+                fn call(params: $params) -> Call {
+                    Call::$variant(params)
+                }
+            }
+        )*
+
+        /// A [`Call`] split into its params and the [`Reply`] that only its result type fills.
+        #[derive(Debug)]
+        pub enum Dispatch {
+            $( $variant($params, Reply<rpc::$variant>), )*
+        }
+
+        impl Call {
+            pub fn method(&self) -> &'static str {
+                match self {
+                    $( Call::$variant(_) => $name, )*
+                }
+            }
+
+            /// Splits the call for a server: the params, and the token its answer needs.
+            pub fn dispatch(self) -> Dispatch {
+                match self {
+                    $( Call::$variant(p) => Dispatch::$variant(p, Reply(PhantomData)), )*
+                }
+            }
+        }
+    };
+}
+
+methods! {
+    "session.create" => SessionCreate(CreateSession) -> SessionInfo;
+    "session.list" => SessionList(ListSessions) -> List<SessionInfo>;
+    "session.get" => SessionGet(SessionParams) -> SessionInfo;
+    "session.send" => SessionSend(SendMessage) -> Recorded;
+    "session.interrupt" => SessionInterrupt(SessionParams) -> Interrupted;
+    "session.update" => SessionUpdate(UpdateSession) -> SessionInfo;
+    /// Answers with the session, then replays its log and streams it live.
+    "session.attach" => SessionAttach(Attach) -> SessionInfo;
+    "session.detach" => SessionDetach(SessionParams) -> Detached;
+    "session.events" => SessionEvents(ReadEvents) -> EventPage;
+    "session.search" => SessionSearch(SearchEvents) -> EventPage;
+    "session.fork" => SessionFork(ForkSession) -> SessionInfo;
+    "session.archive" => SessionArchive(SessionParams) -> SessionInfo;
+    "session.delete" => SessionDelete(SessionParams) -> SessionDeleted;
+    "agent.create" => AgentCreate(AgentSpec) -> Agent;
+    "agent.list" => AgentList(ListAgents) -> List<Agent>;
+    "agent.get" => AgentGet(AgentParams) -> Agent;
+    "agent.update" => AgentUpdate(UpdateAgent) -> Agent;
+    "agent.archive" => AgentArchive(AgentParams) -> Agent;
+    /// tether: every version of an agent, oldest first.
+    "agent.versions" => AgentVersions(AgentParams) -> List<Agent>;
+    /// Stores the environment and starts building its layer.
+    "environment.create" => EnvironmentCreate(EnvironmentSpec) -> Environment;
+    "environment.list" => EnvironmentList(ListEnvironments) -> List<Environment>;
+    "environment.get" => EnvironmentGet(EnvironmentParams) -> Environment;
+    "environment.update" => EnvironmentUpdate(UpdateEnvironment) -> Environment;
+    "environment.archive" => EnvironmentArchive(EnvironmentParams) -> Environment;
+    "environment.delete" => EnvironmentDelete(EnvironmentParams) -> EnvironmentDeleted;
+    /// tether: builds the layer again from scratch, even if one is cached.
+    "environment.rebuild" => EnvironmentRebuild(EnvironmentParams) -> Environment;
+    /// tether: streams the current build as `build` pushes until it ends (starting it if the
+    /// layer was never built); answers at once with `{environment, watching}`.
+    "environment.watch" => EnvironmentWatch(EnvironmentParams) -> Watching;
+    "daemon.status" => DaemonStatus(NoParams) -> DaemonStatus;
+    /// Answers, then stops the daemon.
+    "daemon.shutdown" => DaemonShutdown(NoParams) -> Stopping;
+    "tool.confirm" => ToolConfirm(ToolConfirm) -> Recorded;
+    "custom_tool.result" => CustomToolResult(CustomToolResult) -> Recorded;
+}
+
+impl Call {
+    /// Types a request's `method` + `params`, telling an unknown method apart from bad params.
+    pub fn parse(method: &str, params: Value) -> Result<Call, ErrorBody> {
+        if !METHODS.contains(&method) {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!(
+                    "unknown method `{method}`; known methods: {}",
+                    METHODS.join(", ")
+                ),
+            ));
+        }
+        let params = match params {
+            Value::Null => Value::Object(Default::default()),
+            p => p,
+        };
+        let tagged = serde_json::json!({ "method": method, "params": params });
+        serde_json::from_value(tagged).map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::InvalidParams,
+                format!("invalid params for `{method}`: {e}"),
+            )
+        })
+    }
+
+    /// Splits into wire `method` and `params`.
+    pub fn into_parts(self) -> (String, Value) {
+        let method = self.method().to_string();
+        let params = match serde_json::to_value(&self) {
+            Ok(Value::Object(mut m)) => m.remove("params").unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        (method, params)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! What each method takes: the `params` of a request.
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentChanges, AgentRef};
+use crate::environment::EnvironmentChanges;
+use crate::event::{ConfirmationResult, ContentBlock};
+
+/// A session reference: an id, a unique id prefix, or a name.
+pub type SessionRef = String;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// `provider/model` or a bare Anthropic model id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Use an existing directory as the workspace instead of a fresh one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// Model calls allowed per turn before the turn is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    /// The agent to pin: `NAME[@VERSION]` or an id (newest version); default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    /// The environment to run in: a name or an id; default: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_id: Option<String>,
+    /// Sent as the first `user.message` right after creation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial_message: Vec<ContentBlock>,
+    /// Spending limit in USD for the whole session (a turn that reaches it ends with
+    /// `budget_reached`); default: the config's `max_cost_usd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// Replaces the pinned agent's tools for this session only (hosted
+    /// `agent_with_overrides.tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<crate::agent::AgentTool>>,
+    /// Hosted `metadata`: up to 16 string pairs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSessions {
+    /// Include archived sessions.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionParams {
+    pub session: SessionRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub session: SessionRef,
+    pub content: Vec<ContentBlock>,
+    /// tether: switch the session to this `provider/model` from this message on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// tether: change a session's settings from its next model request on (recorded as a
+/// `session.updated` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    pub session: SessionRef,
+    /// `provider/model` (or a bare Anthropic id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Spending limit in USD for the whole session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// A new name (unique among sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListAgents {
+    /// Include archived agents.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentParams {
+    /// `NAME[@VERSION]` or an id.
+    pub agent: AgentRef,
+    /// A specific version (default: the newest, or the one after `@`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// Creates a new version of an agent from its newest one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    pub agent: AgentRef,
+    /// Optimistic lock: the newest version the changes were made against.
+    pub version: u32,
+    pub changes: AgentChanges,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListEnvironments {
+    /// Include archived environments.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentParams {
+    /// A name or an id.
+    pub environment: String,
+}
+
+/// Changes an environment; a new config applies to sessions created afterwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEnvironment {
+    pub environment: String,
+    pub changes: EnvironmentChanges,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attach {
+    pub session: SessionRef,
+    /// Replay events with `seq > after_seq`; 0 replays everything.
+    #[serde(default)]
+    pub after_seq: u64,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// A ranged read of the log. `desc` pages walk back from `before_seq` (or the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadEvents {
+    pub session: SessionRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+    #[serde(default = "default_page")]
+    pub limit: u32,
+    #[serde(default)]
+    pub order: Order,
+}
+
+fn default_page() -> u32 {
+    100
+}
+
+/// tether: events whose text (messages, thinking, tool calls and their output, errors) contains
+/// `query`, ASCII case-insensitively, newest first, older than `before_seq`. Walks the whole log
+/// on the daemon, so a client can search far more than it has loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchEvents {
+    pub session: SessionRef,
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_seq: Option<u64>,
+    #[serde(default = "default_search_limit")]
+    pub limit: u32,
+}
+
+fn default_search_limit() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkSession {
+    pub session: SessionRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfirm {
+    pub session: SessionRef,
+    pub tool_use_id: String,
+    pub result: ConfirmationResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomToolResult {
+    pub session: SessionRef,
+    pub custom_tool_use_id: String,
+    #[serde(default)]
+    pub content: Vec<ContentBlock>,
+    #[serde(default)]
+    pub is_error: bool,
+}
+
+/// The params of a method that takes none: `{}` (a `null` reads as `{}`; fields are ignored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoParams {}

@@ -1,0 +1,559 @@
+//! The method table: every method parses, round-trips and answers in the shape it always had.
+
+use super::*;
+use crate::agent::AgentChanges;
+use crate::environment::EnvironmentChanges;
+use crate::event::{ConfirmationResult, ContentBlock, Event};
+use serde_json::json;
+
+#[test]
+fn every_method_name_parses_or_reports_params() {
+    for m in METHODS {
+        // Each method is known: the error, if any, is about params, never the method.
+        if let Err(e) = Call::parse(m, json!({})) {
+            assert_eq!(e.code, ErrorCode::InvalidParams, "{m}: {e}");
+        }
+    }
+}
+
+#[test]
+fn unknown_method_is_named() {
+    let e = Call::parse("session.explode", json!({})).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnknownMethod);
+    assert!(e.message.contains("session.explode"));
+}
+
+#[test]
+fn bad_params_say_which_field() {
+    let e = Call::parse("session.send", json!({"session": "x"})).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidParams);
+    assert!(e.message.contains("content"), "{}", e.message);
+    let e = Call::parse("session.get", json!({"session": "x", "bogus": 1})).unwrap_err();
+    assert!(e.message.contains("bogus"), "{}", e.message);
+}
+
+fn env(e: &str) -> EnvironmentParams {
+    EnvironmentParams {
+        environment: e.into(),
+    }
+}
+
+#[test]
+fn calls_round_trip_through_parts() {
+    let calls = vec![
+        Call::SessionCreate(CreateSession {
+            name: Some("fix".into()),
+            model: Some("claude-sonnet-4-6".into()),
+            dir: Some("/tmp/w".into()),
+            initial_message: vec![ContentBlock::text("go")],
+            ..Default::default()
+        }),
+        Call::SessionList(ListSessions { all: true }),
+        Call::SessionGet(SessionParams {
+            session: "fix".into(),
+        }),
+        Call::SessionSend(SendMessage {
+            model: None,
+            session: "fix".into(),
+            content: vec![ContentBlock::text("more")],
+        }),
+        Call::SessionInterrupt(SessionParams {
+            session: "fix".into(),
+        }),
+        Call::SessionAttach(Attach {
+            session: "fix".into(),
+            after_seq: 9,
+            read_only: true,
+        }),
+        Call::SessionDetach(SessionParams {
+            session: "fix".into(),
+        }),
+        Call::SessionEvents(ReadEvents {
+            session: "fix".into(),
+            after_seq: None,
+            before_seq: Some(50),
+            limit: 10,
+            order: Order::Desc,
+        }),
+        Call::SessionSearch(SearchEvents {
+            session: "fix".into(),
+            query: "needle".into(),
+            before_seq: Some(9),
+            limit: 1,
+        }),
+        Call::SessionFork(ForkSession {
+            session: "fix".into(),
+            name: Some("fix2".into()),
+        }),
+        Call::SessionArchive(SessionParams {
+            session: "fix".into(),
+        }),
+        Call::SessionDelete(SessionParams {
+            session: "fix".into(),
+        }),
+        Call::SessionUpdate(UpdateSession {
+            session: "fix".into(),
+            model: Some("openai/gpt-5.1".into()),
+            max_cost_usd: Some(1.5),
+            name: Some("fix-2".into()),
+        }),
+        Call::AgentCreate(AgentSpec {
+            name: "a".into(),
+            system: Some("be brief".into()),
+            ..Default::default()
+        }),
+        Call::AgentList(ListAgents { all: true }),
+        Call::AgentGet(AgentParams {
+            agent: "a@2".into(),
+            version: None,
+        }),
+        Call::AgentUpdate(UpdateAgent {
+            agent: "a".into(),
+            version: 2,
+            changes: AgentChanges {
+                system: Some("be terse".into()),
+                ..Default::default()
+            },
+        }),
+        Call::AgentArchive(AgentParams {
+            agent: "a".into(),
+            version: None,
+        }),
+        Call::AgentVersions(AgentParams {
+            agent: "a".into(),
+            version: None,
+        }),
+        Call::EnvironmentCreate(EnvironmentSpec {
+            name: "e".into(),
+            ..Default::default()
+        }),
+        Call::EnvironmentList(ListEnvironments { all: true }),
+        Call::EnvironmentGet(env("e")),
+        Call::EnvironmentUpdate(UpdateEnvironment {
+            environment: "e".into(),
+            changes: EnvironmentChanges {
+                description: Some("d".into()),
+                ..Default::default()
+            },
+        }),
+        Call::EnvironmentArchive(env("e")),
+        Call::EnvironmentDelete(env("env_1")),
+        Call::EnvironmentRebuild(env("e")),
+        Call::EnvironmentWatch(env("e")),
+        Call::DaemonStatus(NoParams {}),
+        Call::DaemonShutdown(NoParams {}),
+        Call::ToolConfirm(ToolConfirm {
+            session: "fix".into(),
+            tool_use_id: "sevt_1".into(),
+            result: ConfirmationResult::Allow,
+            deny_message: None,
+        }),
+        Call::CustomToolResult(CustomToolResult {
+            session: "fix".into(),
+            custom_tool_use_id: "sevt_2".into(),
+            content: vec![ContentBlock::text("r")],
+            is_error: false,
+        }),
+    ];
+    assert_eq!(calls.len(), METHODS.len());
+    for call in calls {
+        let (method, params) = call.clone().into_parts();
+        assert_eq!(Call::parse(&method, params).unwrap(), call);
+    }
+}
+
+#[test]
+fn methods_without_params_take_an_empty_object_and_ignore_fields() {
+    for m in ["daemon.status", "daemon.shutdown"] {
+        for params in [json!({}), Value::Null, json!({"extra": 1})] {
+            let call = Call::parse(m, params).unwrap();
+            assert_eq!(call.method(), m);
+            assert_eq!(call.into_parts(), (m.to_string(), json!({})));
+        }
+    }
+    let (_, params) = Call::DaemonStatus(NoParams {}).into_parts();
+    assert_eq!(serde_json::to_string(&params).unwrap(), "{}");
+}
+
+fn event() -> Event {
+    Event {
+        id: "sevt_1".into(),
+        session_id: "sesn_1".into(),
+        seq: 7,
+        processed_at: Some("2026-11-25T10:00:00Z".into()),
+        body: crate::EventBody::user_text("hi"),
+    }
+}
+
+fn session() -> SessionInfo {
+    SessionInfo {
+        id: "sesn_1".into(),
+        object_type: "session".into(),
+        name: Some("fix".into()),
+        title: None,
+        status: crate::SessionStatus::Idle,
+        stop_reason: Some(crate::StopReason::EndTurn),
+        model: "anthropic/claude-sonnet-4-6".into(),
+        workspace: "/tmp/w".into(),
+        created_at: "2026-11-25T10:00:00Z".into(),
+        updated_at: "2026-11-25T10:00:01Z".into(),
+        archived_at: None,
+        last_seq: 7,
+        usage: Default::default(),
+        attached_clients: 1,
+        read_only_clients: 0,
+        forked_from: None,
+        agent: None,
+        environment_id: Some("env_1".into()),
+        sandbox: Some("namespaces".into()),
+    }
+}
+
+fn agent() -> Agent {
+    Agent {
+        id: "agent_1".into(),
+        object_type: "agent".into(),
+        version: 2,
+        spec: AgentSpec {
+            name: "a".into(),
+            system: Some("be brief".into()),
+            ..Default::default()
+        },
+        created_at: "2026-11-25T10:00:00Z".into(),
+        updated_at: "2026-11-25T10:00:01Z".into(),
+        archived_at: None,
+    }
+}
+
+fn environment() -> Environment {
+    Environment {
+        id: "env_1".into(),
+        object_type: "environment".into(),
+        spec: EnvironmentSpec {
+            name: "e".into(),
+            ..Default::default()
+        },
+        created_at: "2026-11-25T10:00:00Z".into(),
+        updated_at: "2026-11-25T10:00:01Z".into(),
+        archived_at: None,
+        build: None,
+    }
+}
+
+fn status() -> DaemonStatus {
+    DaemonStatus {
+        pid: 42,
+        version: "0.1.0".into(),
+        protocol: 1,
+        socket: "/run/t.sock".into(),
+        data_dir: "/data".into(),
+        uptime_ms: 1500,
+        sessions: 3,
+        running_sessions: 1,
+        clients: 2,
+        providers: vec![ProviderStatus {
+            name: "anthropic".into(),
+            endpoint: "https://api.anthropic.com".into(),
+            ready: true,
+            detail: "key set".into(),
+            key_source: Some("ANTHROPIC_API_KEY in tetherd's environment".into()),
+            key_hint: None,
+        }],
+        web_search: None,
+        mcp_credentials: Vec::new(),
+        sandbox: Some(SandboxSupport {
+            level: "namespaces".into(),
+            summary: "full".into(),
+            checks: vec![SandboxCheck {
+                name: "user namespaces".into(),
+                ok: true,
+                detail: "on".into(),
+            }],
+        }),
+    }
+}
+
+/// A result goes on the wire as its JSON value (keys sorted): these are the values the daemon
+/// built by hand before results were typed, so the bytes stay the same.
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(&serde_json::to_value(v).unwrap()).unwrap()
+}
+
+#[test]
+fn results_have_the_shapes_the_daemon_always_sent() {
+    let (ev, info) = (event(), session());
+    let pairs: Vec<(String, Value)> = vec![
+        (
+            wire(&List {
+                data: vec![info.clone()],
+            }),
+            json!({ "data": [info] }),
+        ),
+        (
+            wire(&List {
+                data: vec![agent()],
+            }),
+            json!({ "data": [agent()] }),
+        ),
+        (
+            wire(&Recorded {
+                event: ev.clone(),
+                session: info.clone(),
+            }),
+            json!({ "event": ev, "session": info }),
+        ),
+        (
+            wire(&Interrupted {
+                event: ev.clone(),
+                was_running: true,
+            }),
+            json!({ "event": ev, "was_running": true }),
+        ),
+        (
+            wire(&Detached { detached: false }),
+            json!({ "detached": false }),
+        ),
+        (
+            wire(&SessionDeleted::new("sesn_1".into())),
+            json!({ "id": "sesn_1", "deleted": true }),
+        ),
+        (
+            wire(&EnvironmentDeleted::new("env_1".into())),
+            json!({ "id": "env_1", "type": "environment_deleted" }),
+        ),
+        (
+            wire(&Watching {
+                environment: environment(),
+                watching: true,
+            }),
+            json!({ "environment": environment(), "watching": true }),
+        ),
+        (
+            wire(&Stopping { stopping: true }),
+            json!({ "stopping": true }),
+        ),
+    ];
+    for (typed, by_hand) in pairs {
+        assert_eq!(typed, serde_json::to_string(&by_hand).unwrap());
+    }
+    // The small ones, spelled out.
+    assert_eq!(wire(&Detached { detached: true }), r#"{"detached":true}"#);
+    assert_eq!(
+        wire(&SessionDeleted::new("sesn_1".into())),
+        r#"{"deleted":true,"id":"sesn_1"}"#
+    );
+    assert_eq!(
+        wire(&EnvironmentDeleted::new("env_1".into())),
+        r#"{"id":"env_1","type":"environment_deleted"}"#
+    );
+    assert_eq!(wire(&Stopping { stopping: true }), r#"{"stopping":true}"#);
+    assert_eq!(
+        wire(&EventPage::new(vec![ev.clone()], 1)),
+        serde_json::to_string(&json!({ "data": [ev], "next": 7 })).unwrap()
+    );
+    assert_eq!(
+        wire(&EventPage::new(vec![], 10)),
+        r#"{"data":[],"next":null}"#
+    );
+}
+
+/// Checks one method of the table: its call parses back from the wire, and its result
+/// round-trips.
+fn check<M: Method>(params: M::Params, result: M::Result, seen: &mut Vec<&'static str>) {
+    let call = M::call(params.clone());
+    assert_eq!(call.method(), M::NAME);
+    let (method, wire_params) = call.clone().into_parts();
+    assert_eq!(method, M::NAME);
+    assert_eq!(Call::parse(&method, wire_params).unwrap(), call);
+    let v = serde_json::to_value(&result).unwrap();
+    assert_eq!(
+        serde_json::from_value::<M::Result>(v).unwrap(),
+        result,
+        "{}",
+        M::NAME
+    );
+    seen.push(M::NAME);
+}
+
+#[test]
+fn every_method_in_the_table_parses_and_round_trips() {
+    let s = |session: &str| SessionParams {
+        session: session.into(),
+    };
+    let a = |agent: &str| AgentParams {
+        agent: agent.into(),
+        version: None,
+    };
+    let recorded = Recorded {
+        event: event(),
+        session: session(),
+    };
+    let agents = List {
+        data: vec![agent()],
+    };
+    let page = EventPage::new(vec![event()], 1);
+    let mut seen = Vec::new();
+    check::<rpc::SessionCreate>(
+        CreateSession {
+            name: Some("fix".into()),
+            ..Default::default()
+        },
+        session(),
+        &mut seen,
+    );
+    check::<rpc::SessionList>(
+        ListSessions { all: true },
+        List {
+            data: vec![session()],
+        },
+        &mut seen,
+    );
+    check::<rpc::SessionGet>(s("fix"), session(), &mut seen);
+    check::<rpc::SessionSend>(
+        SendMessage {
+            session: "fix".into(),
+            content: vec![ContentBlock::text("more")],
+            model: None,
+        },
+        recorded.clone(),
+        &mut seen,
+    );
+    check::<rpc::SessionInterrupt>(
+        s("fix"),
+        Interrupted {
+            event: event(),
+            was_running: false,
+        },
+        &mut seen,
+    );
+    check::<rpc::SessionUpdate>(
+        UpdateSession {
+            session: "fix".into(),
+            model: None,
+            max_cost_usd: Some(2.5),
+            name: None,
+        },
+        session(),
+        &mut seen,
+    );
+    check::<rpc::SessionAttach>(
+        Attach {
+            session: "fix".into(),
+            after_seq: 3,
+            read_only: false,
+        },
+        session(),
+        &mut seen,
+    );
+    check::<rpc::SessionDetach>(s("fix"), Detached { detached: true }, &mut seen);
+    check::<rpc::SessionEvents>(
+        ReadEvents {
+            session: "fix".into(),
+            after_seq: Some(1),
+            before_seq: None,
+            limit: 10,
+            order: Order::Asc,
+        },
+        page.clone(),
+        &mut seen,
+    );
+    check::<rpc::SessionSearch>(
+        SearchEvents {
+            session: "fix".into(),
+            query: "needle".into(),
+            before_seq: None,
+            limit: 1,
+        },
+        page,
+        &mut seen,
+    );
+    check::<rpc::SessionFork>(
+        ForkSession {
+            session: "fix".into(),
+            name: None,
+        },
+        session(),
+        &mut seen,
+    );
+    check::<rpc::SessionArchive>(s("fix"), session(), &mut seen);
+    check::<rpc::SessionDelete>(s("fix"), SessionDeleted::new("sesn_1".into()), &mut seen);
+    check::<rpc::AgentCreate>(agent().spec, agent(), &mut seen);
+    check::<rpc::AgentList>(ListAgents { all: false }, agents.clone(), &mut seen);
+    check::<rpc::AgentGet>(a("a@2"), agent(), &mut seen);
+    check::<rpc::AgentUpdate>(
+        UpdateAgent {
+            agent: "a".into(),
+            version: 2,
+            changes: AgentChanges::default(),
+        },
+        agent(),
+        &mut seen,
+    );
+    check::<rpc::AgentArchive>(a("a"), agent(), &mut seen);
+    check::<rpc::AgentVersions>(a("a"), agents, &mut seen);
+    check::<rpc::EnvironmentCreate>(environment().spec, environment(), &mut seen);
+    check::<rpc::EnvironmentList>(
+        ListEnvironments { all: true },
+        List {
+            data: vec![environment()],
+        },
+        &mut seen,
+    );
+    check::<rpc::EnvironmentGet>(env("e"), environment(), &mut seen);
+    check::<rpc::EnvironmentUpdate>(
+        UpdateEnvironment {
+            environment: "e".into(),
+            changes: EnvironmentChanges::default(),
+        },
+        environment(),
+        &mut seen,
+    );
+    check::<rpc::EnvironmentArchive>(env("e"), environment(), &mut seen);
+    check::<rpc::EnvironmentDelete>(env("e"), EnvironmentDeleted::new("env_1".into()), &mut seen);
+    check::<rpc::EnvironmentRebuild>(env("e"), environment(), &mut seen);
+    check::<rpc::EnvironmentWatch>(
+        env("e"),
+        Watching {
+            environment: environment(),
+            watching: false,
+        },
+        &mut seen,
+    );
+    check::<rpc::DaemonStatus>(NoParams {}, status(), &mut seen);
+    check::<rpc::DaemonShutdown>(NoParams {}, Stopping { stopping: true }, &mut seen);
+    check::<rpc::ToolConfirm>(
+        ToolConfirm {
+            session: "fix".into(),
+            tool_use_id: "sevt_1".into(),
+            result: ConfirmationResult::Deny,
+            deny_message: Some("no".into()),
+        },
+        recorded.clone(),
+        &mut seen,
+    );
+    check::<rpc::CustomToolResult>(
+        CustomToolResult {
+            session: "fix".into(),
+            custom_tool_use_id: "sevt_2".into(),
+            content: vec![ContentBlock::text("r")],
+            is_error: true,
+        },
+        recorded,
+        &mut seen,
+    );
+    // Every method of the table, once, in its order.
+    assert_eq!(seen, METHODS);
+}
+
+#[test]
+fn dispatch_keeps_the_params_and_names_the_method() {
+    let call = Call::SessionGet(SessionParams {
+        session: "fix".into(),
+    });
+    let Dispatch::SessionGet(p, reply) = call.dispatch() else {
+        panic!("dispatched to another method");
+    };
+    assert_eq!(p.session, "fix");
+    assert_eq!(format!("{reply:?}"), "Reply<session.get>");
+    assert_eq!(reply.encode(&session()).unwrap(), json!(session()));
+}
