@@ -6,7 +6,6 @@ use std::collections::VecDeque;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tether_proto::{
     Call, ClientFrame, ErrorBody, ErrorCode, FrameDecoder, Hello, Method, Outcome,
@@ -244,7 +243,7 @@ impl Client {
     }
 
     /// Makes a request and waits for its reply; pushes that arrive meanwhile are kept.
-    pub async fn call(&mut self, call: Call) -> Result<Value, ClientError> {
+    async fn call(&mut self, call: Call) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let (method, params) = call.into_parts();
@@ -270,18 +269,14 @@ impl Client {
         }
     }
 
-    pub async fn call_as<T: DeserializeOwned>(&mut self, call: Call) -> Result<T, ClientError> {
-        let v = self.call(call).await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
-    }
-
     /// Makes a request of method `M` and reads its answer as `M`'s result type:
     /// `c.request::<rpc::SessionGet>(SessionParams { .. })` gives a `SessionInfo`.
     pub async fn request<M: Method>(
         &mut self,
         params: M::Params,
     ) -> Result<M::Result, ClientError> {
-        self.call_as(M::call(params)).await
+        let v = self.call(M::call(params)).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// The next push (event, delta, snapshot, resync...).

@@ -23,8 +23,8 @@ mod tests;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use tether_proto::method::{CreateSession, SessionParams};
-use tether_proto::{Call, ErrorBody, ErrorCode, SessionInfo};
+use tether_proto::method::{CreateSession, SessionParams, rpc};
+use tether_proto::{ErrorBody, ErrorCode, SessionInfo};
 
 use crate::client::{self, Client, ClientError};
 
@@ -83,7 +83,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
         {
             run::Choice::Quit => return Ok(ExitCode::SUCCESS),
             run::Choice::Attach(id) => match c
-                .call_as(Call::SessionGet(SessionParams { session: id }))
+                .request::<rpc::SessionGet>(SessionParams { session: id })
                 .await
             {
                 Ok(i) => i,
@@ -98,14 +98,14 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                         .map(|p| p.display().to_string())
                         .unwrap_or(d)
                 });
-                let create = Call::SessionCreate(CreateSession {
+                let create = CreateSession {
                     name: opt(&form.name),
                     agent: opt(&form.agent),
                     model: opt(&form.model),
                     dir,
                     ..CreateSession::default()
-                });
-                match c.call_as(create).await {
+                };
+                match c.request::<rpc::SessionCreate>(create).await {
                     Ok(i) => i,
                     // e.g. the name is taken: say so in the picker.
                     Err(ClientError::Daemon(e)) => {

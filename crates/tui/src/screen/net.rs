@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, CustomToolResult, EventPage, Order, ReadEvents, SearchEvents, SendMessage,
-    SessionParams, ToolConfirm,
+    Attach, CustomToolResult, Order, ReadEvents, SearchEvents, SendMessage, SessionParams,
+    ToolConfirm, rpc,
 };
 use tether_proto::{
-    Call, ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame,
-    SessionInfo, Snapshot,
+    ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame, SessionInfo,
+    Snapshot,
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -206,14 +206,14 @@ async fn session(
 ) -> Result<(), ClientError> {
     if !*loaded_tail {
         // The newest page first, so the first frame costs the same for any log length.
-        let page: EventPage = c
-            .call_as(Call::SessionEvents(ReadEvents {
+        let page = c
+            .request::<rpc::SessionEvents>(ReadEvents {
                 session: id.to_string(),
                 after_seq: None,
                 before_seq: None,
                 limit: PAGE,
                 order: Order::Desc,
-            }))
+            })
             .await?;
         let mut events = page.data;
         events.reverse();
@@ -222,14 +222,12 @@ async fn session(
         let _ = out.send(NetMsg::Tail { events, has_older });
         *loaded_tail = true;
     }
-    let attach = |after_seq| {
-        Call::SessionAttach(Attach {
-            session: id.to_string(),
-            after_seq,
-            read_only,
-        })
+    let attach = |after_seq| Attach {
+        session: id.to_string(),
+        after_seq,
+        read_only,
     };
-    let info: SessionInfo = c.call_as(attach(*last)).await?;
+    let info = c.request::<rpc::SessionAttach>(attach(*last)).await?;
     let _ = out.send(NetMsg::Info(Box::new(info)));
     let _ = out.send(NetMsg::Conn(ConnState::Connected));
     loop {
@@ -245,7 +243,7 @@ async fn session(
                     let _ = out.send(NetMsg::Event(e));
                     if status_change {
                         // Refresh the attached-client count and usage now and then.
-                        if let Ok(info) = c.call_as::<SessionInfo>(Call::SessionGet(SessionParams { session: id.to_string() })).await {
+                        if let Ok(info) = c.request::<rpc::SessionGet>(SessionParams { session: id.to_string() }).await {
                             let _ = out.send(NetMsg::Info(Box::new(info)));
                         }
                     }
@@ -259,7 +257,7 @@ async fn session(
                 ServerFrame::Resync(r) if r.session_id == id => {
                     // Fell behind: attach again from what we have.
                     *last = (*last).max(r.from_seq.saturating_sub(1));
-                    let info: SessionInfo = c.call_as(attach(*last)).await?;
+                    let info = c.request::<rpc::SessionAttach>(attach(*last)).await?;
                     let _ = out.send(NetMsg::Info(Box::new(info)));
                 }
                 _ => {}
@@ -285,13 +283,13 @@ async fn search_older(
     before_seq: u64,
     out: &UnboundedSender<NetMsg>,
 ) -> Result<(), ClientError> {
-    let page: EventPage = c
-        .call_as(Call::SessionSearch(SearchEvents {
+    let page = c
+        .request::<rpc::SessionSearch>(SearchEvents {
             session: id.to_string(),
             query: query.clone(),
             before_seq: Some(before_seq),
             limit: 1,
-        }))
+        })
         .await?;
     let Some(seq) = page.data.first().map(|e| e.seq) else {
         let _ = out.send(NetMsg::SearchOlder { query, seq: None });
@@ -300,14 +298,14 @@ async fn search_older(
     let mut events = Vec::new();
     let mut after = seq.saturating_sub(SEARCH_CONTEXT + 1);
     loop {
-        let page: EventPage = c
-            .call_as(Call::SessionEvents(ReadEvents {
+        let page = c
+            .request::<rpc::SessionEvents>(ReadEvents {
                 session: id.to_string(),
                 after_seq: Some(after),
                 before_seq: Some(before_seq),
                 limit: 5000,
                 order: Order::Asc,
-            }))
+            })
             .await?;
         after = page.data.last().map(|e| e.seq).unwrap_or(after);
         let done = page.next.is_none() || page.data.is_empty();
@@ -341,51 +339,65 @@ async fn run_cmd(
             r => r,
         };
     }
-    let call = match &cmd {
-        Cmd::Send(text) => Call::SessionSend(SendMessage {
-            session,
-            content: vec![ContentBlock::text(text.clone())],
-            model: None,
-        }),
-        Cmd::Interrupt => Call::SessionInterrupt(SessionParams { session }),
+    // Typed per method; only a page of older events has an answer the view needs.
+    let answer = match &cmd {
+        Cmd::Send(text) => c
+            .request::<rpc::SessionSend>(SendMessage {
+                session,
+                content: vec![ContentBlock::text(text.clone())],
+                model: None,
+            })
+            .await
+            .map(|_| None),
+        Cmd::Interrupt => c
+            .request::<rpc::SessionInterrupt>(SessionParams { session })
+            .await
+            .map(|_| None),
         Cmd::Confirm {
             tool_use_id,
             allow,
             deny_message,
-        } => Call::ToolConfirm(ToolConfirm {
-            session,
-            tool_use_id: tool_use_id.clone(),
-            result: if *allow {
-                ConfirmationResult::Allow
-            } else {
-                ConfirmationResult::Deny
-            },
-            deny_message: deny_message.clone(),
-        }),
+        } => c
+            .request::<rpc::ToolConfirm>(ToolConfirm {
+                session,
+                tool_use_id: tool_use_id.clone(),
+                result: if *allow {
+                    ConfirmationResult::Allow
+                } else {
+                    ConfirmationResult::Deny
+                },
+                deny_message: deny_message.clone(),
+            })
+            .await
+            .map(|_| None),
         Cmd::CustomResult {
             tool_use_id,
             text,
             is_error,
-        } => Call::CustomToolResult(CustomToolResult {
-            session,
-            custom_tool_use_id: tool_use_id.clone(),
-            content: vec![ContentBlock::text(text.clone())],
-            is_error: *is_error,
-        }),
-        Cmd::LoadOlder { before_seq } => Call::SessionEvents(ReadEvents {
-            session,
-            after_seq: None,
-            before_seq: Some(*before_seq),
-            limit: PAGE,
-            order: Order::Desc,
-        }),
+        } => c
+            .request::<rpc::CustomToolResult>(CustomToolResult {
+                session,
+                custom_tool_use_id: tool_use_id.clone(),
+                content: vec![ContentBlock::text(text.clone())],
+                is_error: *is_error,
+            })
+            .await
+            .map(|_| None),
+        Cmd::LoadOlder { before_seq } => c
+            .request::<rpc::SessionEvents>(ReadEvents {
+                session,
+                after_seq: None,
+                before_seq: Some(*before_seq),
+                limit: PAGE,
+                order: Order::Desc,
+            })
+            .await
+            .map(Some),
         Cmd::SearchOlder { .. } => return Ok(()),
     };
-    match c.call(call).await {
-        Ok(v) => {
-            if let Cmd::LoadOlder { .. } = cmd {
-                let page: EventPage =
-                    serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    match answer {
+        Ok(page) => {
+            if let Some(page) = page {
                 let mut events = page.data;
                 events.reverse();
                 let has_older = events.first().is_some_and(|e| e.seq > 1);

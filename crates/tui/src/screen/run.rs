@@ -20,6 +20,7 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tether_proto::Paths;
 use tether_proto::SessionInfo;
+use tether_proto::method::rpc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -230,15 +231,13 @@ async fn write_older(
     let mut after = 0;
     loop {
         let page: tether_proto::method::EventPage = match c
-            .call_as(tether_proto::Call::SessionEvents(
-                tether_proto::method::ReadEvents {
-                    session: id.to_string(),
-                    after_seq: Some(after),
-                    before_seq: Some(before),
-                    limit: 1000,
-                    order: tether_proto::method::Order::Asc,
-                },
-            ))
+            .request::<tether_proto::method::rpc::SessionEvents>(tether_proto::method::ReadEvents {
+                session: id.to_string(),
+                after_seq: Some(after),
+                before_seq: Some(before),
+                limit: 1000,
+                order: tether_proto::method::Order::Asc,
+            })
             .await
         {
             Ok(p) => p,
@@ -407,14 +406,12 @@ pub async fn picker(
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
                 PickerEffect::Rename { id, name } => match c
-                    .call(tether_proto::Call::SessionUpdate(
-                        tether_proto::method::UpdateSession {
-                            session: id,
-                            model: None,
-                            max_cost_usd: None,
-                            name: Some(name.clone()),
-                        },
-                    ))
+                    .request::<rpc::SessionUpdate>(tether_proto::method::UpdateSession {
+                        session: id,
+                        model: None,
+                        max_cost_usd: None,
+                        name: Some(name.clone()),
+                    })
                     .await
                 {
                     Ok(_) => p.notice = Some(format!("renamed to {name}")),
@@ -422,18 +419,18 @@ pub async fn picker(
                 },
                 PickerEffect::Archive(id) => {
                     if let Err(e) = c
-                        .call(tether_proto::Call::SessionArchive(
-                            tether_proto::method::SessionParams { session: id },
-                        ))
+                        .request::<rpc::SessionArchive>(tether_proto::method::SessionParams {
+                            session: id,
+                        })
                         .await
                     {
                         p.notice = Some(e.to_string());
                     }
                 }
                 PickerEffect::Delete(id) => match c
-                    .call(tether_proto::Call::SessionDelete(
-                        tether_proto::method::SessionParams { session: id },
-                    ))
+                    .request::<rpc::SessionDelete>(tether_proto::method::SessionParams {
+                        session: id,
+                    })
                     .await
                 {
                     Ok(_) => p.notice = Some("deleted".into()),
@@ -451,25 +448,22 @@ pub async fn picker(
 }
 
 async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String, String>, String> {
-    let v = c
-        .call(tether_proto::Call::AgentList(
-            tether_proto::method::ListAgents { all: true },
-        ))
+    let agents = c
+        .request::<rpc::AgentList>(tether_proto::method::ListAgents { all: true })
         .await
         .map_err(|e| e.to_string())?;
-    let agents: Vec<tether_proto::agent::Agent> =
-        serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())?;
-    Ok(agents.into_iter().map(|a| (a.id, a.spec.name)).collect())
+    Ok(agents
+        .data
+        .into_iter()
+        .map(|a| (a.id, a.spec.name))
+        .collect())
 }
 
 async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {
-    let v = c
-        .call(tether_proto::Call::SessionList(
-            tether_proto::method::ListSessions { all: false },
-        ))
+    c.request::<rpc::SessionList>(tether_proto::method::ListSessions { all: false })
         .await
-        .map_err(|e| e.to_string())?;
-    serde_json::from_value(v["data"].clone()).map_err(|e| e.to_string())
+        .map(|l| l.data)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
