@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::ids;
 use crate::provider::Providers;
-use crate::session::{Session, info_from_row};
+use crate::session::live::{Session, info_from_row};
 use crate::store::{SessionRow, Store, StoreError};
 
 pub struct Runtime {
@@ -26,7 +26,7 @@ pub struct Runtime {
     /// Model provider clients by name, each built on first use.
     pub providers: Providers,
     /// Environment layer builds.
-    pub builds: Arc<crate::envbuild::Builds>,
+    pub builds: Arc<crate::resources::envbuild::Builds>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub started: Instant,
     pub shutdown: CancellationToken,
@@ -49,7 +49,7 @@ impl From<StoreError> for ErrorBody {
 
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
-        let builds = Arc::new(crate::envbuild::Builds::for_this_process(
+        let builds = Arc::new(crate::resources::envbuild::Builds::for_this_process(
             paths.envs_dir(),
             paths.runtime_dir.join("proxy"),
         ));
@@ -153,7 +153,7 @@ impl Runtime {
         // whose agent can't be read is not loaded rather than run with every tool allowed.
         let agent = match &row.agent {
             Some((agent_id, version)) => Some(
-                crate::agents::get(
+                crate::resources::agents::get(
                     &self.store,
                     &tether_proto::method::AgentParams {
                         agent: agent_id.clone(),
@@ -164,9 +164,14 @@ impl Runtime {
             ),
             None => None,
         };
-        let net = crate::environments::session_net_policy(&self.store, &row, agent.as_ref()).await;
-        let sandbox =
-            crate::environments::session_sandbox(&self.store, row.environment.as_deref()).await;
+        let net =
+            crate::resources::environments::session_net_policy(&self.store, &row, agent.as_ref())
+                .await;
+        let sandbox = crate::resources::environments::session_sandbox(
+            &self.store,
+            row.environment.as_deref(),
+        )
+        .await;
         let session = Session::new(self.clone(), row, agent.as_ref(), net, sandbox, &events);
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
@@ -228,7 +233,7 @@ impl Runtime {
     /// How the tools of a session in `environment` are isolated, as [`Session::info`] reports
     /// it for a loaded one: `none` when the environment opts out, else this host's level.
     async fn sandbox_level(&self, environment: Option<&str>) -> String {
-        match crate::environments::session_sandbox(&self.store, environment).await {
+        match crate::resources::environments::session_sandbox(&self.store, environment).await {
             tether_proto::environment::SandboxMode::None => "none".into(),
             tether_proto::environment::SandboxMode::Default => {
                 crate::sandbox::Sandbox::for_this_process()
@@ -246,16 +251,18 @@ impl Runtime {
             validate_name(name)?;
         }
         if let Some(limit) = p.max_cost_usd {
-            crate::harness::validate_budget(limit)?;
+            crate::session::turn::validate_budget(limit)?;
         }
-        let mut agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
+        let mut agent =
+            crate::resources::agents::for_session(&self.store, p.agent.as_deref()).await?;
         if let Some(tools) = &p.tools {
             agent.spec.tools = tools.clone();
-            crate::agents::validate(&agent.spec)?;
+            crate::resources::agents::validate(&agent.spec)?;
         }
-        crate::agents::validate_metadata(&p.metadata)?;
+        crate::resources::agents::validate_metadata(&p.metadata)?;
         let env =
-            crate::environments::for_session(&self.store, p.environment_id.as_deref()).await?;
+            crate::resources::environments::for_session(&self.store, p.environment_id.as_deref())
+                .await?;
         // Built before the session exists: its shell mounts the layer from the first call.
         let env_layer = self
             .builds
@@ -263,7 +270,7 @@ impl Runtime {
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
         let networking = env.spec.config.networking().clone();
-        let net = crate::environments::net_policy(&networking, Some(&agent))?;
+        let net = crate::resources::environments::net_policy(&networking, Some(&agent))?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -290,7 +297,7 @@ impl Runtime {
             title: p.title.clone(),
             system: p.system.clone().or(agent.spec.system.clone()),
             workspace_owned: owned,
-            tools: Some(crate::agents::offered_tools(&agent)),
+            tools: Some(crate::resources::agents::offered_tools(&agent)),
             agent: Some((agent.id.clone(), agent.version)),
             metadata: p.metadata.clone(),
             environment: Some(env.id.clone()),
@@ -313,7 +320,7 @@ impl Runtime {
         let session = Session::new(self.clone(), row, Some(&agent), net, sandbox, &[]);
         self.registry().insert(id, session.clone());
         if p.max_cost_usd.is_some() {
-            crate::harness::update_session(&session, None, p.max_cost_usd).await?;
+            crate::session::turn::update_session(&session, None, p.max_cost_usd).await?;
         }
         if !p.initial_message.is_empty() {
             session.user_message(p.initial_message).await?;
@@ -551,7 +558,10 @@ pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(),
 }
 
 /// One `interrupted` result per tool call that will not run.
-fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+fn interrupted_results(
+    pending: &[crate::session::state::PendingTool],
+    why: &str,
+) -> Vec<EventBody> {
     pending
         .iter()
         .map(|p| {
@@ -569,7 +579,7 @@ fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<
 /// The result event of call `p`: `agent.mcp_tool_result` for an MCP call (which has no status
 /// or duration), else `agent.tool_result`.
 pub fn result_of(
-    p: &crate::state::PendingTool,
+    p: &crate::session::state::PendingTool,
     text: String,
     is_error: bool,
     status: ToolStatus,
@@ -594,7 +604,10 @@ pub fn result_of(
 }
 
 /// [`interrupted_results`], then idle(`interrupted`).
-pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
+pub fn interrupted_then_idle(
+    pending: &[crate::session::state::PendingTool],
+    why: &str,
+) -> Vec<EventBody> {
     let mut bodies = interrupted_results(pending, why);
     bodies.push(EventBody::SessionStatusIdle {
         stop_reason: StopReason::Interrupted,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, Backoff, Slot, Throttle};
 use crate::runtime::Runtime;
-use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
+use crate::session::live::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
 /// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
 /// A live feed that finds either limit reached is dropped with a resync.
@@ -663,7 +663,7 @@ impl Connection {
 
     fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
         self.check_not_read_only(session)?;
-        crate::ops::check_writable(session)
+        crate::session::ops::check_writable(session)
     }
 
     /// Handles one request. `Ok(None)` means the reply was already queued (attach).
@@ -687,13 +687,13 @@ impl Connection {
             Call::SessionSend(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let ev = crate::ops::send_message(&s, p.content, p.model).await?;
+                let ev = crate::session::ops::send_message(&s, p.content, p.model).await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }
             Call::SessionInterrupt(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let (ev, was_running) = crate::ops::interrupt(&s).await?;
+                let (ev, was_running) = crate::session::ops::interrupt(&s).await?;
                 to_value(json!({ "event": ev, "was_running": was_running }))
             }
             Call::SessionAttach(p) => {
@@ -765,7 +765,7 @@ impl Connection {
                 if let Some(name) = p.name {
                     rt.rename(&s, name).await?;
                 }
-                crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
+                crate::session::turn::update_session(&s, p.model, p.max_cost_usd).await?;
                 to_value(s.info())
             }
             Call::SessionFork(p) => {
@@ -807,8 +807,8 @@ impl Connection {
                     clients: rt.client_count(),
                     providers: rt.provider_statuses(),
                     web_search: rt.web_search_status(),
-                    mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
-                    sandbox: Some(crate::sandbox_support::this_host().report.clone()),
+                    mcp_credentials: crate::session::mcp::credential_statuses(&rt.config.mcp),
+                    sandbox: Some(crate::sandbox::support::this_host().report.clone()),
                 })
             }
             Call::DaemonShutdown {} => {
@@ -824,13 +824,16 @@ impl Connection {
             | Call::AgentGet(_)
             | Call::AgentUpdate(_)
             | Call::AgentArchive(_)
-            | Call::AgentVersions(_)) => match crate::agents::handle(&rt.store, call).await {
+            | Call::AgentVersions(_)) => match crate::resources::agents::handle(&rt.store, call)
+                .await
+            {
                 Some(r) => r?,
                 None => return Err(ErrorBody::new(ErrorCode::Internal, "agent call not routed")),
             },
             Call::EnvironmentWatch(p) => {
                 let (env, feed) =
-                    crate::environments::watch(&rt.store, &rt.builds, &p.environment).await?;
+                    crate::resources::environments::watch(&rt.store, &rt.builds, &p.environment)
+                        .await?;
                 let watching = feed.is_some();
                 if let Some((first, rx)) = feed {
                     tokio::spawn(forward_build(first, rx, out.clone()));
@@ -845,7 +848,7 @@ impl Connection {
             | Call::EnvironmentArchive(_)
             | Call::EnvironmentDelete(_)
             | Call::EnvironmentRebuild(_)) => {
-                match crate::environments::handle(&rt.store, &rt.builds, call).await {
+                match crate::resources::environments::handle(&rt.store, &rt.builds, call).await {
                     Some(r) => r?,
                     None => {
                         return Err(ErrorBody::new(
@@ -858,14 +861,19 @@ impl Connection {
             Call::ToolConfirm(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let ev =
-                    crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message).await?;
+                let ev = crate::session::approvals::confirm(
+                    &s,
+                    &p.tool_use_id,
+                    p.result,
+                    p.deny_message,
+                )
+                .await?;
                 to_value(json!({ "event": ev, "session": s.info() }))
             }
             Call::CustomToolResult(p) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let ev = crate::approvals::custom_result(
+                let ev = crate::session::approvals::custom_result(
                     &s,
                     &p.custom_tool_use_id,
                     p.content,
@@ -1098,7 +1106,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::session::Wire;
+    use crate::session::live::Wire;
     use tether_proto::{DeltaKind, EventBody};
 
     #[test]

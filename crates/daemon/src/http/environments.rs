@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::Page;
 use super::{Api, body, page};
-use crate::environments;
+use crate::resources::environments;
 
 /// Hosted `scope` applies to self-hosted environments only: accepted when null.
 fn without_scope(bytes: &Bytes) -> ApiResult<Value> {

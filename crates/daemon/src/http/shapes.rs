@@ -178,7 +178,7 @@ impl AgentCache {
         if let Some(v) = self.0.get(&key) {
             return Ok(v.clone());
         }
-        let a = crate::agents::get(
+        let a = crate::resources::agents::get(
             &rt.store,
             &AgentParams {
                 agent: id.to_string(),

@@ -166,7 +166,7 @@ impl Toolbox {
     pub fn for_session(workspace: PathBuf, layer: Option<PathBuf>, net: Arc<SessionNet>) -> Self {
         let mut env = bash::shell_env(std::env::vars().collect());
         if layer.is_some() {
-            crate::envbuild::layer_env(&mut env);
+            crate::resources::envbuild::layer_env(&mut env);
         }
         Self::build(workspace, env, layer, net)
     }

@@ -17,8 +17,8 @@ use crate::config::split_model;
 use crate::provider::{
     ModelRequest, ModelResponse, Part, Provider, ProviderError, StreamEvent, ToolSpec, Who, pricing,
 };
-use crate::session::Session;
-use crate::state::{Gate, PendingTool};
+use crate::session::live::Session;
+use crate::session::state::{Gate, PendingTool};
 use crate::store::StoreError;
 use crate::tools::replay::Settle;
 use crate::tools::{self, Toolbox};
@@ -90,7 +90,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             .await?;
             return Ok(());
         }
-        if crate::compaction::over_budget(s) {
+        if crate::session::compaction::over_budget(s) {
             s.append_retrying(vec![EventBody::SessionStatusIdle {
                 stop_reason: StopReason::BudgetReached,
             }])
@@ -220,7 +220,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
     let model = current_model(s);
     let provider = provider_for(s, &model);
     if let Ok(p) = &provider {
-        crate::compaction::maybe_compact(s, p, &model, cancel).await?;
+        crate::session::compaction::maybe_compact(s, p, &model, cancel).await?;
     }
     // MCP servers are connected before the request that offers their tools; one that fails
     // is reported and left out.

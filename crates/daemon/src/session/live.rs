@@ -11,9 +11,9 @@ use tether_proto::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::permissions::ToolPolicy;
 use crate::runtime::Runtime;
-use crate::state::SessionState;
+use crate::session::permissions::ToolPolicy;
+use crate::session::state::SessionState;
 use crate::store::{SessionRow, StoreError};
 use crate::tools::Toolbox;
 
@@ -116,7 +116,7 @@ pub struct Session {
     /// The pinned agent's `model.effort` as a thinking budget; None: the config's.
     pub thinking_budget: Option<u32>,
     /// The pinned agent's MCP servers, connected when a turn first needs them.
-    pub mcp: crate::mcp::McpClients,
+    pub mcp: crate::session::mcp::McpClients,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -166,7 +166,7 @@ impl Session {
         let thinking_budget = agent
             .and_then(|a| a.spec.model.as_ref())
             .and_then(|m| m.effort.as_ref())
-            .and_then(|e| crate::agents::thinking_budget(e).ok());
+            .and_then(|e| crate::resources::agents::thinking_budget(e).ok());
         let mut toolbox = Toolbox::for_session(
             row.workspace.clone().into(),
             row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
@@ -179,7 +179,10 @@ impl Session {
         Arc::new(Session {
             id: row.id.clone(),
             toolbox,
-            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref(), runtime.config.mcp.clone()),
+            mcp: crate::session::mcp::McpClients::new(
+                policy.mcp_agent.as_ref(),
+                runtime.config.mcp.clone(),
+            ),
             policy,
             thinking_budget,
             row: Mutex::new(row),
@@ -404,7 +407,7 @@ impl Session {
             return;
         }
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(crate::harness::run(self.clone(), cancel.clone()));
+        let task = tokio::spawn(crate::session::turn::run(self.clone(), cancel.clone()));
         *turn = Some(TurnHandle { cancel, task });
     }
 

@@ -324,7 +324,7 @@ fn failure_event(server: &str, f: Failure) -> EventBody {
     } else {
         "mcp_connection_failed_error"
     };
-    let mut body = crate::harness::session_error(
+    let mut body = crate::session::turn::session_error(
         kind,
         format!(
             "MCP server `{server}`: {}; this turn goes on without its tools (the next turn tries again)",

@@ -11,8 +11,8 @@ use tether_proto::{
 };
 
 use crate::provider::Part;
-use crate::session::Session;
-use crate::state::{Gate, SessionState};
+use crate::session::live::Session;
+use crate::session::state::{Gate, SessionState};
 
 /// Allows or denies a built-in tool call waiting under `always_ask` (`user.tool_confirmation`).
 /// `tool_use_id` is the `sevt_` id of its `agent.tool_use` event.

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use tether_proto::EventBody;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{build_request, span_error_end, stream_with_retries};
 use crate::provider::{Message, ModelRequest, Part, Provider, ProviderError, pricing};
-use crate::session::Session;
-use crate::state::summary_message;
+use crate::session::live::Session;
+use crate::session::state::summary_message;
+use crate::session::turn::{build_request, span_error_end, stream_with_retries};
 use crate::store::StoreError;
 
 /// What the model is asked to write when compacting.

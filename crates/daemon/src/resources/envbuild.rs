@@ -582,8 +582,8 @@ impl Builds {
     /// allow-list as the sessions, `none` ones have no network.
     fn build_net(&self, hash: &str, config: &EnvironmentConfig) -> Result<BuildNet, String> {
         use crate::net::{NetPolicy, SessionNet};
-        let policy =
-            crate::environments::net_policy(config.networking(), None).map_err(|e| e.message)?;
+        let policy = crate::resources::environments::net_policy(config.networking(), None)
+            .map_err(|e| e.message)?;
         Ok(match (&policy, &self.proxy_dir) {
             (NetPolicy::Unrestricted, _) => BuildNet::Host,
             (NetPolicy::Limited(_), Some(dir)) => {

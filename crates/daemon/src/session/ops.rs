@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tether_proto::{ContentBlock, ErrorBody, ErrorCode, Event, EventBody};
 
-use crate::session::Session;
+use crate::session::live::Session;
 
 /// The session takes input: it is not archived.
 pub fn check_writable(session: &Session) -> Result<(), ErrorBody> {
@@ -36,7 +36,7 @@ pub async fn send_message(
         ));
     }
     if model.is_some() {
-        crate::harness::update_session(session, model, None).await?;
+        crate::session::turn::update_session(session, model, None).await?;
     }
     Ok(session.user_message(content).await?)
 }
@@ -50,7 +50,7 @@ pub async fn interrupt(session: &Arc<Session>) -> Result<(Event, bool), ErrorBod
     crate::crash::point("after_interrupt");
     let was_running = session.cancel_turn();
     if !was_running {
-        crate::approvals::drop_waiting(session).await?;
+        crate::session::approvals::drop_waiting(session).await?;
     }
     Ok((ev, was_running))
 }

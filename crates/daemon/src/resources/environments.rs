@@ -1,5 +1,5 @@
 //! Environments as resources: create, list, get, update, archive, delete, rebuild. The layer
-//! each one builds lives in [`crate::envbuild`]; here is what is stored and checked.
+//! each one builds lives in [`crate::resources::envbuild`]; here is what is stored and checked.
 
 use std::sync::Arc;
 
@@ -13,8 +13,8 @@ use tether_proto::environment::{
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
 use tether_proto::{Call, ErrorBody, ErrorCode};
 
-use crate::envbuild::Builds;
 use crate::ids;
+use crate::resources::envbuild::Builds;
 use crate::store::{Store, StoreError};
 
 /// Answers an `environment.*` call other than `environment.watch` (which needs the
