@@ -765,7 +765,7 @@ impl Connection {
                 if let Some(name) = p.name {
                     rt.rename(&s, name).await?;
                 }
-                crate::session::turn::update_session(&s, p.model, p.max_cost_usd).await?;
+                crate::session::ops::update_session(&s, p.model, p.max_cost_usd).await?;
                 to_value(s.info())
             }
             Call::SessionFork(p) => {
@@ -932,7 +932,7 @@ async fn forward(
     let mut last_sent = after_seq;
     loop {
         let page = match session
-            .runtime
+            .services
             .store
             .read_events(&session.id, last_sent, None, REPLAY_PAGE, false)
             .await

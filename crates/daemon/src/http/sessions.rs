@@ -507,7 +507,7 @@ pub async fn update(
         Some(Some(v)) => Some(parse_budget(v)?),
     };
     if let Some(limit) = budget {
-        crate::session::turn::update_session(&s, None, Some(limit)).await?;
+        crate::session::ops::update_session(&s, None, Some(limit)).await?;
     }
     let title_changed = title != row.title;
     let metadata_changed = metadata != row.metadata;
@@ -516,10 +516,10 @@ pub async fn update(
             .store
             .set_session_fields(&s.id, title.clone(), metadata.clone())
             .await?;
-        if let Ok(mut r) = s.row.lock() {
+        s.update_row(|r| {
             r.title = title.clone();
             r.metadata = metadata.clone();
-        }
+        });
         s.append_one(EventBody::SessionUpdated {
             model: None,
             max_cost_usd: None,

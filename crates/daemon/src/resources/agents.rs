@@ -107,10 +107,10 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                         "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
                     )));
                 }
-                if name.starts_with(crate::session::mcp::PREFIX) {
+                if name.starts_with(crate::tools::mcp_names::PREFIX) {
                     return Err(invalid(format!(
                         "tools[{i}].name: `{name}` starts with `{}`, which is reserved for the tools of MCP servers; give the custom tool another name",
-                        crate::session::mcp::PREFIX
+                        crate::tools::mcp_names::PREFIX
                     )));
                 }
                 if TOOL_NAMES.contains(&name.as_str()) {

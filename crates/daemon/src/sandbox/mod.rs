@@ -82,14 +82,7 @@ pub enum Sandbox {
 }
 
 impl Sandbox {
-    /// The sandbox this process's sessions use: this very binary as the helper, at the level
-    /// the host supports (probed once, see [`crate::sandbox::support`]).
-    pub fn for_this_process() -> Self {
-        if cfg!(test) {
-            return Sandbox::None;
-        }
-        crate::sandbox::support::this_host().sandbox.clone()
-    }
+    // `for_this_process` is in `support`, which probes the host: it builds on this file.
 
     /// Short name of the level for the session object and `tether ls`: `namespaces`,
     /// `landlock`, `unavailable` or `none`.

@@ -106,6 +106,17 @@ pub fn cgroups() -> Option<&'static crate::sandbox::cgroup::Subtree> {
 
 static THIS_HOST: OnceLock<HostSupport> = OnceLock::new();
 
+impl Sandbox {
+    /// The sandbox this process's sessions use: this very binary as the helper, at the level
+    /// the host supports (probed once, see [`this_host`]).
+    pub fn for_this_process() -> Self {
+        if cfg!(test) {
+            return Sandbox::None;
+        }
+        this_host().sandbox.clone()
+    }
+}
+
 /// This host, probed on first use (a few milliseconds, once per daemon).
 pub fn this_host() -> &'static HostSupport {
     THIS_HOST.get_or_init(|| {

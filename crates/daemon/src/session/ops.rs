@@ -36,9 +36,9 @@ pub async fn send_message(
         ));
     }
     if model.is_some() {
-        crate::session::turn::update_session(session, model, None).await?;
+        update_session(session, model, None).await?;
     }
-    Ok(session.user_message(content).await?)
+    Ok(crate::session::turn::user_message(session, content).await?)
 }
 
 /// Commits a `user.interrupt` and stops the running turn; says whether one was running.
@@ -53,4 +53,57 @@ pub async fn interrupt(session: &Arc<Session>) -> Result<(Event, bool), ErrorBod
         crate::session::approvals::drop_waiting(session).await?;
     }
     Ok((ev, was_running))
+}
+
+/// Applies `session.update` / `session.send {model}`: a new model (its provider must be
+/// usable) and/or spending limit, recorded as `session.updated` when something changes.
+pub async fn update_session(
+    s: &Arc<Session>,
+    model: Option<String>,
+    max_cost_usd: Option<f64>,
+) -> Result<(), tether_proto::ErrorBody> {
+    let invalid =
+        |why: String| tether_proto::ErrorBody::new(tether_proto::ErrorCode::InvalidParams, why);
+    let model = match model {
+        Some(m) if m.trim().is_empty() => return Err(invalid("the model is empty".into())),
+        Some(m) => {
+            let m = crate::config::canonical_model(m.trim());
+            s.services
+                .providers
+                .get(crate::config::split_model(&m).0)
+                .map_err(invalid)?;
+            (crate::session::model::current_model(s) != m).then_some(m)
+        }
+        None => None,
+    };
+    if let Some(limit) = max_cost_usd {
+        validate_budget(limit)?;
+    }
+    let max_cost_usd = max_cost_usd.filter(|l| s.state().max_cost_usd != Some(*l));
+    if model.is_some() || max_cost_usd.is_some() {
+        s.append_one(EventBody::SessionUpdated {
+            model: model.clone(),
+            max_cost_usd,
+            title: None,
+            name: None,
+            metadata: None,
+        })
+        .await?;
+    }
+    if let Some(m) = model {
+        // The event is the truth; the column only serves listings of unloaded sessions.
+        s.services.store.set_session_model(&s.id, m).await?;
+    }
+    Ok(())
+}
+
+/// A spending limit must be a non-negative, finite number of dollars.
+pub fn validate_budget(limit: f64) -> Result<(), tether_proto::ErrorBody> {
+    if limit.is_finite() && limit >= 0.0 {
+        return Ok(());
+    }
+    Err(tether_proto::ErrorBody::new(
+        tether_proto::ErrorCode::InvalidParams,
+        format!("max_cost_usd must be a non-negative number of dollars, got {limit}"),
+    ))
 }

@@ -1,4 +1,4 @@
-//! A session's state as a pure fold over its events. Nothing else is authoritative: the harness
+//! A session's state as a pure fold over its events. Nothing else is authoritative: the turn loop
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
 use tether_proto::{
@@ -343,7 +343,7 @@ impl SessionState {
                 evaluated_permission,
             } => self.tool_call(
                 &e.id,
-                &crate::session::mcp::model_name(mcp_server_name, name),
+                &crate::tools::mcp_names::model_name(mcp_server_name, name),
                 input,
                 gate(evaluated_permission),
                 Some(McpRef {

@@ -20,7 +20,7 @@
 //! Only the file tools are confined to the workspace; `bash` is not (a later
 //! sandbox change does that).
 //!
-//! Behaviour the harness can rely on:
+//! Behaviour the turn loop (`session::turn`) can rely on:
 //! - `run` never panics; bad input and unknown tools give status `Error`.
 //! - bash calls are serialized per toolbox; file tools don't wait for them.
 //! - A non-zero bash exit code is in `exit_code` *and* appended to `content`
@@ -38,6 +38,8 @@ pub mod ansi;
 pub mod args;
 pub mod bash;
 pub mod files;
+pub mod layer;
+pub mod mcp_names;
 pub mod overflow;
 pub mod path;
 pub mod procs;
@@ -166,7 +168,7 @@ impl Toolbox {
     pub fn for_session(workspace: PathBuf, layer: Option<PathBuf>, net: Arc<SessionNet>) -> Self {
         let mut env = bash::shell_env(std::env::vars().collect());
         if layer.is_some() {
-            crate::resources::envbuild::layer_env(&mut env);
+            layer::layer_env(&mut env);
         }
         Self::build(workspace, env, layer, net)
     }
