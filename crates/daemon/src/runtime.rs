@@ -19,7 +19,9 @@ use crate::session::events;
 use crate::session::live::{Session, info_from_row};
 use crate::session::services::Services;
 use crate::session::turn;
-use crate::store::{SessionRow, Store, StoreError};
+use crate::store::Store;
+use crate::store::error::StoreError;
+use crate::store::rows::SessionRow;
 
 pub struct Runtime {
     /// What every session uses; fields of [`Services`] read as fields of the runtime.
@@ -38,18 +40,6 @@ impl std::ops::Deref for Runtime {
 
     fn deref(&self) -> &Services {
         &self.services
-    }
-}
-
-impl From<StoreError> for ErrorBody {
-    fn from(e: StoreError) -> Self {
-        let code = match &e {
-            StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
-            StoreError::Conflict(_) => ErrorCode::Conflict,
-            StoreError::Closed => ErrorCode::ShuttingDown,
-            _ => ErrorCode::Storage,
-        };
-        ErrorBody::new(code, e.to_string())
     }
 }
 

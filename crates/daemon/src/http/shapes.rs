@@ -12,7 +12,7 @@ use tether_proto::{Event, SessionInfo, SessionStatus, StopReason};
 
 use super::error::ApiResult;
 use crate::runtime::Runtime;
-use crate::store::SessionRow;
+use crate::store::rows::SessionRow;
 
 /// An agent version as `BetaManagedAgentsAgent`.
 #[derive(Debug, Serialize, JsonSchema)]

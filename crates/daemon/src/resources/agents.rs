@@ -11,7 +11,8 @@ use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
 use tether_proto::{Call, ErrorBody, ErrorCode};
 
 use crate::ids;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::store::error::StoreError;
 use crate::tools::TOOL_NAMES;
 
 /// Answers an `agent.*` call; `None` for any other call.
@@ -831,6 +832,6 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, crate::store::SCHEMA_VERSION);
+        assert_eq!(v, crate::store::schema::SCHEMA_VERSION);
     }
 }

@@ -16,7 +16,8 @@ use tether_proto::{Call, ErrorBody, ErrorCode};
 use crate::ids;
 use crate::resources::envbuild::Builds;
 use crate::resources::networking::net_policy;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::store::error::StoreError;
 
 /// Answers an `environment.*` call other than `environment.watch` (which needs the
 /// connection); `None` for any other call.
@@ -435,7 +436,7 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
 /// neither or it can't be read (fail closed, with a warning).
 pub async fn session_net_policy(
     store: &Store,
-    row: &crate::store::SessionRow,
+    row: &crate::store::rows::SessionRow,
     agent: Option<&Agent>,
 ) -> crate::net::NetPolicy {
     let networking = match (&row.networking, &row.environment) {
@@ -619,7 +620,8 @@ mod tests {
         use crate::net::NetPolicy;
         let (_d, s, b) = setup().await;
         let e = create(&s, &b, spec(json!({"name": "n"}))).await.unwrap();
-        let mut row = crate::store::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
+        let mut row =
+            crate::store::rows::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
         assert_eq!(session_net_policy(&s, &row, None).await, NetPolicy::None);
         row.environment = Some(e.id.clone());
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::session::events::span_error_end;
 use crate::session::live::Session;
 use crate::session::model::{build_request, stream_with_retries};
 use crate::session::state::summary_message;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// What the model is asked to write when compacting.
 pub const SUMMARY_PROMPT: &str = "The conversation so far is about to be replaced by a summary \

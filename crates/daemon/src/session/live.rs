@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::session::permissions::ToolPolicy;
 use crate::session::services::Services;
 use crate::session::state::SessionState;
-use crate::store::{SessionRow, StoreError};
+use crate::store::error::StoreError;
+use crate::store::rows::SessionRow;
 use crate::tools::Toolbox;
 
 /// After the first live push of a burst, a reader of the live feed (a socket client's

@@ -15,7 +15,7 @@ use crate::provider::{
 };
 use crate::session::events;
 use crate::session::live::Session;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use crate::tools::Toolbox;
 
 /// The session's current `provider/model`: the latest `session.updated`, else the row's.

@@ -7,7 +7,7 @@ use tether_proto::{
 };
 
 use crate::provider::{Message, Part, Role};
-use crate::store::SessionSummary;
+use crate::store::rows::SessionSummary;
 use crate::tools::replay::Intent;
 
 /// A tool call that has no result yet.

@@ -17,7 +17,7 @@ use crate::session::events;
 use crate::session::live::Session;
 use crate::session::model;
 use crate::session::state::{Gate, PendingTool};
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use crate::tools;
 use crate::tools::replay::Settle;
 use crate::{crash, spool};
