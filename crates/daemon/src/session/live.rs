@@ -198,6 +198,7 @@ impl Session {
         })
     }
 
+    /// The folded state, to read: only the append path changes it, event by event.
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
         lock(&self.state)
     }
@@ -427,7 +428,7 @@ impl Session {
 
     /// Called by the turn task when it is about to exit: it exits only if nothing new needs an
     /// answer (a message, or tool calls a client just answered), atomically with respect to
-    /// [`Session::ensure_turn`].
+    /// [`Session::start_turn`].
     pub fn finish_turn(&self, cancel: &CancellationToken) -> bool {
         let mut turn = lock(&self.turn);
         if !cancel.is_cancelled() && self.state().has_work() {
