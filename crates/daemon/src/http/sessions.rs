@@ -18,8 +18,7 @@ use super::shapes::{self, AgentCache, DeletedSession, HostedSession, SessionPage
 use super::{Api, body};
 use crate::runtime::Runtime;
 use crate::session::live::{Session, info_from_row};
-use crate::store::rows::SessionPageQuery;
-use crate::store::rows::SessionRow;
+use crate::store::rows::{SessionPageQuery, SessionRow};
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
