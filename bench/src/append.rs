@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use tether_daemon::ids;
-use tether_daemon::store::{SessionRow, Store};
+use tether_daemon::store::Store;
+use tether_daemon::store::rows::SessionRow;
 use tether_proto::EventBody;
 use tokio::task::JoinSet;
 

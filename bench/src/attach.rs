@@ -17,7 +17,8 @@ use anyhow::{Context, Result, bail};
 use nix::pty::{Winsize, openpty};
 use serde_json::json;
 use tether_daemon::ids;
-use tether_daemon::store::{SessionRow, Store};
+use tether_daemon::store::Store;
+use tether_daemon::store::rows::SessionRow;
 use tether_proto::{ContentBlock, EventBody, StopReason, ToolStatus};
 
 use crate::home::{Home, proc_status_mib};

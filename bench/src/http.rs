@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tether_daemon::store::{SessionRow, Store};
+use tether_daemon::store::Store;
+use tether_daemon::store::rows::SessionRow;
 use tether_mock_llm::{Block, MockServer, Reply, Script, Timing};
 
 use crate::home::{Bins, Home};

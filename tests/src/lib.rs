@@ -312,7 +312,7 @@ pub fn assert_log_invariants(events: &[Event]) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "seq gap at index {i}: {events:#?}");
     }
-    let folded = tether_daemon::state::SessionState::from_events(events);
+    let folded = tether_daemon::session::state::SessionState::from_events(events);
     let awaiting = match (&folded.status(), &folded.stop_reason) {
         (tether_proto::SessionStatus::Idle, Some(StopReason::RequiresAction { event_ids })) => {
             event_ids.clone()

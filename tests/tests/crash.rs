@@ -77,7 +77,7 @@ async fn restart_and_settle(env: &TestEnv, id: &str) -> Vec<Event> {
     env.ok(&["ls"]);
     env.wait_idle(id).await;
     let events = env.events(id);
-    let folded = tether_daemon::state::SessionState::from_events(&events);
+    let folded = tether_daemon::session::state::SessionState::from_events(&events);
     let mut c = env.client().await;
     let live: tether_proto::SessionInfo =
         serde_json::from_value(c.call("session.get", json!({"session": id})).await.unwrap())

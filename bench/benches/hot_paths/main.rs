@@ -7,7 +7,7 @@
 use divan::{Bencher, black_box};
 use serde_json::json;
 use tether_daemon::provider::Wire;
-use tether_daemon::state::SessionState;
+use tether_daemon::session::state::SessionState;
 use tether_proto::{
     ContentBlock, Event, EventBody, FrameDecoder, ServerFrame, StopReason, ToolStatus, encode_frame,
 };

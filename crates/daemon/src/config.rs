@@ -269,16 +269,6 @@ impl Default for RetryConfig {
     }
 }
 
-impl RetryConfig {
-    pub fn policy(&self) -> crate::provider::retry::RetryPolicy {
-        crate::provider::retry::RetryPolicy {
-            max_attempts: self.max_attempts.max(1),
-            base_delay: Duration::from_millis(self.base_delay_ms),
-            max_delay: Duration::from_millis(self.max_delay_ms.max(self.base_delay_ms)),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {

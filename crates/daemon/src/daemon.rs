@@ -115,10 +115,10 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
         None => None,
     };
     let store = Store::open(&paths.db())?;
-    crate::agents::ensure_default(&store)
+    crate::resources::agents::ensure_default(&store)
         .await
         .context("cannot create the built-in default agent")?;
-    crate::environments::ensure_default(&store)
+    crate::resources::environments::ensure_default(&store)
         .await
         .context("cannot create the built-in default environment")?;
     let listener = bind_socket(&paths)?;
@@ -127,7 +127,7 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     rt.builds.remove_leftovers();
     // Probe the host's sandboxing now (a few ms, off the async threads), not at the first call.
     tokio::task::spawn_blocking(|| {
-        crate::sandbox_support::this_host();
+        crate::sandbox::support::this_host();
     });
     match rt.recover().await {
         Ok(0) => {}

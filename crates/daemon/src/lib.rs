@@ -1,36 +1,34 @@
 //! tetherd: owns agent sessions, their append-only event log and their tools, and serves
 //! clients over a local socket.
+//!
+//! The rooms, lowest first; a module imports only from rooms above it in this list:
+//! - foundations: [`ids`], [`crash`], [`private`], [`spool`], [`config`], [`admission`];
+//! - infrastructure: [`provider`] (model APIs), [`net`] (network policy and proxy),
+//!   [`sandbox`] (isolation), [`store`] (the durable log), [`tools`] (the built-in tools);
+//! - [`resources`]: agents and environments, the stored things sessions are made from;
+//! - [`session`]: one live session, its fold, its turn loop and the requests on it;
+//! - [`runtime`]: every loaded session, and the operations on sessions as a whole;
+//! - [`orchestration`]: the coming work across sessions (empty for now);
+//! - the doors: [`server`] (local socket), [`http`] (the HTTP API), and [`daemon`] (start-up).
 
 // The daemon logs through tracing; stdout/stderr may be /dev/null.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod admission;
-pub mod agents;
-pub mod approvals;
-pub mod cgroup;
-pub mod compaction;
 pub mod config;
 pub mod crash;
 pub mod daemon;
-pub mod envbuild;
-pub mod environments;
-pub mod harness;
 pub mod http;
 pub mod ids;
-pub mod landlock_rules;
-pub mod mcp;
 pub mod net;
-pub mod ops;
-pub mod permissions;
+pub mod orchestration;
 pub mod private;
 pub mod provider;
+pub mod resources;
 pub mod runtime;
 pub mod sandbox;
-pub mod sandbox_support;
-pub mod seccomp;
 pub mod server;
 pub mod session;
 pub mod spool;
-pub mod state;
 pub mod store;
 pub mod tools;

@@ -1,7 +1,7 @@
 //! `tetherd`: the tether daemon.
 
 use clap::Parser;
-use tether_daemon::{admission, daemon, net, private, sandbox, sandbox_support};
+use tether_daemon::{admission, daemon, net, private, sandbox};
 use tether_proto::Paths;
 
 #[derive(Parser)]
@@ -27,7 +27,9 @@ fn main() -> std::process::ExitCode {
     match argv.get(1).and_then(|a| a.to_str()) {
         Some(sandbox::EXEC_SUBCOMMAND) => return sandbox::exec_main(&argv[2..]),
         Some(sandbox::INIT_SUBCOMMAND) => return sandbox::init_main(&argv[2..]),
-        Some(sandbox_support::PROBE_SUBCOMMAND) => return sandbox_support::probe_main(&argv[2..]),
+        Some(sandbox::support::PROBE_SUBCOMMAND) => {
+            return sandbox::support::probe_main(&argv[2..]);
+        }
         Some(net::bridge::SUBCOMMAND) => return net::bridge::main(&argv[2..]),
         _ => {}
     }

@@ -1,5 +1,6 @@
-//! Daemon-wide context shared by every session and connection: the store, config, provider and
-//! the registry of loaded sessions.
+//! Every loaded session, and the operations on sessions as a whole: create, load, fork,
+//! rename, archive, delete and recovery at start-up. Built on the daemon-wide
+//! [`Services`] that sessions share; the context the doors (socket, HTTP) and start-up hold.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,64 +9,44 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tether_proto::{
-    ContentBlock, ErrorBody, ErrorCode, EventBody, Paths, SessionInfo, SessionStatus, StopReason,
-    ToolStatus,
+    ErrorBody, ErrorCode, EventBody, Paths, SessionInfo, SessionStatus, StopReason,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::ids;
-use crate::provider::Providers;
-use crate::session::{Session, info_from_row};
-use crate::store::{SessionRow, Store, StoreError};
+use crate::session::events;
+use crate::session::live::{Session, info_from_row};
+use crate::session::services::Services;
+use crate::session::turn;
+use crate::store::Store;
+use crate::store::error::StoreError;
+use crate::store::rows::SessionRow;
 
 pub struct Runtime {
-    pub store: Store,
-    pub paths: Paths,
-    pub config: Config,
-    /// Model provider clients by name, each built on first use.
-    pub providers: Providers,
-    /// Environment layer builds.
-    pub builds: Arc<crate::envbuild::Builds>,
+    /// What every session uses; fields of [`Services`] read as fields of the runtime.
+    services: Arc<Services>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub started: Instant,
     pub shutdown: CancellationToken,
     pub clients: AtomicU64,
-    /// The `web_search` backend, or why the configured one can't be used.
-    pub web_search: Option<Result<Arc<crate::tools::web_search::WebSearch>, String>>,
 }
 
-impl From<StoreError> for ErrorBody {
-    fn from(e: StoreError) -> Self {
-        let code = match &e {
-            StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
-            StoreError::Conflict(_) => ErrorCode::Conflict,
-            StoreError::Closed => ErrorCode::ShuttingDown,
-            _ => ErrorCode::Storage,
-        };
-        ErrorBody::new(code, e.to_string())
+/// The runtime is the daemon-wide services plus the registry of loaded sessions: the doors
+/// read `rt.store`, `rt.config` and the like through this, and sessions hold only the
+/// [`Services`] part, so nothing below the runtime needs it.
+impl std::ops::Deref for Runtime {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }
 
 impl Runtime {
     pub fn new(store: Store, paths: Paths, config: Config) -> Arc<Runtime> {
-        let builds = Arc::new(crate::envbuild::Builds::for_this_process(
-            paths.envs_dir(),
-            paths.runtime_dir.join("proxy"),
-        ));
-        let web_search = config.web_search.as_ref().map(|c| {
-            crate::tools::web_search::WebSearch::from_config(c)
-                .map(Arc::new)
-                .inspect_err(|e| tracing::warn!("web_search is not offered: {e}"))
-        });
-        let credentials = paths.credentials_file();
         Arc::new(Runtime {
-            web_search,
-            store,
-            paths,
-            providers: Providers::new(&config, credentials),
-            builds,
-            config,
+            services: Services::new(store, paths, config),
             sessions: Mutex::new(HashMap::new()),
             started: Instant::now(),
             shutdown: CancellationToken::new(),
@@ -75,14 +56,6 @@ impl Runtime {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The `web_search` backend sessions get, if one is configured and usable.
-    pub fn search_backend(&self) -> Option<Arc<crate::tools::web_search::WebSearch>> {
-        self.web_search
-            .as_ref()
-            .and_then(|r| r.as_ref().ok())
-            .cloned()
     }
 
     pub fn web_search_status(&self) -> Option<tether_proto::method::ProviderStatus> {
@@ -153,7 +126,7 @@ impl Runtime {
         // whose agent can't be read is not loaded rather than run with every tool allowed.
         let agent = match &row.agent {
             Some((agent_id, version)) => Some(
-                crate::agents::get(
+                crate::resources::agents::get(
                     &self.store,
                     &tether_proto::method::AgentParams {
                         agent: agent_id.clone(),
@@ -164,10 +137,22 @@ impl Runtime {
             ),
             None => None,
         };
-        let net = crate::environments::session_net_policy(&self.store, &row, agent.as_ref()).await;
-        let sandbox =
-            crate::environments::session_sandbox(&self.store, row.environment.as_deref()).await;
-        let session = Session::new(self.clone(), row, agent.as_ref(), net, sandbox, &events);
+        let net =
+            crate::resources::environments::session_net_policy(&self.store, &row, agent.as_ref())
+                .await;
+        let sandbox = crate::resources::environments::session_sandbox(
+            &self.store,
+            row.environment.as_deref(),
+        )
+        .await;
+        let session = Session::new(
+            self.services.clone(),
+            row,
+            agent.as_ref(),
+            net,
+            sandbox,
+            &events,
+        );
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -228,7 +213,7 @@ impl Runtime {
     /// How the tools of a session in `environment` are isolated, as [`Session::info`] reports
     /// it for a loaded one: `none` when the environment opts out, else this host's level.
     async fn sandbox_level(&self, environment: Option<&str>) -> String {
-        match crate::environments::session_sandbox(&self.store, environment).await {
+        match crate::resources::environments::session_sandbox(&self.store, environment).await {
             tether_proto::environment::SandboxMode::None => "none".into(),
             tether_proto::environment::SandboxMode::Default => {
                 crate::sandbox::Sandbox::for_this_process()
@@ -246,16 +231,18 @@ impl Runtime {
             validate_name(name)?;
         }
         if let Some(limit) = p.max_cost_usd {
-            crate::harness::validate_budget(limit)?;
+            crate::session::ops::validate_budget(limit)?;
         }
-        let mut agent = crate::agents::for_session(&self.store, p.agent.as_deref()).await?;
+        let mut agent =
+            crate::resources::agents::for_session(&self.store, p.agent.as_deref()).await?;
         if let Some(tools) = &p.tools {
             agent.spec.tools = tools.clone();
-            crate::agents::validate(&agent.spec)?;
+            crate::resources::agents::validate(&agent.spec)?;
         }
-        crate::agents::validate_metadata(&p.metadata)?;
+        crate::resources::agents::validate_metadata(&p.metadata)?;
         let env =
-            crate::environments::for_session(&self.store, p.environment_id.as_deref()).await?;
+            crate::resources::environments::for_session(&self.store, p.environment_id.as_deref())
+                .await?;
         // Built before the session exists: its shell mounts the layer from the first call.
         let env_layer = self
             .builds
@@ -263,7 +250,7 @@ impl Runtime {
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
         let networking = env.spec.config.networking().clone();
-        let net = crate::environments::net_policy(&networking, Some(&agent))?;
+        let net = crate::resources::networking::net_policy(&networking, Some(&agent))?;
         let id = ids::session_id();
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
@@ -290,7 +277,7 @@ impl Runtime {
             title: p.title.clone(),
             system: p.system.clone().or(agent.spec.system.clone()),
             workspace_owned: owned,
-            tools: Some(crate::agents::offered_tools(&agent)),
+            tools: Some(crate::resources::agents::offered_tools(&agent)),
             agent: Some((agent.id.clone(), agent.version)),
             metadata: p.metadata.clone(),
             environment: Some(env.id.clone()),
@@ -310,13 +297,13 @@ impl Runtime {
             return Err(e.into());
         }
         let sandbox = env.spec.config.sandbox();
-        let session = Session::new(self.clone(), row, Some(&agent), net, sandbox, &[]);
+        let session = Session::new(self.services.clone(), row, Some(&agent), net, sandbox, &[]);
         self.registry().insert(id, session.clone());
         if p.max_cost_usd.is_some() {
-            crate::harness::update_session(&session, None, p.max_cost_usd).await?;
+            crate::session::ops::update_session(&session, None, p.max_cost_usd).await?;
         }
         if !p.initial_message.is_empty() {
-            session.user_message(p.initial_message).await?;
+            turn::user_message(&session, p.initial_message).await?;
         }
         Ok(session)
     }
@@ -395,9 +382,7 @@ impl Runtime {
         self.store
             .set_session_name(&session.id, name.clone())
             .await?;
-        if let Ok(mut row) = session.row.lock() {
-            row.name = Some(name.clone());
-        }
+        session.update_row(|row| row.name = Some(name.clone()));
         session
             .append_one(EventBody::SessionUpdated {
                 model: None,
@@ -420,9 +405,7 @@ impl Runtime {
         self.store
             .set_archived(&session.id, Some(now.clone()))
             .await?;
-        if let Ok(mut row) = session.row.lock() {
-            row.archived_at = Some(now);
-        }
+        session.update_row(|row| row.archived_at = Some(now));
         Ok(())
     }
 
@@ -465,7 +448,7 @@ impl Runtime {
 
     /// Resumes one session that was running: says so (`session.status_rescheduled`), closes
     /// the model request that was cut off (it is re-issued; its deltas were never stored),
-    /// then honours a pending interrupt, gives up on a crash loop, or lets the harness go on
+    /// then honours a pending interrupt, gives up on a crash loop, or lets the turn loop go on
     /// (it settles tool calls that were in flight, by kind).
     async fn resume(self: &Arc<Self>, id: &str) -> Result<(), ErrorBody> {
         let session = self.load(id).await?;
@@ -496,7 +479,7 @@ impl Runtime {
         let limit = self.config.max_resumes;
         if resumes > limit {
             tracing::error!(session = %id, resumes, "the session keeps crashing at the same point; stopping it");
-            let mut bodies = interrupted_results(
+            let mut bodies = events::interrupted_results(
                 &session.state().pending_tools,
                 "not run: the session was stopped after crashing repeatedly",
             );
@@ -521,7 +504,7 @@ impl Runtime {
             session.append(bodies).await?;
             return Ok(());
         }
-        session.ensure_turn();
+        turn::ensure(&session);
         Ok(())
     }
 
@@ -545,72 +528,14 @@ impl Runtime {
 
 /// Gives open tool calls an interrupted result and marks the session idle.
 pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), StoreError> {
-    let bodies = interrupted_then_idle(&session.state().pending_tools, why);
+    let bodies = events::interrupted_then_idle(&session.state().pending_tools, why);
     session.append(bodies).await?;
     Ok(())
 }
 
-/// One `interrupted` result per tool call that will not run.
-fn interrupted_results(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
-    pending
-        .iter()
-        .map(|p| {
-            result_of(
-                p,
-                format!("[interrupted: {why}]"),
-                true,
-                ToolStatus::Interrupted,
-                0,
-            )
-        })
-        .collect()
-}
-
-/// The result event of call `p`: `agent.mcp_tool_result` for an MCP call (which has no status
-/// or duration), else `agent.tool_result`.
-pub fn result_of(
-    p: &crate::state::PendingTool,
-    text: String,
-    is_error: bool,
-    status: ToolStatus,
-    duration_ms: u64,
-) -> EventBody {
-    if p.mcp.is_some() {
-        EventBody::AgentMcpToolResult {
-            mcp_tool_use_id: p.tool_use_id.clone(),
-            content: vec![ContentBlock::text(text)],
-            is_error,
-        }
-    } else {
-        EventBody::AgentToolResult {
-            tool_use_id: p.tool_use_id.clone(),
-            content: vec![ContentBlock::text(text)],
-            is_error,
-            status,
-            exit_code: None,
-            duration_ms,
-        }
-    }
-}
-
-/// [`interrupted_results`], then idle(`interrupted`).
-pub fn interrupted_then_idle(pending: &[crate::state::PendingTool], why: &str) -> Vec<EventBody> {
-    let mut bodies = interrupted_results(pending, why);
-    bodies.push(EventBody::SessionStatusIdle {
-        stop_reason: StopReason::Interrupted,
-    });
-    bodies
-}
-
 async fn wait_turn_end(session: &Arc<Session>) {
-    let task = session
-        .turn
-        .lock()
-        .ok()
-        .and_then(|mut t| t.take())
-        .map(|t| t.task);
-    if let Some(task) = task {
-        let _ = task.await;
+    if let Some(t) = session.take_turn() {
+        let _ = t.task.await;
     }
 }
 

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, Backoff, Slot, Throttle};
 use crate::runtime::Runtime;
-use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
+use crate::session::live::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
 /// Entries (a frame, or a burst of live frames) queued for one client, and their total size.
 /// A live feed that finds either limit reached is dropped with a resync.
@@ -666,7 +666,7 @@ impl Connection {
 
     fn check_writable(&self, session: &Session) -> Result<(), ErrorBody> {
         self.check_not_read_only(session)?;
-        crate::ops::check_writable(session)
+        crate::session::ops::check_writable(session)
     }
 
     /// Handles one request, answering each method with its own result type. `Ok(None)` means
@@ -696,7 +696,7 @@ impl Connection {
             Dispatch::SessionSend(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let event = crate::ops::send_message(&s, p.content, p.model).await?;
+                let event = crate::session::ops::send_message(&s, p.content, p.model).await?;
                 answer(
                     r,
                     Recorded {
@@ -708,7 +708,7 @@ impl Connection {
             Dispatch::SessionInterrupt(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let (event, was_running) = crate::ops::interrupt(&s).await?;
+                let (event, was_running) = crate::session::ops::interrupt(&s).await?;
                 answer(r, Interrupted { event, was_running })
             }
             Dispatch::SessionAttach(p, r) => {
@@ -780,7 +780,7 @@ impl Connection {
                 if let Some(name) = p.name {
                     rt.rename(&s, name).await?;
                 }
-                crate::harness::update_session(&s, p.model, p.max_cost_usd).await?;
+                crate::session::ops::update_session(&s, p.model, p.max_cost_usd).await?;
                 answer(r, s.info())
             }
             Dispatch::SessionFork(p, r) => {
@@ -824,8 +824,8 @@ impl Connection {
                         clients: rt.client_count(),
                         providers: rt.provider_statuses(),
                         web_search: rt.web_search_status(),
-                        mcp_credentials: crate::mcp::credential_statuses(&rt.config.mcp),
-                        sandbox: Some(crate::sandbox_support::this_host().report.clone()),
+                        mcp_credentials: crate::session::mcp::credential_statuses(&rt.config.mcp),
+                        sandbox: Some(crate::sandbox::support::this_host().report.clone()),
                     },
                 )
             }
@@ -837,28 +837,34 @@ impl Connection {
                 return Ok(None);
             }
             Dispatch::AgentCreate(spec, r) => {
-                answer(r, crate::agents::create(&rt.store, spec).await?)
+                answer(r, crate::resources::agents::create(&rt.store, spec).await?)
             }
             Dispatch::AgentList(p, r) => answer(
                 r,
                 List {
-                    data: crate::agents::list(&rt.store, p.all).await?,
+                    data: crate::resources::agents::list(&rt.store, p.all).await?,
                 },
             ),
-            Dispatch::AgentGet(p, r) => answer(r, crate::agents::get(&rt.store, &p).await?),
-            Dispatch::AgentUpdate(p, r) => answer(r, crate::agents::update(&rt.store, p).await?),
-            Dispatch::AgentArchive(p, r) => {
-                answer(r, crate::agents::archive(&rt.store, &p.agent).await?)
+            Dispatch::AgentGet(p, r) => {
+                answer(r, crate::resources::agents::get(&rt.store, &p).await?)
             }
+            Dispatch::AgentUpdate(p, r) => {
+                answer(r, crate::resources::agents::update(&rt.store, p).await?)
+            }
+            Dispatch::AgentArchive(p, r) => answer(
+                r,
+                crate::resources::agents::archive(&rt.store, &p.agent).await?,
+            ),
             Dispatch::AgentVersions(p, r) => answer(
                 r,
                 List {
-                    data: crate::agents::versions(&rt.store, &p.agent).await?,
+                    data: crate::resources::agents::versions(&rt.store, &p.agent).await?,
                 },
             ),
             Dispatch::EnvironmentWatch(p, r) => {
                 let (environment, feed) =
-                    crate::environments::watch(&rt.store, &rt.builds, &p.environment).await?;
+                    crate::resources::environments::watch(&rt.store, &rt.builds, &p.environment)
+                        .await?;
                 let watching = feed.is_some();
                 if let Some((first, rx)) = feed {
                     tokio::spawn(forward_build(first, rx, out.clone()));
@@ -874,41 +880,48 @@ impl Connection {
             }
             Dispatch::EnvironmentCreate(spec, r) => answer(
                 r,
-                crate::environments::create(&rt.store, &rt.builds, spec).await?,
+                crate::resources::environments::create(&rt.store, &rt.builds, spec).await?,
             ),
             Dispatch::EnvironmentList(p, r) => answer(
                 r,
                 List {
-                    data: crate::environments::list(&rt.store, &rt.builds, p.all).await?,
+                    data: crate::resources::environments::list(&rt.store, &rt.builds, p.all)
+                        .await?,
                 },
             ),
             Dispatch::EnvironmentGet(p, r) => answer(
                 r,
-                crate::environments::get(&rt.store, &rt.builds, &p.environment).await?,
+                crate::resources::environments::get(&rt.store, &rt.builds, &p.environment).await?,
             ),
             Dispatch::EnvironmentUpdate(p, r) => answer(
                 r,
-                crate::environments::update(&rt.store, &rt.builds, p).await?,
+                crate::resources::environments::update(&rt.store, &rt.builds, p).await?,
             ),
             Dispatch::EnvironmentArchive(p, r) => answer(
                 r,
-                crate::environments::archive(&rt.store, &rt.builds, &p.environment).await?,
+                crate::resources::environments::archive(&rt.store, &rt.builds, &p.environment)
+                    .await?,
             ),
             Dispatch::EnvironmentDelete(p, r) => answer(
                 r,
                 EnvironmentDeleted::new(
-                    crate::environments::delete(&rt.store, &p.environment).await?,
+                    crate::resources::environments::delete(&rt.store, &p.environment).await?,
                 ),
             ),
             Dispatch::EnvironmentRebuild(p, r) => answer(
                 r,
-                crate::environments::rebuild(&rt.store, &rt.builds, &p).await?,
+                crate::resources::environments::rebuild(&rt.store, &rt.builds, &p).await?,
             ),
             Dispatch::ToolConfirm(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let event =
-                    crate::approvals::confirm(&s, &p.tool_use_id, p.result, p.deny_message).await?;
+                let event = crate::session::approvals::confirm(
+                    &s,
+                    &p.tool_use_id,
+                    p.result,
+                    p.deny_message,
+                )
+                .await?;
                 answer(
                     r,
                     Recorded {
@@ -920,7 +933,7 @@ impl Connection {
             Dispatch::CustomToolResult(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let event = crate::approvals::custom_result(
+                let event = crate::session::approvals::custom_result(
                     &s,
                     &p.custom_tool_use_id,
                     p.content,
@@ -987,7 +1000,7 @@ async fn forward(
     let mut last_sent = after_seq;
     loop {
         let page = match session
-            .runtime
+            .services
             .store
             .read_events(&session.id, last_sent, None, REPLAY_PAGE, false)
             .await
@@ -1161,7 +1174,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::session::Wire;
+    use crate::session::live::Wire;
     use tether_proto::{DeltaKind, EventBody};
 
     #[test]

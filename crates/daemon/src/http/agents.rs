@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::{HostedAgent, Page};
 use super::{Api, body, page, shapes};
-use crate::agents;
+use crate::resources::agents;
 
 /// Hosted fields tether does not model: accepted when empty, refused otherwise.
 fn strip_unsupported(v: &mut Value) -> ApiResult<()> {

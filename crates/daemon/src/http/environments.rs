@@ -5,16 +5,15 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use serde::Serialize;
 use serde_json::Value;
 use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
-use tether_proto::method::UpdateEnvironment;
+use tether_proto::method::{EnvironmentDeleted, UpdateEnvironment};
 
 use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::Page;
 use super::{Api, body, page};
-use crate::environments;
+use crate::resources::environments;
 
 /// Hosted `scope` applies to self-hosted environments only: accepted when null.
 fn without_scope(bytes: &Bytes) -> ApiResult<Value> {
@@ -88,23 +87,13 @@ pub async fn update(
     ))
 }
 
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct DeletedEnvironment {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub object_type: String,
-}
-
 pub async fn delete(
     State(api): State<Api>,
     Path(environment_id): Path<String>,
-) -> ApiResult<Json<DeletedEnvironment>> {
+) -> ApiResult<Json<EnvironmentDeleted>> {
     environments::require_id(&api.rt.store, &environment_id).await?;
     let id = environments::delete(&api.rt.store, &environment_id).await?;
-    Ok(Json(DeletedEnvironment {
-        id,
-        object_type: "environment_deleted".into(),
-    }))
+    Ok(Json(EnvironmentDeleted::new(id)))
 }
 
 pub async fn archive(

@@ -69,8 +69,8 @@ impl From<ErrorBody> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> ApiError {
+impl From<crate::store::error::StoreError> for ApiError {
+    fn from(e: crate::store::error::StoreError) -> ApiError {
         ApiError::from(ErrorBody::from(e))
     }
 }

@@ -206,23 +206,26 @@ pub async fn send(
     }
     let batch = parse_batch(b.events)?;
     let s = super::sessions::by_id(&api, &session_id).await?;
-    crate::ops::check_writable(&s)?;
+    crate::session::ops::check_writable(&s)?;
     let mut data = Vec::with_capacity(batch.len());
     for ev in batch {
         data.push(match ev {
-            UserEvent::Message { content } => crate::ops::send_message(&s, content, None).await?,
-            UserEvent::Interrupt { .. } => crate::ops::interrupt(&s).await?.0,
+            UserEvent::Message { content } => {
+                crate::session::ops::send_message(&s, content, None).await?
+            }
+            UserEvent::Interrupt { .. } => crate::session::ops::interrupt(&s).await?.0,
             UserEvent::ToolConfirmation {
                 tool_use_id,
                 result,
                 deny_message,
-            } => crate::approvals::confirm(&s, &tool_use_id, result, deny_message).await?,
+            } => crate::session::approvals::confirm(&s, &tool_use_id, result, deny_message).await?,
             UserEvent::CustomToolResult {
                 custom_tool_use_id,
                 content,
                 is_error,
             } => {
-                crate::approvals::custom_result(&s, &custom_tool_use_id, content, is_error).await?
+                crate::session::approvals::custom_result(&s, &custom_tool_use_id, content, is_error)
+                    .await?
             }
         });
     }

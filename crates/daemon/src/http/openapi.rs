@@ -95,7 +95,7 @@ fn state_daemon_rules(schemas: &mut Map<String, Value>) {
                 || v.pointer("/properties/type/enum") == Some(&json!(["custom"]));
             if custom && let Some(name) = v.pointer_mut("/properties/name") {
                 name["not"] = json!({ "anyOf": [
-                    { "pattern": format!("^{}", crate::mcp::PREFIX) },
+                    { "pattern": format!("^{}", crate::tools::mcp_names::PREFIX) },
                     { "enum": tools },
                 ] });
             }

@@ -10,12 +10,12 @@ use tether_proto::Event;
 use tether_proto::agent::{AgentChanges, AgentSpec};
 use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
 
-use super::environments::DeletedEnvironment;
 use super::events::SendBody;
 use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
 use super::{Api, agents, environments, events, sessions, stream};
+use tether_proto::method::EnvironmentDeleted;
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
@@ -243,7 +243,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Delete an environment",
         query: &[],
         body: None,
-        answer: Answer::Json(of::<DeletedEnvironment>),
+        answer: Answer::Json(of::<EnvironmentDeleted>),
         handler: |m| on(m, environments::delete),
     },
     Route {

@@ -17,8 +17,8 @@ use super::query::Query;
 use super::shapes::{self, AgentCache, DeletedSession, HostedSession, SessionPage};
 use super::{Api, body};
 use crate::runtime::Runtime;
-use crate::session::{Session, info_from_row};
-use crate::store::{SessionPageQuery, SessionRow};
+use crate::session::live::{Session, info_from_row};
+use crate::store::rows::{SessionPageQuery, SessionRow};
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -282,7 +282,7 @@ pub async fn create(
     p.max_cost_usd = budget;
     let s = api.rt.create(p).await?;
     for content in messages {
-        crate::ops::send_message(&s, content, None).await?;
+        crate::session::ops::send_message(&s, content, None).await?;
     }
     Ok(Json(loaded(&api.rt, &s).await?))
 }
@@ -486,7 +486,7 @@ pub async fn update(
         ));
     }
     let s = by_id(&api, &session_id).await?;
-    crate::ops::check_writable(&s)?;
+    crate::session::ops::check_writable(&s)?;
     let row = s.row();
     let title = typed.title.unwrap_or_else(|| row.title.clone());
     let mut metadata = row.metadata.clone();
@@ -496,7 +496,7 @@ pub async fn update(
             Some(v) => metadata.insert(k, v),
         };
     }
-    crate::agents::validate_metadata(&metadata)?;
+    crate::resources::agents::validate_metadata(&metadata)?;
     let budget = match &typed.budget {
         None => None,
         Some(None) => {
@@ -507,7 +507,7 @@ pub async fn update(
         Some(Some(v)) => Some(parse_budget(v)?),
     };
     if let Some(limit) = budget {
-        crate::harness::update_session(&s, None, Some(limit)).await?;
+        crate::session::ops::update_session(&s, None, Some(limit)).await?;
     }
     let title_changed = title != row.title;
     let metadata_changed = metadata != row.metadata;
@@ -516,10 +516,10 @@ pub async fn update(
             .store
             .set_session_fields(&s.id, title.clone(), metadata.clone())
             .await?;
-        if let Ok(mut r) = s.row.lock() {
+        s.update_row(|r| {
             r.title = title.clone();
             r.metadata = metadata.clone();
-        }
+        });
         s.append_one(EventBody::SessionUpdated {
             model: None,
             max_cost_usd: None,

@@ -12,7 +12,7 @@ use tether_proto::{Event, SessionInfo, SessionStatus, StopReason};
 
 use super::error::ApiResult;
 use crate::runtime::Runtime;
-use crate::store::SessionRow;
+use crate::store::rows::SessionRow;
 
 /// An agent version as `BetaManagedAgentsAgent`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -178,7 +178,7 @@ impl AgentCache {
         if let Some(v) = self.0.get(&key) {
             return Ok(v.clone());
         }
-        let a = crate::agents::get(
+        let a = crate::resources::agents::get(
             &rt.store,
             &AgentParams {
                 agent: id.to_string(),

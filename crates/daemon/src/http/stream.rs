@@ -25,7 +25,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use std::sync::Arc;
 
-use crate::session::{LIVE_BURST, LIVE_COALESCE, Push, Wire};
+use crate::session::live::{LIVE_BURST, LIVE_COALESCE, Push, Wire};
 use crate::store::Store;
 
 /// Events read from the log per query while replaying.

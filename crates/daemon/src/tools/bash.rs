@@ -415,7 +415,7 @@ struct Live {
     reaped: bool,
     /// The sandbox's cgroup, where there are cgroups (removed after the tree: the field
     /// drops after [`Live::drop`] killed it).
-    cgroup: Option<crate::cgroup::SandboxCgroup>,
+    cgroup: Option<crate::sandbox::cgroup::SandboxCgroup>,
 }
 
 impl Drop for Live {
@@ -560,7 +560,7 @@ impl Shell {
         // would try to work around).
         options.proxy = self.net.proxy_socket().map_err(|e| format!("bash: {e}"))?;
         // Memory, pids and cpu limits for the whole tree where the daemon may create cgroups.
-        let cgroup = match crate::sandbox_support::cgroups() {
+        let cgroup = match crate::sandbox::support::cgroups() {
             Some(subtree)
                 if matches!(
                     self.sandbox,
@@ -870,7 +870,7 @@ impl Shell {
             }
         };
         if oom_killed {
-            append_note(&mut outcome.content, &crate::cgroup::oom_note());
+            append_note(&mut outcome.content, &crate::sandbox::cgroup::oom_note());
             outcome.is_error = true;
         }
         if !notes.is_empty() {

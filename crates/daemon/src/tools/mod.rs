@@ -1,4 +1,5 @@
-//! The agent's tools: `bash`, `read`, `write`, `edit`, `glob`, `grep` and `web_fetch`.
+//! The agent's tools: `bash`, `read`, `write`, `edit`, `glob`, `grep`, `web_fetch` and
+//! `web_search`.
 //!
 //! One [`Toolbox`] exists per session. It owns the session's persistent bash
 //! shell and resolves every file-tool path against the session workspace.
@@ -8,6 +9,8 @@
 //! - [`ansi`]: streaming removal of terminal escape sequences.
 //! - [`bash`]: the persistent shell (start, run one command, kill the tree).
 //! - [`files`]: `read`, `write`, `edit`.
+//! - [`layer`]: the environment layer's variables in the shell's environment.
+//! - [`mcp_names`]: the names MCP servers' tools are offered to the model by.
 //! - [`overflow`]: outputs over 100,000 characters go to a workspace file.
 //! - [`path`]: workspace confinement of file-tool paths (openat2 beneath the workspace's fd).
 //! - [`procs`]: finding and killing a process tree through `/proc`.
@@ -16,11 +19,21 @@
 //! - [`search`]: `glob`, `grep`.
 //! - [`walk`]: their directory walk, by descriptors, with the ignore-file rules.
 //! - [`web_fetch`]: `web_fetch`, under the session's network policy.
+//! - [`web_search`]: `web_search`, through the configured search backend.
 //!
-//! Only the file tools are confined to the workspace; `bash` is not (a later
-//! sandbox change does that).
+//! Confinement: the file tools resolve every path beneath the workspace ([`path`]);
+//! `bash` runs in the session's sandbox ([`crate::sandbox`], its level chosen for the host
+//! by [`crate::sandbox::support`]). With namespaces it gets a mount tree of its own in which
+//! only the workspace, `/tmp` and `/dev/shm` are writable; without them, Landlock on the
+//! host's tree lets it read the system directories and write only the workspace and a
+//! private temp dir. Both levels add seccomp and rlimits (and cgroup limits where the daemon
+//! may create cgroups). Its only network is the session's proxy, which applies the
+//! environment's networking policy: none at all without one, nor at the Landlock level
+//! (seccomp refuses internet sockets there). A host that can't sandbox fails every bash
+//! call; only an environment with `sandbox = "none"` ([`Toolbox::unsandboxed`]) and the
+//! daemon's unit tests run it unconfined.
 //!
-//! Behaviour the harness can rely on:
+//! Behaviour the turn loop (`session::turn`) can rely on:
 //! - `run` never panics; bad input and unknown tools give status `Error`.
 //! - bash calls are serialized per toolbox; file tools don't wait for them.
 //! - A non-zero bash exit code is in `exit_code` *and* appended to `content`
@@ -38,6 +51,8 @@ pub mod ansi;
 pub mod args;
 pub mod bash;
 pub mod files;
+pub mod layer;
+pub mod mcp_names;
 pub mod overflow;
 pub mod path;
 pub mod procs;
@@ -166,7 +181,7 @@ impl Toolbox {
     pub fn for_session(workspace: PathBuf, layer: Option<PathBuf>, net: Arc<SessionNet>) -> Self {
         let mut env = bash::shell_env(std::env::vars().collect());
         if layer.is_some() {
-            crate::envbuild::layer_env(&mut env);
+            layer::layer_env(&mut env);
         }
         Self::build(workspace, env, layer, net)
     }

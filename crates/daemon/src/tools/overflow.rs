@@ -1,6 +1,6 @@
 //! Tool output too long for the model's context: the whole text goes to a file in the
 //! workspace, and the model gets a preview and the path (as the hosted service does). Applied
-//! once, to every tool's result, where the harness records it.
+//! once, to every tool's result, where the turn loop records it.
 
 use std::path::Path;
 

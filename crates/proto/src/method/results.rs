@@ -51,6 +51,8 @@ impl SessionDeleted {
 /// Result of `environment.delete` (and `DELETE /v1/environments/{id}`):
 /// `{id, type: "environment_deleted"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+// The HTTP API's OpenAPI document has always named it so.
+#[schemars(rename = "DeletedEnvironment")]
 pub struct EnvironmentDeleted {
     pub id: String,
     /// Always `environment_deleted`.

@@ -11,10 +11,11 @@ use tether_proto::{
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::permissions::ToolPolicy;
-use crate::runtime::Runtime;
-use crate::state::SessionState;
-use crate::store::{SessionRow, StoreError};
+use crate::session::permissions::ToolPolicy;
+use crate::session::services::Services;
+use crate::session::state::SessionState;
+use crate::store::error::StoreError;
+use crate::store::rows::SessionRow;
 use crate::tools::Toolbox;
 
 /// After the first live push of a burst, a reader of the live feed (a socket client's
@@ -108,34 +109,34 @@ pub struct TurnHandle {
 
 pub struct Session {
     pub id: String,
-    pub row: Mutex<SessionRow>,
-    pub runtime: Arc<Runtime>,
+    /// Written only through [`Session::update_row`] (and the append path's `updated_at`).
+    row: Mutex<SessionRow>,
+    pub services: Arc<Services>,
     pub toolbox: Toolbox,
     /// Permission policies and custom tools of the pinned agent version (immutable).
     pub policy: ToolPolicy,
     /// The pinned agent's `model.effort` as a thinking budget; None: the config's.
     pub thinking_budget: Option<u32>,
     /// The pinned agent's MCP servers, connected when a turn first needs them.
-    pub mcp: crate::mcp::McpClients,
+    pub mcp: crate::session::mcp::McpClients,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
     feed: Feed<Push>,
-    pub turn: Mutex<Option<TurnHandle>>,
+    turn: Mutex<Option<TurnHandle>>,
     pub attached: AtomicU32,
     /// How many of `attached` are read-only.
     pub attached_read_only: AtomicU32,
 }
 
-/// The session's network under the daemon's `[network]` config; its proxy socket lives in the
-/// daemon's private runtime dir.
-/// The session's network: its environment's policy, served by a proxy of its own.
+/// The session's network: its environment's policy, served by a proxy of its own whose socket
+/// lives in the daemon's private runtime dir.
 fn session_net(
-    runtime: &Runtime,
+    services: &Services,
     id: &str,
     policy: crate::net::NetPolicy,
 ) -> Arc<crate::net::SessionNet> {
-    let socket = runtime
+    let socket = services
         .paths
         .runtime_dir
         .join("proxy")
@@ -154,7 +155,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Session {
     pub fn new(
-        runtime: Arc<Runtime>,
+        services: Arc<Services>,
         row: SessionRow,
         agent: Option<&tether_proto::agent::Agent>,
         net: crate::net::NetPolicy,
@@ -166,24 +167,27 @@ impl Session {
         let thinking_budget = agent
             .and_then(|a| a.spec.model.as_ref())
             .and_then(|m| m.effort.as_ref())
-            .and_then(|e| crate::agents::thinking_budget(e).ok());
+            .and_then(|e| crate::resources::agents::thinking_budget(e).ok());
         let mut toolbox = Toolbox::for_session(
             row.workspace.clone().into(),
-            row.env_layer.as_ref().map(|h| runtime.builds.layer_dir(h)),
-            session_net(&runtime, &row.id, net),
+            row.env_layer.as_ref().map(|h| services.builds.layer_dir(h)),
+            session_net(&services, &row.id, net),
         )
-        .with_search(runtime.search_backend());
+        .with_search(services.search_backend());
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();
         }
         Arc::new(Session {
             id: row.id.clone(),
             toolbox,
-            mcp: crate::mcp::McpClients::new(policy.mcp_agent.as_ref(), runtime.config.mcp.clone()),
+            mcp: crate::session::mcp::McpClients::new(
+                policy.mcp_agent.as_ref(),
+                services.config.mcp.clone(),
+            ),
             policy,
             thinking_budget,
             row: Mutex::new(row),
-            runtime,
+            services,
             state: Mutex::new(SessionState::from_events(events)),
             append_lock: tokio::sync::Mutex::new(()),
             live: Mutex::new(Live::default()),
@@ -194,6 +198,7 @@ impl Session {
         })
     }
 
+    /// The folded state, to read: only the append path changes it, event by event.
     pub fn state(&self) -> MutexGuard<'_, SessionState> {
         lock(&self.state)
     }
@@ -202,11 +207,17 @@ impl Session {
     pub fn budget(&self) -> Option<f64> {
         self.state()
             .max_cost_usd
-            .or(self.runtime.config.max_cost_usd)
+            .or(self.services.config.max_cost_usd)
     }
 
     pub fn row(&self) -> SessionRow {
         lock(&self.row).clone()
+    }
+
+    /// Changes the in-memory row after its columns were stored (rename, archive, the HTTP
+    /// update): the one way the session's fields are written besides the log's `updated_at`.
+    pub fn update_row(&self, change: impl FnOnce(&mut SessionRow)) {
+        change(&mut lock(&self.row));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Push> {
@@ -223,7 +234,7 @@ impl Session {
     async fn append_locked(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
         let summary = self.state().summary_after(&bodies);
         let events = self
-            .runtime
+            .services
             .store
             .append(&self.id, bodies, Some(summary))
             .await?;
@@ -397,20 +408,27 @@ impl Session {
         lock(&self.turn).is_some()
     }
 
-    /// Starts a turn unless one is running (the running one will pick new input up).
-    pub fn ensure_turn(self: &Arc<Self>) {
+    /// Starts a turn unless one is running (the running one will pick new input up): `spawn`
+    /// gets the new turn's cancellation and returns its task. It runs under the turn lock, so
+    /// two callers can't both start one (`session::turn::ensure` is the one caller).
+    pub fn start_turn(&self, spawn: impl FnOnce(CancellationToken) -> tokio::task::JoinHandle<()>) {
         let mut turn = lock(&self.turn);
         if turn.is_some() {
             return;
         }
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(crate::harness::run(self.clone(), cancel.clone()));
+        let task = spawn(cancel.clone());
         *turn = Some(TurnHandle { cancel, task });
+    }
+
+    /// Takes the running turn's handle, if any: the turn stopped, or a caller waits for it.
+    pub fn take_turn(&self) -> Option<TurnHandle> {
+        lock(&self.turn).take()
     }
 
     /// Called by the turn task when it is about to exit: it exits only if nothing new needs an
     /// answer (a message, or tool calls a client just answered), atomically with respect to
-    /// [`Session::ensure_turn`].
+    /// [`Session::start_turn`].
     pub fn finish_turn(&self, cancel: &CancellationToken) -> bool {
         let mut turn = lock(&self.turn);
         if !cancel.is_cancelled() && self.state().has_work() {
@@ -434,16 +452,16 @@ impl Session {
     /// Stops the turn without writing anything (daemon shutdown): the log still says running,
     /// and recovery resumes it on the next start.
     pub async fn halt(&self) {
-        let handle = lock(&self.turn).take();
-        if let Some(h) = handle {
+        if let Some(h) = self.take_turn() {
             h.task.abort();
             let _ = h.task.await;
         }
         self.toolbox.shutdown().await;
     }
 
-    pub async fn user_message(
-        self: &Arc<Self>,
+    /// Commits a `user.message`; `session::turn::user_message` starts the turn that answers it.
+    pub async fn commit_user_message(
+        &self,
         content: Vec<ContentBlock>,
     ) -> Result<Event, StoreError> {
         // The message and the turn it starts commit together, so a crash right after cannot
@@ -456,13 +474,10 @@ impl Session {
             }
             self.append_locked(bodies).await?
         };
-        let ev = committed
+        committed
             .into_iter()
             .next()
-            .ok_or_else(|| StoreError::Write("append returned no event".into()))?;
-        crate::crash::point("after_user_message");
-        self.ensure_turn();
-        Ok(ev)
+            .ok_or_else(|| StoreError::Write("append returned no event".into()))
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - `namespaces`: user, mount, pid, ipc, uts and net namespaces, Landlock on top where the
 //!   kernel has it, seccomp, rlimits (and cgroup limits where the daemon may create cgroups:
-//!   a delegated v2 subtree, or v1 for a root daemon, see [`crate::cgroup`]);
+//!   a delegated v2 subtree, or v1 for a root daemon, see [`crate::sandbox::cgroup`]);
 //! - `landlock`: where user namespaces are unavailable and the daemon is not root, Landlock +
 //!   seccomp + rlimits on the host's own tree (weaker, and said so);
 //! - `unavailable`: every tool call fails with the host setting to change.
@@ -41,7 +41,7 @@ pub struct HostFacts {
     /// The seccomp filter installs; Err says why not.
     pub seccomp: Result<(), String>,
     /// Where sandboxes get their cgroups; Err says why nowhere.
-    pub cgroup: Result<crate::cgroup::Host, String>,
+    pub cgroup: Result<crate::sandbox::cgroup::Host, String>,
 }
 
 /// The level tether uses on a host.
@@ -89,7 +89,7 @@ pub struct HostSupport {
     pub report: SandboxSupport,
     pub sandbox: Sandbox,
     /// The cgroups sandboxes get their limits in, when there are any.
-    pub cgroups: Option<crate::cgroup::Subtree>,
+    pub cgroups: Option<crate::sandbox::cgroup::Subtree>,
 }
 
 /// Set to `off` in tetherd's environment, sandboxes get no cgroups (to test, or to rule the
@@ -97,7 +97,7 @@ pub struct HostSupport {
 pub const CGROUPS_ENV: &str = "TETHER_SANDBOX_CGROUPS";
 
 /// The prepared cgroups of this host, if any.
-pub fn cgroups() -> Option<&'static crate::cgroup::Subtree> {
+pub fn cgroups() -> Option<&'static crate::sandbox::cgroup::Subtree> {
     if cfg!(test) {
         return None;
     }
@@ -105,6 +105,17 @@ pub fn cgroups() -> Option<&'static crate::cgroup::Subtree> {
 }
 
 static THIS_HOST: OnceLock<HostSupport> = OnceLock::new();
+
+impl Sandbox {
+    /// The sandbox this process's sessions use: this very binary as the helper, at the level
+    /// the host supports (probed once, see [`this_host`]).
+    pub fn for_this_process() -> Self {
+        if cfg!(test) {
+            return Sandbox::None;
+        }
+        this_host().sandbox.clone()
+    }
+}
 
 /// This host, probed on first use (a few milliseconds, once per daemon).
 pub fn this_host() -> &'static HostSupport {
@@ -129,7 +140,7 @@ pub fn this_host() -> &'static HostSupport {
         }
         let cgroups = match (&facts.cgroup, &level) {
             (Ok(host), Level::Namespaces | Level::Landlock) => {
-                match crate::cgroup::Subtree::prepare(host.clone()) {
+                match crate::sandbox::cgroup::Subtree::prepare(host.clone()) {
                     Ok(s) => Some(s),
                     Err(e) => {
                         facts.cgroup = Err(e);
@@ -232,8 +243,8 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
                     .landlock_abi
                     .map_or(String::new(), |abi| format!(" + Landlock ABI {abi}")),
                 match &facts.cgroup {
-                    Ok(crate::cgroup::Host::V2(_)) => " + cgroup v2 limits",
-                    Ok(crate::cgroup::Host::V1 { .. }) => " + cgroup v1 limits",
+                    Ok(crate::sandbox::cgroup::Host::V2(_)) => " + cgroup v2 limits",
+                    Ok(crate::sandbox::cgroup::Host::V1 { .. }) => " + cgroup v1 limits",
                     Err(_) => "",
                 }
             ),
@@ -257,12 +268,12 @@ pub fn report(facts: &HostFacts, level: &Level) -> SandboxSupport {
 /// What a sandbox on this host truly gets: no privileged files, and each limit, binding or not
 /// (and why not).
 fn limits(facts: &HostFacts) -> Vec<(&'static str, bool, String)> {
-    use crate::cgroup::{MEMORY_MAX, PIDS_MAX};
+    use crate::sandbox::cgroup::{MEMORY_MAX, PIDS_MAX};
     use crate::sandbox::{DATA_LIMIT, NOFILE_LIMIT, NPROC_LIMIT, TMP_SIZE};
     let cgroup = facts.cgroup.as_ref();
-    let kind = |h: &crate::cgroup::Host| match h {
-        crate::cgroup::Host::V2(_) => "cgroup v2",
-        crate::cgroup::Host::V1 { .. } => "cgroup v1",
+    let kind = |h: &crate::sandbox::cgroup::Host| match h {
+        crate::sandbox::cgroup::Host::V2(_) => "cgroup v2",
+        crate::sandbox::cgroup::Host::V1 { .. } => "cgroup v1",
     };
     let setuid = (
         "setuid",
@@ -339,19 +350,21 @@ fn limits(facts: &HostFacts) -> Vec<(&'static str, bool, String)> {
 /// matters: the namespace test first (Landlock and seccomp would forbid its mount and
 /// unshare), then Landlock, then seccomp.
 pub fn probe_main(args: &[std::ffi::OsString]) -> ExitCode {
-    let cgroup = crate::cgroup::detect();
+    let cgroup = crate::sandbox::cgroup::detect();
     let facts = HostFacts {
         root: nix::unistd::geteuid().is_root(),
         user_namespaces: probe_user_namespaces(),
-        landlock_abi: crate::landlock_rules::apply(&crate::landlock_rules::Rules {
-            paths: Vec::new(),
-            deny_tcp: false,
-        })
+        landlock_abi: crate::sandbox::landlock_rules::apply(
+            &crate::sandbox::landlock_rules::Rules {
+                paths: Vec::new(),
+                deny_tcp: false,
+            },
+        )
         .ok()
         .and_then(|a| a.abi),
         seccomp: nix::sys::prctl::set_no_new_privs()
             .map_err(|e| format!("no_new_privs: {e}"))
-            .and_then(|()| crate::seccomp::apply(false)),
+            .and_then(|()| crate::sandbox::seccomp::apply(false)),
         cgroup,
     };
     let text = if args.iter().any(|a| a == "--report") {
@@ -516,7 +529,7 @@ mod tests {
         );
 
         let v1 = HostFacts {
-            cgroup: Ok(crate::cgroup::Host::V1 {
+            cgroup: Ok(crate::sandbox::cgroup::Host::V1 {
                 pids: "/sys/fs/cgroup/pids".into(),
                 memory: Some("/sys/fs/cgroup/memory/x".into()),
                 cpu: None,

@@ -37,31 +37,12 @@ use crate::config::{McpConfig, McpCredential};
 use crate::net::SessionNet;
 use crate::provider::ToolSpec;
 use crate::tools::Toolbox;
-
-/// Prefix of the model-facing name of every MCP tool; no built-in tool has it and agent
-/// validation refuses custom tools that do.
-pub const PREFIX: &str = "mcp__";
+use crate::tools::mcp_names::{PREFIX, model_name};
 
 /// How long one `tools/list` may take.
 const LIST_LIMIT: Duration = Duration::from_secs(30);
 /// Bytes of a stdio server's stderr kept for error messages.
 const STDERR_TAIL: usize = 2000;
-
-/// The name the model calls tool `tool` of server `server` by. Characters a model API does not
-/// accept in tool names become `_` (server names are validated to need none of this).
-pub fn model_name(server: &str, tool: &str) -> String {
-    let tool: String = tool
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{PREFIX}{server}__{tool}")
-}
 
 /// One MCP tool offered to the model.
 #[derive(Debug, Clone)]
@@ -324,7 +305,7 @@ fn failure_event(server: &str, f: Failure) -> EventBody {
     } else {
         "mcp_connection_failed_error"
     };
-    let mut body = crate::harness::session_error(
+    let mut body = crate::session::events::session_error(
         kind,
         format!(
             "MCP server `{server}`: {}; this turn goes on without its tools (the next turn tries again)",
@@ -657,15 +638,6 @@ fn is_auth_error(e: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_names_are_prefixed_and_safe() {
-        assert_eq!(model_name("fs", "read_file"), "mcp__fs__read_file");
-        assert_eq!(
-            model_name("gh", "repo.search/v2"),
-            "mcp__gh__repo_search_v2"
-        );
-    }
 
     fn url_server(url: &str) -> McpServer {
         McpServer {

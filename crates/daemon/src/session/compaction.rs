@@ -1,4 +1,4 @@
-//! Context compaction and the spending limit, checked by the harness before each model
+//! Context compaction and the spending limit, checked by the turn loop before each model
 //! request.
 //!
 //! Compaction: when the next request would fill more than `compaction.threshold` of the
@@ -12,11 +12,12 @@ use std::sync::Arc;
 use tether_proto::EventBody;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{build_request, span_error_end, stream_with_retries};
 use crate::provider::{Message, ModelRequest, Part, Provider, ProviderError, pricing};
-use crate::session::Session;
-use crate::state::summary_message;
-use crate::store::StoreError;
+use crate::session::events::span_error_end;
+use crate::session::live::Session;
+use crate::session::model::{build_request, stream_with_retries};
+use crate::session::state::summary_message;
+use crate::store::error::StoreError;
 
 /// What the model is asked to write when compacting.
 pub const SUMMARY_PROMPT: &str = "The conversation so far is about to be replaced by a summary \
@@ -59,7 +60,7 @@ pub async fn maybe_compact(
     model: &str,
     cancel: &CancellationToken,
 ) -> Result<(), StoreError> {
-    let config = &s.runtime.config;
+    let config = &s.services.config;
     let Some(window) = pricing::model_info(&config.models, model).context_window else {
         return Ok(());
     };

@@ -2,40 +2,17 @@
 //! optimistic lock on the newest version; archiving marks every version, nothing is deleted.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use tether_proto::agent::{
     AGENT_TOOLSET, Agent, AgentChanges, AgentSpec, AgentTool, DEFAULT_AGENT, McpServer,
     split_agent_ref,
 };
-use tether_proto::method::{AgentParams, ListAgents, UpdateAgent};
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{AgentParams, UpdateAgent};
+use tether_proto::{ErrorBody, ErrorCode};
 
 use crate::ids;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
+use crate::store::error::StoreError;
 use crate::tools::TOOL_NAMES;
-
-/// Answers an `agent.*` call; `None` for any other call.
-pub async fn handle(store: &Store, call: Call) -> Option<Result<Value, ErrorBody>> {
-    let result = match call {
-        Call::AgentCreate(spec) => create(store, spec).await.and_then(to_value),
-        Call::AgentList(ListAgents { all }) => list(store, all).await.and_then(data),
-        Call::AgentGet(p) => get(store, &p).await.and_then(to_value),
-        Call::AgentUpdate(p) => update(store, p).await.and_then(to_value),
-        Call::AgentArchive(p) => archive(store, &p.agent).await.and_then(to_value),
-        Call::AgentVersions(p) => versions(store, &p.agent).await.and_then(data),
-        _ => return None,
-    };
-    Some(result)
-}
-
-fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ErrorBody> {
-    serde_json::to_value(v).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
-}
-
-/// Lists answer `{data: [...]}`, like `session.list`.
-fn data(agents: Vec<Agent>) -> Result<Value, ErrorBody> {
-    to_value(serde_json::json!({ "data": agents }))
-}
 
 fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
@@ -107,10 +84,10 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                         "tools[{i}].name: `{name}` must be 1 to 128 characters of A-Z, a-z, 0-9, `_` or `-`"
                     )));
                 }
-                if name.starts_with(crate::mcp::PREFIX) {
+                if name.starts_with(crate::tools::mcp_names::PREFIX) {
                     return Err(invalid(format!(
                         "tools[{i}].name: `{name}` starts with `{}`, which is reserved for the tools of MCP servers; give the custom tool another name",
-                        crate::mcp::PREFIX
+                        crate::tools::mcp_names::PREFIX
                     )));
                 }
                 if TOOL_NAMES.contains(&name.as_str()) {
@@ -571,7 +548,7 @@ fn insert_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn spec(v: Value) -> AgentSpec {
         serde_json::from_value(v).unwrap()
@@ -831,6 +808,6 @@ mod tests {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(v, crate::store::SCHEMA_VERSION);
+        assert_eq!(v, crate::store::schema::SCHEMA_VERSION);
     }
 }

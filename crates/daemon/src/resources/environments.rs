@@ -1,51 +1,22 @@
 //! Environments as resources: create, list, get, update, archive, delete, rebuild. The layer
-//! each one builds lives in [`crate::envbuild`]; here is what is stored and checked.
+//! each one builds lives in [`crate::resources::envbuild`]; here is what is stored and checked.
 
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 use tether_proto::agent::Agent;
 use tether_proto::environment::{
     BuildProgress, BuildStatus, DEFAULT_ENVIRONMENT, Environment, EnvironmentChanges,
     EnvironmentSpec, Networking,
 };
-use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment};
-use tether_proto::{Call, ErrorBody, ErrorCode};
+use tether_proto::method::{EnvironmentParams, UpdateEnvironment};
+use tether_proto::{ErrorBody, ErrorCode};
 
-use crate::envbuild::Builds;
 use crate::ids;
-use crate::store::{Store, StoreError};
-
-/// Answers an `environment.*` call other than `environment.watch` (which needs the
-/// connection); `None` for any other call.
-pub async fn handle(
-    store: &Store,
-    builds: &Arc<Builds>,
-    call: Call,
-) -> Option<Result<Value, ErrorBody>> {
-    let result = match call {
-        Call::EnvironmentCreate(spec) => create(store, builds, spec).await.and_then(to_value),
-        Call::EnvironmentList(ListEnvironments { all }) => list(store, builds, all)
-            .await
-            .and_then(|data| to_value(serde_json::json!({ "data": data }))),
-        Call::EnvironmentGet(p) => get(store, builds, &p.environment).await.and_then(to_value),
-        Call::EnvironmentUpdate(p) => update(store, builds, p).await.and_then(to_value),
-        Call::EnvironmentArchive(p) => archive(store, builds, &p.environment)
-            .await
-            .and_then(to_value),
-        Call::EnvironmentDelete(p) => delete(store, &p.environment)
-            .await
-            .map(|id| serde_json::json!({ "id": id, "type": "environment_deleted" })),
-        Call::EnvironmentRebuild(p) => rebuild(store, builds, &p).await.and_then(to_value),
-        _ => return None,
-    };
-    Some(result)
-}
-
-fn to_value<T: serde::Serialize>(v: T) -> Result<Value, ErrorBody> {
-    serde_json::to_value(v).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
-}
+use crate::resources::envbuild::Builds;
+use crate::resources::networking::net_policy;
+use crate::store::Store;
+use crate::store::error::StoreError;
 
 fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
@@ -428,50 +399,13 @@ fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, Stor
     load(c, &id)
 }
 
-/// The network policy a session of `agent` runs under in an environment with `networking`:
-/// `allow_mcp_servers` adds the agent's MCP server URLs to a `limited` allow-list.
-pub fn net_policy(
-    networking: &Networking,
-    agent: Option<&Agent>,
-) -> Result<crate::net::NetPolicy, ErrorBody> {
-    use crate::net::NetPolicy;
-    Ok(match networking {
-        Networking::None => NetPolicy::None,
-        Networking::Unrestricted => NetPolicy::Unrestricted,
-        Networking::Limited {
-            allowed_hosts,
-            allow_package_managers,
-            allow_mcp_servers,
-        } => {
-            let policy =
-                NetPolicy::limited(allowed_hosts, *allow_package_managers).map_err(|e| {
-                    ErrorBody::new(
-                        ErrorCode::InvalidParams,
-                        format!("config.networking.allowed_hosts: {e}"),
-                    )
-                })?;
-            match agent {
-                Some(agent) if *allow_mcp_servers => {
-                    let urls: Vec<&str> = agent
-                        .used_mcp_servers()
-                        .into_iter()
-                        .filter_map(|s| s.url.as_deref())
-                        .collect();
-                    policy.with_mcp_urls(&urls)
-                }
-                _ => policy,
-            }
-        }
-    })
-}
-
 /// The policy of a stored session: the networking it was created with (pinned in its row, so
 /// a changed environment or a restart never changes a running session's policy); for
 /// sessions older than that, their environment's current config. No network when there is
 /// neither or it can't be read (fail closed, with a warning).
 pub async fn session_net_policy(
     store: &Store,
-    row: &crate::store::SessionRow,
+    row: &crate::store::rows::SessionRow,
     agent: Option<&Agent>,
 ) -> crate::net::NetPolicy {
     let networking = match (&row.networking, &row.environment) {
@@ -515,7 +449,7 @@ pub async fn session_sandbox(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn spec(v: Value) -> EnvironmentSpec {
         serde_json::from_value(v).unwrap()
@@ -555,18 +489,12 @@ mod tests {
         .unwrap();
         assert_eq!(u.spec.description.as_deref(), Some("new"));
         assert_eq!(list(&s, &b, false).await.unwrap().len(), 1);
-        // Through the protocol handler: the wire answer names what was deleted.
-        let gone = handle(
-            &s,
-            &b,
-            Call::EnvironmentDelete(EnvironmentParams {
-                environment: "py".into(),
-            }),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(gone, json!({"id": e.id, "type": "environment_deleted"}));
+        // The wire answer names what was deleted.
+        let gone = tether_proto::method::EnvironmentDeleted::new(delete(&s, "py").await.unwrap());
+        assert_eq!(
+            serde_json::to_value(gone).unwrap(),
+            json!({"id": e.id, "type": "environment_deleted"})
+        );
         assert_eq!(
             get(&s, &b, "py").await.unwrap_err().code,
             ErrorCode::NotFound
@@ -648,33 +576,6 @@ mod tests {
         }
     }
 
-    fn agent_with_mcp(url: &str) -> Agent {
-        serde_json::from_value(json!({
-            "id": "agent_1", "type": "agent", "version": 1, "name": "a",
-            "created_at": "t", "updated_at": "t", "archived_at": null,
-            "mcp_servers": [{"type": "url", "name": "m", "url": url}],
-            "tools": [{"type": "mcp_toolset", "mcp_server_name": "m"}],
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn allow_mcp_servers_adds_the_agents_server_hosts() {
-        let agent = agent_with_mcp("https://mcp.example.org/mcp");
-        let networking = |allow: bool| Networking::Limited {
-            allowed_hosts: vec!["example.com".into()],
-            allow_package_managers: false,
-            allow_mcp_servers: allow,
-        };
-        let on = net_policy(&networking(true), Some(&agent)).unwrap();
-        assert!(on.check("mcp.example.org", 443).is_ok());
-        assert!(on.check("example.com", 443).is_ok());
-        let off = net_policy(&networking(false), Some(&agent)).unwrap();
-        assert!(off.check("mcp.example.org", 443).is_err());
-        let no_agent = net_policy(&networking(true), None).unwrap();
-        assert!(no_agent.check("mcp.example.org", 443).is_err());
-    }
-
     /// A session's networking is what it was created with, not its environment's current one;
     /// sessions older than that follow their environment; without either there is no network.
     #[tokio::test]
@@ -682,7 +583,8 @@ mod tests {
         use crate::net::NetPolicy;
         let (_d, s, b) = setup().await;
         let e = create(&s, &b, spec(json!({"name": "n"}))).await.unwrap();
-        let mut row = crate::store::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
+        let mut row =
+            crate::store::rows::SessionRow::new("sesn_1".into(), "m".into(), "/w".into(), 1);
         assert_eq!(session_net_policy(&s, &row, None).await, NetPolicy::None);
         row.environment = Some(e.id.clone());
         assert_eq!(

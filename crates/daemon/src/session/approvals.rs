@@ -11,8 +11,8 @@ use tether_proto::{
 };
 
 use crate::provider::Part;
-use crate::session::Session;
-use crate::state::{Gate, SessionState};
+use crate::session::live::Session;
+use crate::session::state::{Gate, SessionState};
 
 /// Allows or denies a built-in tool call waiting under `always_ask` (`user.tool_confirmation`).
 /// `tool_use_id` is the `sevt_` id of its `agent.tool_use` event.
@@ -73,7 +73,7 @@ async fn answer(
         .await?;
     if last {
         crate::crash::point("after_answer");
-        session.ensure_turn();
+        crate::session::turn::ensure(session);
     }
     events
         .into_iter()
@@ -157,7 +157,7 @@ pub async fn drop_waiting(session: &Arc<Session>) -> Result<bool, ErrorBody> {
         .append_checked(|st| {
             Ok::<_, ErrorBody>(
                 if st.status() == SessionStatus::Idle && !st.awaiting_ids().is_empty() {
-                    crate::runtime::interrupted_then_idle(
+                    crate::session::events::interrupted_then_idle(
                         &st.pending_tools,
                         "not run: the user interrupted the turn while it waited for an answer",
                     )

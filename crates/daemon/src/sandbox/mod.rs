@@ -1,3 +1,9 @@
+//! The sandbox room: how a session's commands (its shell, a stdio MCP server, an environment
+//! build) are isolated on this host. [`support`] probes what the host offers and picks the
+//! level; [`landlock_rules`], [`seccomp`] and [`cgroup`] are the layers every level stacks;
+//! this file is the sandbox itself. Depends on nothing in the crate but `net::bridge` (the
+//! proxy end inside the sandbox): nothing here knows sessions, resources or the doors.
+//!
 //! The local sandbox the session shell runs in, built into `tetherd` (no bwrap).
 //!
 //! The daemon starts `tetherd sandbox-exec WORKSPACE` ([`exec_main`], "stage 1"), a fresh
@@ -21,6 +27,11 @@
 //!
 //! Fail closed: any setup error ends the helper with a message on stderr and exit code
 //! [`SETUP_FAILED`] before bash is executed; the daemon turns that into a tool error.
+
+pub mod cgroup;
+pub mod landlock_rules;
+pub mod seccomp;
+pub mod support;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -53,7 +64,7 @@ pub const SANDBOX_UID: u32 = 1000;
 pub const TMP_SIZE: &str = "512m";
 const SHELL: &str = "/bin/bash";
 
-/// How the session shell is isolated: the level [`crate::sandbox_support::choose`] picked for
+/// How the session shell is isolated: the level [`crate::sandbox::support::choose`] picked for
 /// this host, or none at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sandbox {
@@ -71,14 +82,7 @@ pub enum Sandbox {
 }
 
 impl Sandbox {
-    /// The sandbox this process's sessions use: this very binary as the helper, at the level
-    /// the host supports (probed once, see [`crate::sandbox_support`]).
-    pub fn for_this_process() -> Self {
-        if cfg!(test) {
-            return Sandbox::None;
-        }
-        crate::sandbox_support::this_host().sandbox.clone()
-    }
+    // `for_this_process` is in `support`, which probes the host: it builds on this file.
 
     /// Short name of the level for the session object and `tether ls`: `namespaces`,
     /// `landlock`, `unavailable` or `none`.
@@ -532,13 +536,13 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .map_err(io_step("report readiness"))?;
     set_limits()?;
     // Best effort: the mount tree is the filesystem sandbox here, Landlock a second lock.
-    crate::landlock_rules::apply(&crate::landlock_rules::namespace_rules(
+    crate::sandbox::landlock_rules::apply(&crate::sandbox::landlock_rules::namespace_rules(
         workspace,
         options.layer_writable,
     ))
     .map_err(SetupError)?;
     // Last, so the helper's own setup above is not constrained by it.
-    crate::seccomp::apply(false).map_err(SetupError)?;
+    crate::sandbox::seccomp::apply(false).map_err(SetupError)?;
     let mut env = if proxy.is_some() {
         bridge::proxy_env()
     } else {
@@ -582,7 +586,7 @@ fn exec_program(
 
 /// The Landlock fallback (`sandbox-exec WORKSPACE --no-namespaces`), for hosts without user
 /// namespaces: this process becomes the shell, on the host's own tree, confined by Landlock
-/// ([`crate::landlock_rules::host_rules`]: system dirs read-only, the workspace and a private
+/// ([`crate::sandbox::landlock_rules::host_rules`]: system dirs read-only, the workspace and a private
 /// temp dir writable, the rest unreadable), seccomp (no inet sockets unless the network is
 /// shared) and rlimits. Weaker than namespaces, and said so by `tether doctor`: no private
 /// /proc (Landlock still bars ptrace-like access to the daemon and signals out of the
@@ -630,8 +634,8 @@ fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> 
     std::env::set_current_dir(workspace).map_err(io_step("enter the workspace"))?;
     nix::sys::prctl::set_no_new_privs().map_err(step("set no_new_privs"))?;
     set_limits()?;
-    let rules = crate::landlock_rules::host_rules(workspace, &tmp, options.share_net);
-    let applied = crate::landlock_rules::apply(&rules).map_err(SetupError)?;
+    let rules = crate::sandbox::landlock_rules::host_rules(workspace, &tmp, options.share_net);
+    let applied = crate::sandbox::landlock_rules::apply(&rules).map_err(SetupError)?;
     if applied.abi.is_none() {
         return Err(SetupError(
             "this kernel enforces no Landlock rules, and without user namespaces nothing else \
@@ -639,7 +643,7 @@ fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> 
                 .into(),
         ));
     }
-    crate::seccomp::apply(!options.share_net).map_err(SetupError)?;
+    crate::sandbox::seccomp::apply(!options.share_net).map_err(SetupError)?;
     let mut stdout = std::io::stdout();
     stdout
         .write_all(READY.as_bytes())
@@ -691,7 +695,7 @@ pub fn filter_path(path: &str, present: impl Fn(&Path) -> bool) -> String {
 
 /// Ceilings a runaway program hits inside its own sandbox before the host notices: processes
 /// (counted per user namespace; the kernel exempts host uid 0, so this binds only when the
-/// daemon is not root; a root daemon caps processes with a cgroup, see [`crate::cgroup`]),
+/// daemon is not root; a root daemon caps processes with a cgroup, see [`crate::sandbox::cgroup`]),
 /// open files, no core dumps, and the data segment (heap and private writable mappings, not
 /// address-space reservations, so JVM/Go/V8 still start): a memory hog gets ENOMEM where no
 /// cgroup bounds the whole tree.

@@ -1,4 +1,4 @@
-//! A session's state as a pure fold over its events. Nothing else is authoritative: the harness
+//! A session's state as a pure fold over its events. Nothing else is authoritative: the turn loop
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
 use tether_proto::{
@@ -7,7 +7,7 @@ use tether_proto::{
 };
 
 use crate::provider::{Message, Part, Role};
-use crate::store::SessionSummary;
+use crate::store::rows::SessionSummary;
 use crate::tools::replay::Intent;
 
 /// A tool call that has no result yet.
@@ -343,7 +343,7 @@ impl SessionState {
                 evaluated_permission,
             } => self.tool_call(
                 &e.id,
-                &crate::mcp::model_name(mcp_server_name, name),
+                &crate::tools::mcp_names::model_name(mcp_server_name, name),
                 input,
                 gate(evaluated_permission),
                 Some(McpRef {
@@ -547,7 +547,7 @@ mod tests {
     /// bash-then-read scenario as tether 0.1.0 stored it.
     #[test]
     fn fixture_log_from_an_earlier_version_replays() {
-        let events: Vec<Event> = include_str!("../tests/fixtures/bash-then-read-v0.1.0.jsonl")
+        let events: Vec<Event> = include_str!("../../tests/fixtures/bash-then-read-v0.1.0.jsonl")
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();

@@ -1,0 +1,174 @@
+//! The log's SQLite schema: opening a connection (WAL, `synchronous=FULL`) and migrating an
+//! older database up to [`SCHEMA_VERSION`].
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::store::error::StoreError;
+
+/// Schema version stored in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 5;
+
+pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open_err)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        // Checkpoint every ~64 MiB of WAL instead of 4 MiB: a leaf rewritten by many commits is
+        // copied back once, not once per 1000 frames (measured: +25% append throughput).
+        conn.pragma_update(None, "wal_autocheckpoint", 16384)
+            .map_err(open_err)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(open_err)?;
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    Ok(conn)
+}
+
+pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE sessions (
+                id TEXT PRIMARY KEY,
+                name TEXT UNIQUE,
+                title TEXT,
+                model TEXT NOT NULL,
+                system TEXT,
+                workspace TEXT NOT NULL,
+                workspace_owned INTEGER NOT NULL,
+                max_turns INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                stop_reason TEXT,
+                usage TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT,
+                forked_from TEXT,
+                -- as of the last index catch-up; reads add the unindexed tail
+                last_seq INTEGER NOT NULL DEFAULT 0,
+                last_event_at TEXT
+             );
+             -- Append-ordered: a commit touches the table's last pages only, however many
+             -- sessions it carries.
+             CREATE TABLE events (
+                rowid INTEGER PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                processed_at TEXT NOT NULL,
+                body TEXT NOT NULL
+             );
+             -- (session, seq) -> row for every event up to index_state.last_row, filled in bulk
+             -- by the writer; the few rows after it are found by scanning the tail.
+             CREATE TABLE events_by_session (
+                session_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                row INTEGER NOT NULL,
+                PRIMARY KEY (session_id, seq)
+             ) WITHOUT ROWID;
+             CREATE TABLE index_state (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                last_row INTEGER NOT NULL
+             );
+             INSERT INTO index_state (id, last_row) VALUES (1, 0);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 2 {
+        // Agents: one row per (id, version), never updated except `archived_at`. Sessions pin
+        // a version and keep the built-in tools it enabled (NULL: all of them).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE agents (
+                id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT,
+                PRIMARY KEY (id, version)
+             );
+             CREATE INDEX agents_by_name ON agents (name);
+             ALTER TABLE sessions ADD COLUMN agent_id TEXT;
+             ALTER TABLE sessions ADD COLUMN agent_version INTEGER;
+             ALTER TABLE sessions ADD COLUMN tools TEXT;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 3 {
+        // Environments: one row each, `spec` the JSON body. Sessions record the environment
+        // and the layer (config hash) they were created with; NULL: no layer.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE environments (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE INDEX environments_by_name ON environments (name);
+             ALTER TABLE sessions ADD COLUMN environment_id TEXT;
+             ALTER TABLE sessions ADD COLUMN env_layer TEXT;
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 4 {
+        // Session metadata (hosted `metadata`, a JSON object of strings) and the order the
+        // HTTP API pages sessions in.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN metadata TEXT;
+             CREATE INDEX sessions_by_created ON sessions (created_at, id);
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 5 {
+        // The environment networking a session was created with (JSON), pinned like its
+        // layer; NULL for older sessions (they keep following their environment).
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN networking TEXT;
+             PRAGMA user_version = 5;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    Ok(())
+}
