@@ -499,3 +499,87 @@ async fn bad_outcomes_are_refused_with_what_to_change() {
     }
     assert_eq!(env.log(id).await.len(), 0, "nothing was recorded");
 }
+
+/// Kills the daemon at `point`, restarts it, and checks the outcome finished with exactly one
+/// start and one end per cycle and exactly one revision message per `needs_revision`.
+async fn crash_and_resume(point: &str) {
+    let env = TestEnv::new(
+        Script::sequential(
+            (0..6)
+                .map(|i| Reply::text(format!("attempt {i}")))
+                .collect(),
+        )
+        .with_route(grader(vec![
+            verdict("needs_revision", "not yet"),
+            verdict("needs_revision", "still not"),
+            verdict("satisfied", "good"),
+            verdict("satisfied", "good"),
+            verdict("satisfied", "good"),
+        ])),
+    )
+    .await;
+    let daemon = env.spawn_daemon(Some(point)).await;
+    let id = start_on_running(&env, outcome(json!({}))).await;
+    env.wait_killed(daemon).await;
+    env.spawn_daemon(None).await;
+    let events = settle(&env, &id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SessionStatusRescheduled {})),
+        "{point}: the restart is recorded"
+    );
+    let e = ends(&events);
+    assert_eq!(
+        e.last().unwrap().result,
+        EvaluationResult::Satisfied,
+        "{point}"
+    );
+    let starts: Vec<&Event> = events
+        .iter()
+        .filter(|x| matches!(x.body, EventBody::SpanOutcomeEvaluationStart { .. }))
+        .collect();
+    assert_eq!(starts.len(), e.len(), "{point}: one start per end");
+    for (i, end) in e.iter().enumerate() {
+        assert_eq!(end.iteration, i as u32, "{point}: one end per cycle");
+        assert_eq!(end.outcome_evaluation_start_id, starts[i].id, "{point}");
+    }
+    let revisions = user_texts(&events)
+        .iter()
+        .filter(|t| t.starts_with("The grader found the work needs revision"))
+        .count();
+    let needed = e
+        .iter()
+        .filter(|x| x.result == EvaluationResult::NeedsRevision)
+        .count();
+    assert_eq!(
+        revisions, needed,
+        "{point}: one revision message per needs_revision"
+    );
+    assert_eq!(last_stop(&events), StopReason::EndTurn, "{point}");
+    assert_eq!(
+        outcome_evaluations(&env, &id).await[0]["result"],
+        "satisfied",
+        "{point}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_evaluation_start_reruns_it() {
+    crash_and_resume("after_evaluation_start").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_evaluation_end_reruns_it() {
+    crash_and_resume("before_evaluation_end").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_evaluation_end_still_sends_the_revision_once() {
+    crash_and_resume("after_evaluation_end").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_revision_message_goes_on_with_the_next_cycle() {
+    crash_and_resume("after_evaluation_follow_up").await;
+}
