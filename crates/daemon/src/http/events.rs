@@ -129,7 +129,8 @@ pub struct DefineOutcomeDoc {
     #[schemars(range(min = 1, max = 20))]
     max_iterations: Option<u32>,
     /// tether: commands that must exit 0 and files that must exist before any grader runs.
-    checks: Option<Vec<CheckDoc>>,
+    #[serde(default)]
+    checks: Vec<CheckDoc>,
     /// tether: the grader's model, judges, dimensions and threshold.
     grader: Option<GraderDoc>,
     /// tether: switch the agent's model after `after` cycles needed revision.
@@ -171,7 +172,8 @@ struct GraderDoc {
     model: Option<String>,
     #[schemars(range(min = 1, max = 9))]
     judges: Option<u32>,
-    dimensions: Option<Vec<DimensionDoc>>,
+    #[serde(default)]
+    dimensions: Vec<DimensionDoc>,
     #[schemars(range(min = 1.0, max = 5.0))]
     threshold: Option<f64>,
 }
