@@ -154,7 +154,7 @@ enum CheckDoc {
     Command {
         #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
         command: String,
-        #[schemars(range(min = 1))]
+        #[schemars(range(min = 1, max = 86400))]
         timeout_secs: Option<u64>,
     },
     FileExists {
@@ -193,7 +193,7 @@ struct DimensionDoc {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct EscalateDoc {
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 20))]
     after: u32,
     #[schemars(regex(pattern = r"^(anthropic|openai)/[^\s\u0085/]+$"))]
     model: String,
