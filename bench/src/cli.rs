@@ -15,7 +15,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
-                         fanout, providers, http, peers, concurrent, sandbox (default: all)
+                         fanout, providers, http, peers, concurrent, sandbox,
+                         outcome (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub enum Metric {
     Concurrent,
     /// Sandbox start and per-tool-call overhead.
     Sandbox,
+    /// A satisfied-first-time outcome against the same turn without one (outcome.rs).
+    Outcome,
 }
 
 impl Opts {
@@ -79,6 +82,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Peers,
             Metric::Concurrent,
             Metric::Sandbox,
+            Metric::Outcome,
         ],
     };
     let mut it = args.into_iter();
@@ -122,6 +126,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "peers" => Ok(Metric::Peers),
                         "concurrent" => Ok(Metric::Concurrent),
                         "sandbox" => Ok(Metric::Sandbox),
+                        "outcome" => Ok(Metric::Outcome),
                         other => {
                             bail!(
                                 "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox)"

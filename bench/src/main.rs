@@ -17,7 +17,9 @@
 //!   stream, for each wire protocol;
 //! - 100 sessions running the scenario at once (`concurrent.rs`);
 //! - sandbox start and per-command round trip, sandboxed vs plain bash (`sandbox.rs`);
-//! - tether next to Codex CLI, Claude Code and opencode, interleaved (`peers.rs`).
+//! - tether next to Codex CLI, Claude Code and opencode, interleaved (`peers.rs`);
+//! - an outcome satisfied at the first evaluation against the same turn without one
+//!   (`outcome.rs`; `--only outcome` needs only tetherd).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -30,6 +32,7 @@ mod e2e;
 mod fanout;
 mod home;
 mod http;
+mod outcome;
 mod peers;
 mod proctree;
 mod providers;
@@ -79,7 +82,8 @@ fn real_main() -> Result<()> {
             "bench: warning: this is a debug build of the bench; the append figures measure debug code (use --release)"
         );
     }
-    let bins = build_bins(&root)?;
+    // The outcome metric drives tetherd over HTTP: alone, it needs no `tether` client.
+    let bins = build_bins(&root, opts.only.iter().any(|m| *m != Metric::Outcome))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -286,6 +290,12 @@ fn real_main() -> Result<()> {
             .context("HTTP SSE fan-out")?,
         );
     }
+    if opts.wants(Metric::Outcome) {
+        eprintln!(
+            "bench: a satisfied-first-time outcome vs the same turn without one ({runs} runs each)"
+        );
+        rows.extend(outcome::rows(&bins, runs).context("outcome overhead")?);
+    }
     if opts.wants(Metric::Sandbox) {
         eprintln!(
             "bench: sandbox start and {} shell round trips, sandboxed vs plain bash ({runs} runs)",
@@ -456,19 +466,16 @@ fn provider_rows(runs: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn build_bins(root: &Path) -> Result<Bins> {
+fn build_bins(root: &Path, client: bool) -> Result<Bins> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("bench: building release binaries");
+    let mut packages = vec!["-p", "tether-daemon"];
+    if client {
+        packages.extend(["-p", "tether"]);
+    }
     let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--bins",
-            "-p",
-            "tether",
-            "-p",
-            "tether-daemon",
-        ])
+        .args(["build", "--release", "--bins"])
+        .args(packages)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .status()
@@ -488,7 +495,7 @@ fn build_bins(root: &Path) -> Result<Bins> {
         tetherd: dir.join("tetherd"),
     };
     for b in [&bins.tether, &bins.tetherd] {
-        if !b.is_file() {
+        if !b.is_file() && (client || *b == bins.tetherd) {
             bail!("{} is missing after the build", b.display());
         }
     }

@@ -24,30 +24,34 @@ pub mod mcp_server;
 /// their directory.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "tether",
-                "-p",
-                "tether-daemon",
-                "--features",
-                "tether-daemon/crash-points",
-            ])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building tether binaries failed");
-        // tests run from target/<profile>/deps/
-        let exe = std::env::current_exe().unwrap();
-        exe.parent().unwrap().parent().unwrap().to_path_buf()
-    })
+    DIR.get_or_init(|| build(&["tether", "tether-daemon"]))
+}
+
+/// Like [`bin_dir`], but builds only `tetherd`: for tests that drive the daemon over its
+/// socket or HTTP and never run the `tether` client.
+pub fn daemon_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build(&["tether-daemon"]))
+}
+
+fn build(packages: &[&str]) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--bins"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd
+        .args(["--features", "tether-daemon/crash-points"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building {packages:?} failed");
+    // tests run from target/<profile>/deps/
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
 /// One isolated tether installation talking to one mock model.
@@ -115,14 +119,14 @@ impl TestEnv {
     }
 
     pub fn tetherd(&self) -> Command {
-        let mut c = Command::new(bin_dir().join("tetherd"));
+        let mut c = Command::new(daemon_bin_dir().join("tetherd"));
         self.env(&mut c);
         c
     }
 
     fn env(&self, c: &mut Command) {
         c.env("TETHER_HOME", self.home.path())
-            .env("TETHER_DAEMON_BIN", bin_dir().join("tetherd"))
+            .env("TETHER_DAEMON_BIN", daemon_bin_dir().join("tetherd"))
             .env("ANTHROPIC_BASE_URL", self.mock.base_url())
             .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
             .env_remove("ANTHROPIC_AUTH_TOKEN")
@@ -155,6 +159,19 @@ impl TestEnv {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    /// The session's whole log over the socket (`session.events`), without the `tether` client.
+    pub async fn log(&self, session: &str) -> Vec<Event> {
+        let mut c = self.client().await;
+        let page = c
+            .call(
+                "session.events",
+                serde_json::json!({"session": session, "limit": 10000, "order": "asc"}),
+            )
+            .await
+            .unwrap();
+        serde_json::from_value(page["data"].clone()).unwrap()
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {

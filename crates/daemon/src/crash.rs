@@ -8,7 +8,11 @@
 //! running), `after_tool_exit` (result not committed), `after_tool_result` (before the next
 //! model call), `before_idle`, `after_interrupt` (interrupt committed, not acted on),
 //! `after_requires_action` (idle waiting for a tool confirmation or custom result),
-//! `after_answer` (the last awaited answer committed, the turn not restarted yet).
+//! `after_answer` (the last awaited answer committed, the turn not restarted yet);
+//! outcomes: `after_evaluation_start` (cycle started, no grader asked yet),
+//! `before_evaluation_end` (verdict reached, not committed), `after_evaluation_end` (verdict
+//! committed, its revision message not yet), `after_evaluation_follow_up` (revision or
+//! acknowledgment committed, the next turn not started).
 
 #[cfg(feature = "crash-points")]
 mod armed {

@@ -33,6 +33,11 @@ pub fn environment_id() -> String {
     new_id("env")
 }
 
+/// `outc_…`: one `user.define_outcome`.
+pub fn outcome_id() -> String {
+    new_id("outc")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

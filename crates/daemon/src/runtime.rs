@@ -528,7 +528,7 @@ impl Runtime {
 
 /// Gives open tool calls an interrupted result and marks the session idle.
 pub async fn settle_interrupted(session: &Arc<Session>, why: &str) -> Result<(), StoreError> {
-    let bodies = events::interrupted_then_idle(&session.state().pending_tools, why);
+    let bodies = events::interrupted_then_idle(&session.state(), why);
     session.append(bodies).await?;
     Ok(())
 }

@@ -705,6 +705,18 @@ impl Connection {
                     },
                 )
             }
+            Dispatch::SessionDefineOutcome(p, r) => {
+                let s = rt.session(&p.session).await?;
+                self.check_not_read_only(&s)?;
+                let event = crate::session::ops::define_outcome(&s, p.outcome).await?;
+                answer(
+                    r,
+                    Recorded {
+                        event,
+                        session: s.info(),
+                    },
+                )
+            }
             Dispatch::SessionInterrupt(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;

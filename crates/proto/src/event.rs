@@ -315,6 +315,19 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         post_sha256: Option<String>,
     },
+    /// The task and rubric the agent works to (hosted `user.define_outcome`); the agent
+    /// starts on receipt. The log's echo carries the daemon's `outcome_id`.
+    #[serde(rename = "user.define_outcome")]
+    UserDefineOutcome(crate::outcome::OutcomeSpec),
+    /// A grader starts evaluating cycle `iteration` (0-based) of the outcome.
+    #[serde(rename = "span.outcome_evaluation_start")]
+    SpanOutcomeEvaluationStart { outcome_id: String, iteration: u32 },
+    /// The grader is still at work (one per grader model request; its reasoning is never
+    /// shown).
+    #[serde(rename = "span.outcome_evaluation_ongoing")]
+    SpanOutcomeEvaluationOngoing { outcome_id: String, iteration: u32 },
+    #[serde(rename = "span.outcome_evaluation_end")]
+    SpanOutcomeEvaluationEnd(crate::outcome::EvaluationEnd),
 }
 
 /// A process the daemon started, identified across pid reuse by its start time (field 22 of
@@ -349,6 +362,10 @@ impl EventBody {
             EventBody::SpanModelRequestStart { .. } => "span.model_request_start",
             EventBody::SpanModelRequestEnd { .. } => "span.model_request_end",
             EventBody::SpanToolCallStart { .. } => "span.tool_call_start",
+            EventBody::UserDefineOutcome(_) => "user.define_outcome",
+            EventBody::SpanOutcomeEvaluationStart { .. } => "span.outcome_evaluation_start",
+            EventBody::SpanOutcomeEvaluationOngoing { .. } => "span.outcome_evaluation_ongoing",
+            EventBody::SpanOutcomeEvaluationEnd(_) => "span.outcome_evaluation_end",
         }
     }
 
@@ -370,6 +387,10 @@ impl EventBody {
                 deny_message.clone().unwrap_or_default()
             }
             EventBody::SessionError { error } => format!("{}: {}", error.kind, error.message),
+            EventBody::UserDefineOutcome(o) => format!("{}\n{}", o.description, o.rubric_text()),
+            EventBody::SpanOutcomeEvaluationEnd(e) => {
+                format!("{} {}", e.result.as_str(), e.explanation)
+            }
             _ => String::new(),
         }
     }

@@ -23,6 +23,9 @@ pub const SUBMIT_EVALUATION: &str = "submit_evaluation";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeSpec {
+    /// `outc_...`: set by the daemon on the event it records; ignored on input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_id: Option<String>,
     /// The task. The agent starts on receipt; no `user.message` is needed.
     pub description: String,
     pub rubric: Rubric,
@@ -288,6 +291,34 @@ fn is_false(b: &bool) -> bool {
     !b
 }
 
+/// `span.outcome_evaluation_end`: the verdict of one cycle. The hosted fields first; tether
+/// adds the per-criterion and per-check detail, the judges' scores and the grader's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EvaluationEnd {
+    /// `sevt_` of the cycle's `span.outcome_evaluation_start`; empty when an interrupt came
+    /// before the evaluation started.
+    pub outcome_evaluation_start_id: String,
+    pub outcome_id: String,
+    pub iteration: u32,
+    pub result: EvaluationResult,
+    pub explanation: String,
+    /// The grader requests of this cycle, summed (with tether's `cost_usd`).
+    pub usage: ModelUsage,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub criteria: Vec<Criterion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
+    /// With several judges or dimensions: each judge's score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judges: Vec<JudgeScore>,
+    /// The verdict's score (1–5) when the grader scores dimensions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// `provider/model` of the grader; None when no grader ran (a check failed first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grader_model: Option<String>,
+}
+
 /// The hosted `outcome_evaluation` object (`session.outcome_evaluations[]`), one per
 /// `define_outcome`, folded from the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -428,5 +459,59 @@ mod tests {
             assert_eq!(r.as_str(), s);
             assert_eq!(r.is_terminal(), r != EvaluationResult::NeedsRevision);
         }
+    }
+
+    #[test]
+    fn events_use_the_hosted_shapes() {
+        use crate::event::{Event, EventBody};
+        // As the hosted API echoes it, with tether's envelope fields.
+        let wire = json!({
+            "id": "sevt_1", "session_id": "sesn_1", "seq": 3, "processed_at": null,
+            "type": "user.define_outcome", "outcome_id": "outc_1", "description": "d",
+            "rubric": {"type": "text", "content": "r"}, "max_iterations": 2
+        });
+        let e: Event = serde_json::from_value(wire.clone()).unwrap();
+        let EventBody::UserDefineOutcome(spec) = &e.body else {
+            panic!("{e:?}")
+        };
+        assert_eq!(spec.outcome_id.as_deref(), Some("outc_1"));
+        assert_eq!(spec.max_iterations(), 2);
+        assert_eq!(serde_json::to_value(&e).unwrap(), wire);
+        let end = json!({
+            "id": "sevt_2", "session_id": "sesn_1", "seq": 9, "processed_at": null,
+            "type": "span.outcome_evaluation_end", "outcome_evaluation_start_id": "sevt_1",
+            "outcome_id": "outc_1", "iteration": 0, "result": "needs_revision",
+            "explanation": "tests fail",
+            "usage": {"input_tokens": 10, "output_tokens": 2, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 0},
+            "criteria": [{"name": "tests pass", "met": false}]
+        });
+        let e: Event = serde_json::from_value(end.clone()).unwrap();
+        assert_eq!(e.type_name(), "span.outcome_evaluation_end");
+        assert_eq!(serde_json::to_value(&e).unwrap(), end);
+        for (t, body) in [
+            (
+                "span.outcome_evaluation_start",
+                EventBody::SpanOutcomeEvaluationStart {
+                    outcome_id: "o".into(),
+                    iteration: 1,
+                },
+            ),
+            (
+                "span.outcome_evaluation_ongoing",
+                EventBody::SpanOutcomeEvaluationOngoing {
+                    outcome_id: "o".into(),
+                    iteration: 1,
+                },
+            ),
+        ] {
+            let v = serde_json::to_value(&body).unwrap();
+            assert_eq!(v, json!({"type": t, "outcome_id": "o", "iteration": 1}));
+            assert_eq!(serde_json::from_value::<EventBody>(v).unwrap(), body);
+        }
+        // A typo in a client's outcome is refused, inside the event too.
+        let typo = json!({"type": "user.define_outcome", "description": "d",
+                          "rubric": {"type": "text", "content": "r"}, "max_iteration": 2});
+        assert!(serde_json::from_value::<EventBody>(typo).is_err());
     }
 }

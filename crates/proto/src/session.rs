@@ -96,6 +96,9 @@ pub struct SessionInfo {
     /// `sandbox = "none"`; clients show it in red). None when the session is not loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// One per `user.define_outcome`, oldest first (hosted `outcome_evaluations`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcome_evaluations: Vec<crate::outcome::OutcomeEvaluation>,
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

@@ -112,10 +112,100 @@ pub enum UserText {
     },
 }
 
+/// `user.define_outcome` as the document states it: what [`OutcomeSpec::validate`] checks,
+/// in JSON Schema (parsed as `OutcomeSpec`). A file rubric is refused (no Files API), so the
+/// document offers text only.
+///
+/// [`OutcomeSpec::validate`]: tether_proto::outcome::OutcomeSpec::validate
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DefineOutcomeDoc {
+    /// The task; the agent starts on receipt.
+    #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+    description: String,
+    rubric: TextRubric,
+    /// Evaluation cycles (default 3).
+    #[schemars(range(min = 1, max = 20))]
+    max_iterations: Option<u32>,
+    /// tether: commands that must exit 0 and files that must exist before any grader runs.
+    #[serde(default)]
+    checks: Vec<CheckDoc>,
+    /// tether: the grader's model, judges, dimensions and threshold.
+    grader: Option<GraderDoc>,
+    /// tether: switch the agent's model after `after` cycles needed revision.
+    escalate: Option<EscalateDoc>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+enum TextRubric {
+    Text {
+        #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK), length(max = 262144))]
+        content: String,
+    },
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[allow(dead_code)]
+enum CheckDoc {
+    Command {
+        #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+        command: String,
+        #[schemars(range(min = 1, max = 86400))]
+        timeout_secs: Option<u64>,
+    },
+    FileExists {
+        #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+        path: String,
+    },
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct GraderDoc {
+    /// `provider/model` (a configured provider); default: the agent's model.
+    #[schemars(regex(pattern = r"^(anthropic|openai)/[^\s\u0085/]+$"))]
+    model: Option<String>,
+    #[schemars(range(min = 1, max = 9))]
+    judges: Option<u32>,
+    #[serde(default)]
+    dimensions: Vec<DimensionDoc>,
+    #[schemars(range(min = 1.0, max = 5.0))]
+    threshold: Option<f64>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DimensionDoc {
+    #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+    name: String,
+    description: Option<String>,
+    #[schemars(range(min = 0.001, max = 1000000.0))]
+    weight: Option<f64>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct EscalateDoc {
+    #[schemars(range(min = 1, max = 20))]
+    after: u32,
+    #[schemars(regex(pattern = r"^(anthropic|openai)/[^\s\u0085/]+$"))]
+    model: String,
+}
+
 /// The events a client sends.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum UserEvent {
+    /// Gives the session a task with a rubric; a grader checks the work after each turn.
+    #[serde(rename = "user.define_outcome")]
+    DefineOutcome(#[schemars(with = "DefineOutcomeDoc")] tether_proto::outcome::OutcomeSpec),
     #[serde(rename = "user.message")]
     Message {
         #[schemars(with = "Vec<UserText>", length(min = 1))]
@@ -148,11 +238,7 @@ pub enum UserEvent {
 }
 
 /// Client event types this tetherd knows but does not take, with why.
-const REFUSED: [(&str, &str); 3] = [
-    (
-        "user.define_outcome",
-        "outcomes are not supported by this tetherd",
-    ),
+const REFUSED: [(&str, &str); 2] = [
     (
         "user.tool_result",
         "built-in tools run inside tetherd, not in a self-hosted worker",
@@ -210,6 +296,7 @@ pub async fn send(
     let mut data = Vec::with_capacity(batch.len());
     for ev in batch {
         data.push(match ev {
+            UserEvent::DefineOutcome(spec) => crate::session::ops::define_outcome(&s, spec).await?,
             UserEvent::Message { content } => {
                 crate::session::ops::send_message(&s, content, None).await?
             }

@@ -116,7 +116,8 @@ fn state_daemon_rules(schemas: &mut Map<String, Value>) {
 /// One item of an event stream: a persisted event, or one of the stream's own events.
 #[derive(JsonSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
+// Only its schema is used: never built, so the variants' sizes don't matter.
+#[allow(dead_code, clippy::large_enum_variant)]
 pub enum StreamItem {
     Event(Event),
     Control(StreamControl),

@@ -189,7 +189,7 @@ fn initial_message(v: Value) -> ApiResult<Vec<ContentBlock>> {
         .to_string();
     if kind != "user.message" {
         return Err(ApiError::invalid(format!(
-            "initial_events: `{kind}` can't be sent here; this tetherd accepts `user.message` (user.define_outcome is not supported)"
+            "initial_events: `{kind}` can't be sent here; this tetherd accepts `user.message` here (send a user.define_outcome to POST /v1/sessions/{{id}}/events once the session exists)"
         )));
     }
     match serde_json::from_value::<EventBody>(v).map_err(ApiError::body)? {

@@ -118,7 +118,8 @@ pub struct HostedSession {
     pub vault_ids: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub budget: Option<Budget>,
-    pub outcome_evaluations: Vec<Value>,
+    /// One per `user.define_outcome`, oldest first.
+    pub outcome_evaluations: Vec<tether_proto::outcome::OutcomeEvaluation>,
     pub stats: SessionStats,
     pub usage: SessionUsageOut,
     pub deployment_id: Option<String>,
@@ -257,7 +258,7 @@ pub async fn session(
             kind: "limit".into(),
             max_list_cost: usd(b),
         }),
-        outcome_evaluations: Vec::new(),
+        outcome_evaluations: info.outcome_evaluations.clone(),
         stats: SessionStats {
             active_seconds: None,
             duration_seconds: duration,

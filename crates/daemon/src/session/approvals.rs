@@ -158,9 +158,14 @@ pub async fn drop_waiting(session: &Arc<Session>) -> Result<bool, ErrorBody> {
             Ok::<_, ErrorBody>(
                 if st.status() == SessionStatus::Idle && !st.awaiting_ids().is_empty() {
                     crate::session::events::interrupted_then_idle(
-                        &st.pending_tools,
+                        st,
                         "not run: the user interrupted the turn while it waited for an answer",
                     )
+                } else if st.status() == SessionStatus::Idle
+                    && let Some(end) = st.interrupted_outcome_end()
+                {
+                    // A turn that failed left its outcome open: the interrupt closes it.
+                    vec![end]
                 } else {
                     Vec::new()
                 },

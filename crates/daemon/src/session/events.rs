@@ -8,7 +8,7 @@ use tether_proto::{
     StopReason, ToolStatus,
 };
 
-use crate::session::state::PendingTool;
+use crate::session::state::{PendingTool, SessionState};
 use crate::tools;
 
 /// The result of a call that was not run: refused by policy or denied by the user.
@@ -109,9 +109,11 @@ pub fn result_of(
     }
 }
 
-/// [`interrupted_results`], then idle(`interrupted`).
-pub fn interrupted_then_idle(pending: &[PendingTool], why: &str) -> Vec<EventBody> {
-    let mut bodies = interrupted_results(pending, why);
+/// [`interrupted_results`] for the state's open calls, the active outcome's `interrupted`
+/// end (if there is one), then idle(`interrupted`).
+pub fn interrupted_then_idle(st: &SessionState, why: &str) -> Vec<EventBody> {
+    let mut bodies = interrupted_results(&st.pending_tools, why);
+    bodies.extend(st.interrupted_outcome_end());
     bodies.push(EventBody::SessionStatusIdle {
         stop_reason: StopReason::Interrupted,
     });

@@ -401,6 +401,7 @@ impl Session {
         if let Some(model) = &st.model {
             info.model = model.clone();
         }
+        info.outcome_evaluations = st.outcome_evaluations();
         info
     }
 
@@ -523,6 +524,7 @@ pub fn info_from_row(
             }),
         environment_id: row.environment.clone(),
         sandbox: None,
+        outcome_evaluations: Vec::new(),
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`live`]: the live [`live::Session`]: its log appends, broadcast, fields and turn handle;
 //! - [`model`]: the model calls: provider, request, streaming with retries;
 //! - [`compaction`]: summarising the conversation when it outgrows the context window;
+//! - [`grader`]: an outcome's grader (one judge's loop, its tools, the verdict of several);
+//! - [`outcome`]: an outcome's evaluation cycle, run where a turn would go idle;
 //! - [`turn`]: the agent loop of one turn, and starting it;
 //! - [`approvals`]: answers to the tool calls a turn waits on;
 //! - [`ops`]: the requests on one session that both doors (socket and HTTP) handle the same
@@ -19,10 +21,12 @@
 pub mod approvals;
 pub mod compaction;
 pub mod events;
+pub mod grader;
 pub mod live;
 pub mod mcp;
 pub mod model;
 pub mod ops;
+pub mod outcome;
 pub mod permissions;
 pub mod services;
 pub mod state;

@@ -147,7 +147,7 @@ Use the tools to inspect and change files and run commands; prefer small, verifi
 }
 
 /// Spread for retry backoff; any cheap varying number will do.
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -156,7 +156,7 @@ fn jitter() -> f64 {
 }
 
 /// The retry policy `[retry]` of config.toml asks for.
-fn retry_policy(c: &RetryConfig) -> RetryPolicy {
+pub(crate) fn retry_policy(c: &RetryConfig) -> RetryPolicy {
     RetryPolicy {
         max_attempts: c.max_attempts.max(1),
         base_delay: std::time::Duration::from_millis(c.base_delay_ms),

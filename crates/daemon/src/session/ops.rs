@@ -107,3 +107,80 @@ pub fn validate_budget(limit: f64) -> Result<(), tether_proto::ErrorBody> {
         format!("max_cost_usd must be a non-negative number of dollars, got {limit}"),
     ))
 }
+
+/// Commits a `user.define_outcome` (with its new `outc_` id) and starts the turn that works on
+/// it. One outcome at a time, and not while the session waits for an answer or has spent its
+/// budget (hosted rules).
+pub async fn define_outcome(
+    session: &Arc<Session>,
+    mut spec: tether_proto::outcome::OutcomeSpec,
+) -> Result<Event, ErrorBody> {
+    check_writable(session)?;
+    spec.validate()?;
+    let invalid = |why: String| ErrorBody::new(ErrorCode::InvalidParams, why);
+    // The models are checked now, not when the first cycle ends.
+    if let Some(g) = spec.grader.as_mut()
+        && let Some(m) = g.model.as_mut()
+    {
+        *m = crate::config::canonical_model(m.trim());
+        session
+            .services
+            .providers
+            .get(crate::config::split_model(m).0)
+            .map_err(|e| invalid(format!("grader.model `{m}`: {e}")))?;
+    }
+    if let Some(e) = spec.escalate.as_mut() {
+        e.model = crate::config::canonical_model(e.model.trim());
+        session
+            .services
+            .providers
+            .get(crate::config::split_model(&e.model).0)
+            .map_err(|err| invalid(format!("escalate.model `{}`: {err}", e.model)))?;
+    }
+    spec.outcome_id = Some(crate::ids::outcome_id());
+    let committed = session
+        .append_checked(|st| {
+            if let Some(o) = st.active_outcome() {
+                return Err(ErrorBody::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "one outcome at a time: session {} is still working on outcome {} (evaluation {} of {}); wait for its span.outcome_evaluation_end with a terminal result, or interrupt the session to end it",
+                        session.id,
+                        o.id,
+                        o.iteration + 1,
+                        o.spec.max_iterations()
+                    ),
+                ));
+            }
+            match (&st.status(), &st.stop_reason) {
+                (
+                    tether_proto::SessionStatus::Idle,
+                    Some(tether_proto::StopReason::RequiresAction { .. }),
+                ) => {
+                    return Err(invalid(format!(
+                        "session {} waits for an answer to a tool call (requires_action); answer or interrupt it before defining an outcome",
+                        session.id
+                    )));
+                }
+                (tether_proto::SessionStatus::Idle, Some(tether_proto::StopReason::BudgetReached)) => {
+                    return Err(invalid(format!(
+                        "session {} reached its spending limit (budget_reached); raise max_cost_usd with `session.update` before defining an outcome",
+                        session.id
+                    )));
+                }
+                _ => {}
+            }
+            let mut bodies = vec![EventBody::UserDefineOutcome(spec)];
+            if st.status() != tether_proto::SessionStatus::Running {
+                bodies.push(EventBody::SessionStatusRunning {});
+            }
+            Ok(bodies)
+        })
+        .await?;
+    crate::crash::point("after_user_message");
+    crate::session::turn::ensure(session);
+    committed
+        .into_iter()
+        .next()
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "the outcome was not recorded"))
+}

@@ -1,9 +1,10 @@
 //! A session's state as a pure fold over its events. Nothing else is authoritative: the turn loop
 //! asks this state what to do next, and recovery after a restart is the same fold.
 
+use tether_proto::outcome::{EvaluationEnd, EvaluationResult, OutcomeEvaluation, OutcomeSpec};
 use tether_proto::{
-    ConfirmationResult, Event, EventBody, Permission, ProcessRecord, SessionStatus, SessionUsage,
-    StopReason, blocks_text,
+    ConfirmationResult, Event, EventBody, ModelUsage, Permission, ProcessRecord, SessionStatus,
+    SessionUsage, StopReason, blocks_text,
 };
 
 use crate::provider::{Message, Part, Role};
@@ -94,6 +95,133 @@ pub struct SessionState {
     pub max_cost_usd: Option<f64>,
     /// Usage of the last successful model request (prompt and output tokens).
     pub last_usage: tether_proto::ModelUsage,
+    /// One per `user.define_outcome`, oldest first; only the last can be active.
+    pub outcomes: Vec<OutcomeState>,
+}
+
+/// Where an outcome stands, folded from its events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutcomePhase {
+    /// Defined; the agent has not made a model request for it yet.
+    Pending,
+    /// The agent is working (or revising) on cycle `iteration`.
+    Running,
+    /// `span.outcome_evaluation_start` `start_id` has no end yet.
+    Evaluating { start_id: String },
+    /// A terminal verdict (never `needs_revision`).
+    Done(EvaluationResult),
+}
+
+/// One outcome: its spec and the state of its evaluation cycles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeState {
+    pub id: String,
+    pub spec: OutcomeSpec,
+    /// The current cycle, 0-based.
+    pub iteration: u32,
+    pub phase: OutcomePhase,
+    /// Cycles that ended `needs_revision` (for escalation).
+    pub revisions: u32,
+    /// The latest `span.outcome_evaluation_end`.
+    pub last_end: Option<EvaluationEnd>,
+    /// The latest end asks for a user message (the revision, or the acknowledgment after
+    /// `max_iterations_reached`) that is not in the log yet.
+    pub follow_up_owed: bool,
+    /// The agent was switched to `escalate.model`.
+    pub escalated: bool,
+    /// Grader usage over all cycles.
+    pub usage: ModelUsage,
+    pub completed_at: Option<String>,
+}
+
+/// The text a revision request starts with (the fold recognises the follow-up by it).
+pub const REVISION_PREFIX: &str = "The grader found the work needs revision";
+/// The text the acknowledgment after `max_iterations_reached` starts with.
+pub const ACK_PREFIX: &str = "The evaluation budget for this outcome is spent";
+
+/// What a turn does when the agent would go idle with `end_turn`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEnd {
+    /// Go idle: no outcome, or its loop is over.
+    Idle,
+    /// Append these (the revision or acknowledgment message, after an escalation's
+    /// `session.updated`) and go on with the next turn.
+    FollowUp(Vec<EventBody>),
+    /// Evaluate the current cycle; `start_id` when its start is already in the log (a
+    /// restart cut the evaluation short: it is run again from scratch).
+    Evaluate { start_id: Option<String> },
+}
+
+impl OutcomeState {
+    /// Still in its loop: not terminal, or owing its acknowledgment.
+    pub fn is_active(&self) -> bool {
+        !matches!(self.phase, OutcomePhase::Done(_))
+    }
+
+    /// The hosted `outcome_evaluation` object.
+    pub fn evaluation(&self) -> OutcomeEvaluation {
+        OutcomeEvaluation {
+            object_type: "outcome_evaluation".into(),
+            outcome_id: self.id.clone(),
+            description: self.spec.description.clone(),
+            iteration: self.iteration,
+            result: match &self.phase {
+                OutcomePhase::Pending => "pending".into(),
+                OutcomePhase::Running => "running".into(),
+                OutcomePhase::Evaluating { .. } => "evaluating".into(),
+                OutcomePhase::Done(r) => r.as_str().into(),
+            },
+            explanation: self.last_end.as_ref().map(|e| e.explanation.clone()),
+            completed_at: self.completed_at.clone(),
+            usage: self.usage,
+        }
+    }
+
+    /// The follow-up user message the latest end asks for.
+    fn follow_up(&self) -> Option<String> {
+        let end = self.last_end.as_ref()?;
+        let max = self.spec.max_iterations();
+        let unmet = unmet_list(end);
+        match end.result {
+            EvaluationResult::NeedsRevision => Some(format!(
+                "{REVISION_PREFIX} (evaluation {} of {max}):\n\n{}{unmet}\n\nRevise the work so it meets every criterion of the rubric; it is evaluated again when you finish.",
+                end.iteration + 1,
+                end.explanation.trim()
+            )),
+            EvaluationResult::MaxIterationsReached => Some(format!(
+                "{ACK_PREFIX} ({max} of {max} evaluations used) and the work still needs revision:\n\n{}{unmet}\n\nDo not start new work. Summarise what you did and what is still unmet.",
+                end.explanation.trim()
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn unmet_list(end: &EvaluationEnd) -> String {
+    let mut out = String::new();
+    for c in end.criteria.iter().filter(|c| !c.met) {
+        out.push_str(&format!("\n- unmet: {}", c.name));
+        if let Some(n) = &c.note {
+            out.push_str(&format!(" ({n})"));
+        }
+    }
+    for c in end.checks.iter().filter(|c| !c.passed) {
+        out.push_str(&format!("\n- failing check: {}", c.check));
+    }
+    if !out.is_empty() {
+        out.insert(0, '\n');
+    }
+    out
+}
+
+/// The user message a `user.define_outcome` becomes for the agent: the task and the rubric it
+/// is graded against.
+pub fn outcome_message(spec: &OutcomeSpec) -> String {
+    format!(
+        "{}\n\nWhen you finish, a grader checks the work against this rubric (and sends it back if it falls short):\n\n{}",
+        spec.description.trim(),
+        spec.rubric_text().trim()
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,10 +287,173 @@ impl SessionState {
                 EventBody::SpanModelRequestEnd { model_usage, .. } => {
                     s.usage.record(model_usage);
                 }
+                EventBody::SpanOutcomeEvaluationEnd(end) => s.usage.tokens.add(&end.usage),
                 _ => {}
             }
         }
         s
+    }
+
+    /// The outcome still in its loop, if any (one at a time).
+    pub fn active_outcome(&self) -> Option<&OutcomeState> {
+        self.outcomes.last().filter(|o| o.is_active())
+    }
+
+    /// The hosted `outcome_evaluations[]`.
+    pub fn outcome_evaluations(&self) -> Vec<OutcomeEvaluation> {
+        self.outcomes.iter().map(OutcomeState::evaluation).collect()
+    }
+
+    /// The one decision for a turn about to go idle with `end_turn` (both places the turn
+    /// loop can end call it): idle, a follow-up message, or an evaluation.
+    pub fn turn_end(&self) -> TurnEnd {
+        let Some(o) = self.outcomes.last() else {
+            return TurnEnd::Idle;
+        };
+        if o.follow_up_owed
+            && let Some(text) = o.follow_up()
+        {
+            let mut bodies = Vec::new();
+            if let Some(e) = &o.spec.escalate
+                && !o.escalated
+                && o.revisions >= e.after
+                && matches!(o.phase, OutcomePhase::Running)
+            {
+                bodies.push(EventBody::SessionUpdated {
+                    model: Some(e.model.clone()),
+                    max_cost_usd: None,
+                    title: None,
+                    name: None,
+                    metadata: None,
+                });
+            }
+            bodies.push(EventBody::user_text(text));
+            return TurnEnd::FollowUp(bodies);
+        }
+        match &o.phase {
+            OutcomePhase::Pending | OutcomePhase::Running => TurnEnd::Evaluate { start_id: None },
+            OutcomePhase::Evaluating { start_id } => TurnEnd::Evaluate {
+                start_id: Some(start_id.clone()),
+            },
+            OutcomePhase::Done(_) => TurnEnd::Idle,
+        }
+    }
+
+    /// The `interrupted` end an interrupt gives the active outcome (start id empty when it
+    /// came during the agent's turn), or None without one.
+    pub fn interrupted_outcome_end(&self) -> Option<EventBody> {
+        let o = self.active_outcome()?;
+        let start = match &o.phase {
+            OutcomePhase::Evaluating { start_id } => start_id.clone(),
+            _ => String::new(),
+        };
+        Some(EventBody::SpanOutcomeEvaluationEnd(EvaluationEnd {
+            outcome_evaluation_start_id: start,
+            outcome_id: o.id.clone(),
+            iteration: o.iteration,
+            result: EvaluationResult::Interrupted,
+            explanation: "the user interrupted the session".into(),
+            usage: ModelUsage::default(),
+            criteria: Vec::new(),
+            checks: Vec::new(),
+            judges: Vec::new(),
+            score: None,
+            grader_model: None,
+        }))
+    }
+
+    fn user_text(&mut self, text: String) {
+        self.pending_input = true;
+        // While a request is open or tool calls wait for results, the text goes after
+        // them: a tool call's result must directly follow it.
+        if self.open_request.is_some() || !self.pending_tools.is_empty() {
+            self.queued_user.push(text);
+        } else {
+            self.push_part(Role::User, Part::Text(text));
+        }
+    }
+
+    fn apply_outcome(&mut self, e: &Event) {
+        match &e.body {
+            EventBody::UserDefineOutcome(spec) => {
+                self.outcomes.push(OutcomeState {
+                    id: spec.outcome_id.clone().unwrap_or_default(),
+                    spec: spec.clone(),
+                    iteration: 0,
+                    phase: OutcomePhase::Pending,
+                    revisions: 0,
+                    last_end: None,
+                    follow_up_owed: false,
+                    escalated: false,
+                    usage: ModelUsage::default(),
+                    completed_at: None,
+                });
+                self.user_text(outcome_message(spec));
+            }
+            EventBody::SpanModelRequestStart { .. } => {
+                if let Some(o) = self.outcomes.last_mut()
+                    && o.phase == OutcomePhase::Pending
+                {
+                    o.phase = OutcomePhase::Running;
+                }
+            }
+            EventBody::SpanOutcomeEvaluationStart {
+                outcome_id,
+                iteration,
+            } => {
+                if let Some(o) = self.outcomes.last_mut()
+                    && o.id == *outcome_id
+                    && o.is_active()
+                {
+                    o.iteration = *iteration;
+                    o.phase = OutcomePhase::Evaluating {
+                        start_id: e.id.clone(),
+                    };
+                }
+            }
+            EventBody::SpanOutcomeEvaluationEnd(end) => {
+                // Each cycle starts with a fresh max_turns count.
+                self.model_calls_this_turn = 0;
+                if let Some(o) = self.outcomes.last_mut()
+                    && o.id == end.outcome_id
+                    && o.is_active()
+                {
+                    o.usage.add(&end.usage);
+                    o.last_end = Some(end.clone());
+                    match end.result {
+                        EvaluationResult::NeedsRevision => {
+                            o.revisions += 1;
+                            o.iteration = end.iteration + 1;
+                            o.phase = OutcomePhase::Running;
+                            o.follow_up_owed = true;
+                        }
+                        r => {
+                            o.phase = OutcomePhase::Done(r);
+                            o.completed_at = e.processed_at.clone();
+                            o.follow_up_owed = r == EvaluationResult::MaxIterationsReached;
+                        }
+                    }
+                }
+            }
+            EventBody::UserMessage { content } => {
+                if let Some(o) = self.outcomes.last_mut()
+                    && o.follow_up_owed
+                {
+                    let text = blocks_text(content);
+                    if text.starts_with(REVISION_PREFIX) || text.starts_with(ACK_PREFIX) {
+                        o.follow_up_owed = false;
+                    }
+                }
+            }
+            EventBody::SessionUpdated { model: Some(m), .. } => {
+                if let Some(o) = self.outcomes.last_mut()
+                    && o.spec.escalate.as_ref().is_some_and(|x| x.model == *m)
+                {
+                    o.escalated = true;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Whether the conversation ends with something the model has not answered yet.
@@ -303,21 +594,14 @@ impl SessionState {
                 | EventBody::UserToolConfirmation { .. }
                 | EventBody::UserCustomToolResult { .. }
                 | EventBody::SessionStatusIdle { .. }
+                | EventBody::UserDefineOutcome(_)
+                | EventBody::SpanOutcomeEvaluationEnd(_)
         ) {
             self.resumes_without_progress = 0;
         }
+        self.apply_outcome(e);
         match &e.body {
-            EventBody::UserMessage { content } => {
-                self.pending_input = true;
-                let text = blocks_text(content);
-                // While a request is open or tool calls wait for results, the text goes after
-                // them: a tool call's result must directly follow it.
-                if self.open_request.is_some() || !self.pending_tools.is_empty() {
-                    self.queued_user.push(text);
-                } else {
-                    self.push_part(Role::User, Part::Text(text));
-                }
-            }
+            EventBody::UserMessage { content } => self.user_text(blocks_text(content)),
             EventBody::AgentThinking {
                 thinking,
                 signature,
@@ -494,7 +778,11 @@ impl SessionState {
                     messages,
                 });
             }
-            EventBody::SessionError { .. } => {}
+            EventBody::SpanOutcomeEvaluationEnd(end) => self.usage.tokens.add(&end.usage),
+            EventBody::SessionError { .. }
+            | EventBody::UserDefineOutcome(_)
+            | EventBody::SpanOutcomeEvaluationStart { .. }
+            | EventBody::SpanOutcomeEvaluationOngoing { .. } => {}
         }
     }
 }
@@ -858,6 +1146,178 @@ mod tests {
                 is_error: false
             }]
         );
+    }
+
+    fn outcome_spec(max: u32) -> OutcomeSpec {
+        serde_json::from_value(json!({
+            "outcome_id": "outc_1", "description": "make it", "max_iterations": max,
+            "rubric": {"type": "text", "content": "- it works"},
+            "escalate": {"after": 1, "model": "openai/gpt-5.1"}
+        }))
+        .unwrap()
+    }
+
+    fn outcome_end(start: &str, iteration: u32, result: EvaluationResult) -> EventBody {
+        EventBody::SpanOutcomeEvaluationEnd(EvaluationEnd {
+            outcome_evaluation_start_id: start.into(),
+            outcome_id: "outc_1".into(),
+            iteration,
+            result,
+            explanation: format!("verdict {iteration}"),
+            usage: ModelUsage {
+                input_tokens: 100,
+                output_tokens: 10,
+                ..Default::default()
+            },
+            criteria: vec![tether_proto::outcome::Criterion {
+                name: "it works".into(),
+                met: result == EvaluationResult::Satisfied,
+                note: None,
+            }],
+            checks: vec![],
+            judges: vec![],
+            score: None,
+            grader_model: None,
+        })
+    }
+
+    /// One agent turn that answers without tools.
+    fn agent_turn(log: &mut Log) {
+        let s = log.push(EventBody::SpanModelRequestStart { model: None });
+        log.push(EventBody::AgentMessage {
+            content: vec![ContentBlock::text("done")],
+        });
+        log.push(end(&s));
+    }
+
+    fn follow_up(log: &mut Log) -> Vec<EventBody> {
+        match log.state().turn_end() {
+            TurnEnd::FollowUp(b) => {
+                for x in b.clone() {
+                    log.push(x);
+                }
+                b
+            }
+            other => panic!("expected a follow-up, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_outcome_cycles_through_revision_escalation_and_max_iterations() {
+        let mut log = Log::new();
+        assert_eq!(log.state().turn_end(), TurnEnd::Idle, "no outcome: idle");
+        log.push(EventBody::UserDefineOutcome(outcome_spec(2)));
+        log.push(EventBody::SessionStatusRunning {});
+        let st = log.state();
+        assert_eq!(st.outcome_evaluations()[0].result, "pending");
+        assert!(st.needs_model_call(), "the agent starts on receipt");
+        let Part::Text(first) = &st.messages[0].content[0] else {
+            panic!()
+        };
+        assert!(
+            first.contains("make it") && first.contains("- it works"),
+            "{first}"
+        );
+        agent_turn(&mut log);
+        let st = log.state();
+        assert_eq!(st.outcome_evaluations()[0].result, "running");
+        assert_eq!(st.turn_end(), TurnEnd::Evaluate { start_id: None });
+        let start = log.push(EventBody::SpanOutcomeEvaluationStart {
+            outcome_id: "outc_1".into(),
+            iteration: 0,
+        });
+        assert_eq!(log.state().outcome_evaluations()[0].result, "evaluating");
+        // A restart here evaluates the same cycle again, under the same start.
+        assert_eq!(
+            log.state().turn_end(),
+            TurnEnd::Evaluate {
+                start_id: Some(start.clone())
+            }
+        );
+        log.push(outcome_end(&start, 0, EvaluationResult::NeedsRevision));
+        let st = log.state();
+        let ev = &st.outcome_evaluations()[0];
+        assert_eq!((ev.result.as_str(), ev.iteration), ("running", 1));
+        assert_eq!(st.usage.tokens.input_tokens, 110, "grader usage counts");
+        // The follow-up is decided from the log until it is there: escalation, then revision.
+        let bodies = follow_up(&mut log);
+        assert!(
+            matches!(&bodies[0], EventBody::SessionUpdated { model: Some(m), .. } if m == "openai/gpt-5.1")
+        );
+        let EventBody::UserMessage { content } = &bodies[1] else {
+            panic!()
+        };
+        let text = blocks_text(content);
+        assert!(
+            text.starts_with("The grader found the work needs revision (evaluation 1 of 2):"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verdict 0") && text.contains("unmet: it works"),
+            "{text}"
+        );
+        assert!(log.state().needs_model_call());
+        assert_eq!(log.state().model.as_deref(), Some("openai/gpt-5.1"));
+        agent_turn(&mut log);
+        assert_eq!(log.state().turn_end(), TurnEnd::Evaluate { start_id: None });
+        let start = log.push(EventBody::SpanOutcomeEvaluationStart {
+            outcome_id: "outc_1".into(),
+            iteration: 1,
+        });
+        log.push(outcome_end(
+            &start,
+            1,
+            EvaluationResult::MaxIterationsReached,
+        ));
+        let st = log.state();
+        assert_eq!(st.outcome_evaluations()[0].result, "max_iterations_reached");
+        assert!(st.active_outcome().is_none());
+        // The acknowledgment turn, once, with no escalation again and no evaluation after it.
+        let bodies = follow_up(&mut log);
+        assert_eq!(bodies.len(), 1);
+        assert!(
+            blocks_text(match &bodies[0] {
+                EventBody::UserMessage { content } => content,
+                _ => panic!(),
+            })
+            .starts_with(ACK_PREFIX)
+        );
+        agent_turn(&mut log);
+        assert_eq!(log.state().turn_end(), TurnEnd::Idle);
+        assert_eq!(log.state().outcome_evaluations()[0].usage.input_tokens, 200);
+    }
+
+    #[test]
+    fn an_interrupt_ends_the_active_outcome() {
+        let mut log = Log::new();
+        log.push(EventBody::UserDefineOutcome(outcome_spec(3)));
+        log.push(EventBody::SessionStatusRunning {});
+        agent_turn(&mut log);
+        // During the agent's turn: no start id.
+        let Some(EventBody::SpanOutcomeEvaluationEnd(e)) = log.state().interrupted_outcome_end()
+        else {
+            panic!()
+        };
+        assert_eq!(e.outcome_evaluation_start_id, "");
+        let start = log.push(EventBody::SpanOutcomeEvaluationStart {
+            outcome_id: "outc_1".into(),
+            iteration: 0,
+        });
+        let bodies = crate::session::events::interrupted_then_idle(&log.state(), "x");
+        let EventBody::SpanOutcomeEvaluationEnd(e) = &bodies[0] else {
+            panic!("{bodies:?}")
+        };
+        assert_eq!(
+            (e.outcome_evaluation_start_id.as_str(), e.result),
+            (start.as_str(), EvaluationResult::Interrupted)
+        );
+        for b in bodies {
+            log.push(b);
+        }
+        let st = log.state();
+        assert_eq!(st.outcome_evaluations()[0].result, "interrupted");
+        assert!(st.interrupted_outcome_end().is_none());
+        assert_eq!(st.turn_end(), TurnEnd::Idle);
     }
 
     #[test]

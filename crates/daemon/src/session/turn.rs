@@ -2,7 +2,8 @@
 //! without tools. Commit order (DESIGN.md): the model's message and its tool calls are
 //! committed together once the response is complete; each tool call is committed before the
 //! tool runs; each result is committed before the next model request. Deltas are only fanned
-//! out, never stored.
+//! out, never stored. Where the agent would go idle with `end_turn`, an active outcome runs
+//! its evaluation cycle instead (`session::outcome`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,8 @@ use crate::provider::{ModelResponse, Part, ProviderError, Who, pricing};
 use crate::session::events;
 use crate::session::live::Session;
 use crate::session::model;
-use crate::session::state::{Gate, PendingTool};
+use crate::session::outcome;
+use crate::session::state::{Gate, PendingTool, TurnEnd};
 use crate::store::error::StoreError;
 use crate::tools;
 use crate::tools::replay::Settle;
@@ -95,6 +97,14 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             continue;
         }
         if !s.state().needs_model_call() {
+            // An outcome may evaluate (or send its follow-up) instead of going idle.
+            let decision = s.state().turn_end();
+            if decision != TurnEnd::Idle {
+                match outcome::step(s, decision, cancel).await? {
+                    outcome::Step::Continue => continue,
+                    outcome::Step::Interrupted => return finish_interrupted(s).await,
+                }
+            }
             crash::point("before_idle");
             s.append_one_retrying(EventBody::SessionStatusIdle {
                 stop_reason: StopReason::EndTurn,
@@ -178,7 +188,8 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 model_usage: pricing::priced(&s.services.config.models, &model, resp.usage),
                 latency_ms,
             });
-            if !has_tools && !s.state().has_queued_user() {
+            // Idle in the same commit, unless an outcome has more to do (the loop asks it).
+            if !has_tools && !s.state().has_queued_user() && s.state().turn_end() == TurnEnd::Idle {
                 crash::point("before_idle");
                 bodies.push(EventBody::SessionStatusIdle {
                     stop_reason: StopReason::EndTurn,
@@ -477,7 +488,7 @@ async fn run_mcp(
 async fn finish_interrupted(s: &Arc<Session>) -> Result<(), StoreError> {
     s.clear_live_message();
     let bodies = events::interrupted_then_idle(
-        &s.state().pending_tools,
+        &s.state(),
         "not run: the user interrupted the turn before this tool call started",
     );
     s.append_retrying(bodies).await?;

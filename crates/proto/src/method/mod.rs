@@ -122,6 +122,8 @@ methods! {
     "session.list" => SessionList(ListSessions) -> List<SessionInfo>;
     "session.get" => SessionGet(SessionParams) -> SessionInfo;
     "session.send" => SessionSend(SendMessage) -> Recorded;
+    /// The event recorded is the `user.define_outcome` with its `outcome_id`.
+    "session.define_outcome" => SessionDefineOutcome(DefineOutcome) -> Recorded;
     "session.interrupt" => SessionInterrupt(SessionParams) -> Interrupted;
     "session.update" => SessionUpdate(UpdateSession) -> SessionInfo;
     /// Answers with the session, then replays its log and streams it live.

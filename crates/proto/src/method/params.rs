@@ -229,3 +229,12 @@ pub struct CustomToolResult {
 /// The params of a method that takes none: `{}` (a `null` reads as `{}`; fields are ignored).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoParams {}
+
+/// `session.define_outcome`: give the session a task with a rubric; the agent starts on it
+/// at once and a grader checks its work after each turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefineOutcome {
+    pub session: SessionRef,
+    pub outcome: crate::outcome::OutcomeSpec,
+}

@@ -57,6 +57,20 @@ fn calls_round_trip_through_parts() {
             session: "fix".into(),
             content: vec![ContentBlock::text("more")],
         }),
+        Call::SessionDefineOutcome(DefineOutcome {
+            session: "fix".into(),
+            outcome: crate::outcome::OutcomeSpec {
+                outcome_id: None,
+                description: "make the tests pass".into(),
+                rubric: crate::outcome::Rubric::Text {
+                    content: "- cargo test passes".into(),
+                },
+                max_iterations: Some(5),
+                checks: vec![],
+                grader: None,
+                escalate: None,
+            },
+        }),
         Call::SessionInterrupt(SessionParams {
             session: "fix".into(),
         }),
@@ -206,6 +220,7 @@ fn session() -> SessionInfo {
         agent: None,
         environment_id: Some("env_1".into()),
         sandbox: Some("namespaces".into()),
+        outcome_evaluations: Vec::new(),
     }
 }
 
@@ -414,6 +429,24 @@ fn every_method_in_the_table_parses_and_round_trips() {
             session: "fix".into(),
             content: vec![ContentBlock::text("more")],
             model: None,
+        },
+        recorded.clone(),
+        &mut seen,
+    );
+    check::<rpc::SessionDefineOutcome>(
+        DefineOutcome {
+            session: "fix".into(),
+            outcome: crate::outcome::OutcomeSpec {
+                outcome_id: None,
+                description: "make the tests pass".into(),
+                rubric: crate::outcome::Rubric::Text {
+                    content: "- cargo test passes".into(),
+                },
+                max_iterations: Some(5),
+                checks: vec![],
+                grader: None,
+                escalate: None,
+            },
         },
         recorded.clone(),
         &mut seen,
