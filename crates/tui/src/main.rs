@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod cmd;
+mod outcome;
 mod render;
 mod screen;
 mod settings;

@@ -232,8 +232,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
+        "{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "OUTCOME", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -263,10 +263,15 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             ("", "")
         };
         println!(
-            "{red}{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
+            "{red}{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
+            // The latest outcome (one at a time); `-` for sessions that never had one.
+            s.outcome_evaluations
+                .last()
+                .map(crate::outcome::state_text)
+                .unwrap_or_else(|| "-".into()),
             s.model,
             s.last_seq,
             format!(

@@ -122,6 +122,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         agent: None,
         environment_id: None,
         sandbox: None,
+        outcome_evaluations: Vec::new(),
     }
 }
 

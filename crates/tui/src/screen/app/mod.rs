@@ -468,7 +468,9 @@ impl State {
     fn target(&self, expandable: bool) -> Option<usize> {
         self.focus.or_else(|| {
             self.transcript.items.iter().rposition(|i| match &i.body {
-                Body::Tool(_) | Body::Thinking { .. } => true,
+                Body::Tool(_) | Body::Thinking { .. } | Body::Outcome(_) | Body::Evaluation(_) => {
+                    true
+                }
                 Body::Assistant { .. } => !expandable,
                 _ => false,
             })
