@@ -3,9 +3,12 @@
 
 use std::io::Write;
 
+use tether_proto::outcome::{EvaluationEnd, EvaluationResult, OutcomeSpec};
 use tether_proto::{
     Delta, DeltaKind, Event, EventBody, RetryStatusKind, Snapshot, StopReason, blocks_text,
 };
+
+use crate::outcome::{cycle_label, grader_usage, result_label};
 
 /// Tracks what has been printed so streamed text is not printed twice.
 #[derive(Default)]
@@ -20,6 +23,10 @@ pub struct Printer {
     tool_line_open: bool,
     /// Tool whose output tail a snapshot already showed (a re-attach must not repeat it).
     shown_tail_of: Option<String>,
+    /// The current outcome's `max_iterations` (from its `user.define_outcome`, or told).
+    pub outcome_max: Option<u32>,
+    /// The latest evaluation's verdict (kept in JSON mode too: it is the exit code).
+    pub verdict: Option<EvaluationResult>,
 }
 
 fn one_line(s: &str, max: usize) -> String {
@@ -145,6 +152,14 @@ impl Printer {
     }
 
     pub fn event(&mut self, e: &Event) {
+        match &e.body {
+            EventBody::UserDefineOutcome(spec) => {
+                self.outcome_max = Some(spec.max_iterations());
+                self.verdict = None;
+            }
+            EventBody::SpanOutcomeEvaluationEnd(end) => self.verdict = Some(end.result),
+            _ => {}
+        }
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {
                 out(&format!("{s}\n"));
@@ -318,9 +333,111 @@ impl Printer {
                     summary.chars().count()
                 ));
             }
+            EventBody::UserDefineOutcome(spec) => err(&outcome_text(spec)),
+            EventBody::SpanOutcomeEvaluationStart { iteration, .. } => err(&format!(
+                "── {}: evaluating… ──\n",
+                cycle_label(*iteration, self.outcome_max)
+            )),
+            EventBody::SpanOutcomeEvaluationEnd(end) => {
+                err(&evaluation_text(end, self.outcome_max))
+            }
             _ => {}
         }
     }
+}
+
+/// `user.define_outcome` for the line printer: the task, its limits, the rubric's size.
+pub fn outcome_text(spec: &OutcomeSpec) -> String {
+    let mut t = format!("◎ outcome: {}\n", spec.description.trim_end());
+    let rubric = spec.rubric_text();
+    let mut terms = vec![
+        format!("up to {} evaluations", spec.max_iterations()),
+        format!("rubric of {} lines", rubric.lines().count()),
+    ];
+    if !spec.checks.is_empty() {
+        terms.push(format!("{} checks", spec.checks.len()));
+    }
+    if spec.judges() > 1 {
+        terms.push(format!("{} judges", spec.judges()));
+    }
+    if let Some(m) = spec.grader.as_ref().and_then(|g| g.model.as_deref()) {
+        terms.push(format!("grader {m}"));
+    }
+    t.push_str(&format!("  {}\n", terms.join(" · ")));
+    t
+}
+
+/// `span.outcome_evaluation_end` for the line printer: the verdict and explanation, each
+/// criterion ✓/✗, failed checks with their output tail, judges' scores, the grader's spend.
+pub fn evaluation_text(end: &EvaluationEnd, max: Option<u32>) -> String {
+    let mut lines = end.explanation.trim().lines();
+    let mut t = format!(
+        "── {}: {} ──",
+        cycle_label(end.iteration, max),
+        result_label(end.result)
+    );
+    if let Some(first) = lines.next() {
+        t.push(' ');
+        t.push_str(first);
+    }
+    t.push('\n');
+    for l in lines {
+        t.push_str(&format!("   {l}\n"));
+    }
+    for c in &end.criteria {
+        t.push_str(&format!(
+            "  {} {}{}\n",
+            if c.met { "✓" } else { "✗" },
+            c.name,
+            c.note
+                .as_deref()
+                .filter(|n| !n.trim().is_empty())
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        ));
+    }
+    for c in &end.checks {
+        let code = c
+            .exit_code
+            .filter(|_| !c.passed)
+            .map(|c| format!(" (exit {c})"))
+            .unwrap_or_default();
+        t.push_str(&format!(
+            "  {} check {}{code}\n",
+            if c.passed { "✓" } else { "✗" },
+            c.check
+        ));
+        if !c.passed {
+            let out: Vec<&str> = c.output.trim_end().lines().collect();
+            for l in &out[out.len().saturating_sub(5)..] {
+                t.push_str(&format!("    │ {l}\n"));
+            }
+        }
+    }
+    if !end.judges.is_empty() {
+        let scores: Vec<String> = end
+            .judges
+            .iter()
+            .map(|j| {
+                if j.outlier {
+                    format!("{:.1} (dropped)", j.score)
+                } else {
+                    format!("{:.1}", j.score)
+                }
+            })
+            .collect();
+        t.push_str(&format!("  judges {}", scores.join(" · ")));
+        if let Some(s) = end.score {
+            t.push_str(&format!(" → score {s:.1}"));
+        }
+        t.push('\n');
+    } else if let Some(s) = end.score {
+        t.push_str(&format!("  score {s:.1}\n"));
+    }
+    if let Some(u) = grader_usage(end.grader_model.as_deref(), &end.usage) {
+        t.push_str(&format!("  {u}\n"));
+    }
+    t
 }
 
 fn out(s: &str) {
