@@ -34,6 +34,11 @@ pub fn cycle_label(iteration: u32, max: Option<u32>) -> String {
     }
 }
 
+/// `1 check`, `3 checks`.
+pub fn plural(n: usize, one: &str) -> String {
+    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `12,345`: token counts are read, not computed with.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use tether_proto::outcome::{EvaluationResult, OutcomeCheck, OutcomeSpec};
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use crate::outcome::{cycle_label, grader_usage, result_label, result_mark};
+use crate::outcome::{cycle_label, grader_usage, plural, result_label, result_mark};
 use crate::screen::transcript::EvaluationCard;
 use crate::screen::wrap::{Seg, hard_wrap, wrap};
 
@@ -22,10 +22,6 @@ fn dim() -> Style {
 
 fn indent() -> Vec<Seg> {
     vec![("  ".to_string(), Style::default())]
-}
-
-fn plural(n: usize, one: &str) -> String {
-    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `user.define_outcome`: the task, its limits, and the rubric (one line until expanded).
