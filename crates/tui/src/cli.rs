@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
     name = "tether",
     version,
     about = "tmux for agents: start agent sessions, detach, come back, steer",
-    after_help = "Exit codes: 0 success (turn ended with end_turn), 1 failed turn or error, 2 usage error, 3 daemon unreachable."
+    after_help = "Exit codes: 0 success (turn ended with end_turn; with --outcome: the grader was satisfied), 1 failed turn or error, 2 usage error, 3 daemon unreachable, 4 the outcome was not satisfied (max iterations reached, failed, or interrupted)."
 )]
 pub struct Cli {
     /// Talk to the daemon on another machine through ssh (`ssh://[user@]host[:port]`, or an
@@ -40,10 +40,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a message to a session.
+    /// Send a message to a session, or give it an outcome (--outcome TASK --rubric FILE).
+    #[command(after_help = OUTCOME_HELP)]
     Send {
         session: String,
-        text: String,
+        /// The message. With --rubric and no --outcome it is the outcome's task.
+        #[arg(required_unless_present = "outcome")]
+        text: Option<String>,
         /// Stream the reply and wait until the session is idle; exit code = outcome.
         #[arg(long)]
         wait: bool,
@@ -53,8 +56,11 @@ pub enum Command {
         /// Switch the session to this provider/model from this message on.
         #[arg(long)]
         model: Option<String>,
+        #[command(flatten)]
+        outcome: OutcomeArgs,
     },
-    /// New session, send PROMPT, stream until idle; exit code = outcome.
+    /// New session, send PROMPT (or an --outcome), stream until idle; exit code = outcome.
+    #[command(after_help = OUTCOME_HELP)]
     Run(RunArgs),
     /// Print a session's event log.
     Logs {
@@ -185,9 +191,52 @@ pub struct NewArgs {
     pub opts: SessionOpts,
 }
 
+/// How `run` and `send` treat an outcome; shown under their --help.
+pub const OUTCOME_HELP: &str = "Outcomes: --outcome TASK --rubric FILE gives the agent TASK instead of a message; after each turn a grader (its own context, read-only tools) checks the workspace against the rubric, and the agent revises until the grader is satisfied or --max-iterations evaluations are spent. A PROMPT with --rubric and no --outcome is the task; a PROMPT and --outcome together are refused. With --outcome (and `run`, or `send --wait`) the exit code is the verdict: 0 satisfied, 4 not satisfied (max iterations reached, failed, interrupted), 1 the turn stopped first (error, budget, waiting for approval).";
+
+/// The outcome flags of `run` and `send`.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Outcome")]
+pub struct OutcomeArgs {
+    /// Give the agent TASK, graded against the rubric after each turn, instead of a message.
+    #[arg(long, value_name = "TASK")]
+    pub outcome: Option<String>,
+    /// The rubric the grader judges by: a text file (`-` reads it from stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "rubric_text")]
+    pub rubric: Option<String>,
+    /// The rubric inline, instead of --rubric FILE (it may start with `- `, a list).
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub rubric_text: Option<String>,
+    /// Evaluations before giving up (default 3, at most 20).
+    #[arg(long, value_name = "N")]
+    pub max_iterations: Option<u32>,
+    /// A command that must exit 0 (run in the sandbox, from the workspace) before the grader
+    /// is asked; a failure is a revision with its output. Repeatable.
+    #[arg(long = "check", value_name = "COMMAND")]
+    pub checks: Vec<String>,
+    /// A file (relative to the workspace) that must exist before the grader is asked.
+    /// Repeatable.
+    #[arg(long = "check-file", value_name = "PATH")]
+    pub check_files: Vec<String>,
+    /// The grader's provider/model (default: the agent's).
+    #[arg(long, value_name = "PROVIDER/MODEL")]
+    pub grader_model: Option<String>,
+    /// Graders in parallel, each in its own context; the verdict is their majority.
+    #[arg(long, value_name = "N")]
+    pub judges: Option<u32>,
+    /// After K evaluations that needed revision, switch the agent to --escalate-model.
+    #[arg(long, value_name = "K", requires = "escalate_model")]
+    pub escalate_after: Option<u32>,
+    /// The provider/model the agent continues on after --escalate-after.
+    #[arg(long, value_name = "PROVIDER/MODEL", requires = "escalate_after")]
+    pub escalate_model: Option<String>,
+}
+
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    pub prompt: String,
+    /// The first message. With --rubric and no --outcome it is the outcome's task.
+    #[arg(required_unless_present = "outcome")]
+    pub prompt: Option<String>,
     #[arg(long, short)]
     pub name: Option<String>,
     /// Print events as JSON lines instead of text.
@@ -195,6 +244,8 @@ pub struct RunArgs {
     pub json: bool,
     #[command(flatten)]
     pub opts: SessionOpts,
+    #[command(flatten)]
+    pub outcome: OutcomeArgs,
 }
 
 #[derive(Subcommand, Debug)]

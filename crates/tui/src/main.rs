@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod cmd;
+mod outcome;
 mod render;
 mod screen;
 mod settings;
@@ -93,7 +94,8 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             wait,
             json,
             model,
-        } => cmd::sessions::send(session, text, wait, json, model).await,
+            outcome,
+        } => cmd::sessions::send(session, text, wait, json, model, outcome).await,
         Command::Run(a) => cmd::sessions::run(a).await,
         Command::Logs {
             session,

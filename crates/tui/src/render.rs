@@ -3,9 +3,12 @@
 
 use std::io::Write;
 
+use tether_proto::outcome::{EvaluationEnd, EvaluationResult, OutcomeSpec};
 use tether_proto::{
     Delta, DeltaKind, Event, EventBody, RetryStatusKind, Snapshot, StopReason, blocks_text,
 };
+
+use crate::outcome::{cycle_label, grader_usage, plural, result_label};
 
 /// Tracks what has been printed so streamed text is not printed twice.
 #[derive(Default)]
@@ -20,6 +23,10 @@ pub struct Printer {
     tool_line_open: bool,
     /// Tool whose output tail a snapshot already showed (a re-attach must not repeat it).
     shown_tail_of: Option<String>,
+    /// The current outcome's `max_iterations` (from its `user.define_outcome`, or told).
+    pub outcome_max: Option<u32>,
+    /// The latest evaluation's verdict (kept in JSON mode too: it is the exit code).
+    pub verdict: Option<EvaluationResult>,
 }
 
 fn one_line(s: &str, max: usize) -> String {
@@ -145,6 +152,14 @@ impl Printer {
     }
 
     pub fn event(&mut self, e: &Event) {
+        match &e.body {
+            EventBody::UserDefineOutcome(spec) => {
+                self.outcome_max = Some(spec.max_iterations());
+                self.verdict = None;
+            }
+            EventBody::SpanOutcomeEvaluationEnd(end) => self.verdict = Some(end.result),
+            _ => {}
+        }
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {
                 out(&format!("{s}\n"));
@@ -318,9 +333,114 @@ impl Printer {
                     summary.chars().count()
                 ));
             }
+            EventBody::UserDefineOutcome(spec) => err(&outcome_text(spec)),
+            EventBody::SpanOutcomeEvaluationStart { iteration, .. } => err(&format!(
+                "── {}: evaluating… ──\n",
+                cycle_label(*iteration, self.outcome_max)
+            )),
+            EventBody::SpanOutcomeEvaluationEnd(end) => {
+                err(&evaluation_text(end, self.outcome_max))
+            }
             _ => {}
         }
     }
+}
+
+/// `user.define_outcome` for the line printer: the task, its limits, the rubric's size.
+pub fn outcome_text(spec: &OutcomeSpec) -> String {
+    let mut t = format!("◎ outcome: {}\n", spec.description.trim_end());
+    let rubric = spec.rubric_text();
+    let mut terms = vec![
+        format!(
+            "up to {}",
+            plural(spec.max_iterations() as usize, "evaluation")
+        ),
+        format!("rubric of {}", plural(rubric.lines().count(), "line")),
+    ];
+    if !spec.checks.is_empty() {
+        terms.push(plural(spec.checks.len(), "check"));
+    }
+    if spec.judges() > 1 {
+        terms.push(plural(spec.judges() as usize, "judge"));
+    }
+    if let Some(m) = spec.grader.as_ref().and_then(|g| g.model.as_deref()) {
+        terms.push(format!("grader {m}"));
+    }
+    t.push_str(&format!("  {}\n", terms.join(" · ")));
+    t
+}
+
+/// `span.outcome_evaluation_end` for the line printer: the verdict and explanation, each
+/// criterion ✓/✗, failed checks with their output tail, judges' scores, the grader's spend.
+pub fn evaluation_text(end: &EvaluationEnd, max: Option<u32>) -> String {
+    let mut lines = end.explanation.trim().lines();
+    let mut t = format!(
+        "── {}: {} ──",
+        cycle_label(end.iteration, max),
+        result_label(end.result)
+    );
+    if let Some(first) = lines.next() {
+        t.push(' ');
+        t.push_str(first);
+    }
+    t.push('\n');
+    for l in lines {
+        t.push_str(&format!("   {l}\n"));
+    }
+    for c in &end.criteria {
+        t.push_str(&format!(
+            "  {} {}{}\n",
+            if c.met { "✓" } else { "✗" },
+            c.name,
+            c.note
+                .as_deref()
+                .filter(|n| !n.trim().is_empty())
+                .map(|n| format!(" — {n}"))
+                .unwrap_or_default()
+        ));
+    }
+    for c in &end.checks {
+        let code = c
+            .exit_code
+            .filter(|_| !c.passed)
+            .map(|c| format!(" (exit {c})"))
+            .unwrap_or_default();
+        t.push_str(&format!(
+            "  {} check {}{code}\n",
+            if c.passed { "✓" } else { "✗" },
+            c.check
+        ));
+        if !c.passed {
+            let out: Vec<&str> = c.output.trim_end().lines().collect();
+            for l in &out[out.len().saturating_sub(5)..] {
+                t.push_str(&format!("    │ {l}\n"));
+            }
+        }
+    }
+    if !end.judges.is_empty() {
+        let scores: Vec<String> = end
+            .judges
+            .iter()
+            .map(|j| {
+                if j.outlier {
+                    format!("{:.1} (dropped)", j.score)
+                } else {
+                    format!("{:.1}", j.score)
+                }
+            })
+            .collect();
+        t.push_str(&format!("  judges {}", scores.join(" · ")));
+        if let Some(s) = end.score {
+            t.push_str(&format!(" → score {s:.1}"));
+        }
+        t.push('\n');
+    } else if let Some(s) = end.score {
+        t.push_str(&format!("  score {s:.1}\n"));
+    }
+    if let Some(u) = grader_usage(end.grader_model.as_deref(), &end.usage) {
+        t.push_str(&format!("  {u}\n"));
+    }
+    t
 }
 
 fn out(s: &str) {
@@ -333,4 +453,120 @@ fn err(s: &str) {
     let mut o = std::io::stderr().lock();
     let _ = o.write_all(s.as_bytes());
     let _ = o.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn event(seq: u64, body: serde_json::Value) -> Event {
+        let mut v = json!({"id": format!("sevt_{seq}"), "session_id": "sesn_1", "seq": seq,
+                           "processed_at": null});
+        if let (Some(o), Some(b)) = (v.as_object_mut(), body.as_object()) {
+            o.extend(b.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn end(body: serde_json::Value) -> EvaluationEnd {
+        let mut v = json!({"outcome_evaluation_start_id": "sevt_5", "outcome_id": "outc_1",
+            "iteration": 0, "explanation": "",
+            "usage": {"input_tokens": 1000, "output_tokens": 210, "cache_read_input_tokens": 234,
+                      "cache_creation_input_tokens": 0, "cost_usd": 0.0031},
+            "grader_model": "openai/gpt-5.1"});
+        if let (Some(o), Some(b)) = (v.as_object_mut(), body.as_object()) {
+            o.extend(b.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_revision_reads_as_the_verdict_its_criteria_and_the_grader_spend() {
+        let e = end(json!({"result": "needs_revision",
+            "explanation": "The README does not document --verbose.\nAdd a usage section.",
+            "criteria": [{"name": "cargo test passes", "met": true},
+                         {"name": "README documents --verbose", "met": false,
+                          "note": "no mention in README.md"}]}));
+        assert_eq!(
+            evaluation_text(&e, Some(3)),
+            "── evaluation 1/3: needs revision ── The README does not document --verbose.\n   \
+             Add a usage section.\n  ✓ cargo test passes\n  ✗ README documents --verbose — no \
+             mention in README.md\n  grader openai/gpt-5.1 · 1,234 in / 210 out tokens · $0.0031\n"
+        );
+    }
+
+    #[test]
+    fn failed_checks_show_their_tail_and_judges_their_scores() {
+        let e = end(json!({"result": "needs_revision", "iteration": 1,
+            "explanation": "check failed: cargo test",
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 0},
+            "grader_model": null,
+            "checks": [{"check": "cargo test", "passed": false, "exit_code": 101,
+                        "output": "1\n2\n3\n4\n5\n6\ntest result: FAILED\n"},
+                       {"check": "file_exists out.md", "passed": true}]}));
+        let t = evaluation_text(&e, None);
+        assert!(
+            t.starts_with("── evaluation 2: needs revision ── check failed"),
+            "{t}"
+        );
+        assert!(t.contains("  ✗ check cargo test (exit 101)\n"), "{t}");
+        assert!(t.contains("    │ 3\n") && !t.contains("    │ 2\n"), "{t}");
+        assert!(t.contains("    │ test result: FAILED\n"), "{t}");
+        assert!(t.contains("  ✓ check file_exists out.md\n"), "{t}");
+        // No grader ran: nothing spent, nothing said about it.
+        assert!(!t.contains("grader"), "{t}");
+        let e = end(
+            json!({"result": "satisfied", "explanation": "All met.", "score": 4.5,
+            "judges": [{"score": 4.5}, {"score": 4.7}, {"score": 1.0, "outlier": true}]}),
+        );
+        let t = evaluation_text(&e, Some(3));
+        assert!(
+            t.starts_with("── evaluation 1/3: satisfied ── All met.\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  judges 4.5 · 4.7 · 1.0 (dropped) → score 4.5\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_printer_keeps_the_latest_verdict_and_the_outcome_limit_in_json_mode_too() {
+        for json_mode in [false, true] {
+            let mut p = Printer::new(json_mode);
+            p.event(&event(
+                1,
+                json!({"type": "user.define_outcome", "outcome_id": "outc_1",
+                       "description": "d", "rubric": {"type": "text", "content": "r"},
+                       "max_iterations": 2}),
+            ));
+            assert_eq!(p.outcome_max, Some(2));
+            assert_eq!(p.verdict, None);
+            let mut e = serde_json::to_value(end(json!({"result": "needs_revision"}))).unwrap();
+            e["type"] = json!("span.outcome_evaluation_end");
+            p.event(&event(4, e.clone()));
+            assert_eq!(p.verdict, Some(EvaluationResult::NeedsRevision));
+            e["result"] = json!("max_iterations_reached");
+            e["iteration"] = json!(1);
+            p.event(&event(9, e));
+            assert_eq!(p.verdict, Some(EvaluationResult::MaxIterationsReached));
+        }
+    }
+
+    #[test]
+    fn the_outcome_reads_as_its_task_and_terms() {
+        let spec: OutcomeSpec = serde_json::from_value(json!({
+            "description": "make the tests pass", "rubric": {"type": "text", "content": "a\nb"},
+            "checks": [{"type": "command", "command": "cargo test"}],
+            "grader": {"model": "openai/gpt-5.1", "judges": 3}}))
+        .unwrap();
+        assert_eq!(
+            outcome_text(&spec),
+            "◎ outcome: make the tests pass\n  up to 3 evaluations · rubric of 2 lines · 1 check \
+             · 3 judges · grader openai/gpt-5.1\n"
+        );
+    }
 }

@@ -53,7 +53,8 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
     }
 }
 
-/// Attaches and prints until the session goes idle after `idle_after` (or forever with None).
+/// Attaches and prints until the session goes idle after `idle_after` (or forever with None);
+/// `printer` keeps what it saw (the latest outcome verdict).
 /// Re-attaches from the last seen seq when the daemon says this client fell behind, and
 /// reconnects (without starting a daemon) when the connection drops.
 pub(super) async fn follow(
@@ -61,7 +62,7 @@ pub(super) async fn follow(
     session_id: &str,
     after_seq: u64,
     read_only: bool,
-    printer: Printer,
+    printer: &mut Printer,
     idle_after: Option<u64>,
 ) -> Result<Option<StopReason>, ClientError> {
     follow_with_input(
@@ -76,7 +77,7 @@ pub(super) async fn follow_with_input(
     session_id: &str,
     after_seq: u64,
     read_only: bool,
-    mut printer: Printer,
+    printer: &mut Printer,
     idle_after: Option<u64>,
     mut input: Option<tokio::sync::mpsc::Receiver<String>>,
 ) -> Result<Option<StopReason>, ClientError> {

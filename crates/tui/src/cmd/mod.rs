@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod envs;
 mod follow;
+mod outcome;
 pub mod proxy;
 pub mod sessions;
 mod spec_file;

@@ -4,14 +4,14 @@
 use std::process::ExitCode;
 
 use tether_proto::method::{
-    CreateSession, ForkSession, ListSessions, Order, ReadEvents, SendMessage, SessionParams,
-    UpdateSession, rpc,
+    CreateSession, DefineOutcome, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
+    SessionParams, UpdateSession, rpc,
 };
 use tether_proto::{ContentBlock, SessionInfo, SessionStatus, StopReason};
 
 use super::follow::{follow, follow_with_input, stdin_lines};
 use super::{CmdResult, connect, usage};
-use crate::cli::{NewArgs, RunArgs, SessionOpts};
+use crate::cli::{NewArgs, OutcomeArgs, RunArgs, SessionOpts};
 use crate::client::{self, ClientError};
 use crate::render::{Printer, stop_reason_text};
 
@@ -99,19 +99,51 @@ pub async fn new(args: NewArgs) -> CmdResult {
         "session {} — Ctrl-C detaches, the agent keeps running",
         label(&info)
     );
-    let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
+    let mut printer = Printer::new(args.json);
+    let reason = follow(&mut c, &info.id, 0, false, &mut printer, Some(0)).await?;
     Ok(outcome_code(reason.as_ref()))
 }
 
 pub async fn run(args: RunArgs) -> CmdResult {
+    // Checked before connecting: a bad rubric is reported before anything starts.
+    let outcome = super::outcome::spec(
+        args.prompt.as_deref(),
+        &args.outcome,
+        &super::outcome::Files,
+    )
+    .map_err(usage)?;
+    let prompt = if outcome.is_some() { None } else { args.prompt };
     let mut c = connect().await?;
     super::auth::warn_on_mismatch(&mut c).await;
-    let params = create_params(Some(args.prompt), args.name, args.opts)?;
+    let mut params = create_params(prompt, args.name, args.opts)?;
+    if let Some(o) = &outcome {
+        params.title = Some(title_from(&o.description));
+    }
     if let Some(env) = &params.environment_id {
         super::envs::prepare(&mut c, env).await?;
     }
     let info = c.request::<rpc::SessionCreate>(params).await?;
-    let reason = follow(&mut c, &info.id, 0, false, Printer::new(args.json), Some(0)).await?;
+    let mut printer = Printer::new(args.json);
+    if let Some(o) = outcome {
+        let ev = c
+            .request::<rpc::SessionDefineOutcome>(DefineOutcome {
+                session: info.id.clone(),
+                outcome: o,
+            })
+            .await?
+            .event;
+        let reason = follow(&mut c, &info.id, 0, false, &mut printer, Some(ev.seq)).await?;
+        if !args.json {
+            waits_for_answer(&info.id, reason.as_ref());
+        }
+        return Ok(super::outcome::finish(
+            &info.id,
+            printer.verdict,
+            reason.as_ref(),
+            args.json,
+        ));
+    }
+    let reason = follow(&mut c, &info.id, 0, false, &mut printer, Some(0)).await?;
     if !args.json
         && !waits_for_answer(&info.id, reason.as_ref())
         && let Some(r) = &reason
@@ -143,21 +175,50 @@ pub(super) fn label(info: &SessionInfo) -> String {
 
 pub async fn send(
     session: String,
-    text: String,
+    text: Option<String>,
     wait: bool,
     json: bool,
     model: Option<String>,
+    outcome_args: OutcomeArgs,
 ) -> CmdResult {
+    // Checked before connecting: a bad rubric is reported before anything is sent.
+    let outcome = super::outcome::spec(text.as_deref(), &outcome_args, &super::outcome::Files)
+        .map_err(usage)?;
     let mut c = connect().await?;
     super::auth::warn_on_mismatch(&mut c).await;
-    let ev = c
-        .request::<rpc::SessionSend>(SendMessage {
-            model,
-            session,
-            content: vec![ContentBlock::text(text)],
-        })
-        .await?
-        .event;
+    let mut printer = Printer::new(json);
+    let ev = match (outcome, text) {
+        (Some(o), _) => {
+            // --model applies from this outcome on, as it would from a message.
+            if model.is_some() {
+                c.request::<rpc::SessionUpdate>(UpdateSession {
+                    session: session.clone(),
+                    model,
+                    max_cost_usd: None,
+                    name: None,
+                })
+                .await?;
+            }
+            // The echo is not followed (it is below the floor): the printer is told.
+            printer.outcome_max = Some(o.max_iterations());
+            c.request::<rpc::SessionDefineOutcome>(DefineOutcome {
+                session,
+                outcome: o,
+            })
+            .await?
+            .event
+        }
+        (None, text) => {
+            c.request::<rpc::SessionSend>(SendMessage {
+                model,
+                session,
+                content: vec![ContentBlock::text(text.unwrap_or_default())],
+            })
+            .await?
+            .event
+        }
+    };
+    let is_outcome = matches!(ev.body, tether_proto::EventBody::UserDefineOutcome(_));
     if !wait {
         if json {
             println!("{}", serde_json::to_string(&ev).unwrap_or_default());
@@ -171,12 +232,20 @@ pub async fn send(
         &ev.session_id,
         ev.seq,
         false,
-        Printer::new(json),
+        &mut printer,
         Some(ev.seq),
     )
     .await?;
     if !json {
         waits_for_answer(&ev.session_id, reason.as_ref());
+    }
+    if is_outcome {
+        return Ok(super::outcome::finish(
+            &ev.session_id,
+            printer.verdict,
+            reason.as_ref(),
+            json,
+        ));
     }
     Ok(outcome_code(reason.as_ref()))
 }
@@ -207,7 +276,7 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
         &info.id,
         0,
         read_only,
-        Printer::watching(false),
+        &mut Printer::watching(false),
         None,
         input,
     )
@@ -232,8 +301,8 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
-        "ID", "NAME", "STATUS", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
+        "{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
+        "ID", "NAME", "STATUS", "OUTCOME", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
     );
     for s in &sessions {
         let status = match (&s.status, &s.stop_reason) {
@@ -263,10 +332,15 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             ("", "")
         };
         println!(
-            "{red}{:<32} {:<16} {:<22} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
+            "{red}{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
             s.id,
             s.name.as_deref().unwrap_or("-"),
             status,
+            // The latest outcome (one at a time); `-` for sessions that never had one.
+            s.outcome_evaluations
+                .last()
+                .map(crate::outcome::state_text)
+                .unwrap_or_else(|| "-".into()),
             s.model,
             s.last_seq,
             format!(
@@ -310,7 +384,15 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
         .request::<rpc::SessionGet>(SessionParams { session })
         .await?;
     if follow_ {
-        follow(&mut c, &info.id, after, true, Printer::watching(json), None).await?;
+        follow(
+            &mut c,
+            &info.id,
+            after,
+            true,
+            &mut Printer::watching(json),
+            None,
+        )
+        .await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut printer = Printer::new(json);

@@ -122,6 +122,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         agent: None,
         environment_id: None,
         sandbox: None,
+        outcome_evaluations: Vec::new(),
     }
 }
 
@@ -1715,4 +1716,272 @@ fn an_answer_for_a_search_since_closed_is_ignored() {
     // A new search works as usual (the loaded events stay).
     assert!(search(&mut s, Q).is_empty());
     assert!(s.search.current.is_some());
+}
+
+// ---- outcomes ----
+
+fn define_outcome(seq: u64, max: u32) -> Event {
+    ev(
+        seq,
+        serde_json::from_value(json!({
+            "type": "user.define_outcome", "outcome_id": "outc_1",
+            "description": "Make the tests pass and document the --verbose flag",
+            "rubric": {"type": "text", "content":
+                "# Rubric\n- `cargo test` passes\n- README.md documents --verbose with an example\n- no new warnings"},
+            "max_iterations": max,
+            "checks": [{"type": "command", "command": "cargo test"}]
+        }))
+        .unwrap(),
+    )
+}
+
+fn eval_start(seq: u64, iteration: u32) -> Event {
+    ev(
+        seq,
+        EventBody::SpanOutcomeEvaluationStart {
+            outcome_id: "outc_1".into(),
+            iteration,
+        },
+    )
+}
+
+fn eval_ongoing(seq: u64, iteration: u32) -> Event {
+    ev(
+        seq,
+        EventBody::SpanOutcomeEvaluationOngoing {
+            outcome_id: "outc_1".into(),
+            iteration,
+        },
+    )
+}
+
+fn eval_end(seq: u64, start_seq: u64, iteration: u32, body: serde_json::Value) -> Event {
+    let mut v = json!({
+        "type": "span.outcome_evaluation_end",
+        "outcome_evaluation_start_id": format!("sevt_{start_seq:04}"),
+        "outcome_id": "outc_1", "iteration": iteration,
+        "usage": {"input_tokens": 10400, "output_tokens": 812, "cache_read_input_tokens": 2000,
+                  "cache_creation_input_tokens": 0, "cost_usd": 0.0214},
+        "grader_model": "openai/gpt-5.1"
+    });
+    if let (Some(o), Some(b)) = (v.as_object_mut(), body.as_object()) {
+        o.extend(b.clone());
+    }
+    ev(seq, serde_json::from_value(v).unwrap())
+}
+
+fn revision_end(seq: u64, start_seq: u64) -> Event {
+    eval_end(
+        seq,
+        start_seq,
+        0,
+        json!({"result": "needs_revision",
+            "explanation": "The tests pass, but README.md never mentions --verbose: add a usage section with an example invocation.",
+            "criteria": [
+                {"name": "`cargo test` passes", "met": true},
+                {"name": "README.md documents --verbose with an example", "met": false,
+                 "note": "no mention of --verbose anywhere in README.md"},
+                {"name": "no new warnings", "met": true}]}),
+    )
+}
+
+fn outcome_start(s: &mut State, max: u32) {
+    feed(
+        s,
+        &[
+            define_outcome(1, max),
+            running(2),
+            agent(3, "Fixed the failing test in src/parse.rs."),
+        ],
+    );
+}
+
+#[test]
+fn snapshot_outcome_needs_revision() {
+    snap_both("outcome_needs_revision", |s| {
+        outcome_start(s, 3);
+        feed(
+            s,
+            &[eval_start(4, 0), eval_ongoing(5, 0), revision_end(6, 4)],
+        );
+    });
+}
+
+#[test]
+fn snapshot_outcome_evaluating() {
+    snap_both("outcome_evaluating", |s| {
+        outcome_start(s, 3);
+        feed(
+            s,
+            &[eval_start(4, 0), eval_ongoing(5, 0), eval_ongoing(6, 0)],
+        );
+    });
+}
+
+#[test]
+fn snapshot_outcome_satisfied() {
+    snap_both("outcome_satisfied", |s| {
+        outcome_start(s, 3);
+        feed(
+            s,
+            &[
+                eval_start(4, 0),
+                revision_end(5, 4),
+                user(
+                    6,
+                    "The grader found the work needs revision (evaluation 1 of 3): …",
+                ),
+                agent(7, "Added a usage section for --verbose to README.md."),
+                eval_start(8, 1),
+                eval_end(
+                    9,
+                    8,
+                    1,
+                    json!({"result": "satisfied",
+                        "explanation": "All criteria are met.",
+                        "criteria": [
+                            {"name": "`cargo test` passes", "met": true},
+                            {"name": "README.md documents --verbose with an example", "met": true,
+                             "note": "README.md § Usage"},
+                            {"name": "no new warnings", "met": true}],
+                        "judges": [{"score": 4.6}, {"score": 4.4}, {"score": 1.5, "outlier": true}],
+                        "score": 4.5}),
+                ),
+                idle(10, StopReason::EndTurn),
+            ],
+        );
+    });
+}
+
+#[test]
+fn snapshot_outcome_max_iterations() {
+    snap_both("outcome_max_iterations", |s| {
+        outcome_start(s, 1);
+        feed(
+            s,
+            &[
+                eval_start(4, 0),
+                eval_end(
+                    5,
+                    4,
+                    0,
+                    json!({"result": "max_iterations_reached",
+                        "explanation": "check failed: cargo test (exit 101)",
+                        "usage": {"input_tokens": 0, "output_tokens": 0,
+                                  "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0},
+                        "grader_model": null,
+                        "checks": [{"check": "cargo test", "passed": false, "exit_code": 101,
+                            "output": "running 12 tests\ntest parse::empty ... FAILED\n\nfailures:\n    parse::empty\n\ntest result: FAILED. 11 passed; 1 failed"}]}),
+                ),
+                user(
+                    6,
+                    "The evaluation budget is spent; still unmet: cargo test. Summarise.",
+                ),
+                agent(7, "One test still fails: parse::empty."),
+                idle(8, StopReason::EndTurn),
+            ],
+        );
+    });
+}
+
+#[test]
+fn outcome_cycles_move_the_status_and_fold_into_one_card_each() {
+    let mut s = state(80, 24);
+    outcome_start(&mut s, 3);
+    let o = s.header.outcome.clone().unwrap();
+    assert_eq!((o.iteration, o.max), (0, Some(3)));
+    assert_eq!(o.phase, super::app::OutcomePhase::Working);
+    feed(&mut s, &[eval_start(4, 0), eval_ongoing(5, 0)]);
+    assert_eq!(
+        s.header.outcome.as_ref().unwrap().phase,
+        super::app::OutcomePhase::Evaluating
+    );
+    feed(&mut s, &[revision_end(6, 4)]);
+    let o = s.header.outcome.clone().unwrap();
+    assert_eq!(
+        (o.iteration, o.phase),
+        (1, super::app::OutcomePhase::Working)
+    );
+    // start, ongoing and end are one card.
+    let cards: Vec<_> = s
+        .transcript
+        .items
+        .iter()
+        .filter_map(|i| match &i.body {
+            super::transcript::Body::Evaluation(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards.len(), 1);
+    assert_eq!(cards[0].requests, 1);
+    assert_eq!(cards[0].max_iterations, Some(3));
+    assert!(cards[0].end.is_some());
+    // A session loaded later knows the state from its info alone.
+    let mut fresh = state(80, 24);
+    let mut i = info("demo", SessionStatus::Running, 9);
+    i.outcome_evaluations = vec![tether_proto::outcome::OutcomeEvaluation {
+        object_type: "outcome_evaluation".into(),
+        outcome_id: "outc_1".into(),
+        description: "d".into(),
+        iteration: 2,
+        result: "max_iterations_reached".into(),
+        explanation: None,
+        completed_at: None,
+        usage: ModelUsage::default(),
+    }];
+    update(&mut fresh, Msg::Net(NetMsg::Info(Box::new(i))));
+    assert_eq!(
+        fresh.header.outcome.as_ref().unwrap().phase,
+        super::app::OutcomePhase::Done(
+            tether_proto::outcome::EvaluationResult::MaxIterationsReached
+        )
+    );
+}
+
+#[test]
+fn an_end_whose_start_is_in_an_older_page_is_one_card_after_paging() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[revision_end(6, 4)]);
+    s.transcript.has_older = true;
+    let older = [
+        define_outcome(1, 3),
+        running(2),
+        agent(3, "done"),
+        eval_start(4, 0),
+        eval_ongoing(5, 0),
+    ];
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Older {
+            events: older.to_vec(),
+            has_older: false,
+        }),
+    );
+    let cards: Vec<_> = s
+        .transcript
+        .items
+        .iter()
+        .filter_map(|i| match &i.body {
+            super::transcript::Body::Evaluation(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cards.len(), 1, "{:?}", s.transcript.items);
+    assert_eq!(cards[0].max_iterations, Some(3));
+    assert!(cards[0].end.is_some());
+}
+
+#[test]
+fn ctrl_e_expands_the_rubric() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[define_outcome(1, 3)]);
+    let text = |s: &State| super::app::transcript_text(s);
+    assert!(
+        text(&s).contains("rubric (4 lines, ctrl-e expands): # Rubric"),
+        "{}",
+        text(&s)
+    );
+    assert!(!text(&s).contains("no new warnings"));
+    key_m(&mut s, KeyCode::Char('e'), KeyModifiers::CONTROL);
+    assert!(text(&s).contains("│ - no new warnings"), "{}", text(&s));
 }

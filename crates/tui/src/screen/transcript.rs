@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
+use tether_proto::outcome::{EvaluationEnd, OutcomeSpec};
 use tether_proto::{
     ConfirmationResult, Delta, DeltaKind, Event, EventBody, Permission, RetryStatusKind, Snapshot,
     StopReason, ToolStatus, blocks_text,
@@ -30,6 +31,23 @@ pub enum Body {
     Error(String),
     /// A one-line event: interrupts, approvals, turn ends other than end_turn, restarts.
     Marker(String),
+    /// `user.define_outcome`: the task and its rubric (collapsed until expanded).
+    Outcome(Box<OutcomeSpec>),
+    /// One evaluation cycle of an outcome: evaluating until its end arrives.
+    Evaluation(Box<EvaluationCard>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationCard {
+    pub outcome_id: String,
+    /// 0-based, as on the wire.
+    pub iteration: u32,
+    /// The outcome's `max_iterations` when its `user.define_outcome` is loaded.
+    pub max_iterations: Option<u32>,
+    /// Grader model requests so far (`span.outcome_evaluation_ongoing`).
+    pub requests: u32,
+    /// The verdict; None while the grader is at work.
+    pub end: Option<EvaluationEnd>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +121,30 @@ impl Item {
         match &self.body {
             Body::User(t) | Body::Error(t) | Body::Marker(t) => t.clone(),
             Body::Assistant { text, .. } | Body::Thinking { text, .. } => text.clone(),
+            Body::Outcome(o) => format!("{}\n{}", o.description, o.rubric_text()),
+            Body::Evaluation(c) => match &c.end {
+                Some(end) => {
+                    let mut t = format!(
+                        "evaluation {}: {}\n{}",
+                        c.iteration + 1,
+                        crate::outcome::result_label(end.result),
+                        end.explanation
+                    );
+                    for cr in &end.criteria {
+                        t.push_str(&format!(
+                            "\n{} {}{}",
+                            if cr.met { "✓" } else { "✗" },
+                            cr.name,
+                            cr.note
+                                .as_deref()
+                                .map(|n| format!(" — {n}"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    t
+                }
+                None => format!("evaluation {}: evaluating", c.iteration + 1),
+            },
             Body::Tool(c) => {
                 let out = c
                     .result
@@ -186,6 +228,21 @@ impl Transcript {
                         i.touch();
                     }
                 }
+                continue;
+            }
+            // A cycle whose end is in the loaded part already has its card (made from the end
+            // alone): the start adds only what the end can't know.
+            if let Body::Evaluation(card) = &item.body
+                && let Some(existing) = self.items.iter_mut().find(|i| {
+                    matches!(&i.body, Body::Evaluation(c)
+                        if c.outcome_id == card.outcome_id && c.iteration == card.iteration)
+                })
+            {
+                if let Body::Evaluation(c) = &mut existing.body {
+                    c.max_iterations = c.max_iterations.or(card.max_iterations);
+                    c.requests = c.requests.max(card.requests);
+                }
+                existing.touch();
                 continue;
             }
             merged.push(item);
@@ -489,12 +546,81 @@ impl Transcript {
                 }
                 push(&mut self.items, Body::Error(text));
             }
+            EventBody::UserDefineOutcome(spec) => {
+                push(&mut self.items, Body::Outcome(Box::new(spec.clone())))
+            }
+            EventBody::SpanOutcomeEvaluationStart {
+                outcome_id,
+                iteration,
+            } => {
+                self.finish_live(false, None);
+                self.finish_live(true, None);
+                let card = EvaluationCard {
+                    outcome_id: outcome_id.clone(),
+                    iteration: *iteration,
+                    max_iterations: self.max_iterations(outcome_id),
+                    requests: 0,
+                    end: None,
+                };
+                push(&mut self.items, Body::Evaluation(Box::new(card)));
+            }
+            EventBody::SpanOutcomeEvaluationOngoing {
+                outcome_id,
+                iteration,
+            } => {
+                return match self.evaluation_mut(outcome_id, *iteration) {
+                    Some(c) => {
+                        c.requests += 1;
+                        true
+                    }
+                    None => false,
+                };
+            }
+            EventBody::SpanOutcomeEvaluationEnd(end) => {
+                if let Some(c) = self.evaluation_mut(&end.outcome_id, end.iteration) {
+                    c.end = Some(end.clone());
+                    return true;
+                }
+                // Its start is in an older page (or there was none: an interrupt before the
+                // evaluation began).
+                self.finish_live(false, None);
+                self.finish_live(true, None);
+                let card = EvaluationCard {
+                    outcome_id: end.outcome_id.clone(),
+                    iteration: end.iteration,
+                    max_iterations: self.max_iterations(&end.outcome_id),
+                    requests: 0,
+                    end: Some(end.clone()),
+                };
+                push(&mut self.items, Body::Evaluation(Box::new(card)));
+            }
             EventBody::SessionStatusRunning {}
             | EventBody::SpanModelRequestStart { .. }
             | EventBody::SpanToolCallStart { .. }
             | EventBody::SpanModelRequestEnd { .. } => return false,
         }
         true
+    }
+
+    /// The `max_iterations` of a loaded `user.define_outcome`.
+    fn max_iterations(&self, outcome_id: &str) -> Option<u32> {
+        self.items.iter().rev().find_map(|i| match &i.body {
+            Body::Outcome(o) if o.outcome_id.as_deref() == Some(outcome_id) => {
+                Some(o.max_iterations())
+            }
+            _ => None,
+        })
+    }
+
+    /// The card of cycle `iteration` of an outcome (touched: the caller changes it).
+    fn evaluation_mut(&mut self, outcome_id: &str, iteration: u32) -> Option<&mut EvaluationCard> {
+        self.items.iter_mut().rev().find_map(|i| match &mut i.body {
+            Body::Evaluation(c) if c.outcome_id == outcome_id && c.iteration == iteration => {
+                i.rev += 1;
+                Some(c.as_mut())
+            }
+            _ => None,
+        })
     }
 
     fn tool_name(&self, id: &str) -> String {

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use ratatui_textarea::TextArea;
+use tether_proto::outcome::EvaluationResult;
 use tether_proto::{Event, EventBody, SessionInfo, SessionStatus, StopReason};
 
 use composer::new_composer;
@@ -106,6 +107,48 @@ pub struct Header {
     pub cost_usd: Option<f64>,
     /// Usage of events up to this seq is already in the tokens (from session info).
     usage_seq: u64,
+    /// The session's latest outcome, when it has one.
+    pub outcome: Option<OutcomeState>,
+}
+
+/// Where the latest outcome stands, for the status bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeState {
+    pub outcome_id: String,
+    /// The current (or last) cycle, 0-based.
+    pub iteration: u32,
+    /// `max_iterations`, known once its `user.define_outcome` was seen.
+    pub max: Option<u32>,
+    pub phase: OutcomePhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomePhase {
+    /// The agent works on cycle `iteration`.
+    Working,
+    /// A grader evaluates cycle `iteration`.
+    Evaluating,
+    /// The outcome ended with this verdict.
+    Done(EvaluationResult),
+}
+
+impl OutcomeState {
+    /// From the session's `outcome_evaluations` entry (`result` as the daemon folds it).
+    fn from_info(o: &tether_proto::outcome::OutcomeEvaluation, max: Option<u32>) -> Self {
+        let phase = match o.result.as_str() {
+            "evaluating" => OutcomePhase::Evaluating,
+            r => serde_json::from_value::<EvaluationResult>(serde_json::Value::from(r))
+                .ok()
+                .filter(|r| r.is_terminal())
+                .map_or(OutcomePhase::Working, OutcomePhase::Done),
+        };
+        OutcomeState {
+            outcome_id: o.outcome_id.clone(),
+            iteration: o.iteration,
+            max,
+            phase,
+        }
+    }
 }
 
 pub struct State {
@@ -382,6 +425,43 @@ impl State {
                     h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
                 }
             }
+            EventBody::UserDefineOutcome(spec) => {
+                h.outcome = Some(OutcomeState {
+                    outcome_id: spec.outcome_id.clone().unwrap_or_default(),
+                    iteration: 0,
+                    max: Some(spec.max_iterations()),
+                    phase: OutcomePhase::Working,
+                });
+            }
+            EventBody::SpanOutcomeEvaluationStart {
+                outcome_id,
+                iteration,
+            } => {
+                let o = outcome_of(&mut h.outcome, outcome_id);
+                o.iteration = *iteration;
+                o.phase = OutcomePhase::Evaluating;
+            }
+            EventBody::SpanOutcomeEvaluationEnd(end) => {
+                // Grader requests have no model-request spans of their own (the contract:
+                // one `ongoing` each); their usage counts toward the session's.
+                if e.seq > h.usage_seq {
+                    let u = &end.usage;
+                    h.tokens_in +=
+                        u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+                    h.tokens_out += u.output_tokens;
+                    if let Some(c) = u.cost_usd {
+                        h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
+                    }
+                }
+                let o = outcome_of(&mut h.outcome, &end.outcome_id);
+                if end.result == EvaluationResult::NeedsRevision {
+                    o.iteration = end.iteration + 1;
+                    o.phase = OutcomePhase::Working;
+                } else {
+                    o.iteration = end.iteration;
+                    o.phase = OutcomePhase::Done(end.result);
+                }
+            }
             EventBody::SessionUpdated { model, name, .. } => {
                 if let Some(m) = model {
                     h.model = m.clone();
@@ -413,6 +493,15 @@ impl State {
         if h.status.is_none() || self.transcript.last_seq <= info.last_seq {
             h.status = Some(info.status);
             h.stop_reason = info.stop_reason.clone();
+            if let Some(o) = info.outcome_evaluations.last() {
+                // The limit is not in the fold: kept from the outcome's own event.
+                let max = h
+                    .outcome
+                    .as_ref()
+                    .filter(|cur| cur.outcome_id == o.outcome_id)
+                    .and_then(|cur| cur.max);
+                h.outcome = Some(OutcomeState::from_info(o, max));
+            }
         }
     }
 
@@ -468,7 +557,9 @@ impl State {
     fn target(&self, expandable: bool) -> Option<usize> {
         self.focus.or_else(|| {
             self.transcript.items.iter().rposition(|i| match &i.body {
-                Body::Tool(_) | Body::Thinking { .. } => true,
+                Body::Tool(_) | Body::Thinking { .. } | Body::Outcome(_) | Body::Evaluation(_) => {
+                    true
+                }
                 Body::Assistant { .. } => !expandable,
                 _ => false,
             })
@@ -542,6 +633,19 @@ impl State {
         let b = layout.blocks.get(self.block?)?;
         Some((b.lang.clone(), b.code.clone()))
     }
+}
+
+/// The tracked outcome `id` (a fresh one when its `user.define_outcome` was not seen).
+fn outcome_of<'a>(cur: &'a mut Option<OutcomeState>, id: &str) -> &'a mut OutcomeState {
+    if cur.as_ref().is_some_and(|o| o.outcome_id != id) {
+        *cur = None;
+    }
+    cur.get_or_insert_with(|| OutcomeState {
+        outcome_id: id.to_string(),
+        iteration: 0,
+        max: None,
+        phase: OutcomePhase::Working,
+    })
 }
 
 pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {

@@ -99,6 +99,8 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
             wrap(&[(text.clone(), st)], width, &first, &rest)
         }
         Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
+        Body::Outcome(spec) => super::outcome::outcome(spec, item.expanded, width),
+        Body::Evaluation(card) => super::outcome::evaluation(card, item.expanded, width),
     };
     out.push(Line::default());
     (out, blocks)

@@ -3,6 +3,7 @@
 //! focus in. Depends on the transcript model only; the model knows nothing of it.
 
 pub mod items;
+mod outcome;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

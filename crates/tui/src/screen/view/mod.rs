@@ -7,9 +7,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use tether_proto::outcome::EvaluationResult;
 use tether_proto::{SessionStatus, StopReason};
 
-use super::app::{Overlay, Scroll, State};
+use super::app::{OutcomePhase, Overlay, Scroll, State};
 use super::net::ConnState;
 use super::transcript::{Body, secs};
 use crate::render::{stop_reason_text, tool_summary};
@@ -269,7 +270,21 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         )),
         None => {}
     }
+    // Segments dropped first when the bar is too narrow (higher drops later; 0 stays).
+    let mut drop_rank = vec![0u8; spans.len()];
+    let evaluating = h
+        .outcome
+        .as_ref()
+        .filter(|o| o.phase == OutcomePhase::Evaluating);
     let (status, st) = match (h.status, &h.stop_reason) {
+        (Some(SessionStatus::Running), _) if let Some(o) = evaluating => (
+            format!(
+                "{} evaluating ({})…",
+                SPINNER[s.spinner % SPINNER.len()],
+                cycle(o.iteration, o.max)
+            ),
+            bar.fg(Color::Yellow),
+        ),
         (Some(SessionStatus::Running), _) => {
             let elapsed = h
                 .running_since
@@ -294,13 +309,43 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         (None, _) => ("…".into(), bar),
     };
     spans.push(Span::styled(format!("│ {status} "), st));
+    drop_rank.push(0);
+    if let Some(o) = &h.outcome {
+        let (text, os) = match o.phase {
+            OutcomePhase::Working | OutcomePhase::Evaluating => (
+                format!("◎ outcome {}", cycle(o.iteration, o.max)),
+                bar.fg(Color::Cyan),
+            ),
+            OutcomePhase::Done(r) => {
+                let color = match r {
+                    EvaluationResult::Satisfied => Color::Green,
+                    EvaluationResult::Interrupted | EvaluationResult::NeedsRevision => {
+                        Color::Yellow
+                    }
+                    _ => Color::Red,
+                };
+                let what = match r {
+                    EvaluationResult::MaxIterationsReached => "max iterations",
+                    r => crate::outcome::result_label(r),
+                };
+                (
+                    format!("{} outcome {what}", crate::outcome::result_mark(r)),
+                    bar.fg(color),
+                )
+            }
+        };
+        spans.push(Span::styled(format!("│ {text} "), os));
+        drop_rank.push(0);
+    }
     spans.push(Span::styled(
         format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
         bar,
     ));
+    drop_rank.push(2);
     // Narrow terminals keep the connection state rather than the cost.
     if let Some(c) = h.cost_usd.filter(|_| area.width >= 90) {
         spans.push(Span::styled(format!("│ ${c:.2} "), bar));
+        drop_rank.push(3);
     }
     spans.push(Span::styled(
         format!(
@@ -310,8 +355,10 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         ),
         bar,
     ));
+    drop_rank.push(1);
     if s.read_only {
         spans.push(Span::styled("│ read-only ", bar));
+        drop_rank.push(0);
     }
     let (conn, cs) = match &s.conn {
         ConnState::Connected => ("● connected".to_string(), bar.fg(Color::Green)),
@@ -320,7 +367,25 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         ConnState::Lost(_) => ("✗ disconnected".to_string(), bar.fg(Color::Red)),
     };
     spans.push(Span::styled(format!("│ {conn} "), cs));
+    drop_rank.push(0);
+    // Too wide: the least useful segments go (clients, then tokens, then cost).
+    let width = |spans: &[Span<'_>]| spans.iter().map(|s| s.width()).sum::<usize>();
+    while width(&spans) > area.width as usize {
+        let Some(i) = (1..=3u8).find_map(|r| drop_rank.iter().position(|&d| d == r)) else {
+            break;
+        };
+        spans.remove(i);
+        drop_rank.remove(i);
+    }
     f.render_widget(Paragraph::new(Line::from(spans)).style(bar), area);
+}
+
+/// `2/3` (1-based), or `2` while the limit is not known.
+fn cycle(iteration: u32, max: Option<u32>) -> String {
+    match max {
+        Some(m) => format!("{}/{m}", iteration + 1),
+        None => (iteration + 1).to_string(),
+    }
 }
 
 fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
