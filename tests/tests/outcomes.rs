@@ -216,6 +216,45 @@ async fn needs_revision_then_revise_then_satisfied() {
     assert_eq!(evals[0]["type"], "outcome_evaluation");
 }
 
+/// A session the restarted daemon has not loaded lists its outcome from the row, exactly as
+/// the fold says it (completed_at is the end's commit time).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_after_a_restart_shows_the_outcome_without_loading_the_session() {
+    let env = TestEnv::new(
+        Script::sequential(vec![Reply::text("first"), Reply::text("second")]).with_route(grader(
+            vec![
+                verdict("needs_revision", "not yet"),
+                verdict("satisfied", "good"),
+            ],
+        )),
+    )
+    .await;
+    let mut daemon = env.spawn_daemon(None).await;
+    let id = start_on_running(&env, outcome(json!({}))).await;
+    let events = settle(&env, &id).await;
+    let loaded = outcome_evaluations(&env, &id).await;
+    let end = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e.body, EventBody::SpanOutcomeEvaluationEnd(_)))
+        .unwrap();
+    assert_eq!(loaded[0]["completed_at"], json!(end.processed_at));
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    env.spawn_daemon(None).await;
+    let mut c = env.client().await;
+    let list = c.call("session.list", json!({})).await.unwrap();
+    let listed = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == json!(id))
+        .unwrap()
+        .clone();
+    assert_eq!(listed["outcome_evaluations"], json!(loaded), "{listed}");
+    assert_eq!(listed["outcome_evaluations"][0]["result"], "satisfied");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn max_iterations_reached_gets_one_acknowledgment_turn() {
     let env = TestEnv::new(

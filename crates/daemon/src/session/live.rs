@@ -524,7 +524,7 @@ pub fn info_from_row(
             }),
         environment_id: row.environment.clone(),
         sandbox: None,
-        outcome_evaluations: Vec::new(),
+        outcome_evaluations: row.outcome_evaluations.clone(),
     }
 }
 

@@ -265,6 +265,7 @@ impl SessionState {
             status: self.status(),
             stop_reason: self.stop_reason.clone(),
             usage: self.usage,
+            outcome_evaluations: None,
         }
     }
 
@@ -291,7 +292,36 @@ impl SessionState {
                 _ => {}
             }
         }
+        if self.outcomes_change(bodies) {
+            // Rare (a few events per cycle), so folding a copy is cheap enough.
+            let mut after = self.clone();
+            for body in bodies {
+                after.apply(&Event {
+                    id: String::new(),
+                    session_id: String::new(),
+                    seq: 0,
+                    processed_at: None,
+                    body: body.clone(),
+                });
+            }
+            s.outcome_evaluations = Some(after.outcome_evaluations());
+        }
         s
+    }
+
+    /// Whether `bodies` change what [`SessionState::outcome_evaluations`] says.
+    fn outcomes_change(&self, bodies: &[EventBody]) -> bool {
+        let pending = self
+            .outcomes
+            .last()
+            .is_some_and(|o| o.phase == OutcomePhase::Pending);
+        bodies.iter().any(|b| match b {
+            EventBody::UserDefineOutcome(_)
+            | EventBody::SpanOutcomeEvaluationStart { .. }
+            | EventBody::SpanOutcomeEvaluationEnd(_) => true,
+            EventBody::SpanModelRequestStart { .. } => pending,
+            _ => false,
+        })
     }
 
     /// The outcome still in its loop, if any (one at a time).

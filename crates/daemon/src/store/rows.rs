@@ -40,6 +40,8 @@ pub struct SessionRow {
     /// The environment's networking when the session was created (pinned like the layer);
     /// None for sessions older than that.
     pub networking: Option<tether_proto::environment::Networking>,
+    /// The session's outcomes as of its last event (for listings of sessions not loaded).
+    pub outcome_evaluations: Vec<tether_proto::outcome::OutcomeEvaluation>,
 }
 
 impl SessionRow {
@@ -69,6 +71,7 @@ impl SessionRow {
             environment: None,
             env_layer: None,
             networking: None,
+            outcome_evaluations: Vec::new(),
         }
     }
 }
@@ -99,4 +102,8 @@ pub struct SessionSummary {
     pub status: SessionStatus,
     pub stop_reason: Option<StopReason>,
     pub usage: SessionUsage,
+    /// The outcomes after the events, when they change them; None leaves the column as is.
+    /// An outcome these events end has no `completed_at` yet: the writer stamps it with the
+    /// events' commit time, which is their `processed_at`.
+    pub outcome_evaluations: Option<Vec<tether_proto::outcome::OutcomeEvaluation>>,
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -166,6 +166,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN;
              ALTER TABLE sessions ADD COLUMN networking TEXT;
              PRAGMA user_version = 5;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 6 {
+        // The session's outcome_evaluations (JSON), kept with the events that change them so
+        // a listing shows them without loading the session; NULL: none.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN outcomes TEXT;
+             PRAGMA user_version = 6;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -315,11 +315,15 @@ impl Writer {
     fn flush_rows(&mut self) -> Result<(), StoreError> {
         for (id, (summary, at)) in self.dirty.drain() {
             let (stop, usage) = summary_columns(summary.stop_reason.as_ref(), &summary.usage);
+            let outcomes = summary
+                .outcome_evaluations
+                .as_ref()
+                .and_then(|o| serde_json::to_string(o).ok());
             self.conn
                 .prepare_cached(
-                    "UPDATE sessions SET updated_at = ?2, status = ?3, stop_reason = ?4, usage = ?5 WHERE id = ?1",
+                    "UPDATE sessions SET updated_at = ?2, status = ?3, stop_reason = ?4, usage = ?5, outcomes = COALESCE(?6, outcomes) WHERE id = ?1",
                 )?
-                .execute(params![id, at, summary.status.as_str(), stop, usage])
+                .execute(params![id, at, summary.status.as_str(), stop, usage, outcomes])
                 .map_err(|e| StoreError::Write(e.to_string()))?;
             self.written.insert(id, summary);
         }
@@ -476,9 +480,16 @@ impl Writer {
         }
         self.unindexed += out.len() as u64;
         self.set_seq(session_id, Some(seq));
-        if let Some(summary) = summary
+        if let Some(mut summary) = summary
             && self.written.get(session_id) != Some(&summary)
         {
+            for o in summary.outcome_evaluations.iter_mut().flatten() {
+                if o.completed_at.is_none()
+                    && !matches!(o.result.as_str(), "pending" | "running" | "evaluating")
+                {
+                    o.completed_at = Some(now.clone());
+                }
+            }
             // Stamped with the events' time, so updated_at matches the newest event.
             self.dirty.insert(session_id.to_string(), (summary, now));
         }
