@@ -1985,3 +1985,34 @@ fn ctrl_e_expands_the_rubric() {
     key_m(&mut s, KeyCode::Char('e'), KeyModifiers::CONTROL);
     assert!(text(&s).contains("│ - no new warnings"), "{}", text(&s));
 }
+
+#[test]
+fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
+    let mut s = state(80, 24);
+    let mut unnamed = info("demo", SessionStatus::Idle, 0);
+    unnamed.id = "sesn_01m97g5tfwchk40xdjfnjtb32k".into();
+    unnamed.name = None;
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(unnamed))));
+    outcome_start(&mut s, 1);
+    feed(
+        &mut s,
+        &[
+            eval_start(4, 0),
+            eval_end(
+                5,
+                4,
+                0,
+                json!({"result": "max_iterations_reached", "explanation": "no",
+                    "usage": {"input_tokens": 0, "output_tokens": 0,
+                              "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}),
+            ),
+        ],
+    );
+    let bar = frame(&s)
+        .lines()
+        .find(|l| l.contains("sesn_"))
+        .unwrap()
+        .to_string();
+    assert!(bar.contains(" sesn_01m97g5tfw… "), "{bar}");
+    assert!(bar.contains("✗ outcome max iterations"), "{bar}");
+}

@@ -237,11 +237,29 @@ fn human(n: u64) -> String {
     }
 }
 
+/// `label` cut to `max` characters, the cut marked with `…`.
+fn fit_label(label: &str, max: usize) -> String {
+    if label.chars().count() <= max {
+        return label.to_string();
+    }
+    let mut out: String = label.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
     let h = &s.header;
     let bar = Style::default().bg(Color::DarkGray).fg(Color::White);
     let mut spans = vec![
-        Span::styled(format!(" {} ", h.label), bar.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            // An unnamed session's label is its 31-character id: shortened on a narrow bar
+            // so the model, status and outcome still fit.
+            format!(
+                " {} ",
+                fit_label(&h.label, if area.width < 120 { 16 } else { 40 })
+            ),
+            bar.add_modifier(Modifier::BOLD),
+        ),
         Span::styled(
             format!(
                 "│ {} ",
