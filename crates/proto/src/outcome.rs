@@ -330,6 +330,9 @@ pub struct OutcomeEvaluation {
     pub description: String,
     /// The current cycle, 0-based.
     pub iteration: u32,
+    /// tether: the evaluation cycles this outcome allows (its `max_iterations`, default 3).
+    #[serde(default)]
+    pub max_iterations: u32,
     /// `pending` → `running` → `evaluating` → a terminal [`EvaluationResult`] (or back to
     /// `running` after `needs_revision`).
     pub result: String,

@@ -77,12 +77,16 @@ pub fn grader_usage(model: Option<&str>, usage: &ModelUsage) -> Option<String> {
 /// The state of a session's latest outcome for `tether ls`: `#2 evaluating`, `#1 working`,
 /// `✓ satisfied`, `✗ max iterations`, ... (`#n` is the 1-based cycle).
 pub fn state_text(o: &OutcomeEvaluation) -> String {
-    let n = o.iteration + 1;
+    // `n/m` when the daemon says how many cycles the outcome allows (older daemons don't).
+    let n = match o.max_iterations {
+        0 => format!("#{}", o.iteration + 1),
+        m => format!("{}/{m}", o.iteration + 1),
+    };
     match o.result.as_str() {
         "pending" => "pending".to_string(),
-        "running" => format!("#{n} working"),
-        "evaluating" => format!("#{n} evaluating"),
-        "needs_revision" => format!("#{n} revising"),
+        "running" => format!("{n} working"),
+        "evaluating" => format!("{n} evaluating"),
+        "needs_revision" => format!("{n} revising"),
         "satisfied" => "✓ satisfied".to_string(),
         "max_iterations_reached" => "✗ max iterations".to_string(),
         "failed" => "✗ failed".to_string(),
@@ -122,6 +126,7 @@ mod tests {
             outcome_id: "outc_1".into(),
             description: "d".into(),
             iteration,
+            max_iterations: 0,
             result: result.into(),
             explanation: None,
             completed_at: None,
@@ -135,5 +140,11 @@ mod tests {
             "✗ max iterations"
         );
         assert_eq!(state_text(&o("pending", 0)), "pending");
+        // With the limit (daemons since it was added): `n/m`.
+        let with_max = OutcomeEvaluation {
+            max_iterations: 3,
+            ..o("evaluating", 1)
+        };
+        assert_eq!(state_text(&with_max), "2/3 evaluating");
     }
 }

@@ -165,6 +165,7 @@ impl OutcomeState {
             outcome_id: self.id.clone(),
             description: self.spec.description.clone(),
             iteration: self.iteration,
+            max_iterations: self.spec.max_iterations(),
             result: match &self.phase {
                 OutcomePhase::Pending => "pending".into(),
                 OutcomePhase::Running => "running".into(),
@@ -1268,6 +1269,7 @@ mod tests {
         let st = log.state();
         let ev = &st.outcome_evaluations()[0];
         assert_eq!((ev.result.as_str(), ev.iteration), ("running", 1));
+        assert_eq!(ev.max_iterations, 2, "the limit is on the listing");
         assert_eq!(st.usage.tokens.input_tokens, 110, "grader usage counts");
         // The follow-up is decided from the log until it is there: escalation, then revision.
         let bodies = follow_up(&mut log);

@@ -1924,6 +1924,7 @@ fn outcome_cycles_move_the_status_and_fold_into_one_card_each() {
         outcome_id: "outc_1".into(),
         description: "d".into(),
         iteration: 2,
+        max_iterations: 3,
         result: "max_iterations_reached".into(),
         explanation: None,
         completed_at: None,
