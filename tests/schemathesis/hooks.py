@@ -85,6 +85,17 @@ def before_call(context, case, kwargs):
         if isinstance(agent, dict) and "tools" in agent:
             # Overrides can't add MCP servers, so no mcp_toolset can name one.
             agent["tools"] = _fix_tools(agent["tools"], [])
+        events = body.get("initial_events")
+        if isinstance(events, list):
+            # One outcome at a time: at most one user.define_outcome among them.
+            kept, seen = [], False
+            for e in events:
+                outcome = isinstance(e, dict) and e.get("type") == "user.define_outcome"
+                if outcome and seen:
+                    continue
+                seen = seen or outcome
+                kept.append(e)
+            body["initial_events"] = kept
     if isinstance(case.query, dict):
         # A cursor is only valid as an earlier response's next_page/prev_page.
         case.query.pop("page", None)

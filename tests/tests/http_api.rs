@@ -679,6 +679,66 @@ async fn session_create_forms_overrides_and_initial_events() {
     stop(&mut child);
 }
 
+/// Hosted rule: `initial_events` may carry one `user.define_outcome` (with its rubric); the
+/// outcome runs at once. Two are refused before any session is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_events_may_define_one_outcome() {
+    let env = TestEnv::new(
+        Script::sequential(vec![Reply::text("done it")]).with_route(
+            tether_mock_llm::Route::new(
+                "grader",
+                vec![Reply::tool_use(
+                    "submit_evaluation",
+                    json!({"result": "satisfied", "explanation": "fine", "criteria": []}),
+                )],
+            )
+            .when_tool("submit_evaluation"),
+        ),
+    )
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let outcome = json!({"type": "user.define_outcome", "description": "say hi",
+                         "rubric": {"type": "text", "content": "- says hi"}, "max_iterations": 2});
+    let (st, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "default", "environment_id": "default",
+                        "initial_events": [outcome.clone(), outcome.clone()]})),
+        )
+        .await;
+    assert_eq!((st, error_type(&v)), (400, "invalid_request_error"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("one outcome at a time"),
+        "{v}"
+    );
+    assert_eq!(
+        api.get("/v1/sessions").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "a refused create leaves no session behind"
+    );
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "default", "environment_id": "default", "initial_events": [outcome]}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    env.wait_idle(&sid).await;
+    let got = api.get(&format!("/v1/sessions/{sid}")).await;
+    let evals = got["outcome_evaluations"].as_array().unwrap();
+    assert_eq!(evals.len(), 1, "{got}");
+    assert_eq!(evals[0]["result"], "satisfied");
+    assert_eq!(evals[0]["description"], "say hi");
+    stop(&mut child);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_loopback_listen_address_is_refused_without_allow_remote() {
     let env = TestEnv::with_config(

@@ -118,7 +118,8 @@ enum Amount {
     Number(#[schemars(range(min = 0.0))] f64),
 }
 
-/// `initial_events` entries: user messages only.
+/// `initial_events` entries: user messages and at most one outcome, sent in order once the
+/// session exists.
 #[derive(schemars::JsonSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 #[allow(dead_code)]
@@ -128,6 +129,9 @@ enum InitialEvent {
         #[schemars(with = "Vec<super::events::UserText>", length(min = 1))]
         content: Vec<ContentBlock>,
     },
+    /// At most one; its rubric is required.
+    #[serde(rename = "user.define_outcome")]
+    DefineOutcome(super::events::DefineOutcomeDoc),
 }
 
 /// `agent_with_overrides`: fields that replace the pinned version's for this session.
@@ -180,21 +184,30 @@ pub fn parse_budget(v: &Value) -> ApiResult<f64> {
     Ok(amount)
 }
 
-/// The content of an `initial_events` entry, which may only be a `user.message`.
-fn initial_message(v: Value) -> ApiResult<Vec<ContentBlock>> {
+/// An `initial_events` entry, checked before the session is created.
+enum Initial {
+    Message(Vec<ContentBlock>),
+    Outcome(tether_proto::outcome::OutcomeSpec),
+}
+
+/// Parses an `initial_events` entry: a `user.message` or a `user.define_outcome`.
+fn initial_event(v: Value) -> ApiResult<Initial> {
     let kind = v
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    if kind != "user.message" {
+    if kind != "user.message" && kind != "user.define_outcome" {
         return Err(ApiError::invalid(format!(
-            "initial_events: `{kind}` can't be sent here; this tetherd accepts `user.message` here (send a user.define_outcome to POST /v1/sessions/{{id}}/events once the session exists)"
+            "initial_events: `{kind}` can't be sent here; this tetherd accepts `user.message` and one `user.define_outcome` here (send other events to POST /v1/sessions/{{id}}/events once the session exists)"
         )));
     }
     match serde_json::from_value::<EventBody>(v).map_err(ApiError::body)? {
-        EventBody::UserMessage { content } => Ok(content),
-        _ => Err(ApiError::invalid("initial_events: expected a user.message")),
+        EventBody::UserMessage { content } => Ok(Initial::Message(content)),
+        EventBody::UserDefineOutcome(spec) => Ok(Initial::Outcome(spec)),
+        _ => Err(ApiError::invalid(
+            "initial_events: expected a user.message or a user.define_outcome",
+        )),
     }
 }
 
@@ -224,11 +237,25 @@ pub async fn create(
         ));
     }
     let budget = b.budget.as_ref().map(parse_budget).transpose()?;
-    let messages = b
+    let mut initial = b
         .initial_events
         .into_iter()
-        .map(initial_message)
+        .map(initial_event)
         .collect::<ApiResult<Vec<_>>>()?;
+    let mut outcomes = 0;
+    for i in &mut initial {
+        if let Initial::Outcome(spec) = i {
+            outcomes += 1;
+            // Client-set ids are not taken: the daemon names the outcome.
+            spec.outcome_id = None;
+            crate::session::ops::check_outcome(&api.rt, spec)?;
+        }
+    }
+    if outcomes > 1 {
+        return Err(ApiError::invalid(format!(
+            "initial_events: {outcomes} user.define_outcome events; a session works on one outcome at a time, so send at most one (define the next after the first one's terminal span.outcome_evaluation_end)"
+        )));
+    }
     let mut p = CreateSession {
         environment_id: Some(b.environment_id),
         title: b.title,
@@ -281,8 +308,15 @@ pub async fn create(
     }
     p.max_cost_usd = budget;
     let s = api.rt.create(p).await?;
-    for content in messages {
-        crate::session::ops::send_message(&s, content, None).await?;
+    for i in initial {
+        match i {
+            Initial::Message(content) => {
+                crate::session::ops::send_message(&s, content, None).await?;
+            }
+            Initial::Outcome(spec) => {
+                crate::session::ops::define_outcome(&s, spec).await?;
+            }
+        }
     }
     Ok(Json(loaded(&api.rt, &s).await?))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tether_proto::{ContentBlock, ErrorBody, ErrorCode, Event, EventBody};
 
 use crate::session::live::Session;
+use crate::session::services::Services;
 
 /// The session takes input: it is not archived.
 pub fn check_writable(session: &Session) -> Result<(), ErrorBody> {
@@ -111,32 +112,41 @@ pub fn validate_budget(limit: f64) -> Result<(), tether_proto::ErrorBody> {
 /// Commits a `user.define_outcome` (with its new `outc_` id) and starts the turn that works on
 /// it. One outcome at a time, and not while the session waits for an answer or has spent its
 /// budget (hosted rules).
-pub async fn define_outcome(
-    session: &Arc<Session>,
-    mut spec: tether_proto::outcome::OutcomeSpec,
-) -> Result<Event, ErrorBody> {
-    check_writable(session)?;
+/// Validates an outcome and canonicalises its grader and escalation models, checking their
+/// providers are usable now rather than when the first cycle ends. Also run before a session
+/// is created with an outcome among its `initial_events`, so a bad one creates nothing.
+pub fn check_outcome(
+    services: &Services,
+    spec: &mut tether_proto::outcome::OutcomeSpec,
+) -> Result<(), ErrorBody> {
     spec.validate()?;
     let invalid = |why: String| ErrorBody::new(ErrorCode::InvalidParams, why);
-    // The models are checked now, not when the first cycle ends.
     if let Some(g) = spec.grader.as_mut()
         && let Some(m) = g.model.as_mut()
     {
         *m = crate::config::canonical_model(m.trim());
-        session
-            .services
+        services
             .providers
             .get(crate::config::split_model(m).0)
             .map_err(|e| invalid(format!("grader.model `{m}`: {e}")))?;
     }
     if let Some(e) = spec.escalate.as_mut() {
         e.model = crate::config::canonical_model(e.model.trim());
-        session
-            .services
+        services
             .providers
             .get(crate::config::split_model(&e.model).0)
             .map_err(|err| invalid(format!("escalate.model `{}`: {err}", e.model)))?;
     }
+    Ok(())
+}
+
+pub async fn define_outcome(
+    session: &Arc<Session>,
+    mut spec: tether_proto::outcome::OutcomeSpec,
+) -> Result<Event, ErrorBody> {
+    check_writable(session)?;
+    check_outcome(&session.services, &mut spec)?;
+    let invalid = |why: String| ErrorBody::new(ErrorCode::InvalidParams, why);
     spec.outcome_id = Some(crate::ids::outcome_id());
     let committed = session
         .append_checked(|st| {
