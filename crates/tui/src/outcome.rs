@@ -2,7 +2,7 @@
 //! the grader's usage, and a session's outcome state in a few words.
 
 use tether_proto::ModelUsage;
-use tether_proto::outcome::{EvaluationResult, OutcomeEvaluation};
+use tether_proto::outcome::{EvaluationEnd, EvaluationResult, OutcomeEvaluation};
 
 /// A verdict in words: `needs revision`, `max iterations reached`, ...
 pub fn result_label(r: EvaluationResult) -> &'static str {
@@ -76,6 +76,30 @@ pub fn grader_usage(model: Option<&str>, usage: &ModelUsage) -> Option<String> {
 
 /// The state of a session's latest outcome for `tether ls`: `#2 evaluating`, `#1 working`,
 /// `✓ satisfied`, `✗ max iterations`, ... (`#n` is the 1-based cycle).
+/// The judges' scores and the verdict's score (`judges 4.5 · 1.0 (dropped) → score 4.5`,
+/// or `score 3.2` with one judge); None when the grader gave no scores.
+pub fn scores_text(end: &EvaluationEnd) -> Option<String> {
+    if end.judges.is_empty() {
+        return end.score.map(|s| format!("score {s:.1}"));
+    }
+    let scores: Vec<String> = end
+        .judges
+        .iter()
+        .map(|j| {
+            if j.outlier {
+                format!("{:.1} (dropped)", j.score)
+            } else {
+                format!("{:.1}", j.score)
+            }
+        })
+        .collect();
+    let mut text = format!("judges {}", scores.join(" · "));
+    if let Some(s) = end.score {
+        text.push_str(&format!(" → score {s:.1}"));
+    }
+    Some(text)
+}
+
 pub fn state_text(o: &OutcomeEvaluation) -> String {
     // `n/m` when the daemon says how many cycles the outcome allows (older daemons don't).
     let n = match o.max_iterations {

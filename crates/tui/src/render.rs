@@ -417,25 +417,8 @@ pub fn evaluation_text(end: &EvaluationEnd, max: Option<u32>) -> String {
             }
         }
     }
-    if !end.judges.is_empty() {
-        let scores: Vec<String> = end
-            .judges
-            .iter()
-            .map(|j| {
-                if j.outlier {
-                    format!("{:.1} (dropped)", j.score)
-                } else {
-                    format!("{:.1}", j.score)
-                }
-            })
-            .collect();
-        t.push_str(&format!("  judges {}", scores.join(" · ")));
-        if let Some(s) = end.score {
-            t.push_str(&format!(" → score {s:.1}"));
-        }
-        t.push('\n');
-    } else if let Some(s) = end.score {
-        t.push_str(&format!("  score {s:.1}\n"));
+    if let Some(scores) = crate::outcome::scores_text(end) {
+        t.push_str(&format!("  {scores}\n"));
     }
     if let Some(u) = grader_usage(end.grader_model.as_deref(), &end.usage) {
         t.push_str(&format!("  {u}\n"));

@@ -234,31 +234,9 @@ pub fn evaluation(card: &EvaluationCard, expanded: bool, width: usize) -> Vec<Li
             }
         }
     }
-    if !end.judges.is_empty() {
-        let scores: Vec<String> = end
-            .judges
-            .iter()
-            .map(|j| {
-                if j.outlier {
-                    format!("{:.1} (dropped)", j.score)
-                } else {
-                    format!("{:.1}", j.score)
-                }
-            })
-            .collect();
-        let mut text = format!("judges {}", scores.join(" · "));
-        if let Some(s) = end.score {
-            text.push_str(&format!(" → score {s:.1}"));
-        }
+    if let Some(scores) = crate::outcome::scores_text(end) {
         out.extend(wrap(
-            &[(text, Style::default())],
-            width,
-            &indent(),
-            &indent(),
-        ));
-    } else if let Some(s) = end.score {
-        out.extend(wrap(
-            &[(format!("score {s:.1}"), Style::default())],
+            &[(scores, Style::default())],
             width,
             &indent(),
             &indent(),
