@@ -1,6 +1,5 @@
 //! The orchestration room: work that spans sessions or outlives a turn. Empty until its
 //! issues land; this is where they put their modules:
-//! - outcomes: what a session was asked to achieve and whether it did;
 //! - threads: several agents' sessions working on one task, passing messages;
 //! - workflows: declared sequences of sessions and their hand-offs;
 //! - schedules: sessions started by time or event rather than by a client;
@@ -11,3 +10,7 @@
 //! `resources`, `store` and the rooms below them; nothing of those imports it (a session
 //! knows nothing of the thread or workflow it is part of: what it must know arrives as its
 //! events or settings). Only the doors (`server`, `http`) and `daemon` call into it.
+//!
+//! Outcomes are not here: their evaluation cycle runs inside one session's turn (where the
+//! turn would go idle), so they live in the session room (`session::outcome`,
+//! `session::grader`).
