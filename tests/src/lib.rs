@@ -21,17 +21,12 @@ pub use tether_mock_llm::{Block, Reply};
 pub mod mcp_server;
 
 /// Builds the binaries once per test process (so tests never run stale ones) and returns
-/// their directory.
+/// their directory. Always both packages: cargo unifies features over what one build
+/// selects, so building `tetherd` alone makes a different binary, and swapping it in would
+/// pull the file from under a daemon already running (its sandbox helper re-executes it).
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| build(&["tether", "tether-daemon"]))
-}
-
-/// Like [`bin_dir`], but builds only `tetherd`: for tests that drive the daemon over its
-/// socket or HTTP and never run the `tether` client.
-pub fn daemon_bin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build(&["tether-daemon"]))
 }
 
 fn build(packages: &[&str]) -> PathBuf {
@@ -119,14 +114,14 @@ impl TestEnv {
     }
 
     pub fn tetherd(&self) -> Command {
-        let mut c = Command::new(daemon_bin_dir().join("tetherd"));
+        let mut c = Command::new(bin_dir().join("tetherd"));
         self.env(&mut c);
         c
     }
 
     fn env(&self, c: &mut Command) {
         c.env("TETHER_HOME", self.home.path())
-            .env("TETHER_DAEMON_BIN", daemon_bin_dir().join("tetherd"))
+            .env("TETHER_DAEMON_BIN", bin_dir().join("tetherd"))
             .env("ANTHROPIC_BASE_URL", self.mock.base_url())
             .env("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
             .env_remove("ANTHROPIC_AUTH_TOKEN")
