@@ -319,6 +319,31 @@ pub struct EvaluationEnd {
     pub grader_model: Option<String>,
 }
 
+impl EvaluationEnd {
+    /// An end with the verdict only: no grader usage, criteria, checks or scores yet.
+    pub fn verdict(
+        outcome_evaluation_start_id: String,
+        outcome_id: String,
+        iteration: u32,
+        result: EvaluationResult,
+        explanation: String,
+    ) -> EvaluationEnd {
+        EvaluationEnd {
+            outcome_evaluation_start_id,
+            outcome_id,
+            iteration,
+            result,
+            explanation,
+            usage: ModelUsage::default(),
+            criteria: Vec::new(),
+            checks: Vec::new(),
+            judges: Vec::new(),
+            score: None,
+            grader_model: None,
+        }
+    }
+}
+
 /// The hosted `outcome_evaluation` object (`session.outcome_evaluations[]`), one per
 /// `define_outcome`, folded from the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

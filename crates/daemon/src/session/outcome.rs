@@ -90,18 +90,14 @@ async fn evaluate(
             ev.id
         }
     };
-    let end = |result: EvaluationResult, explanation: String| EvaluationEnd {
-        outcome_evaluation_start_id: start_id.clone(),
-        outcome_id: o.id.clone(),
-        iteration: o.iteration,
-        result: last_cycle_cap(&o, result),
-        explanation,
-        usage: ModelUsage::default(),
-        criteria: Vec::new(),
-        checks: Vec::new(),
-        judges: Vec::new(),
-        score: None,
-        grader_model: None,
+    let end = |result: EvaluationResult, explanation: String| {
+        EvaluationEnd::verdict(
+            start_id.clone(),
+            o.id.clone(),
+            o.iteration,
+            last_cycle_cap(&o, result),
+            explanation,
+        )
     };
     // Checks first: a failing one needs revision, and no grader tokens are spent.
     let checks = run_checks(s, &o, cancel).await;

@@ -378,19 +378,13 @@ impl SessionState {
             OutcomePhase::Evaluating { start_id } => start_id.clone(),
             _ => String::new(),
         };
-        Some(EventBody::SpanOutcomeEvaluationEnd(EvaluationEnd {
-            outcome_evaluation_start_id: start,
-            outcome_id: o.id.clone(),
-            iteration: o.iteration,
-            result: EvaluationResult::Interrupted,
-            explanation: "the user interrupted the session".into(),
-            usage: ModelUsage::default(),
-            criteria: Vec::new(),
-            checks: Vec::new(),
-            judges: Vec::new(),
-            score: None,
-            grader_model: None,
-        }))
+        Some(EventBody::SpanOutcomeEvaluationEnd(EvaluationEnd::verdict(
+            start,
+            o.id.clone(),
+            o.iteration,
+            EvaluationResult::Interrupted,
+            "the user interrupted the session".into(),
+        )))
     }
 
     fn user_text(&mut self, text: String) {
