@@ -657,7 +657,7 @@ async fn the_python_sdk_defines_an_outcome_and_reads_its_evaluation() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("python sdk outcome ok"),
-        "the SDK outcome run failed (is `anthropic` installed? `pip install anthropic==2.14.0`):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
+        "the SDK outcome run failed (is `anthropic` installed? `pip install anthropic==2.17.0`):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         env.daemon_log()
             .lines()

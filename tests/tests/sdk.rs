@@ -69,7 +69,7 @@ async fn the_python_sdk_round_trips_against_tetherd() {
     let version = match probe {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         _ => panic!(
-            "the Python SDK is not installed for `{}`: run `pip install anthropic==2.14.0` (what .ci/run does), or point TETHER_SDK_PYTHON at a python that has it",
+            "the Python SDK is not installed for `{}`: run `pip install anthropic==2.17.0` (what .ci/run does), or point TETHER_SDK_PYTHON at a python that has it",
             python()
         ),
     };
