@@ -38,6 +38,7 @@ fn session_events(turns: usize) -> Vec<Event> {
             session_id: "sesn_bench".into(),
             seq,
             processed_at: Some("2026-01-01T00:00:00Z".into()),
+            session_thread_id: None,
             body,
         });
         format!("sevt_{seq:026}")

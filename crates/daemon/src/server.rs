@@ -723,6 +723,12 @@ impl Connection {
                 let (event, was_running) = crate::session::ops::interrupt(&s).await?;
                 answer(r, Interrupted { event, was_running })
             }
+            Dispatch::ThreadList(..) | Dispatch::ThreadGet(..) | Dispatch::ThreadArchive(..) => {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidParams,
+                    "this tetherd has no multi-agent threads yet; upgrade it",
+                ));
+            }
             Dispatch::SessionAttach(p, r) => {
                 let s = rt.session(&p.session).await?;
                 if let Some(old) = self.attachments.remove(&s.id) {
@@ -1196,6 +1202,7 @@ mod tests {
             session_id: "sesn_1".into(),
             seq: 7,
             processed_at: Some("2026-11-25T10:00:00Z".into()),
+            session_thread_id: None,
             body: EventBody::user_text("hi"),
         };
         let push = Push::Event(Wire::new(ev.clone()));

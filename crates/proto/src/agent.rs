@@ -172,6 +172,10 @@ pub struct AgentSpec {
     #[serde(default)]
     #[schemars(with = "crate::schema::Metadata")]
     pub metadata: BTreeMap<String, String>,
+    /// Sub-agents, workflows and an advisor (null: single-threaded). Stored as given, with
+    /// agent names resolved to `{type: agent, id, version}` by the daemon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiagent: Option<crate::multiagent::Multiagent>,
 }
 
 /// `agent.update` changes: an omitted field keeps its value; lists are replaced in full.
@@ -204,6 +208,24 @@ pub struct AgentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 4294967295u32))]
     pub version: Option<u32>,
+    /// Omitted: unchanged; `null`: cleared (single-threaded); an object: merged into the
+    /// stored `multiagent_20261001` member by member (a member sent with another `type`, or a
+    /// `predefined_agents` list, replaces the stored one), else replaces it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub multiagent: Option<Option<crate::multiagent::Multiagent>>,
+}
+
+/// Tells a field sent as `null` (Some(None)) from one left out (None, via `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// One version of an agent, as returned by every `agent.*` method.

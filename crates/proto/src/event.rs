@@ -16,6 +16,12 @@ pub struct Event {
     pub seq: u64,
     /// RFC 3339 time the daemon committed the event.
     pub processed_at: Option<String>,
+    /// The thread an event is about: on every `session.thread_*` event, and on an event of a
+    /// child thread cross-posted to the primary thread's stream (its tool calls that wait for
+    /// a client, their answers). A cross-posted event keeps the original's `id`, so a tool call is answered by
+    /// the same id whichever stream a client read it in. Absent on a stream's own events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_thread_id: Option<String>,
     #[serde(flatten)]
     pub body: EventBody,
 }
@@ -328,6 +334,55 @@ pub enum EventBody {
     SpanOutcomeEvaluationOngoing { outcome_id: String, iteration: u32 },
     #[serde(rename = "span.outcome_evaluation_end")]
     SpanOutcomeEvaluationEnd(crate::outcome::EvaluationEnd),
+    /// A child thread was created (in the parent's stream). The thread lifecycle events name
+    /// their thread in the envelope's `session_thread_id`.
+    #[serde(rename = "session.thread_created")]
+    SessionThreadCreated {
+        agent_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workflow_run_id: Option<String>,
+        /// tether: `provider/model` the thread runs on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// In the thread's own stream, and cross-posted to the primary's for child threads.
+    #[serde(rename = "session.thread_status_running")]
+    SessionThreadStatusRunning { agent_name: String },
+    #[serde(rename = "session.thread_status_idle")]
+    SessionThreadStatusIdle {
+        agent_name: String,
+        stop_reason: StopReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stop_details: Option<Value>,
+    },
+    #[serde(rename = "session.thread_status_rescheduled")]
+    SessionThreadStatusRescheduled { agent_name: String },
+    #[serde(rename = "session.thread_status_terminated")]
+    SessionThreadStatusTerminated { agent_name: String },
+    /// In the sender's stream. `to_agent_name` is absent when the target is the primary.
+    #[serde(rename = "agent.thread_message_sent")]
+    AgentThreadMessageSent {
+        to_session_thread_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_agent_name: Option<String>,
+        content: Vec<ContentBlock>,
+        /// tether: the `send_to_agent`/`spawn_agent` call that sent it (its delivery key:
+        /// a message is delivered once per call, across restarts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
+    },
+    /// In the recipient's stream; it starts (or queues for) the recipient's turn like a
+    /// `user.message`. `from_agent_name` is absent when the sender is the primary.
+    #[serde(rename = "agent.thread_message_received")]
+    AgentThreadMessageReceived {
+        from_session_thread_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_agent_name: Option<String>,
+        content: Vec<ContentBlock>,
+        /// tether: as in `agent.thread_message_sent`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
+    },
 }
 
 /// A process the daemon started, identified across pid reuse by its start time (field 22 of
@@ -366,6 +421,13 @@ impl EventBody {
             EventBody::SpanOutcomeEvaluationStart { .. } => "span.outcome_evaluation_start",
             EventBody::SpanOutcomeEvaluationOngoing { .. } => "span.outcome_evaluation_ongoing",
             EventBody::SpanOutcomeEvaluationEnd(_) => "span.outcome_evaluation_end",
+            EventBody::SessionThreadCreated { .. } => "session.thread_created",
+            EventBody::SessionThreadStatusRunning { .. } => "session.thread_status_running",
+            EventBody::SessionThreadStatusIdle { .. } => "session.thread_status_idle",
+            EventBody::SessionThreadStatusRescheduled { .. } => "session.thread_status_rescheduled",
+            EventBody::SessionThreadStatusTerminated { .. } => "session.thread_status_terminated",
+            EventBody::AgentThreadMessageSent { .. } => "agent.thread_message_sent",
+            EventBody::AgentThreadMessageReceived { .. } => "agent.thread_message_received",
         }
     }
 
@@ -376,6 +438,8 @@ impl EventBody {
             EventBody::UserMessage { content } | EventBody::AgentMessage { content } => {
                 blocks_text(content)
             }
+            EventBody::AgentThreadMessageSent { content, .. }
+            | EventBody::AgentThreadMessageReceived { content, .. } => blocks_text(content),
             EventBody::AgentThinking { thinking, .. } => thinking.clone(),
             EventBody::AgentToolUse { name, input, .. }
             | EventBody::AgentMcpToolUse { name, input, .. }
@@ -487,6 +551,7 @@ mod tests {
             session_id: "sesn_01".into(),
             seq: 7,
             processed_at: Some("2026-11-25T08:00:00.000Z".into()),
+            session_thread_id: None,
             body,
         };
         let s = serde_json::to_string(&ev).unwrap();
@@ -575,6 +640,31 @@ mod tests {
             cost_usd: None,
         };
         for body in [
+            EventBody::SessionThreadCreated {
+                agent_name: "reviewer".into(),
+                workflow_run_id: None,
+                model: Some("openai/gpt-5.1".into()),
+            },
+            EventBody::SessionThreadStatusIdle {
+                agent_name: "reviewer".into(),
+                stop_reason: StopReason::EndTurn,
+                stop_details: None,
+            },
+            EventBody::SessionThreadStatusTerminated {
+                agent_name: "reviewer".into(),
+            },
+            EventBody::AgentThreadMessageSent {
+                to_session_thread_id: "sthr_1".into(),
+                to_agent_name: Some("reviewer".into()),
+                content: vec![ContentBlock::text("review this")],
+                tool_use_id: Some("sevt_9".into()),
+            },
+            EventBody::AgentThreadMessageReceived {
+                from_session_thread_id: "sthr_0".into(),
+                from_agent_name: None,
+                content: vec![ContentBlock::text("review this")],
+                tool_use_id: Some("sevt_9".into()),
+            },
             EventBody::SessionUpdated {
                 model: Some("openai/gpt-5.1".into()),
                 max_cost_usd: Some(2.0),

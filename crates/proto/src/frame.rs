@@ -192,6 +192,7 @@ mod tests {
             session_id: "sesn_1".into(),
             seq: 1,
             processed_at: None,
+            session_thread_id: None,
             body: EventBody::user_text("hi"),
         })));
         rt_server(ServerFrame::Delta(Delta {

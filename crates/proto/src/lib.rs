@@ -12,10 +12,12 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod method;
+pub mod multiagent;
 pub mod outcome;
 pub mod paths;
 pub mod schema;
 pub mod session;
+pub mod thread;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};

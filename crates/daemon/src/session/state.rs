@@ -302,6 +302,7 @@ impl SessionState {
                     session_id: String::new(),
                     seq: 0,
                     processed_at: None,
+                    session_thread_id: None,
                     body: body.clone(),
                 });
             }
@@ -808,6 +809,14 @@ impl SessionState {
             | EventBody::UserDefineOutcome(_)
             | EventBody::SpanOutcomeEvaluationStart { .. }
             | EventBody::SpanOutcomeEvaluationOngoing { .. } => {}
+            // Multi-agent threads: folded by the threads room (orchestration/threads).
+            EventBody::SessionThreadCreated { .. }
+            | EventBody::SessionThreadStatusRunning { .. }
+            | EventBody::SessionThreadStatusIdle { .. }
+            | EventBody::SessionThreadStatusRescheduled { .. }
+            | EventBody::SessionThreadStatusTerminated { .. }
+            | EventBody::AgentThreadMessageSent { .. }
+            | EventBody::AgentThreadMessageReceived { .. } => {}
         }
     }
 }
@@ -834,6 +843,7 @@ mod tests {
                 session_id: "s".into(),
                 seq,
                 processed_at: None,
+                session_thread_id: None,
                 body,
             });
             id

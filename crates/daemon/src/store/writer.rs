@@ -462,6 +462,7 @@ impl Writer {
                     session_id: session_id.to_string(),
                     seq,
                     processed_at: Some(now.clone()),
+                    session_thread_id: None,
                     body,
                 };
                 let json = serde_json::to_string(&ev)

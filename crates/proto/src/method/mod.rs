@@ -18,6 +18,7 @@ use crate::agent::{Agent, AgentSpec};
 use crate::environment::{Environment, EnvironmentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::session::SessionInfo;
+use crate::thread::SessionThread;
 
 mod params;
 mod results;
@@ -124,7 +125,8 @@ methods! {
     "session.send" => SessionSend(SendMessage) -> Recorded;
     /// The event recorded is the `user.define_outcome` with its `outcome_id`.
     "session.define_outcome" => SessionDefineOutcome(DefineOutcome) -> Recorded;
-    "session.interrupt" => SessionInterrupt(SessionParams) -> Interrupted;
+    /// Without `thread`, interrupts every thread of the session; with one, only that thread.
+    "session.interrupt" => SessionInterrupt(Interrupt) -> Interrupted;
     "session.update" => SessionUpdate(UpdateSession) -> SessionInfo;
     /// Answers with the session, then replays its log and streams it live.
     "session.attach" => SessionAttach(Attach) -> SessionInfo;
@@ -158,6 +160,12 @@ methods! {
     "daemon.shutdown" => DaemonShutdown(NoParams) -> Stopping;
     "tool.confirm" => ToolConfirm(ToolConfirm) -> Recorded;
     "custom_tool.result" => CustomToolResult(CustomToolResult) -> Recorded;
+    /// The session's threads, the primary first, then children in creation order.
+    "thread.list" => ThreadList(ListThreads) -> List<SessionThread>;
+    "thread.get" => ThreadGet(ThreadParams) -> SessionThread;
+    /// Archives an idle child thread (`requires_action` counts as idle); it frees a slot of
+    /// the session's 25.
+    "thread.archive" => ThreadArchive(ThreadParams) -> SessionThread;
 }
 
 impl Call {

@@ -63,6 +63,37 @@ pub struct SessionParams {
     pub session: SessionRef,
 }
 
+/// `session.interrupt`: without `thread`, every thread of the session stops; with one, only
+/// that thread (hosted `user.interrupt {session_thread_id?}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interrupt {
+    pub session: SessionRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
+}
+
+/// `thread.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListThreads {
+    pub session: SessionRef,
+    /// Only threads in these statuses; empty: all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<crate::session::SessionStatus>,
+    /// Include archived threads.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `thread.get` / `thread.archive`: a thread by `sthr_` id or agent name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadParams {
+    pub session: SessionRef,
+    pub thread: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
@@ -71,6 +102,10 @@ pub struct SendMessage {
     /// tether: switch the session to this `provider/model` from this message on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// tether: a thread of the session (its `sthr_` id or its agent's name); None: the
+    /// session's primary thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 /// tether: change a session's settings from its next model request on (recorded as a
@@ -150,6 +185,10 @@ pub struct Attach {
     pub after_seq: u64,
     #[serde(default)]
     pub read_only: bool,
+    /// tether: a thread of the session (its `sthr_` id or its agent's name); None: the
+    /// session's primary thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +212,10 @@ pub struct ReadEvents {
     pub limit: u32,
     #[serde(default)]
     pub order: Order,
+    /// tether: a thread of the session (its `sthr_` id or its agent's name); None: the
+    /// session's primary thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 fn default_page() -> u32 {

@@ -53,6 +53,7 @@ fn calls_round_trip_through_parts() {
             session: "fix".into(),
         }),
         Call::SessionSend(SendMessage {
+            thread: None,
             model: None,
             session: "fix".into(),
             content: vec![ContentBlock::text("more")],
@@ -71,10 +72,12 @@ fn calls_round_trip_through_parts() {
                 escalate: None,
             },
         }),
-        Call::SessionInterrupt(SessionParams {
+        Call::SessionInterrupt(Interrupt {
             session: "fix".into(),
+            thread: Some("reviewer".into()),
         }),
         Call::SessionAttach(Attach {
+            thread: None,
             session: "fix".into(),
             after_seq: 9,
             read_only: true,
@@ -83,6 +86,7 @@ fn calls_round_trip_through_parts() {
             session: "fix".into(),
         }),
         Call::SessionEvents(ReadEvents {
+            thread: None,
             session: "fix".into(),
             after_seq: None,
             before_seq: Some(50),
@@ -168,6 +172,19 @@ fn calls_round_trip_through_parts() {
             content: vec![ContentBlock::text("r")],
             is_error: false,
         }),
+        Call::ThreadList(ListThreads {
+            session: "fix".into(),
+            statuses: vec![crate::session::SessionStatus::Running],
+            all: false,
+        }),
+        Call::ThreadGet(ThreadParams {
+            session: "fix".into(),
+            thread: "reviewer".into(),
+        }),
+        Call::ThreadArchive(ThreadParams {
+            session: "fix".into(),
+            thread: "sthr_01".into(),
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -195,6 +212,7 @@ fn event() -> Event {
         session_id: "sesn_1".into(),
         seq: 7,
         processed_at: Some("2026-11-25T10:00:00Z".into()),
+        session_thread_id: None,
         body: crate::EventBody::user_text("hi"),
     }
 }
@@ -426,6 +444,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionGet>(s("fix"), session(), &mut seen);
     check::<rpc::SessionSend>(
         SendMessage {
+            thread: None,
             session: "fix".into(),
             content: vec![ContentBlock::text("more")],
             model: None,
@@ -452,7 +471,10 @@ fn every_method_in_the_table_parses_and_round_trips() {
         &mut seen,
     );
     check::<rpc::SessionInterrupt>(
-        s("fix"),
+        Interrupt {
+            session: "fix".into(),
+            thread: None,
+        },
         Interrupted {
             event: event(),
             was_running: false,
@@ -471,6 +493,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     );
     check::<rpc::SessionAttach>(
         Attach {
+            thread: None,
             session: "fix".into(),
             after_seq: 3,
             read_only: false,
@@ -481,6 +504,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionDetach>(s("fix"), Detached { detached: true }, &mut seen);
     check::<rpc::SessionEvents>(
         ReadEvents {
+            thread: None,
             session: "fix".into(),
             after_seq: Some(1),
             before_seq: None,
@@ -574,6 +598,51 @@ fn every_method_in_the_table_parses_and_round_trips() {
         recorded,
         &mut seen,
     );
+    let thread = || crate::thread::SessionThread {
+        id: "sthr_01".into(),
+        object_type: "session_thread".into(),
+        session_id: "sesn_01".into(),
+        parent_thread_id: Some("sthr_00".into()),
+        agent: crate::thread::ThreadAgent::Inline {
+            name: "summariser".into(),
+            description: None,
+            system: Some("Summarise.".into()),
+            model: crate::agent::AgentModel {
+                id: "ollama/llama3".into(),
+                effort: None,
+                speed: None,
+            },
+            tools: vec![],
+            mcp_servers: vec![],
+            skills: vec![],
+        },
+        status: crate::session::SessionStatus::Idle,
+        stats: None,
+        usage: None,
+        workflow_run_id: None,
+        created_at: "2026-12-07T10:00:00Z".into(),
+        updated_at: "2026-12-07T10:00:00Z".into(),
+        archived_at: None,
+        stop_reason: Some(crate::event::StopReason::EndTurn),
+        last_seq: 9,
+    };
+    check::<rpc::ThreadList>(
+        ListThreads {
+            session: "fix".into(),
+            statuses: vec![],
+            all: true,
+        },
+        List {
+            data: vec![thread()],
+        },
+        &mut seen,
+    );
+    let tp = || ThreadParams {
+        session: "fix".into(),
+        thread: "summariser".into(),
+    };
+    check::<rpc::ThreadGet>(tp(), thread(), &mut seen);
+    check::<rpc::ThreadArchive>(tp(), thread(), &mut seen);
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
 }

@@ -36,6 +36,7 @@ async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting
     while found.len() + answered.len() < ids.len() {
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
+                thread: None,
                 session: info.id.clone(),
                 after_seq: None,
                 before_seq: before,

@@ -1,7 +1,7 @@
 //! Following a session from the CLI: attach, print its events as they come, send what the user
 //! types, and survive a fall-behind (resync) or a lost connection (reconnect).
 
-use tether_proto::method::{Attach, SendMessage, SessionParams, rpc};
+use tether_proto::method::{Attach, Interrupt, SendMessage, rpc};
 use tether_proto::{ContentBlock, EventBody, ServerFrame, StopReason};
 
 use crate::client::{Client, ClientError};
@@ -39,11 +39,15 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
     let session = session_id.to_string();
     match line {
         "/interrupt" => c
-            .request::<rpc::SessionInterrupt>(SessionParams { session })
+            .request::<rpc::SessionInterrupt>(Interrupt {
+                session,
+                thread: None,
+            })
             .await
             .map(|_| ()),
         _ => c
             .request::<rpc::SessionSend>(SendMessage {
+                thread: None,
                 model: None,
                 session,
                 content: vec![ContentBlock::text(line)],
@@ -82,6 +86,7 @@ pub(super) async fn follow_with_input(
     mut input: Option<tokio::sync::mpsc::Receiver<String>>,
 ) -> Result<Option<StopReason>, ClientError> {
     let attach = |after_seq| Attach {
+        thread: None,
         session: session_id.to_string(),
         after_seq,
         read_only,

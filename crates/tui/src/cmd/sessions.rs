@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use tether_proto::method::{
-    CreateSession, DefineOutcome, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
-    SessionParams, UpdateSession, rpc,
+    CreateSession, DefineOutcome, ForkSession, Interrupt, ListSessions, Order, ReadEvents,
+    SendMessage, SessionParams, UpdateSession, rpc,
 };
 use tether_proto::{ContentBlock, SessionInfo, SessionStatus, StopReason};
 
@@ -210,6 +210,7 @@ pub async fn send(
         }
         (None, text) => {
             c.request::<rpc::SessionSend>(SendMessage {
+                thread: None,
                 model,
                 session,
                 content: vec![ContentBlock::text(text.unwrap_or_default())],
@@ -400,6 +401,7 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
     loop {
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
+                thread: None,
                 session: info.id.clone(),
                 after_seq: Some(cursor),
                 before_seq: None,
@@ -421,7 +423,10 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
 pub async fn interrupt(session: String) -> CmdResult {
     let mut c = connect().await?;
     let interrupted = c
-        .request::<rpc::SessionInterrupt>(SessionParams { session })
+        .request::<rpc::SessionInterrupt>(Interrupt {
+            session,
+            thread: None,
+        })
         .await?;
     if interrupted.was_running {
         eprintln!("interrupted");

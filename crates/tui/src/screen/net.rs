@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, CustomToolResult, Order, ReadEvents, SearchEvents, SendMessage, SessionParams,
-    ToolConfirm, rpc,
+    Attach, CustomToolResult, Interrupt, Order, ReadEvents, SearchEvents, SendMessage,
+    SessionParams, ToolConfirm, rpc,
 };
 use tether_proto::{
     ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame, SessionInfo,
@@ -208,6 +208,7 @@ async fn session(
         // The newest page first, so the first frame costs the same for any log length.
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
+                thread: None,
                 session: id.to_string(),
                 after_seq: None,
                 before_seq: None,
@@ -223,6 +224,7 @@ async fn session(
         *loaded_tail = true;
     }
     let attach = |after_seq| Attach {
+        thread: None,
         session: id.to_string(),
         after_seq,
         read_only,
@@ -300,6 +302,7 @@ async fn search_older(
     loop {
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
+                thread: None,
                 session: id.to_string(),
                 after_seq: Some(after),
                 before_seq: Some(before_seq),
@@ -343,6 +346,7 @@ async fn run_cmd(
     let answer = match &cmd {
         Cmd::Send(text) => c
             .request::<rpc::SessionSend>(SendMessage {
+                thread: None,
                 session,
                 content: vec![ContentBlock::text(text.clone())],
                 model: None,
@@ -350,7 +354,10 @@ async fn run_cmd(
             .await
             .map(|_| None),
         Cmd::Interrupt => c
-            .request::<rpc::SessionInterrupt>(SessionParams { session })
+            .request::<rpc::SessionInterrupt>(Interrupt {
+                session,
+                thread: None,
+            })
             .await
             .map(|_| None),
         Cmd::Confirm {
@@ -385,6 +392,7 @@ async fn run_cmd(
             .map(|_| None),
         Cmd::LoadOlder { before_seq } => c
             .request::<rpc::SessionEvents>(ReadEvents {
+                thread: None,
                 session,
                 after_seq: None,
                 before_seq: Some(*before_seq),

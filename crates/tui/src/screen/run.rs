@@ -232,6 +232,7 @@ async fn write_older(
     loop {
         let page: tether_proto::method::EventPage = match c
             .request::<tether_proto::method::rpc::SessionEvents>(tether_proto::method::ReadEvents {
+                thread: None,
                 session: id.to_string(),
                 after_seq: Some(after),
                 before_seq: Some(before),

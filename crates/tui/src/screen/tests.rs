@@ -30,6 +30,7 @@ fn ev(seq: u64, body: EventBody) -> Event {
         session_id: "sesn_1".into(),
         seq,
         processed_at: Some(T0.into()),
+        session_thread_id: None,
         body,
     }
 }

@@ -522,6 +522,44 @@ impl Transcript {
                         .into(),
                 ),
             ),
+            EventBody::SessionThreadCreated {
+                agent_name, model, ..
+            } => push(
+                &mut self.items,
+                Body::Marker(match model {
+                    Some(m) => format!("⑂ thread {agent_name} started on {m}"),
+                    None => format!("⑂ thread {agent_name} started"),
+                }),
+            ),
+            EventBody::AgentThreadMessageSent {
+                to_agent_name,
+                content,
+                ..
+            } => push(
+                &mut self.items,
+                Body::Marker(format!(
+                    "→ {}: {}",
+                    to_agent_name.as_deref().unwrap_or("primary"),
+                    blocks_text(content)
+                )),
+            ),
+            EventBody::AgentThreadMessageReceived {
+                from_agent_name,
+                content,
+                ..
+            } => push(
+                &mut self.items,
+                Body::Marker(format!(
+                    "← {}: {}",
+                    from_agent_name.as_deref().unwrap_or("primary"),
+                    blocks_text(content)
+                )),
+            ),
+            // Thread lifecycle shows in the thread list, not the transcript.
+            EventBody::SessionThreadStatusRunning { .. }
+            | EventBody::SessionThreadStatusIdle { .. }
+            | EventBody::SessionThreadStatusRescheduled { .. }
+            | EventBody::SessionThreadStatusTerminated { .. } => return false,
             EventBody::SessionStatusRescheduled {} => push(
                 &mut self.items,
                 Body::Marker("↻ resumed after a daemon restart".into()),
