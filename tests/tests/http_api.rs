@@ -117,7 +117,14 @@ async fn every_request_needs_the_token_and_errors_use_the_hosted_envelope() {
     let (s, v) = api.call("GET", "/v1/sessions/sesn_nope", None).await;
     assert_eq!((s, error_type(&v)), (404, "not_found_error"));
     let (s, v) = api.call("GET", "/v1/nothing", None).await;
-    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not supported by tetherd"),
+        "{v}"
+    );
     let (s, v) = api.call("DELETE", "/v1/agents", None).await;
     assert_eq!((s, error_type(&v)), (405, "invalid_request_error"));
     let (s, v) = api
@@ -195,16 +202,6 @@ async fn agents_are_versioned_with_an_optimistic_lock() {
         )
         .await;
     assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
-    let (s, v) = api
-        .call(
-            "POST",
-            &format!("/v1/agents/{id}"),
-            Some(json!({"system": "x"})),
-        )
-        .await;
-    assert_eq!(s, 400);
-    assert!(v["error"]["message"].as_str().unwrap().contains("version"));
-
     let old = api.get(&format!("/v1/agents/{id}?version=1")).await;
     assert_eq!(old["system"], "Review.");
     let versions = api.get(&format!("/v1/agents/{id}/versions")).await;
@@ -1233,5 +1230,168 @@ async fn the_built_in_agent_and_environment_cannot_be_archived_away() {
     }
     let out = env.ok(&["run", "are you there?"]);
     assert!(out.contains("still here"), "{out}");
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn early_rejections_reach_a_client_that_is_still_uploading() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    // A 2 MB body with a wrong key, a 3 MiB body over the limit, and a body sent to a path
+    // tetherd does not serve: each is answered (not a reset connection) in the envelope,
+    // every time. Without the drain, reqwest reports a broken pipe or reset here.
+    let small = "y".repeat(2 * 1000 * 1000);
+    let big = "z".repeat(3 * 1024 * 1024);
+    for _ in 0..3 {
+        let resp = api
+            .http
+            .post(format!("{}/v1/agents", api.base))
+            .header("x-api-key", "wrong")
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"name":"n","system":"{small}"}}"#))
+            .send()
+            .await
+            .expect("the 401 must reach the client, not a reset connection");
+        assert_eq!(resp.status().as_u16(), 401);
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(error_type(&v), "authentication_error");
+
+        let resp = api
+            .http
+            .post(format!("{}/v1/agents", api.base))
+            .header("x-api-key", &api.token)
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .expect("the 413 must reach the client, not a reset connection");
+        assert_eq!(resp.status().as_u16(), 413);
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(error_type(&v), "request_too_large");
+
+        let resp = api
+            .http
+            .post(format!("{}/v1/files", api.base))
+            .header("x-api-key", &api.token)
+            .body(small.clone())
+            .send()
+            .await
+            .expect("the 400 must reach the client, not a reset connection");
+        assert_eq!(resp.status().as_u16(), 400);
+        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+        assert_eq!(error_type(&v), "invalid_request_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("POST /v1/files is not supported by tetherd"),
+            "{v}"
+        );
+    }
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_update_without_version_applies_to_the_newest() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let a = api.post("/v1/agents", json!({"name": "free"})).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let v2 = api
+        .post(&format!("/v1/agents/{id}"), json!({"description": "two"}))
+        .await;
+    assert_eq!(v2["version"], 2, "{v2}");
+    let v3 = api
+        .post(&format!("/v1/agents/{id}"), json!({"system": "three"}))
+        .await;
+    assert_eq!(
+        (v3["version"].as_u64(), v3["description"].as_str()),
+        (Some(3), Some("two"))
+    );
+    // Given, it is still an optimistic lock.
+    let (s, v) = api
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}"),
+            Some(json!({"version": 2, "system": "stale"})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"), "{v}");
+    stop(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tether_only_event_types_reach_http_readers_only_when_asked() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo hi"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": "default", "environment_id": "default"}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    api.post(
+        &format!("/v1/sessions/{sid}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]}),
+    )
+    .await;
+    env.wait_idle(&sid).await;
+    let types = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let hosted = types(&api.get(&format!("/v1/sessions/{sid}/events")).await);
+    assert!(
+        hosted.contains(&"agent.tool_result".to_string()),
+        "{hosted:?}"
+    );
+    assert!(
+        !hosted.contains(&"span.tool_call_start".to_string()),
+        "{hosted:?}"
+    );
+    let all = types(
+        &api.get(&format!("/v1/sessions/{sid}/events?tether_events=true"))
+            .await,
+    );
+    assert_eq!(
+        all.iter().filter(|t| *t == "span.tool_call_start").count(),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(all.len(), hosted.len() + 1);
+    // The stream replays the same way: without the opt-in, no tether type.
+    let body = async |q: &str| {
+        let mut resp = api
+            .http
+            .get(format!(
+                "{}/v1/sessions/{sid}/events/stream?after_seq=0{q}",
+                api.base
+            ))
+            .header("x-api-key", &api.token)
+            .send()
+            .await
+            .unwrap();
+        let mut text = String::new();
+        while !text.contains("session.status_idle") {
+            let chunk = resp.chunk().await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    };
+    assert!(!body("").await.contains("span.tool_call_start"));
+    assert!(
+        body("&tether_events=true")
+            .await
+            .contains("event: span.tool_call_start")
+    );
     stop(&mut child);
 }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde_json::Value;
+use tether_proto::ErrorCode;
 use tether_proto::agent::{AgentChanges, AgentSpec};
 use tether_proto::method::{AgentParams, UpdateAgent};
 
@@ -147,23 +148,42 @@ pub async fn update(
         }
         changes.metadata = Some(metadata);
     }
-    let version = changes.version.ok_or_else(|| {
-        ApiError::invalid(
-            "version: required — the agent version your changes are based on (optimistic lock); GET the agent for its current version",
-        )
-    })?;
-    let a = agents::update(
-        &api.rt.store,
-        UpdateAgent {
-            agent: agent_id,
-            version,
-            changes: AgentChanges {
-                version: None,
-                ..changes
+    // Hosted: `version` is optional, "omit to apply the update unconditionally". Without
+    // it the change applies to whatever version is newest when it lands; a concurrent update
+    // in between is a version conflict, so take the newest again and retry.
+    let pinned = changes.version.take();
+    let mut attempts = 0;
+    let a = loop {
+        let version = match pinned {
+            Some(v) => v,
+            None => {
+                agents::get(
+                    &api.rt.store,
+                    &AgentParams {
+                        agent: agent_id.clone(),
+                        version: None,
+                    },
+                )
+                .await?
+                .version
+            }
+        };
+        match agents::update(
+            &api.rt.store,
+            UpdateAgent {
+                agent: agent_id.clone(),
+                version,
+                changes: changes.clone(),
             },
-        },
-    )
-    .await?;
+        )
+        .await
+        {
+            Err(e) if pinned.is_none() && e.code == ErrorCode::Conflict && attempts < 3 => {
+                attempts += 1;
+            }
+            other => break other?,
+        }
+    };
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
 

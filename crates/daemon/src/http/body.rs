@@ -13,6 +13,32 @@ use super::error::{ApiError, ApiResult};
 /// prompt (100,000 characters, up to 4 bytes each) with its tools fits.
 pub const MAX_BODY: usize = 2 * 1024 * 1024;
 
+/// The most of a body read and thrown away before an early answer (see [`drain`]).
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Reads what the client is still sending (up to [`DRAIN_LIMIT`]) and throws it away, so an
+/// early answer (401, 404, 413) reaches a client that is still uploading instead of a reset
+/// connection mid-write. A client that sent `Expect: 100-continue` waits for the go-ahead, so
+/// it is answered at once.
+pub async fn drain(req: Request) {
+    use futures_util::StreamExt;
+    let expects = req
+        .headers()
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects {
+        return;
+    }
+    let mut data = req.into_body().into_data_stream();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = data.next().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            break;
+        }
+    }
+}
+
 /// The raw body, refused in the hosted envelope when too large or unreadable.
 pub struct Body(pub Bytes);
 
@@ -28,6 +54,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            drain(req).await;
             return Err(too_large());
         }
         Bytes::from_request(req, state)

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::Value;
-use tether_proto::{ConfirmationResult, ContentBlock, Event};
+use tether_proto::{ConfirmationResult, ContentBlock, Event, EventBody};
 
 use super::error::{ApiError, ApiResult};
 use super::page::Cursor;
@@ -15,6 +15,17 @@ use super::{Api, body};
 
 /// Rows read per store query while filtering by type.
 const CHUNK: u32 = 500;
+
+/// The query parameter that opts a reader into tether's own event types.
+pub const TETHER_EVENTS: &str = "tether_events";
+
+/// Whether the hosted API has this event type. tether's own (`span.tool_call_start`, the
+/// intent record written before a tool runs) stay in the log and on the socket, but a strict
+/// client of the hosted API fails to parse a type its event union lacks, so HTTP readers get
+/// them only with `?tether_events=true`.
+pub fn is_hosted(e: &Event) -> bool {
+    !matches!(e.body, EventBody::SpanToolCallStart { .. })
+}
 
 pub async fn list(
     State(api): State<Api>,
@@ -26,6 +37,7 @@ pub async fn list(
     let limit = q.limit(100, 1000)?;
     let types: Vec<String> = q.all("types").into_iter().map(str::to_string).collect();
     let range = q.created_at()?;
+    let tether_events = q.bool(TETHER_EVENTS)?;
     let id = super::sessions::row_by_id(&api, &session_id).await?.id;
     let mut from = match q.one("page") {
         None => None,
@@ -40,7 +52,8 @@ pub async fn list(
         }
     };
     let wanted = |e: &Event| {
-        (types.is_empty() || types.iter().any(|t| t == e.type_name()))
+        (tether_events || is_hosted(e))
+            && (types.is_empty() || types.iter().any(|t| t == e.type_name()))
             && e.processed_at
                 .as_deref()
                 .is_none_or(|at| range.contains(at))

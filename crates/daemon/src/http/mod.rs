@@ -75,27 +75,36 @@ async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Respo
         });
     match given {
         Some(t) if token::matches(t.trim(), &api.token) => next.run(req).await,
-        _ => ApiError::unauthorized().into_response(),
+        _ => {
+            body::drain(req).await;
+            ApiError::unauthorized().into_response()
+        }
     }
 }
 
+/// Every path this tetherd does not serve answers alike: 400 `invalid_request_error` in the
+/// hosted envelope (what README promises), saying it is the daemon that lacks it. A served
+/// path with a method it doesn't take stays a 405 (HTTP's rule), in the same envelope.
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!(
-        "no such endpoint: {} {}; `GET /v1/openapi.json` lists what this tetherd serves",
+    let message = format!(
+        "{} {} is not supported by tetherd (it serves a subset of the hosted API); `GET /v1/openapi.json` lists what it serves",
         req.method(),
         req.uri().path()
-    ))
+    );
+    body::drain(req).await;
+    ApiError::invalid(message)
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
+    let message = format!(
+        "{} {} is not supported by tetherd; `GET /v1/openapi.json` lists the methods each path takes",
+        req.method(),
+        req.uri().path()
+    );
+    body::drain(req).await;
     ApiError {
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        kind: "invalid_request_error",
-        message: format!(
-            "{} is not allowed on {}; `GET /v1/openapi.json` lists the methods",
-            req.method(),
-            req.uri().path()
-        ),
+        ..ApiError::invalid(message)
     }
 }
 

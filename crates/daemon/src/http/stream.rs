@@ -51,6 +51,7 @@ pub async fn stream(
             }
         }
     }
+    let tether_events = q.bool(super::events::TETHER_EVENTS)?;
     let resume = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(v) => Some(v.trim().parse::<u64>().map_err(|_| {
             ApiError::invalid(format!(
@@ -68,6 +69,7 @@ pub async fn stream(
         session_id: s.id.clone(),
         cursor,
         replaying: resume.is_some(),
+        tether_events,
         queue: VecDeque::new(),
         rx,
         previews,
@@ -181,6 +183,8 @@ struct Feed {
     /// Highest seq sent (or skipped as already seen by the client).
     cursor: u64,
     replaying: bool,
+    /// Send tether's own event types too (`?tether_events=true`).
+    tether_events: bool,
     queue: VecDeque<Sse>,
     rx: broadcast::Receiver<Push>,
     previews: Previews,
@@ -209,6 +213,9 @@ impl Feed {
     fn take_event(&mut self, w: &Wire<Event>) {
         if w.value.seq > self.cursor {
             self.cursor = w.value.seq;
+            if !self.tether_events && !super::events::is_hosted(&w.value) {
+                return;
+            }
             let data = w.sse.get_or_init(|| event_json(&w.value));
             self.queue.push_back(persisted(&w.value, data));
         }
@@ -232,6 +239,9 @@ impl Feed {
                         self.replaying = evs.len() == REPLAY_CHUNK as usize;
                         for e in &evs {
                             self.cursor = e.seq;
+                            if !self.tether_events && !super::events::is_hosted(e) {
+                                continue;
+                            }
                             self.queue.push_back(persisted(e, &event_json(e)));
                         }
                     }
