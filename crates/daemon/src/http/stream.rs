@@ -361,6 +361,7 @@ mod tests {
             session_id: "sesn_x".into(),
             cursor: 7,
             replaying: false,
+            tether_events: false,
             queue: VecDeque::new(),
             rx,
             previews: Previews::default(),
