@@ -40,8 +40,12 @@ pub struct Route {
     /// The request's `model` is exactly this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when_model: Option<String>,
-    /// The k-th request this route answers gets `replies[k]`.
+    /// The k-th request this route answers gets `replies[k]`; with `by_turn`, a request with
+    /// k assistant messages does (stateless, so concurrent conversations on one route, such
+    /// as many sub-agent threads, each get their own sequence).
     pub replies: Vec<Reply>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_turn: bool,
 }
 
 impl Route {
@@ -65,6 +69,12 @@ impl Route {
 
     pub fn when_model(mut self, model: impl Into<String>) -> Route {
         self.when_model = Some(model.into());
+        self
+    }
+
+    /// Picks replies by the request's number of assistant messages, not by arrival order.
+    pub fn by_turn(mut self) -> Route {
+        self.by_turn = true;
         self
     }
 
@@ -246,12 +256,18 @@ impl Script {
         body: &Value,
     ) -> Result<&Reply, String> {
         if let Some(r) = route.and_then(|i| self.routes.get(i)) {
-            return r.replies.get(sequence).ok_or_else(|| {
+            let index = if r.by_turn {
+                assistant_turns(body)
+            } else {
+                sequence
+            };
+            return r.replies.get(index).ok_or_else(|| {
                 format!(
-                    "mock route \"{}\" exhausted: got its request #{} but it has {} replies",
+                    "mock route \"{}\" exhausted: got its request #{} but it has {} replies{}",
                     r.name,
-                    sequence + 1,
-                    r.replies.len()
+                    index + 1,
+                    r.replies.len(),
+                    if r.by_turn { " (by_turn)" } else { "" }
                 )
             });
         }
@@ -481,6 +497,30 @@ mod tests {
         // Without a side reply the tool-less request plays the script.
         let plain = Script::by_turn(vec![Reply::text("a")]);
         assert_eq!(plain.pick(None, 0, &title), Ok(&Reply::text("a")));
+    }
+
+    #[test]
+    fn a_by_turn_route_answers_each_conversation_by_its_own_turn() {
+        let script = Script::sequential(vec![]).with_route(
+            Route::new("child", vec![Reply::text("first"), Reply::text("second")])
+                .when_system("child")
+                .by_turn(),
+        );
+        let at = |turns: usize| {
+            let mut messages = vec![json!({"role": "user", "content": "go"})];
+            for _ in 0..turns {
+                messages.push(json!({"role": "assistant", "content": "x"}));
+                messages.push(json!({"role": "user", "content": "more"}));
+            }
+            json!({"system": "you are a child", "messages": messages})
+        };
+        let route = script.route_for(&at(0));
+        assert_eq!(route, Some(0));
+        // Arrival order (the sequence) does not matter; the conversation's turn does.
+        assert_eq!(script.pick(route, 5, &at(0)), Ok(&Reply::text("first")));
+        assert_eq!(script.pick(route, 0, &at(1)), Ok(&Reply::text("second")));
+        let exhausted = script.pick(route, 0, &at(2)).unwrap_err();
+        assert!(exhausted.contains("by_turn"), "{exhausted}");
     }
 
     #[test]
