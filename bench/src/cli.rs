@@ -16,7 +16,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
                          fanout, providers, http, peers, concurrent, sandbox,
-                         outcome (default: all)
+                         outcome, threads (default: all)
   -h, --help             this text";
 
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub enum Metric {
     Sandbox,
     /// A satisfied-first-time outcome against the same turn without one (outcome.rs).
     Outcome,
+    /// 64 sub-agent threads of one session against 64 sessions (threads.rs).
+    Threads,
 }
 
 impl Opts {
@@ -83,6 +85,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Concurrent,
             Metric::Sandbox,
             Metric::Outcome,
+            Metric::Threads,
         ],
     };
     let mut it = args.into_iter();
@@ -127,9 +130,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "concurrent" => Ok(Metric::Concurrent),
                         "sandbox" => Ok(Metric::Sandbox),
                         "outcome" => Ok(Metric::Outcome),
+                        "threads" => Ok(Metric::Threads),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads)"
                             )
                         }
                     })

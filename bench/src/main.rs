@@ -39,6 +39,7 @@ mod providers;
 mod recovery;
 mod report;
 mod sandbox;
+mod threads;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -83,7 +84,12 @@ fn real_main() -> Result<()> {
         );
     }
     // The outcome metric drives tetherd over HTTP: alone, it needs no `tether` client.
-    let bins = build_bins(&root, opts.only.iter().any(|m| *m != Metric::Outcome))?;
+    let bins = build_bins(
+        &root,
+        opts.only
+            .iter()
+            .any(|m| !matches!(m, Metric::Outcome | Metric::Threads)),
+    )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,6 +301,13 @@ fn real_main() -> Result<()> {
             "bench: a satisfied-first-time outcome vs the same turn without one ({runs} runs each)"
         );
         rows.extend(outcome::rows(&bins, runs).context("outcome overhead")?);
+    }
+    if opts.wants(Metric::Threads) {
+        eprintln!(
+            "bench: {} sub-agent threads of one session at once vs as many sessions",
+            threads::THREADS
+        );
+        rows.extend(threads::rows(&bins).context("threads")?);
     }
     if opts.wants(Metric::Sandbox) {
         eprintln!(

@@ -14,13 +14,43 @@ use crate::report::{Row, Target, Unit};
 
 const WARMUP: usize = 3;
 
-struct Api {
+/// The HTTP API of one tetherd (also used by `threads.rs`).
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Api {
+    /// Starts `home`'s tetherd serving HTTP on a free loopback port.
+    pub(crate) fn start(home: &Home) -> Result<(std::process::Child, Api)> {
+        let mut daemon = home
+            .tetherd()
+            .args(["--http", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting tetherd")?;
+        let addr_file = home.paths().http_addr_file();
+        let t = Instant::now();
+        while !std::fs::read_to_string(&addr_file).is_ok_and(|a| a.ends_with('\n')) {
+            if t.elapsed() > Duration::from_secs(20) {
+                let _ = daemon.kill();
+                bail!("tetherd did not serve HTTP within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let api = Api {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", std::fs::read_to_string(&addr_file)?.trim()),
+            token: std::fs::read_to_string(home.paths().http_token_file())?
+                .trim()
+                .to_string(),
+        };
+        Ok((daemon, api))
+    }
+
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value> {
         let resp = req.header("x-api-key", &self.token).send().await?;
         let status = resp.status();
@@ -31,7 +61,7 @@ impl Api {
         Ok(serde_json::from_str(&text)?)
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Result<Value> {
         self.call(
             self.http
                 .post(format!("{}{path}", self.base))
@@ -41,7 +71,7 @@ impl Api {
         .await
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
         self.call(self.http.get(format!("{}{path}", self.base)))
             .await
     }
@@ -99,30 +129,7 @@ pub fn rows(bins: &Bins, runs: usize) -> Result<Vec<Row>> {
         .with_route(grader);
     let mock = rt.block_on(MockServer::start(script))?;
     let home = Home::new(bins, &mock.base_url())?;
-    let mut daemon = home
-        .tetherd()
-        .args(["--http", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting tetherd")?;
-    let addr_file = home.paths().http_addr_file();
-    let t = Instant::now();
-    while !std::fs::read_to_string(&addr_file).is_ok_and(|a| a.ends_with('\n')) {
-        if t.elapsed() > Duration::from_secs(20) {
-            let _ = daemon.kill();
-            bail!("tetherd did not serve HTTP within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: format!("http://{}", std::fs::read_to_string(&addr_file)?.trim()),
-        token: std::fs::read_to_string(home.paths().http_token_file())?
-            .trim()
-            .to_string(),
-    };
+    let (mut daemon, api) = Api::start(&home)?;
     let message =
         json!({"type": "user.message", "content": [{"type": "text", "text": "write it"}]});
     let outcome = json!({"type": "user.define_outcome", "description": "write it",

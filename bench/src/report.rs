@@ -17,6 +17,9 @@ pub enum Unit {
     Mib,
     EventsPerSec,
     Percent,
+    KiB,
+    /// A dimensionless quotient of two measurements.
+    Ratio,
 }
 
 impl Unit {
@@ -26,13 +29,16 @@ impl Unit {
             Unit::Mib => "MiB",
             Unit::EventsPerSec => "events/s",
             Unit::Percent => "%",
+            Unit::KiB => "KiB",
+            Unit::Ratio => "×",
         }
     }
 
     fn fmt(self, v: f64) -> String {
         match self {
             Unit::Ms if v < 10.0 => format!("{v:.3}"),
-            Unit::Ms | Unit::Mib | Unit::Percent => format!("{v:.1}"),
+            Unit::Ms | Unit::Mib | Unit::Percent | Unit::KiB => format!("{v:.1}"),
+            Unit::Ratio => format!("{v:.2}"),
             Unit::EventsPerSec => thousands(v.round() as u64),
         }
     }
