@@ -13,6 +13,7 @@ pub mod net;
 pub mod palette;
 pub mod picker;
 pub mod run;
+pub mod threads;
 pub mod transcript;
 pub mod view;
 pub mod wrap;
