@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, CustomToolResult, Interrupt, ListThreads, Order, ReadEvents, SearchEvents,
-    SendMessage, SessionParams, ToolConfirm, rpc,
+    Attach, CustomToolResult, Interrupt, ListThreads, Order, ReadEvents, SearchEvents, SendMessage,
+    SessionParams, ToolConfirm, rpc,
 };
 use tether_proto::thread::SessionThread;
 use tether_proto::{
@@ -56,7 +56,10 @@ pub enum Cmd {
     /// Follow this child thread's stream (`sthr_...`) beside the primary's; None stops it.
     ViewThread(Option<String>),
     /// A command about the viewed child thread's stream (send, interrupt, older pages).
-    InThread { thread: String, cmd: Box<Cmd> },
+    InThread {
+        thread: String,
+        cmd: Box<Cmd>,
+    },
 }
 
 /// The connection as the status bar shows it.
@@ -101,7 +104,10 @@ pub enum NetMsg {
     /// The session's threads (`thread.list`); None when this tetherd has no threads.
     Threads(Option<Vec<SessionThread>>),
     /// What the task following a child thread reports.
-    Thread { thread: String, msg: Box<NetMsg> },
+    Thread {
+        thread: String,
+        msg: Box<NetMsg>,
+    },
 }
 
 /// Where a connection task reports: the primary's as it is, a child thread's wrapped.
@@ -112,14 +118,17 @@ struct Out {
 }
 
 impl Out {
-    fn send(&self, msg: NetMsg) -> Result<(), tokio::sync::mpsc::error::SendError<NetMsg>> {
-        self.tx.send(match &self.thread {
-            None => msg,
-            Some(t) => NetMsg::Thread {
-                thread: t.clone(),
-                msg: Box::new(msg),
-            },
-        })
+    /// False when the UI is gone.
+    fn send(&self, msg: NetMsg) -> bool {
+        self.tx
+            .send(match &self.thread {
+                None => msg,
+                Some(t) => NetMsg::Thread {
+                    thread: t.clone(),
+                    msg: Box::new(msg),
+                },
+            })
+            .is_ok()
     }
 }
 

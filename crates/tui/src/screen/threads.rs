@@ -209,14 +209,24 @@ impl Threads {
                 }
             }
             // Answered (the echo names the thread).
-            EventBody::UserToolConfirmation { tool_use_id: id, .. }
+            EventBody::UserToolConfirmation {
+                tool_use_id: id, ..
+            }
             | EventBody::UserCustomToolResult {
                 custom_tool_use_id: id,
                 ..
             } => {
                 for t in &mut self.children {
-                    t.waiting.remove(id);
+                    if t.waiting.remove(id)
+                        && t.waiting.is_empty()
+                        && t.state == ThreadState::Waiting
+                    {
+                        // Nothing left to answer; its next status says what it does now.
+                        t.state = ThreadState::Idle;
+                    }
                 }
+                // A list asked before the answer may still name the call.
+                return refresh;
             }
             _ => {}
         }
@@ -231,11 +241,7 @@ impl Threads {
             let cost = st.usage.as_ref().and_then(|u| u.tokens.cost_usd);
             let state = ThreadState::of(st.status, st.stop_reason.as_ref());
             if st.parent_thread_id.is_none() {
-                let waiting = self
-                    .primary
-                    .take()
-                    .map(|p| p.waiting)
-                    .unwrap_or_default();
+                let waiting = self.primary.take().map(|p| p.waiting).unwrap_or_default();
                 self.primary = Some(ThreadRow {
                     id: st.id.clone(),
                     name: st.agent_name().to_string(),

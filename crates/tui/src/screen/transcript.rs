@@ -686,7 +686,12 @@ impl Transcript {
     /// The agent name of the child thread a cross-posted event comes from.
     fn thread_of(&self, e: &Event) -> Option<String> {
         let t = e.session_thread_id.as_ref()?;
-        Some(self.thread_names.get(t).cloned().unwrap_or_else(|| t.clone()))
+        Some(
+            self.thread_names
+                .get(t)
+                .cloned()
+                .unwrap_or_else(|| t.clone()),
+        )
     }
 
     /// The `max_iterations` of a loaded `user.define_outcome`.

@@ -417,7 +417,9 @@ impl State {
             {
                 self.ask_for(event_ids, e.seq);
             }
-            if let EventBody::UserToolConfirmation { tool_use_id: id, .. }
+            if let EventBody::UserToolConfirmation {
+                tool_use_id: id, ..
+            }
             | EventBody::UserCustomToolResult {
                 custom_tool_use_id: id,
                 ..
@@ -643,9 +645,7 @@ impl State {
                 | Body::Thinking { .. }
                 | Body::Outcome(_)
                 | Body::Evaluation(_)
-                | Body::Thread(_) => {
-                    true
-                }
+                | Body::Thread(_) => true,
                 Body::Assistant { .. } => !expandable,
                 _ => false,
             })
@@ -743,7 +743,10 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
                 s.interrupt_armed = false;
             }
             // Keys act on the stream shown (unless they switched it).
-            if fx.iter().any(|e| matches!(e, Effect::Net(Cmd::ViewThread(_)))) {
+            if fx
+                .iter()
+                .any(|e| matches!(e, Effect::Net(Cmd::ViewThread(_))))
+            {
                 return fx;
             }
             threads::scoped(s, fx)

@@ -14,7 +14,7 @@ use crate::screen::transcript::Transcript;
 /// The panel sits beside the transcript from this width on; below it, a one-line strip.
 pub const SIDE_MIN_WIDTH: u16 = 120;
 /// Columns of the side panel (its border included).
-pub const PANEL_WIDTH: u16 = 34;
+pub const PANEL_WIDTH: u16 = 38;
 
 /// A child thread shown instead of the primary.
 #[derive(Debug)]

@@ -280,7 +280,14 @@ fn thread_card(card: &ThreadCard, expanded: bool, width: usize) -> Vec<Line<'sta
             return wrap(
                 &[
                     (name, accent.add_modifier(Modifier::BOLD)),
-                    (format!(" started{on}"), dim()),
+                    (
+                        if card.agent == tether_proto::multiagent::ADVISOR_NAME {
+                            format!(" consulted{on}")
+                        } else {
+                            format!(" started{on}")
+                        },
+                        dim(),
+                    ),
                 ],
                 width,
                 &[("⑂ ".to_string(), accent)],
@@ -303,7 +310,10 @@ fn thread_card(card: &ThreadCard, expanded: bool, width: usize) -> Vec<Line<'sta
     }
     let more = lines.len().saturating_sub(1);
     let tail = if more > 0 {
-        format!(" (+{more} line{}, ctrl-e)", if more == 1 { "" } else { "s" })
+        format!(
+            " (+{more} line{}, ctrl-e)",
+            if more == 1 { "" } else { "s" }
+        )
     } else {
         String::new()
     };

@@ -33,9 +33,11 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     ])
     .areas(area);
     if s.side_panel() {
-        let [text, panel] =
-            Layout::horizontal([Constraint::Min(1), Constraint::Length(s.width - s.text_width())])
-                .areas(body);
+        let [text, panel] = Layout::horizontal([
+            Constraint::Min(1),
+            Constraint::Length(s.width - s.text_width()),
+        ])
+        .areas(body);
         draw_transcript(f, s, text);
         threads::draw_panel(f, s, panel);
     } else {
@@ -612,15 +614,16 @@ fn draw_approval(
             .or_else(|| s.tool_card(id).and_then(|c| c.thread.clone()))
     };
     let owners: Vec<Option<String>> = ids.iter().map(|id| owner(id)).collect();
-    let one = owners.first().cloned().flatten().filter(|o| {
-        owners
-            .iter()
-            .all(|x| x.as_deref() == Some(o.as_str()))
-    });
+    let one = owners
+        .first()
+        .cloned()
+        .flatten()
+        .filter(|o| owners.iter().all(|x| x.as_deref() == Some(o.as_str())));
     lines.push(Line::styled(
         format!(
             " {} is waiting for you ({} call{}):",
-            one.as_deref().map_or("The agent".to_string(), |o| format!("Thread {o}")),
+            one.as_deref()
+                .map_or("The agent".to_string(), |o| format!("Thread {o}")),
             ids.len(),
             if ids.len() == 1 { "" } else { "s" }
         ),

@@ -69,23 +69,39 @@ pub fn draw_panel(f: &mut Frame<'_>, s: &State, area: Rect) {
         let (m, ms) = mark(s, r);
         let indent = "  ".repeat(r.depth.saturating_sub(1));
         let head = if shown { "▶" } else { " " };
-        let num = if i < 10 {
-            format!("{i}")
-        } else {
-            " ".into()
-        };
+        let num = if i < 10 { format!("{i}") } else { " ".into() };
         let mut name_style = Style::default().add_modifier(Modifier::BOLD);
         if shown {
             name_style = name_style.fg(Color::Cyan);
         }
+        let state = if r.waits {
+            ThreadState::Waiting.label()
+        } else {
+            r.state.label()
+        };
+        let state_style = if r.waits {
+            Style::default().fg(Color::Magenta)
+        } else {
+            dim()
+        };
         let used = 5 + indent.chars().count();
+        let name = fit(&name(r), w.saturating_sub(used));
+        let room = w.saturating_sub(used + name.chars().count() + 3);
         lines.push(Line::from(vec![
             Span::styled(head.to_string(), Style::default().fg(Color::Cyan)),
             Span::styled(num, dim()),
             Span::raw(format!(" {indent}")),
             Span::styled(m, ms),
             Span::raw(" "),
-            Span::styled(fit(&name(r), w.saturating_sub(used)), name_style),
+            Span::styled(name, name_style),
+            Span::styled(
+                if room > 2 {
+                    format!(" · {}", fit(state, room))
+                } else {
+                    String::new()
+                },
+                state_style,
+            ),
         ]));
         let mut detail = vec![
             r.model
@@ -93,25 +109,20 @@ pub fn draw_panel(f: &mut Frame<'_>, s: &State, area: Rect) {
                 .map(|m| short_model(m).to_string())
                 .unwrap_or_else(|| "…".into()),
         ];
-        detail.push(if r.waits {
-            ThreadState::Waiting.label().to_string()
-        } else {
-            r.state.label().to_string()
-        });
         if let Some(c) = r.cost_usd {
-            detail.push(format!("${c:.2}"));
+            // Sub-cent threads are common (small models): not all "$0.00".
+            detail.push(if c > 0.0 && c < 0.01 {
+                format!("${c:.3}")
+            } else {
+                format!("${c:.2}")
+            });
         }
-        let style = if r.waits {
-            Style::default().fg(Color::Magenta)
-        } else {
-            dim()
-        };
         lines.push(Line::styled(
             fit(
                 &format!("    {indent}{}", detail.join(" · ")),
                 w.saturating_sub(1),
             ),
-            style,
+            dim(),
         ));
     }
     lines.push(Line::default());
@@ -131,10 +142,16 @@ pub fn draw_strip(f: &mut Frame<'_>, s: &State, area: Rect) {
         let (m, ms) = mark(s, r);
         let mut st = Style::default();
         if shown {
-            st = st.fg(Color::Cyan).add_modifier(Modifier::BOLD | Modifier::REVERSED);
+            st = st
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD | Modifier::REVERSED);
         }
         spans.push(Span::styled(
-            if i < 10 { format!("{i} ") } else { String::new() },
+            if i < 10 {
+                format!("{i} ")
+            } else {
+                String::new()
+            },
             dim(),
         ));
         spans.push(Span::styled(name(r), st));
