@@ -97,6 +97,9 @@ pub enum Command {
         /// One JSON object (a session_thread) per line.
         #[arg(long)]
         json: bool,
+        /// Archive this idle child thread instead (frees one of the session's 25 slots).
+        #[arg(long, value_name = "NAME")]
+        archive: Option<String>,
     },
     /// Delete a session, its log and its workspace (unless it was a --dir).
     Rm {

@@ -137,7 +137,16 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             session,
             thread: None,
         } => cmd::sessions::interrupt(session).await,
-        Command::Threads { session, json } => cmd::threads::list(session, json).await,
+        Command::Threads {
+            session,
+            archive: Some(thread),
+            ..
+        } => cmd::threads::archive(session, thread).await,
+        Command::Threads {
+            session,
+            json,
+            archive: None,
+        } => cmd::threads::list(session, json).await,
         Command::Rm { session, archive } => cmd::sessions::rm(session, archive).await,
         Command::Rename { session, name } => cmd::sessions::rename(session, name).await,
         Command::Fork {

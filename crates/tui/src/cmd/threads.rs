@@ -34,16 +34,17 @@ pub async fn list(session: String, json: bool) -> CmdResult {
 /// The `tether threads` table.
 pub fn table(threads: &[SessionThread]) -> String {
     let mut out = format!(
-        "{:<32} {:<20} {:<30} {:<22} {:>9}\n",
+        "{:<32} {:<20} {:<36} {:<22} {:>9}\n",
         "ID", "NAME", "MODEL", "STATUS", "COST"
     );
     for t in threads {
         let name = match &t.parent_thread_id {
+            None if t.agent_name() == "primary" => "primary".to_string(),
             None => format!("{} (primary)", t.agent_name()),
             Some(_) => t.agent_name().to_string(),
         };
         out.push_str(&format!(
-            "{:<32} {:<20} {:<30} {:<22} {:>9}\n",
+            "{:<32} {:<20} {:<36} {:<22} {:>9}\n",
             t.id,
             name,
             t.agent.model_id(),
@@ -228,6 +229,21 @@ pub async fn attach(session: String, thread: String, read_only: bool) -> CmdResu
         input,
     )
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tether threads SESSION --archive NAME`.
+pub async fn archive(session: String, thread: String) -> CmdResult {
+    let mut c = connect().await?;
+    let info = session_info(&mut c, session).await?;
+    let t = resolve(&mut c, &info, &thread).await?;
+    let t = c
+        .request::<rpc::ThreadArchive>(ThreadParams {
+            session: info.id.clone(),
+            thread: t.id,
+        })
+        .await?;
+    eprintln!("archived thread {} ({})", t.agent_name(), t.id);
     Ok(ExitCode::SUCCESS)
 }
 

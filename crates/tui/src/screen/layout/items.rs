@@ -118,6 +118,14 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
             Style::default().fg(Color::Magenta),
             "waiting for approval".to_string(),
         ),
+        // A child's call, answered: it runs (and ends) in the child's own stream.
+        None if card.thread.is_some() => (
+            dim(),
+            format!(
+                "answered · continues in {}",
+                crate::screen::threads::short_name(card.thread.as_deref().unwrap_or_default())
+            ),
+        ),
         None => (Style::default().fg(Color::Yellow), "running…".to_string()),
         Some(r) => {
             let mut parts = Vec::new();

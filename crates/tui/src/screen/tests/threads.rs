@@ -648,6 +648,10 @@ fn a_childs_call_opens_the_modal_labelled_and_a_session_running_keeps_it() {
     );
     assert_eq!(s.overlay, Overlay::None);
     assert!(!s.thread_rows()[2].waits);
+    // Its result is in the tester's stream only: the primary's card says where it went.
+    let f = frame(&s);
+    assert!(f.contains("answered · continues in tester"), "{f}");
+    assert!(!f.contains("running…"), "{f}");
 }
 
 #[test]
