@@ -327,3 +327,86 @@ async fn the_picker_renames_a_session() {
     t.keys(&["Escape"]);
     t.wait_for("[tether exited 0]").await;
 }
+
+/// A multi-agent session: the primary spawns a reviewer thread; the TUI shows it in the panel,
+/// ctrl-t switches the transcript to the reviewer's own stream (and the status bar names it),
+/// alt-0 comes back to the primary. The CLI lists the threads and prints the reviewer's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tui_switches_to_a_child_thread_and_back() {
+    let env = TestEnv::new(Script::sequential(vec![
+        // The primary delegates...
+        Reply::tool_use(
+            "spawn_agent",
+            json!({"name": "reviewer", "system": "You review patches.", "message": "review the patch please"}),
+        ),
+        // ...the reviewer answers in its own thread...
+        Reply::text("reviewer-verdict: looks good"),
+        // ...and the primary finishes with the reply in hand.
+        Reply::text("primary-done: the reviewer approved"),
+        // The message typed in the reviewer's view, answered by the reviewer.
+        Reply::text("reviewer-again: the tests pass"),
+    ]))
+    .await;
+    let files = tempfile::tempdir().unwrap();
+    let lead = files.path().join("lead.yaml");
+    std::fs::write(
+        &lead,
+        "name: lead\nmodel: claude-agent-test-model\nsystem: You lead.\nmultiagent:\n  type: multiagent_20261001\n",
+    )
+    .unwrap();
+    env.ok(&["agents", "create", "-f", &lead.display().to_string()]);
+    env.ok(&["new", "--detach", "--name", "team", "--agent", "lead"]);
+    env.ok(&["send", "team", "get the patch reviewed", "--wait"]);
+
+    // The command line: the threads, the reviewer's own log, a clear error for a typo.
+    let threads = env.ok(&["threads", "team"]);
+    assert!(
+        threads.lines().nth(1).unwrap().contains("primary"),
+        "{threads}"
+    );
+    assert!(threads.contains("reviewer"), "{threads}");
+    let log = env.ok(&["logs", "team", "--thread", "reviewer"]);
+    assert!(log.contains("reviewer-verdict: looks good"), "{log}");
+    assert!(!log.contains("primary-done"), "{log}");
+    let out = env.run(&["logs", "team", "--thread", "reveiwer"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reviewer (sthr_"),
+        "the error lists the threads: {err}"
+    );
+
+    // 120 columns: the panel beside the transcript, the primary shown.
+    let t = Tmux::start(&env, &["attach", "team"]);
+    t.wait_for("primary-done: the reviewer approved").await;
+    t.wait_for(" threads ").await;
+    t.wait_for("reviewer · idle").await;
+    t.wait_for("⑂ reviewer started").await;
+
+    // ctrl-t: the reviewer's stream, from its own first event.
+    t.keys(&["C-t"]);
+    t.wait_for("▸ reviewer").await;
+    t.wait_for("← primary: review the patch please").await;
+    t.wait_for("reviewer-verdict: looks good").await;
+    let screen = t.screen();
+    assert!(!screen.contains("primary-done"), "{screen}");
+
+    // A message typed here goes to the reviewer's thread.
+    t.type_text("and the tests?");
+    t.keys(&["Enter"]);
+    t.wait_for("┃ and the tests?").await;
+    t.wait_for("reviewer-again: the tests pass").await;
+
+    // alt-0: back to the primary, as it was.
+    t.keys(&["M-0"]);
+    t.wait_gone("▸ reviewer").await;
+    t.wait_for("primary-done: the reviewer approved").await;
+    t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+
+    // The message went to the reviewer, not to the primary.
+    let log = env.ok(&["logs", "team", "--thread", "reviewer", "--json"]);
+    assert!(log.contains("and the tests?"), "{log}");
+    let primary = env.ok(&["logs", "team", "--json"]);
+    assert!(!primary.contains("and the tests?"), "{primary}");
+}

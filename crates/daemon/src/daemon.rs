@@ -124,6 +124,7 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     let listener = bind_socket(&paths)?;
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
+    crate::orchestration::threads::Threads::install(&rt);
     rt.builds.remove_leftovers();
     // Probe the host's sandboxing now (a few ms, off the async threads), not at the first call.
     tokio::task::spawn_blocking(|| {

@@ -145,14 +145,38 @@ impl Runtime {
             row.environment.as_deref(),
         )
         .await;
-        let session = Session::new(
-            self.services.clone(),
-            row,
-            agent.as_ref(),
-            net,
-            sandbox,
-            &events,
-        );
+        let session = match &row.parent_id {
+            // A child thread: its session is loaded first (it shares its network, and its
+            // appends cross-post to it).
+            Some(parent) => {
+                let primary = Box::pin(self.load(parent)).await?;
+                let Some(agent_of_thread) = row.thread_agent.clone() else {
+                    return Err(ErrorBody::new(
+                        ErrorCode::Internal,
+                        format!("thread {id} has no agent recorded; it can't be loaded"),
+                    ));
+                };
+                Session::new_thread(
+                    self.services.clone(),
+                    row,
+                    agent.as_ref(),
+                    crate::session::live::ThreadLink {
+                        primary,
+                        agent: agent_of_thread,
+                    },
+                    sandbox,
+                    &events,
+                )
+            }
+            None => Session::new(
+                self.services.clone(),
+                row,
+                agent.as_ref(),
+                net,
+                sandbox,
+                &events,
+            ),
+        };
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
         if let Some(p) = leftover
@@ -396,6 +420,22 @@ impl Runtime {
     }
 
     pub async fn archive(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
+        // A session's threads go with it (a thread has none of its own).
+        if session.thread.is_none() {
+            for row in self.store.list_threads(&session.id).await? {
+                if row.archived_at.is_some() {
+                    continue;
+                }
+                match self.loaded(&row.id) {
+                    Some(t) => Box::pin(self.archive(&t)).await?,
+                    None => {
+                        self.store
+                            .set_archived(&row.id, Some(ids::now_rfc3339()))
+                            .await?
+                    }
+                }
+            }
+        }
         if session.cancel_turn() {
             wait_turn_end(session).await;
         }
@@ -410,6 +450,13 @@ impl Runtime {
     }
 
     pub async fn delete(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
+        for row in self.store.list_threads(&session.id).await? {
+            let loaded = self.registry().remove(&row.id);
+            if let Some(t) = loaded {
+                t.halt().await;
+            }
+            self.store.delete_session(&row.id).await?;
+        }
         session.halt().await;
         self.store.delete_session(&session.id).await?;
         self.registry().remove(&session.id);
@@ -440,6 +487,15 @@ impl Runtime {
                 Ok(()) => resumed += 1,
                 Err(e) => {
                     tracing::error!(session = %row.id, error = %e, "could not resume the session; the next start tries again")
+                }
+            }
+        }
+        // Child threads resume by the same rules (a primary waiting for one awaits it again).
+        for id in self.store.running_threads().await? {
+            match self.resume(&id).await {
+                Ok(()) => resumed += 1,
+                Err(e) => {
+                    tracing::error!(thread = %id, error = %e, "could not resume the thread; the next start tries again")
                 }
             }
         }

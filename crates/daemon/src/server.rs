@@ -696,7 +696,20 @@ impl Connection {
             Dispatch::SessionSend(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let event = crate::session::ops::send_message(&s, p.content, p.model).await?;
+                let target = match &p.thread {
+                    Some(t) => crate::orchestration::threads::find(&rt, &s, t).await?,
+                    None => s.clone(),
+                };
+                if matches!(
+                    target.thread.as_ref().map(|l| &l.agent),
+                    Some(tether_proto::thread::ThreadAgent::Advisor { .. })
+                ) {
+                    return Err(ErrorBody::new(
+                        ErrorCode::InvalidParams,
+                        "the advisor's thread takes no messages; the primary consults it with consult_advisor",
+                    ));
+                }
+                let event = crate::session::ops::send_message(&target, p.content, p.model).await?;
                 answer(
                     r,
                     Recorded {
@@ -720,17 +733,39 @@ impl Connection {
             Dispatch::SessionInterrupt(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_not_read_only(&s)?;
-                let (event, was_running) = crate::session::ops::interrupt(&s).await?;
+                let (event, was_running) =
+                    crate::orchestration::threads::interrupt(&rt, &s, p.thread.as_deref()).await?;
                 answer(r, Interrupted { event, was_running })
             }
-            Dispatch::ThreadList(..) | Dispatch::ThreadGet(..) | Dispatch::ThreadArchive(..) => {
-                return Err(ErrorBody::new(
-                    ErrorCode::InvalidParams,
-                    "this tetherd has no multi-agent threads yet; upgrade it",
-                ));
+            Dispatch::ThreadList(p, r) => {
+                let s = rt.session(&p.session).await?;
+                let mut data = crate::orchestration::threads::list(&rt, &s, p.all).await?;
+                if !p.statuses.is_empty() {
+                    data.retain(|t| p.statuses.contains(&t.status));
+                }
+                answer(r, List { data })
+            }
+            Dispatch::ThreadGet(p, r) => {
+                let s = rt.session(&p.session).await?;
+                answer(
+                    r,
+                    crate::orchestration::threads::get(&rt, &s, &p.thread).await?,
+                )
+            }
+            Dispatch::ThreadArchive(p, r) => {
+                let s = rt.session(&p.session).await?;
+                self.check_not_read_only(&s)?;
+                answer(
+                    r,
+                    crate::orchestration::threads::archive(&rt, &s, &p.thread).await?,
+                )
             }
             Dispatch::SessionAttach(p, r) => {
                 let s = rt.session(&p.session).await?;
+                let s = match &p.thread {
+                    Some(t) => crate::orchestration::threads::find(&rt, &s, t).await?,
+                    None => s,
+                };
                 if let Some(old) = self.attachments.remove(&s.id) {
                     old.end();
                 }
@@ -769,6 +804,16 @@ impl Connection {
             }
             Dispatch::SessionEvents(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
+                let sid = match &p.thread {
+                    Some(t) => {
+                        let s = rt.load(&sid).await?;
+                        crate::orchestration::threads::find(&rt, &s, t)
+                            .await?
+                            .id
+                            .clone()
+                    }
+                    None => sid,
+                };
                 let limit = p.limit.clamp(1, 10_000);
                 let desc = p.order == Order::Desc;
                 let data = rt
@@ -933,6 +978,8 @@ impl Connection {
             Dispatch::ToolConfirm(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
+                // Answered in whichever thread of the session holds the call.
+                let s = crate::orchestration::threads::holder_of(&rt, &s, &p.tool_use_id).await?;
                 let event = crate::session::approvals::confirm(
                     &s,
                     &p.tool_use_id,
@@ -951,6 +998,9 @@ impl Connection {
             Dispatch::CustomToolResult(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
+                // Answered in whichever thread of the session holds the call.
+                let s = crate::orchestration::threads::holder_of(&rt, &s, &p.custom_tool_use_id)
+                    .await?;
                 let event = crate::session::approvals::custom_result(
                     &s,
                     &p.custom_tool_use_id,

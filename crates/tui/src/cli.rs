@@ -30,6 +30,9 @@ pub enum Command {
         /// Watch only: this client cannot send, interrupt or approve.
         #[arg(long)]
         read_only: bool,
+        /// Show this thread of a multi-agent session (agent name or sthr_ id) first.
+        #[arg(long, value_name = "NAME")]
+        thread: Option<String>,
     },
     /// List sessions.
     Ls {
@@ -58,6 +61,9 @@ pub enum Command {
         model: Option<String>,
         #[command(flatten)]
         outcome: OutcomeArgs,
+        /// Send to this thread of a multi-agent session (agent name or sthr_ id).
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["model", "outcome", "rubric", "rubric_text"])]
+        thread: Option<String>,
     },
     /// New session, send PROMPT (or an --outcome), stream until idle; exit code = outcome.
     #[command(after_help = OUTCOME_HELP)]
@@ -74,9 +80,27 @@ pub enum Command {
         /// Events exactly as stored, one JSON object per line.
         #[arg(long)]
         json: bool,
+        /// This thread's log (agent name or sthr_ id) instead of the primary's.
+        #[arg(long, value_name = "NAME")]
+        thread: Option<String>,
     },
-    /// Stop the session's current turn (kills running tools).
-    Interrupt { session: String },
+    /// Stop the session's current turn (kills running tools); every thread's, or --thread's.
+    Interrupt {
+        session: String,
+        /// Only this thread of a multi-agent session (agent name or sthr_ id).
+        #[arg(long, value_name = "NAME")]
+        thread: Option<String>,
+    },
+    /// List the threads of a multi-agent session: id, name, model, status, cost.
+    Threads {
+        session: String,
+        /// One JSON object (a session_thread) per line.
+        #[arg(long)]
+        json: bool,
+        /// Archive this idle child thread instead (frees one of the session's 25 slots).
+        #[arg(long, value_name = "NAME")]
+        archive: Option<String>,
+    },
     /// Delete a session, its log and its workspace (unless it was a --dir).
     Rm {
         session: String,

@@ -86,8 +86,25 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
     };
     match command {
         Command::New(a) => cmd::sessions::new(a).await,
-        Command::Attach { session, read_only } => cmd::sessions::attach(session, read_only).await,
+        Command::Attach {
+            session,
+            read_only,
+            thread: Some(thread),
+        } => cmd::threads::attach(session, thread, read_only).await,
+        Command::Attach {
+            session,
+            read_only,
+            thread: None,
+        } => cmd::sessions::attach(session, read_only).await,
         Command::Ls { all, json } => cmd::sessions::ls(all, json).await,
+        Command::Send {
+            session,
+            text,
+            wait,
+            json,
+            thread: Some(thread),
+            ..
+        } => cmd::threads::send(session, thread, text.unwrap_or_default(), wait, json).await,
         Command::Send {
             session,
             text,
@@ -95,6 +112,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             json,
             model,
             outcome,
+            thread: None,
         } => cmd::sessions::send(session, text, wait, json, model, outcome).await,
         Command::Run(a) => cmd::sessions::run(a).await,
         Command::Logs {
@@ -102,8 +120,33 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             follow,
             after,
             json,
+            thread: Some(thread),
+        } => cmd::threads::logs(session, thread, follow, after, json).await,
+        Command::Logs {
+            session,
+            follow,
+            after,
+            json,
+            thread: None,
         } => cmd::sessions::logs(session, follow, after, json).await,
-        Command::Interrupt { session } => cmd::sessions::interrupt(session).await,
+        Command::Interrupt {
+            session,
+            thread: Some(thread),
+        } => cmd::threads::interrupt(session, thread).await,
+        Command::Interrupt {
+            session,
+            thread: None,
+        } => cmd::sessions::interrupt(session).await,
+        Command::Threads {
+            session,
+            archive: Some(thread),
+            ..
+        } => cmd::threads::archive(session, thread).await,
+        Command::Threads {
+            session,
+            json,
+            archive: None,
+        } => cmd::threads::list(session, json).await,
         Command::Rm { session, archive } => cmd::sessions::rm(session, archive).await,
         Command::Rename { session, name } => cmd::sessions::rename(session, name).await,
         Command::Fork {

@@ -278,13 +278,8 @@ fn parse_batch(events: Vec<Value>) -> ApiResult<Vec<UserEvent>> {
                 UserEvent::Message { content }
                     if content.iter().all(|b| b.as_text().trim().is_empty()) =>
                 {
-                    return Err(ApiError::invalid(format!("events[{i}]: the message is empty")));
-                }
-                UserEvent::Interrupt {
-                    session_thread_id: Some(t),
-                } => {
                     return Err(ApiError::invalid(format!(
-                        "events[{i}]: session_thread_id `{t}`: a tetherd session has one thread; omit it"
+                        "events[{i}]: the message is empty"
                     )));
                 }
                 _ => {}
@@ -313,18 +308,29 @@ pub async fn send(
             UserEvent::Message { content } => {
                 crate::session::ops::send_message(&s, content, None).await?
             }
-            UserEvent::Interrupt { .. } => crate::session::ops::interrupt(&s).await?.0,
+            // Without a thread every thread stops; with one, only it (hosted).
+            UserEvent::Interrupt { session_thread_id } => {
+                crate::orchestration::threads::interrupt(&api.rt, &s, session_thread_id.as_deref())
+                    .await?
+                    .0
+            }
+            // Answers are routed by tool-use id to the thread holding the call.
             UserEvent::ToolConfirmation {
                 tool_use_id,
                 result,
                 deny_message,
-            } => crate::session::approvals::confirm(&s, &tool_use_id, result, deny_message).await?,
+            } => {
+                let t = crate::orchestration::threads::holder_of(&api.rt, &s, &tool_use_id).await?;
+                crate::session::approvals::confirm(&t, &tool_use_id, result, deny_message).await?
+            }
             UserEvent::CustomToolResult {
                 custom_tool_use_id,
                 content,
                 is_error,
             } => {
-                crate::session::approvals::custom_result(&s, &custom_tool_use_id, content, is_error)
+                let t = crate::orchestration::threads::holder_of(&api.rt, &s, &custom_tool_use_id)
+                    .await?;
+                crate::session::approvals::custom_result(&t, &custom_tool_use_id, content, is_error)
                     .await?
             }
         });

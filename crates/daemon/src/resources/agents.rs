@@ -112,6 +112,25 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     for (i, s) in spec.mcp_servers.iter().enumerate() {
         validate_mcp_server(i, s, &spec.mcp_servers[..i])?;
     }
+    if let Some(m) = &spec.multiagent {
+        m.validate().map_err(invalid)?;
+        // The agent tools' names are the primary's: a custom tool may not take one.
+        for t in &spec.tools {
+            if let AgentTool::Custom { name, .. } = t
+                && [
+                    tether_proto::multiagent::TOOL_LIST_AGENTS,
+                    tether_proto::multiagent::TOOL_SEND_TO_AGENT,
+                    tether_proto::multiagent::TOOL_SPAWN_AGENT,
+                    tether_proto::multiagent::TOOL_CONSULT_ADVISOR,
+                ]
+                .contains(&name.as_str())
+            {
+                return Err(invalid(format!(
+                    "tools: the custom tool `{name}` has the name of a multi-agent tool this agent gets from `multiagent`; rename it"
+                )));
+            }
+        }
+    }
     validate_metadata(&spec.metadata)
 }
 
@@ -231,7 +250,126 @@ pub fn validate_metadata(
 
 pub async fn create(store: &Store, spec: AgentSpec) -> Result<Agent, ErrorBody> {
     validate(&spec)?;
-    Ok(store.write(move |c| insert_new(c, spec)).await?)
+    Ok(store
+        .write(move |c| {
+            let mut spec = spec;
+            resolve_roster(c, &mut spec)?;
+            insert_new(c, spec)
+        })
+        .await?)
+}
+
+/// Resolves the `multiagent` roster to pinned versions (`{type: agent, id, version}`, the
+/// hosted response shape): each referenced agent must exist, not be archived, and have no
+/// `multiagent` of its own (depth 1). `{type: self}` stays as it is.
+fn resolve_roster(c: &Connection, spec: &mut AgentSpec) -> Result<(), StoreError> {
+    use tether_proto::multiagent::{Members, Multiagent, RosterEntry, RosterObject};
+    let Some(m) = spec.multiagent.as_mut() else {
+        return Ok(());
+    };
+    let mut lists: Vec<(&str, &mut Vec<RosterEntry>)> = Vec::new();
+    match m {
+        Multiagent::V20261001 {
+            subagents,
+            workflows,
+            ..
+        } => {
+            for (name, member) in [("subagents", subagents), ("workflows", workflows)] {
+                if let Some(Members::Enabled {
+                    predefined_agents: Some(list),
+                    ..
+                }) = member
+                {
+                    lists.push((name, list));
+                }
+            }
+        }
+        Multiagent::Coordinator { agents } => lists.push(("agents", agents)),
+    }
+    for (member, list) in lists {
+        for entry in list.iter_mut() {
+            let (reference, version) = match entry {
+                RosterEntry::Reference(r) => (r.trim().to_string(), None),
+                RosterEntry::Object(RosterObject::Agent { id, version }) => (id.clone(), *version),
+                RosterEntry::Object(_) => continue,
+            };
+            let field = format!("multiagent.{member}.predefined_agents");
+            let id = resolve(c, &reference).map_err(|_| {
+                StoreError::Invalid(format!(
+                    "{field}: no agent `{reference}`; create it first (`tether agents create`) or remove it from the list"
+                ))
+            })?;
+            let agent = load(c, &id, version)
+                .map_err(|e| StoreError::Invalid(format!("{field}: agent `{reference}`: {e}")))?;
+            if agent.archived_at.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "{field}: agent `{}` is archived; a roster can't call it (remove it from the list)",
+                    agent.spec.name
+                )));
+            }
+            if agent.spec.multiagent.is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "{field}: agent `{}` has `multiagent` itself, and sub-agents can't have their own (depth limit 1); clear its multiagent or pick another agent",
+                    agent.spec.name
+                )));
+            }
+            *entry = RosterEntry::Object(RosterObject::Agent {
+                id: agent.id,
+                version: Some(agent.version),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `multiagent` of an update: omitted keeps it, null clears it; a `multiagent_20261001`
+/// sent onto a stored one is merged member by member (an omitted member keeps its stored
+/// value; a member of the same type merges its keys, a `predefined_agents` list replacing
+/// the stored one; another type replaces it); anything else replaces the stored block.
+fn merge_multiagent(
+    stored: Option<tether_proto::multiagent::Multiagent>,
+    sent: Option<tether_proto::multiagent::Multiagent>,
+) -> Option<tether_proto::multiagent::Multiagent> {
+    use tether_proto::multiagent::{Members, Multiagent};
+    fn member(stored: Option<Members>, sent: Option<Members>) -> Option<Members> {
+        match (stored, sent) {
+            (s, None) => s,
+            (
+                Some(Members::Enabled {
+                    inline_agents: si,
+                    predefined_agents: sp,
+                }),
+                Some(Members::Enabled {
+                    inline_agents,
+                    predefined_agents,
+                }),
+            ) => Some(Members::Enabled {
+                inline_agents: inline_agents.or(si),
+                predefined_agents: predefined_agents.or(sp),
+            }),
+            (_, new) => new,
+        }
+    }
+    match (stored, sent) {
+        (_, None) => None,
+        (
+            Some(Multiagent::V20261001 {
+                advisor: sa,
+                subagents: ss,
+                workflows: sw,
+            }),
+            Some(Multiagent::V20261001 {
+                advisor,
+                subagents,
+                workflows,
+            }),
+        ) => Some(Multiagent::V20261001 {
+            advisor: advisor.or(sa),
+            subagents: member(ss, subagents),
+            workflows: member(sw, workflows),
+        }),
+        (_, new) => new,
+    }
 }
 
 /// Creates the built-in `default` agent (all built-in tools, tether's prompt, the daemon's
@@ -363,7 +501,8 @@ pub async fn update(store: &Store, p: UpdateAgent) -> Result<Agent, ErrorBody> {
                     newest.spec.name, newest.version, newest.spec.name, newest.version
                 )));
             }
-            let spec = apply(newest.spec.clone(), changes);
+            let mut spec = apply(newest.spec.clone(), changes);
+            resolve_roster(c, &mut spec)?;
             if spec.name != newest.spec.name {
                 check_not_builtin(&newest, "renamed")?;
             }
@@ -401,6 +540,9 @@ fn apply(mut spec: AgentSpec, ch: AgentChanges) -> AgentSpec {
     }
     if let Some(v) = ch.metadata {
         spec.metadata = v;
+    }
+    if let Some(m) = ch.multiagent {
+        spec.multiagent = merge_multiagent(spec.multiagent.take(), m);
     }
     spec
 }

@@ -107,8 +107,33 @@ pub struct TurnHandle {
     pub task: tokio::task::JoinHandle<()>,
 }
 
+/// What makes a session a child thread: the session it belongs to (whose stream gets its
+/// cross-posts, whose budget it spends) and who runs in it. Data only: the threads room
+/// (orchestration) drives threads; a session only cross-posts what clients of the primary
+/// must see.
+pub struct ThreadLink {
+    pub primary: Arc<Session>,
+    pub agent: tether_proto::thread::ThreadAgent,
+}
+
+impl ThreadLink {
+    pub fn agent_name(&self) -> &str {
+        self.agent.name()
+    }
+}
+
 pub struct Session {
     pub id: String,
+    /// Set on a child thread.
+    pub thread: Option<ThreadLink>,
+    /// The pinned agent's `multiagent` (primary threads only act on it).
+    pub multiagent: Option<tether_proto::multiagent::Multiagent>,
+    /// Usage of each loaded child thread (a primary's): the session's usage and budget
+    /// cover all its threads.
+    thread_usage: Mutex<std::collections::HashMap<String, tether_proto::SessionUsage>>,
+    /// The last seq appended: awaited by whoever waits for this stream to reach a state
+    /// (a primary waiting for a thread's reply).
+    appended: tokio::sync::watch::Sender<u64>,
     /// Written only through [`Session::update_row`] (and the append path's `updated_at`).
     row: Mutex<SessionRow>,
     pub services: Arc<Services>,
@@ -162,6 +187,35 @@ impl Session {
         sandbox: tether_proto::environment::SandboxMode,
         events: &[Event],
     ) -> Arc<Session> {
+        let net = session_net(&services, &row.id, net);
+        Self::build(services, row, agent, net, sandbox, events, None)
+    }
+
+    /// A child thread: the primary's workspace, environment layer and network (its proxy is
+    /// shared, not doubled), its own shell, its agent's model, prompt, tools and policy.
+    pub fn new_thread(
+        services: Arc<Services>,
+        row: SessionRow,
+        agent: Option<&tether_proto::agent::Agent>,
+        link: ThreadLink,
+        sandbox: tether_proto::environment::SandboxMode,
+        events: &[Event],
+    ) -> Arc<Session> {
+        let net = link.primary.toolbox.shared_net();
+        let s = Self::build(services, row, agent, net, sandbox, events, Some(link));
+        s.report_usage();
+        s
+    }
+
+    fn build(
+        services: Arc<Services>,
+        row: SessionRow,
+        agent: Option<&tether_proto::agent::Agent>,
+        net: Arc<crate::net::SessionNet>,
+        sandbox: tether_proto::environment::SandboxMode,
+        events: &[Event],
+        thread: Option<ThreadLink>,
+    ) -> Arc<Session> {
         let policy = ToolPolicy::of(agent);
         // Validated when the version was made; a bad one read back means no extra thinking.
         let thinking_budget = agent
@@ -171,14 +225,24 @@ impl Session {
         let mut toolbox = Toolbox::for_session(
             row.workspace.clone().into(),
             row.env_layer.as_ref().map(|h| services.builds.layer_dir(h)),
-            session_net(&services, &row.id, net),
+            net,
         )
         .with_search(services.search_backend());
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();
         }
+        let state = SessionState::from_events(events);
+        let (appended, _) = tokio::sync::watch::channel(state.last_seq);
         Arc::new(Session {
             id: row.id.clone(),
+            multiagent: if thread.is_none() {
+                agent.and_then(|a| a.spec.multiagent.clone())
+            } else {
+                None
+            },
+            thread,
+            thread_usage: Mutex::new(std::collections::HashMap::new()),
+            appended,
             toolbox,
             mcp: crate::session::mcp::McpClients::new(
                 policy.mcp_agent.as_ref(),
@@ -188,7 +252,7 @@ impl Session {
             thinking_budget,
             row: Mutex::new(row),
             services,
-            state: Mutex::new(SessionState::from_events(events)),
+            state: Mutex::new(state),
             append_lock: tokio::sync::Mutex::new(()),
             live: Mutex::new(Live::default()),
             feed: Feed::new(),
@@ -204,10 +268,69 @@ impl Session {
     }
 
     /// The session's spending limit in USD: its `session.updated` limit, else the config's.
+    /// A child thread spends its session's budget.
     pub fn budget(&self) -> Option<f64> {
+        if let Some(link) = &self.thread {
+            return link.primary.budget();
+        }
         self.state()
             .max_cost_usd
             .or(self.services.config.max_cost_usd)
+    }
+
+    /// What the whole session has spent, in USD: its own requests and every thread's (a child
+    /// asks its primary).
+    pub fn session_cost(&self) -> f64 {
+        if let Some(link) = &self.thread {
+            return link.primary.session_cost();
+        }
+        self.total_usage().tokens.cost_usd.unwrap_or(0.0)
+    }
+
+    /// This session's usage plus its loaded threads'.
+    pub fn total_usage(&self) -> tether_proto::SessionUsage {
+        let mut total = self.state().usage;
+        for u in lock(&self.thread_usage).values() {
+            total.tokens.add(&u.tokens);
+            total.model_requests += u.model_requests;
+            total.unpriced_requests += u.unpriced_requests;
+        }
+        total
+    }
+
+    /// A child tells its primary what it has spent so far.
+    fn report_usage(&self) {
+        if let Some(link) = &self.thread {
+            let usage = self.state().usage;
+            lock(&link.primary.thread_usage).insert(self.id.clone(), usage);
+        }
+    }
+
+    /// The multi-agent tools this session's model is offered: a primary thread's, as its
+    /// agent's `multiagent` enables them (children get none: depth 1).
+    pub fn agent_tool_names(&self) -> Vec<&'static str> {
+        use tether_proto::multiagent as ma;
+        let Some(m) = self.multiagent.as_ref().filter(|_| self.thread.is_none()) else {
+            return Vec::new();
+        };
+        let e = m.effective();
+        let mut names = Vec::new();
+        if let Some(sub) = &e.subagents {
+            names.push(ma::TOOL_LIST_AGENTS);
+            names.push(ma::TOOL_SEND_TO_AGENT);
+            if sub.inline_agents {
+                names.push(ma::TOOL_SPAWN_AGENT);
+            }
+        }
+        if e.advisor.is_some() {
+            names.push(ma::TOOL_CONSULT_ADVISOR);
+        }
+        names
+    }
+
+    /// Seqs as they are appended: a receiver sees the latest after each commit.
+    pub fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     pub fn row(&self) -> SessionRow {
@@ -232,25 +355,147 @@ impl Session {
 
     /// [`Session::append`] for a caller that holds `append_lock`.
     async fn append_locked(&self, bodies: Vec<EventBody>) -> Result<Vec<Event>, StoreError> {
+        if let Some(link) = &self.thread {
+            let (own, cross) =
+                crate::session::crosspost::drafts(&self.id, link.agent_name(), bodies);
+            let mut out = self.append_with_primary(own, cross, None).await?;
+            return Ok(out.swap_remove(0));
+        }
         let summary = self.state().summary_after(&bodies);
         let events = self
             .services
             .store
             .append(&self.id, bodies, Some(summary))
             .await?;
+        self.publish(&events);
+        Ok(events)
+    }
+
+    /// Commits `own` to this stream and `primary` to the primary's (when there is one) in ONE
+    /// transaction, with `create` inserted first; folds and broadcasts both. The caller holds
+    /// this stream's append lock; the primary's is taken here, after it (always that order).
+    /// Returns `[own events, primary events]`.
+    pub(crate) async fn append_with_primary(
+        &self,
+        own: Vec<crate::store::Draft>,
+        primary: Vec<crate::store::Draft>,
+        create: Option<SessionRow>,
+    ) -> Result<Vec<Vec<Event>>, StoreError> {
+        let own_bodies: Vec<EventBody> = own.iter().map(|d| d.body.clone()).collect();
+        let summary = self.state().summary_after(&own_bodies);
+        let mut streams = vec![crate::store::StreamAppend {
+            session_id: self.id.clone(),
+            drafts: own,
+            summary: Some(summary),
+        }];
+        let target = self.thread.as_ref().map(|l| l.primary.clone());
+        let _primary_guard = match (&target, primary.is_empty()) {
+            (Some(p), false) => {
+                streams.push(crate::store::StreamAppend {
+                    session_id: p.id.clone(),
+                    drafts: primary,
+                    summary: None,
+                });
+                Some(p.append_lock.lock().await)
+            }
+            _ => None,
+        };
+        let mut out = self.services.store.append_multi(create, streams).await?;
+        if let Some(evs) = out.first() {
+            self.publish(evs);
+        }
+        if let (Some(p), Some(evs)) = (&target, out.get(1)) {
+            p.publish(evs);
+        }
+        out.resize_with(2, Vec::new);
+        Ok(out)
+    }
+
+    /// A primary's own multi-stream commit: `own` here and `child` events in a thread's
+    /// stream, in one transaction (the caller holds the CHILD's append lock, then this is
+    /// called; the primary's lock is taken here). Used to deliver a message to a thread.
+    pub(crate) async fn append_pair(
+        &self,
+        child: &Session,
+        own: Vec<crate::store::Draft>,
+        child_drafts: Vec<crate::store::Draft>,
+    ) -> Result<(Vec<Event>, Vec<Event>), StoreError> {
+        let _guard = self.append_lock.lock().await;
+        let child_bodies: Vec<EventBody> = child_drafts.iter().map(|d| d.body.clone()).collect();
+        let summary = child.state().summary_after(&child_bodies);
+        let streams = vec![
+            crate::store::StreamAppend {
+                session_id: child.id.clone(),
+                drafts: child_drafts,
+                summary: Some(summary),
+            },
+            crate::store::StreamAppend {
+                session_id: self.id.clone(),
+                drafts: own,
+                summary: None,
+            },
+        ];
+        let mut out = self.services.store.append_multi(None, streams).await?;
+        let mine = out.pop().unwrap_or_default();
+        let theirs = out.pop().unwrap_or_default();
+        child.publish(&theirs);
+        self.publish(&mine);
+        Ok((mine, theirs))
+    }
+
+    /// Commits `drafts` to this stream, with `create` inserted in the same transaction (a new
+    /// thread row and its `session.thread_created`).
+    pub(crate) async fn append_drafts(
+        &self,
+        create: Option<SessionRow>,
+        drafts: Vec<crate::store::Draft>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let _guard = self.append_lock.lock().await;
+        let own: Vec<EventBody> = drafts
+            .iter()
+            .filter(|d| d.session_thread_id.is_none())
+            .map(|d| d.body.clone())
+            .collect();
+        let summary = self.state().summary_after(&own);
+        let streams = vec![crate::store::StreamAppend {
+            session_id: self.id.clone(),
+            drafts,
+            summary: Some(summary),
+        }];
+        let events = self
+            .services
+            .store
+            .append_multi(create, streams)
+            .await?
+            .pop()
+            .unwrap_or_default();
+        self.publish(&events);
+        Ok(events)
+    }
+
+    /// The child's append lock, for [`Session::append_pair`] (child first, then primary).
+    pub(crate) async fn lock_appends(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.append_lock.lock().await
+    }
+
+    /// Folds committed events, updates the row's time, broadcasts them and wakes watchers.
+    fn publish(&self, events: &[Event]) {
         {
             let mut st = self.state();
-            for e in &events {
+            for e in events {
                 st.apply(e);
             }
         }
         if let Some(at) = events.last().and_then(|e| e.processed_at.clone()) {
             lock(&self.row).updated_at = at;
         }
-        for e in &events {
+        for e in events {
             self.feed.send(|| Push::Event(Wire::new(e.clone())));
         }
-        Ok(events)
+        if let Some(last) = events.last() {
+            self.appended.send_replace(last.seq);
+        }
+        self.report_usage();
     }
 
     /// Appends what `decide` returns for the state as it is under the append lock, so no other
@@ -391,9 +636,24 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         let row = self.row();
         let st = self.state();
+        // Any running thread makes the session running; usage covers every thread.
+        let status = if st.threads.any_running() {
+            SessionStatus::Running
+        } else {
+            st.status()
+        };
+        let usage = {
+            let mut total = st.usage;
+            for u in lock(&self.thread_usage).values() {
+                total.tokens.add(&u.tokens);
+                total.model_requests += u.model_requests;
+                total.unpriced_requests += u.unpriced_requests;
+            }
+            total
+        };
         let mut info = info_from_row(
             &row,
-            Some((st.status(), st.stop_reason.clone(), st.usage, st.last_seq)),
+            Some((status, st.stop_reason.clone(), usage, st.last_seq)),
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);

@@ -5,6 +5,7 @@
 //! - [`events`]: the event bodies the modules below build (tool results, errors, span ends);
 //! - [`permissions`]: what the pinned agent version says about tool calls;
 //! - [`mcp`]: the MCP servers of the pinned agent;
+//! - [`crosspost`]: what a child thread's appends copy into its primary's stream;
 //! - [`live`]: the live [`live::Session`]: its log appends, broadcast, fields and turn handle;
 //! - [`model`]: the model calls: provider, request, streaming with retries;
 //! - [`compaction`]: summarising the conversation when it outgrows the context window;
@@ -20,6 +21,7 @@
 
 pub mod approvals;
 pub mod compaction;
+pub mod crosspost;
 pub mod events;
 pub mod grader;
 pub mod live;

@@ -50,6 +50,12 @@ pub fn build_request(s: &Session, model: &str) -> ModelRequest {
                 &s.toolbox.unavailable(),
             );
             tools.extend(s.mcp.tool_specs());
+            let names = s.agent_tool_names();
+            if !names.is_empty()
+                && let Some(agent_tools) = s.services.agent_tools.get()
+            {
+                tools.extend(agent_tools.specs(&names));
+            }
             tools
         },
         max_tokens: s.services.config.max_tokens,

@@ -22,6 +22,30 @@ pub struct Services {
     pub builds: Arc<Builds>,
     /// The `web_search` backend, or why the configured one can't be used.
     pub web_search: Option<Result<Arc<WebSearch>, String>>,
+    /// The multi-agent tools (`send_to_agent`, ...), installed by the threads room at start:
+    /// a session's turn runs them through this without knowing the room.
+    pub agent_tools: std::sync::OnceLock<Arc<dyn AgentTools>>,
+}
+
+/// Runs the multi-agent tool calls of a primary thread's turn (implemented by
+/// `orchestration::threads`).
+pub trait AgentTools: Send + Sync {
+    /// The tool definitions offered to a session whose agent enables `names`.
+    fn specs(&self, names: &[&'static str]) -> Vec<crate::provider::ToolSpec>;
+    /// Gives every call in `calls` its result (concurrently: messages are delivered, then
+    /// all replies awaited); returns early, leaving calls open, when `cancel` fires.
+    fn run<'a>(
+        &'a self,
+        session: &'a Arc<crate::session::live::Session>,
+        calls: Vec<crate::session::state::PendingTool>,
+        cancel: &'a tokio_util::sync::CancellationToken,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(), crate::store::error::StoreError>>
+                + Send
+                + 'a,
+        >,
+    >;
 }
 
 impl Services {
@@ -43,6 +67,7 @@ impl Services {
             providers: Providers::new(&config, credentials),
             builds,
             config,
+            agent_tools: std::sync::OnceLock::new(),
         })
     }
 

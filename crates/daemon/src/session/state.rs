@@ -97,6 +97,71 @@ pub struct SessionState {
     pub last_usage: tether_proto::ModelUsage,
     /// One per `user.define_outcome`, oldest first; only the last can be active.
     pub outcomes: Vec<OutcomeState>,
+    /// Seq of the latest `session.status_idle`.
+    pub idle_seq: u64,
+    /// Text of the latest `agent.message` (a thread's reply to the message it was sent).
+    pub last_agent_text: Option<String>,
+    /// Multi-agent threads as this stream tells of them.
+    pub threads: ThreadsFold,
+}
+
+/// What a stream says about multi-agent threads: in a primary's, its children (from the
+/// cross-posted lifecycle events) and the messages it sent (by the tool call that sent
+/// them); in a child's, the messages it received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThreadsFold {
+    /// Child threads in creation order.
+    pub children: Vec<ThreadEntry>,
+    /// `tool_use_id` of each `agent.thread_message_sent` -> the thread it went to.
+    pub sent: std::collections::HashMap<String, String>,
+    /// `tool_use_id` of each `agent.thread_message_received` -> its seq.
+    pub received: std::collections::HashMap<String, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadEntry {
+    pub id: String,
+    pub agent_name: String,
+    pub status: SessionStatus,
+    pub stop_reason: Option<StopReason>,
+}
+
+impl ThreadsFold {
+    fn apply(&mut self, thread: &str, body: &EventBody) {
+        let status = match body {
+            EventBody::SessionThreadCreated { agent_name, .. } => {
+                if !self.children.iter().any(|c| c.id == thread) {
+                    self.children.push(ThreadEntry {
+                        id: thread.to_string(),
+                        agent_name: agent_name.clone(),
+                        status: SessionStatus::Idle,
+                        stop_reason: None,
+                    });
+                }
+                return;
+            }
+            EventBody::SessionThreadStatusRunning { .. } => (SessionStatus::Running, None),
+            EventBody::SessionThreadStatusIdle { stop_reason, .. } => {
+                (SessionStatus::Idle, Some(stop_reason.clone()))
+            }
+            EventBody::SessionThreadStatusRescheduled { .. } => (SessionStatus::Rescheduling, None),
+            EventBody::SessionThreadStatusTerminated { .. } => (SessionStatus::Terminated, None),
+            _ => return,
+        };
+        if let Some(c) = self.children.iter_mut().find(|c| c.id == thread) {
+            (c.status, c.stop_reason) = status;
+        }
+    }
+
+    /// Whether a child thread is working (the session's status aggregates its threads).
+    pub fn any_running(&self) -> bool {
+        self.children.iter().any(|c| {
+            matches!(
+                c.status,
+                SessionStatus::Running | SessionStatus::Rescheduling
+            )
+        })
+    }
 }
 
 /// Where an outcome stands, folded from its events.
@@ -607,6 +672,12 @@ impl SessionState {
 
     pub fn apply(&mut self, e: &Event) {
         self.last_seq = e.seq;
+        // An event about another thread (a cross-post, a lifecycle event): it changes the
+        // threads this stream knows of, never its own conversation or status.
+        if let Some(thread) = &e.session_thread_id {
+            self.threads.apply(thread, &e.body);
+            return;
+        }
         if matches!(
             e.body,
             EventBody::UserMessage { .. }
@@ -622,6 +693,8 @@ impl SessionState {
                 | EventBody::SessionStatusIdle { .. }
                 | EventBody::UserDefineOutcome(_)
                 | EventBody::SpanOutcomeEvaluationEnd(_)
+                | EventBody::AgentThreadMessageReceived { .. }
+                | EventBody::AgentThreadMessageSent { .. }
         ) {
             self.resumes_without_progress = 0;
         }
@@ -639,7 +712,9 @@ impl SessionState {
                 },
             ),
             EventBody::AgentMessage { content } => {
-                self.push_part(Role::Assistant, Part::Text(blocks_text(content)));
+                let text = blocks_text(content);
+                self.last_agent_text = Some(text.clone());
+                self.push_part(Role::Assistant, Part::Text(text));
             }
             EventBody::AgentToolUse {
                 name,
@@ -730,6 +805,7 @@ impl SessionState {
                 self.model_calls_this_turn = 0;
             }
             EventBody::SessionStatusIdle { stop_reason } => {
+                self.idle_seq = e.seq;
                 self.status = Some(SessionStatus::Idle);
                 self.stop_reason = Some(stop_reason.clone());
                 self.open_request = None;
@@ -809,14 +885,34 @@ impl SessionState {
             | EventBody::UserDefineOutcome(_)
             | EventBody::SpanOutcomeEvaluationStart { .. }
             | EventBody::SpanOutcomeEvaluationOngoing { .. } => {}
-            // Multi-agent threads: folded by the threads room (orchestration/threads).
+            // A message from another thread is this thread's user turn.
+            EventBody::AgentThreadMessageReceived {
+                content,
+                tool_use_id,
+                ..
+            } => {
+                if let Some(id) = tool_use_id {
+                    self.threads.received.insert(id.clone(), e.seq);
+                }
+                self.user_text(blocks_text(content));
+            }
+            EventBody::AgentThreadMessageSent {
+                to_session_thread_id,
+                tool_use_id,
+                ..
+            } => {
+                if let Some(id) = tool_use_id {
+                    self.threads
+                        .sent
+                        .insert(id.clone(), to_session_thread_id.clone());
+                }
+            }
+            // Lifecycle events carry their thread in the envelope (handled above).
             EventBody::SessionThreadCreated { .. }
             | EventBody::SessionThreadStatusRunning { .. }
             | EventBody::SessionThreadStatusIdle { .. }
             | EventBody::SessionThreadStatusRescheduled { .. }
-            | EventBody::SessionThreadStatusTerminated { .. }
-            | EventBody::AgentThreadMessageSent { .. }
-            | EventBody::AgentThreadMessageReceived { .. } => {}
+            | EventBody::SessionThreadStatusTerminated { .. } => {}
         }
     }
 }

@@ -229,6 +229,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
 /// carries its evaluated permission; a call to a custom tool is an `agent.custom_tool_use`.
 fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
     let offered = s.row().tools;
+    let agent_tools = s.agent_tool_names();
     let mut bodies = Vec::new();
     let mut text = String::new();
     for part in &resp.content {
@@ -267,6 +268,7 @@ fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
                 input: input.clone(),
                 // A tool the agent did not enable is refused whatever its policy says.
                 evaluated_permission: Some(match &offered {
+                    _ if agent_tools.contains(&name.as_str()) => Permission::Allow,
                     Some(o) if !o.contains(name) => Permission::Deny,
                     _ => s.policy.permission(name),
                 }),
@@ -295,9 +297,26 @@ enum Tools {
 
 async fn run_tools(
     s: &Arc<Session>,
-    pending: Vec<PendingTool>,
+    mut pending: Vec<PendingTool>,
     cancel: &CancellationToken,
 ) -> Result<Tools, StoreError> {
+    // Multi-agent calls run together (threads work in parallel) and first; they are never
+    // "interrupted" by a restart: a message is delivered once, then its reply awaited again.
+    let names = s.agent_tool_names();
+    if !names.is_empty()
+        && let Some(agent_tools) = s.services.agent_tools.get()
+    {
+        let (agent_calls, rest): (Vec<_>, Vec<_>) = pending
+            .into_iter()
+            .partition(|c| c.mcp.is_none() && names.contains(&c.name.as_str()));
+        pending = rest;
+        if !agent_calls.is_empty() {
+            agent_tools.run(s, agent_calls, cancel).await?;
+            if cancel.is_cancelled() {
+                return Ok(Tools::Done);
+            }
+        }
+    }
     for call in pending {
         if cancel.is_cancelled() {
             return Ok(Tools::Done);

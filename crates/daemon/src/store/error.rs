@@ -28,6 +28,9 @@ pub enum StoreError {
     Missing(String),
     #[error("the event log writer has stopped")]
     Closed,
+    /// A request the stored data refuses (e.g. a roster naming an archived agent).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -41,6 +44,7 @@ impl From<StoreError> for ErrorBody {
         let code = match &e {
             StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,
+            StoreError::Invalid(_) => ErrorCode::InvalidParams,
             StoreError::Closed => ErrorCode::ShuttingDown,
             _ => ErrorCode::Storage,
         };

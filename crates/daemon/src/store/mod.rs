@@ -14,6 +14,7 @@ pub mod schema;
 #[cfg(test)]
 mod tests;
 mod writer;
+pub use writer::{Draft, StreamAppend};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,32 @@ impl Store {
             reply,
         })
         .await
+    }
+
+    /// Appends to several streams in one transaction (see [`Op::AppendMulti`]); returns each
+    /// stream's events once committed.
+    pub async fn append_multi(
+        &self,
+        create: Option<SessionRow>,
+        streams: Vec<writer::StreamAppend>,
+    ) -> Result<Vec<Vec<Event>>, StoreError> {
+        self.submit(|reply| Op::AppendMulti {
+            create: create.map(Box::new),
+            streams,
+            reply,
+        })
+        .await
+    }
+
+    /// A session's child threads (archived ones too), oldest first.
+    pub async fn list_threads(&self, parent: &str) -> Result<Vec<SessionRow>, StoreError> {
+        let p = parent.to_string();
+        self.read(move |c| queries::list_threads(c, &p)).await
+    }
+
+    /// Ids of the child threads the log calls running.
+    pub async fn running_threads(&self) -> Result<Vec<String>, StoreError> {
+        self.read(queries::running_threads).await
     }
 
     /// Creates a session; with `copy_events_from`, its log starts as a copy of that session's.

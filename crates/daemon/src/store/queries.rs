@@ -32,7 +32,7 @@ pub fn resolve_id_or_name(
 }
 
 const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes";
+    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes, s.parent_id, s.thread_agent";
 
 fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let status: String = r.get(8)?;
@@ -79,6 +79,10 @@ fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             .get::<_, Option<String>>(23)?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default(),
+        parent_id: r.get(24)?,
+        thread_agent: r
+            .get::<_, Option<String>>(25)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -131,9 +135,9 @@ pub fn list_sessions(
     let sql = format!(
         "SELECT {SESSION_COLS} FROM sessions s {} ORDER BY s.created_at, s.id",
         if include_archived {
-            ""
+            "WHERE s.parent_id IS NULL"
         } else {
-            "WHERE s.archived_at IS NULL"
+            "WHERE s.parent_id IS NULL AND s.archived_at IS NULL"
         }
     );
     let tail = tail_stats(c, None)?;
@@ -146,7 +150,7 @@ pub fn page_sessions(
     c: &Connection,
     q: &SessionPageQuery,
 ) -> Result<(Vec<SessionRow>, bool), StoreError> {
-    let mut sql = format!("SELECT {SESSION_COLS} FROM sessions s WHERE 1=1");
+    let mut sql = format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.parent_id IS NULL");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
         args.push(v);
@@ -223,6 +227,26 @@ pub fn get_session(c: &Connection, id: &str) -> Result<Option<SessionRow>, Store
     }
 }
 
+/// The child threads of a session (archived ones too), in creation order.
+pub fn list_threads(c: &Connection, parent: &str) -> Result<Vec<SessionRow>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLS} FROM sessions s WHERE s.parent_id = ?1 ORDER BY s.created_at, s.id"
+    );
+    let tail = tail_stats(c, None)?;
+    let mut st = c.prepare_cached(&sql)?;
+    let rows = st.query_map([parent], row_to_session)?;
+    rows.map(|r| Ok(with_tail(r?, &tail))).collect()
+}
+
+/// Child threads the log calls running (or rescheduling): what recovery resumes.
+pub fn running_threads(c: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM sessions WHERE parent_id IS NOT NULL AND archived_at IS NULL AND status IN ('running', 'rescheduling') ORDER BY created_at, id",
+    )?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Newest seq of a session (0 if it has no events).
 pub fn max_seq(c: &Connection, session_id: &str) -> Result<u64, StoreError> {
     let last = last_indexed_row(c)?;
@@ -291,7 +315,9 @@ pub fn read_events(
 
 pub fn resolve(c: &Connection, reference: &str) -> Result<Vec<String>, StoreError> {
     let exact: Option<String> = c
-        .prepare_cached("SELECT id FROM sessions WHERE id = ?1 OR name = ?1")?
+        .prepare_cached(
+            "SELECT id FROM sessions WHERE (id = ?1 OR name = ?1) AND parent_id IS NULL",
+        )?
         .query_row([reference], |r| r.get(0))
         .optional()?;
     if let Some(id) = exact {
@@ -303,7 +329,7 @@ pub fn resolve(c: &Connection, reference: &str) -> Result<Vec<String>, StoreErro
         .replace('%', "\\%")
         .replace('_', "\\_");
     let mut st = c.prepare_cached(
-        "SELECT id FROM sessions WHERE id LIKE ?1 ESCAPE '\\' OR id LIKE ?2 ESCAPE '\\' ORDER BY id LIMIT 10",
+        "SELECT id FROM sessions WHERE (id LIKE ?1 ESCAPE '\\' OR id LIKE ?2 ESCAPE '\\') AND parent_id IS NULL ORDER BY id LIMIT 10",
     )?;
     let rows = st.query_map(
         params![format!("{escaped}%"), format!("sesn\\_{escaped}%")],

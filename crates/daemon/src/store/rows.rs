@@ -42,6 +42,10 @@ pub struct SessionRow {
     pub networking: Option<tether_proto::environment::Networking>,
     /// The session's outcomes as of its last event (for listings of sessions not loaded).
     pub outcome_evaluations: Vec<tether_proto::outcome::OutcomeEvaluation>,
+    /// Set on a child thread (`sthr_` id): the session it belongs to.
+    pub parent_id: Option<String>,
+    /// Set on a child thread: who runs in it.
+    pub thread_agent: Option<tether_proto::thread::ThreadAgent>,
 }
 
 impl SessionRow {
@@ -72,6 +76,8 @@ impl SessionRow {
             env_layer: None,
             networking: None,
             outcome_evaluations: Vec::new(),
+            parent_id: None,
+            thread_agent: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -177,6 +177,20 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN;
              ALTER TABLE sessions ADD COLUMN outcomes TEXT;
              PRAGMA user_version = 6;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 7 {
+        // Multi-agent threads: a child thread is a row of its own (`sthr_` id, its own log)
+        // whose `parent_id` is its session; `thread_agent` is who runs in it (ThreadAgent
+        // JSON). Session listings skip rows with a parent.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN parent_id TEXT;
+             ALTER TABLE sessions ADD COLUMN thread_agent TEXT;
+             CREATE INDEX sessions_by_parent ON sessions (parent_id) WHERE parent_id IS NOT NULL;
+             PRAGMA user_version = 7;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -48,6 +48,15 @@ pub(super) enum Op {
         session_id: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Events for several streams in one transaction (a thread's and its primary's), each
+    /// stream's in order; a draft may carry a preset id (a cross-post keeps the original's)
+    /// and a `session_thread_id`. With `create`, that row is inserted first (a new thread
+    /// and its `session.thread_created`).
+    AppendMulti {
+        create: Option<Box<SessionRow>>,
+        streams: Vec<StreamAppend>,
+        reply: oneshot::Sender<Result<Vec<Vec<Event>>, StoreError>>,
+    },
     /// A small read-modify-write (agents) run in the writer's transaction, in a savepoint.
     Exec {
         f: WriteFn,
@@ -57,6 +66,33 @@ pub(super) enum Op {
     Checkpoint {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+}
+
+/// One event to append, before it has its seq.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    /// None: a new `sevt_` id.
+    pub id: Option<String>,
+    pub session_thread_id: Option<String>,
+    pub body: EventBody,
+}
+
+impl Draft {
+    pub fn new(body: EventBody) -> Draft {
+        Draft {
+            id: None,
+            session_thread_id: None,
+            body,
+        }
+    }
+}
+
+/// One stream's part of an [`Op::AppendMulti`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub session_id: String,
+    pub drafts: Vec<Draft>,
+    pub summary: Option<SessionSummary>,
 }
 
 /// Starts the writer thread on `conn`; ops sent on the returned channel run in its batches.
@@ -90,12 +126,20 @@ struct Writer {
 
 enum Reply {
     Events(oneshot::Sender<Result<Vec<Event>, StoreError>>, Vec<Event>),
+    Multi(
+        oneshot::Sender<Result<Vec<Vec<Event>>, StoreError>>,
+        Vec<Vec<Event>>,
+    ),
     Unit(oneshot::Sender<Result<(), StoreError>>),
     Failed(Failed),
 }
 
 enum Failed {
     Events(oneshot::Sender<Result<Vec<Event>, StoreError>>, StoreError),
+    Multi(
+        oneshot::Sender<Result<Vec<Vec<Event>>, StoreError>>,
+        StoreError,
+    ),
     Unit(oneshot::Sender<Result<(), StoreError>>, StoreError),
 }
 
@@ -105,6 +149,12 @@ impl Reply {
         match (self, committed) {
             (Reply::Events(tx, evs), Ok(())) => {
                 let _ = tx.send(Ok(evs));
+            }
+            (Reply::Multi(tx, evs), Ok(())) => {
+                let _ = tx.send(Ok(evs));
+            }
+            (Reply::Multi(tx, _), Err(msg)) => {
+                let _ = tx.send(Err(StoreError::Write(msg.to_string())));
             }
             (Reply::Unit(tx), Ok(())) => {
                 let _ = tx.send(Ok(()));
@@ -281,6 +331,18 @@ impl Writer {
                         Reply::Failed(Failed::Events(reply, e))
                     }
                 },
+                Op::AppendMulti {
+                    create,
+                    streams,
+                    reply,
+                } => match self.append_multi(create.as_deref(), streams) {
+                    Ok(evs) => Reply::Multi(reply, evs),
+                    Err(e) => {
+                        // Anything of it may be written: the whole batch goes.
+                        doomed = Some(e.to_string());
+                        Reply::Failed(Failed::Multi(reply, e))
+                    }
+                },
                 other => self.apply_in_savepoint(other),
             };
             replies.push(reply);
@@ -337,7 +399,7 @@ impl Writer {
         }
         let mark = self.undo.len();
         let result = match op {
-            Op::Append { .. } | Op::Checkpoint { .. } => Err(failed(
+            Op::Append { .. } | Op::AppendMulti { .. } | Op::Checkpoint { .. } => Err(failed(
                 op,
                 StoreError::Write("internal: op routed to the savepoint path".into()),
             )),
@@ -448,22 +510,50 @@ impl Writer {
         bodies: Vec<EventBody>,
         summary: Option<SessionSummary>,
     ) -> Result<Vec<Event>, StoreError> {
+        self.append_drafts(
+            session_id,
+            bodies.into_iter().map(Draft::new).collect(),
+            summary,
+        )
+    }
+
+    fn append_multi(
+        &mut self,
+        create: Option<&SessionRow>,
+        streams: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Event>>, StoreError> {
+        if let Some(row) = create {
+            self.create(row, None)?;
+        }
+        let mut out = Vec::with_capacity(streams.len());
+        for s in streams {
+            out.push(self.append_drafts(&s.session_id, s.drafts, s.summary)?);
+        }
+        Ok(out)
+    }
+
+    fn append_drafts(
+        &mut self,
+        session_id: &str,
+        drafts: Vec<Draft>,
+        summary: Option<SessionSummary>,
+    ) -> Result<Vec<Event>, StoreError> {
         let mut seq = self.current_seq(session_id)?;
         let now = self.batch_now.clone();
-        let mut out = Vec::with_capacity(bodies.len());
+        let mut out = Vec::with_capacity(drafts.len());
         {
             let mut st = self.conn.prepare_cached(
                 "INSERT INTO events (session_id, seq, id, type, processed_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for body in bodies {
+            for d in drafts {
                 seq += 1;
                 let ev = Event {
-                    id: ids::event_id(),
+                    id: d.id.unwrap_or_else(ids::event_id),
                     session_id: session_id.to_string(),
                     seq,
                     processed_at: Some(now.clone()),
-                    session_thread_id: None,
-                    body,
+                    session_thread_id: d.session_thread_id,
+                    body: d.body,
                 };
                 let json = serde_json::to_string(&ev)
                     .map_err(|e| StoreError::Write(format!("cannot encode event: {e}")))?;
@@ -502,8 +592,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking, parent_id, thread_agent"
                 ),
                 params![
                     row.id,
@@ -532,6 +622,10 @@ impl Writer {
                     row.networking
                         .as_ref()
                         .and_then(|n| serde_json::to_string(n).ok()),
+                    row.parent_id,
+                    row.thread_agent
+                        .as_ref()
+                        .and_then(|a| serde_json::to_string(a).ok()),
                 ],
             )
             .map_err(|e| match e {
@@ -577,6 +671,7 @@ impl Writer {
 fn failed(op: Op, e: StoreError) -> Failed {
     match op {
         Op::Append { reply, .. } => Failed::Events(reply, e),
+        Op::AppendMulti { reply, .. } => Failed::Multi(reply, e),
         Op::CreateSession { reply, .. }
         | Op::SetArchived { reply, .. }
         | Op::DeleteSession { reply, .. }
@@ -593,6 +688,9 @@ impl Failed {
     fn send(self) {
         match self {
             Failed::Events(tx, e) => {
+                let _ = tx.send(Err(e));
+            }
+            Failed::Multi(tx, e) => {
                 let _ = tx.send(Err(e));
             }
             Failed::Unit(tx, e) => {

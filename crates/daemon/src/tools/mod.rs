@@ -261,6 +261,11 @@ impl Toolbox {
     }
 
     /// The session's network (policy and sandbox proxy).
+    /// The session's network to share with its threads (one proxy per session).
+    pub fn shared_net(&self) -> Arc<SessionNet> {
+        self.net.clone()
+    }
+
     pub fn net(&self) -> &SessionNet {
         &self.net
     }

@@ -30,8 +30,13 @@ async fn next_line(input: &mut Option<tokio::sync::mpsc::Receiver<String>>) -> O
     }
 }
 
-/// A line typed while attached: a message, or a command.
-async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<(), ClientError> {
+/// A line typed while attached: a message, or a command (to the thread followed, if any).
+async fn handle_input(
+    c: &mut Client,
+    session_id: &str,
+    thread: Option<&str>,
+    line: &str,
+) -> Result<(), ClientError> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(());
@@ -41,13 +46,13 @@ async fn handle_input(c: &mut Client, session_id: &str, line: &str) -> Result<()
         "/interrupt" => c
             .request::<rpc::SessionInterrupt>(Interrupt {
                 session,
-                thread: None,
+                thread: thread.map(str::to_string),
             })
             .await
             .map(|_| ()),
         _ => c
             .request::<rpc::SessionSend>(SendMessage {
-                thread: None,
+                thread: thread.map(str::to_string),
                 model: None,
                 session,
                 content: vec![ContentBlock::text(line)],
@@ -83,10 +88,31 @@ pub(super) async fn follow_with_input(
     read_only: bool,
     printer: &mut Printer,
     idle_after: Option<u64>,
+    input: Option<tokio::sync::mpsc::Receiver<String>>,
+) -> Result<Option<StopReason>, ClientError> {
+    follow_stream(
+        c, session_id, None, after_seq, read_only, printer, idle_after, input,
+    )
+    .await
+}
+
+/// [`follow_with_input`] of one thread's stream (`sthr_...`; None: the primary's). A child
+/// thread's stream ends a wait with its own `session.thread_status_idle`.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn follow_stream(
+    c: &mut Client,
+    session_id: &str,
+    thread: Option<&str>,
+    after_seq: u64,
+    read_only: bool,
+    printer: &mut Printer,
+    idle_after: Option<u64>,
     mut input: Option<tokio::sync::mpsc::Receiver<String>>,
 ) -> Result<Option<StopReason>, ClientError> {
+    // A child thread's events may name the session or the thread.
+    let ours = |sid: &str| sid == session_id || thread.is_some_and(|t| t == sid);
     let attach = |after_seq| Attach {
-        thread: None,
+        thread: thread.map(str::to_string),
         session: session_id.to_string(),
         after_seq,
         read_only,
@@ -108,7 +134,7 @@ pub(super) async fn follow_with_input(
             r = c.next_push() => r,
             line = next_line(&mut input) => {
                 match line {
-                    Some(line) => match handle_input(c, session_id, &line).await {
+                    Some(line) => match handle_input(c, session_id, thread, &line).await {
                         Ok(()) => {}
                         Err(e) if is_connection_loss(&e) => {
                             reconnect(c, &e).await?;
@@ -132,22 +158,34 @@ pub(super) async fn follow_with_input(
             Err(e) => return Err(e),
         };
         match frame {
-            ServerFrame::Event(e) if e.session_id == session_id => {
+            ServerFrame::Event(e) if ours(&e.session_id) => {
                 if e.seq <= last {
                     continue;
                 }
                 last = e.seq;
                 printer.event(&e);
-                if let (Some(floor), EventBody::SessionStatusIdle { stop_reason }) =
-                    (idle_after, &e.body)
+                let idle = match &e.body {
+                    EventBody::SessionStatusIdle { stop_reason } => Some(stop_reason),
+                    // A child's own stream; cross-posts (naming another thread) don't count.
+                    EventBody::SessionThreadStatusIdle { stop_reason, .. }
+                        if thread.is_some()
+                            && e.session_thread_id
+                                .as_deref()
+                                .is_none_or(|t| Some(t) == thread) =>
+                    {
+                        Some(stop_reason)
+                    }
+                    _ => None,
+                };
+                if let (Some(floor), Some(stop_reason)) = (idle_after, idle)
                     && e.seq > floor
                 {
                     return Ok(Some(stop_reason.clone()));
                 }
             }
-            ServerFrame::Delta(d) if d.session_id == session_id => printer.delta(&d),
-            ServerFrame::Snapshot(s) if s.session_id == session_id => printer.snapshot(&s),
-            ServerFrame::Resync(r) if r.session_id == session_id => {
+            ServerFrame::Delta(d) if ours(&d.session_id) => printer.delta(&d),
+            ServerFrame::Snapshot(s) if ours(&s.session_id) => printer.snapshot(&s),
+            ServerFrame::Resync(r) if ours(&r.session_id) => {
                 last = last.max(r.from_seq.saturating_sub(1));
                 attached = false;
             }

@@ -11,6 +11,7 @@ mod outcome;
 pub mod proxy;
 pub mod sessions;
 mod spec_file;
+pub mod threads;
 
 use std::process::ExitCode;
 

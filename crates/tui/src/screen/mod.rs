@@ -13,6 +13,7 @@ pub mod net;
 pub mod palette;
 pub mod picker;
 pub mod run;
+pub mod threads;
 pub mod transcript;
 pub mod view;
 pub mod wrap;
@@ -52,9 +53,28 @@ pub async fn attach(
     info: SessionInfo,
     read_only: bool,
 ) -> Result<ExitCode, ClientError> {
+    attach_thread(c, info, read_only, None).await
+}
+
+/// [`attach`], showing child thread `thread` (`sthr_...`) first (ctrl-t moves on from it).
+pub async fn attach_thread(
+    c: Client,
+    info: SessionInfo,
+    read_only: bool,
+    thread: Option<String>,
+) -> Result<ExitCode, ClientError> {
     let keys = keys()?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
-    let r = run::session(&mut tui, c, client::paths(), info.clone(), read_only, keys).await;
+    let r = run::session(
+        &mut tui,
+        c,
+        client::paths(),
+        info.clone(),
+        read_only,
+        keys,
+        thread,
+    )
+    .await;
     drop(tui);
     if let run::Exit::Hangup = r.map_err(io_err)? {
         return Ok(ExitCode::SUCCESS);
@@ -118,9 +138,17 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
         };
         // The session view owns its own connection (it reconnects on its own).
         let own = Client::connect(&paths).await?;
-        let exit = run::session(&mut tui, own, paths.clone(), info, false, keys.clone())
-            .await
-            .map_err(io_err)?;
+        let exit = run::session(
+            &mut tui,
+            own,
+            paths.clone(),
+            info,
+            false,
+            keys.clone(),
+            None,
+        )
+        .await
+        .map_err(io_err)?;
         if let run::Exit::Hangup = exit {
             return Ok(ExitCode::SUCCESS);
         }

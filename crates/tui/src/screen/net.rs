@@ -2,13 +2,19 @@
 //! seq, forwards pushes to the UI, runs the UI's requests, and reconnects with backoff and
 //! jitter when the daemon goes away, resuming from the last seq it forwarded (so nothing is
 //! shown twice or lost).
+//!
+//! A multi-agent session's view may show a child thread's stream instead of the primary's:
+//! the primary's connection then stays attached (thread events, approvals from any thread),
+//! and a second task like the first follows the child on its own connection; what it reports
+//! comes wrapped in [`NetMsg::Thread`].
 
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, CustomToolResult, Interrupt, Order, ReadEvents, SearchEvents, SendMessage,
+    Attach, CustomToolResult, Interrupt, ListThreads, Order, ReadEvents, SearchEvents, SendMessage,
     SessionParams, ToolConfirm, rpc,
 };
+use tether_proto::thread::SessionThread;
 use tether_proto::{
     ConfirmationResult, ContentBlock, Delta, ErrorCode, Event, Paths, ServerFrame, SessionInfo,
     Snapshot,
@@ -44,6 +50,15 @@ pub enum Cmd {
     SearchOlder {
         query: String,
         before_seq: u64,
+    },
+    /// Ask `thread.list` again (answered with `NetMsg::Threads`).
+    ListThreads,
+    /// Follow this child thread's stream (`sthr_...`) beside the primary's; None stops it.
+    ViewThread(Option<String>),
+    /// A command about the viewed child thread's stream (send, interrupt, older pages).
+    InThread {
+        thread: String,
+        cmd: Box<Cmd>,
     },
 }
 
@@ -86,6 +101,35 @@ pub enum NetMsg {
     Conn(ConnState),
     /// A request failed; shown in the footer.
     Failed(String),
+    /// The session's threads (`thread.list`); None when this tetherd has no threads.
+    Threads(Option<Vec<SessionThread>>),
+    /// What the task following a child thread reports.
+    Thread {
+        thread: String,
+        msg: Box<NetMsg>,
+    },
+}
+
+/// Where a connection task reports: the primary's as it is, a child thread's wrapped.
+#[derive(Clone)]
+struct Out {
+    tx: UnboundedSender<NetMsg>,
+    thread: Option<String>,
+}
+
+impl Out {
+    /// False when the UI is gone.
+    fn send(&self, msg: NetMsg) -> bool {
+        self.tx
+            .send(match &self.thread {
+                None => msg,
+                Some(t) => NetMsg::Thread {
+                    thread: t.clone(),
+                    msg: Box::new(msg),
+                },
+            })
+            .is_ok()
+    }
 }
 
 /// Starts the task; it ends when the returned sender is dropped (the UI detached).
@@ -97,8 +141,68 @@ pub fn spawn(
     out: UnboundedSender<NetMsg>,
 ) -> UnboundedSender<Cmd> {
     let (tx, rx) = unbounded_channel();
-    tokio::spawn(run(client, paths, info, read_only, out, rx));
+    let (primary_tx, primary_rx) = unbounded_channel();
+    let stream = Stream {
+        paths: paths.clone(),
+        id: info.id.clone(),
+        read_only,
+    };
+    let primary = Out {
+        tx: out.clone(),
+        thread: None,
+    };
+    tokio::spawn(run(Some(client), stream.clone(), primary, primary_rx));
+    tokio::spawn(route(rx, primary_tx, stream, out));
     tx
+}
+
+/// What a connection task follows: the session, and (for a child thread) which thread.
+#[derive(Clone)]
+struct Stream {
+    paths: Paths,
+    id: String,
+    read_only: bool,
+}
+
+/// Hands the UI's commands to the primary's task, or to the viewed child thread's (started
+/// and stopped here); in order, so each task sees its commands as the UI sent them.
+async fn route(
+    mut rx: UnboundedReceiver<Cmd>,
+    primary: UnboundedSender<Cmd>,
+    stream: Stream,
+    out: UnboundedSender<NetMsg>,
+) {
+    let mut child: Option<(String, UnboundedSender<Cmd>)> = None;
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::ViewThread(None) => child = None,
+            Cmd::ViewThread(Some(thread)) => {
+                if child.as_ref().is_some_and(|(t, _)| *t == thread) {
+                    continue;
+                }
+                // Dropping the old sender ends the old task.
+                let (tx, crx) = unbounded_channel();
+                let o = Out {
+                    tx: out.clone(),
+                    thread: Some(thread.clone()),
+                };
+                tokio::spawn(run(None, stream.clone(), o, crx));
+                child = Some((thread, tx));
+            }
+            Cmd::InThread { thread, cmd } => match &child {
+                Some((t, tx)) if *t == thread => {
+                    let _ = tx.send(*cmd);
+                }
+                // The view moved on meanwhile: the command was for a stream no longer shown.
+                _ => {}
+            },
+            cmd => {
+                if primary.send(cmd).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 fn lost(e: &ClientError) -> bool {
@@ -118,16 +222,13 @@ fn seed() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
-async fn run(
-    client: Client,
-    paths: Paths,
-    info: SessionInfo,
-    read_only: bool,
-    out: UnboundedSender<NetMsg>,
-    mut rx: UnboundedReceiver<Cmd>,
-) {
-    let id = info.id.clone();
-    let mut client = Some(client);
+async fn run(client: Option<Client>, stream: Stream, out: Out, mut rx: UnboundedReceiver<Cmd>) {
+    let Stream {
+        paths,
+        id,
+        read_only,
+    } = stream;
+    let mut client = client;
     let mut last: u64 = 0;
     let mut loaded_tail = false;
     let mut attempt = 0u32;
@@ -161,6 +262,7 @@ async fn run(
         match session(
             &mut c,
             &id,
+            out.thread.as_deref(),
             read_only,
             &mut last,
             &mut loaded_tail,
@@ -195,20 +297,22 @@ fn short(s: &str) -> String {
 }
 
 /// One connection's life: (tail load,) attach, forward. Ok(()) when the UI went away.
+#[allow(clippy::too_many_arguments)]
 async fn session(
     c: &mut Client,
     id: &str,
+    thread: Option<&str>,
     read_only: bool,
     last: &mut u64,
     loaded_tail: &mut bool,
-    out: &UnboundedSender<NetMsg>,
+    out: &Out,
     rx: &mut UnboundedReceiver<Cmd>,
 ) -> Result<(), ClientError> {
     if !*loaded_tail {
         // The newest page first, so the first frame costs the same for any log length.
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
-                thread: None,
+                thread: thread.map(str::to_string),
                 session: id.to_string(),
                 after_seq: None,
                 before_seq: None,
@@ -224,7 +328,7 @@ async fn session(
         *loaded_tail = true;
     }
     let attach = |after_seq| Attach {
-        thread: None,
+        thread: thread.map(str::to_string),
         session: id.to_string(),
         after_seq,
         read_only,
@@ -232,31 +336,37 @@ async fn session(
     let info = c.request::<rpc::SessionAttach>(attach(*last)).await?;
     let _ = out.send(NetMsg::Info(Box::new(info)));
     let _ = out.send(NetMsg::Conn(ConnState::Connected));
+    if thread.is_none() {
+        // Whether the session has threads (and which) survives no reconnect unasked.
+        list_threads(c, id, out).await?;
+    }
+    // A child thread's events may name the session or the thread.
+    let ours = |sid: &str| sid == id || thread.is_some_and(|t| t == sid);
     loop {
         tokio::select! {
             push = c.next_push() => match push? {
                 // Events at or below the last seq were already forwarded (a replay after a resync).
-                ServerFrame::Event(e) if e.session_id == id && e.seq > *last => {
+                ServerFrame::Event(e) if ours(&e.session_id) && e.seq > *last => {
                     *last = e.seq;
                     let status_change = matches!(
                         e.body,
                         tether_proto::EventBody::SessionStatusIdle { .. } | tether_proto::EventBody::SessionStatusRunning {}
                     );
                     let _ = out.send(NetMsg::Event(e));
-                    if status_change {
+                    if status_change && thread.is_none() {
                         // Refresh the attached-client count and usage now and then.
                         if let Ok(info) = c.request::<rpc::SessionGet>(SessionParams { session: id.to_string() }).await {
                             let _ = out.send(NetMsg::Info(Box::new(info)));
                         }
                     }
                 }
-                ServerFrame::Delta(d) if d.session_id == id => {
+                ServerFrame::Delta(d) if ours(&d.session_id) => {
                     let _ = out.send(NetMsg::Delta(d));
                 }
-                ServerFrame::Snapshot(s) if s.session_id == id => {
+                ServerFrame::Snapshot(s) if ours(&s.session_id) => {
                     let _ = out.send(NetMsg::Snapshot(s));
                 }
-                ServerFrame::Resync(r) if r.session_id == id => {
+                ServerFrame::Resync(r) if ours(&r.session_id) => {
                     // Fell behind: attach again from what we have.
                     *last = (*last).max(r.from_seq.saturating_sub(1));
                     let info = c.request::<rpc::SessionAttach>(attach(*last)).await?;
@@ -266,7 +376,7 @@ async fn session(
             },
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { return Ok(()) };
-                run_cmd(c, id, cmd, out).await?;
+                run_cmd(c, id, thread, cmd, out).await?;
             }
         }
     }
@@ -275,16 +385,46 @@ async fn session(
 /// Events loaded above a match found by the daemon, so it shows with some context.
 const SEARCH_CONTEXT: u64 = 3;
 
+/// `thread.list` for the view. A daemon without threads (or any other refusal) just means no
+/// thread panel: nothing to show the user.
+async fn list_threads(c: &mut Client, id: &str, out: &Out) -> Result<(), ClientError> {
+    match c
+        .request::<rpc::ThreadList>(ListThreads {
+            session: id.to_string(),
+            statuses: Vec::new(),
+            all: false,
+        })
+        .await
+    {
+        Ok(list) => {
+            let _ = out.send(NetMsg::Threads(Some(list.data)));
+            Ok(())
+        }
+        Err(e) if lost(&e) => Err(e),
+        Err(_) => {
+            let _ = out.send(NetMsg::Threads(None));
+            Ok(())
+        }
+    }
+}
+
 /// Asks the daemon for the newest match older than `before_seq`; when there is one, loads
 /// everything from just above it up to what the view has (one contiguous transcript), then says
 /// where it is.
 async fn search_older(
     c: &mut Client,
     id: &str,
+    thread: Option<&str>,
     query: String,
     before_seq: u64,
-    out: &UnboundedSender<NetMsg>,
+    out: &Out,
 ) -> Result<(), ClientError> {
+    if thread.is_some() {
+        // `session.search` covers the primary's log only: a child's search stays within
+        // what is loaded.
+        let _ = out.send(NetMsg::SearchOlder { query, seq: None });
+        return Ok(());
+    }
     let page = c
         .request::<rpc::SessionSearch>(SearchEvents {
             session: id.to_string(),
@@ -302,7 +442,7 @@ async fn search_older(
     loop {
         let page = c
             .request::<rpc::SessionEvents>(ReadEvents {
-                thread: None,
+                thread: thread.map(str::to_string),
                 session: id.to_string(),
                 after_seq: Some(after),
                 before_seq: Some(before_seq),
@@ -329,12 +469,13 @@ async fn search_older(
 async fn run_cmd(
     c: &mut Client,
     id: &str,
+    thread: Option<&str>,
     cmd: Cmd,
-    out: &UnboundedSender<NetMsg>,
+    out: &Out,
 ) -> Result<(), ClientError> {
     let session = id.to_string();
     if let Cmd::SearchOlder { query, before_seq } = cmd {
-        return match search_older(c, id, query, before_seq, out).await {
+        return match search_older(c, id, thread, query, before_seq, out).await {
             Err(e) if !lost(&e) => {
                 let _ = out.send(NetMsg::Failed(format!("search failed: {e}")));
                 Ok(())
@@ -346,7 +487,7 @@ async fn run_cmd(
     let answer = match &cmd {
         Cmd::Send(text) => c
             .request::<rpc::SessionSend>(SendMessage {
-                thread: None,
+                thread: thread.map(str::to_string),
                 session,
                 content: vec![ContentBlock::text(text.clone())],
                 model: None,
@@ -356,7 +497,7 @@ async fn run_cmd(
         Cmd::Interrupt => c
             .request::<rpc::SessionInterrupt>(Interrupt {
                 session,
-                thread: None,
+                thread: thread.map(str::to_string),
             })
             .await
             .map(|_| None),
@@ -392,7 +533,7 @@ async fn run_cmd(
             .map(|_| None),
         Cmd::LoadOlder { before_seq } => c
             .request::<rpc::SessionEvents>(ReadEvents {
-                thread: None,
+                thread: thread.map(str::to_string),
                 session,
                 after_seq: None,
                 before_seq: Some(*before_seq),
@@ -401,7 +542,9 @@ async fn run_cmd(
             })
             .await
             .map(Some),
-        Cmd::SearchOlder { .. } => return Ok(()),
+        Cmd::ListThreads => return list_threads(c, id, out).await,
+        // The router's business; never sent to a connection task.
+        Cmd::SearchOlder { .. } | Cmd::ViewThread(_) | Cmd::InThread { .. } => return Ok(()),
     };
     match answer {
         Ok(page) => {

@@ -280,6 +280,7 @@ pub async fn session(
     info: SessionInfo,
     read_only: bool,
     keys: Keys,
+    thread: Option<String>,
 ) -> std::io::Result<Exit> {
     let (net_tx, mut net_rx) = unbounded_channel();
     let cmd = net::spawn(client, paths.clone(), info.clone(), read_only, net_tx);
@@ -287,6 +288,12 @@ pub async fn session(
     let mut s = State::new(&info.id, keys, read_only, size.width, size.height);
     s.now = SystemTime::now();
     update(&mut s, Msg::Net(NetMsg::Info(Box::new(info))));
+    // `tether attach --thread`: that thread's stream first.
+    for fx in s.view_thread(thread) {
+        if let Effect::Net(c) = fx {
+            let _ = cmd.send(c);
+        }
+    }
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;
     // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.

@@ -2018,3 +2018,6 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
     assert!(bar.contains(" sesn_01m97g5tfw… "), "{bar}");
     assert!(bar.contains("✗ outcome max iterations"), "{bar}");
 }
+
+// Multi-agent sessions: the thread panel, switching threads, child approvals.
+mod threads;

@@ -33,6 +33,8 @@ pub enum Body {
     Marker(String),
     /// `user.define_outcome`: the task and its rubric (collapsed until expanded).
     Outcome(Box<OutcomeSpec>),
+    /// A thread started, or a message between threads (one line until expanded).
+    Thread(Box<ThreadCard>),
     /// One evaluation cycle of an outcome: evaluating until its end arrives.
     Evaluation(Box<EvaluationCard>),
 }
@@ -51,6 +53,25 @@ pub struct EvaluationCard {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct ThreadCard {
+    pub kind: ThreadCardKind,
+    /// The other thread's agent name (`primary` for the primary).
+    pub agent: String,
+    /// The message (empty for a start).
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadCardKind {
+    /// `session.thread_created`, with the model it runs on when known.
+    Started { model: Option<String> },
+    /// `agent.thread_message_sent` (→).
+    Sent,
+    /// `agent.thread_message_received` (←).
+    Received,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct ToolCard {
     /// `sevt_` id of the `agent.tool_use` event (what results, deltas and approvals refer to).
     pub id: String,
@@ -63,6 +84,9 @@ pub struct ToolCard {
     pub custom: bool,
     /// `always_ask` and not answered yet: it waits for approval, it is not running.
     pub asks: bool,
+    /// The agent name of the child thread that made the call, when it was cross-posted to
+    /// the primary's stream.
+    pub thread: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +146,7 @@ impl Item {
             Body::User(t) | Body::Error(t) | Body::Marker(t) => t.clone(),
             Body::Assistant { text, .. } | Body::Thinking { text, .. } => text.clone(),
             Body::Outcome(o) => format!("{}\n{}", o.description, o.rubric_text()),
+            Body::Thread(c) => c.text.clone(),
             Body::Evaluation(c) => match &c.end {
                 Some(end) => {
                     let mut t = format!(
@@ -171,6 +196,8 @@ pub struct Transcript {
     pub has_older: bool,
     /// Deltas numbered at or below this are already in the last snapshot.
     delta_floor: u64,
+    /// Agent names of the child threads seen (`sthr_...` → name), for cross-posted calls.
+    thread_names: std::collections::HashMap<String, String>,
 }
 
 /// What applying something changed, for scroll bookkeeping.
@@ -339,6 +366,7 @@ impl Transcript {
 
     fn apply(&mut self, e: &Event) -> bool {
         let push = |items: &mut Vec<Item>, body: Body| items.push(Item::new(e.seq, body));
+        let thread = self.thread_of(e);
         match &e.body {
             EventBody::UserMessage { content } => {
                 push(&mut self.items, Body::User(blocks_text(content)))
@@ -393,6 +421,7 @@ impl Transcript {
                         result: None,
                         custom: false,
                         asks: *evaluated_permission == Some(Permission::Ask),
+                        thread: thread.clone(),
                     })),
                 );
             }
@@ -406,6 +435,7 @@ impl Transcript {
                     result: None,
                     custom: true,
                     asks: false,
+                    thread: thread.clone(),
                 })),
             ),
             EventBody::AgentToolResult {
@@ -524,24 +554,32 @@ impl Transcript {
             ),
             EventBody::SessionThreadCreated {
                 agent_name, model, ..
-            } => push(
-                &mut self.items,
-                Body::Marker(match model {
-                    Some(m) => format!("⑂ thread {agent_name} started on {m}"),
-                    None => format!("⑂ thread {agent_name} started"),
-                }),
-            ),
+            } => {
+                if let Some(t) = &e.session_thread_id {
+                    self.thread_names.insert(t.clone(), agent_name.clone());
+                }
+                push(
+                    &mut self.items,
+                    Body::Thread(Box::new(ThreadCard {
+                        kind: ThreadCardKind::Started {
+                            model: model.clone(),
+                        },
+                        agent: agent_name.clone(),
+                        text: String::new(),
+                    })),
+                )
+            }
             EventBody::AgentThreadMessageSent {
                 to_agent_name,
                 content,
                 ..
             } => push(
                 &mut self.items,
-                Body::Marker(format!(
-                    "→ {}: {}",
-                    to_agent_name.as_deref().unwrap_or("primary"),
-                    blocks_text(content)
-                )),
+                Body::Thread(Box::new(ThreadCard {
+                    kind: ThreadCardKind::Sent,
+                    agent: to_agent_name.clone().unwrap_or_else(|| "primary".into()),
+                    text: blocks_text(content),
+                })),
             ),
             EventBody::AgentThreadMessageReceived {
                 from_agent_name,
@@ -549,17 +587,22 @@ impl Transcript {
                 ..
             } => push(
                 &mut self.items,
-                Body::Marker(format!(
-                    "← {}: {}",
-                    from_agent_name.as_deref().unwrap_or("primary"),
-                    blocks_text(content)
-                )),
+                Body::Thread(Box::new(ThreadCard {
+                    kind: ThreadCardKind::Received,
+                    agent: from_agent_name.clone().unwrap_or_else(|| "primary".into()),
+                    text: blocks_text(content),
+                })),
             ),
-            // Thread lifecycle shows in the thread list, not the transcript.
-            EventBody::SessionThreadStatusRunning { .. }
-            | EventBody::SessionThreadStatusIdle { .. }
-            | EventBody::SessionThreadStatusRescheduled { .. }
-            | EventBody::SessionThreadStatusTerminated { .. } => return false,
+            // Thread lifecycle shows in the thread panel, not the transcript.
+            EventBody::SessionThreadStatusRunning { agent_name }
+            | EventBody::SessionThreadStatusIdle { agent_name, .. }
+            | EventBody::SessionThreadStatusRescheduled { agent_name }
+            | EventBody::SessionThreadStatusTerminated { agent_name } => {
+                if let Some(t) = &e.session_thread_id {
+                    self.thread_names.insert(t.clone(), agent_name.clone());
+                }
+                return false;
+            }
             EventBody::SessionStatusRescheduled {} => push(
                 &mut self.items,
                 Body::Marker("↻ resumed after a daemon restart".into()),
@@ -640,6 +683,17 @@ impl Transcript {
         true
     }
 
+    /// The agent name of the child thread a cross-posted event comes from.
+    fn thread_of(&self, e: &Event) -> Option<String> {
+        let t = e.session_thread_id.as_ref()?;
+        Some(
+            self.thread_names
+                .get(t)
+                .cloned()
+                .unwrap_or_else(|| t.clone()),
+        )
+    }
+
     /// The `max_iterations` of a loaded `user.define_outcome`.
     fn max_iterations(&self, outcome_id: &str) -> Option<u32> {
         self.items.iter().rev().find_map(|i| match &i.body {
@@ -689,6 +743,7 @@ impl Transcript {
                 result: Some(result),
                 custom: false,
                 asks: false,
+                thread: None,
             })),
         ));
         true

@@ -4,7 +4,6 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{Cmd, Effect, Overlay, State};
-use crate::screen::transcript::Body;
 
 /// Choosing: move between the calls, answer the selected one, or put the modal away.
 pub(super) fn choice_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
@@ -113,8 +112,5 @@ fn take_call(s: &mut State, id: &str) {
 
 /// A custom tool call (it wants a result from the client, not an approval).
 pub fn is_custom(s: &State, id: &str) -> bool {
-    s.transcript
-        .items
-        .iter()
-        .any(|i| matches!(&i.body, Body::Tool(c) if c.id == id && c.custom))
+    s.tool_card(id).is_some_and(|c| c.custom)
 }

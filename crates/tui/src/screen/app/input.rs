@@ -163,6 +163,11 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
             });
             vec![Effect::SetMouse(s.mouse_capture)]
         }
+        // Threads of a multi-agent session: the next one, or one by its panel number.
+        (KeyCode::Char('t'), KeyModifiers::CONTROL) => s.cycle_thread(true),
+        (KeyCode::Char(c @ '0'..='9'), KeyModifiers::ALT) if s.threads.any() => {
+            s.view_number(c as usize - '0' as usize)
+        }
         (KeyCode::F(1), _) => {
             s.overlay = Overlay::Help;
             Vec::new()

@@ -7,6 +7,7 @@ pub mod approval;
 mod composer;
 mod input;
 mod search;
+pub mod threads;
 
 use std::time::SystemTime;
 
@@ -20,7 +21,9 @@ use composer::new_composer;
 use super::keys::Keys;
 use super::layout::{Layouts, item_text};
 use super::net::{Cmd, ConnState, NetMsg};
+use super::threads::Threads;
 use super::transcript::{Body, Change, Transcript};
+use threads::{ListAsk, PANEL_WIDTH, SIDE_MIN_WIDTH, Viewing};
 
 const INTERRUPTING: &str = "interrupting…";
 /// Lines a mouse wheel notch scrolls.
@@ -183,6 +186,11 @@ pub struct State {
     pub spinner: usize,
     pub loading_older: bool,
     pub caught_up: bool,
+    /// The session's threads (empty: a single-agent session, no panel).
+    pub threads: Threads,
+    /// The child thread whose stream the transcript shows (None: the primary's).
+    pub viewing: Option<Viewing>,
+    list_ask: ListAsk,
 }
 
 impl State {
@@ -217,7 +225,40 @@ impl State {
             spinner: 0,
             loading_older: false,
             caught_up: false,
+            threads: Threads::default(),
+            viewing: None,
+            list_ask: ListAsk::Idle,
         }
+    }
+
+    /// The thread panel sits beside the transcript (wide screens of multi-agent sessions).
+    pub fn side_panel(&self) -> bool {
+        self.threads.any() && self.width >= SIDE_MIN_WIDTH
+    }
+
+    /// The thread panel is a one-line strip above the status bar (narrow screens).
+    pub fn thread_strip(&self) -> bool {
+        self.threads.any() && self.width < SIDE_MIN_WIDTH
+    }
+
+    /// Columns the transcript is laid out in.
+    pub fn text_width(&self) -> u16 {
+        if self.side_panel() {
+            self.width.saturating_sub(PANEL_WIDTH)
+        } else {
+            self.width
+        }
+    }
+
+    /// A call waiting on the user, in the transcript shown or the primary's.
+    pub fn tool_card(&self, id: &str) -> Option<&super::transcript::ToolCard> {
+        fn find<'a>(t: &'a Transcript, id: &str) -> Option<&'a super::transcript::ToolCard> {
+            t.items.iter().rev().find_map(|i| match &i.body {
+                Body::Tool(c) if c.id == id => Some(c.as_ref()),
+                _ => None,
+            })
+        }
+        find(&self.transcript, id).or_else(|| find(self.primary_transcript(), id))
     }
 
     pub fn is_running(&self) -> bool {
@@ -241,10 +282,12 @@ impl State {
         (self.composer.lines().len() as u16).clamp(1, 8) + 1
     }
 
-    /// Rows the transcript gets: the screen less status bar, composer and footer.
+    /// Rows the transcript gets: the screen less status bar, composer and footer (and the
+    /// thread strip).
     pub fn viewport(&self) -> usize {
         (self.height as usize)
             .saturating_sub(2 + self.composer_height() as usize)
+            .saturating_sub(usize::from(self.thread_strip()))
             .max(1)
     }
 
@@ -252,7 +295,7 @@ impl State {
         self.transcript
             .items
             .get(i)
-            .map(|it| self.layouts.height(it, self.width))
+            .map(|it| self.layouts.height(it, self.text_width()))
             .unwrap_or(0)
     }
 
@@ -360,7 +403,48 @@ impl State {
         }
     }
 
-    fn track(&mut self, e: &Event) {
+    /// Folds an event of the primary's stream into the header, the thread panel and the modal.
+    /// Returns whether the thread list is stale.
+    fn track(&mut self, e: &Event) -> bool {
+        let folded = self.threads.apply(e);
+        if e.session_thread_id.is_some() {
+            // A child's: its calls waiting on the user join the modal; the header is the
+            // primary's.
+            if let EventBody::SessionThreadStatusIdle {
+                stop_reason: StopReason::RequiresAction { event_ids },
+                ..
+            } = &e.body
+            {
+                self.ask_for(event_ids, e.seq);
+            }
+            if let EventBody::UserToolConfirmation {
+                tool_use_id: id, ..
+            }
+            | EventBody::UserCustomToolResult {
+                custom_tool_use_id: id,
+                ..
+            } = &e.body
+            {
+                self.unask(id);
+            }
+            return folded.refresh;
+        }
+        self.track_primary(e);
+        folded.refresh
+    }
+
+    /// Takes an answered call off the modal.
+    fn unask(&mut self, id: &str) {
+        if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
+            ids.retain(|i| i != id);
+            *selected = (*selected).min(ids.len().saturating_sub(1));
+            if ids.is_empty() {
+                self.overlay = Overlay::None;
+            }
+        }
+    }
+
+    fn track_primary(&mut self, e: &Event) {
         let h = &mut self.header;
         match &e.body {
             EventBody::SessionStatusRunning {} => {
@@ -371,8 +455,13 @@ impl State {
                     .as_deref()
                     .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
                     .or(Some(self.now));
-                if matches!(self.overlay, Overlay::Approval { .. }) {
-                    self.overlay = Overlay::None;
+                // The primary's calls were answered; a child's may still wait.
+                if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
+                    ids.retain(|id| self.threads.owner_of(id).is_some());
+                    *selected = (*selected).min(ids.len().saturating_sub(1));
+                    if ids.is_empty() {
+                        self.overlay = Overlay::None;
+                    }
                 }
             }
             EventBody::SessionStatusIdle { stop_reason } => {
@@ -405,13 +494,8 @@ impl State {
                 custom_tool_use_id: id,
                 ..
             } => {
-                if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
-                    ids.retain(|i| i != id);
-                    *selected = (*selected).min(ids.len().saturating_sub(1));
-                    if ids.is_empty() {
-                        self.overlay = Overlay::None;
-                    }
-                }
+                let id = id.clone();
+                self.unask(&id);
             }
             EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
             EventBody::SessionStatusTerminated {} => h.status = Some(SessionStatus::Terminated),
@@ -557,9 +641,11 @@ impl State {
     fn target(&self, expandable: bool) -> Option<usize> {
         self.focus.or_else(|| {
             self.transcript.items.iter().rposition(|i| match &i.body {
-                Body::Tool(_) | Body::Thinking { .. } | Body::Outcome(_) | Body::Evaluation(_) => {
-                    true
-                }
+                Body::Tool(_)
+                | Body::Thinking { .. }
+                | Body::Outcome(_)
+                | Body::Evaluation(_)
+                | Body::Thread(_) => true,
                 Body::Assistant { .. } => !expandable,
                 _ => false,
             })
@@ -569,7 +655,7 @@ impl State {
     /// Focuses the next (or previous) code block of the transcript, scrolling it into view.
     fn move_block(&mut self, forward: bool) {
         let items = &self.transcript.items;
-        let count = |i: usize| self.layouts.of(&items[i], self.width).blocks.len();
+        let count = |i: usize| self.layouts.of(&items[i], self.text_width()).blocks.len();
         // Where to look from: the focused block, else the edge of the view.
         let found = match (self.focus, self.block, forward) {
             (Some(i), Some(b), true) if b + 1 < count(i) => Some((i, b + 1)),
@@ -600,7 +686,7 @@ impl State {
         self.block = Some(block);
         let rows = self
             .layouts
-            .of(&self.transcript.items[item], self.width)
+            .of(&self.transcript.items[item], self.text_width())
             .blocks[block]
             .rows
             .clone();
@@ -629,7 +715,7 @@ impl State {
     /// The focused code block: (language, code).
     pub fn focused_block(&self) -> Option<(String, String)> {
         let item = self.transcript.items.get(self.focus?)?;
-        let layout = self.layouts.of(item, self.width);
+        let layout = self.layouts.of(item, self.text_width());
         let b = layout.blocks.get(self.block?)?;
         Some((b.lang.clone(), b.code.clone()))
     }
@@ -656,7 +742,14 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
             if !matches!(k.code, KeyCode::Esc) {
                 s.interrupt_armed = false;
             }
-            fx
+            // Keys act on the stream shown (unless they switched it).
+            if fx
+                .iter()
+                .any(|e| matches!(e, Effect::Net(Cmd::ViewThread(_))))
+            {
+                return fx;
+            }
+            threads::scoped(s, fx)
         }
         Msg::Paste(text) => {
             if s.search.editing {
@@ -669,7 +762,10 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::Mouse(m) => match m.kind {
-            MouseEventKind::ScrollUp => s.scroll_up(WHEEL),
+            MouseEventKind::ScrollUp => {
+                let fx = s.scroll_up(WHEEL);
+                threads::scoped(s, fx)
+            }
             MouseEventKind::ScrollDown => {
                 s.scroll_down(WHEEL);
                 Vec::new()
@@ -695,10 +791,24 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
 
 fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
     match n {
+        NetMsg::Threads(list) => s.on_threads(list),
+        NetMsg::Thread { thread, msg } => threads::on_thread_msg(s, &thread, *msg),
+        // The primary's stream, into its transcript wherever it is (shown or parked).
+        n => s.with_primary(|s| on_stream(s, n, true)),
+    }
+}
+
+/// A stream's report into the transcript shown; `primary`: the primary's (whose events also
+/// drive the header, the modal and the thread panel).
+fn on_stream(s: &mut State, n: NetMsg, primary: bool) -> Vec<Effect> {
+    match n {
         NetMsg::Info(info) => s.set_info(&info),
         NetMsg::Tail { events, has_older } => {
             for e in &events {
-                s.track(e);
+                if primary {
+                    // No thread.list for the tail: one comes right after the attach.
+                    s.track(e);
+                }
                 s.transcript.push_event(e);
             }
             s.transcript.has_older = has_older;
@@ -722,9 +832,12 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             return s.maybe_load_older();
         }
         NetMsg::Event(e) => {
-            s.track(&e);
+            let stale = primary && s.track(&e);
             let c = s.transcript.push_event(&e);
             s.on_change(c);
+            if stale {
+                return s.refresh_threads();
+            }
         }
         NetMsg::Delta(d) => {
             if let tether_proto::DeltaKind::Notice { message } = &d.kind {
@@ -756,6 +869,8 @@ fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
             s.search.asking = false;
             s.notice = Some(m);
         }
+        // Not about one stream: on_net takes them.
+        NetMsg::Threads(_) | NetMsg::Thread { .. } => {}
     }
     Vec::new()
 }

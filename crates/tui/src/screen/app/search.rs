@@ -61,7 +61,13 @@ impl State {
                 continue;
             }
             let before = out.len();
-            for (l, line) in self.layouts.of(item, self.width).lines.iter().enumerate() {
+            for (l, line) in self
+                .layouts
+                .of(item, self.text_width())
+                .lines
+                .iter()
+                .enumerate()
+            {
                 if line_text(line).to_ascii_lowercase().contains(&q) {
                     out.push((i, l));
                 }

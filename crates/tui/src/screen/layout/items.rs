@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 
 use crate::render::tool_summary;
 use crate::screen::markdown::{self, CodeBlock};
-use crate::screen::transcript::{Body, Item, ToolCard, secs};
+use crate::screen::transcript::{Body, Item, ThreadCard, ThreadCardKind, ToolCard, secs};
 use crate::screen::wrap::{Seg, hard_wrap, wrap};
 use tether_proto::ToolStatus;
 
@@ -100,6 +100,7 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
         }
         Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
         Body::Outcome(spec) => super::outcome::outcome(spec, item.expanded, width),
+        Body::Thread(card) => thread_card(card, item.expanded, width),
         Body::Evaluation(card) => super::outcome::evaluation(card, item.expanded, width),
     };
     out.push(Line::default());
@@ -116,6 +117,14 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
         None if card.asks => (
             Style::default().fg(Color::Magenta),
             "waiting for approval".to_string(),
+        ),
+        // A child's call, answered: it runs (and ends) in the child's own stream.
+        None if card.thread.is_some() => (
+            dim(),
+            format!(
+                "answered · continues in {}",
+                crate::screen::threads::short_name(card.thread.as_deref().unwrap_or_default())
+            ),
         ),
         None => (Style::default().fg(Color::Yellow), "running…".to_string()),
         Some(r) => {
@@ -161,14 +170,22 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
         .as_ref()
         .map(|r| r.text.as_str())
         .unwrap_or(card.live.as_str());
-    let header_segs: Vec<Seg> = vec![
+    let mut header_segs: Vec<Seg> = Vec::new();
+    // A child thread's call, cross-posted to the primary's transcript: whose it is.
+    if let Some(t) = &card.thread {
+        header_segs.push((
+            format!("{} › ", crate::screen::threads::short_name(t)),
+            Style::default().fg(Color::Cyan),
+        ));
+    }
+    header_segs.extend([
         (
             format!("{name} "),
             Style::default().add_modifier(Modifier::BOLD),
         ),
         (summary, Style::default()),
         (format!("  {status}"), dot_style),
-    ];
+    ]);
     let mut out = wrap(
         &header_segs,
         width,
@@ -254,6 +271,87 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
             }
         }
     }
+    out
+}
+
+/// A thread's start, or a message between threads: one line (the message's first, cut to
+/// the width) until expanded, then the whole message under it.
+fn thread_card(card: &ThreadCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
+    let accent = Style::default().fg(Color::Cyan);
+    let name = crate::screen::threads::short_name(&card.agent).to_string();
+    let (mark, head) = match &card.kind {
+        ThreadCardKind::Started { model } => {
+            let on = model
+                .as_deref()
+                .map(|m| format!(" on {}", crate::screen::view::short_model(m)))
+                .unwrap_or_default();
+            return wrap(
+                &[
+                    (name, accent.add_modifier(Modifier::BOLD)),
+                    (
+                        if card.agent == tether_proto::multiagent::ADVISOR_NAME {
+                            format!(" consulted{on}")
+                        } else {
+                            format!(" started{on}")
+                        },
+                        dim(),
+                    ),
+                ],
+                width,
+                &[("⑂ ".to_string(), accent)],
+                &[("  ".to_string(), Style::default())],
+            );
+        }
+        ThreadCardKind::Sent => ("→ ", name),
+        ThreadCardKind::Received => ("← ", name),
+    };
+    let lines: Vec<&str> = card.text.lines().collect();
+    let first = lines.first().copied().unwrap_or("");
+    let mut segs = vec![(format!("{head}: "), accent.add_modifier(Modifier::BOLD))];
+    if expanded {
+        let mut out = wrap(&segs, width, &[(mark.to_string(), accent)], &[]);
+        let gutter = vec![("  │ ".to_string(), dim())];
+        for l in &lines {
+            out.extend(hard_wrap(l, Style::default(), width, &gutter));
+        }
+        return out;
+    }
+    let more = lines.len().saturating_sub(1);
+    let tail = if more > 0 {
+        format!(
+            " (+{more} line{}, ctrl-e)",
+            if more == 1 { "" } else { "s" }
+        )
+    } else {
+        String::new()
+    };
+    let used = unicode_width::UnicodeWidthStr::width(format!("{mark}{head}: {tail}").as_str());
+    segs.push((cut(first, width.saturating_sub(used)), Style::default()));
+    segs.push((tail, dim()));
+    vec![Line::from(
+        std::iter::once(Span::styled(mark.to_string(), accent))
+            .chain(segs.into_iter().map(|(t, st)| Span::styled(t, st)))
+            .collect::<Vec<_>>(),
+    )]
+}
+
+/// `text` cut to `max` columns, the cut marked with `…`.
+fn cut(text: &str, max: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    if unicode_width::UnicodeWidthStr::width(text) <= max {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut w = 0;
+    for c in text.chars() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw + 1 > max {
+            break;
+        }
+        w += cw;
+        out.push(c);
+    }
+    out.push('…');
     out
 }
 

@@ -1,6 +1,7 @@
 //! Pure render functions: a frame from state, nothing else.
 
 pub mod picker;
+mod threads;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -12,25 +13,39 @@ use tether_proto::{SessionStatus, StopReason};
 
 use super::app::{OutcomePhase, Overlay, Scroll, State};
 use super::net::ConnState;
-use super::transcript::{Body, secs};
+use super::transcript::secs;
 use crate::render::{stop_reason_text, tool_summary};
 
 pub const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
-fn dim() -> Style {
+pub(super) fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
 }
 
 pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     let area = f.area();
-    let [body, status, composer, footer] = Layout::vertical([
+    let [body, strip, status, composer, footer] = Layout::vertical([
         Constraint::Min(1),
+        Constraint::Length(u16::from(s.thread_strip())),
         Constraint::Length(1),
         Constraint::Length(s.composer_height()),
         Constraint::Length(1),
     ])
     .areas(area);
-    draw_transcript(f, s, body);
+    if s.side_panel() {
+        let [text, panel] = Layout::horizontal([
+            Constraint::Min(1),
+            Constraint::Length(s.width - s.text_width()),
+        ])
+        .areas(body);
+        draw_transcript(f, s, text);
+        threads::draw_panel(f, s, panel);
+    } else {
+        draw_transcript(f, s, body);
+    }
+    if s.thread_strip() {
+        threads::draw_strip(f, s, strip);
+    }
     draw_status(f, s, status);
     let block = Block::default().borders(Borders::TOP).border_style(dim());
     let inner = block.inner(composer);
@@ -66,7 +81,7 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
     }
     while rows.len() < vh && item < s.transcript.items.len() {
         let it = &s.transcript.items[item];
-        let layout = s.layouts.of(it, s.width);
+        let layout = s.layouts.of(it, s.text_width());
         let focused = s.focus == Some(item);
         // A focused code block is marked alone, down its left edge.
         let block_rows = s
@@ -250,32 +265,49 @@ fn fit_label(label: &str, max: usize) -> String {
 fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
     let h = &s.header;
     let bar = Style::default().bg(Color::DarkGray).fg(Color::White);
-    let mut spans = vec![
-        Span::styled(
-            // An unnamed session's label is its 31-character id: shortened on a narrow bar
-            // so the model, status and outcome still fit.
-            format!(
-                " {} ",
-                fit_label(&h.label, if area.width < 120 { 16 } else { 40 })
-            ),
-            bar.add_modifier(Modifier::BOLD),
+    // A child thread shown: its name after the session's, its model instead.
+    let viewed = s.viewing.as_ref().map(|v| {
+        let t = s.threads.get(&v.id);
+        (
+            crate::screen::threads::short_name(t.map_or(v.name.as_str(), |t| t.name.as_str()))
+                .to_string(),
+            t.and_then(|t| t.model.clone()),
+        )
+    });
+    let model = viewed
+        .as_ref()
+        .and_then(|(_, m)| m.clone())
+        .unwrap_or_else(|| h.model.clone());
+    let mut spans = vec![Span::styled(
+        // An unnamed session's label is its 31-character id: shortened on a narrow bar
+        // so the model, status and outcome still fit.
+        format!(
+            " {} ",
+            fit_label(&h.label, if area.width < 120 { 16 } else { 40 })
         ),
-        Span::styled(
-            format!(
-                "│ {} ",
-                if h.model.is_empty() {
-                    "…"
-                } else if area.width < 90 {
-                    // Narrow: room for the connection state at the end.
-                    let m = short_model(&h.model);
-                    m.strip_prefix("claude-").unwrap_or(m)
-                } else {
-                    short_model(&h.model)
-                }
-            ),
-            bar,
+        bar.add_modifier(Modifier::BOLD),
+    )];
+    if let Some((name, _)) = &viewed {
+        spans.push(Span::styled(
+            format!("▸ {} ", fit_label(name, 20)),
+            bar.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ));
+    }
+    spans.push(Span::styled(
+        format!(
+            "│ {} ",
+            if model.is_empty() {
+                "…"
+            } else if area.width < 90 {
+                // Narrow: room for the connection state at the end.
+                let m = short_model(&model);
+                m.strip_prefix("claude-").unwrap_or(m)
+            } else {
+                short_model(&model)
+            }
         ),
-    ];
+        bar,
+    ));
     // Tools running without the full sandbox must never look like the others.
     match h.sandbox.as_deref() {
         Some("none") => spans.push(Span::styled(
@@ -436,6 +468,13 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
             hints.push("esc esc interrupt".into());
         }
         hints.push("? help".into());
+        if s.threads.any() {
+            hints.push(if s.viewing.is_some() {
+                "ctrl-t next thread".into()
+            } else {
+                "ctrl-t threads".into()
+            });
+        }
         hints.push(if s.search.query.is_empty() {
             "/ search".into()
         } else {
@@ -513,7 +552,16 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 }
 
 fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
-    let rows = help_rows(&s.keys.detach_label());
+    let mut rows = help_rows(&s.keys.detach_label());
+    if s.threads.any() {
+        rows.insert(
+            rows.len() - 2,
+            (
+                "ctrl-t / alt-0…9".into(),
+                "show the next thread / thread N (0: the primary)",
+            ),
+        );
+    }
     let kw = rows
         .iter()
         .map(|(k, _)| k.chars().count())
@@ -558,9 +606,24 @@ fn draw_approval(
         .get(selected)
         .is_some_and(|id| super::app::approval::is_custom(s, id));
     let mut lines: Vec<Line<'static>> = Vec::new();
+    // Calls of child threads say whose they are; when all are one thread's, the title does.
+    let owner = |id: &str| {
+        s.threads
+            .owner_of(id)
+            .map(|t| crate::screen::threads::short_name(&t.name).to_string())
+            .or_else(|| s.tool_card(id).and_then(|c| c.thread.clone()))
+    };
+    let owners: Vec<Option<String>> = ids.iter().map(|id| owner(id)).collect();
+    let one = owners
+        .first()
+        .cloned()
+        .flatten()
+        .filter(|o| owners.iter().all(|x| x.as_deref() == Some(o.as_str())));
     lines.push(Line::styled(
         format!(
-            " The agent is waiting for you ({} call{}):",
+            " {} is waiting for you ({} call{}):",
+            one.as_deref()
+                .map_or("The agent".to_string(), |o| format!("Thread {o}")),
             ids.len(),
             if ids.len() == 1 { "" } else { "s" }
         ),
@@ -568,16 +631,18 @@ fn draw_approval(
     ));
     lines.push(Line::default());
     for (n, id) in ids.iter().enumerate() {
-        let card = s.transcript.items.iter().rev().find_map(|i| match &i.body {
-            Body::Tool(c) if &c.id == id => Some(c),
-            _ => None,
-        });
+        let card = s.tool_card(id);
         let mark = if n == selected { "▶ " } else { "  " };
+        let whose = match (&owners[n], &one) {
+            (Some(o), None) => format!("{o} › "),
+            _ => String::new(),
+        };
         match card {
             Some(c) => {
                 let kind = if c.custom { "custom tool" } else { "tool" };
                 lines.push(Line::from(vec![
                     Span::styled(mark.to_string(), Style::default().fg(Color::Yellow)),
+                    Span::styled(whose, Style::default().fg(Color::Cyan)),
                     Span::styled(
                         format!("{kind} {} ", c.name),
                         Style::default().add_modifier(Modifier::BOLD),
@@ -625,7 +690,10 @@ fn draw_approval(
     f.render_widget(
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::bordered()
-                .title(" approval needed ")
+                .title(match &one {
+                    Some(o) => format!(" approval needed · {o} "),
+                    None => " approval needed ".to_string(),
+                })
                 .border_style(Style::default().fg(Color::Magenta)),
         ),
         r,
