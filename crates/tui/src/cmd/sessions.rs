@@ -286,10 +286,11 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
 
 pub async fn ls(all: bool, json: bool) -> CmdResult {
     let mut c = connect().await?;
-    let sessions = c
+    let mut sessions = c
         .request::<rpc::SessionList>(ListSessions { all })
         .await?
         .data;
+    newest_first(&mut sessions);
     if json {
         for s in &sessions {
             println!("{}", serde_json::to_string(s).unwrap_or_default());
@@ -300,41 +301,88 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
         eprintln!("no sessions yet; `tether new \"...\"` starts one");
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED",
+    print!(
+        "{}",
+        ls_table(&sessions, std::time::SystemTime::now(), color_out())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Newest first: the session you just started is on top. RFC 3339 times of one daemon
+/// share a format, so they sort as text; ids (ULIDs) break ties in creation order.
+fn newest_first(sessions: &mut [SessionInfo]) {
+    sessions.sort_by(|a, b| {
+        (b.created_at.as_str(), b.id.as_str()).cmp(&(a.created_at.as_str(), a.id.as_str()))
+    });
+}
+
+/// What `ls` shows in its NAME column: the name, else the title (quoted, so it does not
+/// pass for a name you could type), else `-`.
+fn name_or_title(s: &SessionInfo) -> String {
+    match (&s.name, s.title.as_deref().map(str::trim)) {
+        (Some(n), _) => n.clone(),
+        (None, Some(t)) if !t.is_empty() => {
+            // Quotes and all, it fits the 24-wide column.
+            let mut short: String = t.chars().take(21).collect();
+            if t.chars().count() > 22 {
+                short = format!("{}…", short.trim_end());
+            } else {
+                short = t.to_string();
+            }
+            format!("\"{short}\"")
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The STATUS column, and whether it is a failure (drawn red with a `✗`). An interrupted
+/// turn is something you did, not a failure.
+fn status_text(s: &SessionInfo) -> (String, bool) {
+    let (status, failed) = match (&s.status, &s.stop_reason) {
+        (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => {
+            ("waiting for approval".to_string(), false)
+        }
+        (SessionStatus::Idle, Some(StopReason::Interrupted)) => {
+            ("idle, interrupted".to_string(), false)
+        }
+        (SessionStatus::Idle, Some(r @ (StopReason::Error | StopReason::RetriesExhausted))) => {
+            (format!("✗ idle ({})", stop_reason_text(r)), true)
+        }
+        (SessionStatus::Idle, Some(r)) if !r.is_success() => {
+            (format!("idle ({})", stop_reason_text(r)), false)
+        }
+        (st, _) => (st.as_str().to_string(), false),
+    };
+    let status = if s.archived_at.is_some() {
+        format!("{status}, archived")
+    } else {
+        status
+    };
+    match s.sandbox.as_deref() {
+        Some("none") => (format!("{status}, UNSANDBOXED"), true),
+        Some("landlock") => (format!("{status}, weak sandbox"), failed),
+        _ => (status, failed),
+    }
+}
+
+/// The `ls` table, times relative to `now` ("3m ago").
+fn ls_table(sessions: &[SessionInfo], now: std::time::SystemTime, color: bool) -> String {
+    let mut out = format!(
+        "{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED\n",
         "ID", "NAME", "STATUS", "OUTCOME", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
     );
-    for s in &sessions {
-        let status = match (&s.status, &s.stop_reason) {
-            (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => {
-                "waiting for approval".to_string()
-            }
-            (SessionStatus::Idle, Some(r)) if !r.is_success() => {
-                format!("idle ({})", stop_reason_text(r))
-            }
-            (st, _) => st.as_str().to_string(),
-        };
-        let status = if s.archived_at.is_some() {
-            format!("{status}, archived")
-        } else {
-            status
-        };
-        // Unsandboxed sessions (their environment says `sandbox = "none"`) stand out in red.
-        let unsandboxed = s.sandbox.as_deref() == Some("none");
-        let status = match s.sandbox.as_deref() {
-            Some("none") => format!("{status}, UNSANDBOXED"),
-            Some("landlock") => format!("{status}, weak sandbox"),
-            _ => status,
-        };
-        let (red, reset) = if unsandboxed && color_out() {
+    for s in sessions {
+        let (status, red) = status_text(s);
+        // Failures and unsandboxed sessions (`sandbox = "none"`) stand out in red.
+        let (red, reset) = if red && color {
             ("\x1b[31;1m", "\x1b[0m")
         } else {
             ("", "")
         };
-        println!(
-            "{red}{:<32} {:<16} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}",
+        out.push_str(&format!(
+            "{red}{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}\n",
             s.id,
-            s.name.as_deref().unwrap_or("-"),
+            name_or_title(s),
             status,
             // The latest outcome (one at a time); `-` for sessions that never had one.
             s.outcome_evaluations
@@ -349,10 +397,23 @@ pub async fn ls(all: bool, json: bool) -> CmdResult {
             ),
             clients_text(s),
             cost_text(&s.usage),
-            s.updated_at
-        );
+            ago(&s.updated_at, now)
+        ));
     }
-    Ok(ExitCode::SUCCESS)
+    out
+}
+
+/// "3m ago" from an RFC 3339 time; the time itself when it does not parse.
+fn ago(t: &str, now: std::time::SystemTime) -> String {
+    let Ok(then) = humantime::parse_rfc3339_weak(t) else {
+        return t.to_string();
+    };
+    match now.duration_since(then).map(|d| d.as_secs()).unwrap_or(0) {
+        s @ 0..60 => format!("{s}s ago"),
+        s @ 60..3600 => format!("{}m ago", s / 60),
+        s @ 3600..86400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
+    }
 }
 
 /// Whether stdout takes colours: a terminal, and NO_COLOR unset.
@@ -476,4 +537,83 @@ pub async fn fork(session: String, name: Option<String>, json: bool) -> CmdResul
         println!("{}", info.id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use tether_proto::SessionUsage;
+
+    use super::*;
+
+    fn at(t: &str) -> SystemTime {
+        humantime::parse_rfc3339_weak(t).unwrap()
+    }
+
+    fn session(id: &str, created: &str) -> SessionInfo {
+        SessionInfo {
+            id: id.into(),
+            object_type: "session".into(),
+            name: None,
+            title: None,
+            status: SessionStatus::Idle,
+            stop_reason: Some(StopReason::EndTurn),
+            model: "anthropic/claude-sonnet-4-6".into(),
+            workspace: "/w".into(),
+            created_at: created.into(),
+            updated_at: created.into(),
+            archived_at: None,
+            last_seq: 3,
+            usage: SessionUsage::default(),
+            attached_clients: 0,
+            read_only_clients: 0,
+            forked_from: None,
+            agent: None,
+            environment_id: None,
+            sandbox: None,
+            outcome_evaluations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ls_lists_newest_first_with_titles_and_relative_times() {
+        let mut old = session("sesn_01OLD", "2026-12-01T10:00:00.000Z");
+        old.name = Some("build".into());
+        let mut new = session("sesn_02NEW", "2026-12-01T11:57:00.000Z");
+        new.title = Some("Fix the flaky reconnect test in the TUI client".into());
+        let mut sessions = vec![old, new];
+        newest_first(&mut sessions);
+        let now = at("2026-12-01T12:00:00.000Z");
+        let table = ls_table(&sessions, now, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("sesn_02NEW"), "{table}");
+        assert!(
+            lines[1].contains("\"Fix the flaky reconne…\""),
+            "the title stands in for the missing name: {table}"
+        );
+        assert!(lines[1].ends_with("3m ago"), "{table}");
+        assert!(
+            lines[2].contains(" build ") && lines[2].ends_with("2h ago"),
+            "{table}"
+        );
+        assert_eq!(
+            ago("2026-12-01T12:00:00Z", now + Duration::from_secs(86400 * 3)),
+            "3d ago"
+        );
+        assert_eq!(ago("yesterday", now), "yesterday");
+    }
+
+    #[test]
+    fn an_interrupted_session_is_not_drawn_like_a_failure() {
+        let mut s = session("sesn_1", "2026-12-01T10:00:00.000Z");
+        s.stop_reason = Some(StopReason::Interrupted);
+        assert_eq!(status_text(&s), ("idle, interrupted".to_string(), false));
+        let table = ls_table(&[s.clone()], at("2026-12-01T10:00:05Z"), true);
+        assert!(!table.contains("\x1b[31"), "no red: {table:?}");
+        s.stop_reason = Some(StopReason::Error);
+        assert_eq!(status_text(&s), ("✗ idle (error)".to_string(), true));
+        let table = ls_table(&[s], at("2026-12-01T10:00:05Z"), true);
+        assert!(table.contains("\x1b[31;1msesn_1"), "{table:?}");
+    }
 }
