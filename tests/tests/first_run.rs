@@ -6,7 +6,7 @@
 use std::process::{Output, Stdio};
 
 use serde_json::Value;
-use tether_e2e::TestEnv;
+use tether_e2e::{Reply, TestEnv};
 use tether_mock_llm::Script;
 
 fn stderr(out: &Output) -> String {
@@ -96,4 +96,58 @@ async fn doctor_fails_when_no_provider_is_usable_and_run_warns_before_starting()
     );
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_says_queued_or_started_and_interrupt_on_idle_records_nothing() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::stall(vec![tether_mock_llm::Block::text("first answer")]),
+        Reply::text("second answer"),
+        Reply::text("third answer"),
+    ]))
+    .await;
+    let id = env
+        .ok(&["new", "--detach", "--name", "q", "first"])
+        .trim()
+        .to_string();
+    env.mock.wait_for_requests(1).await;
+    // Mid-response: the message queues, and the user is told so and how to follow.
+    let out = env.run(&["send", "q", "second"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).trim().starts_with("sevt_"),
+        "stdout stays the event id"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("message queued: q is busy")
+            && err.contains("tether attach q")
+            && err.contains("tether logs -f q"),
+        "{err}"
+    );
+    env.mock.release_stalls();
+    env.mock.wait_for_requests(2).await;
+    env.wait_idle(&id).await;
+    let before = env.events(&id).len();
+    let out = env.run(&["interrupt", "q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("q is idle: nothing to interrupt, nothing recorded"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        env.events(&id).len(),
+        before,
+        "no user.interrupt was recorded"
+    );
+
+    let out = env.run(&["send", "q", "third"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("message sent: q started a turn"),
+        "{}",
+        stderr(&out)
+    );
+    env.wait_idle(&id).await;
 }

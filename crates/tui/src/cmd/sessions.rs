@@ -7,7 +7,7 @@ use tether_proto::method::{
     CreateSession, DefineOutcome, ForkSession, ListSessions, Order, ReadEvents, SendMessage,
     SessionParams, UpdateSession, rpc,
 };
-use tether_proto::{ContentBlock, SessionInfo, SessionStatus, StopReason};
+use tether_proto::{ContentBlock, EventBody, SessionInfo, SessionStatus, StopReason};
 
 use super::follow::{follow, follow_with_input, stdin_lines};
 use super::{CmdResult, connect, usage};
@@ -186,6 +186,7 @@ pub async fn send(
         .map_err(usage)?;
     let mut c = connect().await?;
     super::auth::warn_on_mismatch(&mut c).await;
+    let session_label = session.clone();
     let mut printer = Printer::new(json);
     let ev = match (outcome, text) {
         (Some(o), _) => {
@@ -223,7 +224,10 @@ pub async fn send(
         if json {
             println!("{}", serde_json::to_string(&ev).unwrap_or_default());
         } else {
+            // stdout stays the event id (scripts read it); what happened goes to stderr.
             println!("{}", ev.id);
+            let queued = busy_before(&mut c, &ev.session_id, ev.seq).await?;
+            eprintln!("{}", delivery_text(&session_label, queued, is_outcome));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -248,6 +252,49 @@ pub async fn send(
         ));
     }
     Ok(outcome_code(reason.as_ref()))
+}
+
+/// Whether the session was in a turn when the event at `seq` landed: the status event
+/// before it says `running` (the message then waits for that turn to end).
+async fn busy_before(c: &mut client::Client, session: &str, seq: u64) -> Result<bool, ClientError> {
+    let mut before = seq;
+    loop {
+        let page = c
+            .request::<rpc::SessionEvents>(ReadEvents {
+                session: session.into(),
+                after_seq: None,
+                before_seq: Some(before),
+                limit: 200,
+                order: Order::Desc,
+            })
+            .await?;
+        if let Some(running) = page.data.iter().find_map(|e| match e.body {
+            EventBody::SessionStatusRunning {} | EventBody::SessionStatusRescheduled {} => {
+                Some(true)
+            }
+            EventBody::SessionStatusIdle { .. } | EventBody::SessionStatusTerminated {} => {
+                Some(false)
+            }
+            _ => None,
+        }) {
+            return Ok(running);
+        }
+        match (page.next, page.data.last()) {
+            (Some(_), Some(last)) => before = last.seq,
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// What `send` tells you happened, and how to follow.
+fn delivery_text(session: &str, queued: bool, outcome: bool) -> String {
+    let what = if outcome { "outcome" } else { "message" };
+    let happened = if queued {
+        format!("{what} queued: {session} is busy with a turn and takes it when that ends")
+    } else {
+        format!("{what} sent: {session} started a turn on it")
+    };
+    format!("{happened}; follow with `tether attach {session}` or `tether logs -f {session}`")
 }
 
 pub async fn attach(session: String, read_only: bool) -> CmdResult {
@@ -481,15 +528,42 @@ pub async fn logs(session: String, follow_: bool, after: u64, json: bool) -> Cmd
 
 pub async fn interrupt(session: String) -> CmdResult {
     let mut c = connect().await?;
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams { session })
+        .await?;
+    // An idle session has nothing to stop: record nothing. (A turn that starts between this
+    // check and the request below is interrupted, which is what was asked for.)
+    if !has_work_to_interrupt(&info) {
+        eprintln!(
+            "{} is {}: nothing to interrupt, nothing recorded",
+            label(&info),
+            info.status.as_str()
+        );
+        return Ok(ExitCode::from(1));
+    }
     let interrupted = c
-        .request::<rpc::SessionInterrupt>(SessionParams { session })
+        .request::<rpc::SessionInterrupt>(SessionParams {
+            session: info.id.clone(),
+        })
         .await?;
     if interrupted.was_running {
-        eprintln!("interrupted");
+        eprintln!("interrupted {}", label(&info));
     } else {
-        eprintln!("the session was not running; recorded the interrupt anyway");
+        eprintln!(
+            "{}: dropped the calls waiting for an answer; the next message starts fresh",
+            label(&info)
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A running turn, or calls waiting on approval / custom results (the interrupt drops them).
+fn has_work_to_interrupt(info: &SessionInfo) -> bool {
+    match info.status {
+        SessionStatus::Running | SessionStatus::Rescheduling => true,
+        SessionStatus::Idle => matches!(info.stop_reason, Some(StopReason::RequiresAction { .. })),
+        SessionStatus::Terminated => false,
+    }
 }
 
 pub async fn rm(session: String, archive: bool) -> CmdResult {
@@ -615,5 +689,31 @@ mod tests {
         assert_eq!(status_text(&s), ("✗ idle (error)".to_string(), true));
         let table = ls_table(&[s], at("2026-12-01T10:00:05Z"), true);
         assert!(table.contains("\x1b[31;1msesn_1"), "{table:?}");
+    }
+
+    #[test]
+    fn send_says_whether_it_started_or_queued_and_how_to_follow() {
+        let started = delivery_text("q", false, false);
+        assert!(
+            started.starts_with("message sent: q started a turn"),
+            "{started}"
+        );
+        let queued = delivery_text("q", true, true);
+        assert!(queued.starts_with("outcome queued: q is busy"), "{queued}");
+        assert!(
+            queued.contains("`tether attach q`") && queued.contains("`tether logs -f q`"),
+            "{queued}"
+        );
+    }
+
+    #[test]
+    fn only_a_turn_or_waiting_calls_can_be_interrupted() {
+        let mut s = session("sesn_1", "2026-12-01T10:00:00.000Z");
+        assert!(!has_work_to_interrupt(&s));
+        s.stop_reason = Some(StopReason::RequiresAction { event_ids: vec![] });
+        assert!(has_work_to_interrupt(&s));
+        s.status = SessionStatus::Running;
+        s.stop_reason = None;
+        assert!(has_work_to_interrupt(&s));
     }
 }
