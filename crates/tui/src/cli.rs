@@ -82,13 +82,26 @@ pub enum Command {
         /// Session id, unique id prefix, or name.
         session: String,
     },
-    /// Delete a session, its log and its workspace (unless it was a --dir).
+    /// Delete a session, its log and its workspace (unless it was a --dir); for a --worktree
+    /// session, also its worktree, keeping or deleting its branch (asked when not given).
     Rm {
         /// Session id, unique id prefix, or name.
         session: String,
         /// Archive instead: keep the log readable, refuse new input.
         #[arg(long)]
         archive: bool,
+        /// --worktree session: keep its branch (uncommitted work is committed to it first).
+        #[arg(long, conflicts_with = "delete_branch")]
+        keep_branch: bool,
+        /// --worktree session: delete its branch with the worktree.
+        #[arg(long)]
+        delete_branch: bool,
+    },
+    /// Show what a --worktree session changed: a patch against its branch point, with its
+    /// commits, uncommitted edits and new files.
+    Diff {
+        /// Session id, unique id prefix, or name.
+        session: String,
     },
     /// Give a session a new name (every attached client sees it).
     Rename {
@@ -172,9 +185,18 @@ pub struct SessionOpts {
     /// Model as provider/model (a bare id means anthropic/).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// Work in this existing directory instead of a fresh workspace.
-    #[arg(long)]
+    /// Work in this existing directory (default: the current directory; `[tui] workspace =
+    /// "private"` in config.toml makes --private the default). Tools are confined to it.
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// Work in a fresh private workspace under tether's data dir instead of a directory of
+    /// yours (it is deleted with the session).
+    #[arg(long, conflicts_with_all = ["dir", "worktree"])]
+    pub private: bool,
+    /// Work in a fresh git worktree of the repository here (or of --dir), on a new branch
+    /// `tether/<name-or-id>` from HEAD; `tether diff SESSION` shows what it changed.
+    #[arg(long)]
+    pub worktree: bool,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,

@@ -104,7 +104,13 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             json,
         } => cmd::sessions::logs(session, follow, after, json).await,
         Command::Interrupt { session } => cmd::sessions::interrupt(session).await,
-        Command::Rm { session, archive } => cmd::sessions::rm(session, archive).await,
+        Command::Rm {
+            session,
+            archive,
+            keep_branch,
+            delete_branch,
+        } => cmd::sessions::rm(session, archive, keep_branch, delete_branch).await,
+        Command::Diff { session } => cmd::sessions::diff(session).await,
         Command::Rename { session, name } => cmd::sessions::rename(session, name).await,
         Command::Fork {
             session,

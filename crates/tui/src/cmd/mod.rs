@@ -11,6 +11,7 @@ mod outcome;
 pub mod proxy;
 pub mod sessions;
 mod spec_file;
+mod worktree;
 
 use std::process::ExitCode;
 

@@ -23,13 +23,26 @@ fn outcome_code(reason: Option<&StopReason>) -> ExitCode {
     }
 }
 
-fn create_params(
-    prompt: Option<String>,
-    name: Option<String>,
-    opts: SessionOpts,
-) -> Result<CreateSession, ClientError> {
+/// Where a new session works.
+#[derive(Debug, Clone, PartialEq)]
+enum Workplace {
+    /// A fresh workspace under the data dir (`--private`, or the default with `--remote`).
+    Private,
+    /// An existing directory, absolute: `--dir`, or the current directory by default.
+    Dir(String),
+    /// A new git worktree of the repository containing this directory.
+    Worktree(std::path::PathBuf),
+}
+
+/// Picks the workplace from the flags, `[tui] workspace` and the current directory.
+fn workplace(
+    opts: &SessionOpts,
+    remote: bool,
+    setting: Option<&str>,
+    cwd: Option<std::path::PathBuf>,
+) -> Result<Workplace, ClientError> {
     if let Some(d) = &opts.dir
-        && client::is_remote()
+        && remote
         && !std::path::Path::new(d).is_absolute()
     {
         return Err(usage(format!(
@@ -37,12 +50,77 @@ fn create_params(
         )));
     }
     // Resolve relative to the caller's cwd, not the daemon's.
-    let dir = opts.dir.map(|d| {
-        std::path::absolute(&d)
+    let dir = opts.dir.as_ref().map(|d| {
+        std::path::absolute(d)
             .map(|p| p.display().to_string())
-            .unwrap_or(d)
+            .unwrap_or_else(|_| d.clone())
     });
-    Ok(CreateSession {
+    if opts.worktree {
+        if remote {
+            return Err(usage(
+                "--worktree runs git on this machine, so it does not work with --remote; run                  `tether new --worktree` on the remote host, or pass --dir"
+                    .into(),
+            ));
+        }
+        return match dir.or_else(|| cwd.map(|c| c.display().to_string())) {
+            Some(d) => Ok(Workplace::Worktree(d.into())),
+            None => Err(usage(
+                "--worktree: cannot tell the current directory; pass --dir".into(),
+            )),
+        };
+    }
+    if opts.private {
+        return Ok(Workplace::Private);
+    }
+    if let Some(d) = dir {
+        return Ok(Workplace::Dir(d));
+    }
+    match setting {
+        None | Some("cwd") => {}
+        Some("private") => return Ok(Workplace::Private),
+        Some(other) => {
+            return Err(usage(format!(
+                "[tui] workspace = \"{other}\" in config.toml: expected \"cwd\" or \"private\""
+            )));
+        }
+    }
+    // This machine's current directory means nothing to a remote daemon.
+    match cwd {
+        Some(c) if !remote => Ok(Workplace::Dir(c.display().to_string())),
+        _ => Ok(Workplace::Private),
+    }
+}
+
+/// The session to create, and the worktree made for it (removed again if creation fails).
+fn create_params(
+    prompt: Option<String>,
+    name: Option<String>,
+    opts: SessionOpts,
+) -> Result<(CreateSession, Option<super::worktree::Worktree>), ClientError> {
+    let setting = crate::settings::load(&client::paths().config_file())
+        .map_err(usage)?
+        .workspace;
+    let cwd = std::env::current_dir().ok();
+    let place = workplace(&opts, client::is_remote(), setting.as_deref(), cwd)?;
+    let (dir, worktree) = match place {
+        Workplace::Private => (None, None),
+        Workplace::Dir(d) => {
+            if std::env::var_os("HOME")
+                .is_some_and(|h| std::path::Path::new(&h) == std::path::Path::new(&d))
+            {
+                eprintln!(
+                    "note: the session works in your home directory and can change anything \
+                     in it; --private gives it a scratch workspace, --dir DIR another place"
+                );
+            }
+            (Some(d), None)
+        }
+        Workplace::Worktree(start) => {
+            let wt = super::worktree::create(&start, name.as_deref(), &client::paths().data_dir)?;
+            (Some(wt.path.display().to_string()), Some(wt))
+        }
+    };
+    let params = CreateSession {
         name,
         title: prompt.as_ref().map(|p| title_from(p)),
         model: opts.model,
@@ -56,7 +134,49 @@ fn create_params(
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),
         ..Default::default()
-    })
+    };
+    Ok((params, worktree))
+}
+
+/// Creates the session; a worktree made for it is removed if that fails, and its branch
+/// named after the session id when the session has no name.
+async fn create_session(
+    c: &mut client::Client,
+    params: CreateSession,
+    worktree: Option<super::worktree::Worktree>,
+) -> Result<SessionInfo, ClientError> {
+    if let Some(env) = &params.environment_id
+        && let Err(e) = super::envs::prepare(c, env).await
+    {
+        if let Some(wt) = &worktree {
+            super::worktree::remove(wt, true);
+        }
+        return Err(e);
+    }
+    let info = match c.request::<rpc::SessionCreate>(params).await {
+        Ok(info) => info,
+        Err(e) => {
+            if let Some(wt) = &worktree {
+                super::worktree::remove(wt, true);
+            }
+            return Err(e);
+        }
+    };
+    match worktree {
+        Some(mut wt) => {
+            if info.name.is_none() {
+                super::worktree::rename_branch(&mut wt, &info.id);
+            }
+            eprintln!(
+                "session {} works in {} (git worktree on branch {})",
+                label(&info),
+                info.workspace,
+                wt.branch
+            );
+        }
+        None => eprintln!("session {} works in {}", label(&info), info.workspace),
+    }
+    Ok(info)
 }
 
 fn title_from(prompt: &str) -> String {
@@ -72,11 +192,8 @@ pub async fn new(args: NewArgs) -> CmdResult {
     let mut c = connect().await?;
     super::auth::warn_on_mismatch(&mut c).await;
     let has_prompt = args.prompt.is_some();
-    let params = create_params(args.prompt, args.name, args.opts)?;
-    if let Some(env) = &params.environment_id {
-        super::envs::prepare(&mut c, env).await?;
-    }
-    let info = c.request::<rpc::SessionCreate>(params).await?;
+    let (params, worktree) = create_params(args.prompt, args.name, args.opts)?;
+    let info = create_session(&mut c, params, worktree).await?;
     if !args.detach && !args.json && crate::screen::is_tty() {
         return crate::screen::attach(c, info, false).await;
     }
@@ -115,14 +232,11 @@ pub async fn run(args: RunArgs) -> CmdResult {
     let prompt = if outcome.is_some() { None } else { args.prompt };
     let mut c = connect().await?;
     super::auth::warn_on_mismatch(&mut c).await;
-    let mut params = create_params(prompt, args.name, args.opts)?;
+    let (mut params, worktree) = create_params(prompt, args.name, args.opts)?;
     if let Some(o) = &outcome {
         params.title = Some(title_from(&o.description));
     }
-    if let Some(env) = &params.environment_id {
-        super::envs::prepare(&mut c, env).await?;
-    }
-    let info = c.request::<rpc::SessionCreate>(params).await?;
+    let info = create_session(&mut c, params, worktree).await?;
     let mut printer = Printer::new(args.json);
     if let Some(o) = outcome {
         let ev = c
@@ -566,19 +680,109 @@ fn has_work_to_interrupt(info: &SessionInfo) -> bool {
     }
 }
 
-pub async fn rm(session: String, archive: bool) -> CmdResult {
+pub async fn rm(
+    session: String,
+    archive: bool,
+    keep_branch: bool,
+    delete_branch: bool,
+) -> CmdResult {
     let mut c = connect().await?;
     if archive {
         let info = c
             .request::<rpc::SessionArchive>(SessionParams { session })
             .await?;
         eprintln!("archived {}", info.id);
-    } else {
-        let deleted = c
-            .request::<rpc::SessionDelete>(SessionParams { session })
-            .await?;
-        eprintln!("deleted {}", deleted.id);
+        return Ok(ExitCode::SUCCESS);
     }
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams { session })
+        .await?;
+    // Asked before anything is deleted, so a wrong answer or a script without the flag
+    // loses nothing. (Over --remote the workspace is not on this machine: git is not run.)
+    let worktree = (!client::is_remote())
+        .then(|| super::worktree::of_workspace(std::path::Path::new(&info.workspace)))
+        .flatten();
+    let choice = match &worktree {
+        Some(wt) => Some(super::worktree::choose(
+            wt,
+            &label(&info),
+            keep_branch,
+            delete_branch,
+        )?),
+        None => None,
+    };
+    // The daemon stops the session's tools before it answers, so the worktree is quiet.
+    let deleted = c
+        .request::<rpc::SessionDelete>(SessionParams {
+            session: info.id.clone(),
+        })
+        .await?;
+    eprintln!("deleted {}", deleted.id);
+    if let (Some(wt), Some(choice)) = (worktree, choice) {
+        use super::worktree::BranchChoice;
+        if choice == BranchChoice::Keep {
+            match super::worktree::commit_leftovers(&wt, &info.id) {
+                Ok(true) => eprintln!("committed its uncommitted work to {}", wt.branch),
+                Ok(false) => {}
+                Err(e) => {
+                    eprintln!(
+                        "could not commit the uncommitted work to {} ({e}); the worktree {} \
+                         stays so nothing is lost: `git worktree remove` it when done",
+                        wt.branch,
+                        wt.path.display()
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        super::worktree::remove(&wt, choice == BranchChoice::Delete);
+        match choice {
+            BranchChoice::Keep => eprintln!(
+                "removed the worktree {}; kept branch {} (`git log {}`)",
+                wt.path.display(),
+                wt.branch,
+                wt.branch
+            ),
+            BranchChoice::Delete => eprintln!(
+                "removed the worktree {} and branch {}",
+                wt.path.display(),
+                wt.branch
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tether diff SESSION`: what a `--worktree` session changed since its branch point.
+pub async fn diff(session: String) -> CmdResult {
+    if client::is_remote() {
+        return Err(usage(
+            "tether diff runs git on this machine; over --remote run it on the remote host".into(),
+        ));
+    }
+    let mut c = connect().await?;
+    let info = c
+        .request::<rpc::SessionGet>(SessionParams { session })
+        .await?;
+    let Some(wt) = super::worktree::of_workspace(std::path::Path::new(&info.workspace)) else {
+        return Err(usage(format!(
+            "session {} does not work in a --worktree git worktree, so there is no branch point \
+             to compare with; its workspace is {} (`git -C {} diff` if it is a repository)",
+            label(&info),
+            info.workspace,
+            info.workspace
+        )));
+    };
+    use std::io::Write;
+    let patch = super::worktree::diff(&wt, color_out())?;
+    if patch.is_empty() {
+        eprintln!(
+            "no changes on {} since {}",
+            wt.branch,
+            wt.base.get(..12).unwrap_or(&wt.base)
+        );
+    }
+    let _ = std::io::stdout().write_all(patch.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 
