@@ -920,4 +920,56 @@ mod tests {
         s.stop_reason = None;
         assert!(has_work_to_interrupt(&s));
     }
+
+    #[test]
+    fn sessions_work_in_the_current_directory_unless_told_otherwise() {
+        let cwd = Some(std::path::PathBuf::from("/home/me/project"));
+        let opts = SessionOpts::default();
+        let here = Workplace::Dir("/home/me/project".into());
+        assert_eq!(workplace(&opts, false, None, cwd.clone()).unwrap(), here);
+        assert_eq!(
+            workplace(&opts, false, Some("cwd"), cwd.clone()).unwrap(),
+            here
+        );
+        assert_eq!(
+            workplace(&opts, false, Some("private"), cwd.clone()).unwrap(),
+            Workplace::Private
+        );
+        // A remote daemon cannot use this machine's directory.
+        assert_eq!(
+            workplace(&opts, true, None, cwd.clone()).unwrap(),
+            Workplace::Private
+        );
+        let private = SessionOpts {
+            private: true,
+            ..SessionOpts::default()
+        };
+        assert_eq!(
+            workplace(&private, false, None, cwd.clone()).unwrap(),
+            Workplace::Private
+        );
+        let dir = SessionOpts {
+            dir: Some("/srv/x".into()),
+            ..SessionOpts::default()
+        };
+        assert_eq!(
+            workplace(&dir, false, Some("private"), cwd.clone()).unwrap(),
+            Workplace::Dir("/srv/x".into())
+        );
+        let worktree = SessionOpts {
+            worktree: true,
+            ..SessionOpts::default()
+        };
+        assert_eq!(
+            workplace(&worktree, false, None, cwd.clone()).unwrap(),
+            Workplace::Worktree("/home/me/project".into())
+        );
+        let e = workplace(&worktree, true, None, cwd.clone()).unwrap_err();
+        assert!(e.to_string().contains("--remote"), "{e}");
+        let e = workplace(&opts, false, Some("scratch"), cwd).unwrap_err();
+        assert!(
+            e.to_string().contains("expected \"cwd\" or \"private\""),
+            "{e}"
+        );
+    }
 }

@@ -157,6 +157,11 @@ fn short(sha: &str) -> &str {
 
 /// The worktree a session's workspace is, if it was made by `--worktree`.
 pub fn of_workspace(workspace: &Path) -> Option<Worktree> {
+    // The worktree itself, not a directory inside one (a session started from within it).
+    let top = git(workspace, &["rev-parse", "--show-toplevel"]).ok()?;
+    if std::fs::canonicalize(&top).ok()? != std::fs::canonicalize(workspace).ok()? {
+        return None;
+    }
     let git_dir = git(workspace, &["rev-parse", "--absolute-git-dir"]).ok()?;
     let base = std::fs::read_to_string(Path::new(&git_dir).join(BASE_FILE)).ok()?;
     let branch = git(workspace, &["symbolic-ref", "--short", "HEAD"]).ok()?;
