@@ -92,7 +92,11 @@ impl TestEnv {
         }
         let mock = MockServer::start(script).await.unwrap();
         // Top-level keys of `extra_config` must come before any table.
-        let config = format!("{extra_config}\n[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n");
+        // `[tui] workspace = "private"`: tests run `tether new/run` from the crate's directory,
+        // which must not become their sessions' workspace (the user default is the cwd).
+        let config = format!(
+            "{extra_config}\n[retry]\nbase_delay_ms = 10\nmax_delay_ms = 50\n[tui]\nworkspace = \"private\"\n"
+        );
         std::fs::write(home.path().join("config.toml"), config).unwrap();
         let home_str = home.path().display().to_string();
         let paths = Paths::resolve(

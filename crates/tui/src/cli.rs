@@ -46,6 +46,7 @@ pub enum Command {
     /// Send a message to a session, or give it an outcome (--outcome TASK --rubric FILE).
     #[command(after_help = OUTCOME_HELP)]
     Send {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// The message. With --rubric and no --outcome it is the outcome's task.
         #[arg(required_unless_present = "outcome")]
@@ -70,6 +71,7 @@ pub enum Command {
     Run(RunArgs),
     /// Print a session's event log.
     Logs {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// Keep following new events (resumes from where it is).
         #[arg(short, long)]
@@ -86,6 +88,7 @@ pub enum Command {
     },
     /// Stop the session's current turn (kills running tools); every thread's, or --thread's.
     Interrupt {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// Only this thread of a multi-agent session (agent name or sthr_ id).
         #[arg(long, value_name = "NAME")]
@@ -93,6 +96,7 @@ pub enum Command {
     },
     /// List the threads of a multi-agent session: id, name, model, status, cost.
     Threads {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// One JSON object (a session_thread) per line.
         #[arg(long)]
@@ -101,25 +105,48 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         archive: Option<String>,
     },
-    /// Delete a session, its log and its workspace (unless it was a --dir).
+    /// Delete a session, its log and its workspace (unless it was a --dir); for a --worktree
+    /// session, also its worktree, keeping or deleting its branch (asked when not given).
     Rm {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// Archive instead: keep the log readable, refuse new input.
         #[arg(long)]
         archive: bool,
+        /// --worktree session: keep its branch (uncommitted work is committed to it first).
+        #[arg(long, conflicts_with = "delete_branch")]
+        keep_branch: bool,
+        /// --worktree session: delete its branch with the worktree.
+        #[arg(long)]
+        delete_branch: bool,
+    },
+    /// Show what a --worktree session changed: a patch against its branch point, with its
+    /// commits, uncommitted edits and new files.
+    Diff {
+        /// Session id, unique id prefix, or name.
+        session: String,
     },
     /// Give a session a new name (every attached client sees it).
-    Rename { session: String, name: String },
+    Rename {
+        /// Session id, unique id prefix, or name.
+        session: String,
+        /// The new name (unique among sessions).
+        name: String,
+    },
     /// New session whose log and workspace start as copies of SESSION's.
     Fork {
+        /// Session id, unique id prefix, or name.
         session: String,
+        /// Name for the new session.
         #[arg(long)]
         name: Option<String>,
+        /// Print the new session as one JSON object instead of its id.
         #[arg(long)]
         json: bool,
     },
     /// Answer a tool call waiting on approval (all of them, or EVENT).
     Approve {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// The `agent.tool_use` event id; default: every call the session waits on.
         event: Option<String>,
@@ -129,6 +156,7 @@ pub enum Command {
     },
     /// Answer a custom tool call the session is waiting on.
     ToolResult {
+        /// Session id, unique id prefix, or name.
         session: String,
         /// The `agent.custom_tool_use` event id.
         event: String,
@@ -161,6 +189,7 @@ pub enum Command {
     },
     /// Report paths, daemon state, credentials and host isolation support.
     Doctor {
+        /// One JSON array of {check, ok, required, detail}.
         #[arg(long)]
         json: bool,
     },
@@ -179,9 +208,18 @@ pub struct SessionOpts {
     /// Model as provider/model (a bare id means anthropic/).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// Work in this existing directory instead of a fresh workspace.
-    #[arg(long)]
+    /// Work in this existing directory (default: the current directory; `[tui] workspace =
+    /// "private"` in config.toml makes --private the default). Tools are confined to it.
+    #[arg(long, value_name = "DIR")]
     pub dir: Option<String>,
+    /// Work in a fresh private workspace under tether's data dir instead of a directory of
+    /// yours (it is deleted with the session).
+    #[arg(long, conflicts_with_all = ["dir", "worktree"])]
+    pub private: bool,
+    /// Work in a fresh git worktree of the repository here (or of --dir), on a new branch
+    /// `tether/<name-or-id>` from HEAD; `tether diff SESSION` shows what it changed.
+    #[arg(long)]
+    pub worktree: bool,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
@@ -203,12 +241,15 @@ pub struct SessionOpts {
 
 #[derive(Args, Debug)]
 pub struct NewArgs {
+    /// The first message; without it the session waits for `tether send`.
     pub prompt: Option<String>,
+    /// A unique, human-friendly name usable wherever the id is.
     #[arg(long, short)]
     pub name: Option<String>,
     /// Print the session id and return; the session runs on in the daemon.
     #[arg(long, short)]
     pub detach: bool,
+    /// Print the new session as one JSON object (implies not opening it).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -261,6 +302,7 @@ pub struct RunArgs {
     /// The first message. With --rubric and no --outcome it is the outcome's task.
     #[arg(required_unless_present = "outcome")]
     pub prompt: Option<String>,
+    /// A unique, human-friendly name usable wherever the id is.
     #[arg(long, short)]
     pub name: Option<String>,
     /// Print events as JSON lines instead of text.
@@ -276,15 +318,19 @@ pub struct RunArgs {
 pub enum DaemonAction {
     /// Start the daemon in the background (or --foreground).
     Start {
+        /// Run in this terminal (logs to stderr) instead of in the background.
         #[arg(long)]
         foreground: bool,
     },
     /// Stop the daemon; running sessions resume when it starts again.
     Stop,
+    /// Whether the daemon runs: pid, version, uptime, sessions and clients.
     Status {
+        /// One JSON object.
         #[arg(long)]
         json: bool,
     },
+    /// Stop the daemon and start it again (from this shell: it takes this environment).
     Restart,
 }
 
@@ -292,8 +338,10 @@ pub enum DaemonAction {
 pub enum AgentsAction {
     /// Create an agent from a YAML, JSON or TOML file (the `ant beta:agents create` body).
     Create {
+        /// The spec file: YAML, JSON or TOML.
         #[arg(short, long, value_name = "FILE")]
         file: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -302,6 +350,7 @@ pub enum AgentsAction {
         /// Include archived agents.
         #[arg(long)]
         all: bool,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -311,37 +360,48 @@ pub enum AgentsAction {
         agent: String,
         #[arg(long)]
         version: Option<u32>,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Make a new version from a file of changes (omitted fields keep their value; a
     /// `version` field in the file is the version the changes were made against).
     Update {
+        /// NAME or id.
         agent: String,
+        /// The spec file: YAML, JSON or TOML.
         #[arg(short, long, value_name = "FILE")]
         file: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List every version of an agent.
     Versions {
+        /// NAME or id.
         agent: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Archive an agent: its versions stay readable, new sessions can't use it.
-    Archive { agent: String },
+    Archive {
+        /// NAME or id.
+        agent: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum EnvsAction {
     /// Create an environment from a YAML, JSON or TOML file and follow its build.
     Create {
+        /// The spec file: YAML, JSON or TOML.
         #[arg(short, long, value_name = "FILE")]
         file: String,
         /// Return at once instead of following the build.
         #[arg(long)]
         no_wait: bool,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -350,6 +410,7 @@ pub enum EnvsAction {
         /// Include archived environments.
         #[arg(long)]
         all: bool,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -357,24 +418,79 @@ pub enum EnvsAction {
     Show {
         /// Name or id.
         env: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Change an environment from a file of changes (omitted fields keep their value; a
     /// new `config` applies to sessions created afterwards).
     Update {
+        /// Name or id.
         env: String,
+        /// The spec file: YAML, JSON or TOML.
         #[arg(short, long, value_name = "FILE")]
         file: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete an environment (sessions already in it keep their layer).
-    Rm { env: String },
+    Rm {
+        /// Name or id.
+        env: String,
+    },
     /// Build the environment's layer again from scratch and follow the build.
     Rebuild {
+        /// Name or id.
         env: String,
+        /// JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every subcommand and argument `--help` lists, without a description, as `path: name`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") || arg.is_hide_set() {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: argument {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            if sub.get_name() != "help"
+                && sub.get_about().is_none()
+                && sub.get_long_about().is_none()
+            {
+                out.push(format!("{sub_path}: subcommand"));
+            }
+            undocumented(sub, &sub_path, out);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_subcommand_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "tether", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "add a `///` line to each of these:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

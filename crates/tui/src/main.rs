@@ -147,7 +147,13 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             json,
             archive: None,
         } => cmd::threads::list(session, json).await,
-        Command::Rm { session, archive } => cmd::sessions::rm(session, archive).await,
+        Command::Rm {
+            session,
+            archive,
+            keep_branch,
+            delete_branch,
+        } => cmd::sessions::rm(session, archive, keep_branch, delete_branch).await,
+        Command::Diff { session } => cmd::sessions::diff(session).await,
         Command::Rename { session, name } => cmd::sessions::rename(session, name).await,
         Command::Fork {
             session,

@@ -11,6 +11,9 @@ pub struct ClientSettings {
     /// Default daemon to talk to, `ssh://[user@]host[:port]`; `--remote`/`TETHER_REMOTE` win,
     /// `--remote local` means this machine's daemon.
     pub remote: Option<String>,
+    /// Where `tether new`/`run` work without --dir/--private/--worktree: `"cwd"` (the
+    /// default: the current directory) or `"private"` (a fresh workspace in the data dir).
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -55,7 +55,7 @@ pub async fn run(action: AuthAction) -> CmdResult {
     }
 }
 
-fn load(file: &Path) -> Result<Credentials, ClientError> {
+pub(super) fn load(file: &Path) -> Result<Credentials, ClientError> {
     match std::fs::read_to_string(file) {
         Ok(text) => toml::from_str(&text).map_err(|e| {
             usage(format!(
@@ -335,20 +335,21 @@ pub fn env_mismatches(st: &DaemonStatus, env: &dyn Fn(&str) -> Option<String>) -
     out
 }
 
-/// Before work that will call a model: warn (stderr) when this shell's keys or base URLs are
-/// not what the local daemon uses. Silent when the shell sets none of them.
+/// Before work that will call a model: warn (stderr) when no provider is usable (the same
+/// warning as `tether doctor`), and when this shell's keys or base URLs are not what the
+/// local daemon uses.
 pub async fn warn_on_mismatch(c: &mut Client) {
-    if client::is_remote()
-        || !SHELL_VARS
-            .iter()
-            .any(|v| std::env::var_os(v.key_var).is_some() || std::env::var_os(v.url_var).is_some())
-    {
+    let Ok(st) = c.request::<rpc::DaemonStatus>(NoParams {}).await else {
+        return;
+    };
+    if let Some(w) = super::doctor::no_provider_warning(&st.providers) {
+        eprintln!("warning: {w} (`tether doctor` checks everything)");
+    }
+    if client::is_remote() {
         return;
     }
-    if let Ok(st) = c.request::<rpc::DaemonStatus>(NoParams {}).await {
-        for h in env_mismatches(&st, &|k| std::env::var(k).ok()) {
-            eprintln!("warning: {h}");
-        }
+    for h in env_mismatches(&st, &|k| std::env::var(k).ok()) {
+        eprintln!("warning: {h}");
     }
 }
 

@@ -12,6 +12,7 @@ pub mod proxy;
 pub mod sessions;
 mod spec_file;
 pub mod threads;
+mod worktree;
 
 use std::process::ExitCode;
 
