@@ -28,6 +28,10 @@ pub enum StoreError {
     Missing(String),
     #[error("the event log writer has stopped")]
     Closed,
+    /// A write refused for a reason of the resource's own (memory preconditions, paths...),
+    /// answered as is; the transaction's writes are rolled back.
+    #[error("{0}")]
+    Refused(ErrorBody),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -38,6 +42,9 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Refused(body) = e {
+            return body;
+        }
         let code = match &e {
             StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,

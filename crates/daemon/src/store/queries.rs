@@ -32,7 +32,7 @@ pub fn resolve_id_or_name(
 }
 
 const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes";
+    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes, s.memory";
 
 fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let status: String = r.get(8)?;
@@ -77,6 +77,10 @@ fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             .and_then(|t| serde_json::from_str(&t).ok()),
         outcome_evaluations: r
             .get::<_, Option<String>>(23)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        memory: r
+            .get::<_, Option<String>>(24)?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default(),
     })

@@ -42,6 +42,8 @@ pub struct SessionRow {
     pub networking: Option<tether_proto::environment::Networking>,
     /// The session's outcomes as of its last event (for listings of sessions not loaded).
     pub outcome_evaluations: Vec<tether_proto::outcome::OutcomeEvaluation>,
+    /// The memory stores mounted under `/mnt/memory/`, as attached at creation.
+    pub memory: Vec<tether_proto::memory::SessionMemory>,
 }
 
 impl SessionRow {
@@ -72,6 +74,7 @@ impl SessionRow {
             env_layer: None,
             networking: None,
             outcome_evaluations: Vec::new(),
+            memory: Vec::new(),
         }
     }
 }
