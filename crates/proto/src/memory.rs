@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CONTENT_BYTES: usize = 102_400;
 /// Where attached stores appear inside a session's sandbox.
 pub const MOUNT_ROOT: &str = "/mnt/memory";
+/// A memory path for JSON Schema: 1 to 20 `/`-led segments, none `.` or `..`, no control
+/// characters (NFC and format characters are checked by the daemon).
+pub const PATH_PATTERN: &str =
+    r"^(/(?!\.\.?(/|$))[^/\u0000-\u001f\u007f-\u009f\u2028\u2029]+){1,20}$";
 /// At most this many stores per session (hosted).
 pub const MAX_STORES_PER_SESSION: usize = 8;
 
@@ -195,9 +199,10 @@ pub struct MemoryDeleted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMemory {
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 2, max = 1024), regex(pattern = PATH_PATTERN))]
     pub path: String,
-    /// `""` (or null) for an empty memory.
+    /// `""` (or null) for an empty memory; at most 100 KiB of UTF-8.
+    #[schemars(length(max = 102400))]
     pub content: Option<String>,
 }
 
@@ -220,9 +225,10 @@ pub struct Precondition {
 #[serde(deny_unknown_fields)]
 pub struct MemoryChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 102400))]
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 2, max = 1024), regex(pattern = PATH_PATTERN))]
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precondition: Option<Precondition>,
