@@ -435,7 +435,8 @@ mod tests {
 
     #[test]
     fn depth_rolls_up_deeper_memories_into_prefixes() {
-        let all = ["/a.md", "/d/x.md", "/d/y.md", "/d/e/z.md", "/z.md"];
+        // Sorted by path, as the table answers.
+        let all = ["/a.md", "/d/e/z.md", "/d/x.md", "/d/y.md", "/z.md"];
         let paths = |prefix: &str, depth| -> Vec<String> {
             rollup(
                 all.iter().filter(|p| p.starts_with(prefix)).map(|p| mem(p)),

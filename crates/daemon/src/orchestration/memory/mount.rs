@@ -59,15 +59,20 @@ enum Local {
     Unusable(String),
 }
 
+/// One session's copy of one store: (session id, store id).
+type CopyKey = (String, String);
+/// A scan: the copy's files by memory path, and the stat → hash cache for the next one.
+type Scan = (BTreeMap<String, Local>, HashMap<String, Seen>);
+
 /// The memory sync of every session (one per daemon).
 pub struct Syncer {
     store: Store,
     paths: Paths,
     /// Per (session, store): stat → hash of the files hashed before, so a scan reads only
     /// files that changed. Lost on restart (then everything is hashed once).
-    seen: Mutex<HashMap<(String, String), HashMap<String, Seen>>>,
+    seen: Mutex<HashMap<CopyKey, HashMap<String, Seen>>>,
     /// One sync at a time per session copy.
-    locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<CopyKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Syncer {
@@ -80,7 +85,7 @@ impl Syncer {
         })
     }
 
-    fn lock_for(&self, key: &(String, String)) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, key: &CopyKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(key.clone()).or_default().clone()
     }
@@ -635,7 +640,7 @@ fn remove_file(root: BorrowedFd<'_>, path: &str) -> Result<(), String> {
 fn scan(
     dir: &Path,
     seen: HashMap<String, Seen>,
-) -> Result<(BTreeMap<String, Local>, HashMap<String, Seen>), String> {
+) -> Result<Scan, String> {
     let root = open_root(dir)?;
     let mut out = BTreeMap::new();
     let mut next_seen = HashMap::new();
@@ -755,4 +760,205 @@ fn hash_file(
 /// The host dir of a mount (for the bench and tests).
 pub fn copy_dir(paths: &Paths, session_id: &str, mount: &SessionMemory) -> PathBuf {
     memory_dir(paths, session_id, mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rows::SessionRow;
+    use tether_proto::memory::{MemoryStoreSpec, NewMemory};
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        paths: Paths,
+        store: Store,
+        mount: SessionMemory,
+        syncer: Arc<Syncer>,
+    }
+
+    async fn fixture(sessions: &[&str], access: Access) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().display().to_string();
+        let paths = Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        let store = Store::open(&paths.db()).unwrap();
+        for id in sessions {
+            let row = SessionRow::new(id.to_string(), "m".into(), home.clone(), 10);
+            store.create_session(row, None).await.unwrap();
+        }
+        let s = super::super::create_store(
+            &store,
+            MemoryStoreSpec {
+                name: "Notes".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let new = NewMemory {
+            path: "/n.md".into(),
+            content: Some("base".into()),
+        };
+        super::super::create_memory(&store, &s.id, new, super::super::local_user())
+            .await
+            .unwrap();
+        let mount = SessionMemory {
+            kind: "memory_store".into(),
+            memory_store_id: s.id,
+            access,
+            instructions: None,
+            name: "Notes".into(),
+            description: String::new(),
+            mount_path: "/mnt/memory/notes".into(),
+        };
+        let syncer = Syncer::new(store.clone(), paths.clone());
+        Fixture {
+            _tmp: tmp,
+            paths,
+            store,
+            mount,
+            syncer,
+        }
+    }
+
+    impl Fixture {
+        fn file(&self, session: &str, rel: &str) -> PathBuf {
+            memory_dir(&self.paths, session, &self.mount).join(rel)
+        }
+
+        async fn content(&self, path: &str) -> Option<String> {
+            let (s, p) = (self.mount.memory_store_id.clone(), path.to_string());
+            self.store
+                .read(move |c| db::memory_by_path(c, &s, &p))
+                .await
+                .unwrap()
+                .map(|r| r.content.unwrap_or_default())
+        }
+
+        async fn versions(&self) -> Vec<tether_proto::memory::MemoryVersion> {
+            let s = self.mount.memory_store_id.clone();
+            self.store
+                .read(move |c| db::list_versions(c, &s, &db::VersionFilter::default(), true))
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_sessions_writing_one_memory_never_lose_a_write() {
+        let f = fixture(&["sesn_a", "sesn_b"], Access::ReadWrite).await;
+        for s in ["sesn_a", "sesn_b"] {
+            assert!(f.syncer.sync_one(s, &f.mount).await.unwrap().is_empty());
+            assert_eq!(std::fs::read_to_string(f.file(s, "n.md")).unwrap(), "base");
+        }
+        std::fs::write(f.file("sesn_a", "n.md"), "from A").unwrap();
+        std::fs::write(f.file("sesn_b", "n.md"), "from B").unwrap();
+
+        assert!(
+            f.syncer
+                .sync_one("sesn_a", &f.mount)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(f.content("/n.md").await.as_deref(), Some("from A"));
+
+        let notes = f.syncer.sync_one("sesn_b", &f.mount).await.unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].starts_with("CONFLICT"), "{notes:?}");
+        let copy = conflict_path("/n.md", "sesn_b");
+        assert!(
+            notes[0].contains(&format!("/mnt/memory/notes{copy}")),
+            "{notes:?}"
+        );
+        // Neither write is lost: A's is the memory, B's is kept beside it, by B.
+        assert_eq!(f.content("/n.md").await.as_deref(), Some("from A"));
+        assert_eq!(f.content(&copy).await.as_deref(), Some("from B"));
+        let v = f.versions().await;
+        assert_eq!(
+            v[0].created_by,
+            Some(Actor::SessionActor {
+                session_id: "sesn_b".into()
+            })
+        );
+        // B's copy now shows A's version and its own beside it.
+        assert_eq!(
+            std::fs::read_to_string(f.file("sesn_b", "n.md")).unwrap(),
+            "from A"
+        );
+        let copy_file = f.file("sesn_b", copy.trim_start_matches('/'));
+        assert_eq!(std::fs::read_to_string(copy_file).unwrap(), "from B");
+
+        // Syncing again changes nothing and makes no version.
+        let count = f.versions().await.len();
+        assert!(
+            f.syncer
+                .sync_one("sesn_b", &f.mount)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            f.syncer
+                .sync_one("sesn_a", &f.mount)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(f.versions().await.len(), count);
+        // A sees B's kept version too.
+        let in_a = f.file("sesn_a", copy.trim_start_matches('/'));
+        assert_eq!(std::fs::read_to_string(in_a).unwrap(), "from B");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn deletes_pushes_and_pulls_follow_the_base() {
+        let f = fixture(&["sesn_a", "sesn_b"], Access::ReadWrite).await;
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        f.syncer.sync_one("sesn_b", &f.mount).await.unwrap();
+        // A deletes, B (unchanged) sees the delete.
+        std::fs::remove_file(f.file("sesn_a", "n.md")).unwrap();
+        std::fs::create_dir_all(f.file("sesn_a", "d")).unwrap();
+        std::fs::write(f.file("sesn_a", "d/new.md"), "new").unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(f.content("/n.md").await, None);
+        assert_eq!(f.content("/d/new.md").await.as_deref(), Some("new"));
+        f.syncer.sync_one("sesn_b", &f.mount).await.unwrap();
+        assert!(!f.file("sesn_b", "n.md").exists());
+        assert_eq!(
+            std::fs::read_to_string(f.file("sesn_b", "d/new.md")).unwrap(),
+            "new"
+        );
+        // A file that can't be a memory is reported, not saved.
+        std::fs::write(
+            f.file("sesn_b", "big.bin"),
+            vec![b'x'; MAX_CONTENT_BYTES + 1],
+        )
+        .unwrap();
+        let notes = f.syncer.sync_one("sesn_b", &f.mount).await.unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("big.bin") && n.contains("100 KiB")),
+            "{notes:?}"
+        );
+        assert_eq!(f.content("/big.bin").await, None);
+        // A symlink out of the copy is not followed.
+        std::os::unix::fs::symlink("/etc/hostname", f.file("sesn_b", "link")).unwrap();
+        f.syncer.sync_one("sesn_b", &f.mount).await.unwrap();
+        assert_eq!(f.content("/link").await, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_read_only_copy_is_never_pushed() {
+        let f = fixture(&["sesn_a"], Access::ReadOnly).await;
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        std::fs::write(f.file("sesn_a", "n.md"), "changed").unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(f.content("/n.md").await.as_deref(), Some("base"));
+        assert_eq!(
+            std::fs::read_to_string(f.file("sesn_a", "n.md")).unwrap(),
+            "base"
+        );
+    }
 }
