@@ -51,6 +51,8 @@ pub enum Metric {
     Sandbox,
     /// A satisfied-first-time outcome against the same turn without one (outcome.rs).
     Outcome,
+    /// A 10,000-memory store mounted into a sandbox (memory.rs; only with --only memory).
+    Memory,
 }
 
 impl Opts {
@@ -127,9 +129,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "concurrent" => Ok(Metric::Concurrent),
                         "sandbox" => Ok(Metric::Sandbox),
                         "outcome" => Ok(Metric::Outcome),
+                        "memory" => Ok(Metric::Memory),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, memory)"
                             )
                         }
                     })

@@ -637,10 +637,7 @@ fn remove_file(root: BorrowedFd<'_>, path: &str) -> Result<(), String> {
 /// Walks the copy: every regular file under it, by memory path. Symlinks, devices and the
 /// like are not memories and are skipped; files whose stat matches `seen` keep their hash
 /// without being read. Returns the files and the new `seen`.
-fn scan(
-    dir: &Path,
-    seen: HashMap<String, Seen>,
-) -> Result<Scan, String> {
+fn scan(dir: &Path, seen: HashMap<String, Seen>) -> Result<Scan, String> {
     let root = open_root(dir)?;
     let mut out = BTreeMap::new();
     let mut next_seen = HashMap::new();
