@@ -53,6 +53,8 @@ pub enum Metric {
     Outcome,
     /// 64 sub-agent threads of one session against 64 sessions (threads.rs).
     Threads,
+    /// A 10,000-memory store mounted into a sandbox (memory.rs; only with --only memory).
+    Memory,
 }
 
 impl Opts {
@@ -131,9 +133,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "sandbox" => Ok(Metric::Sandbox),
                         "outcome" => Ok(Metric::Outcome),
                         "threads" => Ok(Metric::Threads),
+                        "memory" => Ok(Metric::Memory),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory)"
                             )
                         }
                     })

@@ -32,6 +32,7 @@ mod e2e;
 mod fanout;
 mod home;
 mod http;
+mod memory;
 mod outcome;
 mod peers;
 mod proctree;
@@ -308,6 +309,41 @@ fn real_main() -> Result<()> {
             threads::THREADS
         );
         rows.extend(threads::rows(&bins).context("threads")?);
+    }
+    if opts.wants(Metric::Memory) {
+        eprintln!(
+            "bench: a store of {} memories synced into a session's copy and mounted into its sandbox ({runs} runs)",
+            memory::MEMORIES
+        );
+        let samples = rt
+            .block_on(memory::run(&bins.tetherd, runs))
+            .context("memory store mount")?;
+        let row = |metric: &str, f: fn(&memory::Sample) -> f64, target: Option<Target>| Row {
+            metric: metric.into(),
+            samples: samples.iter().map(f).collect(),
+            unit: Unit::Ms,
+            target,
+        };
+        rows.push(row(
+            "memory: first sync of 10,000 memories into a session's copy",
+            |s| s.first_sync_ms,
+            None,
+        ));
+        rows.push(row(
+            "memory: resync with nothing changed (before/after each tool call)",
+            |s| s.resync_ms,
+            None,
+        ));
+        rows.push(row(
+            "memory: sandbox start with the 10,000-file copy mounted → files counted",
+            |s| s.mounted_start_ms,
+            None,
+        ));
+        rows.push(row(
+            "memory: the mount's own cost (mounted start − plain start)",
+            |s| s.mounted_start_ms - s.plain_start_ms,
+            Some(Target::AtMost(50.0)),
+        ));
     }
     if opts.wants(Metric::Sandbox) {
         eprintln!(

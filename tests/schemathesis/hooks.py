@@ -7,6 +7,7 @@ disagreement between the document and the code, and the run fails (positive_data
 """
 
 import json
+import unicodedata
 
 import schemathesis
 
@@ -102,3 +103,42 @@ def before_call(context, case, kwargs):
         # agent_version filters within agent_id's versions.
         if "agent_version" in case.query and "agent_id" not in case.query:
             case.query.pop("agent_version")
+
+
+# memory stores: rules JSON Schema can't say (NFC, Unicode format characters, sizes in
+# bytes rather than characters).
+
+
+
+def _memory_path(p):
+    if not isinstance(p, str):
+        return p
+    p = "".join(c for c in unicodedata.normalize("NFC", p) if unicodedata.category(c) != "Cf")
+    segs = [s for s in p.split("/") if s not in ("", ".", "..")][:20] or ["m"]
+    out = "/" + "/".join(segs)
+    while len(out.encode()) > 1024:
+        out = out[:-1].rstrip("/") or "/m"
+    return out
+
+
+def _memory_content(c):
+    if isinstance(c, str):
+        while len(c.encode()) > 102400:
+            c = c[: len(c) // 2]
+    return c
+
+
+@schemathesis.hook("before_call")
+def memory_rules(context, case, kwargs):
+    op = case.operation
+    if not op.path.startswith("/v1/memory_stores"):
+        return
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None and op.method.lower() == "post":
+        if "path" in body:
+            body["path"] = _memory_path(body["path"])
+        if "content" in body:
+            body["content"] = _memory_content(body["content"])
+    if isinstance(case.query, dict) and isinstance(case.query.get("path_prefix"), str):
+        p = case.query["path_prefix"]
+        case.query["path_prefix"] = "/" if p == "/" else _memory_path(p.rstrip("/")) + "/"

@@ -125,6 +125,12 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     write_pid_file(&paths)?;
     let rt = Runtime::new(store, paths.clone(), config);
     crate::orchestration::threads::Threads::install(&rt);
+    let _ = rt
+        .memory_sync
+        .set(crate::orchestration::memory::mount::Syncer::new(
+            rt.store.clone(),
+            paths.clone(),
+        ));
     rt.builds.remove_leftovers();
     // Probe the host's sandboxing now (a few ms, off the async threads), not at the first call.
     tokio::task::spawn_blocking(|| {

@@ -46,3 +46,18 @@ pub fn event_id() -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
+
+/// `memstore_…`: a memory store.
+pub fn memory_store_id() -> String {
+    new_id("memstore")
+}
+
+/// `mem_…`: a memory (kept across renames).
+pub fn memory_id() -> String {
+    new_id("mem")
+}
+
+/// `memver_…`: one write of a memory; sorts in creation order.
+pub fn memory_version_id() -> String {
+    new_id("memver")
+}

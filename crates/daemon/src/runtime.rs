@@ -251,6 +251,22 @@ impl Runtime {
         self: &Arc<Self>,
         p: tether_proto::method::CreateSession,
     ) -> Result<Arc<Session>, ErrorBody> {
+        if !p.memory_stores.is_empty() {
+            // Checked and snapshotted by `orchestration::memory::create_session`.
+            return Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "memory stores must be attached through orchestration::memory::create_session",
+            ));
+        }
+        self.create_with_memory(p, Vec::new()).await
+    }
+
+    /// Creates a session with `memory` (checked attachments) mounted under `/mnt/memory/`.
+    pub async fn create_with_memory(
+        self: &Arc<Self>,
+        p: tether_proto::method::CreateSession,
+        memory: Vec<tether_proto::memory::SessionMemory>,
+    ) -> Result<Arc<Session>, ErrorBody> {
         if let Some(name) = &p.name {
             validate_name(name)?;
         }
@@ -307,6 +323,7 @@ impl Runtime {
             environment: Some(env.id.clone()),
             env_layer,
             networking: Some(networking),
+            memory,
             ..SessionRow::new(
                 id.clone(),
                 model,

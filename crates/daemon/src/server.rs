@@ -680,7 +680,7 @@ impl Connection {
         let rt = self.rt.clone();
         let v = match call.dispatch() {
             Dispatch::SessionCreate(p, r) => {
-                let s = rt.create(p).await?;
+                let s = crate::orchestration::memory::create_session(&rt, p).await?;
                 answer(r, s.info())
             }
             Dispatch::SessionList(p, r) => answer(
@@ -1016,6 +1016,107 @@ impl Connection {
                     },
                 )
             }
+            // memory stores (issue 24): stores by id or name, memories by path or id
+            Dispatch::MemoryStoreCreate(spec, r) => {
+                answer(r, memory::create_store(&rt.store, spec).await?)
+            }
+            Dispatch::MemoryStoreList(p, r) => answer(
+                r,
+                List {
+                    data: memory::list_stores(&rt.store, p.all).await?,
+                },
+            ),
+            Dispatch::MemoryStoreGet(p, r) => {
+                answer(r, memory::resolve(&rt.store, &p.store).await?)
+            }
+            Dispatch::MemoryStoreUpdate(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                answer(r, memory::update_store(&rt.store, &id, p.changes).await?)
+            }
+            Dispatch::MemoryStoreArchive(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                answer(r, memory::archive_store(&rt.store, &id).await?)
+            }
+            Dispatch::MemoryStoreDelete(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                memory::delete_store(&rt.store, &id).await?;
+                answer(
+                    r,
+                    tether_proto::memory::MemoryStoreDeleted {
+                        id,
+                        object_type: "memory_store_deleted".into(),
+                    },
+                )
+            }
+            Dispatch::MemoryList(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                let data =
+                    memory::list_memories(&rt.store, &id, p.path_prefix.as_deref(), 0, false)
+                        .await?;
+                answer(r, List { data })
+            }
+            Dispatch::MemoryGet(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                answer(r, memory::get_memory(&rt.store, &id, &p.memory).await?)
+            }
+            Dispatch::MemoryWrite(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                let m = memory::write_memory(
+                    &rt.store,
+                    &id,
+                    p.path,
+                    p.content,
+                    p.expected_sha256,
+                    memory::local_user(),
+                )
+                .await?;
+                answer(r, m)
+            }
+            Dispatch::MemoryDelete(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                let mid = memory::delete_memory(
+                    &rt.store,
+                    &id,
+                    &p.memory,
+                    p.expected_sha256,
+                    memory::local_user(),
+                )
+                .await?;
+                answer(
+                    r,
+                    tether_proto::memory::MemoryDeleted {
+                        id: mid,
+                        object_type: "memory_deleted".into(),
+                    },
+                )
+            }
+            Dispatch::MemoryVersions(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                let memory_id = match p.memory {
+                    Some(m) if m.starts_with('/') => {
+                        Some(memory::get_memory(&rt.store, &id, &m).await?.id)
+                    }
+                    other => other,
+                };
+                let filter = memory::VersionFilter {
+                    memory_id,
+                    ..Default::default()
+                };
+                answer(
+                    r,
+                    List {
+                        data: memory::list_versions(&rt.store, &id, filter, true).await?,
+                    },
+                )
+            }
+            Dispatch::MemoryRedact(p, r) => {
+                let id = memory::resolve(&rt.store, &p.store).await?.id;
+                answer(
+                    r,
+                    memory::redact_version(&rt.store, &id, &p.version, memory::local_user())
+                        .await?,
+                )
+            }
         };
         Ok(Some(v))
     }
@@ -1023,6 +1124,8 @@ impl Connection {
 
 /// A method's `result` value, from that method's result type; one that cannot be encoded
 /// answers null.
+use crate::orchestration::memory;
+
 fn answer<M: Method>(reply: Reply<M>, result: M::Result) -> Value {
     reply.encode(&result).unwrap_or(Value::Null)
 }

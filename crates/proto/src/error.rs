@@ -41,6 +41,10 @@ pub enum ErrorCode {
     /// No `hello` arrived within the daemon's handshake timeout.
     HandshakeTimeout,
     Internal,
+    /// A memory's content no longer has the hash the write expected (someone else wrote it).
+    MemoryPreconditionFailed,
+    /// Another memory of the store already has that path.
+    MemoryPathConflict,
 }
 
 impl ErrorCode {
@@ -65,6 +69,8 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::HandshakeTimeout => "handshake_timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::MemoryPreconditionFailed => "memory_precondition_failed",
+            ErrorCode::MemoryPathConflict => "memory_path_conflict",
         }
     }
 }

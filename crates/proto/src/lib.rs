@@ -11,6 +11,7 @@ pub mod environment;
 pub mod error;
 pub mod event;
 pub mod frame;
+pub mod memory;
 pub mod method;
 pub mod multiagent;
 pub mod outcome;

@@ -177,6 +177,12 @@ pub enum Command {
         #[command(subcommand)]
         action: EnvsAction,
     },
+    /// Memory stores: versioned files that outlive sessions, mounted with `--memory`.
+    #[command(after_help = MEMORY_HELP)]
+    Memory {
+        #[command(subcommand)]
+        action: MemoryAction,
+    },
     /// Store or remove model-provider API keys; see which key the daemon uses.
     Auth {
         #[command(subcommand)]
@@ -237,6 +243,10 @@ pub struct SessionOpts {
     /// Waits for its layer to build if it is not built yet.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+    /// Mount a memory store (name or id) at /mnt/memory/<name>/ in the sandbox; `:ro`
+    /// mounts it read-only. Repeat for several stores (at most 8).
+    #[arg(long = "memory", value_name = "STORE[:ro]")]
+    pub memory: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -446,6 +456,131 @@ pub enum EnvsAction {
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+const MEMORY_HELP: &str = "Examples:
+  tether memory stores create prefs --description \"User preferences\"
+  tether memory write prefs /style.md --file style.md
+  tether memory cat prefs /style.md
+  tether run \"tidy up\" --memory prefs        (the agent sees /mnt/memory/prefs/style.md)
+  tether memory versions prefs /style.md";
+
+// memory stores (issue 24)
+#[derive(Subcommand, Debug)]
+pub enum MemoryAction {
+    /// Create, list, show, archive or delete memory stores.
+    Stores {
+        #[command(subcommand)]
+        action: MemoryStoresAction,
+    },
+    /// List a store's memories (path, size, hash, id).
+    Ls {
+        /// Store name or id.
+        store: String,
+        /// Only memories under this prefix, e.g. /notes/.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a memory's content.
+    Cat {
+        /// Store name or id.
+        store: String,
+        /// The memory's path (/notes.md) or id (mem_...).
+        memory: String,
+        /// The whole memory object as JSON instead.
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or replace the memory at PATH (content from --content, --file, or stdin).
+    Write {
+        /// Store name or id.
+        store: String,
+        /// The memory's path, e.g. /notes/today.md.
+        path: String,
+        /// The new content.
+        #[arg(long, conflicts_with = "file")]
+        content: Option<String>,
+        /// Read the new content from this file (`-`: stdin).
+        #[arg(long, short, value_name = "FILE")]
+        file: Option<String>,
+        /// Only if the current content has this SHA-256 (`none`: only if the path is free);
+        /// otherwise nothing is written and the exit code is 1.
+        #[arg(long, value_name = "SHA256")]
+        if_sha: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a memory (its versions stay).
+    Rm {
+        /// Store name or id.
+        store: String,
+        /// The memory's path or id.
+        memory: String,
+        /// Only if the current content has this SHA-256.
+        #[arg(long, value_name = "SHA256")]
+        if_sha: Option<String>,
+    },
+    /// List versions, newest first: every write, who made it (session, CLI, API) and when.
+    Versions {
+        /// Store name or id.
+        store: String,
+        /// Only this memory's versions (path or id; ids work after deletion).
+        memory: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wipe a past version's content and path (the current version can't be redacted).
+    Redact {
+        /// Store name or id.
+        store: String,
+        /// The version id (memver_...).
+        version: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemoryStoresAction {
+    /// Create a memory store.
+    Create {
+        /// The store's name (sessions mount it at /mnt/memory/<name, lowercased>).
+        name: String,
+        /// What the store holds; shown to agents that mount it.
+        #[arg(long)]
+        description: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List memory stores.
+    Ls {
+        /// Include archived stores.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a store as JSON.
+    Show {
+        /// Store name or id.
+        store: String,
+    },
+    /// Archive a store: readable, but no new writes or sessions (irreversible).
+    Archive {
+        /// Store name or id.
+        store: String,
+    },
+    /// Delete a store with all its memories and versions (irreversible).
+    Delete {
+        /// Store name or id.
+        store: String,
     },
 }
 

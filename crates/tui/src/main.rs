@@ -173,6 +173,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         } => cmd::approvals::tool_result(session, event, json, error).await,
         Command::Agents { action } => cmd::agents::run(action).await,
         Command::Envs { action } => cmd::envs::run(action).await,
+        Command::Memory { action } => cmd::memory::run(action).await,
         Command::Auth { action } => cmd::auth::run(action).await,
         Command::Daemon { action } => cmd::daemon::run(action).await,
         Command::Doctor { json } => cmd::doctor::run(json).await,

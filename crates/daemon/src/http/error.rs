@@ -59,6 +59,10 @@ impl From<ErrorBody> for ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "api_error")
             }
             ErrorCode::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "overloaded_error"),
+            ErrorCode::MemoryPreconditionFailed => {
+                (StatusCode::CONFLICT, "memory_precondition_failed_error")
+            }
+            ErrorCode::MemoryPathConflict => (StatusCode::CONFLICT, "memory_path_conflict_error"),
             _ => (StatusCode::BAD_REQUEST, "invalid_request_error"),
         };
         ApiError {

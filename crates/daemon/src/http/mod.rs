@@ -12,6 +12,7 @@ mod body;
 mod environments;
 mod error;
 mod events;
+mod memory;
 mod openapi;
 mod page;
 mod query;

@@ -14,7 +14,11 @@ use super::events::SendBody;
 use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
-use super::{Api, agents, environments, events, sessions, stream};
+use super::{Api, agents, environments, events, memory, sessions, stream};
+use tether_proto::memory::{
+    Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
+    MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
+};
 use tether_proto::method::EnvironmentDeleted;
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -102,6 +106,10 @@ pub enum Param {
     List(&'static [&'static str]),
     /// Repeated `key[]=`, any strings.
     Strings,
+    /// One of these values.
+    Enum(&'static [&'static str]),
+    /// A string matching this pattern.
+    Pattern(&'static str),
 }
 
 impl Param {
@@ -119,6 +127,8 @@ impl Param {
                 json!({ "type": "array", "items": { "type": "string", "enum": values } })
             }
             Param::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+            Param::Enum(values) => json!({ "type": "string", "enum": values }),
+            Param::Pattern(p) => json!({ "type": "string", "pattern": p }),
         }
     }
 }
@@ -134,6 +144,13 @@ const PAGED: &[(&str, Param)] = &[
     ("created_at[gte]", Param::Time),
     ("created_at[lte]", Param::Time),
 ];
+
+/// Memory `view` values.
+const VIEWS: &[&str] = &["basic", "full"];
+/// A memory `path_prefix`: `/`, or whole segments each followed by `/`.
+const PATH_PREFIX: &str = r"^/((?!\.\.?/)[^/\u0000-\u001f\u007f-\u009f\u2028\u2029]+/){0,19}$";
+/// A `content_sha256`.
+const SHA256: &str = "^[0-9a-f]{64}$";
 
 pub const ROUTES: &[Route] = &[
     Route {
@@ -372,6 +389,173 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Sse(of::<StreamItem>),
         handler: |m| on(m, stream::stream),
+    },
+    // memory stores (issue 24)
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores",
+        id: "memory_stores.create",
+        summary: "Create a memory store",
+        query: &[],
+        body: Some(of::<MemoryStoreSpec>),
+        answer: Answer::Json(of::<MemoryStore>),
+        handler: |m| on(m, memory::create_store),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores",
+        id: "memory_stores.list",
+        summary: "List memory stores, oldest first",
+        query: &[
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("include_archived", Param::Bool),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<MemoryStore>>),
+        handler: |m| on(m, memory::list_stores),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores/{memory_store_id}",
+        id: "memory_stores.retrieve",
+        summary: "Get a memory store",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<MemoryStore>),
+        handler: |m| on(m, memory::retrieve_store),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores/{memory_store_id}",
+        id: "memory_stores.update",
+        summary: "Update name, description (\"\" clears) or metadata (a patch); not once archived",
+        query: &[],
+        body: Some(of::<MemoryStoreChanges>),
+        answer: Answer::Json(of::<MemoryStore>),
+        handler: |m| on(m, memory::update_store),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/memory_stores/{memory_store_id}",
+        id: "memory_stores.delete",
+        summary: "Delete a memory store with its memories and versions (irreversible)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<MemoryStoreDeleted>),
+        handler: |m| on(m, memory::delete_store),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores/{memory_store_id}/archive",
+        id: "memory_stores.archive",
+        summary: "Archive a memory store (irreversible; it stays readable)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<MemoryStore>),
+        handler: |m| on(m, memory::archive_store),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores/{memory_store_id}/memories",
+        id: "memory_stores.memories.create",
+        summary: "Create a memory at a free path",
+        query: &[("view", Param::Enum(VIEWS))],
+        body: Some(of::<NewMemory>),
+        answer: Answer::Json(of::<Memory>),
+        handler: |m| on(m, memory::create_memory),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores/{memory_store_id}/memories",
+        id: "memory_stores.memories.list",
+        summary: "List memories by path; `depth` rolls deeper ones up into memory_prefix items",
+        query: &[
+            ("path_prefix", Param::Pattern(PATH_PREFIX)),
+            ("depth", Param::Version),
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("view", Param::Enum(VIEWS)),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<MemoryItem>>),
+        handler: |m| on(m, memory::list_memories),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores/{memory_store_id}/memories/{memory_id}",
+        id: "memory_stores.memories.retrieve",
+        summary: "Get a memory (content included unless view=basic)",
+        query: &[("view", Param::Enum(VIEWS))],
+        body: None,
+        answer: Answer::Json(of::<Memory>),
+        handler: |m| on(m, memory::retrieve_memory),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores/{memory_store_id}/memories/{memory_id}",
+        id: "memory_stores.memories.update",
+        summary: "New content and/or path; a content_sha256 precondition that fails is a 409",
+        query: &[("view", Param::Enum(VIEWS))],
+        body: Some(of::<MemoryChanges>),
+        answer: Answer::Json(of::<Memory>),
+        handler: |m| on(m, memory::update_memory),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/memory_stores/{memory_store_id}/memories/{memory_id}",
+        id: "memory_stores.memories.delete",
+        summary: "Delete a memory (its versions stay); `expected_content_sha256` that fails is a 409",
+        query: &[("expected_content_sha256", Param::Pattern(SHA256))],
+        body: None,
+        answer: Answer::Json(of::<MemoryDeleted>),
+        handler: |m| on(m, memory::delete_memory),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores/{memory_store_id}/memory_versions",
+        id: "memory_stores.memory_versions.list",
+        summary: "A store's versions, newest first",
+        query: &[
+            ("memory_id", Param::Text),
+            (
+                "operation",
+                Param::Enum(&["created", "modified", "deleted"]),
+            ),
+            ("session_id", Param::Text),
+            ("api_key_id", Param::Text),
+            ("service_account_id", Param::Text),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("view", Param::Enum(VIEWS)),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<MemoryVersion>>),
+        handler: |m| on(m, memory::list_versions),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}",
+        id: "memory_stores.memory_versions.retrieve",
+        summary: "Get a memory version",
+        query: &[("view", Param::Enum(VIEWS))],
+        body: None,
+        answer: Answer::Json(of::<MemoryVersion>),
+        handler: |m| on(m, memory::retrieve_version),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/memory_stores/{memory_store_id}/memory_versions/{memory_version_id}/redact",
+        id: "memory_stores.memory_versions.redact",
+        summary: "Wipe a past version's content and path (not the current version's)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<MemoryVersion>),
+        handler: |m| on(m, memory::redact_version),
     },
     Route {
         verb: Verb::Get,

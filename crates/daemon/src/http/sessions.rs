@@ -39,10 +39,10 @@ pub struct CreateBody {
     #[serde(default)]
     #[schemars(with = "Vec<InitialEvent>", length(max = 50))]
     initial_events: Vec<Value>,
-    /// Not supported by this tetherd: only an empty list is accepted.
+    /// Memory stores to mount under `/mnt/memory/` (this tetherd mounts no other kind).
     #[serde(default)]
-    #[schemars(length(max = 0))]
-    resources: Vec<Value>,
+    #[schemars(length(max = 8))]
+    resources: Vec<tether_proto::memory::MemoryResourceParam>,
     /// Not supported by this tetherd: only an empty list is accepted.
     #[serde(default)]
     #[schemars(length(max = 0))]
@@ -216,11 +216,6 @@ pub async fn create(
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedSession>> {
     let b: CreateBody = body::parse(&bytes)?;
-    if !b.resources.is_empty() {
-        return Err(ApiError::invalid(
-            "resources: this tetherd does not mount session resources; copy files into the workspace instead",
-        ));
-    }
     if !b.vault_ids.is_empty() {
         return Err(ApiError::invalid(
             "vault_ids: this tetherd has no vaults; give credentials to the environment instead",
@@ -260,6 +255,7 @@ pub async fn create(
         environment_id: Some(b.environment_id),
         title: b.title,
         metadata: b.metadata,
+        memory_stores: b.resources,
         ..Default::default()
     };
     match b.agent {
@@ -307,7 +303,7 @@ pub async fn create(
         }
     }
     p.max_cost_usd = budget;
-    let s = api.rt.create(p).await?;
+    let s = crate::orchestration::memory::create_session(&api.rt, p).await?;
     for i in initial {
         match i {
             Initial::Message(content) => {

@@ -251,7 +251,11 @@ pub async fn session(
         title: info.title.clone(),
         agent,
         environment_id: row.environment.clone().unwrap_or_default(),
-        resources: Vec::new(),
+        resources: row
+            .memory
+            .iter()
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .collect(),
         vault_ids: Vec::new(),
         metadata: row.metadata.clone(),
         budget: budget.map(|b| Budget {

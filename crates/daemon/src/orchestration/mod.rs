@@ -15,4 +15,5 @@
 //! turn would go idle), so they live in the session room (`session::outcome`,
 //! `session::grader`).
 
+pub mod memory;
 pub mod threads;

@@ -53,6 +53,12 @@ const DEVICES: [&str; 6] = [
 
 /// Rules inside the namespace sandbox, after the pivot into its own root.
 pub fn namespace_rules(workspace: &Path, layer_writable: bool) -> Rules {
+    namespace_rules_with(workspace, layer_writable, &[])
+}
+
+/// [`namespace_rules`], plus `writable` (paths inside the sandbox: read-write mounts of
+/// memory stores). A read-only mount needs no rule: `/` is read-only already.
+pub fn namespace_rules_with(workspace: &Path, layer_writable: bool, writable: &[PathBuf]) -> Rules {
     let mut paths = vec![
         (PathBuf::from("/"), Grant::Read),
         (workspace.to_path_buf(), Grant::Write),
@@ -63,6 +69,7 @@ pub fn namespace_rules(workspace: &Path, layer_writable: bool) -> Rules {
     if layer_writable {
         paths.push((PathBuf::from(LAYER_MOUNT), Grant::Write));
     }
+    paths.extend(writable.iter().map(|p| (p.clone(), Grant::Write)));
     Rules {
         paths,
         deny_tcp: false,
@@ -192,6 +199,9 @@ mod tests {
         assert_eq!(writable.len(), 3 + DEVICES.len());
         let build = namespace_rules(Path::new("/w/s"), true);
         assert_eq!(grant_of(&build, LAYER_MOUNT), Some(Grant::Write));
+        let mem = namespace_rules_with(Path::new("/w/s"), false, &["/mnt/memory/a".into()]);
+        assert_eq!(grant_of(&mem, "/mnt/memory/a"), Some(Grant::Write));
+        assert_eq!(grant_of(&mem, "/mnt/memory/b"), Some(Grant::Read));
     }
 
     #[test]

@@ -287,6 +287,17 @@ pub struct Options {
     /// The sandbox's cgroup directories (one for cgroup v2, one per controller for v1; limits
     /// already written) stage 1 moves into first, so the whole tree is under their limits.
     pub cgroup: Vec<PathBuf>,
+    /// Host directories bound inside the sandbox (memory stores at `/mnt/memory/<store>`).
+    pub mounts: Vec<Mount>,
+}
+
+/// A host directory `src` bound at `dst` inside the sandbox; read-only mounts are read-only
+/// both as a mount and for Landlock. Passed as `--mount[-ro] SRC DST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    pub read_only: bool,
 }
 
 impl Options {
@@ -335,6 +346,11 @@ impl Options {
             out.push("--cgroup".into());
             out.push(dir.clone().into_os_string());
         }
+        for m in &self.mounts {
+            out.push(if m.read_only { "--mount-ro" } else { "--mount" }.into());
+            out.push(m.src.clone().into_os_string());
+            out.push(m.dst.clone().into_os_string());
+        }
         if !self.command.is_empty() {
             out.push("--".into());
             out.extend(self.command.iter().cloned());
@@ -372,6 +388,16 @@ impl Options {
                     let pid = it.next().and_then(|p| p.to_str()?.parse().ok());
                     o.die_with =
                         Some(pid.ok_or_else(|| SetupError("--die-with needs a pid".into()))?);
+                }
+                Some(flag @ ("--mount" | "--mount-ro")) => {
+                    let (Some(src), Some(dst)) = (it.next(), it.next()) else {
+                        return Err(SetupError(format!("{flag} needs a source and a target")));
+                    };
+                    o.mounts.push(Mount {
+                        src: PathBuf::from(src),
+                        dst: PathBuf::from(dst),
+                        read_only: flag == "--mount-ro",
+                    });
                 }
                 Some("--") => {
                     o.command = it.cloned().collect();
@@ -536,9 +562,16 @@ fn init(workspace: &Path, parent: &OsString, options: &Options) -> Result<Never,
         .map_err(io_step("report readiness"))?;
     set_limits()?;
     // Best effort: the mount tree is the filesystem sandbox here, Landlock a second lock.
-    crate::sandbox::landlock_rules::apply(&crate::sandbox::landlock_rules::namespace_rules(
+    let writable: Vec<PathBuf> = options
+        .mounts
+        .iter()
+        .filter(|m| !m.read_only)
+        .map(|m| m.dst.clone())
+        .collect();
+    crate::sandbox::landlock_rules::apply(&crate::sandbox::landlock_rules::namespace_rules_with(
         workspace,
         options.layer_writable,
+        &writable,
     ))
     .map_err(SetupError)?;
     // Last, so the helper's own setup above is not constrained by it.
@@ -592,10 +625,10 @@ fn exec_program(
 /// /proc (Landlock still bars ptrace-like access to the daemon and signals out of the
 /// sandbox), a double-forked process can outlive a timeout, no environment layer, no proxy.
 fn restricted(workspace: &Path, options: &Options) -> Result<Never, SetupError> {
-    if options.layer.is_some() || options.proxy.is_some() {
+    if options.layer.is_some() || options.proxy.is_some() || !options.mounts.is_empty() {
         return Err(SetupError(
-            "environment packages and limited networking need user namespaces, which this host \
-             does not allow (see `tether doctor`)"
+            "environment packages, limited networking and memory stores need user namespaces, \
+             which this host does not allow (see `tether doctor`)"
                 .into(),
         ));
     }
@@ -936,12 +969,34 @@ fn build_root(workspace: &Path, options: &Options) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// The environment layer, and name resolution when the host network is shared.
+/// The environment layer, the extra mounts, and name resolution when the host network is
+/// shared.
 fn mount_extras(options: &Options) -> Result<(), SetupError> {
     if let Some(layer) = &options.layer {
         let src = host(&layer.to_string_lossy());
         mkdir(&new(LAYER_MOUNT))?;
         bind(&src, &new(LAYER_MOUNT), !options.layer_writable)?;
+    }
+    for m in &options.mounts {
+        let (src, dst) = (m.src.to_string_lossy(), m.dst.to_string_lossy());
+        if !m.src.is_absolute() || !m.dst.is_absolute() {
+            return Err(SetupError(format!(
+                "the mount {src} -> {dst} needs absolute paths"
+            )));
+        }
+        mkdir(&new(&dst))?;
+        bind(&host(&src), &new(&dst), m.read_only)?;
+        if !m.read_only {
+            // nosuid like the workspace.
+            mount(
+                None::<&str>,
+                &new(&dst),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | locked_flags(&new(&dst)),
+                None::<&str>,
+            )
+            .map_err(|e| SetupError(format!("remount {dst} nosuid: {e}")))?;
+        }
     }
     if options.share_net {
         // Copy the host's resolv.conf (following an absolute symlink within the old root).
@@ -977,6 +1032,23 @@ mod tests {
             ..Options::session(None)
         };
         assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        let o = Options {
+            mounts: vec![
+                Mount {
+                    src: "/d/sessions/s/memory/a".into(),
+                    dst: "/mnt/memory/a".into(),
+                    read_only: false,
+                },
+                Mount {
+                    src: "/d/sessions/s/memory/b".into(),
+                    dst: "/mnt/memory/b".into(),
+                    read_only: true,
+                },
+            ],
+            ..Options::default()
+        };
+        assert_eq!(Options::parse(&o.to_args()).unwrap(), o);
+        assert!(Options::parse(&["--mount".into(), "/a".into()]).is_err());
         let o = Options {
             no_namespaces: true,
             die_with: Some(4242),

@@ -173,6 +173,25 @@ fn session_net(
     ))
 }
 
+/// The session's memory stores as sandbox mounts: each store's copy (created here, so the
+/// bind has a source before the first sync fills it) at its `mount_path`.
+fn memory_mounts(services: &Services, row: &SessionRow) -> Vec<crate::sandbox::Mount> {
+    row.memory
+        .iter()
+        .map(|m| {
+            let src = crate::session::services::memory_dir(&services.paths, &row.id, m);
+            if let Err(e) = crate::private::create_dir(&src) {
+                tracing::warn!(dir = %src.display(), "cannot create a memory store's copy: {e}");
+            }
+            crate::sandbox::Mount {
+                src,
+                dst: m.mount_path.clone().into(),
+                read_only: m.access == tether_proto::memory::Access::ReadOnly,
+            }
+        })
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these short locks leaves consistent data; keep serving.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -228,6 +247,9 @@ impl Session {
             net,
         )
         .with_search(services.search_backend());
+        if !row.memory.is_empty() {
+            toolbox = toolbox.with_mounts(memory_mounts(&services, &row));
+        }
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();
         }

@@ -37,11 +37,14 @@ pub fn build_request(s: &Session, model: &str) -> ModelRequest {
     let st = s.state();
     ModelRequest {
         model: split_model(model).1.to_string(),
-        system: Some(
-            row.system
+        system: Some({
+            let mut system = row
+                .system
                 .clone()
-                .unwrap_or_else(|| default_system(&row.workspace)),
-        ),
+                .unwrap_or_else(|| default_system(&row.workspace));
+            system.push_str(&memory_prompt(&row.memory));
+            system
+        }),
         messages: st.request_messages(),
         tools: {
             let mut tools = tool_specs(
@@ -143,6 +146,34 @@ fn tool_specs(
         })
         .chain(custom.iter().cloned())
         .collect()
+}
+
+/// The memory stores' part of the system prompt: where each is mounted, whether it is
+/// writable, its description and instructions (hosted: metadata stays hidden).
+pub fn memory_prompt(stores: &[tether_proto::memory::SessionMemory]) -> String {
+    if stores.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n\nMemory stores are mounted as plain files; they persist across sessions. Read and change them with your usual tools (every change is saved as a new version):",
+    );
+    for m in stores {
+        let access = match m.access {
+            tether_proto::memory::Access::ReadWrite => "read-write",
+            tether_proto::memory::Access::ReadOnly => "read-only",
+        };
+        out.push_str(&format!(
+            "\n- {} ({access}): memory store \"{}\"",
+            m.mount_path, m.name
+        ));
+        if !m.description.is_empty() {
+            out.push_str(&format!(". {}", m.description));
+        }
+        if let Some(i) = m.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
+            out.push_str(&format!("\n  Instructions: {i}"));
+        }
+    }
+    out
 }
 
 fn default_system(workspace: &str) -> String {

@@ -2,9 +2,13 @@
 //! provider clients, environment layer builds and the `web_search` backend. Built once at
 //! start-up; a session holds them, the runtime adds the registry of sessions on top.
 
-use std::sync::Arc;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 
 use tether_proto::Paths;
+use tether_proto::memory::SessionMemory;
 
 use crate::config::Config;
 use crate::provider::Providers;
@@ -25,6 +29,38 @@ pub struct Services {
     /// The multi-agent tools (`send_to_agent`, ...), installed by the threads room at start:
     /// a session's turn runs them through this without knowing the room.
     pub agent_tools: std::sync::OnceLock<Arc<dyn AgentTools>>,
+    /// Keeps the memory stores a session mounts and its copies in step; set at start-up by
+    /// the daemon (orchestration implements it; nothing here knows memory stores). Unset:
+    /// the copies are not synced (unit tests).
+    pub memory_sync: OnceLock<Arc<dyn MemorySync>>,
+}
+
+/// Syncs a session's mounted memory stores (see `orchestration::memory::mount`).
+pub trait MemorySync: Send + Sync {
+    /// Brings the session's copies of `mounts` and the stores in step: what changed in a copy
+    /// becomes a version made by the session, what others wrote lands in the copy. Returns
+    /// what the agent must be told (conflicts, files that can't be memories), if anything.
+    fn sync<'a>(
+        &'a self,
+        session_id: &'a str,
+        mounts: &'a [SessionMemory],
+    ) -> Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+}
+
+/// The host directory holding a session's copy of a mounted store (bound at its
+/// `mount_path` in the sandbox).
+pub fn memory_dir(paths: &Paths, session_id: &str, mount: &SessionMemory) -> PathBuf {
+    let slug = mount
+        .mount_path
+        .rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("store");
+    paths
+        .sessions_dir()
+        .join(session_id)
+        .join("memory")
+        .join(slug)
 }
 
 /// Runs the multi-agent tool calls of a primary thread's turn (implemented by
@@ -68,6 +104,7 @@ impl Services {
             builds,
             config,
             agent_tools: std::sync::OnceLock::new(),
+            memory_sync: OnceLock::new(),
         })
     }
 

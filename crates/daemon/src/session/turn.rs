@@ -403,12 +403,22 @@ async fn run_tools(
             })
         };
         let started = Instant::now();
-        let outcome = s
+        // Others' writes land in the memory copies before the tool sees them.
+        let before = sync_memory(s).await;
+        let mut outcome = s
             .toolbox
             .run(&call.name, &call.input, Some(out_tx), cancel.child_token())
             .await;
         let _ = forward.await;
         crash::point("after_tool_exit");
+        // What the tool changed in them becomes memory versions; the agent hears of conflicts.
+        let after = sync_memory(s).await;
+        for note in [before, after].into_iter().flatten() {
+            if !outcome.content.is_empty() && !outcome.content.ends_with('\n') {
+                outcome.content.push('\n');
+            }
+            outcome.content.push_str(&note);
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         let outcome = tools::overflow::spill(s.toolbox.workspace(), &call.tool_use_id, outcome);
         s.set_live_tool(None);
@@ -418,6 +428,17 @@ async fn run_tools(
         crash::point("after_tool_result");
     }
     Ok(Tools::Done)
+}
+
+/// Syncs the session's mounted memory stores with their copies (see
+/// `orchestration::memory::mount`); the note for the agent, if any.
+async fn sync_memory(s: &Arc<Session>) -> Option<String> {
+    let mounts = s.row().memory;
+    if mounts.is_empty() {
+        return None;
+    }
+    let sync = s.services.memory_sync.get()?.clone();
+    sync.sync(&s.id, &mounts).await
 }
 
 /// One MCP call: like a built-in one it waits for approval under `always_ask`, and commits its

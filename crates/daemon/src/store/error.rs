@@ -31,6 +31,10 @@ pub enum StoreError {
     /// A request the stored data refuses (e.g. a roster naming an archived agent).
     #[error("{0}")]
     Invalid(String),
+    /// A write refused for a reason of the resource's own (memory preconditions, paths...),
+    /// answered as is; the transaction's writes are rolled back.
+    #[error("{0}")]
+    Refused(ErrorBody),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -41,6 +45,9 @@ impl From<rusqlite::Error> for StoreError {
 
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Refused(body) = e {
+            return body;
+        }
         let code = match &e {
             StoreError::NotFound(_) | StoreError::Missing(_) => ErrorCode::NotFound,
             StoreError::Conflict(_) => ErrorCode::Conflict,

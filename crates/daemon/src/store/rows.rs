@@ -46,6 +46,8 @@ pub struct SessionRow {
     pub parent_id: Option<String>,
     /// Set on a child thread: who runs in it.
     pub thread_agent: Option<tether_proto::thread::ThreadAgent>,
+    /// The memory stores mounted under `/mnt/memory/`, as attached at creation.
+    pub memory: Vec<tether_proto::memory::SessionMemory>,
 }
 
 impl SessionRow {
@@ -78,6 +80,7 @@ impl SessionRow {
             outcome_evaluations: Vec::new(),
             parent_id: None,
             thread_agent: None,
+            memory: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -191,6 +191,64 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE sessions ADD COLUMN thread_agent TEXT;
              CREATE INDEX sessions_by_parent ON sessions (parent_id) WHERE parent_id IS NOT NULL;
              PRAGMA user_version = 7;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 8 {
+        // Memory stores (issue 24). A memory row is the current state; every write is also a
+        // version row (versions outlive their memory). `memory_mounts` is what each session's
+        // mounted copy held when last synced: the base a change in the copy is compared
+        // against, so a write made elsewhere meanwhile is a conflict, never overwritten.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE memory_stores (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE INDEX memory_stores_by_name ON memory_stores (name);
+             CREATE TABLE memories (
+                id TEXT PRIMARY KEY,
+                store_id TEXT NOT NULL REFERENCES memory_stores (id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                content TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                UNIQUE (store_id, path)
+             );
+             CREATE TABLE memory_versions (
+                id TEXT PRIMARY KEY,
+                store_id TEXT NOT NULL REFERENCES memory_stores (id) ON DELETE CASCADE,
+                memory_id TEXT NOT NULL,
+                operation TEXT NOT NULL,
+                path TEXT,
+                content TEXT,
+                sha256 TEXT,
+                size INTEGER,
+                created_by TEXT,
+                session_id TEXT,
+                redacted_at TEXT,
+                redacted_by TEXT,
+                created_at TEXT NOT NULL
+             );
+             CREATE INDEX memory_versions_by_store ON memory_versions (store_id, id);
+             CREATE INDEX memory_versions_by_memory ON memory_versions (memory_id, id);
+             CREATE TABLE memory_mounts (
+                session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+                store_id TEXT NOT NULL REFERENCES memory_stores (id) ON DELETE CASCADE,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                PRIMARY KEY (session_id, store_id, path)
+             ) WITHOUT ROWID;
+             ALTER TABLE sessions ADD COLUMN memory TEXT;
+             PRAGMA user_version = 8;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -639,6 +639,16 @@ impl Writer {
                 }
                 e => StoreError::Write(e.to_string()),
             })?;
+        if !row.memory.is_empty() {
+            let memory = serde_json::to_string(&row.memory)
+                .map_err(|e| StoreError::Write(format!("cannot encode the memory stores: {e}")))?;
+            self.conn
+                .execute(
+                    "UPDATE sessions SET memory = ?2 WHERE id = ?1",
+                    params![row.id, memory],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+        }
         let mut last = 0;
         if let Some(src) = copy_from {
             // Copy the log, re-stamping each stored body with the new session id.

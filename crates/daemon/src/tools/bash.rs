@@ -490,6 +490,12 @@ impl Shell {
         self
     }
 
+    /// The same shell with host directories bound inside its sandbox (memory stores).
+    pub fn with_mounts(mut self, mounts: Vec<sandbox::Mount>) -> Self {
+        self.options.mounts = mounts;
+        self
+    }
+
     /// The shell with another sandbox (`sandbox = "none"` environments).
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = sandbox;

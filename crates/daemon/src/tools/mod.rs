@@ -164,6 +164,9 @@ pub struct Toolbox {
     shell: bash::Shell,
     net: Arc<SessionNet>,
     search: Option<Arc<web_search::WebSearch>>,
+    /// Host directories the sandbox shows at other paths (memory stores): the file tools
+    /// map those paths to them, confined beneath each one as beneath the workspace.
+    mounts: Vec<crate::sandbox::Mount>,
 }
 
 impl Toolbox {
@@ -216,6 +219,7 @@ impl Toolbox {
             shell,
             net,
             search: None,
+            mounts: Vec::new(),
         }
     }
 
@@ -242,6 +246,54 @@ impl Toolbox {
     /// How this toolbox's commands are isolated (see [`crate::sandbox::Sandbox::level_name`]).
     pub fn sandbox_level(&self) -> &'static str {
         self.shell.sandbox().level_name()
+    }
+
+    /// The same toolbox with host directories mounted in its sandbox (memory stores at
+    /// `/mnt/memory/<store>`); the file tools reach them at the same paths.
+    pub fn with_mounts(mut self, mounts: Vec<crate::sandbox::Mount>) -> Self {
+        self.shell = self.shell.with_mounts(mounts.clone());
+        self.mounts = mounts;
+        self
+    }
+
+    /// A file tool's call whose path is inside one of the mounts: the mount's host directory
+    /// and the input with the path made relative to it; an error for a change to a
+    /// read-only mount; None for a call on the workspace.
+    fn in_mount(
+        &self,
+        tool: &str,
+        input: &serde_json::Value,
+    ) -> Option<Result<(PathBuf, serde_json::Value), String>> {
+        let key = if matches!(tool, "glob" | "grep") {
+            "path"
+        } else {
+            "file_path"
+        };
+        let raw = input.get(key)?.as_str()?;
+        if !raw.starts_with('/') {
+            return None;
+        }
+        let path = path::normalize_lexically(std::path::Path::new(raw));
+        let m = self.mounts.iter().find(|m| path.starts_with(&m.dst))?;
+        if m.read_only && matches!(tool, "write" | "edit") {
+            return Some(Err(format!(
+                "{tool}: `{raw}` is in {}, a memory store attached read_only; it can't be changed (read-only file system)",
+                m.dst.display()
+            )));
+        }
+        let rel = path
+            .strip_prefix(&m.dst)
+            .unwrap_or(std::path::Path::new(""));
+        let rel = if rel.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            rel.to_string_lossy().into_owned()
+        };
+        let mut input = input.clone();
+        if let Some(o) = input.as_object_mut() {
+            o.insert(key.into(), serde_json::Value::String(rel));
+        }
+        Some(Ok((m.src.clone(), input)))
     }
 
     /// The same toolbox with the daemon's `web_search` backend (None: the tool refuses).
@@ -336,8 +388,11 @@ impl Toolbox {
         input: &serde_json::Value,
         cancel: CancellationToken,
     ) -> ToolOutcome {
-        let workspace = self.workspace.clone();
-        let input = input.clone();
+        let (workspace, input) = match self.in_mount(name, input) {
+            None => (self.workspace.clone(), input.clone()),
+            Some(Ok(mapped)) => mapped,
+            Some(Err(message)) => return ToolOutcome::error(message),
+        };
         let tool = match TOOL_NAMES.iter().find(|n| **n == name) {
             Some(tool) => *tool,
             None => return ToolOutcome::error(format!("unknown tool `{name}`")),

@@ -19,6 +19,12 @@ use crate::environment::{Environment, EnvironmentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::session::SessionInfo;
 use crate::thread::SessionThread;
+// memory stores
+use crate::memory::{
+    DeleteMemory, ListMemories, ListMemoryStores, ListMemoryVersions, Memory, MemoryDeleted,
+    MemoryItem, MemoryRef, MemoryStore, MemoryStoreDeleted, MemoryStoreParams, MemoryStoreSpec,
+    MemoryVersion, RedactMemoryVersion, UpdateMemoryStore, WriteMemory,
+};
 
 mod params;
 mod results;
@@ -166,6 +172,25 @@ methods! {
     /// Archives an idle child thread (`requires_action` counts as idle); it frees a slot of
     /// the session's 25.
     "thread.archive" => ThreadArchive(ThreadParams) -> SessionThread;
+    // memory stores (issue 24)
+    "memory_store.create" => MemoryStoreCreate(MemoryStoreSpec) -> MemoryStore;
+    "memory_store.list" => MemoryStoreList(ListMemoryStores) -> List<MemoryStore>;
+    "memory_store.get" => MemoryStoreGet(MemoryStoreParams) -> MemoryStore;
+    "memory_store.update" => MemoryStoreUpdate(UpdateMemoryStore) -> MemoryStore;
+    /// Irreversible: the store stays readable but takes no new writes or sessions.
+    "memory_store.archive" => MemoryStoreArchive(MemoryStoreParams) -> MemoryStore;
+    /// Deletes the store with its memories and versions.
+    "memory_store.delete" => MemoryStoreDelete(MemoryStoreParams) -> MemoryStoreDeleted;
+    /// Every memory of a store (content omitted), by path.
+    "memory.list" => MemoryList(ListMemories) -> List<MemoryItem>;
+    /// One memory with its content.
+    "memory.get" => MemoryGet(MemoryRef) -> Memory;
+    /// Creates or replaces the memory at a path (optionally only if its hash is as expected).
+    "memory.write" => MemoryWrite(WriteMemory) -> Memory;
+    "memory.delete" => MemoryDelete(DeleteMemory) -> MemoryDeleted;
+    /// A store's versions (or one memory's), newest first.
+    "memory.versions" => MemoryVersions(ListMemoryVersions) -> List<MemoryVersion>;
+    "memory.redact" => MemoryRedact(RedactMemoryVersion) -> MemoryVersion;
 }
 
 impl Call {

@@ -47,6 +47,9 @@ pub struct CreateSession {
     /// Hosted `metadata`: up to 16 string pairs.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// Memory stores to mount under `/mnt/memory/` (at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory_stores: Vec<crate::memory::MemoryResourceParam>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod envs;
 mod follow;
+pub mod memory;
 mod outcome;
 pub mod proxy;
 pub mod sessions;

@@ -130,6 +130,7 @@ fn create_params(
         max_cost_usd: opts.max_cost,
         agent: opts.agent,
         environment_id: opts.env,
+        memory_stores: super::memory::resources(&opts.memory),
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),
