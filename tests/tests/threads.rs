@@ -742,7 +742,7 @@ async fn a_delegation_survives_kill_9_at_every_step() {
         ]));
         let env = TestEnv::new(script).await;
         let daemon = env.spawn_daemon(Some(point)).await;
-        let id = setup(&env, json!([]), false).await;
+        let id = setup(&env, json!([{"type": "agent_toolset_20260401"}]), false).await;
         let mut c = env.client().await;
         let _ = c
             .call(
