@@ -789,3 +789,108 @@ async fn a_delegation_survives_kill_9_at_every_step() {
         );
     }
 }
+
+/// Over HTTP, as the SDKs see it: a child's approval answered with `user.tool_confirmation`
+/// on the session (routed by id), then the thread endpoints.
+#[tokio::test(flavor = "multi_thread")]
+async fn threads_over_http_an_approval_answered_on_the_session_and_the_thread_endpoints() {
+    let script = Script::sequential(vec![
+        Reply::tools(vec![send("reviewer", "run the tests")]),
+        Reply::text("tests ran"),
+    ])
+    .with_route(reviewer(vec![
+        Reply::tool_use("bash", json!({"command": "echo ran"})),
+        Reply::text("they pass"),
+    ]));
+    let env = TestEnv::new(script).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let tools = json!([{"type": "agent_toolset_20260401", "configs": [
+        {"name": "bash", "permission_policy": {"type": "always_ask"}}]}]);
+    let id = setup(&env, tools, false).await;
+    let http = reqwest::Client::new();
+    let call = |method: &str, path: String, body: Option<Value>| {
+        let mut req = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("x-api-key", &token)
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+            (status, v)
+        }
+    };
+    let (st, v) = call(
+        "POST",
+        format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "test it"}]}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    wait_for_log(&env, &id, |log| {
+        log.iter().any(|e| {
+            matches!(e.body, EventBody::AgentToolUse { .. }) && e.session_thread_id.is_some()
+        })
+    })
+    .await;
+    let (_, page) = call("GET", format!("/v1/sessions/{id}/events?limit=1000"), None).await;
+    let cross = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "agent.tool_use" && e["session_thread_id"].is_string())
+        .unwrap()
+        .clone();
+    let (st, v) = call(
+        "POST",
+        format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.tool_confirmation", "tool_use_id": cross["id"], "result": "allow"}]})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["data"][0]["session_thread_id"], cross["session_thread_id"],
+        "{v}"
+    );
+    settle(&env, &id).await;
+
+    let (st, list) = call("GET", format!("/v1/sessions/{id}/threads"), None).await;
+    assert_eq!(st, 200, "{list}");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["type"], "session_thread");
+    assert_eq!(data[1]["id"], cross["session_thread_id"]);
+    let tid = data[1]["id"].as_str().unwrap();
+    let (st, one) = call("GET", format!("/v1/sessions/{id}/threads/{tid}"), None).await;
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(one["agent"]["name"], "reviewer");
+    let (_, evs) = call(
+        "GET",
+        format!("/v1/sessions/{id}/threads/{tid}/events?limit=1000"),
+        None,
+    )
+    .await;
+    let evs = evs["data"].as_array().unwrap();
+    assert_eq!(evs[0]["type"], "agent.thread_message_received");
+    assert!(evs.iter().all(|e| e["session_id"] == tid));
+    let (st, none) = call("GET", format!("/v1/sessions/{id}/threads/sthr_nope"), None).await;
+    assert_eq!(st, 404, "{none}");
+    let (st, _) = call("GET", format!("/v1/sessions/{tid}"), None).await;
+    assert_eq!(st, 404, "a thread is not a session");
+    let (st, arch) = call(
+        "POST",
+        format!("/v1/sessions/{id}/threads/{tid}/archive"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{arch}");
+    assert!(arch["archived_at"].is_string());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

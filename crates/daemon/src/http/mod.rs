@@ -19,6 +19,7 @@ mod routes;
 mod sessions;
 mod shapes;
 mod stream;
+mod threads;
 pub mod token;
 
 use std::net::SocketAddr;

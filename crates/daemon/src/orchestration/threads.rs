@@ -997,6 +997,29 @@ pub async fn holder_of(
     Ok(s.clone())
 }
 
+/// An answer committed in thread `t` as clients of session `s` see it: its cross-posted copy
+/// in the primary's stream (same id, `session_thread_id` set). The event itself when `t` is
+/// the session.
+pub async fn as_seen_by_primary(
+    rt: &Runtime,
+    s: &Session,
+    t: &Session,
+    event: tether_proto::Event,
+) -> tether_proto::Event {
+    if s.id == t.id {
+        return event;
+    }
+    let from = s.state().last_seq.saturating_sub(64);
+    match rt.store.read_events(&s.id, from, None, 1000, false).await {
+        Ok(evs) => evs
+            .into_iter()
+            .rev()
+            .find(|e| e.id == event.id)
+            .unwrap_or(event),
+        Err(_) => event,
+    }
+}
+
 fn primary_object(s: &Session) -> SessionThread {
     let row = s.row();
     let st = s.state();
