@@ -12,7 +12,9 @@
 //! outcomes: `after_evaluation_start` (cycle started, no grader asked yet),
 //! `before_evaluation_end` (verdict reached, not committed), `after_evaluation_end` (verdict
 //! committed, its revision message not yet), `after_evaluation_follow_up` (revision or
-//! acknowledgment committed, the next turn not started).
+//! acknowledgment committed, the next turn not started); threads: `after_thread_created` (a
+//! child's row and `session.thread_created` committed, no message yet),
+//! `after_thread_message_sent` (the message delivered, the thread's turn not started).
 
 #[cfg(feature = "crash-points")]
 mod armed {

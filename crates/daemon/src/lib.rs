@@ -8,7 +8,7 @@
 //! - [`resources`]: agents and environments, the stored things sessions are made from;
 //! - [`session`]: one live session, its fold, its turn loop and the requests on it;
 //! - [`runtime`]: every loaded session, and the operations on sessions as a whole;
-//! - [`orchestration`]: the coming work across sessions (empty for now);
+//! - [`orchestration`]: work across sessions (multi-agent threads; workflows to come);
 //! - the doors: [`server`] (local socket), [`http`] (the HTTP API), and [`daemon`] (start-up).
 
 // The daemon logs through tracing; stdout/stderr may be /dev/null.

@@ -979,14 +979,16 @@ impl Connection {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
                 // Answered in whichever thread of the session holds the call.
-                let s = crate::orchestration::threads::holder_of(&rt, &s, &p.tool_use_id).await?;
+                let t = crate::orchestration::threads::holder_of(&rt, &s, &p.tool_use_id).await?;
                 let event = crate::session::approvals::confirm(
-                    &s,
+                    &t,
                     &p.tool_use_id,
                     p.result,
                     p.deny_message,
                 )
                 .await?;
+                let event =
+                    crate::orchestration::threads::as_seen_by_primary(&rt, &s, &t, event).await;
                 answer(
                     r,
                     Recorded {
@@ -999,15 +1001,17 @@ impl Connection {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
                 // Answered in whichever thread of the session holds the call.
-                let s = crate::orchestration::threads::holder_of(&rt, &s, &p.custom_tool_use_id)
+                let t = crate::orchestration::threads::holder_of(&rt, &s, &p.custom_tool_use_id)
                     .await?;
                 let event = crate::session::approvals::custom_result(
-                    &s,
+                    &t,
                     &p.custom_tool_use_id,
                     p.content,
                     p.is_error,
                 )
                 .await?;
+                let event =
+                    crate::orchestration::threads::as_seen_by_primary(&rt, &s, &t, event).await;
                 answer(
                     r,
                     Recorded {

@@ -33,13 +33,6 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
             "execution_identity: tools run as the user tetherd runs as; remove the field",
         ));
     }
-    if let Some(multi) = m.remove("multiagent")
-        && !multi.is_null()
-    {
-        return Err(ApiError::invalid(
-            "multiagent: this tetherd does not run multi-agent coordinators; remove the field",
-        ));
-    }
     Ok(())
 }
 

@@ -32,13 +32,18 @@ pub async fn list(
     Path(session_id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<Event>>> {
+    let id = super::sessions::row_by_id(&api, &session_id).await?.id;
+    list_stream(&api, id, q).await
+}
+
+/// A page of one stream's events (a session's, or a thread's by its `sthr_` id).
+pub async fn list_stream(api: &Api, id: String, q: Option<String>) -> ApiResult<Json<Page<Event>>> {
     let q = Query::parse(q.as_deref());
     let desc = q.descending(false)?;
     let limit = q.limit(100, 1000)?;
     let types: Vec<String> = q.all("types").into_iter().map(str::to_string).collect();
     let range = q.created_at()?;
     let tether_events = q.bool(TETHER_EVENTS)?;
-    let id = super::sessions::row_by_id(&api, &session_id).await?.id;
     let mut from = match q.one("page") {
         None => None,
         Some(p) => {
@@ -321,7 +326,9 @@ pub async fn send(
                 deny_message,
             } => {
                 let t = crate::orchestration::threads::holder_of(&api.rt, &s, &tool_use_id).await?;
-                crate::session::approvals::confirm(&t, &tool_use_id, result, deny_message).await?
+                let ev = crate::session::approvals::confirm(&t, &tool_use_id, result, deny_message)
+                    .await?;
+                crate::orchestration::threads::as_seen_by_primary(&api.rt, &s, &t, ev).await
             }
             UserEvent::CustomToolResult {
                 custom_tool_use_id,
@@ -330,8 +337,14 @@ pub async fn send(
             } => {
                 let t = crate::orchestration::threads::holder_of(&api.rt, &s, &custom_tool_use_id)
                     .await?;
-                crate::session::approvals::custom_result(&t, &custom_tool_use_id, content, is_error)
-                    .await?
+                let ev = crate::session::approvals::custom_result(
+                    &t,
+                    &custom_tool_use_id,
+                    content,
+                    is_error,
+                )
+                .await?;
+                crate::orchestration::threads::as_seen_by_primary(&api.rt, &s, &t, ev).await
             }
         });
     }

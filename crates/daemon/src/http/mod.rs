@@ -20,6 +20,7 @@ mod routes;
 mod sessions;
 mod shapes;
 mod stream;
+mod threads;
 pub mod token;
 
 use std::net::SocketAddr;

@@ -14,7 +14,7 @@ use super::events::SendBody;
 use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
-use super::{Api, agents, environments, events, memory, sessions, stream};
+use super::{Api, agents, environments, events, memory, sessions, stream, threads};
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
@@ -556,6 +556,73 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<MemoryVersion>),
         handler: |m| on(m, memory::redact_version),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/threads",
+        id: "sessions.threads.list",
+        summary: "A session's threads: the primary first, then child threads in creation order",
+        query: &[
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("statuses[]", Param::List(STATUSES)),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<tether_proto::thread::SessionThread>>),
+        handler: |m| on(m, threads::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/threads/{thread_id}",
+        id: "sessions.threads.retrieve",
+        summary: "One thread (its sthr_ id, or tether: its agent's name)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<tether_proto::thread::SessionThread>),
+        handler: |m| on(m, threads::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/threads/{thread_id}/archive",
+        id: "sessions.threads.archive",
+        summary: "Archive an idle child thread; it frees a slot of the session's 25",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<tether_proto::thread::SessionThread>),
+        handler: |m| on(m, threads::archive),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/threads/{thread_id}/events",
+        id: "sessions.threads.events.list",
+        summary: "A thread's own event history, oldest first",
+        query: &[
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("order", Param::Order),
+            ("types[]", Param::Strings),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Event>>),
+        handler: |m| on(m, threads::events),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/threads/{thread_id}/stream",
+        id: "sessions.threads.stream",
+        summary: "Server-Sent Events of a thread's own stream, like the session's",
+        query: &[
+            (
+                "event_deltas[]",
+                Param::List(&["agent.message", "agent.thinking"]),
+            ),
+            ("after_seq", Param::Seq),
+        ],
+        body: None,
+        answer: Answer::Sse(of::<StreamItem>),
+        handler: |m| on(m, threads::stream),
     },
     Route {
         verb: Verb::Get,

@@ -443,7 +443,14 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
 /// names are conveniences of the CLI, and over HTTP a short guess must not address (or
 /// delete) a session.
 pub async fn row_by_id(api: &Api, id: &str) -> ApiResult<SessionRow> {
-    api.rt.store.get_session(id).await?.ok_or_else(|| {
+    // A thread's row is not a session (its endpoints are under its session's).
+    let row = api
+        .rt
+        .store
+        .get_session(id)
+        .await?
+        .filter(|r| r.parent_id.is_none());
+    row.ok_or_else(|| {
         ApiError::not_found(format!(
             "no session with id `{id}`; ids are matched exactly here (GET /v1/sessions lists them)"
         ))

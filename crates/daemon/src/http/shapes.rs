@@ -35,10 +35,16 @@ fn default_model(rt: &Runtime) -> AgentModel {
 pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
     let mut agent = a.clone();
     agent.spec.model.get_or_insert_with(|| default_model(rt));
+    // Said once, at the top level (null: single-threaded), with its roster resolved.
+    let multiagent = agent
+        .spec
+        .multiagent
+        .take()
+        .and_then(|m| serde_json::to_value(m).ok());
     HostedAgent {
         agent,
         skills: Vec::new(),
-        multiagent: None,
+        multiagent,
     }
 }
 
@@ -198,7 +204,8 @@ impl AgentCache {
             tools: a.spec.tools,
             mcp_servers: a.spec.mcp_servers,
             skills: Vec::new(),
-            multiagent: None,
+            // Sessions copy the field at create (hosted).
+            multiagent: a.spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
         };
         self.0.insert(key, snap.clone());
         Ok(snap)

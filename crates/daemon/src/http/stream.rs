@@ -38,6 +38,17 @@ pub async fn stream(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let s = super::sessions::by_id(&api, &session_id).await?;
+    stream_of(&api, s, q, &headers)
+}
+
+/// The SSE stream of one live stream (a session's, or a thread's).
+pub fn stream_of(
+    api: &Api,
+    s: std::sync::Arc<crate::session::live::Session>,
+    q: Option<String>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let q = Query::parse(q.as_deref());
     let mut previews = Previews::default();
     for d in q.all("event_deltas") {
@@ -60,7 +71,6 @@ pub async fn stream(
         })?),
         None => q.u64("after_seq")?,
     };
-    let s = super::sessions::by_id(&api, &session_id).await?;
     // Subscribe before reading where the log ends, so nothing falls between the two.
     let rx = s.subscribe();
     let cursor = resume.unwrap_or_else(|| s.info().last_seq);

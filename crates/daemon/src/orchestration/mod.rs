@@ -1,6 +1,8 @@
-//! The orchestration room: work that spans sessions or outlives a turn. Empty until its
-//! issues land; this is where they put their modules:
-//! - threads: several agents' sessions working on one task, passing messages;
+//! The orchestration room: work that spans sessions or outlives a turn. Its modules (the
+//! ones not here yet land with their issues):
+//! - [`threads`]: several agents' threads working on one task, passing messages (a session's
+//!   primary thread delegates through agent tools the session runs via
+//!   `Services::agent_tools`, installed at start-up);
 //! - workflows: declared sequences of sessions and their hand-offs;
 //! - schedules: sessions started by time or event rather than by a client;
 //! - memory: what agents keep across sessions.

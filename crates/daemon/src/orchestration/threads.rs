@@ -192,6 +192,21 @@ async fn run_calls(
     cancel: &CancellationToken,
 ) -> Result<(), StoreError> {
     close_stale_advisors(s).await?;
+    // Their intents first, like any tool call's (nothing of them is re-run after a restart:
+    // a send resumes at the step it reached, a consultation is asked again).
+    let intents: Vec<EventBody> = calls
+        .iter()
+        .filter(|c| c.started.is_none())
+        .map(|c| EventBody::SpanToolCallStart {
+            tool_use_id: c.tool_use_id.clone(),
+            process: None,
+            pre_sha256: None,
+            post_sha256: None,
+        })
+        .collect();
+    if !intents.is_empty() {
+        s.append_retrying(intents).await?;
+    }
     let mut waits = Vec::new();
     let mut advice = Vec::new();
     // Deliver every message first (each in its own commit), then await all the replies.
@@ -381,12 +396,13 @@ async fn await_reply(
             }
         }
         tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return None,
             changed = appended.changed() => {
                 if changed.is_err() {
                     return None;
                 }
             }
-            _ = cancel.cancelled() => return None,
         }
     }
 }
@@ -926,6 +942,9 @@ pub async fn interrupt(
         let t = find(rt, s, reference).await?;
         return crate::session::ops::interrupt(&t).await;
     }
+    // The primary first: its turn stops waiting before its threads' replies turn into
+    // results.
+    let (event, primary_running) = crate::session::ops::interrupt(s).await?;
     let mut running = false;
     for row in rt.store.list_threads(&s.id).await? {
         if row.archived_at.is_some()
@@ -942,7 +961,6 @@ pub async fn interrupt(
         }
         running |= crate::session::ops::interrupt(&t).await?.1;
     }
-    let (event, primary_running) = crate::session::ops::interrupt(s).await?;
     Ok((event, running || primary_running))
 }
 
@@ -977,6 +995,29 @@ pub async fn holder_of(
         }
     }
     Ok(s.clone())
+}
+
+/// An answer committed in thread `t` as clients of session `s` see it: its cross-posted copy
+/// in the primary's stream (same id, `session_thread_id` set). The event itself when `t` is
+/// the session.
+pub async fn as_seen_by_primary(
+    rt: &Runtime,
+    s: &Session,
+    t: &Session,
+    event: tether_proto::Event,
+) -> tether_proto::Event {
+    if s.id == t.id {
+        return event;
+    }
+    let from = s.state().last_seq.saturating_sub(64);
+    match rt.store.read_events(&s.id, from, None, 1000, false).await {
+        Ok(evs) => evs
+            .into_iter()
+            .rev()
+            .find(|e| e.id == event.id)
+            .unwrap_or(event),
+        Err(_) => event,
+    }
 }
 
 fn primary_object(s: &Session) -> SessionThread {

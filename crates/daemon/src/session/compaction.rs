@@ -31,7 +31,8 @@ pub fn over_budget(s: &Session) -> bool {
     let Some(limit) = s.budget() else {
         return false;
     };
-    s.state().usage.tokens.cost_usd.unwrap_or(0.0) >= limit
+    // One budget covers every thread of the session.
+    s.session_cost() >= limit
 }
 
 /// Rough token count of a request (≈ 4 characters a token).

@@ -340,3 +340,119 @@ async fn fork_copies_the_log() {
         3
     );
 }
+
+/// A thread's row and its primary's events commit together; cross-posted copies keep the
+/// original's id and name their thread; threads stay out of session listings and lookups.
+#[tokio::test]
+async fn multi_stream_appends_create_threads_and_keep_cross_post_ids() {
+    use crate::store::{Draft, StreamAppend};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    store
+        .create_session(row("sesn_p", Some("p")), None)
+        .await
+        .unwrap();
+    let thread = SessionRow {
+        parent_id: Some("sesn_p".into()),
+        thread_agent: Some(tether_proto::thread::ThreadAgent::Advisor { model: "m".into() }),
+        ..row("sthr_c", None)
+    };
+    let created = Draft {
+        id: None,
+        session_thread_id: Some("sthr_c".into()),
+        body: EventBody::SessionThreadCreated {
+            agent_name: "a".into(),
+            workflow_run_id: None,
+            model: None,
+        },
+    };
+    let out = store
+        .append_multi(
+            Some(thread),
+            vec![StreamAppend {
+                session_id: "sesn_p".into(),
+                drafts: vec![created],
+                summary: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0][0].seq, 1);
+    let shared = Draft {
+        id: Some("sevt_same".into()),
+        session_thread_id: None,
+        body: EventBody::user_text("hi"),
+    };
+    let copy = Draft {
+        session_thread_id: Some("sthr_c".into()),
+        ..shared.clone()
+    };
+    let out = store
+        .append_multi(
+            None,
+            vec![
+                StreamAppend {
+                    session_id: "sthr_c".into(),
+                    drafts: vec![shared],
+                    summary: None,
+                },
+                StreamAppend {
+                    session_id: "sesn_p".into(),
+                    drafts: vec![copy],
+                    summary: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (out[0][0].seq, out[1][0].seq),
+        (1, 2),
+        "each stream its own seq"
+    );
+    assert_eq!(out[0][0].id, out[1][0].id);
+    let read = store
+        .read_events("sesn_p", 0, None, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(read[1].session_thread_id.as_deref(), Some("sthr_c"));
+    assert_eq!(read[1].id, "sevt_same");
+    // Threads are not sessions in listings and lookups, but are listed under their session.
+    let ids: Vec<String> = store
+        .list_sessions(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["sesn_p"]);
+    assert!(store.resolve("sthr_c").await.unwrap().is_empty());
+    let threads = store.list_threads("sesn_p").await.unwrap();
+    assert_eq!(threads.len(), 1);
+    assert_eq!(threads[0].parent_id.as_deref(), Some("sesn_p"));
+    assert!(threads[0].thread_agent.is_some());
+    // A failing part (no such stream) writes none of the batch.
+    let err = store
+        .append_multi(
+            None,
+            vec![
+                StreamAppend {
+                    session_id: "sesn_p".into(),
+                    drafts: vec![Draft::new(EventBody::user_text("lost"))],
+                    summary: None,
+                },
+                StreamAppend {
+                    session_id: "sthr_missing".into(),
+                    drafts: vec![Draft::new(EventBody::user_text("x"))],
+                    summary: None,
+                },
+            ],
+        )
+        .await;
+    assert!(err.is_err());
+    let read = store
+        .read_events("sesn_p", 0, None, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 2, "nothing of a failed multi-append is kept");
+}

@@ -335,10 +335,13 @@ impl Writer {
                     create,
                     streams,
                     reply,
-                } => match self.append_multi(create.as_deref(), streams) {
+                } => match self.append_multi_in_savepoint(create.as_deref(), streams) {
                     Ok(evs) => Reply::Multi(reply, evs),
+                    // Rolled back to its savepoint: only this op fails.
+                    Err(e @ (StoreError::NotFound(_) | StoreError::Conflict(_))) => {
+                        Reply::Failed(Failed::Multi(reply, e))
+                    }
                     Err(e) => {
-                        // Anything of it may be written: the whole batch goes.
                         doomed = Some(e.to_string());
                         Reply::Failed(Failed::Multi(reply, e))
                     }
@@ -515,6 +518,47 @@ impl Writer {
             bodies.into_iter().map(Draft::new).collect(),
             summary,
         )
+    }
+
+    /// [`Writer::append_multi`] all or nothing: a failing part rolls back its parts (rows,
+    /// events, seq cache and summaries) and leaves the rest of the batch alone.
+    fn append_multi_in_savepoint(
+        &mut self,
+        create: Option<&SessionRow>,
+        streams: Vec<StreamAppend>,
+    ) -> Result<Vec<Vec<Event>>, StoreError> {
+        self.conn
+            .execute_batch("SAVEPOINT multi")
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        let mark = self.undo.len();
+        let unindexed = self.unindexed;
+        let dirty_before: Vec<(String, Option<(SessionSummary, String)>)> = streams
+            .iter()
+            .map(|st| {
+                (
+                    st.session_id.clone(),
+                    self.dirty.get(&st.session_id).cloned(),
+                )
+            })
+            .collect();
+        match self.append_multi(create, streams) {
+            Ok(out) => {
+                let _ = self.conn.execute_batch("RELEASE multi");
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO multi; RELEASE multi");
+                self.undo_to(mark);
+                self.unindexed = unindexed;
+                for (id, before) in dirty_before {
+                    match before {
+                        Some(d) => self.dirty.insert(id, d),
+                        None => self.dirty.remove(&id),
+                    };
+                }
+                Err(e)
+            }
+        }
     }
 
     fn append_multi(
