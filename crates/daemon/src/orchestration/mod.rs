@@ -14,3 +14,5 @@
 //! Outcomes are not here: their evaluation cycle runs inside one session's turn (where the
 //! turn would go idle), so they live in the session room (`session::outcome`,
 //! `session::grader`).
+
+pub mod schedules;

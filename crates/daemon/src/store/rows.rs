@@ -42,6 +42,8 @@ pub struct SessionRow {
     pub networking: Option<tether_proto::environment::Networking>,
     /// The session's outcomes as of its last event (for listings of sessions not loaded).
     pub outcome_evaluations: Vec<tether_proto::outcome::OutcomeEvaluation>,
+    /// The deployment that fired this session, if one did.
+    pub deployment_id: Option<String>,
 }
 
 impl SessionRow {
@@ -72,6 +74,7 @@ impl SessionRow {
             env_layer: None,
             networking: None,
             outcome_evaluations: Vec::new(),
+            deployment_id: None,
         }
     }
 }
@@ -83,6 +86,8 @@ pub struct SessionPageQuery {
     pub statuses: Vec<SessionStatus>,
     pub agent_id: Option<String>,
     pub agent_version: Option<u32>,
+    /// Only sessions this deployment fired.
+    pub deployment_id: Option<String>,
     pub created_gt: Option<String>,
     pub created_gte: Option<String>,
     pub created_lt: Option<String>,

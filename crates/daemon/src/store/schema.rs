@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -177,6 +177,59 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN;
              ALTER TABLE sessions ADD COLUMN outcomes TEXT;
              PRAGMA user_version = 6;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    // Versions 7 and 8 belong to work merged separately (memory stores and others): empty
+    // placeholders here, filled in at merge. A step only bumps the version.
+    if version < 7 {
+        conn.execute_batch("PRAGMA user_version = 7;")
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 8 {
+        conn.execute_batch("PRAGMA user_version = 8;")
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 9 {
+        // Deployments (`spec` is the JSON of what fires; `schedule_cursor` the last
+        // occurrence handled, or when the schedule was set or unpaused: nothing at or before
+        // it fires). A run row is written, with the session id it will use, before the
+        // session exists; UNIQUE(deployment_id, scheduled_at) makes a scheduled occurrence
+        // fire at most once whatever crashes (manual runs have a NULL scheduled_at).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE deployments (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                status TEXT NOT NULL,
+                paused_reason TEXT,
+                schedule_cursor TEXT,
+                last_run_at TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE INDEX deployments_by_created ON deployments (created_at, id);
+             CREATE TABLE deployment_runs (
+                id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                scheduled_at TEXT,
+                agent_id TEXT NOT NULL,
+                agent_version INTEGER NOT NULL,
+                session_id TEXT,
+                error TEXT,
+                pending INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                UNIQUE (deployment_id, scheduled_at)
+             );
+             CREATE INDEX deployment_runs_by_created ON deployment_runs (created_at, id);
+             CREATE INDEX deployment_runs_pending ON deployment_runs (pending) WHERE pending = 1;
+             ALTER TABLE sessions ADD COLUMN deployment_id TEXT;
+             CREATE INDEX sessions_by_deployment ON sessions (deployment_id) WHERE deployment_id IS NOT NULL;
+             PRAGMA user_version = 9;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -501,8 +501,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking, deployment_id"
                 ),
                 params![
                     row.id,
@@ -531,6 +531,7 @@ impl Writer {
                     row.networking
                         .as_ref()
                         .and_then(|n| serde_json::to_string(n).ok()),
+                    row.deployment_id,
                 ],
             )
             .map_err(|e| match e {

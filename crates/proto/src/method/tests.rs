@@ -221,6 +221,7 @@ fn session() -> SessionInfo {
         environment_id: Some("env_1".into()),
         sandbox: Some("namespaces".into()),
         outcome_evaluations: Vec::new(),
+        deployment_id: None,
     }
 }
 
