@@ -377,6 +377,7 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
         })
         .transpose()?;
     let agent_id = q.one("agent_id").map(str::to_string);
+    let deployment_id = q.one("deployment_id").map(str::to_string);
     if agent_version.is_some() && agent_id.is_none() {
         return Err(ApiError::invalid(
             "agent_version: only applies together with agent_id",
@@ -388,6 +389,7 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
         statuses,
         agent_id,
         agent_version,
+        deployment_id,
         created_gt: range.gt,
         created_gte: range.gte,
         created_lt: range.lt,

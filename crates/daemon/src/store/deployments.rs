@@ -248,3 +248,4 @@ pub fn pending_runs(c: &Connection) -> Result<Vec<RunRow>, StoreError> {
     let rows = st.query_map([], row_to_run)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+

@@ -388,3 +388,57 @@ pub fn wire_run(r: &RunRow) -> DeploymentRun {
         created_at: r.created_at.clone(),
     }
 }
+
+/// `POST …/run`: fires now, even while paused (not once archived).
+pub async fn run_now(rt: &Arc<Runtime>, row: &DeploymentRow) -> Result<DeploymentRun, ErrorBody> {
+    if row.archived_at.is_some() {
+        return Err(ErrorBody::new(
+            ErrorCode::Archived,
+            format!("deployment `{}` is archived and can't be run", row.id),
+        ));
+    }
+    fire(rt, row, Trigger::Manual).await?.ok_or_else(|| {
+        ErrorBody::new(ErrorCode::Internal, "a manual run was not recorded")
+    })
+}
+
+/// Filters of a run listing (all optional).
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub deployment_id: Option<String>,
+    /// true: runs with an error; false: runs with a session.
+    pub has_error: Option<bool>,
+    /// `schedule` or `manual`.
+    pub trigger_type: Option<String>,
+}
+
+/// Runs matching `f`, oldest first; runs under way are left out (they have neither a
+/// session nor an error yet).
+pub async fn list_runs(rt: &Runtime, f: &RunFilter) -> Result<Vec<DeploymentRun>, ErrorBody> {
+    let d = f.deployment_id.clone();
+    let rows = rt
+        .store
+        .read(move |c| sql::list_runs(c, d.as_deref()))
+        .await?;
+    Ok(rows
+        .iter()
+        .filter(|r| !r.pending)
+        .filter(|r| f.has_error.is_none_or(|e| e == r.error.is_some()))
+        .filter(|r| f.trigger_type.as_ref().is_none_or(|t| *t == r.trigger))
+        .map(wire_run)
+        .collect())
+}
+
+pub async fn get_run(rt: &Runtime, id: &str) -> Result<DeploymentRun, ErrorBody> {
+    let i = id.to_string();
+    rt.store
+        .read(move |c| sql::get_run(c, &i))
+        .await?
+        .map(|r| wire_run(&r))
+        .ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::NotFound,
+                format!("no deployment run `{id}`; `tether deployments runs` lists them"),
+            )
+        })
+}
