@@ -284,10 +284,10 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ls(all: bool, json: bool) -> CmdResult {
+pub async fn ls(all: bool, json: bool, deployment: Option<String>) -> CmdResult {
     let mut c = connect().await?;
     let sessions = c
-        .request::<rpc::SessionList>(ListSessions { all })
+        .request::<rpc::SessionList>(ListSessions { all, deployment })
         .await?
         .data;
     if json {
