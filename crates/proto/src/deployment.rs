@@ -54,7 +54,8 @@ pub struct Schedule {
     pub time: Option<String>,
     /// When the most recent scheduled run started (manual runs don't count).
     pub last_run_at: Option<String>,
-    /// The next fires (after jitter), at most 5; empty once archived.
+    /// The next occurrences, at most 5, before jitter (a run starts at or shortly after
+    /// each); empty once archived.
     pub upcoming_runs_at: Vec<String>,
 }
 

@@ -484,9 +484,10 @@ pub fn wire(row: &DeploymentRow, now: DateTime<Utc>) -> Result<Deployment, Error
                     .as_deref()
                     .and_then(parse_instant)
                     .map_or(now, |c| c.max(now));
+                // Before jitter (hosted): a run starts at or shortly after each.
                 t.occurrences_after(from, timing::UPCOMING)
                     .into_iter()
-                    .map(|s| instant(s + t.jitter(&row.id, s)))
+                    .map(instant)
                     .collect()
             }
             _ => Vec::new(),
