@@ -964,7 +964,10 @@ impl Connection {
                 )
             }
             Dispatch::DeploymentCreate(spec, r) => {
-                answer(r, schedules::deployments::create(&rt, spec).await?)
+                answer(
+                    r,
+                    schedules::deployments::create(&rt, spec, chrono::Utc::now()).await?,
+                )
             }
             Dispatch::DeploymentList(p, r) => {
                 let filter = schedules::deployments::Filter {
@@ -984,7 +987,11 @@ impl Connection {
             }
             Dispatch::DeploymentUpdate(p, r) => {
                 let row = schedules::deployments::row(&rt, &p.deployment).await?;
-                answer(r, schedules::deployments::update(&rt, row, p.changes).await?)
+                answer(
+                    r,
+                    schedules::deployments::update(&rt, row, p.changes, chrono::Utc::now())
+                        .await?,
+                )
             }
             Dispatch::DeploymentPause(p, r) => {
                 let row = schedules::deployments::row(&rt, &p.deployment).await?;
@@ -992,7 +999,10 @@ impl Connection {
             }
             Dispatch::DeploymentUnpause(p, r) => {
                 let row = schedules::deployments::row(&rt, &p.deployment).await?;
-                answer(r, schedules::deployments::unpause(&rt, row).await?)
+                answer(
+                    r,
+                    schedules::deployments::unpause(&rt, row, chrono::Utc::now()).await?,
+                )
             }
             Dispatch::DeploymentArchive(p, r) => {
                 let row = schedules::deployments::row(&rt, &p.deployment).await?;

@@ -213,7 +213,13 @@ fn check_schedule(s: &ScheduleSpec) -> Result<(), ErrorBody> {
     Timing::parse(s).map(|_| ()).map_err(invalid)
 }
 
-pub async fn create(rt: &Arc<Runtime>, spec: DeploymentSpec) -> Result<Deployment, ErrorBody> {
+/// `now` is the scheduler's clock (the system's, outside tests): nothing of the schedule
+/// before it fires.
+pub async fn create(
+    rt: &Arc<Runtime>,
+    spec: DeploymentSpec,
+    now: DateTime<Utc>,
+) -> Result<Deployment, ErrorBody> {
     check_name(&spec.name)?;
     check_unsupported(spec.resources.as_ref(), spec.vault_ids.as_ref())?;
     crate::resources::agents::validate_metadata(&spec.metadata)?;
@@ -226,7 +232,6 @@ pub async fn create(rt: &Arc<Runtime>, spec: DeploymentSpec) -> Result<Deploymen
     }
     let agent = pin_agent(rt, &spec.agent).await?;
     let environment_id = check_environment(rt, &spec.environment_id).await?;
-    let now = rt_now();
     let stored = Stored {
         description: spec.description.filter(|d| !d.is_empty()),
         agent,
@@ -256,13 +261,7 @@ pub async fn create(rt: &Arc<Runtime>, spec: DeploymentSpec) -> Result<Deploymen
         .await
         .map_err(store_err)?;
     rt.schedules_changed.notify_one();
-    wire(&row, Utc::now())
-}
-
-/// The clock CRUD uses for cursors: the system's (the scheduler compares them with its own,
-/// which is the system's in the daemon).
-fn rt_now() -> DateTime<Utc> {
-    Utc::now()
+    wire(&row, now)
 }
 
 /// The deployment a reference names: an id, a name, or a unique id prefix.
@@ -378,6 +377,7 @@ pub async fn update(
     rt: &Arc<Runtime>,
     mut row: DeploymentRow,
     ch: DeploymentChanges,
+    now: DateTime<Utc>,
 ) -> Result<Deployment, ErrorBody> {
     check_live(&row)?;
     let mut st = Stored::of(&row)?;
@@ -423,7 +423,7 @@ pub async fn update(
         }
         if s != st.schedule {
             // A new schedule starts from now: nothing of it is owed from before.
-            row.schedule_cursor = Some(instant(rt_now()));
+            row.schedule_cursor = Some(instant(now));
         }
         st.schedule = s;
     }
@@ -444,12 +444,16 @@ pub async fn pause(rt: &Runtime, mut row: DeploymentRow) -> Result<Deployment, E
 }
 
 /// Resumes at the next occurrence: what fell due while paused is not owed (no backfill).
-pub async fn unpause(rt: &Runtime, mut row: DeploymentRow) -> Result<Deployment, ErrorBody> {
+pub async fn unpause(
+    rt: &Runtime,
+    mut row: DeploymentRow,
+    now: DateTime<Utc>,
+) -> Result<Deployment, ErrorBody> {
     check_live(&row)?;
     if row.status != DeploymentStatus::Active.as_str() {
         row.status = DeploymentStatus::Active.as_str().into();
         row.paused_reason = None;
-        row.schedule_cursor = Some(instant(rt_now()));
+        row.schedule_cursor = Some(instant(now));
         row.updated_at = ids::now_rfc3339();
     }
     save(rt, row).await
