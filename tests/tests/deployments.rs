@@ -32,12 +32,19 @@ fn script() -> Script {
 }
 
 fn lines(out: &str) -> Vec<Value> {
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// What the database holds, read without a daemon: (runs: (id, session_id, error, pending),
 /// sessions of the deployment).
-fn db_state(env: &TestEnv) -> (Vec<(String, Option<String>, Option<String>, bool)>, Vec<String>) {
+fn db_state(
+    env: &TestEnv,
+) -> (
+    Vec<(String, Option<String>, Option<String>, bool)>,
+    Vec<String>,
+) {
     let db = rusqlite::Connection::open_with_flags(
         env.paths.db(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -67,7 +74,13 @@ async fn a_run_fires_a_session_that_carries_the_deployment_id_in_the_cli_and_ove
     let file = env.home.path().join("nightly.yaml");
     std::fs::write(&file, DEPLOYMENT_YAML).unwrap();
 
-    let created = lines(&env.ok(&["deployments", "create", "-f", file.to_str().unwrap(), "--json"]));
+    let created = lines(&env.ok(&[
+        "deployments",
+        "create",
+        "-f",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
     let id = created[0]["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("depl_"), "{id}");
     assert_eq!(created[0]["status"], "active");
@@ -79,11 +92,14 @@ async fn a_run_fires_a_session_that_carries_the_deployment_id_in_the_cli_and_ove
         .collect();
     assert_eq!(fires.len(), 5, "{shown}");
     assert!(
-        fires.iter().all(|f| f.contains("T01:30:00Z") || f.contains("T00:30:00Z")),
+        fires
+            .iter()
+            .all(|f| f.contains("T01:30:00Z") || f.contains("T00:30:00Z")),
         "{shown}"
     );
 
-    let run: Value = serde_json::from_str(&env.ok(&["deployments", "run", "nightly", "--json"])).unwrap();
+    let run: Value =
+        serde_json::from_str(&env.ok(&["deployments", "run", "nightly", "--json"])).unwrap();
     assert_eq!(run["deployment_id"], id.as_str());
     assert_eq!(run["trigger_context"], json!({"type": "manual"}));
     assert_eq!(run["error"], Value::Null);
@@ -140,11 +156,20 @@ async fn a_run_fires_a_session_that_carries_the_deployment_id_in_the_cli_and_ove
         .collect();
     assert_eq!(ids, [session.as_str()]);
     assert_eq!(page["data"][0]["deployment_id"], id.as_str());
-    let (_, page) = get(format!("/v1/deployment_runs?deployment_id={id}&has_error=false")).await;
+    let (_, page) = get(format!(
+        "/v1/deployment_runs?deployment_id={id}&has_error=false"
+    ))
+    .await;
     assert_eq!(page["data"][0]["id"], run["id"]);
     let (s, err) = get("/v1/deployments/depl_nope".into()).await;
     assert_eq!(s, 404);
-    assert!(err["error"]["message"].as_str().unwrap().contains("depl_nope"), "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("depl_nope"),
+        "{err}"
+    );
 
     // Paused: `ls` says so; archived: `run` is refused with the reason.
     env.ok(&["deployments", "pause", "nightly"]);
@@ -178,7 +203,10 @@ async fn a_one_shot_schedule_fires_once_through_the_scheduler() {
         )
         .await
         .unwrap();
-    assert_eq!(d["schedule"]["upcoming_runs_at"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        d["schedule"]["upcoming_runs_at"].as_array().unwrap().len(),
+        1
+    );
     wait_until("the one-shot fire", || {
         let (runs, _) = db_state(&env);
         runs.iter().any(|r| !r.3)
@@ -193,7 +221,10 @@ async fn a_one_shot_schedule_fires_once_through_the_scheduler() {
     assert_eq!(runs[0]["trigger_context"]["type"], "schedule");
     let session = runs[0]["session_id"].as_str().unwrap();
     env.wait_idle(session).await;
-    let got = c.call("deployment.get", json!({"deployment": "soon"})).await.unwrap();
+    let got = c
+        .call("deployment.get", json!({"deployment": "soon"}))
+        .await
+        .unwrap();
     assert!(got["schedule"]["last_run_at"].is_string(), "{got}");
     assert_eq!(got["schedule"]["upcoming_runs_at"], json!([]));
     let _ = env.ok(&["daemon", "stop"]);
@@ -221,7 +252,10 @@ async fn crash_during_a_run(point: &str) {
     env.wait_killed(daemon).await;
     let (runs, sessions) = db_state(&env);
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert!(runs[0].3, "the run is recorded, pending, before the session: {runs:?}");
+    assert!(
+        runs[0].3,
+        "the run is recorded, pending, before the session: {runs:?}"
+    );
     let expected_sessions = usize::from(point == "after_run_session");
     assert_eq!(sessions.len(), expected_sessions, "{sessions:?}");
 

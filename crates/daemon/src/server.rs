@@ -28,8 +28,8 @@ use tokio::net::UnixStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::orchestration::schedules;
 use crate::admission::{Admission, Backoff, Slot, Throttle};
+use crate::orchestration::schedules;
 use crate::runtime::Runtime;
 use crate::session::live::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
@@ -963,12 +963,10 @@ impl Connection {
                     },
                 )
             }
-            Dispatch::DeploymentCreate(spec, r) => {
-                answer(
-                    r,
-                    schedules::deployments::create(&rt, spec, chrono::Utc::now()).await?,
-                )
-            }
+            Dispatch::DeploymentCreate(spec, r) => answer(
+                r,
+                schedules::deployments::create(&rt, spec, chrono::Utc::now()).await?,
+            ),
             Dispatch::DeploymentList(p, r) => {
                 let filter = schedules::deployments::Filter {
                     agent_id: p.agent_id,
@@ -989,8 +987,7 @@ impl Connection {
                 let row = schedules::deployments::row(&rt, &p.deployment).await?;
                 answer(
                     r,
-                    schedules::deployments::update(&rt, row, p.changes, chrono::Utc::now())
-                        .await?,
+                    schedules::deployments::update(&rt, row, p.changes, chrono::Utc::now()).await?,
                 )
             }
             Dispatch::DeploymentPause(p, r) => {

@@ -259,7 +259,9 @@ pub struct DeploymentChanges {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TriggerContext {
     /// `scheduled_at`: the UTC instant cron matched, before jitter.
-    Schedule { scheduled_at: String },
+    Schedule {
+        scheduled_at: String,
+    },
     Manual,
 }
 

@@ -19,7 +19,9 @@ pub async fn create(
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<Deployment>> {
     let spec: DeploymentSpec = body::parse(&bytes)?;
-    Ok(Json(deployments::create(&api.rt, spec, chrono::Utc::now()).await?))
+    Ok(Json(
+        deployments::create(&api.rt, spec, chrono::Utc::now()).await?,
+    ))
 }
 
 pub async fn list(
@@ -74,7 +76,9 @@ pub async fn update(
 ) -> ApiResult<Json<Deployment>> {
     let changes: DeploymentChanges = body::parse(&bytes)?;
     let row = deployments::row_by_id(&api.rt, &deployment_id).await?;
-    Ok(Json(deployments::update(&api.rt, row, changes, chrono::Utc::now()).await?))
+    Ok(Json(
+        deployments::update(&api.rt, row, changes, chrono::Utc::now()).await?,
+    ))
 }
 
 pub async fn archive(
@@ -98,7 +102,9 @@ pub async fn unpause(
     Path(deployment_id): Path<String>,
 ) -> ApiResult<Json<Deployment>> {
     let row = deployments::row_by_id(&api.rt, &deployment_id).await?;
-    Ok(Json(deployments::unpause(&api.rt, row, chrono::Utc::now()).await?))
+    Ok(Json(
+        deployments::unpause(&api.rt, row, chrono::Utc::now()).await?,
+    ))
 }
 
 pub async fn run(

@@ -225,10 +225,11 @@ pub fn finish_run(
 }
 
 pub fn get_run(c: &Connection, id: &str) -> Result<Option<RunRow>, StoreError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {RUN_COLS} FROM deployment_runs WHERE id = ?1"))?
-        .query_row([id], row_to_run)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {RUN_COLS} FROM deployment_runs WHERE id = ?1"
+    ))?
+    .query_row([id], row_to_run)
+    .optional()?)
 }
 
 /// Runs in creation order, of one deployment or all.
@@ -248,4 +249,3 @@ pub fn pending_runs(c: &Connection) -> Result<Vec<RunRow>, StoreError> {
     let rows = st.query_map([], row_to_run)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
-

@@ -48,7 +48,10 @@ fn calls_round_trip_through_parts() {
             initial_message: vec![ContentBlock::text("go")],
             ..Default::default()
         }),
-        Call::SessionList(ListSessions { all: true, ..Default::default() }),
+        Call::SessionList(ListSessions {
+            all: true,
+            ..Default::default()
+        }),
         Call::SessionGet(SessionParams {
             session: "fix".into(),
         }),
@@ -445,7 +448,10 @@ fn every_method_in_the_table_parses_and_round_trips() {
         &mut seen,
     );
     check::<rpc::SessionList>(
-        ListSessions { all: true, ..Default::default() },
+        ListSessions {
+            all: true,
+            ..Default::default()
+        },
         List {
             data: vec![session()],
         },
@@ -669,7 +675,9 @@ fn deployment_spec() -> DeploymentSpec {
         name: "nightly".into(),
         agent: crate::deployment::AgentChoice::Latest("agent_1".into()),
         environment_id: "env_1".into(),
-        initial_events: vec![json!({"type": "user.message", "content": [{"type": "text", "text": "go"}]})],
+        initial_events: vec![
+            json!({"type": "user.message", "content": [{"type": "text", "text": "go"}]}),
+        ],
         description: None,
         metadata: Default::default(),
         resources: None,
@@ -736,7 +744,10 @@ fn deployment_run() -> DeploymentRun {
 fn deployment_shapes_are_the_hosted_ones() {
     let v = serde_json::to_value(deployment()).unwrap();
     assert_eq!(v["type"], "deployment");
-    assert_eq!(v["agent"], json!({"type": "agent", "id": "agent_1", "version": 2}));
+    assert_eq!(
+        v["agent"],
+        json!({"type": "agent", "id": "agent_1", "version": 2})
+    );
     assert_eq!(
         v["paused_reason"],
         json!({"type": "error", "error": {"type": "environment_archived_error"}})
@@ -766,5 +777,11 @@ fn deployment_shapes_are_the_hosted_ones() {
         "schedule": {"type": "at", "time": "2026-11-26T02:00:00Z"}
     }))
     .unwrap();
-    assert!(matches!(spec.agent, crate::deployment::AgentChoice::Pinned { version: Some(3), .. }));
+    assert!(matches!(
+        spec.agent,
+        crate::deployment::AgentChoice::Pinned {
+            version: Some(3),
+            ..
+        }
+    ));
 }

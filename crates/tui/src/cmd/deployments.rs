@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use serde::de::DeserializeOwned;
-use tether_proto::deployment::{Deployment, DeploymentRun, DeploymentStatus, PausedReason, TriggerContext};
+use tether_proto::deployment::{
+    Deployment, DeploymentRun, DeploymentStatus, PausedReason, TriggerContext,
+};
 use tether_proto::method::{
     DeploymentParams, ListDeploymentRuns, ListDeployments, UpdateDeployment, rpc,
 };
@@ -91,7 +93,10 @@ pub async fn run(action: DeploymentsAction) -> CmdResult {
                 .await?
                 .request::<rpc::DeploymentPause>(p(deployment))
                 .await?;
-            println!("paused {} ({}); `tether deployments unpause {}` resumes it", d.name, d.id, d.name);
+            println!(
+                "paused {} ({}); `tether deployments unpause {}` resumes it",
+                d.name, d.id, d.name
+            );
         }
         DeploymentsAction::Unpause { deployment } => {
             let d = connect()
@@ -180,7 +185,10 @@ fn print_one(d: &Deployment, json: bool, verb: &str) {
 
 fn print_next_fires(d: &Deployment) {
     match &d.schedule {
-        None => println!("no schedule: it fires only on `tether deployments run {}`", d.name),
+        None => println!(
+            "no schedule: it fires only on `tether deployments run {}`",
+            d.name
+        ),
         Some(s) if d.archived_at.is_some() || s.upcoming_runs_at.is_empty() => {
             println!("next fires: none")
         }
@@ -230,8 +238,5 @@ fn print_run_line(r: &DeploymentRun) {
         (None, Some(e)) => format!("failed: {} ({})", e.message, e.kind),
         (None, None) => "starting".into(),
     };
-    println!(
-        "{}  {}  {:<32}  {}",
-        r.id, r.created_at, trigger, result
-    );
+    println!("{}  {}  {:<32}  {}", r.id, r.created_at, trigger, result);
 }

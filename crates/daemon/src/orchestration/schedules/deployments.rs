@@ -96,9 +96,11 @@ async fn pin_agent(rt: &Runtime, choice: &AgentChoice) -> Result<PinnedAgent, Er
 }
 
 async fn check_environment(rt: &Runtime, reference: &str) -> Result<String, ErrorBody> {
-    Ok(crate::resources::environments::for_session(&rt.store, Some(reference))
-        .await?
-        .id)
+    Ok(
+        crate::resources::environments::for_session(&rt.store, Some(reference))
+            .await?
+            .id,
+    )
 }
 
 /// 1-50 `user.message` / `user.define_outcome` events, at most one outcome.
@@ -185,7 +187,10 @@ pub fn budget_dollars(v: &Value) -> Result<f64, ErrorBody> {
     Ok(amount)
 }
 
-fn check_unsupported(resources: Option<&Vec<Value>>, vaults: Option<&Vec<String>>) -> Result<(), ErrorBody> {
+fn check_unsupported(
+    resources: Option<&Vec<Value>>,
+    vaults: Option<&Vec<String>>,
+) -> Result<(), ErrorBody> {
     if resources.is_some_and(|r| !r.is_empty()) {
         return Err(invalid(
             "resources: this tetherd does not mount session resources on deployments; copy files into the environment instead",
@@ -500,7 +505,12 @@ pub fn wire(row: &DeploymentRow, now: DateTime<Utc>) -> Result<Deployment, Error
             ScheduleSpec::Cron {
                 expression,
                 timezone,
-            } => ("cron", Some(expression.clone()), Some(timezone.clone()), None),
+            } => (
+                "cron",
+                Some(expression.clone()),
+                Some(timezone.clone()),
+                None,
+            ),
             ScheduleSpec::At { time } => ("at", None, None, Some(time.clone())),
         };
         Schedule {

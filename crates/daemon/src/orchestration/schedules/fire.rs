@@ -268,7 +268,10 @@ async fn start_session(
             Ok(_) | Err(_) => {
                 return Err(ErrorBody::new(
                     ErrorCode::InvalidParams,
-                    format!("deployment `{}` has an initial event this tetherd can't send", run.deployment_id),
+                    format!(
+                        "deployment `{}` has an initial event this tetherd can't send",
+                        run.deployment_id
+                    ),
                 ));
             }
         }
@@ -292,7 +295,11 @@ pub async fn recover(rt: &Arc<Runtime>) -> Result<usize, ErrorBody> {
         let Some(row) = row else {
             continue;
         };
-        let trigger = match run.scheduled_at.as_deref().and_then(deployments::parse_instant) {
+        let trigger = match run
+            .scheduled_at
+            .as_deref()
+            .and_then(deployments::parse_instant)
+        {
             Some(at) => Trigger::Schedule(at),
             None => Trigger::Manual,
         };
@@ -301,7 +308,9 @@ pub async fn recover(rt: &Arc<Runtime>) -> Result<usize, ErrorBody> {
             Ok(done) => {
                 tracing::info!(run = %done.id, session = ?done.session_id, "finished a deployment run a crash interrupted");
             }
-            Err(e) => tracing::error!(run = %run.id, error = %e.message, "could not finish an interrupted deployment run"),
+            Err(e) => {
+                tracing::error!(run = %run.id, error = %e.message, "could not finish an interrupted deployment run")
+            }
         }
     }
     Ok(n)
@@ -372,7 +381,11 @@ pub fn wire_run(r: &RunRow) -> DeploymentRun {
             _ => TriggerContext::Manual,
         },
         // A pending run's reserved id is not a session yet.
-        session_id: if r.pending { None } else { r.session_id.clone() },
+        session_id: if r.pending {
+            None
+        } else {
+            r.session_id.clone()
+        },
         error: r.error.as_ref().map(|e| RunError {
             kind: e
                 .get("type")
@@ -397,9 +410,9 @@ pub async fn run_now(rt: &Arc<Runtime>, row: &DeploymentRow) -> Result<Deploymen
             format!("deployment `{}` is archived and can't be run", row.id),
         ));
     }
-    fire(rt, row, Trigger::Manual).await?.ok_or_else(|| {
-        ErrorBody::new(ErrorCode::Internal, "a manual run was not recorded")
-    })
+    fire(rt, row, Trigger::Manual)
+        .await?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "a manual run was not recorded"))
 }
 
 /// Filters of a run listing (all optional).

@@ -104,7 +104,9 @@ impl Scheduler {
             // Nothing scheduled: a change wakes it; the clock may too (the system clock every
             // few minutes, which costs nothing; a test's clock whenever it is moved).
             let next = entries.values().filter_map(|e| e.wake_at).min();
-            let sleep = self.clock.sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC));
+            let sleep = self
+                .clock
+                .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC));
             tokio::select! {
                 _ = sleep => {}
                 _ = self.rt.schedules_changed.notified() => reload = true,
@@ -172,8 +174,12 @@ mod tests {
         let paths = tether_proto::Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
         std::fs::create_dir_all(&paths.data_dir).unwrap();
         let store = Store::open(&paths.db()).unwrap();
-        crate::resources::agents::ensure_default(&store).await.unwrap();
-        crate::resources::environments::ensure_default(&store).await.unwrap();
+        crate::resources::agents::ensure_default(&store)
+            .await
+            .unwrap();
+        crate::resources::environments::ensure_default(&store)
+            .await
+            .unwrap();
         let mut config = crate::config::Config::default();
         config.anthropic.base_url = Some("http://127.0.0.1:9".into());
         config.anthropic.api_key_env = Some("TETHER_SCHEDULER_TEST_HAS_NO_KEY".into());
@@ -244,7 +250,10 @@ mod tests {
         // 11:00 + jitter: one scheduled run, its session made, `last_run_at` set.
         let (occ1, f1) = fire_at(1);
         at(&clock, &s, f1 - Duration::seconds(1)).await;
-        assert!(runs(&rt, &d.id).await.is_empty(), "not before its jittered time");
+        assert!(
+            runs(&rt, &d.id).await.is_empty(),
+            "not before its jittered time"
+        );
         at(&clock, &s, f1).await;
         let r = runs(&rt, &d.id).await;
         assert_eq!(r.len(), 1);
@@ -253,7 +262,15 @@ mod tests {
         assert!(!r[0].pending && r[0].error.is_none());
         let session = rt.store.get_session(&sid).await.unwrap().unwrap();
         assert_eq!(session.deployment_id.as_deref(), Some(d.id.as_str()));
-        assert!(deployments::get(&rt, &d.id).await.unwrap().schedule.unwrap().last_run_at.is_some());
+        assert!(
+            deployments::get(&rt, &d.id)
+                .await
+                .unwrap()
+                .schedule
+                .unwrap()
+                .last_run_at
+                .is_some()
+        );
         // Later in the same hour: nothing more.
         at(&clock, &s, f1 + Duration::minutes(1)).await;
         assert_eq!(runs(&rt, &d.id).await.len(), 1);
@@ -312,7 +329,10 @@ mod tests {
             ]
         );
         let err = r[0].error.as_ref().unwrap();
-        assert!(err["message"].as_str().unwrap().contains("not running"), "{err}");
+        assert!(
+            err["message"].as_str().unwrap().contains("not running"),
+            "{err}"
+        );
         assert!(r[0].session_id.is_none());
         // Missed fires don't pause it.
         let dep = deployments::get(&rt, &d.id).await.unwrap();

@@ -24,7 +24,10 @@ pub const UPCOMING: usize = 5;
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub enum Timing {
-    Cron { cron: Box<Cron>, tz: Tz },
+    Cron {
+        cron: Box<Cron>,
+        tz: Tz,
+    },
     /// tether: one fire at this instant.
     At(DateTime<Utc>),
 }
@@ -193,7 +196,12 @@ pub struct Plan {
 
 /// The occurrences after `cursor` (the last occurrence already handled, or the moment the
 /// schedule was set or unpaused: nothing at or before it ever fires) as of `now`.
-pub fn plan(timing: &Timing, deployment_id: &str, cursor: DateTime<Utc>, now: DateTime<Utc>) -> Plan {
+pub fn plan(
+    timing: &Timing,
+    deployment_id: &str,
+    cursor: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Plan {
     let mut out = Plan::default();
     let mut at = cursor.max(now - MISSED_WINDOW);
     while let Some(s) = timing.next_after(at) {
@@ -257,7 +265,11 @@ mod tests {
         assert_eq!(
             fmt(&cron("30 8 * * 1-5", "America/New_York").occurrences_after(from, 3)),
             // Thu 15th, Fri 16th, then Monday the 19th.
-            ["2026-01-15T13:30:00Z", "2026-01-16T13:30:00Z", "2026-01-19T13:30:00Z"]
+            [
+                "2026-01-15T13:30:00Z",
+                "2026-01-16T13:30:00Z",
+                "2026-01-19T13:30:00Z"
+            ]
         );
         // India's half-hour offset, and day-of-week 7 meaning Sunday.
         assert_eq!(
@@ -279,7 +291,11 @@ mod tests {
         let t = cron("*/30 * * * *", "America/New_York");
         assert_eq!(
             fmt(&t.occurrences_after(utc("2026-03-08T06:00:00Z"), 3)),
-            ["2026-03-08T06:30:00Z", "2026-03-08T07:00:00Z", "2026-03-08T07:30:00Z"]
+            [
+                "2026-03-08T06:30:00Z",
+                "2026-03-08T07:00:00Z",
+                "2026-03-08T07:30:00Z"
+            ]
         );
     }
 
@@ -289,7 +305,11 @@ mod tests {
         let t = cron("30 1 * * *", "America/New_York");
         assert_eq!(
             fmt(&t.occurrences_after(utc("2026-11-01T00:00:00Z"), 3)),
-            ["2026-11-01T05:30:00Z", "2026-11-01T06:30:00Z", "2026-11-02T06:30:00Z"]
+            [
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-02T06:30:00Z"
+            ]
         );
         // Every 20 minutes through the fold: strictly increasing instants, each wall time of
         // the repeated hour once per offset.
@@ -325,9 +345,13 @@ mod tests {
         assert!(bad("61 9 * * *", "UTC").contains("61 9"));
         assert!(bad("0 0 31 2 *", "UTC").contains("never matches"));
         assert!(bad("0 9 * * *", "Mars/Olympus").contains("IANA"));
-        assert!(Timing::parse(&ScheduleSpec::At { time: "tomorrow".into() })
+        assert!(
+            Timing::parse(&ScheduleSpec::At {
+                time: "tomorrow".into()
+            })
             .unwrap_err()
-            .contains("RFC 3339"));
+            .contains("RFC 3339")
+        );
         cron("0 9 * * MON-FRI", "UTC");
         cron("*/15 8-18 1,15 JAN-JUN *", "Europe/Berlin");
     }
@@ -352,7 +376,11 @@ mod tests {
             assert!(weekly.jitter(&id, at) < Duration::minutes(9));
             seen.insert(hourly.jitter(&id, at).num_seconds());
         }
-        assert!(seen.len() > 100, "jitter spreads deployments: {}", seen.len());
+        assert!(
+            seen.len() > 100,
+            "jitter spreads deployments: {}",
+            seen.len()
+        );
         let one_shot = Timing::At(at);
         assert_eq!(one_shot.jitter("depl_x", at), Duration::zero());
     }
@@ -372,7 +400,12 @@ mod tests {
         assert_eq!(fmt(&p.due), ["2026-01-15T10:00:00Z"]);
         assert!(p.wake_at.unwrap() >= utc("2026-01-15T11:00:00Z"));
         // Once handled (cursor moved to it), it is never due again.
-        let p = plan(&t, id, utc("2026-01-15T10:00:00Z"), utc("2026-01-15T10:00:00Z") + j);
+        let p = plan(
+            &t,
+            id,
+            utc("2026-01-15T10:00:00Z"),
+            utc("2026-01-15T10:00:00Z") + j,
+        );
         assert!(p.due.is_empty());
     }
 
@@ -385,7 +418,11 @@ mod tests {
         let p = plan(&t, id, utc("2026-01-15T09:30:00Z"), now);
         assert_eq!(
             fmt(&p.missed),
-            ["2026-01-15T10:00:00Z", "2026-01-15T11:00:00Z", "2026-01-15T12:00:00Z"]
+            [
+                "2026-01-15T10:00:00Z",
+                "2026-01-15T11:00:00Z",
+                "2026-01-15T12:00:00Z"
+            ]
         );
         assert_eq!(fmt(&p.due), ["2026-01-15T13:00:00Z"]);
         // Down for weeks on a minutely schedule: only the newest MAX_MISSED of the last day.
@@ -400,12 +437,27 @@ mod tests {
     #[test]
     fn a_one_shot_fires_once_at_its_time() {
         let t = Timing::At(utc("2026-01-15T10:00:00Z"));
-        let p = plan(&t, "d", utc("2026-01-15T09:00:00Z"), utc("2026-01-15T09:59:59Z"));
+        let p = plan(
+            &t,
+            "d",
+            utc("2026-01-15T09:00:00Z"),
+            utc("2026-01-15T09:59:59Z"),
+        );
         assert_eq!(p.wake_at, Some(utc("2026-01-15T10:00:00Z")));
-        let p = plan(&t, "d", utc("2026-01-15T09:00:00Z"), utc("2026-01-15T10:00:00Z"));
+        let p = plan(
+            &t,
+            "d",
+            utc("2026-01-15T09:00:00Z"),
+            utc("2026-01-15T10:00:00Z"),
+        );
         assert_eq!(fmt(&p.due), ["2026-01-15T10:00:00Z"]);
         assert_eq!(p.wake_at, None);
-        let p = plan(&t, "d", utc("2026-01-15T10:00:00Z"), utc("2026-01-15T10:00:01Z"));
+        let p = plan(
+            &t,
+            "d",
+            utc("2026-01-15T10:00:00Z"),
+            utc("2026-01-15T10:00:01Z"),
+        );
         assert_eq!(p, Plan::default());
     }
 }
