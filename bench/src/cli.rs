@@ -51,6 +51,8 @@ pub enum Metric {
     Sandbox,
     /// A satisfied-first-time outcome against the same turn without one (outcome.rs).
     Outcome,
+    /// An idle daemon's CPU and memory with 1,000 scheduled deployments (deployments.rs).
+    Deployments,
 }
 
 impl Opts {
@@ -83,6 +85,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Concurrent,
             Metric::Sandbox,
             Metric::Outcome,
+            Metric::Deployments,
         ],
     };
     let mut it = args.into_iter();
@@ -127,9 +130,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "concurrent" => Ok(Metric::Concurrent),
                         "sandbox" => Ok(Metric::Sandbox),
                         "outcome" => Ok(Metric::Outcome),
+                        "deployments" => Ok(Metric::Deployments),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, deployments)"
                             )
                         }
                     })

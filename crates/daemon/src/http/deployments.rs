@@ -162,3 +162,76 @@ pub async fn retrieve_run(
 ) -> ApiResult<Json<DeploymentRun>> {
     Ok(Json(fire::get_run(&api.rt, &run_id).await?))
 }
+
+/// The create body as documented: [`DeploymentSpec`] with the rules its `Value` fields keep
+/// (the initial events and budget a session takes). Requests are parsed as the spec.
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct CreateDoc {
+    #[schemars(length(min = 1, max = 256), regex(pattern = tether_proto::schema::NOT_BLANK))]
+    name: String,
+    agent: tether_proto::deployment::AgentChoice,
+    #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+    environment_id: String,
+    #[schemars(length(min = 1, max = 50))]
+    initial_events: Vec<super::sessions::InitialEvent>,
+    #[schemars(length(max = 2048))]
+    description: Option<String>,
+    #[schemars(with = "Option<tether_proto::schema::Metadata>")]
+    metadata: Option<std::collections::BTreeMap<String, String>>,
+    /// Not supported by this tetherd: only an empty list is accepted.
+    #[schemars(length(max = 0))]
+    resources: Option<Vec<serde_json::Value>>,
+    /// Not supported by this tetherd: only an empty list is accepted.
+    #[schemars(length(max = 0))]
+    vault_ids: Option<Vec<String>>,
+    schedule: Option<ScheduleDoc>,
+    budget: Option<super::sessions::BudgetIn>,
+}
+
+/// The update body as documented (see [`CreateDoc`]); `null` clears a clearable field.
+#[derive(schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct UpdateDoc {
+    #[schemars(length(min = 1, max = 256), regex(pattern = tether_proto::schema::NOT_BLANK))]
+    name: Option<String>,
+    agent: Option<tether_proto::deployment::AgentChoice>,
+    #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+    environment_id: Option<String>,
+    #[schemars(length(min = 1, max = 50))]
+    initial_events: Option<Vec<super::sessions::InitialEvent>>,
+    #[schemars(length(max = 2048))]
+    description: Option<String>,
+    #[schemars(with = "Option<tether_proto::schema::MetadataPatch>")]
+    metadata: Option<std::collections::BTreeMap<String, Option<String>>>,
+    #[schemars(length(max = 0))]
+    resources: Option<Vec<serde_json::Value>>,
+    #[schemars(length(max = 0))]
+    vault_ids: Option<Vec<String>>,
+    schedule: Option<ScheduleDoc>,
+    budget: Option<super::sessions::BudgetIn>,
+}
+
+/// A schedule as documented: cron (its expression and zone are checked by the daemon, which
+/// JSON Schema can't express) or a one-shot RFC 3339 time.
+#[derive(schemars::JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+#[allow(dead_code)]
+enum ScheduleDoc {
+    /// 5-field POSIX cron on the wall clock of an IANA time zone.
+    #[serde(rename = "cron")]
+    Cron {
+        #[schemars(regex(pattern = r"^\s*\S+(\s+\S+){4}\s*$"))]
+        expression: String,
+        #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
+        timezone: String,
+    },
+    /// tether: once, at this time.
+    #[serde(rename = "at")]
+    At {
+        #[schemars(extend("format" = "date-time"))]
+        time: String,
+    },
+}

@@ -8,7 +8,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Value, json};
 use tether_proto::Event;
 use tether_proto::agent::{AgentChanges, AgentSpec};
-use tether_proto::deployment::{Deployment, DeploymentChanges, DeploymentRun, DeploymentSpec};
+use tether_proto::deployment::{Deployment, DeploymentRun};
 use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
 
 use super::events::SendBody;
@@ -383,7 +383,7 @@ pub const ROUTES: &[Route] = &[
         id: "deployments.create",
         summary: "Create a deployment: an agent + environment + initial events, fired on a schedule or on demand",
         query: &[],
-        body: Some(of::<DeploymentSpec>),
+        body: Some(of::<deployments::CreateDoc>),
         answer: Answer::Json(of::<Deployment>),
         handler: |m| on(m, deployments::create),
     },
@@ -421,7 +421,7 @@ pub const ROUTES: &[Route] = &[
         id: "deployments.update",
         summary: "Update a deployment: absent keeps, null clears, metadata is a patch",
         query: &[],
-        body: Some(of::<DeploymentChanges>),
+        body: Some(of::<deployments::UpdateDoc>),
         answer: Answer::Json(of::<Deployment>),
         handler: |m| on(m, deployments::update),
     },
