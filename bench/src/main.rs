@@ -310,7 +310,7 @@ fn real_main() -> Result<()> {
             "bench: an idle daemon's CPU over a minute and RSS, without and with {} scheduled deployments",
             deployments::DEPLOYMENTS
         );
-        rows.extend(deployments::rows(&bins, &mock.base_url()).context("deployments")?);
+        rows.extend(deployments::rows(&bins).context("deployments")?);
     }
     if opts.wants(Metric::Sandbox) {
         eprintln!(

@@ -37,14 +37,12 @@ fn lines(out: &str) -> Vec<Value> {
         .collect()
 }
 
-/// What the database holds, read without a daemon: (runs: (id, session_id, error, pending),
-/// sessions of the deployment).
-fn db_state(
-    env: &TestEnv,
-) -> (
-    Vec<(String, Option<String>, Option<String>, bool)>,
-    Vec<String>,
-) {
+/// A stored run: (id, session_id, error, pending).
+type RunState = (String, Option<String>, Option<String>, bool);
+
+/// What the database holds, read without a daemon: the runs, and the sessions deployments
+/// fired.
+fn db_state(env: &TestEnv) -> (Vec<RunState>, Vec<String>) {
     let db = rusqlite::Connection::open_with_flags(
         env.paths.db(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -267,7 +265,7 @@ async fn crash_during_a_run(point: &str) {
         assert_eq!(runs.len(), 1, "{runs:?}");
         let session = runs[0].1.clone().expect("the run has its session");
         assert_eq!(runs[0].2, None);
-        assert_eq!(sessions, [session.clone()]);
+        assert_eq!(sessions, std::slice::from_ref(&session));
         env.wait_idle(&session).await;
         let sent: Vec<_> = env
             .events(&session)
