@@ -55,6 +55,8 @@ pub enum Metric {
     Threads,
     /// A 10,000-memory store mounted into a sandbox (memory.rs; only with --only memory).
     Memory,
+    /// An idle daemon's CPU and memory with 1,000 scheduled deployments (deployments.rs).
+    Deployments,
 }
 
 impl Opts {
@@ -88,6 +90,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Sandbox,
             Metric::Outcome,
             Metric::Threads,
+            Metric::Deployments,
         ],
     };
     let mut it = args.into_iter();
@@ -134,9 +137,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "outcome" => Ok(Metric::Outcome),
                         "threads" => Ok(Metric::Threads),
                         "memory" => Ok(Metric::Memory),
+                        "deployments" => Ok(Metric::Deployments),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments)"
                             )
                         }
                     })

@@ -19,7 +19,9 @@
 //! - sandbox start and per-command round trip, sandboxed vs plain bash (`sandbox.rs`);
 //! - tether next to Codex CLI, Claude Code and opencode, interleaved (`peers.rs`);
 //! - an outcome satisfied at the first evaluation against the same turn without one
-//!   (`outcome.rs`; `--only outcome` needs only tetherd).
+//!   (`outcome.rs`; `--only outcome` needs only tetherd);
+//! - an idle daemon's CPU per minute and RSS with 1,000 scheduled deployments
+//!   (`deployments.rs`; `--only deployments` needs only tetherd).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -28,6 +30,7 @@ mod append;
 mod attach;
 mod cli;
 mod concurrent;
+mod deployments;
 mod e2e;
 mod fanout;
 mod home;
@@ -84,12 +87,13 @@ fn real_main() -> Result<()> {
             "bench: warning: this is a debug build of the bench; the append figures measure debug code (use --release)"
         );
     }
-    // The outcome metric drives tetherd over HTTP: alone, it needs no `tether` client.
+    // The outcome, threads and deployments metrics drive tetherd over HTTP: alone, they
+    // need no `tether` client.
     let bins = build_bins(
         &root,
         opts.only
             .iter()
-            .any(|m| !matches!(m, Metric::Outcome | Metric::Threads)),
+            .any(|m| !matches!(m, Metric::Outcome | Metric::Threads | Metric::Deployments)),
     )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -344,6 +348,13 @@ fn real_main() -> Result<()> {
             |s| s.mounted_start_ms - s.plain_start_ms,
             Some(Target::AtMost(50.0)),
         ));
+    }
+    if opts.wants(Metric::Deployments) {
+        eprintln!(
+            "bench: an idle daemon's CPU over a minute and RSS, without and with {} scheduled deployments",
+            deployments::DEPLOYMENTS
+        );
+        rows.extend(deployments::rows(&bins).context("deployments")?);
     }
     if opts.wants(Metric::Sandbox) {
         eprintln!(

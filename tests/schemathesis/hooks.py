@@ -85,7 +85,21 @@ def before_call(context, case, kwargs):
         if "tools" in body:
             servers = body.get("mcp_servers")
             body["tools"] = _fix_tools(body["tools"], servers if isinstance(servers, list) else [])
-    if body is not None and method == "post" and path == "/v1/sessions":
+    if body is not None and method == "post" and path in (
+        "/v1/deployments",
+        "/v1/deployments/{deployment_id}",
+    ):
+        # A cron expression and an IANA zone are checked by the daemon (croner, chrono-tz),
+        # which JSON Schema can't express: generated ones become a valid pair.
+        schedule = body.get("schedule")
+        if isinstance(schedule, dict) and schedule.get("type") == "cron":
+            schedule["expression"] = "0 9 * * 1-5"
+            schedule["timezone"] = "Europe/Paris"
+    if body is not None and method == "post" and path in (
+        "/v1/sessions",
+        "/v1/deployments",
+        "/v1/deployments/{deployment_id}",
+    ):
         agent = body.get("agent")
         if isinstance(agent, dict) and "tools" in agent:
             # Overrides can't add MCP servers, so no mcp_toolset can name one.
@@ -107,6 +121,9 @@ def before_call(context, case, kwargs):
         # agent_version filters within agent_id's versions.
         if "agent_version" in case.query and "agent_id" not in case.query:
             case.query.pop("agent_version")
+        # A deployment listing's status can't be combined with include_archived (hosted).
+        if op.path == "/v1/deployments" and case.query.get("include_archived") in (True, "true"):
+            case.query.pop("status", None)
 
 
 # memory stores: rules JSON Schema can't say (NFC, Unicode format characters, sizes in

@@ -141,6 +141,11 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),
         Err(e) => tracing::error!(error = %e, "recovery failed"),
     }
+    // Deployments: finish the fires a crash interrupted, then sleep until the next one.
+    crate::orchestration::schedules::Scheduler::start(
+        rt.clone(),
+        Arc::new(crate::orchestration::schedules::clock::SystemClock),
+    );
     tracing::info!(socket = %paths.socket().display(), pid = std::process::id(), "tetherd ready");
     let server = tokio::spawn(crate::server::serve(listener, rt.clone()));
     let http_server = match http_listener {

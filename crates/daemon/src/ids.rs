@@ -38,6 +38,16 @@ pub fn outcome_id() -> String {
     new_id("outc")
 }
 
+/// `depl_…`: a deployment.
+pub fn deployment_id() -> String {
+    new_id("depl")
+}
+
+/// `drun_…`: one fire of a deployment.
+pub fn deployment_run_id() -> String {
+    new_id("drun")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

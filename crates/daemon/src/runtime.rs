@@ -23,6 +23,15 @@ use crate::store::Store;
 use crate::store::error::StoreError;
 use crate::store::rows::SessionRow;
 
+/// What only the daemon sets on a new session: a deployment's fire reserves the session's id
+/// in its run record before creating it (so a crash between the two is finished, not
+/// repeated) and marks the session as the deployment's.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub id: Option<String>,
+    pub deployment_id: Option<String>,
+}
+
 pub struct Runtime {
     /// What every session uses; fields of [`Services`] read as fields of the runtime.
     services: Arc<Services>,
@@ -30,6 +39,8 @@ pub struct Runtime {
     pub started: Instant,
     pub shutdown: CancellationToken,
     pub clients: AtomicU64,
+    /// Signalled when a deployment changes, so the scheduler (orchestration) reads them again.
+    pub schedules_changed: tokio::sync::Notify,
 }
 
 /// The runtime is the daemon-wide services plus the registry of loaded sessions: the doors
@@ -51,6 +62,7 @@ impl Runtime {
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             clients: AtomicU64::new(0),
+            schedules_changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -251,6 +263,15 @@ impl Runtime {
         self: &Arc<Self>,
         p: tether_proto::method::CreateSession,
     ) -> Result<Arc<Session>, ErrorBody> {
+        self.create_as(p, Origin::default()).await
+    }
+
+    /// [`Runtime::create`] with what only the daemon sets (a deployment's fire).
+    pub async fn create_as(
+        self: &Arc<Self>,
+        p: tether_proto::method::CreateSession,
+        origin: Origin,
+    ) -> Result<Arc<Session>, ErrorBody> {
         if !p.memory_stores.is_empty() {
             // Checked and snapshotted by `orchestration::memory::create_session`.
             return Err(ErrorBody::new(
@@ -258,7 +279,7 @@ impl Runtime {
                 "memory stores must be attached through orchestration::memory::create_session",
             ));
         }
-        self.create_with_memory(p, Vec::new()).await
+        self.create_with_memory(p, Vec::new(), origin).await
     }
 
     /// Creates a session with `memory` (checked attachments) mounted under `/mnt/memory/`.
@@ -266,6 +287,7 @@ impl Runtime {
         self: &Arc<Self>,
         p: tether_proto::method::CreateSession,
         memory: Vec<tether_proto::memory::SessionMemory>,
+        origin: Origin,
     ) -> Result<Arc<Session>, ErrorBody> {
         if let Some(name) = &p.name {
             validate_name(name)?;
@@ -291,7 +313,7 @@ impl Runtime {
             .map_err(|e| ErrorBody::new(ErrorCode::Conflict, e))?;
         let networking = env.spec.config.networking().clone();
         let net = crate::resources::networking::net_policy(&networking, Some(&agent))?;
-        let id = ids::session_id();
+        let id = origin.id.unwrap_or_else(ids::session_id);
         let (workspace, owned) = match &p.dir {
             Some(dir) => (existing_dir(dir)?, false),
             None => {
@@ -324,6 +346,7 @@ impl Runtime {
             env_layer,
             networking: Some(networking),
             memory,
+            deployment_id: origin.deployment_id,
             ..SessionRow::new(
                 id.clone(),
                 model,

@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, Backoff, Slot, Throttle};
+use crate::orchestration::schedules;
 use crate::runtime::Runtime;
 use crate::session::live::{LIVE_BURST, LIVE_COALESCE, Push, Session, Wire};
 
@@ -683,12 +684,14 @@ impl Connection {
                 let s = crate::orchestration::memory::create_session(&rt, p).await?;
                 answer(r, s.info())
             }
-            Dispatch::SessionList(p, r) => answer(
-                r,
-                List {
-                    data: rt.list(p.all).await?,
-                },
-            ),
+            Dispatch::SessionList(p, r) => {
+                let mut data = rt.list(p.all).await?;
+                if let Some(d) = &p.deployment {
+                    let id = schedules::deployments::row(&rt, d).await?.id;
+                    data.retain(|s| s.deployment_id.as_deref() == Some(id.as_str()));
+                }
+                answer(r, List { data })
+            }
             Dispatch::SessionGet(p, r) => {
                 let sid = rt.resolve(&p.session).await?;
                 answer(r, rt.info(&sid).await?)
@@ -1120,6 +1123,71 @@ impl Connection {
                     memory::redact_version(&rt.store, &id, &p.version, memory::local_user())
                         .await?,
                 )
+            }
+            Dispatch::DeploymentCreate(spec, r) => answer(
+                r,
+                schedules::deployments::create(&rt, spec, chrono::Utc::now()).await?,
+            ),
+            Dispatch::DeploymentList(p, r) => {
+                let filter = schedules::deployments::Filter {
+                    agent_id: p.agent_id,
+                    include_archived: p.all,
+                    status: p.status,
+                };
+                answer(
+                    r,
+                    List {
+                        data: schedules::deployments::list(&rt, &filter).await?,
+                    },
+                )
+            }
+            Dispatch::DeploymentGet(p, r) => {
+                answer(r, schedules::deployments::get(&rt, &p.deployment).await?)
+            }
+            Dispatch::DeploymentUpdate(p, r) => {
+                let row = schedules::deployments::row(&rt, &p.deployment).await?;
+                answer(
+                    r,
+                    schedules::deployments::update(&rt, row, p.changes, chrono::Utc::now()).await?,
+                )
+            }
+            Dispatch::DeploymentPause(p, r) => {
+                let row = schedules::deployments::row(&rt, &p.deployment).await?;
+                answer(r, schedules::deployments::pause(&rt, row).await?)
+            }
+            Dispatch::DeploymentUnpause(p, r) => {
+                let row = schedules::deployments::row(&rt, &p.deployment).await?;
+                answer(
+                    r,
+                    schedules::deployments::unpause(&rt, row, chrono::Utc::now()).await?,
+                )
+            }
+            Dispatch::DeploymentArchive(p, r) => {
+                let row = schedules::deployments::row(&rt, &p.deployment).await?;
+                answer(r, schedules::deployments::archive(&rt, row).await?)
+            }
+            Dispatch::DeploymentRun(p, r) => {
+                let row = schedules::deployments::row(&rt, &p.deployment).await?;
+                answer(r, schedules::fire::run_now(&rt, &row).await?)
+            }
+            Dispatch::DeploymentRuns(p, r) => {
+                let deployment = match &p.deployment {
+                    Some(d) => Some(schedules::deployments::row(&rt, d).await?.id),
+                    None => None,
+                };
+                let filter = schedules::fire::RunFilter {
+                    deployment_id: deployment,
+                    has_error: p.has_error,
+                    ..Default::default()
+                };
+                let mut data = schedules::fire::list_runs(&rt, &filter).await?;
+                // Newest first, the newest `limit`.
+                data.reverse();
+                data.truncate(p.limit.unwrap_or(20).clamp(1, 1000) as usize);
+                answer(r, List { data })
+            }
+            Dispatch::DeploymentRunGet(p, r) => {
+                answer(r, schedules::fire::get_run(&rt, &p.run).await?)
             }
         };
         Ok(Some(v))

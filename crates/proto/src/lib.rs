@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod codec;
 pub mod credentials;
+pub mod deployment;
 pub mod environment;
 pub mod error;
 pub mod event;

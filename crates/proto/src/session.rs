@@ -99,6 +99,9 @@ pub struct SessionInfo {
     /// One per `user.define_outcome`, oldest first (hosted `outcome_evaluations`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outcome_evaluations: Vec<crate::outcome::OutcomeEvaluation>,
+    /// The deployment that fired this session, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

@@ -42,6 +42,9 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Only sessions this deployment (id or name) fired.
+        #[arg(long, value_name = "DEPLOYMENT")]
+        deployment: Option<String>,
     },
     /// Send a message to a session, or give it an outcome (--outcome TASK --rubric FILE).
     #[command(after_help = OUTCOME_HELP)]
@@ -171,6 +174,12 @@ pub enum Command {
     Agents {
         #[command(subcommand)]
         action: AgentsAction,
+    },
+    /// Deployments: an agent + environment + first messages, fired as a new session on a
+    /// cron schedule, once at a given time, or on demand.
+    Deployments {
+        #[command(subcommand)]
+        action: DeploymentsAction,
     },
     /// Manage environments: packages, setup commands and network policy sessions run with.
     Envs {
@@ -581,6 +590,90 @@ pub enum MemoryStoresAction {
     Delete {
         /// Store name or id.
         store: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeploymentsAction {
+    /// Create a deployment from a YAML, JSON or TOML file (the `POST /v1/deployments` body:
+    /// name, agent, environment_id, initial_events, schedule {type: cron, expression,
+    /// timezone} or {type: at, time}, ...).
+    Create {
+        /// The deployment file.
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        /// Print the deployment as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployments with their status and next fire.
+    Ls {
+        /// Include archived deployments.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a deployment and its next fire times (as YAML, or --json).
+    Show {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a deployment from a file of changes (omitted fields keep their value, `null`
+    /// clears description, schedule or budget; `schedule: null` makes it manual-only).
+    Update {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+        /// The file of changes (YAML, JSON or TOML).
+        #[arg(short, long, value_name = "FILE")]
+        file: String,
+        /// Print the deployment as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop scheduled fires; `run` still works.
+    Pause {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+    },
+    /// Resume scheduled fires from the next occurrence (nothing missed meanwhile is run).
+    Unpause {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+    },
+    /// Fire the deployment now: start its session and print the run.
+    Run {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Archive a deployment: it never fires again (its runs and sessions stay).
+    Archive {
+        /// Deployment id, name, or unique id prefix.
+        deployment: String,
+    },
+    /// List runs (newest first), of one deployment or all.
+    Runs {
+        /// Deployment id, name, or unique id prefix; all deployments when omitted.
+        deployment: Option<String>,
+        /// Only runs that failed to start a session.
+        #[arg(long, conflicts_with = "ok")]
+        failed: bool,
+        /// Only runs that started a session.
+        #[arg(long)]
+        ok: bool,
+        /// At most this many runs (1-1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -82,7 +82,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             return screen::picker().await;
         }
         eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
-        return cmd::sessions::ls(false, false).await;
+        return cmd::sessions::ls(false, false, None).await;
     };
     match command {
         Command::New(a) => cmd::sessions::new(a).await,
@@ -96,7 +96,11 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             read_only,
             thread: None,
         } => cmd::sessions::attach(session, read_only).await,
-        Command::Ls { all, json } => cmd::sessions::ls(all, json).await,
+        Command::Ls {
+            all,
+            json,
+            deployment,
+        } => cmd::sessions::ls(all, json, deployment).await,
         Command::Send {
             session,
             text,
@@ -174,6 +178,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Agents { action } => cmd::agents::run(action).await,
         Command::Envs { action } => cmd::envs::run(action).await,
         Command::Memory { action } => cmd::memory::run(action).await,
+        Command::Deployments { action } => cmd::deployments::run(action).await,
         Command::Auth { action } => cmd::auth::run(action).await,
         Command::Daemon { action } => cmd::daemon::run(action).await,
         Command::Doctor { json } => cmd::doctor::run(json).await,

@@ -9,6 +9,7 @@
 
 mod agents;
 mod body;
+mod deployments;
 mod environments;
 mod error;
 mod events;

@@ -8,13 +8,14 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Value, json};
 use tether_proto::Event;
 use tether_proto::agent::{AgentChanges, AgentSpec};
+use tether_proto::deployment::{Deployment, DeploymentRun};
 use tether_proto::environment::{Environment, EnvironmentChanges, EnvironmentSpec};
 
 use super::events::SendBody;
 use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
-use super::{Api, agents, environments, events, memory, sessions, stream, threads};
+use super::{Api, agents, deployments, environments, events, memory, sessions, stream, threads};
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
@@ -296,6 +297,7 @@ pub const ROUTES: &[Route] = &[
             ("statuses[]", Param::List(STATUSES)),
             ("agent_id", Param::Text),
             ("agent_version", Param::Version),
+            ("deployment_id", Param::Text),
             ("created_at[gt]", Param::Time),
             ("created_at[gte]", Param::Time),
             ("created_at[lt]", Param::Time),
@@ -623,6 +625,125 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Sse(of::<StreamItem>),
         handler: |m| on(m, threads::stream),
+    },
+    // Deployments (reference §3.1).
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments",
+        id: "deployments.create",
+        summary: "Create a deployment: an agent + environment + initial events, fired on a schedule or on demand",
+        query: &[],
+        body: Some(of::<deployments::CreateDoc>),
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/deployments",
+        id: "deployments.list",
+        summary: "List deployments, newest first",
+        query: &[
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("agent_id", Param::Text),
+            ("include_archived", Param::Bool),
+            ("status", Param::Enum(&["active", "paused"])),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Deployment>>),
+        handler: |m| on(m, deployments::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/deployments/{deployment_id}",
+        id: "deployments.retrieve",
+        summary: "Get a deployment, with its next fires",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments/{deployment_id}",
+        id: "deployments.update",
+        summary: "Update a deployment: absent keeps, null clears, metadata is a patch",
+        query: &[],
+        body: Some(of::<deployments::UpdateDoc>),
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::update),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments/{deployment_id}/archive",
+        id: "deployments.archive",
+        summary: "Archive a deployment (no more fires; terminal)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::archive),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments/{deployment_id}/pause",
+        id: "deployments.pause",
+        summary: "Pause scheduled fires (manual runs still work)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::pause),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments/{deployment_id}/unpause",
+        id: "deployments.unpause",
+        summary: "Resume at the next occurrence (nothing missed is run)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deployment>),
+        handler: |m| on(m, deployments::unpause),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/deployments/{deployment_id}/run",
+        id: "deployments.run",
+        summary: "Run a deployment now",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<DeploymentRun>),
+        handler: |m| on(m, deployments::run),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/deployment_runs",
+        id: "deployment_runs.list",
+        summary: "List deployment runs, newest first",
+        query: &[
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("deployment_id", Param::Text),
+            ("has_error", Param::Bool),
+            ("trigger_type", Param::Enum(&["schedule", "manual"])),
+            ("created_at[gt]", Param::Time),
+            ("created_at[gte]", Param::Time),
+            ("created_at[lt]", Param::Time),
+            ("created_at[lte]", Param::Time),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<DeploymentRun>>),
+        handler: |m| on(m, deployments::runs),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/deployment_runs/{deployment_run_id}",
+        id: "deployment_runs.retrieve",
+        summary: "Get a deployment run",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<DeploymentRun>),
+        handler: |m| on(m, deployments::retrieve_run),
     },
     Route {
         verb: Verb::Get,

@@ -93,7 +93,7 @@ enum PinnedAgent {
 #[derive(schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
-struct BudgetIn {
+pub(super) struct BudgetIn {
     #[serde(rename = "type")]
     #[schemars(regex(pattern = "^limit$"))]
     kind: String,
@@ -102,7 +102,7 @@ struct BudgetIn {
 
 #[derive(schemars::JsonSchema)]
 #[allow(dead_code)]
-struct MoneyIn {
+pub(super) struct MoneyIn {
     /// Decimal dollars: `"5.00"` or 5.
     #[schemars(with = "Amount")]
     amount: Value,
@@ -113,7 +113,7 @@ struct MoneyIn {
 #[derive(schemars::JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
-enum Amount {
+pub(super) enum Amount {
     Text(#[schemars(regex(pattern = r"^[0-9]{1,12}(\.[0-9]{1,12})?$"))] String),
     Number(#[schemars(range(min = 0.0))] f64),
 }
@@ -123,7 +123,7 @@ enum Amount {
 #[derive(schemars::JsonSchema)]
 #[serde(tag = "type", deny_unknown_fields)]
 #[allow(dead_code)]
-enum InitialEvent {
+pub(super) enum InitialEvent {
     #[serde(rename = "user.message")]
     Message {
         #[schemars(with = "Vec<super::events::UserText>", length(min = 1))]
@@ -373,6 +373,7 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
         })
         .transpose()?;
     let agent_id = q.one("agent_id").map(str::to_string);
+    let deployment_id = q.one("deployment_id").map(str::to_string);
     if agent_version.is_some() && agent_id.is_none() {
         return Err(ApiError::invalid(
             "agent_version: only applies together with agent_id",
@@ -384,6 +385,7 @@ pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Js
         statuses,
         agent_id,
         agent_version,
+        deployment_id,
         created_gt: range.gt,
         created_gte: range.gte,
         created_lt: range.lt,

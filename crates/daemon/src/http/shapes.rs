@@ -283,7 +283,7 @@ pub async fn session(
             },
             list_cost: t.cost_usd.map(usd),
         },
-        deployment_id: None,
+        deployment_id: info.deployment_id.clone(),
         created_at: info.created_at.clone(),
         updated_at: info.updated_at.clone(),
         archived_at: info.archived_at.clone(),

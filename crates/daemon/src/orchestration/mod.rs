@@ -18,4 +18,5 @@
 //! `session::grader`).
 
 pub mod memory;
+pub mod schedules;
 pub mod threads;

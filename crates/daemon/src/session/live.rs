@@ -807,6 +807,7 @@ pub fn info_from_row(
         environment_id: row.environment.clone(),
         sandbox: None,
         outcome_evaluations: row.outcome_evaluations.clone(),
+        deployment_id: row.deployment_id.clone(),
     }
 }
 

@@ -7,6 +7,7 @@
 //! operation into one transaction, commits once, then answers each caller. An event is
 //! acknowledged only after its transaction commits. Reads use their own connections.
 
+pub mod deployments;
 pub mod error;
 pub mod queries;
 pub mod rows;

@@ -48,6 +48,8 @@ pub struct SessionRow {
     pub thread_agent: Option<tether_proto::thread::ThreadAgent>,
     /// The memory stores mounted under `/mnt/memory/`, as attached at creation.
     pub memory: Vec<tether_proto::memory::SessionMemory>,
+    /// The deployment that fired this session, if one did.
+    pub deployment_id: Option<String>,
 }
 
 impl SessionRow {
@@ -81,6 +83,7 @@ impl SessionRow {
             parent_id: None,
             thread_agent: None,
             memory: Vec::new(),
+            deployment_id: None,
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct SessionPageQuery {
     pub statuses: Vec<SessionStatus>,
     pub agent_id: Option<String>,
     pub agent_version: Option<u32>,
+    /// Only sessions this deployment fired.
+    pub deployment_id: Option<String>,
     pub created_gt: Option<String>,
     pub created_gte: Option<String>,
     pub created_lt: Option<String>,

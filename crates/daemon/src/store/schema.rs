@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -249,6 +249,45 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ) WITHOUT ROWID;
              ALTER TABLE sessions ADD COLUMN memory TEXT;
              PRAGMA user_version = 8;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 9 {
+        // Deployments (`spec` is the JSON of what fires; `schedule_cursor` the last
+        // occurrence handled, or when the schedule was set or unpaused: nothing at or before
+        // it fires). A run row is written, with the session id it will use, before the
+        // session exists; UNIQUE(deployment_id, scheduled_at) makes a scheduled occurrence
+        // fire at most once whatever crashes (manual runs have a NULL scheduled_at).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE deployments (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                status TEXT NOT NULL,
+                paused_reason TEXT,
+                schedule_cursor TEXT,
+                last_run_at TEXT,
+             CREATE INDEX deployments_by_created ON deployments (created_at, id);
+             CREATE TABLE deployment_runs (
+                id TEXT PRIMARY KEY,
+                deployment_id TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                scheduled_at TEXT,
+                agent_id TEXT NOT NULL,
+                agent_version INTEGER NOT NULL,
+                session_id TEXT,
+                error TEXT,
+                pending INTEGER NOT NULL,
+                created_at TEXT NOT NULL,
+                UNIQUE (deployment_id, scheduled_at)
+             );
+             CREATE INDEX deployment_runs_by_created ON deployment_runs (created_at, id);
+             CREATE INDEX deployment_runs_pending ON deployment_runs (pending) WHERE pending = 1;
+             ALTER TABLE sessions ADD COLUMN deployment_id TEXT;
+             CREATE INDEX sessions_by_deployment ON sessions (deployment_id) WHERE deployment_id IS NOT NULL;
+             PRAGMA user_version = 9;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

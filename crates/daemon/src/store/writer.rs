@@ -636,8 +636,8 @@ impl Writer {
         self.conn
             .execute(
                 &format!(
-                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking, parent_id, thread_agent"
+                    "INSERT INTO sessions ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                    "id, name, title, model, system, workspace, workspace_owned, max_turns, status, stop_reason, usage, created_at, updated_at, archived_at, forked_from, agent_id, agent_version, tools, environment_id, env_layer, metadata, networking, parent_id, thread_agent, deployment_id"
                 ),
                 params![
                     row.id,
@@ -670,6 +670,7 @@ impl Writer {
                     row.thread_agent
                         .as_ref()
                         .and_then(|a| serde_json::to_string(a).ok()),
+                    row.deployment_id,
                 ],
             )
             .map_err(|e| match e {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::{Agent, AgentSpec};
+use crate::deployment::{Deployment, DeploymentRun, DeploymentSpec};
 use crate::environment::{Environment, EnvironmentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::session::SessionInfo;
@@ -191,6 +192,22 @@ methods! {
     /// A store's versions (or one memory's), newest first.
     "memory.versions" => MemoryVersions(ListMemoryVersions) -> List<MemoryVersion>;
     "memory.redact" => MemoryRedact(RedactMemoryVersion) -> MemoryVersion;
+    "deployment.create" => DeploymentCreate(DeploymentSpec) -> Deployment;
+    "deployment.list" => DeploymentList(ListDeployments) -> List<Deployment>;
+    "deployment.get" => DeploymentGet(DeploymentParams) -> Deployment;
+    /// Absent fields keep their value, `null` clears the clearable ones (see
+    /// [`crate::deployment::DeploymentChanges`]).
+    "deployment.update" => DeploymentUpdate(UpdateDeployment) -> Deployment;
+    /// Stops scheduled fires (manual runs still work).
+    "deployment.pause" => DeploymentPause(DeploymentParams) -> Deployment;
+    /// Resumes at the next occurrence: nothing missed while paused is run.
+    "deployment.unpause" => DeploymentUnpause(DeploymentParams) -> Deployment;
+    "deployment.archive" => DeploymentArchive(DeploymentParams) -> Deployment;
+    /// Fires the deployment now; answers with the run (its session or its error).
+    "deployment.run" => DeploymentRun(DeploymentParams) -> DeploymentRun;
+    /// Runs, newest first.
+    "deployment.runs" => DeploymentRuns(ListDeploymentRuns) -> List<DeploymentRun>;
+    "deployment.run_get" => DeploymentRunGet(DeploymentRunParams) -> DeploymentRun;
 }
 
 impl Call {

@@ -58,6 +58,9 @@ pub struct ListSessions {
     /// Include archived sessions.
     #[serde(default)]
     pub all: bool,
+    /// Only the sessions this deployment (id or name) fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,4 +286,55 @@ pub struct NoParams {}
 pub struct DefineOutcome {
     pub session: SessionRef,
     pub outcome: crate::outcome::OutcomeSpec,
+}
+
+// Deployments (`deployment.*`).
+
+/// A deployment: its id, name or a unique id prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentParams {
+    pub deployment: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListDeployments {
+    /// Include archived deployments.
+    #[serde(default)]
+    pub all: bool,
+    /// Only deployments of this agent (id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// Only `active` or `paused` ones (not with `all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::deployment::DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDeployment {
+    pub deployment: String,
+    pub changes: crate::deployment::DeploymentChanges,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListDeploymentRuns {
+    /// Only this deployment's runs (id, name or unique id prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// true: only runs that failed; false: only runs that made a session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_error: Option<bool>,
+    /// Newest runs kept, at most (default 20, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentRunParams {
+    /// `drun_…`
+    pub run: String,
 }

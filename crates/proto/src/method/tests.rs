@@ -48,7 +48,10 @@ fn calls_round_trip_through_parts() {
             initial_message: vec![ContentBlock::text("go")],
             ..Default::default()
         }),
-        Call::SessionList(ListSessions { all: true }),
+        Call::SessionList(ListSessions {
+            all: true,
+            ..Default::default()
+        }),
         Call::SessionGet(SessionParams {
             session: "fix".into(),
         }),
@@ -185,6 +188,74 @@ fn calls_round_trip_through_parts() {
             session: "fix".into(),
             thread: "sthr_01".into(),
         }),
+        Call::MemoryStoreCreate(crate::memory::MemoryStoreSpec {
+            name: "notes".into(),
+            description: Some("d".into()),
+            ..Default::default()
+        }),
+        Call::MemoryStoreList(crate::memory::ListMemoryStores { all: true }),
+        Call::MemoryStoreGet(mstore()),
+        Call::MemoryStoreUpdate(crate::memory::UpdateMemoryStore {
+            store: "notes".into(),
+            changes: crate::memory::MemoryStoreChanges {
+                name: Some("n2".into()),
+                description: None,
+                metadata: None,
+            },
+        }),
+        Call::MemoryStoreArchive(mstore()),
+        Call::MemoryStoreDelete(mstore()),
+        Call::MemoryList(crate::memory::ListMemories {
+            store: "notes".into(),
+            path_prefix: Some("/a/".into()),
+        }),
+        Call::MemoryGet(mref()),
+        Call::MemoryWrite(crate::memory::WriteMemory {
+            store: "notes".into(),
+            path: "/a.md".into(),
+            content: "x".into(),
+            expected_sha256: None,
+        }),
+        Call::MemoryDelete(crate::memory::DeleteMemory {
+            store: "notes".into(),
+            memory: "/a.md".into(),
+            expected_sha256: Some("ab".into()),
+        }),
+        Call::MemoryVersions(crate::memory::ListMemoryVersions {
+            store: "notes".into(),
+            memory: None,
+        }),
+        Call::MemoryRedact(crate::memory::RedactMemoryVersion {
+            store: "notes".into(),
+            version: "memver_1".into(),
+        }),
+        Call::DeploymentCreate(deployment_spec()),
+        Call::DeploymentList(ListDeployments {
+            all: false,
+            agent_id: Some("agent_1".into()),
+            status: Some(crate::deployment::DeploymentStatus::Paused),
+        }),
+        Call::DeploymentGet(dep("nightly")),
+        Call::DeploymentUpdate(UpdateDeployment {
+            deployment: "nightly".into(),
+            changes: crate::deployment::DeploymentChanges {
+                schedule: Some(None),
+                description: Some(Some("d".into())),
+                ..Default::default()
+            },
+        }),
+        Call::DeploymentPause(dep("nightly")),
+        Call::DeploymentUnpause(dep("nightly")),
+        Call::DeploymentArchive(dep("nightly")),
+        Call::DeploymentRun(dep("nightly")),
+        Call::DeploymentRuns(ListDeploymentRuns {
+            deployment: Some("nightly".into()),
+            has_error: Some(true),
+            limit: Some(5),
+        }),
+        Call::DeploymentRunGet(DeploymentRunParams {
+            run: "drun_1".into(),
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -239,6 +310,7 @@ fn session() -> SessionInfo {
         environment_id: Some("env_1".into()),
         sandbox: Some("namespaces".into()),
         outcome_evaluations: Vec::new(),
+        deployment_id: None,
     }
 }
 
@@ -435,7 +507,10 @@ fn every_method_in_the_table_parses_and_round_trips() {
         &mut seen,
     );
     check::<rpc::SessionList>(
-        ListSessions { all: true },
+        ListSessions {
+            all: true,
+            ..Default::default()
+        },
         List {
             data: vec![session()],
         },
@@ -643,6 +718,166 @@ fn every_method_in_the_table_parses_and_round_trips() {
     };
     check::<rpc::ThreadGet>(tp(), thread(), &mut seen);
     check::<rpc::ThreadArchive>(tp(), thread(), &mut seen);
+    let store = || crate::memory::MemoryStore {
+        id: "memstore_1".into(),
+        object_type: "memory_store".into(),
+        name: "notes".into(),
+        description: String::new(),
+        metadata: Default::default(),
+        created_at: "2026-12-07T10:00:00Z".into(),
+        updated_at: "2026-12-07T10:00:00Z".into(),
+        archived_at: None,
+    };
+    let memory = || crate::memory::Memory {
+        id: "mem_1".into(),
+        object_type: "memory".into(),
+        memory_store_id: "memstore_1".into(),
+        path: "/a.md".into(),
+        content: Some("x".into()),
+        content_sha256: "2d71".into(),
+        content_size_bytes: 1,
+        memory_version_id: "memver_1".into(),
+        created_at: "2026-12-07T10:00:00Z".into(),
+        updated_at: "2026-12-07T10:00:00Z".into(),
+    };
+    let version = || crate::memory::MemoryVersion {
+        id: "memver_1".into(),
+        object_type: "memory_version".into(),
+        memory_id: "mem_1".into(),
+        memory_store_id: "memstore_1".into(),
+        operation: crate::memory::Operation::Created,
+        content: None,
+        content_sha256: None,
+        content_size_bytes: None,
+        path: None,
+        created_by: None,
+        redacted_at: Some("2026-12-07T10:00:00Z".into()),
+        redacted_by: None,
+        created_at: "2026-12-07T10:00:00Z".into(),
+    };
+    check::<rpc::MemoryStoreCreate>(
+        crate::memory::MemoryStoreSpec {
+            name: "notes".into(),
+            ..Default::default()
+        },
+        store(),
+        &mut seen,
+    );
+    check::<rpc::MemoryStoreList>(
+        crate::memory::ListMemoryStores { all: false },
+        List {
+            data: vec![store()],
+        },
+        &mut seen,
+    );
+    check::<rpc::MemoryStoreGet>(mstore(), store(), &mut seen);
+    check::<rpc::MemoryStoreUpdate>(
+        crate::memory::UpdateMemoryStore {
+            store: "notes".into(),
+            changes: Default::default(),
+        },
+        store(),
+        &mut seen,
+    );
+    check::<rpc::MemoryStoreArchive>(mstore(), store(), &mut seen);
+    check::<rpc::MemoryStoreDelete>(
+        mstore(),
+        crate::memory::MemoryStoreDeleted {
+            id: "memstore_1".into(),
+            object_type: "memory_store_deleted".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::MemoryList>(
+        crate::memory::ListMemories {
+            store: "notes".into(),
+            path_prefix: None,
+        },
+        List {
+            data: vec![crate::memory::MemoryItem::Memory(memory())],
+        },
+        &mut seen,
+    );
+    check::<rpc::MemoryGet>(mref(), memory(), &mut seen);
+    check::<rpc::MemoryWrite>(
+        crate::memory::WriteMemory {
+            store: "notes".into(),
+            path: "/a.md".into(),
+            content: "x".into(),
+            expected_sha256: Some("2d71".into()),
+        },
+        memory(),
+        &mut seen,
+    );
+    check::<rpc::MemoryDelete>(
+        crate::memory::DeleteMemory {
+            store: "notes".into(),
+            memory: "mem_1".into(),
+            expected_sha256: None,
+        },
+        crate::memory::MemoryDeleted {
+            id: "mem_1".into(),
+            object_type: "memory_deleted".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::MemoryVersions>(
+        crate::memory::ListMemoryVersions {
+            store: "notes".into(),
+            memory: Some("/a.md".into()),
+        },
+        List {
+            data: vec![version()],
+        },
+        &mut seen,
+    );
+    check::<rpc::MemoryRedact>(
+        crate::memory::RedactMemoryVersion {
+            store: "notes".into(),
+            version: "memver_1".into(),
+        },
+        version(),
+        &mut seen,
+    );
+    check::<rpc::DeploymentCreate>(deployment_spec(), deployment(), &mut seen);
+    check::<rpc::DeploymentList>(
+        ListDeployments::default(),
+        List {
+            data: vec![deployment()],
+        },
+        &mut seen,
+    );
+    check::<rpc::DeploymentGet>(dep("nightly"), deployment(), &mut seen);
+    check::<rpc::DeploymentUpdate>(
+        UpdateDeployment {
+            deployment: "nightly".into(),
+            changes: crate::deployment::DeploymentChanges {
+                name: Some("n".into()),
+                budget: Some(None),
+                ..Default::default()
+            },
+        },
+        deployment(),
+        &mut seen,
+    );
+    check::<rpc::DeploymentPause>(dep("nightly"), deployment(), &mut seen);
+    check::<rpc::DeploymentUnpause>(dep("nightly"), deployment(), &mut seen);
+    check::<rpc::DeploymentArchive>(dep("nightly"), deployment(), &mut seen);
+    check::<rpc::DeploymentRun>(dep("nightly"), deployment_run(), &mut seen);
+    check::<rpc::DeploymentRuns>(
+        ListDeploymentRuns::default(),
+        List {
+            data: vec![deployment_run()],
+        },
+        &mut seen,
+    );
+    check::<rpc::DeploymentRunGet>(
+        DeploymentRunParams {
+            run: "drun_1".into(),
+        },
+        deployment_run(),
+        &mut seen,
+    );
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
 }
@@ -658,4 +893,139 @@ fn dispatch_keeps_the_params_and_names_the_method() {
     assert_eq!(p.session, "fix");
     assert_eq!(format!("{reply:?}"), "Reply<session.get>");
     assert_eq!(reply.encode(&session()).unwrap(), json!(session()));
+}
+
+fn mstore() -> crate::memory::MemoryStoreParams {
+    crate::memory::MemoryStoreParams {
+        store: "notes".into(),
+    }
+}
+
+fn mref() -> crate::memory::MemoryRef {
+    crate::memory::MemoryRef {
+        store: "notes".into(),
+        memory: "/a.md".into(),
+    }
+}
+
+fn dep(d: &str) -> DeploymentParams {
+    DeploymentParams {
+        deployment: d.into(),
+    }
+}
+
+fn deployment_spec() -> DeploymentSpec {
+    DeploymentSpec {
+        name: "nightly".into(),
+        agent: crate::deployment::AgentChoice::Latest("agent_1".into()),
+        environment_id: "env_1".into(),
+        initial_events: vec![
+            json!({"type": "user.message", "content": [{"type": "text", "text": "go"}]}),
+        ],
+        description: None,
+        metadata: Default::default(),
+        resources: None,
+        vault_ids: None,
+        schedule: Some(crate::deployment::ScheduleSpec::Cron {
+            expression: "0 3 * * *".into(),
+            timezone: "Europe/Paris".into(),
+        }),
+        budget: None,
+    }
+}
+
+fn deployment() -> Deployment {
+    use crate::deployment::*;
+    Deployment {
+        id: "depl_1".into(),
+        object_type: "deployment".into(),
+        name: "nightly".into(),
+        description: None,
+        agent: PinnedAgent::new("agent_1".into(), 2),
+        environment_id: "env_1".into(),
+        initial_events: deployment_spec().initial_events,
+        resources: vec![],
+        vault_ids: vec![],
+        metadata: Default::default(),
+        budget: None,
+        schedule: Some(Schedule {
+            kind: "cron".into(),
+            expression: Some("0 3 * * *".into()),
+            timezone: Some("Europe/Paris".into()),
+            time: None,
+            last_run_at: None,
+            upcoming_runs_at: vec!["2026-11-26T02:03:04Z".into()],
+        }),
+        status: DeploymentStatus::Paused,
+        paused_reason: Some(PausedReason::Error {
+            error: ErrorKind {
+                kind: "environment_archived_error".into(),
+            },
+        }),
+        created_at: "2026-11-25T10:00:00Z".into(),
+        updated_at: "2026-11-25T10:00:00Z".into(),
+        archived_at: None,
+    }
+}
+
+fn deployment_run() -> DeploymentRun {
+    use crate::deployment::*;
+    DeploymentRun {
+        id: "drun_1".into(),
+        object_type: "deployment_run".into(),
+        deployment_id: "depl_1".into(),
+        agent: PinnedAgent::new("agent_1".into(), 2),
+        trigger_context: TriggerContext::Schedule {
+            scheduled_at: "2026-11-26T02:00:00Z".into(),
+        },
+        session_id: Some("sesn_1".into()),
+        error: None,
+        created_at: "2026-11-26T02:03:04Z".into(),
+    }
+}
+
+#[test]
+fn deployment_shapes_are_the_hosted_ones() {
+    let v = serde_json::to_value(deployment()).unwrap();
+    assert_eq!(v["type"], "deployment");
+    assert_eq!(
+        v["agent"],
+        json!({"type": "agent", "id": "agent_1", "version": 2})
+    );
+    assert_eq!(
+        v["paused_reason"],
+        json!({"type": "error", "error": {"type": "environment_archived_error"}})
+    );
+    assert_eq!(v["schedule"]["type"], "cron");
+    let v = serde_json::to_value(deployment_run()).unwrap();
+    assert_eq!(
+        v["trigger_context"],
+        json!({"type": "schedule", "scheduled_at": "2026-11-26T02:00:00Z"})
+    );
+    assert_eq!(
+        serde_json::to_value(crate::deployment::TriggerContext::Manual).unwrap(),
+        json!({"type": "manual"})
+    );
+    assert_eq!(
+        serde_json::to_value(crate::deployment::PausedReason::Manual).unwrap(),
+        json!({"type": "manual"})
+    );
+    // An update tells null (clear) from absent (keep).
+    let ch: crate::deployment::DeploymentChanges =
+        serde_json::from_value(json!({"schedule": null})).unwrap();
+    assert_eq!(ch.schedule, Some(None));
+    assert_eq!(ch.budget, None);
+    let spec: DeploymentSpec = serde_json::from_value(json!({
+        "name": "n", "agent": {"type": "agent", "id": "agent_1", "version": 3},
+        "environment_id": "env_1", "initial_events": [],
+        "schedule": {"type": "at", "time": "2026-11-26T02:00:00Z"}
+    }))
+    .unwrap();
+    assert!(matches!(
+        spec.agent,
+        crate::deployment::AgentChoice::Pinned {
+            version: Some(3),
+            ..
+        }
+    ));
 }

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod approvals;
 pub mod auth;
 pub mod daemon;
+pub mod deployments;
 pub mod doctor;
 pub mod envs;
 mod follow;

@@ -448,10 +448,10 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ls(all: bool, json: bool) -> CmdResult {
+pub async fn ls(all: bool, json: bool, deployment: Option<String>) -> CmdResult {
     let mut c = connect().await?;
     let mut sessions = c
-        .request::<rpc::SessionList>(ListSessions { all })
+        .request::<rpc::SessionList>(ListSessions { all, deployment })
         .await?
         .data;
     newest_first(&mut sessions);
@@ -856,6 +856,7 @@ mod tests {
             environment_id: None,
             sandbox: None,
             outcome_evaluations: Vec::new(),
+            deployment_id: None,
         }
     }
 

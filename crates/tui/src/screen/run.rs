@@ -468,7 +468,7 @@ async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String,
 }
 
 async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {
-    c.request::<rpc::SessionList>(tether_proto::method::ListSessions { all: false })
+    c.request::<rpc::SessionList>(tether_proto::method::ListSessions::default())
         .await
         .map(|l| l.data)
         .map_err(|e| e.to_string())

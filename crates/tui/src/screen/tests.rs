@@ -124,6 +124,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         environment_id: None,
         sandbox: None,
         outcome_evaluations: Vec::new(),
+        deployment_id: None,
     }
 }
 

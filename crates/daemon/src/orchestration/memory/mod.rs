@@ -411,7 +411,8 @@ pub async fn create_session(
     mut p: CreateSession,
 ) -> Result<Arc<Session>, ErrorBody> {
     let memory = attach(&rt.store, &std::mem::take(&mut p.memory_stores)).await?;
-    rt.create_with_memory(p, memory).await
+    rt.create_with_memory(p, memory, crate::runtime::Origin::default())
+        .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,311 @@
+//! Deployments: a saved agent + environment + initial events, fired as a new session on a
+//! schedule or on demand; each fire is recorded as a deployment run (hosted shapes,
+//! `shared/reference/managed-agents-orchestration.md` §3). tether adds a one-shot schedule,
+//! `{type: "at", time}`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A field that is present, even as `null` (`Some(None)`); absent stays `None` by
+/// `#[serde(default)]`. Updates tell "clear it" from "keep it" this way.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// When a deployment fires on its own (absent or null: only on demand).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    /// 5-field POSIX cron (`min hour dom mon dow`, dow 0-7 with 0 and 7 Sunday) matched on the
+    /// wall clock of an IANA time zone.
+    #[serde(rename = "cron")]
+    Cron {
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        expression: String,
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        timezone: String,
+    },
+    /// tether: fire once, at this RFC 3339 time.
+    #[serde(rename = "at")]
+    At {
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        time: String,
+    },
+}
+
+/// A deployment's schedule as answered: the spec plus the last and next fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Schedule {
+    /// `cron` or (tether) `at`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `at` schedules: when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// When the most recent scheduled run started (manual runs don't count).
+    pub last_run_at: Option<String>,
+    /// The next occurrences, at most 5, before jitter (a run starts at or shortly after
+    /// each); empty once archived.
+    pub upcoming_runs_at: Vec<String>,
+}
+
+/// `{type: "agent", id, version}`: an agent version, pinned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PinnedAgent {
+    /// Always `agent`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub version: u32,
+}
+
+impl PinnedAgent {
+    pub fn new(id: String, version: u32) -> PinnedAgent {
+        PinnedAgent {
+            kind: "agent".into(),
+            id,
+            version,
+        }
+    }
+}
+
+/// A deployment's `agent` in a request: an id (or, tether, a name) pins its newest version;
+/// `{type: "agent", id, version?}` pins that version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum AgentChoice {
+    Latest(#[schemars(regex(pattern = crate::schema::NOT_BLANK))] String),
+    Pinned {
+        #[serde(rename = "type")]
+        #[schemars(regex(pattern = "^agent$"))]
+        kind: String,
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(range(min = 1, max = 4294967295u32))]
+        version: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentStatus {
+    Active,
+    Paused,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Active => "active",
+            DeploymentStatus::Paused => "paused",
+        }
+    }
+}
+
+/// Why a deployment is paused: by a person, or by a scheduled fire's error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PausedReason {
+    Manual,
+    Error { error: ErrorKind },
+}
+
+/// `{type}` of an error (a paused reason carries no message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorKind {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A deployment, as every `deployment.*` method and `/v1/deployments` answer it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Deployment {
+    /// `depl_…`
+    pub id: String,
+    /// Always `deployment`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub agent: PinnedAgent,
+    pub environment_id: String,
+    /// Sent, in order, to each session the deployment starts.
+    pub initial_events: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub vault_ids: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Copied onto each session at creation.
+    pub budget: Option<Value>,
+    /// None: fires only on demand.
+    pub schedule: Option<Schedule>,
+    /// Archived deployments report `active` with `archived_at` set.
+    pub status: DeploymentStatus,
+    /// Non-null exactly when `status` is `paused`.
+    pub paused_reason: Option<PausedReason>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// `deployment.create`: the hosted create body. Also the file `tether deployments create -f`
+/// reads (YAML, JSON or TOML).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    #[schemars(length(min = 1, max = 256), regex(pattern = crate::schema::NOT_BLANK))]
+    pub name: String,
+    pub agent: AgentChoice,
+    /// An environment's id (or, tether, its name).
+    #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+    pub environment_id: String,
+    /// 1-50 `user.message` or `user.define_outcome` events (at most one outcome).
+    #[schemars(length(min = 1, max = 50))]
+    pub initial_events: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "crate::schema::Metadata")]
+    pub metadata: BTreeMap<String, String>,
+    /// Not supported by this tetherd: only an empty list is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 0))]
+    pub resources: Option<Vec<Value>>,
+    /// Not supported by this tetherd: only an empty list is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 0))]
+    pub vault_ids: Option<Vec<String>>,
+    /// None: fires only on demand (`POST /v1/deployments/{id}/run`, `tether deployments run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
+    /// `{type: "limit", max_list_cost: {amount, currency: "USD"}}`, copied onto each session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Value>,
+}
+
+/// `deployment.update` changes: absent keeps a field, `null` clears the clearable ones
+/// (`description`, `resources`, `vault_ids`, `schedule`, `budget`), lists are replaced whole
+/// and `metadata` is a patch (a `null` value deletes the key).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), regex(pattern = crate::schema::NOT_BLANK))]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+    pub environment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50))]
+    pub initial_events: Option<Vec<Value>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>", length(max = 2048))]
+    pub description: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::MetadataPatch>")]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+    /// Not supported by this tetherd: only an empty list (or null) is accepted.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<Vec<Value>>", length(max = 0))]
+    pub resources: Option<Option<Vec<Value>>>,
+    /// Not supported by this tetherd: only an empty list (or null) is accepted.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<Vec<String>>", length(max = 0))]
+    pub vault_ids: Option<Option<Vec<String>>>,
+    /// `null`: fire only on demand from now on.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<ScheduleSpec>")]
+    pub schedule: Option<Option<ScheduleSpec>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<Value>")]
+    pub budget: Option<Option<Value>>,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TriggerContext {
+    /// `scheduled_at`: the UTC instant cron matched, before jitter.
+    Schedule {
+        scheduled_at: String,
+    },
+    Manual,
+}
+
+/// `{type, message}` of a run that made no session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message: String,
+}
+
+/// One fire of a deployment: exactly one of `session_id` and `error` is set (both are null
+/// only for the moment a fire is under way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DeploymentRun {
+    /// `drun_…`
+    pub id: String,
+    /// Always `deployment_run`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub deployment_id: String,
+    /// The agent version the run used.
+    pub agent: PinnedAgent,
+    pub trigger_context: TriggerContext,
+    pub session_id: Option<String>,
+    pub error: Option<RunError>,
+    pub created_at: String,
+}
+
+/// The error types a scheduled fire's failure pauses the deployment for (hosted §3.4); the
+/// others (`session_rate_limited_error`, `session_creation_rejected_error`) only fail the run.
+pub const AUTO_PAUSE_ERRORS: &[&str] = &[
+    "environment_archived_error",
+    "environment_not_found_error",
+    "agent_archived_error",
+    "vault_not_found_error",
+    "vault_archived_error",
+    "file_not_found_error",
+    "memory_store_archived_error",
+    "skill_not_found_error",
+    "session_resource_not_found_error",
+    "workspace_archived_error",
+    "organization_disabled_error",
+    "self_hosted_resources_unsupported_error",
+    "mcp_egress_blocked_error",
+    "unknown_error",
+];

@@ -1,0 +1,325 @@
+//! Deployments end to end: the real daemon fires sessions from a deployment (on demand, and
+//! from a one-shot schedule through its own scheduler), the CLI and the HTTP API see them,
+//! a crash between recording a run and creating its session makes exactly one session, and
+//! the official Python SDK drives the endpoints unmodified. Schedule timing itself (cron,
+//! zones, DST, jitter, pause without backfill, missed fires) is unit-tested with a fake clock
+//! in crates/daemon/src/orchestration/schedules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use tether_e2e::{Reply, TestEnv, wait_until};
+use tether_mock_llm::Script;
+use tether_proto::EventBody;
+
+const DEPLOYMENT_YAML: &str = "\
+name: nightly
+agent: default
+environment_id: default
+initial_events:
+  - type: user.message
+    content:
+      - type: text
+        text: summarise the day
+schedule:
+  type: cron
+  expression: \"30 2 * * *\"
+  timezone: Europe/Paris
+";
+
+fn script() -> Script {
+    Script::sequential(vec![Reply::text("summary"), Reply::text("summary 2")])
+        .with_side_reply(Reply::text("title"))
+}
+
+fn lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A stored run: (id, session_id, error, pending).
+type RunState = (String, Option<String>, Option<String>, bool);
+
+/// What the database holds, read without a daemon: the runs, and the sessions deployments
+/// fired.
+fn db_state(env: &TestEnv) -> (Vec<RunState>, Vec<String>) {
+    let db = rusqlite::Connection::open_with_flags(
+        env.paths.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let runs = db
+        .prepare("SELECT id, session_id, error, pending FROM deployment_runs ORDER BY created_at")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let sessions = db
+        .prepare("SELECT id FROM sessions WHERE deployment_id IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    (runs, sessions)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_fires_a_session_that_carries_the_deployment_id_in_the_cli_and_over_http() {
+    let env = TestEnv::new(script()).await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let file = env.home.path().join("nightly.yaml");
+    std::fs::write(&file, DEPLOYMENT_YAML).unwrap();
+
+    let created = lines(&env.ok(&[
+        "deployments",
+        "create",
+        "-f",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    let id = created[0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("depl_"), "{id}");
+    assert_eq!(created[0]["status"], "active");
+    // `show` prints the next fires: 02:30 Paris is 01:30 or 00:30 UTC.
+    let shown = env.ok(&["deployments", "show", "nightly"]);
+    let fires: Vec<&str> = shown
+        .lines()
+        .filter(|l| l.starts_with("  20") && l.ends_with('Z'))
+        .collect();
+    assert_eq!(fires.len(), 5, "{shown}");
+    assert!(
+        fires
+            .iter()
+            .all(|f| f.contains("T01:30:00Z") || f.contains("T00:30:00Z")),
+        "{shown}"
+    );
+
+    let run: Value =
+        serde_json::from_str(&env.ok(&["deployments", "run", "nightly", "--json"])).unwrap();
+    assert_eq!(run["deployment_id"], id.as_str());
+    assert_eq!(run["trigger_context"], json!({"type": "manual"}));
+    assert_eq!(run["error"], Value::Null);
+    let session = run["session_id"].as_str().unwrap().to_string();
+    env.wait_idle(&session).await;
+    // The session got the deployment's initial message and ran a turn on it.
+    let events = env.events(&session);
+    let first_user: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::UserMessage { content } => Some(tether_proto::blocks_text(content)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(first_user, ["summarise the day"]);
+
+    // `tether ls --deployment` shows exactly that session; other sessions are left out.
+    env.ok(&["new", "--detach", "unrelated"]);
+    let listed = lines(&env.ok(&["ls", "--deployment", "nightly", "--json"]));
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], session.as_str());
+    assert_eq!(listed[0]["deployment_id"], id.as_str());
+    let all = lines(&env.ok(&["ls", "--json"]));
+    assert_eq!(all.len(), 2);
+    let missing = env.run(&["ls", "--deployment", "nope"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no deployment `nope`"));
+
+    let runs = lines(&env.ok(&["deployments", "runs", "nightly", "--json"]));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["session_id"], session.as_str());
+
+    // Over HTTP: the session filter, the session's deployment_id and the run listing.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let req = http
+            .get(format!("{base}{path}"))
+            .header("x-api-key", &token)
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, page) = get(format!("/v1/sessions?deployment_id={id}")).await;
+    assert_eq!(s, 200);
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [session.as_str()]);
+    assert_eq!(page["data"][0]["deployment_id"], id.as_str());
+    let (_, page) = get(format!(
+        "/v1/deployment_runs?deployment_id={id}&has_error=false"
+    ))
+    .await;
+    assert_eq!(page["data"][0]["id"], run["id"]);
+    let (s, err) = get("/v1/deployments/depl_nope".into()).await;
+    assert_eq!(s, 404);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("depl_nope"),
+        "{err}"
+    );
+
+    // Paused: `ls` says so; archived: `run` is refused with the reason.
+    env.ok(&["deployments", "pause", "nightly"]);
+    let ls = env.ok(&["deployments", "ls"]);
+    assert!(ls.contains("paused"), "{ls}");
+    env.ok(&["deployments", "archive", "nightly"]);
+    let refused = env.run(&["deployments", "run", id.as_str()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("archived"));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// A one-shot `{type: at}` schedule fires through the daemon's own scheduler, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_shot_schedule_fires_once_through_the_scheduler() {
+    let env = TestEnv::new(script()).await;
+    let _daemon = env.spawn_daemon(None).await;
+    let mut c = env.client().await;
+    let at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let d = c
+        .call(
+            "deployment.create",
+            json!({
+                "name": "soon",
+                "agent": "default",
+                "environment_id": "default",
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "wake up"}]}],
+                "schedule": {"type": "at", "time": at.to_rfc3339()},
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        d["schedule"]["upcoming_runs_at"].as_array().unwrap().len(),
+        1
+    );
+    wait_until("the one-shot fire", || {
+        let (runs, _) = db_state(&env);
+        runs.iter().any(|r| !r.3)
+    })
+    .await;
+    let runs = c
+        .call("deployment.runs", json!({"deployment": "soon"}))
+        .await
+        .unwrap();
+    let runs = runs["data"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["trigger_context"]["type"], "schedule");
+    let session = runs[0]["session_id"].as_str().unwrap();
+    env.wait_idle(session).await;
+    let got = c
+        .call("deployment.get", json!({"deployment": "soon"}))
+        .await
+        .unwrap();
+    assert!(got["schedule"]["last_run_at"].is_string(), "{got}");
+    assert_eq!(got["schedule"]["upcoming_runs_at"], json!([]));
+    let _ = env.ok(&["daemon", "stop"]);
+}
+
+/// Kills the daemon at `point` during `deployment.run`, restarts it, and checks the run was
+/// finished exactly once: one run, one session, the initial message sent once.
+async fn crash_during_a_run(point: &str) {
+    let env = TestEnv::new(script()).await;
+    let daemon = env.spawn_daemon(Some(point)).await;
+    let mut c = env.client().await;
+    c.call(
+        "deployment.create",
+        json!({
+            "name": "crashy",
+            "agent": "default",
+            "environment_id": "default",
+            "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "once"}]}],
+        }),
+    )
+    .await
+    .unwrap();
+    let out = env.run(&["deployments", "run", "crashy"]);
+    assert!(!out.status.success(), "the daemon should have died mid-run");
+    env.wait_killed(daemon).await;
+    let (runs, sessions) = db_state(&env);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0].3,
+        "the run is recorded, pending, before the session: {runs:?}"
+    );
+    let expected_sessions = usize::from(point == "after_run_session");
+    assert_eq!(sessions.len(), expected_sessions, "{sessions:?}");
+
+    // Recovery finishes it; a second restart changes nothing.
+    for _ in 0..2 {
+        let d = env.spawn_daemon(None).await;
+        wait_until("the interrupted run finished", || !db_state(&env).0[0].3).await;
+        let (runs, sessions) = db_state(&env);
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let session = runs[0].1.clone().expect("the run has its session");
+        assert_eq!(runs[0].2, None);
+        assert_eq!(sessions, std::slice::from_ref(&session));
+        env.wait_idle(&session).await;
+        let sent: Vec<_> = env
+            .events(&session)
+            .into_iter()
+            .filter(|e| matches!(e.body, EventBody::UserMessage { .. }))
+            .collect();
+        assert_eq!(sent.len(), 1, "the initial message is sent exactly once");
+        let _ = env.ok(&["daemon", "stop"]);
+        let mut d = d;
+        let _ = d.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_run_is_recorded_makes_exactly_one_session() {
+    crash_during_a_run("after_run_recorded").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_session_is_made_does_not_make_another() {
+    crash_during_a_run("after_run_session").await;
+}
+
+/// tests/sdk/deployments.py: the official Python SDK, unmodified.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_drives_deployments() {
+    let python = std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let env = TestEnv::new(script()).await;
+    let (mut child, base, token) = env.spawn_http_daemon().await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/deployments.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("TETHER_URL", &base)
+            .env("TETHER_TOKEN", &token)
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("python sdk deployments ok"),
+        "the SDK deployments run failed (is `anthropic` 2.17.0 installed?):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.daemon_log()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
