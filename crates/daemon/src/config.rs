@@ -20,6 +20,9 @@ pub struct Config {
     /// Times in a row a running session is resumed after the daemon stopped without the
     /// session making progress; one more and it goes idle with a `crash_loop` error.
     pub max_resumes: u32,
+    /// Child threads a multi-agent session may have at once, idle ones included until
+    /// archived (the advisor's are exempt). The hosted API's limit is 25.
+    pub max_child_threads: usize,
     /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
     pub tui: Option<toml::Table>,
     /// Extended thinking for every request (Anthropic `budget_tokens`; OpenAI models get a
@@ -276,6 +279,7 @@ impl Default for Config {
             max_turns: 100,
             max_tokens: 16_384,
             max_resumes: 3,
+            max_child_threads: tether_proto::multiagent::MAX_CHILD_THREADS,
             tui: None,
             thinking_budget_tokens: None,
             anthropic: AnthropicConfig::default(),

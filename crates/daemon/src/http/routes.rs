@@ -866,8 +866,13 @@ mod tests {
             }
         }
         let resp = call("GET", "/v1/nothing").await.unwrap();
-        assert_eq!(resp.status().as_u16(), 404);
-        assert!(resp.text().await.unwrap().contains("no such endpoint"));
+        assert_eq!(resp.status().as_u16(), 400);
+        assert!(
+            resp.text()
+                .await
+                .unwrap()
+                .contains("is not supported by tetherd")
+        );
 
         rt.shutdown.cancel();
         server.await.unwrap();

@@ -595,10 +595,10 @@ async fn create_thread(
             r.archived_at.is_none() && !matches!(r.thread_agent, Some(ThreadAgent::Advisor { .. }))
         })
         .count();
-    if live >= ma::MAX_CHILD_THREADS {
+    let limit = rt.config.max_child_threads;
+    if live >= limit {
         return Err(Refused(format!(
-            "this session already has {live} child threads, the most it may have ({}); archive idle ones with `thread.archive` (`tether threads archive {} THREAD`) to make room, or message an existing one with send_to_agent",
-            ma::MAX_CHILD_THREADS,
+            "this session already has {live} child threads, the most it may have ({limit}, `max_child_threads` in config.toml); archive idle ones with `tether threads {} --archive THREAD` (`thread.archive`) to make room, or message an existing one with send_to_agent",
             s.id
         )));
     }

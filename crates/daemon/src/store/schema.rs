@@ -269,6 +269,10 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 paused_reason TEXT,
                 schedule_cursor TEXT,
                 last_run_at TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
              CREATE INDEX deployments_by_created ON deployments (created_at, id);
              CREATE TABLE deployment_runs (
                 id TEXT PRIMARY KEY,
