@@ -106,7 +106,7 @@ impl Scheduler {
             let next = entries.values().filter_map(|e| e.wake_at).min();
             let sleep = self
                 .clock
-                .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC));
+                .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC), now);
             tokio::select! {
                 _ = sleep => {}
                 _ = self.rt.schedules_changed.notified() => reload = true,
