@@ -107,9 +107,11 @@ impl Scheduler {
             let sleep = self
                 .clock
                 .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC), now);
+            // A change first: a pause must not lose to a fire that is due at the same moment.
             tokio::select! {
-                _ = sleep => {}
+                biased;
                 _ = self.rt.schedules_changed.notified() => reload = true,
+                _ = sleep => {}
                 _ = self.rt.shutdown.cancelled() => return,
             }
         }
