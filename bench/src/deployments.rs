@@ -14,25 +14,34 @@ use crate::report::{Row, Target, Unit};
 pub const DEPLOYMENTS: usize = 1000;
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// CPU time of every thread of `pid`, in ms (schedstat's first field is ns on a CPU).
-fn cpu_ms(pid: u32) -> Result<f64> {
-    let mut ns = 0u64;
+/// CPU time so far of each live thread of `pid`, in ns (schedstat's first field).
+fn thread_cpu_ns(pid: u32) -> Result<std::collections::HashMap<String, u64>> {
+    let mut out = std::collections::HashMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let stat = std::fs::read_to_string(t?.path().join("schedstat")).unwrap_or_default();
-        ns += stat
+        let t = t?;
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let ns = stat
             .split_whitespace()
             .next()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
+        out.insert(t.file_name().to_string_lossy().into_owned(), ns);
     }
-    Ok(ns as f64 / 1e6)
+    Ok(out)
 }
 
-/// CPU the daemon spends over [`WINDOW`] while nothing happens.
+/// CPU the daemon spends over [`WINDOW`] while nothing happens, in ms: per thread, what it
+/// added (all of it for a thread born meanwhile). A thread that exits meanwhile (the blocking
+/// pool's, idle for 10 s) loses its share, which only idles anyway.
 fn idle_cpu(pid: u32) -> Result<f64> {
-    let before = cpu_ms(pid)?;
+    let before = thread_cpu_ns(pid)?;
     std::thread::sleep(WINDOW);
-    Ok(cpu_ms(pid)? - before)
+    let after = thread_cpu_ns(pid)?;
+    let ns: u64 = after
+        .iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Ok(ns as f64 / 1e6)
 }
 
 pub fn rows(bins: &Bins) -> Result<Vec<Row>> {

@@ -11,7 +11,8 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
     /// Resolves once `now() >= at` (or earlier; the scheduler looks at the time again).
-    fn sleep_until(&self, at: DateTime<Utc>) -> Sleep;
+    /// `seen` is the time the caller last read: a clock that moved since may wake at once.
+    fn sleep_until(&self, at: DateTime<Utc>, seen: DateTime<Utc>) -> Sleep;
 }
 
 /// Wall-clock time. Long sleeps are cut to [`SystemClock::MAX_SLEEP`]: a sleep runs on the
@@ -27,7 +28,7 @@ impl Clock for SystemClock {
         Utc::now()
     }
 
-    fn sleep_until(&self, at: DateTime<Utc>) -> Sleep {
+    fn sleep_until(&self, at: DateTime<Utc>, _seen: DateTime<Utc>) -> Sleep {
         let wait = (at - Utc::now())
             .to_std()
             .unwrap_or_default()
@@ -62,11 +63,13 @@ impl Clock for FakeClock {
         *self.now.borrow()
     }
 
-    /// Also resolves whenever the clock is moved, so every move is a pass a test can await.
-    fn sleep_until(&self, at: DateTime<Utc>) -> Sleep {
+    /// Also resolves whenever the clock is moved (including since `seen`), so every move is a
+    /// pass a test can await.
+    fn sleep_until(&self, at: DateTime<Utc>, seen: DateTime<Utc>) -> Sleep {
         let mut rx = self.now.subscribe();
         Box::pin(async move {
-            if *rx.borrow_and_update() >= at {
+            let now = *rx.borrow_and_update();
+            if now >= at || now != seen {
                 return;
             }
             let _ = rx.changed().await;

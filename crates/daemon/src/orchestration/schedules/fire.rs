@@ -119,6 +119,11 @@ pub async fn fire(
     let inserted = rt
         .store
         .write(move |c| {
+            // A pause or archive the scheduler hasn't seen yet wins over its fire: checked
+            // in the transaction that records the run.
+            if r.scheduled_at.is_some() && !schedulable(sql::get_deployment(c, &deployment_id)?) {
+                return Ok(false);
+            }
             if !sql::insert_run(c, &r)? {
                 return Ok(false);
             }
@@ -351,6 +356,9 @@ pub async fn record_missed(
     let id = row.id.clone();
     rt.store
         .write(move |c| {
+            if !schedulable(sql::get_deployment(c, &id)?) {
+                return Ok(());
+            }
             for r in &runs {
                 sql::insert_run(c, r)?;
             }
@@ -454,4 +462,10 @@ pub async fn get_run(rt: &Runtime, id: &str) -> Result<DeploymentRun, ErrorBody>
                 format!("no deployment run `{id}`; `tether deployments runs` lists them"),
             )
         })
+}
+
+/// Whether scheduled fires of this deployment may be recorded: it exists, is not archived
+/// and not paused.
+fn schedulable(d: Option<DeploymentRow>) -> bool {
+    d.is_some_and(|d| d.archived_at.is_none() && d.status == DeploymentStatus::Active.as_str())
 }

@@ -106,10 +106,12 @@ impl Scheduler {
             let next = entries.values().filter_map(|e| e.wake_at).min();
             let sleep = self
                 .clock
-                .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC));
+                .sleep_until(next.unwrap_or(DateTime::<Utc>::MAX_UTC), now);
+            // A change first: a pause must not lose to a fire that is due at the same moment.
             tokio::select! {
-                _ = sleep => {}
+                biased;
                 _ = self.rt.schedules_changed.notified() => reload = true,
+                _ = sleep => {}
                 _ = self.rt.shutdown.cancelled() => return,
             }
         }
