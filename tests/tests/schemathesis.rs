@@ -85,6 +85,9 @@ async fn schema_valid_requests_are_accepted_and_answers_match_the_document() {
             "true",
         ])
         .env("SCHEMATHESIS_HOOKS", "hooks")
+        // For hooks that look at the daemon's state (an archived memory store).
+        .env("TETHER_SCHEMATHESIS_BASE", &base)
+        .env("TETHER_SCHEMATHESIS_TOKEN", &token)
         .env("PYTHONPATH", &hooks)
         .current_dir(env.home.path())
         .stdin(Stdio::null())

@@ -175,7 +175,12 @@ pub struct DeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// `null` is no metadata, as the schema allows.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
     #[schemars(with = "crate::schema::Metadata")]
     pub metadata: BTreeMap<String, String>,
     /// Not supported by this tetherd: only an empty list is accepted.
@@ -309,3 +314,9 @@ pub const AUTO_PAUSE_ERRORS: &[&str] = &[
     "mcp_egress_blocked_error",
     "unknown_error",
 ];
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
+}
