@@ -332,11 +332,18 @@ async fn run_tools(
             && !offered.contains(&call.name)
             && !s.policy.is_custom(&call.name)
         {
-            let msg = format!(
-                "the tool `{}` is not enabled for this session's agent; use one of: {}",
-                call.name,
-                offered.join(", ")
-            );
+            let msg = if offered.is_empty() {
+                format!(
+                    "the tool `{}` is not enabled for this session's agent, which has no tools enabled; answer without tools",
+                    call.name
+                )
+            } else {
+                format!(
+                    "the tool `{}` is not enabled for this session's agent; use one of: {}",
+                    call.name,
+                    offered.join(", ")
+                )
+            };
             s.append_one_retrying(events::denied_result(call.tool_use_id, msg))
                 .await?;
             continue;
