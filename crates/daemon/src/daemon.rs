@@ -49,28 +49,66 @@ pub fn prepare_runtime_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a start waits for the lock of a daemon that is already dead (see below).
+const DEAD_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Takes the start lock so two racing starts yield one daemon.
+///
+/// A daemon killed while it was starting a process leaves that child holding a copy of the
+/// lock (and of the listening socket) until the child's `exec` closes them: a few ms, longer
+/// on a loaded host. A start in that window would wrongly say "already running" (and a
+/// client could reach the dead daemon's socket), so while the pid file names a process that
+/// no longer exists the start waits for the lock, up to [`DEAD_HOLDER_WAIT`].
 pub fn take_start_lock(paths: &Paths) -> anyhow::Result<StartLock> {
-    let file = OpenOptions::new()
+    take_start_lock_waiting(paths, || {
+        std::thread::sleep(std::time::Duration::from_millis(10))
+    })
+}
+
+/// [`take_start_lock`] with what to do between two tries (tests release the lock there).
+fn take_start_lock_waiting(
+    paths: &Paths,
+    mut between_tries: impl FnMut(),
+) -> anyhow::Result<StartLock> {
+    let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(paths.lock_file())
         .with_context(|| format!("cannot open {}", paths.lock_file().display()))?;
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(StartLock { _lock: lock }),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-            let pid = std::fs::read_to_string(paths.pid_file())
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into());
-            Err(AlreadyRunning { pid }.into())
+    let deadline = std::time::Instant::now() + DEAD_HOLDER_WAIT;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(StartLock { _lock: lock }),
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                let pid = std::fs::read_to_string(paths.pid_file())
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "unknown".into());
+                if !names_dead_process(&pid) || std::time::Instant::now() >= deadline {
+                    return Err(AlreadyRunning { pid }.into());
+                }
+                tracing::debug!(pid, "the start lock outlives its dead daemon; waiting");
+                between_tries();
+                file = f;
+            }
+            Err((_, e)) => {
+                return Err(anyhow::anyhow!(
+                    "cannot lock {}: {e}",
+                    paths.lock_file().display()
+                ));
+            }
         }
-        Err((_, e)) => Err(anyhow::anyhow!(
-            "cannot lock {}: {e}",
-            paths.lock_file().display()
-        )),
     }
+}
+
+/// Whether `pid` (the pid file's text) names a process that does not exist.
+fn names_dead_process(pid: &str) -> bool {
+    pid.parse::<i32>().is_ok_and(|p| {
+        p > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                == Err(nix::errno::Errno::ESRCH)
+    })
 }
 
 /// Binds the socket (mode 0600), replacing a stale one left by a dead daemon.
@@ -216,5 +254,60 @@ async fn wait_for_stop(rt: &Arc<Runtime>) {
             _ = hup.recv() => { tracing::info!("ignoring SIGHUP"); }
             _ = rt.shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        let home = dir.display().to_string();
+        Paths::resolve(
+            |k| (k == "TETHER_HOME").then(|| home.clone()),
+            nix::unistd::geteuid().as_raw(),
+        )
+    }
+
+    fn hold(paths: &Paths) -> Flock<File> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(paths.lock_file())
+            .unwrap();
+        Flock::lock(f, FlockArg::LockExclusiveNonblock).unwrap()
+    }
+
+    /// A live holder (this test's process in the pid file) means "already running" at once.
+    #[test]
+    fn a_live_daemon_holding_the_lock_is_already_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        std::fs::create_dir_all(&p.runtime_dir).unwrap();
+        let _held = hold(&p);
+        std::fs::write(p.pid_file(), format!("{}\n", std::process::id())).unwrap();
+        let err = take_start_lock(&p).err().unwrap();
+        assert!(err.downcast_ref::<AlreadyRunning>().is_some(), "{err:#}");
+    }
+
+    /// The lock outliving its dead daemon (a child of it still holds a copy) is waited for.
+    #[test]
+    fn a_lock_outliving_its_dead_daemon_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = paths(dir.path());
+        std::fs::create_dir_all(&p.runtime_dir).unwrap();
+        let mut held = Some(hold(&p));
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        std::fs::write(p.pid_file(), format!("{}\n", dead.id())).unwrap();
+        let mut tries = 0;
+        // The first try fails while the lock is held; then the holder "execs" and lets go.
+        let lock = take_start_lock_waiting(&p, || {
+            tries += 1;
+            held.take();
+        });
+        assert!(lock.is_ok(), "{:#}", lock.err().unwrap());
+        assert_eq!(tries, 1);
     }
 }
