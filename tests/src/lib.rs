@@ -182,7 +182,14 @@ impl TestEnv {
     /// A handshaken client; a daemon that hangs up instead of welcoming fails the test with
     /// its log.
     pub async fn client(&self) -> RawClient {
-        let mut c = RawClient::connect_raw(&self.paths.socket()).await;
+        let stream = match UnixStream::connect(self.paths.socket()).await {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "cannot connect to tetherd ({e}); daemon log:\n{}",
+                self.daemon_log_tail(60)
+            ),
+        };
+        let mut c = RawClient::from_stream(stream);
         match c.hello().await {
             Some(ServerFrame::Welcome(_)) => c,
             other => panic!(
@@ -213,11 +220,19 @@ impl TestEnv {
         }
         let mut child = cmd.spawn().unwrap();
         let socket = self.paths.socket();
+        let pid = child.id() as i32;
+        // Its own pid in the pid file first (written after the bind): a connection that
+        // succeeds before that could reach a socket this daemon does not serve.
         wait_until("tetherd accepting connections", || {
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("tetherd exited at start ({status}):\n{}", self.daemon_log());
+                panic!(
+                    "tetherd exited at start ({status}); processes holding its start lock: {}\n{}",
+                    holders_of(&self.paths.lock_file()),
+                    self.daemon_log()
+                );
             }
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+            self.daemon_pid() == Some(pid)
+                && std::os::unix::net::UnixStream::connect(&socket).is_ok()
         })
         .await;
         child
@@ -258,7 +273,8 @@ impl TestEnv {
         assert_eq!(
             status.signal(),
             Some(nix::sys::signal::Signal::SIGKILL as i32),
-            "tetherd should have been killed, but exited with {status}:\n{}",
+            "tetherd should have been killed, but exited with {status}; processes holding its start lock: {}\n{}",
+            holders_of(&self.paths.lock_file()),
             self.daemon_log()
         );
     }
@@ -301,6 +317,87 @@ impl TestEnv {
         }
         out
     }
+
+    /// The last `n` lines of the daemon's log, for failure messages.
+    pub fn daemon_log_tail(&self, n: usize) -> String {
+        let log = self.daemon_log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Runs an official-SDK program (`program args`, e.g. [`python`] and a script from
+    /// [`sdk_script`]) against a fresh `tetherd --http` of this env, with `TETHER_URL` and
+    /// `TETHER_TOKEN` set and without the mock's `ANTHROPIC_*` meant for the daemon, then stops
+    /// the daemon. Fails the test with the program's output and the daemon log unless it exits
+    /// 0 having printed `ok_line`; returns its stdout.
+    pub async fn run_sdk_program(&self, program: &str, args: &[&str], ok_line: &str) -> String {
+        let (mut child, base, token) = self.spawn_http_daemon().await;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("TETHER_URL", &base)
+            .env("TETHER_TOKEN", &token)
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY");
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = out.unwrap_or_else(|e| {
+            panic!("cannot run `{program}`: {e} (is it installed? .ci/run installs the SDKs)")
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && stdout.contains(ok_line),
+            "`{program} {}` failed or did not print {ok_line:?} (is the SDK installed? `pip install anthropic==2.17.0`, `npm ci --prefix tests/sdk/ts`: what .ci/run does):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log_tail(40)
+        );
+        stdout
+    }
+}
+
+/// The processes (pid, command line) with `path` open, for failure messages.
+pub fn holders_of(path: &Path) -> String {
+    let mut out = Vec::new();
+    for proc_dir in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(fds) = std::fs::read_dir(proc_dir.path().join("fd")) else {
+            continue;
+        };
+        if fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path))
+        {
+            let cmd = std::fs::read_to_string(proc_dir.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ");
+            out.push(format!(
+                "{} `{}`",
+                proc_dir.file_name().to_string_lossy(),
+                cmd.trim()
+            ));
+        }
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join("; ")
+    }
+}
+
+/// The Python that runs the SDK programs: `TETHER_SDK_PYTHON`, or `python3`.
+pub fn python() -> String {
+    std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The path of an SDK program in tests/sdk/, as an argument.
+pub fn sdk_script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sdk")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 impl Drop for TestEnv {
@@ -501,7 +598,10 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect_raw(socket: &Path) -> RawClient {
-        let stream = UnixStream::connect(socket).await.unwrap();
+        Self::from_stream(UnixStream::connect(socket).await.unwrap())
+    }
+
+    pub fn from_stream(stream: UnixStream) -> RawClient {
         RawClient {
             stream,
             decoder: FrameDecoder::default(),

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, wait_until};
+use tether_e2e::{Reply, TestEnv, python, sdk_script, wait_until};
 use tether_mock_llm::Script;
 use tether_proto::EventBody;
 
@@ -292,34 +292,11 @@ async fn a_crash_after_the_session_is_made_does_not_make_another() {
 /// tests/sdk/deployments.py: the official Python SDK, unmodified.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdk_drives_deployments() {
-    let python = std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
     let env = TestEnv::new(script()).await;
-    let (mut child, base, token) = env.spawn_http_daemon().await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/deployments.py");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .env("TETHER_URL", &base)
-            .env("TETHER_TOKEN", &token)
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("python sdk deployments ok"),
-        "the SDK deployments run failed (is `anthropic` 2.17.0 installed?):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        env.daemon_log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    env.run_sdk_program(
+        &python(),
+        &[&sdk_script("deployments.py")],
+        "python sdk deployments ok",
+    )
+    .await;
 }

@@ -3,11 +3,10 @@
 //! enforced by the sandbox, and the official Python SDK driving the endpoints unmodified.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, tool_results};
+use tether_e2e::{Reply, TestEnv, python, sdk_script, tool_results};
 use tether_mock_llm::Script;
 
 struct Http {
@@ -468,31 +467,10 @@ async fn a_read_only_store_is_read_only_inside_the_sandbox() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdk_drives_memory_stores() {
     let env = TestEnv::new(Script::sequential(vec![])).await;
-    let (mut child, base, token) = env.spawn_http_daemon().await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sdk/memory_stores.py")
-        .display()
-        .to_string();
-    let python = std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("TETHER_URL", &base)
-            .env("TETHER_TOKEN", &token)
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("python sdk memory stores ok"));
+    env.run_sdk_program(
+        &python(),
+        &[&sdk_script("memory_stores.py")],
+        "python sdk memory stores ok",
+    )
+    .await;
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, assert_log_invariants};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, python, sdk_script};
 use tether_mock_llm::{Route, Script};
 use tether_proto::outcome::{EvaluationEnd, EvaluationResult};
 use tether_proto::{Event, EventBody, StopReason, blocks_text};
@@ -628,7 +628,6 @@ async fn a_crash_after_the_revision_message_goes_on_with_the_next_cycle() {
 /// tests/sdk/define_outcome.py.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_sdk_defines_an_outcome_and_reads_its_evaluation() {
-    let python = std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
     let env = TestEnv::new(
         Script::sequential(vec![Reply::text("done"), Reply::text("done again")])
             .with_side_reply(Reply::text("title"))
@@ -638,32 +637,10 @@ async fn the_python_sdk_defines_an_outcome_and_reads_its_evaluation() {
             ])),
     )
     .await;
-    let (mut child, base, token) = env.spawn_http_daemon().await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/define_outcome.py");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .env("TETHER_URL", &base)
-            .env("TETHER_TOKEN", &token)
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("python sdk outcome ok"),
-        "the SDK outcome run failed (is `anthropic` installed? `pip install anthropic==2.17.0`):\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        env.daemon_log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    env.run_sdk_program(
+        &python(),
+        &[&sdk_script("define_outcome.py")],
+        "python sdk outcome ok",
+    )
+    .await;
 }

@@ -7,46 +7,14 @@
 use std::path::Path;
 use std::process::Command;
 
-use tether_e2e::{Reply, TestEnv};
+use tether_e2e::{Reply, TestEnv, python};
 use tether_mock_llm::Script;
-
-fn python() -> String {
-    std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into())
-}
 
 /// Runs `program args` against a fresh tetherd serving HTTP and checks it printed `ok_line`.
 async fn round_trip(program: &str, args: Vec<String>, ok_line: &str) {
     let env = TestEnv::new(Script::sequential(vec![Reply::text("hello from tetherd")])).await;
-    let (mut child, base, token) = env.spawn_http_daemon().await;
-    let program = program.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(program)
-            .args(args)
-            .env("TETHER_URL", &base)
-            .env("TETHER_TOKEN", &token)
-            // The SDK must not pick up the mock model's address meant for the daemon.
-            .env_remove("ANTHROPIC_BASE_URL")
-            .env_remove("ANTHROPIC_API_KEY")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        out.status.success(),
-        "the SDK round trip failed:\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        env.daemon_log()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains(ok_line));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.run_sdk_program(program, &args, ok_line).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
