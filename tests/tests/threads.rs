@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tether_e2e::{Reply, TestEnv, assert_log_invariants};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, python, sdk_script};
 use tether_mock_llm::{Block, Route, Script};
 use tether_proto::{Event, EventBody, StopReason, blocks_text};
 
@@ -583,6 +583,19 @@ async fn an_approval_raised_in_a_child_is_answered_on_the_primary_by_id() {
         "the same id on the thread's own stream"
     );
     let mut c = env.client().await;
+    // Archiving it now would leave the primary waiting forever for its reply.
+    let refused = c
+        .call(
+            "thread.archive",
+            json!({"session": id, "thread": "reviewer"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message.contains("owes the primary a reply")
+            && refused.message.contains("interrupt"),
+        "{refused:?}"
+    );
     c.call(
         "tool.confirm",
         json!({"session": id, "tool_use_id": call.id, "result": "allow"}),
@@ -893,4 +906,27 @@ async fn threads_over_http_an_approval_answered_on_the_session_and_the_thread_en
     assert!(arch["archived_at"].is_string());
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+/// tests/sdk/threads.py: the official Python SDK, unmodified, lists a session's threads,
+/// retrieves one, pages its events and streams it live.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_lists_reads_and_streams_threads() {
+    let script = Script::sequential(vec![
+        Reply::tools(vec![send("reviewer", "review it")]),
+        Reply::text("first done"),
+        Reply::tools(vec![send("reviewer", "again")]),
+        Reply::text("second done"),
+    ])
+    .with_route(reviewer(vec![
+        Reply::text("looks fine"),
+        Reply::text("still fine"),
+    ]));
+    let env = TestEnv::new(script).await;
+    env.run_sdk_program(
+        &python(),
+        &[&sdk_script("threads.py")],
+        "python sdk threads ok",
+    )
+    .await;
 }

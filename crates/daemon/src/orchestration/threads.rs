@@ -482,15 +482,18 @@ async fn existing_thread(
     s: &Arc<Session>,
     name: &str,
 ) -> Result<Option<Arc<Session>>, Refused> {
-    let rows = rt.store.list_threads(&s.id).await?;
-    let found = rows.iter().rev().find(|r| {
-        r.archived_at.is_none()
-            && r.thread_agent
-                .as_ref()
-                .is_some_and(|a| a.name() == name && !matches!(a, ThreadAgent::Advisor { .. }))
-    });
-    match found {
-        Some(r) => Ok(Some(rt.load(&r.id).await?)),
+    // The fold knows every child by name: most spawns skip the store.
+    if !s
+        .state()
+        .threads
+        .children
+        .iter()
+        .any(|c| c.agent_name == name)
+    {
+        return Ok(None);
+    }
+    match rt.store.live_thread_named(&s.id, name).await? {
+        Some(id) => Ok(Some(rt.load(&id).await?)),
         None => Ok(None),
     }
 }
@@ -586,15 +589,7 @@ async fn create_thread(
     row: SessionRow,
     agent: ThreadAgent,
 ) -> Result<Arc<Session>, Refused> {
-    let live = rt
-        .store
-        .list_threads(&s.id)
-        .await?
-        .iter()
-        .filter(|r| {
-            r.archived_at.is_none() && !matches!(r.thread_agent, Some(ThreadAgent::Advisor { .. }))
-        })
-        .count();
+    let live = rt.store.live_child_threads(&s.id).await?;
     let limit = rt.config.max_child_threads;
     if live >= limit {
         return Err(Refused(format!(
@@ -918,6 +913,23 @@ pub async fn archive(
         ));
     }
     if t.row().archived_at.is_none() {
+        // The primary's call waiting for this thread's reply would wait forever.
+        let awaited = {
+            let st = s.state();
+            st.pending_tools
+                .iter()
+                .find(|p| st.threads.sent.get(&p.tool_use_id) == Some(&t.id))
+                .map(|p| p.tool_use_id.clone())
+        };
+        if let Some(call) = awaited {
+            return Err(ErrorBody::new(
+                ErrorCode::Conflict,
+                format!(
+                    "thread {} owes the primary a reply (call {call}); answer what the thread waits for, or interrupt the session (`tether interrupt {}`), then archive it",
+                    t.id, s.id
+                ),
+            ));
+        }
         if t.state().status() == SessionStatus::Running || t.is_turn_running() {
             return Err(ErrorBody::new(
                 ErrorCode::Conflict,

@@ -113,6 +113,25 @@ impl Store {
         self.read(move |c| queries::list_threads(c, &p)).await
     }
 
+    /// How many child threads of `parent` count against its limit: not archived, not the
+    /// advisor's. One indexed count, run before every spawn.
+    pub async fn live_child_threads(&self, parent: &str) -> Result<usize, StoreError> {
+        let p = parent.to_string();
+        self.read(move |c| queries::live_child_threads(c, &p)).await
+    }
+
+    /// The newest non-archived child thread of `parent` whose agent is called `name` (the
+    /// advisor's excepted).
+    pub async fn live_thread_named(
+        &self,
+        parent: &str,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (p, n) = (parent.to_string(), name.to_string());
+        self.read(move |c| queries::live_thread_named(c, &p, &n))
+            .await
+    }
+
     /// Ids of the child threads the log calls running.
     pub async fn running_threads(&self) -> Result<Vec<String>, StoreError> {
         self.read(queries::running_threads).await

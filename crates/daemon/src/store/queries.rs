@@ -246,6 +246,33 @@ pub fn list_threads(c: &Connection, parent: &str) -> Result<Vec<SessionRow>, Sto
     rows.map(|r| Ok(with_tail(r?, &tail))).collect()
 }
 
+/// Live children: `thread_agent` is the serde-tagged [`ThreadAgent`] JSON.
+const LIVE_CHILD: &str = "parent_id = ?1 AND archived_at IS NULL \
+     AND json_extract(thread_agent, '$.type') IS NOT 'advisor'";
+
+pub fn live_child_threads(c: &Connection, parent: &str) -> Result<usize, StoreError> {
+    let n: i64 = c
+        .prepare_cached(&format!("SELECT COUNT(*) FROM sessions WHERE {LIVE_CHILD}"))?
+        .query_row([parent], |r| r.get(0))?;
+    Ok(n as usize)
+}
+
+pub fn live_thread_named(
+    c: &Connection,
+    parent: &str,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT id FROM sessions WHERE {LIVE_CHILD} AND json_extract(thread_agent, '$.name') = ?2 \
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    ))?;
+    let mut rows = st.query(params![parent, name])?;
+    Ok(match rows.next()? {
+        Some(r) => Some(r.get(0)?),
+        None => None,
+    })
+}
+
 /// Child threads the log calls running (or rescheduling): what recovery resumes.
 pub fn running_threads(c: &Connection) -> Result<Vec<String>, StoreError> {
     let mut st = c.prepare_cached(

@@ -456,3 +456,62 @@ async fn multi_stream_appends_create_threads_and_keep_cross_post_ids() {
         .unwrap();
     assert_eq!(read.len(), 2, "nothing of a failed multi-append is kept");
 }
+
+/// The spawn-time lookups: the advisor and archived threads don't count against the limit,
+/// and a name finds the newest live thread of that agent.
+#[tokio::test]
+async fn live_child_threads_leave_out_the_advisor_and_archived_ones() {
+    use tether_proto::agent::AgentModel;
+    use tether_proto::thread::ThreadAgent;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db")).unwrap();
+    store
+        .create_session(row("sesn_p", Some("p")), None)
+        .await
+        .unwrap();
+    let inline = |name: &str| ThreadAgent::Inline {
+        name: name.into(),
+        description: None,
+        system: None,
+        model: AgentModel {
+            id: "m".into(),
+            effort: None,
+            speed: None,
+        },
+        tools: vec![],
+        mcp_servers: vec![],
+        skills: vec![],
+    };
+    for (id, agent) in [
+        ("sthr_1", inline("rev")),
+        ("sthr_2", ThreadAgent::Advisor { model: "m".into() }),
+        ("sthr_3", inline("rev")),
+        ("sthr_4", inline("docs")),
+    ] {
+        let child = SessionRow {
+            parent_id: Some("sesn_p".into()),
+            thread_agent: Some(agent),
+            ..row(id, None)
+        };
+        store.create_session(child, None).await.unwrap();
+    }
+    assert_eq!(store.live_child_threads("sesn_p").await.unwrap(), 3);
+    assert_eq!(
+        store.live_thread_named("sesn_p", "rev").await.unwrap(),
+        Some("sthr_3".into())
+    );
+    store
+        .set_archived("sthr_3", Some("2026-12-07T00:00:00Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(store.live_child_threads("sesn_p").await.unwrap(), 2);
+    assert_eq!(
+        store.live_thread_named("sesn_p", "rev").await.unwrap(),
+        Some("sthr_1".into())
+    );
+    assert_eq!(
+        store.live_thread_named("sesn_p", "advisor").await.unwrap(),
+        None
+    );
+    assert_eq!(store.live_child_threads("sesn_other").await.unwrap(), 0);
+}
