@@ -269,6 +269,17 @@ pub fn list_memories(
 }
 
 /// Path and hash of every memory of a store (what a mount compares against).
+/// Grows with every change to the store's memories (each writes a version row, and version
+/// rows are only deleted with their store): equal twice, nothing changed in between.
+pub fn store_generation(c: &Connection, store_id: &str) -> Result<i64, StoreError> {
+    Ok(
+        c.prepare_cached(
+            "SELECT COALESCE(MAX(rowid), 0) FROM memory_versions WHERE store_id = ?1",
+        )?
+        .query_row([store_id], |r| r.get(0))?,
+    )
+}
+
 pub fn memory_hashes(
     c: &Connection,
     store_id: &str,

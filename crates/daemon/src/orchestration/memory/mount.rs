@@ -61,8 +61,10 @@ enum Local {
 
 /// One session's copy of one store: (session id, store id).
 type CopyKey = (String, String);
-/// A scan: the copy's files by memory path, and the stat → hash cache for the next one.
-type Scan = (BTreeMap<String, Local>, HashMap<String, Seen>);
+/// A scan: the copy's files by memory path, the stat → hash cache for the next one, and
+/// whether anything differs from the cache it started from (a file added, removed, changed
+/// or unusable).
+type Scan = (BTreeMap<String, Local>, HashMap<String, Seen>, bool);
 
 /// The memory sync of every session (one per daemon).
 pub struct Syncer {
@@ -73,6 +75,10 @@ pub struct Syncer {
     seen: Mutex<HashMap<CopyKey, HashMap<String, Seen>>>,
     /// One sync at a time per session copy.
     locks: Mutex<HashMap<CopyKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per copy: the store's generation ([`db::store_generation`]) read before the last
+    /// reconcile that succeeded. With it unchanged and a scan that found nothing new, a sync
+    /// has nothing to do (the check before and after every tool call of a big store).
+    synced: Mutex<HashMap<CopyKey, i64>>,
 }
 
 impl Syncer {
@@ -82,6 +88,7 @@ impl Syncer {
             paths,
             seen: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            synced: Mutex::new(HashMap::new()),
         })
     }
 
@@ -106,16 +113,38 @@ impl Syncer {
             let mut all = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             all.remove(&key).unwrap_or_default()
         };
+        // Read before anything else: a change after this is seen by the next sync.
+        let stid = mount.memory_store_id.clone();
+        let generation = self
+            .store
+            .read(move |c| db::store_generation(c, &stid))
+            .await
+            .map_err(|e| e.to_string())?;
         let scan_dir = dir.clone();
-        let (local, seen) = tokio::task::spawn_blocking(move || scan(&scan_dir, seen))
+        let (local, seen, changed) = tokio::task::spawn_blocking(move || scan(&scan_dir, seen))
             .await
             .map_err(|e| format!("the scan of the memory copy failed: {e}"))??;
-        let result = self.reconcile(session_id, mount, &dir, local).await;
         // Keep only what is still there.
         self.seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, seen);
+            .insert(key.clone(), seen);
+        let in_step = !changed
+            && self
+                .synced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                == Some(&generation);
+        if in_step {
+            return Ok(Vec::new());
+        }
+        let result = self.reconcile(session_id, mount, &dir, local).await;
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) => synced.insert(key, generation),
+            Err(_) => synced.remove(&key),
+        };
         result
     }
 
@@ -641,6 +670,7 @@ fn scan(dir: &Path, seen: HashMap<String, Seen>) -> Result<Scan, String> {
     let root = open_root(dir)?;
     let mut out = BTreeMap::new();
     let mut next_seen = HashMap::new();
+    let mut changed = false;
     let mut stack: Vec<(OwnedFd, String, usize)> = vec![(root, String::new(), 0)];
     while let Some((fd, prefix, depth)) = stack.pop() {
         let (d, entries) =
@@ -674,26 +704,51 @@ fn scan(dir: &Path, seen: HashMap<String, Seen>) -> Result<Scan, String> {
                     }
                 }
                 Some(EntryType::File) => {
-                    let local = hash_file(d.as_fd(), &name, &path, &seen, &mut next_seen);
+                    let (local, cached) = hash_file(d.as_fd(), &name, &path, &seen, &mut next_seen);
+                    changed |= !cached;
                     out.insert(path, local);
                 }
                 _ => {}
             }
         }
     }
-    Ok((out, next_seen))
+    changed |= out.values().any(|l| matches!(l, Local::Unusable(_)));
+    // A file of the last scan that is gone.
+    changed |= next_seen.len() != seen.len();
+    Ok((out, next_seen, changed))
 }
 
+/// A file of the copy, and whether it came from the cache (its stat unchanged: not read).
 fn hash_file(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     path: &str,
     seen: &HashMap<String, Seen>,
     next_seen: &mut HashMap<String, Seen>,
-) -> Local {
+) -> (Local, bool) {
     if let Err(e) = rules::memory_path(path) {
-        return Local::Unusable(e.message);
+        return (Local::Unusable(e.message), false);
     }
+    // One stat, not following a link, settles an unchanged file without opening it: a link
+    // or another file put in its place has another inode, and is opened safely below.
+    if let Some(s) = seen.get(path)
+        && let Ok(st) = nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        && (s.ino, s.size, s.mtime) == (st.st_ino, st.st_size, (st.st_mtime, st.st_mtime_nsec))
+    {
+        next_seen.insert(path.to_string(), s.clone());
+        let sha = s.sha.clone();
+        return (Local::File { sha, content: None }, true);
+    }
+    (read_file_at(dir, name, path, seen, next_seen), false)
+}
+
+fn read_file_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &str,
+    seen: &HashMap<String, Seen>,
+    next_seen: &mut HashMap<String, Seen>,
+) -> Local {
     let Ok(fd) = fspath::openat2(
         dir,
         Path::new(name),
@@ -906,6 +961,67 @@ mod tests {
         // A sees B's kept version too.
         let in_a = f.file("sesn_a", copy.trim_start_matches('/'));
         assert_eq!(std::fs::read_to_string(in_a).unwrap(), "from B");
+    }
+
+    /// The check before and after every tool call: with nothing changed on either side it
+    /// does not reconcile (a base row tampered with stays as it is); a change on either side
+    /// is still seen at once.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unchanged_copy_of_an_unchanged_store_is_not_reconciled() {
+        let f = fixture(&["sesn_a"], Access::ReadWrite).await;
+        let stid = f.mount.memory_store_id.clone();
+        let base = |path: &'static str| {
+            let stid = stid.clone();
+            let store = f.store.clone();
+            async move {
+                store
+                    .read(move |c| db::mount_base(c, "sesn_a", &stid))
+                    .await
+                    .unwrap()
+                    .get(path)
+                    .cloned()
+            }
+        };
+        // The first sync writes the copy; the second hashes what it wrote.
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        let real = base("/n.md").await.unwrap();
+        let s2 = stid.clone();
+        f.store
+            .write(move |c| db::set_base(c, "sesn_a", &s2, "/n.md", Some("tampered")))
+            .await
+            .unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(
+            base("/n.md").await.as_deref(),
+            Some("tampered"),
+            "no reconcile"
+        );
+
+        // Another writer: pulled at the next sync (and the base settled again).
+        let new = NewMemory {
+            path: "/other.md".into(),
+            content: Some("theirs".into()),
+        };
+        super::super::create_memory(&f.store, &stid, new, super::super::local_user())
+            .await
+            .unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(f.file("sesn_a", "other.md")).unwrap(),
+            "theirs"
+        );
+        assert_eq!(base("/n.md").await, Some(real));
+
+        // The session's own change with the store unchanged: pushed.
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        std::fs::write(f.file("sesn_a", "n.md"), "mine").unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(f.content("/n.md").await.as_deref(), Some("mine"));
+        // And a deleted file too.
+        std::fs::remove_file(f.file("sesn_a", "other.md")).unwrap();
+        f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
+        assert_eq!(f.content("/other.md").await, None);
     }
 
     #[tokio::test(flavor = "multi_thread")]
