@@ -135,6 +135,36 @@ pub fn list_deployments(c: &Connection) -> Result<Vec<DeploymentRow>, StoreError
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// What the scheduler keeps of a live (active, not archived) scheduled deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleRow {
+    pub id: String,
+    /// The spec's `schedule` as JSON.
+    pub schedule: String,
+    pub schedule_cursor: Option<String>,
+    pub created_at: String,
+}
+
+/// Every live scheduled deployment, reading only its schedule out of the spec: the
+/// scheduler loads them all at each change, and whole rows would be parsed for nothing.
+pub fn list_schedules(c: &Connection) -> Result<Vec<ScheduleRow>, StoreError> {
+    let mut st = c.prepare_cached(
+        "SELECT id, json_extract(spec, '$.schedule'), schedule_cursor, created_at FROM deployments
+         WHERE archived_at IS NULL AND status = 'active'
+           AND json_type(spec, '$.schedule') = 'object'
+         ORDER BY created_at, id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(ScheduleRow {
+            id: r.get(0)?,
+            schedule: r.get(1)?,
+            schedule_cursor: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// An exact id, else the name of one deployment (live ones first), else an id prefix that
 /// only one deployment has: every id that matches at the first rule that matches at all.
 pub fn resolve_deployment(c: &Connection, reference: &str) -> Result<Vec<String>, StoreError> {

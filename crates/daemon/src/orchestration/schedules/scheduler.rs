@@ -9,11 +9,12 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::watch;
 
 use super::clock::Clock;
-use super::deployments::{Stored, instant, parse_instant};
+use super::deployments::parse_instant;
 use super::fire::{self, Trigger};
 use super::timing::{self, Timing};
 use crate::runtime::Runtime;
-use crate::store::deployments::{self as sql, DeploymentRow};
+use crate::store::deployments as sql;
+use tether_proto::deployment::ScheduleSpec;
 
 /// After a store error, how long before trying a deployment again.
 const RETRY: Duration = Duration::seconds(30);
@@ -25,9 +26,13 @@ pub struct Scheduler {
     passes: watch::Sender<Option<DateTime<Utc>>>,
 }
 
+/// What the scheduler keeps of a deployment between fires: its id, schedule and cursor (a
+/// thousand idle deployments must cost little memory). Its row is read when it is due.
 struct Entry {
-    row: DeploymentRow,
+    id: String,
     timing: Timing,
+    /// No occurrence at or before it fires (the row's `schedule_cursor`, else its creation).
+    cursor: Option<DateTime<Utc>>,
     /// When to look at it next; None: at the next pass.
     wake_at: Option<DateTime<Utc>>,
 }
@@ -59,7 +64,7 @@ impl Scheduler {
     }
 
     async fn load(&self) -> HashMap<String, Entry> {
-        let rows = match self.rt.store.read(sql::list_deployments).await {
+        let rows = match self.rt.store.read(sql::list_schedules).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read deployments; scheduled fires wait");
@@ -67,14 +72,21 @@ impl Scheduler {
             }
         };
         rows.into_iter()
-            .filter(|r| r.archived_at.is_none() && r.status == "active")
             .filter_map(|row| {
-                let timing = Stored::of(&row).ok()?.timing()?;
+                // A schedule this build can't read is skipped (its fires wait for one that can).
+                let spec: ScheduleSpec = serde_json::from_str(&row.schedule).ok()?;
+                let timing = Timing::parse(&spec).ok()?;
+                let cursor = row
+                    .schedule_cursor
+                    .as_deref()
+                    .or(Some(row.created_at.as_str()))
+                    .and_then(parse_instant);
                 Some((
                     row.id.clone(),
                     Entry {
-                        row,
+                        id: row.id,
                         timing,
+                        cursor,
                         wake_at: None,
                     },
                 ))
@@ -120,33 +132,46 @@ impl Scheduler {
     /// Records what was missed and fires what is due; true if the deployment changed (a fire
     /// paused it), so everything is read again.
     async fn handle(&self, e: &mut Entry, now: DateTime<Utc>) -> bool {
-        let cursor = e
-            .row
-            .schedule_cursor
-            .as_deref()
-            .or(Some(e.row.created_at.as_str()))
-            .and_then(parse_instant)
-            .unwrap_or(now);
-        let plan = timing::plan(&e.timing, &e.row.id, cursor, now);
-        if let Err(err) = fire::record_missed(&self.rt, &e.row, &plan.missed).await {
-            tracing::error!(deployment = %e.row.id, error = %err.message, "cannot record missed fires");
+        let plan = timing::plan(&e.timing, &e.id, e.cursor.unwrap_or(now), now);
+        if plan.missed.is_empty() && plan.due.is_empty() {
+            e.wake_at = plan.wake_at;
+            return false;
+        }
+        let id = e.id.clone();
+        let row = match self
+            .rt
+            .store
+            .read(move |c| sql::get_deployment(c, &id))
+            .await
+        {
+            Ok(Some(row)) => row,
+            // Gone meanwhile: the change that removed it reloads everything.
+            Ok(None) => return true,
+            Err(err) => {
+                tracing::error!(deployment = %e.id, error = %err, "cannot read a due deployment");
+                e.wake_at = Some(now + RETRY);
+                return false;
+            }
+        };
+        if let Err(err) = fire::record_missed(&self.rt, &row, &plan.missed).await {
+            tracing::error!(deployment = %e.id, error = %err.message, "cannot record missed fires");
             e.wake_at = Some(now + RETRY);
             return false;
         }
         if let Some(last) = plan.missed.last() {
-            e.row.schedule_cursor = Some(instant(*last));
+            e.cursor = Some(*last);
         }
         for at in plan.due {
-            match fire::fire(&self.rt, &e.row, Trigger::Schedule(at)).await {
+            match fire::fire(&self.rt, &row, Trigger::Schedule(at)).await {
                 Ok(run) => {
-                    e.row.schedule_cursor = Some(instant(at));
+                    e.cursor = Some(at);
                     if run.is_some_and(|r| r.error.is_some()) {
                         // Its error may have paused the deployment.
                         return true;
                     }
                 }
                 Err(err) => {
-                    tracing::error!(deployment = %e.row.id, error = %err.message, "a scheduled fire failed");
+                    tracing::error!(deployment = %e.id, error = %err.message, "a scheduled fire failed");
                     e.wake_at = Some(now + RETRY);
                     return false;
                 }
@@ -162,6 +187,7 @@ mod tests {
     use super::*;
     use crate::orchestration::schedules::clock::FakeClock;
     use crate::orchestration::schedules::deployments;
+    use crate::orchestration::schedules::deployments::instant;
     use crate::store::Store;
     use crate::store::deployments::RunRow;
     use serde_json::json;
