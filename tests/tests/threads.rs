@@ -883,6 +883,13 @@ async fn threads_over_http_an_approval_answered_on_the_session_and_the_thread_en
     let (st, one) = call("GET", format!("/v1/sessions/{id}/threads/{tid}"), None).await;
     assert_eq!(st, 200, "{one}");
     assert_eq!(one["agent"]["name"], "reviewer");
+    // It ran, so its stats are set (null only until the first transition).
+    for k in ["active_seconds", "duration_seconds", "startup_seconds"] {
+        assert!(
+            one["stats"][k].as_f64().is_some_and(|v| v >= 0.0),
+            "{k}: {one}"
+        );
+    }
     let (_, evs) = call(
         "GET",
         format!("/v1/sessions/{id}/threads/{tid}/events?limit=1000"),

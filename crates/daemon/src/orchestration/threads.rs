@@ -23,7 +23,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Value, json};
 use tether_proto::multiagent::{self as ma, RosterEntry, RosterObject};
-use tether_proto::thread::{SessionThread, ThreadAgent, primary_thread_id};
+use tether_proto::thread::{SessionThread, ThreadAgent, ThreadStats, primary_thread_id};
 use tether_proto::{
     ContentBlock, ErrorBody, ErrorCode, EventBody, SessionStatus, StopReason, ToolStatus,
 };
@@ -1056,7 +1056,7 @@ fn primary_object(s: &Session) -> SessionThread {
             skills: Vec::new(),
         },
         status: st.status(),
-        stats: None,
+        stats: stats(&st.active, &row.created_at),
         usage: Some(st.usage),
         workflow_run_id: None,
         created_at: row.created_at.clone(),
@@ -1067,6 +1067,20 @@ fn primary_object(s: &Session) -> SessionThread {
             .flatten(),
         last_seq: st.last_seq,
     }
+}
+
+/// A thread's `stats`: null until its first transition (hosted).
+fn stats(active: &crate::session::state::ActiveTime, created_at: &str) -> Option<ThreadStats> {
+    let first = active.first_run_ms?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let created = chrono::DateTime::parse_from_rfc3339(created_at)
+        .ok()
+        .map(|t| t.timestamp_millis());
+    Some(ThreadStats {
+        active_seconds: Some(active.seconds(now)),
+        duration_seconds: created.map(|c| (now - c).max(0) as f64 / 1000.0),
+        startup_seconds: created.map(|c| (first - c).max(0) as f64 / 1000.0),
+    })
 }
 
 fn child_object(rt: &Runtime, s: &Session, row: &SessionRow) -> SessionThread {
@@ -1097,7 +1111,13 @@ fn child_object(rt: &Runtime, s: &Session, row: &SessionRow) -> SessionThread {
             model: row.model.clone(),
         }),
         status,
-        stats: None,
+        stats: s
+            .state()
+            .threads
+            .children
+            .iter()
+            .find(|c| c.id == row.id)
+            .and_then(|c| stats(&c.active, &row.created_at)),
         usage: Some(usage),
         workflow_run_id: None,
         created_at: row.created_at.clone(),

@@ -103,6 +103,49 @@ pub struct SessionState {
     pub last_agent_text: Option<String>,
     /// Multi-agent threads as this stream tells of them.
     pub threads: ThreadsFold,
+    /// Time this stream spent running.
+    pub active: ActiveTime,
+}
+
+/// Time a stream spent working, from its status events' timestamps (a pure fold: the
+/// clock is only read when the seconds are asked for).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ActiveTime {
+    /// Milliseconds of the running spans that ended.
+    pub ended_ms: i64,
+    /// Start of the running span in progress (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// When it first ran (ms since the epoch); None until its first transition.
+    pub first_run_ms: Option<i64>,
+}
+
+impl ActiveTime {
+    fn running(&mut self, at: Option<i64>) {
+        if let Some(at) = at {
+            self.since_ms.get_or_insert(at);
+            self.first_run_ms.get_or_insert(at);
+        }
+    }
+
+    fn stopped(&mut self, at: Option<i64>) {
+        if let (Some(since), Some(at)) = (self.since_ms, at) {
+            self.ended_ms += (at - since).max(0);
+            self.since_ms = None;
+        }
+    }
+
+    /// Seconds spent running up to `now_ms` (the span in progress included).
+    pub fn seconds(&self, now_ms: i64) -> f64 {
+        let open = self.since_ms.map_or(0, |s| (now_ms - s).max(0));
+        (self.ended_ms + open) as f64 / 1000.0
+    }
+}
+
+/// An event's `processed_at` in ms since the epoch.
+fn millis(processed_at: &Option<String>) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(processed_at.as_deref()?)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 /// What a stream says about multi-agent threads: in a primary's, its children (from the
@@ -124,10 +167,12 @@ pub struct ThreadEntry {
     pub agent_name: String,
     pub status: SessionStatus,
     pub stop_reason: Option<StopReason>,
+    /// From the cross-posted `session.thread_status_*` events.
+    pub active: ActiveTime,
 }
 
 impl ThreadsFold {
-    fn apply(&mut self, thread: &str, body: &EventBody) {
+    fn apply(&mut self, thread: &str, body: &EventBody, at: Option<i64>) {
         let status = match body {
             EventBody::SessionThreadCreated { agent_name, .. } => {
                 if !self.children.iter().any(|c| c.id == thread) {
@@ -136,6 +181,7 @@ impl ThreadsFold {
                         agent_name: agent_name.clone(),
                         status: SessionStatus::Idle,
                         stop_reason: None,
+                        active: ActiveTime::default(),
                     });
                 }
                 return;
@@ -150,6 +196,10 @@ impl ThreadsFold {
         };
         if let Some(c) = self.children.iter_mut().find(|c| c.id == thread) {
             (c.status, c.stop_reason) = status;
+            match c.status {
+                SessionStatus::Running | SessionStatus::Rescheduling => c.active.running(at),
+                SessionStatus::Idle | SessionStatus::Terminated => c.active.stopped(at),
+            }
         }
     }
 
@@ -675,7 +725,7 @@ impl SessionState {
         // An event about another thread (a cross-post, a lifecycle event): it changes the
         // threads this stream knows of, never its own conversation or status.
         if let Some(thread) = &e.session_thread_id {
-            self.threads.apply(thread, &e.body);
+            self.threads.apply(thread, &e.body, millis(&e.processed_at));
             return;
         }
         if matches!(
@@ -803,8 +853,10 @@ impl SessionState {
                 self.status = Some(SessionStatus::Running);
                 self.stop_reason = None;
                 self.model_calls_this_turn = 0;
+                self.active.running(millis(&e.processed_at));
             }
             EventBody::SessionStatusIdle { stop_reason } => {
+                self.active.stopped(millis(&e.processed_at));
                 self.idle_seq = e.seq;
                 self.status = Some(SessionStatus::Idle);
                 self.stop_reason = Some(stop_reason.clone());
@@ -852,6 +904,7 @@ impl SessionState {
                 }
             }
             EventBody::SessionStatusTerminated {} => {
+                self.active.stopped(millis(&e.processed_at));
                 self.status = Some(SessionStatus::Terminated);
             }
             EventBody::SessionUpdated {
@@ -947,6 +1000,71 @@ mod tests {
         fn state(&self) -> SessionState {
             SessionState::from_events(&self.events)
         }
+    }
+
+    /// Active time is folded from the status events' timestamps, the stream's own and its
+    /// children's cross-posted ones alike.
+    #[test]
+    fn active_time_sums_the_running_spans() {
+        let at = |ms: i64| {
+            Some(
+                chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + ms)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        };
+        let ev = |seq: u64, ms: i64, thread: Option<&str>, body: EventBody| Event {
+            id: format!("sevt_{seq}"),
+            session_id: "s".into(),
+            seq,
+            processed_at: at(ms),
+            session_thread_id: thread.map(str::to_string),
+            body,
+        };
+        let idle = || EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn,
+        };
+        let name = || "w".to_string();
+        let events = vec![
+            ev(1, 0, None, EventBody::SessionStatusRunning {}),
+            ev(
+                2,
+                0,
+                Some("sthr_1"),
+                EventBody::SessionThreadCreated {
+                    agent_name: name(),
+                    workflow_run_id: None,
+                    model: None,
+                },
+            ),
+            ev(
+                3,
+                200,
+                Some("sthr_1"),
+                EventBody::SessionThreadStatusRunning { agent_name: name() },
+            ),
+            ev(
+                4,
+                700,
+                Some("sthr_1"),
+                EventBody::SessionThreadStatusIdle {
+                    agent_name: name(),
+                    stop_reason: StopReason::EndTurn,
+                    stop_details: None,
+                },
+            ),
+            ev(5, 1500, None, idle()),
+            ev(6, 3000, None, EventBody::SessionStatusRunning {}),
+        ];
+        let st = SessionState::from_events(&events);
+        let now = 1_800_000_000_000 + 3500;
+        assert_eq!(st.active.seconds(now), 2.0, "1.5 s ended + 0.5 s running");
+        assert_eq!(st.active.first_run_ms, Some(1_800_000_000_000));
+        let child = &st.threads.children[0].active;
+        assert_eq!(child.seconds(now), 0.5);
+        assert_eq!(child.first_run_ms, Some(1_800_000_000_200));
+        // A stream that never ran has no first transition (its stats are null).
+        assert_eq!(SessionState::from_events(&[]).active.first_run_ms, None);
     }
 
     fn end(start: &str) -> EventBody {
