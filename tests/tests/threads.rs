@@ -407,6 +407,8 @@ async fn an_advisor_consultation_is_a_thread_in_the_primary_stream() {
         [
             "session.thread_created",
             "session.thread_status_running",
+            "span.model_request_start",
+            "span.model_request_end",
             "agent.thread_message_received",
             "session.thread_status_idle",
             "session.thread_status_terminated"
@@ -414,6 +416,17 @@ async fn an_advisor_consultation_is_a_thread_in_the_primary_stream() {
     );
     let res = results(&log);
     assert_eq!(res[0].1, "Use spaces.");
+    // The consultation is paid by the session (its budget counts it) and shown on the
+    // advisor's thread: the primary's two requests and the advisor's one.
+    let mut c = env.client().await;
+    let info = c.call("session.get", json!({"session": id})).await.unwrap();
+    assert_eq!(info["usage"]["model_requests"], 3, "{info}");
+    let advisor = &threads(&env, &id).await[1];
+    assert_eq!(advisor["usage"]["model_requests"], 1, "{advisor}");
+    assert!(
+        advisor["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{advisor}"
+    );
     // The advisor saw the conversation so far and the question.
     let req = env
         .mock

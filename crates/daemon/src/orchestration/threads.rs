@@ -735,9 +735,31 @@ async fn consult(
         ],
     )
     .await?;
+    let started = std::time::Instant::now();
     let advice = ask_advisor(s, &model, &question, cancel).await;
     let mut drafts = Vec::new();
-    let (result, is_error, stop) = match advice {
+    // What the consultation cost, in the primary's stream under the advisor's thread: the
+    // session's usage and budget count it, and so does the advisor thread's.
+    if let Ok((_, usage)) = &advice {
+        let start_id = crate::ids::event_id();
+        drafts.push(Draft {
+            id: Some(start_id.clone()),
+            ..tagged(EventBody::SpanModelRequestStart {
+                model: Some(model.clone()),
+            })
+        });
+        drafts.push(tagged(EventBody::SpanModelRequestEnd {
+            model_request_start_id: start_id,
+            is_error: false,
+            model_usage: crate::provider::pricing::priced(
+                &s.services.config.models,
+                &model,
+                *usage,
+            ),
+            latency_ms: Some(started.elapsed().as_millis() as u64),
+        }));
+    }
+    let (result, is_error, stop) = match advice.map(|(text, _)| text) {
         Ok(text) => {
             drafts.push(tagged(EventBody::AgentThreadMessageReceived {
                 from_session_thread_id: id.clone(),
@@ -777,7 +799,7 @@ async fn ask_advisor(
     model: &str,
     question: &str,
     cancel: &CancellationToken,
-) -> Result<String, String> {
+) -> Result<(String, tether_proto::ModelUsage), String> {
     let provider = s
         .services
         .providers
@@ -812,7 +834,7 @@ async fn ask_advisor(
     if text.trim().is_empty() {
         return Err("the advisor answered with no text".into());
     }
-    Ok(text)
+    Ok((text, resp.usage))
 }
 
 fn transcript(messages: &[Message]) -> String {
@@ -1099,7 +1121,16 @@ fn child_object(rt: &Runtime, s: &Session, row: &SessionRow) -> SessionThread {
                 .find(|c| c.id == row.id)
                 .map(|c| (c.status, c.stop_reason.clone()));
             let (status, stop) = entry.unwrap_or((row.status, row.stop_reason.clone()));
-            (status, stop, row.usage, row.last_seq)
+            // The advisor's requests are recorded in the primary's stream.
+            let folded = s
+                .state()
+                .threads
+                .children
+                .iter()
+                .find(|c| c.id == row.id)
+                .map(|c| c.usage)
+                .filter(|u| u.model_requests > 0);
+            (status, stop, folded.unwrap_or(row.usage), row.last_seq)
         }
     };
     SessionThread {

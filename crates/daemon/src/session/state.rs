@@ -169,6 +169,8 @@ pub struct ThreadEntry {
     pub stop_reason: Option<StopReason>,
     /// From the cross-posted `session.thread_status_*` events.
     pub active: ActiveTime,
+    /// Model requests recorded in this stream under the thread (the advisor's).
+    pub usage: tether_proto::SessionUsage,
 }
 
 impl ThreadsFold {
@@ -182,6 +184,7 @@ impl ThreadsFold {
                         status: SessionStatus::Idle,
                         stop_reason: None,
                         active: ActiveTime::default(),
+                        usage: Default::default(),
                     });
                 }
                 return;
@@ -192,6 +195,12 @@ impl ThreadsFold {
             }
             EventBody::SessionThreadStatusRescheduled { .. } => (SessionStatus::Rescheduling, None),
             EventBody::SessionThreadStatusTerminated { .. } => (SessionStatus::Terminated, None),
+            EventBody::SpanModelRequestEnd { model_usage, .. } => {
+                if let Some(c) = self.children.iter_mut().find(|c| c.id == thread) {
+                    c.usage.record(model_usage);
+                }
+                return;
+            }
             _ => return,
         };
         if let Some(c) = self.children.iter_mut().find(|c| c.id == thread) {
@@ -726,6 +735,10 @@ impl SessionState {
         // threads this stream knows of, never its own conversation or status.
         if let Some(thread) = &e.session_thread_id {
             self.threads.apply(thread, &e.body, millis(&e.processed_at));
+            // A request made for this stream under a thread (the advisor's) is paid from it.
+            if let EventBody::SpanModelRequestEnd { model_usage, .. } = &e.body {
+                self.usage.record(model_usage);
+            }
             return;
         }
         if matches!(
