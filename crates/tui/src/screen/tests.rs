@@ -597,6 +597,184 @@ fn snapshot_approval_deny_prompt() {
     });
 }
 
+/// A bash call whose command wraps three times in an 80-column modal.
+fn long_ask(s: &mut State) {
+    let command = "cargo build --release --workspace --all-targets --locked && \
+        rsync -av --delete target/release/tetherd target/release/tether deploy@build-host-01:/srv/tether/bin/ && \
+        ssh deploy@build-host-01 'systemctl --user restart tetherd && journalctl --user -u tetherd -n 50'";
+    feed(
+        s,
+        &[
+            user(1, "ship it"),
+            running(2),
+            ask_use(3, "bash", json!({ "command": command })),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+}
+
+/// A write call whose input is far taller than the screen.
+fn tall_ask(s: &mut State) {
+    let content: String = (1..=60)
+        .map(|n| format!("line {n} of the new file\n"))
+        .collect();
+    feed(
+        s,
+        &[
+            user(1, "write it"),
+            running(2),
+            ask_use(
+                3,
+                "write",
+                json!({ "path": "notes.txt", "content": content }),
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+}
+
+#[test]
+fn snapshot_approval_long_command() {
+    snap_both("approval_long_command", |s| {
+        long_ask(s);
+    });
+}
+
+#[test]
+fn snapshot_approval_long_command_deny_reason() {
+    snap_both("approval_long_command_deny", |s| {
+        long_ask(s);
+        key(s, KeyCode::Char('n'));
+        typ(s, "not on the build host");
+    });
+}
+
+#[test]
+fn a_modal_taller_than_the_screen_scrolls_and_keeps_hints_and_reason_visible() {
+    let mut s = state(80, 24);
+    tall_ask(&mut s);
+    let top = frame(&s);
+    assert!(top.contains("line 1 of the new file"), "{top}");
+    assert!(!top.contains("line 60 of the new file"), "{top}");
+    assert!(top.contains("y allow · n deny"), "hints on screen:\n{top}");
+    assert!(top.contains("pgup/pgdn scroll"), "says it scrolls:\n{top}");
+    for _ in 0..20 {
+        key(&mut s, KeyCode::PageDown);
+    }
+    let bottom = frame(&s);
+    assert!(bottom.contains("line 60 of the new file"), "{bottom}");
+    assert!(bottom.contains("y allow · n deny"), "{bottom}");
+    // PageUp from the bottom moves at once (no overshoot to climb back through).
+    key(&mut s, KeyCode::PageUp);
+    assert_ne!(frame(&s), bottom);
+    // The reason being typed stays on screen however far the body scrolled.
+    key(&mut s, KeyCode::Char('n'));
+    typ(&mut s, "too big");
+    let typing = frame(&s);
+    assert!(typing.contains("Why deny?"), "{typing}");
+    assert!(typing.contains("too big▏"), "{typing}");
+    assert!(typing.contains("enter deny"), "{typing}");
+}
+
+#[test]
+fn snapshot_approval_taller_than_the_screen() {
+    snap_both("approval_tall", |s| {
+        tall_ask(s);
+        key(s, KeyCode::PageDown);
+    });
+}
+
+#[test]
+fn ctrl_a_reopens_an_approval_put_away_with_esc() {
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    key(&mut s, KeyCode::Esc);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(s.notice.as_deref().unwrap().contains("ctrl-a"));
+    assert!(
+        frame(&s).contains("ctrl-a"),
+        "the footer says how to reopen it"
+    );
+    assert!(key_m(&mut s, KeyCode::Char('a'), KeyModifiers::CONTROL).is_empty());
+    assert!(
+        matches!(&s.overlay, Overlay::Approval { ids, .. } if ids.len() == 2),
+        "{:?}",
+        s.overlay
+    );
+    // Answered elsewhere while put away: nothing comes back, ctrl-a is the composer's again.
+    key(&mut s, KeyCode::Esc);
+    for (seq, id) in [(6, "sevt_0003"), (7, "sevt_0004")] {
+        feed(
+            &mut s,
+            &[ev(
+                seq,
+                EventBody::UserToolConfirmation {
+                    tool_use_id: id.into(),
+                    result: tether_proto::ConfirmationResult::Allow,
+                    deny_message: None,
+                },
+            )],
+        );
+    }
+    assert!(s.put_away.is_empty());
+    key_m(&mut s, KeyCode::Char('a'), KeyModifiers::CONTROL);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(!frame(&s).contains("ctrl-a"));
+}
+
+#[test]
+fn footer_hints_are_never_cut_at_80_columns_the_least_useful_go_first() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "go"), running(2)]);
+    s.put_away = vec!["sevt_0009".into()];
+    s.search.query = "needle".into();
+    let screen = frame(&s);
+    let footer = screen.lines().last().unwrap().trim_matches('"').trim_end();
+    let whole = [
+        "ctrl-a answer (1 waiting)",
+        "ctrl-b d detach",
+        "esc esc interrupt",
+        "? help",
+        "n/N next/prev match",
+        "ctrl-o pager",
+        "pgup/pgdn scroll",
+    ];
+    for part in footer.trim().split(" · ") {
+        assert!(
+            whole.contains(&part),
+            "cut or unknown hint {part:?} in {footer:?}"
+        );
+    }
+    for must in ["ctrl-a answer", "? help", "detach", "esc esc interrupt"] {
+        assert!(footer.contains(must), "{must} missing from {footer:?}");
+    }
+    assert!(
+        !footer.contains("pgup/pgdn"),
+        "the least useful went first: {footer:?}"
+    );
+    // Wide enough, everything shows.
+    let mut s = state(160, 48);
+    feed(&mut s, &[user(1, "go"), running(2)]);
+    s.put_away = vec!["sevt_0009".into()];
+    let wide = frame(&s);
+    assert!(
+        wide.lines()
+            .last()
+            .unwrap()
+            .contains("pgup/pgdn scroll · ctrl-o pager")
+    );
+}
+
 #[test]
 fn jump_between_user_messages_and_copy_the_focused_one() {
     let mut s = state(80, 24);

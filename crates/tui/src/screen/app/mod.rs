@@ -77,6 +77,9 @@ pub enum Overlay {
         draft: Option<String>,
         /// The custom tool result being typed is an error.
         error: bool,
+        /// Body rows scrolled off the top (pgup/pgdn; a long input can be taller than the
+        /// screen).
+        scroll: u16,
     },
 }
 
@@ -175,6 +178,8 @@ pub struct State {
     pub overlay: Overlay,
     /// Seq of the requires_action idle the user dismissed (so it doesn't pop up again).
     dismissed_action: u64,
+    /// Calls still waiting whose modal was put away with Esc (ctrl-a brings it back).
+    pub put_away: Vec<String>,
     pub interrupt_armed: bool,
     pub chord_pending: bool,
     pub keys: Keys,
@@ -214,6 +219,7 @@ impl State {
             block: None,
             overlay: Overlay::None,
             dismissed_action: 0,
+            put_away: Vec::new(),
             interrupt_armed: false,
             chord_pending: false,
             keys,
@@ -435,6 +441,7 @@ impl State {
 
     /// Takes an answered call off the modal.
     fn unask(&mut self, id: &str) {
+        self.put_away.retain(|i| i != id);
         if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
             ids.retain(|i| i != id);
             *selected = (*selected).min(ids.len().saturating_sub(1));
@@ -456,6 +463,8 @@ impl State {
                     .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
                     .or(Some(self.now));
                 // The primary's calls were answered; a child's may still wait.
+                self.put_away
+                    .retain(|id| self.threads.owner_of(id).is_some());
                 if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
                     ids.retain(|id| self.threads.owner_of(id).is_some());
                     *selected = (*selected).min(ids.len().saturating_sub(1));
@@ -478,11 +487,18 @@ impl State {
                     && e.seq > self.dismissed_action
                 {
                     self.dismissed_action = e.seq;
+                    let mut ids = event_ids.clone();
+                    for id in std::mem::take(&mut self.put_away) {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
                     self.overlay = Overlay::Approval {
-                        ids: event_ids.clone(),
+                        ids,
                         selected: 0,
                         draft: None,
                         error: false,
+                        scroll: 0,
                     };
                 }
             }

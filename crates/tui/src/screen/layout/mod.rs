@@ -2,6 +2,7 @@
 //! changes: what the view draws, and what the update measures scrolling, search and code-block
 //! focus in. Depends on the transcript model only; the model knows nothing of it.
 
+pub mod approval;
 pub mod items;
 mod outcome;
 
