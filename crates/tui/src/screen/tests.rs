@@ -14,6 +14,7 @@ use tether_proto::{
 
 use super::app::{Effect, Msg, Overlay, Scroll, State, update};
 use super::keys::Keys;
+use super::layout::strip_ansi;
 use super::net::{Cmd, ConnState, NetMsg};
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
@@ -773,6 +774,50 @@ fn footer_hints_are_never_cut_at_80_columns_the_least_useful_go_first() {
             .unwrap()
             .contains("pgup/pgdn scroll · ctrl-o pager")
     );
+}
+
+#[test]
+fn ctrl_o_gives_the_pager_every_card_expanded_with_colours() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut s = state(w, h);
+        tool_session(&mut s, false);
+        let long: String = (1..=40).map(|i| format!("row {i}\n")).collect();
+        feed(
+            &mut s,
+            &[
+                user(14, "more"),
+                running(15),
+                tool_use(16, "bash", json!({"command": "seq 40"})),
+                tool_result(17, 16, &long, Some(0)),
+                agent(18, "# Done\n\nAll **forty** rows."),
+                idle(19, StopReason::EndTurn),
+            ],
+        );
+        assert!(
+            !frame(&s).contains("row 20"),
+            "collapsed on screen (else the test shows nothing)"
+        );
+        let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+        let [Effect::Pager { text, .. }] = fx.as_slice() else {
+            panic!("{fx:?}")
+        };
+        let plain = strip_ansi(text);
+        assert!(
+            plain.contains("row 20") && plain.contains("row 40"),
+            "{plain}"
+        );
+        assert!(!plain.contains("ctrl-e expands"), "{plain}");
+        // Colours kept: the user's bar is blue, their words bold, a failed call red.
+        assert!(text.contains("\x1b[34m┃ \x1b[0m"), "{text:?}");
+        assert!(text.contains("\x1b[1mmore\x1b[0m"), "{text:?}");
+        assert!(
+            text.contains("\x1b[31m") || text.contains("\x1b[1;31m"),
+            "{text:?}"
+        );
+        // The page is laid out at the terminal's width.
+        assert!(plain.lines().all(|l| l.chars().count() <= usize::from(w)));
+        insta::assert_snapshot!(format!("pager_expanded_{w}x{h}"), plain);
+    }
 }
 
 #[test]
@@ -1857,7 +1902,8 @@ fn the_pager_gets_the_loaded_text_and_where_the_unloaded_part_ends() {
         panic!("{fx:?}")
     };
     assert_eq!(*older_than, Some(21));
-    assert!(text.starts_with("┃ question 10\n") && text.contains("answer 29: line one"));
+    let plain = strip_ansi(text);
+    assert!(plain.starts_with("┃ question 10\n") && plain.contains("answer 29: line one"));
     // Everything loaded: nothing to fetch.
     let mut s = state(80, 24);
     feed(&mut s, &long_session());
@@ -2156,7 +2202,8 @@ fn an_end_whose_start_is_in_an_older_page_is_one_card_after_paging() {
 fn ctrl_e_expands_the_rubric() {
     let mut s = state(80, 24);
     feed(&mut s, &[define_outcome(1, 3)]);
-    let text = |s: &State| super::app::transcript_text(s);
+    // What the screen shows (the pager always shows everything).
+    let text = |s: &State| frame(s);
     assert!(
         text(&s).contains("rubric (4 lines, ctrl-e expands): # Rubric"),
         "{}",

@@ -891,11 +891,12 @@ fn on_stream(s: &mut State, n: NetMsg, primary: bool) -> Vec<Effect> {
     Vec::new()
 }
 
-/// The loaded transcript as plain text (for $PAGER; the part not loaded is fetched then).
+/// The loaded transcript for $PAGER, every card expanded, with colours (ANSI); the part not
+/// loaded is fetched then.
 pub fn transcript_text(s: &State) -> String {
     let mut out = String::new();
     for item in &s.transcript.items {
-        item_text(item, &mut out);
+        item_text(item, usize::from(s.width), &mut out);
     }
     out
 }

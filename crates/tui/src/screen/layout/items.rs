@@ -18,12 +18,17 @@ fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
 }
 
-pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
-    render_blocks(item, width).0
-}
-
 /// [`render`], with the code blocks of an assistant message (row ranges in the item's lines).
 pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
+    render_as(item, item.expanded, width)
+}
+
+/// The item with every part shown, however it is shown on screen (for the pager).
+pub fn render_expanded(item: &Item, width: usize) -> Vec<Line<'static>> {
+    render_as(item, true, width).0
+}
+
+fn render_as(item: &Item, expanded: bool, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
     let width = width.max(10);
     let mut blocks = Vec::new();
     let mut out = match &item.body {
@@ -69,7 +74,7 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
                 return (Vec::new(), Vec::new());
             }
             let n = text.lines().count();
-            if item.expanded {
+            if expanded {
                 let mut out = vec![Line::styled("✻ thinking", style)];
                 for line in text.lines() {
                     let g = vec![("  ".to_string(), style)];
@@ -91,7 +96,7 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
                 )]
             }
         }
-        Body::Tool(card) => tool(card, item.expanded, width),
+        Body::Tool(card) => tool(card, expanded, width),
         Body::Error(text) => {
             let st = Style::default().fg(Color::Red);
             let first = vec![("⚠ ".to_string(), st.add_modifier(Modifier::BOLD))];
@@ -99,9 +104,9 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
             wrap(&[(text.clone(), st)], width, &first, &rest)
         }
         Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
-        Body::Outcome(spec) => super::outcome::outcome(spec, item.expanded, width),
-        Body::Thread(card) => thread_card(card, item.expanded, width),
-        Body::Evaluation(card) => super::outcome::evaluation(card, item.expanded, width),
+        Body::Outcome(spec) => super::outcome::outcome(spec, expanded, width),
+        Body::Thread(card) => thread_card(card, expanded, width),
+        Body::Evaluation(card) => super::outcome::evaluation(card, expanded, width),
     };
     out.push(Line::default());
     (out, blocks)
