@@ -139,11 +139,7 @@ impl Renderer {
         match tag {
             Tag::Heading { level, .. } => {
                 self.flush();
-                let mut st = Style::default().add_modifier(Modifier::BOLD);
-                if level == HeadingLevel::H1 {
-                    st = st.add_modifier(Modifier::UNDERLINED);
-                }
-                self.styles.push(st.fg(Color::Cyan));
+                self.styles.push(heading_style(level));
             }
             Tag::Paragraph => self.flush(),
             Tag::BlockQuote(_) => {
@@ -259,6 +255,18 @@ pub fn code_block(text: &str, lang: &str, width: usize, indent: &str) -> Vec<Lin
     out
 }
 
+/// Each heading level looks different: H1 bold, underlined, cyan; H2 bold cyan; H3 bold;
+/// deeper ones bold italic.
+fn heading_style(level: HeadingLevel) -> Style {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    match level {
+        HeadingLevel::H1 => bold.add_modifier(Modifier::UNDERLINED).fg(Color::Cyan),
+        HeadingLevel::H2 => bold.fg(Color::Cyan),
+        HeadingLevel::H3 => bold,
+        _ => bold.add_modifier(Modifier::ITALIC),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::wrap::line_text;
@@ -266,6 +274,26 @@ mod tests {
 
     fn plain(md: &str, w: usize) -> Vec<String> {
         render_blocks(md, w).0.iter().map(line_text).collect()
+    }
+
+    #[test]
+    fn each_heading_level_looks_different() {
+        let (lines, _) = render_blocks("# One\n\n## Two\n\n### Three\n\n#### Four\n", 40);
+        let style_of = |text: &str| {
+            lines
+                .iter()
+                .find(|l| line_text(l) == text)
+                .and_then(|l| l.spans.iter().find(|s| !s.content.trim().is_empty()))
+                .map(|s| s.style)
+                .unwrap_or_else(|| panic!("{text} missing: {lines:?}"))
+        };
+        let styles = ["One", "Two", "Three", "Four"].map(style_of);
+        for (i, a) in styles.iter().enumerate() {
+            assert!(a.add_modifier.contains(Modifier::BOLD));
+            for b in &styles[i + 1..] {
+                assert_ne!(a, b, "two heading levels look the same");
+            }
+        }
     }
 
     #[test]

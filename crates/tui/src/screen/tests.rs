@@ -1041,6 +1041,255 @@ fn snapshot_reconnecting_banner() {
     });
 }
 
+fn lose_daemon(s: &mut State) {
+    update(
+        s,
+        Msg::Net(NetMsg::Conn(ConnState::Reconnecting {
+            attempt: 2,
+            retry_in_ms: 1600,
+            reason: "connection refused".into(),
+        })),
+    );
+}
+
+#[test]
+fn snapshot_disconnected_while_running_with_a_draft() {
+    snap_both("disconnected", |s| {
+        feed(s, &[user(1, "hi"), running(2), agent(3, "working on it")]);
+        typ(s, "and then the docs");
+        lose_daemon(s);
+        update(s, Msg::Tick(now() + Duration::from_secs(30)));
+    });
+}
+
+#[test]
+fn disconnected_the_spinner_and_timers_stop_and_the_banner_says_how_to_start_tetherd() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), running(2)]);
+    update(&mut s, Msg::Tick(now() + Duration::from_secs(5)));
+    assert!(s.needs_tick());
+    lose_daemon(&mut s);
+    assert!(!s.needs_tick(), "nothing moves while the daemon is away");
+    let before = frame(&s);
+    assert!(before.contains("tether daemon start"), "{before}");
+    assert!(before.contains("◌ running"), "a still spinner:\n{before}");
+    for n in 1..=5 {
+        update(&mut s, Msg::Tick(now() + Duration::from_secs(5 + n * 10)));
+    }
+    assert_eq!(frame(&s), before, "ticks change nothing while disconnected");
+    // Back: the clock and the spinner move again.
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    update(&mut s, Msg::Tick(now() + Duration::from_secs(60)));
+    let after = frame(&s);
+    assert!(
+        !after.contains("tether daemon start") && !after.contains("◌"),
+        "{after}"
+    );
+}
+
+#[test]
+fn enter_while_disconnected_keeps_the_draft_and_sends_it_once_back() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello")]);
+    lose_daemon(&mut s);
+    typ(&mut s, "ship it");
+    assert!(key(&mut s, KeyCode::Enter).is_empty(), "nothing goes out");
+    assert_eq!(s.composer.lines().join("\n"), "ship it");
+    assert!(s.notice.as_deref().unwrap().contains("not connected"));
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::Net(Cmd::Send("ship it".into()))]
+    );
+}
+
+fn restart_mid_reply(s: &mut State) {
+    feed(s, &[user(1, "write the report"), running(2)]);
+    let d = |n, t: &str| {
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind: DeltaKind::Text {
+                index: 0,
+                text: t.into(),
+            },
+        }))
+    };
+    update(s, d(1, "The first half of the rep"));
+    lose_daemon(s);
+    // The daemon is back: it replays what it stored, then the reply streams again.
+    update(s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    feed(
+        s,
+        &[ev(3, EventBody::SessionStatusRescheduled {}), running(4)],
+    );
+    update(
+        s,
+        Msg::Net(NetMsg::Snapshot(Snapshot {
+            session_id: "sesn_1".into(),
+            delta_n: 1,
+            message_text: Some("The report, ".into()),
+            ..Snapshot::default()
+        })),
+    );
+    update(s, d(2, "again from the top."));
+}
+
+#[test]
+fn a_reply_streamed_again_after_a_restart_renders_below_the_resumed_marker() {
+    let mut s = state(80, 24);
+    restart_mid_reply(&mut s);
+    let f = frame(&s);
+    let marker = f.find("resumed after a daemon restart").expect(&f);
+    let old = f.find("The first half of the rep").expect(&f);
+    let new = f.find("The report, again from the top.").expect(&f);
+    assert!(old < marker && marker < new, "{f}");
+    assert!(f.contains("cut off by the daemon restart"), "{f}");
+    // The stored reply takes the place of the streamed one, below the marker.
+    feed(&mut s, &[agent(5, "The report, again from the top. Done.")]);
+    let f = frame(&s);
+    let marker = f.find("resumed after a daemon restart").expect(&f);
+    let done = f.find("again from the top. Done.").expect(&f);
+    assert!(marker < done, "{f}");
+    assert_eq!(f.matches("again from the top").count(), 1, "{f}");
+}
+
+#[test]
+fn snapshot_resumed_after_a_restart() {
+    snap_both("resumed_below_marker", restart_mid_reply);
+}
+
+fn read_only_state(w: u16, h: u16) -> State {
+    let mut s = State::new("sesn_1", Keys::default(), true, w, h);
+    s.now = now();
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Info(Box::new(info("demo", SessionStatus::Idle, 0)))),
+    );
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello")]);
+    s
+}
+
+#[test]
+fn a_read_only_clients_composer_is_visibly_disabled_and_takes_no_text() {
+    let mut s = read_only_state(80, 24);
+    typ(&mut s, "hello");
+    update(&mut s, Msg::Paste("pasted".into()));
+    assert!(key(&mut s, KeyCode::Enter).is_empty());
+    assert!(
+        s.composer.lines().concat().is_empty(),
+        "nothing typed into a box it cannot send"
+    );
+    let f = frame(&s);
+    assert!(f.contains("⊘ read-only: watching"), "{f}");
+    assert!(!f.contains("Message the agent"), "{f}");
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        insta::assert_snapshot!(format!("read_only_{w}x{h}"), frame(&read_only_state(w, h)));
+    }
+}
+
+fn at(mut e: Event, t: &str) -> Event {
+    e.processed_at = Some(t.into());
+    e
+}
+
+#[test]
+fn a_turn_ends_with_how_long_it_worked_approval_waits_included() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "go"),
+            at(running(2), "2026-11-25T08:00:00Z"),
+            ask_use(3, "bash", json!({"command": "ls"})),
+            at(
+                idle(
+                    4,
+                    StopReason::RequiresAction {
+                        event_ids: vec!["sevt_0003".into()],
+                    },
+                ),
+                "2026-11-25T08:00:02Z",
+            ),
+            at(running(5), "2026-11-25T08:00:04Z"),
+            at(agent(6, "done"), "2026-11-25T08:00:05Z"),
+            at(idle(7, StopReason::EndTurn), "2026-11-25T08:00:06Z"),
+            user(8, "again"),
+            at(running(9), "2026-11-25T08:01:00Z"),
+            at(idle(10, StopReason::Interrupted), "2026-11-25T08:01:03Z"),
+        ],
+    );
+    let f = frame(&s);
+    assert_eq!(
+        f.matches("worked for 6 s").count(),
+        1,
+        "from the first running:\n{f}"
+    );
+    assert!(
+        f.contains("turn ended: interrupted · worked for 3 s"),
+        "{f}"
+    );
+    // Under a second: no line (most test turns, and quick answers).
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[user(1, "hi"), running(2), idle(3, StopReason::EndTurn)],
+    );
+    assert!(!frame(&s).contains("worked for"));
+}
+
+#[test]
+fn a_tool_card_without_a_run_time_shows_the_time_from_call_to_result() {
+    let mut s = state(80, 24);
+    let mut agent_result = tool_result(4, 3, "spawned the reviewer", None);
+    if let EventBody::AgentToolResult { duration_ms, .. } = &mut agent_result.body {
+        *duration_ms = 0;
+    }
+    feed(
+        &mut s,
+        &[
+            user(1, "review it"),
+            running(2),
+            at(
+                tool_use(3, "agent", json!({"agent": "reviewer"})),
+                "2026-11-25T08:00:00Z",
+            ),
+            at(agent_result, "2026-11-25T08:00:04.500Z"),
+            tool_use(5, "bash", json!({"command": "true"})),
+            tool_result(6, 5, "", Some(0)),
+        ],
+    );
+    let f = frame(&s);
+    assert!(f.contains("✓ 4.5 s"), "{f}");
+    assert!(!f.contains("0 ms"), "{f}");
+    assert!(
+        f.contains("exit 0 · 1.2 s"),
+        "the daemon's run time stays: {f}"
+    );
+}
+
+#[test]
+fn the_status_bar_counts_output_tokens_while_text_streams() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "write"), running(2)]);
+    assert!(frame(&s).contains("↓345 "), "{}", frame(&s));
+    let text = "word ".repeat(800); // 4000 characters ≈ 1000 tokens
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n: 1,
+            kind: DeltaKind::Text { index: 0, text },
+        })),
+    );
+    let f = frame(&s);
+    assert!(f.contains("↓~1.3k "), "345 + ~1000 while streaming:\n{f}");
+    // The stored message ends the estimate.
+    feed(&mut s, &[agent(3, "done")]);
+    assert!(frame(&s).contains("↓345 "), "{}", frame(&s));
+}
+
 fn picker_frame(p: &Picker, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| view::picker::draw(f, p)).unwrap();

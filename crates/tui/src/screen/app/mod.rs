@@ -274,13 +274,14 @@ impl State {
         )
     }
 
-    /// Ticks are needed only while something moves (spinner, elapsed time, reconnect countdown).
+    /// Ticks are needed only while something moves (spinner, elapsed time). Nothing moves
+    /// while the daemon is unreachable: what the screen shows is the last thing known.
     pub fn needs_tick(&self) -> bool {
-        self.is_running()
-            || matches!(
-                self.conn,
-                ConnState::Reconnecting { .. } | ConnState::Connecting
-            )
+        self.is_running() && self.connected()
+    }
+
+    pub fn connected(&self) -> bool {
+        self.conn == ConnState::Connected
     }
 
     /// Rows of the composer box (text lines + its top border), capped.
@@ -770,6 +771,8 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Paste(text) => {
             if s.search.editing {
                 s.search.query.push_str(text.lines().next().unwrap_or(""));
+            } else if s.read_only {
+                s.notice = Some("read-only: this client cannot send".into());
             } else {
                 // Pasted newlines are text, never a send.
                 s.composer
@@ -795,6 +798,8 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
             s.normalize();
             Vec::new()
         }
+        // Disconnected, the clock stops with the spinner: no timer counts what it can't see.
+        Msg::Tick(_) if !s.connected() => Vec::new(),
         Msg::Tick(now) => {
             s.now = now;
             s.spinner = s.spinner.wrapping_add(1);

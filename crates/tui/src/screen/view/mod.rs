@@ -13,10 +13,20 @@ use tether_proto::{SessionStatus, StopReason};
 
 use super::app::{OutcomePhase, Overlay, Scroll, State};
 use super::net::ConnState;
-use super::transcript::secs;
+use super::transcript::{Body, secs};
 use crate::render::stop_reason_text;
 
 pub const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// The spinner's frame; a still circle while the daemon is unreachable (nothing is known to
+/// move).
+pub(super) fn spin(s: &State) -> &'static str {
+    if s.connected() {
+        SPINNER[s.spinner % SPINNER.len()]
+    } else {
+        "◌"
+    }
+}
 
 pub(super) fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
@@ -50,7 +60,18 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     let block = Block::default().borders(Borders::TOP).border_style(dim());
     let inner = block.inner(composer);
     f.render_widget(block, composer);
-    f.render_widget(&s.composer, inner);
+    if s.read_only {
+        // Visibly not a place to type: this client watches only.
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                "⊘ read-only: watching; to write, attach without --read-only",
+                dim().add_modifier(Modifier::ITALIC),
+            )),
+            inner,
+        );
+    } else {
+        f.render_widget(&s.composer, inner);
+    }
     draw_footer(f, s, footer);
     match &s.overlay {
         Overlay::Help => draw_help(f, s, area),
@@ -135,8 +156,9 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
         reason,
     } = &s.conn
     {
+        // How to fix it first: the retry details are what a narrow screen cuts.
         let text = format!(
-            " ⟳ reconnecting to tetherd… attempt {attempt}, next try in {} ({reason}) ",
+            " ⟳ tetherd is unreachable: start it with `tether daemon start` · retry {attempt} in {} ({reason}) ",
             secs(*retry_in_ms)
         );
         let banner = Rect { height: 1, ..area };
@@ -323,11 +345,7 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         .filter(|o| o.phase == OutcomePhase::Evaluating);
     let (status, st) = match (h.status, &h.stop_reason) {
         (Some(SessionStatus::Running), _) if let Some(o) = evaluating => (
-            format!(
-                "{} evaluating ({})…",
-                SPINNER[s.spinner % SPINNER.len()],
-                cycle(o.iteration, o.max)
-            ),
+            format!("{} evaluating ({})…", spin(s), cycle(o.iteration, o.max)),
             bar.fg(Color::Yellow),
         ),
         (Some(SessionStatus::Running), _) => {
@@ -337,7 +355,7 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
                 .map(|d| format!(" {}", secs(d.as_millis() as u64 / 1000 * 1000)))
                 .unwrap_or_default();
             (
-                format!("{} running{elapsed}", SPINNER[s.spinner % SPINNER.len()]),
+                format!("{} running{elapsed}", spin(s)),
                 bar.fg(Color::Yellow),
             )
         }
@@ -382,8 +400,28 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         spans.push(Span::styled(format!("│ {text} "), os));
         drop_rank.push(0);
     }
+    // While text streams, the output count grows with it (about 4 characters a token, marked
+    // `~`); the model's own count replaces the estimate when the request ends.
+    let streaming: usize = s
+        .transcript
+        .items
+        .iter()
+        .rev()
+        .take(3)
+        .filter_map(|i| match &i.body {
+            Body::Assistant { text, live: true } | Body::Thinking { text, live: true } => {
+                Some(text.chars().count())
+            }
+            _ => None,
+        })
+        .sum();
+    let out = if streaming > 0 {
+        format!("~{}", human(h.tokens_out + (streaming as u64).div_ceil(4)))
+    } else {
+        human(h.tokens_out)
+    };
     spans.push(Span::styled(
-        format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
+        format!("│ ↑{} ↓{out} ", human(h.tokens_in)),
         bar,
     ));
     drop_rank.push(2);
