@@ -1290,6 +1290,60 @@ fn the_status_bar_counts_output_tokens_while_text_streams() {
     assert!(frame(&s).contains("↓345 "), "{}", frame(&s));
 }
 
+#[test]
+fn snapshot_markdown_headings_tables_and_wrapped_code() {
+    snap_both("markdown_rendering", |s| {
+        feed(
+            s,
+            &[
+                user(1, "summarise"),
+                agent(
+                    2,
+                    "# Report\n\n## Sizes\n\n| crate | lines | owner |\n|---|---|---|\n| daemon | 41230 | core |\n| tui | 9120 | client team |\n\n### The fix\n\n```rust\n    let reply = client.request::<rpc::SessionSend>(params).await.map_err(|e| anyhow!(\"send failed: {e}\"))?;\n```\n",
+                ),
+            ],
+        );
+    });
+}
+
+#[test]
+fn edit_cards_count_changes_and_show_shared_lines_as_context_write_cards_number_lines() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "fix it"),
+            running(2),
+            tool_use(
+                3,
+                "edit",
+                json!({"file_path": "src/lib.rs", "old_string": "fn a() {\n    old();\n}", "new_string": "fn a() {\n    new();\n    more();\n}"}),
+            ),
+            tool_result(4, 3, "edited", None),
+            tool_use(
+                5,
+                "write",
+                json!({"file_path": "f.txt", "content": "a\nb\nc\n"}),
+            ),
+            tool_result(6, 5, "wrote", None),
+        ],
+    );
+    let f = frame(&s);
+    for row in [
+        "edit src/lib.rs  ✓ 1.2 s +2 −1",
+        "    fn a() {",
+        "  -     old();",
+        "  +     new();",
+        "  +     more();",
+        "    }",
+        "write f.txt  ✓ 1.2 s +3",
+        "  1 + a",
+        "  3 + c",
+    ] {
+        assert!(f.contains(row), "{row:?} missing:\n{f}");
+    }
+}
+
 fn picker_frame(p: &Picker, w: u16, h: u16) -> String {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| view::picker::draw(f, p)).unwrap();

@@ -218,19 +218,44 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
         }
         "write" | "edit" => {
             let diff = diff_lines(name, &card.input);
+            let added = diff.iter().filter(|d| d.0 == '+').count();
+            let removed = diff.iter().filter(|d| d.0 == '-').count();
+            if let Some(last) = out.last_mut() {
+                last.spans.push(Span::styled(
+                    format!(" +{added}"),
+                    Style::default().fg(Color::Green),
+                ));
+                if name == "edit" {
+                    last.spans.push(Span::styled(
+                        format!(" −{removed}"),
+                        Style::default().fg(Color::Red),
+                    ));
+                }
+            }
             let total = diff.len();
             let shown = if expanded {
                 total
             } else {
                 total.min(COLLAPSED_DIFF)
             };
-            for (sign, text) in diff.into_iter().take(shown) {
+            let numbers = diff.iter().filter_map(|d| d.1).max().unwrap_or(0);
+            let num_w = if numbers > 0 {
+                numbers.to_string().len()
+            } else {
+                0
+            };
+            for (sign, line_no, text) in diff.into_iter().take(shown) {
                 let st = match sign {
                     '+' => Style::default().fg(Color::Green),
                     '-' => Style::default().fg(Color::Red),
                     _ => dim(),
                 };
-                let g = vec![(format!("  {sign} "), st)];
+                let mut g = vec![("  ".to_string(), st)];
+                if num_w > 0 {
+                    let n = line_no.map_or(String::new(), |n| n.to_string());
+                    g.push((format!("{n:>num_w$} "), dim()));
+                }
+                g.push((format!("{sign} "), st));
                 out.extend(hard_wrap(&text, st, width, &g));
             }
             if shown < total {
@@ -360,21 +385,33 @@ fn cut(text: &str, max: usize) -> String {
     out
 }
 
-/// The change a write or edit makes, as diff rows (sign, text).
-fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, String)> {
+/// The change a write or edit makes, as diff rows (sign, line number, text). A write is the
+/// whole file, numbered from 1; an edit's lines that old and new share at either end are shown
+/// as context (` `), the rest as removed and added. (An edit's line numbers in the file are not
+/// in the call: the card doesn't guess them.)
+fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, Option<usize>, String)> {
     let field = |k: &str| input.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let mut out = Vec::new();
     if name == "write" {
-        for l in field("content").lines() {
-            out.push(('+', l.to_string()));
-        }
-    } else {
-        for l in field("old_string").lines() {
-            out.push(('-', l.to_string()));
-        }
-        for l in field("new_string").lines() {
-            out.push(('+', l.to_string()));
-        }
+        return field("content")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| ('+', Some(i + 1), l.to_string()))
+            .collect();
     }
+    let old: Vec<&str> = field("old_string").lines().collect();
+    let new: Vec<&str> = field("new_string").lines().collect();
+    let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let tail = old[head..]
+        .iter()
+        .rev()
+        .zip(new[head..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = Vec::new();
+    let row = |sign: char, l: &&str| (sign, None, l.to_string());
+    out.extend(old[..head].iter().map(|l| row(' ', l)));
+    out.extend(old[head..old.len() - tail].iter().map(|l| row('-', l)));
+    out.extend(new[head..new.len() - tail].iter().map(|l| row('+', l)));
+    out.extend(old[old.len() - tail..].iter().map(|l| row(' ', l)));
     out
 }
