@@ -564,6 +564,7 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "detach: leave the agent running (like tmux)",
         ),
         ("esc esc".into(), "interrupt the agent's turn (asks once)"),
+        ("ctrl-a".into(), "reopen approvals put away with esc"),
         (
             "ctrl-c".into(),
             "clear the composer (never stops the agent)",
@@ -591,7 +592,10 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "y (browsing) / alt-y".into(),
             "copy the focused code block or message (OSC 52)",
         ),
-        ("ctrl-o".into(), "open the transcript in $PAGER"),
+        (
+            "ctrl-o".into(),
+            "the whole transcript, every card expanded ($PAGER)",
+        ),
         (
             "alt-m / f2".into(),
             "toggle mouse capture (native selection)",
