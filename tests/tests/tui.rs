@@ -410,3 +410,21 @@ async fn the_tui_switches_to_a_child_thread_and_back() {
     let primary = env.ok(&["logs", "team", "--json"]);
     assert!(!primary.contains("and the tests?"), "{primary}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_count_is_live_and_a_read_only_composer_is_disabled() {
+    let env = TestEnv::new(Script::sequential(Vec::new())).await;
+    env.ok(&["new", "--detach", "--name", "watched"]);
+    let writer = Tmux::start(&env, &["attach", "watched"]);
+    writer.wait_for("1 client ").await;
+    // A second client comes with no event in the log: the count still follows.
+    let watcher = Tmux::start(&env, &["attach", "--read-only", "watched"]);
+    watcher.wait_for("⊘ read-only: watching").await;
+    assert!(!watcher.screen().contains("Message the agent"));
+    writer.wait_for("2 clients").await;
+    watcher.keys(&["C-b", "d"]);
+    watcher.wait_for("[tether exited 0]").await;
+    writer.wait_for("1 client ").await;
+    writer.keys(&["C-b", "d"]);
+    writer.wait_for("[tether exited 0]").await;
+}

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 
 use super::highlight;
-use super::wrap::{Seg, hard_wrap_segs, wrap};
+use super::wrap::{Seg, wrap};
 
 /// A fenced (or indented) code block of a message, and the rows it was drawn on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,7 @@ pub fn render_blocks(text: &str, width: usize) -> (Vec<Line<'static>>, Vec<CodeB
         code: None,
         item_prefix: None,
         blocks: Vec::new(),
+        table: None,
     };
     let opts = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES;
     for ev in Parser::new_ext(text, opts) {
@@ -54,6 +55,8 @@ struct Renderer {
     /// Marker of the list item whose first line is pending.
     item_prefix: Option<String>,
     blocks: Vec<CodeBlock>,
+    /// The table being read: its rows of cells (the first row is the header).
+    table: Option<Vec<Vec<Vec<Seg>>>>,
 }
 
 impl Renderer {
@@ -139,11 +142,7 @@ impl Renderer {
         match tag {
             Tag::Heading { level, .. } => {
                 self.flush();
-                let mut st = Style::default().add_modifier(Modifier::BOLD);
-                if level == HeadingLevel::H1 {
-                    st = st.add_modifier(Modifier::UNDERLINED);
-                }
-                self.styles.push(st.fg(Color::Cyan));
+                self.styles.push(heading_style(level));
             }
             Tag::Paragraph => self.flush(),
             Tag::BlockQuote(_) => {
@@ -181,8 +180,16 @@ impl Renderer {
             Tag::Link { .. } => {
                 self.push_style(|s| s.fg(Color::Blue).add_modifier(Modifier::UNDERLINED))
             }
-            Tag::TableRow | Tag::TableHead => self.flush(),
-            Tag::TableCell if !self.cur.is_empty() => self.text(" │ "),
+            Tag::Table(_) => {
+                self.flush();
+                self.table = Some(Vec::new());
+            }
+            Tag::TableHead => {
+                self.push_style(|s| s.add_modifier(Modifier::BOLD));
+                self.table.get_or_insert_with(Vec::new).push(Vec::new());
+            }
+            Tag::TableRow => self.table.get_or_insert_with(Vec::new).push(Vec::new()),
+            Tag::TableCell => self.cur.clear(),
             _ => {}
         }
     }
@@ -234,14 +241,80 @@ impl Renderer {
             TagEnd::Link => {
                 self.styles.pop();
             }
-            TagEnd::TableHead | TagEnd::TableRow => self.flush(),
+            TagEnd::TableCell => {
+                let cell = std::mem::take(&mut self.cur);
+                if let Some(row) = self.table.as_mut().and_then(|t| t.last_mut()) {
+                    row.push(cell);
+                }
+            }
+            TagEnd::TableHead => {
+                self.styles.pop();
+            }
             TagEnd::Table => {
-                self.flush();
+                let rows = self.table.take().unwrap_or_default();
+                let indent = self.indent();
+                self.out.extend(table(&rows, self.width, &indent));
                 self.blank();
             }
             _ => {}
         }
     }
+}
+
+/// A table in aligned columns, a rule under the header. Too wide for the screen, each row is
+/// its cells joined by `│` and word-wrapped instead (columns can't line up then anyway).
+fn table(rows: &[Vec<Vec<Seg>>], width: usize, indent: &str) -> Vec<Line<'static>> {
+    use unicode_width::UnicodeWidthStr;
+    let dim = Style::default().add_modifier(Modifier::DIM);
+    let cell_w = |c: &Vec<Seg>| c.iter().map(|(t, _)| t.width()).sum::<usize>();
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; cols];
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell_w(c));
+        }
+    }
+    let total = indent.width() + widths.iter().sum::<usize>() + 3 * cols.saturating_sub(1);
+    let sep = || (" │ ".to_string(), dim);
+    let mut out = Vec::new();
+    if total <= width {
+        for (r, row) in rows.iter().enumerate() {
+            let mut segs: Vec<Seg> = vec![(indent.to_string(), dim)];
+            for (i, w) in widths.iter().enumerate() {
+                if i > 0 {
+                    segs.push(sep());
+                }
+                let cell = row.get(i).cloned().unwrap_or_default();
+                let pad = w - cell_w(&cell);
+                segs.extend(cell);
+                if pad > 0 && i + 1 < cols {
+                    segs.push((" ".repeat(pad), Style::default()));
+                }
+            }
+            out.push(Line::from(
+                segs.into_iter()
+                    .map(|(t, s)| ratatui::text::Span::styled(t, s))
+                    .collect::<Vec<_>>(),
+            ));
+            if r == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+                out.push(Line::styled(format!("{indent}{}", rule.join("─┼─")), dim));
+            }
+        }
+        return out;
+    }
+    let pad = vec![(indent.to_string(), dim)];
+    for row in rows {
+        let mut segs: Vec<Seg> = Vec::new();
+        for (i, c) in row.iter().enumerate() {
+            if i > 0 {
+                segs.push(sep());
+            }
+            segs.extend(c.iter().cloned());
+        }
+        out.extend(wrap(&segs, width, &pad, &pad));
+    }
+    out
 }
 
 /// A fenced block: a dim gutter with the language on the first row, highlighted code.
@@ -252,11 +325,24 @@ pub fn code_block(text: &str, lang: &str, width: usize, indent: &str) -> Vec<Lin
         out.push(Line::styled(format!("{indent}╭ {lang}"), dim));
     }
     let gutter = vec![(format!("{indent}│ "), dim)];
-    // Code is not word-wrapped: long lines break at the edge, like in a terminal.
+    // A long line breaks between words where it can (a word longer than the row is split);
+    // its indentation stays. Copying takes the code itself, never these rows.
     for segs in highlight::highlight(text.trim_end_matches('\n'), lang).iter() {
-        out.extend(hard_wrap_segs(segs, width, &gutter));
+        out.extend(wrap(segs, width, &gutter, &gutter));
     }
     out
+}
+
+/// Each heading level looks different: H1 bold, underlined, cyan; H2 bold cyan; H3 bold;
+/// deeper ones bold italic.
+fn heading_style(level: HeadingLevel) -> Style {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    match level {
+        HeadingLevel::H1 => bold.add_modifier(Modifier::UNDERLINED).fg(Color::Cyan),
+        HeadingLevel::H2 => bold.fg(Color::Cyan),
+        HeadingLevel::H3 => bold,
+        _ => bold.add_modifier(Modifier::ITALIC),
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +352,57 @@ mod tests {
 
     fn plain(md: &str, w: usize) -> Vec<String> {
         render_blocks(md, w).0.iter().map(line_text).collect()
+    }
+
+    #[test]
+    fn tables_line_up_in_columns_and_fall_back_to_rows_when_too_wide() {
+        let md = "| name | size |\n|---|---|\n| a | 1 |\n| longer name | 12345 |\n";
+        assert_eq!(
+            plain(md, 40),
+            vec![
+                "name        │ size",
+                "────────────┼──────",
+                "a           │ 1",
+                "longer name │ 12345",
+            ]
+        );
+        let narrow = plain(md, 12);
+        assert!(narrow.iter().all(|l| l.chars().count() <= 12), "{narrow:?}");
+        assert!(narrow.iter().any(|l| l.contains("longer")), "{narrow:?}");
+    }
+
+    #[test]
+    fn long_code_lines_wrap_between_words_and_keep_their_indentation() {
+        let md = "```\n    let total = first_value + second_value + third_value;\n```\n";
+        let rows = plain(md, 30);
+        assert_eq!(
+            rows,
+            vec![
+                "│     let total = first_value",
+                "│ + second_value +",
+                "│ third_value;",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_heading_level_looks_different() {
+        let (lines, _) = render_blocks("# One\n\n## Two\n\n### Three\n\n#### Four\n", 40);
+        let style_of = |text: &str| {
+            lines
+                .iter()
+                .find(|l| line_text(l) == text)
+                .and_then(|l| l.spans.iter().find(|s| !s.content.trim().is_empty()))
+                .map(|s| s.style)
+                .unwrap_or_else(|| panic!("{text} missing: {lines:?}"))
+        };
+        let styles = ["One", "Two", "Three", "Four"].map(style_of);
+        for (i, a) in styles.iter().enumerate() {
+            assert!(a.add_modifier.contains(Modifier::BOLD));
+            for b in &styles[i + 1..] {
+                assert_ne!(a, b, "two heading levels look the same");
+            }
+        }
     }
 
     #[test]

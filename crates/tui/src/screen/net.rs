@@ -342,8 +342,25 @@ async fn session(
     }
     // A child thread's events may name the session or the thread.
     let ours = |sid: &str| sid == id || thread.is_some_and(|t| t == sid);
+    // Clients come and go without an event: the header's count is asked for now and then.
+    let mut refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + INFO_REFRESH, INFO_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = refresh.tick(), if thread.is_none() => {
+                match c
+                    .request::<rpc::SessionGet>(SessionParams { session: id.to_string() })
+                    .await
+                {
+                    Ok(info) => {
+                        let _ = out.send(NetMsg::Info(Box::new(info)));
+                    }
+                    Err(e) if lost(&e) => return Err(e),
+                    // Not worth a word: the next event or refresh asks again.
+                    Err(_) => {}
+                }
+            }
             push = c.next_push() => match push? {
                 // Events at or below the last seq were already forwarded (a replay after a resync).
                 ServerFrame::Event(e) if ours(&e.session_id) && e.seq > *last => {
@@ -381,6 +398,9 @@ async fn session(
         }
     }
 }
+
+/// How often the view asks for the session's header (attached clients, usage) between events.
+const INFO_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Events loaded above a match found by the daemon, so it shows with some context.
 const SEARCH_CONTEXT: u64 = 3;

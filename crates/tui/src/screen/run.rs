@@ -164,21 +164,35 @@ async fn pager(
         .ok()
         .filter(|p| !p.trim().is_empty())
         .unwrap_or_else(|| "less -R".into());
-    let result = match std::process::Command::new("sh")
-        .arg("-c")
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(&pager)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-    {
+        .stdin(std::process::Stdio::piped());
+    // less shows colours with -R; any other pager gets plain text (no raw escape codes).
+    let colour = pager.split_whitespace().next() == Some("less");
+    if colour {
+        let less = std::env::var("LESS").unwrap_or_default();
+        if !less.contains('R') && !less.contains('r') {
+            cmd.env("LESS", format!("{less}R"));
+        }
+    }
+    let width = usize::from(tui.term.size().map_or(100, |r| r.width));
+    let result = match cmd.spawn() {
         Ok(mut child) => {
             if let Some(mut stdin) = child.stdin.take() {
+                let mut out = PagerOut {
+                    to: &mut stdin,
+                    colour,
+                };
                 // A pager quit early closes the pipe: then there is nothing more to write.
                 let more = match older {
-                    Some((paths, id, before)) => write_older(&mut stdin, paths, id, before).await,
+                    Some((paths, id, before)) => {
+                        write_older(&mut out, paths, id, before, width).await
+                    }
                     None => Ok(()),
                 };
                 if more.is_ok() {
-                    let _ = stdin.write_all(text.as_bytes());
+                    let _ = out.write_all(text.as_bytes());
                 }
             }
             child.wait().map(|_| ())
@@ -206,6 +220,22 @@ async fn pager(
     result
 }
 
+/// The pager's input: text with colours, or without when the pager would show the codes.
+struct PagerOut<'a, W: Write> {
+    to: &'a mut W,
+    colour: bool,
+}
+
+impl<W: Write> PagerOut<'_, W> {
+    fn write_all(&mut self, text: &[u8]) -> std::io::Result<()> {
+        if self.colour {
+            return self.to.write_all(text);
+        }
+        let plain = layout::strip_ansi(&String::from_utf8_lossy(text));
+        self.to.write_all(plain.as_bytes())
+    }
+}
+
 /// Items kept back at most while waiting for a tool call's result (a call that never got one
 /// must not hold the whole log in memory).
 const PAGER_HOLD: usize = 2000;
@@ -213,10 +243,11 @@ const PAGER_HOLD: usize = 2000;
 /// Writes the events before seq `before` as transcript text, oldest first. Err only when the
 /// pager stopped reading.
 async fn write_older(
-    out: &mut impl Write,
+    out: &mut PagerOut<'_, impl Write>,
     paths: &Paths,
     id: &str,
     before: u64,
+    width: usize,
 ) -> std::io::Result<()> {
     let note = |e: &dyn std::fmt::Display| {
         format!(
@@ -263,7 +294,7 @@ async fn write_older(
         };
         let mut text = String::new();
         for item in rolling.items.drain(..ready) {
-            layout::item_text(&item, &mut text);
+            layout::item_text(&item, width, &mut text);
         }
         out.write_all(text.as_bytes())?;
         if done {

@@ -14,6 +14,7 @@ use tether_proto::{
 
 use super::app::{Effect, Msg, Overlay, Scroll, State, update};
 use super::keys::Keys;
+use super::layout::strip_ansi;
 use super::net::{Cmd, ConnState, NetMsg};
 use super::picker::{Picker, PickerEffect, PickerMsg};
 use super::view;
@@ -597,6 +598,228 @@ fn snapshot_approval_deny_prompt() {
     });
 }
 
+/// A bash call whose command wraps three times in an 80-column modal.
+fn long_ask(s: &mut State) {
+    let command = "cargo build --release --workspace --all-targets --locked && \
+        rsync -av --delete target/release/tetherd target/release/tether deploy@build-host-01:/srv/tether/bin/ && \
+        ssh deploy@build-host-01 'systemctl --user restart tetherd && journalctl --user -u tetherd -n 50'";
+    feed(
+        s,
+        &[
+            user(1, "ship it"),
+            running(2),
+            ask_use(3, "bash", json!({ "command": command })),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+}
+
+/// A write call whose input is far taller than the screen.
+fn tall_ask(s: &mut State) {
+    let content: String = (1..=60)
+        .map(|n| format!("line {n} of the new file\n"))
+        .collect();
+    feed(
+        s,
+        &[
+            user(1, "write it"),
+            running(2),
+            ask_use(
+                3,
+                "write",
+                json!({ "path": "notes.txt", "content": content }),
+            ),
+            idle(
+                4,
+                StopReason::RequiresAction {
+                    event_ids: vec!["sevt_0003".into()],
+                },
+            ),
+        ],
+    );
+}
+
+#[test]
+fn snapshot_approval_long_command() {
+    snap_both("approval_long_command", |s| {
+        long_ask(s);
+    });
+}
+
+#[test]
+fn snapshot_approval_long_command_deny_reason() {
+    snap_both("approval_long_command_deny", |s| {
+        long_ask(s);
+        key(s, KeyCode::Char('n'));
+        typ(s, "not on the build host");
+    });
+}
+
+#[test]
+fn a_modal_taller_than_the_screen_scrolls_and_keeps_hints_and_reason_visible() {
+    let mut s = state(80, 24);
+    tall_ask(&mut s);
+    let top = frame(&s);
+    assert!(top.contains("line 1 of the new file"), "{top}");
+    assert!(!top.contains("line 60 of the new file"), "{top}");
+    assert!(top.contains("y allow · n deny"), "hints on screen:\n{top}");
+    assert!(top.contains("pgup/pgdn scroll"), "says it scrolls:\n{top}");
+    for _ in 0..20 {
+        key(&mut s, KeyCode::PageDown);
+    }
+    let bottom = frame(&s);
+    assert!(bottom.contains("line 60 of the new file"), "{bottom}");
+    assert!(bottom.contains("y allow · n deny"), "{bottom}");
+    // PageUp from the bottom moves at once (no overshoot to climb back through).
+    key(&mut s, KeyCode::PageUp);
+    assert_ne!(frame(&s), bottom);
+    // The reason being typed stays on screen however far the body scrolled.
+    key(&mut s, KeyCode::Char('n'));
+    typ(&mut s, "too big");
+    let typing = frame(&s);
+    assert!(typing.contains("Why deny?"), "{typing}");
+    assert!(typing.contains("too big▏"), "{typing}");
+    assert!(typing.contains("enter deny"), "{typing}");
+}
+
+#[test]
+fn snapshot_approval_taller_than_the_screen() {
+    snap_both("approval_tall", |s| {
+        tall_ask(s);
+        key(s, KeyCode::PageDown);
+    });
+}
+
+#[test]
+fn ctrl_a_reopens_an_approval_put_away_with_esc() {
+    let mut s = state(80, 24);
+    two_asks(&mut s);
+    key(&mut s, KeyCode::Esc);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(s.notice.as_deref().unwrap().contains("ctrl-a"));
+    assert!(
+        frame(&s).contains("ctrl-a"),
+        "the footer says how to reopen it"
+    );
+    assert!(key_m(&mut s, KeyCode::Char('a'), KeyModifiers::CONTROL).is_empty());
+    assert!(
+        matches!(&s.overlay, Overlay::Approval { ids, .. } if ids.len() == 2),
+        "{:?}",
+        s.overlay
+    );
+    // Answered elsewhere while put away: nothing comes back, ctrl-a is the composer's again.
+    key(&mut s, KeyCode::Esc);
+    for (seq, id) in [(6, "sevt_0003"), (7, "sevt_0004")] {
+        feed(
+            &mut s,
+            &[ev(
+                seq,
+                EventBody::UserToolConfirmation {
+                    tool_use_id: id.into(),
+                    result: tether_proto::ConfirmationResult::Allow,
+                    deny_message: None,
+                },
+            )],
+        );
+    }
+    assert!(s.put_away.is_empty());
+    key_m(&mut s, KeyCode::Char('a'), KeyModifiers::CONTROL);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(!frame(&s).contains("ctrl-a"));
+}
+
+#[test]
+fn footer_hints_are_never_cut_at_80_columns_the_least_useful_go_first() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "go"), running(2)]);
+    s.put_away = vec!["sevt_0009".into()];
+    s.search.query = "needle".into();
+    let screen = frame(&s);
+    let footer = screen.lines().last().unwrap().trim_matches('"').trim_end();
+    let whole = [
+        "ctrl-a answer (1 waiting)",
+        "ctrl-b d detach",
+        "esc esc interrupt",
+        "? help",
+        "n/N next/prev match",
+        "ctrl-o pager",
+        "pgup/pgdn scroll",
+    ];
+    for part in footer.trim().split(" · ") {
+        assert!(
+            whole.contains(&part),
+            "cut or unknown hint {part:?} in {footer:?}"
+        );
+    }
+    for must in ["ctrl-a answer", "? help", "detach", "esc esc interrupt"] {
+        assert!(footer.contains(must), "{must} missing from {footer:?}");
+    }
+    assert!(
+        !footer.contains("pgup/pgdn"),
+        "the least useful went first: {footer:?}"
+    );
+    // Wide enough, everything shows.
+    let mut s = state(160, 48);
+    feed(&mut s, &[user(1, "go"), running(2)]);
+    s.put_away = vec!["sevt_0009".into()];
+    let wide = frame(&s);
+    assert!(
+        wide.lines()
+            .last()
+            .unwrap()
+            .contains("pgup/pgdn scroll · ctrl-o pager")
+    );
+}
+
+#[test]
+fn ctrl_o_gives_the_pager_every_card_expanded_with_colours() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut s = state(w, h);
+        tool_session(&mut s, false);
+        let long: String = (1..=40).map(|i| format!("row {i}\n")).collect();
+        feed(
+            &mut s,
+            &[
+                user(14, "more"),
+                running(15),
+                tool_use(16, "bash", json!({"command": "seq 40"})),
+                tool_result(17, 16, &long, Some(0)),
+                agent(18, "# Done\n\nAll **forty** rows."),
+                idle(19, StopReason::EndTurn),
+            ],
+        );
+        assert!(
+            !frame(&s).contains("row 20"),
+            "collapsed on screen (else the test shows nothing)"
+        );
+        let fx = key_m(&mut s, KeyCode::Char('o'), KeyModifiers::CONTROL);
+        let [Effect::Pager { text, .. }] = fx.as_slice() else {
+            panic!("{fx:?}")
+        };
+        let plain = strip_ansi(text);
+        assert!(
+            plain.contains("row 20") && plain.contains("row 40"),
+            "{plain}"
+        );
+        assert!(!plain.contains("ctrl-e expands"), "{plain}");
+        // Colours kept: the user's bar is blue, their words bold, a failed call red.
+        assert!(text.contains("\x1b[34m┃ \x1b[0m"), "{text:?}");
+        assert!(text.contains("\x1b[1mmore\x1b[0m"), "{text:?}");
+        assert!(
+            text.contains("\x1b[31m") || text.contains("\x1b[1;31m"),
+            "{text:?}"
+        );
+        // The page is laid out at the terminal's width.
+        assert!(plain.lines().all(|l| l.chars().count() <= usize::from(w)));
+        insta::assert_snapshot!(format!("pager_expanded_{w}x{h}"), plain);
+    }
+}
+
 #[test]
 fn jump_between_user_messages_and_copy_the_focused_one() {
     let mut s = state(80, 24);
@@ -816,6 +1039,309 @@ fn snapshot_reconnecting_banner() {
             })),
         );
     });
+}
+
+fn lose_daemon(s: &mut State) {
+    update(
+        s,
+        Msg::Net(NetMsg::Conn(ConnState::Reconnecting {
+            attempt: 2,
+            retry_in_ms: 1600,
+            reason: "connection refused".into(),
+        })),
+    );
+}
+
+#[test]
+fn snapshot_disconnected_while_running_with_a_draft() {
+    snap_both("disconnected", |s| {
+        feed(s, &[user(1, "hi"), running(2), agent(3, "working on it")]);
+        typ(s, "and then the docs");
+        lose_daemon(s);
+        update(s, Msg::Tick(now() + Duration::from_secs(30)));
+    });
+}
+
+#[test]
+fn disconnected_the_spinner_and_timers_stop_and_the_banner_says_how_to_start_tetherd() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), running(2)]);
+    update(&mut s, Msg::Tick(now() + Duration::from_secs(5)));
+    assert!(s.needs_tick());
+    lose_daemon(&mut s);
+    assert!(!s.needs_tick(), "nothing moves while the daemon is away");
+    let before = frame(&s);
+    assert!(before.contains("tether daemon start"), "{before}");
+    assert!(before.contains("◌ running"), "a still spinner:\n{before}");
+    for n in 1..=5 {
+        update(&mut s, Msg::Tick(now() + Duration::from_secs(5 + n * 10)));
+    }
+    assert_eq!(frame(&s), before, "ticks change nothing while disconnected");
+    // Back: the clock and the spinner move again.
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    update(&mut s, Msg::Tick(now() + Duration::from_secs(60)));
+    let after = frame(&s);
+    assert!(
+        !after.contains("tether daemon start") && !after.contains("◌"),
+        "{after}"
+    );
+}
+
+#[test]
+fn enter_while_disconnected_keeps_the_draft_and_sends_it_once_back() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello")]);
+    lose_daemon(&mut s);
+    typ(&mut s, "ship it");
+    assert!(key(&mut s, KeyCode::Enter).is_empty(), "nothing goes out");
+    assert_eq!(s.composer.lines().join("\n"), "ship it");
+    assert!(s.notice.as_deref().unwrap().contains("not connected"));
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::Net(Cmd::Send("ship it".into()))]
+    );
+}
+
+fn restart_mid_reply(s: &mut State) {
+    feed(s, &[user(1, "write the report"), running(2)]);
+    let d = |n, t: &str| {
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n,
+            kind: DeltaKind::Text {
+                index: 0,
+                text: t.into(),
+            },
+        }))
+    };
+    update(s, d(1, "The first half of the rep"));
+    lose_daemon(s);
+    // The daemon is back: it replays what it stored, then the reply streams again.
+    update(s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    feed(
+        s,
+        &[ev(3, EventBody::SessionStatusRescheduled {}), running(4)],
+    );
+    update(
+        s,
+        Msg::Net(NetMsg::Snapshot(Snapshot {
+            session_id: "sesn_1".into(),
+            delta_n: 1,
+            message_text: Some("The report, ".into()),
+            ..Snapshot::default()
+        })),
+    );
+    update(s, d(2, "again from the top."));
+}
+
+#[test]
+fn a_reply_streamed_again_after_a_restart_renders_below_the_resumed_marker() {
+    let mut s = state(80, 24);
+    restart_mid_reply(&mut s);
+    let f = frame(&s);
+    let marker = f.find("resumed after a daemon restart").expect(&f);
+    let old = f.find("The first half of the rep").expect(&f);
+    let new = f.find("The report, again from the top.").expect(&f);
+    assert!(old < marker && marker < new, "{f}");
+    assert!(f.contains("cut off by the daemon restart"), "{f}");
+    // The stored reply takes the place of the streamed one, below the marker.
+    feed(&mut s, &[agent(5, "The report, again from the top. Done.")]);
+    let f = frame(&s);
+    let marker = f.find("resumed after a daemon restart").expect(&f);
+    let done = f.find("again from the top. Done.").expect(&f);
+    assert!(marker < done, "{f}");
+    assert_eq!(f.matches("again from the top").count(), 1, "{f}");
+}
+
+#[test]
+fn snapshot_resumed_after_a_restart() {
+    snap_both("resumed_below_marker", restart_mid_reply);
+}
+
+fn read_only_state(w: u16, h: u16) -> State {
+    let mut s = State::new("sesn_1", Keys::default(), true, w, h);
+    s.now = now();
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Info(Box::new(info("demo", SessionStatus::Idle, 0)))),
+    );
+    update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected)));
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello")]);
+    s
+}
+
+#[test]
+fn a_read_only_clients_composer_is_visibly_disabled_and_takes_no_text() {
+    let mut s = read_only_state(80, 24);
+    typ(&mut s, "hello");
+    update(&mut s, Msg::Paste("pasted".into()));
+    assert!(key(&mut s, KeyCode::Enter).is_empty());
+    assert!(
+        s.composer.lines().concat().is_empty(),
+        "nothing typed into a box it cannot send"
+    );
+    let f = frame(&s);
+    assert!(f.contains("⊘ read-only: watching"), "{f}");
+    assert!(!f.contains("Message the agent"), "{f}");
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        insta::assert_snapshot!(format!("read_only_{w}x{h}"), frame(&read_only_state(w, h)));
+    }
+}
+
+fn at(mut e: Event, t: &str) -> Event {
+    e.processed_at = Some(t.into());
+    e
+}
+
+#[test]
+fn a_turn_ends_with_how_long_it_worked_approval_waits_included() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "go"),
+            at(running(2), "2026-11-25T08:00:00Z"),
+            ask_use(3, "bash", json!({"command": "ls"})),
+            at(
+                idle(
+                    4,
+                    StopReason::RequiresAction {
+                        event_ids: vec!["sevt_0003".into()],
+                    },
+                ),
+                "2026-11-25T08:00:02Z",
+            ),
+            at(running(5), "2026-11-25T08:00:04Z"),
+            at(agent(6, "done"), "2026-11-25T08:00:05Z"),
+            at(idle(7, StopReason::EndTurn), "2026-11-25T08:00:06Z"),
+            user(8, "again"),
+            at(running(9), "2026-11-25T08:01:00Z"),
+            at(idle(10, StopReason::Interrupted), "2026-11-25T08:01:03Z"),
+        ],
+    );
+    let f = frame(&s);
+    assert_eq!(
+        f.matches("worked for 6 s").count(),
+        1,
+        "from the first running:\n{f}"
+    );
+    assert!(
+        f.contains("turn ended: interrupted · worked for 3 s"),
+        "{f}"
+    );
+    // Under a second: no line (most test turns, and quick answers).
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[user(1, "hi"), running(2), idle(3, StopReason::EndTurn)],
+    );
+    assert!(!frame(&s).contains("worked for"));
+}
+
+#[test]
+fn a_tool_card_without_a_run_time_shows_the_time_from_call_to_result() {
+    let mut s = state(80, 24);
+    let mut agent_result = tool_result(4, 3, "spawned the reviewer", None);
+    if let EventBody::AgentToolResult { duration_ms, .. } = &mut agent_result.body {
+        *duration_ms = 0;
+    }
+    feed(
+        &mut s,
+        &[
+            user(1, "review it"),
+            running(2),
+            at(
+                tool_use(3, "agent", json!({"agent": "reviewer"})),
+                "2026-11-25T08:00:00Z",
+            ),
+            at(agent_result, "2026-11-25T08:00:04.500Z"),
+            tool_use(5, "bash", json!({"command": "true"})),
+            tool_result(6, 5, "", Some(0)),
+        ],
+    );
+    let f = frame(&s);
+    assert!(f.contains("✓ 4.5 s"), "{f}");
+    assert!(!f.contains("0 ms"), "{f}");
+    assert!(
+        f.contains("exit 0 · 1.2 s"),
+        "the daemon's run time stays: {f}"
+    );
+}
+
+#[test]
+fn the_status_bar_counts_output_tokens_while_text_streams() {
+    let mut s = state(80, 24);
+    feed(&mut s, &[user(1, "write"), running(2)]);
+    assert!(frame(&s).contains("↓345 "), "{}", frame(&s));
+    let text = "word ".repeat(800); // 4000 characters ≈ 1000 tokens
+    update(
+        &mut s,
+        Msg::Net(NetMsg::Delta(Delta {
+            session_id: "sesn_1".into(),
+            n: 1,
+            kind: DeltaKind::Text { index: 0, text },
+        })),
+    );
+    let f = frame(&s);
+    assert!(f.contains("↓~1.3k "), "345 + ~1000 while streaming:\n{f}");
+    // The stored message ends the estimate.
+    feed(&mut s, &[agent(3, "done")]);
+    assert!(frame(&s).contains("↓345 "), "{}", frame(&s));
+}
+
+#[test]
+fn snapshot_markdown_headings_tables_and_wrapped_code() {
+    snap_both("markdown_rendering", |s| {
+        feed(
+            s,
+            &[
+                user(1, "summarise"),
+                agent(
+                    2,
+                    "# Report\n\n## Sizes\n\n| crate | lines | owner |\n|---|---|---|\n| daemon | 41230 | core |\n| tui | 9120 | client team |\n\n### The fix\n\n```rust\n    let reply = client.request::<rpc::SessionSend>(params).await.map_err(|e| anyhow!(\"send failed: {e}\"))?;\n```\n",
+                ),
+            ],
+        );
+    });
+}
+
+#[test]
+fn edit_cards_count_changes_and_show_shared_lines_as_context_write_cards_number_lines() {
+    let mut s = state(80, 24);
+    feed(
+        &mut s,
+        &[
+            user(1, "fix it"),
+            running(2),
+            tool_use(
+                3,
+                "edit",
+                json!({"file_path": "src/lib.rs", "old_string": "fn a() {\n    old();\n}", "new_string": "fn a() {\n    new();\n    more();\n}"}),
+            ),
+            tool_result(4, 3, "edited", None),
+            tool_use(
+                5,
+                "write",
+                json!({"file_path": "f.txt", "content": "a\nb\nc\n"}),
+            ),
+            tool_result(6, 5, "wrote", None),
+        ],
+    );
+    let f = frame(&s);
+    for row in [
+        "edit src/lib.rs  ✓ 1.2 s +2 −1",
+        "    fn a() {",
+        "  -     old();",
+        "  +     new();",
+        "  +     more();",
+        "    }",
+        "write f.txt  ✓ 1.2 s +3",
+        "  1 + a",
+        "  3 + c",
+    ] {
+        assert!(f.contains(row), "{row:?} missing:\n{f}");
+    }
 }
 
 fn picker_frame(p: &Picker, w: u16, h: u16) -> String {
@@ -1679,7 +2205,8 @@ fn the_pager_gets_the_loaded_text_and_where_the_unloaded_part_ends() {
         panic!("{fx:?}")
     };
     assert_eq!(*older_than, Some(21));
-    assert!(text.starts_with("┃ question 10\n") && text.contains("answer 29: line one"));
+    let plain = strip_ansi(text);
+    assert!(plain.starts_with("┃ question 10\n") && plain.contains("answer 29: line one"));
     // Everything loaded: nothing to fetch.
     let mut s = state(80, 24);
     feed(&mut s, &long_session());
@@ -1978,7 +2505,8 @@ fn an_end_whose_start_is_in_an_older_page_is_one_card_after_paging() {
 fn ctrl_e_expands_the_rubric() {
     let mut s = state(80, 24);
     feed(&mut s, &[define_outcome(1, 3)]);
-    let text = |s: &State| super::app::transcript_text(s);
+    // What the screen shows (the pager always shows everything).
+    let text = |s: &State| frame(s);
     assert!(
         text(&s).contains("rubric (4 lines, ctrl-e expands): # Rubric"),
         "{}",

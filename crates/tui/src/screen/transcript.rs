@@ -87,6 +87,9 @@ pub struct ToolCard {
     /// The agent name of the child thread that made the call, when it was cross-posted to
     /// the primary's stream.
     pub thread: Option<String>,
+    /// When the call was made (its event's time), for the elapsed time of calls whose result
+    /// carries none (agent, MCP and custom tools).
+    pub started: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +201,9 @@ pub struct Transcript {
     delta_floor: u64,
     /// Agent names of the child threads seen (`sthr_...` → name), for cross-posted calls.
     thread_names: std::collections::HashMap<String, String>,
+    /// When the turn under way started (its first `running`; a wait for approval doesn't end
+    /// it), for the "worked for" line that ends it.
+    turn_started: Option<String>,
 }
 
 /// What applying something changed, for scroll bookkeeping.
@@ -422,6 +428,7 @@ impl Transcript {
                         custom: false,
                         asks: *evaluated_permission == Some(Permission::Ask),
                         thread: thread.clone(),
+                        started: e.processed_at.clone(),
                     })),
                 );
             }
@@ -436,6 +443,7 @@ impl Transcript {
                     custom: true,
                     asks: false,
                     thread: thread.clone(),
+                    started: e.processed_at.clone(),
                 })),
             ),
             EventBody::AgentToolResult {
@@ -453,7 +461,7 @@ impl Transcript {
                     exit_code: *exit_code,
                     duration_ms: Some(*duration_ms),
                 };
-                return self.attach_result(e.seq, tool_use_id, result);
+                return self.attach_result(e, tool_use_id, result);
             }
             EventBody::AgentMcpToolResult {
                 mcp_tool_use_id,
@@ -467,7 +475,7 @@ impl Transcript {
                     exit_code: None,
                     duration_ms: None,
                 };
-                return self.attach_result(e.seq, mcp_tool_use_id, result);
+                return self.attach_result(e, mcp_tool_use_id, result);
             }
             EventBody::UserCustomToolResult {
                 custom_tool_use_id,
@@ -481,7 +489,7 @@ impl Transcript {
                     exit_code: None,
                     duration_ms: None,
                 };
-                return self.attach_result(e.seq, custom_tool_use_id, result);
+                return self.attach_result(e, custom_tool_use_id, result);
             }
             EventBody::UserInterrupt {} => push(
                 &mut self.items,
@@ -513,10 +521,23 @@ impl Transcript {
             EventBody::SessionStatusIdle { stop_reason } => {
                 let a = self.finish_live(false, None);
                 let b = self.finish_live(true, None);
-                let text = match stop_reason {
-                    StopReason::EndTurn => return a || b,
-                    StopReason::RequiresAction { .. } => "⏸ waiting for your answer".to_string(),
-                    r => format!("■ turn ended: {}", stop_reason_text(r).replace('_', " ")),
+                let waiting = matches!(stop_reason, StopReason::RequiresAction { .. });
+                let worked = if waiting {
+                    None
+                } else {
+                    worked_for(self.turn_started.take().as_deref(), e.processed_at.as_deref())
+                };
+                let text = match (stop_reason, worked) {
+                    (StopReason::EndTurn, None) => return a || b,
+                    (StopReason::EndTurn, Some(w)) => format!("· worked for {w}"),
+                    (StopReason::RequiresAction { .. }, _) => {
+                        "⏸ waiting for your answer".to_string()
+                    }
+                    (r, w) => format!(
+                        "■ turn ended: {}{}",
+                        stop_reason_text(r).replace('_', " "),
+                        w.map(|w| format!(" · worked for {w}")).unwrap_or_default()
+                    ),
                 };
                 push(&mut self.items, Body::Marker(text));
             }
@@ -603,10 +624,26 @@ impl Transcript {
                 }
                 return false;
             }
-            EventBody::SessionStatusRescheduled {} => push(
-                &mut self.items,
-                Body::Marker("↻ resumed after a daemon restart".into()),
-            ),
+            EventBody::SessionStatusRescheduled {} => {
+                // What was streaming when the daemon went away ends above the marker; the
+                // reply streamed again after the restart starts a new item below it.
+                for thinking in [false, true] {
+                    if let Some(i) = self.live_index(thinking)
+                        && let Body::Assistant { text, live } | Body::Thinking { text, live } =
+                            &mut self.items[i].body
+                    {
+                        if !text.trim().is_empty() && !thinking {
+                            text.push_str("\n\n*(cut off by the daemon restart)*");
+                        }
+                        *live = false;
+                        self.items[i].touch();
+                    }
+                }
+                push(
+                    &mut self.items,
+                    Body::Marker("↻ resumed after a daemon restart".into()),
+                )
+            }
             EventBody::SessionStatusTerminated {} => {
                 push(&mut self.items, Body::Marker("■ session terminated".into()))
             }
@@ -675,8 +712,13 @@ impl Transcript {
                 };
                 push(&mut self.items, Body::Evaluation(Box::new(card)));
             }
-            EventBody::SessionStatusRunning {}
-            | EventBody::SpanModelRequestStart { .. }
+            EventBody::SessionStatusRunning {} => {
+                if self.turn_started.is_none() {
+                    self.turn_started = e.processed_at.clone();
+                }
+                return false;
+            }
+            EventBody::SpanModelRequestStart { .. }
             | EventBody::SpanToolCallStart { .. }
             | EventBody::SpanModelRequestEnd { .. } => return false,
         }
@@ -726,8 +768,17 @@ impl Transcript {
             .unwrap_or_else(|| "tool call".into())
     }
 
-    fn attach_result(&mut self, seq: u64, id: &str, result: ToolResult) -> bool {
+    fn attach_result(&mut self, e: &Event, id: &str, mut result: ToolResult) -> bool {
+        let seq = e.seq;
         if let Some(card) = self.tool_mut(id) {
+            // No run time from the daemon (or 0: an agent tool hands its work to a thread):
+            // the time from the call to its result is what the user waited.
+            if result.duration_ms.unwrap_or(0) == 0
+                && let Some(ms) = gap_ms(card.started.as_deref(), e.processed_at.as_deref())
+                && ms > 0
+            {
+                result.duration_ms = Some(ms);
+            }
             card.result = Some(result);
             card.live.clear();
             return true;
@@ -744,6 +795,7 @@ impl Transcript {
                 custom: false,
                 asks: false,
                 thread: None,
+                started: None,
             })),
         ));
         true
@@ -837,6 +889,21 @@ fn trim_front(s: &mut String, keep: usize) {
         }
         s.drain(..cut);
     }
+}
+
+/// Milliseconds from one event time to a later one (None when either is missing).
+fn gap_ms(from: Option<&str>, to: Option<&str>) -> Option<u64> {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+    let gap = parse(to?)?.duration_since(parse(from?)?).ok()?;
+    Some(gap.as_millis() as u64)
+}
+
+/// How long a turn worked, in whole seconds; None under a second (nothing worth a line) or
+/// when a time is missing.
+fn worked_for(started: Option<&str>, ended: Option<&str>) -> Option<String> {
+    let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+    let took = parse(ended?)?.duration_since(parse(started?)?).ok()?;
+    (took.as_secs() >= 1).then(|| secs(took.as_secs() * 1000))
 }
 
 pub fn secs(ms: u64) -> String {

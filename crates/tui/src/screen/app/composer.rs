@@ -16,6 +16,13 @@ pub fn new_composer() -> TextArea<'static> {
 
 /// Keys that edit or send the message: every key no overlay, prompt or browsing key took.
 pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
+    // A watching client has no composer: typing would fill a box it can never send.
+    if s.read_only {
+        if matches!(k.code, KeyCode::Char(_) | KeyCode::Enter) {
+            s.notice = Some("read-only: this client cannot send".into());
+        }
+        return Vec::new();
+    }
     let empty = s.composer_empty();
     match (k.code, k.modifiers) {
         (KeyCode::Char('c'), KeyModifiers::CONTROL) => {
@@ -37,6 +44,14 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             }
             if s.read_only {
                 s.notice = Some("read-only: this client cannot send".into());
+                return Vec::new();
+            }
+            if !s.connected() {
+                // The draft stays: nothing is lost while tetherd is away.
+                s.notice = Some(
+                    "not connected to tetherd: the message stays here; enter sends it once it is back"
+                        .into(),
+                );
                 return Vec::new();
             }
             if s.history.last() != Some(&text) {

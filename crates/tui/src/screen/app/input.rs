@@ -168,6 +168,9 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
         (KeyCode::Char(c @ '0'..='9'), KeyModifiers::ALT) if s.threads.any() => {
             s.view_number(c as usize - '0' as usize)
         }
+        (KeyCode::Char('a'), KeyModifiers::CONTROL) if !s.put_away.is_empty() => {
+            return approval::reopen(s);
+        }
         (KeyCode::F(1), _) => {
             s.overlay = Overlay::Help;
             Vec::new()

@@ -77,6 +77,9 @@ pub enum Overlay {
         draft: Option<String>,
         /// The custom tool result being typed is an error.
         error: bool,
+        /// Body rows scrolled off the top (pgup/pgdn; a long input can be taller than the
+        /// screen).
+        scroll: u16,
     },
 }
 
@@ -175,6 +178,8 @@ pub struct State {
     pub overlay: Overlay,
     /// Seq of the requires_action idle the user dismissed (so it doesn't pop up again).
     dismissed_action: u64,
+    /// Calls still waiting whose modal was put away with Esc (ctrl-a brings it back).
+    pub put_away: Vec<String>,
     pub interrupt_armed: bool,
     pub chord_pending: bool,
     pub keys: Keys,
@@ -214,6 +219,7 @@ impl State {
             block: None,
             overlay: Overlay::None,
             dismissed_action: 0,
+            put_away: Vec::new(),
             interrupt_armed: false,
             chord_pending: false,
             keys,
@@ -268,13 +274,14 @@ impl State {
         )
     }
 
-    /// Ticks are needed only while something moves (spinner, elapsed time, reconnect countdown).
+    /// Ticks are needed only while something moves (spinner, elapsed time). Nothing moves
+    /// while the daemon is unreachable: what the screen shows is the last thing known.
     pub fn needs_tick(&self) -> bool {
-        self.is_running()
-            || matches!(
-                self.conn,
-                ConnState::Reconnecting { .. } | ConnState::Connecting
-            )
+        self.is_running() && self.connected()
+    }
+
+    pub fn connected(&self) -> bool {
+        self.conn == ConnState::Connected
     }
 
     /// Rows of the composer box (text lines + its top border), capped.
@@ -435,6 +442,7 @@ impl State {
 
     /// Takes an answered call off the modal.
     fn unask(&mut self, id: &str) {
+        self.put_away.retain(|i| i != id);
         if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
             ids.retain(|i| i != id);
             *selected = (*selected).min(ids.len().saturating_sub(1));
@@ -456,6 +464,8 @@ impl State {
                     .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
                     .or(Some(self.now));
                 // The primary's calls were answered; a child's may still wait.
+                self.put_away
+                    .retain(|id| self.threads.owner_of(id).is_some());
                 if let Overlay::Approval { ids, selected, .. } = &mut self.overlay {
                     ids.retain(|id| self.threads.owner_of(id).is_some());
                     *selected = (*selected).min(ids.len().saturating_sub(1));
@@ -478,11 +488,18 @@ impl State {
                     && e.seq > self.dismissed_action
                 {
                     self.dismissed_action = e.seq;
+                    let mut ids = event_ids.clone();
+                    for id in std::mem::take(&mut self.put_away) {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
                     self.overlay = Overlay::Approval {
-                        ids: event_ids.clone(),
+                        ids,
                         selected: 0,
                         draft: None,
                         error: false,
+                        scroll: 0,
                     };
                 }
             }
@@ -754,6 +771,8 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Paste(text) => {
             if s.search.editing {
                 s.search.query.push_str(text.lines().next().unwrap_or(""));
+            } else if s.read_only {
+                s.notice = Some("read-only: this client cannot send".into());
             } else {
                 // Pasted newlines are text, never a send.
                 s.composer
@@ -779,6 +798,8 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
             s.normalize();
             Vec::new()
         }
+        // Disconnected, the clock stops with the spinner: no timer counts what it can't see.
+        Msg::Tick(_) if !s.connected() => Vec::new(),
         Msg::Tick(now) => {
             s.now = now;
             s.spinner = s.spinner.wrapping_add(1);
@@ -875,11 +896,12 @@ fn on_stream(s: &mut State, n: NetMsg, primary: bool) -> Vec<Effect> {
     Vec::new()
 }
 
-/// The loaded transcript as plain text (for $PAGER; the part not loaded is fetched then).
+/// The loaded transcript for $PAGER, every card expanded, with colours (ANSI); the part not
+/// loaded is fetched then.
 pub fn transcript_text(s: &State) -> String {
     let mut out = String::new();
     for item in &s.transcript.items {
-        item_text(item, &mut out);
+        item_text(item, usize::from(s.width), &mut out);
     }
     out
 }

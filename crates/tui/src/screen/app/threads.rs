@@ -243,11 +243,19 @@ impl State {
                 }
             }
             _ => {
+                // Calls put away earlier come back with the new ones.
+                let mut all = std::mem::take(&mut self.put_away);
+                for id in ids {
+                    if !all.contains(id) {
+                        all.push(id.clone());
+                    }
+                }
                 self.overlay = Overlay::Approval {
-                    ids: ids.to_vec(),
+                    ids: all,
                     selected: 0,
                     draft: None,
                     error: false,
+                    scroll: 0,
                 }
             }
         }

@@ -18,12 +18,17 @@ fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
 }
 
-pub fn render(item: &Item, width: usize) -> Vec<Line<'static>> {
-    render_blocks(item, width).0
-}
-
 /// [`render`], with the code blocks of an assistant message (row ranges in the item's lines).
 pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
+    render_as(item, item.expanded, width)
+}
+
+/// The item with every part shown, however it is shown on screen (for the pager).
+pub fn render_expanded(item: &Item, width: usize) -> Vec<Line<'static>> {
+    render_as(item, true, width).0
+}
+
+fn render_as(item: &Item, expanded: bool, width: usize) -> (Vec<Line<'static>>, Vec<CodeBlock>) {
     let width = width.max(10);
     let mut blocks = Vec::new();
     let mut out = match &item.body {
@@ -69,7 +74,7 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
                 return (Vec::new(), Vec::new());
             }
             let n = text.lines().count();
-            if item.expanded {
+            if expanded {
                 let mut out = vec![Line::styled("✻ thinking", style)];
                 for line in text.lines() {
                     let g = vec![("  ".to_string(), style)];
@@ -91,7 +96,7 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
                 )]
             }
         }
-        Body::Tool(card) => tool(card, item.expanded, width),
+        Body::Tool(card) => tool(card, expanded, width),
         Body::Error(text) => {
             let st = Style::default().fg(Color::Red);
             let first = vec![("⚠ ".to_string(), st.add_modifier(Modifier::BOLD))];
@@ -99,9 +104,9 @@ pub fn render_blocks(item: &Item, width: usize) -> (Vec<Line<'static>>, Vec<Code
             wrap(&[(text.clone(), st)], width, &first, &rest)
         }
         Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
-        Body::Outcome(spec) => super::outcome::outcome(spec, item.expanded, width),
-        Body::Thread(card) => thread_card(card, item.expanded, width),
-        Body::Evaluation(card) => super::outcome::evaluation(card, item.expanded, width),
+        Body::Outcome(spec) => super::outcome::outcome(spec, expanded, width),
+        Body::Thread(card) => thread_card(card, expanded, width),
+        Body::Evaluation(card) => super::outcome::evaluation(card, expanded, width),
     };
     out.push(Line::default());
     (out, blocks)
@@ -213,19 +218,44 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
         }
         "write" | "edit" => {
             let diff = diff_lines(name, &card.input);
+            let added = diff.iter().filter(|d| d.0 == '+').count();
+            let removed = diff.iter().filter(|d| d.0 == '-').count();
+            if let Some(last) = out.last_mut() {
+                last.spans.push(Span::styled(
+                    format!(" +{added}"),
+                    Style::default().fg(Color::Green),
+                ));
+                if name == "edit" {
+                    last.spans.push(Span::styled(
+                        format!(" −{removed}"),
+                        Style::default().fg(Color::Red),
+                    ));
+                }
+            }
             let total = diff.len();
             let shown = if expanded {
                 total
             } else {
                 total.min(COLLAPSED_DIFF)
             };
-            for (sign, text) in diff.into_iter().take(shown) {
+            let numbers = diff.iter().filter_map(|d| d.1).max().unwrap_or(0);
+            let num_w = if numbers > 0 {
+                numbers.to_string().len()
+            } else {
+                0
+            };
+            for (sign, line_no, text) in diff.into_iter().take(shown) {
                 let st = match sign {
                     '+' => Style::default().fg(Color::Green),
                     '-' => Style::default().fg(Color::Red),
                     _ => dim(),
                 };
-                let g = vec![(format!("  {sign} "), st)];
+                let mut g = vec![("  ".to_string(), st)];
+                if num_w > 0 {
+                    let n = line_no.map_or(String::new(), |n| n.to_string());
+                    g.push((format!("{n:>num_w$} "), dim()));
+                }
+                g.push((format!("{sign} "), st));
                 out.extend(hard_wrap(&text, st, width, &g));
             }
             if shown < total {
@@ -355,21 +385,33 @@ fn cut(text: &str, max: usize) -> String {
     out
 }
 
-/// The change a write or edit makes, as diff rows (sign, text).
-fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, String)> {
+/// The change a write or edit makes, as diff rows (sign, line number, text). A write is the
+/// whole file, numbered from 1; an edit's lines that old and new share at either end are shown
+/// as context (` `), the rest as removed and added. (An edit's line numbers in the file are not
+/// in the call: the card doesn't guess them.)
+fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, Option<usize>, String)> {
     let field = |k: &str| input.get(k).and_then(|v| v.as_str()).unwrap_or("");
-    let mut out = Vec::new();
     if name == "write" {
-        for l in field("content").lines() {
-            out.push(('+', l.to_string()));
-        }
-    } else {
-        for l in field("old_string").lines() {
-            out.push(('-', l.to_string()));
-        }
-        for l in field("new_string").lines() {
-            out.push(('+', l.to_string()));
-        }
+        return field("content")
+            .lines()
+            .enumerate()
+            .map(|(i, l)| ('+', Some(i + 1), l.to_string()))
+            .collect();
     }
+    let old: Vec<&str> = field("old_string").lines().collect();
+    let new: Vec<&str> = field("new_string").lines().collect();
+    let head = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
+    let tail = old[head..]
+        .iter()
+        .rev()
+        .zip(new[head..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut out = Vec::new();
+    let row = |sign: char, l: &&str| (sign, None, l.to_string());
+    out.extend(old[..head].iter().map(|l| row(' ', l)));
+    out.extend(old[head..old.len() - tail].iter().map(|l| row('-', l)));
+    out.extend(new[head..new.len() - tail].iter().map(|l| row('+', l)));
+    out.extend(old[old.len() - tail..].iter().map(|l| row(' ', l)));
     out
 }

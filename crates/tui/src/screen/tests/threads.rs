@@ -541,6 +541,7 @@ fn a_child_view_sends_and_interrupts_in_its_thread_but_answers_calls_by_id() {
         selected: 0,
         draft: None,
         error: false,
+        scroll: 0,
     };
     assert_eq!(
         key(&mut s, KeyCode::Char('y')),

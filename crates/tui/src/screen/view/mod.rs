@@ -7,16 +7,26 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use tether_proto::outcome::EvaluationResult;
 use tether_proto::{SessionStatus, StopReason};
 
 use super::app::{OutcomePhase, Overlay, Scroll, State};
 use super::net::ConnState;
-use super::transcript::secs;
-use crate::render::{stop_reason_text, tool_summary};
+use super::transcript::{Body, secs};
+use crate::render::stop_reason_text;
 
 pub const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+/// The spinner's frame; a still circle while the daemon is unreachable (nothing is known to
+/// move).
+pub(super) fn spin(s: &State) -> &'static str {
+    if s.connected() {
+        SPINNER[s.spinner % SPINNER.len()]
+    } else {
+        "◌"
+    }
+}
 
 pub(super) fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
@@ -50,16 +60,22 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     let block = Block::default().borders(Borders::TOP).border_style(dim());
     let inner = block.inner(composer);
     f.render_widget(block, composer);
-    f.render_widget(&s.composer, inner);
+    if s.read_only {
+        // Visibly not a place to type: this client watches only.
+        f.render_widget(
+            Paragraph::new(Line::styled(
+                "⊘ read-only: watching; to write, attach without --read-only",
+                dim().add_modifier(Modifier::ITALIC),
+            )),
+            inner,
+        );
+    } else {
+        f.render_widget(&s.composer, inner);
+    }
     draw_footer(f, s, footer);
     match &s.overlay {
         Overlay::Help => draw_help(f, s, area),
-        Overlay::Approval {
-            ids,
-            selected,
-            draft,
-            error,
-        } => draw_approval(f, s, ids, *selected, draft.as_deref(), *error, area),
+        Overlay::Approval { scroll, .. } => draw_approval(f, s, *scroll, area),
         Overlay::None => {}
     }
 }
@@ -140,8 +156,9 @@ fn draw_transcript(f: &mut Frame<'_>, s: &State, area: Rect) {
         reason,
     } = &s.conn
     {
+        // How to fix it first: the retry details are what a narrow screen cuts.
         let text = format!(
-            " ⟳ reconnecting to tetherd… attempt {attempt}, next try in {} ({reason}) ",
+            " ⟳ tetherd is unreachable: start it with `tether daemon start` · retry {attempt} in {} ({reason}) ",
             secs(*retry_in_ms)
         );
         let banner = Rect { height: 1, ..area };
@@ -328,11 +345,7 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         .filter(|o| o.phase == OutcomePhase::Evaluating);
     let (status, st) = match (h.status, &h.stop_reason) {
         (Some(SessionStatus::Running), _) if let Some(o) = evaluating => (
-            format!(
-                "{} evaluating ({})…",
-                SPINNER[s.spinner % SPINNER.len()],
-                cycle(o.iteration, o.max)
-            ),
+            format!("{} evaluating ({})…", spin(s), cycle(o.iteration, o.max)),
             bar.fg(Color::Yellow),
         ),
         (Some(SessionStatus::Running), _) => {
@@ -342,7 +355,7 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
                 .map(|d| format!(" {}", secs(d.as_millis() as u64 / 1000 * 1000)))
                 .unwrap_or_default();
             (
-                format!("{} running{elapsed}", SPINNER[s.spinner % SPINNER.len()]),
+                format!("{} running{elapsed}", spin(s)),
                 bar.fg(Color::Yellow),
             )
         }
@@ -387,8 +400,28 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         spans.push(Span::styled(format!("│ {text} "), os));
         drop_rank.push(0);
     }
+    // While text streams, the output count grows with it (about 4 characters a token, marked
+    // `~`); the model's own count replaces the estimate when the request ends.
+    let streaming: usize = s
+        .transcript
+        .items
+        .iter()
+        .rev()
+        .take(3)
+        .filter_map(|i| match &i.body {
+            Body::Assistant { text, live: true } | Body::Thinking { text, live: true } => {
+                Some(text.chars().count())
+            }
+            _ => None,
+        })
+        .sum();
+    let out = if streaming > 0 {
+        format!("~{}", human(h.tokens_out + (streaming as u64).div_ceil(4)))
+    } else {
+        human(h.tokens_out)
+    };
     spans.push(Span::styled(
-        format!("│ ↑{} ↓{} ", human(h.tokens_in), human(h.tokens_out)),
+        format!("│ ↑{} ↓{out} ", human(h.tokens_in)),
         bar,
     ));
     drop_rank.push(2);
@@ -463,26 +496,53 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
             dim(),
         )
     } else {
-        let mut hints = vec![format!("{} detach", s.keys.detach_label())];
-        if s.is_running() {
-            hints.push("esc esc interrupt".into());
+        // (rank, hint): the lowest rank goes first when the row is too narrow for all.
+        let mut hints: Vec<(u8, String)> = Vec::new();
+        // A put-away approval comes first: the agent is stuck until it is answered.
+        if !s.put_away.is_empty() {
+            hints.push((9, format!("ctrl-a answer ({} waiting)", s.put_away.len())));
         }
-        hints.push("? help".into());
+        hints.push((8, format!("{} detach", s.keys.detach_label())));
+        if s.is_running() {
+            hints.push((7, "esc esc interrupt".into()));
+        }
+        hints.push((9, "? help".into()));
         if s.threads.any() {
-            hints.push(if s.viewing.is_some() {
-                "ctrl-t next thread".into()
-            } else {
-                "ctrl-t threads".into()
-            });
+            hints.push((
+                6,
+                if s.viewing.is_some() {
+                    "ctrl-t next thread".into()
+                } else {
+                    "ctrl-t threads".into()
+                },
+            ));
         }
         hints.push(if s.search.query.is_empty() {
-            "/ search".into()
+            (3, "/ search".into())
         } else {
-            "n/N next/prev match".into()
+            (5, "n/N next/prev match".into())
         });
-        hints.push("pgup/pgdn scroll".into());
-        hints.push("ctrl-o pager".into());
-        let text = format!(" {}", hints.join(" · "));
+        hints.push((2, "pgup/pgdn scroll".into()));
+        hints.push((4, "ctrl-o pager".into()));
+        let joined = |h: &[(u8, String)]| {
+            format!(
+                " {}",
+                h.iter()
+                    .map(|(_, t)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            )
+        };
+        let mut text = joined(&hints);
+        while text.chars().count() > usize::from(area.width) && hints.len() > 1 {
+            let least = hints
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (rank, _))| *rank)
+                .map_or(0, |(i, _)| i);
+            hints.remove(least);
+            text = joined(&hints);
+        }
         Line::styled(text, dim())
     };
     f.render_widget(Paragraph::new(line), area);
@@ -504,6 +564,7 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "detach: leave the agent running (like tmux)",
         ),
         ("esc esc".into(), "interrupt the agent's turn (asks once)"),
+        ("ctrl-a".into(), "reopen approvals put away with esc"),
         (
             "ctrl-c".into(),
             "clear the composer (never stops the agent)",
@@ -531,7 +592,10 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "y (browsing) / alt-y".into(),
             "copy the focused code block or message (OSC 52)",
         ),
-        ("ctrl-o".into(), "open the transcript in $PAGER"),
+        (
+            "ctrl-o".into(),
+            "the whole transcript, every card expanded ($PAGER)",
+        ),
         (
             "alt-m / f2".into(),
             "toggle mouse capture (native selection)",
@@ -593,109 +657,22 @@ fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
     );
 }
 
-fn draw_approval(
-    f: &mut Frame<'_>,
-    s: &State,
-    ids: &[String],
-    selected: usize,
-    draft: Option<&str>,
-    error: bool,
-    area: Rect,
-) {
-    let custom = ids
-        .get(selected)
-        .is_some_and(|id| super::app::approval::is_custom(s, id));
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    // Calls of child threads say whose they are; when all are one thread's, the title does.
-    let owner = |id: &str| {
-        s.threads
-            .owner_of(id)
-            .map(|t| crate::screen::threads::short_name(&t.name).to_string())
-            .or_else(|| s.tool_card(id).and_then(|c| c.thread.clone()))
+fn draw_approval(f: &mut Frame<'_>, s: &State, scroll: u16, area: Rect) {
+    let Some(m) = super::app::approval::laid_out(s) else {
+        return;
     };
-    let owners: Vec<Option<String>> = ids.iter().map(|id| owner(id)).collect();
-    let one = owners
-        .first()
-        .cloned()
-        .flatten()
-        .filter(|o| owners.iter().all(|x| x.as_deref() == Some(o.as_str())));
-    lines.push(Line::styled(
-        format!(
-            " {} is waiting for you ({} call{}):",
-            one.as_deref()
-                .map_or("The agent".to_string(), |o| format!("Thread {o}")),
-            ids.len(),
-            if ids.len() == 1 { "" } else { "s" }
-        ),
-        Style::default().add_modifier(Modifier::BOLD),
-    ));
-    lines.push(Line::default());
-    for (n, id) in ids.iter().enumerate() {
-        let card = s.tool_card(id);
-        let mark = if n == selected { "▶ " } else { "  " };
-        let whose = match (&owners[n], &one) {
-            (Some(o), None) => format!("{o} › "),
-            _ => String::new(),
-        };
-        match card {
-            Some(c) => {
-                let kind = if c.custom { "custom tool" } else { "tool" };
-                lines.push(Line::from(vec![
-                    Span::styled(mark.to_string(), Style::default().fg(Color::Yellow)),
-                    Span::styled(whose, Style::default().fg(Color::Cyan)),
-                    Span::styled(
-                        format!("{kind} {} ", c.name),
-                        Style::default().add_modifier(Modifier::BOLD),
-                    ),
-                    Span::raw(tool_summary(&c.name, &c.input)),
-                ]));
-                if n == selected {
-                    let pretty = serde_json::to_string_pretty(&c.input).unwrap_or_default();
-                    for l in pretty.lines().take(12) {
-                        lines.push(Line::styled(format!("    {l}"), dim()));
-                    }
-                }
-            }
-            None => lines.push(Line::raw(format!("{mark}event {id}"))),
-        }
-    }
-    lines.push(Line::default());
-    let (prompt, send) = match (custom, error) {
-        (false, _) => (" Why deny? (optional, the model reads it): ", "enter deny"),
-        (true, false) => (" The tool's result (the model reads it): ", "enter send"),
-        (true, true) => (" The tool's error (the model reads it): ", "enter send"),
-    };
-    match draft {
-        Some(draft) => {
-            lines.push(Line::from(vec![
-                Span::styled(prompt, Style::default().add_modifier(Modifier::BOLD)),
-                Span::raw(format!("{draft}▏")),
-            ]));
-            lines.push(Line::styled(
-                format!(" {send} · esc back"),
-                Style::default().fg(Color::Cyan),
-            ));
-        }
-        None => lines.push(Line::styled(
-            if custom {
-                " y answer · n answer with an error · ↑/↓ choose · esc answer later"
-            } else {
-                " y allow · n deny · ↑/↓ choose · esc answer later"
-            },
-            Style::default().fg(Color::Cyan),
-        )),
-    }
-    let r = centered(area, 90, lines.len() as u16 + 2);
+    let r = centered(area, m.width, m.height);
     f.render_widget(Clear, r);
-    f.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::bordered()
-                .title(match &one {
-                    Some(o) => format!(" approval needed · {o} "),
-                    None => " approval needed ".to_string(),
-                })
-                .border_style(Style::default().fg(Color::Magenta)),
-        ),
-        r,
-    );
+    let block = Block::bordered()
+        .title(m.title.clone())
+        .border_style(Style::default().fg(Color::Magenta));
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    // The footer (reason being typed, key hints) is pinned to the bottom; the body scrolls.
+    let foot = u16::try_from(m.footer.len()).unwrap_or(inner.height);
+    let [body, footer] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(foot)]).areas(inner);
+    let top = scroll.min(m.max_scroll);
+    f.render_widget(Paragraph::new(m.body).scroll((top, 0)), body);
+    f.render_widget(Paragraph::new(m.footer), footer);
 }

@@ -8,7 +8,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
-use super::{SPINNER, dim, short_model};
+use super::{dim, short_model};
 use crate::screen::app::State;
 use crate::screen::threads::{ThreadState, TreeRow, short_name};
 
@@ -17,10 +17,7 @@ fn mark(s: &State, r: &TreeRow) -> (String, Style) {
         return ("⏸".into(), Style::default().fg(Color::Magenta));
     }
     match r.state {
-        ThreadState::Running => (
-            SPINNER[s.spinner % SPINNER.len()].into(),
-            Style::default().fg(Color::Yellow),
-        ),
+        ThreadState::Running => (super::spin(s).into(), Style::default().fg(Color::Yellow)),
         ThreadState::Waiting => ("⏸".into(), Style::default().fg(Color::Magenta)),
         ThreadState::Idle => ("○".into(), Style::default().fg(Color::Green)),
         ThreadState::Rescheduling => ("↻".into(), Style::default().fg(Color::Yellow)),
