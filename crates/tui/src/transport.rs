@@ -33,6 +33,9 @@ pub struct SshTarget {
     pub user: Option<String>,
     pub host: String,
     pub port: Option<u16>,
+    /// What runs `tether` on that host (a `[[remotes]]` entry's `command`); None:
+    /// [`remote_command`].
+    pub command: Option<String>,
 }
 
 impl SshTarget {
@@ -82,6 +85,7 @@ impl SshTarget {
             user,
             host: host.to_string(),
             port,
+            command: None,
         })
     }
 
@@ -91,6 +95,11 @@ impl SshTarget {
             Some(u) => format!("{u}@{}", self.host),
             None => self.host.clone(),
         }
+    }
+
+    /// The command that runs `tether` over there: this target's own, else [`remote_command`].
+    pub fn remote_command(&self) -> String {
+        self.command.clone().unwrap_or_else(remote_command)
     }
 
     /// The ssh command line, for messages.
@@ -156,7 +165,7 @@ impl Link {
     fn ssh(t: &SshTarget, start: bool) -> Result<Link, Unreachable> {
         let remote = format!(
             "{} proxy{}",
-            remote_command(),
+            t.remote_command(),
             if start { "" } else { " --existing" }
         );
         let mut args: Vec<String> = vec!["-T".into()];
