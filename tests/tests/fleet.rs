@@ -335,3 +335,224 @@ async fn host_colon_session_reaches_the_remote_through_every_command() {
         stderr(&bad)
     );
 }
+
+/// `tether` (the picker) of `local` in a 120×40 tmux pane, its raw output also written to
+/// `raw` (escape sequences and all, as the terminal received them).
+struct PickerPane {
+    socket: String,
+}
+
+impl PickerPane {
+    fn start(local: &TestEnv, sshd: &Sshd, raw: &std::path::Path) -> PickerPane {
+        let socket = format!("tether-fleet-{}", std::process::id());
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let cmd = format!(
+            "env TETHER_HOME={} TETHER_DAEMON_BIN={} ANTHROPIC_BASE_URL={} ANTHROPIC_API_KEY=sk-test-not-a-real-key TETHER_SSH_COMMAND={} {}; echo \"[tether exited $?]\"; exec cat",
+            q(&local.home.path().display().to_string()),
+            q(&bin_dir().join("tetherd").display().to_string()),
+            q(&local.mock.base_url()),
+            q(&sshd.ssh_command()),
+            q(&bin_dir().join("tether").display().to_string()),
+        );
+        let tmux = |args: &[&str]| {
+            assert!(
+                Command::new("tmux")
+                    .args(["-L", &socket])
+                    .args(args)
+                    .status()
+                    .expect("tmux must be installed")
+                    .success(),
+                "tmux {args:?}"
+            );
+        };
+        tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "sh",
+            "-c",
+            &cmd,
+        ]);
+        tmux(&[
+            "pipe-pane",
+            "-t",
+            "0",
+            "-o",
+            &format!("cat >> {}", q(&raw.display().to_string())),
+        ]);
+        PickerPane { socket }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        assert!(
+            Command::new("tmux")
+                .args(["-L", &self.socket, "send-keys", "-t", "0"])
+                .args(keys)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// Polls the screen (a terminal has no event to await); shows it on timeout.
+    async fn wait_for(&self, what: &str, present: bool) {
+        let start = std::time::Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(what) == present {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(40),
+                "timed out waiting for {what:?} to be {}; the screen:\n{screen}",
+                if present { "shown" } else { "gone" }
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for PickerPane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_picker_shows_three_hosts_notifies_and_approves_on_a_remote() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let local = TestEnv::new(Script::sequential(vec![Reply::text("here")])).await;
+    let gpu1 = TestEnv::new(Script::sequential(vec![
+        Reply::text("gpu1"),
+        Reply::tool_use("bash", json!({"command": "echo deployed"})),
+        Reply::text("done after approval"),
+    ]))
+    .await;
+    let gpu2 = TestEnv::new(Script::sequential(vec![Reply::text("gpu2")])).await;
+    let _d0 = local.spawn_daemon(None).await;
+    let _d1 = gpu1.spawn_daemon(None).await;
+    let mut d2 = gpu2.spawn_daemon(None).await;
+    local.ok(&["run", "hi", "--name", "mine"]);
+    gpu1.ok(&["run", "hi", "--name", "far1"]);
+    gpu2.ok(&["run", "hi", "--name", "far2"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("asker.yaml"), ASKER).unwrap();
+    gpu1.ok(&[
+        "agents",
+        "create",
+        "-f",
+        dir.path().join("asker.yaml").to_str().unwrap(),
+    ]);
+    let hook_out = dir.path().join("notices.jsonl");
+    add_remotes(
+        &local,
+        &[
+            remote_entry("gpu1", &sshd, &gpu1),
+            remote_entry("gpu2", &sshd, &gpu2),
+            format!(
+                "\n[notify]\ncommand = \"cat >> {}\"\nmin_turn_secs = 0\n",
+                hook_out.display()
+            ),
+        ],
+    );
+    let raw = dir.path().join("raw");
+    let pane = PickerPane::start(&local, &sshd, &raw);
+    for name in ["mine", "far1", "far2", "on 3 hosts"] {
+        pane.wait_for(name, true).await;
+    }
+
+    // A session on gpu1 stops for an approval: the hook and the terminal are told.
+    gpu1.ok(&[
+        "new", "--detach", "--agent", "asker", "--name", "ask", "run it",
+    ]);
+    pane.wait_for("Needs input (1)", true).await;
+    wait_until("the hook got the notice", || {
+        std::fs::read_to_string(&hook_out).is_ok_and(|t| t.contains("gpu1:ask needs input"))
+    })
+    .await;
+    let notice: Value = serde_json::from_str(
+        std::fs::read_to_string(&hook_out)
+            .unwrap()
+            .lines()
+            .find(|l| l.contains("gpu1:ask"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(notice["type"], "session.requires_action");
+    assert_eq!(notice["host"], "gpu1");
+    assert_eq!(notice["name"], "ask");
+    wait_until("the terminal got OSC 9 and 777 through tmux", || {
+        let raw = std::fs::read(&raw).unwrap_or_default();
+        let raw = String::from_utf8_lossy(&raw);
+        raw.contains("\x1bPtmux;\x1b\x1b]9;tether: gpu1:ask needs input\x07\x1b\\")
+            && raw.contains("\x1b\x1b]777;notify;tether;gpu1:ask needs input\x07")
+    })
+    .await;
+    assert!(pane.screen().contains("● 1 needs you"), "{}", pane.screen());
+
+    // Peek and approve in place, without attaching.
+    for c in ["a", "s", "k"] {
+        pane.keys(&[c]);
+    }
+    pane.wait_for("far1", false).await;
+    pane.keys(&["Tab"]);
+    pane.wait_for("waits on bash: echo deployed", true).await;
+    pane.keys(&["C-y"]);
+    wait_until("the approval reached gpu1", || {
+        gpu1.events("ask")
+            .iter()
+            .any(|e| matches!(e.body, tether_proto::EventBody::UserToolConfirmation { .. }))
+    })
+    .await;
+    let id = gpu1.ok(&["ls", "--json"]);
+    let id = id
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|s| s["name"] == "ask")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    gpu1.wait_idle(&id).await;
+    assert!(gpu1.ok(&["logs", "ask"]).contains("done after approval"));
+    pane.keys(&["Escape"]);
+
+    // gpu2 dies: one line says so; it comes back by itself.
+    d2.kill().unwrap();
+    d2.wait().unwrap();
+    pane.wait_for("gpu2 ✗ unreachable (retrying)", true).await;
+    assert!(pane.screen().contains("far1"), "{}", pane.screen());
+    let _d2 = gpu2.spawn_daemon(None).await;
+    pane.wait_for("gpu2 ✗ unreachable", false).await;
+    pane.wait_for("far2", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ssh_that_dies_at_once_is_an_error_not_a_sigpipe() {
+    let local = TestEnv::new(Script::sequential(vec![])).await;
+    for _ in 0..5 {
+        let out = local
+            .tether()
+            .env("TETHER_SSH_COMMAND", "true")
+            .args(["--remote", "ssh://nowhere", "ls"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+    }
+}

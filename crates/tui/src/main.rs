@@ -4,6 +4,7 @@ mod cli;
 mod client;
 mod cmd;
 mod fleet;
+mod notify;
 mod outcome;
 mod render;
 mod screen;

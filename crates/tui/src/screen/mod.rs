@@ -97,6 +97,9 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
     let remotes = crate::fleet::load(&paths.config_file()).map_err(|m| {
         ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
     })?;
+    let notify = crate::notify::load(&paths.config_file()).map_err(|m| {
+        ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
+    })?;
     let mut c = Client::connect(&paths).await?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let mut notice = None;
@@ -104,68 +107,74 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
     loop {
         // The daemon the session lives on: this one, or a remote's through ssh.
         let mut target = client::target(&paths);
-        let info: SessionInfo =
-            match run::picker(&mut tui, &mut c, notice.take(), &remotes, &mut seen)
-                .await
-                .map_err(io_err)?
-            {
-                run::Choice::Quit => return Ok(ExitCode::SUCCESS),
-                run::Choice::Attach(key) => {
-                    let (host, id) = match crate::fleet::resolve(&key, &remotes) {
-                        Ok(r) => r,
-                        Err(m) => {
-                            notice = Some(m);
-                            continue;
-                        }
-                    };
-                    if let Some(h) = host {
-                        target = h.target(&paths);
+        let info: SessionInfo = match run::picker(
+            &mut tui,
+            &mut c,
+            notice.take(),
+            &remotes,
+            &mut seen,
+            &notify,
+        )
+        .await
+        .map_err(io_err)?
+        {
+            run::Choice::Quit => return Ok(ExitCode::SUCCESS),
+            run::Choice::Attach(key) => {
+                let (host, id) = match crate::fleet::resolve(&key, &remotes) {
+                    Ok(r) => r,
+                    Err(m) => {
+                        notice = Some(m);
+                        continue;
                     }
-                    let got = match Client::connect_to(&target, false).await {
-                        Ok(mut rc) => {
-                            rc.request::<rpc::SessionGet>(SessionParams {
-                                session: id.to_string(),
-                            })
-                            .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    match got {
-                        Ok(i) => i,
-                        Err(e) if e.code_is(ErrorCode::NotFound) => continue,
-                        // A remote that went away meanwhile: say so in the picker.
-                        Err(e) => {
-                            notice = Some(e.to_string());
-                            continue;
-                        }
+                };
+                if let Some(h) = host {
+                    target = h.target(&paths);
+                }
+                let got = match Client::connect_to(&target, false).await {
+                    Ok(mut rc) => {
+                        rc.request::<rpc::SessionGet>(SessionParams {
+                            session: id.to_string(),
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(i) => i,
+                    Err(e) if e.code_is(ErrorCode::NotFound) => continue,
+                    // A remote that went away meanwhile: say so in the picker.
+                    Err(e) => {
+                        notice = Some(e.to_string());
+                        continue;
                     }
                 }
-                run::Choice::Create(form) => {
-                    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-                    // Relative to where `tether` runs, not to the daemon.
-                    let dir = opt(&form.dir).map(|d| {
-                        std::path::absolute(&d)
-                            .map(|p| p.display().to_string())
-                            .unwrap_or(d)
-                    });
-                    let create = CreateSession {
-                        name: opt(&form.name),
-                        agent: opt(&form.agent),
-                        model: opt(&form.model),
-                        dir,
-                        ..CreateSession::default()
-                    };
-                    match c.request::<rpc::SessionCreate>(create).await {
-                        Ok(i) => i,
-                        // e.g. the name is taken: say so in the picker.
-                        Err(ClientError::Daemon(e)) => {
-                            notice = Some(e.message);
-                            continue;
-                        }
-                        Err(e) => return Err(e),
+            }
+            run::Choice::Create(form) => {
+                let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+                // Relative to where `tether` runs, not to the daemon.
+                let dir = opt(&form.dir).map(|d| {
+                    std::path::absolute(&d)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or(d)
+                });
+                let create = CreateSession {
+                    name: opt(&form.name),
+                    agent: opt(&form.agent),
+                    model: opt(&form.model),
+                    dir,
+                    ..CreateSession::default()
+                };
+                match c.request::<rpc::SessionCreate>(create).await {
+                    Ok(i) => i,
+                    // e.g. the name is taken: say so in the picker.
+                    Err(ClientError::Daemon(e)) => {
+                        notice = Some(e.message);
+                        continue;
                     }
+                    Err(e) => return Err(e),
                 }
-            };
+            }
+        };
         // The session view owns its own connection (it reconnects on its own).
         let own = Client::connect_to(&target, true).await?;
         let exit = run::session(

@@ -44,6 +44,8 @@ pub enum PickerEffect {
         id: String,
         name: String,
     },
+    /// A session started needing you: tell the terminal and the `[notify]` hook.
+    Notify(crate::notify::Notice),
     /// Fetch what [`PickerMsg::Peeked`] carries.
     Peek(String),
     /// Allow every call the session waits on.
@@ -228,6 +230,10 @@ pub struct Picker {
     /// Last seq looked at, by session key; sessions idle when first listed start looked at.
     pub seen: HashMap<String, u64>,
     pub peek: Option<Peek>,
+    /// When the picker first saw each session working (for the turn-length threshold).
+    pub working_since: HashMap<String, SystemTime>,
+    /// A finished turn notifies only when it ran at least this long (`[notify] min_turn_secs`).
+    pub notify_min_turn: std::time::Duration,
 }
 
 impl Picker {
@@ -316,6 +322,82 @@ impl Picker {
         }
     }
 
+    /// Notices for sessions of `host` that moved into Needs input, Failed or Done between
+    /// `old` and `new`, or appeared there needing input or failed (not on the host's first
+    /// list: that is history, not news), except the one being peeked at; and keeps the
+    /// working-since clock.
+    fn transitions(
+        &mut self,
+        host: &str,
+        old: Option<&[SessionInfo]>,
+        new: &[SessionInfo],
+    ) -> Vec<PickerEffect> {
+        let Some(old) = old else {
+            for s in new {
+                if let (SessionStatus::Running, Some(now)) = (s.status, self.now) {
+                    self.working_since.insert(key(host, &s.id), now);
+                }
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in new {
+            let k = key(host, &s.id);
+            let now_group = group(s, self.seen.get(&k).copied());
+            let since = self.working_since.get(&k).copied();
+            if now_group == Group::Working {
+                if let (None, Some(now)) = (since, self.now) {
+                    self.working_since.insert(k.clone(), now);
+                }
+                continue;
+            }
+            self.working_since.remove(&k);
+            let before = old
+                .iter()
+                .find(|o| o.id == s.id)
+                .map(|b| group(b, self.seen.get(&k).copied()));
+            if before == Some(now_group) || self.peek.as_ref().is_some_and(|pk| pk.key == k) {
+                continue;
+            }
+            let label = match (&s.name, host) {
+                (Some(n), LOCAL) => n.clone(),
+                (None, LOCAL) => s.id.clone(),
+                (n, h) => format!("{h}:{}", n.as_deref().unwrap_or(&s.id)),
+            };
+            let ran = since
+                .zip(self.now)
+                .and_then(|(a, b)| b.duration_since(a).ok());
+            let (kind, text) = match now_group {
+                Group::NeedsInput => ("session.requires_action", format!("{label} needs input")),
+                Group::Failed => (
+                    "session.errored",
+                    format!(
+                        "{label} failed ({})",
+                        s.stop_reason
+                            .as_ref()
+                            .map_or("terminated", crate::render::stop_reason_text)
+                    ),
+                ),
+                Group::Done if ran.is_some_and(|r| r >= self.notify_min_turn) => (
+                    "session.idled",
+                    format!(
+                        "{label} finished its turn ({} s)",
+                        ran.map_or(0, |r| r.as_secs())
+                    ),
+                ),
+                _ => continue,
+            };
+            out.push(PickerEffect::Notify(crate::notify::Notice {
+                kind: kind.into(),
+                host: host.into(),
+                session_id: s.id.clone(),
+                name: s.name.clone(),
+                text,
+            }));
+        }
+        out
+    }
+
     /// Keeps the selection on the same session across a list change.
     fn keep_selection(&mut self, keep: Option<String>) {
         if let Some(k) = keep {
@@ -333,15 +415,24 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
         PickerMsg::Sessions(list) => {
             let keep = p.current().map(|e| e.key());
             p.note_first_sight(LOCAL, &list);
+            let old = std::mem::take(&mut p.sessions);
+            let notices = p.transitions(LOCAL, p.loaded.then_some(old.as_slice()), &list);
             p.sessions = list;
             p.loaded = true;
             p.keep_selection(keep);
-            Vec::new()
+            notices
         }
         PickerMsg::Host { name, sessions } => {
             let keep = p.current().map(|e| e.key());
+            let mut notices = Vec::new();
             if let Ok(list) = &sessions {
                 p.note_first_sight(&name, list);
+                // A host coming back up is not news about its sessions.
+                let old = match p.remotes.iter().find(|h| h.name == name).map(|h| &h.state) {
+                    Some(HostState::Up(old)) => Some(old.clone()),
+                    _ => None,
+                };
+                notices = p.transitions(&name, old.as_deref(), list);
             }
             let state = match sessions {
                 Ok(list) => HostState::Up(list),
@@ -352,7 +443,7 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
                 None => p.remotes.push(HostView { name, state }),
             }
             p.keep_selection(keep);
-            Vec::new()
+            notices
         }
         PickerMsg::Peeked { key, found } => {
             if let Some(peek) = p.peek.as_mut().filter(|pk| pk.key == key) {

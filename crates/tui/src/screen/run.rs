@@ -377,8 +377,10 @@ pub async fn picker(
     notice: Option<String>,
     remotes: &[Remote],
     seen: &mut std::collections::HashMap<String, u64>,
+    notify: &crate::notify::NotifySettings,
 ) -> std::io::Result<Choice> {
     let mut p = Picker {
+        notify_min_turn: notify.min_turn(),
         notice,
         now: Some(SystemTime::now()),
         remotes: remotes
@@ -391,7 +393,7 @@ pub async fn picker(
         seen: std::mem::take(seen),
         ..Picker::default()
     };
-    let choice = picker_loop(tui, c, &mut p, remotes).await;
+    let choice = picker_loop(tui, c, &mut p, remotes, notify).await;
     // What was looked at stays looked at across attaches.
     *seen = std::mem::take(&mut p.seen);
     choice
@@ -402,6 +404,7 @@ async fn picker_loop(
     c: &mut Client,
     p: &mut Picker,
     remotes: &[Remote],
+    notify: &crate::notify::NotifySettings,
 ) -> std::io::Result<Choice> {
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;
@@ -435,8 +438,16 @@ async fn picker_loop(
             _ = hangup.recv() => return Ok(Choice::Quit),
             _ = terminate.recv() => return Ok(Choice::Quit),
         };
+        // Lists are stamped with the time they arrive (how long a turn ran).
+        if matches!(msg, PickerMsg::Sessions(_) | PickerMsg::Host { .. }) {
+            p.now = Some(SystemTime::now());
+        }
         for fx in super::picker::update(p, msg) {
             match fx {
+                PickerEffect::Notify(n) => {
+                    crate::notify::send(notify, &n);
+                    continue;
+                }
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),

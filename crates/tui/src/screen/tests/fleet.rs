@@ -176,3 +176,90 @@ fn snapshot_fleet_picker() {
         insta::assert_snapshot!(format!("fleet_picker_{w}x{h}"), picker_frame(&p, w, h));
     }
 }
+
+fn notices(fx: Vec<PickerEffect>) -> Vec<(String, String)> {
+    fx.into_iter()
+        .filter_map(|f| match f {
+            PickerEffect::Notify(n) => Some((n.kind, n.text)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notices_for_needs_input_failures_and_long_turns_but_not_the_session_looked_at() {
+    let mut p = fleet_picker();
+    p.notify_min_turn = Duration::from_secs(10);
+    // train worked since the picker saw it (now()); 60 s later it ends its turn.
+    p.now = Some(now() + Duration::from_secs(60));
+    let mut train = ended("train", 31);
+    train.attached_clients = 0;
+    let fx = super::super::picker::update(
+        &mut p,
+        PickerMsg::Host {
+            name: "gpu1".into(),
+            sessions: Ok(vec![ended("eval", 15), train, asking("deploy")]),
+        },
+    );
+    assert_eq!(
+        notices(fx),
+        vec![(
+            "session.idled".to_string(),
+            "gpu1:train finished its turn (60 s)".to_string()
+        )]
+    );
+    // Locally: fix-tests stops for an approval, docs (being peeked at) fails: one notice.
+    let mut local = sessions();
+    local[0].status = SessionStatus::Idle;
+    local[0].stop_reason = Some(StopReason::RequiresAction {
+        event_ids: vec!["sevt_2".into()],
+    });
+    local[1].stop_reason = Some(StopReason::Error);
+    p.selected = p
+        .visible()
+        .iter()
+        .position(|e| e.key() == "sesn_docs")
+        .unwrap();
+    picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    let fx = super::super::picker::update(&mut p, PickerMsg::Sessions(local.clone()));
+    assert_eq!(
+        notices(fx),
+        vec![(
+            "session.requires_action".to_string(),
+            "fix-tests needs input".to_string()
+        )]
+    );
+    // The same list again is no news.
+    assert!(
+        notices(super::super::picker::update(
+            &mut p,
+            PickerMsg::Sessions(local)
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_short_turn_is_no_news() {
+    let mut p = fleet_picker();
+    p.notify_min_turn = Duration::from_secs(10);
+    p.now = Some(now() + Duration::from_secs(5));
+    let fx = super::super::picker::update(
+        &mut p,
+        PickerMsg::Host {
+            name: "gpu1".into(),
+            sessions: Ok(vec![
+                ended("eval", 15),
+                ended("train", 31),
+                asking("deploy"),
+            ]),
+        },
+    );
+    assert!(notices(fx).is_empty());
+    // ...but it is Done all the same.
+    assert!(
+        p.visible()
+            .iter()
+            .any(|e| e.key() == "gpu1:sesn_train" && e.group == Group::Done)
+    );
+}
