@@ -58,7 +58,12 @@ pub async fn setup(bins: &Bins, url: &str) -> Result<(Vec<Home>, std::path::Path
     };
     for (h, (home, store)) in homes.iter().zip(&stores).enumerate() {
         for i in 0..SESSIONS - 1 {
-            let at = format!("2026-01-01T{:02}:{:02}:{:02}.000Z", i / 3600, i / 60 % 60, i % 60);
+            let at = format!(
+                "2026-01-01T{:02}:{:02}:{:02}.000Z",
+                i / 3600,
+                i / 60 % 60,
+                i % 60
+            );
             store
                 .create_session(row(home, format!("{}-{i:04}", &HOSTS[h][..1]), at), None)
                 .await?;
@@ -119,7 +124,11 @@ pub fn run_once(homes: &[Home], fake_ssh: &std::path::Path) -> Result<FleetSampl
     std::thread::sleep(WINDOW);
     let secs = t0.elapsed().as_secs_f64();
     let client_ticks = cpu_ticks(client)? - c0;
-    let daemon_ticks = daemons.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).sum::<u64>() - d0;
+    let daemon_ticks = daemons
+        .iter()
+        .map(|p| cpu_ticks(*p).unwrap_or(0))
+        .sum::<u64>()
+        - d0;
     // Each of the 3 hosts' lists arrives every 2 s.
     let updates = (secs / 2.0 * HOSTS.len() as f64).max(1.0);
     // USER_HZ is 100 on Linux: a tick is 10 ms.

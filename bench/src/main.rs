@@ -449,7 +449,9 @@ fn fleet_rows(
         "bench: fleet picker, 3 hosts × {} sessions ({runs} runs)",
         fleet::SESSIONS
     );
-    let (homes, fake_ssh) = rt.block_on(fleet::setup(bins, url)).context("fleet setup")?;
+    let (homes, fake_ssh) = rt
+        .block_on(fleet::setup(bins, url))
+        .context("fleet setup")?;
     let mut samples = Vec::with_capacity(runs);
     for i in 0..runs {
         samples.push(fleet::run_once(&homes, &fake_ssh).with_context(|| format!("fleet run {i}"))?);

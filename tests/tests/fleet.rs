@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use tether_e2e::sshd::{Sshd, sshd_or_skip};
-use tether_e2e::{Reply, TestEnv, bin_dir, wait_until};
+use tether_e2e::{Block, Reply, TestEnv, bin_dir, wait_until};
 use tether_mock_llm::Script;
 
 const ASKER: &str = "name: asker
@@ -195,7 +195,15 @@ async fn ls_lists_every_host_and_a_dead_or_hung_one_is_one_line() {
 #[tokio::test(flavor = "multi_thread")]
 async fn host_colon_session_reaches_the_remote_through_every_command() {
     let Some(sshd) = sshd_or_skip() else { return };
-    let local = TestEnv::new(Script::sequential(vec![Reply::text("local answer")])).await;
+    let local = TestEnv::new(Script::sequential(vec![
+        Reply::text("local answer"),
+        Reply::Stall {
+            blocks: vec![Block::Text {
+                text: "slow".into(),
+            }],
+        },
+    ]))
+    .await;
     let gpu1 = TestEnv::new(Script::sequential(vec![
         Reply::text("first from gpu1"),
         Reply::text("second from gpu1"),
@@ -317,6 +325,13 @@ async fn host_colon_session_reaches_the_remote_through_every_command() {
     .await;
     attach.kill().unwrap();
     attach.wait().unwrap();
+    // wait --any: the idle one answers while the other is still mid-turn.
+    local.ok(&["new", "--detach", "--name", "slow", "take your time"]);
+    local.mock.wait_for_requests(2).await;
+    let any = ok(&local, &sshd, &["wait", "local:slow", "gpu1:b1x", "--any"]);
+    assert_eq!(any, "gpu1:b1x end_turn\n");
+    local.mock.release_stalls();
+    assert_eq!(ok(&local, &sshd, &["wait", "slow"]), "slow end_turn\n");
     ok(&local, &sshd, &["rm", "gpu1:b1y"]);
     let names = hosts_and_names(&gpu1.ok(&["ls", "--json"]));
     assert!(names.iter().all(|(_, n)| n != "b1y"), "{names:?}");
