@@ -296,17 +296,29 @@ impl Picker {
         self.visible().get(self.selected).copied()
     }
 
-    pub fn any_running(&self) -> bool {
-        self.visible()
-            .iter()
-            .any(|e| e.session.status == SessionStatus::Running)
+    /// Every session of every host that answered, unfiltered and unsorted.
+    fn all(&self) -> impl Iterator<Item = (&str, &SessionInfo)> {
+        std::iter::once((LOCAL, self.sessions.as_slice()))
+            .chain(self.remotes.iter().filter_map(|h| match &h.state {
+                HostState::Up(s) => Some((h.name.as_str(), s.as_slice())),
+                _ => None,
+            }))
+            .flat_map(|(host, list)| list.iter().map(move |s| (host, s)))
     }
 
-    /// How many sessions need you (the title's count).
+    pub fn any_running(&self) -> bool {
+        self.all().any(|(_, s)| s.status == SessionStatus::Running)
+    }
+
+    /// How many sessions need you (the title's count), whatever the filter shows.
     pub fn needs_you(&self) -> usize {
-        self.visible()
-            .iter()
-            .filter(|e| matches!(e.group, Group::NeedsInput | Group::Failed | Group::Done))
+        self.all()
+            .filter(|(host, s)| {
+                matches!(
+                    group(s, self.seen.get(&key(host, &s.id)).copied()),
+                    Group::NeedsInput | Group::Failed | Group::Done
+                )
+            })
             .count()
     }
 
