@@ -338,7 +338,7 @@ async fn host_colon_session_reaches_the_remote_through_every_command() {
     // Nothing of that happened here.
     assert_eq!(
         hosts_and_names(&ok(&local, &sshd, &["ls", "--host", "local", "--json"])),
-        pairs(&[("local", "mine")])
+        pairs(&[("local", "mine"), ("local", "slow")])
     );
 
     // An unknown host is a usage error that names the known ones.
