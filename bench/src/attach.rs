@@ -125,7 +125,7 @@ struct Screen {
     last_at: Option<Instant>,
 }
 
-struct Pty {
+pub(crate) struct Pty {
     master: std::fs::File,
     out: Arc<Mutex<Screen>>,
     child: Child,
@@ -133,6 +133,11 @@ struct Pty {
 
 impl Pty {
     fn spawn(home: &Home, args: &[&str]) -> Result<Pty> {
+        Pty::spawn_with(home, args, &[])
+    }
+
+    /// [`Pty::spawn`] with extra environment variables for `tether`.
+    pub(crate) fn spawn_with(home: &Home, args: &[&str], vars: &[(&str, &str)]) -> Result<Pty> {
         let ws = Winsize {
             ws_row: 40,
             ws_col: 120,
@@ -145,6 +150,7 @@ impl Pty {
             .tether()
             .args(args)
             .env("TERM", "xterm-256color")
+            .envs(vars.iter().copied())
             .stdin(Stdio::from(slave.try_clone()?))
             .stdout(Stdio::from(slave.try_clone()?))
             .stderr(Stdio::from(slave))
@@ -169,11 +175,15 @@ impl Pty {
         Ok(Pty { master, out, child })
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn len(&self) -> usize {
         self.out.lock().map(|s| s.bytes.len()).unwrap_or(0)
     }
 
-    fn contains_after(&self, from: usize, needle: &str) -> bool {
+    pub(crate) fn contains_after(&self, from: usize, needle: &str) -> bool {
         self.out
             .lock()
             .map(|s| {
@@ -207,7 +217,7 @@ impl Pty {
         }
     }
 
-    fn send(&mut self, bytes: &[u8]) -> Result<Instant> {
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<Instant> {
         self.master.write_all(bytes)?;
         self.master.flush()?;
         Ok(Instant::now())
@@ -221,7 +231,7 @@ impl Drop for Pty {
     }
 }
 
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let rest = stat
         .rsplit_once(')')

@@ -14,7 +14,7 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
-  --only LIST            comma-separated subset of: warm, cold, rss, append, attach, recovery,
+  --only LIST            comma-separated subset of: warm, cold, rss, append, attach, fleet, recovery,
                          fanout, providers, http, peers, concurrent, sandbox,
                          outcome, threads (default: all)
   -h, --help             this text";
@@ -40,6 +40,8 @@ pub enum Metric {
     Append,
     Recovery,
     Attach,
+    /// The fleet picker over 3 hosts × 1,000 sessions (fleet.rs).
+    Fleet,
     Fanout,
     Providers,
     Http,
@@ -82,6 +84,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             Metric::Append,
             Metric::Recovery,
             Metric::Attach,
+            Metric::Fleet,
             Metric::Fanout,
             Metric::Providers,
             Metric::Http,
@@ -128,6 +131,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "append" => Ok(Metric::Append),
                         "recovery" => Ok(Metric::Recovery),
                         "attach" => Ok(Metric::Attach),
+                        "fleet" => Ok(Metric::Fleet),
                         "fanout" => Ok(Metric::Fanout),
                         "providers" => Ok(Metric::Providers),
                         "http" => Ok(Metric::Http),
@@ -140,7 +144,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "deployments" => Ok(Metric::Deployments),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, fleet, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments)"
                             )
                         }
                     })

@@ -33,6 +33,7 @@ mod concurrent;
 mod deployments;
 mod e2e;
 mod fanout;
+mod fleet;
 mod home;
 mod http;
 mod memory;
@@ -265,6 +266,10 @@ fn real_main() -> Result<()> {
         rows.extend(attach_rows(&rt, &bins, &url, runs)?);
     }
 
+    if opts.wants(Metric::Fleet) {
+        rows.extend(fleet_rows(&rt, &bins, &url, runs)?);
+    }
+
     if opts.wants(Metric::Fanout) {
         eprintln!(
             "bench: fan-out, {} deltas per turn to {:?} attached clients ({runs} runs each)",
@@ -430,6 +435,59 @@ fn real_main() -> Result<()> {
     std::fs::write(&opts.out, &md).with_context(|| format!("writing {}", opts.out.display()))?;
     eprintln!("bench: report written to {}", opts.out.display());
     Ok(())
+}
+
+/// The fleet picker over 3 hosts × 1,000 sessions (see fleet.rs); one setup for all runs.
+fn fleet_rows(
+    rt: &tokio::runtime::Runtime,
+    bins: &Bins,
+    url: &str,
+    runs: usize,
+) -> Result<Vec<Row>> {
+    let runs = runs.min(5);
+    eprintln!(
+        "bench: fleet picker, 3 hosts × {} sessions ({runs} runs)",
+        fleet::SESSIONS
+    );
+    let (homes, fake_ssh) = rt
+        .block_on(fleet::setup(bins, url))
+        .context("fleet setup")?;
+    let mut samples = Vec::with_capacity(runs);
+    for i in 0..runs {
+        samples.push(fleet::run_once(&homes, &fake_ssh).with_context(|| format!("fleet run {i}"))?);
+    }
+    let row = |metric: &str, samples: Vec<f64>, unit, target| Row {
+        metric: metric.into(),
+        samples,
+        unit,
+        target,
+    };
+    Ok(vec![
+        row(
+            "fleet picker, 3 hosts × 1,000 sessions: first complete frame",
+            samples.iter().map(|s| s.first_frame_ms).collect(),
+            Unit::Ms,
+            Some(Target::AtMost(150.0)),
+        ),
+        row(
+            "fleet picker: client CPU per list update",
+            samples.iter().map(|s| s.cpu_ms_per_update).collect(),
+            Unit::Ms,
+            Some(Target::AtMost(5.0)),
+        ),
+        row(
+            "fleet picker: client CPU while nothing happens",
+            samples.iter().map(|s| s.client_cpu_pct).collect(),
+            Unit::Percent,
+            None,
+        ),
+        row(
+            "fleet picker: 3 daemons' CPU while nothing happens",
+            samples.iter().map(|s| s.daemons_cpu_pct).collect(),
+            Unit::Percent,
+            None,
+        ),
+    ])
 }
 
 /// The TUI attached to a 100,000-event session (see attach.rs); one seeded home for all runs.

@@ -19,6 +19,7 @@ use tokio::net::UnixStream;
 pub use tether_mock_llm::{Block, Reply};
 
 pub mod mcp_server;
+pub mod sshd;
 
 /// Builds the binaries once per test process (so tests never run stale ones) and returns
 /// their directory. Always both packages: cargo unifies features over what one build

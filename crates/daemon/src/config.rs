@@ -25,6 +25,12 @@ pub struct Config {
     pub max_child_threads: usize,
     /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
     pub tui: Option<toml::Table>,
+    /// The client's `[[remotes]]` (the other boxes of the fleet): read by `tether`, accepted
+    /// and ignored here.
+    pub remotes: Option<Vec<toml::Table>>,
+    /// The client's `[notify]` (how `tether` tells you a session needs you): accepted and
+    /// ignored here.
+    pub notify: Option<toml::Table>,
     /// Extended thinking for every request (Anthropic `budget_tokens`; OpenAI models get a
     /// reasoning effort from it: < 4096 low, < 16384 medium, else high). Off by default.
     pub thinking_budget_tokens: Option<u32>,
@@ -281,6 +287,8 @@ impl Default for Config {
             max_resumes: 3,
             max_child_threads: tether_proto::multiagent::MAX_CHILD_THREADS,
             tui: None,
+            remotes: None,
+            notify: None,
             thinking_budget_tokens: None,
             anthropic: AnthropicConfig::default(),
             retry: RetryConfig::default(),
@@ -360,7 +368,10 @@ mod tests {
 
     #[test]
     fn the_clients_tui_table_is_accepted() {
-        let c = Config::parse("[tui]\ndetach = \"ctrl-q\"\n").unwrap();
+        let c = Config::parse(
+            "[tui]\ndetach = \"ctrl-q\"\n[[remotes]]\nname = \"gpu1\"\nurl = \"ssh://me@gpu1\"\n[notify]\ncommand = \"x\"\n",
+        )
+        .unwrap();
         assert_eq!(c.default_model, DEFAULT_MODEL);
     }
 

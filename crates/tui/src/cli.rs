@@ -25,7 +25,7 @@ pub enum Command {
     New(NewArgs),
     /// Open the session full screen (on a terminal; otherwise follow it line by line).
     Attach {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// Watch only: this client cannot send, interrupt or approve.
         #[arg(long)]
@@ -45,11 +45,14 @@ pub enum Command {
         /// Only sessions this deployment (id or name) fired.
         #[arg(long, value_name = "DEPLOYMENT")]
         deployment: Option<String>,
+        /// Only this host: `local` or a `[[remotes]]` name from config.toml (default: all).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
     },
     /// Send a message to a session, or give it an outcome (--outcome TASK --rubric FILE).
     #[command(after_help = OUTCOME_HELP)]
     Send {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// The message. With --rubric and no --outcome it is the outcome's task.
         #[arg(required_unless_present = "outcome")]
@@ -72,9 +75,22 @@ pub enum Command {
     /// New session, send PROMPT (or an --outcome), stream until idle; exit code = outcome.
     #[command(after_help = OUTCOME_HELP)]
     Run(RunArgs),
+    /// Block until the sessions are idle (or the first is, with --any); one line per session
+    /// as it goes idle. Exit code as `send --wait`: 0 when every turn ended with end_turn.
+    Wait {
+        /// Sessions (id, unique id prefix, or name; HOST:SESSION for another box).
+        #[arg(required = true, value_name = "SESSION")]
+        sessions: Vec<String>,
+        /// Return when the first of them is idle (exit code: its outcome).
+        #[arg(long)]
+        any: bool,
+        /// One JSON object per idle session: {session, name, host, stop_reason}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a session's event log.
     Logs {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// Keep following new events (resumes from where it is).
         #[arg(short, long)]
@@ -91,7 +107,7 @@ pub enum Command {
     },
     /// Stop the session's current turn (kills running tools); every thread's, or --thread's.
     Interrupt {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// Only this thread of a multi-agent session (agent name or sthr_ id).
         #[arg(long, value_name = "NAME")]
@@ -99,7 +115,7 @@ pub enum Command {
     },
     /// List the threads of a multi-agent session: id, name, model, status, cost.
     Threads {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// One JSON object (a session_thread) per line.
         #[arg(long)]
@@ -111,7 +127,7 @@ pub enum Command {
     /// Delete a session, its log and its workspace (unless it was a --dir); for a --worktree
     /// session, also its worktree, keeping or deleting its branch (asked when not given).
     Rm {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// Archive instead: keep the log readable, refuse new input.
         #[arg(long)]
@@ -126,19 +142,19 @@ pub enum Command {
     /// Show what a --worktree session changed: a patch against its branch point, with its
     /// commits, uncommitted edits and new files.
     Diff {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
     },
     /// Give a session a new name (every attached client sees it).
     Rename {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// The new name (unique among sessions).
         name: String,
     },
     /// New session whose log and workspace start as copies of SESSION's.
     Fork {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// Name for the new session.
         #[arg(long)]
@@ -149,7 +165,7 @@ pub enum Command {
     },
     /// Answer a tool call waiting on approval (all of them, or EVENT).
     Approve {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// The `agent.tool_use` event id; default: every call the session waits on.
         event: Option<String>,
@@ -159,7 +175,7 @@ pub enum Command {
     },
     /// Answer a custom tool call the session is waiting on.
     ToolResult {
-        /// Session id, unique id prefix, or name.
+        /// Session id, unique id prefix, or name (HOST:SESSION for another box).
         session: String,
         /// The `agent.custom_tool_use` event id.
         event: String,

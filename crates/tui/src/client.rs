@@ -103,6 +103,11 @@ impl Client {
         Client::open(&self.target, false).await
     }
 
+    /// Connects to the daemon at `target` (one host of the fleet), starting it if `start`.
+    pub async fn connect_to(target: &Target, start: bool) -> Result<Client, ClientError> {
+        Client::open(target, start).await
+    }
+
     pub fn target(&self) -> &Target {
         &self.target
     }
@@ -175,7 +180,7 @@ impl Client {
                     .await
                     .map(|s| format!(" ssh said: {s}."))
                     .unwrap_or_default();
-                let remote = crate::transport::remote_command();
+                let remote = t.remote_command();
                 ClientError::Unreachable(format!(
                     "cannot reach tetherd on {} through `{remote} proxy`:{said} Check that `{} {remote} --version` works; if tether is not on the remote PATH, set TETHER_REMOTE_COMMAND=/path/to/tether",
                     self.target,

@@ -3,6 +3,8 @@
 mod cli;
 mod client;
 mod cmd;
+mod fleet;
+mod notify;
 mod outcome;
 mod render;
 mod screen;
@@ -56,33 +58,52 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> cmd::CmdResult {
     // The proxy is the far end of a remote link: it always talks to its local daemon.
     let is_proxy = matches!(cli.command, Some(Command::Proxy { .. }));
-    // --remote / TETHER_REMOTE, else `[tui] remote` in config.toml; `local` means this machine.
-    let remote = match cli.remote.clone() {
-        Some(r) => Some(r),
-        None if is_proxy => None,
-        None => {
-            settings::load(&client::paths().config_file())
-                .map_err(|m| {
-                    ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
-                })?
-                .remote
-        }
+    let usage =
+        |m: String| ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m));
+    let config = client::paths().config_file();
+    let remotes = if is_proxy {
+        Vec::new()
+    } else {
+        fleet::load(&config).map_err(usage)?
     };
+    let mut command = cli.command;
+    // HOST:SESSION picks the daemon for this command, over --remote and `[tui] remote`.
+    let pinned = match command.as_mut().and_then(session_arg) {
+        Some(arg) => {
+            let (host, session) = fleet::resolve(arg, &remotes).map_err(usage)?;
+            let session = session.to_string();
+            *arg = session;
+            host
+        }
+        None => None,
+    };
+    // --remote / TETHER_REMOTE, else `[tui] remote` in config.toml; `local` means this machine.
+    let remote = match (&pinned, cli.remote.clone()) {
+        (Some(fleet::Host::Local), _) => None,
+        (Some(fleet::Host::Remote(r)), _) => Some(r.name.clone()),
+        (None, Some(r)) => Some(r),
+        (None, None) if is_proxy => None,
+        (None, None) => settings::load(&config).map_err(usage)?.remote,
+    };
+    let mut chosen_remote = None;
     if let Some(remote) = remote
         .as_deref()
-        .filter(|r| !r.is_empty() && *r != "local" && !is_proxy)
+        .filter(|r| !r.is_empty() && *r != fleet::LOCAL && !is_proxy)
     {
-        let target = transport::SshTarget::parse(remote).map_err(|m| {
-            ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
-        })?;
+        // A `[[remotes]]` name, else an ssh URL.
+        let target = match remotes.iter().find(|r| r.name == remote) {
+            Some(r) => r.ssh.clone(),
+            None => transport::SshTarget::parse(remote).map_err(usage)?,
+        };
         client::use_remote(target);
+        chosen_remote = Some(remote.to_string());
     }
-    let Some(command) = cli.command else {
+    let Some(command) = command else {
         if screen::is_tty() {
             return screen::picker().await;
         }
         eprintln!("the full-screen TUI arrives in a later release; meanwhile:");
-        return cmd::sessions::ls(false, false, None).await;
+        return cmd::fleet::ls(false, false, None, None, chosen_remote).await;
     };
     match command {
         Command::New(a) => cmd::sessions::new(a).await,
@@ -100,7 +121,13 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             all,
             json,
             deployment,
-        } => cmd::sessions::ls(all, json, deployment).await,
+            host,
+        } => cmd::fleet::ls(all, json, deployment, host, chosen_remote).await,
+        Command::Wait {
+            sessions,
+            any,
+            json,
+        } => cmd::fleet::wait(sessions, any, json).await,
         Command::Send {
             session,
             text,
@@ -184,6 +211,25 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Doctor { json } => cmd::doctor::run(json).await,
         Command::Proxy { existing } => cmd::proxy::run(!existing).await,
         Command::HttpToken => cmd::daemon::http_token().await,
+    }
+}
+
+/// The SESSION argument of a command that takes one (where `HOST:SESSION` is resolved).
+/// `wait` takes several and resolves each itself.
+fn session_arg(command: &mut Command) -> Option<&mut String> {
+    match command {
+        Command::Attach { session, .. }
+        | Command::Send { session, .. }
+        | Command::Logs { session, .. }
+        | Command::Interrupt { session, .. }
+        | Command::Threads { session, .. }
+        | Command::Rm { session, .. }
+        | Command::Diff { session }
+        | Command::Rename { session, .. }
+        | Command::Fork { session, .. }
+        | Command::Approve { session, .. }
+        | Command::ToolResult { session, .. } => Some(session),
+        _ => None,
     }
 }
 

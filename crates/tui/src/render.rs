@@ -27,6 +27,8 @@ pub struct Printer {
     pub outcome_max: Option<u32>,
     /// The latest evaluation's verdict (kept in JSON mode too: it is the exit code).
     pub verdict: Option<EvaluationResult>,
+    /// Print nothing, only keep the state above (`tether wait`).
+    pub quiet: bool,
 }
 
 fn one_line(s: &str, max: usize) -> String {
@@ -81,6 +83,14 @@ impl Printer {
         }
     }
 
+    /// Prints nothing; keeps the outcome state (`tether wait`).
+    pub fn quiet() -> Self {
+        Printer {
+            quiet: true,
+            ..Default::default()
+        }
+    }
+
     /// For watching a session: running tools' output is shown live.
     pub fn watching(json: bool) -> Self {
         Printer {
@@ -105,7 +115,7 @@ impl Printer {
 
     pub fn snapshot(&mut self, s: &Snapshot) {
         self.delta_floor = s.delta_n;
-        if self.json {
+        if self.json || self.quiet {
             return;
         }
         if self.live_tool_output
@@ -128,7 +138,7 @@ impl Printer {
     }
 
     pub fn delta(&mut self, d: &Delta) {
-        if self.json || d.n <= self.delta_floor {
+        if self.json || self.quiet || d.n <= self.delta_floor {
             return;
         }
         match &d.kind {
@@ -159,6 +169,9 @@ impl Printer {
             }
             EventBody::SpanOutcomeEvaluationEnd(end) => self.verdict = Some(end.result),
             _ => {}
+        }
+        if self.quiet {
+            return;
         }
         if self.json {
             if let Ok(s) = serde_json::to_string(e) {

@@ -33,6 +33,9 @@ pub struct SshTarget {
     pub user: Option<String>,
     pub host: String,
     pub port: Option<u16>,
+    /// What runs `tether` on that host (a `[[remotes]]` entry's `command`); None:
+    /// [`remote_command`].
+    pub command: Option<String>,
 }
 
 impl SshTarget {
@@ -82,6 +85,7 @@ impl SshTarget {
             user,
             host: host.to_string(),
             port,
+            command: None,
         })
     }
 
@@ -91,6 +95,11 @@ impl SshTarget {
             Some(u) => format!("{u}@{}", self.host),
             None => self.host.clone(),
         }
+    }
+
+    /// The command that runs `tether` over there: this target's own, else [`remote_command`].
+    pub fn remote_command(&self) -> String {
+        self.command.clone().unwrap_or_else(remote_command)
     }
 
     /// The ssh command line, for messages.
@@ -156,7 +165,7 @@ impl Link {
     fn ssh(t: &SshTarget, start: bool) -> Result<Link, Unreachable> {
         let remote = format!(
             "{} proxy{}",
-            remote_command(),
+            t.remote_command(),
             if start { "" } else { " --existing" }
         );
         let mut args: Vec<String> = vec!["-T".into()];
@@ -174,8 +183,17 @@ impl Link {
             }
             _ => tokio::process::Command::new("ssh"),
         };
+        // ssh's stdin is a socket, not a pipe: written with MSG_NOSIGNAL, an ssh that died
+        // (host down) is an EPIPE error to report, not a SIGPIPE that kills this process
+        // (SIGPIPE is left at its default so `tether ls | head` ends quietly).
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Unreachable(format!("cannot make a socket pair for ssh: {e}")))?;
+        let writer = ours
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(ours))
+            .map_err(|e| Unreachable(format!("cannot set up the ssh link: {e}")))?;
         cmd.args(&args)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -185,16 +203,14 @@ impl Link {
                 t.describe()
             ))
         })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(Unreachable("ssh started without pipes".into()));
         };
         let tail = Arc::new(Mutex::new(Vec::new()));
         let collecting = tokio::spawn(keep_tail(stderr, tail.clone()));
         Ok(Link {
             reader: Box::new(stdout),
-            writer: Box::new(stdin),
+            writer: Box::new(NoSigPipe(writer)),
             _child: Some(child),
             stderr: Some(StderrTail {
                 bytes: tail,
@@ -211,6 +227,49 @@ impl Link {
         let bytes = tail.bytes.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let s = String::from_utf8_lossy(&bytes).trim().to_string();
         (!s.is_empty()).then_some(s)
+    }
+}
+
+/// A socket written with `send(MSG_NOSIGNAL)`: a closed peer is an error, never a signal.
+struct NoSigPipe(tokio::net::UnixStream);
+
+impl AsyncWrite for NoSigPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::os::fd::AsRawFd;
+        let sock = &self.0;
+        loop {
+            std::task::ready!(sock.poll_write_ready(cx))?;
+            let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
+                nix::sys::socket::send(
+                    sock.as_raw_fd(),
+                    buf,
+                    nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+                )
+                .map_err(std::io::Error::from)
+            });
+            match sent {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return std::task::Poll::Ready(other),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

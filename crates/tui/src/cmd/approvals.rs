@@ -11,17 +11,20 @@ use super::{CmdResult, connect, usage};
 use crate::client::{Client, ClientError};
 
 /// A call the session waits on, as the CLI shows it.
-struct Waiting {
-    id: String,
-    name: String,
-    input: Value,
+pub(crate) struct Waiting {
+    pub id: String,
+    pub name: String,
+    pub input: Value,
     /// A custom tool (wants a result) rather than an `always_ask` call (wants approval).
-    custom: bool,
+    pub custom: bool,
 }
 
 /// The calls `info` waits on (`requires_action`) that have no answer yet, looked up in its
 /// log, newest events first.
-async fn waiting_calls(c: &mut Client, info: &SessionInfo) -> Result<Vec<Waiting>, ClientError> {
+pub(crate) async fn waiting_calls(
+    c: &mut Client,
+    info: &SessionInfo,
+) -> Result<Vec<Waiting>, ClientError> {
     let ids = match &info.stop_reason {
         Some(StopReason::RequiresAction { event_ids }) if info.status == SessionStatus::Idle => {
             event_ids.clone()

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use tether_proto::method::{
-    CreateSession, DefineOutcome, ForkSession, Interrupt, ListSessions, Order, ReadEvents,
-    SendMessage, SessionParams, UpdateSession, rpc,
+    CreateSession, DefineOutcome, ForkSession, Interrupt, Order, ReadEvents, SendMessage,
+    SessionParams, UpdateSession, rpc,
 };
 use tether_proto::{ContentBlock, EventBody, SessionInfo, SessionStatus, StopReason};
 
@@ -16,7 +16,7 @@ use crate::client::{self, ClientError};
 use crate::render::{Printer, stop_reason_text};
 
 /// Exit code for a turn outcome: 0 on end_turn, 1 otherwise.
-fn outcome_code(reason: Option<&StopReason>) -> ExitCode {
+pub(super) fn outcome_code(reason: Option<&StopReason>) -> ExitCode {
     match reason {
         Some(r) if r.is_success() => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
@@ -274,7 +274,7 @@ pub async fn run(args: RunArgs) -> CmdResult {
 }
 
 /// Says how to answer when the turn stopped for `requires_action`; whether it did.
-fn waits_for_answer(session: &str, reason: Option<&StopReason>) -> bool {
+pub(super) fn waits_for_answer(session: &str, reason: Option<&StopReason>) -> bool {
     let waiting = matches!(reason, Some(StopReason::RequiresAction { .. }));
     if waiting {
         eprintln!(
@@ -448,33 +448,9 @@ pub async fn attach(session: String, read_only: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn ls(all: bool, json: bool, deployment: Option<String>) -> CmdResult {
-    let mut c = connect().await?;
-    let mut sessions = c
-        .request::<rpc::SessionList>(ListSessions { all, deployment })
-        .await?
-        .data;
-    newest_first(&mut sessions);
-    if json {
-        for s in &sessions {
-            println!("{}", serde_json::to_string(s).unwrap_or_default());
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    if sessions.is_empty() {
-        eprintln!("no sessions yet; `tether new \"...\"` starts one");
-        return Ok(ExitCode::SUCCESS);
-    }
-    print!(
-        "{}",
-        ls_table(&sessions, std::time::SystemTime::now(), color_out())
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Newest first: the session you just started is on top. RFC 3339 times of one daemon
 /// share a format, so they sort as text; ids (ULIDs) break ties in creation order.
-fn newest_first(sessions: &mut [SessionInfo]) {
+pub(super) fn newest_first(sessions: &mut [SessionInfo]) {
     sessions.sort_by(|a, b| {
         (b.created_at.as_str(), b.id.as_str()).cmp(&(a.created_at.as_str(), a.id.as_str()))
     });
@@ -529,13 +505,33 @@ fn status_text(s: &SessionInfo) -> (String, bool) {
     }
 }
 
-/// The `ls` table, times relative to `now` ("3m ago").
-fn ls_table(sessions: &[SessionInfo], now: std::time::SystemTime, color: bool) -> String {
+/// The `ls` table, times relative to `now` ("3m ago"); with `hosts` (one per session), a
+/// HOST column first.
+pub(super) fn ls_table(
+    sessions: &[SessionInfo],
+    hosts: Option<&[&str]>,
+    now: std::time::SystemTime,
+    color: bool,
+) -> String {
+    let host_cell = |h: &str| match hosts {
+        Some(_) => format!("{h:<12} "),
+        None => String::new(),
+    };
     let mut out = format!(
-        "{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED\n",
-        "ID", "NAME", "STATUS", "OUTCOME", "MODEL", "EVENTS", "TOKENS", "CLIENTS", "COST"
+        "{}{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  UPDATED\n",
+        host_cell("HOST"),
+        "ID",
+        "NAME",
+        "STATUS",
+        "OUTCOME",
+        "MODEL",
+        "EVENTS",
+        "TOKENS",
+        "CLIENTS",
+        "COST"
     );
-    for s in sessions {
+    for (i, s) in sessions.iter().enumerate() {
+        let host = hosts.and_then(|h| h.get(i)).copied().unwrap_or("");
         let (status, red) = status_text(s);
         // Failures and unsandboxed sessions (`sandbox = "none"`) stand out in red.
         let (red, reset) = if red && color {
@@ -544,7 +540,8 @@ fn ls_table(sessions: &[SessionInfo], now: std::time::SystemTime, color: bool) -
             ("", "")
         };
         out.push_str(&format!(
-            "{red}{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}\n",
+            "{red}{}{:<32} {:<24} {:<22} {:<18} {:<28} {:>6} {:>12} {:>9} {:>9}  {}{reset}\n",
+            host_cell(host),
             s.id,
             name_or_title(s),
             status,
@@ -581,7 +578,7 @@ fn ago(t: &str, now: std::time::SystemTime) -> String {
 }
 
 /// Whether stdout takes colours: a terminal, and NO_COLOR unset.
-fn color_out() -> bool {
+pub(super) fn color_out() -> bool {
     use std::io::IsTerminal;
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
@@ -869,7 +866,7 @@ mod tests {
         let mut sessions = vec![old, new];
         newest_first(&mut sessions);
         let now = at("2026-12-01T12:00:00.000Z");
-        let table = ls_table(&sessions, now, false);
+        let table = ls_table(&sessions, None, now, false);
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[1].starts_with("sesn_02NEW"), "{table}");
         assert!(
@@ -893,11 +890,11 @@ mod tests {
         let mut s = session("sesn_1", "2026-12-01T10:00:00.000Z");
         s.stop_reason = Some(StopReason::Interrupted);
         assert_eq!(status_text(&s), ("idle, interrupted".to_string(), false));
-        let table = ls_table(&[s.clone()], at("2026-12-01T10:00:05Z"), true);
+        let table = ls_table(&[s.clone()], None, at("2026-12-01T10:00:05Z"), true);
         assert!(!table.contains("\x1b[31"), "no red: {table:?}");
         s.stop_reason = Some(StopReason::Error);
         assert_eq!(status_text(&s), ("✗ idle (error)".to_string(), true));
-        let table = ls_table(&[s], at("2026-12-01T10:00:05Z"), true);
+        let table = ls_table(&[s], None, at("2026-12-01T10:00:05Z"), true);
         assert!(table.contains("\x1b[31;1msesn_1"), "{table:?}");
     }
 

@@ -5,6 +5,7 @@
 //! connection in net.rs; the terminal loop that ties them together in run.rs.
 
 pub mod app;
+pub mod fleet_net;
 pub mod highlight;
 pub mod keys;
 pub mod layout;
@@ -93,23 +94,61 @@ pub async fn attach_thread(
 pub async fn picker() -> Result<ExitCode, ClientError> {
     let keys = keys()?;
     let paths = client::paths();
+    let remotes = crate::fleet::load(&paths.config_file()).map_err(|m| {
+        ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
+    })?;
+    let notify = crate::notify::load(&paths.config_file()).map_err(|m| {
+        ClientError::Daemon(tether_proto::ErrorBody::new(ErrorCode::InvalidParams, m))
+    })?;
     let mut c = Client::connect(&paths).await?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let mut notice = None;
+    let mut seen = std::collections::HashMap::new();
     loop {
-        let info: SessionInfo = match run::picker(&mut tui, &mut c, notice.take())
-            .await
-            .map_err(io_err)?
+        // The daemon the session lives on: this one, or a remote's through ssh.
+        let mut target = client::target(&paths);
+        let info: SessionInfo = match run::picker(
+            &mut tui,
+            &mut c,
+            notice.take(),
+            &remotes,
+            &mut seen,
+            &notify,
+        )
+        .await
+        .map_err(io_err)?
         {
             run::Choice::Quit => return Ok(ExitCode::SUCCESS),
-            run::Choice::Attach(id) => match c
-                .request::<rpc::SessionGet>(SessionParams { session: id })
-                .await
-            {
-                Ok(i) => i,
-                Err(e) if e.code_is(ErrorCode::NotFound) => continue,
-                Err(e) => return Err(e),
-            },
+            run::Choice::Attach(key) => {
+                let (host, id) = match crate::fleet::resolve(&key, &remotes) {
+                    Ok(r) => r,
+                    Err(m) => {
+                        notice = Some(m);
+                        continue;
+                    }
+                };
+                if let Some(h) = host {
+                    target = h.target(&paths);
+                }
+                let got = match Client::connect_to(&target, false).await {
+                    Ok(mut rc) => {
+                        rc.request::<rpc::SessionGet>(SessionParams {
+                            session: id.to_string(),
+                        })
+                        .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(i) => i,
+                    Err(e) if e.code_is(ErrorCode::NotFound) => continue,
+                    // A remote that went away meanwhile: say so in the picker.
+                    Err(e) => {
+                        notice = Some(e.to_string());
+                        continue;
+                    }
+                }
+            }
             run::Choice::Create(form) => {
                 let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
                 // Relative to where `tether` runs, not to the daemon.
@@ -137,7 +176,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
             }
         };
         // The session view owns its own connection (it reconnects on its own).
-        let own = Client::connect(&paths).await?;
+        let own = Client::connect_to(&target, true).await?;
         let exit = run::session(
             &mut tui,
             own,

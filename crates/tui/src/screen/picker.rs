@@ -1,29 +1,170 @@
-//! The session picker (`tether` alone): state and its pure update.
+//! The session picker (`tether` alone): state and its pure update. It shows the sessions of
+//! this machine's daemon and of every `[[remotes]]` one, grouped by what they need from you.
+//! A remote session's key is `HOST:ID` (what every command takes); a local one's is its id.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use tether_proto::SessionInfo;
+use tether_proto::{SessionInfo, SessionStatus, StopReason};
+
+use crate::fleet::LOCAL;
 
 #[derive(Debug)]
 pub enum PickerMsg {
     Key(KeyEvent),
+    /// This machine's sessions.
     Sessions(Vec<SessionInfo>),
+    /// A remote's sessions, or why it cannot be reached (it is retried by itself).
+    Host {
+        name: String,
+        sessions: Result<Vec<SessionInfo>, String>,
+    },
+    /// What a peek found for the session `key`.
+    Peeked {
+        key: String,
+        found: Result<PeekInfo, String>,
+    },
     /// Agent names by id (sessions pin an agent by id).
     Agents(HashMap<String, String>),
     Failed(String),
+    /// What an action did, for the footer.
+    Notice(String),
     Tick(SystemTime),
 }
 
+/// Session keys in effects are `HOST:ID` for remote sessions, the bare id for local ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PickerEffect {
     Attach(String),
     Create(NewSession),
     Archive(String),
     Delete(String),
-    Rename { id: String, name: String },
+    Rename {
+        id: String,
+        name: String,
+    },
+    /// A session started needing you: tell the terminal and the `[notify]` hook.
+    Notify(crate::notify::Notice),
+    /// Fetch what [`PickerMsg::Peeked`] carries.
+    Peek(String),
+    /// Allow every call the session waits on.
+    Approve(String),
+    /// Send a message to the session.
+    Reply {
+        key: String,
+        text: String,
+    },
     Quit,
+}
+
+/// What a session needs from you, in the order the picker shows the groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Group {
+    /// Waiting on an approval or a custom tool result.
+    NeedsInput,
+    Working,
+    /// Ended a turn (end_turn) since you last looked.
+    Done,
+    /// Its last turn failed (error, retries exhausted) or it was terminated.
+    Failed,
+    Idle,
+}
+
+impl Group {
+    pub fn label(self) -> &'static str {
+        match self {
+            Group::NeedsInput => "Needs input",
+            Group::Working => "Working",
+            Group::Done => "Done",
+            Group::Failed => "Failed",
+            Group::Idle => "Idle",
+        }
+    }
+}
+
+/// A remote host as the picker knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostView {
+    pub name: String,
+    pub state: HostState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostState {
+    Connecting,
+    Up(Vec<SessionInfo>),
+    /// Unreachable, and why; its watcher keeps retrying with backoff.
+    Down(String),
+}
+
+/// One row: a session, where it is, and its group.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub host: &'a str,
+    pub session: &'a SessionInfo,
+    pub group: Group,
+}
+
+impl Entry<'_> {
+    /// `HOST:ID`, or the id for a local session.
+    pub fn key(&self) -> String {
+        key(self.host, &self.session.id)
+    }
+
+    fn label(&self) -> String {
+        let name = self
+            .session
+            .name
+            .clone()
+            .unwrap_or_else(|| self.session.id.clone());
+        if self.host == LOCAL {
+            name
+        } else {
+            format!("{}:{name}", self.host)
+        }
+    }
+}
+
+pub fn key(host: &str, id: &str) -> String {
+    if host == LOCAL {
+        id.to_string()
+    } else {
+        format!("{host}:{id}")
+    }
+}
+
+/// The peek of one session: the last thing it said, what it waits on, your reply.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Peek {
+    pub key: String,
+    pub label: String,
+    pub found: Option<Result<PeekInfo, String>>,
+    pub reply: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeekInfo {
+    pub last_message: Option<String>,
+    /// The calls it waits on, one line each (`bash: cargo test`).
+    pub pending: Vec<String>,
+}
+
+/// A session's group; `seen` is the last seq you looked at (idle sessions finished before
+/// the picker first saw them count as looked at).
+pub fn group(s: &SessionInfo, seen: Option<u64>) -> Group {
+    match (s.status, &s.stop_reason) {
+        (SessionStatus::Running | SessionStatus::Rescheduling, _) => Group::Working,
+        (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => Group::NeedsInput,
+        (SessionStatus::Idle, Some(StopReason::Error | StopReason::RetriesExhausted))
+        | (SessionStatus::Terminated, _) => Group::Failed,
+        (SessionStatus::Idle, Some(StopReason::EndTurn))
+            if seen.is_none_or(|seen| s.last_seq > seen) =>
+        {
+            Group::Done
+        }
+        _ => Group::Idle,
+    }
 }
 
 /// The new name being typed for a session.
@@ -84,15 +225,31 @@ pub struct Picker {
     pub notice: Option<String>,
     pub spinner: usize,
     pub now: Option<SystemTime>,
+    /// The `[[remotes]]`, in config order.
+    pub remotes: Vec<HostView>,
+    /// Last seq looked at, by session key; sessions idle when first listed start looked at.
+    pub seen: HashMap<String, u64>,
+    pub peek: Option<Peek>,
+    /// When the picker first saw each session working (for the turn-length threshold).
+    pub working_since: HashMap<String, SystemTime>,
+    /// A finished turn notifies only when it ran at least this long (`[notify] min_turn_secs`).
+    pub notify_min_turn: std::time::Duration,
 }
 
 impl Picker {
-    /// Sessions matching the filter (name, id, title, model or agent contain it).
-    pub fn visible(&self) -> Vec<&SessionInfo> {
+    /// Every session of every host that answered, matching the filter (name, id, title,
+    /// model, agent or host contain it), grouped, newest activity first in each group.
+    pub fn visible(&self) -> Vec<Entry<'_>> {
         let f = self.filter.to_lowercase();
-        self.sessions
-            .iter()
-            .filter(|s| {
+        let hosts = std::iter::once((LOCAL, self.sessions.as_slice())).chain(
+            self.remotes.iter().filter_map(|h| match &h.state {
+                HostState::Up(s) => Some((h.name.as_str(), s.as_slice())),
+                _ => None,
+            }),
+        );
+        let mut out: Vec<Entry<'_>> = hosts
+            .flat_map(|(host, list)| list.iter().map(move |s| (host, s)))
+            .filter(|(host, s)| {
                 f.is_empty()
                     || [
                         Some(&s.id),
@@ -104,8 +261,29 @@ impl Picker {
                     .into_iter()
                     .flatten()
                     .any(|t| t.to_lowercase().contains(&f))
+                    || (*host != LOCAL && host.to_lowercase().contains(&f))
             })
-            .collect()
+            .map(|(host, s)| Entry {
+                host,
+                session: s,
+                group: group(s, self.seen.get(&key(host, &s.id)).copied()),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (
+                a.group,
+                b.session.updated_at.as_str(),
+                a.host,
+                a.session.id.as_str(),
+            )
+                .cmp(&(
+                    b.group,
+                    a.session.updated_at.as_str(),
+                    b.host,
+                    b.session.id.as_str(),
+                ))
+        });
+        out
     }
 
     /// The name of the agent a session pinned, when it is not the default one.
@@ -114,25 +292,174 @@ impl Picker {
         (name != "default").then_some(name)
     }
 
-    fn current(&self) -> Option<&SessionInfo> {
+    fn current(&self) -> Option<Entry<'_>> {
         self.visible().get(self.selected).copied()
     }
 
+    /// Every session of every host that answered, unfiltered and unsorted.
+    fn all(&self) -> impl Iterator<Item = (&str, &SessionInfo)> {
+        std::iter::once((LOCAL, self.sessions.as_slice()))
+            .chain(self.remotes.iter().filter_map(|h| match &h.state {
+                HostState::Up(s) => Some((h.name.as_str(), s.as_slice())),
+                _ => None,
+            }))
+            .flat_map(|(host, list)| list.iter().map(move |s| (host, s)))
+    }
+
     pub fn any_running(&self) -> bool {
-        self.sessions
-            .iter()
-            .any(|s| s.status == tether_proto::SessionStatus::Running)
+        self.all().any(|(_, s)| s.status == SessionStatus::Running)
+    }
+
+    /// How many sessions need you (the title's count), whatever the filter shows.
+    pub fn needs_you(&self) -> usize {
+        self.all()
+            .filter(|(host, s)| {
+                matches!(
+                    group(s, self.seen.get(&key(host, &s.id)).copied()),
+                    Group::NeedsInput | Group::Failed | Group::Done
+                )
+            })
+            .count()
+    }
+
+    /// Idle sessions listed for the first time count as looked at: Done means "finished
+    /// since you opened the picker or last looked", not "ever finished".
+    fn note_first_sight(&mut self, host: &str, list: &[SessionInfo]) {
+        for s in list {
+            if s.status == SessionStatus::Idle {
+                self.seen.entry(key(host, &s.id)).or_insert(s.last_seq);
+            } else {
+                self.seen.entry(key(host, &s.id)).or_insert(0);
+            }
+        }
+    }
+
+    /// Notices for sessions of `host` that moved into Needs input, Failed or Done between
+    /// `old` and `new`, or appeared there needing input or failed (not on the host's first
+    /// list: that is history, not news), except the one being peeked at; and keeps the
+    /// working-since clock.
+    fn transitions(
+        &mut self,
+        host: &str,
+        old: Option<&[SessionInfo]>,
+        new: &[SessionInfo],
+    ) -> Vec<PickerEffect> {
+        let Some(old) = old else {
+            for s in new {
+                if let (SessionStatus::Running, Some(now)) = (s.status, self.now) {
+                    self.working_since.insert(key(host, &s.id), now);
+                }
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in new {
+            let k = key(host, &s.id);
+            let now_group = group(s, self.seen.get(&k).copied());
+            let since = self.working_since.get(&k).copied();
+            if now_group == Group::Working {
+                if let (None, Some(now)) = (since, self.now) {
+                    self.working_since.insert(k.clone(), now);
+                }
+                continue;
+            }
+            self.working_since.remove(&k);
+            let before = old
+                .iter()
+                .find(|o| o.id == s.id)
+                .map(|b| group(b, self.seen.get(&k).copied()));
+            if before == Some(now_group) || self.peek.as_ref().is_some_and(|pk| pk.key == k) {
+                continue;
+            }
+            let label = match (&s.name, host) {
+                (Some(n), LOCAL) => n.clone(),
+                (None, LOCAL) => s.id.clone(),
+                (n, h) => format!("{h}:{}", n.as_deref().unwrap_or(&s.id)),
+            };
+            let ran = since
+                .zip(self.now)
+                .and_then(|(a, b)| b.duration_since(a).ok());
+            let (kind, text) = match now_group {
+                Group::NeedsInput => ("session.requires_action", format!("{label} needs input")),
+                Group::Failed => (
+                    "session.errored",
+                    format!(
+                        "{label} failed ({})",
+                        s.stop_reason
+                            .as_ref()
+                            .map_or("terminated", crate::render::stop_reason_text)
+                    ),
+                ),
+                Group::Done if ran.is_some_and(|r| r >= self.notify_min_turn) => (
+                    "session.idled",
+                    format!(
+                        "{label} finished its turn ({} s)",
+                        ran.map_or(0, |r| r.as_secs())
+                    ),
+                ),
+                _ => continue,
+            };
+            out.push(PickerEffect::Notify(crate::notify::Notice {
+                kind: kind.into(),
+                host: host.into(),
+                session_id: s.id.clone(),
+                name: s.name.clone(),
+                text,
+            }));
+        }
+        out
+    }
+
+    /// Keeps the selection on the same session across a list change.
+    fn keep_selection(&mut self, keep: Option<String>) {
+        if let Some(k) = keep {
+            self.selected = self
+                .visible()
+                .iter()
+                .position(|e| e.key() == k)
+                .unwrap_or(0);
+        }
     }
 }
 
 pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
     match msg {
         PickerMsg::Sessions(list) => {
-            let keep = p.current().map(|s| s.id.clone());
+            let keep = p.current().map(|e| e.key());
+            p.note_first_sight(LOCAL, &list);
+            let old = std::mem::take(&mut p.sessions);
+            let notices = p.transitions(LOCAL, p.loaded.then_some(old.as_slice()), &list);
             p.sessions = list;
             p.loaded = true;
-            if let Some(id) = keep {
-                p.selected = p.visible().iter().position(|s| s.id == id).unwrap_or(0);
+            p.keep_selection(keep);
+            notices
+        }
+        PickerMsg::Host { name, sessions } => {
+            let keep = p.current().map(|e| e.key());
+            let mut notices = Vec::new();
+            if let Ok(list) = &sessions {
+                p.note_first_sight(&name, list);
+                // A host coming back up is not news about its sessions.
+                let old = match p.remotes.iter().find(|h| h.name == name).map(|h| &h.state) {
+                    Some(HostState::Up(old)) => Some(old.clone()),
+                    _ => None,
+                };
+                notices = p.transitions(&name, old.as_deref(), list);
+            }
+            let state = match sessions {
+                Ok(list) => HostState::Up(list),
+                Err(why) => HostState::Down(why),
+            };
+            match p.remotes.iter_mut().find(|h| h.name == name) {
+                Some(h) => h.state = state,
+                None => p.remotes.push(HostView { name, state }),
+            }
+            p.keep_selection(keep);
+            notices
+        }
+        PickerMsg::Peeked { key, found } => {
+            if let Some(peek) = p.peek.as_mut().filter(|pk| pk.key == key) {
+                peek.found = Some(found);
             }
             Vec::new()
         }
@@ -140,7 +467,7 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
             p.agents = names;
             Vec::new()
         }
-        PickerMsg::Failed(m) => {
+        PickerMsg::Failed(m) | PickerMsg::Notice(m) => {
             p.notice = Some(m);
             Vec::new()
         }
@@ -156,6 +483,33 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
 
 fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
     let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    if let Some(peek) = &mut p.peek {
+        match k.code {
+            KeyCode::Esc | KeyCode::Tab => p.peek = None,
+            KeyCode::Char('c') | KeyCode::Char('q') if ctrl => return vec![PickerEffect::Quit],
+            KeyCode::Char('y') if ctrl => {
+                p.notice = Some(format!("approving what {} waits on…", peek.label));
+                return vec![PickerEffect::Approve(peek.key.clone())];
+            }
+            KeyCode::Enter if peek.reply.trim().is_empty() => {
+                return vec![PickerEffect::Attach(peek.key.clone())];
+            }
+            KeyCode::Enter => {
+                let text = std::mem::take(&mut peek.reply);
+                p.notice = Some(format!("sent to {}", peek.label));
+                return vec![PickerEffect::Reply {
+                    key: peek.key.clone(),
+                    text,
+                }];
+            }
+            KeyCode::Backspace => {
+                peek.reply.pop();
+            }
+            KeyCode::Char(c) if !ctrl => peek.reply.push(c),
+            _ => {}
+        }
+        return Vec::new();
+    }
     if let Some(form) = &mut p.creating {
         match k.code {
             KeyCode::Enter => {
@@ -233,8 +587,11 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             p.selected = (p.selected + 1).min(n.saturating_sub(1));
             Vec::new()
         }
-        KeyCode::Enter => match p.current() {
-            Some(s) => vec![PickerEffect::Attach(s.id.clone())],
+        KeyCode::Enter => match p.current().map(|e| (e.key(), e.session.last_seq)) {
+            Some((key, seq)) => {
+                p.seen.insert(key.clone(), seq);
+                vec![PickerEffect::Attach(key)]
+            }
             None => {
                 p.creating = Some(NewSession::default());
                 Vec::new()
@@ -244,14 +601,30 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             p.creating = Some(NewSession::default());
             Vec::new()
         }
+        KeyCode::Tab => match p
+            .current()
+            .map(|e| (e.key(), e.label(), e.session.last_seq))
+        {
+            Some((key, label, seq)) => {
+                // Peeking is looking: a Done session is done being news.
+                p.seen.insert(key.clone(), seq);
+                p.peek = Some(Peek {
+                    label,
+                    key: key.clone(),
+                    ..Peek::default()
+                });
+                vec![PickerEffect::Peek(key)]
+            }
+            None => Vec::new(),
+        },
         KeyCode::Char('a') if ctrl => match p.current() {
-            Some(s) => vec![PickerEffect::Archive(s.id.clone())],
+            Some(e) => vec![PickerEffect::Archive(e.key())],
             None => Vec::new(),
         },
         KeyCode::Char('d') if ctrl => {
-            if let Some(s) = p.current() {
-                let label = s.name.clone().unwrap_or_else(|| s.id.clone());
-                p.confirm_delete = Some(s.id.clone());
+            if let Some(e) = p.current() {
+                let label = e.label();
+                p.confirm_delete = Some(e.key());
                 p.notice = Some(format!(
                     "delete {label} with its log and workspace? y to confirm, any other key keeps it"
                 ));
@@ -259,9 +632,9 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             Vec::new()
         }
         KeyCode::Delete => {
-            if let Some(s) = p.current() {
-                let label = s.name.clone().unwrap_or_else(|| s.id.clone());
-                p.confirm_delete = Some(s.id.clone());
+            if let Some(e) = p.current() {
+                let label = e.label();
+                p.confirm_delete = Some(e.key());
                 p.notice = Some(format!(
                     "delete {label} with its log and workspace? y to confirm, any other key keeps it"
                 ));
@@ -269,12 +642,11 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             Vec::new()
         }
         KeyCode::Char('r') if ctrl => {
-            if let Some(s) = p.current() {
-                let from = s.name.clone().unwrap_or_else(|| s.id.clone());
+            if let Some(e) = p.current() {
                 p.renaming = Some(Renaming {
-                    id: s.id.clone(),
-                    name: s.name.clone().unwrap_or_default(),
-                    from,
+                    id: e.key(),
+                    name: e.session.name.clone().unwrap_or_default(),
+                    from: e.label(),
                 });
             }
             Vec::new()

@@ -29,9 +29,10 @@ use super::keys::Keys;
 use super::layout;
 use super::net::{self, NetMsg};
 use super::palette;
-use super::picker::{Picker, PickerEffect, PickerMsg};
+use super::picker::{HostState, HostView, Picker, PickerEffect, PickerMsg};
 use super::view;
 use crate::client::Client;
+use crate::fleet::Remote;
 
 const FRAME: Duration = Duration::from_micros(16_667);
 
@@ -399,17 +400,43 @@ pub enum Choice {
     Quit,
 }
 
-/// The session picker; refreshes the list every 2 s while shown.
+/// The session picker; refreshes the local list every 2 s while shown, and shows each remote's
+/// as its watcher reports it.
 pub async fn picker(
     tui: &mut Tui,
     c: &mut Client,
     notice: Option<String>,
+    remotes: &[Remote],
+    seen: &mut std::collections::HashMap<String, u64>,
+    notify: &crate::notify::NotifySettings,
 ) -> std::io::Result<Choice> {
     let mut p = Picker {
+        notify_min_turn: notify.min_turn(),
         notice,
         now: Some(SystemTime::now()),
+        remotes: remotes
+            .iter()
+            .map(|r| HostView {
+                name: r.name.clone(),
+                state: HostState::Connecting,
+            })
+            .collect(),
+        seen: std::mem::take(seen),
         ..Picker::default()
     };
+    let choice = picker_loop(tui, c, &mut p, remotes, notify).await;
+    // What was looked at stays looked at across attaches.
+    *seen = std::mem::take(&mut p.seen);
+    choice
+}
+
+async fn picker_loop(
+    tui: &mut Tui,
+    c: &mut Client,
+    p: &mut Picker,
+    remotes: &[Remote],
+    notify: &crate::notify::NotifySettings,
+) -> std::io::Result<Choice> {
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;
     // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
@@ -417,19 +444,22 @@ pub async fn picker(
     let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let mut spin = tokio::time::interval(Duration::from_millis(125));
     spin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (host_tx, mut host_rx) = unbounded_channel();
+    let _watchers = super::fleet_net::watch(remotes, host_tx);
     loop {
-        tui.draw(|f| view::picker::draw(f, &p))?;
+        tui.draw(|f| view::picker::draw(f, p))?;
         let msg = tokio::select! {
             ev = events.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) => PickerMsg::Key(k),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ok(Choice::Quit),
             },
+            Some(m) = host_rx.recv() => m,
             _ = refresh.tick() => match list(c).await {
                 Ok(l) => {
                     // Names of the agents sessions pin (by id); the list works without them.
                     if let Ok(names) = agent_names(c).await {
-                        super::picker::update(&mut p, PickerMsg::Agents(names));
+                        super::picker::update(p, PickerMsg::Agents(names));
                     }
                     PickerMsg::Sessions(l)
                 }
@@ -439,50 +469,123 @@ pub async fn picker(
             _ = hangup.recv() => return Ok(Choice::Quit),
             _ = terminate.recv() => return Ok(Choice::Quit),
         };
-        for fx in super::picker::update(&mut p, msg) {
+        // Lists are stamped with the time they arrive (how long a turn ran).
+        if matches!(msg, PickerMsg::Sessions(_) | PickerMsg::Host { .. }) {
+            p.now = Some(SystemTime::now());
+        }
+        for fx in super::picker::update(p, msg) {
             match fx {
+                PickerEffect::Notify(n) => {
+                    crate::notify::send(notify, &n);
+                    continue;
+                }
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
-                PickerEffect::Rename { id, name } => match c
-                    .request::<rpc::SessionUpdate>(tether_proto::method::UpdateSession {
-                        session: id,
-                        model: None,
-                        max_cost_usd: None,
-                        name: Some(name.clone()),
-                    })
-                    .await
-                {
-                    Ok(_) => p.notice = Some(format!("renamed to {name}")),
-                    Err(e) => p.notice = Some(e.to_string()),
-                },
-                PickerEffect::Archive(id) => {
-                    if let Err(e) = c
-                        .request::<rpc::SessionArchive>(tether_proto::method::SessionParams {
-                            session: id,
-                        })
-                        .await
-                    {
-                        p.notice = Some(e.to_string());
+                fx => {
+                    if let Some(m) = on_session(c, remotes, p, fx).await {
+                        super::picker::update(p, m);
                     }
                 }
-                PickerEffect::Delete(id) => match c
-                    .request::<rpc::SessionDelete>(tether_proto::method::SessionParams {
-                        session: id,
-                    })
-                    .await
-                {
-                    Ok(_) => p.notice = Some("deleted".into()),
-                    Err(e) => p.notice = Some(e.to_string()),
-                },
             }
             match list(c).await {
                 Ok(l) => {
-                    super::picker::update(&mut p, PickerMsg::Sessions(l));
+                    super::picker::update(p, PickerMsg::Sessions(l));
                 }
                 Err(e) => p.notice = Some(e),
             }
         }
+    }
+}
+
+/// Carries out an effect on one session, on its host (`HOST:ID` keys reach the remote).
+async fn on_session(
+    c: &mut Client,
+    remotes: &[Remote],
+    p: &mut Picker,
+    fx: PickerEffect,
+) -> Option<PickerMsg> {
+    let key = match &fx {
+        PickerEffect::Rename { id, .. }
+        | PickerEffect::Archive(id)
+        | PickerEffect::Delete(id)
+        | PickerEffect::Peek(id)
+        | PickerEffect::Approve(id)
+        | PickerEffect::Reply { key: id, .. } => id.clone(),
+        _ => return None,
+    };
+    let (mut remote, id) = match super::fleet_net::open(&key, remotes).await {
+        Ok(Some((rc, id))) => (Some(rc), id),
+        Ok(None) => (None, key.clone()),
+        Err(e) => {
+            return Some(match fx {
+                PickerEffect::Peek(_) => PickerMsg::Peeked { key, found: Err(e) },
+                _ => PickerMsg::Failed(e),
+            });
+        }
+    };
+    let cl: &mut Client = match remote.as_mut() {
+        Some(r) => r,
+        None => c,
+    };
+    let done = |r: Result<String, crate::client::ClientError>| {
+        Some(match r {
+            Ok(m) => PickerMsg::Notice(m),
+            Err(e) => PickerMsg::Failed(e.to_string()),
+        })
+    };
+    match fx {
+        PickerEffect::Rename { name, .. } => done(
+            cl.request::<rpc::SessionUpdate>(tether_proto::method::UpdateSession {
+                session: id,
+                model: None,
+                max_cost_usd: None,
+                name: Some(name.clone()),
+            })
+            .await
+            .map(|_| format!("renamed to {name}")),
+        ),
+        PickerEffect::Archive(_) => {
+            match cl
+                .request::<rpc::SessionArchive>(tether_proto::method::SessionParams { session: id })
+                .await
+            {
+                Ok(_) => None,
+                Err(e) => Some(PickerMsg::Failed(e.to_string())),
+            }
+        }
+        PickerEffect::Delete(_) => done(
+            cl.request::<rpc::SessionDelete>(tether_proto::method::SessionParams { session: id })
+                .await
+                .map(|_| "deleted".into()),
+        ),
+        PickerEffect::Peek(_) => Some(PickerMsg::Peeked {
+            key,
+            found: super::fleet_net::peek(cl, &id)
+                .await
+                .map_err(|e| e.to_string()),
+        }),
+        PickerEffect::Approve(_) => {
+            p.peek = None;
+            done(
+                super::fleet_net::approve_all(cl, &id)
+                    .await
+                    .map(|n| match n {
+                        0 => "nothing waits for approval there".to_string(),
+                        1 => "approved; the turn goes on".to_string(),
+                        n => format!("approved {n} calls; the turn goes on"),
+                    }),
+            )
+        }
+        PickerEffect::Reply { text, .. } => {
+            p.peek = None;
+            done(
+                super::fleet_net::reply(cl, &id, text)
+                    .await
+                    .map(|()| "sent".to_string()),
+            )
+        }
+        _ => None,
     }
 }
 

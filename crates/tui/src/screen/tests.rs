@@ -1744,7 +1744,7 @@ fn picker_key(p: &mut Picker, code: KeyCode, m: KeyModifiers) -> Vec<PickerEffec
 fn ctrl_r_renames_the_selected_session_and_esc_or_no_change_sends_nothing() {
     let mut p = Picker::default();
     super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
-    picker_key(&mut p, KeyCode::Down, KeyModifiers::NONE);
+    // docs needs input: it is listed first.
     picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
     // The prompt starts from the current name; typing edits it, it does not filter.
     assert_eq!(p.renaming.as_ref().unwrap().name, "docs");
@@ -1778,6 +1778,8 @@ fn snapshot_picker_rename_prompt() {
             ..Picker::default()
         };
         super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+        // fix-tests is second, under Working.
+        picker_key(&mut p, KeyCode::Down, KeyModifiers::NONE);
         picker_key(&mut p, KeyCode::Char('r'), KeyModifiers::CONTROL);
         for _ in 0.."tests".len() {
             picker_key(&mut p, KeyCode::Backspace, KeyModifiers::NONE);
@@ -2549,4 +2551,5 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
 }
 
 // Multi-agent sessions: the thread panel, switching threads, child approvals.
+mod fleet;
 mod threads;

@@ -11,7 +11,7 @@ use tether_proto::{SessionInfo, SessionStatus, StopReason};
 
 use super::SPINNER;
 use crate::render::stop_reason_text;
-use crate::screen::picker::{NewSession, Picker};
+use crate::screen::picker::{Group, HostState, NewSession, Peek, Picker};
 
 fn dim() -> Style {
     Style::default().add_modifier(Modifier::DIM)
@@ -53,18 +53,108 @@ fn status(s: &SessionInfo, spinner: usize) -> (String, Style) {
     }
 }
 
+/// One line per remote that cannot be reached (it retries by itself).
+fn down_hosts(p: &Picker) -> Vec<Line<'static>> {
+    p.remotes
+        .iter()
+        .filter_map(|h| match &h.state {
+            HostState::Down(why) => Some(Line::styled(
+                format!(" {} ✗ unreachable (retrying): {why}", h.name),
+                Style::default().fg(Color::Red),
+            )),
+            HostState::Connecting => Some(Line::styled(format!(" {} connecting…", h.name), dim())),
+            HostState::Up(_) => None,
+        })
+        .collect()
+}
+
+/// The peek panel: the last thing the session said, what it waits on, and your reply.
+fn peek_lines(peek: &Peek, width: u16) -> Vec<Line<'static>> {
+    let w = usize::from(width.saturating_sub(4)).max(10);
+    let mut lines = vec![Line::styled(
+        format!(
+            " ─ {} ─ type a reply · enter sends (empty: attach) · ctrl-y approves · esc closes",
+            peek.label
+        ),
+        Style::default()
+            .fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD),
+    )];
+    match &peek.found {
+        None => lines.push(Line::styled("   looking…", dim())),
+        Some(Err(e)) => lines.push(Line::styled(
+            format!("   {e}"),
+            Style::default().fg(Color::Red),
+        )),
+        Some(Ok(found)) => {
+            let said = found
+                .last_message
+                .as_deref()
+                .unwrap_or("(no message yet)")
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .collect::<Vec<_>>();
+            // The end of what it said is what matters: the question is usually last.
+            for l in said.iter().skip(said.len().saturating_sub(3)) {
+                lines.push(Line::raw(format!("   {}", clip(l, w))));
+            }
+            for call in &found.pending {
+                lines.push(Line::styled(
+                    format!("   ⏸ waits on {}", clip(call, w.saturating_sub(12))),
+                    Style::default().fg(Color::Magenta),
+                ));
+            }
+        }
+    }
+    lines.push(Line::from(vec![
+        Span::styled(" ▶ reply  ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(peek.reply.clone()),
+        Span::styled("▏", dim()),
+    ]));
+    lines
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn group_color(g: Group) -> Color {
+    match g {
+        Group::NeedsInput => Color::Magenta,
+        Group::Working => Color::Yellow,
+        Group::Done => Color::Green,
+        Group::Failed => Color::Red,
+        Group::Idle => Color::Gray,
+    }
+}
+
 pub fn draw(f: &mut Frame<'_>, p: &Picker) {
-    let [title, filter, body, footer] = Layout::vertical([
+    let down = down_hosts(p);
+    let peek = p.peek.as_ref().map(|pk| peek_lines(pk, f.area().width));
+    let [title, filter, hosts, body, peek_area, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(if p.creating.is_some() {
             NewSession::LABELS.len() as u16 + 2
         } else {
             2
         }),
+        Constraint::Length(down.len() as u16),
         Constraint::Min(1),
+        Constraint::Length(peek.as_ref().map_or(0, |l| l.len() as u16)),
         Constraint::Length(1),
     ])
     .areas(f.area());
+    f.render_widget(Paragraph::new(down), hosts);
+    if let Some(lines) = peek {
+        f.render_widget(Paragraph::new(lines), peek_area);
+    }
+    let visible = p.visible();
+    let needs_you = p.needs_you();
     f.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(
@@ -76,11 +166,30 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             ),
             Span::styled(
                 format!(
-                    "  {} session{}",
-                    p.sessions.len(),
-                    if p.sessions.len() == 1 { "" } else { "s" }
+                    "  {} session{}{}",
+                    visible.len(),
+                    if visible.len() == 1 { "" } else { "s" },
+                    if p.remotes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {} hosts", p.remotes.len() + 1)
+                    }
                 ),
                 dim(),
+            ),
+            // What needs you, at a glance (and in the terminal title).
+            Span::styled(
+                if needs_you > 0 {
+                    format!(
+                        "  ● {needs_you} need{} you",
+                        if needs_you == 1 { "s" } else { "" }
+                    )
+                } else {
+                    String::new()
+                },
+                Style::default()
+                    .fg(Color::Magenta)
+                    .add_modifier(Modifier::BOLD),
             ),
         ])),
         title,
@@ -138,7 +247,6 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     };
     f.render_widget(Paragraph::new(filter_lines), filter);
 
-    let visible = p.visible();
     if visible.is_empty() {
         let msg = if !p.loaded {
             "loading sessions…"
@@ -154,9 +262,15 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     } else {
         // Narrow terminals drop the token counts (the cost says more) for a readable model.
         let wide = body.width >= 100;
-        let keep = |col: usize| wide || col != 4;
+        let fleet = !p.remotes.is_empty();
+        // Column 0 is HOST, shown only with remotes.
+        // Narrow: no token counts (the cost says more); with hosts, no clients column either,
+        // so names stay readable.
+        let keep =
+            |col: usize| (fleet || col != 0) && (wide || col != 5) && (wide || !fleet || col != 7);
         let header = Row::new(
             [
+                "HOST",
                 "NAME",
                 "AGENT · MODEL",
                 "STATUS",
@@ -171,9 +285,24 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             .map(|(_, h)| h),
         )
         .style(dim().add_modifier(Modifier::BOLD));
-        let rows: Vec<Row<'_>> = visible
-            .iter()
-            .map(|s| {
+        let mut rows: Vec<Row<'_>> = Vec::new();
+        let mut selected_row = 0;
+        let mut last_group: Option<Group> = None;
+        // Group headings: an empty row in the table, written over it full width afterwards
+        // (a table cell would cut them to one column).
+        let mut headings: Vec<(usize, Group, usize)> = Vec::new();
+        for (i, e) in visible.iter().enumerate() {
+            if last_group != Some(e.group) {
+                last_group = Some(e.group);
+                let n = visible.iter().filter(|o| o.group == e.group).count();
+                headings.push((rows.len(), e.group, n));
+                rows.push(Row::new(Vec::<Cell<'_>>::new()));
+            }
+            if i == p.selected {
+                selected_row = rows.len();
+            }
+            rows.push({
+                let s = e.session;
                 let (st, style) = status(s, p.spinner);
                 // Tools that run without a sandbox must never look like the others.
                 let (st, style) = match s.sandbox.as_deref() {
@@ -201,7 +330,9 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                     None => model.to_string(),
                 };
                 let cells = vec![
-                    Cell::from(name),
+                    // Rows sit indented under their group's heading.
+                    Cell::from(format!("  {}", e.host)),
+                    Cell::from(if fleet { name } else { format!("  {name}") }),
                     Cell::from(agent_model),
                     Cell::from(Span::styled(st, style)),
                     Cell::from(ago(&s.updated_at, p.now)),
@@ -229,11 +360,12 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                         .filter(|(i, _)| keep(*i))
                         .map(|(_, c)| c),
                 )
-            })
-            .collect();
+            });
+        }
         let table = Table::new(
             rows,
             [
+                Constraint::Length(9),
                 Constraint::Fill(if wide { 3 } else { 2 }),
                 Constraint::Fill(if wide { 2 } else { 3 }),
                 Constraint::Length(19),
@@ -251,17 +383,40 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
         .column_spacing(1)
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
         // Scrolls so the selection stays visible in long lists.
-        let mut state = TableState::default().with_selected(Some(p.selected));
+        let mut state = TableState::default().with_selected(Some(selected_row));
         f.render_stateful_widget(table, body, &mut state);
+        for (row, group, n) in headings {
+            let Some(line) = row.checked_sub(state.offset()) else {
+                continue;
+            };
+            // Row 0 of the body is the column header.
+            let y = body.y + 1 + line as u16;
+            if y >= body.y + body.height {
+                break;
+            }
+            f.render_widget(
+                Paragraph::new(Line::styled(
+                    format!("{} ({n})", group.label()),
+                    Style::default()
+                        .fg(group_color(group))
+                        .add_modifier(Modifier::BOLD),
+                )),
+                ratatui::layout::Rect {
+                    y,
+                    height: 1,
+                    ..body
+                },
+            );
+        }
     }
     let foot = match &p.notice {
         Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
         None if footer.width >= 100 => Line::styled(
-            " enter attach · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · ↑/↓ select · type to filter · esc quit",
+            " enter attach · tab peek · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · type to filter · esc quit",
             dim(),
         ),
         None => Line::styled(
-            " enter attach · ^n new · ^r rename · ^a archive · ^d delete · esc quit",
+            " enter attach · tab peek · ^n new · ^r rename · ^d delete · esc quit",
             dim(),
         ),
     };

@@ -1,0 +1,265 @@
+//! The picker over a fleet: sessions of this machine and of `[[remotes]]` hosts, grouped by
+//! what they need; an unreachable host as one line; peek, reply and approve in place (effects
+//! carry `HOST:ID`); snapshots at 80×24 and 120×40.
+
+use super::*;
+use crate::screen::picker::{Group, HostState, PeekInfo};
+
+fn host(p: &mut Picker, name: &str, sessions: Result<Vec<SessionInfo>, String>) {
+    super::super::picker::update(
+        p,
+        PickerMsg::Host {
+            name: name.into(),
+            sessions,
+        },
+    );
+}
+
+fn ended(name: &str, last_seq: u64) -> SessionInfo {
+    let mut s = info(name, SessionStatus::Idle, last_seq);
+    s.stop_reason = Some(StopReason::EndTurn);
+    s
+}
+
+fn asking(name: &str) -> SessionInfo {
+    let mut s = info(name, SessionStatus::Idle, 20);
+    s.stop_reason = Some(StopReason::RequiresAction {
+        event_ids: vec!["sevt_ask".into()],
+    });
+    s.updated_at = "2026-11-25T08:00:30Z".into();
+    s
+}
+
+/// Local sessions, gpu1 with a session that finished since it was first listed and one that
+/// asks, gpu2 down.
+fn fleet_picker() -> Picker {
+    let mut p = Picker {
+        now: Some(now()),
+        ..Picker::default()
+    };
+    for name in ["gpu1", "gpu2"] {
+        p.remotes.push(crate::screen::picker::HostView {
+            name: name.into(),
+            state: HostState::Connecting,
+        });
+    }
+    super::super::picker::update(&mut p, PickerMsg::Agents(agent_names()));
+    super::super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+    let mut train = info("train", SessionStatus::Running, 30);
+    train.attached_clients = 0;
+    host(&mut p, "gpu1", Ok(vec![ended("eval", 9), train.clone()]));
+    // eval finishes another turn after the picker first saw it: Done.
+    host(
+        &mut p,
+        "gpu1",
+        Ok(vec![ended("eval", 15), train, asking("deploy")]),
+    );
+    host(
+        &mut p,
+        "gpu2",
+        Err("cannot reach tetherd on ssh://gpu2 through `tether proxy`: ssh said: Connection refused.".into()),
+    );
+    // The selection followed docs as rows arrived above it; start from the top.
+    assert_eq!(p.visible()[p.selected].key(), "sesn_docs");
+    p.selected = 0;
+    p
+}
+
+#[test]
+fn fleet_rows_are_grouped_and_keys_name_their_host() {
+    let mut p = fleet_picker();
+    let rows: Vec<(Group, String)> = p.visible().iter().map(|e| (e.group, e.key())).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (Group::NeedsInput, "gpu1:sesn_deploy".to_string()),
+            (Group::NeedsInput, "sesn_docs".into()),
+            (Group::Working, "gpu1:sesn_train".into()),
+            (Group::Working, "sesn_fix-tests".into()),
+            (Group::Done, "gpu1:sesn_eval".into()),
+            (Group::Failed, "sesn_bench".into()),
+        ]
+    );
+    assert_eq!(p.needs_you(), 4);
+    // Enter on the Done one attaches through its host, and it is no longer news.
+    for _ in 0..4 {
+        picker_key(&mut p, KeyCode::Down, KeyModifiers::NONE);
+    }
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Attach("gpu1:sesn_eval".into())]
+    );
+    assert!(
+        p.visible()
+            .iter()
+            .any(|e| e.key() == "gpu1:sesn_eval" && e.group == Group::Idle)
+    );
+    // Filtering by host name finds its sessions.
+    for c in "gpu1".chars() {
+        picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert_eq!(p.visible().len(), 3);
+}
+
+#[test]
+fn a_host_that_goes_down_hides_its_rows_and_comes_back_by_itself() {
+    let mut p = fleet_picker();
+    host(&mut p, "gpu1", Err("no answer within 10 s".into()));
+    assert!(p.visible().iter().all(|e| e.host == "local"));
+    assert!(
+        picker_frame(&p, 120, 40).contains("gpu1 ✗ unreachable (retrying): no answer within 10 s")
+    );
+    host(&mut p, "gpu1", Ok(vec![asking("deploy")]));
+    assert_eq!(p.visible()[0].key(), "gpu1:sesn_deploy");
+    assert!(!picker_frame(&p, 120, 40).contains("gpu1 ✗"));
+}
+
+#[test]
+fn peek_then_reply_or_approve_in_place() {
+    let mut p = fleet_picker();
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE),
+        vec![PickerEffect::Peek("gpu1:sesn_deploy".into())]
+    );
+    // A late answer for another session is dropped.
+    super::super::picker::update(
+        &mut p,
+        PickerMsg::Peeked {
+            key: "sesn_docs".into(),
+            found: Ok(PeekInfo::default()),
+        },
+    );
+    assert!(p.peek.as_ref().unwrap().found.is_none());
+    super::super::picker::update(
+        &mut p,
+        PickerMsg::Peeked {
+            key: "gpu1:sesn_deploy".into(),
+            found: Ok(PeekInfo {
+                last_message: Some("Tests pass. Deploy to staging now?".into()),
+                pending: vec!["bash: ./deploy.sh staging".into()],
+            }),
+        },
+    );
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        insta::assert_snapshot!(format!("fleet_peek_{w}x{h}"), picker_frame(&p, w, h));
+    }
+    // Typing goes to the reply, not the filter; enter sends it to that host's session.
+    for c in "yes".chars() {
+        picker_key(&mut p, KeyCode::Char(c), KeyModifiers::NONE);
+    }
+    assert!(p.filter.is_empty());
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Reply {
+            key: "gpu1:sesn_deploy".into(),
+            text: "yes".into()
+        }]
+    );
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Char('y'), KeyModifiers::CONTROL),
+        vec![PickerEffect::Approve("gpu1:sesn_deploy".into())]
+    );
+    picker_key(&mut p, KeyCode::Esc, KeyModifiers::NONE);
+    assert!(p.peek.is_none());
+    // An empty reply's enter attaches.
+    picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    assert_eq!(
+        picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE),
+        vec![PickerEffect::Attach("gpu1:sesn_deploy".into())]
+    );
+}
+
+#[test]
+fn snapshot_fleet_picker() {
+    let p = fleet_picker();
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        insta::assert_snapshot!(format!("fleet_picker_{w}x{h}"), picker_frame(&p, w, h));
+    }
+}
+
+fn notices(fx: Vec<PickerEffect>) -> Vec<(String, String)> {
+    fx.into_iter()
+        .filter_map(|f| match f {
+            PickerEffect::Notify(n) => Some((n.kind, n.text)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn notices_for_needs_input_failures_and_long_turns_but_not_the_session_looked_at() {
+    let mut p = fleet_picker();
+    p.notify_min_turn = Duration::from_secs(10);
+    // train worked since the picker saw it (now()); 60 s later it ends its turn.
+    p.now = Some(now() + Duration::from_secs(60));
+    let mut train = ended("train", 31);
+    train.attached_clients = 0;
+    let fx = super::super::picker::update(
+        &mut p,
+        PickerMsg::Host {
+            name: "gpu1".into(),
+            sessions: Ok(vec![ended("eval", 15), train, asking("deploy")]),
+        },
+    );
+    assert_eq!(
+        notices(fx),
+        vec![(
+            "session.idled".to_string(),
+            "gpu1:train finished its turn (60 s)".to_string()
+        )]
+    );
+    // Locally: fix-tests stops for an approval, docs (being peeked at) fails: one notice.
+    let mut local = sessions();
+    local[0].status = SessionStatus::Idle;
+    local[0].stop_reason = Some(StopReason::RequiresAction {
+        event_ids: vec!["sevt_2".into()],
+    });
+    local[1].stop_reason = Some(StopReason::Error);
+    p.selected = p
+        .visible()
+        .iter()
+        .position(|e| e.key() == "sesn_docs")
+        .unwrap();
+    picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    let fx = super::super::picker::update(&mut p, PickerMsg::Sessions(local.clone()));
+    assert_eq!(
+        notices(fx),
+        vec![(
+            "session.requires_action".to_string(),
+            "fix-tests needs input".to_string()
+        )]
+    );
+    // The same list again is no news.
+    assert!(
+        notices(super::super::picker::update(
+            &mut p,
+            PickerMsg::Sessions(local)
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn a_short_turn_is_no_news() {
+    let mut p = fleet_picker();
+    p.notify_min_turn = Duration::from_secs(10);
+    p.now = Some(now() + Duration::from_secs(5));
+    let fx = super::super::picker::update(
+        &mut p,
+        PickerMsg::Host {
+            name: "gpu1".into(),
+            sessions: Ok(vec![
+                ended("eval", 15),
+                ended("train", 31),
+                asking("deploy"),
+            ]),
+        },
+    );
+    assert!(notices(fx).is_empty());
+    // ...but it is Done all the same.
+    assert!(
+        p.visible()
+            .iter()
+            .any(|e| e.key() == "gpu1:sesn_train" && e.group == Group::Done)
+    );
+}
