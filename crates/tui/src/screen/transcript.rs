@@ -603,6 +603,22 @@ impl Transcript {
                 }
                 return false;
             }
+            body @ (EventBody::WorkflowRunCreated { .. }
+            | EventBody::WorkflowRunStatusRunning { .. }
+            | EventBody::WorkflowRunStatusIdle { .. }
+            | EventBody::WorkflowRunPhaseStarted { .. }
+            | EventBody::WorkflowRunPhaseEnded { .. }
+            | EventBody::WorkflowRunError { .. }
+            | EventBody::WorkflowRunStatusEnded { .. }
+            | EventBody::SpanWorkflowTaskStarted { .. }
+            | EventBody::SpanWorkflowTaskFannedOut { .. }
+            | EventBody::SpanWorkflowTaskChecking { .. }
+            | EventBody::SpanWorkflowTaskEnded { .. }) => {
+                match crate::screen::workflow::marker(body) {
+                    Some(text) => push(&mut self.items, Body::Marker(text)),
+                    None => return false,
+                }
+            }
             EventBody::SessionStatusRescheduled {} => push(
                 &mut self.items,
                 Body::Marker("↻ resumed after a daemon restart".into()),
