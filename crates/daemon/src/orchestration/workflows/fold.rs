@@ -235,6 +235,15 @@ impl RunState {
                     }
                     AttemptStatus::Stopped => {}
                 }
+                // Fan-in: the parent's output is its items' outputs once all succeeded.
+                if let Some((parent, _)) = item_parent(task_id)
+                    && self.status_of(parent) == TaskStatus::Succeeded
+                {
+                    let out = self.fan_in(parent);
+                    if let Some(p) = self.tasks.get_mut(parent) {
+                        p.output = out;
+                    }
+                }
             }
             _ => {}
         }
@@ -423,10 +432,7 @@ impl RunState {
                 let t = self.tasks.get(id).cloned().unwrap_or_default();
                 let spec = self.spec_of(id);
                 let status = self.status_of(id);
-                let output = match (&t.items, status) {
-                    (Some(_), TaskStatus::Succeeded) => self.fan_in(id),
-                    _ => t.output.clone(),
-                };
+                let output = t.output.clone();
                 RunTask {
                     id: id.clone(),
                     status,
@@ -661,7 +667,7 @@ mod tests {
             }
         }
         assert_eq!(st.status_of("each"), TaskStatus::Succeeded);
-        assert_eq!(st.fan_in("each").unwrap(), "[\"r0\",\"r1\",\"r2\"]");
+        assert_eq!(st.output("each").unwrap(), "[\"r0\",\"r1\",\"r2\"]");
         assert_eq!(starts(&st.plan(64)), ["sum"]);
         assert_eq!(
             st.order,
