@@ -401,3 +401,258 @@ async fn an_invalid_workflow_is_refused_with_the_task_named() {
     assert_eq!(e.code, tether_proto::ErrorCode::InvalidParams);
     assert!(e.message.contains("cycle: a -> b -> a"), "{}", e.message);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_goes_idle_and_resumes_without_rerunning_finished_tasks() {
+    // The slow task's first request stalls until the stop interrupts it; its second attempt
+    // (after resume) answers.
+    let env = TestEnv::new(script(vec![
+        task_route("You are first.", vec![Reply::text("first done")]),
+        Route::new(
+            "slow",
+            vec![
+                Reply::stall(vec![tether_mock_llm::Block::text("never")]),
+                Reply::text("slow done"),
+            ],
+        )
+        .when_system("You are slow."),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "pause", "tasks": [
+            {"id": "first", "agent": agent("first"), "prompt": "go"},
+            {"id": "slow", "agent": agent("slow"), "depends_on": ["first"], "prompt": "take your time"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut c = env.client().await;
+    let run_s = id.clone();
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "slow"))
+    })
+    .await;
+    // The CLI stops it; the run is idle and open.
+    let out = env.ok(&["workflows", "stop", &id]);
+    assert!(out.contains("stopped"), "{out}");
+    let stopped = get(&env, &id).await;
+    assert_eq!(stopped["status"], "idle", "{stopped}");
+    assert_eq!(task(&stopped, "slow")["status"], "queued", "{stopped}");
+    assert_eq!(task(&stopped, "first")["status"], "succeeded");
+    let ls = env.ok(&["workflows", "ls"]);
+    assert!(ls.contains(&id) && ls.contains("idle"), "{ls}");
+    env.ok(&["workflows", "resume", &id]);
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    assert_eq!(task(&run, "slow")["attempts"], 2);
+    assert_eq!(task(&run, "slow")["failures"], 0, "a stop is not a failure");
+    assert_eq!(task(&run, "slow")["output"], "slow done");
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    assert_eq!(count(&ev, "span.workflow_task_started", "first"), 1);
+    let types: Vec<&str> = ev.iter().map(|e| e.type_name()).collect();
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "workflow_run.status_running")
+            .count(),
+        2,
+        "{types:?}"
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "workflow_run.status_idle")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_eleventh_open_run_of_a_session_is_refused_with_max_workflow_runs_error() {
+    let env = TestEnv::new(script(vec![])).await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let waiting = json!({"name": "wait", "tasks": [{"id": "ok", "checkpoint": "Go?"}]});
+    for _ in 0..10 {
+        start_run(&env, &s, waiting.clone()).await;
+    }
+    let mut c = env.client().await;
+    let e = c
+        .call("workflow.run", json!({"session": s, "workflow": waiting}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::Conflict);
+    assert!(
+        e.message.starts_with("max_workflow_runs_error:"),
+        "{}",
+        e.message
+    );
+    let log = env.log(&s).await;
+    let errors: Vec<&Event> = log
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::WorkflowRunError { workflow_run_id: None, error } if error.kind == tether_proto::workflow::RunErrorType::MaxWorkflowRunsError))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "the refusal is in the session's stream with a null run id"
+    );
+    let list = c
+        .call("workflow.list", json!({"session": s}))
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_runs_a_yaml_workflow_prints_progress_and_exits_by_the_result() {
+    let env = TestEnv::new(script(vec![
+        task_route("You are ok.", vec![Reply::text("fine")]),
+        task_route("You are bad.", vec![Reply::text("oops")]),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let good = env.home.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "name: good\ntasks:\n  - id: one\n    agent: {system: \"You are ok.\"}\n    prompt: do it\n",
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&good)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("▸ task one attempt 1 started"), "{stdout}");
+    assert!(stdout.contains("✓ task one succeeded"), "{stdout}");
+    let bad = env.home.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\n[[tasks]]\nid = \"one\"\nprompt = \"x\"\nagent = {system = \"You are bad.\"}\nchecks = [{command = \"exit 3\"}]\n",
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&bad)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("failed (exit 3)"), "{stdout}");
+    // A bad file never reaches the daemon: the error names the task and field.
+    let cyc = env.home.path().join("cyc.json");
+    std::fs::write(
+        &cyc,
+        r#"{"name": "c", "tasks": [{"id": "a", "prompt": "x", "depends_on": ["zz"]}]}"#,
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&cyc)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("task `a`: depends_on names `zz`"),
+        "{stderr}"
+    );
+}
+
+/// kill -9 at each workflow crash point, then a restart: the run completes with every task
+/// (and fan-out item) started and ended exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_resumes_runs_without_rerunning_or_duplicating_tasks() {
+    for point in [
+        "after_workflow_run_created",
+        "after_workflow_task_started:2",
+        "after_workflow_message_delivered:2",
+        "after_workflow_task_ended:2",
+        "after_workflow_fan_out",
+        "after_workflow_task_ended:5",
+    ] {
+        let env = TestEnv::new(script(vec![
+            task_route(
+                "You are lister.",
+                vec![Reply::text("{\"xs\": [\"p\", \"q\", \"r\"]}")],
+            ),
+            task_route("You are worker.", vec![Reply::text("w")]),
+            task_route("You are tail.", vec![Reply::text("t")]),
+        ]))
+        .await;
+        let daemon = env.spawn_daemon(Some(point)).await;
+        let s = session(&env).await;
+        let mut c = env.client().await;
+        // The daemon may die before it answers: the call runs where its panic is caught.
+        let s2 = s.clone();
+        let call = tokio::spawn(async move {
+            c.call(
+                "workflow.run",
+                json!({"session": s2, "workflow": {"name": "crash", "tasks": [
+                    {"id": "list", "agent": agent("lister"), "prompt": "list"},
+                    {"id": "each", "agent": agent("worker"), "depends_on": ["list"],
+                     "for_each": "{{list.output.xs}}", "prompt": "{{item}}"},
+                    {"id": "tail", "agent": agent("tail"), "depends_on": ["each"], "prompt": "{{each.output}}"}
+                ]}}),
+            )
+            .await
+        });
+        env.wait_killed(daemon).await;
+        let _ = call.await;
+        env.spawn_daemon(None).await;
+        let log = env.log(&s).await;
+        let Some(created) = log.iter().find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            } => Some(workflow_run_id.clone()),
+            _ => None,
+        }) else {
+            panic!("{point}: the run was not recorded");
+        };
+        let run = wait_run(&env, &s, &created, "workflow_run.status_ended").await;
+        assert_eq!(
+            run["result"],
+            json!({"type": "completed"}),
+            "{point}: {run}"
+        );
+        let log = env.log(&s).await;
+        let ev = run_events(&log, &created);
+        for t in ["list", "each[0]", "each[1]", "each[2]", "tail"] {
+            assert_eq!(
+                count(&ev, "span.workflow_task_started", t),
+                1,
+                "{point}: {t}"
+            );
+            assert_eq!(count(&ev, "span.workflow_task_ended", t), 1, "{point}: {t}");
+        }
+        assert_eq!(
+            count(&ev, "span.workflow_task_fanned_out", "each"),
+            1,
+            "{point}"
+        );
+        let tail = task(&run, "tail")["session_thread_id"].as_str().unwrap();
+        assert_eq!(
+            received(&env, &s, tail).await,
+            "[\"w\",\"w\",\"w\"]",
+            "{point}"
+        );
+    }
+}

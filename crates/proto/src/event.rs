@@ -431,8 +431,10 @@ pub enum EventBody {
         workflow_run_id: String,
         task_id: String,
         attempt: u32,
+        /// The attempt's thread (`sthr_...`); none for a checkpoint. Not `session_thread_id`:
+        /// that name is the envelope's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        session_thread_id: Option<String>,
+        thread_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model: Option<String>,
     },
@@ -686,6 +688,45 @@ mod tests {
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["type"], ev.type_name());
         assert_eq!(v["seq"], 7);
+    }
+
+    #[test]
+    fn workflow_events_round_trip_with_a_thread_in_the_envelope() {
+        use crate::workflow::{AttemptStatus, RunResult};
+        for body in [
+            EventBody::SpanWorkflowTaskStarted {
+                workflow_run_id: "wrun_1".into(),
+                task_id: "each[3]".into(),
+                attempt: 2,
+                thread_id: Some("sthr_9".into()),
+                model: Some("openai/gpt-4.1".into()),
+            },
+            EventBody::SpanWorkflowTaskEnded {
+                workflow_run_id: "wrun_1".into(),
+                task_id: "a".into(),
+                attempt: 1,
+                status: AttemptStatus::Failed,
+                output: None,
+                explanation: Some("check failed".into()),
+            },
+            EventBody::WorkflowRunStatusEnded {
+                workflow_run_id: "wrun_1".into(),
+                result: RunResult::Stopped {},
+            },
+        ] {
+            round_trip(body.clone());
+            // Body fields must not collide with the envelope's (it is flattened).
+            let ev = Event {
+                id: "sevt_01".into(),
+                session_id: "sesn_01".into(),
+                seq: 1,
+                processed_at: None,
+                session_thread_id: Some("sthr_other".into()),
+                body,
+            };
+            let back: Event = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
+            assert_eq!(back, ev);
+        }
     }
 
     fn delta(n: u64, kind: DeltaKind) -> Delta {

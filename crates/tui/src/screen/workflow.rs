@@ -47,9 +47,9 @@ pub fn marker(body: &EventBody) -> Option<String> {
             task_id,
             attempt,
             model,
-            session_thread_id,
+            thread_id,
             ..
-        } => match session_thread_id {
+        } => match thread_id {
             None => format!(
                 "? task {task_id} waits for approval (`tether workflows approve|deny RUN {task_id}`)"
             ),

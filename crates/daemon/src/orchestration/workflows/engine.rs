@@ -226,7 +226,7 @@ impl Driver {
                     workflow_run_id: run,
                     task_id: task,
                     attempt: 1,
-                    session_thread_id: None,
+                    thread_id: None,
                     model: None,
                 });
                 self.record(bodies).await
@@ -244,7 +244,7 @@ impl Driver {
                             workflow_run_id: run.clone(),
                             task_id: task.clone(),
                             attempt: 1,
-                            session_thread_id: None,
+                            thread_id: None,
                             model: None,
                         });
                         bodies.push(ended(
@@ -300,7 +300,7 @@ impl Driver {
                     workflow_run_id: run.clone(),
                     task_id: task.clone(),
                     attempt,
-                    session_thread_id: None,
+                    thread_id: None,
                     model: None,
                 });
                 bodies.push(ended(
@@ -322,7 +322,7 @@ impl Driver {
                             workflow_run_id: run.clone(),
                             task_id: task.clone(),
                             attempt,
-                            session_thread_id: None,
+                            thread_id: None,
                             model: None,
                         });
                         bodies.push(ended(
@@ -342,7 +342,7 @@ impl Driver {
                     workflow_run_id: run.clone(),
                     task_id: task.clone(),
                     attempt,
-                    session_thread_id: Some(thread_id.clone()),
+                    thread_id: Some(thread_id.clone()),
                     model: Some(row.model.clone()),
                 }));
                 drafts.push(Draft {

@@ -168,19 +168,19 @@ impl RunState {
             EventBody::SpanWorkflowTaskStarted {
                 task_id,
                 attempt,
-                session_thread_id,
+                thread_id,
                 model,
                 ..
             } => {
-                if session_thread_id.is_some() {
+                if thread_id.is_some() {
                     self.threads_started += 1;
                 }
                 let t = self.tasks.entry(task_id.clone()).or_default();
                 t.attempts = *attempt;
-                t.in_flight = Some((*attempt, session_thread_id.clone()));
+                t.in_flight = Some((*attempt, thread_id.clone()));
                 t.checking = false;
-                if session_thread_id.is_some() {
-                    t.thread = session_thread_id.clone();
+                if thread_id.is_some() {
+                    t.thread = thread_id.clone();
                     t.model = model.clone();
                 }
             }
@@ -538,7 +538,7 @@ mod tests {
                 workflow_run_id: run,
                 task_id: task.into(),
                 attempt,
-                session_thread_id: Some(format!("sthr_{task}_{attempt}")),
+                thread_id: Some(format!("sthr_{task}_{attempt}")),
                 model: None,
             })
         }
@@ -684,7 +684,7 @@ mod tests {
             workflow_run_id: "wrun_1".into(),
             task_id: "ok".into(),
             attempt: 1,
-            session_thread_id: None,
+            thread_id: None,
             model: None,
         });
         st.apply(&e);
