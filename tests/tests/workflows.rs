@@ -656,3 +656,115 @@ async fn a_killed_daemon_resumes_runs_without_rerunning_or_duplicating_tasks() {
         );
     }
 }
+
+async fn http(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("x-api-key", token)
+        .header("anthropic-version", "2023-06-01");
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_is_answered_over_http_and_runs_are_read_there() {
+    let env = TestEnv::new(script(vec![task_route(
+        "You are pub.",
+        vec![Reply::text("published")],
+    )]))
+    .await;
+    let (_daemon, base, token) = env.spawn_http_daemon().await;
+    let (code, s) = http(
+        &base,
+        &token,
+        "POST",
+        "/v1/sessions",
+        Some(json!({"agent": "default", "environment_id": "default"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{s}");
+    let s = s["id"].as_str().unwrap().to_string();
+    let (code, run) = http(
+        &base,
+        &token,
+        "POST",
+        &format!("/v1/sessions/{s}/workflow_runs"),
+        Some(json!({"name": "cp", "tasks": [
+            {"id": "approve", "checkpoint": "Publish?"},
+            {"id": "publish", "agent": agent("pub"), "depends_on": ["approve"], "prompt": "after {{approve.output}}"}]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut c = env.client().await;
+    let run_s = id.clone();
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "approve"))
+    })
+    .await;
+    let (code, _) = http(&base, &token, "GET", "/v1/workflow_runs/wrun_missing", None).await;
+    assert_eq!(code, 404);
+    let (code, body) = http(
+        &base,
+        &token,
+        "POST",
+        &format!("/v1/workflow_runs/{id}/tasks/approve/answer"),
+        Some(json!({"approve": true, "note": "go"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    let publish = task(&run, "publish")["session_thread_id"].as_str().unwrap();
+    assert_eq!(received(&env, &s, publish).await, "after approved: go");
+    let (code, list) = http(
+        &base,
+        &token,
+        "GET",
+        &format!("/v1/sessions/{s}/workflow_runs"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    // A hosted client reading the session's events sees the run's hosted events, not
+    // tether's task spans.
+    let (_, page) = http(
+        &base,
+        &token,
+        "GET",
+        &format!("/v1/sessions/{s}/events?limit=1000"),
+        None,
+    )
+    .await;
+    let types: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"workflow_run.created") && types.contains(&"workflow_run.status_ended"),
+        "{types:?}"
+    );
+    assert!(
+        !types.iter().any(|t| t.starts_with("span.workflow_task")),
+        "{types:?}"
+    );
+}

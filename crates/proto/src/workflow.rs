@@ -12,8 +12,11 @@ use serde_json::Value;
 
 /// Threads of one run working at once, unless `max_workflow_threads` says otherwise (hosted).
 pub const MAX_RUN_THREADS: usize = 64;
-/// Tasks (fan-out items included) one run may start over its life (hosted: ~1000).
+/// Tasks in a workflow file (hosted: ~1000 threads per run).
 pub const MAX_RUN_TASKS: usize = 1000;
+/// Threads one run may start over its life, fan-out items and retries included. Hosted says
+/// ~1000 and "not a hard ceiling"; tether enforces this, so a 1,000-item fan-out fits.
+pub const MAX_RUN_THREADS_LIFETIME: usize = 1024;
 /// Open runs (idle ones included) a session may have (hosted).
 pub const MAX_OPEN_RUNS: usize = 10;
 /// Hosted cuts names and descriptions to these lengths.

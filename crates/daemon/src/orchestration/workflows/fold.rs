@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use tether_proto::workflow::{
-    AttemptStatus, MAX_RUN_TASKS, RunError, RunErrorType, RunResult, RunStatus, RunTask, TaskSpec,
-    TaskStatus, WorkflowRun, WorkflowSpec, item_parent, item_task_id,
+    AttemptStatus, MAX_RUN_THREADS_LIFETIME, RunError, RunErrorType, RunResult, RunStatus, RunTask,
+    TaskSpec, TaskStatus, WorkflowRun, WorkflowSpec, item_parent, item_task_id,
 };
 use tether_proto::{Event, EventBody};
 
@@ -399,7 +399,7 @@ impl RunState {
                     .map(|f| templates::items(f, self))
                     .unwrap_or_else(|| Ok(Vec::new()));
                 if let Ok(list) = &items
-                    && threads + list.len() > MAX_RUN_TASKS
+                    && threads + list.len() > MAX_RUN_THREADS_LIFETIME
                 {
                     return vec![Step::End(thread_limit(threads + list.len()))];
                 }
@@ -408,7 +408,7 @@ impl RunState {
                     items,
                 });
             } else if slots > 0 {
-                if threads >= MAX_RUN_TASKS {
+                if threads >= MAX_RUN_THREADS_LIFETIME {
                     return vec![Step::End(thread_limit(threads + 1))];
                 }
                 slots -= 1;
@@ -468,7 +468,7 @@ fn thread_limit(n: usize) -> RunResult {
         error: RunError {
             kind: RunErrorType::ThreadLimitError,
             message: format!(
-                "the run would need {n} threads; a run may start at most {MAX_RUN_TASKS} over its life"
+                "the run would need {n} threads; a run may start at most {MAX_RUN_THREADS_LIFETIME} over its life"
             ),
         },
     }
@@ -700,7 +700,7 @@ mod tests {
         let (mut log, mut st) = Log::new(json!({"name": "big", "tasks": [
             {"id": "l", "prompt": "x"},
             {"id": "e", "prompt": "{{item}}", "depends_on": ["l"], "for_each": "{{l.output}}"}]}));
-        let many = serde_json::to_string(&(0..1001).collect::<Vec<_>>()).unwrap();
+        let many = serde_json::to_string(&(0..1024).collect::<Vec<_>>()).unwrap();
         for e in [log.started("l", 1), log.ended("l", 1, true, &many)] {
             st.apply(&e);
         }
