@@ -689,6 +689,7 @@ async fn a_checkpoint_is_answered_over_http_and_runs_are_read_there() {
         vec![Reply::text("published")],
     )]))
     .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (_daemon, base, token) = env.spawn_http_daemon().await;
     let (code, s) = http(
         &base,

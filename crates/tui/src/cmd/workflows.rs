@@ -153,7 +153,7 @@ async fn answer(run: String, task: String, approve: bool, note: Option<String>) 
 /// Prints the run's events as they come until it ends; returns the ended run.
 async fn follow(c: &mut Client, session: &str, run: &str) -> Result<WorkflowRun, ClientError> {
     c.request::<rpc::SessionAttach>(Attach {
-        session: session.to_string().into(),
+        session: session.to_string(),
         after_seq: 0,
         read_only: true,
         thread: None,

@@ -361,12 +361,15 @@ impl RunState {
             .iter()
             .all(|t| self.status_of(&t.id).is_final());
         if all_final || (!failed.is_empty() && working == 0) {
-            steps.extend(self.open_phases.iter().filter_map(|(phase, id)| {
-                (!self.status_of(phase).is_final()).then(|| Step::EndPhase {
-                    phase: phase.clone(),
-                    started_id: id.clone(),
-                })
-            }));
+            steps.extend(
+                self.open_phases
+                    .iter()
+                    .filter(|(phase, _)| !self.status_of(phase).is_final())
+                    .map(|(phase, id)| Step::EndPhase {
+                        phase: phase.clone(),
+                        started_id: id.clone(),
+                    }),
+            );
             steps.push(Step::End(RunResult::Completed {
                 failed_tasks: failed,
             }));
