@@ -59,6 +59,9 @@ pub enum Metric {
     Memory,
     /// An idle daemon's CPU and memory with 1,000 scheduled deployments (deployments.rs).
     Deployments,
+    /// A 1,000-task workflow fan-out: wall time and daemon RSS (workflows.rs; only with
+    /// --only workflows).
+    Workflows,
 }
 
 impl Opts {
@@ -142,9 +145,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "threads" => Ok(Metric::Threads),
                         "memory" => Ok(Metric::Memory),
                         "deployments" => Ok(Metric::Deployments),
+                        "workflows" => Ok(Metric::Workflows),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, fleet, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, fleet, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments, workflows)"
                             )
                         }
                     })

@@ -21,7 +21,9 @@
 //! - an outcome satisfied at the first evaluation against the same turn without one
 //!   (`outcome.rs`; `--only outcome` needs only tetherd);
 //! - an idle daemon's CPU per minute and RSS with 1,000 scheduled deployments
-//!   (`deployments.rs`; `--only deployments` needs only tetherd).
+//!   (`deployments.rs`; `--only deployments` needs only tetherd);
+//! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS (`workflows.rs`;
+//!   only with `--only workflows`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -45,6 +47,7 @@ mod recovery;
 mod report;
 mod sandbox;
 mod threads;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -318,6 +321,13 @@ fn real_main() -> Result<()> {
             threads::THREADS
         );
         rows.extend(threads::rows(&bins).context("threads")?);
+    }
+    if opts.wants(Metric::Workflows) {
+        eprintln!(
+            "bench: a workflow fan-out of {} tasks (one model call and one bash call each)",
+            workflows::ITEMS
+        );
+        rows.extend(workflows::rows(&bins).context("workflow fan-out")?);
     }
     if opts.wants(Metric::Memory) {
         eprintln!(

@@ -23,6 +23,8 @@ pub struct Config {
     /// Child threads a multi-agent session may have at once, idle ones included until
     /// archived (the advisor's are exempt). The hosted API's limit is 25.
     pub max_child_threads: usize,
+    /// Threads one workflow run may have working at once (hosted: 64).
+    pub max_workflow_threads: usize,
     /// The client's `[tui]` table (keys, ...): read by `tether`, accepted and ignored here.
     pub tui: Option<toml::Table>,
     /// The client's `[[remotes]]` (the other boxes of the fleet): read by `tether`, accepted
@@ -286,6 +288,7 @@ impl Default for Config {
             max_tokens: 16_384,
             max_resumes: 3,
             max_child_threads: tether_proto::multiagent::MAX_CHILD_THREADS,
+            max_workflow_threads: tether_proto::workflow::MAX_RUN_THREADS,
             tui: None,
             remotes: None,
             notify: None,

@@ -14,7 +14,10 @@
 //! committed, its revision message not yet), `after_evaluation_follow_up` (revision or
 //! acknowledgment committed, the next turn not started); threads: `after_thread_created` (a
 //! child's row and `session.thread_created` committed, no message yet),
-//! `after_thread_message_sent` (the message delivered, the thread's turn not started).
+//! `after_thread_message_sent` (the message delivered, the thread's turn not started);
+//! workflows: `after_workflow_run_created`, `after_workflow_task_started` (the attempt, its
+//! thread row and `session.thread_created` committed, no message yet),
+//! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`.
 
 #[cfg(feature = "crash-points")]
 mod armed {

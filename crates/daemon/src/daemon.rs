@@ -179,6 +179,12 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),
         Err(e) => tracing::error!(error = %e, "recovery failed"),
     }
+    // Workflow runs that were running go on (their threads resumed above).
+    match crate::orchestration::workflows::recover(&rt).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(resumed = n, "resumed running workflow runs"),
+        Err(e) => tracing::error!(error = %e, "workflow run recovery failed"),
+    }
     // Deployments: finish the fires a crash interrupted, then sleep until the next one.
     crate::orchestration::schedules::Scheduler::start(
         rt.clone(),

@@ -48,6 +48,11 @@ pub fn deployment_run_id() -> String {
     new_id("drun")
 }
 
+/// `wrun_…`: a workflow run.
+pub fn workflow_run_id() -> String {
+    new_id("wrun")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

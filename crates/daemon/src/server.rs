@@ -1189,6 +1189,21 @@ impl Connection {
             Dispatch::DeploymentRunGet(p, r) => {
                 answer(r, schedules::fire::get_run(&rt, &p.run).await?)
             }
+            Dispatch::WorkflowRunStart(p, r) => {
+                answer(r, workflows::run(&rt, &p.session, p.workflow).await?)
+            }
+            Dispatch::WorkflowList(p, r) => {
+                let mut data = workflows::list(&rt, p.session.as_deref(), p.all).await?;
+                data.truncate(1000);
+                answer(r, List { data })
+            }
+            Dispatch::WorkflowGet(p, r) => answer(r, workflows::get(&rt, &p.run).await?),
+            Dispatch::WorkflowStop(p, r) => answer(r, workflows::stop(&rt, &p.run).await?),
+            Dispatch::WorkflowResume(p, r) => answer(r, workflows::resume(&rt, &p.run).await?),
+            Dispatch::WorkflowAnswer(p, r) => answer(
+                r,
+                workflows::answer(&rt, &p.run, &p.task, p.approve, p.note).await?,
+            ),
         };
         Ok(Some(v))
     }
@@ -1197,6 +1212,7 @@ impl Connection {
 /// A method's `result` value, from that method's result type; one that cannot be encoded
 /// answers null.
 use crate::orchestration::memory;
+use crate::orchestration::workflows;
 
 fn answer<M: Method>(reply: Reply<M>, result: M::Result) -> Value {
     reply.encode(&result).unwrap_or(Value::Null)

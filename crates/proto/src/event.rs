@@ -383,6 +383,87 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_use_id: Option<String>,
     },
+    // Workflow runs (crate::workflow): hosted `workflow_run.*`, each task a phase; then
+    // tether's task records (hidden from hosted HTTP readers like `span.tool_call_start`).
+    /// Sent once, first.
+    #[serde(rename = "workflow_run.created")]
+    WorkflowRunCreated {
+        workflow_run_id: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        phases: Vec<crate::workflow::Phase>,
+        /// tether: the plan, so the run's state is a fold over its events alone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<Box<crate::workflow::WorkflowSpec>>,
+    },
+    #[serde(rename = "workflow_run.status_running")]
+    WorkflowRunStatusRunning { workflow_run_id: String },
+    #[serde(rename = "workflow_run.status_idle")]
+    WorkflowRunStatusIdle { workflow_run_id: String },
+    #[serde(rename = "workflow_run.phase_started")]
+    WorkflowRunPhaseStarted {
+        workflow_run_id: String,
+        workflow_run_phase_id: String,
+    },
+    /// Exactly one per start; says nothing about success.
+    #[serde(rename = "workflow_run.phase_ended")]
+    WorkflowRunPhaseEnded {
+        workflow_run_id: String,
+        workflow_run_phase_id: String,
+        phase_started_id: String,
+    },
+    /// `workflow_run_id` is null when no run was created (the open-run limit).
+    #[serde(rename = "workflow_run.error")]
+    WorkflowRunError {
+        workflow_run_id: Option<String>,
+        error: crate::workflow::RunError,
+    },
+    /// Sent once, always the run's last event.
+    #[serde(rename = "workflow_run.status_ended")]
+    WorkflowRunStatusEnded {
+        workflow_run_id: String,
+        result: crate::workflow::RunResult,
+    },
+    /// tether: an attempt of a task is about to start (written before its thread is made).
+    #[serde(rename = "span.workflow_task_started")]
+    SpanWorkflowTaskStarted {
+        workflow_run_id: String,
+        task_id: String,
+        attempt: u32,
+        /// The attempt's thread (`sthr_...`); none for a checkpoint. Not `session_thread_id`:
+        /// that name is the envelope's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thread_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model: Option<String>,
+    },
+    /// tether: a for_each task's items, fixed once (item i runs as task `id[i]`).
+    #[serde(rename = "span.workflow_task_fanned_out")]
+    SpanWorkflowTaskFannedOut {
+        workflow_run_id: String,
+        task_id: String,
+        items: Vec<Value>,
+    },
+    /// tether: the attempt's reply is in; its checks run.
+    #[serde(rename = "span.workflow_task_checking")]
+    SpanWorkflowTaskChecking {
+        workflow_run_id: String,
+        task_id: String,
+        attempt: u32,
+    },
+    /// tether: how an attempt ended (a checkpoint's answer is its one attempt's end).
+    #[serde(rename = "span.workflow_task_ended")]
+    SpanWorkflowTaskEnded {
+        workflow_run_id: String,
+        task_id: String,
+        attempt: u32,
+        status: crate::workflow::AttemptStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explanation: Option<String>,
+    },
 }
 
 /// A process the daemon started, identified across pid reuse by its start time (field 22 of
@@ -428,6 +509,17 @@ impl EventBody {
             EventBody::SessionThreadStatusTerminated { .. } => "session.thread_status_terminated",
             EventBody::AgentThreadMessageSent { .. } => "agent.thread_message_sent",
             EventBody::AgentThreadMessageReceived { .. } => "agent.thread_message_received",
+            EventBody::WorkflowRunCreated { .. } => "workflow_run.created",
+            EventBody::WorkflowRunStatusRunning { .. } => "workflow_run.status_running",
+            EventBody::WorkflowRunStatusIdle { .. } => "workflow_run.status_idle",
+            EventBody::WorkflowRunPhaseStarted { .. } => "workflow_run.phase_started",
+            EventBody::WorkflowRunPhaseEnded { .. } => "workflow_run.phase_ended",
+            EventBody::WorkflowRunError { .. } => "workflow_run.error",
+            EventBody::WorkflowRunStatusEnded { .. } => "workflow_run.status_ended",
+            EventBody::SpanWorkflowTaskStarted { .. } => "span.workflow_task_started",
+            EventBody::SpanWorkflowTaskFannedOut { .. } => "span.workflow_task_fanned_out",
+            EventBody::SpanWorkflowTaskChecking { .. } => "span.workflow_task_checking",
+            EventBody::SpanWorkflowTaskEnded { .. } => "span.workflow_task_ended",
         }
     }
 
@@ -456,6 +548,42 @@ impl EventBody {
                 format!("{} {}", e.result.as_str(), e.explanation)
             }
             _ => String::new(),
+        }
+    }
+
+    /// The workflow run an event is about, if it is a run's event.
+    pub fn workflow_run_id(&self) -> Option<&str> {
+        match self {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            }
+            | EventBody::WorkflowRunStatusRunning { workflow_run_id }
+            | EventBody::WorkflowRunStatusIdle { workflow_run_id }
+            | EventBody::WorkflowRunPhaseStarted {
+                workflow_run_id, ..
+            }
+            | EventBody::WorkflowRunPhaseEnded {
+                workflow_run_id, ..
+            }
+            | EventBody::WorkflowRunStatusEnded {
+                workflow_run_id, ..
+            }
+            | EventBody::SpanWorkflowTaskStarted {
+                workflow_run_id, ..
+            }
+            | EventBody::SpanWorkflowTaskFannedOut {
+                workflow_run_id, ..
+            }
+            | EventBody::SpanWorkflowTaskChecking {
+                workflow_run_id, ..
+            }
+            | EventBody::SpanWorkflowTaskEnded {
+                workflow_run_id, ..
+            } => Some(workflow_run_id),
+            EventBody::WorkflowRunError {
+                workflow_run_id, ..
+            } => workflow_run_id.as_deref(),
+            _ => None,
         }
     }
 
@@ -560,6 +688,45 @@ mod tests {
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["type"], ev.type_name());
         assert_eq!(v["seq"], 7);
+    }
+
+    #[test]
+    fn workflow_events_round_trip_with_a_thread_in_the_envelope() {
+        use crate::workflow::{AttemptStatus, RunResult};
+        for body in [
+            EventBody::SpanWorkflowTaskStarted {
+                workflow_run_id: "wrun_1".into(),
+                task_id: "each[3]".into(),
+                attempt: 2,
+                thread_id: Some("sthr_9".into()),
+                model: Some("openai/gpt-4.1".into()),
+            },
+            EventBody::SpanWorkflowTaskEnded {
+                workflow_run_id: "wrun_1".into(),
+                task_id: "a".into(),
+                attempt: 1,
+                status: AttemptStatus::Failed,
+                output: None,
+                explanation: Some("check failed".into()),
+            },
+            EventBody::WorkflowRunStatusEnded {
+                workflow_run_id: "wrun_1".into(),
+                result: RunResult::Stopped {},
+            },
+        ] {
+            round_trip(body.clone());
+            // Body fields must not collide with the envelope's (it is flattened).
+            let ev = Event {
+                id: "sevt_01".into(),
+                session_id: "sesn_01".into(),
+                seq: 1,
+                processed_at: None,
+                session_thread_id: Some("sthr_other".into()),
+                body,
+            };
+            let back: Event = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
+            assert_eq!(back, ev);
+        }
     }
 
     fn delta(n: u64, kind: DeltaKind) -> Delta {

@@ -197,6 +197,12 @@ pub enum Command {
         #[command(subcommand)]
         action: DeploymentsAction,
     },
+    /// Workflow runs: task graphs (dependencies, checks, retries, checkpoints, fan-out) run
+    /// on a session's threads, from a YAML, JSON or TOML file.
+    Workflows {
+        #[command(subcommand)]
+        action: WorkflowsAction,
+    },
     /// Manage environments: packages, setup commands and network policy sessions run with.
     Envs {
         #[command(subcommand)]
@@ -737,4 +743,59 @@ mod tests {
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkflowsAction {
+    /// Start a run of a workflow file and print its progress; exits 0 only when every task
+    /// succeeded (1 otherwise). The run goes on in the daemon if this command stops.
+    Run {
+        /// The workflow file (YAML, JSON or TOML): name, tasks [{id, prompt | checkpoint,
+        /// depends_on, agent, checks, retries, escalate, for_each, optional}].
+        file: String,
+        /// Run in this session (id, name or prefix); default: a new session working in the
+        /// current directory.
+        #[arg(long)]
+        session: Option<String>,
+        /// Print the run's id and return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List open runs (--all: ended ones too).
+    Ls {
+        #[arg(long)]
+        all: bool,
+        /// Only this session's runs.
+        #[arg(long)]
+        session: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every task of a run with its status, attempts, model, verdicts and output.
+    Show {
+        /// The run's id (`wrun_...`).
+        run: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interrupt a run's threads; the run waits, idle, until `resume`.
+    Stop { run: String },
+    /// Start a stopped run again where it was: finished tasks stay finished.
+    Resume { run: String },
+    /// Approve a checkpoint task waiting for an answer.
+    Approve {
+        run: String,
+        task: String,
+        /// A note the dependents see as the checkpoint's output.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Deny a checkpoint task: it fails (and the run with it unless it is optional).
+    Deny {
+        run: String,
+        task: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }

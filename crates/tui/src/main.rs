@@ -206,6 +206,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Envs { action } => cmd::envs::run(action).await,
         Command::Memory { action } => cmd::memory::run(action).await,
         Command::Deployments { action } => cmd::deployments::run(action).await,
+        Command::Workflows { action } => cmd::workflows::run(action).await,
         Command::Auth { action } => cmd::auth::run(action).await,
         Command::Daemon { action } => cmd::daemon::run(action).await,
         Command::Doctor { json } => cmd::doctor::run(json).await,

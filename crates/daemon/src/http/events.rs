@@ -24,7 +24,14 @@ pub const TETHER_EVENTS: &str = "tether_events";
 /// client of the hosted API fails to parse a type its event union lacks, so HTTP readers get
 /// them only with `?tether_events=true`.
 pub fn is_hosted(e: &Event) -> bool {
-    !matches!(e.body, EventBody::SpanToolCallStart { .. })
+    !matches!(
+        e.body,
+        EventBody::SpanToolCallStart { .. }
+            | EventBody::SpanWorkflowTaskStarted { .. }
+            | EventBody::SpanWorkflowTaskFannedOut { .. }
+            | EventBody::SpanWorkflowTaskChecking { .. }
+            | EventBody::SpanWorkflowTaskEnded { .. }
+    )
 }
 
 pub async fn list(

@@ -23,6 +23,7 @@ mod shapes;
 mod stream;
 mod threads;
 pub mod token;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,12 +15,15 @@ use super::events::SendBody;
 use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
-use super::{Api, agents, deployments, environments, events, memory, sessions, stream, threads};
+use super::{
+    Api, agents, deployments, environments, events, memory, sessions, stream, threads, workflows,
+};
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
 };
 use tether_proto::method::EnvironmentDeleted;
+use tether_proto::workflow::WorkflowRun;
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
@@ -744,6 +747,67 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<DeploymentRun>),
         handler: |m| on(m, deployments::retrieve_run),
+    },
+    // Workflow runs (tether extension: hosted runs have no endpoints).
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/workflow_runs",
+        id: "workflow_runs.create",
+        summary: "tether: start a workflow run (a task graph on the session's threads) from a workflow file as JSON",
+        query: &[],
+        body: Some(of::<tether_proto::workflow::WorkflowSpec>),
+        answer: Answer::Json(of::<WorkflowRun>),
+        handler: |m| on(m, workflows::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/workflow_runs",
+        id: "workflow_runs.list",
+        summary: "tether: a session's workflow runs, ended ones included, oldest first",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Page<WorkflowRun>>),
+        handler: |m| on(m, workflows::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/workflow_runs/{workflow_run_id}",
+        id: "workflow_runs.retrieve",
+        summary: "tether: a workflow run with every task's status, attempts, verdicts and output",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<WorkflowRun>),
+        handler: |m| on(m, workflows::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/workflow_runs/{workflow_run_id}/stop",
+        id: "workflow_runs.stop",
+        summary: "tether: interrupt a running run's threads; it goes idle until resumed",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<WorkflowRun>),
+        handler: |m| on(m, workflows::stop),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/workflow_runs/{workflow_run_id}/resume",
+        id: "workflow_runs.resume",
+        summary: "tether: start an idle run again where it stopped",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<WorkflowRun>),
+        handler: |m| on(m, workflows::resume),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/workflow_runs/{workflow_run_id}/tasks/{task_id}/answer",
+        id: "workflow_runs.answer",
+        summary: "tether: approve or deny a checkpoint task waiting for an answer",
+        query: &[],
+        body: Some(of::<workflows::AnswerBody>),
+        answer: Answer::Json(of::<WorkflowRun>),
+        handler: |m| on(m, workflows::answer),
     },
     Route {
         verb: Verb::Get,

@@ -3,7 +3,8 @@
 //! - [`threads`]: several agents' threads working on one task, passing messages (a session's
 //!   primary thread delegates through agent tools the session runs via
 //!   `Services::agent_tools`, installed at start-up);
-//! - workflows: declared sequences of sessions and their hand-offs;
+//! - [`workflows`]: task graphs (dependencies, checks, retries, checkpoints, fan-out) run
+//!   on a session's threads;
 //! - schedules: sessions started by time or event rather than by a client;
 //! - memory: what agents keep across sessions.
 //!
@@ -20,3 +21,4 @@
 pub mod memory;
 pub mod schedules;
 pub mod threads;
+pub mod workflows;

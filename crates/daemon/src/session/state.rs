@@ -979,6 +979,18 @@ impl SessionState {
             | EventBody::SessionThreadStatusIdle { .. }
             | EventBody::SessionThreadStatusRescheduled { .. }
             | EventBody::SessionThreadStatusTerminated { .. } => {}
+            // A workflow run's state is its own fold (orchestration::workflows::fold).
+            EventBody::WorkflowRunCreated { .. }
+            | EventBody::WorkflowRunStatusRunning { .. }
+            | EventBody::WorkflowRunStatusIdle { .. }
+            | EventBody::WorkflowRunPhaseStarted { .. }
+            | EventBody::WorkflowRunPhaseEnded { .. }
+            | EventBody::WorkflowRunError { .. }
+            | EventBody::WorkflowRunStatusEnded { .. }
+            | EventBody::SpanWorkflowTaskStarted { .. }
+            | EventBody::SpanWorkflowTaskFannedOut { .. }
+            | EventBody::SpanWorkflowTaskChecking { .. }
+            | EventBody::SpanWorkflowTaskEnded { .. } => {}
         }
     }
 }

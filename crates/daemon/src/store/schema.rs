@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -292,6 +292,18 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              ALTER TABLE sessions ADD COLUMN deployment_id TEXT;
              CREATE INDEX sessions_by_deployment ON sessions (deployment_id) WHERE deployment_id IS NOT NULL;
              PRAGMA user_version = 9;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 10 {
+        // Workflow runs live in their session's log (their state is a fold over it); this
+        // finds a run's session and the runs still open without scanning every event.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE INDEX events_workflow_runs ON events (type, session_id)
+                WHERE type IN ('workflow_run.created', 'workflow_run.status_ended');
+             PRAGMA user_version = 10;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

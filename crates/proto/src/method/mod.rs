@@ -20,6 +20,7 @@ use crate::environment::{Environment, EnvironmentSpec};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::session::SessionInfo;
 use crate::thread::SessionThread;
+use crate::workflow::WorkflowRun;
 // memory stores
 use crate::memory::{
     DeleteMemory, ListMemories, ListMemoryStores, ListMemoryVersions, Memory, MemoryDeleted,
@@ -208,6 +209,18 @@ methods! {
     /// Runs, newest first.
     "deployment.runs" => DeploymentRuns(ListDeploymentRuns) -> List<DeploymentRun>;
     "deployment.run_get" => DeploymentRunGet(DeploymentRunParams) -> DeploymentRun;
+    /// Starts a workflow run in a session; answers with the run as it starts.
+    "workflow.run" => WorkflowRunStart(RunWorkflow) -> WorkflowRun;
+    /// Open runs (with `all`, ended ones too), oldest first.
+    "workflow.list" => WorkflowList(ListWorkflowRuns) -> List<WorkflowRun>;
+    /// One run: every task with its status, attempts, verdicts and output.
+    "workflow.get" => WorkflowGet(WorkflowRunParams) -> WorkflowRun;
+    /// Interrupts the run's threads; the run goes idle, resumable.
+    "workflow.stop" => WorkflowStop(WorkflowRunParams) -> WorkflowRun;
+    /// Starts an idle run again where it stopped.
+    "workflow.resume" => WorkflowResume(WorkflowRunParams) -> WorkflowRun;
+    /// Approves or denies a checkpoint task waiting for an answer.
+    "workflow.answer" => WorkflowAnswer(AnswerCheckpoint) -> WorkflowRun;
 }
 
 impl Call {

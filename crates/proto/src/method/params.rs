@@ -338,3 +338,43 @@ pub struct DeploymentRunParams {
     /// `drun_…`
     pub run: String,
 }
+
+// Workflow runs (issue 23).
+
+/// `workflow.run`: a plan (a workflow file, read by the client) to run in a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflow {
+    /// A session id, name or unique prefix.
+    pub session: String,
+    pub workflow: crate::workflow::WorkflowSpec,
+}
+
+/// A workflow run by id (`wrun_...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowRunParams {
+    pub run: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListWorkflowRuns {
+    /// Only this session's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Ended runs too.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `workflow.answer`: a checkpoint's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCheckpoint {
+    pub run: String,
+    pub task: String,
+    pub approve: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}

@@ -256,6 +256,20 @@ fn calls_round_trip_through_parts() {
         Call::DeploymentRunGet(DeploymentRunParams {
             run: "drun_1".into(),
         }),
+        Call::WorkflowRunStart(RunWorkflow {
+            session: "s".into(),
+            workflow: wf_spec(),
+        }),
+        Call::WorkflowList(ListWorkflowRuns::default()),
+        Call::WorkflowGet(wf_run_params()),
+        Call::WorkflowStop(wf_run_params()),
+        Call::WorkflowResume(wf_run_params()),
+        Call::WorkflowAnswer(AnswerCheckpoint {
+            run: "wrun_1".into(),
+            task: "approve".into(),
+            approve: true,
+            note: None,
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -878,8 +892,55 @@ fn every_method_in_the_table_parses_and_round_trips() {
         deployment_run(),
         &mut seen,
     );
+    check::<rpc::WorkflowRunStart>(
+        RunWorkflow {
+            session: "s".into(),
+            workflow: wf_spec(),
+        },
+        wf_run(),
+        &mut seen,
+    );
+    check::<rpc::WorkflowList>(
+        ListWorkflowRuns::default(),
+        List {
+            data: vec![wf_run()],
+        },
+        &mut seen,
+    );
+    check::<rpc::WorkflowGet>(wf_run_params(), wf_run(), &mut seen);
+    check::<rpc::WorkflowStop>(wf_run_params(), wf_run(), &mut seen);
+    check::<rpc::WorkflowResume>(wf_run_params(), wf_run(), &mut seen);
+    check::<rpc::WorkflowAnswer>(
+        AnswerCheckpoint {
+            run: "wrun_1".into(),
+            task: "approve".into(),
+            approve: false,
+            note: Some("not yet".into()),
+        },
+        wf_run(),
+        &mut seen,
+    );
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
+}
+
+fn wf_spec() -> crate::workflow::WorkflowSpec {
+    serde_json::from_value(serde_json::json!({"name": "w", "tasks": [{"id": "a", "prompt": "p"}]}))
+        .unwrap()
+}
+
+fn wf_run_params() -> WorkflowRunParams {
+    WorkflowRunParams {
+        run: "wrun_1".into(),
+    }
+}
+
+fn wf_run() -> crate::workflow::WorkflowRun {
+    serde_json::from_value(serde_json::json!({"id": "wrun_1", "type": "workflow_run",
+        "session_id": "sesn_1", "name": "w", "status": "ended",
+        "result": {"type": "completed"}, "created_at": "t",
+        "tasks": [{"id": "a", "status": "succeeded", "attempts": 1, "failures": 0, "output": "o"}]}))
+    .unwrap()
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod run;
 pub mod threads;
 pub mod transcript;
 pub mod view;
+pub mod workflow;
 pub mod wrap;
 
 #[cfg(test)]

@@ -624,6 +624,22 @@ impl Transcript {
                 }
                 return false;
             }
+            body @ (EventBody::WorkflowRunCreated { .. }
+            | EventBody::WorkflowRunStatusRunning { .. }
+            | EventBody::WorkflowRunStatusIdle { .. }
+            | EventBody::WorkflowRunPhaseStarted { .. }
+            | EventBody::WorkflowRunPhaseEnded { .. }
+            | EventBody::WorkflowRunError { .. }
+            | EventBody::WorkflowRunStatusEnded { .. }
+            | EventBody::SpanWorkflowTaskStarted { .. }
+            | EventBody::SpanWorkflowTaskFannedOut { .. }
+            | EventBody::SpanWorkflowTaskChecking { .. }
+            | EventBody::SpanWorkflowTaskEnded { .. }) => {
+                match crate::screen::workflow::marker(body) {
+                    Some(text) => push(&mut self.items, Body::Marker(text)),
+                    None => return false,
+                }
+            }
             EventBody::SessionStatusRescheduled {} => {
                 // What was streaming when the daemon went away ends above the marker; the
                 // reply streamed again after the restart starts a new item below it.

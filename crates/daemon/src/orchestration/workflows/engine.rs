@@ -1,0 +1,827 @@
+//! Runs one workflow run: a driver task plans from the fold ([`RunState::plan`]), records
+//! each step in the session's log BEFORE acting on it, and starts attempts as threads of the
+//! session (up to `max_workflow_threads` at once). Attempts report back over a channel; the
+//! driver alone writes the run's events, so its state never races itself.
+//!
+//! Crash safety: `span.workflow_task_started` is committed with the thread's row and its
+//! `session.thread_created` in one transaction; the task's message carries a delivery key
+//! (`run:task:attempt`) so it is delivered once; after a restart an attempt in flight
+//! resumes at the step it reached (deliver, await the reply, run the checks).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde_json::Value;
+use tether_proto::thread::{ThreadAgent, primary_thread_id};
+use tether_proto::workflow::{AttemptStatus, RunResult, TaskAgent, TaskSpec, item_parent};
+use tether_proto::{ContentBlock, ErrorBody, ErrorCode, EventBody, SessionStatus, StopReason};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::fold::{RunState, Step};
+use super::templates;
+use crate::runtime::Runtime;
+use crate::session::live::Session;
+use crate::store::Draft;
+use crate::store::error::StoreError;
+use crate::store::rows::SessionRow;
+
+/// A run the daemon knows: its folded state and, while it runs, its driver's inbox.
+pub struct RunHandle {
+    pub session_id: String,
+    state: Mutex<RunState>,
+    control: Mutex<Option<mpsc::UnboundedSender<Msg>>>,
+}
+
+impl RunHandle {
+    pub fn new(state: RunState) -> Arc<RunHandle> {
+        Arc::new(RunHandle {
+            session_id: state.session_id.clone(),
+            state: Mutex::new(state),
+            control: Mutex::new(None),
+        })
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, RunState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn inbox(&self) -> Option<mpsc::UnboundedSender<Msg>> {
+        self.control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends `msg` to the driver; an error when the run isn't being driven (stopped, ended).
+    pub fn send(&self, msg: Msg) -> Result<(), ErrorBody> {
+        let run = self.state().id.clone();
+        self.inbox()
+            .and_then(|tx| tx.send(msg).ok())
+            .ok_or_else(|| {
+                ErrorBody::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "workflow run {run} is not running; `tether workflows resume {run}` starts it again"
+                    ),
+                )
+            })
+    }
+
+    pub fn is_driven(&self) -> bool {
+        self.inbox().is_some_and(|tx| !tx.is_closed())
+    }
+}
+
+pub enum Msg {
+    Checking {
+        task: String,
+        attempt: u32,
+    },
+    Ended {
+        task: String,
+        attempt: u32,
+        status: AttemptStatus,
+        output: Option<String>,
+        explanation: Option<String>,
+    },
+    Answer {
+        task: String,
+        approve: bool,
+        note: Option<String>,
+        reply: oneshot::Sender<Result<(), ErrorBody>>,
+    },
+    Stop {
+        reply: oneshot::Sender<Result<(), ErrorBody>>,
+    },
+}
+
+/// Starts the driver of a running run (no-op if one is already driving it).
+pub fn drive(rt: &Arc<Runtime>, primary: Arc<Session>, handle: Arc<RunHandle>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    {
+        let mut control = handle
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if control.as_ref().is_some_and(|c| !c.is_closed()) {
+            return;
+        }
+        *control = Some(tx.clone());
+    }
+    let rt = rt.clone();
+    tokio::spawn(async move {
+        let run = handle.state().id.clone();
+        let driver = Driver {
+            rt,
+            primary,
+            handle: handle.clone(),
+            tx,
+            attempts: HashMap::new(),
+        };
+        if let Err(e) = driver.run(rx).await {
+            tracing::error!(run = %run, error = %e, "the workflow run's driver stopped; the next daemon start resumes it");
+        }
+        *handle
+            .control
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    });
+}
+
+struct Driver {
+    rt: Arc<Runtime>,
+    primary: Arc<Session>,
+    handle: Arc<RunHandle>,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Attempts in flight: task id → what stops them.
+    attempts: HashMap<String, CancellationToken>,
+}
+
+impl Driver {
+    fn run_id(&self) -> String {
+        self.handle.state().id.clone()
+    }
+
+    /// Commits events of this run and folds them in.
+    async fn record(&self, bodies: Vec<EventBody>) -> Result<(), StoreError> {
+        let events = self.primary.append_retrying(bodies).await?;
+        let mut st = self.handle.state();
+        for e in &events {
+            st.apply(e);
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> Result<(), StoreError> {
+        self.resume_in_flight();
+        let limit = self.rt.config.max_workflow_threads.max(1);
+        loop {
+            let steps = self.handle.state().plan(limit);
+            let acted = !steps.is_empty();
+            for step in steps {
+                self.step(step).await?;
+            }
+            if self.handle.state().status != tether_proto::workflow::RunStatus::Running {
+                return Ok(());
+            }
+            if acted {
+                continue;
+            }
+            let Some(msg) = rx.recv().await else {
+                return Ok(());
+            };
+            if self.message(msg).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// After a restart (or resume): attempts whose thread exists go on where they were.
+    fn resume_in_flight(&mut self) {
+        let in_flight: Vec<(String, u32, String)> = {
+            let st = self.handle.state();
+            st.tasks
+                .iter()
+                .filter_map(|(id, t)| match &t.in_flight {
+                    Some((n, Some(thread))) => Some((id.clone(), *n, thread.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (task, n, thread) in in_flight {
+            self.spawn_attempt(task, n, thread);
+        }
+    }
+
+    async fn step(&mut self, step: Step) -> Result<(), StoreError> {
+        let run = self.run_id();
+        match step {
+            Step::EndPhase { phase, started_id } => {
+                self.record(vec![EventBody::WorkflowRunPhaseEnded {
+                    workflow_run_id: run,
+                    workflow_run_phase_id: phase,
+                    phase_started_id: started_id,
+                }])
+                .await
+            }
+            Step::End(result) => {
+                let mut bodies = Vec::new();
+                if let RunResult::Error { error } = &result {
+                    bodies.push(EventBody::WorkflowRunError {
+                        workflow_run_id: Some(run.clone()),
+                        error: error.clone(),
+                    });
+                }
+                bodies.push(EventBody::WorkflowRunStatusEnded {
+                    workflow_run_id: run,
+                    result,
+                });
+                self.record(bodies).await
+            }
+            Step::Ask { task } => {
+                let mut bodies = self.phase_start(&task);
+                bodies.push(EventBody::SpanWorkflowTaskStarted {
+                    workflow_run_id: run,
+                    task_id: task,
+                    attempt: 1,
+                    thread_id: None,
+                    model: None,
+                });
+                self.record(bodies).await
+            }
+            Step::FanOut { task, items } => {
+                let mut bodies = self.phase_start(&task);
+                match items {
+                    Ok(items) => bodies.push(EventBody::SpanWorkflowTaskFannedOut {
+                        workflow_run_id: run,
+                        task_id: task,
+                        items,
+                    }),
+                    Err(why) => {
+                        bodies.push(EventBody::SpanWorkflowTaskStarted {
+                            workflow_run_id: run.clone(),
+                            task_id: task.clone(),
+                            attempt: 1,
+                            thread_id: None,
+                            model: None,
+                        });
+                        bodies.push(ended(
+                            &run,
+                            &task,
+                            1,
+                            AttemptStatus::Failed,
+                            None,
+                            Some(why),
+                        ));
+                    }
+                }
+                self.record(bodies).await?;
+                crate::crash::point("after_workflow_fan_out");
+                Ok(())
+            }
+            Step::Start { task, attempt } => self.start(task, attempt).await,
+        }
+    }
+
+    /// `phase_started` for a task's phase the first time the task starts.
+    fn phase_start(&self, task: &str) -> Vec<EventBody> {
+        let st = self.handle.state();
+        let phase = item_parent(task).map_or(task, |(p, _)| p);
+        if st.started_phases.contains(phase) {
+            return Vec::new();
+        }
+        vec![EventBody::WorkflowRunPhaseStarted {
+            workflow_run_id: st.id.clone(),
+            workflow_run_phase_id: phase.to_string(),
+        }]
+    }
+
+    async fn start(&mut self, task: String, attempt: u32) -> Result<(), StoreError> {
+        let run = self.run_id();
+        let Some((spec, failures)) = ({
+            let st = self.handle.state();
+            st.spec_of(&task)
+                .cloned()
+                .map(|s| (s, st.tasks.get(&task).map_or(0, |t| t.failures)))
+        }) else {
+            return Ok(());
+        };
+        let model = match &spec.escalate {
+            Some(e) if failures >= e.after => Some(e.model.clone()),
+            _ => None,
+        };
+        let phase = self.phase_start(&task);
+        match task_thread(&self.rt, &self.primary, &spec, &task, model) {
+            Err(why) => {
+                let mut bodies = phase;
+                bodies.push(EventBody::SpanWorkflowTaskStarted {
+                    workflow_run_id: run.clone(),
+                    task_id: task.clone(),
+                    attempt,
+                    thread_id: None,
+                    model: None,
+                });
+                bodies.push(ended(
+                    &run,
+                    &task,
+                    attempt,
+                    AttemptStatus::Failed,
+                    None,
+                    Some(why),
+                ));
+                self.record(bodies).await
+            }
+            Ok((row, agent)) => {
+                let row = match resolve_named(&self.rt, &spec, row, &agent).await {
+                    Ok(r) => r,
+                    Err(why) => {
+                        let mut bodies = phase;
+                        bodies.push(EventBody::SpanWorkflowTaskStarted {
+                            workflow_run_id: run.clone(),
+                            task_id: task.clone(),
+                            attempt,
+                            thread_id: None,
+                            model: None,
+                        });
+                        bodies.push(ended(
+                            &run,
+                            &task,
+                            attempt,
+                            AttemptStatus::Failed,
+                            None,
+                            Some(why),
+                        ));
+                        return self.record(bodies).await;
+                    }
+                };
+                let thread_id = row.id.clone();
+                let mut drafts: Vec<Draft> = phase.into_iter().map(Draft::new).collect();
+                drafts.push(Draft::new(EventBody::SpanWorkflowTaskStarted {
+                    workflow_run_id: run.clone(),
+                    task_id: task.clone(),
+                    attempt,
+                    thread_id: Some(thread_id.clone()),
+                    model: Some(row.model.clone()),
+                }));
+                drafts.push(Draft {
+                    id: None,
+                    session_thread_id: Some(thread_id.clone()),
+                    body: EventBody::SessionThreadCreated {
+                        agent_name: agent.name().to_string(),
+                        workflow_run_id: Some(run.clone()),
+                        model: Some(row.model.clone()),
+                    },
+                });
+                let events = self.primary.append_drafts(Some(row), drafts).await?;
+                {
+                    let mut st = self.handle.state();
+                    for e in &events {
+                        st.apply(e);
+                    }
+                }
+                crate::crash::point("after_workflow_task_started");
+                self.spawn_attempt(task, attempt, thread_id);
+                Ok(())
+            }
+        }
+    }
+
+    fn spawn_attempt(&mut self, task: String, attempt: u32, thread: String) {
+        let cancel = CancellationToken::new();
+        self.attempts.insert(task.clone(), cancel.clone());
+        let (prompt, checks) = {
+            let st = self.handle.state();
+            let Some(spec) = st.spec_of(&task) else {
+                return;
+            };
+            let item = st.tasks.get(&task).and_then(|t| t.item.clone());
+            let mut prompt = templates::render(
+                spec.prompt.as_deref().unwrap_or_default(),
+                &*st,
+                item.as_ref(),
+            );
+            if let Some(last) = st.tasks.get(&task).and_then(|t| t.verdicts.last()) {
+                prompt.push_str(&format!(
+                    "\n\nA previous attempt at this task failed: {last}\nDo the task again and make sure that does not happen."
+                ));
+            }
+            (prompt, spec.checks.clone())
+        };
+        let job = Attempt {
+            rt: self.rt.clone(),
+            primary: self.primary.clone(),
+            run: self.run_id(),
+            task,
+            attempt,
+            thread,
+            prompt,
+            checks,
+            cancel,
+            tx: self.tx.clone(),
+        };
+        tokio::spawn(job.run());
+    }
+
+    /// Handles one message; true when the driver should stop (the run went idle).
+    async fn message(&mut self, msg: Msg) -> Result<bool, StoreError> {
+        let run = self.run_id();
+        match msg {
+            Msg::Checking { task, attempt } => {
+                let current = self.in_flight(&task) == Some(attempt)
+                    && !self
+                        .handle
+                        .state()
+                        .tasks
+                        .get(&task)
+                        .is_some_and(|t| t.checking);
+                if current {
+                    self.record(vec![EventBody::SpanWorkflowTaskChecking {
+                        workflow_run_id: run,
+                        task_id: task,
+                        attempt,
+                    }])
+                    .await?;
+                }
+            }
+            Msg::Ended {
+                task,
+                attempt,
+                status,
+                output,
+                explanation,
+            } => {
+                if self.in_flight(&task) == Some(attempt) {
+                    self.attempts.remove(&task);
+                    self.record(vec![ended(
+                        &run,
+                        &task,
+                        attempt,
+                        status,
+                        output,
+                        explanation,
+                    )])
+                    .await?;
+                    crate::crash::point("after_workflow_task_ended");
+                }
+            }
+            Msg::Answer {
+                task,
+                approve,
+                note,
+                reply,
+            } => {
+                let waiting = {
+                    let st = self.handle.state();
+                    st.spec_of(&task).is_some_and(|s| s.checkpoint.is_some())
+                        && st
+                            .tasks
+                            .get(&task)
+                            .and_then(|t| t.in_flight.as_ref())
+                            .is_some()
+                };
+                if !waiting {
+                    let _ = reply.send(Err(ErrorBody::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "task `{task}` of workflow run {run} is not a checkpoint waiting for an answer (`tether workflows show {run}` lists the tasks and their status)"
+                        ),
+                    )));
+                    return Ok(false);
+                }
+                let text = match (&note, approve) {
+                    (Some(n), true) => format!("approved: {n}"),
+                    (None, true) => "approved".to_string(),
+                    (Some(n), false) => format!("denied: {n}"),
+                    (None, false) => "denied".to_string(),
+                };
+                let (status, output, explanation) = if approve {
+                    (AttemptStatus::Succeeded, Some(text), None)
+                } else {
+                    (AttemptStatus::Failed, None, Some(text))
+                };
+                self.record(vec![ended(&run, &task, 1, status, output, explanation)])
+                    .await?;
+                let _ = reply.send(Ok(()));
+            }
+            Msg::Stop { reply } => {
+                let in_flight: Vec<(String, u32, String)> = {
+                    let st = self.handle.state();
+                    st.tasks
+                        .iter()
+                        .filter_map(|(id, t)| match &t.in_flight {
+                            Some((n, Some(th))) => Some((id.clone(), *n, th.clone())),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                for (_, token) in self.attempts.drain() {
+                    token.cancel();
+                }
+                let mut bodies = Vec::new();
+                for (task, n, thread) in in_flight {
+                    if let Ok(t) = self.rt.load(&thread).await
+                        && (t.is_turn_running() || t.state().status() == SessionStatus::Running)
+                        && let Err(e) = crate::session::ops::interrupt(&t).await
+                    {
+                        tracing::warn!(thread = %thread, error = %e.message, "could not interrupt a workflow thread");
+                    }
+                    bodies.push(ended(&run, &task, n, AttemptStatus::Stopped, None, None));
+                }
+                bodies.push(EventBody::WorkflowRunStatusIdle {
+                    workflow_run_id: run,
+                });
+                self.record(bodies).await?;
+                let _ = reply.send(Ok(()));
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn in_flight(&self, task: &str) -> Option<u32> {
+        self.handle
+            .state()
+            .tasks
+            .get(task)
+            .and_then(|t| t.in_flight.as_ref().map(|(n, _)| *n))
+    }
+}
+
+fn ended(
+    run: &str,
+    task: &str,
+    attempt: u32,
+    status: AttemptStatus,
+    output: Option<String>,
+    explanation: Option<String>,
+) -> EventBody {
+    EventBody::SpanWorkflowTaskEnded {
+        workflow_run_id: run.to_string(),
+        task_id: task.to_string(),
+        attempt,
+        status,
+        output,
+        explanation,
+    }
+}
+
+/// A new task thread's id.
+fn thread_id() -> String {
+    let id = crate::ids::session_id();
+    format!("sthr_{}", id.strip_prefix("sesn_").unwrap_or(&id))
+}
+
+/// The row and agent of a task's thread: the session's workspace, sandbox layer and network;
+/// an inline agent gets the session agent's tools with the plan's system prompt (hosted).
+fn task_thread(
+    rt: &Runtime,
+    s: &Session,
+    spec: &TaskSpec,
+    task: &str,
+    escalated: Option<String>,
+) -> Result<(SessionRow, ThreadAgent), String> {
+    let inline = match &spec.agent {
+        Some(TaskAgent::Inline(a)) => a.clone(),
+        _ => Default::default(),
+    };
+    let model = escalated
+        .or(inline.model.clone())
+        .map(|m| crate::config::canonical_model(&m))
+        .unwrap_or_else(|| crate::session::model::current_model(s));
+    rt.providers
+        .get(crate::config::split_model(&model).0)
+        .map_err(|e| format!("model `{model}` can't be used: {e}"))?;
+    let agent = ThreadAgent::Inline {
+        name: inline.name.unwrap_or_else(|| task.to_string()),
+        description: None,
+        system: inline.system.clone(),
+        model: tether_proto::agent::AgentModel {
+            id: model.clone(),
+            effort: None,
+            speed: None,
+        },
+        tools: Vec::new(),
+        mcp_servers: Vec::new(),
+        skills: Vec::new(),
+    };
+    let parent = s.row();
+    let row = SessionRow {
+        system: inline.system,
+        workspace_owned: false,
+        tools: parent.tools.clone(),
+        agent: parent.agent.clone(),
+        environment: parent.environment.clone(),
+        env_layer: parent.env_layer.clone(),
+        networking: parent.networking.clone(),
+        parent_id: Some(s.id.clone()),
+        thread_agent: Some(agent.clone()),
+        ..SessionRow::new(
+            thread_id(),
+            model,
+            parent.workspace.clone(),
+            parent.max_turns,
+        )
+    };
+    Ok((row, agent))
+}
+
+/// A named (predefined) agent's thread runs that agent's stored prompt, tools and model
+/// (an escalation's model still wins).
+async fn resolve_named(
+    rt: &Runtime,
+    spec: &TaskSpec,
+    row: SessionRow,
+    agent: &ThreadAgent,
+) -> Result<SessionRow, String> {
+    let Some(TaskAgent::Named(name)) = &spec.agent else {
+        return Ok(row);
+    };
+    let p = tether_proto::method::AgentParams {
+        agent: name.clone(),
+        version: None,
+    };
+    let stored = crate::resources::agents::get(&rt.store, &p)
+        .await
+        .map_err(|e| format!("agent `{name}` can't be used: {}", e.message))?;
+    let escalated = spec
+        .escalate
+        .as_ref()
+        .is_some_and(|e| crate::config::canonical_model(&e.model) == row.model);
+    let model = match (&stored.spec.model, escalated) {
+        (Some(m), false) => crate::config::canonical_model(&m.id),
+        _ => row.model.clone(),
+    };
+    let thread_agent = ThreadAgent::Agent {
+        id: stored.id.clone(),
+        version: stored.version,
+        name: stored.spec.name.clone(),
+        description: stored.spec.description.clone(),
+        system: stored.spec.system.clone(),
+        model: tether_proto::agent::AgentModel {
+            id: model.clone(),
+            effort: None,
+            speed: None,
+        },
+        tools: Vec::new(),
+        mcp_servers: Vec::new(),
+        skills: Vec::new(),
+    };
+    let _ = agent;
+    Ok(SessionRow {
+        system: stored.spec.system.clone(),
+        tools: Some(crate::resources::agents::offered_tools(&stored)),
+        agent: Some((stored.id.clone(), stored.version)),
+        thread_agent: Some(thread_agent),
+        model,
+        ..row
+    })
+}
+
+/// One attempt of a task on its thread.
+struct Attempt {
+    rt: Arc<Runtime>,
+    primary: Arc<Session>,
+    run: String,
+    task: String,
+    attempt: u32,
+    thread: String,
+    prompt: String,
+    checks: Vec<tether_proto::workflow::Check>,
+    cancel: CancellationToken,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Attempt {
+    async fn run(self) {
+        let (status, output, explanation) = match self.work().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(why) => (AttemptStatus::Failed, None, Some(why)),
+        };
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let _ = self.tx.send(Msg::Ended {
+            task: self.task.clone(),
+            attempt: self.attempt,
+            status,
+            output,
+            explanation,
+        });
+    }
+
+    /// None when stopped first.
+    #[allow(clippy::type_complexity)]
+    async fn work(
+        &self,
+    ) -> Result<Option<(AttemptStatus, Option<String>, Option<String>)>, String> {
+        let thread = self.rt.load(&self.thread).await.map_err(|e| e.message)?;
+        let key = format!("{}:{}:{}", self.run, self.task, self.attempt);
+        let delivered = thread.state().threads.received.contains_key(&key);
+        if !delivered {
+            let mut bodies = vec![EventBody::AgentThreadMessageReceived {
+                from_session_thread_id: primary_thread_id(&self.primary.id),
+                from_agent_name: None,
+                content: vec![ContentBlock::text(self.prompt.clone())],
+                tool_use_id: Some(key.clone()),
+            }];
+            if thread.state().status() != SessionStatus::Running {
+                bodies.push(EventBody::SessionStatusRunning {});
+            }
+            thread
+                .append(bodies)
+                .await
+                .map_err(|e| format!("the task's message could not be recorded: {e}"))?;
+            crate::crash::point("after_workflow_message_delivered");
+        }
+        crate::session::turn::ensure(&thread);
+        let Some((text, ok)) = await_reply(&thread, &key, &self.cancel).await else {
+            return Ok(None);
+        };
+        if !ok {
+            return Ok(Some((AttemptStatus::Failed, None, Some(text))));
+        }
+        if !self.checks.is_empty() {
+            let _ = self.tx.send(Msg::Checking {
+                task: self.task.clone(),
+                attempt: self.attempt,
+            });
+            for c in &self.checks {
+                let timeout = Duration::from_secs(c.timeout_secs.unwrap_or(120));
+                let r = crate::session::grader::run_command(
+                    &self.primary.toolbox,
+                    &c.command,
+                    timeout,
+                    &self.cancel,
+                )
+                .await;
+                if self.cancel.is_cancelled() {
+                    return Ok(None);
+                }
+                let failure = match r {
+                    Ok(r) if r.exit_code == Some(0) => None,
+                    Ok(r) if r.timed_out => Some(format!(
+                        "check `{}` timed out after {}s",
+                        c.command,
+                        timeout.as_secs()
+                    )),
+                    Ok(r) => Some(format!(
+                        "check `{}` failed (exit {}): {}",
+                        c.command,
+                        r.exit_code.map_or("signal".into(), |c| c.to_string()),
+                        tail(&r.output, 400)
+                    )),
+                    Err(why) => Some(format!("check `{}` could not run: {why}", c.command)),
+                };
+                if let Some(f) = failure {
+                    return Ok(Some((AttemptStatus::Failed, Some(text), Some(f))));
+                }
+            }
+        }
+        // The run's threads are archived once done (hosted: by the run's end), so they
+        // don't count against the session's child-thread limit.
+        if let Err(e) = self.rt.archive(&thread).await {
+            tracing::warn!(thread = %thread.id, error = %e.message, "could not archive a finished workflow thread");
+        }
+        Ok(Some((AttemptStatus::Succeeded, Some(text), None)))
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let t = s.trim();
+    let count = t.chars().count();
+    t.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// The thread's reply to the task's message: `(text, ok)` once it is idle after it; None
+/// when `cancel` fired first.
+async fn await_reply(
+    thread: &Arc<Session>,
+    key: &str,
+    cancel: &CancellationToken,
+) -> Option<(String, bool)> {
+    let mut appended = thread.watch_appends();
+    loop {
+        {
+            let st = thread.state();
+            if let Some(&seq) = st.threads.received.get(key)
+                && st.status() == SessionStatus::Idle
+                && st.idle_seq > seq
+            {
+                match &st.stop_reason {
+                    Some(StopReason::RequiresAction { .. }) => {}
+                    Some(StopReason::EndTurn) | None => {
+                        return Some((st.last_agent_text.clone().unwrap_or_default(), true));
+                    }
+                    Some(other) => {
+                        return Some((
+                            format!(
+                                "the task's thread {} stopped without a reply ({})",
+                                thread.id,
+                                serde_json::to_value(other)
+                                    .ok()
+                                    .and_then(|v| v
+                                        .get("type")
+                                        .and_then(Value::as_str)
+                                        .map(str::to_string))
+                                    .unwrap_or_default()
+                            ),
+                            false,
+                        ));
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return None,
+            changed = appended.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}

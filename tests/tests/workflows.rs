@@ -1,0 +1,771 @@
+//! Workflow runs (issue 23): task graphs on a session's threads, driven over the socket (and
+//! the CLI) against the in-repo mock. Each task's thread is routed to its own replies by its
+//! system prompt (inline agents `You are <task>.`) or by model.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use tether_e2e::{Reply, TestEnv};
+use tether_mock_llm::{Route, Script};
+use tether_proto::{Event, EventBody, ServerFrame, blocks_text};
+
+/// A route answering the threads whose system prompt contains `who`, each with `replies`.
+fn task_route(who: &str, replies: Vec<Reply>) -> Route {
+    Route::new(who, replies).when_system(who).by_turn()
+}
+
+fn script(routes: Vec<Route>) -> Script {
+    let mut s = Script::by_turn(vec![Reply::text("primary")]).with_side_reply(Reply::text("title"));
+    for r in routes {
+        s = s.with_route(r);
+    }
+    s
+}
+
+fn agent(task: &str) -> Value {
+    json!({"system": format!("You are {task}.")})
+}
+
+async fn session(env: &TestEnv) -> String {
+    let mut c = env.client().await;
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let info = c
+        .call("session.create", json!({"dir": ws.display().to_string()}))
+        .await
+        .unwrap();
+    info["id"].as_str().unwrap().to_string()
+}
+
+async fn start_run(env: &TestEnv, session: &str, workflow: Value) -> Value {
+    let mut c = env.client().await;
+    c.call(
+        "workflow.run",
+        json!({"session": session, "workflow": workflow}),
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits for the run's `status_ended` (or, with `idle`, its `status_idle`) in the session's
+/// stream, then returns the run.
+async fn wait_run(env: &TestEnv, session: &str, run: &str, until: &str) -> Value {
+    let mut c = env.client().await;
+    let run_s = run.to_string();
+    let until = until.to_string();
+    c.attach_until(session, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if e.body.workflow_run_id() == Some(run_s.as_str()) && e.type_name() == until)
+    })
+    .await;
+    get(env, run).await
+}
+
+async fn get(env: &TestEnv, run: &str) -> Value {
+    env.client()
+        .await
+        .call("workflow.get", json!({"run": run}))
+        .await
+        .unwrap()
+}
+
+fn task<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {run}"))
+}
+
+async fn thread_log(env: &TestEnv, session: &str, thread: &str) -> Vec<Event> {
+    let page = env
+        .client()
+        .await
+        .call(
+            "session.events",
+            json!({"session": session, "thread": thread, "limit": 10000, "order": "asc"}),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(page["data"].clone()).unwrap()
+}
+
+/// The task message a thread received.
+async fn received(env: &TestEnv, session: &str, thread: &str) -> String {
+    thread_log(env, session, thread)
+        .await
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::AgentThreadMessageReceived { content, .. } => Some(blocks_text(content)),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn run_events<'a>(log: &'a [Event], run: &str) -> Vec<&'a Event> {
+    log.iter()
+        .filter(|e| e.body.workflow_run_id() == Some(run))
+        .collect()
+}
+
+fn count(log: &[&Event], ty: &str, task: &str) -> usize {
+    log.iter()
+        .filter(|e| {
+            e.type_name() == ty
+                && serde_json::to_value(&e.body).unwrap()["task_id"].as_str() == Some(task)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_diamond_runs_each_task_once_in_dependency_order_with_outputs_flowing_through_templates()
+{
+    let env = TestEnv::new(script(vec![
+        task_route("You are a.", vec![Reply::text("{\"topic\": \"tides\"}")]),
+        task_route("You are b.", vec![Reply::text("B-out")]),
+        task_route("You are c.", vec![Reply::text("C-out")]),
+        task_route("You are d.", vec![Reply::text("D-out")]),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "diamond", "tasks": [
+            {"id": "a", "agent": agent("a"), "prompt": "pick a topic"},
+            {"id": "b", "agent": agent("b"), "depends_on": ["a"], "prompt": "left on {{a.output.topic}}"},
+            {"id": "c", "agent": agent("c"), "depends_on": ["a"], "prompt": "right on {{a.output.topic}}"},
+            {"id": "d", "agent": agent("d"), "depends_on": ["b", "c"], "prompt": "join {{b.output}} and {{c.output}}"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("wrun_"), "{run}");
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    for t in ["a", "b", "c", "d"] {
+        assert_eq!(task(&run, t)["status"], "succeeded", "{run}");
+        assert_eq!(task(&run, t)["attempts"], 1, "{run}");
+    }
+    assert_eq!(task(&run, "d")["output"], "D-out");
+    let d_thread = task(&run, "d")["session_thread_id"].as_str().unwrap();
+    assert_eq!(received(&env, &s, d_thread).await, "join B-out and C-out");
+    let b_thread = task(&run, "b")["session_thread_id"].as_str().unwrap();
+    assert_eq!(received(&env, &s, b_thread).await, "left on tides");
+
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    assert_eq!(ev.first().unwrap().type_name(), "workflow_run.created");
+    assert_eq!(ev.last().unwrap().type_name(), "workflow_run.status_ended");
+    let pos = |ty: &str, t: &str| {
+        ev.iter()
+            .position(|e| {
+                e.type_name() == ty
+                    && serde_json::to_value(&e.body).unwrap()["task_id"].as_str() == Some(t)
+            })
+            .unwrap()
+    };
+    // d started only after both b and c ended.
+    assert!(pos("span.workflow_task_started", "d") > pos("span.workflow_task_ended", "b"));
+    assert!(pos("span.workflow_task_started", "d") > pos("span.workflow_task_ended", "c"));
+    for t in ["a", "b", "c", "d"] {
+        assert_eq!(count(&ev, "span.workflow_task_started", t), 1);
+    }
+    // One phase per task, each started and ended exactly once, ended before status_ended.
+    let phases = |ty: &str| ev.iter().filter(|e| e.type_name() == ty).count();
+    assert_eq!(phases("workflow_run.phase_started"), 4);
+    assert_eq!(phases("workflow_run.phase_ended"), 4);
+    // The run's threads carry its id.
+    let created: Vec<&Event> = log
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::SessionThreadCreated { workflow_run_id: Some(r), .. } if *r == id))
+        .collect();
+    assert_eq!(created.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_of_50_runs_each_item_once_and_fans_in_as_a_list() {
+    let items: Vec<u32> = (0..50).collect();
+    let env = TestEnv::new(script(vec![
+        task_route(
+            "You are lister.",
+            vec![Reply::text(format!(
+                "Here you are:\n```json\n{}\n```",
+                json!({"items": items})
+            ))],
+        ),
+        task_route("You are worker.", vec![Reply::text("done")]),
+        task_route("You are summer.", vec![Reply::text("all summed")]),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "fan", "tasks": [
+            {"id": "list", "agent": agent("lister"), "prompt": "list them"},
+            {"id": "each", "agent": agent("worker"), "depends_on": ["list"],
+             "for_each": "{{list.output.items}}", "prompt": "work on item {{item}}"},
+            {"id": "sum", "agent": agent("summer"), "depends_on": ["each"], "prompt": "sum {{each.output}}"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    assert_eq!(task(&run, "each")["items"], 50);
+    assert_eq!(task(&run, "each")["status"], "succeeded");
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    for i in 0..50 {
+        let t = format!("each[{i}]");
+        assert_eq!(count(&ev, "span.workflow_task_started", &t), 1, "{t}");
+        assert_eq!(count(&ev, "span.workflow_task_ended", &t), 1, "{t}");
+    }
+    let item7 = task(&run, "each[7]")["session_thread_id"].as_str().unwrap();
+    assert_eq!(received(&env, &s, item7).await, "work on item 7");
+    let sum_thread = task(&run, "sum")["session_thread_id"].as_str().unwrap();
+    let fan_in = received(&env, &s, sum_thread).await;
+    let list: Vec<String> = serde_json::from_str(
+        fan_in
+            .strip_prefix("sum ")
+            .unwrap_or_else(|| panic!("{fan_in}")),
+    )
+    .unwrap();
+    assert_eq!(list, vec!["done".to_string(); 50]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_check_is_retried_with_its_explanation_then_escalated_to_the_stronger_model() {
+    // The first attempt replies without writing the file; the escalated one (another model)
+    // writes it with bash, so the check passes.
+    let env = TestEnv::new(script(vec![
+        Route::new(
+            "strong",
+            vec![
+                Reply::tool_use("bash", json!({"command": "echo ok > NOTES.md"})),
+                Reply::text("wrote NOTES.md"),
+            ],
+        )
+        .when_model("gpt-4.1")
+        .by_turn(),
+        task_route("You are writer.", vec![Reply::text("I think it's fine")]),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "esc", "tasks": [
+            {"id": "draft", "agent": agent("writer"), "prompt": "write NOTES.md",
+             "checks": [{"command": "test -s NOTES.md"}], "retries": 1,
+             "escalate": {"after": 1, "model": "openai/gpt-4.1"}}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    let draft = task(&run, "draft");
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    assert_eq!(draft["status"], "succeeded", "{run}");
+    assert_eq!(draft["attempts"], 2);
+    assert_eq!(draft["failures"], 1);
+    assert_eq!(
+        draft["model"], "openai/gpt-4.1",
+        "the retry ran on the escalation model"
+    );
+    let verdict = draft["verdicts"][0].as_str().unwrap();
+    assert!(
+        verdict.contains("check `test -s NOTES.md` failed"),
+        "{verdict}"
+    );
+    let retry_thread = draft["session_thread_id"].as_str().unwrap();
+    let msg = received(&env, &s, retry_thread).await;
+    assert!(
+        msg.starts_with("write NOTES.md") && msg.contains("previous attempt at this task failed"),
+        "the retry carries the failure: {msg}"
+    );
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    assert_eq!(count(&ev, "span.workflow_task_checking", "draft"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_required_failure_ends_the_run_completed_with_failed_tasks_and_skips_dependents() {
+    let env = TestEnv::new(script(vec![task_route(
+        "You are writer.",
+        vec![Reply::text("nothing written")],
+    )]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "fail", "tasks": [
+            {"id": "draft", "agent": agent("writer"), "prompt": "x", "checks": [{"command": "false"}]},
+            {"id": "after", "agent": agent("writer"), "depends_on": ["draft"], "prompt": "y"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(
+        run["result"],
+        json!({"type": "completed", "failed_tasks": ["draft"]})
+    );
+    assert_eq!(task(&run, "draft")["status"], "failed");
+    assert_eq!(task(&run, "after")["status"], "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
+    let env = TestEnv::new(script(vec![task_route(
+        "You are pub.",
+        vec![Reply::text("published")],
+    )]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "cp", "tasks": [
+            {"id": "approve", "checkpoint": "Publish?"},
+            {"id": "publish", "agent": agent("pub"), "depends_on": ["approve"], "prompt": "go"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut c = env.client().await;
+    let run_s = id.clone();
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "approve"))
+    })
+    .await;
+    let run = get(&env, &id).await;
+    assert_eq!(task(&run, "approve")["status"], "waiting_for_approval");
+    assert_eq!(task(&run, "approve")["question"], "Publish?");
+    assert_eq!(task(&run, "publish")["status"], "queued");
+    let mut c = env.client().await;
+    let e = c
+        .call(
+            "workflow.answer",
+            json!({"run": id, "task": "publish", "approve": true}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("not a checkpoint waiting"),
+        "{}",
+        e.message
+    );
+    let e = c
+        .call("workflow.get", json!({"run": "wrun_nope"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::NotFound);
+    assert!(e.message.contains("wrun_nope"), "{}", e.message);
+    c.call(
+        "workflow.answer",
+        json!({"run": id, "task": "approve", "approve": true, "note": "ship it"}),
+    )
+    .await
+    .unwrap();
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    assert_eq!(task(&run, "approve")["output"], "approved: ship it");
+    assert_eq!(task(&run, "publish")["status"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_workflow_is_refused_with_the_task_named() {
+    let env = TestEnv::new(script(vec![])).await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let mut c = env.client().await;
+    let e = c
+        .call(
+            "workflow.run",
+            json!({"session": s, "workflow": {"name": "w", "tasks": [
+                {"id": "a", "prompt": "x", "depends_on": ["b"]},
+                {"id": "b", "prompt": "x", "depends_on": ["a"]}]}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::InvalidParams);
+    assert!(e.message.contains("cycle: a -> b -> a"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_run_goes_idle_and_resumes_without_rerunning_finished_tasks() {
+    // The slow task's first request stalls until the stop interrupts it; its second attempt
+    // (after resume) answers.
+    let env = TestEnv::new(script(vec![
+        task_route("You are first.", vec![Reply::text("first done")]),
+        Route::new(
+            "slow",
+            vec![
+                Reply::stall(vec![tether_mock_llm::Block::text("never")]),
+                Reply::text("slow done"),
+            ],
+        )
+        .when_system("You are slow."),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let run = start_run(
+        &env,
+        &s,
+        json!({"name": "pause", "tasks": [
+            {"id": "first", "agent": agent("first"), "prompt": "go"},
+            {"id": "slow", "agent": agent("slow"), "depends_on": ["first"], "prompt": "take your time"}
+        ]}),
+    )
+    .await;
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut c = env.client().await;
+    let run_s = id.clone();
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "slow"))
+    })
+    .await;
+    // The CLI stops it; the run is idle and open.
+    let out = env.ok(&["workflows", "stop", &id]);
+    assert!(out.contains("stopped"), "{out}");
+    let stopped = get(&env, &id).await;
+    assert_eq!(stopped["status"], "idle", "{stopped}");
+    assert_eq!(task(&stopped, "slow")["status"], "queued", "{stopped}");
+    assert_eq!(task(&stopped, "first")["status"], "succeeded");
+    let ls = env.ok(&["workflows", "ls"]);
+    assert!(ls.contains(&id) && ls.contains("idle"), "{ls}");
+    env.ok(&["workflows", "resume", &id]);
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    assert_eq!(task(&run, "slow")["attempts"], 2);
+    assert_eq!(task(&run, "slow")["failures"], 0, "a stop is not a failure");
+    assert_eq!(task(&run, "slow")["output"], "slow done");
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    assert_eq!(count(&ev, "span.workflow_task_started", "first"), 1);
+    let types: Vec<&str> = ev.iter().map(|e| e.type_name()).collect();
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "workflow_run.status_running")
+            .count(),
+        2,
+        "{types:?}"
+    );
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| **t == "workflow_run.status_idle")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_eleventh_open_run_of_a_session_is_refused_with_max_workflow_runs_error() {
+    let env = TestEnv::new(script(vec![])).await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let waiting = json!({"name": "wait", "tasks": [{"id": "ok", "checkpoint": "Go?"}]});
+    for _ in 0..10 {
+        start_run(&env, &s, waiting.clone()).await;
+    }
+    let mut c = env.client().await;
+    let e = c
+        .call("workflow.run", json!({"session": s, "workflow": waiting}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, tether_proto::ErrorCode::Conflict);
+    assert!(
+        e.message.starts_with("max_workflow_runs_error:"),
+        "{}",
+        e.message
+    );
+    let log = env.log(&s).await;
+    let errors: Vec<&Event> = log
+        .iter()
+        .filter(|e| matches!(&e.body, EventBody::WorkflowRunError { workflow_run_id: None, error } if error.kind == tether_proto::workflow::RunErrorType::MaxWorkflowRunsError))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "the refusal is in the session's stream with a null run id"
+    );
+    let list = c
+        .call("workflow.list", json!({"session": s}))
+        .await
+        .unwrap();
+    assert_eq!(list["data"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_runs_a_yaml_workflow_prints_progress_and_exits_by_the_result() {
+    let env = TestEnv::new(script(vec![
+        task_route("You are ok.", vec![Reply::text("fine")]),
+        task_route("You are bad.", vec![Reply::text("oops")]),
+    ]))
+    .await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    let good = env.home.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "name: good\ntasks:\n  - id: one\n    agent: {system: \"You are ok.\"}\n    prompt: do it\n",
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&good)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("▸ task one attempt 1 started"), "{stdout}");
+    assert!(stdout.contains("✓ task one succeeded"), "{stdout}");
+    let bad = env.home.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\n[[tasks]]\nid = \"one\"\nprompt = \"x\"\nagent = {system = \"You are bad.\"}\nchecks = [{command = \"exit 3\"}]\n",
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&bad)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("failed (exit 3)"), "{stdout}");
+    // A bad file never reaches the daemon: the error names the task and field.
+    let cyc = env.home.path().join("cyc.json");
+    std::fs::write(
+        &cyc,
+        r#"{"name": "c", "tasks": [{"id": "a", "prompt": "x", "depends_on": ["zz"]}]}"#,
+    )
+    .unwrap();
+    let out = env
+        .tether()
+        .args(["workflows", "run"])
+        .arg(&cyc)
+        .args(["--session", &s])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("task `a`: depends_on names `zz`"),
+        "{stderr}"
+    );
+}
+
+/// kill -9 at each workflow crash point, then a restart: the run completes with every task
+/// (and fan-out item) started and ended exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_resumes_runs_without_rerunning_or_duplicating_tasks() {
+    for point in [
+        "after_workflow_run_created",
+        "after_workflow_task_started:2",
+        "after_workflow_message_delivered:2",
+        "after_workflow_task_ended:2",
+        "after_workflow_fan_out",
+        "after_workflow_task_ended:5",
+    ] {
+        let env = TestEnv::new(script(vec![
+            task_route(
+                "You are lister.",
+                vec![Reply::text("{\"xs\": [\"p\", \"q\", \"r\"]}")],
+            ),
+            task_route("You are worker.", vec![Reply::text("w")]),
+            task_route("You are tail.", vec![Reply::text("t")]),
+        ]))
+        .await;
+        let daemon = env.spawn_daemon(Some(point)).await;
+        let s = session(&env).await;
+        let mut c = env.client().await;
+        // The daemon may die before it answers: the call runs where its panic is caught.
+        let s2 = s.clone();
+        let call = tokio::spawn(async move {
+            c.call(
+                "workflow.run",
+                json!({"session": s2, "workflow": {"name": "crash", "tasks": [
+                    {"id": "list", "agent": agent("lister"), "prompt": "list"},
+                    {"id": "each", "agent": agent("worker"), "depends_on": ["list"],
+                     "for_each": "{{list.output.xs}}", "prompt": "{{item}}"},
+                    {"id": "tail", "agent": agent("tail"), "depends_on": ["each"], "prompt": "{{each.output}}"}
+                ]}}),
+            )
+            .await
+        });
+        env.wait_killed(daemon).await;
+        let _ = call.await;
+        env.spawn_daemon(None).await;
+        let log = env.log(&s).await;
+        let Some(created) = log.iter().find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            } => Some(workflow_run_id.clone()),
+            _ => None,
+        }) else {
+            panic!("{point}: the run was not recorded");
+        };
+        let run = wait_run(&env, &s, &created, "workflow_run.status_ended").await;
+        assert_eq!(
+            run["result"],
+            json!({"type": "completed"}),
+            "{point}: {run}"
+        );
+        let log = env.log(&s).await;
+        let ev = run_events(&log, &created);
+        for t in ["list", "each[0]", "each[1]", "each[2]", "tail"] {
+            assert_eq!(
+                count(&ev, "span.workflow_task_started", t),
+                1,
+                "{point}: {t}"
+            );
+            assert_eq!(count(&ev, "span.workflow_task_ended", t), 1, "{point}: {t}");
+        }
+        assert_eq!(
+            count(&ev, "span.workflow_task_fanned_out", "each"),
+            1,
+            "{point}"
+        );
+        let tail = task(&run, "tail")["session_thread_id"].as_str().unwrap();
+        assert_eq!(
+            received(&env, &s, tail).await,
+            "[\"w\",\"w\",\"w\"]",
+            "{point}"
+        );
+    }
+}
+
+async fn http(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("x-api-key", token)
+        .header("anthropic-version", "2023-06-01");
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_is_answered_over_http_and_runs_are_read_there() {
+    let env = TestEnv::new(script(vec![task_route(
+        "You are pub.",
+        vec![Reply::text("published")],
+    )]))
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (_daemon, base, token) = env.spawn_http_daemon().await;
+    let (code, s) = http(
+        &base,
+        &token,
+        "POST",
+        "/v1/sessions",
+        Some(json!({"agent": "default", "environment_id": "default"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{s}");
+    let s = s["id"].as_str().unwrap().to_string();
+    let (code, run) = http(
+        &base,
+        &token,
+        "POST",
+        &format!("/v1/sessions/{s}/workflow_runs"),
+        Some(json!({"name": "cp", "tasks": [
+            {"id": "approve", "checkpoint": "Publish?"},
+            {"id": "publish", "agent": agent("pub"), "depends_on": ["approve"], "prompt": "after {{approve.output}}"}]})),
+    )
+    .await;
+    assert_eq!(code, 200, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let mut c = env.client().await;
+    let run_s = id.clone();
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "approve"))
+    })
+    .await;
+    let (code, _) = http(&base, &token, "GET", "/v1/workflow_runs/wrun_missing", None).await;
+    assert_eq!(code, 404);
+    let (code, body) = http(
+        &base,
+        &token,
+        "POST",
+        &format!("/v1/workflow_runs/{id}/tasks/approve/answer"),
+        Some(json!({"approve": true, "note": "go"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    let publish = task(&run, "publish")["session_thread_id"].as_str().unwrap();
+    assert_eq!(received(&env, &s, publish).await, "after approved: go");
+    let (code, list) = http(
+        &base,
+        &token,
+        "GET",
+        &format!("/v1/sessions/{s}/workflow_runs"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(list["data"][0]["id"], id.as_str());
+    // A hosted client reading the session's events sees the run's hosted events, not
+    // tether's task spans.
+    let (_, page) = http(
+        &base,
+        &token,
+        "GET",
+        &format!("/v1/sessions/{s}/events?limit=1000"),
+        None,
+    )
+    .await;
+    let types: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.contains(&"workflow_run.created") && types.contains(&"workflow_run.status_ended"),
+        "{types:?}"
+    );
+    assert!(
+        !types.iter().any(|t| t.starts_with("span.workflow_task")),
+        "{types:?}"
+    );
+}
