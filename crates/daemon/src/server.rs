@@ -1189,6 +1189,17 @@ impl Connection {
             Dispatch::DeploymentRunGet(p, r) => {
                 answer(r, schedules::fire::get_run(&rt, &p.run).await?)
             }
+            // self-hosted environments (issue 26)
+            Dispatch::EnvironmentKeyGet(p, r) => {
+                let q = crate::orchestration::workers::serving(&rt)?;
+                let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
+                answer(r, q.key(&env, p.rotate).await?)
+            }
+            Dispatch::EnvironmentWorkersGet(p, r) => {
+                let q = crate::orchestration::workers::serving(&rt)?;
+                let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
+                answer(r, q.workers(&env).await?)
+            }
         };
         Ok(Some(v))
     }

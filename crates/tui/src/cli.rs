@@ -412,11 +412,25 @@ pub enum AgentsAction {
 
 #[derive(Subcommand, Debug)]
 pub enum EnvsAction {
-    /// Create an environment from a YAML, JSON or TOML file and follow its build.
+    /// Create an environment from a YAML, JSON or TOML file and follow its build, or
+    /// `NAME --self-hosted`: one whose tools run on workers (`tether worker`, the SDK's).
     Create {
         /// The spec file: YAML, JSON or TOML.
-        #[arg(short, long, value_name = "FILE")]
-        file: String,
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            required_unless_present = "self_hosted",
+            conflicts_with = "self_hosted"
+        )]
+        file: Option<String>,
+        /// With --self-hosted: the new environment's name.
+        #[arg(requires = "self_hosted")]
+        name: Option<String>,
+        /// `config: {type: self_hosted}`: sessions' bash/read/write/edit/glob/grep calls run
+        /// on workers polling this environment; prints the worker key once.
+        #[arg(long, requires = "name")]
+        self_hosted: bool,
         /// Return at once instead of following the build.
         #[arg(long)]
         no_wait: bool,
@@ -462,6 +476,17 @@ pub enum EnvsAction {
     Rebuild {
         /// Name or id.
         env: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-hosted environment's worker key: made and printed if it has none (only its
+    /// hash is kept, so it is shown once); --rotate replaces it (the old one stops working).
+    Key {
+        /// Name or id.
+        env: String,
+        #[arg(long)]
+        rotate: bool,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,

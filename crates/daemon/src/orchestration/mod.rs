@@ -5,7 +5,8 @@
 //!   `Services::agent_tools`, installed at start-up);
 //! - workflows: declared sequences of sessions and their hand-offs;
 //! - schedules: sessions started by time or event rather than by a client;
-//! - memory: what agents keep across sessions.
+//! - memory: what agents keep across sessions;
+//! - [`workers`]: self-hosted environments' work queues (tools run on worker machines).
 //!
 //! The dependency rule: orchestration drives sessions from above, as a client would. It may
 //! use `runtime` (to create and find sessions), `session` (the requests in `session::ops`),
@@ -20,3 +21,4 @@
 pub mod memory;
 pub mod schedules;
 pub mod threads;
+pub mod workers;

@@ -208,6 +208,12 @@ methods! {
     /// Runs, newest first.
     "deployment.runs" => DeploymentRuns(ListDeploymentRuns) -> List<DeploymentRun>;
     "deployment.run_get" => DeploymentRunGet(DeploymentRunParams) -> DeploymentRun;
+    // self-hosted environments (issue 26)
+    /// Prints the environment's worker key, making one if it has none; `rotate` replaces it.
+    /// Only its hash is kept: an existing key is never shown again.
+    "environment.key" => EnvironmentKeyGet(crate::work::EnvironmentKeyParams) -> crate::work::EnvironmentKey;
+    /// The workers seen polling the environment and its queue.
+    "environment.workers" => EnvironmentWorkersGet(EnvironmentParams) -> crate::work::EnvironmentWorkers;
 }
 
 impl Call {
