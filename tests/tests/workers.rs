@@ -52,6 +52,7 @@ fn spawn_sdk_worker(base: &str, env_id: &str, key: &str, workdir: &Path, id: &st
 }
 
 fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
 
