@@ -368,3 +368,93 @@ async fn two_workers_on_one_queue_run_each_call_exactly_once() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tether_worker_in_its_own_home_serves_a_session_in_its_sandbox() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo from-tether-worker > f.txt && cat f.txt"}),
+        ),
+        Reply::tool_use("read", json!({"file_path": "f.txt"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    // The second box: its own TETHER_HOME, no daemon of its own, only the URL and the key.
+    let box_home = tempfile::Builder::new()
+        .prefix("tw")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let workdir = box_home.path().join("work");
+    let mut worker = Command::new(tether_e2e::bin_dir().join("tether"))
+        .args(["worker", "--env", &env_id, "--url", &base])
+        .arg("--workdir")
+        .arg(&workdir)
+        .env("TETHER_HOME", box_home.path())
+        .env("TETHER_DAEMON_BIN", tether_e2e::bin_dir().join("tetherd"))
+        .env("TETHER_ENV_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = new_session(&base, &token, &env_id, "go").await;
+    for _ in 0..300 {
+        if ended_turn(&env, &session) || worker.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let results = tool_results(&env.events(&session));
+    let _ = worker.kill();
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        ended_turn(&env, &session),
+        "the turn did not end: {:?}\nworker: {}",
+        tether_e2e::types(&env.events(&session)),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        results.len(),
+        2,
+        "{results:?}\nworker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(results[0].0, ToolStatus::Ok, "{results:?}");
+    assert!(results[0].1.contains("from-tether-worker"), "{results:?}");
+    assert!(
+        results[1].1.contains("from-tether-worker"),
+        "the read: {results:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workdir.join("f.txt")).unwrap(),
+        "from-tether-worker\n"
+    );
+    // tetherd lists the box it saw.
+    let shown = env.ok(&["envs", "show", "box"]);
+    assert!(shown.contains("workers: 1 seen"), "{shown}");
+    // A wrong key: the worker says what to do and exits non-zero.
+    let bad = Command::new(tether_e2e::bin_dir().join("tether"))
+        .args([
+            "worker",
+            "--env",
+            &env_id,
+            "--url",
+            &base,
+            "--key",
+            "tether-envkey-wrong",
+        ])
+        .env("TETHER_HOME", box_home.path())
+        .env("TETHER_DAEMON_BIN", tether_e2e::bin_dir().join("tetherd"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("refused the environment key"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -81,6 +81,8 @@ impl Packages {
 /// (tools run on workers that poll the environment's work queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// Parsed a handful of times per request, never stored in bulk: not worth a Box in every match.
+#[allow(clippy::large_enum_variant)]
 pub enum EnvironmentConfig {
     Cloud {
         #[serde(default)]

@@ -181,6 +181,34 @@ pub enum Command {
         #[command(subcommand)]
         action: DeploymentsAction,
     },
+    /// Serve a self-hosted environment: poll its work queue and run its sessions' tools
+    /// here, in tether's sandbox. The worker key comes from --key or TETHER_ENV_KEY.
+    Worker {
+        /// The environment's id (a name works with a local tetherd).
+        #[arg(long = "env")]
+        env: String,
+        /// tetherd's HTTP API on another machine, e.g. https://tether.example.com (TLS via a
+        /// reverse proxy) or http://127.0.0.1:8470 through an ssh tunnel. Default: the
+        /// local tetherd's HTTP API (`tetherd --http`). (Not the global --remote, which
+        /// reaches a daemon's socket over ssh.)
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The environment's worker key (`tether envs key ENV`); prefer TETHER_ENV_KEY, which
+        /// `ps` does not show.
+        #[arg(long)]
+        key: Option<String>,
+        /// Where the tools run (the sessions' working directory on this machine); default:
+        /// the current directory.
+        #[arg(long)]
+        workdir: Option<std::path::PathBuf>,
+        /// Give the tools no network (default: public hosts, as a cloud environment's
+        /// `unrestricted`).
+        #[arg(long)]
+        no_network: bool,
+        /// Serve one work item, then exit.
+        #[arg(long, hide = true)]
+        once: bool,
+    },
     /// Manage environments: packages, setup commands and network policy sessions run with.
     Envs {
         #[command(subcommand)]

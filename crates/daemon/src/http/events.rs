@@ -45,6 +45,8 @@ pub async fn list_stream(api: &Api, id: String, q: Option<String>) -> ApiResult<
     let range = q.created_at()?;
     let tether_events = q.bool(TETHER_EVENTS)?;
     let mut from = match q.one("page") {
+        // tether: `after_seq` starts after that event (as it resumes the stream).
+        None if !desc => q.u64("after_seq")?,
         None => None,
         Some(p) => {
             let c = Cursor::decode(p, desc)?;

@@ -363,6 +363,7 @@ pub const ROUTES: &[Route] = &[
             ("created_at[gte]", Param::Time),
             ("created_at[lte]", Param::Time),
             (events::TETHER_EVENTS, Param::Bool),
+            ("after_seq", Param::Seq),
         ],
         body: None,
         answer: Answer::Json(of::<Page<Event>>),

@@ -241,6 +241,9 @@ impl Session {
         s
     }
 
+    // The parts a session is made of, each from a different place; a struct would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         services: Arc<Services>,
         row: SessionRow,

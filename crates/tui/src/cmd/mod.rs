@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod sessions;
 mod spec_file;
 pub mod threads;
+pub mod worker;
 mod worktree;
 
 use std::process::ExitCode;

@@ -116,3 +116,18 @@ pub async fn settle(rt: Arc<Runtime>, environment_id: String, session_id: String
         }
     }
 }
+
+/// The worker let the session's item go (`stop`): it runs nothing of it any more, so calls
+/// it did not answer were not run by it and are offered again as they are.
+pub async fn requeue(rt: Arc<Runtime>, environment_id: String, session_id: String) {
+    let waiting = match rt.load(&session_id).await {
+        Ok(s) => s.state().worker_calls().next().is_some(),
+        Err(_) => false,
+    };
+    if waiting
+        && let Some(q) = WorkQueue::of(&rt)
+        && let Err(e) = q.enqueue(&environment_id, &session_id).await
+    {
+        tracing::error!(session = %session_id, error = %e, "cannot queue the session's calls again");
+    }
+}

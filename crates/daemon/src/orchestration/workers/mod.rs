@@ -9,8 +9,9 @@
 //!
 //! One item per session at a time, one worker per item: a reclaimed poll gets a fresh token
 //! (the old one stops working) and the first heartbeat claims the lease (`NO_HEARTBEAT`),
-//! so two live workers never serve one session. A lease that runs out, or an item stopped
-//! while calls were its worker's, is settled by the daemon-crash rules ([`lease`]).
+//! so two live workers never serve one session. A lease that runs out is settled by the
+//! daemon-crash rules ([`lease`]); calls still waiting when a worker stops its item go to
+//! the next worker.
 //!
 //! Credentials: the environment key (only its sha256 is stored) opens that environment's
 //! work endpoints and nothing else; an item's sessions token opens its session's reads and
@@ -515,8 +516,10 @@ impl WorkQueue {
     }
 
     /// Stops the item: at once when `force` (or nobody acknowledged it), else `stopping`
-    /// (its worker hears it at its next heartbeat and stops it). Calls still the worker's
-    /// when it stops are settled by the crash rules.
+    /// (its worker hears it at its next heartbeat and stops it). A stop says the worker
+    /// runs nothing of the session any more (the SDK's worker finishes and posts a running
+    /// call first), so calls still waiting are offered to the next worker; only a lease that
+    /// runs out (a worker that vanished) gets the crash rules.
     pub async fn stop(
         &self,
         environment_id: &str,
@@ -581,7 +584,7 @@ impl WorkQueue {
 
     pub async fn stats(&self, environment_id: &str) -> Result<WorkQueueStats, ErrorBody> {
         let env = environment_id.to_string();
-        let live = self.store.read(|c| rows::live(c)).await?;
+        let live = self.store.read(rows::live).await?;
         let queued: Vec<&WorkRow> = live
             .iter()
             .filter(|r| r.environment_id == env && r.state == "queued")
@@ -609,7 +612,7 @@ impl WorkQueue {
     /// `tether envs show`: the workers seen and what they hold.
     pub async fn workers(&self, environment_id: &str) -> Result<EnvironmentWorkers, ErrorBody> {
         let env = environment_id.to_string();
-        let live = self.store.read(|c| rows::live(c)).await?;
+        let live = self.store.read(rows::live).await?;
         let mine: Vec<&WorkRow> = live.iter().filter(|r| r.environment_id == env).collect();
         let held = |w: &str| {
             mine.iter()
@@ -710,11 +713,11 @@ impl WorkQueue {
         }
     }
 
-    /// An item stopped: if its session still had calls for its worker, settle them.
+    /// An item stopped: calls of its session still waiting go to the next worker.
     fn settle_after_stop(&self, r: &WorkRow) {
         if let Some(rt) = self.rt.upgrade() {
             let (env, sid) = (r.environment_id.clone(), r.session_id.clone());
-            tokio::spawn(lease::settle(rt, env, sid));
+            tokio::spawn(lease::requeue(rt, env, sid));
         }
     }
 }
