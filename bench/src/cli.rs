@@ -57,6 +57,8 @@ pub enum Metric {
     Memory,
     /// An idle daemon's CPU and memory with 1,000 scheduled deployments (deployments.rs).
     Deployments,
+    /// Self-hosted environments' work queue (workers.rs; only with --only workers).
+    Workers,
 }
 
 impl Opts {
@@ -138,9 +140,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "threads" => Ok(Metric::Threads),
                         "memory" => Ok(Metric::Memory),
                         "deployments" => Ok(Metric::Deployments),
+                        "workers" => Ok(Metric::Workers),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments, workers)"
                             )
                         }
                     })

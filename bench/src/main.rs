@@ -21,7 +21,9 @@
 //! - an outcome satisfied at the first evaluation against the same turn without one
 //!   (`outcome.rs`; `--only outcome` needs only tetherd);
 //! - an idle daemon's CPU per minute and RSS with 1,000 scheduled deployments
-//!   (`deployments.rs`; `--only deployments` needs only tetherd).
+//!   (`deployments.rs`; `--only deployments` needs only tetherd);
+//! - self-hosted workers: added latency per tool call through the work queue, long-poll wake,
+//!   daemon CPU with 8 workers × 64 sessions (`workers.rs`; only with `--only workers`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -44,6 +46,7 @@ mod recovery;
 mod report;
 mod sandbox;
 mod threads;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -348,6 +351,14 @@ fn real_main() -> Result<()> {
             |s| s.mounted_start_ms - s.plain_start_ms,
             Some(Target::AtMost(50.0)),
         ));
+    }
+    if opts.wants(Metric::Workers) {
+        eprintln!(
+            "bench: self-hosted workers: per-call overhead, long-poll wake, {} workers × {} sessions ({runs} runs)",
+            workers::WORKERS,
+            workers::SESSIONS
+        );
+        rows.extend(workers::rows(&bins, &url, runs).context("workers")?);
     }
     if opts.wants(Metric::Deployments) {
         eprintln!(

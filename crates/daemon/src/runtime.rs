@@ -257,6 +257,12 @@ impl Runtime {
     /// How the tools of a session in `environment` are isolated, as [`Session::info`] reports
     /// it for a loaded one: `none` when the environment opts out, else this host's level.
     async fn sandbox_level(&self, environment: Option<&str>) -> String {
+        if crate::resources::environments::session_work_env(&self.store, environment)
+            .await
+            .is_some()
+        {
+            return tether_proto::session::TOOLS_ON_WORKERS.into();
+        }
         match crate::resources::environments::session_sandbox(&self.store, environment).await {
             tether_proto::environment::SandboxMode::None => "none".into(),
             tether_proto::environment::SandboxMode::Default => {

@@ -705,7 +705,11 @@ impl Session {
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
-        info.sandbox = Some(self.toolbox.sandbox_level().to_string());
+        // Self-hosted: the worker tools run on the environment's workers, not here.
+        info.sandbox = Some(match self.work_env {
+            Some(_) => tether_proto::session::TOOLS_ON_WORKERS.to_string(),
+            None => self.toolbox.sandbox_level().to_string(),
+        });
         if let Some(model) = &st.model {
             info.model = model.clone();
         }
