@@ -21,7 +21,13 @@ use crate::orchestration::workers::{self, DEFAULT_RECLAIM_MS, HeartbeatError, MA
 /// The queue, once the path's environment is known to be a self-hosted one (by exact id).
 async fn queue(api: &Api, environment_id: &str) -> ApiResult<std::sync::Arc<workers::WorkQueue>> {
     crate::resources::environments::require_id(&api.rt.store, environment_id).await?;
-    workers::self_hosted(&api.rt, environment_id).await?;
+    // A cloud environment has no work queue: that queue is not found.
+    workers::self_hosted(&api.rt, environment_id)
+        .await
+        .map_err(|e| match e.code {
+            tether_proto::ErrorCode::InvalidParams => ApiError::not_found(e.message),
+            _ => ApiError::from(e),
+        })?;
     Ok(workers::serving(&api.rt)?)
 }
 
