@@ -62,6 +62,8 @@ pub enum Metric {
     /// A 1,000-task workflow fan-out: wall time and daemon RSS (workflows.rs; only with
     /// --only workflows).
     Workflows,
+    /// Self-hosted environments' work queue (workers.rs; only with --only workers).
+    Workers,
 }
 
 impl Opts {
@@ -146,9 +148,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
                         "memory" => Ok(Metric::Memory),
                         "deployments" => Ok(Metric::Deployments),
                         "workflows" => Ok(Metric::Workflows),
+                        "workers" => Ok(Metric::Workers),
                         other => {
                             bail!(
-                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, fleet, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments, workflows)"
+                                "--only: unknown metric `{other}` (warm, cold, rss, append, attach, fleet, recovery, fanout, providers, http, peers, concurrent, sandbox, outcome, threads, memory, deployments, workflows, workers)"
                             )
                         }
                     })

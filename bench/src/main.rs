@@ -24,6 +24,8 @@
 //!   (`deployments.rs`; `--only deployments` needs only tetherd);
 //! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS (`workflows.rs`;
 //!   only with `--only workflows`).
+//! - self-hosted workers: added latency per tool call through the work queue, long-poll wake,
+//!   daemon CPU with 8 workers × 64 sessions (`workers.rs`; only with `--only workers`).
 //!
 //! Every metric gets its own temp `TETHER_HOME` under /tmp; its daemon is stopped (and
 //! SIGKILLed if need be) when the metric ends, fails, or the bench is interrupted.
@@ -47,6 +49,7 @@ mod recovery;
 mod report;
 mod sandbox;
 mod threads;
+mod workers;
 mod workflows;
 
 use std::path::{Path, PathBuf};
@@ -363,6 +366,14 @@ fn real_main() -> Result<()> {
             |s| s.mounted_start_ms - s.plain_start_ms,
             Some(Target::AtMost(50.0)),
         ));
+    }
+    if opts.wants(Metric::Workers) {
+        eprintln!(
+            "bench: self-hosted workers: per-call overhead, long-poll wake, {} workers × {} sessions ({runs} runs)",
+            workers::WORKERS,
+            workers::SESSIONS
+        );
+        rows.extend(workers::rows(&bins, &url, runs).context("workers")?);
     }
     if opts.wants(Metric::Deployments) {
         eprintln!(

@@ -52,6 +52,28 @@ pub struct Config {
     pub web_search: Option<WebSearchConfig>,
     /// `[mcp]`: time limits of MCP servers and the credentials of `url` ones.
     pub mcp: McpConfig,
+    /// `[workers]`: the leases of self-hosted environments' work items.
+    pub workers: WorkersConfig,
+}
+
+/// `[workers]`: how long a worker's claim on a work item lasts without a heartbeat.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// A lease's length when the worker asks for none (the hosted default, 300 s). A worker
+    /// silent this long has its item's calls settled by the crash rules.
+    pub lease_ttl_secs: u64,
+    /// The most a heartbeat's `desired_ttl_seconds` gets.
+    pub max_lease_ttl_secs: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            lease_ttl_secs: 300,
+            max_lease_ttl_secs: 3600,
+        }
+    }
 }
 
 /// `[mcp]`. Credentials map the hosted vault model onto the daemon's config: a vault
@@ -303,6 +325,7 @@ impl Default for Config {
             connections: ConnectionsConfig::default(),
             web_search: None,
             mcp: McpConfig::default(),
+            workers: WorkersConfig::default(),
         }
     }
 }

@@ -174,6 +174,10 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
     tokio::task::spawn_blocking(|| {
         crate::sandbox::support::this_host();
     });
+    // Before recovery: a resumed self-hosted session queues its work on it.
+    if let Err(e) = crate::orchestration::workers::WorkQueue::start(&rt).await {
+        tracing::error!(error = %e, "self-hosted work queues are not served");
+    }
     match rt.recover().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(resumed = n, "resumed running sessions"),

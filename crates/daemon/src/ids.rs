@@ -76,3 +76,8 @@ pub fn memory_id() -> String {
 pub fn memory_version_id() -> String {
     new_id("memver")
 }
+
+/// `work_…`: a self-hosted environment's work item.
+pub fn work_id() -> String {
+    new_id("work")
+}

@@ -9,7 +9,9 @@
 //! - [`session`]: one live session, its fold, its turn loop and the requests on it;
 //! - [`runtime`]: every loaded session, and the operations on sessions as a whole;
 //! - [`orchestration`]: work across sessions (multi-agent threads; workflows to come);
-//! - the doors: [`server`] (local socket), [`http`] (the HTTP API), and [`daemon`] (start-up).
+//! - the doors: [`server`] (local socket), [`http`] (the HTTP API), and [`daemon`] (start-up);
+//! - [`worker`]: `tetherd worker`, a self-hosted environment's worker: a client of the HTTP
+//!   API that runs tools with [`tools`] on its own machine (nothing imports it).
 
 // The daemon logs through tracing; stdout/stderr may be /dev/null.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -32,3 +34,4 @@ pub mod session;
 pub mod spool;
 pub mod store;
 pub mod tools;
+pub mod worker;

@@ -1,7 +1,7 @@
 //! `tetherd`: the tether daemon.
 
 use clap::Parser;
-use tether_daemon::{admission, daemon, net, private, sandbox};
+use tether_daemon::{admission, daemon, net, private, sandbox, worker};
 use tether_proto::Paths;
 
 #[derive(Parser)]
@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
             return sandbox::support::probe_main(&argv[2..]);
         }
         Some(net::bridge::SUBCOMMAND) => return net::bridge::main(&argv[2..]),
+        Some(worker::SUBCOMMAND) => return worker_main(&argv[2..]),
         _ => {}
     }
     let args = Args::parse();
@@ -138,4 +139,95 @@ fn init_logging(
         .with(stderr_layer)
         .init();
     Ok(guard)
+}
+
+/// `tetherd worker --url URL --env ENV_ID [--workdir DIR] [--worker-id ID] [--no-network]
+/// [--once]`, the key in `TETHER_ENV_KEY` (never on the command line, where `ps` shows it).
+/// Started by `tether worker`.
+#[derive(Parser)]
+#[command(name = "tetherd worker")]
+struct WorkerCli {
+    #[arg(long)]
+    url: String,
+    #[arg(long = "env")]
+    environment: String,
+    #[arg(long)]
+    workdir: std::path::PathBuf,
+    #[arg(long)]
+    worker_id: Option<String>,
+    #[arg(long)]
+    no_network: bool,
+    #[arg(long)]
+    once: bool,
+}
+
+fn worker_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
+    let cli = match WorkerCli::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("tetherd worker")).chain(args.iter().cloned()),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let Some(key) = std::env::var("TETHER_ENV_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    else {
+        eprintln!(
+            "tetherd worker: set TETHER_ENV_KEY to the environment's worker key (`tether envs key ENV` on the daemon's machine)"
+        );
+        return std::process::ExitCode::from(2);
+    };
+    let filter = std::env::var("TETHER_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "worker".into());
+    let worker_id = cli.worker_id.unwrap_or_else(|| {
+        format!(
+            "{host}-{:012x}",
+            std::process::id() as u64
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+                    & 0xffff_ffff_0000)
+        )
+    });
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tetherd worker: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let args = worker::WorkerArgs {
+        url: cli.url,
+        environment_id: cli.environment,
+        key: key.trim().to_string(),
+        workdir: cli.workdir,
+        worker_id,
+        network: !cli.no_network,
+        once: cli.once,
+    };
+    match rt.block_on(worker::run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tetherd worker: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -180,14 +180,22 @@ impl Runtime {
                     &events,
                 )
             }
-            None => Session::new(
-                self.services.clone(),
-                row,
-                agent.as_ref(),
-                net,
-                sandbox,
-                &events,
-            ),
+            None => {
+                let work_env = crate::resources::environments::session_work_env(
+                    &self.store,
+                    row.environment.as_deref(),
+                )
+                .await;
+                Session::new(
+                    self.services.clone(),
+                    row,
+                    agent.as_ref(),
+                    net,
+                    sandbox,
+                    work_env,
+                    &events,
+                )
+            }
         };
         // A process an earlier daemon ran this session's tools in may have outlived it.
         let leftover = session.state().last_process;
@@ -249,6 +257,12 @@ impl Runtime {
     /// How the tools of a session in `environment` are isolated, as [`Session::info`] reports
     /// it for a loaded one: `none` when the environment opts out, else this host's level.
     async fn sandbox_level(&self, environment: Option<&str>) -> String {
+        if crate::resources::environments::session_work_env(&self.store, environment)
+            .await
+            .is_some()
+        {
+            return tether_proto::session::TOOLS_ON_WORKERS.into();
+        }
         match crate::resources::environments::session_sandbox(&self.store, environment).await {
             tether_proto::environment::SandboxMode::None => "none".into(),
             tether_proto::environment::SandboxMode::Default => {
@@ -361,7 +375,16 @@ impl Runtime {
             return Err(e.into());
         }
         let sandbox = env.spec.config.sandbox();
-        let session = Session::new(self.services.clone(), row, Some(&agent), net, sandbox, &[]);
+        let work_env = env.spec.config.is_self_hosted().then(|| env.id.clone());
+        let session = Session::new(
+            self.services.clone(),
+            row,
+            Some(&agent),
+            net,
+            sandbox,
+            work_env,
+            &[],
+        );
         self.registry().insert(id, session.clone());
         if p.max_cost_usd.is_some() {
             crate::session::ops::update_session(&session, None, p.max_cost_usd).await?;

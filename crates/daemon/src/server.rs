@@ -1204,6 +1204,17 @@ impl Connection {
                 r,
                 workflows::answer(&rt, &p.run, &p.task, p.approve, p.note).await?,
             ),
+            // self-hosted environments (issue 26)
+            Dispatch::EnvironmentKeyGet(p, r) => {
+                let q = crate::orchestration::workers::serving(&rt)?;
+                let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
+                answer(r, q.key(&env, p.rotate).await?)
+            }
+            Dispatch::EnvironmentWorkersGet(p, r) => {
+                let q = crate::orchestration::workers::serving(&rt)?;
+                let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
+                answer(r, q.workers(&env).await?)
+            }
         };
         Ok(Some(v))
     }

@@ -77,9 +77,12 @@ impl Packages {
     }
 }
 
-/// `config` of a cloud environment (the only kind tether runs).
+/// `config` of an environment: `cloud` (tools run in tetherd's sandbox) or `self_hosted`
+/// (tools run on workers that poll the environment's work queue).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// Parsed a handful of times per request, never stored in bulk: not worth a Box in every match.
+#[allow(clippy::large_enum_variant)]
 pub enum EnvironmentConfig {
     Cloud {
         #[serde(default)]
@@ -95,7 +98,22 @@ pub enum EnvironmentConfig {
         #[serde(default, skip_serializing_if = "SandboxMode::is_default")]
         sandbox: SandboxMode,
     },
+    /// Sessions' `bash`, `read`, `write`, `edit`, `glob` and `grep` calls become work for the
+    /// environment's workers (`/v1/environments/{id}/work`); nothing is built here.
+    SelfHosted {},
 }
+
+/// What a self-hosted environment has none of (its workers bring their own).
+static NO_NETWORKING: Networking = Networking::Unrestricted;
+static NO_PACKAGES: Packages = Packages {
+    kind: None,
+    apt: Vec::new(),
+    cargo: Vec::new(),
+    gem: Vec::new(),
+    go: Vec::new(),
+    npm: Vec::new(),
+    pip: Vec::new(),
+};
 
 /// Whether an environment's tools run in the sandbox.
 #[derive(
@@ -131,25 +149,34 @@ impl EnvironmentConfig {
     pub fn networking(&self) -> &Networking {
         match self {
             EnvironmentConfig::Cloud { networking, .. } => networking,
+            EnvironmentConfig::SelfHosted {} => &NO_NETWORKING,
         }
     }
 
     pub fn packages(&self) -> &Packages {
         match self {
             EnvironmentConfig::Cloud { packages, .. } => packages,
+            EnvironmentConfig::SelfHosted {} => &NO_PACKAGES,
         }
     }
 
     pub fn sandbox(&self) -> SandboxMode {
         match self {
             EnvironmentConfig::Cloud { sandbox, .. } => *sandbox,
+            EnvironmentConfig::SelfHosted {} => SandboxMode::Default,
         }
     }
 
     pub fn setup_commands(&self) -> &[String] {
         match self {
             EnvironmentConfig::Cloud { setup_commands, .. } => setup_commands,
+            EnvironmentConfig::SelfHosted {} => &[],
         }
+    }
+
+    /// Whether sessions' sandbox tools run on the environment's workers.
+    pub fn is_self_hosted(&self) -> bool {
+        matches!(self, EnvironmentConfig::SelfHosted {})
     }
 
     /// Whether building produces anything: an environment with neither packages nor setup
@@ -288,11 +315,15 @@ mod tests {
         }))
         .unwrap_err();
         assert!(e.to_string().contains("pipx"), "{e}");
+        let s: EnvironmentSpec =
+            serde_json::from_value(json!({"name": "x", "config": {"type": "self_hosted"}}))
+                .unwrap();
+        assert!(s.config.is_self_hosted() && !s.config.needs_layer());
         let e = serde_json::from_value::<EnvironmentSpec>(
-            json!({"name": "x", "config": {"type": "self_hosted"}}),
+            json!({"name": "x", "config": {"type": "self_hosted", "packages": {}}}),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("self_hosted"), "{e}");
+        assert!(e.to_string().contains("packages"), "{e}");
     }
 
     #[test]

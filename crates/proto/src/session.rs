@@ -110,3 +110,7 @@ pub struct AgentPin {
     pub id: String,
     pub version: u32,
 }
+
+/// `SessionInfo::sandbox` of a session in a self-hosted environment: its sandbox tools run on
+/// the environment's workers.
+pub const TOOLS_ON_WORKERS: &str = "workers";

@@ -203,6 +203,34 @@ pub enum Command {
         #[command(subcommand)]
         action: WorkflowsAction,
     },
+    /// Serve a self-hosted environment: poll its work queue and run its sessions' tools
+    /// here, in tether's sandbox. The worker key comes from --key or TETHER_ENV_KEY.
+    Worker {
+        /// The environment's id (a name works with a local tetherd).
+        #[arg(long = "env")]
+        env: String,
+        /// tetherd's HTTP API on another machine, e.g. https://tether.example.com (TLS via a
+        /// reverse proxy) or http://127.0.0.1:8470 through an ssh tunnel. Default: the
+        /// local tetherd's HTTP API (`tetherd --http`). (Not the global --remote, which
+        /// reaches a daemon's socket over ssh.)
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The environment's worker key (`tether envs key ENV`); prefer TETHER_ENV_KEY, which
+        /// `ps` does not show.
+        #[arg(long)]
+        key: Option<String>,
+        /// Where the tools run (the sessions' working directory on this machine); default:
+        /// the current directory.
+        #[arg(long)]
+        workdir: Option<std::path::PathBuf>,
+        /// Give the tools no network (default: public hosts, as a cloud environment's
+        /// `unrestricted`).
+        #[arg(long)]
+        no_network: bool,
+        /// Serve one work item, then exit.
+        #[arg(long, hide = true)]
+        once: bool,
+    },
     /// Manage environments: packages, setup commands and network policy sessions run with.
     Envs {
         #[command(subcommand)]
@@ -434,11 +462,25 @@ pub enum AgentsAction {
 
 #[derive(Subcommand, Debug)]
 pub enum EnvsAction {
-    /// Create an environment from a YAML, JSON or TOML file and follow its build.
+    /// Create an environment from a YAML, JSON or TOML file and follow its build, or
+    /// `NAME --self-hosted`: one whose tools run on workers (`tether worker`, the SDK's).
     Create {
         /// The spec file: YAML, JSON or TOML.
-        #[arg(short, long, value_name = "FILE")]
-        file: String,
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            required_unless_present = "self_hosted",
+            conflicts_with = "self_hosted"
+        )]
+        file: Option<String>,
+        /// With --self-hosted: the new environment's name.
+        #[arg(requires = "self_hosted")]
+        name: Option<String>,
+        /// `config: {type: self_hosted}`: sessions' bash/read/write/edit/glob/grep calls run
+        /// on workers polling this environment; prints the worker key once.
+        #[arg(long, requires = "name")]
+        self_hosted: bool,
         /// Return at once instead of following the build.
         #[arg(long)]
         no_wait: bool,
@@ -484,6 +526,17 @@ pub enum EnvsAction {
     Rebuild {
         /// Name or id.
         env: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-hosted environment's worker key: made and printed if it has none (only its
+    /// hash is kept, so it is shown once); --rotate replaces it (the old one stops working).
+    Key {
+        /// Name or id.
+        env: String,
+        #[arg(long)]
+        rotate: bool,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,

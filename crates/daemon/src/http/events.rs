@@ -52,6 +52,8 @@ pub async fn list_stream(api: &Api, id: String, q: Option<String>) -> ApiResult<
     let range = q.created_at()?;
     let tether_events = q.bool(TETHER_EVENTS)?;
     let mut from = match q.one("page") {
+        // tether: `after_seq` starts after that event (as it resumes the stream).
+        None if !desc => q.u64("after_seq")?,
         None => None,
         Some(p) => {
             let c = Cursor::decode(p, desc)?;
@@ -251,6 +253,16 @@ pub enum UserEvent {
         #[serde(default)]
         deny_message: Option<String>,
     },
+    /// A self-hosted worker's result of an `agent.tool_use` (sessions in a `self_hosted`
+    /// environment only); recorded as the `agent.tool_result` a call run in tetherd gets.
+    #[serde(rename = "user.tool_result")]
+    ToolResult {
+        tool_use_id: String,
+        #[serde(default)]
+        content: Vec<ContentBlock>,
+        #[serde(default)]
+        is_error: Option<bool>,
+    },
     /// The result of an `agent.custom_tool_use`.
     #[serde(rename = "user.custom_tool_result")]
     CustomToolResult {
@@ -263,16 +275,10 @@ pub enum UserEvent {
 }
 
 /// Client event types this tetherd knows but does not take, with why.
-const REFUSED: [(&str, &str); 2] = [
-    (
-        "user.tool_result",
-        "built-in tools run inside tetherd, not in a self-hosted worker",
-    ),
-    (
-        "system.message",
-        "replacing the system prompt mid-session is not supported by this tetherd",
-    ),
-];
+const REFUSED: [(&str, &str); 1] = [(
+    "system.message",
+    "replacing the system prompt mid-session is not supported by this tetherd",
+)];
 
 /// Checks every event of the batch before any is applied.
 fn parse_batch(events: Vec<Value>) -> ApiResult<Vec<UserEvent>> {
@@ -335,6 +341,21 @@ pub async fn send(
                 let t = crate::orchestration::threads::holder_of(&api.rt, &s, &tool_use_id).await?;
                 let ev = crate::session::approvals::confirm(&t, &tool_use_id, result, deny_message)
                     .await?;
+                crate::orchestration::threads::as_seen_by_primary(&api.rt, &s, &t, ev).await
+            }
+            UserEvent::ToolResult {
+                tool_use_id,
+                content,
+                is_error,
+            } => {
+                let t = crate::orchestration::threads::holder_of(&api.rt, &s, &tool_use_id).await?;
+                let ev = crate::session::approvals::worker_result(
+                    &t,
+                    &tool_use_id,
+                    content,
+                    is_error.unwrap_or(false),
+                )
+                .await?;
                 crate::orchestration::threads::as_seen_by_primary(&api.rt, &s, &t, ev).await
             }
             UserEvent::CustomToolResult {

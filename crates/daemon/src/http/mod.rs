@@ -23,6 +23,7 @@ mod shapes;
 mod stream;
 mod threads;
 pub mod token;
+mod work;
 mod workflows;
 
 use std::net::SocketAddr;
@@ -79,6 +80,13 @@ async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Respo
         });
     match given {
         Some(t) if token::matches(t.trim(), &api.token) => next.run(req).await,
+        // A self-hosted environment's key, or a work item's sessions token, on what it opens.
+        Some(t)
+            if crate::orchestration::workers::WorkQueue::of(&api.rt)
+                .is_some_and(|q| q.allows(t, req.method(), req.uri().path())) =>
+        {
+            next.run(req).await
+        }
         _ => {
             body::drain(req).await;
             ApiError::unauthorized().into_response()

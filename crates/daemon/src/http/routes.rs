@@ -16,13 +16,15 @@ use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
 use super::{
-    Api, agents, deployments, environments, events, memory, sessions, stream, threads, workflows,
+    Api, agents, deployments, environments, events, memory, sessions, stream, threads, work,
+    workflows,
 };
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
 };
 use tether_proto::method::EnvironmentDeleted;
+use tether_proto::work::{Work, WorkHeartbeat, WorkQueueStats};
 use tether_proto::workflow::WorkflowRun;
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -363,6 +365,7 @@ pub const ROUTES: &[Route] = &[
             ("created_at[gte]", Param::Time),
             ("created_at[lte]", Param::Time),
             (events::TETHER_EVENTS, Param::Bool),
+            ("after_seq", Param::Seq),
         ],
         body: None,
         answer: Answer::Json(of::<Page<Event>>),
@@ -808,6 +811,93 @@ pub const ROUTES: &[Route] = &[
         body: Some(of::<workflows::AnswerBody>),
         answer: Answer::Json(of::<WorkflowRun>),
         handler: |m| on(m, workflows::answer),
+    },
+    // self-hosted environments' work queues (issue 26)
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments/{environment_id}/work/poll",
+        id: "environments.work.poll",
+        summary: "Long-poll for a work item (environment key); `null` when none arrived within block_ms",
+        query: &[
+            ("block_ms", Param::Pattern("^[1-9][0-9]{0,2}$")),
+            ("reclaim_older_than_ms", Param::Seq),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Option<Work>>),
+        handler: |m| on(m, work::poll),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments/{environment_id}/work",
+        id: "environments.work.list",
+        summary: "List an environment's work items, newest first",
+        query: &[("limit", Param::Limit(100)), ("page", Param::Page)],
+        body: None,
+        answer: Answer::Json(of::<Page<Work>>),
+        handler: |m| on(m, work::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments/{environment_id}/work/stats",
+        id: "environments.work.stats",
+        summary: "The work queue's depth and the workers polling it",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<WorkQueueStats>),
+        handler: |m| on(m, work::stats),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/environments/{environment_id}/work/{work_id}",
+        id: "environments.work.retrieve",
+        summary: "Get a work item",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Work>),
+        handler: |m| on(m, work::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}/work/{work_id}",
+        id: "environments.work.update",
+        summary: "Merge a work item's metadata (null deletes a key)",
+        query: &[],
+        body: Some(of::<work::UpdateWork>),
+        answer: Answer::Json(of::<Work>),
+        handler: |m| on(m, work::update),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}/work/{work_id}/ack",
+        id: "environments.work.ack",
+        summary: "Take a polled work item off the queue and start its lease",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Work>),
+        handler: |m| on(m, work::ack),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}/work/{work_id}/heartbeat",
+        id: "environments.work.heartbeat",
+        summary: "Extend a work item's lease; 412 when expected_last_heartbeat is not the stored one",
+        query: &[
+            ("desired_ttl_seconds", Param::Seq),
+            ("expected_last_heartbeat", Param::Text),
+        ],
+        body: None,
+        answer: Answer::Json(of::<WorkHeartbeat>),
+        handler: |m| on(m, work::heartbeat),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/environments/{environment_id}/work/{work_id}/stop",
+        id: "environments.work.stop",
+        summary: "Stop a work item (force: at once; else its worker is asked to)",
+        query: &[],
+        body: Some(of::<work::StopWork>),
+        answer: Answer::Json(of::<Work>),
+        handler: |m| on(m, work::stop),
     },
     Route {
         verb: Verb::Get,

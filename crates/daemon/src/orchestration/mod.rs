@@ -6,7 +6,8 @@
 //! - [`workflows`]: task graphs (dependencies, checks, retries, checkpoints, fan-out) run
 //!   on a session's threads;
 //! - schedules: sessions started by time or event rather than by a client;
-//! - memory: what agents keep across sessions.
+//! - memory: what agents keep across sessions;
+//! - [`workers`]: self-hosted environments' work queues (tools run on worker machines).
 //!
 //! The dependency rule: orchestration drives sessions from above, as a client would. It may
 //! use `runtime` (to create and find sessions), `session` (the requests in `session::ops`),
@@ -21,4 +22,5 @@
 pub mod memory;
 pub mod schedules;
 pub mod threads;
+pub mod workers;
 pub mod workflows;

@@ -446,6 +446,18 @@ pub async fn session_sandbox(
         .unwrap_or_default()
 }
 
+/// The id of a stored session's environment when it is self-hosted (its worker tools run on
+/// that environment's workers); None otherwise or when it can't be read.
+pub async fn session_work_env(store: &Store, environment: Option<&str>) -> Option<String> {
+    let r = environment?.to_string();
+    store
+        .read(move |c| load(c, &resolve(c, &r)?))
+        .await
+        .ok()
+        .filter(|e| e.spec.config.is_self_hosted())
+        .map(|e| e.id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

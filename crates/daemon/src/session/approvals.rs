@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tether_proto::{
     ConfirmationResult, ContentBlock, ErrorBody, ErrorCode, Event, EventBody, SessionStatus,
+    ToolStatus,
 };
 
 use crate::provider::Part;
@@ -46,10 +47,82 @@ pub async fn custom_result(
     answer(session, custom_tool_use_id, Kind::CustomResult, body).await
 }
 
+/// A worker's result of a built-in call in a self-hosted session (`user.tool_result`),
+/// committed as the same `agent.tool_result` a call run here gets.
+pub async fn worker_result(
+    session: &Arc<Session>,
+    tool_use_id: &str,
+    content: Vec<ContentBlock>,
+    is_error: bool,
+) -> Result<Event, ErrorBody> {
+    let body = EventBody::AgentToolResult {
+        tool_use_id: tool_use_id.to_string(),
+        content: if content.is_empty() {
+            vec![ContentBlock::text("(no output)")]
+        } else {
+            content
+        },
+        is_error,
+        status: if is_error {
+            ToolStatus::Error
+        } else {
+            ToolStatus::Ok
+        },
+        exit_code: None,
+        duration_ms: 0,
+    };
+    answer(session, tool_use_id, Kind::WorkerResult, body).await
+}
+
+/// The worker that held a self-hosted session lost it (its lease expired, or its item
+/// stopped) while calls were its to run. The daemon-crash rules apply, as it can't know how
+/// far they got: a read-only call is left waiting for the next worker; any other gets an
+/// `interrupted` result and is never run again. Returns whether calls still wait for a
+/// worker (so the session needs a new work item).
+pub async fn worker_lost(session: &Arc<Session>) -> Result<bool, ErrorBody> {
+    let mut restart = false;
+    let mut remaining = false;
+    session
+        .append_checked(|st| {
+            let (again, lost): (Vec<_>, Vec<_>) = st.worker_calls().partition(|p| {
+                crate::session::state::READ_ONLY_WORKER_TOOLS.contains(&p.name.as_str())
+            });
+            remaining = !again.is_empty();
+            let mut bodies: Vec<EventBody> = lost
+                .iter()
+                .map(|p| {
+                    crate::session::events::result_of(
+                        p,
+                        format!(
+                            "[interrupted: the worker running this `{}` call stopped answering (its lease expired or its work item was stopped) before it posted a result. It was NOT run again: it may have run partly or fully; check before retrying.]",
+                            p.name
+                        ),
+                        true,
+                        ToolStatus::Interrupted,
+                        0,
+                    )
+                })
+                .collect();
+            if !bodies.is_empty() && st.awaiting_ids().len() == bodies.len() {
+                restart = true;
+                if st.status() != SessionStatus::Running {
+                    bodies.push(EventBody::SessionStatusRunning {});
+                }
+            }
+            Ok::<_, ErrorBody>(bodies)
+        })
+        .await?;
+    if restart {
+        crate::session::turn::ensure(session);
+    }
+    Ok(remaining)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Confirmation,
     CustomResult,
+    WorkerResult,
 }
 
 async fn answer(
@@ -113,6 +186,19 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
         ));
     };
     let name = &call.name;
+    if kind == Kind::WorkerResult {
+        return if st.waits_on(call) && !call.awaits_answer() {
+            Ok(())
+        } else if st.remote_tools && call.gate == Gate::Ask {
+            conflict(format!(
+                "tool call {id} (`{name}`) waits for approval first: `tether approve {session} {id}`; a worker runs it once it is allowed"
+            ))
+        } else {
+            conflict(format!(
+                "tool call {id} (`{name}`) is not run by a self-hosted worker (`user.tool_result` answers only the built-in tool calls of sessions in a self_hosted environment); tetherd runs it and records its result itself"
+            ))
+        };
+    }
     match (&call.gate, kind) {
         (Gate::Ask, Kind::Confirmation) | (Gate::Custom, Kind::CustomResult) => Ok(()),
         (Gate::Custom, Kind::Confirmation) => conflict(format!(
@@ -146,6 +232,8 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
         (Gate::Allowed, Kind::Confirmation) => conflict(format!(
             "tool call {id} (`{name}`) was allowed by its permission policy (always_allow) and does not wait for approval"
         )),
+        // Checked above.
+        (_, Kind::WorkerResult) => Ok(()),
     }
 }
 

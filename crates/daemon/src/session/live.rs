@@ -152,6 +152,9 @@ pub struct Session {
     pub attached: AtomicU32,
     /// How many of `attached` are read-only.
     pub attached_read_only: AtomicU32,
+    /// The self-hosted environment whose workers run this session's worker tools; None:
+    /// they run here, in the sandbox.
+    pub work_env: Option<String>,
 }
 
 /// The session's network: its environment's policy, served by a proxy of its own whose socket
@@ -204,10 +207,11 @@ impl Session {
         agent: Option<&tether_proto::agent::Agent>,
         net: crate::net::NetPolicy,
         sandbox: tether_proto::environment::SandboxMode,
+        work_env: Option<String>,
         events: &[Event],
     ) -> Arc<Session> {
         let net = session_net(&services, &row.id, net);
-        Self::build(services, row, agent, net, sandbox, events, None)
+        Self::build(services, row, agent, net, sandbox, work_env, events, None)
     }
 
     /// A child thread: the primary's workspace, environment layer and network (its proxy is
@@ -221,17 +225,32 @@ impl Session {
         events: &[Event],
     ) -> Arc<Session> {
         let net = link.primary.toolbox.shared_net();
-        let s = Self::build(services, row, agent, net, sandbox, events, Some(link));
+        // A thread's tools run where its session's do.
+        let work_env = link.primary.work_env.clone();
+        let s = Self::build(
+            services,
+            row,
+            agent,
+            net,
+            sandbox,
+            work_env,
+            events,
+            Some(link),
+        );
         s.report_usage();
         s
     }
 
+    // The parts a session is made of, each from a different place; a struct would only
+    // rename them.
+    #[allow(clippy::too_many_arguments)]
     fn build(
         services: Arc<Services>,
         row: SessionRow,
         agent: Option<&tether_proto::agent::Agent>,
         net: Arc<crate::net::SessionNet>,
         sandbox: tether_proto::environment::SandboxMode,
+        work_env: Option<String>,
         events: &[Event],
         thread: Option<ThreadLink>,
     ) -> Arc<Session> {
@@ -253,7 +272,13 @@ impl Session {
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();
         }
-        let state = SessionState::from_events(events);
+        let mut state = SessionState {
+            remote_tools: work_env.is_some(),
+            ..SessionState::default()
+        };
+        for e in events {
+            state.apply(e);
+        }
         let (appended, _) = tokio::sync::watch::channel(state.last_seq);
         Arc::new(Session {
             id: row.id.clone(),
@@ -281,6 +306,7 @@ impl Session {
             turn: Mutex::new(None),
             attached: AtomicU32::new(0),
             attached_read_only: AtomicU32::new(0),
+            work_env,
         })
     }
 
@@ -679,7 +705,11 @@ impl Session {
             self.attached.load(Ordering::Relaxed),
         );
         info.read_only_clients = self.attached_read_only.load(Ordering::Relaxed);
-        info.sandbox = Some(self.toolbox.sandbox_level().to_string());
+        // Self-hosted: the worker tools run on the environment's workers, not here.
+        info.sandbox = Some(match self.work_env {
+            Some(_) => tether_proto::session::TOOLS_ON_WORKERS.to_string(),
+            None => self.toolbox.sandbox_level().to_string(),
+        });
         if let Some(model) = &st.model {
             info.model = model.clone();
         }

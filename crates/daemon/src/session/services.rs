@@ -33,6 +33,23 @@ pub struct Services {
     /// the daemon (orchestration implements it; nothing here knows memory stores). Unset:
     /// the copies are not synced (unit tests).
     pub memory_sync: OnceLock<Arc<dyn MemorySync>>,
+    /// The work queues of self-hosted environments, installed at start-up by the daemon
+    /// (`orchestration::workers` implements it). Unset: nothing is queued (unit tests).
+    pub work_queue: OnceLock<Arc<dyn WorkQueue>>,
+}
+
+/// Hands a self-hosted session's worker calls to its environment's workers.
+pub trait WorkQueue: Send + Sync {
+    /// Makes sure `session_id` has a live work item on `environment_id`'s queue (a poll can
+    /// hand it to a worker); returns once the item is recorded.
+    fn offer<'a>(
+        &'a self,
+        environment_id: &'a str,
+        session_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), crate::store::error::StoreError>> + Send + 'a>>;
+
+    /// The implementation, for the doors that serve the queue.
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 /// Syncs a session's mounted memory stores (see `orchestration::memory::mount`).
@@ -105,6 +122,7 @@ impl Services {
             config,
             agent_tools: std::sync::OnceLock::new(),
             memory_sync: OnceLock::new(),
+            work_queue: OnceLock::new(),
         })
     }
 

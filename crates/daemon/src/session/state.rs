@@ -49,15 +49,34 @@ pub enum Gate {
     Custom,
 }
 
+/// The built-in tools a self-hosted environment's workers run (the SDK's
+/// `agent_toolset_20260401`); the rest (`web_fetch`, `web_search`, agent tools) stay in tetherd.
+pub const WORKER_TOOLS: [&str; 6] = ["bash", "read", "write", "edit", "glob", "grep"];
+
+/// The worker tools that only read: one a lost worker may have run is simply offered again.
+pub const READ_ONLY_WORKER_TOOLS: [&str; 3] = ["read", "glob", "grep"];
+
 impl PendingTool {
     /// Whether the call waits for an answer from a client (`requires_action`).
     pub fn awaits_answer(&self) -> bool {
         matches!(self.gate, Gate::Ask | Gate::Custom)
     }
+
+    /// Whether, in a self-hosted session, this call is a worker's to run: a built-in worker
+    /// tool that may run (allowed, or approved).
+    pub fn runs_on_worker(&self) -> bool {
+        self.mcp.is_none()
+            && WORKER_TOOLS.contains(&self.name.as_str())
+            && matches!(self.gate, Gate::Allowed | Gate::Confirmed)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionState {
+    /// Not folded from events: set once when the session is built, from its environment.
+    /// True in a self-hosted environment, where the worker tools' calls wait for a worker's
+    /// `user.tool_result` (`requires_action`) instead of running here.
+    pub remote_tools: bool,
     pub status: Option<SessionStatus>,
     pub stop_reason: Option<StopReason>,
     pub usage: SessionUsage,
@@ -617,7 +636,7 @@ impl SessionState {
     pub fn awaiting_ids(&self) -> Vec<String> {
         self.pending_tools
             .iter()
-            .filter(|p| p.awaits_answer())
+            .filter(|p| self.waits_on(p))
             .map(|p| p.tool_use_id.clone())
             .collect()
     }
@@ -627,7 +646,19 @@ impl SessionState {
     pub fn has_work(&self) -> bool {
         self.needs_model_call()
             || (!self.pending_tools.is_empty()
-                && self.pending_tools.iter().all(|p| !p.awaits_answer()))
+                && self.pending_tools.iter().all(|p| !self.waits_on(p)))
+    }
+
+    /// Whether call `p` waits for an answer from outside: a client's, or a worker's result.
+    pub fn waits_on(&self, p: &PendingTool) -> bool {
+        p.awaits_answer() || (self.remote_tools && p.runs_on_worker())
+    }
+
+    /// The open calls a worker runs (self-hosted sessions only).
+    pub fn worker_calls(&self) -> impl Iterator<Item = &PendingTool> {
+        self.pending_tools
+            .iter()
+            .filter(|p| self.remote_tools && p.runs_on_worker())
     }
 
     /// User input that arrived during the open model request and still needs an answer.

@@ -290,8 +290,9 @@ fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
 enum Tools {
     /// Every call has its result.
     Done,
-    /// A call waits for a client's answer (`always_ask`, or a custom tool); the calls after it
-    /// wait too, so they still run in the order the model made them.
+    /// A call waits for a client's answer (`always_ask`, or a custom tool) or a worker's
+    /// result (self-hosted); the calls after it wait too, so they still run in the order the
+    /// model made them.
     Blocked,
 }
 
@@ -362,6 +363,15 @@ async fn run_tools(
                 continue;
             }
             Gate::Allowed | Gate::Confirmed => {}
+        }
+        // Self-hosted: a worker runs it. The session's work item is recorded before the
+        // session says it waits, so a worker can always find the call.
+        let on_worker = s.state().waits_on(&call);
+        if on_worker {
+            if let (Some(env), Some(queue)) = (&s.work_env, s.services.work_queue.get()) {
+                queue.offer(env, &s.id).await?;
+            }
+            return Ok(Tools::Blocked);
         }
         let spool_path = spool::path(&s.services.paths.data_dir, &s.id, &call.tool_use_id);
         match &call.started {

@@ -14,6 +14,7 @@ pub mod rows;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+pub mod work;
 mod writer;
 pub use writer::{Draft, StreamAppend};
 

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -304,6 +304,43 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              CREATE INDEX events_workflow_runs ON events (type, session_id)
                 WHERE type IN ('workflow_run.created', 'workflow_run.status_ended');
              PRAGMA user_version = 10;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 11 {
+        // Self-hosted environments: the environment key (only its sha256 is kept) and the
+        // work queue. A work item is one session's claim on a worker: written before any
+        // poll can hand it out, leased by ack + heartbeats (`lease_expires_at`), and its
+        // per-poll sessions token is kept as a sha256 too. Self-contained: needs no step 10.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE environment_keys (
+                environment_id TEXT PRIMARY KEY,
+                key_sha256 TEXT NOT NULL,
+                created_at TEXT NOT NULL
+             );
+             CREATE TABLE work_items (
+                id TEXT PRIMARY KEY,
+                environment_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                polled_at_ms INTEGER,
+                worker_id TEXT,
+                token_sha256 TEXT,
+                acknowledged_at TEXT,
+                started_at TEXT,
+                latest_heartbeat_at TEXT,
+                lease_expires_at_ms INTEGER,
+                stop_requested_at TEXT,
+                stopped_at TEXT,
+                metadata TEXT NOT NULL DEFAULT '{}'
+             );
+             CREATE INDEX work_items_by_env ON work_items (environment_id, created_at, id);
+             CREATE INDEX work_items_live ON work_items (state) WHERE state != 'stopped';
+             CREATE INDEX work_items_by_session ON work_items (session_id) WHERE state != 'stopped';
+             PRAGMA user_version = 11;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -221,6 +221,12 @@ methods! {
     "workflow.resume" => WorkflowResume(WorkflowRunParams) -> WorkflowRun;
     /// Approves or denies a checkpoint task waiting for an answer.
     "workflow.answer" => WorkflowAnswer(AnswerCheckpoint) -> WorkflowRun;
+    // self-hosted environments (issue 26)
+    /// Prints the environment's worker key, making one if it has none; `rotate` replaces it.
+    /// Only its hash is kept: an existing key is never shown again.
+    "environment.key" => EnvironmentKeyGet(crate::work::EnvironmentKeyParams) -> crate::work::EnvironmentKey;
+    /// The workers seen polling the environment and its queue.
+    "environment.workers" => EnvironmentWorkersGet(EnvironmentParams) -> crate::work::EnvironmentWorkers;
 }
 
 impl Call {

@@ -270,6 +270,14 @@ fn calls_round_trip_through_parts() {
             approve: true,
             note: None,
         }),
+        // self-hosted environments (issue 26)
+        Call::EnvironmentKeyGet(crate::work::EnvironmentKeyParams {
+            environment: "box".into(),
+            rotate: true,
+        }),
+        Call::EnvironmentWorkersGet(EnvironmentParams {
+            environment: "box".into(),
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -918,6 +926,37 @@ fn every_method_in_the_table_parses_and_round_trips() {
             note: Some("not yet".into()),
         },
         wf_run(),
+        &mut seen,
+    );
+    // self-hosted environments (issue 26)
+    check::<rpc::EnvironmentKeyGet>(
+        crate::work::EnvironmentKeyParams {
+            environment: "box".into(),
+            rotate: false,
+        },
+        crate::work::EnvironmentKey {
+            environment_id: "env_1".into(),
+            key: None,
+            created_at: "2026-12-07T10:00:00.000Z".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::EnvironmentWorkersGet>(
+        EnvironmentParams {
+            environment: "box".into(),
+        },
+        crate::work::EnvironmentWorkers {
+            environment_id: "env_1".into(),
+            has_key: true,
+            workers: vec![crate::work::WorkerSeen {
+                worker_id: "box1-0123456789ab".into(),
+                host: "box1".into(),
+                last_seen_at: "2026-12-07T10:00:00.000Z".into(),
+                in_flight: 1,
+            }],
+            queued: 0,
+            in_flight: 1,
+        },
         &mut seen,
     );
     // Every method of the table, once, in its order.

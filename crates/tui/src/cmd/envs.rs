@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 use tether_proto::environment::{
-    BuildProgress, BuildStatus, Environment, EnvironmentChanges, EnvironmentSpec, Networking,
-    Packages,
+    BuildProgress, BuildStatus, Environment, EnvironmentChanges, EnvironmentConfig,
+    EnvironmentSpec, Networking, Packages,
 };
 use tether_proto::method::{EnvironmentParams, ListEnvironments, UpdateEnvironment, Watching, rpc};
+use tether_proto::work::{EnvironmentKey, EnvironmentKeyParams, EnvironmentWorkers};
 use tether_proto::{ErrorBody, ErrorCode, ServerFrame};
 
 use super::{CmdResult, connect, usage};
@@ -22,12 +23,36 @@ pub async fn run(action: EnvsAction) -> CmdResult {
     match action {
         EnvsAction::Create {
             file,
+            name,
+            self_hosted,
             no_wait,
             json,
         } => {
-            let spec: EnvironmentSpec = read_file(&file)?;
+            let spec: EnvironmentSpec = match (file, name) {
+                (Some(file), _) => read_file(&file)?,
+                (None, Some(name)) if self_hosted => EnvironmentSpec {
+                    name,
+                    config: EnvironmentConfig::SelfHosted {},
+                    ..EnvironmentSpec::default()
+                },
+                _ => {
+                    return Err(usage(
+                        "give a spec file (-f FILE) or a name with --self-hosted".into(),
+                    ));
+                }
+            };
             let mut c = connect().await?;
             let env = c.request::<rpc::EnvironmentCreate>(spec).await?;
+            if env.spec.config.is_self_hosted() {
+                let key = c
+                    .request::<rpc::EnvironmentKeyGet>(EnvironmentKeyParams {
+                        environment: env.id.clone(),
+                        rotate: false,
+                    })
+                    .await?;
+                print_key(&env.spec.name, &key, json);
+                return Ok(ExitCode::SUCCESS);
+            }
             if !json {
                 println!("created environment {} ({})", env.spec.name, env.id);
             }
@@ -69,15 +94,42 @@ pub async fn run(action: EnvsAction) -> CmdResult {
             }
         }
         EnvsAction::Show { env, json } => {
-            let e = connect()
-                .await?
-                .request::<rpc::EnvironmentGet>(p(env))
-                .await?;
+            let mut c = connect().await?;
+            let e = c.request::<rpc::EnvironmentGet>(p(env)).await?;
+            let workers = if e.spec.config.is_self_hosted() {
+                Some(
+                    c.request::<rpc::EnvironmentWorkersGet>(p(e.id.clone()))
+                        .await?,
+                )
+            } else {
+                None
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+                let mut v = serde_json::to_value(&e).unwrap_or_default();
+                if let (Some(w), Value::Object(m)) = (&workers, &mut v) {
+                    m.insert(
+                        "workers".into(),
+                        serde_json::to_value(w).unwrap_or_default(),
+                    );
+                }
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", serde_norway::to_string(&e).unwrap_or_default());
+                if let Some(w) = workers {
+                    print_workers(&w);
+                }
             }
+        }
+        EnvsAction::Key { env, rotate, json } => {
+            let mut c = connect().await?;
+            let e = c.request::<rpc::EnvironmentGet>(p(env.clone())).await?;
+            let key = c
+                .request::<rpc::EnvironmentKeyGet>(EnvironmentKeyParams {
+                    environment: e.id.clone(),
+                    rotate,
+                })
+                .await?;
+            print_key(&e.spec.name, &key, json);
         }
         EnvsAction::Update { env, file, json } => {
             let changes: EnvironmentChanges = read_file(&file)?;
@@ -110,6 +162,63 @@ pub async fn run(action: EnvsAction) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key, once, with how to use it; or where it went if it was made before.
+fn print_key(name: &str, key: &EnvironmentKey, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(key).unwrap_or_default());
+        return;
+    }
+    match &key.key {
+        Some(k) => {
+            println!(
+                "worker key of self-hosted environment {name} ({}):",
+                key.environment_id
+            );
+            println!("  {k}");
+            println!("It is shown only now (tetherd keeps its hash). Run a worker with it:");
+            println!(
+                "  tether worker --env {} --remote http://HOST:PORT --key {k}",
+                key.environment_id
+            );
+            println!(
+                "or the SDK's: client.beta.environments.work.worker(environment_id=..., environment_key=...).run()"
+            );
+        }
+        None => {
+            println!(
+                "environment {name} ({}) has a worker key, made {}; it was shown when it was made and is not kept. `tether envs key {name} --rotate` makes a new one (the old one stops working).",
+                key.environment_id, key.created_at
+            );
+        }
+    }
+}
+
+fn print_workers(w: &EnvironmentWorkers) {
+    println!(
+        "workers: {} seen since tetherd started; {} item(s) queued, {} in flight{}",
+        w.workers.len(),
+        w.queued,
+        w.in_flight,
+        if w.has_key {
+            ""
+        } else {
+            " (no worker key yet: `tether envs key ENV`)"
+        }
+    );
+    if !w.workers.is_empty() {
+        println!(
+            "  {:<24} {:<32} {:<26} IN FLIGHT",
+            "HOST", "WORKER", "LAST HEARTBEAT"
+        );
+        for s in &w.workers {
+            println!(
+                "  {:<24} {:<32} {:<26} {}",
+                s.host, s.worker_id, s.last_seen_at, s.in_flight
+            );
+        }
+    }
 }
 
 fn p(environment: String) -> EnvironmentParams {
@@ -309,6 +418,9 @@ fn terminal_width() -> usize {
 }
 
 fn network_of(e: &Environment) -> &'static str {
+    if e.spec.config.is_self_hosted() {
+        return "self-hosted";
+    }
     match e.spec.config.networking() {
         Networking::Unrestricted => "unrestricted",
         Networking::Limited { .. } => "limited",

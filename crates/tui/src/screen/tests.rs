@@ -1862,6 +1862,16 @@ fn an_unsandboxed_session_says_so_in_red_in_the_status_bar() {
     assert!(!frame(&s).contains("sandbox"));
 }
 
+#[test]
+fn a_self_hosted_session_says_its_tools_run_on_workers() {
+    let mut s = state(100, 24);
+    assert!(!frame(&s).contains("on workers"));
+    let mut i = info("demo", SessionStatus::Idle, 0);
+    i.sandbox = Some(tether_proto::session::TOOLS_ON_WORKERS.into());
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(i))));
+    assert!(frame(&s).contains("tools: on workers"), "{}", frame(&s));
+}
+
 // ---- code blocks ----
 
 const CODE_ANSWER: &str = "Here is the fix:\n\n```rust\nfn parse(input: &str) -> Result<u32, String> {\n    // trims first, then parses; a really long comment that has to break at the edge of a narrow terminal\n    input.trim().parse().map_err(|e| format!(\"bad number: {e}\"))\n}\n```\n\nand the test:\n\n```sh\ncargo test -p demo # runs it\n```";

@@ -331,6 +331,10 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
             "│ UNSANDBOXED ",
             bar.fg(Color::Red).add_modifier(Modifier::BOLD),
         )),
+        // Self-hosted environment: say where the tools run.
+        Some(tether_proto::session::TOOLS_ON_WORKERS) => {
+            spans.push(Span::styled("│ tools: on workers ", bar.fg(Color::Cyan)))
+        }
         Some(level) => spans.push(Span::styled(
             format!("│ sandbox: {level} "),
             bar.fg(Color::Yellow),

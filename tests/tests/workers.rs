@@ -1,0 +1,460 @@
+//! Self-hosted environments (issue 26): sessions whose tools run on workers that poll
+//! tetherd's work queue. The official Python SDK's ready-made worker, unmodified
+//! (tests/sdk/worker.py, serve_worker.py), against the real tetherd over HTTP and the mock
+//! model; the queue endpoints by hand where a worker's misbehaviour is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+use tether_e2e::{Reply, TestEnv, tool_results, wait_until};
+use tether_mock_llm::Script;
+use tether_proto::{EventBody, ToolStatus};
+
+fn python() -> String {
+    std::env::var("TETHER_SDK_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn sdk(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sdk")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// `tether envs create NAME --self-hosted --json`: (environment id, worker key).
+fn self_hosted_env(env: &TestEnv, name: &str) -> (String, String) {
+    let out = env.ok(&["envs", "create", name, "--self-hosted", "--json"]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    (
+        v["environment_id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The SDK's worker polling `env_id` forever (until killed), running tools in `workdir`.
+fn spawn_sdk_worker(base: &str, env_id: &str, key: &str, workdir: &Path, id: &str) -> Child {
+    Command::new(python())
+        .arg(sdk("serve_worker.py"))
+        .env("TETHER_URL", base)
+        .env("TETHER_ENV", env_id)
+        .env("TETHER_ENV_KEY", key)
+        .env("WORKDIR", workdir)
+        .env("WORKER_ID", id)
+        .env_remove("ANTHROPIC_BASE_URL")
+        .env_remove("ANTHROPIC_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+async fn new_session(base: &str, token: &str, env_id: &str, text: &str) -> String {
+    let s: Value = http()
+        .post(format!("{base}/v1/sessions"))
+        .bearer_auth(token)
+        .json(&json!({"agent": "default", "environment_id": env_id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = s["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{s}"))
+        .to_string();
+    let r = http()
+        .post(format!("{base}/v1/sessions/{id}/events"))
+        .bearer_auth(token)
+        .json(&json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    id
+}
+
+fn ended_turn(env: &TestEnv, session: &str) -> bool {
+    env.events(session)
+        .iter()
+        .rev()
+        .find_map(|e| match &e.body {
+            EventBody::SessionStatusIdle { stop_reason } => {
+                Some(matches!(stop_reason, tether_proto::StopReason::EndTurn))
+            }
+            EventBody::SessionStatusRunning {} => Some(false),
+            _ => None,
+        })
+        == Some(true)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_worker_runs_a_self_hosted_sessions_bash_call() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo made-by-worker > made.txt && cat made.txt"}),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let workdir = tempfile::tempdir().unwrap();
+    let (b, t, e, k, w) = (
+        base.clone(),
+        token.clone(),
+        env_id.clone(),
+        key.clone(),
+        workdir.path().to_path_buf(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(sdk("worker.py"))
+            .env("TETHER_URL", b)
+            .env("TETHER_TOKEN", t)
+            .env("TETHER_ENV", e)
+            .env("TETHER_ENV_KEY", k)
+            .env("WORKDIR", w)
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && stdout.contains("sdk worker ok"),
+        "the SDK worker failed:\nstdout: {stdout}\nstderr: {}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.daemon_log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let session = stdout.trim().rsplit(' ').next().unwrap().to_string();
+    // It ran on the worker's machine (its workdir), not in tetherd's sandbox.
+    assert_eq!(
+        std::fs::read_to_string(workdir.path().join("made.txt")).unwrap(),
+        "made-by-worker\n"
+    );
+    let events = env.events(&session);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::SpanToolCallStart { .. })),
+        "tetherd ran the call itself"
+    );
+    let results = tool_results(&events);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].0, ToolStatus::Ok);
+    assert!(results[0].1.contains("made-by-worker"), "{results:?}");
+    // The queue says who served it; the item is stopped.
+    let shown = env.ok(&["envs", "show", "box", "--json"]);
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["workers"]["workers"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["workers"]["in_flight"], 0, "{v}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_or_misplaced_key_gets_401_and_nothing() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo secret-output"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let (other_id, other_key) = self_hosted_env(&env, "other");
+    let session = new_session(&base, &token, &env_id, "go").await;
+    wait_until("the session to wait for a worker", || {
+        env.events(&session).iter().any(|e| {
+            matches!(
+                &e.body,
+                EventBody::SessionStatusIdle {
+                    stop_reason: tether_proto::StopReason::RequiresAction { .. }
+                }
+            )
+        })
+    })
+    .await;
+    let get = |path: String, bearer: String| {
+        let base = base.clone();
+        async move {
+            let r = http()
+                .get(format!("{base}{path}"))
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let poll = format!("/v1/environments/{env_id}/work/poll");
+    for (what, path, bearer) in [
+        (
+            "a wrong key",
+            poll.clone(),
+            "tether-envkey-0000".to_string(),
+        ),
+        ("another environment's key", poll.clone(), other_key.clone()),
+        (
+            "the key on a session",
+            format!("/v1/sessions/{session}"),
+            key.clone(),
+        ),
+        (
+            "the key on its events",
+            format!("/v1/sessions/{session}/events"),
+            key.clone(),
+        ),
+        ("the key on the agents", "/v1/agents".into(), key.clone()),
+    ] {
+        let (status, body) = get(path, bearer).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert!(
+            !body.contains("secret-output") && !body.contains("work_"),
+            "{what} leaked: {body}"
+        );
+    }
+    // Its own key polls its own queue and gets the session's item, with a sessions token
+    // that opens that session and nothing else.
+    let (status, body) = get(poll, key.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let work: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(work["data"]["id"], session.as_str(), "{work}");
+    let secret = work["secret"].as_str().unwrap();
+    let token_json = decode_base64url(secret);
+    let sessions_token = serde_json::from_slice::<Value>(&token_json).unwrap()["sessions_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = get(format!("/v1/sessions/{session}"), sessions_token.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = get("/v1/sessions".into(), sessions_token.clone()).await;
+    assert_eq!(status, 401, "the sessions token lists sessions");
+    let (status, _) = get(
+        format!("/v1/environments/{other_id}/work/poll"),
+        sessions_token,
+    )
+    .await;
+    assert_eq!(status, 401, "the sessions token polls another queue");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+fn decode_base64url(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'-' => 62,
+            _ => 63,
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, c)| acc | (val(*c) << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_bash_loses_its_lease_and_the_call_is_interrupted_not_rerun() {
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::tool_use("bash", json!({"command": "echo ran >> runs.txt; sleep 60"})),
+            Reply::text("noted"),
+        ]),
+        "[workers]\nlease_ttl_secs = 2\n",
+    )
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let workdir = tempfile::tempdir().unwrap();
+    let runs = workdir.path().join("runs.txt");
+    let session = new_session(&base, &token, &env_id, "go").await;
+    let mut first = spawn_sdk_worker(&base, &env_id, &key, workdir.path(), "box1-000000000001");
+    wait_until("the first worker to start the bash call", || runs.exists()).await;
+    // kill -9 mid-call: no stop, no result, its heartbeats just end.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = first.wait();
+    // A second worker is ready; it must not run the call again.
+    let mut second = spawn_sdk_worker(&base, &env_id, &key, workdir.path(), "box2-000000000002");
+    wait_until("the lease to expire and the turn to end", || {
+        ended_turn(&env, &session)
+    })
+    .await;
+    let results = tool_results(&env.events(&session));
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].0, ToolStatus::Interrupted, "{results:?}");
+    assert!(results[0].1.contains("NOT run again"), "{results:?}");
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "ran\n",
+        "the call ran twice"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_on_one_queue_run_each_call_exactly_once() {
+    const SESSIONS: usize = 6;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo $PPID-$RANDOM >> calls.txt; sleep 0.2"}),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let workdir = tempfile::tempdir().unwrap();
+    let mut workers = vec![
+        spawn_sdk_worker(&base, &env_id, &key, workdir.path(), "box1-00000000000a"),
+        spawn_sdk_worker(&base, &env_id, &key, workdir.path(), "box2-00000000000b"),
+    ];
+    let mut sessions = Vec::new();
+    for i in 0..SESSIONS {
+        sessions.push(new_session(&base, &token, &env_id, &format!("go {i}")).await);
+    }
+    wait_until("every session to end its turn", || {
+        sessions.iter().all(|s| ended_turn(&env, s))
+    })
+    .await;
+    for s in &sessions {
+        let results = tool_results(&env.events(s));
+        assert_eq!(results.len(), 1, "{s}: {results:?}");
+        assert_eq!(results[0].0, ToolStatus::Ok, "{s}: {results:?}");
+    }
+    let calls = std::fs::read_to_string(workdir.path().join("calls.txt")).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        SESSIONS,
+        "each call exactly once:\n{calls}"
+    );
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tether_worker_in_its_own_home_serves_a_session_in_its_sandbox() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "echo from-tether-worker > f.txt && cat f.txt"}),
+        ),
+        Reply::tool_use("read", json!({"file_path": "f.txt"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    // The second box: its own TETHER_HOME, no daemon of its own, only the URL and the key.
+    let box_home = tempfile::Builder::new()
+        .prefix("tw")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let workdir = box_home.path().join("work");
+    let mut worker = Command::new(tether_e2e::bin_dir().join("tether"))
+        .args(["worker", "--env", &env_id, "--url", &base])
+        .arg("--workdir")
+        .arg(&workdir)
+        .env("TETHER_HOME", box_home.path())
+        .env("TETHER_DAEMON_BIN", tether_e2e::bin_dir().join("tetherd"))
+        .env("TETHER_ENV_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = new_session(&base, &token, &env_id, "go").await;
+    for _ in 0..300 {
+        if ended_turn(&env, &session) || worker.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let results = tool_results(&env.events(&session));
+    let _ = worker.kill();
+    let out = worker.wait_with_output().unwrap();
+    assert!(
+        ended_turn(&env, &session),
+        "the turn did not end: {:?}\nworker: {}",
+        tether_e2e::types(&env.events(&session)),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        results.len(),
+        2,
+        "{results:?}\nworker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(results[0].0, ToolStatus::Ok, "{results:?}");
+    assert!(results[0].1.contains("from-tether-worker"), "{results:?}");
+    assert!(
+        results[1].1.contains("from-tether-worker"),
+        "the read: {results:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(workdir.join("f.txt")).unwrap(),
+        "from-tether-worker\n"
+    );
+    // tetherd lists the box it saw.
+    let shown = env.ok(&["envs", "show", "box"]);
+    assert!(shown.contains("workers: 1 seen"), "{shown}");
+    // A wrong key: the worker says what to do and exits non-zero.
+    let bad = Command::new(tether_e2e::bin_dir().join("tether"))
+        .args([
+            "worker",
+            "--env",
+            &env_id,
+            "--url",
+            &base,
+            "--key",
+            "tether-envkey-wrong",
+        ])
+        .env("TETHER_HOME", box_home.path())
+        .env("TETHER_DAEMON_BIN", tether_e2e::bin_dir().join("tetherd"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("refused the environment key"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
