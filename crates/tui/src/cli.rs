@@ -535,6 +535,7 @@ pub enum EnvsAction {
     Key {
         /// Name or id.
         env: String,
+        /// Make a new key and print it; the old one stops working at once.
         #[arg(long)]
         rotate: bool,
         /// JSON instead of text.
@@ -816,6 +817,7 @@ pub enum WorkflowsAction {
     },
     /// List open runs (--all: ended ones too).
     Ls {
+        /// Ended runs too.
         #[arg(long)]
         all: bool,
         /// Only this session's runs.
@@ -829,16 +831,25 @@ pub enum WorkflowsAction {
     Show {
         /// The run's id (`wrun_...`).
         run: String,
+        /// The run as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Interrupt a run's threads; the run waits, idle, until `resume`.
-    Stop { run: String },
+    Stop {
+        /// The run's id (`wrun_...`).
+        run: String,
+    },
     /// Start a stopped run again where it was: finished tasks stay finished.
-    Resume { run: String },
+    Resume {
+        /// The run's id (`wrun_...`).
+        run: String,
+    },
     /// Approve a checkpoint task waiting for an answer.
     Approve {
+        /// The run's id (`wrun_...`).
         run: String,
+        /// The checkpoint task's id.
         task: String,
         /// A note the dependents see as the checkpoint's output.
         #[arg(long)]
@@ -846,8 +857,11 @@ pub enum WorkflowsAction {
     },
     /// Deny a checkpoint task: it fails (and the run with it unless it is optional).
     Deny {
+        /// The run's id (`wrun_...`).
         run: String,
+        /// The checkpoint task's id.
         task: String,
+        /// Why: the failure explanation the run records.
         #[arg(long)]
         note: Option<String>,
     },
