@@ -212,7 +212,20 @@ fn print_tasks(r: &WorkflowRun) {
         }
     }
     if let Some(res) = &r.result {
-        println!("result: {}", serde_json::to_string(res).unwrap_or_default());
+        use tether_proto::workflow::RunResult;
+        match res {
+            RunResult::Completed { failed_tasks } if failed_tasks.is_empty() => {
+                println!("result: completed, every task succeeded")
+            }
+            RunResult::Completed { failed_tasks } => println!(
+                "result: completed with failed tasks: {}",
+                failed_tasks.join(", ")
+            ),
+            RunResult::Stopped {} => println!("result: stopped"),
+            RunResult::Error { error } => {
+                println!("result: error {}: {}", error.kind.as_str(), error.message)
+            }
+        }
     }
 }
 

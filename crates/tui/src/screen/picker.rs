@@ -188,6 +188,38 @@ pub struct NewSession {
     pub field: usize,
 }
 
+/// ctrl-u: the whole field goes.
+fn clear_field(field: &mut String) {
+    field.clear();
+}
+
+/// ctrl-w: the last word goes, with the spaces after it (a path loses its last segment).
+fn delete_word(field: &mut String) {
+    while field.ends_with(' ') {
+        field.pop();
+    }
+    while let Some(c) = field.chars().last() {
+        if matches!(c, ' ' | '/' | '-' | '_' | '.') {
+            break;
+        }
+        field.pop();
+    }
+    // A separator right before the word goes with it, unless it is all that is left.
+    if field.len() > 1 && field.ends_with(['/', '-', '_', '.']) {
+        field.pop();
+    }
+}
+
+/// A typed character for a session name: names are one word, so a space becomes `-` where
+/// the user sees it (not silently dropped); other whitespace is ignored.
+fn name_char(c: char) -> Option<char> {
+    match c {
+        ' ' => Some('-'),
+        c if c.is_whitespace() => None,
+        c => Some(c),
+    }
+}
+
 impl NewSession {
     pub const LABELS: [&'static str; 4] = ["name", "agent", "model", "directory"];
 
@@ -528,7 +560,20 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             KeyCode::Backspace => {
                 form.field_mut().pop();
             }
-            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => form.field_mut().push(c),
+            KeyCode::Char('u') if ctrl => clear_field(form.field_mut()),
+            KeyCode::Char('w') if ctrl => delete_word(form.field_mut()),
+            // A directory keeps its spaces; a name turns them into `-`; agent and model
+            // names have none.
+            KeyCode::Char(c) if !ctrl => {
+                let c = match form.field {
+                    0 => name_char(c),
+                    3 => Some(c),
+                    _ => (!c.is_whitespace()).then_some(c),
+                };
+                if let Some(c) = c {
+                    form.field_mut().push(c);
+                }
+            }
             _ => {}
         }
         return Vec::new();
@@ -555,8 +600,14 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             KeyCode::Backspace => {
                 r.name.pop();
             }
+            KeyCode::Char('u') if ctrl => clear_field(&mut r.name),
+            KeyCode::Char('w') if ctrl => delete_word(&mut r.name),
             // Names are one word (letters, digits, - _ .); the daemon explains the rules.
-            KeyCode::Char(c) if !ctrl && !c.is_whitespace() => r.name.push(c),
+            KeyCode::Char(c) if !ctrl => {
+                if let Some(c) = name_char(c) {
+                    r.name.push(c);
+                }
+            }
             _ => {}
         }
         return Vec::new();
@@ -592,8 +643,17 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
                 p.seen.insert(key.clone(), seq);
                 vec![PickerEffect::Attach(key)]
             }
-            None => {
+            // Nothing at all yet: Enter starts the first session.
+            None if p.filter.is_empty() => {
                 p.creating = Some(NewSession::default());
+                Vec::new()
+            }
+            // A filter that matches nothing: say so, don't open the form by surprise.
+            None => {
+                p.notice = Some(format!(
+                    "no session matches `{}`: esc clears the filter, ctrl-n starts a new session",
+                    p.filter
+                ));
                 Vec::new()
             }
         },
@@ -653,6 +713,16 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
         }
         KeyCode::Backspace => {
             p.filter.pop();
+            p.selected = 0;
+            Vec::new()
+        }
+        KeyCode::Char('u') if ctrl => {
+            clear_field(&mut p.filter);
+            p.selected = 0;
+            Vec::new()
+        }
+        KeyCode::Char('w') if ctrl => {
+            delete_word(&mut p.filter);
             p.selected = 0;
             Vec::new()
         }

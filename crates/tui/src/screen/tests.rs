@@ -1770,6 +1770,54 @@ fn ctrl_r_renames_the_selected_session_and_esc_or_no_change_sends_nothing() {
     assert_eq!(p.notice.as_deref(), Some("not renamed"));
 }
 
+/// Issue 19's picker fields: a space in a name is kept as `-` (not dropped), a directory
+/// keeps its spaces, ctrl-u and ctrl-w edit fields and the filter, and Enter on a filter
+/// that matches nothing says so instead of opening the new-session form.
+#[test]
+fn picker_fields_keep_spaces_edit_with_ctrl_u_and_ctrl_w_and_a_dead_filter_opens_nothing() {
+    let mut p = Picker::default();
+    super::picker::update(&mut p, PickerMsg::Sessions(sessions()));
+    let typed = |p: &mut Picker, text: &str| {
+        for c in text.chars() {
+            picker_key(p, KeyCode::Char(c), KeyModifiers::NONE);
+        }
+    };
+    typed(&mut p, "zzz nothing");
+    assert!(picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE).is_empty());
+    assert!(p.creating.is_none(), "no surprise form");
+    assert!(
+        p.notice
+            .as_deref()
+            .unwrap()
+            .contains("no session matches `zzz nothing`")
+    );
+    picker_key(&mut p, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    assert_eq!(p.filter, "zzz ");
+    picker_key(&mut p, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    assert_eq!(p.filter, "");
+
+    picker_key(&mut p, KeyCode::Char('n'), KeyModifiers::CONTROL);
+    typed(&mut p, "fix the tests");
+    assert_eq!(p.creating.as_ref().unwrap().name, "fix-the-tests");
+    picker_key(&mut p, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    assert_eq!(p.creating.as_ref().unwrap().name, "fix-the");
+    for _ in 0..3 {
+        picker_key(&mut p, KeyCode::Tab, KeyModifiers::NONE);
+    }
+    typed(&mut p, "/tmp/my project/src");
+    assert_eq!(p.creating.as_ref().unwrap().dir, "/tmp/my project/src");
+    picker_key(&mut p, KeyCode::Char('w'), KeyModifiers::CONTROL);
+    assert_eq!(p.creating.as_ref().unwrap().dir, "/tmp/my project");
+    picker_key(&mut p, KeyCode::Char('u'), KeyModifiers::CONTROL);
+    assert_eq!(p.creating.as_ref().unwrap().dir, "");
+    typed(&mut p, "/srv/app");
+    let effects = picker_key(&mut p, KeyCode::Enter, KeyModifiers::NONE);
+    assert!(
+        matches!(&effects[..], [PickerEffect::Create(f)] if f.name == "fix-the" && f.dir == "/srv/app"),
+        "{effects:?}"
+    );
+}
+
 #[test]
 fn snapshot_picker_rename_prompt() {
     for (w, h) in [(80u16, 24u16), (160, 48)] {

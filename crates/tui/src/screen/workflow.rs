@@ -44,14 +44,14 @@ pub fn marker(body: &EventBody) -> Option<String> {
             ),
         },
         EventBody::SpanWorkflowTaskStarted {
+            workflow_run_id,
             task_id,
             attempt,
             model,
             thread_id,
-            ..
         } => match thread_id {
             None => format!(
-                "? task {task_id} waits for approval (`tether workflows approve|deny RUN {task_id}`)"
+                "? task {task_id} waits for approval: `tether workflows approve {workflow_run_id} {task_id}` (or deny)"
             ),
             Some(_) => format!(
                 "▸ task {task_id} attempt {attempt} started{}",

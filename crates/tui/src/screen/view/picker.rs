@@ -409,16 +409,13 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             );
         }
     }
+    const LONG: &str = " enter attach · tab peek · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · type to filter · esc quit";
+    const SHORT: &str = " enter attach · tab peek · ^n new · ^r rename · ^d delete · esc quit";
     let foot = match &p.notice {
         Some(n) => Line::styled(format!(" {n}"), Style::default().fg(Color::Yellow)),
-        None if footer.width >= 100 => Line::styled(
-            " enter attach · tab peek · ctrl-n new · ctrl-r rename · ctrl-a archive · ctrl-d delete · type to filter · esc quit",
-            dim(),
-        ),
-        None => Line::styled(
-            " enter attach · tab peek · ^n new · ^r rename · ^d delete · esc quit",
-            dim(),
-        ),
+        // The long hints only where they fit whole (never cut mid-word).
+        None if footer.width as usize >= LONG.chars().count() => Line::styled(LONG, dim()),
+        None => Line::styled(SHORT, dim()),
     };
     f.render_widget(Paragraph::new(foot), footer);
 }
