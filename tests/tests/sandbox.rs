@@ -442,8 +442,10 @@ async fn daemon_kill_9_leaves_no_sandbox_process() {
     .await;
     daemon.kill().unwrap();
     env.wait_killed(daemon).await;
+    // This session's sandbox only: other tests (and other daemons) on the box have their own.
+    let own_sandbox = format!("sandbox-exec {}", ws.path().display());
     wait_until("no sandbox process is left", || {
-        pids_matching("sleep 98732").is_empty() && pids_matching("sandbox-exec").is_empty()
+        pids_matching("sleep 98732").is_empty() && pids_matching(&own_sandbox).is_empty()
     })
     .await;
 }
