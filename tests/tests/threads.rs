@@ -950,3 +950,33 @@ async fn the_python_sdk_lists_reads_and_streams_threads() {
     )
     .await;
 }
+
+/// The session's usage covers its threads after a restart too, before any of them loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_usage_still_counts_its_threads_after_a_restart() {
+    let script = Script::sequential(vec![
+        Reply::tools(vec![send("reviewer", "review it")]),
+        Reply::text("reviewed"),
+    ])
+    .with_route(reviewer(vec![Reply::text("looks fine")]));
+    let env = TestEnv::new(script).await;
+    let mut daemon = env.spawn_daemon(None).await;
+    let id = setup(&env, json!([]), false).await;
+    say(&env, &id, "get a review").await;
+    settle(&env, &id).await;
+    let before = model_requests(&env, &id).await;
+    assert_eq!(
+        before, 3,
+        "the primary's two requests and the reviewer's one"
+    );
+    daemon.kill().unwrap();
+    env.wait_killed(daemon).await;
+    let _daemon = env.spawn_daemon(None).await;
+    assert_eq!(model_requests(&env, &id).await, before);
+}
+
+async fn model_requests(env: &TestEnv, id: &str) -> u64 {
+    let mut c = env.client().await;
+    let info = c.call("session.get", json!({"session": id})).await.unwrap();
+    info["usage"]["model_requests"].as_u64().unwrap()
+}

@@ -186,7 +186,7 @@ impl Runtime {
                     row.environment.as_deref(),
                 )
                 .await;
-                Session::new(
+                let s = Session::new(
                     self.services.clone(),
                     row,
                     agent.as_ref(),
@@ -194,7 +194,15 @@ impl Runtime {
                     sandbox,
                     work_env,
                     &events,
-                )
+                );
+                // Its threads' usage as last stored, until each loads and reports its own:
+                // the session's usage and budget cover threads idle since a restart too.
+                if !s.state().threads.children.is_empty() {
+                    for child in self.store.list_threads(id).await? {
+                        s.seed_thread_usage(&child.id, child.usage);
+                    }
+                }
+                s
             }
         };
         // A process an earlier daemon ran this session's tools in may have outlived it.
@@ -225,6 +233,10 @@ impl Runtime {
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
         let mut info = info_from_row(&row, None, 0);
         info.sandbox = Some(self.sandbox_level(row.environment.as_deref()).await);
+        // Usage covers every thread (one indexed query; none for a session without).
+        for child in self.store.list_threads(id).await? {
+            info.usage.add(&child.usage);
+        }
         Ok(info)
     }
 

@@ -44,6 +44,13 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl SessionUsage {
+    /// Adds another stream's usage (a thread's to its session's).
+    pub fn add(&mut self, other: &SessionUsage) {
+        self.tokens.add(&other.tokens);
+        self.model_requests += other.model_requests;
+        self.unpriced_requests += other.unpriced_requests;
+    }
+
     /// Counts one finished model request.
     pub fn record(&mut self, usage: &ModelUsage) {
         self.tokens.add(usage);

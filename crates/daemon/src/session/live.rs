@@ -335,15 +335,20 @@ impl Session {
         self.total_usage().tokens.cost_usd.unwrap_or(0.0)
     }
 
-    /// This session's usage plus its loaded threads'.
+    /// This session's usage plus its threads' (live for loaded ones, as stored for the others).
     pub fn total_usage(&self) -> tether_proto::SessionUsage {
         let mut total = self.state().usage;
         for u in lock(&self.thread_usage).values() {
-            total.tokens.add(&u.tokens);
-            total.model_requests += u.model_requests;
-            total.unpriced_requests += u.unpriced_requests;
+            total.add(u);
         }
         total
+    }
+
+    /// A thread's usage as stored, for a thread not loaded yet (a loaded one's report wins).
+    pub fn seed_thread_usage(&self, thread_id: &str, usage: tether_proto::SessionUsage) {
+        lock(&self.thread_usage)
+            .entry(thread_id.to_string())
+            .or_insert(usage);
     }
 
     /// A child tells its primary what it has spent so far.
@@ -693,9 +698,7 @@ impl Session {
         let usage = {
             let mut total = st.usage;
             for u in lock(&self.thread_usage).values() {
-                total.tokens.add(&u.tokens);
-                total.model_requests += u.model_requests;
-                total.unpriced_requests += u.unpriced_requests;
+                total.add(u);
             }
             total
         };
