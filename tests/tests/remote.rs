@@ -60,15 +60,24 @@ impl Remote<'_> {
 
 /// Lines a child prints, collected by a thread as they come.
 fn collect_lines(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    collect_lines_until_eof(r).0
+}
+
+/// [`collect_lines`] with the reader thread, to join once the writer has exited: every line
+/// it wrote is then collected (reading the lines right after the process exits can miss the
+/// last ones on a loaded box).
+fn collect_lines_until_eof(
+    r: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 fn has_line(lines: &Arc<Mutex<Vec<String>>>, needle: &str) -> bool {
@@ -147,7 +156,7 @@ async fn a_killed_ssh_link_mid_turn_reconnects_and_the_transcript_is_whole() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let out = collect_lines(client.stdout.take().unwrap());
+    let (out, out_reader) = collect_lines_until_eof(client.stdout.take().unwrap());
     let err = collect_lines(client.stderr.take().unwrap());
     // Mid-turn: the model is streaming (stalled after its first delta).
     env.mock.wait_for_requests(1).await;
@@ -179,6 +188,7 @@ async fn a_killed_ssh_link_mid_turn_reconnects_and_the_transcript_is_whole() {
         "client exit {status}; stderr: {:?}",
         err.lock().unwrap()
     );
+    out_reader.join().unwrap();
     // The transcript the client printed is exactly the log after its message: no gap, no
     // duplicate, across the reconnect.
     let printed: Vec<Event> = out
