@@ -60,7 +60,7 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
         .to_string(),
     )?;
     // Start the daemon first, so the wall time is the run's, not the daemon's start.
-    home.ok(&["daemon", "status"])?;
+    home.ok(&["daemon", "start"])?;
     let pid = home.running_daemon_pid()?;
     let mut cmd = home.tether();
     cmd.current_dir(&work).args(["workflows", "run"]).arg(&file);

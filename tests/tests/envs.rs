@@ -161,7 +161,8 @@ async fn a_layer_is_built_once_shared_read_only_and_rebuilt_when_the_config_chan
     let files = tempfile::tempdir().unwrap();
     let v1 = write(&files, "stamp.yaml", STAMP_V1);
     let out = env.ok(&["envs", "create", "-f", &v1]);
-    assert!(out.contains("[1/1] setup: cat /proc"), "{out}");
+    // The step shows live only if the client's watch starts before this short build ends;
+    // its log always has it (checked below).
     assert!(out.contains("built: layer "), "{out}");
     assert_eq!(layers(&env).len(), 1);
     let first_layer = layers(&env);

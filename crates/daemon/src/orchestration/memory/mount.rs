@@ -305,23 +305,49 @@ impl Syncer {
                 .await
                 .map_err(|e| e.to_string())?;
             let dir = dir.to_path_buf();
-            let done = tokio::task::spawn_blocking(move || {
+            let (done, written) = tokio::task::spawn_blocking(move || {
                 let root = open_root(&dir)?;
                 let mut done = Vec::new();
+                // What the next scan can take as known: path -> its stat as written.
+                let mut written: Vec<(String, Option<Seen>)> = Vec::new();
                 for (path, want) in pulls {
-                    match want.as_ref().and_then(|_| contents.get(&path)) {
-                        Some(text) => write_file(root.as_fd(), &path, text.as_bytes())?,
-                        None => remove_file(root.as_fd(), &path)?,
+                    let text = want.as_ref().and_then(|_| contents.get(&path));
+                    let sha = text.map(|t| rules::sha256_hex(t.as_bytes()));
+                    match (text, &sha) {
+                        (Some(text), Some(sha)) => {
+                            let st = write_file(root.as_fd(), &path, text.as_bytes())?;
+                            written.push((
+                                path.clone(),
+                                Some(Seen {
+                                    ino: st.st_ino,
+                                    size: st.st_size,
+                                    mtime: (st.st_mtime, st.st_mtime_nsec),
+                                    sha: sha.clone(),
+                                }),
+                            ));
+                        }
+                        _ => {
+                            remove_file(root.as_fd(), &path)?;
+                            written.push((path.clone(), None));
+                        }
                     }
-                    let sha = want
-                        .and_then(|_| contents.get(&path).map(|t| rules::sha256_hex(t.as_bytes())));
                     done.push((path, sha));
                 }
-                Ok::<_, String>(done)
+                Ok::<_, String>((done, written))
             })
             .await
             .map_err(|e| format!("writing the memory copy failed: {e}"))??;
             settle.extend(done);
+            // The files just written are known: the next sync need not read them again.
+            let key = (session_id.to_string(), store_id.clone());
+            let mut all = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let seen = all.entry(key).or_default();
+            for (path, st) in written {
+                match st {
+                    Some(st) => seen.insert(path, st),
+                    None => seen.remove(&path),
+                };
+            }
         }
         if !settle.is_empty() {
             let (sid, stid) = (session_id.to_string(), store_id);
@@ -585,7 +611,13 @@ fn parent_dir(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, String> {
 /// Writes `bytes` at `path` beneath `root`: a fresh file directly, an existing one through
 /// a temp file and a rename (a reader never sees half a file). No fsync: the store is the
 /// truth, the copy a cache rebuilt from it.
-fn write_file(root: BorrowedFd<'_>, path: &str, bytes: &[u8]) -> Result<(), String> {
+/// Writes a file of the copy (atomically when it exists) and returns its stat as written,
+/// taken on the written fd (so the next scan knows it without reading it).
+fn write_file(
+    root: BorrowedFd<'_>,
+    path: &str,
+    bytes: &[u8],
+) -> Result<nix::sys::stat::FileStat, String> {
     let p = rel(path);
     let dir = parent_dir(root, p)?;
     let Some(name) = p.file_name() else {
@@ -602,10 +634,13 @@ fn write_file(root: BorrowedFd<'_>, path: &str, bytes: &[u8]) -> Result<(), Stri
             fspath::single_name(),
         )
     };
+    let write = |fd: OwnedFd| {
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes).map_err(|e| fail(&e))?;
+        nix::sys::stat::fstat(f.as_fd()).map_err(|e| fail(&e))
+    };
     match create(Path::new(name)) {
-        Ok(fd) => std::fs::File::from(fd)
-            .write_all(bytes)
-            .map_err(|e| fail(&e)),
+        Ok(fd) => write(fd),
         Err(Errno::EEXIST) => {
             let _ = nix::unistd::unlinkat(
                 dir.as_fd(),
@@ -613,9 +648,7 @@ fn write_file(root: BorrowedFd<'_>, path: &str, bytes: &[u8]) -> Result<(), Stri
                 nix::unistd::UnlinkatFlags::NoRemoveDir,
             );
             let fd = create(Path::new(&tmp)).map_err(|e| fail(&e))?;
-            std::fs::File::from(fd)
-                .write_all(bytes)
-                .map_err(|e| fail(&e))?;
+            let st = write(fd)?;
             // A directory in the way is removed only if empty; then the rename fails.
             if let Ok(st) = fspath::lstat_at(dir.as_fd(), name)
                 && fspath::kind(&st) == nix::sys::stat::SFlag::S_IFDIR
@@ -623,7 +656,9 @@ fn write_file(root: BorrowedFd<'_>, path: &str, bytes: &[u8]) -> Result<(), Stri
                 let _ =
                     nix::unistd::unlinkat(dir.as_fd(), name, nix::unistd::UnlinkatFlags::RemoveDir);
             }
-            nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name).map_err(|e| fail(&e))
+            nix::fcntl::renameat(dir.as_fd(), tmp.as_str(), dir.as_fd(), name)
+                .map_err(|e| fail(&e))?;
+            Ok(st)
         }
         Err(e) => Err(fail(&e)),
     }
@@ -982,7 +1017,7 @@ mod tests {
                     .cloned()
             }
         };
-        // The first sync writes the copy; the second hashes what it wrote.
+        // The first sync writes the copy (and knows what it wrote); the second has no work.
         f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
         f.syncer.sync_one("sesn_a", &f.mount).await.unwrap();
         let real = base("/n.md").await.unwrap();
