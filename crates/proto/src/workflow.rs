@@ -57,6 +57,7 @@ pub struct TaskSpec {
     pub checks: Vec<Check>,
     /// Attempts after the first one failed.
     #[serde(default)]
+    #[schemars(range(max = 4294967295u32))]
     pub retries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalate: Option<Escalate>,
@@ -95,6 +96,7 @@ pub struct InlineAgent {
 pub struct TaskOutcome {
     pub rubric: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 4294967295u32))]
     pub max_iterations: Option<u32>,
 }
 
@@ -112,6 +114,7 @@ pub struct Check {
 #[serde(deny_unknown_fields)]
 pub struct Escalate {
     #[serde(default = "one")]
+    #[schemars(range(max = 4294967295u32))]
     pub after: u32,
     pub model: String,
 }
