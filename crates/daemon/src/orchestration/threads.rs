@@ -467,7 +467,7 @@ async fn thread_for(
     let model = crate::session::model::current_model(s);
     let thread_agent = agent.thread_agent(&model);
     let model = crate::config::canonical_model(thread_agent.model_id());
-    let row = child_row(s, &thread_agent, model, agent.agent.spec.system.clone())?;
+    let row = child_row(s, &thread_agent, model, agent.agent.spec.system.clone());
     let row = SessionRow {
         tools: Some(crate::resources::agents::offered_tools(&agent.agent)),
         agent: Some((agent.agent.id.clone(), agent.agent.version)),
@@ -550,19 +550,20 @@ async fn spawn_inline(
         mcp_servers: Vec::new(),
         skills: Vec::new(),
     };
-    let row = child_row(s, &thread_agent, model, Some(system.to_string()))?;
+    let row = child_row(s, &thread_agent, model, Some(system.to_string()));
     create_thread(rt, s, row, thread_agent).await
 }
 
-/// A child's row: the session's workspace, environment, layer and networking.
-fn child_row(
+/// A child's row: the session's workspace, environment, layer and networking (also a
+/// workflow task's thread).
+pub(crate) fn child_row(
     s: &Session,
     agent: &ThreadAgent,
     model: String,
     system: Option<String>,
-) -> Result<SessionRow, Refused> {
+) -> SessionRow {
     let parent = s.row();
-    Ok(SessionRow {
+    SessionRow {
         system,
         workspace_owned: false,
         tools: parent.tools.clone(),
@@ -578,7 +579,7 @@ fn child_row(
             parent.workspace.clone(),
             parent.max_turns,
         )
-    })
+    }
 }
 
 /// Creates a child thread: its row and `session.thread_created` in the primary's stream in

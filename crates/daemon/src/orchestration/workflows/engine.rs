@@ -547,12 +547,6 @@ fn ended(
     }
 }
 
-/// A new task thread's id.
-fn thread_id() -> String {
-    let id = crate::ids::session_id();
-    format!("sthr_{}", id.strip_prefix("sesn_").unwrap_or(&id))
-}
-
 /// The row and agent of a task's thread: the session's workspace, sandbox layer and network;
 /// an inline agent gets the session agent's tools with the plan's system prompt (hosted).
 fn task_thread(
@@ -586,24 +580,7 @@ fn task_thread(
         mcp_servers: Vec::new(),
         skills: Vec::new(),
     };
-    let parent = s.row();
-    let row = SessionRow {
-        system: inline.system,
-        workspace_owned: false,
-        tools: parent.tools.clone(),
-        agent: parent.agent.clone(),
-        environment: parent.environment.clone(),
-        env_layer: parent.env_layer.clone(),
-        networking: parent.networking.clone(),
-        parent_id: Some(s.id.clone()),
-        thread_agent: Some(agent.clone()),
-        ..SessionRow::new(
-            thread_id(),
-            model,
-            parent.workspace.clone(),
-            parent.max_turns,
-        )
-    };
+    let row = crate::orchestration::threads::child_row(s, &agent, model, inline.system);
     Ok((row, agent))
 }
 
