@@ -458,3 +458,239 @@ async fn tether_worker_in_its_own_home_serves_a_session_in_its_sandbox() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+fn upstream(file: &str) -> String {
+    sdk(&format!("upstream/{file}"))
+}
+
+/// The SDK's `examples/managed-agents-self-hosted-sandbox-worker.py`, byte for byte: it makes
+/// an agent with the built-in toolset and a custom tool, a session in the self-hosted
+/// environment, and serves the calls with the SDK's `EnvironmentWorker` for its own 60 s.
+/// The model calls the custom tool first: its work item must be queued all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_self_hosted_worker_example_runs_unmodified() {
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::message(vec![
+                tether_e2e::Block::tool_use("current_time", json!({})),
+                tether_e2e::Block::tool_use("bash", json!({"command": "pwd"})),
+            ]),
+            Reply::text("It is now; the directory is shown above."),
+        ]),
+        "[workers]\nlease_ttl_secs = 2\n",
+    )
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let workdir = tempfile::tempdir().unwrap();
+    let w = workdir.path().canonicalize().unwrap();
+    let wd = w.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(upstream("managed-agents-self-hosted-sandbox-worker.py"))
+            .env("ANTHROPIC_BASE_URL", base)
+            .env("ANTHROPIC_API_KEY", token)
+            .env("ANTHROPIC_ENVIRONMENT_ID", env_id)
+            .env("ANTHROPIC_ENVIRONMENT_KEY", key)
+            .env("ANTHROPIC_WORKDIR", wd)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let why = format!(
+        "stdout:\n{stdout}\nstderr (tail):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(out.status.success(), "the example failed\n{why}");
+    // Its printed transcript: both calls answered by the worker, then the model's reply.
+    assert!(stdout.contains("agent.custom_tool_use"), "{why}");
+    assert!(stdout.contains("user.custom_tool_result: 20"), "no time\n{why}");
+    assert!(
+        stdout.contains(&format!("agent.tool_result: {}", w.display())),
+        "pwd did not run in the worker's workdir\n{why}"
+    );
+    assert!(
+        stdout.contains("agent.message: It is now; the directory is shown above."),
+        "{why}"
+    );
+    assert!(stdout.contains("deleted session"), "{why}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// The SDK's `examples/managed-agents-worker-dispatch.py`, byte for byte: it serves one item
+/// something else claimed (here the test, polling and acknowledging as `ant beta:worker poll
+/// --on-work` does) with `handle_item()`, with only the environment key (its API key is a dummy).
+/// Archiving the session stops the item: the worker hears it at its next heartbeat and exits.
+/// A worker's credentials answer calls and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_dispatch_example_serves_a_claimed_item_until_the_session_is_archived() {
+    let env = TestEnv::with_config(
+        Script::sequential(vec![
+            Reply::tool_use("current_time", json!({})),
+            Reply::text("It is now."),
+        ]),
+        // Long enough for Python to start and send its first heartbeat on a loaded box;
+        // the worker heartbeats every ttl/2, which bounds how soon it hears of the archive.
+        "[workers]\nlease_ttl_secs = 10\n",
+    )
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let post = |path: String, bearer: String, body: Value| {
+        let base = base.clone();
+        async move {
+            let r = http()
+                .post(format!("{base}{path}"))
+                .bearer_auth(bearer)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let (status, agent) = post(
+        "/v1/agents".into(),
+        token.clone(),
+        json!({"name": "clock", "model": "claude-haiku-4-5", "tools": [
+            {"type": "agent_toolset_20260401"},
+            {"type": "custom", "name": "current_time", "description": "now",
+             "input_schema": {"type": "object", "properties": {}}}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{agent}");
+    let (status, s) = post(
+        "/v1/sessions".into(),
+        token.clone(),
+        json!({"agent": agent["id"], "environment_id": env_id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{s}");
+    let session = s["id"].as_str().unwrap().to_string();
+    let (status, _) = post(
+        format!("/v1/sessions/{session}/events"),
+        token.clone(),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "time?"}]}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Claim the item the way an upstream poller does: poll, then acknowledge.
+    let mut work = Value::Null;
+    for _ in 0..40 {
+        let r = http()
+            .get(format!(
+                "{base}/v1/environments/{env_id}/work/poll?block_ms=500"
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let body = r.text().await.unwrap();
+        if !body.trim().is_empty() && body.trim() != "null" {
+            work = serde_json::from_str(&body).unwrap();
+            break;
+        }
+    }
+    let work_id = work["id"].as_str().expect("no work item").to_string();
+    assert_eq!(work["data"]["id"], session.as_str(), "{work}");
+    // A worker's credentials do not speak for the user.
+    let sessions_token = serde_json::from_slice::<Value>(&decode_base64url(
+        work["secret"].as_str().unwrap(),
+    ))
+    .unwrap()["sessions_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for bearer in [key.clone(), sessions_token] {
+        let (status, body) = post(
+            format!("/v1/sessions/{session}/events"),
+            bearer,
+            json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "rm -rf"}]}]}),
+        )
+        .await;
+        assert_eq!(status, 403, "a worker sent a user message: {body}");
+        assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    }
+    // Acknowledged just before the worker starts: the lease runs from here.
+    let (status, acked) = post(
+        format!("/v1/environments/{env_id}/work/{work_id}/ack"),
+        key.clone(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{acked}");
+    // Its log goes to a file: a full pipe would stall it before it exits.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("worker.log");
+    let mut child = Command::new(python())
+        .arg(upstream("managed-agents-worker-dispatch.py"))
+        .env("ANTHROPIC_BASE_URL", &base)
+        .env("ANTHROPIC_API_KEY", "unused-by-the-worker")
+        .env("ANTHROPIC_WORK_ID", &work_id)
+        .env("ANTHROPIC_ENVIRONMENT_ID", &env_id)
+        .env("ANTHROPIC_SESSION_ID", &session)
+        .env("ANTHROPIC_ENVIRONMENT_KEY", &key)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ended_turn(&env, &session) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not answer the call in 60 s\nworker log:\n{}\nevents: {:#?}",
+            std::fs::read_to_string(&log_path).unwrap_or_default(),
+            env.events(&session)
+                .iter()
+                .map(|e| e.body.type_name())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let events = env.events(&session);
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.body,
+            EventBody::UserCustomToolResult { content, .. } if format!("{content:?}").contains("20")
+        )),
+        "no custom tool result from the worker"
+    );
+    let (status, _) = post(
+        format!("/v1/sessions/{session}/archive"),
+        token.clone(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_until("the worker to let go of the archived session's item", || {
+        child.try_wait().unwrap().is_some()
+    })
+    .await;
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("work item complete"),
+        "stdout: {stdout}\nstderr: {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let item: Value = http()
+        .get(format!("{base}/v1/environments/{env_id}/work/{work_id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(item["state"], "stopped", "{item}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

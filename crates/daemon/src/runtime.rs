@@ -521,10 +521,17 @@ impl Runtime {
             .set_archived(&session.id, Some(now.clone()))
             .await?;
         session.update_row(|row| row.archived_at = Some(now));
+        // Its worker hears it at the next heartbeat (`lease_extended: false`) and lets go.
+        if let Some(q) = self.services.work_queue.get() {
+            q.withdraw(&session.id, false).await?;
+        }
         Ok(())
     }
 
     pub async fn delete(&self, session: &Arc<Session>) -> Result<(), ErrorBody> {
+        if let Some(q) = self.services.work_queue.get() {
+            q.withdraw(&session.id, true).await?;
+        }
         for row in self.store.list_threads(&session.id).await? {
             let loaded = self.registry().remove(&row.id);
             if let Some(t) = loaded {

@@ -32,6 +32,15 @@ impl ApiError {
         }
     }
 
+    /// A credential that is valid but does not open this (hosted `permission_error`).
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            kind: "permission_error",
+            message: message.into(),
+        }
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,

@@ -310,6 +310,7 @@ fn parse_batch(events: Vec<Value>) -> ApiResult<Vec<UserEvent>> {
 pub async fn send(
     State(api): State<Api>,
     Path(session_id): Path<String>,
+    worker: Option<axum::Extension<super::WorkerCaller>>,
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<SentEvents>> {
     let b: SendBody = body::parse(&bytes)?;
@@ -317,6 +318,20 @@ pub async fn send(
         return Err(ApiError::invalid("events: send at least one event"));
     }
     let batch = parse_batch(b.events)?;
+    // A worker answers the calls it runs; it does not speak for the user (no messages, no
+    // approvals, no interrupts), whatever its credential opens.
+    if worker.is_some()
+        && let Some(i) = batch.iter().position(|e| {
+            !matches!(
+                e,
+                UserEvent::ToolResult { .. } | UserEvent::CustomToolResult { .. }
+            )
+        })
+    {
+        return Err(ApiError::forbidden(format!(
+            "events[{i}]: a worker's credential (environment key or work sessions token) may send only `user.tool_result` and `user.custom_tool_result`; send user messages, approvals and interrupts with the daemon's API token (`tether http-token`)"
+        )));
+    }
     let s = super::sessions::by_id(&api, &session_id).await?;
     crate::session::ops::check_writable(&s)?;
     let mut data = Vec::with_capacity(batch.len());

@@ -66,6 +66,11 @@ pub fn router(rt: Arc<Runtime>, token: String) -> Router {
         .with_state(api)
 }
 
+/// Marks a request made with a worker's credential (an environment key or a work item's
+/// sessions token) rather than the daemon's own token.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerCaller;
+
 /// Every request carries the token, as `x-api-key` (the SDKs' default) or a bearer.
 async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Response {
     let headers = req.headers();
@@ -85,6 +90,8 @@ async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Respo
             if crate::orchestration::workers::WorkQueue::of(&api.rt)
                 .is_some_and(|q| q.allows(t, req.method(), req.uri().path())) =>
         {
+            let mut req = req;
+            req.extensions_mut().insert(WorkerCaller);
             next.run(req).await
         }
         _ => {

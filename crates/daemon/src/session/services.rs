@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use tether_proto::Paths;
+use tether_proto::{ErrorBody, Paths};
 use tether_proto::memory::SessionMemory;
 
 use crate::config::Config;
@@ -47,6 +47,14 @@ pub trait WorkQueue: Send + Sync {
         environment_id: &'a str,
         session_id: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), crate::store::error::StoreError>> + Send + 'a>>;
+
+    /// `session_id` is archived or deleted: its live item (if any) stops — at once when
+    /// `force` (or nobody holds it), else at its worker's next heartbeat.
+    fn withdraw<'a>(
+        &'a self,
+        session_id: &'a str,
+        force: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ErrorBody>> + Send + 'a>>;
 
     /// The implementation, for the doors that serve the queue.
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;

@@ -350,7 +350,13 @@ async fn run_tools(
             continue;
         }
         match &call.gate {
-            Gate::Ask | Gate::Custom => return Ok(Tools::Blocked),
+            Gate::Ask => return Ok(Tools::Blocked),
+            // A self-hosted session's worker runs custom tools too (the SDK's worker is given
+            // them): its work item must be on the queue even when a custom call comes first.
+            Gate::Custom => {
+                offer_work(s).await?;
+                return Ok(Tools::Blocked);
+            }
             Gate::Denied { message } => {
                 let text = match message.as_deref().map(str::trim) {
                     Some(m) if !m.is_empty() => {
@@ -368,9 +374,7 @@ async fn run_tools(
         // session says it waits, so a worker can always find the call.
         let on_worker = s.state().waits_on(&call);
         if on_worker {
-            if let (Some(env), Some(queue)) = (&s.work_env, s.services.work_queue.get()) {
-                queue.offer(env, &s.id).await?;
-            }
+            offer_work(s).await?;
             return Ok(Tools::Blocked);
         }
         let spool_path = spool::path(&s.services.paths.data_dir, &s.id, &call.tool_use_id);
@@ -445,6 +449,15 @@ async fn run_tools(
         crash::point("after_tool_result");
     }
     Ok(Tools::Done)
+}
+
+/// Puts a self-hosted session's work item on its environment's queue (a no-op elsewhere, and
+/// when the item is already there).
+async fn offer_work(s: &Arc<Session>) -> Result<(), StoreError> {
+    if let (Some(env), Some(queue)) = (&s.work_env, s.services.work_queue.get()) {
+        queue.offer(env, &s.id).await?;
+    }
+    Ok(())
 }
 
 /// Syncs the session's mounted memory stores with their copies (see

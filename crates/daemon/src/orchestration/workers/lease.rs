@@ -121,7 +121,8 @@ pub async fn settle(rt: Arc<Runtime>, environment_id: String, session_id: String
 /// it did not answer were not run by it and are offered again as they are.
 pub async fn requeue(rt: Arc<Runtime>, environment_id: String, session_id: String) {
     let waiting = match rt.load(&session_id).await {
-        Ok(s) => s.state().worker_calls().next().is_some(),
+        // An archived session's calls wait for nobody: it runs nothing any more.
+        Ok(s) => s.row().archived_at.is_none() && s.state().worker_calls().next().is_some(),
         Err(_) => false,
     };
     if waiting

@@ -528,6 +528,7 @@ impl WorkQueue {
     ) -> Result<Work, ErrorBody> {
         let (r, ()) = self
             .change(environment_id, work_id, move |r| {
+                // 409, as hosted: the SDKs' workers take it to mean "already stopped".
                 if r.state == "stopped" {
                     return Err(ErrorBody::new(
                         ErrorCode::Conflict,
@@ -678,8 +679,9 @@ impl WorkQueue {
     }
 
     /// Whether `token` (not the daemon's own) opens `method path`: the environment key its
-    /// environment's work endpoints, a sessions token its item's session and its own
-    /// heartbeat and stop.
+    /// environment's work endpoints and the sessions its workers hold items of, a sessions
+    /// token its item's session and its own heartbeat and stop. What a worker may post to a
+    /// session is narrowed further by the events handler (`WorkerCaller`).
     pub fn allows(&self, token: &str, method: &axum::http::Method, path: &str) -> bool {
         use axum::http::Method;
         let sha = sha256_hex(token.trim());
@@ -699,15 +701,25 @@ impl WorkQueue {
                     if g.environment_id == *env && g.work_id == *id && method == Method::POST)
             }
             ["v1", "sessions", sid, rest @ ..] => {
-                let Some(g) = inner.tokens.get(&sha) else {
-                    return false;
+                let opens = matches!(
+                    (method, rest),
+                    (&Method::GET, [] | ["events"] | ["events", "stream"])
+                        | (&Method::POST, ["events"])
+                );
+                // The item's sessions token; or the environment key, for a session of its
+                // environment that a worker holds an item of (the SDK's `handle_item` falls
+                // back to the key when the item's secret is not handed to it).
+                let by_token = inner.tokens.get(&sha).is_some_and(|g| g.session_id == *sid);
+                let by_key = || {
+                    inner.tokens.values().any(|g| {
+                        g.session_id == *sid
+                            && inner
+                                .keys
+                                .get(&g.environment_id)
+                                .is_some_and(|k| crate::http::token::matches(&sha, k))
+                    })
                 };
-                g.session_id == *sid
-                    && matches!(
-                        (method, rest),
-                        (&Method::GET, [] | ["events"] | ["events", "stream"])
-                            | (&Method::POST, ["events"])
-                    )
+                opens && (by_token || by_key())
             }
             _ => false,
         }
@@ -762,6 +774,24 @@ impl crate::session::services::WorkQueue for WorkQueue {
         session_id: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
         Box::pin(self.enqueue(environment_id, session_id))
+    }
+
+    fn withdraw<'a>(
+        &'a self,
+        session_id: &'a str,
+        force: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ErrorBody>> + Send + 'a>> {
+        Box::pin(async move {
+            let sid = session_id.to_string();
+            let live = self
+                .store
+                .read(move |c| rows::live_for_session(c, &sid))
+                .await?;
+            if let Some(r) = live {
+                self.stop(&r.environment_id, &r.id, force).await?;
+            }
+            Ok(())
+        })
     }
 
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
