@@ -165,6 +165,17 @@ async fn the_sdks_worker_runs_a_self_hosted_sessions_bash_call() {
     let v: Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(v["workers"]["workers"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["workers"]["in_flight"], 0, "{v}");
+    let seen = v["workers"]["workers"][0].clone();
+    // A restart forgets the polls but not who served the queue.
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let (mut daemon, _, _) = env.spawn_http_daemon().await;
+    let shown = env.ok(&["envs", "show", "box", "--json"]);
+    let v: Value = serde_json::from_str(&shown).unwrap();
+    let after = &v["workers"]["workers"];
+    assert_eq!(after.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(after[0]["worker_id"], seen["worker_id"], "{v}");
+    assert_eq!(after[0]["host"], seen["host"], "{v}");
     let _ = daemon.kill();
     let _ = daemon.wait();
 }

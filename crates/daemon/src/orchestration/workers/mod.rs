@@ -620,21 +620,30 @@ impl WorkQueue {
                 .filter(|r| r.state != "queued" && r.worker_id.as_deref() == Some(w))
                 .count() as u64
         };
+        let e = env.clone();
+        // Workers that held items are on record; pure pollers only in memory since start.
+        let mut last: BTreeMap<String, String> = self
+            .store
+            .read(move |c| rows::workers_of(c, &e))
+            .await?
+            .into_iter()
+            .collect();
         let inner = self.lock();
-        let workers = inner
-            .seen
-            .get(environment_id)
-            .map(|m| {
-                m.iter()
-                    .map(|(id, (_, at))| WorkerSeen {
-                        worker_id: id.clone(),
-                        host: host_of(id),
-                        last_seen_at: at.clone(),
-                        in_flight: held(id),
-                    })
-                    .collect()
+        for (id, (_, at)) in inner.seen.get(environment_id).into_iter().flatten() {
+            let newer = last.get(id).is_none_or(|known| known < at);
+            if newer {
+                last.insert(id.clone(), at.clone());
+            }
+        }
+        let workers = last
+            .into_iter()
+            .map(|(id, at)| WorkerSeen {
+                host: host_of(&id),
+                in_flight: held(&id),
+                worker_id: id,
+                last_seen_at: at,
             })
-            .unwrap_or_default();
+            .collect();
         Ok(EnvironmentWorkers {
             environment_id: env.clone(),
             has_key: inner.keys.contains_key(&env),
