@@ -2,7 +2,9 @@
 //! session against 64 separate sessions doing the same work at once, on a zero-latency mock
 //! over the HTTP API (tetherd only). Each unit of work is one turn: a model request that
 //! runs `bash true`, then one that answers. Measured: the daemon's CPU per turn (utime +
-//! stime from /proc, over the whole batch) for both, their ratio (the issue asks ≤ 1.2), and
+//! stime from /proc, over the whole batch) for both, their ratio (the issue asks ≤ 1.2; a
+//! thread-turn includes spawning its thread, so the session side includes creating its
+//! session, and the ratio to the bare session turn is reported as well), and
 //! the RSS the daemon keeps per idle thread (a second batch after a warm-up one, so the
 //! allocator's first growth is not counted; the issue asks ≤ 100 KiB).
 
@@ -121,13 +123,16 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
             )
             .await?;
         }
-        // 64 sessions at once.
+        // 64 sessions at once. A thread-turn includes making its thread (the spawn), so the
+        // like-for-like session-turn includes making its session; the turn alone is reported
+        // too.
         let mut ids = Vec::new();
+        let cpu0 = cpu_ms(pid)?;
+        let t = Instant::now();
         for _ in 0..THREADS {
             ids.push(session(&api, "solo").await?);
         }
-        let cpu0 = cpu_ms(pid)?;
-        let t = Instant::now();
+        let created_cpu = cpu_ms(pid)? - cpu0;
         for id in &ids {
             send(&api, id, "run it").await?;
         }
@@ -156,11 +161,19 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
             }
             rss_per_thread = (proc_status_mib(pid, "VmRSS")? - rss0) * 1024.0 / THREADS as f64;
         }
-        anyhow::Ok((sessions_cpu, sessions_wall, thread_cpu, thread_wall, rss_per_thread))
+        anyhow::Ok((
+            sessions_cpu,
+            created_cpu,
+            sessions_wall,
+            thread_cpu,
+            thread_wall,
+            rss_per_thread,
+        ))
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let (sessions_cpu, sessions_wall, thread_cpu, thread_wall, rss) = measured?;
+    let (sessions_cpu, created_cpu, sessions_wall, thread_cpu, thread_wall, rss) = measured?;
+    let turn_only_cpu = sessions_cpu - created_cpu;
     let per = |cpu: f64| cpu / THREADS as f64;
     eprintln!(
         "bench: {THREADS} sessions at once took {:.0} ms; {THREADS} threads at once {:.0} ms",
@@ -169,8 +182,16 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
     );
     Ok(vec![
         Row {
-            metric: format!("daemon CPU per turn, {THREADS} sessions at once"),
+            metric: format!(
+                "daemon CPU per session-turn incl. creating it, {THREADS} sessions at once"
+            ),
             samples: vec![per(sessions_cpu)],
+            unit: Unit::Ms,
+            target: None,
+        },
+        Row {
+            metric: "  of which the turn alone".into(),
+            samples: vec![per(turn_only_cpu)],
             unit: Unit::Ms,
             target: None,
         },
@@ -181,10 +202,16 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
             target: None,
         },
         Row {
-            metric: "thread-turn CPU / session-turn CPU".into(),
+            metric: "thread-turn CPU / session-turn CPU (both incl. creation)".into(),
             samples: vec![thread_cpu / sessions_cpu.max(1.0)],
             unit: Unit::Ratio,
             target: Some(Target::AtMost(1.2)),
+        },
+        Row {
+            metric: "thread-turn CPU / session-turn CPU (turn alone)".into(),
+            samples: vec![thread_cpu / turn_only_cpu.max(1.0)],
+            unit: Unit::Ratio,
+            target: None,
         },
         Row {
             metric: "daemon RSS kept per idle thread (second batch)".into(),
