@@ -29,8 +29,6 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<Deployment>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 100)?;
-    let range = q.created_at()?;
     let status = match q.one("status") {
         None => None,
         Some("active") => Some(DeploymentStatus::Active),
@@ -46,19 +44,14 @@ pub async fn list(
         include_archived: q.bool("include_archived")?,
         status,
     };
-    let all: Vec<Deployment> = deployments::list(&api.rt, &filter)
-        .await?
-        .into_iter()
-        .filter(|d| range.contains(&d.created_at))
-        .collect();
-    let (data, next_page) = page::slice(
+    let all = deployments::list(&api.rt, &filter).await?;
+    Ok(Json(page::by_creation(
+        &q,
         all,
-        |d| vec![d.created_at.clone(), d.id.clone()],
+        |d| (&d.created_at, &d.id),
         true,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        100,
+    )?))
 }
 
 pub async fn retrieve(
@@ -120,8 +113,6 @@ pub async fn runs(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<DeploymentRun>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 1000)?;
-    let range = q.created_at()?;
     let has_error = match q.one("has_error") {
         None => None,
         Some(_) => Some(q.bool("has_error")?),
@@ -141,19 +132,14 @@ pub async fn runs(
         has_error,
         trigger_type,
     };
-    let all: Vec<DeploymentRun> = fire::list_runs(&api.rt, &filter)
-        .await?
-        .into_iter()
-        .filter(|r| range.contains(&r.created_at))
-        .collect();
-    let (data, next_page) = page::slice(
+    let all = fire::list_runs(&api.rt, &filter).await?;
+    Ok(Json(page::by_creation(
+        &q,
         all,
-        |r| vec![r.created_at.clone(), r.id.clone()],
+        |r| (&r.created_at, &r.id),
         true,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        1000,
+    )?))
 }
 
 pub async fn retrieve_run(

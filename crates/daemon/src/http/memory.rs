@@ -72,21 +72,14 @@ pub async fn list_stores(
 ) -> ApiResult<Json<Page<MemoryStore>>> {
     check_beta(&headers)?;
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 100)?;
-    let range = q.created_at()?;
-    let all: Vec<MemoryStore> = memory::list_stores(&api.rt.store, q.bool("include_archived")?)
-        .await?
-        .into_iter()
-        .filter(|s| range.contains(&s.created_at))
-        .collect();
-    let (data, next_page) = page::slice(
+    let all = memory::list_stores(&api.rt.store, q.bool("include_archived")?).await?;
+    Ok(Json(page::by_creation(
+        &q,
         all,
-        |s| vec![s.created_at.clone(), s.id.clone()],
+        |s| (&s.created_at, &s.id),
         false,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        100,
+    )?))
 }
 
 pub async fn retrieve_store(

@@ -65,6 +65,30 @@ impl Cursor {
     }
 }
 
+/// One page of an in-memory listing of hosted objects sorted ascending by
+/// [`created_at`, `id`], served the way every such list endpoint is: the query's `limit`
+/// (20 by default, at most `max_limit`) and `created_at[gt|gte|lt|lte]` bounds, then `page`.
+pub fn by_creation<T>(
+    q: &super::query::Query,
+    all: Vec<T>,
+    created_and_id: impl Fn(&T) -> (&str, &str),
+    desc: bool,
+    max_limit: u32,
+) -> ApiResult<super::shapes::Page<T>> {
+    let limit = q.limit(20, max_limit)?;
+    let range = q.created_at()?;
+    let all: Vec<T> = all
+        .into_iter()
+        .filter(|it| range.contains(created_and_id(it).0))
+        .collect();
+    let key = |it: &T| {
+        let (created, id) = created_and_id(it);
+        vec![created.to_string(), id.to_string()]
+    };
+    let (data, next_page) = slice(all, key, desc, q.one("page"), limit)?;
+    Ok(super::shapes::Page { data, next_page })
+}
+
 /// One page of an in-memory listing sorted ascending by `key`: for small collections
 /// (agents, versions, environments) where SQL paging buys nothing.
 pub fn slice<T>(
