@@ -522,7 +522,10 @@ async fn the_sdks_self_hosted_worker_example_runs_unmodified() {
     assert!(out.status.success(), "the example failed\n{why}");
     // Its printed transcript: both calls answered by the worker, then the model's reply.
     assert!(stdout.contains("agent.custom_tool_use"), "{why}");
-    assert!(stdout.contains("user.custom_tool_result: 20"), "no time\n{why}");
+    assert!(
+        stdout.contains("user.custom_tool_result: 20"),
+        "no time\n{why}"
+    );
     assert!(
         stdout.contains(&format!("agent.tool_result: {}", w.display())),
         "pwd did not run in the worker's workdir\n{why}"
@@ -565,7 +568,10 @@ async fn the_sdks_dispatch_example_serves_a_claimed_item_until_the_session_is_ar
                 .send()
                 .await
                 .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or_default(),
+            )
         }
     };
     let (status, agent) = post(
@@ -613,13 +619,12 @@ async fn the_sdks_dispatch_example_serves_a_claimed_item_until_the_session_is_ar
     let work_id = work["id"].as_str().expect("no work item").to_string();
     assert_eq!(work["data"]["id"], session.as_str(), "{work}");
     // A worker's credentials do not speak for the user.
-    let sessions_token = serde_json::from_slice::<Value>(&decode_base64url(
-        work["secret"].as_str().unwrap(),
-    ))
-    .unwrap()["sessions_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sessions_token =
+        serde_json::from_slice::<Value>(&decode_base64url(work["secret"].as_str().unwrap()))
+            .unwrap()["sessions_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
     for bearer in [key.clone(), sessions_token] {
         let (status, body) = post(
             format!("/v1/sessions/{session}/events"),
@@ -681,9 +686,10 @@ async fn the_sdks_dispatch_example_serves_a_claimed_item_until_the_session_is_ar
     )
     .await;
     assert_eq!(status, 200);
-    wait_until("the worker to let go of the archived session's item", || {
-        child.try_wait().unwrap().is_some()
-    })
+    wait_until(
+        "the worker to let go of the archived session's item",
+        || child.try_wait().unwrap().is_some(),
+    )
     .await;
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

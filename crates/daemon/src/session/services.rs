@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use tether_proto::{ErrorBody, Paths};
 use tether_proto::memory::SessionMemory;
+use tether_proto::{ErrorBody, Paths};
 
 use crate::config::Config;
 use crate::provider::Providers;

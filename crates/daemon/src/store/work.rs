@@ -127,7 +127,10 @@ pub fn get(c: &Connection, environment_id: &str, id: &str) -> Result<Option<Work
 /// Each worker that ever held an item of `environment_id`, with the last time the queue heard
 /// from it (its last heartbeat, else its acknowledgement): what `tether envs show` lists
 /// after a restart, when the daemon's in-memory record of polls is gone.
-pub fn workers_of(c: &Connection, environment_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+pub fn workers_of(
+    c: &Connection,
+    environment_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT worker_id, MAX(COALESCE(latest_heartbeat_at, acknowledged_at, created_at)) \
          FROM work_items WHERE environment_id = ?1 AND worker_id IS NOT NULL GROUP BY worker_id",

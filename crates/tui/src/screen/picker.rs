@@ -27,6 +27,8 @@ pub enum PickerMsg {
     },
     /// Agent names by id (sessions pin an agent by id).
     Agents(HashMap<String, String>),
+    /// This machine's deployments that may still fire (not archived).
+    Deployments(Vec<tether_proto::deployment::Deployment>),
     Failed(String),
     /// What an action did, for the footer.
     Notice(String),
@@ -266,6 +268,8 @@ pub struct Picker {
     pub working_since: HashMap<String, SystemTime>,
     /// A finished turn notifies only when it ran at least this long (`[notify] min_turn_secs`).
     pub notify_min_turn: std::time::Duration,
+    /// This machine's deployments (schedules), for the Scheduled lines and session markers.
+    pub deployments: Vec<tether_proto::deployment::Deployment>,
 }
 
 impl Picker {
@@ -314,6 +318,42 @@ impl Picker {
                     b.host,
                     b.session.id.as_str(),
                 ))
+        });
+        out
+    }
+
+    /// The name of the deployment that fired a local session, if one did.
+    pub fn deployment_name(&self, host: &str, s: &SessionInfo) -> Option<&str> {
+        let id = s.deployment_id.as_deref()?;
+        if host != LOCAL {
+            return None;
+        }
+        self.deployments
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.name.as_str())
+    }
+
+    /// Deployments that will fire by themselves, soonest first (paused ones last): what the
+    /// Scheduled lines show. Each with its next fire time, if it has one.
+    pub fn scheduled(&self) -> Vec<(&tether_proto::deployment::Deployment, Option<&str>)> {
+        let mut out: Vec<_> = self
+            .deployments
+            .iter()
+            .filter(|d| d.archived_at.is_none())
+            .filter_map(|d| {
+                let sched = d.schedule.as_ref()?;
+                Some((d, sched.upcoming_runs_at.first().map(String::as_str)))
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            let paused = |d: &tether_proto::deployment::Deployment| d.paused_reason.is_some();
+            (paused(a.0), a.1.is_none(), a.1, &a.0.name).cmp(&(
+                paused(b.0),
+                b.1.is_none(),
+                b.1,
+                &b.0.name,
+            ))
         });
         out
     }
@@ -497,6 +537,10 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
         }
         PickerMsg::Agents(names) => {
             p.agents = names;
+            Vec::new()
+        }
+        PickerMsg::Deployments(list) => {
+            p.deployments = list;
             Vec::new()
         }
         PickerMsg::Failed(m) | PickerMsg::Notice(m) => {

@@ -461,6 +461,9 @@ async fn picker_loop(
                     if let Ok(names) = agent_names(c).await {
                         super::picker::update(p, PickerMsg::Agents(names));
                     }
+                    if let Ok(list) = deployments(c).await {
+                        super::picker::update(p, PickerMsg::Deployments(list));
+                    }
                     PickerMsg::Sessions(l)
                 }
                 Err(e) => PickerMsg::Failed(e),
@@ -599,6 +602,14 @@ async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String,
         .into_iter()
         .map(|a| (a.id, a.spec.name))
         .collect())
+}
+
+/// This daemon's deployments that are not archived (the picker's Scheduled lines).
+async fn deployments(c: &mut Client) -> Result<Vec<tether_proto::deployment::Deployment>, String> {
+    c.request::<rpc::DeploymentList>(tether_proto::method::ListDeployments::default())
+        .await
+        .map(|l| l.data)
+        .map_err(|e| e.to_string())
 }
 
 async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {

@@ -7,6 +7,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKi
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde_json::json;
+use tether_proto::deployment::Deployment;
 use tether_proto::{
     ContentBlock, Delta, DeltaKind, Event, EventBody, ModelUsage, RetryStatus, RetryStatusKind,
     SessionErrorInfo, SessionInfo, SessionStatus, SessionUsage, Snapshot, StopReason, ToolStatus,
@@ -2611,3 +2612,83 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
 // Multi-agent sessions: the thread panel, switching threads, child approvals.
 mod fleet;
 mod threads;
+
+fn deployment(id: &str, name: &str, cron: &str, next: Option<&str>, paused: bool) -> Deployment {
+    use tether_proto::deployment::{DeploymentStatus, PausedReason, PinnedAgent, Schedule};
+    Deployment {
+        id: id.into(),
+        object_type: "deployment".into(),
+        name: name.into(),
+        description: None,
+        agent: PinnedAgent {
+            kind: "agent".into(),
+            id: "agent_coder".into(),
+            version: 1,
+        },
+        environment_id: "env_default".into(),
+        initial_events: Vec::new(),
+        resources: Vec::new(),
+        vault_ids: Vec::new(),
+        metadata: Default::default(),
+        budget: None,
+        schedule: Some(Schedule {
+            kind: "cron".into(),
+            expression: Some(cron.into()),
+            timezone: Some("Europe/Paris".into()),
+            time: None,
+            last_run_at: None,
+            upcoming_runs_at: next.map(|t| vec![t.to_string()]).unwrap_or_default(),
+        }),
+        status: if paused {
+            DeploymentStatus::Paused
+        } else {
+            DeploymentStatus::Active
+        },
+        paused_reason: paused.then_some(PausedReason::Manual),
+        created_at: T0.into(),
+        updated_at: T0.into(),
+        archived_at: None,
+    }
+}
+
+/// Scheduled sessions: the deployments that fire by themselves, soonest first with their
+/// next fire time (paused last), and a session a schedule fired marked as such.
+#[test]
+fn snapshot_picker_with_schedules() {
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        let mut p = Picker {
+            now: Some(now()),
+            ..Picker::default()
+        };
+        let mut list = sessions();
+        list[1].deployment_id = Some("depl_nightly".into());
+        super::picker::update(&mut p, PickerMsg::Agents(agent_names()));
+        super::picker::update(&mut p, PickerMsg::Sessions(list));
+        super::picker::update(
+            &mut p,
+            PickerMsg::Deployments(vec![
+                deployment("depl_weekly", "weekly-report", "0 8 * * 1", None, true),
+                deployment(
+                    "depl_nightly",
+                    "nightly-tests",
+                    "0 9 * * *",
+                    Some("2026-11-26T08:00:00Z"),
+                    false,
+                ),
+                deployment(
+                    "depl_deps",
+                    "dep-updates",
+                    "30 9 * * 1-5",
+                    Some("2026-11-25T08:30:00Z"),
+                    false,
+                ),
+            ]),
+        );
+        let order: Vec<&str> = p.scheduled().iter().map(|(d, _)| d.name.as_str()).collect();
+        assert_eq!(order, ["dep-updates", "nightly-tests", "weekly-report"]);
+        let frame = picker_frame(&p, w, h);
+        assert!(frame.contains("Scheduled (3)"), "{frame}");
+        assert!(frame.contains("⏱ docs"), "{frame}");
+        insta::assert_snapshot!(format!("picker_schedules_{w}x{h}"), frame);
+    }
+}

@@ -31,6 +31,94 @@ pub fn ago(t: &str, now: Option<SystemTime>) -> String {
     }
 }
 
+/// "in 4h 12m" until an RFC 3339 time ("due" once it has passed).
+pub fn until(t: &str, now: Option<SystemTime>) -> String {
+    let (Some(now), Ok(then)) = (now, humantime::parse_rfc3339_weak(t)) else {
+        return t.get(..16).unwrap_or(t).replace('T', " ");
+    };
+    let s = then.duration_since(now).map(|d| d.as_secs()).unwrap_or(0);
+    match s {
+        0 => "due".into(),
+        1..60 => format!("in {s}s"),
+        60..3600 => format!("in {}m", s / 60),
+        3600..86400 => format!("in {}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("in {}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// "08:30 UTC" for a time within a day, else "11-26 08:30 UTC" (times are UTC on the wire).
+fn clock(t: &str, now: Option<SystemTime>) -> String {
+    let hm = t.get(11..16).unwrap_or(t);
+    let soon = matches!(
+        (now, humantime::parse_rfc3339_weak(t)),
+        (Some(now), Ok(then)) if then.duration_since(now).is_ok_and(|d| d.as_secs() < 86_400)
+    );
+    match t.get(5..10) {
+        Some(md) if !soon => format!("{md} {hm} UTC"),
+        _ => format!("{hm} UTC"),
+    }
+}
+
+/// The most this view shows of the schedules; `tether deployments ls` has the rest.
+const SCHEDULED_SHOWN: usize = 3;
+
+/// "Scheduled": the deployments that fire by themselves, soonest first, with their next
+/// fire time and schedule (or why they are paused). Nothing when there are none.
+fn scheduled_lines(p: &Picker, width: u16) -> Vec<Line<'static>> {
+    let all = p.scheduled();
+    if all.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![Line::styled(
+        format!(" Scheduled ({})", all.len()),
+        Style::default()
+            .fg(Color::Blue)
+            .add_modifier(Modifier::BOLD),
+    )];
+    let max = width.saturating_sub(2) as usize;
+    for (d, next) in all.iter().take(SCHEDULED_SHOWN) {
+        let when = match (&d.paused_reason, next) {
+            (Some(tether_proto::deployment::PausedReason::Manual), _) => "paused".into(),
+            (Some(tether_proto::deployment::PausedReason::Error { error }), _) => {
+                format!("paused after {}", error.kind)
+            }
+            (None, Some(t)) => format!("next {} ({})", until(t, p.now), clock(t, p.now)),
+            (None, None) => "no upcoming fire".into(),
+        };
+        let what = d
+            .schedule
+            .as_ref()
+            .map_or(String::new(), |s| match s.kind.as_str() {
+                "cron" => format!(
+                    "cron {}{}",
+                    s.expression.as_deref().unwrap_or(""),
+                    s.timezone
+                        .as_deref()
+                        .map(|z| format!(" {z}"))
+                        .unwrap_or_default()
+                ),
+                other => other.to_string(),
+            });
+        let icon = if d.paused_reason.is_some() {
+            "⏸"
+        } else {
+            "⏱"
+        };
+        let text = format!("  {icon} {:<16} {when} · {what}", clip(&d.name, 16));
+        lines.push(Line::styled(clip(&text, max), dim()));
+    }
+    if all.len() > SCHEDULED_SHOWN {
+        lines.push(Line::styled(
+            format!(
+                "  +{} more · tether deployments ls",
+                all.len() - SCHEDULED_SHOWN
+            ),
+            dim(),
+        ));
+    }
+    lines
+}
+
 fn status(s: &SessionInfo, spinner: usize) -> (String, Style) {
     match (s.status, &s.stop_reason) {
         (SessionStatus::Running, _) => (
@@ -136,7 +224,13 @@ fn group_color(g: Group) -> Color {
 pub fn draw(f: &mut Frame<'_>, p: &Picker) {
     let down = down_hosts(p);
     let peek = p.peek.as_ref().map(|pk| peek_lines(pk, f.area().width));
-    let [title, filter, hosts, body, peek_area, footer] = Layout::vertical([
+    // Schedules give way to the peek on a short screen.
+    let scheduled = if peek.is_none() || f.area().height >= 30 {
+        scheduled_lines(p, f.area().width)
+    } else {
+        Vec::new()
+    };
+    let [title, filter, hosts, body, sched_area, peek_area, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(if p.creating.is_some() {
             NewSession::LABELS.len() as u16 + 2
@@ -145,11 +239,13 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
         }),
         Constraint::Length(down.len() as u16),
         Constraint::Min(1),
+        Constraint::Length(scheduled.len() as u16),
         Constraint::Length(peek.as_ref().map_or(0, |l| l.len() as u16)),
         Constraint::Length(1),
     ])
     .areas(f.area());
     f.render_widget(Paragraph::new(down), hosts);
+    f.render_widget(Paragraph::new(scheduled), sched_area);
     if let Some(lines) = peek {
         f.render_widget(Paragraph::new(lines), peek_area);
     }
@@ -321,6 +417,11 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                     format!("{name} (archived)")
                 } else {
                     name
+                };
+                // Fired by a schedule: marked, so a run nobody started by hand stands out.
+                let name = match p.deployment_name(e.host, s) {
+                    Some(_) => format!("⏱ {name}"),
+                    None => name,
                 };
                 // The family goes without saying in a narrow column.
                 let model = super::short_model(&s.model);
