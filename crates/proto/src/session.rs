@@ -109,6 +109,10 @@ pub struct SessionInfo {
     /// The deployment that fired this session, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// tether: the model's context window in tokens, when tetherd knows it (built-in table
+    /// or `[models."provider/model"] context_window`); clients show the share used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

@@ -716,6 +716,9 @@ impl Session {
         if let Some(model) = &st.model {
             info.model = model.clone();
         }
+        info.context_window =
+            crate::provider::pricing::model_info(&self.services.config.models, &info.model)
+                .context_window;
         info.outcome_evaluations = st.outcome_evaluations();
         info
     }
@@ -841,6 +844,7 @@ pub fn info_from_row(
         sandbox: None,
         outcome_evaluations: row.outcome_evaluations.clone(),
         deployment_id: row.deployment_id.clone(),
+        context_window: None,
     }
 }
 

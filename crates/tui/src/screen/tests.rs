@@ -127,6 +127,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         sandbox: None,
         outcome_evaluations: Vec::new(),
         deployment_id: None,
+        context_window: None,
     }
 }
 
@@ -2691,4 +2692,52 @@ fn snapshot_picker_with_schedules() {
         assert!(frame.contains("⏱ docs"), "{frame}");
         insta::assert_snapshot!(format!("picker_schedules_{w}x{h}"), frame);
     }
+}
+
+/// The status bar shows how full the context is once the model's window is known: the
+/// primary's latest request (a thread's requests are other conversations), yellow from 70 %.
+#[test]
+fn the_status_bar_shows_the_share_of_the_context_window() {
+    let request_end = |seq: u64, input: u64, thread: Option<&str>| {
+        let mut e = ev(
+            seq,
+            EventBody::SpanModelRequestEnd {
+                model_request_start_id: "sevt_x".into(),
+                is_error: false,
+                model_usage: tether_proto::ModelUsage {
+                    input_tokens: 1_000,
+                    cache_read_input_tokens: input - 1_000,
+                    output_tokens: 500,
+                    ..Default::default()
+                },
+                latency_ms: None,
+            },
+        );
+        e.session_thread_id = thread.map(str::to_string);
+        e
+    };
+    let mut s = state(100, 24);
+    // Unknown window: nothing is claimed.
+    feed(&mut s, &[user(1, "go"), request_end(2, 99_500, None)]);
+    assert!(!frame(&s).contains("ctx "), "{}", frame(&s));
+    let mut i = info("demo", SessionStatus::Idle, 0);
+    i.context_window = Some(200_000);
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(i))));
+    assert!(frame(&s).contains("ctx 50% "), "{}", frame(&s));
+    // A sub-agent's big request is not the primary's context.
+    feed(&mut s, &[request_end(3, 180_000, Some("sthr_child"))]);
+    assert!(frame(&s).contains("ctx 50% "), "{}", frame(&s));
+    feed(&mut s, &[request_end(4, 159_500, None)]);
+    let f = frame(&s);
+    assert!(f.contains("ctx 80% "), "{f}");
+    let mut t = Terminal::new(TestBackend::new(100, 24)).unwrap();
+    t.draw(|f| view::draw_session(f, &s)).unwrap();
+    let buf = t.backend().buffer();
+    let (x, y) = (0..24)
+        .find_map(|y| {
+            let row: String = (0..100).map(|x| buf[(x, y)].symbol()).collect();
+            row.find("ctx 80%").map(|i| (row[..i].chars().count() as u16, y))
+        })
+        .unwrap();
+    assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Yellow);
 }

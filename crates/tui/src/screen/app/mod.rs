@@ -115,6 +115,11 @@ pub struct Header {
     usage_seq: u64,
     /// The session's latest outcome, when it has one.
     pub outcome: Option<OutcomeState>,
+    /// The model's context window in tokens, when the daemon knows it.
+    pub context_window: Option<u64>,
+    /// Tokens the primary thread's latest model request carried (its prompt and its answer):
+    /// how full the context is now.
+    pub context_used: u64,
 }
 
 /// Where the latest outcome stands, for the status bar.
@@ -517,6 +522,27 @@ impl State {
             EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
             EventBody::SessionStatusTerminated {} => h.status = Some(SessionStatus::Terminated),
             EventBody::SpanModelRequestStart { model: Some(m) } => h.model = m.clone(),
+            // The primary's own requests say how full its context is (a thread's, an
+            // advisor's or a grader's are other conversations).
+            EventBody::SpanModelRequestEnd { model_usage, .. } if e.session_thread_id.is_none() => {
+                let carried = model_usage.input_tokens
+                    + model_usage.cache_read_input_tokens
+                    + model_usage.cache_creation_input_tokens
+                    + model_usage.output_tokens;
+                // A failed request that reported nothing leaves the last reading.
+                if carried > 0 {
+                    h.context_used = carried;
+                }
+                if e.seq > h.usage_seq {
+                    h.tokens_in += model_usage.input_tokens
+                        + model_usage.cache_read_input_tokens
+                        + model_usage.cache_creation_input_tokens;
+                    h.tokens_out += model_usage.output_tokens;
+                    if let Some(c) = model_usage.cost_usd {
+                        h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
+                    }
+                }
+            }
             EventBody::SpanModelRequestEnd { model_usage, .. } if e.seq > h.usage_seq => {
                 h.tokens_in += model_usage.input_tokens
                     + model_usage.cache_read_input_tokens
@@ -583,6 +609,7 @@ impl State {
         h.model = info.model.clone();
         h.attached_clients = info.attached_clients;
         h.sandbox = info.sandbox.clone().filter(|l| l != "namespaces");
+        h.context_window = info.context_window;
         if h.usage_seq <= info.last_seq {
             h.usage_seq = info.last_seq;
             let t = &info.usage.tokens;

@@ -429,6 +429,18 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         bar,
     ));
     drop_rank.push(2);
+    // How full the context is, when the model's window is known: yellow from 70 %, red
+    // from 90 % (compaction or a new session is near).
+    if let Some(window) = h.context_window.filter(|w| *w > 0 && h.context_used > 0) {
+        let pct = (h.context_used.saturating_mul(100) / window).min(999);
+        let style = match pct {
+            90.. => bar.fg(Color::Red).add_modifier(Modifier::BOLD),
+            70..90 => bar.fg(Color::Yellow),
+            _ => bar,
+        };
+        spans.push(Span::styled(format!("│ ctx {pct}% "), style));
+        drop_rank.push(2);
+    }
     // Narrow terminals keep the connection state rather than the cost.
     if let Some(c) = h.cost_usd.filter(|_| area.width >= 90) {
         spans.push(Span::styled(format!("│ ${c:.2} "), bar));
