@@ -271,12 +271,16 @@ pub fn plan_edit(ws: &Workspace, input: &Value) -> Result<EditPlan, String> {
     } else {
         content.replacen(old.as_str(), &new, 1)
     };
+    let line = content
+        .find(old.as_str())
+        .map_or(1, |at| content[..at].matches('\n').count() + 1);
     Ok(EditPlan {
         rel,
         raw: raw.to_owned(),
         before: content,
         after: updated,
         count,
+        line,
     })
 }
 
@@ -288,6 +292,8 @@ pub struct EditPlan {
     pub before: String,
     pub after: String,
     pub count: usize,
+    /// The 1-based line where the (first) replaced text starts.
+    pub line: usize,
 }
 
 /// `edit {file_path, old_string, new_string, replace_all?}`: exact string
@@ -298,6 +304,7 @@ pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
         raw,
         after: updated,
         count,
+        line,
         ..
     } = plan_edit(ws, input)?;
     let raw = raw.as_str();
@@ -305,12 +312,12 @@ pub fn edit(ws: &Workspace, input: &Value) -> Result<String, String> {
     let target = ws.write_target(raw, &rel, false)?;
     Workspace::replace(&target, updated.as_bytes())
         .map_err(|e| io_error("edit", "write", raw, &e))?;
-    let noun = if count == 1 {
-        "occurrence"
+    // Where it landed: the model can read around it, and clients number the edit's lines.
+    Ok(if count == 1 {
+        format!("edited {raw}: replaced 1 occurrence at line {line}")
     } else {
-        "occurrences"
-    };
-    Ok(format!("edited {raw}: replaced {count} {noun}"))
+        format!("edited {raw}: replaced {count} occurrences, the first at line {line}")
+    })
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -553,7 +560,7 @@ mod tests {
             &json!({"file_path": "f.rs", "old_string": "let b = 1;", "new_string": "let b = 2;"}),
         )
         .unwrap();
-        assert_eq!(out, "edited f.rs: replaced 1 occurrence");
+        assert_eq!(out, "edited f.rs: replaced 1 occurrence at line 2");
         assert_eq!(
             std::fs::read_to_string(&f).unwrap(),
             "let a = 1;\nlet b = 2;\n"
@@ -568,7 +575,10 @@ mod tests {
             &json!({"file_path": "f.rs", "old_string": "x", "new_string": "yy", "replace_all": true}),
         )
         .unwrap();
-        assert_eq!(out, "edited f.rs: replaced 3 occurrences");
+        assert_eq!(
+            out,
+            "edited f.rs: replaced 3 occurrences, the first at line 1"
+        );
         assert_eq!(
             std::fs::read_to_string(dir.path().join("f.rs")).unwrap(),
             "yy yy yy"

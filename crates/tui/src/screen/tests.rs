@@ -1321,7 +1321,12 @@ fn edit_cards_count_changes_and_show_shared_lines_as_context_write_cards_number_
                 "edit",
                 json!({"file_path": "src/lib.rs", "old_string": "fn a() {\n    old();\n}", "new_string": "fn a() {\n    new();\n    more();\n}"}),
             ),
-            tool_result(4, 3, "edited", None),
+            tool_result(
+                4,
+                3,
+                "edited src/lib.rs: replaced 1 occurrence at line 41",
+                None,
+            ),
             tool_use(
                 5,
                 "write",
@@ -1333,11 +1338,12 @@ fn edit_cards_count_changes_and_show_shared_lines_as_context_write_cards_number_
     let f = frame(&s);
     for row in [
         "edit src/lib.rs  ✓ 1.2 s +2 −1",
-        "    fn a() {",
-        "  -     old();",
-        "  +     new();",
-        "  +     more();",
-        "    }",
+        // Numbered from where the result says it landed.
+        "  41   fn a() {",
+        "  42 -     old();",
+        "  42 +     new();",
+        "  43 +     more();",
+        "  44   }",
         "write f.txt  ✓ 1.2 s +3",
         "  1 + a",
         "  3 + c",
@@ -2736,7 +2742,8 @@ fn the_status_bar_shows_the_share_of_the_context_window() {
     let (x, y) = (0..24)
         .find_map(|y| {
             let row: String = (0..100).map(|x| buf[(x, y)].symbol()).collect();
-            row.find("ctx 80%").map(|i| (row[..i].chars().count() as u16, y))
+            row.find("ctx 80%")
+                .map(|i| (row[..i].chars().count() as u16, y))
         })
         .unwrap();
     assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Yellow);

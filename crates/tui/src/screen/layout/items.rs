@@ -217,7 +217,7 @@ fn tool(card: &ToolCard, expanded: bool, width: usize) -> Vec<Line<'static>> {
             }
         }
         "write" | "edit" => {
-            let diff = diff_lines(name, &card.input);
+            let diff = diff_lines(name, &card.input, edit_line(output));
             let added = diff.iter().filter(|d| d.0 == '+').count();
             let removed = diff.iter().filter(|d| d.0 == '-').count();
             if let Some(last) = out.last_mut() {
@@ -385,11 +385,26 @@ fn cut(text: &str, max: usize) -> String {
     out
 }
 
+/// Where an edit landed, from tetherd's result (`… at line 42`, `… the first at line 42`).
+fn edit_line(result: &str) -> Option<usize> {
+    let at = result.find("at line ")? + "at line ".len();
+    let digits: String = result[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
 /// The change a write or edit makes, as diff rows (sign, line number, text). A write is the
 /// whole file, numbered from 1; an edit's lines that old and new share at either end are shown
-/// as context (` `), the rest as removed and added. (An edit's line numbers in the file are not
-/// in the call: the card doesn't guess them.)
-fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, Option<usize>, String)> {
+/// as context (` `), the rest as removed and added, numbered from `start` (the line the
+/// result says it landed on: removed lines by the old file, added and trailing context by
+/// the new) and unnumbered while the result isn't in.
+fn diff_lines(
+    name: &str,
+    input: &serde_json::Value,
+    start: Option<usize>,
+) -> Vec<(char, Option<usize>, String)> {
     let field = |k: &str| input.get(k).and_then(|v| v.as_str()).unwrap_or("");
     if name == "write" {
         return field("content")
@@ -407,11 +422,19 @@ fn diff_lines(name: &str, input: &serde_json::Value) -> Vec<(char, Option<usize>
         .zip(new[head..].iter().rev())
         .take_while(|(a, b)| a == b)
         .count();
+    let at = |i: usize| start.map(|s| s + i);
     let mut out = Vec::new();
-    let row = |sign: char, l: &&str| (sign, None, l.to_string());
-    out.extend(old[..head].iter().map(|l| row(' ', l)));
-    out.extend(old[head..old.len() - tail].iter().map(|l| row('-', l)));
-    out.extend(new[head..new.len() - tail].iter().map(|l| row('+', l)));
-    out.extend(old[old.len() - tail..].iter().map(|l| row(' ', l)));
+    let rows = |sign: char, lines: &[&str], from: usize| {
+        lines
+            .iter()
+            .enumerate()
+            .map(move |(i, l)| (sign, at(from + i), l.to_string()))
+            .collect::<Vec<_>>()
+    };
+    out.extend(rows(' ', &old[..head], 0));
+    out.extend(rows('-', &old[head..old.len() - tail], head));
+    out.extend(rows('+', &new[head..new.len() - tail], head));
+    // After the added lines, context reads as the file now is.
+    out.extend(rows(' ', &new[new.len() - tail..], new.len() - tail));
     out
 }
