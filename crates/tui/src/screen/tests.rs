@@ -2722,6 +2722,12 @@ fn the_status_bar_shows_the_share_of_the_context_window() {
         e.session_thread_id = thread.map(str::to_string);
         e
     };
+    snap_both("context_share", |s| {
+        let mut i = info("demo", SessionStatus::Idle, 0);
+        i.context_window = Some(200_000);
+        update(s, Msg::Net(NetMsg::Info(Box::new(i))));
+        feed(s, &[user(1, "go"), request_end(2, 149_500, None)]);
+    });
     let mut s = state(100, 24);
     // Unknown window: nothing is claimed.
     feed(&mut s, &[user(1, "go"), request_end(2, 99_500, None)]);
