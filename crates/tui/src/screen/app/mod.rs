@@ -522,34 +522,22 @@ impl State {
             EventBody::SessionStatusRescheduled {} => h.status = Some(SessionStatus::Rescheduling),
             EventBody::SessionStatusTerminated {} => h.status = Some(SessionStatus::Terminated),
             EventBody::SpanModelRequestStart { model: Some(m) } => h.model = m.clone(),
-            // The primary's own requests say how full its context is (a thread's, an
-            // advisor's or a grader's are other conversations).
-            EventBody::SpanModelRequestEnd { model_usage, .. } if e.session_thread_id.is_none() => {
+            EventBody::SpanModelRequestEnd { model_usage, .. } => {
                 let carried = model_usage.input_tokens
                     + model_usage.cache_read_input_tokens
-                    + model_usage.cache_creation_input_tokens
-                    + model_usage.output_tokens;
-                // A failed request that reported nothing leaves the last reading.
-                if carried > 0 {
-                    h.context_used = carried;
+                    + model_usage.cache_creation_input_tokens;
+                // The primary's own requests say how full its context is (a thread's, an
+                // advisor's or a grader's are other conversations); a failed request that
+                // reported nothing leaves the last reading.
+                if e.session_thread_id.is_none() && carried + model_usage.output_tokens > 0 {
+                    h.context_used = carried + model_usage.output_tokens;
                 }
                 if e.seq > h.usage_seq {
-                    h.tokens_in += model_usage.input_tokens
-                        + model_usage.cache_read_input_tokens
-                        + model_usage.cache_creation_input_tokens;
+                    h.tokens_in += carried;
                     h.tokens_out += model_usage.output_tokens;
                     if let Some(c) = model_usage.cost_usd {
                         h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
                     }
-                }
-            }
-            EventBody::SpanModelRequestEnd { model_usage, .. } if e.seq > h.usage_seq => {
-                h.tokens_in += model_usage.input_tokens
-                    + model_usage.cache_read_input_tokens
-                    + model_usage.cache_creation_input_tokens;
-                h.tokens_out += model_usage.output_tokens;
-                if let Some(c) = model_usage.cost_usd {
-                    h.cost_usd = Some(h.cost_usd.unwrap_or(0.0) + c);
                 }
             }
             EventBody::UserDefineOutcome(spec) => {
