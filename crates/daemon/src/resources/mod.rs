@@ -2,7 +2,7 @@
 //! definitions: model, system prompt, tools, permission policies, MCP toolsets) and
 //! [`environments`] (where a session runs: packages, networking, sandbox), with [`envbuild`]
 //! building an environment's package layer and [`networking`] turning its networking into a
-//! session's network policy.
+//! session's network policy. [`files`] keeps uploaded files (content-addressed blobs).
 //!
 //! Depends on the infrastructure below it (`store`, `sandbox`, `net`, `tools`) and the
 //! foundations; never on `session`, `runtime` or the doors, which use it.
@@ -10,4 +10,5 @@
 pub mod agents;
 pub mod envbuild;
 pub mod environments;
+pub mod files;
 pub mod networking;
