@@ -1243,20 +1243,15 @@ impl Connection {
                 data.reverse();
                 answer(r, List { data })
             }
-            Dispatch::FileGet(p, r) => {
-                answer(r, crate::resources::files::get(&rt.store, &p.file_id).await?)
-            }
+            Dispatch::FileGet(p, r) => answer(
+                r,
+                crate::resources::files::get(&rt.store, &p.file_id).await?,
+            ),
             Dispatch::FileRead(p, r) => {
                 use base64::Engine as _;
-                let length = p
-                    .length
-                    .min(tether_proto::file::MAX_SOCKET_UPLOAD as u64);
+                let length = p.length.min(tether_proto::file::MAX_SOCKET_UPLOAD as u64);
                 let (bytes, eof) = crate::resources::files::read_slice(
-                    &rt.store,
-                    &rt.paths,
-                    &p.file_id,
-                    p.offset,
-                    length,
+                    &rt.store, &rt.paths, &p.file_id, p.offset, length,
                 )
                 .await?;
                 answer(

@@ -63,8 +63,9 @@ pub async fn upload(State(api): State<Api>, req: Request) -> ApiResult<Json<File
             "POST /v1/files takes multipart/form-data with the file in a part named `file`: {e}"
         ))
     })?;
-    let bad_form =
-        |e: axum::extract::multipart::MultipartError| ApiError::invalid(format!("the multipart body could not be read: {e}"));
+    let bad_form = |e: axum::extract::multipart::MultipartError| {
+        ApiError::invalid(format!("the multipart body could not be read: {e}"))
+    };
     while let Some(mut field) = form.next_field().await.map_err(bad_form)? {
         if field.name() != Some("file") {
             continue;
@@ -142,10 +143,7 @@ pub async fn retrieve(
 }
 
 /// The content, streamed from its blob.
-pub async fn download(
-    State(api): State<Api>,
-    Path(file_id): Path<String>,
-) -> ApiResult<Response> {
+pub async fn download(State(api): State<Api>, Path(file_id): Path<String>) -> ApiResult<Response> {
     let meta = files::get(&api.rt.store, &file_id).await?;
     let blob = files::blob_path(&api.rt.paths, &meta.sha256);
     let f = tokio::fs::File::open(&blob).await.map_err(|e| ApiError {
@@ -158,7 +156,13 @@ pub async fn download(
         "attachment; filename=\"{}\"",
         meta.filename
             .chars()
-            .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+            .map(
+                |c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                    c
+                } else {
+                    '_'
+                }
+            )
             .collect::<String>()
     );
     Ok((
@@ -178,5 +182,139 @@ pub async fn delete(
 ) -> ApiResult<Json<FileDeleted>> {
     Ok(Json(
         files::delete(&api.rt.store, &api.rt.paths, &file_id).await?,
+    ))
+}
+
+// ---- session resources: `/v1/sessions/{id}/resources` ----
+
+use tether_proto::file::{ResourceParam, ResourceUpdate, SessionResource, SessionResourceDeleted};
+
+use crate::resources::attach;
+
+async fn require_session(api: &Api, session_id: &str) -> ApiResult<()> {
+    api.rt
+        .store
+        .require_exact_id(
+            "sessions",
+            session_id,
+            format!("no session `{session_id}`; GET /v1/sessions lists them"),
+        )
+        .await?;
+    Ok(())
+}
+
+/// `POST …/resources` takes a file only (hosted rule): `{type: "file", file_id, mount_path?}`.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddResource {
+    /// Always `file`.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = "^file$"))]
+    kind: String,
+    file_id: String,
+    #[serde(default)]
+    mount_path: Option<String>,
+}
+
+pub async fn list_resources(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Page<SessionResource>>> {
+    require_session(&api, &session_id).await?;
+    let q = Query::parse(q.as_deref());
+    let limit = q.limit(1000, 1000)?;
+    let all = attach::list(&api.rt.store, &session_id).await?;
+    let (data, next_page) = page::slice(
+        all,
+        |r| vec![r.id().to_string()],
+        false,
+        q.one("page"),
+        limit,
+    )?;
+    Ok(Json(Page { data, next_page }))
+}
+
+pub async fn add_resource(
+    State(api): State<Api>,
+    Path(session_id): Path<String>,
+    body::Body(bytes): body::Body,
+) -> ApiResult<Json<SessionResource>> {
+    require_session(&api, &session_id).await?;
+    let add: AddResource = body::parse(&bytes)?;
+    if add.kind != "file" {
+        return Err(ApiError::invalid(format!(
+            "type: `{}` can't be added to a running session; only `file` can (repositories are given when the session is created)",
+            add.kind
+        )));
+    }
+    let param = ResourceParam::File {
+        file_id: add.file_id,
+        mount_path: add.mount_path,
+    };
+    let mut planned = attach::plan(&api.rt.store, &[param]).await?;
+    let taken: Vec<String> = attach::list(&api.rt.store, &session_id)
+        .await?
+        .iter()
+        .map(|r| mount_path(r).to_string())
+        .collect();
+    if let Some(p) = planned.first()
+        && taken.iter().any(|t| t == mount_path(&p.resource))
+    {
+        return Err(ApiError::invalid(format!(
+            "mount_path: `{}` is taken by another resource of this session; choose another",
+            mount_path(&p.resource)
+        )));
+    }
+    attach::insert(&api.rt.store, &session_id, &planned).await?;
+    let added = planned
+        .pop()
+        .map(|p| p.resource)
+        .ok_or_else(|| ApiError::invalid("resources: nothing to add"))?;
+    Ok(Json(added))
+}
+
+fn mount_path(r: &SessionResource) -> &str {
+    match r {
+        SessionResource::File { mount_path, .. }
+        | SessionResource::GithubRepository { mount_path, .. } => mount_path,
+    }
+}
+
+pub async fn retrieve_resource(
+    State(api): State<Api>,
+    Path((session_id, resource_id)): Path<(String, String)>,
+) -> ApiResult<Json<SessionResource>> {
+    require_session(&api, &session_id).await?;
+    Ok(Json(
+        attach::get(&api.rt.store, &session_id, &resource_id).await?,
+    ))
+}
+
+/// A repository's new token. tetherd clones once, when the session is created, and keeps no
+/// token, so the token is checked and dropped.
+pub async fn update_resource(
+    State(api): State<Api>,
+    Path((session_id, resource_id)): Path<(String, String)>,
+    body::Body(bytes): body::Body,
+) -> ApiResult<Json<SessionResource>> {
+    require_session(&api, &session_id).await?;
+    let r = attach::get(&api.rt.store, &session_id, &resource_id).await?;
+    let _update: ResourceUpdate = body::parse(&bytes)?;
+    if !matches!(r, SessionResource::GithubRepository { .. }) {
+        return Err(ApiError::invalid(format!(
+            "resource `{resource_id}` is a file; only a github_repository takes a new authorization_token"
+        )));
+    }
+    Ok(Json(r))
+}
+
+pub async fn delete_resource(
+    State(api): State<Api>,
+    Path((session_id, resource_id)): Path<(String, String)>,
+) -> ApiResult<Json<SessionResourceDeleted>> {
+    require_session(&api, &session_id).await?;
+    Ok(Json(
+        attach::delete(&api.rt.store, &api.rt.paths, &session_id, &resource_id).await?,
     ))
 }

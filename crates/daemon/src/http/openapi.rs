@@ -30,7 +30,9 @@ fn operation(r: &Route, g: &mut schemars::SchemaGenerator, error: &schemars::Sch
         Answer::Sse(ok) => ("text/event-stream", ok(g)),
         Answer::Bytes => (
             "application/octet-stream",
-            json!({ "type": "string", "format": "binary" }).try_into().unwrap_or_default(),
+            json!({ "type": "string", "format": "binary" })
+                .try_into()
+                .unwrap_or_default(),
         ),
         Answer::Document => {
             return json!({ "operationId": r.id, "summary": r.summary, "responses": { "200": { "description": "OK" } } });

@@ -21,7 +21,9 @@ use super::{
 };
 // files (issue 25)
 use super::files;
-use tether_proto::file::{FileDeleted, FileMetadata};
+use tether_proto::file::{
+    FileDeleted, FileMetadata, ResourceUpdate, SessionResource, SessionResourceDeleted,
+};
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
@@ -958,6 +960,56 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<FileDeleted>),
         handler: |m| on(m, files::delete),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/resources",
+        id: "sessions.resources.list",
+        summary: "A session's resources (files, repositories), oldest first",
+        query: &[("limit", Param::Limit(1000)), ("page", Param::Page)],
+        body: None,
+        answer: Answer::Json(of::<Page<SessionResource>>),
+        handler: |m| on(m, files::list_resources),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/resources",
+        id: "sessions.resources.add",
+        summary: "Mount a file read-only in a session (seen from its next load)",
+        query: &[],
+        body: Some(of::<files::AddResource>),
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::add_resource),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.retrieve",
+        summary: "Get a session's resource",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::retrieve_resource),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.update",
+        summary: "A repository's new token (tetherd clones once, at creation, and keeps no token)",
+        query: &[],
+        body: Some(of::<ResourceUpdate>),
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::update_resource),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.delete",
+        summary: "Remove a session's resource",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SessionResourceDeleted>),
+        handler: |m| on(m, files::delete_resource),
     },
     Route {
         verb: Verb::Get,

@@ -93,7 +93,9 @@ pub struct Upload {
 #[derive(Debug)]
 pub enum UploadError {
     /// More than the limit was sent.
-    TooLarge { max: u64 },
+    TooLarge {
+        max: u64,
+    },
     Io(String),
 }
 
@@ -213,10 +215,9 @@ pub async fn store_bytes(
 impl From<UploadError> for ErrorBody {
     fn from(e: UploadError) -> ErrorBody {
         match e {
-            UploadError::TooLarge { max } => ErrorBody::new(
-                ErrorCode::InvalidParams,
-                too_large_message(max),
-            ),
+            UploadError::TooLarge { max } => {
+                ErrorBody::new(ErrorCode::InvalidParams, too_large_message(max))
+            }
             UploadError::Io(m) => ErrorBody::new(ErrorCode::Storage, m),
         }
     }
@@ -272,9 +273,11 @@ fn insert(c: &Connection, f: &FileMetadata) -> Result<(), StoreError> {
 }
 
 pub fn get_in(c: &Connection, id: &str) -> Result<Option<FileMetadata>, StoreError> {
-    Ok(c.prepare_cached(&format!("SELECT {COLS} FROM files WHERE id = ?1"))?
-        .query_row([id], row_to_file)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM files WHERE id = ?1"))?
+            .query_row([id], row_to_file)
+            .optional()?,
+    )
 }
 
 pub async fn get(store: &Store, id: &str) -> Result<FileMetadata, ErrorBody> {
@@ -289,9 +292,8 @@ pub async fn get(store: &Store, id: &str) -> Result<FileMetadata, ErrorBody> {
 pub async fn list(store: &Store) -> Result<Vec<FileMetadata>, ErrorBody> {
     Ok(store
         .read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {COLS} FROM files ORDER BY created_at, id"
-            ))?;
+            let mut st =
+                c.prepare_cached(&format!("SELECT {COLS} FROM files ORDER BY created_at, id"))?;
             let rows = st.query_map([], row_to_file)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })

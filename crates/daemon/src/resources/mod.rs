@@ -8,7 +8,9 @@
 //! foundations; never on `session`, `runtime` or the doors, which use it.
 
 pub mod agents;
+pub mod attach;
 pub mod envbuild;
 pub mod environments;
 pub mod files;
 pub mod networking;
+pub mod repos;

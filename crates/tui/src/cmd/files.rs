@@ -63,9 +63,15 @@ pub async fn run(action: FilesAction) -> CmdResult {
             }
         }
         FilesAction::Ls { json } => {
-            let list = connect().await?.request::<rpc::FileList>(NoParams {}).await?;
+            let list = connect()
+                .await?
+                .request::<rpc::FileList>(NoParams {})
+                .await?;
             if !json {
-                println!("{:<32} {:>10} {:<24} {:<25} FILENAME", "ID", "BYTES", "MIME", "CREATED");
+                println!(
+                    "{:<32} {:>10} {:<24} {:<25} FILENAME",
+                    "ID", "BYTES", "MIME", "CREATED"
+                );
             }
             for f in &list.data {
                 if json {
