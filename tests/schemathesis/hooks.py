@@ -102,6 +102,13 @@ def before_call(context, case, kwargs):
         "/v1/deployments",
         "/v1/deployments/{deployment_id}",
     ):
+        resources = body.get("resources")
+        if isinstance(resources, list):
+            # Files and repositories name uploads and GitHub URLs that must exist (an
+            # `https://github.com/OWNER/REPO` URL, a file id): tests/tests/files.rs covers them.
+            body["resources"] = [
+                r for r in resources if not (isinstance(r, dict) and r.get("type") in ("file", "github_repository"))
+            ]
         agent = body.get("agent")
         if isinstance(agent, dict) and "tools" in agent:
             # Overrides can't add MCP servers, so no mcp_toolset can name one.

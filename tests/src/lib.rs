@@ -18,6 +18,7 @@ use tokio::net::UnixStream;
 
 pub use tether_mock_llm::{Block, Reply};
 
+pub mod git_server;
 pub mod mcp_server;
 pub mod sshd;
 
@@ -241,7 +242,16 @@ impl TestEnv {
 
     /// Starts `tetherd --http 127.0.0.1:0` and returns it with the API's base URL and token.
     pub async fn spawn_http_daemon(&self) -> (std::process::Child, String, String) {
+        self.spawn_http_daemon_with_env(&[]).await
+    }
+
+    /// [`TestEnv::spawn_http_daemon`] with extra environment variables for tetherd.
+    pub async fn spawn_http_daemon_with_env(
+        &self,
+        vars: &[(&str, &str)],
+    ) -> (std::process::Child, String, String) {
         let mut cmd = self.tetherd();
+        cmd.envs(vars.iter().copied());
         cmd.args(["--http", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

@@ -54,6 +54,24 @@ pub struct Config {
     pub mcp: McpConfig,
     /// `[workers]`: the leases of self-hosted environments' work items.
     pub workers: WorkersConfig,
+    /// `[files]`: uploaded files (`/v1/files`, `tether files`).
+    pub files: FilesConfig,
+}
+
+/// `[files]`: how large an uploaded file may be.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// The largest file accepted, in bytes (the hosted limit, 500 MB, by default).
+    pub max_bytes: u64,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_bytes: 500 * 1000 * 1000,
+        }
+    }
 }
 
 /// `[workers]`: how long a worker's claim on a work item lasts without a heartbeat.
@@ -326,6 +344,7 @@ impl Default for Config {
             web_search: None,
             mcp: McpConfig::default(),
             workers: WorkersConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }

@@ -170,6 +170,12 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
             paths.clone(),
         ));
     rt.builds.remove_leftovers();
+    // Uploads a crash interrupted, and blobs nothing names any more (issue 25).
+    match crate::resources::files::sweep(&rt.store, &paths).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed file blobs nothing names"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep the file blobs"),
+    }
     // Probe the host's sandboxing now (a few ms, off the async threads), not at the first call.
     tokio::task::spawn_blocking(|| {
         crate::sandbox::support::this_host();

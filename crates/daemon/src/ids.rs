@@ -53,6 +53,16 @@ pub fn workflow_run_id() -> String {
     new_id("wrun")
 }
 
+/// `file_…`: an uploaded file.
+pub fn file_id() -> String {
+    new_id("file")
+}
+
+/// `sesrsc_…`: a session's resource.
+pub fn session_resource_id() -> String {
+    new_id("sesrsc")
+}
+
 pub fn event_id() -> String {
     new_id("sevt")
 }

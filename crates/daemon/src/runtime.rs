@@ -128,11 +128,12 @@ impl Runtime {
         if let Some(s) = self.loaded(id) {
             return Ok(s);
         }
-        let row = self
+        let mut row = self
             .store
             .get_session(id)
             .await?
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
+        row.file_mounts = crate::resources::attach::file_mounts(&self.store, &self.paths, id).await;
         let events = self.store.read_events(id, 0, None, u32::MAX, false).await?;
         // The pinned version's permission policies must hold after a restart too: a session
         // whose agent can't be read is not loaded rather than run with every tool allowed.
@@ -318,6 +319,8 @@ impl Runtime {
         if let Some(name) = &p.name {
             validate_name(name)?;
         }
+        // Files and repositories (issue 25): checked before anything is made.
+        let resources = crate::resources::attach::plan(&self.store, &p.resources).await?;
         if let Some(limit) = p.max_cost_usd {
             crate::session::ops::validate_budget(limit)?;
         }
@@ -373,6 +376,20 @@ impl Runtime {
             networking: Some(networking),
             memory,
             deployment_id: origin.deployment_id,
+            file_mounts: resources
+                .iter()
+                .filter_map(|r| match (&r.resource, &r.sha256) {
+                    (tether_proto::file::SessionResource::File { mount_path, .. }, Some(sha)) => {
+                        Some((
+                            crate::resources::files::blob_path(&self.paths, sha)
+                                .display()
+                                .to_string(),
+                            mount_path.clone(),
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect(),
             ..SessionRow::new(
                 id.clone(),
                 model,
@@ -386,8 +403,16 @@ impl Runtime {
             }
             return Err(e.into());
         }
+        if let Err(e) = crate::resources::attach::insert(&self.store, &id, &resources).await {
+            let _ = self.store.delete_session(&id).await;
+            if owned {
+                let _ = std::fs::remove_dir_all(workspace.parent().unwrap_or(&workspace));
+            }
+            return Err(e);
+        }
         let sandbox = env.spec.config.sandbox();
         let work_env = env.spec.config.is_self_hosted().then(|| env.id.clone());
+        let clone_policy = net.clone();
         let session = Session::new(
             self.services.clone(),
             row,
@@ -398,6 +423,18 @@ impl Runtime {
             &[],
         );
         self.registry().insert(id, session.clone());
+        // Repositories are cloned before the first turn; a failure is an error event and
+        // the session goes on without that repository.
+        let clone_errors = crate::resources::repos::clone_all(
+            &workspace,
+            &clone_policy,
+            crate::net::policy::system_resolver().as_ref(),
+            &resources,
+        )
+        .await;
+        for e in clone_errors {
+            session.append_one(e).await?;
+        }
         if p.max_cost_usd.is_some() {
             crate::session::ops::update_session(&session, None, p.max_cost_usd).await?;
         }

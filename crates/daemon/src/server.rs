@@ -1215,6 +1215,57 @@ impl Connection {
                 let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
                 answer(r, q.workers(&env).await?)
             }
+            // files (issue 25)
+            Dispatch::FileUpload(p, r) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(p.content_base64.as_bytes())
+                    .map_err(|e| {
+                        ErrorBody::new(
+                            ErrorCode::InvalidParams,
+                            format!("content_base64 is not base64: {e}"),
+                        )
+                    })?;
+                let max = rt.config.files.max_bytes;
+                let f = crate::resources::files::store_bytes(
+                    &rt.store,
+                    &rt.paths,
+                    max,
+                    &p.filename,
+                    p.mime_type,
+                    &bytes,
+                )
+                .await?;
+                answer(r, f)
+            }
+            Dispatch::FileList(_, r) => {
+                let mut data = crate::resources::files::list(&rt.store).await?;
+                data.reverse();
+                answer(r, List { data })
+            }
+            Dispatch::FileGet(p, r) => answer(
+                r,
+                crate::resources::files::get(&rt.store, &p.file_id).await?,
+            ),
+            Dispatch::FileRead(p, r) => {
+                use base64::Engine as _;
+                let length = p.length.min(tether_proto::file::MAX_SOCKET_UPLOAD as u64);
+                let (bytes, eof) = crate::resources::files::read_slice(
+                    &rt.store, &rt.paths, &p.file_id, p.offset, length,
+                )
+                .await?;
+                answer(
+                    r,
+                    tether_proto::file::FileChunk {
+                        content_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+                        eof,
+                    },
+                )
+            }
+            Dispatch::FileDelete(p, r) => answer(
+                r,
+                crate::resources::files::delete(&rt.store, &rt.paths, &p.file_id).await?,
+            ),
         };
         Ok(Some(v))
     }

@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod environment;
 pub mod error;
 pub mod event;
+pub mod file;
 pub mod frame;
 pub mod memory;
 pub mod method;

@@ -242,6 +242,11 @@ pub enum Command {
         #[command(subcommand)]
         action: MemoryAction,
     },
+    /// Uploaded files (the hosted Files API): mount them into sessions as resources.
+    Files {
+        #[command(subcommand)]
+        action: FilesAction,
+    },
     /// Store or remove model-provider API keys; see which key the daemon uses.
     Auth {
         #[command(subcommand)]
@@ -550,6 +555,42 @@ const MEMORY_HELP: &str = "Examples:
   tether memory cat prefs /style.md
   tether run \"tidy up\" --memory prefs        (the agent sees /mnt/memory/prefs/style.md)
   tether memory versions prefs /style.md";
+
+// files (issue 25)
+#[derive(Subcommand, Debug)]
+pub enum FilesAction {
+    /// Upload a file (up to 8 MiB this way; larger ones through POST /v1/files); prints its id.
+    Upload {
+        path: std::path::PathBuf,
+        /// The name it is kept under (default: the path's file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its MIME type (default: guessed from the name).
+        #[arg(long = "mime-type")]
+        mime_type: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List files, newest first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a file's metadata.
+    Show {
+        file: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file's content to OUTPUT (default: its filename; `-` for stdout).
+    Download {
+        file: String,
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Delete a file (sessions that mount it keep it).
+    Rm { file: String },
+}
 
 // memory stores (issue 24)
 #[derive(Subcommand, Debug)]

@@ -13,6 +13,7 @@ mod deployments;
 mod environments;
 mod error;
 mod events;
+mod files;
 mod memory;
 mod openapi;
 mod page;

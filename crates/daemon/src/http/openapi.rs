@@ -28,6 +28,12 @@ fn operation(r: &Route, g: &mut schemars::SchemaGenerator, error: &schemars::Sch
     let (media, ok) = match r.answer {
         Answer::Json(ok) => ("application/json", ok(g)),
         Answer::Sse(ok) => ("text/event-stream", ok(g)),
+        Answer::Bytes => (
+            "application/octet-stream",
+            json!({ "type": "string", "format": "binary" })
+                .try_into()
+                .unwrap_or_default(),
+        ),
         Answer::Document => {
             return json!({ "operationId": r.id, "summary": r.summary, "responses": { "200": { "description": "OK" } } });
         }
@@ -42,8 +48,13 @@ fn operation(r: &Route, g: &mut schemars::SchemaGenerator, error: &schemars::Sch
         },
     });
     if let Some(body) = r.body {
+        let media = if super::routes::MULTIPART_BODIES.contains(&r.id) {
+            "multipart/form-data"
+        } else {
+            "application/json"
+        };
         op["requestBody"] =
-            json!({ "required": true, "content": { "application/json": { "schema": body(g) } } });
+            json!({ "required": true, "content": { media: { "schema": body(g) } } });
     }
     op
 }

@@ -19,6 +19,11 @@ use super::{
     Api, agents, deployments, environments, events, memory, sessions, stream, threads, work,
     workflows,
 };
+// files (issue 25)
+use super::files;
+use tether_proto::file::{
+    FileDeleted, FileMetadata, ResourceUpdate, SessionResource, SessionResourceDeleted,
+};
 use tether_proto::memory::{
     Memory, MemoryChanges, MemoryDeleted, MemoryItem, MemoryStore, MemoryStoreChanges,
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
@@ -69,7 +74,12 @@ pub enum Answer {
     Sse(SchemaFn),
     /// The document itself, which doesn't describe its own shape.
     Document,
+    /// Raw bytes of any type (a file's content).
+    Bytes,
 }
+
+/// Operations whose body is `multipart/form-data` (of the route's `body` schema), not JSON.
+pub const MULTIPART_BODIES: &[&str] = &["files.upload"];
 
 /// One endpoint: how it is reached, what it takes, what it answers, who serves it.
 pub struct Route {
@@ -898,6 +908,108 @@ pub const ROUTES: &[Route] = &[
         body: Some(of::<work::StopWork>),
         answer: Answer::Json(of::<Work>),
         handler: |m| on(m, work::stop),
+    },
+    // files (issue 25)
+    Route {
+        verb: Verb::Post,
+        path: "/v1/files",
+        id: "files.upload",
+        summary: "Upload a file (multipart/form-data, the file in a part named `file`)",
+        query: &[],
+        body: Some(of::<files::FileUpload>),
+        answer: Answer::Json(of::<FileMetadata>),
+        // Its own limit ([files] max_bytes), checked while the upload streams to disk.
+        handler: |m| on(m, files::upload).layer(axum::extract::DefaultBodyLimit::disable()),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/files",
+        id: "files.list",
+        summary: "List files, newest first",
+        query: &[("limit", Param::Limit(1000)), ("page", Param::Page)],
+        body: None,
+        answer: Answer::Json(of::<Page<FileMetadata>>),
+        handler: |m| on(m, files::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/files/{file_id}",
+        id: "files.retrieve_metadata",
+        summary: "Get a file's metadata",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<FileMetadata>),
+        handler: |m| on(m, files::retrieve),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/files/{file_id}/content",
+        id: "files.download",
+        summary: "Download a file's content",
+        query: &[],
+        body: None,
+        answer: Answer::Bytes,
+        handler: |m| on(m, files::download),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/files/{file_id}",
+        id: "files.delete",
+        summary: "Delete a file (sessions that mount it keep it until they are deleted)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<FileDeleted>),
+        handler: |m| on(m, files::delete),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/resources",
+        id: "sessions.resources.list",
+        summary: "A session's resources (files, repositories), oldest first",
+        query: &[("limit", Param::Limit(1000)), ("page", Param::Page)],
+        body: None,
+        answer: Answer::Json(of::<Page<SessionResource>>),
+        handler: |m| on(m, files::list_resources),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/resources",
+        id: "sessions.resources.add",
+        summary: "Mount a file read-only in a session (seen from its next load)",
+        query: &[],
+        body: Some(of::<files::AddResource>),
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::add_resource),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.retrieve",
+        summary: "Get a session's resource",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::retrieve_resource),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.update",
+        summary: "A repository's new token (tetherd clones once, at creation, and keeps no token)",
+        query: &[],
+        body: Some(of::<ResourceUpdate>),
+        answer: Answer::Json(of::<SessionResource>),
+        handler: |m| on(m, files::update_resource),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/sessions/{session_id}/resources/{resource_id}",
+        id: "sessions.resources.delete",
+        summary: "Remove a session's resource",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SessionResourceDeleted>),
+        handler: |m| on(m, files::delete_resource),
     },
     Route {
         verb: Verb::Get,

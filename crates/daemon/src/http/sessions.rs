@@ -39,14 +39,23 @@ pub struct CreateBody {
     #[serde(default)]
     #[schemars(with = "Vec<InitialEvent>", length(max = 50))]
     initial_events: Vec<Value>,
-    /// Memory stores to mount under `/mnt/memory/` (this tetherd mounts no other kind).
+    /// Memory stores to mount under `/mnt/memory/`, files to mount read-only, GitHub
+    /// repositories to clone into the workspace.
     #[serde(default)]
-    #[schemars(length(max = 8))]
-    resources: Vec<tether_proto::memory::MemoryResourceParam>,
+    #[schemars(length(max = 100))]
+    resources: Vec<ResourceIn>,
     /// Not supported by this tetherd: only an empty list is accepted.
     #[serde(default)]
     #[schemars(length(max = 0))]
     vault_ids: Vec<String>,
+}
+
+/// One entry of `resources` on create: a memory store, or a file or repository (issue 25).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(super) enum ResourceIn {
+    Memory(tether_proto::memory::MemoryResourceParam),
+    Other(tether_proto::file::ResourceParam),
 }
 
 /// The three forms of a session's `agent` (for the document; parsed by hand for errors that
@@ -255,9 +264,20 @@ pub async fn create(
         environment_id: Some(b.environment_id),
         title: b.title,
         metadata: b.metadata,
-        memory_stores: b.resources,
         ..Default::default()
     };
+    for r in b.resources {
+        match r {
+            ResourceIn::Memory(m) => p.memory_stores.push(m),
+            ResourceIn::Other(o) => p.resources.push(o),
+        }
+    }
+    if p.memory_stores.len() > 8 {
+        return Err(ApiError::invalid(format!(
+            "resources: {} memory stores; a session mounts at most 8",
+            p.memory_stores.len()
+        )));
+    }
     match b.agent {
         Value::String(id) => p.agent = Some(id),
         v @ Value::Object(_) => {

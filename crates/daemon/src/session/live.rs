@@ -266,8 +266,15 @@ impl Session {
             net,
         )
         .with_search(services.search_backend());
-        if !row.memory.is_empty() {
-            toolbox = toolbox.with_mounts(memory_mounts(&services, &row));
+        let mut mounts = memory_mounts(&services, &row);
+        // Uploaded files (issue 25), read-only.
+        mounts.extend(crate::resources::attach::sandbox_mounts(
+            &services.paths,
+            &row.id,
+            &row.file_mounts,
+        ));
+        if !mounts.is_empty() {
+            toolbox = toolbox.with_mounts(mounts);
         }
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();

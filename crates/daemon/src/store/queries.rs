@@ -88,6 +88,7 @@ fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default(),
         deployment_id: r.get(27)?,
+        file_mounts: Vec::new(),
     })
 }
 

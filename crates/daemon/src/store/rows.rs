@@ -50,6 +50,9 @@ pub struct SessionRow {
     pub memory: Vec<tether_proto::memory::SessionMemory>,
     /// The deployment that fired this session, if one did.
     pub deployment_id: Option<String>,
+    /// Not a column: the files mounted read-only, as (blob, mount path), read from
+    /// `session_resources` when the session is loaded (`resources::attach`).
+    pub file_mounts: Vec<(String, String)>,
 }
 
 impl SessionRow {
@@ -84,6 +87,7 @@ impl SessionRow {
             thread_agent: None,
             memory: Vec::new(),
             deployment_id: None,
+            file_mounts: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 13;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -341,6 +341,42 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              CREATE INDEX work_items_live ON work_items (state) WHERE state != 'stopped';
              CREATE INDEX work_items_by_session ON work_items (session_id) WHERE state != 'stopped';
              PRAGMA user_version = 11;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 13 {
+        // Files (issue 25): an upload's metadata; its content is the blob named by `sha256`
+        // under the data dir. A session's resources: files mounted read-only (they keep the
+        // blob alive by its `sha256`, even once the file is deleted) and cloned repositories
+        // (never their token). Self-contained: needs no step 12.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS files (
+                id TEXT PRIMARY KEY,
+                filename TEXT NOT NULL,
+                mime_type TEXT NOT NULL,
+                size_bytes INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                created_at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS files_by_sha ON files (sha256);
+             CREATE TABLE IF NOT EXISTS session_resources (
+                id TEXT PRIMARY KEY,
+                session_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                file_id TEXT,
+                sha256 TEXT,
+                url TEXT,
+                checkout TEXT,
+                mount_path TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS session_resources_by_session
+                ON session_resources (session_id, created_at, id);
+             CREATE INDEX IF NOT EXISTS session_resources_by_sha ON session_resources (sha256);
+             PRAGMA user_version = 13;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

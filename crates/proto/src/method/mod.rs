@@ -227,6 +227,16 @@ methods! {
     "environment.key" => EnvironmentKeyGet(crate::work::EnvironmentKeyParams) -> crate::work::EnvironmentKey;
     /// The workers seen polling the environment and its queue.
     "environment.workers" => EnvironmentWorkersGet(EnvironmentParams) -> crate::work::EnvironmentWorkers;
+    // files and session resources (issue 25)
+    /// Stores a file (at most `file::MAX_SOCKET_UPLOAD` bytes this way).
+    "file.upload" => FileUpload(crate::file::UploadFile) -> crate::file::FileMetadata;
+    /// Every file, newest first.
+    "file.list" => FileList(NoParams) -> List<crate::file::FileMetadata>;
+    "file.get" => FileGet(crate::file::FileParams) -> crate::file::FileMetadata;
+    /// A slice of a file's content (downloads go slice by slice).
+    "file.read" => FileRead(crate::file::ReadFile) -> crate::file::FileChunk;
+    /// Deletes the file; sessions that mount it keep their copy until they end.
+    "file.delete" => FileDelete(crate::file::FileParams) -> crate::file::FileDeleted;
 }
 
 impl Call {

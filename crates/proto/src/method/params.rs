@@ -50,6 +50,10 @@ pub struct CreateSession {
     /// Memory stores to mount under `/mnt/memory/` (at most 8).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_stores: Vec<crate::memory::MemoryResourceParam>,
+    /// Files to mount read-only and repositories to clone (issue 25). A repository's token
+    /// is never serialized: it crosses no socket and reaches no log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<crate::file::ResourceParam>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -278,6 +278,24 @@ fn calls_round_trip_through_parts() {
         Call::EnvironmentWorkersGet(EnvironmentParams {
             environment: "box".into(),
         }),
+        // files (issue 25)
+        Call::FileUpload(crate::file::UploadFile {
+            filename: "a".into(),
+            mime_type: Some("text/plain".into()),
+            content_base64: String::new(),
+        }),
+        Call::FileList(NoParams {}),
+        Call::FileGet(crate::file::FileParams {
+            file_id: "file_1".into(),
+        }),
+        Call::FileRead(crate::file::ReadFile {
+            file_id: "file_1".into(),
+            offset: 4,
+            length: 8,
+        }),
+        Call::FileDelete(crate::file::FileParams {
+            file_id: "file_1".into(),
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -957,6 +975,52 @@ fn every_method_in_the_table_parses_and_round_trips() {
             }],
             queued: 0,
             in_flight: 1,
+        },
+        &mut seen,
+    );
+    // files (issue 25)
+    let file = || crate::file::FileMetadata {
+        id: "file_1".into(),
+        object_type: "file".into(),
+        filename: "a.csv".into(),
+        mime_type: "text/csv".into(),
+        size_bytes: 3,
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        downloadable: true,
+        expires_at: None,
+        sha256: "ab".into(),
+    };
+    let fp = || crate::file::FileParams {
+        file_id: "file_1".into(),
+    };
+    check::<rpc::FileUpload>(
+        crate::file::UploadFile {
+            filename: "a.csv".into(),
+            mime_type: None,
+            content_base64: "YWJj".into(),
+        },
+        file(),
+        &mut seen,
+    );
+    check::<rpc::FileList>(NoParams {}, List { data: vec![file()] }, &mut seen);
+    check::<rpc::FileGet>(fp(), file(), &mut seen);
+    check::<rpc::FileRead>(
+        crate::file::ReadFile {
+            file_id: "file_1".into(),
+            offset: 0,
+            length: 3,
+        },
+        crate::file::FileChunk {
+            content_base64: "YWJj".into(),
+            eof: true,
+        },
+        &mut seen,
+    );
+    check::<rpc::FileDelete>(
+        fp(),
+        crate::file::FileDeleted {
+            id: "file_1".into(),
+            object_type: "file_deleted".into(),
         },
         &mut seen,
     );

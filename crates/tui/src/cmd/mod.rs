@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod deployments;
 pub mod doctor;
 pub mod envs;
+pub mod files;
 pub mod fleet;
 mod follow;
 pub mod memory;
