@@ -26,11 +26,13 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
             "skills: this tetherd does not support skills; remove the field",
         ));
     }
+    // Null and `service_account` mean the default (hosted), which is all tether has.
     if let Some(identity) = m.remove("execution_identity")
         && !identity.is_null()
+        && identity != serde_json::json!({"type": "service_account"})
     {
         return Err(ApiError::invalid(
-            "execution_identity: tools run as the user tetherd runs as; remove the field",
+            "execution_identity: tools run as the user tetherd runs as, so only {\"type\": \"service_account\"} (the default) is accepted; remove the field or send that",
         ));
     }
     Ok(())

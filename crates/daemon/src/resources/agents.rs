@@ -49,8 +49,9 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     if let Some(effort) = spec.model.as_ref().and_then(|m| m.effort.as_ref()) {
         thinking_budget(effort)?;
     }
-    if spec.tools.len() > 128 {
-        return Err(invalid("tools: expected at most 128 entries".into()));
+    // SDK 2.17.0 raised the hosted limit from 128.
+    if spec.tools.len() > 256 {
+        return Err(invalid("tools: expected at most 256 entries".into()));
     }
     for (i, tool) in spec.tools.iter().enumerate() {
         match tool {
@@ -61,6 +62,12 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                             "tools[{i}].configs[{j}].name: unknown tool `{}` in {AGENT_TOOLSET}; expected one of {}",
                             c.name,
                             TOOL_NAMES.join(", ")
+                        )));
+                    }
+                    if let Some(kind) = c.kind.as_deref().filter(|k| *k != c.name) {
+                        return Err(invalid(format!(
+                            "tools[{i}].configs[{j}].type: `{kind}` differs from its name `{}`; send the same value or leave `type` out",
+                            c.name
                         )));
                     }
                 }
