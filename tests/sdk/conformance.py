@@ -104,4 +104,10 @@ assert starts.get(message.id) == "agent.message", (starts, message.id)
 assert starts.get(thinking[0].id) == "agent.thinking", (starts, thinking[0].id)
 assert delta_text.get(message.id) == message.content[0].text, (delta_text, message.content)
 assert thinking[0].id not in delta_text, "thinking previews are start-only"
+# Names are not unique in the hosted API: the same create twice gives two objects (a 409 here
+# would be retried by default clients and then fail).
+twins = [beta.agents.create(name="twin", model="claude-haiku-4-5").id for _ in range(2)]
+env_twins = [beta.environments.create(name="twin").id for _ in range(2)]
+assert len(set(twins)) == 2 and len(set(env_twins)) == 2, (twins, env_twins)
+print("twins:", " ".join(twins + env_twins))
 print("conformance shapes ok")

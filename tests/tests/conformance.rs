@@ -41,10 +41,36 @@ async fn the_python_sdk_in_strict_mode_accepts_agents_environments_sessions_and_
         chunk_chars: 4,
     });
     let env = TestEnv::new(script).await;
-    env.run_sdk_program(
-        &python(),
-        &[&sdk_program("conformance.py")],
-        "conformance shapes ok",
-    )
-    .await;
+    let stdout = env
+        .run_sdk_program(
+            &python(),
+            &[&sdk_program("conformance.py")],
+            "conformance shapes ok",
+        )
+        .await;
+    // The program made two agents and two environments named `twin` over HTTP; the CLI
+    // resolves the name to the newest and says that several match, listing their ids.
+    let twins: Vec<&str> = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("twins: "))
+        .expect("the program prints the twins' ids")
+        .split_whitespace()
+        .collect();
+    let [agent_old, agent_new, env_old, env_new] = twins[..] else {
+        panic!("four ids expected: {twins:?}");
+    };
+    for (what, old, new) in [("agents", agent_old, agent_new), ("envs", env_old, env_new)] {
+        let out = env.run(&[what, "show", "twin", "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{what} show twin: {stderr}");
+        let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(shown["id"], new, "the newest `twin` is the one shown");
+        assert!(
+            stderr.contains("are named `twin`")
+                && stderr.contains(&format!("{new}, {old}"))
+                && stderr.contains(&format!("using the newest, {new}")),
+            "{what}: the CLI says several match and lists them: {stderr}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::{HostedAgent, Page};
 use super::{Api, body, page, shapes};
-use crate::resources::agents;
+use crate::resources::{Names, agents};
 
 /// Hosted fields tether does not model: accepted when empty, refused otherwise.
 fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
@@ -45,7 +45,7 @@ pub async fn create(
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     let spec: AgentSpec = serde_json::from_value(v).map_err(ApiError::body)?;
-    let a = agents::create(&api.rt.store, spec).await?;
+    let a = agents::create_with(&api.rt.store, spec, Names::MayRepeat).await?;
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
 
@@ -163,13 +163,14 @@ pub async fn update(
                 .version
             }
         };
-        match agents::update(
+        match agents::update_with(
             &api.rt.store,
             UpdateAgent {
                 agent: agent_id.clone(),
                 version,
                 changes: changes.clone(),
             },
+            Names::MayRepeat,
         )
         .await
         {

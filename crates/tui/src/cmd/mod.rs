@@ -10,6 +10,7 @@ pub mod envs;
 pub mod fleet;
 mod follow;
 pub mod memory;
+mod names;
 mod outcome;
 pub mod proxy;
 pub mod sessions;
