@@ -134,7 +134,7 @@ fn plugins_missing() -> Option<String> {
 fn counts(summary: &str) -> (u32, u32) {
     let count = |word: &str| {
         summary
-            .split(|c: char| c == ',' || c == '=')
+            .split([',', '='])
             .filter_map(|part| {
                 let mut it = part.split_whitespace();
                 let n = it.next()?.parse::<u32>().ok()?;
