@@ -213,8 +213,9 @@ mod tests {
             schemas["AgentChanges"]["properties"]["version"]["maximum"],
             u32::MAX
         );
+        // Hosted: `version` on an update is optional ("omit to apply unconditionally").
         assert!(
-            schemas["AgentChanges"]["required"]
+            !schemas["AgentChanges"]["required"]
                 .to_string()
                 .contains("version")
         );
