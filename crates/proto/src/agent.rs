@@ -33,6 +33,10 @@ pub struct ToolDefaults {
 #[serde(deny_unknown_fields)]
 pub struct ToolConfig {
     pub name: String,
+    /// Hosted clients may repeat the name as `type` (the SDK's config params have it); it
+    /// must then equal `name`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,7 +167,7 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<AgentModel>,
     #[serde(default)]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 256))]
     pub tools: Vec<AgentTool>,
     /// Names unique; each referenced by an `mcp_toolset` entry of `tools` that uses it.
     #[serde(default)]
@@ -194,7 +198,7 @@ pub struct AgentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<AgentModel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = 256))]
     pub tools: Option<Vec<AgentTool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 20))]

@@ -192,7 +192,8 @@ impl EnvironmentConfig {
 pub struct EnvironmentSpec {
     #[schemars(length(min = 1, max = 256))]
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always sent (null when unset): the hosted SDK requires the key.
+    #[serde(default)]
     #[schemars(length(max = 2048))]
     pub description: Option<String>,
     #[serde(default)]

@@ -649,8 +649,16 @@ impl Delta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeltaKind {
-    /// A model response started; drop any previous partial message.
-    MessageStart { model_request_start_id: String },
+    /// A model response started; drop any previous partial message. `message_id` and
+    /// `thinking_id` are the ids its `agent.message` and (first) `agent.thinking` events will
+    /// have, so a preview is named by the event that concludes it (hosted `event_start`).
+    MessageStart {
+        model_request_start_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        thinking_id: Option<String>,
+    },
     /// Text of the message being written.
     Text { index: u32, text: String },
     /// Thinking text being written.
@@ -787,12 +795,16 @@ mod tests {
             11,
             DeltaKind::MessageStart {
                 model_request_start_id: "x".into(),
+                message_id: None,
+                thinking_id: None,
             },
         );
         assert!(!start.absorb(&delta(
             12,
             DeltaKind::MessageStart {
-                model_request_start_id: "x".into()
+                model_request_start_id: "x".into(),
+                message_id: None,
+                thinking_id: None,
             }
         )));
     }
@@ -969,6 +981,8 @@ mod tests {
         for kind in [
             DeltaKind::MessageStart {
                 model_request_start_id: "sevt_1".into(),
+                message_id: Some("sevt_2".into()),
+                thinking_id: None,
             },
             DeltaKind::Text {
                 index: 0,

@@ -62,6 +62,9 @@ impl JsonSchema for MetadataPatch {
 #[allow(dead_code)]
 pub struct BuiltinToolConfig {
     name: String,
+    /// The same as `name` when sent (hosted clients echo it).
+    #[serde(rename = "type")]
+    kind: Option<String>,
     enabled: Option<bool>,
     permission_policy: Option<crate::agent::PermissionPolicy>,
 }

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::{HostedAgent, Page};
 use super::{Api, body, page, shapes};
-use crate::resources::agents;
+use crate::resources::{Names, agents};
 
 /// Hosted fields tether does not model: accepted when empty, refused otherwise.
 fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
@@ -26,11 +26,13 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
             "skills: this tetherd does not support skills; remove the field",
         ));
     }
+    // Null and `service_account` mean the default (hosted), which is all tether has.
     if let Some(identity) = m.remove("execution_identity")
         && !identity.is_null()
+        && identity != serde_json::json!({"type": "service_account"})
     {
         return Err(ApiError::invalid(
-            "execution_identity: tools run as the user tetherd runs as; remove the field",
+            "execution_identity: tools run as the user tetherd runs as, so only {\"type\": \"service_account\"} (the default) is accepted; remove the field or send that",
         ));
     }
     Ok(())
@@ -43,7 +45,7 @@ pub async fn create(
     let mut v: Value = body::parse(&bytes)?;
     strip_unsupported(&mut v)?;
     let spec: AgentSpec = serde_json::from_value(v).map_err(ApiError::body)?;
-    let a = agents::create(&api.rt.store, spec).await?;
+    let a = agents::create_with(&api.rt.store, spec, Names::MayRepeat).await?;
     Ok(Json(shapes::agent(&api.rt, &a)))
 }
 
@@ -161,13 +163,14 @@ pub async fn update(
                 .version
             }
         };
-        match agents::update(
+        match agents::update_with(
             &api.rt.store,
             UpdateAgent {
                 agent: agent_id.clone(),
                 version,
                 changes: changes.clone(),
             },
+            Names::MayRepeat,
         )
         .await
         {

@@ -13,7 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::query::Query;
 use super::shapes::Page;
 use super::{Api, body, page};
-use crate::resources::environments;
+use crate::resources::{Names, environments};
 
 /// Hosted `scope` applies to self-hosted environments only: accepted when null.
 fn without_scope(bytes: &Bytes) -> ApiResult<Value> {
@@ -38,7 +38,7 @@ pub async fn create(
     let spec: EnvironmentSpec =
         serde_json::from_value(without_scope(&bytes)?).map_err(ApiError::body)?;
     Ok(Json(
-        environments::create(&api.rt.store, &api.rt.builds, spec).await?,
+        environments::create_with(&api.rt.store, &api.rt.builds, spec, Names::MayRepeat).await?,
     ))
 }
 
@@ -83,7 +83,7 @@ pub async fn update(
         changes,
     };
     Ok(Json(
-        environments::update(&api.rt.store, &api.rt.builds, p).await?,
+        environments::update_with(&api.rt.store, &api.rt.builds, p, Names::MayRepeat).await?,
     ))
 }
 

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use serde::Deserialize;
 use serde_json::Value;
-use tether_proto::{ConfirmationResult, ContentBlock, Event, EventBody};
+use tether_proto::{ConfirmationResult, ContentBlock, Event};
 
 use super::error::{ApiError, ApiResult};
 use super::page::Cursor;
@@ -19,19 +19,58 @@ const CHUNK: u32 = 500;
 /// The query parameter that opts a reader into tether's own event types.
 pub const TETHER_EVENTS: &str = "tether_events";
 
+/// The event types of the hosted API (SDK 2.17.0, `BetaManagedAgentsSessionEventType`).
+pub const HOSTED_EVENT_TYPES: [&str; 41] = [
+    "user.message",
+    "user.interrupt",
+    "user.tool_confirmation",
+    "user.custom_tool_result",
+    "user.define_outcome",
+    "user.tool_result",
+    "agent.custom_tool_use",
+    "agent.message",
+    "agent.thinking",
+    "agent.mcp_tool_use",
+    "agent.mcp_tool_result",
+    "agent.tool_use",
+    "agent.tool_result",
+    "agent.thread_message_received",
+    "agent.thread_message_sent",
+    "agent.thread_context_compacted",
+    "session.error",
+    "session.status_rescheduled",
+    "session.status_running",
+    "session.status_idle",
+    "session.status_terminated",
+    "session.thread_created",
+    "session.thread_status_running",
+    "session.thread_status_idle",
+    "session.thread_status_terminated",
+    "session.thread_status_rescheduled",
+    "session.updated",
+    "session.usage",
+    "system.message",
+    "span.outcome_evaluation_start",
+    "span.outcome_evaluation_ongoing",
+    "span.outcome_evaluation_end",
+    "span.model_request_start",
+    "span.model_request_end",
+    "workflow_run.created",
+    "workflow_run.status_running",
+    "workflow_run.status_idle",
+    "workflow_run.status_ended",
+    "workflow_run.error",
+    "workflow_run.phase_started",
+    "workflow_run.phase_ended",
+];
+
 /// Whether the hosted API has this event type. tether's own (`span.tool_call_start`, the
-/// intent record written before a tool runs) stay in the log and on the socket, but a strict
-/// client of the hosted API fails to parse a type its event union lacks, so HTTP readers get
-/// them only with `?tether_events=true`.
+/// intent record written before a tool runs; `span.workflow_task_*`) stay in the log and on
+/// the socket, but a strict client of the hosted API fails to parse a type its event union
+/// lacks, so HTTP readers get them only with `?tether_events=true`. An allow-list, so a type
+/// tether adds later stays off the HTTP surface until someone says it is hosted.
 pub fn is_hosted(e: &Event) -> bool {
-    !matches!(
-        e.body,
-        EventBody::SpanToolCallStart { .. }
-            | EventBody::SpanWorkflowTaskStarted { .. }
-            | EventBody::SpanWorkflowTaskFannedOut { .. }
-            | EventBody::SpanWorkflowTaskChecking { .. }
-            | EventBody::SpanWorkflowTaskEnded { .. }
-    )
+    HOSTED_EVENT_TYPES.contains(&e.type_name())
 }
 
 pub async fn list(

@@ -86,8 +86,8 @@ pub fn build() -> Value {
     })
 }
 
-/// What the proto crate's schemas leave to the daemon: the built-in tool names, and that HTTP
-/// updates of an agent carry the `version` they are based on.
+/// What the proto crate's schemas leave to the daemon: the built-in tool names, and that the
+/// `version` of an HTTP agent update is a number when sent.
 fn state_daemon_rules(schemas: &mut Map<String, Value>) {
     let tools: Vec<&str> = crate::tools::TOOL_NAMES.to_vec();
     if let Some(name) = schemas
@@ -112,15 +112,13 @@ fn state_daemon_rules(schemas: &mut Map<String, Value>) {
             }
         }
     }
-    if let Some(Value::Object(o)) = schemas.get_mut("AgentChanges") {
-        if let Value::Array(required) = o.entry("required").or_insert_with(|| json!([])) {
-            required.push(json!("version"));
-        }
-        if let Some(Value::Object(version)) =
-            o.get_mut("properties").and_then(|p| p.get_mut("version"))
-        {
-            version.remove("nullable");
-        }
+    // `version` on an update is optional (hosted: "omit to apply the update
+    // unconditionally"), but not null.
+    if let Some(Value::Object(version)) = schemas
+        .get_mut("AgentChanges")
+        .and_then(|o| o.pointer_mut("/properties/version"))
+    {
+        version.remove("nullable");
     }
 }
 
@@ -226,8 +224,9 @@ mod tests {
             schemas["AgentChanges"]["properties"]["version"]["maximum"],
             u32::MAX
         );
+        // Hosted: `version` on an update is optional ("omit to apply unconditionally").
         assert!(
-            schemas["AgentChanges"]["required"]
+            !schemas["AgentChanges"]["required"]
                 .to_string()
                 .contains("version")
         );

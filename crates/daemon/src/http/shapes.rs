@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
-use tether_proto::agent::{Agent, AgentModel, AgentTool, McpServer};
+use tether_proto::agent::{
+    Agent, AgentModel, AgentTool, McpServer, PermissionPolicy, ToolConfig, ToolDefaults,
+};
 use tether_proto::method::AgentParams;
 use tether_proto::{Event, SessionInfo, SessionStatus, StopReason};
 
@@ -14,13 +16,161 @@ use super::error::ApiResult;
 use crate::runtime::Runtime;
 use crate::store::rows::SessionRow;
 
-/// An agent version as `BetaManagedAgentsAgent`.
+/// An agent version as `BetaManagedAgentsAgent`: tools resolved, the model id in the hosted
+/// form.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HostedAgent {
-    #[serde(flatten)]
-    pub agent: Agent,
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub version: u32,
+    pub name: String,
+    pub description: Option<String>,
+    pub system: Option<String>,
+    pub model: AgentModel,
+    pub tools: Vec<HostedTool>,
+    pub mcp_servers: Vec<McpServer>,
+    pub metadata: BTreeMap<String, String>,
     pub skills: Vec<Value>,
     pub multiagent: Option<Value>,
+    pub execution_identity: ExecutionIdentity,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// `{type: service_account}`: tools run as the user tetherd runs as; there is no other
+/// principal to name (agents.rs refuses `aws_role`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ExecutionIdentity {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+fn service_account() -> ExecutionIdentity {
+    ExecutionIdentity {
+        kind: "service_account".into(),
+    }
+}
+
+/// A toolset's defaults with nothing left to the reader: `enabled` and `permission_policy`
+/// always present.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ResolvedDefaults {
+    pub enabled: bool,
+    pub permission_policy: PermissionPolicy,
+}
+
+/// One resolved `configs` entry (built-in tools also carry their name as `type`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ResolvedToolConfig {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub name: String,
+    pub enabled: bool,
+    pub permission_policy: PermissionPolicy,
+}
+
+/// A `tools` entry as the hosted API returns it: toolsets resolved (`default_config` and
+/// `configs` always present, every built-in tool listed), custom tools as declared.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(tag = "type")]
+pub enum HostedTool {
+    #[serde(rename = "agent_toolset_20260401")]
+    Toolset {
+        default_config: ResolvedDefaults,
+        configs: Vec<ResolvedToolConfig>,
+    },
+    #[serde(rename = "mcp_toolset")]
+    McpToolset {
+        mcp_server_name: String,
+        default_config: ResolvedDefaults,
+        configs: Vec<ResolvedToolConfig>,
+    },
+    #[serde(rename = "custom")]
+    Custom {
+        name: String,
+        description: String,
+        input_schema: Value,
+    },
+}
+
+/// Resolves one declared tool the way the runtime reads it (agent.rs: `enabled_builtin_tools`,
+/// `builtin_permission`, `mcp_tool`): built-ins default to enabled and `always_allow`, MCP
+/// tools to enabled and `always_ask`.
+pub fn hosted_tool(tool: &AgentTool) -> HostedTool {
+    fn defaults(d: &Option<ToolDefaults>, policy: PermissionPolicy) -> ResolvedDefaults {
+        ResolvedDefaults {
+            enabled: d.as_ref().and_then(|d| d.enabled).unwrap_or(true),
+            permission_policy: d
+                .as_ref()
+                .and_then(|d| d.permission_policy)
+                .unwrap_or(policy),
+        }
+    }
+    fn resolve(c: Option<&ToolConfig>, name: &str, d: &ResolvedDefaults) -> ResolvedToolConfig {
+        ResolvedToolConfig {
+            kind: None,
+            name: name.to_string(),
+            enabled: c.and_then(|c| c.enabled).unwrap_or(d.enabled),
+            permission_policy: c
+                .and_then(|c| c.permission_policy)
+                .unwrap_or(d.permission_policy),
+        }
+    }
+    match tool {
+        AgentTool::Toolset {
+            default_config,
+            configs,
+        } => {
+            let d = defaults(default_config, PermissionPolicy::AlwaysAllow);
+            let configs = crate::tools::TOOL_NAMES
+                .iter()
+                .map(|name| ResolvedToolConfig {
+                    kind: Some(name.to_string()),
+                    ..resolve(configs.iter().find(|c| c.name == *name), name, &d)
+                })
+                .collect();
+            HostedTool::Toolset {
+                default_config: d,
+                configs,
+            }
+        }
+        AgentTool::McpToolset {
+            mcp_server_name,
+            default_config,
+            configs,
+        } => {
+            let d = defaults(default_config, PermissionPolicy::AlwaysAsk);
+            let configs = configs
+                .iter()
+                .map(|c| resolve(Some(c), &c.name, &d))
+                .collect();
+            HostedTool::McpToolset {
+                mcp_server_name: mcp_server_name.clone(),
+                default_config: d,
+                configs,
+            }
+        }
+        AgentTool::Custom {
+            name,
+            description,
+            input_schema,
+        } => HostedTool::Custom {
+            name: name.clone(),
+            description: description.clone(),
+            input_schema: input_schema.clone(),
+        },
+    }
+}
+
+/// The hosted form of a model id: tether's `anthropic/` provider prefix dropped (a bare id
+/// means Anthropic to tether too), other providers' ids unchanged.
+pub fn hosted_model(mut m: AgentModel) -> AgentModel {
+    if let Some(bare) = m.id.strip_prefix("anthropic/") {
+        m.id = bare.to_string();
+    }
+    m
 }
 
 /// tether lets an agent leave the model to the daemon's default; this says which it is.
@@ -33,18 +183,25 @@ fn default_model(rt: &Runtime) -> AgentModel {
 }
 
 pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
-    let mut agent = a.clone();
-    agent.spec.model.get_or_insert_with(|| default_model(rt));
-    // Said once, at the top level (null: single-threaded), with its roster resolved.
-    let multiagent = agent
-        .spec
-        .multiagent
-        .take()
-        .and_then(|m| serde_json::to_value(m).ok());
+    let spec = a.spec.clone();
     HostedAgent {
-        agent,
+        id: a.id.clone(),
+        object_type: a.object_type.clone(),
+        version: a.version,
+        name: spec.name,
+        description: spec.description,
+        system: spec.system,
+        model: hosted_model(spec.model.unwrap_or_else(|| default_model(rt))),
+        tools: spec.tools.iter().map(hosted_tool).collect(),
+        mcp_servers: spec.mcp_servers,
+        metadata: spec.metadata,
         skills: Vec::new(),
-        multiagent,
+        // Said once, at the top level (null: single-threaded), with its roster resolved.
+        multiagent: spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
+        execution_identity: service_account(),
+        created_at: a.created_at.clone(),
+        updated_at: a.updated_at.clone(),
+        archived_at: a.archived_at.clone(),
     }
 }
 
@@ -83,10 +240,11 @@ pub struct SessionAgent {
     pub description: Option<String>,
     pub system: Option<String>,
     pub model: AgentModel,
-    pub tools: Vec<AgentTool>,
+    pub tools: Vec<HostedTool>,
     pub mcp_servers: Vec<McpServer>,
     pub skills: Vec<Value>,
     pub multiagent: Option<Value>,
+    pub execution_identity: ExecutionIdentity,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -201,9 +359,10 @@ impl AgentCache {
             description: a.spec.description,
             system: a.spec.system,
             model: a.spec.model.unwrap_or_else(|| default_model(rt)),
-            tools: a.spec.tools,
+            tools: a.spec.tools.iter().map(hosted_tool).collect(),
             mcp_servers: a.spec.mcp_servers,
             skills: Vec::new(),
+            execution_identity: service_account(),
             // Sessions copy the field at create (hosted).
             multiagent: a.spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
         };
@@ -239,10 +398,12 @@ pub async fn session(
             mcp_servers: Vec::new(),
             skills: Vec::new(),
             multiagent: None,
+            execution_identity: service_account(),
         },
     };
     // What the session actually runs: a model switch or a system override wins.
     agent.model.id = info.model.clone();
+    agent.model = hosted_model(agent.model);
     if row.system.is_some() {
         agent.system = row.system.clone();
     }

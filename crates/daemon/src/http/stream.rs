@@ -74,13 +74,19 @@ pub fn stream_of(
     // Subscribe before reading where the log ends, so nothing falls between the two.
     let rx = s.subscribe();
     let cursor = resume.unwrap_or_else(|| s.info().last_seq);
+    // A response already being written (the stream was opened just after a send): its
+    // previews so far, then its deltas from where they left off.
+    let mut queue = VecDeque::new();
+    if previews.message || previews.thinking {
+        previews.join(s.live_response(), &mut queue);
+    }
     let feed = Feed {
         store: api.rt.store.clone(),
         session_id: s.id.clone(),
         cursor,
         replaying: resume.is_some(),
         tether_events,
-        queue: VecDeque::new(),
+        queue,
         rx,
         previews,
         shutdown: api.rt.shutdown.clone(),
@@ -104,8 +110,12 @@ pub fn stream_of(
 struct Previews {
     message: bool,
     thinking: bool,
-    /// `(model_request_start_id, started message preview, started thinking preview)`.
-    current: Option<(String, bool, bool)>,
+    /// The response being written: `[(preview id, event_start sent)]` for message and
+    /// thinking.
+    current: Option<[(String, bool); 2]>,
+    /// Deltas up to this `n` were already sent (as the text so far, to a reader that joined
+    /// mid-response).
+    sent_through: u64,
 }
 
 /// The `event_delta` JSON of `text` for preview `preview_id`.
@@ -119,6 +129,63 @@ fn delta_json(preview_id: &str, index: u32, text: &str) -> String {
 }
 
 impl Previews {
+    /// A new response: its previews are named by the events that will conclude them (older
+    /// logs' deltas lack those ids; then the request's start id names them).
+    fn start(&mut self, kind: &DeltaKind) {
+        if let DeltaKind::MessageStart {
+            model_request_start_id,
+            message_id,
+            thinking_id,
+        } = kind
+        {
+            let message = message_id
+                .clone()
+                .unwrap_or_else(|| format!("{model_request_start_id}_message"));
+            let thinking = thinking_id
+                .clone()
+                .unwrap_or_else(|| format!("{model_request_start_id}_thinking"));
+            self.current = Some([(message, false), (thinking, false)]);
+        }
+    }
+
+    /// A reader joining mid-response: the response's previews so far, as one event_start
+    /// and one event_delta per kind; deltas up to `n` are then skipped.
+    fn join(
+        &mut self,
+        live: Option<(DeltaKind, Option<String>, Option<String>, u64)>,
+        out: &mut VecDeque<Sse>,
+    ) {
+        let Some((start, message, thinking, n)) = live else {
+            return;
+        };
+        self.start(&start);
+        self.sent_through = n;
+        let Some(current) = &mut self.current else {
+            return;
+        };
+        let texts = [
+            (self.message, "agent.message", message),
+            (self.thinking, "agent.thinking", thinking),
+        ];
+        for ((wanted, kind, text), (preview_id, started)) in texts.into_iter().zip(current) {
+            let Some(text) = text.filter(|t| wanted && !t.is_empty()) else {
+                continue;
+            };
+            *started = true;
+            let start =
+                json!({ "type": "event_start", "event": { "type": kind, "id": preview_id } });
+            out.push_back(Sse::default().event("event_start").data(start.to_string()));
+            if kind == "agent.thinking" {
+                continue;
+            }
+            out.push_back(
+                Sse::default()
+                    .event("event_delta")
+                    .data(delta_json(preview_id, 0, &text)),
+            );
+        }
+    }
+
     /// Maps a run of deltas (everything that was waiting) to preview events, merging
     /// consecutive text of one block into one `event_delta`: a reader that fell a little behind
     /// catches up with a few large events instead of thousands of tiny ones. A delta that
@@ -128,11 +195,12 @@ impl Previews {
         while i < batch.len() {
             let d = &batch[i];
             i += 1;
+            if d.value.n <= self.sent_through {
+                continue;
+            }
             let (kind, index, text) = match &d.value.kind {
-                DeltaKind::MessageStart {
-                    model_request_start_id,
-                } => {
-                    self.current = Some((model_request_start_id.clone(), false, false));
+                k @ DeltaKind::MessageStart { .. } => {
+                    self.start(k);
                     continue;
                 }
                 DeltaKind::Text { index, text } if self.message => ("agent.message", *index, text),
@@ -141,20 +209,24 @@ impl Previews {
                 }
                 _ => continue,
             };
-            let Some((start_id, message_started, thinking_started)) = &mut self.current else {
+            let Some([message, thinking]) = &mut self.current else {
                 continue;
             };
-            let (started, suffix) = if kind == "agent.message" {
-                (message_started, "message")
+            let (preview_id, started) = if kind == "agent.message" {
+                message
             } else {
-                (thinking_started, "thinking")
+                thinking
             };
-            let preview_id = format!("{start_id}_{suffix}");
+            let preview_id = preview_id.clone();
             if !*started {
                 *started = true;
                 let start =
                     json!({ "type": "event_start", "event": { "type": kind, "id": preview_id } });
                 out.push_back(Sse::default().event("event_start").data(start.to_string()));
+            }
+            // Hosted: thinking previews are start-only; the agent.thinking event concludes it.
+            if kind == "agent.thinking" {
+                continue;
             }
             // Gather the text of the same block that follows directly.
             let mut merged: Option<String> = None;
@@ -322,8 +394,7 @@ mod tests {
     fn previews_start_once_per_request_and_kind_and_runs_merge() {
         let mut p = Previews {
             message: true,
-            thinking: false,
-            current: None,
+            ..Previews::default()
         };
         let d = |kind| {
             Wire::new(Delta {
@@ -341,6 +412,8 @@ mod tests {
         let mut out = VecDeque::new();
         let start = d(DeltaKind::MessageStart {
             model_request_start_id: "sevt_1".into(),
+            message_id: Some("sevt_msg".into()),
+            thinking_id: Some("sevt_thk".into()),
         });
         // One at a time: event_start once, then one event_delta each.
         p.map(&[start.clone(), text("a")], &mut out);
@@ -351,6 +424,11 @@ mod tests {
         });
         p.map(&[thinking], &mut out);
         assert_eq!(out.len(), 3, "event_start + two deltas, no thinking");
+        let first = format!("{:?}", out[0]);
+        assert!(
+            first.contains("sevt_msg"),
+            "the preview is named by its agent.message: {first}"
+        );
         // A run that waited is merged into one event_delta.
         let mut out = VecDeque::new();
         let mut q = Previews {
@@ -398,6 +476,46 @@ mod tests {
         assert!(
             feed.next().await.is_none(),
             "the stream ends after a resync"
+        );
+    }
+
+    #[test]
+    fn a_reader_joining_mid_response_gets_the_text_so_far_then_only_newer_deltas() {
+        let mut p = Previews {
+            message: true,
+            ..Previews::default()
+        };
+        let start = DeltaKind::MessageStart {
+            model_request_start_id: "sevt_1".into(),
+            message_id: Some("sevt_msg".into()),
+            thinking_id: Some("sevt_thk".into()),
+        };
+        let mut out = VecDeque::new();
+        p.join(Some((start, Some("hel".into()), None, 5)), &mut out);
+        assert_eq!(out.len(), 2, "event_start and the text so far");
+        let so_far = format!("{:?}", out[1]);
+        assert!(
+            so_far.contains("hel") && so_far.contains("sevt_msg"),
+            "{so_far}"
+        );
+        let text = |n, t: &str| {
+            Wire::new(Delta {
+                session_id: "s".into(),
+                n,
+                kind: DeltaKind::Text {
+                    index: 0,
+                    text: t.into(),
+                },
+            })
+        };
+        let mut out = VecDeque::new();
+        // n 5 is in the text already; n 6 is new, and its preview has started.
+        p.map(&[text(5, "l"), text(6, "lo")], &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let delta = format!("{:?}", out[0]);
+        assert!(
+            delta.contains("lo") && !delta.contains("llo") && !delta.contains("event_start"),
+            "{delta}"
         );
     }
 

@@ -10,6 +10,7 @@ use tether_proto::method::{AgentParams, UpdateAgent};
 use tether_proto::{ErrorBody, ErrorCode};
 
 use crate::ids;
+use crate::resources::Names;
 use crate::store::Store;
 use crate::store::error::StoreError;
 use crate::tools::TOOL_NAMES;
@@ -49,8 +50,9 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
     if let Some(effort) = spec.model.as_ref().and_then(|m| m.effort.as_ref()) {
         thinking_budget(effort)?;
     }
-    if spec.tools.len() > 128 {
-        return Err(invalid("tools: expected at most 128 entries".into()));
+    // SDK 2.17.0 raised the hosted limit from 128.
+    if spec.tools.len() > 256 {
+        return Err(invalid("tools: expected at most 256 entries".into()));
     }
     for (i, tool) in spec.tools.iter().enumerate() {
         match tool {
@@ -61,6 +63,12 @@ pub fn validate(spec: &AgentSpec) -> Result<(), ErrorBody> {
                             "tools[{i}].configs[{j}].name: unknown tool `{}` in {AGENT_TOOLSET}; expected one of {}",
                             c.name,
                             TOOL_NAMES.join(", ")
+                        )));
+                    }
+                    if let Some(kind) = c.kind.as_deref().filter(|k| *k != c.name) {
+                        return Err(invalid(format!(
+                            "tools[{i}].configs[{j}].type: `{kind}` differs from its name `{}`; send the same value or leave `type` out",
+                            c.name
                         )));
                     }
                 }
@@ -249,12 +257,17 @@ pub fn validate_metadata(
 }
 
 pub async fn create(store: &Store, spec: AgentSpec) -> Result<Agent, ErrorBody> {
+    create_with(store, spec, Names::Unique).await
+}
+
+/// [`create`], saying whether the name may already be in use.
+pub async fn create_with(store: &Store, spec: AgentSpec, names: Names) -> Result<Agent, ErrorBody> {
     validate(&spec)?;
     Ok(store
         .write(move |c| {
             let mut spec = spec;
             resolve_roster(c, &mut spec)?;
-            insert_new(c, spec)
+            insert_with(c, spec, names)
         })
         .await?)
 }
@@ -473,6 +486,11 @@ pub async fn versions(store: &Store, agent: &str) -> Result<Vec<Agent>, ErrorBod
 
 /// A new version from the newest one plus `changes`, if the newest is still `p.version`.
 pub async fn update(store: &Store, p: UpdateAgent) -> Result<Agent, ErrorBody> {
+    update_with(store, p, Names::Unique).await
+}
+
+/// [`update`], saying whether a new name may already be in use.
+pub async fn update_with(store: &Store, p: UpdateAgent, names: Names) -> Result<Agent, ErrorBody> {
     let reference = split_agent_ref(&p.agent).map_err(invalid)?.0.to_string();
     // Validate against the current spec before taking the write lock: cheap and readable.
     let current = store
@@ -508,6 +526,7 @@ pub async fn update(store: &Store, p: UpdateAgent) -> Result<Agent, ErrorBody> {
             }
             if let Some(other) = find_id_by_name(c, &spec.name, false)?
                 && other != id
+                && (names == Names::Unique || spec.name == DEFAULT_AGENT)
             {
                 return Err(name_taken(&spec.name));
             }
@@ -660,7 +679,13 @@ fn name_taken(name: &str) -> StoreError {
 }
 
 fn insert_new(c: &Connection, spec: AgentSpec) -> Result<Agent, StoreError> {
-    if find_id_by_name(c, &spec.name, false)?.is_some() {
+    insert_with(c, spec, Names::Unique)
+}
+
+fn insert_with(c: &Connection, spec: AgentSpec, names: Names) -> Result<Agent, StoreError> {
+    if (names == Names::Unique || spec.name == DEFAULT_AGENT)
+        && find_id_by_name(c, &spec.name, false)?.is_some()
+    {
         return Err(name_taken(&spec.name));
     }
     let id = ids::agent_id();
@@ -708,6 +733,34 @@ mod tests {
             version,
             changes: serde_json::from_value(changes).unwrap(),
         }
+    }
+
+    #[tokio::test]
+    async fn hosted_creates_may_repeat_a_name_which_then_means_the_newest_but_default_stays_unique()
+    {
+        let (_d, s) = store().await;
+        let first = create(&s, spec(json!({"name": "twin"}))).await.unwrap();
+        let e = create(&s, spec(json!({"name": "twin"}))).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "{}", e.message);
+        let second = create_with(&s, spec(json!({"name": "twin"})), Names::MayRepeat)
+            .await
+            .unwrap();
+        assert_ne!(first.id, second.id);
+        let by_name = get(
+            &s,
+            &AgentParams {
+                agent: "twin".into(),
+                version: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(by_name.id, second.id, "a name means its newest agent");
+        ensure_default(&s).await.unwrap();
+        let e = create_with(&s, spec(json!({"name": DEFAULT_AGENT})), Names::MayRepeat)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict, "{}", e.message);
     }
 
     #[tokio::test]

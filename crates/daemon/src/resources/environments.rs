@@ -13,6 +13,7 @@ use tether_proto::method::{EnvironmentParams, UpdateEnvironment};
 use tether_proto::{ErrorBody, ErrorCode};
 
 use crate::ids;
+use crate::resources::Names;
 use crate::resources::envbuild::Builds;
 use crate::resources::networking::net_policy;
 use crate::store::Store;
@@ -81,8 +82,18 @@ pub async fn create(
     builds: &Arc<Builds>,
     spec: EnvironmentSpec,
 ) -> Result<Environment, ErrorBody> {
+    create_with(store, builds, spec, Names::Unique).await
+}
+
+/// [`create`], saying whether the name may already be in use.
+pub async fn create_with(
+    store: &Store,
+    builds: &Arc<Builds>,
+    spec: EnvironmentSpec,
+    names: Names,
+) -> Result<Environment, ErrorBody> {
     validate(&spec)?;
-    let env = store.write(move |c| insert_new(c, spec)).await?;
+    let env = store.write(move |c| insert_with(c, spec, names)).await?;
     builds.start(&env.id, &env.spec.config, false);
     Ok(with_build(builds, env))
 }
@@ -178,6 +189,16 @@ pub async fn update(
     builds: &Arc<Builds>,
     p: UpdateEnvironment,
 ) -> Result<Environment, ErrorBody> {
+    update_with(store, builds, p, Names::Unique).await
+}
+
+/// [`update`], saying whether a new name may already be in use.
+pub async fn update_with(
+    store: &Store,
+    builds: &Arc<Builds>,
+    p: UpdateEnvironment,
+    names: Names,
+) -> Result<Environment, ErrorBody> {
     let current = get(store, builds, &p.environment).await?;
     validate(&apply(current.spec.clone(), p.changes.clone()))?;
     let (reference, changes) = (p.environment, p.changes);
@@ -197,6 +218,7 @@ pub async fn update(
             }
             if let Some(other) = find_id_by_name(c, &spec.name, false)?
                 && other != id
+                && (names == Names::Unique || spec.name == DEFAULT_ENVIRONMENT)
             {
                 return Err(name_taken(&spec.name));
             }
@@ -386,7 +408,17 @@ fn encode(spec: &EnvironmentSpec) -> Result<String, StoreError> {
 }
 
 fn insert_new(c: &Connection, spec: EnvironmentSpec) -> Result<Environment, StoreError> {
-    if find_id_by_name(c, &spec.name, false)?.is_some() {
+    insert_with(c, spec, Names::Unique)
+}
+
+fn insert_with(
+    c: &Connection,
+    spec: EnvironmentSpec,
+    names: Names,
+) -> Result<Environment, StoreError> {
+    if (names == Names::Unique || spec.name == DEFAULT_ENVIRONMENT)
+        && find_id_by_name(c, &spec.name, false)?.is_some()
+    {
         return Err(name_taken(&spec.name));
     }
     let id = ids::environment_id();

@@ -7,6 +7,17 @@
 //! Depends on the infrastructure below it (`store`, `sandbox`, `net`, `tools`) and the
 //! foundations; never on `session`, `runtime` or the doors, which use it.
 
+/// Whether a name may be shared by several live agents (or environments). The hosted API
+/// allows it (its clients create the same name again and again), so HTTP creates and renames
+/// say `MayRepeat`; the CLI's files keep names unique, so that `tether agents create` of a
+/// name in use points at `update` instead. The built-in `default` stays unique either way
+/// (sessions without an agent or environment find it by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Names {
+    Unique,
+    MayRepeat,
+}
+
 pub mod agents;
 pub mod attach;
 pub mod envbuild;

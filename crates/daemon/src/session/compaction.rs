@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use tether_proto::EventBody;
+use tether_proto::{DeltaKind, EventBody};
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::{Message, ModelRequest, Part, Provider, ProviderError, pricing};
@@ -96,7 +96,12 @@ pub async fn maybe_compact(
         })
         .await?;
     let started = std::time::Instant::now();
-    let outcome = stream_with_retries(s, provider, &request, &start.id, cancel).await?;
+    let preview = DeltaKind::MessageStart {
+        model_request_start_id: start.id.clone(),
+        message_id: None,
+        thinking_id: None,
+    };
+    let outcome = stream_with_retries(s, provider, &request, &preview, cancel).await?;
     let latency_ms = Some(started.elapsed().as_millis() as u64);
     s.clear_live_message();
     let response = match outcome {

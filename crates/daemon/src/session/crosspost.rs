@@ -16,10 +16,23 @@ pub fn drafts(
     agent_name: &str,
     bodies: Vec<EventBody>,
 ) -> (Vec<Draft>, Vec<Draft>) {
-    let mut own = Vec::with_capacity(bodies.len() + 1);
+    drafts_of(
+        thread_id,
+        agent_name,
+        bodies.into_iter().map(Draft::new).collect(),
+    )
+}
+
+/// [`drafts`] of events that may carry an id chosen in advance (kept, also on a cross-post).
+pub fn drafts_of(
+    thread_id: &str,
+    agent_name: &str,
+    drafts: Vec<Draft>,
+) -> (Vec<Draft>, Vec<Draft>) {
+    let mut own = Vec::with_capacity(drafts.len() + 1);
     let mut primary = Vec::new();
-    let mut cross = |own: &mut Vec<Draft>, body: EventBody, tagged: bool| {
-        let id = crate::ids::event_id();
+    let mut cross = |own: &mut Vec<Draft>, id: Option<String>, body: EventBody, tagged: bool| {
+        let id = id.unwrap_or_else(crate::ids::event_id);
         own.push(Draft {
             id: Some(id.clone()),
             session_thread_id: tagged.then(|| thread_id.to_string()),
@@ -31,9 +44,10 @@ pub fn drafts(
             body,
         });
     };
-    for body in bodies {
+    for draft in drafts {
+        let body = &draft.body;
         let name = agent_name.to_string();
-        let status = match &body {
+        let status = match body {
             EventBody::SessionStatusRunning {} => {
                 Some(EventBody::SessionThreadStatusRunning { agent_name: name })
             }
@@ -53,7 +67,7 @@ pub fn drafts(
             _ => None,
         };
         let waits_for_client = matches!(
-            &body,
+            body,
             EventBody::AgentToolUse {
                 evaluated_permission: Some(Permission::Ask),
                 ..
@@ -65,12 +79,12 @@ pub fn drafts(
                 | EventBody::UserCustomToolResult { .. }
         );
         if waits_for_client {
-            cross(&mut own, body, false);
+            cross(&mut own, draft.id, draft.body, false);
         } else {
-            own.push(Draft::new(body));
+            own.push(draft);
         }
         if let Some(status) = status {
-            cross(&mut own, status, true);
+            cross(&mut own, None, status, true);
         }
     }
     (own, primary)

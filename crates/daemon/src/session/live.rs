@@ -95,6 +95,9 @@ const TOOL_TAIL_BYTES: usize = 16 * 1024;
 #[derive(Debug, Default)]
 struct Live {
     n: u64,
+    /// The `MessageStart` of the model response being written, for readers that join
+    /// mid-response (their previews need its ids).
+    message_start: Option<DeltaKind>,
     message_text: Option<String>,
     thinking_text: Option<String>,
     tool_use_id: Option<String>,
@@ -431,6 +434,70 @@ impl Session {
         Ok(events)
     }
 
+    /// [`Session::append_retrying`] of events some of which carry an id chosen before they
+    /// were written (a message whose previews already went out under that id).
+    pub async fn append_retrying_with_ids(
+        &self,
+        drafts: Vec<crate::store::Draft>,
+    ) -> Result<Vec<Event>, StoreError> {
+        if drafts.iter().all(|d| d.id.is_none()) {
+            return self
+                .append_retrying(drafts.into_iter().map(|d| d.body).collect())
+                .await;
+        }
+        let mut delay = std::time::Duration::from_millis(200);
+        loop {
+            let attempt = {
+                let _guard = self.append_lock.lock().await;
+                match &self.thread {
+                    Some(link) => {
+                        let (own, cross) = crate::session::crosspost::drafts_of(
+                            &self.id,
+                            link.agent_name(),
+                            drafts.clone(),
+                        );
+                        self.append_with_primary(own, cross, None)
+                            .await
+                            .map(|mut out| out.swap_remove(0))
+                    }
+                    None => {
+                        let bodies: Vec<EventBody> =
+                            drafts.iter().map(|d| d.body.clone()).collect();
+                        let summary = self.state().summary_after(&bodies);
+                        let streams = vec![crate::store::StreamAppend {
+                            session_id: self.id.clone(),
+                            drafts: drafts.clone(),
+                            summary: Some(summary),
+                        }];
+                        match self.services.store.append_multi(None, streams).await {
+                            Ok(mut out) => {
+                                let events = out.pop().unwrap_or_default();
+                                self.publish(&events);
+                                Ok(events)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            };
+            match attempt {
+                Err(e @ (StoreError::Write(_) | StoreError::Read(_))) => {
+                    // As append_retrying: wait for a writable log, never fail the turn.
+                    tracing::warn!(session = %self.id, error = %e, "cannot write the event log; waiting");
+                    self.emit(DeltaKind::Notice {
+                        message: format!(
+                            "{e} — the session is paused and retries in {:.1} s; free some space and it continues by itself",
+                            delay.as_secs_f64()
+                        ),
+                    });
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(30));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Commits `own` to this stream and `primary` to the primary's (when there is one) in ONE
     /// transaction, with `create` inserted first; folds and broadcasts both. The caller holds
     /// this stream's append lock; the primary's is taken here, after it (always that order).
@@ -626,6 +693,7 @@ impl Session {
         live.n += 1;
         match &kind {
             DeltaKind::MessageStart { .. } => {
+                live.message_start = Some(kind.clone());
                 live.message_text = None;
                 live.thinking_text = None;
             }
@@ -664,8 +732,23 @@ impl Session {
     /// The message being written is complete (or abandoned): drop it from the snapshot.
     pub fn clear_live_message(&self) {
         let mut live = lock(&self.live);
+        live.message_start = None;
         live.message_text = None;
         live.thinking_text = None;
+    }
+
+    /// The response being written, for a stream reader that joins now: its `MessageStart`,
+    /// the text and thinking so far, and the `n` of the last delta they include.
+    pub fn live_response(&self) -> Option<(DeltaKind, Option<String>, Option<String>, u64)> {
+        let live = lock(&self.live);
+        live.message_start.clone().map(|start| {
+            (
+                start,
+                live.message_text.clone(),
+                live.thinking_text.clone(),
+                live.n,
+            )
+        })
     }
 
     pub fn set_live_tool(&self, tool_use_id: Option<String>) {

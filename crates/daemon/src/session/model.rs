@@ -74,7 +74,8 @@ pub(crate) async fn stream_with_retries(
     s: &Arc<Session>,
     provider: &Provider,
     request: &ModelRequest,
-    start_id: &str,
+    // The `MessageStart` said for this request, said again before each retry.
+    start: &DeltaKind,
     cancel: &CancellationToken,
 ) -> Result<Result<ModelResponse, ProviderError>, StoreError> {
     let policy = retry_policy(&s.services.config.retry);
@@ -119,9 +120,7 @@ pub(crate) async fn stream_with_retries(
                 }
                 attempt += 1;
                 // The partial message of the failed attempt is void.
-                s.emit(DeltaKind::MessageStart {
-                    model_request_start_id: start_id.to_string(),
-                });
+                s.emit(start.clone());
             }
             other => return Ok(other),
         }

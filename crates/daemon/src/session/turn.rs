@@ -162,13 +162,20 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
         })
         .await?;
     let started = Instant::now();
-    s.emit(DeltaKind::MessageStart {
+    // The ids of the events that will conclude this response's previews, chosen now so the
+    // previews can carry them (hosted: `event_start.event.id` is the final event's id).
+    let message_id = crate::ids::event_id();
+    let thinking_id = crate::ids::event_id();
+    let preview = DeltaKind::MessageStart {
         model_request_start_id: start.id.clone(),
-    });
+        message_id: Some(message_id.clone()),
+        thinking_id: Some(thinking_id.clone()),
+    };
+    s.emit(preview.clone());
     let (outcome, who) = match provider {
         Ok(p) => {
             let request = model::build_request(s, &model);
-            let outcome = model::stream_with_retries(s, &p, &request, &start.id, cancel).await?;
+            let outcome = model::stream_with_retries(s, &p, &request, &preview, cancel).await?;
             (outcome, p.who().clone())
         }
         Err(e) => (Err(e), Who::anthropic()),
@@ -181,23 +188,23 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
                 .content
                 .iter()
                 .any(|p| matches!(p, Part::ToolUse { .. }));
-            let mut bodies = response_events(s, &resp);
-            bodies.push(EventBody::SpanModelRequestEnd {
+            let mut bodies = with_preview_ids(response_events(s, &resp), message_id, thinking_id);
+            bodies.push(crate::store::Draft::new(EventBody::SpanModelRequestEnd {
                 model_request_start_id: start.id,
                 is_error: false,
                 model_usage: pricing::priced(&s.services.config.models, &model, resp.usage),
                 latency_ms,
-            });
+            }));
             // Idle in the same commit, unless an outcome has more to do (the loop asks it).
             if !has_tools && !s.state().has_queued_user() && s.state().turn_end() == TurnEnd::Idle {
                 crash::point("before_idle");
-                bodies.push(EventBody::SessionStatusIdle {
+                bodies.push(crate::store::Draft::new(EventBody::SessionStatusIdle {
                     stop_reason: StopReason::EndTurn,
-                });
-                s.append_retrying(bodies).await?;
+                }));
+                s.append_retrying_with_ids(bodies).await?;
                 return Ok(Next::Stop);
             }
-            s.append_retrying(bodies).await?;
+            s.append_retrying_with_ids(bodies).await?;
             crash::point("after_agent_message");
             Ok(Next::Continue)
         }
@@ -223,6 +230,31 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
             Ok(Next::Stop)
         }
     }
+}
+
+/// Drafts of a response's events, its `agent.message` and first `agent.thinking` under the
+/// ids their previews were announced with.
+fn with_preview_ids(
+    bodies: Vec<EventBody>,
+    message_id: String,
+    thinking_id: String,
+) -> Vec<crate::store::Draft> {
+    let mut message_id = Some(message_id);
+    let mut thinking_id = Some(thinking_id);
+    bodies
+        .into_iter()
+        .map(|body| {
+            let id = match &body {
+                EventBody::AgentMessage { .. } => message_id.take(),
+                EventBody::AgentThinking { .. } => thinking_id.take(),
+                _ => None,
+            };
+            crate::store::Draft {
+                id,
+                ..crate::store::Draft::new(body)
+            }
+        })
+        .collect()
 }
 
 /// The events a complete model response becomes, in the model's block order. Each tool call

@@ -14,6 +14,16 @@ use crate::cli::AgentsAction;
 use crate::client::ClientError;
 
 pub async fn run(action: AgentsAction) -> CmdResult {
+    let reference = match &action {
+        AgentsAction::Show { agent, .. }
+        | AgentsAction::Update { agent, .. }
+        | AgentsAction::Versions { agent, .. }
+        | AgentsAction::Archive { agent } => Some(agent.clone()),
+        _ => None,
+    };
+    if let Some(reference) = reference {
+        super::names::note_shared_agent_name(&mut connect().await?, &reference).await;
+    }
     match action {
         AgentsAction::Create { file, json } => {
             let spec: AgentSpec = read_file(&file)?;

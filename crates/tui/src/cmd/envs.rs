@@ -20,6 +20,17 @@ use crate::client::{Client, ClientError};
 const LIVE_LINES: usize = 6;
 
 pub async fn run(action: EnvsAction) -> CmdResult {
+    let reference = match &action {
+        EnvsAction::Show { env, .. }
+        | EnvsAction::Key { env, .. }
+        | EnvsAction::Update { env, .. }
+        | EnvsAction::Rm { env }
+        | EnvsAction::Rebuild { env, .. } => Some(env.clone()),
+        _ => None,
+    };
+    if let Some(reference) = reference {
+        super::names::note_shared_environment_name(&mut connect().await?, &reference).await;
+    }
     match action {
         EnvsAction::Create {
             file,

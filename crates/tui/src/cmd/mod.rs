@@ -11,6 +11,7 @@ pub mod files;
 pub mod fleet;
 mod follow;
 pub mod memory;
+mod names;
 mod outcome;
 pub mod proxy;
 pub mod sessions;

@@ -146,6 +146,12 @@ async fn create_session(
     params: CreateSession,
     worktree: Option<super::worktree::Worktree>,
 ) -> Result<SessionInfo, ClientError> {
+    if let Some(agent) = &params.agent {
+        super::names::note_shared_agent_name(c, agent).await;
+    }
+    if let Some(env) = &params.environment_id {
+        super::names::note_shared_environment_name(c, env).await;
+    }
     if let Some(env) = &params.environment_id
         && let Err(e) = super::envs::prepare(c, env).await
     {

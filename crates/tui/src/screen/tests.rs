@@ -1560,6 +1560,8 @@ fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it(
             1,
             DeltaKind::MessageStart {
                 model_request_start_id: "a".into(),
+                message_id: None,
+                thinking_id: None,
             },
         ),
     );
@@ -1579,6 +1581,8 @@ fn a_retried_response_replaces_the_partial_text_and_an_interrupted_one_keeps_it(
             3,
             DeltaKind::MessageStart {
                 model_request_start_id: "b".into(),
+                message_id: None,
+                thinking_id: None,
             },
         ),
     );

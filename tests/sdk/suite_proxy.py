@@ -1,0 +1,197 @@
+"""A loopback proxy between the SDK's generated tests and tetherd.
+
+The generated tests (`tests/api_resources/beta/` of the `anthropic` sdist) call made-up ids
+(`agent_011CZkYpogX7uDKUyvBTophP`, `memory_store_id`, ...) with a made-up key, as they are
+written for a mock server. This proxy creates real objects in tetherd and swaps each fixture
+id for the real object's id wherever it appears (path segments, query values, JSON string
+values), and the key for tetherd's token. A request that deletes or archives a mapped object
+gets a fresh one mapped for the tests after it. Responses stream through unchanged (SSE
+included), so strict response validation judges tetherd's own answers.
+
+Usage: suite_proxy.py TETHERD_URL TOKEN; prints `listening on http://127.0.0.1:PORT`.
+"""
+
+import http.client
+import json
+import re
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+UPSTREAM = urllib.parse.urlsplit(sys.argv[1])
+TOKEN = sys.argv[2]
+LOCK = threading.Lock()
+
+
+def call(method, path, body=None):
+    conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"x-api-key": TOKEN, "content-type": "application/json"}
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
+    return json.loads(raw)
+
+
+# Fixture id -> how to make the real object (given the current map). Kinds tether does not
+# serve (vaults, credentials, skills, files, session resources, threads of a single-agent
+# session, workspaces) are left alone: their tests fail, and the suite's table says so.
+def make_agent(_):
+    return call("POST", "/v1/agents", {"name": "sdk suite", "model": "claude-haiku-4-5"})["id"]
+
+
+def make_env(_):
+    return call("POST", "/v1/environments", {"name": "sdk suite"})["id"]
+
+
+def make_session(m):
+    return call("POST", "/v1/sessions", {"agent": m["agent"], "environment_id": m["env"]})["id"]
+
+
+def make_store(_):
+    return call("POST", "/v1/memory_stores", {"name": "sdk suite"})["id"]
+
+
+def make_memory(m):
+    body = {"path": f"/suite/{len(m)}-{threading.get_ident()}.md", "content": "x"}
+    return call("POST", f"/v1/memory_stores/{m['store']}/memories", body)["id"]
+
+
+def make_memory_version(m):
+    page = call("GET", f"/v1/memory_stores/{m['store']}/memory_versions")
+    return page["data"][0]["id"]
+
+
+def make_deployment(m):
+    body = {
+        "name": "sdk suite",
+        "agent": m["agent"],
+        "environment_id": m["env"],
+        "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}],
+        "schedule": {"type": "cron", "expression": "0 9 * * 1-5", "timezone": "UTC"},
+    }
+    return call("POST", "/v1/deployments", body)["id"]
+
+
+def make_run(m):
+    return call("POST", f"/v1/deployments/{m['deployment']}/run", {})["id"]
+
+
+# (kind, maker, fixture ids the tests use for it); order matters (later ones use earlier).
+KINDS = [
+    ("agent", make_agent, ["agent_011CZkYpogX7uDKUyvBTophP", "agent_011CZkYqphY8vELVzwCUpqiQ", "agent_id"]),
+    ("env", make_env, ["env_011CZkZ9X2dpNyB7HsEFoRfW", "environment_id"]),
+    ("session", make_session, ["sesn_011CZkZAtmR3yMPDzynEDxu7", "session_id"]),
+    ("store", make_store, ["memory_store_id"]),
+    ("memory", make_memory, ["memory_id"]),
+    ("memory_version", make_memory_version, ["memory_version_id"]),
+    ("deployment", make_deployment, ["depl_011CZkZcDH3vPqd7xnEfwTai", "deployment_id"]),
+    ("run", make_run, ["deployment_run_id"]),
+]
+REAL = {}  # kind -> real id
+FIXTURE = {}  # fixture id -> kind
+for kind, maker, fixtures in KINDS:
+    REAL[kind] = maker(REAL)
+    for f in fixtures:
+        FIXTURE[f] = kind
+MAKERS = {kind: maker for kind, maker, _ in KINDS}
+
+
+def swap(s):
+    kind = FIXTURE.get(s)
+    return REAL[kind] if kind else s
+
+
+def swap_json(v):
+    if isinstance(v, str):
+        return swap(v)
+    if isinstance(v, list):
+        return [swap_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: swap_json(x) for k, x in v.items()}
+    return v
+
+
+def renew(path, method):
+    """A mapped object the request deletes or archives is replaced for the next tests."""
+    segments = path.split("/")
+    ending = method == "DELETE" or segments[-1] == "archive"
+    if not ending:
+        return
+    target = segments[-1] if method == "DELETE" else segments[-2]
+    for kind, real in list(REAL.items()):
+        if real == target:
+            try:
+                REAL[kind] = MAKERS[kind](REAL)
+            except Exception as e:  # the next tests will say what is missing
+                print(f"cannot renew {kind}: {e}", file=sys.stderr, flush=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def forward(self):
+        url = urllib.parse.urlsplit(self.path)
+        with LOCK:
+            path = "/".join(swap(urllib.parse.unquote(p)) for p in url.path.split("/"))
+            query = urllib.parse.urlencode(
+                [(k, swap(v)) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True)]
+            )
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else None
+        if body and "json" in (self.headers.get("content-type") or ""):
+            try:
+                with LOCK:
+                    body = json.dumps(swap_json(json.loads(body))).encode()
+            except ValueError:
+                pass
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "content-length", "x-api-key", "authorization", "connection")
+        }
+        headers["x-api-key"] = TOKEN
+        if body is not None:
+            headers["content-length"] = str(len(body))
+        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
+        conn.request(self.command, path + ("?" + query if query else ""), body=body, headers=headers)
+        resp = conn.getresponse()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "content-length", "connection"):
+                self.send_header(k, v)
+        # Streamed through as it comes (SSE never ends by itself): the end of the body is
+        # the end of the connection.
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            while True:
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        self.close_connection = True
+        if resp.status < 300:
+            with LOCK:
+                renew(path, self.command)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+server.serve_forever()
