@@ -1215,6 +1215,28 @@ impl Connection {
                 let env = crate::orchestration::workers::self_hosted(&rt, &p.environment).await?;
                 answer(r, q.workers(&env).await?)
             }
+            // webhooks (issue 20)
+            Dispatch::WebhookCreate(p, r) => {
+                answer(r, crate::webhooks::create(&rt.store, p).await?)
+            }
+            Dispatch::WebhookList(_, r) => answer(
+                r,
+                List {
+                    data: crate::webhooks::list(&rt.store).await?,
+                },
+            ),
+            Dispatch::WebhookDelete(p, r) => {
+                answer(r, crate::webhooks::delete(&rt.store, &p.webhook).await?)
+            }
+            Dispatch::WebhookDeliveries(p, r) => answer(
+                r,
+                List {
+                    data: crate::webhooks::deliveries(&rt.store, p).await?,
+                },
+            ),
+            Dispatch::WebhookRedeliver(p, r) => {
+                answer(r, crate::webhooks::redeliver(&rt.store, p).await?)
+            }
         };
         Ok(Some(v))
     }

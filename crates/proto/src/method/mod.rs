@@ -227,6 +227,17 @@ methods! {
     "environment.key" => EnvironmentKeyGet(crate::work::EnvironmentKeyParams) -> crate::work::EnvironmentKey;
     /// The workers seen polling the environment and its queue.
     "environment.workers" => EnvironmentWorkersGet(EnvironmentParams) -> crate::work::EnvironmentWorkers;
+    // webhooks (issue 20)
+    /// Adds an endpoint; the answer is the only time its signing secret is shown.
+    "webhook.create" => WebhookCreate(crate::webhook::CreateWebhook) -> crate::webhook::WebhookEndpoint;
+    /// Every endpoint (config.toml's too), oldest first.
+    "webhook.list" => WebhookList(NoParams) -> List<crate::webhook::WebhookEndpoint>;
+    /// Removes an endpoint made by `webhook.create`; its pending deliveries are dropped.
+    "webhook.delete" => WebhookDelete(crate::webhook::WebhookParams) -> crate::webhook::WebhookDeleted;
+    /// The delivery log, newest first: status, attempts, last error.
+    "webhook.deliveries" => WebhookDeliveries(crate::webhook::ListDeliveries) -> List<crate::webhook::WebhookDelivery>;
+    /// Sends a delivery again now, with the same `webhook-id`.
+    "webhook.redeliver" => WebhookRedeliver(crate::webhook::Redeliver) -> crate::webhook::WebhookDelivery;
 }
 
 impl Call {
