@@ -164,7 +164,9 @@ impl Deliverer {
     async fn attempt(self: Arc<Self>, d: DueDelivery) -> (String, String) {
         let key = (d.id.clone(), d.endpoint_id.clone());
         let attempt_no = d.attempts + 1;
+        crate::crash::point("before_webhook_send");
         let (status, error) = self.send(&d).await;
+        crate::crash::point("after_webhook_send");
         let delivered = error.is_none();
         let now = self.clock.now();
         let retry_at_ms = match delivered {

@@ -248,13 +248,15 @@ pub async fn redeliver(store: &Store, p: Redeliver) -> Result<WebhookDelivery, E
         ));
     };
     let (id, ep) = (d.id.clone(), d.endpoint_id.clone());
-    store
+    let now = store
         .write(move |c| {
             rows::requeue(c, &id, &ep)?;
             rows::deliveries_of(c, &id)
         })
-        .await?
-        .into_iter()
+        .await?;
+    // Due now: the deliverer may be asleep until the next retry.
+    store.webhook_wake().notify_one();
+    now.into_iter()
         .find(|x| x.endpoint_id == d.endpoint_id)
         .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no delivery `{}`", d.id)))
 }
