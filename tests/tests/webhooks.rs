@@ -2,6 +2,8 @@
 //! delivery with the official Python SDK's `client.beta.webhooks.unwrap` (tests/sdk/webhooks.py);
 //! retries keep the webhook-id; a delivery committed before a kill -9 is sent after restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -259,6 +259,7 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::error::StoreError;
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
@@ -285,6 +286,120 @@ mod tests {
             None,
             "the 5th failure is the last"
         );
+    }
+
+    /// A receiver failing twice: each retry waits for the (fake) clock to pass its backoff,
+    /// every attempt has the same webhook-id, is signed for the clock's time, and the third
+    /// is recorded as delivered.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn retries_wait_for_the_clock_and_keep_the_webhook_id() {
+        use crate::orchestration::schedules::clock::FakeClock;
+        use axum::http::{HeaderMap, StatusCode};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let (tx, mut hits) = tokio::sync::mpsc::unbounded_channel::<(HeaderMap, String)>();
+        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let (tx, count) = (tx.clone(), count.clone());
+                async move {
+                    let _ = tx.send((headers, body));
+                    match count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                        0 | 1 => StatusCode::INTERNAL_SERVER_ERROR,
+                        _ => StatusCode::NO_CONTENT,
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let secret = sign::new_secret().unwrap();
+        let ep = rows::EndpointRow {
+            id: "whep_1".into(),
+            url,
+            name: None,
+            secret: secret.clone(),
+            events: vec![],
+            source: "api".into(),
+            created_at: "2026-12-07T10:00:00.000Z".into(),
+            updated_at: "2026-12-07T10:00:00.000Z".into(),
+        };
+        store
+            .write(move |c| {
+                rows::insert_endpoint(c, &ep)?;
+                c.execute(
+                    "INSERT INTO sessions (id, model, workspace, workspace_owned, max_turns, status, usage, created_at, updated_at) VALUES ('sesn_1', 'm', '/w', 0, 1, 'idle', '{}', 'x', 'x')",
+                    [],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+                rows::enqueue(c, "session.idled", "sesn_1", None, "2026-12-07T10:00:00.000Z")
+            })
+            .await
+            .unwrap();
+        let t0 = Utc::now();
+        let clock = Arc::new(FakeClock::new(t0));
+        let config = WebhooksConfig {
+            max_attempts: 5,
+            base_delay_ms: 5_000,
+            max_delay_ms: 60_000,
+            ..WebhooksConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let d = Deliverer::new(store.clone(), &config, clock.clone(), shutdown.clone()).unwrap();
+        tokio::spawn(d.run());
+        let key = sign::key_bytes(&secret).unwrap();
+        let recorded = |attempts: u32| {
+            let store = store.clone();
+            async move {
+                for _ in 0..2000 {
+                    let l = store
+                        .read(|c| rows::list_deliveries(c, None, None, 10))
+                        .await
+                        .unwrap();
+                    if l[0].attempts == attempts {
+                        return l[0].clone();
+                    }
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                panic!("attempt {attempts} never recorded");
+            }
+        };
+        let mut ids = Vec::new();
+        for (n, wait) in [(1u32, 0i64), (2, 5), (3, 10)] {
+            if wait > 0 {
+                // Not before its backoff (jitter takes off up to half).
+                clock.advance(chrono::Duration::milliseconds(wait * 1000 / 2 - 100));
+                tokio::task::yield_now().await;
+                assert!(hits.try_recv().is_err(), "attempt {n} came early");
+                clock.advance(chrono::Duration::milliseconds(wait * 1000 / 2 + 100));
+            }
+            let (headers, body) = hits.recv().await.unwrap();
+            let h = |k: &str| headers.get(k).unwrap().to_str().unwrap().to_string();
+            let ts: i64 = h("webhook-timestamp").parse().unwrap();
+            assert_eq!(ts, clock.now().timestamp(), "signed at the clock's time");
+            assert_eq!(
+                h("webhook-signature"),
+                sign::signature(&key, &h("webhook-id"), ts, &body)
+            );
+            ids.push(h("webhook-id"));
+            let row = recorded(n).await;
+            if n < 3 {
+                assert_eq!(row.status, "pending");
+                assert_eq!(row.last_status, Some(500));
+            } else {
+                assert_eq!(row.status, "delivered");
+                assert_eq!(row.last_status, Some(204));
+            }
+        }
+        assert!(
+            ids.iter().all(|i| i == &ids[0] && i.starts_with("whe_")),
+            "{ids:?}"
+        );
+        shutdown.cancel();
     }
 
     #[test]
