@@ -330,3 +330,13 @@ pub fn requeue(c: &Connection, id: &str, endpoint_id: &str) -> Result<(), StoreE
     .map_err(w)?;
     Ok(())
 }
+
+/// Forgets delivered deliveries created before `before` (RFC 3339): the log keeps what is
+/// pending, what failed, and recent history.
+pub fn prune_delivered(c: &Connection, before: &str) -> Result<usize, StoreError> {
+    c.execute(
+        "DELETE FROM webhook_deliveries WHERE status = 'delivered' AND created_at < ?1",
+        [before],
+    )
+    .map_err(w)
+}

@@ -23,6 +23,9 @@ use crate::store::Store;
 use crate::store::error::StoreError;
 use crate::store::webhooks::{self as rows, EndpointRow};
 
+/// Delivered deliveries older than this are forgotten at start (pending and failed ones stay).
+const DELIVERED_KEPT_DAYS: i64 = 30;
+
 fn invalid(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
 }
@@ -51,8 +54,13 @@ pub async fn start(
             w[0]
         );
     }
+    let keep_from =
+        rows::ms_rfc3339(clock.now().timestamp_millis() - DELIVERED_KEPT_DAYS * 24 * 3600 * 1000);
     store
-        .write(move |c| rows::sync_config_endpoints(c, &wanted))
+        .write(move |c| {
+            rows::sync_config_endpoints(c, &wanted)?;
+            rows::prune_delivered(c, &keep_from)
+        })
         .await?;
     let d = deliver::Deliverer::new(store.clone(), config, clock, shutdown)
         .map_err(|e| anyhow::anyhow!(e))?;
