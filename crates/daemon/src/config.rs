@@ -56,6 +56,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// `[files]`: uploaded files (`/v1/files`, `tether files`).
     pub files: FilesConfig,
+    /// `[webhooks]`: endpoints and how deliveries are retried.
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[files]`: how large an uploaded file may be.
@@ -72,6 +74,56 @@ impl Default for FilesConfig {
             max_bytes: 500 * 1000 * 1000,
         }
     }
+}
+
+/// `[webhooks]`: retries of deliveries, and endpoints kept in this file
+/// (`[[webhooks.endpoints]]`; `tether webhooks add` makes others, kept in the database).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Attempts of one delivery before it is marked failed (`tether webhooks redeliver`
+    /// sends it again).
+    pub max_attempts: u32,
+    /// Wait before the first retry; each next one doubles, up to `max_delay_ms`, and is
+    /// jittered down by up to half so a dead receiver's backlog is spread out.
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    /// One attempt's limit (connect + answer).
+    pub timeout_secs: u64,
+    /// Attempts in flight at once, over all endpoints.
+    pub concurrency: usize,
+    pub endpoints: Vec<WebhookEndpointConfig>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            max_attempts: 8,
+            base_delay_ms: 5_000,
+            max_delay_ms: 600_000,
+            timeout_secs: 10,
+            concurrency: 8,
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+/// One `[[webhooks.endpoints]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpointConfig {
+    /// Unique among these; how `tether webhooks` names it.
+    pub name: String,
+    pub url: String,
+    /// The signing secret, `whsec_` + base64 (`secret_env` keeps it out of this file).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The variable of tetherd's environment holding the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The `data.type`s to send; empty or absent: all.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// `[workers]`: how long a worker's claim on a work item lasts without a heartbeat.
@@ -345,6 +397,7 @@ impl Default for Config {
             mcp: McpConfig::default(),
             workers: WorkersConfig::default(),
             files: FilesConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }

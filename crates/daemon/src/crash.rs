@@ -17,7 +17,9 @@
 //! `after_thread_message_sent` (the message delivered, the thread's turn not started);
 //! workflows: `after_workflow_run_created`, `after_workflow_task_started` (the attempt, its
 //! thread row and `session.thread_created` committed, no message yet),
-//! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`.
+//! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`;
+//! webhooks: `before_webhook_send` (a delivery committed with its event, not sent yet),
+//! `after_webhook_send` (the receiver answered, the attempt not recorded).
 
 #[cfg(feature = "crash-points")]
 mod armed {

@@ -200,6 +200,15 @@ pub async fn run(paths: Paths, _lock: StartLock, http: Option<String>) -> anyhow
         rt.clone(),
         Arc::new(crate::orchestration::schedules::clock::SystemClock),
     );
+    // Webhooks: deliveries a crash left pending go out first (same webhook-id).
+    crate::webhooks::start(
+        &rt.store,
+        &rt.config.webhooks,
+        Arc::new(crate::orchestration::schedules::clock::SystemClock),
+        rt.shutdown.clone(),
+    )
+    .await
+    .context("cannot start webhooks")?;
     tracing::info!(socket = %paths.socket().display(), pid = std::process::id(), "tetherd ready");
     let server = tokio::spawn(crate::server::serve(listener, rt.clone()));
     let http_server = match http_listener {

@@ -91,3 +91,13 @@ pub fn memory_version_id() -> String {
 pub fn work_id() -> String {
     new_id("work")
 }
+
+/// `whe_…`: one webhook event (the envelope's id and the `webhook-id` header).
+pub fn webhook_event_id() -> String {
+    new_id("whe")
+}
+
+/// `whep_…`: a webhook endpoint.
+pub fn webhook_endpoint_id() -> String {
+    new_id("whep")
+}

@@ -35,3 +35,5 @@ pub mod spool;
 pub mod store;
 pub mod tools;
 pub mod worker;
+// webhooks (issue 20)
+pub mod webhooks;

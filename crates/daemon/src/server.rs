@@ -1266,6 +1266,28 @@ impl Connection {
                 r,
                 crate::resources::files::delete(&rt.store, &rt.paths, &p.file_id).await?,
             ),
+            // webhooks (issue 20)
+            Dispatch::WebhookCreate(p, r) => {
+                answer(r, crate::webhooks::create(&rt.store, p).await?)
+            }
+            Dispatch::WebhookList(_, r) => answer(
+                r,
+                List {
+                    data: crate::webhooks::list(&rt.store).await?,
+                },
+            ),
+            Dispatch::WebhookDelete(p, r) => {
+                answer(r, crate::webhooks::delete(&rt.store, &p.webhook).await?)
+            }
+            Dispatch::WebhookDeliveries(p, r) => answer(
+                r,
+                List {
+                    data: crate::webhooks::deliveries(&rt.store, p).await?,
+                },
+            ),
+            Dispatch::WebhookRedeliver(p, r) => {
+                answer(r, crate::webhooks::redeliver(&rt.store, p).await?)
+            }
         };
         Ok(Some(v))
     }

@@ -23,6 +23,8 @@ pub mod session;
 pub mod thread;
 pub mod work;
 pub mod workflow;
+// webhooks (issue 20)
+pub mod webhook;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};

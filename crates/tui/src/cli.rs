@@ -271,6 +271,12 @@ pub enum Command {
         #[arg(long)]
         existing: bool,
     },
+    /// Webhooks: session changes (needs input, idle, errored, ...) POSTed to your URLs in the
+    /// hosted API's shape, signed (Standard Webhooks), retried; and their delivery log.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -791,6 +797,62 @@ pub enum DeploymentsAction {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+}
+
+// webhooks (issue 20)
+#[derive(Subcommand, Debug)]
+pub enum WebhooksAction {
+    /// Add an endpoint; prints its signing secret (whsec_…), shown only now.
+    Add {
+        /// Where to POST, http:// or https://.
+        url: String,
+        /// A name to refer to it by.
+        #[arg(long)]
+        name: Option<String>,
+        /// Send only this event type (repeatable), e.g. session.requires_action; all by default.
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+        /// Print the endpoint (with its secret) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List endpoints (config.toml's too).
+    Ls {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint (its pending deliveries are dropped).
+    Rm {
+        /// Endpoint id or name.
+        webhook: String,
+    },
+    /// The delivery log, newest first: status, attempts, last error.
+    Deliveries {
+        /// Only this endpoint's (id or name).
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Only failed deliveries (attempts used up).
+        #[arg(long, conflicts_with = "pending")]
+        failed: bool,
+        /// Only deliveries waiting for their next attempt.
+        #[arg(long)]
+        pending: bool,
+        /// At most this many (1-1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a delivery again now, with the same webhook-id.
+    Redeliver {
+        /// The delivery's id (whe_…, the webhook-id).
+        delivery: String,
+        /// The endpoint, when the event went to several.
+        #[arg(long)]
+        webhook: Option<String>,
     },
 }
 

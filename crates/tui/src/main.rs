@@ -221,6 +221,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Doctor { json } => cmd::doctor::run(json).await,
         Command::Proxy { existing } => cmd::proxy::run(!existing).await,
         Command::HttpToken => cmd::daemon::http_token().await,
+        Command::Webhooks { action } => cmd::webhooks::run(action).await,
     }
 }
 

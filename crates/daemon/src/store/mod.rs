@@ -14,6 +14,7 @@ pub mod rows;
 pub mod schema;
 #[cfg(test)]
 mod tests;
+pub mod webhooks;
 pub mod work;
 mod writer;
 pub use writer::{Draft, StreamAppend};
@@ -37,6 +38,8 @@ pub struct Store {
     writer: mpsc::Sender<Op>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// Woken after a commit that queued webhook deliveries.
+    webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Store {
@@ -57,12 +60,19 @@ impl Store {
             .map_err(open_err)?;
         let conn = schema::open_conn(path, false)?;
         schema::migrate(&conn)?;
-        let writer = writer::start(conn)?;
+        let webhook_wake = Arc::new(tokio::sync::Notify::new());
+        let writer = writer::start(conn, webhook_wake.clone())?;
         Ok(Store {
             writer,
             readers: Arc::new(Mutex::new(Vec::new())),
             path: path.to_path_buf(),
+            webhook_wake,
         })
+    }
+
+    /// Notified after every commit that queued webhook deliveries (the deliverer waits on it).
+    pub fn webhook_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.webhook_wake.clone()
     }
 
     /// Hands an op to the writer and waits for its commit.

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 15;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -377,6 +377,48 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 ON session_resources (session_id, created_at, id);
              CREATE INDEX IF NOT EXISTS session_resources_by_sha ON session_resources (sha256);
              PRAGMA user_version = 13;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 15 {
+        // Webhooks (issue 20): endpoints, and the outbox that is also the delivery log. A
+        // delivery row is written in the transaction of the event it reports, so a crash
+        // can neither lose it nor send it for an event that was not kept; `id` (`whe_`) is
+        // the `webhook-id`, the same on every attempt. `events` is a JSON array of
+        // `data.type`s, `[]` for all. Self-contained: needs no step 12 to 14.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE webhook_endpoints (
+                id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                name TEXT,
+                secret TEXT NOT NULL,
+                events TEXT NOT NULL DEFAULT '[]',
+                source TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             );
+             CREATE TABLE webhook_deliveries (
+                id TEXT NOT NULL,
+                endpoint_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                subject_id TEXT NOT NULL,
+                body TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+                last_attempt_at TEXT,
+                last_status INTEGER,
+                last_error TEXT,
+                delivered_at TEXT,
+                PRIMARY KEY (id, endpoint_id)
+             );
+             CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms)
+                WHERE status = 'pending';
+             CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries (created_at);
+             PRAGMA user_version = 15;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

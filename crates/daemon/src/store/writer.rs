@@ -3,7 +3,7 @@
 //! only after its transaction commits.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,6 +14,7 @@ use crate::ids;
 use crate::store::error::StoreError;
 use crate::store::queries;
 use crate::store::rows::{SessionRow, SessionSummary};
+use crate::store::webhooks;
 
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 4096;
@@ -96,11 +97,15 @@ pub struct StreamAppend {
 }
 
 /// Starts the writer thread on `conn`; ops sent on the returned channel run in its batches.
-pub(super) fn start(conn: Connection) -> Result<mpsc::Sender<Op>, StoreError> {
+/// `webhooks` is woken after a commit that queued webhook deliveries.
+pub(super) fn start(
+    conn: Connection,
+    webhooks: Arc<tokio::sync::Notify>,
+) -> Result<mpsc::Sender<Op>, StoreError> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("tether-store-writer".into())
-        .spawn(move || match Writer::new(conn) {
+        .spawn(move || match Writer::new(conn, webhooks) {
             Ok(w) => w.run(rx),
             Err(e) => tracing::error!(error = %e, "the event log writer could not start"),
         })
@@ -122,6 +127,9 @@ struct Writer {
     unindexed: u64,
     /// `processed_at` of every event in the open transaction.
     batch_now: String,
+    /// Woken after a commit that queued webhook deliveries (`queued_webhooks`).
+    webhooks: Arc<tokio::sync::Notify>,
+    queued_webhooks: bool,
 }
 
 enum Reply {
@@ -171,7 +179,7 @@ impl Reply {
 }
 
 impl Writer {
-    fn new(conn: Connection) -> Result<Self, StoreError> {
+    fn new(conn: Connection, webhooks: Arc<tokio::sync::Notify>) -> Result<Self, StoreError> {
         let last = queries::last_indexed_row(&conn)?;
         let unindexed: i64 = conn.query_row(
             "SELECT COUNT(*) FROM events WHERE rowid > ?1",
@@ -186,6 +194,8 @@ impl Writer {
             written: HashMap::new(),
             unindexed: unindexed as u64,
             batch_now: ids::now_rfc3339(),
+            webhooks,
+            queued_webhooks: false,
         };
         if w.unindexed > 0 {
             // Start with an empty tail (e.g. after a crash).
@@ -365,7 +375,11 @@ impl Writer {
             Some(msg) => Err(msg),
             None => self.conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
         };
+        if outcome.is_ok() && std::mem::take(&mut self.queued_webhooks) {
+            self.webhooks.notify_one();
+        }
         if let Err(msg) = &outcome {
+            self.queued_webhooks = false;
             tracing::error!(error = %msg, "the event log transaction failed; nothing of it was kept");
             let _ = self.conn.execute_batch("ROLLBACK");
             self.undo_to(0);
@@ -422,20 +436,38 @@ impl Writer {
                 session_id,
                 at,
                 reply,
-            } => match self.exec_one(
-                "UPDATE sessions SET archived_at = ?2, updated_at = ?3 WHERE id = ?1",
-                params![session_id, at, ids::now_rfc3339()],
-                &session_id,
-            ) {
+            } => match self
+                .exec_one(
+                    "UPDATE sessions SET archived_at = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![session_id, at, ids::now_rfc3339()],
+                    &session_id,
+                )
+                .and_then(|()| match &at {
+                    Some(at) => {
+                        webhooks::enqueue(&self.conn, "session.archived", &session_id, None, at)
+                    }
+                    None => Ok(0),
+                })
+                .map(|n| self.queued_webhooks |= n > 0)
+            {
                 Ok(()) => Ok(Reply::Unit(reply)),
                 Err(e) => Err(Failed::Unit(reply, e)),
             },
             Op::DeleteSession { session_id, reply } => {
                 self.set_seq(&session_id, None);
                 self.dirty.remove(&session_id);
-                let r = self
-                    .conn
-                    .execute(
+                // Queued while the row still says whether it is a top-level session.
+                let r = webhooks::enqueue(
+                    &self.conn,
+                    "session.deleted",
+                    &session_id,
+                    None,
+                    &ids::now_rfc3339(),
+                )
+                .map(|n| self.queued_webhooks |= n > 0)
+                .and_then(|()| {
+                    self.conn
+                        .execute(
                         "DELETE FROM events WHERE rowid IN (SELECT row FROM events_by_session WHERE session_id = ?1) OR (rowid > (SELECT last_row FROM index_state) AND session_id = ?1)",
                         [&session_id],
                     )
@@ -452,7 +484,8 @@ impl Writer {
                             params![session_id],
                             &session_id,
                         )
-                    });
+                    })
+                });
                 match r {
                     Ok(()) => Ok(Reply::Unit(reply)),
                     Err(e) => Err(Failed::Unit(reply, e)),
@@ -585,6 +618,7 @@ impl Writer {
         let mut seq = self.current_seq(session_id)?;
         let now = self.batch_now.clone();
         let mut out = Vec::with_capacity(drafts.len());
+        let mut queued = 0;
         {
             let mut st = self.conn.prepare_cached(
                 "INSERT INTO events (session_id, seq, id, type, processed_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -610,9 +644,11 @@ impl Writer {
                     json
                 ])
                 .map_err(|e| StoreError::Write(e.to_string()))?;
+                queued += webhooks::enqueue_event(&self.conn, &ev)?;
                 out.push(ev);
             }
         }
+        self.queue_webhooks(queued);
         self.unindexed += out.len() as u64;
         self.set_seq(session_id, Some(seq));
         if let Some(mut summary) = summary
@@ -719,7 +755,19 @@ impl Writer {
             }
         }
         self.set_seq(&row.id, Some(last));
+        let n = webhooks::enqueue(
+            &self.conn,
+            "session.created",
+            &row.id,
+            None,
+            &row.created_at,
+        )?;
+        self.queue_webhooks(n);
         Ok(())
+    }
+
+    fn queue_webhooks(&mut self, queued: usize) {
+        self.queued_webhooks |= queued > 0;
     }
 }
 

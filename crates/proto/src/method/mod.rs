@@ -237,6 +237,17 @@ methods! {
     "file.read" => FileRead(crate::file::ReadFile) -> crate::file::FileChunk;
     /// Deletes the file; sessions that mount it keep their copy until they end.
     "file.delete" => FileDelete(crate::file::FileParams) -> crate::file::FileDeleted;
+    // webhooks (issue 20)
+    /// Adds an endpoint; the answer is the only time its signing secret is shown.
+    "webhook.create" => WebhookCreate(crate::webhook::CreateWebhook) -> crate::webhook::WebhookEndpoint;
+    /// Every endpoint (config.toml's too), oldest first.
+    "webhook.list" => WebhookList(NoParams) -> List<crate::webhook::WebhookEndpoint>;
+    /// Removes an endpoint made by `webhook.create`; its pending deliveries are dropped.
+    "webhook.delete" => WebhookDelete(crate::webhook::WebhookParams) -> crate::webhook::WebhookDeleted;
+    /// The delivery log, newest first: status, attempts, last error.
+    "webhook.deliveries" => WebhookDeliveries(crate::webhook::ListDeliveries) -> List<crate::webhook::WebhookDelivery>;
+    /// Sends a delivery again now, with the same `webhook-id`.
+    "webhook.redeliver" => WebhookRedeliver(crate::webhook::Redeliver) -> crate::webhook::WebhookDelivery;
 }
 
 impl Call {

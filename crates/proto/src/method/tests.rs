@@ -296,6 +296,21 @@ fn calls_round_trip_through_parts() {
         Call::FileDelete(crate::file::FileParams {
             file_id: "file_1".into(),
         }),
+        // webhooks (issue 20)
+        Call::WebhookCreate(crate::webhook::CreateWebhook {
+            url: "https://example.com/hook".into(),
+            name: Some("ci".into()),
+            enabled_events: vec!["session.idled".into()],
+        }),
+        Call::WebhookList(NoParams {}),
+        Call::WebhookDelete(crate::webhook::WebhookParams {
+            webhook: "ci".into(),
+        }),
+        Call::WebhookDeliveries(crate::webhook::ListDeliveries::default()),
+        Call::WebhookRedeliver(crate::webhook::Redeliver {
+            delivery: "whe_1".into(),
+            webhook: None,
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -1022,6 +1037,79 @@ fn every_method_in_the_table_parses_and_round_trips() {
             id: "file_1".into(),
             object_type: "file_deleted".into(),
         },
+        &mut seen,
+    );
+    // webhooks (issue 20)
+    let endpoint = crate::webhook::WebhookEndpoint {
+        id: "whep_1".into(),
+        object_type: "webhook_endpoint".into(),
+        url: "https://example.com/hook".into(),
+        name: Some("ci".into()),
+        enabled_events: vec![],
+        state: "enabled".into(),
+        source: "api".into(),
+        signing_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        updated_at: "2026-12-07T10:00:00.000Z".into(),
+    };
+    let delivery = crate::webhook::WebhookDelivery {
+        id: "whe_1".into(),
+        endpoint_id: "whep_1".into(),
+        url: "https://example.com/hook".into(),
+        event_type: "session.idled".into(),
+        subject_id: "sesn_1".into(),
+        status: "pending".into(),
+        attempts: 2,
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        last_attempt_at: Some("2026-12-07T10:00:05.000Z".into()),
+        last_status: Some(500),
+        last_error: Some("HTTP 500 Internal Server Error".into()),
+        next_attempt_at: Some("2026-12-07T10:00:15.000Z".into()),
+        delivered_at: None,
+    };
+    check::<rpc::WebhookCreate>(
+        crate::webhook::CreateWebhook {
+            url: "https://example.com/hook".into(),
+            name: None,
+            enabled_events: vec![],
+        },
+        endpoint.clone(),
+        &mut seen,
+    );
+    check::<rpc::WebhookList>(
+        NoParams {},
+        List {
+            data: vec![endpoint],
+        },
+        &mut seen,
+    );
+    check::<rpc::WebhookDelete>(
+        crate::webhook::WebhookParams {
+            webhook: "whep_1".into(),
+        },
+        crate::webhook::WebhookDeleted {
+            id: "whep_1".into(),
+            object_type: "webhook_endpoint_deleted".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::WebhookDeliveries>(
+        crate::webhook::ListDeliveries {
+            webhook: Some("ci".into()),
+            status: Some("failed".into()),
+            limit: Some(10),
+        },
+        List {
+            data: vec![delivery.clone()],
+        },
+        &mut seen,
+    );
+    check::<rpc::WebhookRedeliver>(
+        crate::webhook::Redeliver {
+            delivery: "whe_1".into(),
+            webhook: Some("whep_1".into()),
+        },
+        delivery,
         &mut seen,
     );
     // Every method of the table, once, in its order.

@@ -17,6 +17,8 @@ pub mod proxy;
 pub mod sessions;
 mod spec_file;
 pub mod threads;
+// webhooks (issue 20)
+pub mod webhooks;
 pub mod worker;
 pub mod workflows;
 mod worktree;

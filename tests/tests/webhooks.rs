@@ -1,0 +1,291 @@
+//! Webhooks end to end: the real daemon POSTs to a receiver in this test that verifies each
+//! delivery with the official Python SDK's `client.beta.webhooks.unwrap` (tests/sdk/webhooks.py);
+//! retries keep the webhook-id; a delivery committed before a kill -9 is sent after restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tether_e2e::{Reply, TestEnv, python, sdk_script, wait_until};
+use tether_mock_llm::Script;
+
+/// A signing secret the tests put in config.toml (the Standard Webhooks spec's example key).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// tests/sdk/webhooks.py, running; its output lines collected as they come.
+struct Receiver {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+    port: u16,
+}
+
+impl Receiver {
+    fn start(fail_first: u32) -> Receiver {
+        let mut child = Command::new(python())
+            .arg(sdk_script("webhooks.py"))
+            .args(["0", &fail_first.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 (with anthropic[webhooks]==2.17.0, as .ci/run installs)");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        let port = first
+            .trim()
+            .strip_prefix("port ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "the receiver did not start (is `anthropic[webhooks]` installed?): {first:?}"
+                )
+            })
+            .parse()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Receiver {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    fn set_secret(&mut self, secret: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{secret}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The deliveries `unwrap` accepted, in arrival order.
+    fn verified(&self) -> Vec<Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("verified "))
+            .map(|j| serde_json::from_str(j).unwrap())
+            .collect()
+    }
+
+    fn verified_of(&self, data_type: &str) -> Vec<Value> {
+        self.verified()
+            .into_iter()
+            .filter(|v| v["data_type"] == data_type)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn config_endpoint(url: &str, events: &str) -> String {
+    format!(
+        "[[webhooks.endpoints]]\nname = \"cfg\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\nevents = [{events}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_verify_with_the_official_sdk_and_retries_keep_the_webhook_id() {
+    let mut recv = Receiver::start(2);
+    let env = TestEnv::with_config(
+        Script::sequential(vec![Reply::text("done")]),
+        "[webhooks]\nbase_delay_ms = 20\nmax_delay_ms = 100\n",
+    )
+    .await;
+    let added = env.ok(&[
+        "webhooks",
+        "add",
+        &recv.url(),
+        "--name",
+        "recv",
+        "--event",
+        "session.created",
+        "--event",
+        "session.idled",
+        "--json",
+    ]);
+    let endpoint: Value = serde_json::from_str(&added).unwrap();
+    let secret = endpoint["signing_secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{added}");
+    recv.set_secret(secret);
+    // Listed, without the secret.
+    let ls = env.ok(&["webhooks", "ls", "--json"]);
+    let listed = json_lines(&ls);
+    assert_eq!(listed.len(), 1, "{ls}");
+    assert_eq!(listed[0]["name"], "recv");
+    assert!(listed[0].get("signing_secret").is_none(), "{ls}");
+
+    let id = env
+        .ok(&["new", "--detach", "--name", "w1", "hi"])
+        .trim()
+        .to_string();
+    env.wait_idle(&id).await;
+    wait_until("the idle webhook verified", || {
+        !recv.verified_of("session.idled").is_empty()
+    })
+    .await;
+    let lines = recv.lines();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("invalid")),
+        "the SDK refused a delivery: {lines:#?}"
+    );
+    let idled = &recv.verified_of("session.idled")[0];
+    let wid = idled["webhook_id"].as_str().unwrap();
+    assert!(wid.starts_with("whe_"), "{idled}");
+    // The envelope's id is the webhook-id, as hosted.
+    assert_eq!(idled["id"], wid);
+    assert_eq!(idled["type"], "event");
+    assert_eq!(idled["data_id"], id.as_str());
+    assert_eq!(idled["organization_id"], "local");
+    // Two refusals, then the third attempt: all with the same webhook-id.
+    let rejected: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.as_str() == format!("rejected {wid}"))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{lines:#?}");
+    // Only the types asked for.
+    wait_until("the created webhook verified", || {
+        !recv.verified_of("session.created").is_empty()
+    })
+    .await;
+    let created = &recv.verified_of("session.created")[0];
+    assert_eq!(created["data_id"], id.as_str());
+    assert_ne!(created["webhook_id"], wid);
+    for v in recv.verified() {
+        assert!(
+            v["data_type"] == "session.idled" || v["data_type"] == "session.created",
+            "{v}"
+        );
+    }
+
+    // The delivery log says the same.
+    // (Recorded right after the receiver's answer.)
+    let delivered = || {
+        json_lines(&env.ok(&["webhooks", "deliveries", "--json"]))
+            .into_iter()
+            .find(|r| r["id"] == wid && r["status"] == "delivered")
+    };
+    wait_until("the delivery recorded", || delivered().is_some()).await;
+    let row = delivered().unwrap();
+    assert_eq!(row["attempts"], 3, "{row}");
+    assert_eq!(row["last_status"], 204, "{row}");
+    assert_eq!(row["event_type"], "session.idled");
+    let text = env.ok(&["webhooks", "deliveries"]);
+    assert!(text.contains(wid) && text.contains("delivered"), "{text}");
+
+    // Redelivery: the same id again.
+    env.ok(&["webhooks", "redeliver", wid]);
+    wait_until("the redelivery verified", || {
+        recv.verified_of("session.idled").len() == 2
+    })
+    .await;
+    assert_eq!(recv.verified_of("session.idled")[1]["webhook_id"], wid);
+
+    // Bad input says what to do.
+    let out = env.run(&["webhooks", "add", "ftp://x", "--event", "session.nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http:// or https://"), "{err}");
+    let out = env.run(&["webhooks", "rm", "nosuch"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no webhook `nosuch`"), "{err}");
+    env.ok(&["webhooks", "rm", "recv"]);
+    assert!(json_lines(&env.ok(&["webhooks", "ls", "--json"])).is_empty());
+}
+
+/// The delivery row commits with the `session.status_idle` it reports; the daemon is killed
+/// before sending it. After a restart it is sent, with the id it was committed with.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_committed_before_a_kill_is_sent_after_restart() {
+    let mut recv = Receiver::start(0);
+    recv.set_secret(SECRET);
+    let env = TestEnv::with_config(
+        Script::sequential(vec![Reply::text("done")]),
+        &config_endpoint(&recv.url(), "\"session.idled\""),
+    )
+    .await;
+    let daemon = env.spawn_daemon(Some("before_webhook_send")).await;
+    let id = env
+        .ok(&["new", "--detach", "--name", "k1", "hi"])
+        .trim()
+        .to_string();
+    env.wait_killed(daemon).await;
+    assert!(recv.lines().is_empty(), "{:?}", recv.lines());
+    let db = rusqlite::Connection::open(env.paths.db()).unwrap();
+    let (wid, status, attempts): (String, String, i64) = db
+        .query_row(
+            "SELECT id, status, attempts FROM webhook_deliveries WHERE type = 'session.idled'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    drop(db);
+
+    let _daemon = env.spawn_daemon(None).await;
+    wait_until("the delivery after the restart", || {
+        !recv.verified_of("session.idled").is_empty()
+    })
+    .await;
+    let v = &recv.verified_of("session.idled")[0];
+    assert_eq!(v["webhook_id"], wid.as_str());
+    assert_eq!(v["data_id"], id.as_str());
+}
+
+/// Killed after the receiver answered but before the attempt was recorded: sent again after
+/// restart with the same webhook-id (at-least-once; receivers dedupe on it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_after_sending_redelivers_with_the_same_id() {
+    let mut recv = Receiver::start(0);
+    recv.set_secret(SECRET);
+    let env = TestEnv::with_config(
+        Script::sequential(vec![Reply::text("done")]),
+        &config_endpoint(&recv.url(), "\"session.idled\""),
+    )
+    .await;
+    let daemon = env.spawn_daemon(Some("after_webhook_send")).await;
+    env.ok(&["new", "--detach", "hi"]);
+    env.wait_killed(daemon).await;
+    wait_until("the first delivery", || {
+        recv.verified_of("session.idled").len() == 1
+    })
+    .await;
+    let _daemon = env.spawn_daemon(None).await;
+    wait_until("the second delivery", || {
+        recv.verified_of("session.idled").len() == 2
+    })
+    .await;
+    let both = recv.verified_of("session.idled");
+    assert_eq!(both[0]["webhook_id"], both[1]["webhook_id"]);
+    let log = env.ok(&["webhooks", "deliveries", "--json", "--webhook", "cfg"]);
+    let rows = json_lines(&log);
+    assert_eq!(rows.len(), 1, "{log}");
+    assert_eq!(rows[0]["status"], "delivered", "{log}");
+}
