@@ -463,6 +463,9 @@ pub enum EventBody {
         output: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         explanation: Option<String>,
+        /// The attempt's thread's tokens and cost (its turns and any grading).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<ModelUsage>,
     },
 }
 
