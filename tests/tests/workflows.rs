@@ -454,6 +454,128 @@ async fn a_run_past_its_timeout_ends_with_timeout_error_and_stops_its_work() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_agent_starts_a_run_with_its_tool_sees_the_hosted_phases_and_reads_the_result_when_it_ends()
+ {
+    // The primary's turns: the tool call, a reply to its result, then a reply to the run's
+    // ending notice.
+    let plan = json!({"name": "agent-plan", "tasks": [
+        {"id": "a", "agent": agent("a"), "prompt": "say A"},
+        {"id": "b", "agent": agent("b"), "depends_on": ["a"], "prompt": "after {{a.output}}"}]});
+    let env = TestEnv::new(
+        Script::by_turn(vec![
+            Reply::tool_use("start_workflow", plan),
+            Reply::text("started; I'll wait for the result"),
+            Reply::text("the run is done"),
+        ])
+        .with_side_reply(Reply::text("title"))
+        .with_route(task_route("You are a.", vec![Reply::text("A-out")]))
+        .with_route(task_route("You are b.", vec![Reply::text("B-out")])),
+    )
+    .await;
+    env.spawn_daemon(None).await;
+    let mut c = env.client().await;
+    c.call(
+        "agent.create",
+        json!({"name": "planner", "multiagent": {"type": "multiagent_20261001",
+               "workflows": {"type": "enabled"}}}),
+    )
+    .await
+    .unwrap();
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let info = c
+        .call(
+            "session.create",
+            json!({"agent": "planner", "dir": ws.display().to_string()}),
+        )
+        .await
+        .unwrap();
+    let s = info["id"].as_str().unwrap().to_string();
+    c.call(
+        "session.send",
+        json!({"session": s, "content": [{"type": "text", "text": "plan it"}]}),
+    )
+    .await
+    .unwrap();
+    let mut c = env.client().await;
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::AgentMessage { content } if blocks_text(content) == "the run is done"))
+    })
+    .await;
+    let log = env.log(&s).await;
+    let (run, call) = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id,
+                tool_use_id: Some(call),
+                ..
+            } => Some((workflow_run_id.clone(), call.clone())),
+            _ => None,
+        })
+        .expect("the run records the call that started it");
+    let result = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::AgentToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } if *tool_use_id == call => Some((blocks_text(content), *is_error)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!result.1 && result.0.contains(&run), "{result:?}");
+    // The hosted event sequence of the run, on the primary's stream.
+    let hosted: Vec<&str> = run_events(&log, &run)
+        .iter()
+        .map(|e| e.type_name())
+        .filter(|t| t.starts_with("workflow_run."))
+        .collect();
+    assert_eq!(
+        hosted,
+        [
+            "workflow_run.created",
+            "workflow_run.status_running",
+            "workflow_run.phase_started",
+            "workflow_run.phase_ended",
+            "workflow_run.phase_started",
+            "workflow_run.phase_ended",
+            "workflow_run.status_ended"
+        ]
+    );
+    // The ending notice is recorded with the end and is what the agent's last turn read.
+    let notice = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunStatusEnded {
+                notice: Some(n), ..
+            } => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        notice.contains("every task succeeded") && notice.contains("B-out"),
+        "{notice}"
+    );
+    // The primary's last request (the only thread offered the tool) carries the notice.
+    let last = env
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.body.to_string().contains("\"start_workflow\""))
+        .unwrap()
+        .body
+        .to_string();
+    assert!(last.contains("B-out"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_required_failure_ends_the_run_completed_with_failed_tasks_and_skips_dependents() {
     let (env, s) = setup(vec![task_route(
         "You are writer.",

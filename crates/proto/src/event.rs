@@ -396,6 +396,10 @@ pub enum EventBody {
         /// tether: the plan, so the run's state is a fold over its events alone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         spec: Option<Box<crate::workflow::WorkflowSpec>>,
+        /// tether: the agent's `start_workflow` call that started the run (none: a person's
+        /// run); its end is then a message to the agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
     },
     #[serde(rename = "workflow_run.status_running")]
     WorkflowRunStatusRunning { workflow_run_id: String },
@@ -424,6 +428,10 @@ pub enum EventBody {
     WorkflowRunStatusEnded {
         workflow_run_id: String,
         result: crate::workflow::RunResult,
+        /// tether: for a run an agent started, the ending notice its agent reads (the result
+        /// and every task's status and output), recorded with the end so it is given once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
     },
     /// tether: an attempt of a task is about to start (written before its thread is made).
     #[serde(rename = "span.workflow_task_started")]

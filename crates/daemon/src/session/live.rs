@@ -378,6 +378,9 @@ impl Session {
         if e.advisor.is_some() {
             names.push(ma::TOOL_CONSULT_ADVISOR);
         }
+        if e.workflows.is_some() {
+            names.push(ma::TOOL_START_WORKFLOW);
+        }
         names
     }
 

@@ -178,6 +178,8 @@ pub struct ThreadsFold {
     pub sent: std::collections::HashMap<String, String>,
     /// `tool_use_id` of each `agent.thread_message_received` -> its seq.
     pub received: std::collections::HashMap<String, u64>,
+    /// `tool_use_id` of each `start_workflow` call that created a run -> the run.
+    pub workflow_calls: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1010,6 +1012,19 @@ impl SessionState {
             | EventBody::SessionThreadStatusIdle { .. }
             | EventBody::SessionThreadStatusRescheduled { .. }
             | EventBody::SessionThreadStatusTerminated { .. } => {}
+            EventBody::WorkflowRunCreated {
+                workflow_run_id,
+                tool_use_id: Some(call),
+                ..
+            } => {
+                self.threads
+                    .workflow_calls
+                    .insert(call.clone(), workflow_run_id.clone());
+            }
+            // The hosted "ending notice" of a run the agent started: its next user turn.
+            EventBody::WorkflowRunStatusEnded {
+                notice: Some(text), ..
+            } => self.user_text(text.clone()),
             // A workflow run's state is its own fold (orchestration::workflows::fold).
             EventBody::WorkflowRunCreated { .. }
             | EventBody::WorkflowRunStatusRunning { .. }

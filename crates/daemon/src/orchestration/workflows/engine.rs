@@ -149,12 +149,39 @@ impl Driver {
         self.handle.state().id.clone()
     }
 
-    /// Commits events of this run and folds them in.
-    async fn record(&self, bodies: Vec<EventBody>) -> Result<(), StoreError> {
-        let events = self.primary.append_retrying(bodies).await?;
-        let mut st = self.handle.state();
-        for e in &events {
-            st.apply(e);
+    /// Commits events of this run and folds them in. An ending notice wakes the agent: the
+    /// session goes running in the same commit (decided under the append lock, so a turn
+    /// ending meanwhile can't leave the notice unread), then its turn starts.
+    async fn record(&self, mut bodies: Vec<EventBody>) -> Result<(), StoreError> {
+        let wakes = bodies.iter().any(|b| {
+            matches!(
+                b,
+                EventBody::WorkflowRunStatusEnded {
+                    notice: Some(_),
+                    ..
+                }
+            )
+        });
+        let events = if wakes {
+            self.primary
+                .append_checked(|st| {
+                    if st.status() != SessionStatus::Running {
+                        bodies.push(EventBody::SessionStatusRunning {});
+                    }
+                    Ok::<_, StoreError>(bodies)
+                })
+                .await?
+        } else {
+            self.primary.append_retrying(bodies).await?
+        };
+        {
+            let mut st = self.handle.state();
+            for e in &events {
+                st.apply(e);
+            }
+        }
+        if wakes {
+            crate::session::turn::ensure(&self.primary);
         }
         Ok(())
     }
@@ -272,9 +299,11 @@ impl Driver {
                 error: error.clone(),
             });
         }
+        let notice = st.tool_use_id.as_ref().map(|_| ending_notice(&st, &result));
         bodies.push(EventBody::WorkflowRunStatusEnded {
             workflow_run_id: st.id.clone(),
             result,
+            notice,
         });
         bodies
     }
@@ -630,6 +659,46 @@ fn ended(
         explanation,
         usage,
     }
+}
+
+/// What the agent that started a run reads when it ends (hosted: the "ending notice").
+fn ending_notice(st: &RunState, result: &RunResult) -> String {
+    let how = match result {
+        RunResult::Completed { failed_tasks } if failed_tasks.is_empty() => {
+            "completed: every task succeeded".to_string()
+        }
+        RunResult::Completed { failed_tasks } => format!(
+            "completed, but these required tasks failed: {}",
+            failed_tasks.join(", ")
+        ),
+        RunResult::Stopped {} => "stopped".to_string(),
+        RunResult::Error { error } => format!("error {}: {}", error.kind.as_str(), error.message),
+    };
+    let mut text = format!(
+        "[Workflow run {} (`{}`) ended {how}.]\n\nIts tasks:",
+        st.id, st.spec.name
+    );
+    for t in &st.spec.tasks {
+        let status = st.status_of(&t.id);
+        text.push_str(&format!("\n\n- `{}`: {}", t.id, status.as_str()));
+        let task = st.tasks.get(&t.id);
+        if let Some(out) = task.and_then(|x| x.output.as_deref()) {
+            text.push_str(&format!("\n  output: {}", cut_text(out, 4000)));
+        } else if let Some(v) = task.and_then(|x| x.verdicts.last()) {
+            text.push_str(&format!("\n  last failure: {}", cut_text(v, 1000)));
+        }
+    }
+    text
+}
+
+fn cut_text(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n).collect();
+    out.push_str(&format!("… ({} more characters)", count - n));
+    out
 }
 
 /// When a run created at `created_at` (RFC 3339) times out; None if the time can't be read

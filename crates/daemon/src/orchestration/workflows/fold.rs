@@ -33,6 +33,8 @@ pub struct RunState {
     pub started_phases: BTreeSet<String>,
     /// Attempts that had a thread, over the run's life (the hosted ~1000 limit).
     pub threads_started: usize,
+    /// The agent's `start_workflow` call that started the run (None: a person's run).
+    pub tool_use_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +94,7 @@ impl RunState {
         let EventBody::WorkflowRunCreated {
             workflow_run_id,
             spec: Some(spec),
+            tool_use_id,
             ..
         } = &e.body
         else {
@@ -117,6 +120,7 @@ impl RunState {
             open_phases: BTreeMap::new(),
             started_phases: BTreeSet::new(),
             threads_started: 0,
+            tool_use_id: tool_use_id.clone(),
         })
     }
 
@@ -538,6 +542,7 @@ mod tests {
                 description: None,
                 phases,
                 spec: Some(Box::new(spec)),
+                tool_use_id: None,
             });
             log.push(EventBody::WorkflowRunStatusRunning {
                 workflow_run_id: "wrun_1".into(),
