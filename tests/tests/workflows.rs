@@ -614,6 +614,16 @@ async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
     task_started(&env, &s, &id, "approve").await;
     let run = get(&env, &id).await;
     assert_eq!(task(&run, "approve")["status"], "waiting_for_approval");
+    let info = env
+        .client()
+        .await
+        .call("session.get", json!({"session": s}))
+        .await
+        .unwrap();
+    assert_eq!(
+        info["waiting_checkpoints"], 1,
+        "the session needs input: {info}"
+    );
     assert_eq!(task(&run, "approve")["question"], "Publish?");
     assert_eq!(task(&run, "publish")["status"], "queued");
     let mut c = env.client().await;
@@ -644,6 +654,16 @@ async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
     assert_eq!(task(&run, "approve")["output"], "approved: ship it");
+    let info = env
+        .client()
+        .await
+        .call("session.get", json!({"session": s}))
+        .await
+        .unwrap();
+    assert!(
+        info.get("waiting_checkpoints").is_none(),
+        "answered: {info}"
+    );
     assert_eq!(task(&run, "publish")["status"], "succeeded");
 }
 

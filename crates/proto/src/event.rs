@@ -719,10 +719,15 @@ mod tests {
                 status: AttemptStatus::Failed,
                 output: None,
                 explanation: Some("check failed".into()),
+                usage: Some(crate::ModelUsage {
+                    input_tokens: 5,
+                    ..Default::default()
+                }),
             },
             EventBody::WorkflowRunStatusEnded {
                 workflow_run_id: "wrun_1".into(),
                 result: RunResult::Stopped {},
+                notice: Some("[Workflow run wrun_1 ended stopped.]".into()),
             },
         ] {
             round_trip(body.clone());

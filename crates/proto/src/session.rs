@@ -109,6 +109,14 @@ pub struct SessionInfo {
     /// The deployment that fired this session, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// tether: workflow checkpoints of this session's runs waiting for a person's answer
+    /// (the session needs input even while its agent is idle).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub waiting_checkpoints: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

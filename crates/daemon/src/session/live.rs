@@ -720,6 +720,7 @@ impl Session {
             info.model = model.clone();
         }
         info.outcome_evaluations = st.outcome_evaluations();
+        info.waiting_checkpoints = u32::try_from(st.checkpoints.len()).unwrap_or(u32::MAX);
         info
     }
 
@@ -844,6 +845,7 @@ pub fn info_from_row(
         sandbox: None,
         outcome_evaluations: row.outcome_evaluations.clone(),
         deployment_id: row.deployment_id.clone(),
+        waiting_checkpoints: 0,
     }
 }
 

@@ -333,6 +333,7 @@ fn session() -> SessionInfo {
         sandbox: Some("namespaces".into()),
         outcome_evaluations: Vec::new(),
         deployment_id: None,
+        waiting_checkpoints: 0,
     }
 }
 

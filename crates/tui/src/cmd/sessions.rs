@@ -854,6 +854,7 @@ mod tests {
             sandbox: None,
             outcome_evaluations: Vec::new(),
             deployment_id: None,
+            waiting_checkpoints: 0,
         }
     }
 

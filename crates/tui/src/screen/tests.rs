@@ -126,6 +126,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         sandbox: None,
         outcome_evaluations: Vec::new(),
         deployment_id: None,
+        waiting_checkpoints: 0,
     }
 }
 
@@ -2611,3 +2612,16 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
 // Multi-agent sessions: the thread panel, switching threads, child approvals.
 mod fleet;
 mod threads;
+
+#[test]
+fn a_session_waiting_on_a_workflow_checkpoint_needs_input_whatever_its_agent_does() {
+    use super::picker::{Group, group};
+    let mut s = info("wf", SessionStatus::Idle, 9);
+    s.stop_reason = Some(StopReason::EndTurn);
+    assert_eq!(group(&s, Some(9)), Group::Idle);
+    s.waiting_checkpoints = 1;
+    assert_eq!(group(&s, Some(9)), Group::NeedsInput);
+    s.status = SessionStatus::Running;
+    s.stop_reason = None;
+    assert_eq!(group(&s, Some(9)), Group::NeedsInput);
+}
