@@ -39,6 +39,31 @@ async fn session(env: &TestEnv) -> String {
     info["id"].as_str().unwrap().to_string()
 }
 
+/// A test env with the daemon up and one session in it.
+async fn setup(routes: Vec<Route>) -> (TestEnv, String) {
+    let env = TestEnv::new(script(routes)).await;
+    env.spawn_daemon(None).await;
+    let s = session(&env).await;
+    (env, s)
+}
+
+/// Starts a run; its id.
+async fn start(env: &TestEnv, session: &str, workflow: Value) -> String {
+    let run = start_run(env, session, workflow).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("wrun_"), "{run}");
+    id
+}
+
+/// Waits until the run's task `task` has started an attempt.
+async fn task_started(env: &TestEnv, session: &str, run: &str, task: &str) {
+    let mut c = env.client().await;
+    c.attach_until(session, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if workflow_run_id == run && task_id == task))
+    })
+    .await;
+}
+
 async fn start_run(env: &TestEnv, session: &str, workflow: Value) -> Value {
     let mut c = env.client().await;
     c.call(
@@ -122,28 +147,20 @@ fn count(log: &[&Event], ty: &str, task: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_diamond_runs_each_task_once_in_dependency_order_with_outputs_flowing_through_templates()
 {
-    let env = TestEnv::new(script(vec![
+    let (env, s) = setup(vec![
         task_route("You are a.", vec![Reply::text("{\"topic\": \"tides\"}")]),
         task_route("You are b.", vec![Reply::text("B-out")]),
         task_route("You are c.", vec![Reply::text("C-out")]),
         task_route("You are d.", vec![Reply::text("D-out")]),
-    ]))
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
-        &env,
-        &s,
-        json!({"name": "diamond", "tasks": [
+    let id = start(&env, &s, json!({"name": "diamond", "tasks": [
             {"id": "a", "agent": agent("a"), "prompt": "pick a topic"},
             {"id": "b", "agent": agent("b"), "depends_on": ["a"], "prompt": "left on {{a.output.topic}}"},
             {"id": "c", "agent": agent("c"), "depends_on": ["a"], "prompt": "right on {{a.output.topic}}"},
             {"id": "d", "agent": agent("d"), "depends_on": ["b", "c"], "prompt": "join {{b.output}} and {{c.output}}"}
-        ]}),
-    )
-    .await;
-    let id = run["id"].as_str().unwrap().to_string();
-    assert!(id.starts_with("wrun_"), "{run}");
+        ]})).await;
+
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
     for t in ["a", "b", "c", "d"] {
@@ -189,7 +206,7 @@ async fn a_diamond_runs_each_task_once_in_dependency_order_with_outputs_flowing_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fan_out_of_50_runs_each_item_once_and_fans_in_as_a_list() {
     let items: Vec<u32> = (0..50).collect();
-    let env = TestEnv::new(script(vec![
+    let (env, s) = setup(vec![
         task_route(
             "You are lister.",
             vec![Reply::text(format!(
@@ -199,22 +216,14 @@ async fn a_fan_out_of_50_runs_each_item_once_and_fans_in_as_a_list() {
         ),
         task_route("You are worker.", vec![Reply::text("done")]),
         task_route("You are summer.", vec![Reply::text("all summed")]),
-    ]))
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
-        &env,
-        &s,
-        json!({"name": "fan", "tasks": [
+    let id = start(&env, &s, json!({"name": "fan", "tasks": [
             {"id": "list", "agent": agent("lister"), "prompt": "list them"},
             {"id": "each", "agent": agent("worker"), "depends_on": ["list"],
              "for_each": "{{list.output.items}}", "prompt": "work on item {{item}}"},
             {"id": "sum", "agent": agent("summer"), "depends_on": ["each"], "prompt": "sum {{each.output}}"}
-        ]}),
-    )
-    .await;
-    let id = run["id"].as_str().unwrap().to_string();
+        ]})).await;
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
     assert_eq!(task(&run, "each")["items"], 50);
@@ -243,7 +252,7 @@ async fn a_fan_out_of_50_runs_each_item_once_and_fans_in_as_a_list() {
 async fn a_failing_check_is_retried_with_its_explanation_then_escalated_to_the_stronger_model() {
     // The first attempt replies without writing the file; the escalated one (another model)
     // writes it with bash, so the check passes.
-    let env = TestEnv::new(script(vec![
+    let (env, s) = setup(vec![
         Route::new(
             "strong",
             vec![
@@ -254,11 +263,9 @@ async fn a_failing_check_is_retried_with_its_explanation_then_escalated_to_the_s
         .when_model("gpt-4.1")
         .by_turn(),
         task_route("You are writer.", vec![Reply::text("I think it's fine")]),
-    ]))
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
+    let id = start(
         &env,
         &s,
         json!({"name": "esc", "tasks": [
@@ -268,7 +275,6 @@ async fn a_failing_check_is_retried_with_its_explanation_then_escalated_to_the_s
         ]}),
     )
     .await;
-    let id = run["id"].as_str().unwrap().to_string();
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     let draft = task(&run, "draft");
     assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
@@ -295,25 +301,291 @@ async fn a_failing_check_is_retried_with_its_explanation_then_escalated_to_the_s
     assert_eq!(count(&ev, "span.workflow_task_checking", "draft"), 2);
 }
 
+/// The outcome grader: its requests offer `submit_evaluation`; each gets the next verdict.
+fn grader(verdicts: &[(&str, &str)]) -> Route {
+    let replies = verdicts
+        .iter()
+        .map(|(result, explanation)| {
+            Reply::tool_use(
+                "submit_evaluation",
+                json!({"result": result, "explanation": explanation,
+                       "criteria": [{"name": "greets", "met": *result == "satisfied"}]}),
+            )
+        })
+        .collect();
+    Route::new("grader", replies).when_tool("submit_evaluation")
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_required_failure_ends_the_run_completed_with_failed_tasks_and_skips_dependents() {
-    let env = TestEnv::new(script(vec![task_route(
-        "You are writer.",
-        vec![Reply::text("nothing written")],
-    )]))
+async fn a_task_outcome_is_graded_a_failed_grade_is_retried_and_each_attempt_costs_tokens() {
+    // Attempt 1: the grader wants a revision, but max_iterations is 1, so the outcome ends
+    // max_iterations_reached (after the thread's acknowledgment turn): a failed attempt.
+    // Attempt 2 (a new thread, told why) is graded satisfied.
+    let (env, s) = setup(vec![
+        grader(&[
+            ("needs_revision", "hello.txt has no greeting"),
+            ("satisfied", "it greets"),
+        ]),
+        task_route(
+            "You are greeter.",
+            vec![Reply::text("wrote hello.txt"), Reply::text("understood")],
+        ),
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
+    let id = start(
         &env,
         &s,
-        json!({"name": "fail", "tasks": [
-            {"id": "draft", "agent": agent("writer"), "prompt": "x", "checks": [{"command": "false"}]},
-            {"id": "after", "agent": agent("writer"), "depends_on": ["draft"], "prompt": "y"}
+        json!({"name": "graded", "tasks": [
+            {"id": "greet", "agent": agent("greeter"), "prompt": "write a greeting to hello.txt",
+             "outcome": {"rubric": "hello.txt says hello", "max_iterations": 1}, "retries": 1}
         ]}),
     )
     .await;
-    let id = run["id"].as_str().unwrap().to_string();
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
+    let greet = task(&run, "greet");
+    assert_eq!(greet["status"], "succeeded", "{run}");
+    assert_eq!(greet["attempts"], 2);
+    assert_eq!(greet["failures"], 1);
+    assert_eq!(greet["output"], "wrote hello.txt");
+    let verdict = greet["verdicts"][0].as_str().unwrap();
+    assert!(
+        verdict.contains("max_iterations_reached") && verdict.contains("hello.txt has no greeting"),
+        "the grader's explanation is the attempt's verdict: {verdict}"
+    );
+    // The second thread's outcome carries the first failure, and the grader ran there.
+    let thread = greet["session_thread_id"].as_str().unwrap();
+    let log = thread_log(&env, &s, thread).await;
+    let defined: Vec<String> = log
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::UserDefineOutcome(o) => Some(o.description.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(defined.len(), 1, "the outcome is defined once per attempt");
+    assert!(
+        defined[0].starts_with("write a greeting to hello.txt")
+            && defined[0].contains("hello.txt has no greeting"),
+        "{}",
+        defined[0]
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.type_name() == "span.outcome_evaluation_end"),
+        "the thread's own outcome loop graded it"
+    );
+    // Cost: each attempt's thread (its turns and the grader) adds up per task and per run.
+    let tokens = greet["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(tokens > 0, "{greet}");
+    assert_eq!(run["usage"]["input_tokens"].as_u64().unwrap(), tokens);
+    let shown = env.ok(&["workflows", "show", &id]);
+    assert!(
+        shown.contains(&format!("{tokens} in /")) && shown.contains("cost: "),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_past_its_timeout_ends_with_timeout_error_and_stops_its_work() {
+    let (env, s) = setup(vec![
+        Route::new(
+            "slow",
+            vec![Reply::stall(vec![tether_mock_llm::Block::text("never")])],
+        )
+        .when_system("You are slow."),
+    ])
+    .await;
+    let id = start(
+        &env,
+        &s,
+        json!({"name": "late", "timeout_secs": 1, "tasks": [
+            {"id": "slow", "agent": agent("slow"), "prompt": "take your time"},
+            {"id": "after", "agent": agent("slow"), "depends_on": ["slow"], "prompt": "x"}
+        ]}),
+    )
+    .await;
+    let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
+    assert_eq!(run["result"]["type"], "error", "{run}");
+    assert_eq!(run["result"]["error"]["type"], "timeout_error", "{run}");
+    assert!(
+        run["result"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeout of 1s"),
+        "{run}"
+    );
+    assert_eq!(task(&run, "slow")["status"], "skipped");
+    assert_eq!(task(&run, "after")["status"], "skipped");
+    let log = env.log(&s).await;
+    let ev = run_events(&log, &id);
+    let types: Vec<&str> = ev.iter().map(|e| e.type_name()).collect();
+    let n = types.len();
+    assert_eq!(
+        &types[n - 3..],
+        [
+            "workflow_run.phase_ended",
+            "workflow_run.error",
+            "workflow_run.status_ended"
+        ],
+        "the open phase ends, then the error, then the end: {types:?}"
+    );
+    let thread = task(&run, "slow")["session_thread_id"].as_str().unwrap();
+    let thread_types: Vec<String> = thread_log(&env, &s, thread)
+        .await
+        .iter()
+        .map(|e| e.type_name().to_string())
+        .collect();
+    assert!(
+        thread_types.iter().any(|t| t == "user.interrupt"),
+        "the task's thread was interrupted: {thread_types:?}"
+    );
+    // An out-of-range timeout is refused before anything runs.
+    let e = env
+        .client()
+        .await
+        .call(
+            "workflow.run",
+            json!({"session": s, "workflow": {"name": "w", "timeout_secs": 0, "tasks": [{"id": "a", "prompt": "x"}]}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("`timeout_secs` is 0"), "{}", e.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_starts_a_run_with_its_tool_sees_the_hosted_phases_and_reads_the_result_when_it_ends()
+ {
+    // The primary's turns: the tool call, a reply to its result, then a reply to the run's
+    // ending notice.
+    let plan = json!({"name": "agent-plan", "tasks": [
+        {"id": "a", "agent": agent("a"), "prompt": "say A"},
+        {"id": "b", "agent": agent("b"), "depends_on": ["a"], "prompt": "after {{a.output}}"}]});
+    let env = TestEnv::new(
+        Script::by_turn(vec![
+            Reply::tool_use("start_workflow", plan),
+            Reply::text("started; I'll wait for the result"),
+            Reply::text("the run is done"),
+        ])
+        .with_side_reply(Reply::text("title"))
+        .with_route(task_route("You are a.", vec![Reply::text("A-out")]))
+        .with_route(task_route("You are b.", vec![Reply::text("B-out")])),
+    )
+    .await;
+    env.spawn_daemon(None).await;
+    let mut c = env.client().await;
+    c.call(
+        "agent.create",
+        json!({"name": "planner", "multiagent": {"type": "multiagent_20261001",
+               "workflows": {"type": "enabled"}}}),
+    )
+    .await
+    .unwrap();
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let info = c
+        .call(
+            "session.create",
+            json!({"agent": "planner", "dir": ws.display().to_string()}),
+        )
+        .await
+        .unwrap();
+    let s = info["id"].as_str().unwrap().to_string();
+    c.call(
+        "session.send",
+        json!({"session": s, "content": [{"type": "text", "text": "plan it"}]}),
+    )
+    .await
+    .unwrap();
+    let mut c = env.client().await;
+    c.attach_until(&s, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::AgentMessage { content } if blocks_text(content) == "the run is done"))
+    })
+    .await;
+    let log = env.log(&s).await;
+    let (run, call) = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id,
+                tool_use_id: Some(call),
+                ..
+            } => Some((workflow_run_id.clone(), call.clone())),
+            _ => None,
+        })
+        .expect("the run records the call that started it");
+    let result = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::AgentToolResult {
+                tool_use_id,
+                content,
+                is_error,
+                ..
+            } if *tool_use_id == call => Some((blocks_text(content), *is_error)),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!result.1 && result.0.contains(&run), "{result:?}");
+    // The hosted event sequence of the run, on the primary's stream.
+    let hosted: Vec<&str> = run_events(&log, &run)
+        .iter()
+        .map(|e| e.type_name())
+        .filter(|t| t.starts_with("workflow_run."))
+        .collect();
+    assert_eq!(
+        hosted,
+        [
+            "workflow_run.created",
+            "workflow_run.status_running",
+            "workflow_run.phase_started",
+            "workflow_run.phase_ended",
+            "workflow_run.phase_started",
+            "workflow_run.phase_ended",
+            "workflow_run.status_ended"
+        ]
+    );
+    // The ending notice is recorded with the end and is what the agent's last turn read.
+    let notice = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunStatusEnded {
+                notice: Some(n), ..
+            } => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        notice.contains("every task succeeded") && notice.contains("B-out"),
+        "{notice}"
+    );
+    // The primary's last request (the only thread offered the tool) carries the notice.
+    let last = env
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.body.to_string().contains("\"start_workflow\""))
+        .unwrap()
+        .body
+        .to_string();
+    assert!(last.contains("B-out"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_required_failure_ends_the_run_completed_with_failed_tasks_and_skips_dependents() {
+    let (env, s) = setup(vec![task_route(
+        "You are writer.",
+        vec![Reply::text("nothing written")],
+    )])
+    .await;
+    let id = start(&env, &s, json!({"name": "fail", "tasks": [
+            {"id": "draft", "agent": agent("writer"), "prompt": "x", "checks": [{"command": "false"}]},
+            {"id": "after", "agent": agent("writer"), "depends_on": ["draft"], "prompt": "y"}
+        ]})).await;
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     assert_eq!(
         run["result"],
@@ -325,14 +597,12 @@ async fn a_required_failure_ends_the_run_completed_with_failed_tasks_and_skips_d
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
-    let env = TestEnv::new(script(vec![task_route(
+    let (env, s) = setup(vec![task_route(
         "You are pub.",
         vec![Reply::text("published")],
-    )]))
+    )])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
+    let id = start(
         &env,
         &s,
         json!({"name": "cp", "tasks": [
@@ -341,15 +611,19 @@ async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
         ]}),
     )
     .await;
-    let id = run["id"].as_str().unwrap().to_string();
-    let mut c = env.client().await;
-    let run_s = id.clone();
-    c.attach_until(&s, 0, |f| {
-        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "approve"))
-    })
-    .await;
+    task_started(&env, &s, &id, "approve").await;
     let run = get(&env, &id).await;
     assert_eq!(task(&run, "approve")["status"], "waiting_for_approval");
+    let info = env
+        .client()
+        .await
+        .call("session.get", json!({"session": s}))
+        .await
+        .unwrap();
+    assert_eq!(
+        info["waiting_checkpoints"], 1,
+        "the session needs input: {info}"
+    );
     assert_eq!(task(&run, "approve")["question"], "Publish?");
     assert_eq!(task(&run, "publish")["status"], "queued");
     let mut c = env.client().await;
@@ -380,14 +654,22 @@ async fn a_checkpoint_waits_for_an_answer_and_bad_answers_are_refused() {
     let run = wait_run(&env, &s, &id, "workflow_run.status_ended").await;
     assert_eq!(run["result"], json!({"type": "completed"}), "{run}");
     assert_eq!(task(&run, "approve")["output"], "approved: ship it");
+    let info = env
+        .client()
+        .await
+        .call("session.get", json!({"session": s}))
+        .await
+        .unwrap();
+    assert!(
+        info.get("waiting_checkpoints").is_none(),
+        "answered: {info}"
+    );
     assert_eq!(task(&run, "publish")["status"], "succeeded");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_workflow_is_refused_with_the_task_named() {
-    let env = TestEnv::new(script(vec![])).await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
+    let (env, s) = setup(vec![]).await;
     let mut c = env.client().await;
     let e = c
         .call(
@@ -406,7 +688,7 @@ async fn an_invalid_workflow_is_refused_with_the_task_named() {
 async fn a_stopped_run_goes_idle_and_resumes_without_rerunning_finished_tasks() {
     // The slow task's first request stalls until the stop interrupts it; its second attempt
     // (after resume) answers.
-    let env = TestEnv::new(script(vec![
+    let (env, s) = setup(vec![
         task_route("You are first.", vec![Reply::text("first done")]),
         Route::new(
             "slow",
@@ -416,26 +698,13 @@ async fn a_stopped_run_goes_idle_and_resumes_without_rerunning_finished_tasks() 
             ],
         )
         .when_system("You are slow."),
-    ]))
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
-    let run = start_run(
-        &env,
-        &s,
-        json!({"name": "pause", "tasks": [
+    let id = start(&env, &s, json!({"name": "pause", "tasks": [
             {"id": "first", "agent": agent("first"), "prompt": "go"},
             {"id": "slow", "agent": agent("slow"), "depends_on": ["first"], "prompt": "take your time"}
-        ]}),
-    )
-    .await;
-    let id = run["id"].as_str().unwrap().to_string();
-    let mut c = env.client().await;
-    let run_s = id.clone();
-    c.attach_until(&s, 0, |f| {
-        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "slow"))
-    })
-    .await;
+        ]})).await;
+    task_started(&env, &s, &id, "slow").await;
     // The CLI stops it; the run is idle and open.
     let out = env.ok(&["workflows", "stop", &id]);
     assert!(out.contains("stopped"), "{out}");
@@ -474,9 +743,7 @@ async fn a_stopped_run_goes_idle_and_resumes_without_rerunning_finished_tasks() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_eleventh_open_run_of_a_session_is_refused_with_max_workflow_runs_error() {
-    let env = TestEnv::new(script(vec![])).await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
+    let (env, s) = setup(vec![]).await;
     let waiting = json!({"name": "wait", "tasks": [{"id": "ok", "checkpoint": "Go?"}]});
     for _ in 0..10 {
         start_run(&env, &s, waiting.clone()).await;
@@ -511,13 +778,11 @@ async fn the_eleventh_open_run_of_a_session_is_refused_with_max_workflow_runs_er
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_runs_a_yaml_workflow_prints_progress_and_exits_by_the_result() {
-    let env = TestEnv::new(script(vec![
+    let (env, s) = setup(vec![
         task_route("You are ok.", vec![Reply::text("fine")]),
         task_route("You are bad.", vec![Reply::text("oops")]),
-    ]))
+    ])
     .await;
-    env.spawn_daemon(None).await;
-    let s = session(&env).await;
     let good = env.home.path().join("good.yaml");
     std::fs::write(
         &good,
@@ -713,12 +978,7 @@ async fn a_checkpoint_is_answered_over_http_and_runs_are_read_there() {
     .await;
     assert_eq!(code, 200, "{run}");
     let id = run["id"].as_str().unwrap().to_string();
-    let mut c = env.client().await;
-    let run_s = id.clone();
-    c.attach_until(&s, 0, |f| {
-        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::SpanWorkflowTaskStarted { workflow_run_id, task_id, .. } if *workflow_run_id == run_s && task_id == "approve"))
-    })
-    .await;
+    task_started(&env, &s, &id, "approve").await;
     let (code, _) = http(&base, &token, "GET", "/v1/workflow_runs/wrun_missing", None).await;
     assert_eq!(code, 404);
     let (code, body) = http(

@@ -396,6 +396,10 @@ pub enum EventBody {
         /// tether: the plan, so the run's state is a fold over its events alone.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         spec: Option<Box<crate::workflow::WorkflowSpec>>,
+        /// tether: the agent's `start_workflow` call that started the run (none: a person's
+        /// run); its end is then a message to the agent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
     },
     #[serde(rename = "workflow_run.status_running")]
     WorkflowRunStatusRunning { workflow_run_id: String },
@@ -424,6 +428,10 @@ pub enum EventBody {
     WorkflowRunStatusEnded {
         workflow_run_id: String,
         result: crate::workflow::RunResult,
+        /// tether: for a run an agent started, the ending notice its agent reads (the result
+        /// and every task's status and output), recorded with the end so it is given once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        notice: Option<String>,
     },
     /// tether: an attempt of a task is about to start (written before its thread is made).
     #[serde(rename = "span.workflow_task_started")]
@@ -463,6 +471,9 @@ pub enum EventBody {
         output: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         explanation: Option<String>,
+        /// The attempt's thread's tokens and cost (its turns and any grading).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<ModelUsage>,
     },
 }
 
@@ -716,10 +727,15 @@ mod tests {
                 status: AttemptStatus::Failed,
                 output: None,
                 explanation: Some("check failed".into()),
+                usage: Some(crate::ModelUsage {
+                    input_tokens: 5,
+                    ..Default::default()
+                }),
             },
             EventBody::WorkflowRunStatusEnded {
                 workflow_run_id: "wrun_1".into(),
                 result: RunResult::Stopped {},
+                notice: Some("[Workflow run wrun_1 ended stopped.]".into()),
             },
         ] {
             round_trip(body.clone());

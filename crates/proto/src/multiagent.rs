@@ -22,6 +22,9 @@ pub const TOOL_LIST_AGENTS: &str = "list_agents";
 pub const TOOL_SEND_TO_AGENT: &str = "send_to_agent";
 pub const TOOL_SPAWN_AGENT: &str = "spawn_agent";
 pub const TOOL_CONSULT_ADVISOR: &str = "consult_advisor";
+/// With the `workflows` member enabled: the model starts a workflow run from a plan it writes
+/// (the workflow file's shape); the run's result comes back as a message when it ends.
+pub const TOOL_START_WORKFLOW: &str = "start_workflow";
 
 /// The agent field; `null` means single-threaded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

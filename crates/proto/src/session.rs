@@ -113,6 +113,14 @@ pub struct SessionInfo {
     /// or `[models."provider/model"] context_window`); clients show the share used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    /// tether: workflow checkpoints of this session's runs waiting for a person's answer
+    /// (the session needs input even while its agent is idle).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub waiting_checkpoints: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// `{id, version}` of the agent version a session runs on (hosted: `{type: agent, id, version}`).

@@ -19,6 +19,8 @@ pub const MAX_RUN_TASKS: usize = 1000;
 pub const MAX_RUN_THREADS_LIFETIME: usize = 1024;
 /// Open runs (idle ones included) a session may have (hosted).
 pub const MAX_OPEN_RUNS: usize = 10;
+/// A run's lifetime unless its file sets `timeout_secs` (hosted: 24 h, the agent may shorten it).
+pub const DEFAULT_RUN_TIMEOUT_SECS: u64 = 24 * 60 * 60;
 /// Hosted cuts names and descriptions to these lengths.
 pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_DESCRIPTION_CHARS: usize = 256;
@@ -30,6 +32,11 @@ pub struct WorkflowSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Seconds from the run's creation to its end: past it, work in flight is stopped and the
+    /// run ends with `timeout_error` (default and most: 24 h, hosted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_secs: Option<u64>,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -200,11 +207,22 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl WorkflowSpec {
+    pub fn timeout(&self) -> u64 {
+        self.timeout_secs.unwrap_or(DEFAULT_RUN_TIMEOUT_SECS)
+    }
+
     /// Every rule that needs no lookup. The message names the task and the field, and says
     /// what to change.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
             return Err("`name` is empty: give the workflow a name".into());
+        }
+        if let Some(t) = self.timeout_secs
+            && (t == 0 || t > DEFAULT_RUN_TIMEOUT_SECS)
+        {
+            return Err(format!(
+                "`timeout_secs` is {t}: a run's timeout is 1..={DEFAULT_RUN_TIMEOUT_SECS} seconds (24 h); leave it out for 24 h"
+            ));
         }
         if self.tasks.is_empty() {
             return Err("`tasks` is empty: a workflow needs at least one task".into());
@@ -532,6 +550,9 @@ pub struct RunTask {
     pub items: Option<usize>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
+    /// Tokens (and cost) of every attempt's thread, grading included.
+    #[serde(default)]
+    pub usage: crate::ModelUsage,
 }
 
 /// A run as `workflow.get` returns it: the fold of its events.
@@ -550,6 +571,9 @@ pub struct WorkflowRun {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<RunResult>,
     pub tasks: Vec<RunTask>,
+    /// The tasks' usage summed.
+    #[serde(default)]
+    pub usage: crate::ModelUsage,
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,

@@ -129,7 +129,13 @@ struct Delivered {
 
 impl AgentTools for Threads {
     fn specs(&self, names: &[&'static str]) -> Vec<ToolSpec> {
-        names.iter().filter_map(|n| spec(n)).collect()
+        names
+            .iter()
+            .filter_map(|n| match *n {
+                ma::TOOL_START_WORKFLOW => Some(super::workflows::tool::spec()),
+                n => spec(n),
+            })
+            .collect()
     }
 
     fn run<'a>(
@@ -221,6 +227,7 @@ async fn run_calls(
                     .await?;
             }
             ma::TOOL_CONSULT_ADVISOR => advice.push(call),
+            ma::TOOL_START_WORKFLOW => super::workflows::tool::run(rt, s, &call).await?,
             _ => match deliver(rt, s, &call).await {
                 Ok(thread) => waits.push(Delivered { call, thread }),
                 Err(Refused(why)) => {

@@ -388,6 +388,9 @@ impl Session {
         if e.advisor.is_some() {
             names.push(ma::TOOL_CONSULT_ADVISOR);
         }
+        if e.workflows.is_some() {
+            names.push(ma::TOOL_START_WORKFLOW);
+        }
         names
     }
 
@@ -810,6 +813,7 @@ impl Session {
             crate::provider::pricing::model_info(&self.services.config.models, &info.model)
                 .context_window;
         info.outcome_evaluations = st.outcome_evaluations();
+        info.waiting_checkpoints = u32::try_from(st.checkpoints.len()).unwrap_or(u32::MAX);
         info
     }
 
@@ -935,6 +939,7 @@ pub fn info_from_row(
         outcome_evaluations: row.outcome_evaluations.clone(),
         deployment_id: row.deployment_id.clone(),
         context_window: None,
+        waiting_checkpoints: 0,
     }
 }
 

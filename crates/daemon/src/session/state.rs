@@ -122,6 +122,9 @@ pub struct SessionState {
     pub last_agent_text: Option<String>,
     /// Multi-agent threads as this stream tells of them.
     pub threads: ThreadsFold,
+    /// `(run, task)` of workflow checkpoints waiting for an answer (a checkpoint's attempt
+    /// is the only one started without a thread that does not end in the same commit).
+    pub checkpoints: std::collections::BTreeSet<(String, String)>,
     /// Time this stream spent running.
     pub active: ActiveTime,
 }
@@ -178,6 +181,8 @@ pub struct ThreadsFold {
     pub sent: std::collections::HashMap<String, String>,
     /// `tool_use_id` of each `agent.thread_message_received` -> its seq.
     pub received: std::collections::HashMap<String, u64>,
+    /// `tool_use_id` of each `start_workflow` call that created a run -> the run.
+    pub workflow_calls: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1010,6 +1015,43 @@ impl SessionState {
             | EventBody::SessionThreadStatusIdle { .. }
             | EventBody::SessionThreadStatusRescheduled { .. }
             | EventBody::SessionThreadStatusTerminated { .. } => {}
+            EventBody::WorkflowRunCreated {
+                workflow_run_id,
+                tool_use_id: Some(call),
+                ..
+            } => {
+                self.threads
+                    .workflow_calls
+                    .insert(call.clone(), workflow_run_id.clone());
+            }
+            // The hosted "ending notice" of a run the agent started: its next user turn.
+            EventBody::WorkflowRunStatusEnded {
+                workflow_run_id,
+                notice,
+                ..
+            } => {
+                self.checkpoints.retain(|(run, _)| run != workflow_run_id);
+                if let Some(text) = notice {
+                    self.user_text(text.clone());
+                }
+            }
+            EventBody::SpanWorkflowTaskStarted {
+                workflow_run_id,
+                task_id,
+                thread_id: None,
+                ..
+            } => {
+                self.checkpoints
+                    .insert((workflow_run_id.clone(), task_id.clone()));
+            }
+            EventBody::SpanWorkflowTaskEnded {
+                workflow_run_id,
+                task_id,
+                ..
+            } => {
+                self.checkpoints
+                    .remove(&(workflow_run_id.clone(), task_id.clone()));
+            }
             // A workflow run's state is its own fold (orchestration::workflows::fold).
             EventBody::WorkflowRunCreated { .. }
             | EventBody::WorkflowRunStatusRunning { .. }
@@ -1017,11 +1059,9 @@ impl SessionState {
             | EventBody::WorkflowRunPhaseStarted { .. }
             | EventBody::WorkflowRunPhaseEnded { .. }
             | EventBody::WorkflowRunError { .. }
-            | EventBody::WorkflowRunStatusEnded { .. }
             | EventBody::SpanWorkflowTaskStarted { .. }
             | EventBody::SpanWorkflowTaskFannedOut { .. }
-            | EventBody::SpanWorkflowTaskChecking { .. }
-            | EventBody::SpanWorkflowTaskEnded { .. } => {}
+            | EventBody::SpanWorkflowTaskChecking { .. } => {}
         }
     }
 }

@@ -367,6 +367,7 @@ fn session() -> SessionInfo {
         outcome_evaluations: Vec::new(),
         deployment_id: None,
         context_window: None,
+        waiting_checkpoints: 0,
     }
 }
 

@@ -861,6 +861,7 @@ mod tests {
             outcome_evaluations: Vec::new(),
             deployment_id: None,
             context_window: None,
+            waiting_checkpoints: 0,
         }
     }
 

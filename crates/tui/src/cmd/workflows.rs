@@ -200,6 +200,9 @@ fn print_tasks(r: &WorkflowRun) {
         if let Some(m) = &t.model {
             line.push_str(&format!("  {m}"));
         }
+        if t.usage.input_tokens + t.usage.output_tokens > 0 {
+            line.push_str(&format!("  {}", usage_text(&t.usage)));
+        }
         if let Some(th) = &t.session_thread_id {
             line.push_str(&format!("  {th}"));
         }
@@ -210,6 +213,9 @@ fn print_tasks(r: &WorkflowRun) {
         if let Some(q) = &t.question {
             println!("      ? {q}");
         }
+    }
+    if r.usage.input_tokens + r.usage.output_tokens > 0 {
+        println!("cost: {}", usage_text(&r.usage));
     }
     if let Some(res) = &r.result {
         use tether_proto::workflow::RunResult;
@@ -227,6 +233,19 @@ fn print_tasks(r: &WorkflowRun) {
             }
         }
     }
+}
+
+/// `1200 in / 80 out tokens $0.0123` (no price: tokens only).
+fn usage_text(u: &tether_proto::ModelUsage) -> String {
+    let mut s = format!(
+        "{} in / {} out tokens",
+        u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens,
+        u.output_tokens
+    );
+    if let Some(c) = u.cost_usd {
+        s.push_str(&format!(" ${c:.4}"));
+    }
+    s
 }
 
 fn read_file<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, ClientError> {

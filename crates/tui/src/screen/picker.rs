@@ -155,6 +155,10 @@ pub struct PeekInfo {
 /// A session's group; `seen` is the last seq you looked at (idle sessions finished before
 /// the picker first saw them count as looked at).
 pub fn group(s: &SessionInfo, seen: Option<u64>) -> Group {
+    // A workflow checkpoint waits for a person whatever the agent is doing.
+    if s.waiting_checkpoints > 0 {
+        return Group::NeedsInput;
+    }
     match (s.status, &s.stop_reason) {
         (SessionStatus::Running | SessionStatus::Rescheduling, _) => Group::Working,
         (SessionStatus::Idle, Some(StopReason::RequiresAction { .. })) => Group::NeedsInput,

@@ -128,6 +128,7 @@ fn info(name: &str, status: SessionStatus, last_seq: u64) -> SessionInfo {
         outcome_evaluations: Vec::new(),
         deployment_id: None,
         context_window: None,
+        waiting_checkpoints: 0,
     }
 }
 
@@ -2757,4 +2758,16 @@ fn the_status_bar_shows_the_share_of_the_context_window() {
         })
         .unwrap();
     assert_eq!(buf[(x, y)].fg, ratatui::style::Color::Yellow);
+}
+#[test]
+fn a_session_waiting_on_a_workflow_checkpoint_needs_input_whatever_its_agent_does() {
+    use super::picker::{Group, group};
+    let mut s = info("wf", SessionStatus::Idle, 9);
+    s.stop_reason = Some(StopReason::EndTurn);
+    assert_eq!(group(&s, Some(9)), Group::Idle);
+    s.waiting_checkpoints = 1;
+    assert_eq!(group(&s, Some(9)), Group::NeedsInput);
+    s.status = SessionStatus::Running;
+    s.stop_reason = None;
+    assert_eq!(group(&s, Some(9)), Group::NeedsInput);
 }

@@ -13,9 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
+use tether_proto::outcome::{EvaluationResult, OutcomeSpec, Rubric};
 use tether_proto::thread::{ThreadAgent, primary_thread_id};
 use tether_proto::workflow::{AttemptStatus, RunResult, TaskAgent, TaskSpec, item_parent};
-use tether_proto::{ContentBlock, ErrorBody, ErrorCode, EventBody, SessionStatus, StopReason};
+use tether_proto::workflow::{RunError, RunErrorType, RunStatus, TaskOutcome};
+use tether_proto::{
+    ContentBlock, ErrorBody, ErrorCode, EventBody, ModelUsage, SessionStatus, StopReason,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -85,6 +89,7 @@ pub enum Msg {
         status: AttemptStatus,
         output: Option<String>,
         explanation: Option<String>,
+        usage: Option<ModelUsage>,
     },
     Answer {
         task: String,
@@ -144,17 +149,51 @@ impl Driver {
         self.handle.state().id.clone()
     }
 
-    /// Commits events of this run and folds them in.
-    async fn record(&self, bodies: Vec<EventBody>) -> Result<(), StoreError> {
-        let events = self.primary.append_retrying(bodies).await?;
-        let mut st = self.handle.state();
-        for e in &events {
-            st.apply(e);
+    /// Commits events of this run and folds them in. An ending notice wakes the agent: the
+    /// session goes running in the same commit (decided under the append lock, so a turn
+    /// ending meanwhile can't leave the notice unread), then its turn starts.
+    async fn record(&self, mut bodies: Vec<EventBody>) -> Result<(), StoreError> {
+        let wakes = bodies.iter().any(|b| {
+            matches!(
+                b,
+                EventBody::WorkflowRunStatusEnded {
+                    notice: Some(_),
+                    ..
+                }
+            )
+        });
+        let events = if wakes {
+            self.primary
+                .append_checked(|st| {
+                    if st.status() != SessionStatus::Running {
+                        bodies.push(EventBody::SessionStatusRunning {});
+                    }
+                    Ok::<_, StoreError>(bodies)
+                })
+                .await?
+        } else {
+            self.primary.append_retrying(bodies).await?
+        };
+        {
+            let mut st = self.handle.state();
+            for e in &events {
+                st.apply(e);
+            }
+        }
+        if wakes {
+            crate::session::turn::ensure(&self.primary);
         }
         Ok(())
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> Result<(), StoreError> {
+        let deadline = {
+            let st = self.handle.state();
+            deadline(&st.created_at, st.spec.timeout())
+        };
+        if past(deadline) {
+            return self.time_out().await;
+        }
         self.resume_in_flight();
         let limit = self.rt.config.max_workflow_threads.max(1);
         loop {
@@ -163,19 +202,110 @@ impl Driver {
             for step in steps {
                 self.step(step).await?;
             }
-            if self.handle.state().status != tether_proto::workflow::RunStatus::Running {
+            if self.handle.state().status != RunStatus::Running {
                 return Ok(());
             }
             if acted {
                 continue;
             }
-            let Some(msg) = rx.recv().await else {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = sleep_until(deadline) => return self.time_out().await,
+            };
+            let Some(msg) = msg else {
                 return Ok(());
             };
             if self.message(msg).await? {
                 return Ok(());
             }
         }
+    }
+
+    /// The run outlived its `timeout_secs`: the work in flight is stopped and the run ends
+    /// with `timeout_error` (hosted).
+    async fn time_out(&mut self) -> Result<(), StoreError> {
+        let (run, timeout) = {
+            let st = self.handle.state();
+            (st.id.clone(), st.spec.timeout())
+        };
+        tracing::info!(run = %run, timeout, "a workflow run timed out");
+        let mut bodies = self.stop_in_flight().await;
+        bodies.extend(self.end_bodies(RunResult::Error {
+            error: RunError {
+                kind: RunErrorType::TimeoutError,
+                message: format!(
+                    "the run did not end within its timeout of {timeout}s (`timeout_secs` in the workflow file); its unfinished tasks were stopped"
+                ),
+            },
+        }));
+        self.record(bodies).await
+    }
+
+    /// Interrupts the threads of the attempts in flight; their `stopped` ends.
+    async fn stop_in_flight(&mut self) -> Vec<EventBody> {
+        let run = self.run_id();
+        let in_flight: Vec<(String, u32, String)> = {
+            let st = self.handle.state();
+            st.tasks
+                .iter()
+                .filter_map(|(id, t)| match &t.in_flight {
+                    Some((n, Some(th))) => Some((id.clone(), *n, th.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        for (_, token) in self.attempts.drain() {
+            token.cancel();
+        }
+        let mut bodies = Vec::new();
+        for (task, n, thread) in in_flight {
+            let mut usage = None;
+            if let Ok(t) = self.rt.load(&thread).await {
+                if (t.is_turn_running() || t.state().status() == SessionStatus::Running)
+                    && let Err(e) = crate::session::ops::interrupt(&t).await
+                {
+                    tracing::warn!(thread = %thread, error = %e.message, "could not interrupt a workflow thread");
+                }
+                usage = Some(t.state().usage.tokens);
+            }
+            bodies.push(ended(
+                &run,
+                &task,
+                n,
+                AttemptStatus::Stopped,
+                None,
+                None,
+                usage,
+            ));
+        }
+        bodies
+    }
+
+    /// The run's last events: the phases still open end, then its error (if any) and end.
+    fn end_bodies(&self, result: RunResult) -> Vec<EventBody> {
+        let st = self.handle.state();
+        let mut bodies: Vec<EventBody> = st
+            .open_phases
+            .iter()
+            .map(|(phase, started)| EventBody::WorkflowRunPhaseEnded {
+                workflow_run_id: st.id.clone(),
+                workflow_run_phase_id: phase.clone(),
+                phase_started_id: started.clone(),
+            })
+            .collect();
+        if let RunResult::Error { error } = &result {
+            bodies.push(EventBody::WorkflowRunError {
+                workflow_run_id: Some(st.id.clone()),
+                error: error.clone(),
+            });
+        }
+        let notice = st.tool_use_id.as_ref().map(|_| ending_notice(&st, &result));
+        bodies.push(EventBody::WorkflowRunStatusEnded {
+            workflow_run_id: st.id.clone(),
+            result,
+            notice,
+        });
+        bodies
     }
 
     /// After a restart (or resume): attempts whose thread exists go on where they were.
@@ -207,17 +337,7 @@ impl Driver {
                 .await
             }
             Step::End(result) => {
-                let mut bodies = Vec::new();
-                if let RunResult::Error { error } = &result {
-                    bodies.push(EventBody::WorkflowRunError {
-                        workflow_run_id: Some(run.clone()),
-                        error: error.clone(),
-                    });
-                }
-                bodies.push(EventBody::WorkflowRunStatusEnded {
-                    workflow_run_id: run,
-                    result,
-                });
+                let bodies = self.end_bodies(result);
                 self.record(bodies).await
             }
             Step::Ask { task } => {
@@ -254,6 +374,7 @@ impl Driver {
                             AttemptStatus::Failed,
                             None,
                             Some(why),
+                            None,
                         ));
                     }
                 }
@@ -310,6 +431,7 @@ impl Driver {
                     AttemptStatus::Failed,
                     None,
                     Some(why),
+                    None,
                 ));
                 self.record(bodies).await
             }
@@ -332,6 +454,7 @@ impl Driver {
                             AttemptStatus::Failed,
                             None,
                             Some(why),
+                            None,
                         ));
                         return self.record(bodies).await;
                     }
@@ -371,7 +494,7 @@ impl Driver {
     fn spawn_attempt(&mut self, task: String, attempt: u32, thread: String) {
         let cancel = CancellationToken::new();
         self.attempts.insert(task.clone(), cancel.clone());
-        let (prompt, checks) = {
+        let (prompt, checks, outcome) = {
             let st = self.handle.state();
             let Some(spec) = st.spec_of(&task) else {
                 return;
@@ -387,7 +510,7 @@ impl Driver {
                     "\n\nA previous attempt at this task failed: {last}\nDo the task again and make sure that does not happen."
                 ));
             }
-            (prompt, spec.checks.clone())
+            (prompt, spec.checks.clone(), spec.outcome.clone())
         };
         let job = Attempt {
             rt: self.rt.clone(),
@@ -398,6 +521,7 @@ impl Driver {
             thread,
             prompt,
             checks,
+            outcome,
             cancel,
             tx: self.tx.clone(),
         };
@@ -431,6 +555,7 @@ impl Driver {
                 status,
                 output,
                 explanation,
+                usage,
             } => {
                 if self.in_flight(&task) == Some(attempt) {
                     self.attempts.remove(&task);
@@ -441,6 +566,7 @@ impl Driver {
                         status,
                         output,
                         explanation,
+                        usage,
                     )])
                     .await?;
                     crate::crash::point("after_workflow_task_ended");
@@ -481,34 +607,20 @@ impl Driver {
                 } else {
                     (AttemptStatus::Failed, None, Some(text))
                 };
-                self.record(vec![ended(&run, &task, 1, status, output, explanation)])
-                    .await?;
+                self.record(vec![ended(
+                    &run,
+                    &task,
+                    1,
+                    status,
+                    output,
+                    explanation,
+                    None,
+                )])
+                .await?;
                 let _ = reply.send(Ok(()));
             }
             Msg::Stop { reply } => {
-                let in_flight: Vec<(String, u32, String)> = {
-                    let st = self.handle.state();
-                    st.tasks
-                        .iter()
-                        .filter_map(|(id, t)| match &t.in_flight {
-                            Some((n, Some(th))) => Some((id.clone(), *n, th.clone())),
-                            _ => None,
-                        })
-                        .collect()
-                };
-                for (_, token) in self.attempts.drain() {
-                    token.cancel();
-                }
-                let mut bodies = Vec::new();
-                for (task, n, thread) in in_flight {
-                    if let Ok(t) = self.rt.load(&thread).await
-                        && (t.is_turn_running() || t.state().status() == SessionStatus::Running)
-                        && let Err(e) = crate::session::ops::interrupt(&t).await
-                    {
-                        tracing::warn!(thread = %thread, error = %e.message, "could not interrupt a workflow thread");
-                    }
-                    bodies.push(ended(&run, &task, n, AttemptStatus::Stopped, None, None));
-                }
+                let mut bodies = self.stop_in_flight().await;
                 bodies.push(EventBody::WorkflowRunStatusIdle {
                     workflow_run_id: run,
                 });
@@ -536,6 +648,7 @@ fn ended(
     status: AttemptStatus,
     output: Option<String>,
     explanation: Option<String>,
+    usage: Option<ModelUsage>,
 ) -> EventBody {
     EventBody::SpanWorkflowTaskEnded {
         workflow_run_id: run.to_string(),
@@ -544,6 +657,74 @@ fn ended(
         status,
         output,
         explanation,
+        usage,
+    }
+}
+
+/// What the agent that started a run reads when it ends (hosted: the "ending notice").
+fn ending_notice(st: &RunState, result: &RunResult) -> String {
+    let how = match result {
+        RunResult::Completed { failed_tasks } if failed_tasks.is_empty() => {
+            "completed: every task succeeded".to_string()
+        }
+        RunResult::Completed { failed_tasks } => format!(
+            "completed, but these required tasks failed: {}",
+            failed_tasks.join(", ")
+        ),
+        RunResult::Stopped {} => "stopped".to_string(),
+        RunResult::Error { error } => format!("error {}: {}", error.kind.as_str(), error.message),
+    };
+    let mut text = format!(
+        "[Workflow run {} (`{}`) ended {how}.]\n\nIts tasks:",
+        st.id, st.spec.name
+    );
+    for t in &st.spec.tasks {
+        let status = st.status_of(&t.id);
+        text.push_str(&format!("\n\n- `{}`: {}", t.id, status.as_str()));
+        let task = st.tasks.get(&t.id);
+        if let Some(out) = task.and_then(|x| x.output.as_deref()) {
+            text.push_str(&format!("\n  output: {}", cut_text(out, 4000)));
+        } else if let Some(v) = task.and_then(|x| x.verdicts.last()) {
+            text.push_str(&format!("\n  last failure: {}", cut_text(v, 1000)));
+        }
+    }
+    text
+}
+
+fn cut_text(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n).collect();
+    out.push_str(&format!("… ({} more characters)", count - n));
+    out
+}
+
+/// When a run created at `created_at` (RFC 3339) times out; None if the time can't be read
+/// (a run is never ended on a misread clock).
+pub fn deadline(created_at: &str, timeout_secs: u64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let created = chrono::DateTime::parse_from_rfc3339(created_at).ok()?;
+    let timeout = chrono::Duration::try_seconds(i64::try_from(timeout_secs).ok()?)?;
+    Some(created.to_utc() + timeout)
+}
+
+fn past(deadline: Option<chrono::DateTime<chrono::Utc>>) -> bool {
+    deadline.is_some_and(|d| chrono::Utc::now() >= d)
+}
+
+/// Resolves at `deadline` (never without one). Waits in slices of at most ten minutes: a
+/// sleep runs on the monotonic clock, which a suspended machine leaves behind the wall clock.
+async fn sleep_until(deadline: Option<chrono::DateTime<chrono::Utc>>) {
+    let Some(d) = deadline else {
+        return std::future::pending().await;
+    };
+    loop {
+        let left = (d - chrono::Utc::now()).to_std().unwrap_or_default();
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(600))).await;
     }
 }
 
@@ -646,6 +827,7 @@ struct Attempt {
     thread: String,
     prompt: String,
     checks: Vec<tether_proto::workflow::Check>,
+    outcome: Option<TaskOutcome>,
     cancel: CancellationToken,
     tx: mpsc::UnboundedSender<Msg>,
 }
@@ -660,13 +842,75 @@ impl Attempt {
         if self.cancel.is_cancelled() {
             return;
         }
+        // The thread is this attempt's alone: its usage is the attempt's cost.
+        let usage = match self.rt.load(&self.thread).await {
+            Ok(t) => Some(t.state().usage.tokens),
+            Err(_) => None,
+        };
         let _ = self.tx.send(Msg::Ended {
             task: self.task.clone(),
             attempt: self.attempt,
             status,
             output,
             explanation,
+            usage,
         });
+    }
+
+    /// The task's outcome as the thread's own: the prompt is the outcome's description, so
+    /// the thread runs the session outcome loop (grader, revisions) on it. Its id is fixed
+    /// by the attempt, so a restart sees it was delivered.
+    fn outcome_spec(&self, o: &TaskOutcome) -> OutcomeSpec {
+        OutcomeSpec {
+            outcome_id: Some(outcome_id(&self.run, &self.task, self.attempt)),
+            description: self.prompt.clone(),
+            rubric: Rubric::Text {
+                content: o.rubric.clone(),
+            },
+            max_iterations: o.max_iterations,
+            checks: Vec::new(),
+            grader: None,
+            escalate: None,
+        }
+    }
+
+    /// Delivers the task once: a thread message, or (with an outcome) its definition.
+    async fn deliver(&self, thread: &Arc<Session>, key: &str) -> Result<(), String> {
+        let (delivered, body, running) = {
+            let st = thread.state();
+            let (delivered, body) = match &self.outcome {
+                Some(o) => {
+                    let id = outcome_id(&self.run, &self.task, self.attempt);
+                    (
+                        st.outcomes.iter().any(|x| x.id == id),
+                        EventBody::UserDefineOutcome(self.outcome_spec(o)),
+                    )
+                }
+                None => (
+                    st.threads.received.contains_key(key),
+                    EventBody::AgentThreadMessageReceived {
+                        from_session_thread_id: primary_thread_id(&self.primary.id),
+                        from_agent_name: None,
+                        content: vec![ContentBlock::text(self.prompt.clone())],
+                        tool_use_id: Some(key.to_string()),
+                    },
+                ),
+            };
+            (delivered, body, st.status() == SessionStatus::Running)
+        };
+        if delivered {
+            return Ok(());
+        }
+        let mut bodies = vec![body];
+        if !running {
+            bodies.push(EventBody::SessionStatusRunning {});
+        }
+        thread
+            .append(bodies)
+            .await
+            .map_err(|e| format!("the task's message could not be recorded: {e}"))?;
+        crate::crash::point("after_workflow_message_delivered");
+        Ok(())
     }
 
     /// None when stopped first.
@@ -676,25 +920,16 @@ impl Attempt {
     ) -> Result<Option<(AttemptStatus, Option<String>, Option<String>)>, String> {
         let thread = self.rt.load(&self.thread).await.map_err(|e| e.message)?;
         let key = format!("{}:{}:{}", self.run, self.task, self.attempt);
-        let delivered = thread.state().threads.received.contains_key(&key);
-        if !delivered {
-            let mut bodies = vec![EventBody::AgentThreadMessageReceived {
-                from_session_thread_id: primary_thread_id(&self.primary.id),
-                from_agent_name: None,
-                content: vec![ContentBlock::text(self.prompt.clone())],
-                tool_use_id: Some(key.clone()),
-            }];
-            if thread.state().status() != SessionStatus::Running {
-                bodies.push(EventBody::SessionStatusRunning {});
-            }
-            thread
-                .append(bodies)
-                .await
-                .map_err(|e| format!("the task's message could not be recorded: {e}"))?;
-            crate::crash::point("after_workflow_message_delivered");
-        }
+        self.deliver(&thread, &key).await?;
         crate::session::turn::ensure(&thread);
-        let Some((text, ok)) = await_reply(&thread, &key, &self.cancel).await else {
+        let reply = match &self.outcome {
+            Some(_) => {
+                let id = outcome_id(&self.run, &self.task, self.attempt);
+                await_outcome(&thread, &id, &self.cancel).await
+            }
+            None => await_reply(&thread, &key, &self.cancel).await,
+        };
+        let Some((text, ok)) = reply else {
             return Ok(None);
         };
         if !ok {
@@ -743,6 +978,69 @@ impl Attempt {
             tracing::warn!(thread = %thread.id, error = %e.message, "could not archive a finished workflow thread");
         }
         Ok(Some((AttemptStatus::Succeeded, Some(text), None)))
+    }
+}
+
+/// The outcome id of an attempt's task outcome.
+fn outcome_id(run: &str, task: &str, attempt: u32) -> String {
+    format!(
+        "outc_{}_{task}_{attempt}",
+        run.strip_prefix("wrun_").unwrap_or(run)
+    )
+}
+
+/// The thread's reply once its outcome loop is over and it is idle: `(text, ok)`, ok only
+/// when the grader was satisfied (any other verdict is a failed attempt, explained by the
+/// grader); None when `cancel` fired first.
+async fn await_outcome(
+    thread: &Arc<Session>,
+    outcome: &str,
+    cancel: &CancellationToken,
+) -> Option<(String, bool)> {
+    let mut appended = thread.watch_appends();
+    loop {
+        {
+            let st = thread.state();
+            if let Some(o) = st.outcomes.iter().find(|o| o.id == outcome)
+                && !o.is_active()
+                && st.status() == SessionStatus::Idle
+            {
+                let text = st.last_agent_text.clone().unwrap_or_default();
+                return Some(match &o.phase {
+                    crate::session::state::OutcomePhase::Done(EvaluationResult::Satisfied) => {
+                        (text, true)
+                    }
+                    crate::session::state::OutcomePhase::Done(r) => {
+                        let why = o
+                            .last_end
+                            .as_ref()
+                            .map(|e| e.explanation.clone())
+                            .unwrap_or_default();
+                        (
+                            format!(
+                                "the outcome was graded `{}`: {}",
+                                serde_json::to_value(r)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default(),
+                                why.trim()
+                            ),
+                            false,
+                        )
+                    }
+                    _ => (text, false),
+                });
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return None,
+            changed = appended.changed() => {
+                if changed.is_err() {
+                    return None;
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tether_proto::workflow::{
     AttemptStatus, MAX_RUN_THREADS_LIFETIME, RunError, RunErrorType, RunResult, RunStatus, RunTask,
     TaskSpec, TaskStatus, WorkflowRun, WorkflowSpec, item_parent, item_task_id,
 };
-use tether_proto::{Event, EventBody};
+use tether_proto::{Event, EventBody, ModelUsage};
 
 use super::templates::{self, Outputs};
 
@@ -33,6 +33,8 @@ pub struct RunState {
     pub started_phases: BTreeSet<String>,
     /// Attempts that had a thread, over the run's life (the hosted ~1000 limit).
     pub threads_started: usize,
+    /// The agent's `start_workflow` call that started the run (None: a person's run).
+    pub tool_use_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,6 +53,8 @@ pub struct TaskState {
     pub items: Option<Vec<Value>>,
     /// A fan-out item's value.
     pub item: Option<Value>,
+    /// Every ended attempt's thread usage (a fan-out parent's is its items').
+    pub usage: ModelUsage,
 }
 
 /// What the run does next.
@@ -90,6 +94,7 @@ impl RunState {
         let EventBody::WorkflowRunCreated {
             workflow_run_id,
             spec: Some(spec),
+            tool_use_id,
             ..
         } = &e.body
         else {
@@ -115,6 +120,7 @@ impl RunState {
             open_phases: BTreeMap::new(),
             started_phases: BTreeSet::new(),
             threads_started: 0,
+            tool_use_id: tool_use_id.clone(),
         })
     }
 
@@ -215,10 +221,14 @@ impl RunState {
                 status,
                 output,
                 explanation,
+                usage,
                 ..
             } => {
                 let t = self.tasks.entry(task_id.clone()).or_default();
                 t.in_flight = None;
+                if let Some(u) = usage {
+                    t.usage.add(u);
+                }
                 t.checking = false;
                 match status {
                     AttemptStatus::Succeeded => {
@@ -436,6 +446,18 @@ impl RunState {
                 let spec = self.spec_of(id);
                 let status = self.status_of(id);
                 let output = t.output.clone();
+                let usage = match &t.items {
+                    Some(items) => {
+                        let mut u = t.usage;
+                        for i in 0..items.len() {
+                            if let Some(item) = self.tasks.get(&item_task_id(id, i)) {
+                                u.add(&item.usage);
+                            }
+                        }
+                        u
+                    }
+                    None => t.usage,
+                };
                 RunTask {
                     id: id.clone(),
                     status,
@@ -448,9 +470,15 @@ impl RunState {
                     question: spec.and_then(|s| s.checkpoint.clone()),
                     items: t.items.as_ref().map(Vec::len),
                     optional: spec.is_some_and(|s| s.optional),
+                    usage,
                 }
             })
             .collect();
+        // Spec tasks and items, each once (a fan-out parent's own usage is its items').
+        let mut usage = ModelUsage::default();
+        for t in self.tasks.values() {
+            usage.add(&t.usage);
+        }
         WorkflowRun {
             id: self.id.clone(),
             object_type: "workflow_run".into(),
@@ -460,6 +488,7 @@ impl RunState {
             status: self.status,
             result: self.result.clone(),
             tasks,
+            usage,
             created_at: self.created_at.clone(),
             ended_at: self.ended_at.clone(),
         }
@@ -513,6 +542,7 @@ mod tests {
                 description: None,
                 phases,
                 spec: Some(Box::new(spec)),
+                tool_use_id: None,
             });
             log.push(EventBody::WorkflowRunStatusRunning {
                 workflow_run_id: "wrun_1".into(),
@@ -559,6 +589,11 @@ mod tests {
                 },
                 output: Some(output.into()),
                 explanation: (!ok).then(|| "check failed".into()),
+                usage: Some(ModelUsage {
+                    input_tokens: 10,
+                    output_tokens: 2,
+                    ..ModelUsage::default()
+                }),
             })
         }
     }
@@ -625,6 +660,9 @@ mod tests {
             st.apply(&e);
         }
         assert_eq!(st.status_of("a"), TaskStatus::Failed);
+        let a = st.view().tasks.into_iter().find(|t| t.id == "a").unwrap();
+        assert_eq!(a.usage.input_tokens, 20, "both attempts' threads count");
+        assert_eq!(st.view().usage.input_tokens, 20);
         assert_eq!(
             st.plan(64),
             vec![Step::End(RunResult::Completed {

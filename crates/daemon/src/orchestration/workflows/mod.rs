@@ -10,6 +10,7 @@
 pub mod engine;
 pub mod fold;
 pub mod templates;
+pub mod tool;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -129,14 +130,15 @@ pub async fn run(
         ));
     }
     crate::session::ops::check_writable(&s)?;
-    start(rt, &s, spec).await
+    start(rt, &s, spec, None).await
 }
 
-/// Records and starts a run in `s` (a person's or an agent's).
+/// Records and starts a run in `s` (a person's, or an agent's `start_workflow` call).
 pub async fn start(
     rt: &Arc<Runtime>,
     s: &Arc<Session>,
     spec: WorkflowSpec,
+    tool_use_id: Option<String>,
 ) -> Result<WorkflowRun, ErrorBody> {
     let open = open_runs(rt, &s.id).await?;
     if open.len() >= MAX_OPEN_RUNS {
@@ -183,6 +185,7 @@ pub async fn start(
                     .map(|d| cut(d, MAX_DESCRIPTION_CHARS)),
                 phases,
                 spec: Some(Box::new(spec)),
+                tool_use_id,
             },
             EventBody::WorkflowRunStatusRunning {
                 workflow_run_id: id.clone(),
