@@ -81,3 +81,13 @@ pub fn memory_version_id() -> String {
 pub fn work_id() -> String {
     new_id("work")
 }
+
+/// `vlt_…`: a vault.
+pub fn vault_id() -> String {
+    new_id("vlt")
+}
+
+/// `vcrd_…`: a vault credential.
+pub fn credential_id() -> String {
+    new_id("vcrd")
+}

@@ -11,3 +11,4 @@ pub mod agents;
 pub mod envbuild;
 pub mod environments;
 pub mod networking;
+pub mod vaults;

@@ -50,6 +50,8 @@ pub struct SessionRow {
     pub memory: Vec<tether_proto::memory::SessionMemory>,
     /// The deployment that fired this session, if one did.
     pub deployment_id: Option<String>,
+    /// The vaults whose credentials the session uses (ids, in precedence order).
+    pub vault_ids: Vec<String>,
 }
 
 impl SessionRow {
@@ -84,6 +86,7 @@ impl SessionRow {
             thread_agent: None,
             memory: Vec::new(),
             deployment_id: None,
+            vault_ids: Vec::new(),
         }
     }
 }

@@ -50,6 +50,9 @@ pub struct CreateSession {
     /// Memory stores to mount under `/mnt/memory/` (at most 8).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory_stores: Vec<crate::memory::MemoryResourceParam>,
+    /// Vaults (ids) whose credentials the session uses; the first wins on a clash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vault_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
