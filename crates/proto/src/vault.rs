@@ -310,7 +310,7 @@ impl AuthChanges {
 pub struct CredentialSpec {
     pub auth: AuthParams,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(with = "crate::schema::Metadata")]
@@ -324,7 +324,7 @@ pub struct CredentialChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthChanges>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 255))]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<crate::schema::MetadataPatch>")]

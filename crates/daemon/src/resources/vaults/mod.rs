@@ -353,10 +353,8 @@ fn apply_auth(
         )));
     }
     match (auth, changes) {
-        (_, AuthChanges::StaticBearer { token }) => {
-            if let Some(t) = token {
-                secrets.insert(TOKEN.into(), secret("auth.token", &t)?);
-            }
+        (_, AuthChanges::StaticBearer { token: Some(t) }) => {
+            secrets.insert(TOKEN.into(), secret("auth.token", &t)?);
         }
         (
             CredentialAuth::McpOauth {
