@@ -354,3 +354,67 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tether vaults`: a secret goes in on stdin (never an argument), is never printed back, and
+/// `tether run --vault NAME` gives it to the session's shell.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_adds_a_secret_from_stdin_and_run_uses_the_vault_by_name() {
+    use std::io::Write;
+    const VALUE: &str = "cli-vault-secret-6612";
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use(
+            "bash",
+            json!({"command": "printf '%s' \"$DEPLOY_KEY\" | rev"}),
+        ),
+        Reply::text("done"),
+    ]))
+    .await;
+    let vid = env.ok(&["vaults", "create", "ops"]).trim().to_string();
+    assert!(vid.starts_with("vlt_"), "{vid}");
+    let mut add = env
+        .tether()
+        .args([
+            "vaults",
+            "add",
+            "ops",
+            "--env",
+            "DEPLOY_KEY",
+            "--host",
+            "deploy.example.com",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{VALUE}\n").as_bytes())
+        .unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let shown = env.ok(&["vaults", "show", "ops"]);
+    assert!(
+        shown.contains("$DEPLOY_KEY for deploy.example.com"),
+        "{shown}"
+    );
+    assert!(!env.ok(&["vaults", "show", "ops", "--json"]).contains(VALUE));
+
+    // Nothing on stdin: refused, nothing stored.
+    let empty = env
+        .tether()
+        .args(["vaults", "add", "ops", "--env", "OTHER"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("nothing stored"));
+
+    let run = env.ok(&["run", "deploy", "--vault", "ops", "--json"]);
+    let reversed: String = VALUE.chars().rev().collect();
+    assert!(run.contains(&reversed), "{run}");
+    assert!(!run.contains(VALUE));
+    assert!(!env.daemon_log().contains(VALUE));
+    assert!(!contains(&database_bytes(&env), VALUE));
+}

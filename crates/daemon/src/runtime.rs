@@ -328,7 +328,7 @@ impl Runtime {
             crate::resources::agents::validate(&agent.spec)?;
         }
         crate::resources::agents::validate_metadata(&p.metadata)?;
-        crate::resources::vaults::check_session_vaults(&self.store, &p.vault_ids).await?;
+        let vault_ids = crate::resources::vaults::session_vaults(&self.store, &p.vault_ids).await?;
         let env =
             crate::resources::environments::for_session(&self.store, p.environment_id.as_deref())
                 .await?;
@@ -374,7 +374,7 @@ impl Runtime {
             networking: Some(networking),
             memory,
             deployment_id: origin.deployment_id,
-            vault_ids: p.vault_ids.clone(),
+            vault_ids,
             ..SessionRow::new(
                 id.clone(),
                 model,

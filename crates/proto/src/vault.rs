@@ -331,6 +331,53 @@ pub struct CredentialChanges {
     pub metadata: Option<BTreeMap<String, Option<String>>>,
 }
 
+// Socket params (`tether vaults`). A vault is named by its id or display name (the newest
+// live vault of that name; several: an error listing them), a credential by its id.
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultParams {
+    pub vault: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListVaults {
+    /// Include archived vaults.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    pub vault: String,
+    pub credential: CredentialSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListCredentials {
+    pub vault: String,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialParams {
+    pub vault: String,
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCredential {
+    pub vault: String,
+    pub credential: String,
+    pub changes: CredentialChanges,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

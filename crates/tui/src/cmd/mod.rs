@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod sessions;
 mod spec_file;
 pub mod threads;
+pub mod vaults;
 pub mod worker;
 pub mod workflows;
 mod worktree;

@@ -92,6 +92,39 @@ pub async fn list_vaults(store: &Store, include_archived: bool) -> Result<Vec<Va
         .await?)
 }
 
+/// The vault `reference` names: an id, else the display name of live vaults (the CLI; a
+/// name several live vaults share is refused with their ids).
+fn resolve_in(c: &rusqlite::Connection, reference: &str) -> Result<Vault, StoreError> {
+    match db::get_vault(c, reference) {
+        Err(StoreError::Missing(_)) => {}
+        other => return other,
+    }
+    let named: Vec<Vault> = db::list_vaults(c, false)?
+        .into_iter()
+        .filter(|v| v.display_name == reference)
+        .collect();
+    match named.as_slice() {
+        [] => Err(db::no_vault(reference)),
+        [one] => Ok(one.clone()),
+        many => Err(StoreError::Refused(ErrorBody::new(
+            ErrorCode::Ambiguous,
+            format!(
+                "{} live vaults are named `{reference}`: {}; name one by its id",
+                many.len(),
+                many.iter()
+                    .map(|v| v.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))),
+    }
+}
+
+pub async fn resolve_vault(store: &Store, reference: &str) -> Result<Vault, ErrorBody> {
+    let r = reference.to_string();
+    Ok(store.read(move |c| resolve_in(c, &r)).await?)
+}
+
 pub async fn get_vault(store: &Store, id: &str) -> Result<Vault, ErrorBody> {
     let id = id.to_string();
     Ok(store.read(move |c| db::get_vault(c, &id)).await?)
@@ -600,26 +633,31 @@ pub async fn delete_credential(store: &Store, vault_id: &str, id: &str) -> Resul
         .await?)
 }
 
-/// Checks a new session's `vault_ids`: each names a vault that is not archived.
-pub async fn check_session_vaults(store: &Store, vault_ids: &[String]) -> Result<(), ErrorBody> {
-    if vault_ids.len() > 16 {
+/// A new session's `vault_ids` as ids: each names (id, or display name) a live vault.
+pub async fn session_vaults(store: &Store, refs: &[String]) -> Result<Vec<String>, ErrorBody> {
+    if refs.len() > 16 {
         return Err(invalid(format!(
             "vault_ids: at most 16 vaults per session, got {}",
-            vault_ids.len()
+            refs.len()
         )));
     }
-    let ids = vault_ids.to_vec();
+    let refs = refs.to_vec();
     Ok(store
         .read(move |c| {
-            for id in &ids {
-                let v = db::get_vault(c, id)?;
+            let mut ids = Vec::new();
+            for r in &refs {
+                let v = resolve_in(c, r)?;
                 if v.archived_at.is_some() {
                     return Err(refused(format!(
-                        "vault_ids: the vault {id} is archived; sessions can't use it"
+                        "vault_ids: the vault {} is archived; sessions can't use it",
+                        v.id
                     )));
                 }
+                if !ids.contains(&v.id) {
+                    ids.push(v.id);
+                }
             }
-            Ok(())
+            Ok(ids)
         })
         .await?)
 }
