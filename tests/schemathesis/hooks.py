@@ -232,3 +232,104 @@ def memory_rules(context, case, kwargs):
     if isinstance(case.query, dict) and isinstance(case.query.get("path_prefix"), str):
         p = case.query["path_prefix"]
         case.query["path_prefix"] = "/" if p == "/" else _memory_path(p.rstrip("/")) + "/"
+
+
+# vaults: host names, variable names, URLs and future expiries are checked by the daemon
+# beyond what JSON Schema says; archived vaults and credentials take no writes (state).
+
+
+def _fix_auth(auth):
+    if not isinstance(auth, dict):
+        return
+    for key in ("mcp_server_url",):
+        if key in auth:
+            auth[key] = "https://mcp.example.com/mcp"
+    if "expires_at" in auth and auth["expires_at"] is not None:
+        auth["expires_at"] = "2999-01-01T00:00:00Z"
+    if isinstance(auth.get("secret_name"), str):
+        auth["secret_name"] = "SCHEMATHESIS_SECRET"
+    for key in ("token", "access_token", "secret_value"):
+        if key in auth and auth[key] == "":
+            auth[key] = "x"
+    net = auth.get("networking")
+    if isinstance(net, dict) and isinstance(net.get("allowed_hosts"), list):
+        net["allowed_hosts"] = ["api.example.com", "*.example.org"][: len(net["allowed_hosts"])]
+    loc = auth.get("injection_location")
+    if isinstance(loc, dict) and loc.get("body") is False and loc.get("header") is False:
+        loc["header"] = True
+    refresh = auth.get("refresh")
+    if isinstance(refresh, dict):
+        if "token_endpoint" in refresh:
+            refresh["token_endpoint"] = "https://auth.example.com/token"
+        if isinstance(refresh.get("client_id"), str) and not refresh["client_id"].strip():
+            refresh["client_id"] = "client"
+
+
+def _live_vault(case):
+    params = case.path_parameters or {}
+    vid = params.get("vault_id")
+    if not vid or "TETHER_SCHEMATHESIS_BASE" not in os.environ:
+        return
+    try:
+        vault = _api("GET", f"/v1/vaults/{vid}")
+    except Exception:
+        return  # unknown id: the daemon's 404 is the right answer
+    cid = params.get("credential_id")
+    cred_archived = False
+    if cid is not None:
+        try:
+            cred_archived = _api("GET", f"/v1/vaults/{vid}/credentials/{cid}").get("archived_at") is not None
+        except Exception:
+            cred_archived = False
+    if vault.get("archived_at") is None and not cred_archived:
+        return
+    live = _api("POST", "/v1/vaults", {"display_name": "schemathesis live vault"})["id"]
+    params["vault_id"] = live
+    if cid is not None:
+        kind = None
+        body = case.body if isinstance(case.body, dict) else {}
+        if isinstance(body.get("auth"), dict):
+            kind = body["auth"].get("type")
+        auth = {
+            "environment_variable": {"type": "environment_variable", "secret_name": "S",
+                                     "secret_value": "x", "networking": {"type": "unrestricted"}},
+            "mcp_oauth": {"type": "mcp_oauth", "mcp_server_url": "https://mcp.example.com/mcp",
+                          "access_token": "x"},
+        }.get(kind, {"type": "static_bearer", "mcp_server_url": "https://mcp.example.com/mcp",
+                     "token": "x"})
+        params["credential_id"] = _api("POST", f"/v1/vaults/{live}/credentials", {"auth": auth})["id"]
+
+
+@schemathesis.hook("before_call")
+def vault_rules(context, case, kwargs):
+    op = case.operation
+    method = op.method.lower()
+    if op.path == "/v1/sessions" and method == "post" and isinstance(case.body, dict):
+        ids = case.body.get("vault_ids")
+        if isinstance(ids, list) and "TETHER_SCHEMATHESIS_BASE" in os.environ:
+            kept = []
+            for v in ids:
+                try:
+                    if isinstance(v, str) and _api("GET", f"/v1/vaults/{v}").get("archived_at"):
+                        continue
+                except Exception:
+                    pass
+                kept.append(v)
+            case.body["vault_ids"] = kept
+    if not op.path.startswith("/v1/vaults"):
+        return
+    if method == "post" and not op.path.endswith("/archive"):
+        _live_vault(case)
+    body = case.body if isinstance(case.body, dict) else None
+    if body is not None and method == "post":
+        params = case.path_parameters or {}
+        if "credential_id" in params and isinstance(body.get("auth"), dict):
+            # An update keeps the stored type, and refresh settings exist only if stored.
+            try:
+                stored = _api("GET", f"/v1/vaults/{params['vault_id']}/credentials/{params['credential_id']}")
+                if body["auth"].get("type") != stored["auth"]["type"]:
+                    body["auth"] = {"type": stored["auth"]["type"]}
+            except Exception:
+                pass
+            body["auth"].pop("refresh", None)
+        _fix_auth(body.get("auth"))

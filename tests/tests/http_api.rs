@@ -641,10 +641,6 @@ async fn session_create_forms_overrides_and_initial_events() {
             json!({"agent": "tooly", "environment_id": "default", "budget": {"type": "limit"}}),
             "budget",
         ),
-        (
-            json!({"agent": "tooly", "environment_id": "default", "vault_ids": ["vlt_1"]}),
-            "vault",
-        ),
         (json!({"agent": 7, "environment_id": "default"}), "agent"),
     ] {
         let (s, v) = api.call("POST", "/v1/sessions", Some(body.clone())).await;
@@ -664,6 +660,15 @@ async fn session_create_forms_overrides_and_initial_events() {
         )
         .await;
     assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    let (s, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "tooly", "environment_id": "default", "vault_ids": ["vlt_1"]})),
+        )
+        .await;
+    assert_eq!((s, error_type(&v)), (404, "not_found_error"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("vlt_1"));
     let (s, v) = api
         .call(
             "POST",

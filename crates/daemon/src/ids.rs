@@ -101,3 +101,13 @@ pub fn webhook_event_id() -> String {
 pub fn webhook_endpoint_id() -> String {
     new_id("whep")
 }
+
+/// `vlt_…`: a vault.
+pub fn vault_id() -> String {
+    new_id("vlt")
+}
+
+/// `vcrd_…`: a vault credential.
+pub fn credential_id() -> String {
+    new_id("vcrd")
+}

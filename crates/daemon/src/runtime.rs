@@ -331,6 +331,7 @@ impl Runtime {
             crate::resources::agents::validate(&agent.spec)?;
         }
         crate::resources::agents::validate_metadata(&p.metadata)?;
+        let vault_ids = crate::resources::vaults::session_vaults(&self.store, &p.vault_ids).await?;
         let env =
             crate::resources::environments::for_session(&self.store, p.environment_id.as_deref())
                 .await?;
@@ -390,6 +391,7 @@ impl Runtime {
                     _ => None,
                 })
                 .collect(),
+            vault_ids,
             ..SessionRow::new(
                 id.clone(),
                 model,

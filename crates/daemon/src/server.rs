@@ -1023,6 +1023,83 @@ impl Connection {
                     },
                 )
             }
+            // vaults (issue 25): vaults by id or display name, credentials by id
+            Dispatch::VaultCreate(spec, r) => {
+                answer(r, vaults::create_vault(&rt.store, spec).await?)
+            }
+            Dispatch::VaultList(p, r) => answer(
+                r,
+                List {
+                    data: vaults::list_vaults(&rt.store, p.all).await?,
+                },
+            ),
+            Dispatch::VaultGet(p, r) => {
+                answer(r, vaults::resolve_vault(&rt.store, &p.vault).await?)
+            }
+            Dispatch::VaultArchive(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(r, vaults::archive_vault(&rt.store, &id).await?)
+            }
+            Dispatch::VaultDelete(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                vaults::delete_vault(&rt.store, &id).await?;
+                answer(
+                    r,
+                    tether_proto::vault::Deleted {
+                        id,
+                        object_type: "vault_deleted".into(),
+                    },
+                )
+            }
+            Dispatch::CredentialCreate(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::create_credential(&rt.store, &rt.paths.data_dir, &id, p.credential)
+                        .await?,
+                )
+            }
+            Dispatch::CredentialList(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    List {
+                        data: vaults::list_credentials(&rt.store, &id, p.all).await?,
+                    },
+                )
+            }
+            Dispatch::CredentialUpdate(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::update_credential(
+                        &rt.store,
+                        &rt.paths.data_dir,
+                        &id,
+                        &p.credential,
+                        p.changes,
+                    )
+                    .await?,
+                )
+            }
+            Dispatch::CredentialArchive(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::archive_credential(&rt.store, &id, &p.credential).await?,
+                )
+            }
+            Dispatch::CredentialDelete(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                vaults::delete_credential(&rt.store, &id, &p.credential).await?;
+                answer(
+                    r,
+                    tether_proto::vault::Deleted {
+                        id: p.credential,
+                        object_type: "vault_credential_deleted".into(),
+                    },
+                )
+            }
             // memory stores (issue 24): stores by id or name, memories by path or id
             Dispatch::MemoryStoreCreate(spec, r) => {
                 answer(r, memory::create_store(&rt.store, spec).await?)
@@ -1297,6 +1374,7 @@ impl Connection {
 /// answers null.
 use crate::orchestration::memory;
 use crate::orchestration::workflows;
+use crate::resources::vaults;
 
 fn answer<M: Method>(reply: Reply<M>, result: M::Result) -> Value {
     reply.encode(&result).unwrap_or(Value::Null)

@@ -84,7 +84,8 @@ impl PinnedAgent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum AgentChoice {
-    Latest(#[schemars(regex(pattern = crate::schema::NOT_BLANK))] String),
+    /// `NAME[@VERSION]` or an id: not blank, a version (if any) in digits.
+    Latest(#[schemars(regex(pattern = r"^[^@]*[^@\s\u0085][^@]*(@[0-9]{1,9})?$"))] String),
     Pinned {
         #[serde(rename = "type")]
         #[schemars(regex(pattern = "^agent$"))]

@@ -21,6 +21,7 @@ pub mod paths;
 pub mod schema;
 pub mod session;
 pub mod thread;
+pub mod vault;
 pub mod work;
 pub mod workflow;
 // webhooks (issue 20)

@@ -247,6 +247,12 @@ pub enum Command {
         #[command(subcommand)]
         action: FilesAction,
     },
+    /// Vaults: credentials sessions use (`--vault`) without ever holding them in their log.
+    #[command(after_help = VAULTS_HELP)]
+    Vaults {
+        #[command(subcommand)]
+        action: VaultsAction,
+    },
     /// Store or remove model-provider API keys; see which key the daemon uses.
     Auth {
         #[command(subcommand)]
@@ -317,6 +323,10 @@ pub struct SessionOpts {
     /// mounts it read-only. Repeat for several stores (at most 8).
     #[arg(long = "memory", value_name = "STORE[:ro]")]
     pub memory: Vec<String>,
+    /// Use a vault's credentials (name or id): MCP server tokens and shell variables.
+    /// Repeat for several; the first wins when two name the same server or variable.
+    #[arg(long = "vault", value_name = "VAULT")]
+    pub vaults: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -967,5 +977,75 @@ pub enum WorkflowsAction {
         /// Why: the failure explanation the run records.
         #[arg(long)]
         note: Option<String>,
+    },
+}
+
+// vaults (issue 25)
+const VAULTS_HELP: &str = "Examples:
+  tether vaults create ci
+  tether vaults add ci --mcp-url https://mcp.example.com/mcp < token.txt
+  tether vaults add ci --env GITHUB_TOKEN --host api.github.com     (value typed, hidden)
+  tether run \"open a PR\" --vault ci
+Secrets are read from stdin (hidden when it is a terminal), never from arguments, and are
+never shown again.";
+
+#[derive(Subcommand, Debug)]
+pub enum VaultsAction {
+    /// Create a vault.
+    Create {
+        /// Its display name.
+        name: String,
+    },
+    /// List vaults.
+    Ls {
+        /// Archived ones too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a vault's credentials (never their secrets).
+    Show {
+        /// Vault name or id.
+        vault: String,
+        /// Archived credentials too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a credential; its secret is read from stdin.
+    #[command(group = clap::ArgGroup::new("kind").required(true).args(["mcp_url", "env"]))]
+    Add {
+        /// Vault name or id.
+        vault: String,
+        /// A bearer token for the MCP server at this URL (as the agent's mcp_servers[].url).
+        #[arg(long, value_name = "URL")]
+        mcp_url: Option<String>,
+        /// A variable of the session's sandboxed shell.
+        #[arg(long, value_name = "NAME")]
+        env: Option<String>,
+        /// With --env: the hosts the secret is for (default: any the environment allows).
+        #[arg(long = "host", value_name = "HOST", requires = "env")]
+        hosts: Vec<String>,
+        /// The credential's display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Replace a credential's secret (read from stdin).
+    Set {
+        vault: String,
+        /// The credential's id (vcrd_...).
+        credential: String,
+    },
+    /// Archive a vault, or one of its credentials (its secret is erased).
+    Archive {
+        vault: String,
+        credential: Option<String>,
+    },
+    /// Delete a vault with its credentials, or one credential.
+    Rm {
+        vault: String,
+        credential: Option<String>,
     },
 }

@@ -24,6 +24,7 @@ mod shapes;
 mod stream;
 mod threads;
 pub mod token;
+mod vaults;
 mod work;
 mod workflows;
 

@@ -16,8 +16,8 @@ use super::openapi::{self, StreamItem};
 use super::sessions::{CreateBody, UpdateBody};
 use super::shapes::{DeletedSession, HostedAgent, HostedSession, Page, SentEvents, SessionPage};
 use super::{
-    Api, agents, deployments, environments, events, memory, sessions, stream, threads, work,
-    workflows,
+    Api, agents, deployments, environments, events, memory, sessions, stream, threads, vaults,
+    work, workflows,
 };
 // files (issue 25)
 use super::files;
@@ -29,6 +29,9 @@ use tether_proto::memory::{
     MemoryStoreDeleted, MemoryStoreSpec, MemoryVersion, NewMemory,
 };
 use tether_proto::method::EnvironmentDeleted;
+use tether_proto::vault::{
+    Credential, CredentialChanges, CredentialSpec, Deleted, Vault, VaultChanges, VaultSpec,
+};
 use tether_proto::work::{Work, WorkHeartbeat, WorkQueueStats};
 use tether_proto::workflow::WorkflowRun;
 
@@ -1010,6 +1013,135 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<SessionResourceDeleted>),
         handler: |m| on(m, files::delete_resource),
+    },
+    // vaults and credentials (issue 25)
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults",
+        id: "vaults.create",
+        summary: "Create a vault (a named set of credentials sessions use by vault_ids)",
+        query: &[],
+        body: Some(of::<VaultSpec>),
+        answer: Answer::Json(of::<Vault>),
+        handler: |m| on(m, vaults::create),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/vaults",
+        id: "vaults.list",
+        summary: "List vaults, oldest first",
+        query: &[
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("include_archived", Param::Bool),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Vault>>),
+        handler: |m| on(m, vaults::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/vaults/{vault_id}",
+        id: "vaults.retrieve",
+        summary: "Get a vault",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Vault>),
+        handler: |m| on(m, vaults::retrieve),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}",
+        id: "vaults.update",
+        summary: "Update display_name or metadata (a patch); not once archived",
+        query: &[],
+        body: Some(of::<VaultChanges>),
+        answer: Answer::Json(of::<Vault>),
+        handler: |m| on(m, vaults::update),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/vaults/{vault_id}",
+        id: "vaults.delete",
+        summary: "Delete a vault with its credentials",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deleted>),
+        handler: |m| on(m, vaults::delete),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}/archive",
+        id: "vaults.archive",
+        summary: "Archive a vault (new sessions can't use it)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Vault>),
+        handler: |m| on(m, vaults::archive),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}/credentials",
+        id: "vaults.credentials.create",
+        summary: "Add a credential; its secret is write-only (sealed at rest, never answered)",
+        query: &[],
+        body: Some(of::<CredentialSpec>),
+        answer: Answer::Json(of::<Credential>),
+        handler: |m| on(m, vaults::create_credential),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/vaults/{vault_id}/credentials",
+        id: "vaults.credentials.list",
+        summary: "List a vault's credentials, oldest first",
+        query: &[
+            ("limit", Param::Limit(100)),
+            ("page", Param::Page),
+            ("include_archived", Param::Bool),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Credential>>),
+        handler: |m| on(m, vaults::list_credentials),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        id: "vaults.credentials.retrieve",
+        summary: "Get a credential (never its secret)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Credential>),
+        handler: |m| on(m, vaults::retrieve_credential),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        id: "vaults.credentials.update",
+        summary: "Update a credential; auth.type must be the stored one, metadata is a patch",
+        query: &[],
+        body: Some(of::<CredentialChanges>),
+        answer: Answer::Json(of::<Credential>),
+        handler: |m| on(m, vaults::update_credential),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/vaults/{vault_id}/credentials/{credential_id}",
+        id: "vaults.credentials.delete",
+        summary: "Delete a credential",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Deleted>),
+        handler: |m| on(m, vaults::delete_credential),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
+        id: "vaults.credentials.archive",
+        summary: "Archive a credential (its secret is erased)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Credential>),
+        handler: |m| on(m, vaults::archive_credential),
     },
     Route {
         verb: Verb::Get,

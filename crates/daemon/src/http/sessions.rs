@@ -44,9 +44,9 @@ pub struct CreateBody {
     #[serde(default)]
     #[schemars(length(max = 100))]
     resources: Vec<ResourceIn>,
-    /// Not supported by this tetherd: only an empty list is accepted.
+    /// Vaults whose credentials the session uses (MCP server auth, sandbox variables).
     #[serde(default)]
-    #[schemars(length(max = 0))]
+    #[schemars(length(max = 16))]
     vault_ids: Vec<String>,
 }
 
@@ -225,11 +225,6 @@ pub async fn create(
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedSession>> {
     let b: CreateBody = body::parse(&bytes)?;
-    if !b.vault_ids.is_empty() {
-        return Err(ApiError::invalid(
-            "vault_ids: this tetherd has no vaults; give credentials to the environment instead",
-        ));
-    }
     if b.environment_id.trim().is_empty() {
         return Err(ApiError::invalid(
             "environment_id: required (see GET /v1/environments)",
@@ -264,6 +259,7 @@ pub async fn create(
         environment_id: Some(b.environment_id),
         title: b.title,
         metadata: b.metadata,
+        vault_ids: b.vault_ids,
         ..Default::default()
     };
     for r in b.resources {
@@ -537,7 +533,9 @@ pub async fn update(
 ) -> ApiResult<Json<HostedSession>> {
     let typed: UpdateBody = body::parse(&bytes)?;
     if typed.vault_ids.is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::invalid("vault_ids: this tetherd has no vaults"));
+        return Err(ApiError::invalid(
+            "vault_ids: a session's vaults are set when it is created; create a new session to use other vaults",
+        ));
     }
     if typed.agent.is_some_and(|v| !v.is_null()) {
         return Err(ApiError::invalid(

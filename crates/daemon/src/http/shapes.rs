@@ -424,7 +424,7 @@ pub async fn session(
             .iter()
             .filter_map(|m| serde_json::to_value(m).ok())
             .collect(),
-        vault_ids: Vec::new(),
+        vault_ids: row.vault_ids.clone(),
         metadata: row.metadata.clone(),
         budget: budget.map(|b| Budget {
             kind: "limit".into(),

@@ -25,3 +25,4 @@ pub mod environments;
 pub mod files;
 pub mod networking;
 pub mod repos;
+pub mod vaults;

@@ -147,6 +147,8 @@ pub struct Session {
     pub thinking_budget: Option<u32>,
     /// The pinned agent's MCP servers, connected when a turn first needs them.
     pub mcp: crate::session::mcp::McpClients,
+    /// Credentials from the session's vaults (MCP bearers, shell variables); never logged.
+    pub secrets: Arc<crate::resources::vaults::SessionSecrets>,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -282,6 +284,24 @@ impl Session {
         if sandbox == tether_proto::environment::SandboxMode::None {
             toolbox = toolbox.unsandboxed();
         }
+        // A thread uses its session's vaults; a session resolves its own once, here.
+        let secrets = match &thread {
+            Some(link) => link.primary.secrets.clone(),
+            None => Arc::new(
+                crate::resources::vaults::session_secrets(
+                    &services.store,
+                    &services.paths.data_dir,
+                    &row.vault_ids,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(session = %row.id, error = %e, "the session's vaults can't be read; it runs without their credentials");
+                    Default::default()
+                }),
+            ),
+        };
+        if !secrets.env.is_empty() {
+            toolbox = toolbox.with_env(secrets.env.clone());
+        }
         let mut state = SessionState {
             remote_tools: work_env.is_some(),
             ..SessionState::default()
@@ -304,7 +324,9 @@ impl Session {
             mcp: crate::session::mcp::McpClients::new(
                 policy.mcp_agent.as_ref(),
                 services.config.mcp.clone(),
+                secrets.clone(),
             ),
+            secrets,
             policy,
             thinking_budget,
             row: Mutex::new(row),

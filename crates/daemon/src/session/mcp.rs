@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{McpConfig, McpCredential};
 use crate::net::SessionNet;
 use crate::provider::ToolSpec;
+use crate::resources::vaults::SessionSecrets;
 use crate::tools::Toolbox;
 use crate::tools::mcp_names::{PREFIX, model_name};
 
@@ -86,6 +87,8 @@ pub struct McpClients {
     failed: Mutex<BTreeSet<String>>,
     /// Time limits and credentials (`[mcp]` of config.toml).
     config: McpConfig,
+    /// The session's vault credentials: a bearer for a server URL wins over config.toml's.
+    vault: Arc<SessionSecrets>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,7 +96,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl McpClients {
-    pub fn new(agent: Option<&Agent>, config: McpConfig) -> McpClients {
+    pub fn new(agent: Option<&Agent>, config: McpConfig, vault: Arc<SessionSecrets>) -> McpClients {
         McpClients {
             agent: agent
                 .filter(|a| !a.used_mcp_servers().is_empty())
@@ -102,6 +105,7 @@ impl McpClients {
             offered: Mutex::new(Vec::new()),
             failed: Mutex::new(BTreeSet::new()),
             config,
+            vault,
         }
     }
 
@@ -140,7 +144,7 @@ impl McpClients {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
                 continue;
             }
-            match connect(agent, server, toolbox, &self.config).await {
+            match connect(agent, server, toolbox, &self.config, &self.vault).await {
                 Ok(conn) => {
                     tracing::info!(server = %server.name, tools = conn.tools.len(), "connected to MCP server");
                     conns.insert(server.name.clone(), conn);
@@ -183,7 +187,7 @@ impl McpClients {
                     "the MCP server `{server}` is not used by this session's agent"
                 ));
             };
-            match connect(agent, spec, toolbox, &self.config).await {
+            match connect(agent, spec, toolbox, &self.config, &self.vault).await {
                 Ok(conn) => {
                     conns.insert(server.to_string(), conn);
                 }
@@ -324,13 +328,20 @@ async fn connect(
     server: &McpServer,
     toolbox: &Toolbox,
     config: &McpConfig,
+    vault: &SessionSecrets,
 ) -> Result<Conn, Failure> {
     let (client, child) = match server.kind.as_str() {
         "stdio" => {
             let (client, child) = connect_stdio(server, toolbox, config.connect_timeout()).await?;
             (client, Some(child))
         }
-        _ => (connect_http(server, toolbox.net(), config).await?, None),
+        _ => {
+            let bearer = server.url.as_deref().and_then(|u| vault.bearer(u));
+            (
+                connect_http(server, toolbox.net(), config, bearer).await?,
+                None,
+            )
+        }
     };
     let tools = tokio::time::timeout(LIST_LIMIT, client.list_all_tools())
         .await
@@ -371,6 +382,7 @@ async fn connect_http(
     server: &McpServer,
     net: &SessionNet,
     config: &McpConfig,
+    vault_bearer: Option<&str>,
 ) -> Result<RunningService<RoleClient, ()>, Failure> {
     let url = server.url.clone().unwrap_or_default();
     let parsed = reqwest::Url::parse(&url)
@@ -408,7 +420,9 @@ async fn connect_http(
     let http = crate::net::pinned_client(host, &addrs, parsed.scheme())
         .map_err(|e| Failure::connection(format!("{url}: {e}")))?;
     let mut transport_config = StreamableHttpClientTransportConfig::with_uri(url.clone());
-    if let Some(cred) = config.credential(&url) {
+    if let Some(token) = vault_bearer {
+        transport_config = transport_config.auth_header(token.to_string());
+    } else if let Some(cred) = config.credential(&url) {
         transport_config = with_credential(transport_config, cred)?;
     }
     let transport = StreamableHttpClientTransport::with_client(http, transport_config);
@@ -422,7 +436,11 @@ async fn connect_http(
             let auth = is_auth_error(&e);
             Err(Failure {
                 auth,
-                message: if auth {
+                message: if auth && vault_bearer.is_some() {
+                    format!(
+                        "{url} refused the connection as unauthorized ({e}); check the credential for it in the session's vaults (its token may be wrong or expired: update it with POST /v1/vaults/{{vault_id}}/credentials/{{credential_id}})"
+                    )
+                } else if auth {
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check its credential ([[mcp.credentials]] with mcp_server_url = \"{url}\" in tetherd's config.toml, and the variables it names)"
                     )
@@ -664,7 +682,7 @@ mod tests {
     }
 
     async fn refusal(url: &str, policy: crate::net::NetPolicy) -> Failure {
-        match connect_http(&url_server(url), &net(policy), &McpConfig::default()).await {
+        match connect_http(&url_server(url), &net(policy), &McpConfig::default(), None).await {
             Err(f) => f,
             Ok(_) => panic!("connected to {url}"),
         }
@@ -740,7 +758,7 @@ mod tests {
             ..McpConfig::default()
         };
         let policy = listing(&[&format!("127.0.0.1:{port}")]);
-        let Err(f) = connect_http(&url_server(&url), &net(policy), &config).await else {
+        let Err(f) = connect_http(&url_server(&url), &net(policy), &config, None).await else {
             panic!("connected without its credential");
         };
         assert!(f.auth);

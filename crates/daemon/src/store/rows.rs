@@ -53,6 +53,8 @@ pub struct SessionRow {
     /// Not a column: the files mounted read-only, as (blob, mount path), read from
     /// `session_resources` when the session is loaded (`resources::attach`).
     pub file_mounts: Vec<(String, String)>,
+    /// The vaults whose credentials the session uses (ids, in precedence order).
+    pub vault_ids: Vec<String>,
 }
 
 impl SessionRow {
@@ -88,6 +90,7 @@ impl SessionRow {
             memory: Vec::new(),
             deployment_id: None,
             file_mounts: Vec::new(),
+            vault_ids: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -419,6 +419,38 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
                 WHERE status = 'pending';
              CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries (created_at);
              PRAGMA user_version = 15;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 16 {
+        // Vaults (issue 25). A credential's public `auth` is JSON; its secrets are `sealed`
+        // with the data dir's vault.key (resources/vaults/seal.rs), never stored in clear.
+        // Sessions keep the vault ids they were created with. Self-contained: needs no 12/13.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE vaults (
+                id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT
+             );
+             CREATE TABLE vault_credentials (
+                id TEXT PRIMARY KEY,
+                vault_id TEXT NOT NULL REFERENCES vaults (id) ON DELETE CASCADE,
+                display_name TEXT,
+                auth TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                archived_at TEXT,
+                sealed BLOB NOT NULL
+             );
+             CREATE INDEX vault_credentials_by_vault ON vault_credentials (vault_id, created_at, id);
+             ALTER TABLE sessions ADD COLUMN vault_ids TEXT;
+             PRAGMA user_version = 16;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

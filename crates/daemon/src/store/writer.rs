@@ -730,6 +730,16 @@ impl Writer {
                 )
                 .map_err(|e| StoreError::Write(e.to_string()))?;
         }
+        if !row.vault_ids.is_empty() {
+            let vaults = serde_json::to_string(&row.vault_ids)
+                .map_err(|e| StoreError::Write(format!("cannot encode the vault ids: {e}")))?;
+            self.conn
+                .execute(
+                    "UPDATE sessions SET vault_ids = ?2 WHERE id = ?1",
+                    params![row.id, vaults],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+        }
         let mut last = 0;
         if let Some(src) = copy_from {
             // Copy the log, re-stamping each stored body with the new session id.

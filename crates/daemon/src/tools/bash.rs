@@ -496,6 +496,13 @@ impl Shell {
         self
     }
 
+    /// The shell with `vars` added to its environment (replacing any of the same name).
+    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
+        self.env.retain(|(k, _)| !vars.iter().any(|(n, _)| n == k));
+        self.env.extend(vars);
+        self
+    }
+
     /// The shell with another sandbox (`sandbox = "none"` environments).
     pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
         self.sandbox = sandbox;

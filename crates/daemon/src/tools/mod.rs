@@ -296,6 +296,13 @@ impl Toolbox {
         Some(Ok((m.src.clone(), input)))
     }
 
+    /// The same toolbox with `vars` in its shell's environment (vault credentials): set after
+    /// the inherited ones, so they win on a clash.
+    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
+        self.shell = self.shell.with_env(vars);
+        self
+    }
+
     /// The same toolbox with the daemon's `web_search` backend (None: the tool refuses).
     pub fn with_search(mut self, search: Option<Arc<web_search::WebSearch>>) -> Self {
         self.search = search;

@@ -248,6 +248,20 @@ methods! {
     "webhook.deliveries" => WebhookDeliveries(crate::webhook::ListDeliveries) -> List<crate::webhook::WebhookDelivery>;
     /// Sends a delivery again now, with the same `webhook-id`.
     "webhook.redeliver" => WebhookRedeliver(crate::webhook::Redeliver) -> crate::webhook::WebhookDelivery;
+    // vaults (issue 25): secrets go in, never out
+    "vault.create" => VaultCreate(crate::vault::VaultSpec) -> crate::vault::Vault;
+    "vault.list" => VaultList(crate::vault::ListVaults) -> List<crate::vault::Vault>;
+    "vault.get" => VaultGet(crate::vault::VaultParams) -> crate::vault::Vault;
+    /// New sessions can't use an archived vault.
+    "vault.archive" => VaultArchive(crate::vault::VaultParams) -> crate::vault::Vault;
+    /// Deletes the vault with its credentials.
+    "vault.delete" => VaultDelete(crate::vault::VaultParams) -> crate::vault::Deleted;
+    "credential.create" => CredentialCreate(crate::vault::CreateCredential) -> crate::vault::Credential;
+    "credential.list" => CredentialList(crate::vault::ListCredentials) -> List<crate::vault::Credential>;
+    "credential.update" => CredentialUpdate(crate::vault::UpdateCredential) -> crate::vault::Credential;
+    /// Archives the credential and erases its secret.
+    "credential.archive" => CredentialArchive(crate::vault::CredentialParams) -> crate::vault::Credential;
+    "credential.delete" => CredentialDelete(crate::vault::CredentialParams) -> crate::vault::Deleted;
 }
 
 impl Call {

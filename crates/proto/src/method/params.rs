@@ -54,6 +54,9 @@ pub struct CreateSession {
     /// is never serialized: it crosses no socket and reaches no log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<crate::file::ResourceParam>,
+    /// Vaults (ids) whose credentials the session uses; the first wins on a clash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vault_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

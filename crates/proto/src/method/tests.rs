@@ -311,6 +311,27 @@ fn calls_round_trip_through_parts() {
             delivery: "whe_1".into(),
             webhook: None,
         }),
+        // vaults (issue 25)
+        Call::VaultCreate(vault_spec()),
+        Call::VaultList(crate::vault::ListVaults { all: true }),
+        Call::VaultGet(vault_params()),
+        Call::VaultArchive(vault_params()),
+        Call::VaultDelete(vault_params()),
+        Call::CredentialCreate(crate::vault::CreateCredential {
+            vault: "ci".into(),
+            credential: credential_spec(),
+        }),
+        Call::CredentialList(crate::vault::ListCredentials {
+            vault: "ci".into(),
+            all: false,
+        }),
+        Call::CredentialUpdate(crate::vault::UpdateCredential {
+            vault: "ci".into(),
+            credential: "vcrd_1".into(),
+            changes: crate::vault::CredentialChanges::default(),
+        }),
+        Call::CredentialArchive(credential_params()),
+        Call::CredentialDelete(credential_params()),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -1113,8 +1134,104 @@ fn every_method_in_the_table_parses_and_round_trips() {
         delivery,
         &mut seen,
     );
+    // vaults (issue 25)
+    let vault = crate::vault::Vault {
+        id: "vlt_1".into(),
+        object_type: "vault".into(),
+        display_name: "ci".into(),
+        metadata: Default::default(),
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        updated_at: "2026-12-07T10:00:00.000Z".into(),
+        archived_at: None,
+    };
+    let credential = crate::vault::Credential {
+        id: "vcrd_1".into(),
+        object_type: "vault_credential".into(),
+        vault_id: "vlt_1".into(),
+        display_name: None,
+        auth: crate::vault::CredentialAuth::StaticBearer {
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+        },
+        metadata: Default::default(),
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        updated_at: "2026-12-07T10:00:00.000Z".into(),
+        archived_at: None,
+    };
+    let deleted = crate::vault::Deleted {
+        id: "vlt_1".into(),
+        object_type: "vault_deleted".into(),
+    };
+    check::<rpc::VaultCreate>(vault_spec(), vault.clone(), &mut seen);
+    check::<rpc::VaultList>(
+        crate::vault::ListVaults { all: false },
+        List {
+            data: vec![vault.clone()],
+        },
+        &mut seen,
+    );
+    check::<rpc::VaultGet>(vault_params(), vault.clone(), &mut seen);
+    check::<rpc::VaultArchive>(vault_params(), vault, &mut seen);
+    check::<rpc::VaultDelete>(vault_params(), deleted.clone(), &mut seen);
+    check::<rpc::CredentialCreate>(
+        crate::vault::CreateCredential {
+            vault: "ci".into(),
+            credential: credential_spec(),
+        },
+        credential.clone(),
+        &mut seen,
+    );
+    check::<rpc::CredentialList>(
+        crate::vault::ListCredentials {
+            vault: "ci".into(),
+            all: true,
+        },
+        List {
+            data: vec![credential.clone()],
+        },
+        &mut seen,
+    );
+    check::<rpc::CredentialUpdate>(
+        crate::vault::UpdateCredential {
+            vault: "ci".into(),
+            credential: "vcrd_1".into(),
+            changes: crate::vault::CredentialChanges::default(),
+        },
+        credential.clone(),
+        &mut seen,
+    );
+    check::<rpc::CredentialArchive>(credential_params(), credential, &mut seen);
+    check::<rpc::CredentialDelete>(credential_params(), deleted, &mut seen);
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
+}
+
+fn vault_spec() -> crate::vault::VaultSpec {
+    crate::vault::VaultSpec {
+        display_name: "ci".into(),
+        metadata: Default::default(),
+    }
+}
+
+fn vault_params() -> crate::vault::VaultParams {
+    crate::vault::VaultParams { vault: "ci".into() }
+}
+
+fn credential_params() -> crate::vault::CredentialParams {
+    crate::vault::CredentialParams {
+        vault: "ci".into(),
+        credential: "vcrd_1".into(),
+    }
+}
+
+fn credential_spec() -> crate::vault::CredentialSpec {
+    crate::vault::CredentialSpec {
+        auth: crate::vault::AuthParams::StaticBearer {
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+            token: crate::vault::Secret("t".into()),
+        },
+        display_name: None,
+        metadata: Default::default(),
+    }
 }
 
 fn wf_spec() -> crate::workflow::WorkflowSpec {

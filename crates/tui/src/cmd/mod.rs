@@ -18,6 +18,7 @@ pub mod sessions;
 mod spec_file;
 pub mod threads;
 // webhooks (issue 20)
+pub mod vaults;
 pub mod webhooks;
 pub mod worker;
 pub mod workflows;

@@ -131,6 +131,7 @@ fn create_params(
         agent: opts.agent,
         environment_id: opts.env,
         memory_stores: super::memory::resources(&opts.memory),
+        vault_ids: opts.vaults,
         initial_message: prompt
             .map(|p| vec![ContentBlock::text(p)])
             .unwrap_or_default(),

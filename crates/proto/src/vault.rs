@@ -1,0 +1,413 @@
+//! Vaults and their credentials (hosted `beta.vaults`, SDK 2.17.0): secrets a session uses
+//! without ever holding them in its log. A session names vaults by `vault_ids`; the daemon
+//! hands a `static_bearer` (or `mcp_oauth` access token) to the MCP server whose URL it names
+//! and an `environment_variable` to the sandboxed shell.
+//!
+//! Secrets are write-only: request types carry them in [`Secret`], response types have no
+//! field for them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A secret value in a request. Never printed: `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Secret(#[schemars(length(min = 1, max = 65536))] pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// `vault`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Vault {
+    /// `vlt_…`
+    pub id: String,
+    /// Always `vault`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub display_name: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// Body of `POST /v1/vaults` and params of `vault.create`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSpec {
+    /// 1 to 255 characters.
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "crate::schema::Metadata")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Body of `POST /v1/vaults/{id}`: `metadata` is a patch (`null` deletes a key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VaultChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::MetadataPatch>")]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+}
+
+/// `{id, type: "vault_deleted"}` / `{id, type: "vault_credential_deleted"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Deleted {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub object_type: String,
+}
+
+/// `vault_credential`: what may be shown of a credential (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Credential {
+    /// `vcrd_…`
+    pub id: String,
+    /// Always `vault_credential`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub vault_id: String,
+    pub display_name: Option<String>,
+    pub auth: CredentialAuth,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+}
+
+/// A credential's `auth` as answered: its public half.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CredentialAuth {
+    McpOauth {
+        mcp_server_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh: Option<OauthRefresh>,
+    },
+    StaticBearer {
+        mcp_server_url: String,
+    },
+    EnvironmentVariable {
+        secret_name: String,
+        networking: CredentialNetworking,
+        injection_location: InjectionLocation,
+    },
+}
+
+impl CredentialAuth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CredentialAuth::McpOauth { .. } => "mcp_oauth",
+            CredentialAuth::StaticBearer { .. } => "static_bearer",
+            CredentialAuth::EnvironmentVariable { .. } => "environment_variable",
+        }
+    }
+
+    /// The MCP server this credential authenticates to, if it is for one.
+    pub fn mcp_server_url(&self) -> Option<&str> {
+        match self {
+            CredentialAuth::McpOauth { mcp_server_url, .. }
+            | CredentialAuth::StaticBearer { mcp_server_url } => Some(mcp_server_url),
+            CredentialAuth::EnvironmentVariable { .. } => None,
+        }
+    }
+}
+
+/// The refresh settings of an `mcp_oauth` credential, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct OauthRefresh {
+    pub client_id: String,
+    pub token_endpoint: String,
+    pub token_endpoint_auth: TokenEndpointAuthKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// `{type}` of a token endpoint's client authentication, as answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenEndpointAuthKind {
+    #[serde(rename = "type")]
+    pub kind: TokenEndpointAuthType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthType {
+    None,
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+/// Which outbound hosts an `environment_variable` secret is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialNetworking {
+    /// Any host the environment's policy allows.
+    Unrestricted,
+    /// Bare host names, IPv4 addresses or `*.suffix` (not the bare suffix); at most 16.
+    Limited {
+        #[schemars(length(max = 16), inner(regex(pattern = crate::schema::HOST)))]
+        allowed_hosts: Vec<String>,
+    },
+}
+
+/// Where a secret may be substituted in an outbound request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InjectionLocation {
+    pub body: bool,
+    pub header: bool,
+}
+
+/// `injection_location` in a request: absent keys keep (update) or default to true (create).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct InjectionLocationParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+}
+
+/// A token endpoint's client authentication in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenEndpointAuthParams {
+    None,
+    ClientSecretBasic { client_secret: Secret },
+    ClientSecretPost { client_secret: Secret },
+}
+
+/// `refresh` of an `mcp_oauth` credential at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OauthRefreshParams {
+    #[schemars(length(min = 1, max = 1024))]
+    pub client_id: String,
+    pub refresh_token: Secret,
+    #[schemars(length(min = 1, max = 2048))]
+    pub token_endpoint: String,
+    pub token_endpoint_auth: TokenEndpointAuthParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A token endpoint's client secret in an update (its type is kept as stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TokenEndpointAuthChanges {
+    ClientSecretBasic {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<Secret>,
+    },
+    ClientSecretPost {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_secret: Option<Secret>,
+    },
+}
+
+/// `refresh` of an `mcp_oauth` credential in an update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OauthRefreshChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
+    /// `""` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth: Option<TokenEndpointAuthChanges>,
+}
+
+/// A credential's `auth` at creation: the public fields and the secret ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthParams {
+    McpOauth {
+        #[schemars(length(min = 1, max = 2048))]
+        mcp_server_url: String,
+        access_token: Secret,
+        /// RFC 3339, in the future.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("format" = "date-time"))]
+        expires_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh: Option<OauthRefreshParams>,
+    },
+    StaticBearer {
+        #[schemars(length(min = 1, max = 2048))]
+        mcp_server_url: String,
+        token: Secret,
+    },
+    EnvironmentVariable {
+        /// A shell variable name (`[A-Za-z_][A-Za-z0-9_]*`); immutable.
+        #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))]
+        secret_name: String,
+        secret_value: Secret,
+        networking: CredentialNetworking,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        injection_location: Option<InjectionLocationParams>,
+    },
+}
+
+/// A credential's `auth` in an update: its `type` must be the stored one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthChanges {
+    McpOauth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_token: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(extend("format" = "date-time"))]
+        expires_at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh: Option<OauthRefreshChanges>,
+    },
+    StaticBearer {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
+    },
+    EnvironmentVariable {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_value: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        networking: Option<CredentialNetworking>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        injection_location: Option<InjectionLocationParams>,
+    },
+}
+
+impl AuthChanges {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthChanges::McpOauth { .. } => "mcp_oauth",
+            AuthChanges::StaticBearer { .. } => "static_bearer",
+            AuthChanges::EnvironmentVariable { .. } => "environment_variable",
+        }
+    }
+}
+
+/// Body of `POST /v1/vaults/{id}/credentials`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSpec {
+    pub auth: AuthParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(with = "crate::schema::Metadata")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Body of `POST /v1/vaults/{id}/credentials/{cred_id}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthChanges>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = crate::schema::NOT_BLANK))]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<crate::schema::MetadataPatch>")]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+}
+
+// Socket params (`tether vaults`). A vault is named by its id or display name (the newest
+// live vault of that name; several: an error listing them), a credential by its id.
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultParams {
+    pub vault: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListVaults {
+    /// Include archived vaults.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    pub vault: String,
+    pub credential: CredentialSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListCredentials {
+    pub vault: String,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialParams {
+    pub vault: String,
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCredential {
+    pub vault: String,
+    pub credential: String,
+    pub changes: CredentialChanges,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_never_in_a_debug_dump() {
+        let p: AuthParams = serde_json::from_str(
+            r#"{"type":"static_bearer","mcp_server_url":"https://x/mcp","token":"tok-123456"}"#,
+        )
+        .unwrap();
+        assert!(!format!("{p:?}").contains("tok-123456"));
+    }
+
+    #[test]
+    fn auth_shapes_match_the_hosted_ones() {
+        let a = CredentialAuth::EnvironmentVariable {
+            secret_name: "GH".into(),
+            networking: CredentialNetworking::Limited {
+                allowed_hosts: vec!["api.github.com".into()],
+            },
+            injection_location: InjectionLocation {
+                body: false,
+                header: true,
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::json!({"type": "environment_variable", "secret_name": "GH",
+                "networking": {"type": "limited", "allowed_hosts": ["api.github.com"]},
+                "injection_location": {"body": false, "header": true}})
+        );
+    }
+}
