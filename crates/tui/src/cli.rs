@@ -577,6 +577,7 @@ const MEMORY_HELP: &str = "Examples:
 pub enum FilesAction {
     /// Upload a file (up to 8 MiB this way; larger ones through POST /v1/files); prints its id.
     Upload {
+        /// The file to upload.
         path: std::path::PathBuf,
         /// The name it is kept under (default: the path's file name).
         #[arg(long)]
@@ -584,28 +585,37 @@ pub enum FilesAction {
         /// Its MIME type (default: guessed from the name).
         #[arg(long = "mime-type")]
         mime_type: Option<String>,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// List files, newest first.
     Ls {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show a file's metadata.
     Show {
+        /// File id.
         file: String,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Write a file's content to OUTPUT (default: its filename; `-` for stdout).
     Download {
+        /// File id.
         file: String,
+        /// Where to write it (default: its filename; `-` for stdout).
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
     },
     /// Delete a file (sessions that mount it keep it).
-    Rm { file: String },
+    Rm {
+        /// File id.
+        file: String,
+    },
 }
 
 // memory stores (issue 24)
@@ -1001,6 +1011,7 @@ pub enum VaultsAction {
         /// Archived ones too.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -1011,6 +1022,7 @@ pub enum VaultsAction {
         /// Archived credentials too.
         #[arg(long)]
         all: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -1034,18 +1046,23 @@ pub enum VaultsAction {
     },
     /// Replace a credential's secret (read from stdin).
     Set {
+        /// Vault name or id.
         vault: String,
         /// The credential's id (vcrd_...).
         credential: String,
     },
     /// Archive a vault, or one of its credentials (its secret is erased).
     Archive {
+        /// Vault name or id.
         vault: String,
+        /// The credential's id (vcrd_...); without it, the whole vault.
         credential: Option<String>,
     },
     /// Delete a vault with its credentials, or one credential.
     Rm {
+        /// Vault name or id.
         vault: String,
+        /// The credential's id (vcrd_...); without it, the whole vault.
         credential: Option<String>,
     },
 }
