@@ -32,6 +32,11 @@ def _fix_tools(tools, servers):
             if _key(t.get("name")) in seen:
                 continue
             seen.add(_key(t.get("name")))
+        if kind == "agent_toolset_20260401" and isinstance(t.get("configs"), list):
+            # A config's optional `type` must equal its `name` (the SDK's tagged union).
+            for c in t["configs"]:
+                if isinstance(c, dict) and "type" in c:
+                    c["type"] = c.get("name")
         out.append(t)
     return out
 
@@ -110,6 +115,10 @@ def before_call(context, case, kwargs):
                 r for r in resources if not (isinstance(r, dict) and r.get("type") in ("file", "github_repository"))
             ]
         agent = body.get("agent")
+        if isinstance(agent, dict) and isinstance(agent.get("id"), str) and path != "/v1/sessions":
+            # `{type: agent, id, version}` carries its version apart; an `@` in the id is
+            # the string form's `NAME@VERSION`, refused when not a number.
+            agent["id"] = agent["id"].replace("@", "")
         if isinstance(agent, dict) and "tools" in agent:
             # Overrides can't add MCP servers, so no mcp_toolset can name one.
             agent["tools"] = _fix_tools(agent["tools"], [])

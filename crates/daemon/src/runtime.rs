@@ -223,6 +223,11 @@ impl Runtime {
         self.load(&id).await
     }
 
+    /// The model's context window, when known (a session's info says it loaded or not).
+    fn context_window(&self, model: &str) -> Option<u64> {
+        crate::provider::pricing::model_info(&self.config.models, model).context_window
+    }
+
     pub async fn info(&self, id: &str) -> Result<SessionInfo, ErrorBody> {
         if let Some(s) = self.loaded(id) {
             return Ok(s.info());
@@ -233,6 +238,7 @@ impl Runtime {
             .await?
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("no session `{id}`")))?;
         let mut info = info_from_row(&row, None, 0);
+        info.context_window = self.context_window(&info.model);
         info.sandbox = Some(self.sandbox_level(row.environment.as_deref()).await);
         // Usage covers every thread (one indexed query; none for a session without).
         for child in self.store.list_threads(id).await? {
@@ -251,6 +257,7 @@ impl Runtime {
                 Some(s) => s.info(),
                 None => {
                     let mut info = info_from_row(r, None, 0);
+                    info.context_window = self.context_window(&info.model);
                     let level = match levels.get(&r.environment) {
                         Some(l) => l.clone(),
                         None => {

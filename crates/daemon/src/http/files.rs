@@ -18,8 +18,9 @@ use crate::resources::files::{self, Upload, UploadError};
 /// declared length may exceed the file limit by.
 const ENVELOPE: u64 = 64 * 1024;
 
-/// The body of `POST /v1/files`, for the OpenAPI document.
+/// The body of `POST /v1/files`, for the OpenAPI document: the one part it reads.
 #[derive(schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct FileUpload {
     /// The file's bytes (a part named `file`; its `filename` is kept).

@@ -367,8 +367,9 @@ async fn save(rt: &Runtime, row: DeploymentRow) -> Result<Deployment, ErrorBody>
 
 fn check_live(row: &DeploymentRow) -> Result<(), ErrorBody> {
     if row.archived_at.is_some() {
+        // 409: the request is fine, the deployment's state refuses it.
         return Err(ErrorBody::new(
-            ErrorCode::Archived,
+            ErrorCode::Conflict,
             format!(
                 "deployment `{}` is archived and can't be changed or run; create a new one",
                 row.id

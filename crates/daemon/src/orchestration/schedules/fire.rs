@@ -413,8 +413,9 @@ pub fn wire_run(r: &RunRow) -> DeploymentRun {
 /// `POST …/run`: fires now, even while paused (not once archived).
 pub async fn run_now(rt: &Arc<Runtime>, row: &DeploymentRow) -> Result<DeploymentRun, ErrorBody> {
     if row.archived_at.is_some() {
+        // 409: the request is fine, the deployment's state refuses it.
         return Err(ErrorBody::new(
-            ErrorCode::Archived,
+            ErrorCode::Conflict,
             format!("deployment `{}` is archived and can't be run", row.id),
         ));
     }
