@@ -494,7 +494,7 @@ async fn sessions_stream_send_and_resume_by_last_event_id() {
             Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}]})),
         )
         .await;
-    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
+    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
     assert!(v["error"]["message"].as_str().unwrap().contains("archived"));
     let (s, v) = api
         .call("DELETE", &format!("/v1/sessions/{sid}"), None)
@@ -1279,7 +1279,7 @@ async fn early_rejections_reach_a_client_that_is_still_uploading() {
 
         let resp = api
             .http
-            .post(format!("{}/v1/files", api.base))
+            .post(format!("{}/v1/skills", api.base))
             .header("x-api-key", &api.token)
             .body(small.clone())
             .send()
@@ -1292,7 +1292,7 @@ async fn early_rejections_reach_a_client_that_is_still_uploading() {
             v["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("POST /v1/files is not supported by tetherd"),
+                .contains("POST /v1/skills is not supported by tetherd"),
             "{v}"
         );
     }

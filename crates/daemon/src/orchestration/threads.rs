@@ -933,9 +933,10 @@ pub async fn archive(
     reference: &str,
 ) -> Result<SessionThread, ErrorBody> {
     let t = find(rt, s, reference).await?;
+    // 409: a thread that exists, whose role (the session's own) refuses it.
     if Arc::ptr_eq(&t, s) {
         return Err(ErrorBody::new(
-            ErrorCode::InvalidParams,
+            ErrorCode::Conflict,
             format!(
                 "the primary thread is the session itself; archive the session instead (`tether archive {}`)",
                 s.id
