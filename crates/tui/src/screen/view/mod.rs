@@ -438,7 +438,13 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
             70..90 => bar.fg(Color::Yellow),
             _ => bar,
         };
-        spans.push(Span::styled(format!("│ ctx {pct}% "), style));
+        // A short conversation is not "0 %" full.
+        let shown = if pct == 0 {
+            "<1".to_string()
+        } else {
+            pct.to_string()
+        };
+        spans.push(Span::styled(format!("│ ctx {shown}% "), style));
         drop_rank.push(2);
     }
     // Narrow terminals keep the connection state rather than the cost.
