@@ -3,7 +3,7 @@
 //! the check that tells you when your shell's key or base URL is not what the running daemon
 //! uses (a daemon keeps the environment it was started with).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitCode;
@@ -122,24 +122,7 @@ fn valid_name(name: &str) -> bool {
 /// Reads one line from the terminal with echo off (so the key never shows on screen or in
 /// scrollback), or the whole of stdin when it is not a terminal (`… | tether auth login`).
 fn read_key(provider: &str) -> Result<String, ClientError> {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    if stdin.is_terminal() {
-        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-        eprint!("API key for {provider} (input hidden, Enter to finish): ");
-        let _ = std::io::stderr().flush();
-        let saved = tcgetattr(&stdin).map_err(|e| usage(format!("terminal: {e}")))?;
-        let mut quiet = saved.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        quiet.local_flags.insert(LocalFlags::ECHONL);
-        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| usage(format!("terminal: {e}")))?;
-        let read = stdin.lock().read_line(&mut line);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
-        read.map_err(|e| usage(format!("reading the key: {e}")))?;
-    } else {
-        std::io::Read::read_to_string(&mut stdin.lock(), &mut line)
-            .map_err(|e| usage(format!("reading the key from stdin: {e}")))?;
-    }
+    let line = super::read_hidden(&format!("API key for {provider}"))?;
     let key = line.trim().to_string();
     if key.is_empty() {
         return Err(usage("no key given: nothing stored".into()));

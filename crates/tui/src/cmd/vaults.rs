@@ -1,8 +1,6 @@
 //! `tether vaults ...`: vaults and their credentials over the socket. Secrets come from
 //! stdin (hidden on a terminal), never from arguments (which `ps` and shell history show).
 
-use std::io::{BufRead, IsTerminal, Write};
-
 use tether_proto::method::rpc;
 use tether_proto::vault::{
     AuthChanges, AuthParams, CreateCredential, Credential, CredentialAuth, CredentialChanges,
@@ -20,24 +18,7 @@ fn json_line<T: serde::Serialize>(v: &T) {
 
 /// One line from the terminal with echo off, or all of stdin when it is not a terminal.
 fn read_secret(what: &str) -> Result<Secret, ClientError> {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    if stdin.is_terminal() {
-        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-        eprint!("{what} (input hidden, Enter to finish): ");
-        let _ = std::io::stderr().flush();
-        let saved = tcgetattr(&stdin).map_err(|e| usage(format!("terminal: {e}")))?;
-        let mut quiet = saved.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        quiet.local_flags.insert(LocalFlags::ECHONL);
-        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| usage(format!("terminal: {e}")))?;
-        let read = stdin.lock().read_line(&mut line);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
-        read.map_err(|e| usage(format!("reading the secret: {e}")))?;
-    } else {
-        std::io::Read::read_to_string(&mut stdin.lock(), &mut line)
-            .map_err(|e| usage(format!("reading the secret from stdin: {e}")))?;
-    }
+    let line = super::read_hidden(what)?;
     // A trailing newline from `echo` or a file is not part of the secret.
     let secret = line.trim_end_matches(['\n', '\r']).to_string();
     if secret.is_empty() {
