@@ -666,7 +666,7 @@ fn find_id_by_name(
     Ok(c.prepare_cached(
         "SELECT a.id FROM agents a WHERE a.name = ?1 AND (?2 OR a.archived_at IS NULL) \
          AND a.version = (SELECT MAX(version) FROM agents b WHERE b.id = a.id) \
-         ORDER BY a.archived_at IS NOT NULL, a.created_at DESC LIMIT 1",
+         ORDER BY a.archived_at IS NOT NULL, a.created_at DESC, a.id DESC LIMIT 1",
     )?
     .query_row(params![name, archived_too], |r| r.get(0))
     .optional()?)

@@ -390,7 +390,7 @@ fn find_id_by_name(
 ) -> Result<Option<String>, StoreError> {
     Ok(c.prepare_cached(
         "SELECT id FROM environments WHERE name = ?1 AND (?2 OR archived_at IS NULL) \
-         ORDER BY archived_at IS NOT NULL, created_at DESC LIMIT 1",
+         ORDER BY archived_at IS NOT NULL, created_at DESC, id DESC LIMIT 1",
     )?
     .query_row(params![name, archived_too], |r| r.get(0))
     .optional()?)
