@@ -494,7 +494,7 @@ async fn sessions_stream_send_and_resume_by_last_event_id() {
             Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "x"}]}]})),
         )
         .await;
-    assert_eq!((s, error_type(&v)), (409, "invalid_request_error"));
+    assert_eq!((s, error_type(&v)), (400, "invalid_request_error"));
     assert!(v["error"]["message"].as_str().unwrap().contains("archived"));
     let (s, v) = api
         .call("DELETE", &format!("/v1/sessions/{sid}"), None)

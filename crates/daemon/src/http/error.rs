@@ -59,11 +59,8 @@ impl From<ErrorBody> for ApiError {
     fn from(e: ErrorBody) -> ApiError {
         let (status, kind) = match e.code {
             ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found_error"),
-            // The hosted API answers conflicts with 409 but keeps the generic type. Input to
-            // something archived is one too: the request is fine, the target's state refuses it.
-            ErrorCode::Conflict | ErrorCode::Archived => {
-                (StatusCode::CONFLICT, "invalid_request_error")
-            }
+            // The hosted API answers conflicts with 409 but keeps the generic type.
+            ErrorCode::Conflict => (StatusCode::CONFLICT, "invalid_request_error"),
             ErrorCode::ReadOnly | ErrorCode::PermissionDenied => {
                 (StatusCode::FORBIDDEN, "permission_error")
             }
