@@ -244,16 +244,7 @@ impl Driver {
     /// Interrupts the threads of the attempts in flight; their `stopped` ends.
     async fn stop_in_flight(&mut self) -> Vec<EventBody> {
         let run = self.run_id();
-        let in_flight: Vec<(String, u32, String)> = {
-            let st = self.handle.state();
-            st.tasks
-                .iter()
-                .filter_map(|(id, t)| match &t.in_flight {
-                    Some((n, Some(th))) => Some((id.clone(), *n, th.clone())),
-                    _ => None,
-                })
-                .collect()
-        };
+        let in_flight = self.attempts_with_threads();
         for (_, token) in self.attempts.drain() {
             token.cancel();
         }
@@ -308,18 +299,21 @@ impl Driver {
         bodies
     }
 
+    /// The attempts in flight that have a thread: (task, attempt, thread id).
+    fn attempts_with_threads(&self) -> Vec<(String, u32, String)> {
+        let st = self.handle.state();
+        st.tasks
+            .iter()
+            .filter_map(|(id, t)| match &t.in_flight {
+                Some((n, Some(thread))) => Some((id.clone(), *n, thread.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// After a restart (or resume): attempts whose thread exists go on where they were.
     fn resume_in_flight(&mut self) {
-        let in_flight: Vec<(String, u32, String)> = {
-            let st = self.handle.state();
-            st.tasks
-                .iter()
-                .filter_map(|(id, t)| match &t.in_flight {
-                    Some((n, Some(thread))) => Some((id.clone(), *n, thread.clone())),
-                    _ => None,
-                })
-                .collect()
-        };
+        let in_flight = self.attempts_with_threads();
         for (task, n, thread) in in_flight {
             self.spawn_attempt(task, n, thread);
         }
