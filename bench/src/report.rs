@@ -20,6 +20,8 @@ pub enum Unit {
     KiB,
     /// A dimensionless quotient of two measurements.
     Ratio,
+    /// How many of something (events, rows) per unit of work.
+    Count,
 }
 
 impl Unit {
@@ -31,6 +33,7 @@ impl Unit {
             Unit::Percent => "%",
             Unit::KiB => "KiB",
             Unit::Ratio => "×",
+            Unit::Count => "",
         }
     }
 
@@ -39,6 +42,7 @@ impl Unit {
             Unit::Ms if v < 10.0 => format!("{v:.3}"),
             Unit::Ms | Unit::Mib | Unit::Percent | Unit::KiB => format!("{v:.1}"),
             Unit::Ratio => format!("{v:.2}"),
+            Unit::Count => format!("{v:.1}"),
             Unit::EventsPerSec => thousands(v.round() as u64),
         }
     }

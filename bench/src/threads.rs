@@ -67,6 +67,17 @@ async fn session(api: &Api, agent: &str) -> Result<String> {
         .to_string())
 }
 
+/// The events one stream holds (tether's own included: every row the daemon wrote).
+async fn events_in(api: &Api, path: &str) -> Result<usize> {
+    let page = api
+        .get(&format!("{path}/events?limit=1000&tether_events=true"))
+        .await?;
+    if !page["next_page"].is_null() {
+        bail!("{path} has more than 1,000 events; the bench counts one page");
+    }
+    Ok(page["data"].as_array().map_or(0, Vec::len))
+}
+
 async fn send(api: &Api, id: &str, text: &str) -> Result<()> {
     api.post(
         &format!("/v1/sessions/{id}/events"),
@@ -139,10 +150,15 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
         wait_idle(&api, &ids).await?;
         let sessions_wall = t.elapsed();
         let sessions_cpu = cpu_ms(pid)? - cpu0;
+        let mut session_events = 0;
+        for id in &ids {
+            session_events += events_in(&api, &format!("/v1/sessions/{id}")).await?;
+        }
         // 64 threads at once in one session, twice; the first warms the allocator up.
         let mut thread_cpu = 0.0;
         let mut thread_wall = Duration::ZERO;
         let mut rss_per_thread = 0.0;
+        let mut thread_events = 0;
         for batch in 0..2 {
             let lead = session(&api, &format!("lead{batch}")).await?;
             let rss0 = proc_status_mib(pid, "VmRSS")?;
@@ -160,6 +176,14 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
                 bail!("expected {} threads (the primary and {THREADS} children), found {n}: {threads}", THREADS + 1);
             }
             rss_per_thread = (proc_status_mib(pid, "VmRSS")? - rss0) * 1024.0 / THREADS as f64;
+            // The primary's stream (its own events and the cross-posted lifecycle) and each
+            // child's.
+            thread_events = events_in(&api, &format!("/v1/sessions/{lead}")).await?;
+            for t in threads["data"].as_array().into_iter().flatten().skip(1) {
+                let tid = t["id"].as_str().context("thread without an id")?;
+                thread_events +=
+                    events_in(&api, &format!("/v1/sessions/{lead}/threads/{tid}")).await?;
+            }
         }
         anyhow::Ok((
             sessions_cpu,
@@ -168,11 +192,22 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
             thread_cpu,
             thread_wall,
             rss_per_thread,
+            session_events,
+            thread_events,
         ))
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let (sessions_cpu, created_cpu, sessions_wall, thread_cpu, thread_wall, rss) = measured?;
+    let (
+        sessions_cpu,
+        created_cpu,
+        sessions_wall,
+        thread_cpu,
+        thread_wall,
+        rss,
+        session_events,
+        thread_events,
+    ) = measured?;
     let turn_only_cpu = sessions_cpu - created_cpu;
     let per = |cpu: f64| cpu / THREADS as f64;
     eprintln!(
@@ -210,6 +245,30 @@ pub fn rows(bins: &Bins) -> Result<Vec<Row>> {
         Row {
             metric: "thread-turn CPU / session-turn CPU (turn alone)".into(),
             samples: vec![thread_cpu / turn_only_cpu.max(1.0)],
+            unit: Unit::Ratio,
+            target: None,
+        },
+        // Where the difference comes from: a thread-turn writes more events (its lifecycle
+        // is cross-posted to the primary, the messages between threads, the primary's tool
+        // call), and each event costs about the same on either side.
+        Row {
+            metric: "events written per session-turn (incl. creating it)".into(),
+            samples: vec![session_events as f64 / THREADS as f64],
+            unit: Unit::Count,
+            target: None,
+        },
+        Row {
+            metric: "events written per thread-turn (incl. the primary's share)".into(),
+            samples: vec![thread_events as f64 / THREADS as f64],
+            unit: Unit::Count,
+            target: None,
+        },
+        Row {
+            metric: "daemon CPU per event, thread side / session side".into(),
+            samples: vec![
+                (thread_cpu / thread_events.max(1) as f64)
+                    / (sessions_cpu / session_events.max(1) as f64).max(1e-9),
+            ],
             unit: Unit::Ratio,
             target: None,
         },

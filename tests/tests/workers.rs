@@ -470,6 +470,107 @@ async fn tether_worker_in_its_own_home_serves_a_session_in_its_sandbox() {
     let _ = daemon.wait();
 }
 
+/// An HTTP server on this machine's loopback answering every request; counts them.
+fn host_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = "hello from the worker's box";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
+}
+
+/// `tether worker --allow-host`: the worker box's tools get a cloud environment's `limited`
+/// network, an allowed host through the proxy and every other one refused by name; a bad
+/// host pattern stops the worker before it takes any work, saying which.
+#[tokio::test(flavor = "multi_thread")]
+async fn tether_worker_with_allow_host_limits_the_tools_network_to_those_hosts() {
+    let (port, hits) = host_server();
+    let command = format!(
+        "curl -sS -m 20 http://127.0.0.1:{port}/ok; echo \" allowed-rc=$?\"; \
+         curl -sS -m 20 http://denied.example.invalid/; echo \" denied-rc=$?\"; \
+         curl -sS -m 5 --noproxy '*' http://127.0.0.1:{port}/direct 2>&1; echo \" direct-rc=$?\""
+    );
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({ "command": command })),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, key) = self_hosted_env(&env, "box");
+    let box_home = tempfile::Builder::new()
+        .prefix("tw")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let worker = |extra: &[&str]| {
+        let mut c = Command::new(tether_e2e::bin_dir().join("tether"));
+        c.args(["worker", "--env", &env_id, "--url", &base])
+            .args(extra)
+            .arg("--workdir")
+            .arg(box_home.path().join("work"))
+            .env("TETHER_HOME", box_home.path())
+            .env("TETHER_DAEMON_BIN", tether_e2e::bin_dir().join("tetherd"))
+            .env("TETHER_ENV_KEY", &key);
+        c
+    };
+    let bad = worker(&["--allow-host", "not a host"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("--allow-host: allowed_hosts entry `not a host` is not valid"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let allowed = format!("127.0.0.1:{port}");
+    let mut running = worker(&["--allow-host", &allowed])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = new_session(&base, &token, &env_id, "go").await;
+    wait_until("the worker to run the call", || ended_turn(&env, &session)).await;
+    let _ = running.kill();
+    let _ = running.wait();
+    let results = tool_results(&env.events(&session));
+    assert_eq!(results.len(), 1, "{results:?}");
+    let out = &results[0].1;
+    assert!(
+        out.contains("hello from the worker's box allowed-rc=0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`denied.example.invalid` is not in this session's allowed_hosts"),
+        "{out}"
+    );
+    // Around the proxy there is no route: the sandbox's loopback is its own.
+    assert!(out.contains("direct-rc=7"), "{out}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the proxied request arrived: {out}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
 fn upstream(file: &str) -> String {
     sdk(&format!("upstream/{file}"))
 }

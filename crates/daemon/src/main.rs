@@ -141,8 +141,8 @@ fn init_logging(
     Ok(guard)
 }
 
-/// `tetherd worker --url URL --env ENV_ID [--workdir DIR] [--worker-id ID] [--no-network]
-/// [--once]`, the key in `TETHER_ENV_KEY` (never on the command line, where `ps` shows it).
+/// `tetherd worker --url URL --env ENV_ID [--workdir DIR] [--worker-id ID]
+/// [--no-network | --allow-host HOST... [--allow-package-managers]] [--once]`, the key in `TETHER_ENV_KEY` (never on the command line, where `ps` shows it).
 /// Started by `tether worker`.
 #[derive(Parser)]
 #[command(name = "tetherd worker")]
@@ -155,10 +155,30 @@ struct WorkerCli {
     workdir: std::path::PathBuf,
     #[arg(long)]
     worker_id: Option<String>,
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["allow_host", "allow_package_managers"])]
     no_network: bool,
+    /// Limit the tools' network to these hosts (an environment's `allowed_hosts` syntax).
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    #[arg(long)]
+    allow_package_managers: bool,
     #[arg(long)]
     once: bool,
+}
+
+impl WorkerCli {
+    /// The tools' network policy, as a local environment's `networking` would give it.
+    fn network(&self) -> Result<tether_daemon::net::NetPolicy, String> {
+        use tether_daemon::net::NetPolicy;
+        if self.no_network {
+            return Ok(NetPolicy::None);
+        }
+        if self.allow_host.is_empty() && !self.allow_package_managers {
+            return Ok(NetPolicy::Unrestricted);
+        }
+        NetPolicy::limited(&self.allow_host, self.allow_package_managers)
+            .map_err(|e| format!("--allow-host: {e}"))
+    }
 }
 
 fn worker_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
@@ -168,6 +188,13 @@ fn worker_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let network = match cli.network() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("tetherd worker: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -220,7 +247,7 @@ fn worker_main(args: &[std::ffi::OsString]) -> std::process::ExitCode {
         key: key.trim().to_string(),
         workdir: cli.workdir,
         worker_id,
-        network: !cli.no_network,
+        network,
         once: cli.once,
     };
     match rt.block_on(worker::run(args)) {

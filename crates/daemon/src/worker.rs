@@ -32,8 +32,9 @@ pub struct WorkerArgs {
     /// Where the tools run (the sessions' working directory on this machine).
     pub workdir: PathBuf,
     pub worker_id: String,
-    /// Network of the tools: unrestricted (public hosts) or none.
-    pub network: bool,
+    /// Network of the tools, as an environment's `networking` gives a local session's:
+    /// unrestricted (public hosts), limited to an allow-list, or none.
+    pub network: crate::net::NetPolicy,
     /// Serve one item, then exit (tests, benchmarks).
     pub once: bool,
 }
@@ -244,19 +245,19 @@ async fn run_calls(
     token: &str,
     lost: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let net = if args.network {
+    let net = if args.network.is_none() {
+        Arc::new(crate::net::SessionNet::off())
+    } else {
         let socket = std::env::temp_dir().join(format!(
             "tether-worker-{}-{}.sock",
             std::process::id(),
             session_id
         ));
         Arc::new(crate::net::SessionNet::new(
-            crate::net::NetPolicy::Unrestricted,
+            args.network.clone(),
             crate::net::policy::system_resolver(),
             socket,
         ))
-    } else {
-        Arc::new(crate::net::SessionNet::off())
     };
     std::fs::create_dir_all(&args.workdir)
         .with_context(|| format!("cannot create {}", args.workdir.display()))?;

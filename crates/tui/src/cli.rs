@@ -224,9 +224,17 @@ pub enum Command {
         #[arg(long)]
         workdir: Option<std::path::PathBuf>,
         /// Give the tools no network (default: public hosts, as a cloud environment's
-        /// `unrestricted`).
-        #[arg(long)]
+        /// `unrestricted`; loopback, private and metadata addresses are refused either way).
+        #[arg(long, conflicts_with_all = ["allow_host", "allow_package_managers"])]
         no_network: bool,
+        /// Let the tools reach only these hosts, through the worker's proxy (repeatable; an
+        /// environment's `allowed_hosts` syntax: `example.com`, `*.example.com`,
+        /// `host:port`), as a cloud environment's `limited` networking.
+        #[arg(long, value_name = "HOST")]
+        allow_host: Vec<String>,
+        /// With a limited network, also the package registries (PyPI, npm, crates.io, ...).
+        #[arg(long)]
+        allow_package_managers: bool,
         /// Serve one work item, then exit.
         #[arg(long, hide = true)]
         once: bool,

@@ -210,8 +210,17 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
             key,
             workdir,
             no_network,
+            allow_host,
+            allow_package_managers,
             once,
-        } => cmd::worker::run(env, remote, key, workdir, no_network, once).await,
+        } => {
+            let network = cmd::worker::WorkerNetwork {
+                none: no_network,
+                allow_hosts: allow_host,
+                allow_package_managers,
+            };
+            cmd::worker::run(env, remote, key, workdir, network, once).await
+        }
         Command::Memory { action } => cmd::memory::run(action).await,
         Command::Files { action } => cmd::files::run(action).await,
         Command::Vaults { action } => cmd::vaults::run(action).await,

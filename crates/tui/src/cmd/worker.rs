@@ -10,12 +10,19 @@ use tether_proto::method::{EnvironmentParams, rpc};
 use super::{CmdResult, connect, usage};
 use crate::client;
 
+/// The tools' network on the worker's machine: none, an allow-list, or public hosts.
+pub struct WorkerNetwork {
+    pub none: bool,
+    pub allow_hosts: Vec<String>,
+    pub allow_package_managers: bool,
+}
+
 pub async fn run(
     env: String,
     remote: Option<String>,
     key: Option<String>,
     workdir: Option<PathBuf>,
-    no_network: bool,
+    network: WorkerNetwork,
     once: bool,
 ) -> CmdResult {
     let key = key
@@ -63,8 +70,14 @@ pub async fn run(
         .arg("--workdir")
         .arg(&workdir)
         .env("TETHER_ENV_KEY", key.trim());
-    if no_network {
+    if network.none {
         cmd.arg("--no-network");
+    }
+    for h in &network.allow_hosts {
+        cmd.args(["--allow-host", h]);
+    }
+    if network.allow_package_managers {
+        cmd.arg("--allow-package-managers");
     }
     if once {
         cmd.arg("--once");
