@@ -14,6 +14,7 @@ pub mod net;
 pub mod palette;
 pub mod picker;
 pub mod run;
+pub mod runs;
 pub mod threads;
 pub mod transcript;
 pub mod view;
