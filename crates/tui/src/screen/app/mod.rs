@@ -217,6 +217,8 @@ pub struct State {
     /// The session's workflow runs (empty: no run panel).
     pub runs: Runs,
     pub checkpoints: runs::Checkpoints,
+    /// A run whose panel opens as soon as the run is known (`tether workflows watch`).
+    pub watch_run: Option<String>,
 }
 
 impl State {
@@ -257,6 +259,7 @@ impl State {
             list_ask: ListAsk::Idle,
             runs: Runs::default(),
             checkpoints: runs::Checkpoints::default(),
+            watch_run: None,
         }
     }
 
@@ -787,6 +790,7 @@ fn outcome_of<'a>(cur: &'a mut Option<OutcomeState>, id: &str) -> &'a mut Outcom
 
 pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
     let fx = update_inner(s, msg);
+    s.open_watched_run();
     // Whatever changed (a run event, a key, the composer emptied): the checkpoint prompt
     // opens or closes to match.
     s.sync_checkpoint();

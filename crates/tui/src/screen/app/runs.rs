@@ -41,6 +41,27 @@ impl State {
         Vec::new()
     }
 
+    /// `tether workflows watch RUN`: its panel, once the run is known (on the checkpoint
+    /// waiting, if one is).
+    pub(super) fn open_watched_run(&mut self) {
+        let Some(id) = self.watch_run.as_deref() else {
+            return;
+        };
+        if self.overlay != Overlay::None {
+            return;
+        }
+        let Some(run) = self.runs.runs.iter().position(|r| r.id == id) else {
+            return;
+        };
+        let selected = self.runs.runs[run]
+            .tasks
+            .iter()
+            .position(|t| t.waits_for_answer())
+            .unwrap_or(0);
+        self.watch_run = None;
+        self.overlay = Overlay::Runs { run, selected };
+    }
+
     /// The prompt for the next checkpoint waiting, when nothing else is open and the user
     /// isn't typing; closes a prompt whose checkpoint was answered (here or elsewhere).
     pub(super) fn sync_checkpoint(&mut self) {

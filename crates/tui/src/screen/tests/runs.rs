@@ -524,6 +524,32 @@ fn y_on_a_waiting_checkpoint_in_the_panel_approves_it() {
     assert_eq!(key(&mut s, KeyCode::Char('y')), answer(true, None));
 }
 
+#[test]
+fn watching_a_run_opens_its_panel_once_the_run_is_known_on_its_waiting_checkpoint() {
+    let mut s = state(80, 24);
+    s.watch_run = Some(RUN.into());
+    // Not known yet (the tail is still loading): nothing opens.
+    update(&mut s, Msg::Tick(now()));
+    assert_eq!(s.overlay, Overlay::None);
+    // Known from the list answer: the panel, on the checkpoint waiting (not the prompt).
+    let mut listed = snapshot_run();
+    listed.tasks[1].status = TaskStatus::Succeeded;
+    listed.tasks[2].status = TaskStatus::WaitingForApproval;
+    listed.tasks[2].attempts = 1;
+    update(&mut s, Msg::Net(NetMsg::Runs(vec![listed])));
+    assert_eq!(
+        s.overlay,
+        Overlay::Runs {
+            run: 0,
+            selected: 2
+        }
+    );
+    assert_eq!(s.watch_run, None);
+    // Closing the panel brings the prompt for the waiting checkpoint.
+    key(&mut s, KeyCode::Esc);
+    assert_eq!(s.overlay, prompt());
+}
+
 // ---- snapshots ----
 
 fn snap_sizes(name: &str, build: impl Fn(&mut State)) {
