@@ -334,12 +334,14 @@ impl RunView {
         let Some(n) = self.task(parent).and_then(|p| p.items) else {
             return;
         };
-        let each: Vec<TaskStatus> = (0..n)
-            .map(|i| {
-                self.task(&item_task_id(parent, i))
-                    .map_or(TaskStatus::Queued, |t| t.status)
-            })
+        // One pass over the tasks (a fan-out may have a thousand items).
+        let mut each: Vec<TaskStatus> = self
+            .tasks
+            .iter()
+            .filter(|t| item_parent(&t.id).is_some_and(|(p, _)| p == parent))
+            .map(|t| t.status)
             .collect();
+        each.resize(n.max(each.len()), TaskStatus::Queued);
         let status = if each.iter().all(|s| *s == TaskStatus::Succeeded) {
             TaskStatus::Succeeded
         } else if each.contains(&TaskStatus::Failed) && each.iter().all(|s| s.is_final()) {

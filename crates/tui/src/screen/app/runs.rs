@@ -72,7 +72,7 @@ impl State {
         if let Overlay::Checkpoint { run, task, .. } = &self.overlay
             && !self.runs.waits(run, task)
         {
-            self.notice = Some(format!("checkpoint `{task}` was answered; the run goes on"));
+            self.notice = Some(format!("checkpoint `{task}` was answered elsewhere"));
             self.overlay = Overlay::None;
         }
         if self.read_only
@@ -131,9 +131,10 @@ impl State {
         {
             self.overlay = Overlay::None;
         }
+        // A refusal (say another client answered first) replaces it with the daemon's word.
         self.notice = Some(format!(
-            "{} checkpoint `{task}`…",
-            if approve { "approving" } else { "denying" }
+            "{} checkpoint `{task}`",
+            if approve { "approved" } else { "denied" }
         ));
         let note = note.trim().to_string();
         vec![Effect::Net(Cmd::AnswerCheckpoint {
@@ -269,9 +270,11 @@ fn on_task(s: &mut State, run: usize, selected: usize, code: KeyCode) -> Vec<Eff
             s.view_thread(Some(thread))
         }
         None => {
-            s.notice = Some(format!(
-                "task `{task_id}` has no thread yet: it has not started"
-            ));
+            s.notice = Some(match t.items {
+                // A fan-out task runs as its items, each on a thread of its own.
+                Some(n) => format!("task `{task_id}` runs as its {n} items: choose one"),
+                None => format!("task `{task_id}` has no thread yet: it has not started"),
+            });
             Vec::new()
         }
     }

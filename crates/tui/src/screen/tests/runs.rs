@@ -396,8 +396,18 @@ fn ctrl_g_opens_the_panel_and_enter_shows_the_tasks_thread() {
     );
     assert_eq!(s.overlay, Overlay::None);
     assert_eq!(s.viewed_thread(), Some(DRAFT_THREAD));
-    // A task not started has no thread to show.
+    // A fan-out task runs as its items: one of them has a thread to show.
     key_m(&mut s, KeyCode::Char('g'), KeyModifiers::CONTROL);
+    for _ in 0..3 {
+        key(&mut s, KeyCode::Down);
+    }
+    assert!(key(&mut s, KeyCode::Enter).is_empty());
+    assert!(
+        s.notice.as_deref().unwrap().contains("runs as its 3 items"),
+        "{:?}",
+        s.notice
+    );
+    // A task not started has no thread to show.
     key(&mut s, KeyCode::End);
     assert!(key(&mut s, KeyCode::Enter).is_empty());
     assert!(s.notice.as_deref().unwrap().contains("has no thread yet"));
