@@ -428,3 +428,118 @@ async fn the_client_count_is_live_and_a_read_only_composer_is_disabled() {
     writer.keys(&["C-b", "d"]);
     writer.wait_for("[tether exited 0]").await;
 }
+
+// ---- workflow runs (issue 23): the run panel and a checkpoint answered in the session view ----
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_checkpoint_is_approved_from_the_session_view_and_the_run_completes() {
+    use tether_mock_llm::Route;
+    let route = |who: &str, text: &str| {
+        Route::new(who, vec![Reply::text(text)])
+            .when_system(who)
+            .by_turn()
+    };
+    let env = TestEnv::new(
+        Script::by_turn(vec![Reply::text("primary")])
+            .with_side_reply(Reply::text("title"))
+            .with_route(route("You are gather.", "gathered-output"))
+            .with_route(route("You are publish.", "published-output")),
+    )
+    .await;
+    env.ok(&["new", "--detach", "--name", "wf"]);
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("ship.yaml");
+    std::fs::write(
+        &file,
+        "name: ship\ntasks:\n  - id: gather\n    agent: {system: You are gather.}\n    prompt: gather the changes\n  - id: approve\n    depends_on: [gather]\n    checkpoint: Ship these changes?\n  - id: publish\n    depends_on: [approve, gather]\n    agent: {system: You are publish.}\n    prompt: \"publish {{gather.output}}\"\n",
+    )
+    .unwrap();
+    let t = Tmux::start(&env, &["attach", "wf"]);
+    t.wait_for("● connected").await;
+    let run = env
+        .ok(&[
+            "workflows",
+            "run",
+            &file.display().to_string(),
+            "--session",
+            "wf",
+            "--detach",
+        ])
+        .trim()
+        .to_string();
+    assert!(run.starts_with("wrun_"), "{run}");
+
+    // The checkpoint asks by itself once `gather` passed.
+    t.wait_for("Ship these changes?").await;
+    t.wait_for("y approve · n deny").await;
+    // The run panel shows where it stands meanwhile (ctrl-g from the prompt).
+    t.keys(&["C-g"]);
+    t.wait_for("⛓ ship · running · 1/3 done").await;
+    t.wait_for("waiting for you").await;
+    let screen = t.screen();
+    assert!(screen.contains("gather"), "{screen}");
+    assert!(screen.contains("passed"), "{screen}");
+    // y on the waiting task approves it; the run goes on to the end.
+    t.keys(&["y"]);
+    t.wait_for("⛓ ship · completed · 3/3 done").await;
+    t.wait_gone("waiting for you").await;
+    t.keys(&["Escape"]);
+    t.wait_for("⛓ workflow run completed: every task succeeded")
+        .await;
+    t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+
+    let shown = env.ok(&["workflows", "show", &run]);
+    assert!(shown.contains("(ended)"), "{shown}");
+    for task in ["gather", "approve", "publish"] {
+        let line = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with(task))
+            .unwrap_or_else(|| panic!("no {task} in {shown}"));
+        assert!(line.contains("succeeded"), "{shown}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_prompt_denies_with_a_note_and_closes_when_another_client_answers() {
+    let env = TestEnv::new(
+        Script::by_turn(vec![Reply::text("primary")]).with_side_reply(Reply::text("title")),
+    )
+    .await;
+    env.ok(&["new", "--detach", "--name", "wf2"]);
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("two.yaml");
+    std::fs::write(
+        &file,
+        "name: two\ntasks:\n  - id: first\n    checkpoint: First question?\n  - id: second\n    checkpoint: Second question?\n",
+    )
+    .unwrap();
+    let t = Tmux::start(&env, &["attach", "wf2"]);
+    t.wait_for("● connected").await;
+    let run = env
+        .ok(&[
+            "workflows",
+            "run",
+            &file.display().to_string(),
+            "--session",
+            "wf2",
+            "--detach",
+        ])
+        .trim()
+        .to_string();
+    // Both wait at once: one prompt at a time.
+    t.wait_for("First question?").await;
+    // Another client answers it: the prompt moves on to the next one.
+    env.ok(&["workflows", "approve", &run, "first"]);
+    t.wait_for("Second question?").await;
+    // n: a note, then the denial.
+    t.keys(&["n"]);
+    t.wait_for("Why deny?").await;
+    t.type_text("not this week");
+    t.keys(&["Enter"]);
+    t.wait_for("✗ task second attempt 1 failed").await;
+    t.keys(&["C-b", "d"]);
+    t.wait_for("[tether exited 0]").await;
+    let shown = env.ok(&["workflows", "show", &run]);
+    assert!(shown.contains("not this week"), "{shown}");
+}

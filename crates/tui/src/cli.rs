@@ -966,6 +966,13 @@ pub enum WorkflowsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a run live: on a terminal, its session's view with the run panel open (answer
+    /// checkpoints there; ctrl-b d leaves it running); otherwise its progress lines until it
+    /// ends (exit 0 only when every task succeeded).
+    Watch {
+        /// The run's id (`wrun_...`).
+        run: String,
+    },
     /// Interrupt a run's threads; the run waits, idle, until `resume`.
     Stop {
         /// The run's id (`wrun_...`).

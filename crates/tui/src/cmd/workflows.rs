@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use tether_proto::method::{
-    AnswerCheckpoint, Attach, CreateSession, ListWorkflowRuns, RunWorkflow, WorkflowRunParams, rpc,
+    AnswerCheckpoint, Attach, CreateSession, ListWorkflowRuns, RunWorkflow, SessionParams,
+    WorkflowRunParams, rpc,
 };
 use tether_proto::workflow::{WorkflowRun, WorkflowSpec};
 use tether_proto::{EventBody, ServerFrame};
@@ -108,6 +109,28 @@ pub async fn run(action: WorkflowsAction) -> CmdResult {
                 print_tasks(&r);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        WorkflowsAction::Watch { run } => {
+            let mut c = connect().await?;
+            let r = c.request::<rpc::WorkflowGet>(p(run)).await?;
+            if crate::screen::is_tty() {
+                let info = c
+                    .request::<rpc::SessionGet>(SessionParams {
+                        session: r.session_id.clone(),
+                    })
+                    .await?;
+                return crate::screen::watch_run(c, info, r.id).await;
+            }
+            let end = match r.result {
+                Some(_) => r,
+                None => follow(&mut c, &r.session_id, &r.id).await?,
+            };
+            print_tasks(&end);
+            Ok(if end.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         WorkflowsAction::Stop { run } => {
             let r = connect()

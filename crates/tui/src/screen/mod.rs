@@ -14,6 +14,7 @@ pub mod net;
 pub mod palette;
 pub mod picker;
 pub mod run;
+pub mod runs;
 pub mod threads;
 pub mod transcript;
 pub mod view;
@@ -65,6 +66,21 @@ pub async fn attach_thread(
     read_only: bool,
     thread: Option<String>,
 ) -> Result<ExitCode, ClientError> {
+    let focus = thread.map_or(run::Focus::Primary, run::Focus::Thread);
+    attach_with(c, info, read_only, focus).await
+}
+
+/// `tether workflows watch RUN` on a terminal: the run's session with its run panel open.
+pub async fn watch_run(c: Client, info: SessionInfo, run: String) -> Result<ExitCode, ClientError> {
+    attach_with(c, info, false, run::Focus::Run(run)).await
+}
+
+async fn attach_with(
+    c: Client,
+    info: SessionInfo,
+    read_only: bool,
+    focus: run::Focus,
+) -> Result<ExitCode, ClientError> {
     let keys = keys()?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let r = run::session(
@@ -74,7 +90,7 @@ pub async fn attach_thread(
         info.clone(),
         read_only,
         keys,
-        thread,
+        focus,
     )
     .await;
     drop(tui);
@@ -185,7 +201,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
             info,
             false,
             keys.clone(),
-            None,
+            run::Focus::Primary,
         )
         .await
         .map_err(io_err)?;

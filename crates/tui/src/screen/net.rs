@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use tether_proto::method::{
-    Attach, CustomToolResult, Interrupt, ListThreads, Order, ReadEvents, SearchEvents, SendMessage,
-    SessionParams, ToolConfirm, rpc,
+    AnswerCheckpoint, Attach, CustomToolResult, Interrupt, ListThreads, ListWorkflowRuns, Order,
+    ReadEvents, SearchEvents, SendMessage, SessionParams, ToolConfirm, rpc,
 };
 use tether_proto::thread::SessionThread;
 use tether_proto::{
@@ -55,6 +55,13 @@ pub enum Cmd {
     ListThreads,
     /// Follow this child thread's stream (`sthr_...`) beside the primary's; None stops it.
     ViewThread(Option<String>),
+    /// Answer a workflow checkpoint (`workflow.answer`).
+    AnswerCheckpoint {
+        run: String,
+        task: String,
+        approve: bool,
+        note: Option<String>,
+    },
     /// A command about the viewed child thread's stream (send, interrupt, older pages).
     InThread {
         thread: String,
@@ -103,6 +110,8 @@ pub enum NetMsg {
     Failed(String),
     /// The session's threads (`thread.list`); None when this tetherd has no threads.
     Threads(Option<Vec<SessionThread>>),
+    /// The session's open workflow runs (`workflow.list`), asked on every (re)connect.
+    Runs(Vec<tether_proto::workflow::WorkflowRun>),
     /// What the task following a child thread reports.
     Thread {
         thread: String,
@@ -339,6 +348,8 @@ async fn session(
     if thread.is_none() {
         // Whether the session has threads (and which) survives no reconnect unasked.
         list_threads(c, id, out).await?;
+        // Runs started before the loaded events: their state so far.
+        list_runs(c, id, out).await?;
     }
     // A child thread's events may name the session or the thread.
     let ours = |sid: &str| sid == id || thread.is_some_and(|t| t == sid);
@@ -425,6 +436,25 @@ async fn list_threads(c: &mut Client, id: &str, out: &Out) -> Result<(), ClientE
             let _ = out.send(NetMsg::Threads(None));
             Ok(())
         }
+    }
+}
+
+/// `workflow.list` for the view: the session's open runs. A daemon without workflows just
+/// means no runs to show.
+async fn list_runs(c: &mut Client, id: &str, out: &Out) -> Result<(), ClientError> {
+    match c
+        .request::<rpc::WorkflowList>(ListWorkflowRuns {
+            session: Some(id.to_string()),
+            all: false,
+        })
+        .await
+    {
+        Ok(list) => {
+            let _ = out.send(NetMsg::Runs(list.data));
+            Ok(())
+        }
+        Err(e) if lost(&e) => Err(e),
+        Err(_) => Ok(()),
     }
 }
 
@@ -563,6 +593,20 @@ async fn run_cmd(
             .await
             .map(Some),
         Cmd::ListThreads => return list_threads(c, id, out).await,
+        Cmd::AnswerCheckpoint {
+            run,
+            task,
+            approve,
+            note,
+        } => c
+            .request::<rpc::WorkflowAnswer>(AnswerCheckpoint {
+                run: run.clone(),
+                task: task.clone(),
+                approve: *approve,
+                note: note.clone(),
+            })
+            .await
+            .map(|_| None),
         // The router's business; never sent to a connection task.
         Cmd::SearchOlder { .. } | Cmd::ViewThread(_) | Cmd::InThread { .. } => return Ok(()),
     };

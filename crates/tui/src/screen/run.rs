@@ -304,6 +304,16 @@ async fn write_older(
     }
 }
 
+/// What the session view shows first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Focus {
+    Primary,
+    /// A child thread's stream (`sthr_...`).
+    Thread(String),
+    /// A workflow run's panel (`wrun_...`).
+    Run(String),
+}
+
 /// The session view until the user detaches (or the terminal goes away).
 pub async fn session(
     tui: &mut Tui,
@@ -312,7 +322,7 @@ pub async fn session(
     info: SessionInfo,
     read_only: bool,
     keys: Keys,
-    thread: Option<String>,
+    focus: Focus,
 ) -> std::io::Result<Exit> {
     let (net_tx, mut net_rx) = unbounded_channel();
     let cmd = net::spawn(client, paths.clone(), info.clone(), read_only, net_tx);
@@ -320,11 +330,18 @@ pub async fn session(
     let mut s = State::new(&info.id, keys, read_only, size.width, size.height);
     s.now = SystemTime::now();
     update(&mut s, Msg::Net(NetMsg::Info(Box::new(info))));
-    // `tether attach --thread`: that thread's stream first.
-    for fx in s.view_thread(thread) {
-        if let Effect::Net(c) = fx {
-            let _ = cmd.send(c);
+    match focus {
+        Focus::Primary => {}
+        // `tether attach --thread`: that thread's stream first.
+        Focus::Thread(thread) => {
+            for fx in s.view_thread(Some(thread)) {
+                if let Effect::Net(c) = fx {
+                    let _ = cmd.send(c);
+                }
+            }
         }
+        // `tether workflows watch`: the run panel, once the run is known.
+        Focus::Run(run) => s.watch_run = Some(run),
     }
     let mut events = EventStream::new();
     let mut hangup = signal(SignalKind::hangup())?;

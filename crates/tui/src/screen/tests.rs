@@ -2623,6 +2623,8 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
 
 // Multi-agent sessions: the thread panel, switching threads, child approvals.
 mod fleet;
+// Workflow runs: the run panel and the checkpoint prompt.
+mod runs;
 mod threads;
 
 fn deployment(id: &str, name: &str, cron: &str, next: Option<&str>, paused: bool) -> Deployment {

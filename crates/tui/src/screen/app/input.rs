@@ -5,7 +5,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{
-    Cmd, Effect, INTERRUPTING, Overlay, Scroll, Search, State, approval, composer, search,
+    Cmd, Effect, INTERRUPTING, Overlay, Scroll, Search, State, approval, composer, runs, search,
     transcript_text,
 };
 
@@ -18,6 +18,8 @@ pub(super) fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Help => help_key(s),
         Overlay::Approval { draft: Some(_), .. } => approval::draft_key(s, k),
         Overlay::Approval { draft: None, .. } => approval::choice_key(s, k),
+        Overlay::Runs { .. } => runs::panel_key(s, k),
+        Overlay::Checkpoint { .. } => runs::checkpoint_key(s, k),
         Overlay::None if s.search.editing => search::prompt_key(s, k),
         // These groups take disjoint keys, so the order among them doesn't matter; the
         // composer takes what is left.
@@ -171,6 +173,11 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
         (KeyCode::Char('a'), KeyModifiers::CONTROL) if !s.put_away.is_empty() => {
             return approval::reopen(s);
         }
+        (KeyCode::Char('a'), KeyModifiers::CONTROL) if s.checkpoints_waiting() > 0 => {
+            return s.reopen_checkpoint();
+        }
+        // Workflow runs of the session: every task's live status.
+        (KeyCode::Char('g'), KeyModifiers::CONTROL) => s.open_runs(),
         (KeyCode::F(1), _) => {
             s.overlay = Overlay::Help;
             Vec::new()

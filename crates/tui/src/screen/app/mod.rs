@@ -6,6 +6,7 @@
 pub mod approval;
 mod composer;
 mod input;
+pub mod runs;
 mod search;
 pub mod threads;
 
@@ -21,6 +22,7 @@ use composer::new_composer;
 use super::keys::Keys;
 use super::layout::{Layouts, item_text};
 use super::net::{Cmd, ConnState, NetMsg};
+use super::runs::Runs;
 use super::threads::Threads;
 use super::transcript::{Body, Change, Transcript};
 use threads::{ListAsk, PANEL_WIDTH, SIDE_MIN_WIDTH, Viewing};
@@ -80,6 +82,17 @@ pub enum Overlay {
         /// Body rows scrolled off the top (pgup/pgdn; a long input can be taller than the
         /// screen).
         scroll: u16,
+    },
+    /// The workflow run panel (ctrl-g): run `run` of [`State::runs`], task `selected`.
+    Runs {
+        run: usize,
+        selected: usize,
+    },
+    /// A workflow checkpoint waiting for the user; `draft`: the denial's note being typed.
+    Checkpoint {
+        run: String,
+        task: String,
+        draft: Option<String>,
     },
 }
 
@@ -201,6 +214,11 @@ pub struct State {
     /// The child thread whose stream the transcript shows (None: the primary's).
     pub viewing: Option<Viewing>,
     list_ask: ListAsk,
+    /// The session's workflow runs (empty: no run panel).
+    pub runs: Runs,
+    pub checkpoints: runs::Checkpoints,
+    /// A run whose panel opens as soon as the run is known (`tether workflows watch`).
+    pub watch_run: Option<String>,
 }
 
 impl State {
@@ -239,6 +257,9 @@ impl State {
             threads: Threads::default(),
             viewing: None,
             list_ask: ListAsk::Idle,
+            runs: Runs::default(),
+            checkpoints: runs::Checkpoints::default(),
+            watch_run: None,
         }
     }
 
@@ -418,6 +439,7 @@ impl State {
     /// Folds an event of the primary's stream into the header, the thread panel and the modal.
     /// Returns whether the thread list is stale.
     fn track(&mut self, e: &Event) -> bool {
+        self.runs.apply(e);
         let folded = self.threads.apply(e);
         if e.session_thread_id.is_some() {
             // A child's: its calls waiting on the user join the modal; the header is the
@@ -767,6 +789,15 @@ fn outcome_of<'a>(cur: &'a mut Option<OutcomeState>, id: &str) -> &'a mut Outcom
 }
 
 pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
+    let fx = update_inner(s, msg);
+    s.open_watched_run();
+    // Whatever changed (a run event, a key, the composer emptied): the checkpoint prompt
+    // opens or closes to match.
+    s.sync_checkpoint();
+    fx
+}
+
+fn update_inner(s: &mut State, msg: Msg) -> Vec<Effect> {
     match msg {
         Msg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
         Msg::Key(k) => {
@@ -828,6 +859,10 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
 fn on_net(s: &mut State, n: NetMsg) -> Vec<Effect> {
     match n {
         NetMsg::Threads(list) => s.on_threads(list),
+        NetMsg::Runs(list) => {
+            s.runs.set_list(&list);
+            Vec::new()
+        }
         NetMsg::Thread { thread, msg } => threads::on_thread_msg(s, &thread, *msg),
         // The primary's stream, into its transcript wherever it is (shown or parked).
         n => s.with_primary(|s| on_stream(s, n, true)),
@@ -906,7 +941,7 @@ fn on_stream(s: &mut State, n: NetMsg, primary: bool) -> Vec<Effect> {
             s.notice = Some(m);
         }
         // Not about one stream: on_net takes them.
-        NetMsg::Threads(_) | NetMsg::Thread { .. } => {}
+        NetMsg::Threads(_) | NetMsg::Thread { .. } | NetMsg::Runs(_) => {}
     }
     Vec::new()
 }

@@ -291,7 +291,9 @@ pub(super) fn on_thread_msg(s: &mut State, thread: &str, msg: NetMsg) -> Vec<Eff
     }
     let fx = match msg {
         // The session's header comes from the primary's connection.
-        NetMsg::Info(_) | NetMsg::Threads(_) | NetMsg::Thread { .. } => Vec::new(),
+        NetMsg::Info(_) | NetMsg::Threads(_) | NetMsg::Thread { .. } | NetMsg::Runs(_) => {
+            Vec::new()
+        }
         NetMsg::Conn(crate::screen::net::ConnState::Lost(why)) => {
             s.notice = Some(format!("the thread's stream stopped: {why}"));
             Vec::new()

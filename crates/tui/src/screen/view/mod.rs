@@ -1,6 +1,7 @@
 //! Pure render functions: a frame from state, nothing else.
 
 pub mod picker;
+mod runs;
 mod threads;
 
 use ratatui::Frame;
@@ -76,6 +77,10 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
     match &s.overlay {
         Overlay::Help => draw_help(f, s, area),
         Overlay::Approval { scroll, .. } => draw_approval(f, s, *scroll, area),
+        Overlay::Runs { run, selected } => runs::draw_panel(f, s, *run, *selected, body),
+        Overlay::Checkpoint { run, task, draft } => {
+            runs::draw_checkpoint(f, s, run, task, draft.as_deref(), area)
+        }
         Overlay::None => {}
     }
 }
@@ -523,6 +528,8 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
         // A put-away approval comes first: the agent is stuck until it is answered.
         if !s.put_away.is_empty() {
             hints.push((9, format!("ctrl-a answer ({} waiting)", s.put_away.len())));
+        } else if s.checkpoints_waiting() > 0 && !s.read_only {
+            hints.push((9, "ctrl-a answer checkpoint".into()));
         }
         hints.push((8, format!("{} detach", s.keys.detach_label())));
         if s.is_running() {
@@ -538,6 +545,9 @@ fn draw_footer(f: &mut Frame<'_>, s: &State, area: Rect) {
                     "ctrl-t threads".into()
                 },
             ));
+        }
+        if s.runs.any() {
+            hints.push((6, "ctrl-g runs".into()));
         }
         hints.push(if s.search.query.is_empty() {
             (3, "/ search".into())
@@ -639,6 +649,15 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 
 fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
     let mut rows = help_rows(&s.keys.detach_label());
+    if s.runs.any() {
+        rows.insert(
+            rows.len() - 2,
+            (
+                "ctrl-g".into(),
+                "workflow runs: every task's status; enter shows its thread",
+            ),
+        );
+    }
     if s.threads.any() {
         rows.insert(
             rows.len() - 2,
