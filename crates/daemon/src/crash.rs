@@ -18,6 +18,9 @@
 //! workflows: `after_workflow_run_created`, `after_workflow_task_started` (the attempt, its
 //! thread row and `session.thread_created` committed, no message yet),
 //! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`;
+//! deployments: `after_run_recorded` (the run and its reserved ids committed, no session),
+//! `before_run_workflow` (a workflow deployment's session made, its run not started),
+//! `after_run_session` (session and initial events or workflow run made, the run not done);
 //! webhooks: `before_webhook_send` (a delivery committed with its event, not sent yet),
 //! `after_webhook_send` (the receiver answered, the attempt not recorded).
 
