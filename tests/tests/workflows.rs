@@ -1158,3 +1158,142 @@ async fn session_of(env: &TestEnv, agent: &str) -> String {
         .unwrap();
     info["id"].as_str().unwrap().to_string()
 }
+
+/// Hosted §2.6: a running run keeps its session `running` though the primary's turn ended
+/// (here while a task's check waits for a file, no thread working); when the run ends and
+/// the primary's turn on its ending notice ends, the session is idle. Over the socket and
+/// over HTTP alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_reports_running_while_its_run_runs_and_idle_once_the_run_and_its_turn_end() {
+    let plan = json!({"name": "gated", "tasks": [{"id": "a", "agent": agent("a"), "prompt": "say A",
+        "checks": [{"command": "for i in $(seq 1 1200); do [ -e go ] && exit 0; sleep 0.05; done; exit 1"}]}]});
+    let env = TestEnv::new(
+        Script::by_turn(vec![
+            Reply::tool_use("start_workflow", plan),
+            Reply::text("started; I'll wait for the result"),
+            Reply::text("the run is done"),
+        ])
+        .with_side_reply(Reply::text("title"))
+        .with_route(task_route("You are a.", vec![Reply::text("A-out")])),
+    )
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (_daemon, base, token) = env.spawn_http_daemon().await;
+    let mut c = env.client().await;
+    c.call(
+        "agent.create",
+        json!({"name": "planner", "multiagent": {"type": "multiagent_20261001",
+               "workflows": {"type": "enabled"}}}),
+    )
+    .await
+    .unwrap();
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let s = c
+        .call(
+            "session.create",
+            json!({"agent": "planner", "dir": ws.display().to_string()}),
+        )
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.call(
+        "session.send",
+        json!({"session": s, "content": [{"type": "text", "text": "plan it"}]}),
+    )
+    .await
+    .unwrap();
+    let status = |c: Value| c["status"].as_str().unwrap().to_string();
+    let statuses = async || {
+        let socket = env
+            .client()
+            .await
+            .call("session.get", json!({"session": s}))
+            .await
+            .unwrap();
+        let (code, over_http) =
+            http(&base, &token, "GET", &format!("/v1/sessions/{s}"), None).await;
+        assert_eq!(code, 200, "{over_http}");
+        (status(socket), status(over_http))
+    };
+
+    // The primary's turn has ended (idle, end_turn) and the task is being checked.
+    let (mut replied, mut primary_idle, mut checking) = (false, false, false);
+    env.client()
+        .await
+        .attach_until(&s, 0, |f| {
+            if let ServerFrame::Event(e) = f {
+                match &e.body {
+                    EventBody::AgentMessage { content }
+                        if blocks_text(content).starts_with("started") =>
+                    {
+                        replied = true
+                    }
+                    EventBody::SessionStatusIdle { .. }
+                        if replied && e.session_thread_id.is_none() =>
+                    {
+                        primary_idle = true
+                    }
+                    EventBody::SpanWorkflowTaskChecking { .. } => checking = true,
+                    _ => {}
+                }
+            }
+            primary_idle && checking
+        })
+        .await;
+    let log = env.log(&s).await;
+    let run = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            } => Some(workflow_run_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(task(&get(&env, &run).await, "a")["status"], "checking");
+    assert_eq!(
+        statuses().await,
+        ("running".to_string(), "running".to_string()),
+        "a running run keeps the session running"
+    );
+
+    // The check passes, the run ends, the primary answers its notice and goes idle.
+    std::fs::write(ws.join("go"), "").unwrap();
+    let mut done = false;
+    env.client()
+        .await
+        .attach_until(&s, 0, |f| {
+            if let ServerFrame::Event(e) = f {
+                match &e.body {
+                    EventBody::AgentMessage { content }
+                        if blocks_text(content) == "the run is done" =>
+                    {
+                        done = true
+                    }
+                    EventBody::SessionStatusIdle { .. }
+                        if done && e.session_thread_id.is_none() =>
+                    {
+                        return true;
+                    }
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+    assert_eq!(
+        get(&env, &run).await["result"],
+        json!({"type": "completed"})
+    );
+    assert_eq!(
+        statuses().await,
+        ("idle".to_string(), "idle".to_string()),
+        "no open run and the turn on its notice ended"
+    );
+}
