@@ -390,7 +390,7 @@ async fn a_workflow_deployment_from_a_file_runs_on_demand_and_its_runs_name_the_
     assert_eq!(ended["result"], json!({"type": "completed"}), "{ended}");
     assert_eq!(ended["session_id"], session.as_str());
     assert_eq!(ended["tasks"][1]["output"], "notes: #1 fix", "{ended}");
-    assert_eq!(created_runs(&env, &session).await, [wrun.clone()]);
+    assert_eq!(created_runs(&env, &session).await, [wrun.as_str()]);
     // No initial message: the session's only user input is the run's end.
     assert!(
         !env.log(&session)
@@ -489,7 +489,7 @@ async fn a_crash_during_a_workflow_fire_neither_loses_nor_doubles_the_workflow_r
             );
             assert_eq!(
                 created_runs(&env, &session).await,
-                [wrun.clone()],
+                [wrun.as_str()],
                 "{point} (restart {restart}): exactly one workflow run"
             );
             let started = env
