@@ -468,7 +468,8 @@ mod tests {
         // The run is in the fired session and completes there: awaited on its appends.
         let session = rt.load(&sid).await.unwrap();
         let mut appended = session.watch_appends();
-        let run = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        // A bound against hanging, not a timing goal: a loaded machine is slow.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(300), async {
             loop {
                 let run = crate::orchestration::workflows::get(&rt, &wid)
                     .await
