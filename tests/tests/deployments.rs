@@ -1,15 +1,19 @@
 //! Deployments end to end: the real daemon fires sessions from a deployment (on demand, and
 //! from a one-shot schedule through its own scheduler), the CLI and the HTTP API see them,
 //! a crash between recording a run and creating its session makes exactly one session, and
-//! the official Python SDK drives the endpoints unmodified. Schedule timing itself (cron,
+//! the official Python SDK drives the endpoints unmodified. A deployment may fire a workflow
+//! run instead (tether): on demand from a YAML file here, and kill -9 at each step of such a
+//! fire makes exactly one workflow run; its cron firing is unit-tested on the fake clock in
+//! crates/daemon/src/orchestration/schedules/scheduler.rs. Schedule timing itself (cron,
 //! zones, DST, jitter, pause without backfill, missed fires) is unit-tested with a fake clock
 //! in crates/daemon/src/orchestration/schedules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
 use tether_e2e::{Reply, TestEnv, python, sdk_script, wait_until};
+use tether_mock_llm::Route;
 use tether_mock_llm::Script;
-use tether_proto::EventBody;
+use tether_proto::{EventBody, ServerFrame};
 
 const DEPLOYMENT_YAML: &str = "\
 name: nightly
@@ -299,4 +303,204 @@ async fn the_python_sdk_drives_deployments() {
         "python sdk deployments ok",
     )
     .await;
+}
+
+const WORKFLOW_DEPLOYMENT_YAML: &str = "\
+name: notes
+agent: default
+environment_id: default
+workflow:
+  name: release-notes
+  tasks:
+    - id: collect
+      agent: {system: \"You are collect.\"}
+      prompt: list the changes
+    - id: draft
+      depends_on: [collect]
+      agent: {system: \"You are draft.\"}
+      prompt: \"write notes from {{collect.output}}\"
+";
+
+/// The primary answers the run's ending notice; each task's thread has its own route.
+fn workflow_script() -> Script {
+    Script::by_turn(vec![Reply::text("noted")])
+        .with_side_reply(Reply::text("title"))
+        .with_route(
+            Route::new("collect", vec![Reply::text("#1 fix")])
+                .when_system("You are collect.")
+                .by_turn(),
+        )
+        .with_route(
+            Route::new("draft", vec![Reply::text("notes: #1 fix")])
+                .when_system("You are draft.")
+                .by_turn(),
+        )
+}
+
+/// Waits for the workflow run's `status_ended` in its session, then returns the run.
+async fn wait_workflow_end(env: &TestEnv, session: &str, run: &str) -> Value {
+    let mut c = env.client().await;
+    c.attach_until(session, 0, |f| {
+        matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::WorkflowRunStatusEnded { workflow_run_id, .. } if workflow_run_id == run))
+    })
+    .await;
+    c.call("workflow.get", json!({"run": run})).await.unwrap()
+}
+
+/// The ids of the workflow runs created in a session's log, in order.
+async fn created_runs(env: &TestEnv, session: &str) -> Vec<String> {
+    env.log(session)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            } => Some(workflow_run_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_deployment_from_a_file_runs_on_demand_and_its_runs_name_the_workflow_run() {
+    let env = TestEnv::new(workflow_script()).await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let file = env.home.path().join("notes.yaml");
+    std::fs::write(&file, WORKFLOW_DEPLOYMENT_YAML).unwrap();
+    let out = env.ok(&["deployments", "create", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.contains("each fire runs workflow `release-notes` (2 tasks)"),
+        "{out}"
+    );
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["deployments", "show", "notes", "--json"])).unwrap();
+    assert_eq!(
+        shown["workflow"]["tasks"][1]["depends_on"],
+        json!(["collect"])
+    );
+    assert_eq!(shown["initial_events"], json!([]));
+
+    let run: Value =
+        serde_json::from_str(&env.ok(&["deployments", "run", "notes", "--json"])).unwrap();
+    assert_eq!(run["error"], Value::Null, "{run}");
+    let session = run["session_id"].as_str().unwrap().to_string();
+    let wrun = run["workflow_run_id"].as_str().unwrap().to_string();
+    assert!(wrun.starts_with("wrun_"), "{run}");
+    let ended = wait_workflow_end(&env, &session, &wrun).await;
+    assert_eq!(ended["result"], json!({"type": "completed"}), "{ended}");
+    assert_eq!(ended["session_id"], session.as_str());
+    assert_eq!(ended["tasks"][1]["output"], "notes: #1 fix", "{ended}");
+    assert_eq!(created_runs(&env, &session).await, [wrun.as_str()]);
+    // No initial message: the session's only user input is the run's end.
+    assert!(
+        !env.log(&session)
+            .await
+            .iter()
+            .any(|e| matches!(e.body, EventBody::UserMessage { .. }))
+    );
+
+    let listed = env.ok(&["deployments", "runs", "notes"]);
+    assert!(
+        listed.contains(&format!("workflow run {wrun} in session {session}")),
+        "{listed}"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let got: Value = reqwest::Client::new()
+        .get(format!(
+            "{base}/v1/deployment_runs/{}",
+            run["id"].as_str().unwrap()
+        ))
+        .header("x-api-key", &token)
+        .header("anthropic-beta", "managed-agents-2026-04-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["workflow_run_id"], wrun.as_str(), "{got}");
+    assert_eq!(got["session_id"], session.as_str());
+
+    // A workflow the workflow file rules refuse is refused at create, with that file's error.
+    let bad = env.home.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        WORKFLOW_DEPLOYMENT_YAML
+            .replace("name: notes", "name: bad")
+            .replace("depends_on: [collect]", "depends_on: [nope]"),
+    )
+    .unwrap();
+    let out = env.run(&["deployments", "create", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("workflow: the workflow is not valid") && err.contains("`nope`"),
+        "{err}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+/// kill -9 at each step of a workflow deployment's fire (run recorded; session made, run
+/// not started; run created; run started, deployment run not finished), then restarts:
+/// one deployment run, one session, exactly one workflow run, which completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_a_workflow_fire_neither_loses_nor_doubles_the_workflow_run() {
+    for point in [
+        "after_run_recorded",
+        "before_run_workflow",
+        "after_workflow_run_created",
+        "after_run_session",
+    ] {
+        let env = TestEnv::new(workflow_script()).await;
+        let daemon = env.spawn_daemon(Some(point)).await;
+        let file = env.home.path().join("notes.yaml");
+        std::fs::write(&file, WORKFLOW_DEPLOYMENT_YAML).unwrap();
+        env.ok(&["deployments", "create", "-f", file.to_str().unwrap()]);
+        let out = env.run(&["deployments", "run", "notes"]);
+        assert!(
+            !out.status.success(),
+            "{point}: the daemon should have died"
+        );
+        env.wait_killed(daemon).await;
+        let (runs, _) = db_state(&env);
+        assert!(runs.len() == 1 && runs[0].3, "{point}: {runs:?}");
+
+        for restart in 0..2 {
+            let mut d = env.spawn_daemon(None).await;
+            wait_until("the interrupted run finished", || !db_state(&env).0[0].3).await;
+            let (runs, sessions) = db_state(&env);
+            assert_eq!(runs.len(), 1, "{point}: {runs:?}");
+            assert_eq!(runs[0].2, None, "{point}: {runs:?}");
+            let session = runs[0].1.clone().expect("the run has its session");
+            assert_eq!(sessions, std::slice::from_ref(&session), "{point}");
+            let got = env
+                .client()
+                .await
+                .call("deployment.run_get", json!({"run": runs[0].0}))
+                .await
+                .unwrap();
+            let wrun = got["workflow_run_id"].as_str().unwrap().to_string();
+            let ended = wait_workflow_end(&env, &session, &wrun).await;
+            assert_eq!(
+                ended["result"],
+                json!({"type": "completed"}),
+                "{point} (restart {restart}): {ended}"
+            );
+            assert_eq!(
+                created_runs(&env, &session).await,
+                [wrun.as_str()],
+                "{point} (restart {restart}): exactly one workflow run"
+            );
+            let started = env
+                .log(&session)
+                .await
+                .iter()
+                .filter(|e| matches!(&e.body, EventBody::SpanWorkflowTaskStarted { task_id, .. } if task_id == "collect"))
+                .count();
+            assert_eq!(started, 1, "{point}: the first task ran once");
+            let _ = env.ok(&["daemon", "stop"]);
+            let _ = d.wait();
+        }
+    }
 }

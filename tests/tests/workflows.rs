@@ -1029,3 +1029,271 @@ async fn a_checkpoint_is_answered_over_http_and_runs_are_read_there() {
         "{types:?}"
     );
 }
+
+/// kill -9 at each side-effect point of an agent's `start_workflow` call (the call committed
+/// with the agent's message; its intent committed; the run created; the run driven but the
+/// call's result not committed), then a restart: exactly one run, which completes, and
+/// exactly one result for the call, which the primary's next request carries once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_daemon_gives_a_start_workflow_call_exactly_one_run_and_one_result() {
+    let plan = json!({"name": "agent-plan", "tasks": [
+        {"id": "a", "agent": agent("a"), "prompt": "say A"},
+        {"id": "b", "agent": agent("b"), "depends_on": ["a"], "prompt": "after {{a.output}}"}]});
+    for point in [
+        "after_agent_message",
+        "after_workflow_tool_intent",
+        "after_workflow_run_created",
+        "before_workflow_tool_result",
+    ] {
+        let env = TestEnv::new(
+            Script::by_turn(vec![
+                Reply::tool_use("start_workflow", plan.clone()),
+                Reply::text("started; I'll wait for the result"),
+                Reply::text("the run is done"),
+            ])
+            .with_side_reply(Reply::text("title"))
+            .with_route(task_route("You are a.", vec![Reply::text("A-out")]))
+            .with_route(task_route("You are b.", vec![Reply::text("B-out")])),
+        )
+        .await;
+        let daemon = env.spawn_daemon(Some(point)).await;
+        let mut c = env.client().await;
+        c.call(
+            "agent.create",
+            json!({"name": "planner", "multiagent": {"type": "multiagent_20261001",
+                   "workflows": {"type": "enabled"}}}),
+        )
+        .await
+        .unwrap();
+        let s = session_of(&env, "planner").await;
+        // The daemon dies during the turn this message starts.
+        let s2 = s.clone();
+        let send = tokio::spawn(async move {
+            c.call(
+                "session.send",
+                json!({"session": s2, "content": [{"type": "text", "text": "plan it"}]}),
+            )
+            .await
+        });
+        env.wait_killed(daemon).await;
+        let _ = send.await;
+        env.spawn_daemon(None).await;
+        let mut c = env.client().await;
+        c.attach_until(&s, 0, |f| {
+            matches!(f, ServerFrame::Event(e) if matches!(&e.body, EventBody::AgentMessage { content } if blocks_text(content) == "the run is done"))
+        })
+        .await;
+        let log = env.log(&s).await;
+        let created: Vec<(&str, Option<&str>)> = log
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::WorkflowRunCreated {
+                    workflow_run_id,
+                    tool_use_id,
+                    ..
+                } => Some((workflow_run_id.as_str(), tool_use_id.as_deref())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(created.len(), 1, "{point}: exactly one run: {created:?}");
+        let (run, call) = (created[0].0.to_string(), created[0].1.unwrap().to_string());
+        let results: Vec<(String, bool)> = log
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::AgentToolResult {
+                    tool_use_id,
+                    content,
+                    is_error,
+                    ..
+                } if *tool_use_id == call => Some((blocks_text(content), *is_error)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results.len(), 1, "{point}: one result: {results:?}");
+        assert!(
+            !results[0].1 && results[0].0.contains(&run),
+            "{point}: {results:?}"
+        );
+        let ended = get(&env, &run).await;
+        assert_eq!(
+            ended["result"],
+            json!({"type": "completed"}),
+            "{point}: {ended}"
+        );
+        let ev = run_events(&log, &run);
+        for t in ["a", "b"] {
+            assert_eq!(count(&ev, "span.workflow_task_ended", t), 1, "{point}: {t}");
+        }
+        // The primary's requests after the call each carry its result exactly once.
+        let needle = format!("\"tool_use_id\":\"{call}\"");
+        let carried: Vec<usize> = env
+            .mock
+            .requests()
+            .into_iter()
+            .filter(|r| r.body.to_string().contains("\"start_workflow\""))
+            .map(|r| r.body.to_string().matches(&needle).count())
+            .collect();
+        assert!(
+            carried.contains(&1) && carried.iter().all(|n| *n <= 1),
+            "{point}: results per primary request: {carried:?}"
+        );
+    }
+}
+
+/// A session of `agent` working in a fresh directory; its id.
+async fn session_of(env: &TestEnv, agent: &str) -> String {
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let info = env
+        .client()
+        .await
+        .call(
+            "session.create",
+            json!({"agent": agent, "dir": ws.display().to_string()}),
+        )
+        .await
+        .unwrap();
+    info["id"].as_str().unwrap().to_string()
+}
+
+/// Hosted §2.6: a running run keeps its session `running` though the primary's turn ended
+/// (here while a task's check waits for a file, no thread working); when the run ends and
+/// the primary's turn on its ending notice ends, the session is idle. Over the socket and
+/// over HTTP alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_reports_running_while_its_run_runs_and_idle_once_the_run_and_its_turn_end() {
+    let plan = json!({"name": "gated", "tasks": [{"id": "a", "agent": agent("a"), "prompt": "say A",
+        "checks": [{"command": "for i in $(seq 1 1200); do [ -e go ] && exit 0; sleep 0.05; done; exit 1"}]}]});
+    let env = TestEnv::new(
+        Script::by_turn(vec![
+            Reply::tool_use("start_workflow", plan),
+            Reply::text("started; I'll wait for the result"),
+            Reply::text("the run is done"),
+        ])
+        .with_side_reply(Reply::text("title"))
+        .with_route(task_route("You are a.", vec![Reply::text("A-out")])),
+    )
+    .await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (_daemon, base, token) = env.spawn_http_daemon().await;
+    let mut c = env.client().await;
+    c.call(
+        "agent.create",
+        json!({"name": "planner", "multiagent": {"type": "multiagent_20261001",
+               "workflows": {"type": "enabled"}}}),
+    )
+    .await
+    .unwrap();
+    let ws = tempfile::Builder::new()
+        .prefix("ws")
+        .tempdir_in(env.home.path())
+        .unwrap()
+        .keep();
+    let s = c
+        .call(
+            "session.create",
+            json!({"agent": "planner", "dir": ws.display().to_string()}),
+        )
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.call(
+        "session.send",
+        json!({"session": s, "content": [{"type": "text", "text": "plan it"}]}),
+    )
+    .await
+    .unwrap();
+    let status = |c: Value| c["status"].as_str().unwrap().to_string();
+    let statuses = async || {
+        let socket = env
+            .client()
+            .await
+            .call("session.get", json!({"session": s}))
+            .await
+            .unwrap();
+        let (code, over_http) =
+            http(&base, &token, "GET", &format!("/v1/sessions/{s}"), None).await;
+        assert_eq!(code, 200, "{over_http}");
+        (status(socket), status(over_http))
+    };
+
+    // The primary's turn has ended (idle, end_turn) and the task is being checked.
+    let (mut replied, mut primary_idle, mut checking) = (false, false, false);
+    env.client()
+        .await
+        .attach_until(&s, 0, |f| {
+            if let ServerFrame::Event(e) = f {
+                match &e.body {
+                    EventBody::AgentMessage { content }
+                        if blocks_text(content).starts_with("started") =>
+                    {
+                        replied = true
+                    }
+                    EventBody::SessionStatusIdle { .. }
+                        if replied && e.session_thread_id.is_none() =>
+                    {
+                        primary_idle = true
+                    }
+                    EventBody::SpanWorkflowTaskChecking { .. } => checking = true,
+                    _ => {}
+                }
+            }
+            primary_idle && checking
+        })
+        .await;
+    let log = env.log(&s).await;
+    let run = log
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::WorkflowRunCreated {
+                workflow_run_id, ..
+            } => Some(workflow_run_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(task(&get(&env, &run).await, "a")["status"], "checking");
+    assert_eq!(
+        statuses().await,
+        ("running".to_string(), "running".to_string()),
+        "a running run keeps the session running"
+    );
+
+    // The check passes, the run ends, the primary answers its notice and goes idle.
+    std::fs::write(ws.join("go"), "").unwrap();
+    let mut done = false;
+    env.client()
+        .await
+        .attach_until(&s, 0, |f| {
+            if let ServerFrame::Event(e) = f {
+                match &e.body {
+                    EventBody::AgentMessage { content }
+                        if blocks_text(content) == "the run is done" =>
+                    {
+                        done = true
+                    }
+                    EventBody::SessionStatusIdle { .. }
+                        if done && e.session_thread_id.is_none() =>
+                    {
+                        return true;
+                    }
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+    assert_eq!(
+        get(&env, &run).await["result"],
+        json!({"type": "completed"})
+    );
+    assert_eq!(
+        statuses().await,
+        ("idle".to_string(), "idle".to_string()),
+        "no open run and the turn on its notice ended"
+    );
+}

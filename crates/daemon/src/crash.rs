@@ -17,7 +17,12 @@
 //! `after_thread_message_sent` (the message delivered, the thread's turn not started);
 //! workflows: `after_workflow_run_created`, `after_workflow_task_started` (the attempt, its
 //! thread row and `session.thread_created` committed, no message yet),
-//! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`;
+//! `after_workflow_message_delivered`, `after_workflow_task_ended`, `after_workflow_fan_out`,
+//! `after_workflow_tool_intent` (a `start_workflow` call's intent committed, no run yet),
+//! `before_workflow_tool_result` (its run created and driven, the call's result not committed);
+//! deployments: `after_run_recorded` (the run and its reserved ids committed, no session),
+//! `before_run_workflow` (a workflow deployment's session made, its run not started),
+//! `after_run_session` (session and initial events or workflow run made, the run not done);
 //! webhooks: `before_webhook_send` (a delivery committed with its event, not sent yet),
 //! `after_webhook_send` (the receiver answered, the attempt not recorded).
 

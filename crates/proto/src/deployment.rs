@@ -1,12 +1,16 @@
 //! Deployments: a saved agent + environment + initial events, fired as a new session on a
 //! schedule or on demand; each fire is recorded as a deployment run (hosted shapes,
 //! `shared/reference/managed-agents-orchestration.md` §3). tether adds a one-shot schedule,
-//! `{type: "at", time}`.
+//! `{type: "at", time}`, and deployments that fire a workflow run instead of a session's
+//! initial events (`workflow`: the plan a workflow file holds, run in a fresh session of the
+//! deployment's agent and environment).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+use crate::workflow::WorkflowSpec;
 
 /// A field that is present, even as `null` (`Some(None)`); absent stays `None` by
 /// `#[serde(default)]`. Updates tell "clear it" from "keep it" this way.
@@ -141,8 +145,12 @@ pub struct Deployment {
     pub description: Option<String>,
     pub agent: PinnedAgent,
     pub environment_id: String,
-    /// Sent, in order, to each session the deployment starts.
+    /// Sent, in order, to each session the deployment starts (empty when it fires a
+    /// `workflow`).
     pub initial_events: Vec<Value>,
+    /// tether: the workflow each fire runs in a fresh session, instead of initial events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowSpec>,
     pub resources: Vec<Value>,
     pub vault_ids: Vec<String>,
     pub metadata: BTreeMap<String, String>,
@@ -170,9 +178,15 @@ pub struct DeploymentSpec {
     /// An environment's id (or, tether, its name).
     #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
     pub environment_id: String,
-    /// 1-50 `user.message` or `user.define_outcome` events (at most one outcome).
-    #[schemars(length(min = 1, max = 50))]
+    /// 1-50 `user.message` or `user.define_outcome` events (at most one outcome). Required
+    /// unless `workflow` is given, and never with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub initial_events: Vec<Value>,
+    /// tether: instead of `initial_events`, a workflow (the plan a workflow file holds) that
+    /// each fire runs in a fresh session of `agent` and `environment_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048))]
     pub description: Option<String>,
@@ -202,7 +216,8 @@ pub struct DeploymentSpec {
 
 /// `deployment.update` changes: absent keeps a field, `null` clears the clearable ones
 /// (`description`, `resources`, `vault_ids`, `schedule`, `budget`), lists are replaced whole
-/// and `metadata` is a patch (a `null` value deletes the key).
+/// and `metadata` is a patch (a `null` value deletes the key). `initial_events` and
+/// `workflow` each switch the deployment to firing that (they can't come together).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentChanges {
@@ -217,6 +232,9 @@ pub struct DeploymentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 50))]
     pub initial_events: Option<Vec<Value>>,
+    /// tether: fire this workflow from now on (the initial events are dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowSpec>,
     #[serde(
         default,
         deserialize_with = "present",
@@ -293,6 +311,9 @@ pub struct DeploymentRun {
     pub agent: PinnedAgent,
     pub trigger_context: TriggerContext,
     pub session_id: Option<String>,
+    /// tether: the workflow run a workflow deployment's fire started (in `session_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_run_id: Option<String>,
     pub error: Option<RunError>,
     pub created_at: String,
 }

@@ -160,8 +160,12 @@ pub struct CreateDoc {
     agent: tether_proto::deployment::AgentChoice,
     #[schemars(regex(pattern = tether_proto::schema::NOT_BLANK))]
     environment_id: String,
+    /// Required unless `workflow` is given, and never with it.
     #[schemars(length(min = 1, max = 50))]
-    initial_events: Vec<super::sessions::InitialEvent>,
+    initial_events: Option<Vec<super::sessions::InitialEvent>>,
+    /// tether: instead of `initial_events`, the workflow (a workflow file's plan) each fire
+    /// runs in a fresh session of `agent` and `environment_id`.
+    workflow: Option<tether_proto::workflow::WorkflowSpec>,
     #[schemars(length(max = 2048))]
     description: Option<String>,
     #[schemars(with = "Option<tether_proto::schema::Metadata>")]
@@ -188,6 +192,8 @@ pub struct UpdateDoc {
     environment_id: Option<String>,
     #[schemars(length(min = 1, max = 50))]
     initial_events: Option<Vec<super::sessions::InitialEvent>>,
+    /// tether: fire this workflow from now on (not with `initial_events`).
+    workflow: Option<tether_proto::workflow::WorkflowSpec>,
     #[schemars(length(max = 2048))]
     description: Option<String>,
     #[schemars(with = "Option<tether_proto::schema::MetadataPatch>")]

@@ -804,8 +804,9 @@ impl Session {
     pub fn info(&self) -> SessionInfo {
         let row = self.row();
         let st = self.state();
-        // Any running thread makes the session running; usage covers every thread.
-        let status = if st.threads.any_running() {
+        // Any running thread, or running workflow run, makes the session running; usage
+        // covers every thread.
+        let status = if st.threads.any_running() || st.kept_running_by_a_run() {
             SessionStatus::Running
         } else {
             st.status()

@@ -125,6 +125,9 @@ pub struct SessionState {
     /// `(run, task)` of workflow checkpoints waiting for an answer (a checkpoint's attempt
     /// is the only one started without a thread that does not end in the same commit).
     pub checkpoints: std::collections::BTreeSet<(String, String)>,
+    /// Workflow runs of this session whose last status is `status_running` (not idle, not
+    /// ended).
+    pub running_runs: std::collections::BTreeSet<String>,
     /// Time this stream spent running.
     pub active: ActiveTime,
 }
@@ -407,6 +410,18 @@ impl SessionState {
 
     pub fn status(&self) -> SessionStatus {
         self.status.unwrap_or(SessionStatus::Idle)
+    }
+
+    /// Whether a workflow run keeps this idle session `running` (hosted, reference §2.6: a
+    /// running run does, an idle one doesn't, and the only idle it allows is one waiting on
+    /// a person: the primary's `requires_action`, or here a run's checkpoint).
+    pub fn kept_running_by_a_run(&self) -> bool {
+        self.status() == SessionStatus::Idle
+            && !matches!(self.stop_reason, Some(StopReason::RequiresAction { .. }))
+            && self
+                .running_runs
+                .iter()
+                .any(|run| !self.checkpoints.iter().any(|(r, _)| r == run))
     }
 
     pub fn summary(&self) -> SessionSummary {
@@ -1025,11 +1040,18 @@ impl SessionState {
                     .insert(call.clone(), workflow_run_id.clone());
             }
             // The hosted "ending notice" of a run the agent started: its next user turn.
+            EventBody::WorkflowRunStatusRunning { workflow_run_id } => {
+                self.running_runs.insert(workflow_run_id.clone());
+            }
+            EventBody::WorkflowRunStatusIdle { workflow_run_id } => {
+                self.running_runs.remove(workflow_run_id);
+            }
             EventBody::WorkflowRunStatusEnded {
                 workflow_run_id,
                 notice,
                 ..
             } => {
+                self.running_runs.remove(workflow_run_id);
                 self.checkpoints.retain(|(run, _)| run != workflow_run_id);
                 if let Some(text) = notice {
                     self.user_text(text.clone());
@@ -1054,8 +1076,6 @@ impl SessionState {
             }
             // A workflow run's state is its own fold (orchestration::workflows::fold).
             EventBody::WorkflowRunCreated { .. }
-            | EventBody::WorkflowRunStatusRunning { .. }
-            | EventBody::WorkflowRunStatusIdle { .. }
             | EventBody::WorkflowRunPhaseStarted { .. }
             | EventBody::WorkflowRunPhaseEnded { .. }
             | EventBody::WorkflowRunError { .. }
@@ -1096,6 +1116,64 @@ mod tests {
         fn state(&self) -> SessionState {
             SessionState::from_events(&self.events)
         }
+    }
+
+    /// Hosted §2.6: a running workflow run keeps an idle session running; an idle or ended
+    /// run doesn't, and neither does one waiting on a person (a checkpoint, or the primary's
+    /// requires_action).
+    #[test]
+    fn a_running_workflow_run_keeps_an_idle_session_running_unless_a_person_is_awaited() {
+        let run = || "wrun_1".to_string();
+        let ev = |v: serde_json::Value| serde_json::from_value::<EventBody>(v).unwrap();
+        let mut log = Log::new();
+        log.push(EventBody::SessionStatusRunning {});
+        log.push(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn,
+        });
+        assert!(!log.state().kept_running_by_a_run(), "no run");
+        log.push(EventBody::WorkflowRunStatusRunning {
+            workflow_run_id: run(),
+        });
+        assert!(log.state().kept_running_by_a_run());
+        log.push(ev(
+            json!({"type": "span.workflow_task_started", "workflow_run_id": "wrun_1",
+            "task_id": "approve", "attempt": 1}),
+        ));
+        assert!(
+            !log.state().kept_running_by_a_run(),
+            "waiting on a checkpoint"
+        );
+        log.push(ev(
+            json!({"type": "span.workflow_task_ended", "workflow_run_id": "wrun_1",
+            "task_id": "approve", "attempt": 1, "status": "succeeded"}),
+        ));
+        assert!(log.state().kept_running_by_a_run());
+        log.push(EventBody::WorkflowRunStatusIdle {
+            workflow_run_id: run(),
+        });
+        assert!(!log.state().kept_running_by_a_run(), "an idle run");
+        log.push(EventBody::WorkflowRunStatusRunning {
+            workflow_run_id: run(),
+        });
+        log.push(EventBody::SessionStatusRunning {});
+        assert!(
+            !log.state().kept_running_by_a_run(),
+            "running already, on its own"
+        );
+        log.push(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::RequiresAction { event_ids: vec![] },
+        });
+        assert!(!log.state().kept_running_by_a_run(), "requires_action");
+        log.push(EventBody::SessionStatusRunning {});
+        log.push(EventBody::SessionStatusIdle {
+            stop_reason: StopReason::EndTurn,
+        });
+        assert!(log.state().kept_running_by_a_run());
+        log.push(ev(
+            json!({"type": "workflow_run.status_ended", "workflow_run_id": "wrun_1",
+            "result": {"type": "completed"}}),
+        ));
+        assert!(!log.state().kept_running_by_a_run(), "ended");
     }
 
     /// Active time is folded from the status events' timestamps, the stream's own and its

@@ -39,6 +39,8 @@ pub struct RunRow {
     pub agent_id: String,
     pub agent_version: u32,
     pub session_id: Option<String>,
+    /// A workflow deployment's run: the workflow run's id, reserved like the session's.
+    pub workflow_run_id: Option<String>,
     /// `{type, message}`.
     pub error: Option<Value>,
     pub pending: bool,
@@ -192,7 +194,7 @@ pub fn resolve_deployment(c: &Connection, reference: &str) -> Result<Vec<String>
     Ok(Vec::new())
 }
 
-const RUN_COLS: &str = "id, deployment_id, trigger, scheduled_at, agent_id, agent_version, session_id, error, pending, created_at";
+const RUN_COLS: &str = "id, deployment_id, trigger, scheduled_at, agent_id, agent_version, session_id, error, pending, created_at, workflow_run_id";
 
 fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -206,6 +208,7 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         error: parse_json(r.get(7)?),
         pending: r.get(8)?,
         created_at: r.get(9)?,
+        workflow_run_id: r.get(10)?,
     })
 }
 
@@ -213,7 +216,7 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
 /// this `scheduled_at`.
 pub fn insert_run(c: &Connection, run: &RunRow) -> Result<bool, StoreError> {
     let r = c.execute(
-        &format!("INSERT INTO deployment_runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        &format!("INSERT INTO deployment_runs ({RUN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
             run.id,
             run.deployment_id,
@@ -224,7 +227,8 @@ pub fn insert_run(c: &Connection, run: &RunRow) -> Result<bool, StoreError> {
             run.session_id,
             run.error.as_ref().map(json),
             run.pending,
-            run.created_at
+            run.created_at,
+            run.workflow_run_id
         ],
     );
     match r {
@@ -238,17 +242,18 @@ pub fn insert_run(c: &Connection, run: &RunRow) -> Result<bool, StoreError> {
     }
 }
 
-/// Ends a pending run with its session or its error (the reserved session id is dropped
-/// when there is an error).
+/// Ends a pending run with its session (and workflow run) or its error (the reserved ids
+/// are dropped when there is an error).
 pub fn finish_run(
     c: &Connection,
     run_id: &str,
     session_id: Option<&str>,
+    workflow_run_id: Option<&str>,
     error: Option<&Value>,
 ) -> Result<(), StoreError> {
     c.execute(
-        "UPDATE deployment_runs SET session_id = ?2, error = ?3, pending = 0 WHERE id = ?1",
-        params![run_id, session_id, error.map(json)],
+        "UPDATE deployment_runs SET session_id = ?2, workflow_run_id = ?3, error = ?4, pending = 0 WHERE id = ?1",
+        params![run_id, session_id, workflow_run_id, error.map(json)],
     )
     .map_err(w)?;
     Ok(())

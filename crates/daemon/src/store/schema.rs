@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 19;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -451,6 +451,18 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              CREATE INDEX vault_credentials_by_vault ON vault_credentials (vault_id, created_at, id);
              ALTER TABLE sessions ADD COLUMN vault_ids TEXT;
              PRAGMA user_version = 16;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 19 {
+        // Deployments that fire a workflow (issue 24): a run reserves its workflow run's id
+        // with its session's, before either exists, so recovery after a crash starts that
+        // run at most once. Self-contained: needs no step 17 or 18.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE deployment_runs ADD COLUMN workflow_run_id TEXT;
+             PRAGMA user_version = 19;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

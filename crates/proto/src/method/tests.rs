@@ -1293,6 +1293,7 @@ fn deployment_spec() -> DeploymentSpec {
         initial_events: vec![
             json!({"type": "user.message", "content": [{"type": "text", "text": "go"}]}),
         ],
+        workflow: None,
         description: None,
         metadata: Default::default(),
         resources: None,
@@ -1315,6 +1316,7 @@ fn deployment() -> Deployment {
         agent: PinnedAgent::new("agent_1".into(), 2),
         environment_id: "env_1".into(),
         initial_events: deployment_spec().initial_events,
+        workflow: None,
         resources: vec![],
         vault_ids: vec![],
         metadata: Default::default(),
@@ -1350,6 +1352,7 @@ fn deployment_run() -> DeploymentRun {
             scheduled_at: "2026-11-26T02:00:00Z".into(),
         },
         session_id: Some("sesn_1".into()),
+        workflow_run_id: None,
         error: None,
         created_at: "2026-11-26T02:03:04Z".into(),
     }

@@ -179,6 +179,13 @@ fn print_one(d: &Deployment, json: bool, verb: &str) {
         println!("{}", serde_json::to_string(d).unwrap_or_default());
     } else {
         println!("{verb} deployment {} ({})", d.name, d.id);
+        if let Some(w) = &d.workflow {
+            println!(
+                "each fire runs workflow `{}` ({} tasks) in a new session",
+                w.name,
+                w.tasks.len()
+            );
+        }
         print_next_fires(d);
     }
 }
@@ -234,7 +241,10 @@ fn print_run_line(r: &DeploymentRun) {
         TriggerContext::Manual => "manual".into(),
     };
     let result = match (&r.session_id, &r.error) {
-        (Some(s), _) => format!("session {s}"),
+        (Some(s), _) => match &r.workflow_run_id {
+            Some(w) => format!("workflow run {w} in session {s}"),
+            None => format!("session {s}"),
+        },
         (None, Some(e)) => format!("failed: {} ({})", e.message, e.kind),
         (None, None) => "starting".into(),
     };

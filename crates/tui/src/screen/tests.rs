@@ -2641,6 +2641,7 @@ fn deployment(id: &str, name: &str, cron: &str, next: Option<&str>, paused: bool
         },
         environment_id: "env_default".into(),
         initial_events: Vec::new(),
+        workflow: None,
         resources: Vec::new(),
         vault_ids: Vec::new(),
         metadata: Default::default(),

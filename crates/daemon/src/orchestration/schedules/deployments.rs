@@ -12,6 +12,7 @@ use tether_proto::deployment::{
     PinnedAgent, Schedule, ScheduleSpec,
 };
 use tether_proto::method::AgentParams;
+use tether_proto::workflow::WorkflowSpec;
 use tether_proto::{ErrorBody, ErrorCode, EventBody};
 
 use super::timing::{self, Timing};
@@ -26,7 +27,11 @@ pub struct Stored {
     pub description: Option<String>,
     pub agent: PinnedAgent,
     pub environment_id: String,
+    /// Empty when the deployment fires `workflow`.
     pub initial_events: Vec<Value>,
+    /// tether: each fire runs this in a fresh session instead of sending initial events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowSpec>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
     pub budget: Option<Value>,
@@ -136,6 +141,24 @@ fn check_initial_events(rt: &Runtime, events: &[Value]) -> Result<(), ErrorBody>
     Ok(())
 }
 
+/// What a deployment fires: its initial events, or (tether) a workflow, never both. The
+/// workflow is checked as `tether workflows run` checks a file, with the same errors.
+fn check_fires(
+    rt: &Runtime,
+    events: &[Value],
+    workflow: Option<&WorkflowSpec>,
+) -> Result<(), ErrorBody> {
+    match workflow {
+        Some(_) if !events.is_empty() => Err(invalid(
+            "initial_events and workflow: a deployment fires either a session's initial events or a workflow run, not both; drop one of them",
+        )),
+        Some(w) => w
+            .validate()
+            .map_err(|e| invalid(format!("workflow: the workflow is not valid: {e}"))),
+        None => check_initial_events(rt, events),
+    }
+}
+
 fn unreachable_event(i: usize) -> Result<(), ErrorBody> {
     Err(invalid(format!(
         "initial_events[{i}]: expected a user.message or a user.define_outcome"
@@ -228,7 +251,7 @@ pub async fn create(
     check_name(&spec.name)?;
     check_unsupported(spec.resources.as_ref(), spec.vault_ids.as_ref())?;
     crate::resources::agents::validate_metadata(&spec.metadata)?;
-    check_initial_events(rt, &spec.initial_events)?;
+    check_fires(rt, &spec.initial_events, spec.workflow.as_ref())?;
     if let Some(s) = &spec.schedule {
         check_schedule(s)?;
     }
@@ -242,6 +265,7 @@ pub async fn create(
         agent,
         environment_id,
         initial_events: spec.initial_events,
+        workflow: spec.workflow,
         metadata: spec.metadata,
         budget: spec.budget,
         schedule: spec.schedule,
@@ -401,9 +425,24 @@ pub async fn update(
     if let Some(env) = &ch.environment_id {
         st.environment_id = check_environment(rt, env).await?;
     }
-    if let Some(events) = ch.initial_events {
-        check_initial_events(rt, &events)?;
-        st.initial_events = events;
+    match (ch.initial_events, ch.workflow) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "initial_events and workflow: a deployment fires either a session's initial events or a workflow run, not both; send one of them",
+            ));
+        }
+        // Either one switches what the deployment fires.
+        (Some(events), None) => {
+            check_fires(rt, &events, None)?;
+            st.initial_events = events;
+            st.workflow = None;
+        }
+        (None, Some(w)) => {
+            check_fires(rt, &[], Some(&w))?;
+            st.initial_events = Vec::new();
+            st.workflow = Some(w);
+        }
+        (None, None) => {}
     }
     if let Some(d) = ch.description {
         st.description = d.filter(|d| !d.is_empty());
@@ -531,6 +570,7 @@ pub fn wire(row: &DeploymentRow, now: DateTime<Utc>) -> Result<Deployment, Error
         agent: st.agent,
         environment_id: st.environment_id,
         initial_events: st.initial_events,
+        workflow: st.workflow,
         resources: Vec::new(),
         vault_ids: Vec::new(),
         metadata: st.metadata,

@@ -1,10 +1,13 @@
-//! Firing a deployment: record the run (with the id its session will have) before the
-//! session exists, create the session through `Runtime::create_as`, send the initial
-//! events, then mark the run done. A crash anywhere in between leaves a pending run that
-//! start-up finishes exactly once ([`recover`]): the reserved id tells whether the session
-//! was made, and its log how many initial events it already got.
+//! Firing a deployment: record the run (with the id its session will have, and for a
+//! workflow deployment its workflow run's) before the session exists, create the session
+//! through `Runtime::create_as`, send the initial events or start the workflow run, then
+//! mark the run done. A crash anywhere in between leaves a pending run that start-up
+//! finishes exactly once ([`recover`]): the reserved ids tell whether the session and the
+//! workflow run were made, and the session's log how many initial events it already got.
 
 use std::sync::Arc;
+
+use crate::session::live::Session;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -105,6 +108,7 @@ pub async fn fire(
         agent_id: st.agent.id.clone(),
         agent_version: st.agent.version,
         session_id: failure.is_none().then(ids::session_id),
+        workflow_run_id: (failure.is_none() && st.workflow.is_some()).then(ids::workflow_run_id),
         error: failure.clone(),
         pending: failure.is_none(),
         created_at: ids::now_rfc3339(),
@@ -185,9 +189,13 @@ async fn complete(
         ));
     };
     let outcome = match start_session(rt, run, st, &session_id).await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(creation_error(&e)),
-    };
+        Ok(session) => match (&st.workflow, &run.workflow_run_id) {
+            (Some(w), Some(id)) => start_workflow(rt, &session, w, id).await,
+            _ => Ok(()),
+        },
+        Err(e) => Err(e),
+    }
+    .map_err(|e| creation_error(&e));
     crate::crash::point("after_run_session");
     let mut done = run.clone();
     done.pending = false;
@@ -195,6 +203,7 @@ async fn complete(
         Ok(()) => done.error = None,
         Err(err) => {
             done.session_id = None;
+            done.workflow_run_id = None;
             done.error = Some(err.clone());
         }
     }
@@ -204,7 +213,13 @@ async fn complete(
     );
     rt.store
         .write(move |c| {
-            sql::finish_run(c, &d.id, d.session_id.as_deref(), d.error.as_ref())?;
+            sql::finish_run(
+                c,
+                &d.id,
+                d.session_id.as_deref(),
+                d.workflow_run_id.as_deref(),
+                d.error.as_ref(),
+            )?;
             if let Some(reason) = pause
                 && let Some(mut dep) = sql::get_deployment(c, &d.deployment_id)?
             {
@@ -222,6 +237,28 @@ async fn complete(
     Ok(done)
 }
 
+/// Starts a workflow deployment's run in its fresh session under the reserved id, unless the
+/// session's log shows a crash came after it was made (then `workflows::recover` drives it).
+async fn start_workflow(
+    rt: &Arc<Runtime>,
+    session: &Arc<Session>,
+    spec: &tether_proto::workflow::WorkflowSpec,
+    id: &str,
+) -> Result<(), ErrorBody> {
+    crate::crash::point("before_run_workflow");
+    let made = rt
+        .store
+        .read_events(&session.id, 0, None, u32::MAX, false)
+        .await?
+        .iter()
+        .any(|e| matches!(&e.body, EventBody::WorkflowRunCreated { workflow_run_id, .. } if workflow_run_id == id));
+    if !made {
+        crate::orchestration::workflows::start_as(rt, session, spec.clone(), None, id.to_string())
+            .await?;
+    }
+    Ok(())
+}
+
 /// Creates the session under its reserved id (if not made yet), then sends the initial
 /// events it has not received: a crash between two of them resumes after the last one sent.
 async fn start_session(
@@ -229,7 +266,7 @@ async fn start_session(
     run: &RunRow,
     st: &Stored,
     session_id: &str,
-) -> Result<(), ErrorBody> {
+) -> Result<Arc<Session>, ErrorBody> {
     let session = match rt.store.get_session(session_id).await? {
         Some(_) => rt.load(session_id).await?,
         None => {
@@ -281,7 +318,7 @@ async fn start_session(
             }
         }
     }
-    Ok(())
+    Ok(session)
 }
 
 /// Finishes the runs a crash left pending, each exactly once. Called at start-up before the
@@ -339,6 +376,7 @@ pub async fn record_missed(
             agent_id: st.agent.id.clone(),
             agent_version: st.agent.version,
             session_id: None,
+            workflow_run_id: None,
             error: Some(run_error(
                 "unknown_error",
                 format!(
@@ -388,11 +426,16 @@ pub fn wire_run(r: &RunRow) -> DeploymentRun {
             },
             _ => TriggerContext::Manual,
         },
-        // A pending run's reserved id is not a session yet.
+        // A pending run's reserved ids are not a session or a workflow run yet.
         session_id: if r.pending {
             None
         } else {
             r.session_id.clone()
+        },
+        workflow_run_id: if r.pending {
+            None
+        } else {
+            r.workflow_run_id.clone()
         },
         error: r.error.as_ref().map(|e| RunError {
             kind: e

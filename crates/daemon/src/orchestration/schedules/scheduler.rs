@@ -196,6 +196,11 @@ mod tests {
     /// A runtime on a fresh database whose model endpoint is a closed loopback port and whose
     /// key is unset: fired sessions exist, their turns fail at once, nothing leaves the box.
     async fn runtime() -> (tempfile::TempDir, Arc<Runtime>) {
+        runtime_on("http://127.0.0.1:9".into()).await
+    }
+
+    /// A runtime whose model endpoint is `base_url` (a mock needs no key).
+    async fn runtime_on(base_url: String) -> (tempfile::TempDir, Arc<Runtime>) {
         crate::provider::http::install_crypto_provider();
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().display().to_string();
@@ -209,7 +214,7 @@ mod tests {
             .await
             .unwrap();
         let mut config = crate::config::Config::default();
-        config.anthropic.base_url = Some("http://127.0.0.1:9".into());
+        config.anthropic.base_url = Some(base_url);
         config.anthropic.api_key_env = Some("TETHER_SCHEDULER_TEST_HAS_NO_KEY".into());
         (tmp, Runtime::new(store, paths, config))
     }
@@ -222,6 +227,7 @@ mod tests {
             initial_events: vec![
                 json!({"type": "user.message", "content": [{"type": "text", "text": "go"}]}),
             ],
+            workflow: None,
             description: None,
             metadata: Default::default(),
             resources: None,
@@ -406,5 +412,152 @@ mod tests {
         let occ2 = occ + Duration::hours(1);
         at(&clock, &s, occ2 + hourly().jitter(&d.id, occ2)).await;
         assert_eq!(runs(&rt, &d.id).await.len(), 1);
+    }
+
+    /// A cron deployment with a `workflow` fires, on the fake clock, one deployment run that
+    /// names a workflow run in the fired session; the run completes on the mock model.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_cron_deployment_fires_a_workflow_run_that_completes_on_the_mock() {
+        use tether_mock_llm::{MockServer, Reply, Route, Script};
+        use tether_proto::workflow::RunStatus;
+        let mock = MockServer::start(
+            Script::by_turn(vec![Reply::text("noted")])
+                .with_side_reply(Reply::text("title"))
+                .with_route(
+                    Route::new("a", vec![Reply::text("A-out")])
+                        .when_system("You are a.")
+                        .by_turn(),
+                )
+                .with_route(
+                    Route::new("b", vec![Reply::text("B-out")])
+                        .when_system("You are b.")
+                        .by_turn(),
+                ),
+        )
+        .await
+        .unwrap();
+        let (_tmp, rt) = runtime_on(mock.base_url()).await;
+        let t0 = DateTime::parse_from_rfc3339("2026-03-02T10:20:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Arc::new(FakeClock::new(t0));
+        let mut sp = spec("wf", "default", "0 * * * *");
+        sp.initial_events = Vec::new();
+        sp.workflow = Some(
+            serde_json::from_value(json!({"name": "hourly-notes", "tasks": [
+                {"id": "a", "agent": {"system": "You are a."}, "prompt": "collect"},
+                {"id": "b", "agent": {"system": "You are b."}, "depends_on": ["a"],
+                 "prompt": "write from {{a.output}}"}]}))
+            .unwrap(),
+        );
+        let d = deployments::create(&rt, sp, t0).await.unwrap();
+        assert_eq!(d.workflow.as_ref().unwrap().name, "hourly-notes");
+        assert!(d.initial_events.is_empty());
+        let s = Scheduler::start(rt.clone(), clock.clone());
+        let occ = t0 + Duration::minutes(40);
+        at(&clock, &s, occ + hourly().jitter(&d.id, occ)).await;
+        let r = runs(&rt, &d.id).await;
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(!r[0].pending && r[0].error.is_none(), "{r:?}");
+        let sid = r[0].session_id.clone().unwrap();
+        let wid = r[0].workflow_run_id.clone().unwrap();
+        assert!(wid.starts_with("wrun_"), "{wid}");
+        let wire = fire::get_run(&rt, &r[0].id).await.unwrap();
+        assert_eq!(wire.workflow_run_id.as_deref(), Some(wid.as_str()));
+
+        // The run is in the fired session and completes there: awaited on its appends.
+        let session = rt.load(&sid).await.unwrap();
+        let mut appended = session.watch_appends();
+        // A bound against hanging, not a timing goal: a loaded machine is slow.
+        let run = tokio::time::timeout(std::time::Duration::from_secs(300), async {
+            loop {
+                let run = crate::orchestration::workflows::get(&rt, &wid)
+                    .await
+                    .unwrap();
+                if run.status == RunStatus::Ended {
+                    return run;
+                }
+                appended.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the workflow run ended");
+        assert_eq!(run.session_id, sid);
+        assert!(run.succeeded(), "{run:?}");
+        let outputs: Vec<_> = run.tasks.iter().map(|t| t.output.clone()).collect();
+        assert_eq!(
+            outputs,
+            [Some("A-out".to_string()), Some("B-out".to_string())],
+            "{run:?}"
+        );
+        // The next hour fires a second run with its own workflow run.
+        let occ2 = occ + Duration::hours(1);
+        at(&clock, &s, occ2 + hourly().jitter(&d.id, occ2)).await;
+        let r = runs(&rt, &d.id).await;
+        assert_eq!(r.len(), 2);
+        assert_ne!(r[1].workflow_run_id, r[0].workflow_run_id);
+        assert!(r[1].workflow_run_id.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_workflow_deployment_is_checked_like_a_workflow_file_and_excludes_initial_events() {
+        let (_tmp, rt) = runtime().await;
+        let t0 = Utc::now();
+        let wf = |v: serde_json::Value| Some(serde_json::from_value(v).unwrap());
+        // Both: refused, naming both fields.
+        let mut both = spec("both", "default", "0 * * * *");
+        both.workflow = wf(json!({"name": "w", "tasks": [{"id": "a", "prompt": "x"}]}));
+        let e = deployments::create(&rt, both, t0).await.unwrap_err();
+        assert!(
+            e.message.contains("initial_events and workflow"),
+            "{}",
+            e.message
+        );
+        // A bad graph: the workflow file's own error, under `workflow`.
+        let mut bad = spec("bad", "default", "0 * * * *");
+        bad.initial_events = Vec::new();
+        bad.workflow =
+            wf(json!({"name": "w", "tasks": [{"id": "a", "prompt": "x", "depends_on": ["zz"]}]}));
+        let e = deployments::create(&rt, bad, t0).await.unwrap_err();
+        assert!(
+            e.message.starts_with("workflow: ")
+                && e.message.contains("task `a`: depends_on names `zz`"),
+            "{}",
+            e.message
+        );
+        // Neither: the initial events are required.
+        let mut neither = spec("neither", "default", "0 * * * *");
+        neither.initial_events = Vec::new();
+        let e = deployments::create(&rt, neither, t0).await.unwrap_err();
+        assert!(e.message.contains("initial_events"), "{}", e.message);
+
+        // An update switches what it fires, one way and back.
+        let d = deployments::create(&rt, spec("sw", "default", "0 * * * *"), t0)
+            .await
+            .unwrap();
+        let row = deployments::row(&rt, &d.id).await.unwrap();
+        let ch: tether_proto::deployment::DeploymentChanges = serde_json::from_value(
+            json!({"workflow": {"name": "w", "tasks": [{"id": "a", "prompt": "x"}]}}),
+        )
+        .unwrap();
+        let d = deployments::update(&rt, row, ch, t0).await.unwrap();
+        assert!(d.initial_events.is_empty() && d.workflow.is_some());
+        let row = deployments::row(&rt, &d.id).await.unwrap();
+        let ch: tether_proto::deployment::DeploymentChanges = serde_json::from_value(json!({
+            "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+            "workflow": {"name": "w", "tasks": [{"id": "a", "prompt": "x"}]}
+        }))
+        .unwrap();
+        let e = deployments::update(&rt, row.clone(), ch, t0)
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("not both"), "{}", e.message);
+        let ch: tether_proto::deployment::DeploymentChanges = serde_json::from_value(json!({
+            "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+        }))
+        .unwrap();
+        let d = deployments::update(&rt, row, ch, t0).await.unwrap();
+        assert_eq!(d.initial_events.len(), 1);
+        assert!(d.workflow.is_none());
     }
 }

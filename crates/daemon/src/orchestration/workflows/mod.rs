@@ -140,6 +140,18 @@ pub async fn start(
     spec: WorkflowSpec,
     tool_use_id: Option<String>,
 ) -> Result<WorkflowRun, ErrorBody> {
+    start_as(rt, s, spec, tool_use_id, crate::ids::workflow_run_id()).await
+}
+
+/// [`start`] under an id the caller reserved (a deployment run records it before the run
+/// exists, so a restart can tell whether the run was made).
+pub async fn start_as(
+    rt: &Arc<Runtime>,
+    s: &Arc<Session>,
+    spec: WorkflowSpec,
+    tool_use_id: Option<String>,
+    id: String,
+) -> Result<WorkflowRun, ErrorBody> {
     let open = open_runs(rt, &s.id).await?;
     if open.len() >= MAX_OPEN_RUNS {
         let message = format!(
@@ -160,7 +172,6 @@ pub async fn start(
             format!("{}: {message}", RunErrorType::MaxWorkflowRunsError.as_str()),
         ));
     }
-    let id = crate::ids::workflow_run_id();
     let phases = spec
         .tasks
         .iter()

@@ -58,6 +58,7 @@ pub async fn run(
     s: &Arc<Session>,
     call: &PendingTool,
 ) -> Result<(), StoreError> {
+    crate::crash::point("after_workflow_tool_intent");
     let started = s
         .state()
         .threads
@@ -75,6 +76,7 @@ pub async fn run(
             },
         },
     };
+    crate::crash::point("before_workflow_tool_result");
     s.append_one_retrying(events::result_of(
         call,
         text,
