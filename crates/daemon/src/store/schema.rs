@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -451,6 +451,41 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              CREATE INDEX vault_credentials_by_vault ON vault_credentials (vault_id, created_at, id);
              ALTER TABLE sessions ADD COLUMN vault_ids TEXT;
              PRAGMA user_version = 16;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 17 {
+        // Skills (issue 25): a skill, its versions (ids are epoch microseconds, per skill),
+        // and each version's files as content-addressed blobs shared with `files`.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE skills (
+                id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             );
+             CREATE TABLE skill_versions (
+                skill_id TEXT NOT NULL REFERENCES skills (id) ON DELETE CASCADE,
+                id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (skill_id, id)
+             );
+             CREATE TABLE skill_files (
+                skill_id TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                size_bytes INTEGER NOT NULL,
+                PRIMARY KEY (skill_id, version_id, path),
+                FOREIGN KEY (skill_id, version_id) REFERENCES skill_versions (skill_id, id) ON DELETE CASCADE
+             );
+             CREATE INDEX skill_files_by_sha ON skill_files (sha256);
+             PRAGMA user_version = 17;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
