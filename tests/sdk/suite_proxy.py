@@ -95,8 +95,11 @@ def make_file(_):
     return call("POST", "/v1/files", form=[("file", "suite.txt", b"sdk suite")])["id"]
 
 
+SERIAL = iter(range(1, 1 << 30))  # distinct mount paths and URLs across renewals
+
+
 def make_resource(m):
-    body = {"type": "file", "file_id": m["file"], "mount_path": f"/mnt/session/suite/{len(m)}-{threading.get_ident()}.txt"}
+    body = {"type": "file", "file_id": m["file"], "mount_path": f"/mnt/session/suite/{next(SERIAL)}.txt"}
     return call("POST", f"/v1/sessions/{m['session']}/resources", body)["id"]
 
 
@@ -111,7 +114,7 @@ def make_vault(_):
 
 def make_credential(m):
     body = {"auth": {"type": "static_bearer", "token": "suite-token",
-                     "mcp_server_url": f"https://mcp{len(m)}-{threading.get_ident()}.example.com/mcp"}}
+                     "mcp_server_url": f"https://mcp{next(SERIAL)}.example.com/mcp"}}
     return call("POST", f"/v1/vaults/{m['vault']}/credentials", body)["id"]
 
 
