@@ -63,8 +63,8 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     ),
     (
         "sessions/test_threads.py",
-        9,
-        "threads of a single-agent session",
+        20,
+        "archive: the primary thread is the session (409, tether's rule; the proxy maps a single-agent session's primary thread); Prism placeholders (limit=0)",
     ),
     (
         "sessions/threads/test_events.py",
