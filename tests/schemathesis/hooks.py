@@ -87,6 +87,9 @@ def before_call(context, case, kwargs):
         # lookup-free rules (distinct entries, a non-empty advisor model, inline agents or at
         # least one predefined one) are beyond JSON Schema: the e2e tests cover the field.
         body.pop("multiagent", None)
+        # Skills name uploads that must exist (and `anthropic` ones are refused by rule):
+        # tests/tests/skills.rs covers the field.
+        body.pop("skills", None)
         if "mcp_servers" in body:
             body["mcp_servers"] = _unique_servers(body["mcp_servers"])
         if "tools" in body:
@@ -375,3 +378,27 @@ def vault_rules(context, case, kwargs):
                 pass
             body["auth"].pop("refresh", None)
         _fix_auth(body.get("auth"))
+
+
+# skills: an upload is a directory's files named by path with a SKILL.md whose front matter
+# the daemon reads, beyond what JSON Schema can say: generated uploads become a valid one.
+
+_SKILL_MD = b"---\nname: fuzzed-skill\ndescription: A skill schemathesis uploads.\n---\nBody.\n"
+
+
+@schemathesis.hook("before_call")
+def skill_uploads(context, case, kwargs):
+    op = case.operation
+    if op.method.lower() != "post" or op.path not in ("/v1/skills", "/v1/skills/{skill_id}/versions"):
+        return
+    kwargs.pop("data", None)
+    kwargs.pop("json", None)
+    kwargs.pop("content", None)
+    headers = kwargs.get("headers") or {}
+    for k in [k for k in headers if k.lower() == "content-type"]:
+        del headers[k]
+    kwargs["files"] = [("files[]", ("fuzzed-skill/SKILL.md", _SKILL_MD))]
+    if op.path == "/v1/skills" and isinstance(case.body, dict) and isinstance(case.body.get("display_name"), str):
+        name = " ".join(case.body["display_name"].split())[:255]
+        if name:
+            kwargs["data"] = {"display_name": name}

@@ -24,10 +24,20 @@ TOKEN = sys.argv[2]
 LOCK = threading.Lock()
 
 
-def call(method, path, body=None):
+def call(method, path, body=None, form=None):
+    """A JSON call, or with `form` [(field, filename, bytes)] a multipart/form-data one."""
     conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=60)
     data = json.dumps(body).encode() if body is not None else None
     headers = {"x-api-key": TOKEN, "content-type": "application/json"}
+    if form is not None:
+        boundary = "suiteproxyboundary"
+        data = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode()
+            + content
+            + b"\r\n"
+            for field, name, content in form
+        ) + f"--{boundary}--\r\n".encode()
+        headers["content-type"] = f"multipart/form-data; boundary={boundary}"
     conn.request(method, path, body=data, headers=headers)
     resp = conn.getresponse()
     raw = resp.read()
@@ -38,8 +48,8 @@ def call(method, path, body=None):
 
 
 # Fixture id -> how to make the real object (given the current map). Kinds tether does not
-# serve (vaults, credentials, skills, files, session resources, threads of a single-agent
-# session, workspaces) are left alone: their tests fail, and the suite's table says so.
+# serve (workspaces, service accounts, API keys) are left alone: their tests fail, and the
+# suite's table says so.
 def make_agent(_):
     return call("POST", "/v1/agents", {"name": "sdk suite", "model": "claude-haiku-4-5"})["id"]
 
@@ -81,6 +91,46 @@ def make_run(m):
     return call("POST", f"/v1/deployments/{m['deployment']}/run", {})["id"]
 
 
+def make_file(_):
+    return call("POST", "/v1/files", form=[("file", "suite.txt", b"sdk suite")])["id"]
+
+
+SERIAL = iter(range(1, 1 << 30))  # distinct mount paths and URLs across renewals
+
+
+def make_resource(m):
+    body = {"type": "file", "file_id": m["file"], "mount_path": f"/mnt/session/suite/{next(SERIAL)}.txt"}
+    return call("POST", f"/v1/sessions/{m['session']}/resources", body)["id"]
+
+
+def make_thread(m):
+    """The mapped session's primary thread."""
+    return call("GET", f"/v1/sessions/{m['session']}/threads")["data"][0]["id"]
+
+
+def make_vault(_):
+    return call("POST", "/v1/vaults", {"display_name": "sdk suite"})["id"]
+
+
+def make_credential(m):
+    body = {"auth": {"type": "static_bearer", "token": "suite-token",
+                     "mcp_server_url": f"https://mcp{next(SERIAL)}.example.com/mcp"}}
+    return call("POST", f"/v1/vaults/{m['vault']}/credentials", body)["id"]
+
+
+SKILL_MD = b"---\nname: sdk-suite\ndescription: A skill the SDK suite's tests address.\n---\nBody.\n"
+
+
+def make_skill(_):
+    return call("POST", "/v1/skills", form=[("files[]", "sdk-suite/SKILL.md", SKILL_MD)])["id"]
+
+
+def make_skill_version(m):
+    """A new version of the mapped skill, so that deleting it leaves the skill one."""
+    form = [("files[]", "sdk-suite/SKILL.md", SKILL_MD)]
+    return call("POST", f"/v1/skills/{m['skill']}/versions", form=form)["id"]
+
+
 # (kind, maker, fixture ids the tests use for it); order matters (later ones use earlier).
 KINDS = [
     ("agent", make_agent, ["agent_011CZkYpogX7uDKUyvBTophP", "agent_011CZkYqphY8vELVzwCUpqiQ", "agent_id"]),
@@ -91,7 +141,22 @@ KINDS = [
     ("memory_version", make_memory_version, ["memory_version_id"]),
     ("deployment", make_deployment, ["depl_011CZkZcDH3vPqd7xnEfwTai", "deployment_id"]),
     ("run", make_run, ["deployment_run_id"]),
+    ("file", make_file, ["file_id", "file_011CNha8iCJcU1wXNR6q4V8w"]),
+    ("resource", make_resource, ["sesrsc_011CZkZBJq5dWxk9fVLNcPht"]),
+    ("thread", make_thread, ["sthr_011CZkZVWa6oJjw1rgXZpnBt"]),
+    ("vault", make_vault, ["vlt_011CZkZDLs7fYzm1hXNPeRjv"]),
+    ("credential", make_credential, ["vcrd_011CZkZEMt8gZan2iYPQfSkw"]),
+    ("skill", make_skill, ["skill_id"]),
+    # "version" is only ever a skill version's fixture (agent versions are numbers).
+    ("skill_version", make_skill_version, ["version"]),
 ]
+# Objects that live inside another: remade when it is.
+DEPENDENTS = {
+    "session": ["resource", "thread"],
+    "file": ["resource"],
+    "vault": ["credential"],
+    "skill": ["skill_version"],
+}
 REAL = {}  # kind -> real id
 FIXTURE = {}  # fixture id -> kind
 for kind, maker, fixtures in KINDS:
@@ -125,10 +190,11 @@ def renew(path, method):
     target = segments[-1] if method == "DELETE" else segments[-2]
     for kind, real in list(REAL.items()):
         if real == target:
-            try:
-                REAL[kind] = MAKERS[kind](REAL)
-            except Exception as e:  # the next tests will say what is missing
-                print(f"cannot renew {kind}: {e}", file=sys.stderr, flush=True)
+            for k in [kind] + DEPENDENTS.get(kind, []):
+                try:
+                    REAL[k] = MAKERS[k](REAL)
+                except Exception as e:  # the next tests will say what is missing
+                    print(f"cannot renew {k}: {e}", file=sys.stderr, flush=True)
 
 
 class Handler(BaseHTTPRequestHandler):

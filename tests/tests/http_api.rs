@@ -1279,7 +1279,7 @@ async fn early_rejections_reach_a_client_that_is_still_uploading() {
 
         let resp = api
             .http
-            .post(format!("{}/v1/skills", api.base))
+            .post(format!("{}/v1/dreams", api.base))
             .header("x-api-key", &api.token)
             .body(small.clone())
             .send()
@@ -1292,7 +1292,7 @@ async fn early_rejections_reach_a_client_that_is_still_uploading() {
             v["error"]["message"]
                 .as_str()
                 .unwrap()
-                .contains("POST /v1/skills is not supported by tetherd"),
+                .contains("POST /v1/dreams is not supported by tetherd"),
             "{v}"
         );
     }

@@ -7,7 +7,7 @@
 //!
 //! The tests are written for a mock server that answers anything (`limit=0`,
 //! `page="page"`, `workspace_id`s, skills, AWS identities), so not every one can pass against
-//! a real server; and files, vaults and skills are other branches' work. So each file has an
+//! a real server. So each file has an
 //! expected count of passing tests in [`EXPECTED`]: fewer is a failure (a regression), more
 //! prints a note to raise the floor. A per-file pass/fail table is printed either way.
 //!
@@ -58,28 +58,40 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     ),
     (
         "sessions/test_resources.py",
-        10,
-        "session resources: branch `files`",
+        33,
+        "with_all_params: Prism placeholders",
     ),
     (
         "sessions/test_threads.py",
-        9,
-        "threads of a single-agent session",
+        20,
+        "archive: the primary thread is the session (409, tether's rule; the proxy maps a single-agent session's primary thread); Prism placeholders (limit=0)",
     ),
     (
         "sessions/threads/test_events.py",
-        4,
-        "threads of a single-agent session",
+        18,
+        "with_all_params: Prism placeholders",
     ),
-    ("test_files.py", 6, "files: branch `files`"),
-    ("test_vaults.py", 8, "vaults: branch `vaults`"),
+    (
+        "test_files.py",
+        36,
+        "with_all_params and beta headers: Prism placeholders",
+    ),
+    ("test_vaults.py", 54, "with_all_params: Prism placeholders"),
     (
         "vaults/test_credentials.py",
-        14,
-        "credentials: branch `vaults`",
+        58,
+        "with_all_params: Prism placeholders",
     ),
-    ("test_skills.py", 4, "skills: branch `vaults`"),
-    ("skills/test_versions.py", 10, "skills: branch `vaults`"),
+    (
+        "test_skills.py",
+        26,
+        "create: `files=[b\"Example data\"]` has no SKILL.md (a 400, as hosted); Prism placeholders",
+    ),
+    (
+        "skills/test_versions.py",
+        32,
+        "create: no SKILL.md (a 400); `version`: delete of a version other tests read",
+    ),
     (
         "test_memory_stores.py",
         54,

@@ -111,3 +111,8 @@ pub fn vault_id() -> String {
 pub fn credential_id() -> String {
     new_id("vcrd")
 }
+
+/// `skill_…`: a skill (its versions are epoch microseconds, as hosted).
+pub fn skill_id() -> String {
+    new_id("skill")
+}

@@ -150,6 +150,15 @@ impl Runtime {
             ),
             None => None,
         };
+        // Skills (issue 25): re-resolved at each load; one deleted since is left out, said.
+        if let Some(a) = &agent {
+            row.skills = crate::resources::skills::resolve(&self.store, &self.paths, &a.spec.skills)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(session = %id, "the session's skills can't be mounted: {}", e.message);
+                    Vec::new()
+                });
+        }
         let net =
             crate::resources::environments::session_net_policy(&self.store, &row, agent.as_ref())
                 .await;
@@ -338,6 +347,9 @@ impl Runtime {
             crate::resources::agents::validate(&agent.spec)?;
         }
         crate::resources::agents::validate_metadata(&p.metadata)?;
+        // Skills (issue 25): resolved (and checked to still exist) before anything is made.
+        let skills =
+            crate::resources::skills::resolve(&self.store, &self.paths, &agent.spec.skills).await?;
         let vault_ids = crate::resources::vaults::session_vaults(&self.store, &p.vault_ids).await?;
         let env =
             crate::resources::environments::for_session(&self.store, p.environment_id.as_deref())
@@ -399,6 +411,7 @@ impl Runtime {
                 })
                 .collect(),
             vault_ids,
+            skills,
             ..SessionRow::new(
                 id.clone(),
                 model,

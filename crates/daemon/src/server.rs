@@ -1365,6 +1365,59 @@ impl Connection {
             Dispatch::WebhookRedeliver(p, r) => {
                 answer(r, crate::webhooks::redeliver(&rt.store, p).await?)
             }
+            // skills (issue 25)
+            Dispatch::SkillCreate(p, r) => {
+                let files = crate::resources::skills::decode_files(p.files)?;
+                answer(
+                    r,
+                    crate::resources::skills::create(&rt.store, &rt.paths, p.display_name, files)
+                        .await?,
+                )
+            }
+            Dispatch::SkillVersionCreate(p, r) => {
+                let files = crate::resources::skills::decode_files(p.files)?;
+                let id = crate::resources::skills::find(&rt.store, &p.skill_id)
+                    .await?
+                    .id;
+                answer(
+                    r,
+                    crate::resources::skills::create_version(&rt.store, &rt.paths, &id, files)
+                        .await?,
+                )
+            }
+            Dispatch::SkillList(_, r) => {
+                let mut data = crate::resources::skills::list(&rt.store).await?;
+                data.reverse();
+                answer(r, List { data })
+            }
+            Dispatch::SkillGet(p, r) => {
+                let skill = crate::resources::skills::find(&rt.store, &p.skill).await?;
+                let mut versions = crate::resources::skills::versions(&rt.store, &skill.id).await?;
+                versions.reverse();
+                let files = crate::resources::skills::version_files(
+                    &rt.store,
+                    &skill.id,
+                    &skill.latest_version_id,
+                )
+                .await?;
+                answer(
+                    r,
+                    tether_proto::skill::SkillDetail {
+                        skill,
+                        versions,
+                        files,
+                    },
+                )
+            }
+            Dispatch::SkillDelete(p, r) => {
+                let id = crate::resources::skills::find(&rt.store, &p.skill)
+                    .await?
+                    .id;
+                answer(
+                    r,
+                    crate::resources::skills::delete(&rt.store, &rt.paths, &id).await?,
+                )
+            }
         };
         Ok(Some(v))
     }

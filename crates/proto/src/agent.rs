@@ -180,6 +180,10 @@ pub struct AgentSpec {
     /// agent names resolved to `{type: agent, id, version}` by the daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multiagent: Option<crate::multiagent::Multiagent>,
+    /// Skills whose files are mounted under `/skills/<name>/` in its sessions (issue 25).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub skills: Vec<crate::skill::SkillRef>,
 }
 
 /// `agent.update` changes: an omitted field keeps its value; lists are replaced in full.
@@ -221,6 +225,10 @@ pub struct AgentChanges {
         deserialize_with = "present"
     )]
     pub multiagent: Option<Option<crate::multiagent::Multiagent>>,
+    /// Replaces the list (skills: issue 25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub skills: Option<Vec<crate::skill::SkillRef>>,
 }
 
 /// Tells a field sent as `null` (Some(None)) from one left out (None, via `default`).

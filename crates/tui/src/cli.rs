@@ -255,6 +255,11 @@ pub enum Command {
         #[command(subcommand)]
         action: FilesAction,
     },
+    /// Skills: directories with a SKILL.md that agents load (mounted at /skills/<name>/).
+    Skills {
+        #[command(subcommand)]
+        action: SkillsAction,
+    },
     /// Vaults: credentials sessions use (`--vault`) without ever holding them in their log.
     #[command(after_help = VAULTS_HELP)]
     Vaults {
@@ -1079,5 +1084,41 @@ pub enum VaultsAction {
         vault: String,
         /// The credential's id (vcrd_...); without it, the whole vault.
         credential: Option<String>,
+    },
+}
+
+// skills (issue 25)
+#[derive(Subcommand, Debug)]
+pub enum SkillsAction {
+    /// Upload a directory as a skill (SKILL.md with `name` and `description` front matter at
+    /// its top); with --skill, as a new version of that skill. Prints the id.
+    Create {
+        /// The skill's directory.
+        dir: std::path::PathBuf,
+        /// Its display name (default: SKILL.md's `name`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Add a version to this skill (id or name) instead of making a new one.
+        #[arg(long)]
+        skill: Option<String>,
+    },
+    /// List skills, newest first.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a skill: its versions and the latest one's files.
+    Show {
+        /// Skill id or name.
+        skill: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a skill with all its versions.
+    Rm {
+        /// Skill id or name.
+        skill: String,
     },
 }

@@ -224,6 +224,7 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Memory { action } => cmd::memory::run(action).await,
         Command::Files { action } => cmd::files::run(action).await,
         Command::Vaults { action } => cmd::vaults::run(action).await,
+        Command::Skills { action } => cmd::skills::run(action).await,
         Command::Deployments { action } => cmd::deployments::run(action).await,
         Command::Workflows { action } => cmd::workflows::run(action).await,
         Command::Auth { action } => cmd::auth::run(action).await,

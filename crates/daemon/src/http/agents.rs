@@ -19,12 +19,9 @@ fn strip_unsupported(v: &mut Value) -> ApiResult<()> {
     let Value::Object(m) = v else {
         return Err(ApiError::invalid("the request body must be a JSON object"));
     };
-    if let Some(skills) = m.remove("skills")
-        && !(skills.is_null() || skills.as_array().is_some_and(Vec::is_empty))
-    {
-        return Err(ApiError::invalid(
-            "skills: this tetherd does not support skills; remove the field",
-        ));
+    // `null` means none; a list is checked against the stored skills (resources::skills).
+    if m.get("skills").is_some_and(Value::is_null) {
+        m.remove("skills");
     }
     // Null and `service_account` mean the default (hosted), which is all tether has.
     if let Some(identity) = m.remove("execution_identity")

@@ -21,6 +21,8 @@ mod query;
 mod routes;
 mod sessions;
 mod shapes;
+// skills (issue 25)
+mod skills;
 mod stream;
 mod threads;
 pub mod token;

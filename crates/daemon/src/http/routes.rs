@@ -33,6 +33,9 @@ use tether_proto::vault::{
     Credential, CredentialChanges, CredentialSpec, Deleted, Vault, VaultChanges, VaultSpec,
 };
 use tether_proto::work::{Work, WorkHeartbeat, WorkQueueStats};
+// skills (issue 25)
+use super::skills;
+use tether_proto::skill::{Skill, SkillDeleted, SkillVersion};
 use tether_proto::workflow::WorkflowRun;
 
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -82,7 +85,7 @@ pub enum Answer {
 }
 
 /// Operations whose body is `multipart/form-data` (of the route's `body` schema), not JSON.
-pub const MULTIPART_BODIES: &[&str] = &["files.upload"];
+pub const MULTIPART_BODIES: &[&str] = &["files.upload", "skills.create", "skills.versions.create"];
 
 /// One endpoint: how it is reached, what it takes, what it answers, who serves it.
 pub struct Route {
@@ -1142,6 +1145,94 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<Credential>),
         handler: |m| on(m, vaults::archive_credential),
+    },
+    // skills (issue 25)
+    Route {
+        verb: Verb::Post,
+        path: "/v1/skills",
+        id: "skills.create",
+        summary: "Upload a skill: one directory's files (parts `files[]`, filenames are paths), SKILL.md with front matter `name` and `description` among them",
+        query: &[],
+        body: Some(of::<skills::SkillUpload>),
+        answer: Answer::Json(of::<Skill>),
+        // Its own limit (tether_proto::skill::MAX_SKILL_BYTES), counted while it is read.
+        handler: |m| on(m, skills::create).layer(axum::extract::DefaultBodyLimit::disable()),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/skills",
+        id: "skills.list",
+        summary: "List skills, newest first (custom ones: tetherd ships no others)",
+        query: &[
+            ("limit", Param::Limit(1000)),
+            ("page", Param::Page),
+            ("source", Param::Text),
+        ],
+        body: None,
+        answer: Answer::Json(of::<Page<Skill>>),
+        handler: |m| on(m, skills::list),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/skills/{skill_id}",
+        id: "skills.retrieve",
+        summary: "Get a skill",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<Skill>),
+        handler: |m| on(m, skills::retrieve),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/skills/{skill_id}",
+        id: "skills.delete",
+        summary: "Delete a skill with all its versions",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SkillDeleted>),
+        handler: |m| on(m, skills::delete),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/skills/{skill_id}/versions",
+        id: "skills.versions.create",
+        summary: "Upload a new version of a skill (its SKILL.md keeps the skill's name)",
+        query: &[],
+        body: Some(of::<skills::VersionUpload>),
+        answer: Answer::Json(of::<SkillVersion>),
+        handler: |m| {
+            on(m, skills::create_version).layer(axum::extract::DefaultBodyLimit::disable())
+        },
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/skills/{skill_id}/versions",
+        id: "skills.versions.list",
+        summary: "List a skill's versions, newest first",
+        query: &[("limit", Param::Limit(1000)), ("page", Param::Page)],
+        body: None,
+        answer: Answer::Json(of::<Page<SkillVersion>>),
+        handler: |m| on(m, skills::list_versions),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/skills/{skill_id}/versions/{version}",
+        id: "skills.versions.retrieve",
+        summary: "Get a version of a skill (`latest` for the newest)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SkillVersion>),
+        handler: |m| on(m, skills::retrieve_version),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/v1/skills/{skill_id}/versions/{version}",
+        id: "skills.versions.delete",
+        summary: "Delete a version of a skill (not its only one: delete the skill)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<SkillDeleted>),
+        handler: |m| on(m, skills::delete_version),
     },
     Route {
         verb: Verb::Get,

@@ -301,7 +301,7 @@ pub async fn create(
                 || sel.skills.is_some_and(|s| !s.is_empty())
             {
                 return Err(ApiError::invalid(
-                    "agent: mcp_servers and skills overrides are not supported by this tetherd",
+                    "agent: mcp_servers and skills overrides are not supported by this tetherd; give the agent its skills (POST /v1/agents/{agent_id} with `skills`) and start the session from that version",
                 ));
             }
             p.agent = Some(match sel.version {

@@ -182,6 +182,19 @@ fn default_model(rt: &Runtime) -> AgentModel {
     }
 }
 
+/// `agent.skills` as hosted: `{type, skill_id, version}`, an omitted version as `latest`.
+fn hosted_skills(refs: &[tether_proto::skill::SkillRef]) -> Vec<Value> {
+    refs.iter()
+        .map(|r| {
+            serde_json::json!({
+                "type": r.kind,
+                "skill_id": r.skill_id,
+                "version": r.version.as_deref().unwrap_or("latest"),
+            })
+        })
+        .collect()
+}
+
 pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
     let spec = a.spec.clone();
     HostedAgent {
@@ -195,7 +208,7 @@ pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
         tools: spec.tools.iter().map(hosted_tool).collect(),
         mcp_servers: spec.mcp_servers,
         metadata: spec.metadata,
-        skills: Vec::new(),
+        skills: hosted_skills(&spec.skills),
         // Said once, at the top level (null: single-threaded), with its roster resolved.
         multiagent: spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
         execution_identity: service_account(),
@@ -361,7 +374,7 @@ impl AgentCache {
             model: a.spec.model.unwrap_or_else(|| default_model(rt)),
             tools: a.spec.tools.iter().map(hosted_tool).collect(),
             mcp_servers: a.spec.mcp_servers,
-            skills: Vec::new(),
+            skills: hosted_skills(&a.spec.skills),
             execution_identity: service_account(),
             // Sessions copy the field at create (hosted).
             multiagent: a.spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),

@@ -15,13 +15,45 @@ use super::query::Query;
 use super::shapes::Page;
 use crate::orchestration::threads;
 
+/// A thread in the hosted shape, as sessions are: its agent's model id in the hosted form
+/// (`claude-haiku-4-5`) and `execution_identity` said, which strict SDK clients require.
+pub struct HostedThread(SessionThread);
+
+impl serde::Serialize for HostedThread {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let mut v = serde_json::to_value(&self.0).map_err(S::Error::custom)?;
+        if let Some(agent) = v
+            .get_mut("agent")
+            .and_then(serde_json::Value::as_object_mut)
+            && agent.get("type").and_then(serde_json::Value::as_str) != Some("advisor")
+        {
+            if let Some(id) = agent
+                .get_mut("model")
+                .and_then(|m| m.get_mut("id"))
+                .filter(|id| id.as_str().is_some_and(|i| i.starts_with("anthropic/")))
+            {
+                let bare = id
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_start_matches("anthropic/");
+                *id = serde_json::Value::String(bare.to_string());
+            }
+            agent
+                .entry("execution_identity")
+                .or_insert_with(|| serde_json::json!({"type": "service_account"}));
+        }
+        v.serialize(ser)
+    }
+}
+
 /// `GET /v1/sessions/{sid}/threads`: the primary first, then children in creation order;
 /// `limit` (default 1000), forward-only `page`, `statuses[]`.
 pub async fn list(
     State(api): State<Api>,
     Path(session_id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Page<SessionThread>>> {
+) -> ApiResult<Json<Page<HostedThread>>> {
     let q = Query::parse(q.as_deref());
     let limit = q.limit(1000, 1000)? as usize;
     let mut statuses = Vec::new();
@@ -48,7 +80,13 @@ pub async fn list(
     if !statuses.is_empty() {
         all.retain(|t| statuses.contains(&t.status));
     }
-    let data: Vec<SessionThread> = all.iter().skip(skip).take(limit).cloned().collect();
+    let data: Vec<HostedThread> = all
+        .iter()
+        .skip(skip)
+        .take(limit)
+        .cloned()
+        .map(HostedThread)
+        .collect();
     let next_page = (all.len() > skip + limit).then(|| {
         Cursor {
             desc: false,
@@ -63,17 +101,21 @@ pub async fn list(
 pub async fn retrieve(
     State(api): State<Api>,
     Path((session_id, thread_id)): Path<(String, String)>,
-) -> ApiResult<Json<SessionThread>> {
+) -> ApiResult<Json<HostedThread>> {
     let s = super::sessions::by_id(&api, &session_id).await?;
-    Ok(Json(threads::get(&api.rt, &s, &thread_id).await?))
+    Ok(Json(HostedThread(
+        threads::get(&api.rt, &s, &thread_id).await?,
+    )))
 }
 
 pub async fn archive(
     State(api): State<Api>,
     Path((session_id, thread_id)): Path<(String, String)>,
-) -> ApiResult<Json<SessionThread>> {
+) -> ApiResult<Json<HostedThread>> {
     let s = super::sessions::by_id(&api, &session_id).await?;
-    Ok(Json(threads::archive(&api.rt, &s, &thread_id).await?))
+    Ok(Json(HostedThread(
+        threads::archive(&api.rt, &s, &thread_id).await?,
+    )))
 }
 
 pub async fn events(

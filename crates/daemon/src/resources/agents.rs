@@ -267,6 +267,7 @@ pub async fn create_with(store: &Store, spec: AgentSpec, names: Names) -> Result
         .write(move |c| {
             let mut spec = spec;
             resolve_roster(c, &mut spec)?;
+            super::skills::check_refs(c, &spec.skills)?;
             insert_with(c, spec, names)
         })
         .await?)
@@ -521,6 +522,7 @@ pub async fn update_with(store: &Store, p: UpdateAgent, names: Names) -> Result<
             }
             let mut spec = apply(newest.spec.clone(), changes);
             resolve_roster(c, &mut spec)?;
+            super::skills::check_refs(c, &spec.skills)?;
             if spec.name != newest.spec.name {
                 check_not_builtin(&newest, "renamed")?;
             }
@@ -562,6 +564,9 @@ fn apply(mut spec: AgentSpec, ch: AgentChanges) -> AgentSpec {
     }
     if let Some(m) = ch.multiagent {
         spec.multiagent = merge_multiagent(spec.multiagent.take(), m);
+    }
+    if let Some(v) = ch.skills {
+        spec.skills = v;
     }
     spec
 }

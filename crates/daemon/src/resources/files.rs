@@ -187,6 +187,29 @@ impl Upload {
         Ok(meta)
     }
 
+    /// Makes the content durable without storing a file row: (temp path, sha256, size), for
+    /// a caller that places the blob ([`place_blob`]) and names it in its own rows (skills).
+    pub fn seal(self) -> Result<(PathBuf, String, u64), UploadError> {
+        let Upload {
+            file,
+            tmp,
+            hash,
+            size,
+            ..
+        } = self;
+        if let Err(e) = file.sync_all() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(UploadError::Io(format!("cannot save the upload: {e}")));
+        }
+        let sha256 = hash
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((tmp, sha256, size))
+    }
+
     /// Gives up: the temp file goes.
     pub fn abort(self) {
         let _ = std::fs::remove_file(&self.tmp);
@@ -231,7 +254,7 @@ pub fn too_large_message(max: u64) -> String {
 }
 
 /// Renames the fsynced temp file to its blob name and makes the rename durable.
-fn place_blob(tmp: &Path, blob: &Path) -> Result<(), String> {
+pub(crate) fn place_blob(tmp: &Path, blob: &Path) -> Result<(), String> {
     let dir = blob.parent().ok_or("a blob path has a parent")?;
     crate::private::create_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     std::fs::rename(tmp, blob).map_err(|e| format!("cannot store the upload: {e}"))?;
@@ -301,11 +324,12 @@ pub async fn list(store: &Store) -> Result<Vec<FileMetadata>, ErrorBody> {
 }
 
 /// Whether anything still names the blob `sha256`.
-fn blob_in_use(c: &Connection, sha256: &str) -> Result<bool, StoreError> {
+pub(crate) fn blob_in_use(c: &Connection, sha256: &str) -> Result<bool, StoreError> {
     let used: Option<i64> = c
         .prepare_cached(
             "SELECT 1 FROM files WHERE sha256 = ?1
-             UNION ALL SELECT 1 FROM session_resources WHERE sha256 = ?1 LIMIT 1",
+             UNION ALL SELECT 1 FROM session_resources WHERE sha256 = ?1
+             UNION ALL SELECT 1 FROM skill_files WHERE sha256 = ?1 LIMIT 1",
         )?
         .query_row([sha256], |r| r.get(0))
         .optional()?;

@@ -2,7 +2,8 @@
 //! definitions: model, system prompt, tools, permission policies, MCP toolsets) and
 //! [`environments`] (where a session runs: packages, networking, sandbox), with [`envbuild`]
 //! building an environment's package layer and [`networking`] turning its networking into a
-//! session's network policy. [`files`] keeps uploaded files (content-addressed blobs).
+//! session's network policy. [`files`] keeps uploaded files (content-addressed blobs),
+//! [`skills`] versioned skill directories over the same blobs.
 //!
 //! Depends on the infrastructure below it (`store`, `sandbox`, `net`, `tools`) and the
 //! foundations; never on `session`, `runtime` or the doors, which use it.
@@ -25,4 +26,5 @@ pub mod environments;
 pub mod files;
 pub mod networking;
 pub mod repos;
+pub mod skills;
 pub mod vaults;

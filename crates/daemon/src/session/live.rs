@@ -278,6 +278,12 @@ impl Session {
             &row.id,
             &row.file_mounts,
         ));
+        // The agent's skills (issue 25), read-only at /skills/<name>.
+        mounts.extend(crate::resources::skills::sandbox_mounts(
+            &services.paths,
+            &row.id,
+            &row.skills,
+        ));
         if !mounts.is_empty() {
             toolbox = toolbox.with_mounts(mounts);
         }

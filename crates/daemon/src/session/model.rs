@@ -43,6 +43,7 @@ pub fn build_request(s: &Session, model: &str) -> ModelRequest {
                 .clone()
                 .unwrap_or_else(|| default_system(&row.workspace));
             system.push_str(&memory_prompt(&row.memory));
+            system.push_str(&crate::resources::skills::prompt(&row.skills));
             system
         }),
         messages: st.request_messages(),

@@ -89,6 +89,7 @@ fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             .unwrap_or_default(),
         deployment_id: r.get(27)?,
         file_mounts: Vec::new(),
+        skills: Vec::new(),
         vault_ids: r
             .get::<_, Option<String>>(28)?
             .and_then(|t| serde_json::from_str(&t).ok())

@@ -53,6 +53,9 @@ pub struct SessionRow {
     /// Not a column: the files mounted read-only, as (blob, mount path), read from
     /// `session_resources` when the session is loaded (`resources::attach`).
     pub file_mounts: Vec<(String, String)>,
+    /// Not a column: the agent's skills, resolved when the session is created or loaded
+    /// (`resources::skills`), mounted read-only under `/skills/`.
+    pub skills: Vec<tether_proto::skill::MountedSkill>,
     /// The vaults whose credentials the session uses (ids, in precedence order).
     pub vault_ids: Vec<String>,
 }
@@ -90,6 +93,7 @@ impl SessionRow {
             memory: Vec::new(),
             deployment_id: None,
             file_mounts: Vec::new(),
+            skills: Vec::new(),
             vault_ids: Vec::new(),
         }
     }

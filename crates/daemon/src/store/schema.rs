@@ -455,6 +455,41 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
     }
+    if version < 17 {
+        // Skills (issue 25): a skill, its versions (ids are epoch microseconds, per skill),
+        // and each version's files as content-addressed blobs shared with `files`.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE skills (
+                id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+             );
+             CREATE TABLE skill_versions (
+                skill_id TEXT NOT NULL REFERENCES skills (id) ON DELETE CASCADE,
+                id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (skill_id, id)
+             );
+             CREATE TABLE skill_files (
+                skill_id TEXT NOT NULL,
+                version_id TEXT NOT NULL,
+                path TEXT NOT NULL,
+                sha256 TEXT NOT NULL,
+                size_bytes INTEGER NOT NULL,
+                PRIMARY KEY (skill_id, version_id, path),
+                FOREIGN KEY (skill_id, version_id) REFERENCES skill_versions (skill_id, id) ON DELETE CASCADE
+             );
+             CREATE INDEX skill_files_by_sha ON skill_files (sha256);
+             PRAGMA user_version = 17;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
     if version < 19 {
         // Deployments that fire a workflow (issue 24): a run reserves its workflow run's id
         // with its session's, before either exists, so recovery after a crash starts that

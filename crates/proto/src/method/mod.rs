@@ -262,6 +262,15 @@ methods! {
     /// Archives the credential and erases its secret.
     "credential.archive" => CredentialArchive(crate::vault::CredentialParams) -> crate::vault::Credential;
     "credential.delete" => CredentialDelete(crate::vault::CredentialParams) -> crate::vault::Deleted;
+    // skills (issue 25)
+    /// Uploads a skill: one directory's files, SKILL.md (front matter `name`, `description`) among them.
+    "skill.create" => SkillCreate(crate::skill::CreateSkill) -> crate::skill::Skill;
+    /// Every skill, newest first.
+    "skill.list" => SkillList(NoParams) -> List<crate::skill::Skill>;
+    "skill.get" => SkillGet(crate::skill::SkillParams) -> crate::skill::SkillDetail;
+    "skill.version_create" => SkillVersionCreate(crate::skill::CreateSkillVersion) -> crate::skill::SkillVersion;
+    /// Deletes the skill with all its versions.
+    "skill.delete" => SkillDelete(crate::skill::SkillParams) -> crate::skill::SkillDeleted;
 }
 
 impl Call {

@@ -15,6 +15,7 @@ mod names;
 mod outcome;
 pub mod proxy;
 pub mod sessions;
+pub mod skills;
 mod spec_file;
 pub mod threads;
 // webhooks (issue 20)
