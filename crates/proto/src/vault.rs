@@ -411,3 +411,66 @@ mod tests {
         );
     }
 }
+
+/// `vault_credential_validation`: the answer of `POST …/credentials/{id}/mcp_oauth_validate`,
+/// a live probe of an `mcp_oauth` credential against its MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialValidation {
+    /// Always `vault_credential_validation`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub credential_id: String,
+    pub vault_id: String,
+    pub status: ValidationStatus,
+    pub has_refresh_token: bool,
+    pub validated_at: String,
+    /// The failing MCP step; None when the probe succeeded.
+    pub mcp_probe: Option<McpProbe>,
+    /// The refresh tried after the server refused the token; None when none was tried.
+    pub refresh: Option<RefreshAttempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationStatus {
+    /// The MCP server accepted the token (after a refresh, if one was needed).
+    Valid,
+    /// The server refused it, or there is no token, and a refresh did not recover it.
+    Invalid,
+    /// The probe could not tell (the server or token endpoint could not be reached).
+    Unknown,
+}
+
+/// The MCP step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct McpProbe {
+    /// `initialize`.
+    pub method: String,
+    /// None when no HTTP answer came (connection, DNS or TLS failure, timeout).
+    pub http_response: Option<CapturedHttpResponse>,
+}
+
+/// An HTTP answer seen during a probe; the body scrubbed of tokens and cut to a few KB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CapturedHttpResponse {
+    pub status_code: u16,
+    pub content_type: String,
+    pub body: String,
+    pub body_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RefreshAttempt {
+    pub status: RefreshStatus,
+    /// The token endpoint's error answer (when `failed`).
+    pub http_response: Option<CapturedHttpResponse>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshStatus {
+    Succeeded,
+    Failed,
+    ConnectError,
+    NoRefreshToken,
+}
