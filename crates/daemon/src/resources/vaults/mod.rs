@@ -8,6 +8,7 @@
 //! name the same server or variable, the session's first vault wins, and within a vault the
 //! newest credential.
 
+pub mod authorize;
 pub mod db;
 pub mod oauth;
 pub mod seal;

@@ -102,7 +102,7 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
-    fn attempt(&self) -> RefreshAttempt {
+    pub(super) fn attempt(&self) -> RefreshAttempt {
         let (status, http_response) = match self {
             RefreshError::NoRefreshToken => (RefreshStatus::NoRefreshToken, None),
             RefreshError::Connect(_) | RefreshError::Stored(_) => {
@@ -285,13 +285,23 @@ impl TokenSource {
 }
 
 /// What a token endpoint granted.
-struct Granted {
-    access_token: String,
-    refresh_token: Option<String>,
-    expires_in: Option<u64>,
+pub struct Granted {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+impl std::fmt::Debug for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Granted")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn http_client() -> Result<reqwest::Client, String> {
     use crate::provider::http::{client_builder, error_chain, install_crypto_provider};
     install_crypto_provider();
     let builder = || {
@@ -318,25 +328,49 @@ async fn exchange(
     refresh_token: &str,
     client_secret: Option<&String>,
 ) -> Result<Granted, RefreshError> {
+    let mut fields = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    if let Some(r) = &refresh.resource {
+        fields.push(("resource", r));
+    }
+    if let Some(s) = &refresh.scope {
+        fields.push(("scope", s));
+    }
+    token_request(
+        &refresh.token_endpoint,
+        refresh.token_endpoint_auth.kind,
+        &refresh.client_id,
+        client_secret.map(String::as_str),
+        &fields,
+    )
+    .await
+}
+
+/// A token endpoint request (RFC 6749 §3.2) with `fields` and the client authenticated as
+/// `method` says; what it grants, or its error answer (scrubbed of what was sent).
+pub(super) async fn token_request(
+    endpoint: &str,
+    method: TokenEndpointAuthType,
+    client_id: &str,
+    client_secret: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<Granted, RefreshError> {
     let http = http_client().map_err(RefreshError::Connect)?;
-    let secret = client_secret.map(String::as_str).unwrap_or_default();
+    let secret = client_secret.unwrap_or_default();
     // Built before any await: the serializer is not Send.
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("grant_type", "refresh_token");
-        form.append_pair("refresh_token", refresh_token);
-        if let Some(r) = &refresh.resource {
-            form.append_pair("resource", r);
+        for (k, v) in fields {
+            form.append_pair(k, v);
         }
-        if let Some(s) = &refresh.scope {
-            form.append_pair("scope", s);
-        }
-        match refresh.token_endpoint_auth.kind {
+        match method {
             TokenEndpointAuthType::None => {
-                form.append_pair("client_id", &refresh.client_id);
+                form.append_pair("client_id", client_id);
             }
             TokenEndpointAuthType::ClientSecretPost => {
-                form.append_pair("client_id", &refresh.client_id);
+                form.append_pair("client_id", client_id);
                 form.append_pair("client_secret", secret);
             }
             TokenEndpointAuthType::ClientSecretBasic => {}
@@ -344,15 +378,11 @@ async fn exchange(
         form.finish()
     };
     let mut req = http
-        .post(&refresh.token_endpoint)
+        .post(endpoint)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json");
-    if refresh.token_endpoint_auth.kind == TokenEndpointAuthType::ClientSecretBasic {
-        let pair = format!(
-            "{}:{}",
-            form_encode(&refresh.client_id),
-            form_encode(secret)
-        );
+    if method == TokenEndpointAuthType::ClientSecretBasic {
+        let pair = format!("{}:{}", form_encode(client_id), form_encode(secret));
         let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
         req = req.header("authorization", format!("Basic {encoded}"));
     }
@@ -361,34 +391,33 @@ async fn exchange(
         .send()
         .await
         .map_err(|e| RefreshError::Connect(crate::provider::http::error_chain(&e)))?;
-    let scrub: Vec<&str> = [Some(refresh_token), client_secret.map(String::as_str)]
-        .into_iter()
-        .flatten()
+    let mut scrub: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| matches!(*k, "refresh_token" | "code" | "code_verifier"))
+        .map(|(_, v)| *v)
         .collect();
+    scrub.extend(client_secret);
     let (status, captured, body) = capture(resp, &scrub).await;
     let failed = || RefreshError::Failed(captured.clone());
     if !(200..300).contains(&status) {
         return Err(failed());
     }
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| failed())?;
-    let access_token = v
-        .get("access_token")
-        .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(failed)?
-        .to_string();
-    Ok(Granted {
-        access_token,
-        refresh_token: v
-            .get("refresh_token")
+    let text = |k: &str| {
+        v.get(k)
             .and_then(|t| t.as_str())
             .filter(|t| !t.is_empty())
-            .map(str::to_string),
+            .map(str::to_string)
+    };
+    Ok(Granted {
+        access_token: text("access_token").ok_or_else(failed)?,
+        refresh_token: text("refresh_token"),
         // Some servers send it as a string.
         expires_in: v.get("expires_in").and_then(|e| {
             e.as_u64()
                 .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
         }),
+        scope: text("scope"),
     })
 }
 
