@@ -78,7 +78,11 @@ async fn session(url: &str, token: Option<&str>) -> anyhow::Result<Option<Challe
         Err(e) => {
             let text = chain(&e);
             return match auth_challenge(&text) {
-                Some(c) => Ok(Some(c)),
+                Some(_) => Ok(Some(
+                    authorize::fetch_challenge(url, token)
+                        .await
+                        .unwrap_or_default(),
+                )),
                 None => Err(anyhow::anyhow!("connect: {text}")),
             };
         }
@@ -115,14 +119,18 @@ async fn main() -> anyhow::Result<()> {
         .next_back()
         .ok_or_else(|| anyhow::anyhow!("usage: tether-mcp-conformance-client <server-url>"))?;
     let mut token = None;
-    for _ in 0..=MAX_AUTHORIZATIONS {
-        match session(&url, token.as_deref()).await? {
-            None => return Ok(()),
-            Some(challenge) => {
-                eprintln!("authorizing: {challenge:?}");
-                token = Some(authorize(&url, &challenge).await?);
-            }
+    let mut authorizations = 0;
+    loop {
+        let Some(challenge) = session(&url, token.as_deref()).await? else {
+            return Ok(());
+        };
+        if authorizations == MAX_AUTHORIZATIONS {
+            anyhow::bail!(
+                "the server still wants authorization after {MAX_AUTHORIZATIONS} authorizations: {challenge:?}"
+            );
         }
+        authorizations += 1;
+        eprintln!("authorizing: {challenge:?}");
+        token = Some(authorize(&url, &challenge).await?);
     }
-    anyhow::bail!("the server still wants authorization after {MAX_AUTHORIZATIONS} authorizations")
 }

@@ -69,6 +69,36 @@ pub fn challenge_in(error_text: &str) -> Option<Challenge> {
     Some(parse_challenge(&error_text[at..]))
 }
 
+/// The challenge of the MCP server at `url` to an `initialize` with `token` (or none): rmcp's
+/// connection error says "Auth required" without the header, so it is asked again plainly.
+/// None when the server does not refuse (or can't be reached).
+pub async fn fetch_challenge(url: &str, token: Option<&str>) -> Option<Challenge> {
+    let http = http_client().ok()?;
+    let init = serde_json::json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "tetherd", "version": env!("CARGO_PKG_VERSION")}}
+    });
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req.body(init.to_string()).send().await.ok()?;
+    if !matches!(resp.status().as_u16(), 401 | 403) {
+        return None;
+    }
+    Some(
+        resp.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(parse_challenge)
+            .unwrap_or_default(),
+    )
+}
+
 /// Everything known before the user opens the authorization URL. `verifier` and
 /// `client_secret` are secrets: never logged.
 #[derive(Clone)]
