@@ -2,6 +2,11 @@
 //! accepting only the current access token (401 with a bearer challenge otherwise), and an
 //! RFC 6749 token endpoint at `/token` that exchanges the current refresh token for a new
 //! access token and a rotated refresh token, checking the client's authentication.
+//!
+//! For the authorization flow it is also its own authorization server: protected-resource
+//! metadata (RFC 9728), server metadata (RFC 8414), registration (RFC 7591, always answering
+//! [`CLIENT_ID`]/[`CLIENT_SECRET`]), `/authorize` that redirects at once with a code (the
+//! user consents instantly) and the authorization-code grant with its PKCE check.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +47,12 @@ pub struct AuthState {
     pub last_form: Vec<(String, String)>,
     /// The access tokens the MCP endpoint was shown, in order (accepted or not).
     pub seen_tokens: Vec<String>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The authorization request awaiting its code: (code_challenge, redirect_uri, resource).
+    pub authorizing: Option<(String, String, String)>,
+    /// Clients registered.
+    pub registrations: usize,
 }
 
 pub struct OauthServer {
@@ -86,7 +97,10 @@ async fn require_token(State(state): State<Shared>, req: Request, next: Next) ->
             StatusCode::UNAUTHORIZED,
             [(
                 "www-authenticate",
-                "Bearer error=\"invalid_token\", error_description=\"the access token is expired or unknown\"",
+                format!(
+                    "Bearer error=\"invalid_token\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+                    state.lock().unwrap().base
+                ),
             )],
             "invalid token",
         )
@@ -134,9 +148,23 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
             "client authentication failed",
         );
     }
-    if field("grant_type") != Some("refresh_token")
-        || field("refresh_token") != Some(s.refresh_token.as_str())
-    {
+    let code_ok = || {
+        let Some((challenge, redirect, resource)) = &s.authorizing else {
+            return false;
+        };
+        field("code") == Some("code-6021")
+            && field("redirect_uri") == Some(redirect.as_str())
+            && field("resource") == Some(resource.as_str())
+            && field("code_verifier")
+                .map(tether_daemon::resources::vaults::authorize::code_challenge)
+                == Some(challenge.clone())
+    };
+    let granted = match field("grant_type") {
+        Some("refresh_token") => field("refresh_token") == Some(s.refresh_token.as_str()),
+        Some("authorization_code") => code_ok(),
+        _ => false,
+    };
+    if !granted {
         s.refused_refreshes += 1;
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -164,6 +192,91 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
         .into_response()
 }
 
+async fn resource_metadata(State(state): State<Shared>) -> Response {
+    let base = state.lock().unwrap().base.clone();
+    axum::Json(json!({
+        "resource": format!("{base}/mcp"),
+        "authorization_servers": [base],
+        "scopes_supported": ["mcp:tools"],
+    }))
+    .into_response()
+}
+
+async fn server_metadata(State(state): State<Shared>) -> Response {
+    let s = state.lock().unwrap();
+    let method = match s.client_auth {
+        ClientAuth::None => "none",
+        ClientAuth::Basic => "client_secret_basic",
+        ClientAuth::Post => "client_secret_post",
+    };
+    axum::Json(json!({
+        "issuer": s.base,
+        "authorization_endpoint": format!("{}/authorize", s.base),
+        "token_endpoint": format!("{}/token", s.base),
+        "registration_endpoint": format!("{}/register", s.base),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": [method],
+    }))
+    .into_response()
+}
+
+async fn register(State(state): State<Shared>, body: String) -> Response {
+    let req: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    s.registrations += 1;
+    let mut answer = json!({
+        "client_id": CLIENT_ID,
+        "redirect_uris": req["redirect_uris"],
+        "token_endpoint_auth_method": req["token_endpoint_auth_method"],
+    });
+    if s.client_auth != ClientAuth::None {
+        answer["client_secret"] = json!(CLIENT_SECRET);
+    }
+    (StatusCode::CREATED, axum::Json(answer)).into_response()
+}
+
+/// The user consents at once: back to the redirect URI with a code and the state.
+async fn authorize(
+    State(state): State<Shared>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+) -> Response {
+    let q: Vec<(String, String)> = form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let field = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if field("response_type").as_deref() != Some("code")
+        || field("client_id").as_deref() != Some(CLIENT_ID)
+        || field("code_challenge_method").as_deref() != Some("S256")
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "bad authorization request",
+        );
+    }
+    let (Some(challenge), Some(redirect), Some(resource)) = (
+        field("code_challenge"),
+        field("redirect_uri"),
+        field("resource"),
+    ) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "missing parameters",
+        );
+    };
+    state.lock().unwrap().authorizing = Some((challenge, redirect.clone(), resource));
+    let mut to = format!("{redirect}?code=code-6021");
+    if let Some(st) = field("state") {
+        to.push_str(&format!(
+            "&state={}",
+            form_urlencoded::byte_serialize(st.as_bytes()).collect::<String>()
+        ));
+    }
+    axum::response::Redirect::to(&to).into_response()
+}
+
 /// Serves on 127.0.0.1 until the test's runtime ends. The MCP endpoint accepts
 /// `access_token`; the token endpoint exchanges `refresh_token`.
 pub async fn serve(
@@ -179,6 +292,9 @@ pub async fn serve(
         refused_refreshes: 0,
         last_form: Vec::new(),
         seen_tokens: Vec::new(),
+        base: String::new(),
+        authorizing: None,
+        registrations: 0,
     }));
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
@@ -197,10 +313,21 @@ pub async fn serve(
     );
     let router = axum::Router::new()
         .route("/token", axum::routing::post(token))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            axum::routing::get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            axum::routing::get(server_metadata),
+        )
+        .route("/register", axum::routing::post(register))
+        .route("/authorize", axum::routing::get(authorize))
         .with_state(state.clone())
         .merge(mcp);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    state.lock().unwrap().base = format!("http://{addr}");
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });

@@ -378,3 +378,92 @@ async fn a_refused_refresh_token_is_a_clear_error_and_validation_reports_it() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `credential.login` (what `tether vaults login` calls): tetherd discovers the server's
+/// authorization server from its 401, registers, and answers a URL with PKCE S256 and the
+/// resource; the browser (this test) comes back to tetherd's loopback callback, the code is
+/// exchanged and the tokens become an `mcp_oauth` credential that a session then uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_through_the_browser_stores_an_mcp_oauth_credential_sessions_use() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let mut client = env.client().await;
+
+    let started = client
+        .call(
+            "credential.login",
+            json!({"vault": "oauth", "mcp_server_url": server.mcp_url}),
+        )
+        .await
+        .unwrap();
+    let url = started["authorization_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("http://{}/authorize?", server.authority)),
+        "{url}"
+    );
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    assert!(
+        url.contains("scope=mcp%3Atools"),
+        "scope from the resource metadata: {url}"
+    );
+    assert!(
+        started["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let login = started["login_id"].as_str().unwrap();
+    let pending = client
+        .call(
+            "credential.login_wait",
+            json!({"login_id": login, "wait_secs": 0}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending["state"], "pending");
+
+    // The user's browser: the authorization server redirects it to tetherd's callback.
+    let page = reqwest::get(url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    let done = client
+        .call("credential.login_wait", json!({"login_id": login}))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "done", "{done}");
+    let cred = &done["credential"];
+    assert_eq!(cred["vault_id"], vault.as_str());
+    assert_eq!(cred["auth"]["type"], "mcp_oauth");
+    assert_eq!(cred["auth"]["mcp_server_url"], server.mcp_url.as_str());
+    assert_eq!(cred["auth"]["refresh"]["client_id"], CLIENT_ID);
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint_auth"]["type"],
+        "client_secret_post"
+    );
+    assert_eq!(server.lock().registrations, 1);
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    assert!(
+        session_errors(&env.events(&id)).is_empty(),
+        "{:#?}",
+        env.events(&id)
+    );
+    assert_eq!(mcp_results(&env, &id), vec![("authed".to_string(), false)]);
+    assert_eq!(server.calls(), 1);
+
+    let (granted, rotated) = {
+        let s = server.lock();
+        (s.access_token.clone(), s.refresh_token.clone())
+    };
+    assert_nowhere(&env, &[&id], &[&granted, &rotated, CLIENT_SECRET]);
+    let err = client
+        .call("credential.login_wait", json!({"login_id": "login_nope"}))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("login_nope"), "{}", err.message);
+    let _ = child.kill();
+    let _ = child.wait();
+}

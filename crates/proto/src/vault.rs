@@ -474,3 +474,40 @@ pub enum RefreshStatus {
     ConnectError,
     NoRefreshToken,
 }
+
+/// Params of `credential.login`: authorize tether at the MCP server's OAuth server and keep
+/// the tokens as an `mcp_oauth` credential in `vault` (id or display name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginStart {
+    pub vault: String,
+    pub mcp_server_url: String,
+}
+
+/// The answer of `credential.login`: the URL the user opens in a browser on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginStarted {
+    pub login_id: String,
+    pub authorization_url: String,
+    /// tetherd's loopback callback the browser comes back to.
+    pub redirect_uri: String,
+}
+
+/// Params of `credential.login_wait`: waits up to `wait_secs` (default 30, at most 120).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginWait {
+    pub login_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_secs: Option<u64>,
+}
+
+/// Where a login is: `pending` (the URL not yet opened), `done` (with the credential made) or
+/// `failed` (with why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LoginStatus {
+    Pending,
+    Done { credential: Credential },
+    Failed { message: String },
+}

@@ -262,6 +262,11 @@ methods! {
     /// Archives the credential and erases its secret.
     "credential.archive" => CredentialArchive(crate::vault::CredentialParams) -> crate::vault::Credential;
     "credential.delete" => CredentialDelete(crate::vault::CredentialParams) -> crate::vault::Deleted;
+    // mcp_oauth login (issue 25, mcpauth)
+    /// Starts the MCP authorization flow for a server; the user opens the answered URL.
+    "credential.login" => CredentialLogin(crate::vault::LoginStart) -> crate::vault::LoginStarted;
+    /// Waits for a login to end (or `wait_secs`): the `mcp_oauth` credential it made.
+    "credential.login_wait" => CredentialLoginWait(crate::vault::LoginWait) -> crate::vault::LoginStatus;
 }
 
 impl Call {

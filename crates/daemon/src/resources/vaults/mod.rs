@@ -10,6 +10,7 @@
 
 pub mod authorize;
 pub mod db;
+pub mod login;
 pub mod oauth;
 pub mod seal;
 
