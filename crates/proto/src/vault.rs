@@ -508,6 +508,6 @@ pub struct LoginWait {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum LoginStatus {
     Pending,
-    Done { credential: Credential },
+    Done { credential: Box<Credential> },
     Failed { message: String },
 }

@@ -571,9 +571,13 @@ async fn connect_http(
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check the credential for it in the session's vaults (its token may be wrong or expired: update it with POST /v1/vaults/{{vault_id}}/credentials/{{credential_id}})"
                     )
-                } else if auth {
+                } else if auth && config.credential(&url).is_some() {
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check its credential ([[mcp.credentials]] with mcp_server_url = \"{url}\" in tetherd's config.toml, and the variables it names)"
+                    )
+                } else if auth {
+                    format!(
+                        "{url} needs authorization and the session has no credential for it; if it uses OAuth, run `tether vaults login VAULT --mcp-url {url}` (or POST an mcp_oauth credential to /v1/vaults/{{vault_id}}/credentials) and give the session that vault (vault_ids / --vault)"
                     )
                 } else {
                     format!("cannot connect to {url}: {}", error_chain(&e))

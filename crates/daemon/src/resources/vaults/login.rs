@@ -164,7 +164,9 @@ async fn finish(
     match super::create_credential(store, data_dir, vault_id, spec).await {
         Ok(credential) => {
             tracing::info!(credential = %credential.id, "MCP OAuth login stored");
-            LoginStatus::Done { credential }
+            LoginStatus::Done {
+                credential: Box::new(credential),
+            }
         }
         Err(e) => LoginStatus::Failed {
             message: format!(
