@@ -363,6 +363,14 @@ def vault_rules(context, case, kwargs):
             case.body["vault_ids"] = kept
     if not op.path.startswith("/v1/vaults"):
         return
+    if op.path.endswith("/mcp_oauth_validate") and "TETHER_SCHEMATHESIS_BASE" in os.environ:
+        # Only a live mcp_oauth credential can be validated (a rule of state): aim at one.
+        params = case.path_parameters or {}
+        live = _api("POST", "/v1/vaults", {"display_name": "schemathesis oauth vault"})["id"]
+        params["vault_id"] = live
+        params["credential_id"] = _api("POST", f"/v1/vaults/{live}/credentials", {"auth": {
+            "type": "mcp_oauth", "mcp_server_url": "https://mcp.example.com/mcp", "access_token": "x"}})["id"]
+        return
     if method == "post" and not op.path.endswith("/archive"):
         _live_vault(case)
     body = case.body if isinstance(case.body, dict) else None

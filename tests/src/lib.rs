@@ -20,6 +20,8 @@ pub use tether_mock_llm::{Block, Reply};
 
 pub mod git_server;
 pub mod mcp_server;
+// mcp_oauth (issue 25, mcpauth)
+pub mod oauth_server;
 pub mod sshd;
 
 /// Builds the binaries once per test process (so tests never run stale ones) and returns

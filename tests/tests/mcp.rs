@@ -353,6 +353,11 @@ tools:
         locked.kind, "mcp_authentication_failed_error",
         "{locked:#?}"
     );
+    assert!(
+        locked.message.contains("tether vaults login"),
+        "says how to log in: {}",
+        locked.message
+    );
     // The server that works is still offered.
     let reqs = env.mock.requests();
     assert_eq!(reqs.len(), 1);

@@ -1100,6 +1100,23 @@ impl Connection {
                     },
                 )
             }
+            // mcp_oauth login (issue 25, mcpauth)
+            Dispatch::CredentialLogin(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::login::start(&rt.store, &rt.paths.data_dir, &id, &p.mcp_server_url)
+                        .await?,
+                )
+            }
+            Dispatch::CredentialLoginWait(p, r) => answer(
+                r,
+                vaults::login::wait(
+                    &p.login_id,
+                    std::time::Duration::from_secs(p.wait_secs.unwrap_or(30).min(120)),
+                )
+                .await?,
+            ),
             // memory stores (issue 24): stores by id or name, memories by path or id
             Dispatch::MemoryStoreCreate(spec, r) => {
                 answer(r, memory::create_store(&rt.store, spec).await?)

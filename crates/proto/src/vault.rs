@@ -411,3 +411,103 @@ mod tests {
         );
     }
 }
+
+/// `vault_credential_validation`: the answer of `POST …/credentials/{id}/mcp_oauth_validate`,
+/// a live probe of an `mcp_oauth` credential against its MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CredentialValidation {
+    /// Always `vault_credential_validation`.
+    #[serde(rename = "type")]
+    pub object_type: String,
+    pub credential_id: String,
+    pub vault_id: String,
+    pub status: ValidationStatus,
+    pub has_refresh_token: bool,
+    pub validated_at: String,
+    /// The failing MCP step; None when the probe succeeded.
+    pub mcp_probe: Option<McpProbe>,
+    /// The refresh tried after the server refused the token; None when none was tried.
+    pub refresh: Option<RefreshAttempt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationStatus {
+    /// The MCP server accepted the token (after a refresh, if one was needed).
+    Valid,
+    /// The server refused it, or there is no token, and a refresh did not recover it.
+    Invalid,
+    /// The probe could not tell (the server or token endpoint could not be reached).
+    Unknown,
+}
+
+/// The MCP step that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct McpProbe {
+    /// `initialize`.
+    pub method: String,
+    /// None when no HTTP answer came (connection, DNS or TLS failure, timeout).
+    pub http_response: Option<CapturedHttpResponse>,
+}
+
+/// An HTTP answer seen during a probe; the body scrubbed of tokens and cut to a few KB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CapturedHttpResponse {
+    pub status_code: u16,
+    pub content_type: String,
+    pub body: String,
+    pub body_truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RefreshAttempt {
+    pub status: RefreshStatus,
+    /// The token endpoint's error answer (when `failed`).
+    pub http_response: Option<CapturedHttpResponse>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshStatus {
+    Succeeded,
+    Failed,
+    ConnectError,
+    NoRefreshToken,
+}
+
+/// Params of `credential.login`: authorize tether at the MCP server's OAuth server and keep
+/// the tokens as an `mcp_oauth` credential in `vault` (id or display name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginStart {
+    pub vault: String,
+    pub mcp_server_url: String,
+}
+
+/// The answer of `credential.login`: the URL the user opens in a browser on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginStarted {
+    pub login_id: String,
+    pub authorization_url: String,
+    /// tetherd's loopback callback the browser comes back to.
+    pub redirect_uri: String,
+}
+
+/// Params of `credential.login_wait`: waits up to `wait_secs` (default 30, at most 120).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginWait {
+    pub login_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_secs: Option<u64>,
+}
+
+/// Where a login is: `pending` (the URL not yet opened), `done` (with the credential made) or
+/// `failed` (with why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LoginStatus {
+    Pending,
+    Done { credential: Box<Credential> },
+    Failed { message: String },
+}

@@ -1085,6 +1085,15 @@ pub enum VaultsAction {
         /// The credential's id (vcrd_...); without it, the whole vault.
         credential: Option<String>,
     },
+    /// Log in to an MCP server that uses OAuth: open the printed URL in a browser on this
+    /// machine; the tokens are kept (and refreshed) as an mcp_oauth credential in the vault.
+    Login {
+        /// Vault name or id.
+        vault: String,
+        /// The MCP server's URL (as the agent's mcp_servers[].url).
+        #[arg(long, value_name = "URL")]
+        mcp_url: String,
+    },
 }
 
 // skills (issue 25)

@@ -30,7 +30,8 @@ use tether_proto::memory::{
 };
 use tether_proto::method::EnvironmentDeleted;
 use tether_proto::vault::{
-    Credential, CredentialChanges, CredentialSpec, Deleted, Vault, VaultChanges, VaultSpec,
+    Credential, CredentialChanges, CredentialSpec, CredentialValidation, Deleted, Vault,
+    VaultChanges, VaultSpec,
 };
 use tether_proto::work::{Work, WorkHeartbeat, WorkQueueStats};
 // skills (issue 25)
@@ -1233,6 +1234,17 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Json(of::<SkillDeleted>),
         handler: |m| on(m, skills::delete_version),
+    },
+    // mcp_oauth validation (issue 25, mcpauth)
+    Route {
+        verb: Verb::Post,
+        path: "/v1/vaults/{vault_id}/credentials/{credential_id}/mcp_oauth_validate",
+        id: "vaults.credentials.mcp_oauth_validate",
+        summary: "Probe an mcp_oauth credential against its MCP server (refreshing a refused token)",
+        query: &[],
+        body: None,
+        answer: Answer::Json(of::<CredentialValidation>),
+        handler: |m| on(m, vaults::validate_credential),
     },
     Route {
         verb: Verb::Get,

@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use tether_proto::vault::{
-    Credential, CredentialChanges, CredentialSpec, Deleted, Vault, VaultChanges, VaultSpec,
+    Credential, CredentialChanges, CredentialSpec, CredentialValidation, Deleted, Vault,
+    VaultChanges, VaultSpec,
 };
 
 use super::error::ApiResult;
@@ -138,5 +139,20 @@ pub async fn archive_credential(
 ) -> ApiResult<Json<Credential>> {
     Ok(Json(
         vaults::archive_credential(&api.rt.store, &vault_id, &credential_id).await?,
+    ))
+}
+
+pub async fn validate_credential(
+    State(api): State<Api>,
+    Path((vault_id, credential_id)): Path<(String, String)>,
+) -> ApiResult<Json<CredentialValidation>> {
+    Ok(Json(
+        vaults::oauth::validate(
+            &api.rt.store,
+            &api.rt.paths.data_dir,
+            &vault_id,
+            &credential_id,
+        )
+        .await?,
     ))
 }

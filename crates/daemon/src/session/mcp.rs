@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{McpConfig, McpCredential};
 use crate::net::SessionNet;
 use crate::provider::ToolSpec;
-use crate::resources::vaults::SessionSecrets;
+use crate::resources::vaults::oauth::AccessToken;
+use crate::resources::vaults::{McpAuth, SessionSecrets};
 use crate::tools::Toolbox;
 use crate::tools::mcp_names::{PREFIX, model_name};
 
@@ -59,6 +60,19 @@ struct Conn {
     /// The sandbox helper of a stdio server (killed when dropped).
     _child: Option<tokio::process::Child>,
     tools: Vec<OfferedTool>,
+    /// The `mcp_oauth` access token it was opened with: when it nears its expiry the
+    /// connection is made again with a refreshed one.
+    oauth_token: Option<AccessToken>,
+}
+
+impl Conn {
+    fn usable(&self) -> bool {
+        !self.client.is_transport_closed()
+            && !self
+                .oauth_token
+                .as_ref()
+                .is_some_and(|t| t.expiring(chrono::Utc::now()))
+    }
 }
 
 /// Why a server could not be used.
@@ -137,14 +151,15 @@ impl McpClients {
             return Vec::new();
         };
         let mut conns = self.conns.lock().await;
-        // A server that went away since (a stdio process that exited) is started again.
-        conns.retain(|_, c| !c.client.is_transport_closed());
+        // A server that went away since (a stdio process that exited) is started again, and
+        // one whose OAuth token is about to expire is opened again with a refreshed token.
+        conns.retain(|_, c| c.usable());
         let mut errors = Vec::new();
         for server in agent.used_mcp_servers() {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
                 continue;
             }
-            match connect(agent, server, toolbox, &self.config, &self.vault).await {
+            match connect(agent, server, toolbox, &self.config, &self.vault, None).await {
                 Ok(conn) => {
                     tracing::info!(server = %server.name, tools = conn.tools.len(), "connected to MCP server");
                     conns.insert(server.name.clone(), conn);
@@ -176,32 +191,20 @@ impl McpClients {
             ));
         };
         let mut conns = self.conns.lock().await;
+        if conns.get(server).is_some_and(|c| !c.usable()) {
+            conns.remove(server);
+        }
         if !conns.contains_key(server) {
             // After a restart (or a dropped connection) the call reconnects first.
-            let Some(spec) = agent
-                .used_mcp_servers()
-                .into_iter()
-                .find(|s| s.name == server)
-            else {
+            if let Err(e) = self
+                .reconnect(agent, toolbox, &mut conns, server, None)
+                .await
+            {
                 return CallOutcome::error(format!(
-                    "the MCP server `{server}` is not used by this session's agent"
+                    "the MCP server `{server}` is unavailable, so `{tool}` was not called: {e}"
                 ));
-            };
-            match connect(agent, spec, toolbox, &self.config, &self.vault).await {
-                Ok(conn) => {
-                    conns.insert(server.to_string(), conn);
-                }
-                Err(f) => {
-                    return CallOutcome::error(format!(
-                        "the MCP server `{server}` is unavailable, so `{tool}` was not called: {}",
-                        f.message
-                    ));
-                }
             }
         }
-        let Some(conn) = conns.get(server) else {
-            return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
-        };
         let mut params = CallToolRequestParams::new(tool.to_string());
         match input {
             Value::Object(m) => params = params.with_arguments(m.clone()),
@@ -213,21 +216,55 @@ impl McpClients {
             }
         }
         let limit = self.config.call_timeout();
-        let result = tokio::select! {
-            r = tokio::time::timeout(limit, conn.client.call_tool(params)) => match r {
-                Ok(r) => r,
-                Err(_) => return CallOutcome::error(format!(
+        let mut result = self
+            .call_once(conns.get(server), &params, limit, cancel)
+            .await;
+        // The server refused an OAuth token it took before (revoked or expired early): once,
+        // refresh it, reconnect and call again.
+        if let Some(Err(CallFailure::Service(e))) = &result
+            && is_auth_error(e)
+            && let Some(refused) = conns
+                .get(server)
+                .and_then(|c| c.oauth_token.as_ref())
+                .map(|t| t.value.clone())
+        {
+            conns.remove(server);
+            if let Err(why) = self
+                .reconnect(agent, toolbox, &mut conns, server, Some(refused))
+                .await
+            {
+                return CallOutcome::error(format!(
+                    "the MCP server `{server}` refused its OAuth token, so `{tool}` was not called: {why}"
+                ));
+            }
+            result = self
+                .call_once(conns.get(server), &params, limit, cancel)
+                .await;
+        }
+        let Some(result) = result else {
+            return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
+        };
+        let result = match result {
+            Ok(r) => Ok(r),
+            Err(CallFailure::Timeout) => {
+                return CallOutcome::error(format!(
                     "the MCP server `{server}` did not answer the call to `{tool}` within {} s, \
-                     so tether cancelled it (whatever the server did before that may stand); \
-                     try again, or raise [mcp] call_timeout_secs in tetherd's config.toml",
+                 so tether cancelled it (whatever the server did before that may stand); \
+                 try again, or raise [mcp] call_timeout_secs in tetherd's config.toml",
                     limit.as_secs()
-                )),
-            },
-            _ = cancel.cancelled() => return CallOutcome {
-                text: crate::tools::INTERRUPTED_NOTE.to_string(),
-                is_error: true,
-                interrupted: true,
-            },
+                ));
+            }
+            Err(CallFailure::Cancelled) => {
+                return CallOutcome {
+                    text: crate::tools::INTERRUPTED_NOTE.to_string(),
+                    is_error: true,
+                    interrupted: true,
+                };
+            }
+            Err(CallFailure::Service(e)) => Err(e),
+        };
+        let Some(conn) = conns.get(server) else {
+            return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
         };
         match result {
             Ok(r) => CallOutcome {
@@ -252,6 +289,50 @@ impl McpClients {
         }
     }
 
+    /// One `tools/call` on `conn` (None when it is not connected).
+    async fn call_once(
+        &self,
+        conn: Option<&Conn>,
+        params: &CallToolRequestParams,
+        limit: Duration,
+        cancel: &CancellationToken,
+    ) -> Option<Result<rmcp::model::CallToolResult, CallFailure>> {
+        let conn = conn?;
+        Some(tokio::select! {
+            r = tokio::time::timeout(limit, conn.client.call_tool(params.clone())) => match r {
+                Ok(r) => r.map_err(CallFailure::Service),
+                Err(_) => Err(CallFailure::Timeout),
+            },
+            _ = cancel.cancelled() => Err(CallFailure::Cancelled),
+        })
+    }
+
+    /// Connects `server` (not in `conns`) and keeps the connection; `refused` is the OAuth
+    /// token it just refused, so a fresh one is used. The error says why it is unavailable.
+    async fn reconnect(
+        &self,
+        agent: &Agent,
+        toolbox: &Toolbox,
+        conns: &mut BTreeMap<String, Conn>,
+        server: &str,
+        refused: Option<String>,
+    ) -> Result<(), String> {
+        let Some(spec) = agent
+            .used_mcp_servers()
+            .into_iter()
+            .find(|s| s.name == server)
+        else {
+            return Err(format!(
+                "the MCP server `{server}` is not used by this session's agent"
+            ));
+        };
+        let conn = connect(agent, spec, toolbox, &self.config, &self.vault, refused)
+            .await
+            .map_err(|f| f.message)?;
+        conns.insert(server.to_string(), conn);
+        Ok(())
+    }
+
     /// Closes every connection (stdio servers are killed).
     pub async fn close(&self) {
         let conns = std::mem::take(&mut *self.conns.lock().await);
@@ -260,6 +341,13 @@ impl McpClients {
         }
         lock(&self.offered).clear();
     }
+}
+
+/// Why one `tools/call` gave no result.
+enum CallFailure {
+    Timeout,
+    Cancelled,
+    Service(rmcp::ServiceError),
 }
 
 /// The result of one MCP call.
@@ -329,18 +417,19 @@ async fn connect(
     toolbox: &Toolbox,
     config: &McpConfig,
     vault: &SessionSecrets,
+    refused: Option<String>,
 ) -> Result<Conn, Failure> {
+    let mut oauth_token = None;
     let (client, child) = match server.kind.as_str() {
         "stdio" => {
             let (client, child) = connect_stdio(server, toolbox, config.connect_timeout()).await?;
             (client, Some(child))
         }
         _ => {
-            let bearer = server.url.as_deref().and_then(|u| vault.bearer(u));
-            (
-                connect_http(server, toolbox.net(), config, bearer).await?,
-                None,
-            )
+            let (client, token) =
+                connect_http_authed(server, toolbox.net(), config, vault, refused).await?;
+            oauth_token = token;
+            (client, None)
         }
     };
     let tools = tokio::time::timeout(LIST_LIMIT, client.list_all_tools())
@@ -375,7 +464,49 @@ async fn connect(
         client,
         _child: child,
         tools,
+        oauth_token,
     })
+}
+
+/// Connects a `type: url` server with its vault credential: a `static_bearer` as it is; an
+/// `mcp_oauth` token refreshed first when it is about to expire (or is `refused`), and once
+/// more when the server answers 401 to it.
+async fn connect_http_authed(
+    server: &McpServer,
+    net: &SessionNet,
+    config: &McpConfig,
+    vault: &SessionSecrets,
+    refused: Option<String>,
+) -> Result<(RunningService<RoleClient, ()>, Option<AccessToken>), Failure> {
+    let auth = server.url.as_deref().and_then(|u| vault.mcp_auth(u));
+    let (r, tokens) = match auth {
+        None => return Ok((connect_http(server, net, config, None).await?, None)),
+        Some(McpAuth::Bearer(t)) => {
+            return Ok((connect_http(server, net, config, Some(t)).await?, None));
+        }
+        Some(McpAuth::Oauth(r, tokens)) => (r, tokens),
+    };
+    let auth_failure = |message: String| Failure {
+        auth: true,
+        message,
+    };
+    let token = tokens
+        .access_token(r, refused.as_deref(), chrono::Utc::now())
+        .await
+        .map_err(auth_failure)?;
+    match connect_http(server, net, config, Some(&token.value)).await {
+        Ok(client) => Ok((client, Some(token))),
+        Err(f) if f.auth => {
+            tracing::info!(server = %server.name, credential = %r.credential_id, "MCP server refused the OAuth token; refreshing it");
+            let fresh = tokens
+                .access_token(r, Some(&token.value), chrono::Utc::now())
+                .await
+                .map_err(auth_failure)?;
+            let client = connect_http(server, net, config, Some(&fresh.value)).await?;
+            Ok((client, Some(fresh)))
+        }
+        Err(f) => Err(f),
+    }
 }
 
 async fn connect_http(
@@ -440,9 +571,13 @@ async fn connect_http(
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check the credential for it in the session's vaults (its token may be wrong or expired: update it with POST /v1/vaults/{{vault_id}}/credentials/{{credential_id}})"
                     )
-                } else if auth {
+                } else if auth && config.credential(&url).is_some() {
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check its credential ([[mcp.credentials]] with mcp_server_url = \"{url}\" in tetherd's config.toml, and the variables it names)"
+                    )
+                } else if auth {
+                    format!(
+                        "{url} needs authorization and the session has no credential for it; if it uses OAuth, run `tether vaults login VAULT --mcp-url {url}` (or POST an mcp_oauth credential to /v1/vaults/{{vault_id}}/credentials) and give the session that vault (vault_ids / --vault)"
                     )
                 } else {
                     format!("cannot connect to {url}: {}", error_chain(&e))

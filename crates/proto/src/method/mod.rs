@@ -271,6 +271,11 @@ methods! {
     "skill.version_create" => SkillVersionCreate(crate::skill::CreateSkillVersion) -> crate::skill::SkillVersion;
     /// Deletes the skill with all its versions.
     "skill.delete" => SkillDelete(crate::skill::SkillParams) -> crate::skill::SkillDeleted;
+    // mcp_oauth login (issue 25, mcpauth)
+    /// Starts the MCP authorization flow for a server; the user opens the answered URL.
+    "credential.login" => CredentialLogin(crate::vault::LoginStart) -> crate::vault::LoginStarted;
+    /// Waits for a login to end (or `wait_secs`): the `mcp_oauth` credential it made.
+    "credential.login_wait" => CredentialLoginWait(crate::vault::LoginWait) -> crate::vault::LoginStatus;
 }
 
 impl Call {

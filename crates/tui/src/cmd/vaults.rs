@@ -4,8 +4,8 @@
 use tether_proto::method::rpc;
 use tether_proto::vault::{
     AuthChanges, AuthParams, CreateCredential, Credential, CredentialAuth, CredentialChanges,
-    CredentialNetworking, CredentialParams, CredentialSpec, ListCredentials, ListVaults, Secret,
-    UpdateCredential, VaultParams, VaultSpec,
+    CredentialNetworking, CredentialParams, CredentialSpec, ListCredentials, ListVaults,
+    LoginStart, LoginStatus, LoginWait, Secret, UpdateCredential, VaultParams, VaultSpec,
 };
 
 use super::{CmdResult, connect, usage};
@@ -150,6 +150,45 @@ pub async fn run(action: VaultsAction) -> CmdResult {
                 })
                 .await?;
             println!("{}", c.id);
+        }
+        VaultsAction::Login { vault, mcp_url } => {
+            let mut client = connect().await?;
+            let started = client
+                .request::<rpc::CredentialLogin>(LoginStart {
+                    vault,
+                    mcp_server_url: mcp_url.clone(),
+                })
+                .await?;
+            eprintln!(
+                "Open this URL in a browser on this machine to authorize tether for {mcp_url}:\n"
+            );
+            println!("{}", started.authorization_url);
+            eprintln!(
+                "\nWaiting for the browser to come back to {} ...",
+                started.redirect_uri
+            );
+            loop {
+                let status = client
+                    .request::<rpc::CredentialLoginWait>(LoginWait {
+                        login_id: started.login_id.clone(),
+                        wait_secs: Some(60),
+                    })
+                    .await?;
+                match status {
+                    LoginStatus::Pending => continue,
+                    LoginStatus::Done { credential } => {
+                        eprintln!(
+                            "Logged in: credential {} in vault {}",
+                            credential.id, credential.vault_id
+                        );
+                        println!("{}", credential.id);
+                        break;
+                    }
+                    LoginStatus::Failed { message } => {
+                        return Err(usage(format!("the login failed: {message}")));
+                    }
+                }
+            }
         }
         VaultsAction::Set { vault, credential } => {
             let mut client = connect().await?;

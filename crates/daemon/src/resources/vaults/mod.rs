@@ -8,7 +8,10 @@
 //! name the same server or variable, the session's first vault wins, and within a vault the
 //! newest credential.
 
+pub mod authorize;
 pub mod db;
+pub mod login;
+pub mod oauth;
 pub mod seal;
 
 use std::collections::BTreeMap;
@@ -665,8 +668,13 @@ pub async fn session_vaults(store: &Store, refs: &[String]) -> Result<Vec<String
 /// The secrets a session uses, resolved from its vaults. Never printed.
 #[derive(Clone, Default)]
 pub struct SessionSecrets {
-    /// MCP server URL → bearer token.
+    /// MCP server URL → `static_bearer` token.
     pub bearers: Vec<(String, String)>,
+    /// MCP servers whose token an `mcp_oauth` credential gives (read fresh, and refreshed,
+    /// through `tokens` at each connection).
+    pub oauth: Vec<oauth::OauthRef>,
+    /// Reads and refreshes the `oauth` credentials; None when there are none.
+    pub tokens: Option<oauth::TokenSource>,
     /// Variables of the sandboxed shell.
     pub env: Vec<(String, String)>,
 }
@@ -678,6 +686,7 @@ impl std::fmt::Debug for SessionSecrets {
                 "bearers",
                 &self.bearers.iter().map(|b| &b.0).collect::<Vec<_>>(),
             )
+            .field("oauth", &self.oauth)
             .field("env", &self.env.iter().map(|e| &e.0).collect::<Vec<_>>())
             .finish()
     }
@@ -687,13 +696,24 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim().trim_end_matches('/') == b.trim().trim_end_matches('/')
 }
 
+/// How a session authenticates to an MCP server from its vaults.
+#[derive(Debug, Clone, Copy)]
+pub enum McpAuth<'a> {
+    Bearer(&'a str),
+    Oauth(&'a oauth::OauthRef, &'a oauth::TokenSource),
+}
+
 impl SessionSecrets {
-    /// The bearer token for the MCP server at `url`.
-    pub fn bearer(&self, url: &str) -> Option<&str> {
-        self.bearers
+    /// The vault credential for the MCP server at `url`, if any.
+    pub fn mcp_auth(&self, url: &str) -> Option<McpAuth<'_>> {
+        if let Some((_, t)) = self.bearers.iter().find(|(u, _)| same_url(u, url)) {
+            return Some(McpAuth::Bearer(t));
+        }
+        let r = self
+            .oauth
             .iter()
-            .find(|(u, _)| same_url(u, url))
-            .map(|(_, t)| t.as_str())
+            .find(|r| same_url(&r.mcp_server_url, url))?;
+        self.tokens.as_ref().map(|t| McpAuth::Oauth(r, t))
     }
 }
 
@@ -737,17 +757,23 @@ pub fn session_secrets(
             }
         };
         match &row.credential.auth {
-            CredentialAuth::StaticBearer { mcp_server_url }
-            | CredentialAuth::McpOauth { mcp_server_url, .. } => {
-                let key = if matches!(row.credential.auth, CredentialAuth::StaticBearer { .. }) {
-                    TOKEN
-                } else {
-                    ACCESS_TOKEN
-                };
-                if out.bearer(mcp_server_url).is_none()
-                    && let Some(t) = secrets.get(key)
+            CredentialAuth::StaticBearer { mcp_server_url } => {
+                if out.mcp_auth(mcp_server_url).is_none()
+                    && let Some(t) = secrets.get(TOKEN)
                 {
                     out.bearers.push((mcp_server_url.clone(), t.clone()));
+                }
+            }
+            CredentialAuth::McpOauth { mcp_server_url, .. } => {
+                // The token itself is read at each connection: a refresh changes it.
+                if out.mcp_auth(mcp_server_url).is_none() {
+                    out.tokens
+                        .get_or_insert_with(|| oauth::TokenSource::new(store.clone(), data_dir));
+                    out.oauth.push(oauth::OauthRef {
+                        mcp_server_url: mcp_server_url.clone(),
+                        vault_id: row.credential.vault_id.clone(),
+                        credential_id: row.credential.id.clone(),
+                    });
                 }
             }
             CredentialAuth::EnvironmentVariable { secret_name, .. } => {

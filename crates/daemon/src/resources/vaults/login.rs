@@ -1,0 +1,213 @@
+//! `credential.login` / `tether vaults login`: the MCP authorization flow run by tetherd for a
+//! user at this machine. tetherd discovers and registers ([`super::authorize::prepare`]),
+//! listens once on a loopback port for the browser's redirect, exchanges the code and stores
+//! the tokens as an `mcp_oauth` credential in the vault (sealed, refreshing itself).
+//!
+//! Logins live in memory only: one that a restart interrupts is simply started again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use tether_proto::vault::{CredentialSpec, LoginStarted, LoginStatus};
+use tether_proto::{ErrorBody, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::authorize;
+use crate::store::Store;
+
+/// How long tetherd waits for the browser to come back.
+const LOGIN_LIMIT: Duration = Duration::from_secs(600);
+
+type Logins = HashMap<String, watch::Receiver<LoginStatus>>;
+
+static LOGINS: LazyLock<Mutex<Logins>> = LazyLock::new(Default::default);
+
+fn logins() -> std::sync::MutexGuard<'static, Logins> {
+    LOGINS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bad(msg: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidParams, msg)
+}
+
+/// Starts a login for the MCP server at `url` into the (live, resolved) vault `vault_id`.
+pub async fn start(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    url: &str,
+) -> Result<LoginStarted, ErrorBody> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| bad(format!("mcp_server_url: `{url}` is not an http(s) URL")))?;
+    let vault = super::get_vault(store, vault_id).await?;
+    if vault.archived_at.is_some() {
+        return Err(bad(format!(
+            "the vault {vault_id} is archived; log in into a live vault"
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| {
+            bad(format!(
+                "cannot listen on a loopback port for the login's redirect: {e}"
+            ))
+        })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| bad(e.to_string()))?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let challenge = authorize::fetch_challenge(parsed.as_str(), None)
+        .await
+        .unwrap_or_default();
+    let plan = authorize::prepare(url, &challenge, &redirect_uri, "tether")
+        .await
+        .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
+    let login_id = format!(
+        "login_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
+    let (tx, rx) = watch::channel(LoginStatus::Pending);
+    logins().insert(login_id.clone(), rx);
+    let authorization_url = plan.authorization_url();
+    tokio::spawn(complete(
+        listener,
+        plan,
+        store.clone(),
+        data_dir.to_path_buf(),
+        vault_id.to_string(),
+        tx,
+    ));
+    tracing::info!(%login_id, server = %url, "MCP OAuth login started");
+    Ok(LoginStarted {
+        login_id,
+        authorization_url,
+        redirect_uri,
+    })
+}
+
+/// Waits for the browser's redirect, finishes the login and says so to the browser.
+async fn complete(
+    listener: tokio::net::TcpListener,
+    plan: authorize::Plan,
+    store: Store,
+    data_dir: PathBuf,
+    vault_id: String,
+    tx: watch::Sender<LoginStatus>,
+) {
+    let outcome = tokio::time::timeout(LOGIN_LIMIT, async {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let Some(target) = request_target(&mut sock).await else {
+                continue;
+            };
+            // Browsers also ask for /favicon.ico and the like.
+            if !target.starts_with("/callback") {
+                let _ = sock
+                    .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+                continue;
+            }
+            let status = finish(&plan, &target, &store, &data_dir, &vault_id).await;
+            let page = match &status {
+                LoginStatus::Done { .. } => {
+                    "tether is authorized; the credential is in your vault. You can close this tab.".to_string()
+                }
+                LoginStatus::Failed { message } => format!("tether's login failed: {message}"),
+                LoginStatus::Pending => String::new(),
+            };
+            let _ = sock
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                        page.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            return status;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| LoginStatus::Failed {
+        message: format!(
+            "nobody opened the authorization URL within {} minutes; start the login again",
+            LOGIN_LIMIT.as_secs() / 60
+        ),
+    });
+    let _ = tx.send(outcome);
+}
+
+async fn finish(
+    plan: &authorize::Plan,
+    target: &str,
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+) -> LoginStatus {
+    let granted = match authorize::finish(plan, target).await {
+        Ok(g) => g,
+        Err(message) => return LoginStatus::Failed { message },
+    };
+    let spec = CredentialSpec {
+        auth: plan.credential(&granted),
+        display_name: Some(format!("oauth login for {}", plan.mcp_server_url)),
+        metadata: Default::default(),
+    };
+    match super::create_credential(store, data_dir, vault_id, spec).await {
+        Ok(credential) => {
+            tracing::info!(credential = %credential.id, "MCP OAuth login stored");
+            LoginStatus::Done {
+                credential: Box::new(credential),
+            }
+        }
+        Err(e) => LoginStatus::Failed {
+            message: format!(
+                "the tokens were granted but could not be stored: {}",
+                e.message
+            ),
+        },
+    }
+}
+
+/// The request target of an HTTP/1 request (its first line), reading at most 8 KiB.
+async fn request_target(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = String::from_utf8_lossy(&buf);
+    let mut parts = line.lines().next()?.split(' ');
+    (parts.next()? == "GET").then_some(())?;
+    parts.next().map(str::to_string)
+}
+
+/// Waits up to `limit` for the login to end.
+pub async fn wait(login_id: &str, limit: Duration) -> Result<LoginStatus, ErrorBody> {
+    let mut rx = logins().get(login_id).cloned().ok_or_else(|| {
+        ErrorBody::new(
+            ErrorCode::NotFound,
+            format!(
+                "no login `{login_id}` (logins are forgotten when tetherd restarts); start it again"
+            ),
+        )
+    })?;
+    let _ = tokio::time::timeout(limit, rx.wait_for(|s| *s != LoginStatus::Pending)).await;
+    let status = rx.borrow().clone();
+    Ok(status)
+}

@@ -1,0 +1,136 @@
+//! `tether-mcp-conformance-client <server-url>`: tetherd's MCP OAuth client
+//! (`tether_daemon::resources::vaults::authorize`) driven by `@modelcontextprotocol/conformance`'s
+//! client scenarios. Test-only (a binary of the e2e crate, never in a user's build).
+//!
+//! It connects as tetherd does (rmcp, streamable HTTP); on a 401 or a 403 insufficient_scope
+//! it runs the authorization flow and connects again. The user who opens the authorization
+//! URL is played by this program: it fetches the URL without following the redirect and
+//! hands the `Location` (tetherd's loopback callback in real use) to `finish`.
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use tether_daemon::resources::vaults::authorize::{self, Challenge};
+
+/// Authorizations before giving up (the scope-retry-limit scenario refuses forever).
+const MAX_AUTHORIZATIONS: usize = 3;
+const REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut s = e.source();
+    while let Some(x) = s {
+        out.push_str(": ");
+        out.push_str(&x.to_string());
+        s = x.source();
+    }
+    out
+}
+
+fn auth_challenge(text: &str) -> Option<Challenge> {
+    let auth = [
+        "authorization required",
+        "insufficient scope",
+        "Auth required",
+        "401",
+        "403",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
+    auth.then(|| authorize::challenge_in(text).unwrap_or_default())
+}
+
+async fn authorize(url: &str, challenge: &Challenge) -> anyhow::Result<String> {
+    let plan = authorize::prepare(url, challenge, REDIRECT_URI, "tether conformance client")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let resp = browser.get(plan.authorization_url()).send().await?;
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the authorization endpoint answered {} without a redirect",
+                resp.status()
+            )
+        })?
+        .to_string();
+    let granted = authorize::finish(&plan, &location)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(granted.access_token)
+}
+
+/// One session: connect, list the tools, call each; the challenge when the server wants auth.
+async fn session(url: &str, token: Option<&str>) -> anyhow::Result<Option<Challenge>> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
+    if let Some(t) = token {
+        config = config.auth_header(t.to_string());
+    }
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let client = match ().serve(transport).await {
+        Ok(c) => c,
+        Err(e) => {
+            let text = chain(&e);
+            return match auth_challenge(&text) {
+                Some(_) => Ok(Some(
+                    authorize::fetch_challenge(url, token)
+                        .await
+                        .unwrap_or_default(),
+                )),
+                None => Err(anyhow::anyhow!("connect: {text}")),
+            };
+        }
+    };
+    let tools = match client.list_all_tools().await {
+        Ok(t) => t,
+        Err(e) => {
+            let text = chain(&e);
+            return auth_challenge(&text)
+                .map(Some)
+                .ok_or_else(|| anyhow::anyhow!("tools/list: {text}"));
+        }
+    };
+    for tool in tools {
+        if let Err(e) = client
+            .call_tool(CallToolRequestParams::new(tool.name.to_string()))
+            .await
+        {
+            let text = chain(&e);
+            if let Some(c) = auth_challenge(&text) {
+                return Ok(Some(c));
+            }
+            eprintln!("tools/call {}: {text}", tool.name);
+        }
+    }
+    let _ = client.cancel().await;
+    Ok(None)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = std::env::args()
+        .next_back()
+        .ok_or_else(|| anyhow::anyhow!("usage: tether-mcp-conformance-client <server-url>"))?;
+    let mut token = None;
+    let mut authorizations = 0;
+    loop {
+        let Some(challenge) = session(&url, token.as_deref()).await? else {
+            return Ok(());
+        };
+        if authorizations == MAX_AUTHORIZATIONS {
+            anyhow::bail!(
+                "the server still wants authorization after {MAX_AUTHORIZATIONS} authorizations: {challenge:?}"
+            );
+        }
+        authorizations += 1;
+        eprintln!("authorizing: {challenge:?}");
+        token = Some(authorize(&url, &challenge).await?);
+    }
+}

@@ -1,0 +1,469 @@
+//! `mcp_oauth` credentials end to end (issue 25): a real OAuth token endpoint and an MCP
+//! server that accepts only its current access token (tests/src/oauth_server.rs). tetherd
+//! refreshes a token that is about to expire before using it, refreshes a token the server
+//! refuses and connects again, stores the granted tokens sealed in the credential row (never
+//! in the log, the database in clear or the daemon log), and says what to do when the refresh
+//! token is refused. `mcp_oauth_validate` answers the hosted `vault_credential_validation`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{Value, json};
+use tether_e2e::oauth_server::{self, CLIENT_ID, CLIENT_SECRET, ClientAuth, OauthServer};
+use tether_e2e::{Reply, TestEnv, assert_log_invariants, session_errors};
+use tether_mock_llm::Script;
+use tether_proto::EventBody;
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("x-api-key", &self.token)
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body).await;
+        assert_eq!(s, 200, "{method} {path}: {v}");
+        v
+    }
+}
+
+async fn start(env: &TestEnv) -> (std::process::Child, Api) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (child, base, token) = env.spawn_http_daemon().await;
+    (
+        child,
+        Api {
+            http: reqwest::Client::new(),
+            base,
+            token,
+        },
+    )
+}
+
+/// An environment that reaches the test server, an agent using it (always allowed) and a vault.
+async fn setup(api: &Api, server: &OauthServer) -> (String, String) {
+    api.ok(
+        "POST",
+        "/v1/environments",
+        Some(json!({"name": "oauth-mcp", "config": {"type": "cloud",
+            "networking": {"type": "limited", "allowed_hosts": [server.authority]}}})),
+    )
+    .await;
+    let agent = api
+        .ok(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "oauth", "model": "claude-haiku-4-5",
+                "mcp_servers": [{"type": "url", "name": "remote", "url": server.mcp_url}],
+                "tools": [
+                    {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
+                ]})),
+        )
+        .await;
+    let vault = api
+        .ok("POST", "/v1/vaults", Some(json!({"display_name": "oauth"})))
+        .await;
+    (
+        agent["id"].as_str().unwrap().to_string(),
+        vault["id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn run_session(env: &TestEnv, api: &Api, agent: &str, vault: &str) -> String {
+    let session = api
+        .ok(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": agent, "environment_id": "oauth-mcp", "vault_ids": [vault],
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]})),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_string();
+    env.wait_idle(&id).await;
+    id
+}
+
+fn mcp_results(env: &TestEnv, id: &str) -> Vec<(String, bool)> {
+    env.events(id)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentMcpToolResult {
+                content, is_error, ..
+            } => Some((tether_proto::blocks_text(content), *is_error)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn database_bytes(env: &TestEnv) -> Vec<u8> {
+    let db = env.paths.db();
+    let mut out = Vec::new();
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        out.extend(std::fs::read(format!("{}{suffix}", db.display())).unwrap_or_default());
+    }
+    out
+}
+
+fn assert_nowhere(env: &TestEnv, ids: &[&str], secrets: &[&str]) {
+    let db = database_bytes(env);
+    let daemon_log = env.daemon_log();
+    for id in ids {
+        let log = env.ok(&["logs", id, "--json"]);
+        for s in secrets {
+            assert!(!log.contains(s), "{s} in the events of {id}");
+        }
+    }
+    for s in secrets {
+        assert!(
+            !db.windows(s.len()).any(|w| w == s.as_bytes()),
+            "{s} in the database file"
+        );
+        assert!(!daemon_log.contains(s), "{s} in the daemon log");
+    }
+}
+
+fn echo_script() -> Script {
+    Script::by_turn(vec![
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("done"),
+    ])
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A token within a minute of its `expires_at` is refreshed before it is sent (the server
+/// never sees it), with client_secret_basic; the call goes through with the new one and the
+/// credential answers the new expiry.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expiring_mcp_oauth_token_is_refreshed_before_the_call() {
+    const EXPIRING: &str = "expiring-access-3391";
+    const REFRESH: &str = "first-refresh-7702";
+    let server = oauth_server::serve(EXPIRING, REFRESH, ClientAuth::Basic).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let cred = api
+        .ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+                "access_token": EXPIRING, "expires_at": rfc3339_in(30),
+                "refresh": {"client_id": CLIENT_ID, "refresh_token": REFRESH,
+                    "token_endpoint": server.token_url,
+                    "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": CLIENT_SECRET}}}})),
+        )
+        .await;
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert!(session_errors(&events).is_empty(), "{events:#?}");
+    assert_eq!(mcp_results(&env, &id), vec![("authed".to_string(), false)]);
+    assert_eq!(server.calls(), 1);
+    {
+        let s = server.lock();
+        assert_eq!(s.refreshes, 1, "{s:?}");
+        assert!(
+            !s.seen_tokens.iter().any(|t| t == EXPIRING),
+            "the expiring token was sent: {:?}",
+            s.seen_tokens
+        );
+        assert!(
+            !s.last_form.iter().any(|(k, _)| k == "client_secret"),
+            "basic auth puts no secret in the form: {:?}",
+            s.last_form
+        );
+    }
+    let cid = cred["id"].as_str().unwrap();
+    let after = api
+        .ok(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials/{cid}"),
+            None,
+        )
+        .await;
+    let exp = chrono::DateTime::parse_from_rfc3339(after["auth"]["expires_at"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        exp > chrono::Utc::now() + chrono::Duration::minutes(50),
+        "the granted expiry (an hour) is stored: {after}"
+    );
+    let granted = server.lock().access_token.clone();
+    let rotated = server.lock().refresh_token.clone();
+    assert_nowhere(
+        &env,
+        &[&id],
+        &[EXPIRING, REFRESH, CLIENT_SECRET, &granted, &rotated],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A token the server refuses (401) is refreshed (client_secret_post, with the credential's
+/// resource and scope) and the connection made again; the granted tokens are stored, so the
+/// next session uses them without another refresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_mcp_oauth_token_is_refreshed_and_the_new_one_is_kept() {
+    const STALE: &str = "stale-access-1200";
+    const REFRESH: &str = "refresh-for-post-6610";
+    let server = oauth_server::serve("current-access-5005", REFRESH, ClientAuth::Post).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    api.ok(
+        "POST",
+        &format!("/v1/vaults/{vault}/credentials"),
+        Some(json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+            "access_token": STALE,
+            "refresh": {"client_id": CLIENT_ID, "refresh_token": REFRESH,
+                "token_endpoint": server.token_url, "resource": server.mcp_url, "scope": "tools:read",
+                "token_endpoint_auth": {"type": "client_secret_post", "client_secret": CLIENT_SECRET}}}})),
+    )
+    .await;
+
+    let first = run_session(&env, &api, &agent, &vault).await;
+    assert!(
+        session_errors(&env.events(&first)).is_empty(),
+        "{:#?}",
+        env.events(&first)
+    );
+    assert_eq!(
+        mcp_results(&env, &first),
+        vec![("authed".to_string(), false)]
+    );
+    {
+        let s = server.lock();
+        assert_eq!(s.refreshes, 1, "{s:?}");
+        assert_eq!(s.seen_tokens.first().map(String::as_str), Some(STALE));
+        let form: std::collections::BTreeMap<_, _> = s.last_form.iter().cloned().collect();
+        assert_eq!(form.get("resource"), Some(&server.mcp_url));
+        assert_eq!(form.get("scope").map(String::as_str), Some("tools:read"));
+    }
+
+    let second = run_session(&env, &api, &agent, &vault).await;
+    assert_eq!(
+        mcp_results(&env, &second),
+        vec![("authed".to_string(), false)]
+    );
+    assert_eq!(server.lock().refreshes, 1, "the stored token was used");
+    assert_eq!(server.calls(), 2);
+    let granted = server.lock().access_token.clone();
+    assert_nowhere(&env, &[&first, &second], &[STALE, REFRESH, &granted]);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A refresh token the endpoint refuses is an `mcp_authentication_failed_error` that names
+/// the credential, quotes the endpoint's answer and says to authorize again; validation says
+/// `invalid` with the endpoint's answer (no secret in it), and `valid` once the credential is
+/// given a working refresh token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_refresh_token_is_a_clear_error_and_validation_reports_it() {
+    const WRONG: &str = "wrong-refresh-9034";
+    let server = oauth_server::serve(
+        "current-access-1717",
+        "right-refresh-2288",
+        ClientAuth::None,
+    )
+    .await;
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text("done")])).await;
+    let (mut child, api) = start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let cred = api
+        .ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(
+                json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+                "access_token": "revoked-access-0001",
+                "refresh": {"client_id": CLIENT_ID, "refresh_token": WRONG,
+                    "token_endpoint": server.token_url, "token_endpoint_auth": {"type": "none"}}}}),
+            ),
+        )
+        .await;
+    let cid = cred["id"].as_str().unwrap();
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    let errors = session_errors(&env.events(&id));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind, "mcp_authentication_failed_error");
+    let m = &errors[0].message;
+    for part in [cid, "invalid_grant", "HTTP 400", "authorize again"] {
+        assert!(m.contains(part), "`{part}` not in: {m}");
+    }
+    assert!(!m.contains(WRONG), "{m}");
+    assert_eq!(server.lock().refreshes, 0);
+
+    let path = format!("/v1/vaults/{vault}/credentials/{cid}/mcp_oauth_validate");
+    let v = api.ok("POST", &path, None).await;
+    assert_eq!(v["type"], "vault_credential_validation");
+    assert_eq!(v["status"], "invalid", "{v}");
+    assert_eq!(v["has_refresh_token"], true);
+    assert_eq!(v["credential_id"], cid);
+    assert_eq!(v["vault_id"], vault.as_str());
+    assert_eq!(v["mcp_probe"]["method"], "initialize");
+    assert_eq!(v["mcp_probe"]["http_response"]["status_code"], 401);
+    assert_eq!(v["refresh"]["status"], "failed");
+    assert_eq!(v["refresh"]["http_response"]["status_code"], 400);
+    assert!(v.to_string().contains("invalid_grant"), "{v}");
+    assert!(!v.to_string().contains(WRONG), "{v}");
+
+    api.ok(
+        "POST",
+        &format!("/v1/vaults/{vault}/credentials/{cid}"),
+        Some(json!({"auth": {"type": "mcp_oauth", "refresh": {"refresh_token": "right-refresh-2288"}}})),
+    )
+    .await;
+    let v = api.ok("POST", &path, None).await;
+    assert_eq!(v["status"], "valid", "{v}");
+    assert_eq!(v["refresh"]["status"], "succeeded", "{v}");
+    assert!(v["mcp_probe"].is_null(), "{v}");
+    // Now the stored token works as it is: no refresh.
+    let v = api.ok("POST", &path, None).await;
+    assert_eq!(v["status"], "valid", "{v}");
+    assert!(v["refresh"].is_null(), "{v}");
+    assert_eq!(server.lock().refreshes, 1);
+
+    // Other kinds can't be validated; unknown ids are named.
+    let bearer = api
+        .ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(json!({"auth": {"type": "static_bearer", "mcp_server_url": "https://x.example/mcp", "token": "t"}})),
+        )
+        .await;
+    let (s, e) = api
+        .call(
+            "POST",
+            &format!(
+                "/v1/vaults/{vault}/credentials/{}/mcp_oauth_validate",
+                bearer["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e.to_string().contains("only mcp_oauth"), "{e}");
+    let (s, e) = api
+        .call(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials/vcrd_nope/mcp_oauth_validate"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    assert!(e.to_string().contains("vcrd_nope"), "{e}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `credential.login` (what `tether vaults login` calls): tetherd discovers the server's
+/// authorization server from its 401, registers, and answers a URL with PKCE S256 and the
+/// resource; the browser (this test) comes back to tetherd's loopback callback, the code is
+/// exchanged and the tokens become an `mcp_oauth` credential that a session then uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_through_the_browser_stores_an_mcp_oauth_credential_sessions_use() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let mut client = env.client().await;
+
+    let started = client
+        .call(
+            "credential.login",
+            json!({"vault": "oauth", "mcp_server_url": server.mcp_url}),
+        )
+        .await
+        .unwrap();
+    let url = started["authorization_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("http://{}/authorize?", server.authority)),
+        "{url}"
+    );
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    assert!(
+        url.contains("scope=mcp%3Atools"),
+        "scope from the resource metadata: {url}"
+    );
+    assert!(
+        started["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let login = started["login_id"].as_str().unwrap();
+    let pending = client
+        .call(
+            "credential.login_wait",
+            json!({"login_id": login, "wait_secs": 0}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending["state"], "pending");
+
+    // The user's browser: the authorization server redirects it to tetherd's callback.
+    let page = reqwest::get(url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    let done = client
+        .call("credential.login_wait", json!({"login_id": login}))
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "done", "{done}");
+    let cred = &done["credential"];
+    assert_eq!(cred["vault_id"], vault.as_str());
+    assert_eq!(cred["auth"]["type"], "mcp_oauth");
+    assert_eq!(cred["auth"]["mcp_server_url"], server.mcp_url.as_str());
+    assert_eq!(cred["auth"]["refresh"]["client_id"], CLIENT_ID);
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint_auth"]["type"],
+        "client_secret_post"
+    );
+    assert_eq!(server.lock().registrations, 1);
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    assert!(
+        session_errors(&env.events(&id)).is_empty(),
+        "{:#?}",
+        env.events(&id)
+    );
+    assert_eq!(mcp_results(&env, &id), vec![("authed".to_string(), false)]);
+    assert_eq!(server.calls(), 1);
+
+    let (granted, rotated) = {
+        let s = server.lock();
+        (s.access_token.clone(), s.refresh_token.clone())
+    };
+    assert_nowhere(&env, &[&id], &[&granted, &rotated, CLIENT_SECRET]);
+    let err = client
+        .call("credential.login_wait", json!({"login_id": "login_nope"}))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("login_nope"), "{}", err.message);
+    let _ = child.kill();
+    let _ = child.wait();
+}
