@@ -26,6 +26,8 @@ pub mod work;
 pub mod workflow;
 // webhooks (issue 20)
 pub mod webhook;
+// sessions.watch: the session list pushed as it changes (issue 20)
+pub mod watch;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};

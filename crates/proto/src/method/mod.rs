@@ -262,6 +262,10 @@ methods! {
     /// Archives the credential and erases its secret.
     "credential.archive" => CredentialArchive(crate::vault::CredentialParams) -> crate::vault::Credential;
     "credential.delete" => CredentialDelete(crate::vault::CredentialParams) -> crate::vault::Deleted;
+    // the fleet, pushed (issue 20)
+    /// Answers with the session list and its change seq; `sessions` pushes then carry each
+    /// change (status, title, cost, last activity, gone) until the connection closes.
+    "sessions.watch" => SessionsWatch(crate::watch::WatchSessions) -> crate::watch::SessionsWatching;
 }
 
 impl Call {
