@@ -201,6 +201,8 @@ pub struct State {
     /// The child thread whose stream the transcript shows (None: the primary's).
     pub viewing: Option<Viewing>,
     list_ask: ListAsk,
+    /// Other sessions of the fleet waiting for a person (the status bar's count; issue 20).
+    pub fleet_waiting: usize,
 }
 
 impl State {
@@ -239,6 +241,7 @@ impl State {
             threads: Threads::default(),
             viewing: None,
             list_ask: ListAsk::Idle,
+            fleet_waiting: 0,
         }
     }
 
