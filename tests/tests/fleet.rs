@@ -579,10 +579,10 @@ async fn an_ssh_that_dies_at_once_is_an_error_not_a_sigpipe() {
 async fn attached_to_one_session_the_terminal_hears_of_another() {
     let Some(sshd) = sshd_or_skip() else { return };
     let local = TestEnv::new(Script::sequential(vec![Reply::text("here")])).await;
-    let gpu1 = TestEnv::new(Script::sequential(vec![Reply::tool_use(
-        "bash",
-        json!({"command": "echo deployed"}),
-    )]))
+    let gpu1 = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo first"})),
+        Reply::tool_use("bash", json!({"command": "echo deployed"})),
+    ]))
     .await;
     let _d0 = local.spawn_daemon(None).await;
     let _d1 = gpu1.spawn_daemon(None).await;
@@ -595,6 +595,24 @@ async fn attached_to_one_session_the_terminal_hears_of_another() {
         "-f",
         dir.path().join("asker.yaml").to_str().unwrap(),
     ]);
+    // One session there already waits: old news, but it shows the watcher is up.
+    let first = gpu1
+        .ok(&[
+            "new", "--detach", "--agent", "asker", "--name", "first", "go",
+        ])
+        .trim()
+        .to_string();
+    wait_until("first waits for an approval", || {
+        gpu1.events(&first).iter().any(|e| {
+            matches!(
+                &e.body,
+                tether_proto::EventBody::SessionStatusIdle {
+                    stop_reason: tether_proto::StopReason::RequiresAction { .. }
+                }
+            )
+        })
+    })
+    .await;
     let hook_out = dir.path().join("notices.jsonl");
     add_remotes(
         &local,
@@ -617,6 +635,7 @@ async fn attached_to_one_session_the_terminal_hears_of_another() {
     // The session view: the picker's host line is gone, the transcript is there.
     pane.wait_for("on 2 hosts", false).await;
     pane.wait_for("here", true).await;
+    pane.wait_for("1 waiting elsewhere", true).await;
 
     gpu1.ok(&[
         "new", "--detach", "--agent", "asker", "--name", "ask", "run it",
@@ -632,9 +651,13 @@ async fn attached_to_one_session_the_terminal_hears_of_another() {
         std::fs::read_to_string(&hook_out).is_ok_and(|t| t.contains("gpu1:ask needs input"))
     })
     .await;
-    pane.wait_for("1 waiting elsewhere", true).await;
+    pane.wait_for("2 waiting elsewhere", true).await;
     // Still the session view, and nothing was said about the session on screen.
     assert!(pane.screen().contains("here"), "{}", pane.screen());
     let said = std::fs::read_to_string(&hook_out).unwrap();
     assert!(!said.contains("\"mine\""), "{said}");
+    assert!(
+        !said.contains("first"),
+        "what waited before is not news: {said}"
+    );
 }
