@@ -305,6 +305,8 @@ async fn write_older(
 }
 
 /// The session view until the user detaches (or the terminal goes away).
+// Each input is used once, at the start; grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn session(
     tui: &mut Tui,
     client: Client,
