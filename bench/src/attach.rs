@@ -179,7 +179,7 @@ impl Pty {
         self.child.id()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.out.lock().map(|s| s.bytes.len()).unwrap_or(0)
     }
 

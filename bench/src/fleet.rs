@@ -4,8 +4,10 @@
 //! link, `tether proxy`, framing and the remote daemons are real, only the network is not.
 //!
 //! - first complete frame: spawn → every host's newest session has been drawn;
-//! - client CPU per list update over 10 s of the picker refreshing (each host every 2 s);
-//! - the client's and the three daemons' CPU over those 10 s (nothing is happening).
+//! - the client's and the three daemons' CPU over 10 s in which nothing happens (every list
+//!   is pushed by its daemon as it changes: an idle picker should cost ~0 on every end);
+//! - client CPU per update: [`UPDATES`] renames on a remote, one at a time, each pushed
+//!   through its ssh link and drawn before the next.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,13 @@ const HOSTS: [&str; 3] = ["local", "gpu1", "gpu2"];
 /// position, so the terminal output shows each whole once its host's list is drawn.
 const TOKENS: [&str; 3] = ["LLLLLLLL", "XXXXXXXX", "YYYYYYYY"];
 const WINDOW: Duration = Duration::from_secs(10);
+/// Renames measured for the CPU per update; each new name shares no letter at any position
+/// with the names on screen (the terminal only gets the cells that changed).
+const UPDATE_NAMES: [&str; 12] = [
+    "AAAAAAAA", "BBBBBBBB", "CCCCCCCC", "DDDDDDDD", "EEEEEEEE", "FFFFFFFF", "HHHHHHHH", "JJJJJJJJ",
+    "KKKKKKKK", "MMMMMMMM", "NNNNNNNN", "PPPPPPPP",
+];
+pub const UPDATES: usize = UPDATE_NAMES.len();
 
 pub struct FleetSample {
     pub first_frame_ms: f64,
@@ -101,7 +110,8 @@ pub async fn setup(bins: &Bins, url: &str) -> Result<(Vec<Home>, std::path::Path
     Ok((homes, fake_ssh))
 }
 
-/// One picker: spawn, first complete frame, 10 s of refreshing, quit.
+/// One picker: spawn, first complete frame, 10 s of nothing, [`UPDATES`] pushed renames,
+/// quit. Each run leaves gpu1's newest session renamed back to its token.
 pub fn run_once(homes: &[Home], fake_ssh: &std::path::Path) -> Result<FleetSample> {
     let ssh = fake_ssh.display().to_string();
     let start = Instant::now();
@@ -118,27 +128,40 @@ pub fn run_once(homes: &[Home], fake_ssh: &std::path::Path) -> Result<FleetSampl
         .iter()
         .map(|h| h.running_daemon_pid().map(|p| p as u32))
         .collect::<Result<_>>()?;
+    let daemon_ticks = || -> u64 { daemons.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).sum() };
+    // Idle: nothing changes anywhere.
     let c0 = cpu_ticks(client)?;
-    let d0: u64 = daemons.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).sum();
+    let d0 = daemon_ticks();
     let t0 = Instant::now();
     std::thread::sleep(WINDOW);
     let secs = t0.elapsed().as_secs_f64();
-    let client_ticks = cpu_ticks(client)? - c0;
-    let daemon_ticks = daemons
-        .iter()
-        .map(|p| cpu_ticks(*p).unwrap_or(0))
-        .sum::<u64>()
-        - d0;
-    // Each of the 3 hosts' lists arrives every 2 s.
-    let updates = (secs / 2.0 * HOSTS.len() as f64).max(1.0);
+    let idle_client = cpu_ticks(client)? - c0;
+    let idle_daemons = daemon_ticks() - d0;
+    // Updates: gpu1's newest session renamed, one push (and one frame) at a time.
+    let mut old = TOKENS[1].to_string();
+    let c1 = cpu_ticks(client)?;
+    for name in UPDATE_NAMES {
+        let mark = pty.len();
+        homes[1].ok(&["rename", &old, name])?;
+        let asked = Instant::now();
+        while !pty.contains_after(mark, name) {
+            if asked.elapsed() > Duration::from_secs(30) {
+                bail!("the picker never drew the rename to {name}");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        old = name.to_string();
+    }
+    let update_ticks = cpu_ticks(client)? - c1;
+    homes[1].ok(&["rename", &old, TOKENS[1]])?;
     // USER_HZ is 100 on Linux: a tick is 10 ms.
-    let cpu_ms_per_update = client_ticks as f64 * 10.0 / updates;
+    let cpu_ms_per_update = update_ticks as f64 * 10.0 / UPDATES as f64;
     let pct = |ticks: u64| ticks as f64 / 100.0 / secs * 100.0;
     pty.send(b"\x1b")?;
     Ok(FleetSample {
         first_frame_ms,
         cpu_ms_per_update,
-        client_cpu_pct: pct(client_ticks),
-        daemons_cpu_pct: pct(daemon_ticks),
+        client_cpu_pct: pct(idle_client),
+        daemons_cpu_pct: pct(idle_daemons),
     })
 }

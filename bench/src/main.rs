@@ -491,7 +491,7 @@ fn fleet_rows(
             Some(Target::AtMost(150.0)),
         ),
         row(
-            "fleet picker: client CPU per list update",
+            "fleet picker: client CPU per pushed update (a remote rename)",
             samples.iter().map(|s| s.cpu_ms_per_update).collect(),
             Unit::Ms,
             Some(Target::AtMost(5.0)),

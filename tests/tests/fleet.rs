@@ -571,3 +571,93 @@ async fn an_ssh_that_dies_at_once_is_an_error_not_a_sigpipe() {
         assert_eq!(out.status.code(), Some(3), "{out:?}");
     }
 }
+
+/// Attached to one session, the terminal still hears of the others (issue 20): a remote
+/// session that starts needing input sends OSC 9/777 through tmux and the hook, and the status
+/// bar counts it; the session on screen is never the news.
+#[tokio::test(flavor = "multi_thread")]
+async fn attached_to_one_session_the_terminal_hears_of_another() {
+    let Some(sshd) = sshd_or_skip() else { return };
+    let local = TestEnv::new(Script::sequential(vec![Reply::text("here")])).await;
+    let gpu1 = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "echo first"})),
+        Reply::tool_use("bash", json!({"command": "echo deployed"})),
+    ]))
+    .await;
+    let _d0 = local.spawn_daemon(None).await;
+    let _d1 = gpu1.spawn_daemon(None).await;
+    local.ok(&["run", "hi", "--name", "mine"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("asker.yaml"), ASKER).unwrap();
+    gpu1.ok(&[
+        "agents",
+        "create",
+        "-f",
+        dir.path().join("asker.yaml").to_str().unwrap(),
+    ]);
+    // One session there already waits: old news, but it shows the watcher is up.
+    let first = gpu1
+        .ok(&[
+            "new", "--detach", "--agent", "asker", "--name", "first", "go",
+        ])
+        .trim()
+        .to_string();
+    wait_until("first waits for an approval", || {
+        gpu1.events(&first).iter().any(|e| {
+            matches!(
+                &e.body,
+                tether_proto::EventBody::SessionStatusIdle {
+                    stop_reason: tether_proto::StopReason::RequiresAction { .. }
+                }
+            )
+        })
+    })
+    .await;
+    let hook_out = dir.path().join("notices.jsonl");
+    add_remotes(
+        &local,
+        &[
+            remote_entry("gpu1", &sshd, &gpu1),
+            format!(
+                "\n[notify]\ncommand = \"cat >> {}\"\nmin_turn_secs = 0\n",
+                hook_out.display()
+            ),
+        ],
+    );
+    let raw = dir.path().join("raw");
+    let pane = PickerPane::start(&local, &sshd, &raw);
+    pane.wait_for("on 2 hosts", true).await;
+    pane.wait_for("mine", true).await;
+    for c in ["m", "i", "n", "e"] {
+        pane.keys(&[c]);
+    }
+    pane.keys(&["Enter"]);
+    // The session view: the picker's host line is gone, the transcript is there.
+    pane.wait_for("on 2 hosts", false).await;
+    pane.wait_for("here", true).await;
+    pane.wait_for("1 waiting elsewhere", true).await;
+
+    gpu1.ok(&[
+        "new", "--detach", "--agent", "asker", "--name", "ask", "run it",
+    ]);
+    wait_until("the terminal got OSC 9 and 777 while attached", || {
+        let raw = std::fs::read(&raw).unwrap_or_default();
+        let raw = String::from_utf8_lossy(&raw);
+        raw.contains("\x1bPtmux;\x1b\x1b]9;tether: gpu1:ask needs input\x07\x1b\\")
+            && raw.contains("\x1b\x1b]777;notify;tether;gpu1:ask needs input\x07")
+    })
+    .await;
+    wait_until("the hook got the notice", || {
+        std::fs::read_to_string(&hook_out).is_ok_and(|t| t.contains("gpu1:ask needs input"))
+    })
+    .await;
+    pane.wait_for("2 waiting elsewhere", true).await;
+    // Still the session view, and nothing was said about the session on screen.
+    assert!(pane.screen().contains("here"), "{}", pane.screen());
+    let said = std::fs::read_to_string(&hook_out).unwrap();
+    assert!(!said.contains("\"mine\""), "{said}");
+    assert!(
+        !said.contains("first"),
+        "what waited before is not news: {said}"
+    );
+}

@@ -289,3 +289,129 @@ async fn a_kill_after_sending_redelivers_with_the_same_id() {
     assert_eq!(rows.len(), 1, "{log}");
     assert_eq!(rows[0]["status"], "delivered", "{log}");
 }
+
+/// Resource changes are webhooks too (issue 20): agents, environments and deployments, in the
+/// hosted names, each verified by the official SDK's `unwrap`; a no-op sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_changes_are_webhooks_the_sdk_verifies() {
+    let mut recv = Receiver::start(0);
+    let env = TestEnv::with_config(
+        Script::sequential(vec![]),
+        "[webhooks]\nbase_delay_ms = 20\nmax_delay_ms = 100\n",
+    )
+    .await;
+    let _daemon = env.spawn_daemon(None).await;
+    let added = env.ok(&["webhooks", "add", &recv.url(), "--name", "all", "--json"]);
+    let endpoint: Value = serde_json::from_str(&added).unwrap();
+    recv.set_secret(endpoint["signing_secret"].as_str().unwrap());
+    let mut c = env.client().await;
+    let call = |v: Result<Value, tether_proto::ErrorBody>| v.unwrap();
+    let agent = call(
+        c.call("agent.create", serde_json::json!({"name": "hooked"}))
+            .await,
+    );
+    let agent_id = agent["id"].as_str().unwrap().to_string();
+    call(
+        c.call(
+            "agent.update",
+            serde_json::json!({"agent": "hooked", "version": 1, "changes": {"description": "v2"}}),
+        )
+        .await,
+    );
+    call(
+        c.call("agent.archive", serde_json::json!({"agent": "hooked"}))
+            .await,
+    );
+    // Archiving again changes nothing and says nothing.
+    let _ = c
+        .call("agent.archive", serde_json::json!({"agent": "hooked"}))
+        .await;
+    let e = call(
+        c.call(
+            "environment.create",
+            serde_json::json!({"name": "hooked-env"}),
+        )
+        .await,
+    );
+    let env_id = e["id"].as_str().unwrap().to_string();
+    call(
+        c.call(
+            "environment.update",
+            serde_json::json!({"environment": "hooked-env", "changes": {"description": "d"}}),
+        )
+        .await,
+    );
+    call(
+        c.call(
+            "environment.archive",
+            serde_json::json!({"environment": "hooked-env"}),
+        )
+        .await,
+    );
+    call(
+        c.call(
+            "environment.delete",
+            serde_json::json!({"environment": "hooked-env"}),
+        )
+        .await,
+    );
+    let d = call(
+        c.call(
+            "deployment.create",
+            serde_json::json!({
+                "name": "nightly",
+                "agent": "default",
+                "environment_id": "default",
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+                "schedule": {"type": "cron", "expression": "0 3 * * *", "timezone": "UTC"},
+            }),
+        )
+        .await,
+    );
+    let dep_id = d["id"].as_str().unwrap().to_string();
+    for m in [
+        "deployment.pause",
+        "deployment.pause",
+        "deployment.unpause",
+        "deployment.archive",
+    ] {
+        let _ = c
+            .call(m, serde_json::json!({"deployment": "nightly"}))
+            .await;
+    }
+    let expected = [
+        ("agent.created", &agent_id),
+        ("agent.updated", &agent_id),
+        ("agent.archived", &agent_id),
+        ("environment.created", &env_id),
+        ("environment.updated", &env_id),
+        ("environment.archived", &env_id),
+        ("environment.deleted", &env_id),
+        ("deployment.created", &dep_id),
+        ("deployment.paused", &dep_id),
+        ("deployment.unpaused", &dep_id),
+        ("deployment.archived", &dep_id),
+    ];
+    wait_until("every resource webhook verified", || {
+        expected
+            .iter()
+            .all(|(t, _)| !recv.verified_of(t).is_empty())
+    })
+    .await;
+    let lines = recv.lines();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("invalid")),
+        "the SDK refused a delivery: {lines:#?}"
+    );
+    for (t, id) in expected {
+        let got = recv.verified_of(t);
+        // Exactly once: the no-op archive and pause sent nothing.
+        assert_eq!(got.len(), 1, "{t}: {got:#?}");
+        assert_eq!(got[0]["data_id"], id.as_str(), "{t}");
+        assert_eq!(got[0]["type"], "event");
+        assert!(got[0]["webhook_id"].as_str().unwrap().starts_with("whe_"));
+    }
+    // In the delivery log with the rest.
+    let log = env.ok(&["webhooks", "deliveries", "--json"]);
+    assert!(log.contains("environment.deleted"), "{log}");
+}

@@ -601,6 +601,7 @@ impl Runtime {
         session.halt().await;
         self.store.delete_session(&session.id).await?;
         self.registry().remove(&session.id);
+        self.session_changes.note(&session.id);
         crate::spool::remove_session(&self.paths.data_dir, &session.id);
         let row = session.row();
         if row.workspace_owned {

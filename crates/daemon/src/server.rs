@@ -1435,6 +1435,32 @@ impl Connection {
                     crate::resources::skills::delete(&rt.store, &rt.paths, &id).await?,
                 )
             }
+            // the fleet, pushed (issue 20)
+            Dispatch::SessionsWatch(p, r) => {
+                // Subscribe before listing: a change after the list is read is never missed,
+                // and one the list already shows is numbered at or below `seq`.
+                let (rx, seq) = rt.session_changes.subscribe();
+                let data = rt.list(p.all).await?;
+                let sent = data.iter().map(|s| (s.id.clone(), s.clone())).collect();
+                let watching = tether_proto::watch::SessionsWatching { data, seq };
+                // The reply goes first, then the pushes.
+                if out
+                    .send(&ServerFrame::result(id, answer(r, watching)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(None);
+                }
+                tokio::spawn(watch_sessions(
+                    rt.clone(),
+                    p.all,
+                    rx,
+                    seq,
+                    sent,
+                    out.clone(),
+                ));
+                return Ok(None);
+            }
         };
         Ok(Some(v))
     }
@@ -1448,6 +1474,203 @@ use crate::resources::vaults;
 
 fn answer<M: Method>(reply: Reply<M>, result: M::Result) -> Value {
     reply.encode(&result).unwrap_or(Value::Null)
+}
+
+// sessions.watch (issue 20)
+/// How long a session watcher gathers notes before it pushes: one push per burst.
+const WATCH_COALESCE: Duration = Duration::from_millis(50);
+
+/// Pushes `sessions` frames to a `sessions.watch` client until its connection closes: per
+/// burst of notes, the summaries that differ from what it was last sent and the ids that
+/// left its list. A watcher that lagged the feed gets the whole list again (`resync`).
+/// Waits on nothing but the feed while no session changes.
+async fn watch_sessions(
+    rt: Arc<Runtime>,
+    all: bool,
+    mut rx: broadcast::Receiver<crate::session::changes::Changed>,
+    mut seq: u64,
+    mut sent: HashMap<String, tether_proto::SessionInfo>,
+    out: Outbox,
+) {
+    use broadcast::error::{RecvError, TryRecvError};
+    loop {
+        let mut ids: Vec<String> = Vec::new();
+        let mut top = seq;
+        let mut lagged = false;
+        let mut take = |c: crate::session::changes::Changed| {
+            if c.seq > seq {
+                top = top.max(c.seq);
+                if !ids.contains(&c.id) {
+                    ids.push(c.id);
+                }
+            }
+        };
+        let first = tokio::select! {
+            r = rx.recv() => r,
+            _ = out.tx.closed() => return,
+            _ = rt.shutdown.cancelled() => return,
+        };
+        match first {
+            Ok(c) => take(c),
+            Err(RecvError::Lagged(_)) => lagged = true,
+            Err(RecvError::Closed) => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_COALESCE) => {}
+            _ = out.tx.closed() => return,
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(c) => take(c),
+                Err(TryRecvError::Lagged(_)) => lagged = true,
+                Err(_) => break,
+            }
+        }
+        let push = if lagged {
+            // Number first, then list: what the list shows is at least that new.
+            let (_, now) = rt.session_changes.subscribe();
+            let Ok(data) = rt.list(all).await else {
+                continue;
+            };
+            sent = data.iter().map(|s| (s.id.clone(), s.clone())).collect();
+            seq = now;
+            tether_proto::watch::SessionsChanged {
+                seq,
+                changed: data,
+                removed: Vec::new(),
+                resync: true,
+            }
+        } else {
+            let mut push = tether_proto::watch::SessionsChanged {
+                seq: top,
+                ..Default::default()
+            };
+            seq = top;
+            for id in ids {
+                match rt.info(&id).await {
+                    Ok(info) if all || info.archived_at.is_none() => {
+                        if sent.get(&id) != Some(&info) {
+                            sent.insert(id, info.clone());
+                            push.changed.push(info);
+                        }
+                    }
+                    // A store hiccup is not a removal: the next note tries again.
+                    Err(e) if e.code != ErrorCode::NotFound => {}
+                    // Deleted, or archived out of the list.
+                    _ => {
+                        if sent.remove(&id).is_some() {
+                            push.removed.push(id);
+                        }
+                    }
+                }
+            }
+            if push.changed.is_empty() && push.removed.is_empty() {
+                continue;
+            }
+            push
+        };
+        if out.send(&ServerFrame::Sessions(push)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    async fn runtime() -> (tempfile::TempDir, Arc<Runtime>) {
+        crate::provider::http::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().display().to_string();
+        let paths = tether_proto::Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        let store = crate::store::Store::open(&paths.db()).unwrap();
+        crate::resources::agents::ensure_default(&store)
+            .await
+            .unwrap();
+        crate::resources::environments::ensure_default(&store)
+            .await
+            .unwrap();
+        let mut config = crate::config::Config::default();
+        config.anthropic.base_url = Some("http://127.0.0.1:9".into());
+        (tmp, Runtime::new(store, paths, config))
+    }
+
+    async fn next_push(q: &mut Outq) -> tether_proto::watch::SessionsChanged {
+        let out = tokio::time::timeout(Duration::from_secs(10), q.rx.recv())
+            .await
+            .expect("a push within 10 s")
+            .expect("the watcher is running");
+        q.took(&out);
+        let line = String::from_utf8(out.bytes.to_vec()).unwrap();
+        match serde_json::from_str(line.trim()).unwrap() {
+            ServerFrame::Sessions(c) => c,
+            other => panic!("expected a sessions push, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rename_is_pushed_once_and_a_delete_as_removed() {
+        let (_tmp, rt) = runtime().await;
+        let s = rt
+            .create(tether_proto::method::CreateSession::default())
+            .await
+            .unwrap();
+        let (rx, seq) = rt.session_changes.subscribe();
+        let list = rt.list(false).await.unwrap();
+        assert_eq!(list.len(), 1);
+        let sent = list.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        let (out, mut q) = Outbox::new();
+        let task = tokio::spawn(watch_sessions(rt.clone(), false, rx, seq, sent, out));
+        // A note with nothing new to say sends nothing; the rename that follows does.
+        rt.session_changes.note(&s.id);
+        rt.rename(&s, "renamed".into()).await.unwrap();
+        let push = next_push(&mut q).await;
+        assert!(push.seq > seq && !push.resync, "{push:?}");
+        assert_eq!(push.changed.len(), 1);
+        assert_eq!(push.changed[0].name.as_deref(), Some("renamed"));
+        rt.delete(&s).await.unwrap();
+        let push = next_push(&mut q).await;
+        assert_eq!(push.removed, vec![s.id.clone()]);
+        assert!(push.changed.is_empty());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_lagged_gets_the_whole_list_again() {
+        let (_tmp, rt) = runtime().await;
+        let s = rt
+            .create(tether_proto::method::CreateSession::default())
+            .await
+            .unwrap();
+        let (rx, seq) = rt.session_changes.subscribe();
+        let (out, mut q) = Outbox::new();
+        // It was told nothing yet: a resync is the only way it learns of the session.
+        let task = tokio::spawn(watch_sessions(
+            rt.clone(),
+            false,
+            rx,
+            seq,
+            HashMap::new(),
+            out,
+        ));
+        for _ in 0..crate::session::changes::CAPACITY + 10 {
+            rt.session_changes.note("sesn_nobody");
+        }
+        let push = next_push(&mut q).await;
+        assert!(push.resync, "{push:?}");
+        assert!(push.seq >= seq + crate::session::changes::CAPACITY as u64);
+        assert_eq!(push.changed.len(), 1);
+        assert_eq!(push.changed[0].id, s.id);
+        // And it goes on from there: later notes are numbered above the resync.
+        rt.rename(&s, "after".into()).await.unwrap();
+        let next = next_push(&mut q).await;
+        assert!(next.seq > push.seq && !next.resync);
+        assert_eq!(next.changed[0].name.as_deref(), Some("after"));
+        task.abort();
+    }
 }
 
 /// Pushes a build's progress to a watching client until the build ends (the last push has

@@ -105,6 +105,8 @@ pub enum ServerFrame {
     Heartbeat {},
     /// tether: progress of an environment build a client watches (`environment.watch`).
     Build(crate::environment::BuildProgress),
+    /// tether: sessions whose summary changed, for a client that ran `sessions.watch`.
+    Sessions(crate::watch::SessionsChanged),
     /// Connection-level error; the daemon closes the connection after sending it.
     Error(ErrorBody),
     #[serde(untagged)]

@@ -28,6 +28,8 @@ pub mod workflow;
 pub mod webhook;
 // skills (issue 25)
 pub mod skill;
+// sessions.watch: the session list pushed as it changes (issue 20)
+pub mod watch;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};

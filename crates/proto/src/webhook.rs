@@ -12,9 +12,13 @@ use crate::event::{EventBody, RetryStatusKind, StopReason};
 /// The `data.type`s tether sends, in the hosted API's names (SDK 2.17.0) plus tether's one
 /// extension, `session.errored` (a turn ended by an error that will not be retried).
 ///
-/// Hosted types tether never sends: `session.pending` (tether has no pending state); the
-/// `agent.*`, `environment.*`, `deployment.*`, `deployment_run.*` and `memory_store.*` ones
-/// (resource changes are not webhooks yet); `vault.*`, `vault_credential.*`,
+/// Resource changes (issue 20): `agent.{created,updated,archived}` (tether never deletes an
+/// agent), `environment.{created,updated,archived,deleted}` and
+/// `deployment.{created,updated,paused,unpaused,archived}` (nor a deployment); `data.id` is
+/// the resource's id. A no-op (archiving what is archived) sends nothing.
+///
+/// Hosted types tether never sends: `session.pending` (tether has no pending state);
+/// `deployment_run.*`, `memory_store.*`, `vault.*` and `vault_credential.*` (not yet);
 /// `external_key.*`, `external_storage.*` and `user_profile.*` (tether has no such things).
 pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "session.created",
@@ -34,6 +38,19 @@ pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "session.thread_created",
     "session.thread_idled",
     "session.thread_terminated",
+    // resources (issue 20)
+    "agent.created",
+    "agent.updated",
+    "agent.archived",
+    "environment.created",
+    "environment.updated",
+    "environment.archived",
+    "environment.deleted",
+    "deployment.created",
+    "deployment.updated",
+    "deployment.paused",
+    "deployment.unpaused",
+    "deployment.archived",
 ];
 
 /// `data.organization_id` / `data.workspace_id`: a self-hosted daemon has one of each.

@@ -1,6 +1,7 @@
 //! Agents as versioned resources: every change is a new `(id, version)` row, guarded by an
 //! optimistic lock on the newest version; archiving marks every version, nothing is deleted.
 
+use crate::store::webhooks::enqueue_resource;
 use rusqlite::{Connection, OptionalExtension, params};
 use tether_proto::agent::{
     AGENT_TOOLSET, Agent, AgentChanges, AgentSpec, AgentTool, DEFAULT_AGENT, McpServer,
@@ -263,14 +264,18 @@ pub async fn create(store: &Store, spec: AgentSpec) -> Result<Agent, ErrorBody> 
 /// [`create`], saying whether the name may already be in use.
 pub async fn create_with(store: &Store, spec: AgentSpec, names: Names) -> Result<Agent, ErrorBody> {
     validate(&spec)?;
-    Ok(store
+    let agent = store
         .write(move |c| {
             let mut spec = spec;
             resolve_roster(c, &mut spec)?;
             super::skills::check_refs(c, &spec.skills)?;
-            insert_with(c, spec, names)
+            let agent = insert_with(c, spec, names)?;
+            enqueue_resource(c, "agent.created", &agent.id)?;
+            Ok(agent)
         })
-        .await?)
+        .await?;
+    store.webhook_wake().notify_one();
+    Ok(agent)
 }
 
 /// Resolves the `multiagent` roster to pinned versions (`{type: agent, id, version}`, the
@@ -535,9 +540,12 @@ pub async fn update_with(store: &Store, p: UpdateAgent, names: Names) -> Result<
             let now = ids::now_rfc3339();
             let version = newest.version + 1;
             insert_row(c, &id, version, &spec, &newest.created_at, &now)?;
+            // A new version is the only kind of agent update.
+            enqueue_resource(c, "agent.updated", &id)?;
             load(c, &id, Some(version))
         })
-        .await?)
+        .await
+        .inspect(|_| store.webhook_wake().notify_one())?)
 }
 
 fn apply(mut spec: AgentSpec, ch: AgentChanges) -> AgentSpec {
@@ -577,14 +585,20 @@ pub async fn archive(store: &Store, agent: &str) -> Result<Agent, ErrorBody> {
         .write(move |c| {
             let id = resolve(c, &reference)?;
             check_not_builtin(&load(c, &id, None)?, "archived")?;
-            c.execute(
-                "UPDATE agents SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
-                params![id, ids::now_rfc3339()],
-            )
-            .map_err(|e| StoreError::Write(e.to_string()))?;
+            let changed = c
+                .execute(
+                    "UPDATE agents SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
+                    params![id, ids::now_rfc3339()],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            // Archiving an archived agent is a no-op: no webhook.
+            if changed > 0 {
+                enqueue_resource(c, "agent.archived", &id)?;
+            }
             load(c, &id, None)
         })
-        .await?)
+        .await
+        .inspect(|_| store.webhook_wake().notify_one())?)
 }
 
 /// The agent version a new session pins: `NAME[@VERSION]` or an id; default `default`.

@@ -1,6 +1,7 @@
 //! Environments as resources: create, list, get, update, archive, delete, rebuild. The layer
 //! each one builds lives in [`crate::resources::envbuild`]; here is what is stored and checked.
 
+use crate::store::webhooks::enqueue_resource;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -93,7 +94,14 @@ pub async fn create_with(
     names: Names,
 ) -> Result<Environment, ErrorBody> {
     validate(&spec)?;
-    let env = store.write(move |c| insert_with(c, spec, names)).await?;
+    let env = store
+        .write(move |c| {
+            let env = insert_with(c, spec, names)?;
+            enqueue_resource(c, "environment.created", &env.id)?;
+            Ok(env)
+        })
+        .await?;
+    store.webhook_wake().notify_one();
     builds.start(&env.id, &env.spec.config, false);
     Ok(with_build(builds, env))
 }
@@ -228,9 +236,11 @@ pub async fn update_with(
                 params![id, spec.name, json, ids::now_rfc3339()],
             )
             .map_err(|e| StoreError::Write(e.to_string()))?;
+            enqueue_resource(c, "environment.updated", &id)?;
             load(c, &id)
         })
         .await?;
+    store.webhook_wake().notify_one();
     builds.start(&env.id, &env.spec.config, false);
     Ok(with_build(builds, env))
 }
@@ -261,14 +271,19 @@ pub async fn archive(
         .write(move |c| {
             let id = resolve(c, &r)?;
             check_not_builtin(&load(c, &id)?, "archived")?;
-            c.execute(
-                "UPDATE environments SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
-                params![id, ids::now_rfc3339()],
-            )
-            .map_err(|e| StoreError::Write(e.to_string()))?;
+            let changed = c
+                .execute(
+                    "UPDATE environments SET archived_at = ?2 WHERE id = ?1 AND archived_at IS NULL",
+                    params![id, ids::now_rfc3339()],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+            if changed > 0 {
+                enqueue_resource(c, "environment.archived", &id)?;
+            }
             load(c, &id)
         })
         .await?;
+    store.webhook_wake().notify_one();
     Ok(with_build(builds, env))
 }
 
@@ -282,9 +297,11 @@ pub async fn delete(store: &Store, reference: &str) -> Result<String, ErrorBody>
             check_not_builtin(&load(c, &id)?, "deleted")?;
             c.execute("DELETE FROM environments WHERE id = ?1", [&id])
                 .map_err(|e| StoreError::Write(e.to_string()))?;
+            enqueue_resource(c, "environment.deleted", &id)?;
             Ok(id)
         })
         .await?;
+    store.webhook_wake().notify_one();
     Ok(id)
 }
 

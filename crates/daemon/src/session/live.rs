@@ -435,6 +435,17 @@ impl Session {
     /// update): the one way the session's fields are written besides the log's `updated_at`.
     pub fn update_row(&self, change: impl FnOnce(&mut SessionRow)) {
         change(&mut lock(&self.row));
+        self.note_changed();
+    }
+
+    /// Tells `sessions.watch` watchers this session's summary may have changed (a child
+    /// thread's changes show in its primary's summary: status, usage).
+    pub fn note_changed(&self) {
+        let id = match &self.thread {
+            Some(link) => &link.primary.id,
+            None => &self.id,
+        };
+        self.services.session_changes.note(id);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Push> {
@@ -654,6 +665,9 @@ impl Session {
             self.appended.send_replace(last.seq);
         }
         self.report_usage();
+        if !events.is_empty() {
+            self.note_changed();
+        }
     }
 
     /// Appends what `decide` returns for the state as it is under the append lock, so no other

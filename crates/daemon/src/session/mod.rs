@@ -1,5 +1,6 @@
 //! The session room: one live session and everything that acts on it. Its modules, lowest
 //! first; each imports only from those above it in this list:
+//! - [`changes`]: the daemon-wide feed of session summaries that changed (`sessions.watch`);
 //! - [`services`]: the daemon-wide services a session uses (log, config, providers, builds);
 //! - [`state`]: the session's state as a pure fold over its events;
 //! - [`events`]: the event bodies the modules below build (tool results, errors, span ends);
@@ -20,6 +21,7 @@
 //! `orchestration` or the doors, which use it.
 
 pub mod approvals;
+pub mod changes;
 pub mod compaction;
 pub mod crosspost;
 pub mod events;

@@ -36,6 +36,8 @@ pub struct Services {
     /// The work queues of self-hosted environments, installed at start-up by the daemon
     /// (`orchestration::workers` implements it). Unset: nothing is queued (unit tests).
     pub work_queue: OnceLock<Arc<dyn WorkQueue>>,
+    /// Sessions whose summary changed, for `sessions.watch` (issue 20).
+    pub session_changes: crate::session::changes::SessionChanges,
 }
 
 /// Hands a self-hosted session's worker calls to its environment's workers.
@@ -131,6 +133,7 @@ impl Services {
             agent_tools: std::sync::OnceLock::new(),
             memory_sync: OnceLock::new(),
             work_queue: OnceLock::new(),
+            session_changes: Default::default(),
         })
     }
 

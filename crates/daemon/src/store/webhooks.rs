@@ -124,6 +124,38 @@ pub fn enqueue(
     .map_err(w)
 }
 
+/// Queues one webhook of type `kind` (`agent.created`, `environment.deleted`...) about the
+/// resource `resource_id` for every endpoint that wants it, in the transaction of the change
+/// it reports (issue 20). After the commit, wake the deliverer (`Store::webhook_wake`).
+pub fn enqueue_resource(
+    c: &Connection,
+    kind: &str,
+    resource_id: &str,
+) -> Result<usize, StoreError> {
+    let id = crate::ids::webhook_event_id();
+    let created_at = crate::ids::now_rfc3339();
+    let event = WebhookEvent::new(
+        id.clone(),
+        created_at.clone(),
+        WebhookEventData {
+            kind: kind.to_string(),
+            id: resource_id.to_string(),
+            organization_id: ORGANIZATION_ID.into(),
+            workspace_id: WORKSPACE_ID.into(),
+            session_thread_id: None,
+        },
+    );
+    let body = serde_json::to_string(&event)
+        .map_err(|e| StoreError::Write(format!("cannot encode a webhook event: {e}")))?;
+    c.prepare_cached(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, type, subject_id, body, created_at, status, attempts, next_attempt_ms)
+         SELECT ?1, e.id, ?2, ?3, ?4, ?5, 'pending', 0, 0 FROM webhook_endpoints e
+         WHERE e.events = '[]' OR EXISTS (SELECT 1 FROM json_each(e.events) WHERE value = ?2)",
+    )?
+    .execute(params![id, kind, resource_id, body, created_at])
+    .map_err(w)
+}
+
 pub fn insert_endpoint(c: &Connection, e: &EndpointRow) -> Result<(), StoreError> {
     let events = serde_json::to_string(&e.events)
         .map_err(|err| StoreError::Write(format!("cannot encode the event types: {err}")))?;

@@ -276,6 +276,10 @@ methods! {
     "credential.login" => CredentialLogin(crate::vault::LoginStart) -> crate::vault::LoginStarted;
     /// Waits for a login to end (or `wait_secs`): the `mcp_oauth` credential it made.
     "credential.login_wait" => CredentialLoginWait(crate::vault::LoginWait) -> crate::vault::LoginStatus;
+    // the fleet, pushed (issue 20)
+    /// Answers with the session list and its change seq; `sessions` pushes then carry each
+    /// change (status, title, cost, last activity, gone) until the connection closes.
+    "sessions.watch" => SessionsWatch(crate::watch::WatchSessions) -> crate::watch::SessionsWatching;
 }
 
 impl Call {

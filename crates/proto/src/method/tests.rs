@@ -332,6 +332,7 @@ fn calls_round_trip_through_parts() {
         }),
         Call::CredentialArchive(credential_params()),
         Call::CredentialDelete(credential_params()),
+        Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -1201,6 +1202,14 @@ fn every_method_in_the_table_parses_and_round_trips() {
     );
     check::<rpc::CredentialArchive>(credential_params(), credential, &mut seen);
     check::<rpc::CredentialDelete>(credential_params(), deleted, &mut seen);
+    check::<rpc::SessionsWatch>(
+        crate::watch::WatchSessions::default(),
+        crate::watch::SessionsWatching {
+            data: Vec::new(),
+            seq: 4,
+        },
+        &mut seen,
+    );
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
 }

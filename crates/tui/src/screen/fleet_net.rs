@@ -1,11 +1,14 @@
-//! The picker's side of the fleet: one watcher task per `[[remotes]]` host that lists its
-//! sessions and, when the host is unreachable, says so and retries with backoff by itself;
-//! and the picker's actions on a session of any host (peek, approve, reply).
+//! The picker's side of the fleet: one watcher task per host (this machine's daemon and each
+//! `[[remotes]]` one) that follows its session list as the daemon pushes it
+//! (`sessions.watch`: no polling, so an idle picker costs nothing on either end) and, when the
+//! host is unreachable, says so and retries with backoff by itself; and the picker's actions
+//! on a session of any host (peek, approve, reply).
 
 use std::time::Duration;
 
 use tether_proto::method::{ListSessions, Order, ReadEvents, SendMessage, SessionParams, rpc};
-use tether_proto::{ContentBlock, EventBody};
+use tether_proto::watch::WatchSessions;
+use tether_proto::{ContentBlock, ErrorCode, EventBody, ServerFrame, SessionInfo};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::picker::{PeekInfo, PickerMsg};
@@ -13,11 +16,13 @@ use crate::client::{Client, ClientError};
 use crate::fleet::{self, Host, Remote};
 use crate::transport::Target;
 
-/// How often a reachable host's list is refreshed (as the local one is).
-const REFRESH: Duration = Duration::from_secs(2);
+/// How often a daemon too old for `sessions.watch` is listed again.
+const POLL_OLD_DAEMON: Duration = Duration::from_secs(2);
 /// Backoff between attempts to reach a host that is down.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How long this machine's daemon may take to connect and answer.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The watcher tasks; dropping this stops them (the picker closed).
 pub struct Watchers(Vec<tokio::task::JoinHandle<()>>);
@@ -30,73 +35,141 @@ impl Drop for Watchers {
     }
 }
 
-/// Starts one watcher per remote, each sending [`PickerMsg::Host`] to `tx`.
-pub fn watch(remotes: &[Remote], tx: UnboundedSender<PickerMsg>) -> Watchers {
+/// One host to follow: None names this machine's daemon (at `target`).
+#[derive(Debug, Clone)]
+pub struct Feed {
+    pub remote: Option<String>,
+    pub target: Target,
+    pub limit: Duration,
+}
+
+impl Feed {
+    /// The daemon the picker's own connection goes to (`local`, or `--remote`'s).
+    pub fn local(target: Target) -> Feed {
+        Feed {
+            remote: None,
+            target,
+            limit: LOCAL_TIMEOUT,
+        }
+    }
+
+    pub fn remote(r: &Remote) -> Feed {
+        Feed {
+            remote: Some(r.name.clone()),
+            target: Target::Ssh(r.ssh.clone()),
+            limit: r.connect_timeout,
+        }
+    }
+
+    /// What the picker hears: this host's list, or why it cannot be had. False once the
+    /// picker is gone.
+    fn tell(
+        &self,
+        tx: &UnboundedSender<PickerMsg>,
+        sessions: Result<Vec<SessionInfo>, String>,
+    ) -> bool {
+        let msg = match (&self.remote, sessions) {
+            (Some(name), sessions) => PickerMsg::Host {
+                name: name.clone(),
+                sessions,
+            },
+            (None, Ok(list)) => PickerMsg::Sessions(list),
+            (None, Err(why)) => PickerMsg::Failed(format!("tetherd: {why}; retrying")),
+        };
+        tx.send(msg).is_ok()
+    }
+}
+
+/// Starts one watcher per feed, each sending what it hears to `tx`.
+pub fn watch(feeds: Vec<Feed>, tx: UnboundedSender<PickerMsg>) -> Watchers {
     Watchers(
-        remotes
-            .iter()
-            .cloned()
-            .map(|r| tokio::spawn(watch_one(r, tx.clone())))
+        feeds
+            .into_iter()
+            .map(|f| tokio::spawn(watch_one(f, tx.clone())))
             .collect(),
     )
 }
 
-async fn watch_one(r: Remote, tx: UnboundedSender<PickerMsg>) {
-    let target = Target::Ssh(r.ssh.clone());
-    let limit = r.connect_timeout;
-    let send = |sessions| {
-        tx.send(PickerMsg::Host {
-            name: r.name.clone(),
-            sessions,
-        })
-        .is_ok()
-    };
+/// Why following a host stopped.
+enum Stop {
+    /// The picker is gone.
+    Picker,
+    /// The host is gone, and why; retry.
+    Host(String),
+}
+
+async fn watch_one(feed: Feed, tx: UnboundedSender<PickerMsg>) {
     let mut retry = FIRST_RETRY;
     loop {
         // Never starts a daemon on another box: listing is looking.
-        match tokio::time::timeout(limit, Client::connect_to(&target, false)).await {
-            Ok(Ok(mut c)) => {
-                retry = FIRST_RETRY;
-                loop {
-                    let listed = tokio::time::timeout(
-                        limit,
-                        c.request::<rpc::SessionList>(ListSessions::default()),
-                    )
-                    .await;
-                    let ok = match listed {
-                        Ok(Ok(l)) => send(Ok(l.data)),
-                        Ok(Err(e)) => {
-                            if !send(Err(one_line(&e.to_string()))) {
-                                return;
-                            }
-                            break;
-                        }
-                        Err(_) => {
-                            if !send(Err(silent(limit))) {
-                                return;
-                            }
-                            break;
-                        }
-                    };
-                    if !ok {
-                        return;
+        let why =
+            match tokio::time::timeout(feed.limit, Client::connect_to(&feed.target, false)).await {
+                Ok(Ok(mut c)) => {
+                    retry = FIRST_RETRY;
+                    match follow(&feed, &mut c, &tx).await {
+                        Stop::Picker => return,
+                        Stop::Host(why) => why,
                     }
-                    tokio::time::sleep(REFRESH).await;
                 }
-            }
-            Ok(Err(e)) => {
-                if !send(Err(one_line(&e.to_string()))) {
-                    return;
-                }
-            }
-            Err(_) => {
-                if !send(Err(silent(limit))) {
-                    return;
-                }
-            }
+                Ok(Err(e)) => one_line(&e.to_string()),
+                Err(_) => silent(feed.limit),
+            };
+        if !feed.tell(&tx, Err(why)) {
+            return;
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(MAX_RETRY);
+    }
+}
+
+/// Follows one connected host's list until the link breaks: its pushes, or (a daemon that
+/// predates `sessions.watch`) a list every [`POLL_OLD_DAEMON`].
+async fn follow(feed: &Feed, c: &mut Client, tx: &UnboundedSender<PickerMsg>) -> Stop {
+    let asked = tokio::time::timeout(
+        feed.limit,
+        c.request::<rpc::SessionsWatch>(WatchSessions::default()),
+    )
+    .await;
+    let (mut list, mut seq) = match asked {
+        Ok(Ok(w)) => (w.data, w.seq),
+        Ok(Err(e)) if e.code_is(ErrorCode::UnknownMethod) => return poll(feed, c, tx).await,
+        Ok(Err(e)) => return Stop::Host(one_line(&e.to_string())),
+        Err(_) => return Stop::Host(silent(feed.limit)),
+    };
+    if !feed.tell(tx, Ok(list.clone())) {
+        return Stop::Picker;
+    }
+    loop {
+        // No timer here: the link's heartbeat tells a dead host from a quiet one.
+        match c.next_push().await {
+            Ok(ServerFrame::Sessions(change)) => {
+                if change.apply(&mut list, &mut seq) && !feed.tell(tx, Ok(list.clone())) {
+                    return Stop::Picker;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Stop::Host(one_line(&e.to_string())),
+        }
+    }
+}
+
+async fn poll(feed: &Feed, c: &mut Client, tx: &UnboundedSender<PickerMsg>) -> Stop {
+    loop {
+        let listed = tokio::time::timeout(
+            feed.limit,
+            c.request::<rpc::SessionList>(ListSessions::default()),
+        )
+        .await;
+        match listed {
+            Ok(Ok(l)) => {
+                if !feed.tell(tx, Ok(l.data)) {
+                    return Stop::Picker;
+                }
+            }
+            Ok(Err(e)) => return Stop::Host(one_line(&e.to_string())),
+            Err(_) => return Stop::Host(silent(feed.limit)),
+        }
+        tokio::time::sleep(POLL_OLD_DAEMON).await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! state and pure update in app/ and picker.rs; frames drawn from state in view/; the daemon
 //! connection in net.rs; the terminal loop that ties them together in run.rs.
 
+pub mod alerts;
 pub mod app;
 pub mod fleet_net;
 pub mod highlight;
@@ -82,6 +83,7 @@ async fn attach_with(
     focus: run::Focus,
 ) -> Result<ExitCode, ClientError> {
     let keys = keys()?;
+    let fleet = attached_fleet(&c, &info);
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let r = run::session(
         &mut tui,
@@ -91,6 +93,7 @@ async fn attach_with(
         read_only,
         keys,
         focus,
+        fleet,
     )
     .await;
     drop(tui);
@@ -105,6 +108,27 @@ async fn attach_with(
         label(&info)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The fleet a `tether attach` listens to for notifications: this machine's daemon (or
+/// `--remote`'s) and the `[[remotes]]`, with the attached session left out. None when
+/// config.toml cannot be read (attaching works without notifications).
+fn attached_fleet(c: &Client, info: &SessionInfo) -> Option<alerts::Fleet> {
+    let paths = client::paths();
+    let remotes = crate::fleet::load(&paths.config_file()).ok()?;
+    let notify = crate::notify::load(&paths.config_file()).ok()?;
+    let home = client::target(&paths);
+    let host = remotes
+        .iter()
+        .find(|r| *c.target() == crate::transport::Target::Ssh(r.ssh.clone()))
+        .map_or(crate::fleet::LOCAL, |r| r.name.as_str());
+    Some(alerts::Fleet {
+        feeds: std::iter::once(fleet_net::Feed::local(home))
+            .chain(remotes.iter().map(fleet_net::Feed::remote))
+            .collect(),
+        notify,
+        looking_at: picker::key(host, &info.id),
+    })
 }
 
 /// `tether` on a terminal: pick a session, attach, detach back to the list.
@@ -124,6 +148,8 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
     loop {
         // The daemon the session lives on: this one, or a remote's through ssh.
         let mut target = client::target(&paths);
+        // The session's key (`HOST:ID` or a local id): left out of the notifications.
+        let mut looking_at = None;
         let info: SessionInfo = match run::picker(
             &mut tui,
             &mut c,
@@ -147,6 +173,8 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
                 if let Some(h) = host {
                     target = h.target(&paths);
                 }
+                // Picker keys carry ids, as the lists do.
+                looking_at = Some(key.clone());
                 let got = match Client::connect_to(&target, false).await {
                     Ok(mut rc) => {
                         rc.request::<rpc::SessionGet>(SessionParams {
@@ -194,6 +222,14 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
         };
         // The session view owns its own connection (it reconnects on its own).
         let own = Client::connect_to(&target, true).await?;
+        let looking_at = looking_at.unwrap_or_else(|| info.id.clone());
+        let fleet = alerts::Fleet {
+            feeds: std::iter::once(fleet_net::Feed::local(c.target().clone()))
+                .chain(remotes.iter().map(fleet_net::Feed::remote))
+                .collect(),
+            notify: notify.clone(),
+            looking_at,
+        };
         let exit = run::session(
             &mut tui,
             own,
@@ -202,6 +238,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
             false,
             keys.clone(),
             run::Focus::Primary,
+            Some(fleet),
         )
         .await
         .map_err(io_err)?;

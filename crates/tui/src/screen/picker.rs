@@ -274,6 +274,8 @@ pub struct Picker {
     pub notify_min_turn: std::time::Duration,
     /// This machine's deployments (schedules), for the Scheduled lines and session markers.
     pub deployments: Vec<tether_proto::deployment::Deployment>,
+    /// The key of the session on screen, when a session view watches the fleet: never news.
+    pub attached: Option<String>,
 }
 
 impl Picker {
@@ -429,6 +431,8 @@ impl Picker {
             return Vec::new();
         };
         let mut out = Vec::new();
+        // By id: a fleet of thousands is one pass, not one search per session.
+        let old: HashMap<&str, &SessionInfo> = old.iter().map(|o| (o.id.as_str(), o)).collect();
         for s in new {
             let k = key(host, &s.id);
             let now_group = group(s, self.seen.get(&k).copied());
@@ -441,10 +445,12 @@ impl Picker {
             }
             self.working_since.remove(&k);
             let before = old
-                .iter()
-                .find(|o| o.id == s.id)
+                .get(s.id.as_str())
                 .map(|b| group(b, self.seen.get(&k).copied()));
-            if before == Some(now_group) || self.peek.as_ref().is_some_and(|pk| pk.key == k) {
+            if before == Some(now_group)
+                || self.peek.as_ref().is_some_and(|pk| pk.key == k)
+                || self.attached.as_deref() == Some(k.as_str())
+            {
                 continue;
             }
             let label = match (&s.name, host) {

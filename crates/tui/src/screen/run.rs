@@ -315,6 +315,8 @@ pub enum Focus {
 }
 
 /// The session view until the user detaches (or the terminal goes away).
+// Each input is used once, at the start; grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn session(
     tui: &mut Tui,
     client: Client,
@@ -323,8 +325,19 @@ pub async fn session(
     read_only: bool,
     keys: Keys,
     focus: Focus,
+    fleet: Option<super::alerts::Fleet>,
 ) -> std::io::Result<Exit> {
     let (net_tx, mut net_rx) = unbounded_channel();
+    // The rest of the fleet, for notifications while this session is on screen.
+    let (fleet_tx, mut fleet_rx) = unbounded_channel();
+    let (_fleet_watchers, mut alerts, notify) = match fleet {
+        Some(f) => (
+            Some(super::fleet_net::watch(f.feeds, fleet_tx)),
+            Some(super::alerts::Alerts::new(f.looking_at, &f.notify)),
+            f.notify,
+        ),
+        None => (None, None, crate::notify::NotifySettings::default()),
+    };
     let cmd = net::spawn(client, paths.clone(), info.clone(), read_only, net_tx);
     let size = tui.term.size()?;
     let mut s = State::new(&info.id, keys, read_only, size.width, size.height);
@@ -365,6 +378,19 @@ pub async fn session(
                 Some(Err(_)) | None => Msg::Hangup,
             },
             Some(n) = net_rx.recv() => Msg::Net(n),
+            Some(m) = fleet_rx.recv() => {
+                if let Some(a) = alerts.as_mut() {
+                    for n in a.update(m, SystemTime::now()) {
+                        crate::notify::send(&notify, &n);
+                    }
+                    let waiting = a.needs_input();
+                    if waiting != s.fleet_waiting {
+                        s.fleet_waiting = waiting;
+                        dirty = true;
+                    }
+                }
+                continue;
+            }
             _ = tick.tick(), if s.needs_tick() => Msg::Tick(SystemTime::now()),
             _ = tokio::time::sleep_until(next_frame), if dirty => continue,
             _ = hangup.recv() => Msg::Hangup,
@@ -417,8 +443,8 @@ pub enum Choice {
     Quit,
 }
 
-/// The session picker; refreshes the local list every 2 s while shown, and shows each remote's
-/// as its watcher reports it.
+/// The session picker; shows each host's list (this machine's and each remote's) as its
+/// watcher reports the daemon's pushes.
 pub async fn picker(
     tui: &mut Tui,
     c: &mut Client,
@@ -458,11 +484,17 @@ async fn picker_loop(
     let mut hangup = signal(SignalKind::hangup())?;
     // `kill` (SIGTERM) ends the client cleanly too: terminal restored, agent untouched.
     let mut terminate = signal(SignalKind::terminate())?;
-    let mut refresh = tokio::time::interval(Duration::from_secs(2));
     let mut spin = tokio::time::interval(Duration::from_millis(125));
     spin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (host_tx, mut host_rx) = unbounded_channel();
-    let _watchers = super::fleet_net::watch(remotes, host_tx);
+    // Every host's list is pushed by its daemon as it changes: nothing here polls.
+    let feeds = std::iter::once(super::fleet_net::Feed::local(c.target().clone()))
+        .chain(remotes.iter().map(super::fleet_net::Feed::remote))
+        .collect();
+    let _watchers = super::fleet_net::watch(feeds, host_tx);
+    // Agent names and deployments are read again when the local list changes, at most this
+    // often (a new agent or schedule shows with the next session change).
+    let mut names_read: Option<Instant> = None;
     loop {
         tui.draw(|f| view::picker::draw(f, p))?;
         let msg = tokio::select! {
@@ -472,23 +504,22 @@ async fn picker_loop(
                 Some(Err(_)) | None => return Ok(Choice::Quit),
             },
             Some(m) = host_rx.recv() => m,
-            _ = refresh.tick() => match list(c).await {
-                Ok(l) => {
-                    // Names of the agents sessions pin (by id); the list works without them.
-                    if let Ok(names) = agent_names(c).await {
-                        super::picker::update(p, PickerMsg::Agents(names));
-                    }
-                    if let Ok(list) = deployments(c).await {
-                        super::picker::update(p, PickerMsg::Deployments(list));
-                    }
-                    PickerMsg::Sessions(l)
-                }
-                Err(e) => PickerMsg::Failed(e),
-            },
             _ = spin.tick(), if p.any_running() => PickerMsg::Tick(SystemTime::now()),
             _ = hangup.recv() => return Ok(Choice::Quit),
             _ = terminate.recv() => return Ok(Choice::Quit),
         };
+        if matches!(msg, PickerMsg::Sessions(_))
+            && names_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        {
+            names_read = Some(Instant::now());
+            // Names of the agents sessions pin (by id); the list works without them.
+            if let Ok(names) = agent_names(c).await {
+                super::picker::update(p, PickerMsg::Agents(names));
+            }
+            if let Ok(list) = deployments(c).await {
+                super::picker::update(p, PickerMsg::Deployments(list));
+            }
+        }
         // Lists are stamped with the time they arrive (how long a turn ran).
         if matches!(msg, PickerMsg::Sessions(_) | PickerMsg::Host { .. }) {
             p.now = Some(SystemTime::now());
@@ -502,17 +533,12 @@ async fn picker_loop(
                 PickerEffect::Attach(id) => return Ok(Choice::Attach(id)),
                 PickerEffect::Create(form) => return Ok(Choice::Create(form)),
                 PickerEffect::Quit => return Ok(Choice::Quit),
+                // What an action changes comes back as a push from the host's watcher.
                 fx => {
                     if let Some(m) = on_session(c, remotes, p, fx).await {
                         super::picker::update(p, m);
                     }
                 }
-            }
-            match list(c).await {
-                Ok(l) => {
-                    super::picker::update(p, PickerMsg::Sessions(l));
-                }
-                Err(e) => p.notice = Some(e),
             }
         }
     }
@@ -624,13 +650,6 @@ async fn agent_names(c: &mut Client) -> Result<std::collections::HashMap<String,
 /// This daemon's deployments that are not archived (the picker's Scheduled lines).
 async fn deployments(c: &mut Client) -> Result<Vec<tether_proto::deployment::Deployment>, String> {
     c.request::<rpc::DeploymentList>(tether_proto::method::ListDeployments::default())
-        .await
-        .map(|l| l.data)
-        .map_err(|e| e.to_string())
-}
-
-async fn list(c: &mut Client) -> Result<Vec<SessionInfo>, String> {
-    c.request::<rpc::SessionList>(tether_proto::method::ListSessions::default())
         .await
         .map(|l| l.data)
         .map_err(|e| e.to_string())

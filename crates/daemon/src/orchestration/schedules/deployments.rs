@@ -1,6 +1,7 @@
 //! Deployments as stored things: create, update, get, list, pause, unpause, archive, and
 //! their wire shape (with the next fires). Every change wakes the scheduler.
 
+use crate::store::webhooks::enqueue_resource;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -286,9 +287,13 @@ pub async fn create(
     };
     let r = row.clone();
     rt.store
-        .write(move |c| sql::insert_deployment(c, &r))
+        .write(move |c| {
+            sql::insert_deployment(c, &r)?;
+            enqueue_resource(c, "deployment.created", &r.id).map(|_| ())
+        })
         .await
         .map_err(store_err)?;
+    rt.store.webhook_wake().notify_one();
     rt.schedules_changed.notify_one();
     wire(&row, now)
 }
@@ -379,12 +384,27 @@ pub async fn list(rt: &Runtime, f: &Filter) -> Result<Vec<Deployment>, ErrorBody
     Ok(out)
 }
 
-async fn save(rt: &Runtime, row: DeploymentRow) -> Result<Deployment, ErrorBody> {
+/// Stores `row`; `webhook` is the change's webhook type, None when nothing changed (a no-op
+/// emits nothing).
+async fn save(
+    rt: &Runtime,
+    row: DeploymentRow,
+    webhook: Option<&'static str>,
+) -> Result<Deployment, ErrorBody> {
     let r = row.clone();
     rt.store
-        .write(move |c| sql::update_deployment(c, &r))
+        .write(move |c| {
+            sql::update_deployment(c, &r)?;
+            match webhook {
+                Some(kind) => enqueue_resource(c, kind, &r.id).map(|_| ()),
+                None => Ok(()),
+            }
+        })
         .await
         .map_err(store_err)?;
+    if webhook.is_some() {
+        rt.store.webhook_wake().notify_one();
+    }
     rt.schedules_changed.notify_one();
     wire(&row, Utc::now())
 }
@@ -475,17 +495,18 @@ pub async fn update(
     row.spec = serde_json::to_value(&st)
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     row.updated_at = ids::now_rfc3339();
-    save(rt, row).await
+    save(rt, row, Some("deployment.updated")).await
 }
 
 pub async fn pause(rt: &Runtime, mut row: DeploymentRow) -> Result<Deployment, ErrorBody> {
     check_live(&row)?;
-    if row.status != DeploymentStatus::Paused.as_str() {
+    let changed = row.status != DeploymentStatus::Paused.as_str();
+    if changed {
         row.status = DeploymentStatus::Paused.as_str().into();
         row.paused_reason = serde_json::to_value(PausedReason::Manual).ok();
         row.updated_at = ids::now_rfc3339();
     }
-    save(rt, row).await
+    save(rt, row, changed.then_some("deployment.paused")).await
 }
 
 /// Resumes at the next occurrence: what fell due while paused is not owed (no backfill).
@@ -495,17 +516,19 @@ pub async fn unpause(
     now: DateTime<Utc>,
 ) -> Result<Deployment, ErrorBody> {
     check_live(&row)?;
-    if row.status != DeploymentStatus::Active.as_str() {
+    let changed = row.status != DeploymentStatus::Active.as_str();
+    if changed {
         row.status = DeploymentStatus::Active.as_str().into();
         row.paused_reason = None;
         row.schedule_cursor = Some(instant(now));
         row.updated_at = ids::now_rfc3339();
     }
-    save(rt, row).await
+    save(rt, row, changed.then_some("deployment.unpaused")).await
 }
 
 pub async fn archive(rt: &Runtime, mut row: DeploymentRow) -> Result<Deployment, ErrorBody> {
-    if row.archived_at.is_none() {
+    let changed = row.archived_at.is_none();
+    if changed {
         let now = ids::now_rfc3339();
         row.archived_at = Some(now.clone());
         // Archived deployments report `active` (hosted).
@@ -513,7 +536,7 @@ pub async fn archive(rt: &Runtime, mut row: DeploymentRow) -> Result<Deployment,
         row.paused_reason = None;
         row.updated_at = now;
     }
-    save(rt, row).await
+    save(rt, row, changed.then_some("deployment.archived")).await
 }
 
 /// The wire object, with the next fires as of `now` for live deployments.

@@ -219,6 +219,8 @@ pub struct State {
     pub checkpoints: runs::Checkpoints,
     /// A run whose panel opens as soon as the run is known (`tether workflows watch`).
     pub watch_run: Option<String>,
+    /// Other sessions of the fleet waiting for a person (the status bar's count; issue 20).
+    pub fleet_waiting: usize,
 }
 
 impl State {
@@ -260,6 +262,7 @@ impl State {
             runs: Runs::default(),
             checkpoints: runs::Checkpoints::default(),
             watch_run: None,
+            fleet_waiting: 0,
         }
     }
 

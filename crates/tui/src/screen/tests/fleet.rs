@@ -263,3 +263,75 @@ fn a_short_turn_is_no_news() {
             .any(|e| e.key() == "gpu1:sesn_train" && e.group == Group::Done)
     );
 }
+
+/// While a session is on screen, the fleet's news: every host's, never the session's own.
+#[test]
+fn attached_alerts_tell_of_other_sessions_never_the_one_on_screen() {
+    use crate::screen::alerts::Alerts;
+    let settings = crate::notify::NotifySettings {
+        min_turn_secs: 10,
+        ..Default::default()
+    };
+    // On screen: gpu1's deploy.
+    let mut a = Alerts::new("gpu1:sesn_deploy".into(), &settings);
+    let t0 = now();
+    // First lists are history, not news.
+    assert!(a.update(PickerMsg::Sessions(sessions()), t0).is_empty());
+    let mut train = info("train", SessionStatus::Running, 30);
+    train.attached_clients = 0;
+    let first = vec![
+        ended("eval", 9),
+        train,
+        info("deploy", SessionStatus::Running, 3),
+    ];
+    let gpu1 = |sessions| PickerMsg::Host {
+        name: "gpu1".into(),
+        sessions: Ok(sessions),
+    };
+    assert!(a.update(gpu1(first), t0).is_empty());
+    // docs needed input in the first list already: it counts, fix-tests's turn does not.
+    assert_eq!(a.needs_input(), 1);
+    // A minute later: deploy (on screen) and train ask, train's turn was long anyway.
+    let mut train = asking("train");
+    train.attached_clients = 0;
+    let fx = a.update(
+        gpu1(vec![ended("eval", 9), train, asking("deploy")]),
+        t0 + Duration::from_secs(60),
+    );
+    let texts: Vec<_> = fx
+        .iter()
+        .map(|n| (n.kind.as_str(), n.text.as_str()))
+        .collect();
+    assert_eq!(
+        texts,
+        [("session.requires_action", "gpu1:train needs input")]
+    );
+    assert_eq!(fx[0].host, "gpu1");
+    // docs and train wait; deploy is the one looked at.
+    assert_eq!(a.needs_input(), 2);
+    // A local failure is news too; a host going down is not news about its sessions.
+    let mut local = sessions();
+    local[0].status = SessionStatus::Idle;
+    local[0].stop_reason = Some(StopReason::Error);
+    let fx = a.update(PickerMsg::Sessions(local), t0 + Duration::from_secs(61));
+    assert_eq!(fx.len(), 1);
+    assert_eq!(fx[0].text, "fix-tests failed (error)");
+    let down = PickerMsg::Host {
+        name: "gpu1".into(),
+        sessions: Err("gone".into()),
+    };
+    assert!(a.update(down, t0 + Duration::from_secs(62)).is_empty());
+    assert_eq!(a.needs_input(), 1, "a host that is down counts for nothing");
+}
+
+#[test]
+fn the_session_view_status_bar_counts_sessions_waiting_elsewhere() {
+    let mut s = super::state(120, 30);
+    assert!(!super::frame(&s).contains("waiting elsewhere"));
+    s.fleet_waiting = 3;
+    assert!(
+        super::frame(&s).contains("3 waiting elsewhere"),
+        "{}",
+        super::frame(&s)
+    );
+}

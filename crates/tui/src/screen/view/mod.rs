@@ -346,6 +346,13 @@ fn draw_status(f: &mut Frame<'_>, s: &State, area: Rect) {
         )),
         None => {}
     }
+    // Other sessions of the fleet that wait for you (issue 20).
+    if s.fleet_waiting > 0 {
+        spans.push(Span::styled(
+            format!("│ {} waiting elsewhere ", s.fleet_waiting),
+            bar.fg(Color::Magenta).add_modifier(Modifier::BOLD),
+        ));
+    }
     // Segments dropped first when the bar is too narrow (higher drops later; 0 stays).
     let mut drop_rank = vec![0u8; spans.len()];
     let evaluating = h
