@@ -19,6 +19,7 @@ use tokio::net::UnixStream;
 pub use tether_mock_llm::{Block, Reply};
 
 pub mod git_server;
+pub mod http_api;
 pub mod mcp_server;
 // mcp_oauth (issue 25, mcpauth)
 pub mod oauth_server;
@@ -777,4 +778,34 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// An HTTP server on this machine's loopback answering every request with a small page;
+/// counts the requests it got (what the network-policy tests reach, or must not).
+pub fn host_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the head; these requests have no body.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = "<html><body><h1>Hello from the host</h1></body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, hits)
 }

@@ -5,60 +5,9 @@
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use tether_e2e::http_api::Api;
 use tether_e2e::{Reply, TestEnv, assert_log_invariants, page_seqs};
 use tether_mock_llm::Script;
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn start(env: &TestEnv) -> (std::process::Child, Api) {
-        // reqwest is built without a default TLS provider (the daemon picks ring).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let (child, base, token) = env.spawn_http_daemon().await;
-        let api = Api {
-            http: reqwest::Client::new(),
-            base,
-            token,
-        };
-        (child, api)
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), url)
-            .header("x-api-key", &self.token)
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01");
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, v)
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (s, v) = self.call("GET", path, None).await;
-        assert_eq!(s, 200, "GET {path}: {v}");
-        v
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let (s, v) = self.call("POST", path, Some(body)).await;
-        assert_eq!(s, 200, "POST {path}: {v}");
-        v
-    }
-}
 
 fn error_type(v: &Value) -> &str {
     assert_eq!(v["type"], "error", "not an error envelope: {v}");

@@ -6,58 +6,12 @@
 //! token is refused. `mcp_oauth_validate` answers the hosted `vault_credential_validation`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use serde_json::{Value, json};
+use serde_json::json;
+use tether_e2e::http_api::Api;
 use tether_e2e::oauth_server::{self, CLIENT_ID, CLIENT_SECRET, ClientAuth, OauthServer};
 use tether_e2e::{Reply, TestEnv, assert_log_invariants, session_errors};
 use tether_mock_llm::Script;
 use tether_proto::EventBody;
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("x-api-key", &self.token)
-            .header("anthropic-beta", "managed-agents-2026-04-01");
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body).await;
-        assert_eq!(s, 200, "{method} {path}: {v}");
-        v
-    }
-}
-
-async fn start(env: &TestEnv) -> (std::process::Child, Api) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (child, base, token) = env.spawn_http_daemon().await;
-    (
-        child,
-        Api {
-            http: reqwest::Client::new(),
-            base,
-            token,
-        },
-    )
-}
 
 /// An environment that reaches the test server, an agent using it (always allowed) and a vault.
 async fn setup(api: &Api, server: &OauthServer) -> (String, String) {
@@ -162,7 +116,7 @@ async fn an_expiring_mcp_oauth_token_is_refreshed_before_the_call() {
     const REFRESH: &str = "first-refresh-7702";
     let server = oauth_server::serve(EXPIRING, REFRESH, ClientAuth::Basic).await;
     let env = TestEnv::new(echo_script()).await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
     let (agent, vault) = setup(&api, &server).await;
     let cred = api
         .ok(
@@ -230,7 +184,7 @@ async fn a_refused_mcp_oauth_token_is_refreshed_and_the_new_one_is_kept() {
     const REFRESH: &str = "refresh-for-post-6610";
     let server = oauth_server::serve("current-access-5005", REFRESH, ClientAuth::Post).await;
     let env = TestEnv::new(echo_script()).await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
     let (agent, vault) = setup(&api, &server).await;
     api.ok(
         "POST",
@@ -289,7 +243,7 @@ async fn a_refused_refresh_token_is_a_clear_error_and_validation_reports_it() {
     )
     .await;
     let env = TestEnv::new(Script::by_turn(vec![Reply::text("done")])).await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
     let (agent, vault) = setup(&api, &server).await;
     let cred = api
         .ok(
@@ -388,7 +342,7 @@ async fn a_login_through_the_browser_stores_an_mcp_oauth_credential_sessions_use
     let server =
         oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
     let env = TestEnv::new(echo_script()).await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
     let (agent, vault) = setup(&api, &server).await;
     let mut client = env.client().await;
 

@@ -4,42 +4,11 @@
 //! daemon under the same policy. The policy is the session environment's `networking`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::json;
-use tether_e2e::{Reply, TestEnv, pids_matching, wait_until};
+use tether_e2e::{Reply, TestEnv, host_server, pids_matching, wait_until};
 use tether_mock_llm::Script;
-
-/// An HTTP server on host loopback answering every request; counts the requests it got.
-fn host_server() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            // Read the head; these requests have no body.
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                line.clear();
-            }
-            let body = "<html><body><h1>Hello from the host</h1></body></html>";
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (port, hits)
-}
 
 /// Creates environment `name` with `networking` (YAML flow syntax) through the CLI.
 fn environment(env: &TestEnv, name: &str, networking: &str) {

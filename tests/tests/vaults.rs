@@ -7,56 +7,10 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
+use tether_e2e::http_api::Api;
 use tether_e2e::{Reply, TestEnv, assert_log_invariants, session_errors};
 use tether_mock_llm::Script;
 use tether_proto::EventBody;
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("x-api-key", &self.token)
-            .header("anthropic-beta", "managed-agents-2026-04-01");
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body).await;
-        assert_eq!(s, 200, "{method} {path}: {v}");
-        v
-    }
-}
-
-async fn start(env: &TestEnv) -> (std::process::Child, Api) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (child, base, token) = env.spawn_http_daemon().await;
-    (
-        child,
-        Api {
-            http: reqwest::Client::new(),
-            base,
-            token,
-        },
-    )
-}
 
 /// Every file of the data dir's database (main file and WAL), as bytes.
 fn database_bytes(env: &TestEnv) -> Vec<u8> {
@@ -77,7 +31,7 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 async fn vaults_and_credentials_have_hosted_shapes_and_secrets_never_come_back() {
     const SECRET: &str = "vault-secret-value-93417";
     let env = TestEnv::new(Script::sequential(vec![])).await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
 
     let v = api
         .ok(
@@ -264,7 +218,7 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
         Reply::text("done"),
     ]))
     .await;
-    let (mut child, api) = start(&env).await;
+    let (mut child, api) = Api::start(&env).await;
 
     let authority = url.trim_start_matches("http://").split('/').next().unwrap();
     api.ok(

@@ -470,40 +470,12 @@ async fn tether_worker_in_its_own_home_serves_a_session_in_its_sandbox() {
     let _ = daemon.wait();
 }
 
-/// An HTTP server on this machine's loopback answering every request; counts them.
-fn host_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Write};
-    use std::sync::atomic::Ordering;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                line.clear();
-            }
-            let body = "hello from the worker's box";
-            let _ = write!(
-                conn,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (port, hits)
-}
-
 /// `tether worker --allow-host`: the worker box's tools get a cloud environment's `limited`
 /// network, an allowed host through the proxy and every other one refused by name; a bad
 /// host pattern stops the worker before it takes any work, saying which.
 #[tokio::test(flavor = "multi_thread")]
 async fn tether_worker_with_allow_host_limits_the_tools_network_to_those_hosts() {
-    let (port, hits) = host_server();
+    let (port, hits) = tether_e2e::host_server();
     let command = format!(
         "curl -sS -m 20 http://127.0.0.1:{port}/ok; echo \" allowed-rc=$?\"; \
          curl -sS -m 20 http://denied.example.invalid/; echo \" denied-rc=$?\"; \
@@ -553,7 +525,7 @@ async fn tether_worker_with_allow_host_limits_the_tools_network_to_those_hosts()
     assert_eq!(results.len(), 1, "{results:?}");
     let out = &results[0].1;
     assert!(
-        out.contains("hello from the worker's box allowed-rc=0"),
+        out.contains("Hello from the host</h1></body></html> allowed-rc=0"),
         "{out}"
     );
     assert!(
