@@ -412,6 +412,26 @@ impl Picker {
         }
     }
 
+    /// A looked-at idle session stays looked at through events that are not a turn (a
+    /// rename, a title): Done means a turn finished since you looked, and every turn uses
+    /// the model, so its count of model requests moves.
+    fn keep_looked_at(&mut self, k: &str, before: &SessionInfo, now: &SessionInfo) {
+        let ended_turn = |x: &SessionInfo| {
+            x.status == SessionStatus::Idle && matches!(x.stop_reason, Some(StopReason::EndTurn))
+        };
+        let looked = self
+            .seen
+            .get(k)
+            .is_some_and(|&seen| seen >= before.last_seq);
+        if looked
+            && ended_turn(before)
+            && ended_turn(now)
+            && before.usage.model_requests == now.usage.model_requests
+        {
+            self.seen.insert(k.to_string(), now.last_seq);
+        }
+    }
+
     /// Notices for sessions of `host` that moved into Needs input, Failed or Done between
     /// `old` and `new`, or appeared there needing input or failed (not on the host's first
     /// list: that is history, not news), except the one being peeked at; and keeps the
@@ -435,6 +455,9 @@ impl Picker {
         let old: HashMap<&str, &SessionInfo> = old.iter().map(|o| (o.id.as_str(), o)).collect();
         for s in new {
             let k = key(host, &s.id);
+            if let Some(b) = old.get(s.id.as_str()) {
+                self.keep_looked_at(&k, b, s);
+            }
             let now_group = group(s, self.seen.get(&k).copied());
             let since = self.working_since.get(&k).copied();
             if now_group == Group::Working {

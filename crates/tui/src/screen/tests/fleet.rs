@@ -48,12 +48,10 @@ fn fleet_picker() -> Picker {
     let mut train = info("train", SessionStatus::Running, 30);
     train.attached_clients = 0;
     host(&mut p, "gpu1", Ok(vec![ended("eval", 9), train.clone()]));
-    // eval finishes another turn after the picker first saw it: Done.
-    host(
-        &mut p,
-        "gpu1",
-        Ok(vec![ended("eval", 15), train, asking("deploy")]),
-    );
+    // eval finishes another turn (the model asked again) after the picker first saw it: Done.
+    let mut eval = ended("eval", 15);
+    eval.usage.model_requests += 2;
+    host(&mut p, "gpu1", Ok(vec![eval, train, asking("deploy")]));
     host(
         &mut p,
         "gpu2",
@@ -333,5 +331,26 @@ fn the_session_view_status_bar_counts_sessions_waiting_elsewhere() {
         super::frame(&s).contains("3 waiting elsewhere"),
         "{}",
         super::frame(&s)
+    );
+}
+
+#[test]
+fn renaming_a_looked_at_session_is_not_a_finished_turn() {
+    let mut p = Picker::default();
+    super::super::picker::update(&mut p, PickerMsg::Sessions(vec![ended("a", 5)]));
+    assert_eq!(p.needs_you(), 0, "idle before the picker saw it: looked at");
+    // A rename appends an event: the seq moves, no model request was made.
+    let mut renamed = ended("a", 6);
+    renamed.name = Some("b".into());
+    super::super::picker::update(&mut p, PickerMsg::Sessions(vec![renamed]));
+    assert_eq!(p.needs_you(), 0, "a rename is not news");
+    // A turn: the model was asked again.
+    let mut turned = ended("a", 14);
+    turned.usage.model_requests += 2;
+    super::super::picker::update(&mut p, PickerMsg::Sessions(vec![turned.clone()]));
+    assert_eq!(p.needs_you(), 1, "a finished turn is Done");
+    assert_eq!(
+        crate::screen::picker::group(&turned, p.seen.get("sesn_a").copied()),
+        Group::Done
     );
 }
