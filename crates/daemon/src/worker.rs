@@ -62,26 +62,15 @@ fn message(v: &Value) -> String {
 
 /// The sessions token in a poll's `secret` (URL-safe base64 of JSON).
 fn sessions_token(secret: &str) -> Option<String> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        })
-    };
-    let mut bytes = Vec::new();
-    for chunk in secret.trim_end_matches('=').as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= val(*c)? << (18 - 6 * i);
-        }
-        for i in 0..chunk.len().saturating_sub(1) {
-            bytes.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    // The SDK sends URL-safe base64; accept the standard alphabet and padding too.
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let bytes = GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient)
+        .decode(secret)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::STANDARD, lenient).decode(secret))
+        .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v["sessions_token"].as_str().map(str::to_string)
 }
@@ -409,5 +398,30 @@ async fn wait_for_change(
                 _ => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    use super::sessions_token;
+
+    #[test]
+    fn the_sessions_token_is_read_from_either_base64_alphabet_padded_or_not() {
+        // `?>` encodes to `Pz4` / `Pz4=`: a character that differs between the alphabets.
+        let json = br#"{"sessions_token":"tok?>","other":1}"#;
+        assert_eq!(
+            sessions_token(&URL_SAFE_NO_PAD.encode(json)).as_deref(),
+            Some("tok?>")
+        );
+        assert_eq!(
+            sessions_token(&STANDARD.encode(json)).as_deref(),
+            Some("tok?>")
+        );
+        assert_eq!(sessions_token("not base64 at all!"), None);
+        assert_eq!(sessions_token(&URL_SAFE_NO_PAD.encode(b"{}")), None);
     }
 }
