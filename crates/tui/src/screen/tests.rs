@@ -2774,3 +2774,27 @@ fn a_session_waiting_on_a_workflow_checkpoint_needs_input_whatever_its_agent_doe
     s.stop_reason = None;
     assert_eq!(group(&s, Some(9)), Group::NeedsInput);
 }
+
+#[test]
+fn a_name_too_long_for_its_column_ends_in_an_ellipsis() {
+    let mut p = Picker {
+        now: Some(now()),
+        ..Picker::default()
+    };
+    let long = info(
+        "release-notes-for-the-spring-cleanup-of-the-parser",
+        SessionStatus::Idle,
+        3,
+    );
+    super::picker::update(&mut p, PickerMsg::Sessions(vec![long]));
+    let frame = picker_frame(&p, 80, 24);
+    let row = frame
+        .lines()
+        .find(|l| l.contains("release-no"))
+        .unwrap_or_else(|| panic!("no row:\n{frame}"));
+    assert!(row.contains("…"), "cut without a mark: {row}");
+    assert!(
+        !row.contains("parser"),
+        "the name did not need cutting: {row}"
+    );
+}

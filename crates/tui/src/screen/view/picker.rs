@@ -381,6 +381,30 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             .map(|(_, h)| h),
         )
         .style(dim().add_modifier(Modifier::BOLD));
+        let columns: Vec<Constraint> = [
+            Constraint::Length(9),
+            Constraint::Fill(if wide { 3 } else { 2 }),
+            Constraint::Fill(if wide { 2 } else { 3 }),
+            Constraint::Length(19),
+            Constraint::Length(9),
+            Constraint::Length(11),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, c)| c)
+        .collect();
+        // The width each kept column gets, as the table lays them out, so a name or model too
+        // long for its column ends in `…` instead of just stopping.
+        let laid_out = Layout::horizontal(columns.clone()).spacing(1).split(body);
+        let width_of = |col: usize| {
+            let kept = (0..col).filter(|i| keep(*i)).count();
+            laid_out
+                .get(kept)
+                .map_or(usize::MAX, |r| usize::from(r.width))
+        };
         let mut rows: Vec<Row<'_>> = Vec::new();
         let mut selected_row = 0;
         let mut last_group: Option<Group> = None;
@@ -433,8 +457,11 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 let cells = vec![
                     // Rows sit indented under their group's heading.
                     Cell::from(format!("  {}", e.host)),
-                    Cell::from(if fleet { name } else { format!("  {name}") }),
-                    Cell::from(agent_model),
+                    Cell::from(clip(
+                        &if fleet { name } else { format!("  {name}") },
+                        width_of(1),
+                    )),
+                    Cell::from(clip(&agent_model, width_of(2))),
                     Cell::from(Span::styled(st, style)),
                     Cell::from(ago(&s.updated_at, p.now)),
                     Cell::from(format!(
@@ -463,26 +490,10 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 )
             });
         }
-        let table = Table::new(
-            rows,
-            [
-                Constraint::Length(9),
-                Constraint::Fill(if wide { 3 } else { 2 }),
-                Constraint::Fill(if wide { 2 } else { 3 }),
-                Constraint::Length(19),
-                Constraint::Length(9),
-                Constraint::Length(11),
-                Constraint::Length(7),
-                Constraint::Length(7),
-            ]
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i))
-            .map(|(_, c)| c),
-        )
-        .header(header)
-        .column_spacing(1)
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
+        let table = Table::new(rows, columns)
+            .header(header)
+            .column_spacing(1)
+            .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
         // Scrolls so the selection stays visible in long lists.
         let mut state = TableState::default().with_selected(Some(selected_row));
         f.render_stateful_widget(table, body, &mut state);
