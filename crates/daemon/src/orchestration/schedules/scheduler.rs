@@ -477,7 +477,12 @@ mod tests {
                 if run.status == RunStatus::Ended {
                     return run;
                 }
-                appended.changed().await.unwrap();
+                // Re-read at each append to the session, and at least every 250 ms: the
+                // engine's state of the run may catch up just after the last append (waiting
+                // on appends alone hung once in CI).
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_millis(250), appended.changed())
+                        .await;
             }
         })
         .await
