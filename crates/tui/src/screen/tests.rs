@@ -2798,3 +2798,32 @@ fn a_name_too_long_for_its_column_ends_in_an_ellipsis() {
         "the name did not need cutting: {row}"
     );
 }
+
+#[test]
+fn a_long_list_scrolls_to_keep_the_selection_on_screen() {
+    let mut p = Picker {
+        now: Some(now()),
+        ..Picker::default()
+    };
+    let list: Vec<SessionInfo> = (0..300)
+        .map(|i| info(&format!("s{i:03}"), SessionStatus::Idle, 3))
+        .collect();
+    super::picker::update(&mut p, PickerMsg::Sessions(list));
+    let names: Vec<String> = p
+        .visible()
+        .iter()
+        .map(|e| e.session.name.clone().unwrap())
+        .collect();
+    let frame = picker_frame(&p, 80, 24);
+    assert!(frame.contains(&names[0]), "the top at first:\n{frame}");
+    assert!(frame.contains("Idle (300)"), "{frame}");
+    p.selected = names.len() - 1;
+    let frame = picker_frame(&p, 80, 24);
+    assert!(frame.contains(&names[names.len() - 1]), "{frame}");
+    assert!(frame.contains(&names[names.len() - 2]), "{frame}");
+    assert!(!frame.contains(&names[0]), "scrolled past the top:\n{frame}");
+    assert!(!frame.contains("Idle (300)"), "the heading scrolled away:\n{frame}");
+    p.selected = 150;
+    let frame = picker_frame(&p, 80, 24);
+    assert!(frame.contains(&names[150]), "{frame}");
+}

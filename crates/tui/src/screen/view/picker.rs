@@ -405,22 +405,43 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
                 .get(kept)
                 .map_or(usize::MAX, |r| usize::from(r.width))
         };
-        let mut rows: Vec<Row<'_>> = Vec::new();
+        // Where each row goes: a group's heading (an empty row, written over it full width
+        // afterwards: a table cell would cut it to one column) or a session.
+        enum Slot {
+            Heading(Group, usize),
+            Entry(usize),
+        }
+        let mut slots: Vec<Slot> = Vec::with_capacity(visible.len() + 5);
         let mut selected_row = 0;
         let mut last_group: Option<Group> = None;
-        // Group headings: an empty row in the table, written over it full width afterwards
-        // (a table cell would cut them to one column).
-        let mut headings: Vec<(usize, Group, usize)> = Vec::new();
         for (i, e) in visible.iter().enumerate() {
             if last_group != Some(e.group) {
                 last_group = Some(e.group);
                 let n = visible.iter().filter(|o| o.group == e.group).count();
-                headings.push((rows.len(), e.group, n));
-                rows.push(Row::new(Vec::<Cell<'_>>::new()));
+                slots.push(Slot::Heading(e.group, n));
             }
             if i == p.selected {
-                selected_row = rows.len();
+                selected_row = slots.len();
             }
+            slots.push(Slot::Entry(i));
+        }
+        // Only the rows on screen are built (a fleet lists thousands; building them all cost
+        // ~20 ms a frame): the window that keeps the selection in view, as the table would
+        // scroll it.
+        let capacity = usize::from(body.height.saturating_sub(1)).max(1);
+        let offset = (selected_row + 1).saturating_sub(capacity);
+        let mut rows: Vec<Row<'_>> = Vec::new();
+        let mut headings: Vec<(usize, Group, usize)> = Vec::new();
+        for slot in slots.iter().skip(offset).take(capacity) {
+            let i = match *slot {
+                Slot::Heading(group, n) => {
+                    headings.push((rows.len(), group, n));
+                    rows.push(Row::new(Vec::<Cell<'_>>::new()));
+                    continue;
+                }
+                Slot::Entry(i) => i,
+            };
+            let e = &visible[i];
             rows.push({
                 let s = e.session;
                 let (st, style) = status(s, p.spinner);
@@ -495,7 +516,7 @@ pub fn draw(f: &mut Frame<'_>, p: &Picker) {
             .column_spacing(1)
             .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED));
         // Scrolls so the selection stays visible in long lists.
-        let mut state = TableState::default().with_selected(Some(selected_row));
+        let mut state = TableState::default().with_selected(Some(selected_row - offset));
         f.render_stateful_widget(table, body, &mut state);
         for (row, group, n) in headings {
             let Some(line) = row.checked_sub(state.offset()) else {
