@@ -332,6 +332,25 @@ fn calls_round_trip_through_parts() {
         }),
         Call::CredentialArchive(credential_params()),
         Call::CredentialDelete(credential_params()),
+        Call::SkillCreate(crate::skill::CreateSkill {
+            display_name: Some("Greeter".into()),
+            files: vec![skill_file()],
+        }),
+        Call::SkillList(NoParams {}),
+        Call::SkillGet(skill_params()),
+        Call::SkillVersionCreate(crate::skill::CreateSkillVersion {
+            skill_id: "skill_1".into(),
+            files: vec![skill_file()],
+        }),
+        Call::SkillDelete(skill_params()),
+        Call::CredentialLogin(crate::vault::LoginStart {
+            vault: "ci".into(),
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+        }),
+        Call::CredentialLoginWait(crate::vault::LoginWait {
+            login_id: "login_1".into(),
+            wait_secs: Some(5),
+        }),
         Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
     ];
     assert_eq!(calls.len(), METHODS.len());
@@ -1202,6 +1221,87 @@ fn every_method_in_the_table_parses_and_round_trips() {
     );
     check::<rpc::CredentialArchive>(credential_params(), credential, &mut seen);
     check::<rpc::CredentialDelete>(credential_params(), deleted, &mut seen);
+    let skill = crate::skill::Skill {
+        id: "skill_1".into(),
+        object_type: "skill".into(),
+        display_name: "Greeter".into(),
+        latest_version_id: "1765100000000000".into(),
+        source: crate::skill::SkillSource {
+            kind: "custom".into(),
+        },
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+        updated_at: "2026-12-07T10:00:00.000Z".into(),
+    };
+    let version = crate::skill::SkillVersion {
+        id: "1765100000000000".into(),
+        object_type: "skill_version".into(),
+        skill_id: "skill_1".into(),
+        name: "greeter".into(),
+        description: "Greets".into(),
+        created_at: "2026-12-07T10:00:00.000Z".into(),
+    };
+    check::<rpc::SkillCreate>(
+        crate::skill::CreateSkill {
+            display_name: None,
+            files: vec![skill_file()],
+        },
+        skill.clone(),
+        &mut seen,
+    );
+    check::<rpc::SkillList>(
+        NoParams {},
+        List {
+            data: vec![skill.clone()],
+        },
+        &mut seen,
+    );
+    check::<rpc::SkillGet>(
+        skill_params(),
+        crate::skill::SkillDetail {
+            skill,
+            versions: vec![version.clone()],
+            files: vec!["greeter/SKILL.md".into()],
+        },
+        &mut seen,
+    );
+    check::<rpc::SkillVersionCreate>(
+        crate::skill::CreateSkillVersion {
+            skill_id: "skill_1".into(),
+            files: vec![skill_file()],
+        },
+        version,
+        &mut seen,
+    );
+    check::<rpc::SkillDelete>(
+        skill_params(),
+        crate::skill::SkillDeleted {
+            id: "skill_1".into(),
+            object_type: "skill_deleted".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::CredentialLogin>(
+        crate::vault::LoginStart {
+            vault: "ci".into(),
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+        },
+        crate::vault::LoginStarted {
+            login_id: "login_1".into(),
+            authorization_url: "https://auth.example.com/authorize?x=1".into(),
+            redirect_uri: "http://127.0.0.1:40000/callback".into(),
+        },
+        &mut seen,
+    );
+    check::<rpc::CredentialLoginWait>(
+        crate::vault::LoginWait {
+            login_id: "login_1".into(),
+            wait_secs: None,
+        },
+        crate::vault::LoginStatus::Failed {
+            message: "the browser never came back".into(),
+        },
+        &mut seen,
+    );
     check::<rpc::SessionsWatch>(
         crate::watch::WatchSessions::default(),
         crate::watch::SessionsWatching {
@@ -1212,6 +1312,19 @@ fn every_method_in_the_table_parses_and_round_trips() {
     );
     // Every method of the table, once, in its order.
     assert_eq!(seen, METHODS);
+}
+
+fn skill_file() -> crate::skill::SkillFile {
+    crate::skill::SkillFile {
+        path: "greeter/SKILL.md".into(),
+        content_base64: "LS0tCm5hbWU6IGdyZWV0ZXIKLS0tCg==".into(),
+    }
+}
+
+fn skill_params() -> crate::skill::SkillParams {
+    crate::skill::SkillParams {
+        skill: "skill_1".into(),
+    }
 }
 
 fn vault_spec() -> crate::vault::VaultSpec {

@@ -2821,8 +2821,14 @@ fn a_long_list_scrolls_to_keep_the_selection_on_screen() {
     let frame = picker_frame(&p, 80, 24);
     assert!(frame.contains(&names[names.len() - 1]), "{frame}");
     assert!(frame.contains(&names[names.len() - 2]), "{frame}");
-    assert!(!frame.contains(&names[0]), "scrolled past the top:\n{frame}");
-    assert!(!frame.contains("Idle (300)"), "the heading scrolled away:\n{frame}");
+    assert!(
+        !frame.contains(&names[0]),
+        "scrolled past the top:\n{frame}"
+    );
+    assert!(
+        !frame.contains("Idle (300)"),
+        "the heading scrolled away:\n{frame}"
+    );
     p.selected = 150;
     let frame = picker_frame(&p, 80, 24);
     assert!(frame.contains(&names[150]), "{frame}");
