@@ -922,6 +922,7 @@ async fn a_killed_daemon_resumes_runs_without_rerunning_or_duplicating_tasks() {
     }
 }
 
+/// One call of the HTTP API of the daemon at `base` (the tests' shared client).
 async fn http(
     base: &str,
     token: &str,
@@ -929,22 +930,12 @@ async fn http(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .header("x-api-key", token)
-        .header("anthropic-version", "2023-06-01");
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let api = tether_e2e::http_api::Api {
+        http: reqwest::Client::new(),
+        base: base.to_string(),
+        token: token.to_string(),
+    };
+    api.call(method, path, body).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
