@@ -36,7 +36,10 @@ impl Alerts {
 
     /// A host's list (or why it is down) arrived at `now`: the notices it makes.
     pub fn update(&mut self, msg: PickerMsg, now: SystemTime) -> Vec<Notice> {
-        if !matches!(msg, PickerMsg::Sessions(_) | PickerMsg::Host { .. }) {
+        if !matches!(
+            msg,
+            PickerMsg::Sessions(_) | PickerMsg::Host { .. } | PickerMsg::Changed { .. }
+        ) {
             return Vec::new();
         }
         self.picker.now = Some(now);
@@ -55,7 +58,7 @@ impl Alerts {
             .visible()
             .iter()
             .filter(|e| e.group == Group::NeedsInput)
-            .filter(|e| self.picker.attached.as_deref() != Some(e.key().as_str()))
+            .filter(|e| !self.picker.attached.as_deref().is_some_and(|k| e.is(k)))
             .count()
     }
 }

@@ -78,6 +78,21 @@ impl Feed {
         };
         tx.send(msg).is_ok()
     }
+
+    /// What changed in this host's list. False once the picker is gone.
+    fn tell_change(
+        &self,
+        tx: &UnboundedSender<PickerMsg>,
+        changed: Vec<SessionInfo>,
+        removed: Vec<String>,
+    ) -> bool {
+        tx.send(PickerMsg::Changed {
+            host: self.remote.clone(),
+            changed,
+            removed,
+        })
+        .is_ok()
+    }
 }
 
 /// Starts one watcher per feed, each sending what it hears to `tx`.
@@ -130,20 +145,30 @@ async fn follow(feed: &Feed, c: &mut Client, tx: &UnboundedSender<PickerMsg>) ->
         c.request::<rpc::SessionsWatch>(WatchSessions::default()),
     )
     .await;
-    let (mut list, mut seq) = match asked {
+    let (list, mut seq) = match asked {
         Ok(Ok(w)) => (w.data, w.seq),
         Ok(Err(e)) if e.code_is(ErrorCode::UnknownMethod) => return poll(feed, c, tx).await,
         Ok(Err(e)) => return Stop::Host(one_line(&e.to_string())),
         Err(_) => return Stop::Host(silent(feed.limit)),
     };
-    if !feed.tell(tx, Ok(list.clone())) {
+    if !feed.tell(tx, Ok(list)) {
         return Stop::Picker;
     }
     loop {
         // No timer here: the link's heartbeat tells a dead host from a quiet one.
         match c.next_push().await {
+            // Already reflected in what the picker has.
+            Ok(ServerFrame::Sessions(change)) if change.seq <= seq => {}
             Ok(ServerFrame::Sessions(change)) => {
-                if change.apply(&mut list, &mut seq) && !feed.tell(tx, Ok(list.clone())) {
+                seq = change.seq;
+                // Only what changed travels on: the picker keeps the list, and a push to a
+                // fleet of thousands costs what the change costs.
+                let told = if change.resync {
+                    feed.tell(tx, Ok(change.changed))
+                } else {
+                    feed.tell_change(tx, change.changed, change.removed)
+                };
+                if !told {
                     return Stop::Picker;
                 }
             }

@@ -144,7 +144,7 @@ pub async fn picker() -> Result<ExitCode, ClientError> {
     let mut c = Client::connect(&paths).await?;
     let mut tui = run::Tui::enter().map_err(io_err)?;
     let mut notice = None;
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = picker::Seen::default();
     loop {
         // The daemon the session lives on: this one, or a remote's through ssh.
         let mut target = client::target(&paths);

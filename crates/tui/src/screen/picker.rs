@@ -20,6 +20,13 @@ pub enum PickerMsg {
         name: String,
         sessions: Result<Vec<SessionInfo>, String>,
     },
+    /// What changed in a host's list since the last message about it (a daemon's push):
+    /// `host` None is this machine's daemon.
+    Changed {
+        host: Option<String>,
+        changed: Vec<SessionInfo>,
+        removed: Vec<String>,
+    },
     /// What a peek found for the session `key`.
     Peeked {
         key: String,
@@ -114,6 +121,11 @@ impl Entry<'_> {
         key(self.host, &self.session.id)
     }
 
+    /// Whether `k` (a [`key`]) names this session; allocates nothing.
+    pub fn is(&self, k: &str) -> bool {
+        is_key(k, self.host, &self.session.id)
+    }
+
     fn label(&self) -> String {
         let name = self
             .session
@@ -133,6 +145,36 @@ pub fn key(host: &str, id: &str) -> String {
         id.to_string()
     } else {
         format!("{host}:{id}")
+    }
+}
+
+/// Whether `k` is [`key`]`(host, id)`, without building it.
+pub fn is_key(k: &str, host: &str, id: &str) -> bool {
+    if host == LOCAL {
+        k == id
+    } else {
+        k.strip_prefix(host)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|rest| rest == id)
+    }
+}
+
+/// The last seq looked at, by host and session id. Nested so that a lookup allocates
+/// nothing: every frame groups the whole fleet, thousands of sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen(HashMap<String, HashMap<String, u64>>);
+
+impl Seen {
+    pub fn get(&self, host: &str, id: &str) -> Option<u64> {
+        self.0.get(host)?.get(id).copied()
+    }
+
+    pub fn insert(&mut self, host: &str, id: &str, seq: u64) {
+        self.host_mut(host).insert(id.to_string(), seq);
+    }
+
+    fn host_mut(&mut self, host: &str) -> &mut HashMap<String, u64> {
+        self.0.entry(host.to_string()).or_default()
     }
 }
 
@@ -265,8 +307,8 @@ pub struct Picker {
     pub now: Option<SystemTime>,
     /// The `[[remotes]]`, in config order.
     pub remotes: Vec<HostView>,
-    /// Last seq looked at, by session key; sessions idle when first listed start looked at.
-    pub seen: HashMap<String, u64>,
+    /// Last seq looked at, by session; sessions idle when first listed start looked at.
+    pub seen: Seen,
     pub peek: Option<Peek>,
     /// When the picker first saw each session working (for the turn-length threshold).
     pub working_since: HashMap<String, SystemTime>,
@@ -308,10 +350,10 @@ impl Picker {
             .map(|(host, s)| Entry {
                 host,
                 session: s,
-                group: group(s, self.seen.get(&key(host, &s.id)).copied()),
+                group: group(s, self.seen.get(host, &s.id)),
             })
             .collect();
-        out.sort_by(|a, b| {
+        out.sort_unstable_by(|a, b| {
             (
                 a.group,
                 b.session.updated_at.as_str(),
@@ -393,7 +435,7 @@ impl Picker {
         self.all()
             .filter(|(host, s)| {
                 matches!(
-                    group(s, self.seen.get(&key(host, &s.id)).copied()),
+                    group(s, self.seen.get(host, &s.id)),
                     Group::NeedsInput | Group::Failed | Group::Done
                 )
             })
@@ -403,11 +445,15 @@ impl Picker {
     /// Idle sessions listed for the first time count as looked at: Done means "finished
     /// since you opened the picker or last looked", not "ever finished".
     fn note_first_sight(&mut self, host: &str, list: &[SessionInfo]) {
+        let seen = self.seen.host_mut(host);
         for s in list {
-            if s.status == SessionStatus::Idle {
-                self.seen.entry(key(host, &s.id)).or_insert(s.last_seq);
-            } else {
-                self.seen.entry(key(host, &s.id)).or_insert(0);
+            if !seen.contains_key(&s.id) {
+                let looked = if s.status == SessionStatus::Idle {
+                    s.last_seq
+                } else {
+                    0
+                };
+                seen.insert(s.id.clone(), looked);
             }
         }
     }
@@ -415,27 +461,26 @@ impl Picker {
     /// A looked-at idle session stays looked at through events that are not a turn (a
     /// rename, a title): Done means a turn finished since you looked, and every turn uses
     /// the model, so its count of model requests moves.
-    fn keep_looked_at(&mut self, k: &str, before: &SessionInfo, now: &SessionInfo) {
+    fn keep_looked_at(&mut self, host: &str, before: &SessionInfo, now: &SessionInfo) {
         let ended_turn = |x: &SessionInfo| {
             x.status == SessionStatus::Idle && matches!(x.stop_reason, Some(StopReason::EndTurn))
         };
         let looked = self
             .seen
-            .get(k)
-            .is_some_and(|&seen| seen >= before.last_seq);
+            .get(host, &now.id)
+            .is_some_and(|seen| seen >= before.last_seq);
         if looked
             && ended_turn(before)
             && ended_turn(now)
             && before.usage.model_requests == now.usage.model_requests
         {
-            self.seen.insert(k.to_string(), now.last_seq);
+            self.seen.insert(host, &now.id, now.last_seq);
         }
     }
 
     /// Notices for sessions of `host` that moved into Needs input, Failed or Done between
     /// `old` and `new`, or appeared there needing input or failed (not on the host's first
-    /// list: that is history, not news), except the one being peeked at; and keeps the
-    /// working-since clock.
+    /// list: that is history, not news); and keeps the working-since clock.
     fn transitions(
         &mut self,
         host: &str,
@@ -450,78 +495,142 @@ impl Picker {
             }
             return Vec::new();
         };
-        let mut out = Vec::new();
         // By id: a fleet of thousands is one pass, not one search per session.
         let old: HashMap<&str, &SessionInfo> = old.iter().map(|o| (o.id.as_str(), o)).collect();
-        for s in new {
-            let k = key(host, &s.id);
-            if let Some(b) = old.get(s.id.as_str()) {
-                self.keep_looked_at(&k, b, s);
-            }
-            let now_group = group(s, self.seen.get(&k).copied());
-            let since = self.working_since.get(&k).copied();
-            if now_group == Group::Working {
-                if let (None, Some(now)) = (since, self.now) {
-                    self.working_since.insert(k.clone(), now);
-                }
-                continue;
-            }
-            self.working_since.remove(&k);
-            let before = old
-                .get(s.id.as_str())
-                .map(|b| group(b, self.seen.get(&k).copied()));
-            if before == Some(now_group)
-                || self.peek.as_ref().is_some_and(|pk| pk.key == k)
-                || self.attached.as_deref() == Some(k.as_str())
-            {
-                continue;
-            }
-            let label = match (&s.name, host) {
-                (Some(n), LOCAL) => n.clone(),
-                (None, LOCAL) => s.id.clone(),
-                (n, h) => format!("{h}:{}", n.as_deref().unwrap_or(&s.id)),
-            };
-            let ran = since
-                .zip(self.now)
-                .and_then(|(a, b)| b.duration_since(a).ok());
-            let (kind, text) = match now_group {
-                Group::NeedsInput => ("session.requires_action", format!("{label} needs input")),
-                Group::Failed => (
-                    "session.errored",
-                    format!(
-                        "{label} failed ({})",
-                        s.stop_reason
-                            .as_ref()
-                            .map_or("terminated", crate::render::stop_reason_text)
-                    ),
-                ),
-                Group::Done if ran.is_some_and(|r| r >= self.notify_min_turn) => (
-                    "session.idled",
-                    format!(
-                        "{label} finished its turn ({} s)",
-                        ran.map_or(0, |r| r.as_secs())
-                    ),
-                ),
-                _ => continue,
-            };
-            out.push(PickerEffect::Notify(crate::notify::Notice {
-                kind: kind.into(),
-                host: host.into(),
-                session_id: s.id.clone(),
-                name: s.name.clone(),
-                text,
-            }));
+        new.iter()
+            .filter_map(|s| self.transition(host, old.get(s.id.as_str()).copied(), s))
+            .collect()
+    }
+
+    /// The notice for one session of `host` that was `old` (None: new to the list) and is
+    /// now `s`, if it is news: not for the one being peeked at or looked at.
+    fn transition(
+        &mut self,
+        host: &str,
+        old: Option<&SessionInfo>,
+        s: &SessionInfo,
+    ) -> Option<PickerEffect> {
+        if let Some(b) = old {
+            self.keep_looked_at(host, b, s);
         }
-        out
+        let seen = self.seen.get(host, &s.id);
+        let now_group = group(s, seen);
+        let k = key(host, &s.id);
+        let since = self.working_since.get(&k).copied();
+        if now_group == Group::Working {
+            if let (None, Some(now)) = (since, self.now) {
+                self.working_since.insert(k, now);
+            }
+            return None;
+        }
+        self.working_since.remove(&k);
+        let before = old.map(|b| group(b, seen));
+        if before == Some(now_group)
+            || self.peek.as_ref().is_some_and(|pk| pk.key == k)
+            || self.attached.as_deref() == Some(k.as_str())
+        {
+            return None;
+        }
+        let label = match (&s.name, host) {
+            (Some(n), LOCAL) => n.clone(),
+            (None, LOCAL) => s.id.clone(),
+            (n, h) => format!("{h}:{}", n.as_deref().unwrap_or(&s.id)),
+        };
+        let ran = since
+            .zip(self.now)
+            .and_then(|(a, b)| b.duration_since(a).ok());
+        let (kind, text) = match now_group {
+            Group::NeedsInput => ("session.requires_action", format!("{label} needs input")),
+            Group::Failed => (
+                "session.errored",
+                format!(
+                    "{label} failed ({})",
+                    s.stop_reason
+                        .as_ref()
+                        .map_or("terminated", crate::render::stop_reason_text)
+                ),
+            ),
+            Group::Done if ran.is_some_and(|r| r >= self.notify_min_turn) => (
+                "session.idled",
+                format!(
+                    "{label} finished its turn ({} s)",
+                    ran.map_or(0, |r| r.as_secs())
+                ),
+            ),
+            _ => return None,
+        };
+        Some(PickerEffect::Notify(crate::notify::Notice {
+            kind: kind.into(),
+            host: host.into(),
+            session_id: s.id.clone(),
+            name: s.name.clone(),
+            text,
+        }))
+    }
+
+    /// Folds a host's pushed change into its list, with the notices it makes. Only the
+    /// sessions that changed are looked at: a push costs the same on a fleet of thousands.
+    fn apply_change(
+        &mut self,
+        host: Option<&str>,
+        changed: Vec<SessionInfo>,
+        removed: &[String],
+    ) -> Vec<PickerEffect> {
+        let name = host.unwrap_or(LOCAL);
+        let list = match host {
+            None if self.loaded => &self.sessions,
+            None => return Vec::new(),
+            Some(h) => match self.remotes.iter().find(|r| r.name == h).map(|r| &r.state) {
+                Some(HostState::Up(list)) => list,
+                // The full list comes first; a change to a host not listed yet is dropped.
+                _ => return Vec::new(),
+            },
+        };
+        let olds: Vec<Option<SessionInfo>> = changed
+            .iter()
+            .map(|s| list.iter().find(|o| o.id == s.id).cloned())
+            .collect();
+        self.note_first_sight(name, &changed);
+        let notices = changed
+            .iter()
+            .zip(&olds)
+            .filter_map(|(s, old)| self.transition(name, old.as_ref(), s))
+            .collect();
+        let list = match host {
+            None => &mut self.sessions,
+            Some(h) => match self.remotes.iter_mut().find(|r| r.name == h) {
+                Some(HostView {
+                    state: HostState::Up(list),
+                    ..
+                }) => list,
+                _ => return notices,
+            },
+        };
+        if !removed.is_empty() {
+            list.retain(|s| !removed.contains(&s.id));
+        }
+        for s in changed {
+            match list.iter_mut().find(|o| o.id == s.id) {
+                Some(o) => *o = s,
+                None => list.push(s),
+            }
+        }
+        notices
+    }
+
+    /// The selected session's host and id, to keep it selected across a change.
+    fn selection(&self) -> Option<(String, String)> {
+        self.current()
+            .map(|e| (e.host.to_string(), e.session.id.clone()))
     }
 
     /// Keeps the selection on the same session across a list change.
-    fn keep_selection(&mut self, keep: Option<String>) {
-        if let Some(k) = keep {
+    fn keep_selection(&mut self, keep: Option<(String, String)>) {
+        if let Some((host, id)) = keep {
             self.selected = self
                 .visible()
                 .iter()
-                .position(|e| e.key() == k)
+                .position(|e| e.host == host && e.session.id == id)
                 .unwrap_or(0);
         }
     }
@@ -530,7 +639,7 @@ impl Picker {
 pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
     match msg {
         PickerMsg::Sessions(list) => {
-            let keep = p.current().map(|e| e.key());
+            let keep = p.selection();
             p.note_first_sight(LOCAL, &list);
             let old = std::mem::take(&mut p.sessions);
             let notices = p.transitions(LOCAL, p.loaded.then_some(old.as_slice()), &list);
@@ -539,8 +648,18 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
             p.keep_selection(keep);
             notices
         }
+        PickerMsg::Changed {
+            host,
+            changed,
+            removed,
+        } => {
+            let keep = p.selection();
+            let notices = p.apply_change(host.as_deref(), changed, &removed);
+            p.keep_selection(keep);
+            notices
+        }
         PickerMsg::Host { name, sessions } => {
-            let keep = p.current().map(|e| e.key());
+            let keep = p.selection();
             let mut notices = Vec::new();
             if let Ok(list) = &sessions {
                 p.note_first_sight(&name, list);
@@ -588,6 +707,11 @@ pub fn update(p: &mut Picker, msg: PickerMsg) -> Vec<PickerEffect> {
         PickerMsg::Key(k) if k.kind == KeyEventKind::Release => Vec::new(),
         PickerMsg::Key(k) => on_key(p, k),
     }
+}
+
+/// What marks `e` looked at: its host, id and last seq.
+fn looked_at(e: &Entry<'_>) -> (String, String, u64) {
+    (e.host.to_string(), e.session.id.clone(), e.session.last_seq)
 }
 
 fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
@@ -715,9 +839,9 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             p.selected = (p.selected + 1).min(n.saturating_sub(1));
             Vec::new()
         }
-        KeyCode::Enter => match p.current().map(|e| (e.key(), e.session.last_seq)) {
-            Some((key, seq)) => {
-                p.seen.insert(key.clone(), seq);
+        KeyCode::Enter => match p.current().map(|e| (e.key(), looked_at(&e))) {
+            Some((key, (host, id, seq))) => {
+                p.seen.insert(&host, &id, seq);
                 vec![PickerEffect::Attach(key)]
             }
             // Nothing at all yet: Enter starts the first session.
@@ -738,13 +862,10 @@ fn on_key(p: &mut Picker, k: KeyEvent) -> Vec<PickerEffect> {
             p.creating = Some(NewSession::default());
             Vec::new()
         }
-        KeyCode::Tab => match p
-            .current()
-            .map(|e| (e.key(), e.label(), e.session.last_seq))
-        {
-            Some((key, label, seq)) => {
+        KeyCode::Tab => match p.current().map(|e| (e.key(), e.label(), looked_at(&e))) {
+            Some((key, label, (host, id, seq))) => {
                 // Peeking is looking: a Done session is done being news.
-                p.seen.insert(key.clone(), seq);
+                p.seen.insert(&host, &id, seq);
                 p.peek = Some(Peek {
                     label,
                     key: key.clone(),

@@ -450,7 +450,7 @@ pub async fn picker(
     c: &mut Client,
     notice: Option<String>,
     remotes: &[Remote],
-    seen: &mut std::collections::HashMap<String, u64>,
+    seen: &mut super::picker::Seen,
     notify: &crate::notify::NotifySettings,
 ) -> std::io::Result<Choice> {
     let mut p = Picker {
@@ -508,8 +508,10 @@ async fn picker_loop(
             _ = hangup.recv() => return Ok(Choice::Quit),
             _ = terminate.recv() => return Ok(Choice::Quit),
         };
-        if matches!(msg, PickerMsg::Sessions(_))
-            && names_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        if matches!(
+            msg,
+            PickerMsg::Sessions(_) | PickerMsg::Changed { host: None, .. }
+        ) && names_read.is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
         {
             names_read = Some(Instant::now());
             // Names of the agents sessions pin (by id); the list works without them.
@@ -521,7 +523,10 @@ async fn picker_loop(
             }
         }
         // Lists are stamped with the time they arrive (how long a turn ran).
-        if matches!(msg, PickerMsg::Sessions(_) | PickerMsg::Host { .. }) {
+        if matches!(
+            msg,
+            PickerMsg::Sessions(_) | PickerMsg::Host { .. } | PickerMsg::Changed { .. }
+        ) {
             p.now = Some(SystemTime::now());
         }
         for fx in super::picker::update(p, msg) {

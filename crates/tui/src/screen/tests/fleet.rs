@@ -350,7 +350,95 @@ fn renaming_a_looked_at_session_is_not_a_finished_turn() {
     super::super::picker::update(&mut p, PickerMsg::Sessions(vec![turned.clone()]));
     assert_eq!(p.needs_you(), 1, "a finished turn is Done");
     assert_eq!(
-        crate::screen::picker::group(&turned, p.seen.get("sesn_a").copied()),
+        crate::screen::picker::group(&turned, p.seen.get(crate::fleet::LOCAL, "sesn_a")),
         Group::Done
     );
+}
+
+#[test]
+fn a_pushed_change_folds_in_like_the_whole_list_and_keeps_the_selection() {
+    let mut whole = fleet_picker();
+    let mut pushed = fleet_picker();
+    whole.notify_min_turn = Duration::from_secs(10);
+    pushed.notify_min_turn = Duration::from_secs(10);
+    // gpu1: train ends a 60 s turn, deploy leaves, a new session arrives asking.
+    for p in [&mut whole, &mut pushed] {
+        p.now = Some(now() + Duration::from_secs(60));
+        p.selected = p
+            .visible()
+            .iter()
+            .position(|e| e.key() == "gpu1:sesn_eval")
+            .unwrap();
+    }
+    let mut train = ended("train", 31);
+    train.attached_clients = 0;
+    let mut fresh = asking("review");
+    fresh.updated_at = "2026-11-25T09:00:00Z".into();
+    let fx_whole = super::super::picker::update(
+        &mut whole,
+        PickerMsg::Host {
+            name: "gpu1".into(),
+            sessions: Ok(vec![ended("eval", 15), train.clone(), fresh.clone()]),
+        },
+    );
+    let fx_pushed = super::super::picker::update(
+        &mut pushed,
+        PickerMsg::Changed {
+            host: Some("gpu1".into()),
+            changed: vec![train, fresh],
+            removed: vec!["sesn_deploy".into()],
+        },
+    );
+    assert_eq!(notices(fx_pushed.clone()), notices(fx_whole));
+    assert_eq!(
+        notices(fx_pushed),
+        vec![
+            (
+                "session.idled".to_string(),
+                "gpu1:train finished its turn (60 s)".to_string()
+            ),
+            (
+                "session.requires_action".to_string(),
+                "gpu1:review needs input".to_string()
+            ),
+        ]
+    );
+    let rows = |p: &Picker| -> Vec<(Group, String)> {
+        p.visible().iter().map(|e| (e.group, e.key())).collect()
+    };
+    assert_eq!(rows(&pushed), rows(&whole));
+    assert!(!rows(&pushed).iter().any(|(_, k)| k == "gpu1:sesn_deploy"));
+    // The selection stayed on eval though rows moved above it.
+    assert_eq!(pushed.visible()[pushed.selected].key(), "gpu1:sesn_eval");
+    // A local push for a session already listed: changed in place.
+    let mut docs = sessions().remove(1);
+    docs.name = Some("docs-renamed".into());
+    super::super::picker::update(
+        &mut pushed,
+        PickerMsg::Changed {
+            host: None,
+            changed: vec![docs],
+            removed: vec![],
+        },
+    );
+    assert_eq!(
+        pushed
+            .sessions
+            .iter()
+            .filter(|s| s.id == "sesn_docs")
+            .map(|s| s.name.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("docs-renamed")]
+    );
+}
+
+#[test]
+fn a_key_names_its_session_without_being_built() {
+    use crate::screen::picker::is_key;
+    assert!(is_key("sesn_a", crate::fleet::LOCAL, "sesn_a"));
+    assert!(is_key("gpu1:sesn_a", "gpu1", "sesn_a"));
+    assert!(!is_key("gpu1:sesn_a", "gpu2", "sesn_a"));
+    assert!(!is_key("gpu1sesn_a", "gpu1", "sesn_a"));
+    assert!(!is_key("gpu1:sesn_ab", "gpu1", "sesn_a"));
+    assert!(!is_key("sesn_a", "gpu1", "sesn_a"));
 }
