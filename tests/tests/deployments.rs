@@ -437,6 +437,46 @@ async fn a_workflow_deployment_from_a_file_runs_on_demand_and_its_runs_name_the_
         err.contains("workflow: the workflow is not valid") && err.contains("`nope`"),
         "{err}"
     );
+
+    // `workflow:` may name the workflow file a person runs with `tether workflows run`,
+    // relative to the deployment file; the plan is read from it.
+    let dir = env.home.path().join("flows");
+    std::fs::create_dir_all(dir.join("wf")).unwrap();
+    let plan: String = WORKFLOW_DEPLOYMENT_YAML
+        .split_once("workflow:\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    std::fs::write(dir.join("wf/release.yaml"), plan).unwrap();
+    let by_path = dir.join("by-path.yaml");
+    std::fs::write(
+        &by_path,
+        "name: by-path\nagent: default\nenvironment_id: default\nworkflow: wf/release.yaml\n",
+    )
+    .unwrap();
+    let out = env.ok(&["deployments", "create", "-f", by_path.to_str().unwrap()]);
+    assert!(
+        out.contains("each fire runs workflow `release-notes` (2 tasks)"),
+        "{out}"
+    );
+    let shown: Value =
+        serde_json::from_str(&env.ok(&["deployments", "show", "by-path", "--json"])).unwrap();
+    assert_eq!(shown["workflow"]["tasks"][0]["id"], "collect", "{shown}");
+    // A path that isn't there says which file it looked for and how to fix it.
+    std::fs::write(
+        &by_path,
+        "name: by-path2\nagent: default\nenvironment_id: default\nworkflow: wf/gone.yaml\n",
+    )
+    .unwrap();
+    let out = env.run(&["deployments", "create", "-f", by_path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wf/gone.yaml") && err.contains("relative to"),
+        "{err}"
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
 }

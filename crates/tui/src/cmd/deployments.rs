@@ -168,10 +168,34 @@ pub async fn run(action: DeploymentsAction) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A deployment file; its `workflow:` may name a workflow file (YAML, JSON or TOML, relative
+/// to the deployment file) instead of holding the plan, and the plan is read from there: the
+/// same file `tether workflows run` takes. The daemon keeps the plan, not the path, so a
+/// later edit of the file changes nothing until `tether deployments update`.
 fn read_file<T: DeserializeOwned>(path: &str) -> Result<T, ClientError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read the deployment file {path}: {e}")))?;
-    super::spec_file::parse_with(path, &text, |_| None).map_err(usage)
+    let value: serde_json::Value =
+        super::spec_file::parse_with(path, &text, |_| None).map_err(usage)?;
+    let Some(named) = value.get("workflow").and_then(|w| w.as_str()) else {
+        // Typed from the text, so errors keep their line numbers.
+        return super::spec_file::parse_with(path, &text, |_| None).map_err(usage);
+    };
+    let dir = std::path::Path::new(path)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    let wf_path = dir.join(named).display().to_string();
+    let wf_text = std::fs::read_to_string(&wf_path).map_err(|e| {
+        usage(format!(
+            "{path}: `workflow: {named}` names a workflow file, and {wf_path} cannot be read: \
+             {e}. Give the path relative to {path}, or write the plan inline under `workflow:`."
+        ))
+    })?;
+    let plan: serde_json::Value =
+        super::spec_file::parse_with(&wf_path, &wf_text, |_| None).map_err(usage)?;
+    let mut value = value;
+    value["workflow"] = plan;
+    serde_json::from_value(value).map_err(|e| usage(format!("{path}: {e}")))
 }
 
 fn print_one(d: &Deployment, json: bool, verb: &str) {
