@@ -22,8 +22,8 @@
 //!   (`outcome.rs`; `--only outcome` needs only tetherd);
 //! - an idle daemon's CPU per minute and RSS with 1,000 scheduled deployments
 //!   (`deployments.rs`; `--only deployments` needs only tetherd);
-//! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS (`workflows.rs`;
-//!   only with `--only workflows`).
+//! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS, then key press →
+//!   redraw in a TUI attached while it runs (`workflows.rs`; only with `--only workflows`).
 //! - self-hosted workers: added latency per tool call through the work queue, long-poll wake,
 //!   daemon CPU with 8 workers × 64 sessions (`workers.rs`; only with `--only workers`).
 //!
@@ -327,10 +327,10 @@ fn real_main() -> Result<()> {
     }
     if opts.wants(Metric::Workflows) {
         eprintln!(
-            "bench: a workflow fan-out of {} tasks (one model call and one bash call each)",
-            workflows::ITEMS
+            "bench: a workflow fan-out of {} tasks (one model call and one bash call each), then again with a TUI attached",
+            opts.workflow_items
         );
-        rows.extend(workflows::rows(&bins).context("workflow fan-out")?);
+        rows.extend(workflows::rows(&bins, opts.workflow_items).context("workflow fan-out")?);
     }
     if opts.wants(Metric::Memory) {
         eprintln!(
