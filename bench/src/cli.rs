@@ -15,6 +15,8 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
   --workflow-items N     items of the workflow fan-out benchmark (default 1000)
+  --debug-bins           build and drive the debug tether/tetherd (checks a bench's code path
+                         quickly; its numbers mean nothing)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, fleet, recovery,
                          fanout, providers, http, peers, concurrent, sandbox,
                          outcome, threads (default: all)
@@ -30,6 +32,7 @@ pub struct Opts {
     pub append_events: usize,
     pub fanout_deltas: usize,
     pub workflow_items: usize,
+    pub debug_bins: bool,
     pub only: Vec<Metric>,
 }
 
@@ -85,6 +88,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         append_events: 200_000,
         fanout_deltas: 20_000,
         workflow_items: crate::workflows::ITEMS,
+        debug_bins: false,
         only: vec![
             Metric::Warm,
             Metric::Cold,
@@ -112,6 +116,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         };
         if flag == "-h" || flag == "--help" {
             return Ok(None);
+        }
+        if flag == "--debug-bins" {
+            o.debug_bins = true;
+            continue;
         }
         let mut value = || -> Result<String> {
             match inline.clone() {

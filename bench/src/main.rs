@@ -101,6 +101,7 @@ fn real_main() -> Result<()> {
         opts.only
             .iter()
             .any(|m| !matches!(m, Metric::Outcome | Metric::Threads | Metric::Deployments)),
+        opts.debug_bins,
     )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -605,30 +606,35 @@ fn provider_rows(runs: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn build_bins(root: &Path, client: bool) -> Result<Bins> {
+fn build_bins(root: &Path, client: bool, debug: bool) -> Result<Bins> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: building release binaries");
+    let profile = if debug { "debug" } else { "release" };
+    eprintln!("bench: building {profile} binaries");
     let mut packages = vec!["-p", "tether-daemon"];
     if client {
         packages.extend(["-p", "tether"]);
     }
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--bins"])
+    let mut build = Command::new(&cargo);
+    build.args(["build", "--bins"]);
+    if !debug {
+        build.arg("--release");
+    }
+    let status = build
         .args(packages)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .status()
         .with_context(|| format!("running {}", PathBuf::from(&cargo).display()))?;
     if !status.success() {
-        bail!("building the release binaries failed ({status})");
+        bail!("building the {profile} binaries failed ({status})");
     }
-    // This binary is target/<profile>/tether-bench; the binaries are in target/release.
+    // This binary is target/<profile>/tether-bench; the binaries are in target/<profile>.
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let target = exe
         .parent()
         .and_then(Path::parent)
         .context("the bench binary is not inside a cargo target directory")?;
-    let dir = target.join("release");
+    let dir = target.join(profile);
     let bins = Bins {
         tether: dir.join("tether"),
         tetherd: dir.join("tetherd"),
