@@ -196,7 +196,12 @@ impl Pty {
 
     /// Waits for output after `from`, then for it to go quiet for `quiet`; returns when the
     /// last byte of that burst arrived.
-    fn burst_end(&self, from: usize, quiet: Duration, timeout: Duration) -> Result<Instant> {
+    pub(crate) fn burst_end(
+        &self,
+        from: usize,
+        quiet: Duration,
+        timeout: Duration,
+    ) -> Result<Instant> {
         let start = Instant::now();
         loop {
             let (len, last) = self
@@ -214,6 +219,39 @@ impl Pty {
                 bail!("no redraw within {timeout:?}");
             }
             std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until `needle` is in the output written after `from`; returns when it was
+    /// seen (polled every 100 µs, scanning only what came since the last look).
+    pub(crate) fn wait_for(&self, from: usize, needle: &str, timeout: Duration) -> Result<Instant> {
+        let needle = needle.as_bytes();
+        let start = Instant::now();
+        let mut scanned = from;
+        loop {
+            let found = self
+                .out
+                .lock()
+                .map(|s| {
+                    let at = scanned.saturating_sub(needle.len()).max(from);
+                    let hit = s
+                        .bytes
+                        .get(at..)
+                        .is_some_and(|b| b.windows(needle.len()).any(|w| w == needle));
+                    scanned = s.bytes.len();
+                    hit
+                })
+                .unwrap_or(false);
+            if found {
+                return Ok(Instant::now());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "`{}` not drawn within {timeout:?}",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 

@@ -14,6 +14,9 @@ usage: cargo run --release -p tether-bench -- [OPTIONS]
   --append-sessions N    concurrent appenders in the append benchmark (default 64)
   --append-events N      events per append run, at least (default 200000)
   --fanout-deltas N      text deltas per turn in the fan-out benchmark (default 20000)
+  --workflow-items N     items of the workflow fan-out benchmark (default 1000)
+  --debug-bins           build and drive the debug tether/tetherd (checks a bench's code path
+                         quickly; its numbers mean nothing)
   --only LIST            comma-separated subset of: warm, cold, rss, append, attach, fleet, recovery,
                          fanout, providers, http, peers, concurrent, sandbox,
                          outcome, threads (default: all)
@@ -28,6 +31,8 @@ pub struct Opts {
     pub append_sessions: usize,
     pub append_events: usize,
     pub fanout_deltas: usize,
+    pub workflow_items: usize,
+    pub debug_bins: bool,
     pub only: Vec<Metric>,
 }
 
@@ -82,6 +87,8 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         append_sessions: 64,
         append_events: 200_000,
         fanout_deltas: 20_000,
+        workflow_items: crate::workflows::ITEMS,
+        debug_bins: false,
         only: vec![
             Metric::Warm,
             Metric::Cold,
@@ -110,6 +117,10 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
         if flag == "-h" || flag == "--help" {
             return Ok(None);
         }
+        if flag == "--debug-bins" {
+            o.debug_bins = true;
+            continue;
+        }
         let mut value = || -> Result<String> {
             match inline.clone() {
                 Some(v) => Ok(v),
@@ -126,6 +137,7 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
             "--append-sessions" => o.append_sessions = number(&flag, &value()?)?,
             "--append-events" => o.append_events = number(&flag, &value()?)?,
             "--fanout-deltas" => o.fanout_deltas = number(&flag, &value()?)?,
+            "--workflow-items" => o.workflow_items = number(&flag, &value()?)?,
             "--only" => {
                 o.only = value()?
                     .split(',')
@@ -162,6 +174,9 @@ pub fn parse(args: impl IntoIterator<Item = String>, default_out: PathBuf) -> Re
     }
     if o.runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    if o.workflow_items == 0 {
+        bail!("--workflow-items must be at least 1");
     }
     if o.append_sessions == 0 || o.append_events == 0 {
         bail!("--append-sessions and --append-events must be at least 1");

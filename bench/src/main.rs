@@ -22,8 +22,8 @@
 //!   (`outcome.rs`; `--only outcome` needs only tetherd);
 //! - an idle daemon's CPU per minute and RSS with 1,000 scheduled deployments
 //!   (`deployments.rs`; `--only deployments` needs only tetherd);
-//! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS (`workflows.rs`;
-//!   only with `--only workflows`).
+//! - a workflow fan-out of 1,000 tasks: wall time and the daemon's peak RSS, then key press →
+//!   redraw in a TUI attached while it runs (`workflows.rs`; only with `--only workflows`).
 //! - self-hosted workers: added latency per tool call through the work queue, long-poll wake,
 //!   daemon CPU with 8 workers × 64 sessions (`workers.rs`; only with `--only workers`).
 //!
@@ -101,6 +101,7 @@ fn real_main() -> Result<()> {
         opts.only
             .iter()
             .any(|m| !matches!(m, Metric::Outcome | Metric::Threads | Metric::Deployments)),
+        opts.debug_bins,
     )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -327,10 +328,10 @@ fn real_main() -> Result<()> {
     }
     if opts.wants(Metric::Workflows) {
         eprintln!(
-            "bench: a workflow fan-out of {} tasks (one model call and one bash call each)",
-            workflows::ITEMS
+            "bench: a workflow fan-out of {} tasks (one model call and one bash call each), then again with a TUI attached",
+            opts.workflow_items
         );
-        rows.extend(workflows::rows(&bins).context("workflow fan-out")?);
+        rows.extend(workflows::rows(&bins, opts.workflow_items).context("workflow fan-out")?);
     }
     if opts.wants(Metric::Memory) {
         eprintln!(
@@ -605,30 +606,35 @@ fn provider_rows(runs: usize) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn build_bins(root: &Path, client: bool) -> Result<Bins> {
+fn build_bins(root: &Path, client: bool, debug: bool) -> Result<Bins> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("bench: building release binaries");
+    let profile = if debug { "debug" } else { "release" };
+    eprintln!("bench: building {profile} binaries");
     let mut packages = vec!["-p", "tether-daemon"];
     if client {
         packages.extend(["-p", "tether"]);
     }
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--bins"])
+    let mut build = Command::new(&cargo);
+    build.args(["build", "--bins"]);
+    if !debug {
+        build.arg("--release");
+    }
+    let status = build
         .args(packages)
         .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .status()
         .with_context(|| format!("running {}", PathBuf::from(&cargo).display()))?;
     if !status.success() {
-        bail!("building the release binaries failed ({status})");
+        bail!("building the {profile} binaries failed ({status})");
     }
-    // This binary is target/<profile>/tether-bench; the binaries are in target/release.
+    // This binary is target/<profile>/tether-bench; the binaries are in target/<profile>.
     let exe = std::env::current_exe().context("locating the bench binary")?;
     let target = exe
         .parent()
         .and_then(Path::parent)
         .context("the bench binary is not inside a cargo target directory")?;
-    let dir = target.join("release");
+    let dir = target.join(profile);
     let bins = Bins {
         tether: dir.join("tether"),
         tetherd: dir.join("tetherd"),

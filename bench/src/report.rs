@@ -164,7 +164,15 @@ pub fn machine_lines(root: &Path, tether: &Path) -> Vec<String> {
     };
     vec![
         format!("- date: {}", utc_now()),
-        format!("- tether: {build}, release build"),
+        format!(
+            "- tether: {build}, {} build",
+            // `--debug-bins` drives target/debug: say so next to its numbers.
+            if tether.parent().is_some_and(|d| d.ends_with("debug")) {
+                "debug"
+            } else {
+                "release"
+            }
+        ),
         format!("- machine: {cpus} CPUs ({model}), {mem} RAM, Linux {kernel}"),
         format!("- /tmp (homes, workspaces, append db): {}", fs_of("/tmp")),
     ]

@@ -529,6 +529,10 @@ impl RunStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunTask {
     pub id: String,
+    /// The tasks it waits for (its file's `depends_on`; none for a fan-out item): a client
+    /// draws the graph from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
     pub status: TaskStatus,
     pub attempts: u32,
     /// Failed attempts (stopped ones don't count).

@@ -15,6 +15,7 @@ pub mod net;
 pub mod palette;
 pub mod picker;
 pub mod run;
+pub mod rungraph;
 pub mod runs;
 pub mod threads;
 pub mod transcript;

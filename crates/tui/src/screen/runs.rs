@@ -2,7 +2,12 @@
 //! primary's stream (`workflow_run.*`, `span.workflow_task_*`), seeded by `workflow.list` for
 //! runs whose creation is older than the loaded events. Pure and idempotent per event (a
 //! replayed event after a reconnect changes nothing), so no polling is needed: the panel
-//! (view/runs.rs) and the checkpoint prompt draw from it.
+//! (view/runs.rs, laid out as a graph by rungraph.rs) and the checkpoint prompt draw from it.
+//!
+//! Cheap per event even with a 1,000-item fan-out: tasks are found through an index, and a
+//! fan-out parent keeps a tally of its items' statuses that each item event moves by one.
+
+use std::collections::HashMap;
 
 use tether_proto::workflow::{
     AttemptStatus, RunResult, RunStatus, TaskAgent, TaskStatus, WorkflowRun, WorkflowSpec,
@@ -33,6 +38,12 @@ pub struct TaskView {
     pub items: Option<usize>,
     /// Why the newest failed attempt failed.
     pub verdict: Option<String>,
+    /// The tasks it waits for (its file's `depends_on`).
+    pub deps: Vec<String>,
+    /// A fan-out item's value, shortened (what the item is about).
+    pub label: Option<String>,
+    /// A fan-out parent's items by status (once fanned out).
+    pub tally: Tally,
     /// Attempts after the first (None: not known, the run was seeded from a list answer).
     retries: Option<u32>,
     checkpoint: bool,
@@ -55,6 +66,9 @@ impl TaskView {
             question: None,
             items: None,
             verdict: None,
+            deps: Vec::new(),
+            label: None,
+            tally: Tally::default(),
             retries: None,
             checkpoint: false,
             fan_parent: false,
@@ -75,6 +89,114 @@ impl TaskView {
     pub fn waits_for_answer(&self) -> bool {
         self.status == TaskStatus::WaitingForApproval
     }
+
+    /// A fan-out task (its items run in its stead).
+    pub fn is_fan_out(&self) -> bool {
+        self.fan_parent
+    }
+
+    /// Its status as the panel says it (a queued task that failed before is retrying).
+    pub fn shown(&self) -> Shown {
+        Shown::of(self.status, self.failures)
+    }
+}
+
+/// A task's status as a person reads it: [`TaskStatus`] with "retrying" told apart from
+/// "pending".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Passed,
+    Failed,
+    Running,
+    Checking,
+    Waiting,
+    Retrying,
+    Pending,
+    Skipped,
+}
+
+impl Shown {
+    /// In the order a fan-out's tally lists them.
+    pub const ALL: [Shown; 8] = [
+        Shown::Passed,
+        Shown::Failed,
+        Shown::Running,
+        Shown::Checking,
+        Shown::Waiting,
+        Shown::Retrying,
+        Shown::Pending,
+        Shown::Skipped,
+    ];
+
+    pub fn of(status: TaskStatus, failures: u32) -> Shown {
+        match status {
+            TaskStatus::Queued if failures > 0 => Shown::Retrying,
+            TaskStatus::Queued => Shown::Pending,
+            TaskStatus::Running => Shown::Running,
+            TaskStatus::Checking => Shown::Checking,
+            TaskStatus::WaitingForApproval => Shown::Waiting,
+            TaskStatus::Succeeded => Shown::Passed,
+            TaskStatus::Failed => Shown::Failed,
+            TaskStatus::Skipped => Shown::Skipped,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Shown::Pending => "pending",
+            Shown::Retrying => "retrying",
+            Shown::Running => "running",
+            Shown::Checking => "checking",
+            Shown::Waiting => "waiting for you",
+            Shown::Passed => "passed",
+            Shown::Failed => "failed",
+            Shown::Skipped => "skipped",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// A fan-out parent's items counted by status: moved by one per item event, never recounted
+/// per event (a fan-out may have a thousand items).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    counts: [usize; 8],
+    /// USD of the items' ended attempts (None: none priced yet).
+    pub cost_usd: Option<f64>,
+}
+
+impl Tally {
+    pub fn get(&self, s: Shown) -> usize {
+        self.counts[s.slot()]
+    }
+
+    fn moved(&mut self, from: Shown, to: Shown) {
+        if from != to {
+            self.counts[from.slot()] = self.counts[from.slot()].saturating_sub(1);
+            self.counts[to.slot()] += 1;
+        }
+    }
+
+    /// The parent's status once its `n` items are as counted (items not known yet: pending).
+    fn parent_status(&self, n: usize) -> TaskStatus {
+        let passed = self.get(Shown::Passed);
+        let failed = self.get(Shown::Failed);
+        let finals = passed + failed + self.get(Shown::Skipped);
+        let queued = self.get(Shown::Pending) + self.get(Shown::Retrying);
+        let known: usize = self.counts.iter().sum();
+        if passed == n {
+            TaskStatus::Succeeded
+        } else if failed > 0 && finals >= n {
+            TaskStatus::Failed
+        } else if known > queued {
+            TaskStatus::Running
+        } else {
+            TaskStatus::Queued
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +208,10 @@ pub struct RunView {
     pub result: Option<RunResult>,
     /// Spec order, each fan-out parent's items right after it.
     pub tasks: Vec<TaskView>,
+    /// Task id → its place in `tasks`.
+    index: HashMap<String, usize>,
+    /// The places of the file's tasks (fan-out items left out): the graph's nodes.
+    nodes: Vec<usize>,
     /// Its `workflow_run.created` was folded in (else it was seeded from `workflow.list`,
     /// and a newer list answer replaces it).
     complete: bool,
@@ -93,7 +219,7 @@ pub struct RunView {
 
 impl RunView {
     fn from_spec(id: &str, spec: Option<&WorkflowSpec>, name: &str) -> RunView {
-        let tasks = spec
+        let tasks: Vec<TaskView> = spec
             .map(|s| {
                 s.tasks
                     .iter()
@@ -109,6 +235,7 @@ impl RunView {
                             _ => None,
                         },
                         question: t.checkpoint.clone(),
+                        deps: t.depends_on.clone(),
                         retries: Some(t.retries),
                         checkpoint: t.checkpoint.is_some(),
                         fan_parent: t.for_each.is_some(),
@@ -123,6 +250,8 @@ impl RunView {
             // A run starts idle until `status_running` (as the daemon folds it).
             status: RunStatus::Idle,
             result: None,
+            index: index_of(&tasks),
+            nodes: nodes_of(&tasks),
             tasks,
             complete: true,
         }
@@ -149,6 +278,7 @@ impl RunView {
                     question: t.question.clone(),
                     items: t.items,
                     verdict: t.verdicts.last().cloned(),
+                    deps: t.depends_on.clone(),
                     checkpoint: t.question.is_some(),
                     fan_parent: t.items.is_some(),
                     ended: if in_flight {
@@ -159,31 +289,74 @@ impl RunView {
                     ..TaskView::new(&t.id)
                 }
             })
-            .collect();
-        RunView {
+            .collect::<Vec<_>>();
+        let mut run = RunView {
             id: r.id.clone(),
             name: r.name.clone(),
             status: r.status,
             result: r.result.clone(),
+            index: index_of(&tasks),
+            nodes: nodes_of(&tasks),
             tasks,
             complete: false,
-        }
+        };
+        run.recount();
+        run
     }
 
     pub fn task(&self, id: &str) -> Option<&TaskView> {
-        self.tasks.iter().find(|t| t.id == id)
+        self.position(id).map(|i| &self.tasks[i])
+    }
+
+    /// The places in [`RunView::tasks`] of the file's tasks (not fan-out items), in order.
+    pub fn nodes(&self) -> &[usize] {
+        &self.nodes
+    }
+
+    /// Where task `id` is in [`RunView::tasks`].
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
     }
 
     fn task_mut(&mut self, id: &str) -> &mut TaskView {
-        let i = match self.tasks.iter().position(|t| t.id == id) {
+        let i = match self.position(id) {
             Some(i) => i,
             None => {
                 // Not in the plan we know (seeded without it): known from now on.
                 self.tasks.push(TaskView::new(id));
+                self.index.insert(id.to_string(), self.tasks.len() - 1);
+                if item_parent(id).is_none() {
+                    self.nodes.push(self.tasks.len() - 1);
+                }
                 self.tasks.len() - 1
             }
         };
         &mut self.tasks[i]
+    }
+
+    /// Every fan-out parent's tally counted afresh (a list answer, the run's end).
+    fn recount(&mut self) {
+        let parents: Vec<(usize, usize)> = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.fan_parent)
+            .filter_map(|(i, t)| Some((i, t.items?)))
+            .collect();
+        for (p, n) in parents {
+            let mut tally = Tally::default();
+            let parent = self.tasks[p].id.clone();
+            for i in 0..n {
+                let (shown, cost) = self
+                    .task(&item_task_id(&parent, i))
+                    .map_or((Shown::Pending, None), |t| (t.shown(), t.cost_usd));
+                tally.counts[shown.slot()] += 1;
+                if let Some(c) = cost {
+                    tally.cost_usd = Some(tally.cost_usd.unwrap_or(0.0) + c);
+                }
+            }
+            self.tasks[p].tally = tally;
+        }
     }
 
     /// Spec tasks (fan-out items not counted) that ended, and how many there are.
@@ -223,6 +396,7 @@ impl RunView {
                         t.status = TaskStatus::Skipped;
                     }
                 }
+                self.recount();
             }
             EventBody::SpanWorkflowTaskStarted {
                 task_id,
@@ -235,6 +409,7 @@ impl RunView {
                 if *attempt < t.attempts || *attempt <= t.ended {
                     return;
                 }
+                let before = t.shown();
                 t.attempts = *attempt;
                 match thread_id {
                     None => {
@@ -249,14 +424,16 @@ impl RunView {
                         t.status = TaskStatus::Running;
                     }
                 }
-                self.fan_in(task_id);
+                self.fan_in(task_id, before, None);
             }
             EventBody::SpanWorkflowTaskChecking {
                 task_id, attempt, ..
             } => {
                 let t = self.task_mut(task_id);
                 if *attempt == t.attempts && *attempt > t.ended {
+                    let before = t.shown();
                     t.status = TaskStatus::Checking;
+                    self.fan_in(task_id, before, None);
                 }
             }
             EventBody::SpanWorkflowTaskFannedOut { task_id, items, .. } => {
@@ -269,23 +446,29 @@ impl RunView {
                 parent.items = Some(items.len());
                 let (agent, model, retries) =
                     (parent.agent.clone(), parent.model.clone(), parent.retries);
-                let at = self
-                    .tasks
+                let at = self.position(task_id).map_or(self.tasks.len(), |i| i + 1);
+                let fresh: Vec<TaskView> = items
                     .iter()
-                    .position(|t| t.id == *task_id)
-                    .map_or(self.tasks.len(), |i| i + 1);
-                let fresh: Vec<TaskView> = (0..items.len())
-                    .map(|i| item_task_id(task_id, i))
-                    .filter(|id| self.task(id).is_none())
-                    .map(|id| TaskView {
+                    .enumerate()
+                    .map(|(i, item)| (item_task_id(task_id, i), item))
+                    .filter(|(id, _)| self.task(id).is_none())
+                    .map(|(id, item)| TaskView {
                         agent: agent.clone(),
                         model: model.clone(),
                         retries,
+                        label: Some(item_label(item)),
                         ..TaskView::new(&id)
                     })
                     .collect();
                 self.tasks.splice(at..at, fresh);
-                self.fan_in(task_id);
+                // Once per fan-out: every place after `at` moved.
+                self.index = index_of(&self.tasks);
+                self.nodes = nodes_of(&self.tasks);
+                self.recount();
+                let parent = self.task_mut(task_id);
+                if let Some(n) = parent.items {
+                    parent.status = parent.tally.parent_status(n);
+                }
             }
             EventBody::SpanWorkflowTaskEnded {
                 task_id,
@@ -299,9 +482,11 @@ impl RunView {
                 if *attempt <= t.ended {
                     return;
                 }
+                let before = t.shown();
                 t.ended = *attempt;
                 t.attempts = t.attempts.max(*attempt);
-                if let Some(c) = usage.as_ref().and_then(|u| u.cost_usd) {
+                let cost = usage.as_ref().and_then(|u| u.cost_usd);
+                if let Some(c) = cost {
                     t.cost_usd = Some(t.cost_usd.unwrap_or(0.0) + c);
                 }
                 t.status = match status {
@@ -320,38 +505,66 @@ impl RunView {
                     // Runs again on resume.
                     AttemptStatus::Stopped => TaskStatus::Queued,
                 };
-                self.fan_in(task_id);
+                self.fan_in(task_id, before, cost);
             }
             _ => {}
         }
     }
 
-    /// A fan-out parent's status from its items' (after one of them changed).
-    fn fan_in(&mut self, task_id: &str) {
-        let Some((parent, _)) = item_parent(task_id) else {
+    /// After fan-out item `task_id` went from `before` to its status now (and cost `cost`
+    /// more): its parent's tally moves by one and gives the parent's status. O(1).
+    fn fan_in(&mut self, task_id: &str, before: Shown, cost: Option<f64>) {
+        let Some((parent, i)) = item_parent(task_id) else {
             return;
         };
-        let Some(n) = self.task(parent).and_then(|p| p.items) else {
+        let Some(after) = self.task(task_id).map(TaskView::shown) else {
             return;
         };
-        // One pass over the tasks (a fan-out may have a thousand items).
-        let mut each: Vec<TaskStatus> = self
-            .tasks
-            .iter()
-            .filter(|t| item_parent(&t.id).is_some_and(|(p, _)| p == parent))
-            .map(|t| t.status)
-            .collect();
-        each.resize(n.max(each.len()), TaskStatus::Queued);
-        let status = if each.iter().all(|s| *s == TaskStatus::Succeeded) {
-            TaskStatus::Succeeded
-        } else if each.contains(&TaskStatus::Failed) && each.iter().all(|s| s.is_final()) {
-            TaskStatus::Failed
-        } else if each.iter().any(|s| *s != TaskStatus::Queued) {
-            TaskStatus::Running
-        } else {
-            TaskStatus::Queued
+        let Some(p) = self.position(parent) else {
+            return;
         };
-        self.task_mut(parent).status = status;
+        let parent = &mut self.tasks[p];
+        let Some(n) = parent.items.filter(|n| i < *n) else {
+            return;
+        };
+        parent.tally.moved(before, after);
+        if let Some(c) = cost {
+            parent.tally.cost_usd = Some(parent.tally.cost_usd.unwrap_or(0.0) + c);
+        }
+        parent.status = parent.tally.parent_status(n);
+    }
+}
+
+fn index_of(tasks: &[TaskView]) -> HashMap<String, usize> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect()
+}
+
+fn nodes_of(tasks: &[TaskView]) -> Vec<usize> {
+    tasks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.is_item())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// A fan-out item's value in a few words: a string as it is, anything else as compact JSON;
+/// cut to 40 characters.
+fn item_label(item: &serde_json::Value) -> String {
+    let text = match item {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > 40 || line.len() < text.len() {
+        let cut: String = line.chars().take(39).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
     }
 }
 
@@ -452,16 +665,7 @@ impl Runs {
 
 /// A status as the panel says it.
 pub fn status_label(t: &TaskView) -> String {
-    let base = match t.status {
-        TaskStatus::Queued if t.failures > 0 => "retrying",
-        TaskStatus::Queued => "pending",
-        TaskStatus::Running => "running",
-        TaskStatus::Checking => "checking",
-        TaskStatus::WaitingForApproval => "waiting for you",
-        TaskStatus::Succeeded => "passed",
-        TaskStatus::Failed => "failed",
-        TaskStatus::Skipped => "skipped",
-    };
+    let base = t.shown().label();
     if t.fan_parent
         && let Some(n) = t.items
         && !t.status.is_final()

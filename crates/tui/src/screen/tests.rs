@@ -2624,6 +2624,7 @@ fn an_unnamed_session_keeps_the_outcome_in_a_narrow_status_bar() {
 // Multi-agent sessions: the thread panel, switching threads, child approvals.
 mod fleet;
 // Workflow runs: the run panel and the checkpoint prompt.
+mod rungraph;
 mod runs;
 mod threads;
 

@@ -460,6 +460,10 @@ impl RunState {
                 };
                 RunTask {
                     id: id.clone(),
+                    depends_on: match item_parent(id) {
+                        Some(_) => Vec::new(),
+                        None => spec.map(|s| s.depends_on.clone()).unwrap_or_default(),
+                    },
                     status,
                     attempts: t.attempts,
                     failures: t.failures,

@@ -83,7 +83,8 @@ pub enum Overlay {
         /// screen).
         scroll: u16,
     },
-    /// The workflow run panel (ctrl-g): run `run` of [`State::runs`], task `selected`.
+    /// The workflow run panel (ctrl-g): run `run` of [`State::runs`], row `selected` of its
+    /// graph ([`State::run_rows`]).
     Runs {
         run: usize,
         selected: usize,
@@ -217,6 +218,8 @@ pub struct State {
     /// The session's workflow runs (empty: no run panel).
     pub runs: Runs,
     pub checkpoints: runs::Checkpoints,
+    /// Fan-out tasks unfolded in the run panel.
+    pub run_folds: runs::Unfolded,
     /// A run whose panel opens as soon as the run is known (`tether workflows watch`).
     pub watch_run: Option<String>,
     /// Other sessions of the fleet waiting for a person (the status bar's count; issue 20).
@@ -261,6 +264,7 @@ impl State {
             list_ask: ListAsk::Idle,
             runs: Runs::default(),
             checkpoints: runs::Checkpoints::default(),
+            run_folds: runs::Unfolded::default(),
             watch_run: None,
             fleet_waiting: 0,
         }

@@ -309,6 +309,11 @@ fn replayed_run_events_change_nothing() {
 fn snapshot_run() -> WorkflowRun {
     let task = |id: &str, status, attempts, failures, thread: Option<&str>| RunTask {
         id: id.into(),
+        depends_on: match id {
+            "draft" => vec!["collect".into()],
+            "approve" => vec!["draft".into()],
+            _ => Vec::new(),
+        },
         status,
         attempts,
         failures,
@@ -396,17 +401,20 @@ fn ctrl_g_opens_the_panel_and_enter_shows_the_tasks_thread() {
     );
     assert_eq!(s.overlay, Overlay::None);
     assert_eq!(s.viewed_thread(), Some(DRAFT_THREAD));
-    // A fan-out task runs as its items: one of them has a thread to show.
+    // The graph: collect, then draft (and approve under it), then per-module.
     key_m(&mut s, KeyCode::Char('g'), KeyModifiers::CONTROL);
     for _ in 0..3 {
         key(&mut s, KeyCode::Down);
     }
+    // A fan-out task runs as its items: enter unfolds them, and one has a thread to show.
     assert!(key(&mut s, KeyCode::Enter).is_empty());
-    assert!(
-        s.notice.as_deref().unwrap().contains("runs as its 3 items"),
-        "{:?}",
-        s.notice
+    assert_eq!(s.run_rows(0).len(), 7, "4 tasks and 3 items");
+    key(&mut s, KeyCode::Down);
+    assert_eq!(
+        key(&mut s, KeyCode::Enter),
+        vec![Effect::Net(Cmd::ViewThread(Some("sthr_m0".into())))]
     );
+    key_m(&mut s, KeyCode::Char('g'), KeyModifiers::CONTROL);
     // A task not started has no thread to show.
     key(&mut s, KeyCode::End);
     assert!(key(&mut s, KeyCode::Enter).is_empty());

@@ -1,18 +1,20 @@
-//! The workflow run panel (ctrl-g) over the transcript: one line a task (status, attempts,
-//! agent · model, cost), fan-out items indented under their task; and the checkpoint prompt, a
-//! modal like a tool approval's.
+//! The workflow run panel (ctrl-g) over the transcript: the run's task graph (rungraph.rs),
+//! one row a task with its live status (glyph and colour), attempts, agent · model and cost; a
+//! fan-out task's items folded into a tally until unfolded; and the checkpoint prompt, a modal
+//! like a tool approval's.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
-use tether_proto::workflow::{RunResult, RunStatus, TaskStatus};
+use tether_proto::workflow::{RunResult, RunStatus, item_parent};
 use unicode_width::UnicodeWidthStr;
 
 use super::{centered, dim, short_model};
 use crate::screen::app::State;
-use crate::screen::runs::{RunView, TaskView, status_label};
+use crate::screen::rungraph::{GraphRow, RowKind};
+use crate::screen::runs::{RunView, Shown, TaskView, status_label};
 use crate::screen::wrap::wrap;
 
 /// `s` cut to `max` columns, the cut marked with `…`, padded to `max`.
@@ -33,17 +35,117 @@ fn cell(s: &str, max: usize) -> String {
     out
 }
 
-fn mark(s: &State, t: &TaskView) -> (&'static str, Style) {
-    match t.status {
-        TaskStatus::Queued if t.failures > 0 => ("↻", Style::default().fg(Color::Yellow)),
-        TaskStatus::Queued => ("·", dim()),
-        TaskStatus::Running => (super::spin(s), Style::default().fg(Color::Yellow)),
-        TaskStatus::Checking => ("◎", Style::default().fg(Color::Cyan)),
-        TaskStatus::WaitingForApproval => ("⏸", Style::default().fg(Color::Magenta)),
-        TaskStatus::Succeeded => ("✓", Style::default().fg(Color::Green)),
-        TaskStatus::Failed => ("✗", Style::default().fg(Color::Red)),
-        TaskStatus::Skipped => ("–", dim()),
+/// Styled pieces laid into exactly `max` columns: cut with `…` where they overflow (a row
+/// never wraps), padded where they don't fill it.
+fn fit(parts: Vec<(String, Style)>, max: usize) -> Vec<Span<'static>> {
+    if max == 0 {
+        return Vec::new();
     }
+    let total: usize = parts.iter().map(|(t, _)| t.width()).sum();
+    let mut out = Vec::new();
+    if total <= max {
+        out.extend(parts.into_iter().map(|(t, st)| Span::styled(t, st)));
+        out.push(Span::raw(" ".repeat(max - total)));
+        return out;
+    }
+    let mut w = 0;
+    for (text, style) in parts {
+        let room = max.saturating_sub(1).saturating_sub(w);
+        if text.width() <= room {
+            w += text.width();
+            out.push(Span::styled(text, style));
+            continue;
+        }
+        let mut piece = String::new();
+        for c in text.chars() {
+            let cw = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+            if w + cw > max.saturating_sub(1) {
+                break;
+            }
+            piece.push(c);
+            w += cw;
+        }
+        piece.push('…');
+        w += 1;
+        out.push(Span::styled(piece, style));
+        break;
+    }
+    out.push(Span::raw(" ".repeat(max.saturating_sub(w))));
+    out
+}
+
+/// The colour a status is drawn in.
+fn shown_style(s: Shown) -> Style {
+    match s {
+        Shown::Passed => Style::default().fg(Color::Green),
+        Shown::Failed => Style::default().fg(Color::Red),
+        Shown::Running | Shown::Retrying => Style::default().fg(Color::Yellow),
+        Shown::Checking => Style::default().fg(Color::Cyan),
+        Shown::Waiting => Style::default().fg(Color::Magenta),
+        Shown::Pending | Shown::Skipped => dim(),
+    }
+}
+
+/// A status's glyph (running spins).
+fn glyph(s: &State, shown: Shown) -> &'static str {
+    match shown {
+        Shown::Pending => "·",
+        Shown::Retrying => "↻",
+        Shown::Running => super::spin(s),
+        Shown::Checking => "◎",
+        Shown::Waiting => "⏸",
+        Shown::Passed => "✓",
+        Shown::Failed => "✗",
+        Shown::Skipped => "–",
+    }
+}
+
+/// A fan-out's tally in words ("38 passed, 2 running, 10 pending"), or in glyphs when that
+/// is wider than `max` ("38✓ 2▸ 10·").
+fn tally_parts(t: &TaskView, n: usize, max: usize) -> Vec<(String, Style)> {
+    let counts: Vec<(Shown, usize)> = Shown::ALL
+        .iter()
+        .map(|&sh| (sh, t.tally.get(sh)))
+        .filter(|(_, c)| *c > 0)
+        .collect();
+    // Items not folded in yet (a list answer's run) are pending.
+    let known: usize = counts.iter().map(|(_, c)| c).sum();
+    let mut counts = counts;
+    if known < n {
+        match counts.iter_mut().find(|(sh, _)| *sh == Shown::Pending) {
+            Some((_, c)) => *c += n - known,
+            None => counts.push((Shown::Pending, n - known)),
+        }
+    }
+    let words: Vec<(String, Style)> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, (sh, c))| {
+            let sep = if i == 0 { "" } else { ", " };
+            (format!("{sep}{c} {}", sh.label()), shown_style(*sh))
+        })
+        .collect();
+    if words.iter().map(|(w, _)| w.width()).sum::<usize>() <= max {
+        return words;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, (sh, c))| {
+            let sep = if i == 0 { "" } else { " " };
+            let g = match sh {
+                Shown::Running => "▸",
+                Shown::Pending => "·",
+                Shown::Retrying => "↻",
+                Shown::Checking => "◎",
+                Shown::Waiting => "⏸",
+                Shown::Passed => "✓",
+                Shown::Failed => "✗",
+                Shown::Skipped => "–",
+            };
+            (format!("{sep}{c}{g}"), shown_style(*sh))
+        })
+        .collect()
 }
 
 fn money(c: f64) -> String {
@@ -81,14 +183,161 @@ fn run_state(r: &RunView) -> (String, Style) {
     }
 }
 
+/// The panel's columns for an inner width: the task (tree, status glyph, name), status,
+/// attempts, agent · model, cost. Narrower screens drop agent · model, then attempts and cost.
+struct Columns {
+    task: usize,
+    status: usize,
+    tries: usize,
+    agent: usize,
+    cost: usize,
+}
+
+impl Columns {
+    fn for_width(w: usize) -> Columns {
+        let (status, tries, cost) = (20, 4, 7);
+        let rest = w.saturating_sub(1);
+        if w >= 72 {
+            let task = (w * 2 / 5).clamp(20, 48);
+            let agent = rest.saturating_sub(task + status + tries + cost);
+            Columns {
+                task,
+                status,
+                tries,
+                agent,
+                cost,
+            }
+        } else if w >= 52 {
+            Columns {
+                task: rest.saturating_sub(status + tries + cost),
+                status,
+                tries,
+                agent: 0,
+                cost,
+            }
+        } else {
+            let status = (rest / 2).min(20);
+            Columns {
+                task: rest.saturating_sub(status),
+                status,
+                tries: 0,
+                agent: 0,
+                cost: 0,
+            }
+        }
+    }
+}
+
+/// Who runs a task: its agent · model, "checkpoint", or the session's model.
+fn who(s: &State, t: &TaskView) -> String {
+    if t.question.is_some() && t.thread.is_none() {
+        return "checkpoint".to_string();
+    }
+    let agent = t.agent.clone().or_else(|| {
+        t.thread
+            .as_deref()
+            .and_then(|th| s.threads.get(th))
+            .map(|th| crate::screen::threads::short_name(&th.name).to_string())
+    });
+    let model = t.model.as_deref().map(|m| {
+        let m = short_model(m);
+        m.strip_prefix("claude-").unwrap_or(m)
+    });
+    match (agent, model) {
+        (Some(a), Some(m)) => format!("{a} · {m}"),
+        (Some(a), None) => a,
+        (None, Some(m)) => m.to_string(),
+        (None, None) => "session model".into(),
+    }
+}
+
+/// One row of the graph.
+fn graph_line(
+    s: &State,
+    r: &RunView,
+    row: &GraphRow,
+    chosen: bool,
+    unfolded: bool,
+    c: &Columns,
+) -> Line<'static> {
+    let t = &r.tasks[row.task];
+    let shown = t.shown();
+    let mut name_style = Style::default();
+    if chosen {
+        name_style = name_style.fg(Color::Cyan).add_modifier(Modifier::BOLD);
+    }
+    // The tree keeps at least 10 columns for the glyph and the name.
+    let mut task = vec![
+        (row.prefix(c.task.saturating_sub(10)), dim()),
+        (format!("{} ", glyph(s, shown)), shown_style(shown)),
+    ];
+    match row.kind {
+        RowKind::Item => {
+            let i = item_parent(&t.id).map_or(0, |(_, i)| i);
+            task.push((format!("[{i}]"), name_style));
+            if let Some(l) = &t.label {
+                task.push((format!(" {l}"), dim()));
+            }
+        }
+        RowKind::Task => {
+            task.push((t.id.clone(), name_style));
+            if let Some(n) = t.items {
+                let fold = if unfolded { "▾" } else { "▸" };
+                task.push((format!(" ×{n}{fold}"), Style::default().fg(Color::Cyan)));
+            }
+            if !row.after.is_empty() {
+                task.push((format!("  after {}", row.after.join(", ")), dim()));
+            }
+        }
+    }
+    let mut spans = vec![Span::styled(
+        if chosen { "▶" } else { " " },
+        Style::default().fg(Color::Cyan),
+    )];
+    spans.extend(fit(task, c.task));
+    let tries = if t.attempts == 0 {
+        "-".to_string()
+    } else {
+        t.attempts.to_string()
+    };
+    let cost = match (row.kind, t.items) {
+        (RowKind::Task, Some(_)) => t.tally.cost_usd,
+        _ => t.cost_usd,
+    };
+    match t.items.filter(|_| row.kind == RowKind::Task) {
+        // A fan-out: its items' tally over the status, attempts and agent columns.
+        Some(n) => {
+            let span = c.status + c.tries + c.agent;
+            spans.extend(fit(tally_parts(t, n, span.saturating_sub(1)), span));
+        }
+        None => {
+            spans.extend(fit(vec![(status_label(t), shown_style(shown))], c.status));
+            if c.tries > 0 {
+                spans.push(Span::styled(cell(&tries, c.tries), dim()));
+            }
+            if c.agent > 0 {
+                spans.push(Span::styled(cell(&who(s, t), c.agent), dim()));
+            }
+        }
+    }
+    if c.cost > 0 {
+        spans.push(Span::styled(
+            format!("{:>w$}", cost.map(money).unwrap_or_default(), w = c.cost),
+            dim(),
+        ));
+    }
+    let mut line = Line::from(spans);
+    if chosen {
+        line = line.style(Style::default().add_modifier(Modifier::REVERSED));
+    }
+    line
+}
+
 /// The panel over `area` (the transcript's).
 pub fn draw_panel(f: &mut Frame<'_>, s: &State, run: usize, selected: usize, area: Rect) {
     f.render_widget(Clear, area);
-    let Some(r) = s
-        .runs
-        .runs
-        .get(run.min(s.runs.runs.len().saturating_sub(1)))
-    else {
+    let run = run.min(s.runs.runs.len().saturating_sub(1));
+    let Some(r) = s.runs.runs.get(run) else {
         return;
     };
     let (done, all) = r.progress();
@@ -125,110 +374,41 @@ pub fn draw_panel(f: &mut Frame<'_>, s: &State, run: usize, selected: usize, are
     ])
     .areas(inner);
     let w = usize::from(inner.width);
-    // Columns: mark+task, status, attempts, agent · model, cost. Narrow screens drop the
-    // agent · model column first.
-    let status_w = 20;
-    let try_w = 4;
-    let cost_w = 7;
-    let wide = w >= 72;
-    let task_w = if wide {
-        (w / 4).clamp(12, 28)
-    } else {
-        w.saturating_sub(status_w + try_w + cost_w + 5).max(8)
-    };
-    let agent_w = w.saturating_sub(task_w + status_w + try_w + cost_w + 5);
-    let mut header = format!(
-        "  {}{}{}",
-        cell("TASK", task_w + 1),
-        cell("STATUS", status_w),
-        cell("TRY", try_w)
-    );
-    if wide {
-        header.push_str(&cell("AGENT · MODEL", agent_w));
+    let c = Columns::for_width(w);
+    let mut header = format!(" {}{}", cell("TASK", c.task), cell("STATUS", c.status));
+    if c.tries > 0 {
+        header.push_str(&cell("TRY", c.tries));
     }
-    header.push_str("   COST");
-    f.render_widget(Paragraph::new(Line::styled(header, dim())), head);
+    if c.agent > 0 {
+        header.push_str(&cell("AGENT · MODEL", c.agent));
+    }
+    if c.cost > 0 {
+        header.push_str(&format!("{:>w$}", "COST", w = c.cost));
+    }
+    f.render_widget(Paragraph::new(Line::styled(cell(&header, w), dim())), head);
 
-    let rows = usize::from(body.height).max(1);
-    // Keep the selected task on screen.
-    let top = selected.saturating_sub(rows.saturating_sub(1));
-    let mut lines: Vec<Line<'static>> = Vec::new();
-    for (i, t) in r.tasks.iter().enumerate().skip(top).take(rows) {
-        let chosen = i == selected;
-        let (m, ms) = mark(s, t);
-        let name = if t.is_item() {
-            format!("  {}", t.id)
-        } else {
-            t.id.clone()
-        };
-        let tries = if t.attempts == 0 {
-            "-".to_string()
-        } else {
-            t.attempts.to_string()
-        };
-        let who = if t.question.is_some() && t.thread.is_none() {
-            "checkpoint".to_string()
-        } else {
-            let agent = t.agent.clone().or_else(|| {
-                t.thread
-                    .as_deref()
-                    .and_then(|th| s.threads.get(th))
-                    .map(|th| crate::screen::threads::short_name(&th.name).to_string())
-            });
-            let model = t.model.as_deref().map(|m| {
-                let m = short_model(m);
-                m.strip_prefix("claude-").unwrap_or(m)
-            });
-            match (agent, model) {
-                (Some(a), Some(m)) => format!("{a} · {m}"),
-                (Some(a), None) => a,
-                (None, Some(m)) => m.to_string(),
-                (None, None) => "session model".into(),
-            }
-        };
-        let status_style = match t.status {
-            TaskStatus::WaitingForApproval => Style::default().fg(Color::Magenta),
-            TaskStatus::Failed => Style::default().fg(Color::Red),
-            TaskStatus::Succeeded => Style::default().fg(Color::Green),
-            TaskStatus::Queued if t.failures > 0 => Style::default().fg(Color::Yellow),
-            TaskStatus::Running | TaskStatus::Checking => Style::default().fg(Color::Yellow),
-            _ => dim(),
-        };
-        let mut name_style = Style::default();
-        if chosen {
-            name_style = name_style.fg(Color::Cyan).add_modifier(Modifier::BOLD);
-        }
-        let mut spans = vec![
-            Span::styled(
-                if chosen { "▶" } else { " " },
-                Style::default().fg(Color::Cyan),
-            ),
-            Span::styled(m, ms),
-            Span::raw(" "),
-            Span::styled(cell(&name, task_w), name_style),
-            Span::styled(cell(&status_label(t), status_w), status_style),
-            Span::styled(cell(&tries, try_w), dim()),
-        ];
-        if wide {
-            spans.push(Span::styled(cell(&who, agent_w), dim()));
-        }
-        spans.push(Span::styled(
-            format!("{:>7}", t.cost_usd.map(money).unwrap_or_default()),
-            dim(),
-        ));
-        let mut line = Line::from(spans);
-        if chosen {
-            line = line.style(Style::default().add_modifier(Modifier::REVERSED));
-        }
-        lines.push(line);
-    }
-    if r.tasks.is_empty() {
+    let rows = s.run_rows(run);
+    let height = usize::from(body.height).max(1);
+    // Keep the selected row on screen; only the rows on screen are drawn.
+    let top = selected.saturating_sub(height.saturating_sub(1));
+    let mut lines: Vec<Line<'static>> = rows
+        .iter()
+        .enumerate()
+        .skip(top)
+        .take(height)
+        .map(|(i, row)| {
+            let unfolded = s.run_folds.contains(&r.id, &r.tasks[row.task].id);
+            graph_line(s, r, row, i == selected, unfolded, &c)
+        })
+        .collect();
+    if rows.is_empty() {
         lines.push(Line::styled("  loading the run's tasks…", dim()));
     }
     f.render_widget(Paragraph::new(lines), body);
 
-    // The selected task's detail: why it failed, its question, or where its thread is.
-    let d = r.tasks.get(selected).map(|t| {
+    // The selected task's detail: its question, why it failed, its items, what it waits for.
+    let chosen = rows.get(selected).map(|row| (row, &r.tasks[row.task]));
+    let d = chosen.map(|(row, t)| {
         if let Some(q) = t.question.as_deref().filter(|_| t.waits_for_answer()) {
             (format!(" ? {q}"), Style::default().fg(Color::Magenta))
         } else if let Some(v) = t.verdict.as_deref().filter(|_| t.failures > 0) {
@@ -236,7 +416,26 @@ pub fn draw_panel(f: &mut Frame<'_>, s: &State, run: usize, selected: usize, are
                 format!(" ✗ attempt {} failed: {v}", t.failures),
                 Style::default().fg(Color::Red),
             )
-        } else if !wide && t.model.is_some() {
+        } else if row.kind == RowKind::Item {
+            (
+                format!(
+                    " {}{}",
+                    t.id,
+                    t.label
+                        .as_deref()
+                        .map(|l| format!(": {l}"))
+                        .unwrap_or_default()
+                ),
+                dim(),
+            )
+        } else if let Some(n) = t.items {
+            (
+                format!(" {} runs as {n} items, one thread each", t.id),
+                dim(),
+            )
+        } else if !t.deps.is_empty() {
+            (format!(" {} waits for {}", t.id, t.deps.join(", ")), dim())
+        } else if c.agent == 0 && t.model.is_some() {
             (
                 format!(
                     " {}",
@@ -251,14 +450,23 @@ pub fn draw_panel(f: &mut Frame<'_>, s: &State, run: usize, selected: usize, are
     if let Some((text, style)) = d {
         f.render_widget(Paragraph::new(Line::styled(cell(&text, w), style)), detail);
     }
-    let chosen = r.tasks.get(selected);
     let mut hints = vec!["↑/↓ choose"];
-    match chosen {
-        Some(t) if t.waits_for_answer() && !s.read_only => {
+    if let Some((row, t)) = chosen {
+        let unfolded = s.run_folds.contains(&r.id, &t.id);
+        if t.waits_for_answer() && !s.read_only {
             hints.push("y approve · n deny");
+        } else if row.kind == RowKind::Task && t.items.is_some() {
+            hints.push(if unfolded {
+                "enter/← fold its items"
+            } else {
+                "enter/→ unfold its items"
+            });
+        } else if t.thread.is_some() {
+            hints.push("enter show its thread");
         }
-        Some(t) if t.thread.is_some() => hints.push("enter show its thread"),
-        _ => {}
+        if row.kind == RowKind::Item {
+            hints.push("← fold");
+        }
     }
     if s.runs.runs.len() > 1 {
         hints.push("tab next run");
