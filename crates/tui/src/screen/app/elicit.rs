@@ -113,8 +113,8 @@ impl Form {
         }
     }
 
-    /// The content to accept with: empty optional fields left out, numbers parsed (a field
-    /// that doesn't parse is sent as text, and the schema check names it).
+    /// The content to accept with: empty text fields and unchosen enums left out, numbers
+    /// parsed (a field that doesn't parse is sent as text, and the schema check names it).
     pub fn content(&self) -> Value {
         let mut out = Map::new();
         for (f, input) in self.fields.iter().zip(&self.inputs) {
@@ -125,7 +125,8 @@ impl Form {
                     None => continue,
                 },
                 (Input::Choice(_), _) => continue,
-                (Input::Text(t), _) if t.trim().is_empty() && !f.required => continue,
+                // Left out, so a required one is refused as missing (clearer than "too short").
+                (Input::Text(t), _) if t.trim().is_empty() => continue,
                 (Input::Text(t), FieldKind::Integer) => t
                     .trim()
                     .parse::<i64>()

@@ -101,6 +101,9 @@ fn enter_with_a_field_that_does_not_fit_says_which_and_sends_nothing() {
     let mut s = state(80, 24);
     scene(&mut s);
     typ(&mut s, "old");
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Tab);
+    typ(&mut s, "Ada");
     let fx = key(&mut s, KeyCode::Enter);
     assert!(fx.is_empty(), "{fx:?}");
     let Overlay::Elicitation { form, .. } = &s.overlay else {
