@@ -173,3 +173,21 @@ fn snapshot_elicitation_prompt() {
         insta::assert_snapshot!(format!("elicitation_error_{w}x{h}"), frame(&s));
     }
 }
+
+/// SEP-1034 (what `@modelcontextprotocol/conformance`'s `elicitation-sep1034-client-defaults`
+/// checks of a client): the form starts from the schema's defaults, so enter alone accepts them.
+#[test]
+fn the_form_starts_from_the_schema_defaults() {
+    let schema = json!({"type": "object", "properties": {
+        "name": {"type": "string", "default": "John Doe"},
+        "age": {"type": "integer", "default": 30},
+        "score": {"type": "number", "default": 95.5},
+        "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+        "verified": {"type": "boolean", "default": true}
+    }, "required": []});
+    let form = crate::screen::app::elicit::Form::of(&schema);
+    assert_eq!(
+        form.content(),
+        json!({"name": "John Doe", "age": 30, "score": 95.5, "status": "active", "verified": true})
+    );
+}
