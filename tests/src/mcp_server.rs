@@ -4,15 +4,18 @@
 //!
 //! Tools: `echo {text}` returns the text; `add {a, b}` returns the sum; `hostname` returns the
 //! host name it runs under (`sandbox` inside a session's sandbox); `sleep {ms}` answers after
-//! that long (to test call time limits); over stdio only, `exit` ends the server process (to
-//! test reconnecting).
+//! that long (to test call time limits); `ask {message?}` asks the user for a name, an age, a
+//! color and a yes/no (MCP elicitation) and returns what came back (`accept {json}`,
+//! `decline`, `cancel`); over stdio only, `exit` ends the server process (to test
+//! reconnecting).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
+    ElicitRequestParams, JsonObject, ListToolsResult, PaginatedRequestParams, Request,
+    ServerCapabilities, ServerConfig, ServerRequest, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -66,6 +69,11 @@ impl ServerHandler for TestMcp {
                 schema(json!({"type": "object", "properties": {}})),
             ),
             Tool::new(
+                "ask",
+                "Asks the user for their name, age, favourite color and whether to subscribe",
+                schema(json!({"type": "object", "properties": {"message": {"type": "string"}}})),
+            ),
+            Tool::new(
                 "sleep",
                 "Answers after `ms` milliseconds",
                 schema(
@@ -86,7 +94,7 @@ impl ServerHandler for TestMcp {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let args = request.arguments.unwrap_or_default();
@@ -108,10 +116,55 @@ impl ServerHandler for TestMcp {
                 tokio::time::sleep(std::time::Duration::from_millis(num("ms") as u64)).await;
                 CallToolResult::success(vec![ContentBlock::text("slept")])
             }
+            "ask" => ask(&context, args.get("message").and_then(Value::as_str)).await,
             "exit" if self.can_exit => std::process::exit(3),
             other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
         };
         Ok(result.into())
+    }
+}
+
+/// The `ask` tool: one `elicitation/create` (form mode) and what the client answered.
+async fn ask(context: &RequestContext<RoleServer>, message: Option<&str>) -> CallToolResult {
+    let params: ElicitRequestParams = match serde_json::from_value(json!({
+        "mode": "form",
+        "message": message.unwrap_or("Who are you?"),
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "title": "Name", "minLength": 1},
+                "age": {"type": "integer", "title": "Age", "minimum": 0, "maximum": 150},
+                "color": {"type": "string", "title": "Favourite color", "enum": ["red", "green", "blue"]},
+                "subscribe": {"type": "boolean", "title": "Subscribe"}
+            },
+            "required": ["name", "age"]
+        }
+    })) {
+        Ok(p) => p,
+        Err(e) => {
+            return CallToolResult::error(vec![ContentBlock::text(format!("bad request: {e}"))]);
+        }
+    };
+    let asked = context
+        .peer
+        .send_request(ServerRequest::ElicitRequest(Request::new(params)))
+        .await;
+    match asked {
+        Ok(ClientResult::ElicitResult(r)) => {
+            let action = serde_json::to_value(&r.action).unwrap_or_default();
+            let mut text = action.as_str().unwrap_or("?").to_string();
+            if let Some(content) = r.content {
+                text.push(' ');
+                text.push_str(&content.to_string());
+            }
+            CallToolResult::success(vec![ContentBlock::text(text)])
+        }
+        Ok(other) => CallToolResult::error(vec![ContentBlock::text(format!(
+            "unexpected answer to elicitation/create: {other:?}"
+        ))]),
+        Err(e) => CallToolResult::error(vec![ContentBlock::text(format!(
+            "elicitation/create failed: {e}"
+        ))]),
     }
 }
 

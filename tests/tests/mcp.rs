@@ -264,6 +264,7 @@ async fn an_http_server_under_always_allow_runs_without_asking() {
             "mcp__remote__echo",
             "mcp__remote__add",
             "mcp__remote__hostname",
+            "mcp__remote__ask",
             "mcp__remote__sleep"
         ],
         "only the MCP toolset: the agent has no built-in toolset"

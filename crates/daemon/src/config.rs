@@ -159,6 +159,9 @@ pub struct McpConfig {
     pub call_timeout_secs: u64,
     /// `[[mcp.credentials]]`, matched against each `url` server by its URL.
     pub credentials: Vec<McpCredential>,
+    /// How long a server's elicitation (a question to the user during a call) waits for an
+    /// answer before tetherd cancels it; the call's own limit is paused meanwhile.
+    pub elicitation_timeout_secs: u64,
 }
 
 impl Default for McpConfig {
@@ -167,6 +170,7 @@ impl Default for McpConfig {
             connect_timeout_secs: 30,
             call_timeout_secs: 60,
             credentials: Vec::new(),
+            elicitation_timeout_secs: 600,
         }
     }
 }
@@ -193,6 +197,10 @@ impl McpConfig {
 
     pub fn call_timeout(&self) -> Duration {
         Duration::from_secs(self.call_timeout_secs.max(1))
+    }
+
+    pub fn elicitation_timeout(&self) -> Duration {
+        Duration::from_secs(self.elicitation_timeout_secs.max(1))
     }
 
     /// The credential for the server at `url`, if one is configured.

@@ -17,6 +17,11 @@ fn new_id(prefix: &str) -> String {
     out
 }
 
+/// `elic_…`: one MCP elicitation (a server's question to the user).
+pub fn elicitation_id() -> String {
+    new_id("elic")
+}
+
 pub fn session_id() -> String {
     new_id("sesn")
 }

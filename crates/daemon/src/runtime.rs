@@ -653,6 +653,11 @@ impl Runtime {
         tracing::info!(session = %id, "resuming a session that was running");
         let open = session.state().open_request.clone();
         let mut bodies = vec![EventBody::SessionStatusRescheduled {}];
+        // Nothing waits for an elicitation across a restart: its call is interrupted below.
+        bodies.extend(crate::session::elicitation::close_stale(
+            &session.state(),
+            "tetherd restarted while it waited for an answer; the tool call it belongs to was interrupted",
+        ));
         if let Some(start) = open {
             bodies.push(EventBody::SpanModelRequestEnd {
                 model_request_start_id: start,

@@ -1461,6 +1461,26 @@ impl Connection {
                 ));
                 return Ok(None);
             }
+            // MCP elicitation (issue 25)
+            Dispatch::SessionElicitations(p, r) => {
+                let s = rt.session(&p.session).await?;
+                let data = crate::session::elicitation::list(&s, p.all);
+                answer(r, List { data })
+            }
+            Dispatch::SessionElicitationAnswer(p, r) => {
+                let s = rt.session(&p.session).await?;
+                self.check_writable(&s)?;
+                let event =
+                    crate::session::elicitation::answer(&s, &p.elicitation_id, p.action, p.content)
+                        .await?;
+                answer(
+                    r,
+                    Recorded {
+                        event,
+                        session: s.info(),
+                    },
+                )
+            }
         };
         Ok(Some(v))
     }

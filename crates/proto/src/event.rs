@@ -474,6 +474,30 @@ pub enum EventBody {
         /// The attempt's thread's tokens and cost (its turns and any grading).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<ModelUsage>,
+    }, // MCP elicitation (issue 25)
+    /// tether: an MCP server asked the user for input during a tool call
+    /// (`elicitation/create`, form mode). Recorded before anyone can answer.
+    #[serde(rename = "tether.mcp_elicitation_requested")]
+    McpElicitationRequested {
+        /// `elic_...`.
+        elicitation_id: String,
+        mcp_server_name: String,
+        /// The `agent.mcp_tool_use` event of the call it was asked during.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool_use_id: Option<String>,
+        message: String,
+        requested_schema: Value,
+    },
+    /// tether: how an elicitation ended: the first answer (recorded before the server gets
+    /// it), or tetherd's cancel with its `reason` (interrupt, timeout, restart).
+    #[serde(rename = "tether.mcp_elicitation_answered")]
+    McpElicitationAnswered {
+        elicitation_id: String,
+        action: crate::elicitation::ElicitationAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
 }
 
@@ -531,6 +555,8 @@ impl EventBody {
             EventBody::SpanWorkflowTaskFannedOut { .. } => "span.workflow_task_fanned_out",
             EventBody::SpanWorkflowTaskChecking { .. } => "span.workflow_task_checking",
             EventBody::SpanWorkflowTaskEnded { .. } => "span.workflow_task_ended",
+            EventBody::McpElicitationRequested { .. } => "tether.mcp_elicitation_requested",
+            EventBody::McpElicitationAnswered { .. } => "tether.mcp_elicitation_answered",
         }
     }
 
@@ -959,6 +985,19 @@ mod tests {
                 }),
                 pre_sha256: Some("aa".into()),
                 post_sha256: Some("bb".into()),
+            },
+            EventBody::McpElicitationRequested {
+                elicitation_id: "elic_1".into(),
+                mcp_server_name: "forms".into(),
+                tool_use_id: Some("sevt_t".into()),
+                message: "Your name?".into(),
+                requested_schema: json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+            },
+            EventBody::McpElicitationAnswered {
+                elicitation_id: "elic_1".into(),
+                action: crate::elicitation::ElicitationAction::Cancel,
+                content: None,
+                reason: Some("tetherd restarted".into()),
             },
         ] {
             round_trip(body);

@@ -30,6 +30,8 @@ pub mod webhook;
 pub mod skill;
 // sessions.watch: the session list pushed as it changes (issue 20)
 pub mod watch;
+// MCP elicitation (issue 25)
+pub mod elicitation;
 
 pub use codec::{FrameDecoder, MAX_FRAME_BYTES, encode_frame};
 pub use error::{ErrorBody, ErrorCode};

@@ -296,6 +296,22 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    // MCP elicitation (issue 25)
+    /// Questions a session's MCP servers asked the user during tool calls: list the pending
+    /// ones, or `tether elicitations answer SESSION ID --accept JSON | --decline | --cancel`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Elicitations {
+        #[command(subcommand)]
+        action: Option<ElicitationsAction>,
+        /// Session id, unique id prefix, or name.
+        session: Option<String>,
+        /// Answered ones too.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -1129,5 +1145,27 @@ pub enum SkillsAction {
     Rm {
         /// Skill id or name.
         skill: String,
+    },
+}
+
+// MCP elicitation (issue 25)
+#[derive(Subcommand, Debug)]
+pub enum ElicitationsAction {
+    /// Answer a pending elicitation; the first answer wins.
+    #[command(group(clap::ArgGroup::new("answer").required(true).args(["accept", "decline", "cancel"])))]
+    Answer {
+        /// Session id, unique id prefix, or name.
+        session: String,
+        /// The elicitation's id (`elic_...`, from `tether elicitations SESSION`).
+        id: String,
+        /// Give the server what it asked for: a JSON object of the requested fields.
+        #[arg(long, value_name = "JSON")]
+        accept: Option<String>,
+        /// Refuse; the tool call goes on without it.
+        #[arg(long)]
+        decline: bool,
+        /// Dismiss it.
+        #[arg(long)]
+        cancel: bool,
     },
 }

@@ -233,6 +233,12 @@ async fn dispatch(cli: Cli) -> cmd::CmdResult {
         Command::Proxy { existing } => cmd::proxy::run(!existing).await,
         Command::HttpToken => cmd::daemon::http_token().await,
         Command::Webhooks { action } => cmd::webhooks::run(action).await,
+        Command::Elicitations {
+            action,
+            session,
+            all,
+            json,
+        } => cmd::elicitations::run(action, session, all, json).await,
     }
 }
 

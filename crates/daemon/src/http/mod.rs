@@ -29,6 +29,8 @@ pub mod token;
 mod vaults;
 mod work;
 mod workflows;
+// MCP elicitation (issue 25)
+mod elicitations;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -36,6 +36,8 @@ use tether_proto::vault::{
 use tether_proto::work::{Work, WorkHeartbeat, WorkQueueStats};
 // skills (issue 25)
 use super::skills;
+// MCP elicitation (issue 25)
+use super::elicitations;
 use tether_proto::skill::{Skill, SkillDeleted, SkillVersion};
 use tether_proto::workflow::WorkflowRun;
 
@@ -1255,6 +1257,27 @@ pub const ROUTES: &[Route] = &[
         body: None,
         answer: Answer::Document,
         handler: |m| on(m, openapi::document),
+    },
+    // MCP elicitation (issue 25)
+    Route {
+        verb: Verb::Get,
+        path: "/v1/sessions/{session_id}/elicitations",
+        id: "sessions.elicitations.list",
+        summary: "tether: the questions the session's MCP servers asked the user during tool calls (elicitations), oldest first; `status` pending (default), answered or all",
+        query: &[("status", Param::Enum(elicitations::STATUSES))],
+        body: None,
+        answer: Answer::Json(of::<Page<tether_proto::elicitation::Elicitation>>),
+        handler: |m| on(m, elicitations::list),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/sessions/{session_id}/elicitations/{elicitation_id}",
+        id: "sessions.elicitations.answer",
+        summary: "tether: answer a pending elicitation: accept with content matching its requested schema, decline, or cancel; the first answer wins (409 after)",
+        query: &[],
+        body: Some(of::<tether_proto::elicitation::ElicitationReply>),
+        answer: Answer::Json(of::<tether_proto::elicitation::Elicitation>),
+        handler: |m| on(m, elicitations::answer),
     },
 ];
 

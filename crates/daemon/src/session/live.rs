@@ -149,6 +149,8 @@ pub struct Session {
     pub mcp: crate::session::mcp::McpClients,
     /// Credentials from the session's vaults (MCP bearers, shell variables); never logged.
     pub secrets: Arc<crate::resources::vaults::SessionSecrets>,
+    /// MCP elicitations a tool call in flight waits on (issue 25).
+    pub elicitations: crate::session::elicitation::Waiters,
     state: Mutex<SessionState>,
     append_lock: tokio::sync::Mutex<()>,
     live: Mutex<Live>,
@@ -316,7 +318,8 @@ impl Session {
             state.apply(e);
         }
         let (appended, _) = tokio::sync::watch::channel(state.last_seq);
-        Arc::new(Session {
+        // Cyclic: its MCP clients' handlers ask the session itself when a server elicits.
+        Arc::new_cyclic(|me: &std::sync::Weak<Session>| Session {
             id: row.id.clone(),
             multiagent: if thread.is_none() {
                 agent.and_then(|a| a.spec.multiagent.clone())
@@ -331,8 +334,10 @@ impl Session {
                 policy.mcp_agent.as_ref(),
                 services.config.mcp.clone(),
                 secrets.clone(),
+                me.clone(),
             ),
             secrets,
+            elicitations: Default::default(),
             policy,
             thinking_budget,
             row: Mutex::new(row),
@@ -794,6 +799,11 @@ impl Session {
                 live.n,
             )
         })
+    }
+
+    /// The tool call running now, if any.
+    pub fn live_tool(&self) -> Option<String> {
+        lock(&self.live).tool_use_id.clone()
     }
 
     pub fn set_live_tool(&self, tool_use_id: Option<String>) {

@@ -13,22 +13,34 @@
 //! - `type: stdio` servers (tether) run inside a sandbox like the session shell's: the same
 //!   workspace, environment layer and network policy.
 //!
+//! Servers may ask the user for input during a call (MCP elicitation, form mode): each
+//! connection's handler ([`Elicitor`]) advertises it and hands the request to the session
+//! (`session::elicitation`); time spent waiting on the user does not count against the call's
+//! limit.
+//!
 //! A server that can't be started, reached or authenticated to is reported once per turn as a
 //! typed `session.error` (`mcp_connection_failed_error` / `mcp_authentication_failed_error`)
 //! and the turn goes on without it; the next turn tries again. A call that fails on a broken
 //! connection drops it, so the next use reconnects.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, ContentBlock};
-use rmcp::service::{RoleClient, RunningService};
+use rmcp::model::{
+    CallToolRequestParams, ClientConfig, ContentBlock, ElicitRequestParams, ElicitResult,
+    ElicitationAction as McpAction, ElicitationCapability, FormElicitationCapability,
+};
+use rmcp::service::{RequestContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
 use serde_json::Value;
 use tether_proto::agent::{Agent, McpServer, PermissionPolicy};
+use tether_proto::elicitation::ElicitationAction;
 use tether_proto::{EventBody, Permission, RetryStatusKind};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +68,7 @@ pub struct OfferedTool {
 }
 
 struct Conn {
-    client: RunningService<RoleClient, ()>,
+    client: RunningService<RoleClient, Elicitor>,
     /// The sandbox helper of a stdio server (killed when dropped).
     _child: Option<tokio::process::Child>,
     tools: Vec<OfferedTool>,
@@ -103,6 +115,10 @@ pub struct McpClients {
     config: McpConfig,
     /// The session's vault credentials: a bearer for a server URL wins over config.toml's.
     vault: Arc<SessionSecrets>,
+    /// Who answers the servers' elicitations (the session).
+    asker: Weak<dyn AskUser>,
+    /// Time the call in flight spent waiting on the user.
+    wait: Arc<UserWait>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,7 +126,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl McpClients {
-    pub fn new(agent: Option<&Agent>, config: McpConfig, vault: Arc<SessionSecrets>) -> McpClients {
+    pub fn new(
+        agent: Option<&Agent>,
+        config: McpConfig,
+        vault: Arc<SessionSecrets>,
+        asker: Weak<dyn AskUser>,
+    ) -> McpClients {
         McpClients {
             agent: agent
                 .filter(|a| !a.used_mcp_servers().is_empty())
@@ -120,6 +141,17 @@ impl McpClients {
             failed: Mutex::new(BTreeSet::new()),
             config,
             vault,
+            asker,
+            wait: Arc::new(UserWait::default()),
+        }
+    }
+
+    /// The client handler of a connection to `server`.
+    fn elicitor(&self, server: &str) -> Elicitor {
+        Elicitor {
+            server: server.to_string(),
+            asker: self.asker.clone(),
+            wait: self.wait.clone(),
         }
     }
 
@@ -159,7 +191,18 @@ impl McpClients {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
                 continue;
             }
-            match connect(agent, server, toolbox, &self.config, &self.vault, None).await {
+            let handler = self.elicitor(&server.name);
+            match connect(
+                agent,
+                server,
+                toolbox,
+                &self.config,
+                &self.vault,
+                None,
+                handler,
+            )
+            .await
+            {
                 Ok(conn) => {
                     tracing::info!(server = %server.name, tools = conn.tools.len(), "connected to MCP server");
                     conns.insert(server.name.clone(), conn);
@@ -298,13 +341,20 @@ impl McpClients {
         cancel: &CancellationToken,
     ) -> Option<Result<rmcp::model::CallToolResult, CallFailure>> {
         let conn = conn?;
-        Some(tokio::select! {
-            r = tokio::time::timeout(limit, conn.client.call_tool(params.clone())) => match r {
-                Ok(r) => r.map_err(CallFailure::Service),
-                Err(_) => Err(CallFailure::Timeout),
-            },
-            _ = cancel.cancelled() => Err(CallFailure::Cancelled),
-        })
+        let call = conn.client.call_tool(params.clone());
+        tokio::pin!(call);
+        let mut deadline = tokio::time::Instant::now() + limit;
+        loop {
+            tokio::select! {
+                r = &mut call => return Some(r.map_err(CallFailure::Service)),
+                _ = tokio::time::sleep_until(deadline) => match self.wait.extended(limit) {
+                    // It waited on the user meanwhile: that time does not count.
+                    Some(later) => deadline = later,
+                    None => return Some(Err(CallFailure::Timeout)),
+                },
+                _ = cancel.cancelled() => return Some(Err(CallFailure::Cancelled)),
+            }
+        }
     }
 
     /// Connects `server` (not in `conns`) and keeps the connection; `refused` is the OAuth
@@ -326,9 +376,18 @@ impl McpClients {
                 "the MCP server `{server}` is not used by this session's agent"
             ));
         };
-        let conn = connect(agent, spec, toolbox, &self.config, &self.vault, refused)
-            .await
-            .map_err(|f| f.message)?;
+        let handler = self.elicitor(server);
+        let conn = connect(
+            agent,
+            spec,
+            toolbox,
+            &self.config,
+            &self.vault,
+            refused,
+            handler,
+        )
+        .await
+        .map_err(|f| f.message)?;
         conns.insert(server.to_string(), conn);
         Ok(())
     }
@@ -418,16 +477,18 @@ async fn connect(
     config: &McpConfig,
     vault: &SessionSecrets,
     refused: Option<String>,
+    handler: Elicitor,
 ) -> Result<Conn, Failure> {
     let mut oauth_token = None;
     let (client, child) = match server.kind.as_str() {
         "stdio" => {
-            let (client, child) = connect_stdio(server, toolbox, config.connect_timeout()).await?;
+            let (client, child) =
+                connect_stdio(server, toolbox, config.connect_timeout(), handler).await?;
             (client, Some(child))
         }
         _ => {
             let (client, token) =
-                connect_http_authed(server, toolbox.net(), config, vault, refused).await?;
+                connect_http_authed(server, toolbox.net(), config, vault, refused, handler).await?;
             oauth_token = token;
             (client, None)
         }
@@ -477,12 +538,21 @@ async fn connect_http_authed(
     config: &McpConfig,
     vault: &SessionSecrets,
     refused: Option<String>,
-) -> Result<(RunningService<RoleClient, ()>, Option<AccessToken>), Failure> {
+    handler: Elicitor,
+) -> Result<(RunningService<RoleClient, Elicitor>, Option<AccessToken>), Failure> {
     let auth = server.url.as_deref().and_then(|u| vault.mcp_auth(u));
     let (r, tokens) = match auth {
-        None => return Ok((connect_http(server, net, config, None).await?, None)),
+        None => {
+            return Ok((
+                connect_http(server, net, config, None, handler).await?,
+                None,
+            ));
+        }
         Some(McpAuth::Bearer(t)) => {
-            return Ok((connect_http(server, net, config, Some(t)).await?, None));
+            return Ok((
+                connect_http(server, net, config, Some(t), handler).await?,
+                None,
+            ));
         }
         Some(McpAuth::Oauth(r, tokens)) => (r, tokens),
     };
@@ -494,7 +564,7 @@ async fn connect_http_authed(
         .access_token(r, refused.as_deref(), chrono::Utc::now())
         .await
         .map_err(auth_failure)?;
-    match connect_http(server, net, config, Some(&token.value)).await {
+    match connect_http(server, net, config, Some(&token.value), handler.clone()).await {
         Ok(client) => Ok((client, Some(token))),
         Err(f) if f.auth => {
             tracing::info!(server = %server.name, credential = %r.credential_id, "MCP server refused the OAuth token; refreshing it");
@@ -502,7 +572,7 @@ async fn connect_http_authed(
                 .access_token(r, Some(&token.value), chrono::Utc::now())
                 .await
                 .map_err(auth_failure)?;
-            let client = connect_http(server, net, config, Some(&fresh.value)).await?;
+            let client = connect_http(server, net, config, Some(&fresh.value), handler).await?;
             Ok((client, Some(fresh)))
         }
         Err(f) => Err(f),
@@ -514,7 +584,8 @@ async fn connect_http(
     net: &SessionNet,
     config: &McpConfig,
     vault_bearer: Option<&str>,
-) -> Result<RunningService<RoleClient, ()>, Failure> {
+    handler: Elicitor,
+) -> Result<RunningService<RoleClient, Elicitor>, Failure> {
     let url = server.url.clone().unwrap_or_default();
     let parsed = reqwest::Url::parse(&url)
         .map_err(|e| Failure::connection(format!("`{url}` is not a URL: {e}")))?;
@@ -558,7 +629,7 @@ async fn connect_http(
     }
     let transport = StreamableHttpClientTransport::with_client(http, transport_config);
     let limit = config.connect_timeout();
-    match tokio::time::timeout(limit, ().serve(transport)).await {
+    match tokio::time::timeout(limit, handler.serve(transport)).await {
         Err(_) => Err(Failure::connection(format!(
             "{url} did not complete the MCP handshake within {} s (raise [mcp] connect_timeout_secs in config.toml if it is just slow)",
             limit.as_secs()
@@ -677,7 +748,8 @@ async fn connect_stdio(
     server: &McpServer,
     toolbox: &Toolbox,
     connect_limit: Duration,
-) -> Result<(RunningService<RoleClient, ()>, tokio::process::Child), Failure> {
+    handler: Elicitor,
+) -> Result<(RunningService<RoleClient, Elicitor>, tokio::process::Child), Failure> {
     let command = server.command.clone().unwrap_or_default();
     let mut argv = vec![command.clone()];
     argv.extend(server.args.iter().cloned());
@@ -733,7 +805,7 @@ async fn connect_stdio(
                 return Err("the sandbox did not start".to_string());
             }
         }
-        match tokio::time::timeout(connect_limit, ().serve((stdout, stdin))).await {
+        match tokio::time::timeout(connect_limit, handler.serve((stdout, stdin))).await {
             Err(_) => Err(format!(
                 "it did not complete the MCP handshake within {} s",
                 connect_limit.as_secs()
@@ -757,6 +829,142 @@ async fn connect_stdio(
             }
             Err(Failure::connection(message))
         }
+    }
+}
+
+/// An answer to a server's elicitation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserAnswer {
+    pub action: ElicitationAction,
+    pub content: Option<Value>,
+}
+
+/// Who brings a server's elicitation to the user: the session (`session::elicitation`),
+/// which records it and waits for the first answer.
+pub trait AskUser: Send + Sync {
+    fn ask_user(
+        self: Arc<Self>,
+        server: String,
+        message: String,
+        schema: Value,
+        withdrawn: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>>;
+}
+
+/// Time a tool call spends waiting on the user does not count against its time limit
+/// (`[mcp] call_timeout_secs`): the user has `elicitation_timeout_secs` for that.
+#[derive(Default)]
+pub struct UserWait {
+    waiting: AtomicUsize,
+    /// When the last wait ended.
+    ended: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl UserWait {
+    fn begin(self: &Arc<Self>) -> WaitGuard {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        WaitGuard(self.clone())
+    }
+
+    /// A call's deadline (with time limit `limit`) passed: the new one if it waited on the
+    /// user meanwhile (a full `limit` from the end of the wait), None if it just took too
+    /// long.
+    fn extended(&self, limit: Duration) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return Some(now + limit);
+        }
+        let ended = *lock(&self.ended);
+        ended.map(|t| t + limit).filter(|d| *d > now)
+    }
+}
+
+struct WaitGuard(Arc<UserWait>);
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        *lock(&self.0.ended) = Some(tokio::time::Instant::now());
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The rmcp client handler of one connection: advertises form elicitation (MCP 2025-06-18
+/// `elicitation/create`) and brings the server's requests to the session's user.
+#[derive(Clone)]
+pub struct Elicitor {
+    server: String,
+    asker: Weak<dyn AskUser>,
+    wait: Arc<UserWait>,
+}
+
+#[cfg(test)]
+impl Elicitor {
+    /// A handler with nobody to ask (it declines).
+    fn unattended() -> Elicitor {
+        struct Nobody;
+        impl AskUser for Nobody {
+            fn ask_user(
+                self: Arc<Self>,
+                _: String,
+                _: String,
+                _: Value,
+                _: CancellationToken,
+            ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>> {
+                Box::pin(std::future::ready(UserAnswer {
+                    action: ElicitationAction::Decline,
+                    content: None,
+                }))
+            }
+        }
+        Elicitor {
+            server: "test".into(),
+            asker: Weak::<Nobody>::new(),
+            wait: Arc::new(UserWait::default()),
+        }
+    }
+}
+
+impl ClientHandler for Elicitor {
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.capabilities.elicitation = Some(
+            ElicitationCapability::new()
+                .with_form(FormElicitationCapability::new().with_schema_validation(true)),
+        );
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        let ElicitRequestParams::FormElicitationParams {
+            message,
+            requested_schema,
+            ..
+        } = request
+        else {
+            tracing::info!(server = %self.server, "declined a URL elicitation: tether asks in form mode only");
+            return Ok(ElicitResult::new(McpAction::Decline));
+        };
+        let Some(asker) = self.asker.upgrade() else {
+            return Ok(ElicitResult::new(McpAction::Decline));
+        };
+        let schema = serde_json::to_value(&requested_schema).unwrap_or(Value::Null);
+        let _waiting = self.wait.begin();
+        let answer = asker
+            .ask_user(self.server.clone(), message, schema, context.ct)
+            .await;
+        let mut result = ElicitResult::new(match answer.action {
+            ElicitationAction::Accept => McpAction::Accept,
+            ElicitationAction::Decline => McpAction::Decline,
+            ElicitationAction::Cancel => McpAction::Cancel,
+        });
+        if let Some(content) = answer.content {
+            result = result.with_content(content);
+        }
+        Ok(result)
     }
 }
 
@@ -817,7 +1025,15 @@ mod tests {
     }
 
     async fn refusal(url: &str, policy: crate::net::NetPolicy) -> Failure {
-        match connect_http(&url_server(url), &net(policy), &McpConfig::default(), None).await {
+        match connect_http(
+            &url_server(url),
+            &net(policy),
+            &McpConfig::default(),
+            None,
+            Elicitor::unattended(),
+        )
+        .await
+        {
             Err(f) => f,
             Ok(_) => panic!("connected to {url}"),
         }
@@ -893,7 +1109,15 @@ mod tests {
             ..McpConfig::default()
         };
         let policy = listing(&[&format!("127.0.0.1:{port}")]);
-        let Err(f) = connect_http(&url_server(&url), &net(policy), &config, None).await else {
+        let Err(f) = connect_http(
+            &url_server(&url),
+            &net(policy),
+            &config,
+            None,
+            Elicitor::unattended(),
+        )
+        .await
+        else {
             panic!("connected without its credential");
         };
         assert!(f.auth);
@@ -929,6 +1153,27 @@ mod tests {
         );
         let path = std::env::var("PATH").unwrap();
         assert!(!s.detail.contains(&path), "a value leaked: {}", s.detail);
+    }
+
+    #[tokio::test]
+    async fn time_spent_waiting_on_the_user_does_not_time_a_call_out() {
+        let wait = Arc::new(UserWait::default());
+        let limit = Duration::from_secs(30);
+        assert_eq!(wait.extended(limit), None, "no wait: the limit holds");
+        let guard = wait.begin();
+        let later = wait.extended(limit).unwrap();
+        assert!(later > tokio::time::Instant::now() + Duration::from_secs(29));
+        drop(guard);
+        // Just after the wait the call has a full limit again, no more.
+        let later = wait.extended(limit).unwrap();
+        assert!(later <= tokio::time::Instant::now() + limit);
+    }
+
+    #[test]
+    fn the_client_advertises_form_elicitation() {
+        let info = Elicitor::unattended().get_info();
+        let caps = serde_json::to_value(&info.capabilities).unwrap();
+        assert!(caps["elicitation"]["form"].is_object(), "{caps}");
     }
 
     #[test]

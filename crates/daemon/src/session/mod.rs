@@ -8,6 +8,7 @@
 //! - [`mcp`]: the MCP servers of the pinned agent;
 //! - [`crosspost`]: what a child thread's appends copy into its primary's stream;
 //! - [`live`]: the live [`live::Session`]: its log appends, broadcast, fields and turn handle;
+//! - [`elicitation`]: MCP servers' questions to the user during a call, and their answers;
 //! - [`model`]: the model calls: provider, request, streaming with retries;
 //! - [`compaction`]: summarising the conversation when it outgrows the context window;
 //! - [`grader`]: an outcome's grader (one judge's loop, its tools, the verdict of several);
@@ -24,6 +25,7 @@ pub mod approvals;
 pub mod changes;
 pub mod compaction;
 pub mod crosspost;
+pub mod elicitation;
 pub mod events;
 pub mod grader;
 pub mod live;

@@ -130,6 +130,8 @@ pub struct SessionState {
     pub running_runs: std::collections::BTreeSet<String>,
     /// Time this stream spent running.
     pub active: ActiveTime,
+    /// MCP elicitations asked in this stream, oldest first (issue 25).
+    pub elicitations: Vec<tether_proto::elicitation::Elicitation>,
 }
 
 /// Time a stream spent working, from its status events' timestamps (a pure fold: the
@@ -998,6 +1000,43 @@ impl SessionState {
                 });
             }
             EventBody::SpanOutcomeEvaluationEnd(end) => self.usage.tokens.add(&end.usage),
+            EventBody::McpElicitationRequested {
+                elicitation_id,
+                mcp_server_name,
+                tool_use_id,
+                message,
+                requested_schema,
+            } => self
+                .elicitations
+                .push(tether_proto::elicitation::Elicitation {
+                    id: elicitation_id.clone(),
+                    session_id: e.session_id.clone(),
+                    mcp_server_name: mcp_server_name.clone(),
+                    tool_use_id: tool_use_id.clone(),
+                    message: message.clone(),
+                    requested_schema: requested_schema.clone(),
+                    status: tether_proto::elicitation::ElicitationStatus::Pending,
+                    action: None,
+                    content: None,
+                    reason: None,
+                    created_at: e.processed_at.clone(),
+                }),
+            EventBody::McpElicitationAnswered {
+                elicitation_id,
+                action,
+                content,
+                reason,
+            } => {
+                if let Some(el) = self.elicitations.iter_mut().find(|el| {
+                    &el.id == elicitation_id
+                        && el.status == tether_proto::elicitation::ElicitationStatus::Pending
+                }) {
+                    el.status = tether_proto::elicitation::ElicitationStatus::Answered;
+                    el.action = Some(*action);
+                    el.content = content.clone();
+                    el.reason = reason.clone();
+                }
+            }
             EventBody::SessionError { .. }
             | EventBody::UserDefineOutcome(_)
             | EventBody::SpanOutcomeEvaluationStart { .. }

@@ -560,6 +560,17 @@ async fn run_mcp(
         .call(&s.toolbox, &mcp.server, &mcp.tool, &call.input, cancel)
         .await;
     let duration_ms = started.elapsed().as_millis() as u64;
+    // Questions the server asked during the call and nobody answered end with it.
+    crate::session::elicitation::close_for_call(
+        s,
+        &call.tool_use_id,
+        if out.interrupted {
+            "the turn was interrupted"
+        } else {
+            "the tool call ended before it was answered"
+        },
+    )
+    .await;
     crash::point("after_tool_exit");
     let outcome = tools::ToolOutcome {
         is_error: out.is_error,

@@ -280,6 +280,12 @@ methods! {
     /// Answers with the session list and its change seq; `sessions` pushes then carry each
     /// change (status, title, cost, last activity, gone) until the connection closes.
     "sessions.watch" => SessionsWatch(crate::watch::WatchSessions) -> crate::watch::SessionsWatching;
+    // MCP elicitation (issue 25)
+    /// The session's MCP elicitations, oldest first: pending ones, or every one with `all`.
+    "session.elicitations" => SessionElicitations(crate::elicitation::ListElicitations) -> List<crate::elicitation::Elicitation>;
+    /// Answers a pending elicitation (accept with content, decline, cancel); the first answer
+    /// wins, a later one is a conflict.
+    "session.elicitation_answer" => SessionElicitationAnswer(crate::elicitation::AnswerElicitation) -> Recorded;
 }
 
 impl Call {

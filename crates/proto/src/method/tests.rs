@@ -352,6 +352,16 @@ fn calls_round_trip_through_parts() {
             wait_secs: Some(5),
         }),
         Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
+        Call::SessionElicitations(crate::elicitation::ListElicitations {
+            session: "fix".into(),
+            all: true,
+        }),
+        Call::SessionElicitationAnswer(crate::elicitation::AnswerElicitation {
+            session: "fix".into(),
+            elicitation_id: "elic_1".into(),
+            action: crate::elicitation::ElicitationAction::Accept,
+            content: Some(json!({"name": "Ada"})),
+        }),
     ];
     assert_eq!(calls.len(), METHODS.len());
     for call in calls {
@@ -1307,6 +1317,41 @@ fn every_method_in_the_table_parses_and_round_trips() {
         crate::watch::SessionsWatching {
             data: Vec::new(),
             seq: 4,
+        },
+        &mut seen,
+    );
+    check::<rpc::SessionElicitations>(
+        crate::elicitation::ListElicitations {
+            session: "fix".into(),
+            all: false,
+        },
+        List {
+            data: vec![crate::elicitation::Elicitation {
+                id: "elic_1".into(),
+                session_id: "sesn_1".into(),
+                mcp_server_name: "forms".into(),
+                tool_use_id: Some("sevt_2".into()),
+                message: "Your name?".into(),
+                requested_schema: json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+                status: crate::elicitation::ElicitationStatus::Pending,
+                action: None,
+                content: None,
+                reason: None,
+                created_at: Some("2026-12-07T19:00:00Z".into()),
+            }],
+        },
+        &mut seen,
+    );
+    check::<rpc::SessionElicitationAnswer>(
+        crate::elicitation::AnswerElicitation {
+            session: "fix".into(),
+            elicitation_id: "elic_1".into(),
+            action: crate::elicitation::ElicitationAction::Decline,
+            content: None,
+        },
+        Recorded {
+            event: event(),
+            session: session(),
         },
         &mut seen,
     );

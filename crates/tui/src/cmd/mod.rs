@@ -5,7 +5,9 @@ pub mod approvals;
 pub mod auth;
 pub mod daemon;
 pub mod deployments;
+// MCP elicitation (issue 25)
 pub mod doctor;
+pub mod elicitations;
 pub mod envs;
 pub mod files;
 pub mod fleet;

@@ -62,6 +62,12 @@ pub enum Cmd {
         approve: bool,
         note: Option<String>,
     },
+    /// Answer an MCP server's question (`session.elicitation_answer`).
+    AnswerElicitation {
+        elicitation_id: String,
+        action: tether_proto::elicitation::ElicitationAction,
+        content: Option<serde_json::Value>,
+    },
     /// A command about the viewed child thread's stream (send, interrupt, older pages).
     InThread {
         thread: String,
@@ -605,6 +611,21 @@ async fn run_cmd(
                 approve: *approve,
                 note: note.clone(),
             })
+            .await
+            .map(|_| None),
+        Cmd::AnswerElicitation {
+            elicitation_id,
+            action,
+            content,
+        } => c
+            .request::<rpc::SessionElicitationAnswer>(
+                tether_proto::elicitation::AnswerElicitation {
+                    session,
+                    elicitation_id: elicitation_id.clone(),
+                    action: *action,
+                    content: content.clone(),
+                },
+            )
             .await
             .map(|_| None),
         // The router's business; never sent to a connection task.

@@ -2627,6 +2627,8 @@ mod fleet;
 mod rungraph;
 mod runs;
 mod threads;
+// MCP elicitation: the prompt (issue 25).
+mod elicit;
 
 fn deployment(id: &str, name: &str, cron: &str, next: Option<&str>, paused: bool) -> Deployment {
     use tether_proto::deployment::{DeploymentStatus, PausedReason, PinnedAgent, Schedule};

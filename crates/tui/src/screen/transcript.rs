@@ -737,6 +737,25 @@ impl Transcript {
             EventBody::SpanModelRequestStart { .. }
             | EventBody::SpanToolCallStart { .. }
             | EventBody::SpanModelRequestEnd { .. } => return false,
+            // MCP elicitation (issue 25): the question and how it ended, as markers.
+            EventBody::McpElicitationRequested {
+                mcp_server_name,
+                message,
+                ..
+            } => push(
+                &mut self.items,
+                Body::Marker(format!("? MCP server {mcp_server_name} asks: {message}")),
+            ),
+            EventBody::McpElicitationAnswered { action, reason, .. } => {
+                use tether_proto::elicitation::ElicitationAction as A;
+                let text = match (action, reason) {
+                    (A::Accept, _) => "✓ answered the MCP server's question".to_string(),
+                    (A::Decline, _) => "✗ declined the MCP server's question".to_string(),
+                    (A::Cancel, Some(r)) => format!("✗ the MCP server's question was cancelled: {r}"),
+                    (A::Cancel, None) => "✗ cancelled the MCP server's question".to_string(),
+                };
+                push(&mut self.items, Body::Marker(text));
+            }
         }
         true
     }

@@ -5,8 +5,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{
-    Cmd, Effect, INTERRUPTING, Overlay, Scroll, Search, State, approval, composer, runs, search,
-    transcript_text,
+    Cmd, Effect, INTERRUPTING, Overlay, Scroll, Search, State, approval, composer, elicit, runs,
+    search, transcript_text,
 };
 
 pub(super) fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
@@ -20,6 +20,7 @@ pub(super) fn on_key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
         Overlay::Approval { draft: None, .. } => approval::choice_key(s, k),
         Overlay::Runs { .. } => runs::panel_key(s, k),
         Overlay::Checkpoint { .. } => runs::checkpoint_key(s, k),
+        Overlay::Elicitation { .. } => elicit::key(s, k),
         Overlay::None if s.search.editing => search::prompt_key(s, k),
         // These groups take disjoint keys, so the order among them doesn't matter; the
         // composer takes what is left.
@@ -175,6 +176,9 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
         }
         (KeyCode::Char('a'), KeyModifiers::CONTROL) if s.checkpoints_waiting() > 0 => {
             return s.reopen_checkpoint();
+        }
+        (KeyCode::Char('a'), KeyModifiers::CONTROL) if s.elicitations.put_away_any() => {
+            return s.reopen_elicitation();
         }
         // Workflow runs of the session: every task's live status.
         (KeyCode::Char('g'), KeyModifiers::CONTROL) => s.open_runs(),

@@ -5,6 +5,8 @@
 
 pub mod approval;
 mod composer;
+// MCP elicitation (issue 25)
+pub mod elicit;
 mod input;
 pub mod runs;
 mod search;
@@ -94,6 +96,11 @@ pub enum Overlay {
         run: String,
         task: String,
         draft: Option<String>,
+    },
+    /// An MCP server's question (elicitation `id`) with its form.
+    Elicitation {
+        id: String,
+        form: elicit::Form,
     },
 }
 
@@ -224,6 +231,8 @@ pub struct State {
     pub watch_run: Option<String>,
     /// Other sessions of the fleet waiting for a person (the status bar's count; issue 20).
     pub fleet_waiting: usize,
+    /// MCP servers' questions waiting for an answer (issue 25).
+    pub elicitations: elicit::Pending,
 }
 
 impl State {
@@ -265,6 +274,7 @@ impl State {
             runs: Runs::default(),
             checkpoints: runs::Checkpoints::default(),
             run_folds: runs::Unfolded::default(),
+            elicitations: elicit::Pending::default(),
             watch_run: None,
             fleet_waiting: 0,
         }
@@ -487,6 +497,7 @@ impl State {
     }
 
     fn track_primary(&mut self, e: &Event) {
+        self.elicitations.apply(e);
         let h = &mut self.header;
         match &e.body {
             EventBody::SessionStatusRunning {} => {
@@ -801,6 +812,7 @@ pub fn update(s: &mut State, msg: Msg) -> Vec<Effect> {
     // Whatever changed (a run event, a key, the composer emptied): the checkpoint prompt
     // opens or closes to match.
     s.sync_checkpoint();
+    s.sync_elicitation();
     fx
 }
 

@@ -1,5 +1,7 @@
 //! Pure render functions: a frame from state, nothing else.
 
+// MCP elicitation (issue 25)
+mod elicit;
 pub mod picker;
 mod runs;
 mod threads;
@@ -81,6 +83,7 @@ pub fn draw_session(f: &mut Frame<'_>, s: &State) {
         Overlay::Checkpoint { run, task, draft } => {
             runs::draw_checkpoint(f, s, run, task, draft.as_deref(), area)
         }
+        Overlay::Elicitation { id, form } => elicit::draw(f, s, id, form, area),
         Overlay::None => {}
     }
 }
