@@ -339,6 +339,7 @@ def _live_session(case):
 def session_rules(context, case, kwargs):
     op = case.operation
     if op.method.lower() == "post" and op.path in (
+        "/v1/sessions/{session_id}",
         "/v1/sessions/{session_id}/events",
         "/v1/sessions/{session_id}/workflow_runs",
     ):
