@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use tether_e2e::{Reply, TestEnv, python, sdk_script};
-use tether_mock_llm::Script;
+use serde_json::json;
+use tether_mock_llm::{Route, Script};
 
 const SDIST: &str = "anthropic-2.17.0.tar.gz";
 
@@ -170,6 +171,28 @@ fn pytest_summaries_are_counted() {
     assert_eq!(counts("no tests ran"), (0, 0));
 }
 
+/// Every turn answers with text, but the proxy's lead agent (system prompt `sdk-suite lead`,
+/// tests/sdk/suite_proxy.py) spawns one helper thread on its first turn: a child thread for
+/// the thread tests to address and archive.
+fn suite_script(replies: Vec<Reply>) -> Script {
+    let spawn = json!({"name": "helper", "system": "sdk-suite helper", "message": "Say done."});
+    Script::by_turn(replies)
+        .with_side_reply(Reply::text("title"))
+        .with_route(
+            Route::new("helper", vec![Reply::text("done")])
+                .when_system("sdk-suite helper")
+                .by_turn(),
+        )
+        .with_route(
+            Route::new(
+                "lead",
+                vec![Reply::tool_use("spawn_agent", spawn), Reply::text("ok")],
+            )
+            .when_system("sdk-suite lead")
+            .by_turn(),
+        )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdks_generated_tests_pass_against_tetherd_as_far_as_expected() {
     let missing = match (sdist(), plugins_missing()) {
@@ -202,7 +225,7 @@ async fn the_sdks_generated_tests_pass_against_tetherd_as_far_as_expected() {
 
     // Sessions the tests make get messages: every turn answers with text.
     let replies = (0..400).map(|_| Reply::text("ok")).collect();
-    let env = TestEnv::new(Script::by_turn(replies).with_side_reply(Reply::text("title"))).await;
+    let env = TestEnv::new(suite_script(replies)).await;
     let (mut daemon, base, token) = env.spawn_http_daemon().await;
     let mut proxy = Command::new(python())
         .arg(sdk_script("suite_proxy.py"))
