@@ -5,7 +5,10 @@ The generated tests (`tests/api_resources/beta/` of the `anthropic` sdist) call 
 written for a mock server. This proxy creates real objects in tetherd and swaps each fixture
 id for the real object's id wherever it appears (path segments, query values, JSON string
 values), and the key for tetherd's token. A request that deletes or archives a mapped object
-gets a fresh one mapped for the tests after it. Responses stream through unchanged (SSE
+gets a fresh one mapped for the tests after it, and so does the container of a create that
+takes a unique slot in it (SLOT_TAKERS). A thread or resource fixture is addressed under a
+session of its own (OWNER): a lead's session with a helper thread, an offline session with
+a repository. Responses stream through unchanged (SSE
 included), so strict response validation judges tetherd's own answers.
 
 Usage: suite_proxy.py TETHERD_URL TOKEN; prints `listening on http://127.0.0.1:PORT`.
