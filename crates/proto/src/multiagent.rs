@@ -337,23 +337,29 @@ mod tests {
 
     #[test]
     fn resolved_says_every_member_with_its_default() {
-        let bare = parse(json!({"type": "multiagent_20261001"}));
+        let bare = parse(serde_json::json!({"type": "multiagent_20261001"}));
         assert_eq!(
             serde_json::to_value(bare.resolved()).unwrap(),
-            json!({"type": "multiagent_20261001",
+            serde_json::json!({"type": "multiagent_20261001",
                 "advisor": {"type": "disabled"},
                 "subagents": {"type": "enabled", "inline_agents": {"type": "enabled"}, "predefined_agents": []},
                 "workflows": {"type": "enabled", "inline_agents": {"type": "enabled"}, "predefined_agents": []}})
         );
         // What is given stays; the effective behaviour does not change.
-        let given = parse(json!({"type": "multiagent_20261001",
+        let given = parse(serde_json::json!({"type": "multiagent_20261001",
             "advisor": {"type": "enabled", "model": "openai/gpt-5.1"},
             "subagents": {"type": "enabled", "inline_agents": {"type": "disabled"}, "predefined_agents": ["a"]},
             "workflows": {"type": "disabled"}}));
         let resolved = serde_json::to_value(given.resolved()).unwrap();
         assert_eq!(resolved["subagents"]["inline_agents"]["type"], "disabled");
-        assert_eq!(resolved["subagents"]["predefined_agents"], json!(["a"]));
-        assert_eq!(resolved["workflows"], json!({"type": "disabled"}));
+        assert_eq!(
+            resolved["subagents"]["predefined_agents"],
+            serde_json::json!(["a"])
+        );
+        assert_eq!(
+            resolved["workflows"],
+            serde_json::json!({"type": "disabled"})
+        );
         assert_eq!(resolved["advisor"]["model"], "openai/gpt-5.1");
         assert_eq!(given.resolved().effective(), given.effective());
         assert_eq!(bare.resolved().effective(), bare.effective());
