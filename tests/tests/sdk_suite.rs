@@ -28,9 +28,9 @@ use tether_mock_llm::{Route, Script};
 const SDIST: &str = "anthropic-2.17.0.tar.gz";
 
 /// (test file under tests/api_resources/beta/, tests expected to pass of those run, why the
-/// rest fail). Counts are of the synchronous class, loose and strict together; for the
-/// resources tether does not serve yet, what passes are the SDK's client-side checks (an
-/// empty path id raises before any request).
+/// rest fail). Counts are of the synchronous class, loose and strict together. What still
+/// fails is the SDK's placeholder input no real server takes (`limit=0`, `page="page"`, ids
+/// like `"string"`), the suite's own respx mock, or a limit tether sets on purpose (said so).
 const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_agents.py",
@@ -91,7 +91,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "skills/test_versions.py",
         32,
-        "create: no SKILL.md (a 400); `version`: delete of a version other tests read",
+        "create: `files=[b\"Example data\"]`, no path or SKILL.md (a 400, as hosted); download (4 tests, each a failure and a teardown error): the suite's respx mock rejects its own httpx2.Response; page=\"page\"",
     ),
     ("test_memory_stores.py", 54, "list_with_all_params: limit=0"),
     (
@@ -107,12 +107,12 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_deployments.py",
         70,
-        "with_all_params: Prism placeholders",
+        "with_all_params: resources on a deployment (not mounted by tetherd, deliberate); status with include_archived (tether refuses the pair: archived deployments report active)",
     ),
     (
         "test_deployment_runs.py",
         16,
-        "with_all_params: Prism placeholders",
+        "list_with_all_params: limit=0",
     ),
 ];
 
