@@ -5,7 +5,10 @@ The generated tests (`tests/api_resources/beta/` of the `anthropic` sdist) call 
 written for a mock server. This proxy creates real objects in tetherd and swaps each fixture
 id for the real object's id wherever it appears (path segments, query values, JSON string
 values), and the key for tetherd's token. A request that deletes or archives a mapped object
-gets a fresh one mapped for the tests after it. Responses stream through unchanged (SSE
+gets a fresh one mapped for the tests after it, and so does the container of a create that
+takes a unique slot in it (SLOT_TAKERS). A thread or resource fixture is addressed under a
+session of its own (OWNER): a lead's session with a helper thread, an offline session with
+a repository. Responses stream through unchanged (SSE
 included), so strict response validation judges tetherd's own answers.
 
 Usage: suite_proxy.py TETHERD_URL TOKEN; prints `listening on http://127.0.0.1:PORT`.
@@ -16,6 +19,7 @@ import json
 import re
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -98,14 +102,53 @@ def make_file(_):
 SERIAL = iter(range(1, 1 << 30))  # distinct mount paths and URLs across renewals
 
 
+# Objects addressed under a session of their own (`/v1/sessions/{S}/threads/{T}`): the
+# fixture session id in such a path is swapped for the object's owner, not the mapped session.
+OWNER = {}  # kind -> session id
+
+
+def make_offline_env(_):
+    """An environment whose network policy reaches no host: a repository's clone is refused
+    at once (a `session.error`, the session goes on), and the resource is still the session's."""
+    body = {"name": "sdk suite offline",
+            "config": {"type": "cloud", "networking": {"type": "limited", "allowed_hosts": []}}}
+    return call("POST", "/v1/environments", body)["id"]
+
+
 def make_resource(m):
-    body = {"type": "file", "file_id": m["file"], "mount_path": f"/mnt/session/suite/{next(SERIAL)}.txt"}
-    return call("POST", f"/v1/sessions/{m['session']}/resources", body)["id"]
+    """A github_repository resource (the kind that takes a new authorization_token, as the
+    update tests send), in a session of its own."""
+    repo = {"type": "github_repository", "url": "https://github.com/octocat/Hello-World",
+            "authorization_token": "ghp_suite", "mount_path": f"/workspace/suite{next(SERIAL)}"}
+    s = call("POST", "/v1/sessions",
+             {"agent": m["agent"], "environment_id": m["offline_env"], "resources": [repo]})
+    OWNER["resource"] = s["id"]
+    return call("GET", f"/v1/sessions/{s['id']}/resources")["data"][0]["id"]
+
+
+def make_lead(m):
+    """A coordinator whose model (the mock, by its system prompt) spawns one helper thread
+    on its first turn."""
+    body = {"name": "sdk suite lead", "model": "claude-haiku-4-5", "system": "sdk-suite lead",
+            "multiagent": {"type": "multiagent_20261001"}}
+    return call("POST", "/v1/agents", body)["id"]
 
 
 def make_thread(m):
-    """The mapped session's primary thread."""
-    return call("GET", f"/v1/sessions/{m['session']}/threads")["data"][0]["id"]
+    """A child thread (the primary can't be archived: the session is archived instead), in a
+    session of the lead of its own, once the helper has answered and the session is idle."""
+    s = call("POST", "/v1/sessions", {"agent": m["lead"], "environment_id": m["env"]})["id"]
+    OWNER["thread"] = s
+    message = {"type": "user.message", "content": [{"type": "text", "text": "delegate"}]}
+    call("POST", f"/v1/sessions/{s}/events", {"events": [message]})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        threads = call("GET", f"/v1/sessions/{s}/threads")["data"]
+        children = [t for t in threads if t.get("parent_thread_id")]
+        if children and all(t["status"] == "idle" for t in threads):
+            return children[0]["id"]
+        time.sleep(0.05)
+    raise RuntimeError(f"session {s}: no idle child thread after 60 s: {threads}")
 
 
 def make_vault(_):
@@ -113,8 +156,14 @@ def make_vault(_):
 
 
 def make_credential(m):
-    body = {"auth": {"type": "static_bearer", "token": "suite-token",
-                     "mcp_server_url": f"https://mcp{next(SERIAL)}.example.com/mcp"}}
+    """An mcp_oauth credential with a refresh grant (client_secret_basic), the kind the tests
+    update with an mcp_oauth `auth` and validate. Its server is on a `.invalid` host (never
+    resolves): validation answers `unknown` without leaving the machine."""
+    refresh = {"client_id": "suite", "refresh_token": "suite-refresh",
+               "token_endpoint": "https://auth.suite.invalid/token",
+               "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "suite"}}
+    body = {"auth": {"type": "mcp_oauth", "access_token": "suite-token", "refresh": refresh,
+                     "mcp_server_url": f"https://mcp{next(SERIAL)}.suite.invalid/mcp"}}
     return call("POST", f"/v1/vaults/{m['vault']}/credentials", body)["id"]
 
 
@@ -142,7 +191,9 @@ KINDS = [
     ("deployment", make_deployment, ["depl_011CZkZcDH3vPqd7xnEfwTai", "deployment_id"]),
     ("run", make_run, ["deployment_run_id"]),
     ("file", make_file, ["file_id", "file_011CNha8iCJcU1wXNR6q4V8w"]),
+    ("offline_env", make_offline_env, []),
     ("resource", make_resource, ["sesrsc_011CZkZBJq5dWxk9fVLNcPht"]),
+    ("lead", make_lead, []),
     ("thread", make_thread, ["sthr_011CZkZVWa6oJjw1rgXZpnBt"]),
     ("vault", make_vault, ["vlt_011CZkZDLs7fYzm1hXNPeRjv"]),
     ("credential", make_credential, ["vcrd_011CZkZEMt8gZan2iYPQfSkw"]),
@@ -152,8 +203,7 @@ KINDS = [
 ]
 # Objects that live inside another: remade when it is.
 DEPENDENTS = {
-    "session": ["resource", "thread"],
-    "file": ["resource"],
+    "store": ["memory", "memory_version"],
     "vault": ["credential"],
     "skill": ["skill_version"],
 }
@@ -171,6 +221,17 @@ def swap(s):
     return REAL[kind] if kind else s
 
 
+def owned(segments):
+    """`swap` of each path segment, with `sessions/{S}/{threads|resources}/{X}` addressed to
+    X's own session."""
+    out = [swap(p) for p in segments]
+    for i in range(3, len(segments)):
+        kind = FIXTURE.get(segments[i])
+        if kind in OWNER and segments[i - 1] in ("threads", "resources") and segments[i - 3] == "sessions":
+            out[i - 2] = OWNER[kind]
+    return out
+
+
 def swap_json(v):
     if isinstance(v, str):
         return swap(v)
@@ -181,20 +242,33 @@ def swap_json(v):
     return v
 
 
+# Creates that take a unique slot of their container (a memory's path in its store, a file's
+# default mount path in its session), as the next test's identical create will ask for it
+# again: that test gets a fresh container (the mock the tests are written for keeps no state).
+SLOT_TAKERS = {"memories": "store", "resources": "file"}
+
+
 def renew(path, method):
     """A mapped object the request deletes or archives is replaced for the next tests."""
     segments = path.split("/")
+    if method == "POST" and segments[-1] in SLOT_TAKERS:
+        remake(SLOT_TAKERS[segments[-1]])
+        return
     ending = method == "DELETE" or segments[-1] == "archive"
     if not ending:
         return
     target = segments[-1] if method == "DELETE" else segments[-2]
     for kind, real in list(REAL.items()):
         if real == target:
-            for k in [kind] + DEPENDENTS.get(kind, []):
-                try:
-                    REAL[k] = MAKERS[k](REAL)
-                except Exception as e:  # the next tests will say what is missing
-                    print(f"cannot renew {k}: {e}", file=sys.stderr, flush=True)
+            remake(kind)
+
+
+def remake(kind):
+    for k in [kind] + DEPENDENTS.get(kind, []):
+        try:
+            REAL[k] = MAKERS[k](REAL)
+        except Exception as e:  # the next tests will say what is missing
+            print(f"cannot renew {k}: {e}", file=sys.stderr, flush=True)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -206,7 +280,7 @@ class Handler(BaseHTTPRequestHandler):
     def forward(self):
         url = urllib.parse.urlsplit(self.path)
         with LOCK:
-            path = "/".join(swap(urllib.parse.unquote(p)) for p in url.path.split("/"))
+            path = "/".join(owned([urllib.parse.unquote(p) for p in url.path.split("/")]))
             query = urllib.parse.urlencode(
                 [(k, swap(v)) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True)]
             )

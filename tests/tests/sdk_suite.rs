@@ -21,101 +21,98 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde_json::json;
 use tether_e2e::{Reply, TestEnv, python, sdk_script};
-use tether_mock_llm::Script;
+use tether_mock_llm::{Route, Script};
 
 const SDIST: &str = "anthropic-2.17.0.tar.gz";
 
 /// (test file under tests/api_resources/beta/, tests expected to pass of those run, why the
-/// rest fail). Counts are of the synchronous class, loose and strict together; for the
-/// resources tether does not serve yet, what passes are the SDK's client-side checks (an
-/// empty path id raises before any request).
+/// rest fail). Counts are of the synchronous class, loose and strict together. What still
+/// fails is the SDK's placeholder input no real server takes (`limit=0`, `page="page"`, ids
+/// like `"string"`), the suite's own respx mock, or a limit tether sets on purpose (said so).
 const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_agents.py",
         38,
-        "with_all_params: skills, aws_role, Prism placeholders (limit=0)",
+        "with_all_params: execution_identity other than service_account (tools run as tetherd's user, deliberate); version=0 (versions start at 1); limit=0",
     ),
     (
         "agents/test_versions.py",
         8,
-        "with_all_params: Prism placeholders",
+        "list_with_all_params: limit=0 (1..100)",
     ),
     (
         "test_environments.py",
         50,
-        "with_all_params: Prism placeholders",
+        "with_all_params: scope on a cloud environment (self-hosted only); page=\"page\" (not a cursor)",
     ),
     (
         "test_sessions.py",
         50,
-        "with_all_params: vaults, resources, Prism placeholders",
+        "with_all_params: vault_ids=[\"string\"] (no such vault), a file mounted at /uploads/ (tether mounts files under /mnt/ only, deliberate); page=\"page\"",
     ),
     (
         "sessions/test_events.py",
         28,
-        "with_all_params: Prism placeholders",
+        "list_with_all_params: limit=0",
     ),
     (
         "sessions/test_resources.py",
-        33,
-        "with_all_params: Prism placeholders",
+        46,
+        "add_with_all_params: mount_path /uploads/receipt.pdf (under /mnt/ only, deliberate); limit=0",
     ),
     (
         "sessions/test_threads.py",
-        20,
-        "archive: the primary thread is the session (409, tether's rule; the proxy maps a single-agent session's primary thread); Prism placeholders (limit=0)",
+        28,
+        "list_with_all_params: limit=0",
     ),
     (
         "sessions/threads/test_events.py",
         18,
-        "with_all_params: Prism placeholders",
+        "list_with_all_params: limit=0",
     ),
     (
         "test_files.py",
         36,
-        "with_all_params and beta headers: Prism placeholders",
+        "download (4 tests, each a failure and a teardown error): the suite's respx mock rejects its own httpx2.Response before any request; list_with_all_params: page=\"page\"",
     ),
-    ("test_vaults.py", 54, "with_all_params: Prism placeholders"),
+    ("test_vaults.py", 54, "list_with_all_params: limit=0"),
     (
         "vaults/test_credentials.py",
-        58,
-        "with_all_params: Prism placeholders",
+        66,
+        "update_with_all_params: expires_at in 2019 (a token that has expired); limit=0",
     ),
     (
         "test_skills.py",
         26,
-        "create: `files=[b\"Example data\"]` has no SKILL.md (a 400, as hosted); Prism placeholders",
+        "create: `files=[b\"Example data\"]` has no SKILL.md (a 400, as hosted); page=\"page\", limit=0",
     ),
     (
         "skills/test_versions.py",
         32,
-        "create: no SKILL.md (a 400); `version`: delete of a version other tests read",
+        "create: `files=[b\"Example data\"]`, no path or SKILL.md (a 400, as hosted); download (4 tests, each a failure and a teardown error): the suite's respx mock rejects its own httpx2.Response; page=\"page\"",
     ),
-    (
-        "test_memory_stores.py",
-        54,
-        "with_all_params: Prism placeholders",
-    ),
+    ("test_memory_stores.py", 54, "list_with_all_params: limit=0"),
     (
         "memory_stores/test_memories.py",
-        17,
-        "memories: see the failing list",
+        44,
+        "update_with_all_params: a content_sha256 precondition the content doesn't have (409, as hosted); delete_with_all_params: expected_content_sha256=\"expected_content_sha256\" (not a hash); limit=0",
     ),
     (
         "memory_stores/test_memory_versions.py",
-        12,
-        "memory versions: see the failing list",
+        28,
+        "list_with_all_params: limit=0",
     ),
     (
         "test_deployments.py",
         70,
-        "with_all_params: Prism placeholders",
+        "with_all_params: resources on a deployment (not mounted by tetherd, deliberate); status with include_archived (tether refuses the pair: archived deployments report active)",
     ),
     (
         "test_deployment_runs.py",
         16,
-        "with_all_params: Prism placeholders",
+        "list_with_all_params: limit=0",
     ),
 ];
 
@@ -170,6 +167,28 @@ fn pytest_summaries_are_counted() {
     assert_eq!(counts("no tests ran"), (0, 0));
 }
 
+/// Every turn answers with text, but the proxy's lead agent (system prompt `sdk-suite lead`,
+/// tests/sdk/suite_proxy.py) spawns one helper thread on its first turn: a child thread for
+/// the thread tests to address and archive.
+fn suite_script(replies: Vec<Reply>) -> Script {
+    let spawn = json!({"name": "helper", "system": "sdk-suite helper", "message": "Say done."});
+    Script::by_turn(replies)
+        .with_side_reply(Reply::text("title"))
+        .with_route(
+            Route::new("helper", vec![Reply::text("done")])
+                .when_system("sdk-suite helper")
+                .by_turn(),
+        )
+        .with_route(
+            Route::new(
+                "lead",
+                vec![Reply::tool_use("spawn_agent", spawn), Reply::text("ok")],
+            )
+            .when_system("sdk-suite lead")
+            .by_turn(),
+        )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdks_generated_tests_pass_against_tetherd_as_far_as_expected() {
     let missing = match (sdist(), plugins_missing()) {
@@ -202,7 +221,7 @@ async fn the_sdks_generated_tests_pass_against_tetherd_as_far_as_expected() {
 
     // Sessions the tests make get messages: every turn answers with text.
     let replies = (0..400).map(|_| Reply::text("ok")).collect();
-    let env = TestEnv::new(Script::by_turn(replies).with_side_reply(Reply::text("title"))).await;
+    let env = TestEnv::new(suite_script(replies)).await;
     let (mut daemon, base, token) = env.spawn_http_daemon().await;
     let mut proxy = Command::new(python())
         .arg(sdk_script("suite_proxy.py"))

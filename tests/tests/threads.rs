@@ -980,3 +980,74 @@ async fn model_requests(env: &TestEnv, id: &str) -> u64 {
     let info = c.call("session.get", json!({"session": id})).await.unwrap();
     info["usage"]["model_requests"].as_u64().unwrap()
 }
+
+/// Over HTTP a `multiagent_20261001` agent says every member with its default (strict SDK
+/// clients require all three), and a session's copy gives each roster agent in full.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_multiagent_says_its_defaults_and_a_session_has_the_full_roster() {
+    let env = TestEnv::new(Script::by_turn(vec![])).await;
+    let (mut daemon, api) = tether_e2e::http_api::Api::start(&env).await;
+    let reviewer = api
+        .post(
+            "/v1/agents",
+            json!({"name": "reviewer", "model": "claude-haiku-4-5", "system": "You review code."}),
+        )
+        .await;
+    let lead = api
+        .post(
+            "/v1/agents",
+            json!({"name": "lead", "model": "claude-haiku-4-5", "multiagent": {
+                "type": "multiagent_20261001",
+                "subagents": {"type": "enabled", "predefined_agents": [reviewer["id"]]}}}),
+        )
+        .await;
+    let lead = api
+        .get(&format!("/v1/agents/{}", lead["id"].as_str().unwrap()))
+        .await;
+    let m = &lead["multiagent"];
+    assert_eq!(m["advisor"], json!({"type": "disabled"}), "{lead}");
+    assert_eq!(
+        m["workflows"],
+        json!({"type": "enabled", "inline_agents": {"type": "enabled"}, "predefined_agents": []}),
+        "{lead}"
+    );
+    assert_eq!(m["subagents"]["inline_agents"]["type"], "enabled", "{lead}");
+    assert_eq!(
+        m["subagents"]["predefined_agents"],
+        json!([{"type": "agent", "id": reviewer["id"], "version": 1}]),
+        "{lead}"
+    );
+
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": lead["id"], "environment_id": "default"}),
+        )
+        .await;
+    let roster = &s["agent"]["multiagent"]["subagents"]["predefined_agents"];
+    assert_eq!(roster.as_array().map(Vec::len), Some(1), "{s}");
+    let member = &roster[0];
+    assert_eq!(member["type"], "agent", "{s}");
+    assert_eq!(member["id"], reviewer["id"], "{s}");
+    assert_eq!(member["name"], "reviewer", "{s}");
+    assert_eq!(member["system"], "You review code.", "{s}");
+    assert_eq!(member["model"]["id"], "claude-haiku-4-5", "{s}");
+    assert_eq!(
+        member["execution_identity"]["type"], "service_account",
+        "{s}"
+    );
+    assert!(member.get("multiagent").is_none(), "{s}");
+    assert_eq!(
+        s["agent"]["multiagent"]["advisor"]["type"], "disabled",
+        "{s}"
+    );
+    let listed = api.get("/v1/sessions?limit=100").await;
+    assert!(
+        listed["data"].as_array().unwrap().iter().any(
+            |x| x["agent"]["multiagent"]["subagents"]["predefined_agents"][0]["name"] == "reviewer"
+        ),
+        "{listed}"
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

@@ -172,6 +172,40 @@ impl Multiagent {
         }
     }
 
+    /// The field as the hosted API answers it: every `multiagent_20261001` member said, with
+    /// its defaults (advisor disabled; subagents and workflows enabled, inline agents enabled,
+    /// no predefined agents), which strict SDK clients require. A coordinator is unchanged.
+    pub fn resolved(&self) -> Multiagent {
+        let member = |m: &Option<Members>| match m {
+            None => Members::Enabled {
+                inline_agents: Some(Toggle::Enabled {}),
+                predefined_agents: Some(Vec::new()),
+            },
+            Some(Members::Disabled {}) => Members::Disabled {},
+            Some(Members::Enabled {
+                inline_agents,
+                predefined_agents,
+            }) => Members::Enabled {
+                inline_agents: Some(inline_agents.unwrap_or(Toggle::Enabled {})),
+                predefined_agents: Some(predefined_agents.clone().unwrap_or_default()),
+            },
+        };
+        match self {
+            Multiagent::V20261001 {
+                advisor,
+                subagents,
+                workflows,
+            } => Multiagent::V20261001 {
+                advisor: Some(advisor.clone().unwrap_or(Advisor::Disabled {})),
+                subagents: Some(member(subagents)),
+                workflows: Some(member(workflows)),
+            },
+            Multiagent::Coordinator { agents } => Multiagent::Coordinator {
+                agents: agents.clone(),
+            },
+        }
+    }
+
     /// The rules that need no lookup; the message says what to change.
     pub fn validate(&self) -> Result<(), String> {
         match self {
@@ -299,6 +333,36 @@ mod tests {
             })
         );
         assert!(e.workflows.is_some(), "null enables workflows, as hosted");
+    }
+
+    #[test]
+    fn resolved_says_every_member_with_its_default() {
+        let bare = parse(serde_json::json!({"type": "multiagent_20261001"}));
+        assert_eq!(
+            serde_json::to_value(bare.resolved()).unwrap(),
+            serde_json::json!({"type": "multiagent_20261001",
+                "advisor": {"type": "disabled"},
+                "subagents": {"type": "enabled", "inline_agents": {"type": "enabled"}, "predefined_agents": []},
+                "workflows": {"type": "enabled", "inline_agents": {"type": "enabled"}, "predefined_agents": []}})
+        );
+        // What is given stays; the effective behaviour does not change.
+        let given = parse(serde_json::json!({"type": "multiagent_20261001",
+            "advisor": {"type": "enabled", "model": "openai/gpt-5.1"},
+            "subagents": {"type": "enabled", "inline_agents": {"type": "disabled"}, "predefined_agents": ["a"]},
+            "workflows": {"type": "disabled"}}));
+        let resolved = serde_json::to_value(given.resolved()).unwrap();
+        assert_eq!(resolved["subagents"]["inline_agents"]["type"], "disabled");
+        assert_eq!(
+            resolved["subagents"]["predefined_agents"],
+            serde_json::json!(["a"])
+        );
+        assert_eq!(
+            resolved["workflows"],
+            serde_json::json!({"type": "disabled"})
+        );
+        assert_eq!(resolved["advisor"]["model"], "openai/gpt-5.1");
+        assert_eq!(given.resolved().effective(), given.effective());
+        assert_eq!(bare.resolved().effective(), bare.effective());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tether_proto::agent::{
     Agent, AgentModel, AgentTool, McpServer, PermissionPolicy, ToolConfig, ToolDefaults,
 };
 use tether_proto::method::AgentParams;
+use tether_proto::multiagent::Multiagent;
 use tether_proto::{Event, SessionInfo, SessionStatus, StopReason};
 
 use super::error::ApiResult;
@@ -210,7 +211,9 @@ pub fn agent(rt: &Runtime, a: &Agent) -> HostedAgent {
         metadata: spec.metadata,
         skills: hosted_skills(&spec.skills),
         // Said once, at the top level (null: single-threaded), with its roster resolved.
-        multiagent: spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
+        multiagent: spec
+            .multiagent
+            .and_then(|m| serde_json::to_value(m.resolved()).ok()),
         execution_identity: service_account(),
         created_at: a.created_at.clone(),
         updated_at: a.updated_at.clone(),
@@ -364,24 +367,81 @@ impl AgentCache {
             },
         )
         .await?;
-        let snap = SessionAgent {
-            kind: "agent".into(),
-            id: Some(a.id),
-            version: a.version,
-            name: a.spec.name,
-            description: a.spec.description,
-            system: a.spec.system,
-            model: a.spec.model.unwrap_or_else(|| default_model(rt)),
-            tools: a.spec.tools.iter().map(hosted_tool).collect(),
-            mcp_servers: a.spec.mcp_servers,
-            skills: hosted_skills(&a.spec.skills),
-            execution_identity: service_account(),
-            // Sessions copy the field at create (hosted).
-            multiagent: a.spec.multiagent.and_then(|m| serde_json::to_value(m).ok()),
-        };
+        let mut snap = thread_agent(rt, &a);
+        // Sessions copy the field at create (hosted), each roster entry as the full definition.
+        if let Some(m) = &a.spec.multiagent {
+            snap.multiagent = Some(session_multiagent(rt, m, &a).await?);
+        }
         self.0.insert(key, snap.clone());
         Ok(snap)
     }
+}
+
+/// An agent version as a session runs it (`BetaManagedAgentsSessionThreadAgent`), without its
+/// `multiagent`.
+fn thread_agent(rt: &Runtime, a: &Agent) -> SessionAgent {
+    SessionAgent {
+        kind: "agent".into(),
+        id: Some(a.id.clone()),
+        version: a.version,
+        name: a.spec.name.clone(),
+        description: a.spec.description.clone(),
+        system: a.spec.system.clone(),
+        model: hosted_model(a.spec.model.clone().unwrap_or_else(|| default_model(rt))),
+        tools: a.spec.tools.iter().map(hosted_tool).collect(),
+        mcp_servers: a.spec.mcp_servers.clone(),
+        skills: hosted_skills(&a.spec.skills),
+        execution_identity: service_account(),
+        multiagent: None,
+    }
+}
+
+/// `session.agent.multiagent`: the agent's field with its defaults said, and each predefined
+/// agent (stored pinned to a version; `self` is `own`) as its full definition.
+async fn session_multiagent(rt: &Runtime, m: &Multiagent, own: &Agent) -> ApiResult<Value> {
+    let mut v = serde_json::to_value(m.resolved()).unwrap_or(Value::Null);
+    let lists: Vec<&mut Value> = match &mut v {
+        Value::Object(o) => o
+            .iter_mut()
+            .filter_map(|(k, member)| match k.as_str() {
+                "agents" => Some(member),
+                "subagents" | "workflows" => member.get_mut("predefined_agents"),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for list in lists {
+        let Some(entries) = list.as_array_mut() else {
+            continue;
+        };
+        for entry in entries.iter_mut() {
+            let member = match entry.get("type").and_then(Value::as_str) {
+                Some("self") => Some(own.clone()),
+                Some("agent") => {
+                    let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
+                    let version = entry
+                        .get("version")
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u32::try_from(n).ok());
+                    let params = AgentParams {
+                        agent: id.to_string(),
+                        version,
+                    };
+                    Some(crate::resources::agents::get(&rt.store, &params).await?)
+                }
+                _ => None,
+            };
+            if let Some(a) = member {
+                let mut def = serde_json::to_value(thread_agent(rt, &a)).unwrap_or(Value::Null);
+                if let Some(o) = def.as_object_mut() {
+                    o.remove("multiagent");
+                }
+                *entry = def;
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// A session in the hosted shape. `info` carries the live status and usage; `row` the
