@@ -374,7 +374,13 @@ fn real_main() -> Result<()> {
             workers::WORKERS,
             workers::SESSIONS
         );
-        rows.extend(workers::rows(&bins, &url, runs).context("workers")?);
+        // Its own mock: the scenario groups' one is shut down once their requests are counted.
+        let mock = rt
+            .block_on(MockServer::start(scenarios::bash_then_read()))
+            .context("starting the mock model")?;
+        let measured = workers::rows(&bins, &mock.base_url(), runs).context("workers");
+        rt.block_on(mock.shutdown());
+        rows.extend(measured?);
     }
     if opts.wants(Metric::Deployments) {
         eprintln!(

@@ -101,9 +101,13 @@ impl Api {
             });
             if let Some(e) = last
                 && e["type"] == "session.status_idle"
-                && e["stop_reason"]["type"] == "end_turn"
             {
-                return Ok(());
+                match e["stop_reason"]["type"].as_str() {
+                    Some("end_turn") => return Ok(()),
+                    Some("requires_action") => {}
+                    // A turn that failed never ends well: say why instead of waiting forever.
+                    other => bail!("session {session} stopped with {other:?}: {e}"),
+                }
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
