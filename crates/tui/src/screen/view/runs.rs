@@ -294,7 +294,9 @@ fn graph_line(
         if chosen { "▶" } else { " " },
         Style::default().fg(Color::Cyan),
     )];
-    spans.extend(fit(task, c.task));
+    // A column's gap: a cut name must not run into the status.
+    spans.extend(fit(task, c.task.saturating_sub(1)));
+    spans.push(Span::raw(" "));
     let tries = if t.attempts == 0 {
         "-".to_string()
     } else {
