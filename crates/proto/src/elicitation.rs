@@ -131,7 +131,7 @@ pub fn form_fields(schema: &Value) -> Vec<FormField> {
     let Some(props) = schema.get("properties").and_then(Value::as_object) else {
         return Vec::new();
     };
-    props
+    let mut fields: Vec<FormField> = props
         .iter()
         .map(|(name, p)| FormField {
             name: name.clone(),
@@ -148,7 +148,16 @@ pub fn form_fields(schema: &Value) -> Vec<FormField> {
             required: required.contains(&name.as_str()),
             default: p.get("default").cloned(),
         })
-        .collect()
+        .collect();
+    // JSON objects lose the server's order of `properties` on the way here; `required` is an
+    // array and keeps it. So: the required fields in the server's order, then the rest by name.
+    fields.sort_by_key(|f| {
+        required
+            .iter()
+            .position(|r| *r == f.name)
+            .unwrap_or(usize::MAX)
+    });
+    fields
 }
 
 fn field_kind(p: &Value) -> FieldKind {
@@ -426,5 +435,19 @@ mod tests {
         assert_eq!(sub.kind, FieldKind::Boolean);
         assert!(!sub.required);
         assert_eq!(sub.default, Some(json!(false)));
+    }
+
+    #[test]
+    fn required_fields_come_first_in_the_order_the_server_gave() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"}, "age": {"type": "integer"},
+                "color": {"type": "string"}, "bio": {"type": "string"}
+            },
+            "required": ["name", "age"]
+        });
+        let order: Vec<String> = form_fields(&schema).into_iter().map(|f| f.name).collect();
+        assert_eq!(order, ["name", "age", "bio", "color"]);
     }
 }

@@ -69,15 +69,15 @@ fn typing_tabbing_and_enter_accept_with_the_typed_content() {
     let mut s = state(80, 24);
     scene(&mut s);
     assert!(matches!(&s.overlay, Overlay::Elicitation { id, .. } if id == ELIC));
-    // age (focused first)
+    // name (required, first as the server listed it), then age, color, subscribe
+    typ(&mut s, "Adax");
+    key(&mut s, KeyCode::Backspace);
+    key(&mut s, KeyCode::Tab);
     typ(&mut s, "36");
     key(&mut s, KeyCode::Tab);
     // color: right twice = green
     key(&mut s, KeyCode::Right);
     key(&mut s, KeyCode::Right);
-    key(&mut s, KeyCode::Tab);
-    typ(&mut s, "Adax");
-    key(&mut s, KeyCode::Backspace);
     key(&mut s, KeyCode::Tab);
     key(&mut s, KeyCode::Char(' '));
     let fx = key(&mut s, KeyCode::Enter);
@@ -100,10 +100,9 @@ fn typing_tabbing_and_enter_accept_with_the_typed_content() {
 fn enter_with_a_field_that_does_not_fit_says_which_and_sends_nothing() {
     let mut s = state(80, 24);
     scene(&mut s);
-    typ(&mut s, "old");
-    key(&mut s, KeyCode::Tab);
-    key(&mut s, KeyCode::Tab);
     typ(&mut s, "Ada");
+    key(&mut s, KeyCode::Tab);
+    typ(&mut s, "old");
     let fx = key(&mut s, KeyCode::Enter);
     assert!(fx.is_empty(), "{fx:?}");
     let Overlay::Elicitation { form, .. } = &s.overlay else {
@@ -164,10 +163,10 @@ fn snapshot_elicitation_prompt() {
     for (w, h) in [(80u16, 24u16), (120, 40)] {
         let mut s = state(w, h);
         scene(&mut s);
-        typ(&mut s, "3");
+        key(&mut s, KeyCode::Tab);
+        typ(&mut s, "3x");
         key(&mut s, KeyCode::Tab);
         key(&mut s, KeyCode::Right);
-        key(&mut s, KeyCode::Tab);
         insta::assert_snapshot!(format!("elicitation_{w}x{h}"), frame(&s));
         key(&mut s, KeyCode::Enter);
         insta::assert_snapshot!(format!("elicitation_error_{w}x{h}"), frame(&s));
