@@ -376,7 +376,7 @@ fn real_main() -> Result<()> {
         );
         // Its own mock: the scenario groups' one is shut down once their requests are counted.
         let mock = rt
-            .block_on(MockServer::start(scenarios::bash_then_read()))
+            .block_on(MockServer::start(workers::script()))
             .context("starting the mock model")?;
         let measured = workers::rows(&bins, &mock.base_url(), runs).context("workers");
         rt.block_on(mock.shutdown());
