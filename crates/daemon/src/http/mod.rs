@@ -150,6 +150,14 @@ pub fn listen_addr(listen: &str, allow_remote: bool) -> anyhow::Result<SocketAdd
 pub async fn serve(listener: tokio::net::TcpListener, rt: Arc<Runtime>, token: String) {
     let shutdown = rt.shutdown.clone();
     let app = router(rt, token);
+    // Event streams write one small frame per event: without TCP_NODELAY, Nagle holds each
+    // frame after the first until the client's (delayed) ACK, which a worker waiting on a
+    // tool call pays on every call.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
