@@ -378,8 +378,16 @@ fn real_main() -> Result<()> {
         let mock = rt
             .block_on(MockServer::start(workers::script()))
             .context("starting the mock model")?;
-        let measured = workers::rows(&bins, &mock.base_url(), runs).context("workers");
+        let paced = rt
+            .block_on(MockServer::start(workers::script().with_timing(Timing {
+                ttft_ms: workers::PACED_TTFT_MS,
+                ..Timing::default()
+            })))
+            .context("starting the paced mock model")?;
+        let measured =
+            workers::rows(&bins, &mock.base_url(), &paced.base_url(), runs).context("workers");
         rt.block_on(mock.shutdown());
+        rt.block_on(paced.shutdown());
         rows.extend(measured?);
     }
     if opts.wants(Metric::Deployments) {
