@@ -287,19 +287,35 @@ impl Threads {
             },
             None => primary,
         }];
-        let root = rows[0].id.clone();
-        self.push_children(&root, 1, &mut rows);
+        // Children by parent, in creation order, built once: a run's fan-out makes a thousand
+        // threads, and looking each one's parent up in the list per row made every frame
+        // cubic in them. A child of an unknown (or the primary) thread hangs under the
+        // primary (`None`).
+        let known: std::collections::HashSet<&str> =
+            self.children.iter().map(|t| t.id.as_str()).collect();
+        let mut kids: std::collections::HashMap<Option<&str>, Vec<&ThreadRow>> =
+            std::collections::HashMap::new();
+        for t in &self.children {
+            let parent = t
+                .parent
+                .as_deref()
+                .filter(|p| *p != t.id && known.contains(p));
+            if !t.archived {
+                kids.entry(parent).or_default().push(t);
+            }
+        }
+        Self::push_children(&kids, None, 1, &mut rows);
         rows
     }
 
-    fn push_children(&self, parent: &str, depth: usize, rows: &mut Vec<TreeRow>) {
+    fn push_children(
+        kids: &std::collections::HashMap<Option<&str>, Vec<&ThreadRow>>,
+        parent: Option<&str>,
+        depth: usize,
+        rows: &mut Vec<TreeRow>,
+    ) {
         let mut advisor: Option<usize> = None;
-        // A child of an unknown (or the primary) thread hangs under the primary.
-        let under = |t: &&ThreadRow| match t.parent.as_deref() {
-            Some(p) if self.children.iter().any(|o| o.id == p && o.id != t.id) => p == parent,
-            _ => depth == 1,
-        };
-        for t in self.children.iter().filter(|t| !t.archived).filter(under) {
+        for t in kids.get(&parent).into_iter().flatten() {
             if t.is_advisor() {
                 if let Some(i) = advisor {
                     // One row for every consultation: the newest decides what it shows.
@@ -328,7 +344,7 @@ impl Threads {
                 count: 1,
             });
             if depth < 4 {
-                self.push_children(&t.id, depth + 1, rows);
+                Self::push_children(kids, Some(&t.id), depth + 1, rows);
             }
         }
     }

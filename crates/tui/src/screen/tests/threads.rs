@@ -702,3 +702,54 @@ fn snapshot_the_transcript_switched_to_a_child() {
 fn snapshot_the_approval_modal_for_a_childs_call() {
     snap_both("threads_approval", |s| scene(s, true));
 }
+
+#[test]
+fn the_tree_nests_children_under_their_parent_and_scales_to_a_fan_out() {
+    let mut list = vec![sthr("sthr_1", "primary", "m", SessionStatus::Idle, None)];
+    // A thousand children of the primary (a run's fan-out), one grandchild under the first,
+    // one whose parent is unknown (it hangs under the primary) and an archived one.
+    for i in 0..1000 {
+        list.push(sthr(
+            &format!("sthr_c{i:04}"),
+            &format!("item{i}"),
+            "m",
+            SessionStatus::Idle,
+            None,
+        ));
+    }
+    let mut grandchild = sthr("sthr_g", "grandchild", "m", SessionStatus::Idle, None);
+    grandchild.parent_thread_id = Some("sthr_c0000".into());
+    let mut orphan = sthr("sthr_o", "orphan", "m", SessionStatus::Idle, None);
+    orphan.parent_thread_id = Some("sthr_gone".into());
+    let mut archived = sthr("sthr_a", "archived", "m", SessionStatus::Idle, None);
+    archived.archived_at = Some("2026-12-07T00:00:00Z".into());
+    list.extend([grandchild, orphan, archived]);
+    let mut t = Threads::default();
+    t.set_list(&list);
+    let s = state_with(&[]);
+    let started = std::time::Instant::now();
+    let rows = t.tree(s.thread_rows().remove(0));
+    eprintln!("tree of 1,003 threads: {:?}", started.elapsed());
+    let names: Vec<(&str, usize)> = rows
+        .iter()
+        .map(|r| (r.name.as_str(), r.depth))
+        .take(4)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("primary", 0),
+            ("item0", 1),
+            ("grandchild", 2),
+            ("item1", 1)
+        ]
+    );
+    assert_eq!(rows.len(), 1 + 1000 + 2, "the archived thread is not a row");
+    assert_eq!(
+        (
+            rows.last().unwrap().name.as_str(),
+            rows.last().unwrap().depth
+        ),
+        ("orphan", 1)
+    );
+}
