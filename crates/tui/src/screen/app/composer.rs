@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui_textarea::{CursorMove, TextArea};
 
-use super::{Cmd, Effect, Scroll, State};
+use super::{Cmd, Effect, Overlay, Scroll, State};
 
 /// An empty composer with its placeholder.
 pub fn new_composer() -> TextArea<'static> {
@@ -95,6 +95,15 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
 impl State {
     fn composer_text(&self) -> String {
         self.composer.lines().join("\n")
+    }
+
+    /// Whether a prompt (a checkpoint, an MCP question) may open by itself now: never on a
+    /// read-only client, over another overlay, or while the user types or searches.
+    pub(super) fn may_open_prompt(&self) -> bool {
+        !(self.read_only
+            || self.overlay != Overlay::None
+            || self.search.editing
+            || !self.composer_empty())
     }
 
     pub(super) fn composer_empty(&self) -> bool {

@@ -155,11 +155,7 @@ impl State {
             self.notice = Some("the MCP server's question was answered".into());
             self.overlay = Overlay::None;
         }
-        if self.read_only
-            || self.overlay != Overlay::None
-            || self.search.editing
-            || !self.composer_empty()
-        {
+        if !self.may_open_prompt() {
             return;
         }
         let p = &self.elicitations;

@@ -125,11 +125,7 @@ impl State {
             self.notice = Some(format!("checkpoint `{task}` was answered elsewhere"));
             self.overlay = Overlay::None;
         }
-        if self.read_only
-            || self.overlay != Overlay::None
-            || self.search.editing
-            || !self.composer_empty()
-        {
+        if !self.may_open_prompt() {
             return;
         }
         if let Some((run, task)) = waiting.into_iter().find(|k| {
