@@ -431,6 +431,12 @@ async fn multi_stream_appends_create_threads_and_keep_cross_post_ids() {
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0].parent_id.as_deref(), Some("sesn_p"));
     assert!(threads[0].thread_agent.is_some());
+    // Its event is still in the unindexed tail, and the listing counts it.
+    assert_eq!(
+        threads[0].last_seq,
+        store.get_session("sthr_c").await.unwrap().unwrap().last_seq
+    );
+    assert!(threads[0].last_seq >= 1, "{:?}", threads[0].last_seq);
     // A failing part (no such stream) writes none of the batch.
     let err = store
         .append_multi(
