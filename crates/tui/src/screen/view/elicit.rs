@@ -5,10 +5,9 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::widgets::{Block, Clear, Paragraph};
 use tether_proto::elicitation::FieldKind;
 
-use super::{centered, dim};
+use super::dim;
 use crate::screen::app::State;
 use crate::screen::app::elicit::{Form, Input};
 use crate::screen::wrap::wrap;
@@ -105,15 +104,11 @@ pub fn draw(f: &mut Frame<'_>, s: &State, id: &str, form: &Form, area: Rect) {
         &pad,
         &pad,
     ));
-    let height = u16::try_from(lines.len() + 2).unwrap_or(area.height);
-    let rect = centered(area, width, height);
-    f.render_widget(Clear, rect);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(format!(" MCP question · {} ", asked.server))
-                .border_style(Style::default().fg(Color::Magenta)),
-        ),
-        rect,
+    super::draw_prompt(
+        f,
+        area,
+        width,
+        format!(" MCP question · {} ", asked.server),
+        lines,
     );
 }

@@ -657,6 +657,28 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
+/// A prompt over the transcript: `lines` in a magenta-bordered box titled `title`, as tall as
+/// its lines (at most the screen), centred in `area` (the checkpoint and MCP-question prompts).
+fn draw_prompt(
+    f: &mut Frame<'_>,
+    area: Rect,
+    width: u16,
+    title: String,
+    lines: Vec<Line<'static>>,
+) {
+    let height = u16::try_from(lines.len() + 2).unwrap_or(area.height);
+    let rect = centered(area, width, height);
+    f.render_widget(Clear, rect);
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .title(title)
+                .border_style(Style::default().fg(Color::Magenta)),
+        ),
+        rect,
+    );
+}
+
 fn draw_help(f: &mut Frame<'_>, s: &State, area: Rect) {
     let mut rows = help_rows(&s.keys.detach_label());
     if s.runs.any() {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use tether_proto::workflow::{RunResult, RunStatus, item_parent};
 use unicode_width::UnicodeWidthStr;
 
-use super::{centered, dim, short_model};
+use super::{dim, short_model};
 use crate::screen::app::State;
 use crate::screen::rungraph::{GraphRow, RowKind};
 use crate::screen::runs::{RunView, Shown, TaskView, status_label};
@@ -553,15 +553,5 @@ pub fn draw_checkpoint(
             &pad,
         )),
     }
-    let height = u16::try_from(lines.len() + 2).unwrap_or(area.height);
-    let rect = centered(area, width, height);
-    f.render_widget(Clear, rect);
-    f.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(format!(" checkpoint · {run} "))
-                .border_style(Style::default().fg(Color::Magenta)),
-        ),
-        rect,
-    );
+    super::draw_prompt(f, area, width, format!(" checkpoint · {run} "), lines);
 }
