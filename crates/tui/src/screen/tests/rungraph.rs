@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use tether_proto::workflow::{AttemptStatus, Phase, TaskStatus, WorkflowSpec};
+use tether_proto::workflow::{AttemptStatus, TaskStatus, WorkflowSpec};
 
 use super::*;
 use crate::screen::rungraph::{GraphRow, RowKind, layout};
@@ -16,25 +16,7 @@ const RUN: &str = "wrun_graph";
 fn created(seq: u64, tasks: serde_json::Value) -> Event {
     let spec: WorkflowSpec =
         serde_json::from_value(json!({"name": "graph", "tasks": tasks})).unwrap();
-    ev(
-        seq,
-        EventBody::WorkflowRunCreated {
-            workflow_run_id: RUN.into(),
-            name: spec.name.clone(),
-            description: None,
-            phases: spec
-                .tasks
-                .iter()
-                .map(|t| Phase {
-                    id: t.id.clone(),
-                    name: t.id.clone(),
-                    description: None,
-                })
-                .collect(),
-            spec: Some(Box::new(spec)),
-            tool_use_id: None,
-        },
-    )
+    super::runs::run_created(seq, RUN, spec)
 }
 
 fn running_run(seq: u64) -> Event {

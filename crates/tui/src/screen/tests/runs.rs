@@ -27,11 +27,15 @@ fn spec() -> WorkflowSpec {
 }
 
 fn created(seq: u64) -> Event {
-    let spec = spec();
+    run_created(seq, RUN, spec())
+}
+
+/// `workflow_run.created` of `run`, one phase per task of `spec`.
+pub(super) fn run_created(seq: u64, run: &str, spec: WorkflowSpec) -> Event {
     ev(
         seq,
         EventBody::WorkflowRunCreated {
-            workflow_run_id: RUN.into(),
+            workflow_run_id: run.into(),
             name: spec.name.clone(),
             description: None,
             phases: spec
