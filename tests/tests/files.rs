@@ -1,6 +1,8 @@
 //! Files and session resources (issue 25): `/v1/files` (multipart upload as the SDKs send it,
-//! paged listing, metadata, content, delete, the size limit), `tether files`, and files
-//! mounted read-only into a session's sandbox.
+//! paged listing, metadata, content, delete, the size limit), `tether files`, files mounted
+//! read-only into a session's sandbox under /mnt/session/uploads (mount paths re-rooted there
+//! as the hosted API does, files added or removed mid-session seen at once), and the
+//! session's own /mnt/session/outputs (captured into files scoped to it) and /mnt/user.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -270,12 +272,15 @@ async fn a_file_resource_is_mounted_read_only() {
             "POST",
             "/v1/sessions",
             Some(json!({"agent": "default", "environment_id": "default",
-                "resources": [{"type": "file", "file_id": file_id, "mount_path": "/etc/x"}]})),
+                "resources": [{"type": "file", "file_id": file_id, "mount_path": "../etc/x"}]})),
         )
         .await;
     assert_eq!(status, 400, "{e}");
     assert!(
-        e["error"]["message"].as_str().unwrap().contains("/mnt/"),
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/mnt/session/uploads/"),
         "{e}"
     );
 
@@ -535,4 +540,261 @@ async fn github_repositories_are_cloned_with_a_token_that_is_never_written() {
                 .unwrap()
                 .contains("/octo/hello")
     );
+}
+
+/// Runs one turn: sends `text`, waits for idle, returns the turn's tool results.
+async fn turn(env: &TestEnv, h: &Http, sid: &str, text: &str) -> Vec<String> {
+    let before = tether_e2e::tool_results(&env.log(sid).await).len();
+    h.ok(
+        "POST",
+        &format!("/v1/sessions/{sid}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})),
+    )
+    .await;
+    env.wait_idle(sid).await;
+    tether_e2e::tool_results(&env.log(sid).await)
+        .into_iter()
+        .skip(before)
+        .map(|(_, t)| t)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_paths_are_rerooted_under_uploads_and_changes_reach_a_running_sandbox() {
+    let env = TestEnv::new(Script::sequential(vec![
+        // turn 1: the files where the hosted API puts them, through bash and the file tools
+        tether_e2e::Reply::tool_use(
+            "bash",
+            json!({"command": "cat /mnt/session/uploads/calc.py /mnt/session/uploads/uploads/notes.txt"}),
+        ),
+        tether_e2e::Reply::tool_use("read", json!({"file_path": "/mnt/session/uploads/calc.py"})),
+        tether_e2e::Reply::tool_use(
+            "write",
+            json!({"file_path": "/mnt/session/uploads/calc.py", "content": "hacked"}),
+        ),
+        tether_e2e::Reply::text("read them"),
+        // turn 2: a file added while the shell runs
+        tether_e2e::Reply::tool_use("bash", json!({"command": "cat /mnt/session/uploads/late/l.txt"})),
+        tether_e2e::Reply::text("saw it"),
+        // turn 3: and removed
+        tether_e2e::Reply::tool_use(
+            "bash",
+            json!({"command": "cat /mnt/session/uploads/late/l.txt; ls /mnt/session/uploads"}),
+        ),
+        tether_e2e::Reply::text("gone"),
+    ]))
+    .await;
+    let (mut daemon, h) = Http::start(&env).await;
+    let id_of = |v: &Value| v["id"].as_str().unwrap().to_string();
+    let calc = id_of(
+        &h.upload("calc.py", "text/x-python", b"def add(a, b): return a + b\n")
+            .await
+            .1,
+    );
+    let notes = id_of(
+        &h.upload("notes.txt", "text/plain", b"remember the milk\n")
+            .await
+            .1,
+    );
+    let late = id_of(&h.upload("l.txt", "text/plain", b"added later\n").await.1);
+
+    // A path inside another resource's file can't be given.
+    let (status, e) = h
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(
+                json!({"agent": "default", "environment_id": "default", "resources": [
+                {"type": "file", "file_id": calc, "mount_path": "calc.py"},
+                {"type": "file", "file_id": notes, "mount_path": "calc.py/notes.txt"}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("calc.py/notes.txt"),
+        "{e}"
+    );
+
+    let s = h
+        .ok(
+            "POST",
+            "/v1/sessions",
+            Some(
+                json!({"agent": "default", "environment_id": "default", "resources": [
+                {"type": "file", "file_id": calc, "mount_path": "calc.py"},
+                {"type": "file", "file_id": notes, "mount_path": "/uploads/notes.txt"}]}),
+            ),
+        )
+        .await;
+    let sid = id_of(&s);
+    let paths: Vec<String> = h
+        .ok("GET", &format!("/v1/sessions/{sid}/resources"), None)
+        .await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["mount_path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/mnt/session/uploads/calc.py",
+            "/mnt/session/uploads/uploads/notes.txt"
+        ]
+    );
+
+    let r = turn(&env, &h, &sid, "read the files").await;
+    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(
+        r[0].contains("return a + b") && r[0].contains("remember the milk"),
+        "{r:?}"
+    );
+    assert!(r[1].contains("return a + b"), "{r:?}");
+    assert!(r[2].contains("mounted read-only"), "{r:?}");
+
+    let added = h
+        .ok(
+            "POST",
+            &format!("/v1/sessions/{sid}/resources"),
+            Some(json!({"type": "file", "file_id": late, "mount_path": "late/l.txt"})),
+        )
+        .await;
+    assert_eq!(
+        added["mount_path"], "/mnt/session/uploads/late/l.txt",
+        "{added}"
+    );
+    let (status, e) = h
+        .call(
+            "POST",
+            &format!("/v1/sessions/{sid}/resources"),
+            Some(json!({"type": "file", "file_id": late, "mount_path": "/mnt/session/uploads/calc.py"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+    let r = turn(&env, &h, &sid, "read the new one").await;
+    assert!(r[0].contains("added later"), "{r:?}");
+
+    h.ok(
+        "DELETE",
+        &format!("/v1/sessions/{sid}/resources/{}", id_of(&added)),
+        None,
+    )
+    .await;
+    let r = turn(&env, &h, &sid, "again").await;
+    assert!(r[0].contains("No such file"), "{r:?}");
+    assert!(
+        r[0].contains("calc.py") && r[0].contains("uploads"),
+        "{r:?}"
+    );
+
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outputs_become_session_files_and_symlinks_out_are_not_followed() {
+    let env = TestEnv::new(Script::sequential(vec![
+        // turn 1: deliverables, scratch, and an attempt to have the daemon copy a host file
+        // (a symlink to the daemon's own config) or hang on a FIFO
+        tether_e2e::Reply::tool_use(
+            "bash",
+            json!({"command": "cd /mnt/session/outputs && printf v1 > report.md && mkdir -p sub && printf deep > sub/d.txt && ln -s /etc/passwd leak && ln -s /etc sub/etc && (mkfifo pipe || true) && echo scratch > /mnt/user/s.txt && echo wrote"}),
+        ),
+        tether_e2e::Reply::text("delivered"),
+        // turn 2: a changed deliverable; the scratch file is still there
+        tether_e2e::Reply::tool_use(
+            "bash",
+            json!({"command": "printf v2 > /mnt/session/outputs/report.md && cat /mnt/user/s.txt"}),
+        ),
+        tether_e2e::Reply::text("revised"),
+    ]))
+    .await;
+    let (mut daemon, h) = Http::start(&env).await;
+    let s = h
+        .ok(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": "default", "environment_id": "default"})),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    let r = turn(&env, &h, &sid, "deliver").await;
+    assert!(r[0].contains("wrote"), "{r:?}");
+
+    // Captured before the session said it was idle: listed as soon as idle is seen.
+    let scoped = h
+        .ok("GET", &format!("/v1/files?scope_id={sid}"), None)
+        .await;
+    let names: Vec<&str> = scoped["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["report.md", "sub/d.txt"], "{scoped}");
+    for f in scoped["data"].as_array().unwrap() {
+        assert_eq!(f["scope"], json!({"id": sid, "type": "session"}), "{f}");
+    }
+    let report = scoped["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["filename"] == "report.md")
+        .unwrap()
+        .clone();
+    let rid = report["id"].as_str().unwrap().to_string();
+    let content = |id: String| {
+        let (c, base, token) = (h.c.clone(), h.base.clone(), h.token.clone());
+        async move {
+            c.get(format!("{base}/v1/files/{id}/content"))
+                .header("x-api-key", token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(content(rid.clone()).await, "v1");
+    // Uploads elsewhere are not this session's outputs; the unscoped listing has both.
+    let (_, other) = h.upload("mine.txt", "text/plain", b"mine").await;
+    assert_eq!(other["scope"], Value::Null, "{other}");
+    let all = h.ok("GET", "/v1/files", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 3, "{all}");
+    let none = h.ok("GET", "/v1/files?scope_id=sesn_other", None).await;
+    assert_eq!(none["data"], json!([]), "{none}");
+    let v1_blob = env
+        .paths
+        .data_dir
+        .join("files/blobs")
+        .join(report["sha256"].as_str().unwrap());
+    assert!(v1_blob.exists());
+
+    let r = turn(&env, &h, &sid, "revise").await;
+    assert!(r[0].contains("scratch"), "/mnt/user is kept: {r:?}");
+    let scoped = h
+        .ok("GET", &format!("/v1/files?scope_id={sid}"), None)
+        .await;
+    assert_eq!(scoped["data"].as_array().unwrap().len(), 2, "{scoped}");
+    assert_eq!(content(rid).await, "v2", "a changed output keeps its id");
+    assert!(!v1_blob.exists(), "the old content's blob is released");
+
+    // Nothing the daemon stored came through the symlinks.
+    for entry in std::fs::read_dir(env.paths.data_dir.join("files/blobs")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("root:"),
+            "a host file was captured"
+        );
+    }
+
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }

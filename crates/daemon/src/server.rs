@@ -1333,7 +1333,7 @@ impl Connection {
                 answer(r, f)
             }
             Dispatch::FileList(_, r) => {
-                let mut data = crate::resources::files::list(&rt.store).await?;
+                let mut data = crate::resources::files::list(&rt.store, None).await?;
                 data.reverse();
                 answer(r, List { data })
             }

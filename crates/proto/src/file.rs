@@ -4,8 +4,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a session's files and repositories may be mounted at.
+/// Where a session's files are mounted (read-only).
 pub const UPLOADS_DIR: &str = "/mnt/session/uploads";
+/// Where a session's agent leaves its deliverables: each file there becomes a file scoped to
+/// the session (`GET /v1/files?scope_id=SESSION`) when the agent ends its turn.
+pub const OUTPUTS_DIR: &str = "/mnt/session/outputs";
+/// The hosted container's writable scratch directory, kept with the session.
+pub const USER_DIR: &str = "/mnt/user";
+
+/// What a file belongs to (hosted `BetaFileScope`): the session whose outputs it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FileScope {
+    pub id: String,
+    /// Always `session`.
+    #[serde(rename = "type")]
+    pub scope_type: String,
+}
 
 /// An uploaded file's metadata (hosted `BetaFileMetadata`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -25,6 +39,9 @@ pub struct FileMetadata {
     pub expires_at: Option<String>,
     /// tether: the sha256 of the content (the name of its blob).
     pub sha256: String,
+    /// The session a captured output belongs to; null for an upload.
+    #[serde(default)]
+    pub scope: Option<FileScope>,
 }
 
 /// `DELETE /v1/files/{id}`.

@@ -118,14 +118,14 @@ fn upload_error(e: UploadError) -> ApiError {
     }
 }
 
-/// Newest first, like the hosted listing.
+/// Newest first, like the hosted listing; `scope_id` keeps a session's outputs only.
 pub async fn list(
     State(api): State<Api>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<FileMetadata>>> {
     let q = Query::parse(q.as_deref());
     let limit = q.limit(20, 1000)?;
-    let all = files::list(&api.rt.store).await?;
+    let all = files::list(&api.rt.store, q.one("scope_id")).await?;
     let (data, next_page) = page::slice(
         all,
         |f| vec![f.created_at.clone(), f.id.clone()],
@@ -254,32 +254,33 @@ pub async fn add_resource(
         mount_path: add.mount_path,
     };
     let mut planned = attach::plan(&api.rt.store, &[param]).await?;
-    let taken: Vec<String> = attach::list(&api.rt.store, &session_id)
-        .await?
-        .iter()
-        .map(|r| mount_path(r).to_string())
-        .collect();
-    if let Some(p) = planned.first()
-        && taken.iter().any(|t| t == mount_path(&p.resource))
-    {
-        return Err(ApiError::invalid(format!(
-            "mount_path: `{}` is taken by another resource of this session; choose another",
-            mount_path(&p.resource)
-        )));
+    let taken = attach::list(&api.rt.store, &session_id).await?;
+    if let Some(p) = planned.first() {
+        let path = attach::mount_of(&p.resource);
+        if let Some(other) = taken
+            .iter()
+            .map(attach::mount_of)
+            .find(|t| attach::mounts_clash(t, path))
+        {
+            return Err(ApiError::invalid(format!(
+                "mount_path: `{path}` clashes with `{other}`, another resource of this session (the same path, or one inside the other); choose another"
+            )));
+        }
     }
     attach::insert(&api.rt.store, &session_id, &planned).await?;
     let added = planned
         .pop()
-        .map(|p| p.resource)
         .ok_or_else(|| ApiError::invalid("resources: nothing to add"))?;
-    Ok(Json(added))
-}
-
-fn mount_path(r: &SessionResource) -> &str {
-    match r {
-        SessionResource::File { mount_path, .. }
-        | SessionResource::GithubRepository { mount_path, .. } => mount_path,
+    // A running sandbox sees the file at once.
+    if let Some(sha) = &added.sha256 {
+        attach::place_added(
+            &api.rt.paths,
+            &session_id,
+            sha,
+            attach::mount_of(&added.resource),
+        );
     }
+    Ok(Json(added.resource))
 }
 
 pub async fn retrieve_resource(

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tether_proto::file::{Checkout, ResourceParam, SessionResource, SessionResourceDeleted};
+use tether_proto::file::{
+    Checkout, ResourceParam, SessionResource, SessionResourceDeleted, UPLOADS_DIR,
+};
 use tether_proto::{ErrorBody, ErrorCode, Paths};
 
 use crate::ids;
@@ -36,26 +38,45 @@ pub struct Planned {
     pub token: Option<String>,
 }
 
-/// A file's `mount_path`: absolute, clean, under `/mnt/` but not in a memory store's
-/// `/mnt/memory/`, and not directly in `/mnt`.
-fn check_file_mount(path: &str) -> Result<(), ErrorBody> {
-    let p = Path::new(path);
-    let clean = p.is_absolute()
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && !path.ends_with('/')
-        && !path.chars().any(char::is_control);
-    let parent = p.parent().unwrap_or(Path::new("/"));
-    if !clean
-        || !p.starts_with("/mnt")
-        || p.starts_with("/mnt/memory")
-        || parent == Path::new("/mnt")
-    {
-        return Err(invalid(format!(
-            "mount_path: `{path}` can't be used; a file is mounted at an absolute path in a directory under /mnt/ (not /mnt/memory/, which memory stores use), e.g. /mnt/session/uploads/data.csv"
-        )));
+/// A file's `mount_path` as the hosted API resolves it: every file is mounted under
+/// `/mnt/session/uploads/`. A path already there stays; any other is re-rooted there, so
+/// `data.csv` and `/data.csv` are `/mnt/session/uploads/data.csv` and `/uploads/a.pdf` is
+/// `/mnt/session/uploads/uploads/a.pdf` (what the session's resource then reports, and where
+/// the agent finds it). `.`, `..`, an empty name and control characters are refused.
+pub fn resolve_file_mount(path: &str) -> Result<String, ErrorBody> {
+    let bad = |why: &str| {
+        invalid(format!(
+            "mount_path: `{path}` can't be used ({why}); a file is mounted under {UPLOADS_DIR}/ at the path given: `data.csv` or `/data.csv` is {UPLOADS_DIR}/data.csv"
+        ))
+    };
+    if path.chars().any(char::is_control) {
+        return Err(bad("it has a control character"));
     }
-    Ok(())
+    if path.len() > 1024 {
+        return Err(bad("it is longer than 1024 bytes"));
+    }
+    let under = path
+        .strip_prefix(UPLOADS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    if under.is_empty() || under.ends_with('/') {
+        return Err(bad("it names no file"));
+    }
+    if under
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(bad("`.`, `..` and empty names aren't allowed in it"));
+    }
+    Ok(format!("{UPLOADS_DIR}/{under}"))
+}
+
+/// Whether two mount paths can't both be used: the same path, or one a directory of the
+/// other.
+pub fn mounts_clash(a: &str, b: &str) -> bool {
+    let inside = |x: &str, dir: &str| x.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    a == b || inside(a, b) || inside(b, a)
 }
 
 /// A repository's `mount_path`: `/workspace/<dir>` (the session's workspace, where the
@@ -106,7 +127,7 @@ pub async fn plan(store: &Store, params: &[ResourceParam]) -> Result<Vec<Planned
     }
     let now = ids::now_rfc3339();
     let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen: Vec<String> = Vec::new();
     for p in params {
         let planned = match p {
             ResourceParam::File {
@@ -114,10 +135,10 @@ pub async fn plan(store: &Store, params: &[ResourceParam]) -> Result<Vec<Planned
                 mount_path,
             } => {
                 let meta = super::files::get(store, file_id).await?;
-                let mount_path = mount_path
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/{}", tether_proto::file::UPLOADS_DIR, meta.id));
-                check_file_mount(&mount_path)?;
+                let mount_path = match mount_path {
+                    Some(m) => resolve_file_mount(m)?,
+                    None => format!("{UPLOADS_DIR}/{}", meta.id),
+                };
                 Planned {
                     resource: SessionResource::File {
                         id: ids::session_resource_id(),
@@ -160,17 +181,19 @@ pub async fn plan(store: &Store, params: &[ResourceParam]) -> Result<Vec<Planned
             }
         };
         let path = mount_of(&planned.resource).to_string();
-        if !seen.insert(path.clone()) {
+        if let Some(other) = seen.iter().find(|s: &&String| mounts_clash(s, &path)) {
             return Err(invalid(format!(
-                "resources: two resources are mounted at `{path}`; give one another mount_path"
+                "resources: `{path}` and `{other}` can't both be mounted (the same path, or one inside the other); give one another mount_path"
             )));
         }
+        seen.push(path);
         out.push(planned);
     }
     Ok(out)
 }
 
-fn mount_of(r: &SessionResource) -> &str {
+/// Where a resource is mounted (a file) or cloned (a repository).
+pub fn mount_of(r: &SessionResource) -> &str {
     match r {
         SessionResource::File { mount_path, .. }
         | SessionResource::GithubRepository { mount_path, .. } => mount_path,
@@ -312,8 +335,8 @@ pub async fn get(store: &Store, session_id: &str, id: &str) -> Result<SessionRes
         .ok_or_else(|| not_found(session_id, id))
 }
 
-/// Removes a resource; a file's blob goes if nothing else names it. (A loaded session keeps
-/// what its sandbox already mounted until it is loaded again.)
+/// Removes a resource; a file leaves the session's uploads tree at once, and its blob goes if
+/// nothing else names it.
 pub async fn delete(
     store: &Store,
     paths: &Paths,
@@ -323,11 +346,11 @@ pub async fn delete(
     let (sid, rid) = (session_id.to_string(), id.to_string());
     let found = store
         .write(move |c| {
-            let sha: Option<Option<String>> = c
+            let sha: Option<(Option<String>, String)> = c
                 .prepare_cached(
-                    "SELECT sha256 FROM session_resources WHERE session_id = ?1 AND id = ?2",
+                    "SELECT sha256, mount_path FROM session_resources WHERE session_id = ?1 AND id = ?2",
                 )?
-                .query_row([&sid, &rid], |r| r.get(0))
+                .query_row([&sid, &rid], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if sha.is_some() {
                 c.execute(
@@ -341,7 +364,8 @@ pub async fn delete(
         .await?;
     match found {
         None => Err(not_found(session_id, id)),
-        Some(sha) => {
+        Some((sha, mount_path)) => {
+            unplace(paths, session_id, &mount_path);
             if let Some(sha) = sha {
                 super::files::release_blob(store, paths, sha).await;
             }
@@ -374,17 +398,39 @@ pub async fn file_mounts(store: &Store, paths: &Paths, session_id: &str) -> Vec<
         .collect()
 }
 
-/// Sandbox mounts for `files` (blob, mount path): one read-only directory per parent of the
-/// mount paths, under `sessions/<id>/mounts/`, holding each blob under its mount name.
+/// The host directory bound read-only at `/mnt/session/uploads` in `session_id`'s sandbox: a
+/// tree of hard links (or copies) of its files' blobs at their mount paths.
+pub fn uploads_dir(paths: &Paths, session_id: &str) -> PathBuf {
+    paths.sessions_dir().join(session_id).join("uploads")
+}
+
+/// Builds `session_id`'s uploads tree from `files` (blob, mount path) anew and returns the
+/// sandbox mounts for them: the tree at `/mnt/session/uploads` (when it holds a file, or
+/// `always`, so that files added later appear in a running sandbox), and, for files stored
+/// by older versions at other paths under `/mnt/`, one read-only directory per parent.
 pub fn sandbox_mounts(
     paths: &Paths,
     session_id: &str,
     files: &[(String, String)],
+    always: bool,
 ) -> Vec<crate::sandbox::Mount> {
-    let root = paths.sessions_dir().join(session_id).join("mounts");
-    let _ = std::fs::remove_dir_all(&root);
+    let tree = uploads_dir(paths, session_id);
+    let legacy_root = paths.sessions_dir().join(session_id).join("mounts");
+    let _ = std::fs::remove_dir_all(&tree);
+    let _ = std::fs::remove_dir_all(&legacy_root);
+    let mut out = Vec::new();
+    if let Err(e) = crate::private::create_dir(&tree) {
+        tracing::warn!(dir = %tree.display(), "cannot create the session's uploads directory: {e}");
+        return out;
+    }
     let mut by_parent: BTreeMap<PathBuf, Vec<(&str, &str)>> = BTreeMap::new();
+    let mut uploads = 0;
     for (blob, mount) in files {
+        if let Some(rel) = under_uploads(mount) {
+            place_in(&tree, blob, rel);
+            uploads += 1;
+            continue;
+        }
         let p = Path::new(mount.as_str());
         if let (Some(parent), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) {
             by_parent
@@ -393,20 +439,21 @@ pub fn sandbox_mounts(
                 .push((blob.as_str(), name));
         }
     }
-    let mut out = Vec::new();
+    if uploads > 0 || always {
+        out.push(crate::sandbox::Mount {
+            src: tree,
+            dst: UPLOADS_DIR.into(),
+            read_only: true,
+        });
+    }
     for (i, (parent, entries)) in by_parent.into_iter().enumerate() {
-        let dir = root.join(i.to_string());
+        let dir = legacy_root.join(i.to_string());
         if let Err(e) = crate::private::create_dir(&dir) {
             tracing::warn!(dir = %dir.display(), "cannot create a mount directory: {e}");
             continue;
         }
         for (blob, name) in entries {
-            let link = dir.join(name);
-            if std::fs::hard_link(blob, &link).is_err()
-                && let Err(e) = std::fs::copy(blob, &link)
-            {
-                tracing::warn!(blob, "cannot place a session's file: {e}");
-            }
+            place_in(&dir, blob, name);
         }
         out.push(crate::sandbox::Mount {
             src: dir,
@@ -417,25 +464,92 @@ pub fn sandbox_mounts(
     out
 }
 
+/// A mount path's place in the uploads tree.
+fn under_uploads(mount_path: &str) -> Option<&str> {
+    mount_path
+        .strip_prefix(UPLOADS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|r| !r.is_empty())
+}
+
+/// Links `blob` at `rel` in `tree` (its directories created).
+fn place_in(tree: &Path, blob: &str, rel: &str) {
+    let link = tree.join(rel);
+    if let Some(dir) = link.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        tracing::warn!(dir = %dir.display(), "cannot create a directory for a session's file: {e}");
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    if std::fs::hard_link(blob, &link).is_err()
+        && let Err(e) = std::fs::copy(blob, &link)
+    {
+        tracing::warn!(blob, "cannot place a session's file: {e}");
+    }
+}
+
+/// A file added to a session: placed in its uploads tree at once when the tree exists (the
+/// session is or was loaded), so a running sandbox sees it; otherwise the next load does.
+pub fn place_added(paths: &Paths, session_id: &str, sha256: &str, mount_path: &str) {
+    let tree = uploads_dir(paths, session_id);
+    if let (true, Some(rel)) = (tree.is_dir(), under_uploads(mount_path)) {
+        let blob = super::files::blob_path(paths, sha256);
+        place_in(&tree, &blob.to_string_lossy(), rel);
+    }
+}
+
+/// A file removed from a session: gone from its uploads tree at once.
+fn unplace(paths: &Paths, session_id: &str, mount_path: &str) {
+    if let Some(rel) = under_uploads(mount_path) {
+        let _ = std::fs::remove_file(uploads_dir(paths, session_id).join(rel));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn mount_paths_are_checked() {
-        assert!(check_file_mount("/mnt/session/uploads/file_1").is_ok());
-        assert!(check_file_mount("/mnt/data/a.csv").is_ok());
-        for bad in [
-            "mnt/a/b",
-            "/mnt/a/../b",
-            "/mnt/memory/x/y",
-            "/mnt/x",
-            "/etc/passwd",
-            "/mnt/a/b/",
+    fn mount_paths_are_rerooted_under_uploads() {
+        for (given, resolved) in [
+            ("data.csv", "/mnt/session/uploads/data.csv"),
+            ("/data.csv", "/mnt/session/uploads/data.csv"),
+            (
+                "/uploads/receipt.pdf",
+                "/mnt/session/uploads/uploads/receipt.pdf",
+            ),
+            (
+                "/mnt/session/uploads/a/b.txt",
+                "/mnt/session/uploads/a/b.txt",
+            ),
+            ("/mnt/data/a.csv", "/mnt/session/uploads/mnt/data/a.csv"),
+            ("/etc/passwd", "/mnt/session/uploads/etc/passwd"),
         ] {
-            let e = check_file_mount(bad).unwrap_err();
-            assert!(e.message.contains(bad), "{}", e.message);
+            assert_eq!(resolve_file_mount(given).unwrap(), resolved, "{given}");
         }
+        for bad in [
+            "",
+            "/",
+            "/mnt/session/uploads",
+            "/mnt/session/uploads/",
+            "a/../../etc/passwd",
+            "./a",
+            "a//b",
+            "a/b/",
+            "a\nb",
+        ] {
+            let e = resolve_file_mount(bad).unwrap_err();
+            assert!(e.message.contains("can't be used"), "{bad}: {}", e.message);
+        }
+        assert!(mounts_clash("/u/a", "/u/a"));
+        assert!(mounts_clash("/u/a", "/u/a/b"));
+        assert!(mounts_clash("/u/a/b", "/u/a"));
+        assert!(!mounts_clash("/u/a", "/u/ab"));
+    }
+
+    #[test]
+    fn paths_and_urls_are_checked() {
         assert_eq!(repo_dir("/workspace/repo").unwrap(), PathBuf::from("repo"));
         assert!(repo_dir("/workspace").is_err());
         assert!(repo_dir("/workspace/../x").is_err());

@@ -169,6 +169,7 @@ impl Upload {
             downloadable: true,
             expires_at: None,
             sha256: sha256.clone(),
+            scope: None,
         };
         let blob = blob_path(paths, &sha256);
         let row = meta.clone();
@@ -263,9 +264,9 @@ pub(crate) fn place_blob(tmp: &Path, blob: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot sync {}: {e}", dir.display()))
 }
 
-const COLS: &str = "id, filename, mime_type, size_bytes, sha256, created_at";
+pub(crate) const COLS: &str = "id, filename, mime_type, size_bytes, sha256, created_at, scope_id";
 
-fn row_to_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMetadata> {
+pub(crate) fn row_to_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMetadata> {
     Ok(FileMetadata {
         id: r.get(0)?,
         object_type: "file".into(),
@@ -276,19 +277,26 @@ fn row_to_file(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMetadata> {
         created_at: r.get(5)?,
         downloadable: true,
         expires_at: None,
+        scope: r
+            .get::<_, Option<String>>(6)?
+            .map(|id| tether_proto::file::FileScope {
+                id,
+                scope_type: "session".into(),
+            }),
     })
 }
 
-fn insert(c: &Connection, f: &FileMetadata) -> Result<(), StoreError> {
+pub(crate) fn insert(c: &Connection, f: &FileMetadata) -> Result<(), StoreError> {
     c.execute(
-        &format!("INSERT INTO files ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        &format!("INSERT INTO files ({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         params![
             f.id,
             f.filename,
             f.mime_type,
             f.size_bytes as i64,
             f.sha256,
-            f.created_at
+            f.created_at,
+            f.scope.as_ref().map(|s| &s.id)
         ],
     )
     .map_err(|e| StoreError::Write(e.to_string()))?;
@@ -311,14 +319,28 @@ pub async fn get(store: &Store, id: &str) -> Result<FileMetadata, ErrorBody> {
         .ok_or_else(|| not_found(id))
 }
 
-/// Every file, oldest first.
-pub async fn list(store: &Store) -> Result<Vec<FileMetadata>, ErrorBody> {
+/// Every file, oldest first; with `scope_id`, only the outputs of that session.
+pub async fn list(store: &Store, scope_id: Option<&str>) -> Result<Vec<FileMetadata>, ErrorBody> {
+    let scope = scope_id.map(str::to_string);
     Ok(store
-        .read(|c| {
-            let mut st =
-                c.prepare_cached(&format!("SELECT {COLS} FROM files ORDER BY created_at, id"))?;
-            let rows = st.query_map([], row_to_file)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        .read(move |c| {
+            let rows = match &scope {
+                None => {
+                    let mut st = c.prepare_cached(&format!(
+                        "SELECT {COLS} FROM files ORDER BY created_at, id"
+                    ))?;
+                    st.query_map([], row_to_file)?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                Some(id) => {
+                    let mut st = c.prepare_cached(&format!(
+                        "SELECT {COLS} FROM files WHERE scope_id = ?1 ORDER BY created_at, id"
+                    ))?;
+                    st.query_map([id], row_to_file)?
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok(rows)
         })
         .await?)
 }

@@ -3,7 +3,8 @@
 //! [`environments`] (where a session runs: packages, networking, sandbox), with [`envbuild`]
 //! building an environment's package layer and [`networking`] turning its networking into a
 //! session's network policy. [`files`] keeps uploaded files (content-addressed blobs),
-//! [`skills`] versioned skill directories over the same blobs.
+//! [`skills`] versioned skill directories over the same blobs; [`attach`] mounts files into a
+//! session and [`outputs`] captures what its agent leaves in `/mnt/session/outputs`.
 //!
 //! Depends on the infrastructure below it (`store`, `sandbox`, `net`, `tools`) and the
 //! foundations; never on `session`, `runtime` or the doors, which use it.
@@ -25,6 +26,7 @@ pub mod envbuild;
 pub mod environments;
 pub mod files;
 pub mod networking;
+pub mod outputs;
 pub mod repos;
 pub mod skills;
 pub mod vaults;

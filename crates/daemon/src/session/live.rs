@@ -274,12 +274,39 @@ impl Session {
         )
         .with_search(services.search_backend());
         let mut mounts = memory_mounts(&services, &row);
-        // Uploaded files (issue 25), read-only.
-        mounts.extend(crate::resources::attach::sandbox_mounts(
-            &services.paths,
-            &row.id,
-            &row.file_mounts,
-        ));
+        // The hosted container's /mnt/session/{uploads,outputs} and /mnt/user (issue 25);
+        // a thread shares its session's.
+        let own_tree = sandbox != tether_proto::environment::SandboxMode::None
+            && matches!(
+                crate::sandbox::Sandbox::for_this_process(),
+                crate::sandbox::Sandbox::Namespaces { .. }
+            );
+        match &thread {
+            None => {
+                mounts.extend(crate::resources::attach::sandbox_mounts(
+                    &services.paths,
+                    &row.id,
+                    &row.file_mounts,
+                    own_tree,
+                ));
+                if own_tree {
+                    mounts.extend(crate::resources::outputs::sandbox_mounts(
+                        &services.paths,
+                        &row.id,
+                    ));
+                }
+            }
+            Some(link) => {
+                mounts.extend(
+                    link.primary
+                        .toolbox
+                        .mounts()
+                        .iter()
+                        .filter(|m| crate::resources::outputs::is_session_dir(&m.dst))
+                        .cloned(),
+                );
+            }
+        }
         // The agent's skills (issue 25), read-only at /skills/<name>.
         mounts.extend(crate::resources::skills::sandbox_mounts(
             &services.paths,

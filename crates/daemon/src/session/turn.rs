@@ -105,6 +105,7 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
                     outcome::Step::Interrupted => return finish_interrupted(s).await,
                 }
             }
+            capture_outputs(s).await;
             crash::point("before_idle");
             s.append_one_retrying(EventBody::SessionStatusIdle {
                 stop_reason: StopReason::EndTurn,
@@ -140,6 +141,22 @@ async fn turn(s: &Arc<Session>, cancel: &CancellationToken) -> Result<(), StoreE
             Next::Continue => {}
             Next::Stop => return Ok(()),
         }
+    }
+}
+
+/// Before a session says its turn is over, what its agent left in /mnt/session/outputs
+/// becomes files scoped to it, so a client that lists them on idle finds them. A thread's
+/// outputs are its session's, captured when the session's own turn ends.
+async fn capture_outputs(s: &Arc<Session>) {
+    if s.thread.is_some() {
+        return;
+    }
+    let services = &s.services;
+    let max = services.config.files.max_bytes;
+    if let Err(e) =
+        crate::resources::outputs::capture(&services.store, &services.paths, &s.id, max).await
+    {
+        tracing::warn!(session = %s.id, error = %e, "the session's outputs were not captured; the next turn's end tries again");
     }
 }
 
@@ -197,6 +214,7 @@ async fn model_step(s: &Arc<Session>, cancel: &CancellationToken) -> Result<Next
             }));
             // Idle in the same commit, unless an outcome has more to do (the loop asks it).
             if !has_tools && !s.state().has_queued_user() && s.state().turn_end() == TurnEnd::Idle {
+                capture_outputs(s).await;
                 crash::point("before_idle");
                 bodies.push(crate::store::Draft::new(EventBody::SessionStatusIdle {
                     stop_reason: StopReason::EndTurn,

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 23;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -498,6 +498,21 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN;
              ALTER TABLE deployment_runs ADD COLUMN workflow_run_id TEXT;
              PRAGMA user_version = 19;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 23 {
+        // A session's outputs (issue 25): each file the agent leaves in /mnt/session/outputs
+        // is a file scoped to the session, one per path (a changed file keeps its id).
+        // Self-contained: needs no step 20 to 22.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE files ADD COLUMN scope_id TEXT;
+             ALTER TABLE files ADD COLUMN scope_path TEXT;
+             CREATE UNIQUE INDEX files_by_scope ON files (scope_id, scope_path)
+                WHERE scope_id IS NOT NULL;
+             PRAGMA user_version = 23;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

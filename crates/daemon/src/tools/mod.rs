@@ -256,6 +256,11 @@ impl Toolbox {
         self
     }
 
+    /// The directories bound into the sandbox besides the workspace.
+    pub fn mounts(&self) -> &[crate::sandbox::Mount] {
+        &self.mounts
+    }
+
     /// A file tool's call whose path is inside one of the mounts: the mount's host directory
     /// and the input with the path made relative to it; an error for a change to a
     /// read-only mount; None for a call on the workspace.
@@ -274,10 +279,15 @@ impl Toolbox {
             return None;
         }
         let path = path::normalize_lexically(std::path::Path::new(raw));
-        let m = self.mounts.iter().find(|m| path.starts_with(&m.dst))?;
+        // The innermost mount holding the path.
+        let m = self
+            .mounts
+            .iter()
+            .filter(|m| path.starts_with(&m.dst))
+            .max_by_key(|m| m.dst.components().count())?;
         if m.read_only && matches!(tool, "write" | "edit") {
             return Some(Err(format!(
-                "{tool}: `{raw}` is in {}, a memory store attached read_only; it can't be changed (read-only file system)",
+                "{tool}: `{raw}` is in {}, which is mounted read-only; it can't be changed (copy it into the workspace or /mnt/user first)",
                 m.dst.display()
             )));
         }

@@ -1056,6 +1056,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
         downloadable: true,
         expires_at: None,
         sha256: "ab".into(),
+        scope: None,
     };
     let fp = || crate::file::FileParams {
         file_id: "file_1".into(),

@@ -1,0 +1,343 @@
+//! A session's own directories in its sandbox, as the hosted container has them:
+//! `/mnt/session/outputs` (deliverables) and `/mnt/user` (scratch), both writable and kept
+//! with the session under its data dir; `/mnt/session/uploads` is [`super::attach`]'s.
+//!
+//! Outputs are captured into the Files API (hosted: "outputs written to
+//! /mnt/session/outputs/ are captured into the Files API") when the agent ends its turn,
+//! before the session is said to be idle: each regular file there becomes a file scoped to
+//! the session (`GET /v1/files?scope_id=SESSION`), one per path; a changed file keeps its id
+//! and gets the new content. A file deleted from the directory stays captured.
+//!
+//! The directory is the agent's, so it is read as the file tools read the workspace: from a
+//! descriptor, one name at a time, no symlink followed, nothing but regular files opened (a
+//! symlink to a host file or a FIFO is skipped, not read).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use rusqlite::{OptionalExtension, params};
+use tether_proto::Paths;
+use tether_proto::file::{FileMetadata, FileScope, OUTPUTS_DIR, UPLOADS_DIR, USER_DIR};
+
+use crate::ids;
+use crate::store::Store;
+use crate::store::error::StoreError;
+use crate::tools::path::{self as fspath, EntryType};
+
+/// At most this many files are captured from one session (the rest are named in the log).
+pub const MAX_FILES: usize = 1000;
+/// Directories deeper than this are not read.
+const MAX_DEPTH: usize = 16;
+
+pub fn outputs_dir(paths: &Paths, session_id: &str) -> PathBuf {
+    paths.sessions_dir().join(session_id).join("outputs")
+}
+
+pub fn user_dir(paths: &Paths, session_id: &str) -> PathBuf {
+    paths.sessions_dir().join(session_id).join("user")
+}
+
+/// The writable mounts of `session_id`'s sandbox: its outputs and its `/mnt/user` (created
+/// here, so the binds have sources).
+pub fn sandbox_mounts(paths: &Paths, session_id: &str) -> Vec<crate::sandbox::Mount> {
+    [
+        (outputs_dir(paths, session_id), OUTPUTS_DIR),
+        (user_dir(paths, session_id), USER_DIR),
+    ]
+    .into_iter()
+    .filter_map(|(src, dst)| match crate::private::create_dir(&src) {
+        Ok(()) => Some(crate::sandbox::Mount {
+            src,
+            dst: dst.into(),
+            read_only: false,
+        }),
+        Err(e) => {
+            tracing::warn!(dir = %src.display(), "cannot create a session directory: {e}");
+            None
+        }
+    })
+    .collect()
+}
+
+/// Whether `dst` is one of the session directories (which a thread shares with its session).
+pub fn is_session_dir(dst: &Path) -> bool {
+    [UPLOADS_DIR, OUTPUTS_DIR, USER_DIR]
+        .iter()
+        .any(|d| dst == Path::new(d))
+}
+
+/// What a capture did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// Files new or changed since the last capture.
+    pub stored: usize,
+    /// Paths left out, each with why.
+    pub skipped: Vec<String>,
+}
+
+/// A file read from the outputs: its content sealed in a temp file, not yet a blob.
+struct Read1 {
+    rel: String,
+    tmp: PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+/// Captures `session_id`'s outputs into its scoped files (see the module's doc). Files larger
+/// than `max_bytes` (`[files] max_bytes`) are skipped.
+pub async fn capture(
+    store: &Store,
+    paths: &Paths,
+    session_id: &str,
+    max_bytes: u64,
+) -> Result<Captured, StoreError> {
+    let dir = outputs_dir(paths, session_id);
+    if !dir.is_dir() {
+        return Ok(Captured::default());
+    }
+    let sid = session_id.to_string();
+    let known: HashMap<String, String> = store
+        .read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT scope_path, sha256 FROM files WHERE scope_id = ?1 AND scope_path IS NOT NULL",
+            )?;
+            let rows = st.query_map([&sid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+        })
+        .await?;
+    let p = paths.clone();
+    let (found, skipped) =
+        tokio::task::spawn_blocking(move || read_all(&p, &dir, max_bytes, &known))
+            .await
+            .map_err(|e| StoreError::Write(format!("the outputs scan stopped: {e}")))?;
+    if !skipped.is_empty() {
+        tracing::warn!(session = %session_id, ?skipped, "some outputs were not captured");
+    }
+    let stored = found.len();
+    if found.is_empty() {
+        return Ok(Captured { stored, skipped });
+    }
+    let sid = session_id.to_string();
+    let blobs: Vec<PathBuf> = found
+        .iter()
+        .map(|f| super::files::blob_path(paths, &f.sha256))
+        .collect();
+    let leftovers: Vec<PathBuf> = found.iter().map(|f| f.tmp.clone()).collect();
+    let replaced = store
+        .write(move |c| {
+            let mut replaced = Vec::new();
+            for (f, blob) in found.iter().zip(&blobs) {
+                super::files::place_blob(&f.tmp, blob).map_err(StoreError::Write)?;
+                let existing: Option<(String, String)> = c
+                    .prepare_cached(
+                        "SELECT id, sha256 FROM files WHERE scope_id = ?1 AND scope_path = ?2",
+                    )?
+                    .query_row(params![sid, f.rel], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                match existing {
+                    Some((id, old)) => {
+                        c.execute(
+                            "UPDATE files SET sha256 = ?1, size_bytes = ?2 WHERE id = ?3",
+                            params![f.sha256, f.size as i64, id],
+                        )
+                        .map_err(|e| StoreError::Write(e.to_string()))?;
+                        replaced.push(old);
+                    }
+                    None => {
+                        let meta = FileMetadata {
+                            id: ids::file_id(),
+                            object_type: "file".into(),
+                            filename: f.rel.clone(),
+                            mime_type: super::files::guess_mime(&f.rel).to_string(),
+                            size_bytes: f.size,
+                            created_at: ids::now_rfc3339(),
+                            downloadable: true,
+                            expires_at: None,
+                            sha256: f.sha256.clone(),
+                            scope: Some(FileScope {
+                                id: sid.clone(),
+                                scope_type: "session".into(),
+                            }),
+                        };
+                        super::files::insert(c, &meta)?;
+                        c.execute(
+                            "UPDATE files SET scope_path = ?1 WHERE id = ?2",
+                            params![f.rel, meta.id],
+                        )
+                        .map_err(|e| StoreError::Write(e.to_string()))?;
+                    }
+                }
+            }
+            Ok(replaced)
+        })
+        .await;
+    // A failed commit leaves temp files (swept at start too) and maybe blobs without rows,
+    // which the start-up sweep removes.
+    for tmp in leftovers {
+        let _ = std::fs::remove_file(tmp);
+    }
+    for old in replaced? {
+        super::files::release_blob(store, paths, old).await;
+    }
+    Ok(Captured { stored, skipped })
+}
+
+/// Reads every regular file under `dir` whose content differs from `known` (path → sha256).
+fn read_all(
+    paths: &Paths,
+    dir: &Path,
+    max_bytes: u64,
+    known: &HashMap<String, String>,
+) -> (Vec<Read1>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    let root = match nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => {
+            skipped.push(format!("{OUTPUTS_DIR}: cannot be opened ({e})"));
+            return (found, skipped);
+        }
+    };
+    let mut seen = 0usize;
+    // Depth-first over (directory, its path relative to the outputs).
+    let mut stack = vec![(root, String::new(), 0usize)];
+    while let Some((fd, prefix, depth)) = stack.pop() {
+        let (dirh, mut entries) = match fspath::list_dir(fd) {
+            Ok(x) => x,
+            Err(e) => {
+                skipped.push(format!("{OUTPUTS_DIR}/{prefix}: cannot be listed ({e})"));
+                continue;
+            }
+        };
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, ty) in entries {
+            let Some(name_str) = name.to_str().map(str::to_string) else {
+                skipped.push(format!(
+                    "{OUTPUTS_DIR}/{prefix}{}: the name is not UTF-8",
+                    String::from_utf8_lossy(name.as_bytes())
+                ));
+                continue;
+            };
+            let rel = format!("{prefix}{name_str}");
+            match ty {
+                Some(EntryType::Directory) if depth < MAX_DEPTH => {
+                    match fspath::openat2(
+                        dirh.as_fd(),
+                        Path::new(&name),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+                        Mode::empty(),
+                        fspath::single_name(),
+                    ) {
+                        Ok(sub) => stack.push((sub, format!("{rel}/"), depth + 1)),
+                        Err(e) => {
+                            skipped.push(format!("{OUTPUTS_DIR}/{rel}: cannot be opened ({e})"))
+                        }
+                    }
+                }
+                Some(EntryType::Directory) => {
+                    skipped.push(format!(
+                        "{OUTPUTS_DIR}/{rel}: deeper than {MAX_DEPTH} directories"
+                    ));
+                }
+                Some(EntryType::File) => {
+                    seen += 1;
+                    if seen > MAX_FILES {
+                        skipped.push(format!(
+                            "{OUTPUTS_DIR}/{rel} and the rest: a session keeps at most {MAX_FILES} outputs"
+                        ));
+                        return (found, skipped);
+                    }
+                    match read_one(paths, dirh.as_fd(), &name, max_bytes) {
+                        Ok((tmp, sha256, size)) => {
+                            if known.get(&rel) == Some(&sha256) {
+                                let _ = std::fs::remove_file(&tmp);
+                            } else {
+                                found.push(Read1 {
+                                    rel,
+                                    tmp,
+                                    sha256,
+                                    size,
+                                });
+                            }
+                        }
+                        Err(why) => skipped.push(format!("{OUTPUTS_DIR}/{rel}: {why}")),
+                    }
+                }
+                _ => skipped.push(format!(
+                    "{OUTPUTS_DIR}/{rel}: not a regular file (a symlink, FIFO, socket or device)"
+                )),
+            }
+        }
+    }
+    (found, skipped)
+}
+
+/// One file's content into a sealed temp file: (temp path, sha256, size).
+fn read_one(
+    paths: &Paths,
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &OsStr,
+    max_bytes: u64,
+) -> Result<(PathBuf, String, u64), String> {
+    let fd = fspath::openat2(
+        dir,
+        Path::new(name),
+        fspath::read_flags(),
+        Mode::empty(),
+        fspath::single_name(),
+    )
+    .map_err(|e| format!("cannot be opened ({e})"))?;
+    let mut file = std::fs::File::from(fd);
+    // Checked on the open file: the entry may have been swapped since it was listed.
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be read ({e})"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut up = super::files::Upload::start(paths, max_bytes).map_err(|e| format!("{e:?}"))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                up.abort();
+                return Err(format!("cannot be read ({e})"));
+            }
+        };
+        if let Err(e) = up.write(&buf[..n]) {
+            up.abort();
+            return Err(match e {
+                super::files::UploadError::TooLarge { max } => {
+                    format!("larger than {max} bytes ([files] max_bytes)")
+                }
+                super::files::UploadError::Io(m) => m,
+            });
+        }
+    }
+    up.seal().map_err(|e| format!("{e:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_dirs_are_known() {
+        assert!(is_session_dir(Path::new("/mnt/session/outputs")));
+        assert!(is_session_dir(Path::new("/mnt/session/uploads")));
+        assert!(is_session_dir(Path::new("/mnt/user")));
+        assert!(!is_session_dir(Path::new("/mnt/memory/notes")));
+    }
+}
