@@ -770,6 +770,11 @@ async fn outputs_become_session_files_and_symlinks_out_are_not_followed() {
     assert_eq!(all["data"].as_array().unwrap().len(), 3, "{all}");
     let none = h.ok("GET", "/v1/files?scope_id=sesn_other", None).await;
     assert_eq!(none["data"], json!([]), "{none}");
+    let ls = env.ok(&["files", "ls", "--session", &sid]);
+    assert!(ls.contains("report.md") && ls.contains("sub/d.txt"), "{ls}");
+    assert!(!ls.contains("mine.txt"), "{ls}");
+    let show = env.ok(&["files", "show", &rid]);
+    assert!(show.contains(&format!("session:    {sid}")), "{show}");
     let v1_blob = env
         .paths
         .data_dir

@@ -620,6 +620,9 @@ pub enum FilesAction {
     },
     /// List files, newest first.
     Ls {
+        /// Only what this session's agent left in /mnt/session/outputs (id or name).
+        #[arg(long)]
+        session: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,

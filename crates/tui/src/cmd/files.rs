@@ -22,6 +22,9 @@ fn show(f: &FileMetadata) {
     println!("size_bytes: {}", f.size_bytes);
     println!("sha256:     {}", f.sha256);
     println!("created_at: {}", f.created_at);
+    if let Some(scope) = &f.scope {
+        println!("session:    {} (an output it left in /mnt/session/outputs)", scope.id);
+    }
 }
 
 pub async fn run(action: FilesAction) -> CmdResult {
@@ -62,11 +65,18 @@ pub async fn run(action: FilesAction) -> CmdResult {
                 println!("{}", f.id);
             }
         }
-        FilesAction::Ls { json } => {
-            let list = connect()
-                .await?
-                .request::<rpc::FileList>(NoParams {})
-                .await?;
+        FilesAction::Ls { session, json } => {
+            let mut client = connect().await?;
+            let mut list = client.request::<rpc::FileList>(NoParams {}).await?;
+            if let Some(session) = session {
+                // A name or a prefix becomes the session's id.
+                let id = client
+                    .request::<rpc::SessionGet>(tether_proto::method::SessionParams { session })
+                    .await?
+                    .id;
+                list.data
+                    .retain(|f| f.scope.as_ref().is_some_and(|s| s.id == id));
+            }
             if !json {
                 println!(
                     "{:<32} {:>10} {:<24} {:<25} FILENAME",
