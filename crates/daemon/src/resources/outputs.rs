@@ -333,6 +333,74 @@ fn read_one(
 mod tests {
     use super::*;
 
+    fn store() -> (tempfile::TempDir, Store, Paths) {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().display().to_string();
+        let paths = Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
+        let store = Store::open(&paths.db()).unwrap();
+        (tmp, store, paths)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn captures_regular_files_once_and_follows_no_link() {
+        let (tmp, store, paths) = store();
+        let out = outputs_dir(&paths, "sesn_1");
+        std::fs::create_dir_all(out.join("sub")).unwrap();
+        std::fs::write(out.join("a.md"), "one").unwrap();
+        std::fs::write(out.join("sub/b.txt"), "two").unwrap();
+        std::fs::write(out.join("big.bin"), vec![7u8; 2048]).unwrap();
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        std::os::unix::fs::symlink(&secret, out.join("leak")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), out.join("dir-leak")).unwrap();
+        nix::unistd::mkfifo(&out.join("pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+
+        let c = capture(&store, &paths, "sesn_1", 1024).await.unwrap();
+        assert_eq!(c.stored, 2, "{c:?}");
+        let skipped = c.skipped.join("\n");
+        for name in ["big.bin", "leak", "dir-leak", "pipe"] {
+            assert!(skipped.contains(name), "{name} not reported: {skipped}");
+        }
+        let files = super::super::files::list(&store, Some("sesn_1"))
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = files.iter().map(|f| f.filename.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["a.md", "sub/b.txt"]);
+        assert!(
+            super::super::files::list(&store, Some("sesn_2"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Nothing changed: nothing stored again. A change keeps the id.
+        assert_eq!(
+            capture(&store, &paths, "sesn_1", 1024)
+                .await
+                .unwrap()
+                .stored,
+            0
+        );
+        let a = files.iter().find(|f| f.filename == "a.md").unwrap();
+        std::fs::write(out.join("a.md"), "one, revised").unwrap();
+        assert_eq!(
+            capture(&store, &paths, "sesn_1", 1024)
+                .await
+                .unwrap()
+                .stored,
+            1
+        );
+        let again = super::super::files::get(&store, &a.id).await.unwrap();
+        assert_eq!(again.size_bytes, 12);
+        assert!(!super::super::files::blob_path(&paths, &a.sha256).exists());
+        // A session without outputs captures nothing and fails nothing.
+        assert_eq!(
+            capture(&store, &paths, "sesn_none", 1024).await.unwrap(),
+            Captured::default()
+        );
+    }
+
     #[test]
     fn session_dirs_are_known() {
         assert!(is_session_dir(Path::new("/mnt/session/outputs")));

@@ -23,7 +23,10 @@ fn show(f: &FileMetadata) {
     println!("sha256:     {}", f.sha256);
     println!("created_at: {}", f.created_at);
     if let Some(scope) = &f.scope {
-        println!("session:    {} (an output it left in /mnt/session/outputs)", scope.id);
+        println!(
+            "session:    {} (an output it left in /mnt/session/outputs)",
+            scope.id
+        );
     }
 }
 
