@@ -48,3 +48,34 @@ async fn the_python_sdk_round_trips_against_tetherd() {
         .to_string();
     round_trip(&python(), vec![script], "python sdk round trip ok").await;
 }
+
+/// The SDK's `examples/managed-agents-streaming-deltas-manual.py`, byte for byte
+/// (tests/sdk/upstream): it sends a message, then opens the stream with `event_deltas` and
+/// folds the previews into the final `agent.message` itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_streaming_deltas_example_runs_unmodified() {
+    const HAIKU: &str = "Waves fold into foam, the tide keeps its patient count, salt on the wind.";
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text(HAIKU)])).await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sdk/upstream/managed-agents-streaming-deltas-manual.py");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(example)
+            .env("ANTHROPIC_BASE_URL", base)
+            .env("ANTHROPIC_API_KEY", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("[final] {HAIKU}")), "{stdout}");
+}

@@ -596,6 +596,67 @@ async fn the_sdks_self_hosted_worker_example_runs_unmodified() {
     let _ = daemon.wait();
 }
 
+/// The SDK's `examples/managed-agents-observe-tool-calls.py`, byte for byte: it drives a
+/// session in the self-hosted environment itself, runs each built-in tool call locally with
+/// `tool_runner` and prints it, stops 60 s (the runner's `max_idle`) after the turn ends and
+/// deletes the session. A result it posts is the call's result.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdks_observe_tool_calls_example_runs_unmodified() {
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("bash", json!({"command": "pwd"})),
+        Reply::tool_use("bash", json!({"command": "ls"})),
+        Reply::text("That is the working directory."),
+    ]))
+    .await;
+    let (mut daemon, base, token) = env.spawn_http_daemon().await;
+    let (env_id, _key) = self_hosted_env(&env, "observer");
+    let workdir = tempfile::tempdir().unwrap();
+    std::fs::write(workdir.path().join("observed.txt"), "x").unwrap();
+    let wd = workdir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(upstream("managed-agents-observe-tool-calls.py"))
+            .env("ANTHROPIC_BASE_URL", base)
+            .env("ANTHROPIC_API_KEY", token)
+            .env("ANTHROPIC_ENVIRONMENT_ID", env_id)
+            .env("ANTHROPIC_WORKDIR", wd)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let why = format!(
+        "stdout:\n{stdout}\nstderr (tail):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(out.status.success(), "the example failed\n{why}");
+    assert!(
+        stdout.contains("bash {'command': 'pwd'} is_error=False posted=True"),
+        "{why}"
+    );
+    assert!(
+        stdout.contains("bash {'command': 'ls'} is_error=False posted=True"),
+        "{why}"
+    );
+    assert!(stdout.contains("deleted session"), "{why}");
+    // What the model was given is what ran in the example's workdir.
+    let reqs = env.mock.requests();
+    assert_eq!(reqs.len(), 3, "{why}");
+    assert!(
+        reqs[2].body.to_string().contains("observed.txt"),
+        "the ls result is not the runner's: {}",
+        reqs[2].body
+    );
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
 /// The SDK's `examples/managed-agents-worker-dispatch.py`, byte for byte: it serves one item
 /// something else claimed (here the test, polling and acknowledging as `ant beta:worker poll
 /// --on-work` does) with `handle_item()`, with only the environment key (its API key is a dummy).

@@ -164,9 +164,11 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
             .iter()
             .flat_map(|m| &m.content)
             .any(|p| matches!(p, Part::ToolResult { tool_use_id, .. } if tool_use_id == id));
+        // 400, as hosted: the SDKs retry a 409 as transient, and this never changes.
         if answered {
-            return conflict(format!(
-                "tool call {id} already has its result; there is nothing left to answer"
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidParams,
+                format!("tool call {id} already has its result; there is nothing left to answer"),
             ));
         }
         let waiting = st.awaiting_ids();
@@ -194,8 +196,11 @@ fn check(st: &SessionState, session: &str, id: &str, kind: Kind) -> Result<(), E
                 "tool call {id} (`{name}`) waits for approval first: `tether approve {session} {id}`; a worker runs it once it is allowed"
             ))
         } else {
-            conflict(format!(
-                "tool call {id} (`{name}`) is not run by a self-hosted worker (`user.tool_result` answers only the built-in tool calls of sessions in a self_hosted environment); tetherd runs it and records its result itself"
+            Err(ErrorBody::new(
+                ErrorCode::InvalidParams,
+                format!(
+                    "tool call {id} (`{name}`) is not run by a self-hosted worker (`user.tool_result` answers only the built-in tool calls of sessions in a self_hosted environment); tetherd runs it and records its result itself"
+                ),
             ))
         };
     }

@@ -261,14 +261,14 @@ impl Toolbox {
         &self.mounts
     }
 
-    /// A file tool's call whose path is inside one of the mounts: the mount's host directory
-    /// and the input with the path made relative to it; an error for a change to a
-    /// read-only mount; None for a call on the workspace.
+    /// A file tool's call whose path is inside one of the mounts: the mount (its host
+    /// directory and where the sandbox shows it); an error for a change to a read-only mount;
+    /// None for a call on the workspace.
     fn in_mount(
         &self,
         tool: &str,
         input: &serde_json::Value,
-    ) -> Option<Result<(PathBuf, serde_json::Value), String>> {
+    ) -> Option<Result<&crate::sandbox::Mount, String>> {
         let key = if matches!(tool, "glob" | "grep") {
             "path"
         } else {
@@ -291,19 +291,7 @@ impl Toolbox {
                 m.dst.display()
             )));
         }
-        let rel = path
-            .strip_prefix(&m.dst)
-            .unwrap_or(std::path::Path::new(""));
-        let rel = if rel.as_os_str().is_empty() {
-            ".".to_string()
-        } else {
-            rel.to_string_lossy().into_owned()
-        };
-        let mut input = input.clone();
-        if let Some(o) = input.as_object_mut() {
-            o.insert(key.into(), serde_json::Value::String(rel));
-        }
-        Some(Ok((m.src.clone(), input)))
+        Some(Ok(m))
     }
 
     /// The same toolbox with `vars` in its shell's environment (vault credentials): set after
@@ -405,11 +393,14 @@ impl Toolbox {
         input: &serde_json::Value,
         cancel: CancellationToken,
     ) -> ToolOutcome {
-        let (workspace, input) = match self.in_mount(name, input) {
-            None => (self.workspace.clone(), input.clone()),
-            Some(Ok(mapped)) => mapped,
+        // A path in a mount resolves in the mount's host directory, under the name the
+        // sandbox gives it (so messages say /mnt/user/x, as the model wrote it).
+        let (root, shown) = match self.in_mount(name, input) {
+            None => (self.workspace.clone(), self.workspace.clone()),
+            Some(Ok(m)) => (m.src.clone(), m.dst.clone()),
             Some(Err(message)) => return ToolOutcome::error(message),
         };
+        let input = input.clone();
         let tool = match TOOL_NAMES.iter().find(|n| **n == name) {
             Some(tool) => *tool,
             None => return ToolOutcome::error(format!("unknown tool `{name}`")),
@@ -418,7 +409,7 @@ impl Toolbox {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop_in_task = stop.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let ws = match path::Workspace::open(&workspace, tool) {
+            let ws = match path::Workspace::open_as(&root, &shown, tool) {
                 Ok(ws) => ws,
                 Err(message) => return Err(message),
             };

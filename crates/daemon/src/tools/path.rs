@@ -164,6 +164,12 @@ pub struct WriteTarget {
 impl Workspace {
     /// Opens the workspace for `tool`; fails if it doesn't exist.
     pub fn open(root: &Path, tool: &'static str) -> Result<Self, String> {
+        Self::open_as(root, root, tool)
+    }
+
+    /// Opens `root`, a directory the sandbox shows at `shown` (a mount such as /mnt/user):
+    /// absolute paths under `shown` resolve inside `root`, and messages name `shown`.
+    pub fn open_as(root: &Path, shown: &Path, tool: &'static str) -> Result<Self, String> {
         let not_accessible = |e: &dyn std::fmt::Display| {
             format!(
                 "{tool}: the session workspace {} is not accessible: {e}",
@@ -184,7 +190,7 @@ impl Workspace {
             e => not_accessible(&io::Error::from(e)),
         })?;
         Ok(Self {
-            given: root.to_path_buf(),
+            given: shown.to_path_buf(),
             canonical,
             root: fd,
             tool,
