@@ -225,7 +225,11 @@ async fn a_denial_over_the_protocol_reaches_the_model_with_its_message() {
         .unwrap_err();
     // Not a conflict: the SDKs retry a 409 as transient, and an answered call stays answered.
     assert_eq!(e.code, ErrorCode::InvalidParams, "{}", e.message);
-    assert!(e.message.contains("already has its result"), "{}", e.message);
+    assert!(
+        e.message.contains("already has its result"),
+        "{}",
+        e.message
+    );
 
     let events = wait_end_turn(&env, &id).await;
     assert!(events.iter().any(|e| matches!(

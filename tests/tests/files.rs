@@ -655,6 +655,7 @@ async fn mount_paths_are_rerooted_under_uploads_and_changes_reach_a_running_sand
     );
     assert!(r[1].contains("return a + b"), "{r:?}");
     assert!(r[2].contains("mounted read-only"), "{r:?}");
+    assert!(r[2].contains("/mnt/session/uploads/calc.py"), "{r:?}");
 
     let added = h
         .ok(

@@ -55,7 +55,17 @@ async fn the_python_sdk_round_trips_against_tetherd() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sdks_streaming_deltas_example_runs_unmodified() {
     const HAIKU: &str = "Waves fold into foam, the tide keeps its patient count, salt on the wind.";
-    let env = TestEnv::new(Script::by_turn(vec![Reply::text(HAIKU)])).await;
+    // The example sends, then opens the stream: a model as quick as the bare mock could
+    // finish the turn before the stream is open, and the example would wait forever for an
+    // idle it missed (against any server). A first token after 1.5 s, as real models take.
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text(HAIKU)]).with_timing(
+        tether_mock_llm::Timing {
+            ttft_ms: 1500,
+            chunk_delay_ms: 10,
+            chunk_chars: 8,
+        },
+    ))
+    .await;
     let (mut daemon, base, token) = env.spawn_http_daemon().await;
     let example = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("sdk/upstream/managed-agents-streaming-deltas-manual.py");

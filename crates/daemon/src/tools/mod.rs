@@ -286,8 +286,13 @@ impl Toolbox {
             .filter(|m| path.starts_with(&m.dst))
             .max_by_key(|m| m.dst.components().count())?;
         if m.read_only && matches!(tool, "write" | "edit") {
+            let what = if m.dst.starts_with("/mnt/memory") {
+                "a memory store attached read_only"
+            } else {
+                "which is mounted read-only"
+            };
             return Some(Err(format!(
-                "{tool}: `{raw}` is in {}, which is mounted read-only; it can't be changed (copy it into the workspace or /mnt/user first)",
+                "{tool}: `{raw}` is in {}, {what}; it can't be changed (copy it into the workspace or /mnt/user first)",
                 m.dst.display()
             )));
         }
