@@ -155,9 +155,6 @@ def before_call(context, case, kwargs):
         # agent_version filters within agent_id's versions.
         if "agent_version" in case.query and "agent_id" not in case.query:
             case.query.pop("agent_version")
-        # A deployment listing's status can't be combined with include_archived (hosted).
-        if op.path == "/v1/deployments" and case.query.get("include_archived") in (True, "true"):
-            case.query.pop("status", None)
 
 
 # memory stores: rules JSON Schema can't say (NFC, Unicode format characters, sizes in

@@ -73,6 +73,22 @@ archived = beta.deployments.archive(dep.id)
 assert archived.archived_at is not None and archived.status == "active", archived
 assert dep.id not in [d.id for d in beta.deployments.list()]
 
+# `status` with `include_archived` (the SDK's own tests send the pair; hosted refuses it):
+# include_archived widens the set, then status keeps what each deployment reports, so the
+# archived one (reporting `active`) is kept by `active` and a live paused one by `paused`.
+held = beta.deployments.create(
+    name="held",
+    agent="default",
+    environment_id="default",
+    initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "hold"}]}],
+)
+beta.deployments.pause(held.id)
+active = [d.id for d in beta.deployments.list(status="active", include_archived=True)]
+assert dep.id in active and held.id not in active, active
+paused_all = [d.id for d in beta.deployments.list(status="paused", include_archived=True)]
+assert paused_all == [held.id], paused_all
+assert [d.id for d in beta.deployments.list(status="active")] == [], "archived left out"
+
 try:
     beta.deployments.retrieve("depl_nope")
     raise SystemExit("retrieving an unknown deployment should be a 404")

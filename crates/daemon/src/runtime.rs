@@ -548,6 +548,7 @@ impl Runtime {
                 title: None,
                 name: Some(name),
                 metadata: None,
+                vault_ids: None,
             })
             .await?;
         Ok(())

@@ -16,6 +16,7 @@ pub mod seal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tether_proto::vault::{
     AuthChanges, AuthParams, Credential, CredentialAuth, CredentialChanges, CredentialNetworking,
@@ -677,6 +678,40 @@ pub struct SessionSecrets {
     pub tokens: Option<oauth::TokenSource>,
     /// Variables of the sandboxed shell.
     pub env: Vec<(String, String)>,
+}
+
+/// A session's vault credentials as they stand: replaced whole when a session update changes
+/// its `vault_ids`. Whoever connects (MCP) or runs a command next reads the new set; a
+/// connection or command already under way keeps what it started with. Shared by a session
+/// and its threads.
+pub struct LiveSecrets {
+    current: std::sync::RwLock<Arc<SessionSecrets>>,
+    /// The shell variables of `current`, as the session's shells read them.
+    pub env: Arc<crate::tools::bash::VaultEnv>,
+}
+
+impl LiveSecrets {
+    pub fn new(secrets: SessionSecrets) -> Self {
+        Self {
+            env: Arc::new(crate::tools::bash::VaultEnv::new(secrets.env.clone())),
+            current: std::sync::RwLock::new(Arc::new(secrets)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<SessionSecrets> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, secrets: SessionSecrets) {
+        self.env.set(secrets.env.clone());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(secrets);
+    }
 }
 
 impl std::fmt::Debug for SessionSecrets {
