@@ -27,6 +27,44 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// The text of every tool result (built-in and MCP), in order.
+fn tool_results(events: &[tether_proto::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult { content, .. }
+            | EventBody::AgentMcpToolResult { content, .. } => {
+                Some(tether_proto::blocks_text(content))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// An environment `local-mcp` that reaches the MCP server at `url`, and an agent `remote` that
+/// uses it with every tool allowed.
+async fn mcp_agent(api: &Api, url: &str) -> Value {
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
+    api.ok(
+        "POST",
+        "/v1/environments",
+        Some(json!({"name": "local-mcp", "config": {"type": "cloud",
+            "networking": {"type": "limited", "allowed_hosts": [authority]}}})),
+    )
+    .await;
+    api.ok(
+        "POST",
+        "/v1/agents",
+        Some(json!({"name": "remote", "model": "claude-haiku-4-5",
+            "mcp_servers": [{"type": "url", "name": "remote", "url": url}],
+            "tools": [
+                {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
+                {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
+            ]})),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vaults_and_credentials_have_hosted_shapes_and_secrets_never_come_back() {
     const SECRET: &str = "vault-secret-value-93417";
@@ -220,26 +258,7 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
     .await;
     let (mut child, api) = Api::start(&env).await;
 
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
-    api.ok(
-        "POST",
-        "/v1/environments",
-        Some(json!({"name": "local-mcp", "config": {"type": "cloud",
-            "networking": {"type": "limited", "allowed_hosts": [authority]}}})),
-    )
-    .await;
-    let agent = api
-        .ok(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "remote", "model": "claude-haiku-4-5",
-                "mcp_servers": [{"type": "url", "name": "remote", "url": url}],
-                "tools": [
-                    {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
-                    {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
-                ]})),
-        )
-        .await;
+    let agent = mcp_agent(&api, &url).await;
     let vault = api
         .ok("POST", "/v1/vaults", Some(json!({"display_name": "ci"})))
         .await;
@@ -278,16 +297,7 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
     assert_log_invariants(&events);
     assert!(session_errors(&events).is_empty(), "{events:#?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the MCP call went through");
-    let results: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. }
-            | EventBody::AgentMcpToolResult { content, .. } => {
-                Some(tether_proto::blocks_text(content))
-            }
-            _ => None,
-        })
-        .collect();
+    let results = tool_results(&events);
     assert!(results.iter().any(|r| r.contains("authed")), "{results:?}");
     let reversed: String = VALUE.chars().rev().collect();
     assert!(
@@ -399,26 +409,7 @@ async fn a_session_update_swaps_its_vaults_for_the_next_connection_and_command()
     ]))
     .await;
     let (mut child, api) = Api::start(&env).await;
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
-    api.ok(
-        "POST",
-        "/v1/environments",
-        Some(json!({"name": "local-mcp", "config": {"type": "cloud",
-            "networking": {"type": "limited", "allowed_hosts": [authority]}}})),
-    )
-    .await;
-    let agent = api
-        .ok(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "remote", "model": "claude-haiku-4-5",
-                "mcp_servers": [{"type": "url", "name": "remote", "url": url}],
-                "tools": [
-                    {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
-                    {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
-                ]})),
-        )
-        .await;
+    let agent = mcp_agent(&api, &url).await;
     let vault = |name: &'static str| {
         let api = &api;
         async move {
@@ -522,16 +513,7 @@ async fn a_session_update_swaps_its_vaults_for_the_next_connection_and_command()
         1,
         "B's token opened the server"
     );
-    let results: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. }
-            | EventBody::AgentMcpToolResult { content, .. } => {
-                Some(tether_proto::blocks_text(content))
-            }
-            _ => None,
-        })
-        .collect();
+    let results = tool_results(&events);
     let rev = |s: &str| s.chars().rev().collect::<String>();
     assert!(
         results.iter().any(|r| r.contains(&rev(FIRST))),
