@@ -92,9 +92,9 @@ enum PinnedAgent {
         /// Not supported by this tetherd: only an empty list is accepted.
         #[schemars(length(max = 0))]
         mcp_servers: Option<Vec<Value>>,
-        /// Not supported by this tetherd: only an empty list is accepted.
-        #[schemars(length(max = 0))]
-        skills: Option<Vec<Value>>,
+        /// Replaces the agent's skills for this session (`[]`: none); custom skills only.
+        #[schemars(length(max = 20))]
+        skills: Option<Vec<tether_proto::skill::SkillRef>>,
     },
 }
 
@@ -161,7 +161,7 @@ pub struct AgentSelector {
     #[serde(default)]
     mcp_servers: Option<Vec<Value>>,
     #[serde(default)]
-    skills: Option<Vec<Value>>,
+    skills: Option<Vec<tether_proto::skill::SkillRef>>,
 }
 
 /// Reads `{type: "limit", max_list_cost: {amount, currency: "USD"}}` as dollars.
@@ -297,11 +297,9 @@ pub async fn create(
                     "agent: overrides (model, system, tools, ...) need `type: agent_with_overrides`",
                 ));
             }
-            if sel.mcp_servers.is_some_and(|m| !m.is_empty())
-                || sel.skills.is_some_and(|s| !s.is_empty())
-            {
+            if sel.mcp_servers.is_some_and(|m| !m.is_empty()) {
                 return Err(ApiError::invalid(
-                    "agent: mcp_servers and skills overrides are not supported by this tetherd; give the agent its skills (POST /v1/agents/{agent_id} with `skills`) and start the session from that version",
+                    "agent: an mcp_servers override is not supported by this tetherd; give the agent its servers (POST /v1/agents/{agent_id} with `mcp_servers`) and start the session from that version",
                 ));
             }
             p.agent = Some(match sel.version {
@@ -311,6 +309,7 @@ pub async fn create(
             p.model = sel.model.map(|m| m.id);
             p.system = sel.system;
             p.tools = sel.tools;
+            p.skills = sel.skills;
         }
         _ => {
             return Err(ApiError::invalid(

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 19;
+pub const SCHEMA_VERSION: i64 = 22;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -498,6 +498,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             "BEGIN;
              ALTER TABLE deployment_runs ADD COLUMN workflow_run_id TEXT;
              PRAGMA user_version = 19;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 22 {
+        // A session's own skills (`agent_with_overrides.skills`, issue 25): the refs as JSON,
+        // NULL for the agent's.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN skills TEXT;
+             PRAGMA user_version = 22;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
