@@ -89,6 +89,19 @@ paused_all = [d.id for d in beta.deployments.list(status="paused", include_archi
 assert paused_all == [held.id], paused_all
 assert [d.id for d in beta.deployments.list(status="active")] == [], "archived left out"
 
+# vault_ids: the sessions a deployment fires use its vaults; an unknown one is a 404.
+vault = beta.vaults.create(display_name="deploy-creds")
+keyed = beta.deployments.update(held.id, vault_ids=[vault.id])
+assert keyed.vault_ids == [vault.id], keyed
+fired = beta.deployments.run(held.id)
+assert beta.sessions.retrieve(fired.session_id).vault_ids == [vault.id]
+assert beta.deployments.update(held.id, vault_ids=[]).vault_ids == []
+try:
+    beta.deployments.update(held.id, vault_ids=["vlt_nope"])
+    raise SystemExit("an unknown vault should be a 404")
+except anthropic.NotFoundError as e:
+    assert "vlt_nope" in str(e), e
+
 try:
     beta.deployments.retrieve("depl_nope")
     raise SystemExit("retrieving an unknown deployment should be a 404")
