@@ -50,7 +50,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_sessions.py",
         50,
-        "with_all_params: vault_ids=[\"string\"] (no such vault), a file mounted at /uploads/ (tether mounts files under /mnt/ only, deliberate); page=\"page\"",
+        "create_with_all_params: vault_ids=[\"string\"] (no such vault: 404), a file mounted at /uploads/ (tether mounts files under /mnt/ only, deliberate); update_with_all_params: vault_ids=[\"string\"] (404), and `agent` (tools, mcp_servers) changed mid-session (not supported by tetherd yet: create a session with agent_with_overrides); page=\"page\"",
     ),
     (
         "sessions/test_events.py",
@@ -80,8 +80,8 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     ("test_vaults.py", 54, "list_with_all_params: limit=0"),
     (
         "vaults/test_credentials.py",
-        66,
-        "update_with_all_params: expires_at in 2019 (a token that has expired); limit=0",
+        68,
+        "list_with_all_params: limit=0",
     ),
     (
         "test_skills.py",
@@ -107,7 +107,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_deployments.py",
         70,
-        "with_all_params: resources on a deployment (not mounted by tetherd, deliberate); status with include_archived (tether refuses the pair: archived deployments report active)",
+        "create/update_with_all_params: resources on a deployment (not mounted by tetherd, deliberate), vault_ids=[\"string\"] (no such vault: 404); list_with_all_params: limit=0, page=\"page\" (status with include_archived itself is served)",
     ),
     (
         "test_deployment_runs.py",
