@@ -73,6 +73,35 @@ archived = beta.deployments.archive(dep.id)
 assert archived.archived_at is not None and archived.status == "active", archived
 assert dep.id not in [d.id for d in beta.deployments.list()]
 
+# `status` with `include_archived` (the SDK's own tests send the pair; hosted refuses it):
+# include_archived widens the set, then status keeps what each deployment reports, so the
+# archived one (reporting `active`) is kept by `active` and a live paused one by `paused`.
+held = beta.deployments.create(
+    name="held",
+    agent="default",
+    environment_id="default",
+    initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "hold"}]}],
+)
+beta.deployments.pause(held.id)
+active = [d.id for d in beta.deployments.list(status="active", include_archived=True)]
+assert dep.id in active and held.id not in active, active
+paused_all = [d.id for d in beta.deployments.list(status="paused", include_archived=True)]
+assert paused_all == [held.id], paused_all
+assert [d.id for d in beta.deployments.list(status="active")] == [], "archived left out"
+
+# vault_ids: the sessions a deployment fires use its vaults; an unknown one is a 404.
+vault = beta.vaults.create(display_name="deploy-creds")
+keyed = beta.deployments.update(held.id, vault_ids=[vault.id])
+assert keyed.vault_ids == [vault.id], keyed
+fired = beta.deployments.run(held.id)
+assert beta.sessions.retrieve(fired.session_id).vault_ids == [vault.id]
+assert beta.deployments.update(held.id, vault_ids=[]).vault_ids == []
+try:
+    beta.deployments.update(held.id, vault_ids=["vlt_nope"])
+    raise SystemExit("an unknown vault should be a 404")
+except anthropic.NotFoundError as e:
+    assert "vlt_nope" in str(e), e
+
 try:
     beta.deployments.retrieve("depl_nope")
     raise SystemExit("retrieving an unknown deployment should be a 404")

@@ -90,3 +90,29 @@ async fn tether_skills_creates_lists_shows_and_removes() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+/// tests/sdk/session_skills.py: `agent_with_overrides.skills` replaces the agent's skills for
+/// one session: mounted, listed on the session, and announced to the model instead of the
+/// agent's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_own_skills_replace_its_agents() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::tool_use("bash", json!({"command": "ls /skills"})),
+        Reply::text("counter"),
+    ]))
+    .await;
+    env.run_sdk_program(
+        &tether_e2e::python(),
+        &[&tether_e2e::sdk_script("session_skills.py")],
+        "python sdk session skills ok",
+    )
+    .await;
+    let requests = env.mock.requests();
+    let turn = requests
+        .iter()
+        .find(|r| r.body["messages"].to_string().contains("which skills?"))
+        .expect("the session's first model request");
+    let system = turn.body["system"].to_string();
+    assert!(system.contains("<name>counter</name>"), "{system}");
+    assert!(!system.contains("<name>greeter</name>"), "{system}");
+}

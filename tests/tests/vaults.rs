@@ -27,6 +27,44 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// The text of every tool result (built-in and MCP), in order.
+fn tool_results(events: &[tether_proto::Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::AgentToolResult { content, .. }
+            | EventBody::AgentMcpToolResult { content, .. } => {
+                Some(tether_proto::blocks_text(content))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// An environment `local-mcp` that reaches the MCP server at `url`, and an agent `remote` that
+/// uses it with every tool allowed.
+async fn mcp_agent(api: &Api, url: &str) -> Value {
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
+    api.ok(
+        "POST",
+        "/v1/environments",
+        Some(json!({"name": "local-mcp", "config": {"type": "cloud",
+            "networking": {"type": "limited", "allowed_hosts": [authority]}}})),
+    )
+    .await;
+    api.ok(
+        "POST",
+        "/v1/agents",
+        Some(json!({"name": "remote", "model": "claude-haiku-4-5",
+            "mcp_servers": [{"type": "url", "name": "remote", "url": url}],
+            "tools": [
+                {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
+                {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
+            ]})),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn vaults_and_credentials_have_hosted_shapes_and_secrets_never_come_back() {
     const SECRET: &str = "vault-secret-value-93417";
@@ -220,26 +258,7 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
     .await;
     let (mut child, api) = Api::start(&env).await;
 
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap();
-    api.ok(
-        "POST",
-        "/v1/environments",
-        Some(json!({"name": "local-mcp", "config": {"type": "cloud",
-            "networking": {"type": "limited", "allowed_hosts": [authority]}}})),
-    )
-    .await;
-    let agent = api
-        .ok(
-            "POST",
-            "/v1/agents",
-            Some(json!({"name": "remote", "model": "claude-haiku-4-5",
-                "mcp_servers": [{"type": "url", "name": "remote", "url": url}],
-                "tools": [
-                    {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
-                    {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
-                ]})),
-        )
-        .await;
+    let agent = mcp_agent(&api, &url).await;
     let vault = api
         .ok("POST", "/v1/vaults", Some(json!({"display_name": "ci"})))
         .await;
@@ -278,16 +297,7 @@ async fn a_session_uses_its_vault_for_mcp_auth_and_shell_variables_without_leaki
     assert_log_invariants(&events);
     assert!(session_errors(&events).is_empty(), "{events:#?}");
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the MCP call went through");
-    let results: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::AgentToolResult { content, .. }
-            | EventBody::AgentMcpToolResult { content, .. } => {
-                Some(tether_proto::blocks_text(content))
-            }
-            _ => None,
-        })
-        .collect();
+    let results = tool_results(&events);
     assert!(results.iter().any(|r| r.contains("authed")), "{results:?}");
     let reversed: String = VALUE.chars().rev().collect();
     assert!(
@@ -371,4 +381,170 @@ async fn the_cli_adds_a_secret_from_stdin_and_run_uses_the_vault_by_name() {
     assert!(!run.contains(VALUE));
     assert!(!env.daemon_log().contains(VALUE));
     assert!(!contains(&database_bytes(&env), VALUE));
+}
+
+/// `vault_ids` on a session update: the new set reaches the session's next MCP connection and
+/// its next shell command (the same shell, not restarted), the change is in the log as ids
+/// only, and an unknown or archived vault is refused by name with nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_update_swaps_its_vaults_for_the_next_connection_and_command() {
+    const TOKEN: &str = "mcp-bearer-after-update-7310";
+    const FIRST: &str = "first-shell-secret-1204";
+    const SECOND: &str = "second-shell-secret-6618";
+    let (url, calls) = tether_e2e::mcp_server::serve_http_requiring(Some(TOKEN)).await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        // Turn 1, vault A: the MCP server refuses (A has no token for it); bash sees A's value.
+        Reply::tool_use(
+            "bash",
+            json!({"command": "export KEPT=still-here; printf '%s' \"$VAULT_VAR\" | rev"}),
+        ),
+        Reply::text("one"),
+        // Turn 2, vault B: the MCP call authenticates; the same shell sees B's value.
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::tool_use(
+            "bash",
+            json!({"command": "printf '%s %s' \"$KEPT\" \"$VAULT_VAR\" | rev"}),
+        ),
+        Reply::text("two"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let agent = mcp_agent(&api, &url).await;
+    let vault = |name: &'static str| {
+        let api = &api;
+        async move {
+            let v = api
+                .ok("POST", "/v1/vaults", Some(json!({"display_name": name})))
+                .await;
+            v["id"].as_str().unwrap().to_string()
+        }
+    };
+    let env_var = |value: &str| {
+        json!({"auth": {"type": "environment_variable", "secret_name": "VAULT_VAR",
+            "secret_value": value, "networking": {"type": "unrestricted"}}})
+    };
+    let (a, b, old) = (vault("a").await, vault("b").await, vault("old").await);
+    api.ok(
+        "POST",
+        &format!("/v1/vaults/{a}/credentials"),
+        Some(env_var(FIRST)),
+    )
+    .await;
+    api.ok(
+        "POST",
+        &format!("/v1/vaults/{b}/credentials"),
+        Some(env_var(SECOND)),
+    )
+    .await;
+    api.ok(
+        "POST",
+        &format!("/v1/vaults/{b}/credentials"),
+        Some(json!({"auth": {"type": "static_bearer", "mcp_server_url": url, "token": TOKEN}})),
+    )
+    .await;
+    api.ok("POST", &format!("/v1/vaults/{old}/archive"), None)
+        .await;
+
+    let session = api
+        .ok(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": agent["id"], "environment_id": "local-mcp", "vault_ids": [a],
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]})),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_string();
+    env.wait_idle(&id).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "A has no token for the server"
+    );
+
+    // Refused by name, nothing changed.
+    let (status, err) = api
+        .call(
+            "POST",
+            &format!("/v1/sessions/{id}"),
+            Some(json!({"vault_ids": ["vlt_nope"]})),
+        )
+        .await;
+    assert_eq!(status, 404, "{err}");
+    assert!(err.to_string().contains("vlt_nope"), "{err}");
+    let (status, err) = api
+        .call(
+            "POST",
+            &format!("/v1/sessions/{id}"),
+            Some(json!({"vault_ids": [old]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains(&old), "{err}");
+    let fetched = api.ok("GET", &format!("/v1/sessions/{id}"), None).await;
+    assert_eq!(fetched["vault_ids"], json!([a]));
+
+    let updated = api
+        .ok(
+            "POST",
+            &format!("/v1/sessions/{id}"),
+            Some(json!({"vault_ids": [b]})),
+        )
+        .await;
+    assert_eq!(updated["vault_ids"], json!([b]));
+    api.ok(
+        "POST",
+        &format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "again"}]}]})),
+    )
+    .await;
+    tether_e2e::wait_until("the second turn ends", || {
+        env.events(&id)
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::SessionStatusIdle { .. }))
+            .count()
+            >= 2
+    })
+    .await;
+
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "B's token opened the server"
+    );
+    let results = tool_results(&events);
+    let rev = |s: &str| s.chars().rev().collect::<String>();
+    assert!(
+        results.iter().any(|r| r.contains(&rev(FIRST))),
+        "{results:?}"
+    );
+    assert!(results.iter().any(|r| r.contains("authed")), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| r.contains(&rev(&format!("still-here {SECOND}")))),
+        "the same shell, with B's value: {results:?}"
+    );
+    let changes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::SessionUpdated { vault_ids, .. } => vault_ids.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes, [vec![b.clone()]]);
+
+    let after = env.ok(&["logs", &id, "--json"]);
+    let db = database_bytes(&env);
+    for secret in [TOKEN, FIRST, SECOND] {
+        assert!(!after.contains(secret), "{secret} in the events");
+        assert!(!contains(&db, secret), "{secret} in the database file");
+        assert!(
+            !env.daemon_log().contains(secret),
+            "{secret} in the daemon log"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -152,7 +152,8 @@ impl Runtime {
         };
         // Skills (issue 25): re-resolved at each load; one deleted since is left out, said.
         if let Some(a) = &agent {
-            row.skills = crate::resources::skills::resolve(&self.store, &self.paths, &a.spec.skills)
+            let refs = row.skill_refs.as_ref().unwrap_or(&a.spec.skills);
+            row.skills = crate::resources::skills::resolve(&self.store, &self.paths, refs)
                 .await
                 .unwrap_or_else(|e| {
                     tracing::warn!(session = %id, "the session's skills can't be mounted: {}", e.message);
@@ -346,6 +347,11 @@ impl Runtime {
             agent.spec.tools = tools.clone();
             crate::resources::agents::validate(&agent.spec)?;
         }
+        // The session's own skills replace the agent's (hosted `agent_with_overrides`).
+        if let Some(skills) = &p.skills {
+            crate::resources::skills::check_session_refs(&self.store, skills).await?;
+            agent.spec.skills = skills.clone();
+        }
         crate::resources::agents::validate_metadata(&p.metadata)?;
         // Skills (issue 25): resolved (and checked to still exist) before anything is made.
         let skills =
@@ -412,6 +418,7 @@ impl Runtime {
                 .collect(),
             vault_ids,
             skills,
+            skill_refs: p.skills.clone(),
             ..SessionRow::new(
                 id.clone(),
                 model,
@@ -548,6 +555,7 @@ impl Runtime {
                 title: None,
                 name: Some(name),
                 metadata: None,
+                vault_ids: None,
             })
             .await?;
         Ok(())

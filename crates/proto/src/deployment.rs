@@ -202,9 +202,9 @@ pub struct DeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 0))]
     pub resources: Option<Vec<Value>>,
-    /// Not supported by this tetherd: only an empty list is accepted.
+    /// Vaults (ids or names, each live) whose credentials the fired sessions use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 0))]
+    #[schemars(length(max = 16))]
     pub vault_ids: Option<Vec<String>>,
     /// None: fires only on demand (`POST /v1/deployments/{id}/run`, `tether deployments run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,13 +253,13 @@ pub struct DeploymentChanges {
     )]
     #[schemars(with = "Option<Vec<Value>>", length(max = 0))]
     pub resources: Option<Option<Vec<Value>>>,
-    /// Not supported by this tetherd: only an empty list (or null) is accepted.
+    /// The fired sessions' vaults from now on (`null` or `[]`: none).
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<Vec<String>>", length(max = 0))]
+    #[schemars(with = "Option<Vec<String>>", length(max = 16))]
     pub vault_ids: Option<Option<Vec<String>>>,
     /// `null`: fire only on demand from now on.
     #[serde(

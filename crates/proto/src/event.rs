@@ -286,6 +286,10 @@ pub enum EventBody {
         /// The whole metadata map after the change.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metadata: Option<std::collections::BTreeMap<String, String>>,
+        /// tether: the session's vaults from now on (ids only, never a secret); its next MCP
+        /// connections and shell commands use their credentials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vault_ids: Option<Vec<String>>,
     },
     /// Older turns were summarised so later requests fit the context window; the log itself
     /// is untouched. tether: `summary` replaces the events up to `through_seq` in requests.
@@ -892,6 +896,7 @@ mod tests {
                 title: Some("t".into()),
                 name: Some("n".into()),
                 metadata: Some([("k".to_string(), "v".to_string())].into()),
+                vault_ids: None,
             },
             EventBody::AgentThreadContextCompacted {
                 summary: "did things".into(),

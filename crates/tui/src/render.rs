@@ -325,6 +325,7 @@ impl Printer {
                 max_cost_usd,
                 title,
                 name,
+                vault_ids,
                 ..
             } => {
                 if let Some(n) = name {
@@ -338,6 +339,9 @@ impl Printer {
                 }
                 if let Some(limit) = max_cost_usd {
                     err(&format!("⇄ budget: ${limit:.2}\n"));
+                }
+                if let Some(v) = vault_ids {
+                    err(&format!("⇄ vaults: [{}]\n", v.join(", ")));
                 }
             }
             EventBody::AgentThreadContextCompacted { summary, .. } => {

@@ -173,8 +173,8 @@ pub struct CreateDoc {
     /// Not supported by this tetherd: only an empty list is accepted.
     #[schemars(length(max = 0))]
     resources: Option<Vec<serde_json::Value>>,
-    /// Not supported by this tetherd: only an empty list is accepted.
-    #[schemars(length(max = 0))]
+    /// Vaults (ids or names, each live) whose credentials the fired sessions use.
+    #[schemars(length(max = 16))]
     vault_ids: Option<Vec<String>>,
     schedule: Option<ScheduleDoc>,
     budget: Option<super::sessions::BudgetIn>,
@@ -200,7 +200,8 @@ pub struct UpdateDoc {
     metadata: Option<std::collections::BTreeMap<String, Option<String>>>,
     #[schemars(length(max = 0))]
     resources: Option<Vec<serde_json::Value>>,
-    #[schemars(length(max = 0))]
+    /// Replaces the vaults of the sessions it fires from now on (`null` or `[]`: none).
+    #[schemars(length(max = 16))]
     vault_ids: Option<Vec<String>>,
     schedule: Option<ScheduleDoc>,
     budget: Option<super::sessions::BudgetIn>,

@@ -47,17 +47,16 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<Environment>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 100)?;
+    q.limit(20, 100)?;
     let all =
         environments::list(&api.rt.store, &api.rt.builds, q.bool("include_archived")?).await?;
-    let (data, next_page) = page::slice(
+    Ok(Json(page::of_query(
+        &q,
         all,
         |e| vec![e.created_at.clone(), e.id.clone()],
         q.descending(false)?,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (20, 100),
+    )?))
 }
 
 pub async fn retrieve(

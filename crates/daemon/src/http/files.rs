@@ -124,16 +124,14 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<FileMetadata>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 1000)?;
     let all = files::list(&api.rt.store, q.one("scope_id")).await?;
-    let (data, next_page) = page::slice(
+    Ok(Json(page::of_query(
+        &q,
         all,
         |f| vec![f.created_at.clone(), f.id.clone()],
         true,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (20, 1000),
+    )?))
 }
 
 pub async fn retrieve(
@@ -224,16 +222,14 @@ pub async fn list_resources(
 ) -> ApiResult<Json<Page<SessionResource>>> {
     require_session(&api, &session_id).await?;
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(1000, 1000)?;
     let all = attach::list(&api.rt.store, &session_id).await?;
-    let (data, next_page) = page::slice(
+    Ok(Json(page::of_query(
+        &q,
         all,
         |r| vec![r.id().to_string()],
         false,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (1000, 1000),
+    )?))
 }
 
 pub async fn add_resource(

@@ -89,6 +89,20 @@ pub fn by_creation<T>(
     Ok(super::shapes::Page { data, next_page })
 }
 
+/// The page the query's `page` cursor and `limit` (`default_limit`, at most `max_limit`) ask
+/// for, of a listing sorted ascending by `key` (see [`slice`]).
+pub fn of_query<T>(
+    q: &super::query::Query,
+    all: Vec<T>,
+    key: impl Fn(&T) -> Vec<String>,
+    desc: bool,
+    (default_limit, max_limit): (u32, u32),
+) -> ApiResult<super::shapes::Page<T>> {
+    let limit = q.limit(default_limit, max_limit)?;
+    let (data, next_page) = slice(all, key, desc, q.one("page"), limit)?;
+    Ok(super::shapes::Page { data, next_page })
+}
+
 /// One page of an in-memory listing sorted ascending by `key`: for small collections
 /// (agents, versions, environments) where SQL paging buys nothing.
 pub fn slice<T>(

@@ -92,9 +92,9 @@ enum PinnedAgent {
         /// Not supported by this tetherd: only an empty list is accepted.
         #[schemars(length(max = 0))]
         mcp_servers: Option<Vec<Value>>,
-        /// Not supported by this tetherd: only an empty list is accepted.
-        #[schemars(length(max = 0))]
-        skills: Option<Vec<Value>>,
+        /// Replaces the agent's skills for this session (`[]`: none); custom skills only.
+        #[schemars(length(max = 20))]
+        skills: Option<Vec<tether_proto::skill::SkillRef>>,
     },
 }
 
@@ -161,7 +161,7 @@ pub struct AgentSelector {
     #[serde(default)]
     mcp_servers: Option<Vec<Value>>,
     #[serde(default)]
-    skills: Option<Vec<Value>>,
+    skills: Option<Vec<tether_proto::skill::SkillRef>>,
 }
 
 /// Reads `{type: "limit", max_list_cost: {amount, currency: "USD"}}` as dollars.
@@ -297,11 +297,9 @@ pub async fn create(
                     "agent: overrides (model, system, tools, ...) need `type: agent_with_overrides`",
                 ));
             }
-            if sel.mcp_servers.is_some_and(|m| !m.is_empty())
-                || sel.skills.is_some_and(|s| !s.is_empty())
-            {
+            if sel.mcp_servers.is_some_and(|m| !m.is_empty()) {
                 return Err(ApiError::invalid(
-                    "agent: mcp_servers and skills overrides are not supported by this tetherd; give the agent its skills (POST /v1/agents/{agent_id} with `skills`) and start the session from that version",
+                    "agent: an mcp_servers override is not supported by this tetherd; give the agent its servers (POST /v1/agents/{agent_id} with `mcp_servers`) and start the session from that version",
                 ));
             }
             p.agent = Some(match sel.version {
@@ -311,6 +309,7 @@ pub async fn create(
             p.model = sel.model.map(|m| m.id);
             p.system = sel.system;
             p.tools = sel.tools;
+            p.skills = sel.skills;
         }
         _ => {
             return Err(ApiError::invalid(
@@ -510,9 +509,11 @@ pub struct UpdateBody {
     #[serde(default)]
     #[schemars(skip)]
     pub agent: Option<Value>,
-    /// Not supported by this tetherd: only an empty list is accepted.
+    /// The session's vaults from now on (replacing its set; `[]` drops them all): its next
+    /// MCP connections and shell commands use their credentials; a turn under way is not
+    /// restarted. (The hosted API reserves this field; tether takes it.)
     #[serde(default)]
-    #[schemars(length(max = 0))]
+    #[schemars(length(max = 16))]
     pub vault_ids: Option<Vec<String>>,
 }
 
@@ -532,11 +533,6 @@ pub async fn update(
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedSession>> {
     let typed: UpdateBody = body::parse(&bytes)?;
-    if typed.vault_ids.is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::invalid(
-            "vault_ids: a session's vaults are set when it is created; create a new session to use other vaults",
-        ));
-    }
     if typed.agent.is_some_and(|v| !v.is_null()) {
         return Err(ApiError::invalid(
             "agent: changing a session's tools after creation is not supported by this tetherd; create a session with `agent_with_overrides`",
@@ -583,10 +579,58 @@ pub async fn update(
             title: if title_changed { title } else { None },
             name: None,
             metadata: metadata_changed.then_some(metadata),
+            vault_ids: None,
         })
         .await?;
     }
+    if let Some(refs) = &typed.vault_ids {
+        set_vaults(&api.rt, &s, refs).await?;
+    }
     Ok(Json(loaded(&api.rt, &s).await?))
+}
+
+/// Gives a session the vaults `refs` names (ids or display names; each live): the row first,
+/// then the live credentials, then `session.updated` with the ids, so a reload after a crash
+/// reads the same set. No change, no event.
+async fn set_vaults(rt: &Runtime, s: &Arc<Session>, refs: &[String]) -> ApiResult<()> {
+    if let Some(link) = &s.thread {
+        return Err(ApiError::invalid(format!(
+            "vault_ids: a thread uses its session's vaults; update the session {} instead",
+            link.primary.id
+        )));
+    }
+    let ids = crate::resources::vaults::session_vaults(&rt.store, refs).await?;
+    if ids == s.row().vault_ids {
+        return Ok(());
+    }
+    let (store, data_dir, read) = (rt.store.clone(), rt.paths.data_dir.clone(), ids.clone());
+    let unread = |e: String| {
+        ApiError::from(tether_proto::ErrorBody::new(
+            tether_proto::ErrorCode::Storage,
+            format!(
+                "vault_ids: the vaults' credentials can't be read ({e}); the session keeps its vaults"
+            ),
+        ))
+    };
+    let secrets = tokio::task::spawn_blocking(move || {
+        crate::resources::vaults::session_secrets(&store, &data_dir, &read)
+    })
+    .await
+    .map_err(|e| unread(e.to_string()))?
+    .map_err(unread)?;
+    rt.store.set_session_vaults(&s.id, &ids).await?;
+    s.update_row(|r| r.vault_ids = ids.clone());
+    s.secrets.set(secrets);
+    s.append_one(EventBody::SessionUpdated {
+        model: None,
+        max_cost_usd: None,
+        title: None,
+        name: None,
+        metadata: None,
+        vault_ids: Some(ids),
+    })
+    .await?;
+    Ok(())
 }
 
 pub async fn delete(

@@ -480,6 +480,9 @@ pub async fn session(
     if row.system.is_some() {
         agent.system = row.system.clone();
     }
+    if let Some(refs) = &row.skill_refs {
+        agent.skills = hosted_skills(refs);
+    }
     let t = &info.usage.tokens;
     let duration = humantime::parse_rfc3339(&info.created_at)
         .ok()

@@ -101,21 +101,19 @@ pub async fn create(State(api): State<Api>, req: Request) -> ApiResult<Json<Skil
 /// Newest first, like the hosted listing; `source=anthropic` is empty (tether has none).
 pub async fn list(State(api): State<Api>, RawQuery(q): RawQuery) -> ApiResult<Json<Page<Skill>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 1000)?;
     let mut all = skills::list(&api.rt.store).await?;
     if let Some(source) = q.one("source")
         && source != "custom"
     {
         all.clear();
     }
-    let (data, next_page) = page::slice(
+    Ok(Json(page::of_query(
+        &q,
         all,
         |s| vec![s.created_at.clone(), s.id.clone()],
         true,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (20, 1000),
+    )?))
 }
 
 pub async fn retrieve(
@@ -157,16 +155,14 @@ pub async fn list_versions(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<SkillVersion>>> {
     let q = Query::parse(q.as_deref());
-    let limit = q.limit(20, 1000)?;
     let all = skills::versions(&api.rt.store, &skill_id).await?;
-    let (data, next_page) = page::slice(
+    Ok(Json(page::of_query(
+        &q,
         all,
         |v| vec![format!("{:0>20}", v.id)],
         true,
-        q.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (20, 1000),
+    )?))
 }
 
 pub async fn retrieve_version(

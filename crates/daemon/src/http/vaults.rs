@@ -15,9 +15,7 @@ use super::{Api, body, page};
 use crate::resources::vaults;
 
 fn paged<T>(all: Vec<T>, key: impl Fn(&T) -> Vec<String>, q: &Query) -> ApiResult<Json<Page<T>>> {
-    let limit = q.limit(20, 100)?;
-    let (data, next_page) = page::slice(all, key, false, q.one("page"), limit)?;
-    Ok(Json(Page { data, next_page }))
+    page::of_query(q, all, key, false, (20, 100)).map(Json)
 }
 
 pub async fn create(

@@ -69,17 +69,17 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Page<Work>>> {
     let query = Query::parse(q.as_deref());
-    let limit = query.limit(20, 100)?;
+    // The limit is checked before the queue is looked up: a bad one is the caller's error.
+    query.limit(20, 100)?;
     let q = queue(&api, &environment_id).await?;
     let all = q.list(&environment_id).await?;
-    let (data, next_page) = super::page::slice(
+    Ok(Json(super::page::of_query(
+        &query,
         all,
         |w| vec![w.created_at.clone(), w.id.clone()],
         true,
-        query.one("page"),
-        limit,
-    )?;
-    Ok(Json(Page { data, next_page }))
+        (20, 100),
+    )?))
 }
 
 pub async fn stats(

@@ -683,6 +683,13 @@ pub fn check_refs(c: &Connection, refs: &[SkillRef]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// [`check_refs`] outside an agent's write: a session's own skills
+/// (`agent_with_overrides.skills`), checked before the session is made.
+pub async fn check_session_refs(store: &Store, refs: &[SkillRef]) -> Result<(), ErrorBody> {
+    let refs = refs.to_vec();
+    Ok(store.read(move |c| check_refs(c, &refs)).await?)
+}
+
 /// An agent's skills resolved for a session: each version's name, description and files
 /// (blob, path inside the skill). A skill deleted since is an error naming it.
 pub async fn resolve(

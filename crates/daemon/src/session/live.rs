@@ -148,7 +148,8 @@ pub struct Session {
     /// The pinned agent's MCP servers, connected when a turn first needs them.
     pub mcp: crate::session::mcp::McpClients,
     /// Credentials from the session's vaults (MCP bearers, shell variables); never logged.
-    pub secrets: Arc<crate::resources::vaults::SessionSecrets>,
+    /// A thread shares its session's.
+    pub secrets: Arc<crate::resources::vaults::LiveSecrets>,
     /// MCP elicitations a tool call in flight waits on (issue 25).
     pub elicitations: crate::session::elicitation::Waiters,
     state: Mutex<SessionState>,
@@ -322,7 +323,7 @@ impl Session {
         // A thread uses its session's vaults; a session resolves its own once, here.
         let secrets = match &thread {
             Some(link) => link.primary.secrets.clone(),
-            None => Arc::new(
+            None => Arc::new(crate::resources::vaults::LiveSecrets::new(
                 crate::resources::vaults::session_secrets(
                     &services.store,
                     &services.paths.data_dir,
@@ -332,11 +333,9 @@ impl Session {
                     tracing::warn!(session = %row.id, error = %e, "the session's vaults can't be read; it runs without their credentials");
                     Default::default()
                 }),
-            ),
+            )),
         };
-        if !secrets.env.is_empty() {
-            toolbox = toolbox.with_env(secrets.env.clone());
-        }
+        toolbox = toolbox.with_vault_env(secrets.env.clone());
         let mut state = SessionState {
             remote_tools: work_env.is_some(),
             ..SessionState::default()

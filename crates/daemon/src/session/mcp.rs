@@ -49,7 +49,7 @@ use crate::config::{McpConfig, McpCredential};
 use crate::net::SessionNet;
 use crate::provider::ToolSpec;
 use crate::resources::vaults::oauth::AccessToken;
-use crate::resources::vaults::{McpAuth, SessionSecrets};
+use crate::resources::vaults::{LiveSecrets, McpAuth, SessionSecrets};
 use crate::tools::Toolbox;
 use crate::tools::mcp_names::{PREFIX, model_name};
 
@@ -114,7 +114,8 @@ pub struct McpClients {
     /// Time limits and credentials (`[mcp]` of config.toml).
     config: McpConfig,
     /// The session's vault credentials: a bearer for a server URL wins over config.toml's.
-    vault: Arc<SessionSecrets>,
+    /// Read at each connection, so a session update's `vault_ids` reaches the next one.
+    vault: Arc<LiveSecrets>,
     /// Who answers the servers' elicitations (the session).
     asker: Weak<dyn AskUser>,
     /// Time the call in flight spent waiting on the user.
@@ -129,7 +130,7 @@ impl McpClients {
     pub fn new(
         agent: Option<&Agent>,
         config: McpConfig,
-        vault: Arc<SessionSecrets>,
+        vault: Arc<LiveSecrets>,
         asker: Weak<dyn AskUser>,
     ) -> McpClients {
         McpClients {
@@ -197,7 +198,7 @@ impl McpClients {
                 server,
                 toolbox,
                 &self.config,
-                &self.vault,
+                &self.vault.get(),
                 None,
                 handler,
             )
@@ -382,7 +383,7 @@ impl McpClients {
             spec,
             toolbox,
             &self.config,
-            &self.vault,
+            &self.vault.get(),
             refused,
             handler,
         )

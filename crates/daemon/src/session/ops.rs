@@ -88,6 +88,7 @@ pub async fn update_session(
             title: None,
             name: None,
             metadata: None,
+            vault_ids: None,
         })
         .await?;
     }

@@ -522,6 +522,7 @@ impl SessionState {
                     title: None,
                     name: None,
                     metadata: None,
+                    vault_ids: None,
                 });
             }
             bodies.push(EventBody::user_text(text));
@@ -1792,6 +1793,7 @@ mod tests {
             title: None,
             name: None,
             metadata: None,
+            vault_ids: None,
         });
         log.push(EventBody::SessionUpdated {
             model: None,
@@ -1799,6 +1801,7 @@ mod tests {
             title: None,
             name: None,
             metadata: None,
+            vault_ids: None,
         });
         let st = log.state();
         assert_eq!(st.model.as_deref(), Some("openai/gpt-5.1"));

@@ -311,6 +311,20 @@ impl Store {
         .await
     }
 
+    /// Sets a session's vaults (ids; a session update's `vault_ids`), read again whenever the
+    /// session is loaded.
+    pub async fn set_session_vaults(
+        &self,
+        session_id: &str,
+        vault_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let vaults = (!vault_ids.is_empty())
+            .then(|| serde_json::to_string(vault_ids).ok())
+            .flatten();
+        self.set_session_columns(session_id, "vault_ids = ?2", vec![vaults.into()], None)
+            .await
+    }
+
     /// Sets a session's model column after a `session.updated` switched it, so listings of
     /// sessions not loaded in memory show the model the session now uses.
     pub async fn set_session_model(

@@ -58,6 +58,9 @@ pub struct SessionRow {
     pub skills: Vec<tether_proto::skill::MountedSkill>,
     /// The vaults whose credentials the session uses (ids, in precedence order).
     pub vault_ids: Vec<String>,
+    /// The session's own skills (`agent_with_overrides.skills`), replacing its agent's;
+    /// None: the agent's.
+    pub skill_refs: Option<Vec<tether_proto::skill::SkillRef>>,
 }
 
 impl SessionRow {
@@ -95,6 +98,7 @@ impl SessionRow {
             file_mounts: Vec::new(),
             skills: Vec::new(),
             vault_ids: Vec::new(),
+            skill_refs: None,
         }
     }
 }

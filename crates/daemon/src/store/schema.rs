@@ -502,6 +502,17 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;
     }
+    if version < 22 {
+        // A session's own skills (`agent_with_overrides.skills`, issue 25): the refs as JSON,
+        // NULL for the agent's.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN skills TEXT;
+             PRAGMA user_version = 22;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
     if version < 23 {
         // A session's outputs (issue 25): each file the agent leaves in /mnt/session/outputs
         // is a file scoped to the session, one per path (a changed file keeps its id).

@@ -740,6 +740,16 @@ impl Writer {
                 )
                 .map_err(|e| StoreError::Write(e.to_string()))?;
         }
+        if let Some(refs) = &row.skill_refs {
+            let refs = serde_json::to_string(refs)
+                .map_err(|e| StoreError::Write(format!("cannot encode the skills: {e}")))?;
+            self.conn
+                .execute(
+                    "UPDATE sessions SET skills = ?2 WHERE id = ?1",
+                    params![row.id, refs],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+        }
         let mut last = 0;
         if let Some(src) = copy_from {
             // Copy the log, re-stamping each stored body with the new session id.

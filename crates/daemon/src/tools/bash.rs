@@ -395,6 +395,65 @@ enum End {
     Exited(Option<ExitStatus>),
 }
 
+/// The variables a session's vaults give its shell, changeable while the shell lives (a
+/// session update's `vault_ids`). Each change gets a new generation; a shell started before it
+/// is handed the new set before its next command (not mid-command), a new shell starts with it.
+#[derive(Default)]
+pub struct VaultEnv {
+    vars: StdMutex<(u64, Vec<(String, String)>)>,
+}
+
+impl VaultEnv {
+    pub fn new(vars: Vec<(String, String)>) -> Self {
+        Self {
+            vars: StdMutex::new((0, vars)),
+        }
+    }
+
+    /// Replaces the set; shells pick it up before their next command.
+    pub fn set(&self, vars: Vec<(String, String)>) {
+        let mut g = self.vars.lock().unwrap_or_else(PoisonError::into_inner);
+        g.0 += 1;
+        g.1 = vars;
+    }
+
+    fn snapshot(&self) -> (u64, Vec<(String, String)>) {
+        self.vars
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A shell-safe single-quoted word.
+fn single_quoted(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+/// What a live shell runs (silently, before the next command) to go from the vault variables
+/// `old` to `new`: a name no longer given is unset, or back to the shell's own value of it.
+fn vault_switch(base: &[(String, String)], old: &[String], new: &[(String, String)]) -> String {
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let mut script = String::new();
+    for name in old.iter().filter(|n| is_name(n)) {
+        if new.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        match base.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => script.push_str(&format!("export {name}={}\n", single_quoted(v))),
+            None => script.push_str(&format!("unset -v {name}\n")),
+        }
+    }
+    for (name, v) in new.iter().filter(|(n, _)| is_name(n)) {
+        script.push_str(&format!("export {name}={}\n", single_quoted(v)));
+    }
+    script
+}
+
 /// A running shell.
 struct Live {
     child: Child,
@@ -408,6 +467,9 @@ struct Live {
     carry: Vec<u8>,
     /// Setup commands not yet sent.
     setup_pending: bool,
+    /// The [`VaultEnv`] generation this shell has, and the names it gave.
+    vault_generation: u64,
+    vault_names: Vec<String>,
     /// A command was sent and its result not yet collected. Still set at the
     /// next call only if the previous call's future was dropped mid-command.
     busy: bool,
@@ -456,6 +518,8 @@ struct State {
 pub struct Shell {
     workspace: PathBuf,
     env: Vec<(String, String)>,
+    /// The session's vault variables (set after `env`, so they win on a clash).
+    vault_env: Arc<VaultEnv>,
     sandbox: Sandbox,
     /// The environment layer and other sandbox extras.
     options: sandbox::Options,
@@ -475,6 +539,7 @@ impl Shell {
         Self {
             workspace,
             env,
+            vault_env: Arc::default(),
             sandbox,
             options: sandbox::Options::default(),
             net: Arc::new(SessionNet::off()),
@@ -496,10 +561,9 @@ impl Shell {
         self
     }
 
-    /// The shell with `vars` added to its environment (replacing any of the same name).
-    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
-        self.env.retain(|(k, _)| !vars.iter().any(|(n, _)| n == k));
-        self.env.extend(vars);
+    /// The shell with the session's vault variables (shared with its threads' shells).
+    pub fn with_vault_env(mut self, vars: Arc<VaultEnv>) -> Self {
+        self.vault_env = vars;
         self
     }
 
@@ -558,6 +622,13 @@ impl Shell {
         cmd.current_dir(&self.workspace)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(
+                self.vault_env
+                    .snapshot()
+                    .1
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -598,9 +669,11 @@ impl Shell {
             cmd.args(["--noprofile", "--norc"]);
             cmd
         });
+        let (vault_generation, vault_vars) = self.vault_env.snapshot();
         cmd.current_dir(&self.workspace)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(vault_vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -661,6 +734,8 @@ impl Shell {
             pid,
             carry,
             setup_pending: true,
+            vault_generation,
+            vault_names: vault_vars.into_iter().map(|(k, _)| k).collect(),
             busy: false,
             reaped: false,
             cgroup,
@@ -794,6 +869,13 @@ impl Shell {
         if live.setup_pending {
             script.push_str(SHELL_SETUP);
             live.setup_pending = false;
+        }
+        let (generation, vars) = self.vault_env.snapshot();
+        if generation != live.vault_generation {
+            // Written to the shell's stdin, never to the log: the command is what is logged.
+            script.push_str(&vault_switch(&self.env, &live.vault_names, &vars));
+            live.vault_generation = generation;
+            live.vault_names = vars.into_iter().map(|(k, _)| k).collect();
         }
         script.push_str(&wrap_command(&command, &nonce));
         let deadline = Instant::now() + input.timeout;

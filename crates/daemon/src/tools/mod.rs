@@ -299,10 +299,10 @@ impl Toolbox {
         Some(Ok(m))
     }
 
-    /// The same toolbox with `vars` in its shell's environment (vault credentials): set after
-    /// the inherited ones, so they win on a clash.
-    pub fn with_env(mut self, vars: Vec<(String, String)>) -> Self {
-        self.shell = self.shell.with_env(vars);
+    /// The same toolbox with the session's vault variables in its shell's environment: set
+    /// after the inherited ones, so they win on a clash; a change reaches the next command.
+    pub fn with_vault_env(mut self, vars: Arc<bash::VaultEnv>) -> Self {
+        self.shell = self.shell.with_vault_env(vars);
         self
     }
 

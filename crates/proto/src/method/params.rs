@@ -57,6 +57,10 @@ pub struct CreateSession {
     /// Vaults (ids) whose credentials the session uses; the first wins on a clash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vault_ids: Vec<String>,
+    /// Replaces the pinned agent's skills for this session only (hosted
+    /// `agent_with_overrides.skills`; `[]`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<crate::skill::SkillRef>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1868,6 +1868,7 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
                         title: None,
                         name: Some("better-name".into()),
                         metadata: None,
+                        vault_ids: None,
                     },
                 ),
             ],
@@ -1885,6 +1886,7 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
                 title: None,
                 name: Some("better-name".into()),
                 metadata: None,
+                vault_ids: None,
             },
         )],
     );

@@ -546,6 +546,7 @@ impl Transcript {
                 max_cost_usd,
                 title,
                 name,
+                vault_ids,
                 ..
             } => {
                 let mut parts = Vec::new();
@@ -560,6 +561,9 @@ impl Transcript {
                 }
                 if let Some(c) = max_cost_usd {
                     parts.push(format!("budget → ${c:.2}"));
+                }
+                if let Some(v) = vault_ids {
+                    parts.push(format!("vaults → [{}]", v.join(", ")));
                 }
                 if parts.is_empty() {
                     return false;

@@ -37,6 +37,9 @@ pub struct Stored {
     pub metadata: BTreeMap<String, String>,
     pub budget: Option<Value>,
     pub schedule: Option<ScheduleSpec>,
+    /// Vaults (ids) the sessions it fires use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vault_ids: Vec<String>,
 }
 
 impl Stored {
@@ -211,18 +214,10 @@ pub fn budget_dollars(v: &Value) -> Result<f64, ErrorBody> {
     Ok(amount)
 }
 
-fn check_unsupported(
-    resources: Option<&Vec<Value>>,
-    vaults: Option<&Vec<String>>,
-) -> Result<(), ErrorBody> {
+fn check_unsupported(resources: Option<&Vec<Value>>) -> Result<(), ErrorBody> {
     if resources.is_some_and(|r| !r.is_empty()) {
         return Err(invalid(
             "resources: this tetherd does not mount session resources on deployments; copy files into the environment instead",
-        ));
-    }
-    if vaults.is_some_and(|v| !v.is_empty()) {
-        return Err(invalid(
-            "vault_ids: this tetherd has no vaults; give credentials to the environment instead",
         ));
     }
     Ok(())
@@ -250,7 +245,13 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<Deployment, ErrorBody> {
     check_name(&spec.name)?;
-    check_unsupported(spec.resources.as_ref(), spec.vault_ids.as_ref())?;
+    check_unsupported(spec.resources.as_ref())?;
+    // Live vaults now (by id or name, stored as ids); one archived later fails that fire.
+    let vault_ids = crate::resources::vaults::session_vaults(
+        &rt.store,
+        spec.vault_ids.as_deref().unwrap_or_default(),
+    )
+    .await?;
     crate::resources::agents::validate_metadata(&spec.metadata)?;
     check_fires(rt, &spec.initial_events, spec.workflow.as_ref())?;
     if let Some(s) = &spec.schedule {
@@ -270,6 +271,7 @@ pub async fn create(
         metadata: spec.metadata,
         budget: spec.budget,
         schedule: spec.schedule,
+        vault_ids,
     };
     let row = DeploymentRow {
         id: ids::deployment_id(),
@@ -359,12 +361,11 @@ pub struct Filter {
     pub status: Option<DeploymentStatus>,
 }
 
+/// `include_archived` widens the set to archived deployments, then `status` keeps those whose
+/// reported `status` matches: the filter is the field a client sees, so an archived deployment
+/// (which reports `active`, hosted) is kept by `active`, never by `paused`. The hosted API
+/// refuses the pair; the SDK's own tests send it, so tether gives it this meaning instead.
 pub async fn list(rt: &Runtime, f: &Filter) -> Result<Vec<Deployment>, ErrorBody> {
-    if f.include_archived && f.status.is_some() {
-        return Err(invalid(
-            "status: can't be combined with include_archived (archived deployments report `active`); use one",
-        ));
-    }
     let rows = rt.store.read(sql::list_deployments).await?;
     let now = Utc::now();
     let mut out = Vec::new();
@@ -435,10 +436,12 @@ pub async fn update(
         check_name(&name)?;
         row.name = name;
     }
-    check_unsupported(
-        ch.resources.as_ref().and_then(Option::as_ref),
-        ch.vault_ids.as_ref().and_then(Option::as_ref),
-    )?;
+    check_unsupported(ch.resources.as_ref().and_then(Option::as_ref))?;
+    if let Some(v) = &ch.vault_ids {
+        st.vault_ids =
+            crate::resources::vaults::session_vaults(&rt.store, v.as_deref().unwrap_or_default())
+                .await?;
+    }
     if let Some(agent) = &ch.agent {
         st.agent = pin_agent(rt, agent).await?;
     }
@@ -595,7 +598,7 @@ pub fn wire(row: &DeploymentRow, now: DateTime<Utc>) -> Result<Deployment, Error
         initial_events: st.initial_events,
         workflow: st.workflow,
         resources: Vec::new(),
-        vault_ids: Vec::new(),
+        vault_ids: st.vault_ids,
         metadata: st.metadata,
         budget: st.budget,
         schedule,

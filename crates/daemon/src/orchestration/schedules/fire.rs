@@ -278,6 +278,7 @@ async fn start_session(
                     .as_ref()
                     .map(deployments::budget_dollars)
                     .transpose()?,
+                vault_ids: st.vault_ids.clone(),
                 ..Default::default()
             };
             let origin = Origin {

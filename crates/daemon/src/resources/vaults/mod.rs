@@ -16,6 +16,7 @@ pub mod seal;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use tether_proto::vault::{
     AuthChanges, AuthParams, Credential, CredentialAuth, CredentialChanges, CredentialNetworking,
@@ -248,12 +249,15 @@ fn secret_name(name: &str) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-fn expires_at(v: &str) -> Result<(), ErrorBody> {
+/// An access token's expiry. One already past is taken when the credential can refresh (the
+/// token is refreshed before its first use, as one about to expire is); without a refresh
+/// grant such a token could never be used, so it is refused.
+fn expires_at(v: &str, refreshable: bool) -> Result<(), ErrorBody> {
     let t = chrono::DateTime::parse_from_rfc3339(v)
         .map_err(|e| invalid(format!("auth.expires_at: `{v}` is not RFC 3339: {e}")))?;
-    if t <= chrono::Utc::now() {
+    if t <= chrono::Utc::now() && !refreshable {
         return Err(invalid(format!(
-            "auth.expires_at: `{v}` is in the past; give the new token's expiry"
+            "auth.expires_at: `{v}` is in the past and the credential has no `refresh` to get a new token; give the new token's expiry, or the refresh settings"
         )));
     }
     Ok(())
@@ -310,7 +314,7 @@ fn split(auth: AuthParams) -> Result<(CredentialAuth, Secrets), ErrorBody> {
         } => {
             server_url("auth.mcp_server_url", &mcp_server_url)?;
             if let Some(e) = &exp {
-                expires_at(e)?;
+                expires_at(e, refresh.is_some())?;
             }
             secrets.insert(
                 ACCESS_TOKEN.into(),
@@ -405,7 +409,7 @@ fn apply_auth(
             },
         ) => {
             if let Some(e) = &new_exp {
-                expires_at(e)?;
+                expires_at(e, refresh.is_some())?;
                 *exp = new_exp;
             }
             if let Some(t) = access_token {
@@ -679,6 +683,40 @@ pub struct SessionSecrets {
     pub env: Vec<(String, String)>,
 }
 
+/// A session's vault credentials as they stand: replaced whole when a session update changes
+/// its `vault_ids`. Whoever connects (MCP) or runs a command next reads the new set; a
+/// connection or command already under way keeps what it started with. Shared by a session
+/// and its threads.
+pub struct LiveSecrets {
+    current: std::sync::RwLock<Arc<SessionSecrets>>,
+    /// The shell variables of `current`, as the session's shells read them.
+    pub env: Arc<crate::tools::bash::VaultEnv>,
+}
+
+impl LiveSecrets {
+    pub fn new(secrets: SessionSecrets) -> Self {
+        Self {
+            env: Arc::new(crate::tools::bash::VaultEnv::new(secrets.env.clone())),
+            current: std::sync::RwLock::new(Arc::new(secrets)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<SessionSecrets> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, secrets: SessionSecrets) {
+        self.env.set(secrets.env.clone());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(secrets);
+    }
+}
+
 impl std::fmt::Debug for SessionSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionSecrets")
@@ -816,6 +854,26 @@ mod tests {
         .unwrap();
         assert_eq!(secrets[SECRET_VALUE], "v1");
         assert!(!serde_json::to_string(&auth).unwrap().contains("v1"));
+    }
+
+    #[test]
+    fn a_past_expiry_is_taken_only_from_a_credential_that_can_refresh() {
+        let oauth = |refresh: &str| {
+            params(&format!(
+                r#"{{"type":"mcp_oauth","mcp_server_url":"https://x/mcp","access_token":"a","expires_at":"2019-12-27T18:11:19.117Z"{refresh}}}"#
+            ))
+        };
+        let err = split(oauth("")).unwrap_err();
+        assert!(err.message.contains("no `refresh`"), "{}", err.message);
+        let refresh = r#","refresh":{"client_id":"c","refresh_token":"r","token_endpoint":"https://x/token","token_endpoint_auth":{"type":"none"}}"#;
+        let (mut auth, mut secrets) = split(oauth(refresh)).unwrap();
+        // And on update: an expired token's expiry, for the refresh to replace.
+        let ch: AuthChanges = serde_json::from_str(
+            r#"{"type":"mcp_oauth","access_token":"b","expires_at":"2019-12-27T18:11:19.117Z"}"#,
+        )
+        .unwrap();
+        apply_auth(&mut auth, &mut secrets, ch).unwrap();
+        assert_eq!(secrets[ACCESS_TOKEN], "b");
     }
 
     #[test]
