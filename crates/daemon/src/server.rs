@@ -1470,9 +1470,15 @@ impl Connection {
             Dispatch::SessionElicitationAnswer(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
-                let event =
-                    crate::session::elicitation::answer(&s, &p.elicitation_id, p.action, p.content)
+                // A child thread's, answered by id on its session: the thread records it.
+                let t =
+                    crate::orchestration::threads::elicitation_holder(&rt, &s, &p.elicitation_id)
                         .await?;
+                let event =
+                    crate::session::elicitation::answer(&t, &p.elicitation_id, p.action, p.content)
+                        .await?;
+                let event =
+                    crate::orchestration::threads::as_seen_by_primary(&rt, &s, &t, event).await;
                 answer(
                     r,
                     Recorded {

@@ -1,7 +1,7 @@
 //! What a child thread's appends put in its primary's stream (hosted placement): its
 //! lifecycle (`session.thread_status_*`, also written in its own stream next to the
 //! `session.status_*` its fold uses), its tool calls that wait for a client (an `always_ask`
-//! approval, a custom tool) and the answers to them. A cross-post keeps the original's id and
+//! approval, a custom tool), its MCP servers' elicitations, and the answers to them. A cross-post keeps the original's id and
 //! names the thread in `session_thread_id`, so a client of the primary answers a call by the
 //! same id it would use on the thread's own stream.
 
@@ -77,6 +77,10 @@ pub fn drafts_of(
             } | EventBody::AgentCustomToolUse { .. }
                 | EventBody::UserToolConfirmation { .. }
                 | EventBody::UserCustomToolResult { .. }
+                // Its MCP servers' questions to the user, and how they ended.
+                | EventBody::McpElicitationRequested { .. }
+                | EventBody::McpElicitationAnswered { .. }
+                | EventBody::McpElicitationCompleted { .. }
         );
         if waits_for_client {
             cross(&mut own, draft.id, draft.body, false);

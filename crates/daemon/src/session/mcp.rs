@@ -13,8 +13,8 @@
 //! - `type: stdio` servers (tether) run inside a sandbox like the session shell's: the same
 //!   workspace, environment layer and network policy.
 //!
-//! Servers may ask the user for input during a call (MCP elicitation, form mode): each
-//! connection's handler ([`Elicitor`]) advertises it and hands the request to the session
+//! Servers may ask the user for input during a call (MCP elicitation, form and URL modes):
+//! each connection's handler ([`Elicitor`]) advertises it and hands the request to the session
 //! (`session::elicitation`); time spent waiting on the user does not count against the call's
 //! limit.
 //!
@@ -31,10 +31,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, ClientConfig, ContentBlock, ElicitRequestParams, ElicitResult,
-    ElicitationAction as McpAction, ElicitationCapability, FormElicitationCapability,
+    CallToolRequestParams, ClientConfig, ContentBlock, CustomNotification, ElicitRequestParams,
+    ElicitResult, ElicitationAction as McpAction, ElicitationCapability, FormElicitationCapability,
+    UrlElicitationCapability,
 };
-use rmcp::service::{RequestContext, RoleClient, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
@@ -839,17 +840,41 @@ pub struct UserAnswer {
     pub content: Option<Value>,
 }
 
+/// What a server asks the user (`elicitation/create`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Question {
+    /// Fill in a form: a message and a flat schema.
+    Form { message: String, schema: Value },
+    /// Open a page: the user goes to `url` themselves (MCP 2025-11-25 URL mode); the server
+    /// may later say it is done (`notifications/elicitation/complete` naming `server_id`).
+    Url {
+        message: String,
+        url: String,
+        server_id: String,
+    },
+}
+
 /// Who brings a server's elicitation to the user: the session (`session::elicitation`),
 /// which records it and waits for the first answer.
 pub trait AskUser: Send + Sync {
     fn ask_user(
         self: Arc<Self>,
         server: String,
-        message: String,
-        schema: Value,
+        question: Question,
         withdrawn: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>>;
+
+    /// The server says its URL-mode elicitation `server_id` is complete.
+    fn completed(
+        self: Arc<Self>,
+        server: String,
+        server_id: String,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
+
+/// The notification a server sends when the user finished a URL-mode elicitation (rmcp
+/// 3.11 has no type for it: it arrives as a custom notification).
+const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 
 /// Time a tool call spends waiting on the user does not count against its time limit
 /// (`[mcp] call_timeout_secs`): the user has `elicitation_timeout_secs` for that.
@@ -888,8 +913,9 @@ impl Drop for WaitGuard {
     }
 }
 
-/// The rmcp client handler of one connection: advertises form elicitation (MCP 2025-06-18
-/// `elicitation/create`) and brings the server's requests to the session's user.
+/// The rmcp client handler of one connection: advertises form and URL elicitation (MCP
+/// 2025-11-25 `elicitation/create`) and brings the server's requests (and its URL-mode
+/// completions) to the session's user.
 #[derive(Clone)]
 pub struct Elicitor {
     server: String,
@@ -906,14 +932,20 @@ impl Elicitor {
             fn ask_user(
                 self: Arc<Self>,
                 _: String,
-                _: String,
-                _: Value,
+                _: Question,
                 _: CancellationToken,
             ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>> {
                 Box::pin(std::future::ready(UserAnswer {
                     action: ElicitationAction::Decline,
                     content: None,
                 }))
+            }
+            fn completed(
+                self: Arc<Self>,
+                _: String,
+                _: String,
+            ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(std::future::ready(()))
             }
         }
         Elicitor {
@@ -929,7 +961,8 @@ impl ClientHandler for Elicitor {
         let mut info = ClientConfig::default();
         info.capabilities.elicitation = Some(
             ElicitationCapability::new()
-                .with_form(FormElicitationCapability::new().with_schema_validation(true)),
+                .with_form(FormElicitationCapability::new().with_schema_validation(true))
+                .with_url(UrlElicitationCapability::new()),
         );
         info
     }
@@ -939,22 +972,36 @@ impl ClientHandler for Elicitor {
         request: ElicitRequestParams,
         context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let ElicitRequestParams::FormElicitationParams {
-            message,
-            requested_schema,
-            ..
-        } = request
-        else {
-            tracing::info!(server = %self.server, "declined a URL elicitation: tether asks in form mode only");
-            return Ok(ElicitResult::new(McpAction::Decline));
+        let question = match request {
+            ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            } => Question::Form {
+                message,
+                schema: serde_json::to_value(&requested_schema).unwrap_or(Value::Null),
+            },
+            ElicitRequestParams::UrlElicitationParams {
+                message,
+                url,
+                elicitation_id,
+                ..
+            } => Question::Url {
+                message,
+                url,
+                server_id: elicitation_id,
+            },
+            _ => {
+                tracing::info!(server = %self.server, "declined an elicitation of a mode tether does not know");
+                return Ok(ElicitResult::new(McpAction::Decline));
+            }
         };
         let Some(asker) = self.asker.upgrade() else {
             return Ok(ElicitResult::new(McpAction::Decline));
         };
-        let schema = serde_json::to_value(&requested_schema).unwrap_or(Value::Null);
         let _waiting = self.wait.begin();
         let answer = asker
-            .ask_user(self.server.clone(), message, schema, context.ct)
+            .ask_user(self.server.clone(), question, context.ct)
             .await;
         let mut result = ElicitResult::new(match answer.action {
             ElicitationAction::Accept => McpAction::Accept,
@@ -965,6 +1012,28 @@ impl ClientHandler for Elicitor {
             result = result.with_content(content);
         }
         Ok(result)
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if notification.method != ELICITATION_COMPLETE {
+            return;
+        }
+        let Some(id) = notification
+            .params
+            .as_ref()
+            .and_then(|p| p.get("elicitationId"))
+            .and_then(Value::as_str)
+        else {
+            tracing::info!(server = %self.server, "ignored an elicitation completion without an elicitationId");
+            return;
+        };
+        if let Some(asker) = self.asker.upgrade() {
+            asker.completed(self.server.clone(), id.to_string()).await;
+        }
     }
 }
 
@@ -1170,10 +1239,11 @@ mod tests {
     }
 
     #[test]
-    fn the_client_advertises_form_elicitation() {
+    fn the_client_advertises_form_and_url_elicitation() {
         let info = Elicitor::unattended().get_info();
         let caps = serde_json::to_value(&info.capabilities).unwrap();
         assert!(caps["elicitation"]["form"].is_object(), "{caps}");
+        assert!(caps["elicitation"]["url"].is_object(), "{caps}");
     }
 
     #[test]

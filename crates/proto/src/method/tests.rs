@@ -1338,6 +1338,9 @@ fn every_method_in_the_table_parses_and_round_trips() {
                 content: None,
                 reason: None,
                 created_at: Some("2026-12-07T19:00:00Z".into()),
+                session_thread_id: Some("sthr_1".into()),
+                agent_name: Some("reviewer".into()),
+                ..Default::default()
             }],
         },
         &mut seen,
