@@ -6,7 +6,9 @@
 //! host name it runs under (`sandbox` inside a session's sandbox); `sleep {ms}` answers after
 //! that long (to test call time limits); `ask {message?}` asks the user for a name, an age, a
 //! color and a yes/no (MCP elicitation) and returns what came back (`accept {json}`,
-//! `decline`, `cancel`); over stdio only, `exit` ends the server process (to test
+//! `decline`, `cancel`); `open_url {url}` asks the user to open `url` (URL-mode elicitation,
+//! server id `mock-url-1`), says it is complete (`notifications/elicitation/complete`) once
+//! accepted and returns the action; over stdio only, `exit` ends the server process (to test
 //! reconnecting).
 
 use std::sync::Arc;
@@ -14,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
-    ElicitRequestParams, JsonObject, ListToolsResult, PaginatedRequestParams, Request,
-    ServerCapabilities, ServerConfig, ServerRequest, Tool,
+    CustomNotification, ElicitRequestParams, JsonObject, ListToolsResult, PaginatedRequestParams,
+    Request, ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -74,6 +76,13 @@ impl ServerHandler for TestMcp {
                 schema(json!({"type": "object", "properties": {"message": {"type": "string"}}})),
             ),
             Tool::new(
+                "open_url",
+                "Asks the user to open a page (URL-mode elicitation)",
+                schema(
+                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                ),
+            ),
+            Tool::new(
                 "sleep",
                 "Answers after `ms` milliseconds",
                 schema(
@@ -117,6 +126,13 @@ impl ServerHandler for TestMcp {
                 CallToolResult::success(vec![ContentBlock::text("slept")])
             }
             "ask" => ask(&context, args.get("message").and_then(Value::as_str)).await,
+            "open_url" => {
+                open_url(
+                    &context,
+                    args.get("url").and_then(Value::as_str).unwrap_or_default(),
+                )
+                .await
+            }
             "exit" if self.can_exit => std::process::exit(3),
             other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
         };
@@ -166,6 +182,53 @@ async fn ask(context: &RequestContext<RoleServer>, message: Option<&str>) -> Cal
             "elicitation/create failed: {e}"
         ))]),
     }
+}
+
+/// The `open_url` tool: one URL-mode `elicitation/create`; once accepted, the completion
+/// notification; the action as the result.
+async fn open_url(context: &RequestContext<RoleServer>, url: &str) -> CallToolResult {
+    let params: ElicitRequestParams = match serde_json::from_value(json!({
+        "mode": "url",
+        "message": "Sign in to the mock service",
+        "url": url,
+        "elicitationId": "mock-url-1",
+    })) {
+        Ok(p) => p,
+        Err(e) => {
+            return CallToolResult::error(vec![ContentBlock::text(format!("bad request: {e}"))]);
+        }
+    };
+    let asked = context
+        .peer
+        .send_request(ServerRequest::ElicitRequest(Request::new(params)))
+        .await;
+    let action = match asked {
+        Ok(ClientResult::ElicitResult(r)) => serde_json::to_value(&r.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        other => {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "elicitation/create failed: {other:?}"
+            ))]);
+        }
+    };
+    if action == "accept" {
+        let done = CustomNotification::new(
+            "notifications/elicitation/complete",
+            Some(json!({"elicitationId": "mock-url-1"})),
+        );
+        if let Err(e) = context
+            .peer
+            .send_notification(ServerNotification::CustomNotification(done))
+            .await
+        {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "completion failed: {e}"
+            ))]);
+        }
+    }
+    CallToolResult::success(vec![ContentBlock::text(action)])
 }
 
 /// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL and its call counter.
