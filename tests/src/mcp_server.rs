@@ -8,7 +8,9 @@
 //! color and a yes/no (MCP elicitation) and returns what came back (`accept {json}`,
 //! `decline`, `cancel`); `open_url {url}` asks the user to open `url` (URL-mode elicitation,
 //! server id `mock-url-1`), says it is complete (`notifications/elicitation/complete`) once
-//! accepted and returns the action; over stdio only, `exit` ends the server process (to test
+//! accepted and returns the action; `needs_url {url}` first fails with
+//! `URLElicitationRequiredError` (-32042, the page `url`), then answers `authorized`; over
+//! stdio only, `exit` ends the server process (to test
 //! reconnecting).
 
 use std::sync::Arc;
@@ -29,6 +31,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 pub struct TestMcp {
     pub calls: Arc<AtomicUsize>,
+    /// `needs_url` was refused once (with -32042): the next call succeeds.
+    pub asked_for_page: Arc<std::sync::atomic::AtomicBool>,
     /// Offer `exit` (the stdio server only: it would end the test process otherwise).
     pub can_exit: bool,
 }
@@ -83,6 +87,13 @@ impl ServerHandler for TestMcp {
                 ),
             ),
             Tool::new(
+                "needs_url",
+                "Needs the user to open a page first (URLElicitationRequiredError)",
+                schema(
+                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                ),
+            ),
+            Tool::new(
                 "sleep",
                 "Answers after `ms` milliseconds",
                 schema(
@@ -126,6 +137,19 @@ impl ServerHandler for TestMcp {
                 CallToolResult::success(vec![ContentBlock::text("slept")])
             }
             "ask" => ask(&context, args.get("message").and_then(Value::as_str)).await,
+            "needs_url" if !self.asked_for_page.swap(true, Ordering::SeqCst) => {
+                return Err(McpError::new(
+                    rmcp::model::ErrorCode(-32042),
+                    "This request requires more information.",
+                    Some(json!({"elicitations": [{
+                        "mode": "url",
+                        "elicitationId": "mock-url-2",
+                        "url": args.get("url").and_then(Value::as_str).unwrap_or_default(),
+                        "message": "Authorize the mock service"
+                    }]})),
+                ));
+            }
+            "needs_url" => CallToolResult::success(vec![ContentBlock::text("authorized")]),
             "open_url" => {
                 open_url(
                     &context,
@@ -247,6 +271,7 @@ pub async fn serve_http_requiring(token: Option<&'static str>) -> (String, Arc<A
             Ok(TestMcp {
                 calls: counter.clone(),
                 can_exit: false,
+                ..Default::default()
             })
         },
         Arc::new(LocalSessionManager::default()),

@@ -188,6 +188,17 @@ async fn a_child_threads_question_is_listed_and_answered_through_the_primary_ove
     assert_eq!(item["session_thread_id"], thread.as_str());
     assert_eq!(item["agent_name"], "reviewer");
     assert_eq!(item["mcp_server_name"], "forms");
+    // And on the thread's own list (the socket names a thread by its agent or id).
+    let mut c = env.client().await;
+    let own = c
+        .call(
+            "session.elicitations",
+            json!({"session": id, "thread": "reviewer"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(own["data"][0]["id"], elic.as_str(), "{own}");
+    assert_eq!(own["data"][0]["session_id"], thread.as_str());
     // The CLI says who asks.
     let shown = env.ok(&["elicitations", &id]);
     assert!(
@@ -421,4 +432,52 @@ async fn a_url_question_shows_the_link_accept_means_opened_and_completion_is_rec
         .await;
     assert_eq!(all["data"][1]["completed"], true, "{all}");
     let _ = daemon.kill();
+}
+
+/// `URLElicitationRequiredError` (-32042): the call fails asking for a page; tetherd asks the
+/// user like a URL-mode question and, once accepted, calls again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_needs_a_page_first_asks_for_it_and_is_retried_once_accepted() {
+    const PAGE: &str = "https://auth.example.com/authorize?flow=2";
+    let script = Script::sequential(vec![
+        Reply::tool_use("mcp__forms__needs_url", json!({"url": PAGE})),
+        Reply::text("authorized"),
+    ])
+    .with_side_reply(Reply::text("title"));
+    let env = TestEnv::new(script).await;
+    env.spawn_daemon(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("agent.yaml");
+    std::fs::write(&p, ASKER).unwrap();
+    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
+    let ws = workspace(&env);
+    let id = env
+        .ok(&[
+            "new",
+            "--detach",
+            "--agent",
+            "asker",
+            "--dir",
+            ws.to_str().unwrap(),
+            "do it",
+        ])
+        .trim()
+        .to_string();
+    let asked = requested(&env, &id, false).await;
+    let EventBody::McpElicitationRequested { mode, url, .. } = &asked.body else {
+        unreachable!()
+    };
+    assert_eq!(*mode, ElicitationMode::Url);
+    assert_eq!(url.as_deref(), Some(PAGE));
+    env.ok(&[
+        "elicitations",
+        "answer",
+        &id,
+        &elicitation_id(&asked),
+        "--accept",
+    ]);
+    env.wait_idle(&id).await;
+    let events = env.log(&id).await;
+    assert_log_invariants(&events);
+    assert_eq!(mcp_results(&events), ["authorized"], "{events:#?}");
 }

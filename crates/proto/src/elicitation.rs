@@ -172,6 +172,10 @@ pub struct Elicitation {
 #[serde(deny_unknown_fields)]
 pub struct ListElicitations {
     pub session: SessionRef,
+    /// One thread's only (its `sthr_` id or its agent's name); None: the session's, its
+    /// child threads' included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     #[serde(default)]
     pub all: bool,
 }
@@ -182,6 +186,10 @@ pub struct ListElicitations {
 #[serde(deny_unknown_fields)]
 pub struct AnswerElicitation {
     pub session: SessionRef,
+    /// The thread that asked (its `sthr_` id or its agent's name); None: found by the id
+    /// among the session's and its child threads'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     pub elicitation_id: String,
     pub action: ElicitationAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]

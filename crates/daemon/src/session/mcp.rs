@@ -285,6 +285,30 @@ impl McpClients {
                 .call_once(conns.get(server), &params, limit, cancel)
                 .await;
         }
+        // URL elicitation required (-32042): the server needs the user to open pages first.
+        // Each is asked like a URL-mode elicitation; all accepted, the call is made once more.
+        if let Some(Err(CallFailure::Service(rmcp::ServiceError::McpError(e)))) = &result
+            && e.code.0 == URL_ELICITATION_REQUIRED
+        {
+            let pages = url_elicitations(e.data.as_ref());
+            if !pages.is_empty() {
+                if let Err(action) = self.ask_pages(server, pages, cancel).await {
+                    if cancel.is_cancelled() {
+                        return CallOutcome {
+                            text: crate::tools::INTERRUPTED_NOTE.to_string(),
+                            is_error: true,
+                            interrupted: true,
+                        };
+                    }
+                    return CallOutcome::error(format!(
+                        "the MCP server `{server}` needs the user to open a page before `{tool}` can run; the user answered {action}, so it was not called again"
+                    ));
+                }
+                result = self
+                    .call_once(conns.get(server), &params, limit, cancel)
+                    .await;
+            }
+        }
         let Some(result) = result else {
             return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
         };
@@ -331,6 +355,29 @@ impl McpClients {
                 ))
             }
         }
+    }
+
+    /// Asks the user to open each page a server requires (in order, as URL-mode
+    /// elicitations); the first answer that is not accept, if any.
+    async fn ask_pages(
+        &self,
+        server: &str,
+        pages: Vec<Question>,
+        cancel: &CancellationToken,
+    ) -> Result<(), &'static str> {
+        let Some(asker) = self.asker.upgrade() else {
+            return Err("nothing (nobody to ask)");
+        };
+        for page in pages {
+            let answer = asker
+                .clone()
+                .ask_user(server.to_string(), page, cancel.clone())
+                .await;
+            if answer.action != ElicitationAction::Accept {
+                return Err(answer.action.as_str());
+            }
+        }
+        Ok(())
     }
 
     /// One `tools/call` on `conn` (None when it is not connected).
@@ -872,6 +919,31 @@ pub trait AskUser: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
+/// The JSON-RPC error a server answers a request with when the user must first open pages
+/// (`URLElicitationRequiredError`, MCP 2025-11-25); its `data.elicitations` lists them.
+const URL_ELICITATION_REQUIRED: i32 = -32042;
+
+/// The URL-mode elicitations of a -32042 error's `data` (others are left out).
+fn url_elicitations(data: Option<&Value>) -> Vec<Question> {
+    let Some(list) = data
+        .and_then(|d| d.get("elicitations"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|e| e.get("mode").and_then(Value::as_str) == Some("url"))
+        .filter_map(|e| {
+            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            Some(Question::Url {
+                message: text("message").unwrap_or_default(),
+                url: text("url")?,
+                server_id: text("elicitationId").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// The notification a server sends when the user finished a URL-mode elicitation (rmcp
 /// 3.11 has no type for it: it arrives as a custom notification).
 const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
@@ -1244,6 +1316,24 @@ mod tests {
         let caps = serde_json::to_value(&info.capabilities).unwrap();
         assert!(caps["elicitation"]["form"].is_object(), "{caps}");
         assert!(caps["elicitation"]["url"].is_object(), "{caps}");
+    }
+
+    #[test]
+    fn a_url_elicitation_required_error_lists_its_pages() {
+        let data = serde_json::json!({"elicitations": [
+            {"mode": "url", "elicitationId": "e1", "url": "https://example.com/a", "message": "Authorize"},
+            {"mode": "form", "message": "not a page"},
+            {"mode": "url", "elicitationId": "e2", "message": "no url"}
+        ]});
+        assert_eq!(
+            url_elicitations(Some(&data)),
+            vec![Question::Url {
+                message: "Authorize".into(),
+                url: "https://example.com/a".into(),
+                server_id: "e1".into(),
+            }]
+        );
+        assert!(url_elicitations(None).is_empty());
     }
 
     #[test]

@@ -354,10 +354,12 @@ fn calls_round_trip_through_parts() {
         Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
         Call::SessionElicitations(crate::elicitation::ListElicitations {
             session: "fix".into(),
+            thread: Some("reviewer".into()),
             all: true,
         }),
         Call::SessionElicitationAnswer(crate::elicitation::AnswerElicitation {
             session: "fix".into(),
+            thread: None,
             elicitation_id: "elic_1".into(),
             action: crate::elicitation::ElicitationAction::Accept,
             content: Some(json!({"name": "Ada"})),
@@ -1323,6 +1325,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionElicitations>(
         crate::elicitation::ListElicitations {
             session: "fix".into(),
+            thread: None,
             all: false,
         },
         List {
@@ -1348,6 +1351,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionElicitationAnswer>(
         crate::elicitation::AnswerElicitation {
             session: "fix".into(),
+            thread: None,
             elicitation_id: "elic_1".into(),
             action: crate::elicitation::ElicitationAction::Decline,
             content: None,

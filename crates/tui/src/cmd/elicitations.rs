@@ -56,6 +56,7 @@ async fn list(session: String, all: bool, json: bool) -> CmdResult {
     let found = c
         .request::<rpc::SessionElicitations>(ListElicitations {
             session: session.clone(),
+            thread: None,
             all,
         })
         .await?;
@@ -144,6 +145,7 @@ async fn answer(
     let mut c = connect().await?;
     c.request::<rpc::SessionElicitationAnswer>(AnswerElicitation {
         session,
+        thread: None,
         elicitation_id: id.clone(),
         action,
         content,
