@@ -155,4 +155,40 @@ mod tests {
         );
         assert!(own[3].id.is_none(), "an allowed call stays in the thread");
     }
+
+    #[test]
+    fn a_childs_mcp_questions_and_their_ends_are_cross_posted() {
+        let (own, primary) = drafts(
+            "sthr_1",
+            "reviewer",
+            vec![
+                EventBody::McpElicitationRequested {
+                    elicitation_id: "elic_1".into(),
+                    mcp_server_name: "forms".into(),
+                    tool_use_id: Some("sevt_1".into()),
+                    message: "Who?".into(),
+                    requested_schema: serde_json::json!({"type": "object"}),
+                    mode: Default::default(),
+                    url: None,
+                    server_elicitation_id: None,
+                    agent_name: Some("reviewer".into()),
+                },
+                EventBody::McpElicitationAnswered {
+                    elicitation_id: "elic_1".into(),
+                    action: tether_proto::elicitation::ElicitationAction::Decline,
+                    content: None,
+                    reason: None,
+                },
+                EventBody::McpElicitationCompleted {
+                    elicitation_id: "elic_1".into(),
+                },
+            ],
+        );
+        assert_eq!(own.len(), 3);
+        assert_eq!(primary.len(), 3);
+        for (o, p) in own.iter().zip(&primary) {
+            assert_eq!(o.id, p.id, "the same id on both sides");
+            assert_eq!(p.session_thread_id.as_deref(), Some("sthr_1"));
+        }
+    }
 }
