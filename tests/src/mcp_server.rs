@@ -6,7 +6,11 @@
 //! host name it runs under (`sandbox` inside a session's sandbox); `sleep {ms}` answers after
 //! that long (to test call time limits); `ask {message?}` asks the user for a name, an age, a
 //! color and a yes/no (MCP elicitation) and returns what came back (`accept {json}`,
-//! `decline`, `cancel`); over stdio only, `exit` ends the server process (to test
+//! `decline`, `cancel`); `open_url {url}` asks the user to open `url` (URL-mode elicitation,
+//! server id `mock-url-1`), says it is complete (`notifications/elicitation/complete`) once
+//! accepted and returns the action; `needs_url {url}` first fails with
+//! `URLElicitationRequiredError` (-32042, the page `url`), then answers `authorized`; over
+//! stdio only, `exit` ends the server process (to test
 //! reconnecting).
 
 use std::sync::Arc;
@@ -14,8 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientResult, ContentBlock,
-    ElicitRequestParams, JsonObject, ListToolsResult, PaginatedRequestParams, Request,
-    ServerCapabilities, ServerConfig, ServerRequest, Tool,
+    CustomNotification, ElicitRequestParams, JsonObject, ListToolsResult, PaginatedRequestParams,
+    Request, ServerCapabilities, ServerConfig, ServerNotification, ServerRequest, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -27,6 +31,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 pub struct TestMcp {
     pub calls: Arc<AtomicUsize>,
+    /// `needs_url` was refused once (with -32042): the next call succeeds.
+    pub asked_for_page: Arc<std::sync::atomic::AtomicBool>,
     /// Offer `exit` (the stdio server only: it would end the test process otherwise).
     pub can_exit: bool,
 }
@@ -74,6 +80,20 @@ impl ServerHandler for TestMcp {
                 schema(json!({"type": "object", "properties": {"message": {"type": "string"}}})),
             ),
             Tool::new(
+                "open_url",
+                "Asks the user to open a page (URL-mode elicitation)",
+                schema(
+                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                ),
+            ),
+            Tool::new(
+                "needs_url",
+                "Needs the user to open a page first (URLElicitationRequiredError)",
+                schema(
+                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                ),
+            ),
+            Tool::new(
                 "sleep",
                 "Answers after `ms` milliseconds",
                 schema(
@@ -117,6 +137,26 @@ impl ServerHandler for TestMcp {
                 CallToolResult::success(vec![ContentBlock::text("slept")])
             }
             "ask" => ask(&context, args.get("message").and_then(Value::as_str)).await,
+            "needs_url" if !self.asked_for_page.swap(true, Ordering::SeqCst) => {
+                return Err(McpError::new(
+                    rmcp::model::ErrorCode(-32042),
+                    "This request requires more information.",
+                    Some(json!({"elicitations": [{
+                        "mode": "url",
+                        "elicitationId": "mock-url-2",
+                        "url": args.get("url").and_then(Value::as_str).unwrap_or_default(),
+                        "message": "Authorize the mock service"
+                    }]})),
+                ));
+            }
+            "needs_url" => CallToolResult::success(vec![ContentBlock::text("authorized")]),
+            "open_url" => {
+                open_url(
+                    &context,
+                    args.get("url").and_then(Value::as_str).unwrap_or_default(),
+                )
+                .await
+            }
             "exit" if self.can_exit => std::process::exit(3),
             other => CallToolResult::error(vec![ContentBlock::text(format!("no tool {other}"))]),
         };
@@ -168,6 +208,53 @@ async fn ask(context: &RequestContext<RoleServer>, message: Option<&str>) -> Cal
     }
 }
 
+/// The `open_url` tool: one URL-mode `elicitation/create`; once accepted, the completion
+/// notification; the action as the result.
+async fn open_url(context: &RequestContext<RoleServer>, url: &str) -> CallToolResult {
+    let params: ElicitRequestParams = match serde_json::from_value(json!({
+        "mode": "url",
+        "message": "Sign in to the mock service",
+        "url": url,
+        "elicitationId": "mock-url-1",
+    })) {
+        Ok(p) => p,
+        Err(e) => {
+            return CallToolResult::error(vec![ContentBlock::text(format!("bad request: {e}"))]);
+        }
+    };
+    let asked = context
+        .peer
+        .send_request(ServerRequest::ElicitRequest(Request::new(params)))
+        .await;
+    let action = match asked {
+        Ok(ClientResult::ElicitResult(r)) => serde_json::to_value(&r.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        other => {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "elicitation/create failed: {other:?}"
+            ))]);
+        }
+    };
+    if action == "accept" {
+        let done = CustomNotification::new(
+            "notifications/elicitation/complete",
+            Some(json!({"elicitationId": "mock-url-1"})),
+        );
+        if let Err(e) = context
+            .peer
+            .send_notification(ServerNotification::CustomNotification(done))
+            .await
+        {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "completion failed: {e}"
+            ))]);
+        }
+    }
+    CallToolResult::success(vec![ContentBlock::text(action)])
+}
+
 /// Serves [`TestMcp`] over streamable HTTP on 127.0.0.1; returns its URL and its call counter.
 /// The server lives until the test's runtime ends.
 pub async fn serve_http() -> (String, Arc<AtomicUsize>) {
@@ -184,6 +271,7 @@ pub async fn serve_http_requiring(token: Option<&'static str>) -> (String, Arc<A
             Ok(TestMcp {
                 calls: counter.clone(),
                 can_exit: false,
+                ..Default::default()
             })
         },
         Arc::new(LocalSessionManager::default()),

@@ -303,6 +303,7 @@ pub async fn serve(
             Ok(TestMcp {
                 calls: counter.clone(),
                 can_exit: false,
+                ..Default::default()
             })
         },
         Arc::new(LocalSessionManager::default()),

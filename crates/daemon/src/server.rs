@@ -1463,16 +1463,34 @@ impl Connection {
             }
             // MCP elicitation (issue 25)
             Dispatch::SessionElicitations(p, r) => {
-                let s = rt.session(&p.session).await?;
+                let mut s = rt.session(&p.session).await?;
+                if let Some(thread) = &p.thread {
+                    s = crate::orchestration::threads::find(&rt, &s, thread).await?;
+                }
                 let data = crate::session::elicitation::list(&s, p.all);
                 answer(r, List { data })
             }
             Dispatch::SessionElicitationAnswer(p, r) => {
                 let s = rt.session(&p.session).await?;
                 self.check_writable(&s)?;
+                // A child thread's, answered by id on its session (or on the thread named):
+                // the thread records it.
+                let t = match &p.thread {
+                    Some(thread) => crate::orchestration::threads::find(&rt, &s, thread).await?,
+                    None => {
+                        crate::orchestration::threads::elicitation_holder(
+                            &rt,
+                            &s,
+                            &p.elicitation_id,
+                        )
+                        .await?
+                    }
+                };
                 let event =
-                    crate::session::elicitation::answer(&s, &p.elicitation_id, p.action, p.content)
+                    crate::session::elicitation::answer(&t, &p.elicitation_id, p.action, p.content)
                         .await?;
+                let event =
+                    crate::orchestration::threads::as_seen_by_primary(&rt, &s, &t, event).await;
                 answer(
                     r,
                     Recorded {

@@ -31,16 +31,94 @@ impl ElicitationAction {
     }
 }
 
+/// How the server asks: a form tether shows, or a URL the user opens themselves (MCP
+/// 2025-11-25 URL mode: sign-ins, payments, anything the client must not see).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ElicitationMode {
+    #[default]
+    Form,
+    Url,
+}
+
+impl ElicitationMode {
+    pub fn is_form(&self) -> bool {
+        *self == ElicitationMode::Form
+    }
+}
+
+/// Whether a URL-mode elicitation's `url` may be shown to the user as a link to open:
+/// `https://` to any host, or `http://` to this machine (127.0.0.1, localhost, [::1]).
+/// Anything else is refused with the reason, because a prompt-injected server could
+/// otherwise phish: other schemes (`javascript:`, `file:`, `data:`), credentials before the
+/// host (`https://bank.example@evil.example`), non-ASCII lookalike hosts, or characters
+/// that make the shown text differ from the link.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > 2048 {
+        return Err(format!(
+            "the URL is {} bytes long (at most 2048)",
+            url.len()
+        ));
+    }
+    if let Some(c) = url
+        .chars()
+        .find(|c| !c.is_ascii() || c.is_ascii_control() || *c == ' ')
+    {
+        return Err(format!(
+            "the URL contains {c:?}: only plain ASCII without spaces or control characters is shown (non-ASCII hosts can look like others)"
+        ));
+    }
+    let lower = url.to_ascii_lowercase();
+    let (rest, secure) = if let Some(rest) = lower.strip_prefix("https://") {
+        (rest, true)
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        (rest, false)
+    } else {
+        let scheme = url.split(':').next().unwrap_or(url);
+        return Err(format!(
+            "`{scheme}:` is not a web link: only https:// (or http:// to this machine) is shown"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') || authority.contains('\\') {
+        return Err(
+            "the URL has credentials before its host (user@host), which hides the real host"
+                .to_string(),
+        );
+    }
+    let host = if authority.starts_with('[') {
+        authority
+            .find(']')
+            .map_or(authority, |end| &authority[..=end])
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return Err("the URL has no host".to_string());
+    }
+    if !secure && !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Err(format!(
+            "http:// to {host} is not encrypted: only https:// (or http:// to this machine) is shown"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether an elicitation still waits for an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ElicitationStatus {
+    #[default]
     Pending,
     Answered,
 }
 
 /// One elicitation as the log tells it (`session.elicitations`, `GET .../elicitations`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Elicitation {
     /// `elic_...`.
     pub id: String,
@@ -66,6 +144,26 @@ pub struct Elicitation {
     /// When it was asked (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// `form`, or `url`: the user opens `url` themselves and accepts to say they did.
+    #[serde(default)]
+    pub mode: ElicitationMode,
+    /// URL mode: the page to open, in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// URL mode: the server said the user finished on the page
+    /// (`notifications/elicitation/complete`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub completed: bool,
+    /// Asked in a child thread of this session: the thread (`sthr_...`); answer it by id on
+    /// the session or on the thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_thread_id: Option<String>,
+    /// The agent whose MCP server asks, when it is a child thread's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+    /// URL mode: the server's own id, which its completion names (tetherd's business).
+    #[serde(skip)]
+    pub server_elicitation_id: Option<String>,
 }
 
 /// `session.elicitations`: the session's elicitations, oldest first (pending ones only
@@ -74,6 +172,10 @@ pub struct Elicitation {
 #[serde(deny_unknown_fields)]
 pub struct ListElicitations {
     pub session: SessionRef,
+    /// One thread's only (its `sthr_` id or its agent's name); None: the session's, its
+    /// child threads' included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     #[serde(default)]
     pub all: bool,
 }
@@ -84,6 +186,10 @@ pub struct ListElicitations {
 #[serde(deny_unknown_fields)]
 pub struct AnswerElicitation {
     pub session: SessionRef,
+    /// The thread that asked (its `sthr_` id or its agent's name); None: found by the id
+    /// among the session's and its child threads'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
     pub elicitation_id: String,
     pub action: ElicitationAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,5 +555,41 @@ mod tests {
         });
         let order: Vec<String> = form_fields(&schema).into_iter().map(|f| f.name).collect();
         assert_eq!(order, ["name", "age", "bio", "color"]);
+    }
+
+    #[test]
+    fn only_web_links_a_person_can_read_are_shown() {
+        for ok in [
+            "https://example.com/login?state=abc#x",
+            "HTTPS://Example.com:8443/",
+            "http://127.0.0.1:8080/callback",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+            "https://xn--80ak6aa92e.com/",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("javascript:alert(1)", "`javascript:` is not a web link"),
+            ("data:text/html,<b>x</b>", "`data:` is not a web link"),
+            ("file:///etc/passwd", "`file:` is not a web link"),
+            ("https//example.com", "is not a web link"),
+            (
+                "http://example.com/",
+                "http:// to example.com is not encrypted",
+            ),
+            ("http://localhost.evil.com/", "not encrypted"),
+            (
+                "https://bank.example@evil.example/",
+                "credentials before its host",
+            ),
+            ("https://\u{430}pple.com/", "non-ASCII"),
+            ("https://example.com/a b", "without spaces"),
+            ("https://example.com/\u{202e}gpj.exe", "non-ASCII"),
+            ("https:///path", "no host"),
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

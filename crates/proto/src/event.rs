@@ -490,8 +490,30 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tool_use_id: Option<String>,
         message: String,
+        /// Form mode: the flat schema of the fields asked for (null in URL mode).
+        #[serde(default, skip_serializing_if = "Value::is_null")]
         requested_schema: Value,
+        /// `form` (left out) or `url`: the user is to open `url` in a browser themselves.
+        #[serde(
+            default,
+            skip_serializing_if = "crate::elicitation::ElicitationMode::is_form"
+        )]
+        mode: crate::elicitation::ElicitationMode,
+        /// URL mode: the page to open, exactly as the server sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// URL mode: the server's own id (`elicitationId`), which its
+        /// `notifications/elicitation/complete` names.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_elicitation_id: Option<String>,
+        /// The agent whose server asks, in a child thread's stream (and its cross-post).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_name: Option<String>,
     },
+    /// tether: the MCP server said a URL-mode elicitation is complete
+    /// (`notifications/elicitation/complete`): the user finished on the page.
+    #[serde(rename = "tether.mcp_elicitation_completed")]
+    McpElicitationCompleted { elicitation_id: String },
     /// tether: how an elicitation ended: the first answer (recorded before the server gets
     /// it), or tetherd's cancel with its `reason` (interrupt, timeout, restart).
     #[serde(rename = "tether.mcp_elicitation_answered")]
@@ -561,6 +583,7 @@ impl EventBody {
             EventBody::SpanWorkflowTaskEnded { .. } => "span.workflow_task_ended",
             EventBody::McpElicitationRequested { .. } => "tether.mcp_elicitation_requested",
             EventBody::McpElicitationAnswered { .. } => "tether.mcp_elicitation_answered",
+            EventBody::McpElicitationCompleted { .. } => "tether.mcp_elicitation_completed",
         }
     }
 
@@ -997,6 +1020,24 @@ mod tests {
                 tool_use_id: Some("sevt_t".into()),
                 message: "Your name?".into(),
                 requested_schema: json!({"type": "object", "properties": {"name": {"type": "string"}}}),
+                mode: Default::default(),
+                url: None,
+                server_elicitation_id: None,
+                agent_name: None,
+            },
+            EventBody::McpElicitationRequested {
+                elicitation_id: "elic_2".into(),
+                mcp_server_name: "login".into(),
+                tool_use_id: Some("sevt_t".into()),
+                message: "Sign in".into(),
+                requested_schema: Value::Null,
+                mode: crate::elicitation::ElicitationMode::Url,
+                url: Some("https://example.com/login?x=1".into()),
+                server_elicitation_id: Some("srv-1".into()),
+                agent_name: Some("reviewer".into()),
+            },
+            EventBody::McpElicitationCompleted {
+                elicitation_id: "elic_2".into(),
             },
             EventBody::McpElicitationAnswered {
                 elicitation_id: "elic_1".into(),

@@ -1161,8 +1161,9 @@ pub enum ElicitationsAction {
         session: String,
         /// The elicitation's id (`elic_...`, from `tether elicitations SESSION`).
         id: String,
-        /// Give the server what it asked for: a JSON object of the requested fields.
-        #[arg(long, value_name = "JSON")]
+        /// Give the server what it asked for: a JSON object of the requested fields. For a
+        /// URL-mode question, `--accept` alone: you opened the link.
+        #[arg(long, value_name = "JSON", num_args = 0..=1, default_missing_value = "{}")]
         accept: Option<String>,
         /// Refuse; the tool call goes on without it.
         #[arg(long)]

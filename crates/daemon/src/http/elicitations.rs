@@ -1,6 +1,6 @@
 //! tether extension (issue 25): the MCP elicitations of a session — questions its MCP servers
-//! ask the user during a tool call — listed, and answered by any client (the first answer
-//! wins). The events themselves (`tether.mcp_elicitation_*`) are tether's own types, so the
+//! (and its child threads') ask the user during a tool call — listed, and answered by any
+//! client (the first answer wins). The events themselves (`tether.mcp_elicitation_*`) are tether's own types, so the
 //! event history and stream show them only with `tether_events=true`.
 
 use axum::Json;
@@ -54,9 +54,7 @@ pub async fn answer(
     let reply: ElicitationReply = body::parse(&bytes)?;
     let s = super::sessions::by_id(&api, &session_id).await?;
     // An unknown id is a 404 whatever the session's state.
-    if !s
-        .state()
-        .elicitations
+    if !crate::session::elicitation::list(&s, true)
         .iter()
         .any(|e| e.id == elicitation_id)
     {
@@ -66,8 +64,10 @@ pub async fn answer(
         )));
     }
     crate::session::ops::check_writable(&s)?;
+    // A child thread's (listed on its session too) is answered in the thread.
+    let t = crate::orchestration::threads::elicitation_holder(&api.rt, &s, &elicitation_id).await?;
     crate::session::elicitation::answer(
-        &s,
+        &t,
         &elicitation_id,
         reply.action,
         reply.content.map(serde_json::Value::Object),

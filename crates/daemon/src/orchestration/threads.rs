@@ -1040,6 +1040,27 @@ pub async fn holder_of(
     Ok(s.clone())
 }
 
+/// The thread of session `s` whose MCP server asked elicitation `id`: a child when the
+/// session's fold has it cross-posted from one, else the session itself (whose answer then
+/// says whether it knows the id).
+pub async fn elicitation_holder(
+    rt: &Arc<Runtime>,
+    s: &Arc<Session>,
+    id: &str,
+) -> Result<Arc<Session>, ErrorBody> {
+    let thread = s
+        .state()
+        .threads
+        .elicitations
+        .iter()
+        .find(|e| e.id == id)
+        .and_then(|e| e.session_thread_id.clone());
+    match thread {
+        Some(t) => rt.load(&t).await,
+        None => Ok(s.clone()),
+    }
+}
+
 /// An answer committed in thread `t` as clients of session `s` see it: its cross-posted copy
 /// in the primary's stream (same id, `session_thread_id` set). The event itself when `t` is
 /// the session.

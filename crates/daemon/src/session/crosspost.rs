@@ -1,7 +1,7 @@
 //! What a child thread's appends put in its primary's stream (hosted placement): its
 //! lifecycle (`session.thread_status_*`, also written in its own stream next to the
 //! `session.status_*` its fold uses), its tool calls that wait for a client (an `always_ask`
-//! approval, a custom tool) and the answers to them. A cross-post keeps the original's id and
+//! approval, a custom tool), its MCP servers' elicitations, and the answers to them. A cross-post keeps the original's id and
 //! names the thread in `session_thread_id`, so a client of the primary answers a call by the
 //! same id it would use on the thread's own stream.
 
@@ -77,6 +77,10 @@ pub fn drafts_of(
             } | EventBody::AgentCustomToolUse { .. }
                 | EventBody::UserToolConfirmation { .. }
                 | EventBody::UserCustomToolResult { .. }
+                // Its MCP servers' questions to the user, and how they ended.
+                | EventBody::McpElicitationRequested { .. }
+                | EventBody::McpElicitationAnswered { .. }
+                | EventBody::McpElicitationCompleted { .. }
         );
         if waits_for_client {
             cross(&mut own, draft.id, draft.body, false);
@@ -150,5 +154,41 @@ mod tests {
                 .all(|d| d.session_thread_id.as_deref() == Some("sthr_1"))
         );
         assert!(own[3].id.is_none(), "an allowed call stays in the thread");
+    }
+
+    #[test]
+    fn a_childs_mcp_questions_and_their_ends_are_cross_posted() {
+        let (own, primary) = drafts(
+            "sthr_1",
+            "reviewer",
+            vec![
+                EventBody::McpElicitationRequested {
+                    elicitation_id: "elic_1".into(),
+                    mcp_server_name: "forms".into(),
+                    tool_use_id: Some("sevt_1".into()),
+                    message: "Who?".into(),
+                    requested_schema: serde_json::json!({"type": "object"}),
+                    mode: Default::default(),
+                    url: None,
+                    server_elicitation_id: None,
+                    agent_name: Some("reviewer".into()),
+                },
+                EventBody::McpElicitationAnswered {
+                    elicitation_id: "elic_1".into(),
+                    action: tether_proto::elicitation::ElicitationAction::Decline,
+                    content: None,
+                    reason: None,
+                },
+                EventBody::McpElicitationCompleted {
+                    elicitation_id: "elic_1".into(),
+                },
+            ],
+        );
+        assert_eq!(own.len(), 3);
+        assert_eq!(primary.len(), 3);
+        for (o, p) in own.iter().zip(&primary) {
+            assert_eq!(o.id, p.id, "the same id on both sides");
+            assert_eq!(p.session_thread_id.as_deref(), Some("sthr_1"));
+        }
     }
 }

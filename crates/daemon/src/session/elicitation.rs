@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_proto::elicitation::{Elicitation, ElicitationAction, ElicitationStatus};
+use tether_proto::elicitation::{
+    Elicitation, ElicitationAction, ElicitationMode, ElicitationStatus,
+};
 use tether_proto::{ErrorBody, ErrorCode, Event, EventBody};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::live::Session;
-use crate::session::mcp::{AskUser, UserAnswer};
+use crate::session::mcp::{AskUser, Question, UserAnswer};
 use crate::session::state::SessionState;
 
 /// What the user (or tetherd) answered.
@@ -59,8 +61,7 @@ impl AskUser for Session {
     fn ask_user(
         self: Arc<Self>,
         server: String,
-        message: String,
-        schema: Value,
+        question: Question,
         withdrawn: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>> {
         Box::pin(async move {
@@ -79,8 +80,7 @@ impl AskUser for Session {
                 Asked {
                     server,
                     tool_use_id,
-                    message,
-                    schema,
+                    question,
                 },
                 limit,
                 withdrawn,
@@ -88,18 +88,26 @@ impl AskUser for Session {
             .await
         })
     }
+
+    fn completed(
+        self: Arc<Self>,
+        server: String,
+        server_id: String,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { completed(&self, &server, &server_id).await })
+    }
 }
 
 /// One request as the server made it.
 pub struct Asked {
     pub server: String,
     pub tool_use_id: String,
-    pub message: String,
-    pub schema: Value,
+    pub question: Question,
 }
 
 /// Records the request, then waits for the first answer, the time limit or the server
-/// withdrawing it; always ends with the answer recorded.
+/// withdrawing it; always ends with the answer recorded. A URL-mode request whose URL is
+/// not a plain web link is recorded and declined at once, with the reason.
 pub async fn ask(
     s: &Arc<Session>,
     asked: Asked,
@@ -107,16 +115,55 @@ pub async fn ask(
     withdrawn: CancellationToken,
 ) -> Reply {
     let id = crate::ids::elicitation_id();
-    let (tx, rx) = oneshot::channel();
-    // Waiting before it is visible, so the first answer always finds its waiter.
-    s.elicitations.lock().insert(id.clone(), tx);
+    // A child thread's request names its agent, so the session's clients can say who asks.
+    let agent_name = s.row().thread_agent.as_ref().map(|a| a.name().to_string());
+    let (message, requested_schema, mode, url, server_elicitation_id) = match asked.question {
+        Question::Form { message, schema } => (message, schema, ElicitationMode::Form, None, None),
+        Question::Url {
+            message,
+            url,
+            server_id,
+        } => (
+            message,
+            Value::Null,
+            ElicitationMode::Url,
+            Some(url),
+            Some(server_id),
+        ),
+    };
+    let refused = url
+        .as_deref()
+        .and_then(|u| tether_proto::elicitation::check_url(u).err());
     let body = EventBody::McpElicitationRequested {
         elicitation_id: id.clone(),
         mcp_server_name: asked.server,
         tool_use_id: Some(asked.tool_use_id),
-        message: asked.message,
-        requested_schema: asked.schema,
+        message,
+        requested_schema,
+        mode,
+        url,
+        server_elicitation_id,
+        agent_name,
     };
+    if let Some(why) = refused {
+        // Recorded, so the user sees what was asked and why tetherd said no.
+        let declined = EventBody::McpElicitationAnswered {
+            elicitation_id: id.clone(),
+            action: ElicitationAction::Decline,
+            content: None,
+            reason: Some(format!("tetherd declined the link: {why}")),
+        };
+        if let Err(e) = s.append(vec![body, declined]).await {
+            tracing::error!(session = %s.id, error = %e, "cannot record a declined elicitation");
+        }
+        return Reply {
+            action: ElicitationAction::Decline,
+            content: None,
+        };
+    }
+    let (tx, rx) = oneshot::channel();
+    // Waiting before it is visible, so the first answer always finds its waiter.
+    s.elicitations.lock().insert(id.clone(), tx);
     if let Err(e) = s.append_one_retrying(body).await {
         tracing::error!(session = %s.id, error = %e, "cannot record an elicitation; cancelling it");
         s.elicitations.take(&id);
@@ -132,6 +179,63 @@ pub async fn ask(
         _ = withdrawn.cancelled() => "the MCP server withdrew the request".to_string(),
     };
     close(s, &id, &why).await
+}
+
+/// The server `server` says its URL-mode elicitation `server_id` is complete: recorded
+/// (`tether.mcp_elicitation_completed`), which closes its prompt everywhere. One still
+/// pending is answered `accept` for the user (they finished on the page), recorded first.
+pub async fn completed(s: &Arc<Session>, server: &str, server_id: &str) {
+    let mut answered = false;
+    let recorded = s
+        .append_checked(|st| {
+            let Some(e) = st.elicitations.iter().rev().find(|e| {
+                e.mode == ElicitationMode::Url
+                    && e.mcp_server_name == server
+                    && e.server_elicitation_id.as_deref() == Some(server_id)
+            }) else {
+                return Ok::<_, crate::store::error::StoreError>(Vec::new());
+            };
+            if e.completed {
+                return Ok(Vec::new());
+            }
+            let mut out = vec![EventBody::McpElicitationCompleted {
+                elicitation_id: e.id.clone(),
+            }];
+            answered = e.status == ElicitationStatus::Pending;
+            if answered {
+                out.push(EventBody::McpElicitationAnswered {
+                    elicitation_id: e.id.clone(),
+                    action: ElicitationAction::Accept,
+                    content: None,
+                    reason: Some(
+                        "the MCP server said the user finished on the page before anyone answered"
+                            .to_string(),
+                    ),
+                });
+            }
+            Ok(out)
+        })
+        .await;
+    let events = match recorded {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::error!(session = %s.id, error = %e, "cannot record an elicitation's completion");
+            return;
+        }
+    };
+    let Some(elicitation_id) = events.iter().find_map(|e| match &e.body {
+        EventBody::McpElicitationCompleted { elicitation_id } => Some(elicitation_id.clone()),
+        _ => None,
+    }) else {
+        tracing::info!(server, server_id, session = %s.id, "ignored a completion of no URL elicitation of this session");
+        return;
+    };
+    if answered && let Some(tx) = s.elicitations.take(&elicitation_id) {
+        let _ = tx.send(Reply {
+            action: ElicitationAction::Accept,
+            content: None,
+        });
+    }
 }
 
 /// Cancels elicitation `id` with `reason` unless it was answered meanwhile; the answer that
@@ -194,14 +298,19 @@ pub async fn close_for_call(s: &Arc<Session>, tool_use_id: &str, reason: &str) {
     }
 }
 
-/// The session's elicitations, oldest first: the pending ones, or all.
+/// The session's elicitations, oldest first: the pending ones, or all. A primary's include
+/// its child threads' (cross-posted, with `session_thread_id` and the agent's name).
 pub fn list(s: &Session, all: bool) -> Vec<Elicitation> {
-    s.state()
+    let st = s.state();
+    let mut out: Vec<Elicitation> = st
         .elicitations
         .iter()
+        .chain(&st.threads.elicitations)
         .filter(|e| all || e.status == ElicitationStatus::Pending)
         .cloned()
-        .collect()
+        .collect();
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    out
 }
 
 /// After a restart nothing waits for the elicitations the log still has pending: they are
@@ -222,7 +331,25 @@ pub async fn answer(
     action: ElicitationAction,
     content: Option<Value>,
 ) -> Result<Event, ErrorBody> {
+    let url_mode = s
+        .state()
+        .elicitations
+        .iter()
+        .any(|e| e.id == id && e.mode == ElicitationMode::Url);
+    let empty = |c: &Value| c.as_object().is_some_and(|m| m.is_empty());
     let content = match (action, content) {
+        // URL mode: accept says the user opened the page; the server gets no content.
+        (ElicitationAction::Accept, c) if url_mode => match c {
+            Some(c) if !empty(&c) => {
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidParams,
+                    format!(
+                        "elicitation {id} asks the user to open a page, so it takes no content: accept (after opening it), decline or cancel"
+                    ),
+                ));
+            }
+            _ => None,
+        },
         (ElicitationAction::Accept, None) => Some(Value::Object(Default::default())),
         (ElicitationAction::Accept, c) => c,
         (_, Some(_)) => {
@@ -341,6 +468,10 @@ mod tests {
             tool_use_id: Some("sevt_9".into()),
             message: "Your name?".into(),
             requested_schema: json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}),
+            mode: ElicitationMode::Form,
+            url: None,
+            server_elicitation_id: None,
+            agent_name: None,
         }
     }
 
@@ -391,5 +522,49 @@ mod tests {
             st.elicitations[1].reason.as_deref(),
             Some("tetherd restarted")
         );
+    }
+
+    #[test]
+    fn a_childs_cross_posted_questions_fold_apart_and_url_ones_complete() {
+        let mut st = SessionState::default();
+        let mut asked = ev(
+            1,
+            EventBody::McpElicitationRequested {
+                elicitation_id: "elic_c".into(),
+                mcp_server_name: "login".into(),
+                tool_use_id: Some("sevt_9".into()),
+                message: "Sign in".into(),
+                requested_schema: Value::Null,
+                mode: ElicitationMode::Url,
+                url: Some("https://example.com/login".into()),
+                server_elicitation_id: Some("srv-1".into()),
+                agent_name: Some("reviewer".into()),
+            },
+        );
+        asked.session_thread_id = Some("sthr_1".into());
+        st.apply(&asked);
+        // Not the primary's own: its recovery and answers leave it to the thread.
+        assert!(st.elicitations.is_empty());
+        assert!(close_stale(&st, "restart").is_empty());
+        let e = &st.threads.elicitations[0];
+        assert_eq!(e.session_thread_id.as_deref(), Some("sthr_1"));
+        assert_eq!(e.agent_name.as_deref(), Some("reviewer"));
+        assert_eq!(e.mode, ElicitationMode::Url);
+        assert_eq!(e.server_elicitation_id.as_deref(), Some("srv-1"));
+        let mut done = ev(
+            2,
+            EventBody::McpElicitationCompleted {
+                elicitation_id: "elic_c".into(),
+            },
+        );
+        done.session_thread_id = Some("sthr_1".into());
+        st.apply(&done);
+        assert!(st.threads.elicitations[0].completed);
+        // The thread's own copy folds as its own.
+        let mut own = SessionState::default();
+        asked.session_thread_id = None;
+        own.apply(&asked);
+        assert_eq!(own.elicitations.len(), 1);
+        assert_eq!(own.elicitations[0].session_thread_id, None);
     }
 }

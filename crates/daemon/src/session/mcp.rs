@@ -13,8 +13,8 @@
 //! - `type: stdio` servers (tether) run inside a sandbox like the session shell's: the same
 //!   workspace, environment layer and network policy.
 //!
-//! Servers may ask the user for input during a call (MCP elicitation, form mode): each
-//! connection's handler ([`Elicitor`]) advertises it and hands the request to the session
+//! Servers may ask the user for input during a call (MCP elicitation, form and URL modes):
+//! each connection's handler ([`Elicitor`]) advertises it and hands the request to the session
 //! (`session::elicitation`); time spent waiting on the user does not count against the call's
 //! limit.
 //!
@@ -31,10 +31,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, ClientConfig, ContentBlock, ElicitRequestParams, ElicitResult,
-    ElicitationAction as McpAction, ElicitationCapability, FormElicitationCapability,
+    CallToolRequestParams, ClientConfig, ContentBlock, CustomNotification, ElicitRequestParams,
+    ElicitResult, ElicitationAction as McpAction, ElicitationCapability, FormElicitationCapability,
+    UrlElicitationCapability,
 };
-use rmcp::service::{RequestContext, RoleClient, RunningService};
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
@@ -285,6 +286,30 @@ impl McpClients {
                 .call_once(conns.get(server), &params, limit, cancel)
                 .await;
         }
+        // URL elicitation required (-32042): the server needs the user to open pages first.
+        // Each is asked like a URL-mode elicitation; all accepted, the call is made once more.
+        if let Some(Err(CallFailure::Service(rmcp::ServiceError::McpError(e)))) = &result
+            && e.code.0 == URL_ELICITATION_REQUIRED
+        {
+            let pages = url_elicitations(e.data.as_ref());
+            if !pages.is_empty() {
+                if let Err(action) = self.ask_pages(server, pages, cancel).await {
+                    if cancel.is_cancelled() {
+                        return CallOutcome {
+                            text: crate::tools::INTERRUPTED_NOTE.to_string(),
+                            is_error: true,
+                            interrupted: true,
+                        };
+                    }
+                    return CallOutcome::error(format!(
+                        "the MCP server `{server}` needs the user to open a page before `{tool}` can run; the user answered {action}, so it was not called again"
+                    ));
+                }
+                result = self
+                    .call_once(conns.get(server), &params, limit, cancel)
+                    .await;
+            }
+        }
         let Some(result) = result else {
             return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
         };
@@ -331,6 +356,29 @@ impl McpClients {
                 ))
             }
         }
+    }
+
+    /// Asks the user to open each page a server requires (in order, as URL-mode
+    /// elicitations); the first answer that is not accept, if any.
+    async fn ask_pages(
+        &self,
+        server: &str,
+        pages: Vec<Question>,
+        cancel: &CancellationToken,
+    ) -> Result<(), &'static str> {
+        let Some(asker) = self.asker.upgrade() else {
+            return Err("nothing (nobody to ask)");
+        };
+        for page in pages {
+            let answer = asker
+                .clone()
+                .ask_user(server.to_string(), page, cancel.clone())
+                .await;
+            if answer.action != ElicitationAction::Accept {
+                return Err(answer.action.as_str());
+            }
+        }
+        Ok(())
     }
 
     /// One `tools/call` on `conn` (None when it is not connected).
@@ -840,17 +888,66 @@ pub struct UserAnswer {
     pub content: Option<Value>,
 }
 
+/// What a server asks the user (`elicitation/create`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Question {
+    /// Fill in a form: a message and a flat schema.
+    Form { message: String, schema: Value },
+    /// Open a page: the user goes to `url` themselves (MCP 2025-11-25 URL mode); the server
+    /// may later say it is done (`notifications/elicitation/complete` naming `server_id`).
+    Url {
+        message: String,
+        url: String,
+        server_id: String,
+    },
+}
+
 /// Who brings a server's elicitation to the user: the session (`session::elicitation`),
 /// which records it and waits for the first answer.
 pub trait AskUser: Send + Sync {
     fn ask_user(
         self: Arc<Self>,
         server: String,
-        message: String,
-        schema: Value,
+        question: Question,
         withdrawn: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>>;
+
+    /// The server says its URL-mode elicitation `server_id` is complete.
+    fn completed(
+        self: Arc<Self>,
+        server: String,
+        server_id: String,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
+
+/// The JSON-RPC error a server answers a request with when the user must first open pages
+/// (`URLElicitationRequiredError`, MCP 2025-11-25); its `data.elicitations` lists them.
+const URL_ELICITATION_REQUIRED: i32 = -32042;
+
+/// The URL-mode elicitations of a -32042 error's `data` (others are left out).
+fn url_elicitations(data: Option<&Value>) -> Vec<Question> {
+    let Some(list) = data
+        .and_then(|d| d.get("elicitations"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter(|e| e.get("mode").and_then(Value::as_str) == Some("url"))
+        .filter_map(|e| {
+            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+            Some(Question::Url {
+                message: text("message").unwrap_or_default(),
+                url: text("url")?,
+                server_id: text("elicitationId").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The notification a server sends when the user finished a URL-mode elicitation (rmcp
+/// 3.11 has no type for it: it arrives as a custom notification).
+const ELICITATION_COMPLETE: &str = "notifications/elicitation/complete";
 
 /// Time a tool call spends waiting on the user does not count against its time limit
 /// (`[mcp] call_timeout_secs`): the user has `elicitation_timeout_secs` for that.
@@ -889,8 +986,9 @@ impl Drop for WaitGuard {
     }
 }
 
-/// The rmcp client handler of one connection: advertises form elicitation (MCP 2025-06-18
-/// `elicitation/create`) and brings the server's requests to the session's user.
+/// The rmcp client handler of one connection: advertises form and URL elicitation (MCP
+/// 2025-11-25 `elicitation/create`) and brings the server's requests (and its URL-mode
+/// completions) to the session's user.
 #[derive(Clone)]
 pub struct Elicitor {
     server: String,
@@ -907,14 +1005,20 @@ impl Elicitor {
             fn ask_user(
                 self: Arc<Self>,
                 _: String,
-                _: String,
-                _: Value,
+                _: Question,
                 _: CancellationToken,
             ) -> Pin<Box<dyn Future<Output = UserAnswer> + Send>> {
                 Box::pin(std::future::ready(UserAnswer {
                     action: ElicitationAction::Decline,
                     content: None,
                 }))
+            }
+            fn completed(
+                self: Arc<Self>,
+                _: String,
+                _: String,
+            ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+                Box::pin(std::future::ready(()))
             }
         }
         Elicitor {
@@ -930,7 +1034,8 @@ impl ClientHandler for Elicitor {
         let mut info = ClientConfig::default();
         info.capabilities.elicitation = Some(
             ElicitationCapability::new()
-                .with_form(FormElicitationCapability::new().with_schema_validation(true)),
+                .with_form(FormElicitationCapability::new().with_schema_validation(true))
+                .with_url(UrlElicitationCapability::new()),
         );
         info
     }
@@ -940,22 +1045,36 @@ impl ClientHandler for Elicitor {
         request: ElicitRequestParams,
         context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, McpError> {
-        let ElicitRequestParams::FormElicitationParams {
-            message,
-            requested_schema,
-            ..
-        } = request
-        else {
-            tracing::info!(server = %self.server, "declined a URL elicitation: tether asks in form mode only");
-            return Ok(ElicitResult::new(McpAction::Decline));
+        let question = match request {
+            ElicitRequestParams::FormElicitationParams {
+                message,
+                requested_schema,
+                ..
+            } => Question::Form {
+                message,
+                schema: serde_json::to_value(&requested_schema).unwrap_or(Value::Null),
+            },
+            ElicitRequestParams::UrlElicitationParams {
+                message,
+                url,
+                elicitation_id,
+                ..
+            } => Question::Url {
+                message,
+                url,
+                server_id: elicitation_id,
+            },
+            _ => {
+                tracing::info!(server = %self.server, "declined an elicitation of a mode tether does not know");
+                return Ok(ElicitResult::new(McpAction::Decline));
+            }
         };
         let Some(asker) = self.asker.upgrade() else {
             return Ok(ElicitResult::new(McpAction::Decline));
         };
-        let schema = serde_json::to_value(&requested_schema).unwrap_or(Value::Null);
         let _waiting = self.wait.begin();
         let answer = asker
-            .ask_user(self.server.clone(), message, schema, context.ct)
+            .ask_user(self.server.clone(), question, context.ct)
             .await;
         let mut result = ElicitResult::new(match answer.action {
             ElicitationAction::Accept => McpAction::Accept,
@@ -966,6 +1085,28 @@ impl ClientHandler for Elicitor {
             result = result.with_content(content);
         }
         Ok(result)
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if notification.method != ELICITATION_COMPLETE {
+            return;
+        }
+        let Some(id) = notification
+            .params
+            .as_ref()
+            .and_then(|p| p.get("elicitationId"))
+            .and_then(Value::as_str)
+        else {
+            tracing::info!(server = %self.server, "ignored an elicitation completion without an elicitationId");
+            return;
+        };
+        if let Some(asker) = self.asker.upgrade() {
+            asker.completed(self.server.clone(), id.to_string()).await;
+        }
     }
 }
 
@@ -1171,10 +1312,29 @@ mod tests {
     }
 
     #[test]
-    fn the_client_advertises_form_elicitation() {
+    fn the_client_advertises_form_and_url_elicitation() {
         let info = Elicitor::unattended().get_info();
         let caps = serde_json::to_value(&info.capabilities).unwrap();
         assert!(caps["elicitation"]["form"].is_object(), "{caps}");
+        assert!(caps["elicitation"]["url"].is_object(), "{caps}");
+    }
+
+    #[test]
+    fn a_url_elicitation_required_error_lists_its_pages() {
+        let data = serde_json::json!({"elicitations": [
+            {"mode": "url", "elicitationId": "e1", "url": "https://example.com/a", "message": "Authorize"},
+            {"mode": "form", "message": "not a page"},
+            {"mode": "url", "elicitationId": "e2", "message": "no url"}
+        ]});
+        assert_eq!(
+            url_elicitations(Some(&data)),
+            vec![Question::Url {
+                message: "Authorize".into(),
+                url: "https://example.com/a".into(),
+                server_id: "e1".into(),
+            }]
+        );
+        assert!(url_elicitations(None).is_empty());
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub struct ThreadsFold {
     pub received: std::collections::HashMap<String, u64>,
     /// `tool_use_id` of each `start_workflow` call that created a run -> the run.
     pub workflow_calls: std::collections::HashMap<String, String>,
+    /// The elicitations child threads' MCP servers asked (cross-posted), oldest first.
+    pub elicitations: Vec<tether_proto::elicitation::Elicitation>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,9 +204,69 @@ pub struct ThreadEntry {
     pub usage: tether_proto::SessionUsage,
 }
 
+/// Folds one elicitation event into `list`; `thread` names the child thread a cross-post
+/// came from (None: this stream's own).
+fn fold_elicitation(
+    list: &mut Vec<tether_proto::elicitation::Elicitation>,
+    e: &Event,
+    thread: Option<&str>,
+) {
+    use tether_proto::elicitation::{Elicitation, ElicitationStatus};
+    match &e.body {
+        EventBody::McpElicitationRequested {
+            elicitation_id,
+            mcp_server_name,
+            tool_use_id,
+            message,
+            requested_schema,
+            mode,
+            url,
+            server_elicitation_id,
+            agent_name,
+        } => list.push(Elicitation {
+            id: elicitation_id.clone(),
+            session_id: e.session_id.clone(),
+            mcp_server_name: mcp_server_name.clone(),
+            tool_use_id: tool_use_id.clone(),
+            message: message.clone(),
+            requested_schema: requested_schema.clone(),
+            status: ElicitationStatus::Pending,
+            created_at: e.processed_at.clone(),
+            mode: *mode,
+            url: url.clone(),
+            session_thread_id: thread.map(str::to_string),
+            agent_name: agent_name.clone(),
+            server_elicitation_id: server_elicitation_id.clone(),
+            ..Default::default()
+        }),
+        EventBody::McpElicitationAnswered {
+            elicitation_id,
+            action,
+            content,
+            reason,
+        } => {
+            if let Some(el) = list
+                .iter_mut()
+                .find(|el| &el.id == elicitation_id && el.status == ElicitationStatus::Pending)
+            {
+                el.status = ElicitationStatus::Answered;
+                el.action = Some(*action);
+                el.content = content.clone();
+                el.reason = reason.clone();
+            }
+        }
+        EventBody::McpElicitationCompleted { elicitation_id } => {
+            if let Some(el) = list.iter_mut().find(|el| &el.id == elicitation_id) {
+                el.completed = true;
+            }
+        }
+        _ => {}
+    }
+}
+
 impl ThreadsFold {
-    fn apply(&mut self, thread: &str, body: &EventBody, at: Option<i64>) {
-        let status = match body {
+    fn apply(&mut self, thread: &str, e: &Event, at: Option<i64>) {
+        let status = match &e.body {
             EventBody::SessionThreadCreated { agent_name, .. } => {
                 if !self.children.iter().any(|c| c.id == thread) {
                     self.children.push(ThreadEntry {
@@ -228,6 +290,13 @@ impl ThreadsFold {
                 if let Some(c) = self.children.iter_mut().find(|c| c.id == thread) {
                     c.usage.record(model_usage);
                 }
+                return;
+            }
+            // A child's MCP server asks the user: listed and answered on the session too.
+            EventBody::McpElicitationRequested { .. }
+            | EventBody::McpElicitationAnswered { .. }
+            | EventBody::McpElicitationCompleted { .. } => {
+                fold_elicitation(&mut self.elicitations, e, Some(thread));
                 return;
             }
             _ => return,
@@ -788,7 +857,7 @@ impl SessionState {
         // An event about another thread (a cross-post, a lifecycle event): it changes the
         // threads this stream knows of, never its own conversation or status.
         if let Some(thread) = &e.session_thread_id {
-            self.threads.apply(thread, &e.body, millis(&e.processed_at));
+            self.threads.apply(thread, e, millis(&e.processed_at));
             // A request made for this stream under a thread (the advisor's) is paid from it.
             if let EventBody::SpanModelRequestEnd { model_usage, .. } = &e.body {
                 self.usage.record(model_usage);
@@ -1001,42 +1070,10 @@ impl SessionState {
                 });
             }
             EventBody::SpanOutcomeEvaluationEnd(end) => self.usage.tokens.add(&end.usage),
-            EventBody::McpElicitationRequested {
-                elicitation_id,
-                mcp_server_name,
-                tool_use_id,
-                message,
-                requested_schema,
-            } => self
-                .elicitations
-                .push(tether_proto::elicitation::Elicitation {
-                    id: elicitation_id.clone(),
-                    session_id: e.session_id.clone(),
-                    mcp_server_name: mcp_server_name.clone(),
-                    tool_use_id: tool_use_id.clone(),
-                    message: message.clone(),
-                    requested_schema: requested_schema.clone(),
-                    status: tether_proto::elicitation::ElicitationStatus::Pending,
-                    action: None,
-                    content: None,
-                    reason: None,
-                    created_at: e.processed_at.clone(),
-                }),
-            EventBody::McpElicitationAnswered {
-                elicitation_id,
-                action,
-                content,
-                reason,
-            } => {
-                if let Some(el) = self.elicitations.iter_mut().find(|el| {
-                    &el.id == elicitation_id
-                        && el.status == tether_proto::elicitation::ElicitationStatus::Pending
-                }) {
-                    el.status = tether_proto::elicitation::ElicitationStatus::Answered;
-                    el.action = Some(*action);
-                    el.content = content.clone();
-                    el.reason = reason.clone();
-                }
+            EventBody::McpElicitationRequested { .. }
+            | EventBody::McpElicitationAnswered { .. }
+            | EventBody::McpElicitationCompleted { .. } => {
+                fold_elicitation(&mut self.elicitations, e, None)
             }
             EventBody::SessionError { .. }
             | EventBody::UserDefineOutcome(_)

@@ -354,10 +354,12 @@ fn calls_round_trip_through_parts() {
         Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
         Call::SessionElicitations(crate::elicitation::ListElicitations {
             session: "fix".into(),
+            thread: Some("reviewer".into()),
             all: true,
         }),
         Call::SessionElicitationAnswer(crate::elicitation::AnswerElicitation {
             session: "fix".into(),
+            thread: None,
             elicitation_id: "elic_1".into(),
             action: crate::elicitation::ElicitationAction::Accept,
             content: Some(json!({"name": "Ada"})),
@@ -1324,6 +1326,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionElicitations>(
         crate::elicitation::ListElicitations {
             session: "fix".into(),
+            thread: None,
             all: false,
         },
         List {
@@ -1339,6 +1342,9 @@ fn every_method_in_the_table_parses_and_round_trips() {
                 content: None,
                 reason: None,
                 created_at: Some("2026-12-07T19:00:00Z".into()),
+                session_thread_id: Some("sthr_1".into()),
+                agent_name: Some("reviewer".into()),
+                ..Default::default()
             }],
         },
         &mut seen,
@@ -1346,6 +1352,7 @@ fn every_method_in_the_table_parses_and_round_trips() {
     check::<rpc::SessionElicitationAnswer>(
         crate::elicitation::AnswerElicitation {
             session: "fix".into(),
+            thread: None,
             elicitation_id: "elic_1".into(),
             action: crate::elicitation::ElicitationAction::Decline,
             content: None,

@@ -56,6 +56,7 @@ async fn list(session: String, all: bool, json: bool) -> CmdResult {
     let found = c
         .request::<rpc::SessionElicitations>(ListElicitations {
             session: session.clone(),
+            thread: None,
             all,
         })
         .await?;
@@ -77,7 +78,7 @@ async fn list(session: String, all: bool, json: bool) -> CmdResult {
     }
     if found.data.iter().any(|e| e.action.is_none()) {
         println!(
-            "answer: tether elicitations answer {session} ID --accept '{{...}}' | --decline | --cancel"
+            "answer: tether elicitations answer {session} ID --accept '{{...}}' (a link: --accept alone) | --decline | --cancel"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -90,10 +91,26 @@ fn describe(e: &Elicitation) -> String {
         (Some(a), None) => a.as_str().to_string(),
         (Some(a), Some(r)) => format!("{} ({r})", a.as_str()),
     };
-    let mut out = format!(
-        "{}  {}  [{state}]\n  {}\n",
-        e.id, e.mcp_server_name, e.message
-    );
+    // A child thread's question names its agent (and thread): answer it on either id.
+    let who = match (&e.agent_name, &e.session_thread_id) {
+        (Some(agent), Some(thread)) => {
+            format!("{agent}'s {}  (thread {thread})", e.mcp_server_name)
+        }
+        (Some(agent), None) => format!("{agent}'s {}", e.mcp_server_name),
+        _ => e.mcp_server_name.clone(),
+    };
+    let mut out = format!("{}  {who}  [{state}]\n  {}\n", e.id, e.message);
+    if let Some(url) = &e.url {
+        // In full: what is shown is what would be opened; tether never opens it.
+        out.push_str(&format!(
+            "  open this link yourself{}:\n  {url}\n",
+            if e.completed {
+                " (the server says it is done)"
+            } else {
+                ", then --accept"
+            }
+        ));
+    }
     for f in form_fields(&e.requested_schema) {
         let kind = match &f.kind {
             FieldKind::String => "string".to_string(),
@@ -128,6 +145,7 @@ async fn answer(
     let mut c = connect().await?;
     c.request::<rpc::SessionElicitationAnswer>(AnswerElicitation {
         session,
+        thread: None,
         elicitation_id: id.clone(),
         action,
         content,

@@ -621,6 +621,8 @@ async fn run_cmd(
             .request::<rpc::SessionElicitationAnswer>(
                 tether_proto::elicitation::AnswerElicitation {
                     session,
+                    // Found by id among the session's threads.
+                    thread: None,
                     elicitation_id: elicitation_id.clone(),
                     action: *action,
                     content: content.clone(),

@@ -745,16 +745,35 @@ impl Transcript {
             EventBody::McpElicitationRequested {
                 mcp_server_name,
                 message,
+                url,
+                agent_name,
                 ..
-            } => push(
+            } => {
+                let who = agent_name
+                    .as_ref()
+                    .map(|a| format!("{a}'s "))
+                    .unwrap_or_default();
+                let link = url
+                    .as_ref()
+                    .map(|u| format!(" (open yourself: {u})"))
+                    .unwrap_or_default();
+                push(
+                    &mut self.items,
+                    Body::Marker(format!(
+                        "? {who}MCP server {mcp_server_name} asks: {message}{link}"
+                    )),
+                )
+            }
+            EventBody::McpElicitationCompleted { .. } => push(
                 &mut self.items,
-                Body::Marker(format!("? MCP server {mcp_server_name} asks: {message}")),
+                Body::Marker("✓ the MCP server says the page is done".to_string()),
             ),
             EventBody::McpElicitationAnswered { action, reason, .. } => {
                 use tether_proto::elicitation::ElicitationAction as A;
                 let text = match (action, reason) {
                     (A::Accept, _) => "✓ answered the MCP server's question".to_string(),
-                    (A::Decline, _) => "✗ declined the MCP server's question".to_string(),
+                    (A::Decline, Some(r)) => format!("✗ the MCP server's question was declined: {r}"),
+                    (A::Decline, None) => "✗ declined the MCP server's question".to_string(),
                     (A::Cancel, Some(r)) => format!("✗ the MCP server's question was cancelled: {r}"),
                     (A::Cancel, None) => "✗ cancelled the MCP server's question".to_string(),
                 };

@@ -1,6 +1,8 @@
 //! The MCP elicitation prompt (issue 25): an MCP server asked the user for input during a
 //! tool call. One input per field of its requested schema; tab moves between them, enter
-//! accepts, ctrl-d declines, esc puts it away (ctrl-a brings it back). It opens by itself
+//! accepts, ctrl-d declines, ctrl-x cancels, esc puts it away (ctrl-a brings it back). In URL
+//! mode it shows the link to open (tether never opens it) and enter says "I opened it". A
+//! child thread's question is labelled with its agent. It opens by itself
 //! when nothing else is open (never on a read-only client) and closes when the answer is
 //! recorded, whoever answered.
 
@@ -8,7 +10,9 @@ use std::collections::BTreeSet;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::{Map, Value};
-use tether_proto::elicitation::{ElicitationAction, FieldKind, FormField, form_fields, validate};
+use tether_proto::elicitation::{
+    ElicitationAction, ElicitationMode, FieldKind, FormField, form_fields, validate,
+};
 use tether_proto::{Event, EventBody};
 
 use super::{Cmd, Effect, Overlay, State};
@@ -20,6 +24,10 @@ pub struct Asked {
     pub server: String,
     pub message: String,
     pub schema: Value,
+    /// The child thread's agent whose server asks (None: the session's own).
+    pub agent: Option<String>,
+    /// URL mode: the page the user is to open themselves (never opened by tether).
+    pub url: Option<String>,
 }
 
 /// The session's pending elicitations and which the user put away or already answered here.
@@ -32,7 +40,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Folds an event of the primary's stream.
+    /// Folds an event of the primary's stream (a child thread's come cross-posted).
     pub fn apply(&mut self, e: &Event) {
         match &e.body {
             EventBody::McpElicitationRequested {
@@ -40,14 +48,21 @@ impl Pending {
                 mcp_server_name,
                 message,
                 requested_schema,
+                mode,
+                url,
+                agent_name,
                 ..
             } if !self.asked.iter().any(|a| &a.id == elicitation_id) => self.asked.push(Asked {
                 id: elicitation_id.clone(),
                 server: mcp_server_name.clone(),
                 message: message.clone(),
                 schema: requested_schema.clone(),
+                agent: agent_name.clone(),
+                url: (*mode == ElicitationMode::Url).then(|| url.clone().unwrap_or_default()),
             }),
-            EventBody::McpElicitationAnswered { elicitation_id, .. } => {
+            // Answered (here or elsewhere), or the server said the page is done.
+            EventBody::McpElicitationAnswered { elicitation_id, .. }
+            | EventBody::McpElicitationCompleted { elicitation_id } => {
                 self.asked.retain(|a| &a.id != elicitation_id);
                 self.put_away.remove(elicitation_id);
                 self.sent.remove(elicitation_id);
@@ -208,6 +223,11 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             );
         }
         KeyCode::Char('d') if ctrl => return send(s, id, ElicitationAction::Decline, None),
+        KeyCode::Char('x') if ctrl => return send(s, id, ElicitationAction::Cancel, None),
+        // URL mode: enter says "I opened it"; the server gets no content.
+        KeyCode::Enter if s.elicitations.get(&id).is_some_and(|a| a.url.is_some()) => {
+            return send(s, id, ElicitationAction::Accept, None);
+        }
         KeyCode::Enter => {
             let content = form.content();
             let schema = s.elicitations.get(&id).map(|a| a.schema.clone());

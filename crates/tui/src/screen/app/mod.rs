@@ -457,6 +457,8 @@ impl State {
     /// Returns whether the thread list is stale.
     fn track(&mut self, e: &Event) -> bool {
         self.runs.apply(e);
+        // The primary's own MCP questions and its child threads' (cross-posted) alike.
+        self.elicitations.apply(e);
         let folded = self.threads.apply(e);
         if e.session_thread_id.is_some() {
             // A child's: its calls waiting on the user join the modal; the header is the
@@ -497,7 +499,6 @@ impl State {
     }
 
     fn track_primary(&mut self, e: &Event) {
-        self.elicitations.apply(e);
         let h = &mut self.header;
         match &e.body {
             EventBody::SessionStatusRunning {} => {

@@ -3,6 +3,7 @@
 //! ctrl-d declines, esc puts it away and ctrl-a brings it back; it closes when the answer is
 //! recorded, whoever answered; never on a read-only client. Snapshots at 80×24 and 120×40.
 
+use serde_json::Value;
 use tether_proto::elicitation::ElicitationAction;
 
 use super::*;
@@ -27,6 +28,10 @@ fn asked(seq: u64) -> Event {
                 },
                 "required": ["name", "age"]
             }),
+            mode: Default::default(),
+            url: None,
+            server_elicitation_id: None,
+            agent_name: None,
         },
     )
 }
@@ -189,4 +194,140 @@ fn the_form_starts_from_the_schema_defaults() {
         form.content(),
         json!({"name": "John Doe", "age": 30, "score": 95.5, "status": "active", "verified": true})
     );
+}
+
+const CHILD_ELIC: &str = "elic_02";
+const URL: &str = "https://auth.example.com/oauth/authorize?client_id=tether-demo&state=af83b1c2d9e04f5a&redirect_uri=http%3A%2F%2F127.0.0.1%3A8123%2Fcallback";
+
+/// A question of the `reviewer` child thread's MCP server, as the primary's stream gets it
+/// (cross-posted: same id, `session_thread_id` set); URL mode with `url`.
+fn child_asked(seq: u64, url: Option<&str>) -> Event {
+    let mut e = ev(
+        seq,
+        EventBody::McpElicitationRequested {
+            elicitation_id: CHILD_ELIC.into(),
+            mcp_server_name: "github".into(),
+            tool_use_id: Some("sevt_0009".into()),
+            message: "Sign in to GitHub so the reviewer can read the pull request.".into(),
+            requested_schema: if url.is_some() {
+                Value::Null
+            } else {
+                json!({"type": "object", "properties": {"token": {"type": "string", "title": "Token"}}, "required": ["token"]})
+            },
+            mode: if url.is_some() {
+                tether_proto::elicitation::ElicitationMode::Url
+            } else {
+                Default::default()
+            },
+            url: url.map(str::to_string),
+            server_elicitation_id: url.map(|_| "gh-1".to_string()),
+            agent_name: Some("reviewer".into()),
+        },
+    );
+    e.session_thread_id = Some("sthr_01".into());
+    e
+}
+
+fn child_scene(s: &mut State, url: Option<&str>) {
+    feed(
+        s,
+        &[user(1, "review my PR"), running(2), child_asked(3, url)],
+    );
+}
+
+#[test]
+fn a_child_threads_question_prompts_on_the_primary_labelled_with_its_agent() {
+    let mut s = state(80, 24);
+    child_scene(&mut s, None);
+    assert!(matches!(&s.overlay, Overlay::Elicitation { id, .. } if id == CHILD_ELIC));
+    let shown = frame(&s);
+    assert!(
+        shown.contains("reviewer's MCP server github asks:"),
+        "{shown}"
+    );
+    typ(&mut s, "ghp_x");
+    let fx = key(&mut s, KeyCode::Enter);
+    // Answered on the primary by id (the daemon hands it to the thread).
+    assert_eq!(
+        fx,
+        vec![Effect::Net(Cmd::AnswerElicitation {
+            elicitation_id: CHILD_ELIC.into(),
+            action: ElicitationAction::Accept,
+            content: Some(json!({"token": "ghp_x"})),
+        })]
+    );
+    let mut done = ev(
+        4,
+        EventBody::McpElicitationAnswered {
+            elicitation_id: CHILD_ELIC.into(),
+            action: ElicitationAction::Accept,
+            content: None,
+            reason: None,
+        },
+    );
+    done.session_thread_id = Some("sthr_01".into());
+    feed(&mut s, &[done]);
+    assert!(s.elicitations.asked.is_empty());
+}
+
+#[test]
+fn a_url_question_shows_the_whole_link_and_enter_says_i_opened_it() {
+    let mut s = state(80, 24);
+    child_scene(&mut s, Some(URL));
+    let shown = frame(&s);
+    // The link in full (cut at the box's width, never shortened) and its host.
+    let joined: String = shown
+        .lines()
+        .map(|l| l.trim_matches(|c: char| c == '│' || c == ' ' || c == '"'))
+        .collect();
+    assert!(joined.contains(URL), "{shown}");
+    assert!(shown.contains("host: auth.example.com"), "{shown}");
+    assert!(shown.contains("tether never opens links"), "{shown}");
+    let fx = key(&mut s, KeyCode::Enter);
+    assert_eq!(
+        fx,
+        vec![Effect::Net(Cmd::AnswerElicitation {
+            elicitation_id: CHILD_ELIC.into(),
+            action: ElicitationAction::Accept,
+            content: None,
+        })]
+    );
+}
+
+#[test]
+fn ctrl_x_cancels_and_the_servers_completion_closes_the_prompt() {
+    let mut s = state(80, 24);
+    child_scene(&mut s, Some(URL));
+    let fx = key_m(&mut s, KeyCode::Char('x'), KeyModifiers::CONTROL);
+    assert_eq!(
+        fx,
+        vec![Effect::Net(Cmd::AnswerElicitation {
+            elicitation_id: CHILD_ELIC.into(),
+            action: ElicitationAction::Cancel,
+            content: None,
+        })]
+    );
+    // Another client's view: the completion alone closes it.
+    let mut s = state(80, 24);
+    child_scene(&mut s, Some(URL));
+    assert!(matches!(&s.overlay, Overlay::Elicitation { .. }));
+    let mut done = ev(
+        4,
+        EventBody::McpElicitationCompleted {
+            elicitation_id: CHILD_ELIC.into(),
+        },
+    );
+    done.session_thread_id = Some("sthr_01".into());
+    feed(&mut s, &[done]);
+    assert_eq!(s.overlay, Overlay::None);
+    assert!(s.elicitations.asked.is_empty());
+}
+
+#[test]
+fn snapshot_url_elicitation_prompt() {
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        let mut s = state(w, h);
+        child_scene(&mut s, Some(URL));
+        insta::assert_snapshot!(format!("elicitation_url_{w}x{h}"), frame(&s));
+    }
 }

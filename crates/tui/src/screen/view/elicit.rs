@@ -1,6 +1,7 @@
-//! The MCP elicitation prompt (issue 25): the server's name and message, one row per field
-//! of its requested schema (the focused one marked), what to press, and why enter did not
-//! send when a field does not fit.
+//! The MCP elicitation prompt (issue 25): who asks (the server, and the agent when a child
+//! thread's server asks), the message, one row per field of its requested schema (the
+//! focused one marked) or, in URL mode, the link to open in full, what to press, and why
+//! enter did not send when a field does not fit.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -16,20 +17,28 @@ pub fn draw(f: &mut Frame<'_>, s: &State, id: &str, form: &Form, area: Rect) {
     let Some(asked) = s.elicitations.get(id) else {
         return;
     };
-    let width = 76.min(area.width);
+    // A link gets the screen's width, so as much of it as fits is on one line to copy.
+    let width = if asked.url.is_some() {
+        area.width.saturating_sub(4).max(76.min(area.width))
+    } else {
+        76.min(area.width)
+    };
     let inner = usize::from(width.saturating_sub(2)).max(1);
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let pad = [(" ".to_string(), Style::default())];
-    let mut lines = wrap(
-        &[
-            (" The MCP server ".into(), Style::default()),
-            (asked.server.clone(), bold),
-            (" asks:".into(), Style::default()),
+    // A child thread's question says which agent's server asks.
+    let who = match &asked.agent {
+        Some(agent) => vec![
+            (" ".into(), Style::default()),
+            (agent.clone(), bold.fg(Color::Cyan)),
+            ("'s MCP server ".into(), Style::default()),
         ],
-        inner,
-        &[],
-        &pad,
-    );
+        None => vec![(" The MCP server ".into(), Style::default())],
+    };
+    let mut header = who;
+    header.push((asked.server.clone(), bold));
+    header.push((" asks:".into(), Style::default()));
+    let mut lines = wrap(&header, inner, &[], &pad);
     lines.extend(wrap(
         &[(asked.message.clone(), bold.fg(Color::Magenta))],
         inner,
@@ -37,6 +46,9 @@ pub fn draw(f: &mut Frame<'_>, s: &State, id: &str, form: &Form, area: Rect) {
         &[("   ".into(), Style::default())],
     ));
     lines.push(ratatui::text::Line::default());
+    if let Some(url) = &asked.url {
+        url_lines(&mut lines, url, inner);
+    }
     for (i, (field, input)) in form.fields.iter().zip(&form.inputs).enumerate() {
         let focused = i == form.focus;
         let mark = if focused { " ▶ " } else { "   " };
@@ -94,21 +106,61 @@ pub fn draw(f: &mut Frame<'_>, s: &State, id: &str, form: &Form, area: Rect) {
         ));
     }
     lines.push(ratatui::text::Line::default());
+    let keys = if asked.url.is_some() {
+        "enter I opened it (accept) · ctrl-d decline · ctrl-x cancel · esc later (ctrl-a)"
+    } else {
+        "tab next field · space/←→ choose · enter accept · ctrl-d decline · ctrl-x cancel · esc later (ctrl-a)"
+    };
+    lines.extend(wrap(
+        &[(keys.into(), Style::default().fg(Color::Cyan))],
+        inner,
+        &pad,
+        &pad,
+    ));
+    let title = match &asked.agent {
+        Some(agent) => format!(" MCP question · {agent} · {} ", asked.server),
+        None => format!(" MCP question · {} ", asked.server),
+    };
+    super::draw_prompt(f, area, width, title, lines);
+}
+
+/// URL mode: the link in full on lines of its own (no indent, cut at the width, never
+/// shortened, so what is shown is what would be opened), its host spelled out, and that
+/// tether does not open it.
+fn url_lines(lines: &mut Vec<ratatui::text::Line<'static>>, url: &str, inner: usize) {
+    let pad = [(" ".to_string(), Style::default())];
     lines.extend(wrap(
         &[(
-            "tab next field · space/←→ choose · enter accept · ctrl-d decline · esc later (ctrl-a)"
-                .into(),
-            Style::default().fg(Color::Cyan),
+            "Open this link in your browser yourself (tether never opens links):".into(),
+            dim(),
         )],
         inner,
         &pad,
         &pad,
     ));
-    super::draw_prompt(
-        f,
-        area,
-        width,
-        format!(" MCP question · {} ", asked.server),
-        lines,
-    );
+    let chars: Vec<char> = url.chars().collect();
+    for chunk in chars.chunks(inner.max(1)) {
+        lines.push(ratatui::text::Line::styled(
+            chunk.iter().collect::<String>(),
+            Style::default()
+                .fg(Color::Blue)
+                .add_modifier(Modifier::UNDERLINED),
+        ));
+    }
+    let host = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default())
+        .unwrap_or_default();
+    lines.extend(wrap(
+        &[
+            ("host: ".into(), dim()),
+            (
+                host.to_string(),
+                Style::default().add_modifier(Modifier::BOLD),
+            ),
+        ],
+        inner,
+        &pad,
+        &pad,
+    ));
 }
