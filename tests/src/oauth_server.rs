@@ -162,6 +162,8 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
     let granted = match field("grant_type") {
         Some("refresh_token") => field("refresh_token") == Some(s.refresh_token.as_str()),
         Some("authorization_code") => code_ok(),
+        // The client authenticated above: that is the whole grant (RFC 6749 §4.4).
+        Some("client_credentials") => true,
         _ => false,
     };
     if !granted {

@@ -421,3 +421,108 @@ async fn a_login_through_the_browser_stores_an_mcp_oauth_credential_sessions_use
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tether vaults add --mcp-url URL --client-id ID` (secret on stdin): tetherd discovers the
+/// token endpoint, gets a token with the client-credentials grant (client_secret_basic, the
+/// server's method), and stores a credential that gets its next token the same way: when the
+/// server refuses the stored token, the session's call goes through with a new one. The
+/// secret and the tokens are nowhere in the log, the database or the daemon log. A wrong
+/// secret is refused at once with the endpoint's answer, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_credentials_credential_gets_a_new_token_when_the_server_refuses_one() {
+    use std::io::Write;
+    let server =
+        oauth_server::serve("nobody-has-this-yet", "unused-refresh", ClientAuth::Basic).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let add = |secret: &str| {
+        let mut child = env
+            .tether()
+            .args([
+                "vaults",
+                "add",
+                &vault,
+                "--mcp-url",
+                &server.mcp_url,
+                "--client-id",
+                CLIENT_ID,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secret.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let wrong = add("not-the-secret-0093\n");
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("invalid_client") && err.contains("client credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-secret-0093"), "{err}");
+    let shown = env.ok(&["vaults", "show", &vault, "--json"]);
+    assert!(!shown.contains("vcrd_"), "nothing stored: {shown}");
+
+    let out = add(&format!("{CLIENT_SECRET}\n"));
+    assert!(out.status.success(), "{out:?}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let cred = api
+        .ok(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        cred["auth"]["refresh"]["grant_type"], "client_credentials",
+        "{cred}"
+    );
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint"],
+        server.token_url.as_str()
+    );
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint_auth"]["type"],
+        "client_secret_basic"
+    );
+    let first_token = {
+        let s = server.lock();
+        assert_eq!(s.refreshes, 1, "{s:?}");
+        let form: std::collections::BTreeMap<_, _> = s.last_form.iter().cloned().collect();
+        assert_eq!(
+            form.get("grant_type").map(String::as_str),
+            Some("client_credentials")
+        );
+        assert_eq!(form.get("resource"), Some(&server.mcp_url));
+        assert_eq!(form.get("scope").map(String::as_str), Some("mcp:tools"));
+        s.access_token.clone()
+    };
+
+    // The server revokes the token: the session's connection gets a 401 and a new grant.
+    server.lock().access_token = "revoked-then-reissued-7301".into();
+    let first = run_session(&env, &api, &agent, &vault).await;
+    assert_eq!(
+        mcp_results(&env, &first),
+        vec![("authed".to_string(), false)],
+        "{:#?}",
+        env.events(&first)
+    );
+    let s = server.lock();
+    assert_eq!(s.refreshes, 2, "{s:?}");
+    assert_eq!(s.seen_tokens.first(), Some(&first_token));
+    let granted = s.access_token.clone();
+    drop(s);
+    assert_nowhere(&env, &[&first], &[CLIENT_SECRET, &first_token, &granted]);
+    let _ = child.kill();
+    let _ = child.wait();
+}

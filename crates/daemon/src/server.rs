@@ -1481,6 +1481,15 @@ impl Connection {
                     },
                 )
             }
+            // MCP client credentials (issue 25, mcpauth2)
+            Dispatch::CredentialClientCredentials(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::login::client_credentials(&rt.store, &rt.paths.data_dir, &id, p)
+                        .await?,
+                )
+            }
         };
         Ok(Some(v))
     }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use tether_proto::vault::{CredentialSpec, LoginStarted, LoginStatus};
+use tether_proto::vault::{
+    ClientCredentialsLogin, Credential, CredentialSpec, LoginStarted, LoginStatus,
+};
 use tether_proto::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -89,6 +91,62 @@ pub async fn start(
         authorization_url,
         redirect_uri,
     })
+}
+
+/// `credential.client_credentials`: the first token now (so a wrong secret or key is said at
+/// once, not in the middle of a session), kept with what gets the next one.
+pub async fn client_credentials(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    p: ClientCredentialsLogin,
+) -> Result<Credential, ErrorBody> {
+    let url = p.mcp_server_url.as_str();
+    reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| bad(format!("mcp_server_url: `{url}` is not an http(s) URL")))?;
+    if p.client_id.trim().is_empty() {
+        return Err(bad("client_id: must not be blank".into()));
+    }
+    let secret = match (p.client_secret, p.private_key) {
+        (Some(s), None) => authorize::ClientSecret::Secret(s.0),
+        (None, Some(k)) => authorize::ClientSecret::PrivateKey(k.0),
+        _ => {
+            return Err(bad(
+                "give exactly one of client_secret (client_secret_basic/post) and private_key (a PKCS#8 PEM key, private_key_jwt)".into(),
+            ));
+        }
+    };
+    let vault = super::get_vault(store, vault_id).await?;
+    if vault.archived_at.is_some() {
+        return Err(bad(format!(
+            "the vault {vault_id} is archived; add credentials to a live vault"
+        )));
+    }
+    let challenge = authorize::fetch_challenge(url, None)
+        .await
+        .unwrap_or_default();
+    let auth =
+        authorize::client_credentials(url, &challenge, &p.client_id, &secret, p.scope.as_deref())
+            .await
+            .map_err(|e| {
+                bad(format!(
+                    "cannot get a token for {url} with the client credentials of `{}`: {e}",
+                    p.client_id
+                ))
+            })?;
+    let spec = CredentialSpec {
+        auth,
+        display_name: Some(
+            p.display_name
+                .unwrap_or_else(|| format!("client credentials of {} for {url}", p.client_id)),
+        ),
+        metadata: Default::default(),
+    };
+    let credential = super::create_credential(store, data_dir, vault_id, spec).await?;
+    tracing::info!(credential = %credential.id, server = %url, "MCP client-credentials token stored");
+    Ok(credential)
 }
 
 /// Waits for the browser's redirect, finishes the login and says so to the browser.
