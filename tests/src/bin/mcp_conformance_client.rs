@@ -20,6 +20,9 @@ use tether_daemon::resources::vaults::authorize::{self, Challenge};
 /// Authorizations before giving up (the scope-retry-limit scenario refuses forever).
 const MAX_AUTHORIZATIONS: usize = 3;
 const REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
+/// The client ID metadata document the suite's `basic-cimd` expects (the URL its reference
+/// client uses; tetherd takes it from `[mcp] client_id_metadata_url`).
+const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -67,9 +70,15 @@ async fn authorize(url: &str, challenge: &Challenge) -> anyhow::Result<String> {
         };
         return Ok(access_token.0);
     }
-    let plan = authorize::prepare(url, challenge, REDIRECT_URI, "tether conformance client")
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let plan = authorize::prepare(
+        url,
+        challenge,
+        REDIRECT_URI,
+        "tether conformance client",
+        Some(CLIENT_METADATA_URL),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

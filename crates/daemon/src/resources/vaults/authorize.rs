@@ -392,12 +392,16 @@ async fn discover(
 }
 
 /// Discovers the servers and registers tether as a client; `challenge` is what the MCP
-/// server's 401 (or 403 insufficient_scope) said.
+/// server's 401 (or 403 insufficient_scope) said. With `client_metadata_url` (a client ID
+/// metadata document tether's user publishes, `[mcp] client_id_metadata_url`) and an
+/// authorization server that says `client_id_metadata_document_supported`, that URL is the
+/// client id and nothing is registered (MCP 2025-11-25's preferred way).
 pub async fn prepare(
     mcp_url: &str,
     challenge: &Challenge,
     redirect_uri: &str,
     client_name: &str,
+    client_metadata_url: Option<&str>,
 ) -> Result<Plan, String> {
     let http = http_client()?;
     let Discovery {
@@ -417,6 +421,27 @@ pub async fn prepare(
                 methods.join(", ")
             ));
         }
+    }
+    let cimd = asm
+        .as_ref()
+        .and_then(|m| m.get("client_id_metadata_document_supported"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if let (true, Some(client_id)) = (cimd, client_metadata_url) {
+        // A metadata-document client is public: PKCE protects the code, no secret.
+        return Ok(Plan {
+            mcp_server_url: mcp_url.to_string(),
+            resource,
+            authorization_endpoint,
+            token_endpoint,
+            client_id: client_id.to_string(),
+            client_secret: None,
+            auth_method: TokenEndpointAuthType::None,
+            scope,
+            redirect_uri: redirect_uri.to_string(),
+            verifier: random_token()?,
+            state: random_token()?,
+        });
     }
     let wanted = pick_auth_method(&strings(
         asm.as_ref()

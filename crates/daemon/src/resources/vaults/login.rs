@@ -41,6 +41,7 @@ pub async fn start(
     data_dir: &Path,
     vault_id: &str,
     url: &str,
+    client_metadata_url: Option<&str>,
 ) -> Result<LoginStarted, ErrorBody> {
     let parsed = reqwest::Url::parse(url)
         .ok()
@@ -67,9 +68,15 @@ pub async fn start(
     let challenge = authorize::fetch_challenge(parsed.as_str(), None)
         .await
         .unwrap_or_default();
-    let plan = authorize::prepare(url, &challenge, &redirect_uri, "tether")
-        .await
-        .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
+    let plan = authorize::prepare(
+        url,
+        &challenge,
+        &redirect_uri,
+        "tether",
+        client_metadata_url,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
     let login_id = format!(
         "login_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
