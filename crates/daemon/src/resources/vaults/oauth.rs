@@ -233,6 +233,30 @@ impl TokenSource {
         }
     }
 
+    /// The token endpoint refused: `vault_credential.refresh_failed` to the webhook endpoints
+    /// that want it (an unreachable endpoint is not a refusal: nothing is sent for it).
+    async fn refresh_failed(&self, row: &CredentialRow) {
+        let (id, vault) = (row.credential.id.clone(), row.credential.vault_id.clone());
+        let queued = self
+            .store
+            .write(move |c| {
+                crate::store::webhooks::enqueue_credential(
+                    c,
+                    "vault_credential.refresh_failed",
+                    &id,
+                    &vault,
+                )
+            })
+            .await;
+        match queued {
+            Ok(n) if n > 0 => self.store.webhook_wake().notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(credential = %row.credential.id, "cannot queue the refresh_failed webhook: {e}")
+            }
+        }
+    }
+
     /// Exchanges the row's refresh token and stores what the endpoint grants (the caller
     /// holds the credential's refresh lock).
     async fn refresh_locked(
@@ -246,12 +270,21 @@ impl TokenSource {
             return Err(RefreshError::NoRefreshToken);
         };
         let granted = if refresh.grant_type == Some(OauthGrantType::ClientCredentials) {
-            client_credentials_grant(refresh, &secrets).await?
+            client_credentials_grant(refresh, &secrets).await
         } else {
             let Some(refresh_token) = secrets.get(REFRESH_TOKEN) else {
                 return Err(RefreshError::NoRefreshToken);
             };
-            exchange(refresh, refresh_token, &secrets).await?
+            exchange(refresh, refresh_token, &secrets).await
+        };
+        let granted = match granted {
+            Ok(g) => g,
+            Err(e) => {
+                if matches!(e, RefreshError::Failed(_)) {
+                    self.refresh_failed(&row).await;
+                }
+                return Err(e);
+            }
         };
         let expires_at = granted
             .expires_in
