@@ -526,3 +526,114 @@ async fn a_client_credentials_credential_gets_a_new_token_when_the_server_refuse
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Scope step-up in the middle of a session: the server answers a call 403
+/// insufficient_scope; the call's result tells the model authorization is pending, and a
+/// `tether.mcp_authorization_required` event (hidden from HTTP readers unless
+/// `tether_events=true`) carries the login URL for the wider scope. Once the user's browser
+/// completes it, the credential holds the wider token and the next turn's call goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_refused_for_scope_asks_the_user_to_authorize_and_the_next_call_uses_it() {
+    const NARROW: &str = "narrow-access-6150";
+    let server = oauth_server::serve(NARROW, "unused-refresh-1", ClientAuth::Post).await;
+    server.lock().call_scope = Some("mcp:tools mcp:write".into());
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("waiting for you to authorize"),
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let cred = api
+        .ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(
+                json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+                "access_token": NARROW}}),
+            ),
+        )
+        .await;
+    let cid = cred["id"].as_str().unwrap().to_string();
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    let results = mcp_results(&env, &id);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].1, "{results:?}");
+    assert!(
+        results[0].0.starts_with("authorization pending") && results[0].0.contains("mcp:write"),
+        "{results:?}"
+    );
+    assert_eq!(server.calls(), 0, "the tool never ran");
+    let asked: Vec<(String, Option<String>, String)> = env
+        .events(&id)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::McpAuthorizationRequired {
+                mcp_server_name,
+                authorization_url,
+                scope,
+                ..
+            } => {
+                assert_eq!(mcp_server_name, "remote");
+                Some((authorization_url.clone(), scope.clone(), e.id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{:#?}", env.events(&id));
+    let (url, scope, event_id) = asked[0].clone();
+    assert_eq!(scope.as_deref(), Some("mcp:tools mcp:write"));
+    assert!(url.contains("scope=mcp%3Atools+mcp%3Awrite"), "{url}");
+    // Hosted readers see it only when they opt in.
+    let plain = api
+        .ok("GET", &format!("/v1/sessions/{id}/events?limit=1000"), None)
+        .await;
+    assert!(!plain.to_string().contains(&event_id), "{plain}");
+    let opted = api
+        .ok(
+            "GET",
+            &format!("/v1/sessions/{id}/events?limit=1000&tether_events=true"),
+            None,
+        )
+        .await;
+    assert!(
+        opted
+            .to_string()
+            .contains("tether.mcp_authorization_required")
+    );
+
+    // The user's browser: the authorization server redirects it to tetherd's callback.
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    let granted = server.lock().access_token.clone();
+    assert_ne!(granted, NARROW);
+    // The same credential, updated in place.
+    let now = api
+        .ok(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(now["auth"]["refresh"]["client_id"], CLIENT_ID, "{now}");
+
+    api.ok(
+        "POST",
+        &format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "done, try again"}]}]})),
+    )
+    .await;
+    env.wait_idle(&id).await;
+    let results = mcp_results(&env, &id);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[1], ("authed".to_string(), false));
+    assert_eq!(server.calls(), 1);
+    assert_eq!(server.lock().seen_tokens.last(), Some(&granted));
+    assert_nowhere(&env, &[&id], &[NARROW, &granted, CLIENT_SECRET]);
+    let _ = child.kill();
+    let _ = child.wait();
+}

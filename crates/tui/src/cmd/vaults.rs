@@ -116,8 +116,8 @@ pub async fn run(action: VaultsAction) -> CmdResult {
         VaultsAction::Add {
             vault,
             mcp_url,
-            env,
-            hosts,
+            env: _,
+            hosts: _,
             name,
             client_id: Some(client_id),
             private_key,

@@ -612,6 +612,37 @@ pub async fn get_credential(
         .credential)
 }
 
+/// Replaces the whole `auth` (public half and secrets) of a live `mcp_oauth` credential with
+/// what a new authorization granted (a scope step-up: possibly a new client, so not an
+/// update by the hosted rules, which keep client_id). Sessions holding the credential read
+/// it at their next connection.
+pub async fn replace_oauth(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    id: &str,
+    auth: AuthParams,
+) -> Result<Credential, ErrorBody> {
+    let (public, secrets) = split(auth)?;
+    let sealer = sealer(data_dir)?;
+    let (v, id) = (vault_id.to_string(), id.to_string());
+    Ok(store
+        .write(move |c| {
+            let mut row = db::get_credential(c, &v, &id)?;
+            if row.credential.archived_at.is_some() {
+                return Err(refused(format!(
+                    "the credential {id} was archived during the login; log in again into a live vault"
+                )));
+            }
+            row.credential.auth = public;
+            row.sealed = seal_secrets(&sealer, &id, &secrets)?;
+            row.credential.updated_at = ids::now_rfc3339();
+            db::save_credential(c, &row)?;
+            Ok(row.credential)
+        })
+        .await?)
+}
+
 pub async fn update_credential(
     store: &Store,
     data_dir: &Path,

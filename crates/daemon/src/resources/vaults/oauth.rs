@@ -195,6 +195,14 @@ impl TokenSource {
         }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     fn sealer(&self) -> Result<Sealer, String> {
         Sealer::open(&self.data_dir)
     }
