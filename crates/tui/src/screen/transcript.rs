@@ -765,7 +765,7 @@ impl Transcript {
             } => push(
                 &mut self.items,
                 Body::Marker(format!(
-                    "🔑 MCP server {mcp_server_name} needs you to authorize tether{}: open this URL in a browser on tetherd's machine, then ask again: {authorization_url}",
+                    "! MCP server {mcp_server_name} needs you to authorize tether{}: open this URL in a browser on tetherd's machine, then ask again: {authorization_url}",
                     scope
                         .as_deref()
                         .map(|s| format!(" for `{s}`"))
