@@ -255,6 +255,15 @@ def memory_rules(context, case, kwargs):
 # beyond what JSON Schema says; archived vaults and credentials take no writes (state).
 
 
+# A throwaway P-256 PKCS#8 key (test data, signs nothing real).
+_TEST_P256_KEY = """-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgOTNivSUKgmYvoosg
+wUrKjLWxlgrJbF0+FXR5oZ+DCNmhRANCAAQoxHfsgcIL6xbOCeNv0wiJrnNl8pGF
+UZi65euRP2fZAI0u/d1PEAV6HGq9K8GPDn6QXNczHqwNtXlI5ghCWdlu
+-----END PRIVATE KEY-----
+"""
+
+
 def _fix_auth(auth):
     if not isinstance(auth, dict):
         return
@@ -280,6 +289,17 @@ def _fix_auth(auth):
             refresh["token_endpoint"] = "https://auth.example.com/token"
         if isinstance(refresh.get("client_id"), str) and not refresh["client_id"].strip():
             refresh["client_id"] = "client"
+        # tether's client-credentials extension: a refresh token is needed unless the grant
+        # is client_credentials, which needs the client to authenticate; a private_key_jwt
+        # key must be one tether can sign with.
+        client_credentials = refresh.get("grant_type") == "client_credentials"
+        if not client_credentials and not refresh.get("refresh_token"):
+            refresh["refresh_token"] = "r"
+        tea = refresh.get("token_endpoint_auth")
+        if client_credentials and isinstance(tea, dict) and tea.get("type") == "none":
+            refresh["token_endpoint_auth"] = {"type": "client_secret_basic", "client_secret": "s"}
+        if isinstance(tea, dict) and tea.get("type") == "private_key_jwt":
+            tea["private_key"] = _TEST_P256_KEY
 
 
 def _live_vault(case):

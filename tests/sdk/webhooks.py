@@ -68,6 +68,7 @@ class Handler(BaseHTTPRequestHandler):
                     "organization_id": event.data.organization_id,
                     "workspace_id": event.data.workspace_id,
                     "session_thread_id": getattr(event.data, "session_thread_id", None),
+                    "vault_id": getattr(event.data, "vault_id", None),
                 }
             )
         )

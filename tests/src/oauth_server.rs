@@ -53,6 +53,13 @@ pub struct AuthState {
     pub authorizing: Option<(String, String, String)>,
     /// Clients registered.
     pub registrations: usize,
+    /// When set, `tools/call` needs a token granted these (space-separated) scopes: others
+    /// get 403 insufficient_scope naming them (a step-up).
+    pub call_scope: Option<String>,
+    /// The scope each token was granted by an authorization (tokens not here: none).
+    pub token_scopes: std::collections::HashMap<String, String>,
+    /// The `scope` of the authorization request awaiting its code.
+    pub authorizing_scope: Option<String>,
 }
 
 pub struct OauthServer {
@@ -77,6 +84,12 @@ impl OauthServer {
 type Shared = Arc<Mutex<AuthState>>;
 
 async fn require_token(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let is_call = bytes.windows(10).any(|w| w == b"tools/call");
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
     let shown = req
         .headers()
         .get("authorization")
@@ -90,6 +103,30 @@ async fn require_token(State(state): State<Shared>, req: Request, next: Next) ->
         }
         shown.as_deref() == Some(s.access_token.as_str())
     };
+    let missing_scope = {
+        let s = state.lock().unwrap();
+        match (&s.call_scope, &shown) {
+            (Some(need), Some(t)) if ok && is_call => {
+                let has = s.token_scopes.get(t).cloned().unwrap_or_default();
+                let has: Vec<&str> = has.split(' ').collect();
+                (!need.split(' ').all(|n| has.contains(&n))).then(|| (need.clone(), s.base.clone()))
+            }
+            _ => None,
+        }
+    };
+    if let Some((need, base)) = missing_scope {
+        return (
+            StatusCode::FORBIDDEN,
+            [(
+                "www-authenticate",
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{need}\", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+                ),
+            )],
+            "insufficient scope",
+        )
+            .into_response();
+    }
     if ok {
         next.run(req).await
     } else {
@@ -162,6 +199,8 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
     let granted = match field("grant_type") {
         Some("refresh_token") => field("refresh_token") == Some(s.refresh_token.as_str()),
         Some("authorization_code") => code_ok(),
+        // The client authenticated above: that is the whole grant (RFC 6749 §4.4).
+        Some("client_credentials") => true,
         _ => false,
     };
     if !granted {
@@ -175,6 +214,12 @@ async fn token(State(state): State<Shared>, headers: HeaderMap, body: String) ->
     s.refreshes += 1;
     let n = s.refreshes;
     s.access_token = format!("granted-access-{n}-8c1e");
+    if field("grant_type") == Some("authorization_code")
+        && let Some(scope) = s.authorizing_scope.clone()
+    {
+        let token = s.access_token.clone();
+        s.token_scopes.insert(token, scope);
+    }
     s.refresh_token = format!("rotated-refresh-{n}-52d9");
     (
         [
@@ -266,7 +311,11 @@ async fn authorize(
             "missing parameters",
         );
     };
-    state.lock().unwrap().authorizing = Some((challenge, redirect.clone(), resource));
+    {
+        let mut s = state.lock().unwrap();
+        s.authorizing = Some((challenge, redirect.clone(), resource));
+        s.authorizing_scope = field("scope");
+    }
     let mut to = format!("{redirect}?code=code-6021");
     if let Some(st) = field("state") {
         to.push_str(&format!(
@@ -295,6 +344,9 @@ pub async fn serve(
         base: String::new(),
         authorizing: None,
         registrations: 0,
+        call_scope: None,
+        token_scopes: Default::default(),
+        authorizing_scope: None,
     }));
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();

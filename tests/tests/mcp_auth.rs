@@ -421,3 +421,219 @@ async fn a_login_through_the_browser_stores_an_mcp_oauth_credential_sessions_use
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tether vaults add --mcp-url URL --client-id ID` (secret on stdin): tetherd discovers the
+/// token endpoint, gets a token with the client-credentials grant (client_secret_basic, the
+/// server's method), and stores a credential that gets its next token the same way: when the
+/// server refuses the stored token, the session's call goes through with a new one. The
+/// secret and the tokens are nowhere in the log, the database or the daemon log. A wrong
+/// secret is refused at once with the endpoint's answer, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_credentials_credential_gets_a_new_token_when_the_server_refuses_one() {
+    use std::io::Write;
+    let server =
+        oauth_server::serve("nobody-has-this-yet", "unused-refresh", ClientAuth::Basic).await;
+    let env = TestEnv::new(echo_script()).await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let add = |secret: &str| {
+        let mut child = env
+            .tether()
+            .args([
+                "vaults",
+                "add",
+                &vault,
+                "--mcp-url",
+                &server.mcp_url,
+                "--client-id",
+                CLIENT_ID,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(secret.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+
+    let wrong = add("not-the-secret-0093\n");
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("invalid_client") && err.contains("client credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-secret-0093"), "{err}");
+    let shown = env.ok(&["vaults", "show", &vault, "--json"]);
+    assert!(!shown.contains("vcrd_"), "nothing stored: {shown}");
+
+    let out = add(&format!("{CLIENT_SECRET}\n"));
+    assert!(out.status.success(), "{out:?}");
+    let cid = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let cred = api
+        .ok(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        cred["auth"]["refresh"]["grant_type"], "client_credentials",
+        "{cred}"
+    );
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint"],
+        server.token_url.as_str()
+    );
+    assert_eq!(
+        cred["auth"]["refresh"]["token_endpoint_auth"]["type"],
+        "client_secret_basic"
+    );
+    let first_token = {
+        let s = server.lock();
+        assert_eq!(s.refreshes, 1, "{s:?}");
+        let form: std::collections::BTreeMap<_, _> = s.last_form.iter().cloned().collect();
+        assert_eq!(
+            form.get("grant_type").map(String::as_str),
+            Some("client_credentials")
+        );
+        assert_eq!(form.get("resource"), Some(&server.mcp_url));
+        assert_eq!(form.get("scope").map(String::as_str), Some("mcp:tools"));
+        s.access_token.clone()
+    };
+
+    // The server revokes the token: the session's connection gets a 401 and a new grant.
+    server.lock().access_token = "revoked-then-reissued-7301".into();
+    let first = run_session(&env, &api, &agent, &vault).await;
+    assert_eq!(
+        mcp_results(&env, &first),
+        vec![("authed".to_string(), false)],
+        "{:#?}",
+        env.events(&first)
+    );
+    let s = server.lock();
+    assert_eq!(s.refreshes, 2, "{s:?}");
+    assert_eq!(s.seen_tokens.first(), Some(&first_token));
+    let granted = s.access_token.clone();
+    drop(s);
+    assert_nowhere(&env, &[&first], &[CLIENT_SECRET, &first_token, &granted]);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Scope step-up in the middle of a session: the server answers a call 403
+/// insufficient_scope; the call's result tells the model authorization is pending, and a
+/// `tether.mcp_authorization_required` event (hidden from HTTP readers unless
+/// `tether_events=true`) carries the login URL for the wider scope. Once the user's browser
+/// completes it, the credential holds the wider token and the next turn's call goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_refused_for_scope_asks_the_user_to_authorize_and_the_next_call_uses_it() {
+    const NARROW: &str = "narrow-access-6150";
+    let server = oauth_server::serve(NARROW, "unused-refresh-1", ClientAuth::Post).await;
+    server.lock().call_scope = Some("mcp:tools mcp:write".into());
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("waiting for you to authorize"),
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let cred = api
+        .ok(
+            "POST",
+            &format!("/v1/vaults/{vault}/credentials"),
+            Some(
+                json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+                "access_token": NARROW}}),
+            ),
+        )
+        .await;
+    let cid = cred["id"].as_str().unwrap().to_string();
+
+    let id = run_session(&env, &api, &agent, &vault).await;
+    let results = mcp_results(&env, &id);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(results[0].1, "{results:?}");
+    assert!(
+        results[0].0.starts_with("authorization pending") && results[0].0.contains("mcp:write"),
+        "{results:?}"
+    );
+    assert_eq!(server.calls(), 0, "the tool never ran");
+    let asked: Vec<(String, Option<String>, String)> = env
+        .events(&id)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::McpAuthorizationRequired {
+                mcp_server_name,
+                authorization_url,
+                scope,
+                ..
+            } => {
+                assert_eq!(mcp_server_name, "remote");
+                Some((authorization_url.clone(), scope.clone(), e.id.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{:#?}", env.events(&id));
+    let (url, scope, event_id) = asked[0].clone();
+    assert_eq!(scope.as_deref(), Some("mcp:tools mcp:write"));
+    assert!(url.contains("scope=mcp%3Atools+mcp%3Awrite"), "{url}");
+    // Hosted readers see it only when they opt in.
+    let plain = api
+        .ok("GET", &format!("/v1/sessions/{id}/events?limit=1000"), None)
+        .await;
+    assert!(!plain.to_string().contains(&event_id), "{plain}");
+    let opted = api
+        .ok(
+            "GET",
+            &format!("/v1/sessions/{id}/events?limit=1000&tether_events=true"),
+            None,
+        )
+        .await;
+    assert!(
+        opted
+            .to_string()
+            .contains("tether.mcp_authorization_required")
+    );
+
+    // The user's browser: the authorization server redirects it to tetherd's callback.
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    let granted = server.lock().access_token.clone();
+    assert_ne!(granted, NARROW);
+    // The same credential, updated in place.
+    let now = api
+        .ok(
+            "GET",
+            &format!("/v1/vaults/{vault}/credentials/{cid}"),
+            None,
+        )
+        .await;
+    assert_eq!(now["auth"]["refresh"]["client_id"], CLIENT_ID, "{now}");
+
+    api.ok(
+        "POST",
+        &format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "done, try again"}]}]})),
+    )
+    .await;
+    env.wait_idle(&id).await;
+    let results = mcp_results(&env, &id);
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results[1], ("authed".to_string(), false));
+    assert_eq!(server.calls(), 1);
+    assert_eq!(server.lock().seen_tokens.last(), Some(&granted));
+    assert_nowhere(&env, &[&id], &[NARROW, &granted, CLIENT_SECRET]);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -415,3 +415,92 @@ async fn resource_changes_are_webhooks_the_sdk_verifies() {
     let log = env.ok(&["webhooks", "deliveries", "--json"]);
     assert!(log.contains("environment.deleted"), "{log}");
 }
+
+/// A token endpoint that refuses an `mcp_oauth` credential's refresh token sends
+/// `vault_credential.refresh_failed` (the hosted shape: `data.id` the credential,
+/// `data.vault_id` its vault), verified by the official SDK; a refresh that succeeds sends
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_refresh_sends_vault_credential_refresh_failed() {
+    use tether_e2e::http_api::Api;
+    use tether_e2e::oauth_server::{self, CLIENT_ID, CLIENT_SECRET, ClientAuth};
+    let mut recv = Receiver::start(0);
+    recv.set_secret(SECRET);
+    let server = oauth_server::serve(
+        "current-access-8120",
+        "good-refresh-3319",
+        ClientAuth::Basic,
+    )
+    .await;
+    let env = TestEnv::with_config(
+        Script::sequential(vec![Reply::text("done")]),
+        &config_endpoint(&recv.url(), "\"vault_credential.refresh_failed\""),
+    )
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let vault = api
+        .ok(
+            "POST",
+            "/v1/vaults",
+            Some(serde_json::json!({"display_name": "hooks"})),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let credential = |refresh_token: &str| {
+        serde_json::json!({"auth": {"type": "mcp_oauth", "mcp_server_url": server.mcp_url,
+            "access_token": "stale-access-0042",
+            "refresh": {"client_id": CLIENT_ID, "refresh_token": refresh_token,
+                "token_endpoint": server.token_url,
+                "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": CLIENT_SECRET}}}})
+    };
+    let path = format!("/v1/vaults/{vault}/credentials");
+    let good = api
+        .ok("POST", &path, Some(credential("good-refresh-3319")))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = api
+        .ok("POST", &path, Some(credential("revoked-refresh-6604")))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The stale token is refused by the MCP server, so validation refreshes each.
+    let v = api
+        .ok("POST", &format!("{path}/{good}/mcp_oauth_validate"), None)
+        .await;
+    assert_eq!(v["status"], "valid", "{v}");
+    let v = api
+        .ok("POST", &format!("{path}/{bad}/mcp_oauth_validate"), None)
+        .await;
+    assert_eq!(v["status"], "invalid", "{v}");
+    assert_eq!(v["refresh"]["status"], "failed", "{v}");
+
+    wait_until("the refresh_failed webhook verified", || {
+        !recv
+            .verified_of("vault_credential.refresh_failed")
+            .is_empty()
+    })
+    .await;
+    let lines = recv.lines();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("invalid")),
+        "the SDK refused a delivery: {lines:#?}"
+    );
+    let failed = recv.verified_of("vault_credential.refresh_failed");
+    assert_eq!(failed.len(), 1, "only the refused one: {failed:#?}");
+    assert_eq!(failed[0]["data_id"], bad.as_str());
+    assert_eq!(failed[0]["vault_id"], vault.as_str());
+    assert_eq!(failed[0]["workspace_id"], "default");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("revoked-refresh-6604") || l.contains(CLIENT_SECRET))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

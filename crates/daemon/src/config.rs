@@ -162,6 +162,10 @@ pub struct McpConfig {
     /// How long a server's elicitation (a question to the user during a call) waits for an
     /// answer before tetherd cancels it; the call's own limit is paused meanwhile.
     pub elicitation_timeout_secs: u64,
+    /// The https URL of a client ID metadata document describing tether (published by its
+    /// user): the client id at authorization servers that support such documents, instead
+    /// of registering dynamically.
+    pub client_id_metadata_url: Option<String>,
 }
 
 impl Default for McpConfig {
@@ -171,6 +175,7 @@ impl Default for McpConfig {
             call_timeout_secs: 60,
             credentials: Vec::new(),
             elicitation_timeout_secs: 600,
+            client_id_metadata_url: None,
         }
     }
 }
@@ -440,7 +445,18 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim().to_string())
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string().trim().to_string())?;
+        if let Some(u) = &c.mcp.client_id_metadata_url {
+            // The draft (and MCP 2025-11-25) require an https URL with a path.
+            let ok = reqwest::Url::parse(u)
+                .is_ok_and(|p| p.scheme() == "https" && p.path() != "/" && !p.path().is_empty());
+            if !ok {
+                return Err(format!(
+                    "[mcp] client_id_metadata_url: `{u}` must be an https URL with a path (where tether's client ID metadata document is published, e.g. https://example.com/tether/client.json)"
+                ));
+            }
+        }
+        Ok(c)
     }
 }
 
@@ -536,6 +552,16 @@ mod tests {
         let e = Config::parse("[[mcp.credentials]]\nmcp_server_url = \"x\"\ntoken = \"t\"\n")
             .unwrap_err();
         assert!(e.contains("token"), "{e}");
+        let c =
+            Config::parse("[mcp]\nclient_id_metadata_url = \"https://example.com/tether.json\"\n")
+                .unwrap();
+        assert_eq!(
+            c.mcp.client_id_metadata_url.as_deref(),
+            Some("https://example.com/tether.json")
+        );
+        let e = Config::parse("[mcp]\nclient_id_metadata_url = \"http://example.com/t.json\"\n")
+            .unwrap_err();
+        assert!(e.contains("https URL with a path"), "{e}");
     }
 
     #[test]

@@ -1105,8 +1105,14 @@ impl Connection {
                 let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
                 answer(
                     r,
-                    vaults::login::start(&rt.store, &rt.paths.data_dir, &id, &p.mcp_server_url)
-                        .await?,
+                    vaults::login::start(
+                        &rt.store,
+                        &rt.paths.data_dir,
+                        &id,
+                        &p.mcp_server_url,
+                        rt.config.mcp.client_id_metadata_url.as_deref(),
+                    )
+                    .await?,
                 )
             }
             Dispatch::CredentialLoginWait(p, r) => answer(
@@ -1497,6 +1503,15 @@ impl Connection {
                         event,
                         session: s.info(),
                     },
+                )
+            }
+            // MCP client credentials (issue 25, mcpauth2)
+            Dispatch::CredentialClientCredentials(p, r) => {
+                let id = vaults::resolve_vault(&rt.store, &p.vault).await?.id;
+                answer(
+                    r,
+                    vaults::login::client_credentials(&rt.store, &rt.paths.data_dir, &id, p)
+                        .await?,
                 )
             }
         };

@@ -525,6 +525,23 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    // MCP authorization step-up (issue 25, mcpauth2)
+    /// tether: an MCP server wants more authorization than the session's `mcp_oauth`
+    /// credential carries (a 403 `insufficient_scope` on a call). tetherd started a login:
+    /// the user opens `authorization_url` in a browser on tetherd's machine; when it comes
+    /// back, the credential is updated in place and the next call uses it.
+    #[serde(rename = "tether.mcp_authorization_required")]
+    McpAuthorizationRequired {
+        mcp_server_name: String,
+        mcp_server_url: String,
+        authorization_url: String,
+        /// `credential.login_wait` takes it.
+        login_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        /// What the server said, for the user.
+        reason: String,
+    },
 }
 
 /// A process the daemon started, identified across pid reuse by its start time (field 22 of
@@ -584,6 +601,7 @@ impl EventBody {
             EventBody::McpElicitationRequested { .. } => "tether.mcp_elicitation_requested",
             EventBody::McpElicitationAnswered { .. } => "tether.mcp_elicitation_answered",
             EventBody::McpElicitationCompleted { .. } => "tether.mcp_elicitation_completed",
+            EventBody::McpAuthorizationRequired { .. } => "tether.mcp_authorization_required",
         }
     }
 
@@ -1044,6 +1062,14 @@ mod tests {
                 action: crate::elicitation::ElicitationAction::Cancel,
                 content: None,
                 reason: Some("tetherd restarted".into()),
+            },
+            EventBody::McpAuthorizationRequired {
+                mcp_server_name: "files".into(),
+                mcp_server_url: "https://mcp.example.com/mcp".into(),
+                authorization_url: "https://auth.example.com/authorize?client_id=x".into(),
+                login_id: "login_1".into(),
+                scope: Some("files:write".into()),
+                reason: "insufficient_scope".into(),
             },
         ] {
             round_trip(body);

@@ -135,6 +135,20 @@ pub struct OauthRefresh {
     pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Tether extension: `client_credentials` when the token comes from that grant (no user,
+    /// no refresh token); absent for the hosted refresh-token grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<OauthGrantType>,
+}
+
+/// How an `mcp_oauth` credential gets its next access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OauthGrantType {
+    /// RFC 6749 §6 (hosted): exchange the refresh token.
+    RefreshToken,
+    /// RFC 6749 §4.4 (tether extension): the client authenticates as itself.
+    ClientCredentials,
 }
 
 /// `{type}` of a token endpoint's client authentication, as answered.
@@ -142,6 +156,9 @@ pub struct OauthRefresh {
 pub struct TokenEndpointAuthKind {
     #[serde(rename = "type")]
     pub kind: TokenEndpointAuthType,
+    /// `private_key_jwt`: the client assertion's `aud` (the authorization server's issuer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -150,6 +167,8 @@ pub enum TokenEndpointAuthType {
     None,
     ClientSecretBasic,
     ClientSecretPost,
+    /// Tether extension: RFC 7523 §2.2 client assertion signed with the client's key.
+    PrivateKeyJwt,
 }
 
 /// Which outbound hosts an `environment_variable` secret is for.
@@ -189,8 +208,19 @@ pub struct InjectionLocationParams {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenEndpointAuthParams {
     None,
-    ClientSecretBasic { client_secret: Secret },
-    ClientSecretPost { client_secret: Secret },
+    ClientSecretBasic {
+        client_secret: Secret,
+    },
+    ClientSecretPost {
+        client_secret: Secret,
+    },
+    /// Tether extension: `private_key` is a PKCS#8 PEM key (P-256 signs ES256, RSA signs
+    /// RS256); `audience` is the assertion's `aud` besides the token endpoint (the issuer).
+    PrivateKeyJwt {
+        private_key: Secret,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
 }
 
 /// `refresh` of an `mcp_oauth` credential at creation.
@@ -199,7 +229,9 @@ pub enum TokenEndpointAuthParams {
 pub struct OauthRefreshParams {
     #[schemars(length(min = 1, max = 1024))]
     pub client_id: String,
-    pub refresh_token: Secret,
+    /// Required unless `grant_type` is `client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<Secret>,
     #[schemars(length(min = 1, max = 2048))]
     pub token_endpoint: String,
     pub token_endpoint_auth: TokenEndpointAuthParams,
@@ -207,6 +239,9 @@ pub struct OauthRefreshParams {
     pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Tether extension (default `refresh_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<OauthGrantType>,
 }
 
 /// A token endpoint's client secret in an update (its type is kept as stored).
@@ -482,6 +517,27 @@ pub enum RefreshStatus {
 pub struct LoginStart {
     pub vault: String,
     pub mcp_server_url: String,
+}
+
+/// Params of `credential.client_credentials` (tether extension): get a token for the MCP
+/// server with the client-credentials grant (RFC 6749 §4.4; no user) and keep it, with what
+/// gets the next one, as an `mcp_oauth` credential in `vault`. The client authenticates
+/// with `client_secret` (client_secret_basic or _post, as the server prefers) or
+/// `private_key` (PKCS#8 PEM, private_key_jwt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsLogin {
+    pub vault: String,
+    pub mcp_server_url: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
 /// The answer of `credential.login`: the URL the user opens in a browser on this machine.

@@ -17,8 +17,13 @@ use crate::event::{EventBody, RetryStatusKind, StopReason};
 /// `deployment.{created,updated,paused,unpaused,archived}` (nor a deployment); `data.id` is
 /// the resource's id. A no-op (archiving what is archived) sends nothing.
 ///
+/// Vault credentials (issue 25): `vault_credential.refresh_failed` when a token endpoint
+/// refuses to give an `mcp_oauth` credential a new token; `data.id` is the credential,
+/// `data.vault_id` its vault.
+///
 /// Hosted types tether never sends: `session.pending` (tether has no pending state);
-/// `deployment_run.*`, `memory_store.*`, `vault.*` and `vault_credential.*` (not yet);
+/// `deployment_run.*`, `memory_store.*`, `vault.*` and the other `vault_credential.*` (not
+/// yet);
 /// `external_key.*`, `external_storage.*` and `user_profile.*` (tether has no such things).
 pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "session.created",
@@ -51,6 +56,8 @@ pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "deployment.paused",
     "deployment.unpaused",
     "deployment.archived",
+    // vault credentials (issue 25, mcpauth2)
+    "vault_credential.refresh_failed",
 ];
 
 /// `data.organization_id` / `data.workspace_id`: a self-hosted daemon has one of each.
@@ -105,6 +112,9 @@ pub struct WebhookEventData {
     pub workspace_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_thread_id: Option<String>,
+    /// `vault_credential.*`: the credential's vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_id: Option<String>,
 }
 
 /// The body POSTed to an endpoint. `id` is also the `webhook-id` header, the same on every

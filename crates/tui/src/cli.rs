@@ -1082,6 +1082,18 @@ pub enum VaultsAction {
         /// The credential's display name.
         #[arg(long)]
         name: Option<String>,
+        /// With --mcp-url: tether gets its tokens itself with the OAuth client-credentials
+        /// grant (no user) as this client id; the client secret is read from stdin, unless
+        /// --private-key is given.
+        #[arg(long, value_name = "ID", requires = "mcp_url")]
+        client_id: Option<String>,
+        /// With --client-id: authenticate with this PKCS#8 PEM private key (private_key_jwt,
+        /// ES256 or RS256) instead of a client secret.
+        #[arg(long, value_name = "FILE", requires = "client_id")]
+        private_key: Option<std::path::PathBuf>,
+        /// With --client-id: the scope to ask for (default: what the server advertises).
+        #[arg(long, requires = "client_id")]
+        scope: Option<String>,
     },
     /// Replace a credential's secret (read from stdin).
     Set {

@@ -6,6 +6,10 @@
 //! it runs the authorization flow and connects again. The user who opens the authorization
 //! URL is played by this program: it fetches the URL without following the redirect and
 //! hands the `Location` (tetherd's loopback callback in real use) to `finish`.
+//!
+//! When the scenario's context (`MCP_CONFORMANCE_CONTEXT`) gives a `client_id` with a
+//! `client_secret` or a `private_key_pem`, it uses the client-credentials grant instead, as
+//! `tether vaults add --client-credentials` makes tetherd do.
 
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -16,6 +20,9 @@ use tether_daemon::resources::vaults::authorize::{self, Challenge};
 /// Authorizations before giving up (the scope-retry-limit scenario refuses forever).
 const MAX_AUTHORIZATIONS: usize = 3;
 const REDIRECT_URI: &str = "http://127.0.0.1:33418/callback";
+/// The client ID metadata document the suite's `basic-cimd` expects (the URL its reference
+/// client uses; tetherd takes it from `[mcp] client_id_metadata_url`).
+const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -41,10 +48,37 @@ fn auth_challenge(text: &str) -> Option<Challenge> {
     auth.then(|| authorize::challenge_in(text).unwrap_or_default())
 }
 
+/// The machine client's credentials the scenario gives, if any.
+fn client_credentials() -> Option<(String, authorize::ClientSecret)> {
+    let ctx: serde_json::Value =
+        serde_json::from_str(&std::env::var("MCP_CONFORMANCE_CONTEXT").ok()?).ok()?;
+    let id = ctx.get("client_id")?.as_str()?.to_string();
+    let text = |k: &str| ctx.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let secret = text("private_key_pem")
+        .map(authorize::ClientSecret::PrivateKey)
+        .or_else(|| text("client_secret").map(authorize::ClientSecret::Secret))?;
+    Some((id, secret))
+}
+
 async fn authorize(url: &str, challenge: &Challenge) -> anyhow::Result<String> {
-    let plan = authorize::prepare(url, challenge, REDIRECT_URI, "tether conformance client")
-        .await
-        .map_err(anyhow::Error::msg)?;
+    if let Some((id, secret)) = client_credentials() {
+        let auth = authorize::client_credentials(url, challenge, &id, &secret, None)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let tether_proto::vault::AuthParams::McpOauth { access_token, .. } = auth else {
+            anyhow::bail!("client_credentials answered a credential that is not mcp_oauth");
+        };
+        return Ok(access_token.0);
+    }
+    let plan = authorize::prepare(
+        url,
+        challenge,
+        REDIRECT_URI,
+        "tether conformance client",
+        Some(CLIENT_METADATA_URL),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

@@ -58,6 +58,14 @@ impl Waiters {
 }
 
 impl AskUser for Session {
+    fn notify_user(self: Arc<Self>, body: EventBody) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if let Err(e) = self.append_one_retrying(body).await {
+                tracing::error!(session = %self.id, error = %e, "cannot record an MCP authorization notice");
+            }
+        })
+    }
+
     fn ask_user(
         self: Arc<Self>,
         server: String,

@@ -264,6 +264,16 @@ impl McpClients {
         let mut result = self
             .call_once(conns.get(server), &params, limit, cancel)
             .await;
+        // A 403 insufficient_scope: the token is good but too narrow, and a refresh keeps its
+        // scope. The user authorizes the wider one; the connection is made again after.
+        if let Some(Err(CallFailure::Service(e))) = &result
+            && is_scope_error(e)
+        {
+            let text = error_chain(e);
+            conns.remove(server);
+            drop(conns);
+            return self.step_up(agent, server, tool, &text).await;
+        }
         // The server refused an OAuth token it took before (revoked or expired early): once,
         // refresh it, reconnect and call again.
         if let Some(Err(CallFailure::Service(e))) = &result
@@ -379,6 +389,69 @@ impl McpClients {
             }
         }
         Ok(())
+    }
+
+    /// A call the server refused for want of scope: starts (or shows again) the login for the
+    /// scope it asks, tells the user with a `tether.mcp_authorization_required` event and
+    /// the model that the call is waiting on that authorization.
+    async fn step_up(&self, agent: &Agent, server: &str, tool: &str, error: &str) -> CallOutcome {
+        let challenge =
+            crate::resources::vaults::authorize::challenge_in(error).unwrap_or_default();
+        let wanted = challenge
+            .scope
+            .as_deref()
+            .map(|s| format!(" (`{s}`)"))
+            .unwrap_or_default();
+        let url = agent
+            .used_mcp_servers()
+            .into_iter()
+            .find(|s| s.name == server)
+            .and_then(|s| s.url.clone())
+            .unwrap_or_default();
+        let secrets = self.vault.get();
+        let Some(McpAuth::Oauth(r, tokens)) = secrets.mcp_auth(&url) else {
+            return CallOutcome::error(format!(
+                "the MCP server `{server}` refused `{tool}` for want of a wider OAuth scope{wanted}, and the session's credential for it is not an mcp_oauth one tether can renew; log in with that scope (`tether vaults login VAULT --mcp-url {url}`) and give the session that vault"
+            ));
+        };
+        let started = match crate::resources::vaults::login::step_up(
+            tokens.store(),
+            tokens.data_dir(),
+            &r.vault_id,
+            &r.credential_id,
+            &url,
+            &challenge,
+            self.config.client_id_metadata_url.as_deref(),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return CallOutcome::error(format!(
+                    "the MCP server `{server}` refused `{tool}` for want of a wider OAuth scope{wanted}, and tether could not start the authorization for it: {}",
+                    e.message
+                ));
+            }
+        };
+        tracing::info!(server = %server, credential = %r.credential_id, login = %started.login_id, "MCP server wants a wider scope; authorization asked of the user");
+        if let Some(asker) = self.asker.upgrade() {
+            asker
+                .notify_user(EventBody::McpAuthorizationRequired {
+                    mcp_server_name: server.to_string(),
+                    mcp_server_url: url.clone(),
+                    authorization_url: started.authorization_url,
+                    login_id: started.login_id,
+                    scope: challenge.scope.clone(),
+                    reason: challenge
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "insufficient_scope".into()),
+                })
+                .await;
+        }
+        CallOutcome::error(format!(
+            "authorization pending: the MCP server `{server}` needs a wider OAuth scope{wanted} for `{tool}`, so it was not called. tether has asked the user to authorize it in a browser; once they say they have, call `{tool}` again."
+        ))
     }
 
     /// One `tools/call` on `conn` (None when it is not connected).
@@ -918,6 +991,11 @@ pub trait AskUser: Send + Sync {
         server: String,
         server_id: String,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    /// Records a `tether.mcp_authorization_required` notice for the user (nobody to tell:
+    /// nothing).
+    fn notify_user(self: Arc<Self>, _body: EventBody) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The JSON-RPC error a server answers a request with when the user must first open pages
@@ -1123,6 +1201,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// Whether the server answered 403 insufficient_scope (rmcp's `InsufficientScope`, whose
+/// source carries the challenge).
+fn is_scope_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let chain = error_chain(e).to_ascii_lowercase();
+    chain.contains("insufficient scope") || chain.contains("insufficient_scope")
 }
 
 /// Whether the server answered 401/403 (rmcp's `AuthRequired` / `InsufficientScope`).

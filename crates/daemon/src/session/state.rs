@@ -1070,6 +1070,8 @@ impl SessionState {
                 });
             }
             EventBody::SpanOutcomeEvaluationEnd(end) => self.usage.tokens.add(&end.usage),
+            // A notice for the user; the login it names lives in tetherd, not the session.
+            EventBody::McpAuthorizationRequired { .. } => {}
             EventBody::McpElicitationRequested { .. }
             | EventBody::McpElicitationAnswered { .. }
             | EventBody::McpElicitationCompleted { .. } => {

@@ -110,6 +110,7 @@ pub fn enqueue(
             organization_id: ORGANIZATION_ID.into(),
             workspace_id: WORKSPACE_ID.into(),
             session_thread_id: session_thread_id.map(str::to_string),
+            vault_id: None,
         },
     );
     let body = serde_json::to_string(&event)
@@ -132,6 +133,25 @@ pub fn enqueue_resource(
     kind: &str,
     resource_id: &str,
 ) -> Result<usize, StoreError> {
+    enqueue_about(c, kind, resource_id, None)
+}
+
+/// [`enqueue_resource`] for a vault credential: `data.vault_id` names its vault.
+pub fn enqueue_credential(
+    c: &Connection,
+    kind: &str,
+    credential_id: &str,
+    vault_id: &str,
+) -> Result<usize, StoreError> {
+    enqueue_about(c, kind, credential_id, Some(vault_id))
+}
+
+fn enqueue_about(
+    c: &Connection,
+    kind: &str,
+    resource_id: &str,
+    vault_id: Option<&str>,
+) -> Result<usize, StoreError> {
     let id = crate::ids::webhook_event_id();
     let created_at = crate::ids::now_rfc3339();
     let event = WebhookEvent::new(
@@ -143,6 +163,7 @@ pub fn enqueue_resource(
             organization_id: ORGANIZATION_ID.into(),
             workspace_id: WORKSPACE_ID.into(),
             session_thread_id: None,
+            vault_id: vault_id.map(str::to_string),
         },
     );
     let body = serde_json::to_string(&event)

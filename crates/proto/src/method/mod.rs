@@ -286,6 +286,10 @@ methods! {
     /// Answers a pending elicitation (accept with content, decline, cancel); the first answer
     /// wins, a later one is a conflict.
     "session.elicitation_answer" => SessionElicitationAnswer(crate::elicitation::AnswerElicitation) -> Recorded;
+    // MCP client credentials (issue 25, mcpauth2)
+    /// Gets a token with the client-credentials grant (no user) and keeps it as an
+    /// `mcp_oauth` credential that gets the next one the same way.
+    "credential.client_credentials" => CredentialClientCredentials(crate::vault::ClientCredentialsLogin) -> crate::vault::Credential;
 }
 
 impl Call {

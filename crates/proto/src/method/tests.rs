@@ -351,6 +351,15 @@ fn calls_round_trip_through_parts() {
             login_id: "login_1".into(),
             wait_secs: Some(5),
         }),
+        Call::CredentialClientCredentials(crate::vault::ClientCredentialsLogin {
+            vault: "ci".into(),
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+            client_id: "tether".into(),
+            client_secret: Some(crate::vault::Secret("s3cret".into())),
+            private_key: None,
+            scope: None,
+            display_name: None,
+        }),
         Call::SessionsWatch(crate::watch::WatchSessions { all: true }),
         Call::SessionElicitations(crate::elicitation::ListElicitations {
             session: "fix".into(),
@@ -1360,6 +1369,43 @@ fn every_method_in_the_table_parses_and_round_trips() {
         Recorded {
             event: event(),
             session: session(),
+        },
+        &mut seen,
+    );
+    check::<rpc::CredentialClientCredentials>(
+        crate::vault::ClientCredentialsLogin {
+            vault: "ci".into(),
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+            client_id: "tether".into(),
+            client_secret: None,
+            private_key: Some(crate::vault::Secret("-----BEGIN PRIVATE KEY-----".into())),
+            scope: Some("mcp:tools".into()),
+            display_name: None,
+        },
+        crate::vault::Credential {
+            auth: crate::vault::CredentialAuth::McpOauth {
+                mcp_server_url: "https://mcp.example.com/mcp".into(),
+                expires_at: None,
+                refresh: Some(crate::vault::OauthRefresh {
+                    client_id: "tether".into(),
+                    token_endpoint: "https://auth.example.com/token".into(),
+                    token_endpoint_auth: crate::vault::TokenEndpointAuthKind {
+                        kind: crate::vault::TokenEndpointAuthType::PrivateKeyJwt,
+                        audience: Some("https://auth.example.com".into()),
+                    },
+                    resource: None,
+                    scope: None,
+                    grant_type: Some(crate::vault::OauthGrantType::ClientCredentials),
+                }),
+            },
+            id: "vcrd_2".into(),
+            object_type: "vault_credential".into(),
+            vault_id: "vlt_1".into(),
+            display_name: None,
+            metadata: Default::default(),
+            created_at: "2026-12-07T10:00:00.000Z".into(),
+            updated_at: "2026-12-07T10:00:00.000Z".into(),
+            archived_at: None,
         },
         &mut seen,
     );

@@ -3,9 +3,10 @@
 
 use tether_proto::method::rpc;
 use tether_proto::vault::{
-    AuthChanges, AuthParams, CreateCredential, Credential, CredentialAuth, CredentialChanges,
-    CredentialNetworking, CredentialParams, CredentialSpec, ListCredentials, ListVaults,
-    LoginStart, LoginStatus, LoginWait, Secret, UpdateCredential, VaultParams, VaultSpec,
+    AuthChanges, AuthParams, ClientCredentialsLogin, CreateCredential, Credential, CredentialAuth,
+    CredentialChanges, CredentialNetworking, CredentialParams, CredentialSpec, ListCredentials,
+    ListVaults, LoginStart, LoginStatus, LoginWait, Secret, UpdateCredential, VaultParams,
+    VaultSpec,
 };
 
 use super::{CmdResult, connect, usage};
@@ -115,9 +116,51 @@ pub async fn run(action: VaultsAction) -> CmdResult {
         VaultsAction::Add {
             vault,
             mcp_url,
+            env: _,
+            hosts: _,
+            name,
+            client_id: Some(client_id),
+            private_key,
+            scope,
+        } => {
+            let mcp_server_url =
+                mcp_url.ok_or_else(|| usage("--client-id needs --mcp-url URL".into()))?;
+            let (client_secret, private_key) = match private_key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path).map_err(|e| {
+                        usage(format!(
+                            "cannot read the private key {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                    (None, Some(Secret(pem)))
+                }
+                None => (
+                    Some(read_secret(&format!("client secret of {client_id}"))?),
+                    None,
+                ),
+            };
+            let c = connect()
+                .await?
+                .request::<rpc::CredentialClientCredentials>(ClientCredentialsLogin {
+                    vault,
+                    mcp_server_url,
+                    client_id,
+                    client_secret,
+                    private_key,
+                    scope,
+                    display_name: name,
+                })
+                .await?;
+            println!("{}", c.id);
+        }
+        VaultsAction::Add {
+            vault,
+            mcp_url,
             env,
             hosts,
             name,
+            ..
         } => {
             let auth = match (mcp_url, env) {
                 (Some(url), _) => AuthParams::StaticBearer {

@@ -2631,6 +2631,8 @@ mod runs;
 mod threads;
 // MCP elicitation: the prompt (issue 25).
 mod elicit;
+// MCP scope step-up: the authorization notice (issue 25, mcpauth2).
+mod authreq;
 
 fn deployment(id: &str, name: &str, cron: &str, next: Option<&str>, paused: bool) -> Deployment {
     use tether_proto::deployment::{DeploymentStatus, PausedReason, PinnedAgent, Schedule};

@@ -779,6 +779,22 @@ impl Transcript {
                 };
                 push(&mut self.items, Body::Marker(text));
             }
+            // MCP authorization step-up (issue 25): the URL in full, to copy; never opened.
+            EventBody::McpAuthorizationRequired {
+                mcp_server_name,
+                authorization_url,
+                scope,
+                ..
+            } => push(
+                &mut self.items,
+                Body::Marker(format!(
+                    "! MCP server {mcp_server_name} needs you to authorize tether{}: open this URL in a browser on tetherd's machine, then ask again: {authorization_url}",
+                    scope
+                        .as_deref()
+                        .map(|s| format!(" for `{s}`"))
+                        .unwrap_or_default()
+                )),
+            ),
         }
         true
     }

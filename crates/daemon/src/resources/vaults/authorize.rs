@@ -14,10 +14,11 @@ use base64::Engine;
 use ring::rand::SecureRandom;
 use serde_json::Value;
 use tether_proto::vault::{
-    AuthParams, OauthRefreshParams, Secret, TokenEndpointAuthParams, TokenEndpointAuthType,
+    AuthParams, OauthGrantType, OauthRefreshParams, Secret, TokenEndpointAuthParams,
+    TokenEndpointAuthType,
 };
 
-use super::oauth::{Granted, RefreshError, http_client, token_request};
+use super::oauth::{ClientAuth, Granted, RefreshError, http_client, token_request};
 
 /// What a 401/403 `WWW-Authenticate: Bearer …` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,7 +177,7 @@ impl Plan {
         });
         let refresh = granted.refresh_token.as_ref().map(|rt| OauthRefreshParams {
             client_id: self.client_id.clone(),
-            refresh_token: Secret(rt.clone()),
+            refresh_token: Some(Secret(rt.clone())),
             token_endpoint: self.token_endpoint.clone(),
             token_endpoint_auth: match (self.auth_method, &self.client_secret) {
                 (TokenEndpointAuthType::ClientSecretBasic, Some(s)) => {
@@ -193,6 +194,7 @@ impl Plan {
             },
             resource: Some(self.resource.clone()),
             scope: granted.scope.clone().or_else(|| self.scope.clone()),
+            grant_type: None,
         });
         AuthParams::McpOauth {
             mcp_server_url: self.mcp_server_url.clone(),
@@ -316,26 +318,40 @@ fn method_name(m: TokenEndpointAuthType) -> &'static str {
         TokenEndpointAuthType::None => "none",
         TokenEndpointAuthType::ClientSecretBasic => "client_secret_basic",
         TokenEndpointAuthType::ClientSecretPost => "client_secret_post",
+        TokenEndpointAuthType::PrivateKeyJwt => "private_key_jwt",
     }
 }
 
-/// Discovers the servers and registers tether as a client; `challenge` is what the MCP
-/// server's 401 (or 403 insufficient_scope) said.
-pub async fn prepare(
+/// What discovery found: the protected resource's and its authorization server's metadata.
+struct Discovery {
+    issuer: String,
+    asm: Option<Value>,
+    resource: String,
+    scope: Option<String>,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    registration_endpoint: String,
+}
+
+impl Discovery {
+    fn supported(&self, key: &str) -> Vec<String> {
+        strings(self.asm.as_ref().and_then(|m| m.get(key)))
+    }
+}
+
+async fn discover(
+    http: &reqwest::Client,
     mcp_url: &str,
     challenge: &Challenge,
-    redirect_uri: &str,
-    client_name: &str,
-) -> Result<Plan, String> {
-    let http = http_client()?;
-    let prm = resource_metadata(&http, mcp_url, challenge).await?;
+) -> Result<Discovery, String> {
+    let prm = resource_metadata(http, mcp_url, challenge).await?;
     let (origin, _) = split_url(mcp_url)?;
     let issuer = prm
         .as_ref()
         .and_then(|p| strings(p.get("authorization_servers")).into_iter().next())
         // 2025-03-26: the MCP server's origin is its authorization server.
         .unwrap_or_else(|| origin.clone());
-    let asm = server_metadata(&http, &issuer).await?;
+    let asm = server_metadata(http, &issuer).await?;
     let (issuer_origin, _) = split_url(&issuer)?;
     let endpoint = |key: &str, fallback: &str| {
         asm.as_ref()
@@ -346,15 +362,7 @@ pub async fn prepare(
     };
     let authorization_endpoint = endpoint("authorization_endpoint", "/authorize");
     let token_endpoint = endpoint("token_endpoint", "/token");
-    if let Some(m) = &asm {
-        let methods = strings(m.get("code_challenge_methods_supported"));
-        if !methods.is_empty() && !methods.iter().any(|x| x == "S256") {
-            return Err(format!(
-                "the authorization server {issuer} does not support PKCE S256 (it lists {}), which MCP requires; tether can't log in to it",
-                methods.join(", ")
-            ));
-        }
-    }
+    let registration_endpoint = endpoint("registration_endpoint", "/register");
     // Scope: the challenge's, else every scope the resource lists, else none (spec order).
     let scope = challenge.scope.clone().or_else(|| {
         let s = strings(prm.as_ref().and_then(|p| p.get("scopes_supported")));
@@ -366,11 +374,79 @@ pub async fn prepare(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| mcp_url.to_string());
+    let issuer = asm
+        .as_ref()
+        .and_then(|m| m.get("issuer"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or(issuer);
+    Ok(Discovery {
+        issuer,
+        asm,
+        resource,
+        scope,
+        authorization_endpoint,
+        token_endpoint,
+        registration_endpoint,
+    })
+}
+
+/// Discovers the servers and registers tether as a client; `challenge` is what the MCP
+/// server's 401 (or 403 insufficient_scope) said. With `client_metadata_url` (a client ID
+/// metadata document tether's user publishes, `[mcp] client_id_metadata_url`) and an
+/// authorization server that says `client_id_metadata_document_supported`, that URL is the
+/// client id and nothing is registered (MCP 2025-11-25's preferred way).
+pub async fn prepare(
+    mcp_url: &str,
+    challenge: &Challenge,
+    redirect_uri: &str,
+    client_name: &str,
+    client_metadata_url: Option<&str>,
+) -> Result<Plan, String> {
+    let http = http_client()?;
+    let Discovery {
+        issuer,
+        asm,
+        resource,
+        scope,
+        authorization_endpoint,
+        token_endpoint,
+        registration_endpoint: registration,
+    } = discover(&http, mcp_url, challenge).await?;
+    if let Some(m) = &asm {
+        let methods = strings(m.get("code_challenge_methods_supported"));
+        if !methods.is_empty() && !methods.iter().any(|x| x == "S256") {
+            return Err(format!(
+                "the authorization server {issuer} does not support PKCE S256 (it lists {}), which MCP requires; tether can't log in to it",
+                methods.join(", ")
+            ));
+        }
+    }
+    let cimd = asm
+        .as_ref()
+        .and_then(|m| m.get("client_id_metadata_document_supported"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if let (true, Some(client_id)) = (cimd, client_metadata_url) {
+        // A metadata-document client is public: PKCE protects the code, no secret.
+        return Ok(Plan {
+            mcp_server_url: mcp_url.to_string(),
+            resource,
+            authorization_endpoint,
+            token_endpoint,
+            client_id: client_id.to_string(),
+            client_secret: None,
+            auth_method: TokenEndpointAuthType::None,
+            scope,
+            redirect_uri: redirect_uri.to_string(),
+            verifier: random_token()?,
+            state: random_token()?,
+        });
+    }
     let wanted = pick_auth_method(&strings(
         asm.as_ref()
             .and_then(|m| m.get("token_endpoint_auth_methods_supported")),
     ));
-    let registration = endpoint("registration_endpoint", "/register");
     let mut body = serde_json::json!({
         "client_name": client_name,
         "redirect_uris": [redirect_uri],
@@ -464,26 +540,141 @@ pub async fn finish(plan: &Plan, callback: &str) -> Result<Granted, String> {
         ("code_verifier", plan.verifier.as_str()),
         ("resource", plan.resource.as_str()),
     ];
-    token_request(
-        &plan.token_endpoint,
-        plan.auth_method,
-        &plan.client_id,
-        plan.client_secret.as_deref(),
-        &fields,
-    )
-    .await
-    .map_err(|e| match e {
-        RefreshError::Failed(r) => format!(
-            "the token endpoint {} refused the authorization code: HTTP {}: {}",
-            plan.token_endpoint, r.status_code, r.body
-        ),
-        RefreshError::Connect(why) | RefreshError::Stored(why) => {
-            format!(
-                "cannot reach the token endpoint {}: {why}",
-                plan.token_endpoint
+    let client = ClientAuth {
+        method: plan.auth_method,
+        client_id: &plan.client_id,
+        secret: plan.client_secret.as_deref(),
+        audience: None,
+    };
+    token_request(&plan.token_endpoint, client, &fields)
+        .await
+        .map_err(|e| match e {
+            RefreshError::Failed(r) => format!(
+                "the token endpoint {} refused the authorization code: HTTP {}: {}",
+                plan.token_endpoint, r.status_code, r.body
+            ),
+            RefreshError::Connect(why) | RefreshError::Stored(why) => {
+                format!(
+                    "cannot reach the token endpoint {}: {why}",
+                    plan.token_endpoint
+                )
+            }
+            RefreshError::NoRefreshToken => "no token".into(),
+        })
+}
+
+/// A machine client's own credentials for the client-credentials grant: a secret, or a
+/// PKCS#8 PEM private key (private_key_jwt). Secrets: never logged.
+#[derive(Clone)]
+pub enum ClientSecret {
+    Secret(String),
+    PrivateKey(String),
+}
+
+/// The client-credentials grant (RFC 6749 §4.4, MCP's SEP-1046) for the MCP server at
+/// `mcp_url`: discovers its authorization server as [`prepare`] does, authenticates as
+/// `client_id` and answers the `mcp_oauth` credential for the token, which gets its next
+/// token the same way (`refresh.grant_type = client_credentials`). `scope` overrides the
+/// discovered one.
+pub async fn client_credentials(
+    mcp_url: &str,
+    challenge: &Challenge,
+    client_id: &str,
+    secret: &ClientSecret,
+    scope: Option<&str>,
+) -> Result<AuthParams, String> {
+    let http = http_client()?;
+    let d = discover(&http, mcp_url, challenge).await?;
+    let grants = d.supported("grant_types_supported");
+    if !grants.is_empty() && !grants.iter().any(|g| g == "client_credentials") {
+        return Err(format!(
+            "the authorization server {} does not offer the client_credentials grant (it lists {}); log in as a user with `tether vaults login` instead",
+            d.issuer,
+            grants.join(", ")
+        ));
+    }
+    let scope = scope.map(str::to_string).or(d.scope.clone());
+    let (method, auth, key) = match secret {
+        ClientSecret::PrivateKey(pem) => {
+            super::jwt::check_key(pem)?;
+            (
+                TokenEndpointAuthType::PrivateKeyJwt,
+                TokenEndpointAuthParams::PrivateKeyJwt {
+                    private_key: Secret(pem.clone()),
+                    audience: Some(d.issuer.clone()),
+                },
+                pem,
             )
         }
-        RefreshError::NoRefreshToken => "no token".into(),
+        ClientSecret::Secret(s) => {
+            // The server's first choice of the two secret methods (RFC 8414: basic by default).
+            let post = d
+                .supported("token_endpoint_auth_methods_supported")
+                .iter()
+                .find(|m| matches!(m.as_str(), "client_secret_basic" | "client_secret_post"))
+                .is_some_and(|m| m == "client_secret_post");
+            if post {
+                (
+                    TokenEndpointAuthType::ClientSecretPost,
+                    TokenEndpointAuthParams::ClientSecretPost {
+                        client_secret: Secret(s.clone()),
+                    },
+                    s,
+                )
+            } else {
+                (
+                    TokenEndpointAuthType::ClientSecretBasic,
+                    TokenEndpointAuthParams::ClientSecretBasic {
+                        client_secret: Secret(s.clone()),
+                    },
+                    s,
+                )
+            }
+        }
+    };
+    let mut fields = vec![
+        ("grant_type", "client_credentials"),
+        ("resource", d.resource.as_str()),
+    ];
+    if let Some(s) = &scope {
+        fields.push(("scope", s));
+    }
+    let client = ClientAuth {
+        method,
+        client_id,
+        secret: Some(key),
+        audience: Some(&d.issuer),
+    };
+    let granted = token_request(&d.token_endpoint, client, &fields)
+        .await
+        .map_err(|e| match e {
+            RefreshError::Failed(r) => format!(
+                "the token endpoint {} refused the client credentials of `{client_id}`: HTTP {}: {}",
+                d.token_endpoint, r.status_code, r.body.trim()
+            ),
+            RefreshError::Connect(why) => {
+                format!("cannot reach the token endpoint {}: {why}", d.token_endpoint)
+            }
+            RefreshError::Stored(why) => why,
+            RefreshError::NoRefreshToken => "no token".into(),
+        })?;
+    let expires_at = granted.expires_in.map(|s| {
+        (chrono::Utc::now() + chrono::Duration::seconds(s.min(10 * 365 * 86400) as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    });
+    Ok(AuthParams::McpOauth {
+        mcp_server_url: mcp_url.to_string(),
+        access_token: Secret(granted.access_token),
+        expires_at,
+        refresh: Some(OauthRefreshParams {
+            client_id: client_id.to_string(),
+            refresh_token: None,
+            token_endpoint: d.token_endpoint,
+            token_endpoint_auth: auth,
+            resource: Some(d.resource),
+            scope: granted.scope.or(scope),
+            grant_type: Some(OauthGrantType::ClientCredentials),
+        }),
     })
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
-use tether_proto::vault::{CredentialSpec, LoginStarted, LoginStatus};
+use tether_proto::vault::{
+    ClientCredentialsLogin, Credential, CredentialSpec, LoginStarted, LoginStatus,
+};
 use tether_proto::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -33,23 +35,109 @@ fn bad(msg: String) -> ErrorBody {
     ErrorBody::new(ErrorCode::InvalidParams, msg)
 }
 
+/// Where a login's tokens go: a new credential in a vault, or (a step-up) an existing
+/// `mcp_oauth` credential replaced in place.
+#[derive(Debug, Clone)]
+pub enum Target {
+    NewIn {
+        vault_id: String,
+    },
+    Replace {
+        vault_id: String,
+        credential_id: String,
+    },
+}
+
 /// Starts a login for the MCP server at `url` into the (live, resolved) vault `vault_id`.
 pub async fn start(
     store: &Store,
     data_dir: &Path,
     vault_id: &str,
     url: &str,
+    client_metadata_url: Option<&str>,
 ) -> Result<LoginStarted, ErrorBody> {
-    let parsed = reqwest::Url::parse(url)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| bad(format!("mcp_server_url: `{url}` is not an http(s) URL")))?;
     let vault = super::get_vault(store, vault_id).await?;
     if vault.archived_at.is_some() {
         return Err(bad(format!(
             "the vault {vault_id} is archived; log in into a live vault"
         )));
     }
+    let challenge = match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            authorize::fetch_challenge(u.as_str(), None)
+                .await
+                .unwrap_or_default()
+        }
+        _ => {
+            return Err(bad(format!(
+                "mcp_server_url: `{url}` is not an http(s) URL"
+            )));
+        }
+    };
+    let target = Target::NewIn {
+        vault_id: vault_id.to_string(),
+    };
+    begin(
+        store,
+        data_dir,
+        url,
+        &challenge,
+        client_metadata_url,
+        target,
+    )
+    .await
+}
+
+/// Step-ups in progress: credential id → the login the user was shown (asked again while
+/// it is pending, the same URL is answered rather than a second login).
+static STEP_UPS: LazyLock<Mutex<HashMap<String, LoginStarted>>> = LazyLock::new(Default::default);
+
+/// A scope step-up for the `mcp_oauth` credential `credential_id` (vault `vault_id`) of the
+/// MCP server at `url`, which answered `challenge` (403 insufficient_scope): a login for the
+/// scope it asks, whose tokens replace the credential's. A pending one is answered again.
+pub async fn step_up(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    credential_id: &str,
+    url: &str,
+    challenge: &authorize::Challenge,
+    client_metadata_url: Option<&str>,
+) -> Result<LoginStarted, ErrorBody> {
+    let pending = STEP_UPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(credential_id)
+        .cloned()
+        .filter(|l| {
+            logins()
+                .get(&l.login_id)
+                .is_some_and(|rx| *rx.borrow() == LoginStatus::Pending)
+        });
+    if let Some(l) = pending {
+        return Ok(l);
+    }
+    let target = Target::Replace {
+        vault_id: vault_id.to_string(),
+        credential_id: credential_id.to_string(),
+    };
+    let started = begin(store, data_dir, url, challenge, client_metadata_url, target).await?;
+    STEP_UPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(credential_id.to_string(), started.clone());
+    Ok(started)
+}
+
+/// Discovers, registers and listens for the browser's redirect; the tokens go to `target`.
+async fn begin(
+    store: &Store,
+    data_dir: &Path,
+    url: &str,
+    challenge: &authorize::Challenge,
+    client_metadata_url: Option<&str>,
+    target: Target,
+) -> Result<LoginStarted, ErrorBody> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| {
@@ -62,10 +150,7 @@ pub async fn start(
         .map_err(|e| bad(e.to_string()))?
         .port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let challenge = authorize::fetch_challenge(parsed.as_str(), None)
-        .await
-        .unwrap_or_default();
-    let plan = authorize::prepare(url, &challenge, &redirect_uri, "tether")
+    let plan = authorize::prepare(url, challenge, &redirect_uri, "tether", client_metadata_url)
         .await
         .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
     let login_id = format!(
@@ -80,7 +165,7 @@ pub async fn start(
         plan,
         store.clone(),
         data_dir.to_path_buf(),
-        vault_id.to_string(),
+        target,
         tx,
     ));
     tracing::info!(%login_id, server = %url, "MCP OAuth login started");
@@ -91,13 +176,69 @@ pub async fn start(
     })
 }
 
+/// `credential.client_credentials`: the first token now (so a wrong secret or key is said at
+/// once, not in the middle of a session), kept with what gets the next one.
+pub async fn client_credentials(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    p: ClientCredentialsLogin,
+) -> Result<Credential, ErrorBody> {
+    let url = p.mcp_server_url.as_str();
+    reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| bad(format!("mcp_server_url: `{url}` is not an http(s) URL")))?;
+    if p.client_id.trim().is_empty() {
+        return Err(bad("client_id: must not be blank".into()));
+    }
+    let secret = match (p.client_secret, p.private_key) {
+        (Some(s), None) => authorize::ClientSecret::Secret(s.0),
+        (None, Some(k)) => authorize::ClientSecret::PrivateKey(k.0),
+        _ => {
+            return Err(bad(
+                "give exactly one of client_secret (client_secret_basic/post) and private_key (a PKCS#8 PEM key, private_key_jwt)".into(),
+            ));
+        }
+    };
+    let vault = super::get_vault(store, vault_id).await?;
+    if vault.archived_at.is_some() {
+        return Err(bad(format!(
+            "the vault {vault_id} is archived; add credentials to a live vault"
+        )));
+    }
+    let challenge = authorize::fetch_challenge(url, None)
+        .await
+        .unwrap_or_default();
+    let auth =
+        authorize::client_credentials(url, &challenge, &p.client_id, &secret, p.scope.as_deref())
+            .await
+            .map_err(|e| {
+                bad(format!(
+                    "cannot get a token for {url} with the client credentials of `{}`: {e}",
+                    p.client_id
+                ))
+            })?;
+    let spec = CredentialSpec {
+        auth,
+        display_name: Some(
+            p.display_name
+                .unwrap_or_else(|| format!("client credentials of {} for {url}", p.client_id)),
+        ),
+        metadata: Default::default(),
+    };
+    let credential = super::create_credential(store, data_dir, vault_id, spec).await?;
+    tracing::info!(credential = %credential.id, server = %url, "MCP client-credentials token stored");
+    Ok(credential)
+}
+
 /// Waits for the browser's redirect, finishes the login and says so to the browser.
 async fn complete(
     listener: tokio::net::TcpListener,
     plan: authorize::Plan,
     store: Store,
     data_dir: PathBuf,
-    vault_id: String,
+    target: Target,
     tx: watch::Sender<LoginStatus>,
 ) {
     let outcome = tokio::time::timeout(LOGIN_LIMIT, async {
@@ -105,17 +246,17 @@ async fn complete(
             let Ok((mut sock, _)) = listener.accept().await else {
                 continue;
             };
-            let Some(target) = request_target(&mut sock).await else {
+            let Some(target_path) = request_target(&mut sock).await else {
                 continue;
             };
             // Browsers also ask for /favicon.ico and the like.
-            if !target.starts_with("/callback") {
+            if !target_path.starts_with("/callback") {
                 let _ = sock
                     .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                     .await;
                 continue;
             }
-            let status = finish(&plan, &target, &store, &data_dir, &vault_id).await;
+            let status = finish(&plan, &target_path, &store, &data_dir, &target).await;
             let page = match &status {
                 LoginStatus::Done { .. } => {
                     "tether is authorized; the credential is in your vault. You can close this tab.".to_string()
@@ -150,18 +291,36 @@ async fn finish(
     target: &str,
     store: &Store,
     data_dir: &Path,
-    vault_id: &str,
+    to: &Target,
 ) -> LoginStatus {
     let granted = match authorize::finish(plan, target).await {
         Ok(g) => g,
         Err(message) => return LoginStatus::Failed { message },
     };
-    let spec = CredentialSpec {
-        auth: plan.credential(&granted),
-        display_name: Some(format!("oauth login for {}", plan.mcp_server_url)),
-        metadata: Default::default(),
+    let stored = match to {
+        Target::NewIn { vault_id } => {
+            let spec = CredentialSpec {
+                auth: plan.credential(&granted),
+                display_name: Some(format!("oauth login for {}", plan.mcp_server_url)),
+                metadata: Default::default(),
+            };
+            super::create_credential(store, data_dir, vault_id, spec).await
+        }
+        Target::Replace {
+            vault_id,
+            credential_id,
+        } => {
+            super::replace_oauth(
+                store,
+                data_dir,
+                vault_id,
+                credential_id,
+                plan.credential(&granted),
+            )
+            .await
+        }
     };
-    match super::create_credential(store, data_dir, vault_id, spec).await {
+    match stored {
         Ok(credential) => {
             tracing::info!(credential = %credential.id, "MCP OAuth login stored");
             LoginStatus::Done {

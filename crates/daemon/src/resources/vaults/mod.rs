@@ -10,6 +10,7 @@
 
 pub mod authorize;
 pub mod db;
+pub mod jwt;
 pub mod login;
 pub mod oauth;
 pub mod seal;
@@ -20,9 +21,9 @@ use std::sync::Arc;
 
 use tether_proto::vault::{
     AuthChanges, AuthParams, Credential, CredentialAuth, CredentialChanges, CredentialNetworking,
-    CredentialSpec, InjectionLocation, OauthRefresh, Secret, TokenEndpointAuthChanges,
-    TokenEndpointAuthKind, TokenEndpointAuthParams, TokenEndpointAuthType, Vault, VaultChanges,
-    VaultSpec,
+    CredentialSpec, InjectionLocation, OauthGrantType, OauthRefresh, Secret,
+    TokenEndpointAuthChanges, TokenEndpointAuthKind, TokenEndpointAuthParams,
+    TokenEndpointAuthType, Vault, VaultChanges, VaultSpec,
 };
 use tether_proto::{ErrorBody, ErrorCode};
 
@@ -45,6 +46,8 @@ const TOKEN: &str = "token";
 const ACCESS_TOKEN: &str = "access_token";
 const REFRESH_TOKEN: &str = "refresh_token";
 const CLIENT_SECRET: &str = "client_secret";
+/// A `private_key_jwt` client's PKCS#8 PEM key.
+const PRIVATE_KEY: &str = "private_key";
 const SECRET_VALUE: &str = "secret_value";
 
 type Secrets = BTreeMap<String, String>;
@@ -290,8 +293,25 @@ fn endpoint_auth(
             );
             TokenEndpointAuthType::ClientSecretPost
         }
+        TokenEndpointAuthParams::PrivateKeyJwt {
+            private_key,
+            audience,
+        } => {
+            let pem = secret("private_key", private_key)?;
+            jwt::check_key(&pem).map_err(|e| {
+                invalid(format!("auth.refresh.token_endpoint_auth.private_key: {e}"))
+            })?;
+            secrets.insert(PRIVATE_KEY.into(), pem);
+            return Ok(TokenEndpointAuthKind {
+                kind: TokenEndpointAuthType::PrivateKeyJwt,
+                audience: audience.clone().filter(|a| !a.is_empty()),
+            });
+        }
     };
-    Ok(TokenEndpointAuthKind { kind })
+    Ok(TokenEndpointAuthKind {
+        kind,
+        audience: None,
+    })
 }
 
 /// A new credential's public `auth` and its secrets, checked.
@@ -327,16 +347,37 @@ fn split(auth: AuthParams) -> Result<(CredentialAuth, Secrets), ErrorBody> {
                     if r.client_id.trim().is_empty() {
                         return Err(invalid("auth.refresh.client_id: must not be blank"));
                     }
-                    secrets.insert(
-                        REFRESH_TOKEN.into(),
-                        secret("auth.refresh.refresh_token", &r.refresh_token)?,
-                    );
+                    let client_credentials =
+                        r.grant_type == Some(OauthGrantType::ClientCredentials);
+                    match &r.refresh_token {
+                        Some(t) => {
+                            secrets.insert(
+                                REFRESH_TOKEN.into(),
+                                secret("auth.refresh.refresh_token", t)?,
+                            );
+                        }
+                        None if client_credentials => {}
+                        None => {
+                            return Err(invalid(
+                                "auth.refresh.refresh_token: required (unless grant_type is client_credentials, tether's extension for clients that authenticate as themselves)",
+                            ));
+                        }
+                    }
+                    if client_credentials && r.token_endpoint_auth == TokenEndpointAuthParams::None
+                    {
+                        return Err(invalid(
+                            "auth.refresh.token_endpoint_auth: the client_credentials grant needs the client to authenticate (client_secret_basic, client_secret_post or private_key_jwt), not `none`",
+                        ));
+                    }
                     Some(OauthRefresh {
                         client_id: r.client_id,
                         token_endpoint: r.token_endpoint,
                         token_endpoint_auth: endpoint_auth(&r.token_endpoint_auth, &mut secrets)?,
                         resource: r.resource,
                         scope: r.scope.filter(|s| !s.is_empty()),
+                        grant_type: r
+                            .grant_type
+                            .filter(|g| *g == OauthGrantType::ClientCredentials),
                     })
                 }
             };
@@ -439,6 +480,11 @@ fn apply_auth(
                         if r.token_endpoint_auth.kind == TokenEndpointAuthType::None {
                             return Err(invalid(
                                 "auth.refresh.token_endpoint_auth: this credential authenticates to its token endpoint with `none`; it has no client secret to change",
+                            ));
+                        }
+                        if r.token_endpoint_auth.kind == TokenEndpointAuthType::PrivateKeyJwt {
+                            return Err(invalid(
+                                "auth.refresh.token_endpoint_auth: this credential authenticates with a private key (private_key_jwt), not a client secret; create a new credential to change its key",
                             ));
                         }
                         // The stored type is kept (hosted rule); only the secret changes.
@@ -568,6 +614,37 @@ pub async fn get_credential(
         .read(move |c| db::get_credential(c, &v, &id))
         .await?
         .credential)
+}
+
+/// Replaces the whole `auth` (public half and secrets) of a live `mcp_oauth` credential with
+/// what a new authorization granted (a scope step-up: possibly a new client, so not an
+/// update by the hosted rules, which keep client_id). Sessions holding the credential read
+/// it at their next connection.
+pub async fn replace_oauth(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    id: &str,
+    auth: AuthParams,
+) -> Result<Credential, ErrorBody> {
+    let (public, secrets) = split(auth)?;
+    let sealer = sealer(data_dir)?;
+    let (v, id) = (vault_id.to_string(), id.to_string());
+    Ok(store
+        .write(move |c| {
+            let mut row = db::get_credential(c, &v, &id)?;
+            if row.credential.archived_at.is_some() {
+                return Err(refused(format!(
+                    "the credential {id} was archived during the login; log in again into a live vault"
+                )));
+            }
+            row.credential.auth = public;
+            row.sealed = seal_secrets(&sealer, &id, &secrets)?;
+            row.credential.updated_at = ids::now_rfc3339();
+            db::save_credential(c, &row)?;
+            Ok(row.credential)
+        })
+        .await?)
 }
 
 pub async fn update_credential(

@@ -17,14 +17,16 @@ use std::time::Duration;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use tether_proto::vault::{
-    CapturedHttpResponse, CredentialAuth, CredentialValidation, McpProbe, OauthRefresh,
-    RefreshAttempt, RefreshStatus, TokenEndpointAuthType, ValidationStatus,
+    CapturedHttpResponse, CredentialAuth, CredentialValidation, McpProbe, OauthGrantType,
+    OauthRefresh, RefreshAttempt, RefreshStatus, TokenEndpointAuthType, ValidationStatus,
 };
 use tether_proto::{ErrorBody, ErrorCode};
 
 use super::db::{self, CredentialRow};
 use super::seal::Sealer;
-use super::{ACCESS_TOKEN, CLIENT_SECRET, REFRESH_TOKEN, Secrets, open_secrets, seal_secrets};
+use super::{
+    ACCESS_TOKEN, CLIENT_SECRET, PRIVATE_KEY, REFRESH_TOKEN, Secrets, open_secrets, seal_secrets,
+};
 use crate::store::Store;
 use crate::store::error::StoreError;
 
@@ -193,6 +195,14 @@ impl TokenSource {
         }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     fn sealer(&self) -> Result<Sealer, String> {
         Sealer::open(&self.data_dir)
     }
@@ -231,6 +241,30 @@ impl TokenSource {
         }
     }
 
+    /// The token endpoint refused: `vault_credential.refresh_failed` to the webhook endpoints
+    /// that want it (an unreachable endpoint is not a refusal: nothing is sent for it).
+    async fn refresh_failed(&self, row: &CredentialRow) {
+        let (id, vault) = (row.credential.id.clone(), row.credential.vault_id.clone());
+        let queued = self
+            .store
+            .write(move |c| {
+                crate::store::webhooks::enqueue_credential(
+                    c,
+                    "vault_credential.refresh_failed",
+                    &id,
+                    &vault,
+                )
+            })
+            .await;
+        match queued {
+            Ok(n) if n > 0 => self.store.webhook_wake().notify_one(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(credential = %row.credential.id, "cannot queue the refresh_failed webhook: {e}")
+            }
+        }
+    }
+
     /// Exchanges the row's refresh token and stores what the endpoint grants (the caller
     /// holds the credential's refresh lock).
     async fn refresh_locked(
@@ -240,11 +274,26 @@ impl TokenSource {
         secrets: Secrets,
         now: DateTime<Utc>,
     ) -> Result<AccessToken, RefreshError> {
-        let (Some(refresh), Some(refresh_token)) = (refresh_of(&row), secrets.get(REFRESH_TOKEN))
-        else {
+        let Some(refresh) = refresh_of(&row) else {
             return Err(RefreshError::NoRefreshToken);
         };
-        let granted = exchange(refresh, refresh_token, secrets.get(CLIENT_SECRET)).await?;
+        let granted = if refresh.grant_type == Some(OauthGrantType::ClientCredentials) {
+            client_credentials_grant(refresh, &secrets).await
+        } else {
+            let Some(refresh_token) = secrets.get(REFRESH_TOKEN) else {
+                return Err(RefreshError::NoRefreshToken);
+            };
+            exchange(refresh, refresh_token, &secrets).await
+        };
+        let granted = match granted {
+            Ok(g) => g,
+            Err(e) => {
+                if matches!(e, RefreshError::Failed(_)) {
+                    self.refresh_failed(&row).await;
+                }
+                return Err(e);
+            }
+        };
         let expires_at = granted
             .expires_in
             .map(|s| now + chrono::Duration::seconds(s.min(10 * 365 * 86400) as i64));
@@ -322,11 +371,61 @@ fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// How a client authenticates at a token endpoint. `secret` is the client secret, or for
+/// `private_key_jwt` the PKCS#8 PEM key; `audience` is that assertion's `aud` besides the
+/// endpoint itself. Secrets: never logged.
+#[derive(Clone, Copy)]
+pub struct ClientAuth<'a> {
+    pub method: TokenEndpointAuthType,
+    pub client_id: &'a str,
+    pub secret: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
+
+impl<'a> ClientAuth<'a> {
+    /// The stored client authentication of a credential's `refresh` settings.
+    fn of(refresh: &'a OauthRefresh, secrets: &'a Secrets) -> ClientAuth<'a> {
+        let method = refresh.token_endpoint_auth.kind;
+        let key = if method == TokenEndpointAuthType::PrivateKeyJwt {
+            PRIVATE_KEY
+        } else {
+            CLIENT_SECRET
+        };
+        ClientAuth {
+            method,
+            client_id: &refresh.client_id,
+            secret: secrets.get(key).map(String::as_str),
+            audience: refresh.token_endpoint_auth.audience.as_deref(),
+        }
+    }
+}
+
+/// The client-credentials grant (RFC 6749 §4.4): a new token with no user and no refresh
+/// token, with `resource` and `scope` as stored.
+async fn client_credentials_grant(
+    refresh: &OauthRefresh,
+    secrets: &Secrets,
+) -> Result<Granted, RefreshError> {
+    let mut fields = vec![("grant_type", "client_credentials")];
+    if let Some(r) = &refresh.resource {
+        fields.push(("resource", r));
+    }
+    if let Some(s) = &refresh.scope {
+        fields.push(("scope", s));
+    }
+    token_request(
+        &refresh.token_endpoint,
+        ClientAuth::of(refresh, secrets),
+        &fields,
+    )
+    .await
+}
+
 /// The refresh-token grant (RFC 6749 §6) with the credential's client authentication.
 async fn exchange(
     refresh: &OauthRefresh,
     refresh_token: &str,
-    client_secret: Option<&String>,
+    secrets: &Secrets,
 ) -> Result<Granted, RefreshError> {
     let mut fields = vec![
         ("grant_type", "refresh_token"),
@@ -340,9 +439,7 @@ async fn exchange(
     }
     token_request(
         &refresh.token_endpoint,
-        refresh.token_endpoint_auth.kind,
-        &refresh.client_id,
-        client_secret.map(String::as_str),
+        ClientAuth::of(refresh, secrets),
         &fields,
     )
     .await
@@ -352,13 +449,23 @@ async fn exchange(
 /// `method` says; what it grants, or its error answer (scrubbed of what was sent).
 pub(super) async fn token_request(
     endpoint: &str,
-    method: TokenEndpointAuthType,
-    client_id: &str,
-    client_secret: Option<&str>,
+    client: ClientAuth<'_>,
     fields: &[(&str, &str)],
 ) -> Result<Granted, RefreshError> {
     let http = http_client().map_err(RefreshError::Connect)?;
-    let secret = client_secret.unwrap_or_default();
+    let (method, client_id) = (client.method, client.client_id);
+    let secret = client.secret.unwrap_or_default();
+    let assertion = if method == TokenEndpointAuthType::PrivateKeyJwt {
+        let mut aud = vec![endpoint];
+        aud.extend(client.audience.filter(|a| *a != endpoint));
+        aud.reverse();
+        Some(
+            super::jwt::client_assertion(secret, client_id, &aud, Utc::now().timestamp())
+                .map_err(RefreshError::Stored)?,
+        )
+    } else {
+        None
+    };
     // Built before any await: the serializer is not Send.
     let body = {
         let mut form = form_urlencoded::Serializer::new(String::new());
@@ -372,6 +479,11 @@ pub(super) async fn token_request(
             TokenEndpointAuthType::ClientSecretPost => {
                 form.append_pair("client_id", client_id);
                 form.append_pair("client_secret", secret);
+            }
+            TokenEndpointAuthType::PrivateKeyJwt => {
+                form.append_pair("client_id", client_id);
+                form.append_pair("client_assertion_type", super::jwt::ASSERTION_TYPE);
+                form.append_pair("client_assertion", assertion.as_deref().unwrap_or_default());
             }
             TokenEndpointAuthType::ClientSecretBasic => {}
         }
@@ -396,7 +508,10 @@ pub(super) async fn token_request(
         .filter(|(k, _)| matches!(*k, "refresh_token" | "code" | "code_verifier"))
         .map(|(_, v)| *v)
         .collect();
-    scrub.extend(client_secret);
+    if method != TokenEndpointAuthType::PrivateKeyJwt {
+        scrub.extend(client.secret);
+    }
+    scrub.extend(assertion.as_deref());
     let (status, captured, body) = capture(resp, &scrub).await;
     let failed = || RefreshError::Failed(captured.clone());
     if !(200..300).contains(&status) {
