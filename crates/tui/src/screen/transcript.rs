@@ -753,10 +753,14 @@ impl Transcript {
                     .as_ref()
                     .map(|a| format!("{a}'s "))
                     .unwrap_or_default();
-                let link = url
-                    .as_ref()
-                    .map(|u| format!(" (open yourself: {u})"))
-                    .unwrap_or_default();
+                // A link tetherd refuses to show is not offered here either.
+                let link = match url {
+                    Some(u) if tether_proto::elicitation::check_url(u).is_ok() => {
+                        format!(" (open yourself: {u})")
+                    }
+                    Some(_) => " (with a link tetherd does not show: not a web link)".to_string(),
+                    None => String::new(),
+                };
                 push(
                     &mut self.items,
                     Body::Marker(format!(

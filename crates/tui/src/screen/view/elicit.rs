@@ -111,17 +111,35 @@ pub fn draw(f: &mut Frame<'_>, s: &State, id: &str, form: &Form, area: Rect) {
     } else {
         "tab next field · space/←→ choose · enter accept · ctrl-d decline · ctrl-x cancel · esc later (ctrl-a)"
     };
-    lines.extend(wrap(
-        &[(keys.into(), Style::default().fg(Color::Cyan))],
-        inner,
-        &pad,
-        &pad,
-    ));
+    // Broken between keys, never inside one ("ctrl-x" / "cancel").
+    for line in key_lines(keys, inner.saturating_sub(1)) {
+        lines.extend(wrap(
+            &[(line, Style::default().fg(Color::Cyan))],
+            inner,
+            &pad,
+            &pad,
+        ));
+    }
     let title = match &asked.agent {
         Some(agent) => format!(" MCP question · {agent} · {} ", asked.server),
         None => format!(" MCP question · {} ", asked.server),
     };
     super::draw_prompt(f, area, width, title, lines);
+}
+
+/// `keys` (`a · b · c`) in lines of at most `width` characters, each a run of whole keys.
+fn key_lines(keys: &str, width: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys.split(" · ") {
+        match out.last_mut() {
+            Some(line) if line.chars().count() + 3 + key.chars().count() <= width => {
+                line.push_str(" · ");
+                line.push_str(key);
+            }
+            _ => out.push(key.to_string()),
+        }
+    }
+    out
 }
 
 /// URL mode: the link in full on lines of its own (no indent, cut at the width, never
