@@ -55,6 +55,9 @@ pub fn resolve_file_mount(path: &str) -> Result<String, ErrorBody> {
     if path.len() > 1024 {
         return Err(bad("it is longer than 1024 bytes"));
     }
+    if path.trim_end_matches('/') == UPLOADS_DIR {
+        return Err(bad("it is the uploads directory itself"));
+    }
     let under = path
         .strip_prefix(UPLOADS_DIR)
         .and_then(|r| r.strip_prefix('/'))

@@ -24,7 +24,7 @@ pub fn blob_path(paths: &Paths, sha256: &str) -> PathBuf {
     paths.data_dir.join("files").join("blobs").join(sha256)
 }
 
-fn tmp_dir(paths: &Paths) -> PathBuf {
+pub(crate) fn tmp_dir(paths: &Paths) -> PathBuf {
     paths.data_dir.join("files").join("tmp")
 }
 
@@ -191,6 +191,16 @@ impl Upload {
     /// Makes the content durable without storing a file row: (temp path, sha256, size), for
     /// a caller that places the blob ([`place_blob`]) and names it in its own rows (skills).
     pub fn seal(self) -> Result<(PathBuf, String, u64), UploadError> {
+        self.seal_with(true)
+    }
+
+    /// As [`Self::seal`] but without the fsync, for a caller that syncs many at once
+    /// (`syncfs`) before it names them.
+    pub fn seal_unsynced(self) -> Result<(PathBuf, String, u64), UploadError> {
+        self.seal_with(false)
+    }
+
+    fn seal_with(self, sync: bool) -> Result<(PathBuf, String, u64), UploadError> {
         let Upload {
             file,
             tmp,
@@ -198,7 +208,7 @@ impl Upload {
             size,
             ..
         } = self;
-        if let Err(e) = file.sync_all() {
+        if sync && let Err(e) = file.sync_all() {
             let _ = std::fs::remove_file(&tmp);
             return Err(UploadError::Io(format!("cannot save the upload: {e}")));
         }

@@ -81,12 +81,25 @@ pub struct Captured {
     pub skipped: Vec<String>,
 }
 
-/// A file read from the outputs: its content sealed in a temp file, not yet a blob.
+/// A file read from the outputs: its content in a temp file (not yet synced), not yet a blob.
 struct Read1 {
     rel: String,
     tmp: PathBuf,
     sha256: String,
     size: u64,
+    stamp: String,
+}
+
+/// What the last capture saw of a path: its content's sha256 and its stamp.
+type Known = HashMap<String, (String, Option<String>)>;
+
+/// What a scan found: new or changed files, unchanged ones whose stamp moved (path, new
+/// stamp), and what was left out.
+#[derive(Default)]
+struct Scan {
+    found: Vec<Read1>,
+    restamped: Vec<(String, String)>,
+    skipped: Vec<String>,
 }
 
 /// Captures `session_id`'s outputs into its scoped files (see the module's doc). Files larger
@@ -102,52 +115,93 @@ pub async fn capture(
         return Ok(Captured::default());
     }
     let sid = session_id.to_string();
-    let known: HashMap<String, String> = store
+    let known: Known = store
         .read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT scope_path, sha256 FROM files WHERE scope_id = ?1 AND scope_path IS NOT NULL",
+                "SELECT scope_path, sha256, scope_stamp FROM files WHERE scope_id = ?1 AND scope_path IS NOT NULL",
             )?;
-            let rows = st.query_map([&sid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+            let rows = st.query_map([&sid], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+            Ok(rows.collect::<Result<Known, _>>()?)
         })
         .await?;
     let p = paths.clone();
-    let (found, skipped) =
-        tokio::task::spawn_blocking(move || read_all(&p, &dir, max_bytes, &known))
-            .await
-            .map_err(|e| StoreError::Write(format!("the outputs scan stopped: {e}")))?;
+    let scan = tokio::task::spawn_blocking(move || read_all(&p, &dir, max_bytes, &known))
+        .await
+        .map_err(|e| StoreError::Write(format!("the outputs scan stopped: {e}")))?;
+    let Scan {
+        found,
+        restamped,
+        skipped,
+    } = scan;
     if !skipped.is_empty() {
         tracing::warn!(session = %session_id, ?skipped, "some outputs were not captured");
     }
     let stored = found.len();
-    if found.is_empty() {
+    if found.is_empty() && restamped.is_empty() {
         return Ok(Captured { stored, skipped });
     }
+    // One sync for every temp file (the kernel's, not one fsync each): a row never names a
+    // blob whose content could be lost.
+    if !found.is_empty() {
+        let tmp = super::files::tmp_dir(paths);
+        let synced = tokio::task::spawn_blocking(move || {
+            let dir = std::fs::File::open(&tmp)?;
+            nix::unistd::syncfs(&dir).map_err(std::io::Error::from)
+        })
+        .await
+        .map_err(|e| StoreError::Write(format!("the outputs sync stopped: {e}")))?;
+        if let Err(e) = synced {
+            for f in &found {
+                let _ = std::fs::remove_file(&f.tmp);
+            }
+            return Err(StoreError::Write(format!(
+                "cannot save the session's outputs: {e}"
+            )));
+        }
+    }
     let sid = session_id.to_string();
-    let blobs: Vec<PathBuf> = found
-        .iter()
-        .map(|f| super::files::blob_path(paths, &f.sha256))
-        .collect();
+    let blobs_dir = paths.data_dir.join("files").join("blobs");
     let leftovers: Vec<PathBuf> = found.iter().map(|f| f.tmp.clone()).collect();
     let replaced = store
         .write(move |c| {
+            let w = |e: rusqlite::Error| StoreError::Write(e.to_string());
+            // Every blob in place, then the directory synced once, then the rows.
+            if !found.is_empty() {
+                crate::private::create_dir(&blobs_dir).map_err(|e| {
+                    StoreError::Write(format!("cannot create {}: {e}", blobs_dir.display()))
+                })?;
+                for f in &found {
+                    std::fs::rename(&f.tmp, blobs_dir.join(&f.sha256))
+                        .map_err(|e| StoreError::Write(format!("cannot store an output: {e}")))?;
+                }
+                std::fs::File::open(&blobs_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| StoreError::Write(format!("cannot sync the blobs: {e}")))?;
+            }
+            for (rel, stamp) in &restamped {
+                c.execute(
+                    "UPDATE files SET scope_stamp = ?1 WHERE scope_id = ?2 AND scope_path = ?3",
+                    params![stamp, sid, rel],
+                )
+                .map_err(w)?;
+            }
             let mut replaced = Vec::new();
-            for (f, blob) in found.iter().zip(&blobs) {
-                super::files::place_blob(&f.tmp, blob).map_err(StoreError::Write)?;
+            for f in &found {
                 let existing: Option<(String, String)> = c
                     .prepare_cached(
                         "SELECT id, sha256 FROM files WHERE scope_id = ?1 AND scope_path = ?2",
                     )?
                     .query_row(params![sid, f.rel], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                match existing {
+                let id = match existing {
                     Some((id, old)) => {
                         c.execute(
                             "UPDATE files SET sha256 = ?1, size_bytes = ?2 WHERE id = ?3",
                             params![f.sha256, f.size as i64, id],
                         )
-                        .map_err(|e| StoreError::Write(e.to_string()))?;
+                        .map_err(w)?;
                         replaced.push(old);
+                        id
                     }
                     None => {
                         let meta = FileMetadata {
@@ -166,13 +220,14 @@ pub async fn capture(
                             }),
                         };
                         super::files::insert(c, &meta)?;
-                        c.execute(
-                            "UPDATE files SET scope_path = ?1 WHERE id = ?2",
-                            params![f.rel, meta.id],
-                        )
-                        .map_err(|e| StoreError::Write(e.to_string()))?;
+                        meta.id
                     }
-                }
+                };
+                c.execute(
+                    "UPDATE files SET scope_path = ?1, scope_stamp = ?2 WHERE id = ?3",
+                    params![f.rel, f.stamp, id],
+                )
+                .map_err(w)?;
             }
             Ok(replaced)
         })
@@ -189,14 +244,13 @@ pub async fn capture(
 }
 
 /// Reads every regular file under `dir` whose content differs from `known` (path → sha256).
-fn read_all(
-    paths: &Paths,
-    dir: &Path,
-    max_bytes: u64,
-    known: &HashMap<String, String>,
-) -> (Vec<Read1>, Vec<String>) {
-    let mut found = Vec::new();
-    let mut skipped = Vec::new();
+fn read_all(paths: &Paths, dir: &Path, max_bytes: u64, known: &Known) -> Scan {
+    let mut scan = Scan::default();
+    let Scan {
+        found,
+        restamped,
+        skipped,
+    } = &mut scan;
     let root = match nix::fcntl::open(
         dir,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
@@ -205,7 +259,7 @@ fn read_all(
         Ok(fd) => fd,
         Err(e) => {
             skipped.push(format!("{OUTPUTS_DIR}: cannot be opened ({e})"));
-            return (found, skipped);
+            return scan;
         }
     };
     let mut seen = 0usize;
@@ -255,18 +309,27 @@ fn read_all(
                         skipped.push(format!(
                             "{OUTPUTS_DIR}/{rel} and the rest: a session keeps at most {MAX_FILES} outputs"
                         ));
-                        return (found, skipped);
+                        return scan;
                     }
-                    match read_one(paths, dirh.as_fd(), &name, max_bytes) {
-                        Ok((tmp, sha256, size)) => {
-                            if known.get(&rel) == Some(&sha256) {
+                    let before = known.get(&rel);
+                    match read_one(paths, dirh.as_fd(), &name, max_bytes, before) {
+                        Ok(Seen::Unchanged) => {}
+                        Ok(Seen::Read {
+                            tmp,
+                            sha256,
+                            size,
+                            stamp,
+                        }) => {
+                            if before.is_some_and(|(sha, _)| *sha == sha256) {
                                 let _ = std::fs::remove_file(&tmp);
+                                restamped.push((rel, stamp));
                             } else {
                                 found.push(Read1 {
                                     rel,
                                     tmp,
                                     sha256,
                                     size,
+                                    stamp,
                                 });
                             }
                         }
@@ -279,16 +342,32 @@ fn read_all(
             }
         }
     }
-    (found, skipped)
+    scan
 }
 
-/// One file's content into a sealed temp file: (temp path, sha256, size).
+/// What reading one output gave.
+enum Seen {
+    /// Its stamp is the one last captured: not read.
+    Unchanged,
+    /// Its content in a temp file (not synced).
+    Read {
+        tmp: PathBuf,
+        sha256: String,
+        size: u64,
+        stamp: String,
+    },
+}
+
+/// One file, unless its stamp (size, change time, inode: the change time is the kernel's,
+/// which no process can set back) is the one `before` has; then it goes unread.
 fn read_one(
     paths: &Paths,
     dir: std::os::fd::BorrowedFd<'_>,
     name: &OsStr,
     max_bytes: u64,
-) -> Result<(PathBuf, String, u64), String> {
+    before: Option<&(String, Option<String>)>,
+) -> Result<Seen, String> {
+    use std::os::unix::fs::MetadataExt;
     let fd = fspath::openat2(
         dir,
         Path::new(name),
@@ -304,6 +383,19 @@ fn read_one(
         .map_err(|e| format!("cannot be read ({e})"))?;
     if !meta.is_file() {
         return Err("not a regular file".into());
+    }
+    let stamp = format!(
+        "{}:{}.{:09}:{}",
+        meta.len(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+        meta.ino()
+    );
+    if before.and_then(|(_, s)| s.as_deref()) == Some(stamp.as_str()) {
+        return Ok(Seen::Unchanged);
+    }
+    if meta.len() > max_bytes {
+        return Err(format!("larger than {max_bytes} bytes ([files] max_bytes)"));
     }
     let mut up = super::files::Upload::start(paths, max_bytes).map_err(|e| format!("{e:?}"))?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -326,7 +418,13 @@ fn read_one(
             });
         }
     }
-    up.seal().map_err(|e| format!("{e:?}"))
+    let (tmp, sha256, size) = up.seal_unsynced().map_err(|e| format!("{e:?}"))?;
+    Ok(Seen::Read {
+        tmp,
+        sha256,
+        size,
+        stamp,
+    })
 }
 
 #[cfg(test)]
@@ -394,6 +492,22 @@ mod tests {
         let again = super::super::files::get(&store, &a.id).await.unwrap();
         assert_eq!(again.size_bytes, 12);
         assert!(!super::super::files::blob_path(&paths, &a.sha256).exists());
+        // The same bytes written again: read (its change time moved), not stored again.
+        std::fs::write(out.join("a.md"), "one, revised").unwrap();
+        assert_eq!(
+            capture(&store, &paths, "sesn_1", 1024)
+                .await
+                .unwrap()
+                .stored,
+            0
+        );
+        assert_eq!(
+            super::super::files::get(&store, &a.id)
+                .await
+                .unwrap()
+                .sha256,
+            again.sha256
+        );
         // A session without outputs captures nothing and fails nothing.
         assert_eq!(
             capture(&store, &paths, "sesn_none", 1024).await.unwrap(),

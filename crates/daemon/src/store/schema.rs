@@ -515,12 +515,14 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     if version < 23 {
         // A session's outputs (issue 25): each file the agent leaves in /mnt/session/outputs
-        // is a file scoped to the session, one per path (a changed file keeps its id).
+        // is a file scoped to the session, one per path (a changed file keeps its id); its
+        // stamp (size, ctime, inode) lets an unchanged file go unread at the next capture.
         // Self-contained: needs no step 20 to 22.
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE files ADD COLUMN scope_id TEXT;
              ALTER TABLE files ADD COLUMN scope_path TEXT;
+             ALTER TABLE files ADD COLUMN scope_stamp TEXT;
              CREATE UNIQUE INDEX files_by_scope ON files (scope_id, scope_path)
                 WHERE scope_id IS NOT NULL;
              PRAGMA user_version = 23;
