@@ -531,6 +531,33 @@ fn upstream(file: &str) -> String {
     sdk(&format!("upstream/{file}"))
 }
 
+/// Runs the upstream example `file` with `vars` set and checks it succeeded: its stdout and
+/// a report (stdout and the tail of stderr) for assertions.
+async fn run_example(file: &'static str, vars: Vec<(&'static str, String)>) -> (String, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(python());
+        cmd.arg(upstream(file));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let why = format!(
+        "stdout:\n{stdout}\nstderr (tail):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(out.status.success(), "the example {file} failed\n{why}");
+    (stdout, why)
+}
+
 /// The SDK's `examples/managed-agents-self-hosted-sandbox-worker.py`, byte for byte: it makes
 /// an agent with the built-in toolset and a custom tool, a session in the self-hosted
 /// environment, and serves the calls with the SDK's `EnvironmentWorker` for its own 60 s.
@@ -552,31 +579,17 @@ async fn the_sdks_self_hosted_worker_example_runs_unmodified() {
     let (env_id, key) = self_hosted_env(&env, "box");
     let workdir = tempfile::tempdir().unwrap();
     let w = workdir.path().canonicalize().unwrap();
-    let wd = w.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(upstream("managed-agents-self-hosted-sandbox-worker.py"))
-            .env("ANTHROPIC_BASE_URL", base)
-            .env("ANTHROPIC_API_KEY", token)
-            .env("ANTHROPIC_ENVIRONMENT_ID", env_id)
-            .env("ANTHROPIC_ENVIRONMENT_KEY", key)
-            .env("ANTHROPIC_WORKDIR", wd)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let why = format!(
-        "stdout:\n{stdout}\nstderr (tail):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(out.status.success(), "the example failed\n{why}");
+    let (stdout, why) = run_example(
+        "managed-agents-self-hosted-sandbox-worker.py",
+        vec![
+            ("ANTHROPIC_BASE_URL", base),
+            ("ANTHROPIC_API_KEY", token),
+            ("ANTHROPIC_ENVIRONMENT_ID", env_id),
+            ("ANTHROPIC_ENVIRONMENT_KEY", key),
+            ("ANTHROPIC_WORKDIR", w.display().to_string()),
+        ],
+    )
+    .await;
     // Its printed transcript: both calls answered by the worker, then the model's reply.
     assert!(stdout.contains("agent.custom_tool_use"), "{why}");
     assert!(
@@ -612,30 +625,16 @@ async fn the_sdks_observe_tool_calls_example_runs_unmodified() {
     let (env_id, _key) = self_hosted_env(&env, "observer");
     let workdir = tempfile::tempdir().unwrap();
     std::fs::write(workdir.path().join("observed.txt"), "x").unwrap();
-    let wd = workdir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .arg(upstream("managed-agents-observe-tool-calls.py"))
-            .env("ANTHROPIC_BASE_URL", base)
-            .env("ANTHROPIC_API_KEY", token)
-            .env("ANTHROPIC_ENVIRONMENT_ID", env_id)
-            .env("ANTHROPIC_WORKDIR", wd)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let why = format!(
-        "stdout:\n{stdout}\nstderr (tail):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(out.status.success(), "the example failed\n{why}");
+    let (stdout, why) = run_example(
+        "managed-agents-observe-tool-calls.py",
+        vec![
+            ("ANTHROPIC_BASE_URL", base),
+            ("ANTHROPIC_API_KEY", token),
+            ("ANTHROPIC_ENVIRONMENT_ID", env_id),
+            ("ANTHROPIC_WORKDIR", workdir.path().display().to_string()),
+        ],
+    )
+    .await;
     assert!(
         stdout.contains("bash {'command': 'pwd'} is_error=False posted=True"),
         "{why}"
