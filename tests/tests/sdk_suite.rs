@@ -50,7 +50,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_sessions.py",
         50,
-        "create_with_all_params: vault_ids=[\"string\"] (no such vault: 404), a file mounted at /uploads/ (tether mounts files under /mnt/ only, deliberate); update_with_all_params: vault_ids=[\"string\"] (404), and `agent` (tools, mcp_servers) changed mid-session (not supported by tetherd yet: create a session with agent_with_overrides); page=\"page\"",
+        "create_with_all_params: vault_ids=[\"string\"] (no such vault: 404); update_with_all_params: vault_ids=[\"string\"] (404), and `agent` (tools, mcp_servers) changed mid-session (not supported by tetherd yet: create a session with agent_with_overrides); page=\"page\"",
     ),
     (
         "sessions/test_events.py",
@@ -59,8 +59,8 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     ),
     (
         "sessions/test_resources.py",
-        46,
-        "add_with_all_params: mount_path /uploads/receipt.pdf (under /mnt/ only, deliberate); limit=0",
+        47,
+        "add_with_all_params[strict]: the same mount_path again on the proxy's one session (a clash with the [loose] run's file: 400); limit=0",
     ),
     (
         "sessions/test_threads.py",
