@@ -41,8 +41,9 @@ async fn a_key_stored_after_the_daemon_started_is_used_without_a_restart() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child = daemon.spawn().unwrap();
+    // The socket can appear a moment before the pid file is written.
     tether_e2e::wait_until("tetherd accepting connections", || {
-        env.paths.socket().exists()
+        env.paths.socket().exists() && env.daemon_pid().is_some()
     })
     .await;
     let pid = env.daemon_pid();
