@@ -265,6 +265,8 @@ async fn an_http_server_under_always_allow_runs_without_asking() {
             "mcp__remote__add",
             "mcp__remote__hostname",
             "mcp__remote__ask",
+            "mcp__remote__open_url",
+            "mcp__remote__needs_url",
             "mcp__remote__sleep"
         ],
         "only the MCP toolset: the agent has no built-in toolset"
