@@ -477,11 +477,7 @@ mod tests {
     }
 
     fn store() -> (tempfile::TempDir, Store, Paths) {
-        let tmp = tempfile::tempdir().unwrap();
-        let home = tmp.path().display().to_string();
-        let paths = Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
-        let store = Store::open(&paths.db()).unwrap();
-        (tmp, store, paths)
+        crate::store::in_temp_home()
     }
 
     async fn upload(store: &Store, paths: &Paths, bytes: &[u8]) -> FileMetadata {

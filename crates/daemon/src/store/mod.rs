@@ -442,3 +442,15 @@ impl Store {
         self.read(move |c| queries::resolve(c, &r)).await
     }
 }
+
+/// A store in a fresh temporary TETHER_HOME, for the resources rooms' unit tests: the
+/// directory (kept alive by the caller), the store and the paths under it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub fn in_temp_home() -> (tempfile::TempDir, Store, tether_proto::Paths) {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().display().to_string();
+    let paths = tether_proto::Paths::resolve(|k| (k == "TETHER_HOME").then(|| home.clone()), 0);
+    let store = Store::open(&paths.db()).unwrap();
+    (tmp, store, paths)
+}
