@@ -258,8 +258,10 @@ impl TestEnv {
         cmd.args(["--http", "127.0.0.1:0"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().unwrap();
         let addr_file = self.paths.http_addr_file();
+        // A daemon killed before this one left its address behind.
+        let _ = std::fs::remove_file(&addr_file);
+        let mut child = cmd.spawn().unwrap();
         wait_until("tetherd serving HTTP", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("tetherd exited at start ({status}):\n{}", self.daemon_log());

@@ -630,6 +630,214 @@ async fn session_create_forms_overrides_and_initial_events() {
     stop(&mut child);
 }
 
+/// Hosted: a session's `agent` (its tools and MCP servers) changes between turns, each list
+/// in full replacement, recorded as `session.updated` with the agent as it now runs; the
+/// next turn offers the new tools under their policies, and the change outlives a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_tools_change_between_turns_and_the_change_survives_a_restart() {
+    let env = TestEnv::new(Script::sequential(vec![
+        Reply::text("first"),
+        Reply::tool_use("lookup", json!({"q": "oslo"})),
+        Reply::tool_use("lookup", json!({"q": "bergen"})),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let agent = api
+        .post(
+            "/v1/agents",
+            json!({"name": "tooly", "tools": [{"type": "agent_toolset_20260401"}]}),
+        )
+        .await;
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": agent["id"], "environment_id": "default"}),
+        )
+        .await;
+    let sid = s["id"].as_str().unwrap().to_string();
+    let say = |text: &str| json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
+    api.post(&format!("/v1/sessions/{sid}/events"), say("one"))
+        .await;
+    env.wait_idle(&sid).await;
+    let offered = |i: usize| -> Vec<String> {
+        env.mock.requests()[i].body["tools"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(offered(0).contains(&"bash".to_string()), "{:?}", offered(0));
+    assert!(!offered(0).contains(&"lookup".to_string()));
+
+    // Refused changes change nothing: a tool the toolset lacks, a field other than tools
+    // and mcp_servers, an MCP toolset naming a server that isn't there.
+    for (body, needle) in [
+        (
+            json!({"agent": {"tools": [{"type": "agent_toolset_20260401", "configs": [{"name": "teleport"}]}]}, "title": "never"}),
+            "teleport",
+        ),
+        (
+            json!({"agent": {"model": "claude-opus-4-6"}}),
+            "only `tools` and `mcp_servers`",
+        ),
+        (
+            json!({"agent": {"tools": [{"type": "mcp_toolset", "mcp_server_name": "gh"}]}}),
+            "not in mcp_servers",
+        ),
+    ] {
+        let (st, v) = api
+            .call("POST", &format!("/v1/sessions/{sid}"), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (st, error_type(&v)),
+            (400, "invalid_request_error"),
+            "{body}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("agent: ") && msg.contains(needle),
+            "{body} → {msg}"
+        );
+    }
+    assert_ne!(
+        api.get(&format!("/v1/sessions/{sid}")).await["title"],
+        "never"
+    );
+
+    let tools = json!([
+        {"type": "agent_toolset_20260401", "default_config": {"enabled": false},
+         "configs": [{"name": "read", "enabled": true}]},
+        {"type": "custom", "name": "lookup", "description": "Look a place up.",
+         "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    ]);
+    let servers = json!([{"type": "url", "name": "docs", "url": "https://docs.example.com/mcp"}]);
+    let updated = api
+        .post(
+            &format!("/v1/sessions/{sid}"),
+            json!({"agent": {"tools": tools, "mcp_servers": servers}}),
+        )
+        .await;
+    let names = |agent: &Value| -> Vec<String> {
+        agent["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                t["type"].as_str().unwrap().to_string() + ":" + t["name"].as_str().unwrap_or("")
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&updated["agent"]),
+        ["agent_toolset_20260401:", "custom:lookup"]
+    );
+    assert_eq!(updated["agent"]["mcp_servers"], servers);
+    assert_eq!(
+        updated["agent"]["id"], agent["id"],
+        "still its agent's version"
+    );
+    // The same again changes nothing and records nothing.
+    api.post(
+        &format!("/v1/sessions/{sid}"),
+        json!({"agent": {"tools": tools}}),
+    )
+    .await;
+    let recorded = api
+        .get(&format!(
+            "/v1/sessions/{sid}/events?types[]=session.updated"
+        ))
+        .await;
+    let recorded = recorded["data"].as_array().unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(names(&recorded[0]["agent"]), names(&updated["agent"]));
+    assert_eq!(recorded[0]["agent"]["mcp_servers"], servers);
+
+    // The next turn offers read and the custom tool, and the model's call of it waits on
+    // the client (a custom tool, not an unknown one).
+    api.post(&format!("/v1/sessions/{sid}/events"), say("two"))
+        .await;
+    env.wait_idle(&sid).await;
+    assert_eq!(offered(1), ["read", "lookup"]);
+    async fn uses(api: &Api, sid: &str) -> Vec<Value> {
+        api.get(&format!(
+            "/v1/sessions/{sid}/events?types[]=agent.custom_tool_use"
+        ))
+        .await["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+    let first = uses(&api, &sid).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["input"]["q"], "oslo");
+
+    // After a restart: the same tools, from the stored session alone.
+    stop(&mut child);
+    let (mut child, api) = Api::start(&env).await;
+    let again = api.get(&format!("/v1/sessions/{sid}")).await;
+    assert_eq!(names(&again["agent"]), names(&updated["agent"]));
+    assert_eq!(again["agent"]["mcp_servers"], servers);
+    api.post(
+        &format!("/v1/sessions/{sid}/events"),
+        json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": first[0]["id"],
+                           "content": [{"type": "text", "text": "sunny"}]}]}),
+    )
+    .await;
+    env.wait_idle(&sid).await;
+    assert_eq!(offered(2), ["read", "lookup"]);
+    let both = uses(&api, &sid).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(both[1]["input"]["q"], "bergen");
+
+    // `[]` clears: no tools at all from the next turn.
+    let cleared = api
+        .post(
+            &format!("/v1/sessions/{sid}"),
+            json!({"agent": {"tools": [], "mcp_servers": []}}),
+        )
+        .await;
+    assert_eq!(cleared["agent"]["tools"], json!([]));
+    assert_eq!(cleared["agent"]["mcp_servers"], json!([]));
+    assert_log_invariants(&env.events(&sid));
+    stop(&mut child);
+}
+
+/// `agent_with_overrides` may give a session MCP servers of its own (hosted), shown on the
+/// session as it runs them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_may_be_created_with_mcp_servers_of_its_own() {
+    let env = TestEnv::new(Script::sequential(vec![])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let agent = api.post("/v1/agents", json!({"name": "plain"})).await;
+    let servers = json!([{"type": "url", "name": "docs", "url": "https://docs.example.com/mcp"}]);
+    let s = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": {"type": "agent_with_overrides", "id": agent["id"],
+                             "mcp_servers": servers,
+                             "tools": [{"type": "mcp_toolset", "mcp_server_name": "docs"}]},
+                   "environment_id": "default"}),
+        )
+        .await;
+    assert_eq!(s["agent"]["mcp_servers"], servers);
+    assert_eq!(s["agent"]["tools"][0]["type"], "mcp_toolset");
+    let (st, v) = api
+        .call(
+            "POST",
+            "/v1/sessions",
+            Some(
+                json!({"agent": {"type": "agent_with_overrides", "id": agent["id"],
+                             "tools": [{"type": "mcp_toolset", "mcp_server_name": "nowhere"}]},
+                   "environment_id": "default"}),
+            ),
+        )
+        .await;
+    assert_eq!((st, error_type(&v)), (400, "invalid_request_error"), "{v}");
+    stop(&mut child);
+}
+
 /// Hosted rule: `initial_events` may carry one `user.define_outcome` (with its rubric); the
 /// outcome runs at once. Two are refused before any session is created.
 #[tokio::test(flavor = "multi_thread")]

@@ -50,7 +50,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_sessions.py",
         50,
-        "create_with_all_params: vault_ids=[\"string\"] (no such vault: 404); update_with_all_params: vault_ids=[\"string\"] (404), and `agent` (tools, mcp_servers) changed mid-session (not supported by tetherd yet: create a session with agent_with_overrides); page=\"page\"",
+        "create_with_all_params: vault_ids=[\"string\"] (no such vault: 404); update_with_all_params: vault_ids=[\"string\"] (404; its `agent`, budget, metadata and title are served, checked without the vault); page=\"page\"",
     ),
     (
         "sessions/test_events.py",

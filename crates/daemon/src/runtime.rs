@@ -138,16 +138,22 @@ impl Runtime {
         // The pinned version's permission policies must hold after a restart too: a session
         // whose agent can't be read is not loaded rather than run with every tool allowed.
         let agent = match &row.agent {
-            Some((agent_id, version)) => Some(
-                crate::resources::agents::get(
+            Some((agent_id, version)) => {
+                let mut a = crate::resources::agents::get(
                     &self.store,
                     &tether_proto::method::AgentParams {
                         agent: agent_id.clone(),
                         version: Some(*version),
                     },
                 )
-                .await?,
-            ),
+                .await?;
+                // The session's own tools and MCP servers, over its version's.
+                if let Some(o) = &row.agent_overrides {
+                    o.apply(&mut a.spec);
+                    row.tools = Some(crate::resources::agents::offered_tools(&a));
+                }
+                Some(a)
+            }
             None => None,
         };
         // Skills (issue 25): re-resolved at each load; one deleted since is left out, said.
@@ -343,8 +349,14 @@ impl Runtime {
         }
         let mut agent =
             crate::resources::agents::for_session(&self.store, p.agent.as_deref()).await?;
-        if let Some(tools) = &p.tools {
-            agent.spec.tools = tools.clone();
+        // The session's own tools and MCP servers replace the agent's (hosted
+        // `agent_with_overrides`), kept on the row so a reload applies them again.
+        let overrides = tether_proto::agent::SessionAgentUpdate {
+            tools: p.tools.clone(),
+            mcp_servers: p.mcp_servers.clone(),
+        };
+        if !overrides.is_empty() {
+            overrides.apply(&mut agent.spec);
             crate::resources::agents::validate(&agent.spec)?;
         }
         // The session's own skills replace the agent's (hosted `agent_with_overrides`).
@@ -419,6 +431,7 @@ impl Runtime {
             vault_ids,
             skills,
             skill_refs: p.skills.clone(),
+            agent_overrides: (!overrides.is_empty()).then_some(overrides),
             ..SessionRow::new(
                 id.clone(),
                 model,
@@ -556,6 +569,7 @@ impl Runtime {
                 name: Some(name),
                 metadata: None,
                 vault_ids: None,
+                agent: None,
             })
             .await?;
         Ok(())

@@ -186,6 +186,47 @@ pub struct AgentSpec {
     pub skills: Vec<crate::skill::SkillRef>,
 }
 
+/// A session's own tools and MCP servers, replacing its agent version's for that session
+/// only (hosted: `agent_with_overrides` at creation, `agent` on a session update). Each list
+/// given replaces in full (`[]` clears); one left out keeps what the session has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionAgentUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub tools: Option<Vec<AgentTool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub mcp_servers: Option<Vec<McpServer>>,
+}
+
+impl SessionAgentUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_none() && self.mcp_servers.is_none()
+    }
+
+    /// `spec` with these lists in place of its own.
+    pub fn apply(&self, spec: &mut AgentSpec) {
+        if let Some(t) = &self.tools {
+            spec.tools = t.clone();
+        }
+        if let Some(m) = &self.mcp_servers {
+            spec.mcp_servers = m.clone();
+        }
+    }
+
+    /// `later` on top of these: its lists win, the ones it leaves out stay.
+    pub fn merged(&self, later: &SessionAgentUpdate) -> SessionAgentUpdate {
+        SessionAgentUpdate {
+            tools: later.tools.clone().or_else(|| self.tools.clone()),
+            mcp_servers: later
+                .mcp_servers
+                .clone()
+                .or_else(|| self.mcp_servers.clone()),
+        }
+    }
+}
+
 /// `agent.update` changes: an omitted field keeps its value; lists are replaced in full.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

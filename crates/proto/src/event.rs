@@ -290,6 +290,10 @@ pub enum EventBody {
         /// connections and shell commands use their credentials.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         vault_ids: Option<Vec<String>>,
+        /// The session's agent after a change of its tools or MCP servers: the full
+        /// snapshot in the hosted shape (`BetaManagedAgentsSessionAgent`), not a diff.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<serde_json::Value>,
     },
     /// Older turns were summarised so later requests fit the context window; the log itself
     /// is untouched. tether: `summary` replaces the events up to `through_seq` in requests.
@@ -938,6 +942,7 @@ mod tests {
                 name: Some("n".into()),
                 metadata: Some([("k".to_string(), "v".to_string())].into()),
                 vault_ids: None,
+                agent: None,
             },
             EventBody::AgentThreadContextCompacted {
                 summary: "did things".into(),

@@ -159,7 +159,7 @@ pub struct AgentSelector {
     #[serde(default)]
     tools: Option<Vec<tether_proto::agent::AgentTool>>,
     #[serde(default)]
-    mcp_servers: Option<Vec<Value>>,
+    mcp_servers: Option<Vec<tether_proto::agent::McpServer>>,
     #[serde(default)]
     skills: Option<Vec<tether_proto::skill::SkillRef>>,
 }
@@ -297,11 +297,6 @@ pub async fn create(
                     "agent: overrides (model, system, tools, ...) need `type: agent_with_overrides`",
                 ));
             }
-            if sel.mcp_servers.is_some_and(|m| !m.is_empty()) {
-                return Err(ApiError::invalid(
-                    "agent: an mcp_servers override is not supported by this tetherd; give the agent its servers (POST /v1/agents/{agent_id} with `mcp_servers`) and start the session from that version",
-                ));
-            }
             p.agent = Some(match sel.version {
                 Some(v) => format!("{}@{v}", sel.id),
                 None => sel.id,
@@ -309,6 +304,7 @@ pub async fn create(
             p.model = sel.model.map(|m| m.id);
             p.system = sel.system;
             p.tools = sel.tools;
+            p.mcp_servers = sel.mcp_servers;
             p.skills = sel.skills;
         }
         _ => {
@@ -505,9 +501,10 @@ pub struct UpdateBody {
     #[serde(default, deserialize_with = "present")]
     #[schemars(with = "BudgetIn")]
     pub budget: Option<Option<Value>>,
-    /// Changing a session's tools is not supported by this tetherd (only `null` is accepted).
+    /// The session's own tools and MCP servers from its next turn on, each list given
+    /// replacing the one it has (`[]` clears); the session must not be running.
     #[serde(default)]
-    #[schemars(skip)]
+    #[schemars(with = "Option<tether_proto::agent::SessionAgentUpdate>")]
     pub agent: Option<Value>,
     /// The session's vaults from now on (replacing its set; `[]` drops them all): its next
     /// MCP connections and shell commands use their credentials; a turn under way is not
@@ -533,13 +530,20 @@ pub async fn update(
     body::Body(bytes): body::Body,
 ) -> ApiResult<Json<HostedSession>> {
     let typed: UpdateBody = body::parse(&bytes)?;
-    if typed.agent.is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::invalid(
-            "agent: changing a session's tools after creation is not supported by this tetherd; create a session with `agent_with_overrides`",
-        ));
-    }
+    let agent_update = match typed.agent {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value::<tether_proto::agent::SessionAgentUpdate>(v).map_err(|e| {
+                ApiError::invalid(format!(
+                    "agent: {e}; only `tools` and `mcp_servers` can change mid-session"
+                ))
+            })?,
+        ),
+    };
     let s = by_id(&api, &session_id).await?;
     crate::session::ops::check_writable(&s)?;
+    // Everything is checked before anything changes: a refused field leaves the session as
+    // it was.
     let row = s.row();
     let title = typed.title.unwrap_or_else(|| row.title.clone());
     let mut metadata = row.metadata.clone();
@@ -559,6 +563,34 @@ pub async fn update(
         }
         Some(Some(v)) => Some(parse_budget(v)?),
     };
+    if let Some(limit) = budget {
+        crate::session::ops::validate_budget(limit)?;
+    }
+    if let Some(refs) = &typed.vault_ids {
+        crate::resources::vaults::session_vaults(&api.rt.store, refs).await?;
+    }
+    // The agent's checks are its own (and the last): a refused change of tools changes
+    // nothing else either.
+    if let Some(update) = &agent_update
+        && crate::session::ops::update_agent(&s, update)
+            .await?
+            .is_some()
+    {
+        let row = s.row();
+        let model = crate::session::model::current_model(&s);
+        let snapshot =
+            shapes::session_agent(&api.rt, &mut AgentCache::default(), &row, &model).await?;
+        s.append_one(EventBody::SessionUpdated {
+            model: None,
+            max_cost_usd: None,
+            title: None,
+            name: None,
+            metadata: None,
+            vault_ids: None,
+            agent: serde_json::to_value(&snapshot).ok(),
+        })
+        .await?;
+    }
     if let Some(limit) = budget {
         crate::session::ops::update_session(&s, None, Some(limit)).await?;
     }
@@ -580,6 +612,7 @@ pub async fn update(
             name: None,
             metadata: metadata_changed.then_some(metadata),
             vault_ids: None,
+            agent: None,
         })
         .await?;
     }
@@ -628,6 +661,7 @@ async fn set_vaults(rt: &Runtime, s: &Arc<Session>, refs: &[String]) -> ApiResul
         name: None,
         metadata: None,
         vault_ids: Some(ids),
+        agent: None,
     })
     .await?;
     Ok(())

@@ -444,15 +444,14 @@ async fn session_multiagent(rt: &Runtime, m: &Multiagent, own: &Agent) -> ApiRes
     Ok(v)
 }
 
-/// A session in the hosted shape. `info` carries the live status and usage; `row` the
-/// settings; `budget` the spending limit.
-pub async fn session(
+/// The agent as the session runs it: its pinned version's snapshot with what the session
+/// changed over it (model, system, skills, tools and MCP servers).
+pub async fn session_agent(
     rt: &Runtime,
     cache: &mut AgentCache,
-    info: &SessionInfo,
     row: &SessionRow,
-    budget: Option<f64>,
-) -> ApiResult<HostedSession> {
+    model: &str,
+) -> ApiResult<SessionAgent> {
     let mut agent = match &row.agent {
         Some((id, version)) => cache.snapshot(rt, id, *version).await?,
         None => SessionAgent {
@@ -463,7 +462,7 @@ pub async fn session(
             description: None,
             system: None,
             model: AgentModel {
-                id: info.model.clone(),
+                id: model.to_string(),
                 effort: None,
                 speed: None,
             },
@@ -475,7 +474,7 @@ pub async fn session(
         },
     };
     // What the session actually runs: a model switch or a system override wins.
-    agent.model.id = info.model.clone();
+    agent.model.id = model.to_string();
     agent.model = hosted_model(agent.model);
     if row.system.is_some() {
         agent.system = row.system.clone();
@@ -483,6 +482,27 @@ pub async fn session(
     if let Some(refs) = &row.skill_refs {
         agent.skills = hosted_skills(refs);
     }
+    if let Some(o) = &row.agent_overrides {
+        if let Some(tools) = &o.tools {
+            agent.tools = tools.iter().map(hosted_tool).collect();
+        }
+        if let Some(servers) = &o.mcp_servers {
+            agent.mcp_servers = servers.clone();
+        }
+    }
+    Ok(agent)
+}
+
+/// A session in the hosted shape. `info` carries the live status and usage; `row` the
+/// settings; `budget` the spending limit.
+pub async fn session(
+    rt: &Runtime,
+    cache: &mut AgentCache,
+    info: &SessionInfo,
+    row: &SessionRow,
+    budget: Option<f64>,
+) -> ApiResult<HostedSession> {
+    let agent = session_agent(rt, cache, row, &info.model).await?;
     let t = &info.usage.tokens;
     let duration = humantime::parse_rfc3339(&info.created_at)
         .ok()

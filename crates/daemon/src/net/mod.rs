@@ -12,9 +12,31 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub use policy::{NetPolicy, Refusal, Resolver};
 
+/// A policy that can be replaced while connections read it: each connection checks against
+/// the policy of its moment (a session update that gives the agent another MCP server
+/// widens an `allow_mcp_servers` policy to its host).
+pub struct LivePolicy(std::sync::RwLock<Arc<NetPolicy>>);
+
+impl LivePolicy {
+    pub fn new(policy: NetPolicy) -> Arc<LivePolicy> {
+        Arc::new(LivePolicy(std::sync::RwLock::new(Arc::new(policy))))
+    }
+
+    pub fn get(&self) -> Arc<NetPolicy> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, policy: NetPolicy) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+}
+
 /// One session's network: its policy, and its proxy, started when the sandbox first needs it.
 pub struct SessionNet {
-    policy: Arc<NetPolicy>,
+    policy: Arc<LivePolicy>,
     resolver: Arc<dyn Resolver>,
     /// Where the proxy listens (under the daemon's 0700 runtime dir).
     socket: PathBuf,
@@ -24,7 +46,7 @@ pub struct SessionNet {
 impl SessionNet {
     pub fn new(policy: NetPolicy, resolver: Arc<dyn Resolver>, socket: PathBuf) -> SessionNet {
         SessionNet {
-            policy: Arc::new(policy),
+            policy: LivePolicy::new(policy),
             resolver,
             socket,
             proxy: Mutex::new(None),
@@ -36,8 +58,18 @@ impl SessionNet {
         SessionNet::new(NetPolicy::None, policy::system_resolver(), PathBuf::new())
     }
 
-    pub fn policy(&self) -> &NetPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<NetPolicy> {
+        self.policy.get()
+    }
+
+    /// The policy from now on, for new connections (the proxy's included). Whether there is
+    /// a network at all is the environment's and does not change: a `None` policy stays.
+    pub fn set_policy(&self, policy: NetPolicy) {
+        if self.policy.get().is_none() != policy.is_none() {
+            tracing::warn!("a session's network can't be turned on or off while it lives; kept");
+            return;
+        }
+        self.policy.set(policy);
     }
 
     pub fn resolver(&self) -> &dyn Resolver {
@@ -47,7 +79,7 @@ impl SessionNet {
     /// The proxy socket to bridge into the sandbox, (re)started if it is not running; `None`
     /// when the session has no network. Must be called inside a tokio runtime.
     pub fn proxy_socket(&self) -> Result<Option<PathBuf>, String> {
-        if self.policy.is_none() {
+        if self.policy.get().is_none() {
             return Ok(None);
         }
         let mut proxy = self.proxy.lock().unwrap_or_else(PoisonError::into_inner);

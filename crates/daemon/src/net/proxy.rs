@@ -2,7 +2,7 @@
 //! into the sandbox (the sandbox's own network namespace has only loopback).
 //!
 //! It speaks HTTP CONNECT (a tunnel, used for https) and absolute-form HTTP
-//! (`GET http://host/path`). Every request is checked against the session's [`NetPolicy`]
+//! (`GET http://host/path`). Every request is checked against the session's [`NetPolicy`](super::NetPolicy)
 //! before any DNS lookup, then resolved and connected to exactly the checked addresses. A
 //! keep-alive connection is re-checked on every request: each absolute-form request gets its
 //! own upstream connection, so a second request can never ride on the first one's.
@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 
-use super::policy::{NetPolicy, Refusal, Resolver};
+use super::policy::{Refusal, Resolver};
 
 /// Largest request or response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -61,7 +61,7 @@ impl Drop for ProxyHandle {
 }
 
 struct Shared {
-    policy: Arc<NetPolicy>,
+    policy: Arc<super::LivePolicy>,
     resolver: Arc<dyn Resolver>,
 }
 
@@ -69,7 +69,7 @@ struct Shared {
 /// inside a tokio runtime.
 pub fn start(
     path: &Path,
-    policy: Arc<NetPolicy>,
+    policy: Arc<super::LivePolicy>,
     resolver: Arc<dyn Resolver>,
 ) -> std::io::Result<ProxyHandle> {
     if let Some(dir) = path.parent() {
@@ -378,7 +378,7 @@ async fn connect_checked(
         tracing::info!(host, port, reason = %r, "proxy refused a connection");
         (403, r.to_string())
     };
-    let target = shared.policy.check(host, port).map_err(refused)?;
+    let target = shared.policy.get().check(host, port).map_err(refused)?;
     let addrs = target
         .resolve(shared.resolver.as_ref())
         .await
@@ -689,7 +689,8 @@ mod tests {
         let server = upstream().await;
         let mut hosts = vec![server.to_string()];
         hosts.extend(extra_hosts.iter().map(|h| h.to_string()));
-        let policy = Arc::new(NetPolicy::limited(&hosts, false).unwrap());
+        let policy =
+            crate::net::LivePolicy::new(crate::net::NetPolicy::limited(&hosts, false).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let resolver = Arc::new(resolver);
         let handle = start(&dir.path().join("proxy.sock"), policy, resolver.clone()).unwrap();

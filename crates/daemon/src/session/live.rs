@@ -141,8 +141,9 @@ pub struct Session {
     row: Mutex<SessionRow>,
     pub services: Arc<Services>,
     pub toolbox: Toolbox,
-    /// Permission policies and custom tools of the pinned agent version (immutable).
-    pub policy: ToolPolicy,
+    /// Permission policies and custom tools of the pinned agent version with the session's
+    /// own tools over it; replaced only between turns (a session update's `agent`).
+    policy: Mutex<Arc<ToolPolicy>>,
     /// The pinned agent's `model.effort` as a thinking budget; None: the config's.
     pub thinking_budget: Option<u32>,
     /// The pinned agent's MCP servers, connected when a turn first needs them.
@@ -364,7 +365,7 @@ impl Session {
             ),
             secrets,
             elicitations: Default::default(),
-            policy,
+            policy: Mutex::new(Arc::new(policy)),
             thinking_budget,
             row: Mutex::new(row),
             services,
@@ -377,6 +378,21 @@ impl Session {
             attached_read_only: AtomicU32::new(0),
             work_env,
         })
+    }
+
+    /// The tool policy in force (a turn reads it once and keeps it to its end).
+    pub fn policy(&self) -> Arc<ToolPolicy> {
+        lock(&self.policy).clone()
+    }
+
+    /// The agent with the session's new tools and MCP servers, from the next turn on: the
+    /// tool policy, the MCP servers (connections to the old ones closed) and `net`, the
+    /// network policy for it (an environment that allows its agent's MCP servers reaches
+    /// the new ones' hosts).
+    pub async fn set_agent(&self, agent: &tether_proto::agent::Agent, net: crate::net::NetPolicy) {
+        *lock(&self.policy) = Arc::new(ToolPolicy::of(Some(agent)));
+        self.mcp.set_agent(Some(agent)).await;
+        self.toolbox.shared_net().set_policy(net);
     }
 
     /// The folded state, to read: only the append path changes it, event by event.

@@ -105,8 +105,9 @@ impl Failure {
 
 /// A session's MCP clients.
 pub struct McpClients {
-    /// The pinned agent version, when it uses MCP servers at all.
-    agent: Option<Arc<Agent>>,
+    /// The pinned agent version (with the session's own servers), when it uses MCP servers
+    /// at all; replaced between turns by a session update.
+    agent: Mutex<Option<Arc<Agent>>>,
     conns: tokio::sync::Mutex<BTreeMap<String, Conn>>,
     /// What the next request offers (read without awaiting while building it).
     offered: Mutex<Vec<OfferedTool>>,
@@ -127,6 +128,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `agent`, kept only when it uses an MCP server.
+fn using_mcp(agent: Option<&Agent>) -> Option<Arc<Agent>> {
+    agent
+        .filter(|a| !a.used_mcp_servers().is_empty())
+        .map(|a| Arc::new(a.clone()))
+}
+
 impl McpClients {
     pub fn new(
         agent: Option<&Agent>,
@@ -135,9 +143,7 @@ impl McpClients {
         asker: Weak<dyn AskUser>,
     ) -> McpClients {
         McpClients {
-            agent: agent
-                .filter(|a| !a.used_mcp_servers().is_empty())
-                .map(|a| Arc::new(a.clone())),
+            agent: Mutex::new(using_mcp(agent)),
             conns: tokio::sync::Mutex::new(BTreeMap::new()),
             offered: Mutex::new(Vec::new()),
             failed: Mutex::new(BTreeSet::new()),
@@ -146,6 +152,22 @@ impl McpClients {
             asker,
             wait: Arc::new(UserWait::default()),
         }
+    }
+
+    /// The agent's servers from now on: connections to the servers it had are closed (the
+    /// next turn connects to the new ones).
+    pub async fn set_agent(&self, agent: Option<&Agent>) {
+        let mut conns = self.conns.lock().await;
+        *lock(&self.agent) = using_mcp(agent);
+        for (_, conn) in std::mem::take(&mut *conns) {
+            let _ = conn.client.cancel().await;
+        }
+        lock(&self.offered).clear();
+        lock(&self.failed).clear();
+    }
+
+    fn agent(&self) -> Option<Arc<Agent>> {
+        lock(&self.agent).clone()
     }
 
     /// The client handler of a connection to `server`.
@@ -181,7 +203,7 @@ impl McpClients {
     /// Connects every server the agent uses that is not connected and did not fail this turn;
     /// returns the `session.error`s of those that failed.
     pub async fn connect_missing(&self, toolbox: &Toolbox) -> Vec<EventBody> {
-        let Some(agent) = &self.agent else {
+        let Some(agent) = self.agent() else {
             return Vec::new();
         };
         let mut conns = self.conns.lock().await;
@@ -195,7 +217,7 @@ impl McpClients {
             }
             let handler = self.elicitor(&server.name);
             match connect(
-                agent,
+                &agent,
                 server,
                 toolbox,
                 &self.config,
@@ -230,7 +252,7 @@ impl McpClients {
         input: &Value,
         cancel: &CancellationToken,
     ) -> CallOutcome {
-        let Some(agent) = &self.agent else {
+        let Some(agent) = self.agent() else {
             return CallOutcome::error(format!(
                 "the MCP server `{server}` is not used by this session's agent"
             ));
@@ -242,7 +264,7 @@ impl McpClients {
         if !conns.contains_key(server) {
             // After a restart (or a dropped connection) the call reconnects first.
             if let Err(e) = self
-                .reconnect(agent, toolbox, &mut conns, server, None)
+                .reconnect(&agent, toolbox, &mut conns, server, None)
                 .await
             {
                 return CallOutcome::error(format!(
@@ -272,7 +294,7 @@ impl McpClients {
             let text = error_chain(e);
             conns.remove(server);
             drop(conns);
-            return self.step_up(agent, server, tool, &text).await;
+            return self.step_up(&agent, server, tool, &text).await;
         }
         // The server refused an OAuth token it took before (revoked or expired early): once,
         // refresh it, reconnect and call again.
@@ -285,7 +307,7 @@ impl McpClients {
         {
             conns.remove(server);
             if let Err(why) = self
-                .reconnect(agent, toolbox, &mut conns, server, Some(refused))
+                .reconnect(&agent, toolbox, &mut conns, server, Some(refused))
                 .await
             {
                 return CallOutcome::error(format!(
@@ -719,7 +741,7 @@ async fn connect_http(
     let host = parsed.host_str().unwrap_or_default();
     let port = parsed.port_or_known_default().unwrap_or(80);
     let refused = |r: crate::net::Refusal| {
-        let hint = match (net.policy(), &r) {
+        let hint = match (net.policy().as_ref(), &r) {
             (
                 crate::net::NetPolicy::Limited(_),
                 crate::net::Refusal::NotListed { .. } | crate::net::Refusal::IpNotListed { .. },

@@ -50,7 +50,7 @@ pub fn build_request(s: &Session, model: &str) -> ModelRequest {
         tools: {
             let mut tools = tool_specs(
                 row.tools.as_deref(),
-                s.policy.custom_tools(),
+                s.policy().custom_tools(),
                 &s.toolbox.unavailable(),
             );
             tools.extend(s.mcp.tool_specs());

@@ -89,6 +89,7 @@ pub async fn update_session(
             name: None,
             metadata: None,
             vault_ids: None,
+            agent: None,
         })
         .await?;
     }
@@ -97,6 +98,73 @@ pub async fn update_session(
         s.services.store.set_session_model(&s.id, m).await?;
     }
     Ok(())
+}
+
+/// Gives a session its own tools and/or MCP servers from its next turn on, each list given
+/// replacing the one it has (hosted: a session update's `agent`). Checked by the rules an
+/// agent's are; refused while a turn runs. The row first (a reload applies it), then the
+/// live tool policy, MCP servers and network. Returns the agent as the session now runs it,
+/// or None when nothing changed; the door records `session.updated` with its snapshot.
+pub async fn update_agent(
+    s: &Arc<Session>,
+    update: &tether_proto::agent::SessionAgentUpdate,
+) -> Result<Option<tether_proto::agent::Agent>, ErrorBody> {
+    let invalid = |why: String| ErrorBody::new(ErrorCode::InvalidParams, why);
+    check_writable(s)?;
+    if let Some(link) = &s.thread {
+        return Err(invalid(format!(
+            "agent: a thread runs its own agent's tools; update the session {} instead",
+            link.primary.id
+        )));
+    }
+    let row = s.row();
+    let Some((agent_id, version)) = row.agent.clone() else {
+        return Err(invalid(format!(
+            "agent: session {} was created before agents and has no agent to update; start a new session",
+            s.id
+        )));
+    };
+    if s.state().status() == tether_proto::SessionStatus::Running {
+        return Err(invalid(format!(
+            "agent: session {} is running; its tools and MCP servers change only while it is not (wait for session.status_idle, or send user.interrupt)",
+            s.id
+        )));
+    }
+    let mut agent = crate::resources::agents::get(
+        &s.services.store,
+        &tether_proto::method::AgentParams {
+            agent: agent_id,
+            version: Some(version),
+        },
+    )
+    .await?;
+    let before = row.agent_overrides.clone().unwrap_or_default();
+    let after = before.merged(update);
+    if after == before {
+        return Ok(None);
+    }
+    after.apply(&mut agent.spec);
+    crate::resources::agents::validate(&agent.spec).map_err(|mut e| {
+        e.message = format!("agent: {}", e.message);
+        e
+    })?;
+    s.services
+        .store
+        .set_session_agent_overrides(&s.id, Some(&after))
+        .await?;
+    let tools = crate::resources::agents::offered_tools(&agent);
+    s.update_row(|r| {
+        r.agent_overrides = Some(after.clone());
+        r.tools = Some(tools.clone());
+    });
+    let net = crate::resources::environments::session_net_policy(
+        &s.services.store,
+        &s.row(),
+        Some(&agent),
+    )
+    .await;
+    s.set_agent(&agent, net).await;
+    Ok(Some(agent))
 }
 
 /// A spending limit must be a non-negative, finite number of dollars.

@@ -592,6 +592,7 @@ impl SessionState {
                     name: None,
                     metadata: None,
                     vault_ids: None,
+                    agent: None,
                 });
             }
             bodies.push(EventBody::user_text(text));
@@ -1833,6 +1834,7 @@ mod tests {
             name: None,
             metadata: None,
             vault_ids: None,
+            agent: None,
         });
         log.push(EventBody::SessionUpdated {
             model: None,
@@ -1841,6 +1843,7 @@ mod tests {
             name: None,
             metadata: None,
             vault_ids: None,
+            agent: None,
         });
         let st = log.state();
         assert_eq!(st.model.as_deref(), Some("openai/gpt-5.1"));

@@ -299,7 +299,7 @@ fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
         .content
         .iter()
         .filter_map(|p| match p {
-            Part::ToolUse { name, input, .. } if s.policy.is_custom(name) => {
+            Part::ToolUse { name, input, .. } if s.policy().is_custom(name) => {
                 Some(EventBody::AgentCustomToolUse {
                     name: name.clone(),
                     input: input.clone(),
@@ -320,7 +320,7 @@ fn response_events(s: &Session, resp: &ModelResponse) -> Vec<EventBody> {
                 evaluated_permission: Some(match &offered {
                     _ if agent_tools.contains(&name.as_str()) => Permission::Allow,
                     Some(o) if !o.contains(name) => Permission::Deny,
-                    _ => s.policy.permission(name),
+                    _ => s.policy().permission(name),
                 }),
             }),
             _ => None,
@@ -381,7 +381,7 @@ async fn run_tools(
         // A tool the pinned agent disabled was never offered; refuse it without running it.
         if let Some(offered) = s.row().tools
             && !offered.contains(&call.name)
-            && !s.policy.is_custom(&call.name)
+            && !s.policy().is_custom(&call.name)
         {
             let msg = if offered.is_empty() {
                 format!(

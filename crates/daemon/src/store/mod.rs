@@ -325,6 +325,17 @@ impl Store {
             .await
     }
 
+    /// Sets a session's own tools and MCP servers (None: its agent version's again).
+    pub async fn set_session_agent_overrides(
+        &self,
+        session_id: &str,
+        overrides: Option<&tether_proto::agent::SessionAgentUpdate>,
+    ) -> Result<(), StoreError> {
+        let json = overrides.map(writer::encode_agent_overrides).transpose()?;
+        self.set_session_columns(session_id, "agent_overrides = ?2", vec![json.into()], None)
+            .await
+    }
+
     /// Sets a session's model column after a `session.updated` switched it, so listings of
     /// sessions not loaded in memory show the model the session now uses.
     pub async fn set_session_model(

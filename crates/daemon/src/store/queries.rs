@@ -32,7 +32,7 @@ pub fn resolve_id_or_name(
 }
 
 const SESSION_COLS: &str = "s.id, s.name, s.title, s.model, s.system, s.workspace, s.workspace_owned, s.max_turns, s.status, s.stop_reason, s.usage, \
-    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes, s.parent_id, s.thread_agent, s.memory, s.deployment_id, s.vault_ids, s.skills";
+    s.last_seq, s.created_at, MAX(s.updated_at, COALESCE(s.last_event_at, '')), s.archived_at, s.forked_from, s.agent_id, s.agent_version, s.tools, s.environment_id, s.env_layer, s.metadata, s.networking, s.outcomes, s.parent_id, s.thread_agent, s.memory, s.deployment_id, s.vault_ids, s.skills, s.agent_overrides";
 
 fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     let status: String = r.get(8)?;
@@ -96,6 +96,9 @@ fn row_to_session(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
             .unwrap_or_default(),
         skill_refs: r
             .get::<_, Option<String>>(29)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
+        agent_overrides: r
+            .get::<_, Option<String>>(30)?
             .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }

@@ -61,6 +61,9 @@ pub struct SessionRow {
     /// The session's own skills (`agent_with_overrides.skills`), replacing its agent's;
     /// None: the agent's.
     pub skill_refs: Option<Vec<tether_proto::skill::SkillRef>>,
+    /// The session's own tools and MCP servers (`agent_with_overrides`, or a session
+    /// update's `agent`), applied over its agent version's; None: the version's.
+    pub agent_overrides: Option<tether_proto::agent::SessionAgentUpdate>,
 }
 
 impl SessionRow {
@@ -99,6 +102,7 @@ impl SessionRow {
             skills: Vec::new(),
             vault_ids: Vec::new(),
             skill_refs: None,
+            agent_overrides: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::error::StoreError;
 
 /// Schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 23;
+pub const SCHEMA_VERSION: i64 = 24;
 
 pub(super) fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     let flags = if read_only {
@@ -526,6 +526,18 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {
              CREATE UNIQUE INDEX files_by_scope ON files (scope_id, scope_path)
                 WHERE scope_id IS NOT NULL;
              PRAGMA user_version = 23;
+             COMMIT;",
+        )
+        .map_err(|e| StoreError::Write(e.to_string()))?;
+    }
+    if version < 24 {
+        // A session's own tools and MCP servers (`agent_with_overrides`, or `agent` on a
+        // session update; issue 25) as JSON, NULL for its agent version's: a reload applies
+        // them again, so they outlive a restart.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE sessions ADD COLUMN agent_overrides TEXT;
+             PRAGMA user_version = 24;
              COMMIT;",
         )
         .map_err(|e| StoreError::Write(e.to_string()))?;

@@ -750,6 +750,14 @@ impl Writer {
                 )
                 .map_err(|e| StoreError::Write(e.to_string()))?;
         }
+        if let Some(o) = &row.agent_overrides {
+            self.conn
+                .execute(
+                    "UPDATE sessions SET agent_overrides = ?2 WHERE id = ?1",
+                    params![row.id, encode_agent_overrides(o)?],
+                )
+                .map_err(|e| StoreError::Write(e.to_string()))?;
+        }
         let mut last = 0;
         if let Some(src) = copy_from {
             // Copy the log, re-stamping each stored body with the new session id.
@@ -832,4 +840,12 @@ fn summary_columns(
         stop_reason.and_then(|r| serde_json::to_string(r).ok()),
         serde_json::to_string(usage).unwrap_or_else(|_| "{}".into()),
     )
+}
+
+/// A session's own tools and MCP servers as stored in `sessions.agent_overrides`.
+pub(crate) fn encode_agent_overrides(
+    o: &tether_proto::agent::SessionAgentUpdate,
+) -> Result<String, StoreError> {
+    serde_json::to_string(o)
+        .map_err(|e| StoreError::Write(format!("cannot encode the session's tools: {e}")))
 }

@@ -44,6 +44,10 @@ pub struct CreateSession {
     /// `agent_with_overrides.tools`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<crate::agent::AgentTool>>,
+    /// Replaces the pinned agent's MCP servers for this session only (hosted
+    /// `agent_with_overrides.mcp_servers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp_servers: Option<Vec<crate::agent::McpServer>>,
     /// Hosted `metadata`: up to 16 string pairs.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub metadata: std::collections::BTreeMap<String, String>,

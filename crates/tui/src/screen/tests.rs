@@ -1869,6 +1869,7 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
                         name: Some("better-name".into()),
                         metadata: None,
                         vault_ids: None,
+                        agent: None,
                     },
                 ),
             ],
@@ -1887,6 +1888,7 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
                 name: Some("better-name".into()),
                 metadata: None,
                 vault_ids: None,
+                agent: None,
             },
         )],
     );
