@@ -916,3 +916,42 @@ async fn authorizing_during_the_turn_connects_at_its_next_step() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The attack: a server the session may reach answers 401 with a challenge (and metadata)
+/// naming an address on tetherd's own network. A login nobody asked for must not probe it:
+/// no request reaches that address, no login is offered, and the `session.error` says why
+/// and how the user can log in themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_started_login_never_reaches_private_addresses_the_server_names() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    // Stands for an internal service: another port on tetherd's loopback.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.set_nonblocking(true).unwrap();
+    let probe_base = format!("http://{}", probe.local_addr().unwrap());
+    server.lock().base = probe_base.clone();
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text("no tools today")])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let id = run_session(&env, &api, &agent, &vault).await;
+
+    let errors = session_errors(&env.events(&id));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let m = &errors[0].message;
+    for part in [
+        "could not",
+        "loopback",
+        "tether vaults login",
+        probe_base.as_str(),
+    ] {
+        assert!(m.contains(part), "`{part}` not in: {m}");
+    }
+    assert!(authorizations(&env, &id).is_empty(), "no login was offered");
+    assert_eq!(server.lock().registrations, 0);
+    assert!(
+        matches!(probe.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "tetherd connected to the address the server named"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -56,7 +56,7 @@ pub async fn start(
     url: &str,
     client_metadata_url: Option<&str>,
 ) -> Result<LoginStarted, ErrorBody> {
-    start_with_challenge(store, data_dir, vault_id, url, client_metadata_url)
+    start_with_challenge(store, data_dir, vault_id, url, client_metadata_url, None)
         .await
         .map(|(started, _)| started)
 }
@@ -69,6 +69,7 @@ async fn start_with_challenge(
     vault_id: &str,
     url: &str,
     client_metadata_url: Option<&str>,
+    reach: Option<&authorize::Reach>,
 ) -> Result<(LoginStarted, authorize::Challenge), ErrorBody> {
     let vault = super::get_vault(store, vault_id).await?;
     if vault.archived_at.is_some() {
@@ -98,6 +99,7 @@ async fn start_with_challenge(
         &challenge,
         client_metadata_url,
         target,
+        reach,
     )
     .await?;
     Ok((started, challenge))
@@ -146,8 +148,17 @@ pub async fn for_session(
             new: false,
         });
     }
-    let (started, challenge) =
-        start_with_challenge(store, data_dir, vault_id, url, client_metadata_url).await?;
+    // Nobody asked for this login: its requests stay off tetherd's own network.
+    let reach = authorize::Reach::for_server(url);
+    let (started, challenge) = start_with_challenge(
+        store,
+        data_dir,
+        vault_id,
+        url,
+        client_metadata_url,
+        Some(&reach),
+    )
+    .await?;
     asked.insert(key, (started.clone(), challenge.clone()));
     Ok(SessionLogin {
         started,
@@ -194,7 +205,16 @@ pub async fn step_up(
         vault_id: vault_id.to_string(),
         credential_id: credential_id.to_string(),
     };
-    let started = begin(store, data_dir, url, challenge, client_metadata_url, target).await?;
+    let started = begin(
+        store,
+        data_dir,
+        url,
+        challenge,
+        client_metadata_url,
+        target,
+        None,
+    )
+    .await?;
     STEP_UPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -203,6 +223,7 @@ pub async fn step_up(
 }
 
 /// Discovers, registers and listens for the browser's redirect; the tokens go to `target`.
+/// `reach`: where a login nobody asked for may send its requests.
 async fn begin(
     store: &Store,
     data_dir: &Path,
@@ -210,6 +231,7 @@ async fn begin(
     challenge: &authorize::Challenge,
     client_metadata_url: Option<&str>,
     target: Target,
+    reach: Option<&authorize::Reach>,
 ) -> Result<LoginStarted, ErrorBody> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -223,9 +245,16 @@ async fn begin(
         .map_err(|e| bad(e.to_string()))?
         .port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let plan = authorize::prepare(url, challenge, &redirect_uri, "tether", client_metadata_url)
-        .await
-        .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
+    let plan = authorize::prepare(
+        url,
+        challenge,
+        &redirect_uri,
+        "tether",
+        client_metadata_url,
+        reach,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
     let login_id = format!(
         "login_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
