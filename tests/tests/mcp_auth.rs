@@ -637,3 +637,321 @@ async fn a_call_refused_for_scope_asks_the_user_to_authorize_and_the_next_call_u
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The `tether.mcp_authorization_required` events of session `id`: (reason, login id,
+/// authorization URL, scope).
+fn authorizations(env: &TestEnv, id: &str) -> Vec<(String, String, String, Option<String>)> {
+    env.events(id)
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::McpAuthorizationRequired {
+                mcp_server_name,
+                mcp_server_url,
+                authorization_url,
+                login_id,
+                scope,
+                reason,
+            } => {
+                assert_eq!(mcp_server_name, "remote");
+                assert!(!mcp_server_url.is_empty());
+                Some((
+                    reason.clone(),
+                    login_id.clone(),
+                    authorization_url.clone(),
+                    scope.clone(),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A session with the vault but no credential in it, waiting for its first message.
+async fn quiet_session(api: &Api, agent: &str, vault: &str) -> String {
+    let session = api
+        .ok(
+            "POST",
+            "/v1/sessions",
+            Some(json!({"agent": agent, "environment_id": "oauth-mcp", "vault_ids": [vault]})),
+        )
+        .await;
+    session["id"].as_str().unwrap().to_string()
+}
+
+async fn say(env: &TestEnv, api: &Api, id: &str, text: &str) {
+    api.ok(
+        "POST",
+        &format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]})),
+    )
+    .await;
+    env.wait_idle(id).await;
+}
+
+async fn workspace_of(env: &TestEnv, id: &str) -> std::path::PathBuf {
+    let mut c = env.client().await;
+    let info = c.call("session.get", json!({"session": id})).await.unwrap();
+    info["workspace"].as_str().unwrap().into()
+}
+
+/// No file under `dir` holds any of `secrets`.
+fn assert_not_under(dir: &std::path::Path, secrets: &[&str]) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                for s in secrets {
+                    assert!(
+                        !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                        "{s} in {}",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A server that refuses the session as unauthorized when the session has no credential for
+/// it: the turn goes on without it, the `session.error` says authorization was asked of the
+/// user, and one `tether.mcp_authorization_required` (reason `unauthorized`) carries the
+/// login URL into the session's vault. The user's browser completes it; the next turn
+/// connects with the new `mcp_oauth` credential and the call goes through. The tokens are
+/// nowhere in the log, the database, the daemon log or the workspace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_the_session_has_no_credential_for_asks_the_user_to_authorize_and_then_works() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::text("the tracker needs you to authorize tether"),
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let id = run_session(&env, &api, &agent, &vault).await;
+
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    let errors = session_errors(&events);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].kind, "mcp_authentication_failed_error");
+    for part in [
+        "asked the user to authorize",
+        "tether.mcp_authorization_required",
+        vault.as_str(),
+    ] {
+        assert!(
+            errors[0].message.contains(part),
+            "`{part}` not in: {}",
+            errors[0].message
+        );
+    }
+    let asked = authorizations(&env, &id);
+    assert_eq!(asked.len(), 1, "{events:#?}");
+    let (reason, login, url, scope) = asked[0].clone();
+    assert_eq!(reason, "unauthorized");
+    assert_eq!(scope, None, "the server's 401 names no scope");
+    assert!(
+        url.starts_with(&format!("http://{}/authorize?", server.authority)),
+        "{url}"
+    );
+    assert!(errors[0].message.contains(&login), "{}", errors[0].message);
+    assert!(mcp_results(&env, &id).is_empty());
+    let none = api
+        .ok("GET", &format!("/v1/vaults/{vault}/credentials"), None)
+        .await;
+    assert_eq!(none["data"].as_array().unwrap().len(), 0, "{none}");
+
+    // The user's browser: the authorization server redirects it to tetherd's callback.
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    let creds = api
+        .ok("GET", &format!("/v1/vaults/{vault}/credentials"), None)
+        .await;
+    let creds = creds["data"].as_array().unwrap().clone();
+    assert_eq!(creds.len(), 1, "{creds:?}");
+    assert_eq!(creds[0]["auth"]["type"], "mcp_oauth");
+    assert_eq!(creds[0]["auth"]["mcp_server_url"], server.mcp_url.as_str());
+
+    say(&env, &api, &id, "done, go on").await;
+    assert_eq!(mcp_results(&env, &id), vec![("authed".to_string(), false)]);
+    assert_eq!(server.calls(), 1);
+    let events = env.events(&id);
+    assert_eq!(
+        session_errors(&events).len(),
+        1,
+        "the second turn connected: {events:#?}"
+    );
+    assert_eq!(authorizations(&env, &id).len(), 1, "asked once");
+    assert_eq!(server.lock().registrations, 1);
+
+    let (granted, refresh) = {
+        let s = server.lock();
+        (s.access_token.clone(), s.refresh_token.clone())
+    };
+    assert_eq!(server.lock().seen_tokens.last(), Some(&granted));
+    assert_nowhere(&env, &[&id], &[&granted, &refresh, CLIENT_SECRET]);
+    assert_not_under(
+        &workspace_of(&env, &id).await,
+        &[&granted, &refresh, CLIENT_SECRET],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Asked again while its login is pending (the next turn), the session shows the same URL:
+/// one login, one client registration, not one per turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_turns_before_authorizing_share_one_login() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::text("please authorize"),
+        Reply::text("still waiting for you to authorize"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let id = quiet_session(&api, &agent, &vault).await;
+    say(&env, &api, &id, "go").await;
+    say(&env, &api, &id, "again").await;
+
+    let asked = authorizations(&env, &id);
+    assert_eq!(asked.len(), 2, "one notice per turn: {asked:?}");
+    assert_eq!(asked[0], asked[1], "the same login and URL both times");
+    assert_eq!(server.lock().registrations, 1, "one login");
+    assert_eq!(session_errors(&env.events(&id)).len(), 2);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The user authorizes while the turn is still under way (its shell command waits on a FIFO
+/// the test opens after the browser came back): the next model request of the same turn
+/// connects the server, offers its tools, and the call goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn authorizing_during_the_turn_connects_at_its_next_step() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    let env = TestEnv::new(Script::by_turn(vec![
+        Reply::tool_use("bash", json!({"command": "cat gate"})),
+        Reply::tool_use("mcp__remote__echo", json!({"text": "authed"})),
+        Reply::text("done"),
+    ]))
+    .await;
+    let (mut child, api) = Api::start(&env).await;
+    let (_, vault) = setup(&api, &server).await;
+    let agent = api
+        .ok(
+            "POST",
+            "/v1/agents",
+            Some(json!({"name": "oauth-shell", "model": "claude-haiku-4-5",
+                "mcp_servers": [{"type": "url", "name": "remote", "url": server.mcp_url}],
+                "tools": [
+                    {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_allow"}}},
+                    {"type": "mcp_toolset", "mcp_server_name": "remote", "default_config": {"permission_policy": {"type": "always_allow"}}}
+                ]})),
+        )
+        .await;
+    let id = quiet_session(&api, agent["id"].as_str().unwrap(), &vault).await;
+    let gate = workspace_of(&env, &id).await.join("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    api.ok(
+        "POST",
+        &format!("/v1/sessions/{id}/events"),
+        Some(json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]})),
+    )
+    .await;
+    let mut c = env.client().await;
+    let frames = c
+        .attach_until(&id, 0, |f| {
+            matches!(f, tether_proto::ServerFrame::Event(e)
+                if matches!(e.body, EventBody::McpAuthorizationRequired { .. }))
+        })
+        .await;
+    let url = frames
+        .iter()
+        .find_map(|f| match f {
+            tether_proto::ServerFrame::Event(e) => match &e.body {
+                EventBody::McpAuthorizationRequired {
+                    authorization_url, ..
+                } => Some(authorization_url.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    let page = reqwest::get(&url).await.unwrap();
+    assert!(page.text().await.unwrap().contains("tether is authorized"));
+    // Lets the shell command finish (opening a FIFO to write waits for its reader).
+    tokio::task::spawn_blocking(move || std::fs::write(gate, "authorized\n"))
+        .await
+        .unwrap()
+        .unwrap();
+    env.wait_idle(&id).await;
+
+    let events = env.events(&id);
+    assert_log_invariants(&events);
+    assert_eq!(
+        mcp_results(&env, &id),
+        vec![("authed".to_string(), false)],
+        "{events:#?}"
+    );
+    let turns = events
+        .iter()
+        .filter(|e| matches!(e.body, EventBody::UserMessage { .. }))
+        .count();
+    assert_eq!(turns, 1, "one turn");
+    assert_eq!(authorizations(&env, &id).len(), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The attack: a server the session may reach answers 401 with a challenge (and metadata)
+/// naming an address on tetherd's own network. A login nobody asked for must not probe it:
+/// no request reaches that address, no login is offered, and the `session.error` says why
+/// and how the user can log in themselves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_started_login_never_reaches_private_addresses_the_server_names() {
+    let server =
+        oauth_server::serve("nothing-yet-0000", "nothing-yet-1111", ClientAuth::Post).await;
+    // Stands for an internal service: another port on tetherd's loopback.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.set_nonblocking(true).unwrap();
+    let probe_base = format!("http://{}", probe.local_addr().unwrap());
+    server.lock().base = probe_base.clone();
+    let env = TestEnv::new(Script::by_turn(vec![Reply::text("no tools today")])).await;
+    let (mut child, api) = Api::start(&env).await;
+    let (agent, vault) = setup(&api, &server).await;
+    let id = run_session(&env, &api, &agent, &vault).await;
+
+    let errors = session_errors(&env.events(&id));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let m = &errors[0].message;
+    for part in [
+        "could not",
+        "loopback",
+        "tether vaults login",
+        probe_base.as_str(),
+    ] {
+        assert!(m.contains(part), "`{part}` not in: {m}");
+    }
+    assert!(authorizations(&env, &id).is_empty(), "no login was offered");
+    assert_eq!(server.lock().registrations, 0);
+    assert!(
+        matches!(probe.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "tetherd connected to the address the server named"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -529,11 +529,14 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    // MCP authorization step-up (issue 25, mcpauth2)
-    /// tether: an MCP server wants more authorization than the session's `mcp_oauth`
-    /// credential carries (a 403 `insufficient_scope` on a call). tetherd started a login:
-    /// the user opens `authorization_url` in a browser on tetherd's machine; when it comes
-    /// back, the credential is updated in place and the next call uses it.
+    // MCP authorization step-up (issue 25, mcpauth2; mcplogin)
+    /// tether: an MCP server wants authorization the session lacks: more than its
+    /// `mcp_oauth` credential carries (`reason` `insufficient_scope`: a 403 on a call; the
+    /// credential is updated in place), or any at all (`unauthorized`: it refused the
+    /// connection and the session has no credential for it; a new `mcp_oauth` credential
+    /// goes into the session's first vault). tetherd started a login: the user opens
+    /// `authorization_url` in a browser on tetherd's machine; when it comes back, the
+    /// session's next connection (its next model request) uses the credential.
     #[serde(rename = "tether.mcp_authorization_required")]
     McpAuthorizationRequired {
         mcp_server_name: String,

@@ -76,6 +76,8 @@ async fn authorize(url: &str, challenge: &Challenge) -> anyhow::Result<String> {
         REDIRECT_URI,
         "tether conformance client",
         Some(CLIENT_METADATA_URL),
+        // As `tether vaults login`: the user asked for it.
+        None,
     )
     .await
     .map_err(anyhow::Error::msg)?;

@@ -1,9 +1,10 @@
 //! What a child thread's appends put in its primary's stream (hosted placement): its
 //! lifecycle (`session.thread_status_*`, also written in its own stream next to the
 //! `session.status_*` its fold uses), its tool calls that wait for a client (an `always_ask`
-//! approval, a custom tool), its MCP servers' elicitations, and the answers to them. A cross-post keeps the original's id and
-//! names the thread in `session_thread_id`, so a client of the primary answers a call by the
-//! same id it would use on the thread's own stream.
+//! approval, a custom tool), its MCP servers' elicitations and the answers to them, and the
+//! authorizations its MCP servers need (`tether.mcp_authorization_required`). A cross-post
+//! keeps the original's id and names the thread in `session_thread_id`, so a client of the
+//! primary answers a call by the same id it would use on the thread's own stream.
 
 use tether_proto::{EventBody, Permission};
 
@@ -81,6 +82,8 @@ pub fn drafts_of(
                 | EventBody::McpElicitationRequested { .. }
                 | EventBody::McpElicitationAnswered { .. }
                 | EventBody::McpElicitationCompleted { .. }
+                // A login its MCP server needs: the user of the primary completes it.
+                | EventBody::McpAuthorizationRequired { .. }
         );
         if waits_for_client {
             cross(&mut own, draft.id, draft.body, false);
@@ -190,5 +193,23 @@ mod tests {
             assert_eq!(o.id, p.id, "the same id on both sides");
             assert_eq!(p.session_thread_id.as_deref(), Some("sthr_1"));
         }
+    }
+
+    #[test]
+    fn a_childs_mcp_authorization_is_cross_posted_for_the_primarys_user() {
+        let asked = EventBody::McpAuthorizationRequired {
+            mcp_server_name: "remote".into(),
+            mcp_server_url: "https://mcp.example.com/mcp".into(),
+            authorization_url: "https://auth.example.com/authorize?client_id=x".into(),
+            login_id: "login_1".into(),
+            scope: None,
+            reason: "unauthorized".into(),
+        };
+        let (own, primary) = drafts("sthr_1", "reviewer", vec![asked.clone()]);
+        assert_eq!(own.len(), 1);
+        assert_eq!(primary.len(), 1, "not cross-posted");
+        assert_eq!(primary[0].body, asked);
+        assert_eq!(own[0].id, primary[0].id);
+        assert_eq!(primary[0].session_thread_id.as_deref(), Some("sthr_1"));
     }
 }

@@ -362,6 +362,8 @@ impl Session {
                 services.config.mcp.clone(),
                 secrets.clone(),
                 me.clone(),
+                services.store.clone(),
+                services.paths.data_dir.clone(),
             ),
             secrets,
             elicitations: Default::default(),

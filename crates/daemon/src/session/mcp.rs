@@ -22,9 +22,16 @@
 //! typed `session.error` (`mcp_connection_failed_error` / `mcp_authentication_failed_error`)
 //! and the turn goes on without it; the next turn tries again. A call that fails on a broken
 //! connection drops it, so the next use reconnects.
+//!
+//! A `type: url` server that refuses the session as unauthorized when it has no credential
+//! for it: the session's vaults are read again (a credential may have been added since); still
+//! none, and the session has a vault, tetherd starts an OAuth login into its first vault (one
+//! per vault and server while it is pending) and records `tether.mcp_authorization_required`
+//! beside the `session.error`. Once the user completes it, the next model request connects.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -42,6 +49,7 @@ use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
 use serde_json::Value;
 use tether_proto::agent::{Agent, McpServer, PermissionPolicy};
 use tether_proto::elicitation::ElicitationAction;
+use tether_proto::vault::LoginStatus;
 use tether_proto::{EventBody, Permission, RetryStatusKind};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +59,7 @@ use crate::net::SessionNet;
 use crate::provider::ToolSpec;
 use crate::resources::vaults::oauth::AccessToken;
 use crate::resources::vaults::{LiveSecrets, McpAuth, SessionSecrets};
+use crate::store::Store;
 use crate::tools::Toolbox;
 use crate::tools::mcp_names::{PREFIX, model_name};
 
@@ -92,6 +101,9 @@ impl Conn {
 struct Failure {
     auth: bool,
     message: String,
+    /// It refused the connection as unauthorized and the session has no credential for it
+    /// (vault or config.toml): a login can mend that.
+    needs_login: bool,
 }
 
 impl Failure {
@@ -99,9 +111,22 @@ impl Failure {
         Failure {
             auth: false,
             message,
+            needs_login: false,
+        }
+    }
+
+    fn auth(message: String) -> Failure {
+        Failure {
+            auth: true,
+            message,
+            needs_login: false,
         }
     }
 }
+
+/// The `reason` of the `tether.mcp_authorization_required` a session records when a server
+/// refuses it as unauthorized and it has no credential for it.
+const UNAUTHORIZED: &str = "unauthorized";
 
 /// A session's MCP clients.
 pub struct McpClients {
@@ -122,6 +147,12 @@ pub struct McpClients {
     asker: Weak<dyn AskUser>,
     /// Time the call in flight spent waiting on the user.
     wait: Arc<UserWait>,
+    /// Where a login the session starts stores its credential (the vaults' store).
+    store: Store,
+    data_dir: PathBuf,
+    /// Logins the user was asked to complete, by server: once one is done, the server is
+    /// tried again at the next model request, even in the same turn.
+    logins: Mutex<BTreeMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -141,6 +172,8 @@ impl McpClients {
         config: McpConfig,
         vault: Arc<LiveSecrets>,
         asker: Weak<dyn AskUser>,
+        store: Store,
+        data_dir: PathBuf,
     ) -> McpClients {
         McpClients {
             agent: Mutex::new(using_mcp(agent)),
@@ -151,6 +184,9 @@ impl McpClients {
             vault,
             asker,
             wait: Arc::new(UserWait::default()),
+            store,
+            data_dir,
+            logins: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -210,23 +246,13 @@ impl McpClients {
         // A server that went away since (a stdio process that exited) is started again, and
         // one whose OAuth token is about to expire is opened again with a refreshed token.
         conns.retain(|_, c| c.usable());
+        self.retry_authorized();
         let mut errors = Vec::new();
         for server in agent.used_mcp_servers() {
             if conns.contains_key(&server.name) || lock(&self.failed).contains(&server.name) {
                 continue;
             }
-            let handler = self.elicitor(&server.name);
-            match connect(
-                &agent,
-                server,
-                toolbox,
-                &self.config,
-                &self.vault.get(),
-                None,
-                handler,
-            )
-            .await
-            {
+            match self.connect_server(&agent, server, toolbox, None).await {
                 Ok(conn) => {
                     tracing::info!(server = %server.name, tools = conn.tools.len(), "connected to MCP server");
                     conns.insert(server.name.clone(), conn);
@@ -234,7 +260,12 @@ impl McpClients {
                 Err(f) => {
                     tracing::warn!(server = %server.name, error = %f.message, "MCP server unavailable");
                     lock(&self.failed).insert(server.name.clone());
-                    errors.push(failure_event(&server.name, f));
+                    if f.needs_login {
+                        let url = server.url.as_deref().unwrap_or_default();
+                        errors.extend(self.ask_login(&server.name, url, f).await);
+                    } else {
+                        errors.push(failure_event(&server.name, f));
+                    }
                 }
             }
         }
@@ -413,6 +444,128 @@ impl McpClients {
         Ok(())
     }
 
+    /// Servers whose login (asked by [`McpClients::ask_login`]) the user completed are no
+    /// longer "failed this turn": the next model request connects them.
+    fn retry_authorized(&self) {
+        let mut logins = lock(&self.logins);
+        logins.retain(|server, login_id| {
+            match crate::resources::vaults::login::status(login_id) {
+                Some(LoginStatus::Pending) => true,
+                Some(LoginStatus::Done { .. }) => {
+                    lock(&self.failed).remove(server);
+                    false
+                }
+                // Failed or forgotten: the next turn's refusal asks again.
+                _ => false,
+            }
+        });
+    }
+
+    /// Connects `server` with the session's credentials. Refused as unauthorized with no
+    /// credential for it, the session's vaults are read again first: one made since (the
+    /// login it asked for, `tether vaults login`, a credential POSTed to the vault) is then
+    /// used right away.
+    async fn connect_server(
+        &self,
+        agent: &Agent,
+        server: &McpServer,
+        toolbox: &Toolbox,
+        refused: Option<String>,
+    ) -> Result<Conn, Failure> {
+        let handler = self.elicitor(&server.name);
+        let first = connect(
+            agent,
+            server,
+            toolbox,
+            &self.config,
+            &self.vault.get(),
+            refused,
+            handler.clone(),
+        )
+        .await;
+        let url = server.url.as_deref().unwrap_or_default();
+        match first {
+            Err(f) if f.needs_login && !self.vault.get().vault_ids.is_empty() => {
+                if let Err(e) = self.vault.reload_mcp(&self.store, &self.data_dir).await {
+                    tracing::warn!(server = %server.name, error = %e, "cannot read the session's vaults again");
+                    return Err(f);
+                }
+                if self.vault.get().mcp_auth(url).is_none() {
+                    return Err(f);
+                }
+                tracing::info!(server = %server.name, "a credential for the MCP server was added to the session's vaults; connecting with it");
+                connect(
+                    agent,
+                    server,
+                    toolbox,
+                    &self.config,
+                    &self.vault.get(),
+                    None,
+                    handler,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    /// A server refused the session as unauthorized and it has no credential for it: a login
+    /// into the session's first vault (or the one already pending) for the user to complete,
+    /// told with a `tether.mcp_authorization_required` event, and the `session.error` that
+    /// hosted clients see saying so. Without a vault, only the error (saying what to do).
+    async fn ask_login(&self, server: &str, url: &str, mut f: Failure) -> Vec<EventBody> {
+        let secrets = self.vault.get();
+        let Some(vault_id) = secrets.vault_ids.first() else {
+            return vec![failure_event(server, f)];
+        };
+        let login = match crate::resources::vaults::login::for_session(
+            &self.store,
+            &self.data_dir,
+            vault_id,
+            url,
+            self.config.client_id_metadata_url.as_deref(),
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(server = %server, error = %e.message, "cannot start the MCP server's OAuth login");
+                f.message = format!(
+                    "{}; tether tried to start that login itself and could not: {}",
+                    f.message, e.message
+                );
+                return vec![failure_event(server, f)];
+            }
+        };
+        if login.new {
+            tracing::info!(server = %server, vault = %vault_id, login = %login.started.login_id, "MCP server needs authorization; asked of the user");
+        }
+        lock(&self.logins).insert(server.to_string(), login.started.login_id.clone());
+        let asked = EventBody::McpAuthorizationRequired {
+            mcp_server_name: server.to_string(),
+            mcp_server_url: url.to_string(),
+            authorization_url: login.started.authorization_url,
+            login_id: login.started.login_id.clone(),
+            scope: login.scope,
+            reason: UNAUTHORIZED.into(),
+        };
+        let message = format!(
+            "{url} needs authorization and the session has no credential for it, so tether asked the user to authorize it: the URL to open in a browser on tetherd's machine is in the tether.mcp_authorization_required event (login {}; the TUI shows it, HTTP readers see it with tether_events=true); the new mcp_oauth credential goes into the vault {vault_id} (the session's first), and the session connects as soon as the login is done",
+            login.started.login_id
+        );
+        vec![
+            asked,
+            failure_event(
+                server,
+                Failure {
+                    auth: true,
+                    message,
+                    needs_login: true,
+                },
+            ),
+        ]
+    }
+
     /// A call the server refused for want of scope: starts (or shows again) the login for the
     /// scope it asks, tells the user with a `tether.mcp_authorization_required` event and
     /// the model that the call is waiting on that authorization.
@@ -520,18 +673,10 @@ impl McpClients {
                 "the MCP server `{server}` is not used by this session's agent"
             ));
         };
-        let handler = self.elicitor(server);
-        let conn = connect(
-            agent,
-            spec,
-            toolbox,
-            &self.config,
-            &self.vault.get(),
-            refused,
-            handler,
-        )
-        .await
-        .map_err(|f| f.message)?;
+        let conn = self
+            .connect_server(agent, spec, toolbox, refused)
+            .await
+            .map_err(|f| f.message)?;
         conns.insert(server.to_string(), conn);
         Ok(())
     }
@@ -700,10 +845,7 @@ async fn connect_http_authed(
         }
         Some(McpAuth::Oauth(r, tokens)) => (r, tokens),
     };
-    let auth_failure = |message: String| Failure {
-        auth: true,
-        message,
-    };
+    let auth_failure = Failure::auth;
     let token = tokens
         .access_token(r, refused.as_deref(), chrono::Utc::now())
         .await
@@ -780,8 +922,10 @@ async fn connect_http(
         ))),
         Ok(Err(e)) => {
             let auth = is_auth_error(&e);
+            let needs_login = auth && vault_bearer.is_none() && config.credential(&url).is_none();
             Err(Failure {
                 auth,
+                needs_login,
                 message: if auth && vault_bearer.is_some() {
                     format!(
                         "{url} refused the connection as unauthorized ({e}); check the credential for it in the session's vaults (its token may be wrong or expired: update it with POST /v1/vaults/{{vault_id}}/credentials/{{credential_id}})"
@@ -856,13 +1000,10 @@ fn with_credential(
 ) -> Result<StreamableHttpClientTransportConfig, Failure> {
     let read =
         |var: &str| {
-            std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| Failure {
-            auth: true,
-            message: format!(
+            std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| Failure::auth(format!(
                 "its credential in config.toml takes a secret from the environment variable \
                  `{var}`, which is not set in tetherd's environment; set it and restart tetherd"
-            ),
-        })
+            )))
         };
     if let Some(var) = &cred.bearer_token_env {
         transport = transport.auth_header(read(var)?);
@@ -870,11 +1011,10 @@ fn with_credential(
     if !cred.headers_env.is_empty() {
         let mut headers = std::collections::HashMap::new();
         for (name, var) in &cred.headers_env {
-            let bad = |what: &str| Failure {
-                auth: true,
-                message: format!(
+            let bad = |what: &str| {
+                Failure::auth(format!(
                     "its credential header `{name}` (from `{var}`) is not a valid {what}"
-                ),
+                ))
             };
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| bad("header name"))?;
@@ -1375,6 +1515,51 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    /// A server on loopback that refuses every request as unauthorized (a bearer challenge);
+    /// its URL and the environment entry that reaches it.
+    async fn refusing_server() -> (String, String) {
+        let app = axum::Router::new().fallback(|| async {
+            (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Bearer error=\"invalid_token\"")],
+                "invalid token",
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{authority}/mcp"), authority)
+    }
+
+    /// Only a refusal of a session that has no credential at all is one a login can mend
+    /// (what makes the session ask the user); a refused token is a wrong credential.
+    #[tokio::test]
+    async fn an_mcp_refusal_without_any_credential_is_one_a_login_mends() {
+        let (url, authority) = refusing_server().await;
+        let attempt = |bearer: Option<&'static str>| {
+            let url = url.clone();
+            let authority = authority.clone();
+            async move {
+                connect_http(
+                    &url_server(&url),
+                    &net(listing(&[&authority])),
+                    &McpConfig::default(),
+                    bearer,
+                    Elicitor::unattended(),
+                )
+                .await
+                .err()
+                .expect("connected to a server that refuses everyone")
+            }
+        };
+        let f = attempt(None).await;
+        assert!(f.auth && f.needs_login, "{}", f.message);
+        assert!(f.message.contains("tether vaults login"), "{}", f.message);
+        let f = attempt(Some("wrong-token")).await;
+        assert!(f.auth && !f.needs_login, "{}", f.message);
+        assert!(f.message.contains("check the credential"), "{}", f.message);
     }
 
     #[test]

@@ -204,6 +204,8 @@ pub struct Transcript {
     /// When the turn under way started (its first `running`; a wait for approval doesn't end
     /// it), for the "worked for" line that ends it.
     turn_started: Option<String>,
+    /// The newest MCP authorization URL the user was asked to open (alt-u copies it).
+    pub authorization_url: Option<String>,
 }
 
 /// What applying something changed, for scroll bookkeeping.
@@ -292,6 +294,9 @@ impl Transcript {
             }
         }
         self.has_older = has_older;
+        if self.authorization_url.is_none() {
+            self.authorization_url = older.authorization_url;
+        }
         merged.append(&mut self.items);
         self.items = merged;
         n
@@ -783,22 +788,30 @@ impl Transcript {
                 };
                 push(&mut self.items, Body::Marker(text));
             }
-            // MCP authorization step-up (issue 25): the URL in full, to copy; never opened.
+            // MCP authorization (issue 25: a step-up, or a server the session has no
+            // credential for): the URL in full, to copy (alt-u); never opened.
             EventBody::McpAuthorizationRequired {
                 mcp_server_name,
                 authorization_url,
                 scope,
                 ..
-            } => push(
-                &mut self.items,
-                Body::Marker(format!(
-                    "! MCP server {mcp_server_name} needs you to authorize tether{}: open this URL in a browser on tetherd's machine, then ask again: {authorization_url}",
-                    scope
-                        .as_deref()
-                        .map(|s| format!(" for `{s}`"))
-                        .unwrap_or_default()
-                )),
-            ),
+            } => {
+                self.authorization_url = Some(authorization_url.clone());
+                let who = thread
+                    .as_deref()
+                    .map(|t| format!("{t}'s "))
+                    .unwrap_or_default();
+                push(
+                    &mut self.items,
+                    Body::Marker(format!(
+                        "! {who}MCP server {mcp_server_name} needs you to authorize tether{}: open this URL in a browser on tetherd's machine (alt-u copies it), then ask again:\n{authorization_url}",
+                        scope
+                            .as_deref()
+                            .map(|s| format!(" for `{s}`"))
+                            .unwrap_or_default()
+                    )),
+                )
+            }
         }
         true
     }

@@ -205,9 +205,94 @@ impl Plan {
     }
 }
 
-async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let resp = http
+/// Where discovery and registration may go for a login tetherd starts on its own (a
+/// session's MCP server refused it and the session has no credential): the MCP server's own
+/// authority (host and port: the session's network policy let it be reached) and public
+/// addresses. Not loopback, private or cloud-metadata addresses elsewhere: a server's
+/// challenge and metadata must not make tetherd probe the network it runs in. A login the
+/// user starts (`tether vaults login`) has no such limit.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    mcp_url: String,
+    authority: Option<(String, u16)>,
+}
+
+fn authority(u: &reqwest::Url) -> Option<(String, u16)> {
+    Some((
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+impl Reach {
+    pub fn for_server(mcp_url: &str) -> Reach {
+        Reach {
+            mcp_url: mcp_url.to_string(),
+            authority: reqwest::Url::parse(mcp_url)
+                .ok()
+                .as_ref()
+                .and_then(authority),
+        }
+    }
+
+    /// A client for `url`, pinned to the addresses checked (no second lookup to rebind), or
+    /// why it may not be reached.
+    async fn client(&self, url: &str) -> Result<reqwest::Client, String> {
+        let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let Some((host, port)) = authority(&u) else {
+            return Err(format!("`{url}` names no host"));
+        };
+        if self.authority.as_ref() == Some(&(host.clone(), port)) {
+            return http_client();
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| format!("cannot resolve {bare}: {e}"))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(format!("{bare} resolves to no address"));
+        }
+        for a in &addrs {
+            if let Some(what) = crate::net::policy::forbidden(a.ip()) {
+                return Err(format!(
+                    "{url} is {what} ({}), which a login tether starts on its own does not reach (only the MCP server's own host and port, and public addresses); if that authorization server is yours, log in yourself: `tether vaults login VAULT --mcp-url {}`",
+                    a.ip(),
+                    self.mcp_url
+                ));
+            }
+        }
+        crate::net::pinned_client(bare, &addrs, u.scheme())
+    }
+}
+
+/// tetherd's client for discovery, and the [`Reach`] each URL must pass (a login a session
+/// started).
+struct Http<'a> {
+    client: reqwest::Client,
+    reach: Option<&'a Reach>,
+}
+
+impl Http<'_> {
+    async fn client_for(&self, url: &str) -> Result<reqwest::Client, String> {
+        match self.reach {
+            None => Ok(self.client.clone()),
+            Some(r) => r.client(url).await,
+        }
+    }
+}
+
+async fn get_json(http: &Http<'_>, url: &str) -> Option<Value> {
+    let client = match http.client_for(url).await {
+        Ok(c) => c,
+        Err(why) => {
+            tracing::info!(%why, "an OAuth discovery request was not sent");
+            return None;
+        }
+    };
+    let resp = client
         .get(url)
+        .timeout(std::time::Duration::from_secs(30))
         .header("accept", "application/json")
         .header("mcp-protocol-version", "2025-06-18")
         .send()
@@ -235,7 +320,7 @@ fn split_url(url: &str) -> Result<(String, String), String> {
 
 /// RFC 9728 §3: the challenge's URL, else the path-inserted then the root well-known URL.
 async fn resource_metadata(
-    http: &reqwest::Client,
+    http: &Http<'_>,
     mcp_url: &str,
     challenge: &Challenge,
 ) -> Result<Option<Value>, String> {
@@ -261,7 +346,7 @@ async fn resource_metadata(
 }
 
 /// RFC 8414 §3.1 and OpenID discovery, in the order the MCP spec gives.
-async fn server_metadata(http: &reqwest::Client, issuer: &str) -> Result<Option<Value>, String> {
+async fn server_metadata(http: &Http<'_>, issuer: &str) -> Result<Option<Value>, String> {
     let (origin, path) = split_url(issuer)?;
     let candidates = if path.is_empty() {
         vec![
@@ -340,7 +425,7 @@ impl Discovery {
 }
 
 async fn discover(
-    http: &reqwest::Client,
+    http: &Http<'_>,
     mcp_url: &str,
     challenge: &Challenge,
 ) -> Result<Discovery, String> {
@@ -402,8 +487,12 @@ pub async fn prepare(
     redirect_uri: &str,
     client_name: &str,
     client_metadata_url: Option<&str>,
+    reach: Option<&Reach>,
 ) -> Result<Plan, String> {
-    let http = http_client()?;
+    let http = Http {
+        client: http_client()?,
+        reach,
+    };
     let Discovery {
         issuer,
         asm,
@@ -458,7 +547,11 @@ pub async fn prepare(
         body["scope"] = Value::String(s.clone());
     }
     let resp = http
+        .client_for(&registration)
+        .await
+        .map_err(|why| format!("cannot register tether at {registration}: {why}"))?
         .post(&registration)
+        .timeout(std::time::Duration::from_secs(30))
         .header("content-type", "application/json")
         .header("accept", "application/json")
         .body(body.to_string())
@@ -583,7 +676,10 @@ pub async fn client_credentials(
     secret: &ClientSecret,
     scope: Option<&str>,
 ) -> Result<AuthParams, String> {
-    let http = http_client()?;
+    let http = Http {
+        client: http_client()?,
+        reach: None,
+    };
     let d = discover(&http, mcp_url, challenge).await?;
     let grants = d.supported("grant_types_supported");
     if !grants.is_empty() && !grants.iter().any(|g| g == "client_credentials") {
@@ -699,6 +795,25 @@ mod tests {
             challenge_in("authorization required: Bearer scope=\"a\"")
                 .is_some_and(|c| c.scope.as_deref() == Some("a"))
         );
+    }
+
+    #[tokio::test]
+    async fn a_login_nobody_asked_for_reaches_only_the_servers_authority_and_public_addresses() {
+        let reach = Reach::for_server("http://127.0.0.1:8931/mcp");
+        assert!(reach.client("http://127.0.0.1:8931/register").await.is_ok());
+        for (url, what) in [
+            ("http://127.0.0.1:9/register", "a loopback address"),
+            (
+                "http://169.254.169.254/latest",
+                "the cloud metadata address",
+            ),
+            ("http://10.1.2.3/.well-known/x", "a private address"),
+            ("http://[::1]:8931/x", "a loopback address"),
+        ] {
+            let why = reach.client(url).await.err().unwrap();
+            assert!(why.contains(what), "{url}: {why}");
+            assert!(why.contains("tether vaults login"), "{why}");
+        }
     }
 
     #[test]

@@ -56,6 +56,21 @@ pub async fn start(
     url: &str,
     client_metadata_url: Option<&str>,
 ) -> Result<LoginStarted, ErrorBody> {
+    start_with_challenge(store, data_dir, vault_id, url, client_metadata_url, None)
+        .await
+        .map(|(started, _)| started)
+}
+
+/// [`start`], also answering the server's challenge to a request without a token (its
+/// `scope`, if it names one, is what the login asks).
+async fn start_with_challenge(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    url: &str,
+    client_metadata_url: Option<&str>,
+    reach: Option<&authorize::Reach>,
+) -> Result<(LoginStarted, authorize::Challenge), ErrorBody> {
     let vault = super::get_vault(store, vault_id).await?;
     if vault.archived_at.is_some() {
         return Err(bad(format!(
@@ -77,15 +92,84 @@ pub async fn start(
     let target = Target::NewIn {
         vault_id: vault_id.to_string(),
     };
-    begin(
+    let started = begin(
         store,
         data_dir,
         url,
         &challenge,
         client_metadata_url,
         target,
+        reach,
     )
-    .await
+    .await?;
+    Ok((started, challenge))
+}
+
+/// A login a session started for an MCP server it has no credential for.
+#[derive(Debug, Clone)]
+pub struct SessionLogin {
+    pub started: LoginStarted,
+    /// The scope the server's challenge named, if any.
+    pub scope: Option<String>,
+    /// False when it is one already pending, answered again.
+    pub new: bool,
+}
+
+/// Logins sessions started: (vault id, server URL) → the login and its challenge.
+type SessionLogins = HashMap<(String, String), (LoginStarted, authorize::Challenge)>;
+
+/// Held across the start of a login, so two sessions sharing a vault that ask at once
+/// start one login between them.
+static SESSION_LOGINS: LazyLock<tokio::sync::Mutex<SessionLogins>> =
+    LazyLock::new(Default::default);
+
+/// A login into the vault `vault_id` for the MCP server at `url`, started by a session whose
+/// connection it refused as unauthorized (the session has no credential for it). Asked again
+/// while that login is pending (the next turn, another session on the same vault), the same
+/// login is answered rather than a second one started.
+pub async fn for_session(
+    store: &Store,
+    data_dir: &Path,
+    vault_id: &str,
+    url: &str,
+    client_metadata_url: Option<&str>,
+) -> Result<SessionLogin, ErrorBody> {
+    let key = (
+        vault_id.to_string(),
+        url.trim().trim_end_matches('/').to_string(),
+    );
+    let mut asked = SESSION_LOGINS.lock().await;
+    if let Some((started, challenge)) = asked.get(&key)
+        && status(&started.login_id) == Some(LoginStatus::Pending)
+    {
+        return Ok(SessionLogin {
+            started: started.clone(),
+            scope: challenge.scope.clone(),
+            new: false,
+        });
+    }
+    // Nobody asked for this login: its requests stay off tetherd's own network.
+    let reach = authorize::Reach::for_server(url);
+    let (started, challenge) = start_with_challenge(
+        store,
+        data_dir,
+        vault_id,
+        url,
+        client_metadata_url,
+        Some(&reach),
+    )
+    .await?;
+    asked.insert(key, (started.clone(), challenge.clone()));
+    Ok(SessionLogin {
+        started,
+        scope: challenge.scope,
+        new: true,
+    })
+}
+
+/// Where the login `login_id` stands now; None for one this tetherd never started.
+pub fn status(login_id: &str) -> Option<LoginStatus> {
+    logins().get(login_id).map(|rx| rx.borrow().clone())
 }
 
 /// Step-ups in progress: credential id → the login the user was shown (asked again while
@@ -121,7 +205,16 @@ pub async fn step_up(
         vault_id: vault_id.to_string(),
         credential_id: credential_id.to_string(),
     };
-    let started = begin(store, data_dir, url, challenge, client_metadata_url, target).await?;
+    let started = begin(
+        store,
+        data_dir,
+        url,
+        challenge,
+        client_metadata_url,
+        target,
+        None,
+    )
+    .await?;
     STEP_UPS
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -130,6 +223,7 @@ pub async fn step_up(
 }
 
 /// Discovers, registers and listens for the browser's redirect; the tokens go to `target`.
+/// `reach`: where a login nobody asked for may send its requests.
 async fn begin(
     store: &Store,
     data_dir: &Path,
@@ -137,6 +231,7 @@ async fn begin(
     challenge: &authorize::Challenge,
     client_metadata_url: Option<&str>,
     target: Target,
+    reach: Option<&authorize::Reach>,
 ) -> Result<LoginStarted, ErrorBody> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -150,9 +245,16 @@ async fn begin(
         .map_err(|e| bad(e.to_string()))?
         .port();
     let redirect_uri = format!("http://127.0.0.1:{port}/callback");
-    let plan = authorize::prepare(url, challenge, &redirect_uri, "tether", client_metadata_url)
-        .await
-        .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
+    let plan = authorize::prepare(
+        url,
+        challenge,
+        &redirect_uri,
+        "tether",
+        client_metadata_url,
+        reach,
+    )
+    .await
+    .map_err(|e| bad(format!("cannot start the OAuth login for {url}: {e}")))?;
     let login_id = format!(
         "login_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
@@ -257,6 +359,9 @@ async fn complete(
                 continue;
             }
             let status = finish(&plan, &target_path, &store, &data_dir, &target).await;
+            // Said before the browser's page: whoever the user tells "done" next (a
+            // session's next turn) finds the login done.
+            let _ = tx.send(status.clone());
             let page = match &status {
                 LoginStatus::Done { .. } => {
                     "tether is authorized; the credential is in your vault. You can close this tab.".to_string()
@@ -273,17 +378,18 @@ async fn complete(
                     .as_bytes(),
                 )
                 .await;
-            return status;
+            return;
         }
     })
-    .await
-    .unwrap_or_else(|_| LoginStatus::Failed {
-        message: format!(
-            "nobody opened the authorization URL within {} minutes; start the login again",
-            LOGIN_LIMIT.as_secs() / 60
-        ),
-    });
-    let _ = tx.send(outcome);
+    .await;
+    if outcome.is_err() {
+        let _ = tx.send(LoginStatus::Failed {
+            message: format!(
+                "nobody opened the authorization URL within {} minutes; start the login again",
+                LOGIN_LIMIT.as_secs() / 60
+            ),
+        });
+    }
 }
 
 async fn finish(

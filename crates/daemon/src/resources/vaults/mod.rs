@@ -749,6 +749,9 @@ pub async fn session_vaults(store: &Store, refs: &[String]) -> Result<Vec<String
 /// The secrets a session uses, resolved from its vaults. Never printed.
 #[derive(Clone, Default)]
 pub struct SessionSecrets {
+    /// The vaults these come from, in the session's order (a login the session starts goes
+    /// into the first).
+    pub vault_ids: Vec<String>,
     /// MCP server URL → `static_bearer` token.
     pub bearers: Vec<(String, String)>,
     /// MCP servers whose token an `mcp_oauth` credential gives (read fresh, and refreshed,
@@ -792,11 +795,39 @@ impl LiveSecrets {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(secrets);
     }
+
+    /// Reads the MCP credentials of the same vaults again (one made since, by a login the
+    /// session asked for or `tether vaults login`, is then used at the next connection).
+    /// The shell's variables stay as they were. Left as it is when the session's vaults
+    /// changed meanwhile (that change brought its own credentials).
+    pub async fn reload_mcp(&self, store: &Store, data_dir: &Path) -> Result<(), String> {
+        let before = self.get();
+        let (store, data_dir, ids) = (
+            store.clone(),
+            data_dir.to_path_buf(),
+            before.vault_ids.clone(),
+        );
+        let fresh = tokio::task::spawn_blocking(move || session_secrets(&store, &data_dir, &ids))
+            .await
+            .map_err(|e| e.to_string())??;
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.vault_ids == before.vault_ids {
+            *current = Arc::new(SessionSecrets {
+                env: current.env.clone(),
+                ..fresh
+            });
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SessionSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionSecrets")
+            .field("vault_ids", &self.vault_ids)
             .field(
                 "bearers",
                 &self.bearers.iter().map(|b| &b.0).collect::<Vec<_>>(),
@@ -839,7 +870,10 @@ pub fn session_secrets(
     data_dir: &Path,
     vault_ids: &[String],
 ) -> Result<SessionSecrets, String> {
-    let mut out = SessionSecrets::default();
+    let mut out = SessionSecrets {
+        vault_ids: vault_ids.to_vec(),
+        ..SessionSecrets::default()
+    };
     if vault_ids.is_empty() {
         return Ok(out);
     }
@@ -973,5 +1007,75 @@ mod tests {
                 .unwrap();
         apply_auth(&mut auth, &mut secrets, ch).unwrap();
         assert_eq!(secrets[SECRET_VALUE], "new");
+    }
+
+    /// A credential made after the session resolved its vaults (the login it asked for)
+    /// reaches it through `reload_mcp`; the shell keeps the variables it had.
+    #[tokio::test]
+    async fn a_reload_brings_an_mcp_credential_made_since_and_keeps_the_shell_variables() {
+        let (_tmp, store, paths) = crate::store::in_temp_home();
+        let data_dir = paths.data_dir.clone();
+        let vault = create_vault(
+            &store,
+            VaultSpec {
+                display_name: "v".into(),
+                metadata: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+        let spec = |json: &str| CredentialSpec {
+            auth: params(json),
+            display_name: None,
+            metadata: Default::default(),
+        };
+        create_credential(
+            &store,
+            &data_dir,
+            &vault.id,
+            spec(
+                r#"{"type":"environment_variable","secret_name":"K","secret_value":"one","networking":{"type":"unrestricted"}}"#,
+            ),
+        )
+        .await
+        .unwrap();
+        let ids = vec![vault.id.clone()];
+        let (s, d, i) = (store.clone(), data_dir.clone(), ids.clone());
+        let first = tokio::task::spawn_blocking(move || session_secrets(&s, &d, &i))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.vault_ids, ids);
+        let live = LiveSecrets::new(first);
+        let url = "https://mcp.example.com/mcp";
+        assert!(live.get().mcp_auth(url).is_none());
+
+        create_credential(
+            &store,
+            &data_dir,
+            &vault.id,
+            spec(&format!(
+                r#"{{"type":"mcp_oauth","mcp_server_url":"{url}","access_token":"a"}}"#
+            )),
+        )
+        .await
+        .unwrap();
+        create_credential(
+            &store,
+            &data_dir,
+            &vault.id,
+            spec(
+                r#"{"type":"environment_variable","secret_name":"L","secret_value":"two","networking":{"type":"unrestricted"}}"#,
+            ),
+        )
+        .await
+        .unwrap();
+        live.reload_mcp(&store, &data_dir).await.unwrap();
+        assert!(matches!(
+            live.get().mcp_auth(url),
+            Some(McpAuth::Oauth(r, _)) if r.vault_id == vault.id
+        ));
+        assert_eq!(live.get().env, vec![("K".to_string(), "one".to_string())]);
+        assert_eq!(live.get().vault_ids, ids);
     }
 }

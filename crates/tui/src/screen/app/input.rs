@@ -190,6 +190,8 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
             s.overlay = Overlay::Help;
             Vec::new()
         }
+        // The newest MCP authorization URL, whole (the notice wraps it on a narrow screen).
+        (KeyCode::Char('u'), KeyModifiers::ALT) => copy_authorization_url(s),
         // Plain y copies only while browsing (else it is a letter to type); alt-y always.
         (KeyCode::Char('y'), m)
             if m == KeyModifiers::ALT
@@ -203,6 +205,22 @@ fn action_key(s: &mut State, k: KeyEvent) -> Option<Vec<Effect>> {
         }
         _ => return None,
     })
+}
+
+/// alt-u: the URL of the newest `tether.mcp_authorization_required`, to the clipboard.
+fn copy_authorization_url(s: &mut State) -> Vec<Effect> {
+    match s.transcript.authorization_url.clone() {
+        Some(url) => {
+            s.notice = Some(
+                "copied the authorization URL to the clipboard (OSC 52): open it in a browser on tetherd's machine".into(),
+            );
+            vec![Effect::Copy(url)]
+        }
+        None => {
+            s.notice = Some("no MCP server has asked you to authorize tether".into());
+            Vec::new()
+        }
+    }
 }
 
 /// y: the focused code block, else the focused (or newest) item, to the clipboard.

@@ -103,7 +103,11 @@ fn render_as(item: &Item, expanded: bool, width: usize) -> (Vec<Line<'static>>, 
             let rest = vec![("  ".to_string(), st)];
             wrap(&[(text.clone(), st)], width, &first, &rest)
         }
-        Body::Marker(text) => wrap(&[(text.clone(), dim())], width, &[], &[]),
+        // A line break in a marker starts a row (an authorization URL gets rows of its own).
+        Body::Marker(text) => text
+            .split('\n')
+            .flat_map(|l| wrap(&[(l.to_string(), dim())], width, &[], &[]))
+            .collect(),
         Body::Outcome(spec) => super::outcome::outcome(spec, expanded, width),
         Body::Thread(card) => thread_card(card, expanded, width),
         Body::Evaluation(card) => super::outcome::evaluation(card, expanded, width),

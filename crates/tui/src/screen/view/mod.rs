@@ -635,6 +635,10 @@ pub fn help_rows(detach: &str) -> Vec<(String, &'static str)> {
             "copy the focused code block or message (OSC 52)",
         ),
         (
+            "alt-u".into(),
+            "copy the newest MCP authorization URL (OSC 52)",
+        ),
+        (
             "ctrl-o".into(),
             "the whole transcript, every card expanded ($PAGER)",
         ),
