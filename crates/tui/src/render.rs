@@ -326,6 +326,7 @@ impl Printer {
                 title,
                 name,
                 vault_ids,
+                agent,
                 ..
             } => {
                 if let Some(n) = name {
@@ -342,6 +343,9 @@ impl Printer {
                 }
                 if let Some(v) = vault_ids {
                     err(&format!("⇄ vaults: [{}]\n", v.join(", ")));
+                }
+                if let Some(a) = agent {
+                    err(&format!("⇄ {}\n", agent_summary(a)));
                 }
             }
             EventBody::AgentThreadContextCompacted { summary, .. } => {
@@ -567,6 +571,79 @@ mod tests {
             outcome_text(&spec),
             "◎ outcome: make the tests pass\n  up to 3 evaluations · rubric of 2 lines · 1 check \
              · 3 judges · grader openai/gpt-5.1\n"
+        );
+    }
+}
+
+/// A session's agent after a change of its tools (the hosted snapshot a `session.updated`
+/// carries), in one line: `tools → read, lookup (custom), docs (MCP) · MCP servers → docs`.
+pub fn agent_summary(agent: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let mut tools = Vec::new();
+    for t in agent
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match t.get("type").and_then(Value::as_str) {
+            Some("custom") => tools.push(format!("{} (custom)", str_of(t, "name"))),
+            Some("mcp_toolset") => tools.push(format!("{} (MCP)", str_of(t, "mcp_server_name"))),
+            _ => {
+                let on: Vec<String> = t
+                    .get("configs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c.get("enabled").and_then(Value::as_bool) != Some(false))
+                    .map(|c| str_of(c, "name"))
+                    .collect();
+                tools.extend(on);
+            }
+        }
+    }
+    let servers: Vec<String> = agent
+        .get("mcp_servers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|s| str_of(s, "name"))
+        .collect();
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    format!(
+        "tools → {} · MCP servers → {}",
+        list(&tools),
+        list(&servers)
+    )
+}
+
+#[cfg(test)]
+mod agent_summary_tests {
+    use super::agent_summary;
+    use serde_json::json;
+
+    #[test]
+    fn says_the_enabled_tools_the_custom_and_mcp_ones_and_the_servers() {
+        let a = json!({"tools": [
+            {"type": "agent_toolset_20260401", "configs": [
+                {"name": "bash", "enabled": false}, {"name": "read", "enabled": true}]},
+            {"type": "custom", "name": "lookup"},
+            {"type": "mcp_toolset", "mcp_server_name": "docs"}],
+            "mcp_servers": [{"type": "url", "name": "docs", "url": "https://d/mcp"}]});
+        assert_eq!(
+            agent_summary(&a),
+            "tools → read, lookup (custom), docs (MCP) · MCP servers → docs"
+        );
+        assert_eq!(
+            agent_summary(&json!({"tools": [], "mcp_servers": []})),
+            "tools → none · MCP servers → none"
         );
     }
 }

@@ -1896,6 +1896,39 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
     assert!(frame(&s).contains("⚙ renamed → better-name"));
 }
 
+/// A session update that changed the tools (over HTTP, from any client) says which tools
+/// the session now has, in the transcript.
+#[test]
+fn a_change_of_the_sessions_tools_shows_in_the_transcript() {
+    snap_both("tools_changed", |s| {
+        feed(
+            s,
+            &[
+                user(1, "hello"),
+                agent(2, "hi"),
+                ev(
+                    3,
+                    EventBody::SessionUpdated {
+                        model: None,
+                        max_cost_usd: None,
+                        title: None,
+                        name: None,
+                        metadata: None,
+                        vault_ids: None,
+                        agent: Some(serde_json::json!({
+                            "tools": [
+                                {"type": "agent_toolset_20260401", "configs": [
+                                    {"name": "bash", "enabled": false},
+                                    {"name": "read", "enabled": true}]},
+                                {"type": "custom", "name": "lookup"}],
+                            "mcp_servers": []})),
+                    },
+                ),
+            ],
+        );
+    });
+}
+
 #[test]
 fn an_unsandboxed_session_says_so_in_red_in_the_status_bar() {
     let unsandboxed = |s: &mut State| {

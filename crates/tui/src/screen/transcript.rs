@@ -552,6 +552,7 @@ impl Transcript {
                 title,
                 name,
                 vault_ids,
+                agent,
                 ..
             } => {
                 let mut parts = Vec::new();
@@ -569,6 +570,9 @@ impl Transcript {
                 }
                 if let Some(v) = vault_ids {
                     parts.push(format!("vaults → [{}]", v.join(", ")));
+                }
+                if let Some(a) = agent {
+                    parts.push(crate::render::agent_summary(a));
                 }
                 if parts.is_empty() {
                     return false;
