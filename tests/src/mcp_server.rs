@@ -9,7 +9,9 @@
 //! `decline`, `cancel`); `open_url {url}` asks the user to open `url` (URL-mode elicitation,
 //! server id `mock-url-1`), says it is complete (`notifications/elicitation/complete`) once
 //! accepted and returns the action; `needs_url {url}` first fails with
-//! `URLElicitationRequiredError` (-32042, the page `url`), then answers `authorized`; over
+//! `URLElicitationRequiredError` (-32042, the page `url`), then answers `authorized`; with
+//! `finish_late: true` the second call fails again, the server saying first that the user
+//! finished on the page (`notifications/elicitation/complete`), and the third answers; over
 //! stdio only, `exit` ends the server process (to test
 //! reconnecting).
 
@@ -33,6 +35,8 @@ pub struct TestMcp {
     pub calls: Arc<AtomicUsize>,
     /// `needs_url` was refused once (with -32042): the next call succeeds.
     pub asked_for_page: Arc<std::sync::atomic::AtomicBool>,
+    /// Calls of `needs_url {finish_late: true}` so far.
+    pub late_calls: Arc<AtomicUsize>,
     /// Offer `exit` (the stdio server only: it would end the test process otherwise).
     pub can_exit: bool,
 }
@@ -90,7 +94,7 @@ impl ServerHandler for TestMcp {
                 "needs_url",
                 "Needs the user to open a page first (URLElicitationRequiredError)",
                 schema(
-                    json!({"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]}),
+                    json!({"type": "object", "properties": {"url": {"type": "string"}, "finish_late": {"type": "boolean"}}, "required": ["url"]}),
                 ),
             ),
             Tool::new(
@@ -137,16 +141,28 @@ impl ServerHandler for TestMcp {
                 CallToolResult::success(vec![ContentBlock::text("slept")])
             }
             "ask" => ask(&context, args.get("message").and_then(Value::as_str)).await,
+            "needs_url" if args.get("finish_late") == Some(&Value::Bool(true)) => {
+                let url = args.get("url").and_then(Value::as_str).unwrap_or_default();
+                match self.late_calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => return Err(page_required(url, "mock-url-3")),
+                    1 => {
+                        let done = CustomNotification::new(
+                            "notifications/elicitation/complete",
+                            Some(json!({"elicitationId": "mock-url-3"})),
+                        );
+                        let _ = context
+                            .peer
+                            .send_notification(ServerNotification::CustomNotification(done))
+                            .await;
+                        return Err(page_required(url, "mock-url-3"));
+                    }
+                    _ => CallToolResult::success(vec![ContentBlock::text("authorized late")]),
+                }
+            }
             "needs_url" if !self.asked_for_page.swap(true, Ordering::SeqCst) => {
-                return Err(McpError::new(
-                    rmcp::model::ErrorCode(-32042),
-                    "This request requires more information.",
-                    Some(json!({"elicitations": [{
-                        "mode": "url",
-                        "elicitationId": "mock-url-2",
-                        "url": args.get("url").and_then(Value::as_str).unwrap_or_default(),
-                        "message": "Authorize the mock service"
-                    }]})),
+                return Err(page_required(
+                    args.get("url").and_then(Value::as_str).unwrap_or_default(),
+                    "mock-url-2",
                 ));
             }
             "needs_url" => CallToolResult::success(vec![ContentBlock::text("authorized")]),
@@ -210,6 +226,20 @@ async fn ask(context: &RequestContext<RoleServer>, message: Option<&str>) -> Cal
 
 /// The `open_url` tool: one URL-mode `elicitation/create`; once accepted, the completion
 /// notification; the action as the result.
+/// `URLElicitationRequiredError` (-32042) asking for the page `url`.
+fn page_required(url: &str, id: &str) -> McpError {
+    McpError::new(
+        rmcp::model::ErrorCode(-32042),
+        "This request requires more information.",
+        Some(json!({"elicitations": [{
+            "mode": "url",
+            "elicitationId": id,
+            "url": url,
+            "message": "Authorize the mock service"
+        }]})),
+    )
+}
+
 async fn open_url(context: &RequestContext<RoleServer>, url: &str) -> CallToolResult {
     let params: ElicitRequestParams = match serde_json::from_value(json!({
         "mode": "url",

@@ -434,6 +434,66 @@ async fn a_url_question_shows_the_link_accept_means_opened_and_completion_is_rec
     let _ = daemon.kill();
 }
 
+/// -32042 again for a page the user already accepted: they have not finished on it yet, so
+/// tetherd does not ask again but waits for the server to say the page is complete, then
+/// calls a third time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_still_wanted_after_the_user_accepted_is_waited_for_then_the_call_is_retried() {
+    const PAGE: &str = "https://auth.example.com/authorize?flow=3";
+    let script = Script::sequential(vec![
+        Reply::tool_use(
+            "mcp__forms__needs_url",
+            json!({"url": PAGE, "finish_late": true}),
+        ),
+        Reply::text("authorized"),
+    ])
+    .with_side_reply(Reply::text("title"));
+    let env = TestEnv::new(script).await;
+    env.spawn_daemon(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("agent.yaml");
+    std::fs::write(&p, ASKER).unwrap();
+    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
+    let ws = workspace(&env);
+    let id = env
+        .ok(&[
+            "new",
+            "--detach",
+            "--agent",
+            "asker",
+            "--dir",
+            ws.to_str().unwrap(),
+            "do it",
+        ])
+        .trim()
+        .to_string();
+    let asked = requested(&env, &id, false).await;
+    env.ok(&[
+        "elicitations",
+        "answer",
+        &id,
+        &elicitation_id(&asked),
+        "--accept",
+    ]);
+    env.wait_idle(&id).await;
+    let events = env.log(&id).await;
+    assert_log_invariants(&events);
+    assert_eq!(mcp_results(&events), ["authorized late"], "{events:#?}");
+    // Asked once; the server's completion closed it.
+    let requested: Vec<&EventBody> = events
+        .iter()
+        .map(|e| &e.body)
+        .filter(|b| matches!(b, EventBody::McpElicitationRequested { .. }))
+        .collect();
+    assert_eq!(requested.len(), 1, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.body, EventBody::McpElicitationCompleted { .. })),
+        "{events:#?}"
+    );
+}
+
 /// `URLElicitationRequiredError` (-32042): the call fails asking for a page; tetherd asks the
 /// user like a URL-mode question and, once accepted, calls again.
 #[tokio::test(flavor = "multi_thread")]

@@ -104,6 +104,36 @@ impl AskUser for Session {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(async move { completed(&self, &server, &server_id).await })
     }
+
+    fn wait_completed(
+        self: Arc<Self>,
+        server: String,
+        server_id: String,
+        limit: Duration,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        Box::pin(async move {
+            // Subscribed before the first look, so a completion in between is not missed.
+            let mut appends = self.watch_appends();
+            let deadline = tokio::time::Instant::now() + limit;
+            loop {
+                let done = self.state().elicitations.iter().any(|e| {
+                    e.mode == ElicitationMode::Url
+                        && e.mcp_server_name == server
+                        && e.server_elicitation_id.as_deref() == Some(server_id.as_str())
+                        && e.completed
+                });
+                if done {
+                    return true;
+                }
+                tokio::select! {
+                    changed = appends.changed() => if changed.is_err() { return false },
+                    _ = tokio::time::sleep_until(deadline) => return false,
+                    _ = cancel.cancelled() => return false,
+                }
+            }
+        })
+    }
 }
 
 /// One request as the server made it.

@@ -350,28 +350,36 @@ impl McpClients {
                 .await;
         }
         // URL elicitation required (-32042): the server needs the user to open pages first.
-        // Each is asked like a URL-mode elicitation; all accepted, the call is made once more.
-        if let Some(Err(CallFailure::Service(rmcp::ServiceError::McpError(e)))) = &result
-            && e.code.0 == URL_ELICITATION_REQUIRED
-        {
-            let pages = url_elicitations(e.data.as_ref());
-            if !pages.is_empty() {
-                if let Err(action) = self.ask_pages(server, pages, cancel).await {
-                    if cancel.is_cancelled() {
-                        return CallOutcome {
-                            text: crate::tools::INTERRUPTED_NOTE.to_string(),
-                            is_error: true,
-                            interrupted: true,
-                        };
-                    }
-                    return CallOutcome::error(format!(
-                        "the MCP server `{server}` needs the user to open a page before `{tool}` can run; the user answered {action}, so it was not called again"
-                    ));
-                }
-                result = self
-                    .call_once(conns.get(server), &params, limit, cancel)
-                    .await;
+        // Each new page is asked like a URL-mode elicitation; all accepted, the call is made
+        // again. A page the user accepted that the server still wants is one they have not
+        // finished on: the call waits for the server to say it is complete, then tries again.
+        let mut accepted: BTreeSet<String> = BTreeSet::new();
+        for _ in 0..URL_ROUNDS {
+            let Some(Err(CallFailure::Service(rmcp::ServiceError::McpError(e)))) = &result else {
+                break;
+            };
+            if e.code.0 != URL_ELICITATION_REQUIRED {
+                break;
             }
+            let pages = url_elicitations(e.data.as_ref());
+            if pages.is_empty() {
+                break;
+            }
+            if let Err(why) = self.open_pages(server, pages, &mut accepted, cancel).await {
+                if cancel.is_cancelled() {
+                    return CallOutcome {
+                        text: crate::tools::INTERRUPTED_NOTE.to_string(),
+                        is_error: true,
+                        interrupted: true,
+                    };
+                }
+                return CallOutcome::error(format!(
+                    "the MCP server `{server}` needs the user to open a page before `{tool}` can run; {why}, so it was not called again"
+                ));
+            }
+            result = self
+                .call_once(conns.get(server), &params, limit, cancel)
+                .await;
         }
         let Some(result) = result else {
             return CallOutcome::error(format!("the MCP server `{server}` is not connected"));
@@ -423,23 +431,43 @@ impl McpClients {
 
     /// Asks the user to open each page a server requires (in order, as URL-mode
     /// elicitations); the first answer that is not accept, if any.
-    async fn ask_pages(
+    async fn open_pages(
         &self,
         server: &str,
         pages: Vec<Question>,
+        accepted: &mut BTreeSet<String>,
         cancel: &CancellationToken,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), String> {
         let Some(asker) = self.asker.upgrade() else {
-            return Err("nothing (nobody to ask)");
+            return Err("nobody could be asked".into());
         };
         for page in pages {
+            let server_id = match &page {
+                Question::Url { server_id, .. } => server_id.clone(),
+                Question::Form { .. } => String::new(),
+            };
+            if !server_id.is_empty() && accepted.contains(&server_id) {
+                let limit = self.config.elicitation_timeout();
+                let done = asker
+                    .clone()
+                    .wait_completed(server.to_string(), server_id, limit, cancel.clone())
+                    .await;
+                if !done {
+                    return Err(format!(
+                        "the user accepted the page but the server did not say they finished on it within {} s ([mcp] elicitation_timeout_secs)",
+                        limit.as_secs()
+                    ));
+                }
+                continue;
+            }
             let answer = asker
                 .clone()
                 .ask_user(server.to_string(), page, cancel.clone())
                 .await;
             if answer.action != ElicitationAction::Accept {
-                return Err(answer.action.as_str());
+                return Err(format!("the user answered {}", answer.action.as_str()));
             }
+            accepted.insert(server_id);
         }
         Ok(())
     }
@@ -1158,11 +1186,27 @@ pub trait AskUser: Send + Sync {
     fn notify_user(self: Arc<Self>, _body: EventBody) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(std::future::ready(()))
     }
+
+    /// Waits up to `limit` (or until `cancel`) for the server to say its URL-mode
+    /// elicitation `server_id` is complete; whether it did (nobody to ask: no).
+    fn wait_completed(
+        self: Arc<Self>,
+        _server: String,
+        _server_id: String,
+        _limit: Duration,
+        _cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        Box::pin(std::future::ready(false))
+    }
 }
 
 /// The JSON-RPC error a server answers a request with when the user must first open pages
 /// (`URLElicitationRequiredError`, MCP 2025-11-25); its `data.elicitations` lists them.
 const URL_ELICITATION_REQUIRED: i32 = -32042;
+
+/// How many times a call refused for pages is made again (each time after the user opened
+/// or finished them): a server that keeps asking is not looped on forever.
+const URL_ROUNDS: usize = 3;
 
 /// The URL-mode elicitations of a -32042 error's `data` (others are left out).
 fn url_elicitations(data: Option<&Value>) -> Vec<Question> {
