@@ -534,9 +534,13 @@ pub async fn update(
         None | Some(Value::Null) => None,
         Some(v) => Some(
             serde_json::from_value::<tether_proto::agent::SessionAgentUpdate>(v).map_err(|e| {
-                ApiError::invalid(format!(
-                    "agent: {e}; only `tools` and `mcp_servers` can change mid-session"
-                ))
+                let e = e.to_string();
+                let hint = if e.starts_with("unknown field") {
+                    "; only `tools` and `mcp_servers` can change mid-session"
+                } else {
+                    ""
+                };
+                ApiError::invalid(format!("agent: {e}{hint}"))
             })?,
         ),
     };

@@ -1896,6 +1896,41 @@ fn a_rename_from_any_client_shows_in_the_status_bar_and_the_transcript() {
     assert!(frame(&s).contains("⚙ renamed → better-name"));
 }
 
+/// A session made over HTTP often has a title and no name: the status bar shows the title
+/// (not the opaque id), follows a new title, and a name, once given, wins.
+#[test]
+fn the_status_bar_names_an_unnamed_session_by_its_title() {
+    let mut s = state(80, 24);
+    let mut i = info("x", SessionStatus::Idle, 0);
+    i.name = None;
+    i.title = Some("Order #1234 inquiry".into());
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(i))));
+    assert_eq!(s.header.label, "Order #1234 inquiry");
+    let updated = |seq, title: Option<&str>, name: Option<&str>| {
+        ev(
+            seq,
+            EventBody::SessionUpdated {
+                model: None,
+                max_cost_usd: None,
+                title: title.map(str::to_string),
+                name: name.map(str::to_string),
+                metadata: None,
+                vault_ids: None,
+                agent: None,
+            },
+        )
+    };
+    feed(&mut s, &[updated(1, Some("Refund"), None)]);
+    assert_eq!(s.header.label, "Refund");
+    feed(&mut s, &[updated(2, None, Some("refunds"))]);
+    feed(&mut s, &[updated(3, Some("Later title"), None)]);
+    assert_eq!(s.header.label, "refunds");
+    let mut bare = info("y", SessionStatus::Idle, 0);
+    bare.name = None;
+    update(&mut s, Msg::Net(NetMsg::Info(Box::new(bare))));
+    assert_eq!(s.header.label, "sesn_y");
+}
+
 /// A session update that changed the tools (over HTTP, from any client) says which tools
 /// the session now has, in the transcript.
 #[test]

@@ -120,7 +120,11 @@ pub struct Search {
 #[derive(Debug, Clone, Default)]
 pub struct Header {
     pub id: String,
+    /// The session's name, else its title (a session made over HTTP often has only that),
+    /// else its id.
     pub label: String,
+    /// The label is the session's name (a title does not replace it).
+    pub named: bool,
     pub model: String,
     pub status: Option<SessionStatus>,
     pub stop_reason: Option<StopReason>,
@@ -618,13 +622,18 @@ impl State {
                     o.phase = OutcomePhase::Done(end.result);
                 }
             }
-            EventBody::SessionUpdated { model, name, .. } => {
+            EventBody::SessionUpdated {
+                model, name, title, ..
+            } => {
                 if let Some(m) = model {
                     h.model = m.clone();
                 }
                 // Renamed (here or by another client): the status bar follows.
                 if let Some(n) = name {
                     h.label = n.clone();
+                    h.named = true;
+                } else if let Some(t) = title.as_ref().filter(|_| !h.named) {
+                    h.label = t.clone();
                 }
             }
             _ => {}
@@ -634,7 +643,12 @@ impl State {
     fn set_info(&mut self, info: &SessionInfo) {
         let h = &mut self.header;
         h.id = info.id.clone();
-        h.label = info.name.clone().unwrap_or_else(|| info.id.clone());
+        h.named = info.name.is_some();
+        h.label = info
+            .name
+            .clone()
+            .or_else(|| info.title.clone().filter(|t| !t.trim().is_empty()))
+            .unwrap_or_else(|| info.id.clone());
         h.model = info.model.clone();
         h.attached_clients = info.attached_clients;
         h.sandbox = info.sandbox.clone().filter(|l| l != "namespaces");
