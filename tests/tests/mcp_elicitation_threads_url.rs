@@ -26,6 +26,27 @@ fn forms_tools() -> Value {
 }
 
 /// A workspace under the test's home with the test MCP server in it (`./mock-mcp`).
+/// The `asker` agent (its MCP server the mock one) created, and a detached session of it
+/// given `message`; the session's id.
+fn asker_session(env: &TestEnv, message: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("agent.yaml");
+    std::fs::write(&p, ASKER).unwrap();
+    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
+    let ws = workspace(env);
+    env.ok(&[
+        "new",
+        "--detach",
+        "--agent",
+        "asker",
+        "--dir",
+        ws.to_str().unwrap(),
+        message,
+    ])
+    .trim()
+    .to_string()
+}
+
 fn workspace(env: &TestEnv) -> std::path::PathBuf {
     let ws = tempfile::Builder::new()
         .prefix("ws")
@@ -338,23 +359,7 @@ async fn a_url_question_shows_the_link_accept_means_opened_and_completion_is_rec
     .with_side_reply(Reply::text("title"));
     let env = TestEnv::new(script).await;
     let (mut daemon, api) = Api::start(&env).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("agent.yaml");
-    std::fs::write(&p, ASKER).unwrap();
-    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
-    let ws = workspace(&env);
-    let id = env
-        .ok(&[
-            "new",
-            "--detach",
-            "--agent",
-            "asker",
-            "--dir",
-            ws.to_str().unwrap(),
-            "sign me in",
-        ])
-        .trim()
-        .to_string();
+    let id = asker_session(&env, "sign me in");
 
     // The second request (the first was declined by tetherd at once) waits for the user.
     let mut c = env.client().await;
@@ -450,23 +455,7 @@ async fn a_page_still_wanted_after_the_user_accepted_is_waited_for_then_the_call
     .with_side_reply(Reply::text("title"));
     let env = TestEnv::new(script).await;
     env.spawn_daemon(None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("agent.yaml");
-    std::fs::write(&p, ASKER).unwrap();
-    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
-    let ws = workspace(&env);
-    let id = env
-        .ok(&[
-            "new",
-            "--detach",
-            "--agent",
-            "asker",
-            "--dir",
-            ws.to_str().unwrap(),
-            "do it",
-        ])
-        .trim()
-        .to_string();
+    let id = asker_session(&env, "do it");
     let asked = requested(&env, &id, false).await;
     env.ok(&[
         "elicitations",
@@ -506,23 +495,7 @@ async fn a_call_that_needs_a_page_first_asks_for_it_and_is_retried_once_accepted
     .with_side_reply(Reply::text("title"));
     let env = TestEnv::new(script).await;
     env.spawn_daemon(None).await;
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("agent.yaml");
-    std::fs::write(&p, ASKER).unwrap();
-    env.ok(&["agents", "create", "-f", p.to_str().unwrap()]);
-    let ws = workspace(&env);
-    let id = env
-        .ok(&[
-            "new",
-            "--detach",
-            "--agent",
-            "asker",
-            "--dir",
-            ws.to_str().unwrap(),
-            "do it",
-        ])
-        .trim()
-        .to_string();
+    let id = asker_session(&env, "do it");
     let asked = requested(&env, &id, false).await;
     let EventBody::McpElicitationRequested { mode, url, .. } = &asked.body else {
         unreachable!()
