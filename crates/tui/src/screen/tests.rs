@@ -1106,6 +1106,29 @@ fn enter_while_disconnected_keeps_the_draft_and_sends_it_once_back() {
     );
 }
 
+/// The transcript shows before the attach answers; a message sent in that moment is not
+/// refused as "not connected" but goes out once the connection is made.
+#[test]
+fn enter_while_the_first_connection_is_made_sends_once_it_is() {
+    let mut s = State::new("sesn_1", Keys::default(), false, 80, 24);
+    feed(&mut s, &[user(1, "hi"), agent(2, "hello")]);
+    assert_eq!(s.conn, ConnState::Connecting);
+    typ(&mut s, "run the slow thing");
+    assert!(key(&mut s, KeyCode::Enter).is_empty(), "not yet");
+    assert_eq!(s.composer.lines().join(""), "", "taken, not left as a draft");
+    assert!(!s.notice.as_deref().unwrap_or("").contains("not connected"));
+    assert_eq!(
+        update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected))),
+        vec![Effect::Net(Cmd::Send("run the slow thing".into()))]
+    );
+    assert!(s.send_on_connect.is_empty());
+    // Lost later, the rule is the old one: the draft stays.
+    lose_daemon(&mut s);
+    typ(&mut s, "ship it");
+    assert!(key(&mut s, KeyCode::Enter).is_empty());
+    assert_eq!(s.composer.lines().join("\n"), "ship it");
+}
+
 fn restart_mid_reply(s: &mut State) {
     feed(s, &[user(1, "write the report"), running(2)]);
     let d = |n, t: &str| {

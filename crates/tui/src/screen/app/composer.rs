@@ -5,6 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui_textarea::{CursorMove, TextArea};
 
 use super::{Cmd, Effect, Overlay, Scroll, State};
+use super::ConnState;
 
 /// An empty composer with its placeholder.
 pub fn new_composer() -> TextArea<'static> {
@@ -46,7 +47,10 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
                 s.notice = Some("read-only: this client cannot send".into());
                 return Vec::new();
             }
-            if !s.connected() {
+            // Attaching (the transcript can show before the attach answers): it goes out
+            // the moment the connection is made.
+            let attaching = s.conn == ConnState::Connecting;
+            if !s.connected() && !attaching {
                 // The draft stays: nothing is lost while tetherd is away.
                 s.notice = Some(
                     "not connected to tetherd: the message stays here; enter sends it once it is back"
@@ -63,6 +67,11 @@ pub(super) fn key(s: &mut State, k: KeyEvent) -> Vec<Effect> {
             s.new_below = 0;
             s.focus = None;
             s.block = None;
+            if attaching {
+                s.notice = Some("sending as soon as tetherd answers".into());
+                s.send_on_connect.push(text);
+                return Vec::new();
+            }
             if s.is_running() {
                 s.notice = Some("queued: the agent reads it when the current step ends".into());
             }

@@ -214,6 +214,9 @@ pub struct State {
     pub chord_pending: bool,
     pub keys: Keys,
     pub conn: ConnState,
+    /// Messages sent while the first connection was still being made (the transcript shows
+    /// before the attach answers): they go out as soon as it does.
+    pub send_on_connect: Vec<String>,
     pub read_only: bool,
     pub notice: Option<String>,
     pub mouse_capture: bool,
@@ -265,6 +268,7 @@ impl State {
             chord_pending: false,
             keys,
             conn: ConnState::Connecting,
+            send_on_connect: Vec::new(),
             read_only,
             notice: None,
             mouse_capture: true,
@@ -963,7 +967,14 @@ fn on_stream(s: &mut State, n: NetMsg, primary: bool) -> Vec<Effect> {
             if c == ConnState::Connected && matches!(s.conn, ConnState::Reconnecting { .. }) {
                 s.notice = Some("reconnected".into());
             }
+            let connected = c == ConnState::Connected;
             s.conn = c;
+            if connected && !s.send_on_connect.is_empty() {
+                return std::mem::take(&mut s.send_on_connect)
+                    .into_iter()
+                    .map(|t| Effect::Net(Cmd::Send(t)))
+                    .collect();
+            }
         }
         // An answer for a search the user has since changed or closed: the events it loaded
         // stay, the answer is moot.
