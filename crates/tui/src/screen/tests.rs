@@ -1115,7 +1115,11 @@ fn enter_while_the_first_connection_is_made_sends_once_it_is() {
     assert_eq!(s.conn, ConnState::Connecting);
     typ(&mut s, "run the slow thing");
     assert!(key(&mut s, KeyCode::Enter).is_empty(), "not yet");
-    assert_eq!(s.composer.lines().join(""), "", "taken, not left as a draft");
+    assert_eq!(
+        s.composer.lines().join(""),
+        "",
+        "taken, not left as a draft"
+    );
     assert!(!s.notice.as_deref().unwrap_or("").contains("not connected"));
     assert_eq!(
         update(&mut s, Msg::Net(NetMsg::Conn(ConnState::Connected))),

@@ -4,8 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui_textarea::{CursorMove, TextArea};
 
-use super::{Cmd, Effect, Overlay, Scroll, State};
 use super::ConnState;
+use super::{Cmd, Effect, Overlay, Scroll, State};
 
 /// An empty composer with its placeholder.
 pub fn new_composer() -> TextArea<'static> {
