@@ -216,8 +216,9 @@ def _live_store(case):
 @schemathesis.hook("before_call")
 def memory_rules(context, case, kwargs):
     op = case.operation
-    if op.path == "/v1/sessions" and op.method.lower() == "post" and isinstance(case.body, dict):
-        # A store is attached once per session.
+    if (op.path in ("/v1/sessions", "/v1/deployments", "/v1/deployments/{deployment_id}")
+            and op.method.lower() == "post" and isinstance(case.body, dict)):
+        # A store is attached once per session (a deployment's resources are its sessions').
         res = case.body.get("resources")
         if isinstance(res, list):
             seen, kept = set(), []

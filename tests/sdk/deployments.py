@@ -102,6 +102,27 @@ try:
 except anthropic.NotFoundError as e:
     assert "vlt_nope" in str(e), e
 
+# resources: a file and a repository (its token write-only), parsed by the strict client.
+strict = anthropic.Anthropic(
+    base_url=os.environ["TETHER_URL"], api_key=os.environ["TETHER_TOKEN"], max_retries=0,
+    _strict_response_validation=True,
+)
+upload = beta.files.upload(file=("notes.txt", b"hello", "text/plain"))
+mounted = strict.beta.deployments.update(held.id, resources=[
+    {"type": "file", "file_id": upload.id, "mount_path": "notes.txt"},
+    {"type": "github_repository", "url": "https://github.com/octo/hello",
+     "authorization_token": "ghp_sdk_secret_token", "mount_path": "/workspace/hello"},
+])
+assert [r.type for r in mounted.resources] == ["file", "github_repository"], mounted.resources
+assert mounted.resources[0].file_id == upload.id and mounted.resources[0].mount_path == "notes.txt"
+assert "ghp_sdk_secret_token" not in strict.beta.deployments.retrieve(held.id).to_json()
+assert strict.beta.deployments.update(held.id, resources=None).resources == []
+try:
+    beta.deployments.update(held.id, resources=[{"type": "file", "file_id": "file_nope"}])
+    raise SystemExit("an unknown file should be a 404")
+except anthropic.NotFoundError as e:
+    assert "resources[0]" in str(e) and "file_nope" in str(e), e
+
 try:
     beta.deployments.retrieve("depl_nope")
     raise SystemExit("retrieving an unknown deployment should be a 404")

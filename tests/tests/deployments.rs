@@ -544,3 +544,395 @@ async fn a_crash_during_a_workflow_fire_neither_loses_nor_doubles_the_workflow_r
         }
     }
 }
+
+/// An HTTP client of the daemon's API.
+struct Http {
+    base: String,
+    token: String,
+    c: reqwest::Client,
+}
+
+impl Http {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .c
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .header("x-api-key", &self.token)
+            .header("anthropic-beta", "managed-agents-2026-04-01");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = self.call(method, path, body).await;
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        v
+    }
+
+    /// `POST /v1/files` as the SDK sends it (multipart, one `file` part).
+    async fn upload(&self, filename: &str, content: &[u8]) -> String {
+        let boundary = "----tetherboundary7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .c
+            .post(format!("{}/v1/files", self.base))
+            .header("x-api-key", &self.token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let v: Value = resp.json().await.unwrap();
+        v["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("grep")
+        .args(["-rl", "--binary-files=text", needle])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+const GIT_TOKEN: &str = "ghs_dEpLoYtOkEn7788secret";
+
+/// A deployment's resources (hosted `resources`): checked when written (errors name the
+/// entry), echoed without the repository's token, mounted into the session each fire makes
+/// (the file read-only at its path, the repository cloned with the token, the memory store
+/// under /mnt/memory), replaced or cleared by an update; a file deleted since fails the
+/// fire with `file_not_found_error` (and pauses a scheduled one) instead of starting a
+/// session without it. The token is nowhere: not in any answer, the database, the session's
+/// log or workspace, nor the daemon's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_resources_are_mounted_in_each_fire_and_the_token_stays_sealed() {
+    let env = TestEnv::new(
+        Script::sequential(vec![
+            Reply::tool_use(
+                "bash",
+                json!({"command": "cat /mnt/session/uploads/in/data.csv; cat /mnt/memory/team-notes/hello.md; cat hello/f.txt"}),
+            ),
+            Reply::text("done"),
+        ])
+        .with_side_reply(Reply::text("title")),
+    )
+    .await;
+    // `octo/hello` on a local git server that wants the token: main, and a branch `feature`.
+    let srv = env.home.path().join("git-srv");
+    let bare = srv.join("octo/hello");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&bare, &["init", "--quiet", "--bare", "-b", "main"]);
+    let work = env.home.path().join("git-work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "--quiet", "-b", "main"]);
+    std::fs::write(work.join("a.txt"), "main\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "one"]);
+    git(&work, &["checkout", "--quiet", "-b", "feature"]);
+    std::fs::write(work.join("f.txt"), "from the feature branch\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "feat"]);
+    git(
+        &work,
+        &["push", "--quiet", bare.to_str().unwrap(), "main", "feature"],
+    );
+    let git_base = tether_e2e::git_server::serve(srv, GIT_TOKEN).await;
+    let port = git_base.rsplit(':').next().unwrap().to_string();
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (mut daemon, base, token) = env
+        .spawn_http_daemon_with_env(&[("TETHER_TEST_GITHUB_BASE", &git_base)])
+        .await;
+    let h = Http {
+        base,
+        token,
+        c: reqwest::Client::new(),
+    };
+    let e = h
+        .ok(
+            "POST",
+            "/v1/environments",
+            Some(
+                json!({"name": "git", "config": {"type": "cloud", "networking":
+                {"type": "limited", "allowed_hosts": [format!("127.0.0.1:{port}")]}}}),
+            ),
+        )
+        .await;
+    let env_id = e["id"].as_str().unwrap().to_string();
+    let file_id = h.upload("data.csv", b"city,temp\nOslo,3\n").await;
+    let store = h
+        .ok(
+            "POST",
+            "/v1/memory_stores",
+            Some(json!({"name": "Team Notes"})),
+        )
+        .await;
+    let store_id = store["id"].as_str().unwrap().to_string();
+    h.ok(
+        "POST",
+        &format!("/v1/memory_stores/{store_id}/memories"),
+        Some(json!({"path": "/hello.md", "content": "remember the milk"})),
+    )
+    .await;
+
+    let file = json!({"type": "file", "file_id": file_id, "mount_path": "in/data.csv"});
+    let repo = json!({"type": "github_repository", "url": "https://github.com/octo/hello",
+        "authorization_token": GIT_TOKEN, "checkout": {"type": "branch", "name": "feature"},
+        "mount_path": "/workspace/hello"});
+    // By name (tether); stored and answered as the store's id.
+    let memory = json!({"type": "memory_store", "memory_store_id": "Team Notes",
+        "access": "read_only", "instructions": "notes of the team"});
+    let create = |resources: Value| {
+        json!({"name": "with-resources", "agent": "default", "environment_id": env_id,
+            "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+            "resources": resources})
+    };
+
+    // Refused when written, each error naming the entry.
+    let refused = [
+        (
+            json!([file, {"type": "file", "file_id": "file_nope"}]),
+            404,
+            vec!["resources[1]", "file_nope"],
+        ),
+        (
+            json!([file, {"type": "file", "file_id": file_id, "mount_path": "/mnt/session/uploads/in"}]),
+            400,
+            vec!["resources[1]", "resources[0]", "mount_path"],
+        ),
+        (
+            json!([{"type": "github_repository", "url": "https://gitlab.com/o/r"}]),
+            400,
+            vec!["resources[0]", "https://github.com/OWNER/REPO"],
+        ),
+        (
+            json!([repo, {"type": "github_repository", "url": "https://github.com/o/r", "mount_path": "/etc"}]),
+            400,
+            vec!["resources[1]", "/workspace/"],
+        ),
+        (
+            json!([memory, {"type": "memory_store", "memory_store_id": store_id}]),
+            400,
+            vec!["resources[1]", "attached twice"],
+        ),
+        (
+            json!([{"type": "memory_store", "memory_store_id": "memstore_nope"}]),
+            404,
+            vec!["resources[0]", "memstore_nope"],
+        ),
+    ];
+    for (resources, status, words) in refused {
+        let (s, err) = h
+            .call("POST", "/v1/deployments", Some(create(resources.clone())))
+            .await;
+        let msg = err["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(s, status, "{resources}: {err}");
+        for w in words {
+            assert!(msg.contains(w), "`{w}` not in: {msg}");
+        }
+        assert!(!msg.contains(GIT_TOKEN), "{msg}");
+    }
+
+    let d = h
+        .ok(
+            "POST",
+            "/v1/deployments",
+            Some(create(json!([file, repo, memory]))),
+        )
+        .await;
+    let id = d["id"].as_str().unwrap().to_string();
+    // Echoed as given, minus the token (a store's name answered as its id).
+    assert_eq!(
+        d["resources"],
+        json!([
+            {"type": "file", "file_id": file_id, "mount_path": "in/data.csv"},
+            {"type": "github_repository", "url": "https://github.com/octo/hello",
+             "checkout": {"type": "branch", "name": "feature"}, "mount_path": "/workspace/hello"},
+            {"type": "memory_store", "memory_store_id": store_id, "access": "read_only",
+             "instructions": "notes of the team"},
+        ]),
+        "{d}"
+    );
+    let got = h.ok("GET", &format!("/v1/deployments/{id}"), None).await;
+    assert_eq!(got["resources"], d["resources"]);
+
+    let run = h
+        .ok("POST", &format!("/v1/deployments/{id}/run"), None)
+        .await;
+    assert_eq!(run["error"], Value::Null, "{run}");
+    let sid = run["session_id"].as_str().unwrap().to_string();
+    env.wait_idle(&sid).await;
+    let log = env.log(&sid).await;
+    assert!(tether_e2e::session_errors(&log).is_empty(), "{log:?}");
+    let results = tether_e2e::tool_results(&log);
+    assert_eq!(results.len(), 1, "{results:?}");
+    for seen in ["Oslo,3", "remember the milk", "from the feature branch"] {
+        assert!(results[0].1.contains(seen), "{seen}: {results:?}");
+    }
+    let ws = env.paths.sessions_dir().join(&sid).join("workspace");
+    assert!(ws.join("hello/.git").is_dir());
+    let session = h.ok("GET", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(
+        session["resources"][0]["memory_store_id"],
+        store_id.as_str()
+    );
+    assert_eq!(session["resources"][0]["access"], "read_only");
+    let listed = h
+        .ok("GET", &format!("/v1/sessions/{sid}/resources"), None)
+        .await;
+    let kinds: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["file", "github_repository"], "{listed}");
+    let answers = [
+        serde_json::to_string(&log).unwrap(),
+        h.ok("GET", "/v1/deployments", None).await.to_string(),
+        listed.to_string(),
+        session.to_string(),
+    ];
+    for a in &answers {
+        assert!(!a.contains(GIT_TOKEN), "{a}");
+    }
+
+    // Absent keeps them; a list replaces them whole; null and [] clear them.
+    let kept = h
+        .ok(
+            "POST",
+            &format!("/v1/deployments/{id}"),
+            Some(json!({"description": "still mounted"})),
+        )
+        .await;
+    assert_eq!(kept["resources"], d["resources"]);
+    let replaced = h
+        .ok(
+            "POST",
+            &format!("/v1/deployments/{id}"),
+            Some(json!({"resources": [file]})),
+        )
+        .await;
+    assert_eq!(
+        replaced["resources"],
+        json!([{"type": "file", "file_id": file_id, "mount_path": "in/data.csv"}])
+    );
+    let (s, err) = h
+        .call(
+            "POST",
+            &format!("/v1/deployments/{id}"),
+            Some(json!({"resources": [file, file]})),
+        )
+        .await;
+    assert_eq!(s, 400, "{err}");
+    assert!(err.to_string().contains("resources[1]"), "{err}");
+
+    // The file deleted since: the fire fails, naming it, and makes no session.
+    h.ok("DELETE", &format!("/v1/files/{file_id}"), None).await;
+    let failed = h
+        .ok("POST", &format!("/v1/deployments/{id}/run"), None)
+        .await;
+    assert_eq!(failed["session_id"], Value::Null, "{failed}");
+    assert_eq!(failed["error"]["type"], "file_not_found_error", "{failed}");
+    let msg = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&file_id) && msg.contains("resources[0]") && msg.contains("resources"),
+        "{msg}"
+    );
+    // A scheduled fire fails the same way and pauses the deployment (hosted auto-pause).
+    let at = chrono::Utc::now() + chrono::Duration::seconds(1);
+    h.ok(
+        "POST",
+        &format!("/v1/deployments/{id}"),
+        Some(json!({"schedule": {"type": "at", "time": at.to_rfc3339()}})),
+    )
+    .await;
+    wait_until("the scheduled fire to fail", || {
+        db_state(&env).0.iter().filter(|r| r.2.is_some()).count() == 2
+    })
+    .await;
+    let paused = h.ok("GET", &format!("/v1/deployments/{id}"), None).await;
+    assert_eq!(paused["status"], "paused", "{paused}");
+    assert_eq!(
+        paused["paused_reason"],
+        json!({"type": "error", "error": {"type": "file_not_found_error"}})
+    );
+    let (_, sessions) = db_state(&env);
+    assert_eq!(
+        sessions,
+        std::slice::from_ref(&sid),
+        "only the first fire made a session"
+    );
+
+    for clear in [json!(null), json!([])] {
+        h.ok(
+            "POST",
+            &format!("/v1/deployments/{id}"),
+            Some(json!({"resources": [repo]})),
+        )
+        .await;
+        let cleared = h
+            .ok(
+                "POST",
+                &format!("/v1/deployments/{id}"),
+                Some(json!({"resources": clear})),
+            )
+            .await;
+        assert_eq!(cleared["resources"], json!([]), "{cleared}");
+    }
+
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    // Sealed in the database; in no file of the data dir (database, logs, workspaces).
+    let leaks = files_containing(&env.paths.data_dir, GIT_TOKEN);
+    assert!(leaks.is_empty(), "the token was written to {leaks:?}");
+    let daemon_log = env.daemon_log();
+    assert!(!daemon_log.is_empty() && !daemon_log.contains(GIT_TOKEN));
+    let db = rusqlite::Connection::open_with_flags(
+        env.paths.db(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let spec: String = db
+        .query_row("SELECT spec FROM deployments WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(!spec.contains(GIT_TOKEN), "{spec}");
+}

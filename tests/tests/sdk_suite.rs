@@ -107,7 +107,7 @@ const EXPECTED: &[(&str, u32, &str)] = &[
     (
         "test_deployments.py",
         70,
-        "create/update_with_all_params: resources on a deployment (not mounted by tetherd, deliberate), vault_ids=[\"string\"] (no such vault: 404); list_with_all_params: limit=0, page=\"page\" (status with include_archived itself is served)",
+        "create/update_with_all_params: vault_ids=[\"string\"] (no such vault: 404; their resources, the proxy's real file, are taken); list_with_all_params: limit=0, page=\"page\" (status with include_archived itself is served)",
     ),
     (
         "test_deployment_runs.py",

@@ -10,7 +10,17 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::file::Checkout;
+use crate::memory::Access;
+use crate::vault::Secret;
 use crate::workflow::WorkflowSpec;
+
+/// At most this many memory stores and files/repositories per deployment: what each
+/// session it fires can mount (a longer list could only fail every fire).
+pub const MAX_MEMORY_RESOURCES: usize = 8;
+pub const MAX_FILE_RESOURCES: usize = 100;
+/// `resources` of a deployment, all kinds together.
+pub const MAX_RESOURCES: usize = MAX_MEMORY_RESOURCES + MAX_FILE_RESOURCES;
 
 /// A field that is present, even as `null` (`Some(None)`); absent stays `None` by
 /// `#[serde(default)]`. Updates tell "clear it" from "keep it" this way.
@@ -133,6 +143,118 @@ pub struct ErrorKind {
     pub kind: String,
 }
 
+/// One entry of a deployment's `resources` in a request (hosted `Resource` of
+/// `deployment.create`/`update`): mounted into every session the deployment fires. A
+/// repository's `authorization_token` is a [`Secret`]: sealed when stored, never answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DeploymentResourceParam {
+    /// An uploaded file, mounted read-only (default `/mnt/session/uploads/<file_id>`).
+    File {
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        file_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(min = 1, max = 1024))]
+        mount_path: Option<String>,
+    },
+    /// A GitHub repository cloned into the workspace (default `/workspace/<repo-name>`).
+    GithubRepository {
+        /// `https://github.com/OWNER/REPO`.
+        #[schemars(regex(pattern = r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/?$"))]
+        url: String,
+        /// Write-only: sealed with the deployment, used for each fire's clone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization_token: Option<Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkout: Option<Checkout>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(regex(pattern = r"^/workspace/[^/]"))]
+        mount_path: Option<String>,
+    },
+    /// A memory store mounted under `/mnt/memory/` (an id; tether: or a store's name).
+    MemoryStore {
+        #[schemars(regex(pattern = crate::schema::NOT_BLANK))]
+        memory_store_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<Access>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 4096))]
+        instructions: Option<String>,
+    },
+}
+
+impl DeploymentResourceParam {
+    /// The entry as answered: the token left out.
+    pub fn config(&self) -> DeploymentResource {
+        match self.clone() {
+            DeploymentResourceParam::File {
+                file_id,
+                mount_path,
+            } => DeploymentResource::File {
+                file_id,
+                mount_path,
+            },
+            DeploymentResourceParam::GithubRepository {
+                url,
+                checkout,
+                mount_path,
+                ..
+            } => DeploymentResource::GithubRepository {
+                url,
+                checkout,
+                mount_path,
+            },
+            DeploymentResourceParam::MemoryStore {
+                memory_store_id,
+                access,
+                instructions,
+            } => DeploymentResource::MemoryStore {
+                memory_store_id,
+                access,
+                instructions,
+            },
+        }
+    }
+
+    /// A repository's token.
+    pub fn token(&self) -> Option<&str> {
+        match self {
+            DeploymentResourceParam::GithubRepository {
+                authorization_token: Some(t),
+                ..
+            } => Some(&t.0),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of a deployment's `resources` as answered (hosted
+/// `BetaManagedAgentsSessionResourceConfig`): what was given, minus the write-only token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeploymentResource {
+    File {
+        file_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mount_path: Option<String>,
+    },
+    GithubRepository {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkout: Option<Checkout>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mount_path: Option<String>,
+    },
+    MemoryStore {
+        /// The store's id (a name given at creation is answered as the id it named).
+        memory_store_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access: Option<Access>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instructions: Option<String>,
+    },
+}
+
 /// A deployment, as every `deployment.*` method and `/v1/deployments` answer it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deployment {
@@ -151,7 +273,8 @@ pub struct Deployment {
     /// tether: the workflow each fire runs in a fresh session, instead of initial events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowSpec>,
-    pub resources: Vec<Value>,
+    /// Mounted into each session it fires (a repository's token is never answered).
+    pub resources: Vec<DeploymentResource>,
     pub vault_ids: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     /// Copied onto each session at creation.
@@ -198,10 +321,11 @@ pub struct DeploymentSpec {
     )]
     #[schemars(with = "crate::schema::Metadata")]
     pub metadata: BTreeMap<String, String>,
-    /// Not supported by this tetherd: only an empty list is accepted.
+    /// Files, GitHub repositories and memory stores mounted into each session it fires
+    /// (at most 100 files and repositories and 8 memory stores: what a session takes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 0))]
-    pub resources: Option<Vec<Value>>,
+    #[schemars(length(max = 108))]
+    pub resources: Option<Vec<DeploymentResourceParam>>,
     /// Vaults (ids or names, each live) whose credentials the fired sessions use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
@@ -245,14 +369,14 @@ pub struct DeploymentChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<crate::schema::MetadataPatch>")]
     pub metadata: Option<BTreeMap<String, Option<String>>>,
-    /// Not supported by this tetherd: only an empty list (or null) is accepted.
+    /// Replaces the resources of the sessions it fires from now on (`null` or `[]`: none).
     #[serde(
         default,
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<Vec<Value>>", length(max = 0))]
-    pub resources: Option<Option<Vec<Value>>>,
+    #[schemars(with = "Option<Vec<DeploymentResourceParam>>", length(max = 108))]
+    pub resources: Option<Option<Vec<DeploymentResourceParam>>>,
     /// The fired sessions' vaults from now on (`null` or `[]`: none).
     #[serde(
         default,

@@ -170,9 +170,12 @@ pub struct CreateDoc {
     description: Option<String>,
     #[schemars(with = "Option<tether_proto::schema::Metadata>")]
     metadata: Option<std::collections::BTreeMap<String, String>>,
-    /// Not supported by this tetherd: only an empty list is accepted.
-    #[schemars(length(max = 0))]
-    resources: Option<Vec<serde_json::Value>>,
+    /// Files, GitHub repositories and memory stores mounted into each session it fires:
+    /// at most 100 files and repositories and 8 memory stores (what a session takes). Each
+    /// is checked now (a file or store that doesn't exist is a 404) and again at each fire.
+    /// A repository's `authorization_token` is stored sealed and never answered.
+    #[schemars(length(max = 108))]
+    resources: Option<Vec<tether_proto::deployment::DeploymentResourceParam>>,
     /// Vaults (ids or names, each live) whose credentials the fired sessions use.
     #[schemars(length(max = 16))]
     vault_ids: Option<Vec<String>>,
@@ -198,8 +201,10 @@ pub struct UpdateDoc {
     description: Option<String>,
     #[schemars(with = "Option<tether_proto::schema::MetadataPatch>")]
     metadata: Option<std::collections::BTreeMap<String, Option<String>>>,
-    #[schemars(length(max = 0))]
-    resources: Option<Vec<serde_json::Value>>,
+    /// Replaces the resources of the sessions it fires from now on (`null` or `[]`: none);
+    /// each checked as on create.
+    #[schemars(length(max = 108))]
+    resources: Option<Vec<tether_proto::deployment::DeploymentResourceParam>>,
     /// Replaces the vaults of the sessions it fires from now on (`null` or `[]`: none).
     #[schemars(length(max = 16))]
     vault_ids: Option<Vec<String>>,

@@ -363,46 +363,71 @@ pub async fn attach(
     }
     let mut out: Vec<SessionMemory> = Vec::new();
     for (i, p) in params.iter().enumerate() {
-        if p.kind != "memory_store" {
-            return Err(invalid(format!(
-                "resources[{i}].type: expected `memory_store`, got `{}`",
-                p.kind
-            )));
+        let m = attach_one(store, p).await.map_err(|mut e| {
+            e.message = format!("resources[{i}]: {}", e.message);
+            e
+        })?;
+        if let Some(clash) = clash(&out, &m) {
+            return Err(invalid(format!("resources[{i}]: {clash}")));
         }
-        if let Some(t) = &p.instructions {
-            rules::instructions(t)?;
-        }
-        let s = resolve(store, &p.memory_store_id).await?;
-        if s.archived_at.is_some() {
-            return Err(invalid(format!(
-                "resources[{i}]: the memory store {} is archived and can't be attached to new sessions",
-                s.id
-            )));
-        }
-        if out.iter().any(|m| m.memory_store_id == s.id) {
-            return Err(invalid(format!(
-                "resources[{i}]: the memory store {} is attached twice",
-                s.id
-            )));
-        }
-        let slug = mount_slug(&s.name);
-        let mount_path = format!("{MOUNT_ROOT}/{slug}");
-        if out.iter().any(|m| m.mount_path == mount_path) {
-            return Err(invalid(format!(
-                "resources[{i}]: two attached stores would both mount at {mount_path}; rename one of them"
-            )));
-        }
-        out.push(SessionMemory {
-            kind: "memory_store".into(),
-            memory_store_id: s.id,
-            access: p.access.unwrap_or(Access::ReadWrite),
-            instructions: p.instructions.clone(),
-            name: s.name,
-            description: s.description,
-            mount_path,
-        });
+        out.push(m);
     }
     Ok(out)
+}
+
+/// One `memory_store` resource checked (the store exists and is live) and snapshotted.
+pub async fn attach_one(
+    store: &Store,
+    p: &MemoryResourceParam,
+) -> Result<SessionMemory, ErrorBody> {
+    if p.kind != "memory_store" {
+        return Err(invalid(format!(
+            "type: expected `memory_store`, got `{}`",
+            p.kind
+        )));
+    }
+    if let Some(t) = &p.instructions {
+        rules::instructions(t)?;
+    }
+    let s = resolve(store, &p.memory_store_id).await?;
+    if s.archived_at.is_some() {
+        return Err(invalid(format!(
+            "the memory store {} is archived and can't be attached to new sessions",
+            s.id
+        )));
+    }
+    let mount_path = format!("{MOUNT_ROOT}/{}", mount_slug(&s.name));
+    Ok(SessionMemory {
+        kind: "memory_store".into(),
+        memory_store_id: s.id,
+        access: p.access.unwrap_or(Access::ReadWrite),
+        instructions: p.instructions.clone(),
+        name: s.name,
+        description: s.description,
+        mount_path,
+    })
+}
+
+/// Why `m` can't be attached beside `others`: the same store twice, or two at one mount.
+pub fn clash(others: &[SessionMemory], m: &SessionMemory) -> Option<String> {
+    if others
+        .iter()
+        .any(|o| o.memory_store_id == m.memory_store_id)
+    {
+        return Some(format!(
+            "the memory store {} is attached twice",
+            m.memory_store_id
+        ));
+    }
+    others
+        .iter()
+        .any(|o| o.mount_path == m.mount_path)
+        .then(|| {
+            format!(
+                "two attached stores would both mount at {}; rename one of them",
+                m.mount_path
+            )
+        })
 }
 
 /// Creates a session with its memory stores attached (both doors create sessions here).

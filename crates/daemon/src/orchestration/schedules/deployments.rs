@@ -9,8 +9,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tether_proto::deployment::{
-    AgentChoice, Deployment, DeploymentChanges, DeploymentSpec, DeploymentStatus, PausedReason,
-    PinnedAgent, Schedule, ScheduleSpec,
+    AgentChoice, Deployment, DeploymentChanges, DeploymentResource, DeploymentSpec,
+    DeploymentStatus, PausedReason, PinnedAgent, Schedule, ScheduleSpec,
 };
 use tether_proto::method::AgentParams;
 use tether_proto::workflow::WorkflowSpec;
@@ -40,6 +40,12 @@ pub struct Stored {
     /// Vaults (ids) the sessions it fires use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vault_ids: Vec<String>,
+    /// Mounted into the sessions it fires (as answered: no token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<DeploymentResource>,
+    /// The repositories' tokens, sealed ([`super::resources`]); None: no token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_tokens: Option<String>,
 }
 
 impl Stored {
@@ -214,15 +220,6 @@ pub fn budget_dollars(v: &Value) -> Result<f64, ErrorBody> {
     Ok(amount)
 }
 
-fn check_unsupported(resources: Option<&Vec<Value>>) -> Result<(), ErrorBody> {
-    if resources.is_some_and(|r| !r.is_empty()) {
-        return Err(invalid(
-            "resources: this tetherd does not mount session resources on deployments; copy files into the environment instead",
-        ));
-    }
-    Ok(())
-}
-
 fn check_name(name: &str) -> Result<(), ErrorBody> {
     if name.trim().is_empty() {
         return Err(invalid("name: required and not blank"));
@@ -245,7 +242,6 @@ pub async fn create(
     now: DateTime<Utc>,
 ) -> Result<Deployment, ErrorBody> {
     check_name(&spec.name)?;
-    check_unsupported(spec.resources.as_ref())?;
     // Live vaults now (by id or name, stored as ids); one archived later fails that fire.
     let vault_ids = crate::resources::vaults::session_vaults(
         &rt.store,
@@ -262,6 +258,10 @@ pub async fn create(
     }
     let agent = pin_agent(rt, &spec.agent).await?;
     let environment_id = check_environment(rt, &spec.environment_id).await?;
+    // The id first: the resources' tokens are sealed to it.
+    let id = ids::deployment_id();
+    let checked =
+        super::resources::check(rt, &id, spec.resources.as_deref().unwrap_or_default()).await?;
     let stored = Stored {
         description: spec.description.filter(|d| !d.is_empty()),
         agent,
@@ -272,9 +272,11 @@ pub async fn create(
         budget: spec.budget,
         schedule: spec.schedule,
         vault_ids,
+        resources: checked.resources,
+        sealed_tokens: checked.sealed_tokens,
     };
     let row = DeploymentRow {
-        id: ids::deployment_id(),
+        id,
         name: spec.name,
         spec: serde_json::to_value(&stored)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?,
@@ -436,7 +438,13 @@ pub async fn update(
         check_name(&name)?;
         row.name = name;
     }
-    check_unsupported(ch.resources.as_ref().and_then(Option::as_ref))?;
+    // Replaced whole (hosted): a repository sent without its token has none from now on.
+    if let Some(r) = &ch.resources {
+        let checked =
+            super::resources::check(rt, &row.id, r.as_deref().unwrap_or_default()).await?;
+        st.resources = checked.resources;
+        st.sealed_tokens = checked.sealed_tokens;
+    }
     if let Some(v) = &ch.vault_ids {
         st.vault_ids =
             crate::resources::vaults::session_vaults(&rt.store, v.as_deref().unwrap_or_default())
@@ -597,7 +605,7 @@ pub fn wire(row: &DeploymentRow, now: DateTime<Utc>) -> Result<Deployment, Error
         environment_id: st.environment_id,
         initial_events: st.initial_events,
         workflow: st.workflow,
-        resources: Vec::new(),
+        resources: st.resources,
         vault_ids: st.vault_ids,
         metadata: st.metadata,
         budget: st.budget,

@@ -19,6 +19,7 @@ use tether_proto::method::CreateSession;
 use tether_proto::{ErrorBody, ErrorCode, EventBody};
 
 use super::deployments::{self, Stored, instant};
+use super::resources;
 use crate::ids;
 use crate::runtime::{Origin, Runtime};
 use crate::store::deployments::{self as sql, DeploymentRow, RunRow};
@@ -35,8 +36,9 @@ fn run_error(kind: &str, message: impl Into<String>) -> Value {
     json!({ "type": kind, "message": message.into() })
 }
 
-/// Why a deployment can't fire right now, as a run error: its agent or environment is gone.
-async fn precheck(rt: &Runtime, st: &Stored) -> Option<Value> {
+/// Why a deployment can't fire right now, as a run error: its agent or environment is gone,
+/// or a resource its sessions mount.
+async fn precheck(rt: &Runtime, deployment_id: &str, st: &Stored) -> Option<Value> {
     let agent = crate::resources::agents::get(
         &rt.store,
         &tether_proto::method::AgentParams {
@@ -66,7 +68,7 @@ async fn precheck(rt: &Runtime, st: &Stored) -> Option<Value> {
             "environment_archived_error",
             format!("environment `{}` is archived", st.environment_id),
         )),
-        Ok(_) => None,
+        Ok(_) => resources::precheck(rt, deployment_id, st).await,
         Err(e) if e.code == ErrorCode::NotFound => Some(run_error(
             "environment_not_found_error",
             format!("environment `{}` not found", st.environment_id),
@@ -95,7 +97,7 @@ pub async fn fire(
     trigger: Trigger,
 ) -> Result<Option<DeploymentRun>, ErrorBody> {
     let st = Stored::of(row)?;
-    let failure = precheck(rt, &st).await;
+    let failure = precheck(rt, &row.id, &st).await;
     let (kind, scheduled_at) = match trigger {
         Trigger::Schedule(at) => ("schedule", Some(instant(at))),
         Trigger::Manual => ("manual", None),
@@ -270,6 +272,9 @@ async fn start_session(
     let session = match rt.store.get_session(session_id).await? {
         Some(_) => rt.load(session_id).await?,
         None => {
+            // Opened only here, for the clone: the tokens are in no request or log.
+            let tokens = resources::open_tokens(rt, &run.deployment_id, st)?;
+            let (mounts, stores) = resources::session_params(st, tokens);
             let p = CreateSession {
                 agent: Some(format!("{}@{}", run.agent_id, run.agent_version)),
                 environment_id: Some(st.environment_id.clone()),
@@ -279,13 +284,15 @@ async fn start_session(
                     .map(deployments::budget_dollars)
                     .transpose()?,
                 vault_ids: st.vault_ids.clone(),
+                resources: mounts,
                 ..Default::default()
             };
             let origin = Origin {
                 id: Some(session_id.to_string()),
                 deployment_id: Some(run.deployment_id.clone()),
             };
-            rt.create_as(p, origin).await?
+            let memory = crate::orchestration::memory::attach(&rt.store, &stores).await?;
+            rt.create_with_memory(p, memory, origin).await?
         }
     };
     let delivered = rt

@@ -7,12 +7,15 @@
 //! - [`timing`]: when a schedule fires (pure; croner for cron, chrono-tz for zones);
 //! - [`clock`]: the time the scheduler reads (system in the daemon, by hand in tests);
 //! - [`deployments`]: create / update / pause / unpause / archive and the wire shape;
+//! - [`resources`]: the files, repositories and memory stores its sessions mount (tokens
+//!   sealed);
 //! - [`fire`]: one fire, crash-safe (run recorded before the session), and recovery;
 //! - [`scheduler`]: the task that sleeps until the next fire.
 
 pub mod clock;
 pub mod deployments;
 pub mod fire;
+pub mod resources;
 pub mod scheduler;
 pub mod timing;
 
