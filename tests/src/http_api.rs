@@ -15,9 +15,17 @@ pub struct Api {
 impl Api {
     /// Starts `env`'s tetherd serving HTTP and a client of it.
     pub async fn start(env: &TestEnv) -> (std::process::Child, Api) {
+        Self::start_with_env(env, &[]).await
+    }
+
+    /// [`Api::start`] with extra environment variables for tetherd.
+    pub async fn start_with_env(
+        env: &TestEnv,
+        vars: &[(&str, &str)],
+    ) -> (std::process::Child, Api) {
         // reqwest is built without a default TLS provider (the daemon picks ring).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (child, base, token) = env.spawn_http_daemon().await;
+        let (child, base, token) = env.spawn_http_daemon_with_env(vars).await;
         let api = Api {
             http: reqwest::Client::new(),
             base,
@@ -59,5 +67,32 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> Value {
         self.ok("POST", path, Some(body)).await
+    }
+
+    /// `POST /v1/files` as the SDK sends it (multipart, one `file` part); the new file's id.
+    pub async fn upload(&self, filename: &str, mime: &str, content: &[u8]) -> String {
+        let boundary = "----tetherboundary7MA4YWxkTrZu0gW";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .http
+            .post(format!("{}/v1/files", self.base))
+            .header("x-api-key", &self.token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "POST /v1/files: {v}");
+        v["id"].as_str().unwrap().to_string()
     }
 }

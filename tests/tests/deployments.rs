@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
+use tether_e2e::http_api::Api;
 use tether_e2e::{Reply, TestEnv, python, sdk_script, wait_until};
 use tether_mock_llm::Route;
 use tether_mock_llm::Script;
@@ -545,61 +546,6 @@ async fn a_crash_during_a_workflow_fire_neither_loses_nor_doubles_the_workflow_r
     }
 }
 
-/// An HTTP client of the daemon's API.
-struct Http {
-    base: String,
-    token: String,
-    c: reqwest::Client,
-}
-
-impl Http {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .c
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("x-api-key", &self.token)
-            .header("anthropic-beta", "managed-agents-2026-04-01");
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.call(method, path, body).await;
-        assert_eq!(status, 200, "{method} {path}: {v}");
-        v
-    }
-
-    /// `POST /v1/files` as the SDK sends it (multipart, one `file` part).
-    async fn upload(&self, filename: &str, content: &[u8]) -> String {
-        let boundary = "----tetherboundary7MA4YWxkTrZu0gW";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: text/csv\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(content);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let resp = self
-            .c
-            .post(format!("{}/v1/files", self.base))
-            .header("x-api-key", &self.token)
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let v: Value = resp.json().await.unwrap();
-        v["id"].as_str().unwrap().to_string()
-    }
-}
-
 fn git(dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new("git")
         .args(args)
@@ -675,15 +621,8 @@ async fn deployment_resources_are_mounted_in_each_fire_and_the_token_stays_seale
     let git_base = tether_e2e::git_server::serve(srv, GIT_TOKEN).await;
     let port = git_base.rsplit(':').next().unwrap().to_string();
 
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (mut daemon, base, token) = env
-        .spawn_http_daemon_with_env(&[("TETHER_TEST_GITHUB_BASE", &git_base)])
-        .await;
-    let h = Http {
-        base,
-        token,
-        c: reqwest::Client::new(),
-    };
+    let (mut daemon, h) =
+        Api::start_with_env(&env, &[("TETHER_TEST_GITHUB_BASE", &git_base)]).await;
     let e = h
         .ok(
             "POST",
@@ -695,7 +634,9 @@ async fn deployment_resources_are_mounted_in_each_fire_and_the_token_stays_seale
         )
         .await;
     let env_id = e["id"].as_str().unwrap().to_string();
-    let file_id = h.upload("data.csv", b"city,temp\nOslo,3\n").await;
+    let file_id = h
+        .upload("data.csv", "text/csv", b"city,temp\nOslo,3\n")
+        .await;
     let store = h
         .ok(
             "POST",
